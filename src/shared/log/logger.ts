@@ -1,0 +1,42 @@
+import { pino, type Logger, type LevelWithSilent } from 'pino';
+
+export type { Logger };
+
+// One root logger per process; modules get a child carrying `mod_name`, the key
+// operators of the GitLab agent already filter on.
+let root: Logger | undefined;
+
+export interface LoggerOptions {
+  level?: LevelWithSilent;
+  name?: string;
+  /** Destination stream; defaults to stdout (fd 1). Tests pass their own. */
+  destination?: NodeJS.WritableStream;
+}
+
+export function createRootLogger(opts: LoggerOptions = {}): Logger {
+  const level = opts.level ?? (process.env.VERDICT_LOG_LEVEL as LevelWithSilent | undefined) ?? 'info';
+  const options = {
+    level,
+    base: opts.name ? { name: opts.name } : null,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    messageKey: 'msg',
+    errorKey: 'error',
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  root = opts.destination ? pino(options, opts.destination as pino.DestinationStream) : pino(options);
+  return root;
+}
+
+export function rootLogger(): Logger {
+  return root ?? createRootLogger();
+}
+
+export function moduleLogger(modName: string, parent: Logger = rootLogger()): Logger {
+  return parent.child({ mod_name: modName });
+}
+
+/** Error rendering for the `error` field: the message, not a stack, unless debug. */
+export function errText(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

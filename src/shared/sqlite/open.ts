@@ -1,0 +1,38 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type DB = Database.Database;
+
+/**
+ * Opens a SQLite database in WAL mode. synchronous=NORMAL keeps every commit
+ * across a process crash (kill -9); only a power loss can cost the last commits.
+ */
+export function openDatabase(file: string): DB {
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  return db;
+}
+
+/**
+ * Versioned migrations per scope, applied in order at start-up, each in its own
+ * transaction. Scopes let modules (alerts, falco inbox, webhooks...) own their tables.
+ */
+export function migrate(db: DB, scope: string, migrations: readonly string[]): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (scope TEXT PRIMARY KEY, version INTEGER NOT NULL)');
+  const row = db.prepare('SELECT version FROM schema_migrations WHERE scope = ?').get(scope) as { version: number } | undefined;
+  const current = row?.version ?? 0;
+  if (current > migrations.length) {
+    throw new Error(`database schema "${scope}" is at version ${current}, newer than this Verdict knows (${migrations.length}); run a newer Verdict or restore a matching backup`);
+  }
+  for (let v = current; v < migrations.length; v++) {
+    db.transaction(() => {
+      db.exec(migrations[v]!);
+      db.prepare('INSERT INTO schema_migrations (scope, version) VALUES (?, ?) ON CONFLICT(scope) DO UPDATE SET version = excluded.version').run(scope, v + 1);
+    })();
+  }
+}
