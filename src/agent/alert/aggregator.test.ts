@@ -1,0 +1,69 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { ALERT_SCHEMA, type AlertPayload } from '../../shared/alert/payload.js';
+import { openAgentDb } from '../spool/agent-db.js';
+import { Outbox } from '../spool/outbox.js';
+import { AlertAggregator } from './aggregator.js';
+
+const log = pino({ level: 'silent' });
+
+function alert(fp: string, t: string, extra: Partial<AlertPayload> = {}): AlertPayload {
+  return {
+    schema: ALERT_SCHEMA, source: 'falco', fingerprint: fp, severity: 'high', title: 't', description: `d ${t}`,
+    cluster: '', namespace: 'ns', count: 1, first_seen: t, last_seen: t, policies: [], rule: 'r', labels: {}, samples: [{ t }], ...extra,
+  };
+}
+
+describe('AlertAggregator', () => {
+  it('folds repeats inside the window into one alert with count and first/last seen', () => {
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const outbox = new Outbox(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { windowMs: 1000, log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:02Z'), alert('a', '2026-01-01T00:00:01Z'), alert('b', '2026-01-01T00:00:03Z')]);
+    agg.add([alert('a', '2026-01-01T00:00:05Z')]);
+    expect(agg.flush()).toBe(0);
+    now = 1000;
+    expect(agg.flush()).toBe(2);
+    const rows = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    const a = rows.find((r) => r.fingerprint === 'a')!;
+    expect(a.count).toBe(3);
+    expect(a.first_seen).toBe('2026-01-01T00:00:01Z');
+    expect(a.last_seen).toBe('2026-01-01T00:00:05Z');
+    expect(a.description).toBe('d 2026-01-01T00:00:05Z');
+    expect(a.samples).toHaveLength(3);
+    expect(agg.pending).toBe(0);
+  });
+
+  it('keeps pending groups across a restart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    let agg = new AlertAggregator(db, new Outbox(db, { maxBytes: 1e9, log }), { windowMs: 60_000, log });
+    agg.add([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z')]);
+    db.close(); // the process dies with the window still open
+    db = openAgentDb(dir);
+    const outbox = new Outbox(db, { maxBytes: 1e9, log });
+    agg = new AlertAggregator(db, outbox, { windowMs: 60_000, log });
+    expect(agg.pending).toBe(1);
+    agg.flush(true);
+    const [row] = outbox.read(0, 10);
+    expect((JSON.parse(row!.payload.toString()) as AlertPayload).count).toBe(2);
+  });
+
+  it('passes alerts straight to the spool with a zero window', () => {
+    const db = openAgentDb(':memory:');
+    const outbox = new Outbox(db, { maxBytes: 1e9, log });
+    new AlertAggregator(db, outbox, { windowMs: 0, log }).add([alert('a', 't'), alert('a', 't')]);
+    expect(outbox.size).toBe(2);
+  });
+
+  it('refuses alerts beyond the spool bound and counts them', () => {
+    const db = openAgentDb(':memory:');
+    const outbox = new Outbox(db, { maxBytes: 300, log });
+    expect(outbox.add([alert('a', 't'), alert('b', 't'), alert('c', 't')])).toBe(1);
+    expect(outbox.size).toBe(1);
+  });
+});

@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto';
+import { Counter, Gauge } from 'prom-client';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import type { Logger } from '../../shared/log/logger.js';
+import { registry } from '../../shared/metrics/registry.js';
+import { migrate, type DB } from '../../shared/sqlite/open.js';
+
+// The durable spool between the alert stage and the tunnel. An alert is written
+// here before anything tries to send it and deleted only after the server has
+// acknowledged the batch that carried it, so a crash or a cut connection can
+// delay an alert but never lose it.
+
+const MIGRATIONS = [
+  `CREATE TABLE outbox (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     id TEXT NOT NULL UNIQUE,
+     payload BLOB NOT NULL,
+     bytes INTEGER NOT NULL,
+     created_at INTEGER NOT NULL
+   )`,
+];
+
+export interface OutboxRow {
+  seq: number;
+  id: string;
+  payload: Buffer;
+}
+
+const spoolAlerts = new Gauge({ name: 'verdict_agent_spool_alerts', help: 'Alerts waiting in the spool for the server to acknowledge them', registers: [registry] });
+const spoolBytes = new Gauge({ name: 'verdict_agent_spool_bytes', help: 'Bytes of alert payloads waiting in the spool', registers: [registry] });
+const spoolDropped = new Counter({ name: 'verdict_agent_spool_dropped_total', help: 'Alerts refused because the spool was full', registers: [registry] });
+
+export interface OutboxOptions {
+  /** Upper bound of payload bytes kept; new alerts are refused (and counted) beyond it. */
+  maxBytes: number;
+  log: Logger;
+}
+
+export class Outbox {
+  private readonly insert;
+  private readonly selectAfter;
+  private readonly deleteUpTo;
+  private readonly deleteIds;
+  private bytes: number;
+  private count: number;
+  private warnedFull = false;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly db: DB, private readonly opts: OutboxOptions) {
+    migrate(db, 'outbox', MIGRATIONS);
+    this.insert = db.prepare('INSERT INTO outbox (id, payload, bytes, created_at) VALUES (?, ?, ?, ?)');
+    this.selectAfter = db.prepare('SELECT seq, id, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?');
+    this.deleteUpTo = db.prepare('DELETE FROM outbox WHERE seq <= ?');
+    this.deleteIds = db.prepare('DELETE FROM outbox WHERE seq = ?');
+    const row = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
+    this.count = row.n;
+    this.bytes = row.b;
+    this.updateGauges();
+  }
+
+  /**
+   * Adds alerts durably (one transaction). Returns how many were accepted; the
+   * rest were refused because the spool is full. Call inside a caller's
+   * transaction to make the hand-over atomic with the caller's own writes.
+   */
+  add(alerts: readonly AlertPayload[]): number {
+    let accepted = 0;
+    const now = Date.now();
+    const tx = this.db.transaction(() => {
+      for (const a of alerts) {
+        const payload = Buffer.from(JSON.stringify(a));
+        if (this.bytes + payload.length > this.opts.maxBytes) {
+          spoolDropped.inc();
+          if (!this.warnedFull) {
+            this.warnedFull = true;
+            this.opts.log.warn({ spool_bytes: this.bytes, max_bytes: this.opts.maxBytes }, 'Alert spool is full: new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes');
+          }
+          continue;
+        }
+        this.insert.run(randomUUID(), payload, payload.length, now);
+        this.bytes += payload.length;
+        this.count++;
+        accepted++;
+      }
+    });
+    tx();
+    if (accepted) {
+      this.updateGauges();
+      for (const l of this.listeners) l();
+    }
+    return accepted;
+  }
+
+  /** Alerts after `afterSeq`, oldest first. */
+  read(afterSeq: number, limit: number): OutboxRow[] {
+    return this.selectAfter.all(afterSeq, limit) as OutboxRow[];
+  }
+
+  /** Removes acknowledged alerts. */
+  remove(rows: readonly OutboxRow[]): void {
+    if (rows.length === 0) return;
+    const tx = this.db.transaction(() => {
+      for (const r of rows) this.deleteIds.run(r.seq);
+    });
+    tx();
+    for (const r of rows) this.bytes -= r.payload.length;
+    this.count -= rows.length;
+    if (this.bytes < this.opts.maxBytes * 0.9) this.warnedFull = false;
+    this.updateGauges();
+  }
+
+  /** Removes everything up to and including seq (used by tests and tools). */
+  removeUpTo(seq: number): void {
+    this.deleteUpTo.run(seq);
+    const row = this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
+    this.count = row.n;
+    this.bytes = row.b;
+    this.updateGauges();
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Called after alerts are added, so the sender wakes without polling. */
+  onAdded(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private updateGauges(): void {
+    spoolAlerts.set(this.count);
+    spoolBytes.set(this.bytes);
+  }
+}
