@@ -22,9 +22,9 @@ describe('AlertAggregator', () => {
     let now = 0;
     const db = openAgentDb(':memory:');
     const outbox = new Outbox(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { windowMs: 1000, log, now: () => now });
-    agg.add([alert('a', '2026-01-01T00:00:02Z'), alert('a', '2026-01-01T00:00:01Z'), alert('b', '2026-01-01T00:00:03Z')]);
-    agg.add([alert('a', '2026-01-01T00:00:05Z')]);
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:02Z'), alert('a', '2026-01-01T00:00:01Z'), alert('b', '2026-01-01T00:00:03Z')], 1000);
+    agg.add([alert('a', '2026-01-01T00:00:05Z')], 1000);
     expect(agg.flush()).toBe(0);
     now = 1000;
     expect(agg.flush()).toBe(2);
@@ -41,12 +41,12 @@ describe('AlertAggregator', () => {
   it('keeps pending groups across a restart', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);
-    let agg = new AlertAggregator(db, new Outbox(db, { maxBytes: 1e9, log }), { windowMs: 60_000, log });
-    agg.add([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z')]);
+    let agg = new AlertAggregator(db, new Outbox(db, { maxBytes: 1e9, log }), { log });
+    agg.add([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z')], 60_000);
     db.close(); // the process dies with the window still open
     db = openAgentDb(dir);
     const outbox = new Outbox(db, { maxBytes: 1e9, log });
-    agg = new AlertAggregator(db, outbox, { windowMs: 60_000, log });
+    agg = new AlertAggregator(db, outbox, { log });
     expect(agg.pending).toBe(1);
     agg.flush(true);
     const [row] = outbox.read(0, 10);
@@ -56,7 +56,7 @@ describe('AlertAggregator', () => {
   it('passes alerts straight to the spool with a zero window', () => {
     const db = openAgentDb(':memory:');
     const outbox = new Outbox(db, { maxBytes: 1e9, log });
-    new AlertAggregator(db, outbox, { windowMs: 0, log }).add([alert('a', 't'), alert('a', 't')]);
+    new AlertAggregator(db, outbox, { log }).add([alert('a', 't'), alert('a', 't')], 0);
     expect(outbox.size).toBe(2);
   });
 

@@ -15,7 +15,7 @@ const MIGRATIONS = [
   `CREATE TABLE pending_alerts (
      fingerprint TEXT PRIMARY KEY,
      payload BLOB NOT NULL,
-     opened_at INTEGER NOT NULL
+     closes_at INTEGER NOT NULL
    )`,
 ];
 
@@ -24,12 +24,13 @@ const emitted = new Counter({ name: 'verdict_agent_alerts_emitted_total', help: 
 
 interface Group {
   alert: AlertPayload;
-  openedAt: number;
+  closesAt: number;
 }
 
 export interface AggregatorOptions {
-  windowMs: number;
   log: Logger;
+  /** How often closed windows are moved to the spool. */
+  tickMs?: number;
   now?: () => number;
 }
 
@@ -41,19 +42,22 @@ export class AlertAggregator {
 
   constructor(private readonly db: DB, private readonly outbox: Outbox, private readonly opts: AggregatorOptions) {
     migrate(db, 'pending_alerts', MIGRATIONS);
-    this.upsert = db.prepare('INSERT INTO pending_alerts (fingerprint, payload, opened_at) VALUES (?, ?, ?) ON CONFLICT(fingerprint) DO UPDATE SET payload = excluded.payload');
+    this.upsert = db.prepare('INSERT INTO pending_alerts (fingerprint, payload, closes_at) VALUES (?, ?, ?) ON CONFLICT(fingerprint) DO UPDATE SET payload = excluded.payload');
     this.del = db.prepare('DELETE FROM pending_alerts WHERE fingerprint = ?');
-    for (const row of db.prepare('SELECT fingerprint, payload, opened_at FROM pending_alerts').all() as { fingerprint: string; payload: Buffer; opened_at: number }[]) {
-      this.groups.set(row.fingerprint, { alert: JSON.parse(row.payload.toString('utf8')) as AlertPayload, openedAt: row.opened_at });
+    for (const row of db.prepare('SELECT fingerprint, payload, closes_at FROM pending_alerts').all() as { fingerprint: string; payload: Buffer; closes_at: number }[]) {
+      this.groups.set(row.fingerprint, { alert: JSON.parse(row.payload.toString('utf8')) as AlertPayload, closesAt: row.closes_at });
     }
     if (this.groups.size) opts.log.info({ pending: this.groups.size }, 'Resuming de-duplication of alerts left pending by the previous run');
   }
 
-  /** Adds occurrences in one transaction; durable when it returns. */
-  add(alerts: readonly AlertPayload[]): void {
+  /**
+   * Adds occurrences in one transaction; durable when it returns. A new
+   * fingerprint opens a window of windowMs; repeats inside it fold into it.
+   */
+  add(alerts: readonly AlertPayload[], windowMs: number): void {
     if (alerts.length === 0) return;
     const now = (this.opts.now ?? Date.now)();
-    if (this.opts.windowMs <= 0) {
+    if (windowMs <= 0) {
       this.outbox.add(alerts);
       for (const a of alerts) {
         occurrences.inc({ source: a.source }, a.count);
@@ -67,11 +71,11 @@ export class AlertAggregator {
         const g = this.groups.get(a.fingerprint);
         if (g) {
           mergeInto(g.alert, a);
-          this.upsert.run(a.fingerprint, Buffer.from(JSON.stringify(g.alert)), g.openedAt);
+          this.upsert.run(a.fingerprint, Buffer.from(JSON.stringify(g.alert)), g.closesAt);
         } else {
           const copy: AlertPayload = { ...a, samples: a.samples.slice(0, MAX_SAMPLES) };
-          this.groups.set(a.fingerprint, { alert: copy, openedAt: now });
-          this.upsert.run(a.fingerprint, Buffer.from(JSON.stringify(copy)), now);
+          this.groups.set(a.fingerprint, { alert: copy, closesAt: now + windowMs });
+          this.upsert.run(a.fingerprint, Buffer.from(JSON.stringify(copy)), now + windowMs);
         }
       }
     });
@@ -83,7 +87,7 @@ export class AlertAggregator {
     const now = (this.opts.now ?? Date.now)();
     const due: Group[] = [];
     for (const g of this.groups.values()) {
-      if (force || now - g.openedAt >= this.opts.windowMs) due.push(g);
+      if (force || now >= g.closesAt) due.push(g);
     }
     if (due.length === 0) return 0;
     const tx = this.db.transaction(() => {
@@ -99,8 +103,8 @@ export class AlertAggregator {
   }
 
   start(): void {
-    if (this.timer || this.opts.windowMs <= 0) return;
-    const tick = Math.max(20, Math.min(1000, Math.floor(this.opts.windowMs / 4)));
+    if (this.timer) return;
+    const tick = this.opts.tickMs ?? 100;
     this.timer = setInterval(() => {
       try {
         this.flush();

@@ -1,3 +1,4 @@
+import { falcoBlock } from './falco-config.js';
 import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, type Parsed, type Validator } from './schema.js';
 
 // Schema of .gitlab/agents/<name>/config.yaml. Names and defaults follow the
@@ -47,6 +48,7 @@ const accessEntry = obj({
 export const agentConfigSchema = obj(
   {
     cilium: field(ciliumBlock),
+    falco: field(falcoBlock),
     gitops: field(obj({ manifest_projects: field(list(manifestProject), { default: [] }) })),
     observability: field(obj({
       logging: field(obj({ level: field(oneOf(['debug', 'info', 'warn', 'error'] as const), { default: 'info' }) })),

@@ -113,13 +113,20 @@ export const stringMap = (): Validator<Record<string, string>> => (node, path, c
   return out;
 };
 
-type Field<T> = { v: Validator<T>; required?: boolean; default?: T };
-type Shape = Record<string, Field<unknown>>;
+// K records at the type level whether a value is always present (required or
+// defaulted) or may be undefined.
+type Field<T, K extends 'always' | 'maybe' = 'always' | 'maybe'> = { v: Validator<T>; required?: boolean; default?: T; readonly __k?: K };
+type Shape = Record<string, Field<any>>;
 type Out<S extends Shape> = {
-  [K in keyof S]: S[K] extends Field<infer T> ? (S[K]['required'] extends true ? T : S[K] extends { default: unknown } ? T : T | undefined) : never;
+  [K in keyof S]: S[K] extends Field<infer T, infer P> ? ('maybe' extends P ? T | undefined : T) : never;
 };
 
-export const field = <T>(v: Validator<T>, opts: { required?: boolean; default?: T } = {}): Field<T> => ({ v, ...opts });
+export function field<T>(v: Validator<T>, opts: { required: true }): Field<T, 'always'>;
+export function field<T>(v: Validator<T>, opts: { default: T }): Field<T, 'always'>;
+export function field<T>(v: Validator<T>, opts?: Record<string, never>): Field<T, 'maybe'>;
+export function field<T>(v: Validator<T>, opts: { required?: boolean; default?: T } = {}): Field<T> {
+  return { v, ...opts };
+}
 
 /**
  * A mapping with known keys. Unknown keys are errors unless `open`, in which

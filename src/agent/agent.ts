@@ -1,0 +1,107 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AgentConfig } from '../shared/config/agent-config.js';
+import { splitHostPort } from '../shared/config/server-config.js';
+import { errText, moduleLogger, type Logger } from '../shared/log/logger.js';
+import { registry } from '../shared/metrics/registry.js';
+import type { BackoffOptions } from '../shared/retry/backoff.js';
+import { VERSION } from '../shared/version.js';
+import { AlertAggregator } from './alert/aggregator.js';
+import type { AgentModule } from './modules/module.js';
+import { ModuleManager } from './modules/manager.js';
+import { openAgentDb } from './spool/agent-db.js';
+import { Outbox } from './spool/outbox.js';
+import { runAlertPublisher, DEFAULT_PUBLISHER } from './tunnel/alert-publisher.js';
+import { runConfigStream } from './tunnel/config-client.js';
+import { parseKasAddress } from './tunnel/kas-address.js';
+
+export interface AgentOptions {
+  kasAddress: string;
+  tokenFile: string;
+  dataDir: string;
+  caCertFile?: string;
+  /** Observability listener (/metrics, /healthz, /readyz); "" disables it. */
+  observabilityAddr: string;
+  spoolMaxBytes: number;
+  /** Backoff of the tunnel's reconnects. */
+  backoff: BackoffOptions;
+  modules: AgentModule[];
+}
+
+export interface RunningAgent {
+  observabilityAddress: string;
+  stop(): Promise<void>;
+  done: Promise<void>;
+}
+
+function readToken(file: string): string {
+  let token: string;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    throw new Error(`cannot read --token-file ${file}: ${(e as Error).message}; create it with the token \`verdict agents register\` printed`);
+  }
+  if (!token) throw new Error(`--token-file ${file} is empty; put the agent token in it`);
+  return token;
+}
+
+export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
+  const address = parseKasAddress(o.kasAddress);
+  const token = readToken(o.tokenFile);
+  const db = openAgentDb(o.dataDir);
+  const outbox = new Outbox(db, { maxBytes: o.spoolMaxBytes, log: moduleLogger('spool', log) });
+  const alerts = new AlertAggregator(db, outbox, { log: moduleLogger('alerts', log) });
+  alerts.start();
+  const abort = new AbortController();
+  let configured = false;
+  const manager = new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '' }, log);
+  const conn = { address, token, ...(o.caCertFile ? { caCertFile: o.caCertFile } : {}) };
+
+  let obs: Server | undefined;
+  let observabilityAddress = '';
+  if (o.observabilityAddr) {
+    obs = createServer((req, res) => {
+      if (req.url === '/metrics') {
+        void registry.metrics().then((m) => res.writeHead(200, { 'content-type': registry.contentType }).end(m));
+      } else if (req.url === '/healthz') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      } else if (req.url === '/readyz') {
+        res.writeHead(configured ? 200 : 503, { 'content-type': 'application/json' }).end(configured ? '{"status":"ready"}' : '{"status":"waiting for configuration"}');
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    const { host, port } = splitHostPort(o.observabilityAddr);
+    await new Promise<void>((resolve, reject) => {
+      obs!.once('error', (e) => reject(new Error(`cannot listen on --observability-addr ${o.observabilityAddr}: ${e.message}`)));
+      obs!.listen(port, host, resolve);
+    });
+    const a = obs.address();
+    observabilityAddress = typeof a === 'object' && a ? `${host}:${a.port}` : o.observabilityAddr;
+  }
+
+  log.info({ kas_address: o.kasAddress, data_dir: o.dataDir, version: VERSION, spooled: outbox.size }, 'Verdict agent started');
+
+  const configLoop = runConfigStream(conn, o.backoff, moduleLogger('config', log), abort.signal, async (u) => {
+    const level = (u.config as AgentConfig).observability?.logging?.level;
+    if (level) log.level = level;
+    await manager.apply(u.config, u.files);
+    configured = true;
+  });
+  const publishLoop = runAlertPublisher(conn, outbox, o.backoff, moduleLogger('tunnel', log), abort.signal, DEFAULT_PUBLISHER);
+  const done = Promise.all([configLoop, publishLoop]).then(() => undefined);
+  done.catch((e: unknown) => log.error({ error: errText(e) }, 'Agent loop failed'));
+
+  return {
+    observabilityAddress,
+    done,
+    async stop() {
+      abort.abort();
+      await done.catch(() => undefined);
+      await manager.stopAll();
+      alerts.stop();
+      obs?.close();
+      db.close();
+    },
+  };
+}

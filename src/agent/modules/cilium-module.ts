@@ -1,0 +1,74 @@
+import type { Flow } from '../../gen/flow/flow.js';
+import { errText } from '../../shared/log/logger.js';
+import { flowToJson } from '../../shared/hubble/flow-json.js';
+import { flowToAlert } from '../alert/cilium-alert.js';
+import { DropPairFilter } from '../decode/drop-pairs.js';
+import { PolicyEngine } from '../match/engine.js';
+import { loadPolicyFiles, parsePolicyManifests } from '../match/parse.js';
+import { FlowCursor } from '../sources/hubble/flow-cursor.js';
+import { followDroppedFlows } from '../sources/hubble/relay-client.js';
+import type { AgentModule } from './module.js';
+
+export interface CiliumModuleOptions {
+  /** Local policy files or directories (agent flag --policies). */
+  policyPaths: readonly string[];
+}
+
+/**
+ * The Cilium alert module: dropped flows from Hubble Relay, matched against the
+ * labelled policies, become alerts. Runs while config.yaml has a `cilium` block.
+ */
+export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cilium'> {
+  return {
+    name: 'cilium',
+    usesFiles: true,
+    async run(block, ctx, signal) {
+      const { log } = ctx;
+      const local = await loadPolicyFiles([...opts.policyPaths]);
+      const project = parsePolicyManifests(ctx.files.map((f) => ({ path: f.path, data: Buffer.from(f.data) })));
+      for (const e of [...local.errors, ...project.errors]) log.error({ error: e.message }, 'Skipped a policy that cannot be parsed; the others keep working');
+      const engine = new PolicyEngine([...local.policies, ...project.policies], {
+        alertNamespaces: block.alert_namespaces,
+        alertClusterwide: block.alert_clusterwide,
+      });
+      log.info({ policies: engine.size, from_files: local.policies.length, from_project: project.policies.length }, 'Loaded network policies');
+
+      const cursor = new FlowCursor(ctx.db, block.hubble_relay_address);
+      const pairs = new DropPairFilter();
+      const storeAlert = ctx.db.transaction((alert: ReturnType<typeof flowToAlert>) => {
+        ctx.alerts.add([alert], block.dedup_window);
+        cursor.persist();
+      });
+      // Flows that raise nothing move the cursor too; saving it once a second is enough for them.
+      const persistTimer = setInterval(() => cursor.persist(), 1000);
+      persistTimer.unref();
+
+      const onFlow = (flow: Flow) => {
+        if (pairs.isPairedRepeat(flow)) return;
+        let att;
+        try {
+          att = engine.attribute(flow);
+        } catch (e) {
+          log.error({ error: errText(e), flow_uuid: flow.uuid }, 'Policy matching failed for a flow; skipping it');
+          return;
+        }
+        if (!att || att.policies.length === 0) return;
+        storeAlert(flowToAlert(flow, att, block.cluster_name, flowToJson(flow)));
+      };
+
+      try {
+        await followDroppedFlows({
+          address: block.hubble_relay_address,
+          backoff: { initialMs: block.reconnect.initial_backoff, maxMs: block.reconnect.max_backoff, factor: 2, jitter: true, resetAfterMs: 600_000 },
+          cursor,
+          log,
+          signal,
+          onFlow,
+        });
+      } finally {
+        clearInterval(persistTimer);
+        cursor.persist();
+      }
+    },
+  };
+}

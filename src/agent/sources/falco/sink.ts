@@ -1,0 +1,240 @@
+import { Counter } from 'prom-client';
+import { MAX_SAMPLES, type AlertPayload } from '../../../shared/alert/payload.js';
+import type { Logger } from '../../../shared/log/logger.js';
+import { registry } from '../../../shared/metrics/registry.js';
+import { migrate, type DB } from '../../../shared/sqlite/open.js';
+import { FalcoEventError, parseFalcoJson } from './parse.js';
+import type { FalcoAlertBuilder } from './to-alert.js';
+
+// Where every Falco input hands its events: one SQLite transaction takes the
+// alert occurrences (through the aggregator), the Falcosidekick uuids seen and
+// whatever the input must remember with them (a file offset), so an event is
+// either fully accepted or not at all.
+
+export type FalcoInput = 'http' | 'file' | 'stdin' | 'grpc';
+export type Outcome = 'accepted' | 'duplicate';
+
+export const falcoEvents = new Counter({
+  name: 'verdict_agent_falco_events_total',
+  help: 'Falco events received, by input and outcome (accepted, duplicate, ignored, below_minimum_priority, invalid, failed)',
+  labelNames: ['input', 'outcome'],
+  registers: [registry],
+});
+
+const MIGRATIONS = [
+  `CREATE TABLE falco_uuids (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     uuid TEXT NOT NULL UNIQUE
+   )`,
+];
+
+/** What the sink needs of the aggregator (ctx.alerts). */
+export interface AlertAdder {
+  add(alerts: readonly AlertPayload[]): void;
+}
+
+export interface SinkItem {
+  alert: AlertPayload;
+  uuid?: string;
+}
+
+export interface FalcoSinkOptions {
+  /** Remembered Falcosidekick uuids; 0 turns idempotency off. */
+  uuidCacheSize: number;
+  /**
+   * Fold repeats inside one batch before the aggregator sees them. Only with a
+   * non-zero dedup window: then the aggregator would fold them anyway, and one
+   * upsert per fingerprint is much cheaper than one per event.
+   */
+  foldBatches: boolean;
+  log: Logger;
+  /** Events per transaction at most; bounds how long one commit holds the loop. */
+  maxBatch?: number;
+  /** Pending submissions beyond which submit() refuses work (the caller answers 503). */
+  maxQueued?: number;
+}
+
+interface Pending {
+  item: SinkItem;
+  resolve: (o: Outcome) => void;
+  reject: (e: Error) => void;
+}
+
+export class SinkOverloadedError extends Error {
+  readonly code = 'VERDICT_FALCO_OVERLOADED';
+}
+
+export class FalcoSink {
+  private readonly insertUuid;
+  private readonly trimUuids;
+  private lastTrim = 0;
+  private queue: Pending[] = [];
+  private scheduled = false;
+  private readonly idle = new Set<() => void>();
+  private readonly tx;
+
+  constructor(private readonly db: DB, private readonly alerts: AlertAdder, private readonly opts: FalcoSinkOptions) {
+    migrate(db, 'falco_uuids', MIGRATIONS);
+    this.insertUuid = db.prepare('INSERT OR IGNORE INTO falco_uuids (uuid) VALUES (?)');
+    this.trimUuids = db.prepare('DELETE FROM falco_uuids WHERE seq <= ?');
+    this.tx = db.transaction((items: readonly SinkItem[], after?: () => void) => this.commitInTx(items, after));
+  }
+
+  /** Accepts items durably in one transaction, with `after` run inside it. */
+  commit(items: readonly SinkItem[], after?: () => void): Outcome[] {
+    if (items.length === 0 && !after) return [];
+    return this.tx(items, after);
+  }
+
+  /** Queues one item for the next tick's transaction; resolves once it is durable. */
+  submit(item: SinkItem): Promise<Outcome> {
+    if (this.queue.length >= (this.opts.maxQueued ?? 50_000)) {
+      return Promise.reject(new SinkOverloadedError('the agent has too many Falco events waiting to be stored; retry shortly'));
+    }
+    return new Promise<Outcome>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.drainQueue());
+      }
+    });
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Resolves when everything submitted so far is stored (or refused). */
+  async drain(): Promise<void> {
+    if (this.queue.length === 0 && !this.scheduled) return;
+    await new Promise<void>((resolve) => this.idle.add(resolve));
+  }
+
+  private drainQueue(): void {
+    this.scheduled = false;
+    const max = this.opts.maxBatch ?? 2_000;
+    while (this.queue.length) {
+      const batch = this.queue.length <= max ? this.queue : this.queue.slice(0, max);
+      this.queue = this.queue.length <= max ? [] : this.queue.slice(max);
+      let outcomes: Outcome[];
+      try {
+        outcomes = this.commit(batch.map((p) => p.item));
+      } catch (e) {
+        this.opts.log.error({ error: (e as Error).message, events: batch.length }, 'Failed to store Falco events; senders get 503');
+        for (const p of batch) p.reject(e as Error);
+        continue;
+      }
+      for (let i = 0; i < batch.length; i++) batch[i]!.resolve(outcomes[i]!);
+    }
+    for (const f of this.idle) f();
+    this.idle.clear();
+  }
+
+  private commitInTx(items: readonly SinkItem[], after?: () => void): Outcome[] {
+    const outcomes: Outcome[] = new Array<Outcome>(items.length);
+    const fresh: AlertPayload[] = [];
+    const useUuids = this.opts.uuidCacheSize > 0;
+    let lastSeq = 0;
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      if (useUuids && it.uuid !== undefined) {
+        const r = this.insertUuid.run(it.uuid);
+        if (r.changes === 0) {
+          outcomes[i] = 'duplicate';
+          continue;
+        }
+        lastSeq = Number(r.lastInsertRowid);
+      }
+      outcomes[i] = 'accepted';
+      fresh.push(it.alert);
+    }
+    if (fresh.length) this.alerts.add(this.opts.foldBatches ? foldRepeats(fresh) : fresh);
+    if (lastSeq) {
+      // Bounded recent set: forget the oldest uuids, in steps so the delete is rare.
+      const keepFrom = lastSeq - this.opts.uuidCacheSize;
+      if (keepFrom - this.lastTrim >= Math.max(1, Math.floor(this.opts.uuidCacheSize / 10))) {
+        this.trimUuids.run(keepFrom);
+        this.lastTrim = keepFrom;
+      }
+    }
+    after?.();
+    return outcomes;
+  }
+}
+
+/** Folds occurrences with the same fingerprint into one with a count, as the aggregator would. */
+export function foldRepeats(alerts: readonly AlertPayload[]): AlertPayload[] {
+  if (alerts.length < 2) return alerts as AlertPayload[];
+  const byFp = new Map<string, AlertPayload>();
+  for (const a of alerts) {
+    const g = byFp.get(a.fingerprint);
+    if (!g) {
+      byFp.set(a.fingerprint, a);
+      continue;
+    }
+    g.count += a.count;
+    if (a.first_seen < g.first_seen) g.first_seen = a.first_seen;
+    if (a.last_seen >= g.last_seen) {
+      g.last_seen = a.last_seen;
+      g.description = a.description;
+    }
+    for (const s of a.samples) {
+      if (g.samples.length >= MAX_SAMPLES) break;
+      g.samples.push(s);
+    }
+  }
+  return byFp.size === alerts.length ? (alerts as AlertPayload[]) : [...byFp.values()];
+}
+
+/**
+ * Turns JSON lines (file_output, program_output) into sink items, counting and
+ * reporting the lines that are not Falco events. Reports at most one line per
+ * minute so a misconfigured Falco cannot flood the log.
+ */
+export class LineDecoder {
+  private lastWarn = 0;
+  private suppressed = 0;
+
+  constructor(private readonly input: FalcoInput, private readonly builder: FalcoAlertBuilder, private readonly log: Logger) {}
+
+  decode(lines: readonly string[]): SinkItem[] {
+    const items: SinkItem[] = [];
+    for (const line of lines) {
+      if (line.trim() === '') continue;
+      let ev;
+      try {
+        ev = parseFalcoJson(line);
+      } catch (e) {
+        falcoEvents.inc({ input: this.input, outcome: 'invalid' });
+        this.warn(e instanceof FalcoEventError ? e.message : String(e), line);
+        continue;
+      }
+      const r = this.builder.build(ev);
+      if (r.skipped) {
+        falcoEvents.inc({ input: this.input, outcome: r.skipped });
+        continue;
+      }
+      items.push({ alert: r.alert, uuid: ev.uuid });
+    }
+    return items;
+  }
+
+  private warn(reason: string, line: string): void {
+    const now = Date.now();
+    if (now - this.lastWarn < 60_000) {
+      this.suppressed++;
+      return;
+    }
+    this.log.warn({ input: this.input, reason, line: line.slice(0, 200), suppressed: this.suppressed }, 'Skipped a line that is not a Falco JSON event; check json_output: true in falco.yaml');
+    this.lastWarn = now;
+    this.suppressed = 0;
+  }
+}
+
+export function countOutcomes(input: FalcoInput, outcomes: readonly Outcome[]): void {
+  let accepted = 0;
+  let dup = 0;
+  for (const o of outcomes) o === 'accepted' ? accepted++ : dup++;
+  if (accepted) falcoEvents.inc({ input, outcome: 'accepted' }, accepted);
+  if (dup) falcoEvents.inc({ input, outcome: 'duplicate' }, dup);
+}

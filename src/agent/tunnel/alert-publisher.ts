@@ -1,0 +1,99 @@
+import * as grpc from '@grpc/grpc-js';
+import { Counter } from 'prom-client';
+import { AlertPublisherClient, type AlertAck, type AlertBatch } from '../../gen/verdict/agent.js';
+import type { Logger } from '../../shared/log/logger.js';
+import { registry } from '../../shared/metrics/registry.js';
+import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
+import type { Outbox, OutboxRow } from '../spool/outbox.js';
+import { callMetadata, channelFor, type ConnectionOptions } from './connection.js';
+import { describeCallError } from './errors.js';
+
+const acked = new Counter({ name: 'verdict_agent_alerts_acknowledged_total', help: 'Alerts the server acknowledged as stored', registers: [registry] });
+
+export interface PublisherOptions {
+  batchSize: number;
+  /** Batches sent but not yet acknowledged; pipelining hides the round trip. */
+  maxInFlight: number;
+}
+
+export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, maxInFlight: 4 };
+
+/**
+ * Sends the spool to the server in batches over one PublishAlerts stream and
+ * deletes alerts only when their batch is acknowledged. After any failure the
+ * stream is reopened with backoff and sending restarts from the oldest alert
+ * still in the spool; the server de-duplicates by alert id.
+ */
+export async function runAlertPublisher(
+  conn: ConnectionOptions,
+  outbox: Outbox,
+  backoffOpts: BackoffOptions,
+  log: Logger,
+  signal: AbortSignal,
+  opts: PublisherOptions = DEFAULT_PUBLISHER,
+): Promise<void> {
+  const ch = channelFor(conn);
+  const client = new AlertPublisherClient(ch.target, ch.credentials, ch.options);
+  const backoff = new Backoff(backoffOpts);
+  let batchId = 0;
+  try {
+    while (!signal.aborted) {
+      const err = await new Promise<unknown>((resolve) => {
+        const call = client.publishAlerts(callMetadata(conn.token));
+        const inFlight = new Map<number, OutboxRow[]>();
+        let cursor = 0;
+        let finished = false;
+        let scheduled = false;
+
+        const pump = () => {
+          scheduled = false;
+          if (finished) return;
+          while (inFlight.size < opts.maxInFlight) {
+            const rows = outbox.read(cursor, opts.batchSize);
+            if (rows.length === 0) return;
+            cursor = rows[rows.length - 1]!.seq;
+            const id = ++batchId;
+            inFlight.set(id, rows);
+            const batch: AlertBatch = { batch_id: id, alerts: rows.map((r) => ({ id: r.id, payload: r.payload })) };
+            call.write(batch);
+          }
+        };
+        const schedule = () => {
+          if (!scheduled) {
+            scheduled = true;
+            setImmediate(pump);
+          }
+        };
+        const unsubscribe = outbox.onAdded(schedule);
+        const onAbort = () => call.cancel();
+        signal.addEventListener('abort', onAbort, { once: true });
+        const finish = (e?: unknown) => {
+          if (finished) return;
+          finished = true;
+          unsubscribe();
+          signal.removeEventListener('abort', onAbort);
+          resolve(e);
+        };
+        call.on('data', (ack: AlertAck) => {
+          const rows = inFlight.get(ack.batch_id);
+          if (!rows) return;
+          inFlight.delete(ack.batch_id);
+          outbox.remove(rows);
+          acked.inc(rows.length);
+          backoff.reset();
+          schedule();
+        });
+        call.on('error', (e) => finish(e));
+        call.on('end', () => finish());
+        schedule();
+      });
+      if (signal.aborted) break;
+      const delay = backoff.next();
+      const e = err as grpc.ServiceError | undefined;
+      log.error({ error: e ? describeCallError(e, conn.address.raw) : 'stream ended by the server', retry_in_ms: delay, spooled: outbox.size }, 'Alert stream to the server failed; alerts stay in the spool and are sent after reconnecting');
+      await sleep(delay, signal);
+    }
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,82 @@
+import * as grpc from '@grpc/grpc-js';
+import { AgentConfigurationClient, type ConfigurationResponse } from '../../gen/verdict/agent.js';
+import type { AgentConfig } from '../../shared/config/agent-config.js';
+import type { Logger } from '../../shared/log/logger.js';
+import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
+import { VERSION } from '../../shared/version.js';
+import { callMetadata, channelFor, type ConnectionOptions } from './connection.js';
+import { describeCallError } from './errors.js';
+
+export interface ConfigUpdate {
+  commitId: string;
+  config: AgentConfig;
+  files: ConfigurationResponse['files'];
+  agentName: string;
+}
+
+/**
+ * Keeps a GetConfiguration stream open and hands every new configuration to
+ * onConfig. On an error it backs off and reconnects, sending the last applied
+ * commit so the server only sends something new: the agent keeps running its
+ * last good configuration meanwhile.
+ */
+export async function runConfigStream(
+  conn: ConnectionOptions,
+  backoffOpts: BackoffOptions,
+  log: Logger,
+  signal: AbortSignal,
+  onConfig: (u: ConfigUpdate) => Promise<void>,
+): Promise<void> {
+  const ch = channelFor(conn);
+  const client = new AgentConfigurationClient(ch.target, ch.credentials, ch.options);
+  const backoff = new Backoff(backoffOpts);
+  let commitId = '';
+  try {
+    while (!signal.aborted) {
+      const outcome = await new Promise<{ err?: unknown; gotData: boolean }>((resolve) => {
+        let gotData = false;
+        const call = client.getConfiguration({ commit_id: commitId, agent_meta: { version: VERSION, commit: '', pod_namespace: process.env.POD_NAMESPACE ?? '', pod_name: process.env.POD_NAME ?? '' } }, callMetadata(conn.token));
+        const onAbort = () => call.cancel();
+        signal.addEventListener('abort', onAbort, { once: true });
+        let queue = Promise.resolve();
+        call.on('data', (msg: ConfigurationResponse) => {
+          gotData = true;
+          backoff.reset();
+          queue = queue.then(async () => {
+            let config: AgentConfig;
+            try {
+              config = JSON.parse(msg.config_json) as AgentConfig;
+            } catch (e) {
+              log.error({ commit_id: msg.commit_id, error: (e as Error).message }, 'Config: server sent a configuration that is not JSON; keeping the last good configuration');
+              return;
+            }
+            log.info({ commit_id: msg.commit_id }, 'Config: applying new configuration');
+            await onConfig({ commitId: msg.commit_id, config, files: msg.files, agentName: msg.agent_name });
+            commitId = msg.commit_id;
+          });
+        });
+        call.on('error', (err) => {
+          signal.removeEventListener('abort', onAbort);
+          void queue.then(() => resolve({ err, gotData }));
+        });
+        call.on('end', () => {
+          signal.removeEventListener('abort', onAbort);
+          void queue.then(() => resolve({ gotData }));
+        });
+      });
+      if (signal.aborted) break;
+      const err = outcome.err as grpc.ServiceError | undefined;
+      if (!err) continue; // a clean end of stream reconnects at once, as the original does
+      const delay = backoff.next();
+      const text = describeCallError(err, conn.address.raw);
+      if (err.code === grpc.status.FAILED_PRECONDITION) {
+        log.error({ error: text, retry_in_ms: delay }, commitId ? 'Config: the new configuration is invalid; keeping the last good configuration' : 'Config: the configuration is invalid; fix it in the configuration project');
+      } else {
+        log.error({ error: text, retry_in_ms: delay }, 'Config: failed to get configuration from the server');
+      }
+      await sleep(delay, signal);
+    }
+  } finally {
+    client.close();
+  }
+}

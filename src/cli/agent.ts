@@ -1,0 +1,66 @@
+import { createCiliumModule } from '../agent/modules/cilium-module.js';
+import { falcoModule } from '../agent/sources/falco/module.js';
+import { startAgent } from '../agent/agent.js';
+import { createRootLogger } from '../shared/log/logger.js';
+import { AGENT_DEFAULT_BACKOFF, parseDuration } from '../shared/retry/backoff.js';
+import { parseFlags, UsageError } from './args.js';
+import { waitForShutdown } from './shutdown.js';
+
+const HELP = `Usage: verdict agent --kas-address <url> --token-file <file> [flags]
+
+Runs the in-cluster agent. It gets its configuration (.gitlab/agents/<name>/config.yaml)
+from the server, follows dropped flows from Hubble Relay and Falco events, and sends
+alerts to the server through a durable spool.
+
+Flags:
+  --kas-address <url>          server address: grpc://host:port or grpcs://host:port (required)
+  --token-file <file>          file holding the agent token (required)
+  --ca-cert-file <file>        extra CA certificate for grpcs://
+  --data-dir <dir>             spool and state (default .data/agent)
+  --policies <file|dir>        local policy manifests; repeatable
+  --observability-addr <addr>  /metrics, /healthz, /readyz (default 127.0.0.1:8081; "" disables)
+  --spool-max-bytes <n>        bound of the alert spool (default 268435456)
+  --reconnect-initial <d>      first reconnect backoff (default 10s)
+  --reconnect-max <d>          longest reconnect backoff (default 5m)
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags('agent', argv, {
+    'kas-address': { type: 'string' },
+    'token-file': { type: 'string' },
+    'ca-cert-file': { type: 'string' },
+    'data-dir': { type: 'string', default: '.data/agent' },
+    policies: { type: 'string', multiple: true, default: [] },
+    'observability-addr': { type: 'string', default: '127.0.0.1:8081' },
+    'spool-max-bytes': { type: 'string', default: String(256 * 1024 * 1024) },
+    'reconnect-initial': { type: 'string' },
+    'reconnect-max': { type: 'string' },
+    help: { type: 'boolean' },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (!values['kas-address']) throw new UsageError('verdict agent: --kas-address is required (e.g. grpc://verdict-server.verdict.svc:8150)');
+  if (!values['token-file']) throw new UsageError('verdict agent: --token-file is required (a file with the token `verdict agents register` printed)');
+  const spoolMaxBytes = Number(values['spool-max-bytes']);
+  if (!Number.isInteger(spoolMaxBytes) || spoolMaxBytes <= 0) throw new UsageError('verdict agent: --spool-max-bytes must be a positive whole number of bytes');
+  const log = createRootLogger({ name: 'verdict-agent' });
+  const agent = await startAgent({
+    kasAddress: values['kas-address'],
+    tokenFile: values['token-file'],
+    dataDir: values['data-dir'],
+    ...(values['ca-cert-file'] ? { caCertFile: values['ca-cert-file'] } : {}),
+    observabilityAddr: values['observability-addr'],
+    spoolMaxBytes,
+    backoff: {
+      ...AGENT_DEFAULT_BACKOFF,
+      ...(values['reconnect-initial'] ? { initialMs: parseDuration(values['reconnect-initial'], '--reconnect-initial') } : {}),
+      ...(values['reconnect-max'] ? { maxMs: parseDuration(values['reconnect-max'], '--reconnect-max') } : {}),
+    },
+    modules: [createCiliumModule({ policyPaths: values.policies }), falcoModule],
+  }, log);
+  await waitForShutdown(log);
+  await agent.stop();
+  return 0;
+}

@@ -1,0 +1,144 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startAgent } from '../agent/agent.js';
+import { createCiliumModule } from '../agent/modules/cilium-module.js';
+import { falcoModule } from '../agent/sources/falco/module.js';
+import { scenarioFlows } from '../peers/hubble-relay/demo-scenario.js';
+import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
+import { startFalcoPoster } from '../peers/falco/falco-poster.js';
+import { startServer } from '../server/server.js';
+import { createRootLogger } from '../shared/log/logger.js';
+import { parseFlags } from './args.js';
+import { waitForShutdown } from './shutdown.js';
+
+const HELP = `Usage: verdict demo [flags]
+
+Runs Verdict's whole pipeline on one machine: the server (SQLite), an agent, a
+built-in Hubble Relay that streams a shop's allowed and dropped flows over the
+real gRPC protocol, and a built-in Falco source posting Falco's JSON events. The
+agent is configured from a git configuration project created in the data dir,
+with the labelled example policies from policies/.
+
+Flags:
+  --data-dir <dir>         (default .data/demo)
+  --http-addr <host:port>  feed and web page (default 127.0.0.1:8080)
+  --grpc-addr <host:port>  agent API (default 127.0.0.1:8150)
+  --falco-addr <host:port> where the agent takes Falco events; point a real Falco's
+                           http_output here (default 127.0.0.1:2801, Falcosidekick's port)
+  --interval <ms>          time between built-in events (default 1500)
+`;
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const AGENT = 'demo';
+
+function git(dir: string, ...args: string[]): string {
+  return execFileSync('git', ['-C', dir, '-c', 'user.name=Verdict demo', '-c', 'user.email=demo@verdict.invalid', '-c', 'commit.gpgsign=false', ...args], { encoding: 'utf8' }).trim();
+}
+
+/** Creates or updates the demo's configuration project; commits only when something changed. */
+function prepareConfigProject(dir: string, relayAddr: string, falcoAddr: string): void {
+  mkdirSync(join(dir, '.gitlab/agents', AGENT), { recursive: true });
+  if (!existsSync(join(dir, '.git'))) git(dir, 'init', '-q', '-b', 'main');
+  mkdirSync(join(dir, 'policies'), { recursive: true });
+  for (const f of readdirSync(join(ROOT, 'policies'))) {
+    if (/\.(ya?ml|json)$/.test(f)) copyFileSync(join(ROOT, 'policies', f), join(dir, 'policies', f));
+  }
+  writeFileSync(join(dir, '.gitlab/agents', AGENT, 'config.yaml'), [
+    '# Written by `verdict demo`. Edit and commit to see the agent pick it up.',
+    'cilium:',
+    `  hubble_relay_address: ${relayAddr}`,
+    '  cluster_name: demo',
+    '  policies:',
+    '    - glob: "policies/**/*.{yaml,yml,json}"',
+    '  dedup_window: 5s',
+    '  reconnect:',
+    '    initial_backoff: 1s',
+    '    max_backoff: 10s',
+    'falco:',
+    '  http:',
+    `    listen: ${falcoAddr}`,
+    '  dedup_window: 5s',
+    '',
+  ].join('\n'));
+  git(dir, 'add', '-A');
+  if (git(dir, 'status', '--porcelain')) git(dir, 'commit', '-q', '-m', 'Verdict demo configuration');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags('demo', argv, {
+    'data-dir': { type: 'string', default: '.data/demo' },
+    'http-addr': { type: 'string', default: '127.0.0.1:8080' },
+    'grpc-addr': { type: 'string', default: '127.0.0.1:8150' },
+    'falco-addr': { type: 'string', default: '127.0.0.1:2801' },
+    interval: { type: 'string', default: '1500' },
+    help: { type: 'boolean' },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const dataDir = resolve(values['data-dir']);
+  const interval = Number(values.interval);
+  const log = createRootLogger({ name: 'verdict-demo' });
+
+  const relay = new HubbleRelayPeer();
+  const relayAddr = await relay.listen('127.0.0.1:0');
+  const project = join(dataDir, 'config-project');
+  prepareConfigProject(project, relayAddr, values['falco-addr']);
+
+  const server = await startServer({
+    data_dir: join(dataDir, 'server'),
+    http_addr: values['http-addr'],
+    grpc_addr: values['grpc-addr'],
+    config_poll_interval: 2000,
+  }, log.child({ name: 'server' }));
+
+  const tokenFile = join(dataDir, 'agent-token');
+  if (!existsSync(tokenFile) || !server.agents.authenticate(readFileSync(tokenFile, 'utf8').trim())) {
+    writeFileSync(tokenFile, `${server.agents.register(AGENT, project).token}\n`, { mode: 0o600 });
+  }
+  const feedTokenFile = join(dataDir, 'feed-token');
+  let feedToken = existsSync(feedTokenFile) ? readFileSync(feedTokenFile, 'utf8').trim() : '';
+  if (!feedToken || !server.tokens.verify(feedToken)) {
+    feedToken = server.tokens.create('demo', 'write').token;
+    writeFileSync(feedTokenFile, `${feedToken}\n`, { mode: 0o600 });
+  }
+
+  const agent = await startAgent({
+    kasAddress: `grpc://${server.grpcAddress}`,
+    tokenFile,
+    dataDir: join(dataDir, 'agent'),
+    observabilityAddr: '127.0.0.1:0',
+    spoolMaxBytes: 256 * 1024 * 1024,
+    backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
+    modules: [createCiliumModule({ policyPaths: [] }), falcoModule],
+  }, log.child({ name: 'agent' }));
+
+  let step = 0;
+  const relayTimer = setInterval(() => relay.push(scenarioFlows(step++)), interval);
+  const falcoAbort = new AbortController();
+  startFalcoPoster({ url: `http://${values['falco-addr']}/`, intervalMs: interval * 2, signal: falcoAbort.signal, log: log.child({ name: 'falco-source' }) });
+
+  const url = `http://${server.httpAddress}/`;
+  process.stdout.write([
+    '',
+    `Verdict demo is running.`,
+    `  feed:        ${url}  (web page)`,
+    `  feed API:    curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/alerts`,
+    `  feed token:  ${feedToken}  (also in ${feedTokenFile})`,
+    `  Falco input: http://${values['falco-addr']}/  (point Falco's http_output here)`,
+    `  config:      ${project}/.gitlab/agents/${AGENT}/config.yaml (commit changes; the agent picks them up)`,
+    'Stop with Ctrl-C.',
+    '',
+  ].join('\n'));
+
+  await waitForShutdown(log);
+  clearInterval(relayTimer);
+  falcoAbort.abort();
+  await agent.stop();
+  await relay.close();
+  await server.close();
+  return 0;
+}

@@ -1,0 +1,54 @@
+import type { ProjectFile } from '../../gen/verdict/agent.js';
+import { parseAgentConfig, type AgentConfig } from '../../shared/config/agent-config.js';
+import { globToRegExp } from '../../shared/config/glob.js';
+import { ConfigError, type ConfigIssue } from '../../shared/config/schema.js';
+import { listFiles, readAt } from './git-project.js';
+
+// Limits of the original for manifests read from a project.
+const MAX_FILE_BYTES = 5 * 1024 * 1024;
+const MAX_TOTAL_BYTES = 20 * 1024 * 1024;
+const MAX_FILES = 1000;
+
+export interface LoadedConfiguration {
+  commitId: string;
+  config: AgentConfig;
+  warnings: ConfigIssue[];
+  files: ProjectFile[];
+}
+
+export function configPath(agentName: string): string {
+  return `.gitlab/agents/${agentName}/config.yaml`;
+}
+
+/** Reads, validates and resolves an agent's configuration at a commit. Throws ConfigError. */
+export async function loadAgentConfiguration(repo: string, agentName: string, commitId: string): Promise<LoadedConfiguration> {
+  const path = configPath(agentName);
+  const data = await readAt(repo, commitId, path);
+  if (!data) {
+    throw new ConfigError([{ file: path, path: '', line: 0, message: `file not found at commit ${commitId.slice(0, 12)}; commit it to the default branch of ${repo}` }]);
+  }
+  const { value: config, warnings } = parseAgentConfig(data.toString('utf8'), path);
+  const files: ProjectFile[] = [];
+  const globs = config.cilium?.policies ?? [];
+  if (globs.length) {
+    const res = globs.map((g) => globToRegExp(g.glob.replace(/^\/+/, '')));
+    let total = 0;
+    const matched = (await listFiles(repo, commitId)).filter((f) => res.some((r) => r.test(f)));
+    if (matched.length > MAX_FILES) {
+      throw new ConfigError([{ file: path, path: 'cilium.policies', line: 0, message: `globs select ${matched.length} files, over the limit of ${MAX_FILES}; narrow them` }]);
+    }
+    for (const f of matched) {
+      const content = await readAt(repo, commitId, f);
+      if (!content) continue;
+      if (content.length > MAX_FILE_BYTES) {
+        throw new ConfigError([{ file: f, path: '', line: 0, message: `policy file is ${content.length} bytes, over the ${MAX_FILE_BYTES}-byte limit; split it` }]);
+      }
+      total += content.length;
+      if (total > MAX_TOTAL_BYTES) {
+        throw new ConfigError([{ file: path, path: 'cilium.policies', line: 0, message: `selected policy files exceed ${MAX_TOTAL_BYTES} bytes in total; narrow the globs` }]);
+      }
+      files.push({ path: f, data: content });
+    }
+  }
+  return { commitId, config, warnings, files };
+}

@@ -1,0 +1,188 @@
+import * as grpc from '@grpc/grpc-js';
+import { Counter, Gauge } from 'prom-client';
+import {
+  AgentConfigurationService,
+  AlertPublisherService,
+  type AlertAck,
+  type AlertBatch,
+  type ConfigurationRequest,
+  type ConfigurationResponse,
+} from '../../gen/verdict/agent.js';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import { ConfigError, formatIssue } from '../../shared/config/schema.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+import { registry } from '../../shared/metrics/registry.js';
+import { VERSION, versionsCompatible } from '../../shared/version.js';
+import type { AgentRegistry, AuthenticatedAgent } from '../agents/agent-registry.js';
+import { loadAgentConfiguration } from '../config/agent-config-loader.js';
+import type { ProjectPollers } from '../config/project-poller.js';
+import type { IncomingEvent } from '../store/alert-store.js';
+import type { AlertSink } from './alert-sink.js';
+import { checkPayload } from './payload-check.js';
+
+const connectedStreams = new Gauge({ name: 'verdict_server_agent_streams', help: 'Open agent streams', labelNames: ['rpc'], registers: [registry] });
+const alertsReceived = new Counter({ name: 'verdict_server_alerts_received_total', help: 'Alert events received from agents', labelNames: ['result'], registers: [registry] });
+const authFailures = new Counter({ name: 'verdict_server_auth_failures_total', help: 'Agent calls refused for a missing, unknown or revoked token', registers: [registry] });
+
+export interface TunnelDeps {
+  agents: AgentRegistry;
+  pollers: ProjectPollers;
+  sink: AlertSink;
+  log: Logger;
+}
+
+type AnyCall = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+/** Tracks open streams per token, so a revoked token's streams can be dropped. */
+export class StreamRegistry {
+  private readonly byToken = new Map<number, Set<AnyCall>>();
+  add(tokenId: number, call: AnyCall): () => void {
+    let set = this.byToken.get(tokenId);
+    if (!set) this.byToken.set(tokenId, (set = new Set()));
+    set.add(call);
+    return () => {
+      set.delete(call);
+      if (set.size === 0) this.byToken.delete(tokenId);
+    };
+  }
+  /** Ends every stream opened with the token; returns how many. */
+  drop(tokenId: number): number {
+    const set = this.byToken.get(tokenId);
+    if (!set) return 0;
+    for (const call of set) call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'agent token was revoked' });
+    this.byToken.delete(tokenId);
+    return set.size;
+  }
+}
+
+function authenticate(call: AnyCall, deps: TunnelDeps): AuthenticatedAgent | { code: grpc.status; details: string } {
+  const header = call.metadata.get('authorization')[0];
+  const m = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+  if (!m) {
+    authFailures.inc();
+    return { code: grpc.status.UNAUTHENTICATED, details: 'missing "authorization: Bearer <agent token>" metadata; start the agent with --token-file' };
+  }
+  const agent = deps.agents.authenticate(m[1]!);
+  if (!agent) {
+    authFailures.inc();
+    return { code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated: the agent token is unknown or revoked; register the agent again and update the token Secret' };
+  }
+  const v = call.metadata.get('verdict-version')[0];
+  if (typeof v === 'string' && !versionsCompatible(v, VERSION)) {
+    return { code: grpc.status.FAILED_PRECONDITION, details: `agent version ${v} and server version ${VERSION} differ in major.minor; run the same Verdict release on both` };
+  }
+  return agent;
+}
+
+export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams: StreamRegistry): void {
+  server.addService(AgentConfigurationService, {
+    getConfiguration: (call: grpc.ServerWritableStream<ConfigurationRequest, ConfigurationResponse>) => {
+      const agent = authenticate(call, deps);
+      if ('code' in agent) return call.emit('error', agent);
+      const log = deps.log.child({ agent_name: agent.name });
+      const poller = deps.pollers.get(agent.config_project);
+      const release = poller.acquire();
+      const untrack = streams.add(agent.token_id, call);
+      connectedStreams.inc({ rpc: 'GetConfiguration' });
+      let sent = call.request.commit_id;
+      let failedCommit = '';
+      let closed = false;
+      // Commits are handled one at a time, in order: latest value wins.
+      let chain = Promise.resolve();
+      const push = (commit: string) => {
+        chain = chain.then(async () => {
+          if (closed || commit === sent) return;
+          try {
+            const loaded = await loadAgentConfiguration(agent.config_project, agent.name, commit);
+            for (const w of loaded.warnings) log.warn({ commit_id: commit }, `Config: ${formatIssue(w)}`);
+            if (closed) return;
+            call.write({ commit_id: commit, config_json: JSON.stringify(loaded.config), files: loaded.files, agent_name: agent.name });
+            sent = commit;
+            log.info({ commit_id: commit }, 'Config: sent configuration to agent');
+          } catch (e) {
+            const details = e instanceof ConfigError ? `invalid configuration at commit ${commit.slice(0, 12)}: ${e.message}` : errText(e);
+            if (failedCommit !== commit) log.error({ commit_id: commit, error: details }, 'Config: invalid configuration; the agent keeps its last good one');
+            failedCommit = commit;
+            cleanup();
+            call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details });
+          }
+        });
+      };
+      const cleanup = () => {
+        if (closed) return;
+        closed = true;
+        poller.off('commit', push);
+        release();
+        untrack();
+        connectedStreams.dec({ rpc: 'GetConfiguration' });
+      };
+      call.on('cancelled', cleanup);
+      call.on('close', cleanup);
+      call.on('error', cleanup);
+      poller.on('commit', push);
+      poller.current().then(push, (e: unknown) => {
+        cleanup();
+        call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: errText(e) });
+      });
+    },
+  });
+
+  server.addService(AlertPublisherService, {
+    publishAlerts: (call: grpc.ServerDuplexStream<AlertBatch, AlertAck>) => {
+      const agent = authenticate(call, deps);
+      if ('code' in agent) return call.emit('error', agent);
+      const log = deps.log.child({ agent_name: agent.name });
+      const untrack = streams.add(agent.token_id, call);
+      connectedStreams.inc({ rpc: 'PublishAlerts' });
+      let chain = Promise.resolve();
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        untrack();
+        connectedStreams.dec({ rpc: 'PublishAlerts' });
+      };
+      call.on('data', (batch: AlertBatch) => {
+        chain = chain.then(async () => {
+          if (done) return;
+          const events: IncomingEvent[] = [];
+          let rejected = 0;
+          for (const a of batch.alerts) {
+            let payload: unknown;
+            try {
+              payload = JSON.parse(Buffer.from(a.payload).toString('utf8'));
+            } catch {
+              payload = undefined;
+            }
+            const why = payload === undefined ? 'payload is not valid JSON' : checkPayload(payload);
+            if (why) {
+              rejected++;
+              log.error({ alert_id: a.id, error: why }, 'Rejected an alert the agent sent: it does not follow alerts/alert.schema.json; is the agent the same Verdict version?');
+              continue;
+            }
+            events.push({ id: a.id, payload: payload as AlertPayload });
+          }
+          try {
+            const r = await deps.sink.accept(agent.name, events);
+            alertsReceived.inc({ result: 'stored' }, r.stored);
+            alertsReceived.inc({ result: 'duplicate' }, r.duplicates);
+            alertsReceived.inc({ result: 'rejected' }, rejected);
+            if (!done) call.write({ batch_id: batch.batch_id, stored: r.stored, duplicates: r.duplicates });
+          } catch (e) {
+            log.error({ error: errText(e), batch_id: batch.batch_id }, 'Failed to store an alert batch; the agent will send it again');
+            finish();
+            call.emit('error', { code: grpc.status.UNAVAILABLE, details: `server could not store the batch: ${errText(e)}` });
+          }
+        });
+      });
+      call.on('end', () => {
+        void chain.then(() => {
+          if (!done) call.end();
+          finish();
+        });
+      });
+      call.on('cancelled', finish);
+      call.on('error', finish);
+    },
+  });
+}

@@ -1,0 +1,17 @@
+import { SEVERITIES, type AlertPayload } from '../../shared/alert/payload.js';
+
+/** Checks what the store relies on; returns a reason when the payload is unusable. */
+export function checkPayload(p: unknown): string | undefined {
+  if (typeof p !== 'object' || p === null) return 'payload is not a JSON object';
+  const a = p as Partial<AlertPayload>;
+  if (a.source !== 'cilium' && a.source !== 'falco') return `source must be cilium or falco, got ${JSON.stringify(a.source)}`;
+  if (typeof a.fingerprint !== 'string' || a.fingerprint === '') return 'fingerprint is missing';
+  if (!SEVERITIES.includes(a.severity as never)) return `severity ${JSON.stringify(a.severity)} is not one of ${SEVERITIES.join(', ')}`;
+  for (const k of ['title', 'description', 'cluster', 'namespace', 'rule', 'first_seen', 'last_seen'] as const) {
+    if (typeof a[k] !== 'string') return `${k} must be a string`;
+  }
+  if (typeof a.count !== 'number' || a.count < 1) return 'count must be a positive number';
+  if (!Array.isArray(a.policies) || !Array.isArray(a.samples)) return 'policies and samples must be arrays';
+  if (typeof a.labels !== 'object' || a.labels === null) return 'labels must be an object';
+  return undefined;
+}

@@ -1,0 +1,36 @@
+import { readFileSync } from 'node:fs';
+import { duration, field, obj, parseYamlConfig, str, type Validator } from './schema.js';
+
+// The server's own configuration file (`verdict server --config server.yaml`).
+// Flags override the file; the file overrides defaults.
+
+const addr = str({ pattern: /^(\[[0-9a-fA-F:]+\]|[^\s:/[\]]*):\d{1,5}$/, hint: 'host:port, e.g. 0.0.0.0:8080' });
+
+export const serverConfigSchema = obj({
+  data_dir: field(str({ nonEmpty: true }), { default: '.data/server' }),
+  http_addr: field(addr, { default: '127.0.0.1:8080' }),
+  grpc_addr: field(addr, { default: '127.0.0.1:8150' }),
+  config_poll_interval: field(duration({ min: 50 }), { default: 20_000 }),
+});
+
+type Out<V> = V extends Validator<infer T> ? T : never;
+export type ServerConfig = Out<typeof serverConfigSchema>;
+
+export const SERVER_DEFAULTS: ServerConfig = { data_dir: '.data/server', http_addr: '127.0.0.1:8080', grpc_addr: '127.0.0.1:8150', config_poll_interval: 20_000 };
+
+export function loadServerConfigFile(file: string): ServerConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read server config ${file}: ${(e as Error).message}`);
+  }
+  return parseYamlConfig(text, file, serverConfigSchema).value;
+}
+
+/** Splits "host:port" (or "[v6]:port"); port 0 asks the OS for a free port. */
+export function splitHostPort(a: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^\s:/]*)):(\d{1,5})$/.exec(a);
+  if (!m) throw new Error(`"${a}" is not host:port`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
+}
