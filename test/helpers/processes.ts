@@ -1,0 +1,160 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// Tests drive real Verdict processes (the built CLI in dist/) over loopback.
+
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
+export const FIXTURES = join(REPO, '../shared/fixtures');
+const BIN = join(REPO, 'bin/verdict.js');
+
+export interface LogLine {
+  level: string;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export class VerdictProcess {
+  readonly logs: LogLine[] = [];
+  stdout = '';
+  stderr = '';
+  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(readonly proc: ChildProcess, readonly name: string) {
+    let buf = '';
+    proc.stdout!.setEncoding('utf8');
+    proc.stdout!.on('data', (d: string) => {
+      this.stdout += d;
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        this.onLine(line);
+      }
+    });
+    proc.stderr!.setEncoding('utf8');
+    proc.stderr!.on('data', (d: string) => {
+      this.stderr += d;
+      for (const line of d.split('\n')) this.onLine(line);
+    });
+    this.exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+  }
+
+  private onLine(line: string): void {
+    if (!line.startsWith('{')) return;
+    let l: LogLine;
+    try {
+      l = JSON.parse(line) as LogLine;
+    } catch {
+      return;
+    }
+    this.logs.push(l);
+    if (process.env.VERDICT_TEST_LOGS) process.stderr.write(`[${this.name}] ${line}\n`);
+    this.waiters = this.waiters.filter((w) => {
+      if (w.pred(l)) {
+        w.resolve(l);
+        return false;
+      }
+      return true;
+    });
+  }
+
+  /** Resolves with the first log line (past or future) that matches. */
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 20_000, what = 'log line'): Promise<LogLine> {
+    const found = this.logs.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${this.name}: timed out waiting for ${what}; last logs:\n${this.logs.slice(-15).map((l) => JSON.stringify(l)).join('\n')}\nstderr: ${this.stderr.slice(-2000)}`)), timeoutMs);
+      this.waiters.push({ pred, resolve: (l) => { clearTimeout(t); resolve(l); } });
+    });
+  }
+
+  async waitForStdout(re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    const start = Date.now();
+    while (Date.now() - start < timeoutMs) {
+      const m = re.exec(this.stdout);
+      if (m) return m;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`${this.name}: timed out waiting for ${re} on stdout; got: ${this.stdout.slice(-500)} stderr: ${this.stderr.slice(-2000)}`);
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+    return this.exited;
+  }
+}
+
+const running = new Set<VerdictProcess>();
+
+export function spawnVerdict(args: string[], name = args[0] ?? 'verdict', env: Record<string, string> = {}): VerdictProcess {
+  const proc = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const p = new VerdictProcess(proc, name);
+  running.add(p);
+  void p.exited.then(() => running.delete(p));
+  return p;
+}
+
+export async function killAll(): Promise<void> {
+  await Promise.all([...running].map((p) => p.kill('SIGKILL')));
+}
+
+/** Runs the CLI to completion and returns stdout (throws with stderr on failure). */
+export function verdictSync(args: string[]): string {
+  return execFileSync(process.execPath, [BIN, ...args], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export function tempDir(prefix = 'verdict-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A configuration project: a git repository with files committed on main. */
+export class ConfigProject {
+  constructor(readonly dir: string) {
+    mkdirSync(dir, { recursive: true });
+    this.git('init', '-q', '-b', 'main');
+  }
+  git(...args: string[]): string {
+    return execFileSync('git', ['-C', this.dir, '-c', 'user.name=test', '-c', 'user.email=test@verdict.invalid', '-c', 'commit.gpgsign=false', ...args], { encoding: 'utf8' }).trim();
+  }
+  commit(files: Record<string, string>, message = 'update'): string {
+    for (const [path, content] of Object.entries(files)) {
+      mkdirSync(dirname(join(this.dir, path)), { recursive: true });
+      writeFileSync(join(this.dir, path), content);
+    }
+    this.git('add', '-A');
+    this.git('commit', '-q', '-m', message);
+    return this.git('rev-parse', 'HEAD');
+  }
+}
+
+export async function until<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  const start = Date.now();
+  let last: unknown;
+  while (Date.now() - start < timeoutMs) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+export async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
