@@ -6,6 +6,7 @@ export default defineConfig({
     // End-to-end tests start real processes; two cores cannot run many at once.
     maxWorkers: 2,
     testTimeout: 60_000,
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
     hookTimeout: 120_000,
   },
 });

@@ -100,27 +100,87 @@ write_pom() {
 EOF
 }
 
-installed() {
+jars_installed() {
   [[ -f "$KAFKA_HOME/.installed" && -f "$LIBS/kafka_$SCALA_BINARY-$KAFKA_VERSION.jar" ]] || return 1
   local tmp want
   tmp="$(mktemp)"; write_pom "$tmp"; want="$(sha256sum <"$tmp" | cut -d' ' -f1)"; rm -f "$tmp"
   [[ "$(cat "$KAFKA_HOME/.installed")" == "$want" ]]
 }
 
+# Class-data-sharing archive of the broker's classes, one per JVM build: it
+# roughly halves JVM start-up (class loading dominates Kafka's start). Built by
+# `install` (one throw-away broker run), used by `start` and the format tool.
+CDS=""
+cds_init() {
+  CDS=""
+  [[ "${VERDICT_KAFKA_CDS:-1}" == 0 ]] && return 0
+  local key
+  key="$({ readlink -f "$JAVA"; "$JAVA" -version 2>&1; } | sha256sum | cut -c1-12)"
+  CDS="$KAFKA_HOME/cds/broker-$key.jsa"
+}
+cds_done() { [[ -z "$CDS" || -f "$CDS" || -f "$CDS.failed" ]]; }
+cds_flags() { if [[ -n "$CDS" && -f "$CDS" ]]; then printf '%s\n' "-XX:SharedArchiveFile=$CDS"; fi; }
+
+installed() { jars_installed && cds_done; }
+
+build_cds() {
+  need_node
+  mkdir -p "$KAFKA_HOME/cds"
+  local t0 dir ports bport cport pid tmp rc=0
+  t0="$(date +%s%N)"
+  log "building the class-data-sharing archive (one short broker run) ..."
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/verdict-kafka.XXXXXX")"
+  tmp="$CDS.tmp.$$"
+  ports="$(free_ports)"; bport="${ports% *}"; cport="${ports#* }"
+  write_config "$dir" "$bport" "$cport"
+  if format_storage "$dir" >"$dir/format.log" 2>&1; then
+    "$JAVA" "${JVM_FLAGS[@]}" -XX:ArchiveClassesAtExit="$tmp" \
+      -Dlog4j.configuration="file:$dir/log4j.properties" \
+      -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+      -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
+      </dev/null >"$dir/server.log" 2>&1 9>&- 8>&- &
+    pid=$!
+    probe "$bport" "$pid" "$START_TIMEOUT" || rc=$?
+    kill -TERM "$pid" 2>/dev/null || true
+    local waited=0
+    while kill -0 "$pid" 2>/dev/null && (( waited < (STOP_TIMEOUT + 30) * 10 )); do sleep 0.1; waited=$((waited + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  else
+    rc=1
+  fi
+  if (( rc == 0 )) && [[ -s "$tmp" ]]; then
+    mv -f "$tmp" "$CDS"
+    log "CDS archive ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms: $CDS"
+  else
+    rm -f "$tmp"
+    touch "$CDS.failed"
+    log "could not build the CDS archive (start-up will just be slower); broker log of the attempt:"
+    tail -n 20 "$dir/server.log" >&2 2>/dev/null || true
+  fi
+  rm -rf -- "$dir"
+}
+
 cmd_install() {
   need_java
+  cds_init
   mkdir -p "$KAFKA_HOME"
   exec 8>"$KAFKA_HOME/.lock"
   flock -w 600 8 || die "timed out waiting for another install into $KAFKA_HOME"
-  if installed; then
-    log "kafka $KAFKA_VERSION already installed in $LIBS"
-    exec 8>&-
-    return 0
+  if jars_installed; then
+    log "kafka $KAFKA_VERSION jars already installed in $LIBS"
+  else
+    download_jars
   fi
+  cds_done || build_cds
+  exec 8>&-
+}
+
+download_jars() {
   command -v mvn >/dev/null 2>&1 || die "mvn not found; Kafka's jars are fetched from Maven Central with Maven: apt-get install maven"
   log "installing kafka_$SCALA_BINARY $KAFKA_VERSION from Maven Central into $LIBS ..."
   write_pom "$KAFKA_HOME/pom.xml"
-  rm -rf "$LIBS.tmp"
+  rm -rf "$LIBS.tmp" "$KAFKA_HOME/cds"
   local extra=()
   # shellcheck disable=SC2206 # word splitting of the user's extra args is intended
   [[ -n "${VERDICT_MVN_ARGS:-}" ]] && extra=($VERDICT_MVN_ARGS)
@@ -136,7 +196,6 @@ cmd_install() {
   mv "$LIBS.tmp" "$LIBS"
   sha256sum <"$KAFKA_HOME/pom.xml" | cut -d' ' -f1 >"$KAFKA_HOME/.installed"
   log "installed $(find "$LIBS" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS" | cut -f1)) in $LIBS"
-  exec 8>&-
 }
 
 # ------------------------------------------------------------------------ state
@@ -341,6 +400,18 @@ cluster_id() {
   done
 }
 
+# format_storage DIR: `kafka-storage format` for DIR/server.properties.
+format_storage() {
+  local dir="$1" fmt flags
+  fmt=(kafka.tools.StorageTool format -t "$(cluster_id)" -c "$dir/server.properties")
+  if (( KAFKA_MAJOR >= 4 )); then fmt+=(--standalone); fi
+  mapfile -t flags < <(cds_flags)
+  "$JAVA" -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData "${flags[@]}" \
+    -Dlog4j.configuration="file:$dir/tools-log4j.properties" \
+    -Dlog4j2.configurationFile="$dir/tools-log4j2.properties" \
+    -cp "$LIBS/*" "${fmt[@]}" 9>&- 8>&-
+}
+
 # ------------------------------------------------------------------------ start
 
 START_PID=""
@@ -358,6 +429,7 @@ cmd_start() {
   need_java
   need_node
   command -v flock >/dev/null 2>&1 || die "flock not found: apt-get install util-linux"
+  cds_init
   installed || cmd_install
   lock_state
   if running; then
@@ -376,18 +448,14 @@ cmd_start() {
     echo "$START_DIR" >"$STATE/dir"
     write_config "$START_DIR" "$bport" "$cport"
 
-    local fmt=(kafka.tools.StorageTool format -t "$(cluster_id)" -c "$START_DIR/server.properties")
-    (( KAFKA_MAJOR >= 4 )) && fmt+=(--standalone)
-    if ! "$JAVA" -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
-        -Dlog4j.configuration="file:$START_DIR/tools-log4j.properties" \
-        -Dlog4j2.configurationFile="$START_DIR/tools-log4j2.properties" \
-        -cp "$LIBS/*" "${fmt[@]}" >"$STATE/format.log" 2>&1 9>&- 8>&-; then
+    if ! format_storage "$START_DIR" >"$STATE/format.log" 2>&1; then
       cat "$STATE/format.log" >&2
       die "formatting the KRaft storage failed (log above, also in $STATE/format.log)"
     fi
 
     # Detached from this shell: stdio to files, lock fds closed, own session.
-    setsid "$JAVA" "${JVM_FLAGS[@]}" \
+    local flags; mapfile -t flags < <(cds_flags)
+    setsid "$JAVA" "${JVM_FLAGS[@]}" "${flags[@]}" \
       -Dlog4j.configuration="file:$START_DIR/log4j.properties" \
       -Dlog4j2.configurationFile="$START_DIR/log4j2.properties" \
       -cp "$LIBS/*" kafka.Kafka "$START_DIR/server.properties" \

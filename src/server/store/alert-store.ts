@@ -69,6 +69,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   private readonly insertEvent;
   private readonly getById;
   private seq: number;
+  private readonly txHooks: ((changed: StoredAlert[]) => void)[] = [];
 
   constructor(private readonly db: DB) {
     super();
@@ -129,10 +130,18 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
         stored++;
         changed.set(alertId, rowToAlert(this.getById.get(alertId) as AlertRow));
       }
+      // Hooks write in the same transaction (e.g. the webhook outbox), so a
+      // stored alert and its follow-up work commit together or not at all.
+      if (changed.size) for (const h of this.txHooks) h([...changed.values()]);
     })();
     const alerts = [...changed.values()];
     if (alerts.length) this.emit('changed', alerts);
     return { stored, duplicates, alerts };
+  }
+
+  /** Registers work that must commit atomically with stored alerts. */
+  onStoredInTransaction(hook: (changed: StoredAlert[]) => void): void {
+    this.txHooks.push(hook);
   }
 
   get(id: number): StoredAlert | undefined {

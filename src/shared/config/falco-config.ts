@@ -81,19 +81,23 @@ const reconnect = obj({
   max_backoff: field(duration({ min: 1 }), { default: 60_000 }),
 });
 
-const inputs = obj({
+const falcoBlockShape = obj({
+  /** Falco's http_output and Falcosidekick post here. */
   http: field(obj({
     listen: field(listenAddress, { default: '0.0.0.0:2801' }),
     max_body_bytes: field(int({ min: 1024, max: 64 * 1024 * 1024 }), { default: 1024 * 1024 }),
     tls: field(tlsServer),
   })),
+  /** The JSON lines file Falco's file_output appends to. */
   file: field(obj({
     path: field(str({ nonEmpty: true }), { required: true }),
     /** Where to begin when the agent has never read this file before. */
-    start_at: field(oneOf(['beginning', 'end'] as const), { default: 'beginning' }),
+    start_at: field(oneOf(['beginning', 'end'] as const), { default: 'beginning' as 'beginning' | 'end' }),
     poll_interval: field(duration({ min: 10 }), { default: 250 }),
   })),
+  /** JSON lines on the agent's stdin: Falco's program_output starts the agent. */
   stdin: field(bool(), { default: false }),
+  /** Falco's legacy gRPC output API (Falco 0.43 and older). */
   grpc: field(obj({
     address: field(grpcAddress, { required: true }),
     ca_file: field(str({ nonEmpty: true })),
@@ -103,10 +107,6 @@ const inputs = obj({
     poll_interval: field(duration({ min: 10 }), { default: 1_000 }),
     reconnect: field(reconnect, { default: { initial_backoff: 1_000, max_backoff: 60_000 } }),
   })),
-});
-
-const falcoBlockShape = obj({
-  inputs: field(inputs, { required: true }),
   cluster_name: field(str(), { default: '' }),
   minimum_priority: field(priority, { default: 'Debug' as FalcoPriority }),
   rules: field(ruleOverrides, { default: {} }),
@@ -129,15 +129,14 @@ export type FalcoConfig = NonNullable<ReturnType<typeof falcoBlockShape>>;
 /** The `falco` block; at least one input must be on, or the module would do nothing. */
 export const falcoBlock: Validator<FalcoConfig> = (node, path, ctx) => {
   const v = falcoBlockShape(node, path, ctx);
-  if (v?.inputs) {
-    const i = v.inputs;
-    if (!i.http && !i.file && !i.stdin && !i.grpc) {
-      const inputsNode = isMap(node) ? (node.get('inputs', true) as Node | undefined) : undefined;
-      issue(ctx, inputsNode ?? node, `${path}.inputs`, 'enable at least one input: http (Falco http_output / Falcosidekick), file (file_output), stdin: true (program_output) or grpc (Falco 0.43 and older)');
+  if (v) {
+    if (!v.http && !v.file && !v.stdin && !v.grpc) {
+      issue(ctx, node, path, 'enable at least one input: http (Falco http_output / Falcosidekick), file (file_output), stdin: true (program_output) or grpc (Falco 0.43 and older)');
     }
-    const g = i.grpc;
+    const g = v.grpc;
     if (g && (g.cert_file === undefined) !== (g.key_file === undefined)) {
-      issue(ctx, node, `${path}.inputs.grpc`, 'set both cert_file and key_file (Falco\'s gRPC server requires a client certificate over TCP) or neither');
+      const grpcNode = isMap(node) ? (node.get('grpc', true) as Node | undefined) : undefined;
+      issue(ctx, grpcNode ?? node, `${path}.grpc`, 'set both cert_file and key_file (Falco\'s gRPC server requires a client certificate over TCP) or neither');
     }
   }
   return v;

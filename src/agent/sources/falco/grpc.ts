@@ -57,7 +57,7 @@ function readFile(path: string, key: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new Error(`cannot read falco.inputs.grpc.${key} ${path}: ${(e as Error).message}; mount the file into the agent`);
+    throw new Error(`cannot read falco.grpc.${key} ${path}: ${(e as Error).message}; mount the file into the agent`);
   }
 }
 
@@ -75,10 +75,10 @@ function hint(e: ServiceError): string {
     case status.UNIMPLEMENTED:
       return 'this Falco has no gRPC output API (removed in Falco 0.44); use http_output to the agent instead';
     case status.UNAVAILABLE:
-      return 'is Falco running with grpc.enabled and grpc_output.enabled in falco.yaml, and is falco.inputs.grpc.address right?';
+      return 'is Falco running with grpc.enabled and grpc_output.enabled in falco.yaml, and is falco.grpc.address right?';
     case status.UNAUTHENTICATED:
     case status.PERMISSION_DENIED:
-      return 'Falco refused the client certificate; check falco.inputs.grpc cert_file, key_file and ca_file';
+      return 'Falco refused the client certificate; check falco.grpc cert_file, key_file and ca_file';
     default:
       return 'the agent reconnects with backoff';
   }

@@ -38,7 +38,7 @@ const BODY_IGNORED = Buffer.from('{"status":"ignored"}');
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:/[\]]+)):(\d{1,5})$/.exec(listen);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new Error(`falco.inputs.http.listen "${listen}" is not host:port; use e.g. 0.0.0.0:2801`);
+  if (!m || port > 65535) throw new Error(`falco.http.listen "${listen}" is not host:port; use e.g. 0.0.0.0:2801`);
   return { host: (m[1] ?? m[2])!, port };
 }
 
@@ -46,7 +46,7 @@ function readPem(path: string, key: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new Error(`cannot read falco.inputs.http.tls.${key} ${path}: ${(e as Error).message}; mount the file into the agent or remove the tls block`);
+    throw new Error(`cannot read falco.http.tls.${key} ${path}: ${(e as Error).message}; mount the file into the agent or remove the tls block`);
   }
 }
 
@@ -70,7 +70,7 @@ export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<Falco
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {
-      reject(new Error(`cannot listen on ${opts.listen} for Falco events: ${e.code === 'EADDRINUSE' ? 'the address is in use' : e.message}; change falco.inputs.http.listen`));
+      reject(new Error(`cannot listen on ${opts.listen} for Falco events: ${e.code === 'EADDRINUSE' ? 'the address is in use' : e.message}; change falco.http.listen`));
     };
     server.once('error', onError);
     server.listen(port, host, () => {
@@ -125,7 +125,7 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
   const tooLarge = () => {
     falcoEvents.inc({ input: 'http', outcome: 'invalid' });
     // The rest of an oversized body is not worth reading; close the connection.
-    sendError(res, 413, `the body is over ${max} bytes; raise falco.inputs.http.max_body_bytes if Falco events really are that large`, { connection: 'close' });
+    sendError(res, 413, `the body is over ${max} bytes; raise falco.http.max_body_bytes if Falco events really are that large`, { connection: 'close' });
     req.destroy();
   };
   const declared = Number(req.headers['content-length']);

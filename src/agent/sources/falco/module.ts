@@ -23,7 +23,7 @@ export interface RunningFalco {
 }
 
 export interface StartFalcoOptions {
-  /** Stream for `inputs.stdin` (tests); process.stdin otherwise. */
+  /** Stream for `stdin: true` (tests); process.stdin otherwise. */
   stdin?: Readable;
   /** alerts/falco.yaml elsewhere (tests). */
   defaultsFile?: string;
@@ -38,14 +38,14 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
   if (builder.unsetEnv.length) {
     log.warn({ variables: builder.unsetEnv }, 'falco.custom_fields read environment variables that are not set; those fields are empty');
   }
-  const sink = new FalcoSink(ctx.db, ctx.alerts, { uuidCacheSize: block.uuid_cache_size, foldBatches: block.dedup_window > 0, log });
+  const sink = new FalcoSink(ctx.db, ctx.alerts, { uuidCacheSize: block.uuid_cache_size, windowMs: block.dedup_window, log });
   const abort = new AbortController();
   const signal = abort.signal;
   const tasks: Promise<void>[] = [];
   const guard = (name: string, p: Promise<void>) => tasks.push(p.catch((e: unknown) => {
     log.error({ input: name, error: errText(e) }, 'Falco input stopped');
   }));
-  const i = block.inputs;
+  const i = block;
   let http: FalcoHttpInput | undefined;
   try {
     if (i.http) {
@@ -58,7 +58,7 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
       guard('stdin', readJsonlStream({ stream: opts.stdin ?? process.stdin, sink, builder, log, signal }));
     }
     if (i.grpc) {
-      guard('grpc', runFalcoGrpcInput({ ...i.grpc, pollIntervalMs: i.grpc.poll_interval, reconnect: i.grpc.reconnect, sink, builder, log, signal }));
+      guard('grpc', runFalcoGrpcInput({ address: i.grpc.address, ca_file: i.grpc.ca_file, cert_file: i.grpc.cert_file, key_file: i.grpc.key_file, pollIntervalMs: i.grpc.poll_interval, reconnect: i.grpc.reconnect, sink, builder, log, signal }));
     }
   } catch (e) {
     abort.abort();

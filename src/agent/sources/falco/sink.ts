@@ -30,7 +30,7 @@ const MIGRATIONS = [
 
 /** What the sink needs of the aggregator (ctx.alerts). */
 export interface AlertAdder {
-  add(alerts: readonly AlertPayload[]): void;
+  add(alerts: readonly AlertPayload[], windowMs: number): void;
 }
 
 export interface SinkItem {
@@ -42,11 +42,11 @@ export interface FalcoSinkOptions {
   /** Remembered Falcosidekick uuids; 0 turns idempotency off. */
   uuidCacheSize: number;
   /**
-   * Fold repeats inside one batch before the aggregator sees them. Only with a
-   * non-zero dedup window: then the aggregator would fold them anyway, and one
-   * upsert per fingerprint is much cheaper than one per event.
+   * The dedup window (falco.dedup_window). With a non-zero window repeats inside
+   * one batch are folded before the aggregator sees them: it would fold them
+   * anyway, and one upsert per fingerprint is much cheaper than one per event.
    */
-  foldBatches: boolean;
+  windowMs: number;
   log: Logger;
   /** Events per transaction at most; bounds how long one commit holds the loop. */
   maxBatch?: number;
@@ -148,7 +148,7 @@ export class FalcoSink {
       outcomes[i] = 'accepted';
       fresh.push(it.alert);
     }
-    if (fresh.length) this.alerts.add(this.opts.foldBatches ? foldRepeats(fresh) : fresh);
+    if (fresh.length) this.alerts.add(this.opts.windowMs > 0 ? foldRepeats(fresh) : fresh, this.opts.windowMs);
     if (lastSeq) {
       // Bounded recent set: forget the oldest uuids, in steps so the delete is rare.
       const keepFrom = lastSeq - this.opts.uuidCacheSize;

@@ -5,7 +5,7 @@ import { countOutcomes, LineDecoder, type FalcoInput, type FalcoSink } from './s
 import type { FalcoAlertBuilder } from './to-alert.js';
 
 // Falco's program_output pipes JSON lines into a program it starts: run the
-// agent as that program with `falco.inputs.stdin: true`. A pipe has no position
+// agent as that program with `falco.stdin: true`. A pipe has no position
 // to resume from; what Falco wrote before the agent stored it is Falco's to
 // resend, which it does not, so lines are stored as soon as each chunk arrives.
 
