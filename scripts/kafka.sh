@@ -49,6 +49,7 @@ die() { printf 'kafka.sh: error: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- prerequisites
 
 JAVA=""
+JAVA_VERSION_TEXT=""
 need_java() {
   if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
     JAVA="$JAVA_HOME/bin/java"
@@ -58,7 +59,8 @@ need_java() {
     die "java not found. Install a JDK 17+: apt-get install openjdk-17-jre-headless (or set JAVA_HOME)"
   fi
   local line major
-  line="$("$JAVA" -version 2>&1 | head -n1)" || die "'$JAVA -version' failed; install a JDK 17+: apt-get install openjdk-17-jre-headless"
+  JAVA_VERSION_TEXT="$("$JAVA" -version 2>&1)" || die "'$JAVA -version' failed; install a JDK 17+: apt-get install openjdk-17-jre-headless"
+  line="${JAVA_VERSION_TEXT%%$'\n'*}"
   major="$(sed -E 's/.*version "([0-9]+)(\.([0-9]+))?.*/\1 \3/' <<<"$line")"
   if [[ "$major" == 1\ * ]]; then major="${major#1 }"; else major="${major%% *}"; fi
   [[ "$major" =~ ^[0-9]+$ ]] || die "cannot parse the Java version from: $line"
@@ -115,7 +117,7 @@ cds_init() {
   CDS=""
   [[ "${VERDICT_KAFKA_CDS:-1}" == 0 ]] && return 0
   local key
-  key="$({ readlink -f "$JAVA"; "$JAVA" -version 2>&1; } | sha256sum | cut -c1-12)"
+  key="$(printf '%s\n%s\n' "$(readlink -f "$JAVA")" "$JAVA_VERSION_TEXT" | sha256sum | cut -c1-12)"
   CDS="$KAFKA_HOME/cds/broker-$key.jsa"
 }
 cds_done() { [[ -z "$CDS" || -f "$CDS" || -f "$CDS.failed" ]]; }
@@ -234,8 +236,24 @@ lock_state() {
 
 # ------------------------------------------------------------------------ probes
 
-# Prints "<port> <port>": two free TCP ports on 127.0.0.1.
+# Prints "<port> <port>": two TCP ports on 127.0.0.1 that no socket uses now,
+# below the usual ephemeral range (32768+) so outgoing connections cannot take
+# them. Racy by nature; `start` retries with new ports on a bind failure.
 free_ports() {
+  if [[ -r /proc/net/tcp ]]; then
+    local used p hex picked=" "
+    used="$(awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true)"
+    while [[ "$(wc -w <<<"$picked")" -lt 2 ]]; do
+      p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
+      printf -v hex '%04X' "$p"
+      grep -qx "$hex" <<<"$used" && continue
+      [[ "$picked" == *" $p "* ]] && continue
+      picked+="$p "
+    done
+    read -r p hex <<<"$picked"
+    echo "$p $hex"
+    return 0
+  fi
   node -e '
     const net = require("node:net");
     const grab = () => new Promise((res, rej) => {

@@ -1,0 +1,90 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { AlertAggregator } from '../../src/agent/alert/aggregator.js';
+import { openAgentDb } from '../../src/agent/spool/agent-db.js';
+import { Outbox } from '../../src/agent/spool/outbox.js';
+import type { AlertPayload } from '../../src/shared/alert/payload.js';
+import { parseAgentConfig } from '../../src/shared/config/agent-config.js';
+import type { FalcoConfig } from '../../src/shared/config/falco-config.js';
+import type { DB } from '../../src/shared/sqlite/open.js';
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+export const FIXTURE = resolve(repoRoot, '../shared/fixtures/falco/falco-events.jsonl');
+export const silent = pino({ level: 'silent' });
+
+export function fixtureLines(): string[] {
+  return readFileSync(FIXTURE, 'utf8').split('\n').filter((l) => l.trim() !== '');
+}
+
+export function tmp(prefix = 'verdict-falco-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface Store {
+  db: DB;
+  outbox: Outbox;
+  alerts: AlertAggregator;
+  /** Moves every pending group to the outbox and returns the outbox's alerts. */
+  flushed(): AlertPayload[];
+}
+
+export function store(dataDir = ':memory:'): Store {
+  const db = openAgentDb(dataDir);
+  const outbox = new Outbox(db, { maxBytes: 1e10, log: silent });
+  const alerts = new AlertAggregator(db, outbox, { log: silent });
+  return {
+    db,
+    outbox,
+    alerts,
+    flushed() {
+      alerts.flush(true);
+      return outbox.read(0, 1e6).map((r) => JSON.parse(r.payload.toString('utf8')) as AlertPayload);
+    },
+  };
+}
+
+/** The falco block of a config.yaml text, validated like the agent does. */
+export function falcoConfig(yaml: string): FalcoConfig {
+  const v = parseAgentConfig(yaml, 'config.yaml').value.falco;
+  if (!v) throw new Error('no falco block');
+  return v;
+}
+
+export interface Certs {
+  dir: string;
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+/** A CA, a server certificate for 127.0.0.1/localhost and a client certificate, made with openssl. */
+export function makeCerts(): Certs | undefined {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  const dir = tmp('verdict-certs-');
+  const ossl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=verdict test CA', '-keyout', 'ca.key', '-out', 'ca.crt');
+  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+  for (const who of ['server', 'client']) {
+    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${who}`, '-keyout', `${who}.key`, '-out', `${who}.csr`);
+    ossl('x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', `${who}.ext`, '-out', `${who}.crt`);
+  }
+  return {
+    dir,
+    ca: join(dir, 'ca.crt'),
+    serverCert: join(dir, 'server.crt'),
+    serverKey: join(dir, 'server.key'),
+    clientCert: join(dir, 'client.crt'),
+    clientKey: join(dir, 'client.key'),
+  };
+}
