@@ -16,6 +16,7 @@
 #   VERDICT_KAFKA_START_TIMEOUT  seconds to wait for readiness (default 60)
 #   VERDICT_KAFKA_STOP_TIMEOUT   seconds between SIGTERM and SIGKILL (default 20)
 #   VERDICT_KAFKA_OWNER_PID      if set at start, the broker is stopped when that process exits
+#   VERDICT_KAFKA_CDS=0          do not build/use the class-data-sharing archive
 #   VERDICT_MVN_ARGS             extra arguments for mvn (e.g. "-o" or "-s settings.xml")
 #   JAVA_HOME                    JDK to use (default: java on PATH)
 set -euo pipefail
@@ -267,13 +268,19 @@ free_ports() {
     })().catch((e) => { console.error(e.message); process.exit(1); });'
 }
 
-# probe PORT PID TIMEOUT_S: sends a real Metadata (v4) request until the broker
-# lists itself (it is then registered and unfenced). Exit 0 ready, 2 if the
-# process PID died, 3 on timeout. Metadata v4 is accepted by Kafka 3.x and 4.x.
+# probe PORT PID TIMEOUT_S [LOG]: sends a real Metadata (v4) request until the
+# broker lists itself (it is then registered and unfenced). Exit 0 ready, 2 if
+# the process PID died, 3 on timeout, 4 if LOG shows a port bind failure.
+# Metadata v4 is accepted by Kafka 3.x and 4.x.
 probe() {
   node - "$@" <<'JS'
 const net = require('node:net');
-const [port, pid, timeoutS] = process.argv.slice(2).map(Number);
+const fs = require('node:fs');
+const [port, pid, timeoutS] = process.argv.slice(2, 5).map(Number);
+const logFile = process.argv[5];
+const bindFailed = () => {
+  try { return /BindException|Address already in use/.test(fs.readFileSync(logFile, 'utf8')); } catch { return false; }
+};
 const deadline = Date.now() + timeoutS * 1000;
 function request() {
   const clientId = Buffer.from('verdict-kafka-sh');
@@ -321,6 +328,7 @@ function once() {
   for (;;) {
     try { process.kill(pid, 0); } catch { process.exit(2); }
     if (await once()) process.exit(0);
+    if (logFile && bindFailed()) process.exit(4);
     if (Date.now() > deadline) process.exit(3);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -482,7 +490,7 @@ cmd_start() {
     echo "$START_PID" >"$STATE/pid"
     echo "bootstrap=127.0.0.1:$bport" >"$STATE/bootstrap"
 
-    rc=0; probe "$bport" "$START_PID" "$START_TIMEOUT" || rc=$?
+    rc=0; probe "$bport" "$START_PID" "$START_TIMEOUT" "$STATE/server.log" || rc=$?
     if (( rc == 0 )); then
       START_OK=1
       break
@@ -490,7 +498,7 @@ cmd_start() {
     kill -9 "$START_PID" 2>/dev/null || true
     wait "$START_PID" 2>/dev/null || true
     rm -rf -- "$START_DIR"
-    if (( rc == 2 )) && grep -q 'BindException\|Address already in use' "$STATE/server.log" && (( attempt < 3 )); then
+    if { (( rc == 4 )) || { (( rc == 2 )) && grep -q 'BindException\|Address already in use' "$STATE/server.log"; }; } && (( attempt < 3 )); then
       log "port clash on $bport/$cport, retrying with other ports"
       continue
     fi

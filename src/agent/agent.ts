@@ -13,6 +13,7 @@ import { openAgentDb } from './spool/agent-db.js';
 import { Outbox } from './spool/outbox.js';
 import { runAlertPublisher, DEFAULT_PUBLISHER } from './tunnel/alert-publisher.js';
 import { runConfigStream } from './tunnel/config-client.js';
+import { Tunnel } from './tunnel/connection.js';
 import { parseKasAddress } from './tunnel/kas-address.js';
 
 export interface AgentOptions {
@@ -55,7 +56,14 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   const abort = new AbortController();
   let configured = false;
   const manager = new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '' }, log);
-  const conn = { address, token, ...(o.caCertFile ? { caCertFile: o.caCertFile } : {}) };
+  const tunnel = await Tunnel.open({
+    address, token, tokenFile: o.tokenFile, backoff: o.backoff, log: moduleLogger('tunnel', log),
+    ...(o.caCertFile ? { caCertFile: o.caCertFile } : {}),
+  }).catch((e: unknown) => {
+    alerts.stop();
+    db.close();
+    throw e;
+  });
 
   let obs: Server | undefined;
   let observabilityAddress = '';
@@ -82,13 +90,13 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
 
   log.info({ kas_address: o.kasAddress, data_dir: o.dataDir, version: VERSION, spooled: outbox.size }, 'Verdict agent started');
 
-  const configLoop = runConfigStream(conn, o.backoff, moduleLogger('config', log), abort.signal, async (u) => {
+  const configLoop = runConfigStream(tunnel, o.backoff, moduleLogger('config', log), abort.signal, async (u) => {
     const level = (u.config as AgentConfig).observability?.logging?.level;
     if (level) log.level = level;
     await manager.apply(u.config, u.files);
     configured = true;
   });
-  const publishLoop = runAlertPublisher(conn, outbox, o.backoff, moduleLogger('tunnel', log), abort.signal, DEFAULT_PUBLISHER);
+  const publishLoop = runAlertPublisher(tunnel, outbox, o.backoff, moduleLogger('tunnel', log), abort.signal, DEFAULT_PUBLISHER);
   const done = Promise.all([configLoop, publishLoop]).then(() => undefined);
   done.catch((e: unknown) => log.error({ error: errText(e) }, 'Agent loop failed'));
 
@@ -100,6 +108,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       await done.catch(() => undefined);
       await manager.stopAll();
       alerts.stop();
+      await tunnel.close();
       obs?.close();
       db.close();
     },

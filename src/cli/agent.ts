@@ -13,9 +13,12 @@ from the server, follows dropped flows from Hubble Relay and Falco events, and s
 alerts to the server through a durable spool.
 
 Flags:
-  --kas-address <url>          server address: grpc://host:port or grpcs://host:port (required)
-  --token-file <file>          file holding the agent token (required)
-  --ca-cert-file <file>        extra CA certificate for grpcs://
+  --kas-address <url>          server address (required): grpc://host:port or grpcs://host:port
+                               (the server's --grpc-addr), or ws://host:port/-/kubernetes-agent/ or
+                               wss://… (its --http-addr; the trailing slash is required)
+  --token-file <file>          file holding the agent token (required); re-read on every
+                               reconnect, so a rotated token needs no restart
+  --ca-cert-file <file>        CA certificate to trust in addition to the system's, for grpcs:// and wss://
   --data-dir <dir>             spool and state (default .data/agent)
   --policies <file|dir>        local policy manifests; repeatable
   --observability-addr <addr>  /metrics, /healthz, /readyz (default 127.0.0.1:8081; "" disables)

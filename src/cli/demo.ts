@@ -9,8 +9,9 @@ import { scenarioFlows } from '../peers/hubble-relay/demo-scenario.js';
 import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
 import { startFalcoPoster } from '../peers/falco/falco-poster.js';
 import { startServer } from '../server/server.js';
+import { demoWebhooks } from '../server/webhooks/demo.js';
 import { createRootLogger } from '../shared/log/logger.js';
-import { parseFlags } from './args.js';
+import { parseFlags, UsageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 
 const HELP = `Usage: verdict demo [flags]
@@ -28,6 +29,9 @@ Flags:
   --falco-addr <host:port> where the agent takes Falco events; point a real Falco's
                            http_output here (default 127.0.0.1:2801, Falcosidekick's port)
   --interval <ms>          time between built-in events (default 1500)
+  --webhook <url>          also deliver alerts to this URL as signed generic webhooks
+                           (docs/webhooks.md); a local address is allowed for the demo
+  --webhook-secret <whsec_...>  the endpoint's Standard Webhooks secret (default: a new one, printed)
 `;
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -73,6 +77,8 @@ export async function run(argv: string[]): Promise<number> {
     'grpc-addr': { type: 'string', default: '127.0.0.1:8150' },
     'falco-addr': { type: 'string', default: '127.0.0.1:2801' },
     interval: { type: 'string', default: '1500' },
+    webhook: { type: 'string' },
+    'webhook-secret': { type: 'string' },
     help: { type: 'boolean' },
   });
   if (values.help) {
@@ -80,6 +86,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const dataDir = resolve(values['data-dir']);
+  if (values['webhook-secret'] && !values.webhook) throw new UsageError('verdict demo: --webhook-secret needs --webhook <url>');
+  const webhook = values.webhook ? demoWebhooks(values.webhook, values['webhook-secret']) : undefined;
   const interval = Number(values.interval);
   const log = createRootLogger({ name: 'verdict-demo' });
 
@@ -93,6 +101,7 @@ export async function run(argv: string[]): Promise<number> {
     http_addr: values['http-addr'],
     grpc_addr: values['grpc-addr'],
     config_poll_interval: 2000,
+    ...(webhook ? { webhooks: webhook.config } : {}),
   }, log.child({ name: 'server' }));
 
   const tokenFile = join(dataDir, 'agent-token');
@@ -130,6 +139,7 @@ export async function run(argv: string[]): Promise<number> {
     `  feed token:  ${feedToken}  (also in ${feedTokenFile})`,
     `  Falco input: http://${values['falco-addr']}/  (point Falco's http_output here)`,
     `  config:      ${project}/.gitlab/agents/${AGENT}/config.yaml (commit changes; the agent picks them up)`,
+    ...(webhook ? [`  webhook:     ${values.webhook} (signed, secret ${webhook.secret})`, `               deliveries: GET ${url}api/v1/admin/integrations/demo-webhook/deliveries with a token from \`verdict tokens create --name me --scope admin --data-dir ${join(dataDir, 'server')}\``] : []),
     'Stop with Ctrl-C.',
     '',
   ].join('\n'));

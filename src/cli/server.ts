@@ -2,7 +2,7 @@ import { SERVER_DEFAULTS, loadServerConfigFile, type ServerConfig } from '../sha
 import { createRootLogger } from '../shared/log/logger.js';
 import { parseDuration } from '../shared/retry/backoff.js';
 import { startServer } from '../server/server.js';
-import { parseFlags } from './args.js';
+import { parseFlags, UsageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 
 const HELP = `Usage: verdict server [flags]
@@ -10,11 +10,18 @@ const HELP = `Usage: verdict server [flags]
 Runs the Verdict server: the agent API (gRPC), the alert store (SQLite) and the feed (HTTP).
 
 Flags (override the same keys in --config):
-  --config <file>            server YAML config (keys: data_dir, http_addr, grpc_addr, config_poll_interval)
+  --config <file>            server YAML config (keys: data_dir, http_addr, grpc_addr, config_poll_interval,
+                             tls: {cert_file, key_file})
   --data-dir <dir>           where the SQLite store lives (default ${SERVER_DEFAULTS.data_dir})
   --http-addr <host:port>    feed API, web page, /metrics, /healthz (default ${SERVER_DEFAULTS.http_addr})
   --grpc-addr <host:port>    agent API (default ${SERVER_DEFAULTS.grpc_addr})
   --config-poll-interval <d> how often configuration projects are checked (default 20s)
+  --tls-cert-file <file>     serve both listeners over TLS with this PEM certificate (chain):
+                             agents then use grpcs:// or wss://, feed clients https://
+  --tls-key-file <file>      the certificate's PEM private key (required with --tls-cert-file)
+
+Agents connect to --grpc-addr (grpc://, grpcs://) or to --http-addr under
+/-/kubernetes-agent/ (ws://, wss://). Manage their tokens with \`verdict agents\`.
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -24,6 +31,8 @@ export async function run(argv: string[]): Promise<number> {
     'http-addr': { type: 'string' },
     'grpc-addr': { type: 'string' },
     'config-poll-interval': { type: 'string' },
+    'tls-cert-file': { type: 'string' },
+    'tls-key-file': { type: 'string' },
     help: { type: 'boolean' },
   });
   if (values.help) {
@@ -35,6 +44,8 @@ export async function run(argv: string[]): Promise<number> {
   if (values['http-addr']) cfg.http_addr = values['http-addr'];
   if (values['grpc-addr']) cfg.grpc_addr = values['grpc-addr'];
   if (values['config-poll-interval']) cfg.config_poll_interval = parseDuration(values['config-poll-interval'], '--config-poll-interval');
+  if (Boolean(values['tls-cert-file']) !== Boolean(values['tls-key-file'])) throw new UsageError('verdict server: give --tls-cert-file and --tls-key-file together');
+  if (values['tls-cert-file'] && values['tls-key-file']) cfg.tls = { cert_file: values['tls-cert-file'], key_file: values['tls-key-file'] };
   const log = createRootLogger({ name: 'verdict-server' });
   const server = await startServer(cfg, log);
   await waitForShutdown(log);

@@ -5,13 +5,19 @@ import { splitHostPort, type ServerConfig } from '../shared/config/server-config
 import { moduleLogger, type Logger } from '../shared/log/logger.js';
 import type { DB } from '../shared/sqlite/open.js';
 import { VERSION } from '../shared/version.js';
+import type { Server as TlsServer } from 'node:tls';
+import { registerAdminRoutes } from './admin/routes.js';
 import { AgentRegistry } from './agents/agent-registry.js';
+import { RevocationWatcher } from './agents/revocation-watcher.js';
 import { FeedTokens } from './auth/feed-tokens.js';
 import { ProjectPollers } from './config/project-poller.js';
 import { buildHttpServer } from './feed/http-server.js';
 import { AlertStore } from './store/alert-store.js';
 import { openServerDb } from './store/server-db.js';
 import { addTunnelServices, StreamRegistry } from './tunnel/grpc-service.js';
+import { grpcServerCredentials, listenTls, loadTls, type TlsMaterial } from './tunnel/tls.js';
+import { registerAgentWebSocket } from './tunnel/ws-route.js';
+import { startWebhooks, type WebhooksService } from './webhooks/service.js';
 
 export interface RunningServer {
   httpAddress: string; // host:port actually bound
@@ -21,6 +27,7 @@ export interface RunningServer {
   agents: AgentRegistry;
   tokens: FeedTokens;
   streams: StreamRegistry;
+  webhooks: WebhooksService;
   close(): Promise<void>;
 }
 
@@ -40,7 +47,16 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
   const tokens = new FeedTokens(db);
   const streams = new StreamRegistry();
   const pollers = new ProjectPollers(cfg.config_poll_interval, moduleLogger('config', log));
+  // Before the agent API listens: every stored alert must pass through the webhook outbox hook.
+  const webhooks = startWebhooks({ db, store, config: cfg.webhooks, log: moduleLogger('webhooks', log) });
   let ready = false;
+  let tls: TlsMaterial | undefined;
+  try {
+    tls = cfg.tls ? loadTls(cfg.tls) : undefined;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
 
   const grpcServer = new grpc.Server(GRPC_OPTIONS);
   addTunnelServices(grpcServer, {
@@ -51,24 +67,32 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
   }, streams);
   const g = splitHostPort(cfg.grpc_addr);
   const grpcPort = await new Promise<number>((resolve, reject) => {
-    grpcServer.bindAsync(`${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`cannot listen for agents on ${cfg.grpc_addr}: ${err.message}; pick a free address with --grpc-addr`)) : resolve(port)));
+    grpcServer.bindAsync(`${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`, grpcServerCredentials(tls), (err, port) => (err ? reject(new Error(`cannot listen for agents on ${cfg.grpc_addr}: ${err.message}; pick a free address with --grpc-addr`)) : resolve(port)));
   });
 
   let http: FastifyInstance;
+  let tlsFront: TlsServer | undefined;
+  let agentWs: { close(): void } | undefined;
   try {
     http = await buildHttpServer({ store, tokens, log: moduleLogger('feed', log), ready: () => ready });
+    agentWs = await registerAgentWebSocket(http, { grpcServer, log: moduleLogger('tunnel', log) });
+    registerAdminRoutes(http, { agents, tokens, streams, log: moduleLogger('admin', log) });
     const h = splitHostPort(cfg.http_addr);
-    await http.listen({ host: h.host, port: h.port });
+    if (tls) tlsFront = await listenTls(http, tls, h.host, h.port);
+    else await http.listen({ host: h.host, port: h.port });
   } catch (e) {
+    agentWs?.close();
     grpcServer.forceShutdown();
     db.close();
     throw new Error(`cannot listen for HTTP on ${cfg.http_addr}: ${(e as Error).message}; pick a free address with --http-addr`);
   }
-  const httpAddr = http.server.address();
+  const httpAddr = (tlsFront ?? http.server).address();
   const httpAddress = typeof httpAddr === 'object' && httpAddr ? `${cfg.http_addr.replace(/:\d+$/, '')}:${httpAddr.port}` : cfg.http_addr;
   const grpcAddress = `${cfg.grpc_addr.replace(/:\d+$/, '')}:${grpcPort}`;
+  const revocations = new RevocationWatcher(agents, streams, moduleLogger('tunnel', log));
+  revocations.start();
   ready = true;
-  log.info({ http_addr: httpAddress, grpc_addr: grpcAddress, data_dir: cfg.data_dir, version: VERSION }, 'Verdict server started');
+  log.info({ http_addr: httpAddress, grpc_addr: grpcAddress, data_dir: cfg.data_dir, version: VERSION, tls: Boolean(tls), agent_websocket_path: '/-/kubernetes-agent/' }, 'Verdict server started');
 
   return {
     httpAddress,
@@ -78,8 +102,12 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
     agents,
     tokens,
     streams,
+    webhooks,
     async close() {
       ready = false;
+      revocations.stop();
+      agentWs?.close();
+      if (tlsFront) await new Promise<void>((resolve) => tlsFront!.close(() => resolve()));
       await http.close();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
@@ -91,6 +119,7 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
           resolve();
         });
       });
+      await webhooks.close();
       db.close();
     },
   };

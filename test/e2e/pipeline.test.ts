@@ -142,9 +142,10 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
   });
 
   it('reports a malformed config.yaml and keeps the last good configuration running', async () => {
-    const commit = project.commit({ '.gitlab/agents/edge/config.yaml': 'cilium:\n  hubble_relay_address: [oops\n' }, 'broken');
+    const relayAddr = /listening=(\S+)/.exec(relay.stdout)![1]!;
+    const commit = project.commit({ '.gitlab/agents/edge/config.yaml': config(relayAddr).replace('dedup_window: 100ms', 'dedup_window: soon') }, 'broken');
     const err = await agent.waitForLog((l) => l.msg.includes('keeping the last good configuration'), 15_000, 'config error on the agent');
-    expect(String(err.error)).toContain('.gitlab/agents/edge/config.yaml:2');
+    expect(String(err.error)).toContain('.gitlab/agents/edge/config.yaml:6: cilium.dedup_window: must be a duration');
     await server.waitForLog((l) => l.msg.startsWith('Config: invalid configuration') && l.commit_id === commit);
     // The Cilium module still runs on the previous configuration.
     relay.proc.stdin!.write(`${flowLine({ src: 'checkout', dst: 'payments', port: 8443, verdict: 'DROPPED', reason: 'POLICY_DENIED' })}\n`);

@@ -5,8 +5,8 @@ import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
 import type { Outbox, OutboxRow } from '../spool/outbox.js';
-import { callMetadata, channelFor, type ConnectionOptions } from './connection.js';
-import { describeCallError } from './errors.js';
+import { isVersionRefusal } from './config-client.js';
+import type { Tunnel } from './connection.js';
 
 const acked = new Counter({ name: 'verdict_agent_alerts_acknowledged_total', help: 'Alerts the server acknowledged as stored', registers: [registry] });
 
@@ -14,9 +14,15 @@ export interface PublisherOptions {
   batchSize: number;
   /** Batches sent but not yet acknowledged; pipelining hides the round trip. */
   maxInFlight: number;
+  /**
+   * How often the spool is looked at without being told: the publisher wakes
+   * on its own process's adds, and this catches anything else that wrote to
+   * the spool file (a tool, a test) or a wake-up that was missed.
+   */
+  pollMs?: number;
 }
 
-export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, maxInFlight: 4 };
+export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, maxInFlight: 4, pollMs: 1000 };
 
 /**
  * Sends the spool to the server in batches over one PublishAlerts stream and
@@ -25,21 +31,20 @@ export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, maxInFlight
  * still in the spool; the server de-duplicates by alert id.
  */
 export async function runAlertPublisher(
-  conn: ConnectionOptions,
+  tunnel: Tunnel,
   outbox: Outbox,
   backoffOpts: BackoffOptions,
   log: Logger,
   signal: AbortSignal,
   opts: PublisherOptions = DEFAULT_PUBLISHER,
 ): Promise<void> {
-  const ch = channelFor(conn);
-  const client = new AlertPublisherClient(ch.target, ch.credentials, ch.options);
+  const client = new AlertPublisherClient(tunnel.target, tunnel.credentials, tunnel.options);
   const backoff = new Backoff(backoffOpts);
   let batchId = 0;
   try {
     while (!signal.aborted) {
       const err = await new Promise<unknown>((resolve) => {
-        const call = client.publishAlerts(callMetadata(conn.token));
+        const call = client.publishAlerts(tunnel.metadata());
         const inFlight = new Map<number, OutboxRow[]>();
         let cursor = 0;
         let finished = false;
@@ -65,15 +70,18 @@ export async function runAlertPublisher(
           }
         };
         const unsubscribe = outbox.onAdded(schedule);
+        const poll = setInterval(schedule, opts.pollMs ?? 1000);
         const onAbort = () => call.cancel();
         signal.addEventListener('abort', onAbort, { once: true });
         const finish = (e?: unknown) => {
           if (finished) return;
           finished = true;
           unsubscribe();
+          clearInterval(poll);
           signal.removeEventListener('abort', onAbort);
           resolve(e);
         };
+        call.on('metadata', (md: grpc.Metadata) => tunnel.checkServerVersion(md, log));
         call.on('data', (ack: AlertAck) => {
           const rows = inFlight.get(ack.batch_id);
           if (!rows) return;
@@ -90,7 +98,9 @@ export async function runAlertPublisher(
       if (signal.aborted) break;
       const delay = backoff.next();
       const e = err as grpc.ServiceError | undefined;
-      log.error({ error: e ? describeCallError(e, conn.address.raw) : 'stream ended by the server', retry_in_ms: delay, spooled: outbox.size }, 'Alert stream to the server failed; alerts stay in the spool and are sent after reconnecting');
+      const fields = { error: e ? tunnel.describe(e) : 'stream ended by the server', retry_in_ms: delay, spooled: outbox.size };
+      if (e && isVersionRefusal(e)) log.error(fields, 'Refused by the server: agent and server versions differ; alerts stay in the spool');
+      else log.error(fields, 'Alert stream to the server failed; alerts stay in the spool and are sent after reconnecting');
       await sleep(delay, signal);
     }
   } finally {

@@ -4,14 +4,18 @@ import type { AgentConfig } from '../../shared/config/agent-config.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
 import { VERSION } from '../../shared/version.js';
-import { callMetadata, channelFor, type ConnectionOptions } from './connection.js';
-import { describeCallError } from './errors.js';
+import type { Tunnel } from './connection.js';
 
 export interface ConfigUpdate {
   commitId: string;
   config: AgentConfig;
   files: ConfigurationResponse['files'];
   agentName: string;
+}
+
+/** True when the server refused the call for a version mismatch, not for the configuration. */
+export function isVersionRefusal(err: grpc.ServiceError): boolean {
+  return err.code === grpc.status.FAILED_PRECONDITION && err.metadata?.get('verdict-refusal')[0] === 'version';
 }
 
 /**
@@ -21,23 +25,23 @@ export interface ConfigUpdate {
  * last good configuration meanwhile.
  */
 export async function runConfigStream(
-  conn: ConnectionOptions,
+  tunnel: Tunnel,
   backoffOpts: BackoffOptions,
   log: Logger,
   signal: AbortSignal,
   onConfig: (u: ConfigUpdate) => Promise<void>,
 ): Promise<void> {
-  const ch = channelFor(conn);
-  const client = new AgentConfigurationClient(ch.target, ch.credentials, ch.options);
+  const client = new AgentConfigurationClient(tunnel.target, tunnel.credentials, tunnel.options);
   const backoff = new Backoff(backoffOpts);
   let commitId = '';
   try {
     while (!signal.aborted) {
       const outcome = await new Promise<{ err?: unknown; gotData: boolean }>((resolve) => {
         let gotData = false;
-        const call = client.getConfiguration({ commit_id: commitId, agent_meta: { version: VERSION, commit: '', pod_namespace: process.env.POD_NAMESPACE ?? '', pod_name: process.env.POD_NAME ?? '' } }, callMetadata(conn.token));
+        const call = client.getConfiguration({ commit_id: commitId, agent_meta: { version: VERSION, commit: '', pod_namespace: process.env.POD_NAMESPACE ?? '', pod_name: process.env.POD_NAME ?? '' } }, tunnel.metadata());
         const onAbort = () => call.cancel();
         signal.addEventListener('abort', onAbort, { once: true });
+        call.on('metadata', (md: grpc.Metadata) => tunnel.checkServerVersion(md, log));
         let queue = Promise.resolve();
         call.on('data', (msg: ConfigurationResponse) => {
           gotData = true;
@@ -68,8 +72,10 @@ export async function runConfigStream(
       const err = outcome.err as grpc.ServiceError | undefined;
       if (!err) continue; // a clean end of stream reconnects at once, as the original does
       const delay = backoff.next();
-      const text = describeCallError(err, conn.address.raw);
-      if (err.code === grpc.status.FAILED_PRECONDITION) {
+      const text = tunnel.describe(err);
+      if (isVersionRefusal(err)) {
+        log.error({ error: text, retry_in_ms: delay }, 'Refused by the server: agent and server versions differ');
+      } else if (err.code === grpc.status.FAILED_PRECONDITION) {
         log.error({ error: text, retry_in_ms: delay }, commitId ? 'Config: the new configuration is invalid; keeping the last good configuration' : 'Config: the configuration is invalid; fix it in the configuration project');
       } else {
         log.error({ error: text, retry_in_ms: delay }, 'Config: failed to get configuration from the server');

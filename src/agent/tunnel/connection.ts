@@ -1,12 +1,23 @@
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
-import { VERSION } from '../../shared/version.js';
+import { rootCertificates } from 'node:tls';
+import type { Logger } from '../../shared/log/logger.js';
+import type { BackoffOptions } from '../../shared/retry/backoff.js';
+import { VERSION, versionsCompatible } from '../../shared/version.js';
+import { describeCallError } from './errors.js';
 import type { KasAddress } from './kas-address.js';
+import { WsBridge } from './ws-bridge.js';
 
 export interface ConnectionOptions {
   address: KasAddress;
+  /** The agent token as read at start-up. */
   token: string;
+  /** Re-read when it changes (a rotated Secret), so a new token needs no restart. */
+  tokenFile?: string;
   caCertFile?: string;
+  /** The loops' backoff; grpc-js's own reconnect backoff follows it. */
+  backoff?: BackoffOptions;
+  log: Logger;
 }
 
 // Channel settings of the original agent: keepalive 55 s, 10 MiB messages.
@@ -18,23 +29,106 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.primary_user_agent': `verdict-agent/${VERSION}`,
 };
 
-/** Target, credentials and options for every client the agent opens to the server. */
-export function channelFor(opts: ConnectionOptions): { target: string; credentials: grpc.ChannelCredentials; options: grpc.ChannelOptions } {
-  if (opts.address.scheme === 'ws' || opts.address.scheme === 'wss') {
-    throw new Error(`--kas-address ${opts.address.raw}: the WebSocket transports are not available in this release; use grpc://host:port or grpcs://host:port`);
+/** Reads --ca-cert-file; the CA is added to Node's trusted roots, not put in their place. */
+function trustedRoots(file: string): string[] {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read --ca-cert-file ${file}: ${(e as Error).message}; pass the PEM file of the CA that signed the server's certificate`);
   }
-  // The token travels as per-call metadata (see callMetadata), which works on
-  // plain and TLS channels alike.
-  const channelCreds = opts.address.scheme === 'grpcs'
-    ? grpc.credentials.createSsl(opts.caCertFile ? readFileSync(opts.caCertFile) : undefined)
-    : grpc.credentials.createInsecure();
-  return { target: opts.address.target, credentials: channelCreds, options: CHANNEL_OPTIONS };
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`--ca-cert-file ${file} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"); pass the CA certificate, not a key or a DER file`);
+  return [...rootCertificates, pem];
 }
 
-/** Metadata every call to the server carries. */
-export function callMetadata(token: string): grpc.Metadata {
-  const md = new grpc.Metadata();
-  md.set('authorization', `Bearer ${token}`);
-  md.set('verdict-version', VERSION);
-  return md;
+/**
+ * The agent's way to the server, shared by every client the agent opens: the
+ * gRPC target, credentials and options for the scheme of --kas-address, and
+ * the token as call metadata.
+ */
+export class Tunnel {
+  private token: string;
+  private warnedVersion = '';
+  private lastExplained: { text: string; at: number } | undefined;
+
+  private constructor(
+    private readonly opts: ConnectionOptions,
+    readonly target: string,
+    readonly credentials: grpc.ChannelCredentials,
+    readonly options: grpc.ChannelOptions,
+    private readonly bridge: WsBridge | undefined,
+  ) {
+    this.token = opts.token;
+  }
+
+  static async open(opts: ConnectionOptions): Promise<Tunnel> {
+    const a = opts.address;
+    const tls = a.scheme === 'grpcs' || a.scheme === 'wss';
+    if (opts.caCertFile && !tls) opts.log.warn({ ca_cert_file: opts.caCertFile, kas_address: a.raw }, '--ca-cert-file is ignored: --kas-address does not use TLS (grpcs:// or wss://)');
+    const roots = opts.caCertFile && tls ? trustedRoots(opts.caCertFile) : undefined;
+    const options: grpc.ChannelOptions = {
+      ...CHANNEL_OPTIONS,
+      ...(opts.backoff ? { 'grpc.initial_reconnect_backoff_ms': opts.backoff.initialMs, 'grpc.max_reconnect_backoff_ms': opts.backoff.maxMs } : {}),
+    };
+    if (a.scheme === 'ws' || a.scheme === 'wss') {
+      const bridge = await WsBridge.start({ address: a, userAgent: `verdict-agent/${VERSION}`, ...(roots ? { ca: roots } : {}) });
+      // TLS, if any, is the WebSocket's; gRPC runs in clear inside it.
+      return new Tunnel(opts, bridge.target, grpc.credentials.createInsecure(), { ...options, 'grpc.default_authority': a.target }, bridge);
+    }
+    const creds = tls ? grpc.credentials.createSsl(roots ? Buffer.from(roots.join('\n')) : undefined) : grpc.credentials.createInsecure();
+    return new Tunnel(opts, a.target, creds, options, undefined);
+  }
+
+  get address(): KasAddress {
+    return this.opts.address;
+  }
+
+  /** Metadata every call carries: the current token and our version. */
+  metadata(): grpc.Metadata {
+    this.refreshToken();
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${this.token}`);
+    md.set('verdict-version', VERSION);
+    return md;
+  }
+
+  /** Log text for a failed call, with the likely fix. */
+  describe(err: unknown): string {
+    const e = err as { code?: number; details?: string };
+    // grpc-js names the cause of a failed connection once, then says "Last error: null" while it backs off.
+    if (e.code === grpc.status.UNAVAILABLE && /Last error: null/.test(e.details ?? '') && this.lastExplained && Date.now() - this.lastExplained.at < 60_000) {
+      return this.lastExplained.text;
+    }
+    const text = describeCallError(err, this.opts.address, this.bridge?.lastError());
+    if (e.code === grpc.status.UNAVAILABLE) this.lastExplained = { text, at: Date.now() };
+    return text;
+  }
+
+  /** Warns once per server version when the server's release does not match ours. */
+  checkServerVersion(md: grpc.Metadata, log: Logger): void {
+    const v = md.get('verdict-version')[0];
+    if (typeof v !== 'string' || versionsCompatible(v, VERSION) || this.warnedVersion === v) return;
+    this.warnedVersion = v;
+    log.error({ server_version: v, agent_version: VERSION }, `Server version ${v} and agent version ${VERSION} differ in major.minor; run the same release on both`);
+  }
+
+  async close(): Promise<void> {
+    await this.bridge?.close();
+  }
+
+  // Read on every call: calls are one per stream, and a Secret's update is a symlink swap mtime may not show.
+  private refreshToken(): void {
+    const file = this.opts.tokenFile;
+    if (!file) return;
+    let t = '';
+    try {
+      t = readFileSync(file, 'utf8').trim();
+    } catch {
+      // Mid-update (a Secret is swapped by symlink); the next call tries again.
+    }
+    if (t && t !== this.token) {
+      this.token = t;
+      this.opts.log.info({ token_file: file }, 'The agent token in --token-file changed; using the new one');
+    }
+  }
 }

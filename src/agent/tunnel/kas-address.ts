@@ -1,10 +1,15 @@
-// --kas-address as operators of the GitLab agent know it. This release speaks
-// plain and TLS gRPC; the WebSocket transports are refused with a clear message.
+// --kas-address as operators of the GitLab agent know it: grpc:// and grpcs://
+// reach the server's gRPC listener; ws:// and wss:// carry the same gRPC API in
+// a WebSocket on its HTTP listener (path /-/kubernetes-agent/).
 
 export interface KasAddress {
   scheme: 'grpc' | 'grpcs' | 'ws' | 'wss';
-  /** host:port for the gRPC channel. */
+  /** host:port: the gRPC channel's target, or where the WebSocket connects. */
   target: string;
+  /** Host name (or address) without port or brackets: TLS server name and :authority. */
+  host: string;
+  /** The WebSocket URL (ws/wss only). */
+  url?: string;
   raw: string;
 }
 
@@ -28,7 +33,10 @@ export function parseKasAddress(raw: string): KasAddress {
       throw new KasAddressError(`--kas-address "${raw}" must end with a slash (e.g. ${raw}/); without it the server answers 301 instead of upgrading the WebSocket`);
     }
   }
+  if (!url.hostname) throw new KasAddressError(`--kas-address "${raw}" has no host; use e.g. ${scheme}://verdict.example.com${scheme.startsWith('ws') ? '/-/kubernetes-agent/' : ':8150'}`);
   const port = url.port || (scheme === 'grpcs' || scheme === 'wss' ? '443' : '80');
   const host = url.hostname.startsWith('[') ? url.hostname : url.hostname.includes(':') ? `[${url.hostname}]` : url.hostname;
-  return { scheme, target: `${host}:${port}`, raw };
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (scheme === 'ws' || scheme === 'wss') return { scheme, target: `${host}:${port}`, host: bare, url: url.href, raw };
+  return { scheme, target: `${host}:${port}`, host: bare, raw };
 }

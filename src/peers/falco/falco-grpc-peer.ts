@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, type ServerDuplexStream, type ServerWritableStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status, type ServerDuplexStream, type ServerWritableStream } from '@grpc/grpc-js';
 import { priority as Priority, serviceService, type request, type response } from '../../gen/falco/outputs.js';
 import type { FalcoJsonEvent } from './scenario.js';
 
@@ -88,7 +88,8 @@ export async function startFalcoGrpcPeer(opts: { address?: string; credentials?:
       for (const e of events) queue.push(toGrpcResponse(e));
     },
     dropSubscribers: () => {
-      for (const c of subs) c.destroy(new Error('falco restarting'));
+      // grpc-js turns an 'error' on a server stream into the call's status.
+      for (const c of subs) c.emit('error', Object.assign(new Error('falco is restarting'), { code: status.UNAVAILABLE }));
       subs.clear();
     },
     get subscribers() {

@@ -14,7 +14,26 @@ export interface AuthenticatedAgent extends AgentRecord {
   token_id: number;
 }
 
+export interface AgentTokenInfo {
+  id: number;
+  agent: string;
+  name: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
 const AGENT_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const TOKEN_NAME = /^[\w.@-]{1,64}$/;
+
+// Bumped in the transaction that revokes a token. The CLI revokes from another
+// process, so a running server cannot be told directly: it polls this one row
+// (cheap) and only looks at its open streams when the number moves.
+const REVISION_KEY = 'agent_tokens_revision';
+
+// last_used_at is advisory; writing it on every call would turn each
+// reconnect into a write, so it is refreshed at most this often per token.
+const LAST_USED_RESOLUTION_MS = 60_000;
 
 export class AgentRegistryError extends Error {
   constructor(readonly code: string, message: string) {
@@ -24,10 +43,12 @@ export class AgentRegistryError extends Error {
 
 /** Agents, their configuration projects and their tokens (stored as hashes only). */
 export class AgentRegistry {
+  private readonly lastUsedWritten = new Map<number, number>();
+
   constructor(private readonly db: DB) {}
 
   /** Registers an agent (or adds a token to an existing one) and returns the new token, once. */
-  register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string } {
+  register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number } {
     if (!AGENT_NAME.test(name)) {
       throw new AgentRegistryError('VERDICT_AGENT_NAME', `agent name "${name}" is invalid: use lowercase letters, digits and dashes (a DNS label, as in .gitlab/agents/<name>/)`);
     }
@@ -35,6 +56,7 @@ export class AgentRegistry {
     if (!existsSync(project)) {
       throw new AgentRegistryError('VERDICT_CONFIG_PROJECT', `configuration project ${project} does not exist; pass the path of a git repository with .gitlab/agents/${name}/config.yaml`);
     }
+    checkTokenName(tokenName);
     const now = new Date().toISOString();
     return this.db.transaction(() => {
       let agent = this.db.prepare('SELECT * FROM agents WHERE name = ?').get(name) as AgentRecord | undefined;
@@ -45,10 +67,55 @@ export class AgentRegistry {
         this.db.prepare('UPDATE agents SET config_project = ? WHERE id = ?').run(project, agent.id);
         agent.config_project = project;
       }
-      const token = newSecret('vdt_agent_');
-      this.db.prepare('INSERT INTO agent_tokens (agent_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)').run(agent.id, tokenName, hashSecret(token), now);
-      return { agent, token };
+      const { token, id } = this.insertToken(agent.id, tokenName, now);
+      return { agent, token, tokenId: id };
     })();
+  }
+
+  /** A new token for an existing agent; the secret is returned once and stored hashed. */
+  createToken(agentName: string, tokenName = 'default'): { token: string; info: AgentTokenInfo } {
+    checkTokenName(tokenName);
+    const agent = this.mustGet(agentName);
+    const now = new Date().toISOString();
+    const { token, id } = this.insertToken(agent.id, tokenName, now);
+    return { token, info: { id, agent: agent.name, name: tokenName, created_at: now, last_used_at: null, revoked_at: null } };
+  }
+
+  listTokens(agentName: string): AgentTokenInfo[] {
+    const agent = this.mustGet(agentName);
+    return this.db
+      .prepare('SELECT id, ? AS agent, name, created_at, last_used_at, revoked_at FROM agent_tokens WHERE agent_id = ? ORDER BY id')
+      .all(agent.name, agent.id) as AgentTokenInfo[];
+  }
+
+  /** Revokes one token of an agent. Returns false when it is unknown or already revoked. */
+  revokeToken(agentName: string, tokenId: number): boolean {
+    const agent = this.mustGet(agentName);
+    return this.db.transaction(() => {
+      const changed = this.db
+        .prepare('UPDATE agent_tokens SET revoked_at = ? WHERE id = ? AND agent_id = ? AND revoked_at IS NULL')
+        .run(new Date().toISOString(), tokenId, agent.id).changes > 0;
+      if (changed) {
+        this.db.prepare(`INSERT INTO meta (key, value) VALUES (?, '1')
+                         ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)`).run(REVISION_KEY);
+      }
+      return changed;
+    })();
+  }
+
+  /** Changes whenever a token is revoked, by any process sharing the database. */
+  revision(): number {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(REVISION_KEY) as { value: string } | undefined;
+    return row ? Number(row.value) : 0;
+  }
+
+  /** Which of these token ids are revoked or gone. */
+  revokedAmong(ids: readonly number[]): number[] {
+    if (ids.length === 0) return [];
+    const active = new Set(
+      (this.db.prepare(`SELECT id FROM agent_tokens WHERE revoked_at IS NULL AND id IN (${ids.map(() => '?').join(',')})`).all(...ids) as { id: number }[]).map((r) => r.id),
+    );
+    return ids.filter((id) => !active.has(id));
   }
 
   authenticate(token: string): AuthenticatedAgent | undefined {
@@ -58,6 +125,11 @@ export class AgentRegistry {
       .get(hashSecret(token)) as (AuthenticatedAgent & { token_hash: string }) | undefined;
     if (!row || !secretMatches(token, row.token_hash)) return undefined;
     const { token_hash: _, ...agent } = row;
+    const now = Date.now();
+    if (now - (this.lastUsedWritten.get(agent.token_id) ?? 0) > LAST_USED_RESOLUTION_MS) {
+      this.lastUsedWritten.set(agent.token_id, now);
+      this.db.prepare('UPDATE agent_tokens SET last_used_at = ? WHERE id = ?').run(new Date(now).toISOString(), agent.token_id);
+    }
     return agent;
   }
 
@@ -69,5 +141,23 @@ export class AgentRegistry {
 
   get(name: string): AgentRecord | undefined {
     return this.db.prepare('SELECT * FROM agents WHERE name = ?').get(name) as AgentRecord | undefined;
+  }
+
+  private mustGet(name: string): AgentRecord {
+    const agent = this.get(name);
+    if (!agent) throw new AgentRegistryError('VERDICT_AGENT_UNKNOWN', `no agent named "${name}"; register it first with \`verdict agents register ${name} --config-project <path>\` (see \`verdict agents list\`)`);
+    return agent;
+  }
+
+  private insertToken(agentId: number, tokenName: string, now: string): { token: string; id: number } {
+    const token = newSecret('vdt_agent_');
+    const info = this.db.prepare('INSERT INTO agent_tokens (agent_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)').run(agentId, tokenName, hashSecret(token), now);
+    return { token, id: Number(info.lastInsertRowid) };
+  }
+}
+
+function checkTokenName(name: string): void {
+  if (!TOKEN_NAME.test(name)) {
+    throw new AgentRegistryError('VERDICT_TOKEN_NAME', `token name "${name}" is invalid: use 1 to 64 letters, digits, dots, dashes, underscores or @ (e.g. "prod-2025")`);
   }
 }

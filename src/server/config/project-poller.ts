@@ -12,14 +12,19 @@ export class ProjectPoller extends EventEmitter<{ commit: [string] }> {
   private timer: NodeJS.Timeout | undefined;
   private users = 0;
   private lastError = '';
+  private lastCheck = 0;
 
   constructor(readonly repo: string, private readonly intervalMs: number, private readonly log: Logger) {
     super();
   }
 
-  /** The current commit, checking now if none is known yet. */
+  /**
+   * The current commit. Checks now when the last check is older than the
+   * interval: with no stream open the timer is off, and an agent that
+   * reconnects must not be handed a stale commit.
+   */
   async current(): Promise<string> {
-    if (this.commit === undefined) await this.check();
+    if (this.commit === undefined || Date.now() - this.lastCheck >= this.intervalMs) await this.check();
     if (this.commit === undefined) throw new Error(this.lastError);
     return this.commit;
   }
@@ -41,6 +46,7 @@ export class ProjectPoller extends EventEmitter<{ commit: [string] }> {
   }
 
   async check(): Promise<void> {
+    this.lastCheck = Date.now();
     try {
       const c = await headCommit(this.repo);
       this.lastError = '';

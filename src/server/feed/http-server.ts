@@ -4,6 +4,7 @@ import { registry } from '../../shared/metrics/registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { AlertStore } from '../store/alert-store.js';
 import { registerAlertRoutes } from './alerts-routes.js';
+import { registerWebhookAdminRoutes } from '../webhooks/admin-routes.js';
 
 export interface HttpDeps {
   store: AlertStore;
@@ -23,5 +24,6 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   app.get('/readyz', async (_req, reply) => (deps.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'starting' })));
   app.get('/metrics', async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
   registerAlertRoutes(app, deps);
+  registerWebhookAdminRoutes(app, deps);
   return app;
 }

@@ -14,22 +14,33 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { VERSION, versionsCompatible } from '../../shared/version.js';
 import type { AgentRegistry, AuthenticatedAgent } from '../agents/agent-registry.js';
+import { hashSecret } from '../auth/secret.js';
 import { loadAgentConfiguration } from '../config/agent-config-loader.js';
 import type { ProjectPollers } from '../config/project-poller.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from './alert-sink.js';
 import { checkPayload } from './payload-check.js';
+import { FAILURE_LIMIT, RateLimiter, TOKEN_LIMIT } from './rate-limit.js';
 
 const connectedStreams = new Gauge({ name: 'verdict_server_agent_streams', help: 'Open agent streams', labelNames: ['rpc'], registers: [registry] });
 const alertsReceived = new Counter({ name: 'verdict_server_alerts_received_total', help: 'Alert events received from agents', labelNames: ['result'], registers: [registry] });
 const authFailures = new Counter({ name: 'verdict_server_auth_failures_total', help: 'Agent calls refused for a missing, unknown or revoked token', registers: [registry] });
+const rateLimited = new Counter({ name: 'verdict_server_agent_calls_rate_limited_total', help: 'Agent calls refused with RESOURCE_EXHAUSTED by the connection rate limits', labelNames: ['limit'], registers: [registry] });
+const versionRefused = new Counter({ name: 'verdict_server_agent_version_mismatch_total', help: 'Agent calls refused because agent and server differ in major.minor', registers: [registry] });
 
 export interface TunnelDeps {
   agents: AgentRegistry;
   pollers: ProjectPollers;
   sink: AlertSink;
   log: Logger;
+  /** Connection attempts per valid token, and failed authentications per peer; defaults: rate-limit.ts. */
+  limits?: { token: RateLimiter; failures: RateLimiter };
 }
+
+/** Metadata key both sides use to tell their release. */
+export const VERSION_METADATA = 'verdict-version';
+/** Trailer that marks why a call was refused, so the agent can tell a version mismatch from a config error. */
+export const REFUSAL_METADATA = 'verdict-refusal';
 
 type AnyCall = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 
@@ -49,35 +60,98 @@ export class StreamRegistry {
   drop(tokenId: number): number {
     const set = this.byToken.get(tokenId);
     if (!set) return 0;
-    for (const call of set) call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'agent token was revoked' });
     this.byToken.delete(tokenId);
-    return set.size;
+    // Copied first: the calls' error handlers untrack themselves while we iterate.
+    const calls = [...set];
+    for (const call of calls) call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated: the agent token was revoked; create a new one with `verdict agents tokens create <agent>` and update the token Secret' });
+    return calls.length;
+  }
+
+  /** Tokens with at least one open stream. */
+  tokenIds(): number[] {
+    return [...this.byToken.keys()];
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const s of this.byToken.values()) n += s.size;
+    return n;
   }
 }
 
-function authenticate(call: AnyCall, deps: TunnelDeps): AuthenticatedAgent | { code: grpc.status; details: string } {
+interface Refusal {
+  code: grpc.status;
+  details: string;
+  metadata?: grpc.Metadata;
+}
+
+/** "127.0.0.1" from "127.0.0.1:5555"; undefined for connections without an address (injected WebSocket streams). */
+function peerAddress(call: AnyCall): string | undefined {
+  const p = call.getPeer();
+  if (!p || p === 'unknown') return undefined;
+  const i = p.lastIndexOf(':');
+  return i > 0 ? p.slice(0, i) : p;
+}
+
+const defaultLimits = () => ({ token: new RateLimiter(TOKEN_LIMIT), failures: new RateLimiter(FAILURE_LIMIT) });
+
+function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<TunnelDeps['limits']>): AuthenticatedAgent | Refusal {
+  // The version goes first: with a mismatch nothing else the agent says can be trusted to mean the same thing.
+  const v = call.metadata.get(VERSION_METADATA)[0];
+  if (typeof v === 'string' && !versionsCompatible(v, VERSION)) {
+    versionRefused.inc();
+    const md = new grpc.Metadata();
+    md.set(REFUSAL_METADATA, 'version');
+    return {
+      code: grpc.status.FAILED_PRECONDITION,
+      details: `agent version ${v} and server version ${VERSION} differ in major.minor; run the same release on both: upgrade or downgrade the agent to ${majorMinor(VERSION)}.x, or the server to ${majorMinor(v)}.x`,
+      metadata: md,
+    };
+  }
   const header = call.metadata.get('authorization')[0];
   const m = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-  if (!m) {
-    authFailures.inc();
-    return { code: grpc.status.UNAUTHENTICATED, details: 'missing "authorization: Bearer <agent token>" metadata; start the agent with --token-file' };
-  }
-  const agent = deps.agents.authenticate(m[1]!);
+  const agent = m ? deps.agents.authenticate(m[1]!) : undefined;
   if (!agent) {
     authFailures.inc();
+    const peer = peerAddress(call);
+    const key = peer ? `peer:${peer}` : `token:${hashSecret(m?.[1] ?? '').slice(0, 32)}`;
+    if (!limits.failures.take(key)) {
+      rateLimited.inc({ limit: 'failures' });
+      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `too many failed agent authentications from ${peer ?? 'this client'} (limit: ${limits.failures.describe()}); retry in ${limits.failures.retryAfter(key)} s, and check that --token-file holds a valid, unrevoked agent token` };
+    }
+    if (!m) return { code: grpc.status.UNAUTHENTICATED, details: 'missing "authorization: Bearer <agent token>" metadata; start the agent with --token-file' };
+    deps.log.info({ peer: peer ?? 'websocket' }, 'Refused an agent call: the token is unknown or revoked');
     return { code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated: the agent token is unknown or revoked; register the agent again and update the token Secret' };
   }
-  const v = call.metadata.get('verdict-version')[0];
-  if (typeof v === 'string' && !versionsCompatible(v, VERSION)) {
-    return { code: grpc.status.FAILED_PRECONDITION, details: `agent version ${v} and server version ${VERSION} differ in major.minor; run the same Verdict release on both` };
+  const key = `token:${agent.token_id}`;
+  if (!limits.token.take(key)) {
+    rateLimited.inc({ limit: 'token' });
+    deps.log.warn({ agent_name: agent.name, token_id: agent.token_id }, 'Refused an agent call: too many connection attempts with this token');
+    return {
+      code: grpc.status.RESOURCE_EXHAUSTED,
+      details: `too many connection attempts with token ${agent.token_id} of agent "${agent.name}" (limit: ${limits.token.describe()}); retry in ${limits.token.retryAfter(key)} s. Several agents sharing one token or an agent in a restart loop cause this: give each agent its own token (\`verdict agents tokens create ${agent.name}\`)`,
+    };
   }
   return agent;
 }
 
+function majorMinor(v: string): string {
+  return v.split('.').slice(0, 2).join('.');
+}
+
+/** Tells the agent which release it talks to, on every call, before anything else. */
+function sendVersion(call: AnyCall): void {
+  const md = new grpc.Metadata();
+  md.set(VERSION_METADATA, VERSION);
+  call.sendMetadata(md);
+}
+
 export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams: StreamRegistry): void {
+  const limits = deps.limits ?? defaultLimits();
   server.addService(AgentConfigurationService, {
     getConfiguration: (call: grpc.ServerWritableStream<ConfigurationRequest, ConfigurationResponse>) => {
-      const agent = authenticate(call, deps);
+      sendVersion(call);
+      const agent = authenticate(call, deps, limits);
       if ('code' in agent) return call.emit('error', agent);
       const log = deps.log.child({ agent_name: agent.name });
       const poller = deps.pollers.get(agent.config_project);
@@ -129,7 +203,8 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
 
   server.addService(AlertPublisherService, {
     publishAlerts: (call: grpc.ServerDuplexStream<AlertBatch, AlertAck>) => {
-      const agent = authenticate(call, deps);
+      sendVersion(call);
+      const agent = authenticate(call, deps, limits);
       if ('code' in agent) return call.emit('error', agent);
       const log = deps.log.child({ agent_name: agent.name });
       const untrack = streams.add(agent.token_id, call);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { duration, field, obj, parseYamlConfig, str, type Validator } from './schema.js';
+import { webhooksConfigSchema } from './webhooks-config.js';
 
 // The server's own configuration file (`verdict server --config server.yaml`).
 // Flags override the file; the file overrides defaults.
@@ -11,10 +12,19 @@ export const serverConfigSchema = obj({
   http_addr: field(addr, { default: '127.0.0.1:8080' }),
   grpc_addr: field(addr, { default: '127.0.0.1:8150' }),
   config_poll_interval: field(duration({ min: 50 }), { default: 20_000 }),
+  // TLS on both listeners: gRPC (grpcs://) and HTTP (https, and wss:// for agents).
+  tls: field(obj({
+    cert_file: field(str({ nonEmpty: true, hint: 'path of a PEM certificate (chain)' }), { required: true }),
+    key_file: field(str({ nonEmpty: true, hint: 'path of the PEM private key of cert_file' }), { required: true }),
+  })),
+  webhooks: field(webhooksConfigSchema), // signed, retried alert delivery: docs/webhooks.md
 });
 
 type Out<V> = V extends Validator<infer T> ? T : never;
-export type ServerConfig = Out<typeof serverConfigSchema>;
+type Parsed = Out<typeof serverConfigSchema>;
+// Blocks without a default (tls) are optional keys, so code that builds a config (demo, tests) names only what it sets.
+type OptionalKeys = { [K in keyof Parsed]: undefined extends Parsed[K] ? K : never }[keyof Parsed];
+export type ServerConfig = Omit<Parsed, OptionalKeys> & Partial<Pick<Parsed, OptionalKeys>>;
 
 export const SERVER_DEFAULTS: ServerConfig = { data_dir: '.data/server', http_addr: '127.0.0.1:8080', grpc_addr: '127.0.0.1:8150', config_poll_interval: 20_000 };
 

@@ -125,8 +125,8 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
   const tooLarge = () => {
     falcoEvents.inc({ input: 'http', outcome: 'invalid' });
     // The rest of an oversized body is not worth reading; close the connection.
+    res.once('finish', () => req.destroy());
     sendError(res, 413, `the body is over ${max} bytes; raise falco.http.max_body_bytes if Falco events really are that large`, { connection: 'close' });
-    req.destroy();
   };
   const declared = Number(req.headers['content-length']);
   if (declared > max) return tooLarge();

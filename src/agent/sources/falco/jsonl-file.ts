@@ -26,7 +26,7 @@ const MIGRATIONS = [
 ];
 
 /** Bytes before the offset kept to notice a truncate-and-regrow between two polls. */
-const TAIL_BYTES = 64;
+const TAIL_BYTES = 1024;
 const CHUNK_BYTES = 1024 * 1024;
 
 export interface JsonlFileOptions {

@@ -63,6 +63,8 @@ describe('quoteBigIntegers', () => {
     expect(v.e).toBe(1e300);
     expect(v.f).toEqual(['9007199254740993']);
     expect(v.g).toBe(9007199254740991);
+    const escapes = '{"a":"ends in a backslash \\\\","b":12345678901234567890,"c":"quote \\" 12345678901234567890 \\\\\\" x"}';
+    expect(JSON.parse(quoteBigIntegers(escapes))).toEqual({ a: 'ends in a backslash \\', b: '12345678901234567890', c: 'quote " 12345678901234567890 \\" x' });
   });
 
   it('leaves texts without long digit runs to JSON.parse as they are', () => {

@@ -122,17 +122,20 @@ export function parseJsonLossless(text: string): unknown {
 export function quoteBigIntegers(text: string): string {
   let out = '';
   let last = 0;
-  let inString = false;
   const n = text.length;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92 /* \ */) i++;
-      else if (c === 34 /* " */) inString = false;
-      continue;
-    }
-    if (c === 34) {
-      inString = true;
+    if (c === 34 /* " */) {
+      // Jump over the string with indexOf; most of an event's text is strings.
+      let j = i;
+      for (;;) {
+        j = text.indexOf('"', j + 1);
+        if (j < 0) return text; // unterminated: let JSON.parse report it
+        let k = j - 1;
+        while (text.charCodeAt(k) === 92 /* \ */) k--;
+        if ((j - 1 - k) % 2 === 0) break;
+      }
+      i = j;
       continue;
     }
     if ((c >= 48 && c <= 57) || c === 45 /* - */) {

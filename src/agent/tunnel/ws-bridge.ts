@@ -1,0 +1,181 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { createWebSocketStream, WebSocket } from 'ws';
+import { explainTransportError } from './errors.js';
+import type { KasAddress } from './kas-address.js';
+
+// grpc-js cannot dial through a WebSocket, so the agent gives it a loopback
+// listener instead: every connection grpc-js opens there is paired with a new
+// WebSocket to the server (subprotocol ws-tunnel) and bytes flow both ways
+// unchanged. gRPC still does its own framing, keepalive and flow control
+// inside; the WebSocket is only the pipe, as with the original agent.
+
+export const WS_SUBPROTOCOL = 'ws-tunnel';
+const MAX_WS_MESSAGE = 16 * 1024 * 1024;
+const HANDSHAKE_TIMEOUT_MS = 20_000;
+
+export interface WsBridgeOptions {
+  address: KasAddress;
+  /** Trusted CAs for wss://; undefined keeps Node's defaults. */
+  ca?: string[];
+  userAgent: string;
+}
+
+export class WsBridge {
+  private readonly sockets = new Set<Socket>();
+  private readonly websockets = new Set<WebSocket>();
+  private lastErr: { text: string; at: number } | undefined;
+
+  private constructor(private readonly server: Server, private readonly opts: WsBridgeOptions) {}
+
+  static async start(opts: WsBridgeOptions): Promise<WsBridge> {
+    const server = createServer({ noDelay: true });
+    const bridge = new WsBridge(server, opts);
+    server.on('connection', (s) => bridge.onConnection(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return bridge;
+  }
+
+  /** host:port of the loopback listener, the gRPC channel's target. */
+  get target(): string {
+    const a = this.server.address();
+    if (typeof a !== 'object' || !a) throw new Error('WebSocket bridge is not listening');
+    return `127.0.0.1:${a.port}`;
+  }
+
+  /** Why the last WebSocket dial failed, if it failed recently and nothing has connected since. */
+  lastError(withinMs = 60_000): string | undefined {
+    return this.lastErr && Date.now() - this.lastErr.at < withinMs ? this.lastErr.text : undefined;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    for (const w of this.websockets) w.terminate();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private fail(text: string): void {
+    this.lastErr = { text, at: Date.now() };
+  }
+
+  private onConnection(local: Socket): void {
+    this.sockets.add(local);
+    local.pause();
+    const url = this.opts.address.url!;
+    const ws = new WebSocket(url, WS_SUBPROTOCOL, {
+      headers: { 'user-agent': this.opts.userAgent },
+      perMessageDeflate: false,
+      maxPayload: MAX_WS_MESSAGE,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      ...(this.opts.ca ? { ca: this.opts.ca } : {}),
+    });
+    this.websockets.add(ws);
+    let open = false;
+    // Only a dial's first failure says why; what follows is our own clean-up.
+    let failed = false;
+    const fail = (text: string) => {
+      if (failed) return;
+      failed = true;
+      this.fail(text);
+    };
+    const cleanup = () => {
+      this.sockets.delete(local);
+      this.websockets.delete(ws);
+    };
+    local.once('close', () => {
+      cleanup();
+      if (!open) {
+        failed = true;
+        ws.terminate();
+      }
+    });
+    local.on('error', () => local.destroy());
+    ws.on('unexpected-response', (_req, res) => {
+      failed = true;
+      // Read the body first: it often says why (our JSON message, Node's ALPN notice).
+      this.onHttpResponse(res, () => {
+        ws.terminate();
+        local.destroy();
+      });
+    });
+    ws.on('error', (e: Error & { code?: string }) => {
+      if (!open) {
+        const text = e.code && !e.message.includes(e.code) ? `${e.message} (${e.code})` : e.message;
+        fail(explainTransportError(text, this.opts.address) ?? `WebSocket to ${url} failed: ${text}`);
+      }
+      local.destroy();
+    });
+    ws.on('open', () => {
+      if (ws.protocol !== WS_SUBPROTOCOL) {
+        fail(`${url} accepted the WebSocket without the "${WS_SUBPROTOCOL}" subprotocol: it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. /-/kubernetes-agent/)`);
+        ws.terminate();
+        local.destroy();
+        return;
+      }
+      open = true;
+      this.lastErr = undefined;
+      const remote = createWebSocketStream(ws);
+      remote.on('error', () => local.destroy());
+      remote.on('close', () => local.destroy());
+      local.on('close', () => remote.destroy());
+      local.pipe(remote);
+      remote.pipe(local);
+      local.resume();
+    });
+  }
+
+  private onHttpResponse(res: IncomingMessage, done: () => void): void {
+    const url = this.opts.address.url!;
+    const status = res.statusCode ?? 0;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      if (size < 4096) chunks.push(c);
+      size += c.length;
+    });
+    const base = `server answered HTTP ${status} instead of upgrading the WebSocket at ${url}`;
+    const hint = (): string => {
+      if (status >= 300 && status < 400) {
+        const loc = res.headers.location;
+        return `${base} (Location: ${loc ?? 'none'}); --kas-address must be the agent endpoint itself, with its trailing slash, e.g. ${this.opts.address.scheme}://${this.opts.address.target}/-/kubernetes-agent/`;
+      }
+      if (status === 404) return `${base}: there is no agent endpoint at that path; use ${this.opts.address.scheme}://${this.opts.address.target}/-/kubernetes-agent/`;
+      return base;
+    };
+    this.fail(hint());
+    const timer = setTimeout(() => res.destroy(), 2000);
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      explain();
+      done();
+    };
+    res.on('end', finish);
+    res.on('close', finish);
+    res.on('error', finish);
+    const explain = () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      // Node's HTTP/2-only servers (the gRPC listener) refuse HTTP/1.1 with this.
+      if (/ALPN/i.test(text)) {
+        this.fail(`${base}: ${this.opts.address.target} is probably the server's gRPC port; use grpcs://${this.opts.address.target} for that port, or point wss:// at the server's HTTP address (--http-addr) with the path /-/kubernetes-agent/`);
+        return;
+      }
+      // Our server explains refusals (subprotocol, rate limit) in a JSON body.
+      try {
+        const body = JSON.parse(text) as { message?: string };
+        if (body.message) this.fail(`${hint()}: ${body.message}`);
+      } catch {
+        // Not ours, or no body: the status says enough.
+      }
+    };
+    res.resume();
+  }
+}

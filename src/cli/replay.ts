@@ -1,0 +1,177 @@
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { Verdict, type Endpoint, type Flow } from '../gen/flow/flow.js';
+import { PolicyEngine } from '../agent/match/engine.js';
+import { loadPolicyFiles } from '../agent/match/parse.js';
+import type { Attribution } from '../agent/match/attribution.js';
+import { dropReasonName, parseFlowLine, timestampToJson } from '../shared/hubble/flow-json.js';
+import { parseFlags, UsageError } from './args.js';
+
+// `verdict replay`: the agent's policy matching, offline, over a capture of
+// `hubble observe -o json`. One JSON object per alert on stdout; problems on
+// stderr, each with what to do about it.
+
+const HELP = `Usage: verdict replay --policies <file|dir>... --flows <file|-> [flags]
+
+Matches captured Hubble flows against network policies, as the agent does, and
+prints one JSON object per alert: {line, time, direction, reason, policies, ...}.
+
+  --policies <path>       policy manifests: YAML/JSON files or directories
+                          (repeatable; more paths may follow as arguments)
+  --flows <file|->        \`hubble observe -o json\` output, one object per line;
+                          - reads stdin
+  --simulate              judge every flow (dropped or not) as if the policies
+                          were enforced; print those they would deny, with
+                          every responsible policy under "responsible"
+  --alert-namespace <ns>  only policies in these namespaces raise alerts
+                          (repeatable; default: every namespace)
+  --no-alert-clusterwide  clusterwide policies raise no alerts
+  --default-namespace <ns> namespace of policies whose manifest has none
+                          (default: default)
+  -h, --help              this text
+
+Only policies annotated app.gitlab.com/alert: "true" raise alerts.
+Exit status: 0 done; 1 some input was skipped (see stderr); 2 usage error.
+`;
+
+const MAX_LINE_ERRORS = 10;
+
+/** ns/pod, or the address with what its labels say it is (Hubble does not always know the pod). */
+function side(e: Endpoint | undefined, ip: string): string {
+  if (e?.pod_name && !e.labels.some((l) => l.startsWith('reserved:'))) return e.namespace ? `${e.namespace}/${e.pod_name}` : e.pod_name;
+  const what = e?.labels.find((l) => l.startsWith('reserved:')) ?? e?.labels.find((l) => l.startsWith('k8s:app='))?.slice(4);
+  return what ? `${ip} (${what})` : ip;
+}
+
+function describe(flow: Flow): { protocol: string; port: number } {
+  const p = flow.l4?.protocol;
+  if (!p) return { protocol: '', port: 0 };
+  if (p.$case === 'ICMPv4' || p.$case === 'ICMPv6') return { protocol: p.$case, port: p.value.type };
+  return { protocol: p.$case, port: p.value.destination_port };
+}
+
+function record(line: number, flow: Flow, a: Attribution, simulate: boolean): Record<string, unknown> {
+  const { protocol, port } = describe(flow);
+  const o: Record<string, unknown> = {
+    line,
+    time: flow.time ? timestampToJson(flow.time) : '',
+    direction: a.direction,
+    reason: a.reason,
+    policies: a.policies,
+  };
+  if (simulate) {
+    o.responsible = a.responsible ?? a.policies;
+    o.verdict = Verdict[flow.verdict] ?? String(flow.verdict);
+  } else {
+    o.drop_reason = dropReasonName(flow.drop_reason_desc || flow.drop_reason);
+  }
+  o.source = side(flow.source, flow.IP?.source ?? '');
+  o.destination = side(flow.destination, flow.IP?.destination ?? '');
+  o.protocol = protocol;
+  o[protocol.startsWith('ICMP') ? 'icmp_type' : 'port'] = port;
+  const http = flow.l7?.record?.$case === 'http' ? flow.l7.record.value : undefined;
+  if (http) o.http = `${http.method} ${http.url}`;
+  if (a.l7) o.l7 = true;
+  return o;
+}
+
+async function write(text: string): Promise<void> {
+  if (!process.stdout.write(text)) await new Promise<void>((resolve) => process.stdout.once('drain', () => resolve()));
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let flags;
+  try {
+    flags = parseFlags(
+      'replay',
+      argv,
+      {
+        policies: { type: 'string', multiple: true },
+        flows: { type: 'string' },
+        simulate: { type: 'boolean' },
+        'alert-namespace': { type: 'string', multiple: true },
+        'no-alert-clusterwide': { type: 'boolean' },
+        'default-namespace': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      true,
+    );
+    if (flags.values.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (!flags.values.policies?.length) throw new UsageError('verdict replay: --policies is required (a file or directory of network policy manifests); see `verdict replay --help`');
+    if (!flags.values.flows) throw new UsageError('verdict replay: --flows is required (a `hubble observe -o json` capture, or - for stdin); see `verdict replay --help`');
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  const v = flags.values;
+  const simulate = v.simulate === true;
+  let problems = 0;
+
+  const loaded = await loadPolicyFiles([...v.policies!, ...flags.positionals], v['default-namespace'] ? { defaultNamespace: v['default-namespace'] } : {});
+  for (const e of loaded.errors) process.stderr.write(`verdict replay: ${e.message}\n`);
+  for (const s of loaded.skipped) process.stderr.write(`verdict replay: ${s.source}: skipped ${s.kind}${s.name ? ` ${s.name}` : ''}: ${s.note}\n`);
+  problems += loaded.errors.length;
+  if (loaded.policies.length === 0) process.stderr.write('verdict replay: no network policy loaded; nothing can match (check the --policies paths)\n');
+  else if (!loaded.policies.some((p) => p.alert) && !simulate) {
+    process.stderr.write('verdict replay: no loaded policy is annotated app.gitlab.com/alert: "true", so none can raise alerts; use --simulate to see what they deny\n');
+  }
+  const engine = new PolicyEngine(loaded.policies, {
+    ...(v['alert-namespace'] ? { alertNamespaces: v['alert-namespace'] } : {}),
+    alertClusterwide: v['no-alert-clusterwide'] !== true,
+  });
+
+  let input: Readable;
+  if (v.flows === '-') input = process.stdin;
+  else {
+    input = createReadStream(v.flows!);
+    const opened = await new Promise<Error | null>((resolve) => {
+      input.once('open', () => resolve(null));
+      input.once('error', (e) => resolve(e));
+    });
+    if (opened) {
+      const code = (opened as NodeJS.ErrnoException).code;
+      process.stderr.write(`verdict replay: cannot read flows from ${v.flows} (${code === 'ENOENT' ? 'no such file' : code ?? opened.message}); pass a \`hubble observe -o json\` capture, or - for stdin\n`);
+      return 1;
+    }
+  }
+
+  let lineNo = 0;
+  let flows = 0;
+  let out = 0;
+  let badLines = 0;
+  let buffer = '';
+  const rl = createInterface({ input, crlfDelay: Infinity });
+  for await (const line of rl) {
+    lineNo++;
+    let flow: Flow | null;
+    try {
+      flow = parseFlowLine(line);
+    } catch (e) {
+      badLines++;
+      if (badLines <= MAX_LINE_ERRORS) process.stderr.write(`verdict replay: ${v.flows === '-' ? 'stdin' : v.flows}:${lineNo}: not a JSON object (${(e as Error).message}); line skipped. Expected one \`hubble observe -o json\` object per line.\n`);
+      continue;
+    }
+    if (flow === null) continue;
+    flows++;
+    const a = simulate ? engine.simulate(flow) : engine.attribute(flow);
+    if (a === null || (!simulate && a.policies.length === 0)) continue;
+    out++;
+    buffer += `${JSON.stringify(record(lineNo, flow, a, simulate))}\n`;
+    if (buffer.length > 65536) {
+      await write(buffer);
+      buffer = '';
+    }
+  }
+  if (buffer) await write(buffer);
+  if (badLines > MAX_LINE_ERRORS) process.stderr.write(`verdict replay: ${badLines - MAX_LINE_ERRORS} more lines were not JSON objects and were skipped\n`);
+  problems += badLines;
+  process.stderr.write(`verdict replay: ${flows} flows, ${out} ${simulate ? 'would be denied' : 'alerts'}; ${engine.size} policies\n`);
+  return problems > 0 ? 1 : 0;
+}

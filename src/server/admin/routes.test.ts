@@ -1,0 +1,75 @@
+import Fastify from 'fastify';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createRootLogger } from '../../shared/log/logger.js';
+import { AgentRegistry } from '../agents/agent-registry.js';
+import { FeedTokens } from '../auth/feed-tokens.js';
+import { openServerDb } from '../store/server-db.js';
+import { registerAdminRoutes } from './routes.js';
+
+const project = mkdtempSync(join(tmpdir(), 'verdict-project-'));
+
+function setup() {
+  const db = openServerDb(':memory:');
+  const agents = new AgentRegistry(db);
+  const tokens = new FeedTokens(db);
+  const dropped: number[] = [];
+  const app = Fastify();
+  registerAdminRoutes(app, { agents, tokens, streams: { drop: (id) => (dropped.push(id), 1) }, log: createRootLogger({ level: 'silent' }) });
+  const admin = tokens.create('ops', 'admin').token;
+  const reader = tokens.create('viewer', 'read').token;
+  const call = (method: 'GET' | 'POST' | 'DELETE', url: string, token = admin, payload?: object) =>
+    app.inject({ method, url, headers: { authorization: `Bearer ${token}` }, ...(payload ? { payload } : {}) });
+  return { app, agents, call, reader, dropped };
+}
+
+describe('admin API: agents and their tokens', () => {
+  it('needs a feed token with scope admin', async () => {
+    const { app, call, reader } = setup();
+    expect((await app.inject({ method: 'GET', url: '/api/v1/admin/agents' })).statusCode).toBe(401);
+    const res = await call('GET', '/api/v1/admin/agents', reader);
+    expect(res.statusCode).toBe(403);
+    expect(res.json().message).toMatch(/needs "admin"/);
+  });
+
+  it('registers an agent, creates, lists and revokes its tokens', async () => {
+    const { call, agents, dropped } = setup();
+    const reg = await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge', config_project: project });
+    expect(reg.statusCode).toBe(201);
+    const first = reg.json().token as { id: number; secret: string };
+    expect(first.secret).toMatch(/^vdt_agent_/);
+    expect(agents.authenticate(first.secret)?.name).toBe('edge');
+    expect((await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge', config_project: project })).statusCode).toBe(409);
+
+    const created = await call('POST', '/api/v1/admin/agents/edge/tokens', undefined, { name: 'rotation' });
+    expect(created.statusCode).toBe(201);
+    const second = created.json().token as { id: number; secret: string; name: string };
+    expect(second.name).toBe('rotation');
+
+    const list = await call('GET', '/api/v1/admin/agents/edge/tokens');
+    expect(list.json().tokens.map((t: { id: number }) => t.id)).toEqual([first.id, second.id]);
+    expect(list.body).not.toContain(second.secret);
+
+    const revoked = await call('DELETE', `/api/v1/admin/agents/edge/tokens/${first.id}`);
+    expect(revoked.json()).toEqual({ revoked: first.id, closed_streams: 1 });
+    expect(dropped).toEqual([first.id]);
+    expect(agents.authenticate(first.secret)).toBeUndefined();
+    expect((await call('DELETE', `/api/v1/admin/agents/edge/tokens/${first.id}`)).statusCode).toBe(404);
+
+    const all = await call('GET', '/api/v1/admin/agents');
+    expect(all.json().agents).toMatchObject([{ name: 'edge', tokens: 1 }]);
+  });
+
+  it('creates a token without a body and explains unknown agents', async () => {
+    const { call } = setup();
+    await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge', config_project: project });
+    expect((await call('POST', '/api/v1/admin/agents/edge/tokens')).statusCode).toBe(201);
+    const res = await call('GET', '/api/v1/admin/agents/nope/tokens');
+    expect(res.statusCode).toBe(404);
+    expect(res.json().message).toMatch(/verdict agents register nope/);
+    const bad = await call('POST', '/api/v1/admin/agents', undefined, { name: 'Bad_Name', config_project: project });
+    expect(bad.statusCode).toBe(400);
+  });
+});

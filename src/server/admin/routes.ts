@@ -1,0 +1,104 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Logger } from '../../shared/log/logger.js';
+import { AgentRegistryError, type AgentRegistry } from '../agents/agent-registry.js';
+import type { FeedTokens } from '../auth/feed-tokens.js';
+import { requireScope } from '../feed/auth.js';
+
+// Agent and agent-token management over HTTP, the same operations as
+// `verdict agents …`, for automation. Every route needs a feed token with
+// scope admin (`verdict tokens create --name ops --scope admin`). Secrets are
+// in the response to the call that creates them and nowhere else.
+
+export interface AdminDeps {
+  agents: AgentRegistry;
+  tokens: FeedTokens;
+  /** Open agent streams, so a revocation over the API takes effect at once. */
+  streams: { drop(tokenId: number): number };
+  log: Logger;
+}
+
+const NAME = { type: 'string', minLength: 1, maxLength: 63 } as const;
+
+function registryError(reply: FastifyReply, e: unknown): FastifyReply {
+  if (e instanceof AgentRegistryError) {
+    const status = e.code === 'VERDICT_AGENT_UNKNOWN' ? 404 : 400;
+    return reply.code(status).send({ error: status === 404 ? 'not_found' : 'bad_request', message: e.message });
+  }
+  throw e;
+}
+
+export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
+  const admin = requireScope(deps.tokens, 'admin');
+  const actor = (req: unknown) => (req as { feedToken?: { name: string } }).feedToken?.name ?? 'unknown';
+
+  app.get('/api/v1/admin/agents', { preHandler: admin }, async () => ({ agents: deps.agents.list() }));
+
+  app.post('/api/v1/admin/agents', {
+    preHandler: admin,
+    schema: {
+      body: {
+        type: 'object',
+        required: ['name', 'config_project'],
+        additionalProperties: false,
+        properties: { name: NAME, config_project: { type: 'string', minLength: 1 }, token_name: NAME },
+      },
+    },
+  }, async (req, reply) => {
+    const body = req.body as { name: string; config_project: string; token_name?: string };
+    if (deps.agents.get(body.name)) {
+      return reply.code(409).send({ error: 'conflict', message: `agent "${body.name}" is already registered; add a token with POST /api/v1/admin/agents/${body.name}/tokens` });
+    }
+    try {
+      const r = deps.agents.register(body.name, body.config_project, body.token_name ?? 'default');
+      deps.log.info({ agent_name: body.name, token_id: r.tokenId, actor: actor(req) }, 'Registered an agent');
+      return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token } });
+    } catch (e) {
+      return registryError(reply, e);
+    }
+  });
+
+  app.get('/api/v1/admin/agents/:agent/tokens', {
+    preHandler: admin,
+    schema: { params: { type: 'object', properties: { agent: NAME }, required: ['agent'] } },
+  }, async (req, reply) => {
+    try {
+      return { tokens: deps.agents.listTokens((req.params as { agent: string }).agent) };
+    } catch (e) {
+      return registryError(reply, e);
+    }
+  });
+
+  app.post('/api/v1/admin/agents/:agent/tokens', {
+    preHandler: admin,
+    schema: {
+      params: { type: 'object', properties: { agent: NAME }, required: ['agent'] },
+      body: { type: ['object', 'null'], additionalProperties: false, properties: { name: NAME } },
+    },
+  }, async (req, reply) => {
+    const agent = (req.params as { agent: string }).agent;
+    try {
+      const { token, info } = deps.agents.createToken(agent, (req.body as { name?: string } | null)?.name ?? 'default');
+      deps.log.info({ agent_name: agent, token_id: info.id, actor: actor(req) }, 'Created an agent token');
+      return reply.code(201).send({ token: { ...info, secret: token } });
+    } catch (e) {
+      return registryError(reply, e);
+    }
+  });
+
+  app.delete('/api/v1/admin/agents/:agent/tokens/:id', {
+    preHandler: admin,
+    schema: { params: { type: 'object', properties: { agent: NAME, id: { type: 'integer', minimum: 1 } }, required: ['agent', 'id'] } },
+  }, async (req, reply) => {
+    const { agent, id } = req.params as { agent: string; id: number };
+    try {
+      if (!deps.agents.revokeToken(agent, id)) {
+        return reply.code(404).send({ error: 'not_found', message: `agent "${agent}" has no active token ${id}; list them with GET /api/v1/admin/agents/${agent}/tokens` });
+      }
+    } catch (e) {
+      return registryError(reply, e);
+    }
+    const dropped = deps.streams.drop(id);
+    deps.log.warn({ agent_name: agent, token_id: id, streams: dropped, actor: actor(req) }, 'Revoked an agent token and closed its open streams');
+    return { revoked: id, closed_streams: dropped };
+  });
+}

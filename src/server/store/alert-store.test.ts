@@ -1,0 +1,312 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AlertStore, OCCURRENCES_KEPT, StatusConflictError, type StoredAlert } from './alert-store.js';
+import { QueryError, toFtsQuery } from './alert-query.js';
+import { openServerDb } from './server-db.js';
+import { ciliumPayload, falcoPayload } from './test-payloads.js';
+
+let ev = 0;
+const id = () => `ev-${++ev}`;
+
+function fresh() {
+  const db = openServerDb(':memory:');
+  return { db, store: new AlertStore(db) };
+}
+
+describe('AlertStore ingest', () => {
+  it('groups repeats of an open alert and counts them, keeping first and last seen', () => {
+    const { store } = fresh();
+    const a = store.ingest('edge', [{ id: id(), payload: ciliumPayload({ time: '2024-05-01T10:00:00.000Z' }) }]);
+    expect(a).toMatchObject({ stored: 1, duplicates: 0 });
+    const b = store.ingest('edge', [
+      { id: id(), payload: ciliumPayload({ time: '2024-05-01T10:05:00.000Z', count: 3 }) },
+      { id: id(), payload: ciliumPayload({ time: '2024-05-01T09:55:00.000Z' }) },
+    ]);
+    expect(b.stored).toBe(2);
+    expect(b.alerts).toHaveLength(1);
+    const got = store.get(a.alerts[0]!.id)!;
+    expect(got).toMatchObject({ count: 5, events: 3, first_seen: '2024-05-01T09:55:00.000Z', last_seen: '2024-05-01T10:05:00.000Z', status: 'triggered' });
+    expect(store.list({ limit: 10 }).alerts).toHaveLength(1);
+  });
+
+  it('keeps one alert per agent: the same fingerprint from two agents is two alerts', () => {
+    const { store } = fresh();
+    store.ingest('a', [{ id: id(), payload: ciliumPayload() }]);
+    store.ingest('b', [{ id: id(), payload: ciliumPayload() }]);
+    expect(store.list({ limit: 10 }).alerts.map((x) => x.agent).sort()).toEqual(['a', 'b']);
+  });
+
+  it('ignores a re-sent event id, also within one batch', () => {
+    const { store } = fresh();
+    const e = { id: id(), payload: ciliumPayload() };
+    expect(store.ingest('edge', [e, e])).toMatchObject({ stored: 1, duplicates: 1 });
+    expect(store.ingest('edge', [e])).toMatchObject({ stored: 0, duplicates: 1, alerts: [] });
+    expect(store.list({ limit: 10 }).alerts[0]!.count).toBe(1);
+  });
+
+  it('opens a new alert when a resolved one repeats, and a re-send of its old event does not', () => {
+    const { store } = fresh();
+    const first = { id: id(), payload: ciliumPayload() };
+    const [a] = store.ingest('edge', [first]).alerts;
+    store.setStatus(a!.id, 'resolved', 'token:alice');
+    expect(store.ingest('edge', [first]).stored).toBe(0);
+    expect(store.list({ limit: 10 }).alerts).toHaveLength(1);
+    const [b] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
+    expect(b!.id).not.toBe(a!.id);
+    expect(b!.status).toBe('triggered');
+    expect(store.get(a!.id)!.status).toBe('resolved');
+  });
+
+  it('increments an acknowledged or ignored alert rather than opening another', () => {
+    const { store } = fresh();
+    const [a] = store.ingest('edge', [{ id: id(), payload: falcoPayload() }]).alerts;
+    store.setStatus(a!.id, 'ignored', 'me');
+    const [b] = store.ingest('edge', [{ id: id(), payload: falcoPayload() }]).alerts;
+    expect(b).toMatchObject({ id: a!.id, status: 'ignored', count: 2 });
+  });
+
+  it('gives every change a new seq and emits it after commit', () => {
+    const { store } = fresh();
+    const seen: StoredAlert[][] = [];
+    store.on('changed', (x) => seen.push(x));
+    const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
+    const [b] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
+    const c = store.setStatus(a!.id, 'acknowledged', 'me')!;
+    expect(b!.seq).toBeGreaterThan(a!.seq);
+    expect(c.seq).toBeGreaterThan(b!.seq);
+    expect(store.currentSeq()).toBe(c.seq);
+    expect(seen.map((x) => x[0]!.seq)).toEqual([a!.seq, b!.seq, c.seq]);
+    // No change, no new seq.
+    store.setStatus(a!.id, 'acknowledged', 'me');
+    expect(seen).toHaveLength(3);
+  });
+
+  it('runs transaction hooks with the changed alerts and rolls everything back when one throws', () => {
+    const { store } = fresh();
+    const before = store.currentSeq();
+    let fail = true;
+    store.onStoredInTransaction(() => {
+      if (fail) throw new Error('outbox full');
+    });
+    const e = { id: id(), payload: ciliumPayload() };
+    expect(() => store.ingest('edge', [e])).toThrow('outbox full');
+    expect(store.currentSeq()).toBe(before);
+    expect(store.list({ limit: 10 }).alerts).toHaveLength(0);
+    fail = false;
+    // Same event again: not a duplicate, since nothing was committed.
+    expect(store.ingest('edge', [e]).stored).toBe(1);
+    expect(store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts[0]!.count).toBe(2);
+  });
+
+  it('keeps the latest occurrences and samples in bounded rings', () => {
+    const { store } = fresh();
+    let alertId = 0;
+    for (let i = 0; i < 30; i++) alertId = store.ingest('edge', [{ id: id(), payload: ciliumPayload({ time: new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString() }) }]).alerts[0]!.id;
+    const d = store.detail(alertId)!;
+    expect(d.occurrences).toHaveLength(OCCURRENCES_KEPT);
+    expect(d.occurrences[0]!.event_no).toBe(29);
+    expect(d.occurrences.at(-1)!.event_no).toBe(10);
+    expect(d.alert.samples).toHaveLength(5);
+    expect((d.alert.samples.at(-1) as { time: string }).time).toBe('2024-01-01T00:29:00.000Z');
+  });
+
+  it('survives a restart: the open alert is found again from the database', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-store-'));
+    let db = openServerDb(dir);
+    let store = new AlertStore(db);
+    const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
+    db.close();
+    db = openServerDb(dir);
+    store = new AlertStore(db);
+    const [b] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
+    expect(b).toMatchObject({ id: a!.id, count: 2 });
+    expect(b!.seq).toBeGreaterThan(a!.seq);
+    db.close();
+  });
+});
+
+describe('AlertStore status', () => {
+  it('records who changed what and when, any status to any other', () => {
+    const { store } = fresh();
+    const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
+    for (const s of ['acknowledged', 'ignored', 'triggered', 'resolved', 'acknowledged'] as const) store.setStatus(a!.id, s, `token:${s}`);
+    const d = store.detail(a!.id)!;
+    expect(d.history.map((h) => `${h.from}>${h.to}`)).toEqual(['triggered>acknowledged', 'acknowledged>ignored', 'ignored>triggered', 'triggered>resolved', 'resolved>acknowledged']);
+    expect(d.history[0]!.actor).toBe('token:acknowledged');
+    expect(d.history[0]!.at).toMatch(/^\d{4}-/);
+    expect(store.setStatus(999, 'resolved', 'x')).toBeUndefined();
+  });
+
+  it('refuses to reopen a resolved alert while another is open for its fingerprint', () => {
+    const { store } = fresh();
+    const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
+    store.setStatus(a!.id, 'resolved', 'x');
+    const [b] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
+    expect(() => store.setStatus(a!.id, 'triggered', 'x')).toThrow(StatusConflictError);
+    store.setStatus(b!.id, 'resolved', 'x');
+    expect(store.setStatus(a!.id, 'triggered', 'x')!.status).toBe('triggered');
+    // And the reopened one is the open alert new events count on.
+    expect(store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts[0]!.id).toBe(a!.id);
+  });
+});
+
+describe('AlertStore queries', () => {
+  function seeded() {
+    const { store, db } = fresh();
+    const t = (m: number) => new Date(Date.UTC(2024, 0, 1, 0, m)).toISOString();
+    store.ingest('edge', [
+      { id: id(), payload: ciliumPayload({ ns: 'shop', src: 'cart', dst: 'payments-api', time: t(1), severity: 'medium' }) },
+      { id: id(), payload: ciliumPayload({ ns: 'db', src: 'web', dst: 'postgres', time: t(2), severity: 'high', policy: 'db-lockdown' }) },
+      { id: id(), payload: falcoPayload({ ns: 'shop', pod: 'checkout-abc', time: t(3), severity: 'critical' }) },
+      { id: id(), payload: falcoPayload({ rule: 'Write below etc', ns: 'kube-system', pod: 'coredns-1', time: t(4), severity: 'low' }) },
+    ]);
+    return { store, db };
+  }
+
+  it('filters by status, severity, source, namespace, policy, rule, agent and time', () => {
+    const { store } = seeded();
+    const titles = (q: Parameters<AlertStore['list']>[0]) => store.list(q).alerts.map((a) => a.namespace + ':' + a.source);
+    expect(titles({ limit: 10 })).toEqual(['kube-system:falco', 'shop:falco', 'db:cilium', 'shop:cilium']);
+    expect(titles({ limit: 10, severity: ['critical', 'high'] })).toEqual(['shop:falco', 'db:cilium']);
+    expect(titles({ limit: 10, source: ['cilium'] })).toEqual(['db:cilium', 'shop:cilium']);
+    expect(titles({ limit: 10, namespace: ['shop'] })).toEqual(['shop:falco', 'shop:cilium']);
+    expect(titles({ limit: 10, policy: ['db/db-lockdown'] })).toEqual(['db:cilium']);
+    expect(titles({ limit: 10, policy: ['db-lockdown'] })).toEqual(['db:cilium']);
+    expect(titles({ limit: 10, policy: ['shop/db-lockdown'] })).toEqual([]);
+    expect(titles({ limit: 10, rule: ['Write below etc'] })).toEqual(['kube-system:falco']);
+    expect(titles({ limit: 10, agent: ['other'] })).toEqual([]);
+    expect(titles({ limit: 10, since: Date.UTC(2024, 0, 1, 0, 2), until: Date.UTC(2024, 0, 1, 0, 3) })).toEqual(['shop:falco', 'db:cilium']);
+    expect(titles({ limit: 10, status: ['triggered'], namespace: ['shop', 'db'], severity: ['medium', 'high'] })).toEqual(['db:cilium', 'shop:cilium']);
+    expect(titles({ limit: 10, status: ['resolved'] })).toEqual([]);
+  });
+
+  it('searches titles, outputs, pods and policy names, hyphenated terms included', () => {
+    const { store } = seeded();
+    const q = (text: string) => store.list({ limit: 10, q: text }).alerts.map((a) => a.namespace);
+    expect(q('payments-api')).toEqual(['shop']);
+    expect(q('checkout-abc')).toEqual(['shop']);
+    expect(q('coredns')).toEqual(['kube-system']);
+    expect(q('db-lockdown')).toEqual(['db']);
+    expect(q('cmdline=bash')).toEqual(['kube-system', 'shop']);
+    expect(q('"Write below"')).toEqual(['kube-system']);
+    expect(q('pay')).toEqual(['shop']); // the last word is a prefix
+    expect(q('payments -api')).toEqual(['shop']); // a lone "-" is not an operator
+    expect(q('nothing-like-this')).toEqual([]);
+    expect(q('AND OR NOT ( ) * : ^')).toEqual([]);
+    expect(toFtsQuery('  -- ')).toBeUndefined();
+  });
+
+  it('finds an alert by text a repeat brought, once the repeat is stored', () => {
+    const { store } = fresh();
+    store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'x', output: 'first output' }) }]);
+    expect(store.list({ limit: 10, q: 'second' }).alerts).toHaveLength(0);
+    store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'x', output: 'second output' }) }]);
+    expect(store.list({ limit: 10, q: 'second' }).alerts).toHaveLength(1);
+  });
+
+  it('pages with a cursor without gaps or repeats, for every sort and order', () => {
+    const { store } = fresh();
+    const base = Date.UTC(2024, 0, 1);
+    const batch = [];
+    // Many equal sort keys: the id breaks ties.
+    for (let i = 0; i < 57; i++) batch.push({ id: id(), payload: ciliumPayload({ fp: `f${i}`, time: new Date(base + (i % 5) * 1000).toISOString(), severity: (['low', 'high', 'critical'] as const)[i % 3], count: (i % 4) + 1 }) });
+    store.ingest('edge', batch);
+    for (const sort of ['last_seen', 'first_seen', 'count', 'severity'] as const) {
+      for (const order of ['desc', 'asc'] as const) {
+        const ids: number[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const page = store.list({ limit: 10, sort, order, cursor });
+          ids.push(...page.alerts.map((a) => a.id));
+          cursor = page.next_cursor ?? undefined;
+          pages++;
+        } while (cursor && pages < 20);
+        expect(new Set(ids).size, `${sort} ${order}`).toBe(57);
+        expect(ids).toHaveLength(57);
+      }
+    }
+    // A filter that drives an index merge pages the same way.
+    const ids: number[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = store.list({ limit: 7, severity: ['low', 'critical'], cursor });
+      ids.push(...page.alerts.map((a) => a.id));
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+    expect(new Set(ids).size).toBe(38);
+    const c = store.list({ limit: 10, sort: 'count' }).next_cursor!;
+    expect(() => store.list({ limit: 10, sort: 'last_seen', cursor: c })).toThrow(/keep the sort/);
+    expect(() => store.list({ limit: 10, cursor: 'garbage' })).toThrow(QueryError);
+  });
+
+  it('counts by severity, source, rule, namespace and policy, with filters', () => {
+    const { store } = seeded();
+    expect(store.counts('severity', {})).toHaveLength(4);
+    expect(store.counts('source', {})).toEqual([{ key: 'cilium', alerts: 2, events: 2 }, { key: 'falco', alerts: 2, events: 2 }]);
+    expect(store.counts('namespace', { source: ['falco'] })).toEqual([{ key: 'kube-system', alerts: 1, events: 1 }, { key: 'shop', alerts: 1, events: 1 }]);
+    expect(store.counts('policy', {})).toEqual([{ key: 'db/db-lockdown', alerts: 1, events: 1 }, { key: 'shop/payments-api-ingress', alerts: 1, events: 1 }]);
+    expect(store.counts('policy', { namespace: ['db'] })).toEqual([{ key: 'db/db-lockdown', alerts: 1, events: 1 }]);
+    expect(store.counts('rule', { source: ['falco'], q: 'coredns' })).toEqual([{ key: 'Write below etc', alerts: 1, events: 1 }]);
+  });
+
+  it('lists changes after a seq for the stream', () => {
+    const { store } = seeded();
+    const all = store.changesSince(0, {}, 100);
+    expect(all.map((a) => a.seq)).toEqual([...all.map((a) => a.seq)].sort((x, y) => x - y));
+    expect(all).toHaveLength(4);
+    const after = all[1]!.seq;
+    expect(store.changesSince(after, {}, 100)).toHaveLength(2);
+    expect(store.changesSince(0, { source: ['falco'], q: 'coredns' }, 100)).toHaveLength(1);
+  });
+});
+
+describe('AlertStore retention', () => {
+  it('deletes alerts past the maximum age with everything that belongs to them', () => {
+    const { store, db } = fresh();
+    const now = Date.UTC(2024, 5, 1);
+    const old = new Date(now - 40 * 86400_000).toISOString();
+    const recent = new Date(now - 86400_000).toISOString();
+    const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload({ fp: 'old', time: old }) }]).alerts;
+    store.setStatus(a!.id, 'acknowledged', 'x');
+    store.ingest('edge', [{ id: id(), payload: ciliumPayload({ fp: 'new', time: recent }) }]);
+    const r = store.purgeStep({ maxAgeMs: 30 * 86400_000, maxRows: 1000, eventIdMaxAgeMs: 86400_000, maxEventIds: 1000 }, 100, now);
+    expect(r.alerts).toBe(1);
+    expect(store.list({ limit: 10 }).alerts.map((x) => x.fingerprint)).toEqual(['new']);
+    for (const t of ['alert_occurrences', 'alert_samples', 'alert_status_changes', 'alert_policies']) {
+      expect((db.prepare(`SELECT count(*) AS n FROM ${t} WHERE alert_id = ?`).get(a!.id) as { n: number }).n, t).toBe(0);
+    }
+    expect(db.prepare('SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?').all('frontend')).toHaveLength(1);
+    // The purged alert's fingerprint starts over as a new alert.
+    const [b] = store.ingest('edge', [{ id: id(), payload: ciliumPayload({ fp: 'old' }) }]).alerts;
+    expect(b!.id).toBeGreaterThan(a!.id);
+    expect(b!.count).toBe(1);
+  });
+
+  it('keeps at most max_rows alerts, least recently seen go first, in bounded steps', () => {
+    const { store } = fresh();
+    const batch = [];
+    for (let i = 0; i < 50; i++) batch.push({ id: id(), payload: ciliumPayload({ fp: `f${i}`, time: new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString() }) });
+    store.ingest('edge', batch);
+    const limits = { maxAgeMs: 1e15, maxRows: 20, eventIdMaxAgeMs: 1e15, maxEventIds: 1e9 };
+    expect(store.purgeStep(limits, 10)).toMatchObject({ alerts: 10, more: true });
+    expect(store.purgeStep(limits, 10)).toMatchObject({ alerts: 10, more: true });
+    expect(store.purgeStep(limits, 10)).toMatchObject({ alerts: 10, more: false });
+    expect(store.purgeStep(limits, 10)).toMatchObject({ alerts: 0, more: false });
+    const left = store.list({ limit: 100, order: 'asc' }).alerts;
+    expect(left).toHaveLength(20);
+    expect(left[0]!.fingerprint).toBe('f30');
+  });
+
+  it('trims event ids by age and by count', () => {
+    const { store, db } = fresh();
+    for (let i = 0; i < 30; i++) store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]);
+    const n = () => (db.prepare('SELECT count(*) AS n FROM alert_events').get() as { n: number }).n;
+    store.purgeStep({ maxAgeMs: 1e15, maxRows: 1e9, eventIdMaxAgeMs: 1e15, maxEventIds: 12 }, 100);
+    expect(n()).toBe(12);
+    store.purgeStep({ maxAgeMs: 1e15, maxRows: 1e9, eventIdMaxAgeMs: 1000, maxEventIds: 1e9 }, 100, Date.now() + 5000);
+    expect(n()).toBe(0);
+  });
+});

@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import { openDatabase } from '../../shared/sqlite/open.js';
+import type { ListQuery } from './alert-query.js';
+import { AlertStore, type IncomingEvent } from './alert-store.js';
+import { openServerDb } from './server-db.js';
+import { ciliumPayload, falcoPayload } from './test-payloads.js';
+
+// 1. Stored alerts/s with batched ingest (batches of 500, as the tunnel gets
+//    them), for all-new alerts and for repeats of open ones, against a baseline
+//    measured in the same run: the same events as JSON rows in a bare table
+//    with only a primary key (what SQLite does with no store logic at all).
+// 2. Query p50/p99 of the feed's list queries with 1,000,000 alerts stored, on a
+//    file database (WAL), as the server runs it.
+
+const BATCH = 500;
+const INGEST_EVENTS = 200_000;
+const BIG = Number(process.env.VERDICT_BENCH_ALERTS ?? 1_000_000);
+const QUERY_RUNS = 300;
+
+const NAMESPACES = ['shop', 'db', 'payments', 'kube-system', 'monitoring', 'auth', 'search', 'batch', 'web', 'ml'];
+const APPS = ['frontend', 'cart', 'checkout', 'payments-api', 'postgres', 'redis', 'coredns', 'ingress-nginx', 'worker', 'scheduler', 'api-gateway', 'billing'];
+const RULES = ['Terminal shell in container', 'Write below etc', 'Read sensitive file untrusted', 'Contact K8S API Server From Container', 'Launch Privileged Container', 'Outbound Connection to C2 Servers'];
+const SEVS = ['critical', 'high', 'medium', 'medium', 'low', 'low', 'info', 'info'] as const;
+
+function payloadFor(i: number, fp: string, t: string): AlertPayload {
+  const ns = NAMESPACES[i % NAMESPACES.length]!;
+  const severity = SEVS[(i >> 3) % SEVS.length]!;
+  if (i % 3 === 0) return falcoPayload({ fp, rule: RULES[i % RULES.length]!, ns, pod: `${APPS[i % APPS.length]}-${(i % 9973).toString(36)}`, severity, time: t });
+  return ciliumPayload({ fp, ns, src: APPS[i % APPS.length]!, dst: APPS[(i * 7 + 3) % APPS.length]!, policy: `${APPS[(i * 7 + 3) % APPS.length]}-ingress-${i % 50}`, severity, time: t });
+}
+
+function batches(events: IncomingEvent[]): IncomingEvent[][] {
+  const out: IncomingEvent[][] = [];
+  for (let i = 0; i < events.length; i += BATCH) out.push(events.slice(i, i + BATCH));
+  return out;
+}
+
+function rate(n: number, ms: number): string {
+  return `${Math.round((n / ms) * 1000).toLocaleString('en-US')}/s`;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+function ingestBench(dir: string): void {
+  const now = Date.now();
+  const fresh = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: randomUUID(), payload: payloadFor(i, `new-${i}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
+  const repeats = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: randomUUID(), payload: payloadFor(i % 10_000, `rep-${i % 10_000}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
+
+  // Baseline: the same events, one JSON row each, in a bare table.
+  const bdb = openDatabase(join(dir, 'baseline.db'));
+  bdb.exec('CREATE TABLE ev (event_id TEXT PRIMARY KEY, payload TEXT NOT NULL) WITHOUT ROWID');
+  const ins = bdb.prepare('INSERT OR IGNORE INTO ev VALUES (?, ?)');
+  const tx = bdb.transaction((b: IncomingEvent[]) => {
+    for (const e of b) ins.run(e.id, JSON.stringify(e.payload));
+  });
+  let t0 = performance.now();
+  for (const b of batches(fresh)) tx(b);
+  const baseMs = performance.now() - t0;
+  bdb.close();
+
+  const db = openServerDb(join(dir, 'ingest'));
+  const store = new AlertStore(db);
+  t0 = performance.now();
+  for (const b of batches(fresh)) store.ingest('bench', b);
+  const newMs = performance.now() - t0;
+  // Warm the 10,000 open alerts once, then measure repeats of them.
+  store.ingest('bench', repeats.slice(0, 10_000).map((e) => ({ ...e, id: randomUUID() })));
+  t0 = performance.now();
+  for (const b of batches(repeats)) store.ingest('bench', b);
+  const repMs = performance.now() - t0;
+  // A fresh store process sees repeats of alerts it has not cached yet.
+  const cold = new AlertStore(db);
+  const coldEvents = repeats.slice(0, 50_000).map((e) => ({ ...e, id: randomUUID() }));
+  t0 = performance.now();
+  for (const b of batches(coldEvents)) cold.ingest('bench', b);
+  const coldMs = performance.now() - t0;
+  db.close();
+
+  console.log(`ingest, batches of ${BATCH} (${INGEST_EVENTS.toLocaleString('en-US')} events each run):`);
+  console.log(`  new alerts                      ${rate(INGEST_EVENTS, newMs).padStart(12)}`);
+  console.log(`  repeats of 10,000 open alerts   ${rate(INGEST_EVENTS, repMs).padStart(12)}`);
+  console.log(`  repeats, right after a restart  ${rate(coldEvents.length, coldMs).padStart(12)}  (50,000 events)`);
+  console.log(`  baseline: bare JSON rows        ${rate(INGEST_EVENTS, baseMs).padStart(12)}`);
+}
+
+function listBench(dir: string): void {
+  const db = openServerDb(join(dir, 'big'));
+  const store = new AlertStore(db);
+  const start = Date.now() - BIG * 1000;
+  const t0 = performance.now();
+  let batch: IncomingEvent[] = [];
+  for (let i = 0; i < BIG; i++) {
+    batch.push({ id: randomUUID(), payload: payloadFor(i, `big-${i}`, new Date(start + i * 1000).toISOString()) });
+    if (batch.length === 2000) {
+      store.ingest('bench', batch);
+      batch = [];
+    }
+  }
+  if (batch.length) store.ingest('bench', batch);
+  const buildMs = performance.now() - t0;
+  // Some lifecycle so status filters have something to find.
+  const ack = db.prepare('SELECT id FROM alerts WHERE id % 7 = 0 LIMIT 20000').all() as { id: number }[];
+  for (const { id } of ack.slice(0, 2000)) store.setStatus(id, 'acknowledged', 'bench');
+  for (const { id } of ack.slice(2000, 4000)) store.setStatus(id, 'resolved', 'bench');
+  db.pragma('optimize');
+  const size = statSync(join(dir, 'big', 'server.db')).size;
+  console.log(`\nlist queries with ${BIG.toLocaleString('en-US')} alerts stored (built by ingest in ${(buildMs / 1000).toFixed(1)} s, ${rate(BIG, buildMs)}; database ${(size / 1e6).toFixed(0)} MB):`);
+
+  const page2 = (q: ListQuery): ListQuery => ({ ...q, cursor: store.list(q).next_cursor ?? undefined });
+  const hour = 3600_000;
+  const queries: [string, ListQuery][] = [
+    ['newest 50 (default page)', { limit: 50 }],
+    ['newest 100, page 2 by cursor', page2({ limit: 100 })],
+    ['status=triggered', { limit: 50, status: ['triggered'] }],
+    ['status=triggered,acknowledged', { limit: 50, status: ['triggered', 'acknowledged'] }],
+    ['status=acknowledged (0.2%)', { limit: 50, status: ['acknowledged'] }],
+    ['severity=critical', { limit: 50, severity: ['critical'] }],
+    ['severity=critical,high + status', { limit: 50, severity: ['critical', 'high'], status: ['triggered', 'acknowledged'] }],
+    ['source=falco', { limit: 50, source: ['falco'] }],
+    ['namespace=kube-system', { limit: 50, namespace: ['kube-system'] }],
+    ['rule=Write below etc', { limit: 50, rule: ['Write below etc'] }],
+    ['policy=<one of 600>', { limit: 50, policy: ['payments-api-ingress-7'] }],
+    ['time range: one hour, a day ago', { limit: 50, since: Date.now() - 25 * hour, until: Date.now() - 24 * hour }],
+    ['q=payments-api (common)', { limit: 50, q: 'payments-api' }],
+    ['q=<one pod> (rare)', { limit: 50, q: 'checkout-1a2' }],
+    ['q=coredns + namespace', { limit: 50, q: 'coredns', namespace: ['kube-system'] }],
+    ['sort=count', { limit: 50, sort: 'count' }],
+    ['sort=severity', { limit: 50, sort: 'severity' }],
+    ['sort=first_seen asc', { limit: 50, sort: 'first_seen', order: 'asc' }],
+  ];
+  const all: number[] = [];
+  for (const [name, q] of queries) {
+    const ts: number[] = [];
+    let n = 0;
+    for (let i = 0; i < QUERY_RUNS; i++) {
+      const t = performance.now();
+      n = store.list(q).alerts.length;
+      ts.push(performance.now() - t);
+    }
+    all.push(...ts);
+    console.log(`  ${name.padEnd(36)} p50 ${pct(ts, 50).toFixed(2).padStart(6)} ms  p99 ${pct(ts, 99).toFixed(2).padStart(6)} ms  (${n} rows)`);
+  }
+  console.log(`  ${'all of the above'.padEnd(36)} p50 ${pct(all, 50).toFixed(2).padStart(6)} ms  p99 ${pct(all, 99).toFixed(2).padStart(6)} ms`);
+
+  for (const by of ['severity', 'source', 'namespace'] as const) {
+    for (const f of [{}, { since: Date.now() - 24 * hour }]) {
+      const ts: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const t = performance.now();
+        store.counts(by, f);
+        ts.push(performance.now() - t);
+      }
+      console.log(`  counts by ${by.padEnd(10)}${'since' in f ? ' last 24 h' : ' all     '}          p50 ${pct(ts, 50).toFixed(2).padStart(6)} ms  max ${Math.max(...ts).toFixed(2).padStart(6)} ms`);
+    }
+  }
+  db.close();
+}
+
+export default async function run(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-store-bench-'));
+  try {
+    ingestBench(dir);
+    listBench(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,244 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { ConfigError, type ConfigIssue } from '../../shared/config/schema.js';
+import { integrationToJson, parseIntegrationJson, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
+import type { FeedTokens } from '../auth/feed-tokens.js';
+import { requireScope } from '../feed/auth.js';
+import type { AlertStore } from '../store/alert-store.js';
+import { IntegrationError, type Integration } from './integrations.js';
+import type { Delivery, DeliveryState } from './outbox.js';
+import { webhooksFor, type WebhooksService } from './service.js';
+
+// /api/v1/admin/integrations: integrations and their deliveries, for feed
+// tokens with scope "admin". Config-file integrations are listed but changed
+// only in the file; enabling after a 410 and redelivering work for both kinds.
+
+const BASE = '/api/v1/admin/integrations';
+
+/** Shows enough of a literal secret to tell two apart, never the secret. */
+function redactSecret(s: string): string {
+  return s.startsWith('env:') || s.startsWith('file:') ? s : `${s.slice(0, s.startsWith('whsec_') ? 6 : 0)}…${s.slice(-4)}`;
+}
+
+/** A Slack webhook URL is itself the secret. */
+function redactUrl(spec: IntegrationSpec): string {
+  if (spec.type !== 'slack') return spec.url;
+  const u = new URL(spec.url);
+  return `${u.origin}/…`;
+}
+
+function integrationView(i: Integration, counts: Record<DeliveryState, number> | undefined) {
+  const spec = integrationToJson(i.spec);
+  spec.url = redactUrl(i.spec);
+  spec.secrets = i.spec.secrets.map(redactSecret);
+  if (i.spec.key !== undefined) spec.key = redactSecret(i.spec.key);
+  return {
+    ...spec,
+    origin: i.origin,
+    read_only: i.origin === 'config',
+    state: i.disabled_reason ? 'disabled' : i.spec.enabled ? 'active' : 'paused',
+    disabled_reason: i.disabled_reason,
+    disabled_at: i.disabled_at,
+    created_at: i.created_at,
+    updated_at: i.updated_at,
+    deliveries: counts ?? { pending: 0, delivered: 0, dead: 0 },
+  };
+}
+
+function deliveryView(d: Delivery) {
+  return {
+    id: d.id,
+    webhook_id: d.webhook_id,
+    event: d.event,
+    state: d.state,
+    alert_ids: d.alert_ids,
+    attempts: d.attempts,
+    next_attempt_at: d.state === 'pending' ? new Date(Math.max(d.next_attempt_at, d.lease_until ?? 0)).toISOString() : null,
+    last_status: d.last_status,
+    last_error: d.last_error,
+    created_at: d.created_at,
+    updated_at: d.updated_at,
+    finished_at: d.finished_at,
+  };
+}
+
+const nameParams = { type: 'object', properties: { name: { type: 'string', minLength: 1, maxLength: 63 } }, required: ['name'] };
+const deliveryParams = { type: 'object', properties: { name: { type: 'string', minLength: 1, maxLength: 63 }, id: { type: 'integer', minimum: 1 } }, required: ['name', 'id'] };
+
+function invalid(reply: FastifyReply, issues: ConfigIssue[], message: string) {
+  return reply.code(400).send({ error: 'invalid_integration', message, issues: issues.map((i) => ({ path: i.path, message: i.message })) });
+}
+
+export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: AlertStore; tokens: FeedTokens }): void {
+  const admin = requireScope(deps.tokens, 'admin');
+
+  const service = (reply: FastifyReply): WebhooksService | undefined => {
+    const s = webhooksFor(deps.store);
+    if (!s) void reply.code(503).send({ error: 'unavailable', message: 'webhook delivery is not running in this server' });
+    return s;
+  };
+
+  const fail = (reply: FastifyReply, e: unknown) => {
+    if (e instanceof IntegrationError) return reply.code(e.status).send({ error: e.status === 404 ? 'not_found' : 'conflict', message: e.message });
+    if (e instanceof ConfigError) return invalid(reply, e.issues, e.message);
+    throw e;
+  };
+
+  /** Parses and checks a spec, including that its URL may be reached. */
+  const validate = async (s: WebhooksService, body: unknown, reply: FastifyReply): Promise<IntegrationSpec | undefined> => {
+    let spec: IntegrationSpec;
+    try {
+      spec = parseIntegrationJson(body);
+    } catch (e) {
+      void fail(reply, e);
+      return undefined;
+    }
+    const refused = await s.policy.checkUrl(new URL(spec.url));
+    if (refused) {
+      void invalid(reply, [{ file: 'request body', line: 0, path: 'url', message: refused }], `request body: url: ${refused}`);
+      return undefined;
+    }
+    return spec;
+  };
+
+  const find = (s: WebhooksService, name: string, reply: FastifyReply): Integration | undefined => {
+    const i = s.registry.byName(name);
+    if (!i) void reply.code(404).send({ error: 'not_found', message: `no integration named "${name}"; GET ${BASE} lists them` });
+    return i;
+  };
+
+  app.get(BASE, { preHandler: admin }, async (_req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    const counts = s.outbox.counts();
+    return { integrations: s.registry.all().map((i) => integrationView(i, counts.get(i.id))) };
+  });
+
+  app.post(BASE, { preHandler: admin }, async (req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    const spec = await validate(s, req.body, reply);
+    if (!spec) return reply;
+    try {
+      const i = s.registry.create(spec, 'api');
+      return reply.code(201).send({ integration: integrationView(i, undefined) });
+    } catch (e) {
+      return fail(reply, e);
+    }
+  });
+
+  app.get(`${BASE}/:name`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    const i = find(s, (req.params as { name: string }).name, reply);
+    if (!i) return reply;
+    return { integration: integrationView(i, s.outbox.counts().get(i.id)) };
+  });
+
+  // Top-level keys in the body replace the integration's; keys left out stay.
+  // Redacted secrets as GET shows them stand for the secrets they hide.
+  app.patch(`${BASE}/:name`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    const i = find(s, (req.params as { name: string }).name, reply);
+    if (!i) return reply;
+    if (i.origin === 'config') return fail(reply, new IntegrationError(409, `integration "${i.name}" is defined in the server config file; change it there and restart the server`));
+    const body = req.body;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return invalid(reply, [], 'send a JSON object with the keys to change, e.g. {"route": {"min_severity": "high"}}');
+    const patch = { ...(body as Record<string, unknown>) };
+    if (Array.isArray(patch.secrets)) patch.secrets = patch.secrets.map((x) => i.spec.secrets.find((sec) => redactSecret(sec) === x && sec !== x) ?? x);
+    if (typeof patch.key === 'string' && i.spec.key !== undefined && patch.key === redactSecret(i.spec.key)) patch.key = i.spec.key;
+    if (patch.url === redactUrl(i.spec)) patch.url = i.spec.url;
+    const spec = await validate(s, { ...integrationToJson(i.spec), ...patch }, reply);
+    if (!spec) return reply;
+    try {
+      return { integration: integrationView(s.registry.update(i.name, spec), s.outbox.counts().get(i.id)) };
+    } catch (e) {
+      return fail(reply, e);
+    }
+  });
+
+  app.delete(`${BASE}/:name`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    try {
+      const pending = s.registry.delete((req.params as { name: string }).name);
+      return { deleted: true, pending_deliveries_dropped: pending };
+    } catch (e) {
+      return fail(reply, e);
+    }
+  });
+
+  app.post(`${BASE}/:name/enable`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    try {
+      const i = s.registry.enable((req.params as { name: string }).name);
+      s.outbox.wake();
+      return { integration: integrationView(i, s.outbox.counts().get(i.id)) };
+    } catch (e) {
+      return fail(reply, e);
+    }
+  });
+
+  app.get(`${BASE}/:name/deliveries`, {
+    preHandler: admin,
+    schema: {
+      params: nameParams,
+      querystring: {
+        type: 'object',
+        properties: {
+          state: { type: 'string', enum: ['pending', 'delivered', 'dead'] },
+          limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+          before: { type: 'integer', minimum: 1 },
+        },
+        additionalProperties: false,
+      },
+    },
+  }, async (req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    const i = find(s, (req.params as { name: string }).name, reply);
+    if (!i) return reply;
+    const q = req.query as { state?: DeliveryState; limit: number; before?: number };
+    const list = s.outbox.list({ integrationId: i.id, limit: q.limit, ...(q.state ? { state: q.state } : {}), ...(q.before ? { beforeId: q.before } : {}) });
+    return { deliveries: list.map(deliveryView), next_before: list.length === q.limit ? list[list.length - 1]!.id : null };
+  });
+
+  const delivery = (s: WebhooksService, params: { name: string; id: number }, reply: FastifyReply): Delivery | undefined => {
+    const i = find(s, params.name, reply);
+    if (!i) return undefined;
+    const d = s.outbox.get(params.id);
+    if (!d || d.integration_id !== i.id) {
+      void reply.code(404).send({ error: 'not_found', message: `integration "${i.name}" has no delivery ${params.id}; GET ${BASE}/${i.name}/deliveries lists them` });
+      return undefined;
+    }
+    return d;
+  };
+
+  app.get(`${BASE}/:name/deliveries/:id`, { preHandler: admin, schema: { params: deliveryParams } }, async (req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    const d = delivery(s, req.params as { name: string; id: number }, reply);
+    if (!d) return reply;
+    return { delivery: { ...deliveryView(d), body: JSON.parse(d.body) as unknown, attempt_log: s.outbox.attempts(d.id) } };
+  });
+
+  app.post(`${BASE}/:name/deliveries/:id/redeliver`, { preHandler: admin, schema: { params: deliveryParams } }, async (req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    const d = delivery(s, req.params as { name: string; id: number }, reply);
+    if (!d) return reply;
+    if (!s.outbox.redeliver(d.id)) return reply.code(409).send({ error: 'conflict', message: `delivery ${d.id} is still pending (try ${d.attempts + 1} is scheduled); it cannot be redelivered until it is delivered or dead` });
+    const i = s.registry.byId(d.integration_id)!;
+    const note = i.disabled_reason ? `; the integration is disabled (${i.disabled_reason}), so it waits until POST ${BASE}/${i.name}/enable` : i.spec.enabled ? '' : '; the integration is paused (enabled: false)';
+    return reply.code(202).send({ delivery: deliveryView(s.outbox.get(d.id)!), message: `queued again with the same webhook-id${note}` });
+  });
+
+  app.post(`${BASE}/:name/dead-letters/redeliver`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+    const s = service(reply);
+    if (!s) return reply;
+    const i = find(s, (req.params as { name: string }).name, reply);
+    if (!i) return reply;
+    return reply.code(202).send({ redelivered: s.outbox.redeliverDead(i.id) });
+  });
+}

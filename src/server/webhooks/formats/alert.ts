@@ -1,0 +1,75 @@
+import type { PolicyRef } from '../../../shared/alert/payload.js';
+import type { StoredAlert } from '../../store/alert-store.js';
+
+// What a delivery says about an alert, frozen when the delivery is recorded:
+// every try sends the same body, and a receiver sees the alert as it was when
+// the event happened (the count at opening, the time it was resolved).
+
+export const DELIVERY_EVENTS = ['triggered', 'repeated', 'resolved'] as const;
+export type DeliveryEvent = (typeof DELIVERY_EVENTS)[number];
+
+export interface WebhookAlert {
+  id: number;
+  status: string;
+  source: string;
+  severity: string;
+  title: string;
+  description: string;
+  agent: string;
+  cluster: string;
+  namespace: string;
+  policies: PolicyRef[];
+  rule: string;
+  labels: Record<string, string>;
+  count: number;
+  first_seen: string;
+  last_seen: string;
+  /** When the alert was resolved; null while it is open. */
+  resolved_at: string | null;
+  fingerprint: string;
+  details: Record<string, unknown>;
+  /** The alert in the feed API, when webhooks.external_url is set. */
+  url: string | null;
+}
+
+export interface DeliveryItem {
+  event: DeliveryEvent;
+  alert: WebhookAlert;
+}
+
+export interface RenderContext {
+  integration: string;
+  externalUrl: string;
+  /** When the delivery was recorded (RFC 3339); the payload's own timestamp. */
+  createdAt: string;
+  /** Whether the integration groups alerts (group_window). */
+  grouped: boolean;
+}
+
+export function alertUrl(externalUrl: string, id: number): string | null {
+  return externalUrl ? `${externalUrl.replace(/\/+$/, '')}/api/v1/alerts/${id}` : null;
+}
+
+export function snapshot(a: StoredAlert, event: DeliveryEvent, at: string, externalUrl: string): DeliveryItem {
+  return {
+    event,
+    alert: {
+      id: a.id, status: a.status, source: a.source, severity: a.severity, title: a.title, description: a.description,
+      agent: a.agent, cluster: a.cluster, namespace: a.namespace, policies: a.policies, rule: a.rule, labels: a.labels,
+      count: a.count, first_seen: a.first_seen, last_seen: a.last_seen, resolved_at: event === 'resolved' ? at : null,
+      fingerprint: a.fingerprint, details: a.details, url: alertUrl(externalUrl, a.id),
+    },
+  };
+}
+
+/** Pods or hosts the alert is about, for formats that have a "hosts" notion. */
+export function hostsOf(a: WebhookAlert): string[] {
+  const out: string[] = [];
+  const cilium = a.details.cilium as { source?: { namespace?: string; pod?: string }; destination?: { namespace?: string; pod?: string }; node?: string } | undefined;
+  const falco = a.details.falco as { hostname?: string } | undefined;
+  for (const ep of [cilium?.source, cilium?.destination]) {
+    if (ep?.pod) out.push(ep.namespace ? `${ep.namespace}/${ep.pod}` : ep.pod);
+  }
+  if (falco?.hostname) out.push(falco.hostname);
+  return [...new Set(out)];
+}

@@ -1,0 +1,267 @@
+import type { DB } from '../../shared/sqlite/open.js';
+import type { StoredAlert } from '../store/alert-store.js';
+import { snapshot, type DeliveryEvent, type DeliveryItem } from './formats/alert.js';
+import { MAX_GROUP_SIZE, RENDERERS } from './formats/index.js';
+import type { Integration, IntegrationRegistry } from './integrations.js';
+import { routeMatches } from './routing.js';
+import { newWebhookId } from './signer.js';
+
+// The durable outbox. Deliveries are recorded inside the transaction that
+// stores (or resolves) the alert, so a crash can lose neither: whatever
+// committed is delivered after a restart. The body is rendered once, here, and
+// every try sends it unchanged under the same webhook-id.
+//
+// What is delivered (docs/webhooks.md, "Events"):
+// - triggered: the first time an alert matches an integration, normally when it opens;
+// - repeated: when its count crosses one of the integration's repeat_milestones;
+// - resolved: when an alert the integration was told about is resolved.
+// Other repeats only bump the count and send nothing.
+
+export type DeliveryState = 'pending' | 'delivered' | 'dead';
+
+export interface Delivery {
+  id: number;
+  integration_id: number;
+  webhook_id: string;
+  event: DeliveryEvent;
+  alert_ids: number[];
+  body: string;
+  state: DeliveryState;
+  attempts: number;
+  next_attempt_at: number;
+  lease_until: number | null;
+  group_until: number | null;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+  finished_at: string | null;
+}
+
+interface Row extends Omit<Delivery, 'alert_ids'> {
+  alert_ids: string;
+  items: string;
+}
+
+const toDelivery = ({ items: _items, ...r }: Row): Delivery => ({ ...r, alert_ids: JSON.parse(r.alert_ids) as number[] });
+
+export interface Attempt {
+  at: string;
+  status: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
+export type Outcome =
+  | { kind: 'delivered'; attempt: Attempt }
+  | { kind: 'retry'; attempt: Attempt; at: number }
+  | { kind: 'dead'; attempt: Attempt };
+
+export class Outbox {
+  private readonly s;
+  private readonly wakeListeners = new Set<() => void>();
+  private wakeScheduled = false;
+
+  constructor(private readonly db: DB, private readonly registry: IntegrationRegistry, private readonly opts: { externalUrl: () => string }) {
+    this.s = {
+      claimEvent: db.prepare('INSERT OR IGNORE INTO webhook_alert_events (integration_id, alert_id, event) VALUES (?, ?, ?)'),
+      hasEvent: db.prepare('SELECT 1 FROM webhook_alert_events WHERE integration_id = ? AND alert_id = ? AND event = ?'),
+      openGroup: db.prepare("SELECT * FROM webhook_deliveries WHERE integration_id = ? AND event = ? AND state = 'pending' AND attempts = 0 AND lease_until IS NULL AND group_until > ? ORDER BY id DESC LIMIT 1"),
+      updateGroup: db.prepare('UPDATE webhook_deliveries SET items = ?, alert_ids = ?, body = ?, updated_at = ? WHERE id = ?'),
+      insert: db.prepare(`INSERT INTO webhook_deliveries (integration_id, webhook_id, event, alert_ids, items, body, state, next_attempt_at, group_until, created_at, updated_at)
+        VALUES (@integration_id, @webhook_id, @event, @alert_ids, @items, @body, 'pending', @next_attempt_at, @group_until, @now, @now)`),
+      due: db.prepare("SELECT * FROM webhook_deliveries WHERE integration_id = ? AND state = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at, id LIMIT ?"),
+      lease: db.prepare('UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?'),
+      nextDue: db.prepare("SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) AS t FROM webhook_deliveries WHERE state = 'pending' AND integration_id IN (SELECT value FROM json_each(?))"),
+      finish: db.prepare(`UPDATE webhook_deliveries SET state = @state, attempts = attempts + 1, next_attempt_at = @next, lease_until = NULL,
+        last_status = @status, last_error = @error, updated_at = @now, finished_at = @finished WHERE id = @id`),
+      attempt: db.prepare('INSERT INTO webhook_attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)'),
+      get: db.prepare('SELECT * FROM webhook_deliveries WHERE id = ?'),
+      attempts: db.prepare('SELECT at, status, error, duration_ms FROM webhook_attempts WHERE delivery_id = ? ORDER BY id'),
+      redeliver: db.prepare(`UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, lease_until = NULL, group_until = NULL,
+        updated_at = ?, finished_at = NULL WHERE id = ? AND state != 'pending'`),
+      redeliverDead: db.prepare(`UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, lease_until = NULL, group_until = NULL,
+        updated_at = ?, finished_at = NULL WHERE integration_id = ? AND state = 'dead'`),
+      counts: db.prepare('SELECT integration_id, state, count(*) AS n FROM webhook_deliveries GROUP BY integration_id, state'),
+      prune: db.prepare("DELETE FROM webhook_deliveries WHERE state = 'delivered' AND finished_at < ?"),
+    };
+  }
+
+  /** Called (outside the transaction) when deliveries may have become due. */
+  onWake(fn: () => void): () => void {
+    this.wakeListeners.add(fn);
+    return () => this.wakeListeners.delete(fn);
+  }
+
+  private wakeSoon(): void {
+    if (this.wakeScheduled) return;
+    this.wakeScheduled = true;
+    // setImmediate runs after the synchronous transaction has committed.
+    setImmediate(() => {
+      this.wakeScheduled = false;
+      for (const l of this.wakeListeners) l();
+    });
+  }
+
+  /** For AlertStore.onStoredInTransaction: alerts stored or changed by an agent batch. */
+  enqueueForAlerts(alerts: readonly StoredAlert[], now = Date.now()): number {
+    const integrations = this.registry.active();
+    if (!integrations.length) return 0;
+    let n = 0;
+    for (const i of integrations) for (const a of alerts) n += this.enqueueOne(i, a, now);
+    if (n) this.wakeSoon();
+    return n;
+  }
+
+  /** Must run in the transaction that changes the alert's status (see enqueueForStatusChange). */
+  enqueueForStatus(alert: StoredAlert, now = Date.now()): number {
+    return this.enqueueForAlerts([alert], now);
+  }
+
+  private enqueueOne(i: Integration, a: StoredAlert, now: number): number {
+    if (a.status === 'resolved') {
+      // Close only what this integration was told about, whatever its route says now.
+      if (!this.s.hasEvent.get(i.id, a.id, 'triggered')) return 0;
+      if (this.s.claimEvent.run(i.id, a.id, 'resolved').changes === 0) return 0;
+      this.add(i, 'resolved', a, now);
+      return 1;
+    }
+    if (a.status === 'ignored' || !routeMatches(i.spec.route, a)) return 0;
+    const milestone = [...i.spec.repeat_milestones].reverse().find((m) => m <= a.count);
+    if (this.s.claimEvent.run(i.id, a.id, 'triggered').changes === 1) {
+      // The opening delivery already carries the count; do not follow it with a milestone.
+      if (milestone !== undefined) this.s.claimEvent.run(i.id, a.id, `repeated:${milestone}`);
+      this.add(i, 'triggered', a, now);
+      return 1;
+    }
+    if (milestone !== undefined && this.s.claimEvent.run(i.id, a.id, `repeated:${milestone}`).changes === 1) {
+      this.add(i, 'repeated', a, now);
+      return 1;
+    }
+    return 0;
+  }
+
+  private render(i: Integration, items: DeliveryItem[], createdAt: string): string {
+    return RENDERERS[i.spec.type](items, { integration: i.name, externalUrl: this.opts.externalUrl(), createdAt, grouped: i.spec.group_window !== undefined });
+  }
+
+  private add(i: Integration, event: DeliveryEvent, a: StoredAlert, now: number): void {
+    const iso = new Date(now).toISOString();
+    const item = snapshot(a, event, iso, this.opts.externalUrl());
+    const window = i.spec.group_window;
+    if (window !== undefined) {
+      const open = this.s.openGroup.get(i.id, event, now) as Row | undefined;
+      if (open) {
+        const items = (JSON.parse(open.items) as DeliveryItem[]).filter((x) => x.alert.id !== a.id);
+        if (items.length < MAX_GROUP_SIZE) {
+          items.push(item);
+          this.s.updateGroup.run(JSON.stringify(items), JSON.stringify(items.map((x) => x.alert.id)), this.render(i, items, open.created_at), iso, open.id);
+          return;
+        }
+      }
+    }
+    this.s.insert.run({
+      integration_id: i.id, webhook_id: newWebhookId(), event, alert_ids: JSON.stringify([a.id]), items: JSON.stringify([item]),
+      body: this.render(i, [item], iso), next_attempt_at: now + (window ?? 0), group_until: window === undefined ? null : now + window, now: iso,
+    });
+  }
+
+  /**
+   * Takes up to `limit` due deliveries of one integration and leases them for
+   * `leaseMs`, so a lost worker's deliveries become due again by themselves.
+   */
+  claim(integrationId: number, limit: number, now: number, leaseMs: number): Delivery[] {
+    if (limit <= 0) return [];
+    return this.db.transaction(() => {
+      const rows = this.s.due.all(integrationId, now, now, limit) as Row[];
+      for (const r of rows) this.s.lease.run(now + leaseMs, r.id);
+      return rows.map((r) => ({ ...toDelivery(r), lease_until: now + leaseMs }));
+    })();
+  }
+
+  /** Single-process start-up: nobody else can hold a lease, so none is waited out. */
+  releaseLeases(): void {
+    this.db.prepare("UPDATE webhook_deliveries SET lease_until = NULL WHERE state = 'pending' AND lease_until IS NOT NULL").run();
+  }
+
+  /** The earliest time any delivery of these integrations becomes due (ms), if any. */
+  nextDueAt(integrationIds: readonly number[]): number | undefined {
+    if (!integrationIds.length) return undefined;
+    const r = this.s.nextDue.get(JSON.stringify(integrationIds)) as { t: number | null };
+    return r.t ?? undefined;
+  }
+
+  /** Records a try; false when the delivery is gone (its integration was deleted meanwhile). */
+  finish(d: Delivery, outcome: Outcome): boolean {
+    const now = new Date().toISOString();
+    return this.db.transaction(() => {
+      const changed = this.s.finish.run({
+        id: d.id,
+        state: outcome.kind === 'retry' ? 'pending' : outcome.kind,
+        next: outcome.kind === 'retry' ? outcome.at : d.next_attempt_at,
+        status: outcome.attempt.status,
+        error: outcome.attempt.error,
+        now,
+        finished: outcome.kind === 'retry' ? null : now,
+      }).changes;
+      if (changed) this.s.attempt.run(d.id, outcome.attempt.at, outcome.attempt.status, outcome.attempt.error, outcome.attempt.duration_ms);
+      return changed > 0;
+    })();
+  }
+
+  get(id: number): Delivery | undefined {
+    const r = this.s.get.get(id) as Row | undefined;
+    return r && toDelivery(r);
+  }
+
+  attempts(id: number): Attempt[] {
+    return this.s.attempts.all(id) as Attempt[];
+  }
+
+  list(opts: { integrationId: number; state?: DeliveryState; limit: number; beforeId?: number }): Delivery[] {
+    const where = ['integration_id = ?'];
+    const args: (string | number)[] = [opts.integrationId];
+    if (opts.state) {
+      where.push('state = ?');
+      args.push(opts.state);
+    }
+    if (opts.beforeId) {
+      where.push('id < ?');
+      args.push(opts.beforeId);
+    }
+    return (this.db.prepare(`SELECT * FROM webhook_deliveries WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`).all(...args, opts.limit) as Row[]).map(toDelivery);
+  }
+
+  /** Sends a finished (dead or delivered) delivery again, from the first try of the schedule, same webhook-id. */
+  redeliver(id: number, now = Date.now()): boolean {
+    const ok = this.s.redeliver.run(now, new Date(now).toISOString(), id).changes > 0;
+    if (ok) this.wakeSoon();
+    return ok;
+  }
+
+  redeliverDead(integrationId: number, now = Date.now()): number {
+    const n = this.s.redeliverDead.run(now, new Date(now).toISOString(), integrationId).changes;
+    if (n) this.wakeSoon();
+    return n;
+  }
+
+  /** Lets the worker look again, e.g. after an integration was enabled. */
+  wake(): void {
+    this.wakeSoon();
+  }
+
+  counts(): Map<number, Record<DeliveryState, number>> {
+    const out = new Map<number, Record<DeliveryState, number>>();
+    for (const r of this.s.counts.all() as { integration_id: number; state: DeliveryState; n: number }[]) {
+      let c = out.get(r.integration_id);
+      if (!c) out.set(r.integration_id, (c = { pending: 0, delivered: 0, dead: 0 }));
+      c[r.state] = r.n;
+    }
+    return out;
+  }
+
+  /** Forgets delivered deliveries older than `maxAgeMs`; dead letters stay until redelivered or their integration is deleted. */
+  prune(maxAgeMs: number, now = Date.now()): number {
+    return this.s.prune.run(new Date(now - maxAgeMs).toISOString()).changes;
+  }
+}

@@ -1,0 +1,143 @@
+import type { WebhooksConfig } from '../../shared/config/webhooks-config.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+import type { DB } from '../../shared/sqlite/open.js';
+import type { AlertStore, StoredAlert } from '../store/alert-store.js';
+import { migrateWebhooks } from './db.js';
+import { IntegrationRegistry } from './integrations.js';
+import { addBacklogSource } from './metrics.js';
+import { Outbox } from './outbox.js';
+import { AddressPolicy } from './ssrf.js';
+import { DeliveryWorker, type WorkerOptions } from './worker.js';
+
+// Wiring: the outbox hook in the alert store's transaction, the delivery
+// worker, and what the admin API needs. One outbox per database, so that code
+// changing an alert's status (the feed's PATCH) can record deliveries in its
+// own transaction through enqueueForStatusChange(db, alert).
+
+interface DbState {
+  registry: IntegrationRegistry;
+  outbox: Outbox;
+  externalUrl: string;
+}
+
+const byDb = new WeakMap<DB, DbState>();
+
+function stateFor(db: DB): DbState {
+  let st = byDb.get(db);
+  if (!st) {
+    migrateWebhooks(db);
+    const registry = new IntegrationRegistry(db);
+    const holder = { externalUrl: '' };
+    st = Object.assign(holder, { registry, outbox: new Outbox(db, registry, { externalUrl: () => holder.externalUrl }) });
+    byDb.set(db, st);
+  }
+  return st;
+}
+
+/**
+ * Records the deliveries a status change causes (today: resolved). Call it
+ * inside the transaction that updates the alert, with the alert as it is after
+ * the change, so the change and its deliveries commit together. Safe to call
+ * more than once: each alert resolves once per integration.
+ */
+export function enqueueForStatusChange(db: DB, alert: StoredAlert): number {
+  return stateFor(db).outbox.enqueueForStatus(alert);
+}
+
+export interface WebhooksService {
+  registry: IntegrationRegistry;
+  outbox: Outbox;
+  policy: AddressPolicy;
+  worker: DeliveryWorker;
+  close(): Promise<void>;
+}
+
+const byStore = new WeakMap<AlertStore, WebhooksService>();
+
+/** The running service for a store (the admin routes find it this way). */
+export function webhooksFor(store: AlertStore): WebhooksService | undefined {
+  return byStore.get(store);
+}
+
+/** Delivered deliveries are kept this long for the API, then pruned. */
+const DELIVERED_RETENTION_MS = 7 * 24 * 3_600_000;
+
+export interface StartWebhooksOptions {
+  db: DB;
+  store: AlertStore;
+  config?: WebhooksConfig | undefined;
+  log: Logger;
+  worker?: Partial<Pick<WorkerOptions, 'maxInFlight' | 'pollMs' | 'jitter' | 'random'>>;
+}
+
+export function startWebhooks(o: StartWebhooksOptions): WebhooksService {
+  const st = stateFor(o.db);
+  st.externalUrl = o.config?.external_url ?? '';
+  st.registry.reconcile(o.config?.integrations ?? [], o.log);
+  const policy = new AddressPolicy(o.config?.allow_private_addresses ?? []);
+
+  for (const i of st.registry.all()) {
+    try {
+      st.registry.credentials(i);
+    } catch (e) {
+      o.log.error({ integration: i.name, error: errText(e) }, 'Webhooks: cannot read a secret of this integration; its deliveries fail until it is fixed');
+    }
+    const refused = policy.checkLiteral(new URL(i.spec.url));
+    if (refused) o.log.error({ integration: i.name, error: refused }, 'Webhooks: this integration points at an address that is refused');
+  }
+
+  o.store.onStoredInTransaction((changed) => {
+    st.outbox.enqueueForAlerts(changed);
+  });
+  // A safety net for status changes made without enqueueForStatusChange: it
+  // runs after their commit (not atomically), and is a no-op when they did call it.
+  const onChanged = (alerts: StoredAlert[]) => {
+    const resolved = alerts.filter((a) => a.status === 'resolved');
+    if (!resolved.length) return;
+    try {
+      o.db.transaction(() => {
+        for (const a of resolved) st.outbox.enqueueForStatus(a);
+      })();
+    } catch (e) {
+      o.log.error({ error: errText(e) }, 'Webhooks: could not record resolved-alert deliveries');
+    }
+  };
+  o.store.on('changed', onChanged);
+
+  st.outbox.releaseLeases();
+  const worker = new DeliveryWorker({ queue: st.outbox, registry: st.registry, policy, log: o.log, ...o.worker });
+  worker.start();
+
+  const prune = setInterval(() => {
+    try {
+      st.outbox.prune(DELIVERED_RETENTION_MS);
+    } catch (e) {
+      o.log.warn({ error: errText(e) }, 'Webhooks: pruning old deliveries failed');
+    }
+  }, 3_600_000);
+  prune.unref();
+
+  const removeBacklog = addBacklogSource(() => {
+    const counts = st.outbox.counts();
+    return st.registry.all().map((i) => ({ integration: i.name, pending: counts.get(i.id)?.pending ?? 0, dead: counts.get(i.id)?.dead ?? 0 }));
+  });
+
+  const names = st.registry.all().map((i) => i.name);
+  if (names.length) o.log.info({ integrations: names }, 'Webhooks: delivering to integrations');
+
+  const service: WebhooksService = {
+    registry: st.registry,
+    outbox: st.outbox,
+    policy,
+    worker,
+    async close() {
+      clearInterval(prune);
+      removeBacklog();
+      o.store.off('changed', onChanged);
+      byStore.delete(o.store);
+      await worker.close();
+    },
+  };
+  byStore.set(o.store, service);
+  return service;
+}

@@ -1,0 +1,69 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newAgent, send } from './sender.js';
+import { AddressPolicy, restrictedReason } from './ssrf.js';
+
+describe('restricted addresses', () => {
+  it.each([
+    ['127.0.0.1', /loopback/], ['127.9.9.9', /loopback/], ['::1', /loopback/], ['10.1.2.3', /private/], ['172.16.0.1', /private/],
+    ['172.31.255.255', /private/], ['192.168.1.1', /private/], ['169.254.169.254', /metadata/], ['100.100.100.200', /metadata/],
+    ['168.63.129.16', /metadata/], ['fd00:ec2::254', /metadata/], ['fe80::1', /link-local/], ['0.0.0.0', /unspecified/], ['::', /unspecified/],
+    ['::ffff:127.0.0.1', /loopback/], ['::ffff:169.254.169.254', /metadata/], ['64:ff9b::a9fe:a9fe', /metadata.*NAT64/], ['224.0.0.1', /multicast/],
+  ])('%s is refused (%s)', (ip, why) => {
+    expect(restrictedReason(ip)).toMatch(why);
+  });
+
+  it.each(['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700:4700::1111', '64:ff9b::808:808'])('%s is public', (ip) => {
+    expect(restrictedReason(ip)).toBeUndefined();
+  });
+});
+
+describe('AddressPolicy', () => {
+  it('allows what the operator lists: an IP, a network or a host name', () => {
+    const p = new AddressPolicy(['127.0.0.1', '10.0.0.0/8', 'Hooks.Internal']);
+    expect(p.check('127.0.0.1', '127.0.0.1')).toBeUndefined();
+    expect(p.check('x', '10.9.8.7')).toBeUndefined();
+    expect(p.check('hooks.internal.', '192.168.0.9')).toBeUndefined();
+    expect(p.check('other', '192.168.0.9')).toMatch(/refused to deliver to other \(192\.168\.0\.9\): it is a private address.*add "192\.168\.0\.9".*webhooks\.allow_private_addresses/);
+    expect(p.check('x', '127.0.0.2')).toMatch(/loopback/);
+  });
+
+  it('checks the address a name resolves to at connect time', async () => {
+    const refused = new AddressPolicy([]);
+    const err = await new Promise<Error | null>((resolve) => refused.lookup('localhost', { all: true }, (e) => resolve(e)));
+    expect(err?.message).toMatch(/refused to deliver to localhost \((127\.0\.0\.1|::1)\): it is a loopback address/);
+    const allowed = new AddressPolicy(['localhost']);
+    const got = await new Promise<unknown>((resolve) => allowed.lookup('localhost', {}, (_e, a) => resolve(a)));
+    expect(got).toMatch(/^(127\.0\.0\.1|::1)$/);
+  });
+});
+
+describe('send() refuses before any byte is sent', () => {
+  let hits = 0;
+  const server = createServer((_q, r) => {
+    hits++;
+    r.end('ok');
+  });
+  let port = 0;
+  beforeAll(async () => {
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  const post = (url: string, policy: AddressPolicy) => send({ url: new URL(url), body: '{}', headers: {}, timeoutMs: 2000, policy, agent: newAgent(new URL(url), 1) });
+
+  it('for a literal loopback IP, a name resolving to loopback, and passes when allowed', async () => {
+    const none = new AddressPolicy([]);
+    const a = await post(`http://127.0.0.1:${port}/`, none);
+    expect(a).toMatchObject({ ok: false, reason: 'refused_address' });
+    const b = await post(`http://localhost:${port}/`, none);
+    expect(b).toMatchObject({ ok: false, reason: 'refused_address' });
+    expect(b.error).toMatch(/allow_private_addresses/);
+    expect(hits).toBe(0);
+    const c = await post(`http://127.0.0.1:${port}/`, new AddressPolicy(['127.0.0.1']));
+    expect(c).toMatchObject({ ok: true, status: 200 });
+    expect(hits).toBe(1);
+  });
+});

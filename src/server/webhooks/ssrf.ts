@@ -1,0 +1,123 @@
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+
+// Webhook URLs come from people with admin tokens, not from the operator of the
+// machine: without a guard, "deliver to http://169.254.169.254/..." reads cloud
+// credentials and "http://10.0.0.5/" probes the cluster. The check runs on the
+// address the connection actually uses (inside the socket's lookup), so a name
+// that resolves to a public address when the integration is created and to a
+// private one later (DNS rebinding) is still refused.
+
+const RANGES: [string, number, 'ipv4' | 'ipv6', string][] = [
+  ['0.0.0.0', 8, 'ipv4', 'unspecified'],
+  ['10.0.0.0', 8, 'ipv4', 'private'],
+  ['100.64.0.0', 10, 'ipv4', 'shared/CGNAT (holds cloud metadata such as 100.100.100.200)'],
+  ['127.0.0.0', 8, 'ipv4', 'loopback'],
+  ['169.254.0.0', 16, 'ipv4', 'link-local (holds cloud metadata 169.254.169.254)'],
+  ['172.16.0.0', 12, 'ipv4', 'private'],
+  ['192.0.0.0', 24, 'ipv4', 'IETF protocol assignments'],
+  ['192.168.0.0', 16, 'ipv4', 'private'],
+  ['198.18.0.0', 15, 'ipv4', 'benchmarking'],
+  ['224.0.0.0', 4, 'ipv4', 'multicast'],
+  ['240.0.0.0', 4, 'ipv4', 'reserved'],
+  ['168.63.129.16', 32, 'ipv4', 'metadata (Azure WireServer)'],
+  ['::', 128, 'ipv6', 'unspecified'],
+  ['::1', 128, 'ipv6', 'loopback'],
+  ['64:ff9b:1::', 48, 'ipv6', 'local NAT64'],
+  ['100::', 64, 'ipv6', 'discard'],
+  ['fc00::', 7, 'ipv6', 'private (unique local; holds metadata fd00:ec2::254)'],
+  ['fe80::', 10, 'ipv6', 'link-local'],
+  ['ff00::', 8, 'ipv6', 'multicast'],
+];
+
+const blocked = RANGES.map(([net, bits, family, why]) => {
+  const b = new BlockList();
+  b.addSubnet(net, bits, family);
+  return { b, why };
+});
+
+const family = (ip: string): 'ipv4' | 'ipv6' => (isIP(ip) === 6 ? 'ipv6' : 'ipv4');
+
+/** Why an address may not be reached by default, or undefined for a public one. */
+export function restrictedReason(ip: string): string | undefined {
+  // BlockList already matches IPv4-mapped IPv6 (::ffff:10.0.0.1) against IPv4
+  // ranges; NAT64 (64:ff9b::/96) embeds an IPv4 address the same way.
+  const nat64 = /^64:ff9b::(?:ffff:)?([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(ip);
+  if (nat64) {
+    const n = (parseInt(nat64[1]!, 16) << 16) | parseInt(nat64[2]!, 16);
+    const v4 = [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+    const why = restrictedReason(v4);
+    if (why) return `${why}, through NAT64`;
+  }
+  const f = family(ip);
+  return blocked.find(({ b }) => b.check(ip, f))?.why;
+}
+
+export class SsrfError extends Error {
+  readonly code = 'VERDICT_WEBHOOK_ADDRESS_REFUSED';
+}
+
+/** Which non-public destinations the operator allows (webhooks.allow_private_addresses). */
+export class AddressPolicy {
+  private readonly nets = new BlockList();
+  private readonly hosts = new Set<string>();
+
+  constructor(readonly allow: readonly string[] = []) {
+    for (const e of allow) {
+      const [addr, bits] = e.split('/');
+      const v = isIP(addr!);
+      if (v) this.nets.addSubnet(addr!, bits === undefined ? (v === 4 ? 32 : 128) : Number(bits), v === 4 ? 'ipv4' : 'ipv6');
+      else this.hosts.add(normalizeHost(addr!));
+    }
+  }
+
+  /** Undefined when `ip` may be reached for `host`; else the refusal, saying what to do. */
+  check(host: string, ip: string): string | undefined {
+    const why = restrictedReason(ip);
+    if (!why) return undefined;
+    if (this.hosts.has(normalizeHost(host)) || this.nets.check(ip, family(ip))) return undefined;
+    const shown = host === ip || host === `[${ip}]` ? ip : `${host} (${ip})`;
+    return `refused to deliver to ${shown}: it is a ${why} address, which webhook endpoints may not reach unless the operator allows it; if this endpoint is yours, add "${ip}" (or its network, or the host name) to webhooks.allow_private_addresses in the server config`;
+  }
+
+  /** A `lookup` for node:net that only ever hands out permitted addresses. */
+  readonly lookup: LookupFunction = (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+      const cb = callback as unknown as (e: NodeJS.ErrnoException | null, a: string | LookupAddress[], f?: number) => void;
+      if (err) return cb(err, []);
+      const list = addresses as LookupAddress[];
+      const ok = list.filter((a) => this.check(hostname, a.address) === undefined);
+      if (ok.length === 0) {
+        const e = new SsrfError(this.check(hostname, list[0]?.address ?? '') ?? `${hostname} did not resolve`);
+        return cb(e as NodeJS.ErrnoException, []);
+      }
+      if (options.all) return cb(null, ok);
+      cb(null, ok[0]!.address, ok[0]!.family);
+    });
+  };
+
+  /** Checks a URL before connecting: literal IPs never reach `lookup`, so they are checked here. */
+  checkLiteral(url: URL): string | undefined {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    return isIP(host) ? this.check(host, host) : undefined;
+  }
+
+  /** Resolves and checks a URL now (for the admin API, to refuse early); the connect-time check still applies. */
+  async checkUrl(url: URL): Promise<string | undefined> {
+    const literal = this.checkLiteral(url);
+    if (literal) return literal;
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    if (isIP(host)) return undefined;
+    return new Promise((resolve) => {
+      this.lookup(host, { all: true }, (err) => {
+        if (err instanceof SsrfError) resolve(err.message);
+        // A name that does not resolve yet is not an SSRF risk; delivery reports it.
+        else resolve(undefined);
+      });
+    });
+  }
+}
+
+function normalizeHost(h: string): string {
+  return h.toLowerCase().replace(/\.$/, '');
+}

@@ -1,0 +1,143 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, parseYamlConfig } from './schema.js';
+import { serverConfigSchema } from './server-config.js';
+import { DEFAULT_RETRY_SCHEDULE_MS, formatDuration, integrationToJson, parseIntegrationJson, webhooksConfigSchema } from './webhooks-config.js';
+
+const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+
+function parse(yaml: string) {
+  return parseYamlConfig(yaml, 'server.yaml', serverConfigSchema).value;
+}
+
+function issues(yaml: string): string[] {
+  try {
+    parse(yaml);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
+    throw e;
+  }
+  return [];
+}
+
+describe('webhooks config block', () => {
+  afterEach(() => {
+    delete process.env.VERDICT_TEST_WHSEC;
+  });
+
+  it('parses a full block with defaults filled in', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-whcfg-'));
+    writeFileSync(join(dir, 'key'), 'glpat-key\n');
+    process.env.VERDICT_TEST_WHSEC = SECRET;
+    const cfg = parse(`data_dir: /tmp/x
+webhooks:
+  allow_private_addresses: [127.0.0.1, 10.0.0.0/8, hooks.internal]
+  external_url: https://verdict.example.com
+  integrations:
+    - name: sec-team
+      type: generic
+      url: https://hooks.example.com/verdict
+      secrets: [env:VERDICT_TEST_WHSEC, ${SECRET}]
+      route:
+        min_severity: high
+        sources: [cilium]
+        namespaces: [shop, "db-*"]
+        policies: [shop/payments-ingress]
+        agents: [prod]
+      group_window: 30s
+      headers: {X-Team: security}
+      timeout: 3s
+      retry_schedule: [1s, 10s]
+      concurrency: 8
+      repeat_milestones: [10, 100]
+    - name: gitlab
+      type: gitlab
+      url: https://gitlab.example.com/g/p/alerts/notify/verdict/abc.json
+      key: file:${join(dir, 'key')}
+`);
+    const [g, gl] = cfg.webhooks!.integrations;
+    expect(cfg.webhooks!.allow_private_addresses).toEqual(['127.0.0.1', '10.0.0.0/8', 'hooks.internal']);
+    expect(g).toMatchObject({
+      name: 'sec-team', type: 'generic', enabled: true, secrets: ['env:VERDICT_TEST_WHSEC', SECRET], group_window: 30_000,
+      headers: { 'X-Team': 'security' }, timeout: 3000, retry_schedule: [1000, 10_000], concurrency: 8, repeat_milestones: [10, 100],
+      route: { min_severity: 'high', sources: ['cilium'], namespaces: ['shop', 'db-*'], policies: ['shop/payments-ingress'], rules: [], agents: ['prod'] },
+    });
+    // The reference keeps the secret out of the stored spec.
+    expect(gl!.key).toBe(`file:${join(dir, 'key')}`);
+    expect(gl).toMatchObject({ timeout: 15_000, retry_schedule: DEFAULT_RETRY_SCHEDULE_MS, concurrency: 4, route: { min_severity: 'info' } });
+  });
+
+  it('has no webhooks without the block', () => {
+    expect(parse('data_dir: /tmp/x\n').webhooks).toBeUndefined();
+  });
+
+  it('reports each problem with its line and what to do', () => {
+    const got = issues(`webhooks:
+  allow_private_addresses: [not a host!]
+  integrations:
+    - name: a
+      type: generic
+      url: ftp://example.com/
+    - name: b
+      type: gitlab
+      url: https://gitlab.example.com/x
+    - name: c
+      type: generic
+      url: https://example.com/
+      secrets: [env:VERDICT_TEST_WHSEC]
+    - name: d
+      type: slack
+      url: https://hooks.slack.com/services/T/B/X
+      key: abc
+    - name: e
+      type: generic
+      url: https://example.com/
+      secrets: [whsec_c2hvcnQ=]
+      headers: {Authorization: x}
+      route: {min_severity: urgent}
+`);
+    expect(got).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^2: webhooks\.allow_private_addresses\[0\]: .*neither an IP address/),
+      expect.stringMatching(/^6: webhooks\.integrations\[0\]\.url: scheme "ftp" is not supported/),
+      expect.stringMatching(/^7: webhooks\.integrations\[1\]\.key: .*needs its authorization key/),
+      expect.stringMatching(/^13: webhooks\.integrations\[2\]\.secrets\[0\]: environment variable VERDICT_TEST_WHSEC is not set; export it/),
+      expect.stringMatching(/^17: webhooks\.integrations\[3\]\.key: a Slack incoming webhook takes no key/),
+      expect.stringMatching(/^21: webhooks\.integrations\[4\]\.secrets\[0\]: decodes to 5 bytes; use 24 to 64/),
+      expect.stringMatching(/^22: webhooks\.integrations\[4\]\.headers: "Authorization" is set by Verdict/),
+      expect.stringMatching(/^23: webhooks\.integrations\[4\]\.route\.min_severity: must be one of critical/),
+    ]));
+    // The generic webhook without secrets is reported too (its secrets are the problem).
+    expect(got.some((l) => l.includes('integrations[0]'))).toBe(true);
+  });
+
+  it('refuses duplicate names, three secrets and group_window for GitLab', () => {
+    const got = issues(`webhooks:
+  integrations:
+    - {name: a, type: generic, url: "https://x.example/", secrets: [${SECRET}, ${SECRET}, ${SECRET}]}
+    - {name: a, type: gitlab, url: "https://x.example/", key: k, group_window: 1m}
+`);
+    expect(got.join('\n')).toMatch(/secrets: at most 2 secrets/);
+    expect(got.join('\n')).toMatch(/group_window: GitLab's HTTP integration takes one alert per request/);
+    // The second item failed on its own, so the duplicate name is not reported twice over.
+    expect(issues(`webhooks:
+  integrations:
+    - {name: a, type: slack, url: "https://hooks.slack.com/services/x"}
+    - {name: a, type: slack, url: "https://hooks.slack.com/services/y"}
+`)).toEqual([expect.stringMatching(/integrations\[1\]\.name: "a" is used by an earlier integration/)]);
+  });
+
+  it('takes an admin API body with the same validators, and round-trips it', () => {
+    const spec = parseIntegrationJson({ name: 'am', type: 'alertmanager', url: 'https://am.example/hook', timeout: '5s', retry_schedule: ['100ms', '2m'], group_window: '1h' });
+    expect(spec).toMatchObject({ timeout: 5000, retry_schedule: [100, 120_000], group_window: 3_600_000 });
+    expect(parseIntegrationJson(integrationToJson(spec))).toEqual(spec);
+    expect(() => parseIntegrationJson({ name: 'x', type: 'pagerduty', url: 'https://a/' })).toThrow(/request body:\d+: type: must be one of generic, gitlab, alertmanager, slack/);
+    expect(formatDuration(90_000)).toBe('90s');
+    expect(formatDuration(250)).toBe('250ms');
+  });
+
+  it('accepts the webhooks schema alone', () => {
+    expect(parseYamlConfig('integrations: []\n', 'w.yaml', webhooksConfigSchema).value).toEqual({ allow_private_addresses: [], integrations: [] });
+  });
+});

@@ -1,0 +1,231 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { isMap, type Node } from 'yaml';
+import { SEVERITIES, type Severity } from '../alert/payload.js';
+import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, stringMap, type Validator } from './schema.js';
+
+// The `webhooks:` block of the server config, and the shape of one integration
+// as both the config file and the admin API take it (the API parses its JSON
+// body with the same validators, so both report problems the same way).
+
+export const INTEGRATION_TYPES = ['generic', 'gitlab', 'alertmanager', 'slack'] as const;
+export type IntegrationType = (typeof INTEGRATION_TYPES)[number];
+
+/** Standard Webhooks' suggested schedule: the waits after the 1st, 2nd... failed try. */
+export const DEFAULT_RETRY_SCHEDULE_MS = [5_000, 5 * 60_000, 30 * 60_000, 2 * 3_600_000, 5 * 3_600_000, 10 * 3_600_000, 10 * 3_600_000];
+export const DEFAULT_TIMEOUT_MS = 15_000;
+export const DEFAULT_CONCURRENCY = 4;
+/** Standard Webhooks: 24 to 64 random bytes behind "whsec_". */
+export const SECRET_MIN_BYTES = 24;
+export const SECRET_MAX_BYTES = 64;
+/** One active and one being rotated in. */
+export const MAX_ACTIVE_SECRETS = 2;
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+// RFC 7230 token; names we set ourselves cannot be overridden.
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const RESERVED_HEADERS = new Set(['host', 'content-type', 'content-length', 'transfer-encoding', 'connection', 'authorization', 'webhook-id', 'webhook-timestamp', 'webhook-signature', 'user-agent']);
+
+type Ctx = Parameters<Validator<unknown>>[2];
+
+function issue(ctx: Ctx, node: Node | null | undefined, path: string, message: string): undefined {
+  const start = node?.range?.[0];
+  ctx.issues.push({ file: ctx.file, path, line: start === undefined ? 0 : ctx.lines.linePos(start).line, message });
+  return undefined;
+}
+
+function refine<T>(v: Validator<T>, check: (value: T) => string | undefined): Validator<T> {
+  return (node, path, ctx) => {
+    const out = v(node, path, ctx);
+    if (out === undefined) return undefined;
+    const why = check(out);
+    return why ? issue(ctx, node, path, why) : out;
+  };
+}
+
+/**
+ * Reads a secret given as `env:VAR`, `file:/path` or the value itself, so
+ * operators can keep secrets out of the config file. Throws a message that says
+ * what to do.
+ */
+export function resolveSecretRef(ref: string): string {
+  if (ref.startsWith('env:')) {
+    const name = ref.slice(4);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`"${ref}": "${name}" is not an environment variable name`);
+    const v = process.env[name];
+    if (v === undefined || v.trim() === '') throw new Error(`environment variable ${name} is not set; export it before starting the server, or use file:/path`);
+    return v.trim();
+  }
+  if (ref.startsWith('file:')) {
+    const path = ref.slice(5);
+    if (!path) throw new Error('"file:" needs a path, e.g. file:/etc/verdict/webhook-secret');
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch (e) {
+      throw new Error(`cannot read secret file ${path}: ${(e as Error).message}; mount the file or fix the path`);
+    }
+  }
+  return ref;
+}
+
+/** Checks a resolved Standard Webhooks secret; returns what is wrong. */
+export function whsecProblem(secret: string): string | undefined {
+  const m = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secret);
+  if (!m) return 'must be "whsec_" followed by base64 (generate one with: echo "whsec_$(openssl rand -base64 32)")';
+  const n = Buffer.from(m[1]!, 'base64').length;
+  if (n < SECRET_MIN_BYTES || n > SECRET_MAX_BYTES) return `decodes to ${n} bytes; use ${SECRET_MIN_BYTES} to ${SECRET_MAX_BYTES} random bytes (echo "whsec_$(openssl rand -base64 32)")`;
+  return undefined;
+}
+
+const isRef = (s: string) => s.startsWith('env:') || s.startsWith('file:');
+
+const secretRef = (kind: 'whsec' | 'key'): Validator<string> => refine(str({ nonEmpty: true }), (ref) => {
+  let value: string;
+  try {
+    value = resolveSecretRef(ref);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  if (kind === 'whsec') {
+    const why = whsecProblem(value);
+    if (why) return isRef(ref) ? `the secret in ${ref} ${why}` : why;
+  } else if (value === '') {
+    return 'must not be empty';
+  }
+  return undefined;
+});
+
+function urlProblem(u: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(u);
+  } catch {
+    return 'is not a URL; use e.g. https://hooks.example.com/verdict';
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `scheme "${url.protocol.slice(0, -1)}" is not supported; use https:// (or http:// inside a trusted network)`;
+  if (url.username || url.password) return 'must not carry credentials; use key (Authorization: Bearer) or headers';
+  return undefined;
+}
+
+const httpUrl: Validator<string> = refine(str({ nonEmpty: true }), urlProblem);
+
+/** An IP, a CIDR or a host name. */
+export function allowEntryProblem(e: string): string | undefined {
+  const [addr, bits, extra] = e.split('/');
+  if (extra !== undefined) return 'must be an IP address, a CIDR such as 10.0.0.0/8, or a host name';
+  if (bits !== undefined) {
+    const v = isIP(addr!);
+    const n = Number(bits);
+    if (!v || !/^\d{1,3}$/.test(bits) || n > (v === 4 ? 32 : 128)) return `"${e}" is not a CIDR; use e.g. 10.0.0.0/8 or fd00::/8`;
+    return undefined;
+  }
+  if (isIP(addr!)) return undefined;
+  if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(addr!)) return `"${e}" is neither an IP address, a CIDR nor a host name`;
+  return undefined;
+}
+
+const headers: Validator<Record<string, string>> = refine(stringMap(), (h) => {
+  for (const k of Object.keys(h)) {
+    if (!HEADER_NAME_RE.test(k)) return `"${k}" is not a valid header name`;
+    if (RESERVED_HEADERS.has(k.toLowerCase())) return `"${k}" is set by Verdict; use key for Authorization`;
+    if (/[\r\n]/.test(h[k]!)) return `the value of "${k}" must be one line`;
+  }
+  return undefined;
+});
+
+export const DEFAULT_ROUTE = { min_severity: 'info' as const, sources: [], namespaces: [], policies: [], rules: [], agents: [] };
+
+const routeSchema = obj({
+  min_severity: field<Severity>(oneOf(SEVERITIES), { default: 'info' }),
+  sources: field<('cilium' | 'falco')[]>(list(oneOf(['cilium', 'falco'] as const)), { default: [] }),
+  namespaces: field(list(str({ nonEmpty: true })), { default: [] }),
+  policies: field(list(str({ nonEmpty: true })), { default: [] }),
+  rules: field(list(str({ nonEmpty: true })), { default: [] }),
+  agents: field(list(str({ nonEmpty: true })), { default: [] }),
+});
+
+const integrationFields = obj({
+  name: field(str({ pattern: NAME_RE, hint: 'letters, digits, ".", "_" or "-", at most 63, starting with a letter or digit' }), { required: true }),
+  type: field(oneOf(INTEGRATION_TYPES), { required: true }),
+  url: field(httpUrl, { required: true }),
+  enabled: field(bool(), { default: true }),
+  secrets: field(list(secretRef('whsec')), { default: [] }),
+  key: field(secretRef('key')),
+  route: field(routeSchema, { default: DEFAULT_ROUTE }),
+  group_window: field(duration({ min: 1 })),
+  headers: field(headers, { default: {} }),
+  timeout: field(duration({ min: 1 }), { default: DEFAULT_TIMEOUT_MS }),
+  retry_schedule: field(list(duration({ min: 1 })), { default: DEFAULT_RETRY_SCHEDULE_MS }),
+  concurrency: field(int({ min: 1, max: 64 }), { default: DEFAULT_CONCURRENCY }),
+  repeat_milestones: field(list(int({ min: 2 })), { default: [] }),
+});
+
+type Out<V> = V extends Validator<infer T> ? T : never;
+export type IntegrationSpec = Out<typeof integrationFields>;
+export type RouteSpec = IntegrationSpec['route'];
+
+/** Rules that span fields, reported at the field that has to change. */
+const integrationSchema: Validator<IntegrationSpec> = (node, path, ctx) => {
+  const before = ctx.issues.length;
+  const spec = integrationFields(node, path, ctx);
+  // Fields that failed are missing: cross-field rules would only add noise.
+  if (!spec || ctx.issues.length > before) return undefined;
+  const at = (k: string) => (isMap(node) ? (node.get(k, true) as Node | undefined) : undefined) ?? node;
+  const p = (k: string) => `${path}.${k}`;
+  if (spec.type === 'generic' && spec.secrets.length === 0) issue(ctx, node, p('secrets'), 'a generic webhook is signed: give one secret (two while rotating), e.g. secrets: [env:VERDICT_WEBHOOK_SECRET]');
+  if (spec.secrets.length > MAX_ACTIVE_SECRETS) issue(ctx, at('secrets'), p('secrets'), `at most ${MAX_ACTIVE_SECRETS} secrets may be active (the new one and the one being retired)`);
+  if (spec.type === 'gitlab' && spec.key === undefined) issue(ctx, node, p('key'), "GitLab's HTTP integration needs its authorization key: key: env:GITLAB_ALERT_KEY");
+  if (spec.type === 'slack' && (spec.key !== undefined || spec.secrets.length)) issue(ctx, at(spec.key !== undefined ? 'key' : 'secrets'), p(spec.key !== undefined ? 'key' : 'secrets'), 'a Slack incoming webhook takes no key or secrets; its URL is the secret');
+  if (spec.type === 'gitlab' && spec.group_window !== undefined) issue(ctx, at('group_window'), p('group_window'), "GitLab's HTTP integration takes one alert per request; remove group_window");
+  const ms = spec.repeat_milestones;
+  if (ms.some((m, i) => i > 0 && m <= ms[i - 1]!)) issue(ctx, at('repeat_milestones'), p('repeat_milestones'), 'must be increasing, e.g. [10, 100, 1000]');
+  return ctx.issues.length > before ? undefined : spec;
+};
+
+const allowEntry: Validator<string> = refine(str({ nonEmpty: true }), allowEntryProblem);
+
+const integrationList: Validator<IntegrationSpec[]> = (node, path, ctx) => {
+  const out = list(integrationSchema)(node, path, ctx);
+  if (!out) return undefined;
+  const seen = new Set<string>();
+  for (const [i, s] of out.entries()) {
+    if (seen.has(s.name)) issue(ctx, node, `${path}[${i}].name`, `"${s.name}" is used by an earlier integration; names must be unique`);
+    seen.add(s.name);
+  }
+  return out;
+};
+
+export const webhooksConfigSchema = obj({
+  /** IPs, CIDRs or host names that may be private, loopback or link-local. */
+  allow_private_addresses: field(list(allowEntry), { default: [] }),
+  /** Public base URL of this server, for links in payloads. */
+  external_url: field(httpUrl),
+  integrations: field(integrationList, { default: [] }),
+});
+
+export type WebhooksConfig = Out<typeof webhooksConfigSchema>;
+
+/** Validates a JSON value (an admin API body) as an integration; throws ConfigError. */
+export function parseIntegrationJson(value: unknown, what = 'request body'): IntegrationSpec {
+  return parseYamlConfig(JSON.stringify(value ?? null, null, 2), what, integrationSchema).value;
+}
+
+/** Validates a JSON value as a whole webhooks block (used by `verdict demo`). */
+export function parseWebhooksJson(value: unknown, what = 'webhooks'): WebhooksConfig {
+  return parseYamlConfig(JSON.stringify(value ?? null, null, 2), what, webhooksConfigSchema).value;
+}
+
+export function formatDuration(ms: number): string {
+  for (const [unit, n] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (ms >= n && ms % n === 0) return `${ms / n}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** The spec as the API and config take it (durations as strings), for views and PATCH merges. */
+export function integrationToJson(spec: IntegrationSpec): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...spec, timeout: formatDuration(spec.timeout), retry_schedule: spec.retry_schedule.map(formatDuration) };
+  if (spec.group_window !== undefined) out.group_window = formatDuration(spec.group_window);
+  for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
+  return out;
+}

@@ -1,0 +1,188 @@
+import Database from 'better-sqlite3';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { ConfigProject, freePort, spawnVerdict, until, verdictSync, type VerdictProcess } from '../helpers/processes.js';
+
+// Real server and agent processes for the tunnel tests, plus the tools the
+// fault tests need: alerts written straight into the agent's spool file (as
+// the alert stage would), a TCP proxy whose connections can be cut, and a
+// read-only look into the server's store.
+
+export type Transport = 'grpc' | 'ws';
+
+export interface Certs {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** A CA and a server certificate for localhost/127.0.0.1, made with openssl for this run only. */
+export function makeCerts(dir: string): Certs {
+  const f = (n: string) => join(dir, n);
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '1', '-subj', '/CN=Verdict test CA');
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=localhost');
+  writeFileSync(f('ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.crt'), '-days', '1', '-extfile', f('ext.cnf'));
+  return { ca: f('ca.crt'), cert: f('server.crt'), key: f('server.key') };
+}
+
+export const AGENT = 'edge';
+
+/** A server data dir with agent "edge" registered against a minimal configuration project. */
+export function prepareServer(dir: string): { data: string; tokenFile: string; token: string } {
+  const project = new ConfigProject(join(dir, 'project'));
+  project.commit({ [`.gitlab/agents/${AGENT}/config.yaml`]: 'observability:\n  logging:\n    level: info\n' });
+  const data = join(dir, 'server');
+  const token = verdictSync(['agents', 'register', AGENT, '--config-project', project.dir, '--data-dir', data]).trim();
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, token);
+  return { data, tokenFile, token };
+}
+
+export class ServerProc {
+  proc!: VerdictProcess;
+  constructor(readonly data: string, readonly http: number, readonly grpc: number, private readonly certs?: Certs) {}
+
+  static async start(data: string, certs?: Certs): Promise<ServerProc> {
+    const s = new ServerProc(data, await freePort(), await freePort(), certs);
+    await s.start();
+    return s;
+  }
+
+  async start(): Promise<void> {
+    const tls = this.certs ? ['--tls-cert-file', this.certs.cert, '--tls-key-file', this.certs.key] : [];
+    this.proc = spawnVerdict(['server', '--data-dir', this.data, '--http-addr', `127.0.0.1:${this.http}`, '--grpc-addr', `127.0.0.1:${this.grpc}`, '--config-poll-interval', '200ms', ...tls], 'server');
+    await this.proc.waitForLog((l) => l.msg === 'Verdict server started');
+  }
+
+  kasAddress(t: Transport, port?: number): string {
+    const s = this.certs ? 's' : '';
+    return t === 'grpc' ? `grpc${s}://localhost:${port ?? this.grpc}` : `ws${s}://localhost:${port ?? this.http}/-/kubernetes-agent/`;
+  }
+}
+
+export function spawnAgent(kasAddress: string, tokenFile: string, dataDir: string, extra: string[] = []): VerdictProcess {
+  return spawnVerdict(['agent', '--kas-address', kasAddress, '--token-file', tokenFile, '--data-dir', dataDir, '--observability-addr', '',
+    '--reconnect-initial', '100ms', '--reconnect-max', '500ms', ...extra], 'agent');
+}
+
+function alertPayload(i: number): Buffer {
+  const now = new Date().toISOString();
+  return Buffer.from(JSON.stringify({
+    schema: 'verdict.alert/v1', source: 'cilium', fingerprint: `fp-${i % 40}`, severity: 'medium',
+    title: `Dropped by test policy ${i % 40}`, description: `test alert ${i}`, cluster: 'test', namespace: 'shop',
+    count: 1, first_seen: now, last_seen: now, policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'p' }],
+    rule: 'test', labels: { n: String(i) }, samples: [],
+  }));
+}
+
+/** Writes alerts into an agent's spool (agent.db) as the alert stage would; the agent may be running or not. */
+export class SpoolWriter {
+  readonly ids: string[] = [];
+  private readonly db: Database.Database;
+  private readonly insert;
+
+  private constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.insert = this.db.prepare('INSERT INTO outbox (id, payload, bytes, created_at) VALUES (?, ?, ?, ?)');
+  }
+
+  /** Waits until the agent has created its spool. */
+  static async open(agentDataDir: string): Promise<SpoolWriter> {
+    const file = join(agentDataDir, 'agent.db');
+    await until(() => {
+      if (!existsSync(file)) return undefined;
+      const db = new Database(file, { readonly: true });
+      try {
+        return db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").get() ? true : undefined;
+      } finally {
+        db.close();
+      }
+    }, 20_000, 'the agent spool');
+    return new SpoolWriter(file);
+  }
+
+  add(n: number): void {
+    this.db.transaction(() => {
+      for (let k = 0; k < n; k++) {
+        const id = randomUUID();
+        const payload = alertPayload(this.ids.length);
+        this.insert.run(id, payload, payload.length, Date.now());
+        this.ids.push(id);
+      }
+    })();
+  }
+
+  spooled(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+/** Alert events in the server's store and the sum of alert counts, read without disturbing the server. */
+export function storeCounts(serverData: string): { events: number; total: number; ids: Set<string> } {
+  const file = join(serverData, 'server.db');
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    const ids = new Set((db.prepare('SELECT event_id FROM alert_events').all() as { event_id: string }[]).map((r) => r.event_id));
+    const total = (db.prepare('SELECT coalesce(sum(count), 0) AS n FROM alerts').get() as { n: number }).n;
+    return { events: ids.size, total, ids };
+  } finally {
+    db.close();
+  }
+}
+
+/** A TCP proxy between agent and server whose connections the test can cut. */
+export class CuttableProxy {
+  private readonly sockets = new Set<Socket>();
+  cuts = 0;
+  private constructor(private readonly server: Server) {}
+
+  static async start(targetPort: number): Promise<CuttableProxy> {
+    const server = createServer();
+    const p = new CuttableProxy(server);
+    server.on('connection', (client) => {
+      const upstream = connect(targetPort, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        p.sockets.add(s);
+        s.on('close', () => p.sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return p;
+  }
+
+  get port(): number {
+    const a = this.server.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  get open(): number {
+    return this.sockets.size;
+  }
+
+  /** Destroys every connection, as a dropped network path would. */
+  cut(): void {
+    this.cuts++;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

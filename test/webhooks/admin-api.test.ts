@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/server/server.js';
+import { parseWebhooksJson } from '../../src/shared/config/webhooks-config.js';
+import { tempDir } from '../helpers/processes.js';
+import { cilium, SECRET, SECRET2, silent } from './helpers.js';
+import { Receiver } from './receiver.js';
+
+// /api/v1/admin/integrations on a real server (in this process): scope checks,
+// create/update/delete, read-only config integrations, deliveries, redelivery.
+
+describe('admin API for integrations', () => {
+  let server: RunningServer;
+  let base = '';
+  let admin = '';
+  let reader = '';
+  const rx = new Receiver();
+  let healthy = false;
+
+  const call = async (method: string, path: string, body?: unknown, token = admin) => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, any> };
+  };
+
+  beforeAll(async () => {
+    await rx.listen();
+    rx.answer = () => (healthy ? { status: 200 } : { status: 500 });
+    server = await startServer({
+      data_dir: tempDir('verdict-wh-admin-'), http_addr: '127.0.0.1:0', grpc_addr: '127.0.0.1:0', config_poll_interval: 60_000,
+      webhooks: parseWebhooksJson({
+        allow_private_addresses: ['127.0.0.1'],
+        integrations: [{ name: 'from-file', type: 'slack', url: rx.url('/services/T/B/secret-part') }],
+      }),
+    }, silent);
+    base = `http://${server.httpAddress}`;
+    admin = server.tokens.create('admin', 'admin').token;
+    reader = server.tokens.create('reader', 'read').token;
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await rx.close();
+  });
+
+  it('needs an admin token', async () => {
+    expect((await call('GET', '/api/v1/admin/integrations', undefined, reader)).status).toBe(403);
+    expect((await fetch(`${base}/api/v1/admin/integrations`)).status).toBe(401);
+  });
+
+  it('lists config integrations as read-only, with the Slack URL redacted', async () => {
+    const { status, body } = await call('GET', '/api/v1/admin/integrations');
+    expect(status).toBe(200);
+    expect(body.integrations).toEqual([expect.objectContaining({ name: 'from-file', type: 'slack', origin: 'config', read_only: true, state: 'active', url: `http://127.0.0.1:${rx.port}/…` })]);
+    const patch = await call('PATCH', '/api/v1/admin/integrations/from-file', { enabled: false });
+    expect(patch.status).toBe(409);
+    expect(patch.body.message).toMatch(/defined in the server config file; change it there/);
+    expect((await call('DELETE', '/api/v1/admin/integrations/from-file')).status).toBe(409);
+  });
+
+  it('creates, shows (secrets redacted), updates and deletes an integration', async () => {
+    const bad = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: rx.url(), secrets: ['nope'], route: { min_severity: 'urgent' } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.issues.map((i: { path: string }) => i.path)).toEqual(expect.arrayContaining(['secrets[0]', 'route.min_severity']));
+    const ssrf = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: 'http://169.254.169.254/latest/meta-data', secrets: [SECRET] });
+    expect(ssrf.status).toBe(400);
+    expect(ssrf.body.message).toMatch(/link-local.*allow_private_addresses/);
+
+    const created = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: rx.url(), secrets: [SECRET], timeout: '2s', retry_schedule: ['30ms'] });
+    expect(created.status).toBe(201);
+    expect(created.body.integration).toMatchObject({ name: 'hook', origin: 'api', read_only: false, secrets: ['whsec_…LaSw'], timeout: '2s', retry_schedule: ['30ms'], state: 'active' });
+    expect(JSON.stringify(created.body)).not.toContain(SECRET);
+    expect((await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'slack', url: rx.url() })).status).toBe(409);
+
+    // Rotation: add a second secret; the redacted first one stands for itself.
+    const rotated = await call('PATCH', '/api/v1/admin/integrations/hook', { secrets: ['whsec_…LaSw', SECRET2], route: { min_severity: 'high' } });
+    expect(rotated.status).toBe(200);
+    expect(rotated.body.integration).toMatchObject({ secrets: ['whsec_…LaSw', `whsec_…${SECRET2.slice(-4)}`], route: { min_severity: 'high' }, timeout: '2s' });
+    expect(server.webhooks.registry.byName('hook')!.spec.secrets).toEqual([SECRET, SECRET2]);
+    expect((await call('GET', '/api/v1/admin/integrations/nope')).status).toBe(404);
+  });
+
+  it('lists dead letters and redelivers them', async () => {
+    server.store.ingest('edge', [{ id: 'admin-api-1', payload: cilium({ severity: 'critical' }) }]);
+    // 'from-file' and 'hook' both get it; both fail (500) until the schedule ends.
+    const dead = async () => (await call('GET', '/api/v1/admin/integrations/hook/deliveries?state=dead')).body.deliveries as Record<string, any>[];
+    for (let i = 0; i < 100 && (await dead()).length === 0; i++) await new Promise((ok) => setTimeout(ok, 50));
+    const [d] = await dead();
+    expect(d).toMatchObject({ event: 'triggered', state: 'dead', attempts: 2, last_status: 500, next_attempt_at: null });
+    const detail = await call('GET', `/api/v1/admin/integrations/hook/deliveries/${d!.id}`);
+    expect(detail.body.delivery.body).toMatchObject({ type: 'alert.triggered' });
+    expect(detail.body.delivery.attempt_log).toHaveLength(2);
+    expect((await call('GET', `/api/v1/admin/integrations/from-file/deliveries/${d!.id}`)).status).toBe(404);
+
+    healthy = true;
+    const before = rx.requests.length;
+    const re = await call('POST', `/api/v1/admin/integrations/hook/deliveries/${d!.id}/redeliver`);
+    expect(re.status).toBe(202);
+    expect(re.body.message).toMatch(/same webhook-id/);
+    await rx.waitFor((r) => r.slice(before).some((q) => q.headers['webhook-id'] === d!.webhook_id));
+    const again = await call('POST', `/api/v1/admin/integrations/hook/deliveries/${d!.id}/redeliver`);
+    expect([202, 409]).toContain(again.status);
+
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/verdict_webhook_delivered_total\{integration="hook"\} [1-9]/);
+    expect(metrics).toMatch(/verdict_webhook_failed_attempts_total\{integration="hook",reason="http_5xx"\} [1-9]/);
+    expect(metrics).toMatch(/verdict_webhook_dead_lettered_total\{integration="hook"\} [1-9]/);
+    expect(metrics).toMatch(/verdict_webhook_retries_total\{integration="hook"\} [1-9]/);
+    expect(metrics).toMatch(/verdict_webhook_attempt_duration_seconds_count\{integration="hook"\} [1-9]/);
+    expect(metrics).toMatch(/verdict_webhook_deliveries\{integration="hook",state="pending"\} \d/);
+
+    const del = await call('DELETE', '/api/v1/admin/integrations/hook');
+    expect(del.body).toMatchObject({ deleted: true });
+    expect((await call('GET', '/api/v1/admin/integrations')).body.integrations.map((i: { name: string }) => i.name)).toEqual(['from-file']);
+  });
+});

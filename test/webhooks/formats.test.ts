@@ -1,0 +1,159 @@
+import { createHash } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cilium, falco, FAST, harness, SECRET, type Harness } from './helpers.js';
+import { Receiver } from './receiver.js';
+
+// Each format as its receiver sees it, field by field: GitLab's HTTP alert
+// integration, Alertmanager's webhook v4, Slack incoming webhooks, and
+// Verdict's own generic payload.
+
+let h: Harness | undefined;
+const receivers: Receiver[] = [];
+
+async function receiver(): Promise<Receiver> {
+  const r = await new Receiver().listen();
+  receivers.push(r);
+  return r;
+}
+
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+  await Promise.all(receivers.splice(0).map((r) => r.close()));
+});
+
+const EXTERNAL = 'https://verdict.example.com';
+
+describe('GitLab HTTP alert integration', () => {
+  it('sends title, description, start_time, severity, fingerprint, monitoring_tool, hosts with the Bearer key, and end_time on resolve', async () => {
+    const r = await receiver();
+    process.env.VERDICT_TEST_GITLAB_KEY = 'gl-alert-key-123';
+    h = harness({ allow_private_addresses: ['127.0.0.1'], external_url: EXTERNAL, integrations: [{ name: 'gitlab', type: 'gitlab', url: r.url('/g/p/alerts/notify/verdict/abc.json'), key: 'env:VERDICT_TEST_GITLAB_KEY', ...FAST }] });
+    const p = cilium({ description: 'x'.repeat(1500) });
+    const a = h.ingest(p, 'prod');
+    await r.waitForCount(1);
+    expect(r.requests[0]!.path).toBe('/g/p/alerts/notify/verdict/abc.json');
+    expect(r.requests[0]!.headers.authorization).toBe('Bearer gl-alert-key-123');
+    expect(r.requests[0]!.headers['webhook-signature']).toBeUndefined();
+    expect(r.json(0)).toEqual({
+      title: p.title,
+      description: 'x'.repeat(1000),
+      start_time: p.first_seen,
+      severity: 'high',
+      fingerprint: `prod/${p.fingerprint}`,
+      monitoring_tool: 'Verdict (Cilium)',
+      service: 'prod/shop',
+      hosts: ['shop/frontend-7d9f8-1', 'shop/payments-5c6b-0'],
+      verdict_alert_id: a.id,
+      verdict_count: 1,
+      verdict_url: `${EXTERNAL}/api/v1/alerts/${a.id}`,
+    });
+    h.store.setStatus(a.id, 'resolved', 'test');
+    await r.waitForCount(2);
+    const resolved = r.json(1);
+    expect(resolved.fingerprint).toBe(`prod/${p.fingerprint}`);
+    expect(resolved.end_time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(Date.parse(resolved.end_time as string)).toBeGreaterThanOrEqual(Date.parse(p.first_seen));
+    expect(r.json(0).end_time).toBeUndefined();
+    delete process.env.VERDICT_TEST_GITLAB_KEY;
+  });
+
+  it('names Falco as the tool and the node as the host', async () => {
+    const r = await receiver();
+    h = harness({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'gitlab', type: 'gitlab', url: r.url(), key: 'k', ...FAST }] });
+    h.ingest(falco());
+    await r.waitForCount(1);
+    expect(r.json(0)).toMatchObject({ monitoring_tool: 'Verdict (Falco)', hosts: ['node-1'], severity: 'critical' });
+  });
+});
+
+interface AmPayload {
+  version: string; groupKey: string; truncatedAlerts: number; status: string; receiver: string; groupLabels: Record<string, string>;
+  commonLabels: Record<string, string>; commonAnnotations: Record<string, string>; externalURL: string;
+  alerts: { status: string; labels: Record<string, string>; annotations: Record<string, string>; startsAt: string; endsAt: string; generatorURL: string; fingerprint: string }[];
+}
+
+describe('Alertmanager webhook v4', () => {
+  it('sends the v4 document with firing, then resolved, for one alert', async () => {
+    const r = await receiver();
+    h = harness({ allow_private_addresses: ['127.0.0.1'], external_url: EXTERNAL, integrations: [{ name: 'am', type: 'alertmanager', url: r.url(), ...FAST }] });
+    const p = cilium();
+    const a = h.ingest(p, 'prod');
+    await r.waitForCount(1);
+    const labels = {
+      direction: 'ingress', app_kubernetes_io_name: 'payments', alertname: 'CiliumPolicyDrop', severity: 'high', source: 'cilium', agent: 'prod',
+      cluster: 'prod', verdict_alert_id: String(a.id), namespace: 'shop', policy: 'shop/payments-ingress',
+    };
+    const annotations = { summary: p.title, description: p.description, verdict_url: `${EXTERNAL}/api/v1/alerts/${a.id}` };
+    const fp = createHash('sha256').update(`prod/${p.fingerprint}`).digest('hex').slice(0, 16);
+    expect(r.json<AmPayload>(0)).toEqual({
+      version: '4',
+      groupKey: `{}/{verdict_integration="am"}:{verdict_alert_id="${a.id}"}`,
+      truncatedAlerts: 0,
+      status: 'firing',
+      receiver: 'am',
+      groupLabels: { verdict_alert_id: String(a.id) },
+      commonLabels: labels,
+      commonAnnotations: annotations,
+      externalURL: EXTERNAL,
+      alerts: [{ status: 'firing', labels, annotations, startsAt: p.first_seen, endsAt: '0001-01-01T00:00:00Z', generatorURL: `${EXTERNAL}/api/v1/alerts/${a.id}`, fingerprint: fp }],
+    });
+    h.store.setStatus(a.id, 'resolved', 'test');
+    await r.waitForCount(2);
+    const res = r.json<AmPayload>(1);
+    expect(res.status).toBe('resolved');
+    expect(res.groupKey).toBe(r.json<AmPayload>(0).groupKey);
+    expect(res.alerts[0]).toMatchObject({ status: 'resolved', fingerprint: fp, startsAt: p.first_seen });
+    expect(res.alerts[0]!.endsAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+  });
+
+  it('puts a group window into one document with common labels', async () => {
+    const r = await receiver();
+    h = harness({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'am', type: 'alertmanager', url: r.url(), group_window: '200ms', ...FAST }] });
+    h.ingest(falco(), 'prod');
+    h.ingest(falco({ rule: 'Write below etc', severity: 'high' }), 'prod');
+    await r.waitForCount(1);
+    const doc = r.json<AmPayload>(0);
+    expect(doc.alerts.map((x) => x.labels.alertname)).toEqual(['Terminal shell in container', 'Write below etc']);
+    expect(doc.groupLabels).toEqual({});
+    expect(doc.groupKey).toBe('{}/{verdict_integration="am"}:{}');
+    expect(doc.commonLabels).toEqual({ source: 'falco', agent: 'prod', cluster: 'prod', namespace: 'shop', pod: 'web-1', container: 'web' });
+    expect(doc.externalURL).toBe('');
+  });
+});
+
+describe('Slack incoming webhook', () => {
+  it('sends text and blocks, escaping Slack control characters', async () => {
+    const r = await receiver();
+    h = harness({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'slack', type: 'slack', url: r.url('/services/T000/B000/XXXX'), ...FAST }] });
+    h.ingest(cilium({ title: 'Drop <frontend> & co', description: 'd' }), 'prod');
+    await r.waitForCount(1);
+    expect(r.json(0)).toEqual({
+      text: '[HIGH] Drop &lt;frontend&gt; &amp; co',
+      blocks: [
+        { type: 'section', text: { type: 'mrkdwn', text: ':large_orange_circle: *[HIGH]* Drop &lt;frontend&gt; &amp; co\nd' } },
+        { type: 'context', elements: [{ type: 'mrkdwn', text: 'cluster `prod` · namespace `shop` · agent `prod` · cilium · seen 1×' }] },
+      ],
+    });
+  });
+});
+
+describe('generic payload', () => {
+  it('carries the documented alert object', async () => {
+    const r = await receiver();
+    h = harness({ allow_private_addresses: ['127.0.0.1'], external_url: EXTERNAL, integrations: [{ name: 'hook', type: 'generic', url: r.url(), secrets: [SECRET], ...FAST }] });
+    const p = falco();
+    const a = h.ingest(p, 'prod');
+    await r.waitForCount(1);
+    const doc = r.json<{ type: string; timestamp: string; data: { integration: string; alerts: Record<string, unknown>[] } }>(0);
+    expect(Object.keys(doc)).toEqual(['type', 'timestamp', 'data']);
+    expect(doc.type).toBe('alert.triggered');
+    expect(doc.timestamp).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(doc.data.alerts[0]).toEqual({
+      id: a.id, status: 'triggered', source: 'falco', severity: 'critical', title: p.title, description: p.description, agent: 'prod',
+      cluster: 'prod', namespace: 'shop', policies: [], rule: 'Terminal shell in container', labels: p.labels, count: 1,
+      first_seen: p.first_seen, last_seen: p.last_seen, resolved_at: null, fingerprint: p.fingerprint, details: { falco: p.falco },
+      url: `${EXTERNAL}/api/v1/alerts/${a.id}`,
+    });
+  });
+});
