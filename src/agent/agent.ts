@@ -17,6 +17,7 @@ import { Tunnel } from './tunnel/connection.js';
 import { parseKasAddress } from './tunnel/kas-address.js';
 
 export interface AgentOptions {
+  /** One address, or several separated by commas (server replicas, tried in turn). */
   kasAddress: string;
   tokenFile: string;
   dataDir: string;
@@ -47,7 +48,7 @@ function readToken(file: string): string {
 }
 
 export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
-  const address = parseKasAddress(o.kasAddress);
+  const [address, ...fallbacks] = (o.kasAddress.includes(',') ? o.kasAddress.split(',').map((s) => s.trim()).filter(Boolean) : [o.kasAddress]).map(parseKasAddress);
   const token = readToken(o.tokenFile);
   const db = openAgentDb(o.dataDir);
   const outbox = new Outbox(db, { maxBytes: o.spoolMaxBytes, log: moduleLogger('spool', log) });
@@ -57,7 +58,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   let configured = false;
   const manager = new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '' }, log);
   const tunnel = await Tunnel.open({
-    address, token, tokenFile: o.tokenFile, backoff: o.backoff, log: moduleLogger('tunnel', log),
+    address: address!, ...(fallbacks.length ? { fallbacks } : {}), token, tokenFile: o.tokenFile, backoff: o.backoff, log: moduleLogger('tunnel', log),
     ...(o.caCertFile ? { caCertFile: o.caCertFile } : {}),
   }).catch((e: unknown) => {
     alerts.stop();

@@ -15,7 +15,9 @@ alerts to the server through a durable spool.
 Flags:
   --kas-address <url>          server address (required): grpc://host:port or grpcs://host:port
                                (the server's --grpc-addr), or ws://host:port/-/kubernetes-agent/ or
-                               wss://… (its --http-addr; the trailing slash is required)
+                               wss://… (its --http-addr; the trailing slash is required). Repeat it
+                               (or give a comma-separated list) for server replicas sharing a Kafka
+                               alert log: the agent moves to the next when one fails (grpc(s):// only)
   --token-file <file>          file holding the agent token (required); re-read on every
                                reconnect, so a rotated token needs no restart
   --ca-cert-file <file>        CA certificate to trust in addition to the system's, for grpcs:// and wss://
@@ -29,7 +31,7 @@ Flags:
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('agent', argv, {
-    'kas-address': { type: 'string' },
+    'kas-address': { type: 'string', multiple: true },
     'token-file': { type: 'string' },
     'ca-cert-file': { type: 'string' },
     'data-dir': { type: 'string', default: '.data/agent' },
@@ -44,13 +46,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  if (!values['kas-address']) throw new UsageError('verdict agent: --kas-address is required (e.g. grpc://verdict-server.verdict.svc:8150)');
+  if (!values['kas-address']?.length) throw new UsageError('verdict agent: --kas-address is required (e.g. grpc://verdict-server.verdict.svc:8150)');
   if (!values['token-file']) throw new UsageError('verdict agent: --token-file is required (a file with the token `verdict agents register` printed)');
   const spoolMaxBytes = Number(values['spool-max-bytes']);
   if (!Number.isInteger(spoolMaxBytes) || spoolMaxBytes <= 0) throw new UsageError('verdict agent: --spool-max-bytes must be a positive whole number of bytes');
   const log = createRootLogger({ name: 'verdict-agent' });
   const agent = await startAgent({
-    kasAddress: values['kas-address'],
+    kasAddress: values['kas-address'].join(','),
     tokenFile: values['token-file'],
     dataDir: values['data-dir'],
     ...(values['ca-cert-file'] ? { caCertFile: values['ca-cert-file'] } : {}),

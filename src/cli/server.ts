@@ -22,6 +22,11 @@ Flags (override the same keys in --config):
 
 Agents connect to --grpc-addr (grpc://, grpcs://) or to --http-addr under
 /-/kubernetes-agent/ (ws://, wss://). Manage their tokens with \`verdict agents\`.
+
+Webhooks (signed generic, GitLab, Alertmanager, Slack) are configured in --config under
+webhooks: {allow_private_addresses, external_url, integrations: [{name, type, url, secrets,
+key, route, group_window, headers, timeout, retry_schedule, concurrency, repeat_milestones}]}
+or through /api/v1/admin/integrations; see docs/webhooks.md.
 `;
 
 export async function run(argv: string[]): Promise<number> {

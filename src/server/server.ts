@@ -18,6 +18,7 @@ import { addTunnelServices, StreamRegistry } from './tunnel/grpc-service.js';
 import { grpcServerCredentials, listenTls, loadTls, type TlsMaterial } from './tunnel/tls.js';
 import { registerAgentWebSocket } from './tunnel/ws-route.js';
 import { startWebhooks, type WebhooksService } from './webhooks/service.js';
+import { startKafkaReplica, type KafkaReplica } from './kafka/replica.js';
 
 export interface RunningServer {
   httpAddress: string; // host:port actually bound
@@ -28,6 +29,8 @@ export interface RunningServer {
   tokens: FeedTokens;
   streams: StreamRegistry;
   webhooks: WebhooksService;
+  /** Set when the server is a replica on a Kafka alert log (config `kafka:`). */
+  kafka?: KafkaReplica | undefined;
   close(): Promise<void>;
 }
 
@@ -48,12 +51,23 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
   const streams = new StreamRegistry();
   const pollers = new ProjectPollers(cfg.config_poll_interval, moduleLogger('config', log));
   // Before the agent API listens: every stored alert must pass through the webhook outbox hook.
-  const webhooks = startWebhooks({ db, store, config: cfg.webhooks, log: moduleLogger('webhooks', log) });
+  const webhooks = startWebhooks({ db, store, config: cfg.webhooks, log: moduleLogger('webhooks', log), ...(cfg.kafka ? { enqueueOnStore: false } : {}) });
+  let kafka: KafkaReplica | undefined;
+  if (cfg.kafka) {
+    try {
+      kafka = await startKafkaReplica({ config: cfg.kafka, db, store, agents, tokens, webhooks: webhooks.outbox, log: moduleLogger('kafka', log) });
+    } catch (e) {
+      await webhooks.close();
+      db.close();
+      throw e;
+    }
+  }
   let ready = false;
   let tls: TlsMaterial | undefined;
   try {
     tls = cfg.tls ? loadTls(cfg.tls) : undefined;
   } catch (e) {
+    await kafka?.close();
     db.close();
     throw e;
   }
@@ -63,11 +77,15 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
     agents,
     pollers,
     log: moduleLogger('tunnel', log),
-    sink: { accept: async (agent, events) => store.ingest(agent, events) },
+    sink: kafka?.sink ?? { accept: async (agent, events) => store.ingest(agent, events) },
   }, streams);
   const g = splitHostPort(cfg.grpc_addr);
   const grpcPort = await new Promise<number>((resolve, reject) => {
     grpcServer.bindAsync(`${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`, grpcServerCredentials(tls), (err, port) => (err ? reject(new Error(`cannot listen for agents on ${cfg.grpc_addr}: ${err.message}; pick a free address with --grpc-addr`)) : resolve(port)));
+  }).catch(async (e: unknown) => {
+    // Kafka's clients would keep a server that failed to start alive.
+    await kafka?.close();
+    throw e;
   });
 
   let http: FastifyInstance;
@@ -83,6 +101,7 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
   } catch (e) {
     agentWs?.close();
     grpcServer.forceShutdown();
+    await kafka?.close();
     db.close();
     throw new Error(`cannot listen for HTTP on ${cfg.http_addr}: ${(e as Error).message}; pick a free address with --http-addr`);
   }
@@ -103,6 +122,7 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
     tokens,
     streams,
     webhooks,
+    kafka,
     async close() {
       ready = false;
       revocations.stop();
@@ -119,6 +139,7 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
           resolve();
         });
       });
+      await kafka?.close();
       await webhooks.close();
       db.close();
     },

@@ -68,17 +68,19 @@ describe('admin API for integrations', () => {
     expect(ssrf.status).toBe(400);
     expect(ssrf.body.message).toMatch(/link-local.*allow_private_addresses/);
 
-    const created = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: rx.url(), secrets: [SECRET], timeout: '2s', retry_schedule: ['30ms'] });
+    const created = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: rx.url(), secrets: [SECRET], timeout: '2s', retry_schedule: ['30ms'], headers: { 'X-Api-Key': 'receiver-key' } });
     expect(created.status).toBe(201);
-    expect(created.body.integration).toMatchObject({ name: 'hook', origin: 'api', read_only: false, secrets: ['whsec_…LaSw'], timeout: '2s', retry_schedule: ['30ms'], state: 'active' });
+    expect(created.body.integration).toMatchObject({ name: 'hook', origin: 'api', read_only: false, secrets: ['whsec_…LaSw'], timeout: '2s', retry_schedule: ['30ms'], state: 'active', headers: { 'X-Api-Key': '…' } });
+    expect(JSON.stringify(created.body)).not.toContain('receiver-key');
     expect(JSON.stringify(created.body)).not.toContain(SECRET);
     expect((await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'slack', url: rx.url() })).status).toBe(409);
 
     // Rotation: add a second secret; the redacted first one stands for itself.
-    const rotated = await call('PATCH', '/api/v1/admin/integrations/hook', { secrets: ['whsec_…LaSw', SECRET2], route: { min_severity: 'high' } });
+    const rotated = await call('PATCH', '/api/v1/admin/integrations/hook', { secrets: ['whsec_…LaSw', SECRET2], route: { min_severity: 'high' }, headers: { 'X-Api-Key': '…', 'X-Team': 'sec' } });
     expect(rotated.status).toBe(200);
     expect(rotated.body.integration).toMatchObject({ secrets: ['whsec_…LaSw', `whsec_…${SECRET2.slice(-4)}`], route: { min_severity: 'high' }, timeout: '2s' });
     expect(server.webhooks.registry.byName('hook')!.spec.secrets).toEqual([SECRET, SECRET2]);
+    expect(server.webhooks.registry.byName('hook')!.spec.headers).toEqual({ 'X-Api-Key': 'receiver-key', 'X-Team': 'sec' });
     expect((await call('GET', '/api/v1/admin/integrations/nope')).status).toBe(404);
   });
 

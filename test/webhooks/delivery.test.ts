@@ -266,3 +266,30 @@ describe('routing', () => {
     }
   });
 });
+
+describe('enqueueOnStore: false (deliveries recorded by another path, e.g. Kafka mode)', () => {
+  it('records nothing from the store, and delivers what the outbox is given', async () => {
+    const { AlertStore } = await import('../../src/server/store/alert-store.js');
+    const { openServerDb } = await import('../../src/server/store/server-db.js');
+    const { startWebhooks } = await import('../../src/server/webhooks/service.js');
+    const { parseWebhooksJson } = await import('../../src/shared/config/webhooks-config.js');
+    const { silent } = await import('./helpers.js');
+    const r = await receiver();
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const svc = startWebhooks({ db, store, log: silent, enqueueOnStore: false, worker: { jitter: false }, config: parseWebhooksJson({ allow_private_addresses: ['127.0.0.1'], integrations: [generic(r)] }) });
+    try {
+      const a = store.ingest('edge', [{ id: 'no-hook-1', payload: cilium() }]).alerts[0]!;
+      store.setStatus(a.id, 'resolved', 'test');
+      await new Promise((ok) => setTimeout(ok, 200));
+      expect(r.requests).toHaveLength(0);
+      const b = store.ingest('edge', [{ id: 'no-hook-2', payload: cilium() }]).alerts[0]!;
+      db.transaction(() => svc.outbox.enqueueForAlerts([b]))();
+      await r.waitForCount(1);
+      expect(r.json<{ data: { alerts: { id: number }[] } }>(0).data.alerts[0]!.id).toBe(b.id);
+    } finally {
+      await svc.close();
+      db.close();
+    }
+  });
+});

@@ -125,9 +125,13 @@ describe('Alertmanager webhook v4', () => {
 describe('Slack incoming webhook', () => {
   it('sends text and blocks, escaping Slack control characters', async () => {
     const r = await receiver();
-    h = harness({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'slack', type: 'slack', url: r.url('/services/T000/B000/XXXX'), ...FAST }] });
+    // The URL is the secret, so it comes from the environment here.
+    process.env.VERDICT_TEST_SLACK_URL = r.url('/services/T000/B000/XXXX');
+    h = harness({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'slack', type: 'slack', url: 'env:VERDICT_TEST_SLACK_URL', ...FAST }] });
+    delete process.env.VERDICT_TEST_SLACK_URL;
     h.ingest(cilium({ title: 'Drop <frontend> & co', description: 'd' }), 'prod');
     await r.waitForCount(1);
+    expect(r.requests[0]!.path).toBe('/services/T000/B000/XXXX');
     expect(r.json(0)).toEqual({
       text: '[HIGH] Drop &lt;frontend&gt; &amp; co',
       blocks: [

@@ -315,3 +315,23 @@ describe('index and caches agree with the linear scan', () => {
     expect(alerts).toBeGreaterThan(100);
   });
 });
+
+describe('the index', () => {
+  it('tests only rules that could select the endpoint, however many policies exist', () => {
+    let yaml = '';
+    for (let i = 0; i < 2000; i++) yaml += ingressTo(`p${i}`, `ns${i % 50}`, `svc${i}`, l3('app: web'));
+    yaml += ingressTo('mine', 'shop', 'api', l3('app: web'));
+    yaml += cnp('all-of-shop', 'shop', '  endpointSelector: {}\n  egress:\n    - {}');
+    const e = new PolicyEngine(policies(yaml));
+    expect(e.size).toBe(2002);
+    const a = e.attribute(flow({ src: pod('shop', 'db'), dst: pod('shop', 'api') }));
+    expect(names(a)).toEqual(['shop/mine']);
+    // the api pod's own bucket, and the namespace-wide rule (which has no ingress)
+    expect(e.stats().ruleChecks).toBe(1);
+    e.attribute(flow({ src: pod('shop', 'db'), dst: pod('shop', 'api'), dir: 'egress' }));
+    expect(e.stats().ruleChecks).toBe(2);
+    // cached from now on
+    e.attribute(flow({ src: pod('shop', 'db'), dst: pod('shop', 'api'), srcPort: 50000 }));
+    expect(e.stats().ruleChecks).toBe(2);
+  });
+});

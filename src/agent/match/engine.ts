@@ -1,5 +1,4 @@
 import { L7FlowType, TrafficDirection, Verdict, type Endpoint, type Flow, type Policy as FlowPolicy, type Service } from '../../gen/flow/flow.js';
-import type { PolicyRef } from '../../shared/alert/payload.js';
 import type { Attribution } from './attribution.js';
 import { parseIp } from './cidr.js';
 import { httpRequestFrom } from './l7.js';
@@ -148,7 +147,8 @@ export abstract class Matcher {
     if (code === REASON_POLICY_DENY || inNamed || egNamed) kind = 'deny';
     else if (code === REASON_POLICY_DENIED) kind = 'default';
     // Envoy refusing a request shows as a DROPPED L7 flow without a drop reason.
-    else if (code === 0 && flow.l7?.record !== undefined) kind = 'l7';
+    // (Responses travel the other way and carry the same request: only requests count.)
+    else if (code === 0 && flow.l7?.record !== undefined && flow.l7.type !== L7FlowType.RESPONSE) kind = 'l7';
     else return null;
     const td = flow.traffic_direction;
     if (td === TrafficDirection.INGRESS || (td !== TrafficDirection.EGRESS && inNamed)) return this.attributeDir(flow, 0, kind);
@@ -278,6 +278,8 @@ export class PolicyEngine extends Matcher {
   private world = new Map<string, EpEntry>();
   private nextId = 1;
   private epoch = 0;
+  private decisions = 0;
+  private ruleChecks = 0;
 
   constructor(policies: readonly Policy[], opts: EngineOptions = {}) {
     super(policies, opts);
@@ -332,8 +334,23 @@ export class PolicyEngine extends Matcher {
       if (subject.dec.size >= this.cacheSize) subject.dec.clear();
       c = { d: decide(this.selection(subject, dir), peer, l4, this.named) };
       subject.dec.set(key, c);
+      // Bound the memory of all decisions together, not only per endpoint.
+      if (++this.decisions > this.cacheSize * 8) this.forget();
     }
     return c;
+  }
+
+  /** Cache sizes, and how many rules were tested against an endpoint so far (the index keeps this small). */
+  stats(): { endpoints: number; decisions: number; ruleChecks: number } {
+    return { endpoints: this.byKey.size + this.world.size, decisions: this.decisions, ruleChecks: this.ruleChecks };
+  }
+
+  /** Drops every cached endpoint and decision; they are rebuilt on demand. */
+  private forget(): void {
+    this.byIdentity = new Map();
+    this.byKey = new Map();
+    this.world = new Map();
+    this.decisions = 0;
   }
 
   private resolve(ep: Endpoint | undefined, ip: string, names: readonly string[], service: Service | undefined, nodeLabels: readonly string[]): EpEntry {
@@ -352,10 +369,7 @@ export class PolicyEngine extends Matcher {
         const key = `${labels.join('\u0001')}\u0002${ns}${host ? `\u0002${nodeLabels.join('\u0001')}` : ''}`;
         e = this.byKey.get(key);
         if (e === undefined) {
-          if (this.byKey.size >= this.cacheSize) {
-            this.byKey.clear();
-            this.byIdentity.clear();
-          }
+          if (this.byKey.size >= this.cacheSize) this.forget();
           e = this.makeEntry(labels, identity, ns, host ? nodeLabels : EMPTY, ip, EMPTY, undefined, false);
           this.byKey.set(key, e);
         }
@@ -414,7 +428,9 @@ export class PolicyEngine extends Matcher {
         if (r.mark === mark) continue;
         r.mark = mark;
         const s = dir === 0 ? r.rule.ingress : r.rule.egress;
-        if (s !== null && ruleSelects(r.rule, e)) found.push(r);
+        if (s === null) continue;
+        this.ruleChecks++;
+        if (ruleSelects(r.rule, e)) found.push(r);
       }
     };
     const scan = (idx: NsIndex | undefined) => {
@@ -436,4 +452,3 @@ export class PolicyEngine extends Matcher {
   }
 }
 
-export type { PolicyRef };

@@ -49,6 +49,20 @@ export async function runAlertPublisher(
         let cursor = 0;
         let finished = false;
         let scheduled = false;
+        // Acknowledged rows are deleted after the next batches are written, in
+        // one transaction: deleting is the agent's costliest step, and doing it
+        // first would leave the server idle meanwhile. A crash before the
+        // delete only means a re-send, which the server de-duplicates.
+        let acknowledged: OutboxRow[] = [];
+        let removalScheduled = false;
+        const removeAcknowledged = () => {
+          removalScheduled = false;
+          if (acknowledged.length === 0) return;
+          const rows = acknowledged;
+          acknowledged = [];
+          outbox.remove(rows);
+          acked.inc(rows.length);
+        };
 
         const pump = () => {
           scheduled = false;
@@ -76,6 +90,7 @@ export async function runAlertPublisher(
         const finish = (e?: unknown) => {
           if (finished) return;
           finished = true;
+          removeAcknowledged();
           unsubscribe();
           clearInterval(poll);
           signal.removeEventListener('abort', onAbort);
@@ -86,10 +101,13 @@ export async function runAlertPublisher(
           const rows = inFlight.get(ack.batch_id);
           if (!rows) return;
           inFlight.delete(ack.batch_id);
-          outbox.remove(rows);
-          acked.inc(rows.length);
+          for (const r of rows) acknowledged.push(r);
           backoff.reset();
           schedule();
+          if (!removalScheduled) {
+            removalScheduled = true;
+            setImmediate(removeAcknowledged);
+          }
         });
         call.on('error', (e) => finish(e));
         call.on('end', () => finish());

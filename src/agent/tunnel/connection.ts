@@ -5,11 +5,14 @@ import type { Logger } from '../../shared/log/logger.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { VERSION, versionsCompatible } from '../../shared/version.js';
 import { describeCallError } from './errors.js';
-import type { KasAddress } from './kas-address.js';
+import { FailoverForwarder } from './failover.js';
+import { KasAddressError, type KasAddress } from './kas-address.js';
 import { WsBridge } from './ws-bridge.js';
 
 export interface ConnectionOptions {
   address: KasAddress;
+  /** More server replicas (repeated --kas-address): tried in turn when one does not answer. */
+  fallbacks?: KasAddress[];
   /** The agent token as read at start-up. */
   token: string;
   /** Re-read when it changes (a rotated Secret), so a new token needs no restart. */
@@ -50,6 +53,7 @@ export class Tunnel {
   private token: string;
   private warnedVersion = '';
   private lastExplained: { text: string; at: number } | undefined;
+  private failover: FailoverForwarder | undefined;
 
   private constructor(
     private readonly opts: ConnectionOptions,
@@ -70,6 +74,18 @@ export class Tunnel {
       ...CHANNEL_OPTIONS,
       ...(opts.backoff ? { 'grpc.initial_reconnect_backoff_ms': opts.backoff.initialMs, 'grpc.max_reconnect_backoff_ms': opts.backoff.maxMs } : {}),
     };
+    if (opts.fallbacks?.length) {
+      const all = [a, ...opts.fallbacks];
+      if (a.scheme === 'ws' || a.scheme === 'wss' || all.some((x) => x.scheme !== a.scheme)) {
+        throw new KasAddressError(`several --kas-address values must all be grpc:// or all grpcs:// (got ${all.map((x) => x.raw).join(', ')}); for ws:// or wss:// give one address, e.g. of a load balancer`);
+      }
+      const fwd = await FailoverForwarder.start(all, (to, reason) => opts.log.warn({ kas_address: to.raw, error: reason }, 'Switched to another --kas-address'));
+      const creds = tls ? grpc.credentials.createSsl(roots ? Buffer.from(roots.join('\n')) : undefined) : grpc.credentials.createInsecure();
+      // The channel dials loopback; TLS must still check the server's own name (the first address's host).
+      const t = new Tunnel(opts, fwd.target, creds, tls ? { ...options, 'grpc.ssl_target_name_override': a.host, 'grpc.default_authority': a.host } : options, undefined);
+      t.failover = fwd;
+      return t;
+    }
     if (a.scheme === 'ws' || a.scheme === 'wss') {
       const bridge = await WsBridge.start({ address: a, userAgent: `verdict-agent/${VERSION}`, ...(roots ? { ca: roots } : {}) });
       // TLS, if any, is the WebSocket's; gRPC runs in clear inside it.
@@ -99,7 +115,7 @@ export class Tunnel {
     if (e.code === grpc.status.UNAVAILABLE && /Last error: null/.test(e.details ?? '') && this.lastExplained && Date.now() - this.lastExplained.at < 60_000) {
       return this.lastExplained.text;
     }
-    const text = describeCallError(err, this.opts.address, this.bridge?.lastError());
+    const text = describeCallError(err, this.opts.address, this.bridge?.lastError() ?? this.failover?.lastError());
     if (e.code === grpc.status.UNAVAILABLE) this.lastExplained = { text, at: Date.now() };
     return text;
   }
@@ -114,6 +130,7 @@ export class Tunnel {
 
   async close(): Promise<void> {
     await this.bridge?.close();
+    await this.failover?.close();
   }
 
   // Read on every call: calls are one per stream, and a Secret's update is a symlink swap mtime may not show.

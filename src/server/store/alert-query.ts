@@ -8,7 +8,7 @@ import { SEVERITIES, SEVERITY_RANK, type Severity } from '../../shared/alert/pay
 export const STATUSES = ['triggered', 'acknowledged', 'resolved', 'ignored'] as const;
 export type AlertStatus = (typeof STATUSES)[number];
 
-export const SORTS = ['last_seen', 'first_seen', 'count', 'severity'] as const;
+export const SORTS = ['last_seen', 'created', 'severity', 'count'] as const;
 export type SortKey = (typeof SORTS)[number];
 export type SortOrder = 'asc' | 'desc';
 
@@ -41,11 +41,18 @@ export class QueryError extends Error {
   readonly code = 'bad_request';
 }
 
+/** Sort columns, ending in the id that makes every key unique (for cursors). */
 const SORT_KEYS: Record<SortKey, readonly string[]> = {
   last_seen: ['last_seen', 'id'],
-  first_seen: ['first_seen', 'id'],
+  created: ['id'],
+  severity: ['severity_rank', 'id'],
   count: ['count', 'id'],
-  severity: ['severity_rank', 'last_seen', 'id'],
+};
+const SORT_INDEX: Record<SortKey, string | undefined> = {
+  last_seen: 'alerts_last_seen',
+  created: undefined, // the table itself, in rowid order
+  severity: 'alerts_severity',
+  count: 'alerts_count',
 };
 
 /**
@@ -104,61 +111,62 @@ interface Where {
   params: unknown[];
 }
 
-/** Columns with an index (col, last_seen, id); listed most selective first. */
-const DRIVING = ['rule', 'namespace', 'severity', 'status'] as const;
-type Driving = (typeof DRIVING)[number];
-
-function column(field: Driving | 'source' | 'agent'): string {
-  return field === 'severity' ? 'severity_rank' : field;
-}
-
-function valuesOf(f: AlertFilter, field: Driving | 'source' | 'agent'): unknown[] | undefined {
-  const v = f[field];
-  if (!v || v.length === 0) return undefined;
-  return field === 'severity' ? (v as Severity[]).map((s) => SEVERITY_RANK[s]) : v;
-}
-
 function inClause(col: string, n: number): string {
   return n === 1 ? `${col} = ?` : `${col} IN (${new Array(n).fill('?').join(', ')})`;
 }
 
-/**
- * Conditions for a filter. `indexed` names the columns whose index may be used;
- * every other column is written as +col, which SQLite cannot use an index for.
- */
-function where(f: AlertFilter, indexed: ReadonlySet<string>, fts: string | undefined, ftsDrives: boolean, t = ''): Where {
-  const w: Where = { clauses: [], params: [] };
-  const c = (col: string) => `${indexed.has(col) ? '' : '+'}${t}${col}`;
-  for (const field of [...DRIVING, 'source', 'agent'] as const) {
-    const vals = valuesOf(f, field);
-    if (!vals) continue;
-    w.clauses.push(inClause(c(column(field)), vals.length));
-    w.params.push(...vals);
-  }
-  if (f.policy?.length) {
-    const ors: string[] = [];
-    for (const p of f.policy) {
-      const i = p.lastIndexOf('/');
-      if (i >= 0) {
-        ors.push('(name = ? AND namespace = ?)');
-        w.params.push(p.slice(i + 1), p.slice(0, i));
-      } else {
-        ors.push('name = ?');
-        w.params.push(p);
-      }
+function policyMatch(policies: readonly string[]): Where {
+  const ors: string[] = [];
+  const params: unknown[] = [];
+  for (const p of policies) {
+    const i = p.lastIndexOf('/');
+    if (i >= 0) {
+      ors.push('(name = ? AND namespace = ?)');
+      params.push(p.slice(i + 1), p.slice(0, i));
+    } else {
+      ors.push('name = ?');
+      params.push(p);
     }
-    w.clauses.push(`+${t}id IN (SELECT alert_id FROM alert_policies WHERE ${ors.join(' OR ')})`);
   }
-  if (f.since !== undefined) {
-    w.clauses.push(`${c('last_seen')} >= ?`);
+  return { clauses: [ors.join(' OR ')], params };
+}
+
+type FilterName = 'status' | 'severity' | 'namespace' | 'rule' | 'source' | 'agent' | 'policy' | 'since' | 'until' | 'q';
+
+/**
+ * Conditions for a filter, each written so that SQLite cannot use an index for
+ * it (+col): the plan is chosen here, not by the planner. `skip` leaves out the
+ * filter a driving set already applies; `t` prefixes columns with a table alias.
+ */
+function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = false): Where {
+  const w: Where = { clauses: [], params: [] };
+  const add = (name: FilterName, col: string, vals: readonly unknown[] | undefined) => {
+    if (!vals?.length || name === skip) return;
+    w.clauses.push(inClause(`+${t}${col}`, vals.length));
+    w.params.push(...vals);
+  };
+  add('status', 'status', f.status);
+  add('severity', 'severity_rank', f.severity?.map((s) => SEVERITY_RANK[s]));
+  add('namespace', 'namespace', f.namespace);
+  add('rule', 'rule', f.rule);
+  add('source', 'source', f.source);
+  add('agent', 'agent', f.agent);
+  if (f.policy?.length && skip !== 'policy') {
+    const m = policyMatch(f.policy);
+    w.clauses.push(`+${t}id IN (SELECT alert_id FROM alert_policies WHERE ${m.clauses[0]})`);
+    w.params.push(...m.params);
+  }
+  if (f.since !== undefined && skip !== 'since') {
+    w.clauses.push(`${rangeOnSortIndex ? '' : '+'}${t}last_seen >= ?`);
     w.params.push(f.since);
   }
   if (f.until !== undefined) {
     w.clauses.push(`+${t}first_seen <= ?`);
     w.params.push(f.until);
   }
+  const fts = f.q && skip !== 'q' ? toFtsQuery(f.q) : undefined;
   if (fts) {
-    w.clauses.push(`${ftsDrives ? '' : '+'}${t}id IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`);
+    w.clauses.push(`+${t}id IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`);
     w.params.push(fts);
   }
   return w;
@@ -169,15 +177,46 @@ export interface Sql {
   params: unknown[];
 }
 
-function orderBy(sort: SortKey, order: SortOrder, prefix = ''): string {
+/** A filter that can produce its matching ids from an index, to drive a query when few match. */
+export interface Driver extends Sql {
+  name: FilterName;
+}
+
+/** Id sets the query could start from; the store sizes them and picks the smallest if it is small. */
+export function drivers(f: AlertFilter): Driver[] {
+  const out: Driver[] = [];
+  const idx = (name: FilterName, index: string, col: string, vals: readonly unknown[] | undefined) => {
+    if (vals?.length) out.push({ name, sql: `SELECT id FROM alerts INDEXED BY ${index} WHERE ${inClause(col, vals.length)}`, params: [...vals] });
+  };
+  idx('status', 'alerts_status', 'status', f.status);
+  idx('severity', 'alerts_severity', 'severity_rank', f.severity?.map((s) => SEVERITY_RANK[s]));
+  idx('namespace', 'alerts_namespace', 'namespace', f.namespace);
+  idx('rule', 'alerts_rule', 'rule', f.rule);
+  if (f.policy?.length) {
+    const m = policyMatch(f.policy);
+    out.push({ name: 'policy', sql: `SELECT alert_id FROM alert_policies INDEXED BY alert_policies_name WHERE ${m.clauses[0]}`, params: m.params });
+  }
+  if (f.since !== undefined) out.push({ name: 'since', sql: 'SELECT id FROM alerts INDEXED BY alerts_last_seen WHERE last_seen >= ?', params: [f.since] });
+  const fts = f.q ? toFtsQuery(f.q) : undefined;
+  if (fts) out.push({ name: 'q', sql: 'SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?', params: [fts] });
+  return out;
+}
+
+/** Counts a driver's ids up to cap + 1: enough to know whether it is small. */
+export function sizeSql(d: Driver, cap: number): Sql {
+  return { sql: `SELECT count(*) AS n FROM (${d.sql} LIMIT ?)`, params: [...d.params, cap + 1] };
+}
+
+function orderBy(sort: SortKey, order: SortOrder): string {
   const dir = order === 'desc' ? 'DESC' : 'ASC';
-  return SORT_KEYS[sort].map((k) => `${prefix}${k} ${dir}`).join(', ');
+  return SORT_KEYS[sort].map((k) => `${k} ${dir}`).join(', ');
 }
 
 function cursorClause(c: Cursor | undefined, w: Where): void {
   if (!c) return;
   const keys = SORT_KEYS[c.sort];
-  w.clauses.push(`(${keys.join(', ')}) ${c.order === 'desc' ? '<' : '>'} (${keys.map(() => '?').join(', ')})`);
+  const op = c.order === 'desc' ? '<' : '>';
+  w.clauses.push(keys.length === 1 ? `${keys[0]} ${op} ?` : `(${keys.join(', ')}) ${op} (${keys.map(() => '?').join(', ')})`);
   w.params.push(...c.key);
 }
 
@@ -186,86 +225,50 @@ function whereSql(w: Where): string {
 }
 
 /**
- * A page of alerts. `ftsSmall` says the full-text match set is small enough to
- * fetch whole and sort; otherwise the sort index drives and matches are probed.
+ * A page of alerts. With a driver (a filter known to match few alerts), its ids
+ * are fetched and sorted; without one, the sort index is walked and every
+ * filter checked per row, which stops after `limit` hits.
  */
-export function listSql(cols: string, q: ListQuery, ftsSmall: boolean): Sql {
+export function listSql(cols: string, q: ListQuery, driver?: Driver): Sql {
   const sort = q.sort ?? 'last_seen';
   const order = q.order ?? 'desc';
   const cursor = q.cursor ? decodeCursor(q.cursor, sort, order) : undefined;
-  const fts = q.q ? toFtsQuery(q.q) : undefined;
-  const limit = q.limit;
-
-  if (fts && ftsSmall) {
-    // Few matches: take them all from the full-text index and sort those.
-    const w = where(q, new Set(), undefined, false);
+  if (driver) {
+    const w = where(q, driver.name);
     cursorClause(cursor, w);
-    w.clauses.unshift('id IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)');
-    w.params.unshift(fts);
-    return { sql: `SELECT ${cols} FROM alerts${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, limit] };
+    w.clauses.unshift(`id IN (${driver.sql})`);
+    w.params.unshift(...driver.params);
+    return { sql: `SELECT ${cols} FROM alerts${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, q.limit] };
   }
-
-  if (sort === 'last_seen') {
-    // An equality filter on a column with a (col, last_seen, id) index drives:
-    // one index range per value, merged. Few values only; many would be a scan anyway.
-    let drive: Driving | undefined;
-    for (const d of DRIVING) {
-      const n = q[d]?.length ?? 0;
-      if (n > 0 && n <= 6 && (!drive || n < (q[drive]?.length ?? 0))) drive = d;
-    }
-    if (drive) {
-      const vals = valuesOf(q, drive)!;
-      const col = column(drive);
-      const branches: string[] = [];
-      const params: unknown[] = [];
-      for (const v of vals) {
-        const w = where({ ...q, [drive]: undefined }, new Set(['last_seen']), fts, false);
-        w.clauses.unshift(`${col} = ?`);
-        w.params.unshift(v);
-        cursorClause(cursor, w);
-        branches.push(`SELECT * FROM (SELECT ${cols} FROM alerts INDEXED BY alerts_${drive}${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?)`);
-        params.push(...w.params, limit);
-      }
-      if (branches.length === 1) return { sql: branches[0]!, params };
-      return { sql: `${branches.join(' UNION ALL ')} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...params, limit] };
-    }
-  }
-
-  const index = sort === 'severity' ? 'alerts_severity' : `alerts_${sort}`;
-  const w = where(q, new Set(sort === 'last_seen' ? ['last_seen'] : sort === 'severity' ? ['severity_rank'] : []), fts, false);
+  const w = where(q, undefined, '', sort === 'last_seen');
   cursorClause(cursor, w);
-  return { sql: `SELECT ${cols} FROM alerts INDEXED BY ${index}${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, limit] };
-}
-
-/** The full-text part alone, to size the match set before choosing a plan. */
-export function ftsProbeSql(q: string, cap: number): Sql | undefined {
-  const fts = toFtsQuery(q);
-  return fts ? { sql: 'SELECT count(*) AS n FROM (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ? LIMIT ?)', params: [fts, cap + 1] } : undefined;
+  const index = SORT_INDEX[sort];
+  return { sql: `SELECT ${cols} FROM alerts ${index ? `INDEXED BY ${index}` : 'NOT INDEXED'}${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, q.limit] };
 }
 
 export const COUNT_BY = ['severity', 'source', 'rule', 'namespace', 'policy', 'status', 'agent'] as const;
 export type CountBy = (typeof COUNT_BY)[number];
 
+/** Counts straight from the alerts, for filters the rollup does not keep. */
 export function countsSql(by: CountBy, f: AlertFilter, limit: number): Sql {
-  const fts = f.q ? toFtsQuery(f.q) : undefined;
-  // Here the planner may pick any index: no order to keep, and a narrow filter helps.
-  const indexed = new Set(['status', 'severity_rank', 'namespace', 'rule', 'last_seen']);
+  // Rule and policy are empty for alerts that have none; counting "none" helps nobody.
   if (by === 'policy') {
-    const w = where(f, indexed, fts, true, 'a.');
+    const w = where(f, undefined, 'a.');
     const sql = `SELECT CASE WHEN p.namespace = '' THEN p.name ELSE p.namespace || '/' || p.name END AS key, count(*) AS alerts, sum(a.count) AS events
       FROM alert_policies p JOIN alerts a ON a.id = p.alert_id${whereSql(w)}
       GROUP BY p.namespace, p.name ORDER BY alerts DESC, key LIMIT ?`;
     return { sql, params: [...w.params, limit] };
   }
-  const w = where(f, indexed, fts, true);
-  const col = by === 'severity' ? 'severity' : by;
-  return { sql: `SELECT ${col} AS key, count(*) AS alerts, sum(count) AS events FROM alerts${whereSql(w)} GROUP BY ${col} ORDER BY alerts DESC, key LIMIT ?`, params: [...w.params, limit] };
+  const w = where(f);
+  if (by === 'rule') w.clauses.push("rule != ''");
+  // Let the planner use any index for the filters here: there is no order to keep.
+  const sql = `SELECT ${by} AS key, count(*) AS alerts, sum(count) AS events FROM alerts${whereSql(w).replaceAll('+', '')} GROUP BY ${by} ORDER BY alerts DESC, key LIMIT ?`;
+  return { sql, params: [...w.params, limit] };
 }
 
 /** Changes after a stream cursor, oldest first, for the filters that never change on an alert. */
 export function changesSql(cols: string, f: AlertFilter, afterSeq: number, limit: number): Sql {
-  const fts = f.q ? toFtsQuery(f.q) : undefined;
-  const w = where({ ...f, status: undefined, severity: undefined, until: undefined }, new Set(), fts, false);
+  const w = where({ ...f, status: undefined, severity: undefined, until: undefined });
   w.clauses.unshift('seq > ?');
   w.params.unshift(afterSeq);
   return { sql: `SELECT ${cols} FROM alerts INDEXED BY alerts_seq${whereSql(w)} ORDER BY seq LIMIT ?`, params: [...w.params, limit] };

@@ -3,8 +3,8 @@ import { EventEmitter } from 'node:events';
 import { MAX_SAMPLES, SEVERITY_RANK, type AlertPayload, type PolicyRef, type Severity } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import {
-  changesSql, countsSql, cursorOf, ftsProbeSql, listSql, QueryError, STATUSES,
-  type AlertFilter, type AlertStatus, type CountBy, type ListQuery,
+  changesSql, countsSql, cursorOf, drivers, listSql, QueryError, sizeSql, STATUSES,
+  type AlertFilter, type AlertStatus, type CountBy, type Driver, type ListQuery,
 } from './alert-query.js';
 
 export { STATUSES, type AlertStatus } from './alert-query.js';
@@ -57,6 +57,7 @@ export interface Occurrence {
   severity: string;
   description: string;
   labels: Record<string, string>;
+  samples: unknown[];
 }
 
 export interface StatusChange {
@@ -77,9 +78,8 @@ export interface IngestResult {
   alerts: StoredAlert[];
 }
 
-/** How many of the latest events and sample sets each alert keeps. */
+/** How many of the latest events (with their samples) each alert keeps. */
 export const OCCURRENCES_KEPT = 20;
-export const SAMPLE_SETS_KEPT = MAX_SAMPLES;
 /** A sample bigger than this is kept as a truncated preview. */
 export const MAX_SAMPLE_BYTES = 16 * 1024;
 const MAX_TITLE = 200;
@@ -110,6 +110,7 @@ export interface AlertRow {
   rule: string;
   labels: string;
   details: string;
+  search_text?: string;
   count: number;
   events: number;
   first_seen: number;
@@ -120,6 +121,8 @@ export interface AlertRow {
 }
 
 const ROW_COLS = 'id, fingerprint, agent, status, source, severity, severity_rank, title, description, cluster, namespace, policies, rule, labels, details, count, events, first_seen, last_seen, created_at, updated_at, seq';
+/** Plus what ingest needs to continue an alert's searchable text. */
+const OPEN_COLS = `${ROW_COLS}, search_text`;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -150,15 +153,18 @@ export function rowToAlert(r: AlertRow, samples: unknown[] = []): StoredAlert {
   };
 }
 
-function entryToAlert(e: OpenEntry): StoredAlert {
+function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
   const r = e.row;
+  // Date formatting is a visible cost at 50,000 alerts/s: only changed times are formatted again.
+  if (e.iso.first[0] !== r.first_seen) e.iso.first = [r.first_seen, iso(r.first_seen)];
+  if (e.iso.last[0] !== r.last_seen) e.iso.last = [r.last_seen, iso(r.last_seen)];
   return {
     id: r.id, fingerprint: r.fingerprint, agent: r.agent, status: r.status, source: r.source, severity: r.severity,
     title: r.title, description: r.description, cluster: r.cluster, namespace: r.namespace,
     // Shared with the cache, which replaces rather than mutates them.
     policies: e.policies, rule: r.rule, labels: e.labels, details: e.details, samples: e.batchSamples,
-    count: r.count, events: r.events, first_seen: iso(r.first_seen), last_seen: iso(r.last_seen),
-    created_at: iso(r.created_at), updated_at: iso(r.updated_at), seq: r.seq,
+    count: r.count, events: r.events, first_seen: e.iso.first[1], last_seen: e.iso.last[1],
+    created_at: e.iso.created, updated_at: updatedAt, seq: r.seq,
   };
 }
 
@@ -168,10 +174,18 @@ interface OpenEntry {
   labels: Record<string, string>;
   policies: PolicyRef[];
   details: Record<string, unknown>;
-  /** Text last written to the full-text index, to skip rewriting it when a repeat says the same. */
-  ftsKey: string;
+  /** Label values already in search_text. */
+  searchValues: Set<string>;
+  searchText: string;
+  /** search_text as the full-text index has it. */
+  indexedSearchText: string;
+  searchChanged: boolean;
+  severityChanged?: boolean;
   isNew: boolean;
   batchSamples: unknown[];
+  /** Its rollup rows (dimension, value, status), while severity and status stay. */
+  rollupKeys: string[];
+  iso: { first: [number, string]; last: [number, string]; created: string };
 }
 
 function timeMs(s: string, fallback: number): number {
@@ -179,23 +193,58 @@ function timeMs(s: string, fallback: number): number {
   return Number.isFinite(t) ? t : fallback;
 }
 
-function labelsText(namespace: string, labels: Record<string, string>): string {
-  return `${namespace} ${Object.values(labels).join(' ')}`;
-}
+/** Label values kept searchable per alert; a flood of distinct values stops adding after these. */
+const MAX_SEARCH_VALUES = 64;
+const MAX_SEARCH_TEXT = 4096;
 
 function policiesText(policies: readonly PolicyRef[]): string {
   return policies.map((p) => `${p.namespace}/${p.name} ${p.kind}`).join(' ');
 }
 
-function capSample(s: unknown): unknown {
+/** search_text: namespace, policies, then one label value a line. */
+function searchTextOf(namespace: string, policies: readonly PolicyRef[], values: Iterable<string>): string {
+  return `${namespace}\n${policiesText(policies)}\n${[...values].join('\n')}`;
+}
+
+/** Adds label values not seen on this alert yet; true when search_text changed. */
+function addSearchValues(e: OpenEntry, labels: Record<string, string>): boolean {
+  let added = false;
+  for (const v of Object.values(labels)) {
+    if (v === '' || e.searchValues.has(v) || e.searchValues.size >= MAX_SEARCH_VALUES || e.searchText.length + v.length > MAX_SEARCH_TEXT) continue;
+    e.searchValues.add(v);
+    e.searchText += `\n${v}`;
+    added = true;
+  }
+  return added;
+}
+
+/** Labels are small searchable strings; anything else an agent sends is dropped, not stored. */
+function cleanLabels(l: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(l)) {
+    // Newlines separate values in search_text.
+    if (typeof v === 'string') out[k] = v.slice(0, 512).replace(/[\r\n]+/g, ' ');
+    else if (typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
+  }
+  return out;
+}
+
+function capSample(s: unknown): { value: unknown; json: string } {
   const json = JSON.stringify(s) ?? 'null';
-  if (json.length <= MAX_SAMPLE_BYTES) return s;
-  return { truncated: true, bytes: json.length, preview: json.slice(0, 2048) };
+  if (json.length <= MAX_SAMPLE_BYTES) return { value: s, json };
+  const value = { truncated: true, bytes: json.length, preview: json.slice(0, 2048) };
+  return { value, json: JSON.stringify(value) };
 }
 
 export interface ListResult {
   alerts: StoredAlert[];
   next_cursor: string | null;
+}
+
+export interface CountRow {
+  key: string;
+  alerts: number;
+  events: number;
 }
 
 export interface PurgeLimits {
@@ -215,9 +264,55 @@ export interface PurgeResult {
   more: boolean;
 }
 
-/** Below this many full-text matches, a search sorts the matches; above, it walks the sort index. */
-const FTS_SMALL = 4000;
+/**
+ * A filter matching at most this many alerts drives the query: its ids are
+ * fetched and sorted (a few ms at most). Above it, walking the sort index finds
+ * a page of matches quickly because they are dense.
+ */
+export const DRIVER_MAX = 2000;
 const CACHE_MAX = 20_000;
+
+/** Dimensions the rollup counts by; policy has one entry per policy of the alert. */
+const ROLLUP_DIMS = ['severity', 'source', 'namespace', 'rule', 'agent', 'policy'] as const;
+
+type RollupFields = Pick<AlertRow, 'severity' | 'source' | 'namespace' | 'rule' | 'agent' | 'status' | 'count'>;
+
+function rollupKeys(r: RollupFields, policies: readonly PolicyRef[]): string[] {
+  const k = (dim: string, key: string) => `${dim}\u0000${key}\u0000${r.status}`;
+  const keys = [k('severity', r.severity), k('source', r.source), k('namespace', r.namespace), k('agent', r.agent)];
+  if (r.rule) keys.push(k('rule', r.rule));
+  for (const p of policies) keys.push(k('policy', p.namespace ? `${p.namespace}/${p.name}` : p.name));
+  return keys;
+}
+
+class RollupDelta {
+  private readonly d = new Map<string, [number, number]>();
+
+  addKeys(keys: readonly string[], alerts: number, events: number): void {
+    for (const k of keys) {
+      const v = this.d.get(k);
+      if (v) {
+        v[0] += alerts;
+        v[1] += events;
+      } else {
+        this.d.set(k, [alerts, events]);
+      }
+    }
+  }
+
+  add(sign: 1 | -1, r: RollupFields, policies: readonly PolicyRef[]): void {
+    this.addKeys(rollupKeys(r, policies), sign, sign * r.count);
+  }
+
+  write(st: Statement<unknown[]>): void {
+    for (const [k, [alerts, events]] of this.d) {
+      if (alerts === 0 && events === 0) continue;
+      const [dim, key, status] = k.split('\u0000');
+      st.run(dim, key, status, alerts, events);
+    }
+    this.d.clear();
+  }
+}
 
 export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   private readonly s;
@@ -226,33 +321,42 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   /** Open alerts by agent + fingerprint, least recently used first. */
   private readonly open = new Map<string, OpenEntry>();
   private readonly txHooks: ((changed: StoredAlert[]) => void)[] = [];
-  private readonly listCache = new Map<string, Statement<unknown[]>>();
+  private readonly stmtCache = new Map<string, Statement<unknown[]>>();
 
   constructor(private readonly db: DB) {
     super();
     this.s = {
-      findOpen: db.prepare(`SELECT ${ROW_COLS} FROM alerts WHERE agent = ? AND fingerprint = ? AND status != 'resolved'`),
+      findOpen: db.prepare(`SELECT ${OPEN_COLS} FROM alerts WHERE agent = ? AND fingerprint = ? AND status != 'resolved'`),
       getById: db.prepare(`SELECT ${ROW_COLS} FROM alerts WHERE id = ?`),
       insertAlert: db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, title, description, cluster, namespace,
-        policies, rule, labels, details, count, events, first_seen, last_seen, created_at, updated_at, seq)
-        VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      updateAlert: db.prepare(`UPDATE alerts SET severity = ?, severity_rank = ?, description = ?, labels = ?, count = ?, events = ?,
-        first_seen = ?, last_seen = ?, updated_at = ?, seq = ? WHERE id = ?`),
+        policies, rule, labels, details, search_text, count, events, first_seen, last_seen, created_at, updated_at, seq)
+        VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      // Separate statements, so that an index or the full-text row is touched only when its column changed.
+      updateAlert: db.prepare('UPDATE alerts SET labels = ?, count = ?, events = ?, first_seen = ?, last_seen = ?, updated_at = ?, seq = ? WHERE id = ?'),
+      updateSeverity: db.prepare('UPDATE alerts SET severity = ?, severity_rank = ? WHERE id = ?'),
+      updateSearch: db.prepare('UPDATE alerts SET search_text = ? WHERE id = ?'),
+      insertFts: db.prepare<unknown[]>('INSERT INTO alerts_fts (rowid, title, description, rule, search_text) VALUES (?, ?, ?, ?, ?)'),
+      // The index has no copy of the text: removing a row takes the text it was indexed with.
+      deleteFts: db.prepare<unknown[]>("INSERT INTO alerts_fts (alerts_fts, rowid, title, description, rule, search_text) VALUES ('delete', ?, ?, ?, ?, ?)"),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
-      insertFts: db.prepare('INSERT INTO alerts_fts (rowid, title, description, labels, policies, rule) VALUES (?, ?, ?, ?, ?, ?)'),
-      deleteFts: db.prepare('DELETE FROM alerts_fts WHERE rowid = ?'),
       insertEvent: db.prepare('INSERT OR IGNORE INTO alert_events (event_id, alert_id, received_at) VALUES (?, ?, ?)'),
-      putOccurrence: db.prepare(`INSERT OR REPLACE INTO alert_occurrences (alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      putSamples: db.prepare('INSERT OR REPLACE INTO alert_samples (alert_id, slot, sample_no, sample) VALUES (?, ?, ?, ?)'),
-      samplesOf: db.prepare('SELECT sample FROM alert_samples WHERE alert_id = ? ORDER BY sample_no'),
-      occurrencesOf: db.prepare('SELECT event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels FROM alert_occurrences WHERE alert_id = ? ORDER BY event_no DESC LIMIT ?'),
+      putOccurrence: db.prepare(`INSERT OR REPLACE INTO alert_occurrences (alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      samplesOf: db.prepare(`SELECT samples FROM alert_occurrences WHERE alert_id = ? ORDER BY event_no DESC LIMIT ${MAX_SAMPLES}`),
+      occurrencesOf: db.prepare('SELECT event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples FROM alert_occurrences WHERE alert_id = ? ORDER BY event_no DESC LIMIT ?'),
       historyOf: db.prepare('SELECT from_status, to_status, actor, at FROM alert_status_changes WHERE alert_id = ? ORDER BY id'),
       setStatus: db.prepare('UPDATE alerts SET status = ?, updated_at = ?, seq = ? WHERE id = ?'),
       addHistory: db.prepare('INSERT INTO alert_status_changes (alert_id, from_status, to_status, actor, at) VALUES (?, ?, ?, ?, ?)'),
-      countAlerts: db.prepare('SELECT count(*) AS n FROM alerts'),
-      oldestAlerts: db.prepare('SELECT id, agent, fingerprint FROM alerts INDEXED BY alerts_last_seen WHERE last_seen < ? ORDER BY last_seen, id LIMIT ?'),
-      leastRecentAlerts: db.prepare('SELECT id, agent, fingerprint FROM alerts INDEXED BY alerts_last_seen ORDER BY last_seen, id LIMIT ?'),
+      rollup: db.prepare<unknown[]>(`INSERT INTO alert_rollup (dim, key, status, alerts, events) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (dim, key, status) DO UPDATE SET alerts = alerts + excluded.alerts, events = events + excluded.events`),
+      rollupCounts: db.prepare(`SELECT key, sum(alerts) AS alerts, sum(events) AS events FROM alert_rollup WHERE dim = ? AND status IN (SELECT value FROM json_each(?))
+        GROUP BY key HAVING sum(alerts) > 0 ORDER BY alerts DESC, key LIMIT ?`),
+      rollupByStatus: db.prepare(`SELECT status AS key, sum(alerts) AS alerts, sum(events) AS events FROM alert_rollup WHERE dim = 'source' AND status IN (SELECT value FROM json_each(?))
+        GROUP BY status HAVING sum(alerts) > 0 ORDER BY alerts DESC, key LIMIT ?`),
+      rollupTidy: db.prepare('DELETE FROM alert_rollup WHERE alerts <= 0'),
+      countAlerts: db.prepare("SELECT coalesce(sum(alerts), 0) AS n FROM alert_rollup WHERE dim = 'source'"),
+      oldestAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts INDEXED BY alerts_last_seen WHERE last_seen < ? ORDER BY last_seen, id LIMIT ?`),
+      leastRecentAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts INDEXED BY alerts_last_seen ORDER BY last_seen, id LIMIT ?`),
       deleteAlert: db.prepare('DELETE FROM alerts WHERE id = ?'),
       trimEventsByAge: db.prepare('DELETE FROM alert_events WHERE id IN (SELECT id FROM (SELECT id, received_at FROM alert_events ORDER BY id LIMIT ?) WHERE received_at < ?)'),
       eventIdRange: db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM alert_events'),
@@ -275,9 +379,14 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     const row = this.s.findOpen.get(agent, fp) as AlertRow | undefined;
     if (!row) return undefined;
     const labels = JSON.parse(row.labels) as Record<string, string>;
+    const searchText = row.search_text ?? '';
     const e: OpenEntry = {
       row, labels, policies: JSON.parse(row.policies) as PolicyRef[], details: JSON.parse(row.details) as Record<string, unknown>,
-      ftsKey: `${row.description}\n${labelsText(row.namespace, labels)}`, isNew: false, batchSamples: [] };
+      searchValues: new Set(searchText.split('\n').slice(2)), searchText, indexedSearchText: searchText, searchChanged: false, isNew: false, batchSamples: [],
+      rollupKeys: [], iso: { first: [row.first_seen, iso(row.first_seen)], last: [row.last_seen, iso(row.last_seen)], created: iso(row.created_at) },
+    };
+    e.rollupKeys = rollupKeys(row, e.policies);
+    delete row.search_text;
     this.open.set(key, e);
     return e;
   }
@@ -285,6 +394,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   /** Stores a batch in one transaction; the caller acknowledges after it returns. */
   ingest(agent: string, events: readonly IncomingEvent[]): IngestResult {
     const now = Date.now();
+    const nowIso = iso(now);
     const touched = new Map<number, OpenEntry>();
     const keys: string[] = [];
     const seq0 = this.seq;
@@ -292,6 +402,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     let stored = 0;
     let duplicates = 0;
     const s = this.s;
+    const rollup = new RollupDelta();
     let changed: StoredAlert[] = [];
     try {
       this.db.transaction(() => {
@@ -318,6 +429,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
           const last = timeMs(p.last_seen, first);
           const severity: Severity = p.severity;
           const description = p.description.slice(0, MAX_DESCRIPTION);
+          const labels = cleanLabels(p.labels);
           if (!e) {
             this.lastId = alertId;
             const details = p.cilium ? { cilium: p.cilium } : p.falco ? { falco: p.falco } : {};
@@ -328,34 +440,45 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
                 policies: JSON.stringify(p.policies), rule: p.rule, labels: '', details: JSON.stringify(details),
                 count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, seq: 0,
               },
-              labels: p.labels, policies: p.policies, details, ftsKey: '', isNew: true, batchSamples: [],
+              labels, policies: p.policies, details, searchValues: new Set(), searchText: searchTextOf(p.namespace, p.policies, []),
+              indexedSearchText: '', searchChanged: false, isNew: true, batchSamples: [],
+              rollupKeys: [], iso: { first: [first, iso(first)], last: [last, iso(last)], created: nowIso },
             };
+            e.rollupKeys = rollupKeys(e.row, p.policies);
+            rollup.addKeys(e.rollupKeys, 1, 0);
+            addSearchValues(e, labels);
             this.open.set(key, e);
             for (const pr of p.policies) s.insertPolicy.run(alertId, pr.kind, pr.namespace, pr.name);
           } else {
             const r = e.row;
+            // The title and description stay those of the first occurrence (as in
+            // GitLab); occurrences keep each one's own. Labels and severity follow the newest.
             if (last >= r.last_seen) {
-              // The newest occurrence describes the alert now.
-              r.description = description;
-              e.labels = p.labels;
-              r.severity = severity;
-              r.severity_rank = SEVERITY_RANK[severity] ?? 0;
+              e.labels = labels;
+              if (r.severity !== severity) {
+                rollup.addKeys(e.rollupKeys, -1, -r.count);
+                r.severity = severity;
+                r.severity_rank = SEVERITY_RANK[severity] ?? 0;
+                e.severityChanged = true;
+                e.rollupKeys = rollupKeys(r, e.policies);
+                rollup.addKeys(e.rollupKeys, 1, r.count);
+              }
             }
+            if (addSearchValues(e, labels)) e.searchChanged = true;
             if (first < r.first_seen) r.first_seen = first;
             if (last > r.last_seen) r.last_seen = last;
           }
           const r = e.row;
           r.count += p.count;
+          rollup.addKeys(e.rollupKeys, 0, p.count);
           const eventNo = r.events++;
           r.updated_at = now;
           r.seq = ++this.seq;
-          // Both rings: slot = n mod size, so the oldest entry is overwritten in place.
-          s.putOccurrence.run(r.id, eventNo % OCCURRENCES_KEPT, eventNo, ev.id, now, p.count, first, last, severity, description, JSON.stringify(p.labels));
-          if (p.samples.length) {
-            const samples = p.samples.slice(-MAX_SAMPLES).map(capSample);
-            s.putSamples.run(r.id, eventNo % SAMPLE_SETS_KEPT, eventNo, JSON.stringify(samples));
-            e.batchSamples = e.batchSamples.concat(samples).slice(-MAX_SAMPLES);
-          }
+          const samples = p.samples.slice(-MAX_SAMPLES).map(capSample);
+          // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
+          s.putOccurrence.run(r.id, eventNo % OCCURRENCES_KEPT, eventNo, ev.id, now, p.count, first, last, severity, description, JSON.stringify(labels),
+            `[${samples.map((x) => x.json).join(',')}]`);
+          if (samples.length) e.batchSamples = e.batchSamples.concat(samples.map((x) => x.value)).slice(-MAX_SAMPLES);
           if (!touched.has(r.id)) {
             touched.set(r.id, e);
             keys.push(key);
@@ -365,22 +488,23 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
         for (const e of touched.values()) {
           const r = e.row;
           r.labels = JSON.stringify(e.labels);
-          const lt = labelsText(r.namespace, e.labels);
-          const ftsKey = `${r.description}\n${lt}`;
           if (e.isNew) {
             s.insertAlert.run(r.id, r.fingerprint, r.agent, r.source, r.severity, r.severity_rank, r.title, r.description, r.cluster, r.namespace,
-              r.policies, r.rule, r.labels, r.details, r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.seq);
-            s.insertFts.run(r.id, r.title, r.description, lt, policiesText(e.policies), r.rule);
+              r.policies, r.rule, r.labels, r.details, e.searchText, r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.seq);
+            s.insertFts.run(r.id, r.title, r.description, r.rule, e.searchText);
           } else {
-            s.updateAlert.run(r.severity, r.severity_rank, r.description, r.labels, r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
-            if (ftsKey !== e.ftsKey) {
-              s.deleteFts.run(r.id);
-              s.insertFts.run(r.id, r.title, r.description, lt, policiesText(e.policies), r.rule);
+            s.updateAlert.run(r.labels, r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
+            if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.id);
+            if (e.searchChanged) {
+              s.updateSearch.run(e.searchText, r.id);
+              s.deleteFts.run(r.id, r.title, r.description, r.rule, e.indexedSearchText);
+              s.insertFts.run(r.id, r.title, r.description, r.rule, e.searchText);
             }
           }
-          e.ftsKey = ftsKey;
+          e.indexedSearchText = e.searchText;
         }
-        changed = [...touched.values()].map(entryToAlert);
+        rollup.write(s.rollup);
+        changed = [...touched.values()].map((e) => entryToAlert(e, nowIso));
         // Hooks write in the same transaction (e.g. the webhook outbox), so a
         // stored alert and its follow-up work commit together or not at all.
         if (changed.length) for (const h of this.txHooks) h(changed);
@@ -394,6 +518,8 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     }
     for (const e of touched.values()) {
       e.isNew = false;
+      e.searchChanged = false;
+      e.severityChanged = false;
       e.batchSamples = [];
     }
     while (this.open.size > CACHE_MAX) this.open.delete(this.open.keys().next().value!);
@@ -409,7 +535,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   get(id: number): StoredAlert | undefined {
     const r = this.s.getById.get(id) as AlertRow | undefined;
     if (!r) return undefined;
-    const samples = (this.s.samplesOf.all(id) as { sample: string }[]).flatMap((x) => JSON.parse(x.sample) as unknown[]).slice(-MAX_SAMPLES);
+    const samples = (this.s.samplesOf.all(id) as { samples: string }[]).reverse().flatMap((x) => JSON.parse(x.samples) as unknown[]).slice(-MAX_SAMPLES);
     return rowToAlert(r, samples);
   }
 
@@ -417,8 +543,9 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   detail(id: number, occurrences = OCCURRENCES_KEPT): { alert: StoredAlert; occurrences: Occurrence[]; history: StatusChange[] } | undefined {
     const alert = this.get(id);
     if (!alert) return undefined;
-    const occ = (this.s.occurrencesOf.all(id, occurrences) as (Omit<Occurrence, 'labels' | 'received_at' | 'first_seen' | 'last_seen'> & { labels: string; received_at: number; first_seen: number; last_seen: number })[]).map((o) => ({
-      ...o, received_at: iso(o.received_at), first_seen: iso(o.first_seen), last_seen: iso(o.last_seen), labels: JSON.parse(o.labels) as Record<string, string>,
+    const occ = (this.s.occurrencesOf.all(id, occurrences) as (Omit<Occurrence, 'labels' | 'samples' | 'received_at' | 'first_seen' | 'last_seen'> & { labels: string; samples: string; received_at: number; first_seen: number; last_seen: number })[]).map((o) => ({
+      ...o, received_at: iso(o.received_at), first_seen: iso(o.first_seen), last_seen: iso(o.last_seen),
+      labels: JSON.parse(o.labels) as Record<string, string>, samples: JSON.parse(o.samples) as unknown[],
     }));
     const history = (this.s.historyOf.all(id) as { from_status: AlertStatus; to_status: AlertStatus; actor: string; at: number }[]).map((h) => ({
       from: h.from_status, to: h.to_status, actor: h.actor, at: iso(h.at),
@@ -453,6 +580,11 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
         const seq = ++this.seq;
         this.s.setStatus.run(to, now, seq, id);
         this.s.addHistory.run(id, r.status, to, actor, now);
+        const policies = JSON.parse(r.policies) as PolicyRef[];
+        const rollup = new RollupDelta();
+        rollup.add(-1, r, policies);
+        rollup.add(1, { ...r, status: to }, policies);
+        rollup.write(this.s.rollup);
         const cached = this.open.get(key);
         if (to === 'resolved') {
           if (cached?.row.id === id) this.open.delete(key);
@@ -460,6 +592,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
           cached.row.status = to;
           cached.row.updated_at = now;
           cached.row.seq = seq;
+          cached.rollupKeys = rollupKeys(cached.row, cached.policies);
         }
         result = rowToAlert({ ...r, status: to, updated_at: now, seq });
         changed = true;
@@ -473,23 +606,30 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   }
 
   private prepared(sql: string): Statement<unknown[]> {
-    let st = this.listCache.get(sql);
+    let st = this.stmtCache.get(sql);
     if (!st) {
       st = this.db.prepare<unknown[]>(sql);
-      if (this.listCache.size > 500) this.listCache.clear();
-      this.listCache.set(sql, st);
+      if (this.stmtCache.size > 500) this.stmtCache.clear();
+      this.stmtCache.set(sql, st);
     }
     return st;
   }
 
+  /** The smallest filter's id set, if one matches at most DRIVER_MAX alerts. */
+  private pickDriver(f: AlertFilter): Driver | undefined {
+    let best: { d: Driver; n: number } | undefined;
+    for (const d of drivers(f)) {
+      const sz = sizeSql(d, DRIVER_MAX);
+      const n = (this.prepared(sz.sql).get(...sz.params) as { n: number }).n;
+      if (n <= DRIVER_MAX && (!best || n < best.n)) best = { d, n };
+      if (n === 0) break;
+    }
+    return best?.d;
+  }
+
   /** A page of alerts, newest activity first unless sorted otherwise. */
   list(q: ListQuery): ListResult {
-    let small = false;
-    if (q.q) {
-      const probe = ftsProbeSql(q.q, FTS_SMALL);
-      if (probe) small = (this.prepared(probe.sql).get(...probe.params) as { n: number }).n <= FTS_SMALL;
-    }
-    const { sql, params } = listSql(ROW_COLS, q, small);
+    const { sql, params } = listSql(ROW_COLS, q, this.pickDriver(q));
     const rows = this.prepared(sql).all(...params) as AlertRow[];
     const sort = q.sort ?? 'last_seen';
     const order = q.order ?? 'desc';
@@ -499,9 +639,19 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     };
   }
 
-  counts(by: CountBy, f: AlertFilter, limit = 20): { key: string; alerts: number; events: number }[] {
+  /**
+   * Alerts and their occurrences per value of a dimension. With no filter but
+   * status, from the rollup (constant time); otherwise counted from the alerts.
+   */
+  counts(by: CountBy, f: AlertFilter, limit = 20): CountRow[] {
+    const onlyStatus = Object.entries(f).every(([k, v]) => k === 'status' || v === undefined || (Array.isArray(v) && v.length === 0));
+    if (onlyStatus) {
+      const statuses = JSON.stringify(f.status?.length ? f.status : STATUSES);
+      if (by === 'status') return this.s.rollupByStatus.all(statuses, limit) as CountRow[];
+      return this.s.rollupCounts.all(by, statuses, limit) as CountRow[];
+    }
     const { sql, params } = countsSql(by, f, limit);
-    return this.prepared(sql).all(...params) as { key: string; alerts: number; events: number }[];
+    return this.prepared(sql).all(...params) as CountRow[];
   }
 
   /**
@@ -513,7 +663,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     return (this.prepared(sql).all(...params) as AlertRow[]).map((r) => rowToAlert(r));
   }
 
-  /** Which of these alert ids match a full-text query. */
+  /** Which of these alert ids match a full-text query (FTS5 syntax, from toFtsQuery). */
   matchingText(ids: readonly number[], fts: string): Set<number> {
     if (!ids.length) return new Set();
     const rows = this.prepared(`SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN (${ids.map(() => '?').join(',')})`).all(fts, ...ids) as { id: number }[];
@@ -529,24 +679,29 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     let eventIds = 0;
     let more = false;
     this.db.transaction(() => {
-      let victims = this.s.oldestAlerts.all(now - limits.maxAgeMs, budget) as { id: number; agent: string; fingerprint: string }[];
+      let victims = this.s.oldestAlerts.all(now - limits.maxAgeMs, budget) as AlertRow[];
       if (victims.length < budget) {
         const excess = (this.s.countAlerts.get() as { n: number }).n - victims.length - limits.maxRows;
         if (excess > 0) {
           const n = Math.min(excess, budget - victims.length);
-          const seen = new Set(victims.map((v) => v.id));
-          const extra = (this.s.leastRecentAlerts.all(n + victims.length) as typeof victims).filter((v) => !seen.has(v.id)).slice(0, n);
-          victims = victims.concat(extra);
+          // The oldest by age are the least recently seen too: skip past them.
+          victims = (this.s.leastRecentAlerts.all(n + victims.length) as AlertRow[]);
           if (excess > n) more = true;
         }
       } else {
         more = true;
       }
+      const rollup = new RollupDelta();
       for (const v of victims) {
+        // A trigger takes its policies, occurrences and history with it.
+        this.s.deleteFts.run(v.id, v.title, v.description, v.rule, v.search_text);
         this.s.deleteAlert.run(v.id);
+        rollup.add(-1, v, JSON.parse(v.policies) as PolicyRef[]);
         const key = `${v.agent}\u0000${v.fingerprint}`;
         if (this.open.get(key)?.row.id === v.id) this.open.delete(key);
       }
+      rollup.write(this.s.rollup);
+      if (victims.length) this.s.rollupTidy.run();
       alerts = victims.length;
       const byAge = this.s.trimEventsByAge.run(budget * 5, now - limits.eventIdMaxAgeMs).changes;
       eventIds += byAge;

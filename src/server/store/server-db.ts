@@ -45,6 +45,9 @@ const MIGRATIONS = [
      rule TEXT NOT NULL,
      labels TEXT NOT NULL,
      details TEXT NOT NULL,
+     -- What full-text search sees besides title, description and rule: namespace,
+     -- policies and every label value seen (pods, containers, users...), one a line.
+     search_text TEXT NOT NULL,
      count INTEGER NOT NULL,
      events INTEGER NOT NULL,
      first_seen INTEGER NOT NULL,
@@ -55,16 +58,27 @@ const MIGRATIONS = [
    );
    -- One open alert per agent and fingerprint; a resolved one is closed for good.
    CREATE UNIQUE INDEX alerts_open_fingerprint ON alerts (agent, fingerprint) WHERE status != 'resolved';
+   -- A repeat rewrites seq, last_seen and count, so only their indexes move on the
+   -- hot path. Filter indexes end in id rather than last_seen: they change only
+   -- when an alert is created, triaged or purged. Queries pick between walking
+   -- the sort index and sorting a small filtered set (alert-query.ts).
    CREATE UNIQUE INDEX alerts_seq ON alerts (seq);
-   -- Each list sort and each filter that narrows a lot has an index ending in the
-   -- default sort, so a page is an index range scan at any table size.
    CREATE INDEX alerts_last_seen ON alerts (last_seen, id);
-   CREATE INDEX alerts_first_seen ON alerts (first_seen, id);
    CREATE INDEX alerts_count ON alerts (count, id);
-   CREATE INDEX alerts_status ON alerts (status, last_seen, id);
-   CREATE INDEX alerts_severity ON alerts (severity_rank, last_seen, id);
-   CREATE INDEX alerts_namespace ON alerts (namespace, last_seen, id);
-   CREATE INDEX alerts_rule ON alerts (rule, last_seen, id);
+   CREATE INDEX alerts_status ON alerts (status, id);
+   CREATE INDEX alerts_severity ON alerts (severity_rank, id);
+   CREATE INDEX alerts_namespace ON alerts (namespace, id);
+   CREATE INDEX alerts_rule ON alerts (rule, id);
+   -- Alerts and occurrences per status and dimension value, kept in step by
+   -- ingest, triage and purge, so dashboard counts cost the same at any size.
+   CREATE TABLE alert_rollup (
+     dim TEXT NOT NULL,
+     key TEXT NOT NULL,
+     status TEXT NOT NULL,
+     alerts INTEGER NOT NULL,
+     events INTEGER NOT NULL,
+     PRIMARY KEY (dim, key, status)
+   ) WITHOUT ROWID;
    CREATE TABLE alert_policies (
      alert_id INTEGER NOT NULL,
      kind TEXT NOT NULL,
@@ -73,10 +87,13 @@ const MIGRATIONS = [
      PRIMARY KEY (alert_id, kind, namespace, name)
    ) WITHOUT ROWID;
    CREATE INDEX alert_policies_name ON alert_policies (name, namespace);
-   -- Contentless: the text lives in alerts and occurrences already; contentless_delete
-   -- lets a row be replaced when a repeat brings new text, without the old text.
-   CREATE VIRTUAL TABLE alerts_fts USING fts5(title, description, labels, policies, rule,
-     content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2');
+   -- External content: the text stays in alerts ('rebuild' can recreate the index
+   -- from it). The store writes the index itself rather than through triggers:
+   -- FTS5 flushes its buffer at every trigger's savepoint, which made ingest 3x
+   -- slower. Only a change of search_text (a new pod, user...) re-indexes an
+   -- alert, so repeats of an alert cost the index nothing.
+   CREATE VIRTUAL TABLE alerts_fts USING fts5(title, description, rule, search_text,
+     content='alerts', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
    -- Event ids make a re-sent batch idempotent. Rowid order is arrival order,
    -- which lets retention trim the oldest without an index on received_at.
    CREATE TABLE alert_events (
@@ -85,8 +102,8 @@ const MIGRATIONS = [
      alert_id INTEGER NOT NULL,
      received_at INTEGER NOT NULL
    );
-   -- Rings of the latest occurrences (events) and raw samples of each alert:
-   -- slot = n mod ring size, so keeping them bounded costs no delete.
+   -- A ring of the latest occurrences (events) of each alert with their raw
+   -- samples: slot = n mod ring size, so keeping it bounded costs no delete.
    CREATE TABLE alert_occurrences (
      alert_id INTEGER NOT NULL,
      slot INTEGER NOT NULL,
@@ -99,13 +116,7 @@ const MIGRATIONS = [
      severity TEXT NOT NULL,
      description TEXT NOT NULL,
      labels TEXT NOT NULL,
-     PRIMARY KEY (alert_id, slot)
-   ) WITHOUT ROWID;
-   CREATE TABLE alert_samples (
-     alert_id INTEGER NOT NULL,
-     slot INTEGER NOT NULL,
-     sample_no INTEGER NOT NULL,
-     sample TEXT NOT NULL,
+     samples TEXT NOT NULL,
      PRIMARY KEY (alert_id, slot)
    ) WITHOUT ROWID;
    CREATE TABLE alert_status_changes (
@@ -118,10 +129,8 @@ const MIGRATIONS = [
    );
    CREATE INDEX alert_status_changes_alert ON alert_status_changes (alert_id, id);
    CREATE TRIGGER alerts_cascade AFTER DELETE ON alerts BEGIN
-     DELETE FROM alerts_fts WHERE rowid = old.id;
      DELETE FROM alert_policies WHERE alert_id = old.id;
      DELETE FROM alert_occurrences WHERE alert_id = old.id;
-     DELETE FROM alert_samples WHERE alert_id = old.id;
      DELETE FROM alert_status_changes WHERE alert_id = old.id;
    END;
    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,

@@ -133,7 +133,7 @@ function listBench(dir: string): void {
     ['q=coredns + namespace', { limit: 50, q: 'coredns', namespace: ['kube-system'] }],
     ['sort=count', { limit: 50, sort: 'count' }],
     ['sort=severity', { limit: 50, sort: 'severity' }],
-    ['sort=first_seen asc', { limit: 50, sort: 'first_seen', order: 'asc' }],
+    ['sort=created asc', { limit: 50, sort: 'created', order: 'asc' }],
   ];
   const all: number[] = [];
   for (const [name, q] of queries) {

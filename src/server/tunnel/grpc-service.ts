@@ -225,7 +225,8 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
           for (const a of batch.alerts) {
             let payload: unknown;
             try {
-              payload = JSON.parse(Buffer.from(a.payload).toString('utf8'));
+              // A view, not a copy: the payload is parsed once and dropped.
+              payload = JSON.parse(Buffer.from(a.payload.buffer, a.payload.byteOffset, a.payload.byteLength).toString('utf8'));
             } catch {
               payload = undefined;
             }

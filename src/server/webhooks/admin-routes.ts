@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ConfigError, type ConfigIssue } from '../../shared/config/schema.js';
-import { integrationToJson, parseIntegrationJson, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
+import { integrationToJson, parseIntegrationJson, resolveSecretRef, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { requireScope } from '../feed/auth.js';
 import type { AlertStore } from '../store/alert-store.js';
@@ -19,18 +19,22 @@ function redactSecret(s: string): string {
   return s.startsWith('env:') || s.startsWith('file:') ? s : `${s.slice(0, s.startsWith('whsec_') ? 6 : 0)}…${s.slice(-4)}`;
 }
 
-/** A Slack webhook URL is itself the secret. */
+/** A Slack webhook URL is itself the secret; an env:/file: reference is shown as written. */
 function redactUrl(spec: IntegrationSpec): string {
-  if (spec.type !== 'slack') return spec.url;
+  if (spec.type !== 'slack' || spec.url.startsWith('env:') || spec.url.startsWith('file:')) return spec.url;
   const u = new URL(spec.url);
   return `${u.origin}/…`;
 }
+
+/** Header values may be API keys of the receiver: shown as this, which PATCH reads as "unchanged". */
+const HIDDEN = '…';
 
 function integrationView(i: Integration, counts: Record<DeliveryState, number> | undefined) {
   const spec = integrationToJson(i.spec);
   spec.url = redactUrl(i.spec);
   spec.secrets = i.spec.secrets.map(redactSecret);
   if (i.spec.key !== undefined) spec.key = redactSecret(i.spec.key);
+  spec.headers = Object.fromEntries(Object.keys(i.spec.headers).map((k) => [k, HIDDEN]));
   return {
     ...spec,
     origin: i.origin,
@@ -92,7 +96,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
       void fail(reply, e);
       return undefined;
     }
-    const refused = await s.policy.checkUrl(new URL(spec.url));
+    const refused = await s.policy.checkUrl(new URL(resolveSecretRef(spec.url)));
     if (refused) {
       void invalid(reply, [{ file: 'request body', line: 0, path: 'url', message: refused }], `request body: url: ${refused}`);
       return undefined;
@@ -148,6 +152,9 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
     if (Array.isArray(patch.secrets)) patch.secrets = patch.secrets.map((x) => i.spec.secrets.find((sec) => redactSecret(sec) === x && sec !== x) ?? x);
     if (typeof patch.key === 'string' && i.spec.key !== undefined && patch.key === redactSecret(i.spec.key)) patch.key = i.spec.key;
     if (patch.url === redactUrl(i.spec)) patch.url = i.spec.url;
+    if (typeof patch.headers === 'object' && patch.headers !== null) {
+      patch.headers = Object.fromEntries(Object.entries(patch.headers).map(([k, v]) => [k, v === HIDDEN && k in i.spec.headers ? i.spec.headers[k] : v]));
+    }
     const spec = await validate(s, { ...integrationToJson(i.spec), ...patch }, reply);
     if (!spec) return reply;
     try {

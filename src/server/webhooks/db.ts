@@ -53,6 +53,11 @@ const MIGRATIONS = [
      event TEXT NOT NULL,
      PRIMARY KEY (integration_id, alert_id, event)
    ) WITHOUT ROWID;`,
+  // Finding the open group of an integration, and counting dead letters for
+  // /metrics, must not scan the backlog or the delivered history.
+  `CREATE INDEX webhook_deliveries_open_groups ON webhook_deliveries (integration_id, event, group_until)
+     WHERE state = 'pending' AND attempts = 0 AND group_until IS NOT NULL;
+   CREATE INDEX webhook_deliveries_dead ON webhook_deliveries (integration_id) WHERE state = 'dead';`,
 ];
 
 export function migrateWebhooks(db: DB): void {

@@ -32,6 +32,8 @@ export class IntegrationError extends Error {
 }
 
 export interface ResolvedCredentials {
+  /** The endpoint, read from env:/file: when the config keeps it there. */
+  url: URL;
   secrets: string[];
   key: string | undefined;
 }
@@ -158,11 +160,11 @@ export class IntegrationRegistry {
     this.reload();
   }
 
-  /** Secrets and key, read from env:/file: references once per version of the integration. */
+  /** URL, secrets and key, read from env:/file: references once per version of the integration. */
   credentials(i: Integration): ResolvedCredentials {
     const c = this.creds.get(i.id);
     if (c && c.updated === i.updated_at) return c.value;
-    const value = { secrets: i.spec.secrets.map(resolveSecretRef), key: i.spec.key === undefined ? undefined : resolveSecretRef(i.spec.key) };
+    const value = { url: new URL(resolveSecretRef(i.spec.url)), secrets: i.spec.secrets.map(resolveSecretRef), key: i.spec.key === undefined ? undefined : resolveSecretRef(i.spec.key) };
     this.creds.set(i.id, { updated: i.updated_at, value });
     return value;
   }

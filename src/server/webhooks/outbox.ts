@@ -43,6 +43,8 @@ interface Row extends Omit<Delivery, 'alert_ids'> {
   items: string;
 }
 
+const DELIVERY_COLS = 'id, integration_id, webhook_id, event, alert_ids, body, state, attempts, next_attempt_at, lease_until, group_until, last_status, last_error, created_at, updated_at, finished_at';
+
 const toDelivery = ({ items: _items, ...r }: Row): Delivery => ({ ...r, alert_ids: JSON.parse(r.alert_ids) as number[] });
 
 export interface Attempt {
@@ -66,13 +68,15 @@ export class Outbox {
     this.s = {
       claimEvent: db.prepare('INSERT OR IGNORE INTO webhook_alert_events (integration_id, alert_id, event) VALUES (?, ?, ?)'),
       hasEvent: db.prepare('SELECT 1 FROM webhook_alert_events WHERE integration_id = ? AND alert_id = ? AND event = ?'),
-      openGroup: db.prepare("SELECT * FROM webhook_deliveries WHERE integration_id = ? AND event = ? AND state = 'pending' AND attempts = 0 AND lease_until IS NULL AND group_until > ? ORDER BY id DESC LIMIT 1"),
+      openGroup: db.prepare("SELECT * FROM webhook_deliveries WHERE integration_id = ? AND event = ? AND state = 'pending' AND attempts = 0 AND group_until > ? AND lease_until IS NULL ORDER BY group_until DESC LIMIT 1"),
       updateGroup: db.prepare('UPDATE webhook_deliveries SET items = ?, alert_ids = ?, body = ?, updated_at = ? WHERE id = ?'),
       insert: db.prepare(`INSERT INTO webhook_deliveries (integration_id, webhook_id, event, alert_ids, items, body, state, next_attempt_at, group_until, created_at, updated_at)
         VALUES (@integration_id, @webhook_id, @event, @alert_ids, @items, @body, 'pending', @next_attempt_at, @group_until, @now, @now)`),
-      due: db.prepare("SELECT * FROM webhook_deliveries WHERE integration_id = ? AND state = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at, id LIMIT ?"),
-      lease: db.prepare('UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?'),
-      nextDue: db.prepare("SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) AS t FROM webhook_deliveries WHERE state = 'pending' AND integration_id IN (SELECT value FROM json_each(?))"),
+      due: db.prepare(`SELECT ${DELIVERY_COLS}, '[]' AS items FROM webhook_deliveries WHERE integration_id = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`),
+      // A lease moves next_attempt_at to its end: leased rows drop out of `due`
+      // without being scanned, and come back by themselves if the worker is lost.
+      lease: db.prepare('UPDATE webhook_deliveries SET lease_until = ?, next_attempt_at = ? WHERE id = ?'),
+      nextDue: db.prepare("SELECT next_attempt_at AS t FROM webhook_deliveries WHERE integration_id = ? AND state = 'pending' ORDER BY next_attempt_at LIMIT 1"),
       finish: db.prepare(`UPDATE webhook_deliveries SET state = @state, attempts = attempts + 1, next_attempt_at = @next, lease_until = NULL,
         last_status = @status, last_error = @error, updated_at = @now, finished_at = @finished WHERE id = @id`),
       attempt: db.prepare('INSERT INTO webhook_attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)'),
@@ -83,6 +87,8 @@ export class Outbox {
       redeliverDead: db.prepare(`UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, lease_until = NULL, group_until = NULL,
         updated_at = ?, finished_at = NULL WHERE integration_id = ? AND state = 'dead'`),
       counts: db.prepare('SELECT integration_id, state, count(*) AS n FROM webhook_deliveries GROUP BY integration_id, state'),
+      pendingCounts: db.prepare("SELECT integration_id, count(*) AS n FROM webhook_deliveries WHERE state = 'pending' GROUP BY integration_id"),
+      deadCounts: db.prepare("SELECT integration_id, count(*) AS n FROM webhook_deliveries WHERE state = 'dead' GROUP BY integration_id"),
       prune: db.prepare("DELETE FROM webhook_deliveries WHERE state = 'delivered' AND finished_at < ?"),
     };
   }
@@ -161,7 +167,8 @@ export class Outbox {
       }
     }
     this.s.insert.run({
-      integration_id: i.id, webhook_id: newWebhookId(), event, alert_ids: JSON.stringify([a.id]), items: JSON.stringify([item]),
+      // Items are kept only where a group may grow and be rendered again.
+      integration_id: i.id, webhook_id: newWebhookId(), event, alert_ids: JSON.stringify([a.id]), items: window === undefined ? '[]' : JSON.stringify([item]),
       body: this.render(i, [item], iso), next_attempt_at: now + (window ?? 0), group_until: window === undefined ? null : now + window, now: iso,
     });
   }
@@ -173,28 +180,37 @@ export class Outbox {
   claim(integrationId: number, limit: number, now: number, leaseMs: number): Delivery[] {
     if (limit <= 0) return [];
     return this.db.transaction(() => {
-      const rows = this.s.due.all(integrationId, now, now, limit) as Row[];
-      for (const r of rows) this.s.lease.run(now + leaseMs, r.id);
+      const rows = this.s.due.all(integrationId, now, limit) as Row[];
+      for (const r of rows) this.s.lease.run(now + leaseMs, now + leaseMs, r.id);
       return rows.map((r) => ({ ...toDelivery(r), lease_until: now + leaseMs }));
     })();
   }
 
   /** Single-process start-up: nobody else can hold a lease, so none is waited out. */
-  releaseLeases(): void {
-    this.db.prepare("UPDATE webhook_deliveries SET lease_until = NULL WHERE state = 'pending' AND lease_until IS NOT NULL").run();
+  releaseLeases(now = Date.now()): void {
+    // A leased delivery was due when it was taken, so it is due again now.
+    this.db.prepare("UPDATE webhook_deliveries SET lease_until = NULL, next_attempt_at = min(next_attempt_at, ?) WHERE state = 'pending' AND lease_until IS NOT NULL").run(now);
   }
 
   /** The earliest time any delivery of these integrations becomes due (ms), if any. */
   nextDueAt(integrationIds: readonly number[]): number | undefined {
-    if (!integrationIds.length) return undefined;
-    const r = this.s.nextDue.get(JSON.stringify(integrationIds)) as { t: number | null };
-    return r.t ?? undefined;
+    let min: number | undefined;
+    // One index probe per integration; a backlog of retries is never scanned.
+    for (const id of integrationIds) {
+      const r = this.s.nextDue.get(id) as { t: number } | undefined;
+      if (r && (min === undefined || r.t < min)) min = r.t;
+    }
+    return min;
   }
 
-  /** Records a try; false when the delivery is gone (its integration was deleted meanwhile). */
-  finish(d: Delivery, outcome: Outcome): boolean {
+  /**
+   * Records tries, many in one transaction (the worker batches the tries that
+   * end together). For each: false when the delivery is gone (its integration
+   * was deleted meanwhile).
+   */
+  finish(tries: readonly { d: Delivery; outcome: Outcome }[]): boolean[] {
     const now = new Date().toISOString();
-    return this.db.transaction(() => {
+    return this.db.transaction(() => tries.map(({ d, outcome }) => {
       const changed = this.s.finish.run({
         id: d.id,
         state: outcome.kind === 'retry' ? 'pending' : outcome.kind,
@@ -206,7 +222,7 @@ export class Outbox {
       }).changes;
       if (changed) this.s.attempt.run(d.id, outcome.attempt.at, outcome.attempt.status, outcome.attempt.error, outcome.attempt.duration_ms);
       return changed > 0;
-    })();
+    }))();
   }
 
   get(id: number): Delivery | undefined {
@@ -257,6 +273,15 @@ export class Outbox {
       if (!c) out.set(r.integration_id, (c = { pending: 0, delivered: 0, dead: 0 }));
       c[r.state] = r.n;
     }
+    return out;
+  }
+
+  /** Pending and dead deliveries per integration, from partial indexes (cheap enough for every scrape). */
+  backlog(): Map<number, { pending: number; dead: number }> {
+    const out = new Map<number, { pending: number; dead: number }>();
+    const get = (id: number) => out.get(id) ?? out.set(id, { pending: 0, dead: 0 }).get(id)!;
+    for (const r of this.s.pendingCounts.all() as { integration_id: number; n: number }[]) get(r.integration_id).pending = r.n;
+    for (const r of this.s.deadCounts.all() as { integration_id: number; n: number }[]) get(r.integration_id).dead = r.n;
     return out;
   }
 

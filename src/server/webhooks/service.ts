@@ -68,6 +68,12 @@ export interface StartWebhooksOptions {
   config?: WebhooksConfig | undefined;
   log: Logger;
   worker?: Partial<Pick<WorkerOptions, 'maxInFlight' | 'pollMs' | 'jitter' | 'random'>>;
+  /**
+   * False when replicas share an alert log in Kafka: every replica stores every
+   * alert, so the Kafka delivery group records deliveries instead, once per
+   * change across replicas (src/server/kafka/delivery.ts). Default true.
+   */
+  enqueueOnStore?: boolean;
 }
 
 export function startWebhooks(o: StartWebhooksOptions): WebhooksService {
@@ -78,20 +84,22 @@ export function startWebhooks(o: StartWebhooksOptions): WebhooksService {
 
   for (const i of st.registry.all()) {
     try {
-      st.registry.credentials(i);
+      const refused = policy.checkLiteral(st.registry.credentials(i).url);
+      if (refused) o.log.error({ integration: i.name, error: refused }, 'Webhooks: this integration points at an address that is refused');
     } catch (e) {
       o.log.error({ integration: i.name, error: errText(e) }, 'Webhooks: cannot read a secret of this integration; its deliveries fail until it is fixed');
     }
-    const refused = policy.checkLiteral(new URL(i.spec.url));
-    if (refused) o.log.error({ integration: i.name, error: refused }, 'Webhooks: this integration points at an address that is refused');
   }
 
-  o.store.onStoredInTransaction((changed) => {
-    st.outbox.enqueueForAlerts(changed);
-  });
+  if (o.enqueueOnStore !== false) {
+    o.store.onStoredInTransaction((changed) => {
+      st.outbox.enqueueForAlerts(changed);
+    });
+  }
   // A safety net for status changes made without enqueueForStatusChange: it
   // runs after their commit (not atomically), and is a no-op when they did call it.
   const onChanged = (alerts: StoredAlert[]) => {
+    if (o.enqueueOnStore === false) return;
     const resolved = alerts.filter((a) => a.status === 'resolved');
     if (!resolved.length) return;
     try {
@@ -118,7 +126,7 @@ export function startWebhooks(o: StartWebhooksOptions): WebhooksService {
   prune.unref();
 
   const removeBacklog = addBacklogSource(() => {
-    const counts = st.outbox.counts();
+    const counts = st.outbox.backlog();
     return st.registry.all().map((i) => ({ integration: i.name, pending: counts.get(i.id)?.pending ?? 0, dead: counts.get(i.id)?.dead ?? 0 }));
   });
 

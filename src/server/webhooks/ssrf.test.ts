@@ -67,3 +67,41 @@ describe('send() refuses before any byte is sent', () => {
     expect(hits).toBe(1);
   });
 });
+
+describe('DNS rebinding', () => {
+  it('refuses at connect time a name that resolved to a public address when it was checked', async () => {
+    let calls = 0;
+    let connections = 0;
+    const server = createServer((_q, r) => r.end('ok')).on('connection', () => connections++);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    // First answer public (the admin API's check), then loopback (the attacker's rebind).
+    const fakeDns = ((_h: string, _o: unknown, cb: (e: null, a: { address: string; family: number }[]) => void) => {
+      cb(null, [{ address: calls++ === 0 ? '93.184.216.34' : '127.0.0.1', family: 4 }]);
+    }) as unknown as ConstructorParameters<typeof AddressPolicy>[1];
+    const policy = new AddressPolicy([], fakeDns);
+    const url = new URL(`http://hooks.example.com:${port}/x`);
+    expect(await policy.checkUrl(url)).toBeUndefined();
+    const res = await send({ url, body: '{}', headers: {}, timeoutMs: 2000, policy, agent: newAgent(url, 1) });
+    expect(res).toMatchObject({ ok: false, reason: 'refused_address' });
+    expect(res.error).toMatch(/hooks\.example\.com \(127\.0\.0\.1\): it is a loopback address/);
+    expect(connections).toBe(0);
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('connects to the checked address with the Host header of the URL', async () => {
+    let host = '';
+    const server = createServer((q, r) => {
+      host = q.headers.host ?? '';
+      r.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const fakeDns = ((_h: string, _o: unknown, cb: (e: null, a: { address: string; family: number }[]) => void) => cb(null, [{ address: '127.0.0.1', family: 4 }])) as unknown as ConstructorParameters<typeof AddressPolicy>[1];
+    const url = new URL(`http://hooks.internal:${port}/x`);
+    const res = await send({ url, body: '{}', headers: {}, timeoutMs: 2000, policy: new AddressPolicy(['hooks.internal'], fakeDns), agent: newAgent(url, 1) });
+    expect(res).toMatchObject({ ok: true, status: 200 });
+    expect(host).toBe(`hooks.internal:${port}`);
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+});

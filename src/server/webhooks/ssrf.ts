@@ -61,8 +61,11 @@ export class SsrfError extends Error {
 export class AddressPolicy {
   private readonly nets = new BlockList();
   private readonly hosts = new Set<string>();
+  // BlockList checks allocate; the same endpoint is checked on every try.
+  private readonly verdicts = new Map<string, string | undefined>();
 
-  constructor(readonly allow: readonly string[] = []) {
+  /** `resolve` stands in for DNS in tests (a name that changes its answer). */
+  constructor(readonly allow: readonly string[] = [], private readonly resolve: typeof dnsLookup = dnsLookup) {
     for (const e of allow) {
       const [addr, bits] = e.split('/');
       const v = isIP(addr!);
@@ -73,6 +76,15 @@ export class AddressPolicy {
 
   /** Undefined when `ip` may be reached for `host`; else the refusal, saying what to do. */
   check(host: string, ip: string): string | undefined {
+    const key = `${host}|${ip}`;
+    if (this.verdicts.has(key)) return this.verdicts.get(key);
+    if (this.verdicts.size > 10_000) this.verdicts.clear();
+    const v = this.decide(host, ip);
+    this.verdicts.set(key, v);
+    return v;
+  }
+
+  private decide(host: string, ip: string): string | undefined {
     const why = restrictedReason(ip);
     if (!why) return undefined;
     if (this.hosts.has(normalizeHost(host)) || this.nets.check(ip, family(ip))) return undefined;
@@ -82,7 +94,7 @@ export class AddressPolicy {
 
   /** A `lookup` for node:net that only ever hands out permitted addresses. */
   readonly lookup: LookupFunction = (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+    this.resolve(hostname, { ...options, all: true }, (err, addresses) => {
       const cb = callback as unknown as (e: NodeJS.ErrnoException | null, a: string | LookupAddress[], f?: number) => void;
       if (err) return cb(err, []);
       const list = addresses as LookupAddress[];

@@ -20,7 +20,8 @@ export interface DeliveryQueue {
   claim(integrationId: number, limit: number, now: number, leaseMs: number): Delivery[];
   /** Earliest time (ms) a delivery of these integrations becomes due. */
   nextDueAt(integrationIds: readonly number[]): number | undefined;
-  finish(d: Delivery, outcome: Outcome): boolean;
+  /** Records finished tries; false for a delivery that no longer exists. */
+  finish(tries: readonly { d: Delivery; outcome: Outcome }[]): boolean[];
   onWake(fn: () => void): () => void;
 }
 
@@ -52,7 +53,9 @@ export class DeliveryWorker {
   private total = 0;
   private closed = false;
   private pumping = false;
+  private pumpScheduled = false;
   private readonly unsubscribe: (() => void)[] = [];
+  private toRecord: { d: Delivery; outcome: Outcome; done: (ok: boolean) => void }[] = [];
   private readonly maxInFlight: number;
   private readonly pollMs: number;
 
@@ -71,6 +74,16 @@ export class DeliveryWorker {
 
   start(): void {
     this.pump();
+  }
+
+  /** Deferred so a burst of completions is one look at the queue (one claim transaction). */
+  private pumpSoon(): void {
+    if (this.closed || this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   /** Looks for due deliveries now. */
@@ -112,14 +125,13 @@ export class DeliveryWorker {
         this.inFlight.set(i.id, (this.inFlight.get(i.id) ?? 1) - 1);
         this.total--;
         this.running.delete(p);
-        // Deferred so a burst of completions is one look at the queue.
-        if (!this.closed) setImmediate(() => this.pump());
+        this.pumpSoon();
       });
     this.running.add(p);
   }
 
   private agentFor(i: Integration, url: URL): http.Agent {
-    const key = `${i.updated_at}|${i.spec.url}|${i.spec.concurrency}`;
+    const key = `${i.updated_at}|${url.href}|${i.spec.concurrency}`;
     const cur = this.agents.get(i.id);
     if (cur?.key === key) return cur.agent;
     cur?.agent.destroy();
@@ -131,11 +143,36 @@ export class DeliveryWorker {
   private dropStaleAgents(): void {
     for (const [id, a] of this.agents) {
       const i = this.o.registry.byId(id);
-      if (!i || a.key !== `${i.updated_at}|${i.spec.url}|${i.spec.concurrency}`) {
+      if (!i || !a.key.startsWith(`${i.updated_at}|`) || !a.key.endsWith(`|${i.spec.concurrency}`)) {
         a.agent.destroy();
         this.agents.delete(id);
       }
     }
+  }
+
+  /**
+   * Tries that end in the same turn of the event loop are recorded in one
+   * transaction: one commit per try is what limits throughput otherwise. A
+   * crash before the commit only means the try is made again (at-least-once).
+   */
+  private record(d: Delivery, outcome: Outcome): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.toRecord.push({ d, outcome, done: resolve });
+      if (this.toRecord.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.toRecord;
+    this.toRecord = [];
+    let ok: boolean[];
+    try {
+      ok = this.o.queue.finish(batch);
+    } catch (e) {
+      this.o.log.error({ error: errText(e), deliveries: batch.length }, 'Webhooks: recording tries failed; those deliveries are tried again when their lease ends');
+      ok = batch.map(() => false);
+    }
+    batch.forEach((b, i) => b.done(ok[i]!));
   }
 
   private async post(i: Integration, d: Delivery): Promise<SendResult> {
@@ -145,7 +182,7 @@ export class DeliveryWorker {
     } catch (e) {
       return { status: null, ok: false, error: `integration "${i.name}": ${errText(e)}`, reason: 'config', durationMs: 0 };
     }
-    const url = new URL(i.spec.url);
+    const url = creds.url;
     const ts = Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = {
       ...i.spec.headers,
@@ -162,8 +199,13 @@ export class DeliveryWorker {
 
   private retryDelay(i: Integration, tries: number, retryAfterMs: number | undefined): number {
     const base = i.spec.retry_schedule[tries - 1]!;
-    const jittered = new Backoff({ initialMs: base, maxMs: base, jitter: this.o.jitter ?? true, ...(this.o.random ? { random: this.o.random } : {}) }).next();
-    return Math.max(jittered, Math.min(retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
+    // The schedule is the documented contract, so jitter stays within ±10 % of
+    // each wait: enough to spread a herd of retries after an outage. The draw
+    // over that band is the project's backoff helper (full jitter).
+    const band = Math.max(2, Math.round(base / 5));
+    const offset = this.o.jitter === false ? band / 2 : new Backoff({ initialMs: band, maxMs: band, jitter: true, ...(this.o.random ? { random: this.o.random } : {}) }).next();
+    const wait = Math.round(base - band / 2 + offset);
+    return Math.max(wait, Math.min(retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
   }
 
   private async tryOnce(i: Integration, d: Delivery): Promise<void> {
@@ -173,36 +215,36 @@ export class DeliveryWorker {
     if (res.reason === 'aborted') return;
     const attempt = { at, status: res.status, error: res.error, duration_ms: res.durationMs };
     const tries = d.attempts + 1;
-    const log = this.o.log.child({ integration: i.name, delivery_id: d.id, webhook_id: d.webhook_id, attempt: tries });
+    const ctx = { integration: i.name, delivery_id: d.id, webhook_id: d.webhook_id, attempt: tries };
     const labels = { integration: i.name };
     if (res.reason !== 'config' && res.reason !== 'refused_address') m.latency.observe(labels, res.durationMs / 1000);
 
     if (res.ok) {
-      if (!this.o.queue.finish(d, { kind: 'delivered', attempt })) return;
+      if (!(await this.record(d, { kind: 'delivered', attempt }))) return;
       m.delivered.inc(labels);
-      if (tries > 1) log.info({ status: res.status }, 'Webhook delivered after retrying');
-      else log.debug({ status: res.status, duration_ms: res.durationMs }, 'Webhook delivered');
+      if (tries > 1) this.o.log.info({ ...ctx, status: res.status }, 'Webhook delivered after retrying');
+      else if (this.o.log.isLevelEnabled('debug')) this.o.log.debug({ ...ctx, status: res.status, duration_ms: res.durationMs }, 'Webhook delivered');
       return;
     }
     m.failedAttempts.inc({ ...labels, reason: res.reason ?? 'network' });
     if (res.status === 410) {
-      if (!this.o.queue.finish(d, { kind: 'dead', attempt })) return;
+      if (!(await this.record(d, { kind: 'dead', attempt }))) return;
       this.o.registry.disable(i.id, `the endpoint answered 410 Gone at ${at}`);
       m.deadLettered.inc(labels);
       m.disabledTotal.inc(labels);
-      log.error({ status: 410 }, `Webhook endpoint answered 410 Gone: disabled integration "${i.name}" and kept this delivery as a dead letter; once the receiver is back, POST /api/v1/admin/integrations/${i.name}/enable and redeliver the dead letters`);
+      this.o.log.error({ ...ctx, status: 410 }, `Webhook endpoint answered 410 Gone: disabled integration "${i.name}" and kept this delivery as a dead letter; once the receiver is back, POST /api/v1/admin/integrations/${i.name}/enable and redeliver the dead letters`);
       return;
     }
     if (tries > i.spec.retry_schedule.length) {
-      if (!this.o.queue.finish(d, { kind: 'dead', attempt })) return;
+      if (!(await this.record(d, { kind: 'dead', attempt }))) return;
       m.deadLettered.inc(labels);
-      log.error({ status: res.status, error: res.error }, `Webhook delivery dead-lettered after ${tries} tries; fix the endpoint, then POST /api/v1/admin/integrations/${i.name}/deliveries/${d.id}/redeliver`);
+      this.o.log.error({ ...ctx, status: res.status, error: res.error }, `Webhook delivery dead-lettered after ${tries} tries; fix the endpoint, then POST /api/v1/admin/integrations/${i.name}/deliveries/${d.id}/redeliver`);
       return;
     }
     const delay = this.retryDelay(i, tries, res.retryAfterMs);
-    if (!this.o.queue.finish(d, { kind: 'retry', attempt, at: Date.now() + delay })) return;
+    if (!(await this.record(d, { kind: 'retry', attempt, at: Date.now() + delay }))) return;
     m.retried.inc(labels);
-    log.warn({ status: res.status, error: res.error, retry_in_ms: delay }, 'Webhook delivery failed; it will be tried again');
+    this.o.log.warn({ ...ctx, status: res.status, error: res.error, retry_in_ms: delay }, 'Webhook delivery failed; it will be tried again');
   }
 
   /** Stops taking deliveries and abandons tries in flight (they are sent again after a restart). */

@@ -120,8 +120,11 @@ const falcoBlockShape = obj({
   fingerprint_fields: field(list(str({ nonEmpty: true }), { min: 1 })),
   /** Window in which repeats of the same fingerprint fold into one alert with a count. */
   dedup_window: field(duration({ min: 0 }), { default: 60_000 }),
-  /** How many Falcosidekick event uuids are remembered to acknowledge retries without counting them twice. */
-  uuid_cache_size: field(int({ min: 0, max: 10_000_000 }), { default: 100_000 }),
+  /**
+   * How many Falcosidekick event uuids are remembered to acknowledge retries
+   * without counting them twice; kept in memory (about 100 bytes each) and in SQLite.
+   */
+  uuid_cache_size: field(int({ min: 0, max: 1_000_000 }), { default: 100_000 }),
 });
 
 export type FalcoConfig = NonNullable<ReturnType<typeof falcoBlockShape>>;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { duration, field, obj, parseYamlConfig, str, type Validator } from './schema.js';
 import { webhooksConfigSchema } from './webhooks-config.js';
+import { kafkaConfigSchema } from './kafka-config.js';
 
 // The server's own configuration file (`verdict server --config server.yaml`).
 // Flags override the file; the file overrides defaults.
@@ -18,6 +19,7 @@ export const serverConfigSchema = obj({
     key_file: field(str({ nonEmpty: true, hint: 'path of the PEM private key of cert_file' }), { required: true }),
   })),
   webhooks: field(webhooksConfigSchema), // signed, retried alert delivery: docs/webhooks.md
+  kafka: field(kafkaConfigSchema), // replicas sharing one alert log: docs/kafka.md
 });
 
 type Out<V> = V extends Validator<infer T> ? T : never;

@@ -69,6 +69,15 @@ webhooks:
     expect(gl).toMatchObject({ timeout: 15_000, retry_schedule: DEFAULT_RETRY_SCHEDULE_MS, concurrency: 4, route: { min_severity: 'info' } });
   });
 
+  it('takes the URL from env: or file: too, and checks what it holds', () => {
+    process.env.VERDICT_TEST_WHSEC = 'https://hooks.slack.com/services/T/B/X';
+    expect(parse('webhooks:\n  integrations:\n    - {name: s, type: slack, url: "env:VERDICT_TEST_WHSEC"}\n').webhooks!.integrations[0]!.url).toBe('env:VERDICT_TEST_WHSEC');
+    process.env.VERDICT_TEST_WHSEC = 'not a url';
+    expect(issues('webhooks:\n  integrations:\n    - {name: s, type: slack, url: "env:VERDICT_TEST_WHSEC"}\n')).toEqual([
+      expect.stringMatching(/^3: webhooks\.integrations\[0\]\.url: the URL in env:VERDICT_TEST_WHSEC is not a URL/),
+    ]);
+  });
+
   it('has no webhooks without the block', () => {
     expect(parse('data_dir: /tmp/x\n').webhooks).toBeUndefined();
   });

@@ -109,6 +109,18 @@ function urlProblem(u: string): string | undefined {
 
 const httpUrl: Validator<string> = refine(str({ nonEmpty: true }), urlProblem);
 
+/** A URL, or env:/file: holding one (a Slack webhook URL is itself a secret). */
+const endpointUrl: Validator<string> = refine(str({ nonEmpty: true }), (ref) => {
+  let value: string;
+  try {
+    value = resolveSecretRef(ref);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const why = urlProblem(value);
+  return why && isRef(ref) ? `the URL in ${ref} ${why}` : why;
+});
+
 /** An IP, a CIDR or a host name. */
 export function allowEntryProblem(e: string): string | undefined {
   const [addr, bits, extra] = e.split('/');
@@ -147,7 +159,7 @@ const routeSchema = obj({
 const integrationFields = obj({
   name: field(str({ pattern: NAME_RE, hint: 'letters, digits, ".", "_" or "-", at most 63, starting with a letter or digit' }), { required: true }),
   type: field(oneOf(INTEGRATION_TYPES), { required: true }),
-  url: field(httpUrl, { required: true }),
+  url: field(endpointUrl, { required: true }),
   enabled: field(bool(), { default: true }),
   secrets: field(list(secretRef('whsec')), { default: [] }),
   key: field(secretRef('key')),

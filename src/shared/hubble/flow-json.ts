@@ -66,8 +66,11 @@ function isObj(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+const CAMEL = new Map<string, string>();
 function camel(name: string): string {
-  return name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+  let c = CAMEL.get(name);
+  if (c === undefined) CAMEL.set(name, (c = name.replace(/_([a-z])/g, (_, x: string) => x.toUpperCase())));
+  return c;
 }
 
 /** The field under its proto name or its lowerCamelCase JSON name. */

@@ -45,20 +45,20 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
   const guard = (name: string, p: Promise<void>) => tasks.push(p.catch((e: unknown) => {
     log.error({ input: name, error: errText(e) }, 'Falco input stopped');
   }));
-  const i = block;
   let http: FalcoHttpInput | undefined;
   try {
-    if (i.http) {
-      http = await startFalcoHttpInput({ listen: i.http.listen, maxBodyBytes: i.http.max_body_bytes, tls: i.http.tls, builder, sink, log });
+    const { http: h, file: f, grpc: g } = block;
+    if (h) {
+      http = await startFalcoHttpInput({ listen: h.listen, maxBodyBytes: h.max_body_bytes, tls: h.tls, builder, sink, log });
     }
-    if (i.file) {
-      guard('file', followJsonlFile({ path: i.file.path, startAt: i.file.start_at, pollIntervalMs: i.file.poll_interval, db: ctx.db, sink, builder, log, signal }));
+    if (f) {
+      guard('file', followJsonlFile({ path: f.path, startAt: f.start_at, pollIntervalMs: f.poll_interval, db: ctx.db, sink, builder, log, signal }));
     }
-    if (i.stdin) {
+    if (block.stdin) {
       guard('stdin', readJsonlStream({ stream: opts.stdin ?? process.stdin, sink, builder, log, signal }));
     }
-    if (i.grpc) {
-      guard('grpc', runFalcoGrpcInput({ address: i.grpc.address, ca_file: i.grpc.ca_file, cert_file: i.grpc.cert_file, key_file: i.grpc.key_file, pollIntervalMs: i.grpc.poll_interval, reconnect: i.grpc.reconnect, sink, builder, log, signal }));
+    if (g) {
+      guard('grpc', runFalcoGrpcInput({ address: g.address, ca_file: g.ca_file, cert_file: g.cert_file, key_file: g.key_file, pollIntervalMs: g.poll_interval, reconnect: g.reconnect, sink, builder, log, signal }));
     }
   } catch (e) {
     abort.abort();

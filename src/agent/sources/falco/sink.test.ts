@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { migrate } from '../../../shared/sqlite/open.js';
 import { falcoConfig, silent, store, tmp } from '../../../../test/falco/helpers.js';
 import { scenarioEvent, toFalcoJson } from '../../../peers/falco/scenario.js';
 import type { AlertPayload } from '../../../shared/alert/payload.js';
@@ -33,6 +34,34 @@ describe('FalcoSink', () => {
     expect(n).toBeLessThanOrEqual(55);
     expect(sink.commit([{ alert: alert(0), uuid: 'u499' }])).toEqual(['duplicate']);
     expect(sink.commit([{ alert: alert(0), uuid: 'u0' }])).toEqual(['accepted']);
+  });
+
+  it('does not remember the uuids of a transaction that failed', () => {
+    const s = store();
+    let fail = true;
+    const sink = new FalcoSink(s.db, { add: (a, w) => { if (fail) throw new Error('disk full'); s.alerts.add(a, w); } }, { uuidCacheSize: 10, windowMs: 0, log: silent });
+    expect(() => sink.commit([{ alert: alert(0), uuid: 'x' }])).toThrow('disk full');
+    fail = false;
+    expect(sink.commit([{ alert: alert(0), uuid: 'x' }])).toEqual(['accepted']);
+    expect(s.outbox.size).toBe(1);
+  });
+
+  it('keeps the set bounded across restarts and reads uuids stored by the first table layout', () => {
+    const dir = tmp();
+    let s = store(dir);
+    migrate(s.db, 'falco_uuids', [`CREATE TABLE falco_uuids (seq INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE)`]);
+    s.db.prepare("INSERT INTO falco_uuids (uuid) VALUES ('old-1'), ('old-2')").run();
+    s.db.close();
+    s = store(dir);
+    let sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 20, windowMs: 0, log: silent });
+    expect(sink.commit([{ alert: alert(0), uuid: 'old-2' }])).toEqual(['duplicate']);
+    for (let i = 0; i < 100; i++) sink.commit([{ alert: alert(i), uuid: `n${i}` }]);
+    s.db.close();
+    s = store(dir);
+    sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 20, windowMs: 0, log: silent });
+    const { n } = s.db.prepare('SELECT count(*) AS n FROM falco_uuids').get() as { n: number };
+    expect(n).toBeLessThanOrEqual(22);
+    expect(sink.commit([{ alert: alert(0), uuid: 'n99' }, { alert: alert(0), uuid: 'n80' }, { alert: alert(0), uuid: 'old-1' }])).toEqual(['duplicate', 'duplicate', 'accepted']);
   });
 
   it('batches concurrent submissions into one add per tick', async () => {

@@ -26,6 +26,13 @@ const MIGRATIONS = [
      seq INTEGER PRIMARY KEY AUTOINCREMENT,
      uuid TEXT NOT NULL UNIQUE
    )`,
+  // Lookups moved to memory: a unique index on random uuids cost one random
+  // B-tree page write per event, more than the rest of the HTTP path together.
+  // The table is now an append-only log of the recent set, read at start.
+  `CREATE TABLE falco_uuids_log (seq INTEGER PRIMARY KEY, uuid TEXT NOT NULL);
+   INSERT INTO falco_uuids_log (seq, uuid) SELECT seq, uuid FROM falco_uuids;
+   DROP TABLE falco_uuids;
+   ALTER TABLE falco_uuids_log RENAME TO falco_uuids;`,
 ];
 
 /** What the sink needs of the aggregator (ctx.alerts). */
@@ -64,10 +71,20 @@ export class SinkOverloadedError extends Error {
   readonly code = 'VERDICT_FALCO_OVERLOADED';
 }
 
+interface TxResult {
+  outcomes: Outcome[];
+  added: string[];
+  trimmed: number;
+}
+
 export class FalcoSink {
   private readonly insertUuid;
   private readonly trimUuids;
-  private lastTrim = 0;
+  /** The recent uuid set: `seen` for lookups, `order` (from `head`) oldest first with seqs from `firstSeq`. */
+  private readonly seen = new Set<string>();
+  private order: string[] = [];
+  private head = 0;
+  private firstSeq = 1;
   private queue: Pending[] = [];
   private scheduled = false;
   private readonly idle = new Set<() => void>();
@@ -75,15 +92,48 @@ export class FalcoSink {
 
   constructor(private readonly db: DB, private readonly alerts: AlertAdder, private readonly opts: FalcoSinkOptions) {
     migrate(db, 'falco_uuids', MIGRATIONS);
-    this.insertUuid = db.prepare('INSERT OR IGNORE INTO falco_uuids (uuid) VALUES (?)');
-    this.trimUuids = db.prepare('DELETE FROM falco_uuids WHERE seq <= ?');
+    this.insertUuid = db.prepare('INSERT INTO falco_uuids (seq, uuid) VALUES (?, ?)');
+    this.trimUuids = db.prepare('DELETE FROM falco_uuids WHERE seq < ?');
+    const rows = db.prepare('SELECT seq, uuid FROM falco_uuids ORDER BY seq').all() as { seq: number; uuid: string }[];
+    if (rows.length) {
+      this.firstSeq = rows[0]!.seq;
+      if (rows[rows.length - 1]!.seq - this.firstSeq + 1 !== rows.length) {
+        // Seqs are appended one by one and trimmed from the oldest, so they are
+        // contiguous; renumber if something else left a gap.
+        const insert = this.insertUuid;
+        db.transaction(() => {
+          db.prepare('DELETE FROM falco_uuids').run();
+          rows.forEach((r, i) => insert.run(this.firstSeq + i, r.uuid));
+        })();
+      }
+      for (const r of rows) {
+        this.seen.add(r.uuid);
+        this.order.push(r.uuid);
+      }
+    }
     this.tx = db.transaction((items: readonly SinkItem[], after?: () => void) => this.commitInTx(items, after));
   }
 
   /** Accepts items durably in one transaction, with `after` run inside it. */
   commit(items: readonly SinkItem[], after?: () => void): Outcome[] {
     if (items.length === 0 && !after) return [];
-    return this.tx(items, after);
+    const r = this.tx(items, after);
+    // Only a committed transaction changes the in-memory set; a rolled back one
+    // must not make a retry look like a duplicate.
+    for (const u of r.added) {
+      this.seen.add(u);
+      this.order.push(u);
+    }
+    if (r.trimmed) {
+      for (let i = 0; i < r.trimmed; i++) this.seen.delete(this.order[this.head + i]!);
+      this.head += r.trimmed;
+      this.firstSeq += r.trimmed;
+      if (this.head > 4096 && this.head * 2 > this.order.length) {
+        this.order = this.order.slice(this.head);
+        this.head = 0;
+      }
+    }
+    return r.outcomes;
   }
 
   /** Queues one item for the next tick's transaction; resolves once it is durable. */
@@ -130,35 +180,39 @@ export class FalcoSink {
     this.idle.clear();
   }
 
-  private commitInTx(items: readonly SinkItem[], after?: () => void): Outcome[] {
+  private commitInTx(items: readonly SinkItem[], after?: () => void): TxResult {
     const outcomes: Outcome[] = new Array<Outcome>(items.length);
     const fresh: AlertPayload[] = [];
-    const useUuids = this.opts.uuidCacheSize > 0;
-    let lastSeq = 0;
+    const cap = this.opts.uuidCacheSize;
+    const added: string[] = [];
+    let batch: Set<string> | undefined;
+    const nextSeq = this.firstSeq + (this.order.length - this.head);
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
-      if (useUuids && it.uuid !== undefined) {
-        const r = this.insertUuid.run(it.uuid);
-        if (r.changes === 0) {
+      const uuid = it.uuid;
+      if (cap > 0 && uuid !== undefined) {
+        batch ??= new Set();
+        if (this.seen.has(uuid) || batch.has(uuid)) {
           outcomes[i] = 'duplicate';
           continue;
         }
-        lastSeq = Number(r.lastInsertRowid);
+        batch.add(uuid);
+        this.insertUuid.run(nextSeq + added.length, uuid);
+        added.push(uuid);
       }
       outcomes[i] = 'accepted';
       fresh.push(it.alert);
     }
     if (fresh.length) this.alerts.add(this.opts.windowMs > 0 ? foldRepeats(fresh) : fresh, this.opts.windowMs);
-    if (lastSeq) {
-      // Bounded recent set: forget the oldest uuids, in steps so the delete is rare.
-      const keepFrom = lastSeq - this.opts.uuidCacheSize;
-      if (keepFrom - this.lastTrim >= Math.max(1, Math.floor(this.opts.uuidCacheSize / 10))) {
-        this.trimUuids.run(keepFrom);
-        this.lastTrim = keepFrom;
-      }
+    // Bounded recent set: forget the oldest, in steps so the delete is rare.
+    let trimmed = 0;
+    const over = this.order.length - this.head + added.length - cap;
+    if (added.length && over >= Math.max(1, Math.floor(cap / 10))) {
+      trimmed = over;
+      this.trimUuids.run(this.firstSeq + trimmed);
     }
     after?.();
-    return outcomes;
+    return { outcomes, added, trimmed };
   }
 }
 

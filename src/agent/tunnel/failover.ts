@@ -1,0 +1,98 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { explainTransportError } from './errors.js';
+import type { KasAddress } from './kas-address.js';
+
+// Several --kas-address values (server replicas sharing one Kafka alert log):
+// the gRPC channel dials a loopback listener, and each connection grpc-js
+// opens there goes to the first address that accepts, starting with the one
+// that worked last. When that server goes away grpc-js reconnects, as it
+// would to one address, and lands on the next. TLS, if any, is still
+// end-to-end between grpc-js and the server; this only forwards bytes.
+
+const DIAL_TIMEOUT_MS = 5_000;
+
+export class FailoverForwarder {
+  private readonly sockets = new Set<Socket>();
+  private current = 0;
+  private lastErr: { text: string; at: number } | undefined;
+
+  private constructor(private readonly server: Server, private readonly addresses: KasAddress[], private readonly onSwitch?: (a: KasAddress, reason: string) => void) {}
+
+  static async start(addresses: KasAddress[], onSwitch?: (a: KasAddress, reason: string) => void): Promise<FailoverForwarder> {
+    const server = createServer({ noDelay: true });
+    const f = new FailoverForwarder(server, addresses, onSwitch);
+    server.on('connection', (s) => f.onConnection(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return f;
+  }
+
+  /** host:port of the loopback listener, the gRPC channel's target. */
+  get target(): string {
+    const a = this.server.address();
+    if (typeof a !== 'object' || !a) throw new Error('failover listener is not listening');
+    return `127.0.0.1:${a.port}`;
+  }
+
+  /** Why every address failed, if they did recently and nothing has connected since. */
+  lastError(withinMs = 60_000): string | undefined {
+    return this.lastErr && Date.now() - this.lastErr.at < withinMs ? this.lastErr.text : undefined;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private onConnection(local: Socket): void {
+    this.sockets.add(local);
+    local.pause();
+    local.on('error', () => local.destroy());
+    local.once('close', () => this.sockets.delete(local));
+    const errors: string[] = [];
+    const start = this.current;
+    const tryAt = (i: number) => {
+      if (local.destroyed) return;
+      if (i - start >= this.addresses.length) {
+        this.lastErr = { text: `none of the --kas-address values accepts a connection: ${errors.join('; ')}`, at: Date.now() };
+        local.destroy();
+        return;
+      }
+      const idx = i % this.addresses.length;
+      const a = this.addresses[idx]!;
+      const sep = a.target.lastIndexOf(':');
+      const remote = connect({ host: a.target.slice(0, sep).replace(/^\[|\]$/g, ''), port: Number(a.target.slice(sep + 1)), noDelay: true });
+      this.sockets.add(remote);
+      remote.setTimeout(DIAL_TIMEOUT_MS, () => remote.destroy(new Error(`no answer within ${DIAL_TIMEOUT_MS / 1000} s`)));
+      let connected = false;
+      remote.once('error', (e: Error & { code?: string }) => {
+        if (connected) return;
+        const text = e.code && !e.message.includes(e.code) ? `${e.message} (${e.code})` : e.message;
+        errors.push(explainTransportError(text, a) ?? `${a.raw}: ${text}`);
+        tryAt(i + 1);
+      });
+      remote.once('close', () => this.sockets.delete(remote));
+      remote.once('connect', () => {
+        connected = true;
+        remote.setTimeout(0);
+        if (idx !== this.current) {
+          this.current = idx;
+          this.onSwitch?.(a, errors.join('; '));
+        }
+        this.lastErr = undefined;
+        remote.on('error', () => local.destroy());
+        remote.on('close', () => local.destroy());
+        local.on('close', () => remote.destroy());
+        local.pipe(remote);
+        remote.pipe(local);
+        local.resume();
+      });
+    };
+    tryAt(start);
+  }
+}

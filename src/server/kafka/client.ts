@@ -1,0 +1,212 @@
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
+import kafkajs from 'kafkajs';
+import type { Admin, ITopicConfig, Kafka as KafkaClient, KafkaConfig as KafkaJsConfig, logCreator, SASLOptions } from 'kafkajs';
+import type { KafkaConfig } from '../../shared/config/kafka-config.js';
+import { resolveSecretRef } from '../../shared/config/webhooks-config.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+
+const { Kafka, logLevel } = kafkajs;
+
+export interface Topics {
+  log: string;
+  tokens: string;
+  /** '' when the export is off. */
+  export: string;
+  deliveryGroup: string;
+  projectionGroup(replica: string): string;
+  tokensGroup(replica: string): string;
+}
+
+export function topicsOf(cfg: KafkaConfig): Topics {
+  const p = cfg.topic_prefix;
+  return {
+    log: `${p}.log`,
+    tokens: `${p}.tokens`,
+    export: cfg.export_topic,
+    deliveryGroup: `${p}.delivery`,
+    projectionGroup: (r) => `${p}.projection.${r}`,
+    tokensGroup: (r) => `${p}.tokens.${r}`,
+  };
+}
+
+function readPem(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read kafka.tls.${what} ${file}: ${(e as Error).message}; mount the file or fix the path`);
+  }
+}
+
+// kafkajs logs every retried request at ERROR, which during a broker restart is
+// a flood; each distinct message is passed on at most once a minute, as a
+// warning, and Verdict logs what the operator has to act on itself.
+// Retried by kafkajs and normal while groups form or a broker restarts; the
+// producer's bounded retries are deliberate (see LogWriter).
+const BENIGN = /coordinator is loading|coordinator is not available|not the correct coordinator|rebalanc|Limiting retries for the idempotent producer|leadership election|NOT_LEADER|not the leader/i;
+
+function kafkaLogCreator(log: Logger): logCreator {
+  const last = new Map<string, number>();
+  return () => ({ level, log: entry }) => {
+    const { message, ...rest } = entry;
+    const fields: Record<string, unknown> = { kafka_logger: rest.logger ?? 'kafkajs' };
+    for (const k of ['broker', 'groupId', 'topic', 'error'] as const) if (rest[k] !== undefined) fields[`kafka_${k}`] = rest[k];
+    if (level <= logLevel.WARN && !BENIGN.test(`${message} ${String(rest.error ?? '')}`)) {
+      const key = `${message}|${String(rest.error ?? '')}`;
+      const now = Date.now();
+      if (now - (last.get(key) ?? 0) < 60_000) return;
+      if (last.size > 200) last.clear();
+      last.set(key, now);
+      log.warn(fields, `Kafka client: ${message}`);
+    } else {
+      log.debug(fields, `Kafka client: ${message}`);
+    }
+  };
+}
+
+export function createKafkaClient(cfg: KafkaConfig, log: Logger): KafkaClient {
+  let ssl: boolean | ConnectionOptions = false;
+  if (cfg.tls?.enabled) {
+    const t = cfg.tls;
+    const o: ConnectionOptions = { rejectUnauthorized: !t.insecure_skip_verify };
+    if (t.ca_file) o.ca = [readPem(t.ca_file, 'ca_file')];
+    if (t.cert_file && t.key_file) {
+      o.cert = readPem(t.cert_file, 'cert_file');
+      o.key = readPem(t.key_file, 'key_file');
+    }
+    if (t.server_name) o.servername = t.server_name;
+    ssl = o;
+  }
+  let sasl: SASLOptions | undefined;
+  if (cfg.sasl) {
+    const password = resolveSecretRef(cfg.sasl.password);
+    sasl = { mechanism: cfg.sasl.mechanism, username: cfg.sasl.username, password } as SASLOptions;
+  }
+  const opts: KafkaJsConfig = {
+    clientId: cfg.client_id,
+    brokers: cfg.brokers,
+    ssl,
+    connectionTimeout: cfg.connection_timeout,
+    requestTimeout: cfg.request_timeout,
+    // Bounded: a produce that cannot get through fails the agent's batch, which
+    // the agent keeps and sends again; retrying here for minutes would only hold
+    // the batch hostage.
+    retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 3_000 },
+    logLevel: process.env.VERDICT_KAFKA_DEBUG ? logLevel.DEBUG : logLevel.WARN,
+    logCreator: kafkaLogCreator(log),
+  };
+  if (sasl) opts.sasl = sasl;
+  return new Kafka(opts);
+}
+
+/** The innermost error kafkajs wrapped (retries exceeded wraps the last attempt's error). */
+function rootCause(e: unknown): unknown {
+  let cur = e;
+  for (let i = 0; i < 5; i++) {
+    const next = (cur as { cause?: unknown; originalError?: unknown } | undefined)?.cause ?? (cur as { originalError?: unknown } | undefined)?.originalError;
+    if (!next || next === cur) break;
+    cur = next;
+  }
+  return cur;
+}
+
+/**
+ * Error text for an operator: what failed and what to do. kafkajs messages
+ * alone ("Connection error: connect ECONNREFUSED") do not say which setting
+ * to look at.
+ */
+export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string): string {
+  const root = rootCause(e);
+  const name = (root as { name?: string })?.name ?? '';
+  const type = (root as { type?: string })?.type ?? (e as { type?: string })?.type ?? '';
+  const msg = errText(root);
+  const brokers = cfg.brokers.join(',');
+  if (name === 'KafkaJSSASLAuthenticationError' || type === 'SASL_AUTHENTICATION_FAILED' || /SASL/i.test(msg)) {
+    return `Kafka refused the SASL login (mechanism ${cfg.sasl?.mechanism ?? 'none'}, user ${cfg.sasl?.username ?? '-'}): ${msg}; check kafka.sasl.username and kafka.sasl.password, and that the brokers enable this mechanism`;
+  }
+  if (type === 'TOPIC_AUTHORIZATION_FAILED' || type === 'CLUSTER_AUTHORIZATION_FAILED' || type === 'GROUP_AUTHORIZATION_FAILED' || type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED') {
+    const what = type === 'GROUP_AUTHORIZATION_FAILED' ? `consumer groups ${cfg.topic_prefix}.*` : type === 'CLUSTER_AUTHORIZATION_FAILED' ? 'the cluster (CREATE for topics, IDEMPOTENT_WRITE for the producer)' : `topic ${topic ?? `${cfg.topic_prefix}.*`}`;
+    return `Kafka user ${cfg.sasl?.username ?? '(anonymous)'} is not allowed to use ${what}: ${msg}; grant READ, WRITE and DESCRIBE on topics ${cfg.topic_prefix}.*${cfg.export_topic ? ` and ${cfg.export_topic}` : ''}, READ on groups ${cfg.topic_prefix}.*, and IDEMPOTENT_WRITE on the cluster`;
+  }
+  if (type === 'UNKNOWN_TOPIC_OR_PARTITION') {
+    return `Kafka topic ${topic ?? `${cfg.topic_prefix}.log`} does not exist: ${msg}; set kafka.create_topics: true (needs CREATE on the cluster) or create it as docs/kafka.md describes`;
+  }
+  if (/certificate|self[- ]signed|SSL|TLS|EPROTO|wrong version number/i.test(msg)) {
+    return `TLS with the Kafka brokers ${brokers} failed: ${msg}; check kafka.tls (ca_file, server_name) and whether the listener expects TLS at all`;
+  }
+  if (name === 'KafkaJSConnectionError' || name === 'KafkaJSConnectionClosedError' || name === 'KafkaJSBrokerNotFound' || name === 'KafkaJSNoBrokerAvailableError' || /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|Connection timeout|Closed connection/i.test(msg)) {
+    return `cannot reach the Kafka brokers ${brokers}: ${msg}; check kafka.brokers and that the brokers run and are reachable from this server`;
+  }
+  if (name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT' || /timed? ?out/i.test(msg)) {
+    return `Kafka did not answer in time (${msg}); the brokers ${brokers} may be overloaded or restarting`;
+  }
+  if (type === 'NOT_ENOUGH_REPLICAS' || type === 'NOT_ENOUGH_REPLICAS_AFTER_APPEND') {
+    return `Kafka has too few in-sync replicas for ${topic ?? 'the topic'} (${msg}); bring the brokers back or lower min.insync.replicas`;
+  }
+  return `Kafka: ${msg}`;
+}
+
+interface TopicSpec {
+  topic: string;
+  numPartitions: number;
+  configEntries: { name: string; value: string }[];
+  what: string;
+}
+
+/**
+ * Creates the topics Verdict needs, or checks that they exist when it may not
+ * create them. A topic that exists is left as it is (partitions, retention):
+ * operators may have tuned it.
+ */
+export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger): Promise<{ logPartitions: number }> {
+  const t = topicsOf(cfg);
+  const specs: TopicSpec[] = [
+    // The log is the source of truth replicas rebuild from; compaction would keep
+    // one event per alert and lose counts, so retention is by time, by default never.
+    { topic: t.log, numPartitions: cfg.partitions, configEntries: [{ name: 'retention.ms', value: String(cfg.log_retention) }, { name: 'cleanup.policy', value: 'delete' }], what: 'alert log' },
+    // Latest row per token: compaction keeps it small and complete.
+    { topic: t.tokens, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }], what: 'agent and feed tokens' },
+  ];
+  if (t.export) specs.push({ topic: t.export, numPartitions: cfg.partitions, configEntries: [], what: 'alert export' });
+  let existing: string[];
+  try {
+    existing = await admin.listTopics();
+  } catch (e) {
+    throw new Error(explainKafkaError(e, cfg));
+  }
+  const missing = specs.filter((s) => !existing.includes(s.topic));
+  if (missing.length) {
+    if (!cfg.create_topics) {
+      throw new Error(`Kafka topics ${missing.map((s) => s.topic).join(', ')} do not exist and kafka.create_topics is false; create them (${missing.map(describeSpec).join('; ')}) or set kafka.create_topics: true`);
+    }
+    const topics: ITopicConfig[] = missing.map((s) => ({
+      topic: s.topic, numPartitions: s.numPartitions, configEntries: s.configEntries,
+      ...(cfg.replication_factor ? { replicationFactor: cfg.replication_factor } : {}),
+    }));
+    try {
+      await admin.createTopics({ topics, waitForLeaders: true });
+      log.info({ topics: missing.map((s) => s.topic) }, 'Kafka: created topics');
+    } catch (e) {
+      const type = (rootCause(e) as { type?: string })?.type ?? '';
+      // Another replica starting at the same time may have won the race.
+      if (type !== 'TOPIC_ALREADY_EXISTS') {
+        if (/AUTHORIZATION/.test(type)) {
+          throw new Error(`not allowed to create Kafka topics ${missing.map((s) => s.topic).join(', ')}: ${errText(rootCause(e))}; create them yourself (${missing.map(describeSpec).join('; ')}) and set kafka.create_topics: false, or grant CREATE on the cluster`);
+        }
+        throw new Error(explainKafkaError(e, cfg, missing[0]!.topic));
+      }
+    }
+  }
+  let meta;
+  try {
+    meta = await admin.fetchTopicMetadata({ topics: [t.log] });
+  } catch (e) {
+    throw new Error(explainKafkaError(e, cfg, t.log));
+  }
+  return { logPartitions: meta.topics[0]?.partitions.length ?? cfg.partitions };
+}
+
+function describeSpec(s: TopicSpec): string {
+  const cfgs = s.configEntries.map((c) => ` --config ${c.name}=${c.value}`).join('');
+  return `kafka-topics.sh --create --topic ${s.topic} --partitions ${s.numPartitions}${cfgs} for the ${s.what}`;
+}

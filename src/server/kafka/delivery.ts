@@ -1,0 +1,236 @@
+import kafkajs from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, PartitionAssigner } from 'kafkajs';
+import { Counter } from 'prom-client';
+import type { KafkaConfig } from '../../shared/config/kafka-config.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+import { registry } from '../../shared/metrics/registry.js';
+import type { DB } from '../../shared/sqlite/open.js';
+import type { AlertStore, StoredAlert } from '../store/alert-store.js';
+import { explainKafkaError } from './client.js';
+import { alertUid, BadLogMessage, decodeLogEvent, exportedAlert } from './messages.js';
+import type { LogWriter, OutMessage } from './producer.js';
+import type { Projection } from './projection.js';
+
+const { AssignerProtocol } = kafkajs;
+
+const handled = new Counter({ name: 'verdict_kafka_delivery_changes_total', help: 'Alert changes this replica handed to webhooks and the export, for the log partitions it owns', labelNames: ['result'], registers: [registry] });
+
+/**
+ * Where deliveries are recorded: the webhook outbox of this replica's
+ * database (Outbox.enqueueForAlerts). Its claims make a change delivered once
+ * per integration on this replica.
+ */
+export interface WebhookEnqueuer {
+  enqueueForAlerts(alerts: readonly StoredAlert[]): number;
+}
+
+/**
+ * Partitions go round-robin over the members sorted by replica id, not by
+ * kafkajs member id. Member ids change whenever a member rejoins (after a
+ * broker restart, say), which with the stock assigner can swap partitions
+ * between replicas; a replica that gets a partition back from itself finds
+ * its own webhook claims and sends nothing twice, another replica would not.
+ */
+export function stableAssigner(replica: string): PartitionAssigner {
+  return ({ cluster }) => ({
+    name: 'VerdictStableAssigner',
+    version: 1,
+    async assign({ members, topics }) {
+      const sorted = members
+        .map((m) => ({ memberId: m.memberId, replica: AssignerProtocol.MemberMetadata.decode(m.memberMetadata)?.userData.toString('utf8') ?? '' }))
+        .sort((a, b) => (a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : a.memberId < b.memberId ? -1 : 1));
+      const out = new Map<string, Record<string, number[]>>(sorted.map((m) => [m.memberId, {}]));
+      for (const topic of topics) {
+        const partitions = cluster.findTopicPartitionMetadata(topic).map((m) => m.partitionId).sort((a, b) => a - b);
+        for (const p of partitions) {
+          const a = out.get(sorted[p % sorted.length]!.memberId)!;
+          (a[topic] ??= []).push(p);
+        }
+      }
+      return [...out].map(([memberId, assignment]) => ({
+        memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment, userData: Buffer.alloc(0) }),
+      }));
+    },
+    protocol({ topics }) {
+      return { name: 'VerdictStableAssigner', metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.from(replica) }) };
+    },
+  });
+}
+
+export interface DeliveryOptions {
+  kafka: KafkaClient;
+  cfg: KafkaConfig;
+  db: DB;
+  store: AlertStore;
+  projection: Projection;
+  writer: LogWriter;
+  logTopic: string;
+  exportTopic: string;
+  groupId: string;
+  replica: string;
+  webhooks?: WebhookEnqueuer | undefined;
+  log: Logger;
+}
+
+/** Changes handed on per flush at most. */
+const FLUSH_EVERY = 200;
+const SEEN_MAX = 50_000;
+
+/**
+ * The work done once per alert change across all replicas: webhook deliveries
+ * and the export topic. Replicas share it in one consumer group over the log;
+ * the member that owns a partition handles its changes, after its own
+ * projection has stored them, and commits the group offset after recording
+ * the deliveries and producing the export. A member that dies between those
+ * steps leaves the last changes to the next owner, which hands them on again
+ * (at least once; see docs/kafka.md).
+ */
+export class DeliveryGroup {
+  private consumer: Consumer | undefined;
+  private stopped = false;
+  /** Alert id -> change counter (seq) last handed on: several events read in one go make one change. */
+  private readonly seen = new Map<number, number>();
+  private readonly log: Logger;
+
+  constructor(private readonly o: DeliveryOptions) {
+    this.log = o.log;
+  }
+
+  async start(admin: Admin): Promise<void> {
+    await this.initOffsets(admin).catch((e: unknown) => {
+      throw new Error(explainKafkaError(e, this.o.cfg, this.o.logTopic));
+    });
+    try {
+      await this.launch();
+    } catch (e) {
+      throw new Error(explainKafkaError(e, this.o.cfg, this.o.logTopic));
+    }
+  }
+
+  /**
+   * A group without offsets (a new cluster, or every replica down for longer
+   * than the brokers keep group offsets) starts at the end of the log: history
+   * must not be delivered to webhooks a second time. Offsets are set before
+   * anyone joins, so a change produced while the first member joins is not skipped.
+   */
+  private async initOffsets(admin: Admin): Promise<void> {
+    const committed = await admin.fetchOffsets({ groupId: this.o.groupId, topics: [this.o.logTopic] });
+    const parts = committed[0]?.partitions ?? [];
+    if (parts.some((p) => Number(p.offset) >= 0)) return;
+    const ends = await admin.fetchTopicOffsets(this.o.logTopic);
+    try {
+      await admin.setOffsets({ groupId: this.o.groupId, topic: this.o.logTopic, partitions: ends.map((e) => ({ partition: e.partition, offset: e.high })) });
+      this.log.info({ group: this.o.groupId }, 'Kafka: started the delivery group at the end of the alert log');
+    } catch (e) {
+      // Another replica is in the group already and has set them.
+      this.log.debug({ error: errText(e) }, 'Kafka: delivery group offsets were set by another replica');
+    }
+  }
+
+  private async launch(): Promise<void> {
+    const consumer = this.o.kafka.consumer({
+      groupId: this.o.groupId,
+      partitionAssigners: [stableAssigner(this.o.replica)],
+      sessionTimeout: this.o.cfg.session_timeout,
+      heartbeatInterval: Math.max(1000, Math.floor(this.o.cfg.session_timeout / 10)),
+      maxWaitTimeInMs: 100,
+      allowAutoTopicCreation: false,
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.log.info({ partitions: e.payload.memberAssignment[this.o.logTopic] ?? [] }, 'Kafka: this replica delivers webhooks and the export for these log partitions');
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.logTopic), restarting: e.payload.restart }, 'Kafka: the delivery group member failed');
+      if (!e.payload.restart && !this.stopped && this.consumer === consumer) void this.restartLater();
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.o.logTopic, fromBeginning: true });
+    await consumer.run({ autoCommit: true, autoCommitThreshold: 1, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) });
+  }
+
+  private async restartLater(): Promise<void> {
+    await new Promise((r) => setTimeout(r, 5_000));
+    if (this.stopped) return;
+    await this.consumer?.disconnect().catch(() => undefined);
+    if (this.stopped) return;
+    try {
+      await this.launch();
+      this.log.info({}, 'Kafka: the delivery group member is running again');
+    } catch (e) {
+      this.log.error({ error: explainKafkaError(e, this.o.cfg, this.o.logTopic) }, 'Kafka: could not rejoin the delivery group; trying again in 5 s');
+      void this.restartLater();
+    }
+  }
+
+  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary }: EachBatchPayload): Promise<void> {
+    const p = batch.partition;
+    let alerts: StoredAlert[] = [];
+    let exports: OutMessage[] = [];
+    let last: string | undefined;
+    // Export first (its consumers can de-duplicate on `change`), then the
+    // deliveries, then the offset: a crash between the last two is the only
+    // way a webhook goes out twice, and it is a few milliseconds wide.
+    const flush = async () => {
+      if (exports.length) await this.o.writer.append(exports);
+      if (alerts.length && this.o.webhooks) {
+        const batchAlerts = alerts;
+        this.o.db.transaction(() => this.o.webhooks!.enqueueForAlerts(batchAlerts))();
+      }
+      if (last !== undefined) {
+        resolveOffset(last);
+        await commitOffsetsIfNecessary();
+      }
+      alerts = [];
+      exports = [];
+      last = undefined;
+    };
+    for (const m of batch.messages) {
+      const offset = Number(m.offset);
+      // The change must be in this replica's store before it can be described.
+      while (!(await this.o.projection.waitFor(p, offset, 2_000))) {
+        if (!isRunning() || isStale() || this.stopped) return;
+        await heartbeat();
+      }
+      if (!isRunning() || isStale()) return;
+      last = m.offset;
+      let ev;
+      try {
+        ev = decodeLogEvent(m.value);
+      } catch (e) {
+        if (!(e instanceof BadLogMessage)) throw e;
+        continue;
+      }
+      const id = ev.type === 'alert' ? this.o.projection.alertOfEvent(ev.id) : this.o.projection.alertOfUid(alertUid(ev.agent, ev.fingerprint, ev.alert));
+      const a = id === undefined ? undefined : this.o.store.get(id);
+      if (!a) {
+        handled.inc({ result: 'gone' });
+        continue;
+      }
+      if ((this.seen.get(a.id) ?? -1) >= a.seq) {
+        handled.inc({ result: 'unchanged' });
+        continue;
+      }
+      if (this.seen.size >= SEEN_MAX) this.seen.clear();
+      this.seen.set(a.id, a.seq);
+      handled.inc({ result: 'handed_on' });
+      alerts.push(a);
+      const uid = this.o.projection.uidOf(a.id);
+      if (this.o.exportTopic && uid) {
+        exports.push({ topic: this.o.exportTopic, key: uid, value: JSON.stringify(exportedAlert(a, uid, { kind: ev.type, log_partition: p, log_offset: m.offset })) });
+      }
+      if (alerts.length >= FLUSH_EVERY) {
+        await flush();
+        await heartbeat();
+      }
+    }
+    await flush();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.consumer?.disconnect().catch((e: unknown) => this.log.debug({ error: errText(e) }, 'Kafka: leaving the delivery group failed'));
+  }
+}

@@ -1,0 +1,162 @@
+import { ALERT_SCHEMA, MAX_SAMPLES, type AlertPayload } from '../../shared/alert/payload.js';
+import { STATUSES, type AlertStatus, type StoredAlert } from '../store/alert-store.js';
+import { checkPayload } from '../tunnel/payload-check.js';
+
+// What Verdict writes to Kafka (docs/kafka.md, "Topics and messages").
+//
+// The log topic (<prefix>.log) is the alert log every replica projects into
+// its SQLite: agent events and status changes, keyed by agent/fingerprint so
+// everything that happens to one alert sits in one partition, in order.
+// The export topic carries the alert as it is after each change, for SIEMs.
+
+/** Bumped only for changes old readers cannot ignore; readers skip higher versions they do not know. */
+export const LOG_VERSION = 1;
+
+export interface AlertLogEvent {
+  type: 'alert';
+  v: typeof LOG_VERSION;
+  agent: string;
+  /** The agent's event id: a re-sent event is projected once. */
+  id: string;
+  payload: AlertPayload;
+  /** When the replica that produced it received it (RFC 3339). */
+  at: string;
+  replica: string;
+}
+
+export interface StatusLogEvent {
+  type: 'status';
+  v: typeof LOG_VERSION;
+  agent: string;
+  fingerprint: string;
+  /** The id of the event that opened the alert: with agent and fingerprint, its identity on every replica. */
+  alert: string;
+  status: AlertStatus;
+  actor: string;
+  at: string;
+  replica: string;
+}
+
+export type LogEvent = AlertLogEvent | StatusLogEvent;
+
+/** Partitioning key: an alert's events and status changes stay in one partition, in order. */
+export function logKey(agent: string, fingerprint: string): string {
+  return `${agent}/${fingerprint}`;
+}
+
+/**
+ * An alert's identity across replicas. Agent names are DNS labels and event
+ * ids UUIDs, so the first and the last "/" delimit the fingerprint.
+ */
+export function alertUid(agent: string, fingerprint: string, firstEvent: string): string {
+  return `${agent}/${fingerprint}/${firstEvent}`;
+}
+
+export function parseAlertUid(uid: string): { agent: string; fingerprint: string; firstEvent: string } | undefined {
+  const i = uid.indexOf('/');
+  const j = uid.lastIndexOf('/');
+  if (i <= 0 || j <= i + 1 || j === uid.length - 1) return undefined;
+  return { agent: uid.slice(0, i), fingerprint: uid.slice(i + 1, j), firstEvent: uid.slice(j + 1) };
+}
+
+/** A message value that cannot be projected: why, so it can be logged and skipped. */
+export class BadLogMessage extends Error {}
+
+/** Parses a log message value; throws BadLogMessage for anything a replica must skip. */
+export function decodeLogEvent(value: Buffer | null): LogEvent {
+  if (!value) throw new BadLogMessage('empty message value');
+  let m: Partial<LogEvent> & { v?: number };
+  try {
+    m = JSON.parse(value.toString('utf8')) as typeof m;
+  } catch {
+    throw new BadLogMessage('message value is not JSON');
+  }
+  if (typeof m !== 'object' || m === null) throw new BadLogMessage('message value is not a JSON object');
+  if (m.v !== LOG_VERSION) throw new BadLogMessage(`log message version ${String(m.v)} is not ${LOG_VERSION}; is a newer Verdict writing to this log?`);
+  if (typeof m.agent !== 'string' || !m.agent) throw new BadLogMessage('agent is missing');
+  if (m.type === 'alert') {
+    if (typeof m.id !== 'string' || !m.id) throw new BadLogMessage('event id is missing');
+    const why = checkPayload(m.payload);
+    if (why) throw new BadLogMessage(why);
+    return m as AlertLogEvent;
+  }
+  if (m.type === 'status') {
+    if (typeof m.fingerprint !== 'string' || typeof m.alert !== 'string') throw new BadLogMessage('fingerprint or alert is missing');
+    if (!STATUSES.includes(m.status as AlertStatus)) throw new BadLogMessage(`status ${JSON.stringify(m.status)} is not one of ${STATUSES.join(', ')}`);
+    return m as StatusLogEvent;
+  }
+  throw new BadLogMessage(`unknown message type ${JSON.stringify(m.type)}`);
+}
+
+/** Kafka's default max.message.bytes is about 1 MB; stay well below it. */
+export const MAX_MESSAGE_BYTES = 900 * 1024;
+const MAX_SAMPLE_BYTES = 16 * 1024;
+
+/**
+ * The JSON of an agent event for the log. Samples beyond what the store keeps
+ * are cut first, so one huge event cannot exceed the broker's message size
+ * and block its agent's spool forever. Undefined when even that is too big.
+ */
+export function encodeAlertEvent(agent: string, id: string, payload: AlertPayload, replica: string, at = new Date().toISOString()): string | undefined {
+  const ev: AlertLogEvent = { type: 'alert', v: LOG_VERSION, agent, id, payload, at, replica };
+  let json = JSON.stringify(ev);
+  if (json.length <= MAX_MESSAGE_BYTES) return json;
+  const samples = payload.samples.slice(-MAX_SAMPLES).map((s) => {
+    const j = JSON.stringify(s) ?? 'null';
+    return j.length <= MAX_SAMPLE_BYTES ? s : { truncated: true, bytes: j.length, preview: j.slice(0, 2048) };
+  });
+  json = JSON.stringify({ ...ev, payload: { ...payload, samples } });
+  if (json.length <= MAX_MESSAGE_BYTES) return json;
+  json = JSON.stringify({ ...ev, payload: { ...payload, samples: [] } });
+  return json.length <= MAX_MESSAGE_BYTES ? json : undefined;
+}
+
+export function encodeStatusEvent(s: Omit<StatusLogEvent, 'type' | 'v'>): string {
+  const ev: StatusLogEvent = { type: 'status', v: LOG_VERSION, ...s };
+  return JSON.stringify(ev);
+}
+
+/**
+ * The export topic's message: the alert payload (alerts/alert.schema.json)
+ * as the alert stands after a change, plus its identity and state.
+ */
+export interface ExportedAlert extends Omit<AlertPayload, 'cilium' | 'falco'> {
+  /** agent/fingerprint/first event id: stable across replicas and rebuilds (the feed's numeric ids are not). */
+  id: string;
+  status: AlertStatus;
+  agent: string;
+  /** Events received for this alert (count is the occurrences they carried). */
+  events: number;
+  updated_at: string;
+  cilium?: unknown;
+  falco?: unknown;
+  /** The log message that caused this change: consumers may de-duplicate on it. */
+  change: { kind: 'alert' | 'status'; log_partition: number; log_offset: string };
+}
+
+export function exportedAlert(a: StoredAlert, uid: string, change: ExportedAlert['change']): ExportedAlert {
+  return {
+    schema: ALERT_SCHEMA,
+    id: uid,
+    status: a.status,
+    agent: a.agent,
+    source: a.source as AlertPayload['source'],
+    fingerprint: a.fingerprint,
+    severity: a.severity as AlertPayload['severity'],
+    title: a.title,
+    description: a.description,
+    cluster: a.cluster,
+    namespace: a.namespace,
+    count: a.count,
+    events: a.events,
+    first_seen: a.first_seen,
+    last_seen: a.last_seen,
+    updated_at: a.updated_at,
+    policies: a.policies,
+    rule: a.rule,
+    labels: a.labels,
+    ...a.details,
+    samples: a.samples,
+    change,
+  };
+}

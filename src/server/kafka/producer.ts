@@ -1,0 +1,196 @@
+import kafkajs from 'kafkajs';
+import type { Kafka as KafkaClient, Message, PartitionMetadata, Producer } from 'kafkajs';
+import { Counter, Histogram } from 'prom-client';
+import type { KafkaConfig } from '../../shared/config/kafka-config.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+import { registry } from '../../shared/metrics/registry.js';
+import { explainKafkaError } from './client.js';
+
+const { CompressionTypes, Partitioners } = kafkajs;
+
+const produced = new Counter({ name: 'verdict_kafka_produced_messages_total', help: 'Messages Kafka acknowledged (acks=all)', labelNames: ['topic'], registers: [registry] });
+const produceFailures = new Counter({ name: 'verdict_kafka_produce_failures_total', help: 'Produce requests that failed; their senders were told to retry', registers: [registry] });
+const produceSeconds = new Histogram({ name: 'verdict_kafka_produce_seconds', help: 'Time from handing messages to the producer to the brokers\' acknowledgement', buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] });
+
+export interface OutMessage {
+  topic: string;
+  key: string;
+  value: string;
+  /** Set for the log topic, whose partition count is known, so callers learn the offset. */
+  partition?: number;
+}
+
+export interface Appended {
+  partition: number;
+  /** -1 when the partition was left to the producer. */
+  offset: number;
+}
+
+/** An error whose message already says what to do. */
+export class ExplainedKafkaError extends Error {}
+
+interface Pending {
+  messages: OutMessage[];
+  bytes: number;
+  resolve: (r: Appended[]) => void;
+  reject: (e: Error) => void;
+  enqueued: number;
+}
+
+/** One request stays far below Kafka's default message.max.bytes per partition batch (about 1 MB). */
+const MAX_REQUEST_BYTES = 512 * 1024;
+
+/**
+ * The replica's one idempotent producer (acks=all), shared by the agent sink,
+ * status changes, the export and the token sync. Concurrent callers are
+ * merged into one request at a time: with one request in flight the brokers
+ * keep each partition in send order, and merging makes up for the wait.
+ *
+ * After a failed request the producer is replaced. kafkajs advances an
+ * idempotent producer's sequence numbers only on success, so a request that
+ * was written but whose answer was lost would make the next, different,
+ * request look like its duplicate to the broker, which would drop it while
+ * answering success. A new producer id cannot collide; the agent's resend
+ * may then put an event in the log twice, which the projection ignores.
+ */
+export class LogWriter {
+  private producer: Producer | undefined;
+  private connecting: Promise<Producer> | undefined;
+  private queue: Pending[] = [];
+  private flushing = false;
+  private closed = false;
+  private readonly partitioner = Partitioners.DefaultPartitioner();
+  private readonly partitionMeta = new Map<string, PartitionMetadata[]>();
+
+  constructor(private readonly kafka: KafkaClient, private readonly cfg: KafkaConfig, private readonly log: Logger) {}
+
+  /** Connects now, so a wrong broker list or credentials fail the start-up rather than the first agent batch. */
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  /** Tells the writer a topic's partition count, so partitionOf() agrees with the producer (Java's murmur2). */
+  setPartitions(topic: string, n: number): void {
+    this.partitionMeta.set(topic, Array.from({ length: n }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0], offlineReplicas: [] })));
+  }
+
+  partitionOf(topic: string, key: string): number | undefined {
+    const meta = this.partitionMeta.get(topic);
+    if (!meta) return undefined;
+    return this.partitioner({ topic, partitionMetadata: meta, message: { key, value: null } });
+  }
+
+  /** Resolves when the brokers have acknowledged every message (acks=all). */
+  append(messages: OutMessage[]): Promise<Appended[]> {
+    if (this.closed) return Promise.reject(new Error('the Kafka producer is closed (server shutting down)'));
+    if (messages.length === 0) return Promise.resolve([]);
+    for (const m of messages) if (m.partition === undefined) m.partition = this.partitionOf(m.topic, m.key);
+    return new Promise((resolve, reject) => {
+      let bytes = 0;
+      for (const m of messages) bytes += m.value.length + m.key.length;
+      this.queue.push({ messages, bytes, resolve, reject, enqueued: performance.now() });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  private connect(): Promise<Producer> {
+    if (this.producer) return Promise.resolve(this.producer);
+    if (!this.connecting) {
+      const p = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+      this.connecting = p.connect().then(
+        () => {
+          this.producer = p;
+          this.connecting = undefined;
+          return p;
+        },
+        (e: unknown) => {
+          this.connecting = undefined;
+          void p.disconnect().catch(() => undefined);
+          throw new ExplainedKafkaError(explainKafkaError(e, this.cfg));
+        },
+      );
+    }
+    return this.connecting;
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.queue.length) {
+        const chunk: Pending[] = [];
+        let bytes = 0;
+        while (this.queue.length && (chunk.length === 0 || bytes + this.queue[0]!.bytes <= MAX_REQUEST_BYTES)) {
+          const p = this.queue.shift()!;
+          bytes += p.bytes;
+          chunk.push(p);
+        }
+        await this.send(chunk);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async send(chunk: Pending[]): Promise<void> {
+    const byTopic = new Map<string, Message[]>();
+    // Position of each message within its topic-partition in this request: its offset is base + position.
+    const positions: { topic: string; partition: number | undefined; index: number }[][] = [];
+    const counters = new Map<string, number>();
+    for (const p of chunk) {
+      const pos: { topic: string; partition: number | undefined; index: number }[] = [];
+      for (const m of p.messages) {
+        let list = byTopic.get(m.topic);
+        if (!list) byTopic.set(m.topic, (list = []));
+        const msg: Message = { key: m.key, value: m.value };
+        if (m.partition !== undefined) msg.partition = m.partition;
+        list.push(msg);
+        const ck = `${m.topic}\u0000${m.partition ?? -1}`;
+        const index = counters.get(ck) ?? 0;
+        counters.set(ck, index + 1);
+        pos.push({ topic: m.topic, partition: m.partition, index });
+      }
+      positions.push(pos);
+    }
+    const start = performance.now();
+    try {
+      const producer = await this.connect();
+      const meta = await producer.sendBatch({
+        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+        acks: -1,
+        compression: this.cfg.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+      });
+      produceSeconds.observe((performance.now() - start) / 1000);
+      const base = new Map<string, number>();
+      for (const r of meta) base.set(`${r.topicName}\u0000${r.partition}`, Number(r.baseOffset ?? r.offset ?? -1));
+      for (const [topic, list] of byTopic) produced.inc({ topic }, list.length);
+      chunk.forEach((p, i) => {
+        p.resolve(positions[i]!.map((x) => {
+          const b = x.partition === undefined ? undefined : base.get(`${x.topic}\u0000${x.partition}`);
+          return { partition: x.partition ?? -1, offset: b === undefined || b < 0 ? -1 : b + x.index };
+        }));
+      });
+    } catch (e) {
+      produceFailures.inc();
+      const text = e instanceof ExplainedKafkaError ? e.message : explainKafkaError(e, this.cfg, [...byTopic.keys()].join(', '));
+      this.log.warn({ error: text, messages: positions.reduce((n, p) => n + p.length, 0) }, 'Kafka: a produce request failed; its senders retry, and the producer is replaced');
+      this.replaceProducer();
+      for (const p of chunk) p.reject(new Error(text));
+    }
+  }
+
+  private replaceProducer(): void {
+    const old = this.producer;
+    this.producer = undefined;
+    if (old) void old.disconnect().catch((e: unknown) => this.log.debug({ error: errText(e) }, 'Kafka: closing the old producer failed'));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    // Let requests already handed over finish; a closing server still acknowledges what got through.
+    for (let i = 0; i < 100 && (this.flushing || this.queue.length); i++) await new Promise((r) => setTimeout(r, 50));
+    for (const p of this.queue.splice(0)) p.reject(new Error('the Kafka producer is closed (server shutting down)'));
+    const p = this.producer ?? (await this.connecting?.catch(() => undefined));
+    this.producer = undefined;
+    await p?.disconnect().catch(() => undefined);
+  }
+}

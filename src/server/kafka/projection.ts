@@ -1,0 +1,301 @@
+import type { Statement } from 'better-sqlite3';
+import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient } from 'kafkajs';
+import { Counter, Gauge } from 'prom-client';
+import type { KafkaConfig } from '../../shared/config/kafka-config.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+import { registry } from '../../shared/metrics/registry.js';
+import type { DB } from '../../shared/sqlite/open.js';
+import { StatusConflictError, type AlertStore, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
+import { explainKafkaError } from './client.js';
+import { alertUid, BadLogMessage, decodeLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
+
+const projected = new Counter({ name: 'verdict_kafka_projected_events_total', help: 'Log messages this replica projected into its store, by outcome', labelNames: ['type', 'result'], registers: [registry] });
+const lagGauge = new Gauge({ name: 'verdict_kafka_projection_lag_messages', help: 'Log messages not yet projected into this replica\'s store, as of the last fetch', registers: [registry] });
+
+/** Messages applied per SQLite transaction at most: long enough to amortise the commit, short enough not to stall the feed. */
+const CHUNK = 1000;
+
+export interface ProjectionOptions {
+  kafka: KafkaClient;
+  cfg: KafkaConfig;
+  db: DB;
+  store: AlertStore;
+  topic: string;
+  groupId: string;
+  log: Logger;
+}
+
+interface Waiter {
+  partition: number;
+  offset: number;
+  resolve: (ok: boolean) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Projects the alert log into this replica's SQLite. Every replica reads every
+ * partition, in its own consumer group, and keeps its progress in SQLite next
+ * to what it projected. Projection is idempotent, so the crash window between
+ * storing and recording progress only means reading a few messages again:
+ * an alert event is stored once by its event id, and a status event sets a
+ * status the alert already has.
+ */
+export class Projection {
+  private consumer: Consumer | undefined;
+  private readonly positions = new Map<number, number>();
+  private waiters: Waiter[] = [];
+  /** The agent batch being ingested, for the store hook that names new alerts. */
+  private current: { agent: string; events: IncomingEvent[] } | undefined;
+  private target: Map<number, number> | undefined;
+  private caughtUpLogged = false;
+  private startedAt = Date.now();
+  private readonly s: Record<string, Statement<unknown[]>>;
+  private readonly log: Logger;
+  private stopped = false;
+
+  constructor(private readonly o: ProjectionOptions) {
+    this.log = o.log;
+    const db = o.db;
+    this.s = {
+      offsets: db.prepare('SELECT partition, next_offset FROM kafka_offsets WHERE topic = ?'),
+      putOffset: db.prepare('INSERT INTO kafka_offsets (topic, partition, next_offset) VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset'),
+      uidOf: db.prepare('SELECT uid FROM kafka_alert_uids WHERE alert_id = ?'),
+      alertOfUid: db.prepare('SELECT alert_id FROM kafka_alert_uids WHERE uid = ?'),
+      putUid: db.prepare('INSERT OR IGNORE INTO kafka_alert_uids (alert_id, uid) VALUES (?, ?)'),
+      // The store's own record of which alert took an event id (read only).
+      eventAlert: db.prepare('SELECT alert_id FROM alert_events WHERE event_id = ?'),
+    };
+    for (const r of this.s.offsets!.all(o.topic) as { partition: number; next_offset: number }[]) this.positions.set(r.partition, r.next_offset);
+    // Runs inside the store's ingest transaction: an alert and its name commit together.
+    o.store.onStoredInTransaction((changed) => this.nameNewAlerts(changed));
+  }
+
+  /** Next offset to project per partition. */
+  position(partition: number): number {
+    return this.positions.get(partition) ?? 0;
+  }
+
+  /** True once the log, as it was at start-up, is projected (a rebuild is done). */
+  caughtUp(): boolean {
+    if (!this.target) return false;
+    for (const [p, end] of this.target) if (this.position(p) < end) return false;
+    return true;
+  }
+
+  uidOf(alertId: number): string | undefined {
+    return (this.s.uidOf!.get(alertId) as { uid: string } | undefined)?.uid;
+  }
+
+  alertOfUid(uid: string): number | undefined {
+    return (this.s.alertOfUid!.get(uid) as { alert_id: number } | undefined)?.alert_id;
+  }
+
+  alertOfEvent(eventId: string): number | undefined {
+    return (this.s.eventAlert!.get(eventId) as { alert_id: number } | undefined)?.alert_id;
+  }
+
+  /** Resolves true once `offset` of `partition` is projected (position > offset), false on timeout. */
+  waitFor(partition: number, offset: number, timeoutMs: number): Promise<boolean> {
+    if (this.position(partition) > offset) return Promise.resolve(true);
+    if (this.stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const w: Waiter = {
+        partition, offset, resolve,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          resolve(false);
+        }, timeoutMs),
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  async start(admin: Admin): Promise<void> {
+    // The end of the log now: a replica that is rebuilding says when it has caught up.
+    try {
+      const ends = await admin.fetchTopicOffsets(this.o.topic);
+      this.target = new Map(ends.map((e) => [e.partition, Number(e.high)]));
+    } catch (e) {
+      throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));
+    }
+    const behind = [...this.target].reduce((n, [p, end]) => n + Math.max(0, end - this.position(p)), 0);
+    if (behind > 0) {
+      this.log.info({ messages: behind, from_scratch: this.positions.size === 0 }, this.positions.size === 0 ? 'Kafka: building this replica\'s store from the alert log' : 'Kafka: catching up with the alert log');
+    }
+    try {
+      await this.launch();
+    } catch (e) {
+      throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));
+    }
+    this.checkCaughtUp();
+  }
+
+  private async launch(): Promise<void> {
+    const consumer = this.o.kafka.consumer({
+      groupId: this.o.groupId,
+      sessionTimeout: this.o.cfg.session_timeout,
+      heartbeatInterval: Math.max(1000, Math.floor(this.o.cfg.session_timeout / 10)),
+      maxWaitTimeInMs: 100,
+      maxBytesPerPartition: 4 * 1024 * 1024,
+      allowAutoTopicCreation: false,
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
+    });
+    this.consumer = consumer;
+    // The group's committed offsets only mirror SQLite; after every (re)join
+    // each partition starts where SQLite says, so the two cannot drift apart.
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      const mine = e.payload.memberAssignment[this.o.topic] ?? [];
+      for (const p of mine) {
+        const next = this.positions.get(p);
+        if (next !== undefined) consumer.seek({ topic: this.o.topic, partition: p, offset: String(next) });
+      }
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart }, 'Kafka: the alert log reader failed');
+      if (!e.payload.restart && !this.stopped && this.consumer === consumer) void this.restartLater();
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
+    await consumer.run({ autoCommit: true, autoCommitInterval: 1000, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (b) => this.eachBatch(b) });
+  }
+
+  // kafkajs restarts its consumer after retriable failures; this covers the rest
+  // (e.g. the brokers gone for longer than its retries).
+  private async restartLater(): Promise<void> {
+    await new Promise((r) => setTimeout(r, 5_000));
+    if (this.stopped) return;
+    await this.consumer?.disconnect().catch(() => undefined);
+    if (this.stopped) return;
+    try {
+      await this.launch();
+      this.log.info({}, 'Kafka: the alert log reader is running again');
+    } catch (e) {
+      this.log.error({ error: explainKafkaError(e, this.o.cfg, this.o.topic) }, 'Kafka: could not restart the alert log reader; trying again in 5 s');
+      void this.restartLater();
+    }
+  }
+
+  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const p = batch.partition;
+    const msgs = batch.messages;
+    const lag = Number(batch.highWatermark) - Number(batch.lastOffset()) - 1;
+    lagGauge.set(Math.max(0, lag));
+    let i = 0;
+    // Messages before the stored position were projected already (a fetch that started before a seek).
+    const from = this.position(p);
+    while (i < msgs.length && Number(msgs[i]!.offset) < from) i++;
+    while (i < msgs.length) {
+      if (!isRunning() || isStale()) return;
+      const byAgent = new Map<string, IncomingEvent[]>();
+      let status: StatusLogEvent | undefined;
+      let j = i;
+      for (; j < msgs.length && j - i < CHUNK; j++) {
+        let ev: LogEvent;
+        try {
+          ev = decodeLogEvent(msgs[j]!.value);
+        } catch (e) {
+          if (!(e instanceof BadLogMessage)) throw e;
+          projected.inc({ type: 'invalid', result: 'skipped' });
+          this.log.error({ partition: p, offset: msgs[j]!.offset, error: e.message }, 'Kafka: skipped a log message that is not a Verdict event');
+          continue;
+        }
+        if (ev.type === 'alert') {
+          let list = byAgent.get(ev.agent);
+          if (!list) byAgent.set(ev.agent, (list = []));
+          list.push({ id: ev.id, payload: ev.payload });
+        } else {
+          // A status change applies after the events before it, and before those after it.
+          if (byAgent.size) break;
+          status = ev;
+          j++;
+          break;
+        }
+      }
+      for (const [agent, events] of byAgent) {
+        this.current = { agent, events };
+        let r;
+        try {
+          r = this.o.store.ingest(agent, events);
+        } finally {
+          this.current = undefined;
+        }
+        projected.inc({ type: 'alert', result: 'stored' }, r.stored);
+        projected.inc({ type: 'alert', result: 'duplicate' }, r.duplicates);
+      }
+      if (status) this.applyStatus(status, p, msgs[j - 1]!.offset);
+      const next = Number(msgs[j - 1]!.offset) + 1;
+      this.s.putOffset!.run(this.o.topic, p, next);
+      this.positions.set(p, next);
+      resolveOffset(msgs[j - 1]!.offset);
+      this.notify(p);
+      i = j;
+      await heartbeat();
+    }
+    this.checkCaughtUp();
+  }
+
+  private applyStatus(ev: StatusLogEvent, partition: number, offset: string): void {
+    const uid = alertUid(ev.agent, ev.fingerprint, ev.alert);
+    const id = this.alertOfUid(uid);
+    if (id === undefined) {
+      // Purged here already, or never stored (its events were dropped): nothing to change.
+      projected.inc({ type: 'status', result: 'unknown_alert' });
+      this.log.debug({ uid, partition, offset }, 'Kafka: a status change names an alert this replica does not have');
+      return;
+    }
+    try {
+      this.o.store.setStatus(id, ev.status, ev.actor);
+      projected.inc({ type: 'status', result: 'applied' });
+    } catch (e) {
+      // Every replica refuses the same change at the same place in the log, so they stay alike.
+      if (!(e instanceof StatusConflictError)) throw e;
+      projected.inc({ type: 'status', result: 'conflict' });
+      this.log.info({ uid, status: ev.status, actor: ev.actor }, 'Kafka: a status change from the log was refused: the alert is open again under a newer alert');
+    }
+  }
+
+  /** Store hook: gives each alert created by the current batch its replica-independent name. */
+  private nameNewAlerts(changed: StoredAlert[]): void {
+    const cur = this.current;
+    if (!cur) return;
+    for (const a of changed) {
+      if (this.s.uidOf!.get(a.id)) continue;
+      // The first event of this batch the store filed under this alert opened it.
+      for (const ev of cur.events) {
+        if (ev.payload.fingerprint !== a.fingerprint) continue;
+        if ((this.s.eventAlert!.get(ev.id) as { alert_id: number } | undefined)?.alert_id === a.id) {
+          this.s.putUid!.run(a.id, alertUid(a.agent, a.fingerprint, ev.id));
+          break;
+        }
+      }
+    }
+  }
+
+  private notify(partition: number): void {
+    if (!this.waiters.length) return;
+    const pos = this.position(partition);
+    this.waiters = this.waiters.filter((w) => {
+      if (w.partition !== partition || pos <= w.offset) return true;
+      clearTimeout(w.timer);
+      w.resolve(true);
+      return false;
+    });
+  }
+
+  private checkCaughtUp(): void {
+    if (this.caughtUpLogged || !this.caughtUp()) return;
+    this.caughtUpLogged = true;
+    const n = [...this.target!.values()].reduce((a, b) => a + b, 0);
+    this.log.info({ messages: n, duration_ms: Date.now() - this.startedAt }, 'Kafka: this replica\'s store is up to date with the alert log');
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.resolve(false);
+    }
+    this.waiters = [];
+    await this.consumer?.disconnect().catch((e: unknown) => this.log.debug({ error: errText(e) }, 'Kafka: closing the log reader failed'));
+  }
+}

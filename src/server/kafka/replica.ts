@@ -1,0 +1,152 @@
+import type { Admin } from 'kafkajs';
+import type { KafkaConfig } from '../../shared/config/kafka-config.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+import type { DB } from '../../shared/sqlite/open.js';
+import type { AgentRegistry } from '../agents/agent-registry.js';
+import type { FeedTokens } from '../auth/feed-tokens.js';
+import { QueryError } from '../store/alert-query.js';
+import { STATUSES, StatusConflictError, type AlertStatus, type AlertStore, type StoredAlert } from '../store/alert-store.js';
+import type { AlertSink } from '../tunnel/alert-sink.js';
+import { createKafkaClient, ensureTopics, explainKafkaError, topicsOf } from './client.js';
+import { migrateKafka, replicaId } from './db.js';
+import { DeliveryGroup, type WebhookEnqueuer } from './delivery.js';
+import { KafkaAlertSink } from './log-sink.js';
+import { encodeStatusEvent, logKey } from './messages.js';
+import { LogWriter } from './producer.js';
+import { Projection } from './projection.js';
+import { TokenSync } from './tokens.js';
+
+// A server replica on Kafka: agent batches go to the log (the sink), every
+// replica projects the log into its SQLite (which serves the feed), status
+// changes go through the log too, one member per log partition hands changes
+// to webhooks and the export topic, and token rows are shared.
+
+export interface KafkaReplicaOptions {
+  config: KafkaConfig;
+  db: DB;
+  store: AlertStore;
+  agents: AgentRegistry;
+  tokens: FeedTokens;
+  /** The webhook outbox; absent: no webhook deliveries from this replica. */
+  webhooks?: WebhookEnqueuer | undefined;
+  log: Logger;
+  /** How long changeStatus waits for this replica to apply its own change. */
+  statusTimeoutMs?: number;
+}
+
+export interface KafkaReplica {
+  replicaId: string;
+  /** For the tunnel: acknowledges agent batches once Kafka has them. */
+  sink: AlertSink;
+  /**
+   * Changes an alert's status through the log, so every replica applies it at
+   * the same place among the alert's events; resolves once this replica has
+   * applied it, with the alert as it is then. Undefined for an unknown id.
+   * Throws StatusConflictError (409) like AlertStore.setStatus.
+   */
+  changeStatus(id: number, to: AlertStatus, actor: string): Promise<StoredAlert | undefined>;
+  /** The replica-independent id of an alert (agent/fingerprint/first event id). */
+  uidOf(id: number): string | undefined;
+  /** True once this replica has projected the log as it was at start-up. */
+  caughtUp(): boolean;
+  /** Resolves true once everything in the log now is projected here (tests, tools). */
+  waitCaughtUp(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** A status change is in the log but this replica has not applied it in time. */
+export class StatusPendingError extends Error {
+  readonly statusCode = 503;
+  readonly code = 'pending';
+}
+
+export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaReplica> {
+  const cfg = o.config;
+  const log = o.log;
+  migrateKafka(o.db);
+  const replica = replicaId(o.db);
+  const topics = topicsOf(cfg);
+  const kafka = createKafkaClient(cfg, log);
+  const admin: Admin = kafka.admin({ retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 3_000 } });
+  const writer = new LogWriter(kafka, cfg, log);
+  let projection: Projection | undefined;
+  let delivery: DeliveryGroup | undefined;
+  let tokenSync: TokenSync | undefined;
+  let partitions = 0;
+  const stopAll = async () => {
+    await Promise.allSettled([delivery?.stop(), tokenSync?.stop()]);
+    await projection?.stop();
+    await writer.close();
+    await admin.disconnect().catch(() => undefined);
+  };
+  try {
+    try {
+      await admin.connect();
+    } catch (e) {
+      throw new Error(explainKafkaError(e, cfg));
+    }
+    partitions = (await ensureTopics(admin, cfg, log)).logPartitions;
+    writer.setPartitions(topics.log, partitions);
+    await writer.start();
+    projection = new Projection({ kafka, cfg, db: o.db, store: o.store, topic: topics.log, groupId: topics.projectionGroup(replica), log });
+    await projection.start(admin);
+    tokenSync = new TokenSync({ kafka, cfg, db: o.db, agents: o.agents, tokens: o.tokens, writer, topic: topics.tokens, groupId: topics.tokensGroup(replica), log });
+    await tokenSync.start();
+    delivery = new DeliveryGroup({
+      kafka, cfg, db: o.db, store: o.store, projection, writer, logTopic: topics.log, exportTopic: topics.export,
+      groupId: topics.deliveryGroup, replica, webhooks: o.webhooks, log,
+    });
+    await delivery.start(admin);
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+  log.info({ replica_id: replica, brokers: cfg.brokers, log_topic: topics.log, partitions, export_topic: topics.export || null }, 'Kafka: this server is a replica on the shared alert log');
+
+  const proj = projection;
+  const openOther = o.db.prepare("SELECT id FROM alerts WHERE agent = ? AND fingerprint = ? AND status != 'resolved' AND id != ?");
+  const statusTimeout = o.statusTimeoutMs ?? 15_000;
+
+  return {
+    replicaId: replica,
+    sink: new KafkaAlertSink(writer, topics.log, replica, log),
+    uidOf: (id) => proj.uidOf(id),
+    caughtUp: () => proj.caughtUp(),
+    async waitCaughtUp(timeoutMs) {
+      const ends = await admin.fetchTopicOffsets(topics.log);
+      const waits = ends.map((e) => (Number(e.high) > 0 ? proj.waitFor(e.partition, Number(e.high) - 1, timeoutMs) : Promise.resolve(true)));
+      return (await Promise.all(waits)).every(Boolean);
+    },
+    async changeStatus(id, to, actor) {
+      if (!STATUSES.includes(to)) throw new QueryError(`status must be one of ${STATUSES.join(', ')}`);
+      const a = o.store.get(id);
+      if (!a) return undefined;
+      if (a.status === to) return a;
+      const uid = proj.uidOf(id);
+      // An alert stored before this server used Kafka exists here only.
+      if (!uid) return o.store.setStatus(id, to, actor);
+      // Refused here already, so the caller hears it; the projection refuses it alike should it race.
+      if (a.status === 'resolved') {
+        const other = openOther.get(a.agent, a.fingerprint, id) as { id: number } | undefined;
+        if (other) throw new StatusConflictError(other.id);
+      }
+      const firstEvent = uid.slice(`${a.agent}/${a.fingerprint}/`.length);
+      const [at] = await writer.append([{
+        topic: topics.log,
+        key: logKey(a.agent, a.fingerprint),
+        value: encodeStatusEvent({ agent: a.agent, fingerprint: a.fingerprint, alert: firstEvent, status: to, actor, at: new Date().toISOString(), replica }),
+      }]);
+      if (!at || at.offset < 0 || !(await proj.waitFor(at.partition, at.offset, statusTimeout))) {
+        throw new StatusPendingError(`the status change is in the alert log but this server has not applied it within ${Math.round(statusTimeout / 1000)} s; it shows once this replica catches up (see verdict_kafka_projection_lag_messages)`);
+      }
+      return o.store.get(id);
+    },
+    async close() {
+      try {
+        await stopAll();
+      } catch (e) {
+        log.warn({ error: errText(e) }, 'Kafka: closing the Kafka clients failed');
+      }
+    },
+  };
+}

@@ -1,0 +1,158 @@
+import type { Statement } from 'better-sqlite3';
+import type { Consumer, Kafka as KafkaClient } from 'kafkajs';
+import type { KafkaConfig } from '../../shared/config/kafka-config.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+import type { DB } from '../../shared/sqlite/open.js';
+import type { AgentRegistry } from '../agents/agent-registry.js';
+import type { FeedTokens } from '../auth/feed-tokens.js';
+import { explainKafkaError } from './client.js';
+import type { LogWriter } from './producer.js';
+
+// Agent and feed tokens live in each replica's SQLite, but an agent that fails
+// over, or a feed client behind a load balancer, must be accepted by every
+// replica. Each replica publishes the token rows it has (hashes only, never a
+// secret) to the compacted <prefix>.tokens topic and adds the rows other
+// replicas published. Revocation is one-way, so the replicas converge on
+// "revoked" whatever the order. `verdict agents register --data-dir` on any
+// one replica's data dir is enough.
+
+export interface AgentTokenRow {
+  kind: 'agent_token';
+  agent: string;
+  config_project: string;
+  agent_created_at: string;
+  name: string;
+  token_hash: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface FeedTokenRow {
+  kind: 'feed_token';
+  name: string;
+  scope: string;
+  token_hash: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export type TokenRow = AgentTokenRow | FeedTokenRow;
+
+const keyOf = (r: TokenRow) => `${r.kind === 'agent_token' ? 'agent' : 'feed'}:${r.token_hash}`;
+
+export interface TokenSyncOptions {
+  kafka: KafkaClient;
+  cfg: KafkaConfig;
+  db: DB;
+  agents: AgentRegistry;
+  tokens: FeedTokens;
+  writer: LogWriter;
+  topic: string;
+  groupId: string;
+  log: Logger;
+  /** How often local tables are looked at for new or revoked tokens. */
+  intervalMs?: number;
+}
+
+export class TokenSync {
+  private consumer: Consumer | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private publishing = false;
+  private stopped = false;
+  private readonly s: Record<string, Statement<unknown[]>>;
+
+  constructor(private readonly o: TokenSyncOptions) {
+    const db = o.db;
+    this.s = {
+      unpublishedAgent: db.prepare(`SELECT a.name AS agent, a.config_project, a.created_at AS agent_created_at, t.name, t.token_hash, t.created_at, t.revoked_at
+        FROM agent_tokens t JOIN agents a ON a.id = t.agent_id LEFT JOIN kafka_tokens_seen s ON s.key = 'agent:' || t.token_hash
+        WHERE s.key IS NULL OR (t.revoked_at IS NOT NULL AND s.revoked = 0)`),
+      unpublishedFeed: db.prepare(`SELECT t.name, t.scope, t.token_hash, t.created_at, t.revoked_at
+        FROM feed_tokens t LEFT JOIN kafka_tokens_seen s ON s.key = 'feed:' || t.token_hash
+        WHERE s.key IS NULL OR (t.revoked_at IS NOT NULL AND s.revoked = 0)`),
+      markSeen: db.prepare('INSERT INTO kafka_tokens_seen (key, revoked) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET revoked = max(revoked, excluded.revoked)'),
+      insertAgent: db.prepare('INSERT INTO agents (name, config_project, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING'),
+      agentId: db.prepare('SELECT id FROM agents WHERE name = ?'),
+      insertAgentToken: db.prepare('INSERT INTO agent_tokens (agent_id, name, token_hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING'),
+      agentToken: db.prepare('SELECT t.id, t.revoked_at, a.name AS agent FROM agent_tokens t JOIN agents a ON a.id = t.agent_id WHERE t.token_hash = ?'),
+      insertFeedToken: db.prepare('INSERT INTO feed_tokens (name, scope, token_hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING'),
+      feedToken: db.prepare('SELECT id, revoked_at FROM feed_tokens WHERE token_hash = ?'),
+    };
+  }
+
+  async start(): Promise<void> {
+    const consumer = this.o.kafka.consumer({ groupId: this.o.groupId, sessionTimeout: this.o.cfg.session_timeout, maxWaitTimeInMs: 500, allowAutoTopicCreation: false });
+    this.consumer = consumer;
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.o.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart }, 'Kafka: reading the tokens topic failed; tokens created on other replicas may not work here until it recovers');
+    });
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
+      await consumer.run({ eachMessage: async ({ message }) => this.apply(message.value) });
+    } catch (e) {
+      throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));
+    }
+    // Published once now so that tokens registered before the start count right away.
+    await this.publish();
+    this.timer = setInterval(() => void this.publish(), this.o.intervalMs ?? 1000);
+    this.timer.unref();
+  }
+
+  /** Publishes local token rows that the topic does not have yet (new, or newly revoked). */
+  async publish(): Promise<void> {
+    if (this.publishing || this.stopped) return;
+    this.publishing = true;
+    try {
+      const rows: TokenRow[] = [
+        ...(this.s.unpublishedAgent!.all() as Omit<AgentTokenRow, 'kind'>[]).map((r) => ({ kind: 'agent_token' as const, ...r })),
+        ...(this.s.unpublishedFeed!.all() as Omit<FeedTokenRow, 'kind'>[]).map((r) => ({ kind: 'feed_token' as const, ...r })),
+      ];
+      if (!rows.length) return;
+      await this.o.writer.append(rows.map((r) => ({ topic: this.o.topic, key: keyOf(r), value: JSON.stringify(r) })));
+      this.o.db.transaction(() => {
+        for (const r of rows) this.s.markSeen!.run(keyOf(r), r.revoked_at ? 1 : 0);
+      })();
+      this.o.log.info({ tokens: rows.length }, 'Kafka: published token changes for the other replicas');
+    } catch (e) {
+      this.o.log.warn({ error: errText(e) }, 'Kafka: could not publish token changes; trying again shortly');
+    } finally {
+      this.publishing = false;
+    }
+  }
+
+  private apply(value: Buffer | null): void {
+    if (!value) return; // a tombstone: nothing to add, and revocations are never undone
+    let r: TokenRow;
+    try {
+      r = JSON.parse(value.toString('utf8')) as TokenRow;
+    } catch {
+      this.o.log.error({}, 'Kafka: skipped a tokens topic message that is not JSON');
+      return;
+    }
+    if (typeof r.token_hash !== 'string' || !/^[0-9a-f]{64}$/.test(r.token_hash)) return;
+    this.o.db.transaction(() => {
+      if (r.kind === 'agent_token') {
+        this.s.insertAgent!.run(r.agent, r.config_project, r.agent_created_at);
+        const agent = this.s.agentId!.get(r.agent) as { id: number };
+        this.s.insertAgentToken!.run(agent.id, r.name, r.token_hash, r.created_at);
+        const local = this.s.agentToken!.get(r.token_hash) as { id: number; revoked_at: string | null; agent: string };
+        // Through the registry, so the revocation watcher drops this token's open streams.
+        if (r.revoked_at && !local.revoked_at) this.o.agents.revokeToken(local.agent, local.id);
+      } else if (r.kind === 'feed_token') {
+        this.s.insertFeedToken!.run(r.name, r.scope, r.token_hash, r.created_at);
+        const local = this.s.feedToken!.get(r.token_hash) as { id: number; revoked_at: string | null };
+        if (r.revoked_at && !local.revoked_at) this.o.tokens.revoke(local.id);
+      } else {
+        return;
+      }
+      this.s.markSeen!.run(keyOf(r), r.revoked_at ? 1 : 0);
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.consumer?.disconnect().catch(() => undefined);
+  }
+}

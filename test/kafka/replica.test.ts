@@ -1,0 +1,180 @@
+// Replicas on one real Kafka broker (scripts/kafka.sh), in this process: the
+// log sink, the projection, status changes through the log, rebuilding a
+// replica from the log, the export topic and token sharing.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import kafkajs from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentRegistry } from '../../src/server/agents/agent-registry.js';
+import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
+import { startKafkaReplica, type KafkaReplica } from '../../src/server/kafka/replica.js';
+import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
+import type { ExportedAlert } from '../../src/server/kafka/messages.js';
+import { AlertStore, StatusConflictError, type StoredAlert } from '../../src/server/store/alert-store.js';
+import { openServerDb } from '../../src/server/store/server-db.js';
+import { falcoPayload } from '../../src/server/store/test-payloads.js';
+import { kafkaConfigForBootstrap, type KafkaConfig } from '../../src/shared/config/kafka-config.js';
+import { createRootLogger } from '../../src/shared/log/logger.js';
+import type { DB } from '../../src/shared/sqlite/open.js';
+
+const { Kafka, logLevel } = kafkajs;
+
+const log = createRootLogger({ level: process.env.VERDICT_TEST_LOGS ? 'debug' : 'silent' });
+const dir = mkdtempSync(join(tmpdir(), 'verdict-kafka-replica-'));
+let broker: Broker;
+let cfg: KafkaConfig;
+
+interface Node {
+  db: DB;
+  store: AlertStore;
+  agents: AgentRegistry;
+  tokens: FeedTokens;
+  replica: KafkaReplica;
+  changed: StoredAlert[];
+}
+const nodes: Node[] = [];
+
+async function node(name: string): Promise<Node> {
+  const db = openServerDb(join(dir, name));
+  const store = new AlertStore(db);
+  const agents = new AgentRegistry(db);
+  const tokens = new FeedTokens(db);
+  const replica = await startKafkaReplica({ config: cfg, db, store, agents, tokens, log: log.child({ replica: name }) });
+  const n: Node = { db, store, agents, tokens, replica, changed: [] };
+  store.on('changed', (a) => n.changed.push(...a));
+  nodes.push(n);
+  return n;
+}
+
+async function closeNode(n: Node): Promise<void> {
+  await n.replica.close();
+  n.db.close();
+  nodes.splice(nodes.indexOf(n), 1);
+}
+
+/** Alerts of a replica by replica-independent id, without the per-replica fields. */
+function snapshot(n: Node): Record<string, { status: string; count: number; events: number }> {
+  const rows = n.db.prepare('SELECT a.id, a.status, a.count, a.events FROM alerts a').all() as { id: number; status: string; count: number; events: number }[];
+  const out: Record<string, { status: string; count: number; events: number }> = {};
+  for (const r of rows) out[n.replica.uidOf(r.id) ?? `local-${r.id}`] = { status: r.status, count: r.count, events: r.events };
+  return out;
+}
+
+const ev = (fp: string, o: Parameters<typeof falcoPayload>[0] = {}) => ({ id: randomUUID(), payload: falcoPayload({ fp, ...o }) });
+
+beforeAll(() => {
+  broker = startBroker(mkdtempSync(join(tmpdir(), 'verdict-kafka-state-')));
+  cfg = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `t${randomUUID().slice(0, 8)}`, export_topic: `t${randomUUID().slice(0, 8)}.alerts`, partitions: 3, session_timeout: '6s' });
+}, 320_000);
+
+afterAll(async () => {
+  for (const n of [...nodes]) await closeNode(n).catch(() => undefined);
+  try {
+    if (broker) stopBroker(broker);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 90_000);
+
+describe('Kafka replicas (in process, real broker)', () => {
+  let a: Node;
+  let b: Node;
+
+  it('projects what one replica accepted into every replica, once, and emits it as changes', async () => {
+    [a, b] = [await node('a'), await node('b')];
+    const batch = [ev('f1'), ev('f2'), ev('f1'), ev('f3')];
+    const r = await a.replica.sink.accept('edge', batch);
+    expect(r.stored).toBe(4);
+    // The agent resends the batch (its acknowledgement was lost): stored once.
+    await b.replica.sink.accept('edge', batch);
+    expect(await a.replica.waitCaughtUp(15_000)).toBe(true);
+    expect(await b.replica.waitCaughtUp(15_000)).toBe(true);
+    const sa = snapshot(a);
+    expect(Object.keys(sa)).toHaveLength(3);
+    expect(Object.values(sa).map((x) => x.count).sort()).toEqual([1, 1, 2]);
+    expect(snapshot(b)).toEqual(sa);
+    // The live feed listens to 'changed': the replica that did not receive the batch emits it too.
+    expect(new Set(b.changed.map((x) => x.fingerprint))).toEqual(new Set(['f1', 'f2', 'f3']));
+    for (const uid of Object.keys(sa)) expect(uid).toMatch(/^edge\/f\d\/[0-9a-f-]{36}$/);
+  });
+
+  it('changes status through the log, so every replica applies it at the same place', async () => {
+    const f1 = (n: Node) => n.store.list({ limit: 100 }).alerts.find((x) => x.fingerprint === 'f1')!;
+    const onB = await b.replica.changeStatus(f1(b).id, 'acknowledged', 'bob');
+    expect(onB?.status).toBe('acknowledged');
+    await a.replica.waitCaughtUp(15_000);
+    expect(f1(a).status).toBe('acknowledged');
+
+    // Resolved, then the same thing happens again: a new alert on both replicas.
+    await a.replica.changeStatus(f1(a).id, 'resolved', 'alice');
+    await a.replica.sink.accept('edge', [ev('f1')]);
+    await a.replica.waitCaughtUp(15_000);
+    await b.replica.waitCaughtUp(15_000);
+    const open = (n: Node) => n.store.list({ limit: 100 }).alerts.filter((x) => x.fingerprint === 'f1');
+    expect(open(a).map((x) => x.status).sort()).toEqual(['resolved', 'triggered']);
+    expect(snapshot(b)).toEqual(snapshot(a));
+
+    // Reopening the resolved one while a newer one is open is refused, as without Kafka.
+    const old = open(b).find((x) => x.status === 'resolved')!;
+    await expect(b.replica.changeStatus(old.id, 'triggered', 'bob')).rejects.toBeInstanceOf(StatusConflictError);
+    const history = a.store.detail(open(a).find((x) => x.status === 'resolved')!.id)!.history;
+    expect(history.map((h) => [h.to, h.actor])).toEqual([['acknowledged', 'bob'], ['resolved', 'alice']]);
+  });
+
+  it('rebuilds a replica that lost its SQLite from the log', async () => {
+    const before = snapshot(a);
+    const c = await node('c');
+    expect(await c.replica.waitCaughtUp(20_000)).toBe(true);
+    expect(c.replica.caughtUp()).toBe(true);
+    expect(snapshot(c)).toEqual(before);
+    // A restarted replica resumes where its SQLite says, without reading the log again.
+    await closeNode(c);
+    const again = await node('c');
+    expect(await again.replica.waitCaughtUp(20_000)).toBe(true);
+    expect(snapshot(again)).toEqual(before);
+    expect(again.changed).toHaveLength(0);
+    await closeNode(again);
+  });
+
+  it('exports each alert change once, as JSON keyed by the alert id', async () => {
+    const consumer = new Kafka({ clientId: 'export-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({ groupId: `export-test-${randomUUID()}` });
+    const got: { key: string; value: ExportedAlert }[] = [];
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic: cfg.export_topic, fromBeginning: true });
+      await consumer.run({ eachMessage: async ({ message }) => void got.push({ key: message.key!.toString(), value: JSON.parse(message.value!.toString()) as ExportedAlert }) });
+      const deadline = Date.now() + 20_000;
+      const want = Object.keys(snapshot(a));
+      while (Date.now() < deadline && !want.every((uid) => got.some((g) => g.key === uid && g.value.status === snapshot(a)[uid]!.status && g.value.count === snapshot(a)[uid]!.count))) {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      for (const uid of want) {
+        const last = got.filter((g) => g.key === uid).at(-1)!;
+        expect(last.value).toMatchObject({ schema: 'verdict.alert/v1', id: uid, agent: 'edge', status: snapshot(a)[uid]!.status, count: snapshot(a)[uid]!.count, source: 'falco' });
+        expect(last.value.falco).toBeTruthy();
+      }
+      // Once per change across replicas: no (partition, offset) of the log is exported twice.
+      const changes = got.map((g) => `${g.value.change.log_partition}:${g.value.change.log_offset}`);
+      expect(new Set(changes).size).toBe(changes.length);
+    } finally {
+      await consumer.disconnect();
+    }
+  });
+
+  it('shares agent and feed tokens between replicas, revocations included', async () => {
+    const project = mkdtempSync(join(tmpdir(), 'verdict-project-'));
+    const { token, tokenId } = a.agents.register('edge', project);
+    const feed = b.tokens.create('reader', 'read');
+    const until = async (f: () => boolean) => {
+      const end = Date.now() + 15_000;
+      while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+      return f();
+    };
+    expect(await until(() => Boolean(b.agents.authenticate(token)))).toBe(true);
+    expect(await until(() => Boolean(a.tokens.verify(feed.token)))).toBe(true);
+    a.agents.revokeToken('edge', tokenId);
+    expect(await until(() => !b.agents.authenticate(token))).toBe(true);
+  });
+});
