@@ -67,3 +67,20 @@ describe('AlertAggregator', () => {
     expect(outbox.size).toBe(1);
   });
 });
+
+describe('AlertAggregator storage', () => {
+  it('keeps counts written by small updates across a restart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    const agg = new AlertAggregator(db, new Outbox(db, { maxBytes: 1e9, log }), { log });
+    // More repeats than samples are kept: later ones only touch the small row.
+    for (let i = 1; i <= 9; i++) agg.add([alert('a', `2026-01-01T00:00:0${i}Z`)], 60_000);
+    db.close();
+    db = openAgentDb(dir);
+    const outbox = new Outbox(db, { maxBytes: 1e9, log });
+    new AlertAggregator(db, outbox, { log }).flush(true);
+    const a = JSON.parse(outbox.read(0, 10)[0]!.payload.toString()) as AlertPayload;
+    expect(a).toMatchObject({ count: 9, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:09Z', description: 'd 2026-01-01T00:00:09Z' });
+    expect(a.samples).toHaveLength(5);
+  });
+});

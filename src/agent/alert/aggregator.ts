@@ -11,11 +11,19 @@ import type { Outbox } from '../spool/outbox.js';
 // occurrence is durable once add() returns, and a restart flushes what a crash
 // left behind instead of losing it.
 
+// A group's full payload (with its samples) is written once when the group
+// opens and again only while samples are still being collected; a repeat
+// after that updates a small row (count, first/last seen, description). That
+// keeps the cost of a flood of repeats to a few bytes per occurrence.
 const MIGRATIONS = [
   `CREATE TABLE pending_alerts (
      fingerprint TEXT PRIMARY KEY,
      payload BLOB NOT NULL,
-     closes_at INTEGER NOT NULL
+     closes_at INTEGER NOT NULL,
+     count INTEGER NOT NULL,
+     first_seen TEXT NOT NULL,
+     last_seen TEXT NOT NULL,
+     description TEXT NOT NULL
    )`,
 ];
 
@@ -25,6 +33,10 @@ const emitted = new Counter({ name: 'verdict_agent_alerts_emitted_total', help: 
 interface Group {
   alert: AlertPayload;
   closesAt: number;
+  /** The stored payload lacks samples added since it was written. */
+  payloadStale: boolean;
+  /** The group is not in the table yet. */
+  isNew: boolean;
 }
 
 export interface AggregatorOptions {
@@ -36,16 +48,24 @@ export interface AggregatorOptions {
 
 export class AlertAggregator {
   private readonly groups = new Map<string, Group>();
-  private readonly upsert;
+  private readonly insert;
+  private readonly writePayload;
+  private readonly writeCounts;
   private readonly del;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly db: DB, private readonly outbox: Outbox, private readonly opts: AggregatorOptions) {
     migrate(db, 'pending_alerts', MIGRATIONS);
-    this.upsert = db.prepare('INSERT INTO pending_alerts (fingerprint, payload, closes_at) VALUES (?, ?, ?) ON CONFLICT(fingerprint) DO UPDATE SET payload = excluded.payload');
+    this.insert = db.prepare('INSERT INTO pending_alerts (fingerprint, payload, closes_at, count, first_seen, last_seen, description) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.writePayload = db.prepare('UPDATE pending_alerts SET payload = ?, count = ?, first_seen = ?, last_seen = ?, description = ? WHERE fingerprint = ?');
+    this.writeCounts = db.prepare('UPDATE pending_alerts SET count = ?, first_seen = ?, last_seen = ?, description = ? WHERE fingerprint = ?');
     this.del = db.prepare('DELETE FROM pending_alerts WHERE fingerprint = ?');
-    for (const row of db.prepare('SELECT fingerprint, payload, closes_at FROM pending_alerts').all() as { fingerprint: string; payload: Buffer; closes_at: number }[]) {
-      this.groups.set(row.fingerprint, { alert: JSON.parse(row.payload.toString('utf8')) as AlertPayload, closesAt: row.closes_at });
+    const rows = db.prepare('SELECT payload, closes_at, count, first_seen, last_seen, description FROM pending_alerts').all() as
+      { payload: Buffer; closes_at: number; count: number; first_seen: string; last_seen: string; description: string }[];
+    for (const row of rows) {
+      const alert = JSON.parse(row.payload.toString('utf8')) as AlertPayload;
+      Object.assign(alert, { count: row.count, first_seen: row.first_seen, last_seen: row.last_seen, description: row.description });
+      this.groups.set(alert.fingerprint, { alert, closesAt: row.closes_at, payloadStale: false, isNew: false });
     }
     if (this.groups.size) opts.log.info({ pending: this.groups.size }, 'Resuming de-duplication of alerts left pending by the previous run');
   }
@@ -65,21 +85,53 @@ export class AlertAggregator {
       }
       return;
     }
-    const tx = this.db.transaction(() => {
-      for (const a of alerts) {
-        occurrences.inc({ source: a.source }, a.count);
-        const g = this.groups.get(a.fingerprint);
-        if (g) {
-          mergeInto(g.alert, a);
-          this.upsert.run(a.fingerprint, Buffer.from(JSON.stringify(g.alert)), g.closesAt);
-        } else {
-          const copy: AlertPayload = { ...a, samples: a.samples.slice(0, MAX_SAMPLES) };
-          this.groups.set(a.fingerprint, { alert: copy, closesAt: now + windowMs });
-          this.upsert.run(a.fingerprint, Buffer.from(JSON.stringify(copy)), now + windowMs);
-        }
+    // Fold in memory first, so a batch with many repeats writes each group once.
+    const touched = new Set<Group>();
+    for (const a of alerts) {
+      occurrences.inc({ source: a.source }, a.count);
+      const g = this.groups.get(a.fingerprint);
+      if (g) {
+        if (mergeInto(g.alert, a)) g.payloadStale = true;
+        touched.add(g);
+      } else {
+        const copy: AlertPayload = { ...a, samples: a.samples.slice(0, MAX_SAMPLES) };
+        const group = { alert: copy, closesAt: now + windowMs, payloadStale: false, isNew: true };
+        this.groups.set(a.fingerprint, group);
+        touched.add(group);
       }
-    });
-    tx();
+    }
+    try {
+      this.db.transaction(() => {
+        for (const g of touched) {
+          const a = g.alert;
+          if (g.isNew) this.insert.run(a.fingerprint, Buffer.from(JSON.stringify(a)), g.closesAt, a.count, a.first_seen, a.last_seen, a.description);
+          else if (g.payloadStale) this.writePayload.run(Buffer.from(JSON.stringify(a)), a.count, a.first_seen, a.last_seen, a.description, a.fingerprint);
+          else this.writeCounts.run(a.count, a.first_seen, a.last_seen, a.description, a.fingerprint);
+        }
+      })();
+    } catch (e) {
+      // Nothing was stored: forget the in-memory folding so memory matches disk.
+      this.reloadTouched(touched);
+      throw e;
+    }
+    for (const g of touched) {
+      g.isNew = false;
+      g.payloadStale = false;
+    }
+  }
+
+  private reloadTouched(touched: Set<Group>): void {
+    const get = this.db.prepare('SELECT payload, count, first_seen, last_seen, description FROM pending_alerts WHERE fingerprint = ?');
+    for (const g of touched) {
+      const row = get.get(g.alert.fingerprint) as { payload: Buffer; count: number; first_seen: string; last_seen: string; description: string } | undefined;
+      if (!row) {
+        this.groups.delete(g.alert.fingerprint);
+        continue;
+      }
+      g.alert = Object.assign(JSON.parse(row.payload.toString('utf8')) as AlertPayload, { count: row.count, first_seen: row.first_seen, last_seen: row.last_seen, description: row.description });
+      g.isNew = false;
+      g.payloadStale = false;
+    }
   }
 
   /** Moves groups whose window has closed (all of them with force) to the spool. */
@@ -125,7 +177,8 @@ export class AlertAggregator {
   }
 }
 
-function mergeInto(into: AlertPayload, a: AlertPayload): void {
+/** Folds a repeat into a group; returns true when samples were added. */
+function mergeInto(into: AlertPayload, a: AlertPayload): boolean {
   into.count += a.count;
   if (a.first_seen < into.first_seen) into.first_seen = a.first_seen;
   if (a.last_seen > into.last_seen) {
@@ -133,8 +186,11 @@ function mergeInto(into: AlertPayload, a: AlertPayload): void {
     // The latest occurrence describes the current state best (e.g. a new output text).
     into.description = a.description;
   }
+  let grew = false;
   for (const s of a.samples) {
     if (into.samples.length >= MAX_SAMPLES) break;
     into.samples.push(s);
+    grew = true;
   }
+  return grew;
 }

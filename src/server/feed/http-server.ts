@@ -1,29 +1,82 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifySchemaValidationError } from 'fastify';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { AlertStore } from '../store/alert-store.js';
+import { registerFeedTokenAdminRoutes } from './admin-routes.js';
 import { registerAlertRoutes } from './alerts-routes.js';
-import { registerWebhookAdminRoutes } from '../webhooks/admin-routes.js';
+import { BEARER_PROTOCOL_PREFIX, STREAM_PROTOCOL } from './auth.js';
+import { registerOpenApi } from './openapi.js';
+import { StreamHub } from './stream.js';
+import { registerStreamRoute } from './stream-routes.js';
+import { registerWebRoutes } from './web-routes.js';
+import { routeSchema } from './schemas.js';
 
 export interface HttpDeps {
   store: AlertStore;
   tokens: FeedTokens;
   log: Logger;
   ready: () => boolean;
+  /** How often live streams are pinged and their tokens checked (tests shorten it). */
+  streamPingMs?: number;
 }
 
-export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: 1024 * 1024 }) as unknown as FastifyInstance;
+/** What was wrong with a request, in words a person can act on. */
+export function describeValidation(errors: FastifySchemaValidationError[], where: string): string {
+  return errors.map((e) => {
+    const path = e.instancePath.replace(/^\//, '').replace(/\/\d+$/, '').replaceAll('/', '.') || (e.params as { missingProperty?: string }).missingProperty || where;
+    const p = e.params as Record<string, unknown>;
+    switch (e.keyword) {
+      case 'enum': return `${path}: must be one of ${(p.allowedValues as string[]).join(', ')}`;
+      case 'required': return `${p.missingProperty as string}: is required`;
+      case 'type': return `${path}: must be ${p.type === 'integer' ? 'a whole number' : `of type ${String(p.type)}`}`;
+      case 'minimum': return `${path}: must be at least ${String(p.limit)}`;
+      case 'maximum': return `${path}: must be at most ${String(p.limit)}`;
+      case 'maxLength': return `${path}: must be at most ${String(p.limit)} characters`;
+      case 'minLength': return `${path}: must not be empty`;
+      case 'maxItems': return `${path}: at most ${String(p.limit)} values`;
+      case 'additionalProperties': return `${where}: unknown field "${String(p.additionalProperty)}"`;
+      default: return `${path}: ${e.message ?? 'is invalid'}`;
+    }
+  }).join('; ');
+}
+
+export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance & { streams: StreamHub }> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: 1024 * 1024,
+    schemaErrorFormatter: (errors, dataVar) => new Error(describeValidation(errors, dataVar === 'querystring' ? 'query' : dataVar)),
+  }) as unknown as FastifyInstance;
   app.setErrorHandler((err: { statusCode?: number; validation?: unknown; message: string; code?: string }, req, reply) => {
     const status = err.statusCode ?? 500;
     if (status >= 500) req.log.error({ error: err.message }, 'Request failed');
-    void reply.code(status).send({ error: err.validation ? 'bad_request' : (err.code ?? 'error'), message: err.message });
+    void reply.code(status).send({
+      error: err.validation || status === 400 ? 'bad_request' : status >= 500 ? 'internal' : (err.code ?? 'error').toLowerCase(),
+      message: status >= 500 ? 'the server failed to answer; the server log has the error' : err.message,
+    });
   });
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => (deps.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'starting' })));
-  app.get('/metrics', async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
+  app.addHook('onSend', async (_req, reply) => {
+    if (!reply.hasHeader('x-content-type-options')) void reply.header('x-content-type-options', 'nosniff');
+  });
+  await app.register(websocket, {
+    options: {
+      maxPayload: 64 * 1024,
+      // Never echo the bearer.<token> protocol back.
+      handleProtocols: (protocols: Set<string>) => (protocols.has(STREAM_PROTOCOL) || [...protocols].some((p) => p.startsWith(BEARER_PROTOCOL_PREFIX)) ? STREAM_PROTOCOL : false),
+    },
+  });
+  registerOpenApi(app);
+  const hub = new StreamHub(deps.store, deps.tokens, deps.log, { pingMs: deps.streamPingMs });
+  app.addHook('onClose', async () => hub.close());
+  app.get('/healthz', { schema: routeSchema({ hide: true, response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } }) }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: routeSchema({ hide: true, response: { 200: { type: 'object', properties: { status: { type: 'string' } } }, 503: { type: 'object', properties: { status: { type: 'string' } } } } }) },
+    async (_req, reply) => (deps.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'starting' })));
+  app.get('/metrics', { schema: routeSchema({ hide: true }) }, async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
   registerAlertRoutes(app, deps);
-  registerWebhookAdminRoutes(app, deps);
-  return app;
+  registerStreamRoute(app, { ...deps, hub });
+  registerFeedTokenAdminRoutes(app, deps);
+  registerWebRoutes(app);
+  return Object.assign(app, { streams: hub });
 }

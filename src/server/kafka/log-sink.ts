@@ -32,7 +32,13 @@ export class KafkaAlertSink implements AlertSink {
       }
       messages.push({ topic: this.topic, key: logKey(agent, ev.payload.fingerprint), value });
     }
-    await this.writer.append(messages);
+    try {
+      await this.writer.append(messages);
+    } catch (e) {
+      // The agent reads this too, and its own hints key on errno names: ECONNREFUSED
+      // here would make it blame its --kas-address, which answered fine.
+      throw new Error(`the alert log in Kafka is unavailable, so the batch is not acknowledged: ${(e as Error).message.replace(/\bconnect ECONNREFUSED\b/g, 'connection refused to').replace(/\bE(CONNRESET|TIMEDOUT|HOSTUNREACH|NOTFOUND)\b/g, (m) => m.slice(1).toLowerCase())}`);
+    }
     return { stored: messages.length, duplicates: 0 };
   }
 }

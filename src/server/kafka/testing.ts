@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,10 +81,12 @@ export async function restartBroker(b: Broker, downMs = 0): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   if (downMs) await new Promise((r) => setTimeout(r, downMs));
-  const logFd = openSync(join(b.stateDir, 'server.log'), 'a');
-  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', logFd, logFd] });
-  closeSync(logFd);
-  child.unref();
+  // Through sh, so the JVM is not our child: a test blocked in execFileSync
+  // (kafka.sh stop) could not reap it, and the zombie would look alive.
+  const logFile = join(b.stateDir, 'server.log');
+  const quoted = argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const out = execFileSync('sh', ['-c', `setsid ${quoted} </dev/null >>'${logFile}' 2>&1 & echo $!`], { encoding: 'utf8' });
+  const child = { pid: Number(out.trim()) };
   writeFileSync(pidFile, `${child.pid}\n`);
   // The old watchdog followed the old JVM; this one stops the new one with us.
   const wd = spawn(SCRIPT, ['_watch', String(process.pid), String(child.pid)], { env: scriptEnv(b.stateDir), detached: true, stdio: 'ignore' });
@@ -93,7 +95,7 @@ export async function restartBroker(b: Broker, downMs = 0): Promise<void> {
   const addr = b.bootstrap.split(',')[0]!;
   const t1 = Date.now();
   while (!(await portOpen(addr))) {
-    if (!alive(child.pid!)) throw new Error(`the restarted broker exited; see ${join(b.stateDir, 'server.log')}`);
+    if (!alive(child.pid)) throw new Error(`the restarted broker exited; see ${join(b.stateDir, 'server.log')}`);
     if (Date.now() - t1 > 60_000) throw new Error(`the restarted broker does not listen on ${addr} after 60 s; see ${join(b.stateDir, 'server.log')}`);
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -1,0 +1,195 @@
+import type { FastifySchema } from 'fastify';
+import { SEVERITIES } from '../../shared/alert/payload.js';
+import { FEED_SCOPES } from '../auth/feed-tokens.js';
+import { COUNT_BY, SORTS, STATUSES } from '../store/alert-query.js';
+
+// JSON schemas of the feed API. Fastify validates requests with them and
+// serializes responses with them, and /api/v1/openapi.json is built from them.
+
+const NAME = { type: 'string', minLength: 1, maxLength: 253 } as const;
+const TIME = {
+  type: 'string',
+  maxLength: 40,
+  description: 'RFC 3339 time (2024-05-01T10:00:00Z) or a duration before now (15m, 24h, 7d)',
+} as const;
+
+/** Filters shared by the list, the counts and the live stream. */
+export const filterProperties = {
+  status: { type: 'array', items: { type: 'string', enum: STATUSES }, maxItems: 4, description: 'any of these statuses; repeat the parameter or separate with commas' },
+  severity: { type: 'array', items: { type: 'string', enum: SEVERITIES }, maxItems: 5, description: 'any of these severities' },
+  source: { type: 'array', items: { type: 'string', enum: ['cilium', 'falco'] }, maxItems: 2 },
+  agent: { type: 'array', items: NAME, maxItems: 20 },
+  namespace: { type: 'array', items: NAME, maxItems: 20 },
+  policy: { type: 'array', items: NAME, maxItems: 20, description: '"namespace/name", or a bare name for any namespace' },
+  rule: { type: 'array', items: NAME, maxItems: 20, description: 'Falco rule names; repeat the parameter for several (rule names may contain commas)' },
+  since: { ...TIME, description: `alerts last seen at or after this time: ${TIME.description}` },
+  until: { ...TIME, description: `alerts first seen at or before this time: ${TIME.description}` },
+  q: { type: 'string', maxLength: 200, description: 'full-text search over titles, Falco outputs, descriptions, pods, namespaces, policy and rule names; words are ANDed, "quoted words" are a phrase, the last word is a prefix; hyphens and dots are part of words' },
+  access_token: { type: 'string', description: 'the feed token, for clients that cannot send an Authorization header' },
+} as const;
+
+/** Parameters that may be repeated or comma-separated; rule names may contain commas, so only repeats. */
+export const LIST_PARAMS = new Set(['status', 'severity', 'source', 'agent', 'namespace', 'policy']);
+export const ARRAY_PARAMS = new Set([...LIST_PARAMS, 'rule']);
+
+export const listQuerySchema = {
+  type: 'object',
+  properties: {
+    ...filterProperties,
+    sort: { type: 'string', enum: SORTS, default: 'last_seen', description: 'last_seen (latest activity), created (newest alert), severity (then newest), count (occurrences)' },
+    order: { type: 'string', enum: ['desc', 'asc'], default: 'desc' },
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    cursor: { type: 'string', maxLength: 300, description: 'next_cursor of the previous page' },
+  },
+} as const;
+
+export const countsQuerySchema = {
+  type: 'object',
+  required: ['by'],
+  properties: {
+    ...filterProperties,
+    by: { type: 'string', enum: COUNT_BY },
+    limit: { type: 'integer', minimum: 1, maximum: 200, default: 20 },
+  },
+} as const;
+
+export const streamQuerySchema = {
+  type: 'object',
+  properties: {
+    ...filterProperties,
+    cursor: { type: 'integer', minimum: 0, description: 'resume after this change (the `cursor` of the last message received, or `stream_cursor` of a list response)' },
+  },
+} as const;
+
+const policyRef = {
+  type: 'object',
+  properties: { kind: { type: 'string' }, namespace: { type: 'string' }, name: { type: 'string' } },
+  required: ['kind', 'namespace', 'name'],
+} as const;
+
+const freeObject = { type: 'object', additionalProperties: true } as const;
+const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
+
+export const alertSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    status: { type: 'string', enum: STATUSES },
+    source: { type: 'string', enum: ['cilium', 'falco'] },
+    severity: { type: 'string', enum: SEVERITIES },
+    title: { type: 'string' },
+    description: { type: 'string', description: 'of the first occurrence; each occurrence keeps its own' },
+    agent: { type: 'string' },
+    cluster: { type: 'string' },
+    namespace: { type: 'string' },
+    policies: { type: 'array', items: policyRef },
+    rule: { type: 'string' },
+    labels: { ...stringMap, description: 'of the latest occurrence' },
+    count: { type: 'integer', description: 'occurrences' },
+    events: { type: 'integer', description: 'events received (an agent may fold several occurrences into one)' },
+    first_seen: { type: 'string', format: 'date-time' },
+    last_seen: { type: 'string', format: 'date-time' },
+    created_at: { type: 'string', format: 'date-time' },
+    updated_at: { type: 'string', format: 'date-time' },
+    fingerprint: { type: 'string' },
+    seq: { type: 'integer', description: 'change counter: a higher seq is a later change' },
+    details: { ...freeObject, description: 'cilium (flow endpoints, drop reason) or falco (rule, priority, output, output fields) of the first occurrence' },
+  },
+  required: ['id', 'status', 'source', 'severity', 'title', 'namespace', 'policies', 'rule', 'count', 'first_seen', 'last_seen', 'seq'],
+} as const;
+
+export const errorSchema = {
+  type: 'object',
+  properties: { error: { type: 'string' }, message: { type: 'string' } },
+  required: ['error', 'message'],
+} as const;
+
+export const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, errorSchema]));
+
+export const listResponse = {
+  type: 'object',
+  properties: {
+    alerts: { type: 'array', items: alertSchema },
+    next_cursor: { type: ['string', 'null'], description: 'pass as cursor for the next page; null on the last page' },
+    stream_cursor: { type: 'integer', description: 'open the live stream with this cursor to get every change after this page was read' },
+  },
+  required: ['alerts', 'next_cursor', 'stream_cursor'],
+} as const;
+
+export const occurrenceSchema = {
+  type: 'object',
+  properties: {
+    event_no: { type: 'integer' },
+    event_id: { type: 'string' },
+    received_at: { type: 'string', format: 'date-time' },
+    count: { type: 'integer' },
+    first_seen: { type: 'string', format: 'date-time' },
+    last_seen: { type: 'string', format: 'date-time' },
+    severity: { type: 'string' },
+    description: { type: 'string' },
+    labels: stringMap,
+    samples: { type: 'array', items: {}, description: 'raw flows (Hubble JSON) or Falco events' },
+  },
+} as const;
+
+export const historySchema = {
+  type: 'object',
+  properties: {
+    from: { type: 'string', enum: STATUSES },
+    to: { type: 'string', enum: STATUSES },
+    actor: { type: 'string' },
+    at: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+export const detailResponse = {
+  type: 'object',
+  properties: {
+    alert: { ...alertSchema, properties: { ...alertSchema.properties, samples: { type: 'array', items: {}, description: 'the latest raw samples, oldest first' } } },
+    occurrences: { type: 'array', items: occurrenceSchema, description: 'the latest occurrences, newest first' },
+    history: { type: 'array', items: historySchema, description: 'status changes, oldest first' },
+  },
+} as const;
+
+export const idParams = {
+  type: 'object',
+  properties: { id: { type: 'integer', minimum: 1 } },
+  required: ['id'],
+} as const;
+
+export const patchBody = {
+  type: 'object',
+  properties: { status: { type: 'string', enum: STATUSES } },
+  required: ['status'],
+  additionalProperties: false,
+} as const;
+
+export const countsResponse = {
+  type: 'object',
+  properties: {
+    by: { type: 'string' },
+    counts: {
+      type: 'array',
+      items: { type: 'object', properties: { key: { type: 'string' }, alerts: { type: 'integer' }, events: { type: 'integer' } } },
+    },
+  },
+} as const;
+
+export const tokenInfoSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    name: { type: 'string' },
+    scope: { type: 'string', enum: FEED_SCOPES },
+    created_at: { type: 'string' },
+    revoked_at: { type: ['string', 'null'] },
+  },
+} as const;
+
+/**
+ * A route schema with OpenAPI extras (summary, description, hide). Typed loosely
+ * on purpose: fastify would otherwise narrow reply.code() to the documented codes.
+ */
+export function routeSchema(s: { summary?: string; description?: string; hide?: boolean } & FastifySchema): FastifySchema {
+  return s;
+}

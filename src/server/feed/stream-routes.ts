@@ -1,0 +1,36 @@
+import type { FastifyInstance } from 'fastify';
+import type { FeedTokens } from '../auth/feed-tokens.js';
+import type { AlertStore } from '../store/alert-store.js';
+import { requireScope, tokenOf } from './auth.js';
+import { filterFrom, normalizeQuery, type FilterQuery } from './filters.js';
+import { errors, streamQuerySchema, routeSchema } from './schemas.js';
+import type { StreamHub } from './stream.js';
+
+export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertStore; tokens: FeedTokens; hub: StreamHub }): void {
+  app.route({
+    method: 'GET',
+    url: '/api/v1/alerts/stream',
+    onRequest: requireScope(deps.tokens, 'read'),
+    preValidation: normalizeQuery(Object.keys(streamQuerySchema.properties)),
+    config: { scope: 'read' },
+    schema: routeSchema({
+      summary: 'Live stream of alert changes (WebSocket)',
+      querystring: streamQuerySchema,
+      response: { ...errors(400, 401, 403, 426) },
+    }),
+    // Checked before the upgrade, so a bad cursor is an HTTP 400 the client can read.
+    preHandler: async (req, reply) => {
+      const { cursor } = req.query as { cursor?: number };
+      const now = deps.store.currentSeq();
+      if (cursor !== undefined && cursor > now) {
+        return reply.code(400).send({ error: 'bad_request', message: `cursor ${cursor} is ahead of the newest change (${now}): the store was reset; load the list again and stream from its stream_cursor` });
+      }
+      filterFrom(req.query as FilterQuery);
+    },
+    handler: async (_req, reply) => reply.code(426).header('upgrade', 'websocket').send({ error: 'upgrade_required', message: 'this is a WebSocket endpoint: connect with a WebSocket client (subprotocol verdict.v1)' }),
+    wsHandler: (socket, req) => {
+      const q = req.query as FilterQuery & { cursor?: number };
+      deps.hub.add(socket, filterFrom(q), q.cursor, tokenOf(req)!.id);
+    },
+  });
+}
