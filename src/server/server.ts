@@ -14,7 +14,9 @@ import { ProjectPollers } from './config/project-poller.js';
 import { buildHttpServer } from './feed/http-server.js';
 import { AlertStore } from './store/alert-store.js';
 import { openServerDb } from './store/server-db.js';
+import { RETENTION_DEFAULTS, startRetention } from './store/retention.js';
 import { addTunnelServices, StreamRegistry } from './tunnel/grpc-service.js';
+import { widenFlowControlWindows } from './tunnel/flow-control.js';
 import { grpcServerCredentials, listenTls, loadTls, type TlsMaterial } from './tunnel/tls.js';
 import { registerAgentWebSocket } from './tunnel/ws-route.js';
 import { startWebhooks, type WebhooksService } from './webhooks/service.js';
@@ -87,12 +89,13 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
     await kafka?.close();
     throw e;
   });
+  widenFlowControlWindows(grpcServer);
 
   let http: FastifyInstance;
   let tlsFront: TlsServer | undefined;
   let agentWs: { close(): void } | undefined;
   try {
-    http = await buildHttpServer({ store, tokens, log: moduleLogger('feed', log), ready: () => ready });
+    http = await buildHttpServer({ store, tokens, log: moduleLogger('feed', log), ready: () => ready, changeStatus: kafka ? (id, to, actor) => kafka!.changeStatus(id, to, actor) : undefined });
     agentWs = await registerAgentWebSocket(http, { grpcServer, log: moduleLogger('tunnel', log) });
     registerAdminRoutes(http, { agents, tokens, streams, log: moduleLogger('admin', log) });
     const h = splitHostPort(cfg.http_addr);
@@ -110,6 +113,7 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
   const grpcAddress = `${cfg.grpc_addr.replace(/:\d+$/, '')}:${grpcPort}`;
   const revocations = new RevocationWatcher(agents, streams, moduleLogger('tunnel', log));
   revocations.start();
+  const retention = startRetention({ db, store, config: { ...RETENTION_DEFAULTS, ...cfg.retention }, log: moduleLogger('store', log) });
   ready = true;
   log.info({ http_addr: httpAddress, grpc_addr: grpcAddress, data_dir: cfg.data_dir, version: VERSION, tls: Boolean(tls), agent_websocket_path: '/-/kubernetes-agent/' }, 'Verdict server started');
 
@@ -126,6 +130,7 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
     async close() {
       ready = false;
       revocations.stop();
+      retention.stop();
       agentWs?.close();
       if (tlsFront) await new Promise<void>((resolve) => tlsFront!.close(() => resolve()));
       await http.close();

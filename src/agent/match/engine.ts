@@ -249,11 +249,11 @@ interface EpEntry extends EndpointView {
   readonly raw: readonly string[];
   readonly rawNs: string;
   sel: [Selection | undefined, Selection | undefined];
-  readonly dec: Map<number, Cached>;
+  /** peer id -> (direction, protocol, port) -> decision */
+  readonly dec: Map<number, Map<number, Cached>>;
 }
 
 const EMPTY: readonly string[] = Object.freeze([]);
-const WORLD_IDS = new Set([2, 9, 10]);
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
@@ -328,12 +328,17 @@ export class PolicyEngine extends Matcher {
       peer = this.resolve(flow.destination, ip?.destination ?? '', flow.destination_names, flow.destination_service, flow.node_labels);
     }
     const l4 = flowL4(flow, this.l4);
-    const key = peer.id * 1048576 + dir * 524288 + l4.proto * 65536 + (l4.port & 0xffff);
-    let c = subject.dec.get(key);
-    if (c === undefined) {
+    // Two levels keep both keys small integers, which Maps hash fastest and without allocating.
+    let byPeer = subject.dec.get(peer.id);
+    if (byPeer === undefined) {
       if (subject.dec.size >= this.cacheSize) subject.dec.clear();
+      subject.dec.set(peer.id, (byPeer = new Map()));
+    }
+    const key = dir * 524288 + l4.proto * 65536 + (l4.port & 0xffff);
+    let c = byPeer.get(key);
+    if (c === undefined) {
       c = { d: decide(this.selection(subject, dir), peer, l4, this.named) };
-      subject.dec.set(key, c);
+      byPeer.set(key, c);
       // Bound the memory of all decisions together, not only per endpoint.
       if (++this.decisions > this.cacheSize * 8) this.forget();
     }
@@ -357,7 +362,7 @@ export class PolicyEngine extends Matcher {
     const identity = ep?.identity ?? 0;
     const labels = ep?.labels ?? EMPTY;
     const ns = ep?.namespace ?? '';
-    const worldish = WORLD_IDS.has(identity) || identity >= 1 << 24 || (labels.length === 0 && identity === 0);
+    const worldish = identity === 2 || identity === 9 || identity === 10 || identity >= 16777216 || (labels.length === 0 && identity === 0);
     if (!worldish) {
       let e: EpEntry | undefined;
       if (identity !== 1) {

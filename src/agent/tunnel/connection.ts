@@ -115,7 +115,7 @@ export class Tunnel {
     if (e.code === grpc.status.UNAVAILABLE && /Last error: null/.test(e.details ?? '') && this.lastExplained && Date.now() - this.lastExplained.at < 60_000) {
       return this.lastExplained.text;
     }
-    const text = describeCallError(err, this.opts.address, this.bridge?.lastError() ?? this.failover?.lastError());
+    const text = describeCallError(err, this.failover?.current ?? this.opts.address, this.bridge?.lastError() ?? this.failover?.lastError());
     if (e.code === grpc.status.UNAVAILABLE) this.lastExplained = { text, at: Date.now() };
     return text;
   }

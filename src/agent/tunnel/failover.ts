@@ -13,7 +13,7 @@ const DIAL_TIMEOUT_MS = 5_000;
 
 export class FailoverForwarder {
   private readonly sockets = new Set<Socket>();
-  private current = 0;
+  private index = 0;
   private lastErr: { text: string; at: number } | undefined;
 
   private constructor(private readonly server: Server, private readonly addresses: KasAddress[], private readonly onSwitch?: (a: KasAddress, reason: string) => void) {}
@@ -39,6 +39,11 @@ export class FailoverForwarder {
     return `127.0.0.1:${a.port}`;
   }
 
+  /** The address connections go to now (the last one that accepted). */
+  get current(): KasAddress {
+    return this.addresses[this.index]!;
+  }
+
   /** Why every address failed, if they did recently and nothing has connected since. */
   lastError(withinMs = 60_000): string | undefined {
     return this.lastErr && Date.now() - this.lastErr.at < withinMs ? this.lastErr.text : undefined;
@@ -55,7 +60,7 @@ export class FailoverForwarder {
     local.on('error', () => local.destroy());
     local.once('close', () => this.sockets.delete(local));
     const errors: string[] = [];
-    const start = this.current;
+    const start = this.index;
     const tryAt = (i: number) => {
       if (local.destroyed) return;
       if (i - start >= this.addresses.length) {
@@ -80,8 +85,8 @@ export class FailoverForwarder {
       remote.once('connect', () => {
         connected = true;
         remote.setTimeout(0);
-        if (idx !== this.current) {
-          this.current = idx;
+        if (idx !== this.index) {
+          this.index = idx;
           this.onSwitch?.(a, errors.join('; '));
         }
         this.lastErr = undefined;

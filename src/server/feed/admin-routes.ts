@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { FeedScope, FeedTokens } from '../auth/feed-tokens.js';
 import { FEED_SCOPES } from '../auth/feed-tokens.js';
 import { actorOf, requireScope } from './auth.js';
+import { rejectUnknownFields } from './filters.js';
 import { errors, idParams, tokenInfoSchema, routeSchema } from './schemas.js';
 
 /** Feed tokens managed over HTTP by holders of an admin token (the CLI does the same locally). */
@@ -10,6 +11,7 @@ export function registerFeedTokenAdminRoutes(app: FastifyInstance, deps: { token
 
   app.post('/api/v1/admin/feed-tokens', {
     onRequest: admin,
+    preValidation: rejectUnknownFields(['name', 'scope']),
     config: { scope: 'admin' },
     schema: routeSchema({
       summary: 'Create a feed token',

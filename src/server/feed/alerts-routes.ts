@@ -3,7 +3,7 @@ import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { CountBy, SortKey, SortOrder } from '../store/alert-query.js';
 import type { AlertStatus, AlertStore, StoredAlert } from '../store/alert-store.js';
 import { actorOf, requireScope } from './auth.js';
-import { filterFrom, normalizeQuery, type FilterQuery } from './filters.js';
+import { filterFrom, normalizeQuery, rejectUnknownFields, type FilterQuery } from './filters.js';
 import {
   countsQuerySchema, countsResponse, detailResponse, errors, idParams, listQuerySchema, listResponse, patchBody, routeSchema,
 } from './schemas.js';
@@ -35,7 +35,11 @@ export function alertView(a: StoredAlert) {
   };
 }
 
-export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertStore; tokens: FeedTokens }): void {
+export type StatusChanger = (id: number, to: AlertStatus, actor: string) => Promise<StoredAlert | undefined>;
+
+export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertStore; tokens: FeedTokens; changeStatus?: StatusChanger | undefined }): void {
+  // Replicas on a shared Kafka log change status through the log; a single server, in its store.
+  const changeStatus: StatusChanger = deps.changeStatus ?? (async (id, to, actor) => deps.store.setStatus(id, to, actor));
   const read = requireScope(deps.tokens, 'read');
   const write = requireScope(deps.tokens, 'write');
 
@@ -88,6 +92,7 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
 
   app.patch('/api/v1/alerts/:id', {
     onRequest: write,
+    preValidation: rejectUnknownFields(Object.keys(patchBody.properties)),
     config: { scope: 'write' },
     schema: routeSchema({
       summary: 'Change the status of an alert',
@@ -99,7 +104,7 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
   }, async (req, reply) => {
     const { id } = req.params as { id: number };
     const { status } = req.body as { status: AlertStatus };
-    const a = deps.store.setStatus(id, status, actorOf(req));
+    const a = await changeStatus(id, status, actorOf(req));
     if (!a) return reply.code(404).send({ error: 'not_found', message: 'no alert with this id; it may have been purged by retention' });
     return { alert: { ...alertView(a), samples: a.samples } };
   });

@@ -65,3 +65,17 @@ export function normalizeQuery(known: readonly string[]) {
     }
   };
 }
+
+/**
+ * preValidation hook for JSON bodies: fastify drops unknown fields silently,
+ * which turns a misspelt field into a change the caller did not ask for.
+ */
+export function rejectUnknownFields(known: readonly string[]) {
+  const allowed = new Set(known);
+  return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const body = req.body;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return;
+    const extra = Object.keys(body).find((k) => !allowed.has(k));
+    if (extra !== undefined) return reply.code(400).send({ error: 'bad_request', message: `body: unknown field "${extra}"; known: ${known.join(', ')}` });
+  };
+}

@@ -5,7 +5,7 @@ import { registry } from '../../shared/metrics/registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { AlertStore } from '../store/alert-store.js';
 import { registerFeedTokenAdminRoutes } from './admin-routes.js';
-import { registerAlertRoutes } from './alerts-routes.js';
+import { registerAlertRoutes, type StatusChanger } from './alerts-routes.js';
 import { BEARER_PROTOCOL_PREFIX, STREAM_PROTOCOL } from './auth.js';
 import { registerOpenApi } from './openapi.js';
 import { StreamHub } from './stream.js';
@@ -20,6 +20,8 @@ export interface HttpDeps {
   ready: () => boolean;
   /** How often live streams are pinged and their tokens checked (tests shorten it). */
   streamPingMs?: number;
+  /** Changes an alert's status; default: in the store (a Kafka replica passes its changeStatus). */
+  changeStatus?: StatusChanger | undefined;
 }
 
 /** What was wrong with a request, in words a person can act on. */
@@ -50,11 +52,14 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
     schemaErrorFormatter: (errors, dataVar) => new Error(describeValidation(errors, dataVar === 'querystring' ? 'query' : dataVar)),
   }) as unknown as FastifyInstance;
   app.setErrorHandler((err: { statusCode?: number; validation?: unknown; message: string; code?: string }, req, reply) => {
+    // Errors that carry a status were raised for the caller (400 query, 409 conflict,
+    // 503 pending...); anything else is a bug or a failure the caller cannot fix.
+    const known = typeof err.statusCode === 'number';
     const status = err.statusCode ?? 500;
-    if (status >= 500) req.log.error({ error: err.message }, 'Request failed');
+    if (!known || status >= 500) req.log.error({ error: err.message, url: req.url }, 'Request failed');
     void reply.code(status).send({
-      error: err.validation || status === 400 ? 'bad_request' : status >= 500 ? 'internal' : (err.code ?? 'error').toLowerCase(),
-      message: status >= 500 ? 'the server failed to answer; the server log has the error' : err.message,
+      error: err.validation || status === 400 ? 'bad_request' : known ? String(err.code ?? 'error').toLowerCase() : 'internal',
+      message: known ? err.message : 'the server failed to answer; the server log has the error',
     });
   });
   app.addHook('onSend', async (_req, reply) => {

@@ -58,8 +58,8 @@ function kafkaLogCreator(log: Logger): logCreator {
       if (last.size > 200) last.clear();
       last.set(key, now);
       log.warn(fields, `Kafka client: ${message}`);
-    } else {
-      log.debug(fields, `Kafka client: ${message}`);
+    } else if (process.env.VERDICT_KAFKA_DEBUG) {
+      log.info(fields, `Kafka client: ${message}`);
     }
   };
 }
@@ -146,6 +146,24 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
   return `Kafka: ${msg}`;
 }
 
+/**
+ * Runs a start-up request again while Kafka says "not yet" (a topic another
+ * replica just created has no leader yet, a coordinator is loading).
+ */
+export async function retrying<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const start = Date.now();
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      const root = rootCause(e) as { retriable?: boolean; type?: string };
+      const retriable = root?.retriable === true || (e as { retriable?: boolean })?.retriable === true || /LEADER|UNKNOWN_TOPIC_OR_PARTITION|COORDINATOR|REBALANCE/.test(root?.type ?? '');
+      if (!retriable || Date.now() - start + delay > timeoutMs) throw e;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
 interface TopicSpec {
   topic: string;
   numPartitions: number;
@@ -199,7 +217,12 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
   }
   let meta;
   try {
-    meta = await admin.fetchTopicMetadata({ topics: [t.log] });
+    meta = await retrying(async () => {
+      const m = await admin.fetchTopicMetadata({ topics: [t.log] });
+      // Just created (here or by a replica starting alongside): wait for leaders.
+      if (m.topics[0]?.partitions.some((p) => p.leader < 0)) throw Object.assign(new Error('no leader yet'), { retriable: true });
+      return m;
+    });
   } catch (e) {
     throw new Error(explainKafkaError(e, cfg, t.log));
   }

@@ -6,7 +6,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStore, StoredAlert } from '../store/alert-store.js';
-import { explainKafkaError } from './client.js';
+import { explainKafkaError, retrying } from './client.js';
 import { alertUid, BadLogMessage, decodeLogEvent, exportedAlert } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
 import type { Projection } from './projection.js';
@@ -92,6 +92,8 @@ export class DeliveryGroup {
   /** Alert id -> change counter (seq) last handed on: several events read in one go make one change. */
   private readonly seen = new Map<number, number>();
   private readonly log: Logger;
+  /** Set when the group had no offsets at start-up: where its first members begin. */
+  private initialEnds: Map<number, string> | undefined;
 
   constructor(private readonly o: DeliveryOptions) {
     this.log = o.log;
@@ -110,22 +112,16 @@ export class DeliveryGroup {
 
   /**
    * A group without offsets (a new cluster, or every replica down for longer
-   * than the brokers keep group offsets) starts at the end of the log: history
-   * must not be delivered to webhooks a second time. Offsets are set before
-   * anyone joins, so a change produced while the first member joins is not skipped.
+   * than the brokers keep group offsets) starts at the end of the log as it is
+   * now: history must not be delivered to webhooks a second time, and what is
+   * produced while the group forms must not be skipped (which "latest" would).
    */
   private async initOffsets(admin: Admin): Promise<void> {
-    const committed = await admin.fetchOffsets({ groupId: this.o.groupId, topics: [this.o.logTopic] });
+    const committed = await retrying(() => admin.fetchOffsets({ groupId: this.o.groupId, topics: [this.o.logTopic] }));
     const parts = committed[0]?.partitions ?? [];
     if (parts.some((p) => Number(p.offset) >= 0)) return;
-    const ends = await admin.fetchTopicOffsets(this.o.logTopic);
-    try {
-      await admin.setOffsets({ groupId: this.o.groupId, topic: this.o.logTopic, partitions: ends.map((e) => ({ partition: e.partition, offset: e.high })) });
-      this.log.info({ group: this.o.groupId }, 'Kafka: started the delivery group at the end of the alert log');
-    } catch (e) {
-      // Another replica is in the group already and has set them.
-      this.log.debug({ error: errText(e) }, 'Kafka: delivery group offsets were set by another replica');
-    }
+    const ends = await retrying(() => admin.fetchTopicOffsets(this.o.logTopic));
+    this.initialEnds = new Map(ends.map((e) => [e.partition, e.high]));
   }
 
   private async launch(): Promise<void> {
@@ -140,7 +136,14 @@ export class DeliveryGroup {
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      this.log.info({ partitions: e.payload.memberAssignment[this.o.logTopic] ?? [] }, 'Kafka: this replica delivers webhooks and the export for these log partitions');
+      const mine = e.payload.memberAssignment[this.o.logTopic] ?? [];
+      const ends = this.initialEnds;
+      this.initialEnds = undefined;
+      if (ends) {
+        for (const p of mine) consumer.seek({ topic: this.o.logTopic, partition: p, offset: ends.get(p) ?? '0' });
+        this.log.info({ group: this.o.groupId }, 'Kafka: the delivery group is new; it starts at the end of the alert log');
+      }
+      this.log.info({ partitions: mine }, 'Kafka: this replica delivers webhooks and the export for these log partitions');
     });
     consumer.on(consumer.events.CRASH, (e) => {
       this.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.logTopic), restarting: e.payload.restart }, 'Kafka: the delivery group member failed');

@@ -6,7 +6,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { StatusConflictError, type AlertStore, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
-import { explainKafkaError } from './client.js';
+import { explainKafkaError, retrying } from './client.js';
 import { alertUid, BadLogMessage, decodeLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
 
 const projected = new Counter({ name: 'verdict_kafka_projected_events_total', help: 'Log messages this replica projected into its store, by outcome', labelNames: ['type', 'result'], registers: [registry] });
@@ -113,7 +113,7 @@ export class Projection {
   async start(admin: Admin): Promise<void> {
     // The end of the log now: a replica that is rebuilding says when it has caught up.
     try {
-      const ends = await admin.fetchTopicOffsets(this.o.topic);
+      const ends = await retrying(() => admin.fetchTopicOffsets(this.o.topic));
       this.target = new Map(ends.map((e) => [e.partition, Number(e.high)]));
     } catch (e) {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));

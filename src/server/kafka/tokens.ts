@@ -81,15 +81,8 @@ export class TokenSync {
   }
 
   async start(): Promise<void> {
-    const consumer = this.o.kafka.consumer({ groupId: this.o.groupId, sessionTimeout: this.o.cfg.session_timeout, maxWaitTimeInMs: 500, allowAutoTopicCreation: false });
-    this.consumer = consumer;
-    consumer.on(consumer.events.CRASH, (e) => {
-      this.o.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart }, 'Kafka: reading the tokens topic failed; tokens created on other replicas may not work here until it recovers');
-    });
     try {
-      await consumer.connect();
-      await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
-      await consumer.run({ eachMessage: async ({ message }) => this.apply(message.value) });
+      await this.launch();
     } catch (e) {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));
     }
@@ -97,6 +90,32 @@ export class TokenSync {
     await this.publish();
     this.timer = setInterval(() => void this.publish(), this.o.intervalMs ?? 1000);
     this.timer.unref();
+  }
+
+  private async launch(): Promise<void> {
+    const consumer = this.o.kafka.consumer({ groupId: this.o.groupId, sessionTimeout: this.o.cfg.session_timeout, maxWaitTimeInMs: 500, allowAutoTopicCreation: false });
+    this.consumer = consumer;
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.o.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart }, 'Kafka: reading the tokens topic failed; tokens created on other replicas may not work here until it recovers');
+      if (!e.payload.restart && !this.stopped && this.consumer === consumer) void this.restartLater();
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
+    await consumer.run({ eachMessage: async ({ message }) => this.apply(message.value) });
+  }
+
+  private async restartLater(): Promise<void> {
+    await new Promise((r) => setTimeout(r, 5_000));
+    if (this.stopped) return;
+    await this.consumer?.disconnect().catch(() => undefined);
+    if (this.stopped) return;
+    try {
+      await this.launch();
+      this.o.log.info({}, 'Kafka: reading the tokens topic again');
+    } catch (e) {
+      this.o.log.error({ error: explainKafkaError(e, this.o.cfg, this.o.topic) }, 'Kafka: could not restart reading the tokens topic; trying again in 5 s');
+      void this.restartLater();
+    }
   }
 
   /** Publishes local token rows that the topic does not have yet (new, or newly revoked). */

@@ -21,7 +21,7 @@ export interface AlertFilter {
   /** "namespace/name", or "name" for a policy of that name in any namespace (and clusterwide ones). */
   policy?: string[];
   rule?: string[];
-  /** Alerts active in [since, until]: last seen at or after since, first seen at or before until (unix ms). */
+  /** Alerts last seen in [since, until] (unix ms). */
   since?: number;
   until?: number;
   /** Full-text search; see toFtsQuery. */
@@ -131,7 +131,7 @@ function policyMatch(policies: readonly string[]): Where {
   return { clauses: [ors.join(' OR ')], params };
 }
 
-type FilterName = 'status' | 'severity' | 'namespace' | 'rule' | 'source' | 'agent' | 'policy' | 'since' | 'until' | 'q';
+type FilterName = 'status' | 'severity' | 'namespace' | 'rule' | 'source' | 'agent' | 'policy' | 'time' | 'q';
 
 /**
  * Conditions for a filter, each written so that SQLite cannot use an index for
@@ -139,6 +139,8 @@ type FilterName = 'status' | 'severity' | 'namespace' | 'rule' | 'source' | 'age
  * filter a driving set already applies; `t` prefixes columns with a table alias.
  */
 function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = false): Where {
+  // Time bounds the last_seen index: usable when that index drives, else checked per row.
+  const time = rangeOnSortIndex ? '' : '+';
   const w: Where = { clauses: [], params: [] };
   const add = (name: FilterName, col: string, vals: readonly unknown[] | undefined) => {
     if (!vals?.length || name === skip) return;
@@ -156,12 +158,12 @@ function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = fal
     w.clauses.push(`+${t}id IN (SELECT alert_id FROM alert_policies WHERE ${m.clauses[0]})`);
     w.params.push(...m.params);
   }
-  if (f.since !== undefined && skip !== 'since') {
-    w.clauses.push(`${rangeOnSortIndex ? '' : '+'}${t}last_seen >= ?`);
+  if (f.since !== undefined && skip !== 'time') {
+    w.clauses.push(`${time}${t}last_seen >= ?`);
     w.params.push(f.since);
   }
-  if (f.until !== undefined) {
-    w.clauses.push(`+${t}first_seen <= ?`);
+  if (f.until !== undefined && skip !== 'time') {
+    w.clauses.push(`${time}${t}last_seen <= ?`);
     w.params.push(f.until);
   }
   const fts = f.q && skip !== 'q' ? toFtsQuery(f.q) : undefined;
@@ -196,7 +198,9 @@ export function drivers(f: AlertFilter): Driver[] {
     const m = policyMatch(f.policy);
     out.push({ name: 'policy', sql: `SELECT alert_id FROM alert_policies INDEXED BY alert_policies_name WHERE ${m.clauses[0]}`, params: m.params });
   }
-  if (f.since !== undefined) out.push({ name: 'since', sql: 'SELECT id FROM alerts INDEXED BY alerts_last_seen WHERE last_seen >= ?', params: [f.since] });
+  if (f.since !== undefined || f.until !== undefined) {
+    out.push({ name: 'time', sql: 'SELECT id FROM alerts INDEXED BY alerts_last_seen WHERE last_seen BETWEEN ? AND ?', params: [f.since ?? 0, f.until ?? Number.MAX_SAFE_INTEGER] });
+  }
   const fts = f.q ? toFtsQuery(f.q) : undefined;
   if (fts) out.push({ name: 'q', sql: 'SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?', params: [fts] });
   return out;
@@ -224,12 +228,22 @@ function whereSql(w: Where): string {
   return w.clauses.length ? ` WHERE ${w.clauses.join(' AND ')}` : '';
 }
 
+/** The SQL function the store registers to count and bound the rows a scan examines. */
+export const SCAN_FN = 'verdict_scan';
+
+export interface ListSql extends Sql {
+  /** True when the query walks the sort index and checks filters per row (bounded by SCAN_FN). */
+  scan: boolean;
+}
+
 /**
  * A page of alerts. With a driver (a filter known to match few alerts), its ids
  * are fetched and sorted; without one, the sort index is walked and every
- * filter checked per row, which stops after `limit` hits.
+ * filter checked per row, which stops after `limit` hits, or when the store's
+ * scan budget runs out (a filter matching few of many alerts): the page is then
+ * short and its cursor continues the walk.
  */
-export function listSql(cols: string, q: ListQuery, driver?: Driver): Sql {
+export function listSql(cols: string, q: ListQuery, driver?: Driver): ListSql {
   const sort = q.sort ?? 'last_seen';
   const order = q.order ?? 'desc';
   const cursor = q.cursor ? decodeCursor(q.cursor, sort, order) : undefined;
@@ -238,12 +252,18 @@ export function listSql(cols: string, q: ListQuery, driver?: Driver): Sql {
     cursorClause(cursor, w);
     w.clauses.unshift(`id IN (${driver.sql})`);
     w.params.unshift(...driver.params);
-    return { sql: `SELECT ${cols} FROM alerts${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, q.limit] };
+    return { sql: `SELECT ${cols} FROM alerts${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, q.limit], scan: false };
   }
   const w = where(q, undefined, '', sort === 'last_seen');
+  // First among the per-row checks, so it sees every row the walk reaches.
+  w.clauses.unshift(`${SCAN_FN}(${SORT_KEYS[sort].join(', ')})`);
   cursorClause(cursor, w);
   const index = SORT_INDEX[sort];
-  return { sql: `SELECT ${cols} FROM alerts ${index ? `INDEXED BY ${index}` : 'NOT INDEXED'}${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, q.limit] };
+  return { sql: `SELECT ${cols} FROM alerts ${index ? `INDEXED BY ${index}` : 'NOT INDEXED'}${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, q.limit], scan: true };
+}
+
+export function cursorFromKey(key: (number | string)[], sort: SortKey, order: SortOrder): string {
+  return encodeCursor({ sort, order, key });
 }
 
 export const COUNT_BY = ['severity', 'source', 'rule', 'namespace', 'policy', 'status', 'agent'] as const;

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { MAX_SAMPLES, SEVERITY_RANK, type AlertPayload, type PolicyRef, type Severity } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import {
-  changesSql, countsSql, cursorOf, drivers, listSql, QueryError, sizeSql, STATUSES,
+  changesSql, countsSql, cursorFromKey, cursorOf, drivers, listSql, QueryError, SCAN_FN, sizeSql, STATUSES,
   type AlertFilter, type AlertStatus, type CountBy, type Driver, type ListQuery,
 } from './alert-query.js';
 
@@ -120,9 +120,20 @@ export interface AlertRow {
   seq: number;
 }
 
-const ROW_COLS = 'id, fingerprint, agent, status, source, severity, severity_rank, title, description, cluster, namespace, policies, rule, labels, details, count, events, first_seen, last_seen, created_at, updated_at, seq';
+/** The narrow row: what queries filter and sort on. */
+const NARROW_COLS = 'id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule, count, events, first_seen, last_seen, created_at, updated_at, seq';
+const TEXT_COLS = 'title, description, policies, labels, details';
+/** Both tables joined, as `a` and `t`. */
+const ROW_COLS = `${NARROW_COLS.split(', ').map((c) => `a.${c}`).join(', ')}, ${TEXT_COLS.split(', ').map((c) => `t.${c}`).join(', ')}`;
+const JOINED = 'alerts a JOIN alert_text t ON t.id = a.id';
 /** Plus what ingest needs to continue an alert's searchable text. */
-const OPEN_COLS = `${ROW_COLS}, search_text`;
+const OPEN_COLS = `${ROW_COLS}, t.search_text`;
+
+type NarrowRow = Omit<AlertRow, 'title' | 'description' | 'policies' | 'labels' | 'details' | 'search_text'>;
+type TextRow = Pick<AlertRow, 'id' | 'title' | 'description' | 'policies' | 'labels' | 'details'>;
+
+/** Thrown by the scan function when a list query has examined its budget of rows. */
+class ScanBudgetSpent extends Error {}
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -201,10 +212,11 @@ function policiesText(policies: readonly PolicyRef[]): string {
   return policies.map((p) => `${p.namespace}/${p.name} ${p.kind}`).join(' ');
 }
 
-/** search_text: namespace, policies, then one label value a line. */
-function searchTextOf(namespace: string, policies: readonly PolicyRef[], values: Iterable<string>): string {
-  return `${namespace}\n${policiesText(policies)}\n${[...values].join('\n')}`;
+/** search_text: namespace, policies, rule, then one label value a line. */
+function searchTextOf(namespace: string, policies: readonly PolicyRef[], rule: string): string {
+  return `${namespace}\n${policiesText(policies)}\n${rule}`;
 }
+const SEARCH_HEADER_LINES = 3;
 
 /** Adds label values not seen on this alert yet; true when search_text changed. */
 function addSearchValues(e: OpenEntry, labels: Record<string, string>): boolean {
@@ -270,6 +282,12 @@ export interface PurgeResult {
  * a page of matches quickly because they are dense.
  */
 export const DRIVER_MAX = 2000;
+/**
+ * Rows a list query may examine while walking the sort index (a few ms). A page
+ * whose filters match few of many alerts comes back short, with a cursor that
+ * continues the walk, rather than holding the store for a full-table scan.
+ */
+export const SCAN_BUDGET = 20_000;
 const CACHE_MAX = 20_000;
 
 /** Dimensions the rollup counts by; policy has one entry per policy of the alert. */
@@ -322,22 +340,25 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   private readonly open = new Map<string, OpenEntry>();
   private readonly txHooks: ((changed: StoredAlert[]) => void)[] = [];
   private readonly stmtCache = new Map<string, Statement<unknown[]>>();
+  /** State of the list scan in progress (list queries run one at a time: the store is synchronous). */
+  private scan: { n: number; budget: number; last: (number | string)[] | undefined } = { n: 0, budget: SCAN_BUDGET, last: undefined };
 
   constructor(private readonly db: DB) {
     super();
     this.s = {
-      findOpen: db.prepare(`SELECT ${OPEN_COLS} FROM alerts WHERE agent = ? AND fingerprint = ? AND status != 'resolved'`),
-      getById: db.prepare(`SELECT ${ROW_COLS} FROM alerts WHERE id = ?`),
-      insertAlert: db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, title, description, cluster, namespace,
-        policies, rule, labels, details, search_text, count, events, first_seen, last_seen, created_at, updated_at, seq)
-        VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      findOpen: db.prepare(`SELECT ${OPEN_COLS} FROM ${JOINED} WHERE a.agent = ? AND a.fingerprint = ? AND a.status != 'resolved'`),
+      getById: db.prepare(`SELECT ${ROW_COLS} FROM ${JOINED} WHERE a.id = ?`),
+      insertAlert: db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule,
+        count, events, first_seen, last_seen, created_at, updated_at, seq) VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      insertText: db.prepare('INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       // Separate statements, so that an index or the full-text row is touched only when its column changed.
-      updateAlert: db.prepare('UPDATE alerts SET labels = ?, count = ?, events = ?, first_seen = ?, last_seen = ?, updated_at = ?, seq = ? WHERE id = ?'),
+      updateAlert: db.prepare('UPDATE alerts SET count = ?, events = ?, first_seen = ?, last_seen = ?, updated_at = ?, seq = ? WHERE id = ?'),
       updateSeverity: db.prepare('UPDATE alerts SET severity = ?, severity_rank = ? WHERE id = ?'),
-      updateSearch: db.prepare('UPDATE alerts SET search_text = ? WHERE id = ?'),
-      insertFts: db.prepare<unknown[]>('INSERT INTO alerts_fts (rowid, title, description, rule, search_text) VALUES (?, ?, ?, ?, ?)'),
+      updateSearch: db.prepare('UPDATE alert_text SET search_text = ? WHERE id = ?'),
+      textOf: db.prepare<unknown[]>(`SELECT id, ${TEXT_COLS} FROM alert_text WHERE id IN (SELECT value FROM json_each(?))`),
+      insertFts: db.prepare<unknown[]>('INSERT INTO alerts_fts (rowid, title, description, search_text) VALUES (?, ?, ?, ?)'),
       // The index has no copy of the text: removing a row takes the text it was indexed with.
-      deleteFts: db.prepare<unknown[]>("INSERT INTO alerts_fts (alerts_fts, rowid, title, description, rule, search_text) VALUES ('delete', ?, ?, ?, ?, ?)"),
+      deleteFts: db.prepare<unknown[]>("INSERT INTO alerts_fts (alerts_fts, rowid, title, description, search_text) VALUES ('delete', ?, ?, ?, ?)"),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
       insertEvent: db.prepare('INSERT OR IGNORE INTO alert_events (event_id, alert_id, received_at) VALUES (?, ?, ?)'),
       putOccurrence: db.prepare(`INSERT OR REPLACE INTO alert_occurrences (alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples)
@@ -355,13 +376,20 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
         GROUP BY status HAVING sum(alerts) > 0 ORDER BY alerts DESC, key LIMIT ?`),
       rollupTidy: db.prepare('DELETE FROM alert_rollup WHERE alerts <= 0'),
       countAlerts: db.prepare("SELECT coalesce(sum(alerts), 0) AS n FROM alert_rollup WHERE dim = 'source'"),
-      oldestAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts INDEXED BY alerts_last_seen WHERE last_seen < ? ORDER BY last_seen, id LIMIT ?`),
-      leastRecentAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts INDEXED BY alerts_last_seen ORDER BY last_seen, id LIMIT ?`),
+      oldestAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_seen JOIN alert_text t ON t.id = a.id WHERE a.last_seen < ? ORDER BY a.last_seen, a.id LIMIT ?`),
+      leastRecentAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_seen JOIN alert_text t ON t.id = a.id ORDER BY a.last_seen, a.id LIMIT ?`),
       deleteAlert: db.prepare('DELETE FROM alerts WHERE id = ?'),
       trimEventsByAge: db.prepare('DELETE FROM alert_events WHERE id IN (SELECT id FROM (SELECT id, received_at FROM alert_events ORDER BY id LIMIT ?) WHERE received_at < ?)'),
       eventIdRange: db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM alert_events'),
       trimEventsBelow: db.prepare('DELETE FROM alert_events WHERE id < ? AND id < ?'),
     };
+    db.function(SCAN_FN, { varargs: true, deterministic: false }, (...key: unknown[]) => {
+      const scan = this.scan;
+      if (scan.n >= scan.budget) throw new ScanBudgetSpent();
+      scan.n++;
+      scan.last = key as (number | string)[];
+      return 1;
+    });
     this.seq = (db.prepare('SELECT coalesce(max(seq), 0) AS s FROM alerts').get() as { s: number }).s;
     // Ids are assigned here so an event id can be claimed before its alert row
     // exists; AUTOINCREMENT's counter keeps ids of purged alerts from coming back.
@@ -382,7 +410,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     const searchText = row.search_text ?? '';
     const e: OpenEntry = {
       row, labels, policies: JSON.parse(row.policies) as PolicyRef[], details: JSON.parse(row.details) as Record<string, unknown>,
-      searchValues: new Set(searchText.split('\n').slice(2)), searchText, indexedSearchText: searchText, searchChanged: false, isNew: false, batchSamples: [],
+      searchValues: new Set(searchText.split('\n').slice(SEARCH_HEADER_LINES)), searchText, indexedSearchText: searchText, searchChanged: false, isNew: false, batchSamples: [],
       rollupKeys: [], iso: { first: [row.first_seen, iso(row.first_seen)], last: [row.last_seen, iso(row.last_seen)], created: iso(row.created_at) },
     };
     e.rollupKeys = rollupKeys(row, e.policies);
@@ -437,10 +465,10 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
               row: {
                 id: alertId, fingerprint: p.fingerprint, agent, status: 'triggered', source: p.source, severity, severity_rank: SEVERITY_RANK[severity] ?? 0,
                 title: p.title.slice(0, MAX_TITLE), description, cluster: p.cluster, namespace: p.namespace,
-                policies: JSON.stringify(p.policies), rule: p.rule, labels: '', details: JSON.stringify(details),
+                policies: JSON.stringify(p.policies), rule: p.rule, labels: JSON.stringify(labels), details: JSON.stringify(details),
                 count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, seq: 0,
               },
-              labels, policies: p.policies, details, searchValues: new Set(), searchText: searchTextOf(p.namespace, p.policies, []),
+              labels, policies: p.policies, details, searchValues: new Set(), searchText: searchTextOf(p.namespace, p.policies, p.rule),
               indexedSearchText: '', searchChanged: false, isNew: true, batchSamples: [],
               rollupKeys: [], iso: { first: [first, iso(first)], last: [last, iso(last)], created: nowIso },
             };
@@ -451,10 +479,10 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
             for (const pr of p.policies) s.insertPolicy.run(alertId, pr.kind, pr.namespace, pr.name);
           } else {
             const r = e.row;
-            // The title and description stay those of the first occurrence (as in
-            // GitLab); occurrences keep each one's own. Labels and severity follow the newest.
+            // Title, description and labels stay those of the first occurrence (as in
+            // GitLab), so a repeat rewrites only the narrow row; occurrences keep
+            // each one's own. Severity follows the newest.
             if (last >= r.last_seen) {
-              e.labels = labels;
               if (r.severity !== severity) {
                 rollup.addKeys(e.rollupKeys, -1, -r.count);
                 r.severity = severity;
@@ -487,18 +515,18 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
         // One row write per alert per batch, however many of its events came.
         for (const e of touched.values()) {
           const r = e.row;
-          r.labels = JSON.stringify(e.labels);
           if (e.isNew) {
-            s.insertAlert.run(r.id, r.fingerprint, r.agent, r.source, r.severity, r.severity_rank, r.title, r.description, r.cluster, r.namespace,
-              r.policies, r.rule, r.labels, r.details, e.searchText, r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.seq);
-            s.insertFts.run(r.id, r.title, r.description, r.rule, e.searchText);
+            s.insertAlert.run(r.id, r.fingerprint, r.agent, r.source, r.severity, r.severity_rank, r.cluster, r.namespace, r.rule,
+              r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.seq);
+            s.insertText.run(r.id, r.title, r.description, r.policies, r.labels, r.details, e.searchText);
+            s.insertFts.run(r.id, r.title, r.description, e.searchText);
           } else {
-            s.updateAlert.run(r.labels, r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
+            s.updateAlert.run(r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
             if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.id);
             if (e.searchChanged) {
               s.updateSearch.run(e.searchText, r.id);
-              s.deleteFts.run(r.id, r.title, r.description, r.rule, e.indexedSearchText);
-              s.insertFts.run(r.id, r.title, r.description, r.rule, e.searchText);
+              s.deleteFts.run(r.id, r.title, r.description, e.indexedSearchText);
+              s.insertFts.run(r.id, r.title, r.description, e.searchText);
             }
           }
           e.indexedSearchText = e.searchText;
@@ -629,14 +657,35 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
 
   /** A page of alerts, newest activity first unless sorted otherwise. */
   list(q: ListQuery): ListResult {
-    const { sql, params } = listSql(ROW_COLS, q, this.pickDriver(q));
-    const rows = this.prepared(sql).all(...params) as AlertRow[];
+    const { sql, params, scan } = listSql(NARROW_COLS, q, this.pickDriver(q));
     const sort = q.sort ?? 'last_seen';
     const order = q.order ?? 'desc';
-    return {
-      alerts: rows.map((r) => rowToAlert(r)),
-      next_cursor: rows.length === q.limit ? cursorOf(rows[rows.length - 1] as unknown as Record<string, unknown>, sort, order) : null,
-    };
+    const rows: NarrowRow[] = [];
+    let spent = false;
+    this.scan = { n: 0, budget: SCAN_BUDGET, last: undefined };
+    try {
+      for (const r of this.prepared(sql).iterate(...params)) rows.push(r as NarrowRow);
+    } catch (e) {
+      if (!(e instanceof ScanBudgetSpent)) throw e;
+      spent = true;
+    }
+    let next: string | null = null;
+    if (rows.length === q.limit) next = cursorOf(rows[rows.length - 1] as unknown as Record<string, unknown>, sort, order);
+    // The walk stopped early: continue after the last row it examined (matching or not).
+    else if (scan && spent && this.scan.last) next = cursorFromKey(this.scan.last, sort, order);
+    return { alerts: this.withText(rows), next_cursor: next };
+  }
+
+  /** Narrow rows completed with their text (title, description...), in the same order. */
+  private withText(rows: readonly NarrowRow[]): StoredAlert[] {
+    if (!rows.length) return [];
+    const text = new Map((this.s.textOf.all(JSON.stringify(rows.map((r) => r.id))) as TextRow[]).map((t) => [t.id, t]));
+    const out: StoredAlert[] = [];
+    for (const r of rows) {
+      const t = text.get(r.id);
+      if (t) out.push(rowToAlert({ ...r, ...t }));
+    }
+    return out;
   }
 
   /**
@@ -659,8 +708,8 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
    * that cannot change on an alert; the stream applies the rest itself.
    */
   changesSince(afterSeq: number, f: AlertFilter, limit: number): StoredAlert[] {
-    const { sql, params } = changesSql(ROW_COLS, f, afterSeq, limit);
-    return (this.prepared(sql).all(...params) as AlertRow[]).map((r) => rowToAlert(r));
+    const { sql, params } = changesSql(NARROW_COLS, f, afterSeq, limit);
+    return this.withText(this.prepared(sql).all(...params) as NarrowRow[]);
   }
 
   /** Which of these alert ids match a full-text query (FTS5 syntax, from toFtsQuery). */
@@ -694,7 +743,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
       const rollup = new RollupDelta();
       for (const v of victims) {
         // A trigger takes its policies, occurrences and history with it.
-        this.s.deleteFts.run(v.id, v.title, v.description, v.rule, v.search_text);
+        this.s.deleteFts.run(v.id, v.title, v.description, v.search_text);
         this.s.deleteAlert.run(v.id);
         rollup.add(-1, v, JSON.parse(v.policies) as PolicyRef[]);
         const key = `${v.agent}\u0000${v.fingerprint}`;

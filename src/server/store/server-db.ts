@@ -28,7 +28,9 @@ const MIGRATIONS = [
      revoked_at TEXT
    );
    -- Times are unix milliseconds: compact, indexable, and immune to the many
-   -- RFC 3339 spellings agents send (nanoseconds, offsets).
+   -- RFC 3339 spellings agents send (nanoseconds, offsets). The row holds what
+   -- queries filter and sort on, and stays narrow (~150 bytes) so that walking an
+   -- index and checking filters touches few pages; the text is in alert_text.
    CREATE TABLE alerts (
      id INTEGER PRIMARY KEY AUTOINCREMENT,
      fingerprint TEXT NOT NULL,
@@ -37,17 +39,9 @@ const MIGRATIONS = [
      source TEXT NOT NULL,
      severity TEXT NOT NULL,
      severity_rank INTEGER NOT NULL,
-     title TEXT NOT NULL,
-     description TEXT NOT NULL,
      cluster TEXT NOT NULL,
      namespace TEXT NOT NULL,
-     policies TEXT NOT NULL,
      rule TEXT NOT NULL,
-     labels TEXT NOT NULL,
-     details TEXT NOT NULL,
-     -- What full-text search sees besides title, description and rule: namespace,
-     -- policies and every label value seen (pods, containers, users...), one a line.
-     search_text TEXT NOT NULL,
      count INTEGER NOT NULL,
      events INTEGER NOT NULL,
      first_seen INTEGER NOT NULL,
@@ -55,6 +49,18 @@ const MIGRATIONS = [
      created_at INTEGER NOT NULL,
      updated_at INTEGER NOT NULL,
      seq INTEGER NOT NULL
+   );
+   -- Written once when the alert opens (search_text grows with new label values).
+   CREATE TABLE alert_text (
+     id INTEGER PRIMARY KEY,
+     title TEXT NOT NULL,
+     description TEXT NOT NULL,
+     policies TEXT NOT NULL,
+     labels TEXT NOT NULL,
+     details TEXT NOT NULL,
+     -- What full-text search sees besides title and description: namespace,
+     -- policies, rule, then every label value seen (pods, users...), one a line.
+     search_text TEXT NOT NULL
    );
    -- One open alert per agent and fingerprint; a resolved one is closed for good.
    CREATE UNIQUE INDEX alerts_open_fingerprint ON alerts (agent, fingerprint) WHERE status != 'resolved';
@@ -87,13 +93,13 @@ const MIGRATIONS = [
      PRIMARY KEY (alert_id, kind, namespace, name)
    ) WITHOUT ROWID;
    CREATE INDEX alert_policies_name ON alert_policies (name, namespace);
-   -- External content: the text stays in alerts ('rebuild' can recreate the index
+   -- External content: the text stays in alert_text ('rebuild' can recreate the index
    -- from it). The store writes the index itself rather than through triggers:
    -- FTS5 flushes its buffer at every trigger's savepoint, which made ingest 3x
    -- slower. Only a change of search_text (a new pod, user...) re-indexes an
    -- alert, so repeats of an alert cost the index nothing.
-   CREATE VIRTUAL TABLE alerts_fts USING fts5(title, description, rule, search_text,
-     content='alerts', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+   CREATE VIRTUAL TABLE alerts_fts USING fts5(title, description, search_text,
+     content='alert_text', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
    -- Event ids make a re-sent batch idempotent. Rowid order is arrival order,
    -- which lets retention trim the oldest without an index on received_at.
    CREATE TABLE alert_events (
@@ -129,6 +135,7 @@ const MIGRATIONS = [
    );
    CREATE INDEX alert_status_changes_alert ON alert_status_changes (alert_id, id);
    CREATE TRIGGER alerts_cascade AFTER DELETE ON alerts BEGIN
+     DELETE FROM alert_text WHERE id = old.id;
      DELETE FROM alert_policies WHERE alert_id = old.id;
      DELETE FROM alert_occurrences WHERE alert_id = old.id;
      DELETE FROM alert_status_changes WHERE alert_id = old.id;

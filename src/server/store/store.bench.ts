@@ -26,11 +26,28 @@ const APPS = ['frontend', 'cart', 'checkout', 'payments-api', 'postgres', 'redis
 const RULES = ['Terminal shell in container', 'Write below etc', 'Read sensitive file untrusted', 'Contact K8S API Server From Container', 'Launch Privileged Container', 'Outbound Connection to C2 Servers'];
 const SEVS = ['critical', 'high', 'medium', 'medium', 'low', 'low', 'info', 'info'] as const;
 
-function payloadFor(i: number, fp: string, t: string): AlertPayload {
+/** Alert i of a store spread over namespaces, apps, rules, policies and severities. */
+export function benchPayload(i: number, fp: string, t: string): AlertPayload {
   const ns = NAMESPACES[i % NAMESPACES.length]!;
   const severity = SEVS[(i >> 3) % SEVS.length]!;
-  if (i % 3 === 0) return falcoPayload({ fp, rule: RULES[i % RULES.length]!, ns, pod: `${APPS[i % APPS.length]}-${(i % 9973).toString(36)}`, severity, time: t });
-  return ciliumPayload({ fp, ns, src: APPS[i % APPS.length]!, dst: APPS[(i * 7 + 3) % APPS.length]!, policy: `${APPS[(i * 7 + 3) % APPS.length]}-ingress-${i % 50}`, severity, time: t });
+  if (i % 3 === 0) return falcoPayload({ fp, rule: RULES[Math.floor(i / 3) % RULES.length]!, ns, pod: `${APPS[i % APPS.length]}-${(i % 9973).toString(36)}`, severity, time: t });
+  return ciliumPayload({ fp, ns, src: APPS[i % APPS.length]!, dst: APPS[(i * 7 + 3) % APPS.length]!, policy: `${APPS[(i * 7 + 3) % APPS.length]}-ingress-${i % 49}`, severity, time: t });
+}
+
+/** Fills a store with n alerts, one a second ending now, through batched ingest; returns ms taken. */
+export function fillStore(store: AlertStore, n: number): number {
+  const start = Date.now() - n * 1000;
+  const t0 = performance.now();
+  let batch: IncomingEvent[] = [];
+  for (let i = 0; i < n; i++) {
+    batch.push({ id: randomUUID(), payload: benchPayload(i, `big-${i}`, new Date(start + i * 1000).toISOString()) });
+    if (batch.length === 2000) {
+      store.ingest('bench', batch);
+      batch = [];
+    }
+  }
+  if (batch.length) store.ingest('bench', batch);
+  return performance.now() - t0;
 }
 
 function batches(events: IncomingEvent[]): IncomingEvent[][] {
@@ -50,8 +67,8 @@ function pct(xs: number[], p: number): number {
 
 function ingestBench(dir: string): void {
   const now = Date.now();
-  const fresh = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: randomUUID(), payload: payloadFor(i, `new-${i}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
-  const repeats = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: randomUUID(), payload: payloadFor(i % 10_000, `rep-${i % 10_000}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
+  const fresh = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: randomUUID(), payload: benchPayload(i, `new-${i}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
+  const repeats = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: randomUUID(), payload: benchPayload(i % 10_000, `rep-${i % 10_000}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
 
   // Baseline: the same events, one JSON row each, in a bare table.
   const bdb = openDatabase(join(dir, 'baseline.db'));
@@ -93,18 +110,7 @@ function ingestBench(dir: string): void {
 function listBench(dir: string): void {
   const db = openServerDb(join(dir, 'big'));
   const store = new AlertStore(db);
-  const start = Date.now() - BIG * 1000;
-  const t0 = performance.now();
-  let batch: IncomingEvent[] = [];
-  for (let i = 0; i < BIG; i++) {
-    batch.push({ id: randomUUID(), payload: payloadFor(i, `big-${i}`, new Date(start + i * 1000).toISOString()) });
-    if (batch.length === 2000) {
-      store.ingest('bench', batch);
-      batch = [];
-    }
-  }
-  if (batch.length) store.ingest('bench', batch);
-  const buildMs = performance.now() - t0;
+  const buildMs = fillStore(store, BIG);
   // Some lifecycle so status filters have something to find.
   const ack = db.prepare('SELECT id FROM alerts WHERE id % 7 = 0 LIMIT 20000').all() as { id: number }[];
   for (const { id } of ack.slice(0, 2000)) store.setStatus(id, 'acknowledged', 'bench');
@@ -126,7 +132,7 @@ function listBench(dir: string): void {
     ['source=falco', { limit: 50, source: ['falco'] }],
     ['namespace=kube-system', { limit: 50, namespace: ['kube-system'] }],
     ['rule=Write below etc', { limit: 50, rule: ['Write below etc'] }],
-    ['policy=<one of 600>', { limit: 50, policy: ['payments-api-ingress-7'] }],
+    ['policy=<one of 588>', { limit: 50, policy: ['payments-api-ingress-7'] }],
     ['time range: one hour, a day ago', { limit: 50, since: Date.now() - 25 * hour, until: Date.now() - 24 * hour }],
     ['q=payments-api (common)', { limit: 50, q: 'payments-api' }],
     ['q=<one pod> (rare)', { limit: 50, q: 'checkout-1a2' }],

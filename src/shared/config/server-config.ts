@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { duration, field, obj, parseYamlConfig, str, type Validator } from './schema.js';
+import { duration, field, int, obj, parseYamlConfig, str, type Validator } from './schema.js';
 import { webhooksConfigSchema } from './webhooks-config.js';
 import { kafkaConfigSchema } from './kafka-config.js';
 
@@ -20,6 +20,12 @@ export const serverConfigSchema = obj({
   })),
   webhooks: field(webhooksConfigSchema), // signed, retried alert delivery: docs/webhooks.md
   kafka: field(kafkaConfigSchema), // replicas sharing one alert log: docs/kafka.md
+  // Bounds on the alert store, enforced by a background purge: docs/feed.md.
+  retention: field(obj({
+    max_age: field(duration({ min: 60_000 }), { default: 720 * 3_600_000 }),
+    max_rows: field(int({ min: 100 }), { default: 500_000 }),
+    purge_interval: field(duration({ min: 1_000 }), { default: 60_000 }),
+  })),
 });
 
 type Out<V> = V extends Validator<infer T> ? T : never;

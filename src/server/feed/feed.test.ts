@@ -1,0 +1,210 @@
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRootLogger } from '../../shared/log/logger.js';
+import { FeedTokens } from '../auth/feed-tokens.js';
+import { AlertStore } from '../store/alert-store.js';
+import { openServerDb } from '../store/server-db.js';
+import { ciliumPayload, falcoPayload } from '../store/test-payloads.js';
+import { buildHttpServer } from './http-server.js';
+
+let n = 0;
+const ev = (payload: ReturnType<typeof ciliumPayload>) => ({ id: `feed-${++n}`, payload });
+
+describe('feed API', () => {
+  const db = openServerDb(':memory:');
+  const store = new AlertStore(db);
+  const tokens = new FeedTokens(db);
+  const read = tokens.create('reader', 'read').token;
+  const write = tokens.create('alice', 'write').token;
+  const admin = tokens.create('root', 'admin').token;
+  let app: FastifyInstance;
+
+  const get = async (url: string, token: string | null = read) => {
+    const res = await app.inject({ method: 'GET', url, headers: token ? { authorization: `Bearer ${token}` } : {} });
+    return { status: res.statusCode, body: res.json() as any, headers: res.headers };
+  };
+  const patch = async (url: string, body: unknown, token = write) => {
+    const res = await app.inject({ method: 'PATCH', url, payload: body as object, headers: { authorization: `Bearer ${token}` } });
+    return { status: res.statusCode, body: res.json() as any };
+  };
+
+  beforeAll(async () => {
+    app = await buildHttpServer({ store, tokens, log: createRootLogger({ name: 'test', level: 'silent' }), ready: () => true });
+    const t = (m: number) => new Date(Date.now() - (10 - m) * 60_000).toISOString();
+    store.ingest('edge', [
+      ev(ciliumPayload({ fp: 'a', ns: 'shop', dst: 'payments-api', time: t(1) })),
+      ev(ciliumPayload({ fp: 'b', ns: 'db', dst: 'postgres', policy: 'db-lockdown', severity: 'high', time: t(2) })),
+      ev(falcoPayload({ fp: 'c', ns: 'shop', pod: 'checkout-7f9', severity: 'critical', time: t(3) })),
+      ev(falcoPayload({ fp: 'd', rule: 'Write below etc', ns: 'kube-system', pod: 'coredns-1', severity: 'low', time: t(4) })),
+    ]);
+  });
+  afterAll(async () => {
+    await app.close();
+    db.close();
+  });
+
+  it('refuses requests without a token (401) and with too small a scope (403), before looking at the query', async () => {
+    for (const url of ['/api/v1/alerts', '/api/v1/alerts?status=bogus', '/api/v1/alerts/1', '/api/v1/alerts/counts?by=severity', '/api/v1/admin/feed-tokens', '/api/v1/alerts/stream']) {
+      const r = await get(url, null);
+      expect(r.status, url).toBe(401);
+      expect(r.body.message).toMatch(/verdict tokens create/);
+    }
+    expect((await get('/api/v1/alerts', 'vdt_feed_nope')).status).toBe(401);
+    const r = await patch('/api/v1/alerts/1', { status: 'bogus' }, read);
+    expect(r.status).toBe(403);
+    expect(r.body.message).toMatch(/scope "read".*needs "write"/);
+    expect((await get('/api/v1/admin/feed-tokens', write)).status).toBe(403);
+  });
+
+  it('lists alerts with the fields clients rely on, a next cursor and a stream cursor', async () => {
+    const r = await get('/api/v1/alerts');
+    expect(r.status).toBe(200);
+    expect(r.body.alerts).toHaveLength(4);
+    const a = r.body.alerts.find((x: any) => x.namespace === 'db');
+    expect(a).toMatchObject({
+      status: 'triggered', source: 'cilium', severity: 'high', namespace: 'db', count: 1, rule: '',
+      policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'db', name: 'db-lockdown' }],
+    });
+    for (const k of ['id', 'title', 'first_seen', 'last_seen', 'seq', 'details', 'labels', 'agent', 'fingerprint']) expect(a).toHaveProperty(k);
+    expect(r.body.next_cursor).toBeNull();
+    expect(r.body.stream_cursor).toBe(store.currentSeq());
+    expect(r.headers['x-content-type-options']).toBe('nosniff');
+  });
+
+  it('filters, searches (hyphens included) and pages', async () => {
+    const ns = async (q: string) => (await get(`/api/v1/alerts?${q}`)).body.alerts.map((a: any) => a.namespace);
+    expect(await ns('severity=critical&severity=high')).toEqual(['shop', 'db']);
+    expect(await ns('severity=critical,high&source=falco')).toEqual(['shop']);
+    expect(await ns('namespace=shop,kube-system&sort=created&order=asc')).toEqual(['shop', 'shop', 'kube-system']);
+    expect(await ns('policy=db%2Fdb-lockdown')).toEqual(['db']);
+    expect(await ns(`rule=${encodeURIComponent('Write below etc')}`)).toEqual(['kube-system']);
+    expect(await ns('q=payments-api')).toEqual(['shop']);
+    expect(await ns('q=checkout-7f9')).toEqual(['shop']);
+    expect(await ns('q=db-lockdown')).toEqual(['db']);
+    expect(await ns('since=450s')).toEqual(['kube-system', 'shop']);
+    expect(await ns(`since=${encodeURIComponent(new Date(Date.now() - 8.5 * 60_000).toISOString())}&until=${encodeURIComponent(new Date(Date.now() - 7.5 * 60_000).toISOString())}`)).toEqual(['db']);
+    const p1 = await get('/api/v1/alerts?limit=3');
+    expect(p1.body.alerts).toHaveLength(3);
+    const p2 = await get(`/api/v1/alerts?limit=3&cursor=${p1.body.next_cursor}`);
+    expect(p2.body.alerts).toHaveLength(1);
+    expect(p2.body.next_cursor).toBeNull();
+  });
+
+  it('answers bad query values with 400 and what to change', async () => {
+    const cases: [string, RegExp][] = [
+      ['status=open', /status: must be one of triggered, acknowledged, resolved, ignored/],
+      ['severity=urgent', /severity: must be one of critical, high, medium, low, info/],
+      ['limit=0', /limit: must be at least 1/],
+      ['limit=ten', /limit: must be a whole number/],
+      ['sort=name', /sort: must be one of/],
+      ['since=yesterday', /since: "yesterday" is not a time; use RFC 3339/],
+      ['since=1h&until=2h', /since is after until/],
+      ['cursor=abc', /cursor is not one this server made/],
+      ['statuses=triggered', /unknown query parameter "statuses"/],
+      [`q=${'x'.repeat(201)}`, /q: must be at most 200 characters/],
+    ];
+    for (const [q, re] of cases) {
+      const r = await get(`/api/v1/alerts?${q}`);
+      expect(r.status, q).toBe(400);
+      expect(r.body.error).toBe('bad_request');
+      expect(r.body.message, q).toMatch(re);
+    }
+    expect((await get('/api/v1/alerts/counts?by=pod')).body.message).toMatch(/by: must be one of severity, source, rule, namespace, policy/);
+    expect((await get('/api/v1/alerts/counts')).body.message).toMatch(/by: is required/);
+    expect((await get('/api/v1/alerts/abc')).status).toBe(400);
+  });
+
+  it('shows one alert with occurrences and history; changes status with who and when', async () => {
+    const id = (await get('/api/v1/alerts?namespace=db')).body.alerts[0].id;
+    store.ingest('edge', [ev(ciliumPayload({ fp: 'b', ns: 'db', dst: 'postgres', policy: 'db-lockdown', severity: 'high' }))]);
+    let d = await get(`/api/v1/alerts/${id}`);
+    expect(d.status).toBe(200);
+    expect(d.body.alert).toMatchObject({ id, count: 2, events: 2 });
+    expect(d.body.occurrences).toHaveLength(2);
+    expect(d.body.occurrences[0].samples[0]).toHaveProperty('verdict', 'DROPPED');
+    expect(d.body.alert.samples).toHaveLength(2);
+    expect(d.body.history).toEqual([]);
+
+    const r = await patch(`/api/v1/alerts/${id}`, { status: 'acknowledged' });
+    expect(r.status).toBe(200);
+    expect(r.body.alert.status).toBe('acknowledged');
+    d = await get(`/api/v1/alerts/${id}`);
+    expect(d.body.history).toHaveLength(1);
+    expect(d.body.history[0]).toMatchObject({ from: 'triggered', to: 'acknowledged', actor: expect.stringContaining('alice') });
+    expect((await patch(`/api/v1/alerts/${id}`, { status: 'done' })).body.message).toMatch(/status: must be one of/);
+    expect((await patch(`/api/v1/alerts/${id}`, { status: 'resolved', note: 'x' })).body.message).toMatch(/unknown field "note"/);
+    expect((await patch('/api/v1/alerts/99999', { status: 'resolved' })).status).toBe(404);
+    expect((await get('/api/v1/alerts/99999')).status).toBe(404);
+  });
+
+  it('refuses to reopen a resolved alert while its fingerprint has an open one (409)', async () => {
+    const id = (await get('/api/v1/alerts?namespace=kube-system')).body.alerts[0].id;
+    expect((await patch(`/api/v1/alerts/${id}`, { status: 'resolved' })).status).toBe(200);
+    store.ingest('edge', [ev(falcoPayload({ fp: 'd', rule: 'Write below etc', ns: 'kube-system', pod: 'coredns-1', severity: 'low' }))]);
+    const r = await patch(`/api/v1/alerts/${id}`, { status: 'triggered' });
+    expect(r.status).toBe(409);
+    expect(r.body.message).toMatch(/already open/);
+  });
+
+  it('counts by severity, source, rule, namespace and policy', async () => {
+    const c = async (q: string) => (await get(`/api/v1/alerts/counts?${q}`)).body;
+    expect((await c('by=severity')).counts.map((x: any) => x.key).sort()).toEqual(['critical', 'high', 'low', 'medium']);
+    expect(await c('by=source&status=triggered')).toEqual({ by: 'source', counts: [{ key: 'falco', alerts: 2, events: 2 }, { key: 'cilium', alerts: 1, events: 1 }] });
+    expect((await c('by=policy')).counts).toEqual([{ key: 'db/db-lockdown', alerts: 1, events: 2 }, { key: 'shop/payments-api-ingress', alerts: 1, events: 1 }]);
+    expect((await c('by=rule&q=coredns')).counts).toEqual([{ key: 'Write below etc', alerts: 2, events: 2 }]);
+    expect((await c('by=namespace&source=cilium')).counts.map((x: any) => x.key).sort()).toEqual(['db', 'shop']);
+  });
+
+  it('manages feed tokens over the admin API', async () => {
+    const res = await app.inject({ method: 'POST', url: '/api/v1/admin/feed-tokens', payload: { name: 'ci', scope: 'read' }, headers: { authorization: `Bearer ${admin}` } });
+    expect(res.statusCode).toBe(201);
+    const created = res.json() as { id: number; token: string; scope: string };
+    expect(created).toMatchObject({ name: 'ci', scope: 'read' });
+    expect(created.token).toMatch(/^vdt_feed_/);
+    expect((await get('/api/v1/alerts', created.token)).status).toBe(200);
+    const list = await get('/api/v1/admin/feed-tokens', admin);
+    expect(list.body.tokens.map((t: any) => t.name)).toEqual(['reader', 'alice', 'root', 'ci']);
+    expect(list.body.tokens[0]).not.toHaveProperty('token_hash');
+    const del = await app.inject({ method: 'DELETE', url: `/api/v1/admin/feed-tokens/${created.id}`, headers: { authorization: `Bearer ${admin}` } });
+    expect(del.statusCode).toBe(204);
+    expect((await get('/api/v1/alerts', created.token)).status).toBe(401);
+    const again = await app.inject({ method: 'DELETE', url: `/api/v1/admin/feed-tokens/${created.id}`, headers: { authorization: `Bearer ${admin}` } });
+    expect(again.statusCode).toBe(404);
+    const bad = await app.inject({ method: 'POST', url: '/api/v1/admin/feed-tokens', payload: { name: 'x', scope: 'root' }, headers: { authorization: `Bearer ${admin}` } });
+    expect(bad.statusCode).toBe(400);
+    expect((bad.json() as { message: string }).message).toMatch(/scope: must be one of read, write, admin/);
+  });
+
+  it('publishes an OpenAPI document of every feed route, built from their schemas', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/v1/openapi.json' });
+    expect(res.statusCode).toBe(200);
+    const doc = res.json() as any;
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths).sort()).toEqual([
+      '/api/v1/admin/feed-tokens', '/api/v1/admin/feed-tokens/{id}', '/api/v1/alerts', '/api/v1/alerts/counts', '/api/v1/alerts/stream', '/api/v1/alerts/{id}',
+    ]);
+    const list = doc.paths['/api/v1/alerts'].get;
+    expect(list.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(['status', 'severity', 'q', 'cursor', 'sort', 'limit', 'since']));
+    expect(list['x-required-scope']).toBe('read');
+    expect(doc.paths['/api/v1/alerts/{id}'].patch.requestBody.content['application/json'].schema.properties.status.enum).toContain('acknowledged');
+    expect(doc.paths['/api/v1/alerts/stream'].get.description).toMatch(/bearer\.<feed token>/);
+    expect(doc.components.securitySchemes.feedToken.scheme).toBe('bearer');
+  });
+
+  it('serves the web page with a strict Content-Security-Policy', async () => {
+    const page = await app.inject({ method: 'GET', url: '/' });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toMatch(/text\/html/);
+    const csp = String(page.headers['content-security-policy']);
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(page.body).toContain('<script src="/app.js"');
+    expect(page.body).not.toMatch(/<script>[^<]/);
+    const js = await app.inject({ method: 'GET', url: '/app.js' });
+    expect(js.headers['content-type']).toMatch(/javascript/);
+    // Data reaches the page as text only.
+    expect(js.body).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(/);
+    expect((await app.inject({ method: 'GET', url: '/app.css' })).statusCode).toBe(200);
+  });
+});
