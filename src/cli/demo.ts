@@ -10,6 +10,8 @@ import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
 import { startFalcoPoster } from '../peers/falco/falco-poster.js';
 import { startServer } from '../server/server.js';
 import { demoWebhooks } from '../server/webhooks/demo.js';
+import { kafkaConfigForBootstrap, type KafkaConfig } from '../shared/config/kafka-config.js';
+import { ConfigError } from '../shared/config/schema.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { parseFlags, UsageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
@@ -32,6 +34,9 @@ Flags:
   --webhook <url>          also deliver alerts to this URL as signed generic webhooks
                            (docs/webhooks.md); a local address is allowed for the demo
   --webhook-secret <whsec_...>  the endpoint's Standard Webhooks secret (default: a new one, printed)
+  --kafka <host:port[,...]>  keep the alert log in this Kafka (topics verdict.log, verdict.tokens,
+                           export verdict.alerts; docs/kafka.md); a second demo with the same
+                           --kafka and another --data-dir joins as a second server replica
 `;
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -79,6 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     interval: { type: 'string', default: '1500' },
     webhook: { type: 'string' },
     'webhook-secret': { type: 'string' },
+    kafka: { type: 'string' },
     help: { type: 'boolean' },
   });
   if (values.help) {
@@ -88,6 +94,13 @@ export async function run(argv: string[]): Promise<number> {
   const dataDir = resolve(values['data-dir']);
   if (values['webhook-secret'] && !values.webhook) throw new UsageError('verdict demo: --webhook-secret needs --webhook <url>');
   const webhook = values.webhook ? demoWebhooks(values.webhook, values['webhook-secret']) : undefined;
+  let kafka: KafkaConfig | undefined;
+  try {
+    kafka = values.kafka ? kafkaConfigForBootstrap(values.kafka) : undefined;
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(`verdict demo: --kafka: ${e.issues[0]!.message} (give host:port of a broker, e.g. 127.0.0.1:9092; scripts/kafka.sh start prints one)`);
+    throw e;
+  }
   const interval = Number(values.interval);
   const log = createRootLogger({ name: 'verdict-demo' });
 
@@ -102,6 +115,7 @@ export async function run(argv: string[]): Promise<number> {
     grpc_addr: values['grpc-addr'],
     config_poll_interval: 2000,
     ...(webhook ? { webhooks: webhook.config } : {}),
+    ...(kafka ? { kafka } : {}),
   }, log.child({ name: 'server' }));
 
   const tokenFile = join(dataDir, 'agent-token');
@@ -134,11 +148,13 @@ export async function run(argv: string[]): Promise<number> {
   process.stdout.write([
     '',
     `Verdict demo is running.`,
-    `  feed:        ${url}  (web page)`,
+    // The token rides in the fragment, which browsers never send to the server; the page keeps it and drops it from the address bar.
+    `  feed:        ${url}#token=${feedToken}  (web page; open this link)`,
     `  feed API:    curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/alerts`,
     `  feed token:  ${feedToken}  (also in ${feedTokenFile})`,
     `  Falco input: http://${values['falco-addr']}/  (point Falco's http_output here)`,
     `  config:      ${project}/.gitlab/agents/${AGENT}/config.yaml (commit changes; the agent picks them up)`,
+    ...(kafka ? [`  kafka:       ${kafka.brokers.join(',')}: alert log ${kafka.topic_prefix}.log, export ${kafka.export_topic} (kcat -b ${kafka.brokers[0]} -t ${kafka.export_topic} -C)`] : []),
     ...(webhook ? [`  webhook:     ${values.webhook} (signed, secret ${webhook.secret})`, `               deliveries: GET ${url}api/v1/admin/integrations/demo-webhook/deliveries with a token from \`verdict tokens create --name me --scope admin --data-dir ${join(dataDir, 'server')}\``] : []),
     'Stop with Ctrl-C.',
     '',

@@ -27,6 +27,10 @@ Webhooks (signed generic, GitLab, Alertmanager, Slack) are configured in --confi
 webhooks: {allow_private_addresses, external_url, integrations: [{name, type, url, secrets,
 key, route, group_window, headers, timeout, retry_schedule, concurrency, repeat_milestones}]}
 or through /api/v1/admin/integrations; see docs/webhooks.md.
+
+Several servers share one alert log with kafka: {brokers: [host:port, ...], topic_prefix,
+export_topic, tls, sasl, ...} in --config: each replica stores every alert, agents may use
+any of them (repeat --kas-address), webhooks go out once; see docs/kafka.md.
 `;
 
 export async function run(argv: string[]): Promise<number> {

@@ -16,7 +16,6 @@ import { AlertStore } from './store/alert-store.js';
 import { openServerDb } from './store/server-db.js';
 import { RETENTION_DEFAULTS, startRetention } from './store/retention.js';
 import { addTunnelServices, StreamRegistry } from './tunnel/grpc-service.js';
-import { widenFlowControlWindows } from './tunnel/flow-control.js';
 import { grpcServerCredentials, listenTls, loadTls, type TlsMaterial } from './tunnel/tls.js';
 import { registerAgentWebSocket } from './tunnel/ws-route.js';
 import { startWebhooks, type WebhooksService } from './webhooks/service.js';
@@ -89,7 +88,6 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
     await kafka?.close();
     throw e;
   });
-  widenFlowControlWindows(grpcServer);
 
   let http: FastifyInstance;
   let tlsFront: TlsServer | undefined;

@@ -163,6 +163,17 @@ describe('Kafka replicas (in process, real broker)', () => {
     }
   });
 
+  it('refuses to start against unreachable brokers, saying which setting to check', async () => {
+    const db = openServerDb(':memory:');
+    try {
+      const bad = kafkaConfigForBootstrap('127.0.0.1:1', { connection_timeout: '200ms' });
+      await expect(startKafkaReplica({ config: bad, db, store: new AlertStore(db), agents: new AgentRegistry(db), tokens: new FeedTokens(db), log }))
+        .rejects.toThrow(/^cannot reach the Kafka brokers 127\.0\.0\.1:1: .*check kafka\.brokers/);
+    } finally {
+      db.close();
+    }
+  }, 60_000);
+
   it('shares agent and feed tokens between replicas, revocations included', async () => {
     const project = mkdtempSync(join(tmpdir(), 'verdict-project-'));
     const { token, tokenId } = a.agents.register('edge', project);

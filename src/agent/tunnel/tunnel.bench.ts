@@ -8,7 +8,6 @@ import Database from 'better-sqlite3';
 import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import { ProjectPollers } from '../../server/config/project-poller.js';
-import { widenFlowControlWindows } from '../../server/tunnel/flow-control.js';
 import { addTunnelServices, StreamRegistry } from '../../server/tunnel/grpc-service.js';
 import { registerAgentWebSocket } from '../../server/tunnel/ws-route.js';
 import { AgentRegistry } from '../../server/agents/agent-registry.js';
@@ -101,7 +100,6 @@ async function serveCountingSink(data: string): Promise<void> {
     sink: { accept: async (_agent, evs) => ((events += evs.length), { stored: evs.length, duplicates: 0 }) },
   }, new StreamRegistry());
   const port = await new Promise<number>((resolve, reject) => grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  widenFlowControlWindows(grpcServer);
   const app = Fastify();
   await registerAgentWebSocket(app, { grpcServer, log: silent });
   app.get('/count', async () => ({ events }));

@@ -107,7 +107,11 @@ export class WsBridge {
     ws.on('error', (e: Error & { code?: string }) => {
       if (!open) {
         const text = e.code && !e.message.includes(e.code) ? `${e.message} (${e.code})` : e.message;
-        fail(explainTransportError(text, this.opts.address) ?? `WebSocket to ${url} failed: ${text}`);
+        if (/subprotocol/i.test(text)) {
+          fail(`${url} upgraded the WebSocket but did not accept the "${WS_SUBPROTOCOL}" subprotocol (${text}): it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. /-/kubernetes-agent/)`);
+        } else {
+          fail(explainTransportError(text, this.opts.address) ?? `WebSocket to ${url} failed: ${text}`);
+        }
       }
       local.destroy();
     });

@@ -12,6 +12,7 @@ import { StreamHub } from './stream.js';
 import { registerStreamRoute } from './stream-routes.js';
 import { registerWebRoutes } from './web-routes.js';
 import { routeSchema } from './schemas.js';
+import { registerWebhookAdminRoutes } from '../webhooks/admin-routes.js';
 
 export interface HttpDeps {
   store: AlertStore;
@@ -82,6 +83,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
   registerAlertRoutes(app, deps);
   registerStreamRoute(app, { ...deps, hub });
   registerFeedTokenAdminRoutes(app, deps);
+  registerWebhookAdminRoutes(app, deps);
   registerWebRoutes(app);
   return Object.assign(app, { streams: hub });
 }

@@ -128,8 +128,8 @@ export class StreamHub {
     this.send(c, JSON.stringify({ type: 'live', cursor }));
   }
 
-  private send(c: Client, msg: string | undefined): void {
-    if (msg !== undefined && c.ws.readyState === c.ws.OPEN) c.ws.send(msg);
+  private send(c: Client, msg: string | Buffer | undefined): void {
+    if (msg !== undefined && c.ws.readyState === c.ws.OPEN) c.ws.send(msg, { binary: false });
   }
 
   /** An "alerts" message for one client, or undefined when nothing in `alerts` concerns it. */
@@ -161,7 +161,8 @@ export class StreamHub {
       }
       return s;
     };
-    const byFilter = new Map<string, string | undefined>();
+    // Encoded once: 500 clients must not mean 500 UTF-8 conversions of the same text.
+    const byFilter = new Map<string, Buffer | undefined>();
     for (const c of this.clients) {
       if (!c.live) continue;
       if (c.ws.bufferedAmount > MAX_BUFFERED) {
@@ -170,11 +171,12 @@ export class StreamHub {
         c.timer = setTimeout(() => this.catchUp(c), 50);
         continue;
       }
-      let msg: string | undefined;
+      let msg: Buffer | undefined;
       if (byFilter.has(c.key)) {
         msg = byFilter.get(c.key);
       } else {
-        msg = this.message(c, alerts, cursor, true, view);
+        const text = this.message(c, alerts, cursor, true, view);
+        msg = text === undefined ? undefined : Buffer.from(text);
         byFilter.set(c.key, msg);
       }
       this.send(c, msg);

@@ -7,7 +7,7 @@ import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStore, StoredAlert } from '../store/alert-store.js';
 import { explainKafkaError, retrying } from './client.js';
-import { alertUid, BadLogMessage, decodeLogEvent, exportedAlert } from './messages.js';
+import { exportedAlert, logRef, type ExportedAlert } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
 import type { Projection } from './projection.js';
 
@@ -73,8 +73,8 @@ export interface DeliveryOptions {
   log: Logger;
 }
 
-/** Changes handed on per flush at most. */
-const FLUSH_EVERY = 200;
+/** Log messages handed on per flush at most. */
+const FLUSH_EVERY = 500;
 const SEEN_MAX = 50_000;
 
 /**
@@ -170,66 +170,58 @@ export class DeliveryGroup {
 
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary }: EachBatchPayload): Promise<void> {
     const p = batch.partition;
-    let alerts: StoredAlert[] = [];
-    let exports: OutMessage[] = [];
-    let last: string | undefined;
-    // Export first (its consumers can de-duplicate on `change`), then the
-    // deliveries, then the offset: a crash between the last two is the only
-    // way a webhook goes out twice, and it is a few milliseconds wide.
-    const flush = async () => {
-      if (exports.length) await this.o.writer.append(exports);
-      if (alerts.length && this.o.webhooks) {
-        const batchAlerts = alerts;
-        this.o.db.transaction(() => this.o.webhooks!.enqueueForAlerts(batchAlerts))();
-      }
-      if (last !== undefined) {
-        resolveOffset(last);
-        await commitOffsetsIfNecessary();
-      }
-      alerts = [];
-      exports = [];
-      last = undefined;
-    };
-    for (const m of batch.messages) {
-      const offset = Number(m.offset);
-      // The change must be in this replica's store before it can be described.
-      while (!(await this.o.projection.waitFor(p, offset, 2_000))) {
+    const msgs = batch.messages;
+    for (let i = 0; i < msgs.length; i += FLUSH_EVERY) {
+      const chunk = msgs.slice(i, i + FLUSH_EVERY);
+      const last = chunk[chunk.length - 1]!.offset;
+      // The changes must be in this replica's store before they can be described.
+      while (!(await this.o.projection.waitFor(p, Number(last), 2_000))) {
         if (!isRunning() || isStale() || this.stopped) return;
         await heartbeat();
       }
       if (!isRunning() || isStale()) return;
-      last = m.offset;
-      let ev;
-      try {
-        ev = decodeLogEvent(m.value);
-      } catch (e) {
-        if (!(e instanceof BadLogMessage)) throw e;
-        continue;
+      // Each alert once per chunk, as it stands now, with the last change that touched it.
+      const touched = new Map<number, ExportedAlert['change']>();
+      for (const m of chunk) {
+        const ref = logRef(m.headers, m.value);
+        if (!ref) continue;
+        const id = ref.type === 'alert' ? this.o.projection.alertOfEvent(ref.ref) : this.o.projection.alertOfUid(ref.ref);
+        if (id === undefined) {
+          handled.inc({ result: 'gone' });
+          continue;
+        }
+        touched.delete(id);
+        touched.set(id, { kind: ref.type, log_partition: p, log_offset: m.offset });
       }
-      const id = ev.type === 'alert' ? this.o.projection.alertOfEvent(ev.id) : this.o.projection.alertOfUid(alertUid(ev.agent, ev.fingerprint, ev.alert));
-      const a = id === undefined ? undefined : this.o.store.get(id);
-      if (!a) {
-        handled.inc({ result: 'gone' });
-        continue;
+      const alerts: StoredAlert[] = [];
+      const exports: OutMessage[] = [];
+      for (const [id, change] of touched) {
+        const a = this.o.store.get(id);
+        if (!a) {
+          handled.inc({ result: 'gone' });
+          continue;
+        }
+        if ((this.seen.get(a.id) ?? -1) >= a.seq) {
+          handled.inc({ result: 'unchanged' });
+          continue;
+        }
+        alerts.push(a);
+        const uid = this.o.projection.uidOf(a.id);
+        if (this.o.exportTopic && uid) exports.push({ topic: this.o.exportTopic, key: uid, value: JSON.stringify(exportedAlert(a, uid, change)) });
       }
-      if ((this.seen.get(a.id) ?? -1) >= a.seq) {
-        handled.inc({ result: 'unchanged' });
-        continue;
-      }
-      if (this.seen.size >= SEEN_MAX) this.seen.clear();
-      this.seen.set(a.id, a.seq);
-      handled.inc({ result: 'handed_on' });
-      alerts.push(a);
-      const uid = this.o.projection.uidOf(a.id);
-      if (this.o.exportTopic && uid) {
-        exports.push({ topic: this.o.exportTopic, key: uid, value: JSON.stringify(exportedAlert(a, uid, { kind: ev.type, log_partition: p, log_offset: m.offset })) });
-      }
-      if (alerts.length >= FLUSH_EVERY) {
-        await flush();
-        await heartbeat();
-      }
+      // Export first (its consumers can de-duplicate on `change`), then the
+      // deliveries, then the offset: a crash between the last two is the only
+      // way a webhook goes out twice, and it is a few milliseconds wide. What
+      // is handed on is remembered only now: a chunk that failed is read again.
+      if (exports.length) await this.o.writer.append(exports);
+      if (alerts.length && this.o.webhooks) this.o.db.transaction(() => this.o.webhooks!.enqueueForAlerts(alerts))();
+      if (this.seen.size + alerts.length > SEEN_MAX) this.seen.clear();
+      for (const a of alerts) this.seen.set(a.id, a.seq);
+      handled.inc({ result: 'handed_on' }, alerts.length);
+      resolveOffset(last);
+      await commitOffsetsIfNecessary();
+      await heartbeat();
     }
-    await flush();
   }
 
   async stop(): Promise<void> {

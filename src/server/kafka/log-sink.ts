@@ -3,7 +3,7 @@ import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from '../tunnel/alert-sink.js';
-import { encodeAlertEvent, logKey } from './messages.js';
+import { encodeAlertEvent, HEADER_REF, HEADER_TYPE, logKey } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
 
 const tooBig = new Counter({ name: 'verdict_kafka_events_too_large_total', help: 'Agent events dropped because they exceed the Kafka message size even without samples', registers: [registry] });
@@ -30,7 +30,7 @@ export class KafkaAlertSink implements AlertSink {
         this.log.error({ agent_name: agent, alert_id: ev.id, title: ev.payload.title.slice(0, 200) }, 'Kafka: dropped an alert event larger than the Kafka message size even without its samples');
         continue;
       }
-      messages.push({ topic: this.topic, key: logKey(agent, ev.payload.fingerprint), value });
+      messages.push({ topic: this.topic, key: logKey(agent, ev.payload.fingerprint), value, headers: { [HEADER_TYPE]: 'alert', [HEADER_REF]: ev.id } });
     }
     try {
       await this.writer.append(messages);

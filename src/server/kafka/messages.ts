@@ -88,6 +88,31 @@ export function decodeLogEvent(value: Buffer | null): LogEvent {
   throw new BadLogMessage(`unknown message type ${JSON.stringify(m.type)}`);
 }
 
+/** Headers on log messages, so readers that only need to know which alert changed need not parse the value. */
+export const HEADER_TYPE = 'verdict-type';
+export const HEADER_REF = 'verdict-ref';
+
+/**
+ * Which alert a log message is about: an agent event by its event id, a
+ * status change by the alert's uid. From the headers, or from the value for
+ * messages written without them. Undefined for what is not a Verdict event.
+ */
+export function logRef(headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined, value: Buffer | null): { type: 'alert' | 'status'; ref: string } | undefined {
+  const t = headers?.[HEADER_TYPE];
+  const r = headers?.[HEADER_REF];
+  if (t !== undefined && r !== undefined && !Array.isArray(t) && !Array.isArray(r)) {
+    const type = t.toString();
+    if (type === 'alert' || type === 'status') return { type, ref: r.toString() };
+  }
+  try {
+    const ev = decodeLogEvent(value);
+    return ev.type === 'alert' ? { type: 'alert', ref: ev.id } : { type: 'status', ref: alertUid(ev.agent, ev.fingerprint, ev.alert) };
+  } catch (e) {
+    if (e instanceof BadLogMessage) return undefined;
+    throw e;
+  }
+}
+
 /** Kafka's default max.message.bytes is about 1 MB; stay well below it. */
 export const MAX_MESSAGE_BYTES = 900 * 1024;
 const MAX_SAMPLE_BYTES = 16 * 1024;

@@ -16,6 +16,7 @@ export interface OutMessage {
   topic: string;
   key: string;
   value: string;
+  headers?: Record<string, string>;
   /** Set for the log topic, whose partition count is known, so callers learn the offset. */
   partition?: number;
 }
@@ -142,6 +143,7 @@ export class LogWriter {
         let list = byTopic.get(m.topic);
         if (!list) byTopic.set(m.topic, (list = []));
         const msg: Message = { key: m.key, value: m.value };
+        if (m.headers) msg.headers = m.headers;
         if (m.partition !== undefined) msg.partition = m.partition;
         list.push(msg);
         const ck = `${m.topic}\u0000${m.partition ?? -1}`;

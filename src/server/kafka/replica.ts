@@ -11,7 +11,7 @@ import { createKafkaClient, ensureTopics, explainKafkaError, topicsOf } from './
 import { migrateKafka, replicaId } from './db.js';
 import { DeliveryGroup, type WebhookEnqueuer } from './delivery.js';
 import { KafkaAlertSink } from './log-sink.js';
-import { encodeStatusEvent, logKey } from './messages.js';
+import { encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey } from './messages.js';
 import { LogWriter } from './producer.js';
 import { Projection } from './projection.js';
 import { TokenSync } from './tokens.js';
@@ -135,6 +135,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
         topic: topics.log,
         key: logKey(a.agent, a.fingerprint),
         value: encodeStatusEvent({ agent: a.agent, fingerprint: a.fingerprint, alert: firstEvent, status: to, actor, at: new Date().toISOString(), replica }),
+        headers: { [HEADER_TYPE]: 'status', [HEADER_REF]: uid },
       }]);
       if (!at || at.offset < 0 || !(await proj.waitFor(at.partition, at.offset, statusTimeout))) {
         throw new StatusPendingError(`the status change is in the alert log but this server has not applied it within ${Math.round(statusTimeout / 1000)} s; it shows once this replica catches up (see verdict_kafka_projection_lag_messages)`);

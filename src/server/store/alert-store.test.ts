@@ -256,6 +256,30 @@ describe('AlertStore queries', () => {
     expect(() => store.list({ limit: 10, cursor: 'garbage' })).toThrow(QueryError);
   });
 
+  it('returns short pages with a cursor when a filter matches few of many alerts, and never skips or repeats one', () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db, { scanBudget: 10 });
+    const batch = [];
+    for (let i = 0; i < 100; i++) {
+      const time = new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString();
+      batch.push({ id: id(), payload: i % 30 === 7 ? falcoPayload({ fp: `f${i}`, time }) : ciliumPayload({ fp: `c${i}`, time }) });
+    }
+    store.ingest('edge', batch);
+    const ids: number[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = store.list({ limit: 2, source: ['falco'], cursor });
+      expect(page.alerts.length).toBeLessThanOrEqual(2);
+      ids.push(...page.alerts.map((a) => a.id));
+      cursor = page.next_cursor ?? undefined;
+      pages++;
+    } while (cursor && pages < 50);
+    expect(pages).toBeGreaterThan(5);
+    // Alerts 8, 38, 68 and 98 are the Falco ones, newest first.
+    expect(ids).toEqual([98, 68, 38, 8]);
+  });
+
   it('counts by severity, source, rule, namespace and policy, with filters', () => {
     const { store } = seeded();
     expect(store.counts('severity', {})).toHaveLength(4);

@@ -343,8 +343,11 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   /** State of the list scan in progress (list queries run one at a time: the store is synchronous). */
   private scan: { n: number; budget: number; last: (number | string)[] | undefined } = { n: 0, budget: SCAN_BUDGET, last: undefined };
 
-  constructor(private readonly db: DB) {
+  private readonly scanBudget: number;
+
+  constructor(private readonly db: DB, opts: { scanBudget?: number } = {}) {
     super();
+    this.scanBudget = opts.scanBudget ?? SCAN_BUDGET;
     this.s = {
       findOpen: db.prepare(`SELECT ${OPEN_COLS} FROM ${JOINED} WHERE a.agent = ? AND a.fingerprint = ? AND a.status != 'resolved'`),
       getById: db.prepare(`SELECT ${ROW_COLS} FROM ${JOINED} WHERE a.id = ?`),
@@ -504,8 +507,9 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
           r.seq = ++this.seq;
           const samples = p.samples.slice(-MAX_SAMPLES).map(capSample);
           // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
-          s.putOccurrence.run(r.id, eventNo % OCCURRENCES_KEPT, eventNo, ev.id, now, p.count, first, last, severity, description, JSON.stringify(labels),
-            `[${samples.map((x) => x.json).join(',')}]`);
+          const labelsJson = JSON.stringify(labels);
+          s.putOccurrence.run(r.id, eventNo % OCCURRENCES_KEPT, eventNo, ev.id, now, p.count, first, last, severity,
+            description === r.description ? null : description, labelsJson === r.labels ? null : labelsJson, `[${samples.map((x) => x.json).join(',')}]`);
           if (samples.length) e.batchSamples = e.batchSamples.concat(samples.map((x) => x.value)).slice(-MAX_SAMPLES);
           if (!touched.has(r.id)) {
             touched.set(r.id, e);
@@ -571,9 +575,11 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   detail(id: number, occurrences = OCCURRENCES_KEPT): { alert: StoredAlert; occurrences: Occurrence[]; history: StatusChange[] } | undefined {
     const alert = this.get(id);
     if (!alert) return undefined;
-    const occ = (this.s.occurrencesOf.all(id, occurrences) as (Omit<Occurrence, 'labels' | 'samples' | 'received_at' | 'first_seen' | 'last_seen'> & { labels: string; samples: string; received_at: number; first_seen: number; last_seen: number })[]).map((o) => ({
+    const occ = (this.s.occurrencesOf.all(id, occurrences) as (Omit<Occurrence, 'description' | 'labels' | 'samples' | 'received_at' | 'first_seen' | 'last_seen'> & { description: string | null; labels: string | null; samples: string; received_at: number; first_seen: number; last_seen: number })[]).map((o) => ({
       ...o, received_at: iso(o.received_at), first_seen: iso(o.first_seen), last_seen: iso(o.last_seen),
-      labels: JSON.parse(o.labels) as Record<string, string>, samples: JSON.parse(o.samples) as unknown[],
+      description: o.description ?? alert.description,
+      labels: o.labels === null ? alert.labels : JSON.parse(o.labels) as Record<string, string>,
+      samples: JSON.parse(o.samples) as unknown[],
     }));
     const history = (this.s.historyOf.all(id) as { from_status: AlertStatus; to_status: AlertStatus; actor: string; at: number }[]).map((h) => ({
       from: h.from_status, to: h.to_status, actor: h.actor, at: iso(h.at),
@@ -662,7 +668,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     const order = q.order ?? 'desc';
     const rows: NarrowRow[] = [];
     let spent = false;
-    this.scan = { n: 0, budget: SCAN_BUDGET, last: undefined };
+    this.scan = { n: 0, budget: this.scanBudget, last: undefined };
     try {
       for (const r of this.prepared(sql).iterate(...params)) rows.push(r as NarrowRow);
     } catch (e) {

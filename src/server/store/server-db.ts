@@ -120,8 +120,9 @@ const MIGRATIONS = [
      first_seen INTEGER NOT NULL,
      last_seen INTEGER NOT NULL,
      severity TEXT NOT NULL,
-     description TEXT NOT NULL,
-     labels TEXT NOT NULL,
+     -- NULL: the same as the alert's (the first occurrence), not stored twice.
+     description TEXT,
+     labels TEXT,
      samples TEXT NOT NULL,
      PRIMARY KEY (alert_id, slot)
    ) WITHOUT ROWID;

@@ -132,7 +132,7 @@ function listBench(dir: string): void {
     ['source=falco', { limit: 50, source: ['falco'] }],
     ['namespace=kube-system', { limit: 50, namespace: ['kube-system'] }],
     ['rule=Write below etc', { limit: 50, rule: ['Write below etc'] }],
-    ['policy=<one of 588>', { limit: 50, policy: ['payments-api-ingress-7'] }],
+    ['policy=<one of 588>', { limit: 50, policy: ['api-gateway-ingress-1'] }],
     ['time range: one hour, a day ago', { limit: 50, since: Date.now() - 25 * hour, until: Date.now() - 24 * hour }],
     ['q=payments-api (common)', { limit: 50, q: 'payments-api' }],
     ['q=<one pod> (rare)', { limit: 50, q: 'checkout-1a2' }],

@@ -5,7 +5,6 @@ import { Counter, Gauge } from 'prom-client';
 import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
-import { widenFlowControlWindows } from './flow-control.js';
 import { RateLimiter, UPGRADE_LIMIT } from './rate-limit.js';
 
 // The WebSocket transport of the agent API (ws:// and wss:// in --kas-address),
@@ -47,7 +46,6 @@ function isUpgrade(req: FastifyRequest): boolean {
 /** Adds the agent WebSocket endpoint to the HTTP server; call before it listens. */
 export async function registerAgentWebSocket(app: FastifyInstance, opts: AgentWebSocketOptions): Promise<AgentWebSocket> {
   const injector = opts.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  widenFlowControlWindows(opts.grpcServer);
   const limiter = opts.limiter ?? new RateLimiter(UPGRADE_LIMIT);
   const log = opts.log;
   // Our own WebSocket server: other WebSocket routes of the HTTP server (the

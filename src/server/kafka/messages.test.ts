@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { falcoPayload } from '../store/test-payloads.js';
+import { alertUid, BadLogMessage, decodeLogEvent, encodeAlertEvent, encodeStatusEvent, logKey, MAX_MESSAGE_BYTES, parseAlertUid } from './messages.js';
+
+describe('log messages', () => {
+  it('round-trips agent events and status changes', () => {
+    const payload = falcoPayload({ fp: 'abc' });
+    const a = decodeLogEvent(Buffer.from(encodeAlertEvent('edge', 'ev-1', payload, 'r1', '2026-01-01T00:00:00.000Z')!));
+    expect(a).toEqual({ type: 'alert', v: 1, agent: 'edge', id: 'ev-1', payload, at: '2026-01-01T00:00:00.000Z', replica: 'r1' });
+    const s = decodeLogEvent(Buffer.from(encodeStatusEvent({ agent: 'edge', fingerprint: 'abc', alert: 'ev-1', status: 'resolved', actor: 'bob', at: 'now', replica: 'r2' })));
+    expect(s).toMatchObject({ type: 'status', agent: 'edge', fingerprint: 'abc', alert: 'ev-1', status: 'resolved', actor: 'bob' });
+  });
+
+  it('refuses what a replica cannot project, saying why', () => {
+    const bad = (v: unknown) => () => decodeLogEvent(Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)));
+    expect(bad('not json')).toThrow(BadLogMessage);
+    expect(bad({ type: 'alert', v: 2, agent: 'edge' })).toThrow(/version 2 is not 1; is a newer Verdict/);
+    expect(bad({ type: 'alert', v: 1, agent: 'edge', id: 'x', payload: { source: 'nope' } })).toThrow(/source must be cilium or falco/);
+    expect(bad({ type: 'status', v: 1, agent: 'edge', fingerprint: 'f', alert: 'e', status: 'closed' })).toThrow(/status "closed" is not one of/);
+    expect(bad({ type: 'mystery', v: 1, agent: 'edge' })).toThrow(/unknown message type "mystery"/);
+    expect(() => decodeLogEvent(null)).toThrow(/empty/);
+  });
+
+  it('cuts samples, then drops them, to fit an event into a Kafka message', () => {
+    const huge = { blob: 'x'.repeat(200 * 1024) };
+    const p = { ...falcoPayload(), samples: [huge, huge, huge, huge, huge] };
+    const json = encodeAlertEvent('edge', 'ev-2', p, 'r1')!;
+    expect(json.length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    const samples = (decodeLogEvent(Buffer.from(json)) as { payload: { samples: { truncated?: boolean }[] } }).payload.samples;
+    expect(samples).toHaveLength(5);
+    expect(samples.every((s) => s.truncated)).toBe(true);
+    expect(encodeAlertEvent('edge', 'ev-3', { ...falcoPayload(), description: 'y'.repeat(MAX_MESSAGE_BYTES) }, 'r1')).toBeUndefined();
+  });
+
+  it('names alerts alike on every replica and parses the name back', () => {
+    expect(logKey('edge', 'f00')).toBe('edge/f00');
+    const uid = alertUid('edge', 'a/b', '0b7e6d3c-1111-4222-8333-944445555666');
+    expect(parseAlertUid(uid)).toEqual({ agent: 'edge', fingerprint: 'a/b', firstEvent: '0b7e6d3c-1111-4222-8333-944445555666' });
+    expect(parseAlertUid('nonsense')).toBeUndefined();
+  });
+});

@@ -1,0 +1,155 @@
+import type { FastifyInstance } from 'fastify';
+import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRootLogger } from '../../src/shared/log/logger.js';
+import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
+import { buildHttpServer } from '../../src/server/feed/http-server.js';
+import { AlertStore } from '../../src/server/store/alert-store.js';
+import { openServerDb } from '../../src/server/store/server-db.js';
+import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payloads.js';
+
+// The web page in a real browser (Debian's chromium driven by playwright-core;
+// nothing is downloaded): it loads, shows new alerts live, keeps a status
+// change, and renders attacker-controlled text as text.
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+let n = 0;
+const ev = (payload: ReturnType<typeof ciliumPayload>) => ({ id: `page-${++n}`, payload });
+
+describe('web page in Chromium', () => {
+  const db = openServerDb(':memory:');
+  const store = new AlertStore(db);
+  const tokens = new FeedTokens(db);
+  const write = tokens.create('alice', 'write').token;
+  const read = tokens.create('viewer', 'read').token;
+  let app: FastifyInstance;
+  let base = '';
+  let browser: Browser;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(`${CHROMIUM} is missing: the browser test needs Debian's Chromium; install it with \`apt-get install chromium\` (as root, after apt-get update)`);
+    }
+    app = await buildHttpServer({ store, tokens, log: createRootLogger({ name: 'test', level: 'silent' }), ready: () => true });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    store.ingest('prod', [
+      ev(ciliumPayload({ fp: 'seed-1', ns: 'shop', dst: 'payments-api', severity: 'medium' })),
+      ev(falcoPayload({ fp: 'seed-2', ns: 'db', pod: 'postgres-0', severity: 'high' })),
+    ]);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    page = await browser.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('dialog', (d) => {
+      pageErrors.push(`dialog: ${d.message()}`);
+      void d.dismiss();
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await app?.close();
+    db.close();
+  });
+
+  const rowTitles = () => page.locator('#alerts .alert .title').allTextContents();
+
+  it('loads with the token from the URL fragment, drops the fragment, lists alerts and goes live', async () => {
+    await page.goto(`${base}/#token=${write}`);
+    await page.waitForSelector('#alerts .alert');
+    expect(new URL(page.url()).hash).toBe('');
+    expect(await page.evaluate(() => localStorage.getItem('verdict.feedToken'))).toBe(write);
+    expect(await rowTitles()).toHaveLength(2);
+    await page.waitForSelector('#conn[data-state="live"]');
+    await page.waitForSelector('[data-severity-count="high"] b');
+    expect(await page.locator('[data-severity-count="high"] b').textContent()).toBe('1');
+  });
+
+  it('shows a new alert as soon as it is stored, without reloading', async () => {
+    const reloads: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/api/v1/alerts?')) reloads.push(r.url());
+    });
+    const t0 = Date.now();
+    store.ingest('prod', [ev(ciliumPayload({ fp: 'live-1', ns: 'payments', src: 'intruder', dst: 'vault', severity: 'critical' }))]);
+    await page.waitForFunction(() => [...document.querySelectorAll('#alerts .alert .title')].some((e) => e.textContent!.includes('intruder')), undefined, { timeout: 5000 });
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(reloads).toEqual([]);
+    // Newest activity first.
+    expect((await rowTitles())[0]).toContain('intruder');
+  });
+
+  it('acknowledges an alert with the button, and the change sticks after a reload', async () => {
+    const id = store.list({ limit: 10, q: 'intruder' }).alerts[0]!.id;
+    await page.click(`#alerts .alert[data-id="${id}"]`);
+    await page.waitForSelector('#detail [data-action="acknowledged"]');
+    await page.click('#detail [data-action="acknowledged"]');
+    await page.waitForSelector(`#alerts .alert[data-id="${id}"] .badge.acknowledged`);
+    expect(store.get(id)!.status).toBe('acknowledged');
+    await page.reload();
+    await page.waitForSelector(`#alerts .alert[data-id="${id}"] .badge.acknowledged`);
+    await page.click(`#alerts .alert[data-id="${id}"]`);
+    await page.waitForSelector('#detail ol.history li');
+    expect(await page.locator('#detail ol.history li').first().textContent()).toMatch(/acknowledged from triggered by alice/);
+    // Resolved alerts leave the default (open) view.
+    await page.click('#detail [data-action="resolved"]');
+    await page.waitForFunction((alertId) => !document.querySelector(`#alerts .alert[data-id="${alertId}"]`), id);
+    await page.click('#status-filter [data-status="resolved"]');
+    await page.waitForSelector(`#alerts .alert[data-id="${id}"] .badge.resolved`);
+    await page.click('#status-filter [data-status="open"]');
+  });
+
+  it('renders a <script> in a pod name and HTML in Falco output as text', async () => {
+    const pod = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">';
+    store.ingest('prod', [ev(falcoPayload({ fp: 'xss', ns: 'web', pod, severity: 'critical', output: `Shell in ${pod} <b>bold</b> <a href="javascript:window.__xss=3">x</a>` }))]);
+    await page.waitForFunction(() => [...document.querySelectorAll('#alerts .alert .title')].some((e) => e.textContent!.includes('<script>')));
+    const id = store.list({ limit: 1, q: 'web' }).alerts[0]!.id;
+    await page.click(`#alerts .alert[data-id="${id}"]`);
+    await page.waitForSelector('#detail .output');
+    expect(await page.locator('#detail h1').textContent()).toContain('<script>window.__xss = 1</script>');
+    expect(await page.locator('#detail .output').first().textContent()).toContain('<b>bold</b>');
+    const injected = await page.evaluate(() => ({
+      xss: (window as unknown as { __xss?: number }).__xss,
+      scripts: document.querySelectorAll('script').length,
+      imgs: [...document.querySelectorAll('img')].filter((i) => i.getAttribute('src') === 'x').length,
+      links: document.querySelectorAll('a[href^="javascript:"]').length,
+      bold: [...document.querySelectorAll('#detail b')].some((b) => b.textContent === 'bold'),
+    }));
+    expect(injected).toEqual({ xss: undefined, scripts: 1, imgs: 0, links: 0, bold: false });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('filters by severity and search, and says so when a read-only token tries to change status', async () => {
+    await page.click('#severity-filter [data-severity="high"]');
+    await page.waitForFunction(() => [...document.querySelectorAll('#alerts .alert')].every((e) => e.classList.contains('high')) && document.querySelectorAll('#alerts .alert').length === 1);
+    await page.click('#severity-filter [data-severity="high"]');
+    await page.fill('#search', 'payments-api');
+    await page.waitForFunction(() => document.querySelectorAll('#alerts .alert').length === 1 && document.querySelector('#alerts .alert .title')!.textContent!.includes('payments-api'));
+    await page.fill('#search', '');
+
+    const viewer = await browser.newPage();
+    await viewer.goto(`${base}/#token=${read}`);
+    await viewer.waitForSelector('#alerts .alert');
+    await viewer.click('#alerts .alert >> nth=0');
+    await viewer.click('#detail [data-action="ignored"]');
+    await viewer.waitForSelector('#action-error:not([hidden])');
+    expect(await viewer.locator('#action-error').textContent()).toMatch(/cannot change status.*scope "read"/);
+    await viewer.close();
+  });
+
+  it('asks for a token when it has none', async () => {
+    const fresh = await browser.newPage();
+    await fresh.goto(`${base}/`);
+    await fresh.waitForSelector('#token-dialog[open]');
+    await fresh.fill('#token-input', write);
+    await fresh.click('#token-save');
+    await fresh.waitForSelector('#alerts .alert');
+    await fresh.close();
+  });
+});
