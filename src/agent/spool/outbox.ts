@@ -13,7 +13,8 @@ import { migrate, type DB } from '../../shared/sqlite/open.js';
 const MIGRATIONS = [
   `CREATE TABLE outbox (
      seq INTEGER PRIMARY KEY AUTOINCREMENT,
-     id TEXT NOT NULL UNIQUE,
+     -- Not indexed: ids are random and only the server looks them up (to de-duplicate).
+     id TEXT NOT NULL,
      payload BLOB NOT NULL,
      bytes INTEGER NOT NULL,
      created_at INTEGER NOT NULL
@@ -51,7 +52,7 @@ export class Outbox {
     this.insert = db.prepare('INSERT INTO outbox (id, payload, bytes, created_at) VALUES (?, ?, ?, ?)');
     this.selectAfter = db.prepare('SELECT seq, id, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?');
     this.deleteUpTo = db.prepare('DELETE FROM outbox WHERE seq <= ?');
-    this.deleteIds = db.prepare('DELETE FROM outbox WHERE seq = ?');
+    this.deleteIds = db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?');
     const row = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
     this.count = row.n;
     this.bytes = row.b;
@@ -99,8 +100,20 @@ export class Outbox {
   /** Removes acknowledged alerts. */
   remove(rows: readonly OutboxRow[]): void {
     if (rows.length === 0) return;
+    // A batch is read as consecutive rows in seq order and new rows only get
+    // higher seqs, so a range delete removes exactly the batch, in one statement.
     const tx = this.db.transaction(() => {
-      for (const r of rows) this.deleteIds.run(r.seq);
+      let first = rows[0]!.seq;
+      let prev = first;
+      for (let i = 1; i < rows.length; i++) {
+        const seq = rows[i]!.seq;
+        if (seq !== prev + 1) {
+          this.deleteIds.run(first, prev);
+          first = seq;
+        }
+        prev = seq;
+      }
+      this.deleteIds.run(first, prev);
     });
     tx();
     for (const r of rows) this.bytes -= r.payload.length;
