@@ -272,17 +272,22 @@ export type CountBy = (typeof COUNT_BY)[number];
 /** Counts straight from the alerts, for filters the rollup does not keep. */
 export function countsSql(by: CountBy, f: AlertFilter, limit: number): Sql {
   // Rule and policy are empty for alerts that have none; counting "none" helps nobody.
+  // The time range may use the last_seen index and a search its full-text index;
+  // other filters are checked per row (an equality index would make SQLite read
+  // every row in index order just to skip a sort).
+  const fts = (t: string) => (c: string) => c.replace(`+${t}id IN (SELECT rowid FROM alerts_fts`, `${t}id IN (SELECT rowid FROM alerts_fts`);
   if (by === 'policy') {
-    const w = where(f, undefined, 'a.');
+    const w = where(f, undefined, 'a.', true);
+    w.clauses = w.clauses.map(fts('a.'));
     const sql = `SELECT CASE WHEN p.namespace = '' THEN p.name ELSE p.namespace || '/' || p.name END AS key, count(*) AS alerts, sum(a.count) AS events
       FROM alert_policies p JOIN alerts a ON a.id = p.alert_id${whereSql(w)}
       GROUP BY p.namespace, p.name ORDER BY alerts DESC, key LIMIT ?`;
     return { sql, params: [...w.params, limit] };
   }
-  const w = where(f);
+  const w = where(f, undefined, '', true);
+  w.clauses = w.clauses.map(fts(''));
   if (by === 'rule') w.clauses.push("rule != ''");
-  // Let the planner use any index for the filters here: there is no order to keep.
-  const sql = `SELECT ${by} AS key, count(*) AS alerts, sum(count) AS events FROM alerts${whereSql(w).replaceAll('+', '')} GROUP BY ${by} ORDER BY alerts DESC, key LIMIT ?`;
+  const sql = `SELECT ${by} AS key, count(*) AS alerts, sum(count) AS events FROM alerts${whereSql(w)} GROUP BY ${by} ORDER BY alerts DESC, key LIMIT ?`;
   return { sql, params: [...w.params, limit] };
 }
 
