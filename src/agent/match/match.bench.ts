@@ -12,6 +12,8 @@ import { flow, policies, pod, world, type EpSpec, type FlowSpec } from './testin
 // between random services plus some to the internet; every flow a drop.
 // "engine" is the steady state, the 20,000 flows going round again (drops do
 // repeat: retransmits, retries); "cold" is a new engine seeing each once.
+// Rates are per second of this process's CPU time, the figure for one core on
+// a machine others share, with wall-clock rates beside them.
 
 const NAMESPACES = 25;
 const SERVICES = 8;

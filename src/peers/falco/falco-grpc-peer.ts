@@ -89,7 +89,12 @@ export async function startFalcoGrpcPeer(opts: { address?: string; credentials?:
     },
     dropSubscribers: () => {
       // grpc-js turns an 'error' on a server stream into the call's status.
-      for (const c of subs) c.emit('error', Object.assign(new Error('falco is restarting'), { code: status.UNAVAILABLE }));
+      for (const c of subs) {
+        // A dropped call must not take queued events: the client may still
+        // write on it before it sees the status, and those events would vanish.
+        c.removeAllListeners('data');
+        c.emit('error', Object.assign(new Error('falco is restarting'), { code: status.UNAVAILABLE }));
+      }
       subs.clear();
     },
     get subscribers() {

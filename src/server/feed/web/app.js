@@ -164,6 +164,15 @@
       state.alerts = new Map(page.alerts.map((a) => [a.id, a]));
       state.nextCursor = page.next_cursor;
       state.cursor = page.stream_cursor;
+      // A filter matching few of many alerts gives short pages (the server bounds
+      // each query's work): follow a few to fill the screen.
+      for (let i = 0; i < 5 && state.nextCursor && state.alerts.size < PAGE; i++) {
+        p.set('cursor', state.nextCursor);
+        const more = await api(`/api/v1/alerts?${p}`);
+        if (gen !== state.generation) return;
+        for (const a of more.alerts) state.alerts.set(a.id, a);
+        state.nextCursor = more.next_cursor;
+      }
       resort();
       renderList();
       openStream(gen);
