@@ -1,5 +1,5 @@
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifySchemaValidationError } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifySchemaValidationError } from 'fastify';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
@@ -48,7 +48,7 @@ export function describeValidation(errors: FastifySchemaValidationError[], where
 export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance & { streams: StreamHub }> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     schemaErrorFormatter: (errors, dataVar) => new Error(describeValidation(errors, dataVar === 'querystring' ? 'query' : dataVar)),
   }) as unknown as FastifyInstance;

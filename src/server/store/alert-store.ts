@@ -564,6 +564,13 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     this.txHooks.push(hook);
   }
 
+  private readonly statusHooks: ((alert: StoredAlert) => void)[] = [];
+
+  /** Registers work that must commit atomically with a status change. */
+  onStatusChangedInTransaction(hook: (alert: StoredAlert) => void): void {
+    this.statusHooks.push(hook);
+  }
+
   get(id: number): StoredAlert | undefined {
     const r = this.s.getById.get(id) as AlertRow | undefined;
     if (!r) return undefined;
@@ -629,6 +636,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
           cached.rollupKeys = rollupKeys(cached.row, cached.policies);
         }
         result = rowToAlert({ ...r, status: to, updated_at: now, seq });
+        for (const h of this.statusHooks) h(result);
         changed = true;
       })();
     } catch (e) {

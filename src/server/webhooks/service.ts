@@ -9,10 +9,10 @@ import { Outbox } from './outbox.js';
 import { AddressPolicy } from './ssrf.js';
 import { DeliveryWorker, type WorkerOptions } from './worker.js';
 
-// Wiring: the outbox hook in the alert store's transaction, the delivery
-// worker, and what the admin API needs. One outbox per database, so that code
-// changing an alert's status (the feed's PATCH) can record deliveries in its
-// own transaction through enqueueForStatusChange(db, alert).
+// Wiring: the outbox hooks in the alert store's transactions (new alerts and
+// status changes), the delivery worker, and what the admin API needs. One
+// outbox per database; enqueueForStatusChange(db, alert) serves code that
+// changes a status outside the store.
 
 interface DbState {
   registry: IntegrationRegistry;
@@ -95,22 +95,11 @@ export function startWebhooks(o: StartWebhooksOptions): WebhooksService {
     o.store.onStoredInTransaction((changed) => {
       st.outbox.enqueueForAlerts(changed);
     });
+    // Resolved deliveries commit with the status change itself.
+    o.store.onStatusChangedInTransaction((a) => {
+      if (a.status === 'resolved') st.outbox.enqueueForStatus(a);
+    });
   }
-  // A safety net for status changes made without enqueueForStatusChange: it
-  // runs after their commit (not atomically), and is a no-op when they did call it.
-  const onChanged = (alerts: StoredAlert[]) => {
-    if (o.enqueueOnStore === false) return;
-    const resolved = alerts.filter((a) => a.status === 'resolved');
-    if (!resolved.length) return;
-    try {
-      o.db.transaction(() => {
-        for (const a of resolved) st.outbox.enqueueForStatus(a);
-      })();
-    } catch (e) {
-      o.log.error({ error: errText(e) }, 'Webhooks: could not record resolved-alert deliveries');
-    }
-  };
-  o.store.on('changed', onChanged);
 
   st.outbox.releaseLeases();
   const worker = new DeliveryWorker({ queue: st.outbox, registry: st.registry, policy, log: o.log, ...o.worker });
@@ -141,7 +130,6 @@ export function startWebhooks(o: StartWebhooksOptions): WebhooksService {
     async close() {
       clearInterval(prune);
       removeBacklog();
-      o.store.off('changed', onChanged);
       byStore.delete(o.store);
       await worker.close();
     },
