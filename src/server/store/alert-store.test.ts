@@ -139,6 +139,23 @@ describe('AlertStore status', () => {
     expect(store.setStatus(999, 'resolved', 'x')).toBeUndefined();
   });
 
+  it('runs status hooks inside the change, so a failing hook undoes it', () => {
+    const { store } = fresh();
+    const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
+    const seen: string[] = [];
+    store.onStatusChangedInTransaction((x) => {
+      seen.push(x.status);
+      if (x.status === 'ignored') throw new Error('outbox full');
+    });
+    store.setStatus(a!.id, 'resolved', 'x');
+    expect(() => store.setStatus(a!.id, 'ignored', 'x')).toThrow('outbox full');
+    expect(seen).toEqual(['resolved', 'ignored']);
+    expect(store.get(a!.id)!.status).toBe('resolved');
+    expect(store.detail(a!.id)!.history).toHaveLength(1);
+    // The rolled-back change left no trace in the change counter either.
+    expect(store.setStatus(a!.id, 'acknowledged', 'x')!.seq).toBe(store.currentSeq());
+  });
+
   it('refuses to reopen a resolved alert while another is open for its fingerprint', () => {
     const { store } = fresh();
     const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;

@@ -290,9 +290,6 @@ export const DRIVER_MAX = 1500;
 export const SCAN_BUDGET = 8_000;
 const CACHE_MAX = 20_000;
 
-/** Dimensions the rollup counts by; policy has one entry per policy of the alert. */
-const ROLLUP_DIMS = ['severity', 'source', 'namespace', 'rule', 'agent', 'policy'] as const;
-
 type RollupFields = Pick<AlertRow, 'severity' | 'source' | 'namespace' | 'rule' | 'agent' | 'status' | 'count'>;
 
 function rollupKeys(r: RollupFields, policies: readonly PolicyRef[]): string[] {

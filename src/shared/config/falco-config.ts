@@ -1,19 +1,11 @@
 import { isMap, isScalar, type Node } from 'yaml';
 import { SEVERITIES } from '../alert/payload.js';
-import { bool, duration, field, int, list, obj, oneOf, str, stringMap, type Validator } from './schema.js';
+import { bool, duration, field, int, list, obj, oneOf, str, stringMap, type Validator, reportIssue } from './schema.js';
 
 // Schema of the `falco` block of config.yaml: which ways Falco events come in,
 // and how rule hits become alerts. Defaults that depend on the event source
 // (severity per priority, fingerprint fields) live in alerts/falco.yaml so they
 // can be read and reviewed without reading code.
-
-type Ctx = Parameters<Validator<unknown>>[2];
-
-function issue(ctx: Ctx, node: Node | null | undefined, path: string, message: string): undefined {
-  const start = node?.range?.[0];
-  ctx.issues.push({ file: ctx.file, path, line: start === undefined ? 0 : ctx.lines.linePos(start).line, message });
-  return undefined;
-}
 
 /** host:port to listen on; port 0 picks a free port (tests). */
 const listenAddress = str({
@@ -40,7 +32,7 @@ export function priorityFromName(name: string): FalcoPriority | undefined {
 const priority: Validator<FalcoPriority> = (node, path, ctx) => {
   const v = isScalar(node) ? node.value : undefined;
   const p = typeof v === 'string' ? priorityFromName(v) : undefined;
-  if (!p) return issue(ctx, node, path, `must be a Falco priority (${FALCO_PRIORITIES.join(', ')}), got ${JSON.stringify(v ?? null)}`);
+  if (!p) return reportIssue(ctx, node, path, `must be a Falco priority (${FALCO_PRIORITIES.join(', ')}), got ${JSON.stringify(v ?? null)}`);
   return p;
 };
 
@@ -54,13 +46,13 @@ export type FalcoRuleOverride = NonNullable<ReturnType<typeof ruleOverride>>;
 
 /** Rule name -> override. Rule names are free text, so a mapping keyed by them. */
 const ruleOverrides: Validator<Record<string, FalcoRuleOverride>> = (node, path, ctx) => {
-  if (!isMap(node)) return issue(ctx, node, path, 'must be a mapping of Falco rule names to { ignore: true } or { severity: <severity> }');
+  if (!isMap(node)) return reportIssue(ctx, node, path, 'must be a mapping of Falco rule names to { ignore: true } or { severity: <severity> }');
   const out: Record<string, FalcoRuleOverride> = {};
   for (const pair of node.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : '';
     const p = `${path}["${key}"]`;
     if (!key.trim()) {
-      issue(ctx, pair.key as Node, p, 'rule name must not be empty');
+      reportIssue(ctx, pair.key as Node, p, 'rule name must not be empty');
       continue;
     }
     const v = ruleOverride(pair.value as Node, p, ctx);
@@ -134,12 +126,12 @@ export const falcoBlock: Validator<FalcoConfig> = (node, path, ctx) => {
   const v = falcoBlockShape(node, path, ctx);
   if (v) {
     if (!v.http && !v.file && !v.stdin && !v.grpc) {
-      issue(ctx, node, path, 'enable at least one input: http (Falco http_output / Falcosidekick), file (file_output), stdin: true (program_output) or grpc (Falco 0.43 and older)');
+      reportIssue(ctx, node, path, 'enable at least one input: http (Falco http_output / Falcosidekick), file (file_output), stdin: true (program_output) or grpc (Falco 0.43 and older)');
     }
     const g = v.grpc;
     if (g && (g.cert_file === undefined) !== (g.key_file === undefined)) {
       const grpcNode = isMap(node) ? (node.get('grpc', true) as Node | undefined) : undefined;
-      issue(ctx, grpcNode ?? node, `${path}.grpc`, 'set both cert_file and key_file (Falco\'s gRPC server requires a client certificate over TCP) or neither');
+      reportIssue(ctx, grpcNode ?? node, `${path}.grpc`, 'set both cert_file and key_file (Falco\'s gRPC server requires a client certificate over TCP) or neither');
     }
   }
   return v;

@@ -1,28 +1,11 @@
 import { isMap, isScalar, type Node } from 'yaml';
-import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, type Validator } from './schema.js';
+import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, type Validator, reportIssue, refine } from './schema.js';
 import { resolveSecretRef } from './webhooks-config.js';
 
 // The `kafka:` block of the server config. Without it the server keeps its
 // alert log in SQLite alone; with it, replicas share one alert log in Kafka
 // (docs/kafka.md). Secrets (SASL password, TLS key) take `env:VAR` or
 // `file:/path` like the webhook secrets, so the config file can be public.
-
-type Ctx = Parameters<Validator<unknown>>[2];
-
-function issue(ctx: Ctx, node: Node | null | undefined, path: string, message: string): undefined {
-  const start = node?.range?.[0];
-  ctx.issues.push({ file: ctx.file, path, line: start === undefined ? 0 : ctx.lines.linePos(start).line, message });
-  return undefined;
-}
-
-function refine<T>(v: Validator<T>, check: (value: T) => string | undefined): Validator<T> {
-  return (node, path, ctx) => {
-    const out = v(node, path, ctx);
-    if (out === undefined) return undefined;
-    const why = check(out);
-    return why ? issue(ctx, node, path, why) : out;
-  };
-}
 
 const broker = str({ pattern: /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, hint: 'host:port of a Kafka broker, e.g. kafka-0.kafka:9092' });
 
@@ -92,11 +75,11 @@ export const kafkaConfigSchema: Validator<KafkaConfig> = (node, path, ctx) => {
   if (!cfg || ctx.issues.length > before) return undefined;
   const at = (k: string) => (isMap(node) ? (node.get(k, true) as Node | undefined) : undefined) ?? node;
   if (cfg.tls && Boolean(cfg.tls.cert_file) !== Boolean(cfg.tls.key_file)) {
-    issue(ctx, at('tls'), `${path}.tls`, 'give cert_file and key_file together (mutual TLS), or neither');
+    reportIssue(ctx, at('tls'), `${path}.tls`, 'give cert_file and key_file together (mutual TLS), or neither');
   }
   const internal = [`${cfg.topic_prefix}.log`, `${cfg.topic_prefix}.tokens`];
   if (internal.includes(cfg.export_topic)) {
-    issue(ctx, at('export_topic'), `${path}.export_topic`, `"${cfg.export_topic}" is one of Verdict's internal topics; pick another name, e.g. verdict.alerts`);
+    reportIssue(ctx, at('export_topic'), `${path}.export_topic`, `"${cfg.export_topic}" is one of Verdict's internal topics; pick another name, e.g. verdict.alerts`);
   }
   return ctx.issues.length > before ? undefined : cfg;
 };

@@ -23,21 +23,22 @@ export function formatIssue(i: ConfigIssue): string {
   return `${i.file}${i.line ? `:${i.line}` : ''}: ${i.path || '(document)'}: ${i.message}`;
 }
 
-interface Ctx {
+export interface ConfigCtx {
   file: string;
   lines: LineCounter;
   issues: ConfigIssue[];
   warnings: ConfigIssue[];
 }
 
-export type Validator<T> = (node: Node | null | undefined, path: string, ctx: Ctx) => T | undefined;
+export type Validator<T> = (node: Node | null | undefined, path: string, ctx: ConfigCtx) => T | undefined;
 
-function lineOf(node: Node | null | undefined, ctx: Ctx): number {
+function lineOf(node: Node | null | undefined, ctx: ConfigCtx): number {
   const start = node?.range?.[0];
   return start === undefined ? 0 : ctx.lines.linePos(start).line;
 }
 
-function fail(ctx: Ctx, node: Node | null | undefined, path: string, message: string): undefined {
+/** Records a problem at a node; returns undefined so validators can `return reportIssue(...)`. */
+export function reportIssue(ctx: ConfigCtx, node: Node | null | undefined, path: string, message: string): undefined {
   ctx.issues.push({ file: ctx.file, path, line: lineOf(node, ctx), message });
   return undefined;
 }
@@ -49,30 +50,30 @@ function scalarValue(node: Node | null | undefined): unknown {
 export const str = (opts: { pattern?: RegExp; hint?: string; nonEmpty?: boolean } = {}): Validator<string> =>
   (node, path, ctx) => {
     const v = scalarValue(node);
-    if (typeof v !== 'string') return fail(ctx, node, path, `must be a string${opts.hint ? ` (${opts.hint})` : ''}`);
-    if (opts.nonEmpty && v.trim() === '') return fail(ctx, node, path, 'must not be empty');
-    if (opts.pattern && !opts.pattern.test(v)) return fail(ctx, node, path, `"${v}" is not valid${opts.hint ? `: ${opts.hint}` : ''}`);
+    if (typeof v !== 'string') return reportIssue(ctx, node, path, `must be a string${opts.hint ? ` (${opts.hint})` : ''}`);
+    if (opts.nonEmpty && v.trim() === '') return reportIssue(ctx, node, path, 'must not be empty');
+    if (opts.pattern && !opts.pattern.test(v)) return reportIssue(ctx, node, path, `"${v}" is not valid${opts.hint ? `: ${opts.hint}` : ''}`);
     return v;
   };
 
 export const bool = (): Validator<boolean> => (node, path, ctx) => {
   const v = scalarValue(node);
-  if (typeof v !== 'boolean') return fail(ctx, node, path, 'must be true or false');
+  if (typeof v !== 'boolean') return reportIssue(ctx, node, path, 'must be true or false');
   return v;
 };
 
 export const int = (opts: { min?: number; max?: number } = {}): Validator<number> => (node, path, ctx) => {
   const v = scalarValue(node);
-  if (typeof v !== 'number' || !Number.isInteger(v)) return fail(ctx, node, path, 'must be a whole number');
-  if (opts.min !== undefined && v < opts.min) return fail(ctx, node, path, `must be at least ${opts.min}`);
-  if (opts.max !== undefined && v > opts.max) return fail(ctx, node, path, `must be at most ${opts.max}`);
+  if (typeof v !== 'number' || !Number.isInteger(v)) return reportIssue(ctx, node, path, 'must be a whole number');
+  if (opts.min !== undefined && v < opts.min) return reportIssue(ctx, node, path, `must be at least ${opts.min}`);
+  if (opts.max !== undefined && v > opts.max) return reportIssue(ctx, node, path, `must be at most ${opts.max}`);
   return v;
 };
 
 export const oneOf = <T extends string>(values: readonly T[]): Validator<T> => (node, path, ctx) => {
   const v = scalarValue(node);
   if (typeof v !== 'string' || !values.includes(v as T)) {
-    return fail(ctx, node, path, `must be one of ${values.join(', ')}, got ${JSON.stringify(v ?? null)}`);
+    return reportIssue(ctx, node, path, `must be one of ${values.join(', ')}, got ${JSON.stringify(v ?? null)}`);
   }
   return v as T;
 };
@@ -81,15 +82,15 @@ export const oneOf = <T extends string>(values: readonly T[]): Validator<T> => (
 export const duration = (opts: { min?: number } = {}): Validator<number> => (node, path, ctx) => {
   const v = scalarValue(node);
   const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(v.trim()) : null;
-  if (!m) return fail(ctx, node, path, `must be a duration such as 500ms, 10s, 5m or 1h, got ${JSON.stringify(v ?? null)}`);
+  if (!m) return reportIssue(ctx, node, path, `must be a duration such as 500ms, 10s, 5m or 1h, got ${JSON.stringify(v ?? null)}`);
   const ms = Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms']);
-  if (opts.min !== undefined && ms < opts.min) return fail(ctx, node, path, `must be at least ${opts.min} ms`);
+  if (opts.min !== undefined && ms < opts.min) return reportIssue(ctx, node, path, `must be at least ${opts.min} ms`);
   return ms;
 };
 
 export const list = <T>(item: Validator<T>, opts: { min?: number } = {}): Validator<T[]> => (node, path, ctx) => {
-  if (!isSeq(node)) return fail(ctx, node, path, 'must be a list');
-  if (opts.min !== undefined && node.items.length < opts.min) return fail(ctx, node, path, `must have at least ${opts.min} item(s)`);
+  if (!isSeq(node)) return reportIssue(ctx, node, path, 'must be a list');
+  if (opts.min !== undefined && node.items.length < opts.min) return reportIssue(ctx, node, path, `must have at least ${opts.min} item(s)`);
   const out: T[] = [];
   node.items.forEach((n, i) => {
     const v = item(n as Node, `${path}[${i}]`, ctx);
@@ -99,13 +100,13 @@ export const list = <T>(item: Validator<T>, opts: { min?: number } = {}): Valida
 };
 
 export const stringMap = (): Validator<Record<string, string>> => (node, path, ctx) => {
-  if (!isMap(node)) return fail(ctx, node, path, 'must be a mapping of names to strings');
+  if (!isMap(node)) return reportIssue(ctx, node, path, 'must be a mapping of names to strings');
   const out: Record<string, string> = {};
   for (const pair of node.items) {
     const k = String(scalarValue(pair.key as Node));
     const v = scalarValue(pair.value as Node);
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
-      fail(ctx, pair.value as Node, `${path}.${k}`, 'must be a string');
+      reportIssue(ctx, pair.value as Node, `${path}.${k}`, 'must be a string');
       continue;
     }
     out[k] = String(v);
@@ -136,7 +137,7 @@ export const obj = <S extends Shape>(shape: S, opts: { open?: boolean } = {}): V
   if (node === null || node === undefined || (isScalar(node) && node.value === null)) {
     node = undefined;
   } else if (!isMap(node)) {
-    return fail(ctx, node, path, 'must be a mapping');
+    return reportIssue(ctx, node, path, 'must be a mapping');
   }
   const seen = new Map<string, Node>();
   if (node) {
@@ -157,7 +158,7 @@ export const obj = <S extends Shape>(shape: S, opts: { open?: boolean } = {}): V
     const p = path ? `${path}.${k}` : k;
     const child = seen.get(k);
     if (child === undefined || (isScalar(child) && child.value === null)) {
-      if (f.required) fail(ctx, node, p, 'is required');
+      if (f.required) reportIssue(ctx, node, p, 'is required');
       else if ('default' in f) out[k] = structuredClone(f.default);
       continue;
     }
@@ -175,7 +176,7 @@ export interface Parsed<T> {
 export function parseYamlConfig<T>(text: string, file: string, root: Validator<T>): Parsed<T> {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const ctx: Ctx = { file, lines, issues: [], warnings: [] };
+  const ctx: ConfigCtx = { file, lines, issues: [], warnings: [] };
   for (const e of doc.errors) {
     ctx.issues.push({ file, path: '', line: lines.linePos(e.pos[0]).line, message: `invalid YAML: ${e.message.split('\n')[0]}` });
   }
@@ -183,4 +184,14 @@ export function parseYamlConfig<T>(text: string, file: string, root: Validator<T
   const value = root(doc.contents as Node | null, '', ctx);
   if (ctx.issues.length || value === undefined) throw new ConfigError(ctx.issues);
   return { value, warnings: ctx.warnings };
+}
+
+/** A validator with an extra check on its value (cross-field rules, formats). */
+export function refine<T>(v: Validator<T>, check: (value: T) => string | undefined): Validator<T> {
+  return (node, path, ctx) => {
+    const out = v(node, path, ctx);
+    if (out === undefined) return undefined;
+    const why = check(out);
+    return why ? reportIssue(ctx, node, path, why) : out;
+  };
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { isMap, type Node } from 'yaml';
 import { SEVERITIES, type Severity } from '../alert/payload.js';
-import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, stringMap, type Validator } from './schema.js';
+import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, stringMap, type Validator, reportIssue, refine } from './schema.js';
 
 // The `webhooks:` block of the server config, and the shape of one integration
 // as both the config file and the admin API take it (the API parses its JSON
@@ -25,23 +25,6 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 // RFC 7230 token; names we set ourselves cannot be overridden.
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const RESERVED_HEADERS = new Set(['host', 'content-type', 'content-length', 'transfer-encoding', 'connection', 'authorization', 'webhook-id', 'webhook-timestamp', 'webhook-signature', 'user-agent']);
-
-type Ctx = Parameters<Validator<unknown>>[2];
-
-function issue(ctx: Ctx, node: Node | null | undefined, path: string, message: string): undefined {
-  const start = node?.range?.[0];
-  ctx.issues.push({ file: ctx.file, path, line: start === undefined ? 0 : ctx.lines.linePos(start).line, message });
-  return undefined;
-}
-
-function refine<T>(v: Validator<T>, check: (value: T) => string | undefined): Validator<T> {
-  return (node, path, ctx) => {
-    const out = v(node, path, ctx);
-    if (out === undefined) return undefined;
-    const why = check(out);
-    return why ? issue(ctx, node, path, why) : out;
-  };
-}
 
 /**
  * Reads a secret given as `env:VAR`, `file:/path` or the value itself, so
@@ -184,13 +167,13 @@ const integrationSchema: Validator<IntegrationSpec> = (node, path, ctx) => {
   if (!spec || ctx.issues.length > before) return undefined;
   const at = (k: string) => (isMap(node) ? (node.get(k, true) as Node | undefined) : undefined) ?? node;
   const p = (k: string) => `${path}.${k}`;
-  if (spec.type === 'generic' && spec.secrets.length === 0) issue(ctx, node, p('secrets'), 'a generic webhook is signed: give one secret (two while rotating), e.g. secrets: [env:VERDICT_WEBHOOK_SECRET]');
-  if (spec.secrets.length > MAX_ACTIVE_SECRETS) issue(ctx, at('secrets'), p('secrets'), `at most ${MAX_ACTIVE_SECRETS} secrets may be active (the new one and the one being retired)`);
-  if (spec.type === 'gitlab' && spec.key === undefined) issue(ctx, node, p('key'), "GitLab's HTTP integration needs its authorization key: key: env:GITLAB_ALERT_KEY");
-  if (spec.type === 'slack' && (spec.key !== undefined || spec.secrets.length)) issue(ctx, at(spec.key !== undefined ? 'key' : 'secrets'), p(spec.key !== undefined ? 'key' : 'secrets'), 'a Slack incoming webhook takes no key or secrets; its URL is the secret');
-  if (spec.type === 'gitlab' && spec.group_window !== undefined) issue(ctx, at('group_window'), p('group_window'), "GitLab's HTTP integration takes one alert per request; remove group_window");
+  if (spec.type === 'generic' && spec.secrets.length === 0) reportIssue(ctx, node, p('secrets'), 'a generic webhook is signed: give one secret (two while rotating), e.g. secrets: [env:VERDICT_WEBHOOK_SECRET]');
+  if (spec.secrets.length > MAX_ACTIVE_SECRETS) reportIssue(ctx, at('secrets'), p('secrets'), `at most ${MAX_ACTIVE_SECRETS} secrets may be active (the new one and the one being retired)`);
+  if (spec.type === 'gitlab' && spec.key === undefined) reportIssue(ctx, node, p('key'), "GitLab's HTTP integration needs its authorization key: key: env:GITLAB_ALERT_KEY");
+  if (spec.type === 'slack' && (spec.key !== undefined || spec.secrets.length)) reportIssue(ctx, at(spec.key !== undefined ? 'key' : 'secrets'), p(spec.key !== undefined ? 'key' : 'secrets'), 'a Slack incoming webhook takes no key or secrets; its URL is the secret');
+  if (spec.type === 'gitlab' && spec.group_window !== undefined) reportIssue(ctx, at('group_window'), p('group_window'), "GitLab's HTTP integration takes one alert per request; remove group_window");
   const ms = spec.repeat_milestones;
-  if (ms.some((m, i) => i > 0 && m <= ms[i - 1]!)) issue(ctx, at('repeat_milestones'), p('repeat_milestones'), 'must be increasing, e.g. [10, 100, 1000]');
+  if (ms.some((m, i) => i > 0 && m <= ms[i - 1]!)) reportIssue(ctx, at('repeat_milestones'), p('repeat_milestones'), 'must be increasing, e.g. [10, 100, 1000]');
   return ctx.issues.length > before ? undefined : spec;
 };
 
@@ -201,7 +184,7 @@ const integrationList: Validator<IntegrationSpec[]> = (node, path, ctx) => {
   if (!out) return undefined;
   const seen = new Set<string>();
   for (const [i, s] of out.entries()) {
-    if (seen.has(s.name)) issue(ctx, node, `${path}[${i}].name`, `"${s.name}" is used by an earlier integration; names must be unique`);
+    if (seen.has(s.name)) reportIssue(ctx, node, `${path}[${i}].name`, `"${s.name}" is used by an earlier integration; names must be unique`);
     seen.add(s.name);
   }
   return out;
