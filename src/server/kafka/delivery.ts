@@ -6,6 +6,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStore, StoredAlert } from '../store/alert-store.js';
+import { relaunchUntilRunning } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { exportedAlert, logRef, type ExportedAlert } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
@@ -154,18 +155,15 @@ export class DeliveryGroup {
     await consumer.run({ autoCommit: true, autoCommitThreshold: 1, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) });
   }
 
-  private async restartLater(): Promise<void> {
-    await new Promise((r) => setTimeout(r, 5_000));
-    if (this.stopped) return;
-    await this.consumer?.disconnect().catch(() => undefined);
-    if (this.stopped) return;
-    try {
-      await this.launch();
-      this.log.info({}, 'Kafka: the delivery group member is running again');
-    } catch (e) {
-      this.log.error({ error: explainKafkaError(e, this.o.cfg, this.o.logTopic) }, 'Kafka: could not rejoin the delivery group; trying again in 5 s');
-      void this.restartLater();
-    }
+  private restartLater(): Promise<void> {
+    return relaunchUntilRunning({
+      what: 'the delivery group member',
+      log: this.log,
+      stopped: () => this.stopped,
+      disconnect: async () => { await this.consumer?.disconnect(); },
+      launch: () => this.launch(),
+      explain: (e) => explainKafkaError(e, this.o.cfg, this.o.logTopic),
+    });
   }
 
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary }: EachBatchPayload): Promise<void> {

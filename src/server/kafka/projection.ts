@@ -6,6 +6,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { StatusConflictError, type AlertStore, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
+import { relaunchUntilRunning } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { alertUid, BadLogMessage, decodeLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
 
@@ -159,20 +160,15 @@ export class Projection {
     await consumer.run({ autoCommit: true, autoCommitInterval: 1000, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (b) => this.eachBatch(b) });
   }
 
-  // kafkajs restarts its consumer after retriable failures; this covers the rest
-  // (e.g. the brokers gone for longer than its retries).
-  private async restartLater(): Promise<void> {
-    await new Promise((r) => setTimeout(r, 5_000));
-    if (this.stopped) return;
-    await this.consumer?.disconnect().catch(() => undefined);
-    if (this.stopped) return;
-    try {
-      await this.launch();
-      this.log.info({}, 'Kafka: the alert log reader is running again');
-    } catch (e) {
-      this.log.error({ error: explainKafkaError(e, this.o.cfg, this.o.topic) }, 'Kafka: could not restart the alert log reader; trying again in 5 s');
-      void this.restartLater();
-    }
+  private restartLater(): Promise<void> {
+    return relaunchUntilRunning({
+      what: 'the alert log reader',
+      log: this.log,
+      stopped: () => this.stopped,
+      disconnect: async () => { await this.consumer?.disconnect(); },
+      launch: () => this.launch(),
+      explain: (e) => explainKafkaError(e, this.o.cfg, this.o.topic),
+    });
   }
 
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {

@@ -5,6 +5,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
+import { relaunchUntilRunning } from './relaunch.js';
 import { explainKafkaError } from './client.js';
 import type { LogWriter } from './producer.js';
 
@@ -104,18 +105,15 @@ export class TokenSync {
     await consumer.run({ eachMessage: async ({ message }) => this.apply(message.value) });
   }
 
-  private async restartLater(): Promise<void> {
-    await new Promise((r) => setTimeout(r, 5_000));
-    if (this.stopped) return;
-    await this.consumer?.disconnect().catch(() => undefined);
-    if (this.stopped) return;
-    try {
-      await this.launch();
-      this.o.log.info({}, 'Kafka: reading the tokens topic again');
-    } catch (e) {
-      this.o.log.error({ error: explainKafkaError(e, this.o.cfg, this.o.topic) }, 'Kafka: could not restart reading the tokens topic; trying again in 5 s');
-      void this.restartLater();
-    }
+  private restartLater(): Promise<void> {
+    return relaunchUntilRunning({
+      what: 'the tokens topic reader',
+      log: this.o.log,
+      stopped: () => this.stopped,
+      disconnect: async () => { await this.consumer?.disconnect(); },
+      launch: () => this.launch(),
+      explain: (e) => explainKafkaError(e, this.o.cfg, this.o.topic),
+    });
   }
 
   /** Publishes local token rows that the topic does not have yet (new, or newly revoked). */

@@ -199,6 +199,15 @@ describe('AlertStore queries', () => {
     expect(titles({ limit: 10, status: ['resolved'] })).toEqual([]);
   });
 
+  it('lists an alert matching two of the policies asked for once', () => {
+    const { store } = fresh();
+    const p = ciliumPayload({ fp: 'two', policy: 'a' });
+    p.policies.push({ kind: 'CiliumClusterwideNetworkPolicy', namespace: '', name: 'b' });
+    store.ingest('edge', [{ id: id(), payload: p }]);
+    expect(store.list({ limit: 10, policy: ['shop/a', 'b'] }).alerts).toHaveLength(1);
+    expect(store.counts('policy', {}).map((c) => c.key)).toEqual(['b', 'shop/a']);
+  });
+
   it('searches titles, outputs, pods and policy names, hyphenated terms included', () => {
     const { store } = seeded();
     const q = (text: string) => store.list({ limit: 10, q: text }).alerts.map((a) => a.namespace);
