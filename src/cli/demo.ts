@@ -116,7 +116,7 @@ export async function run(argv: string[]): Promise<number> {
     config_poll_interval: 2000,
     ...(webhook ? { webhooks: webhook.config } : {}),
     ...(kafka ? { kafka } : {}),
-  }, log.child({ name: 'server' }));
+  }, log.child({ component: 'server' }));
 
   const tokenFile = join(dataDir, 'agent-token');
   if (!existsSync(tokenFile) || !server.agents.authenticate(readFileSync(tokenFile, 'utf8').trim())) {
@@ -137,12 +137,12 @@ export async function run(argv: string[]): Promise<number> {
     spoolMaxBytes: 256 * 1024 * 1024,
     backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
     modules: [createCiliumModule({ policyPaths: [] }), falcoModule],
-  }, log.child({ name: 'agent' }));
+  }, log.child({ component: 'agent' }));
 
   let step = 0;
   const relayTimer = setInterval(() => relay.push(scenarioFlows(step++)), interval);
   const falcoAbort = new AbortController();
-  startFalcoPoster({ url: `http://${values['falco-addr']}/`, intervalMs: interval * 2, signal: falcoAbort.signal, log: log.child({ name: 'falco-source' }) });
+  startFalcoPoster({ url: `http://${values['falco-addr']}/`, intervalMs: interval * 2, signal: falcoAbort.signal, log: log.child({ component: 'falco-source' }) });
 
   const url = `http://${server.httpAddress}/`;
   process.stdout.write([

@@ -59,20 +59,22 @@ const SORT_INDEX: Record<SortKey, string | undefined> = {
  * Makes FTS5 syntax out of what people type. Each word becomes a quoted phrase,
  * so a hyphen, dot or colon inside it is a token separator, not an operator:
  * `payments-api` finds "payments-api" and does not mean "payments NOT api".
- * "Quoted text" is one phrase. Words are AND-ed; the last is a prefix so the
- * page can search as people type. Returns undefined when nothing is searchable.
+ * "Quoted text" is one phrase. Words are AND-ed. A word ending in * is a prefix
+ * (`pay*`); prefixes are not implied, because a prefix query walks every
+ * matching token's list and costs ten times a word on a large store.
+ * Returns undefined when nothing is searchable.
  */
 export function toFtsQuery(q: string): string | undefined {
   const terms: string[] = [];
   const re = /"([^"]*)"?|(\S+)/g;
   let m: RegExpExecArray | null;
   while ((m = re.exec(q)) && terms.length < 16) {
-    const t = (m[1] ?? m[2] ?? '').replaceAll('"', ' ');
-    if (/[\p{L}\p{N}]/u.test(t)) terms.push(`"${t}"`);
+    let t = (m[1] ?? m[2] ?? '').replaceAll('"', ' ');
+    const prefix = m[2] !== undefined && /[\p{L}\p{N}]{2}\*+$/u.test(t);
+    t = t.replace(/\*+$/, '');
+    if (/[\p{L}\p{N}]/u.test(t)) terms.push(`"${t}"${prefix ? '*' : ''}`);
   }
-  if (!terms.length) return undefined;
-  terms[terms.length - 1] += '*';
-  return terms.join(' AND ');
+  return terms.length ? terms.join(' AND ') : undefined;
 }
 
 export interface Cursor {
@@ -138,7 +140,7 @@ type FilterName = 'status' | 'severity' | 'namespace' | 'rule' | 'source' | 'age
  * it (+col): the plan is chosen here, not by the planner. `skip` leaves out the
  * filter a driving set already applies; `t` prefixes columns with a table alias.
  */
-function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = false): Where {
+function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = false, ftsMinId?: number): Where {
   // Time bounds the last_seen index: usable when that index drives, else checked per row.
   const time = rangeOnSortIndex ? '' : '+';
   const w: Where = { clauses: [], params: [] };
@@ -168,8 +170,10 @@ function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = fal
   }
   const fts = f.q && skip !== 'q' ? toFtsQuery(f.q) : undefined;
   if (fts) {
-    w.clauses.push(`+${t}id IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`);
+    // A lower rowid bound lets FTS5 skip most of a common word's matches (see visitedMinIdSql).
+    w.clauses.push(`+${t}id IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?${ftsMinId !== undefined ? ' AND rowid >= ?' : ''})`);
     w.params.push(fts);
+    if (ftsMinId !== undefined) w.params.push(ftsMinId);
   }
   return w;
 }
@@ -244,7 +248,7 @@ export interface ListSql extends Sql {
  * scan budget runs out (a filter matching few of many alerts): the page is then
  * short and its cursor continues the walk.
  */
-export function listSql(cols: string, q: ListQuery, driver?: Driver): ListSql {
+export function listSql(cols: string, q: ListQuery, driver?: Driver, ftsMinId?: number): ListSql {
   const sort = q.sort ?? 'last_seen';
   const order = q.order ?? 'desc';
   const cursor = q.cursor ? decodeCursor(q.cursor, sort, order) : undefined;
@@ -260,12 +264,31 @@ export function listSql(cols: string, q: ListQuery, driver?: Driver): ListSql {
       scan: false,
     };
   }
-  const w = where(q, undefined, '', sort === 'last_seen');
+  const w = where(q, undefined, '', sort === 'last_seen', ftsMinId);
   // First among the per-row checks, so it sees every row the walk reaches.
   w.clauses.unshift(`${SCAN_FN}(${SORT_KEYS[sort].join(', ')})`);
   cursorClause(cursor, w);
   const index = SORT_INDEX[sort];
   return { sql: `SELECT ${cols} FROM alerts ${index ? `INDEXED BY ${index}` : 'NOT INDEXED'}${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, q.limit], scan: true };
+}
+
+/**
+ * The smallest id among the rows a scan can reach: the first `budget` entries
+ * of the sort index after the cursor (and in the time range, for last_seen).
+ * Matches of a search below it cannot be on the page, so the search needs
+ * only the matches above it; with recent alerts most active, that is few.
+ */
+export function visitedMinIdSql(q: ListQuery, budget: number): Sql {
+  const sort = q.sort ?? 'last_seen';
+  const order = q.order ?? 'desc';
+  const cursor = q.cursor ? decodeCursor(q.cursor, sort, order) : undefined;
+  const w = where({ since: q.since, until: q.until }, sort === 'last_seen' ? undefined : 'time', '', true);
+  cursorClause(cursor, w);
+  const index = SORT_INDEX[sort];
+  return {
+    sql: `SELECT min(id) AS m FROM (SELECT id FROM alerts ${index ? `INDEXED BY ${index}` : 'NOT INDEXED'}${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?)`,
+    params: [...w.params, budget + 1],
+  };
 }
 
 export function cursorFromKey(key: (number | string)[], sort: SortKey, order: SortOrder): string {

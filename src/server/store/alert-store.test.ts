@@ -217,7 +217,9 @@ describe('AlertStore queries', () => {
     expect(q('db-lockdown')).toEqual(['db']);
     expect(q('cmdline=bash')).toEqual(['kube-system', 'shop']);
     expect(q('"Write below"')).toEqual(['kube-system']);
-    expect(q('pay')).toEqual(['shop']); // the last word is a prefix
+    expect(q('pay')).toEqual([]); // words are whole words
+    expect(q('pay*')).toEqual(['shop']); // unless they end in *
+    expect(q('payments-ap*')).toEqual(['shop']);
     expect(q('payments -api')).toEqual(['shop']); // a lone "-" is not an operator
     expect(q('nothing-like-this')).toEqual([]);
     expect(q('AND OR NOT ( ) * : ^')).toEqual([]);

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { MAX_SAMPLES, SEVERITY_RANK, type AlertPayload, type PolicyRef, type Severity } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import {
-  changesSql, countsSql, cursorFromKey, cursorOf, drivers, listSql, QueryError, SCAN_FN, sizeSql, STATUSES,
+  changesSql, countsSql, cursorFromKey, cursorOf, drivers, listSql, QueryError, SCAN_FN, sizeSql, STATUSES, visitedMinIdSql,
   type AlertFilter, type AlertStatus, type CountBy, type Driver, type ListQuery,
 } from './alert-query.js';
 
@@ -668,7 +668,13 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
 
   /** A page of alerts, newest activity first unless sorted otherwise. */
   list(q: ListQuery): ListResult {
-    const { sql, params, scan } = listSql(NARROW_COLS, q, this.pickDriver(q));
+    const driver = this.pickDriver(q);
+    let ftsMinId: number | undefined;
+    if (!driver && q.q) {
+      const v = visitedMinIdSql(q, this.scanBudget);
+      ftsMinId = (this.prepared(v.sql).get(...v.params) as { m: number | null }).m ?? undefined;
+    }
+    const { sql, params, scan } = listSql(NARROW_COLS, q, driver, ftsMinId);
     const sort = q.sort ?? 'last_seen';
     const order = q.order ?? 'desc';
     const rows: NarrowRow[] = [];
