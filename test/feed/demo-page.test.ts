@@ -4,6 +4,9 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, killAll, spawnVerdict, tempDir, type VerdictProcess } from '../helpers/processes.js';
 
+// Run inside the page by playwright; the project compiles without the DOM library.
+declare const document: any;
+
 // The page as people first meet it: `verdict demo` (the built CLI, every part a
 // real process component) prints a link with the feed token in its fragment;
 // opened in Chromium, the page fills with the demo's alerts as they happen.

@@ -10,6 +10,11 @@ import { AlertStore } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payloads.js';
 
+// Run inside the page by playwright; the project compiles without the DOM library.
+declare const document: any;
+declare const window: any;
+declare const localStorage: any;
+
 // The web page in a real browser (Debian's chromium driven by playwright-core;
 // nothing is downloaded): it loads, shows new alerts live, keeps a status
 // change, and renders attacker-controlled text as text.

@@ -24,7 +24,7 @@ export const filterProperties = {
   rule: { type: 'array', items: NAME, maxItems: 20, description: 'Falco rule names; repeat the parameter for several (rule names may contain commas)' },
   since: { ...TIME, description: `alerts last seen at or after this time: ${TIME.description}` },
   until: { ...TIME, description: `alerts first seen at or before this time: ${TIME.description}` },
-  q: { type: 'string', maxLength: 200, description: 'full-text search over titles, Falco outputs, descriptions, pods, namespaces, policy and rule names; words are ANDed, "quoted words" are a phrase, the last word is a prefix; hyphens and dots are part of words' },
+  q: { type: 'string', maxLength: 200, description: 'full-text search over titles, Falco outputs, descriptions, pods, namespaces, policy and rule names; words are ANDed, "quoted words" are a phrase, a word ending in * is a prefix; hyphens and dots are part of words' },
   access_token: { type: 'string', description: 'the feed token, for clients that cannot send an Authorization header' },
 } as const;
 

@@ -173,7 +173,8 @@ function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = fal
     // A lower rowid bound lets FTS5 skip most of a common word's matches (see visitedMinIdSql).
     w.clauses.push(`+${t}id IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?${ftsMinId !== undefined ? ' AND rowid >= ?' : ''})`);
     w.params.push(fts);
-    if (ftsMinId !== undefined) w.params.push(ftsMinId);
+    // As a BigInt, so it binds as an integer: FTS5 seeks on an integer rowid bound but scans on a REAL one.
+    if (ftsMinId !== undefined) w.params.push(BigInt(ftsMinId));
   }
   return w;
 }
