@@ -245,12 +245,18 @@ interface NsIndex {
   readonly rest: RuleEntry[];
 }
 
+interface PeerCache {
+  readonly key: number;
+  readonly c: Cached;
+  more: Map<number, Cached> | null;
+}
+
 interface EpEntry extends EndpointView {
   readonly raw: readonly string[];
   readonly rawNs: string;
   sel: [Selection | undefined, Selection | undefined];
   /** peer id -> (direction, protocol, port) -> decision */
-  readonly dec: Map<number, Map<number, Cached>>;
+  readonly dec: Map<number, PeerCache>;
 }
 
 const EMPTY: readonly string[] = Object.freeze([]);
@@ -328,20 +334,24 @@ export class PolicyEngine extends Matcher {
       peer = this.resolve(flow.destination, ip?.destination ?? '', flow.destination_names, flow.destination_service, flow.node_labels);
     }
     const l4 = flowL4(flow, this.l4);
-    // Two levels keep both keys small integers, which Maps hash fastest and without allocating.
-    let byPeer = subject.dec.get(peer.id);
-    if (byPeer === undefined) {
-      if (subject.dec.size >= this.cacheSize) subject.dec.clear();
-      subject.dec.set(peer.id, (byPeer = new Map()));
-    }
+    // Per peer, the first (direction, protocol, port) seen gets a slot of its own: most pairs
+    // only ever use one port, and integer keys keep the Maps fast and allocation-free.
     const key = dir * 524288 + l4.proto * 65536 + (l4.port & 0xffff);
-    let c = byPeer.get(key);
-    if (c === undefined) {
-      c = { d: decide(this.selection(subject, dir), peer, l4, this.named) };
-      byPeer.set(key, c);
-      // Bound the memory of all decisions together, not only per endpoint.
-      if (++this.decisions > this.cacheSize * 8) this.forget();
+    const pc = subject.dec.get(peer.id);
+    if (pc !== undefined) {
+      if (pc.key === key) return pc.c;
+      const hit = pc.more?.get(key);
+      if (hit !== undefined) return hit;
     }
+    const c: Cached = { d: decide(this.selection(subject, dir), peer, l4, this.named) };
+    if (pc === undefined) {
+      if (subject.dec.size >= this.cacheSize) subject.dec.clear();
+      subject.dec.set(peer.id, { key, c, more: null });
+    } else {
+      (pc.more ??= new Map()).set(key, c);
+    }
+    // Bound the memory of all decisions together, not only per endpoint.
+    if (++this.decisions > this.cacheSize * 8) this.forget();
     return c;
   }
 
