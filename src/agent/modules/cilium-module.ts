@@ -4,6 +4,7 @@ import { flowToJson } from '../../shared/hubble/flow-json.js';
 import { flowToAlert } from '../alert/cilium-alert.js';
 import { DropPairFilter } from '../decode/drop-pairs.js';
 import { PolicyEngine } from '../match/engine.js';
+import { inClusterConnection, PolicyWatcher } from '../match/k8s-watch.js';
 import { loadPolicyFiles, parsePolicyManifests } from '../match/parse.js';
 import { FlowCursor } from '../sources/hubble/flow-cursor.js';
 import { followDroppedFlows } from '../sources/hubble/relay-client.js';
@@ -27,11 +28,29 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cili
       const local = await loadPolicyFiles([...opts.policyPaths]);
       const project = parsePolicyManifests(ctx.files.map((f) => ({ path: f.path, data: Buffer.from(f.data) })));
       for (const e of [...local.errors, ...project.errors]) log.error({ error: e.message }, 'Skipped a policy that cannot be parsed; the others keep working');
-      const engine = new PolicyEngine([...local.policies, ...project.policies], {
+      let watched: typeof local.policies = [];
+      const build = () => new PolicyEngine([...local.policies, ...project.policies, ...watched], {
         alertNamespaces: block.alert_namespaces,
         alertClusterwide: block.alert_clusterwide,
       });
+      let engine = build();
       log.info({ policies: engine.size, from_files: local.policies.length, from_project: project.policies.length }, 'Loaded network policies');
+
+      let watcher: PolicyWatcher | undefined;
+      if (block.kubernetes_policies === 'on' || (block.kubernetes_policies === 'auto' && process.env.KUBERNETES_SERVICE_HOST)) {
+        // Policies applied in the cluster count too: allows add up across all of them.
+        watcher = new PolicyWatcher({
+          connection: inClusterConnection(),
+          log,
+          onChange: (snap) => {
+            for (const e of snap.errors) log.error({ error: e.message }, 'Skipped a policy from the Kubernetes API that cannot be parsed; the others keep working');
+            watched = snap.policies;
+            engine = build();
+            log.info({ policies: engine.size, from_kubernetes: watched.length }, 'Updated network policies from the Kubernetes API');
+          },
+        });
+        void watcher.run().catch((e: unknown) => log.error({ error: errText(e) }, 'Watching policies in the Kubernetes API failed'));
+      }
 
       const cursor = new FlowCursor(ctx.db, block.hubble_relay_address);
       const pairs = new DropPairFilter();
@@ -66,6 +85,7 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cili
           onFlow,
         });
       } finally {
+        watcher?.stop();
         clearInterval(persistTimer);
         cursor.persist();
       }

@@ -19,6 +19,11 @@ const ciliumBlock = obj({
   /** Whether clusterwide policies may raise alerts for this agent. */
   alert_clusterwide: field(bool(), { default: true }),
   cluster_name: field(str(), { default: '' }),
+  /**
+   * Also list and watch policies from the Kubernetes API server: "auto" does
+   * so when the agent runs in a pod (KUBERNETES_SERVICE_HOST is set).
+   */
+  kubernetes_policies: field(oneOf(['auto', 'on', 'off'] as const), { default: 'auto' }),
   reconnect: field(obj({
     initial_backoff: field(duration({ min: 1 }), { default: 10_000 }),
     max_backoff: field(duration({ min: 1 }), { default: 300_000 }),
