@@ -1,6 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { explainTransportError } from './errors.js';
 import type { KasAddress } from './kas-address.js';
+import { listenLoopback, loopbackTarget } from './loopback.js';
 
 // Several --kas-address values (server replicas sharing one Kafka alert log):
 // the gRPC channel dials a loopback listener, and each connection grpc-js
@@ -22,21 +23,13 @@ export class FailoverForwarder {
     const server = createServer({ noDelay: true });
     const f = new FailoverForwarder(server, addresses, onSwitch);
     server.on('connection', (s) => f.onConnection(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenLoopback(server);
     return f;
   }
 
   /** host:port of the loopback listener, the gRPC channel's target. */
   get target(): string {
-    const a = this.server.address();
-    if (typeof a !== 'object' || !a) throw new Error('failover listener is not listening');
-    return `127.0.0.1:${a.port}`;
+    return loopbackTarget(this.server, 'failover listener');
   }
 
   /** The address connections go to now (the last one that accepted). */

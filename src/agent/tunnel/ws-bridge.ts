@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { createWebSocketStream, WebSocket } from 'ws';
 import { explainTransportError } from './errors.js';
 import type { KasAddress } from './kas-address.js';
+import { listenLoopback, loopbackTarget } from './loopback.js';
 
 // grpc-js cannot dial through a WebSocket, so the agent gives it a loopback
 // listener instead: every connection grpc-js opens there is paired with a new
@@ -32,21 +33,13 @@ export class WsBridge {
     const server = createServer({ noDelay: true });
     const bridge = new WsBridge(server, opts);
     server.on('connection', (s) => bridge.onConnection(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenLoopback(server);
     return bridge;
   }
 
   /** host:port of the loopback listener, the gRPC channel's target. */
   get target(): string {
-    const a = this.server.address();
-    if (typeof a !== 'object' || !a) throw new Error('WebSocket bridge is not listening');
-    return `127.0.0.1:${a.port}`;
+    return loopbackTarget(this.server, 'WebSocket bridge');
   }
 
   /** Why the last WebSocket dial failed, if it failed recently and nothing has connected since. */

@@ -19,18 +19,8 @@ export function parseTime(name: string, v: string, now: number): number {
   throw new QueryError(`${name}: "${v}" is not a time; use RFC 3339 (2024-05-01T10:00:00Z) or a duration before now (15m, 24h, 7d)`);
 }
 
-export interface FilterQuery {
-  status?: AlertStatus[];
-  severity?: Severity[];
-  source?: string[];
-  agent?: string[];
-  namespace?: string[];
-  policy?: string[];
-  rule?: string[];
-  since?: string;
-  until?: string;
-  q?: string;
-}
+/** The query-string form of AlertFilter: times as RFC 3339 or a relative "24h". */
+export type FilterQuery = Omit<AlertFilter, 'since' | 'until'> & { since?: string; until?: string };
 
 export function filterFrom(q: FilterQuery, now = Date.now()): AlertFilter {
   const f: AlertFilter = {
