@@ -26,7 +26,9 @@ describe('startFalcoPoster', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const abort = new AbortController();
     const poster = startFalcoPoster({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, intervalMs: 1, signal: abort.signal, log: silent, gzip: true });
-    while (bodies.length < SCENARIO_LENGTH + 2) await new Promise((r) => setTimeout(r, 10));
+    // The poster is sequential: once the server holds body n, the answers to
+    // bodies 1..n-1 have reached it; the last one may still be in flight.
+    while (bodies.length < SCENARIO_LENGTH + 3) await new Promise((r) => setTimeout(r, 10));
     abort.abort();
     const stats = await poster;
     server.close();
