@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { uuid7 } from '../../shared/ids/uuid7.js';
 import { Counter, Gauge } from 'prom-client';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import type { Logger } from '../../shared/log/logger.js';
@@ -78,7 +78,8 @@ export class Outbox {
           }
           continue;
         }
-        this.insert.run(randomUUID(), payload, payload.length, now);
+        // Time-ordered ids (uuid7.ts) keep the server's event-id index append-only.
+        this.insert.run(uuid7(now), payload, payload.length, now);
         this.bytes += payload.length;
         this.count++;
         accepted++;

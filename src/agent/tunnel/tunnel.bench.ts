@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { uuid7 } from '../../shared/ids/uuid7.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,8 +44,12 @@ const silent = createRootLogger({ level: 'silent' });
 function payload(i: number): AlertPayload {
   // Two thirds Cilium, one third Falco; 2,000 distinct fingerprints, so most
   // events repeat an open alert, as a steady stream does after its first minutes.
-  const fp = `bench-${i % 2000}`;
-  return i % 3 === 0 ? falcoPayload({ fp, pod: `web-${i % 97}` }) : ciliumPayload({ fp, src: `app-${i % 31}`, dst: `svc-${i % 13}` });
+  // What a fingerprint stands for (workloads, pod) stays the same across its
+  // repeats; only what Cilium leaves out of it (replica pods, ports) varies.
+  const k = i % 2000;
+  return i % 3 === 0
+    ? falcoPayload({ fp: `falco-${k}`, pod: `web-${k % 97}` })
+    : ciliumPayload({ fp: `cilium-${k}`, src: `app-${k % 31}`, dst: `svc-${k % 13}` });
 }
 
 function rate(n: number, ms: number): number {
@@ -67,7 +71,7 @@ function cpuSeconds(pid: number): number {
 function storeBaseline(dir: string): number {
   const db = openServerDb(join(dir, 'baseline'));
   const store = new AlertStore(db);
-  const events: IncomingEvent[] = Array.from({ length: N_STORE }, (_, i) => ({ id: randomUUID(), payload: payload(i) }));
+  const events: IncomingEvent[] = Array.from({ length: N_STORE }, (_, i) => ({ id: uuid7(), payload: payload(i) }));
   // The server parses each payload from the wire; count that too.
   const wire = events.map((e) => Buffer.from(JSON.stringify(e.payload)));
   const t0 = performance.now();

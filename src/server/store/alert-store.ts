@@ -551,7 +551,12 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
       e.severityChanged = false;
       e.batchSamples = [];
     }
-    while (this.open.size > CACHE_MAX) this.open.delete(this.open.keys().next().value!);
+    // One iterator for all evictions: a fresh keys() per eviction would walk
+    // past every entry deleted before it (a Map keeps them until it rehashes).
+    if (this.open.size > CACHE_MAX) {
+      const coldest = this.open.keys();
+      while (this.open.size > CACHE_MAX) this.open.delete(coldest.next().value!);
+    }
     if (changed.length) this.emit('changed', changed);
     return { stored, duplicates, alerts: changed };
   }

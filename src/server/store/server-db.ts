@@ -147,9 +147,13 @@ const MIGRATIONS = [
 export function openServerDb(dataDir: string): DB {
   const db = openDatabase(dataDir === ':memory:' ? ':memory:' : join(dataDir, 'server.db'));
   // Alert indexes are hot on every ingest; 64 MiB of page cache keeps them in memory
-  // up to about a million alerts. The WAL is truncated back after checkpoints so
-  // a burst does not leave a large file behind.
+  // up to about a million alerts. A checkpoint copies each page once however
+  // often the log rewrote it, and costs two fsyncs: letting the log reach 128 MiB
+  // before one (SQLite's default is 4 MiB) made a busy store ~1.5x faster,
+  // because hot index pages are rewritten by nearly every batch. The WAL is
+  // truncated back after checkpoints so a burst does not leave a large file behind.
   db.pragma('cache_size = -65536');
+  db.pragma('wal_autocheckpoint = 32768');
   db.pragma('journal_size_limit = 67108864');
   migrate(db, 'server', MIGRATIONS);
   return db;

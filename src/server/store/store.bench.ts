@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AlertPayload } from '../../shared/alert/payload.js';
+import { uuid7 } from '../../shared/ids/uuid7.js';
 import { openDatabase } from '../../shared/sqlite/open.js';
 import type { ListQuery } from './alert-query.js';
 import { AlertStore, type IncomingEvent } from './alert-store.js';
@@ -13,6 +14,7 @@ import { ciliumPayload, falcoPayload } from './test-payloads.js';
 //    them), for all-new alerts and for repeats of open ones, against a baseline
 //    measured in the same run: the same events as JSON rows in a bare table
 //    with only a primary key (what SQLite does with no store logic at all).
+//    Event ids are time-ordered (uuid7), as agents send them.
 // 2. Query p50/p99 of the feed's list queries with 1,000,000 alerts stored, on a
 //    file database (WAL), as the server runs it.
 
@@ -40,7 +42,7 @@ export function fillStore(store: AlertStore, n: number): number {
   const t0 = performance.now();
   let batch: IncomingEvent[] = [];
   for (let i = 0; i < n; i++) {
-    batch.push({ id: randomUUID(), payload: benchPayload(i, `big-${i}`, new Date(start + i * 1000).toISOString()) });
+    batch.push({ id: uuid7(), payload: benchPayload(i, `big-${i}`, new Date(start + i * 1000).toISOString()) });
     if (batch.length === 2000) {
       store.ingest('bench', batch);
       batch = [];
@@ -67,8 +69,8 @@ function pct(xs: number[], p: number): number {
 
 function ingestBench(dir: string): void {
   const now = Date.now();
-  const fresh = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: randomUUID(), payload: benchPayload(i, `new-${i}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
-  const repeats = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: randomUUID(), payload: benchPayload(i % 10_000, `rep-${i % 10_000}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
+  const fresh = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: uuid7(), payload: benchPayload(i, `new-${i}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
+  const repeats = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: uuid7(), payload: benchPayload(i % 10_000, `rep-${i % 10_000}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
 
   // Baseline: the same events, one JSON row each, in a bare table.
   const bdb = openDatabase(join(dir, 'baseline.db'));
@@ -88,22 +90,32 @@ function ingestBench(dir: string): void {
   for (const b of batches(fresh)) store.ingest('bench', b);
   const newMs = performance.now() - t0;
   // Warm the 10,000 open alerts once, then measure repeats of them.
-  store.ingest('bench', repeats.slice(0, 10_000).map((e) => ({ ...e, id: randomUUID() })));
+  store.ingest('bench', repeats.slice(0, 10_000).map((e) => ({ ...e, id: uuid7() })));
   t0 = performance.now();
   for (const b of batches(repeats)) store.ingest('bench', b);
   const repMs = performance.now() - t0;
   // A fresh store process sees repeats of alerts it has not cached yet.
   const cold = new AlertStore(db);
-  const coldEvents = repeats.slice(0, 50_000).map((e) => ({ ...e, id: randomUUID() }));
+  const coldEvents = repeats.slice(0, 50_000).map((e) => ({ ...e, id: uuid7() }));
   t0 = performance.now();
   for (const b of batches(coldEvents)) cold.ingest('bench', b);
   const coldMs = performance.now() - t0;
   db.close();
+  // Agents send time-ordered ids (uuid7.ts); random v4 ids, as other clients
+  // might send, cost the event-id index a random page each.
+  const v4db = openServerDb(join(dir, 'ingest-v4'));
+  const v4 = new AlertStore(v4db);
+  const v4Events = fresh.slice(0, 50_000).map((e) => ({ ...e, id: randomUUID() }));
+  t0 = performance.now();
+  for (const b of batches(v4Events)) v4.ingest('bench', b);
+  const v4Ms = performance.now() - t0;
+  v4db.close();
 
   console.log(`ingest, batches of ${BATCH} (${INGEST_EVENTS.toLocaleString('en-US')} events each run):`);
   console.log(`  new alerts                      ${rate(INGEST_EVENTS, newMs).padStart(12)}`);
   console.log(`  repeats of 10,000 open alerts   ${rate(INGEST_EVENTS, repMs).padStart(12)}`);
   console.log(`  repeats, right after a restart  ${rate(coldEvents.length, coldMs).padStart(12)}  (50,000 events)`);
+  console.log(`  new alerts, random (v4) ids     ${rate(v4Events.length, v4Ms).padStart(12)}  (50,000 events)`);
   console.log(`  baseline: bare JSON rows        ${rate(INGEST_EVENTS, baseMs).padStart(12)}`);
 }
 
