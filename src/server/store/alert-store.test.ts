@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AlertStore, OCCURRENCES_KEPT, StatusConflictError, type StoredAlert } from './alert-store.js';
 import { QueryError, toFtsQuery } from './alert-query.js';
-import { openServerDb } from './server-db.js';
+import { migrate, openDatabase } from '../../shared/sqlite/open.js';
+import { openServerDb, SERVER_MIGRATIONS } from './server-db.js';
 import { ciliumPayload, falcoPayload } from './test-payloads.js';
 
 let ev = 0;
@@ -402,5 +403,27 @@ describe('AlertStore retention', () => {
     expect(n()).toBe(12);
     store.purgeStep({ maxAgeMs: 1e15, maxRows: 1e9, eventIdMaxAgeMs: 1000, maxEventIds: 1e9 }, 100, Date.now() + 5000);
     expect(n()).toBe(0);
+  });
+});
+
+describe('server schema upgrades', () => {
+  it('moves the occurrence ring of a version 1 database into the rowid table, and keeps ring order and cascades', () => {
+    const db = openDatabase(':memory:');
+    migrate(db, 'server', SERVER_MIGRATIONS.slice(0, 1));
+    // The store's statements work on both layouts: fill a ring that has wrapped.
+    const before = new AlertStore(db);
+    const [a] = before.ingest('edge', Array.from({ length: OCCURRENCES_KEPT + 5 }, (_, i) => ({ id: id(), payload: ciliumPayload({ fp: 'ring', count: i + 1 }) }))).alerts;
+    const was = before.detail(a!.id)!;
+    migrate(db, 'server', SERVER_MIGRATIONS);
+    expect(db.prepare("SELECT sql FROM sqlite_master WHERE name = 'alert_occurrences'").get()).not.toMatchObject({ sql: expect.stringContaining('WITHOUT ROWID') });
+    const after = new AlertStore(db);
+    expect(after.detail(a!.id)).toEqual(was);
+    after.ingest('edge', [{ id: id(), payload: ciliumPayload({ fp: 'ring', count: 99 }) }]);
+    const occ = after.detail(a!.id)!.occurrences;
+    expect(occ).toHaveLength(OCCURRENCES_KEPT);
+    expect(occ[0]!.count).toBe(99);
+    expect(occ[1]!.count).toBe(OCCURRENCES_KEPT + 5);
+    after.purgeStep({ maxAgeMs: 1, maxRows: 1e9, eventIdMaxAgeMs: 1e15, maxEventIds: 1e9 }, 100, Date.now() + 60_000);
+    expect((db.prepare('SELECT count(*) AS n FROM alert_occurrences').get() as { n: number }).n).toBe(0);
   });
 });

@@ -3,7 +3,7 @@ import { migrate, openDatabase, type DB } from '../../shared/sqlite/open.js';
 
 // Schema of the server's SQLite store. Migrations only ever append: a released
 // migration is never edited, so every database upgrades the same way.
-const MIGRATIONS = [
+export const SERVER_MIGRATIONS = [
   `CREATE TABLE agents (
      id INTEGER PRIMARY KEY,
      name TEXT NOT NULL UNIQUE,
@@ -142,6 +142,38 @@ const MIGRATIONS = [
      DELETE FROM alert_status_changes WHERE alert_id = old.id;
    END;
    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+  // The occurrence ring as a rowid table with a unique index on the slot: a ring
+  // write appends its ~1 KB row at the end of the table and moves one small index
+  // entry, where the clustered WITHOUT ROWID table rewrote a random page of big
+  // rows (and split it) for every event. 3x faster in isolation, the largest
+  // single cost of a repeat. The trigger is dropped and made again because a
+  // rename is refused while a trigger names a table that is not there.
+  `DROP TRIGGER alerts_cascade;
+   ALTER TABLE alert_occurrences RENAME TO alert_occurrences_v1;
+   CREATE TABLE alert_occurrences (
+     alert_id INTEGER NOT NULL,
+     slot INTEGER NOT NULL,
+     event_no INTEGER NOT NULL,
+     event_id TEXT NOT NULL,
+     received_at INTEGER NOT NULL,
+     count INTEGER NOT NULL,
+     first_seen INTEGER NOT NULL,
+     last_seen INTEGER NOT NULL,
+     severity TEXT NOT NULL,
+     description TEXT,
+     labels TEXT,
+     samples TEXT NOT NULL
+   );
+   INSERT INTO alert_occurrences SELECT alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples
+     FROM alert_occurrences_v1 ORDER BY alert_id, event_no;
+   DROP TABLE alert_occurrences_v1;
+   CREATE UNIQUE INDEX alert_occurrences_slot ON alert_occurrences (alert_id, slot);
+   CREATE TRIGGER alerts_cascade AFTER DELETE ON alerts BEGIN
+     DELETE FROM alert_text WHERE id = old.id;
+     DELETE FROM alert_policies WHERE alert_id = old.id;
+     DELETE FROM alert_occurrences WHERE alert_id = old.id;
+     DELETE FROM alert_status_changes WHERE alert_id = old.id;
+   END;`,
 ];
 
 export function openServerDb(dataDir: string): DB {
@@ -155,6 +187,6 @@ export function openServerDb(dataDir: string): DB {
   db.pragma('cache_size = -65536');
   db.pragma('wal_autocheckpoint = 32768');
   db.pragma('journal_size_limit = 67108864');
-  migrate(db, 'server', MIGRATIONS);
+  migrate(db, 'server', SERVER_MIGRATIONS);
   return db;
 }
