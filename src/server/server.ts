@@ -93,7 +93,7 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
   let tlsFront: TlsServer | undefined;
   let agentWs: { close(): void } | undefined;
   try {
-    http = await buildHttpServer({ store, tokens, log: moduleLogger('feed', log), ready: () => ready, changeStatus: kafka ? (id, to, actor) => kafka!.changeStatus(id, to, actor) : undefined });
+    http = await buildHttpServer({ store, tokens, log: moduleLogger('feed', log), ready: () => ready, notReady: kafka ? () => kafka!.notReady() : undefined, changeStatus: kafka ? (id, to, actor) => kafka!.changeStatus(id, to, actor) : undefined });
     agentWs = await registerAgentWebSocket(http, { grpcServer, log: moduleLogger('tunnel', log) });
     registerAdminRoutes(http, { agents, tokens, streams, log: moduleLogger('admin', log) });
     const h = splitHostPort(cfg.http_addr);

@@ -6,18 +6,24 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import kafkajs from 'kafkajs';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/server/agents/agent-registry.js';
 import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
-import { startKafkaReplica, type KafkaReplica } from '../../src/server/kafka/replica.js';
+import { buildHttpServer } from '../../src/server/feed/http-server.js';
+import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from '../../src/server/kafka/replica.js';
 import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
 import type { ExportedAlert } from '../../src/server/kafka/messages.js';
 import { AlertStore, StatusConflictError, type StoredAlert } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { falcoPayload } from '../../src/server/store/test-payloads.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../../src/shared/config/kafka-config.js';
-import { createRootLogger } from '../../src/shared/log/logger.js';
+import { createRootLogger, type Logger } from '../../src/shared/log/logger.js';
 import type { DB } from '../../src/shared/sqlite/open.js';
+import { startWebhooks, type WebhooksService } from '../../src/server/webhooks/service.js';
+import { stableWebhookId } from '../../src/server/webhooks/signer.js';
+import { parseWebhooksJson } from '../../src/shared/config/webhooks-config.js';
+import { Receiver } from '../webhooks/receiver.js';
 
 const { Kafka, logLevel } = kafkajs;
 
@@ -33,16 +39,27 @@ interface Node {
   tokens: FeedTokens;
   replica: KafkaReplica;
   changed: StoredAlert[];
+  webhooks?: WebhooksService;
 }
 const nodes: Node[] = [];
 
-async function node(name: string): Promise<Node> {
+interface NodeOptions extends Partial<Pick<KafkaReplicaOptions, 'holdProjection' | 'config'>> {
+  log?: Logger;
+  /** A webhook integration "rx" to this URL, deliveries recorded by the Kafka delivery group (as in server.ts). */
+  webhookUrl?: string;
+}
+
+async function node(name: string, o: NodeOptions = {}): Promise<Node> {
   const db = openServerDb(join(dir, name));
   const store = new AlertStore(db);
   const agents = new AgentRegistry(db);
   const tokens = new FeedTokens(db);
-  const replica = await startKafkaReplica({ config: cfg, db, store, agents, tokens, log: log.child({ replica: name }) });
-  const n: Node = { db, store, agents, tokens, replica, changed: [] };
+  const webhooks = o.webhookUrl === undefined ? undefined : startWebhooks({
+    db, store, log, enqueueOnStore: false, worker: { jitter: false, pollMs: 100 },
+    config: parseWebhooksJson({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'rx', type: 'generic', url: o.webhookUrl, secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], retry_schedule: ['100ms'] }] }),
+  });
+  const replica = await startKafkaReplica({ config: o.config ?? cfg, db, store, agents, tokens, webhooks: webhooks?.outbox, holdProjection: o.holdProjection, log: o.log ?? log.child({ replica: name }) });
+  const n: Node = { db, store, agents, tokens, replica, changed: [], ...(webhooks ? { webhooks } : {}) };
   store.on('changed', (a) => n.changed.push(...a));
   nodes.push(n);
   return n;
@@ -50,8 +67,15 @@ async function node(name: string): Promise<Node> {
 
 async function closeNode(n: Node): Promise<void> {
   await n.replica.close();
+  await n.webhooks?.close();
   n.db.close();
   nodes.splice(nodes.indexOf(n), 1);
+}
+
+async function eventually(f: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (!(await f()) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+  return f();
 }
 
 /** Alerts of a replica by replica-independent id, without the per-replica fields. */
@@ -137,6 +161,63 @@ describe('Kafka replicas (in process, real broker)', () => {
     expect(again.changed).toHaveLength(0);
     await closeNode(again);
   });
+
+  it('answers /readyz 503 with the reason while it builds its store from the log, 200 once it has; /healthz stays 200', async () => {
+    let release!: () => void;
+    const hold = new Promise<void>((r) => (release = r));
+    const lines: { msg: string; level: number }[] = [];
+    const capture = pino({ messageKey: 'msg', level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string; level: number }) });
+    const r = await node('rebuilding', { holdProjection: hold, log: capture });
+    const app = await buildHttpServer({ store: r.store, tokens: r.tokens, log, ready: () => true, notReady: () => r.replica.notReady() });
+    try {
+      const res = await app.inject({ url: '/readyz' });
+      expect(res.statusCode).toBe(503);
+      const body = res.json<{ status: string; reason: string; behind: number }>();
+      expect(body.status).toBe('catching_up');
+      expect(body.reason).toMatch(/^this replica is building its store from the Kafka alert log: \d+ of the messages that were in the log at start-up are not in its store yet$/);
+      expect(body.behind).toBeGreaterThan(0);
+      expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
+      expect(lines.map((l) => l.msg)).toContain('Kafka: building this replica\'s store from the alert log; /readyz answers 503 until it is done');
+      expect(r.store.list({ limit: 100 }).alerts).toHaveLength(0);
+
+      release();
+      expect(await r.replica.waitCaughtUp(20_000)).toBe(true);
+      expect(await eventually(async () => (await app.inject({ url: '/readyz' })).statusCode === 200)).toBe(true);
+      expect((await app.inject({ url: '/readyz' })).json()).toEqual({ status: 'ready' });
+      expect(snapshot(r)).toEqual(snapshot(a));
+      expect(await eventually(() => lines.some((l) => l.msg === 'Kafka: this replica\'s store is up to date with the alert log; it is ready (/readyz)'))).toBe(true);
+    } finally {
+      await app.close();
+      await closeNode(r);
+    }
+  });
+
+  it('delivers each change once across replicas, under a webhook-id derived from the alert, and shares the claims through the log', async () => {
+    const rx = await new Receiver().listen();
+    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `w${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 4, session_timeout: '6s' });
+    try {
+      const [p, q] = [await node('wh-p', { config: own, webhookUrl: rx.url() }), await node('wh-q', { config: own, webhookUrl: rx.url() })];
+      const batch = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'].map((fp) => ev(fp));
+      await p.replica.sink.accept('edge', batch.slice(0, 3));
+      await q.replica.sink.accept('edge', batch.slice(3));
+      expect(await p.replica.waitCaughtUp(15_000)).toBe(true);
+      expect(await q.replica.waitCaughtUp(15_000)).toBe(true);
+      const want = batch.map((e) => stableWebhookId('rx', `edge/${e.payload.fingerprint}/${e.id}`, 'triggered')).sort();
+      await rx.waitForCount(6, 30_000);
+      // Whichever replica owned an alert's partition: one delivery, its id derived from the alert.
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(rx.requests.map((x) => String(x.headers['webhook-id'])).sort()).toEqual(want);
+      const rows = (n: Node) => (n.db.prepare('SELECT count(*) AS n FROM webhook_deliveries').get() as { n: number }).n;
+      expect(rows(p) + rows(q)).toBe(6);
+      // Both replicas know every claim: their own, and the other's from the log.
+      const claimed = (n: Node) => (n.db.prepare("SELECT count(*) AS n FROM webhook_alert_events WHERE event = 'triggered'").get() as { n: number }).n;
+      expect(await eventually(() => claimed(p) === 6 && claimed(q) === 6)).toBe(true);
+      await closeNode(p);
+      await closeNode(q);
+    } finally {
+      await rx.close();
+    }
+  }, 90_000);
 
   it('exports each alert change once, as JSON keyed by the alert id', async () => {
     const consumer = new Kafka({ clientId: 'export-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({ groupId: `export-test-${randomUUID()}` });

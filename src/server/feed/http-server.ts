@@ -19,6 +19,8 @@ export interface HttpDeps {
   tokens: FeedTokens;
   log: Logger;
   ready: () => boolean;
+  /** Why the server should get no traffic yet although it runs (a Kafka replica rebuilding its store); undefined when nothing holds it back. */
+  notReady?: (() => { status: string; reason: string } | undefined) | undefined;
   /** How often live streams are pinged and their tokens checked (tests shorten it). */
   streamPingMs?: number;
   /** Changes an alert's status; default: in the store (a Kafka replica passes its changeStatus). */
@@ -77,8 +79,12 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
   const hub = new StreamHub(deps.store, deps.tokens, deps.log, { pingMs: deps.streamPingMs });
   app.addHook('onClose', async () => hub.close());
   app.get('/healthz', { schema: routeSchema({ hide: true, response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } }) }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: routeSchema({ hide: true, response: { 200: { type: 'object', properties: { status: { type: 'string' } } }, 503: { type: 'object', properties: { status: { type: 'string' } } } } }) },
-    async (_req, reply) => (deps.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'starting' })));
+  app.get('/readyz', { schema: routeSchema({ hide: true, response: { 200: { type: 'object', properties: { status: { type: 'string' } } }, 503: { type: 'object', properties: { status: { type: 'string' }, reason: { type: 'string' }, behind: { type: 'integer' } } } } }) },
+    async (_req, reply) => {
+      if (!deps.ready()) return reply.code(503).send({ status: 'starting', reason: 'the server is starting or shutting down' });
+      const why = deps.notReady?.();
+      return why ? reply.code(503).send(why) : { status: 'ready' };
+    });
   app.get('/metrics', { schema: routeSchema({ hide: true }) }, async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
   registerAlertRoutes(app, deps);
   registerStreamRoute(app, { ...deps, hub });

@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, PartitionAssigner } from 'kafkajs';
 import { Counter } from 'prom-client';
@@ -6,9 +7,10 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStore, StoredAlert } from '../store/alert-store.js';
+import type { KeyedAlert, SharedClaim } from '../webhooks/outbox.js';
 import { relaunchUntilRunning } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
-import { exportedAlert, logRef, type ExportedAlert } from './messages.js';
+import { encodeClaimsEvent, exportedAlert, HEADER_REF, HEADER_TYPE, logRef, type ExportedAlert } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
 import type { Projection } from './projection.js';
 
@@ -18,12 +20,30 @@ const handled = new Counter({ name: 'verdict_kafka_delivery_changes_total', help
 
 /**
  * Where deliveries are recorded: the webhook outbox of this replica's
- * database (Outbox.enqueueForAlerts). Its claims make a change delivered once
- * per integration on this replica.
+ * database (Outbox.enqueueShared). Its claims make a change delivered once
+ * per integration; the claims are published to the log (a `claims` message in
+ * the partition of the changes) and every replica's projection takes them
+ * over (applyClaims), so the next owner of a partition knows them too.
+ * Webhook-ids are derived from integration, alert uid and event, so a change
+ * recorded by two replicas goes out under one webhook-id.
  */
 export interface WebhookEnqueuer {
-  enqueueForAlerts(alerts: readonly StoredAlert[]): number;
+  enqueueShared(alerts: readonly KeyedAlert[]): { deliveries: number; claims: SharedClaim[] };
+  applyClaims(claims: readonly SharedClaim[], alertId: (uid: string) => number | undefined): number;
 }
+
+/**
+ * Tests only (test/kafka/crash.test.ts): kill this process with SIGKILL at one
+ * step of the first hand-on that records a webhook delivery, to show what a
+ * crash there costs. `after_outbox`: the deliveries are committed in the
+ * outbox, their claims are not in the log yet. `after_claims`: the claims are
+ * in the log, the group offset is not committed.
+ */
+export const KILL_AT_ENV = 'VERDICT_TEST_KILL_DELIVERY_AT';
+type KillPoint = 'after_outbox' | 'after_claims';
+
+/** Claims per log message at most (about 200 bytes each; a message stays far below 1 MB). */
+const CLAIMS_PER_MESSAGE = 1000;
 
 /**
  * Partitions go round-robin over the members sorted by replica id, not by
@@ -83,9 +103,11 @@ const SEEN_MAX = 50_000;
  * and the export topic. Replicas share it in one consumer group over the log;
  * the member that owns a partition handles its changes, after its own
  * projection has stored them, and commits the group offset after recording
- * the deliveries and producing the export. A member that dies between those
- * steps leaves the last changes to the next owner, which hands them on again
- * (at least once; see docs/kafka.md).
+ * the deliveries, publishing their claims to the log and producing the
+ * export. A member that dies between those steps leaves the last changes to
+ * the next owner, which first takes over the claims in the log (so what was
+ * recorded and published is not recorded again) and hands on the rest again:
+ * at least once, under the same webhook-ids (see docs/kafka.md).
  */
 export class DeliveryGroup {
   private consumer: Consumer | undefined;
@@ -95,9 +117,23 @@ export class DeliveryGroup {
   private readonly log: Logger;
   /** Set when the group had no offsets at start-up: where its first members begin. */
   private initialEnds: Map<number, string> | undefined;
+  /** Partitions assigned at the last join that have not been synced with the claims in the log yet. */
+  private readonly fresh = new Set<number>();
+  /** Claims recorded in the outbox whose publishing failed, per partition: published with the next hand-on. */
+  private readonly unpublished = new Map<number, SharedClaim[]>();
+  private readonly killAt: KillPoint | undefined;
 
   constructor(private readonly o: DeliveryOptions) {
     this.log = o.log;
+    const k = process.env[KILL_AT_ENV];
+    this.killAt = k === 'after_outbox' || k === 'after_claims' ? k : undefined;
+  }
+
+  private maybeKill(point: KillPoint, partition: number, offset: string): void {
+    if (this.killAt !== point) return;
+    // Synchronously, so the line is out before the signal.
+    writeSync(2, `${JSON.stringify({ level: 'warn', time: Date.now(), msg: `Test fault injection: killing this replica (${KILL_AT_ENV}=${point})`, partition, offset, replica: this.o.replica })}\n`);
+    process.kill(process.pid, 'SIGKILL');
   }
 
   async start(admin: Admin): Promise<void> {
@@ -140,6 +176,8 @@ export class DeliveryGroup {
       const mine = e.payload.memberAssignment[this.o.logTopic] ?? [];
       const ends = this.initialEnds;
       this.initialEnds = undefined;
+      this.fresh.clear();
+      for (const p of mine) this.fresh.add(p);
       if (ends) {
         for (const p of mine) consumer.seek({ topic: this.o.logTopic, partition: p, offset: ends.get(p) ?? '0' });
         this.log.info({ group: this.o.groupId }, 'Kafka: the delivery group is new; it starts at the end of the alert log');
@@ -169,6 +207,19 @@ export class DeliveryGroup {
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary }: EachBatchPayload): Promise<void> {
     const p = batch.partition;
     const msgs = batch.messages;
+    if (this.fresh.has(p)) {
+      // A partition this member just got: claims its previous owner published after
+      // its last commit are in the log before the end it has now. Take them over
+      // (through the projection) before handing anything on, so what the previous
+      // owner recorded is not recorded again.
+      const end = Number(batch.highWatermark);
+      while (end > 0 && !(await this.o.projection.waitFor(p, end - 1, 2_000))) {
+        if (!isRunning() || isStale() || this.stopped) return;
+        await heartbeat();
+      }
+      if (!isRunning() || isStale()) return;
+      this.fresh.delete(p);
+    }
     for (let i = 0; i < msgs.length; i += FLUSH_EVERY) {
       const chunk = msgs.slice(i, i + FLUSH_EVERY);
       const last = chunk[chunk.length - 1]!.offset;
@@ -208,11 +259,28 @@ export class DeliveryGroup {
         if (this.o.exportTopic && uid) exports.push({ topic: this.o.exportTopic, key: uid, value: JSON.stringify(exportedAlert(a, uid, change)) });
       }
       // Export first (its consumers can de-duplicate on `change`), then the
-      // deliveries, then the offset: a crash between the last two is the only
-      // way a webhook goes out twice, and it is a few milliseconds wide. What
-      // is handed on is remembered only now: a chunk that failed is read again.
+      // deliveries, then their claims to the log, then the offset. A crash
+      // after the deliveries and before their claims are in the log lets the
+      // next owner record them again, under the same webhook-ids (derived from
+      // the alert and event); a crash after the claims costs nothing, the next
+      // owner takes them over. What is handed on is remembered only now: a
+      // chunk that failed is read again.
       if (exports.length) await this.o.writer.append(exports);
-      if (alerts.length && this.o.webhooks) this.o.db.transaction(() => this.o.webhooks!.enqueueForAlerts(alerts))();
+      let claims = this.unpublished.get(p) ?? [];
+      let recorded = 0;
+      if (alerts.length && this.o.webhooks) {
+        const keyed = alerts.map((a) => ({ alert: a, key: this.o.projection.uidOf(a.id) }));
+        const r = this.o.db.transaction(() => this.o.webhooks!.enqueueShared(keyed))();
+        recorded = r.deliveries;
+        if (r.claims.length) claims = claims.concat(r.claims);
+        if (recorded) this.maybeKill('after_outbox', p, last);
+      }
+      if (claims.length) {
+        this.unpublished.set(p, claims);
+        await this.publishClaims(p, last, claims);
+        this.unpublished.delete(p);
+        if (recorded) this.maybeKill('after_claims', p, last);
+      }
       if (this.seen.size + alerts.length > SEEN_MAX) this.seen.clear();
       for (const a of alerts) this.seen.set(a.id, a.seq);
       handled.inc({ result: 'handed_on' }, alerts.length);
@@ -220,6 +288,23 @@ export class DeliveryGroup {
       await commitOffsetsIfNecessary();
       await heartbeat();
     }
+  }
+
+  /** Publishes claims to the log partition of the changes they are for, where every replica's projection reads them. */
+  private async publishClaims(partition: number, upto: string, claims: SharedClaim[]): Promise<void> {
+    const out: OutMessage[] = [];
+    const at = new Date().toISOString();
+    for (let i = 0; i < claims.length; i += CLAIMS_PER_MESSAGE) {
+      out.push({
+        topic: this.o.logTopic,
+        partition,
+        key: `claims/${partition}`,
+        value: encodeClaimsEvent({ partition, upto, claims: claims.slice(i, i + CLAIMS_PER_MESSAGE), at, replica: this.o.replica }),
+        headers: { [HEADER_TYPE]: 'claims', [HEADER_REF]: `${partition}/${upto}` },
+      });
+    }
+    await this.o.writer.append(out);
+    handled.inc({ result: 'claims_published' }, claims.length);
   }
 
   async stop(): Promise<void> {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { falcoPayload } from '../store/test-payloads.js';
-import { alertUid, BadLogMessage, decodeLogEvent, encodeAlertEvent, encodeStatusEvent, logKey, MAX_MESSAGE_BYTES, parseAlertUid } from './messages.js';
+import { alertUid, BadLogMessage, decodeLogEvent, encodeAlertEvent, encodeClaimsEvent, encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey, logRef, MAX_MESSAGE_BYTES, parseAlertUid } from './messages.js';
 
 describe('log messages', () => {
   it('round-trips agent events and status changes', () => {
@@ -9,6 +9,15 @@ describe('log messages', () => {
     expect(a).toEqual({ type: 'alert', v: 1, agent: 'edge', id: 'ev-1', payload, at: '2026-01-01T00:00:00.000Z', replica: 'r1' });
     const s = decodeLogEvent(Buffer.from(encodeStatusEvent({ agent: 'edge', fingerprint: 'abc', alert: 'ev-1', status: 'resolved', actor: 'bob', at: 'now', replica: 'r2' })));
     expect(s).toMatchObject({ type: 'status', agent: 'edge', fingerprint: 'abc', alert: 'ev-1', status: 'resolved', actor: 'bob' });
+  });
+
+  it('round-trips webhook claims, which name no alert change for the delivery group', () => {
+    const claims = [{ integration: 'rx', alert: 'edge/abc/ev-1', event: 'triggered' }];
+    const json = encodeClaimsEvent({ partition: 2, upto: '41', claims, at: 'now', replica: 'r1' });
+    expect(decodeLogEvent(Buffer.from(json))).toEqual({ type: 'claims', v: 1, partition: 2, upto: '41', claims, at: 'now', replica: 'r1' });
+    expect(logRef({ [HEADER_TYPE]: Buffer.from('claims'), [HEADER_REF]: Buffer.from('2/41') }, Buffer.from(json))).toBeUndefined();
+    expect(logRef(undefined, Buffer.from(json))).toBeUndefined();
+    expect(() => decodeLogEvent(Buffer.from(JSON.stringify({ type: 'claims', v: 1, claims: [{ integration: 'rx' }] })))).toThrow(/claims must be a list/);
   });
 
   it('refuses what a replica cannot project, saying why', () => {

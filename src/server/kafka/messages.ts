@@ -37,7 +37,26 @@ export interface StatusLogEvent {
   replica: string;
 }
 
-export type LogEvent = AlertLogEvent | StatusLogEvent;
+/**
+ * Webhook claims a delivery-group member recorded for changes of its log
+ * partition, published to that same partition after the deliveries are in its
+ * outbox and before it commits the group offset. Every replica's projection
+ * takes them over (Outbox.applyClaims), so whichever replica owns the
+ * partition next knows what was already given to which integration.
+ */
+export interface ClaimsLogEvent {
+  type: 'claims';
+  v: typeof LOG_VERSION;
+  /** The log partition whose changes these claims are for (the one the message is in). */
+  partition: number;
+  /** The last log offset of the changes handed on (a string, as kafkajs gives offsets). */
+  upto: string;
+  claims: { integration: string; alert: string; event: string }[];
+  at: string;
+  replica: string;
+}
+
+export type LogEvent = AlertLogEvent | StatusLogEvent | ClaimsLogEvent;
 
 /** Partitioning key: an alert's events and status changes stay in one partition, in order. */
 export function logKey(agent: string, fingerprint: string): string {
@@ -65,7 +84,7 @@ export class BadLogMessage extends Error {}
 /** Parses a log message value; throws BadLogMessage for anything a replica must skip. */
 export function decodeLogEvent(value: Buffer | null): LogEvent {
   if (!value) throw new BadLogMessage('empty message value');
-  let m: Partial<LogEvent> & { v?: number };
+  let m: Partial<AlertLogEvent | StatusLogEvent> & { v?: number };
   try {
     m = JSON.parse(value.toString('utf8')) as typeof m;
   } catch {
@@ -73,6 +92,13 @@ export function decodeLogEvent(value: Buffer | null): LogEvent {
   }
   if (typeof m !== 'object' || m === null) throw new BadLogMessage('message value is not a JSON object');
   if (m.v !== LOG_VERSION) throw new BadLogMessage(`log message version ${String(m.v)} is not ${LOG_VERSION}; is a newer Verdict writing to this log?`);
+  if ((m as { type?: unknown }).type === 'claims') {
+    const c = m as unknown as Partial<ClaimsLogEvent>;
+    if (!Array.isArray(c.claims) || !c.claims.every((x) => typeof x === 'object' && x !== null && typeof x.integration === 'string' && typeof x.alert === 'string' && typeof x.event === 'string')) {
+      throw new BadLogMessage('claims must be a list of {integration, alert, event}');
+    }
+    return c as ClaimsLogEvent;
+  }
   if (typeof m.agent !== 'string' || !m.agent) throw new BadLogMessage('agent is missing');
   if (m.type === 'alert') {
     if (typeof m.id !== 'string' || !m.id) throw new BadLogMessage('event id is missing');
@@ -103,9 +129,11 @@ export function logRef(headers: Record<string, Buffer | string | (Buffer | strin
   if (t !== undefined && r !== undefined && !Array.isArray(t) && !Array.isArray(r)) {
     const type = t.toString();
     if (type === 'alert' || type === 'status') return { type, ref: r.toString() };
+    if (type === 'claims') return undefined;
   }
   try {
     const ev = decodeLogEvent(value);
+    if (ev.type === 'claims') return undefined;
     return ev.type === 'alert' ? { type: 'alert', ref: ev.id } : { type: 'status', ref: alertUid(ev.agent, ev.fingerprint, ev.alert) };
   } catch (e) {
     if (e instanceof BadLogMessage) return undefined;
@@ -134,6 +162,11 @@ export function encodeAlertEvent(agent: string, id: string, payload: AlertPayloa
   if (json.length <= MAX_MESSAGE_BYTES) return json;
   json = JSON.stringify({ ...ev, payload: { ...payload, samples: [] } });
   return json.length <= MAX_MESSAGE_BYTES ? json : undefined;
+}
+
+export function encodeClaimsEvent(c: Omit<ClaimsLogEvent, 'type' | 'v'>): string {
+  const ev: ClaimsLogEvent = { type: 'claims', v: LOG_VERSION, ...c };
+  return JSON.stringify(ev);
 }
 
 export function encodeStatusEvent(s: Omit<StatusLogEvent, 'type' | 'v'>): string {

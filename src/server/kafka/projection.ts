@@ -8,7 +8,7 @@ import type { DB } from '../../shared/sqlite/open.js';
 import { StatusConflictError, type AlertStore, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
 import { relaunchUntilRunning } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
-import { alertUid, BadLogMessage, decodeLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
+import { alertUid, BadLogMessage, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
 
 const projected = new Counter({ name: 'verdict_kafka_projected_events_total', help: 'Log messages this replica projected into its store, by outcome', labelNames: ['type', 'result'], registers: [registry] });
 const lagGauge = new Gauge({ name: 'verdict_kafka_projection_lag_messages', help: 'Log messages not yet projected into this replica\'s store, as of the last fetch', registers: [registry] });
@@ -24,6 +24,22 @@ export interface ProjectionOptions {
   topic: string;
   groupId: string;
   log: Logger;
+  /** Takes over webhook claims other replicas published to the log (Outbox.applyClaims). */
+  claims?: ClaimSink | undefined;
+  /** Tests only: nothing is projected until this resolves (to watch a replica that is behind). */
+  hold?: Promise<void> | undefined;
+}
+
+export interface ClaimSink {
+  applyClaims(claims: ClaimsLogEvent['claims'], alertId: (uid: string) => number | undefined): number;
+}
+
+/** Why a replica should not get feed traffic yet; undefined once it may. */
+export interface NotReady {
+  status: 'catching_up';
+  reason: string;
+  /** Log messages of the log as it was at start-up that are not projected yet. */
+  behind: number;
 }
 
 interface Waiter {
@@ -47,8 +63,11 @@ export class Projection {
   private waiters: Waiter[] = [];
   /** The agent batch being ingested, for the store hook that names new alerts. */
   private current: { agent: string; events: IncomingEvent[] } | undefined;
+  /** Per partition, the end of the log at start-up, for partitions that had anything to read then. */
   private target: Map<number, number> | undefined;
   private caughtUpLogged = false;
+  /** No progress in SQLite at start-up: the store is being built from the log. */
+  private fromScratch = false;
   private startedAt = Date.now();
   private readonly s: Record<string, Statement<unknown[]>>;
   private readonly log: Logger;
@@ -83,6 +102,32 @@ export class Projection {
     return true;
   }
 
+  /** Messages of the log as it was at start-up not projected yet (undefined before start-up has read the log's end). */
+  behind(): number | undefined {
+    if (!this.target) return undefined;
+    let n = 0;
+    for (const [p, end] of this.target) n += Math.max(0, end - this.position(p));
+    return n;
+  }
+
+  /**
+   * For /readyz: a replica that is rebuilding or catching up with the log
+   * would serve an incomplete feed, so it is not ready until it has projected
+   * the log as it was at start-up. Later lag (a burst, a broker outage) does
+   * not make it unready again: every replica would be behind alike.
+   */
+  notReady(): NotReady | undefined {
+    if (this.caughtUp()) return undefined;
+    const behind = this.behind();
+    return {
+      status: 'catching_up',
+      behind: behind ?? 0,
+      reason: behind === undefined
+        ? 'this replica has not read the end of the Kafka alert log yet'
+        : `this replica is ${this.fromScratch ? 'building its store from' : 'catching up with'} the Kafka alert log: ${behind} of the messages that were in the log at start-up are not in its store yet`,
+    };
+  }
+
   uidOf(alertId: number): string | undefined {
     return (this.s.uidOf!.get(alertId) as { uid: string } | undefined)?.uid;
   }
@@ -115,13 +160,17 @@ export class Projection {
     // The end of the log now: a replica that is rebuilding says when it has caught up.
     try {
       const ends = await retrying(() => admin.fetchTopicOffsets(this.o.topic));
-      this.target = new Map(ends.map((e) => [e.partition, Number(e.high)]));
+      // A partition whose messages all left the log (retention) has nothing to wait for.
+      this.target = new Map(ends.filter((e) => Number(e.high) > Number(e.low)).map((e) => [e.partition, Number(e.high)]));
     } catch (e) {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));
     }
-    const behind = [...this.target].reduce((n, [p, end]) => n + Math.max(0, end - this.position(p)), 0);
+    this.fromScratch = this.positions.size === 0;
+    const behind = this.behind()!;
     if (behind > 0) {
-      this.log.info({ messages: behind, from_scratch: this.positions.size === 0 }, this.positions.size === 0 ? 'Kafka: building this replica\'s store from the alert log' : 'Kafka: catching up with the alert log');
+      this.log.info({ messages: behind, from_scratch: this.fromScratch }, this.fromScratch
+        ? 'Kafka: building this replica\'s store from the alert log; /readyz answers 503 until it is done'
+        : 'Kafka: catching up with the alert log; /readyz answers 503 until it is done');
     }
     try {
       await this.launch();
@@ -172,6 +221,15 @@ export class Projection {
   }
 
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (this.o.hold) {
+      let held = true;
+      void this.o.hold.then(() => (held = false));
+      while (held) {
+        await Promise.race([this.o.hold, new Promise((r) => setTimeout(r, 500))]);
+        if (!isRunning() || isStale()) return;
+        await heartbeat();
+      }
+    }
     const p = batch.partition;
     const msgs = batch.messages;
     const lag = Number(batch.highWatermark) - Number(batch.lastOffset()) - 1;
@@ -184,6 +242,7 @@ export class Projection {
       if (!isRunning() || isStale()) return;
       const byAgent = new Map<string, IncomingEvent[]>();
       let status: StatusLogEvent | undefined;
+      let claims: ClaimsLogEvent | undefined;
       let j = i;
       for (; j < msgs.length && j - i < CHUNK; j++) {
         let ev: LogEvent;
@@ -200,9 +259,11 @@ export class Projection {
           if (!list) byAgent.set(ev.agent, (list = []));
           list.push({ id: ev.id, payload: ev.payload });
         } else {
-          // A status change applies after the events before it, and before those after it.
+          // A status change applies after the events before it, and before those after it;
+          // claims name alerts that events before them opened.
           if (byAgent.size) break;
-          status = ev;
+          if (ev.type === 'status') status = ev;
+          else claims = ev;
           j++;
           break;
         }
@@ -219,6 +280,7 @@ export class Projection {
         projected.inc({ type: 'alert', result: 'duplicate' }, r.duplicates);
       }
       if (status) this.applyStatus(status, p, msgs[j - 1]!.offset);
+      if (claims) this.applyClaims(claims);
       const next = Number(msgs[j - 1]!.offset) + 1;
       this.s.putOffset!.run(this.o.topic, p, next);
       this.positions.set(p, next);
@@ -248,6 +310,14 @@ export class Projection {
       projected.inc({ type: 'status', result: 'conflict' });
       this.log.info({ uid, status: ev.status, actor: ev.actor }, 'Kafka: a status change from the log was refused: the alert is open again under a newer alert');
     }
+  }
+
+  private applyClaims(ev: ClaimsLogEvent): void {
+    if (!this.o.claims) return;
+    const sink = this.o.claims;
+    const n = this.o.db.transaction(() => sink.applyClaims(ev.claims, (uid) => this.alertOfUid(uid)))();
+    projected.inc({ type: 'claims', result: 'applied' });
+    this.log.debug({ from_replica: ev.replica, partition: ev.partition, upto: ev.upto, claims: ev.claims.length, new_here: n }, 'Kafka: took over webhook claims from the log');
   }
 
   /** Store hook: gives each alert created by the current batch its replica-independent name. */
@@ -282,7 +352,7 @@ export class Projection {
     if (this.caughtUpLogged || !this.caughtUp()) return;
     this.caughtUpLogged = true;
     const n = [...this.target!.values()].reduce((a, b) => a + b, 0);
-    this.log.info({ messages: n, duration_ms: Date.now() - this.startedAt }, 'Kafka: this replica\'s store is up to date with the alert log');
+    this.log.info({ messages: n, duration_ms: Date.now() - this.startedAt }, 'Kafka: this replica\'s store is up to date with the alert log; it is ready (/readyz)');
   }
 
   async stop(): Promise<void> {

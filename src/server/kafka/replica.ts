@@ -13,7 +13,7 @@ import { DeliveryGroup, type WebhookEnqueuer } from './delivery.js';
 import { KafkaAlertSink } from './log-sink.js';
 import { encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey } from './messages.js';
 import { LogWriter } from './producer.js';
-import { Projection } from './projection.js';
+import { Projection, type NotReady } from './projection.js';
 import { TokenSync } from './tokens.js';
 
 // A server replica on Kafka: agent batches go to the log (the sink), every
@@ -32,6 +32,8 @@ export interface KafkaReplicaOptions {
   log: Logger;
   /** How long changeStatus waits for this replica to apply its own change. */
   statusTimeoutMs?: number;
+  /** Tests only: the projection projects nothing until this resolves. */
+  holdProjection?: Promise<void>;
 }
 
 export interface KafkaReplica {
@@ -49,6 +51,8 @@ export interface KafkaReplica {
   uidOf(id: number): string | undefined;
   /** True once this replica has projected the log as it was at start-up. */
   caughtUp(): boolean;
+  /** For /readyz: why this replica should get no feed traffic yet (it is rebuilding or catching up); undefined once it may. */
+  notReady(): NotReady | undefined;
   /** Resolves true once everything in the log now is projected here (tests, tools). */
   waitCaughtUp(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
@@ -88,7 +92,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
     partitions = (await ensureTopics(admin, cfg, log)).logPartitions;
     writer.setPartitions(topics.log, partitions);
     await writer.start();
-    projection = new Projection({ kafka, cfg, db: o.db, store: o.store, topic: topics.log, groupId: topics.projectionGroup(replica), log });
+    projection = new Projection({ kafka, cfg, db: o.db, store: o.store, topic: topics.log, groupId: topics.projectionGroup(replica), log, claims: o.webhooks, hold: o.holdProjection });
     await projection.start(admin);
     tokenSync = new TokenSync({ kafka, cfg, db: o.db, agents: o.agents, tokens: o.tokens, writer, topic: topics.tokens, groupId: topics.tokensGroup(replica), log });
     await tokenSync.start();
@@ -112,9 +116,10 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
     sink: new KafkaAlertSink(writer, topics.log, replica, log),
     uidOf: (id) => proj.uidOf(id),
     caughtUp: () => proj.caughtUp(),
+    notReady: () => proj.notReady(),
     async waitCaughtUp(timeoutMs) {
       const ends = await admin.fetchTopicOffsets(topics.log);
-      const waits = ends.map((e) => (Number(e.high) > 0 ? proj.waitFor(e.partition, Number(e.high) - 1, timeoutMs) : Promise.resolve(true)));
+      const waits = ends.map((e) => (Number(e.high) > Number(e.low) ? proj.waitFor(e.partition, Number(e.high) - 1, timeoutMs) : Promise.resolve(true)));
       return (await Promise.all(waits)).every(Boolean);
     },
     async changeStatus(id, to, actor) {

@@ -4,7 +4,7 @@ import { snapshot, type DeliveryEvent, type DeliveryItem } from './formats/alert
 import { MAX_GROUP_SIZE, RENDERERS } from './formats/index.js';
 import type { Integration, IntegrationRegistry } from './integrations.js';
 import { routeMatches } from './routing.js';
-import { newWebhookId } from './signer.js';
+import { newWebhookId, stableWebhookId } from './signer.js';
 
 // The durable outbox. Deliveries are recorded inside the transaction that
 // stores (or resolves) the alert, so a crash can lose neither: whatever
@@ -54,6 +54,31 @@ export interface Attempt {
   duration_ms: number;
 }
 
+/**
+ * An event of an alert that an integration was given (or is being given), as
+ * server replicas on Kafka share it: the integration by name and the alert by
+ * its replica-independent id, since both row ids differ between replicas.
+ * `event` is `triggered`, `resolved` or `repeated:<milestone>`.
+ */
+export interface SharedClaim {
+  integration: string;
+  alert: string;
+  event: string;
+}
+
+/** An alert to record deliveries for, with its replica-independent id when it has one. */
+export interface KeyedAlert {
+  alert: StoredAlert;
+  /** agent/fingerprint/first event id; absent for alerts stored before the server used Kafka. */
+  key?: string | undefined;
+}
+
+/** Collects what enqueueOne claims, when the caller shares its claims with other replicas. */
+interface ClaimContext {
+  key: string;
+  claims: SharedClaim[];
+}
+
 export type Outcome =
   | { kind: 'delivered'; attempt: Attempt }
   | { kind: 'retry'; attempt: Attempt; at: number }
@@ -70,8 +95,11 @@ export class Outbox {
       hasEvent: db.prepare('SELECT 1 FROM webhook_alert_events WHERE integration_id = ? AND alert_id = ? AND event = ?'),
       openGroup: db.prepare("SELECT * FROM webhook_deliveries WHERE integration_id = ? AND event = ? AND state = 'pending' AND attempts = 0 AND group_until > ? AND lease_until IS NULL ORDER BY group_until DESC LIMIT 1"),
       updateGroup: db.prepare('UPDATE webhook_deliveries SET items = ?, alert_ids = ?, body = ?, updated_at = ? WHERE id = ?'),
+      // Webhook-ids derived from the alert (Kafka replicas) can come back only for a
+      // claim that was lost (an alert purged and its event stored again): keep the first.
       insert: db.prepare(`INSERT INTO webhook_deliveries (integration_id, webhook_id, event, alert_ids, items, body, state, next_attempt_at, group_until, created_at, updated_at)
-        VALUES (@integration_id, @webhook_id, @event, @alert_ids, @items, @body, 'pending', @next_attempt_at, @group_until, @now, @now)`),
+        VALUES (@integration_id, @webhook_id, @event, @alert_ids, @items, @body, 'pending', @next_attempt_at, @group_until, @now, @now) ON CONFLICT (webhook_id) DO NOTHING`),
+      integrationByName: db.prepare('SELECT id FROM webhook_integrations WHERE name = ?'),
       due: db.prepare(`SELECT ${DELIVERY_COLS}, '[]' AS items FROM webhook_deliveries WHERE integration_id = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`),
       // A lease moves next_attempt_at to its end: leased rows drop out of `due`
       // without being scanned, and come back by themselves if the worker is lost.
@@ -119,29 +147,81 @@ export class Outbox {
     return n;
   }
 
+  /**
+   * For server replicas sharing an alert log in Kafka (src/server/kafka/delivery.ts):
+   * like enqueueForAlerts, but a delivery's webhook-id is derived from the
+   * integration, the alert's replica-independent key and the event
+   * (stableWebhookId), so every replica that records it records the same id;
+   * and the claims made are returned, for the caller to publish so other
+   * replicas take them over (applyClaims). Alerts without a key get a random
+   * id and share no claim. Run it inside a transaction.
+   */
+  enqueueShared(alerts: readonly KeyedAlert[], now = Date.now()): { deliveries: number; claims: SharedClaim[] } {
+    const integrations = this.registry.active();
+    const claims: SharedClaim[] = [];
+    let n = 0;
+    for (const i of integrations) {
+      for (const { alert, key } of alerts) n += this.enqueueOne(i, alert, now, key === undefined ? undefined : { key, claims });
+    }
+    if (n) this.wakeSoon();
+    return { deliveries: n, claims };
+  }
+
+  /**
+   * Takes over claims another replica published: the events they name count as
+   * given for this replica too, so it neither sends them again nor holds back a
+   * `resolved` for an alert another replica sent `triggered` for. Claims of
+   * integrations or alerts this database does not have are skipped.
+   * `alertId` resolves the replica-independent key to this database's alert.
+   */
+  applyClaims(claims: readonly SharedClaim[], alertId: (key: string) => number | undefined): number {
+    let n = 0;
+    const ids = new Map<string, number | undefined>();
+    for (const c of claims) {
+      let iid = ids.get(c.integration);
+      if (!ids.has(c.integration)) {
+        iid = (this.s.integrationByName.get(c.integration) as { id: number } | undefined)?.id;
+        ids.set(c.integration, iid);
+      }
+      if (iid === undefined) continue;
+      const aid = alertId(c.alert);
+      if (aid === undefined) continue;
+      n += this.s.claimEvent.run(iid, aid, c.event).changes;
+    }
+    return n;
+  }
+
   /** Must run in the transaction that changes the alert's status (see enqueueForStatusChange). */
   enqueueForStatus(alert: StoredAlert, now = Date.now()): number {
     return this.enqueueForAlerts([alert], now);
   }
 
-  private enqueueOne(i: Integration, a: StoredAlert, now: number): number {
+  /** Claims an event of an alert for an integration; false if it was claimed before. */
+  private takeEvent(i: Integration, a: StoredAlert, event: string, ctx: ClaimContext | undefined): boolean {
+    if (this.s.claimEvent.run(i.id, a.id, event).changes === 0) return false;
+    ctx?.claims.push({ integration: i.name, alert: ctx.key, event });
+    return true;
+  }
+
+  private enqueueOne(i: Integration, a: StoredAlert, now: number, ctx?: ClaimContext): number {
+    const idFor = (event: string) => (ctx ? stableWebhookId(i.name, ctx.key, event) : newWebhookId());
     if (a.status === 'resolved') {
       // Close only what this integration was told about, whatever its route says now.
       if (!this.s.hasEvent.get(i.id, a.id, 'triggered')) return 0;
-      if (this.s.claimEvent.run(i.id, a.id, 'resolved').changes === 0) return 0;
-      this.add(i, 'resolved', a, now);
+      if (!this.takeEvent(i, a, 'resolved', ctx)) return 0;
+      this.add(i, 'resolved', a, now, idFor('resolved'));
       return 1;
     }
     if (a.status === 'ignored' || !routeMatches(i.spec.route, a)) return 0;
     const milestone = [...i.spec.repeat_milestones].reverse().find((m) => m <= a.count);
-    if (this.s.claimEvent.run(i.id, a.id, 'triggered').changes === 1) {
+    if (this.takeEvent(i, a, 'triggered', ctx)) {
       // The opening delivery already carries the count; do not follow it with a milestone.
-      if (milestone !== undefined) this.s.claimEvent.run(i.id, a.id, `repeated:${milestone}`);
-      this.add(i, 'triggered', a, now);
+      if (milestone !== undefined) this.takeEvent(i, a, `repeated:${milestone}`, ctx);
+      this.add(i, 'triggered', a, now, idFor('triggered'));
       return 1;
     }
-    if (milestone !== undefined && this.s.claimEvent.run(i.id, a.id, `repeated:${milestone}`).changes === 1) {
-      this.add(i, 'repeated', a, now);
+    if (milestone !== undefined && this.takeEvent(i, a, `repeated:${milestone}`, ctx)) {
+      this.add(i, 'repeated', a, now, idFor(`repeated:${milestone}`));
       return 1;
     }
     return 0;
@@ -151,7 +231,7 @@ export class Outbox {
     return RENDERERS[i.spec.type](items, { integration: i.name, externalUrl: this.opts.externalUrl(), createdAt, grouped: i.spec.group_window !== undefined });
   }
 
-  private add(i: Integration, event: DeliveryEvent, a: StoredAlert, now: number): void {
+  private add(i: Integration, event: DeliveryEvent, a: StoredAlert, now: number, webhookId: string): void {
     const iso = new Date(now).toISOString();
     const item = snapshot(a, event, iso, this.opts.externalUrl());
     const window = i.spec.group_window;
@@ -168,7 +248,7 @@ export class Outbox {
     }
     this.s.insert.run({
       // Items are kept only where a group may grow and be rendered again.
-      integration_id: i.id, webhook_id: newWebhookId(), event, alert_ids: JSON.stringify([a.id]), items: window === undefined ? '[]' : JSON.stringify([item]),
+      integration_id: i.id, webhook_id: webhookId, event, alert_ids: JSON.stringify([a.id]), items: window === undefined ? '[]' : JSON.stringify([item]),
       body: this.render(i, [item], iso), next_attempt_at: now + (window ?? 0), group_until: window === undefined ? null : now + window, now: iso,
     });
   }

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 // Standard Webhooks (https://www.standardwebhooks.com): the signed content is
 // "<webhook-id>.<webhook-timestamp>.<body>", HMAC-SHA256 keyed with the base64
@@ -24,6 +24,20 @@ export function newSecret(bytes = 32): string {
 
 export function newWebhookId(): string {
   return `msg_${randomBytes(16).toString('base64url')}`;
+}
+
+/**
+ * A webhook-id derived from what the delivery is about rather than drawn at
+ * random: the integration, an alert id that every server replica shares
+ * (agent/fingerprint/first event id) and the event claimed for it
+ * (`triggered`, `resolved`, `repeated:<milestone>`), which happens once per
+ * alert and integration. Two replicas that record the same delivery give it
+ * the same id, so a receiver that de-duplicates on webhook-id sees it once.
+ * Same shape as newWebhookId (msg_ and 128 bits in base64url).
+ */
+export function stableWebhookId(integration: string, alertKey: string, event: string): string {
+  const h = createHash('sha256').update(`verdict.webhook.v1\u0000${integration}\u0000${alertKey}\u0000${event}`).digest();
+  return `msg_${h.subarray(0, 16).toString('base64url')}`;
 }
 
 /**
