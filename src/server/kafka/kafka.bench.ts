@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { ciliumPayload, falcoPayload } from '../store/test-payloads.js';
 import { startBroker, stopBroker, TestPublisher } from './testing.js';
+import { uuid7 } from '../../shared/ids/uuid7.js';
 
 // Alerts/s through `verdict server` processes, fed over the real gRPC agent API
 // (batches of 500, 4 in flight per stream, like the agent), measured until every
@@ -48,10 +49,12 @@ async function startServer(dir: string, name: string, kafka: string | undefined)
   const grpc = `127.0.0.1:${await freePort()}`;
   const config = join(dir, `${name}.yaml`);
   writeFileSync(config, `data_dir: ${dataDir}\nhttp_addr: ${http}\ngrpc_addr: ${grpc}\n${kafka ?? ''}`);
-  const child = spawn(process.execPath, [BIN, 'server', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VERDICT_LOG_LEVEL: 'warn' } });
+  // VERDICT_BENCH_SERVER_NODE_OPTIONS=--cpu-prof profiles the servers.
+  const child = spawn(process.execPath, [...(process.env.VERDICT_BENCH_SERVER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), BIN, 'server', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VERDICT_LOG_LEVEL: process.env.VERDICT_BENCH_SERVER_LOGS ?? 'warn' } });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+  if (process.env.VERDICT_BENCH_SERVER_LOGS) child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d.toString()}`));
   const t0 = Date.now();
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server ${name} exited: ${out}`);
@@ -105,7 +108,7 @@ async function send(p: Proc, token: string, n: number, offset: number): Promise<
         const from = next;
         next = Math.min(n, next + BATCH);
         const events = [];
-        for (let i = from; i < next; i++) events.push({ id: randomUUID(), payload: payload(offset + i, t) });
+        for (let i = from; i < next; i++) events.push({ id: uuid7(), payload: payload(offset + i, t) });
         await pub.send(events, 120_000);
       }
     };
@@ -168,7 +171,7 @@ export default async function (): Promise<void> {
     const pub = new TestPublisher(b.grpc, token);
     for (let i = 0; ; i++) {
       try {
-        await pub.send([{ id: randomUUID(), payload: payload(0, new Date().toISOString()) }], 2_000);
+        await pub.send([{ id: uuid7(), payload: payload(0, new Date().toISOString()) }], 2_000);
         break;
       } catch (e) {
         if (i > 100) throw e;

@@ -54,8 +54,7 @@ export function startRetention(o: { db: DB; store: AlertStore; config: Retention
         await new Promise((res) => setImmediate(res));
         if (stopped) break;
       }
-      // Keeps the query planner's statistics current as the table changes shape.
-      if (++runs % 60 === 1) o.db.pragma('optimize');
+      if (++runs % 60 === 1) o.store.refreshPlannerStats();
       if (alerts) o.log.info({ alerts, event_ids: eventIds, duration_ms: Date.now() - started, max_age_ms: limits.maxAgeMs, max_rows: limits.maxRows }, 'Retention: purged old alerts');
     } catch (e) {
       o.log.error({ error: errText(e) }, 'Retention: purging old alerts failed; trying again at the next interval');
