@@ -1,13 +1,16 @@
 import type { FastifyInstance } from 'fastify';
+import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { FeedTokens } from '../auth/feed-tokens.js';
 import { AlertStore } from '../store/alert-store.js';
 import { openServerDb } from '../store/server-db.js';
 import { ciliumPayload, falcoPayload } from '../store/test-payloads.js';
+import { canWriteRaw, textFrame, writeFrame } from './frames.js';
 import { buildHttpServer } from './http-server.js';
+import { StreamHub } from './stream.js';
 
 interface Msg {
   type: string;
@@ -172,5 +175,172 @@ describe('live stream', () => {
     const closed = new Promise<number>((r) => c.ws.once('close', (code) => r(code)));
     tokens.revoke(t.info.id);
     expect(await closed).toBe(4401);
+  });
+});
+
+/** A server-side socket stand-in whose unsent byte count the test sets. */
+class FakeSocket extends EventEmitter {
+  readonly OPEN = WebSocket.OPEN;
+  readyState: number = WebSocket.OPEN;
+  bufferedAmount = 0;
+  readonly msgs: Msg[] = [];
+  send(d: Buffer): void {
+    this.msgs.push(JSON.parse(String(d)) as Msg);
+  }
+  close(): void {
+    this.readyState = WebSocket.CLOSED;
+    this.emit('close');
+  }
+  ping(): void {}
+  terminate(): void {
+    this.close();
+  }
+  get alerts() {
+    return this.msgs.flatMap((m) => m.alerts ?? []);
+  }
+}
+
+describe('live stream: slow clients', () => {
+  it('takes a client past its buffer bound off the live path without delaying others, then feeds it from the database without gap or duplicate', async () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const tokens = new FeedTokens(db);
+    const tokenId = tokens.create('reader', 'read').info.id;
+    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { maxBuffered: 1000, pingMs: 60_000 });
+    try {
+      store.ingest('edge', [ev(ciliumPayload({ fp: 'slow-0' }))]);
+      const fast = new FakeSocket();
+      const slow = new FakeSocket();
+      hub.add(fast as unknown as WebSocket, {}, undefined, tokenId);
+      hub.add(slow as unknown as WebSocket, {}, undefined, tokenId);
+      expect(slow.msgs).toEqual([{ type: 'live', cursor: store.currentSeq() }]);
+      const from = store.currentSeq();
+
+      // The slow client's socket holds more than the bound: nothing more is queued for it,
+      // while the other client gets each change as it commits.
+      slow.bufferedAmount = 5000;
+      const ids: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const [a] = store.ingest('edge', [ev(ciliumPayload({ fp: `slow-${i}` })), ev(falcoPayload({ fp: `slow-f-${i}`, pod: `p-${i}` }))]).alerts;
+        ids.push(a!.id);
+        expect(fast.alerts.at(-1)?.seq).toBe(store.currentSeq());
+      }
+      store.setStatus(ids[0]!, 'acknowledged', 'test');
+      expect(fast.alerts.at(-1)).toMatchObject({ id: ids[0], status: 'acknowledged' });
+      // Every ingest() is one message to the fast client.
+      expect(fast.msgs.filter((m) => m.type === 'alerts')).toHaveLength(6);
+      await new Promise((r) => setTimeout(r, 150));
+      expect(slow.msgs).toHaveLength(1);
+
+      // Once it drains, it gets every change after its cursor exactly once (latest state), then live ones.
+      slow.bufferedAmount = 0;
+      const end = Date.now() + 3000;
+      while (slow.msgs.filter((m) => m.type === 'live').length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      const expected = store.changesSince(from, {}, 1000);
+      expect(slow.alerts.map((a) => a.seq)).toEqual(expected.map((a) => a.seq));
+      expect(new Set(slow.alerts.map((a) => a.id)).size).toBe(slow.alerts.length);
+      expect(slow.msgs.at(-1)).toEqual({ type: 'live', cursor: store.currentSeq() });
+      const [b] = store.ingest('edge', [ev(ciliumPayload({ fp: 'slow-after' }))]).alerts;
+      expect(slow.alerts.at(-1)?.id).toBe(b!.id);
+      expect(fast.alerts.at(-1)?.id).toBe(b!.id);
+    } finally {
+      hub.close();
+      db.close();
+    }
+  });
+});
+
+describe('live stream: shared messages', () => {
+  it('gives clients whose filters differ only in their time window the message each one should get', () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const tokens = new FeedTokens(db);
+    const tokenId = tokens.create('reader', 'read').info.id;
+    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { pingMs: 60_000 });
+    try {
+      const now = Date.now();
+      const hour = new FakeSocket();
+      const day = new FakeSocket();
+      const acked = new FakeSocket();
+      const text = new FakeSocket();
+      const text2 = new FakeSocket();
+      hub.add(hour as unknown as WebSocket, { since: now - 3_600_000 }, undefined, tokenId);
+      hub.add(day as unknown as WebSocket, { since: now - 86_400_000 }, undefined, tokenId);
+      hub.add(acked as unknown as WebSocket, { status: ['acknowledged'], since: now - 86_400_000 }, undefined, tokenId);
+      hub.add(text as unknown as WebSocket, { q: 'needle-pod', since: now - 3_600_000 }, undefined, tokenId);
+      hub.add(text2 as unknown as WebSocket, { q: 'needle-pod', since: now - 7_200_000 }, undefined, tokenId);
+      const old = new Date(now - 5 * 3_600_000).toISOString();
+      const [fresh, stale, needle] = store.ingest('edge', [
+        ev(ciliumPayload({ fp: 'w-fresh' })),
+        ev(ciliumPayload({ fp: 'w-stale', time: old })),
+        ev(falcoPayload({ fp: 'w-needle', pod: 'needle-pod-2' })),
+      ]).alerts;
+      expect(hour.alerts.map((a) => a.id)).toEqual([fresh!.id, needle!.id]);
+      expect(day.alerts.map((a) => a.id)).toEqual([fresh!.id, stale!.id, needle!.id]);
+      expect(acked.msgs.filter((m) => m.type === 'alerts')).toEqual([{ type: 'alerts', cursor: store.currentSeq(), alerts: [], removed: [fresh!.id, stale!.id, needle!.id] }]);
+      expect(text.alerts.map((a) => a.id)).toEqual([needle!.id]);
+      expect(text2.alerts.map((a) => a.id)).toEqual([needle!.id]);
+      store.setStatus(stale!.id, 'acknowledged', 'test');
+      expect(acked.alerts.map((a) => a.id)).toEqual([stale!.id]);
+      expect(hour.msgs.filter((m) => m.type === 'alerts')).toHaveLength(1);
+      expect(day.alerts.at(-1)).toMatchObject({ id: stale!.id, status: 'acknowledged' });
+    } finally {
+      hub.close();
+      db.close();
+    }
+  });
+
+  it('does not fail an ingest when sending fails, and the clients still get every change', async () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const tokens = new FeedTokens(db);
+    const tokenId = tokens.create('reader', 'read').info.id;
+    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { pingMs: 60_000 });
+    try {
+      const c = new FakeSocket();
+      hub.add(c as unknown as WebSocket, { q: 'needle-pod' }, undefined, tokenId);
+      const from = store.currentSeq();
+      const orig = store.matchingText.bind(store);
+      store.matchingText = () => {
+        throw new Error('database is locked');
+      };
+      const [a] = store.ingest('edge', [ev(falcoPayload({ fp: 'fail-1', pod: 'needle-pod-3' }))]).alerts;
+      store.matchingText = orig;
+      const end = Date.now() + 3000;
+      while (c.msgs.filter((m) => m.type === 'live').length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      expect(c.alerts.map((x) => x.id)).toEqual([a!.id]);
+      expect(c.msgs.at(-1)).toEqual({ type: 'live', cursor: store.currentSeq() });
+      expect(from).toBeLessThan(store.currentSeq());
+    } finally {
+      hub.close();
+      db.close();
+    }
+  });
+});
+
+describe('live stream: pre-built frames', () => {
+  it('writes frames straight to ws server sockets, and real clients decode them at every length class', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise((r) => wss.once('listening', r));
+    const server = new Promise<WebSocket>((r) => wss.once('connection', r));
+    const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`);
+    const got: string[] = [];
+    client.on('message', (d, isBinary) => {
+      expect(isBinary).toBe(false);
+      got.push(String(d));
+    });
+    const ws = await server;
+    // The fast path is in use with the ws version installed (if an upgrade changes ws's
+    // internals, this fails and the stream falls back to ws.send, slower but correct).
+    expect(canWriteRaw(ws)).toBe(true);
+    const texts = [0, 1, 125, 126, 127, 65535, 65536, 70000].map((n) => 'x'.repeat(n));
+    texts.push('pod-ü-€-😀'.repeat(20_000)); // multi-byte: length in bytes, not characters
+    for (const t of texts) writeFrame(ws, textFrame(t));
+    const end = Date.now() + 3000;
+    while (got.length < texts.length && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    expect(got).toEqual(texts);
+    client.close();
+    await new Promise((r) => client.once('close', r));
+    wss.close();
   });
 });

@@ -4,6 +4,7 @@ import type { FeedTokens } from '../auth/feed-tokens.js';
 import { toFtsQuery, type AlertFilter } from '../store/alert-query.js';
 import type { AlertStore, StoredAlert } from '../store/alert-store.js';
 import { alertView } from './alerts-routes.js';
+import { textFrame, writeFrame, type Frame } from './frames.js';
 
 // The live stream: every change of an alert that matches a client's filters,
 // pushed as it is committed, resumable from a cursor without gap or duplicate.
@@ -22,6 +23,18 @@ import { alertView } from './alerts-routes.js';
 //     removed: alerts that changed and no longer match (e.g. acknowledged while
 //     the client watches status=triggered), so a client can drop them.
 //   {"type":"live","cursor":N}   caught up; what follows is live.
+//
+// Cost per commit: each changed alert is serialized at most once; each distinct
+// full-text query runs once; each distinct filter works out what each change is
+// to it (a signature), and each distinct signature is one message, encoded and
+// framed once (frames.ts); each client then costs one socket write of that
+// frame. All changes of one ingest() arrive as one 'changed' event, so they go
+// out as one frame per client.
+//
+// Backpressure: a client with more than maxBuffered bytes unsent is taken off
+// the live path (nothing more is queued for it in memory) and fed from the
+// database by cursor once its buffer drains, so a slow reader neither delays
+// the others nor grows the server's memory, and still misses nothing.
 
 const CATCH_UP_PAGE = 500;
 /** Past this much unsent data a client is fed from the database until it drains. */
@@ -30,12 +43,14 @@ const PING_MS = 30_000;
 
 export interface StreamHubOptions {
   pingMs?: number;
+  /** Unsent bytes past which a client is fed from the database (default 4 MiB; tests lower it). */
+  maxBuffered?: number;
 }
 
 interface Client {
   ws: WebSocket;
   filter: AlertFilter;
-  /** Clients with the same filters share one message per commit. */
+  /** Clients with the same filters share one message per commit (so do others that agree on it). */
   key: string;
   fts?: string;
   /** Everything up to this seq has been sent (or did not match). */
@@ -47,7 +62,7 @@ interface Client {
 }
 
 /** Whether a change of this alert goes to the client as an alert, as a removal, or not at all. */
-function classify(f: AlertFilter, a: StoredAlert, lastSeenMs: number): 'alert' | 'removed' | 'skip' {
+function classify(f: AlertFilter, a: StoredAlert, lastSeenMs: number, firstSeenMs: number): 'alert' | 'removed' | 'skip' {
   if (f.source?.length && !f.source.includes(a.source)) return 'skip';
   if (f.agent?.length && !f.agent.includes(a.agent)) return 'skip';
   if (f.namespace?.length && !f.namespace.includes(a.namespace)) return 'skip';
@@ -57,16 +72,40 @@ function classify(f: AlertFilter, a: StoredAlert, lastSeenMs: number): 'alert' |
   // These can change on an alert, so a client may hold one that no longer matches.
   if (f.status?.length && !f.status.includes(a.status)) return 'removed';
   if (f.severity?.length && !f.severity.includes(a.severity as never)) return 'removed';
-  if (f.until !== undefined && Date.parse(a.first_seen) > f.until) return 'removed';
+  if (f.until !== undefined && firstSeenMs > f.until) return 'removed';
   return 'alert';
+}
+
+/** One letter per changed alert: what it is to a client. */
+const OUTCOME = { alert: 'a', removed: 'r', skip: 's' } as const;
+
+/** The "alerts" message for the changes `sig` marks as alerts or removals, or undefined when it marks none. */
+function render(alerts: readonly StoredAlert[], sig: string, cursor: number, json: (a: StoredAlert, i: number) => string): string | undefined {
+  let out = '';
+  let removed = '';
+  for (let i = 0; i < alerts.length; i++) {
+    const k = sig.charCodeAt(i);
+    if (k === 97 /* a */) out += (out ? ',' : '') + json(alerts[i]!, i);
+    else if (k === 114 /* r */) removed += (removed ? ',' : '') + String(alerts[i]!.id);
+  }
+  if (!out && !removed) return undefined;
+  return `{"type":"alerts","cursor":${cursor},"alerts":[${out}],"removed":[${removed}]}`;
+}
+
+interface Prepared {
+  lastSeenMs: number;
+  firstSeenMs: number;
+  json: string | undefined;
 }
 
 export class StreamHub {
   private readonly clients = new Set<Client>();
   private readonly onChanged = (alerts: StoredAlert[]) => this.broadcast(alerts);
   private readonly pingTimer: NodeJS.Timeout;
+  private readonly maxBuffered: number;
 
   constructor(private readonly store: AlertStore, private readonly tokens: FeedTokens, private readonly log: Logger, opts: StreamHubOptions = {}) {
+    this.maxBuffered = opts.maxBuffered ?? MAX_BUFFERED;
     store.on('changed', this.onChanged);
     this.pingTimer = setInterval(() => this.ping(), opts.pingMs ?? PING_MS);
     this.pingTimer.unref();
@@ -100,7 +139,7 @@ export class StreamHub {
   private catchUp(c: Client): void {
     c.timer = undefined;
     if (!this.clients.has(c)) return;
-    if (c.ws.bufferedAmount > MAX_BUFFERED) {
+    if (c.ws.bufferedAmount > this.maxBuffered) {
       c.timer = setTimeout(() => this.catchUp(c), 50);
       return;
     }
@@ -115,71 +154,98 @@ export class StreamHub {
     }
     if (rows.length === CATCH_UP_PAGE) {
       const cursor = rows[rows.length - 1]!.seq;
-      this.send(c, this.message(c, rows, cursor, false));
+      this.send(c, this.frameOf(this.message(c, rows, cursor)));
       c.sent = cursor;
       c.timer = setTimeout(() => this.catchUp(c), 0);
       return;
     }
     // The last page: nothing can be committed between this read and going live.
     const cursor = this.store.currentSeq();
-    if (rows.length) this.send(c, this.message(c, rows, cursor, false));
+    if (rows.length) this.send(c, this.frameOf(this.message(c, rows, cursor)));
     c.sent = cursor;
     c.live = true;
-    this.send(c, JSON.stringify({ type: 'live', cursor }));
+    this.send(c, textFrame(`{"type":"live","cursor":${cursor}}`));
   }
 
-  private send(c: Client, msg: string | Buffer | undefined): void {
-    if (msg !== undefined && c.ws.readyState === c.ws.OPEN) c.ws.send(msg, { binary: false });
+  private frameOf(text: string | undefined): Frame | undefined {
+    return text === undefined ? undefined : textFrame(text);
   }
 
-  /** An "alerts" message for one client, or undefined when nothing in `alerts` concerns it. */
-  private message(c: Client, alerts: readonly StoredAlert[], cursor: number, liveFts: boolean, json?: (a: StoredAlert) => string): string | undefined {
-    const matching = liveFts && c.fts ? this.store.matchingText(alerts.map((a) => a.id), c.fts) : undefined;
-    const out: string[] = [];
-    const removed: number[] = [];
-    for (const a of alerts) {
-      if (matching && !matching.has(a.id)) continue;
-      const k = classify(c.filter, a, Date.parse(a.last_seen));
-      if (k === 'alert') out.push(json ? json(a) : JSON.stringify(alertView(a)));
-      else if (k === 'removed') removed.push(a.id);
-    }
-    if (!out.length && !removed.length) return undefined;
-    return `{"type":"alerts","cursor":${cursor},"alerts":[${out.join(',')}],"removed":${JSON.stringify(removed)}}`;
+  private send(c: Client, f: Frame | undefined): void {
+    if (f !== undefined && c.ws.readyState === c.ws.OPEN) writeFrame(c.ws, f);
+  }
+
+  /** An "alerts" message for a catch-up page (the database applied the full-text query), or undefined when nothing in it concerns the client. */
+  private message(c: Client, alerts: readonly StoredAlert[], cursor: number): string | undefined {
+    let sig = '';
+    for (const a of alerts) sig += OUTCOME[classify(c.filter, a, Date.parse(a.last_seen), Date.parse(a.first_seen))];
+    return render(alerts, sig, cursor, (a) => JSON.stringify(alertView(a)));
   }
 
   private broadcast(alerts: StoredAlert[]): void {
     if (!this.clients.size) return;
+    try {
+      this.broadcastLive(alerts);
+    } catch (e) {
+      // Never fail the ingest that emitted this; the clients lose nothing, they are fed from the database.
+      this.log.error({ error: (e as Error).message }, 'Live stream: sending a change failed; catching the streams up from the database');
+      for (const c of this.clients) this.offLive(c);
+    }
+  }
+
+  /** Stops sending live to a client and feeds it from the database by cursor instead. */
+  private offLive(c: Client): void {
+    if (!c.live) return;
+    c.live = false;
+    c.timer = setTimeout(() => this.catchUp(c), 50);
+  }
+
+  private broadcastLive(alerts: StoredAlert[]): void {
     let cursor = 0;
     for (const a of alerts) if (a.seq > cursor) cursor = a.seq;
-    // Each alert is serialized once, and each distinct filter builds one message, however many clients share them.
-    const json = new Map<number, string>();
-    const view = (a: StoredAlert) => {
-      let s = json.get(a.id);
-      if (s === undefined) {
-        s = JSON.stringify(alertView(a));
-        json.set(a.id, s);
-      }
-      return s;
-    };
-    // Encoded once: 500 clients must not mean 500 UTF-8 conversions of the same text.
-    const byFilter = new Map<string, Buffer | undefined>();
+    const ids = alerts.map((a) => a.id);
+    // Once per commit: each alert's times, and its JSON when some client first needs it.
+    const prep: Prepared[] = alerts.map((a) => ({ lastSeenMs: Date.parse(a.last_seen), firstSeenMs: Date.parse(a.first_seen), json: undefined }));
+    const json = (a: StoredAlert, i: number) => (prep[i]!.json ??= JSON.stringify(alertView(a)));
+    // Once per distinct full-text query: which of the changed alerts match it.
+    const fts = new Map<string, Set<number>>();
+    // Once per distinct filter: what each alert is to it (a signature of OUTCOME letters);
+    // once per distinct signature: the message, encoded and framed. Filters that differ
+    // (a relative `since` is a different instant for every client) mostly agree on what
+    // a commit means to them, so 500 clients cost a handful of frames, not 500.
+    const byKey = new Map<string, Frame | undefined>();
+    const bySig = new Map<string, Frame | undefined>();
     for (const c of this.clients) {
       if (!c.live) continue;
-      if (c.ws.bufferedAmount > MAX_BUFFERED) {
+      if (c.ws.bufferedAmount > this.maxBuffered) {
         // Too slow to keep up: stop queueing in memory and feed it from the database once it drains.
-        c.live = false;
-        c.timer = setTimeout(() => this.catchUp(c), 50);
+        this.offLive(c);
         continue;
       }
-      let msg: Buffer | undefined;
-      if (byFilter.has(c.key)) {
-        msg = byFilter.get(c.key);
+      let f: Frame | undefined;
+      if (byKey.has(c.key)) {
+        f = byKey.get(c.key);
       } else {
-        const text = this.message(c, alerts, cursor, true, view);
-        msg = text === undefined ? undefined : Buffer.from(text);
-        byFilter.set(c.key, msg);
+        let matching: Set<number> | undefined;
+        if (c.fts !== undefined) {
+          matching = fts.get(c.fts);
+          if (!matching) fts.set(c.fts, (matching = this.store.matchingText(ids, c.fts)));
+        }
+        let sig = '';
+        for (let i = 0; i < alerts.length; i++) {
+          const a = alerts[i]!;
+          sig += matching && !matching.has(a.id) ? OUTCOME.skip : OUTCOME[classify(c.filter, a, prep[i]!.lastSeenMs, prep[i]!.firstSeenMs)];
+        }
+        if (bySig.has(sig)) {
+          f = bySig.get(sig);
+        } else {
+          const text = render(alerts, sig, cursor, json);
+          f = text === undefined ? undefined : textFrame(text);
+          bySig.set(sig, f);
+        }
+        byKey.set(c.key, f);
       }
-      this.send(c, msg);
+      this.send(c, f);
       c.sent = cursor;
     }
   }
