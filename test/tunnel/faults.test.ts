@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { killAll, tempDir, until, verdictSync, type VerdictProcess } from '../helpers/processes.js';
 import { AGENT, CuttableProxy, prepareServer, ServerProc, spawnAgent, SpoolWriter, storeCounts, type Transport } from './harness.js';
 
@@ -8,6 +8,10 @@ import { AGENT, CuttableProxy, prepareServer, ServerProc, spawnAgent, SpoolWrite
 // are cut and the token is revoked; at the end every alert is in the store
 // exactly once (each event id once, and the alerts' counts add up to the
 // number produced, so no event was counted twice).
+
+// Each step below has its own deadline with a message that says what did not
+// happen; the test's timeout must not cut them short on a loaded machine.
+vi.setConfig({ testTimeout: 150_000 });
 
 const TOTAL = 6000;
 const CHUNK = 300;

@@ -34,7 +34,7 @@ function setup(yaml = '', maxBodyBytes = 1024 * 1024) {
   const s = store();
   const cfg = falcoConfig(`falco:\n  http: {}\n${yaml}`);
   const builder = new FalcoAlertBuilder(cfg, loadFalcoDefaults());
-  const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: cfg.dedup_window, log: silent });
+  const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: cfg.dedup_window, builder, log: silent });
   return { s, builder, sink, start: (tls?: { cert_file: string; key_file: string; client_ca_file?: string }) => startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: maxBodyBytes, tls, builder, sink, log: silent }) };
 }
 

@@ -10,8 +10,9 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 
 // What Falco's http_output and Falcosidekick's webhook clients post to: one
 // JSON event per request. Falco does not retry and libcurl gives up after a few
-// timeouts, so the answer must come fast: the request waits only for the
-// batched SQLite commit of its tick, never for any delivery.
+// timeouts, so the answer must come fast: the request waits only for its raw
+// body to be appended to the inbox in the SQLite transaction shared by all
+// requests of its event-loop turn (sink.ts), never for the alert or any delivery.
 
 export interface FalcoHttpOptions {
   listen: string;
@@ -95,6 +96,27 @@ export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<Falco
   };
 }
 
+// Answers are built once: the same header object and body buffer for every request.
+const HEADERS_JSON = (body: Buffer) => ({ 'content-type': JSON_TYPE, 'content-length': body.length });
+const HEAD_QUEUED = HEADERS_JSON(BODY_QUEUED);
+const HEAD_DUPLICATE = HEADERS_JSON(BODY_DUPLICATE);
+const HEAD_HEALTHY = HEADERS_JSON(BODY_HEALTHY);
+const HEAD_IGNORED = HEADERS_JSON(BODY_IGNORED);
+
+// Accepted and duplicate events are counted by the sink, once per transaction.
+const count = {
+  ignored: falcoEvents.labels('http', 'ignored'),
+  below_minimum_priority: falcoEvents.labels('http', 'below_minimum_priority'),
+  invalid: falcoEvents.labels('http', 'invalid'),
+  failed: falcoEvents.labels('http', 'failed'),
+};
+
+function sendFixed(res: ServerResponse, status: number, head: Record<string, string | number>, body: Buffer): void {
+  if (res.headersSent) return;
+  res.writeHead(status, head);
+  res.end(body);
+}
+
 function send(res: ServerResponse, status: number, body: Buffer, extra?: Record<string, string>): void {
   if (res.headersSent) return;
   res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': body.length, ...extra });
@@ -110,7 +132,7 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
   if (path === '/healthz') {
-    if (req.method === 'GET' || req.method === 'HEAD') return send(res, 200, BODY_HEALTHY);
+    if (req.method === 'GET' || req.method === 'HEAD') return sendFixed(res, 200, HEAD_HEALTHY, BODY_HEALTHY);
     return sendError(res, 405, 'use GET /healthz', { allow: 'GET, HEAD' });
   }
   if (path !== '/' && path !== '/falco') {
@@ -123,7 +145,7 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
   }
   const max = opts.maxBodyBytes;
   const tooLarge = () => {
-    falcoEvents.inc({ input: 'http', outcome: 'invalid' });
+    count.invalid.inc();
     // The rest of an oversized body is not worth reading; close the connection.
     res.once('finish', () => req.destroy());
     sendError(res, 413, `the body is over ${max} bytes; raise falco.http.max_body_bytes if Falco events really are that large`, { connection: 'close' });
@@ -159,36 +181,34 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
         body = encoding === 'deflate' ? inflateSync(body, { maxOutputLength: max }) : gunzipSync(body, { maxOutputLength: max });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) return tooLarge();
-        falcoEvents.inc({ input: 'http', outcome: 'invalid' });
+        count.invalid.inc();
         return sendError(res, 400, `the body is not valid ${encoding} data: ${(e as Error).message}`);
       }
     }
-    accept(body.toString('utf8'), res, opts);
+    accept(body, res, opts);
   });
 }
 
-function accept(text: string, res: ServerResponse, opts: FalcoHttpOptions): void {
+function accept(body: Buffer, res: ServerResponse, opts: FalcoHttpOptions): void {
   let ev;
   try {
-    ev = parseFalcoJson(text);
+    ev = parseFalcoJson(body.toString('utf8'));
   } catch (e) {
-    falcoEvents.inc({ input: 'http', outcome: 'invalid' });
+    count.invalid.inc();
     return sendError(res, 400, e instanceof FalcoEventError ? e.message : String(e));
   }
-  const r = opts.builder.build(ev);
-  if (r.skipped) {
-    falcoEvents.inc({ input: 'http', outcome: r.skipped });
-    return send(res, 200, BODY_IGNORED);
+  const skipped = opts.builder.skipReason(ev);
+  if (skipped) {
+    count[skipped].inc();
+    return sendFixed(res, 200, HEAD_IGNORED, BODY_IGNORED);
   }
-  opts.sink.submit({ alert: r.alert, uuid: ev.uuid }).then(
-    (outcome) => {
-      falcoEvents.inc({ input: 'http', outcome });
-      send(res, 200, outcome === 'duplicate' ? BODY_DUPLICATE : BODY_QUEUED);
-    },
-    (e: Error) => {
-      falcoEvents.inc({ input: 'http', outcome: 'failed' });
+  // Answered once the body is stored; the alert is made from it right after.
+  opts.sink.accept(ev, body, (e, outcome) => {
+    if (e) {
       if (e instanceof SinkOverloadedError) return sendError(res, 503, e.message, { 'retry-after': '1' });
-      sendError(res, 503, `the agent could not store the event (${e.message}); check the agent's disk and logs`);
-    },
-  );
+      return sendError(res, 503, `the agent could not store the event (${e.message}); check the agent's disk and logs`);
+    }
+    if (outcome === 'duplicate') return sendFixed(res, 200, HEAD_DUPLICATE, BODY_DUPLICATE);
+    sendFixed(res, 200, HEAD_QUEUED, BODY_QUEUED);
+  });
 }

@@ -38,7 +38,7 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
   if (builder.unsetEnv.length) {
     log.warn({ variables: builder.unsetEnv }, 'falco.custom_fields read environment variables that are not set; those fields are empty');
   }
-  const sink = new FalcoSink(ctx.db, ctx.alerts, { uuidCacheSize: block.uuid_cache_size, windowMs: block.dedup_window, log });
+  const sink = new FalcoSink(ctx.db, ctx.alerts, { uuidCacheSize: block.uuid_cache_size, windowMs: block.dedup_window, builder, log });
   const abort = new AbortController();
   const signal = abort.signal;
   const tasks: Promise<void>[] = [];
@@ -64,6 +64,7 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
     abort.abort();
     await Promise.all(tasks);
     await http?.close();
+    await sink.close();
     throw e;
   }
   let stopped: Promise<void> | undefined;
@@ -74,7 +75,7 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
       abort.abort();
       await http?.close();
       await Promise.all(tasks);
-      await sink.drain();
+      await sink.close();
     })()),
   };
 }

@@ -26,6 +26,13 @@ describe('parseFalcoJson', () => {
     expect(normalizeTime('2023-03-03T03:03:03.000000003Z')).toBe('2023-03-03T03:03:03.000000003Z');
     expect(normalizeTime('2016-08-04T18:17:57.8817+02:00')).toBe('2016-08-04T16:17:57.881700000Z');
     expect(normalizeTime('2016-08-04T16:17:57.1234567891234Z')).toBe('2016-08-04T16:17:57.123456789Z');
+    // Falco's own form takes a shortcut; it must decide exactly like the general path.
+    expect(normalizeTime('2026-02-28T23:59:59.999999999Z')).toBe('2026-02-28T23:59:59.999999999Z');
+    expect(normalizeTime('2026-02-30T00:00:00.000000000Z')).toBe(normalizeTime('2026-02-30T00:00:00Z'));
+    for (const bad of ['2026-02-32T00:00:00.000000000Z', '2026-13-01T00:00:00.000000000Z', '2026-01-01T24:00:00.000000000Z',
+      '2026-01-01T00:60:00.000000000Z', '2026-01-01T00:00:60.000000000Z', '2026-01-01T00:00:00.00000000xZ', '2026-01-0xT00:00:00.000000000Z']) {
+      expect(normalizeTime(bad), bad).toBeUndefined();
+    }
     expect(normalizeTime('yesterday')).toBeUndefined();
     expect(normalizeTime('2016-08-04T25:00:00Z')).toBeUndefined();
     expect(timeFromTimestamp(1_700_000_000, 5)).toBe('2023-11-14T22:13:20.000000005Z');
