@@ -42,6 +42,8 @@ export class Outbox {
   private readonly selectAfter;
   private readonly deleteUpTo;
   private readonly deleteIds;
+  private readonly addTx: (alerts: readonly AlertPayload[], now: number) => number;
+  private readonly removeTx: (rows: readonly OutboxRow[]) => void;
   private bytes: number;
   private count: number;
   private warnedFull = false;
@@ -53,57 +55,12 @@ export class Outbox {
     this.selectAfter = db.prepare('SELECT seq, id, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?');
     this.deleteUpTo = db.prepare('DELETE FROM outbox WHERE seq <= ?');
     this.deleteIds = db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?');
-    const row = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
-    this.count = row.n;
-    this.bytes = row.b;
-    this.updateGauges();
-  }
-
-  /**
-   * Adds alerts durably (one transaction). Returns how many were accepted; the
-   * rest were refused because the spool is full. Call inside a caller's
-   * transaction to make the hand-over atomic with the caller's own writes.
-   */
-  add(alerts: readonly AlertPayload[]): number {
-    let accepted = 0;
-    const now = Date.now();
-    const tx = this.db.transaction(() => {
-      for (const a of alerts) {
-        const payload = Buffer.from(JSON.stringify(a));
-        if (this.bytes + payload.length > this.opts.maxBytes) {
-          spoolDropped.inc();
-          if (!this.warnedFull) {
-            this.warnedFull = true;
-            this.opts.log.warn({ spool_bytes: this.bytes, max_bytes: this.opts.maxBytes }, 'Alert spool is full: new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes');
-          }
-          continue;
-        }
-        // Time-ordered ids (uuid7.ts) keep the server's event-id index append-only.
-        this.insert.run(uuid7(now), payload, payload.length, now);
-        this.bytes += payload.length;
-        this.count++;
-        accepted++;
-      }
-    });
-    tx();
-    if (accepted) {
-      this.updateGauges();
-      for (const l of this.listeners) l();
-    }
-    return accepted;
-  }
-
-  /** Alerts after `afterSeq`, oldest first. */
-  read(afterSeq: number, limit: number): OutboxRow[] {
-    return this.selectAfter.all(afterSeq, limit) as OutboxRow[];
-  }
-
-  /** Removes acknowledged alerts. */
-  remove(rows: readonly OutboxRow[]): void {
-    if (rows.length === 0) return;
-    // A batch is read as consecutive rows in seq order and new rows only get
-    // higher seqs, so a range delete removes exactly the batch, in one statement.
-    const tx = this.db.transaction(() => {
+    // Made once: better-sqlite3 builds its wrappers on every transaction() call,
+    // a visible cost when every Falco event is its own alert.
+    this.addTx = db.transaction((alerts: readonly AlertPayload[], now: number) => this.insertAll(alerts, now));
+    this.removeTx = db.transaction((rows: readonly OutboxRow[]) => {
+      // A batch is read as consecutive rows in seq order and new rows only get
+      // higher seqs, so a range delete removes exactly the batch, in one statement.
       let first = rows[0]!.seq;
       let prev = first;
       for (let i = 1; i < rows.length; i++) {
@@ -116,7 +73,56 @@ export class Outbox {
       }
       this.deleteIds.run(first, prev);
     });
-    tx();
+    const row = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
+    this.count = row.n;
+    this.bytes = row.b;
+    this.updateGauges();
+  }
+
+  /**
+   * Adds alerts durably (one transaction). Returns how many were accepted; the
+   * rest were refused because the spool is full. Call inside a caller's
+   * transaction to make the hand-over atomic with the caller's own writes.
+   */
+  add(alerts: readonly AlertPayload[]): number {
+    const accepted = this.addTx(alerts, Date.now());
+    if (accepted) {
+      this.updateGauges();
+      for (const l of this.listeners) l();
+    }
+    return accepted;
+  }
+
+  private insertAll(alerts: readonly AlertPayload[], now: number): number {
+    let accepted = 0;
+    for (const a of alerts) {
+      const payload = Buffer.from(JSON.stringify(a));
+      if (this.bytes + payload.length > this.opts.maxBytes) {
+        spoolDropped.inc();
+        if (!this.warnedFull) {
+          this.warnedFull = true;
+          this.opts.log.warn({ spool_bytes: this.bytes, max_bytes: this.opts.maxBytes }, 'Alert spool is full: new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes');
+        }
+        continue;
+      }
+      // Time-ordered ids (uuid7.ts) keep the server's event-id index append-only.
+      this.insert.run(uuid7(now), payload, payload.length, now);
+      this.bytes += payload.length;
+      this.count++;
+      accepted++;
+    }
+    return accepted;
+  }
+
+  /** Alerts after `afterSeq`, oldest first. */
+  read(afterSeq: number, limit: number): OutboxRow[] {
+    return this.selectAfter.all(afterSeq, limit) as OutboxRow[];
+  }
+
+  /** Removes acknowledged alerts. */
+  remove(rows: readonly OutboxRow[]): void {
+    if (rows.length === 0) return;
+    this.removeTx(rows);
     for (const r of rows) this.bytes -= r.payload.length;
     this.count -= rows.length;
     if (this.bytes < this.opts.maxBytes * 0.9) this.warnedFull = false;
