@@ -111,7 +111,7 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
   const grpcAddress = `${cfg.grpc_addr.replace(/:\d+$/, '')}:${grpcPort}`;
   const revocations = new RevocationWatcher(agents, streams, moduleLogger('tunnel', log));
   revocations.start();
-  const retention = startRetention({ db, store, config: { ...RETENTION_DEFAULTS, ...cfg.retention }, log: moduleLogger('store', log) });
+  const retention = startRetention({ store, config: { ...RETENTION_DEFAULTS, ...cfg.retention }, log: moduleLogger('store', log) });
   ready = true;
   log.info({ http_addr: httpAddress, grpc_addr: grpcAddress, data_dir: cfg.data_dir, version: VERSION, tls: Boolean(tls), agent_websocket_path: '/-/kubernetes-agent/' }, 'Verdict server started');
 

@@ -23,7 +23,7 @@ describe('retention', () => {
     const batch = [];
     for (let i = 0; i < 250; i++) batch.push({ id: `r-${i}`, payload: ciliumPayload({ fp: `f${i}`, time: new Date(Date.UTC(2024, 0, 1, 0, 0, i)).toISOString() }) });
     store.ingest('edge', batch);
-    const r = startRetention({ db, store, config: { max_age: 1e15, max_rows: 100, purge_interval: 60_000 }, log: createRootLogger({ level: 'silent' }) });
+    const r = startRetention({ store, config: { max_age: 1e15, max_rows: 100, purge_interval: 60_000 }, log: createRootLogger({ level: 'silent' }) });
     expect(await r.runOnce()).toMatchObject({ alerts: 150 });
     r.stop();
     expect(store.counts('source', {})).toEqual([{ key: 'cilium', alerts: 100, events: 100 }]);

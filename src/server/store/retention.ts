@@ -1,5 +1,4 @@
 import { errText, type Logger } from '../../shared/log/logger.js';
-import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStore, PurgeLimits } from './alert-store.js';
 
 // The background purge that keeps the store bounded: alerts past max_age or
@@ -33,7 +32,7 @@ export interface Retention {
   stop(): void;
 }
 
-export function startRetention(o: { db: DB; store: AlertStore; config: RetentionConfig; log: Logger }): Retention {
+export function startRetention(o: { store: AlertStore; config: RetentionConfig; log: Logger }): Retention {
   const limits = purgeLimits(o.config);
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;

@@ -146,7 +146,7 @@ export class FileInbox implements Inbox {
    * runs (its database is open), for the next one to take over after it died.
    */
   constructor(private readonly dir: string, consumed: InboxPosition, private readonly alive: () => boolean = () => true) {
-    if (FileInbox.open.get(dir)?.()) throw new Error(`another Falco HTTP input already uses the inbox in ${dir}`);
+    if (FileInbox.open.get(dir)?.()) throw new Error(`another Falco HTTP input already uses the inbox in ${dir}; run one agent per --data-dir (stop the other one, or give this one its own --data-dir)`);
     for (const gen of listGens(dir)) {
       // Consumed, or empty (a run that received nothing): nothing to read there.
       if (gen < consumed.gen || statSync(this.path(gen)).size === 0) unlinkSync(this.path(gen));

@@ -3,8 +3,7 @@ import { falcoConfig, fixtureLines } from '../../../../test/falco/helpers.js';
 import { scenarioEvent, toFalcoJson } from '../../../peers/falco/scenario.js';
 import { loadFalcoDefaults } from './defaults.js';
 import { parseFalcoJson } from './parse.js';
-import { fingerprint } from '../../../shared/alert/fingerprint.js';
-import { FalcoAlertBuilder, fastFingerprint } from './to-alert.js';
+import { FalcoAlertBuilder } from './to-alert.js';
 
 const defaults = loadFalcoDefaults();
 const builder = (yaml = '', env: NodeJS.ProcessEnv = {}) => new FalcoAlertBuilder(falcoConfig(`falco:\n  stdin: true\n${yaml}`), defaults, env);
@@ -14,14 +13,6 @@ function alertOf(b: FalcoAlertBuilder, json: string) {
   if (!r.alert) throw new Error(`skipped: ${r.skipped}`);
   return r.alert;
 }
-
-describe('fastFingerprint', () => {
-  it('is the shared fingerprint, escapes included', () => {
-    for (const parts of [['falco', 'syscall', 'r', ''], ['a|b'], ['a', 'b'], ['back\\slash', 'unit\u001fsep', '\\u001f'], ['ünïcode', '日本'], []]) {
-      expect(fastFingerprint(parts), JSON.stringify(parts)).toBe(fingerprint(parts));
-    }
-  });
-});
 
 describe('FalcoAlertBuilder', () => {
   it('maps every Falco priority to a severity', () => {

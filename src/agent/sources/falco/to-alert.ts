@@ -1,4 +1,3 @@
-import * as crypto from 'node:crypto';
 import { fingerprint } from '../../../shared/alert/fingerprint.js';
 import { ALERT_SCHEMA, type AlertPayload, type Severity } from '../../../shared/alert/payload.js';
 import { FALCO_PRIORITIES, type FalcoConfig, type FalcoPriority } from '../../../shared/config/falco-config.js';
@@ -75,7 +74,7 @@ export class FalcoAlertBuilder {
     const alert: AlertPayload = {
       schema: ALERT_SCHEMA,
       source: 'falco',
-      fingerprint: fastFingerprint(parts),
+      fingerprint: fingerprint(parts),
       severity,
       title: context ? `${e.rule} (${context})` : e.rule,
       description: e.output,
@@ -139,21 +138,6 @@ function contextOf(e: FalcoEvent, entries: readonly string[]): string {
     if (c !== '') return c.length > MAX_CONTEXT ? `${c.slice(0, MAX_CONTEXT - 1)}…` : c;
   }
   return '';
-}
-
-// crypto.hash (Node 20.12+) digests a string in one call, several times faster
-// than createHash/update/digest for strings this short.
-const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
-
-/** fingerprint() of shared/alert/fingerprint.ts, same digest, computed in one call. */
-export function fastFingerprint(parts: readonly string[]): string {
-  if (!oneShot) return fingerprint(parts);
-  let text = '';
-  for (const p of parts) {
-    text += p.includes('\\') || p.includes('\u001f') ? p.replaceAll('\\', '\\\\').replaceAll('\u001f', '\\u001f') : p;
-    text += '\u001f';
-  }
-  return oneShot('sha256', text, 'hex').slice(0, 40);
 }
 
 // Small searchable dimensions; the full field set stays in falco.output_fields.
