@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { flowJson, pod, world } from '../agent/match/testing.js';
+import { flowJson, pod, reserved, world } from '../agent/match/testing.js';
 import { run } from './replay.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
@@ -90,6 +90,17 @@ describe('verdict replay on drops', () => {
     expect(r.lines[0]).toMatchObject({ source: `shop/${frontend.pod}`, destination: `shop/${payments.pod}`, protocol: 'TCP', port: 8443, drop_reason: 'POLICY_DENIED' });
     expect(r.lines[2]).toMatchObject({ http: 'DELETE http://cart:8080/api/cart', l7: true });
     expect(r.lines[0]!.policies).toEqual([{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-ingress' }]);
+    // A clusterwide policy has the namespace "".
+    expect(r.lines[1]!.policies).toEqual([{ kind: 'CiliumClusterwideNetworkPolicy', namespace: '', name: 'deny-cloud-metadata' }]);
+    for (const l of r.lines) expect(Object.keys(l).slice(0, 5)).toEqual(['line', 'time', 'direction', 'reason', 'policies']);
+  });
+
+  it('--simulate: kubelet probes from the node pass (Cilium allow-localhost), unless --no-allow-localhost', async () => {
+    const probe = JSON.stringify(flowJson({ src: reserved('host', 1, '10.0.0.1'), dst: payments, port: 8443, verdict: 'FORWARDED' }));
+    const p = await capture([probe]);
+    expect((await replay('--simulate', '--policies', examples, '--flows', p)).lines).toEqual([]);
+    const strict = await replay('--simulate', '--no-allow-localhost', '--policies', examples, '--flows', p);
+    expect(strict.lines.map((l) => [l.line, l.direction, l.reason, l.verdict, (l.policies as { name: string }[]).map((x) => x.name)])).toEqual([[1, 'ingress', 'POLICY_DENIED', 'FORWARDED', ['payments-ingress']]]);
   });
 
   it('--alert-namespace and --no-alert-clusterwide limit who may alert', async () => {

@@ -27,6 +27,10 @@ prints one JSON object per alert: {line, time, direction, reason, policies, ...}
   --alert-namespace <ns>  only policies in these namespaces raise alerts
                           (repeatable; default: every namespace)
   --no-alert-clusterwide  clusterwide policies raise no alerts
+  --no-allow-localhost    with --simulate: judge traffic from the node's own
+                          host like any other (for clusters run with Cilium's
+                          allow-localhost=policy; by default it passes unless a
+                          deny rule matches, as Cilium lets it through)
   --default-namespace <ns> namespace of policies whose manifest has none
                           (default: default)
   -h, --help              this text
@@ -92,6 +96,7 @@ export async function run(argv: string[]): Promise<number> {
         simulate: { type: 'boolean' },
         'alert-namespace': { type: 'string', multiple: true },
         'no-alert-clusterwide': { type: 'boolean' },
+        'no-allow-localhost': { type: 'boolean' },
         'default-namespace': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -125,6 +130,7 @@ export async function run(argv: string[]): Promise<number> {
   const engine = new PolicyEngine(loaded.policies, {
     ...(v['alert-namespace'] ? { alertNamespaces: v['alert-namespace'] } : {}),
     alertClusterwide: v['no-alert-clusterwide'] !== true,
+    allowLocalhost: v['no-allow-localhost'] !== true,
   });
 
   let input: Readable;

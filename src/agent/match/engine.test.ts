@@ -69,6 +69,9 @@ const cases: Case[] = [
   { name: 'any: source is the same as no source', yaml: cnp('p', 'prod', '  endpointSelector:\n    matchLabels:\n      "any:app": web\n  ingress:\n    - {}'), flow: { src: db, dst: web }, want: ['prod/p'] },
   { name: 'container: source does not match k8s labels', yaml: cnp('p', 'prod', '  endpointSelector:\n    matchLabels:\n      "container:app": web\n  ingress:\n    - {}'), flow: { src: db, dst: web }, want: null },
   { name: 'reserved: selector matches the host', yaml: ingressTo('p', 'prod', 'web', '    - fromEndpoints:\n        - matchLabels:\n            "reserved:host": ""\n'), flow: { src: reserved('host', 1), dst: web }, want: null },
+  { name: 'short form $host is reserved:host', yaml: ingressTo('p', 'prod', 'web', '    - fromEndpoints:\n        - matchLabels:\n            "$host": ""\n'), flow: { src: reserved('host', 1), dst: web }, want: null },
+  { name: 'short form reserved.host is reserved:host', yaml: ingressTo('p', 'prod', 'web', '    - fromEndpoints:\n        - matchLabels:\n            reserved.host: ""\n'), flow: { src: reserved('host', 1), dst: web }, want: null },
+  { name: 'reserved.host is not a pod label', yaml: ingressTo('p', 'prod', 'web', '    - fromEndpoints:\n        - matchLabels:\n            reserved.host: ""\n'), flow: { src: api, dst: web }, want: ['prod/p'] },
   { name: 'reserved: selector does not match a pod', yaml: ingressTo('p', 'prod', 'web', '    - fromEndpoints:\n        - matchLabels:\n            "reserved:host": ""\n'), flow: { src: api, dst: web }, want: ['prod/p'] },
 
   // --- namespaces
@@ -200,6 +203,18 @@ const cases: Case[] = [
   { name: 'forwarded flows never alert', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'FORWARDED' }, want: null, sim: ['prod/p'] },
   { name: 'drops for other reasons never alert', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, reason: 155 }, want: null },
   { name: 'a dropped flow the policies allow is not blamed', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: web, dst: api }, want: null },
+  // Policy audit mode: Hubble reports AUDIT with no drop reason; the loaded policies decide.
+  { name: 'AUDIT without a drop reason: default deny', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'AUDIT', reason: 0 }, want: ['prod/p'], reason: 'POLICY_DENIED' },
+  { name: 'AUDIT without a drop reason: allowed flow not blamed', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: web, dst: api, verdict: 'AUDIT', reason: 0 }, want: null },
+  { name: 'AUDIT without a drop reason: explicit deny', yaml: ingressTo('allow', 'prod', 'api', '    - fromEntities: [all]\n') + cnp('deny', 'prod', '  endpointSelector:\n    matchLabels:\n      app: api\n  ingressDeny:\n    - fromEndpoints:\n        - matchLabels:\n            app: db'), flow: { src: db, dst: api, verdict: 'AUDIT', reason: 0 }, want: ['prod/deny'], reason: 'POLICY_DENY' },
+  { name: 'AUDIT without a drop reason: no direction, egress then ingress', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'AUDIT', reason: 0, dir: 'unknown' }, want: ['prod/p'] },
+  // simulate(): traffic from the node's own host passes unless denied (Cilium's allow-localhost=always).
+  { name: 'simulate: the local host may reach a default-deny endpoint', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: reserved('host', 1), dst: api, verdict: 'FORWARDED' }, want: null, sim: null },
+  { name: 'simulate: deny rules still stop the local host', yaml: ingressTo('p', 'prod', 'api', l3('app: web')) + cnp('nohost', 'prod', '  endpointSelector:\n    matchLabels:\n      app: api\n  ingressDeny:\n    - fromEntities: [host]'), flow: { src: reserved('host', 1), dst: api, verdict: 'FORWARDED' }, want: null, sim: ['prod/nohost'] },
+  { name: 'simulate: a remote node is not the local host', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: reserved('remote-node', 6), dst: api, verdict: 'FORWARDED' }, want: null, sim: ['prod/p'] },
+  { name: 'simulate: the pod egress to the host is judged', yaml: egressFrom('p', 'prod', 'api', l3('app: web').replace('from', 'to')), flow: { src: api, dst: reserved('host', 1), dir: 'egress', verdict: 'FORWARDED' }, want: null, sim: ['prod/p'] },
+  { name: 'simulate with allowLocalhost false judges the host like any peer', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: reserved('host', 1), dst: api, verdict: 'FORWARDED' }, want: null, sim: ['prod/p'], opts: { allowLocalhost: false } },
+  { name: 'a drop Cilium reports from the local host is still attributed', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: reserved('host', 1), dst: api }, want: ['prod/p'] },
   { name: 'AUDIT verdicts are treated as drops', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'AUDIT' }, want: ['prod/p'] },
   { name: 'replies are not simulated', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'FORWARDED', reply: true }, want: null, sim: null },
   { name: 'unknown direction: the sender egress, then the receiver ingress', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, dir: 'unknown' }, want: ['prod/p'] },
@@ -251,6 +266,18 @@ describe('attribution details', () => {
     const b = e.attribute(flow({ src: db, dst: api, srcPort: 51234 }));
     expect(a).not.toBeNull();
     expect(b).toBe(a);
+  });
+
+  it('an address outside the cluster is resolved per identity: plain world, then kube-apiserver', () => {
+    const ps = policies(egressFrom('p', 'prod', 'api', '    - toEntities: [kube-apiserver]\n'));
+    const e = new PolicyEngine(ps);
+    const l = new LinearMatcher(ps);
+    const asWorld = flow({ src: api, dst: world('172.18.0.2'), dir: 'egress' });
+    const asApiserver = flow({ src: api, dst: { identity: 16777217, labels: ['reserved:kube-apiserver', 'reserved:world', 'cidr:172.18.0.2/32'], ip: '172.18.0.2' }, dir: 'egress' });
+    for (const m of [e, l]) {
+      expect(names(m.attribute(asWorld)), m.constructor.name).toEqual(['prod/p']);
+      expect(m.attribute(asApiserver), m.constructor.name).toBeNull();
+    }
   });
 
   it('an identity number reused for other labels is not trusted', () => {

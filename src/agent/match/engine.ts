@@ -45,6 +45,14 @@ export interface EngineOptions {
   namedPorts?: Readonly<Record<string, readonly number[]>>;
   /** Bound of each cache (endpoints, decisions per endpoint). */
   cacheSize?: number;
+  /**
+   * simulate() only: traffic from the local host (reserved:host) into an
+   * endpoint passes unless a deny rule matches it, as Cilium's
+   * `allow-localhost=always` (its default in Kubernetes: kubelet probes) does.
+   * Default true; false for clusters run with `allow-localhost=policy`.
+   * attribute() always follows the drop Cilium reported.
+   */
+  allowLocalhost?: boolean;
 }
 
 export const REASON_POLICY_DENIED = 133;
@@ -86,6 +94,12 @@ function l7RequestOf(flow: Flow): L7Request {
   return { kind: 'dns', query: r.value.query };
 }
 
+/** The node's own host endpoint (reserved identity 1), which Cilium's allow-localhost admits. */
+function isLocalHost(ep: Endpoint | undefined): boolean {
+  if (ep === undefined) return false;
+  return ep.identity === 1 || ep.labels.includes('reserved:host');
+}
+
 function flowPolicyName(p: FlowPolicy): { kind: string; namespace: string; name: string } {
   let { kind, namespace, name } = p;
   for (const l of p.labels) {
@@ -110,6 +124,7 @@ export abstract class Matcher {
   private readonly byId = new Map<string, Policy>();
   protected readonly alertable: (p: Policy) => boolean;
   protected readonly l4: FlowL4 = { proto: PROTO.none, port: 0 };
+  private readonly allowLocalhost: boolean;
 
   constructor(policies: readonly Policy[], opts: EngineOptions = {}) {
     // The last definition of a kind/namespace/name wins, as an update would.
@@ -119,6 +134,7 @@ export abstract class Matcher {
     const nss = opts.alertNamespaces && opts.alertNamespaces.length > 0 ? new Set(opts.alertNamespaces) : null;
     const cw = opts.alertClusterwide ?? true;
     this.alertable = (p) => p.alert && (p.namespace === '' ? cw : nss === null || nss.has(p.namespace));
+    this.allowLocalhost = opts.allowLocalhost ?? true;
   }
 
   get size(): number {
@@ -136,16 +152,20 @@ export abstract class Matcher {
    * For a dropped flow (POLICY_DENY, POLICY_DENIED, a policy name in
    * *_denied_by, or a request refused by L7 rules): the responsible policies
    * that may raise alerts, or null when none (including when the policies
-   * loaded here allow the flow). AUDIT verdicts are treated as drops.
+   * loaded here allow the flow). AUDIT verdicts (policy audit mode: Cilium
+   * would have dropped the flow, and reports it without a drop reason) are
+   * judged against the loaded policies: explicit deny when a deny rule
+   * matches, else default deny.
    */
   attribute(flow: Flow): Attribution | null {
     if (flow.verdict !== Verdict.DROPPED && flow.verdict !== Verdict.AUDIT) return null;
     const code = dropReasonOf(flow);
     const inNamed = flow.ingress_denied_by.length > 0;
     const egNamed = flow.egress_denied_by.length > 0;
-    let kind: 'deny' | 'default' | 'l7';
+    let kind: 'deny' | 'default' | 'l7' | 'audit';
     if (code === REASON_POLICY_DENY || inNamed || egNamed) kind = 'deny';
     else if (code === REASON_POLICY_DENIED) kind = 'default';
+    else if (code === 0 && flow.verdict === Verdict.AUDIT) kind = 'audit';
     // Envoy refusing a request shows as a DROPPED L7 flow without a drop reason.
     // (Responses travel the other way and carry the same request: only requests count.)
     else if (code === 0 && flow.l7?.record !== undefined && flow.l7.type !== L7FlowType.RESPONSE) kind = 'l7';
@@ -157,7 +177,11 @@ export abstract class Matcher {
     return this.attributeDir(flow, 1, kind) ?? this.attributeDir(flow, 0, kind);
   }
 
-  private attributeDir(flow: Flow, dir: Dir, kind: 'deny' | 'default' | 'l7'): Attribution | null {
+  private attributeDir(flow: Flow, dir: Dir, kind: 'deny' | 'default' | 'l7' | 'audit'): Attribution | null {
+    if (kind === 'audit') {
+      const a = this.judgeDir(flow, dir, false);
+      return a !== null && a.policies.length > 0 ? a : null;
+    }
     const c = this.decision(flow, dir);
     const d = c.d;
     if (kind === 'deny') {
@@ -210,21 +234,25 @@ export abstract class Matcher {
    * responsible policy may alert; `responsible` lists them all), else null.
    * Replies are skipped (connection tracking lets them through), and so are L7
    * responses. With no direction, the sender's egress is checked, then the
-   * receiver's ingress.
+   * receiver's ingress. Traffic from the local host into an endpoint is only
+   * subject to deny rules (see EngineOptions.allowLocalhost).
    */
   simulate(flow: Flow): Attribution | null {
     if (flow.is_reply === true) return null;
     if (flow.l7 !== undefined && flow.l7.type === L7FlowType.RESPONSE) return null;
     const td = flow.traffic_direction;
-    if (td === TrafficDirection.INGRESS) return this.simulateDir(flow, 0);
-    if (td === TrafficDirection.EGRESS) return this.simulateDir(flow, 1);
-    return this.simulateDir(flow, 1) ?? this.simulateDir(flow, 0);
+    const host = this.allowLocalhost;
+    if (td === TrafficDirection.INGRESS) return this.judgeDir(flow, 0, host);
+    if (td === TrafficDirection.EGRESS) return this.judgeDir(flow, 1, host);
+    return this.judgeDir(flow, 1, host) ?? this.judgeDir(flow, 0, host);
   }
 
-  private simulateDir(flow: Flow, dir: Dir): Attribution | null {
+  /** Whether the loaded policies deny the flow in one direction, and who is responsible. */
+  private judgeDir(flow: Flow, dir: Dir, allowLocalhost: boolean): Attribution | null {
     const c = this.decision(flow, dir);
     const d = c.d;
     if (d.denyPolicies.length > 0) return (c.deny ??= freezeAttr(dir, 'deny', d.denyPolicies, this.alertable));
+    if (allowLocalhost && dir === 0 && isLocalHost(flow.source)) return null;
     const req = l7RequestOf(flow);
     if (decisionAllows(d, req)) return null;
     if (req !== null && d.l7.length > 0) return this.l7Attribution(d, dir);
@@ -281,7 +309,9 @@ export class PolicyEngine extends Matcher {
   private readonly cacheSize: number;
   private byIdentity = new Map<number, EpEntry>();
   private byKey = new Map<string, EpEntry>();
-  private world = new Map<string, EpEntry>();
+  /** Endpoints outside the cluster: identity -> address (and names, service) -> entry. */
+  private world = new Map<number, Map<string, EpEntry>>();
+  private worldSize = 0;
   private nextId = 1;
   private epoch = 0;
   private decisions = 0;
@@ -357,7 +387,7 @@ export class PolicyEngine extends Matcher {
 
   /** Cache sizes, and how many rules were tested against an endpoint so far (the index keeps this small). */
   stats(): { endpoints: number; decisions: number; ruleChecks: number } {
-    return { endpoints: this.byKey.size + this.world.size, decisions: this.decisions, ruleChecks: this.ruleChecks };
+    return { endpoints: this.byKey.size + this.worldSize, decisions: this.decisions, ruleChecks: this.ruleChecks };
   }
 
   /** Drops every cached endpoint and decision; they are rebuilt on demand. */
@@ -365,6 +395,7 @@ export class PolicyEngine extends Matcher {
     this.byIdentity = new Map();
     this.byKey = new Map();
     this.world = new Map();
+    this.worldSize = 0;
     this.decisions = 0;
   }
 
@@ -393,14 +424,23 @@ export class PolicyEngine extends Matcher {
       // Labels that only describe an address (cidr:, fqdn:) mean a peer outside the cluster.
       if ((e.flags & WORLD_BITS) === 0) return e;
     }
+    // By identity first: the same address can be plain world at one moment and
+    // carry other reserved labels (kube-apiserver, ...) at another.
     let key = ip;
     if (this.hasFqdn && names.length > 0) key += `\u0001${names.join(',')}`;
     if (this.hasServices && service) key += `\u0002${service.namespace}/${service.name}`;
-    const w = this.world.get(key);
+    let byAddr = this.world.get(identity);
+    const w = byAddr?.get(key);
     if (w !== undefined) return w;
-    if (this.world.size >= this.cacheSize) this.world.clear();
+    if (this.worldSize >= this.cacheSize) {
+      this.world.clear();
+      this.worldSize = 0;
+      byAddr = undefined;
+    }
+    if (byAddr === undefined) this.world.set(identity, (byAddr = new Map()));
     const e = this.makeEntry(labels, identity, ns, EMPTY, ip, names, service, true);
-    this.world.set(key, e);
+    byAddr.set(key, e);
+    this.worldSize++;
     return e;
   }
 

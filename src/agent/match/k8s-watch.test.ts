@@ -30,7 +30,7 @@ class FakeApiServer {
   readonly missing = new Set<string>();
   readonly store = new Map<string, Map<string, Obj>>();
   readonly requests: string[] = [];
-  readonly watchers = new Set<{ path: string; res: ServerResponse }>();
+  readonly watchers = new Set<{ path: string; ns: string | null; res: ServerResponse }>();
   forbidden = false;
 
   constructor() {
@@ -59,10 +59,13 @@ class FakeApiServer {
     this.requests.push(req.url!);
     if (req.headers.authorization !== `Bearer ${this.token}`) return this.status(res, 401, 'Unauthorized', 'Unauthorized');
     const url = new URL(req.url!, 'http://x');
-    const path = url.pathname;
-    if (this.forbidden) return this.status(res, 403, 'Forbidden', `cannot list resource at ${path}`);
+    // A namespaced request (/apis/<group>/<version>/namespaces/<ns>/<plural>) serves that namespace's part of the collection.
+    const nsPath = /^(\/apis\/[^/]+\/[^/]+)\/namespaces\/([^/]+)\/([^/]+)$/.exec(url.pathname);
+    const path = nsPath ? `${nsPath[1]}/${nsPath[3]}` : url.pathname;
+    const ns = nsPath ? decodeURIComponent(nsPath[2]!) : null;
+    if (this.forbidden) return this.status(res, 403, 'Forbidden', `cannot list resource at ${url.pathname}`);
     if (!PATHS[path] || this.missing.has(path)) return this.status(res, 404, 'NotFound', 'the server could not find the requested resource');
-    const items = [...this.store.get(path)!.values()];
+    const items = [...this.store.get(path)!.values()].filter((o) => ns === null || o.metadata.namespace === ns);
     if (url.searchParams.get('watch') === '1') {
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
       const from = Number(url.searchParams.get('resourceVersion'));
@@ -70,7 +73,7 @@ class FakeApiServer {
         res.end(`${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', code: 410, reason: 'Expired', message: `too old resource version: ${from}` } })}\n`);
         return;
       }
-      const w = { path, res };
+      const w = { path, ns, res };
       this.watchers.add(w);
       res.on('close', () => this.watchers.delete(w));
       return;
@@ -104,7 +107,7 @@ class FakeApiServer {
   }
 
   private send(path: string, type: string, object: Obj): void {
-    for (const w of this.watchers) if (w.path === path) w.res.write(`${JSON.stringify({ type, object })}\n`);
+    for (const w of this.watchers) if (w.path === path && (w.ns === null || w.ns === object.metadata.namespace)) w.res.write(`${JSON.stringify({ type, object })}\n`);
   }
 
   dropWatches(): void {
@@ -242,8 +245,11 @@ describe('PolicyWatcher against a simulated API server', () => {
     const dir = await mkdtemp(join(tmpdir(), 'verdict-sa-'));
     await writeFile(join(dir, 'token'), 's3cret\n');
     const api = new FakeApiServer();
+    api.put(CNP, cnp('a', 'shop'));
+    api.put(CNP, cnp('elsewhere', 'other'));
     const server = await api.listen();
-    const w = new PolicyWatcher({ connection: { server, tokenFile: join(dir, 'token') }, namespaces: ['shop'], kinds: ['CiliumNetworkPolicy'], onChange: () => {}, backoff: { initialMs: 10, maxMs: 20, jitter: false } });
+    const snapshots: PolicySnapshot[] = [];
+    const w = new PolicyWatcher({ connection: { server, tokenFile: join(dir, 'token') }, namespaces: ['shop'], kinds: ['CiliumNetworkPolicy'], onChange: (s) => snapshots.push(s), backoff: { initialMs: 10, maxMs: 20, jitter: false }, debounceMs: 5 });
     const done = w.run();
     cleanup.push(async () => {
       w.stop();
@@ -252,6 +258,34 @@ describe('PolicyWatcher against a simulated API server', () => {
     });
     await w.ready;
     expect(api.requests[0]).toMatch(/^\/apis\/cilium\.io\/v2\/namespaces\/shop\/ciliumnetworkpolicies\?limit=500/);
+    expect(snapshots.at(-1)!.policies.map((p) => policyId(p))).toEqual(['CiliumNetworkPolicy/shop/a']);
+    // The token rotates: the server accepts only the new one, and the next request reads it from the file.
+    await until(() => (api.watchers.size === 1 ? true : undefined), 'the watch');
+    api.token = 'rotated';
+    await writeFile(join(dir, 'token'), 'rotated\n');
+    const before = api.requests.length;
+    api.dropWatches();
+    await until(() => (api.requests.length > before && api.watchers.size === 1 ? true : undefined), 'a watch with the new token');
+    api.put(CNP, cnp('b', 'shop'));
+    await until(() => (snapshots.at(-1)!.policies.length === 2 ? true : undefined), 'an event after the rotation');
+  });
+
+  it('waitReady: false while the list cannot complete, true once it has, false after stop', async () => {
+    const { api, w } = await setup((api) => {
+      api.forbidden = true;
+      api.put(KNP, { metadata: { name: 'np', namespace: 'db' }, spec: { podSelector: {} } });
+    });
+    expect(await w.waitReady(100)).toBe(false);
+    const ac = new AbortController();
+    const pending = w.waitReady(60_000, ac.signal);
+    ac.abort();
+    expect(await pending).toBe(false);
+    api.forbidden = false;
+    expect(await w.waitReady(5000)).toBe(true);
+    expect(await w.waitReady(0)).toBe(true);
+    const never = new PolicyWatcher({ connection: { server: 'http://127.0.0.1:1' }, onChange: () => {} });
+    never.stop();
+    expect(await never.waitReady(60_000)).toBe(false);
   });
 
   it('inClusterConnection uses the service account mount and says what to do outside a pod', async () => {

@@ -151,6 +151,36 @@ export class PolicyWatcher {
     await Promise.all(this.streams.map((s) => this.loop(s)));
   }
 
+  /**
+   * Waits until every resource has been listed once (ready), for at most `ms`.
+   * True when ready; false on timeout, stop() or `signal`. Matching flows
+   * before that would judge them against a partial policy set (the original
+   * agent lost the drops it saw before its policy sync).
+   */
+  async waitReady(ms: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.emitted) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const stops = [this.abort.signal, ...(signal ? [signal] : [])];
+    const onAbort: (() => void)[] = [];
+    try {
+      return await Promise.race([
+        this.ready.then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), ms);
+          for (const s of stops) {
+            if (s.aborted) resolve(false);
+            const f = () => resolve(false);
+            s.addEventListener('abort', f, { once: true });
+            onAbort.push(() => s.removeEventListener('abort', f));
+          }
+        }),
+      ]);
+    } finally {
+      if (timer) clearTimeout(timer);
+      for (const f of onAbort) f();
+    }
+  }
+
   stop(): void {
     this.abort.abort();
     for (const r of this.active) r.destroy();

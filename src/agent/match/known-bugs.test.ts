@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { AlertAggregator } from '../alert/aggregator.js';
 import { flowToAlert } from '../alert/cilium-alert.js';
+import { DropPairFilter } from '../decode/drop-pairs.js';
+import { openAgentDb } from '../spool/agent-db.js';
+import { Outbox } from '../spool/outbox.js';
 import { PolicyEngine } from './engine.js';
 import { parsePolicyManifests } from './parse.js';
 import { flow, names, pod, policies, world } from './testing.js';
@@ -173,6 +178,36 @@ describe('the twelve known mistakes of the original matcher', () => {
     expect(names(a!)).toEqual(['prod/api']);
     // The same result object for the retransmit: a cheap key for de-duplication downstream.
     expect(b).toBe(a);
+  });
+
+  it('10. (delivery) each denied packet counts once (policy-verdict + drop pair), and a retransmit storm folds into one alert with a count', () => {
+    // Waiting for the first list of the cluster's policies before judging flows: PolicyWatcher.waitReady (k8s-watch.test.ts).
+    const e = new PolicyEngine(policies(cnp('api', 'prod', '  endpointSelector:\n    matchLabels:\n      app: api\n  ingress:\n    - {}')));
+    const pairs = new DropPairFilter();
+    const log = pino({ level: 'silent' });
+    const db = openAgentDb(':memory:');
+    const outbox = new Outbox(db, { maxBytes: 1e9, log });
+    let now = 0;
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const src = pod('prod', 'x');
+    const dst = pod('prod', 'api');
+    let judged = 0;
+    for (let retransmit = 0; retransmit < 5; retransmit++) {
+      for (const type of [5, 1]) {
+        const f = flow({ src, dst, port: 443, srcPort: 40000 });
+        f.event_type = { type, sub_type: type === 1 ? 133 : 0 };
+        if (pairs.isPairedRepeat(f, retransmit * 1000 + type)) continue;
+        judged++;
+        agg.add([flowToAlert(f, e.attribute(f)!, 'c1', {})], 60_000);
+      }
+    }
+    expect(judged).toBe(5);
+    now = 60_000;
+    expect(agg.flush()).toBe(1);
+    const sent = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as { count: number; policies: unknown[] });
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.count).toBe(5);
+    expect(sent[0]!.policies).toEqual([{ kind: 'CiliumNetworkPolicy', namespace: 'prod', name: 'api' }]);
   });
 
   it('11. alerts are limited by the namespaces the agent owns, not by a label anyone can set', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { endpointLabelSet, ENTITY, parseLabel } from './labels.js';
-import { compileSelector, k8sPeerSelector, scopePeer, scopeSubject } from './selector.js';
+import { compileSelector, k8sPeerSelector, scopePeer, scopeSubject, splitSourceKey } from './selector.js';
 
 const ls = (...labels: string[]) => endpointLabelSet(labels, 1000, '').set;
 
@@ -37,6 +37,17 @@ describe('selectors', () => {
     expect(compileSelector({ matchLabels: { 'container:app': 'web' } }, 's').matches(s)).toBe(false);
     expect(compileSelector({ matchLabels: { tier: 'x' } }, 's').matches(s)).toBe(true);
     expect(compileSelector({ matchLabels: { tier: 'x' } }, 's', 'k8s').matches(s)).toBe(false);
+  });
+
+  it('Cilium short forms of the reserved source: $host and reserved.host', () => {
+    expect(splitSourceKey('$host')).toEqual({ source: 'reserved', key: 'host' });
+    expect(splitSourceKey('reserved.init')).toEqual({ source: 'reserved', key: 'init' });
+    expect(splitSourceKey('reserved:init')).toEqual({ source: 'reserved', key: 'init' });
+    expect(splitSourceKey('k8s:reserved.x')).toEqual({ source: 'k8s', key: 'reserved.x' });
+    expect(splitSourceKey('any.company.io/team')).toEqual({ source: 'any', key: 'any.company.io/team' });
+    const host = endpointLabelSet(['reserved:host'], 1, '').set;
+    expect(compileSelector({ matchLabels: { 'reserved.host': '' } }, 's').matches(host)).toBe(true);
+    expect(scopePeer(compileSelector({ matchLabels: { $host: '' } }, 's'), 'prod').matches(host)).toBe(true);
   });
 
   it('a numeric YAML value is compared as its text', () => {

@@ -97,10 +97,16 @@ export const EMPTY_SELECTOR = new Selector([]);
 
 export class SelectorError extends Error {}
 
-/** `k8s:app` -> {k8s, app}; `app` -> {any, app}. Label keys cannot contain a colon. */
+/**
+ * `k8s:app` -> {k8s, app}; `app` -> {any, app}. Label keys cannot contain a
+ * colon. As in Cilium's label parser, `$host` and `reserved.host` (no colon)
+ * are short forms of `reserved:host`.
+ */
 export function splitSourceKey(text: string, defaultSource = 'any'): { source: string; key: string } {
+  if (text.startsWith('$') && text.length > 1) return { source: 'reserved', key: text.slice(1) };
   const i = text.indexOf(':');
   if (i > 0) return { source: text.slice(0, i), key: text.slice(i + 1) };
+  if (text.startsWith('reserved.') && text.length > 9) return { source: 'reserved', key: text.slice(9) };
   return { source: defaultSource, key: text };
 }
 

@@ -10,6 +10,9 @@ import { FlowCursor } from '../sources/hubble/flow-cursor.js';
 import { followDroppedFlows } from '../sources/hubble/relay-client.js';
 import type { AgentModule } from './module.js';
 
+/** How long flows wait for the first list of the cluster's policies. */
+const POLICY_SYNC_WAIT_MS = 60_000;
+
 export interface CiliumModuleOptions {
   /** Local policy files or directories (agent flag --policies). */
   policyPaths: readonly string[];
@@ -50,6 +53,12 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cili
           },
         });
         void watcher.run().catch((e: unknown) => log.error({ error: errText(e) }, 'Watching policies in the Kubernetes API failed'));
+        // Drops judged before the cluster's policies are listed would be blamed on a partial set
+        // (the original agent lost them): wait for the first list. The flow cursor then resumes
+        // from the last flow handled, so what Relay still buffers is not skipped.
+        if (!(await watcher.waitReady(POLICY_SYNC_WAIT_MS, signal)) && !signal.aborted) {
+          log.warn({ waited_ms: POLICY_SYNC_WAIT_MS }, 'Policies from the Kubernetes API are not listed yet; matching flows with the policies loaded so far until they are');
+        }
       }
 
       const cursor = new FlowCursor(ctx.db, block.hubble_relay_address);
