@@ -67,6 +67,10 @@ describe('admin API for integrations', () => {
     const ssrf = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: 'http://169.254.169.254/latest/meta-data', secrets: [SECRET] });
     expect(ssrf.status).toBe(400);
     expect(ssrf.body.message).toMatch(/link-local.*allow_private_addresses/);
+    // Any spelling of a refused address: here cloud metadata through NAT64 (127.0.0.1 alone is allowed).
+    const nat64 = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: 'http://[64:ff9b::169.254.169.254]/', secrets: [SECRET] });
+    expect(nat64.status).toBe(400);
+    expect(nat64.body.issues).toEqual([{ path: 'url', message: expect.stringMatching(/^refused to deliver to 64:ff9b::a9fe:a9fe: it is a link-local .*through NAT64/) }]);
 
     const created = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: rx.url(), secrets: [SECRET], timeout: '2s', retry_schedule: ['30ms'], headers: { 'X-Api-Key': 'receiver-key' } });
     expect(created.status).toBe(201);

@@ -143,6 +143,23 @@ describe('generic webhook', () => {
     expect(d!.last_error).toMatch(/127\.0\.0\.1: it is a loopback address.*allow_private_addresses/);
   });
 
+  it('refuses a host name that resolves to loopback, unless that name is allowed', async () => {
+    const r = await receiver();
+    // "localhost" is not an IP literal: only the check inside the socket's lookup can stop it.
+    const url = `http://localhost:${r.port}/hook`;
+    h = harness({ integrations: [generic(r, { url, retry_schedule: [] })] });
+    h.ingest(cilium());
+    await new Promise((ok) => setTimeout(ok, 300));
+    expect(r.requests).toHaveLength(0);
+    const [d] = deliveries('hook', 'dead');
+    expect(d!.last_error).toMatch(/refused to deliver to localhost \((127\.0\.0\.1|::1)\): it is a loopback address.*allow_private_addresses/);
+    await h.close();
+    h = harness({ allow_private_addresses: ['localhost'], integrations: [generic(r, { url })] });
+    h.ingest(cilium());
+    await r.waitForCount(1);
+    await verifyStandardWebhook(SECRET, r.requests[0]!.headers, r.requests[0]!.body);
+  });
+
   it('keeps at most `concurrency` tries in flight per endpoint', async () => {
     const r = await receiver();
     let now = 0;

@@ -37,7 +37,7 @@ describe('GitLab HTTP alert integration', () => {
     expect(r.requests[0]!.headers['webhook-signature']).toBeUndefined();
     expect(r.json(0)).toEqual({
       title: p.title,
-      description: 'x'.repeat(1000),
+      description: `${'x'.repeat(999)}…`,
       start_time: p.first_seen,
       severity: 'high',
       fingerprint: `prod/${p.fingerprint}`,
@@ -51,11 +51,34 @@ describe('GitLab HTTP alert integration', () => {
     h.store.setStatus(a.id, 'resolved', 'test');
     await r.waitForCount(2);
     const resolved = r.json(1);
-    expect(resolved.fingerprint).toBe(`prod/${p.fingerprint}`);
-    expect(resolved.end_time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    // The same alert, field for field, plus end_time: GitLab resolves the open alert with this fingerprint.
+    expect(resolved).toEqual({ ...r.json(0), end_time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) });
     expect(Date.parse(resolved.end_time as string)).toBeGreaterThanOrEqual(Date.parse(p.first_seen));
+    expect(Date.parse(resolved.end_time as string)).toBeLessThanOrEqual(Date.now());
+    expect(r.requests[1]!.headers.authorization).toBe('Bearer gl-alert-key-123');
     expect(r.json(0).end_time).toBeUndefined();
     delete process.env.VERDICT_TEST_GITLAB_KEY;
+  });
+
+  it('cuts fields to what GitLab accepts (title 200, description 1000, service 100, hosts 255 joined), by character', async () => {
+    const r = await receiver();
+    h = harness({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'gitlab', type: 'gitlab', url: r.url(), key: 'k', ...FAST }] });
+    const long = (c: string, n: number) => c.repeat(n);
+    // The store keeps 200 UTF-16 units of a title: here that cuts the 100th emoji in half.
+    const p = cilium({ title: `a${long('🔥', 150)}`, description: long('é', 2000), cluster: long('c', 80), namespace: long('n', 63) });
+    p.cilium!.source.pod = long('a', 200);
+    p.cilium!.destination.pod = long('b', 200);
+    h.ingest(p, 'prod');
+    await r.waitForCount(1);
+    const doc = r.json<{ title: string; description: string; service: string; hosts: string[] }>(0);
+    const chars = (x: string) => Array.from(x).length;
+    expect(doc.title).toBe(`a${long('🔥', 99)}\uFFFD`);
+    expect(r.requests[0]!.body).not.toMatch(/\\ud[89a-f]/i);
+    expect(chars(doc.description)).toBe(1000);
+    expect(chars(doc.service)).toBe(100);
+    expect(doc.service.startsWith(long('c', 80))).toBe(true);
+    expect(doc.hosts).toEqual([`shop/${long('a', 200)}`, `shop/${long('b', 44)}…`]);
+    expect(chars(doc.hosts.join(''))).toBe(255);
   });
 
   it('names Falco as the tool and the node as the host', async () => {
@@ -142,6 +165,30 @@ describe('Slack incoming webhook', () => {
   });
 });
 
+describe('Slack message limits', () => {
+  it('keeps every text within Slack\'s 3000 characters, whatever the agent sent, and marks a resolved alert', async () => {
+    const r = await receiver();
+    h = harness({ allow_private_addresses: ['127.0.0.1'], external_url: EXTERNAL, integrations: [{ name: 'slack', type: 'slack', url: r.url('/services/T/B/X'), ...FAST }] });
+    const a = h.ingest(cilium({ title: '<&>'.repeat(2000), description: '&'.repeat(5000), cluster: 'c'.repeat(4000) }), 'prod');
+    await r.waitForCount(1);
+    type Msg = { text: string; blocks: { type: string; text?: { text: string }; elements?: { text: string }[] }[] };
+    const texts = (m: Msg) => [m.text, ...m.blocks.flatMap((b) => [b.text?.text, ...(b.elements ?? []).map((e) => e.text)]).filter((x): x is string => x !== undefined)];
+    const msg = r.json<Msg>(0);
+    for (const t of texts(msg)) {
+      expect(t.length).toBeLessThanOrEqual(3000);
+      // Cut between entities, never inside one.
+      expect(t.replace(/&(amp|lt|gt);/g, '')).not.toMatch(/&/);
+    }
+    expect(msg.blocks[0]!.text!.text).toMatch(new RegExp(`^:large_orange_circle: \\*\\[HIGH\\]\\* <${EXTERNAL}/api/v1/alerts/${a.id}\\|(&lt;&amp;&gt;)+…>\\n(&amp;)+…$`));
+    h.store.setStatus(a.id, 'resolved', 'test');
+    await r.waitForCount(2);
+    const resolved = r.json<Msg>(1);
+    expect(resolved.text).toMatch(/^Resolved &lt;&amp;&gt;/);
+    expect(resolved.blocks[0]!.text!.text).toMatch(/^:white_check_mark: Resolved: \*\[HIGH\]\* </);
+    for (const t of texts(resolved)) expect(t.length).toBeLessThanOrEqual(3000);
+  });
+});
+
 describe('generic payload', () => {
   it('carries the documented alert object', async () => {
     const r = await receiver();
@@ -159,5 +206,10 @@ describe('generic payload', () => {
       first_seen: p.first_seen, last_seen: p.last_seen, resolved_at: null, fingerprint: p.fingerprint, details: { falco: p.falco },
       url: `${EXTERNAL}/api/v1/alerts/${a.id}`,
     });
+    h.store.setStatus(a.id, 'resolved', 'test');
+    await r.waitForCount(2);
+    const res = r.json<typeof doc>(1);
+    expect(res.type).toBe('alert.resolved');
+    expect(res.data.alerts[0]).toEqual({ ...doc.data.alerts[0], status: 'resolved', resolved_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
   });
 });

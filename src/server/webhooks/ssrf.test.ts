@@ -10,12 +10,24 @@ describe('restricted addresses', () => {
     ['172.31.255.255', /private/], ['192.168.1.1', /private/], ['169.254.169.254', /metadata/], ['100.100.100.200', /metadata/],
     ['168.63.129.16', /metadata/], ['fd00:ec2::254', /metadata/], ['fe80::1', /link-local/], ['0.0.0.0', /unspecified/], ['::', /unspecified/],
     ['::ffff:127.0.0.1', /loopback/], ['::ffff:169.254.169.254', /metadata/], ['64:ff9b::a9fe:a9fe', /metadata.*NAT64/], ['224.0.0.1', /multicast/],
+    // IPv6 forms that carry a restricted IPv4 address, as URL literals come out of new URL().
+    ['::ffff:7f00:1', /loopback/], ['::7f00:1', /IPv4-compatible/], ['::ffff:0:7f00:1', /loopback.*SIIT/], ['2002:a9fe:a9fe::1', /metadata.*6to4/],
+    ['2002:a00:1::', /private.*6to4/], ['64:ff9b::10.0.0.1', /private.*NAT64/], ['fec0::1', /site-local/],
   ])('%s is refused (%s)', (ip, why) => {
     expect(restrictedReason(ip)).toMatch(why);
   });
 
-  it.each(['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700:4700::1111', '64:ff9b::808:808'])('%s is public', (ip) => {
+  it.each(['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700:4700::1111', '64:ff9b::808:808', '2002:808:808::1', '::ffff:0:808:808'])('%s is public', (ip) => {
     expect(restrictedReason(ip)).toBeUndefined();
+  });
+});
+
+describe('URL literals in every spelling', () => {
+  it.each([
+    'http://127.1/', 'http://2130706433/', 'http://0x7f.0.0.1/', 'http://[::ffff:127.0.0.1]/', 'http://[0:0:0:0:0:ffff:7f00:1]/', 'http://[::127.0.0.1]/',
+    'http://[64:ff9b::169.254.169.254]/', 'http://[2002:a9fe:a9fe::]/', 'http://0251.0376.0251.0376/', 'http://[fd00:ec2::254]/',
+  ])('%s is refused before connecting', (u) => {
+    expect(new AddressPolicy([]).checkLiteral(new URL(u))).toMatch(/refused to deliver to .*allow_private_addresses/);
   });
 });
 
@@ -87,6 +99,16 @@ describe('DNS rebinding', () => {
     expect(res.error).toMatch(/hooks\.example\.com \(127\.0\.0\.1\): it is a loopback address/);
     expect(connections).toBe(0);
     await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('refuses early (admin API) a name that resolves to a restricted address, and allows it when listed', async () => {
+    const fakeDns = ((_h: string, _o: unknown, cb: (e: null, a: { address: string; family: number }[]) => void) => cb(null, [{ address: '10.0.0.5', family: 4 }, { address: 'fd00:ec2::254', family: 6 }])) as unknown as ConstructorParameters<typeof AddressPolicy>[1];
+    const url = new URL('https://hooks.corp.example/x');
+    expect(await new AddressPolicy([], fakeDns).checkUrl(url)).toMatch(/^refused to deliver to hooks\.corp\.example \(10\.0\.0\.5\): it is a private address/);
+    expect(await new AddressPolicy(['hooks.corp.example'], fakeDns).checkUrl(url)).toBeUndefined();
+    // One permitted address is enough: the connection is made only to it.
+    expect(await new AddressPolicy(['10.0.0.0/8'], fakeDns).checkUrl(url)).toBeUndefined();
+    expect(await new AddressPolicy([]).checkUrl(new URL('http://localhost:1/'))).toMatch(/^refused to deliver to localhost \((127\.0\.0\.1|::1)\): it is a loopback address/);
   });
 
   it('connects to the checked address with the Host header of the URL', async () => {

@@ -23,10 +23,14 @@ const RANGES: [string, number, 'ipv4' | 'ipv6', string][] = [
   ['168.63.129.16', 32, 'ipv4', 'metadata (Azure WireServer)'],
   ['::', 128, 'ipv6', 'unspecified'],
   ['::1', 128, 'ipv6', 'loopback'],
+  // Deprecated IPv4-compatible addresses (::a.b.c.d): never a public endpoint,
+  // and a host with a sit tunnel may route ::127.0.0.1 to its own loopback.
+  ['::', 96, 'ipv6', 'IPv4-compatible (deprecated)'],
   ['64:ff9b:1::', 48, 'ipv6', 'local NAT64'],
   ['100::', 64, 'ipv6', 'discard'],
   ['fc00::', 7, 'ipv6', 'private (unique local; holds metadata fd00:ec2::254)'],
   ['fe80::', 10, 'ipv6', 'link-local'],
+  ['fec0::', 10, 'ipv6', 'site-local (deprecated private)'],
   ['ff00::', 8, 'ipv6', 'multicast'],
 ];
 
@@ -38,19 +42,48 @@ const blocked = RANGES.map(([net, bits, family, why]) => {
 
 const family = (ip: string): 'ipv4' | 'ipv6' => (isIP(ip) === 6 ? 'ipv6' : 'ipv4');
 
+/** The eight 16-bit groups of an IPv6 address (a dotted IPv4 tail allowed). */
+function groups6(ip: string): number[] | undefined {
+  let s = ip.toLowerCase().replace(/%.*$/, '');
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    s = `${s.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const halves = s.split('::');
+  if (halves.length > 2) return undefined;
+  const head = halves[0] ? halves[0].split(':') : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  const fill = halves.length === 2 ? 8 - head.length - tail.length : 0;
+  const all = [...head, ...Array<string>(Math.max(0, fill)).fill('0'), ...tail];
+  return all.length === 8 ? all.map((g) => parseInt(g, 16)) : undefined;
+}
+
+const v4 = (hi: number, lo: number) => [hi >>> 8, hi & 255, lo >>> 8, lo & 255].join('.');
+
+/**
+ * The IPv4 address an IPv6 address carries and the mechanism that reaches it:
+ * NAT64 (64:ff9b::/96), SIIT (::ffff:0:a.b.c.d) and 6to4 (2002:aabb:ccdd::/48).
+ * IPv4-mapped (::ffff:a.b.c.d) needs no help: BlockList matches it against the
+ * IPv4 ranges itself.
+ */
+function embeddedIPv4(ip: string): { v4: string; via: string } | undefined {
+  const g = groups6(ip);
+  if (!g) return undefined;
+  if (g[0] === 0x64 && g[1] === 0xff9b && g[2] === 0 && g[3] === 0 && g[4] === 0 && (g[5] === 0 || g[5] === 0xffff)) return { v4: v4(g[6]!, g[7]!), via: 'NAT64' };
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0xffff && g[5] === 0) return { v4: v4(g[6]!, g[7]!), via: 'SIIT' };
+  if (g[0] === 0x2002) return { v4: v4(g[1]!, g[2]!), via: '6to4' };
+  return undefined;
+}
+
 /** Why an address may not be reached by default, or undefined for a public one. */
 export function restrictedReason(ip: string): string | undefined {
-  // BlockList already matches IPv4-mapped IPv6 (::ffff:10.0.0.1) against IPv4
-  // ranges; NAT64 (64:ff9b::/96) embeds an IPv4 address the same way.
-  const nat64 = /^64:ff9b::(?:ffff:)?([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(ip);
-  if (nat64) {
-    const n = (parseInt(nat64[1]!, 16) << 16) | parseInt(nat64[2]!, 16);
-    const v4 = [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-    const why = restrictedReason(v4);
-    if (why) return `${why}, through NAT64`;
-  }
   const f = family(ip);
-  return blocked.find(({ b }) => b.check(ip, f))?.why;
+  const direct = blocked.find(({ b }) => b.check(ip, f))?.why;
+  if (direct || f === 'ipv4') return direct;
+  const e = embeddedIPv4(ip);
+  const why = e && restrictedReason(e.v4);
+  return why ? `${why}, through ${e.via}` : undefined;
 }
 
 export class SsrfError extends Error {

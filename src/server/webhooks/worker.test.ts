@@ -22,12 +22,24 @@ describe('retry schedule', () => {
   });
 
   it('jitters within ±10 % of each wait', () => {
+    const seen = new Set<number>();
     for (const r of [0, 0.25, 0.5, 0.999]) {
       const d = delays(() => r);
       const w = d(2);
       expect(w).toBeGreaterThanOrEqual(270_000);
       expect(w).toBeLessThanOrEqual(330_000);
+      seen.add(w);
     }
+    // Jitter is real: different draws give different waits, spread over most of the band.
+    expect(seen.size).toBe(4);
+    expect(Math.max(...seen) - Math.min(...seen)).toBeGreaterThan(40_000);
+  });
+
+  it('backs off exponentially on the default schedule, each wait jittered on its own', () => {
+    let x = 0.123;
+    const d = delays(() => (x = (x * 9301 + 49297) % 233280 / 233280));
+    const waits = [1, 2, 3, 4, 5, 6].map((t) => d(t));
+    for (let i = 1; i < waits.length; i++) expect(waits[i]!).toBeGreaterThan(waits[i - 1]!);
   });
 
   it('waits at least as long as Retry-After asks, up to a day', () => {

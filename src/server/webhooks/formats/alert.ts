@@ -50,16 +50,35 @@ export function alertUrl(externalUrl: string, id: number): string | null {
   return externalUrl ? `${externalUrl.replace(/\/+$/, '')}/api/v1/alerts/${id}` : null;
 }
 
+/**
+ * Replaces lone UTF-16 surrogates (a text cut in the middle of an emoji) with
+ * U+FFFD, so every body is valid Unicode: JSON.stringify would send them as
+ * "\ud83d" escapes, which strict parsers (Ruby's, GitLab's) refuse.
+ */
+export function wellFormed(s: string): string {
+  return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+}
+
 export function snapshot(a: StoredAlert, event: DeliveryEvent, at: string, externalUrl: string): DeliveryItem {
   return {
     event,
     alert: {
-      id: a.id, status: a.status, source: a.source, severity: a.severity, title: a.title, description: a.description,
+      id: a.id, status: a.status, source: a.source, severity: a.severity, title: wellFormed(a.title), description: wellFormed(a.description),
       agent: a.agent, cluster: a.cluster, namespace: a.namespace, policies: a.policies, rule: a.rule, labels: a.labels,
       count: a.count, first_seen: a.first_seen, last_seen: a.last_seen, resolved_at: event === 'resolved' ? at : null,
       fingerprint: a.fingerprint, details: a.details, url: alertUrl(externalUrl, a.id),
     },
   };
+}
+
+/**
+ * At most `max` characters (code points, as Ruby and Slack count them), never
+ * cutting a surrogate pair in half; a cut text ends in "…".
+ */
+export function clip(s: string, max: number): string {
+  if (s.length <= max) return s;
+  const cps = Array.from(s);
+  return cps.length <= max ? s : `${cps.slice(0, max - 1).join('')}…`;
 }
 
 /** Pods or hosts the alert is about, for formats that have a "hosts" notion. */
