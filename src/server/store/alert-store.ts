@@ -2,6 +2,7 @@ import type { Statement } from 'better-sqlite3';
 import { EventEmitter } from 'node:events';
 import { MAX_SAMPLES, SEVERITY_RANK, type AlertPayload, type PolicyRef, type Severity } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
+import { cutText } from '../../shared/text/cut.js';
 import {
   changesSql, countsSql, cursorFromKey, cursorOf, drivers, listSql, QueryError, SCAN_FN, sizeSql, STATUSES, visitedMinIdSql,
   type AlertFilter, type AlertStatus, type CountBy, type Driver, type ListQuery,
@@ -235,7 +236,7 @@ function cleanLabels(l: Record<string, unknown>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(l)) {
     // Newlines separate values in search_text.
-    if (typeof v === 'string') out[k] = v.slice(0, 512).replace(/[\r\n]+/g, ' ');
+    if (typeof v === 'string') out[k] = cutText(v, 512).replace(/[\r\n]+/g, ' ');
     else if (typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
   }
   return out;
@@ -476,7 +477,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
           const first = timeMs(p.first_seen, now);
           const last = timeMs(p.last_seen, first);
           const severity: Severity = p.severity;
-          const description = p.description.slice(0, MAX_DESCRIPTION);
+          const description = cutText(p.description, MAX_DESCRIPTION);
           const labels = cleanLabels(p.labels);
           if (!e) {
             this.lastId = alertId;
@@ -484,7 +485,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
             e = {
               row: {
                 id: alertId, fingerprint: p.fingerprint, agent, status: 'triggered', source: p.source, severity, severity_rank: SEVERITY_RANK[severity] ?? 0,
-                title: p.title.slice(0, MAX_TITLE), description, cluster: p.cluster, namespace: p.namespace,
+                title: cutText(p.title, MAX_TITLE), description, cluster: p.cluster, namespace: p.namespace,
                 policies: JSON.stringify(p.policies), rule: p.rule, labels: JSON.stringify(labels), details: JSON.stringify(details),
                 count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, seq: 0,
               },

@@ -15,6 +15,9 @@ import { ciliumPayload, falcoPayload } from './test-payloads.js';
 //    measured in the same run: the same events as JSON rows in a bare table
 //    with only a primary key (what SQLite does with no store logic at all).
 //    Event ids are time-ordered (uuid7), as agents send them.
+//    Two floors show what the target leaves for store logic on this machine: reading
+//    the events (JSON.parse of the bytes as the tunnel receives them) and making
+//    those bytes durable with nothing else (appended to a table with no index).
 // 2. Query p50/p99 of the feed's list queries with 1,000,000 alerts stored, on a
 //    file database (WAL), as the server runs it.
 
@@ -84,6 +87,24 @@ function ingestBench(dir: string): void {
   const baseMs = performance.now() - t0;
   bdb.close();
 
+  // Floors: what any store must at least do with an event.
+  const wire = fresh.map((e) => Buffer.from(JSON.stringify(e.payload)));
+  t0 = performance.now();
+  let parsed = 0;
+  for (const w of wire) parsed += (JSON.parse(w.toString('utf8')) as AlertPayload).count;
+  const parseMs = performance.now() - t0;
+  if (parsed !== INGEST_EVENTS) throw new Error('floor bench parsed the wrong events');
+  const rdb = openDatabase(join(dir, 'raw.db'));
+  rdb.exec('CREATE TABLE ev (event_id TEXT NOT NULL, payload BLOB NOT NULL)');
+  const rawIns = rdb.prepare('INSERT INTO ev VALUES (?, ?)');
+  const rawTx = rdb.transaction((from: number, to: number) => {
+    for (let i = from; i < to; i++) rawIns.run(fresh[i]!.id, wire[i]!);
+  });
+  t0 = performance.now();
+  for (let i = 0; i < INGEST_EVENTS; i += BATCH) rawTx(i, Math.min(INGEST_EVENTS, i + BATCH));
+  const rawMs = performance.now() - t0;
+  rdb.close();
+
   const db = openServerDb(join(dir, 'ingest'));
   const store = new AlertStore(db);
   t0 = performance.now();
@@ -117,6 +138,10 @@ function ingestBench(dir: string): void {
   console.log(`  repeats, right after a restart  ${rate(coldEvents.length, coldMs).padStart(12)}  (50,000 events)`);
   console.log(`  new alerts, random (v4) ids     ${rate(v4Events.length, v4Ms).padStart(12)}  (50,000 events)`);
   console.log(`  baseline: bare JSON rows        ${rate(INGEST_EVENTS, baseMs).padStart(12)}`);
+  const us = (ms: number) => `${((ms * 1000) / INGEST_EVENTS).toFixed(1)} µs an event`;
+  console.log(`  floor: JSON.parse of the bytes  ${rate(INGEST_EVENTS, parseMs).padStart(12)}  (${us(parseMs)})`);
+  console.log(`  floor: bytes appended, no index ${rate(INGEST_EVENTS, rawMs).padStart(12)}  (${us(rawMs)})`);
+  console.log(`  floor: both                     ${rate(INGEST_EVENTS, parseMs + rawMs).padStart(12)}  (${us(parseMs + rawMs)}; 50,000/s leaves ${(20 - ((parseMs + rawMs) * 1000) / INGEST_EVENTS).toFixed(1)} µs for de-duplication, lifecycle, search and indexes)`);
 }
 
 function listBench(dir: string): void {

@@ -58,6 +58,13 @@ const MIGRATIONS = [
   `CREATE INDEX webhook_deliveries_open_groups ON webhook_deliveries (integration_id, event, group_until)
      WHERE state = 'pending' AND attempts = 0 AND group_until IS NOT NULL;
    CREATE INDEX webhook_deliveries_dead ON webhook_deliveries (integration_id) WHERE state = 'dead';`,
+  // What integrations were given of an alert goes with the alert when retention
+  // purges it; before this the table only grew. Rows of alerts already purged go now.
+  `CREATE INDEX webhook_alert_events_alert ON webhook_alert_events (alert_id);
+   CREATE TRIGGER webhook_alert_events_purge AFTER DELETE ON alerts BEGIN
+     DELETE FROM webhook_alert_events WHERE alert_id = old.id;
+   END;
+   DELETE FROM webhook_alert_events WHERE alert_id NOT IN (SELECT id FROM alerts);`,
 ];
 
 export function migrateWebhooks(db: DB): void {
