@@ -113,6 +113,24 @@ describe('AlertStore ingest', () => {
     expect((d.alert.samples.at(-1) as { time: string }).time).toBe('2024-01-01T00:29:00.000Z');
   });
 
+  it('keeps the same rings when a burst of one alert comes in a single batch', () => {
+    const { store } = fresh();
+    const t = (i: number) => new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString();
+    const first = store.ingest('edge', [{ id: id(), payload: ciliumPayload({ time: t(0) }) }]).alerts[0]!;
+    const burst = Array.from({ length: 45 }, (_, i) => ({ id: `burst-${i}`, payload: ciliumPayload({ time: t(i + 1), count: 2 }) }));
+    const [changed] = store.ingest('edge', burst).alerts;
+    expect(changed!.count).toBe(91);
+    expect(changed!.events).toBe(46);
+    expect((changed!.samples.at(-1) as { time: string }).time).toBe(t(45));
+    const d = store.detail(first.id)!;
+    expect(d.occurrences.map((o) => o.event_no)).toEqual(Array.from({ length: OCCURRENCES_KEPT }, (_, i) => 45 - i));
+    expect(d.occurrences.map((o) => o.event_id)).toEqual(Array.from({ length: OCCURRENCES_KEPT }, (_, i) => `burst-${44 - i}`));
+    expect(d.occurrences[0]!.count).toBe(2);
+    expect((d.alert.samples.at(-1) as { time: string }).time).toBe(t(45));
+    // The skipped occurrences' event ids are still claimed: a re-send counts nothing.
+    expect(store.ingest('edge', burst.slice(0, 5)).duplicates).toBe(5);
+  });
+
   it('survives a restart: the open alert is found again from the database', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-store-'));
     let db = openServerDb(dir);

@@ -180,6 +180,18 @@ function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
   };
 }
 
+interface PendingOccurrence {
+  no: number;
+  id: string;
+  count: number;
+  first: number;
+  last: number;
+  severity: string;
+  description: string;
+  labels: Record<string, string>;
+  samples: readonly unknown[];
+}
+
 /** An open alert as ingest keeps it in memory between batches. */
 interface OpenEntry {
   row: AlertRow;
@@ -195,6 +207,8 @@ interface OpenEntry {
   severityChanged?: boolean;
   isNew: boolean;
   batchSamples: unknown[];
+  /** This batch's newest occurrences, not written yet. */
+  pending: PendingOccurrence[];
   /** Its rollup rows (dimension, value, status), while severity and status stay. */
   rollupKeys: string[];
   iso: { first: [number, string]; last: [number, string]; created: string };
@@ -431,7 +445,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
     const searchText = row.search_text ?? '';
     const e: OpenEntry = {
       row, labels, policies: JSON.parse(row.policies) as PolicyRef[], details: JSON.parse(row.details) as Record<string, unknown>,
-      searchValues: new Set(searchText.split('\n').slice(SEARCH_HEADER_LINES)), searchText, indexedSearchText: searchText, searchChanged: false, isNew: false, batchSamples: [],
+      searchValues: new Set(searchText.split('\n').slice(SEARCH_HEADER_LINES)), searchText, indexedSearchText: searchText, searchChanged: false, isNew: false, batchSamples: [], pending: [],
       rollupKeys: [], iso: { first: [row.first_seen, iso(row.first_seen)], last: [row.last_seen, iso(row.last_seen)], created: iso(row.created_at) },
     };
     e.rollupKeys = rollupKeys(row, e.policies);
@@ -490,7 +504,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
                 count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, seq: 0,
               },
               labels, policies: p.policies, details, searchValues: new Set(), searchText: searchTextOf(p.namespace, p.policies, p.rule),
-              indexedSearchText: '', searchChanged: false, isNew: true, batchSamples: [],
+              indexedSearchText: '', searchChanged: false, isNew: true, batchSamples: [], pending: [],
               rollupKeys: [], iso: { first: [first, iso(first)], last: [last, iso(last)], created: nowIso },
             };
             e.rollupKeys = rollupKeys(e.row, p.policies);
@@ -523,12 +537,10 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
           const eventNo = r.events++;
           r.updated_at = now;
           r.seq = ++this.seq;
-          const samples = p.samples.slice(-MAX_SAMPLES).map(capSample);
-          // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
-          const labelsJson = JSON.stringify(labels);
-          s.putOccurrence.run(r.id, eventNo % OCCURRENCES_KEPT, eventNo, ev.id, now, p.count, first, last, severity,
-            description === r.description ? null : description, labelsJson === r.labels ? null : labelsJson, `[${samples.map((x) => x.json).join(',')}]`);
-          if (samples.length) e.batchSamples = e.batchSamples.concat(samples.map((x) => x.value)).slice(-MAX_SAMPLES);
+          // Only the newest OCCURRENCES_KEPT of a batch can survive in the ring, so a
+          // burst of one alert writes (and serialises) no more occurrences than that.
+          if (e.pending.length === OCCURRENCES_KEPT) e.pending.shift();
+          e.pending.push({ no: eventNo, id: ev.id, count: p.count, first, last, severity, description, labels, samples: p.samples });
           if (!touched.has(r.id)) {
             touched.set(r.id, e);
             keys.push(key);
@@ -537,6 +549,15 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
         // One row write per alert per batch, however many of its events came.
         for (const e of touched.values()) {
           const r = e.row;
+          for (const o of e.pending) {
+            const samples = o.samples.slice(-MAX_SAMPLES).map(capSample);
+            const labelsJson = JSON.stringify(o.labels);
+            // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
+            s.putOccurrence.run(r.id, o.no % OCCURRENCES_KEPT, o.no, o.id, now, o.count, o.first, o.last, o.severity,
+              o.description === r.description ? null : o.description, labelsJson === r.labels ? null : labelsJson, `[${samples.map((x) => x.json).join(',')}]`);
+            if (samples.length) e.batchSamples = e.batchSamples.concat(samples.map((x) => x.value)).slice(-MAX_SAMPLES);
+          }
+          e.pending = [];
           if (e.isNew) {
             s.insertAlert.run(r.id, r.fingerprint, r.agent, r.source, r.severity, r.severity_rank, r.cluster, r.namespace, r.rule,
               r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.seq);
