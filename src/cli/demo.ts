@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startAgent } from '../agent/agent.js';
@@ -27,9 +28,11 @@ with the labelled example policies from policies/.
 Flags:
   --data-dir <dir>         (default .data/demo)
   --http-addr <host:port>  feed and web page (default 127.0.0.1:8080)
-  --grpc-addr <host:port>  agent API (default 127.0.0.1:8150)
+  --grpc-addr <host:port>  agent API (default 127.0.0.1:8150, or a free port when that
+                           one is taken, e.g. by another demo)
   --falco-addr <host:port> where the agent takes Falco events; point a real Falco's
-                           http_output here (default 127.0.0.1:2801, Falcosidekick's port)
+                           http_output here (default 127.0.0.1:2801, Falcosidekick's port,
+                           or a free port when that one is taken)
   --interval <ms>          time between built-in events (default 1500)
   --webhook <url>          also deliver alerts to this URL as signed generic webhooks
                            (docs/webhooks.md); a local address is allowed for the demo
@@ -38,6 +41,31 @@ Flags:
                            export verdict.alerts; docs/kafka.md); a second demo with the same
                            --kafka and another --data-dir joins as a second server replica
 `;
+
+const DEFAULT_GRPC_ADDR = '127.0.0.1:8150';
+const DEFAULT_FALCO_ADDR = '127.0.0.1:2801';
+
+/**
+ * A default address of the demo, or a free port on the same host when something
+ * (another demo, say) already listens there, so that
+ * `verdict demo --data-dir D --http-addr 127.0.0.1:PORT` runs beside a first demo.
+ * Addresses given as flags are used as they are: a clash there is an error.
+ */
+async function defaultOrFreeAddr(addr: string): Promise<string> {
+  const host = addr.replace(/:\d+$/, '');
+  const tryListen = (port: number) => new Promise<number | undefined>((done) => {
+    const s = createServer();
+    s.once('error', () => done(undefined));
+    s.listen(port, host, () => {
+      const a = s.address();
+      s.close(() => done(typeof a === 'object' && a ? a.port : undefined));
+    });
+  });
+  const port = Number(/:(\d+)$/.exec(addr)![1]);
+  const free = (await tryListen(port)) ?? (await tryListen(0));
+  if (free === undefined) throw new UsageError(`verdict demo: cannot listen on ${host}; give free addresses with --grpc-addr and --falco-addr`);
+  return `${host}:${free}`;
+}
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const AGENT = 'demo';
@@ -79,8 +107,8 @@ export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('demo', argv, {
     'data-dir': { type: 'string', default: '.data/demo' },
     'http-addr': { type: 'string', default: '127.0.0.1:8080' },
-    'grpc-addr': { type: 'string', default: '127.0.0.1:8150' },
-    'falco-addr': { type: 'string', default: '127.0.0.1:2801' },
+    'grpc-addr': { type: 'string' },
+    'falco-addr': { type: 'string' },
     interval: { type: 'string', default: '1500' },
     webhook: { type: 'string' },
     'webhook-secret': { type: 'string' },
@@ -102,17 +130,19 @@ export async function run(argv: string[]): Promise<number> {
     throw e;
   }
   const interval = Number(values.interval);
+  const grpcAddr = values['grpc-addr'] ?? await defaultOrFreeAddr(DEFAULT_GRPC_ADDR);
+  const falcoAddr = values['falco-addr'] ?? await defaultOrFreeAddr(DEFAULT_FALCO_ADDR);
   const log = createRootLogger({ name: 'verdict-demo' });
 
   const relay = new HubbleRelayPeer();
   const relayAddr = await relay.listen('127.0.0.1:0');
   const project = join(dataDir, 'config-project');
-  prepareConfigProject(project, relayAddr, values['falco-addr']);
+  prepareConfigProject(project, relayAddr, falcoAddr);
 
   const server = await startServer({
     data_dir: join(dataDir, 'server'),
     http_addr: values['http-addr'],
-    grpc_addr: values['grpc-addr'],
+    grpc_addr: grpcAddr,
     config_poll_interval: 2000,
     ...(webhook ? { webhooks: webhook.config } : {}),
     ...(kafka ? { kafka } : {}),
@@ -142,7 +172,7 @@ export async function run(argv: string[]): Promise<number> {
   let step = 0;
   const relayTimer = setInterval(() => relay.push(scenarioFlows(step++)), interval);
   const falcoAbort = new AbortController();
-  startFalcoPoster({ url: `http://${values['falco-addr']}/`, intervalMs: interval * 2, signal: falcoAbort.signal, log: log.child({ component: 'falco-source' }) });
+  startFalcoPoster({ url: `http://${falcoAddr}/`, intervalMs: interval * 2, signal: falcoAbort.signal, log: log.child({ component: 'falco-source' }) });
 
   const url = `http://${server.httpAddress}/`;
   process.stdout.write([
@@ -152,7 +182,8 @@ export async function run(argv: string[]): Promise<number> {
     `  feed:        ${url}#token=${feedToken}  (web page; open this link)`,
     `  feed API:    curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/alerts`,
     `  feed token:  ${feedToken}  (also in ${feedTokenFile})`,
-    `  Falco input: http://${values['falco-addr']}/  (point Falco's http_output here)`,
+    `  Falco input: http://${falcoAddr}/  (point Falco's http_output here)`,
+    `  agent API:   grpc://${server.grpcAddress}  (verdict agent --kas-address)`,
     `  config:      ${project}/.gitlab/agents/${AGENT}/config.yaml (commit changes; the agent picks them up)`,
     ...(kafka ? [`  kafka:       ${kafka.brokers.join(',')}: alert log ${kafka.topic_prefix}.log, export ${kafka.export_topic} (kcat -b ${kafka.brokers[0]} -t ${kafka.export_topic} -C)`] : []),
     ...(webhook ? [`  webhook:     ${values.webhook} (signed, secret ${webhook.secret})`, `               deliveries: GET ${url}api/v1/admin/integrations/demo-webhook/deliveries with a token from \`verdict tokens create --name me --scope admin --data-dir ${join(dataDir, 'server')}\``] : []),

@@ -10,12 +10,40 @@ import { REPO, verdictSync } from '../helpers/processes.js';
 // deploy/ must parse and agree with the CLI: every flag a manifest passes must
 // be one the command's --help lists, and embedded config files must validate.
 
+interface Container {
+  name: string;
+  args?: string[];
+  ports?: { name: string; containerPort: number }[];
+  livenessProbe?: { httpGet: { path: string; port: string | number } };
+  readinessProbe?: { httpGet: { path: string; port: string | number } };
+  volumeMounts?: { name: string; mountPath: string }[];
+  env?: { name: string; value?: string }[];
+}
+
 interface K8sObject {
   kind: string;
   metadata: { name: string; namespace?: string };
-  spec?: { template?: { spec: { containers: { name: string; args?: string[] }[]; serviceAccountName?: string } } };
+  spec?: {
+    template?: { spec: { containers: Container[]; serviceAccountName?: string; securityContext?: { runAsUser?: number; fsGroup?: number }; volumes?: { name: string; secret?: { secretName: string }; configMap?: { name: string }; persistentVolumeClaim?: { claimName: string } }[] } };
+    ports?: { name: string; port: number; targetPort: string | number }[];
+    /** A Service's selector, or a Deployment's { matchLabels }. */
+    selector?: Record<string, string> | { matchLabels: Record<string, string> };
+  };
   data?: Record<string, string>;
-  rules?: { verbs: string[] }[];
+  stringData?: Record<string, string>;
+  rules?: { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+  roleRef?: { name: string };
+  subjects?: { kind: string; name: string; namespace: string }[];
+}
+
+const flag = (args: string[], name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+
+/** The volume mounted at the directory holding path, and the rest of the path below it. */
+function mountOf(d: K8sObject, path: string) {
+  const pod = d.spec!.template!.spec;
+  const m = pod.containers[0]!.volumeMounts!.filter((v) => path === v.mountPath || path.startsWith(`${v.mountPath}/`)).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  expect(m, `${path} is not on a mounted volume`).toBeDefined();
+  return { volume: pod.volumes!.find((v) => v.name === m!.name)!, rest: path.slice(m!.mountPath.length + 1) };
 }
 
 function load(file: string): K8sObject[] {
@@ -38,6 +66,9 @@ describe('deploy manifests', () => {
     const deployments = objs.filter((o) => o.kind === 'Deployment');
     expect(deployments.length).toBeGreaterThan(0);
     for (const d of deployments) {
+      // The image runs as node (uid 1000, deploy/Dockerfile); its volumes must be writable for it.
+      expect(readFileSync(join(REPO, 'deploy/Dockerfile'), 'utf8')).toMatch(/^USER node$/m);
+      expect(d.spec!.template!.spec.securityContext).toMatchObject({ runAsUser: 1000, fsGroup: 1000 });
       for (const c of d.spec!.template!.spec.containers) {
         const [cmd, ...args] = c.args ?? [];
         expect(['agent', 'server']).toContain(cmd);
@@ -59,6 +90,79 @@ describe('deploy manifests', () => {
     // RBAC: reading network policies only.
     const role = objs.find((o) => o.kind === 'ClusterRole')!;
     expect(new Set(role.rules!.flatMap((r) => r.verbs))).toEqual(new Set(['get', 'list', 'watch']));
+  });
+
+  it('wires the agent Deployment to its Secret, volumes, RBAC and probes, and points it at the server Service', () => {
+    const agent = load(join(REPO, 'deploy/agent/agent.yaml'));
+    const server = load(join(REPO, 'deploy/server/server.yaml'));
+    const d = agent.find((o) => o.kind === 'Deployment')!;
+    const c = d.spec!.template!.spec.containers[0]!;
+    const args = c.args!;
+    // --token-file is the key of the token Secret, mounted from it.
+    const token = mountOf(d, flag(args, 'token-file')!);
+    const secret = agent.find((o) => o.kind === 'Secret')!;
+    expect(token.volume.secret?.secretName).toBe(secret.metadata.name);
+    expect(Object.keys(secret.stringData ?? secret.data ?? {})).toContain(token.rest);
+    // --data-dir (the spool) is on a persistent volume.
+    const spool = mountOf(d, flag(args, 'data-dir')!);
+    expect(agent.some((o) => o.kind === 'PersistentVolumeClaim' && o.metadata.name === spool.volume.persistentVolumeClaim?.claimName)).toBe(true);
+    // The pod runs as the ServiceAccount the ClusterRole is bound to, and that role only reads network policies.
+    const sa = agent.find((o) => o.kind === 'ServiceAccount')!;
+    expect(d.spec!.template!.spec.serviceAccountName).toBe(sa.metadata.name);
+    const binding = agent.find((o) => o.kind === 'ClusterRoleBinding')!;
+    const role = agent.find((o) => o.kind === 'ClusterRole')!;
+    expect(binding.roleRef!.name).toBe(role.metadata.name);
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);
+    expect(agent.filter((o) => /Role/.test(o.kind)).map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding']);
+    expect(new Set(role.rules!.flatMap((r) => r.resources))).toEqual(new Set(['ciliumnetworkpolicies', 'ciliumclusterwidenetworkpolicies', 'networkpolicies']));
+    // Probes hit the --observability-addr port.
+    const obsPort = Number(/:(\d+)$/.exec(flag(args, 'observability-addr')!)![1]);
+    for (const probe of [c.livenessProbe!, c.readinessProbe!]) {
+      expect(c.ports!.find((p) => p.name === probe.httpGet.port || p.containerPort === probe.httpGet.port)!.containerPort).toBe(obsPort);
+    }
+    expect([c.livenessProbe!.httpGet.path, c.readinessProbe!.httpGet.path]).toEqual(['/healthz', '/readyz']);
+    // --kas-address names the server Service and its gRPC port, which reaches the server's grpc_addr.
+    const kas = new URL(flag(args, 'kas-address')!);
+    const svc = server.find((o) => o.kind === 'Service')!;
+    expect(kas.protocol).toBe('grpc:');
+    expect(kas.hostname.split('.').slice(0, 3)).toEqual([svc.metadata.name, svc.metadata.namespace, 'svc']);
+    const grpcPort = svc.spec!.ports!.find((p) => p.port === Number(kas.port));
+    expect(grpcPort, `the server Service has no port ${kas.port}`).toBeDefined();
+    const sd = server.find((o) => o.kind === 'Deployment')!;
+    const sc = sd.spec!.template!.spec.containers[0]!;
+    const cfg = server.find((o) => o.kind === 'ConfigMap')!.data!['server.yaml']!;
+    const serverCfg = parseYamlConfig(cfg, 'server.yaml', serverConfigSchema).value;
+    expect(sc.ports!.find((p) => p.name === grpcPort!.targetPort)?.containerPort).toBe(Number(/:(\d+)$/.exec(serverCfg.grpc_addr)![1]));
+  });
+
+  it('wires the server Deployment to its config, SQLite volume and Service', () => {
+    const server = load(join(REPO, 'deploy/server/server.yaml'));
+    const d = server.find((o) => o.kind === 'Deployment')!;
+    const c = d.spec!.template!.spec.containers[0]!;
+    // --config is the ConfigMap's key, mounted from it.
+    const config = mountOf(d, flag(c.args!, 'config')!);
+    const cm = server.find((o) => o.kind === 'ConfigMap')!;
+    expect(config.volume.configMap?.name).toBe(cm.metadata.name);
+    const cfg = parseYamlConfig(cm.data![config.rest]!, config.rest, serverConfigSchema).value;
+    // data_dir (SQLite) is on a persistent volume.
+    const data = mountOf(d, cfg.data_dir);
+    expect(server.some((o) => o.kind === 'PersistentVolumeClaim' && o.metadata.name === data.volume.persistentVolumeClaim?.claimName)).toBe(true);
+    // Both listeners listen on all interfaces, on the ports the Service targets.
+    const svc = server.find((o) => o.kind === 'Service')!;
+    expect(svc.spec!.selector).toEqual((d.spec!.selector as { matchLabels: Record<string, string> }).matchLabels);
+    for (const addr of [cfg.http_addr, cfg.grpc_addr]) {
+      const [host, port] = [addr.replace(/:\d+$/, ''), Number(/:(\d+)$/.exec(addr)![1])];
+      expect(host).toBe('0.0.0.0');
+      const named = c.ports!.find((p) => p.containerPort === port)!;
+      expect(named, `no containerPort ${port}`).toBeDefined();
+      expect(svc.spec!.ports!.some((p) => p.targetPort === named.name || p.targetPort === port)).toBe(true);
+    }
+    expect(c.readinessProbe!.httpGet.path).toBe('/readyz');
+    expect(c.livenessProbe!.httpGet.path).toBe('/healthz');
+    // git reads configuration projects owned by another user (safe.directory, global config only).
+    const gitconfig = mountOf(d, c.env!.find((e) => e.name === 'GIT_CONFIG_GLOBAL')!.value!);
+    expect(gitconfig.volume.configMap?.name).toBe(cm.metadata.name);
+    expect(cm.data![gitconfig.rest]).toMatch(/^\[safe\]\n\s+directory = \S+/);
   });
 
   it('embeds a server config that validates', () => {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, killAll, spawnVerdict, tempDir, until } from '../helpers/processes.js';
@@ -6,18 +7,39 @@ import { freePort, killAll, spawnVerdict, tempDir, until } from '../helpers/proc
 // `npm start` is `verdict demo`: the main job on its embedded default. It must
 // work on other ports and data dirs, and show both sources end to end.
 
-describe('verdict demo', () => {
-  afterAll(killAll);
+/** Holds a port the way a first demo would; undefined when something else already does. */
+function hold(port: number): Promise<Server | undefined> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(undefined));
+    s.listen(port, '127.0.0.1', () => resolve(s));
+  });
+}
 
-  it('runs server, agent and both built-in sources, and the feed shows their alerts', async () => {
+describe('verdict demo', () => {
+  const held: Server[] = [];
+  afterAll(async () => {
+    for (const s of held) s.close();
+    await killAll();
+  });
+
+  it('runs server, agent and both built-in sources with only --data-dir and --http-addr, beside a first demo', async () => {
+    // A first demo holds the default agent API and Falco ports (8150, 2801); this one
+    // must still come up with just the two flags the issue and README give.
+    for (const port of [8150, 2801]) {
+      const s = await hold(port);
+      if (s) held.push(s);
+    }
     const dir = tempDir('verdict-demo-');
-    const [http, grpc, falco] = [await freePort(), await freePort(), await freePort()];
-    const demo = spawnVerdict(['demo', '--data-dir', dir, '--http-addr', `127.0.0.1:${http}`, '--grpc-addr', `127.0.0.1:${grpc}`,
-      '--falco-addr', `127.0.0.1:${falco}`, '--interval', '200'], 'demo');
+    const http = await freePort();
+    const demo = spawnVerdict(['demo', '--data-dir', dir, '--http-addr', `127.0.0.1:${http}`, '--interval', '200'], 'demo');
     await demo.waitForStdout(/Verdict demo is running/, 30_000);
     const token = readFileSync(join(dir, 'feed-token'), 'utf8').trim();
-    expect(demo.stdout).toContain(token);
+    expect(token).toMatch(/^vdt_feed_/);
+    expect(demo.stdout).toContain(`feed token:  ${token}`);
     expect(demo.stdout).toContain(`http://127.0.0.1:${http}/`);
+    expect(demo.stdout).not.toContain('grpc://127.0.0.1:8150');
+    expect(demo.stdout).not.toContain('http://127.0.0.1:2801/');
 
     type A = { source: string; title: string; policies: { name: string }[]; rule: string };
     const alerts = await until(async () => {

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigProject, freePort, killAll, spawnVerdict, tempDir, until, verdictSync, type VerdictProcess } from '../helpers/processes.js';
@@ -70,6 +71,7 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
   let feed = '';
   let feedToken = '';
   let grpcAddr = '';
+  let agentObs = '';
 
   const alerts = async () => {
     const res = await fetch(`${feed}/api/v1/alerts`, { headers: { authorization: `Bearer ${feedToken}` } });
@@ -94,15 +96,31 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
     feed = `http://127.0.0.1:${http}`;
     grpcAddr = `127.0.0.1:${grpc}`;
 
+    agentObs = `http://127.0.0.1:${await freePort()}`;
     agent = spawnVerdict(['agent', '--kas-address', `grpc://127.0.0.1:${grpc}`, '--token-file', join(dir, 'token'), '--data-dir', join(dir, 'agent'),
-      '--observability-addr', '127.0.0.1:0', '--reconnect-initial', '100ms', '--reconnect-max', '1s'], 'agent');
+      '--observability-addr', agentObs.slice('http://'.length), '--reconnect-initial', '100ms', '--reconnect-max', '1s'], 'agent');
     await agent.waitForLog((l) => l.msg === 'Connected to Hubble Relay');
   });
 
   afterAll(killAll);
 
-  it('answers /healthz and refuses the feed without a token', async () => {
-    expect((await fetch(`${feed}/healthz`)).status).toBe(200);
+  it('lists its commands in verdict --help, and the agent takes the flags of the original', () => {
+    const help = verdictSync(['--help']);
+    for (const cmd of ['demo', 'server', 'agent', 'agents']) expect(help).toMatch(new RegExp(`^  ${cmd} +\\S`, 'm'));
+    const agentHelp = verdictSync(['agent', '--help']);
+    for (const flag of ['--kas-address', '--token-file', '--data-dir']) expect(agentHelp).toContain(`  ${flag} `);
+  });
+
+  it('answers /healthz, /readyz and /metrics on both processes, and refuses the feed without a token', async () => {
+    for (const base of [feed, agentObs]) {
+      expect((await fetch(`${base}/healthz`)).status, `${base}/healthz`).toBe(200);
+      expect((await fetch(`${base}/readyz`)).status, `${base}/readyz`).toBe(200); // the agent: once it has its configuration
+      const metrics = await fetch(`${base}/metrics`);
+      expect(metrics.headers.get('content-type')).toMatch(/^text\/plain/);
+      expect(await metrics.text()).toMatch(/^# HELP /m);
+    }
+    expect(await (await fetch(`${agentObs}/metrics`)).text()).toMatch(/^verdict_agent_hubble_flows_total /m);
+    expect(await (await fetch(`${feed}/metrics`)).text()).toMatch(/^verdict_server_agent_streams\{rpc="[^"]+"\} 1$/m);
     const res = await fetch(`${feed}/api/v1/alerts`);
     expect(res.status).toBe(401);
     expect(((await res.json()) as { message: string }).message).toMatch(/verdict tokens create/);
@@ -130,6 +148,14 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
     expect(String(list[0]!.title)).toContain('payments');
     expect(list[0]!.id).toBeTypeOf('number');
     expect(list[0]!.first_seen).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(list[0]!.last_seen).toMatch(/^\d{4}-\d\d-\d\dT/);
+    // Stored in SQLite, in WAL mode (a property of the database file).
+    const db = new Database(join(dir, 'server', 'server.db'), { readonly: true, fileMustExist: true });
+    try {
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    } finally {
+      db.close();
+    }
   });
 
   it('refuses an agent with a bad token with Unauthenticated', async () => {
@@ -143,8 +169,13 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
 
   it('reports a malformed config.yaml and keeps the last good configuration running', async () => {
     const relayAddr = /listening=(\S+)/.exec(relay.stdout)![1]!;
+    // YAML that does not parse: the error names the file and the line.
+    project.commit({ '.gitlab/agents/edge/config.yaml': `${config(relayAddr)}  alert_namespaces: [db\n` }, 'unparsable');
+    const yamlErr = await agent.waitForLog((l) => l.msg.includes('keeping the last good configuration'), 15_000, 'YAML error on the agent');
+    expect(String(yamlErr.error)).toMatch(/\.gitlab\/agents\/edge\/config\.yaml:\d+: .*invalid YAML/);
+    // A value that does not validate: the error names the file, the line and the path in the document.
     const commit = project.commit({ '.gitlab/agents/edge/config.yaml': config(relayAddr).replace('dedup_window: 100ms', 'dedup_window: soon') }, 'broken');
-    const err = await agent.waitForLog((l) => l.msg.includes('keeping the last good configuration'), 15_000, 'config error on the agent');
+    const err = await agent.waitForLog((l) => l.msg.includes('keeping the last good configuration') && String(l.error).includes('dedup_window'), 15_000, 'config error on the agent');
     expect(String(err.error)).toContain('.gitlab/agents/edge/config.yaml:6: cilium.dedup_window: must be a duration');
     await server.waitForLog((l) => l.msg.startsWith('Config: invalid configuration') && l.commit_id === commit);
     // The Cilium module still runs on the previous configuration.
