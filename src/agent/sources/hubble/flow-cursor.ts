@@ -5,8 +5,11 @@ import { migrate, type DB } from '../../../shared/sqlite/open.js';
 
 // Where the agent is in a relay's flow stream. Relay sends flows with
 // time >= since, so the flows at the boundary time come again after a resume:
-// their ids are remembered and skipped. The cursor is saved in the agent's
-// database so a restarted agent resumes instead of starting from "now".
+// their ids are remembered and skipped. Relay merges the nodes' flows in a
+// short sorting buffer, so its output is only roughly in time order: a flow
+// older than the newest one seen is a late flow from a slower node, never a
+// repeat, and is handled. The cursor is saved in the agent's database so a
+// restarted agent resumes instead of starting from "now".
 
 const MIGRATIONS = [
   `CREATE TABLE hubble_cursor (
@@ -47,13 +50,13 @@ export class FlowCursor {
 
   /**
    * Moves past a flow. Returns false when the flow was seen already (the repeated
-   * boundary after a resume) or is older than the cursor.
+   * boundary after a resume).
    */
   advance(flow: Flow): boolean {
     const t = flow.time;
     if (!t) return true;
     const cmp = t.seconds - this.seconds || t.nanos - this.nanos;
-    if (cmp < 0) return false;
+    if (cmp < 0) return true;
     const key = flowKey(flow);
     if (cmp === 0) {
       if (this.boundary.has(key)) return false;
