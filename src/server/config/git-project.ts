@@ -26,7 +26,12 @@ export async function headCommit(repo: string): Promise<string> {
   try {
     return String(await git(repo, ['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
   } catch (e) {
-    throw new GitError(`${repo} is not a git repository with a commit on its default branch (${(e as Error).message}); run \`git init\` there and commit .gitlab/agents/<name>/config.yaml`);
+    const why = (e as Error).message;
+    // git refuses a repository another user owns with the same exit as a missing one.
+    if (why.includes('dubious ownership')) {
+      throw new GitError(`${repo} belongs to another user than this server's, and git refuses to read it (${why}); add it to safe.directory in git's global config (deploy/server/server.yaml does so with GIT_CONFIG_GLOBAL)`);
+    }
+    throw new GitError(`${repo} is not a git repository with a commit on its default branch (${why}); run \`git init\` there and commit .gitlab/agents/<name>/config.yaml`);
   }
 }
 
