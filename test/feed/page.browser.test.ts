@@ -74,6 +74,28 @@ describe('web page in Chromium', () => {
     await page.waitForSelector('#conn[data-state="live"]');
     await page.waitForSelector('[data-severity-count="high"] b');
     expect(await page.locator('[data-severity-count="high"] b').textContent()).toBe('1');
+    // Counts by source and by namespace, each a button that filters.
+    const bars = (id: string) => page.locator(`#${id} .bar`).evaluateAll((bs) => bs.map((b) => `${b.querySelector('span').textContent}=${b.querySelector('b').textContent}`).sort());
+    expect(await bars('source-counts')).toEqual(['cilium=1', 'falco=1']);
+    expect(await bars('namespace-counts')).toEqual(['db=1', 'shop=1']);
+  });
+
+  it('does not poll: with the page idle for a minute it asks the API nothing', async () => {
+    const idle = await browser.newPage();
+    // A fake clock in the page: a minute of its timers runs at once.
+    await idle.clock.install();
+    await idle.goto(`${base}/#token=${write}`);
+    await idle.waitForSelector('#conn[data-state="live"]');
+    await idle.waitForSelector('#source-counts .bar');
+    const requests: string[] = [];
+    idle.on('request', (r) => {
+      if (new URL(r.url()).pathname.startsWith('/api/')) requests.push(r.url());
+    });
+    await idle.clock.runFor(60_000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(requests).toEqual([]);
+    expect(await idle.locator('#conn').getAttribute('data-state')).toBe('live');
+    await idle.close();
   });
 
   it('shows a new alert as soon as it is stored, without reloading', async () => {
@@ -94,6 +116,11 @@ describe('web page in Chromium', () => {
     const id = store.list({ limit: 10, q: 'intruder' }).alerts[0]!.id;
     await page.click(`#alerts .alert[data-id="${id}"]`);
     await page.waitForSelector('#detail [data-action="acknowledged"]');
+    // The detail shows the dropped flow: source and destination pods, the port, why it was dropped.
+    const flow = await page.locator('#detail .flow').textContent();
+    expect(flow).toMatch(/payments\/intruder-[\s\S]*payments\/vault-/);
+    expect(flow).toContain('port 8443');
+    expect(await page.locator('#detail .flow + dl.fields').textContent()).toMatch(/Drop reason\s*POLICY_DENIED/);
     await page.click('#detail [data-action="acknowledged"]');
     await page.waitForSelector(`#alerts .alert[data-id="${id}"] .badge.acknowledged`);
     expect(store.get(id)!.status).toBe('acknowledged');
@@ -127,6 +154,20 @@ describe('web page in Chromium', () => {
       bold: [...document.querySelectorAll('#detail b')].some((b) => b.textContent === 'bold'),
     }));
     expect(injected).toEqual({ xss: undefined, scripts: 1, imgs: 0, links: 0, bold: false });
+
+    // The same in a Cilium flow's source pod, shown in the list, the flow and the labels.
+    store.ingest('prod', [ev(ciliumPayload({ fp: 'xss-flow', ns: 'edge', src: 'evil', dst: 'api', srcPod: pod, severity: 'critical' }))]);
+    const flowId = store.list({ limit: 1, q: 'evil' }).alerts[0]!.id;
+    await page.waitForSelector(`#alerts .alert[data-id="${flowId}"]`);
+    await page.click(`#alerts .alert[data-id="${flowId}"]`);
+    await page.waitForSelector('#detail .flow .pod');
+    expect(await page.locator('#detail .flow .pod').first().textContent()).toBe(`edge/${pod}`);
+    expect(await page.locator('#detail .labels').first().textContent()).toContain(pod);
+    expect(await page.evaluate(() => ({
+      xss: (window as unknown as { __xss?: number }).__xss,
+      scripts: document.querySelectorAll('script').length,
+      imgs: [...document.querySelectorAll('img')].filter((i) => i.getAttribute('src') === 'x').length,
+    }))).toEqual({ xss: undefined, scripts: 1, imgs: 0 });
     expect(pageErrors).toEqual([]);
   });
 

@@ -1,11 +1,16 @@
-import type { FastifyInstance } from 'fastify';
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { FeedTokens } from '../auth/feed-tokens.js';
 import { AlertStore } from '../store/alert-store.js';
 import { openServerDb } from '../store/server-db.js';
 import { ciliumPayload, falcoPayload } from '../store/test-payloads.js';
+import { registerFeedTokenAdminRoutes } from './admin-routes.js';
+import { registerAlertRoutes } from './alerts-routes.js';
 import { buildHttpServer } from './http-server.js';
+import { StreamHub } from './stream.js';
+import { registerStreamRoute } from './stream-routes.js';
 
 let n = 0;
 const ev = (payload: ReturnType<typeof ciliumPayload>) => ({ id: `feed-${++n}`, payload });
@@ -189,6 +194,40 @@ describe('feed API', () => {
     expect(doc.paths['/api/v1/alerts/{id}'].patch.requestBody.content['application/json'].schema.properties.status.enum).toContain('acknowledged');
     expect(doc.paths['/api/v1/alerts/stream'].get.description).toMatch(/bearer\.<feed token>/);
     expect(doc.components.securitySchemes.feedToken.scheme).toBe('bearer');
+  });
+
+  it('gives every feed route JSON schemas for what it takes and answers, a scope, and a place in the OpenAPI document', async () => {
+    const bare = Fastify();
+    await bare.register(websocket);
+    const routes: RouteOptions[] = [];
+    bare.addHook('onRoute', (r) => {
+      routes.push(r);
+    });
+    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }));
+    registerAlertRoutes(bare, { store, tokens });
+    registerStreamRoute(bare, { store, tokens, hub });
+    registerFeedTokenAdminRoutes(bare, { tokens });
+    await bare.ready();
+    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as { paths: Record<string, Record<string, { parameters: unknown[]; responses: Record<string, unknown> }>> };
+    const ops = routes.flatMap((r) => (Array.isArray(r.method) ? r.method : [r.method]).filter((m) => m !== 'HEAD').map((m) => ({ r, m: m.toLowerCase() })));
+    expect(ops.length).toBe(8);
+    for (const { r, m } of ops) {
+      const what = `${m} ${r.url}`;
+      const schema = r.schema as Record<string, any> | undefined;
+      expect(schema, what).toBeDefined();
+      if (r.url.includes(':')) expect(schema!.params?.required, what).toEqual(expect.arrayContaining([...r.url.matchAll(/:(\w+)/g)].map((x) => x[1])));
+      // The routes that take filters (the admin token list takes none).
+      if (['/api/v1/alerts', '/api/v1/alerts/counts', '/api/v1/alerts/stream'].includes(r.url)) expect(schema!.querystring?.properties?.status, what).toBeDefined();
+      if (m === 'post' || m === 'patch') expect(schema!.body?.type, what).toBe('object');
+      expect(Object.keys(schema!.response ?? {}), what).toEqual(expect.arrayContaining(['401', '403']));
+      expect(Object.keys(schema!.response).some((c) => /^2/.test(c)) || r.url.endsWith('/stream'), what).toBe(true);
+      expect((r.config as { scope?: string } | undefined)?.scope, what).toMatch(/^(read|write|admin)$/);
+      const op = doc.paths[r.url.replace(/:(\w+)/g, '{$1}')]?.[m];
+      expect(op, `${what} in openapi.json`).toBeDefined();
+      expect(Object.keys(op!.responses), what).toEqual(expect.arrayContaining(Object.keys(schema!.response)));
+    }
+    hub.close();
+    await bare.close();
   });
 
   it('serves the web page with a strict Content-Security-Policy', async () => {

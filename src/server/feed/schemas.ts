@@ -23,7 +23,7 @@ export const filterProperties = {
   policy: { type: 'array', items: NAME, maxItems: 20, description: '"namespace/name", or a bare name for any namespace' },
   rule: { type: 'array', items: NAME, maxItems: 20, description: 'Falco rule names; repeat the parameter for several (rule names may contain commas)' },
   since: { ...TIME, description: `alerts last seen at or after this time: ${TIME.description}` },
-  until: { ...TIME, description: `alerts first seen at or before this time: ${TIME.description}` },
+  until: { ...TIME, description: `alerts last seen at or before this time: ${TIME.description}` },
   q: { type: 'string', maxLength: 200, description: 'full-text search over titles, Falco outputs, descriptions, pods, namespaces, policy and rule names; words are ANDed, "quoted words" are a phrase, a word ending in * is a prefix; hyphens and dots are part of words' },
   access_token: { type: 'string', description: 'the feed token, for clients that cannot send an Authorization header' },
 } as const;
@@ -84,7 +84,7 @@ export const alertSchema = {
     namespace: { type: 'string' },
     policies: { type: 'array', items: policyRef },
     rule: { type: 'string' },
-    labels: { ...stringMap, description: 'of the latest occurrence' },
+    labels: { ...stringMap, description: 'of the first occurrence; each occurrence keeps its own' },
     count: { type: 'integer', description: 'occurrences' },
     events: { type: 'integer', description: 'events received (an agent may fold several occurrences into one)' },
     first_seen: { type: 'string', format: 'date-time' },

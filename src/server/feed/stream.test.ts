@@ -7,6 +7,7 @@ import { createRootLogger } from '../../shared/log/logger.js';
 import { FeedTokens } from '../auth/feed-tokens.js';
 import { AlertStore } from '../store/alert-store.js';
 import { openServerDb } from '../store/server-db.js';
+import type { AlertFilter } from '../store/alert-query.js';
 import { ciliumPayload, falcoPayload } from '../store/test-payloads.js';
 import { canWriteRaw, textFrame, writeFrame } from './frames.js';
 import { buildHttpServer } from './http-server.js';
@@ -342,5 +343,81 @@ describe('live stream: pre-built frames', () => {
     client.close();
     await new Promise((r) => client.once('close', r));
     wss.close();
+  });
+});
+
+describe('live stream: the same filters as the list', () => {
+  /** What a client shows after applying every message it got: alerts by id. */
+  const view = (c: FakeSocket) => {
+    const m = new Map<number, Msg['alerts'] extends (infer A)[] | undefined ? A : never>();
+    for (const msg of c.msgs) {
+      for (const a of msg.alerts ?? []) m.set(a.id, a);
+      for (const id of msg.removed ?? []) m.delete(id);
+    }
+    return [...m.keys()].sort((x, y) => x - y);
+  };
+
+  it('ends with exactly the alerts the list shows, live and when catching up from a cursor, for every filter', () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const tokens = new FeedTokens(db);
+    const tokenId = tokens.create('reader', 'read').info.id;
+    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { pingMs: 60_000 });
+    try {
+      const T = Date.UTC(2024, 0, 1, 12);
+      const at = (min: number) => new Date(T + min * 60_000).toISOString();
+      const filters: AlertFilter[] = [
+        {},
+        { status: ['triggered'] },
+        { status: ['acknowledged', 'ignored'] },
+        { severity: ['high', 'critical'] },
+        { source: ['falco'] },
+        { agent: ['b'] },
+        { namespace: ['db', 'kube-system'] },
+        { policy: ['db-lockdown'] },
+        { policy: ['shop/payments-api-ingress'] },
+        { rule: ['Write below etc'] },
+        { q: 'payments-api' },
+        { q: 'coredns-1' },
+        { since: T + 30 * 60_000 },
+        { until: T + 30 * 60_000 },
+        { since: T + 10 * 60_000, until: T + 50 * 60_000 },
+        { status: ['triggered'], severity: ['medium'], source: ['cilium'], since: T },
+      ];
+      const live = filters.map((f) => {
+        const s = new FakeSocket();
+        hub.add(s as unknown as WebSocket, f, 0, tokenId);
+        return s;
+      });
+
+      // New alerts, repeats that move last_seen past a window and change severity,
+      // status changes (in and out of status views), and a second agent.
+      const r1 = store.ingest('a', [
+        ev(ciliumPayload({ fp: 'pay', ns: 'shop', dst: 'payments-api', time: at(0) })),
+        ev(ciliumPayload({ fp: 'db', ns: 'db', dst: 'postgres', policy: 'db-lockdown', severity: 'high', time: at(20) })),
+        ev(falcoPayload({ fp: 'shell', ns: 'shop', pod: 'checkout-7f9', severity: 'critical', time: at(40) })),
+        ev(falcoPayload({ fp: 'etc', rule: 'Write below etc', ns: 'kube-system', pod: 'coredns-1', severity: 'low', time: at(5) })),
+      ]).alerts;
+      store.ingest('b', [ev(ciliumPayload({ fp: 'pay', ns: 'shop', dst: 'payments-api', time: at(15) }))]);
+      const byFp = new Map(r1.map((a) => [a.fingerprint, a.id]));
+      store.setStatus(byFp.get('db')!, 'acknowledged', 'test');
+      store.ingest('a', [ev(ciliumPayload({ fp: 'pay', ns: 'shop', dst: 'payments-api', severity: 'high', time: at(45) }))]);
+      store.ingest('a', [ev(falcoPayload({ fp: 'etc', rule: 'Write below etc', ns: 'kube-system', pod: 'coredns-1', severity: 'low', time: at(60) }))]);
+      store.setStatus(byFp.get('shell')!, 'ignored', 'test');
+      store.setStatus(byFp.get('pay')!, 'resolved', 'test');
+      store.setStatus(byFp.get('pay')!, 'acknowledged', 'test');
+      store.ingest('a', [ev(falcoPayload({ fp: 'shell', ns: 'shop', pod: 'checkout-7f9', severity: 'medium', time: at(25) }))]);
+
+      filters.forEach((f, i) => {
+        const want = store.list({ ...f, limit: 100 }).alerts.map((a) => a.id).sort((x, y) => x - y);
+        expect(view(live[i]!), `live ${JSON.stringify(f)}`).toEqual(want);
+        const late = new FakeSocket();
+        hub.add(late as unknown as WebSocket, f, 0, tokenId);
+        expect(view(late), `catching up ${JSON.stringify(f)}`).toEqual(want);
+      });
+    } finally {
+      hub.close();
+      db.close();
+    }
   });
 });

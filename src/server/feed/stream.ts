@@ -62,7 +62,7 @@ interface Client {
 }
 
 /** Whether a change of this alert goes to the client as an alert, as a removal, or not at all. */
-function classify(f: AlertFilter, a: StoredAlert, lastSeenMs: number, firstSeenMs: number): 'alert' | 'removed' | 'skip' {
+function classify(f: AlertFilter, a: StoredAlert, lastSeenMs: number): 'alert' | 'removed' | 'skip' {
   if (f.source?.length && !f.source.includes(a.source)) return 'skip';
   if (f.agent?.length && !f.agent.includes(a.agent)) return 'skip';
   if (f.namespace?.length && !f.namespace.includes(a.namespace)) return 'skip';
@@ -72,7 +72,8 @@ function classify(f: AlertFilter, a: StoredAlert, lastSeenMs: number, firstSeenM
   // These can change on an alert, so a client may hold one that no longer matches.
   if (f.status?.length && !f.status.includes(a.status)) return 'removed';
   if (f.severity?.length && !f.severity.includes(a.severity as never)) return 'removed';
-  if (f.until !== undefined && firstSeenMs > f.until) return 'removed';
+  // The list's window is on last_seen, which a repeat moves forward: past `until`, the alert leaves the view.
+  if (f.until !== undefined && lastSeenMs > f.until) return 'removed';
   return 'alert';
 }
 
@@ -94,7 +95,6 @@ function render(alerts: readonly StoredAlert[], sig: string, cursor: number, jso
 
 interface Prepared {
   lastSeenMs: number;
-  firstSeenMs: number;
   json: string | undefined;
 }
 
@@ -178,7 +178,7 @@ export class StreamHub {
   /** An "alerts" message for a catch-up page (the database applied the full-text query), or undefined when nothing in it concerns the client. */
   private message(c: Client, alerts: readonly StoredAlert[], cursor: number): string | undefined {
     let sig = '';
-    for (const a of alerts) sig += OUTCOME[classify(c.filter, a, Date.parse(a.last_seen), Date.parse(a.first_seen))];
+    for (const a of alerts) sig += OUTCOME[classify(c.filter, a, Date.parse(a.last_seen))];
     return render(alerts, sig, cursor, (a) => JSON.stringify(alertView(a)));
   }
 
@@ -205,7 +205,7 @@ export class StreamHub {
     for (const a of alerts) if (a.seq > cursor) cursor = a.seq;
     const ids = alerts.map((a) => a.id);
     // Once per commit: each alert's times, and its JSON when some client first needs it.
-    const prep: Prepared[] = alerts.map((a) => ({ lastSeenMs: Date.parse(a.last_seen), firstSeenMs: Date.parse(a.first_seen), json: undefined }));
+    const prep: Prepared[] = alerts.map((a) => ({ lastSeenMs: Date.parse(a.last_seen), json: undefined }));
     const json = (a: StoredAlert, i: number) => (prep[i]!.json ??= JSON.stringify(alertView(a)));
     // Once per distinct full-text query: which of the changed alerts match it.
     const fts = new Map<string, Set<number>>();
@@ -234,7 +234,7 @@ export class StreamHub {
         let sig = '';
         for (let i = 0; i < alerts.length; i++) {
           const a = alerts[i]!;
-          sig += matching && !matching.has(a.id) ? OUTCOME.skip : OUTCOME[classify(c.filter, a, prep[i]!.lastSeenMs, prep[i]!.firstSeenMs)];
+          sig += matching && !matching.has(a.id) ? OUTCOME.skip : OUTCOME[classify(c.filter, a, prep[i]!.lastSeenMs)];
         }
         if (bySig.has(sig)) {
           f = bySig.get(sig);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseYamlConfig } from '../../shared/config/schema.js';
 import { serverConfigSchema } from '../../shared/config/server-config.js';
@@ -29,5 +30,41 @@ describe('retention', () => {
     expect(store.counts('source', {})).toEqual([{ key: 'cilium', alerts: 100, events: 100 }]);
     expect(store.list({ limit: 1, order: 'asc' }).alerts[0]!.fingerprint).toBe('f150');
     db.close();
+  });
+
+  it('documents the defaults it uses: the retention block of docs/feed.md is the default config', () => {
+    const doc = readFileSync(new URL('../../../docs/feed.md', import.meta.url), 'utf8');
+    const block = /```yaml\n(retention:\n[\s\S]*?)```/.exec(doc)?.[1];
+    expect(block, 'docs/feed.md has a retention example').toBeDefined();
+    expect(parseYamlConfig(block!, 'docs/feed.md', serverConfigSchema).value.retention).toEqual(RETENTION_DEFAULTS);
+    // And the config's defaults are the ones the server falls back to.
+    expect(parseYamlConfig('retention: {}\n', 'server.yaml', serverConfigSchema).value.retention).toEqual(RETENTION_DEFAULTS);
+  });
+
+  it('purges on its own timer, without being asked, and again as the store grows', async () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const fill = (from: number, to: number) => {
+      const batch = [];
+      for (let i = from; i < to; i++) batch.push({ id: `bg-${i}`, payload: ciliumPayload({ fp: `bg${i}`, time: new Date(Date.UTC(2024, 0, 1, 0, 0, i)).toISOString() }) });
+      store.ingest('edge', batch);
+    };
+    const total = () => store.counts('source', {}).reduce((n, c) => n + c.alerts, 0);
+    const waitFor = async (pred: () => boolean) => {
+      const end = Date.now() + 5000;
+      while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      expect(pred()).toBe(true);
+    };
+    fill(0, 180);
+    const r = startRetention({ store, config: { max_age: 1e15, max_rows: 100, purge_interval: 30 }, log: createRootLogger({ level: 'silent' }) });
+    try {
+      await waitFor(() => total() === 100);
+      fill(180, 260);
+      await waitFor(() => total() === 100);
+      expect(store.list({ limit: 1, order: 'asc' }).alerts[0]!.fingerprint).toBe('bg160');
+    } finally {
+      r.stop();
+      db.close();
+    }
   });
 });
