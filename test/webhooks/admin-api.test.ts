@@ -48,6 +48,25 @@ describe('admin API for integrations', () => {
   it('needs an admin token', async () => {
     expect((await call('GET', '/api/v1/admin/integrations', undefined, reader)).status).toBe(403);
     expect((await fetch(`${base}/api/v1/admin/integrations`)).status).toBe(401);
+    // Who may call is settled before what was sent: a bad id or body without a token is 401, not 400.
+    expect((await call('GET', '/api/v1/admin/integrations/hook/deliveries/0', undefined, 'nope')).status).toBe(401);
+    expect((await call('POST', '/api/v1/admin/integrations', { name: '' }, 'nope')).status).toBe(401);
+  });
+
+  it('documents every integration route in the OpenAPI document, with the admin scope', async () => {
+    const doc = (await call('GET', '/api/v1/openapi.json')).body as { paths: Record<string, Record<string, { 'x-required-scope'?: string; summary?: string; responses: Record<string, unknown> }>> };
+    const ops = Object.entries(doc.paths).filter(([path]) => path.startsWith('/api/v1/admin/integrations')).flatMap(([path, o]) => Object.entries(o).map(([m, op]) => ({ what: `${m} ${path}`, op })));
+    expect(ops.map((o) => o.what).sort()).toEqual([
+      'delete /api/v1/admin/integrations/{name}', 'get /api/v1/admin/integrations', 'get /api/v1/admin/integrations/{name}',
+      'get /api/v1/admin/integrations/{name}/deliveries', 'get /api/v1/admin/integrations/{name}/deliveries/{id}',
+      'patch /api/v1/admin/integrations/{name}', 'post /api/v1/admin/integrations', 'post /api/v1/admin/integrations/{name}/dead-letters/redeliver',
+      'post /api/v1/admin/integrations/{name}/deliveries/{id}/redeliver', 'post /api/v1/admin/integrations/{name}/enable',
+    ]);
+    for (const { what, op } of ops) {
+      expect(op['x-required-scope'], what).toBe('admin');
+      expect(op.summary, what).toBeTruthy();
+      expect(Object.keys(op.responses), what).toEqual(expect.arrayContaining(['401', '403']));
+    }
   });
 
   it('lists config integrations as read-only, with the Slack URL redacted', async () => {

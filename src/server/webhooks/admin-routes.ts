@@ -3,6 +3,7 @@ import { ConfigError, type ConfigIssue } from '../../shared/config/schema.js';
 import { integrationToJson, parseIntegrationJson, resolveSecretRef, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { requireScope } from '../feed/auth.js';
+import { errors, routeSchema } from '../feed/schemas.js';
 import type { AlertStore } from '../store/alert-store.js';
 import { IntegrationError, type Integration } from './integrations.js';
 import type { Delivery, DeliveryState } from './outbox.js';
@@ -65,6 +66,23 @@ function deliveryView(d: Delivery) {
   };
 }
 
+/** Integration and delivery views are documented in docs/webhooks.md; the schemas leave them open. */
+const anyObject = { type: 'object', additionalProperties: true } as const;
+const invalidSchema = {
+  type: 'object',
+  properties: {
+    error: { type: 'string' },
+    message: { type: 'string' },
+    issues: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+  },
+  required: ['error', 'message'],
+} as const;
+const ok = (code: 200 | 201 | 202, ...errs: number[]) => ({
+  [code]: anyObject,
+  ...errors(401, 403, 503, ...errs.filter((c) => c !== 400)),
+  ...(errs.includes(400) ? { 400: invalidSchema } : {}),
+});
+
 const nameParams = { type: 'object', properties: { name: { type: 'string', minLength: 1, maxLength: 63 } }, required: ['name'] };
 const deliveryParams = { type: 'object', properties: { name: { type: 'string', minLength: 1, maxLength: 63 }, id: { type: 'integer', minimum: 1 } }, required: ['name', 'id'] };
 
@@ -110,14 +128,14 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
     return i;
   };
 
-  app.get(BASE, { preHandler: admin }, async (_req, reply) => {
+  app.get(BASE, { onRequest: admin, config: { scope: 'admin' }, schema: routeSchema({ summary: 'List webhook integrations', description: 'Secrets, keys and header values are redacted.', response: ok(200) }) }, async (_req, reply) => {
     const s = service(reply);
     if (!s) return reply;
     const counts = s.outbox.counts();
     return { integrations: s.registry.all().map((i) => integrationView(i, counts.get(i.id))) };
   });
 
-  app.post(BASE, { preHandler: admin }, async (req, reply) => {
+  app.post(BASE, { onRequest: admin, config: { scope: 'admin' }, schema: routeSchema({ summary: 'Create a webhook integration', description: 'The body is an integration as in the server config file (docs/webhooks.md). Its URL must pass the SSRF guard.', response: ok(201, 400, 409) }) }, async (req, reply) => {
     const s = service(reply);
     if (!s) return reply;
     const spec = await validate(s, req.body, reply);
@@ -130,7 +148,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
     }
   });
 
-  app.get(`${BASE}/:name`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+  app.get(`${BASE}/:name`, { onRequest: admin, config: { scope: 'admin' }, schema: routeSchema({ summary: 'Get a webhook integration', params: nameParams, response: ok(200, 400, 404) }) }, async (req, reply) => {
     const s = service(reply);
     if (!s) return reply;
     const i = find(s, (req.params as { name: string }).name, reply);
@@ -140,7 +158,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
 
   // Top-level keys in the body replace the integration's; keys left out stay.
   // Redacted secrets as GET shows them stand for the secrets they hide.
-  app.patch(`${BASE}/:name`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+  app.patch(`${BASE}/:name`, { onRequest: admin, config: { scope: 'admin' }, schema: routeSchema({ summary: 'Change a webhook integration', description: 'Top-level keys in the body replace the integration\'s; redacted values as GET shows them stand for the values they hide. Integrations from the config file are changed in the file.', params: nameParams, response: ok(200, 400, 404, 409) }) }, async (req, reply) => {
     const s = service(reply);
     if (!s) return reply;
     const i = find(s, (req.params as { name: string }).name, reply);
@@ -164,7 +182,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
     }
   });
 
-  app.delete(`${BASE}/:name`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+  app.delete(`${BASE}/:name`, { onRequest: admin, config: { scope: 'admin' }, schema: routeSchema({ summary: 'Delete a webhook integration', description: 'Its pending deliveries are dropped.', params: nameParams, response: ok(200, 400, 404, 409) }) }, async (req, reply) => {
     const s = service(reply);
     if (!s) return reply;
     try {
@@ -175,7 +193,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
     }
   });
 
-  app.post(`${BASE}/:name/enable`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+  app.post(`${BASE}/:name/enable`, { onRequest: admin, config: { scope: 'admin' }, schema: routeSchema({ summary: 'Enable a webhook integration again', description: 'After a receiver answered 410 Gone.', params: nameParams, response: ok(200, 400, 404) }) }, async (req, reply) => {
     const s = service(reply);
     if (!s) return reply;
     try {
@@ -188,8 +206,11 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   });
 
   app.get(`${BASE}/:name/deliveries`, {
-    preHandler: admin,
-    schema: {
+    onRequest: admin,
+    config: { scope: 'admin' },
+    schema: routeSchema({
+      summary: 'List deliveries of an integration, newest first',
+      response: ok(200, 400, 404),
       params: nameParams,
       querystring: {
         type: 'object',
@@ -200,7 +221,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
         },
         additionalProperties: false,
       },
-    },
+    }),
   }, async (req, reply) => {
     const s = service(reply);
     if (!s) return reply;
@@ -222,7 +243,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
     return d;
   };
 
-  app.get(`${BASE}/:name/deliveries/:id`, { preHandler: admin, schema: { params: deliveryParams } }, async (req, reply) => {
+  app.get(`${BASE}/:name/deliveries/:id`, { onRequest: admin, config: { scope: 'admin' }, schema: routeSchema({ summary: 'Get a delivery with its body and attempts', params: deliveryParams, response: ok(200, 400, 404) }) }, async (req, reply) => {
     const s = service(reply);
     if (!s) return reply;
     const d = delivery(s, req.params as { name: string; id: number }, reply);
@@ -230,7 +251,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
     return { delivery: { ...deliveryView(d), body: JSON.parse(d.body) as unknown, attempt_log: s.outbox.attempts(d.id) } };
   });
 
-  app.post(`${BASE}/:name/deliveries/:id/redeliver`, { preHandler: admin, schema: { params: deliveryParams } }, async (req, reply) => {
+  app.post(`${BASE}/:name/deliveries/:id/redeliver`, { onRequest: admin, config: { scope: 'admin' }, schema: routeSchema({ summary: 'Redeliver a delivered or dead delivery', description: 'With the same webhook-id.', params: deliveryParams, response: ok(202, 400, 404, 409) }) }, async (req, reply) => {
     const s = service(reply);
     if (!s) return reply;
     const d = delivery(s, req.params as { name: string; id: number }, reply);
@@ -241,7 +262,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
     return reply.code(202).send({ delivery: deliveryView(s.outbox.get(d.id)!), message: `queued again with the same webhook-id${note}` });
   });
 
-  app.post(`${BASE}/:name/dead-letters/redeliver`, { preHandler: admin, schema: { params: nameParams } }, async (req, reply) => {
+  app.post(`${BASE}/:name/dead-letters/redeliver`, { onRequest: admin, config: { scope: 'admin' }, schema: routeSchema({ summary: 'Redeliver every dead delivery of an integration', params: nameParams, response: ok(202, 400, 404) }) }, async (req, reply) => {
     const s = service(reply);
     if (!s) return reply;
     const i = find(s, (req.params as { name: string }).name, reply);
