@@ -7,6 +7,7 @@ import { createRootLogger } from '../../shared/log/logger.js';
 import { AgentRegistry } from '../agents/agent-registry.js';
 import { FeedTokens } from '../auth/feed-tokens.js';
 import { openServerDb } from '../store/server-db.js';
+import { registerOpenApi } from '../feed/openapi.js';
 import { registerAdminRoutes } from './routes.js';
 
 const project = mkdtempSync(join(tmpdir(), 'verdict-project-'));
@@ -32,6 +33,27 @@ describe('admin API: agents and their tokens', () => {
     const res = await call('GET', '/api/v1/admin/agents', reader);
     expect(res.statusCode).toBe(403);
     expect(res.json().message).toMatch(/needs "admin"/);
+    // Who may call is settled before what was sent: a bad body without a token is 401, not 400.
+    expect((await call('POST', '/api/v1/admin/agents', 'nope', { name: '' })).statusCode).toBe(401);
+    expect((await call('DELETE', '/api/v1/admin/agents/edge/tokens/0', 'nope')).statusCode).toBe(401);
+  });
+
+  it('documents every route with its scope and answers in the OpenAPI document', async () => {
+    const app = Fastify();
+    registerOpenApi(app);
+    registerAdminRoutes(app, { agents: new AgentRegistry(openServerDb(':memory:')), tokens: new FeedTokens(openServerDb(':memory:')), streams: { drop: () => 0 }, log: createRootLogger({ level: 'silent' }) });
+    await app.ready();
+    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as { paths: Record<string, Record<string, { 'x-required-scope'?: string; summary?: string; responses: Record<string, unknown> }>> };
+    const ops = Object.entries(doc.paths).flatMap(([path, o]) => Object.entries(o).map(([m, op]) => ({ what: `${m} ${path}`, op })));
+    expect(ops.map((o) => o.what).sort()).toEqual([
+      'delete /api/v1/admin/agents/{agent}/tokens/{id}', 'get /api/v1/admin/agents', 'get /api/v1/admin/agents/{agent}/tokens',
+      'post /api/v1/admin/agents', 'post /api/v1/admin/agents/{agent}/tokens',
+    ]);
+    for (const { what, op } of ops) {
+      expect(op['x-required-scope'], what).toBe('admin');
+      expect(op.summary, what).toBeTruthy();
+      expect(Object.keys(op.responses), what).toEqual(expect.arrayContaining(['401', '403']));
+    }
   });
 
   it('registers an agent, creates, lists and revokes its tokens', async () => {

@@ -3,6 +3,7 @@ import type { Logger } from '../../shared/log/logger.js';
 import { AgentRegistryError, type AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { requireScope } from '../feed/auth.js';
+import { errors, routeSchema } from '../feed/schemas.js';
 
 // Agent and agent-token management over HTTP, the same operations as
 // `verdict agents …`, for automation. Every route needs a feed token with
@@ -18,6 +19,9 @@ export interface AdminDeps {
 }
 
 const NAME = { type: 'string', minLength: 1, maxLength: 63 } as const;
+const agentParams = { type: 'object', properties: { agent: NAME }, required: ['agent'] } as const;
+/** The agent and token views are those of `verdict agents …`; the schemas leave them open. */
+const ok = (code: 200 | 201, ...errs: number[]) => ({ [code]: { type: 'object', additionalProperties: true }, ...errors(401, 403, ...errs) });
 
 function registryError(reply: FastifyReply, e: unknown): FastifyReply {
   if (e instanceof AgentRegistryError) {
@@ -31,18 +35,26 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   const admin = requireScope(deps.tokens, 'admin');
   const actor = (req: unknown) => (req as { feedToken?: { name: string } }).feedToken?.name ?? 'unknown';
 
-  app.get('/api/v1/admin/agents', { preHandler: admin }, async () => ({ agents: deps.agents.list() }));
+  app.get('/api/v1/admin/agents', {
+    onRequest: admin,
+    config: { scope: 'admin' },
+    schema: routeSchema({ summary: 'List agents', response: ok(200) }),
+  }, async () => ({ agents: deps.agents.list() }));
 
   app.post('/api/v1/admin/agents', {
-    preHandler: admin,
-    schema: {
+    onRequest: admin,
+    config: { scope: 'admin' },
+    schema: routeSchema({
+      summary: 'Register an agent',
+      description: 'Answers with its first token; the secret is in this response only.',
+      response: ok(201, 400, 409),
       body: {
         type: 'object',
         required: ['name', 'config_project'],
         additionalProperties: false,
         properties: { name: NAME, config_project: { type: 'string', minLength: 1 }, token_name: NAME },
       },
-    },
+    }),
   }, async (req, reply) => {
     const body = req.body as { name: string; config_project: string; token_name?: string };
     if (deps.agents.get(body.name)) {
@@ -58,8 +70,9 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   });
 
   app.get('/api/v1/admin/agents/:agent/tokens', {
-    preHandler: admin,
-    schema: { params: { type: 'object', properties: { agent: NAME }, required: ['agent'] } },
+    onRequest: admin,
+    config: { scope: 'admin' },
+    schema: routeSchema({ summary: "List an agent's tokens", params: agentParams, response: ok(200, 400, 404) }),
   }, async (req, reply) => {
     try {
       return { tokens: deps.agents.listTokens((req.params as { agent: string }).agent) };
@@ -69,11 +82,15 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   });
 
   app.post('/api/v1/admin/agents/:agent/tokens', {
-    preHandler: admin,
-    schema: {
-      params: { type: 'object', properties: { agent: NAME }, required: ['agent'] },
+    onRequest: admin,
+    config: { scope: 'admin' },
+    schema: routeSchema({
+      summary: 'Create a token for an agent',
+      description: 'The secret is in this response only.',
+      params: agentParams,
       body: { type: ['object', 'null'], additionalProperties: false, properties: { name: NAME } },
-    },
+      response: ok(201, 400, 404),
+    }),
   }, async (req, reply) => {
     const agent = (req.params as { agent: string }).agent;
     try {
@@ -86,8 +103,14 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   });
 
   app.delete('/api/v1/admin/agents/:agent/tokens/:id', {
-    preHandler: admin,
-    schema: { params: { type: 'object', properties: { agent: NAME, id: { type: 'integer', minimum: 1 } }, required: ['agent', 'id'] } },
+    onRequest: admin,
+    config: { scope: 'admin' },
+    schema: routeSchema({
+      summary: "Revoke an agent's token",
+      description: "The agent's next call fails with Unauthenticated, and its open streams are closed now.",
+      params: { type: 'object', properties: { agent: NAME, id: { type: 'integer', minimum: 1 } }, required: ['agent', 'id'] },
+      response: ok(200, 400, 404),
+    }),
   }, async (req, reply) => {
     const { agent, id } = req.params as { agent: string; id: number };
     try {
