@@ -1,14 +1,31 @@
+import { AgentRegistry, AgentRegistryError } from '../server/agents/agent-registry.js';
 import { FEED_SCOPES, FeedTokens, type FeedScope } from '../server/auth/feed-tokens.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { parseFlags, UsageError } from './args.js';
 
 const HELP = `Usage:
+  Agent tokens (what an agent puts in --token-file):
+  verdict tokens create --agent <agent> [--name <token-name>] [--data-dir <dir>]
+      Creates a token for a registered agent (\`verdict agents register\`) and prints it,
+      alone on stdout, once; only its SHA-256 hash is stored.
+  verdict tokens list --agent <agent> [--json] [--data-dir <dir>]
+      Token ids, names, creation, last use and revocation; never the secrets.
+  verdict tokens revoke --agent <agent> <id> [--data-dir <dir>]
+      The agent's next call fails with Unauthenticated, and a running server closes
+      the streams open with the token within a second.
+  (The same as \`verdict agents tokens create|list|revoke <agent>\`.)
+
+  Feed tokens (people and tools reading the feed; scope admin also opens the admin API):
   verdict tokens create --name <name> [--scope read|write|admin] [--data-dir <dir>]
       Creates a feed token and prints it, alone on stdout, once (only its hash is stored).
-      read: list and stream alerts; write: also change alert status; admin: also manage tokens.
-  verdict tokens list [--data-dir <dir>]
+      read: list and stream alerts; write: also change alert status; admin: also manage
+      agents, agent tokens and feed tokens over /api/v1/admin/.
+  verdict tokens list [--json] [--data-dir <dir>]
   verdict tokens revoke <id> [--data-dir <dir>]
+
+--data-dir is the server's data directory (default ${SERVER_DEFAULTS.data_dir}); the server
+may be running.
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -18,32 +35,75 @@ export async function run(argv: string[]): Promise<number> {
     return sub ? 0 : 2;
   }
   const { values, positionals } = parseFlags(`tokens ${sub}`, rest, {
+    agent: { type: 'string' },
     name: { type: 'string' },
-    scope: { type: 'string', default: 'read' },
+    scope: { type: 'string' },
+    json: { type: 'boolean' },
     'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
+    help: { type: 'boolean' },
   }, true);
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new UsageError(`verdict tokens: unknown subcommand "${sub}"; use create, list or revoke`);
   const db = openServerDb(values['data-dir']);
   try {
+    if (values.agent !== undefined) return agentTokens(sub, values.agent, values, positionals, new AgentRegistry(db));
     const tokens = new FeedTokens(db);
     if (sub === 'create') {
-      if (!values.name) throw new UsageError('verdict tokens create: --name is required (who or what will use the token)');
-      if (!FEED_SCOPES.includes(values.scope as FeedScope)) throw new UsageError(`verdict tokens create: --scope must be one of ${FEED_SCOPES.join(', ')}`);
-      process.stdout.write(`${tokens.create(values.name, values.scope as FeedScope).token}\n`);
+      if (!values.name) throw new UsageError('verdict tokens create: give --agent <agent> for an agent token, or --name <who or what will use it> for a feed token');
+      const scope = values.scope ?? 'read';
+      if (!FEED_SCOPES.includes(scope as FeedScope)) throw new UsageError(`verdict tokens create: --scope must be one of ${FEED_SCOPES.join(', ')}`);
+      process.stdout.write(`${tokens.create(values.name, scope as FeedScope).token}\n`);
       return 0;
     }
     if (sub === 'list') {
-      for (const t of tokens.list()) process.stdout.write(`${t.id}\t${t.name}\t${t.scope}\tcreated ${t.created_at}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`);
+      const list = tokens.list();
+      if (values.json) process.stdout.write(`${JSON.stringify(list)}\n`);
+      else for (const t of list) process.stdout.write(`${t.id}\t${t.name}\t${t.scope}\tcreated ${t.created_at}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`);
       return 0;
     }
-    if (sub === 'revoke') {
-      const id = Number(positionals[0]);
-      if (!Number.isInteger(id)) throw new UsageError('verdict tokens revoke: give the token id from `verdict tokens list`');
-      if (!tokens.revoke(id)) throw new UsageError(`verdict tokens revoke: no active token with id ${id}`);
-      process.stdout.write(`revoked ${id}\n`);
-      return 0;
-    }
-    throw new UsageError(`verdict tokens: unknown subcommand "${sub}"; use create, list or revoke`);
+    const id = Number(positionals[0]);
+    if (!Number.isInteger(id)) throw new UsageError('verdict tokens revoke: give the token id from `verdict tokens list` (add --agent <agent> for an agent token)');
+    if (!tokens.revoke(id)) throw new UsageError(`verdict tokens revoke: no active feed token with id ${id}; for an agent token add --agent <agent>`);
+    process.stdout.write(`revoked ${id}\n`);
+    return 0;
   } finally {
     db.close();
+  }
+}
+
+function agentTokens(
+  sub: 'create' | 'list' | 'revoke',
+  agent: string,
+  values: { name?: string | undefined; scope?: string | undefined; json?: boolean | undefined },
+  positionals: string[],
+  registry: AgentRegistry,
+): number {
+  if (values.scope !== undefined) throw new UsageError('verdict tokens: --scope is for feed tokens; an agent token is valid for its agent only');
+  try {
+    if (sub === 'create') {
+      process.stdout.write(`${registry.createToken(agent, values.name ?? 'default').token}\n`);
+      return 0;
+    }
+    if (sub === 'list') {
+      const tokens = registry.listTokens(agent);
+      if (values.json) process.stdout.write(`${JSON.stringify(tokens)}\n`);
+      else {
+        for (const t of tokens) {
+          process.stdout.write(`${t.id}\t${t.name}\tcreated ${t.created_at}\t${t.last_used_at ? `last used ${t.last_used_at}` : 'never used'}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`);
+        }
+      }
+      return 0;
+    }
+    const id = Number(positionals[0]);
+    if (!Number.isInteger(id) || id <= 0) throw new UsageError(`verdict tokens revoke: give the token id; see \`verdict tokens list --agent ${agent}\``);
+    if (!registry.revokeToken(agent, id)) throw new UsageError(`verdict tokens revoke: agent "${agent}" has no active token ${id}; see \`verdict tokens list --agent ${agent}\``);
+    process.stdout.write(`revoked token ${id} of agent ${agent}\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof AgentRegistryError) throw new UsageError(`verdict tokens ${sub}: ${e.message}`);
+    throw e;
   }
 }

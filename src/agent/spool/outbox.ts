@@ -125,6 +125,9 @@ export class Outbox {
     this.removeTx(rows);
     for (const r of rows) this.bytes -= r.payload.length;
     this.count -= rows.length;
+    // Rows another process wrote (a tool, a test) are sent and removed without
+    // having been counted here: count again rather than go below zero.
+    if (this.bytes < 0 || this.count < 0) this.recount();
     if (this.bytes < this.opts.maxBytes * 0.9) this.warnedFull = false;
     this.updateGauges();
   }
@@ -132,10 +135,14 @@ export class Outbox {
   /** Removes everything up to and including seq (used by tests and tools). */
   removeUpTo(seq: number): void {
     this.deleteUpTo.run(seq);
+    this.recount();
+    this.updateGauges();
+  }
+
+  private recount(): void {
     const row = this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
     this.count = row.n;
     this.bytes = row.b;
-    this.updateGauges();
   }
 
   get size(): number {
