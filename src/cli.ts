@@ -15,7 +15,7 @@ const COMMANDS: Record<string, Command> = {
   server: { summary: 'run the server: agent API (gRPC), alert store, feed API', load: () => import('./cli/server.js') },
   agent: { summary: 'run the in-cluster agent', load: () => import('./cli/agent.js') },
   agents: { summary: 'register and list agents (agents register <name> --config-project <path>)', load: () => import('./cli/agents.js') },
-  tokens: { summary: 'create, list and revoke feed tokens', load: () => import('./cli/tokens.js') },
+  tokens: { summary: "create, list and revoke feed tokens, or an agent's tokens with --agent", load: () => import('./cli/tokens.js') },
   replay: { summary: 'match captured Hubble flows (hubble observe -o json) against policies, offline', load: () => import('./cli/replay.js') },
   peer: { summary: 'run a protocol peer for tests and demos (peer hubble-relay)', load: () => import('./cli/peer.js') },
 };

@@ -56,7 +56,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   alerts.start();
   const abort = new AbortController();
   let configured = false;
-  const manager = new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '' }, log);
+  const manager = new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '' }, log, o.backoff);
   const tunnel = await Tunnel.open({
     address: address!, ...(fallbacks.length ? { fallbacks } : {}), token, tokenFile: o.tokenFile, backoff: o.backoff, log: moduleLogger('tunnel', log),
     ...(o.caCertFile ? { caCertFile: o.caCertFile } : {}),

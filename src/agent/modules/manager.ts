@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ProjectFile } from '../../gen/verdict/agent.js';
 import type { AgentConfig } from '../../shared/config/agent-config.js';
 import { errText, moduleLogger, type Logger } from '../../shared/log/logger.js';
+import { AGENT_DEFAULT_BACKOFF, Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
 import type { AgentModule, ModuleContext } from './module.js';
 
 interface Running {
@@ -18,6 +19,8 @@ export class ModuleManager {
     private readonly modules: readonly AgentModule[],
     private readonly base: Omit<ModuleContext, 'log' | 'files'>,
     private readonly log: Logger,
+    /** Delays before a module that failed or stopped on its own runs again with the same configuration. */
+    private readonly backoff: BackoffOptions = AGENT_DEFAULT_BACKOFF,
   ) {}
 
   async apply(config: AgentConfig, files: readonly ProjectFile[]): Promise<void> {
@@ -35,14 +38,34 @@ export class ModuleManager {
       const abort = new AbortController();
       const log = moduleLogger(mod.name, this.log);
       const ctx: ModuleContext = { ...this.base, log, files };
-      log.info('Starting module');
-      const done = mod.run(block as never, ctx, abort.signal).then(
-        () => {
-          if (!abort.signal.aborted) log.warn('Module stopped on its own');
-        },
-        (err: unknown) => log.error({ error: errText(err) }, 'Module failed; it restarts with the next configuration'),
-      );
+      const done = this.keepRunning(mod, block, ctx, abort.signal);
       this.running.set(mod.name, { key, abort, done });
+    }
+  }
+
+  /**
+   * Runs a module until its block changes or goes away (abort). One that fails
+   * or returns on its own runs again after a backoff, as the original agent's
+   * modules do: a new commit may be far off, and a transient failure (an
+   * unreachable Relay at start-up, say) must not leave it stopped until then.
+   */
+  private async keepRunning(mod: AgentModule, block: unknown, ctx: ModuleContext, signal: AbortSignal): Promise<void> {
+    const backoff = new Backoff(this.backoff);
+    const log = ctx.log;
+    while (!signal.aborted) {
+      log.info('Starting module');
+      try {
+        await mod.run(block as never, ctx, signal);
+        if (signal.aborted) return;
+        log.warn('Module stopped on its own');
+      } catch (err) {
+        if (signal.aborted) return;
+        log.error({ error: errText(err) }, 'Module failed');
+      }
+      // Backoff starts from the short delay again after a healthy period (resetAfterMs).
+      const delay = backoff.next();
+      log.info({ retry_in_ms: delay }, 'Restarting module after a delay');
+      await sleep(delay, signal);
     }
   }
 
