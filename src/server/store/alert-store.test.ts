@@ -422,6 +422,20 @@ describe('AlertStore retention', () => {
     store.purgeStep({ maxAgeMs: 1e15, maxRows: 1e9, eventIdMaxAgeMs: 1000, maxEventIds: 1e9 }, 100, Date.now() + 5000);
     expect(n()).toBe(0);
   });
+
+  it('keeps event ids an agent may still re-send, however many there are', () => {
+    const { store, db } = fresh();
+    const n = () => (db.prepare('SELECT count(*) AS n FROM alert_events').get() as { n: number }).n;
+    const sent = Array.from({ length: 30 }, () => ({ id: id(), payload: ciliumPayload() }));
+    store.ingest('edge', sent);
+    const limits = { maxAgeMs: 1e15, maxRows: 1e9, eventIdMaxAgeMs: 1e15, maxEventIds: 12, eventIdMinAgeMs: 15 * 60_000 };
+    expect(store.purgeStep(limits, 100)).toMatchObject({ eventIds: 0, more: false });
+    expect(n()).toBe(30);
+    // A re-send within that time is still recognised.
+    expect(store.ingest('edge', sent).duplicates).toBe(30);
+    store.purgeStep(limits, 100, Date.now() + 16 * 60_000);
+    expect(n()).toBe(12);
+  });
 });
 
 describe('server schema upgrades', () => {

@@ -281,7 +281,10 @@ export interface PurgeLimits {
   maxRows: number;
   /** Event ids are kept this long to recognise a re-sent batch. */
   eventIdMaxAgeMs: number;
+  /** At most this many event ids, but never trimming ids younger than eventIdMinAgeMs. */
   maxEventIds: number;
+  /** A batch may come again this long after it was stored (the agent's reconnect backoff, then its spool drain). */
+  eventIdMinAgeMs?: number;
 }
 
 export interface PurgeResult {
@@ -416,7 +419,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
       deleteAlert: db.prepare('DELETE FROM alerts WHERE id = ?'),
       trimEventsByAge: db.prepare('DELETE FROM alert_events WHERE id IN (SELECT id FROM (SELECT id, received_at FROM alert_events ORDER BY id LIMIT ?) WHERE received_at < ?)'),
       eventIdRange: db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM alert_events'),
-      trimEventsBelow: db.prepare('DELETE FROM alert_events WHERE id < ? AND id < ?'),
+      trimEventsBelow: db.prepare('DELETE FROM alert_events WHERE id < ? AND id < ? AND received_at < ?'),
     };
     db.function(SCAN_FN, { varargs: true, deterministic: false }, (...key: unknown[]) => {
       const scan = this.scan;
@@ -837,8 +840,10 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
         // Rowids are dense in arrival order, so the oldest beyond the cap are a range.
         const cut = hi - limits.maxEventIds + 1;
         const upTo = Math.min(cut, lo + budget * 5);
-        eventIds += this.s.trimEventsBelow.run(upTo, cut).changes;
-        if (upTo < cut) more = true;
+        // Under a flood the count cap would reach ids an agent may still re-send: those stay.
+        const trimmed = this.s.trimEventsBelow.run(upTo, cut, now - (limits.eventIdMinAgeMs ?? 0)).changes;
+        eventIds += trimmed;
+        if (upTo < cut && trimmed > 0) more = true;
       }
     })();
     return { alerts, eventIds, more };

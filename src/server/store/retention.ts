@@ -21,9 +21,15 @@ export const RETENTION_DEFAULTS: RetentionConfig = {
 /** Agents re-send a batch whose acknowledgement they missed, typically within minutes of a reconnect. */
 export const EVENT_ID_MAX_AGE = 48 * 3_600_000;
 export const MAX_EVENT_IDS = 5_000_000;
+/**
+ * Ids younger than this are kept whatever their number: an agent re-sends what
+ * it sent before a server crash after its reconnect backoff (at most 5 min by
+ * default) plus the time to drain its spool.
+ */
+export const EVENT_ID_MIN_AGE = 15 * 60_000;
 
 export function purgeLimits(cfg: RetentionConfig): PurgeLimits {
-  return { maxAgeMs: cfg.max_age, maxRows: cfg.max_rows, eventIdMaxAgeMs: Math.min(EVENT_ID_MAX_AGE, cfg.max_age), maxEventIds: MAX_EVENT_IDS };
+  return { maxAgeMs: cfg.max_age, maxRows: cfg.max_rows, eventIdMaxAgeMs: Math.min(EVENT_ID_MAX_AGE, cfg.max_age), maxEventIds: MAX_EVENT_IDS, eventIdMinAgeMs: EVENT_ID_MIN_AGE };
 }
 
 export interface Retention {
