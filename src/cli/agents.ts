@@ -1,4 +1,4 @@
-import { AgentRegistry, AgentRegistryError } from '../server/agents/agent-registry.js';
+import { AgentRegistry, AgentRegistryError, type AgentTokenInfo } from '../server/agents/agent-registry.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { parseFlags, UsageError } from './args.js';
@@ -21,6 +21,12 @@ const HELP = `Usage:
 --data-dir is the server's data directory (default ${SERVER_DEFAULTS.data_dir}); the server
 may be running. The same operations are in the admin HTTP API, /api/v1/admin/agents.
 `;
+
+/** An agent's tokens as `tokens list` prints them: JSON, or a line each; never the secrets. */
+export function agentTokensText(tokens: readonly AgentTokenInfo[], json: boolean): string {
+  if (json) return `${JSON.stringify(tokens)}\n`;
+  return tokens.map((t) => `${t.id}\t${t.name}\tcreated ${t.created_at}\t${t.last_used_at ? `last used ${t.last_used_at}` : 'never used'}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`).join('');
+}
 
 export async function run(argv: string[]): Promise<number> {
   let [sub, ...rest] = argv;
@@ -74,13 +80,7 @@ export async function run(argv: string[]): Promise<number> {
           return 0;
         }
         case 'tokens list': {
-          const tokens = registry.listTokens(agentArg('tokens list prod-cluster'));
-          if (values.json) process.stdout.write(`${JSON.stringify(tokens)}\n`);
-          else {
-            for (const t of tokens) {
-              process.stdout.write(`${t.id}\t${t.name}\tcreated ${t.created_at}\t${t.last_used_at ? `last used ${t.last_used_at}` : 'never used'}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`);
-            }
-          }
+          process.stdout.write(agentTokensText(registry.listTokens(agentArg('tokens list prod-cluster')), values.json === true));
           return 0;
         }
         case 'tokens revoke': {

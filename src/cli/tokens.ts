@@ -2,6 +2,7 @@ import { AgentRegistry, AgentRegistryError } from '../server/agents/agent-regist
 import { FEED_SCOPES, FeedTokens, type FeedScope } from '../server/auth/feed-tokens.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
+import { agentTokensText } from './agents.js';
 import { parseFlags, UsageError } from './args.js';
 
 const HELP = `Usage:
@@ -88,13 +89,7 @@ function agentTokens(
       return 0;
     }
     if (sub === 'list') {
-      const tokens = registry.listTokens(agent);
-      if (values.json) process.stdout.write(`${JSON.stringify(tokens)}\n`);
-      else {
-        for (const t of tokens) {
-          process.stdout.write(`${t.id}\t${t.name}\tcreated ${t.created_at}\t${t.last_used_at ? `last used ${t.last_used_at}` : 'never used'}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`);
-        }
-      }
+      process.stdout.write(agentTokensText(registry.listTokens(agent), values.json === true));
       return 0;
     }
     const id = Number(positionals[0]);
