@@ -45,6 +45,41 @@ describe('startFalcoPoster', () => {
     expect(events[SCENARIO_LENGTH]!.rule).toBe(events[0]!.rule);
   });
 
+  it('waits quietly for an agent that is still starting, and warns when one goes away', async () => {
+    const lines: { level: string; msg: string }[] = [];
+    const log = {
+      debug: (_o: object, msg: string) => lines.push({ level: 'debug', msg }),
+      info: (_o: object, msg: string) => lines.push({ level: 'info', msg }),
+      warn: (_o: object, msg: string) => lines.push({ level: 'warn', msg }),
+    } as unknown as typeof silent;
+    // A port nothing listens on yet: taken, then given back.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const abort = new AbortController();
+    let taken = 0;
+    const poster = startFalcoPoster({ url: `http://127.0.0.1:${port}/`, intervalMs: 5, signal: abort.signal, log });
+    await new Promise((r) => setTimeout(r, 100));
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        taken++;
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    while (taken < 2) await new Promise((r) => setTimeout(r, 5));
+    expect(lines.filter((l) => l.level !== 'debug')).toEqual([]);
+    expect(lines.some((l) => l.msg.includes('does not take Falco events yet'))).toBe(true);
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    while (!lines.some((l) => l.level === 'warn')) await new Promise((r) => setTimeout(r, 5));
+    abort.abort();
+    await poster;
+    expect(lines.find((l) => l.level === 'warn')!.msg).toMatch(/Posting a Falco event failed; the built-in Falco keeps trying/);
+  });
+
   it('resolves with failures counted when nothing listens', async () => {
     const stats = await startFalcoPoster({ url: 'http://127.0.0.1:1/', intervalMs: 1, signal: new AbortController().signal, log: silent, repeat: false });
     expect(stats).toEqual({ sent: 0, failed: SCENARIO_LENGTH });

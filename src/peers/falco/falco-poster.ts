@@ -27,6 +27,9 @@ export interface PosterStats {
   failed: number;
 }
 
+/** How long a refused connection before the first accepted event is expected (the agent starting). */
+const STARTUP_GRACE_MS = 30_000;
+
 /** Posts until aborted (or one pass without repeat); never rejects. */
 export async function startFalcoPoster(opts: FalcoPosterOptions): Promise<PosterStats> {
   const url = new URL(opts.url);
@@ -35,6 +38,10 @@ export async function startFalcoPoster(opts: FalcoPosterOptions): Promise<Poster
   const stats: PosterStats = { sent: 0, failed: 0 };
   let lastError = '';
   const repeat = opts.repeat ?? true;
+  // The agent opens its Falco input once its configuration arrives: until the
+  // first event is taken, a refused connection is the normal start, not news.
+  const startedAt = Date.now();
+  let taken = false;
   try {
     for (let i = 0; !opts.signal.aborted && (repeat || i < SCENARIO_LENGTH); i++) {
       const body = toFalcoJson(scenarioEvent(i, new Date(), { uuid: opts.uuid ?? false }));
@@ -42,14 +49,17 @@ export async function startFalcoPoster(opts: FalcoPosterOptions): Promise<Poster
         const status = await post(url, https, agent, opts.gzip ? gzipSync(body) : Buffer.from(body), opts.gzip ?? false, opts.signal);
         if (status < 200 || status > 299) throw new Error(`HTTP ${status}`);
         stats.sent++;
-        if (lastError) opts.log.info({ url: opts.url }, 'Falco events are accepted again');
+        if (lastError && taken) opts.log.info({ url: opts.url }, 'Falco events are accepted again');
         lastError = '';
+        taken = true;
       } catch (e) {
         if (opts.signal.aborted) break;
         stats.failed++;
         const msg = (e as Error).message;
+        const starting = !taken && Date.now() - startedAt < STARTUP_GRACE_MS && /ECONNREFUSED/.test(msg);
         // One line per kind of failure, not one per event.
-        if (msg !== lastError) opts.log.warn({ url: opts.url, error: msg }, 'Posting a Falco event failed; the built-in Falco keeps trying');
+        if (starting) opts.log.debug({ url: opts.url, error: msg }, 'The agent does not take Falco events yet; the built-in Falco keeps trying');
+        else if (msg !== lastError) opts.log.warn({ url: opts.url, error: msg }, 'Posting a Falco event failed; the built-in Falco keeps trying');
         lastError = msg;
       }
       if (!(await sleep(opts.intervalMs, opts.signal))) break;
