@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { flowToAlert } from '../../src/agent/alert/cilium-alert.js';
+import { flow, pod } from '../../src/agent/match/testing.js';
 import { loadFalcoDefaults } from '../../src/agent/sources/falco/defaults.js';
 import { eventFromResponse } from '../../src/agent/sources/falco/grpc.js';
 import { parseFalcoJson } from '../../src/agent/sources/falco/parse.js';
@@ -47,6 +49,25 @@ describe('alerts/alert.schema.json', () => {
     const out = s.flushed();
     expect(out.reduce((n, a) => n + a.count, 0)).toBe(30);
     for (const a of out) expect(validate(schema, a)).toEqual([]);
+  });
+
+  it('accepts Cilium alerts too: one payload for both sources', () => {
+    const web = pod('shop', 'web');
+    const pg = pod('db', 'postgres');
+    const flows = [
+      flow({ src: web, dst: pg, port: 5432, verdict: 'DROPPED' }),
+      flow({ src: web, dst: pg, proto: 'ICMPv4', icmpType: 8, verdict: 'DROPPED' }),
+      flow({ src: web, dst: pg, port: 80, verdict: 'DROPPED', http: { method: 'GET', url: 'http://postgres/admin' } }),
+    ];
+    for (const f of flows) {
+      for (const reason of ['POLICY_DENY', 'POLICY_DENIED'] as const) {
+        const a = flowToAlert(f, { direction: 'ingress', reason, policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'db', name: 'pg' }] }, 'prod', { flow: {} });
+        expect(validate(schema, wire(a)), `${reason} ${a.title}`).toEqual([]);
+      }
+    }
+    // The cilium details are checked, not only the common part.
+    const a = wire(flowToAlert(flows[0]!, { direction: 'egress', reason: 'POLICY_DENY', policies: [] }, '', {})) as { cilium: Record<string, unknown> };
+    expect(validate(schema, { ...a, cilium: { ...a.cilium, direction: 'sideways' } })).not.toEqual([]);
   });
 
   it('rejects payloads that break it', () => {

@@ -18,7 +18,7 @@ export interface FalcoPosterOptions {
   repeat?: boolean;
   /** Add a uuid to every event, as Falcosidekick does. */
   uuid?: boolean;
-  /** Compress bodies (Falco's compress_uploads). */
+  /** Send gzip bodies with Content-Encoding: gzip (as a proxy may; Falco's compress_uploads only sends TE: gzip). */
   gzip?: boolean;
 }
 

@@ -8,6 +8,7 @@ import { falcoConfig, fixtureLines, makeCerts, silent, store, type Store } from 
 import { scenarioEvent, toFalcoJson } from '../../../peers/falco/scenario.js';
 import { loadFalcoDefaults } from './defaults.js';
 import { startFalcoHttpInput, type FalcoHttpInput } from './http.js';
+import type { AlertPayload } from '../../../shared/alert/payload.js';
 import { FalcoSink } from './sink.js';
 import { FalcoAlertBuilder } from './to-alert.js';
 
@@ -59,16 +60,75 @@ describe('Falco HTTP input', () => {
     expect(res.map((r) => r.status)).toEqual(lines.map(() => 200));
     expect(JSON.parse(res[0]!.body)).toEqual({ status: 'queued' });
     expect(s.outbox.size - before).toBe(7);
+    // The alerts, in the order posted (no window: one alert per event).
+    const alerts = s.outbox.read(0, 1e6).slice(before).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    const byRule = (rule: string) => alerts.filter((a) => a.rule === rule);
+    expect(alerts.map((a) => a.rule).sort()).toEqual(['Falco internal: syscall event drop', 'Falco internal: syscall event drop', 'Non sudo setuid', 'Terminal shell in container', 'Test rule', 'Write below binary dir', 'open_from_cat']);
+    const write = byRule('Write below binary dir')[0]!;
+    expect(write).toMatchObject({ source: 'falco', severity: 'high', first_seen: '2019-05-17T15:31:56.746609046Z', last_seen: '2019-05-17T15:31:56.746609046Z', count: 1, namespace: '', title: 'Write below binary dir (localhost)' });
+    expect(write.labels).toMatchObject({ priority: 'Error', source: 'syscall', hostname: 'localhost', user: 'root' });
+    // evt.time exceeds 2^53: kept exact, in the alert and in its raw sample.
+    expect(write.falco!.output_fields['evt.time']).toBe('1507591916746609046');
+    expect((write.samples[0] as { output_fields: Record<string, unknown> }).output_fields['evt.time']).toBe('1507591916746609046');
+    expect(write.description).toBe('16:31:56.746609046: Error File below a known binary directory opened for writing (user=root command=touch /bin/hack file=/bin/hack)');
+    const test = byRule('Test rule')[0]!;
+    expect(test).toMatchObject({ severity: 'info', falco: { source: 'syscall', hostname: 'test-host', priority: 'Debug', tags: ['test', 'example'] } });
+    expect(test.falco!.output_fields['proc.tty']).toBe(1234);
+    // Strings in one event, numbers in the other: one fingerprint, source internal.
+    const drops = byRule('Falco internal: syscall event drop');
+    expect(drops.map((a) => a.falco!.source)).toEqual(['internal', 'internal']);
+    expect(drops[0]!.fingerprint).toBe(drops[1]!.fingerprint);
+    expect(byRule('open_from_cat')[0]).toMatchObject({ severity: 'medium', falco: { tags: ['filesystem', 'process', 'testing'], hostname: 'test-falco-hostname' } });
+    const shell = byRule('Terminal shell in container')[0]!;
+    expect(shell).toMatchObject({ severity: 'low', title: 'Terminal shell in container (falco-74htl)', labels: { pod: 'falco-74htl', container: 'a98c2aa8e670', process: 'bash', user: 'root' } });
+    expect(shell.falco!.output_fields['proc.pname']).toBeNull();
+    expect(shell.falco!.tags).toEqual([]);
+    expect(byRule('Non sudo setuid')[0]).toMatchObject({ severity: 'low', labels: { pod: 'falco-event-generator-6fd89678f9-cdkvz', user: 'bin' } });
   });
 
-  it('takes gzip bodies (compress_uploads)', async () => {
+  it('answers what libcurl sends for Falco: TE: gzip with compress_uploads, Expect: 100-continue, text/plain without json_output', async () => {
+    const before = s.outbox.size;
+    // compress_uploads sets CURLOPT_TRANSFER_ENCODING: a TE header, the body itself is not compressed.
+    const te = await send(port, { body: fixtureLines()[0]!, headers: { 'content-type': 'application/json', 'user-agent': 'falcosecurity/falco', te: 'gzip', connection: 'TE' } });
+    expect(te.status).toBe(200);
+    expect(s.outbox.size - before).toBe(1);
+    const raw = await new Promise<string>((resolve, reject) => {
+      const body = fixtureLines()[4]!;
+      const sock = connect(port, '127.0.0.1', () => {
+        sock.write(`POST /falco HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n\r\n`);
+      });
+      let got = '';
+      let sent = false;
+      sock.setEncoding('utf8');
+      sock.on('data', (d: string) => {
+        got += d;
+        if (!sent && got.startsWith('HTTP/1.1 100')) {
+          sent = true;
+          sock.write(body);
+        }
+        if (/\{"status":"queued"\}/.test(got)) {
+          sock.destroy();
+          resolve(got);
+        }
+      });
+      sock.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 100 Continue[\s\S]*HTTP\/1\.1 200/);
+    expect(s.outbox.size - before).toBe(2);
+    // json_output: false sends the text line: 400 saying which Falco setting to change.
+    const text = await send(port, { body: '16:31:56.746609046: Error File below a known binary directory opened for writing', headers: { 'content-type': 'text/plain' } });
+    expect(text.status).toBe(400);
+    expect(JSON.parse(text.body).error).toMatch(/json_output: true/);
+  });
+
+  it('takes gzip bodies (Content-Encoding: gzip)', async () => {
     const before = s.outbox.size;
     const r = await send(port, { body: gzipSync(toFalcoJson(scenarioEvent(2))), headers: { 'content-encoding': 'gzip' } });
     expect(r.status).toBe(200);
     expect(s.outbox.size - before).toBe(1);
     const bad = await send(port, { body: 'not gzip', headers: { 'content-encoding': 'gzip' } });
     expect(bad.status).toBe(400);
-    expect(JSON.parse(bad.body).error).toMatch(/not valid gzip/);
+    expect(JSON.parse(bad.body).error).toMatch(/not valid gzip data .*; send Content-Encoding: gzip only with a body compressed whole/);
   });
 
   it('answers 400 with the reason for invalid events', async () => {
@@ -145,11 +205,18 @@ describe('Falco HTTP input with a dedup window', () => {
     const x = setup('  dedup_window: 1m\n');
     const input = await x.start();
     try {
-      for (let i = 0; i < 3; i++) await send(input.port, { body: toFalcoJson(scenarioEvent(0)) });
+      // Arriving out of order, as events of several Falco instances do; the newest has its own output.
+      const at = (t: string, output: string) => toFalcoJson({ ...scenarioEvent(0), time: t, output });
+      await send(input.port, { body: at('2026-03-01T10:00:02.000000002Z', 'second') });
+      await send(input.port, { body: at('2026-03-01T10:00:03.000000003Z', 'third') });
+      await send(input.port, { body: at('2026-03-01T10:00:01.000000001Z', 'first') });
+      await send(input.port, { body: toFalcoJson({ ...scenarioEvent(1), time: '2026-03-01T10:00:04.000000004Z' }) });
       const alerts = x.s.flushed();
-      expect(alerts).toHaveLength(1);
-      expect(alerts[0]!.count).toBe(3);
-      expect(alerts[0]!.first_seen <= alerts[0]!.last_seen).toBe(true);
+      expect(alerts).toHaveLength(2);
+      const shell = alerts.find((a) => a.rule === 'Terminal shell in container')!;
+      expect(shell).toMatchObject({ count: 3, first_seen: '2026-03-01T10:00:01.000000001Z', last_seen: '2026-03-01T10:00:03.000000003Z', description: 'third' });
+      expect(shell.samples).toHaveLength(3);
+      expect(alerts.find((a) => a.rule !== shell.rule)!.count).toBe(1);
     } finally {
       await input.close();
     }

@@ -182,7 +182,7 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) return tooLarge();
         count.invalid.inc();
-        return sendError(res, 400, `the body is not valid ${encoding} data: ${(e as Error).message}`);
+        return sendError(res, 400, `the body is not valid ${encoding} data (${(e as Error).message}); send Content-Encoding: ${encoding} only with a body compressed whole, or send the JSON uncompressed`);
       }
     }
     accept(body, res, opts);

@@ -1,5 +1,6 @@
 import { appendFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { falcoConfig, silent, store, tmp, type Store } from '../../../../test/falco/helpers.js';
 import { scenarioEvent, toFalcoJson } from '../../../peers/falco/scenario.js';
@@ -142,5 +143,25 @@ describe('JSON lines file input', () => {
     expect(s.outbox.size).toBe(2);
     abort.abort();
     await done;
+  });
+
+  it('skips a line over 1 MiB, also when storing the lines after it failed once', async () => {
+    const dir = tmp();
+    const path = join(dir, 'events.json');
+    seq = 0;
+    writeFileSync(path, `${lines(1)}${'x'.repeat(1536 * 1024)}\n${lines(1)}`);
+    const s = store(join(dir, 'data'));
+    let adds = 0;
+    const adder = { add: (a: Parameters<typeof s.alerts.add>[0], w: number, t?: () => void) => { if (++adds === 2) throw new Error('disk full'); s.alerts.add(a, w, t); } };
+    const logged: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => logged.push(line) });
+    const sink = new FalcoSink(s.db, adder, { uuidCacheSize: 0, windowMs: 0, log });
+    const f = new JsonlFollower({ path, startAt: 'beginning', pollIntervalMs: 20, db: s.db, sink, builder, log, signal: new AbortController().signal });
+    await expect(f.step()).rejects.toThrow('disk full');
+    await f.step();
+    expect(pods(s)).toEqual(['pod-0', 'pod-1']);
+    expect(logged.filter((l) => l.includes('longer than'))).toHaveLength(1);
+    // The rest of the long line is not read as a line of its own.
+    expect(logged.filter((l) => l.includes('not a Falco JSON event'))).toEqual([]);
   });
 });

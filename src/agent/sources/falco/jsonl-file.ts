@@ -236,9 +236,10 @@ export class JsonlFollower {
       if (this.skippingLongLine) {
         const nl = text.indexOf('\n');
         text = text.slice(nl + 1);
-        this.skippingLongLine = false;
       }
       this.advance(start + end + 1, chunk.subarray(0, end + 1), text.split('\n'));
+      // Only once stored: if storing failed, the next pass reads this chunk again and must skip the same bytes.
+      this.skippingLongLine = false;
       if (atEof) return;
     }
   }

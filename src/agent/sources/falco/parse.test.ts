@@ -44,6 +44,8 @@ describe('parseFalcoJson', () => {
     expect(() => parseFalcoJson('{"rule":"r","priority":"info","time":"nope"}')).toThrow(/not an RFC 3339 timestamp/);
     expect(() => parseFalcoJson('16:31:56.746609046: Error File below')).toThrow(/json_output: true/);
     expect(() => parseFalcoJson('[1]')).toThrow(FalcoEventError);
+    expect(() => parseFalcoJson('{"rule":7,"priority":"Notice","time":"2001-01-01T00:00:00Z"}')).toThrow(/^"rule" must be a non-empty string, got 7$/);
+    expect(() => parseFalcoJson('{"rule":"r","priority":" ","time":"2001-01-01T00:00:00Z"}')).toThrow(/"priority" must be a non-empty string/);
   });
 
   it('accepts priorities in any case, "info", and Falcosidekick\'s uuid', () => {

@@ -45,9 +45,14 @@ export function toFalcoEvent(doc: unknown): FalcoEvent {
     throw new FalcoEventError('the body must be one Falco event, a JSON object with rule, priority, time and output');
   }
   const raw = doc as Record<string, unknown>;
-  const missing = (['rule', 'priority', 'time'] as const).filter((k) => typeof raw[k] !== 'string' || (raw[k] as string).trim() === '');
+  const required = ['rule', 'priority', 'time'] as const;
+  const missing = required.filter((k) => raw[k] === undefined || raw[k] === null || raw[k] === '');
   if (missing.length) {
-    throw new FalcoEventError(`the event is missing ${missing.map((m) => `"${m}"`).join(', ')} (a Falco event has rule, priority, time, output and output_fields)`);
+    throw new FalcoEventError(`the event is missing ${missing.map((m) => `"${m}"`).join(', ')} (a Falco event has rule, priority, time, output and output_fields; is this a Falco event with json_output: true?)`);
+  }
+  const notText = required.filter((k) => typeof raw[k] !== 'string' || (raw[k] as string).trim() === '');
+  if (notText.length) {
+    throw new FalcoEventError(`${notText.map((m) => `"${m}"`).join(', ')} must be ${notText.length > 1 ? 'non-empty strings' : 'a non-empty string'}, got ${notText.map((m) => JSON.stringify(raw[m])).join(', ')}`);
   }
   const priority = priorityFromName(raw.priority as string);
   if (!priority) throw new FalcoEventError(`unknown priority ${JSON.stringify(raw.priority)}; expected one of Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug`);

@@ -63,6 +63,18 @@ describe('FalcoAlertBuilder', () => {
     expect(alertOf(custom, JSON.stringify(e)).fingerprint).not.toBe(alertOf(custom, JSON.stringify({ ...e, output_fields: { 'fd.name': '/etc/b' } })).fingerprint);
   });
 
+  it('takes output field keys with brackets as fingerprint fields, as written', () => {
+    const b = builder('  fingerprint_fields:\n    - rule\n    - proc.aname[2]\n    - "ka.uri.param[command]"\n');
+    const e = { rule: 'R', priority: 'Notice', time: '2026-01-01T00:00:00Z', output_fields: { 'proc.aname[2]': 'sshd', 'ka.uri.param[command]': 'sh', 'proc.aname': 'x' } };
+    const fp = (f: Record<string, unknown>) => alertOf(b, JSON.stringify({ ...e, output_fields: f })).fingerprint;
+    expect(fp(e.output_fields)).toBe(fp({ ...e.output_fields, 'proc.aname': 'y' }));
+    expect(fp(e.output_fields)).not.toBe(fp({ ...e.output_fields, 'proc.aname[2]': 'bash' }));
+    expect(fp(e.output_fields)).not.toBe(fp({ ...e.output_fields, 'ka.uri.param[command]': 'bash' }));
+    // In a flow list the brackets must be quoted, as YAML wants.
+    const flow = builder('  fingerprint_fields: [rule, "proc.aname[2]"]\n');
+    expect(alertOf(flow, JSON.stringify(e)).fingerprint).not.toBe(alertOf(flow, JSON.stringify({ ...e, output_fields: { 'proc.aname[2]': 'bash' } })).fingerprint);
+  });
+
   it('applies rule overrides and the minimum priority', () => {
     const b = builder([
       '  minimum_priority: warning',
