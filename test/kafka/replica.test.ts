@@ -2,7 +2,7 @@
 // log sink, the projection, status changes through the log, rebuilding a
 // replica from the log, the export topic and token sharing.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import kafkajs from 'kafkajs';
@@ -43,7 +43,7 @@ interface Node {
 }
 const nodes: Node[] = [];
 
-interface NodeOptions extends Partial<Pick<KafkaReplicaOptions, 'holdProjection' | 'config'>> {
+interface NodeOptions extends Partial<Pick<KafkaReplicaOptions, 'holdProjection' | 'holdDelivery' | 'config'>> {
   log?: Logger;
   /** A webhook integration "rx" to this URL, deliveries recorded by the Kafka delivery group (as in server.ts). */
   webhookUrl?: string;
@@ -58,7 +58,7 @@ async function node(name: string, o: NodeOptions = {}): Promise<Node> {
     db, store, log, enqueueOnStore: false, worker: { jitter: false, pollMs: 100 },
     config: parseWebhooksJson({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'rx', type: 'generic', url: o.webhookUrl, secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], retry_schedule: ['100ms'] }] }),
   });
-  const replica = await startKafkaReplica({ config: o.config ?? cfg, db, store, agents, tokens, webhooks: webhooks?.outbox, holdProjection: o.holdProjection, log: o.log ?? log.child({ replica: name }) });
+  const replica = await startKafkaReplica({ config: o.config ?? cfg, db, store, agents, tokens, webhooks: webhooks?.outbox, holdProjection: o.holdProjection, holdDelivery: o.holdDelivery, log: o.log ?? log.child({ replica: name }) });
   const n: Node = { db, store, agents, tokens, replica, changed: [], ...(webhooks ? { webhooks } : {}) };
   store.on('changed', (a) => n.changed.push(...a));
   nodes.push(n);
@@ -244,6 +244,96 @@ describe('Kafka replicas (in process, real broker)', () => {
     }
   });
 
+  it('acknowledges an agent batch whose events share one partition and together exceed Kafka\'s message size', async () => {
+    // One noisy alert: the agent's batch of 500 events all lands in one log partition.
+    // Kafka takes at most max.message.bytes (1 MB by default) per partition and request.
+    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `big${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 2, session_timeout: '6s' });
+    const n = await node('big', { config: own });
+    try {
+      const sample = 'x'.repeat(3_000);
+      const batch = Array.from({ length: 500 }, () => {
+        const e = ev('burst');
+        return { ...e, payload: { ...e.payload, samples: [sample] } };
+      });
+      const r = await n.replica.sink.accept('edge', batch);
+      expect(r.stored).toBe(500);
+      expect(await n.replica.waitCaughtUp(20_000)).toBe(true);
+      expect(Object.values(snapshot(n))).toEqual([{ status: 'triggered', count: 500, events: 500 }]);
+    } finally {
+      await closeNode(n);
+    }
+  }, 60_000);
+
+  it('sends the opening and the resolution of an alert resolved before the delivery group handed on its opening', async () => {
+    // The delivery group runs behind the projection (a partition whose owner died waits
+    // for the session timeout; a backlog after a broker restart): by the time it hands on
+    // the event that opened an alert, the store may already say "resolved".
+    const rx = await new Receiver().listen();
+    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `lag${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 2, session_timeout: '6s' });
+    let release!: () => void;
+    const hold = new Promise<void>((r) => (release = r));
+    try {
+      const n = await node('lag', { config: own, webhookUrl: rx.url(), holdDelivery: hold });
+      const [l1, l2] = [ev('l1'), ev('l2')];
+      await n.replica.sink.accept('edge', [l1, l2]);
+      expect(await n.replica.waitCaughtUp(15_000)).toBe(true);
+      const a1 = n.store.list({ limit: 10 }).alerts.find((x) => x.fingerprint === 'l1')!;
+      expect((await n.replica.changeStatus(a1.id, 'resolved', 'alice'))?.status).toBe('resolved');
+      release();
+      await rx.waitForCount(3, 30_000);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const got = rx.requests.map((q) => {
+        const doc = JSON.parse(q.body) as { type: string; data: { alerts: { fingerprint: string }[] } };
+        return `${doc.data.alerts[0]!.fingerprint} ${doc.type} ${String(q.headers['webhook-id'])}`;
+      }).sort();
+      const id = (e: typeof l1, what: string) => stableWebhookId('rx', `edge/${e.payload.fingerprint}/${e.id}`, what);
+      expect(got).toEqual([
+        `l1 alert.resolved ${id(l1, 'resolved')}`,
+        `l1 alert.triggered ${id(l1, 'triggered')}`,
+        `l2 alert.triggered ${id(l2, 'triggered')}`,
+      ].sort());
+      await closeNode(n);
+    } finally {
+      release();
+      await rx.close();
+    }
+  }, 90_000);
+
+  it('says so when two servers run with one replica id (a copied data_dir), instead of each showing half the log', async () => {
+    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `dup${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 4, session_timeout: '6s' });
+    const first = await node('dup-1', { config: own });
+    await first.replica.sink.accept('edge', [ev('d1'), ev('d2'), ev('d3'), ev('d4'), ev('d5'), ev('d6')]);
+    expect(await first.replica.waitCaughtUp(15_000)).toBe(true);
+    await closeNode(first);
+    cpSync(join(dir, 'dup-1'), join(dir, 'dup-2'), { recursive: true });
+    const lines: { msg: string; level: number }[] = [];
+    const capture = pino({ messageKey: 'msg', level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string; level: number }) });
+    const [x, y] = await Promise.all([node('dup-1', { config: own, log: capture }), node('dup-2', { config: own, log: capture })]);
+    try {
+      expect(x.replica.replicaId).toBe(y.replica.replicaId);
+      const clash = /^Kafka: another server runs with this replica's id/;
+      expect(await eventually(() => lines.some((l) => clash.test(l.msg) && l.level >= 50), 30_000)).toBe(true);
+      const why = x.replica.notReady() ?? y.replica.notReady();
+      expect(why?.reason).toMatch(/data_dir/);
+    } finally {
+      await closeNode(x);
+      await closeNode(y);
+    }
+  }, 90_000);
+
+  it('answers a status change with 503 and what happened when Kafka cannot take it', async () => {
+    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `st${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 1, session_timeout: '6s' });
+    const n = await node('st', { config: own });
+    await n.replica.sink.accept('edge', [ev('s1')]);
+    expect(await n.replica.waitCaughtUp(15_000)).toBe(true);
+    const id = n.store.list({ limit: 10 }).alerts[0]!.id;
+    await n.replica.close();
+    const err = await n.replica.changeStatus(id, 'acknowledged', 'bob').then(() => undefined, (e: unknown) => e as { statusCode?: number; message: string });
+    expect(err?.statusCode).toBe(503);
+    expect(err?.message).toMatch(/^the alert log in Kafka is unavailable, so the status is not changed: .*; try again/);
+    await closeNode(n);
+  }, 60_000);
+
   it('refuses to start against unreachable brokers, saying which setting to check', async () => {
     const db = openServerDb(':memory:');
     try {
@@ -254,6 +344,26 @@ describe('Kafka replicas (in process, real broker)', () => {
       db.close();
     }
   }, 60_000);
+
+  it('refuses to start with settings the brokers refuse, saying which setting to change', async () => {
+    const start = async (extra: Record<string, unknown>) => {
+      const db = openServerDb(':memory:');
+      try {
+        const bad = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `bad${randomUUID().slice(0, 8)}`, export_topic: '', ...extra });
+        const r = await startKafkaReplica({ config: bad, db, store: new AlertStore(db), agents: new AgentRegistry(db), tokens: new FeedTokens(db), log });
+        await r.close();
+        return 'started';
+      } catch (e) {
+        return (e as Error).message;
+      } finally {
+        db.close();
+      }
+    };
+    // One broker: three copies cannot be made.
+    expect(await start({ replication_factor: 3 })).toMatch(/^Kafka cannot create .* with kafka\.replication_factor 3 .*lower kafka\.replication_factor/);
+    // Above the brokers' group.max.session.timeout.ms (30 min by default).
+    expect(await start({ session_timeout: '2h' })).toMatch(/^Kafka refused kafka\.session_timeout 7200s .*set it within/);
+  }, 90_000);
 
   it('shares agent and feed tokens between replicas, revocations included', async () => {
     const project = mkdtempSync(join(tmpdir(), 'verdict-project-'));

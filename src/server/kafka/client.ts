@@ -99,11 +99,20 @@ export function createKafkaClient(cfg: KafkaConfig, log: Logger): KafkaClient {
   return new Kafka(opts);
 }
 
-/** The innermost error kafkajs wrapped (retries exceeded wraps the last attempt's error). */
+/**
+ * The innermost error kafkajs wrapped (retries exceeded wraps the last
+ * attempt's error; topic creation reports one error per topic in an
+ * aggregate, whose own message, "Topic creation errors", says nothing).
+ */
 function rootCause(e: unknown): unknown {
   let cur = e;
   for (let i = 0; i < 5; i++) {
-    const next = (cur as { cause?: unknown; originalError?: unknown } | undefined)?.cause ?? (cur as { originalError?: unknown } | undefined)?.originalError;
+    const c = cur as { cause?: unknown; originalError?: unknown; errors?: unknown } | undefined;
+    let next = c?.cause ?? c?.originalError;
+    if (!next && Array.isArray(c?.errors) && c.errors.length) {
+      const errs = c.errors as { type?: string }[];
+      next = errs.find((x) => x?.type !== 'TOPIC_ALREADY_EXISTS') ?? errs[0];
+    }
     if (!next || next === cur) break;
     cur = next;
   }
@@ -130,6 +139,15 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
   }
   if (type === 'UNKNOWN_TOPIC_OR_PARTITION') {
     return `Kafka topic ${topic ?? `${cfg.topic_prefix}.log`} does not exist: ${msg}; set kafka.create_topics: true (needs CREATE on the cluster) or create it as docs/kafka.md describes`;
+  }
+  if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') {
+    return `Kafka refused messages for ${topic ?? 'the topic'} as too large (${msg}); Verdict keeps a partition's share of a request under 900 KiB, so the topic's max.message.bytes (or the brokers' message.max.bytes) is set below that: raise it to at least 1048588, Kafka's default`;
+  }
+  if (type === 'INVALID_SESSION_TIMEOUT') {
+    return `Kafka refused kafka.session_timeout ${cfg.session_timeout / 1000}s (${msg}); set it within the brokers' group.min.session.timeout.ms and group.max.session.timeout.ms (6s to 30m by default)`;
+  }
+  if (type === 'INVALID_REPLICATION_FACTOR') {
+    return `Kafka cannot create ${topic ?? 'the topics'} with kafka.replication_factor ${cfg.replication_factor ?? '(the brokers\' default)'} (${msg}); it is more than the brokers there are: lower kafka.replication_factor, or leave it out to use the brokers' default.replication.factor`;
   }
   if (/certificate|self[- ]signed|SSL|TLS|EPROTO|wrong version number/i.test(msg)) {
     return `TLS with the Kafka brokers ${brokers} failed: ${msg}; check kafka.tls (ca_file, server_name) and whether the listener expects TLS at all`;
@@ -211,7 +229,7 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
         if (/AUTHORIZATION/.test(type)) {
           throw new Error(`not allowed to create Kafka topics ${missing.map((s) => s.topic).join(', ')}: ${errText(rootCause(e))}; create them yourself (${missing.map(describeSpec).join('; ')}) and set kafka.create_topics: false, or grant CREATE on the cluster`);
         }
-        throw new Error(explainKafkaError(e, cfg, missing[0]!.topic));
+        throw new Error(explainKafkaError(e, cfg, (rootCause(e) as { topic?: string })?.topic ?? missing[0]!.topic));
       }
     }
   }

@@ -8,9 +8,9 @@ import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStore, StoredAlert } from '../store/alert-store.js';
 import type { KeyedAlert, SharedClaim } from '../webhooks/outbox.js';
-import { relaunchUntilRunning } from './relaunch.js';
+import { relaunchUntilRunning, runOrThrow } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
-import { encodeClaimsEvent, exportedAlert, HEADER_REF, HEADER_TYPE, logRef, type ExportedAlert } from './messages.js';
+import { encodeClaimsEvent, exportedAlert, HEADER_REF, HEADER_TYPE, logRef, parseAlertUid, type ExportedAlert } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
 import type { Projection } from './projection.js';
 
@@ -92,6 +92,8 @@ export interface DeliveryOptions {
   replica: string;
   webhooks?: WebhookEnqueuer | undefined;
   log: Logger;
+  /** Tests only: nothing is handed on until this resolves (a member running behind the projection). */
+  hold?: Promise<void> | undefined;
 }
 
 /** Log messages handed on per flush at most. */
@@ -184,13 +186,14 @@ export class DeliveryGroup {
       }
       this.log.info({ partitions: mine }, 'Kafka: this replica delivers webhooks and the export for these log partitions');
     });
+    let launching = true;
     consumer.on(consumer.events.CRASH, (e) => {
       this.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.logTopic), restarting: e.payload.restart }, 'Kafka: the delivery group member failed');
-      if (!e.payload.restart && !this.stopped && this.consumer === consumer) void this.restartLater();
+      if (!e.payload.restart && !this.stopped && this.consumer === consumer && !launching) void this.restartLater();
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.o.logTopic, fromBeginning: true });
-    await consumer.run({ autoCommit: true, autoCommitThreshold: 1, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) });
+    await runOrThrow(consumer, () => consumer.run({ autoCommit: true, autoCommitThreshold: 1, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) }), () => (launching = false));
   }
 
   private restartLater(): Promise<void> {
@@ -205,6 +208,15 @@ export class DeliveryGroup {
   }
 
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary }: EachBatchPayload): Promise<void> {
+    if (this.o.hold) {
+      let held = true;
+      void this.o.hold.then(() => (held = false));
+      while (held) {
+        await Promise.race([this.o.hold, new Promise((r) => setTimeout(r, 500))]);
+        if (!isRunning() || isStale()) return;
+        await heartbeat();
+      }
+    }
     const p = batch.partition;
     const msgs = batch.messages;
     if (this.fresh.has(p)) {
@@ -231,9 +243,12 @@ export class DeliveryGroup {
       if (!isRunning() || isStale()) return;
       // Each alert once per chunk, as it stands now, with the last change that touched it.
       const touched = new Map<number, ExportedAlert['change']>();
+      // Agent events of this chunk: an alert whose opening event is among them is opened now.
+      const events = new Set<string>();
       for (const m of chunk) {
         const ref = logRef(m.headers, m.value);
         if (!ref) continue;
+        if (ref.type === 'alert') events.add(ref.ref);
         const id = ref.type === 'alert' ? this.o.projection.alertOfEvent(ref.ref) : this.o.projection.alertOfUid(ref.ref);
         if (id === undefined) {
           handled.inc({ result: 'gone' });
@@ -243,6 +258,7 @@ export class DeliveryGroup {
         touched.set(id, { kind: ref.type, log_partition: p, log_offset: m.offset });
       }
       const alerts: StoredAlert[] = [];
+      const keyed: KeyedAlert[] = [];
       const exports: OutMessage[] = [];
       for (const [id, change] of touched) {
         const a = this.o.store.get(id);
@@ -256,6 +272,15 @@ export class DeliveryGroup {
         }
         alerts.push(a);
         const uid = this.o.projection.uidOf(a.id);
+        // The store describes the alert as it stands now, which may be past this
+        // chunk: when the member runs behind the projection (a dead owner's
+        // partitions wait for the session timeout; a backlog), an alert opened
+        // here may be resolved or ignored already. Its opening is handed on as
+        // it was, so the integrations get `triggered` (and then `resolved`), as
+        // a server without Kafka sends them.
+        const opening = uid ? parseAlertUid(uid)?.firstEvent : undefined;
+        if (opening !== undefined && events.has(opening) && (a.status === 'resolved' || a.status === 'ignored')) keyed.push({ alert: { ...a, status: 'triggered' }, key: uid });
+        keyed.push({ alert: a, key: uid });
         if (this.o.exportTopic && uid) exports.push({ topic: this.o.exportTopic, key: uid, value: JSON.stringify(exportedAlert(a, uid, change)) });
       }
       // Export first (its consumers can de-duplicate on `change`), then the
@@ -268,8 +293,7 @@ export class DeliveryGroup {
       if (exports.length) await this.o.writer.append(exports);
       let claims = this.unpublished.get(p) ?? [];
       let recorded = 0;
-      if (alerts.length && this.o.webhooks) {
-        const keyed = alerts.map((a) => ({ alert: a, key: this.o.projection.uidOf(a.id) }));
+      if (keyed.length && this.o.webhooks) {
         const r = this.o.db.transaction(() => this.o.webhooks!.enqueueShared(keyed))();
         recorded = r.deliveries;
         if (r.claims.length) claims = claims.concat(r.claims);

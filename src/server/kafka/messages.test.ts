@@ -41,6 +41,16 @@ describe('log messages', () => {
     expect(encodeAlertEvent('edge', 'ev-3', { ...falcoPayload(), description: 'y'.repeat(MAX_MESSAGE_BYTES) }, 'r1')).toBeUndefined();
   });
 
+  it('measures the Kafka message size in bytes, not characters', () => {
+    // 5 samples of 100k euro signs: 500k characters, 1.5 MB of UTF-8, which the broker refuses.
+    const wide = '\u20ac'.repeat(100 * 1024);
+    const p = { ...falcoPayload(), samples: [wide, wide, wide, wide, wide] };
+    const json = encodeAlertEvent('edge', 'ev-4', p, 'r1')!;
+    expect(Buffer.byteLength(json)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect((decodeLogEvent(Buffer.from(json)) as { payload: { samples: unknown[] } }).payload.samples).toHaveLength(5);
+    expect(encodeAlertEvent('edge', 'ev-5', { ...falcoPayload(), description: '\u20ac'.repeat(MAX_MESSAGE_BYTES / 2) }, 'r1')).toBeUndefined();
+  });
+
   it('names alerts alike on every replica and parses the name back', () => {
     expect(logKey('edge', 'f00')).toBe('edge/f00');
     const uid = alertUid('edge', 'a/b', '0b7e6d3c-1111-4222-8333-944445555666');

@@ -153,15 +153,25 @@ const MAX_SAMPLE_BYTES = 16 * 1024;
 export function encodeAlertEvent(agent: string, id: string, payload: AlertPayload, replica: string, at = new Date().toISOString()): string | undefined {
   const ev: AlertLogEvent = { type: 'alert', v: LOG_VERSION, agent, id, payload, at, replica };
   let json = JSON.stringify(ev);
-  if (json.length <= MAX_MESSAGE_BYTES) return json;
+  if (fits(json, MAX_MESSAGE_BYTES)) return json;
   const samples = payload.samples.slice(-MAX_SAMPLES).map((s) => {
     const j = JSON.stringify(s) ?? 'null';
-    return j.length <= MAX_SAMPLE_BYTES ? s : { truncated: true, bytes: j.length, preview: j.slice(0, 2048) };
+    return fits(j, MAX_SAMPLE_BYTES) ? s : { truncated: true, bytes: Buffer.byteLength(j), preview: j.slice(0, 2048) };
   });
   json = JSON.stringify({ ...ev, payload: { ...payload, samples } });
-  if (json.length <= MAX_MESSAGE_BYTES) return json;
+  if (fits(json, MAX_MESSAGE_BYTES)) return json;
   json = JSON.stringify({ ...ev, payload: { ...payload, samples: [] } });
-  return json.length <= MAX_MESSAGE_BYTES ? json : undefined;
+  return fits(json, MAX_MESSAGE_BYTES) ? json : undefined;
+}
+
+/**
+ * Whether a string's UTF-8 form, which is what Kafka limits, is at most
+ * `max` bytes. A UTF-16 unit takes up to 3 bytes, so text within the limit
+ * in characters can still be three times too big for the broker; short
+ * strings are let through without encoding them.
+ */
+function fits(s: string, max: number): boolean {
+  return s.length * 3 <= max || (s.length <= max && Buffer.byteLength(s) <= max);
 }
 
 export function encodeClaimsEvent(c: Omit<ClaimsLogEvent, 'type' | 'v'>): string {

@@ -33,13 +33,42 @@ export class ExplainedKafkaError extends Error {}
 interface Pending {
   messages: OutMessage[];
   bytes: number;
+  /** Size of each message as Kafka counts it (UTF-8 key, value and headers, plus record overhead). */
+  sizes: number[];
+  /** First message not handed to a request yet: a pending too big for one request goes in parts. */
+  next: number;
+  results: Appended[];
   resolve: (r: Appended[]) => void;
   reject: (e: Error) => void;
   enqueued: number;
 }
 
-/** One request stays far below Kafka's default message.max.bytes per partition batch (about 1 MB). */
+/** Merging concurrent callers stops at this many bytes per request (a bigger caller goes alone). */
 const MAX_REQUEST_BYTES = 512 * 1024;
+/**
+ * Bytes per topic-partition in one request at most. kafkajs sends a
+ * partition's messages of one request as one record batch, and the broker
+ * refuses a batch larger than max.message.bytes (1 MB by default) with
+ * MESSAGE_TOO_LARGE: an agent batch of one noisy alert (all one partition)
+ * would then fail on every resend and block the agent's spool for good.
+ * Such a caller's messages go in several requests, in order.
+ */
+export const MAX_PARTITION_BYTES = 900 * 1024;
+/** Record framing in a v2 batch (lengths, attributes, deltas): an upper bound. */
+const RECORD_OVERHEAD = 64;
+
+function sizeOf(m: OutMessage): number {
+  let n = RECORD_OVERHEAD + Buffer.byteLength(m.key) + Buffer.byteLength(m.value);
+  if (m.headers) for (const [k, v] of Object.entries(m.headers)) n += Buffer.byteLength(k) + Buffer.byteLength(v) + 8;
+  return n;
+}
+
+/** One request's share of a pending caller: its messages [from, to). */
+interface Part {
+  p: Pending;
+  from: number;
+  to: number;
+}
 
 /**
  * The replica's one idempotent producer (acks=all), shared by the agent sink,
@@ -87,9 +116,9 @@ export class LogWriter {
     if (messages.length === 0) return Promise.resolve([]);
     for (const m of messages) if (m.partition === undefined) m.partition = this.partitionOf(m.topic, m.key);
     return new Promise((resolve, reject) => {
-      let bytes = 0;
-      for (const m of messages) bytes += m.value.length + m.key.length;
-      this.queue.push({ messages, bytes, resolve, reject, enqueued: performance.now() });
+      const sizes = messages.map(sizeOf);
+      const bytes = sizes.reduce((a, b) => a + b, 0);
+      this.queue.push({ messages, bytes, sizes, next: 0, results: [], resolve, reject, enqueued: performance.now() });
       if (!this.flushing) void this.flush();
     });
   }
@@ -117,29 +146,53 @@ export class LogWriter {
   private async flush(): Promise<void> {
     this.flushing = true;
     try {
-      while (this.queue.length) {
-        const chunk: Pending[] = [];
-        let bytes = 0;
-        while (this.queue.length && (chunk.length === 0 || bytes + this.queue[0]!.bytes <= MAX_REQUEST_BYTES)) {
-          const p = this.queue.shift()!;
-          bytes += p.bytes;
-          chunk.push(p);
-        }
-        await this.send(chunk);
-      }
+      while (this.queue.length) await this.send(this.nextRequest());
     } finally {
       this.flushing = false;
     }
   }
 
-  private async send(chunk: Pending[]): Promise<void> {
+  /**
+   * Takes the next request off the queue: whole callers merged up to
+   * MAX_REQUEST_BYTES, and no topic-partition past MAX_PARTITION_BYTES (a
+   * caller that would exceed it is split; its next part leads the next request).
+   */
+  private nextRequest(): Part[] {
+    const parts: Part[] = [];
+    const perPartition = new Map<string, number>();
+    let total = 0;
+    let count = 0;
+    while (this.queue.length) {
+      const p = this.queue[0]!;
+      if (count > 0 && p.next === 0 && total + p.bytes > MAX_REQUEST_BYTES) break;
+      const from = p.next;
+      let i = from;
+      for (; i < p.messages.length; i++) {
+        const m = p.messages[i]!;
+        // Messages left to the producer's partitioner are counted as one partition: an upper bound.
+        const key = `${m.topic}\u0000${m.partition ?? -1}`;
+        const used = perPartition.get(key) ?? 0;
+        if (count > 0 && used + p.sizes[i]! > MAX_PARTITION_BYTES) break;
+        perPartition.set(key, used + p.sizes[i]!);
+        total += p.sizes[i]!;
+        count++;
+      }
+      if (i > from) parts.push({ p, from, to: i });
+      p.next = i;
+      if (i < p.messages.length) break;
+      this.queue.shift();
+    }
+    return parts;
+  }
+
+  private async send(parts: Part[]): Promise<void> {
     const byTopic = new Map<string, Message[]>();
     // Position of each message within its topic-partition in this request: its offset is base + position.
     const positions: { topic: string; partition: number | undefined; index: number }[][] = [];
     const counters = new Map<string, number>();
-    for (const p of chunk) {
+    for (const { p, from, to } of parts) {
       const pos: { topic: string; partition: number | undefined; index: number }[] = [];
-      for (const m of p.messages) {
+      for (const m of p.messages.slice(from, to)) {
         let list = byTopic.get(m.topic);
         if (!list) byTopic.set(m.topic, (list = []));
         const msg: Message = { key: m.key, value: m.value };
@@ -165,18 +218,26 @@ export class LogWriter {
       const base = new Map<string, number>();
       for (const r of meta) base.set(`${r.topicName}\u0000${r.partition}`, Number(r.baseOffset ?? r.offset ?? -1));
       for (const [topic, list] of byTopic) produced.inc({ topic }, list.length);
-      chunk.forEach((p, i) => {
-        p.resolve(positions[i]!.map((x) => {
+      parts.forEach(({ p, to }, i) => {
+        for (const x of positions[i]!) {
           const b = x.partition === undefined ? undefined : base.get(`${x.topic}\u0000${x.partition}`);
-          return { partition: x.partition ?? -1, offset: b === undefined || b < 0 ? -1 : b + x.index };
-        }));
+          p.results.push({ partition: x.partition ?? -1, offset: b === undefined || b < 0 ? -1 : b + x.index });
+        }
+        if (to === p.messages.length) p.resolve(p.results);
       });
     } catch (e) {
       produceFailures.inc();
       const text = e instanceof ExplainedKafkaError ? e.message : explainKafkaError(e, this.cfg, [...byTopic.keys()].join(', '));
       this.log.warn({ error: text, messages: positions.reduce((n, p) => n + p.length, 0) }, 'Kafka: a produce request failed; its senders retry, and the producer is replaced');
       this.replaceProducer();
-      for (const p of chunk) p.reject(new Error(text));
+      for (const { p } of parts) {
+        // A caller split over several requests fails as a whole; its remaining parts are not sent.
+        if (p.next < p.messages.length) {
+          const i = this.queue.indexOf(p);
+          if (i >= 0) this.queue.splice(i, 1);
+        }
+        p.reject(new Error(text));
+      }
     }
   }
 

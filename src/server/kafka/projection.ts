@@ -6,7 +6,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { StatusConflictError, type AlertStore, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
-import { relaunchUntilRunning } from './relaunch.js';
+import { relaunchUntilRunning, runOrThrow } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { alertUid, BadLogMessage, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
 
@@ -28,6 +28,8 @@ export interface ProjectionOptions {
   claims?: ClaimSink | undefined;
   /** Tests only: nothing is projected until this resolves (to watch a replica that is behind). */
   hold?: Promise<void> | undefined;
+  /** Partitions of the log at start-up: this replica's own consumer group must get them all. */
+  partitions?: number | undefined;
 }
 
 export interface ClaimSink {
@@ -36,7 +38,8 @@ export interface ClaimSink {
 
 /** Why a replica should not get feed traffic yet; undefined once it may. */
 export interface NotReady {
-  status: 'catching_up';
+  /** replica_id_in_use: another server runs with this replica's id and reads part of the log in its stead. */
+  status: 'catching_up' | 'replica_id_in_use';
   reason: string;
   /** Log messages of the log as it was at start-up that are not projected yet. */
   behind: number;
@@ -72,6 +75,8 @@ export class Projection {
   private readonly s: Record<string, Statement<unknown[]>>;
   private readonly log: Logger;
   private stopped = false;
+  /** Set while this replica's consumer group has another member: what it got, of how many partitions. */
+  private sharedGroup: { mine: number; of: number } | undefined;
 
   constructor(private readonly o: ProjectionOptions) {
     this.log = o.log;
@@ -117,6 +122,9 @@ export class Projection {
    * not make it unready again: every replica would be behind alike.
    */
   notReady(): NotReady | undefined {
+    if (this.sharedGroup) {
+      return { status: 'replica_id_in_use', behind: this.behind() ?? 0, reason: this.sharedGroupText(this.sharedGroup) };
+    }
     if (this.caughtUp()) return undefined;
     const behind = this.behind();
     return {
@@ -195,18 +203,29 @@ export class Projection {
     // each partition starts where SQLite says, so the two cannot drift apart.
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       const mine = e.payload.memberAssignment[this.o.topic] ?? [];
+      // The group is this replica's own: a second member is a second server with
+      // the same replica id (a copied data_dir). Each would project only part of
+      // the log, and both feeds would lack alerts, with nothing else to show it.
+      const of = this.o.partitions ?? 0;
+      this.sharedGroup = mine.length < of ? { mine: mine.length, of } : undefined;
+      if (this.sharedGroup) this.log.error({ group: this.o.groupId, partitions: mine }, this.sharedGroupText(this.sharedGroup));
       for (const p of mine) {
         const next = this.positions.get(p);
         if (next !== undefined) consumer.seek({ topic: this.o.topic, partition: p, offset: String(next) });
       }
     });
+    let launching = true;
     consumer.on(consumer.events.CRASH, (e) => {
       this.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart }, 'Kafka: the alert log reader failed');
-      if (!e.payload.restart && !this.stopped && this.consumer === consumer) void this.restartLater();
+      if (!e.payload.restart && !this.stopped && this.consumer === consumer && !launching) void this.restartLater();
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
-    await consumer.run({ autoCommit: true, autoCommitInterval: 1000, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (b) => this.eachBatch(b) });
+    await runOrThrow(consumer, () => consumer.run({ autoCommit: true, autoCommitInterval: 1000, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (b) => this.eachBatch(b) }), () => (launching = false));
+  }
+
+  private sharedGroupText(g: { mine: number; of: number }): string {
+    return `Kafka: another server runs with this replica's id (consumer group ${this.o.groupId}), so this one projects only ${g.mine} of the ${g.of} partitions of the alert log and its feed lacks alerts; its data_dir is probably a copy of another server's: give every server its own data_dir (an empty one is rebuilt from the log)`;
   }
 
   private restartLater(): Promise<void> {

@@ -1,3 +1,4 @@
+import type { Consumer } from 'kafkajs';
 import type { Logger } from '../../shared/log/logger.js';
 import { Backoff, sleep } from '../../shared/retry/backoff.js';
 
@@ -28,5 +29,30 @@ export async function relaunchUntilRunning(r: Relaunchable, backoff = new Backof
     } catch (e) {
       r.log.error({ error: r.explain(e) }, `Kafka: could not restart ${r.what}; trying again with backoff`);
     }
+  }
+}
+
+/**
+ * Runs a consumer, and throws what stopped it for good while it started.
+ * kafkajs reports a join the brokers refuse (a session timeout outside the
+ * brokers' range, a group ACL) only as a CRASH event, and its run() resolves
+ * anyway: the server would start with a reader that never reads. `started`
+ * runs once run() returned, before the error (if any) is thrown, so the
+ * caller's own CRASH handler can tell start-up failures from later ones.
+ */
+export async function runOrThrow(consumer: Consumer, run: () => Promise<void>, started: () => void): Promise<void> {
+  let failed: unknown;
+  const off = consumer.on(consumer.events.CRASH, (e) => {
+    if (!e.payload.restart) failed = e.payload.error;
+  });
+  try {
+    await run();
+  } finally {
+    off();
+    started();
+  }
+  if (failed !== undefined) {
+    await consumer.disconnect().catch(() => undefined);
+    throw failed;
   }
 }

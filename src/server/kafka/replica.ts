@@ -33,7 +33,9 @@ export interface KafkaReplicaOptions {
   /** How long changeStatus waits for this replica to apply its own change. */
   statusTimeoutMs?: number;
   /** Tests only: the projection projects nothing until this resolves. */
-  holdProjection?: Promise<void>;
+  holdProjection?: Promise<void> | undefined;
+  /** Tests only: the delivery group hands nothing on until this resolves (to watch it run behind the projection). */
+  holdDelivery?: Promise<void> | undefined;
 }
 
 export interface KafkaReplica {
@@ -56,6 +58,12 @@ export interface KafkaReplica {
   /** Resolves true once everything in the log now is projected here (tests, tools). */
   waitCaughtUp(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** Kafka did not take a status change (brokers down or restarting): nothing changed, the caller may try again. */
+export class KafkaUnavailableError extends Error {
+  readonly statusCode = 503;
+  readonly code = 'kafka_unavailable';
 }
 
 /** A status change is in the log but this replica has not applied it in time. */
@@ -92,13 +100,13 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
     partitions = (await ensureTopics(admin, cfg, log)).logPartitions;
     writer.setPartitions(topics.log, partitions);
     await writer.start();
-    projection = new Projection({ kafka, cfg, db: o.db, store: o.store, topic: topics.log, groupId: topics.projectionGroup(replica), log, claims: o.webhooks, hold: o.holdProjection });
+    projection = new Projection({ kafka, cfg, db: o.db, store: o.store, topic: topics.log, groupId: topics.projectionGroup(replica), log, claims: o.webhooks, hold: o.holdProjection, partitions });
     await projection.start(admin);
     tokenSync = new TokenSync({ kafka, cfg, db: o.db, agents: o.agents, tokens: o.tokens, writer, topic: topics.tokens, groupId: topics.tokensGroup(replica), log });
     await tokenSync.start();
     delivery = new DeliveryGroup({
       kafka, cfg, db: o.db, store: o.store, projection, writer, logTopic: topics.log, exportTopic: topics.export,
-      groupId: topics.deliveryGroup, replica, webhooks: o.webhooks, log,
+      groupId: topics.deliveryGroup, replica, webhooks: o.webhooks, log, hold: o.holdDelivery,
     });
     await delivery.start(admin);
   } catch (e) {
@@ -136,12 +144,18 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
         if (other) throw new StatusConflictError(other.id);
       }
       const firstEvent = uid.slice(`${a.agent}/${a.fingerprint}/`.length);
-      const [at] = await writer.append([{
-        topic: topics.log,
-        key: logKey(a.agent, a.fingerprint),
-        value: encodeStatusEvent({ agent: a.agent, fingerprint: a.fingerprint, alert: firstEvent, status: to, actor, at: new Date().toISOString(), replica }),
-        headers: { [HEADER_TYPE]: 'status', [HEADER_REF]: uid },
-      }]);
+      let at;
+      try {
+        [at] = await writer.append([{
+          topic: topics.log,
+          key: logKey(a.agent, a.fingerprint),
+          value: encodeStatusEvent({ agent: a.agent, fingerprint: a.fingerprint, alert: firstEvent, status: to, actor, at: new Date().toISOString(), replica }),
+          headers: { [HEADER_TYPE]: 'status', [HEADER_REF]: uid },
+        }]);
+      } catch (e) {
+        // Not a 500: nothing changed, and the message says why and what to do.
+        throw new KafkaUnavailableError(`the alert log in Kafka is unavailable, so the status is not changed: ${(e as Error).message}; try again once Kafka is back`);
+      }
       if (!at || at.offset < 0 || !(await proj.waitFor(at.partition, at.offset, statusTimeout))) {
         throw new StatusPendingError(`the status change is in the alert log but this server has not applied it within ${Math.round(statusTimeout / 1000)} s; it shows once this replica catches up (see verdict_kafka_projection_lag_messages)`);
       }
