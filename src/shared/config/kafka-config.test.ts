@@ -58,6 +58,7 @@ describe('kafka config block', () => {
     expect(issues('kafka:\n  brokers: [b:9092]\n  tls: {cert_file: /c.pem}\n')).toEqual(['3: kafka.tls: give cert_file and key_file together (mutual TLS), or neither']);
     expect(issues('kafka:\n  brokers: [b:9092]\n  export_topic: verdict.log\n')).toEqual(['3: kafka.export_topic: "verdict.log" is one of Verdict\'s internal topics; pick another name, e.g. verdict.alerts']);
     expect(issues('kafka:\n  topic_prefix: v\n')).toEqual(['2: kafka.brokers: is required']);
+    expect(issues('kafka:\n  brokers: [b:9092]\n  session_timeout: 1h\n')).toEqual(['3: kafka.session_timeout: must be at most 1800000 ms (brokers refuse more than group.max.session.timeout.ms, 30m by default)']);
   });
 
   it('builds the block from a bootstrap list (verdict demo --kafka)', () => {

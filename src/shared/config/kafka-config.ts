@@ -49,7 +49,8 @@ const kafkaFields = obj({
   connection_timeout: field(duration({ min: 100 }), { default: 5_000 }),
   request_timeout: field(duration({ min: 1_000 }), { default: 30_000 }),
   /** Consumer group session timeout: how long a crashed replica's partitions wait before another takes them. */
-  session_timeout: field(duration({ min: 6_000 }), { default: 30_000 }),
+  // Kafka's default group.min/max.session.timeout.ms: a value outside is refused by the brokers at start-up.
+  session_timeout: field(duration({ min: 6_000, max: 1_800_000, maxWhy: "brokers refuse more than group.max.session.timeout.ms, 30m by default" }), { default: 30_000 }),
   tls: field(obj({
     enabled: field(bool(), { default: true }),
     ca_file: field(str({ nonEmpty: true, hint: 'PEM file of the CA that signed the brokers\' certificates' })),

@@ -79,12 +79,13 @@ export const oneOf = <T extends string>(values: readonly T[]): Validator<T> => (
 };
 
 /** Durations as "500ms", "10s", "5m", "1h"; returns milliseconds. */
-export const duration = (opts: { min?: number } = {}): Validator<number> => (node, path, ctx) => {
+export const duration = (opts: { min?: number; max?: number; maxWhy?: string } = {}): Validator<number> => (node, path, ctx) => {
   const v = scalarValue(node);
   const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(v.trim()) : null;
   if (!m) return reportIssue(ctx, node, path, `must be a duration such as 500ms, 10s, 5m or 1h, got ${JSON.stringify(v ?? null)}`);
   const ms = Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms']);
   if (opts.min !== undefined && ms < opts.min) return reportIssue(ctx, node, path, `must be at least ${opts.min} ms`);
+  if (opts.max !== undefined && ms > opts.max) return reportIssue(ctx, node, path, `must be at most ${opts.max} ms${opts.maxWhy ? ` (${opts.maxWhy})` : ''}`);
   return ms;
 };
 
