@@ -139,11 +139,12 @@ describe('web page in Chromium', () => {
 
   it('renders a <script> in a pod name and HTML in Falco output as text', async () => {
     const pod = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">';
-    store.ingest('prod', [ev(falcoPayload({ fp: 'xss', ns: 'web', pod, severity: 'critical', output: `Shell in ${pod} <b>bold</b> <a href="javascript:window.__xss=3">x</a>` }))]);
+    // The id from ingest itself: a search for it could also find other tests' alerts.
+    const id = store.ingest('prod', [ev(falcoPayload({ fp: 'xss', ns: 'web', pod, severity: 'critical', output: `Shell in ${pod} <b>bold</b> <a href="javascript:window.__xss=3">x</a>` }))]).alerts[0]!.id;
     await page.waitForFunction(() => [...document.querySelectorAll('#alerts .alert .title')].some((e) => e.textContent!.includes('<script>')));
-    const id = store.list({ limit: 1, q: 'web' }).alerts[0]!.id;
     await page.click(`#alerts .alert[data-id="${id}"]`);
-    await page.waitForSelector('#detail .output');
+    // The previous test's alert stays in the detail pane until this one has loaded.
+    await page.waitForFunction(() => document.querySelector('#detail h1')?.textContent?.includes('<script>') && document.querySelector('#detail .output'));
     expect(await page.locator('#detail h1').textContent()).toContain('<script>window.__xss = 1</script>');
     expect(await page.locator('#detail .output').first().textContent()).toContain('<b>bold</b>');
     const injected = await page.evaluate(() => ({
@@ -156,11 +157,10 @@ describe('web page in Chromium', () => {
     expect(injected).toEqual({ xss: undefined, scripts: 1, imgs: 0, links: 0, bold: false });
 
     // The same in a Cilium flow's source pod, shown in the list, the flow and the labels.
-    store.ingest('prod', [ev(ciliumPayload({ fp: 'xss-flow', ns: 'edge', src: 'evil', dst: 'api', srcPod: pod, severity: 'critical' }))]);
-    const flowId = store.list({ limit: 1, q: 'evil' }).alerts[0]!.id;
+    const flowId = store.ingest('prod', [ev(ciliumPayload({ fp: 'xss-flow', ns: 'edge', src: 'evil', dst: 'api', srcPod: pod, severity: 'critical' }))]).alerts[0]!.id;
     await page.waitForSelector(`#alerts .alert[data-id="${flowId}"]`);
     await page.click(`#alerts .alert[data-id="${flowId}"]`);
-    await page.waitForSelector('#detail .flow .pod');
+    await page.waitForFunction(() => document.querySelector('#detail h1')?.textContent?.includes('evil') && document.querySelector('#detail .flow .pod'));
     expect(await page.locator('#detail .flow .pod').first().textContent()).toBe(`edge/${pod}`);
     expect(await page.locator('#detail .labels').first().textContent()).toContain(pod);
     expect(await page.evaluate(() => ({
