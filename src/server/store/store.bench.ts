@@ -115,6 +115,13 @@ function ingestBench(dir: string): void {
   t0 = performance.now();
   for (const b of batches(repeats)) store.ingest('bench', b);
   const repMs = performance.now() - t0;
+  // A flood: the same events spread over 20 noisy alerts (a port scan, a crash-looping
+  // pod), so each batch repeats each alert about 25 times.
+  const floodEvents = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: uuid7(), payload: benchPayload(i % 20, `flood-${i % 20}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
+  store.ingest('bench', floodEvents.slice(0, 20).map((e) => ({ ...e, id: uuid7() })));
+  t0 = performance.now();
+  for (const b of batches(floodEvents)) store.ingest('bench', b);
+  const floodMs = performance.now() - t0;
   // A fresh store process sees repeats of alerts it has not cached yet.
   const cold = new AlertStore(db);
   const coldEvents = repeats.slice(0, 50_000).map((e) => ({ ...e, id: uuid7() }));
@@ -136,6 +143,7 @@ function ingestBench(dir: string): void {
   console.log(`  new alerts                      ${rate(INGEST_EVENTS, newMs).padStart(12)}`);
   console.log(`  repeats of 10,000 open alerts   ${rate(INGEST_EVENTS, repMs).padStart(12)}`);
   console.log(`  repeats, right after a restart  ${rate(coldEvents.length, coldMs).padStart(12)}  (50,000 events)`);
+  console.log(`  a flood: repeats of 20 alerts   ${rate(INGEST_EVENTS, floodMs).padStart(12)}`);
   console.log(`  new alerts, random (v4) ids     ${rate(v4Events.length, v4Ms).padStart(12)}  (50,000 events)`);
   console.log(`  baseline: bare JSON rows        ${rate(INGEST_EVENTS, baseMs).padStart(12)}`);
   const us = (ms: number) => `${((ms * 1000) / INGEST_EVENTS).toFixed(1)} µs an event`;
