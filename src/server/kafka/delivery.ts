@@ -8,7 +8,7 @@ import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStore, StoredAlert } from '../store/alert-store.js';
 import type { KeyedAlert, SharedClaim } from '../webhooks/outbox.js';
-import { relaunchUntilRunning, runOrThrow } from './relaunch.js';
+import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { encodeClaimsEvent, exportedAlert, HEADER_REF, HEADER_TYPE, logRef, parseAlertUid, type ExportedAlert } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
@@ -208,15 +208,7 @@ export class DeliveryGroup {
   }
 
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary }: EachBatchPayload): Promise<void> {
-    if (this.o.hold) {
-      let held = true;
-      void this.o.hold.then(() => (held = false));
-      while (held) {
-        await Promise.race([this.o.hold, new Promise((r) => setTimeout(r, 500))]);
-        if (!isRunning() || isStale()) return;
-        await heartbeat();
-      }
-    }
+    if (!(await waitWhileHeld(this.o.hold, { heartbeat, isRunning, isStale }))) return;
     const p = batch.partition;
     const msgs = batch.messages;
     if (this.fresh.has(p)) {

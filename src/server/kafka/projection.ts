@@ -6,7 +6,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { StatusConflictError, type AlertStore, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
-import { relaunchUntilRunning, runOrThrow } from './relaunch.js';
+import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { alertUid, BadLogMessage, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
 
@@ -240,15 +240,7 @@ export class Projection {
   }
 
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
-    if (this.o.hold) {
-      let held = true;
-      void this.o.hold.then(() => (held = false));
-      while (held) {
-        await Promise.race([this.o.hold, new Promise((r) => setTimeout(r, 500))]);
-        if (!isRunning() || isStale()) return;
-        await heartbeat();
-      }
-    }
+    if (!(await waitWhileHeld(this.o.hold, { heartbeat, isRunning, isStale }))) return;
     const p = batch.partition;
     const msgs = batch.messages;
     const lag = Number(batch.highWatermark) - Number(batch.lastOffset()) - 1;

@@ -1,4 +1,4 @@
-import type { Consumer } from 'kafkajs';
+import type { Consumer, EachBatchPayload } from 'kafkajs';
 import type { Logger } from '../../shared/log/logger.js';
 import { Backoff, sleep } from '../../shared/retry/backoff.js';
 
@@ -55,4 +55,21 @@ export async function runOrThrow(consumer: Consumer, run: () => Promise<void>, s
     await consumer.disconnect().catch(() => undefined);
     throw failed;
   }
+}
+
+/**
+ * Tests hold a consumer's batches back (to widen a crash window) with a promise;
+ * the consumer keeps its group membership meanwhile. False when the batch is
+ * no longer this consumer's to handle.
+ */
+export async function waitWhileHeld(hold: Promise<void> | undefined, b: Pick<EachBatchPayload, 'heartbeat' | 'isRunning' | 'isStale'>): Promise<boolean> {
+  if (!hold) return true;
+  let held = true;
+  void hold.then(() => (held = false));
+  while (held) {
+    await Promise.race([hold, new Promise((r) => setTimeout(r, 500))]);
+    if (!b.isRunning() || b.isStale()) return false;
+    await b.heartbeat();
+  }
+  return true;
 }
