@@ -61,15 +61,23 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cili
         }
       }
 
-      const cursor = new FlowCursor(ctx.db, block.hubble_relay_address);
+      const cursor = new HeldCursor(ctx.db, block.hubble_relay_address);
       const pairs = new DropPairFilter();
-      const storeAlert = ctx.db.transaction((alert: ReturnType<typeof flowToAlert>) => {
-        ctx.alerts.add([alert], block.dedup_window);
-        cursor.persist();
-      });
+      // The cursor is saved in the aggregator's own transaction (not in an outer
+      // one around add()): if that transaction fails, the aggregator puts its
+      // memory back to what is stored, so a group it reports pending is on disk.
+      const storeAlert = (alert: ReturnType<typeof flowToAlert>) => ctx.alerts.add([alert], block.dedup_window, () => cursor.persist());
       // Flows that raise nothing move the cursor too; saving it once a second is enough for them.
       const persistTimer = setInterval(() => cursor.persist(), 1000);
       persistTimer.unref();
+      // A flow whose alert could not be stored: the cursor (already moved past it in
+      // memory) is no longer saved, and the module stops and is restarted by the
+      // manager, resuming from the last saved position so the flow comes again.
+      let storeFailed: Error | undefined;
+      const stopFollowing = new AbortController();
+      const onAbort = () => stopFollowing.abort();
+      if (signal.aborted) stopFollowing.abort();
+      else signal.addEventListener('abort', onAbort, { once: true });
 
       const onFlow = (flow: Flow) => {
         if (pairs.isPairedRepeat(flow)) return;
@@ -81,7 +89,15 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cili
           return;
         }
         if (!att || att.policies.length === 0) return;
-        storeAlert(flowToAlert(flow, att, block.cluster_name, flowToJson(flow)));
+        if (storeFailed) return;
+        try {
+          storeAlert(flowToAlert(flow, att, block.cluster_name, flowToJson(flow)));
+        } catch (e) {
+          storeFailed = e instanceof Error ? e : new Error(errText(e));
+          cursor.held = true;
+          log.error({ error: errText(e), flow_uuid: flow.uuid }, 'Failed to store the alert for a dropped flow; restarting the module to read the flows again from the last saved position');
+          stopFollowing.abort();
+        }
       };
 
       try {
@@ -90,14 +106,25 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cili
           backoff: { initialMs: block.reconnect.initial_backoff, maxMs: block.reconnect.max_backoff, factor: 2, jitter: true, resetAfterMs: 600_000 },
           cursor,
           log,
-          signal,
+          signal: stopFollowing.signal,
           onFlow,
         });
       } finally {
+        signal.removeEventListener('abort', onAbort);
         watcher?.stop();
         clearInterval(persistTimer);
         cursor.persist();
       }
+      if (storeFailed && !signal.aborted) throw new Error(`storing an alert failed: ${storeFailed.message}`);
     },
   };
+}
+
+/** A flow cursor that can stop being saved: after a flow's alert failed to be stored, the position in memory is past that flow. */
+class HeldCursor extends FlowCursor {
+  held = false;
+
+  override persist(): void {
+    if (!this.held) super.persist();
+  }
 }
