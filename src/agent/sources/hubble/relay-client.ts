@@ -67,7 +67,14 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
           if (!r) return;
           if (r.$case === 'flow') {
             flowsReceived.inc();
-            if (o.cursor.advance(r.value)) o.onFlow(r.value, res.node_name);
+            try {
+              if (o.cursor.advance(r.value)) o.onFlow(r.value, res.node_name);
+            } catch (e) {
+              // Thrown from a data handler it would be an uncaught exception: end this stream instead.
+              o.signal.removeEventListener('abort', onAbort);
+              call.cancel();
+              resolve(e);
+            }
           } else if (r.$case === 'lost_events') {
             flowsLost.inc(r.value.num_events_lost);
             o.log.warn({ lost: r.value.num_events_lost, node_name: res.node_name }, 'Hubble lost events before Verdict could read them; drops in that window cannot be alerted on');
