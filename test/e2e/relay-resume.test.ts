@@ -5,28 +5,13 @@ import { Verdict } from '../../src/gen/flow/flow.js';
 import { HubbleRelayPeer } from '../../src/peers/hubble-relay/relay-peer.js';
 import { parseFlowLine } from '../../src/shared/hubble/flow-json.js';
 import { ConfigProject, freePort, killAll, spawnVerdict, tempDir, until, verdictSync, type LogLine, type VerdictProcess } from '../helpers/processes.js';
+import { PAYMENTS_INGRESS } from '../helpers/policies.js';
 
 // What the agent asks Hubble Relay for, and how it resumes. Server and agent are
 // real processes; the Relay peer runs in the test so it can show the requests it
 // got and drop its streams like a restarting Relay. The policy comes from a local
 // directory (agent flag --policies), not from the configuration project.
 
-const POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata:
-  name: payments-ingress
-  namespace: shop
-  annotations:
-    app.gitlab.com/alert: "true"
-spec:
-  endpointSelector:
-    matchLabels:
-      app: payments
-  ingress:
-    - fromEndpoints:
-        - matchLabels:
-            app: cart
-`;
 
 // Small bounds in config.yaml: with the defaults (10 s -> 5 min) no retry here would be this short.
 const INITIAL_MS = 150;
@@ -85,7 +70,7 @@ describe('agent and Hubble Relay: whitelist, resume with since, backoff bounds',
     relayAddr = await relay.listen('127.0.0.1:0');
     project.commit({ '.gitlab/agents/edge/config.yaml': config(relayAddr) });
     mkdirSync(join(dir, 'policies'));
-    writeFileSync(join(dir, 'policies', 'payments.yaml'), POLICY);
+    writeFileSync(join(dir, 'policies', 'payments.yaml'), PAYMENTS_INGRESS);
     const serverData = join(dir, 'server');
     writeFileSync(join(dir, 'token'), verdictSync(['agents', 'register', 'edge', '--config-project', project.dir, '--data-dir', serverData]).trim());
     feedToken = verdictSync(['tokens', 'create', '--name', 'test', '--data-dir', serverData]).trim();

@@ -12,25 +12,10 @@ import { FlowCursor } from '../sources/hubble/flow-cursor.js';
 import { openAgentDb } from '../spool/agent-db.js';
 import { Outbox } from '../spool/outbox.js';
 import { createCiliumModule } from './cilium-module.js';
+import { PAYMENTS_INGRESS } from '../../../test/helpers/policies.js';
 
 const log = pino({ level: 'silent' });
 
-const POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata:
-  name: payments-ingress
-  namespace: shop
-  annotations:
-    app.gitlab.com/alert: "true"
-spec:
-  endpointSelector:
-    matchLabels:
-      app: payments
-  ingress:
-    - fromEndpoints:
-        - matchLabels:
-            app: cart
-`;
 
 function drop(at: Date, n: number) {
   const ep = (app: string, pod: string) => ({ identity: 1000 + app.length, namespace: 'shop', pod_name: pod, labels: [`k8s:app=${app}`, 'k8s:io.kubernetes.pod.namespace=shop'] });
@@ -63,7 +48,7 @@ afterEach(async () => {
 describe('cilium module', () => {
   it('loses no alert when storing it fails: the module fails without saving the cursor past the flow, and a restart reads it again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-cilium-mod-'));
-    writeFileSync(join(dir, 'payments.yaml'), POLICY);
+    writeFileSync(join(dir, 'payments.yaml'), PAYMENTS_INGRESS);
     relay = new HubbleRelayPeer();
     const addr = await relay.listen('127.0.0.1:0');
     const block = parseAgentConfig(`cilium:\n  hubble_relay_address: ${addr}\n  cluster_name: test\n  dedup_window: 1m\n  kubernetes_policies: 'off'\n`, 'config.yaml').value.cilium!;
@@ -102,7 +87,7 @@ describe('cilium module', () => {
 
   it('keeps the aggregator in step with the disk when saving the cursor fails in the alert\'s transaction', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-cilium-mod-'));
-    writeFileSync(join(dir, 'payments.yaml'), POLICY);
+    writeFileSync(join(dir, 'payments.yaml'), PAYMENTS_INGRESS);
     relay = new HubbleRelayPeer();
     const addr = await relay.listen('127.0.0.1:0');
     const block = parseAgentConfig(`cilium:\n  hubble_relay_address: ${addr}\n  cluster_name: test\n  dedup_window: 1m\n  kubernetes_policies: 'off'\n`, 'config.yaml').value.cilium!;
