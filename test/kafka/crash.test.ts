@@ -19,6 +19,7 @@ import { stableWebhookId } from '../../src/server/webhooks/signer.js';
 import { ConfigProject, freePort, killAll, spawnVerdict, until, verdictSync, type LogLine, type VerdictProcess } from '../helpers/processes.js';
 import { Receiver } from '../webhooks/receiver.js';
 import { verifyStandardWebhook } from '../webhooks/standard-webhooks.js';
+import { KILL_AT_ENV } from '../../src/server/kafka/delivery.js';
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const PARTITIONS = 6;
@@ -106,7 +107,7 @@ async function pair(killAt: 'after_outbox' | 'after_claims') {
   new ConfigProject(project).commit({ 'README.md': 'agents\n' });
   const token = verdictSync(['agents', 'register', 'edge', '--config-project', project, '--data-dir', a.dataDir]).trim();
   const feedToken = verdictSync(['tokens', 'create', '--name', 'ops', '--scope', 'write', '--data-dir', b.dataDir]).trim();
-  await start(a, { VERDICT_TEST_KILL_DELIVERY_AT: killAt });
+  await start(a, { [KILL_AT_ENV]: killAt });
   await start(b);
   await until(() => (assigned(a)?.length === PARTITIONS / 2 && assigned(b)?.length === PARTITIONS / 2 ? true : undefined), 60_000, 'both replicas in the delivery group');
   await until(() => (JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', b.dataDir])) as unknown[]).length === 1 || undefined, 20_000, 'the agent token on replica B');

@@ -45,22 +45,31 @@ afterEach(async () => {
   relay = undefined;
 });
 
+/**
+ * A module over a Relay peer holding one drop (flow-1) just after a position an
+ * earlier run saved (flow-0), with the payments policy on disk.
+ */
+async function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-cilium-mod-'));
+  writeFileSync(join(dir, 'payments.yaml'), PAYMENTS_INGRESS);
+  const peer = new HubbleRelayPeer();
+  relay = peer;
+  const addr = await peer.listen('127.0.0.1:0');
+  const block = parseAgentConfig(`cilium:\n  hubble_relay_address: ${addr}\n  cluster_name: test\n  dedup_window: 1m\n  kubernetes_policies: 'off'\n`, 'config.yaml').value.cilium!;
+  const db = openAgentDb(':memory:');
+  const outbox = new Outbox(db, { maxBytes: 1e9, log });
+  const alerts = new AlertAggregator(db, outbox, { log });
+  const base = Date.now() - 60_000;
+  const saved = new FlowCursor(db, addr);
+  saved.advance(drop(new Date(base), 0));
+  saved.persist();
+  peer.push([drop(new Date(base + 1000), 1)]);
+  return { dir, relay: peer, block, db, outbox, alerts, base };
+}
+
 describe('cilium module', () => {
   it('loses no alert when storing it fails: the module fails without saving the cursor past the flow, and a restart reads it again', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'verdict-cilium-mod-'));
-    writeFileSync(join(dir, 'payments.yaml'), PAYMENTS_INGRESS);
-    relay = new HubbleRelayPeer();
-    const addr = await relay.listen('127.0.0.1:0');
-    const block = parseAgentConfig(`cilium:\n  hubble_relay_address: ${addr}\n  cluster_name: test\n  dedup_window: 1m\n  kubernetes_policies: 'off'\n`, 'config.yaml').value.cilium!;
-    const db = openAgentDb(':memory:');
-    const outbox = new Outbox(db, { maxBytes: 1e9, log });
-    const alerts = new AlertAggregator(db, outbox, { log });
-    const base = Date.now() - 60_000;
-    // A position saved by an earlier run, before the flow.
-    const saved = new FlowCursor(db, addr);
-    saved.advance(drop(new Date(base), 0));
-    saved.persist();
-    relay.push([drop(new Date(base + 1000), 1)]);
+    const { dir, relay, block, db, outbox, alerts, base } = await setup();
 
     // Saving the alert (with the cursor) fails once.
     db.exec("CREATE TEMP TRIGGER fail BEFORE INSERT ON pending_alert_counts BEGIN SELECT RAISE(FAIL, 'disk full'); END");
@@ -86,19 +95,7 @@ describe('cilium module', () => {
   }, 30_000);
 
   it('keeps the aggregator in step with the disk when saving the cursor fails in the alert\'s transaction', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'verdict-cilium-mod-'));
-    writeFileSync(join(dir, 'payments.yaml'), PAYMENTS_INGRESS);
-    relay = new HubbleRelayPeer();
-    const addr = await relay.listen('127.0.0.1:0');
-    const block = parseAgentConfig(`cilium:\n  hubble_relay_address: ${addr}\n  cluster_name: test\n  dedup_window: 1m\n  kubernetes_policies: 'off'\n`, 'config.yaml').value.cilium!;
-    const db = openAgentDb(':memory:');
-    const outbox = new Outbox(db, { maxBytes: 1e9, log });
-    const alerts = new AlertAggregator(db, outbox, { log });
-    const base = Date.now() - 60_000;
-    const saved = new FlowCursor(db, addr);
-    saved.advance(drop(new Date(base), 0));
-    saved.persist();
-    relay.push([drop(new Date(base + 1000), 1)]);
+    const { dir, relay, block, db, alerts } = await setup();
     db.exec("CREATE TEMP TRIGGER fail BEFORE UPDATE ON hubble_cursor BEGIN SELECT RAISE(FAIL, 'disk full'); END");
     const mod = createCiliumModule({ policyPaths: [dir] });
     await expect(mod.run(block, { log, db, alerts, dataDir: dir, agentName: 'edge', files: [] }, new AbortController().signal)).rejects.toThrow(/disk full/);

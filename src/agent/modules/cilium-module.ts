@@ -61,7 +61,7 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cili
         }
       }
 
-      const cursor = new HeldCursor(ctx.db, block.hubble_relay_address);
+      const cursor = new FlowCursor(ctx.db, block.hubble_relay_address);
       const pairs = new DropPairFilter();
       // The cursor is saved in the aggregator's own transaction (not in an outer
       // one around add()): if that transaction fails, the aggregator puts its
@@ -94,7 +94,7 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cili
           storeAlert(flowToAlert(flow, att, block.cluster_name, flowToJson(flow)));
         } catch (e) {
           storeFailed = e instanceof Error ? e : new Error(errText(e));
-          cursor.held = true;
+          cursor.hold();
           log.error({ error: errText(e), flow_uuid: flow.uuid }, 'Failed to store the alert for a dropped flow; restarting the module to read the flows again from the last saved position');
           stopFollowing.abort();
         }
@@ -120,11 +120,3 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<'cili
   };
 }
 
-/** A flow cursor that can stop being saved: after a flow's alert failed to be stored, the position in memory is past that flow. */
-class HeldCursor extends FlowCursor {
-  held = false;
-
-  override persist(): void {
-    if (!this.held) super.persist();
-  }
-}

@@ -3,7 +3,7 @@ import type { Logger } from '../../shared/log/logger.js';
 import { AgentRegistryError, type AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { requireScope } from '../feed/auth.js';
-import { errors, routeSchema } from '../feed/schemas.js';
+import { adminResponses, routeSchema } from '../feed/schemas.js';
 
 // Agent and agent-token management over HTTP, the same operations as
 // `verdict agents …`, for automation. Every route needs a feed token with
@@ -20,8 +20,8 @@ export interface AdminDeps {
 
 const NAME = { type: 'string', minLength: 1, maxLength: 63 } as const;
 const agentParams = { type: 'object', properties: { agent: NAME }, required: ['agent'] } as const;
-/** The agent and token views are those of `verdict agents …`; the schemas leave them open. */
-const ok = (code: 200 | 201, ...errs: number[]) => ({ [code]: { type: 'object', additionalProperties: true }, ...errors(401, 403, ...errs) });
+// Responses: the agent and token views are those of `verdict agents …`, left open in the schemas.
+
 
 function registryError(reply: FastifyReply, e: unknown): FastifyReply {
   if (e instanceof AgentRegistryError) {
@@ -38,7 +38,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   app.get('/api/v1/admin/agents', {
     onRequest: admin,
     config: { scope: 'admin' },
-    schema: routeSchema({ summary: 'List agents', response: ok(200) }),
+    schema: routeSchema({ summary: 'List agents', response: adminResponses(200) }),
   }, async () => ({ agents: deps.agents.list() }));
 
   app.post('/api/v1/admin/agents', {
@@ -47,7 +47,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     schema: routeSchema({
       summary: 'Register an agent',
       description: 'Answers with its first token; the secret is in this response only.',
-      response: ok(201, 400, 409),
+      response: adminResponses(201, 400, 409),
       body: {
         type: 'object',
         required: ['name', 'config_project'],
@@ -72,7 +72,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   app.get('/api/v1/admin/agents/:agent/tokens', {
     onRequest: admin,
     config: { scope: 'admin' },
-    schema: routeSchema({ summary: "List an agent's tokens", params: agentParams, response: ok(200, 400, 404) }),
+    schema: routeSchema({ summary: "List an agent's tokens", params: agentParams, response: adminResponses(200, 400, 404) }),
   }, async (req, reply) => {
     try {
       return { tokens: deps.agents.listTokens((req.params as { agent: string }).agent) };
@@ -89,7 +89,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       description: 'The secret is in this response only.',
       params: agentParams,
       body: { type: ['object', 'null'], additionalProperties: false, properties: { name: NAME } },
-      response: ok(201, 400, 404),
+      response: adminResponses(201, 400, 404),
     }),
   }, async (req, reply) => {
     const agent = (req.params as { agent: string }).agent;
@@ -109,7 +109,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       summary: "Revoke an agent's token",
       description: "The agent's next call fails with Unauthenticated, and its open streams are closed now.",
       params: { type: 'object', properties: { agent: NAME, id: { type: 'integer', minimum: 1 } }, required: ['agent', 'id'] },
-      response: ok(200, 400, 404),
+      response: adminResponses(200, 400, 404),
     }),
   }, async (req, reply) => {
     const { agent, id } = req.params as { agent: string; id: number };

@@ -96,10 +96,10 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
     config: { scope: 'write' },
     schema: routeSchema({
       summary: 'Change the status of an alert',
-      description: 'Any status may move to any other; the change is recorded with the token\'s name and the time. Reopening a resolved alert fails with 409 while another alert with the same fingerprint is open.',
+      description: 'Any status may move to any other; the change is recorded with the token\'s name and the time. Reopening a resolved alert fails with 409 while another alert with the same fingerprint is open. On Kafka replicas, 503 when Kafka cannot take the change now (nothing changed; try again).',
       params: idParams,
       body: patchBody,
-      response: { 200: { type: 'object', properties: { alert: detailResponse.properties.alert } }, ...errors(400, 401, 403, 404, 409) },
+      response: { 200: { type: 'object', properties: { alert: detailResponse.properties.alert } }, ...errors(400, 401, 403, 404, 409, 503) },
     }),
   }, async (req, reply) => {
     const { id } = req.params as { id: number };

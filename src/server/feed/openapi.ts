@@ -53,7 +53,7 @@ function parameters(schema: Record<string, any>): unknown[] {
 function responses(schema: Record<string, any>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [code, s] of Object.entries((schema.response ?? {}) as Record<string, any>)) {
-    const description = { 200: 'OK', 201: 'Created', 204: 'No content', 400: 'The request is invalid; the message says what to change', 401: 'No feed token, or an unknown or revoked one', 403: 'The token lacks the scope this call needs', 404: 'Not found', 409: 'Conflicts with the current state', 426: 'Not a WebSocket request' }[code] ?? 'Response';
+    const description = { 200: 'OK', 201: 'Created', 204: 'No content', 400: 'The request is invalid; the message says what to change', 401: 'No feed token, or an unknown or revoked one', 403: 'The token lacks the scope this call needs', 404: 'Not found', 409: 'Conflicts with the current state', 426: 'Not a WebSocket request', 503: 'Not available now; the message says why and when to try again' }[code] ?? 'Response';
     out[code] = code === '204' ? { description } : { description, content: { 'application/json': { schema: s } } };
   }
   return out;

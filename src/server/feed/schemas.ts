@@ -67,7 +67,7 @@ const policyRef = {
   required: ['kind', 'namespace', 'name'],
 } as const;
 
-const freeObject = { type: 'object', additionalProperties: true } as const;
+export const freeObject = { type: 'object', additionalProperties: true } as const;
 const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
 
 export const alertSchema = {
@@ -100,11 +100,21 @@ export const alertSchema = {
 
 export const errorSchema = {
   type: 'object',
-  properties: { error: { type: 'string' }, message: { type: 'string' } },
+  properties: {
+    error: { type: 'string' },
+    message: { type: 'string' },
+    issues: { type: 'array', description: 'what was wrong, field by field, where a body was checked', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+  },
   required: ['error', 'message'],
 } as const;
 
 export const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, errorSchema]));
+
+/**
+ * Responses of an admin route whose answer is documented in prose (docs/) and
+ * left open in the schema, with the errors it can give besides 401 and 403.
+ */
+export const adminResponses = (code: 200 | 201 | 202, ...errs: number[]) => ({ [code]: freeObject, ...errors(401, 403, ...errs) });
 
 export const listResponse = {
   type: 'object',

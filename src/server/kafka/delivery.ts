@@ -186,14 +186,14 @@ export class DeliveryGroup {
       }
       this.log.info({ partitions: mine }, 'Kafka: this replica delivers webhooks and the export for these log partitions');
     });
-    let launching = true;
     consumer.on(consumer.events.CRASH, (e) => {
       this.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.logTopic), restarting: e.payload.restart }, 'Kafka: the delivery group member failed');
-      if (!e.payload.restart && !this.stopped && this.consumer === consumer && !launching) void this.restartLater();
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.o.logTopic, fromBeginning: true });
-    await runOrThrow(consumer, () => consumer.run({ autoCommit: true, autoCommitThreshold: 1, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) }), () => (launching = false));
+    await runOrThrow(consumer, () => consumer.run({ autoCommit: true, autoCommitThreshold: 1, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) }), () => {
+      if (!this.stopped && this.consumer === consumer) void this.restartLater();
+    });
   }
 
   private restartLater(): Promise<void> {

@@ -53,7 +53,7 @@ const MAX_REQUEST_BYTES = 512 * 1024;
  * would then fail on every resend and block the agent's spool for good.
  * Such a caller's messages go in several requests, in order.
  */
-export const MAX_PARTITION_BYTES = 900 * 1024;
+const MAX_PARTITION_BYTES = 900 * 1024;
 /** Record framing in a v2 batch (lengths, attributes, deltas): an upper bound. */
 const RECORD_OVERHEAD = 64;
 

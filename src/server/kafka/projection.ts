@@ -214,14 +214,14 @@ export class Projection {
         if (next !== undefined) consumer.seek({ topic: this.o.topic, partition: p, offset: String(next) });
       }
     });
-    let launching = true;
     consumer.on(consumer.events.CRASH, (e) => {
       this.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart }, 'Kafka: the alert log reader failed');
-      if (!e.payload.restart && !this.stopped && this.consumer === consumer && !launching) void this.restartLater();
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
-    await runOrThrow(consumer, () => consumer.run({ autoCommit: true, autoCommitInterval: 1000, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (b) => this.eachBatch(b) }), () => (launching = false));
+    await runOrThrow(consumer, () => consumer.run({ autoCommit: true, autoCommitInterval: 1000, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (b) => this.eachBatch(b) }), () => {
+      if (!this.stopped && this.consumer === consumer) void this.restartLater();
+    });
   }
 
   private sharedGroupText(g: { mine: number; of: number }): string {

@@ -36,20 +36,22 @@ export async function relaunchUntilRunning(r: Relaunchable, backoff = new Backof
  * Runs a consumer, and throws what stopped it for good while it started.
  * kafkajs reports a join the brokers refuse (a session timeout outside the
  * brokers' range, a group ACL) only as a CRASH event, and its run() resolves
- * anyway: the server would start with a reader that never reads. `started`
- * runs once run() returned, before the error (if any) is thrown, so the
- * caller's own CRASH handler can tell start-up failures from later ones.
+ * anyway: the server would start with a reader that never reads. A crash
+ * kafkajs does not restart from after start-up goes to `failedLater` (the
+ * caller relaunches).
  */
-export async function runOrThrow(consumer: Consumer, run: () => Promise<void>, started: () => void): Promise<void> {
+export async function runOrThrow(consumer: Consumer, run: () => Promise<void>, failedLater: () => void): Promise<void> {
+  let started = false;
   let failed: unknown;
-  const off = consumer.on(consumer.events.CRASH, (e) => {
-    if (!e.payload.restart) failed = e.payload.error;
+  consumer.on(consumer.events.CRASH, (e) => {
+    if (e.payload.restart) return;
+    if (started) failedLater();
+    else failed = e.payload.error;
   });
   try {
     await run();
   } finally {
-    off();
-    started();
+    started = true;
   }
   if (failed !== undefined) {
     await consumer.disconnect().catch(() => undefined);

@@ -96,14 +96,14 @@ export class TokenSync {
   private async launch(): Promise<void> {
     const consumer = this.o.kafka.consumer({ groupId: this.o.groupId, sessionTimeout: this.o.cfg.session_timeout, maxWaitTimeInMs: 500, allowAutoTopicCreation: false });
     this.consumer = consumer;
-    let launching = true;
     consumer.on(consumer.events.CRASH, (e) => {
       this.o.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart }, 'Kafka: reading the tokens topic failed; tokens created on other replicas may not work here until it recovers');
-      if (!e.payload.restart && !this.stopped && this.consumer === consumer && !launching) void this.restartLater();
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
-    await runOrThrow(consumer, () => consumer.run({ eachMessage: async ({ message }) => this.apply(message.value) }), () => (launching = false));
+    await runOrThrow(consumer, () => consumer.run({ eachMessage: async ({ message }) => this.apply(message.value) }), () => {
+      if (!this.stopped && this.consumer === consumer) void this.restartLater();
+    });
   }
 
   private restartLater(): Promise<void> {

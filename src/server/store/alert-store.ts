@@ -715,12 +715,12 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
   }
 
   /** The smallest filter's id set, if one matches at most DRIVER_MAX alerts. */
-  private pickDriver(f: AlertFilter, sort: ListQuery['sort']): Driver | undefined {
+  private pickDriver(q: ListQuery): Driver | undefined {
     let best: { d: Driver; n: number } | undefined;
-    for (const d of drivers(f)) {
+    for (const d of drivers(q)) {
       // Sorted by last_seen, the walk of that index covers exactly the time range,
       // in order, and stops after a page: faster than fetching and sorting the range.
-      if (d.name === 'time' && (sort ?? 'last_seen') === 'last_seen') continue;
+      if (d.name === 'time' && (q.sort ?? 'last_seen') === 'last_seen') continue;
       const sz = sizeSql(d, DRIVER_MAX);
       const n = (this.prepared(sz.sql).get(...sz.params) as { n: number }).n;
       if (n <= DRIVER_MAX && (!best || n < best.n)) best = { d, n };
@@ -731,7 +731,7 @@ export class AlertStore extends EventEmitter<{ changed: [StoredAlert[]] }> {
 
   /** A page of alerts, newest activity first unless sorted otherwise. */
   list(q: ListQuery): ListResult {
-    const driver = this.pickDriver(q, q.sort);
+    const driver = this.pickDriver(q);
     let ftsMinId: number | undefined;
     if (!driver && q.q) {
       const v = visitedMinIdSql(q, this.scanBudget);

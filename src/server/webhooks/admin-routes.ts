@@ -3,7 +3,7 @@ import { ConfigError, type ConfigIssue } from '../../shared/config/schema.js';
 import { integrationToJson, parseIntegrationJson, resolveSecretRef, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { requireScope } from '../feed/auth.js';
-import { errors, routeSchema } from '../feed/schemas.js';
+import { adminResponses, routeSchema } from '../feed/schemas.js';
 import type { AlertStore } from '../store/alert-store.js';
 import { IntegrationError, type Integration } from './integrations.js';
 import type { Delivery, DeliveryState } from './outbox.js';
@@ -66,22 +66,8 @@ function deliveryView(d: Delivery) {
   };
 }
 
-/** Integration and delivery views are documented in docs/webhooks.md; the schemas leave them open. */
-const anyObject = { type: 'object', additionalProperties: true } as const;
-const invalidSchema = {
-  type: 'object',
-  properties: {
-    error: { type: 'string' },
-    message: { type: 'string' },
-    issues: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
-  },
-  required: ['error', 'message'],
-} as const;
-const ok = (code: 200 | 201 | 202, ...errs: number[]) => ({
-  [code]: anyObject,
-  ...errors(401, 403, 503, ...errs.filter((c) => c !== 400)),
-  ...(errs.includes(400) ? { 400: invalidSchema } : {}),
-});
+/** Integration and delivery views are documented in docs/webhooks.md; 503 when delivery is not running. */
+const ok = (code: 200 | 201 | 202, ...errs: number[]) => adminResponses(code, 503, ...errs);
 
 const nameParams = { type: 'object', properties: { name: { type: 'string', minLength: 1, maxLength: 63 } }, required: ['name'] };
 const deliveryParams = { type: 'object', properties: { name: { type: 'string', minLength: 1, maxLength: 63 }, id: { type: 'integer', minimum: 1 } }, required: ['name', 'id'] };

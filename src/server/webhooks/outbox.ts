@@ -139,12 +139,9 @@ export class Outbox {
 
   /** For AlertStore.onStoredInTransaction: alerts stored or changed by an agent batch. */
   enqueueForAlerts(alerts: readonly StoredAlert[], now = Date.now()): number {
-    const integrations = this.registry.active();
-    if (!integrations.length) return 0;
-    let n = 0;
-    for (const i of integrations) for (const a of alerts) n += this.enqueueOne(i, a, now);
-    if (n) this.wakeSoon();
-    return n;
+    // Most servers have no integration: no work per batch for them.
+    if (!this.registry.active().length) return 0;
+    return this.enqueueShared(alerts.map((alert) => ({ alert })), now).deliveries;
   }
 
   /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cutText } from './cut.js';
+import { clipChars, cutText } from './cut.js';
 
 describe('cutText', () => {
   it('keeps a short text as it is', () => {
@@ -13,5 +13,13 @@ describe('cutText', () => {
     expect(cutText('ab🔥', 3)).toBe('ab');
     expect(cutText('ab🔥c', 4)).toBe('ab🔥');
     expect(cutText('ab🔥', 3)).not.toMatch(/[\uD800-\uDFFF]/);
+  });
+});
+
+describe('clipChars', () => {
+  it('counts characters, not UTF-16 units, and marks a cut with an ellipsis', () => {
+    expect(clipChars('🔥🔥🔥', 3)).toBe('🔥🔥🔥');
+    expect(clipChars('🔥🔥🔥🔥', 3)).toBe('🔥🔥…');
+    expect(clipChars('abcdef', 4)).toBe('abc…');
   });
 });

@@ -11,8 +11,8 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 // What Falco's http_output and Falcosidekick's webhook clients post to: one
 // JSON event per request. Falco does not retry and libcurl gives up after a few
 // timeouts, so the answer must come fast: the request waits only for its raw
-// body to be appended to the inbox in the SQLite transaction shared by all
-// requests of its event-loop turn (sink.ts), never for the alert or any delivery.
+// body to be appended to the inbox file, in one write shared by all requests
+// of its event-loop turn (sink.ts, inbox.ts), never for the alert or any delivery.
 
 export interface FalcoHttpOptions {
   listen: string;
@@ -108,7 +108,6 @@ const count = {
   ignored: falcoEvents.labels('http', 'ignored'),
   below_minimum_priority: falcoEvents.labels('http', 'below_minimum_priority'),
   invalid: falcoEvents.labels('http', 'invalid'),
-  failed: falcoEvents.labels('http', 'failed'),
 };
 
 function sendFixed(res: ServerResponse, status: number, head: Record<string, string | number>, body: Buffer): void {

@@ -11,15 +11,16 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 
 // Where every Falco input hands its events.
 //
-// HTTP events go through an inbox: the request's raw body is appended to
-// falco_inbox (with its Falcosidekick uuid) in one transaction shared by every
-// request of the same event-loop turn, and the request is answered once that
-// transaction committed. Only then is the event turned into an alert
-// occurrence and staged in the aggregator (in memory); the aggregator writes
-// staged occurrences in batches, and in the same transaction this sink deletes
-// the inbox rows they came from. A crash at any point leaves every answered
-// event either in the inbox (read again at start) or in the aggregator's
-// tables, never in both and never in neither.
+// HTTP events go through an inbox (inbox.ts): the request's raw body is
+// appended to a checksummed file in --data-dir (falco-inbox-<n>.log), with one
+// write for every request of the same event-loop turn, and the request is
+// answered once that write is done. Only then is the event turned into an
+// alert occurrence and staged in the aggregator (in memory); the aggregator
+// writes staged occurrences in batches, and in the same SQLite transaction
+// this sink records how far into the inbox they came from (falco_inbox_state).
+// A crash at any point leaves every answered event either past that position
+// in the inbox (read again at start) or in the aggregator's tables, never in
+// both and never in neither.
 //
 // The other inputs (file, stdin, gRPC) hand built alerts to commit(), one
 // transaction with the aggregator's writes, the Falcosidekick uuids and
@@ -101,7 +102,7 @@ export interface FalcoSinkOptions {
   persistIntervalMs?: number;
   /** Staged events that make the aggregator write at once (default 20,000); without a window it writes after every batch. */
   maxStaged?: number;
-  /** Inbox rows not yet written as occurrences beyond which accept() refuses work (default 200,000). */
+  /** Inbox events not yet written as occurrences beyond which accept() refuses work (default 200,000). */
   maxInbox?: number;
 }
 
@@ -255,7 +256,7 @@ export class FalcoSink implements StagedWriter {
     const state = db.prepare('SELECT gen, offset FROM falco_inbox_state WHERE id = 1').get() as InboxPosition | undefined;
     this.stagedPos = this.persistedPos = this.writingPos = state ? { gen: state.gen, offset: state.offset } : START;
     if (!db.memory && hasInboxFiles(dirname(db.name)) && (!this.stager || !opts.builder)) {
-      opts.log.warn('Falco events stored by the HTTP input are waiting in the inbox; they are read when the falco module runs');
+      opts.log.warn({ data_dir: dirname(db.name) }, 'Falco events stored by the HTTP input are waiting in the inbox (falco-inbox-*.log in the data dir); they become alerts when the falco module runs with falco.http enabled, or delete those files to drop them');
       this.stopping = this.closed = true;
       return;
     }
@@ -464,7 +465,7 @@ export class FalcoSink implements StagedWriter {
       try {
         outcomes = this.commit(batch.map((p) => p.item));
       } catch (e) {
-        this.opts.log.error({ error: (e as Error).message, events: batch.length }, 'Failed to store Falco events; senders get 503');
+        this.opts.log.error({ error: (e as Error).message, events: batch.length }, 'Failed to store Falco events; senders get 503 until it works again: check free space and permissions of the agent\'s --data-dir');
         for (const p of batch) p.reject(e as Error);
         continue;
       }
@@ -501,7 +502,7 @@ export class FalcoSink implements StagedWriter {
         const added = this.pendingUuids.length - pendingBefore;
         this.uuids.undo(added);
         this.pendingUuids.length = pendingBefore;
-        this.opts.log.error({ error: (e as Error).message, events: batch.length }, 'Failed to store Falco events; senders get 503');
+        this.opts.log.error({ error: (e as Error).message, events: batch.length }, 'Failed to store Falco events; senders get 503 until it works again: check free space and permissions of the agent\'s --data-dir');
         falcoEvents.inc({ input: 'http', outcome: 'failed' }, batch.length);
         for (const p of batch) p.done(e as Error);
         return;

@@ -3,6 +3,7 @@ import { ALERT_SCHEMA, type AlertPayload, type Severity } from '../../../shared/
 import { FALCO_PRIORITIES, type FalcoConfig, type FalcoPriority } from '../../../shared/config/falco-config.js';
 import type { FalcoDefaults, SourceDefaults } from './defaults.js';
 import { fieldText, type FalcoEvent } from './parse.js';
+import { cutText } from '../../../shared/text/cut.js';
 
 // From a Falco rule hit to an alert occurrence. The aggregator folds
 // occurrences with the same fingerprint; this decides what "the same" means.
@@ -135,7 +136,7 @@ function contextOf(e: FalcoEvent, entries: readonly string[]): string {
       const v = present(valueOf(e, f));
       if (v !== '') c = c === '' ? v : `${c}/${v}`;
     }
-    if (c !== '') return c.length > MAX_CONTEXT ? `${c.slice(0, MAX_CONTEXT - 1)}…` : c;
+    if (c !== '') return c.length > MAX_CONTEXT ? `${cutText(c, MAX_CONTEXT - 1)}…` : c;
   }
   return '';
 }

@@ -48,4 +48,15 @@ describe('FlowCursor', () => {
     expect([at('b', 7, 9), at('c', 7, 9), at('d', 7, 9)].map((f) => again.advance(f))).toEqual([false, false, true]);
     expect(new FlowCursor(db, 'other:4245').since).toBeUndefined();
   });
+
+  it('keeps the saved position once held, so a restart reads the flows after it again', () => {
+    const db = openDatabase(':memory:');
+    const c = new FlowCursor(db, 'relay:4245');
+    c.advance(at('a', 1));
+    c.persist();
+    c.advance(at('b', 2));
+    c.hold();
+    c.persist();
+    expect(new FlowCursor(db, 'relay:4245').since).toEqual({ seconds: T0 + 1, nanos: 0 });
+  });
 });

@@ -31,6 +31,7 @@ export class FlowCursor {
   private boundary = new Set<string>();
   private readonly save;
   private dirty = false;
+  private held = false;
 
   constructor(private readonly db: DB, private readonly relay: string) {
     migrate(db, 'hubble_cursor', MIGRATIONS);
@@ -70,9 +71,17 @@ export class FlowCursor {
     return true;
   }
 
+  /**
+   * Stops saving the position: the work for a flow the cursor has moved past
+   * failed, so the saved position must stay before it and a restart reads it again.
+   */
+  hold(): void {
+    this.held = true;
+  }
+
   /** Saves the position; call inside the transaction that stores the flow's alerts. */
   persist(): void {
-    if (!this.dirty) return;
+    if (!this.dirty || this.held) return;
     this.save.run(this.relay, this.seconds, this.nanos, JSON.stringify([...this.boundary]));
     this.dirty = false;
   }

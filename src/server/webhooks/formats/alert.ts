@@ -71,16 +71,6 @@ export function snapshot(a: StoredAlert, event: DeliveryEvent, at: string, exter
   };
 }
 
-/**
- * At most `max` characters (code points, as Ruby and Slack count them), never
- * cutting a surrogate pair in half; a cut text ends in "…".
- */
-export function clip(s: string, max: number): string {
-  if (s.length <= max) return s;
-  const cps = Array.from(s);
-  return cps.length <= max ? s : `${cps.slice(0, max - 1).join('')}…`;
-}
-
 /** Pods or hosts the alert is about, for formats that have a "hosts" notion. */
 export function hostsOf(a: WebhookAlert): string[] {
   const out: string[] = [];

@@ -1,4 +1,5 @@
-import { clip, hostsOf, type DeliveryItem, type RenderContext } from './alert.js';
+import { clipChars } from '../../../shared/text/cut.js';
+import { hostsOf, type DeliveryItem, type RenderContext } from './alert.js';
 
 // GitLab's HTTP endpoint alert integration ("Alerts > HTTP endpoint"). GitLab
 // de-duplicates open alerts by fingerprint and resolves the one whose
@@ -9,7 +10,7 @@ import { clip, hostsOf, type DeliveryItem, type RenderContext } from './alert.js
 // (AlertManagement::Alert: title 200, description 1000, service 100,
 // monitoring_tool 100, hosts 255 characters joined); a refused alert would be
 // retried until it is a dead letter, so the fields are cut to fit here.
-export const GITLAB_LIMITS = { title: 200, description: 1000, service: 100, hostsJoined: 255 } as const;
+const GITLAB_LIMITS = { title: 200, description: 1000, service: 100, hostsJoined: 255 } as const;
 
 /** Hosts whose joined length fits GitLab's limit, the last one cut if need be. */
 function fitHosts(hosts: readonly string[]): string[] {
@@ -17,7 +18,7 @@ function fitHosts(hosts: readonly string[]): string[] {
   let room: number = GITLAB_LIMITS.hostsJoined;
   for (const h of hosts) {
     if (room <= 0) break;
-    const c = clip(h, room);
+    const c = clipChars(h, room);
     out.push(c);
     room -= Array.from(c).length;
   }
@@ -27,14 +28,14 @@ function fitHosts(hosts: readonly string[]): string[] {
 export function renderGitlab(items: readonly DeliveryItem[], _ctx: RenderContext): string {
   const { event, alert: a } = items[0]!;
   const body: Record<string, unknown> = {
-    title: clip(a.title, GITLAB_LIMITS.title),
-    description: clip(a.description, GITLAB_LIMITS.description),
+    title: clipChars(a.title, GITLAB_LIMITS.title),
+    description: clipChars(a.description, GITLAB_LIMITS.description),
     start_time: a.first_seen,
     severity: a.severity,
     // Verdict's fingerprint is per agent; two clusters seeing the same thing are two alerts.
     fingerprint: `${a.agent}/${a.fingerprint}`,
     monitoring_tool: a.source === 'falco' ? 'Verdict (Falco)' : 'Verdict (Cilium)',
-    service: clip(a.namespace ? `${a.cluster}/${a.namespace}` : a.cluster, GITLAB_LIMITS.service),
+    service: clipChars(a.namespace ? `${a.cluster}/${a.namespace}` : a.cluster, GITLAB_LIMITS.service),
     hosts: fitHosts(hostsOf(a)),
   };
   if (event === 'resolved') body.end_time = a.resolved_at;

@@ -5,7 +5,7 @@ import type { DeliveryItem, RenderContext, WebhookAlert } from './alert.js';
 
 const MAX_ALERT_BLOCKS = 20;
 /** Slack refuses (400 invalid_blocks) a section or context text longer than this. */
-export const SLACK_TEXT_MAX = 3000;
+const SLACK_TEXT_MAX = 3000;
 const TITLE_MAX = 300;
 const DESCRIPTION_MAX = 500;
 const ICON: Record<string, string> = { critical: ':red_circle:', high: ':large_orange_circle:', medium: ':large_yellow_circle:', low: ':large_blue_circle:', info: ':white_circle:' };
@@ -22,7 +22,7 @@ export function slackEscape(s: string): string {
  * inside an entity or a surrogate pair; a cut text ends in "…". Agents choose
  * titles, descriptions and names, so their length is not ours to trust.
  */
-export function slackClip(s: string, max: number): string {
+function slackClip(s: string, max: number): string {
   const whole = slackEscape(s);
   if (whole.length <= max) return whole;
   let out = '';
