@@ -1,16 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AgentConfig } from '../shared/config/agent-config.js';
 import { splitHostPort } from '../shared/config/server-config.js';
 import { errText, moduleLogger, type Logger } from '../shared/log/logger.js';
 import { registry } from '../shared/metrics/registry.js';
 import type { BackoffOptions } from '../shared/retry/backoff.js';
 import { VERSION } from '../shared/version.js';
-import { AlertAggregator } from './alert/aggregator.js';
-import type { AgentModule } from './modules/module.js';
-import { ModuleManager } from './modules/manager.js';
+import { AlertAggregator } from './alerts/aggregator.js';
+import type { AgentModule } from './module.js';
+import { ModuleManager } from './module-manager.js';
 import { openAgentDb } from './spool/agent-db.js';
-import { Outbox } from './spool/outbox.js';
+import { Spool } from './spool/spool.js';
 import { runAlertPublisher, DEFAULT_PUBLISHER } from './tunnel/alert-publisher.js';
 import { runConfigStream } from './tunnel/config-client.js';
 import { Tunnel } from './tunnel/connection.js';
@@ -51,7 +50,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   const [address, ...fallbacks] = (o.kasAddress.includes(',') ? o.kasAddress.split(',').map((s) => s.trim()).filter(Boolean) : [o.kasAddress]).map(parseKasAddress);
   const token = readToken(o.tokenFile);
   const db = openAgentDb(o.dataDir);
-  const outbox = new Outbox(db, { maxBytes: o.spoolMaxBytes, log: moduleLogger('spool', log) });
+  const outbox = new Spool(db, { maxBytes: o.spoolMaxBytes, log: moduleLogger('spool', log) });
   const alerts = new AlertAggregator(db, outbox, { log: moduleLogger('alerts', log) });
   alerts.start();
   const abort = new AbortController();
@@ -92,7 +91,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   log.info({ kas_address: o.kasAddress, data_dir: o.dataDir, version: VERSION, spooled: outbox.size }, 'Verdict agent started');
 
   const configLoop = runConfigStream(tunnel, o.backoff, moduleLogger('config', log), abort.signal, async (u) => {
-    const level = (u.config as AgentConfig).observability?.logging?.level;
+    const level = (u.config as { observability?: { logging?: { level?: string } } }).observability?.logging?.level;
     if (level) log.level = level;
     await manager.apply(u.config, u.files);
     configured = true;

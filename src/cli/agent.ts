@@ -1,6 +1,5 @@
-import { createCiliumModule } from '../agent/modules/cilium-module.js';
-import { falcoModule } from '../agent/sources/falco/module.js';
 import { startAgent } from '../agent/agent.js';
+import { agentModules } from '../agent/modules.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { AGENT_DEFAULT_BACKOFF, parseDuration } from '../shared/retry/backoff.js';
 import { parseFlags, UsageError } from './args.js';
@@ -63,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(values['reconnect-initial'] ? { initialMs: parseDuration(values['reconnect-initial'], '--reconnect-initial') } : {}),
       ...(values['reconnect-max'] ? { maxMs: parseDuration(values['reconnect-max'], '--reconnect-max') } : {}),
     },
-    modules: [createCiliumModule({ policyPaths: values.policies }), falcoModule],
+    modules: agentModules({ policyPaths: values.policies }),
   }, log);
   await waitForShutdown(log);
   await agent.stop();

@@ -4,8 +4,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startAgent } from '../agent/agent.js';
-import { createCiliumModule } from '../agent/modules/cilium-module.js';
-import { falcoModule } from '../agent/sources/falco/module.js';
+import { agentModules } from '../agent/modules.js';
 import { scenarioFlows } from '../peers/hubble-relay/demo-scenario.js';
 import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
 import { startFalcoPoster } from '../peers/falco/falco-poster.js';
@@ -166,7 +165,7 @@ export async function run(argv: string[]): Promise<number> {
     observabilityAddr: '127.0.0.1:0',
     spoolMaxBytes: 256 * 1024 * 1024,
     backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
-    modules: [createCiliumModule({ policyPaths: [] }), falcoModule],
+    modules: agentModules({ policyPaths: [] }),
   }, log.child({ component: 'agent' }));
 
   let step = 0;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { scenarioFlows } from '../peers/hubble-relay/demo-scenario.js';
 import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
-import { flowsFromJsonLines, parseFlowLine } from '../shared/hubble/flow-json.js';
+import { flowsFromJsonLines, parseFlowLine } from '../modules/cilium/flow-json.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { parseFlags, UsageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { flowJson, pod, reserved, world } from '../agent/match/testing.js';
+import { flowJson, pod, reserved, world } from '../modules/cilium/policy/testing.js';
 import { run } from './replay.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');

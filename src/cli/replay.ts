@@ -2,10 +2,10 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { Verdict, type Endpoint, type Flow } from '../gen/flow/flow.js';
-import { PolicyEngine } from '../agent/match/engine.js';
-import { loadPolicyFiles } from '../agent/match/parse.js';
-import type { Attribution } from '../agent/match/attribution.js';
-import { dropReasonName, parseFlowLine, timestampToJson } from '../shared/hubble/flow-json.js';
+import { PolicyEngine } from '../modules/cilium/policy/engine.js';
+import { loadPolicyFiles } from '../modules/cilium/policy/parse.js';
+import type { Attribution } from '../modules/cilium/policy/attribution.js';
+import { dropReasonName, parseFlowLine, timestampToJson } from '../modules/cilium/flow-json.js';
 import { parseFlags, UsageError } from './args.js';
 
 // `verdict replay`: the agent's policy matching, offline, over a capture of

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { parseAgentConfig } from '../../src/shared/config/agent-config.js';
+import { parseAgentConfig } from '../../src/server/config/agent-config.js';
 import { parseYamlConfig } from '../../src/shared/config/schema.js';
 import { serverConfigSchema } from '../../src/shared/config/server-config.js';
 import { REPO, verdictSync } from '../helpers/processes.js';

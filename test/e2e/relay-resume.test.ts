@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Verdict } from '../../src/gen/flow/flow.js';
 import { HubbleRelayPeer } from '../../src/peers/hubble-relay/relay-peer.js';
-import { parseFlowLine } from '../../src/shared/hubble/flow-json.js';
+import { parseFlowLine } from '../../src/modules/cilium/flow-json.js';
 import { ConfigProject, freePort, killAll, spawnVerdict, tempDir, until, verdictSync, type LogLine, type VerdictProcess } from '../helpers/processes.js';
 import { PAYMENTS_INGRESS } from '../helpers/policies.js';
 

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readInboxDir, type InboxPosition } from '../../src/agent/sources/falco/inbox.js';
+import { readInboxDir, type InboxPosition } from '../../src/modules/falco/inbox.js';
 import { openDatabase } from '../../src/shared/sqlite/open.js';
 import { scenarioEvent, toFalcoJson } from '../../src/peers/falco/scenario.js';
 import { repoRoot, tmp } from './helpers.js';
@@ -13,7 +13,7 @@ import { repoRoot, tmp } from './helpers.js';
 // sender retries everything. Every event must then be stored exactly once, and
 // every event acknowledged before the kill must already have been stored.
 
-const STANDALONE = join(repoRoot, 'dist/agent/sources/falco/standalone.js');
+const STANDALONE = join(repoRoot, 'dist/modules/falco/standalone.js');
 const N = 600;
 const KILL_AFTER = 250;
 
@@ -30,7 +30,7 @@ function newestMtime(dir: string): number {
 /** Builds dist/ when the standalone runner is missing or older than the sources. */
 function ensureBuilt(): void {
   // Only what the standalone runner is built from; other parts of the tree change all the time.
-  const deps = ['src/agent/sources/falco', 'src/agent/alert', 'src/agent/spool', 'src/shared', 'src/peers/falco', 'src/gen/falco'];
+  const deps = ['src/modules/falco', 'src/agent/alerts', 'src/agent/spool', 'src/shared', 'src/peers/falco', 'src/gen/falco'];
   const newest = Math.max(...deps.map((d) => newestMtime(join(repoRoot, d))));
   if (existsSync(STANDALONE) && statSync(STANDALONE).mtimeMs >= newest) return;
   try {

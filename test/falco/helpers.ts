@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { AlertAggregator } from '../../src/agent/alert/aggregator.js';
+import { AlertAggregator } from '../../src/agent/alerts/aggregator.js';
 import { openAgentDb } from '../../src/agent/spool/agent-db.js';
-import { Outbox } from '../../src/agent/spool/outbox.js';
+import { Spool } from '../../src/agent/spool/spool.js';
 import type { AlertPayload } from '../../src/shared/alert/payload.js';
-import { parseAgentConfig } from '../../src/shared/config/agent-config.js';
-import type { FalcoConfig } from '../../src/shared/config/falco-config.js';
+import { parseAgentConfig } from '../../src/server/config/agent-config.js';
+import type { FalcoConfig } from '../../src/modules/falco/config.js';
 import type { DB } from '../../src/shared/sqlite/open.js';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -34,7 +34,7 @@ export function tmp(prefix = 'verdict-falco-'): string {
 
 export interface Store {
   db: DB;
-  outbox: Outbox;
+  outbox: Spool;
   alerts: AlertAggregator;
   /** Moves every pending group to the outbox and returns the outbox's alerts. */
   flushed(): AlertPayload[];
@@ -42,7 +42,7 @@ export interface Store {
 
 export function store(dataDir = ':memory:'): Store {
   const db = openAgentDb(dataDir);
-  const outbox = new Outbox(db, { maxBytes: 1e10, log: silent });
+  const outbox = new Spool(db, { maxBytes: 1e10, log: silent });
   const alerts = new AlertAggregator(db, outbox, { log: silent });
   return {
     db,

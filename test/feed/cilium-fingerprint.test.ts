@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { flowToAlert } from '../../src/agent/alert/cilium-alert.js';
-import type { Attribution } from '../../src/agent/match/attribution.js';
-import { flowJson, pod } from '../../src/agent/match/testing.js';
+import { flowToAlert } from '../../src/modules/cilium/to-alert.js';
+import type { Attribution } from '../../src/modules/cilium/policy/attribution.js';
+import { flowJson, pod } from '../../src/modules/cilium/policy/testing.js';
 import { AlertStore } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
-import { flowFromJson } from '../../src/shared/hubble/flow-json.js';
+import { flowFromJson } from '../../src/modules/cilium/flow-json.js';
 
 // The feed groups occurrences by the fingerprint the agent computes
-// (src/agent/alert/cilium-alert.ts). For Cilium it must leave out what changes
+// (src/modules/cilium/to-alert.ts). For Cilium it must leave out what changes
 // per connection: the ephemeral source port, the time and the TCP flags, so
 // that retries of one blocked connection are one alert with a count.
 

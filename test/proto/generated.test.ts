@@ -28,7 +28,7 @@ describe('generated protobuf code', () => {
 
   it('keeps Hubble field numbers on the wire', async () => {
     const { Flow } = await import('../../src/gen/flow/flow.js');
-    const { flowFromJson } = await import('../../src/shared/hubble/flow-json.js');
+    const { flowFromJson } = await import('../../src/modules/cilium/flow-json.js');
     const f = flowFromJson({ flow: { verdict: 'DROPPED', drop_reason_desc: 'POLICY_DENIED', uuid: 'u', egress_denied_by: [{ name: 'p' }] } });
     const bytes = Buffer.from(Flow.encode(f).finish());
     // verdict = field 2 varint (tag 0x10), value 2; drop_reason_desc = field 25 varint (tag 0xc8 0x01), 133.

@@ -4,7 +4,7 @@ import { AlertPublisherClient, type AlertAck, type AlertBatch } from '../../gen/
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
-import type { Outbox, OutboxRow } from '../spool/outbox.js';
+import type { Spool, OutboxRow } from '../spool/spool.js';
 import { isVersionRefusal } from './config-client.js';
 import type { Tunnel } from './connection.js';
 
@@ -32,7 +32,7 @@ export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, maxInFlight
  */
 export async function runAlertPublisher(
   tunnel: Tunnel,
-  outbox: Outbox,
+  outbox: Spool,
   backoffOpts: BackoffOptions,
   log: Logger,
   signal: AbortSignal,

@@ -1,6 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
 import { AgentConfigurationClient, type ConfigurationResponse } from '../../gen/verdict/agent.js';
-import type { AgentConfig } from '../../shared/config/agent-config.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
 import { VERSION } from '../../shared/version.js';
@@ -8,7 +7,8 @@ import type { Tunnel } from './connection.js';
 
 export interface ConfigUpdate {
   commitId: string;
-  config: AgentConfig;
+  /** config.yaml as validated and defaulted by the server: one block per module. */
+  config: Readonly<Record<string, unknown>>;
   files: ConfigurationResponse['files'];
   agentName: string;
 }
@@ -47,9 +47,9 @@ export async function runConfigStream(
           gotData = true;
           backoff.reset();
           queue = queue.then(async () => {
-            let config: AgentConfig;
+            let config: Record<string, unknown>;
             try {
-              config = JSON.parse(msg.config_json) as AgentConfig;
+              config = JSON.parse(msg.config_json) as Record<string, unknown>;
             } catch (e) {
               log.error({ commit_id: msg.commit_id, error: (e as Error).message }, 'Config: server sent a configuration that is not JSON; keeping the last good configuration');
               return;

@@ -17,7 +17,7 @@ import { ciliumPayload, falcoPayload } from '../../server/store/test-payloads.js
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { openAgentDb } from '../spool/agent-db.js';
-import { Outbox } from '../spool/outbox.js';
+import { Spool } from '../spool/spool.js';
 import { runAlertPublisher, DEFAULT_PUBLISHER, type PublisherOptions } from './alert-publisher.js';
 import { Tunnel } from './connection.js';
 import { parseKasAddress } from './kas-address.js';
@@ -163,7 +163,7 @@ async function runTransport(transport: 'grpc' | 'ws', dir: string, opts: Publish
 
   // Fill the spool first; the benchmark measures sending it.
   const adb = openAgentDb(join(base, 'agent'));
-  const outbox = new Outbox(adb, { maxBytes: 4 * 1024 * 1024 * 1024, log: silent });
+  const outbox = new Spool(adb, { maxBytes: 4 * 1024 * 1024 * 1024, log: silent });
   for (let i = 0; i < n; i += 5000) outbox.add(Array.from({ length: Math.min(5000, n - i) }, (_, k) => payload(i + k)));
 
   const server = await startServer(serverData, counting);

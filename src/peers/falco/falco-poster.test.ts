@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { silent } from '../../../test/falco/helpers.js';
-import { parseFalcoJson } from '../../agent/sources/falco/parse.js';
+import { parseFalcoJson } from '../../modules/falco/parse.js';
 import { startFalcoPoster } from './falco-poster.js';
 import { SCENARIO_LENGTH } from './scenario.js';
 

@@ -1,5 +1,5 @@
 import type { Flow } from '../../gen/flow/flow.js';
-import { flowFromJson } from '../../shared/hubble/flow-json.js';
+import { flowFromJson } from '../../modules/cilium/flow-json.js';
 
 // Traffic of a small shop for the demo: the example policies in policies/
 // allow most of it and drop a few flows, and one drop has nothing to do with

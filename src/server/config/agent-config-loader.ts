@@ -1,8 +1,9 @@
 import type { ProjectFile } from '../../gen/verdict/agent.js';
-import { parseAgentConfig, type AgentConfig } from '../../shared/config/agent-config.js';
+import { parseAgentConfig, type AgentConfig } from './agent-config.js';
 import { globToRegExp } from '../../shared/config/glob.js';
 import { ConfigError, type ConfigIssue } from '../../shared/config/schema.js';
 import { listFiles, readAt } from './git-project.js';
+import { serverModules } from '../modules.js';
 
 // Limits of the original for manifests read from a project.
 const MAX_FILE_BYTES = 5 * 1024 * 1024;
@@ -29,26 +30,34 @@ export async function loadAgentConfiguration(repo: string, agentName: string, co
   }
   const { value: config, warnings } = parseAgentConfig(data.toString('utf8'), path);
   const files: ProjectFile[] = [];
-  const globs = config.cilium?.policies ?? [];
-  if (globs.length) {
-    const res = globs.map((g) => globToRegExp(g.glob.replace(/^\/+/, '')));
-    let total = 0;
-    const matched = (await listFiles(repo, commitId)).filter((f) => res.some((r) => r.test(f)));
-    if (matched.length > MAX_FILES) {
-      throw new ConfigError([{ file: path, path: 'cilium.policies', line: 0, message: `globs select ${matched.length} files, over the limit of ${MAX_FILES}; narrow them` }]);
-    }
-    for (const f of matched) {
-      const content = await readAt(repo, commitId, f);
-      if (!content) continue;
-      if (content.length > MAX_FILE_BYTES) {
-        throw new ConfigError([{ file: f, path: '', line: 0, message: `policy file is ${content.length} bytes, over the ${MAX_FILE_BYTES}-byte limit; split it` }]);
-      }
-      total += content.length;
-      if (total > MAX_TOTAL_BYTES) {
-        throw new ConfigError([{ file: path, path: 'cilium.policies', line: 0, message: `selected policy files exceed ${MAX_TOTAL_BYTES} bytes in total; narrow the globs` }]);
-      }
-      files.push({ path: f, data: content });
-    }
+  for (const mod of serverModules) {
+    const block = config[mod.name];
+    if (block === undefined || !mod.projectFiles) continue;
+    const { path: key, globs } = (mod.projectFiles as (b: typeof block) => { path: string; globs: string[] })(block);
+    if (globs.length) files.push(...(await readProjectFiles(repo, commitId, path, key, globs)));
   }
   return { commitId, config, warnings, files };
+}
+
+async function readProjectFiles(repo: string, commitId: string, configFile: string, key: string, globs: string[]): Promise<ProjectFile[]> {
+  const files: ProjectFile[] = [];
+  const res = globs.map((g) => globToRegExp(g.replace(/^\/+/, '')));
+  let total = 0;
+  const matched = (await listFiles(repo, commitId)).filter((f) => res.some((r) => r.test(f)));
+  if (matched.length > MAX_FILES) {
+    throw new ConfigError([{ file: configFile, path: key, line: 0, message: `globs select ${matched.length} files, over the limit of ${MAX_FILES}; narrow them` }]);
+  }
+  for (const f of matched) {
+    const content = await readAt(repo, commitId, f);
+    if (!content) continue;
+    if (content.length > MAX_FILE_BYTES) {
+      throw new ConfigError([{ file: f, path: '', line: 0, message: `file is ${content.length} bytes, over the ${MAX_FILE_BYTES}-byte limit; split it` }]);
+    }
+    total += content.length;
+    if (total > MAX_TOTAL_BYTES) {
+      throw new ConfigError([{ file: configFile, path: key, line: 0, message: `selected files exceed ${MAX_TOTAL_BYTES} bytes in total; narrow the globs` }]);
+    }
+    files.push({ path: f, data: content });
+  }
+  return files;
 }

@@ -8,7 +8,7 @@ import { runAlertPublisher } from '../../agent/tunnel/alert-publisher.js';
 import { Tunnel } from '../../agent/tunnel/connection.js';
 import { parseKasAddress } from '../../agent/tunnel/kas-address.js';
 import { openAgentDb } from '../../agent/spool/agent-db.js';
-import { Outbox } from '../../agent/spool/outbox.js';
+import { Spool } from '../../agent/spool/spool.js';
 import { AlertPublisherClient, type AlertAck, type AlertBatch } from '../../gen/verdict/agent.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { VERSION } from '../../shared/version.js';
@@ -156,7 +156,7 @@ describe('PublishAlerts', () => {
         },
       }),
     });
-    const outbox = new Outbox(openAgentDb(':memory:'), { maxBytes: 1e9, log: silent });
+    const outbox = new Spool(openAgentDb(':memory:'), { maxBytes: 1e9, log: silent });
     outbox.add(Array.from({ length: 12 }, (_, i) => ciliumPayload({ fp: `fp-${i % 4}` })));
     const ids = outbox.read(0, 100).map((r) => r.id);
     const tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${h.target}`), token: h.token, log: silent });

@@ -1,0 +1,169 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { ALERT_SCHEMA, type AlertPayload } from '../../shared/alert/payload.js';
+import { openAgentDb } from '../spool/agent-db.js';
+import { Spool } from '../spool/spool.js';
+import { migrate } from '../../shared/sqlite/open.js';
+import { AlertAggregator, type StagedWriter } from './aggregator.js';
+
+const log = pino({ level: 'silent' });
+
+function alert(fp: string, t: string, extra: Partial<AlertPayload> = {}): AlertPayload {
+  return {
+    schema: ALERT_SCHEMA, source: 'falco', fingerprint: fp, severity: 'high', title: 't', description: `d ${t}`,
+    cluster: '', namespace: 'ns', count: 1, first_seen: t, last_seen: t, policies: [], rule: 'r', labels: {}, samples: [{ t }], ...extra,
+  };
+}
+
+describe('AlertAggregator', () => {
+  it('folds repeats inside the window into one alert with count and first/last seen', () => {
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:02Z'), alert('a', '2026-01-01T00:00:01Z'), alert('b', '2026-01-01T00:00:03Z')], 1000);
+    agg.add([alert('a', '2026-01-01T00:00:05Z')], 1000);
+    expect(agg.flush()).toBe(0);
+    now = 1000;
+    expect(agg.flush()).toBe(2);
+    const rows = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    const a = rows.find((r) => r.fingerprint === 'a')!;
+    expect(a.count).toBe(3);
+    expect(a.first_seen).toBe('2026-01-01T00:00:01Z');
+    expect(a.last_seen).toBe('2026-01-01T00:00:05Z');
+    expect(a.description).toBe('d 2026-01-01T00:00:05Z');
+    expect(a.samples).toHaveLength(3);
+    expect(agg.pending).toBe(0);
+  });
+
+  it('keeps pending groups across a restart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    let agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
+    agg.add([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z')], 60_000);
+    db.close(); // the process dies with the window still open
+    db = openAgentDb(dir);
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    agg = new AlertAggregator(db, outbox, { log });
+    expect(agg.pending).toBe(1);
+    agg.flush(true);
+    const [row] = outbox.read(0, 10);
+    expect((JSON.parse(row!.payload.toString()) as AlertPayload).count).toBe(2);
+  });
+
+  it('passes alerts straight to the spool with a zero window', () => {
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    new AlertAggregator(db, outbox, { log }).add([alert('a', 't'), alert('a', 't')], 0);
+    expect(outbox.size).toBe(2);
+  });
+
+  it('refuses alerts beyond the spool bound and counts them', () => {
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 300, log });
+    expect(outbox.add([alert('a', 't'), alert('b', 't'), alert('c', 't')])).toBe(1);
+    expect(outbox.size).toBe(1);
+  });
+});
+
+describe('AlertAggregator storage', () => {
+  it('keeps counts written by small updates across a restart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    const agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
+    // More repeats than samples are kept: later ones only touch the small row.
+    for (let i = 1; i <= 9; i++) agg.add([alert('a', `2026-01-01T00:00:0${i}Z`)], 60_000);
+    db.close();
+    db = openAgentDb(dir);
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    new AlertAggregator(db, outbox, { log }).flush(true);
+    const a = JSON.parse(outbox.read(0, 10)[0]!.payload.toString()) as AlertPayload;
+    expect(a).toMatchObject({ count: 9, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:09Z', description: 'd 2026-01-01T00:00:09Z' });
+    expect(a.samples).toHaveLength(5);
+  });
+});
+
+describe('AlertAggregator staging', () => {
+  function writer(db: ReturnType<typeof openAgentDb>) {
+    db.exec('CREATE TABLE IF NOT EXISTS source_mark (n INTEGER)');
+    const calls: string[] = [];
+    const w: StagedWriter = {
+      write: () => {
+        calls.push('write');
+        db.prepare('INSERT INTO source_mark (n) VALUES (1)').run();
+      },
+      committed: () => calls.push('committed'),
+      rolledBack: () => calls.push('rolledBack'),
+    };
+    return { w, calls };
+  }
+
+  it('folds staged occurrences in memory and writes them with the source\'s own record in one transaction', () => {
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log });
+    const { w, calls } = writer(db);
+    agg.attach(w);
+    agg.stage([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')], 60_000);
+    expect(agg.staged).toBe(3);
+    expect(agg.pending).toBe(2);
+    expect((db.prepare('SELECT count(*) AS n FROM pending_alerts').get() as { n: number }).n).toBe(0);
+    agg.persist();
+    expect(calls).toEqual(['write', 'committed']);
+    expect(agg.staged).toBe(0);
+    expect((db.prepare('SELECT count(*) AS n FROM pending_alerts').get() as { n: number }).n).toBe(2);
+    // Another source's add() writes what is staged too, with the writer.
+    agg.stage([alert('a', '2026-01-01T00:00:04Z')], 60_000);
+    agg.add([alert('c', '2026-01-01T00:00:05Z')], 60_000);
+    expect(calls).toEqual(['write', 'committed', 'write', 'committed']);
+    agg.stage([alert('direct', 't')], 0);
+    expect(outbox.size).toBe(0);
+    agg.persist();
+    expect(outbox.size).toBe(1);
+    agg.flush(true);
+    const rows = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    expect(Object.fromEntries(rows.map((r) => [r.fingerprint, r.count]))).toEqual({ direct: 1, a: 3, b: 1, c: 1 });
+  });
+
+  it('forgets staged occurrences when their transaction fails and tells the source', () => {
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log });
+    const { w, calls } = writer(db);
+    agg.attach(w);
+    agg.add([alert('a', '2026-01-01T00:00:01Z')], 60_000);
+    agg.stage([alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')], 60_000);
+    db.exec("CREATE TEMP TRIGGER fail BEFORE UPDATE ON pending_alert_counts BEGIN SELECT RAISE(FAIL, 'disk full'); END");
+    expect(() => agg.persist()).toThrow('disk full');
+    expect(calls).toEqual(['write', 'committed', 'rolledBack']);
+    expect(agg.pending).toBe(1);
+    expect((db.prepare('SELECT count(*) AS n FROM source_mark').get() as { n: number }).n).toBe(1);
+    db.exec('DROP TRIGGER fail');
+    agg.flush(true);
+    const [row] = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    expect(row).toMatchObject({ fingerprint: 'a', count: 1 });
+  });
+
+  it('reads groups stored by the first table layout (counts and samples in the payload row)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    migrate(db, 'pending_alerts', [`CREATE TABLE pending_alerts (fingerprint TEXT PRIMARY KEY, payload BLOB NOT NULL, closes_at INTEGER NOT NULL, count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, description TEXT NOT NULL)`]);
+    const old = { ...alert('a', '2026-01-01T00:00:01Z'), samples: [{ s: 1 }, { s: 2 }] };
+    db.prepare('INSERT INTO pending_alerts VALUES (?, ?, ?, ?, ?, ?, ?)').run('a', Buffer.from(JSON.stringify(old)), Date.now() + 60_000, 7, '2026-01-01T00:00:00Z', '2026-01-01T00:00:09Z', 'latest');
+    db.close();
+    db = openAgentDb(dir);
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log });
+    agg.add([alert('a', '2026-01-01T00:00:10Z')], 60_000);
+    db.close();
+    db = openAgentDb(dir);
+    const outbox2 = new Spool(db, { maxBytes: 1e9, log });
+    new AlertAggregator(db, outbox2, { log }).flush(true);
+    const a = JSON.parse(outbox2.read(0, 10)[0]!.payload.toString()) as AlertPayload;
+    expect(a).toMatchObject({ count: 8, first_seen: '2026-01-01T00:00:00Z', last_seen: '2026-01-01T00:00:10Z', description: 'd 2026-01-01T00:00:10Z' });
+    expect(a.samples).toEqual([{ s: 1 }, { s: 2 }, { t: '2026-01-01T00:00:10Z' }]);
+  });
+});

@@ -1,0 +1,30 @@
+import type { ProjectFile } from '../gen/verdict/agent.js';
+import type { Logger } from '../shared/log/logger.js';
+import type { DB } from '../shared/sqlite/open.js';
+import type { AlertAggregator } from './alerts/aggregator.js';
+
+/** What every agent module gets from the agent core. */
+export interface ModuleContext {
+  log: Logger;
+  db: DB;
+  /** Where modules hand alert occurrences; durable once add() returns. */
+  alerts: AlertAggregator;
+  dataDir: string;
+  agentName: string;
+  /** Files of the configuration project delivered with this configuration. */
+  files: readonly ProjectFile[];
+}
+
+/**
+ * The agent part of a module. It runs while its block is present in
+ * config.yaml. The manager restarts it only when its own block (or the project
+ * files it declares it uses) changes: modules see the latest configuration only.
+ * The block arrives validated and defaulted by the module's server part.
+ */
+export interface AgentModule<C = never> {
+  /** The module's key in config.yaml (also its mod_name in logs). */
+  readonly name: string;
+  /** Whether this module reads ctx.files (then a change of files restarts it). */
+  readonly usesFiles?: boolean;
+  run(block: C, ctx: ModuleContext, signal: AbortSignal): Promise<void>;
+}

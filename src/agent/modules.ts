@@ -1,0 +1,15 @@
+import { createCiliumModule } from '../modules/cilium/agent.js';
+import { falcoModule } from '../modules/falco/agent.js';
+import type { AgentModule } from './module.js';
+
+/** Agent flags that modules read. */
+export interface AgentModuleFlags {
+  /** --policies: local policy files or directories (Cilium). */
+  policyPaths: readonly string[];
+}
+
+// The agent's module registry: a module is added by writing src/modules/<name>/
+// and naming its agent part here (and its server part in src/server/modules.ts).
+export function agentModules(flags: AgentModuleFlags): AgentModule<never>[] {
+  return [createCiliumModule({ policyPaths: flags.policyPaths }), falcoModule] as AgentModule<never>[];
+}

@@ -1,0 +1,117 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { ciliumPayload } from '../../server/store/test-payloads.js';
+import { createRootLogger, type Logger } from '../../shared/log/logger.js';
+import { registry } from '../../shared/metrics/registry.js';
+import { openAgentDb } from './agent-db.js';
+import { Spool } from './spool.js';
+
+// The agent's durable spool: what is added survives a restart, only what is
+// removed (acknowledged) goes, and the size bound refuses new alerts with a
+// warning and a counter rather than growing without limit.
+
+function capture(): { log: Logger; lines: { level: string; msg: string; [k: string]: unknown }[] } {
+  const lines: { level: string; msg: string }[] = [];
+  const dest = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as { level: string; msg: string });
+      cb();
+    },
+  });
+  return { log: createRootLogger({ level: 'info', destination: dest }), lines };
+}
+
+async function dropped(): Promise<number> {
+  const m = await registry.getSingleMetric('verdict_agent_spool_dropped_total')!.get();
+  return m.values[0]?.value ?? 0;
+}
+
+async function gauge(name: string): Promise<number> {
+  return (await registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
+}
+
+const alerts = (n: number) => Array.from({ length: n }, (_, i) => ciliumPayload({ fp: `fp-${i}` }));
+
+describe('Spool (the agent spool)', () => {
+  it('keeps what was added across a restart, until it is removed', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-spool-'));
+    const { log } = capture();
+    let db = openAgentDb(dir);
+    let outbox = new Spool(db, { maxBytes: 1e9, log });
+    expect(outbox.add(alerts(7))).toBe(7);
+    const rows = outbox.read(0, 100);
+    expect(rows).toHaveLength(7);
+    expect(new Set(rows.map((r) => r.id)).size).toBe(7); // every alert event has its own id
+    db.close();
+
+    db = openAgentDb(dir);
+    outbox = new Spool(db, { maxBytes: 1e9, log });
+    expect(outbox.size).toBe(7);
+    const again = outbox.read(0, 100);
+    expect(again.map((r) => r.id)).toEqual(rows.map((r) => r.id));
+    expect(JSON.parse(again[3]!.payload.toString('utf8'))).toMatchObject({ fingerprint: 'fp-3' });
+
+    // Only the acknowledged rows go, even when they are not one range.
+    outbox.remove([again[0]!, again[1]!, again[4]!]);
+    expect(outbox.read(0, 100).map((r) => r.id)).toEqual([again[2]!.id, again[3]!.id, again[5]!.id, again[6]!.id]);
+    expect(outbox.read(again[3]!.seq, 100).map((r) => r.id)).toEqual([again[5]!.id, again[6]!.id]);
+    db.close();
+    db = openAgentDb(dir);
+    expect(new Spool(db, { maxBytes: 1e9, log }).size).toBe(4);
+    db.close();
+  });
+
+  it('refuses alerts beyond --spool-max-bytes with one clear warning and a counter, and warns again after draining', async () => {
+    const { log, lines } = capture();
+    const db = openAgentDb(':memory:');
+    const one = Buffer.byteLength(JSON.stringify(ciliumPayload({ fp: 'size' })));
+    const outbox = new Spool(db, { maxBytes: one * 3 + one / 2, log });
+    const before = await dropped();
+    expect(outbox.add(alerts(5))).toBe(3);
+    expect(outbox.add(alerts(2))).toBe(0);
+    expect(outbox.size).toBe(3);
+    expect(await dropped()).toBe(before + 4);
+    expect(await gauge('verdict_agent_spool_alerts')).toBe(3);
+    const warnings = lines.filter((l) => l.msg.startsWith('Alert spool is full'));
+    expect(warnings).toHaveLength(1); // once, not once per refused alert
+    expect(warnings[0]).toMatchObject({ level: 'warn', max_bytes: one * 3 + one / 2 });
+    expect(warnings[0]!.msg).toMatch(/new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes/);
+
+    // The server acknowledges everything: room again, and the next overflow is reported again.
+    outbox.remove(outbox.read(0, 10));
+    expect(outbox.size).toBe(0);
+    expect(outbox.add(alerts(4))).toBe(3);
+    expect(lines.filter((l) => l.msg.startsWith('Alert spool is full'))).toHaveLength(2);
+    expect(await dropped()).toBe(before + 5);
+    db.close();
+  });
+
+  it('keeps its size right when another process wrote rows it then sends', async () => {
+    const { log } = capture();
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    outbox.add(alerts(1));
+    const payload = Buffer.from(JSON.stringify(ciliumPayload()));
+    db.prepare('INSERT INTO outbox (id, payload, bytes, created_at) VALUES (?, ?, ?, ?)').run('external-1', payload, payload.length, Date.now());
+    db.prepare('INSERT INTO outbox (id, payload, bytes, created_at) VALUES (?, ?, ?, ?)').run('external-2', payload, payload.length, Date.now());
+    const rows = outbox.read(0, 10);
+    outbox.remove(rows.slice(0, 2));
+    expect(outbox.size).toBe(1);
+    expect(await gauge('verdict_agent_spool_alerts')).toBe(1);
+    expect(await gauge('verdict_agent_spool_bytes')).toBe(payload.length);
+  });
+
+  it('wakes the sender when alerts are added', () => {
+    const { log } = capture();
+    const outbox = new Spool(openAgentDb(':memory:'), { maxBytes: 1e9, log });
+    let woken = 0;
+    const off = outbox.onAdded(() => woken++);
+    outbox.add(alerts(2));
+    off();
+    outbox.add(alerts(1));
+    expect(woken).toBe(1);
+  });
+});

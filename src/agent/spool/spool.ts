@@ -1,0 +1,162 @@
+import { uuid7 } from '../../shared/ids/uuid7.js';
+import { Counter, Gauge } from 'prom-client';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import type { Logger } from '../../shared/log/logger.js';
+import { registry } from '../../shared/metrics/registry.js';
+import { migrate, type DB } from '../../shared/sqlite/open.js';
+
+// The durable spool between the alert stage and the tunnel. An alert is written
+// here before anything tries to send it and deleted only after the server has
+// acknowledged the batch that carried it, so a crash or a cut connection can
+// delay an alert but never lose it.
+
+const MIGRATIONS = [
+  `CREATE TABLE outbox (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     -- Not indexed: ids are random and only the server looks them up (to de-duplicate).
+     id TEXT NOT NULL,
+     payload BLOB NOT NULL,
+     bytes INTEGER NOT NULL,
+     created_at INTEGER NOT NULL
+   )`,
+];
+
+export interface OutboxRow {
+  seq: number;
+  id: string;
+  payload: Buffer;
+}
+
+const spoolAlerts = new Gauge({ name: 'verdict_agent_spool_alerts', help: 'Alerts waiting in the spool for the server to acknowledge them', registers: [registry] });
+const spoolBytes = new Gauge({ name: 'verdict_agent_spool_bytes', help: 'Bytes of alert payloads waiting in the spool', registers: [registry] });
+const spoolDropped = new Counter({ name: 'verdict_agent_spool_dropped_total', help: 'Alerts refused because the spool was full', registers: [registry] });
+
+export interface SpoolOptions {
+  /** Upper bound of payload bytes kept; new alerts are refused (and counted) beyond it. */
+  maxBytes: number;
+  log: Logger;
+}
+
+export class Spool {
+  private readonly insert;
+  private readonly selectAfter;
+  private readonly deleteUpTo;
+  private readonly deleteIds;
+  private readonly addTx: (alerts: readonly AlertPayload[], now: number) => number;
+  private readonly removeTx: (rows: readonly OutboxRow[]) => void;
+  private bytes: number;
+  private count: number;
+  private warnedFull = false;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly db: DB, private readonly opts: SpoolOptions) {
+    migrate(db, 'outbox', MIGRATIONS);
+    this.insert = db.prepare('INSERT INTO outbox (id, payload, bytes, created_at) VALUES (?, ?, ?, ?)');
+    this.selectAfter = db.prepare('SELECT seq, id, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?');
+    this.deleteUpTo = db.prepare('DELETE FROM outbox WHERE seq <= ?');
+    this.deleteIds = db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?');
+    // Made once: better-sqlite3 builds its wrappers on every transaction() call,
+    // a visible cost when every Falco event is its own alert.
+    this.addTx = db.transaction((alerts: readonly AlertPayload[], now: number) => this.insertAll(alerts, now));
+    this.removeTx = db.transaction((rows: readonly OutboxRow[]) => {
+      // A batch is read as consecutive rows in seq order and new rows only get
+      // higher seqs, so a range delete removes exactly the batch, in one statement.
+      let first = rows[0]!.seq;
+      let prev = first;
+      for (let i = 1; i < rows.length; i++) {
+        const seq = rows[i]!.seq;
+        if (seq !== prev + 1) {
+          this.deleteIds.run(first, prev);
+          first = seq;
+        }
+        prev = seq;
+      }
+      this.deleteIds.run(first, prev);
+    });
+    const row = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
+    this.count = row.n;
+    this.bytes = row.b;
+    this.updateGauges();
+  }
+
+  /**
+   * Adds alerts durably (one transaction). Returns how many were accepted; the
+   * rest were refused because the spool is full. Call inside a caller's
+   * transaction to make the hand-over atomic with the caller's own writes.
+   */
+  add(alerts: readonly AlertPayload[]): number {
+    const accepted = this.addTx(alerts, Date.now());
+    if (accepted) {
+      this.updateGauges();
+      for (const l of this.listeners) l();
+    }
+    return accepted;
+  }
+
+  private insertAll(alerts: readonly AlertPayload[], now: number): number {
+    let accepted = 0;
+    for (const a of alerts) {
+      const payload = Buffer.from(JSON.stringify(a));
+      if (this.bytes + payload.length > this.opts.maxBytes) {
+        spoolDropped.inc();
+        if (!this.warnedFull) {
+          this.warnedFull = true;
+          this.opts.log.warn({ spool_bytes: this.bytes, max_bytes: this.opts.maxBytes }, 'Alert spool is full: new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes');
+        }
+        continue;
+      }
+      // Time-ordered ids (uuid7.ts) keep the server's event-id index append-only.
+      this.insert.run(uuid7(now), payload, payload.length, now);
+      this.bytes += payload.length;
+      this.count++;
+      accepted++;
+    }
+    return accepted;
+  }
+
+  /** Alerts after `afterSeq`, oldest first. */
+  read(afterSeq: number, limit: number): OutboxRow[] {
+    return this.selectAfter.all(afterSeq, limit) as OutboxRow[];
+  }
+
+  /** Removes acknowledged alerts. */
+  remove(rows: readonly OutboxRow[]): void {
+    if (rows.length === 0) return;
+    this.removeTx(rows);
+    for (const r of rows) this.bytes -= r.payload.length;
+    this.count -= rows.length;
+    // Rows another process wrote (a tool, a test) are sent and removed without
+    // having been counted here: count again rather than go below zero.
+    if (this.bytes < 0 || this.count < 0) this.recount();
+    if (this.bytes < this.opts.maxBytes * 0.9) this.warnedFull = false;
+    this.updateGauges();
+  }
+
+  /** Removes everything up to and including seq (used by tests and tools). */
+  removeUpTo(seq: number): void {
+    this.deleteUpTo.run(seq);
+    this.recount();
+    this.updateGauges();
+  }
+
+  private recount(): void {
+    const row = this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
+    this.count = row.n;
+    this.bytes = row.b;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Called after alerts are added, so the sender wakes without polling. */
+  onAdded(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private updateGauges(): void {
+    spoolAlerts.set(this.count);
+    spoolBytes.set(this.bytes);
+  }
+}

@@ -1,0 +1,107 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HubbleRelayPeer } from '../../peers/hubble-relay/relay-peer.js';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import { parseAgentConfig } from '../../server/config/agent-config.js';
+import { parseFlowLine } from './flow-json.js';
+import { AlertAggregator } from '../../agent/alerts/aggregator.js';
+import { FlowCursor } from './flow-cursor.js';
+import { openAgentDb } from '../../agent/spool/agent-db.js';
+import { Spool } from '../../agent/spool/spool.js';
+import { createCiliumModule } from './agent.js';
+import { PAYMENTS_INGRESS } from '../../../test/helpers/policies.js';
+
+const log = pino({ level: 'silent' });
+
+
+function drop(at: Date, n: number) {
+  const ep = (app: string, pod: string) => ({ identity: 1000 + app.length, namespace: 'shop', pod_name: pod, labels: [`k8s:app=${app}`, 'k8s:io.kubernetes.pod.namespace=shop'] });
+  return parseFlowLine(JSON.stringify({
+    flow: {
+      time: at.toISOString(), uuid: `flow-${n}`, verdict: 'DROPPED',
+      IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
+      l4: { TCP: { source_port: 40000 + n, destination_port: 8443, flags: { SYN: true } } },
+      source: ep('frontend', `frontend-${n}`), destination: ep('payments', 'payments-0'),
+      Type: 'L3_L4', node_name: 'kind-worker', traffic_direction: 'INGRESS',
+      event_type: { type: 1, sub_type: 133 }, drop_reason_desc: 'POLICY_DENIED',
+    },
+  }))!;
+}
+
+const until = async (f: () => boolean, ms = 10_000) => {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+let relay: HubbleRelayPeer | undefined;
+afterEach(async () => {
+  await relay?.close();
+  relay = undefined;
+});
+
+/**
+ * A module over a Relay peer holding one drop (flow-1) just after a position an
+ * earlier run saved (flow-0), with the payments policy on disk.
+ */
+async function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-cilium-mod-'));
+  writeFileSync(join(dir, 'payments.yaml'), PAYMENTS_INGRESS);
+  const peer = new HubbleRelayPeer();
+  relay = peer;
+  const addr = await peer.listen('127.0.0.1:0');
+  const block = parseAgentConfig(`cilium:\n  hubble_relay_address: ${addr}\n  cluster_name: test\n  dedup_window: 1m\n  kubernetes_policies: 'off'\n`, 'config.yaml').value.cilium!;
+  const db = openAgentDb(':memory:');
+  const outbox = new Spool(db, { maxBytes: 1e9, log });
+  const alerts = new AlertAggregator(db, outbox, { log });
+  const base = Date.now() - 60_000;
+  const saved = new FlowCursor(db, addr);
+  saved.advance(drop(new Date(base), 0));
+  saved.persist();
+  peer.push([drop(new Date(base + 1000), 1)]);
+  return { dir, relay: peer, block, db, outbox, alerts, base };
+}
+
+describe('cilium module', () => {
+  it('loses no alert when storing it fails: the module fails without saving the cursor past the flow, and a restart reads it again', async () => {
+    const { dir, relay, block, db, outbox, alerts, base } = await setup();
+
+    // Saving the alert (with the cursor) fails once.
+    db.exec("CREATE TEMP TRIGGER fail BEFORE INSERT ON pending_alert_counts BEGIN SELECT RAISE(FAIL, 'disk full'); END");
+    const mod = createCiliumModule({ policyPaths: [dir] });
+    const ctx = { log, db, alerts, dataDir: dir, agentName: 'edge', files: [] };
+    const abort = new AbortController();
+    await expect(mod.run(block, ctx, abort.signal)).rejects.toThrow(/storing an alert failed: disk full/);
+    // Nothing half-stored: no pending group in memory that is not on disk.
+    expect(alerts.pending).toBe(0);
+    expect((db.prepare('SELECT seconds FROM hubble_cursor').get() as { seconds: number }).seconds).toBe(Math.floor(base / 1000));
+
+    // The manager runs it again: the flow comes again from the saved position and is stored once.
+    db.exec('DROP TRIGGER fail');
+    const again = new AbortController();
+    const run = mod.run(block, ctx, again.signal);
+    await until(() => alerts.pending === 1);
+    again.abort();
+    await run;
+    alerts.flush(true);
+    const out = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    expect(out.map((a) => [a.title, a.count])).toEqual([['Ingress not allowed: shop/frontend-1 -> shop/payments-0:8443/TCP', 1]]);
+    db.close();
+  }, 30_000);
+
+  it('keeps the aggregator in step with the disk when saving the cursor fails in the alert\'s transaction', async () => {
+    const { dir, relay, block, db, alerts } = await setup();
+    db.exec("CREATE TEMP TRIGGER fail BEFORE UPDATE ON hubble_cursor BEGIN SELECT RAISE(FAIL, 'disk full'); END");
+    const mod = createCiliumModule({ policyPaths: [dir] });
+    await expect(mod.run(block, { log, db, alerts, dataDir: dir, agentName: 'edge', files: [] }, new AbortController().signal)).rejects.toThrow(/disk full/);
+    // The alert's rows rolled back with the cursor: the aggregator holds no group that is not stored.
+    expect((db.prepare('SELECT count(*) AS n FROM pending_alerts').get() as { n: number }).n).toBe(0);
+    expect(alerts.pending).toBe(0);
+    db.close();
+  }, 30_000);
+});

@@ -1,0 +1,123 @@
+import type { Flow } from '../../gen/flow/flow.js';
+import { errText } from '../../shared/log/logger.js';
+import { flowToJson } from './flow-json.js';
+import { flowToAlert } from './to-alert.js';
+import { DropPairFilter } from './drop-pairs.js';
+import { PolicyEngine } from './policy/engine.js';
+import { inClusterConnection, PolicyWatcher } from './kube-watch.js';
+import { loadPolicyFiles, parsePolicyManifests } from './policy/parse.js';
+import { FlowCursor } from './flow-cursor.js';
+import { followDroppedFlows } from './relay-client.js';
+import type { CiliumConfig } from './config.js';
+import type { AgentModule } from '../../agent/module.js';
+
+/** How long flows wait for the first list of the cluster's policies. */
+const POLICY_SYNC_WAIT_MS = 60_000;
+
+export interface CiliumModuleOptions {
+  /** Local policy files or directories (agent flag --policies). */
+  policyPaths: readonly string[];
+}
+
+/**
+ * The Cilium alert module: dropped flows from Hubble Relay, matched against the
+ * labelled policies, become alerts. Runs while config.yaml has a `cilium` block.
+ */
+export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<CiliumConfig> {
+  return {
+    name: 'cilium',
+    usesFiles: true,
+    async run(block, ctx, signal) {
+      const { log } = ctx;
+      const local = await loadPolicyFiles([...opts.policyPaths]);
+      const project = parsePolicyManifests(ctx.files.map((f) => ({ path: f.path, data: Buffer.from(f.data) })));
+      for (const e of [...local.errors, ...project.errors]) log.error({ error: e.message }, 'Skipped a policy that cannot be parsed; the others keep working');
+      let watched: typeof local.policies = [];
+      const build = () => new PolicyEngine([...local.policies, ...project.policies, ...watched], {
+        alertNamespaces: block.alert_namespaces,
+        alertClusterwide: block.alert_clusterwide,
+      });
+      let engine = build();
+      log.info({ policies: engine.size, from_files: local.policies.length, from_project: project.policies.length }, 'Loaded network policies');
+
+      let watcher: PolicyWatcher | undefined;
+      if (block.kubernetes_policies === 'on' || (block.kubernetes_policies === 'auto' && process.env.KUBERNETES_SERVICE_HOST)) {
+        // Policies applied in the cluster count too: allows add up across all of them.
+        watcher = new PolicyWatcher({
+          connection: inClusterConnection(),
+          log,
+          onChange: (snap) => {
+            for (const e of snap.errors) log.error({ error: e.message }, 'Skipped a policy from the Kubernetes API that cannot be parsed; the others keep working');
+            watched = snap.policies;
+            engine = build();
+            log.info({ policies: engine.size, from_kubernetes: watched.length }, 'Updated network policies from the Kubernetes API');
+          },
+        });
+        void watcher.run().catch((e: unknown) => log.error({ error: errText(e) }, 'Watching policies in the Kubernetes API failed'));
+        // Drops judged before the cluster's policies are listed would be blamed on a partial set
+        // (the original agent lost them): wait for the first list. The flow cursor then resumes
+        // from the last flow handled, so what Relay still buffers is not skipped.
+        if (!(await watcher.waitReady(POLICY_SYNC_WAIT_MS, signal)) && !signal.aborted) {
+          log.warn({ waited_ms: POLICY_SYNC_WAIT_MS }, 'Policies from the Kubernetes API are not listed yet; matching flows with the policies loaded so far until they are');
+        }
+      }
+
+      const cursor = new FlowCursor(ctx.db, block.hubble_relay_address);
+      const pairs = new DropPairFilter();
+      // The cursor is saved in the aggregator's own transaction (not in an outer
+      // one around add()): if that transaction fails, the aggregator puts its
+      // memory back to what is stored, so a group it reports pending is on disk.
+      const storeAlert = (alert: ReturnType<typeof flowToAlert>) => ctx.alerts.add([alert], block.dedup_window, () => cursor.persist());
+      // Flows that raise nothing move the cursor too; saving it once a second is enough for them.
+      const persistTimer = setInterval(() => cursor.persist(), 1000);
+      persistTimer.unref();
+      // A flow whose alert could not be stored: the cursor (already moved past it in
+      // memory) is no longer saved, and the module stops and is restarted by the
+      // manager, resuming from the last saved position so the flow comes again.
+      let storeFailed: Error | undefined;
+      const stopFollowing = new AbortController();
+      const onAbort = () => stopFollowing.abort();
+      if (signal.aborted) stopFollowing.abort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+
+      const onFlow = (flow: Flow) => {
+        if (pairs.isPairedRepeat(flow)) return;
+        let att;
+        try {
+          att = engine.attribute(flow);
+        } catch (e) {
+          log.error({ error: errText(e), flow_uuid: flow.uuid }, 'Policy matching failed for a flow; skipping it');
+          return;
+        }
+        if (!att || att.policies.length === 0) return;
+        if (storeFailed) return;
+        try {
+          storeAlert(flowToAlert(flow, att, block.cluster_name, flowToJson(flow)));
+        } catch (e) {
+          storeFailed = e instanceof Error ? e : new Error(errText(e));
+          cursor.hold();
+          log.error({ error: errText(e), flow_uuid: flow.uuid }, 'Failed to store the alert for a dropped flow; restarting the module to read the flows again from the last saved position');
+          stopFollowing.abort();
+        }
+      };
+
+      try {
+        await followDroppedFlows({
+          address: block.hubble_relay_address,
+          backoff: { initialMs: block.reconnect.initial_backoff, maxMs: block.reconnect.max_backoff, factor: 2, jitter: true, resetAfterMs: 600_000 },
+          cursor,
+          log,
+          signal: stopFollowing.signal,
+          onFlow,
+        });
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+        watcher?.stop();
+        clearInterval(persistTimer);
+        cursor.persist();
+      }
+      if (storeFailed && !signal.aborted) throw new Error(`storing an alert failed: ${storeFailed.message}`);
+    },
+  };
+}
+

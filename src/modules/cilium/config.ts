@@ -1,0 +1,34 @@
+import { bool, duration, field, list, obj, oneOf, str, type Validator } from '../../shared/config/schema.js';
+
+// The `cilium` block of config.yaml: where Hubble Relay is, which labelled
+// policies to match dropped flows against, and which of them may alert.
+
+const hostPort = str({ pattern: /^[^\s:/]+(?:\.[^\s:/]+)*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, hint: 'host:port, e.g. hubble-relay.kube-system.svc.cluster.local:80' });
+
+export const ciliumBlock = obj({
+  hubble_relay_address: field(hostPort, { required: true }),
+  /** Policy manifests inside the configuration project, by glob. */
+  policies: field(list(obj({ glob: field(str({ nonEmpty: true }), { required: true }) })), { default: [] }),
+  /**
+   * Namespaces whose policies may raise alerts for this agent. The project label
+   * of the original was user-controlled; namespace ownership is not.
+   * Empty means every namespace (and clusterwide policies).
+   */
+  alert_namespaces: field(list(str({ nonEmpty: true })), { default: [] }),
+  /** Whether clusterwide policies may raise alerts for this agent. */
+  alert_clusterwide: field(bool(), { default: true }),
+  cluster_name: field(str(), { default: '' }),
+  /**
+   * Also list and watch policies from the Kubernetes API server: "auto" does
+   * so when the agent runs in a pod (KUBERNETES_SERVICE_HOST is set).
+   */
+  kubernetes_policies: field(oneOf(['auto', 'on', 'off'] as const), { default: 'auto' }),
+  reconnect: field(obj({
+    initial_backoff: field(duration({ min: 1 }), { default: 10_000 }),
+    max_backoff: field(duration({ min: 1 }), { default: 300_000 }),
+  }), { default: { initial_backoff: 10_000, max_backoff: 300_000 } }),
+  /** Window in which repeats of the same drop fold into one alert with a count. */
+  dedup_window: field(duration({ min: 0 }), { default: 10_000 }),
+});
+
+export type CiliumConfig = typeof ciliumBlock extends Validator<infer T> ? T : never;

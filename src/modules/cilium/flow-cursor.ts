@@ -1,0 +1,88 @@
+import { createHash } from 'node:crypto';
+import { Flow } from '../../gen/flow/flow.js';
+import type { Timestamp } from '../../gen/google/protobuf/timestamp.js';
+import { migrate, type DB } from '../../shared/sqlite/open.js';
+
+// Where the agent is in a relay's flow stream. Relay sends flows with
+// time >= since, so the flows at the boundary time come again after a resume:
+// their ids are remembered and skipped. Relay merges the nodes' flows in a
+// short sorting buffer, so its output is only roughly in time order: a flow
+// older than the newest one seen is a late flow from a slower node, never a
+// repeat, and is handled. The cursor is saved in the agent's database so a
+// restarted agent resumes instead of starting from "now".
+
+const MIGRATIONS = [
+  `CREATE TABLE hubble_cursor (
+     relay TEXT PRIMARY KEY,
+     seconds INTEGER NOT NULL,
+     nanos INTEGER NOT NULL,
+     boundary TEXT NOT NULL
+   )`,
+];
+
+export function flowKey(flow: Flow): string {
+  if (flow.uuid) return flow.uuid;
+  return createHash('sha1').update(Flow.encode(flow).finish()).digest('base64');
+}
+
+export class FlowCursor {
+  private seconds = 0;
+  private nanos = 0;
+  private boundary = new Set<string>();
+  private readonly save;
+  private dirty = false;
+  private held = false;
+
+  constructor(private readonly db: DB, private readonly relay: string) {
+    migrate(db, 'hubble_cursor', MIGRATIONS);
+    this.save = db.prepare('INSERT INTO hubble_cursor (relay, seconds, nanos, boundary) VALUES (?, ?, ?, ?) ON CONFLICT(relay) DO UPDATE SET seconds = excluded.seconds, nanos = excluded.nanos, boundary = excluded.boundary');
+    const row = db.prepare('SELECT seconds, nanos, boundary FROM hubble_cursor WHERE relay = ?').get(relay) as { seconds: number; nanos: number; boundary: string } | undefined;
+    if (row) {
+      this.seconds = row.seconds;
+      this.nanos = row.nanos;
+      this.boundary = new Set(JSON.parse(row.boundary) as string[]);
+    }
+  }
+
+  /** `since` for the next GetFlows call, or undefined to start with new flows. */
+  get since(): Timestamp | undefined {
+    return this.seconds || this.nanos ? { seconds: this.seconds, nanos: this.nanos } : undefined;
+  }
+
+  /**
+   * Moves past a flow. Returns false when the flow was seen already (the repeated
+   * boundary after a resume).
+   */
+  advance(flow: Flow): boolean {
+    const t = flow.time;
+    if (!t) return true;
+    const cmp = t.seconds - this.seconds || t.nanos - this.nanos;
+    if (cmp < 0) return true;
+    const key = flowKey(flow);
+    if (cmp === 0) {
+      if (this.boundary.has(key)) return false;
+      this.boundary.add(key);
+    } else {
+      this.seconds = t.seconds;
+      this.nanos = t.nanos;
+      this.boundary = new Set([key]);
+    }
+    this.dirty = true;
+    return true;
+  }
+
+  /**
+   * Stops saving the position: the work for a flow the cursor has moved past
+   * failed, so the saved position must stay before it and a restart reads it again.
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Saves the position; call inside the transaction that stores the flow's alerts. */
+  persist(): void {
+    if (!this.dirty || this.held) return;
+    this.save.run(this.relay, this.seconds, this.nanos, JSON.stringify([...this.boundary]));
+    this.dirty = false;
+  }
+}

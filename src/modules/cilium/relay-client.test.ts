@@ -1,0 +1,55 @@
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HubbleRelayPeer } from '../../peers/hubble-relay/relay-peer.js';
+import { parseFlowLine } from './flow-json.js';
+import { openAgentDb } from '../../agent/spool/agent-db.js';
+import { FlowCursor } from './flow-cursor.js';
+import { followDroppedFlows } from './relay-client.js';
+
+const log = pino({ level: 'silent' });
+
+function drop(at: Date, n: number) {
+  return parseFlowLine(JSON.stringify({
+    flow: {
+      time: at.toISOString(), uuid: `flow-${n}`, verdict: 'DROPPED', IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
+      l4: { TCP: { source_port: 40000 + n, destination_port: 8443 } }, Type: 'L3_L4', node_name: 'kind-worker', traffic_direction: 'INGRESS',
+      event_type: { type: 1, sub_type: 133 }, drop_reason_desc: 'POLICY_DENIED',
+    },
+  }))!;
+}
+
+let relay: HubbleRelayPeer | undefined;
+afterEach(async () => {
+  await relay?.close();
+  relay = undefined;
+});
+
+describe('followDroppedFlows', () => {
+  it('ends the stream and reconnects when handling a flow throws, instead of an uncaught exception', async () => {
+    relay = new HubbleRelayPeer();
+    const address = await relay.listen('127.0.0.1:0');
+    const abort = new AbortController();
+    let calls = 0;
+    const seen: string[] = [];
+    const follow = followDroppedFlows({
+      address, backoff: { initialMs: 10, maxMs: 20, jitter: false }, cursor: new FlowCursor(openAgentDb(':memory:'), address), log, signal: abort.signal,
+      onFlow: (f) => {
+        calls++;
+        seen.push(f.uuid);
+        if (calls === 1) throw new Error('disk full');
+      },
+    });
+    // Without a saved position the stream starts with new flows: push once it is open.
+    for (let i = 0; i < 200 && relay.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    relay.push([drop(new Date(), 1)]);
+    // Reconnected: a flow pushed after the failure still arrives.
+    for (let i = 0; i < 200 && !seen.includes('flow-2'); i++) {
+      if (calls >= 1 && relay.requests.length >= 2 && i % 10 === 0) relay.push([drop(new Date(), 2)]);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    abort.abort();
+    await follow;
+    expect(seen[0]).toBe('flow-1');
+    expect(seen).toContain('flow-2');
+  });
+});

@@ -1,0 +1,101 @@
+import type { Endpoint, Flow } from '../../gen/flow/flow.js';
+import { fingerprint } from '../../shared/alert/fingerprint.js';
+import { ALERT_SCHEMA, type AlertPayload, type EndpointSummary, type Severity } from '../../shared/alert/payload.js';
+import type { Attribution } from './policy/attribution.js';
+
+// Turns a dropped flow and the policies responsible for it into an alert.
+
+/** Severity by why the flow was dropped; documented in alerts/README.md. */
+export const CILIUM_SEVERITY: Record<Attribution['reason'], Severity> = {
+  POLICY_DENY: 'high', // someone wrote a rule to forbid exactly this
+  POLICY_DENIED: 'medium', // nothing allowed it
+};
+
+function ports(flow: Flow): { protocol: string; src: number; dst: number; icmp?: { type: number; code: number } } {
+  const p = flow.l4?.protocol;
+  if (!p) return { protocol: '', src: 0, dst: 0 };
+  if (p.$case === 'ICMPv4' || p.$case === 'ICMPv6') return { protocol: p.$case, src: 0, dst: 0, icmp: { type: p.value.type, code: p.value.code } };
+  return { protocol: p.$case, src: p.value.source_port, dst: p.value.destination_port };
+}
+
+function endpoint(e: Endpoint | undefined, ip: string, port: number, names: string[]): EndpointSummary {
+  const w = e?.workloads?.[0];
+  return {
+    namespace: e?.namespace ?? '',
+    pod: e?.pod_name ?? '',
+    ip,
+    port,
+    identity: e?.identity ?? 0,
+    labels: e?.labels ?? [],
+    workload: w ? `${w.kind}/${w.name}` : '',
+    names,
+  };
+}
+
+/** Who a side is, stable across pod restarts and replicas: workload, else pod, else IP. */
+function who(s: EndpointSummary): string {
+  if (s.workload) return `${s.namespace}/${s.workload}`;
+  if (s.pod) return `${s.namespace}/${s.pod}`;
+  return s.names[0] ?? s.ip;
+}
+
+function timeOf(flow: Flow): string {
+  const t = flow.time;
+  if (!t) return new Date().toISOString();
+  return new Date(t.seconds * 1000 + Math.floor(t.nanos / 1e6)).toISOString();
+}
+
+export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sample: unknown): AlertPayload {
+  const p = ports(flow);
+  const src = endpoint(flow.source, flow.IP?.source ?? '', p.src, flow.source_names ?? []);
+  const dst = endpoint(flow.destination, flow.IP?.destination ?? '', p.dst, flow.destination_names ?? []);
+  // The side the policy protects owns the alert: the destination for ingress, the source for egress.
+  const subject = att.direction === 'ingress' ? dst : src;
+  const http = flow.l7?.record?.$case === 'http' ? { method: flow.l7.record.value.method, url: flow.l7.record.value.url } : undefined;
+  const policyNames = att.policies.map((pr) => (pr.namespace ? `${pr.namespace}/${pr.name}` : pr.name)).join(', ');
+  const target = `${who(dst)}${p.dst ? `:${p.dst}` : ''}${p.protocol ? `/${p.protocol}` : ''}`;
+  const verb = att.reason === 'POLICY_DENY' ? 'denied' : 'not allowed';
+  const t = timeOf(flow);
+  // Leaves out what changes per connection: source port, time, TCP flags.
+  const fp = fingerprint([
+    'cilium', cluster, att.direction, att.reason,
+    ...att.policies.map((pr) => `${pr.kind}/${pr.namespace}/${pr.name}`),
+    who(src), who(dst), p.protocol, String(p.dst), p.icmp ? `${p.icmp.type}/${p.icmp.code}` : '',
+    http ? `${http.method} ${http.url.replace(/\?.*$/, '')}` : '',
+  ]);
+  return {
+    schema: ALERT_SCHEMA,
+    source: 'cilium',
+    fingerprint: fp,
+    severity: CILIUM_SEVERITY[att.reason],
+    title: `${att.direction === 'ingress' ? 'Ingress' : 'Egress'} ${verb}: ${who(src)} -> ${target}`.slice(0, 200),
+    description: `${att.reason === 'POLICY_DENY' ? 'Denied by' : 'Dropped by default deny of'} ${policyNames}. ${att.direction} ${who(src)} (${src.ip}) -> ${target} (${dst.ip})${http ? ` ${http.method} ${http.url}` : ''}, drop reason ${att.reason}.`,
+    cluster,
+    namespace: subject.namespace,
+    count: 1,
+    first_seen: t,
+    last_seen: t,
+    policies: att.policies,
+    rule: '',
+    labels: {
+      direction: att.direction,
+      source_pod: src.pod,
+      destination_pod: dst.pod,
+      source_namespace: src.namespace,
+      destination_namespace: dst.namespace,
+      node: flow.node_name,
+    },
+    cilium: {
+      direction: att.direction,
+      reason: att.reason,
+      drop_reason: flow.drop_reason_desc || flow.drop_reason,
+      protocol: p.protocol,
+      source: src,
+      destination: dst,
+      node: flow.node_name,
+      ...(http ? { http } : {}),
+      ...(p.icmp ? { icmp: p.icmp } : {}),
+    },
+    samples: [sample],
+  };
+}

@@ -1,0 +1,257 @@
+import { readFileSync } from 'node:fs';
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { falcoConfig, fixtureLines, makeCerts, silent, store, type Store } from '../../../test/falco/helpers.js';
+import { scenarioEvent, toFalcoJson } from '../../peers/falco/scenario.js';
+import { loadFalcoDefaults } from './defaults.js';
+import { startFalcoHttpInput, type FalcoHttpInput } from './http.js';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import { FalcoSink } from './sink.js';
+import { FalcoAlertBuilder } from './to-alert.js';
+
+interface Res {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+function send(port: number, o: { method?: string; path?: string; body?: Buffer | string; headers?: Record<string, string | number>; agent?: Agent } = {}): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: o.method ?? 'POST', path: o.path ?? '/', headers: o.headers, agent: o.agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+function setup(yaml = '', maxBodyBytes = 1024 * 1024) {
+  const s = store();
+  const cfg = falcoConfig(`falco:\n  http: {}\n${yaml}`);
+  const builder = new FalcoAlertBuilder(cfg, loadFalcoDefaults());
+  const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: cfg.dedup_window, builder, log: silent });
+  return { s, builder, sink, start: (tls?: { cert_file: string; key_file: string; client_ca_file?: string }) => startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: maxBodyBytes, tls, builder, sink, log: silent }) };
+}
+
+describe('Falco HTTP input', () => {
+  let s: Store;
+  let input: FalcoHttpInput;
+  let port: number;
+  beforeAll(async () => {
+    const x = setup('  dedup_window: 0s\n', 4096);
+    s = x.s;
+    input = await x.start();
+    port = input.port;
+  });
+  afterAll(async () => {
+    await input.close();
+  });
+
+  it('takes every fixture event on / and /falco, as Falco and Falcosidekick post them', async () => {
+    const before = s.outbox.size;
+    const lines = fixtureLines();
+    const res = await Promise.all(lines.map((l, i) => send(port, { path: i % 2 ? '/falco' : '/', body: l, headers: { 'content-type': 'application/json' } })));
+    expect(res.map((r) => r.status)).toEqual(lines.map(() => 200));
+    expect(JSON.parse(res[0]!.body)).toEqual({ status: 'queued' });
+    expect(s.outbox.size - before).toBe(7);
+    // The alerts, in the order posted (no window: one alert per event).
+    const alerts = s.outbox.read(0, 1e6).slice(before).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    const byRule = (rule: string) => alerts.filter((a) => a.rule === rule);
+    expect(alerts.map((a) => a.rule).sort()).toEqual(['Falco internal: syscall event drop', 'Falco internal: syscall event drop', 'Non sudo setuid', 'Terminal shell in container', 'Test rule', 'Write below binary dir', 'open_from_cat']);
+    const write = byRule('Write below binary dir')[0]!;
+    expect(write).toMatchObject({ source: 'falco', severity: 'high', first_seen: '2019-05-17T15:31:56.746609046Z', last_seen: '2019-05-17T15:31:56.746609046Z', count: 1, namespace: '', title: 'Write below binary dir (localhost)' });
+    expect(write.labels).toMatchObject({ priority: 'Error', source: 'syscall', hostname: 'localhost', user: 'root' });
+    // evt.time exceeds 2^53: kept exact, in the alert and in its raw sample.
+    expect(write.falco!.output_fields['evt.time']).toBe('1507591916746609046');
+    expect((write.samples[0] as { output_fields: Record<string, unknown> }).output_fields['evt.time']).toBe('1507591916746609046');
+    expect(write.description).toBe('16:31:56.746609046: Error File below a known binary directory opened for writing (user=root command=touch /bin/hack file=/bin/hack)');
+    const test = byRule('Test rule')[0]!;
+    expect(test).toMatchObject({ severity: 'info', falco: { source: 'syscall', hostname: 'test-host', priority: 'Debug', tags: ['test', 'example'] } });
+    expect(test.falco!.output_fields['proc.tty']).toBe(1234);
+    // Strings in one event, numbers in the other: one fingerprint, source internal.
+    const drops = byRule('Falco internal: syscall event drop');
+    expect(drops.map((a) => a.falco!.source)).toEqual(['internal', 'internal']);
+    expect(drops[0]!.fingerprint).toBe(drops[1]!.fingerprint);
+    expect(byRule('open_from_cat')[0]).toMatchObject({ severity: 'medium', falco: { tags: ['filesystem', 'process', 'testing'], hostname: 'test-falco-hostname' } });
+    const shell = byRule('Terminal shell in container')[0]!;
+    expect(shell).toMatchObject({ severity: 'low', title: 'Terminal shell in container (falco-74htl)', labels: { pod: 'falco-74htl', container: 'a98c2aa8e670', process: 'bash', user: 'root' } });
+    expect(shell.falco!.output_fields['proc.pname']).toBeNull();
+    expect(shell.falco!.tags).toEqual([]);
+    expect(byRule('Non sudo setuid')[0]).toMatchObject({ severity: 'low', labels: { pod: 'falco-event-generator-6fd89678f9-cdkvz', user: 'bin' } });
+  });
+
+  it('answers what libcurl sends for Falco: TE: gzip with compress_uploads, Expect: 100-continue, text/plain without json_output', async () => {
+    const before = s.outbox.size;
+    // compress_uploads sets CURLOPT_TRANSFER_ENCODING: a TE header, the body itself is not compressed.
+    const te = await send(port, { body: fixtureLines()[0]!, headers: { 'content-type': 'application/json', 'user-agent': 'falcosecurity/falco', te: 'gzip', connection: 'TE' } });
+    expect(te.status).toBe(200);
+    expect(s.outbox.size - before).toBe(1);
+    const raw = await new Promise<string>((resolve, reject) => {
+      const body = fixtureLines()[4]!;
+      const sock = connect(port, '127.0.0.1', () => {
+        sock.write(`POST /falco HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n\r\n`);
+      });
+      let got = '';
+      let sent = false;
+      sock.setEncoding('utf8');
+      sock.on('data', (d: string) => {
+        got += d;
+        if (!sent && got.startsWith('HTTP/1.1 100')) {
+          sent = true;
+          sock.write(body);
+        }
+        if (/\{"status":"queued"\}/.test(got)) {
+          sock.destroy();
+          resolve(got);
+        }
+      });
+      sock.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 100 Continue[\s\S]*HTTP\/1\.1 200/);
+    expect(s.outbox.size - before).toBe(2);
+    // json_output: false sends the text line: 400 saying which Falco setting to change.
+    const text = await send(port, { body: '16:31:56.746609046: Error File below a known binary directory opened for writing', headers: { 'content-type': 'text/plain' } });
+    expect(text.status).toBe(400);
+    expect(JSON.parse(text.body).error).toMatch(/json_output: true/);
+  });
+
+  it('takes gzip bodies (Content-Encoding: gzip)', async () => {
+    const before = s.outbox.size;
+    const r = await send(port, { body: gzipSync(toFalcoJson(scenarioEvent(2))), headers: { 'content-encoding': 'gzip' } });
+    expect(r.status).toBe(200);
+    expect(s.outbox.size - before).toBe(1);
+    const bad = await send(port, { body: 'not gzip', headers: { 'content-encoding': 'gzip' } });
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body).error).toMatch(/not valid gzip data .*; send Content-Encoding: gzip only with a body compressed whole/);
+  });
+
+  it('answers 400 with the reason for invalid events', async () => {
+    const bad = await send(port, { body: '{"rule": "x", "output": "y"' });
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body).error).toMatch(/^invalid JSON/);
+    const missing = await send(port, { body: '{"rule":"x","output":"y"}' });
+    expect(missing.status).toBe(400);
+    expect(JSON.parse(missing.body).error).toMatch(/missing "priority", "time"/);
+  });
+
+  it('answers 413 for oversized bodies, declared, chunked or inflated', async () => {
+    const big = JSON.stringify({ rule: 'r', priority: 'Notice', time: '2026-01-01T00:00:00Z', output: 'x'.repeat(5000) });
+    expect((await send(port, { body: big })).status).toBe(413);
+    const chunked = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/', headers: { 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
+      req.on('error', reject);
+      for (let i = 0; i < 10; i++) req.write('x'.repeat(1000));
+      req.end();
+    });
+    expect(chunked).toBe(413);
+    const bomb = gzipSync(Buffer.alloc(1024 * 1024, 32));
+    expect(bomb.length).toBeLessThan(4096);
+    expect((await send(port, { body: bomb, headers: { 'content-encoding': 'gzip' } })).status).toBe(413);
+  });
+
+  it('answers 405 for other methods, 404 elsewhere and /healthz', async () => {
+    const get = await send(port, { method: 'GET' });
+    expect(get.status).toBe(405);
+    expect(get.headers.allow).toBe('POST');
+    expect((await send(port, { method: 'PUT', path: '/falco', body: '{}' })).status).toBe(405);
+    expect((await send(port, { path: '/other', body: '{}' })).status).toBe(404);
+    const h = await send(port, { method: 'GET', path: '/healthz' });
+    expect(h.status).toBe(200);
+    expect(JSON.parse(h.body)).toEqual({ status: 'ok' });
+  });
+
+  it('acknowledges a repeated Falcosidekick uuid without counting it again', async () => {
+    const before = s.outbox.size;
+    const ev = { ...scenarioEvent(3), uuid: 'f3b8c0de-0000-4000-8000-000000000001' };
+    const a = await send(port, { body: toFalcoJson(ev) });
+    const b = await send(port, { body: toFalcoJson(ev) });
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(JSON.parse(b.body)).toEqual({ status: 'duplicate' });
+    expect(s.outbox.size - before).toBe(1);
+  });
+
+  it('answers many concurrent keep-alive posts, every one stored', async () => {
+    const before = s.outbox.size;
+    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    const res = await Promise.all(Array.from({ length: 400 }, (_, i) => send(port, { body: toFalcoJson(scenarioEvent(i)), agent })));
+    agent.destroy();
+    expect(res.every((r) => r.status === 200)).toBe(true);
+    expect(s.outbox.size - before).toBe(400);
+  });
+
+  it('survives a client that disconnects mid-body', async () => {
+    await new Promise<void>((resolve) => {
+      const sock = connect(port, '127.0.0.1', () => {
+        sock.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"rule":');
+        sock.destroy();
+        resolve();
+      });
+    });
+    expect((await send(port, { method: 'GET', path: '/healthz' })).status).toBe(200);
+  });
+});
+
+describe('Falco HTTP input with a dedup window', () => {
+  it('folds repeats into one alert with a count', async () => {
+    const x = setup('  dedup_window: 1m\n');
+    const input = await x.start();
+    try {
+      // Arriving out of order, as events of several Falco instances do; the newest has its own output.
+      const at = (t: string, output: string) => toFalcoJson({ ...scenarioEvent(0), time: t, output });
+      await send(input.port, { body: at('2026-03-01T10:00:02.000000002Z', 'second') });
+      await send(input.port, { body: at('2026-03-01T10:00:03.000000003Z', 'third') });
+      await send(input.port, { body: at('2026-03-01T10:00:01.000000001Z', 'first') });
+      await send(input.port, { body: toFalcoJson({ ...scenarioEvent(1), time: '2026-03-01T10:00:04.000000004Z' }) });
+      const alerts = x.s.flushed();
+      expect(alerts).toHaveLength(2);
+      const shell = alerts.find((a) => a.rule === 'Terminal shell in container')!;
+      expect(shell).toMatchObject({ count: 3, first_seen: '2026-03-01T10:00:01.000000001Z', last_seen: '2026-03-01T10:00:03.000000003Z', description: 'third' });
+      expect(shell.samples).toHaveLength(3);
+      expect(alerts.find((a) => a.rule !== shell.rule)!.count).toBe(1);
+    } finally {
+      await input.close();
+    }
+  });
+});
+
+describe('Falco HTTP input over TLS', () => {
+  const certs = makeCerts();
+  it('takes events over TLS and, with a client CA, only from clients with a certificate', async () => {
+    expect(certs, 'openssl is needed for the TLS tests: apt-get install openssl').toBeDefined();
+    const c = certs!;
+    const x = setup('  dedup_window: 0s\n');
+    const input = await x.start({ cert_file: c.serverCert, key_file: c.serverKey, client_ca_file: c.ca });
+    const post = (withCert: boolean) => new Promise<number>((resolve, reject) => {
+      const req = httpsRequest({
+        host: '127.0.0.1', port: input.port, method: 'POST', path: '/', ca: readFileSync(c.ca),
+        ...(withCert ? { cert: readFileSync(c.clientCert), key: readFileSync(c.clientKey) } : {}),
+      }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
+      req.on('error', reject);
+      req.end(toFalcoJson(scenarioEvent(1)));
+    });
+    try {
+      expect(await post(true)).toBe(200);
+      await expect(post(false)).rejects.toThrow();
+      expect(x.s.outbox.size).toBe(1);
+    } finally {
+      await input.close();
+    }
+  });
+
+  it('says which TLS file it cannot read', async () => {
+    const x = setup();
+    await expect(x.start({ cert_file: '/nonexistent/tls.crt', key_file: '/nonexistent/tls.key' })).rejects.toThrow(/falco.http.tls.cert_file \/nonexistent\/tls.crt/);
+  });
+});

@@ -1,0 +1,213 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { gunzipSync, inflateSync } from 'node:zlib';
+import type { Logger } from '../../shared/log/logger.js';
+import { FalcoEventError, parseFalcoJson } from './parse.js';
+import { falcoEvents, SinkOverloadedError, type FalcoSink } from './sink.js';
+import type { FalcoAlertBuilder } from './to-alert.js';
+
+// What Falco's http_output and Falcosidekick's webhook clients post to: one
+// JSON event per request. Falco does not retry and libcurl gives up after a few
+// timeouts, so the answer must come fast: the request waits only for its raw
+// body to be appended to the inbox file, in one write shared by all requests
+// of its event-loop turn (sink.ts, inbox.ts), never for the alert or any delivery.
+
+export interface FalcoHttpOptions {
+  listen: string;
+  maxBodyBytes: number;
+  tls?: { cert_file: string; key_file: string; client_ca_file?: string | undefined } | undefined;
+  builder: FalcoAlertBuilder;
+  sink: FalcoSink;
+  log: Logger;
+}
+
+export interface FalcoHttpInput {
+  /** host:port actually bound (port 0 resolved). */
+  address: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const JSON_TYPE = 'application/json';
+const BODY_QUEUED = Buffer.from('{"status":"queued"}');
+const BODY_DUPLICATE = Buffer.from('{"status":"duplicate"}');
+const BODY_HEALTHY = Buffer.from('{"status":"ok"}');
+const BODY_IGNORED = Buffer.from('{"status":"ignored"}');
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:/[\]]+)):(\d{1,5})$/.exec(listen);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`falco.http.listen "${listen}" is not host:port; use e.g. 0.0.0.0:2801`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function readPem(path: string, key: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new Error(`cannot read falco.http.tls.${key} ${path}: ${(e as Error).message}; mount the file into the agent or remove the tls block`);
+  }
+}
+
+export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<FalcoHttpInput> {
+  const { host, port } = parseListen(opts.listen);
+  const handler = (req: IncomingMessage, res: ServerResponse) => handle(req, res, opts);
+  let server: Server;
+  if (opts.tls) {
+    const ca = opts.tls.client_ca_file ? readPem(opts.tls.client_ca_file, 'client_ca_file') : undefined;
+    server = createHttpsServer({
+      cert: readPem(opts.tls.cert_file, 'cert_file'),
+      key: readPem(opts.tls.key_file, 'key_file'),
+      ...(ca ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
+    }, handler);
+  } else {
+    server = createHttpServer(handler);
+  }
+  // Bounds what a stalled or hostile client can hold; Falco posts small bodies quickly.
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => {
+      reject(new Error(`cannot listen on ${opts.listen} for Falco events: ${e.code === 'EADDRINUSE' ? 'the address is in use' : e.message}; change falco.http.listen`));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (e) => opts.log.error({ error: e.message }, 'Falco HTTP input error'));
+  server.on('tlsClientError', (e: Error) => opts.log.debug({ error: e.message }, 'Refused a TLS client (no or untrusted client certificate?)'));
+  const addr = server.address() as AddressInfo;
+  const address = addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
+  opts.log.info({ address, tls: Boolean(opts.tls), mutual_tls: Boolean(opts.tls?.client_ca_file) }, 'Listening for Falco events over HTTP');
+  return {
+    address,
+    port: addr.port,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+      // Requests in flight get their answer first: their commit is at most a tick away.
+      setTimeout(() => server.closeAllConnections(), 1_000).unref();
+    }),
+  };
+}
+
+// Answers are built once: the same header object and body buffer for every request.
+const HEADERS_JSON = (body: Buffer) => ({ 'content-type': JSON_TYPE, 'content-length': body.length });
+const HEAD_QUEUED = HEADERS_JSON(BODY_QUEUED);
+const HEAD_DUPLICATE = HEADERS_JSON(BODY_DUPLICATE);
+const HEAD_HEALTHY = HEADERS_JSON(BODY_HEALTHY);
+const HEAD_IGNORED = HEADERS_JSON(BODY_IGNORED);
+
+// Accepted and duplicate events are counted by the sink, once per transaction.
+const count = {
+  ignored: falcoEvents.labels('http', 'ignored'),
+  below_minimum_priority: falcoEvents.labels('http', 'below_minimum_priority'),
+  invalid: falcoEvents.labels('http', 'invalid'),
+};
+
+function sendFixed(res: ServerResponse, status: number, head: Record<string, string | number>, body: Buffer): void {
+  if (res.headersSent) return;
+  res.writeHead(status, head);
+  res.end(body);
+}
+
+function send(res: ServerResponse, status: number, body: Buffer, extra?: Record<string, string>): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': body.length, ...extra });
+  res.end(body);
+}
+
+function sendError(res: ServerResponse, status: number, message: string, extra?: Record<string, string>): void {
+  send(res, status, Buffer.from(JSON.stringify({ error: message })), extra);
+}
+
+function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOptions): void {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  if (path === '/healthz') {
+    if (req.method === 'GET' || req.method === 'HEAD') return sendFixed(res, 200, HEAD_HEALTHY, BODY_HEALTHY);
+    return sendError(res, 405, 'use GET /healthz', { allow: 'GET, HEAD' });
+  }
+  if (path !== '/' && path !== '/falco') {
+    req.resume();
+    return sendError(res, 404, `no such path ${path}; POST Falco events to / or /falco`);
+  }
+  if (req.method !== 'POST') {
+    req.resume();
+    return sendError(res, 405, 'POST Falco events as JSON to / or /falco', { allow: 'POST' });
+  }
+  const max = opts.maxBodyBytes;
+  const tooLarge = () => {
+    count.invalid.inc();
+    // The rest of an oversized body is not worth reading; close the connection.
+    res.once('finish', () => req.destroy());
+    sendError(res, 413, `the body is over ${max} bytes; raise falco.http.max_body_bytes if Falco events really are that large`, { connection: 'close' });
+  };
+  const declared = Number(req.headers['content-length']);
+  if (declared > max) return tooLarge();
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip' && encoding !== 'deflate') {
+    req.resume();
+    return sendError(res, 415, `Content-Encoding ${encoding} is not supported; send gzip or uncompressed JSON`);
+  }
+
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let aborted = false;
+  req.on('data', (c: Buffer) => {
+    if (aborted) return;
+    size += c.length;
+    if (size > max) {
+      aborted = true;
+      return tooLarge();
+    }
+    chunks.push(c);
+  });
+  req.on('error', () => {
+    aborted = true;
+  });
+  req.on('end', () => {
+    if (aborted) return;
+    let body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    if (encoding !== 'identity') {
+      try {
+        body = encoding === 'deflate' ? inflateSync(body, { maxOutputLength: max }) : gunzipSync(body, { maxOutputLength: max });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) return tooLarge();
+        count.invalid.inc();
+        return sendError(res, 400, `the body is not valid ${encoding} data (${(e as Error).message}); send Content-Encoding: ${encoding} only with a body compressed whole, or send the JSON uncompressed`);
+      }
+    }
+    accept(body, res, opts);
+  });
+}
+
+function accept(body: Buffer, res: ServerResponse, opts: FalcoHttpOptions): void {
+  let ev;
+  try {
+    ev = parseFalcoJson(body.toString('utf8'));
+  } catch (e) {
+    count.invalid.inc();
+    return sendError(res, 400, e instanceof FalcoEventError ? e.message : String(e));
+  }
+  const skipped = opts.builder.skipReason(ev);
+  if (skipped) {
+    count[skipped].inc();
+    return sendFixed(res, 200, HEAD_IGNORED, BODY_IGNORED);
+  }
+  // Answered once the body is stored; the alert is made from it right after.
+  opts.sink.accept(ev, body, (e, outcome) => {
+    if (e) {
+      if (e instanceof SinkOverloadedError) return sendError(res, 503, e.message, { 'retry-after': '1' });
+      return sendError(res, 503, `the agent could not store the event (${e.message}); check the agent's disk and logs`);
+    }
+    if (outcome === 'duplicate') return sendFixed(res, 200, HEAD_DUPLICATE, BODY_DUPLICATE);
+    sendFixed(res, 200, HEAD_QUEUED, BODY_QUEUED);
+  });
+}

@@ -1,0 +1,215 @@
+import { priorityFromName, type FalcoPriority } from './config.js';
+
+// Falco events arrive as JSON (http_output, file_output, program_output,
+// Falcosidekick) or as protobuf (legacy gRPC). Both end up as a FalcoEvent.
+// Real events are messy: output_fields values may be null, numbers, strings or
+// arrays, the same field is a string in one event and a number in the next,
+// old events lack source and tags, and nanosecond integers such as evt.time
+// exceed 2^53, so JSON.parse would silently round them.
+
+export interface FalcoEvent {
+  /** Timestamp of record, RFC 3339 UTC with nine fractional digits (sorts as text). */
+  time: string;
+  rule: string;
+  priority: FalcoPriority;
+  source: string;
+  hostname: string;
+  output: string;
+  tags: string[];
+  output_fields: Record<string, unknown>;
+  /** Falcosidekick's event id, used to acknowledge retries without counting them twice. */
+  uuid?: string;
+  /** The event as received, for the alert's samples. */
+  raw: Record<string, unknown>;
+}
+
+export class FalcoEventError extends Error {
+  readonly code = 'VERDICT_FALCO_EVENT_INVALID';
+}
+
+/** Parses one JSON event; throws FalcoEventError with a reason a sender can act on. */
+export function parseFalcoJson(text: string): FalcoEvent {
+  let doc: unknown;
+  try {
+    doc = parseJsonLossless(text);
+  } catch (e) {
+    const hint = /^\s*[{[]/.test(text) ? '' : '; Falco sends JSON only with json_output: true in falco.yaml';
+    throw new FalcoEventError(`invalid JSON: ${(e as Error).message}${hint}`);
+  }
+  return toFalcoEvent(doc);
+}
+
+/** Checks a decoded JSON value and normalises it into a FalcoEvent. */
+export function toFalcoEvent(doc: unknown): FalcoEvent {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new FalcoEventError('the body must be one Falco event, a JSON object with rule, priority, time and output');
+  }
+  const raw = doc as Record<string, unknown>;
+  const required = ['rule', 'priority', 'time'] as const;
+  const missing = required.filter((k) => raw[k] === undefined || raw[k] === null || raw[k] === '');
+  if (missing.length) {
+    throw new FalcoEventError(`the event is missing ${missing.map((m) => `"${m}"`).join(', ')} (a Falco event has rule, priority, time, output and output_fields; is this a Falco event with json_output: true?)`);
+  }
+  const notText = required.filter((k) => typeof raw[k] !== 'string' || (raw[k] as string).trim() === '');
+  if (notText.length) {
+    throw new FalcoEventError(`${notText.map((m) => `"${m}"`).join(', ')} must be ${notText.length > 1 ? 'non-empty strings' : 'a non-empty string'}, got ${notText.map((m) => JSON.stringify(raw[m])).join(', ')}`);
+  }
+  const priority = priorityFromName(raw.priority as string);
+  if (!priority) throw new FalcoEventError(`unknown priority ${JSON.stringify(raw.priority)}; expected one of Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug`);
+  const time = normalizeTime(raw.time as string);
+  if (!time) throw new FalcoEventError(`time ${JSON.stringify(raw.time)} is not an RFC 3339 timestamp such as 2026-01-02T03:04:05.123456789Z`);
+  const fields = isRecord(raw.output_fields) ? raw.output_fields : {};
+  const rule = raw.rule as string;
+  return {
+    time,
+    rule,
+    priority,
+    source: normalizeSource(typeof raw.source === 'string' ? raw.source : '', rule, fields),
+    hostname: typeof raw.hostname === 'string' ? raw.hostname : '',
+    output: typeof raw.output === 'string' ? raw.output : '',
+    tags: Array.isArray(raw.tags) ? raw.tags.filter((t) => t !== null && t !== undefined).map(String) : [],
+    output_fields: fields,
+    uuid: typeof raw.uuid === 'string' && raw.uuid !== '' ? raw.uuid : undefined,
+    raw,
+  };
+}
+
+/**
+ * Old events carry no source: Falco before plugins only had syscall and
+ * k8s_audit events, and its internal events have rules named "Falco internal: ...".
+ * Falcosidekick turns an empty source into "syscalls".
+ */
+export function normalizeSource(source: string, rule: string, fields: Record<string, unknown>): string {
+  const s = source.trim();
+  if (s === 'syscalls') return 'syscall';
+  if (s !== '') return s;
+  if (rule.startsWith('Falco internal')) return 'internal';
+  for (const k in fields) if (k.startsWith('ka.')) return 'k8s_audit';
+  return 'syscall';
+}
+
+const TIME_RE = /^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})$/;
+
+const validDates = new Map<string, boolean>();
+
+/** Digits at [from, to) of t as a number, or -1 if any is not a digit. */
+function digitsAt(t: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const d = t.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/**
+ * The form Falco sends and normalizeTime returns (2026-01-02T03:04:05.123456789Z),
+ * checked without a regular expression or a Date; undefined when the general
+ * path must decide.
+ */
+function alreadyNormal(t: string): string | undefined {
+  if (t.length !== 30 || t.charCodeAt(29) !== 90 /* Z */ || t.charCodeAt(19) !== 46 /* . */ || t.charCodeAt(10) !== 84 /* T */) return undefined;
+  if (t.charCodeAt(4) !== 45 || t.charCodeAt(7) !== 45 || t.charCodeAt(13) !== 58 || t.charCodeAt(16) !== 58) return undefined;
+  const hh = digitsAt(t, 11, 13);
+  const mm = digitsAt(t, 14, 16);
+  const ss = digitsAt(t, 17, 19);
+  if (hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 59 || digitsAt(t, 20, 29) < 0) return undefined;
+  const date = t.slice(0, 10);
+  let ok = validDates.get(date);
+  if (ok === undefined) {
+    ok = digitsAt(t, 0, 4) >= 0 && digitsAt(t, 5, 7) >= 0 && digitsAt(t, 8, 10) >= 0 && !Number.isNaN(Date.parse(`${date}T00:00:00Z`));
+    if (validDates.size > 1000) validDates.clear();
+    validDates.set(date, ok);
+  }
+  return ok ? t : undefined;
+}
+
+/** RFC 3339 in, RFC 3339 UTC with exactly nine fractional digits out; undefined if invalid. */
+export function normalizeTime(t: string): string | undefined {
+  const fast = alreadyNormal(t);
+  if (fast !== undefined) return fast;
+  const m = TIME_RE.exec(t.trim());
+  if (!m) return undefined;
+  const [, date, hh, mm, ss, fracRaw = '', zone] = m as unknown as [string, string, string, string, string, string | undefined, string];
+  const frac = fracRaw.slice(0, 9).padEnd(9, '0');
+  const base = Date.parse(`${date}T${hh}:${mm}:${ss}Z`);
+  if (Number.isNaN(base) || Number(hh) > 23 || Number(mm) > 59 || Number(ss) > 60) return undefined;
+  if (zone === 'Z' || zone === 'z') return `${date}T${hh}:${mm}:${ss}.${frac}Z`;
+  const sign = zone[0] === '-' ? -1 : 1;
+  const digits = zone.slice(1).replace(':', '');
+  const offsetMin = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2));
+  const utc = new Date(base - sign * offsetMin * 60_000).toISOString();
+  return `${utc.slice(0, 19)}.${frac}Z`;
+}
+
+/** Nanosecond RFC 3339 from a protobuf Timestamp. */
+export function timeFromTimestamp(seconds: number, nanos: number): string {
+  const iso = new Date(seconds * 1000).toISOString();
+  return `${iso.slice(0, 19)}.${String(Math.max(0, Math.min(999_999_999, nanos))).padStart(9, '0')}Z`;
+}
+
+/**
+ * JSON.parse that keeps integers beyond 2^53 exact by reading them as strings.
+ * The scan jumps over strings, so it costs less than a regular expression
+ * looking for long digit runs first would (Falco's evt.time has 19 digits).
+ */
+export function parseJsonLossless(text: string): unknown {
+  return JSON.parse(quoteBigIntegers(text));
+}
+
+/** Wraps unsafe integer literals outside strings in quotes. */
+export function quoteBigIntegers(text: string): string {
+  let out = '';
+  let last = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      // Jump over the string with indexOf; most of an event's text is strings.
+      let j = i;
+      for (;;) {
+        j = text.indexOf('"', j + 1);
+        if (j < 0) return text; // unterminated: let JSON.parse report it
+        let k = j - 1;
+        while (text.charCodeAt(k) === 92 /* \ */) k--;
+        if ((j - 1 - k) % 2 === 0) break;
+      }
+      i = j;
+      continue;
+    }
+    if ((c >= 48 && c <= 57) || c === 45 /* - */) {
+      // Consume the whole number token so a fraction or exponent is never read as an integer.
+      let j = i + 1;
+      let integer = true;
+      while (j < n) {
+        const d = text.charCodeAt(j);
+        if (d >= 48 && d <= 57) j++;
+        else if (d === 46 || d === 101 || d === 69 || d === 43 || d === 45) {
+          integer = false;
+          j++;
+        } else break;
+      }
+      const digits = c === 45 ? j - i - 1 : j - i;
+      if (integer && digits >= 16 && !Number.isSafeInteger(Number(text.slice(i, j)))) {
+        out += text.slice(last, i) + '"' + text.slice(i, j) + '"';
+        last = j;
+      }
+      i = j - 1;
+    }
+  }
+  return last === 0 ? text : out + text.slice(last);
+}
+
+/** Text form of an output field value, so "34816" and 34816 mean the same thing. */
+export function fieldText(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (Array.isArray(v)) return v.map(fieldText).join(',');
+  return JSON.stringify(v);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,143 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from '../../shared/log/logger.js';
+import { Backoff, sleep } from '../../shared/retry/backoff.js';
+import { countOutcomes, LineDecoder, type FalcoInput, type FalcoSink, type SinkItem } from './sink.js';
+import type { FalcoAlertBuilder } from './to-alert.js';
+
+// Falco's program_output pipes JSON lines into a program it starts: run the
+// agent as that program with `falco.stdin: true`. A pipe has no position to
+// resume from and Falco never writes a line twice, so a line read from the pipe
+// must not be dropped afterwards: lines are stored as soon as each chunk
+// arrives; when storing fails the stream is paused (Falco's writes then wait in
+// the pipe) and the same lines are stored again with backoff. When the input
+// stops (the module restarts on a config change) an unfinished last line is put
+// back into the stream for the next reader.
+
+const MAX_LINE = 1024 * 1024;
+const NL = 10;
+
+export interface StreamInputOptions {
+  stream: Readable;
+  sink: FalcoSink;
+  builder: FalcoAlertBuilder;
+  log: Logger;
+  signal: AbortSignal;
+  input?: FalcoInput;
+  /** First delay before storing again after a failure (tests). */
+  retryInitialMs?: number;
+}
+
+/** Reads JSON lines until the stream ends or the signal fires; leaves the stream open for a restart. */
+export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
+  const input = opts.input ?? 'stdin';
+  const decoder = new LineDecoder(input, opts.builder, opts.log);
+  const { stream, signal, log } = opts;
+  // Bytes of the unfinished last line. Split on the newline byte, which never
+  // occurs inside a multi-byte UTF-8 character, so a character may straddle chunks.
+  let partial: Buffer[] = [];
+  let partialBytes = 0;
+  let skippingLongLine = false;
+  /** Retries in progress; the stream stays paused while there are any. */
+  const storing = new Set<Promise<void>>();
+  let finished = false;
+
+  /** Stores the items; on failure pauses the stream and retries until stored or stopped. */
+  const store = (items: SinkItem[]): void => {
+    if (items.length === 0) return;
+    try {
+      countOutcomes(input, opts.sink.commit(items));
+      return;
+    } catch (e) {
+      log.error({ input, error: (e as Error).message, events: items.length }, 'Cannot store Falco events read from the pipe; reading paused, retrying (check the agent\'s disk and logs)');
+    }
+    stream.pause();
+    const backoff = new Backoff({ initialMs: opts.retryInitialMs ?? 200, maxMs: 10_000 });
+    const retry = async (): Promise<void> => {
+      for (;;) {
+        const stopping = !(await sleep(backoff.next(), signal));
+        try {
+          countOutcomes(input, opts.sink.commit(items));
+          log.info({ input, events: items.length }, 'Stored the Falco events read from the pipe; reading again');
+          break;
+        } catch (e) {
+          if (stopping) {
+            log.error({ input, error: (e as Error).message, events: items.length }, 'Could not store Falco events read from the pipe before the input stopped; they are lost');
+            break;
+          }
+        }
+      }
+    };
+    const p: Promise<void> = retry().finally(() => {
+      storing.delete(p);
+      if (storing.size === 0 && !finished) stream.resume();
+    });
+    storing.add(p);
+  };
+
+  const take = (chunk: Buffer): void => {
+    let from = 0;
+    const lines: string[] = [];
+    for (let nl = chunk.indexOf(NL); nl >= 0; nl = chunk.indexOf(NL, from)) {
+      const piece = chunk.subarray(from, nl);
+      if (skippingLongLine) {
+        skippingLongLine = false;
+      } else {
+        lines.push(partialBytes ? Buffer.concat([...partial, piece]).toString('utf8') : piece.toString('utf8'));
+      }
+      partial = [];
+      partialBytes = 0;
+      from = nl + 1;
+    }
+    if (from < chunk.length && !skippingLongLine) {
+      partial.push(chunk.subarray(from));
+      partialBytes += chunk.length - from;
+      if (partialBytes > MAX_LINE) {
+        log.warn({ input, bytes: partialBytes }, `Skipping a line longer than ${MAX_LINE} bytes on ${input}`);
+        partial = [];
+        partialBytes = 0;
+        skippingLongLine = true;
+      }
+    }
+    store(decoder.decode(lines));
+  };
+
+  return new Promise<void>((resolve) => {
+    const finish = async () => {
+      if (finished) return;
+      finished = true;
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      signal.removeEventListener('abort', onAbort);
+      while (storing.size) await Promise.all([...storing]);
+      resolve();
+    };
+    const onData = (chunk: Buffer | string) => take(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk);
+    const onEnd = () => {
+      // The writer closed the pipe: an unterminated last line is complete.
+      if (partialBytes && !skippingLongLine) store(decoder.decode([Buffer.concat(partial).toString('utf8')]));
+      partial = [];
+      partialBytes = 0;
+      log.info({ input }, 'Falco event stream ended (Falco stopped or closed the pipe)');
+      void finish();
+    };
+    const onError = (e: Error) => {
+      log.error({ input, error: e.message }, 'Reading Falco events failed');
+      void finish();
+    };
+    const onAbort = () => {
+      stream.pause();
+      // The next reader of this stream (a restarted module) gets the unfinished line.
+      if (partialBytes && !skippingLongLine) stream.unshift(Buffer.concat(partial));
+      partial = [];
+      partialBytes = 0;
+      void finish();
+    };
+    if (signal.aborted) return resolve();
+    signal.addEventListener('abort', onAbort, { once: true });
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('error', onError);
+    stream.resume();
+  });
+}
