@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { splitHostPort } from '../shared/config/server-config.js';
 import { errText, moduleLogger, type Logger } from '../shared/log/logger.js';
 import { registry } from '../shared/metrics/registry.js';
 import type { BackoffOptions } from '../shared/retry/backoff.js';
+import { Closers } from '../shared/lifecycle/closers.js';
 import { VERSION } from '../shared/version.js';
 import { AlertAggregator } from './alerts/aggregator.js';
 import type { AgentModule } from './module.js';
@@ -49,26 +50,23 @@ function readToken(file: string): string {
 export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
   const [address, ...fallbacks] = (o.kasAddress.includes(',') ? o.kasAddress.split(',').map((s) => s.trim()).filter(Boolean) : [o.kasAddress]).map(parseKasAddress);
   const token = readToken(o.tokenFile);
-  const db = openAgentDb(o.dataDir);
-  const outbox = new Spool(db, { maxBytes: o.spoolMaxBytes, log: moduleLogger('spool', log) });
-  const alerts = new AlertAggregator(db, outbox, { log: moduleLogger('alerts', log) });
+  const closers = new Closers();
+  const db = closers.add('agent database', openAgentDb(o.dataDir), (d) => d.close());
+  const spool = new Spool(db, { maxBytes: o.spoolMaxBytes, log: moduleLogger('spool', log) });
+  const alerts = closers.add('alert aggregator', new AlertAggregator(db, spool, { log: moduleLogger('alerts', log) }), (a) => a.stop());
   alerts.start();
   const abort = new AbortController();
   let configured = false;
-  const manager = new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '' }, log, o.backoff);
-  const tunnel = await Tunnel.open({
+  const manager = closers.add('modules', new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '' }, log, o.backoff), (m) => m.stopAll());
+  const tunnel = await closers.start(() => Tunnel.open({
     address: address!, ...(fallbacks.length ? { fallbacks } : {}), token, tokenFile: o.tokenFile, backoff: o.backoff, log: moduleLogger('tunnel', log),
     ...(o.caCertFile ? { caCertFile: o.caCertFile } : {}),
-  }).catch((e: unknown) => {
-    alerts.stop();
-    db.close();
-    throw e;
-  });
+  }));
+  closers.add('tunnel', tunnel, (t) => t.close());
 
-  let obs: Server | undefined;
   let observabilityAddress = '';
   if (o.observabilityAddr) {
-    obs = createServer((req, res) => {
+    const obs = createServer((req, res) => {
       if (req.url === '/metrics') {
         void registry.metrics().then((m) => res.writeHead(200, { 'content-type': registry.contentType }).end(m));
       } else if (req.url === '/healthz') {
@@ -80,15 +78,16 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       }
     });
     const { host, port } = splitHostPort(o.observabilityAddr);
-    await new Promise<void>((resolve, reject) => {
-      obs!.once('error', (e) => reject(new Error(`cannot listen on --observability-addr ${o.observabilityAddr}: ${e.message}`)));
-      obs!.listen(port, host, resolve);
-    });
+    await closers.start(() => new Promise<void>((resolve, reject) => {
+      obs.once('error', (e) => reject(new Error(`cannot listen on --observability-addr ${o.observabilityAddr}: ${e.message}; pick a free address or "" to turn it off`)));
+      obs.listen(port, host, resolve);
+    }));
+    closers.add('observability listener', obs, (s) => s.close());
     const a = obs.address();
     observabilityAddress = typeof a === 'object' && a ? `${host}:${a.port}` : o.observabilityAddr;
   }
 
-  log.info({ kas_address: o.kasAddress, data_dir: o.dataDir, version: VERSION, spooled: outbox.size }, 'Verdict agent started');
+  log.info({ kas_address: o.kasAddress, data_dir: o.dataDir, version: VERSION, spooled: spool.size }, 'Verdict agent started');
 
   const configLoop = runConfigStream(tunnel, o.backoff, moduleLogger('config', log), abort.signal, async (u) => {
     const level = (u.config as { observability?: { logging?: { level?: string } } }).observability?.logging?.level;
@@ -96,21 +95,18 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     await manager.apply(u.config, u.files);
     configured = true;
   });
-  const publishLoop = runAlertPublisher(tunnel, outbox, o.backoff, moduleLogger('tunnel', log), abort.signal, DEFAULT_PUBLISHER);
+  const publishLoop = runAlertPublisher(tunnel, spool, o.backoff, moduleLogger('tunnel', log), abort.signal, DEFAULT_PUBLISHER);
   const done = Promise.all([configLoop, publishLoop]).then(() => undefined);
   done.catch((e: unknown) => log.error({ error: errText(e) }, 'Agent loop failed'));
+  // The loops go first on shutdown: nothing may use the tunnel or the database after they close.
+  closers.defer('config and alert streams', async () => {
+    abort.abort();
+    await done.catch(() => undefined);
+  });
 
   return {
     observabilityAddress,
     done,
-    async stop() {
-      abort.abort();
-      await done.catch(() => undefined);
-      await manager.stopAll();
-      alerts.stop();
-      await tunnel.close();
-      obs?.close();
-      db.close();
-    },
+    stop: () => closers.close(),
   };
 }
