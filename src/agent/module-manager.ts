@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { ProjectFile } from '../gen/verdict/agent.js';
 import { errText, moduleLogger, type Logger } from '../shared/log/logger.js';
-import { AGENT_DEFAULT_BACKOFF, Backoff, sleep, type BackoffOptions } from '../shared/retry/backoff.js';
+import { AGENT_DEFAULT_BACKOFF, type BackoffOptions } from '../shared/retry/backoff.js';
+import { retryLoop } from '../shared/retry/loop.js';
 import type { AgentModule, ModuleContext } from './module.js';
 
 interface Running {
@@ -49,23 +50,21 @@ export class ModuleManager {
    * unreachable Relay at start-up, say) must not leave it stopped until then.
    */
   private async keepRunning(mod: AgentModule<never>, block: unknown, ctx: ModuleContext, signal: AbortSignal): Promise<void> {
-    const backoff = new Backoff(this.backoff);
     const log = ctx.log;
-    while (!signal.aborted) {
+    // Backoff starts from the short delay again after a healthy period (resetAfterMs).
+    await retryLoop({
+      backoff: this.backoff,
+      signal,
+      onBackoff: (delay, err) => {
+        if (err === undefined) log.warn('Module stopped on its own');
+        else log.error({ error: errText(err) }, 'Module failed');
+        log.info({ retry_in_ms: delay }, 'Restarting module after a delay');
+      },
+    }, async () => {
       log.info('Starting module');
-      try {
-        await mod.run(block as never, ctx, signal);
-        if (signal.aborted) return;
-        log.warn('Module stopped on its own');
-      } catch (err) {
-        if (signal.aborted) return;
-        log.error({ error: errText(err) }, 'Module failed');
-      }
-      // Backoff starts from the short delay again after a healthy period (resetAfterMs).
-      const delay = backoff.next();
-      log.info({ retry_in_ms: delay }, 'Restarting module after a delay');
-      await sleep(delay, signal);
-    }
+      await mod.run(block as never, ctx, signal);
+      return 'backoff';
+    });
   }
 
   private async stopOne(name: string): Promise<void> {
