@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { foldOccurrence, type FoldSummary } from './fold.js';
+import type { Severity } from './payload.js';
+
+function occ(t: string, severity: Severity = 'low', description = `d ${t}`, count = 1): FoldSummary {
+  return { count, first_seen: t, last_seen: t, severity, title: `t ${description}`, description };
+}
+
+function foldAll(list: readonly FoldSummary[]): { summary: FoldSummary; setter: number; latest: number } {
+  let summary: FoldSummary | undefined;
+  let setter = -1;
+  let latest = -1;
+  list.forEach((o, i) => {
+    const f = foldOccurrence(summary, o);
+    summary = f.summary;
+    if (f.setsSeverity) setter = i;
+    if (f.latest) latest = i;
+  });
+  return { summary: summary!, setter, latest };
+}
+
+function permutations<T>(xs: readonly T[]): T[][] {
+  if (xs.length <= 1) return [[...xs]];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
+}
+
+describe('foldOccurrence', () => {
+  it('opens an alert with its first occurrence, which is the latest and sets the severity', () => {
+    const f = foldOccurrence(undefined, occ('2026-01-01T00:00:01Z', 'high'));
+    expect(f).toEqual({ summary: occ('2026-01-01T00:00:01Z', 'high'), latest: true, setsSeverity: true });
+  });
+
+  it('adds counts and takes the earliest first_seen and the latest last_seen, title and description', () => {
+    const into = { ...occ('2026-01-01T00:00:02Z'), count: 3, first_seen: '2026-01-01T00:00:01Z' };
+    const f = foldOccurrence(into, { ...occ('2026-01-01T00:00:05Z', 'low', 'newer', 2), first_seen: '2026-01-01T00:00:00Z' });
+    expect(f.summary).toEqual({ count: 5, first_seen: '2026-01-01T00:00:00Z', last_seen: '2026-01-01T00:00:05Z', severity: 'low', title: 't newer', description: 'newer' });
+    expect(f.latest).toBe(true);
+    expect(into.count).toBe(3); // pure: the input is not changed
+  });
+
+  it('keeps title and description of the latest when an older occurrence arrives late', () => {
+    const f = foldOccurrence(occ('2026-01-01T00:00:05Z', 'low', 'newer'), occ('2026-01-01T00:00:01Z', 'low', 'older'));
+    expect(f.latest).toBe(false);
+    expect(f.summary.description).toBe('newer');
+    expect(f.summary.title).toBe('t newer');
+    expect(f.summary.first_seen).toBe('2026-01-01T00:00:01Z');
+  });
+
+  it('on equal last_seen the occurrence folded later is the latest', () => {
+    const f = foldOccurrence(occ('2026-01-01T00:00:01Z', 'low', 'first'), occ('2026-01-01T00:00:01Z', 'low', 'second'));
+    expect(f.latest).toBe(true);
+    expect(f.summary.description).toBe('second');
+  });
+
+  it('keeps the highest severity while lower repeats arrive, and says which occurrence set it', () => {
+    const { summary, setter, latest } = foldAll([
+      occ('2026-01-01T00:00:01Z', 'low'), occ('2026-01-01T00:00:02Z', 'critical', 'boom'),
+      occ('2026-01-01T00:00:03Z', 'info', 'calm'), occ('2026-01-01T00:00:04Z', 'critical', 'boom again'),
+    ]);
+    expect(summary.severity).toBe('critical');
+    expect(setter).toBe(1); // an equal severity later does not take it over
+    expect(latest).toBe(3);
+    expect(summary.description).toBe('boom again');
+  });
+
+  it('on equal severity the occurrence folded first keeps having set it', () => {
+    const f = foldOccurrence(occ('2026-01-01T00:00:02Z', 'high'), occ('2026-01-01T00:00:01Z', 'high'));
+    expect(f.setsSeverity).toBe(false);
+  });
+
+  it('gives the same count, times, severity, title and description in every order when last_seen values differ', () => {
+    const list = [occ('2026-01-01T00:00:03Z', 'medium', 'c'), occ('2026-01-01T00:00:01Z', 'critical', 'a', 4), occ('2026-01-01T00:00:04Z', 'info', 'd'), occ('2026-01-01T00:00:02Z', 'high', 'b')];
+    const results = permutations(list).map((p) => foldAll(p).summary);
+    for (const r of results) expect(r).toEqual({ count: 7, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:04Z', severity: 'critical', title: 't d', description: 'd' });
+    // and the severity setter is always the critical one
+    for (const p of permutations(list)) expect(p[foldAll(p).setter]!.description).toBe('a');
+  });
+
+  it('compares numeric times too', () => {
+    const f = foldOccurrence<number>({ count: 1, first_seen: 10, last_seen: 10, severity: 'low', title: 'x', description: 'x' }, { count: 1, first_seen: 9, last_seen: 9, severity: 'low', title: 'y', description: 'y' });
+    expect(f.summary).toMatchObject({ first_seen: 9, last_seen: 10, description: 'x' });
+  });
+});
