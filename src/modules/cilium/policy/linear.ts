@@ -1,6 +1,6 @@
 import type { Endpoint, Flow, Service } from '../../../gen/flow/flow.js';
 import { parseIp } from './cidr.js';
-import { Matcher, type EngineOptions } from './engine.js';
+import { Matcher, type EngineOptions } from './matcher.js';
 import { endpointLabelSet, ENTITY, WORLD_BITS } from './labels.js';
 import { decide, makeSelection, ruleSelects, type EndpointView, type Policy, type SectionRef } from './policy.js';
 import { flowL4 } from './ports.js';
