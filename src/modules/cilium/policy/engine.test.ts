@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FlowType, type Flow } from '../../../gen/flow/flow.js';
 import { PolicyEngine, type EngineOptions } from './engine.js';
 import { LinearMatcher } from './linear.js';
 import { flow, names, pod, policies, reserved, world, type FlowSpec } from './testing.js';
@@ -258,6 +259,21 @@ describe('attribution details', () => {
     const dns = pod('kube-system', { 'k8s-app': 'kube-dns' });
     expect(names(e.attribute(flow({ src: api, dst: dns, dir: 'egress', proto: 'UDP', port: 53, dns: 'evil.net.' })))).toEqual(['prod/dns']);
     expect(e.attribute(flow({ src: api, dst: dns, dir: 'egress', proto: 'UDP', port: 53, dns: 'www.example.com.' }))).toBeNull();
+  });
+
+  it('a DROPPED L7 flow that carries POLICY_DENIED (event type 129) is judged by the L7 rules', () => {
+    // Newer Hubbles fill drop_reason_desc on the proxy's access-log records too; the L4
+    // default-deny reading would find the port open (it goes to the proxy) and blame nobody.
+    const ps = policies(egressFrom('dns', 'prod', 'api', '    - toEndpoints:\n        - matchLabels:\n            k8s:io.kubernetes.pod.namespace: kube-system\n            k8s:k8s-app: kube-dns\n      toPorts:\n        - ports:\n            - port: "53"\n              protocol: ANY\n          rules:\n            dns:\n              - matchPattern: "*.example.com"\n') + ingressTo('l7', 'prod', 'api', `${l3('app: web')}      toPorts:\n        - ports:\n            - port: "80"\n          rules:\n            http:\n              - method: GET\n`));
+    const kubeDns = pod('kube-system', { 'k8s-app': 'kube-dns' });
+    const asHubble = (f: Flow): Flow => ({ ...f, Type: FlowType.L7, event_type: { type: 129, sub_type: 0 } });
+    for (const m of [new PolicyEngine(ps), new LinearMatcher(ps)]) {
+      const q = m.attribute(asHubble(flow({ src: api, dst: kubeDns, dir: 'egress', proto: 'UDP', port: 53, dns: 'evil.net.', reason: 133 })));
+      expect(names(q), m.constructor.name).toEqual(['prod/dns']);
+      expect(q).toMatchObject({ reason: 'POLICY_DENIED', l7: true });
+      expect(m.attribute(asHubble(flow({ src: api, dst: kubeDns, dir: 'egress', proto: 'UDP', port: 53, dns: 'www.example.com.', reason: 133 })))).toBeNull();
+      expect(names(m.attribute(asHubble(flow({ src: web, dst: api, port: 80, http: { method: 'POST', url: '/' }, reason: 133 }))))).toEqual(['prod/l7']);
+    }
   });
 
   it('the same connection retried from another source port gives the same, cached attribution', () => {

@@ -68,7 +68,10 @@ function l7RequestOf(flow: Flow): L7Request {
   const r = flow.l7?.record;
   if (!r) return null;
   if (r.$case === 'http') return { kind: 'http', req: httpRequestFrom(r.value.method, r.value.url, r.value.headers) };
-  return { kind: 'dns', query: r.value.query };
+  if (r.$case === 'dns') return { kind: 'dns', query: r.value.query };
+  // Kafka rules also match on the client ID, which Hubble's record lacks: judged as
+  // a flow to the port, so only a port no rule opens is blamed, never a Kafka rule.
+  return null;
 }
 
 /** The node's own host endpoint (reserved identity 1), which Cilium's allow-localhost admits. */
@@ -139,13 +142,16 @@ export abstract class Matcher {
     const code = dropReasonOf(flow);
     const inNamed = flow.ingress_denied_by.length > 0;
     const egNamed = flow.egress_denied_by.length > 0;
+    // A proxy refusing a request shows as a DROPPED L7 flow, without a drop reason or
+    // (newer Hubbles) with POLICY_DENIED; either way only the L7 rules can explain it, as
+    // the port itself is open to the proxy. (Responses travel the other way and carry
+    // the same request: only requests count.)
+    const l7Request = flow.l7?.record !== undefined && flow.l7.type !== L7FlowType.RESPONSE;
     let kind: 'deny' | 'default' | 'l7' | 'audit';
     if (code === REASON_POLICY_DENY || inNamed || egNamed) kind = 'deny';
+    else if (l7Request && (code === 0 || code === REASON_POLICY_DENIED) && flow.verdict === Verdict.DROPPED) kind = 'l7';
     else if (code === REASON_POLICY_DENIED) kind = 'default';
     else if (code === 0 && flow.verdict === Verdict.AUDIT) kind = 'audit';
-    // Envoy refusing a request shows as a DROPPED L7 flow without a drop reason.
-    // (Responses travel the other way and carry the same request: only requests count.)
-    else if (code === 0 && flow.l7?.record !== undefined && flow.l7.type !== L7FlowType.RESPONSE) kind = 'l7';
     else return null;
     const td = flow.traffic_direction;
     if (td === TrafficDirection.INGRESS || (td !== TrafficDirection.EGRESS && inNamed)) return this.attributeDir(flow, 0, kind);
