@@ -86,6 +86,49 @@ describe('AlertAggregator storage', () => {
   });
 });
 
+describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
+  function flushed(agg: AlertAggregator, outbox: Spool): AlertPayload {
+    agg.flush(true);
+    return JSON.parse(outbox.read(0, 10)[0]!.payload.toString()) as AlertPayload;
+  }
+
+  it('keeps the highest severity of a window, takes title and description from the latest, and on equal times the later arrival', () => {
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log });
+    agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'low' }), alert('a', '2026-01-01T00:00:02Z', { severity: 'critical', title: 'boom' })], 60_000);
+    agg.add([alert('a', '2026-01-01T00:00:03Z', { severity: 'info', title: 'calm', description: 'first at 3' }), alert('a', '2026-01-01T00:00:03Z', { severity: 'info', title: 'calm', description: 'second at 3' })], 60_000);
+    expect(flushed(agg, outbox)).toMatchObject({ count: 4, severity: 'critical', title: 'calm', description: 'second at 3' });
+  });
+
+  it('keeps severity and title of repeats across a restart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    const agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
+    agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'low' })], 60_000);
+    agg.add([alert('a', '2026-01-01T00:00:02Z', { severity: 'critical', title: 'boom' })], 60_000);
+    db.close();
+    db = openAgentDb(dir);
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    expect(flushed(new AlertAggregator(db, outbox, { log }), outbox)).toMatchObject({ count: 2, severity: 'critical', title: 'boom' });
+  });
+
+  it('sends the sample of the occurrence that raised the severity when all places are taken, also after a restart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    const agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
+    for (let i = 1; i <= 7; i++) agg.add([alert('a', `2026-01-01T00:00:0${i}Z`, { severity: 'low' })], 60_000);
+    agg.add([alert('a', '2026-01-01T00:00:08Z', { severity: 'critical' })], 60_000);
+    agg.add([alert('a', '2026-01-01T00:00:09Z', { severity: 'low' })], 60_000);
+    db.close();
+    db = openAgentDb(dir);
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const a = flushed(new AlertAggregator(db, outbox, { log }), outbox);
+    expect(a.severity).toBe('critical');
+    expect(a.samples).toEqual(['01', '02', '03', '04', '08'].map((s) => ({ t: `2026-01-01T00:00:${s}Z` })));
+  });
+});
+
 describe('AlertAggregator staging', () => {
   function writer(db: ReturnType<typeof openAgentDb>) {
     db.exec('CREATE TABLE IF NOT EXISTS source_mark (n INTEGER)');

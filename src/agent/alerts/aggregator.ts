@@ -1,5 +1,6 @@
 import { Counter } from 'prom-client';
-import { MAX_SAMPLES, type AlertPayload } from '../../shared/alert/payload.js';
+import { foldOccurrence } from '../../shared/alert/fold.js';
+import { MAX_SAMPLES, type AlertPayload, type Severity } from '../../shared/alert/payload.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
@@ -60,6 +61,12 @@ const MIGRATIONS = [
      samples BLOB NOT NULL
    );
    CREATE INDEX pending_alert_samples_fingerprint ON pending_alert_samples (fingerprint, n);`,
+  // A repeat may raise the severity and brings its own title (shared/alert/fold.ts);
+  // NULL: the payload's. A later sample row may start at a place an earlier
+  // one filled: the sample of an occurrence that raised the severity takes the
+  // last place when all are taken, so what made the alert this severe is sent.
+  `ALTER TABLE pending_alert_counts ADD COLUMN severity TEXT;
+   ALTER TABLE pending_alert_counts ADD COLUMN title TEXT;`,
 ];
 
 const occurrences = new Counter({ name: 'verdict_agent_alert_occurrences_total', help: 'Alert occurrences produced by the sources, before de-duplication', labelNames: ['source'], registers: [registry] });
@@ -68,11 +75,10 @@ const emitted = new Counter({ name: 'verdict_agent_alerts_emitted_total', help: 
 interface Group {
   alert: AlertPayload;
   closesAt: number;
-  /** The group is not in the tables yet; its payload (with the samples it opened with), serialised then. */
-  isNew: boolean;
+  /** Until the group is in the tables: its payload (with the samples it opened with), serialised then. */
   payloadJson: Buffer | undefined;
-  /** Samples stored (in the payload or as rows), and the serialised ones added since. */
-  storedSamples: number;
+  /** alert.samples from newFrom on are not written yet; newSamples are them serialised. */
+  newFrom: number;
   newSamples: Buffer[];
   /** Holds staged occurrences that are not written yet. */
   staged: boolean;
@@ -86,6 +92,13 @@ interface StoredRow {
   first_seen: string;
   last_seen: string;
   description: string;
+  severity: Severity | null;
+  title: string | null;
+}
+
+interface SampleRow {
+  n: number;
+  samples: Buffer;
 }
 
 /** A source whose staged occurrences become durable with the aggregator's transactions. */
@@ -130,13 +143,13 @@ export class AlertAggregator {
     migrate(db, 'pending_alerts', MIGRATIONS);
     this.insertPayload = db.prepare('INSERT INTO pending_alerts (fingerprint, payload, closes_at) VALUES (?, ?, ?)');
     this.insertSample = db.prepare('INSERT INTO pending_alert_samples (fingerprint, n, samples) VALUES (?, ?, ?)');
-    this.selectSamples = db.prepare('SELECT samples FROM pending_alert_samples WHERE fingerprint = ? ORDER BY n');
+    this.selectSamples = db.prepare('SELECT n, samples FROM pending_alert_samples WHERE fingerprint = ? ORDER BY n, rowid');
     this.delSamples = db.prepare('DELETE FROM pending_alert_samples WHERE fingerprint = ?');
-    this.insertCounts = db.prepare('INSERT INTO pending_alert_counts (fingerprint, count, first_seen, last_seen, description) VALUES (?, ?, ?, ?, ?)');
-    this.writeCounts = db.prepare('UPDATE pending_alert_counts SET count = ?, first_seen = ?, last_seen = ?, description = ? WHERE fingerprint = ?');
+    this.insertCounts = db.prepare('INSERT INTO pending_alert_counts (fingerprint, count, first_seen, last_seen, description, severity, title) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.writeCounts = db.prepare('UPDATE pending_alert_counts SET count = ?, first_seen = ?, last_seen = ?, description = ?, severity = ?, title = ? WHERE fingerprint = ?');
     this.delPayload = db.prepare('DELETE FROM pending_alerts WHERE fingerprint = ?');
     this.delCounts = db.prepare('DELETE FROM pending_alert_counts WHERE fingerprint = ?');
-    const select = 'SELECT p.fingerprint, p.payload, p.closes_at, c.count, c.first_seen, c.last_seen, c.description FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
+    const select = 'SELECT p.fingerprint, p.payload, p.closes_at, c.count, c.first_seen, c.last_seen, c.description, c.severity, c.title FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
     this.selectOne = db.prepare(`${select} WHERE p.fingerprint = ?`);
     this.tx = db.transaction((written: readonly Group[], direct: readonly AlertPayload[], body: (() => void) | undefined, all: boolean) => {
       for (const g of written) this.writeGroup(g);
@@ -144,15 +157,15 @@ export class AlertAggregator {
       body?.();
       if (all) for (const w of this.writers) w.write();
     });
-    const samples = new Map<string, unknown[]>();
-    for (const r of db.prepare('SELECT fingerprint, samples FROM pending_alert_samples ORDER BY fingerprint, n').all() as { fingerprint: string; samples: Buffer }[]) {
+    const samples = new Map<string, SampleRow[]>();
+    for (const r of db.prepare('SELECT fingerprint, n, samples FROM pending_alert_samples ORDER BY fingerprint, n, rowid').all() as (SampleRow & { fingerprint: string })[]) {
       let list = samples.get(r.fingerprint);
       if (!list) samples.set(r.fingerprint, (list = []));
-      list.push(...(JSON.parse(r.samples.toString('utf8')) as unknown[]));
+      list.push(r);
     }
     for (const row of db.prepare(select).all() as StoredRow[]) {
-      const alert = fromRow(row, samples.get(row.fingerprint));
-      this.groups.set(row.fingerprint, { alert, closesAt: row.closes_at, isNew: false, payloadJson: undefined, storedSamples: alert.samples.length, newSamples: [], staged: false });
+      const alert = fromRow(row, samples.get(row.fingerprint) ?? []);
+      this.groups.set(row.fingerprint, { alert, closesAt: row.closes_at, payloadJson: undefined, newFrom: alert.samples.length, newSamples: [], staged: false });
     }
     if (this.groups.size) opts.log.info({ pending: this.groups.size }, 'Resuming de-duplication of alerts left pending by the previous run');
   }
@@ -232,7 +245,7 @@ export class AlertAggregator {
     this.inTransaction(write, stagedDue, () => {
       this.outbox.add(due.map((g) => g.alert));
       for (const g of due) {
-        if (g.isNew) continue;
+        if (g.payloadJson) continue; // never written
         this.delPayload.run(g.alert.fingerprint);
         this.delCounts.run(g.alert.fingerprint);
         this.delSamples.run(g.alert.fingerprint);
@@ -278,7 +291,7 @@ export class AlertAggregator {
       } else {
         const alert = { ...a, samples: a.samples.slice(0, MAX_SAMPLES) };
         // Serialised now, while the events arrive, rather than all at once in the next write.
-        g = { alert, closesAt: now + windowMs, isNew: true, payloadJson: Buffer.from(JSON.stringify(alert)), storedSamples: alert.samples.length, newSamples: [], staged: false };
+        g = { alert, closesAt: now + windowMs, payloadJson: Buffer.from(JSON.stringify(alert)), newFrom: alert.samples.length, newSamples: [], staged: false };
         this.groups.set(a.fingerprint, g);
       }
       if (staged) g.staged = true;
@@ -309,9 +322,8 @@ export class AlertAggregator {
       throw e;
     }
     for (const g of written) {
-      g.isNew = false;
       g.payloadJson = undefined;
-      g.storedSamples += g.newSamples.length;
+      g.newFrom = g.alert.samples.length;
       g.newSamples = [];
       g.staged = false;
       this.dirty.delete(g);
@@ -326,13 +338,13 @@ export class AlertAggregator {
 
   private writeGroup(g: Group): void {
     const a = g.alert;
-    if (g.isNew) {
+    if (g.payloadJson) {
       this.insertPayload.run(a.fingerprint, g.payloadJson, g.closesAt);
-      this.insertCounts.run(a.fingerprint, a.count, a.first_seen, a.last_seen, a.description);
+      this.insertCounts.run(a.fingerprint, a.count, a.first_seen, a.last_seen, a.description, a.severity, a.title);
     } else {
-      this.writeCounts.run(a.count, a.first_seen, a.last_seen, a.description, a.fingerprint);
+      this.writeCounts.run(a.count, a.first_seen, a.last_seen, a.description, a.severity, a.title, a.fingerprint);
     }
-    if (g.newSamples.length) this.insertSample.run(a.fingerprint, g.storedSamples, jsonArray(g.newSamples));
+    if (g.newSamples.length) this.insertSample.run(a.fingerprint, g.newFrom, jsonArray(g.newSamples));
   }
 
   /** Puts groups back to their stored state; with `all`, every group holding staged occurrences too. */
@@ -346,11 +358,10 @@ export class AlertAggregator {
         if (this.groups.get(g.alert.fingerprint) === g) this.groups.delete(g.alert.fingerprint);
         continue;
       }
-      g.alert = fromRow(row, (this.selectSamples.all(row.fingerprint) as { samples: Buffer }[]).flatMap((r) => JSON.parse(r.samples.toString('utf8')) as unknown[]));
+      g.alert = fromRow(row, this.selectSamples.all(row.fingerprint) as SampleRow[]);
       g.closesAt = row.closes_at;
-      g.isNew = false;
       g.payloadJson = undefined;
-      g.storedSamples = g.alert.samples.length;
+      g.newFrom = g.alert.samples.length;
       g.newSamples = [];
       g.staged = false;
       this.groups.set(row.fingerprint, g);
@@ -370,13 +381,19 @@ function jsonArray(items: readonly Buffer[]): Buffer {
   return Buffer.concat(parts);
 }
 
-function fromRow(row: StoredRow, samples: readonly unknown[] | undefined): AlertPayload {
+/** A group as stored: its payload, then its sample rows in order (ordered by n and then as written), each filling places from n on. */
+function fromRow(row: StoredRow, sampleRows: readonly SampleRow[]): AlertPayload {
   const alert = JSON.parse(row.payload.toString('utf8')) as AlertPayload;
-  if (samples) for (const s of samples) if (alert.samples.length < MAX_SAMPLES) alert.samples.push(s);
+  for (const r of sampleRows) {
+    const list = JSON.parse(r.samples.toString('utf8')) as unknown[];
+    for (let i = 0; i < list.length && r.n + i < MAX_SAMPLES && r.n + i <= alert.samples.length; i++) alert.samples[r.n + i] = list[i];
+  }
   alert.count = row.count;
   alert.first_seen = row.first_seen;
   alert.last_seen = row.last_seen;
   alert.description = row.description;
+  if (row.severity !== null) alert.severity = row.severity;
+  if (row.title !== null) alert.title = row.title;
   return alert;
 }
 
@@ -403,19 +420,28 @@ function bump(source: string, n: number): void {
   c.inc(n);
 }
 
-/** Folds a repeat into a group; samples it adds are serialised for their rows. */
+/** Folds a repeat into a group by the shared rule; samples it adds are serialised for their rows. */
 function mergeInto(g: Group, a: AlertPayload): void {
   const into = g.alert;
-  into.count += a.count;
-  if (a.first_seen < into.first_seen) into.first_seen = a.first_seen;
-  if (a.last_seen > into.last_seen) {
-    into.last_seen = a.last_seen;
-    // The latest occurrence describes the current state best (e.g. a new output text).
-    into.description = a.description;
+  const f = foldOccurrence(into, a);
+  Object.assign(into, f.summary);
+  const samples = into.samples;
+  if (f.setsSeverity && samples.length >= MAX_SAMPLES && a.samples.length) {
+    // What made the alert this severe must reach the server even when the
+    // places are taken: it takes the last one.
+    const last = MAX_SAMPLES - 1;
+    samples[last] = a.samples[0];
+    const json = Buffer.from(JSON.stringify(a.samples[0]));
+    if (last >= g.newFrom) g.newSamples[last - g.newFrom] = json;
+    else {
+      g.newFrom = last;
+      g.newSamples = [json];
+    }
+    return;
   }
   for (const s of a.samples) {
-    if (into.samples.length >= MAX_SAMPLES) break;
-    into.samples.push(s);
+    if (samples.length >= MAX_SAMPLES) break;
+    samples.push(s);
     g.newSamples.push(Buffer.from(JSON.stringify(s)));
   }
 }

@@ -1,5 +1,6 @@
 import { dirname } from 'node:path';
 import { Counter } from 'prom-client';
+import { foldOccurrence } from '../../shared/alert/fold.js';
 import { MAX_SAMPLES, type AlertPayload } from '../../shared/alert/payload.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
@@ -655,12 +656,7 @@ export function foldRepeats(alerts: readonly AlertPayload[]): AlertPayload[] {
       byFp.set(a.fingerprint, a);
       continue;
     }
-    g.count += a.count;
-    if (a.first_seen < g.first_seen) g.first_seen = a.first_seen;
-    if (a.last_seen >= g.last_seen) {
-      g.last_seen = a.last_seen;
-      g.description = a.description;
-    }
+    Object.assign(g, foldOccurrence(g, a).summary);
     for (const s of a.samples) {
       if (g.samples.length >= MAX_SAMPLES) break;
       g.samples.push(s);
