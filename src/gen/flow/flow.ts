@@ -190,7 +190,7 @@ export interface CiliumEventType {
 export interface Layer7 {
   type: L7FlowType;
   latency_ns: number;
-  record: { $case: "dns"; value: DNS } | { $case: "http"; value: HTTP } | undefined;
+  record: { $case: "dns"; value: DNS } | { $case: "http"; value: HTTP } | { $case: "kafka"; value: Kafka } | undefined;
 }
 
 export interface DNS {
@@ -199,6 +199,15 @@ export interface DNS {
   ttl: number;
   cnames: string[];
   rcode: number;
+  qtypes: string[];
+}
+
+export interface Kafka {
+  error_code: number;
+  api_version: number;
+  api_key: string;
+  correlation_id: number;
+  topic: string;
 }
 
 export interface HTTPHeader {
@@ -1598,6 +1607,9 @@ export const Layer7: MessageFns<Layer7> = {
       case "http":
         HTTP.encode(message.record.value, writer.uint32(810).fork()).join();
         break;
+      case "kafka":
+        Kafka.encode(message.record.value, writer.uint32(818).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1647,6 +1659,14 @@ export const Layer7: MessageFns<Layer7> = {
             message.record = { $case: "http", value: HTTP.decode(reader, reader.uint32()) };
             continue;
           }
+          case 102: {
+            if (tag !== 818) {
+              break;
+            }
+
+            message.record = { $case: "kafka", value: Kafka.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1661,7 +1681,7 @@ export const Layer7: MessageFns<Layer7> = {
 };
 
 function createBaseDNS(): DNS {
-  return { query: "", ips: [], ttl: 0, cnames: [], rcode: 0 };
+  return { query: "", ips: [], ttl: 0, cnames: [], rcode: 0, qtypes: [] };
 }
 
 export const DNS: MessageFns<DNS> = {
@@ -1680,6 +1700,9 @@ export const DNS: MessageFns<DNS> = {
     }
     if (message.rcode !== 0) {
       writer.uint32(48).uint32(message.rcode);
+    }
+    for (const v of message.qtypes) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -1735,6 +1758,104 @@ export const DNS: MessageFns<DNS> = {
             }
 
             message.rcode = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.qtypes.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseKafka(): Kafka {
+  return { error_code: 0, api_version: 0, api_key: "", correlation_id: 0, topic: "" };
+}
+
+export const Kafka: MessageFns<Kafka> = {
+  encode(message: Kafka, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.error_code !== 0) {
+      writer.uint32(8).int32(message.error_code);
+    }
+    if (message.api_version !== 0) {
+      writer.uint32(16).int32(message.api_version);
+    }
+    if (message.api_key !== "") {
+      writer.uint32(26).string(message.api_key);
+    }
+    if (message.correlation_id !== 0) {
+      writer.uint32(32).int32(message.correlation_id);
+    }
+    if (message.topic !== "") {
+      writer.uint32(42).string(message.topic);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Kafka {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKafka();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.error_code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.api_version = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.api_key = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.correlation_id = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.topic = reader.string();
             continue;
           }
         }

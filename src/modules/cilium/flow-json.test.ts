@@ -60,6 +60,21 @@ describe('flowFromJson', () => {
     expect(f.is_reply).toBe(true);
   });
 
+  it('reads DNS and Kafka records, and both survive flowToJson and the binary codec Relay uses', () => {
+    // Field names and numbers as Cilium's flow.proto has them (Layer7 oneof: dns 100, http 101, kafka 102).
+    const dns = { flow: { verdict: 'DROPPED', Type: 'L7', l7: { type: 'RESPONSE', dns: { query: 'evil.example.', ips: ['1.2.3.4'], ttl: 30, cnames: ['x.'], rcode: 5, qtypes: ['A'], rrtypes: ['A'] } } } };
+    const kafka = { flow: { verdict: 'DROPPED', Type: 'L7', l7: { type: 'REQUEST', kafka: { error_code: 29, api_version: 7, api_key: 'produce', correlation_id: 12, topic: 'payments' } } } };
+    const d = flowFromJson(dns);
+    expect(d.l7?.record).toEqual({ $case: 'dns', value: { query: 'evil.example.', ips: ['1.2.3.4'], ttl: 30, cnames: ['x.'], rcode: 5, qtypes: ['A'] } });
+    const k = flowFromJson(kafka);
+    expect(k.l7?.record).toEqual({ $case: 'kafka', value: { error_code: 29, api_version: 7, api_key: 'produce', correlation_id: 12, topic: 'payments' } });
+    expect(flowFromJson({ flow: { l7: { kafka: { errorCode: 3, apiKey: 'fetch', correlationId: 1 } } } }).l7?.record).toMatchObject({ value: { error_code: 3, api_key: 'fetch', correlation_id: 1 } });
+    for (const f of [d, k]) {
+      expect(flowFromJson(flowToJson(f))).toEqual(f);
+      expect(Flow.decode(Flow.encode(f).finish())).toEqual(f);
+    }
+  });
+
   it('keeps unknown names apart from zero, and reads the deprecated reply flag', () => {
     const f = flowFromJson({ flow: { verdict: 'SOMETHING_NEW', drop_reason_desc: 'NOT_YET_KNOWN', reply: true } });
     expect(f.verdict).toBe(-1);

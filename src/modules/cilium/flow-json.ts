@@ -8,6 +8,7 @@ import {
   type Flow,
   type HTTP,
   type DNS,
+  type Kafka,
   type Layer4,
   type Layer7,
   type Policy,
@@ -210,8 +211,18 @@ function layer7FromJson(v: unknown): Layer7 | undefined {
     record = { $case: 'http', value: http };
   } else if (isObj(v.dns)) {
     const d = v.dns;
-    const dns: DNS = { query: str(d.query), ips: strings(d.ips), ttl: num(d.ttl), cnames: strings(d.cnames), rcode: num(d.rcode) };
+    const dns: DNS = { query: str(d.query), ips: strings(d.ips), ttl: num(d.ttl), cnames: strings(d.cnames), rcode: num(d.rcode), qtypes: strings(d.qtypes) };
     record = { $case: 'dns', value: dns };
+  } else if (isObj(v.kafka)) {
+    const k = v.kafka;
+    const kafka: Kafka = {
+      error_code: num(get(k, 'error_code')),
+      api_version: num(get(k, 'api_version')),
+      api_key: str(get(k, 'api_key')),
+      correlation_id: num(get(k, 'correlation_id')),
+      topic: str(k.topic),
+    };
+    record = { $case: 'kafka', value: kafka };
   }
   return { type: enumValue(v.type, L7FlowType), latency_ns: num(get(v, 'latency_ns')), record };
 }
@@ -376,7 +387,16 @@ function layer7ToJson(l7: Layer7): Json {
     if (r.value.ttl) d.ttl = r.value.ttl;
     if (r.value.cnames.length) d.cnames = [...r.value.cnames];
     if (r.value.rcode) d.rcode = r.value.rcode;
+    if (r.value.qtypes.length) d.qtypes = [...r.value.qtypes];
     o.dns = d;
+  } else if (r?.$case === 'kafka') {
+    const k: Json = {};
+    if (r.value.error_code) k.error_code = r.value.error_code;
+    if (r.value.api_version) k.api_version = r.value.api_version;
+    if (r.value.api_key) k.api_key = r.value.api_key;
+    if (r.value.correlation_id) k.correlation_id = r.value.correlation_id;
+    if (r.value.topic) k.topic = r.value.topic;
+    o.kafka = k;
   }
   return o;
 }
