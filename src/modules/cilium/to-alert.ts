@@ -2,6 +2,7 @@ import type { Endpoint, Flow } from '../../gen/flow/flow.js';
 import { fingerprint } from '../../shared/alert/fingerprint.js';
 import { ALERT_SCHEMA, type AlertPayload, type EndpointSummary, type Severity } from '../../shared/alert/payload.js';
 import type { Attribution } from './policy/attribution.js';
+import { l7Details, l7FingerprintPart, l7Summary } from './l7-details.js';
 
 // Turns a dropped flow and the policies responsible for it into an alert.
 
@@ -51,7 +52,8 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
   const dst = endpoint(flow.destination, flow.IP?.destination ?? '', p.dst, flow.destination_names ?? []);
   // The side the policy protects owns the alert: the destination for ingress, the source for egress.
   const subject = att.direction === 'ingress' ? dst : src;
-  const http = flow.l7?.record?.$case === 'http' ? { method: flow.l7.record.value.method, url: flow.l7.record.value.url } : undefined;
+  const l7 = l7Details(flow);
+  const request = l7Summary(l7);
   const policyNames = att.policies.map((pr) => (pr.namespace ? `${pr.namespace}/${pr.name}` : pr.name)).join(', ');
   const target = `${who(dst)}${p.dst ? `:${p.dst}` : ''}${p.protocol ? `/${p.protocol}` : ''}`;
   const verb = att.reason === 'POLICY_DENY' ? 'denied' : 'not allowed';
@@ -61,7 +63,7 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
     'cilium', cluster, att.direction, att.reason,
     ...att.policies.map((pr) => `${pr.kind}/${pr.namespace}/${pr.name}`),
     who(src), who(dst), p.protocol, String(p.dst), p.icmp ? `${p.icmp.type}/${p.icmp.code}` : '',
-    http ? `${http.method} ${http.url.replace(/\?.*$/, '')}` : '',
+    l7FingerprintPart(l7),
   ]);
   return {
     schema: ALERT_SCHEMA,
@@ -69,7 +71,7 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
     fingerprint: fp,
     severity: CILIUM_SEVERITY[att.reason],
     title: `${att.direction === 'ingress' ? 'Ingress' : 'Egress'} ${verb}: ${who(src)} -> ${target}`.slice(0, 200),
-    description: `${att.reason === 'POLICY_DENY' ? 'Denied by' : 'Dropped by default deny of'} ${policyNames}. ${att.direction} ${who(src)} (${src.ip}) -> ${target} (${dst.ip})${http ? ` ${http.method} ${http.url}` : ''}, drop reason ${att.reason}.`,
+    description: `${att.reason === 'POLICY_DENY' ? 'Denied by' : 'Dropped by default deny of'} ${policyNames}. ${att.direction} ${who(src)} (${src.ip}) -> ${target} (${dst.ip})${request ? ` ${request}` : ''}, drop reason ${att.reason}.`,
     cluster,
     namespace: subject.namespace,
     count: 1,
@@ -93,7 +95,7 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
       source: src,
       destination: dst,
       node: flow.node_name,
-      ...(http ? { http } : {}),
+      ...l7,
       ...(p.icmp ? { icmp: p.icmp } : {}),
     },
     samples: [sample],

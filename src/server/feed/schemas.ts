@@ -93,7 +93,7 @@ export const alertSchema = {
     updated_at: { type: 'string', format: 'date-time' },
     fingerprint: { type: 'string' },
     seq: { type: 'integer', description: 'change counter: a higher seq is a later change' },
-    details: { ...freeObject, description: 'cilium (flow endpoints, drop reason) or falco (rule, priority, output, output fields) of the first occurrence' },
+    details: { ...freeObject, description: 'cilium (flow endpoints, drop reason, and the refused L7 request: http, dns with query and rcode, kafka; see alerts/alert.schema.json) or falco (rule, priority, output, output fields) of the first occurrence' },
   },
   required: ['id', 'status', 'source', 'severity', 'title', 'namespace', 'policies', 'rule', 'count', 'first_seen', 'last_seen', 'seq'],
 } as const;

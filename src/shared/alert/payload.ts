@@ -39,6 +39,10 @@ export interface CiliumDetails {
   destination: EndpointSummary;
   node: string;
   http?: { method: string; url: string };
+  /** The query of a DNS flow; rcode (DNS response code) on responses and when not 0. */
+  dns?: { query: string; qtypes?: string[]; rcode?: number };
+  /** A Kafka request as Hubble reports it. */
+  kafka?: { api_key: string; api_version: number; topic: string; correlation_id: number; error_code: number };
   icmp?: { type: number; code: number };
 }
 
