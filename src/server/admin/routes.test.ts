@@ -40,7 +40,7 @@ describe('admin API: agents and their tokens', () => {
 
   it('documents every route with its scope and answers in the OpenAPI document', async () => {
     const app = Fastify();
-    registerOpenApi(app);
+    await registerOpenApi(app);
     registerAdminRoutes(app, { agents: new AgentRegistry(openServerDb(':memory:')), tokens: new FeedTokens(openServerDb(':memory:')), streams: { drop: () => 0 }, log: createRootLogger({ level: 'silent' }) });
     await app.ready();
     const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as { paths: Record<string, Record<string, { 'x-required-scope'?: string; summary?: string; responses: Record<string, unknown> }>> };

@@ -60,3 +60,10 @@ export function requireScope(tokens: FeedTokens, need: FeedScope) {
     (req as WithToken).feedToken = info;
   };
 }
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The scope the route's requireScope hook asks for, for the OpenAPI document (openapi.ts). */
+    scope?: FeedScope;
+  }
+}

@@ -75,7 +75,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
       handleProtocols: (protocols: Set<string>) => (protocols.has(STREAM_PROTOCOL) || [...protocols].some((p) => p.startsWith(BEARER_PROTOCOL_PREFIX)) ? STREAM_PROTOCOL : false),
     },
   });
-  registerOpenApi(app);
+  await registerOpenApi(app);
   const hub = new StreamHub(deps.store, deps.tokens, deps.log, { pingMs: deps.streamPingMs });
   app.addHook('onClose', async () => hub.close());
   app.get('/healthz', { schema: routeSchema({ hide: true, response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } }) }, async () => ({ status: 'ok' }));
