@@ -106,7 +106,7 @@ export class Spool {
         continue;
       }
       // Time-ordered ids (uuid7.ts) keep the server's event-id index append-only.
-      this.insert.run(uuid7(now), payload, payload.length, now);
+      this.insert.run(uuid7(), payload, payload.length, now);
       this.bytes += payload.length;
       this.count++;
       accepted++;
