@@ -1,17 +1,51 @@
-import { field, list, obj, str, type Validator } from '../../shared/config/schema.js';
+import { namespaceName, projectId } from '../../shared/config/gitlab-agent.js';
+import { bool, exactlyOne, field, list, obj, str, unused, type Validator } from '../../shared/config/schema.js';
 
 // The `ci_access` block of config.yaml: which projects and groups may reach the
-// cluster through this agent, as in the original agent.
+// cluster through this agent from CI/CD jobs, with the GitLab agent's schema of
+// every version (14.3 groups and projects, 14.5 `access_as`, 15.7
+// `environments`, 17.3 `protected_branches_only`). Verdict has no CI/CD tunnel:
+// the block is checked with the original's rules and reported as not used.
+
+const emptyMessage = obj({});
+
+/** Whom requests from CI/CD jobs act as: exactly one of agent, impersonate, ci_job. */
+const accessAs = exactlyOne(
+  {
+    agent: field(emptyMessage),
+    impersonate: field(
+      obj({
+        username: field(str({ nonEmpty: true }), { required: true }),
+        groups: field(list(str({ nonEmpty: true }))),
+        uid: field(str()),
+        extra: field(
+          list(
+            obj({
+              key: field(str({ nonEmpty: true }), { required: true }),
+              val: field(list(str({ nonEmpty: true }), { min: 1 }), { required: true }),
+            }),
+          ),
+        ),
+      }),
+    ),
+    ci_job: field(emptyMessage),
+  },
+  'access_as: {ci_job: {}}',
+);
 
 const accessEntry = obj({
-  id: field(str({ nonEmpty: true }), { required: true }),
-  default_namespace: field(str(), { default: '' }),
-  access_as: field(obj({}, { open: true })),
+  id: field(projectId, { required: true }),
+  default_namespace: field(namespaceName),
+  access_as: field(accessAs),
+  environments: field(list(str({ nonEmpty: true }))),
+  protected_branches_only: field(bool()),
 });
 
-export const ciAccessBlock = obj({
+export const ciAccessSchema = obj({
   projects: field(list(accessEntry), { default: [] }),
   groups: field(list(accessEntry), { default: [] }),
 });
 
-export type CiAccessConfig = typeof ciAccessBlock extends Validator<infer T> ? T : never;
+export type CiAccessConfig = typeof ciAccessSchema extends Validator<infer T> ? T : never;
+
+export const ciAccessBlock = unused(ciAccessSchema, 'Verdict has no CI/CD tunnel to the cluster');

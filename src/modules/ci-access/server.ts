@@ -1,4 +1,4 @@
 import type { ServerModule } from '../../server/module.js';
-import { ciAccessBlock, type CiAccessConfig } from './config.js';
+import { ciAccessBlock } from './config.js';
 
-export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = { name: 'ci_access', config: ciAccessBlock };
+export const ciAccessServer: ServerModule<'ci_access', undefined> = { name: 'ci_access', config: ciAccessBlock };

@@ -1,4 +1,5 @@
-import { bool, duration, field, list, obj, oneOf, str, type Validator } from '../../shared/config/schema.js';
+import { globProblem } from '../../shared/config/glob.js';
+import { bool, duration, field, list, obj, oneOf, refine, str, type Validator } from '../../shared/config/schema.js';
 
 // The `cilium` block of config.yaml: where Hubble Relay is, which labelled
 // policies to match dropped flows against, and which of them may alert.
@@ -8,7 +9,7 @@ const hostPort = str({ pattern: /^[^\s:/]+(?:\.[^\s:/]+)*:\d{1,5}$|^\[[0-9a-fA-F
 export const ciliumBlock = obj({
   hubble_relay_address: field(hostPort, { required: true }),
   /** Policy manifests inside the configuration project, by glob. */
-  policies: field(list(obj({ glob: field(str({ nonEmpty: true }), { required: true }) })), { default: [] }),
+  policies: field(list(obj({ glob: field(refine(str({ nonEmpty: true }), globProblem), { required: true }) })), { default: [] }),
   /**
    * Namespaces whose policies may raise alerts for this agent. The project label
    * of the original was user-controlled; namespace ownership is not.

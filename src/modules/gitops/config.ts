@@ -1,19 +1,112 @@
-import { bool, duration, field, list, obj, oneOf, str, type Validator } from '../../shared/config/schema.js';
+import { globProblem } from '../../shared/config/glob.js';
+import { namespaceName, projectId } from '../../shared/config/gitlab-agent.js';
+import { isSeq, type Node } from 'yaml';
+import { bool, duration, exactlyOne, field, int, list, obj, oneOf, refine, reportIssue, str, unused, type Validator } from '../../shared/config/schema.js';
 
-// The `gitops` block of config.yaml, with the original agent's keys and defaults.
+// The `gitops` block of config.yaml: the GitLab agent's schema of every version
+// (13.x `resource_inclusions`, 14.0 cli-utils options, 15.x `ref`, optional
+// `id` and the experimental `charts`), so that files written for any of them
+// validate. Verdict does not synchronise manifests yet: the block is checked
+// with the original's rules and reported as not used.
 
-const manifestProject = obj({
-  id: field(str({ nonEmpty: true }), { required: true }),
-  default_namespace: field(str(), { default: 'default' }),
-  paths: field(list(obj({ glob: field(str({ nonEmpty: true }), { required: true }) })), { default: [{ glob: '**/*.{yaml,yml,json}' }] }),
-  reconcile_timeout: field(duration(), { default: 3_600_000 }),
-  dry_run_strategy: field(oneOf(['none', 'client', 'server'] as const), { default: 'none' }),
-  prune: field(bool(), { default: true }),
-  prune_timeout: field(duration(), { default: 3_600_000 }),
-  prune_propagation_policy: field(oneOf(['orphan', 'background', 'foreground'] as const), { default: 'foreground' }),
-  inventory_policy: field(oneOf(['must_match', 'adopt_if_no_inventory', 'adopt_all'] as const), { default: 'must_match' }),
+// Limits of the GitLab agent's server for one manifest project.
+export const MAX_PATHS_PER_PROJECT = 100;
+
+const glob = refine(str({ nonEmpty: true }), globProblem);
+
+/** A git ref of the manifest project: exactly one of tag, branch, commit (default: the default branch). */
+const gitRef = exactlyOne(
+  {
+    tag: field(str({ nonEmpty: true })),
+    branch: field(str({ nonEmpty: true })),
+    commit: field(str({ nonEmpty: true })),
+  },
+  'ref: {branch: main}',
+);
+
+/** 13.x: which kinds of objects to apply (removed in 14.0 with the move to cli-utils). */
+const resourceFilter = obj({
+  api_groups: field(list(str(), { min: 1 }), { required: true }),
+  kinds: field(list(str({ nonEmpty: true }), { min: 1 }), { required: true }),
 });
 
-export const gitopsBlock = obj({ manifest_projects: field(list(manifestProject), { default: [] }) });
+const manifestProject = obj({
+  /** Unset: the configuration project itself (15.7 and later; required before). */
+  id: field(projectId),
+  ref: field(gitRef),
+  default_namespace: field(namespaceName, { default: 'default' }),
+  paths: field(
+    list(obj({ glob: field(glob, { required: true }) }), { max: MAX_PATHS_PER_PROJECT, maxWhy: 'the limit of the GitLab agent server for one project' }),
+    {
+      default: [{ glob: '**/*.{yaml,yml,json}' }],
+    },
+  ),
+  reconcile_timeout: field(duration(), { default: 3_600_000 }),
+  dry_run_strategy: field(oneOf(['', 'none', 'client', 'server'] as const), { default: 'none' }),
+  prune: field(bool(), { default: true }),
+  /** 14.0 development versions only, before `prune` replaced it. */
+  no_prune: field(bool()),
+  prune_timeout: field(duration(), { default: 3_600_000 }),
+  prune_propagation_policy: field(oneOf(['', 'orphan', 'background', 'foreground'] as const), { default: 'foreground' }),
+  inventory_policy: field(oneOf(['', 'must_match', 'adopt_if_no_inventory', 'adopt_all'] as const), { default: 'must_match' }),
+  resource_inclusions: field(list(resourceFilter)),
+  resource_exclusions: field(list(resourceFilter)),
+});
 
-export type GitopsConfig = typeof gitopsBlock extends Validator<infer T> ? T : never;
+type GitopsProject = NonNullable<ReturnType<typeof manifestProject>>;
+
+/** One manifest project per id: the original refuses a second entry for the same project. */
+const manifestProjects: Validator<GitopsProject[]> = (node, path, ctx, key) => {
+  const projects = list(manifestProject)(node, path, ctx, key);
+  if (!projects || !isSeq(node)) return projects;
+  const seen = new Set<string>();
+  projects.forEach((p, i) => {
+    const id = p.id ?? '(the configuration project)';
+    if (seen.has(id)) reportIssue(ctx, node.items[i] as Node, `${path}[${i}]`, `duplicate project id: ${id}; list each project once`);
+    seen.add(id);
+  });
+  return projects;
+};
+
+/** 15.x experimental Helm charts (removed in 16.3). */
+const chartValues = exactlyOne(
+  {
+    inline: field(obj({}, { open: true })),
+    file: field(obj({ project_id: field(projectId), ref: field(gitRef), file: field(str({ nonEmpty: true }), { required: true }) })),
+    url: field(
+      obj({
+        url: field(str({ pattern: /^[a-z][a-z0-9+.-]*:\/\/\S+$/i, hint: 'an absolute URL' }), { required: true }),
+        poll_period: field(duration({ min: 1 })),
+        max_file_size: field(int({ min: 1 })),
+      }),
+    ),
+  },
+  'values: [{inline: {replicaCount: 2}}]',
+);
+
+const chart = obj({
+  release_name: field(str({ nonEmpty: true }), { required: true }),
+  source: field(
+    exactlyOne(
+      { project: field(obj({ id: field(projectId, { required: true }), path: field(str()), ref: field(gitRef) })) },
+      'source: {project: {id: group/charts}}',
+    ),
+    {
+      required: true,
+    },
+  ),
+  values: field(list(chartValues)),
+  namespace: field(str({ nonEmpty: true })),
+  max_history: field(int({ min: 1 })),
+});
+
+export const gitopsSchema = obj({
+  manifest_projects: field(manifestProjects, { default: [] }),
+  charts: field(list(chart)),
+});
+
+export type GitopsConfig = typeof gitopsSchema extends Validator<infer T> ? T : never;
+
+export const GITOPS_UNUSED = 'GitOps synchronisation is not part of this release';
+
+export const gitopsBlock = unused(gitopsSchema, GITOPS_UNUSED);

@@ -1,4 +1,4 @@
 import type { ServerModule } from '../../server/module.js';
-import { gitopsBlock, type GitopsConfig } from './config.js';
+import { gitopsBlock } from './config.js';
 
-export const gitopsServer: ServerModule<'gitops', GitopsConfig> = { name: 'gitops', config: gitopsBlock };
+export const gitopsServer: ServerModule<'gitops', undefined> = { name: 'gitops', config: gitopsBlock };

@@ -1,8 +1,24 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAgentConfig } from './agent-config.js';
-import { ConfigError } from '../../shared/config/schema.js';
+import { ConfigError, formatIssue } from '../../shared/config/schema.js';
 
 const file = '.gitlab/agents/a/config.yaml';
+const testdata = (name: string) => readFileSync(join(import.meta.dirname, 'testdata', name), 'utf8');
+const warningsOf = (text: string) => parseAgentConfig(text, file).warnings.map((w) => `${w.line}: ${w.path}: ${w.message}`);
+const errorsOf = (text: string): string[] => {
+  try {
+    parseAgentConfig(text, file);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
+    throw e;
+  }
+  throw new Error('expected the configuration to be refused');
+};
+const notUsed = (line: number, path: string, why: string) => `${line}: ${path}: not used by Verdict (${why}); accepted and ignored`;
+const GITOPS = 'GitOps synchronisation is not part of this release';
+const CI = 'Verdict has no CI/CD tunnel to the cluster';
 
 describe('parseAgentConfig', () => {
   it('accepts a cilium block and fills defaults', () => {
@@ -34,18 +50,220 @@ describe('parseAgentConfig', () => {
   });
 
   it('warns about unknown sections and keeps going', () => {
-    const { value, warnings } = parseAgentConfig('remote_development:\n  enabled: true\n', file);
+    const { value, warnings } = parseAgentConfig('agent_upgrades:\n  channel: stable\n', file);
     expect(value.cilium).toBeUndefined();
-    expect(warnings).toEqual([{ file, path: 'remote_development', line: 1, message: 'unknown section, ignored' }]);
+    expect(warnings.map(formatIssue)).toEqual([`${file}:1: agent_upgrades: unknown section, ignored: no version of the GitLab agent or of Verdict has it`]);
   });
 
-  it('rejects an unknown key inside a known block', () => {
+  it('rejects an unknown key inside a block only Verdict defines, suggesting the key meant', () => {
     expect(() => parseAgentConfig('cilium:\n  hubble_relay_address: r:80\n  hubble_relay_adress: x\n', file)).toThrow(
-      /config.yaml:3: cilium.hubble_relay_adress: unknown key; known keys: hubble_relay_address/,
+      /config.yaml:3: cilium.hubble_relay_adress: unknown key; known keys: hubble_relay_address, .* \(did you mean "hubble_relay_address"\?\)/,
     );
   });
 
   it('accepts an empty file', () => {
     expect(parseAgentConfig('', file).value).toEqual({});
+  });
+
+  it('refuses a file over 128 KiB as a configuration error naming the file', () => {
+    expect(() => parseAgentConfig(`# ${'x'.repeat(128 * 1024)}\n`, file)).toThrow(ConfigError);
+  });
+});
+
+// Files of every era of the GitLab agent, as found in public configuration
+// projects: each must validate, with one warning per key Verdict does not use.
+describe('real config.yaml files of the GitLab agent', () => {
+  it('13.x: GitOps with resource filters, the cilium_alert block', () => {
+    const { value, warnings } = parseAgentConfig(testdata('gitlab-13-cluster-management.yaml'), file);
+    expect(value.cilium?.hubble_relay_address).toBe('hubble-relay.gitlab-managed-apps.svc.cluster.local:80');
+    expect(value.observability?.logging?.level).toBe('debug');
+    expect(warnings.map((w) => `${w.line}: ${w.path}: ${w.message}`)).toEqual([notUsed(3, 'gitops', GITOPS)]);
+  });
+
+  it('14.x: every cli-utils option, a numeric project id, empty enum values', () => {
+    expect(warningsOf(testdata('gitlab-14-gitops.yaml'))).toEqual([notUsed(3, 'gitops', GITOPS)]);
+  });
+
+  it('15.x-17.x: refs, a manifest project without id, every access_as, environments, protected branches, user_access, grpc_level, google_profiler', () => {
+    const { value, warnings } = parseAgentConfig(testdata('gitlab-15-ci-access.yaml'), file);
+    expect(value.observability?.logging?.level).toBe('warn');
+    expect(warnings.map((w) => `${w.line}: ${w.path}: ${w.message}`)).toEqual([
+      notUsed(4, 'gitops', GITOPS),
+      notUsed(16, 'ci_access', CI),
+      notUsed(44, 'user_access', 'Verdict has no Kubernetes API proxy for users'),
+      notUsed(54, 'observability.logging.grpc_level', 'Verdict logs gRPC at observability.logging.level'),
+      notUsed(55, 'observability.google_profiler', 'Verdict has no Google Cloud Profiler integration'),
+    ]);
+  });
+
+  it('16.x-18.x: remote_development, flux, container_scanning, starboard', () => {
+    expect(warningsOf(testdata('gitlab-16-workspaces.yaml'))).toEqual([
+      notUsed(3, 'remote_development', 'Verdict does not run workspaces'),
+      notUsed(47, 'flux', 'Verdict does not notify Flux'),
+      notUsed(49, 'container_scanning', 'Verdict does not scan container images'),
+      notUsed(71, 'starboard', 'Verdict does not scan container images'),
+    ]);
+  });
+
+  it("Verdict's blocks beside GitLab's and a section no version has", () => {
+    const { value, warnings } = parseAgentConfig(testdata('verdict-with-gitlab-keys.yaml'), file);
+    expect(value.cilium?.alert_namespaces).toEqual(['shop', 'db']);
+    expect(value.falco?.http?.listen).toBe('0.0.0.0:2801');
+    // Blocks Verdict does not act on are not passed to the agent.
+    expect(Object.keys(value).sort()).toEqual(['cilium', 'falco', 'observability']);
+    expect(warnings.map((w) => `${w.line}: ${w.path}`)).toEqual(['11: gitops', '14: ci_access', '20: agent_upgrades']);
+  });
+
+  it('accepts access_as: {agent: {}} without a warning about agent', () => {
+    expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent: {}\n')).toEqual([notUsed(1, 'ci_access', CI)]);
+  });
+});
+
+describe('keys Verdict does not use are checked with the original rules, as warnings', () => {
+  const suffix = (root: string) => `(the GitLab agent would refuse this; Verdict does not use ${root}, so it is ignored)`;
+
+  it.each([
+    [
+      'access_as with two forms',
+      'ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent: {}\n        ci_job: {}\n',
+      '6: ci_access.projects[0].access_as: set only one of agent, impersonate, ci_job; found agent and ci_job',
+    ],
+    [
+      'access_as with none',
+      'ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent:\n',
+      '4: ci_access.projects[0].access_as: set exactly one of agent, impersonate, ci_job (agent has no value); e.g. access_as: {ci_job: {}}',
+    ],
+    [
+      'impersonate without username',
+      'ci_access:\n  groups:\n    - id: a\n      access_as:\n        impersonate:\n          groups: [x]\n',
+      '6: ci_access.groups[0].access_as.impersonate.username: is required',
+    ],
+    [
+      'extra without val',
+      'ci_access:\n  groups:\n    - id: a\n      access_as:\n        impersonate:\n          username: u\n          extra:\n            - key: k\n',
+      '8: ci_access.groups[0].access_as.impersonate.extra[0].val: is required',
+    ],
+    [
+      'protected_branches_only as text',
+      'ci_access:\n  groups:\n    - id: a\n      protected_branches_only: "yes"\n',
+      '4: ci_access.groups[0].protected_branches_only: must be true or false',
+    ],
+    [
+      'a ref with branch and tag',
+      'gitops:\n  manifest_projects:\n    - ref:\n        branch: main\n        tag: v1\n',
+      '5: gitops.manifest_projects[0].ref: set only one of tag, branch, commit; found branch and tag',
+    ],
+    [
+      'a bad dry-run strategy',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n      dry_run_strategy: always\n',
+      '4: gitops.manifest_projects[0].dry_run_strategy: must be one of , none, client, server, got "always"',
+    ],
+    [
+      'a bad duration',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n      reconcile_timeout: an hour\n',
+      '4: gitops.manifest_projects[0].reconcile_timeout: must be a duration such as 500ms, 10s, 5m or 1h, got "an hour"',
+    ],
+    [
+      'a namespace that is no DNS label',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n      default_namespace: My_Apps\n',
+      '4: gitops.manifest_projects[0].default_namespace: "My_Apps" is not valid: a Kubernetes namespace name: at most 63 lowercase letters, digits and dashes, starting and ending with a letter or digit',
+    ],
+    [
+      'a duplicate project',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n    - id: a/b\n',
+      '4: gitops.manifest_projects[1]: duplicate project id: a/b; list each project once',
+    ],
+    [
+      'two projects without id',
+      'gitops:\n  manifest_projects:\n    - paths: [{glob: "a/*.yaml"}]\n    - ref: {tag: v1}\n',
+      '4: gitops.manifest_projects[1]: duplicate project id: (the configuration project); list each project once',
+    ],
+    [
+      'an unclosed glob brace',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n      paths:\n        - glob: "**/*.{yaml,yml"\n',
+      '5: gitops.manifest_projects[0].paths[0].glob: a "{" is never closed with "}"',
+    ],
+    [
+      'a bad log level',
+      'observability:\n  logging:\n    grpc_level: verbose\n',
+      '3: observability.logging.grpc_level: must be one of info, debug, warn, error, got "verbose"',
+    ],
+    [
+      'a cadence that is no cron',
+      'container_scanning:\n  cadence: daily\n',
+      '2: container_scanning.cadence: "daily" is not valid: a cron schedule such as "0 0 * * *"',
+    ],
+    [
+      'an egress rule that is no CIDR',
+      'remote_development:\n  network_policy:\n    egress:\n      - allow: 10.0.0.0\n',
+      '4: remote_development.network_policy.egress[0].allow: "10.0.0.0" is not an IP range in CIDR notation, e.g. 10.0.0.0/8',
+    ],
+    [
+      'user_access as two forms',
+      'user_access:\n  access_as:\n    agent: {}\n    user: {}\n',
+      '4: user_access.access_as: set only one of agent, user; found agent and user',
+    ],
+  ])('%s', (_name, text, warning) => {
+    const warnings = warningsOf(text);
+    const root = warning.split(': ')[1]!.split(/[.[]/)[0]!;
+    expect(warnings).toContain(`${warning} ${suffix(root === 'observability' ? 'observability.logging.grpc_level' : root)}`);
+  });
+
+  it('more than 100 paths in one manifest project', () => {
+    const paths = Array.from({ length: 101 }, (_, i) => `        - glob: "d${i}/*.yaml"`).join('\n');
+    expect(warningsOf(`gitops:\n  manifest_projects:\n    - id: a/b\n      paths:\n${paths}\n`)).toContain(
+      `5: gitops.manifest_projects[0].paths: has 101 items, more than 100 (the limit of the GitLab agent server for one project) ${suffix('gitops')}`,
+    );
+  });
+
+  it('an unknown key inside an unused block is a warning with a suggestion', () => {
+    expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      enviroments: [x]\n')).toContain(
+      '4: ci_access.projects[0].enviroments: unknown key, ignored: no version of the GitLab agent or of Verdict has it (did you mean "environments"?)',
+    );
+  });
+});
+
+describe('keys Verdict uses stay errors with file, path and line', () => {
+  it.each([
+    [
+      'a log level',
+      'observability:\n  logging:\n    level: verbose\n',
+      '3: observability.logging.level: must be one of info, debug, warn, error, got "verbose"',
+    ],
+    ['a mapping where a block belongs', 'cilium: [a]\n', '1: cilium: must be a mapping'],
+    [
+      'a glob with an unclosed brace',
+      'cilium:\n  hubble_relay_address: r:80\n  policies:\n    - glob: "policies/*.{yaml"\n',
+      '4: cilium.policies[0].glob: a "{" is never closed with "}"',
+    ],
+    [
+      'a duration',
+      'cilium:\n  hubble_relay_address: r:80\n  dedup_window: 10\n',
+      '3: cilium.dedup_window: must be a duration such as 500ms, 10s, 5m or 1h, got 10',
+    ],
+  ])('%s', (_name, text, error) => {
+    expect(errorsOf(text)).toEqual([error]);
+  });
+
+  it('takes a log level by its number, as the original did', () => {
+    expect(parseAgentConfig('observability:\n  logging:\n    level: 1\n', file).value.observability?.logging?.level).toBe('debug');
+  });
+
+  it('an unknown key in observability (a GitLab block) is a warning that suggests the key meant', () => {
+    const { value, warnings } = parseAgentConfig('observability:\n  logging:\n    levle: debug\n', file);
+    expect(value.observability?.logging?.level).toBe('info');
+    expect(warnings.map(formatIssue)).toEqual([
+      `${file}:3: observability.logging.levle: unknown key, ignored: no version of the GitLab agent or of Verdict has it (did you mean "level"?)`,
+    ]);
+  });
+
+  it('reports errors and warnings in file order, and keeps the warnings beside the errors', () => {
+    try {
+      parseAgentConfig('gitops:\n  manifest_projects: []\ncilium:\n  hubble_relay_address: x\nobservability:\n  logging:\n    level: loud\n', file);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as ConfigError).issues.map((i) => i.line)).toEqual([4, 7]);
+      expect((e as ConfigError).warnings.map((i) => i.path)).toEqual(['gitops']);
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { globToRegExp } from './glob.js';
+import { globProblem, globToRegExp } from './glob.js';
 
 describe('globToRegExp', () => {
   it.each([
@@ -13,5 +13,17 @@ describe('globToRegExp', () => {
     ['a.yaml', 'aXyaml', false],
   ])('%s matches %s: %s', (glob, path, want) => {
     expect(globToRegExp(glob).test(path)).toBe(want);
+  });
+});
+
+describe('globProblem', () => {
+  it.each([
+    ['**/*.{yaml,yml,json}', undefined],
+    ['[ab]/*.yaml', undefined],
+    ['**/*.{yaml,yml', 'a "{" is never closed with "}"'],
+    ['a}.yaml', '"}" at position 2 closes nothing'],
+    ['[ab/*.yaml', '"[" at position 1 is never closed with "]"'],
+  ])('%s: %s', (glob, problem) => {
+    expect(globProblem(glob)).toBe(problem);
   });
 });

@@ -29,3 +29,23 @@ export function globToRegExp(glob: string): RegExp {
   }
   return new RegExp(`^${re}$`);
 }
+
+/**
+ * Why a glob cannot match as meant (unclosed `{` or `[`, a stray `}`), or
+ * undefined. The GitLab agent's server refuses such globs; so does Verdict.
+ */
+export function globProblem(glob: string): string | undefined {
+  let braces = 0;
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === '\\') i++;
+    else if (c === '{') braces++;
+    else if (c === '}' && --braces < 0) return `"}" at position ${i + 1} closes nothing`;
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 2);
+      if (end < 0) return `"[" at position ${i + 1} is never closed with "]"`;
+      i = end;
+    }
+  }
+  return braces > 0 ? 'a "{" is never closed with "}"' : undefined;
+}

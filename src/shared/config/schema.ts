@@ -1,4 +1,5 @@
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { durationMs } from './duration.js';
 
 // A small validator for YAML configuration that reports every problem with the
 // file, the path inside the document and the line, because "invalid config"
@@ -13,7 +14,11 @@ export interface ConfigIssue {
 
 export class ConfigError extends Error {
   readonly code = 'VERDICT_CONFIG_INVALID';
-  constructor(readonly issues: ConfigIssue[]) {
+  /** `warnings`: what else was found in the file, for tools that show everything (verdict config check). */
+  constructor(
+    readonly issues: ConfigIssue[],
+    readonly warnings: ConfigIssue[] = [],
+  ) {
     super(issues.map(formatIssue).join('; '));
     this.name = 'ConfigError';
   }
@@ -28,26 +33,50 @@ export interface ConfigCtx {
   lines: LineCounter;
   issues: ConfigIssue[];
   warnings: ConfigIssue[];
+  /**
+   * Set inside a key Verdict does not use (see `unused`): its problems are
+   * still found, with the original's rules, but reported as warnings, because
+   * a key Verdict ignores must not stop the modules it runs.
+   */
+  unusedRoot?: string;
 }
 
-export type Validator<T> = (node: Node | null | undefined, path: string, ctx: ConfigCtx) => T | undefined;
+/**
+ * Validates one node. `key` is the mapping key the node hangs under, when
+ * there is one: a problem with the whole value is reported at the key's line.
+ */
+export type Validator<T> = (node: Node | null | undefined, path: string, ctx: ConfigCtx, key?: Node) => T | undefined;
 
-function lineOf(node: Node | null | undefined, ctx: ConfigCtx): number {
+export function lineOf(node: Node | null | undefined, ctx: ConfigCtx): number {
   const start = node?.range?.[0];
   return start === undefined ? 0 : ctx.lines.linePos(start).line;
 }
 
 /** Records a problem at a node; returns undefined so validators can `return reportIssue(...)`. */
 export function reportIssue(ctx: ConfigCtx, node: Node | null | undefined, path: string, message: string): undefined {
-  ctx.issues.push({ file: ctx.file, path, line: lineOf(node, ctx), message });
+  if (ctx.unusedRoot !== undefined) {
+    ctx.warnings.push({
+      file: ctx.file,
+      path,
+      line: lineOf(node, ctx),
+      message: `${message} (the GitLab agent would refuse this; Verdict does not use ${ctx.unusedRoot}, so it is ignored)`,
+    });
+  } else {
+    ctx.issues.push({ file: ctx.file, path, line: lineOf(node, ctx), message });
+  }
   return undefined;
+}
+
+function isNull(node: Node | null | undefined): boolean {
+  return node === null || node === undefined || (isScalar(node) && node.value === null);
 }
 
 function scalarValue(node: Node | null | undefined): unknown {
   return isScalar(node) ? node.value : undefined;
 }
 
-export const str = (opts: { pattern?: RegExp; hint?: string; nonEmpty?: boolean } = {}): Validator<string> =>
+export const str =
+  (opts: { pattern?: RegExp; hint?: string; nonEmpty?: boolean } = {}): Validator<string> =>
   (node, path, ctx) => {
     const v = scalarValue(node);
     if (typeof v !== 'string') return reportIssue(ctx, node, path, `must be a string${opts.hint ? ` (${opts.hint})` : ''}`);
@@ -62,43 +91,53 @@ export const bool = (): Validator<boolean> => (node, path, ctx) => {
   return v;
 };
 
-export const int = (opts: { min?: number; max?: number } = {}): Validator<number> => (node, path, ctx) => {
-  const v = scalarValue(node);
-  if (typeof v !== 'number' || !Number.isInteger(v)) return reportIssue(ctx, node, path, 'must be a whole number');
-  if (opts.min !== undefined && v < opts.min) return reportIssue(ctx, node, path, `must be at least ${opts.min}`);
-  if (opts.max !== undefined && v > opts.max) return reportIssue(ctx, node, path, `must be at most ${opts.max}`);
-  return v;
-};
+export const int =
+  (opts: { min?: number; max?: number } = {}): Validator<number> =>
+  (node, path, ctx) => {
+    const v = scalarValue(node);
+    if (typeof v !== 'number' || !Number.isInteger(v)) return reportIssue(ctx, node, path, 'must be a whole number');
+    if (opts.min !== undefined && v < opts.min) return reportIssue(ctx, node, path, `must be at least ${opts.min}`);
+    if (opts.max !== undefined && v > opts.max) return reportIssue(ctx, node, path, `must be at most ${opts.max}`);
+    return v;
+  };
 
-export const oneOf = <T extends string>(values: readonly T[]): Validator<T> => (node, path, ctx) => {
-  const v = scalarValue(node);
-  if (typeof v !== 'string' || !values.includes(v as T)) {
-    return reportIssue(ctx, node, path, `must be one of ${values.join(', ')}, got ${JSON.stringify(v ?? null)}`);
-  }
-  return v as T;
-};
+export const oneOf =
+  <T extends string>(values: readonly T[]): Validator<T> =>
+  (node, path, ctx) => {
+    const v = scalarValue(node);
+    if (typeof v !== 'string' || !values.includes(v as T)) {
+      return reportIssue(ctx, node, path, `must be one of ${values.join(', ')}, got ${JSON.stringify(v ?? null)}`);
+    }
+    return v as T;
+  };
 
-/** Durations as "500ms", "10s", "5m", "1h"; returns milliseconds. */
-export const duration = (opts: { min?: number; max?: number; maxWhy?: string } = {}): Validator<number> => (node, path, ctx) => {
-  const v = scalarValue(node);
-  const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(v.trim()) : null;
-  if (!m) return reportIssue(ctx, node, path, `must be a duration such as 500ms, 10s, 5m or 1h, got ${JSON.stringify(v ?? null)}`);
-  const ms = Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms']);
-  if (opts.min !== undefined && ms < opts.min) return reportIssue(ctx, node, path, `must be at least ${opts.min} ms`);
-  if (opts.max !== undefined && ms > opts.max) return reportIssue(ctx, node, path, `must be at most ${opts.max} ms${opts.maxWhy ? ` (${opts.maxWhy})` : ''}`);
-  return ms;
-};
+/** Durations as "500ms", "10s", "5m", "1h", "1h30m" or "3600s"; returns milliseconds. */
+export const duration =
+  (opts: { min?: number; max?: number; maxWhy?: string } = {}): Validator<number> =>
+  (node, path, ctx) => {
+    const v = scalarValue(node);
+    const ms = typeof v === 'string' ? durationMs(v) : undefined;
+    if (ms === undefined) return reportIssue(ctx, node, path, `must be a duration such as 500ms, 10s, 5m or 1h, got ${JSON.stringify(v ?? null)}`);
+    if (opts.min !== undefined && ms < opts.min) return reportIssue(ctx, node, path, `must be at least ${opts.min} ms`);
+    if (opts.max !== undefined && ms > opts.max) return reportIssue(ctx, node, path, `must be at most ${opts.max} ms${opts.maxWhy ? ` (${opts.maxWhy})` : ''}`);
+    return ms;
+  };
 
-export const list = <T>(item: Validator<T>, opts: { min?: number } = {}): Validator<T[]> => (node, path, ctx) => {
-  if (!isSeq(node)) return reportIssue(ctx, node, path, 'must be a list');
-  if (opts.min !== undefined && node.items.length < opts.min) return reportIssue(ctx, node, path, `must have at least ${opts.min} item(s)`);
-  const out: T[] = [];
-  node.items.forEach((n, i) => {
-    const v = item(n as Node, `${path}[${i}]`, ctx);
-    if (v !== undefined) out.push(v);
-  });
-  return out;
-};
+export const list =
+  <T>(item: Validator<T>, opts: { min?: number; max?: number; maxWhy?: string } = {}): Validator<T[]> =>
+  (node, path, ctx) => {
+    if (!isSeq(node)) return reportIssue(ctx, node, path, 'must be a list');
+    if (opts.min !== undefined && node.items.length < opts.min) return reportIssue(ctx, node, path, `must have at least ${opts.min} item(s)`);
+    if (opts.max !== undefined && node.items.length > opts.max) {
+      return reportIssue(ctx, node, path, `has ${node.items.length} items, more than ${opts.max}${opts.maxWhy ? ` (${opts.maxWhy})` : ''}`);
+    }
+    const out: T[] = [];
+    node.items.forEach((n, i) => {
+      const v = item(n as Node, `${path}[${i}]`, ctx);
+      if (v !== undefined) out.push(v);
+    });
+    return out;
+  };
 
 export const stringMap = (): Validator<Record<string, string>> => (node, path, ctx) => {
   if (!isMap(node)) return reportIssue(ctx, node, path, 'must be a mapping of names to strings');
@@ -117,7 +156,12 @@ export const stringMap = (): Validator<Record<string, string>> => (node, path, c
 
 // K records at the type level whether a value is always present (required or
 // defaulted) or may be undefined.
-type Field<T, K extends 'always' | 'maybe' = 'always' | 'maybe'> = { v: Validator<T>; required?: boolean; default?: T; readonly __k?: K };
+type Field<T, K extends 'always' | 'maybe' = 'always' | 'maybe'> = {
+  v: Validator<T> & { wantsNull?: boolean };
+  required?: boolean;
+  default?: T;
+  readonly __k?: K;
+};
 type Shape = Record<string, Field<any>>;
 type Out<S extends Shape> = {
   [K in keyof S]: S[K] extends Field<infer T, infer P> ? ('maybe' extends P ? T | undefined : T) : never;
@@ -132,41 +176,130 @@ export function field<T>(v: Validator<T>, opts: { required?: boolean; default?: 
 
 /**
  * A mapping with known keys. Unknown keys are errors unless `open`, in which
- * case they are warnings (real configs carry sections newer agents added).
+ * case they are warnings (real configs carry keys of agent versions Verdict
+ * does not know; only blocks that Verdict alone defines are closed).
  */
-export const obj = <S extends Shape>(shape: S, opts: { open?: boolean } = {}): Validator<Out<S>> => (node, path, ctx) => {
-  if (node === null || node === undefined || (isScalar(node) && node.value === null)) {
-    node = undefined;
-  } else if (!isMap(node)) {
-    return reportIssue(ctx, node, path, 'must be a mapping');
-  }
-  const seen = new Map<string, Node>();
-  if (node) {
-    for (const pair of node.items) {
-      const k = String(scalarValue(pair.key as Node));
-      seen.set(k, pair.value as Node);
-      if (!(k in shape)) {
-        const issue = { file: ctx.file, path: path ? `${path}.${k}` : k, line: lineOf(pair.key as Node, ctx), message: 'unknown key' };
-        (opts.open ? ctx.warnings : ctx.issues).push(
-          opts.open ? { ...issue, message: 'unknown section, ignored' } : { ...issue, message: `unknown key; known keys: ${Object.keys(shape).join(', ')}` },
-        );
+export const obj =
+  <S extends Shape>(shape: S, opts: { open?: boolean } = {}): Validator<Out<S>> =>
+  (node, path, ctx, key) => {
+    if (isNull(node)) {
+      node = undefined;
+    } else if (!isMap(node)) {
+      return reportIssue(ctx, node, path, 'must be a mapping');
+    }
+    const seen = new Map<string, { value: Node; key: Node }>();
+    if (node) {
+      for (const pair of node.items) {
+        const k = String(scalarValue(pair.key as Node));
+        seen.set(k, { value: pair.value as Node, key: pair.key as Node });
+        if (!(k in shape)) {
+          const p = path ? `${path}.${k}` : k;
+          const hint = suggest(k, Object.keys(shape));
+          if (opts.open || ctx.unusedRoot !== undefined) {
+            ctx.warnings.push({
+              file: ctx.file,
+              path: p,
+              line: lineOf(pair.key as Node, ctx),
+              message: `${path ? 'unknown key' : 'unknown section'}, ignored: no version of the GitLab agent or of Verdict has it${hint}`,
+            });
+          } else {
+            ctx.issues.push({
+              file: ctx.file,
+              path: p,
+              line: lineOf(pair.key as Node, ctx),
+              message: `unknown key; known keys: ${Object.keys(shape).join(', ')}${hint}`,
+            });
+          }
+        }
       }
     }
-  }
-  const out: Record<string, unknown> = {};
-  const before = ctx.issues.length;
-  for (const [k, f] of Object.entries(shape)) {
-    const p = path ? `${path}.${k}` : k;
-    const child = seen.get(k);
-    if (child === undefined || (isScalar(child) && child.value === null)) {
-      if (f.required) reportIssue(ctx, node, p, 'is required');
-      else if ('default' in f) out[k] = structuredClone(f.default);
-      continue;
+    const out: Record<string, unknown> = {};
+    const before = ctx.issues.length;
+    for (const [k, f] of Object.entries(shape)) {
+      const p = path ? `${path}.${k}` : k;
+      const child = seen.get(k);
+      if (child && f.v.wantsNull) {
+        f.v(child.value, p, ctx, child.key);
+        continue;
+      }
+      if (child === undefined || isNull(child.value)) {
+        if (f.required) reportIssue(ctx, child?.key ?? node ?? key, p, 'is required');
+        else if ('default' in f) out[k] = structuredClone(f.default);
+        continue;
+      }
+      const v = f.v(child.value, p, ctx, child.key);
+      if (v !== undefined) out[k] = v;
     }
-    out[k] = f.v(child, p, ctx);
+    return ctx.issues.length > before && !node ? undefined : (out as Out<S>);
+  };
+
+/** ` (did you mean "x"?)` for a key one or two edits away from a known one, else "". */
+function suggest(key: string, known: readonly string[]): string {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = editDistance(key.toLowerCase(), k);
+    if (d < bestD) {
+      bestD = d;
+      best = k;
+    }
   }
-  return ctx.issues.length > before && !node ? undefined : (out as Out<S>);
-};
+  return best === undefined ? '' : ` (did you mean "${best}"?)`;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * A key of the GitLab agent's schema that Verdict accepts but does not act on.
+ * It is reported once, as a warning at the key, and checked with the rules of
+ * the original (its problems are warnings too); its value is not passed on.
+ */
+export function unused(v: Validator<unknown>, why: string): Validator<undefined> & { wantsNull: true } {
+  const out = ((node, path, ctx, key) => {
+    ctx.warnings.push({ file: ctx.file, path, line: lineOf(key ?? node, ctx), message: `not used by Verdict (${why}); accepted and ignored` });
+    // Nested unused keys keep the outermost name: that is the one the warning above named.
+    const inner: ConfigCtx = ctx.unusedRoot === undefined ? { ...ctx, unusedRoot: path } : ctx;
+    if (!isNull(node)) v(node, path, inner, key);
+    return undefined;
+  }) as Validator<undefined> & { wantsNull: true };
+  out.wantsNull = true;
+  return out;
+}
+
+/**
+ * A protobuf oneof as the GitLab agent's schema has them (`access_as`, `ref`):
+ * a mapping with exactly one of its keys set. A key without a value (`agent:`)
+ * counts as unset, as it did for the original.
+ */
+export function exactlyOne<S extends Shape>(shape: S, example: string): Validator<Out<S>> {
+  const inner = obj(shape);
+  return (node, path, ctx, key) => {
+    const names = Object.keys(shape);
+    if (isMap(node)) {
+      // In file order, so the second one set is the line to delete.
+      const given = node.items.filter((p) => isScalar(p.key) && names.includes(String(p.key.value)));
+      const set = given.filter((p) => !isNull(p.value as Node));
+      const empty = given.filter((p) => isNull(p.value as Node)).map((p) => String((p.key as Node & { value: unknown }).value));
+      if (set.length > 1) {
+        const found = set.map((p) => String((p.key as Node & { value: unknown }).value));
+        return reportIssue(ctx, set[1]!.key as Node, path, `set only one of ${names.join(', ')}; found ${found.join(' and ')}`);
+      }
+      if (set.length === 0) {
+        const why = empty.length ? `${empty[0]} has no value` : 'none is set';
+        return reportIssue(ctx, key ?? node, path, `set exactly one of ${names.join(', ')} (${why}); e.g. ${example}`);
+      }
+    }
+    return inner(node, path, ctx, key);
+  };
+}
 
 export interface Parsed<T> {
   value: T;
@@ -183,8 +316,10 @@ export function parseYamlConfig<T>(text: string, file: string, root: Validator<T
   }
   if (ctx.issues.length) throw new ConfigError(ctx.issues);
   const value = root(doc.contents as Node | null, '', ctx);
-  if (ctx.issues.length || value === undefined) throw new ConfigError(ctx.issues);
-  return { value, warnings: ctx.warnings };
+  // Validators visit keys in schema order; people read problems in file order.
+  const byLine = (a: ConfigIssue, b: ConfigIssue) => a.line - b.line;
+  if (ctx.issues.length || value === undefined) throw new ConfigError(ctx.issues.sort(byLine), ctx.warnings.sort(byLine));
+  return { value, warnings: ctx.warnings.sort(byLine) };
 }
 
 /** A validator with an extra check on its value (cross-field rules, formats). */

@@ -70,12 +70,5 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
   });
 }
 
-/** Parses "10s", "500ms", "5m", "1h" or a number of milliseconds. */
-export function parseDuration(v: string | number, what: string): number {
-  if (typeof v === 'number') return v;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
-  if (!m) throw new Error(`${what}: "${v}" is not a duration; use e.g. 500ms, 10s, 5m or 1h`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 'ms';
-  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
-}
+// Flags' durations share the config files' parser: one syntax everywhere.
+export { parseDuration } from '../config/duration.js';
