@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { flowJson, pod, reserved, world } from '../modules/cilium/policy/testing.js';
 import { run } from './replay.js';
@@ -52,7 +53,10 @@ describe('verdict replay on the fixture captures', () => {
       const k = `${l.direction} ${(l.policies as { name: string }[]).map((p) => p.name).join()} ${l.verdict}`;
       summary.set(k, (summary.get(k) ?? 0) + 1);
     }
-    expect(Object.fromEntries(summary)).toEqual({ 'ingress productpage-ingress FORWARDED': 32, 'egress productpage-egress FORWARDED': 14 });
+    // Only connection openings are judged (SYNs, and the L7 requests): the ACKs, FINs
+    // and data segments of those connections, is_reply false or not, pass with them.
+    expect(Object.fromEntries(summary)).toEqual({ 'ingress productpage-ingress FORWARDED': 9, 'egress productpage-egress FORWARDED': 14 });
+    expect(r.err).toContain('400 flows, 23 would be denied, 297 skipped as replies or later packets of a connection');
     for (const other of CAPTURES.slice(1)) {
       const o = await replay('--simulate', '--policies', examples, '--flows', join(hubble, other));
       expect(o.out, other).toBe('');
@@ -103,6 +107,40 @@ describe('verdict replay on drops', () => {
     expect(strict.lines.map((l) => [l.line, l.direction, l.reason, l.verdict, (l.policies as { name: string }[]).map((x) => x.name)])).toEqual([[1, 'ingress', 'POLICY_DENIED', 'FORWARDED', ['payments-ingress']]]);
   });
 
+  it('--simulate judges only what opens a connection, and says how many flows it skipped', async () => {
+    const syn = flowJson({ src: frontend, dst: payments, port: 8443, verdict: 'FORWARDED' });
+    const later = (flags: Record<string, boolean>) => {
+      const j = flowJson({ src: frontend, dst: payments, port: 8443, verdict: 'FORWARDED' }) as { flow: { l4: { TCP: Record<string, unknown> } } };
+      j.flow.l4.TCP.flags = flags;
+      return JSON.stringify(j);
+    };
+    // The answer from payments, without is_reply, as older Hubbles and some observation points report it.
+    const synAck = flowJson({ src: payments, dst: frontend, port: 40000, srcPort: 8443, verdict: 'FORWARDED' }) as { flow: { l4: { TCP: Record<string, unknown> } } };
+    synAck.flow.l4.TCP.flags = { SYN: true, ACK: true };
+    const echoReply = flowJson({ src: payments, dst: frontend, proto: 'ICMPv4', icmpType: 0, verdict: 'FORWARDED' });
+    const p = await capture([JSON.stringify(syn), JSON.stringify(synAck), later({ ACK: true }), later({ ACK: true, PSH: true }), later({ FIN: true, ACK: true }), later({ RST: true }), JSON.stringify(echoReply)]);
+    const r = await replay('--simulate', '--policies', examples, '--flows', p);
+    expect(r.lines.map((l) => [l.line, l.direction, (l.policies as { name: string }[]).map((x) => x.name)])).toEqual([[1, 'ingress', ['payments-ingress']]]);
+    expect(r.err).toContain('7 flows, 1 would be denied, 6 skipped as replies or later packets of a connection');
+  });
+
+  it('an L7 denial names what was asked: the DNS query (and rcode), the Kafka request', async () => {
+    const dns = flowJson({ src: cart, dst: pod('kube-system', { 'k8s-app': 'kube-dns' }), dir: 'egress', proto: 'UDP', port: 53, dns: 'exfil.evil.example.', reason: 133 }) as { flow: Record<string, unknown> };
+    Object.assign(dns.flow, { Type: 'L7', event_type: { type: 129 }, l7: { type: 'REQUEST', dns: { query: 'exfil.evil.example.', qtypes: ['A'] } } });
+    const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-dns-'));
+    await writeFile(join(dir, 'dns.yaml'), 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: cart-dns\n  namespace: shop\n  annotations: {app.gitlab.com/alert: "true"}\nspec:\n  endpointSelector: {matchLabels: {app: cart}}\n  egress:\n    - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}}]\n      toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*.shop.example"}]}}]\n');
+    const refused = { flow: { ...dns.flow, l7: { type: 'REQUEST', dns: { query: 'exfil.evil.example.', rcode: 5 } } } };
+    // No rule opens the broker's port to cart: the default deny is blamed, and the request shown.
+    const kafka = flowJson({ src: cart, dst: pod('shop', 'kafka'), dir: 'egress', port: 9092, reason: 133 }) as { flow: Record<string, unknown> };
+    Object.assign(kafka.flow, { Type: 'L7', event_type: { type: 129 }, l7: { type: 'REQUEST', kafka: { api_key: 'produce', api_version: 7, topic: 'orders', correlation_id: 3 } } });
+    const r = await replay('--policies', dir, '--flows', await capture([JSON.stringify(dns), JSON.stringify(refused), JSON.stringify(kafka)]));
+    expect(r.lines.map((l) => [l.line, l.reason, l.l7, l.dns ?? l.kafka])).toEqual([
+      [1, 'POLICY_DENIED', true, { query: 'exfil.evil.example.', qtypes: ['A'] }],
+      [2, 'POLICY_DENIED', true, { query: 'exfil.evil.example.', rcode: 5 }],
+      [3, 'POLICY_DENIED', undefined, { api_key: 'produce', api_version: 7, topic: 'orders', correlation_id: 3, error_code: 0 }],
+    ]);
+  });
+
   it('--alert-namespace and --no-alert-clusterwide limit who may alert', async () => {
     const p = await capture(lines);
     const r = await replay('--policies', examples, '--flows', p, '--alert-namespace', 'db', '--no-alert-clusterwide');
@@ -115,6 +153,53 @@ describe('verdict replay on drops', () => {
     vi.spyOn(process, 'stdin', 'get').mockReturnValue(Readable.from([`${lines[0]}\n`]) as unknown as typeof process.stdin);
     const r = await replay('--policies', examples, '--flows', '-');
     expect(r.lines.map((l) => l.line)).toEqual([1]);
+  });
+
+  it('reads gzip-compressed captures, from files and stdin, by their first bytes and not their name', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-gz-'));
+    const text = `${lines.join('\n')}\n`;
+    await writeFile(join(dir, 'capture.json.gz'), gzipSync(text));
+    await writeFile(join(dir, 'capture.jsonl'), gzipSync(text));
+    await writeFile(join(dir, 'plain.json.gz'), text);
+    for (const f of ['capture.json.gz', 'capture.jsonl', 'plain.json.gz']) {
+      const r = await replay('--policies', examples, '--flows', join(dir, f));
+      expect(r.code, f).toBe(0);
+      expect(r.lines.map((l) => l.line), f).toEqual([1, 3, 6]);
+    }
+    // Two gzip members (e.g. `cat a.gz b.gz`) are one stream.
+    vi.spyOn(process, 'stdin', 'get').mockReturnValue(Readable.from([Buffer.concat([gzipSync(`${lines[0]}\n`), gzipSync(`${lines[2]}\n`)])]) as unknown as typeof process.stdin);
+    const r = await replay('--policies', examples, '--flows', '-');
+    expect(r.lines.map((l) => l.line)).toEqual([1, 2]);
+  });
+
+  it('a truncated gzip capture: the flows before the damage are used, and it says what to check', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-gz-'));
+    const many = Array.from({ length: 2000 }, () => lines[0]!).join('\n');
+    const gz = gzipSync(many);
+    const p = join(dir, 'cut.json.gz');
+    await writeFile(p, gz.subarray(0, gz.length - 20));
+    const r = await replay('--policies', examples, '--flows', p);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(new RegExp(`cut\\.json\\.gz: the gzip data is corrupt or truncated after line \\d+ \\(unexpected end of file\\); check the file with gzip -t; the flows before it were used`));
+    expect(r.lines.length).toBeGreaterThan(1000);
+  });
+
+  it('prints policy warnings with file, policy and field path: a field the API server would drop', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-pol-'));
+    await writeFile(join(dir, 'api.yaml'), 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: "80"}]\n          rules:\n            HTTP: [{method: GET}]\n');
+    const r = await replay('--policies', dir, '--flows', await capture([lines[0]!]));
+    expect(r.code).toBe(0);
+    expect(r.err).toContain(`verdict replay: warning: ${join(dir, 'api.yaml')}:1: CiliumNetworkPolicy/shop/api: spec.ingress[0].toPorts[0].rules.HTTP: unknown field (did you mean http?)`);
+  });
+
+  it('a `cilium policy import` rule list is named as such, with how to wrap it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-pol-'));
+    await writeFile(join(dir, 'rules.json'), JSON.stringify([{ endpointSelector: { matchLabels: { app: 'payments' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'frontend' } }] }] }]));
+    const r = await replay('--policies', examples, dir, '--flows', await capture([lines[0]!]));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`${join(dir, 'rules.json')}:1: a Cilium rule list as \`cilium policy import\` reads it`);
+    expect(r.err).toContain('kind: CiliumClusterwideNetworkPolicy, metadata: {name: <name>}, specs: <the list>');
+    expect(r.err).not.toContain('fix the manifest');
   });
 
   it('skips lines that are not JSON, says where, and exits 1', async () => {

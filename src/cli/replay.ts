@@ -1,11 +1,14 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { Verdict, type Endpoint, type Flow } from '../gen/flow/flow.js';
+import { isReplyOrLaterPacket } from '../modules/cilium/policy/connection.js';
 import { PolicyEngine } from '../modules/cilium/policy/engine.js';
-import { loadPolicyFiles } from '../modules/cilium/policy/parse.js';
+import { loadPolicyFiles, policyWarningMessages } from '../modules/cilium/policy/parse.js';
 import type { Attribution } from '../modules/cilium/policy/attribution.js';
 import { dropReasonName, parseFlowLine, timestampToJson } from '../modules/cilium/flow-json.js';
+import { l7Details } from '../modules/cilium/l7-details.js';
 import { parseFlags, UsageError } from './args.js';
 
 // `verdict replay`: the agent's policy matching, offline, over a capture of
@@ -19,11 +22,15 @@ prints one JSON object per alert: {line, time, direction, reason, policies, ...}
 
   --policies <path>       policy manifests: YAML/JSON files or directories
                           (repeatable; more paths may follow as arguments)
-  --flows <file|->        \`hubble observe -o json\` output, one object per line;
+  --flows <file|->        \`hubble observe -o json\` output, one object per line,
+                          plain or gzip-compressed (e.g. capture.json.gz);
                           - reads stdin
-  --simulate              judge every flow (dropped or not) as if the policies
-                          were enforced; print those they would deny, with
-                          every responsible policy under "responsible"
+  --simulate              judge every flow that may open a connection (dropped
+                          or not) as if the policies were enforced; print those
+                          they would deny, with every responsible policy under
+                          "responsible". Replies and later packets of a
+                          connection (SYN+ACK, ACK, FIN, RST, echo replies, L7
+                          responses) are skipped and counted
   --alert-namespace <ns>  only policies in these namespaces raise alerts
                           (repeatable; default: every namespace)
   --no-alert-clusterwide  clusterwide policies raise no alerts
@@ -74,10 +81,40 @@ function record(line: number, flow: Flow, a: Attribution, simulate: boolean): Re
   o.destination = side(flow.destination, flow.IP?.destination ?? '');
   o.protocol = protocol;
   o[protocol.startsWith('ICMP') ? 'icmp_type' : 'port'] = port;
-  const http = flow.l7?.record?.$case === 'http' ? flow.l7.record.value : undefined;
-  if (http) o.http = `${http.method} ${http.url}`;
+  const l7 = l7Details(flow);
+  if (l7.http) o.http = `${l7.http.method} ${l7.http.url}`;
+  if (l7.dns) o.dns = l7.dns;
+  if (l7.kafka) o.kafka = l7.kafka;
   if (a.l7) o.l7 = true;
   return o;
+}
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+
+/**
+ * The input, gunzipped when its first bytes are gzip's magic number: captures
+ * are often kept compressed, and stdin has no file name to go by.
+ */
+async function decompressed(raw: Readable): Promise<{ stream: Readable; gzip: boolean }> {
+  const chunks = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  const toBuf = (c: Buffer | string) => (typeof c === 'string' ? Buffer.from(c) : c);
+  let head = Buffer.alloc(0);
+  let done = false;
+  while (head.length < GZIP_MAGIC.length && !done) {
+    const n = await chunks.next();
+    if (n.done) done = true;
+    else head = Buffer.concat([head, toBuf(n.value)]);
+  }
+  async function* all(): AsyncGenerator<Buffer> {
+    if (head.length > 0) yield head;
+    if (done) return;
+    for (let n = await chunks.next(); !n.done; n = await chunks.next()) yield toBuf(n.value);
+  }
+  const plain = Readable.from(all(), { objectMode: false });
+  if (head[0] !== GZIP_MAGIC[0] || head[1] !== GZIP_MAGIC[1]) return { stream: plain, gzip: false };
+  const gunzip = createGunzip();
+  plain.on('error', (e) => gunzip.destroy(e));
+  return { stream: plain.pipe(gunzip), gzip: true };
 }
 
 async function write(text: string): Promise<void> {
@@ -122,6 +159,7 @@ export async function run(argv: string[]): Promise<number> {
   const loaded = await loadPolicyFiles([...v.policies!, ...flags.positionals], v['default-namespace'] ? { defaultNamespace: v['default-namespace'] } : {});
   for (const e of loaded.errors) process.stderr.write(`verdict replay: ${e.message}\n`);
   for (const s of loaded.skipped) process.stderr.write(`verdict replay: ${s.source}: skipped ${s.kind}${s.name ? ` ${s.name}` : ''}: ${s.note}\n`);
+  for (const w of policyWarningMessages(loaded.policies)) process.stderr.write(`verdict replay: warning: ${w}\n`);
   problems += loaded.errors.length;
   if (loaded.policies.length === 0) process.stderr.write('verdict replay: no network policy loaded; nothing can match (check the --policies paths)\n');
   else if (!loaded.policies.some((p) => p.alert) && !simulate) {
@@ -133,10 +171,11 @@ export async function run(argv: string[]): Promise<number> {
     allowLocalhost: v['no-allow-localhost'] !== true,
   });
 
-  let input: Readable;
-  if (v.flows === '-') input = process.stdin;
+  let raw: Readable;
+  if (v.flows === '-') raw = process.stdin;
   else {
-    input = createReadStream(v.flows!);
+    const input = createReadStream(v.flows!);
+    raw = input;
     const opened = await new Promise<Error | null>((resolve) => {
       input.once('open', () => resolve(null));
       input.once('error', (e) => resolve(e));
@@ -148,36 +187,51 @@ export async function run(argv: string[]): Promise<number> {
     }
   }
 
+  const from = v.flows === '-' ? 'stdin' : v.flows!;
+  const input = await decompressed(raw);
   let lineNo = 0;
   let flows = 0;
   let out = 0;
+  let replies = 0;
   let badLines = 0;
   let buffer = '';
-  const rl = createInterface({ input, crlfDelay: Infinity });
-  for await (const line of rl) {
-    lineNo++;
-    let flow: Flow | null;
-    try {
-      flow = parseFlowLine(line);
-    } catch (e) {
-      badLines++;
-      if (badLines <= MAX_LINE_ERRORS) process.stderr.write(`verdict replay: ${v.flows === '-' ? 'stdin' : v.flows}:${lineNo}: not a JSON object (${(e as Error).message}); line skipped. Expected one \`hubble observe -o json\` object per line.\n`);
-      continue;
+  const rl = createInterface({ input: input.stream, crlfDelay: Infinity });
+  try {
+    for await (const line of rl) {
+      lineNo++;
+      let flow: Flow | null;
+      try {
+        flow = parseFlowLine(line);
+      } catch (e) {
+        badLines++;
+        if (badLines <= MAX_LINE_ERRORS) process.stderr.write(`verdict replay: ${from}:${lineNo}: not a JSON object (${(e as Error).message}); line skipped. Expected one \`hubble observe -o json\` object per line.\n`);
+        continue;
+      }
+      if (flow === null) continue;
+      flows++;
+      if (simulate && isReplyOrLaterPacket(flow)) {
+        replies++;
+        continue;
+      }
+      const a = simulate ? engine.simulate(flow) : engine.attribute(flow);
+      if (a === null || (!simulate && a.policies.length === 0)) continue;
+      out++;
+      buffer += `${JSON.stringify(record(lineNo, flow, a, simulate))}\n`;
+      if (buffer.length > 65536) {
+        await write(buffer);
+        buffer = '';
+      }
     }
-    if (flow === null) continue;
-    flows++;
-    const a = simulate ? engine.simulate(flow) : engine.attribute(flow);
-    if (a === null || (!simulate && a.policies.length === 0)) continue;
-    out++;
-    buffer += `${JSON.stringify(record(lineNo, flow, a, simulate))}\n`;
-    if (buffer.length > 65536) {
-      await write(buffer);
-      buffer = '';
-    }
+  } catch (e) {
+    // A stream that fails midway (corrupt gzip, a read error): say how far it was read.
+    const what = input.gzip ? `the gzip data is corrupt or truncated after line ${lineNo} (${(e as Error).message}); check the file with gzip -t` : `reading failed after line ${lineNo} (${(e as Error).message})`;
+    process.stderr.write(`verdict replay: ${from}: ${what}; the flows before it were used\n`);
+    problems++;
   }
   if (buffer) await write(buffer);
   if (badLines > MAX_LINE_ERRORS) process.stderr.write(`verdict replay: ${badLines - MAX_LINE_ERRORS} more lines were not JSON objects and were skipped\n`);
   problems += badLines;
-  process.stderr.write(`verdict replay: ${flows} flows, ${out} ${simulate ? 'would be denied' : 'alerts'}; ${engine.size} policies\n`);
+  const skipped = simulate ? `, ${replies} skipped as replies or later packets of a connection (they pass with the connection)` : '';
+  process.stderr.write(`verdict replay: ${flows} flows, ${out} ${simulate ? 'would be denied' : 'alerts'}${skipped}; ${engine.size} policies\n`);
   return problems > 0 ? 1 : 0;
 }

@@ -68,6 +68,22 @@ async function setup() {
 }
 
 describe('cilium module', () => {
+  it('logs policy warnings with file, policy and field: a field the API server would drop', async () => {
+    const { dir, block, db, alerts } = await setup();
+    writeFileSync(join(dir, 'api.yaml'), 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: api, namespace: shop}\nspec:\n  endpointSelector: {}\n  ingress:\n    - toPorts: [{ports: [{port: "80"}], rules: {HTTP: [{method: GET}]}}]\n');
+    const lines: { level: number; msg: string; warning?: string }[] = [];
+    const captured = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as (typeof lines)[number]) });
+    const abort = new AbortController();
+    const run = createCiliumModule({ policyPaths: [dir] }).run(block, { log: captured, db, alerts, dataDir: dir, agentName: 'edge', files: [] }, abort.signal);
+    await until(() => lines.some((l) => l.msg === 'Loaded network policies'));
+    abort.abort();
+    await run;
+    expect(lines.filter((l) => l.level === 40).map((l) => l.warning)).toEqual([
+      `${join(dir, 'api.yaml')}:1: CiliumNetworkPolicy/shop/api: spec.ingress[0].toPorts[0].rules.HTTP: unknown field (did you mean http?); the API server drops fields it does not know, so Cilium never sees it and this part of the policy does nothing: rename it to http`,
+    ]);
+    db.close();
+  }, 30_000);
+
   it('loses no alert when storing it fails: the module fails without saving the cursor past the flow, and a restart reads it again', async () => {
     const { dir, relay, block, db, outbox, alerts, base } = await setup();
 

@@ -5,7 +5,7 @@ import { flowToAlert } from './to-alert.js';
 import { DropPairFilter } from './drop-pairs.js';
 import { PolicyEngine } from './policy/engine.js';
 import { inClusterConnection, PolicyWatcher } from './kube-watch.js';
-import { loadPolicyFiles, parsePolicyManifests } from './policy/parse.js';
+import { loadPolicyFiles, parsePolicyManifests, policyWarningMessages } from './policy/parse.js';
 import { FlowCursor } from './flow-cursor.js';
 import { followDroppedFlows } from './relay-client.js';
 import type { CiliumConfig } from './config.js';
@@ -32,6 +32,7 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
       const local = await loadPolicyFiles([...opts.policyPaths]);
       const project = parsePolicyManifests(ctx.files.map((f) => ({ path: f.path, data: Buffer.from(f.data) })));
       for (const e of [...local.errors, ...project.errors]) log.error({ error: e.message }, 'Skipped a policy that cannot be parsed; the others keep working');
+      for (const w of policyWarningMessages([...local.policies, ...project.policies])) log.warn({ warning: w }, 'Part of a policy does nothing or cannot be judged from flows; the warning names the file and field');
       let watched: typeof local.policies = [];
       const build = () => new PolicyEngine([...local.policies, ...project.policies, ...watched], {
         alertNamespaces: block.alert_namespaces,

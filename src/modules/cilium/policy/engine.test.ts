@@ -218,6 +218,12 @@ const cases: Case[] = [
   { name: 'a drop Cilium reports from the local host is still attributed', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: reserved('host', 1), dst: api }, want: ['prod/p'] },
   { name: 'AUDIT verdicts are treated as drops', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'AUDIT' }, want: ['prod/p'] },
   { name: 'replies are not simulated', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'FORWARDED', reply: true }, want: null, sim: null },
+  // Only what opens a connection is judged; Hubble does not always mark the rest is_reply.
+  { name: 'a SYN+ACK without is_reply is not simulated', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'FORWARDED', tcpFlags: ['SYN', 'ACK'] }, want: null, sim: null },
+  { name: 'an ACK without is_reply is not simulated', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'FORWARDED', tcpFlags: ['ACK', 'PSH'] }, want: null, sim: null },
+  { name: 'a FIN or RST is not simulated', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'FORWARDED', tcpFlags: ['RST'] }, want: null, sim: null },
+  { name: 'a SYN is simulated', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, verdict: 'FORWARDED', tcpFlags: ['SYN'] }, want: null, sim: ['prod/p'] },
+  { name: 'a dropped ACK is still attributed (Cilium judged it)', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, tcpFlags: ['ACK'] }, want: ['prod/p'] },
   { name: 'unknown direction: the sender egress, then the receiver ingress', yaml: ingressTo('p', 'prod', 'api', l3('app: web')), flow: { src: db, dst: api, dir: 'unknown' }, want: ['prod/p'] },
 ];
 

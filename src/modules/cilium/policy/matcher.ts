@@ -1,5 +1,6 @@
 import { L7FlowType, TrafficDirection, Verdict, type Endpoint, type Flow, type Policy as FlowPolicy } from '../../../gen/flow/flow.js';
 import type { Attribution } from './attribution.js';
+import { isReplyOrLaterPacket } from './connection.js';
 import { httpRequestFrom } from './l7.js';
 import { decisionAllows, policyId, POLICY_KINDS, sortedUnique, type Decision, type L7Request, type Policy } from './policy.js';
 import { PROTO, type FlowL4, type NamedPorts } from './ports.js';
@@ -215,14 +216,13 @@ export abstract class Matcher {
    * Evaluates any flow as if the loaded policies were enforced: the
    * attribution when they would deny it (`policies` may then be empty when no
    * responsible policy may alert; `responsible` lists them all), else null.
-   * Replies are skipped (connection tracking lets them through), and so are L7
-   * responses. With no direction, the sender's egress is checked, then the
+   * Replies and later packets of a connection are skipped (connection tracking
+   * lets them through; see connection.ts), and so are L7 responses. With no direction, the sender's egress is checked, then the
    * receiver's ingress. Traffic from the local host into an endpoint is only
    * subject to deny rules (see EngineOptions.allowLocalhost).
    */
   simulate(flow: Flow): Attribution | null {
-    if (flow.is_reply === true) return null;
-    if (flow.l7 !== undefined && flow.l7.type === L7FlowType.RESPONSE) return null;
+    if (isReplyOrLaterPacket(flow)) return null;
     const td = flow.traffic_direction;
     const host = this.allowLocalhost;
     if (td === TrafficDirection.INGRESS) return this.judgeDir(flow, 0, host);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { loadPolicyFiles, parsePolicyManifests, parsePolicyObject } from './parse.js';
+import { loadPolicyFiles, parsePolicyManifests, parsePolicyObject, policyWarningMessages } from './parse.js';
 import { policyId } from './policy.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../..');
@@ -32,10 +32,16 @@ describe('upstream example policies', () => {
     expect(count).toBe(files.length - 2);
   });
 
+  it('no field of an upstream example is taken for one the API server would drop', async () => {
+    const r = await loadPolicyFiles([fixtures, join(repoRoot, 'policies')]);
+    expect(r.policies.flatMap((p) => p.warnings).filter((w) => w.includes('unknown field'))).toEqual([]);
+  });
+
   it('loading the whole directory reports the two names defined twice, and keeps the rest', async () => {
     const r = await loadPolicyFiles([fixtures]);
     expect(r.errors.map((e) => e.name).sort()).toEqual(['CiliumNetworkPolicy/default/l4-rule', 'CiliumNetworkPolicy/default/rule1']);
-    expect(r.errors[0]!.message).toMatch(/defined again \(first in .*\); the first definition is used; fix the manifest/);
+    // Not "fix the manifest, this policy is ignored": the copy is ignored, the first one applies.
+    expect(r.errors[0]!.message).toMatch(/defined again \(first in .*\); this definition is ignored and the first one is used; rename one of them, or remove the copy$/);
     expect(r.policies.length).toBeGreaterThan(25);
   });
 
@@ -180,3 +186,63 @@ describe('metadata', () => {
     expect(r && 'policy' in r && r.policy.resourceVersion).toBe('42');
   });
 });
+
+describe('fields the API server would drop', () => {
+  it('an upper-case HTTP under rules: warned with file, line, policy and path; the port is then open to every request', () => {
+    const r = one(`# shop\n${CNP('api', '  endpointSelector: {matchLabels: {app: api}}\n  ingress:\n    - toPorts:\n        - ports: [{port: "80"}]\n          rules:\n            HTTP:\n              - method: GET')}`, 'policies/api.yaml');
+    expect(r.errors).toEqual([]);
+    expect(policyWarningMessages(r.policies)).toEqual([
+      'policies/api.yaml:2: CiliumNetworkPolicy/ns/api: spec.ingress[0].toPorts[0].rules.HTTP: unknown field (did you mean http?); the API server drops fields it does not know, so Cilium never sees it and this part of the policy does nothing: rename it to http',
+    ]);
+    expect(r.policies[0]!.rules[0]!.ingress!.allows[0]!.l4!.ports[0]!.l7).toBeNull();
+  });
+
+  it('misspelt and unknown fields at every level, Cilium and Kubernetes', () => {
+    const r = one(`${CNP('a', '  endpointSelector: {}\n  egress:\n    - toEndpoints: [{matchLabel: {app: x}}]\n      toPort: [{ports: [{port: "53"}]}]\n  ingressDeny:\n    - fromEntities: [world]\n      toPorts: [{ports: [{port: "22"}], rules: {http: [{}]}}]\n  bogus: 1')}---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: k, namespace: ns}
+spec:
+  podSelector: {}
+  ingress:
+    - form: [{podSelector: {}}]
+      ports: [{port: 80, protcol: TCP}]
+`);
+    expect(r.errors).toEqual([]);
+    const short = (w: string) => w.replace(/; the API server drops.*$/, '');
+    expect(r.policies.map((p) => p.warnings.map(short))).toEqual([
+      [
+        'spec.egress[0].toEndpoints[0].matchLabel: unknown field (did you mean matchLabels?)',
+        'spec.egress[0].toPort: unknown field (did you mean toPorts?)',
+        // Deny rules take ports only: an L7 part would be dropped too.
+        'spec.ingressDeny[0].toPorts[0].rules: unknown field',
+        'spec.bogus: unknown field',
+      ],
+      ['spec.ingress[0].form: unknown field (did you mean from?)', 'spec.ingress[0].ports[0].protcol: unknown field (did you mean protocol?)'],
+    ]);
+  });
+});
+
+describe('cilium policy import rule lists', () => {
+  const rules = JSON.stringify([{ endpointSelector: { matchLabels: { app: 'api' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'web' } }] }], labels: [{ key: 'name', value: 'api', source: 'unspec' }] }]);
+
+  it('a JSON list of rules is named as that format, with how to wrap it, not "fix the manifest"', () => {
+    const r = one(rules, 'import/rules.json');
+    expect(r.policies).toEqual([]);
+    expect(r.errors.map((e) => e.message)).toEqual([
+      'import/rules.json:1: a Cilium rule list as `cilium policy import` reads it (a list of rules with endpointSelector and ingress/egress, no apiVersion or kind), not a Kubernetes object; wrap it as "apiVersion: cilium.io/v2, kind: CiliumClusterwideNetworkPolicy, metadata: {name: <name>}, specs: <the list>" (clusterwide, as imported rules apply in every namespace), or as kind: CiliumNetworkPolicy with metadata.namespace to limit it to one namespace; these rules are ignored until then (the other policies still apply)',
+    ]);
+  });
+
+  it('wrapped as the message says, the same rules load', () => {
+    const r = one(JSON.stringify({ apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 'imported' }, specs: JSON.parse(rules) as unknown }), 'import/rules.json');
+    expect(r.errors).toEqual([]);
+    expect(r.policies.map((p) => [policyId(p), p.rules.length, p.warnings])).toEqual([['CiliumClusterwideNetworkPolicy/imported', 1, []]]);
+  });
+
+  it('a single bare rule in YAML gets the same advice', () => {
+    const r = one('endpointSelector: {}\negress:\n  - toEntities: [world]\n', 'rule.yaml');
+    expect(r.errors[0]!.message).toMatch(/^rule\.yaml:1: a bare Cilium rule .*; wrap it as ".*spec: <the rule>".*this rule is ignored until then/);
+  });
+});
+

@@ -67,6 +67,8 @@ export interface Policy {
   readonly annotations: Readonly<Record<string, string>>;
   /** File path, manifest path, or `k8s:` + API path it came from. */
   readonly source: string;
+  /** 1-based line of its document in `source`, when read from a file. */
+  readonly line?: number;
   readonly rules: readonly Rule[];
   /** Parts of the policy the engine evaluates approximately (see docs/policy-engine.md). */
   readonly warnings: readonly string[];
