@@ -1,7 +1,9 @@
 import { SERVER_DEFAULTS, loadServerConfigFile, type ServerConfig } from '../shared/config/server-config.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { parseDuration } from '../shared/retry/backoff.js';
-import { startServer } from '../server/server.js';
+import { writeSync } from 'node:fs';
+import { DELIVERY_STEPS, type DeliveryStep } from '../server/kafka/delivery.js';
+import { startServer, type ServerTestHooks } from '../server/server.js';
 import { parseFlags, UsageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 
@@ -43,6 +45,9 @@ export async function run(argv: string[]): Promise<number> {
     'tls-cert-file': { type: 'string' },
     'tls-key-file': { type: 'string' },
     help: { type: 'boolean' },
+    // Tests only (test/kafka/crash.test.ts), so not in the help: SIGKILL at that step of the first
+    // Kafka hand-on that records a webhook delivery, to show what a crash there costs.
+    'test-kill-delivery-at': { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(HELP);
@@ -56,8 +61,21 @@ export async function run(argv: string[]): Promise<number> {
   if (Boolean(values['tls-cert-file']) !== Boolean(values['tls-key-file'])) throw new UsageError('verdict server: give --tls-cert-file and --tls-key-file together');
   if (values['tls-cert-file'] && values['tls-key-file']) cfg.tls = { cert_file: values['tls-cert-file'], key_file: values['tls-key-file'] };
   const log = createRootLogger({ name: 'verdict-server' });
-  const server = await startServer(cfg, log);
+  const server = await startServer(cfg, log, testHooks(values['test-kill-delivery-at']));
   await waitForShutdown(log);
   await server.close();
   return 0;
+}
+
+function testHooks(killAt: string | undefined): ServerTestHooks {
+  if (killAt === undefined) return {};
+  if (!DELIVERY_STEPS.includes(killAt as DeliveryStep)) throw new UsageError(`verdict server: --test-kill-delivery-at must be one of ${DELIVERY_STEPS.join(', ')}`);
+  return {
+    onDeliveryStep(step, at) {
+      if (step !== killAt) return;
+      // Synchronously, so the line is out before the signal.
+      writeSync(2, `${JSON.stringify({ level: 'warn', time: Date.now(), msg: `Test fault injection: killing this replica (--test-kill-delivery-at ${step})`, ...at })}\n`);
+      process.kill(process.pid, 'SIGKILL');
+    },
+  };
 }

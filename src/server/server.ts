@@ -19,7 +19,7 @@ import { addTunnelServices, StreamRegistry } from './tunnel/grpc-service.js';
 import { grpcServerCredentials, listenTls, loadTls, type TlsMaterial } from './tunnel/tls.js';
 import { registerAgentWebSocket } from './tunnel/ws-route.js';
 import { startWebhooks, type WebhooksService } from './webhooks/service.js';
-import { startKafkaReplica, type KafkaReplica } from './kafka/replica.js';
+import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from './kafka/replica.js';
 
 export interface RunningServer {
   httpAddress: string; // host:port actually bound
@@ -43,7 +43,12 @@ const GRPC_OPTIONS: grpc.ServerOptions = {
   'grpc.http2.min_ping_interval_without_data_ms': 20_000,
 };
 
-export async function startServer(cfg: ServerConfig, log: Logger): Promise<RunningServer> {
+/** What only tests pass (through `verdict server`'s test flags). */
+export interface ServerTestHooks {
+  onDeliveryStep?: KafkaReplicaOptions['onDeliveryStep'];
+}
+
+export async function startServer(cfg: ServerConfig, log: Logger, testHooks: ServerTestHooks = {}): Promise<RunningServer> {
   mkdirSync(cfg.data_dir, { recursive: true });
   const db = openServerDb(cfg.data_dir);
   const store = new AlertStore(db);
@@ -56,7 +61,7 @@ export async function startServer(cfg: ServerConfig, log: Logger): Promise<Runni
   let kafka: KafkaReplica | undefined;
   if (cfg.kafka) {
     try {
-      kafka = await startKafkaReplica({ config: cfg.kafka, db, store, agents, tokens, webhooks: webhooks.outbox, log: moduleLogger('kafka', log) });
+      kafka = await startKafkaReplica({ config: cfg.kafka, db, store, agents, tokens, webhooks: webhooks.outbox, log: moduleLogger('kafka', log), onDeliveryStep: testHooks.onDeliveryStep });
     } catch (e) {
       await webhooks.close();
       db.close();

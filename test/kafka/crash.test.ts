@@ -1,7 +1,7 @@
 // A replica killed with SIGKILL in the middle of handing a change to webhooks:
 // two `verdict server` replicas on one real broker (scripts/kafka.sh), a real
 // webhook receiver, alerts published over the real agent API. The kill is
-// made deterministic by VERDICT_TEST_KILL_DELIVERY_AT (src/server/kafka/delivery.ts),
+// made deterministic by `verdict server --test-kill-delivery-at` (src/cli/server.ts),
 // which kills the replica at one step of the first hand-on that records a
 // delivery, before the delivery group's offset is committed:
 //   after_outbox: deliveries committed in its outbox, their claims not yet in the log;
@@ -19,7 +19,6 @@ import { stableWebhookId } from '../../src/server/webhooks/signer.js';
 import { ConfigProject, freePort, killAll, spawnVerdict, until, verdictSync, type LogLine, type VerdictProcess } from '../helpers/processes.js';
 import { Receiver } from '../webhooks/receiver.js';
 import { verifyStandardWebhook } from '../webhooks/standard-webhooks.js';
-import { KILL_AT_ENV } from '../../src/server/kafka/delivery.js';
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const PARTITIONS = 6;
@@ -88,8 +87,8 @@ kafka:
   return r;
 }
 
-async function start(r: Replica, env: Record<string, string> = {}): Promise<VerdictProcess> {
-  r.proc = spawnVerdict(['server', '--config', r.config], `server-${r.name}`, env);
+async function start(r: Replica, flags: string[] = []): Promise<VerdictProcess> {
+  r.proc = spawnVerdict(['server', '--config', r.config, ...flags], `server-${r.name}`);
   await r.proc.waitForLog((l) => l.msg === 'Verdict server started', 60_000, `replica ${r.name} to start`);
   return r.proc;
 }
@@ -107,7 +106,7 @@ async function pair(killAt: 'after_outbox' | 'after_claims') {
   new ConfigProject(project).commit({ 'README.md': 'agents\n' });
   const token = verdictSync(['agents', 'register', 'edge', '--config-project', project, '--data-dir', a.dataDir]).trim();
   const feedToken = verdictSync(['tokens', 'create', '--name', 'ops', '--scope', 'write', '--data-dir', b.dataDir]).trim();
-  await start(a, { [KILL_AT_ENV]: killAt });
+  await start(a, ['--test-kill-delivery-at', killAt]);
   await start(b);
   await until(() => (assigned(a)?.length === PARTITIONS / 2 && assigned(b)?.length === PARTITIONS / 2 ? true : undefined), 60_000, 'both replicas in the delivery group');
   await until(() => (JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', b.dataDir])) as unknown[]).length === 1 || undefined, 20_000, 'the agent token on replica B');

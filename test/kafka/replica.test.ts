@@ -60,7 +60,7 @@ async function node(name: string, o: NodeOptions = {}): Promise<Node> {
   });
   const replica = await startKafkaReplica({ config: o.config ?? cfg, db, store, agents, tokens, webhooks: webhooks?.outbox, holdProjection: o.holdProjection, holdDelivery: o.holdDelivery, log: o.log ?? log.child({ replica: name }) });
   const n: Node = { db, store, agents, tokens, replica, changed: [], ...(webhooks ? { webhooks } : {}) };
-  store.on('changed', (a) => n.changed.push(...a));
+  store.onChange((changes, tx) => tx.afterCommit(() => n.changed.push(...changes.map((c) => c.alert))));
   nodes.push(n);
   return n;
 }
@@ -119,7 +119,7 @@ describe('Kafka replicas (in process, real broker)', () => {
     expect(Object.keys(sa)).toHaveLength(3);
     expect(Object.values(sa).map((x) => x.count).sort()).toEqual([1, 1, 2]);
     expect(snapshot(b)).toEqual(sa);
-    // The live feed listens to 'changed': the replica that did not receive the batch emits it too.
+    // The live feed listens to the store's changes: the replica that did not receive the batch has them too.
     expect(new Set(b.changed.map((x) => x.fingerprint))).toEqual(new Set(['f1', 'f2', 'f3']));
     for (const uid of Object.keys(sa)) expect(uid).toMatch(/^edge\/f\d\/[0-9a-f-]{36}$/);
   });

@@ -219,7 +219,7 @@ describe('what triggers a delivery', () => {
     const r = await receiver();
     h = harness({ allow_private_addresses: ['127.0.0.1'], integrations: [generic(r)] });
     let fail = true;
-    h.store.onStoredInTransaction(() => {
+    h.store.onChange(() => {
       if (fail) throw new Error('disk full');
     });
     expect(() => h!.ingest(cilium())).toThrow(/disk full/);

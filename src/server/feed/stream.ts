@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import type { Logger } from '../../shared/log/logger.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { toFtsQuery, type AlertFilter } from '../store/alert-query.js';
-import type { AlertStore, StoredAlert } from '../store/alert-store.js';
+import type { AlertStore, ChangeListener, StoredAlert } from '../store/alert-store.js';
 import { alertView } from './alerts-routes.js';
 import { textFrame, writeFrame, type Frame } from './frames.js';
 
@@ -28,7 +28,7 @@ import { textFrame, writeFrame, type Frame } from './frames.js';
 // full-text query runs once; each distinct filter works out what each change is
 // to it (a signature), and each distinct signature is one message, encoded and
 // framed once (frames.ts); each client then costs one socket write of that
-// frame. All changes of one ingest() arrive as one 'changed' event, so they go
+// frame. All changes of one ingest() arrive as one onChange call, so they go
 // out as one frame per client.
 //
 // Backpressure: a client with more than maxBuffered bytes unsent is taken off
@@ -100,13 +100,18 @@ interface Prepared {
 
 export class StreamHub {
   private readonly clients = new Set<Client>();
-  private readonly onChanged = (alerts: StoredAlert[]) => this.broadcast(alerts);
+  // Only committed changes go out: the broadcast waits for the store's commit.
+  private readonly onChanged: ChangeListener = (changes, tx) => {
+    const alerts = changes.map((c) => c.alert);
+    tx.afterCommit(() => this.broadcast(alerts));
+  };
+  private readonly stopListening: () => void;
   private readonly pingTimer: NodeJS.Timeout;
   private readonly maxBuffered: number;
 
   constructor(private readonly store: AlertStore, private readonly tokens: FeedTokens, private readonly log: Logger, opts: StreamHubOptions = {}) {
     this.maxBuffered = opts.maxBuffered ?? MAX_BUFFERED;
-    store.on('changed', this.onChanged);
+    this.stopListening = store.onChange(this.onChanged);
     this.pingTimer = setInterval(() => this.ping(), opts.pingMs ?? PING_MS);
     this.pingTimer.unref();
   }
@@ -272,7 +277,7 @@ export class StreamHub {
 
   close(): void {
     clearInterval(this.pingTimer);
-    this.store.off('changed', this.onChanged);
+    this.stopListening();
     for (const c of this.clients) {
       c.ws.close(1001, 'server shutting down; reconnect with your cursor');
       this.remove(c);

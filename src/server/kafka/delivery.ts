@@ -1,4 +1,3 @@
-import { writeSync } from 'node:fs';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, PartitionAssigner } from 'kafkajs';
 import { Counter } from 'prom-client';
@@ -33,14 +32,15 @@ export interface WebhookEnqueuer {
 }
 
 /**
- * Tests only (test/kafka/crash.test.ts): kill this process with SIGKILL at one
- * step of the first hand-on that records a webhook delivery, to show what a
- * crash there costs. `after_outbox`: the deliveries are committed in the
- * outbox, their claims are not in the log yet. `after_claims`: the claims are
- * in the log, the group offset is not committed.
+ * Steps of a hand-on that records webhook deliveries, between which a crash
+ * costs something different (docs/kafka.md). `after_outbox`: the deliveries
+ * are committed in the outbox, their claims are not in the log yet.
+ * `after_claims`: the claims are in the log, the group offset is not committed.
  */
-export const KILL_AT_ENV = 'VERDICT_TEST_KILL_DELIVERY_AT';
-type KillPoint = 'after_outbox' | 'after_claims';
+export const DELIVERY_STEPS = ['after_outbox', 'after_claims'] as const;
+export type DeliveryStep = (typeof DELIVERY_STEPS)[number];
+/** Told each step of a hand-on that recorded deliveries (the crash test stops the process there). */
+export type DeliveryStepHook = (step: DeliveryStep, at: { partition: number; offset: string }) => void;
 
 /** Claims per log message at most (about 200 bytes each; a message stays far below 1 MB). */
 const CLAIMS_PER_MESSAGE = 1000;
@@ -94,6 +94,8 @@ export interface DeliveryOptions {
   log: Logger;
   /** Tests only: nothing is handed on until this resolves (a member running behind the projection). */
   hold?: Promise<void> | undefined;
+  /** Tests only: see DeliveryStepHook. */
+  onStep?: DeliveryStepHook | undefined;
 }
 
 /** Log messages handed on per flush at most. */
@@ -113,7 +115,10 @@ const SEEN_MAX = 50_000;
  */
 export class DeliveryGroup {
   private consumer: Consumer | undefined;
-  private stopped = false;
+  private readonly abort = new AbortController();
+  private get stopped(): boolean {
+    return this.abort.signal.aborted;
+  }
   /** Alert id -> change counter (seq) last handed on: several events read in one go make one change. */
   private readonly seen = new Map<number, number>();
   private readonly log: Logger;
@@ -123,19 +128,9 @@ export class DeliveryGroup {
   private readonly fresh = new Set<number>();
   /** Claims recorded in the outbox whose publishing failed, per partition: published with the next hand-on. */
   private readonly unpublished = new Map<number, SharedClaim[]>();
-  private readonly killAt: KillPoint | undefined;
 
   constructor(private readonly o: DeliveryOptions) {
     this.log = o.log;
-    const k = process.env[KILL_AT_ENV];
-    this.killAt = k === 'after_outbox' || k === 'after_claims' ? k : undefined;
-  }
-
-  private maybeKill(point: KillPoint, partition: number, offset: string): void {
-    if (this.killAt !== point) return;
-    // Synchronously, so the line is out before the signal.
-    writeSync(2, `${JSON.stringify({ level: 'warn', time: Date.now(), msg: `Test fault injection: killing this replica (${KILL_AT_ENV}=${point})`, partition, offset, replica: this.o.replica })}\n`);
-    process.kill(process.pid, 'SIGKILL');
   }
 
   async start(admin: Admin): Promise<void> {
@@ -200,7 +195,7 @@ export class DeliveryGroup {
     return relaunchUntilRunning({
       what: 'the delivery group member',
       log: this.log,
-      stopped: () => this.stopped,
+      signal: this.abort.signal,
       disconnect: async () => { await this.consumer?.disconnect(); },
       launch: () => this.launch(),
       explain: (e) => explainKafkaError(e, this.o.cfg, this.o.logTopic),
@@ -289,13 +284,13 @@ export class DeliveryGroup {
         const r = this.o.db.transaction(() => this.o.webhooks!.enqueueShared(keyed))();
         recorded = r.deliveries;
         if (r.claims.length) claims = claims.concat(r.claims);
-        if (recorded) this.maybeKill('after_outbox', p, last);
+        if (recorded) this.o.onStep?.('after_outbox', { partition: p, offset: last });
       }
       if (claims.length) {
         this.unpublished.set(p, claims);
         await this.publishClaims(p, last, claims);
         this.unpublished.delete(p);
-        if (recorded) this.maybeKill('after_claims', p, last);
+        if (recorded) this.o.onStep?.('after_claims', { partition: p, offset: last });
       }
       if (this.seen.size + alerts.length > SEEN_MAX) this.seen.clear();
       for (const a of alerts) this.seen.set(a.id, a.seq);
@@ -324,7 +319,7 @@ export class DeliveryGroup {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.abort.abort();
     await this.consumer?.disconnect().catch((e: unknown) => this.log.debug({ error: errText(e) }, 'Kafka: leaving the delivery group failed'));
   }
 }

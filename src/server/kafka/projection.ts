@@ -5,7 +5,7 @@ import type { KafkaConfig } from '../../shared/config/kafka-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
-import { StatusConflictError, type AlertStore, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
+import { StatusConflictError, type AlertChange, type AlertStore, type IncomingEvent } from '../store/alert-store.js';
 import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { alertUid, BadLogMessage, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
@@ -64,8 +64,6 @@ export class Projection {
   private consumer: Consumer | undefined;
   private readonly positions = new Map<number, number>();
   private waiters: Waiter[] = [];
-  /** The agent batch being ingested, for the store hook that names new alerts. */
-  private current: { agent: string; events: IncomingEvent[] } | undefined;
   /** Per partition, the end of the log at start-up, for partitions that had anything to read then. */
   private target: Map<number, number> | undefined;
   private caughtUpLogged = false;
@@ -74,7 +72,10 @@ export class Projection {
   private startedAt = Date.now();
   private readonly s: Record<string, Statement<unknown[]>>;
   private readonly log: Logger;
-  private stopped = false;
+  private readonly abort = new AbortController();
+  private get stopped(): boolean {
+    return this.abort.signal.aborted;
+  }
   /** Set while this replica's consumer group has another member: what it got, of how many partitions. */
   private sharedGroup: { mine: number; of: number } | undefined;
 
@@ -87,12 +88,10 @@ export class Projection {
       uidOf: db.prepare('SELECT uid FROM kafka_alert_uids WHERE alert_id = ?'),
       alertOfUid: db.prepare('SELECT alert_id FROM kafka_alert_uids WHERE uid = ?'),
       putUid: db.prepare('INSERT OR IGNORE INTO kafka_alert_uids (alert_id, uid) VALUES (?, ?)'),
-      // The store's own record of which alert took an event id (read only).
-      eventAlert: db.prepare('SELECT alert_id FROM alert_events WHERE event_id = ?'),
     };
     for (const r of this.s.offsets!.all(o.topic) as { partition: number; next_offset: number }[]) this.positions.set(r.partition, r.next_offset);
     // Runs inside the store's ingest transaction: an alert and its name commit together.
-    o.store.onStoredInTransaction((changed) => this.nameNewAlerts(changed));
+    o.store.onChange((changes) => this.nameNewAlerts(changes));
   }
 
   /** Next offset to project per partition. */
@@ -145,7 +144,7 @@ export class Projection {
   }
 
   alertOfEvent(eventId: string): number | undefined {
-    return (this.s.eventAlert!.get(eventId) as { alert_id: number } | undefined)?.alert_id;
+    return this.o.store.alertOfEvent(eventId);
   }
 
   /** Resolves true once `offset` of `partition` is projected (position > offset), false on timeout. */
@@ -232,7 +231,7 @@ export class Projection {
     return relaunchUntilRunning({
       what: 'the alert log reader',
       log: this.log,
-      stopped: () => this.stopped,
+      signal: this.abort.signal,
       disconnect: async () => { await this.consumer?.disconnect(); },
       launch: () => this.launch(),
       explain: (e) => explainKafkaError(e, this.o.cfg, this.o.topic),
@@ -280,13 +279,7 @@ export class Projection {
         }
       }
       for (const [agent, events] of byAgent) {
-        this.current = { agent, events };
-        let r;
-        try {
-          r = this.o.store.ingest(agent, events);
-        } finally {
-          this.current = undefined;
-        }
+        const r = this.o.store.ingest(agent, events);
         projected.inc({ type: 'alert', result: 'stored' }, r.stored);
         projected.inc({ type: 'alert', result: 'duplicate' }, r.duplicates);
       }
@@ -331,20 +324,14 @@ export class Projection {
     this.log.debug({ from_replica: ev.replica, partition: ev.partition, upto: ev.upto, claims: ev.claims.length, new_here: n }, 'Kafka: took over webhook claims from the log');
   }
 
-  /** Store hook: gives each alert created by the current batch its replica-independent name. */
-  private nameNewAlerts(changed: StoredAlert[]): void {
-    const cur = this.current;
-    if (!cur) return;
-    for (const a of changed) {
-      if (this.s.uidOf!.get(a.id)) continue;
-      // The first event of this batch the store filed under this alert opened it.
-      for (const ev of cur.events) {
-        if (ev.payload.fingerprint !== a.fingerprint) continue;
-        if ((this.s.eventAlert!.get(ev.id) as { alert_id: number } | undefined)?.alert_id === a.id) {
-          this.s.putUid!.run(a.id, alertUid(a.agent, a.fingerprint, ev.id));
-          break;
-        }
-      }
+  /**
+   * Gives each alert a batch opened its replica-independent name: every
+   * replica projects the same events in the same order, so the event that
+   * opened it is the same everywhere.
+   */
+  private nameNewAlerts(changes: readonly AlertChange[]): void {
+    for (const c of changes) {
+      if (c.type === 'stored' && c.opened) this.s.putUid!.run(c.alert.id, alertUid(c.alert.agent, c.alert.fingerprint, c.events[0]!));
     }
   }
 
@@ -367,7 +354,7 @@ export class Projection {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.abort.abort();
     for (const w of this.waiters) {
       clearTimeout(w.timer);
       w.resolve(false);

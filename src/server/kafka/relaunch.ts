@@ -1,6 +1,6 @@
 import type { Consumer, EachBatchPayload } from 'kafkajs';
 import type { Logger } from '../../shared/log/logger.js';
-import { Backoff, sleep } from '../../shared/retry/backoff.js';
+import { retryLoop } from '../../shared/retry/loop.js';
 
 // kafkajs restarts its consumers after retriable failures; this covers the
 // rest (e.g. brokers gone for longer than its retries): disconnect, wait with
@@ -10,26 +10,32 @@ export interface Relaunchable {
   /** What runs, for the logs: "the alert log reader". */
   what: string;
   log: Logger;
-  stopped(): boolean;
+  /** Aborted when the owner stops. */
+  signal: AbortSignal;
   disconnect(): Promise<void>;
   launch(): Promise<void>;
   explain(e: unknown): string;
 }
 
-export async function relaunchUntilRunning(r: Relaunchable, backoff = new Backoff({ initialMs: 5_000, maxMs: 60_000 })): Promise<void> {
-  while (!r.stopped()) {
-    await sleep(backoff.next());
-    if (r.stopped()) return;
+export async function relaunchUntilRunning(r: Relaunchable): Promise<void> {
+  // The consumer just failed: the first relaunch waits like any retry, so brokers that are down are not hammered.
+  let failedNow = true;
+  await retryLoop({
+    backoff: { initialMs: 5_000, maxMs: 60_000 },
+    signal: r.signal,
+    onBackoff: (_delay, e) => {
+      if (e !== undefined) r.log.error({ error: r.explain(e) }, `Kafka: could not restart ${r.what}; trying again with backoff`);
+    },
+  }, async () => {
     await r.disconnect().catch(() => undefined);
-    if (r.stopped()) return;
-    try {
-      await r.launch();
-      r.log.info({}, `Kafka: ${r.what} is running again`);
-      return;
-    } catch (e) {
-      r.log.error({ error: r.explain(e) }, `Kafka: could not restart ${r.what}; trying again with backoff`);
+    if (failedNow) {
+      failedNow = false;
+      return 'backoff';
     }
-  }
+    await r.launch();
+    r.log.info({}, `Kafka: ${r.what} is running again`);
+    return 'done';
+  });
 }
 
 /**

@@ -5,11 +5,11 @@ import type { DB } from '../../shared/sqlite/open.js';
 import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { QueryError } from '../store/alert-query.js';
-import { STATUSES, StatusConflictError, type AlertStatus, type AlertStore, type StoredAlert } from '../store/alert-store.js';
+import { STATUSES, type AlertStatus, type AlertStore, type StoredAlert } from '../store/alert-store.js';
 import type { AlertSink } from '../tunnel/alert-sink.js';
 import { createKafkaClient, ensureTopics, explainKafkaError, topicsOf } from './client.js';
 import { migrateKafka, replicaId } from './db.js';
-import { DeliveryGroup, type WebhookEnqueuer } from './delivery.js';
+import { DeliveryGroup, type DeliveryStepHook, type WebhookEnqueuer } from './delivery.js';
 import { KafkaAlertSink } from './log-sink.js';
 import { encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey } from './messages.js';
 import { LogWriter } from './producer.js';
@@ -36,6 +36,8 @@ export interface KafkaReplicaOptions {
   holdProjection?: Promise<void> | undefined;
   /** Tests only: the delivery group hands nothing on until this resolves (to watch it run behind the projection). */
   holdDelivery?: Promise<void> | undefined;
+  /** Tests only: told each step of a hand-on that recorded webhook deliveries (`verdict server --test-kill-delivery-at`). */
+  onDeliveryStep?: DeliveryStepHook | undefined;
 }
 
 export interface KafkaReplica {
@@ -106,7 +108,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
     await tokenSync.start();
     delivery = new DeliveryGroup({
       kafka, cfg, db: o.db, store: o.store, projection, writer, logTopic: topics.log, exportTopic: topics.export,
-      groupId: topics.deliveryGroup, replica, webhooks: o.webhooks, log, hold: o.holdDelivery,
+      groupId: topics.deliveryGroup, replica, webhooks: o.webhooks, log, hold: o.holdDelivery, onStep: o.onDeliveryStep,
     });
     await delivery.start(admin);
   } catch (e) {
@@ -116,7 +118,6 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
   log.info({ replica_id: replica, brokers: cfg.brokers, log_topic: topics.log, partitions, export_topic: topics.export || null }, 'Kafka: this server is a replica on the shared alert log');
 
   const proj = projection;
-  const openOther = o.db.prepare("SELECT id FROM alerts WHERE agent = ? AND fingerprint = ? AND status != 'resolved' AND id != ?");
   const statusTimeout = o.statusTimeoutMs ?? 15_000;
 
   return {
@@ -139,10 +140,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
       // An alert stored before this server used Kafka exists here only.
       if (!uid) return o.store.setStatus(id, to, actor);
       // Refused here already, so the caller hears it; the projection refuses it alike should it race.
-      if (a.status === 'resolved') {
-        const other = openOther.get(a.agent, a.fingerprint, id) as { id: number } | undefined;
-        if (other) throw new StatusConflictError(other.id);
-      }
+      o.store.checkStatusChange(a, to);
       const firstEvent = uid.slice(`${a.agent}/${a.fingerprint}/`.length);
       let at;
       try {

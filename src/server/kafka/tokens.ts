@@ -59,7 +59,10 @@ export class TokenSync {
   private consumer: Consumer | undefined;
   private timer: NodeJS.Timeout | undefined;
   private publishing = false;
-  private stopped = false;
+  private readonly abort = new AbortController();
+  private get stopped(): boolean {
+    return this.abort.signal.aborted;
+  }
   private readonly s: Record<string, Statement<unknown[]>>;
 
   constructor(private readonly o: TokenSyncOptions) {
@@ -110,7 +113,7 @@ export class TokenSync {
     return relaunchUntilRunning({
       what: 'the tokens topic reader',
       log: this.o.log,
-      stopped: () => this.stopped,
+      signal: this.abort.signal,
       disconnect: async () => { await this.consumer?.disconnect(); },
       launch: () => this.launch(),
       explain: (e) => explainKafkaError(e, this.o.cfg, this.o.topic),
@@ -169,7 +172,7 @@ export class TokenSync {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.abort.abort();
     clearInterval(this.timer);
     await this.consumer?.disconnect().catch(() => undefined);
   }

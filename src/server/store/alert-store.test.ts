@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AlertStore, OCCURRENCES_KEPT, StatusConflictError, type StoredAlert } from './alert-store.js';
+import { AlertStore, OCCURRENCES_KEPT, StatusConflictError, type AlertChange, type StoredAlert } from './alert-store.js';
 import { QueryError, toFtsQuery } from './alert-query.js';
 import { migrate, openDatabase } from '../../shared/sqlite/open.js';
 import { openServerDb, SERVER_MIGRATIONS } from './server-db.js';
@@ -68,10 +68,10 @@ describe('AlertStore ingest', () => {
     expect(b).toMatchObject({ id: a!.id, status: 'ignored', count: 2 });
   });
 
-  it('gives every change a new seq and emits it after commit', () => {
+  it('gives every change a new seq and hands it to listeners, after commit when they ask', () => {
     const { store } = fresh();
     const seen: StoredAlert[][] = [];
-    store.on('changed', (x) => seen.push(x));
+    store.onChange((x, tx) => tx.afterCommit(() => seen.push(x.map((c) => c.alert))));
     const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
     const [b] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
     const c = store.setStatus(a!.id, 'acknowledged', 'me')!;
@@ -84,12 +84,14 @@ describe('AlertStore ingest', () => {
     expect(seen).toHaveLength(3);
   });
 
-  it('runs transaction hooks with the changed alerts and rolls everything back when one throws', () => {
+  it('runs change listeners inside the transaction and rolls everything back when one throws', () => {
     const { store } = fresh();
     const before = store.currentSeq();
     let fail = true;
-    store.onStoredInTransaction(() => {
+    let committed = 0;
+    store.onChange((_, tx) => {
       if (fail) throw new Error('outbox full');
+      tx.afterCommit(() => committed++);
     });
     const e = { id: id(), payload: ciliumPayload() };
     expect(() => store.ingest('edge', [e])).toThrow('outbox full');
@@ -99,6 +101,21 @@ describe('AlertStore ingest', () => {
     // Same event again: not a duplicate, since nothing was committed.
     expect(store.ingest('edge', [e]).stored).toBe(1);
     expect(store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts[0]!.count).toBe(2);
+    expect(committed).toBe(2);
+  });
+
+  it('tells listeners which events each alert took and which alert a batch opened', () => {
+    const { store } = fresh();
+    const seen: AlertChange[] = [];
+    store.onChange((x) => seen.push(...x));
+    const e1 = { id: id(), payload: falcoPayload() };
+    const e2 = { id: id(), payload: falcoPayload() };
+    store.ingest('edge', [e1, e2, e1]);
+    store.ingest('edge', [{ id: 'later', payload: falcoPayload() }]);
+    expect(seen.map((c) => c.type === 'stored' && [c.opened, c.events])).toEqual([[true, [e1.id, e2.id]], [false, ['later']]]);
+    expect(store.alertOfEvent(e2.id)).toBe(seen[0]!.alert.id);
+    store.setStatus(seen[0]!.alert.id, 'resolved', 'me');
+    expect(seen.at(-1)).toMatchObject({ type: 'status', from: 'triggered', actor: 'me', alert: { status: 'resolved' } });
   });
 
   it('keeps the latest occurrences and samples in bounded rings', () => {
@@ -162,9 +179,12 @@ describe('AlertStore status', () => {
     const { store } = fresh();
     const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
     const seen: string[] = [];
-    store.onStatusChangedInTransaction((x) => {
-      seen.push(x.status);
-      if (x.status === 'ignored') throw new Error('outbox full');
+    store.onChange((changes) => {
+      for (const c of changes) {
+        if (c.type !== 'status') continue;
+        seen.push(c.alert.status);
+        if (c.alert.status === 'ignored') throw new Error('outbox full');
+      }
     });
     store.setStatus(a!.id, 'resolved', 'x');
     expect(() => store.setStatus(a!.id, 'ignored', 'x')).toThrow('outbox full');
@@ -417,7 +437,7 @@ describe('AlertStore retention', () => {
     const { store, db } = fresh();
     for (let i = 0; i < 30; i++) store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]);
     const n = () => (db.prepare('SELECT count(*) AS n FROM alert_events').get() as { n: number }).n;
-    store.purgeStep({ maxAgeMs: 1e15, maxRows: 1e9, eventIdMaxAgeMs: 1e15, maxEventIds: 12 }, 100);
+    store.purgeStep({ maxAgeMs: 1e15, maxRows: 1e9, eventIdMaxAgeMs: 1e15, maxEventIds: 12 }, 100, Date.now() + 1);
     expect(n()).toBe(12);
     store.purgeStep({ maxAgeMs: 1e15, maxRows: 1e9, eventIdMaxAgeMs: 1000, maxEventIds: 1e9 }, 100, Date.now() + 5000);
     expect(n()).toBe(0);

@@ -137,7 +137,7 @@ export class Outbox {
     });
   }
 
-  /** For AlertStore.onStoredInTransaction: alerts stored or changed by an agent batch. */
+  /** For AlertStore.onChange: alerts stored or changed by an agent batch. */
   enqueueForAlerts(alerts: readonly StoredAlert[], now = Date.now()): number {
     // Most servers have no integration: no work per batch for them.
     if (!this.registry.active().length) return 0;

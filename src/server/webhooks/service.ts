@@ -92,12 +92,11 @@ export function startWebhooks(o: StartWebhooksOptions): WebhooksService {
   }
 
   if (o.enqueueOnStore !== false) {
-    o.store.onStoredInTransaction((changed) => {
-      st.outbox.enqueueForAlerts(changed);
-    });
-    // Resolved deliveries commit with the status change itself.
-    o.store.onStatusChangedInTransaction((a) => {
-      if (a.status === 'resolved') st.outbox.enqueueForStatus(a);
+    // Deliveries commit with the alerts they are for, resolutions with the status change.
+    o.store.onChange((changes) => {
+      const stored = changes.flatMap((c) => (c.type === 'stored' ? [c.alert] : []));
+      if (stored.length) st.outbox.enqueueForAlerts(stored);
+      for (const c of changes) if (c.type === 'status' && c.alert.status === 'resolved') st.outbox.enqueueForStatus(c.alert);
     });
   }
 

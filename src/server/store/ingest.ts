@@ -1,0 +1,214 @@
+import { MAX_SAMPLES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
+import type { DB } from '../../shared/sqlite/open.js';
+import { cutText } from '../../shared/text/cut.js';
+import type { AlertChange, Changes } from './changes.js';
+import type { OpenAlerts, OpenEntry } from './open-alerts.js';
+import { RollupDelta, rollupKeys, type Rollups } from './rollups.js';
+import { iso } from './rows.js';
+import { SearchText, type SearchIndex } from './search-text.js';
+import { MAX_SAMPLE_BYTES, OCCURRENCES_KEPT, type IncomingEvent, type IngestResult, type StoredAlert } from './types.js';
+
+// Stores agent batches. An alert groups occurrences by agent and fingerprint:
+// a repeat of an open alert (triggered, acknowledged or ignored) increments
+// it; a repeat of a resolved one opens a new alert. Event ids make a re-sent
+// batch idempotent. A batch is one transaction and one row write per alert.
+
+const MAX_TITLE = 200;
+const MAX_DESCRIPTION = 4000;
+
+function timeMs(s: string, fallback: number): number {
+  const t = Date.parse(s);
+  return Number.isFinite(t) ? t : fallback;
+}
+
+/** Labels are small searchable strings; anything else an agent sends is dropped, not stored. */
+function cleanLabels(l: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(l)) {
+    // Newlines separate values in search_text.
+    if (typeof v === 'string') out[k] = cutText(v, 512).replace(/[\r\n]+/g, ' ');
+    else if (typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
+  }
+  return out;
+}
+
+function capSample(s: unknown): { value: unknown; json: string } {
+  const json = JSON.stringify(s) ?? 'null';
+  if (json.length <= MAX_SAMPLE_BYTES) return { value: s, json };
+  const value = { truncated: true, bytes: json.length, preview: json.slice(0, 2048) };
+  return { value, json: JSON.stringify(value) };
+}
+
+function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
+  const r = e.row;
+  // Date formatting is a visible cost at 50,000 alerts/s: only changed times are formatted again.
+  if (e.iso.first[0] !== r.first_seen) e.iso.first = [r.first_seen, iso(r.first_seen)];
+  if (e.iso.last[0] !== r.last_seen) e.iso.last = [r.last_seen, iso(r.last_seen)];
+  return {
+    id: r.id, fingerprint: r.fingerprint, agent: r.agent, status: r.status, source: r.source, severity: r.severity,
+    title: r.title, description: r.description, cluster: r.cluster, namespace: r.namespace,
+    // Shared with the cache, which replaces rather than mutates them.
+    policies: e.policies, rule: r.rule, labels: e.labels, details: e.details, samples: e.batchSamples,
+    count: r.count, events: r.events, first_seen: e.iso.first[1], last_seen: e.iso.last[1],
+    created_at: e.iso.created, updated_at: updatedAt, seq: r.seq,
+  };
+}
+
+export class Ingest {
+  private readonly s;
+  private lastId: number;
+
+  constructor(db: DB, private readonly changes: Changes, private readonly open: OpenAlerts, private readonly rollups: Rollups, private readonly index: SearchIndex) {
+    this.s = {
+      insertAlert: db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule,
+        count, events, first_seen, last_seen, created_at, updated_at, seq) VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      insertText: db.prepare('INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      // Separate statements, so that an index or the full-text row is touched only when its column changed.
+      updateAlert: db.prepare('UPDATE alerts SET count = ?, events = ?, first_seen = ?, last_seen = ?, updated_at = ?, seq = ? WHERE id = ?'),
+      updateSeverity: db.prepare('UPDATE alerts SET severity = ?, severity_rank = ? WHERE id = ?'),
+      updateSearch: db.prepare('UPDATE alert_text SET search_text = ? WHERE id = ?'),
+      insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
+      insertEvent: db.prepare('INSERT OR IGNORE INTO alert_events (event_id, alert_id, received_at) VALUES (?, ?, ?)'),
+      putOccurrence: db.prepare(`INSERT OR REPLACE INTO alert_occurrences (alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    };
+    // Ids are assigned here so an event id can be claimed before its alert row
+    // exists; AUTOINCREMENT's counter keeps ids of purged alerts from coming back.
+    const seqRow = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'").get() as { seq: number } | undefined;
+    const maxRow = db.prepare('SELECT coalesce(max(id), 0) AS m FROM alerts').get() as { m: number };
+    this.lastId = Math.max(seqRow?.seq ?? 0, maxRow.m);
+  }
+
+  /** Stores a batch in one transaction; the caller acknowledges after it returns. */
+  ingest(agent: string, events: readonly IncomingEvent[]): IngestResult {
+    const now = Date.now();
+    const touched = new Map<number, OpenEntry>();
+    const id0 = this.lastId;
+    try {
+      return this.changes.commit(() => {
+        const r = this.write(agent, events, now, touched);
+        const nowIso = iso(now);
+        const changes: AlertChange[] = [];
+        const alerts: StoredAlert[] = [];
+        for (const e of touched.values()) {
+          const alert = entryToAlert(e, nowIso);
+          alerts.push(alert);
+          changes.push({ type: 'stored', alert, opened: e.isNew, events: e.batchEvents });
+        }
+        return { changes, result: { ...r, alerts } };
+      });
+    } catch (err) {
+      // The rows were rolled back; the cache must not remember them either.
+      this.lastId = id0;
+      this.open.drop(touched.values());
+      throw err;
+    } finally {
+      this.open.committed(touched.values());
+    }
+  }
+
+  private write(agent: string, events: readonly IncomingEvent[], now: number, touched: Map<number, OpenEntry>): { stored: number; duplicates: number } {
+    const s = this.s;
+    const rollup = new RollupDelta();
+    let stored = 0;
+    let duplicates = 0;
+    for (const ev of events) {
+      const p = ev.payload;
+      let e = this.open.get(agent, p.fingerprint);
+      const alertId = e ? e.row.id : this.lastId + 1;
+      // Claim the event id first: a re-sent batch must not count twice, and a
+      // re-send of an event whose alert was resolved since must not reopen it.
+      if (s.insertEvent.run(ev.id, alertId, now).changes === 0) {
+        duplicates++;
+        continue;
+      }
+      stored++;
+      const first = timeMs(p.first_seen, now);
+      const last = timeMs(p.last_seen, first);
+      const severity: Severity = p.severity;
+      const description = cutText(p.description, MAX_DESCRIPTION);
+      const labels = cleanLabels(p.labels);
+      if (!e) {
+        this.lastId = alertId;
+        const details = p.cilium ? { cilium: p.cilium } : p.falco ? { falco: p.falco } : {};
+        const row = {
+          id: alertId, fingerprint: p.fingerprint, agent, status: 'triggered' as const, source: p.source, severity, severity_rank: SEVERITY_RANK[severity] ?? 0,
+          title: cutText(p.title, MAX_TITLE), description, cluster: p.cluster, namespace: p.namespace,
+          policies: JSON.stringify(p.policies), rule: p.rule, labels: JSON.stringify(labels), details: JSON.stringify(details),
+          count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, seq: 0,
+        };
+        e = {
+          row, labels, policies: p.policies, details, search: SearchText.of(p.namespace, p.policies, p.rule),
+          indexedSearchText: '', searchChanged: false, severityChanged: false, isNew: true, batchSamples: [], batchEvents: [], pending: [],
+          rollupKeys: rollupKeys(row, p.policies), iso: { first: [first, iso(first)], last: [last, iso(last)], created: iso(now) },
+        };
+        rollup.addKeys(e.rollupKeys, 1, 0);
+        e.search.add(labels);
+        this.open.add(e);
+        for (const pr of p.policies) s.insertPolicy.run(alertId, pr.kind, pr.namespace, pr.name);
+      } else {
+        const r = e.row;
+        // Title, description and labels stay those of the first occurrence (as in
+        // GitLab), so a repeat rewrites only the narrow row; occurrences keep
+        // each one's own. Severity follows the newest.
+        if (last >= r.last_seen && r.severity !== severity) {
+          rollup.addKeys(e.rollupKeys, -1, -r.count);
+          r.severity = severity;
+          r.severity_rank = SEVERITY_RANK[severity] ?? 0;
+          e.severityChanged = true;
+          e.rollupKeys = rollupKeys(r, e.policies);
+          rollup.addKeys(e.rollupKeys, 1, r.count);
+        }
+        if (e.search.add(labels)) e.searchChanged = true;
+        if (first < r.first_seen) r.first_seen = first;
+        if (last > r.last_seen) r.last_seen = last;
+      }
+      const r = e.row;
+      r.count += p.count;
+      rollup.addKeys(e.rollupKeys, 0, p.count);
+      const eventNo = r.events++;
+      r.updated_at = now;
+      r.seq = this.changes.next();
+      // Only the newest OCCURRENCES_KEPT of a batch can survive in the ring, so a
+      // burst of one alert writes (and serialises) no more occurrences than that.
+      if (e.pending.length === OCCURRENCES_KEPT) e.pending.shift();
+      e.pending.push({ no: eventNo, id: ev.id, count: p.count, first, last, severity, description, labels, samples: p.samples });
+      e.batchEvents.push(ev.id);
+      touched.set(r.id, e);
+    }
+    // One row write per alert per batch, however many of its events came.
+    for (const e of touched.values()) this.writeAlert(e, now);
+    rollup.writeTo(this.rollups);
+    return { stored, duplicates };
+  }
+
+  private writeAlert(e: OpenEntry, now: number): void {
+    const s = this.s;
+    const r = e.row;
+    for (const o of e.pending) {
+      const samples = o.samples.slice(-MAX_SAMPLES).map(capSample);
+      const labelsJson = JSON.stringify(o.labels);
+      // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
+      s.putOccurrence.run(r.id, o.no % OCCURRENCES_KEPT, o.no, o.id, now, o.count, o.first, o.last, o.severity,
+        o.description === r.description ? null : o.description, labelsJson === r.labels ? null : labelsJson, `[${samples.map((x) => x.json).join(',')}]`);
+      if (samples.length) e.batchSamples = e.batchSamples.concat(samples.map((x) => x.value)).slice(-MAX_SAMPLES);
+    }
+    e.pending = [];
+    const text = e.search.text;
+    if (e.isNew) {
+      s.insertAlert.run(r.id, r.fingerprint, r.agent, r.source, r.severity, r.severity_rank, r.cluster, r.namespace, r.rule,
+        r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.seq);
+      s.insertText.run(r.id, r.title, r.description, r.policies, r.labels, r.details, text);
+      this.index.insert(r.id, r.title, r.description, text);
+    } else {
+      s.updateAlert.run(r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
+      if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.id);
+      if (e.searchChanged) {
+        s.updateSearch.run(text, r.id);
+        this.index.remove(r.id, r.title, r.description, e.indexedSearchText);
+        this.index.insert(r.id, r.title, r.description, text);
+      }
+    }
+    e.indexedSearchText = text;
+  }
+}

@@ -1,0 +1,123 @@
+import type { Statement } from 'better-sqlite3';
+import type { DB } from '../../shared/sqlite/open.js';
+import {
+  changesSql, countsSql, cursorFromKey, cursorOf, drivers, listSql, SCAN_FN, sizeSql, visitedMinIdSql,
+  type AlertFilter, type CountBy, type Driver, type ListQuery,
+} from './alert-query.js';
+import type { Reads } from './reads.js';
+import { Rollups } from './rollups.js';
+import { NARROW_COLS } from './rows.js';
+import type { CountRow, ListResult, NarrowRow, StoredAlert } from './types.js';
+
+// Query planning for the feed: pages, counts, changes after a cursor and
+// search, each bounded in work (alert-query.ts builds the SQL).
+
+/**
+ * A filter matching at most this many alerts drives the query: its ids are
+ * fetched and sorted (about 1.2 µs an alert, so 5 ms at most). Above it, walking the sort index finds
+ * a page of matches quickly because they are dense.
+ */
+export const DRIVER_MAX = 4000;
+/**
+ * Rows a list query may examine while walking the sort index (about 1 µs a row). A page
+ * whose filters match few of many alerts comes back short, with a cursor that
+ * continues the walk, rather than holding the store for a full-table scan.
+ */
+export const SCAN_BUDGET = 8_000;
+
+/** Thrown by the scan function when a list query has examined its budget of rows. */
+class ScanBudgetSpent extends Error {}
+
+export class Lists {
+  private readonly stmtCache = new Map<string, Statement<unknown[]>>();
+  /** State of the list scan in progress (list queries run one at a time: the store is synchronous). */
+  private scan: { n: number; budget: number; last: (number | string)[] | undefined } = { n: 0, budget: SCAN_BUDGET, last: undefined };
+
+  constructor(private readonly db: DB, private readonly reads: Reads, private readonly rollups: Rollups, private readonly scanBudget = SCAN_BUDGET) {
+    db.function(SCAN_FN, { varargs: true, deterministic: false }, (...key: unknown[]) => {
+      const scan = this.scan;
+      if (scan.n >= scan.budget) throw new ScanBudgetSpent();
+      scan.n++;
+      scan.last = key as (number | string)[];
+      return 1;
+    });
+  }
+
+  private prepared(sql: string): Statement<unknown[]> {
+    let st = this.stmtCache.get(sql);
+    if (!st) {
+      st = this.db.prepare<unknown[]>(sql);
+      if (this.stmtCache.size > 500) this.stmtCache.clear();
+      this.stmtCache.set(sql, st);
+    }
+    return st;
+  }
+
+  /** The smallest filter's id set, if one matches at most DRIVER_MAX alerts. */
+  private pickDriver(q: ListQuery): Driver | undefined {
+    let best: { d: Driver; n: number } | undefined;
+    for (const d of drivers(q)) {
+      // Sorted by last_seen, the walk of that index covers exactly the time range,
+      // in order, and stops after a page: faster than fetching and sorting the range.
+      if (d.name === 'time' && (q.sort ?? 'last_seen') === 'last_seen') continue;
+      const sz = sizeSql(d, DRIVER_MAX);
+      const n = (this.prepared(sz.sql).get(...sz.params) as { n: number }).n;
+      if (n <= DRIVER_MAX && (!best || n < best.n)) best = { d, n };
+      if (n === 0) break;
+    }
+    return best?.d;
+  }
+
+  /** A page of alerts, newest activity first unless sorted otherwise. */
+  list(q: ListQuery): ListResult {
+    const driver = this.pickDriver(q);
+    let ftsMinId: number | undefined;
+    if (!driver && q.q) {
+      const v = visitedMinIdSql(q, this.scanBudget);
+      ftsMinId = (this.prepared(v.sql).get(...v.params) as { m: number | null }).m ?? undefined;
+    }
+    const { sql, params, scan } = listSql(NARROW_COLS, q, driver, ftsMinId);
+    const sort = q.sort ?? 'last_seen';
+    const order = q.order ?? 'desc';
+    const rows: NarrowRow[] = [];
+    let spent = false;
+    this.scan = { n: 0, budget: this.scanBudget, last: undefined };
+    try {
+      for (const r of this.prepared(sql).iterate(...params)) rows.push(r as NarrowRow);
+    } catch (e) {
+      if (!(e instanceof ScanBudgetSpent)) throw e;
+      spent = true;
+    }
+    let next: string | null = null;
+    if (rows.length === q.limit) next = cursorOf(rows[rows.length - 1] as unknown as Record<string, unknown>, sort, order);
+    // The walk stopped early: continue after the last row it examined (matching or not).
+    else if (scan && spent && this.scan.last) next = cursorFromKey(this.scan.last, sort, order);
+    return { alerts: this.reads.withText(rows), next_cursor: next };
+  }
+
+  /**
+   * Alerts and their occurrences per value of a dimension. With no filter but
+   * status, from the rollup (constant time); otherwise counted from the alerts.
+   */
+  counts(by: CountBy, f: AlertFilter, limit = 20): CountRow[] {
+    if (Rollups.answers(f)) return this.rollups.counts(by, f, limit);
+    const { sql, params } = countsSql(by, f, limit);
+    return this.prepared(sql).all(...params) as CountRow[];
+  }
+
+  /**
+   * Alerts changed after `afterSeq` (oldest change first) that match the filters
+   * that cannot change on an alert; the stream applies the rest itself.
+   */
+  changesSince(afterSeq: number, f: AlertFilter, limit: number): StoredAlert[] {
+    const { sql, params } = changesSql(NARROW_COLS, f, afterSeq, limit);
+    return this.reads.withText(this.prepared(sql).all(...params) as NarrowRow[]);
+  }
+
+  /** Which of these alert ids match a full-text query (FTS5 syntax, from toFtsQuery). */
+  matchingText(ids: readonly number[], fts: string): Set<number> {
+    if (!ids.length) return new Set();
+    const rows = this.prepared(`SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN (${ids.map(() => '?').join(',')})`).all(fts, ...ids) as { id: number }[];
+    return new Set(rows.map((r) => r.id));
+  }
+}

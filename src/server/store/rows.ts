@@ -1,0 +1,43 @@
+import type { PolicyRef } from '../../shared/alert/payload.js';
+import type { AlertRow, StoredAlert } from './types.js';
+
+// How alert rows are read: the columns each kind of read selects, and the
+// conversion of a row to what callers get.
+
+/** The narrow row: what queries filter and sort on. */
+export const NARROW_COLS = 'id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule, count, events, first_seen, last_seen, created_at, updated_at, seq';
+export const TEXT_COLS = 'title, description, policies, labels, details';
+/** Both tables joined, as `a` and `t`. */
+export const ROW_COLS = `${NARROW_COLS.split(', ').map((c) => `a.${c}`).join(', ')}, ${TEXT_COLS.split(', ').map((c) => `t.${c}`).join(', ')}`;
+export const JOINED = 'alerts a JOIN alert_text t ON t.id = a.id';
+/** Plus what ingest needs to continue an alert's searchable text. */
+export const OPEN_COLS = `${ROW_COLS}, t.search_text`;
+
+export const iso = (ms: number) => new Date(ms).toISOString();
+
+export function rowToAlert(r: AlertRow, samples: unknown[] = []): StoredAlert {
+  return {
+    id: r.id,
+    fingerprint: r.fingerprint,
+    agent: r.agent,
+    status: r.status,
+    source: r.source,
+    severity: r.severity,
+    title: r.title,
+    description: r.description,
+    cluster: r.cluster,
+    namespace: r.namespace,
+    policies: JSON.parse(r.policies) as PolicyRef[],
+    rule: r.rule,
+    labels: JSON.parse(r.labels) as Record<string, string>,
+    details: JSON.parse(r.details) as Record<string, unknown>,
+    samples,
+    count: r.count,
+    events: r.events,
+    first_seen: iso(r.first_seen),
+    last_seen: iso(r.last_seen),
+    created_at: iso(r.created_at),
+    updated_at: iso(r.updated_at),
+    seq: r.seq,
+  };
+}

@@ -1,0 +1,113 @@
+import type { PolicyRef } from '../../shared/alert/payload.js';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import type { AlertStatus } from './alert-query.js';
+
+// The store's shapes: what callers get back, and the rows behind them.
+
+export interface StoredAlert {
+  id: number;
+  fingerprint: string;
+  agent: string;
+  status: AlertStatus;
+  source: string;
+  severity: string;
+  title: string;
+  description: string;
+  cluster: string;
+  namespace: string;
+  policies: PolicyRef[];
+  rule: string;
+  labels: Record<string, string>;
+  details: Record<string, unknown>;
+  /**
+   * Raw flows or events behind the alert, newest last, at most MAX_SAMPLES. From
+   * get(): the alert's latest samples; in a change record after an ingest: the
+   * samples that came with that change.
+   */
+  samples: unknown[];
+  /** Occurrences, as counted by the agents (one event may fold several). */
+  count: number;
+  /** Events received for this alert. */
+  events: number;
+  first_seen: string;
+  last_seen: string;
+  created_at: string;
+  updated_at: string;
+  seq: number;
+}
+
+export interface Occurrence {
+  event_no: number;
+  event_id: string;
+  received_at: string;
+  count: number;
+  first_seen: string;
+  last_seen: string;
+  severity: string;
+  description: string;
+  labels: Record<string, string>;
+  samples: unknown[];
+}
+
+export interface StatusChange {
+  from: AlertStatus;
+  to: AlertStatus;
+  actor: string;
+  at: string;
+}
+
+export interface IncomingEvent {
+  id: string;
+  payload: AlertPayload;
+}
+
+export interface IngestResult {
+  stored: number;
+  duplicates: number;
+  alerts: StoredAlert[];
+}
+
+export interface ListResult {
+  alerts: StoredAlert[];
+  next_cursor: string | null;
+}
+
+export interface CountRow {
+  key: string;
+  alerts: number;
+  events: number;
+}
+
+export interface AlertRow {
+  id: number;
+  fingerprint: string;
+  agent: string;
+  status: AlertStatus;
+  source: string;
+  severity: string;
+  severity_rank: number;
+  title: string;
+  description: string;
+  cluster: string;
+  namespace: string;
+  policies: string;
+  rule: string;
+  labels: string;
+  details: string;
+  search_text?: string;
+  count: number;
+  events: number;
+  first_seen: number;
+  last_seen: number;
+  created_at: number;
+  updated_at: number;
+  seq: number;
+}
+
+export type NarrowRow = Omit<AlertRow, 'title' | 'description' | 'policies' | 'labels' | 'details' | 'search_text'>;
+export type TextRow = Pick<AlertRow, 'id' | 'title' | 'description' | 'policies' | 'labels' | 'details'>;
+
+/** How many of the latest events (with their samples) each alert keeps. */
+export const OCCURRENCES_KEPT = 20;
+/** A sample bigger than this is kept as a truncated preview. */
+export const MAX_SAMPLE_BYTES = 16 * 1024;
