@@ -3,7 +3,8 @@ import { Counter } from 'prom-client';
 import { AlertPublisherClient, type AlertAck, type AlertBatch } from '../../gen/verdict/agent.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
-import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
+import type { BackoffOptions } from '../../shared/retry/backoff.js';
+import { retryLoop } from '../../shared/retry/loop.js';
 import type { Spool, OutboxRow } from '../spool/spool.js';
 import { isVersionRefusal } from './config-client.js';
 import type { Tunnel } from './connection.js';
@@ -39,10 +40,16 @@ export async function runAlertPublisher(
   opts: PublisherOptions = DEFAULT_PUBLISHER,
 ): Promise<void> {
   const client = new AlertPublisherClient(tunnel.target, tunnel.credentials, tunnel.options);
-  const backoff = new Backoff(backoffOpts);
   let batchId = 0;
+  const onBackoff = (delay: number, err: unknown) => {
+    const e = err as grpc.ServiceError | undefined;
+    const fields = { error: e ? tunnel.describe(e) : 'stream ended by the server', retry_in_ms: delay, spooled: outbox.size };
+    if (e && isVersionRefusal(e)) log.error(fields, 'Refused by the server: agent and server versions differ; alerts stay in the spool');
+    else log.error(fields, 'Alert stream to the server failed; alerts stay in the spool and are sent after reconnecting');
+  };
   try {
-    while (!signal.aborted) {
+    // The server never ends this stream while all is well, so even a clean end backs off.
+    await retryLoop({ backoff: backoffOpts, signal, onBackoff }, async (progress) => {
       const err = await new Promise<unknown>((resolve) => {
         const call = client.publishAlerts(tunnel.metadata());
         const inFlight = new Map<number, OutboxRow[]>();
@@ -102,7 +109,7 @@ export async function runAlertPublisher(
           if (!rows) return;
           inFlight.delete(ack.batch_id);
           for (const r of rows) acknowledged.push(r);
-          backoff.reset();
+          progress();
           schedule();
           if (!removalScheduled) {
             removalScheduled = true;
@@ -113,14 +120,9 @@ export async function runAlertPublisher(
         call.on('end', () => finish());
         schedule();
       });
-      if (signal.aborted) break;
-      const delay = backoff.next();
-      const e = err as grpc.ServiceError | undefined;
-      const fields = { error: e ? tunnel.describe(e) : 'stream ended by the server', retry_in_ms: delay, spooled: outbox.size };
-      if (e && isVersionRefusal(e)) log.error(fields, 'Refused by the server: agent and server versions differ; alerts stay in the spool');
-      else log.error(fields, 'Alert stream to the server failed; alerts stay in the spool and are sent after reconnecting');
-      await sleep(delay, signal);
-    }
+      if (err !== undefined) throw err;
+      return 'backoff';
+    });
   } finally {
     client.close();
   }

@@ -1,7 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { AgentConfigurationClient, type ConfigurationResponse } from '../../gen/verdict/agent.js';
 import type { Logger } from '../../shared/log/logger.js';
-import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
+import { formatIssue } from '../../shared/config/schema.js';
+import type { BackoffOptions } from '../../shared/retry/backoff.js';
+import { retryLoop } from '../../shared/retry/loop.js';
 import { VERSION } from '../../shared/version.js';
 import type { Tunnel } from './connection.js';
 
@@ -11,6 +13,8 @@ export interface ConfigUpdate {
   config: Readonly<Record<string, unknown>>;
   files: ConfigurationResponse['files'];
   agentName: string;
+  /** What the server found in config.yaml without refusing it (logged by the stream, once per commit). */
+  warnings: ConfigurationResponse['warnings'];
 }
 
 /** True when the server refused the call for a version mismatch, not for the configuration. */
@@ -22,7 +26,8 @@ export function isVersionRefusal(err: grpc.ServiceError): boolean {
  * Keeps a GetConfiguration stream open and hands every new configuration to
  * onConfig. On an error it backs off and reconnects, sending the last applied
  * commit so the server only sends something new: the agent keeps running its
- * last good configuration meanwhile.
+ * last good configuration meanwhile. A clean end of the stream reconnects at
+ * once, as the original does.
  */
 export async function runConfigStream(
   tunnel: Tunnel,
@@ -32,56 +37,80 @@ export async function runConfigStream(
   onConfig: (u: ConfigUpdate) => Promise<void>,
 ): Promise<void> {
   const client = new AgentConfigurationClient(tunnel.target, tunnel.credentials, tunnel.options);
-  const backoff = new Backoff(backoffOpts);
   let commitId = '';
+  // Operators watch the agent, so the server's findings in config.yaml are
+  // logged here too, once per commit (a reconnect may bring the same commit).
+  let warnedCommit = '';
   try {
-    while (!signal.aborted) {
-      const outcome = await new Promise<{ err?: unknown; gotData: boolean }>((resolve) => {
-        let gotData = false;
-        const call = client.getConfiguration({ commit_id: commitId, agent_meta: { version: VERSION, commit: '', pod_namespace: process.env.POD_NAMESPACE ?? '', pod_name: process.env.POD_NAME ?? '' } }, tunnel.metadata());
-        const onAbort = () => call.cancel();
-        signal.addEventListener('abort', onAbort, { once: true });
-        call.on('metadata', (md: grpc.Metadata) => tunnel.checkServerVersion(md, log));
-        let queue = Promise.resolve();
-        call.on('data', (msg: ConfigurationResponse) => {
-          gotData = true;
-          backoff.reset();
-          queue = queue.then(async () => {
-            let config: Record<string, unknown>;
-            try {
-              config = JSON.parse(msg.config_json) as Record<string, unknown>;
-            } catch (e) {
-              log.error({ commit_id: msg.commit_id, error: (e as Error).message }, 'Config: server sent a configuration that is not JSON; keeping the last good configuration');
-              return;
-            }
-            log.info({ commit_id: msg.commit_id }, 'Config: applying new configuration');
-            await onConfig({ commitId: msg.commit_id, config, files: msg.files, agentName: msg.agent_name });
-            commitId = msg.commit_id;
+    await retryLoop(
+      {
+        backoff: backoffOpts,
+        signal,
+        onBackoff: (delay, e) => {
+          const err = e as grpc.ServiceError;
+          const text = tunnel.describe(err);
+          if (isVersionRefusal(err)) {
+            log.error({ error: text, retry_in_ms: delay }, 'Refused by the server: agent and server versions differ');
+          } else if (err.code === grpc.status.FAILED_PRECONDITION) {
+            log.error(
+              { error: text, retry_in_ms: delay },
+              commitId
+                ? 'Config: the new configuration is invalid; keeping the last good configuration'
+                : 'Config: the configuration is invalid; fix it in the configuration project',
+            );
+          } else {
+            log.error({ error: text, retry_in_ms: delay }, 'Config: failed to get configuration from the server');
+          }
+        },
+      },
+      async (progress) => {
+        const err = await new Promise<unknown>((resolve) => {
+          const call = client.getConfiguration(
+            {
+              commit_id: commitId,
+              agent_meta: { version: VERSION, commit: '', pod_namespace: process.env.POD_NAMESPACE ?? '', pod_name: process.env.POD_NAME ?? '' },
+            },
+            tunnel.metadata(),
+          );
+          const onAbort = () => call.cancel();
+          signal.addEventListener('abort', onAbort, { once: true });
+          call.on('metadata', (md: grpc.Metadata) => tunnel.checkServerVersion(md, log));
+          let queue = Promise.resolve();
+          call.on('data', (msg: ConfigurationResponse) => {
+            progress();
+            queue = queue.then(async () => {
+              let config: Record<string, unknown>;
+              try {
+                config = JSON.parse(msg.config_json) as Record<string, unknown>;
+              } catch (e) {
+                log.error(
+                  { commit_id: msg.commit_id, error: (e as Error).message },
+                  'Config: server sent a configuration that is not JSON; keeping the last good configuration',
+                );
+                return;
+              }
+              if (warnedCommit !== msg.commit_id) {
+                warnedCommit = msg.commit_id;
+                for (const w of msg.warnings) log.warn({ commit_id: msg.commit_id }, `Config: ${formatIssue(w)}`);
+              }
+              log.info({ commit_id: msg.commit_id }, 'Config: applying new configuration');
+              await onConfig({ commitId: msg.commit_id, config, files: msg.files, agentName: msg.agent_name, warnings: msg.warnings });
+              commitId = msg.commit_id;
+            });
+          });
+          call.on('error', (e) => {
+            signal.removeEventListener('abort', onAbort);
+            void queue.then(() => resolve(e));
+          });
+          call.on('end', () => {
+            signal.removeEventListener('abort', onAbort);
+            void queue.then(() => resolve(undefined));
           });
         });
-        call.on('error', (err) => {
-          signal.removeEventListener('abort', onAbort);
-          void queue.then(() => resolve({ err, gotData }));
-        });
-        call.on('end', () => {
-          signal.removeEventListener('abort', onAbort);
-          void queue.then(() => resolve({ gotData }));
-        });
-      });
-      if (signal.aborted) break;
-      const err = outcome.err as grpc.ServiceError | undefined;
-      if (!err) continue; // a clean end of stream reconnects at once, as the original does
-      const delay = backoff.next();
-      const text = tunnel.describe(err);
-      if (isVersionRefusal(err)) {
-        log.error({ error: text, retry_in_ms: delay }, 'Refused by the server: agent and server versions differ');
-      } else if (err.code === grpc.status.FAILED_PRECONDITION) {
-        log.error({ error: text, retry_in_ms: delay }, commitId ? 'Config: the new configuration is invalid; keeping the last good configuration' : 'Config: the configuration is invalid; fix it in the configuration project');
-      } else {
-        log.error({ error: text, retry_in_ms: delay }, 'Config: failed to get configuration from the server');
-      }
-      await sleep(delay, signal);
-    }
+        if (err !== undefined) throw err;
+        return 'now';
+      },
+    );
   } finally {
     client.close();
   }

@@ -50,6 +50,21 @@ export interface ConfigurationResponse {
   /** Policy manifests from the configuration project, selected by cilium.policies. */
   files: ProjectFile[];
   agent_name: string;
+  /**
+   * What the server found in config.yaml that does not make it invalid (keys
+   * Verdict does not use, unknown keys), so the agent's log shows it too.
+   */
+  warnings: ConfigWarning[];
+}
+
+/** One finding in a configuration file: `file:line: path: message`. */
+export interface ConfigWarning {
+  file: string;
+  /** 1-based; 0 when unknown. */
+  line: number;
+  /** Path in the document, e.g. ci_access.projects[0].access_as. */
+  path: string;
+  message: string;
 }
 
 export interface ProjectFile {
@@ -212,7 +227,7 @@ export const ConfigurationRequest: MessageFns<ConfigurationRequest> = {
 };
 
 function createBaseConfigurationResponse(): ConfigurationResponse {
-  return { commit_id: "", config_json: "", files: [], agent_name: "" };
+  return { commit_id: "", config_json: "", files: [], agent_name: "", warnings: [] };
 }
 
 export const ConfigurationResponse: MessageFns<ConfigurationResponse> = {
@@ -228,6 +243,9 @@ export const ConfigurationResponse: MessageFns<ConfigurationResponse> = {
     }
     if (message.agent_name !== "") {
       writer.uint32(34).string(message.agent_name);
+    }
+    for (const v of message.warnings) {
+      ConfigWarning.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -275,6 +293,93 @@ export const ConfigurationResponse: MessageFns<ConfigurationResponse> = {
             }
 
             message.agent_name = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.warnings.push(ConfigWarning.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseConfigWarning(): ConfigWarning {
+  return { file: "", line: 0, path: "", message: "" };
+}
+
+export const ConfigWarning: MessageFns<ConfigWarning> = {
+  encode(message: ConfigWarning, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== "") {
+      writer.uint32(10).string(message.file);
+    }
+    if (message.line !== 0) {
+      writer.uint32(16).uint32(message.line);
+    }
+    if (message.path !== "") {
+      writer.uint32(26).string(message.path);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfigWarning {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfigWarning();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.line = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
             continue;
           }
         }

@@ -94,4 +94,20 @@ describe('admin API: agents and their tokens', () => {
     const bad = await call('POST', '/api/v1/admin/agents', undefined, { name: 'Bad_Name', config_project: project });
     expect(bad.statusCode).toBe(400);
   });
+
+  it("lists each agent's configuration status: commit, warnings, a later invalid commit", async () => {
+    const { call, agents } = setup();
+    agents.register('edge', project);
+    agents.register('idle', project);
+    const warning = { file: '.gitlab/agents/edge/config.yaml', line: 3, path: 'gitops', message: 'not used by Verdict (GitOps synchronisation is not part of this release); accepted and ignored' };
+    agents.recordConfig('edge', 'c1', [warning]);
+    agents.recordConfigInvalid('edge', 'c2', 'invalid configuration at commit c2: .gitlab/agents/edge/config.yaml:2: cilium: must be a mapping');
+    const listed = (await call('GET', '/api/v1/admin/agents')).json().agents as { name: string; config: unknown }[];
+    expect(listed.find((a) => a.name === 'idle')?.config).toBeNull();
+    expect(listed.find((a) => a.name === 'edge')?.config).toMatchObject({
+      commit_id: 'c1',
+      warnings: [warning],
+      invalid: { commit_id: 'c2', error: expect.stringContaining('cilium: must be a mapping') },
+    });
+  });
 });

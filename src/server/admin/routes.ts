@@ -18,7 +18,9 @@ export interface AdminDeps {
   log: Logger;
 }
 
-const NAME = { type: 'string', minLength: 1, maxLength: 63 } as const;
+// The registry's own rules (agent-registry.ts), so the schema refuses what the registry would.
+const NAME = { type: 'string', pattern: '^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$', description: 'a DNS label: lowercase letters, digits and dashes, as in .gitlab/agents/<name>/' } as const;
+const TOKEN_NAME = { type: 'string', pattern: '^[A-Za-z0-9_.@-]{1,64}$', description: '1 to 64 letters, digits, dots, dashes, underscores or @' } as const;
 const agentParams = { type: 'object', properties: { agent: NAME }, required: ['agent'] } as const;
 // Responses: the agent and token views are those of `verdict agents …`, left open in the schemas.
 
@@ -38,8 +40,12 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   app.get('/api/v1/admin/agents', {
     onRequest: admin,
     config: { scope: 'admin' },
-    schema: routeSchema({ summary: 'List agents', response: adminResponses(200) }),
-  }, async () => ({ agents: deps.agents.list() }));
+    schema: routeSchema({
+      summary: 'List agents',
+      description: "Each with `config`: the commit of config.yaml this server last sent it, that file's warnings, and a later commit that does not validate; null until the agent opens its configuration stream here.",
+      response: adminResponses(200),
+    }),
+  }, async () => ({ agents: deps.agents.list().map((a) => ({ ...a, config: deps.agents.configStatus(a.name) ?? null })) }));
 
   app.post('/api/v1/admin/agents', {
     onRequest: admin,
@@ -52,7 +58,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
         type: 'object',
         required: ['name', 'config_project'],
         additionalProperties: false,
-        properties: { name: NAME, config_project: { type: 'string', minLength: 1 }, token_name: NAME },
+        properties: { name: NAME, config_project: { type: 'string', minLength: 1, description: 'path on the server of the git repository holding .gitlab/agents/<name>/config.yaml; 400 if it does not exist' }, token_name: TOKEN_NAME },
       },
     }),
   }, async (req, reply) => {
@@ -88,7 +94,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       summary: 'Create a token for an agent',
       description: 'The secret is in this response only.',
       params: agentParams,
-      body: { type: ['object', 'null'], additionalProperties: false, properties: { name: NAME } },
+      body: { type: ['object', 'null'], additionalProperties: false, properties: { name: TOKEN_NAME } },
       response: adminResponses(201, 400, 404),
     }),
   }, async (req, reply) => {

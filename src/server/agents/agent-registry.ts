@@ -35,8 +35,30 @@ const REVISION_KEY = 'agent_tokens_revision';
 // reconnect into a write, so it is refreshed at most this often per token.
 const LAST_USED_RESOLUTION_MS = 60_000;
 
+/** A finding in config.yaml, as `file:line: path: message` in parts. */
+export interface ConfigFinding {
+  file: string;
+  line: number;
+  path: string;
+  message: string;
+}
+
+/** What the server last did with an agent's configuration (GET /api/v1/admin/agents). */
+export interface AgentConfigStatus {
+  /** The commit whose configuration the agent was sent and runs. */
+  commit_id: string | null;
+  /** Findings in that commit's config.yaml that did not make it invalid (keys Verdict does not use, unknown keys). */
+  warnings: ConfigFinding[];
+  /** A later commit that does not validate, and why; the agent keeps running commit_id meanwhile. */
+  invalid?: { commit_id: string; error: string };
+  updated_at: string;
+}
+
 export class AgentRegistryError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -44,17 +66,26 @@ export class AgentRegistryError extends Error {
 /** Agents, their configuration projects and their tokens (stored as hashes only). */
 export class AgentRegistry {
   private readonly lastUsedWritten = new Map<number, number>();
+  // In memory: it describes this server's configuration streams, which the
+  // agent reopens (and so refills) after a restart of the server.
+  private readonly configStatuses = new Map<string, AgentConfigStatus>();
 
   constructor(private readonly db: DB) {}
 
   /** Registers an agent (or adds a token to an existing one) and returns the new token, once. */
   register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number } {
     if (!AGENT_NAME.test(name)) {
-      throw new AgentRegistryError('VERDICT_AGENT_NAME', `agent name "${name}" is invalid: use lowercase letters, digits and dashes (a DNS label, as in .gitlab/agents/<name>/)`);
+      throw new AgentRegistryError(
+        'VERDICT_AGENT_NAME',
+        `agent name "${name}" is invalid: use lowercase letters, digits and dashes (a DNS label, as in .gitlab/agents/<name>/)`,
+      );
     }
     const project = resolve(configProject);
     if (!existsSync(project)) {
-      throw new AgentRegistryError('VERDICT_CONFIG_PROJECT', `configuration project ${project} does not exist; pass the path of a git repository with .gitlab/agents/${name}/config.yaml`);
+      throw new AgentRegistryError(
+        'VERDICT_CONFIG_PROJECT',
+        `configuration project ${project} does not exist; pass the path of a git repository with .gitlab/agents/${name}/config.yaml`,
+      );
     }
     checkTokenName(tokenName);
     const now = new Date().toISOString();
@@ -92,12 +123,15 @@ export class AgentRegistry {
   revokeToken(agentName: string, tokenId: number): boolean {
     const agent = this.mustGet(agentName);
     return this.db.transaction(() => {
-      const changed = this.db
-        .prepare('UPDATE agent_tokens SET revoked_at = ? WHERE id = ? AND agent_id = ? AND revoked_at IS NULL')
-        .run(new Date().toISOString(), tokenId, agent.id).changes > 0;
+      const changed =
+        this.db
+          .prepare('UPDATE agent_tokens SET revoked_at = ? WHERE id = ? AND agent_id = ? AND revoked_at IS NULL')
+          .run(new Date().toISOString(), tokenId, agent.id).changes > 0;
       if (changed) {
-        this.db.prepare(`INSERT INTO meta (key, value) VALUES (?, '1')
-                         ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)`).run(REVISION_KEY);
+        this.db
+          .prepare(`INSERT INTO meta (key, value) VALUES (?, '1')
+                         ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)`)
+          .run(REVISION_KEY);
       }
       return changed;
     })();
@@ -113,7 +147,9 @@ export class AgentRegistry {
   revokedAmong(ids: readonly number[]): number[] {
     if (ids.length === 0) return [];
     const active = new Set(
-      (this.db.prepare(`SELECT id FROM agent_tokens WHERE revoked_at IS NULL AND id IN (${ids.map(() => '?').join(',')})`).all(...ids) as { id: number }[]).map((r) => r.id),
+      (this.db.prepare(`SELECT id FROM agent_tokens WHERE revoked_at IS NULL AND id IN (${ids.map(() => '?').join(',')})`).all(...ids) as { id: number }[]).map(
+        (r) => r.id,
+      ),
     );
     return ids.filter((id) => !active.has(id));
   }
@@ -139,25 +175,59 @@ export class AgentRegistry {
       .all() as (AgentRecord & { tokens: number })[];
   }
 
+  /** Records that the agent was sent (or already runs) the configuration of a commit. */
+  recordConfig(name: string, commitId: string, warnings: readonly ConfigFinding[]): void {
+    this.configStatuses.set(name, {
+      commit_id: commitId,
+      warnings: warnings.map(({ file, line, path, message }) => ({ file, line, path, message })),
+      updated_at: new Date().toISOString(),
+    });
+  }
+
+  /** Records a commit whose configuration does not validate; what the agent runs is unchanged. */
+  recordConfigInvalid(name: string, commitId: string, error: string): void {
+    const prev = this.configStatuses.get(name);
+    this.configStatuses.set(name, {
+      commit_id: prev?.commit_id ?? null,
+      warnings: prev?.warnings ?? [],
+      invalid: { commit_id: commitId, error },
+      updated_at: new Date().toISOString(),
+    });
+  }
+
+  /** The configuration status of an agent that opened a configuration stream to this server, else undefined. */
+  configStatus(name: string): AgentConfigStatus | undefined {
+    return this.configStatuses.get(name);
+  }
+
   get(name: string): AgentRecord | undefined {
     return this.db.prepare('SELECT * FROM agents WHERE name = ?').get(name) as AgentRecord | undefined;
   }
 
   private mustGet(name: string): AgentRecord {
     const agent = this.get(name);
-    if (!agent) throw new AgentRegistryError('VERDICT_AGENT_UNKNOWN', `no agent named "${name}"; register it first with \`verdict agents register ${name} --config-project <path>\` (see \`verdict agents list\`)`);
+    if (!agent)
+      throw new AgentRegistryError(
+        'VERDICT_AGENT_UNKNOWN',
+        `no agent named "${name}"; register it first with \`verdict agents register ${name} --config-project <path>\` (see \`verdict agents list\`)`,
+      );
     return agent;
   }
 
   private insertToken(agentId: number, tokenName: string, now: string): { token: string; id: number } {
     const token = newSecret('vdt_agent_');
-    const info = this.db.prepare('INSERT INTO agent_tokens (agent_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)').run(agentId, tokenName, hashSecret(token), now);
+    const info = this.db
+      .prepare('INSERT INTO agent_tokens (agent_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)')
+      .run(agentId, tokenName, hashSecret(token), now);
     return { token, id: Number(info.lastInsertRowid) };
   }
 }
 
 function checkTokenName(name: string): void {
   if (!TOKEN_NAME.test(name)) {
-    throw new AgentRegistryError('VERDICT_TOKEN_NAME', `token name "${name}" is invalid: use 1 to 64 letters, digits, dots, dashes, underscores or @ (e.g. "prod-2025")`);
+    throw new AgentRegistryError(
+      'VERDICT_TOKEN_NAME',
+      `token name "${name}" is invalid: use 1 to 64 letters, digits, dots, dashes, underscores or @ (e.g. "prod-2025")`,
+    );
   }
 }

@@ -165,16 +165,23 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
       let chain = Promise.resolve();
       const push = (commit: string) => {
         chain = chain.then(async () => {
-          if (closed || commit === sent) return;
+          if (closed) return;
+          // A commit the agent already runs is not sent again, but after a
+          // restart of the server its status (and warnings) are read once more.
+          const running = commit === sent;
+          if (running && deps.agents.configStatus(agent.name)?.commit_id === commit) return;
           try {
             const loaded = await loadAgentConfiguration(agent.config_project, agent.name, commit);
+            deps.agents.recordConfig(agent.name, commit, loaded.warnings);
+            if (running || closed) return;
             for (const w of loaded.warnings) log.warn({ commit_id: commit }, `Config: ${formatIssue(w)}`);
-            if (closed) return;
-            call.write({ commit_id: commit, config_json: JSON.stringify(loaded.config), files: loaded.files, agent_name: agent.name });
+            call.write({ commit_id: commit, config_json: JSON.stringify(loaded.config), files: loaded.files, agent_name: agent.name, warnings: loaded.warnings });
             sent = commit;
-            log.info({ commit_id: commit }, 'Config: sent configuration to agent');
+            log.info({ commit_id: commit, warnings: loaded.warnings.length }, 'Config: sent configuration to agent');
           } catch (e) {
             const details = e instanceof ConfigError ? `invalid configuration at commit ${commit.slice(0, 12)}: ${e.message}` : errText(e);
+            deps.agents.recordConfigInvalid(agent.name, commit, details);
+            if (running) return;
             if (failedCommit !== commit) log.error({ commit_id: commit, error: details }, 'Config: invalid configuration; the agent keeps its last good one');
             failedCommit = commit;
             cleanup();
