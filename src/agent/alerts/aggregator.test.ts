@@ -7,7 +7,7 @@ import { ALERT_SCHEMA, type AlertPayload } from '../../shared/alert/payload.js';
 import { openAgentDb } from '../spool/agent-db.js';
 import { Spool } from '../spool/spool.js';
 import { migrate } from '../../shared/sqlite/open.js';
-import { AlertAggregator, type StagedWriter } from './aggregator.js';
+import { AlertAggregator } from './aggregator.js';
 
 const log = pino({ level: 'silent' });
 
@@ -130,60 +130,57 @@ describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
 });
 
 describe('AlertAggregator staging', () => {
-  function writer(db: ReturnType<typeof openAgentDb>) {
+  function marker(db: ReturnType<typeof openAgentDb>) {
     db.exec('CREATE TABLE IF NOT EXISTS source_mark (n INTEGER)');
-    const calls: string[] = [];
-    const w: StagedWriter = {
-      write: () => {
-        calls.push('write');
-        db.prepare('INSERT INTO source_mark (n) VALUES (1)').run();
-      },
-      committed: () => calls.push('committed'),
-      rolledBack: () => calls.push('rolledBack'),
+    return {
+      write: () => db.prepare('INSERT INTO source_mark (n) VALUES (1)').run(),
+      count: () => (db.prepare('SELECT count(*) AS n FROM source_mark').get() as { n: number }).n,
     };
-    return { w, calls };
   }
+  const rows = (db: ReturnType<typeof openAgentDb>) => (db.prepare('SELECT count(*) AS n FROM pending_alerts').get() as { n: number }).n;
 
   it('folds staged occurrences in memory and writes them with the source\'s own record in one transaction', () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     const agg = new AlertAggregator(db, outbox, { log });
-    const { w, calls } = writer(db);
-    agg.attach(w);
-    agg.stage([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')], 60_000);
-    expect(agg.staged).toBe(3);
+    const mark = marker(db);
+    const staging = agg.staging();
+    staging.stage([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')], 60_000);
+    expect(staging.size).toBe(3);
     expect(agg.pending).toBe(2);
-    expect((db.prepare('SELECT count(*) AS n FROM pending_alerts').get() as { n: number }).n).toBe(0);
-    agg.persist();
-    expect(calls).toEqual(['write', 'committed']);
-    expect(agg.staged).toBe(0);
-    expect((db.prepare('SELECT count(*) AS n FROM pending_alerts').get() as { n: number }).n).toBe(2);
-    // Another source's add() writes what is staged too, with the writer.
-    agg.stage([alert('a', '2026-01-01T00:00:04Z')], 60_000);
+    expect(rows(db)).toBe(0);
+    staging.commit(mark.write);
+    expect(mark.count()).toBe(1);
+    expect(staging.size).toBe(0);
+    expect(rows(db)).toBe(2);
+    // Another source's add() writes only its own occurrences; a group waits for its staged ones.
+    staging.stage([alert('a', '2026-01-01T00:00:04Z')], 60_000);
     agg.add([alert('c', '2026-01-01T00:00:05Z')], 60_000);
-    expect(calls).toEqual(['write', 'committed', 'write', 'committed']);
-    agg.stage([alert('direct', 't')], 0);
-    expect(outbox.size).toBe(0);
-    agg.persist();
-    expect(outbox.size).toBe(1);
+    expect(mark.count()).toBe(1);
+    expect(agg.flush(true)).toBe(2);
+    staging.commit(mark.write);
+    staging.stage([alert('direct', 't')], 0);
+    expect(outbox.size).toBe(2);
+    staging.commit(mark.write);
+    expect(outbox.size).toBe(3);
     agg.flush(true);
-    const rows = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
-    expect(Object.fromEntries(rows.map((r) => [r.fingerprint, r.count]))).toEqual({ direct: 1, a: 3, b: 1, c: 1 });
+    const sent = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    expect(Object.fromEntries(sent.map((r) => [r.fingerprint, r.count]))).toEqual({ direct: 1, a: 3, b: 1, c: 1 });
   });
 
-  it('forgets staged occurrences when their transaction fails and tells the source', () => {
+  it('forgets staged occurrences when their transaction fails, the source\'s record with them', () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     const agg = new AlertAggregator(db, outbox, { log });
-    const { w, calls } = writer(db);
-    agg.attach(w);
+    const mark = marker(db);
+    const staging = agg.staging();
     agg.add([alert('a', '2026-01-01T00:00:01Z')], 60_000);
-    agg.stage([alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')], 60_000);
+    staging.stage([alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')], 60_000);
     db.exec("CREATE TEMP TRIGGER fail BEFORE UPDATE ON pending_alert_counts BEGIN SELECT RAISE(FAIL, 'disk full'); END");
-    expect(() => agg.persist()).toThrow('disk full');
-    expect(calls).toEqual(['write', 'committed', 'rolledBack']);
+    expect(() => staging.commit(mark.write)).toThrow('disk full');
+    expect(staging.size).toBe(0);
     expect(agg.pending).toBe(1);
-    expect((db.prepare('SELECT count(*) AS n FROM source_mark').get() as { n: number }).n).toBe(1);
+    expect(mark.count()).toBe(0);
     db.exec('DROP TRIGGER fail');
     agg.flush(true);
     const [row] = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);

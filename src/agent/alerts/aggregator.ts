@@ -6,19 +6,19 @@ import { registry } from '../../shared/metrics/registry.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
 import type { Spool } from '../spool/spool.js';
 
-// Folds repeats of the same fingerprint inside a window into one alert with a
-// count and first/last seen, before the tunnel, so a noisy rule or a SYN
-// retransmit storm cannot flood the server. Pending groups live in SQLite: an
-// occurrence is durable once add() returns, and a restart flushes what a crash
-// left behind instead of losing it.
+// Folds repeats of the same fingerprint inside a window into one alert
+// (shared/alert/fold.ts), before the tunnel, so a noisy rule or a SYN
+// retransmit storm cannot flood the server. Pending groups live in SQLite and
+// in memory alike: an occurrence is durable once add() returns, and a restart
+// flushes what a crash left behind instead of losing it.
 //
-// A source that already stores its events durably (the Falco HTTP inbox) can
-// stage() occurrences instead: they are folded in memory only and written with
-// the next transaction of the aggregator (persist(), add(), flush()), in which
-// the source's StagedWriter removes the events it stored, so that an event is
-// counted exactly once whether the process dies before or after that
-// transaction. Many events then cost one write per group instead of one per
-// event.
+// A source that already stores its events durably (the Falco HTTP inbox)
+// stages occurrences instead (staging()): they are folded in memory, apart
+// from the groups, until the source commits them, in one transaction with its
+// own record of how far it got, so that an event is counted exactly once
+// whether the process dies before or after that transaction. Many events then
+// cost one write per group instead of one per event. Only the source's commit
+// writes what it staged; the aggregator never calls back into a source.
 
 // A group's payload is written once when the group opens; a repeat updates a
 // small row in pending_alert_counts (count, first/last seen, description) and
@@ -72,16 +72,22 @@ const MIGRATIONS = [
 const occurrences = new Counter({ name: 'verdict_agent_alert_occurrences_total', help: 'Alert occurrences produced by the sources, before de-duplication', labelNames: ['source'], registers: [registry] });
 const emitted = new Counter({ name: 'verdict_agent_alerts_emitted_total', help: 'De-duplicated alerts handed to the spool', labelNames: ['source'], registers: [registry] });
 
+/** An open group, as stored. */
 interface Group {
   alert: AlertPayload;
   closesAt: number;
   /** Until the group is in the tables: its payload (with the samples it opened with), serialised then. */
   payloadJson: Buffer | undefined;
-  /** alert.samples from newFrom on are not written yet; newSamples are them serialised. */
+  /** alert.samples from here on are not written yet. */
   newFrom: number;
-  newSamples: Buffer[];
-  /** Holds staged occurrences that are not written yet. */
-  staged: boolean;
+}
+
+/** Occurrences of one fingerprint staged and not committed yet, folded. */
+interface Staged {
+  alert: AlertPayload;
+  /** Where in alert.samples the sample of the occurrence that set its severity is. */
+  setter: number;
+  closesAt: number;
 }
 
 interface StoredRow {
@@ -101,16 +107,6 @@ interface SampleRow {
   samples: Buffer;
 }
 
-/** A source whose staged occurrences become durable with the aggregator's transactions. */
-export interface StagedWriter {
-  /** Inside the transaction that writes what was staged: make the source's own records match (e.g. delete the stored events). */
-  write(): void;
-  /** That transaction committed. */
-  committed(): void;
-  /** That transaction rolled back: everything staged since the last commit was forgotten and must be staged again. */
-  rolledBack(): void;
-}
-
 export interface AggregatorOptions {
   log: Logger;
   /** How often closed windows are moved to the spool. */
@@ -120,12 +116,7 @@ export interface AggregatorOptions {
 
 export class AlertAggregator {
   private readonly groups = new Map<string, Group>();
-  /** Groups changed in memory since their last write. */
-  private readonly dirty = new Set<Group>();
-  /** Staged occurrences without a window, for the spool as they are. */
-  private direct: AlertPayload[] = [];
-  private readonly writers = new Set<StagedWriter>();
-  private stagedCount = 0;
+  private readonly stagings = new Set<Staging>();
   private readonly insertPayload;
   private readonly insertSample;
   private readonly selectSamples;
@@ -151,11 +142,16 @@ export class AlertAggregator {
     this.delCounts = db.prepare('DELETE FROM pending_alert_counts WHERE fingerprint = ?');
     const select = 'SELECT p.fingerprint, p.payload, p.closes_at, c.count, c.first_seen, c.last_seen, c.description, c.severity, c.title FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
     this.selectOne = db.prepare(`${select} WHERE p.fingerprint = ?`);
-    this.tx = db.transaction((written: readonly Group[], direct: readonly AlertPayload[], body: (() => void) | undefined, all: boolean) => {
+    this.tx = db.transaction((written: readonly Group[], spooled: readonly AlertPayload[], closed: readonly Group[], body: (() => void) | undefined) => {
       for (const g of written) this.writeGroup(g);
-      if (direct.length) this.outbox.add(direct);
+      if (spooled.length) this.outbox.add(spooled);
+      for (const g of closed) {
+        if (g.payloadJson) continue; // never written
+        this.delPayload.run(g.alert.fingerprint);
+        this.delCounts.run(g.alert.fingerprint);
+        this.delSamples.run(g.alert.fingerprint);
+      }
       body?.();
-      if (all) for (const w of this.writers) w.write();
     });
     const samples = new Map<string, SampleRow[]>();
     for (const r of db.prepare('SELECT fingerprint, n, samples FROM pending_alert_samples ORDER BY fingerprint, n, rowid').all() as (SampleRow & { fingerprint: string })[]) {
@@ -165,7 +161,7 @@ export class AlertAggregator {
     }
     for (const row of db.prepare(select).all() as StoredRow[]) {
       const alert = fromRow(row, samples.get(row.fingerprint) ?? []);
-      this.groups.set(row.fingerprint, { alert, closesAt: row.closes_at, payloadJson: undefined, newFrom: alert.samples.length, newSamples: [], staged: false });
+      this.groups.set(row.fingerprint, { alert, closesAt: row.closes_at, payloadJson: undefined, newFrom: alert.samples.length });
     }
     if (this.groups.size) opts.log.info({ pending: this.groups.size }, 'Resuming de-duplication of alerts left pending by the previous run');
   }
@@ -174,86 +170,39 @@ export class AlertAggregator {
    * Adds occurrences in one transaction; durable when it returns. A new
    * fingerprint opens a window of windowMs; repeats inside it fold into it.
    * `inTx` runs inside that transaction (a source's own writes that must
-   * commit or fail with the occurrences). Outside another transaction this
-   * also writes whatever was staged.
+   * commit or fail with the occurrences).
    */
   add(alerts: readonly AlertPayload[], windowMs: number, inTx?: () => void): void {
     if (alerts.length === 0 && !inTx) return;
     countOccurrences(alerts);
-    const touched = new Set<Group>();
-    const direct = windowMs > 0 ? undefined : alerts;
-    if (!direct) this.fold(alerts, windowMs, touched);
-    // Nested in a caller's transaction (that may still roll back), only this
-    // call's groups are written unless one of them holds staged occurrences.
-    let all = !this.db.inTransaction;
-    if (!all) for (const g of touched) if (g.staged) all = true;
-    const groups = all ? this.dirty : touched;
-    this.inTransaction(groups, all, () => {
-      if (direct) this.outbox.add(direct);
-      inTx?.();
-    });
-    if (direct) for (const a of direct) emitted.inc({ source: a.source });
-  }
-
-  /**
-   * Folds occurrences in memory only; they become durable with the next
-   * transaction, in which the attached StagedWriters record that. A source
-   * stages only what it has already stored durably itself.
-   */
-  stage(alerts: readonly AlertPayload[], windowMs: number): void {
-    if (alerts.length === 0) return;
-    countOccurrences(alerts);
-    this.stagedCount += alerts.length;
-    if (windowMs > 0) this.fold(alerts, windowMs, undefined);
-    else for (const a of alerts) this.direct.push(a);
-  }
-
-  /** Writes what was staged (and every other change kept in memory) in one transaction. */
-  persist(): void {
-    if (this.dirty.size === 0 && this.direct.length === 0 && this.writers.size === 0) return;
-    this.inTransaction(this.dirty, true, undefined);
-  }
-
-  /** Occurrences staged since the last write. */
-  get staged(): number {
-    return this.stagedCount;
-  }
-
-  /** Registers a source that stages; returns the function that detaches it. */
-  attach(writer: StagedWriter): () => void {
-    this.writers.add(writer);
-    return () => this.writers.delete(writer);
-  }
-
-  /** Moves groups whose window has closed (all of them with force) to the spool. */
-  flush(force = false): number {
-    const now = (this.opts.now ?? Date.now)();
-    const due: Group[] = [];
-    let stagedDue = false;
-    for (const g of this.groups.values()) {
-      if (force || now >= g.closesAt) {
-        due.push(g);
-        if (g.staged) stagedDue = true;
-      }
+    if (windowMs <= 0) {
+      this.write([], alerts, inTx);
+      return;
     }
-    if (force && (this.direct.length || this.dirty.size)) stagedDue = true;
-    if (due.length === 0 && !stagedDue) return 0;
-    const dueSet = new Set(due);
-    // A closing group with staged occurrences goes to the spool together with
-    // everything staged, so the source's stored events are released with it.
-    const write = stagedDue ? [...this.dirty].filter((g) => !dueSet.has(g)) : [];
-    this.inTransaction(write, stagedDue, () => {
-      this.outbox.add(due.map((g) => g.alert));
-      for (const g of due) {
-        if (g.payloadJson) continue; // never written
-        this.delPayload.run(g.alert.fingerprint);
-        this.delCounts.run(g.alert.fingerprint);
-        this.delSamples.run(g.alert.fingerprint);
-      }
-    }, due);
+    const now = this.now();
+    const touched = new Set<Group>();
+    for (const a of alerts) touched.add(this.fold(a, 0, now + windowMs));
+    this.write(touched, [], inTx);
+  }
+
+  /** A staging area for a source that stores its events itself (see the top of this file). */
+  staging(): Staging {
+    const s = new Staging(this);
+    this.stagings.add(s);
+    return s;
+  }
+
+  /** Moves groups whose window has closed (all of them with force) to the spool; a group waits while occurrences of it are staged. */
+  flush(force = false): number {
+    const now = this.now();
+    const due: Group[] = [];
+    for (const g of this.groups.values()) {
+      if ((force || now >= g.closesAt) && !this.isStaged(g.alert.fingerprint)) due.push(g);
+    }
+    if (due.length === 0) return 0;
+    this.tx([], due.map((g) => g.alert), due, undefined);
     for (const g of due) {
       this.groups.delete(g.alert.fingerprint);
-      this.dirty.delete(g);
       emitted.inc({ source: g.alert.source });
     }
     return due.length;
@@ -277,63 +226,64 @@ export class AlertAggregator {
     this.timer = undefined;
   }
 
+  /** Open groups, those of staged occurrences included. */
   get pending(): number {
-    return this.groups.size;
+    let n = this.groups.size;
+    for (const s of this.stagings) for (const fp of s.fingerprints()) if (!this.groups.has(fp)) n++;
+    return n;
   }
 
-  private fold(alerts: readonly AlertPayload[], windowMs: number, touched: Set<Group> | undefined): void {
-    const now = (this.opts.now ?? Date.now)();
-    const staged = touched === undefined;
-    for (const a of alerts) {
-      let g = this.groups.get(a.fingerprint);
-      if (g) {
-        mergeInto(g, a);
-      } else {
-        const alert = { ...a, samples: a.samples.slice(0, MAX_SAMPLES) };
-        // Serialised now, while the events arrive, rather than all at once in the next write.
-        g = { alert, closesAt: now + windowMs, payloadJson: Buffer.from(JSON.stringify(alert)), newFrom: alert.samples.length, newSamples: [], staged: false };
-        this.groups.set(a.fingerprint, g);
-      }
-      if (staged) g.staged = true;
-      else touched.add(g);
-      this.dirty.add(g);
+  /** @internal Staging.commit: folds what was staged into the groups and writes them with `inTx`. */
+  commitStaged(staged: Iterable<Staged>, direct: readonly AlertPayload[], inTx: (() => void) | undefined): void {
+    const touched = new Set<Group>();
+    for (const st of staged) touched.add(this.fold(st.alert, st.setter, st.closesAt));
+    this.write(touched, direct, inTx);
+  }
+
+  /** @internal */
+  forget(s: Staging): void {
+    this.stagings.delete(s);
+  }
+
+  private isStaged(fingerprint: string): boolean {
+    for (const s of this.stagings) if (s.holds(fingerprint)) return true;
+    return false;
+  }
+
+  /** @internal */
+  now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
+  /** Folds an occurrence (or a folded run of them) into its group in memory, opening the group if needed. */
+  private fold(a: AlertPayload, setter: number, closesAt: number): Group {
+    const g = this.groups.get(a.fingerprint);
+    if (g) {
+      g.newFrom = Math.min(g.newFrom, foldInto(g.alert, a, setter));
+      return g;
     }
+    const alert = { ...a, samples: a.samples.slice(0, MAX_SAMPLES) };
+    if (setter >= MAX_SAMPLES) alert.samples[MAX_SAMPLES - 1] = a.samples[setter];
+    // Serialised now, while the events arrive, rather than all at once in the next write.
+    const opened: Group = { alert, closesAt, payloadJson: Buffer.from(JSON.stringify(alert)), newFrom: alert.samples.length };
+    this.groups.set(a.fingerprint, opened);
+    return opened;
   }
 
-  /**
-   * Runs one transaction writing `groups` (and, with `all`, what was staged
-   * and the writers' records) plus `body`; on failure memory is put back to
-   * what is stored. `skip` are groups `body` removes.
-   */
-  private inTransaction(groups: Iterable<Group>, all: boolean, body: (() => void) | undefined, skip?: readonly Group[]): void {
-    const written: Group[] = [];
-    for (const g of groups) written.push(g);
-    const direct = all ? this.direct : [];
+  /** One transaction writing `groups`, spooling `direct` and running `body`; on failure memory is put back to what is stored. */
+  private write(groups: Iterable<Group>, direct: readonly AlertPayload[], body: (() => void) | undefined): void {
+    const written = [...groups];
     try {
-      this.tx(written, direct, body, all);
+      this.tx(written, direct, [], body);
     } catch (e) {
-      // Nothing was stored: forget the in-memory folding so memory matches disk.
-      this.reload([...written, ...(skip ?? [])], all);
-      if (all) {
-        this.direct = [];
-        this.stagedCount = 0;
-        for (const w of this.writers) w.rolledBack();
-      }
+      this.reload(written);
       throw e;
     }
     for (const g of written) {
       g.payloadJson = undefined;
       g.newFrom = g.alert.samples.length;
-      g.newSamples = [];
-      g.staged = false;
-      this.dirty.delete(g);
     }
-    if (all) {
-      for (const a of direct) emitted.inc({ source: a.source });
-      this.direct = [];
-      this.stagedCount = 0;
-      for (const w of this.writers) w.committed();
-    }
+    for (const a of direct) emitted.inc({ source: a.source });
   }
 
   private writeGroup(g: Group): void {
@@ -344,16 +294,13 @@ export class AlertAggregator {
     } else {
       this.writeCounts.run(a.count, a.first_seen, a.last_seen, a.description, a.severity, a.title, a.fingerprint);
     }
-    if (g.newSamples.length) this.insertSample.run(a.fingerprint, g.newFrom, jsonArray(g.newSamples));
+    if (g.newFrom < a.samples.length) this.insertSample.run(a.fingerprint, g.newFrom, Buffer.from(JSON.stringify(a.samples.slice(g.newFrom))));
   }
 
-  /** Puts groups back to their stored state; with `all`, every group holding staged occurrences too. */
-  private reload(groups: readonly Group[], all: boolean): void {
-    const set = new Set(groups);
-    if (all) for (const g of this.dirty) if (g.staged) set.add(g);
-    for (const g of set) {
+  /** Puts groups back to their stored state (a transaction writing them failed). */
+  private reload(groups: readonly Group[]): void {
+    for (const g of groups) {
       const row = this.selectOne.get(g.alert.fingerprint) as StoredRow | undefined;
-      this.dirty.delete(g);
       if (!row) {
         if (this.groups.get(g.alert.fingerprint) === g) this.groups.delete(g.alert.fingerprint);
         continue;
@@ -362,26 +309,103 @@ export class AlertAggregator {
       g.closesAt = row.closes_at;
       g.payloadJson = undefined;
       g.newFrom = g.alert.samples.length;
-      g.newSamples = [];
-      g.staged = false;
       this.groups.set(row.fingerprint, g);
     }
   }
 }
 
-const OPEN = Buffer.from('[');
-const COMMA = Buffer.from(',');
-const CLOSE = Buffer.from(']');
+/**
+ * Occurrences a source has stored itself, folded in memory until the source
+ * commits them with its own record of what they came from. A failed commit
+ * forgets them: the source stages them again from its own storage.
+ */
+export class Staging {
+  private readonly byFingerprint = new Map<string, Staged>();
+  /** Staged without a window: for the spool as they are. */
+  private direct: AlertPayload[] = [];
+  private count = 0;
 
-/** A JSON array of already serialised values. */
-function jsonArray(items: readonly Buffer[]): Buffer {
-  const parts: Buffer[] = [OPEN];
-  items.forEach((b, i) => parts.push(...(i ? [COMMA, b] : [b])));
-  parts.push(CLOSE);
-  return Buffer.concat(parts);
+  constructor(private readonly agg: AlertAggregator) {}
+
+  stage(alerts: readonly AlertPayload[], windowMs: number): void {
+    if (alerts.length === 0) return;
+    const now = this.agg.now();
+    countOccurrences(alerts);
+    this.count += alerts.length;
+    if (windowMs <= 0) {
+      for (const a of alerts) this.direct.push(a);
+      return;
+    }
+    for (const a of alerts) {
+      const st = this.byFingerprint.get(a.fingerprint);
+      if (!st) {
+        this.byFingerprint.set(a.fingerprint, { alert: { ...a, samples: a.samples.slice(0, MAX_SAMPLES) }, setter: 0, closesAt: now + windowMs });
+        continue;
+      }
+      const before = st.alert.severity;
+      const at = foldInto(st.alert, a, 0);
+      if (st.alert.severity !== before) st.setter = Math.min(at, st.alert.samples.length - 1);
+    }
+  }
+
+  /** Writes everything staged and runs `inTx` in one transaction; throws (and forgets what was staged) if it fails. */
+  commit(inTx?: () => void): void {
+    const staged = [...this.byFingerprint.values()];
+    const direct = this.direct;
+    this.byFingerprint.clear();
+    this.direct = [];
+    this.count = 0;
+    this.agg.commitStaged(staged, direct, inTx);
+  }
+
+  /** Occurrences staged since the last commit. */
+  get size(): number {
+    return this.count;
+  }
+
+  holds(fingerprint: string): boolean {
+    return this.byFingerprint.has(fingerprint);
+  }
+
+  fingerprints(): IterableIterator<string> {
+    return this.byFingerprint.keys();
+  }
+
+  /** Detaches from the aggregator, forgetting what is staged (the source still has it). */
+  close(): void {
+    this.byFingerprint.clear();
+    this.direct = [];
+    this.count = 0;
+    this.agg.forget(this);
+  }
 }
 
-/** A group as stored: its payload, then its sample rows in order (ordered by n and then as written), each filling places from n on. */
+/**
+ * Folds `occ` into `into` by the shared rule, samples included: `occ`'s
+ * samples fill free places, and the one of the occurrence that raised the
+ * severity (occ.samples[setter]) takes the last place if none is free, so what
+ * made the alert this severe reaches the server. Returns the first sample
+ * place it changed (into.samples.length if none).
+ */
+function foldInto(into: AlertPayload, occ: AlertPayload, setter: number): number {
+  const f = foldOccurrence(into, occ);
+  Object.assign(into, f.summary);
+  const samples = into.samples;
+  const from = samples.length;
+  let pushed = 0;
+  for (const s of occ.samples) {
+    if (samples.length >= MAX_SAMPLES) break;
+    samples.push(s);
+    pushed++;
+  }
+  if (f.setsSeverity && setter >= pushed && setter < occ.samples.length) {
+    samples[MAX_SAMPLES - 1] = occ.samples[setter];
+    return Math.min(from, MAX_SAMPLES - 1);
+  }
+  return from;
+}
+
+/** A group as stored: its payload, then its sample rows (ordered by n, then as written), each filling places from n on. */
 function fromRow(row: StoredRow, sampleRows: readonly SampleRow[]): AlertPayload {
   const alert = JSON.parse(row.payload.toString('utf8')) as AlertPayload;
   for (const r of sampleRows) {
@@ -418,30 +442,4 @@ function bump(source: string, n: number): void {
   let c = occurrenceCounters.get(source);
   if (!c) occurrenceCounters.set(source, (c = occurrences.labels(source)));
   c.inc(n);
-}
-
-/** Folds a repeat into a group by the shared rule; samples it adds are serialised for their rows. */
-function mergeInto(g: Group, a: AlertPayload): void {
-  const into = g.alert;
-  const f = foldOccurrence(into, a);
-  Object.assign(into, f.summary);
-  const samples = into.samples;
-  if (f.setsSeverity && samples.length >= MAX_SAMPLES && a.samples.length) {
-    // What made the alert this severe must reach the server even when the
-    // places are taken: it takes the last one.
-    const last = MAX_SAMPLES - 1;
-    samples[last] = a.samples[0];
-    const json = Buffer.from(JSON.stringify(a.samples[0]));
-    if (last >= g.newFrom) g.newSamples[last - g.newFrom] = json;
-    else {
-      g.newFrom = last;
-      g.newSamples = [json];
-    }
-    return;
-  }
-  for (const s of a.samples) {
-    if (samples.length >= MAX_SAMPLES) break;
-    samples.push(s);
-    g.newSamples.push(Buffer.from(JSON.stringify(s)));
-  }
 }

@@ -4,7 +4,8 @@ import { Verdict, type Flow } from '../../gen/flow/flow.js';
 import { ObserverClient, type GetFlowsRequest, type GetFlowsResponse } from '../../gen/observer/observer.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
-import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
+import type { BackoffOptions } from '../../shared/retry/backoff.js';
+import { retryLoop } from '../../shared/retry/loop.js';
 import type { FlowCursor } from './flow-cursor.js';
 
 const flowsReceived = new Counter({ name: 'verdict_agent_hubble_flows_total', help: 'Flows received from Hubble Relay', registers: [registry] });
@@ -49,9 +50,12 @@ export interface RelayOptions {
  */
 export async function followDroppedFlows(o: RelayOptions): Promise<void> {
   const client = new ObserverClient(o.address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
-  const backoff = new Backoff(o.backoff);
+  const onBackoff = (delay: number, err: unknown) => {
+    const e = err as grpc.ServiceError | undefined;
+    o.log.warn({ relay: o.address, error: e ? (e.details || e.message) : 'stream ended', retry_in_ms: delay }, 'Hubble Relay stream failed; resuming from the last flow seen after backoff');
+  };
   try {
-    while (!o.signal.aborted) {
+    await retryLoop({ backoff: o.backoff, signal: o.signal, onBackoff }, async (progress) => {
       const err = await new Promise<unknown>((resolve) => {
         const call = client.getFlows(droppedFlowsRequest(o.cursor));
         const onAbort = () => call.cancel();
@@ -62,7 +66,7 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
             connected = true;
             o.log.info({ relay: o.address }, 'Connected to Hubble Relay');
           }
-          backoff.reset();
+          progress();
           const r = res.response_types;
           if (!r) return;
           if (r.$case === 'flow') {
@@ -92,12 +96,9 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
         });
       });
       o.cursor.persist();
-      if (o.signal.aborted) break;
-      const delay = backoff.next();
-      const e = err as grpc.ServiceError | undefined;
-      o.log.warn({ relay: o.address, error: e ? (e.details || e.message) : 'stream ended', retry_in_ms: delay }, 'Hubble Relay stream failed; resuming from the last flow seen after backoff');
-      await sleep(delay, o.signal);
-    }
+      if (err) throw err;
+      return 'backoff';
+    });
   } finally {
     client.close();
   }

@@ -4,9 +4,12 @@ import { priority as PriorityEnum, serviceClient, type response } from '../../ge
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import type { FalcoPriority } from './config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
-import { Backoff, sleep } from '../../shared/retry/backoff.js';
+import { LogThrottle } from '../../shared/log/throttle.js';
+import { retryLoop } from '../../shared/retry/loop.js';
+import { retryUntilDone } from '../../shared/retry/until-done.js';
 import { normalizeSource, timeFromTimestamp, type FalcoEvent } from './parse.js';
-import { falcoEvents, type FalcoSink } from './sink.js';
+import { falcoEvents } from './events.js';
+import type { FalcoSink } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 
 // Client of Falco's legacy gRPC output API (falco.outputs.service/sub), for
@@ -106,7 +109,7 @@ class GrpcStorer {
   private retrying = 0;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly paused = new Set<{ pause(): void; resume(): void }>();
-  private lastErrorLog = 0;
+  private readonly errors = new LogThrottle();
 
   constructor(private readonly opts: FalcoGrpcOptions) {}
 
@@ -122,32 +125,26 @@ class GrpcStorer {
 
   private async storeWithRetry(alert: AlertPayload, stream: { pause(): void; resume(): void }): Promise<void> {
     const { sink, log, signal } = this.opts;
-    const backoff = new Backoff({ initialMs: 100, maxMs: 10_000 });
     let waiting = false;
+    const onBackoff = (_delay: number, e: unknown) => {
+      if (!waiting) {
+        waiting = true;
+        this.retrying++;
+      }
+      if (this.retrying >= MAX_RETRYING) this.pause(stream);
+      const suppressed = this.errors.pass();
+      if (suppressed !== undefined) {
+        log.error({ error: (e as Error).message, waiting: this.retrying, suppressed }, 'Cannot store Falco events received over gRPC; keeping them and retrying (check the agent\'s disk and logs)');
+      }
+    };
     try {
-      for (;;) {
-        try {
-          falcoEvents.inc({ input: 'grpc', outcome: await sink.submit({ alert }) });
-          return;
-        } catch (e) {
-          if (signal.aborted) {
-            falcoEvents.inc({ input: 'grpc', outcome: 'failed' });
-            log.error({ error: (e as Error).message, rule: alert.rule }, 'Could not store a Falco event received over gRPC before the input stopped; it is lost (check the agent\'s disk and logs)');
-            return;
-          }
-          if (!waiting) {
-            waiting = true;
-            this.retrying++;
-          }
-          if (this.retrying >= MAX_RETRYING) this.pause(stream);
-          const now = Date.now();
-          if (now - this.lastErrorLog >= 60_000) {
-            this.lastErrorLog = now;
-            log.error({ error: (e as Error).message, waiting: this.retrying }, 'Cannot store Falco events received over gRPC; keeping them and retrying (check the agent\'s disk and logs)');
-          }
-          // Cut short when the input stops: then one last try.
-          await sleep(backoff.next(), signal);
-        }
+      // The wait is cut short when the input stops: then one last try.
+      const r = await retryUntilDone({ backoff: { initialMs: 100, maxMs: 10_000 }, signal, onBackoff }, () => sink.submit({ alert }));
+      if (r.done) {
+        falcoEvents.inc({ input: 'grpc', outcome: r.value });
+      } else {
+        falcoEvents.inc({ input: 'grpc', outcome: 'failed' });
+        log.error({ error: (r.error as Error).message, rule: alert.rule }, 'Could not store a Falco event received over gRPC before the input stopped; it is lost (check the agent\'s disk and logs)');
       }
     } finally {
       if (waiting && --this.retrying < MAX_RETRYING) this.resumeAll();
@@ -170,10 +167,15 @@ export async function runFalcoGrpcInput(opts: FalcoGrpcOptions): Promise<void> {
   const { log, signal } = opts;
   const creds = grpcCredentials(opts);
   const storer = new GrpcStorer(opts);
-  const backoff = new Backoff({ initialMs: opts.reconnect.initial_backoff, maxMs: Math.max(opts.reconnect.initial_backoff, opts.reconnect.max_backoff), resetAfterMs: 10 * 60_000 });
-  while (!signal.aborted) {
+  let received = 0;
+  const backoff = { initialMs: opts.reconnect.initial_backoff, maxMs: Math.max(opts.reconnect.initial_backoff, opts.reconnect.max_backoff), resetAfterMs: 10 * 60_000 };
+  const onBackoff = (wait: number, err: unknown) => {
+    const se = err as ServiceError | undefined;
+    log.warn({ address: opts.address, error: err ? errText(err) : 'stream ended', retry_in_ms: wait, received }, `Falco gRPC output stream stopped; ${se?.code !== undefined ? hint(se) : 'the agent reconnects with backoff'}`);
+  };
+  await retryLoop({ backoff, signal, onBackoff }, async (progress) => {
     const client = new serviceClient(opts.address, creds, { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
-    let received = 0;
+    received = 0;
     const err = await new Promise<Error | undefined>((resolve) => {
       const call = client.sub();
       let settled = false;
@@ -193,7 +195,7 @@ export async function runFalcoGrpcInput(opts: FalcoGrpcOptions): Promise<void> {
       call.on('data', (r: response) => {
         if (received++ === 0) {
           log.info({ address: opts.address }, 'Receiving Falco events over gRPC');
-          backoff.reset();
+          progress();
         }
         const ev = eventFromResponse(r);
         if (!ev) {
@@ -212,12 +214,9 @@ export async function runFalcoGrpcInput(opts: FalcoGrpcOptions): Promise<void> {
       call.write({});
     });
     client.close();
-    if (signal.aborted) break;
-    const wait = backoff.next();
-    const se = err as ServiceError | undefined;
-    log.warn({ address: opts.address, error: err ? errText(err) : 'stream ended', retry_in_ms: wait, received }, `Falco gRPC output stream stopped; ${se?.code !== undefined ? hint(se) : 'the agent reconnects with backoff'}`);
-    await sleep(wait, signal);
-  }
+    if (err) throw err;
+    return 'backoff';
+  });
   // Events received just before the stop are still in the sink's queue, or waiting for a retry.
   await storer.settle();
   await opts.sink.drain();

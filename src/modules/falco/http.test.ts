@@ -211,6 +211,8 @@ describe('Falco HTTP input with a dedup window', () => {
       await send(input.port, { body: at('2026-03-01T10:00:03.000000003Z', 'third') });
       await send(input.port, { body: at('2026-03-01T10:00:01.000000001Z', 'first') });
       await send(input.port, { body: toFalcoJson({ ...scenarioEvent(1), time: '2026-03-01T10:00:04.000000004Z' }) });
+      // Answered events are staged; the sink writes them (every 500 ms, here at once) before their groups can close.
+      await x.sink.settle();
       const alerts = x.s.flushed();
       expect(alerts).toHaveLength(2);
       const shell = alerts.find((a) => a.rule === 'Terminal shell in container')!;

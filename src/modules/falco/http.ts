@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from '../../shared/log/logger.js';
 import { FalcoEventError, parseFalcoJson } from './parse.js';
-import { falcoEvents, SinkOverloadedError, type FalcoSink } from './sink.js';
+import { falcoEvents, SinkOverloadedError } from './events.js';
+import type { FalcoSink } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 
 // What Falco's http_output and Falcosidekick's webhook clients post to: one

@@ -2,9 +2,11 @@ import { watch, type FSWatcher } from 'node:fs';
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errText, type Logger } from '../../shared/log/logger.js';
-import { Backoff, sleep } from '../../shared/retry/backoff.js';
+import { retryLoop } from '../../shared/retry/loop.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
-import { countOutcomes, LineDecoder, type FalcoSink } from './sink.js';
+import { countOutcomes } from './events.js';
+import { LineDecoder } from './line-decoder.js';
+import type { FalcoSink } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 
 // Follows the JSON lines file Falco's file_output appends to. The position
@@ -90,27 +92,22 @@ export class JsonlFollower {
     } catch {
       watcher = undefined;
     }
-    const backoff = new Backoff({ initialMs: 1_000, maxMs: 30_000 });
     let failing = false;
+    const onBackoff = (wait: number, e: unknown) => {
+      if (!failing || (e as NodeJS.ErrnoException).code !== 'ENOENT') {
+        log.warn({ path: this.opts.path, error: errText(e), retry_in_ms: wait }, (e as NodeJS.ErrnoException).code === 'ENOENT'
+          ? 'The Falco events file does not exist yet; waiting for Falco to create it (file_output.filename in falco.yaml)'
+          : 'Cannot read the Falco events file; check that the agent can read it');
+      }
+      failing = true;
+    };
     log.info({ path: this.opts.path, resume_offset: this.pos?.offset }, 'Following Falco events file');
     try {
-      while (!signal.aborted) {
-        try {
-          await this.step();
-          if (failing) log.info({ path: this.opts.path }, 'Reading the Falco events file works again');
-          failing = false;
-          backoff.reset();
-        } catch (e) {
-          const wait = backoff.next();
-          if (!failing || (e as NodeJS.ErrnoException).code !== 'ENOENT') {
-            log.warn({ path: this.opts.path, error: errText(e), retry_in_ms: wait }, (e as NodeJS.ErrnoException).code === 'ENOENT'
-              ? 'The Falco events file does not exist yet; waiting for Falco to create it (file_output.filename in falco.yaml)'
-              : 'Cannot read the Falco events file; check that the agent can read it');
-          }
-          failing = true;
-          await sleep(wait, signal);
-          continue;
-        }
+      await retryLoop({ backoff: { initialMs: 1_000, maxMs: 30_000 }, signal, onBackoff }, async (progress) => {
+        await this.step();
+        if (failing) log.info({ path: this.opts.path }, 'Reading the Falco events file works again');
+        failing = false;
+        progress();
         await new Promise<void>((resolve) => {
           const t = setTimeout(done, this.opts.pollIntervalMs);
           const onAbort = () => done();
@@ -123,7 +120,8 @@ export class JsonlFollower {
           this.wake = done;
         });
         this.wake = undefined;
-      }
+        return 'now';
+      });
     } finally {
       watcher?.close();
       await this.cur?.fh.close().catch(() => undefined);

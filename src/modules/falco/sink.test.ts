@@ -6,7 +6,8 @@ import { scenarioEvent, toFalcoJson } from '../../peers/falco/scenario.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { loadFalcoDefaults } from './defaults.js';
 import { parseFalcoJson } from './parse.js';
-import { FalcoSink, foldRepeats, type Outcome } from './sink.js';
+import type { Outcome } from './events.js';
+import { FalcoSink } from './sink.js';
 import { FalcoAlertBuilder } from './to-alert.js';
 
 const builder = new FalcoAlertBuilder(falcoConfig('falco:\n  stdin: true\n'), loadFalcoDefaults());
@@ -76,16 +77,16 @@ describe('FalcoSink', () => {
     expect(s.outbox.size).toBe(20);
   });
 
-  it('folds repeats in a batch when a window is set, as the aggregator would', () => {
-    const folded = foldRepeats([alert(0), alert(1), alert(7), alert(14)]);
-    expect(folded.map((a) => a.count)).toEqual([3, 1]);
-    expect(folded[0]!.samples).toHaveLength(3);
+  it('folds repeats in a batch when a window is set, in one transaction, one group each', () => {
     const s = store();
     const calls: number[] = [];
     const sink = new FalcoSink(s.db, { add: (a, w, t) => { calls.push(a.length); s.alerts.add(a, w, t); } }, { uuidCacheSize: 10, windowMs: 1000, log: silent });
-    sink.commit([{ alert: alert(0) }, { alert: alert(7) }]);
-    expect(calls).toEqual([1]);
-    expect(s.flushed()[0]!.count).toBe(2);
+    sink.commit([{ alert: alert(0) }, { alert: alert(1) }, { alert: alert(7) }, { alert: alert(14) }]);
+    expect(calls).toEqual([4]);
+    expect((s.db.prepare('SELECT count(*) AS n FROM pending_alert_counts').get() as { n: number }).n).toBe(2);
+    const folded = s.flushed();
+    expect(folded.map((a) => a.count)).toEqual([3, 1]);
+    expect(folded[0]!.samples).toHaveLength(3);
   });
 
   it('rejects submissions beyond the queue bound', async () => {

@@ -1,7 +1,9 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from '../../shared/log/logger.js';
-import { Backoff, sleep } from '../../shared/retry/backoff.js';
-import { countOutcomes, LineDecoder, type FalcoInput, type FalcoSink, type SinkItem } from './sink.js';
+import { retryUntilDone } from '../../shared/retry/until-done.js';
+import { countOutcomes, type FalcoInput } from './events.js';
+import { LineDecoder } from './line-decoder.js';
+import type { FalcoSink, SinkItem } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 
 // Falco's program_output pipes JSON lines into a program it starts: run the
@@ -37,39 +39,35 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
   let partial: Buffer[] = [];
   let partialBytes = 0;
   let skippingLongLine = false;
-  /** Retries in progress; the stream stays paused while there are any. */
+  /** Stores in progress, and how many of them failed and wait for a retry: the stream stays paused while any do. */
   const storing = new Set<Promise<void>>();
+  let failing = 0;
   let finished = false;
 
-  /** Stores the items; on failure pauses the stream and retries until stored or stopped. */
+  /** Stores the items now; on failure pauses the stream and retries until stored or stopped. */
   const store = (items: SinkItem[]): void => {
     if (items.length === 0) return;
-    try {
-      countOutcomes(input, opts.sink.commit(items));
-      return;
-    } catch (e) {
-      log.error({ input, error: (e as Error).message, events: items.length }, 'Cannot store Falco events read from the pipe; reading paused, retrying (check the agent\'s disk and logs)');
-    }
-    stream.pause();
-    const backoff = new Backoff({ initialMs: opts.retryInitialMs ?? 200, maxMs: 10_000 });
-    const retry = async (): Promise<void> => {
-      for (;;) {
-        const stopping = !(await sleep(backoff.next(), signal));
-        try {
-          countOutcomes(input, opts.sink.commit(items));
-          log.info({ input, events: items.length }, 'Stored the Falco events read from the pipe; reading again');
-          break;
-        } catch (e) {
-          if (stopping) {
-            log.error({ input, error: (e as Error).message, events: items.length }, 'Could not store Falco events read from the pipe before the input stopped; they are lost');
-            break;
-          }
+    let paused = false;
+    const attempt = () => {
+      try {
+        countOutcomes(input, opts.sink.commit(items));
+      } catch (e) {
+        // Paused at once (the first attempt runs in this turn), before the stream emits the next chunk.
+        if (!paused) {
+          paused = true;
+          failing++;
+          stream.pause();
+          log.error({ input, error: (e as Error).message, events: items.length }, 'Cannot store Falco events read from the pipe; reading paused, retrying (check the agent\'s disk and logs)');
         }
+        throw e;
       }
     };
-    const p: Promise<void> = retry().finally(() => {
+    const p: Promise<void> = retryUntilDone({ backoff: { initialMs: opts.retryInitialMs ?? 200, maxMs: 10_000 }, signal }, attempt).then((r) => {
+      if (!r.done) log.error({ input, error: (r.error as Error).message, events: items.length }, 'Could not store Falco events read from the pipe before the input stopped; they are lost');
+      else if (r.failures) log.info({ input, events: items.length }, 'Stored the Falco events read from the pipe; reading again');
+    }).finally(() => {
       storing.delete(p);
-      if (storing.size === 0 && !finished) stream.resume();
+      if (paused && --failing === 0 && !finished) stream.resume();
     });
     storing.add(p);
   };

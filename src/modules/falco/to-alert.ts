@@ -51,7 +51,11 @@ export class FalcoAlertBuilder {
 
   build(ev: FalcoEvent): BuildResult {
     const skipped = this.skipReason(ev);
-    if (skipped) return { skipped };
+    return skipped ? { skipped } : { alert: this.toAlert(ev) };
+  }
+
+  /** The alert of an event skipReason() already let through. */
+  toAlert(ev: FalcoEvent): AlertPayload {
     const src = this.sourceDefaults(ev.source);
     const fields = this.hasCustomFields ? { ...ev.output_fields, ...this.customFields } : ev.output_fields;
     const tags = this.cfg.custom_tags.length ? [...new Set([...ev.tags, ...this.cfg.custom_tags])].sort() : ev.tags;
@@ -98,7 +102,7 @@ export class FalcoAlertBuilder {
       },
       samples: [e.raw],
     };
-    return { alert };
+    return alert;
   }
 
   private sourceDefaults(source: string): SourceDefaults {

@@ -1,0 +1,29 @@
+import { Counter } from 'prom-client';
+import { registry } from '../../shared/metrics/registry.js';
+
+// What every Falco input reports about the events it received.
+
+export type FalcoInput = 'http' | 'file' | 'stdin' | 'grpc';
+export type Outcome = 'accepted' | 'duplicate';
+
+export const falcoEvents = new Counter({
+  name: 'verdict_agent_falco_events_total',
+  help: 'Falco events received, by input and outcome (accepted, duplicate, ignored, below_minimum_priority, invalid, failed)',
+  labelNames: ['input', 'outcome'],
+  registers: [registry],
+});
+
+export function countOutcomes(input: FalcoInput, outcomes: readonly Outcome[]): void {
+  let accepted = 0;
+  let dup = 0;
+  for (const o of outcomes) o === 'accepted' ? accepted++ : dup++;
+  if (accepted) falcoEvents.inc({ input, outcome: 'accepted' }, accepted);
+  if (dup) falcoEvents.inc({ input, outcome: 'duplicate' }, dup);
+}
+
+export const STORE_FAILED = 'Failed to store Falco events; senders get 503 until it works again: check free space and permissions of the agent\'s --data-dir';
+
+/** The agent cannot take more events right now; the sender should retry shortly (HTTP 503). */
+export class SinkOverloadedError extends Error {
+  readonly code = 'VERDICT_FALCO_OVERLOADED';
+}

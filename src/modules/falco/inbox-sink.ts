@@ -1,0 +1,296 @@
+import { dirname } from 'node:path';
+import type { Staging } from '../../agent/alerts/aggregator.js';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import type { Logger } from '../../shared/log/logger.js';
+import { LogThrottle } from '../../shared/log/throttle.js';
+import { migrate, type DB } from '../../shared/sqlite/open.js';
+import { countOutcomes, falcoEvents, STORE_FAILED, type Outcome } from './events.js';
+import { FileInbox, MemoryInbox, type Inbox, type InboxPosition } from './inbox.js';
+import { FalcoEventError, parseFalcoJson, type FalcoEvent } from './parse.js';
+import type { FalcoAlertBuilder } from './to-alert.js';
+import type { FalcoUuids } from './uuids.js';
+
+// The HTTP input's path from a stored body to a written alert occurrence.
+//
+// A request's raw body is appended to a checksummed file in --data-dir
+// (falco-inbox-<n>.log, inbox.ts), with one write for every request of the
+// same event-loop turn, and the request is answered once that write is done.
+// Only then is the event turned into an alert occurrence and staged in the
+// aggregator (in memory). Staged occurrences are committed in batches (every
+// 500 ms, or at once without a dedup window), and that same SQLite
+// transaction records how far into the inbox they came from
+// (falco_inbox_state) and the events' Falcosidekick uuids. A crash at any
+// point leaves every answered event either past that position in the inbox
+// (read again at start) or in the aggregator's tables, never in both and never
+// in neither.
+
+const MIGRATIONS = [
+  // How far the HTTP inbox has been turned into written occurrences.
+  `CREATE TABLE falco_inbox_state (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     gen INTEGER NOT NULL,
+     offset INTEGER NOT NULL
+   )`,
+];
+
+const REPLAY_CHUNK = 1_000;
+const START: InboxPosition = { gen: 0, offset: 0 };
+
+export type AcceptCallback = (err: Error | undefined, outcome?: Outcome) => void;
+
+/** An HTTP event waiting for the next append. */
+export interface InboxPending {
+  ev: FalcoEvent;
+  body: Buffer;
+  done: AcceptCallback;
+}
+
+export interface InboxSinkOptions {
+  windowMs: number;
+  log: Logger;
+  builder: FalcoAlertBuilder;
+  /** How long staged occurrences wait at most before they are committed (default 500 ms). */
+  persistIntervalMs?: number;
+  /** Staged events that make the commit happen at once (default 20,000). */
+  maxStaged?: number;
+}
+
+export class InboxSink {
+  private readonly saveState;
+  /** Made once: better-sqlite3 builds four wrapper functions per db.transaction() call. */
+  private readonly runTx;
+  private store: Inbox | undefined;
+  /**
+   * Inbox events are numbered in memory: the last appended; every one up to
+   * stagedSeq is staged; every one up to persistedSeq has its occurrences
+   * written. Positions are where in the inbox files they end.
+   */
+  private lastSeq = 0;
+  private stagedSeq = 0;
+  private persistedSeq = 0;
+  private stagedPos: InboxPosition;
+  private persistedPos: InboxPosition;
+  private replaying = false;
+  private persistTimer: NodeJS.Timeout | undefined;
+  private persistSoon = false;
+  private readonly errors = new LogThrottle();
+  private closed = false;
+
+  constructor(private readonly db: DB, private readonly staging: Staging, private readonly uuids: FalcoUuids, private readonly opts: InboxSinkOptions) {
+    migrate(db, 'falco_inbox', MIGRATIONS);
+    this.saveState = db.prepare('INSERT INTO falco_inbox_state (id, gen, offset) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET gen = excluded.gen, offset = excluded.offset');
+    this.runTx = db.transaction((f: () => void) => f());
+    const state = db.prepare('SELECT gen, offset FROM falco_inbox_state WHERE id = 1').get() as InboxPosition | undefined;
+    this.stagedPos = this.persistedPos = state ? { gen: state.gen, offset: state.offset } : START;
+  }
+
+  /** Turns what a crash left between answering and writing the occurrences into alerts. */
+  replayAtStart(): void {
+    this.replaying = true;
+    while (this.replayStep(true)) { /* until caught up */ }
+    if (this.lastSeq) {
+      this.opts.log.info({ events: this.lastSeq }, 'Turned Falco events stored before the restart into alerts');
+      this.persistNow();
+    }
+  }
+
+  /** Inbox events answered but whose occurrences are not written yet. */
+  get unwritten(): number {
+    return this.lastSeq - this.persistedSeq;
+  }
+
+  /** One append for the batch, then the answers, then the alerts. */
+  take(batch: readonly InboxPending[]): void {
+    const outcomes: Outcome[] = new Array<Outcome>(batch.length);
+    const bodies: Buffer[] = [];
+    const mark = this.uuids.mark();
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!;
+      if (!this.uuids.claim(p.ev.uuid)) {
+        outcomes[i] = 'duplicate';
+        continue;
+      }
+      outcomes[i] = 'accepted';
+      bodies.push(p.body);
+    }
+    let end: InboxPosition | undefined;
+    if (bodies.length) {
+      try {
+        end = this.inbox.append(bodies);
+      } catch (e) {
+        this.uuids.rollBack(mark);
+        this.opts.log.error({ error: (e as Error).message, events: batch.length }, STORE_FAILED);
+        falcoEvents.inc({ input: 'http', outcome: 'failed' }, batch.length);
+        for (const p of batch) p.done(e as Error);
+        return;
+      }
+    }
+    this.lastSeq += bodies.length;
+    countOutcomes('http', outcomes);
+    for (let i = 0; i < batch.length; i++) batch[i]!.done(undefined, outcomes[i]);
+    // Answered; now the alerts. During a replay the replay reads these from the inbox.
+    if (!end || this.replaying) return;
+    const alerts: AlertPayload[] = [];
+    // The HTTP input checked skipReason() before the append.
+    for (let i = 0; i < batch.length; i++) if (outcomes[i] === 'accepted') this.buildInto(alerts, batch[i]!.ev, false);
+    this.stageUpTo(alerts, this.lastSeq, end);
+    this.writeUuidsNow();
+  }
+
+  /** Stages what the inbox still holds and commits every staged occurrence. */
+  settle(): void {
+    while (this.replaying) this.replayStep(false);
+    this.persistNow();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    // If this commit fails the events stay in the inbox for the next start.
+    this.settle();
+    this.closed = true;
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    this.persistTimer = undefined;
+    this.staging.close();
+    this.store?.close();
+    this.store = undefined;
+  }
+
+  private get inbox(): Inbox {
+    return (this.store ??= this.db.memory ? new MemoryInbox() : new FileInbox(dirname(this.db.name), this.persistedPos, () => this.db.open));
+  }
+
+  /**
+   * Writes the new uuids in a small transaction of their own, so that the
+   * commit of the occurrences (which would write them otherwise) stays short.
+   * A uuid is safe in the inbox already; this only moves it to falco_uuids.
+   */
+  private writeUuidsNow(): void {
+    if (this.uuids.unwritten === 0) return;
+    let written;
+    try {
+      this.runTx(() => {
+        written = this.uuids.writeInTx();
+      });
+    } catch {
+      return; // written with the occurrences instead
+    }
+    this.uuids.committed(written!);
+  }
+
+  private buildInto(alerts: AlertPayload[], ev: FalcoEvent, check: boolean): void {
+    try {
+      if (!check) {
+        alerts.push(this.opts.builder.toAlert(ev));
+        return;
+      }
+      const r = this.opts.builder.build(ev);
+      if (r.skipped) falcoEvents.inc({ input: 'http', outcome: r.skipped });
+      else alerts.push(r.alert);
+    } catch (e) {
+      // Not expected: build() takes any parsed event. The event is dropped rather than retried forever.
+      this.opts.log.error({ error: (e as Error).message, rule: ev.rule }, 'Failed to turn a stored Falco event into an alert; it is dropped');
+    }
+  }
+
+  private stageUpTo(alerts: AlertPayload[], seq: number, pos: InboxPosition): void {
+    this.staging.stage(alerts, this.opts.windowMs);
+    this.stagedSeq = seq;
+    this.stagedPos = pos;
+    if (!this.replaying) this.schedulePersist();
+  }
+
+  private schedulePersist(): void {
+    // Without a window there is nothing to fold: the alerts go to the spool at once.
+    if (this.opts.windowMs <= 0) return this.persistNow();
+    if (this.staging.size >= (this.opts.maxStaged ?? 20_000)) {
+      if (!this.persistSoon) {
+        this.persistSoon = true;
+        setImmediate(() => this.persistNow());
+      }
+    } else if (!this.persistTimer) {
+      this.persistTimer = setTimeout(() => this.persistNow(), this.opts.persistIntervalMs ?? 500);
+      this.persistTimer.unref();
+    }
+  }
+
+  /** Commits what is staged with the inbox position and the uuids. */
+  private persistNow(): void {
+    this.persistSoon = false;
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    this.persistTimer = undefined;
+    if (this.stagedSeq <= this.persistedSeq) return;
+    const seq = this.stagedSeq;
+    const pos = this.stagedPos;
+    let written;
+    try {
+      this.staging.commit(() => {
+        this.saveState.run(pos.gen, pos.offset);
+        written = this.uuids.writeInTx();
+      });
+    } catch (e) {
+      const suppressed = this.errors.pass();
+      if (suppressed !== undefined) {
+        this.opts.log.error({ error: (e as Error).message, events: this.lastSeq - this.persistedSeq, suppressed }, 'Failed to write alerts for stored Falco events; they stay in the inbox and are retried');
+      }
+      this.rolledBack();
+      return;
+    }
+    this.uuids.committed(written!);
+    this.persistedSeq = seq;
+    this.persistedPos = pos;
+    try {
+      this.store?.release(pos);
+    } catch (e) {
+      this.opts.log.warn({ error: (e as Error).message }, 'Could not remove a consumed Falco inbox file; it is removed at the next start');
+    }
+  }
+
+  /** The staged occurrences are gone from memory; their events are still in the inbox: read them again from there. */
+  private rolledBack(): void {
+    this.stagedSeq = this.persistedSeq;
+    this.stagedPos = this.persistedPos;
+    if (!this.replaying && !this.closed) {
+      this.replaying = true;
+      // Not at once: if the storage is failing, the next write fails too.
+      setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
+    }
+  }
+
+  /**
+   * Stages the next inbox events not staged yet; false when caught up. At
+   * start (`fresh`) the events are new to this process: they are counted and
+   * their uuids remembered.
+   */
+  private replayStep(fresh: boolean): boolean {
+    const records = this.inbox.read(this.stagedPos, REPLAY_CHUNK);
+    const alerts: AlertPayload[] = [];
+    let seq = this.stagedSeq;
+    for (const r of records) {
+      seq++;
+      let ev: FalcoEvent;
+      try {
+        ev = parseFalcoJson(r.body.toString('utf8'));
+      } catch (e) {
+        falcoEvents.inc({ input: 'http', outcome: 'invalid' });
+        this.opts.log.error({ error: e instanceof FalcoEventError ? e.message : String(e) }, 'Dropped a stored Falco event that cannot be read back');
+        continue;
+      }
+      if (fresh) this.uuids.claim(ev.uuid);
+      this.buildInto(alerts, ev, true);
+    }
+    if (fresh) this.lastSeq = Math.max(this.lastSeq, seq);
+    if (records.length) this.stageUpTo(alerts, seq, records[records.length - 1]!.end);
+    if (records.length < REPLAY_CHUNK) {
+      // Caught up: events stored from now on are staged as they come.
+      this.replaying = false;
+      return false;
+    }
+    return true;
+  }
+
+  private replayLoop(): void {
+    if (!this.replaying || this.closed) return;
+    if (this.replayStep(false)) setImmediate(() => this.replayLoop());
+    else this.schedulePersist();
+  }
+}

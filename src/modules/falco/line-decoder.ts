@@ -1,0 +1,42 @@
+import type { Logger } from '../../shared/log/logger.js';
+import { LogThrottle } from '../../shared/log/throttle.js';
+import { falcoEvents, type FalcoInput } from './events.js';
+import { FalcoEventError, parseFalcoJson } from './parse.js';
+import type { SinkItem } from './sink.js';
+import type { FalcoAlertBuilder } from './to-alert.js';
+
+/**
+ * Turns JSON lines (file_output, program_output) into sink items, counting and
+ * reporting the lines that are not Falco events. Reports at most one line per
+ * minute so a misconfigured Falco cannot flood the log.
+ */
+export class LineDecoder {
+  private readonly throttle = new LogThrottle();
+
+  constructor(private readonly input: FalcoInput, private readonly builder: FalcoAlertBuilder, private readonly log: Logger) {}
+
+  decode(lines: readonly string[]): SinkItem[] {
+    const items: SinkItem[] = [];
+    for (const line of lines) {
+      if (line.trim() === '') continue;
+      let ev;
+      try {
+        ev = parseFalcoJson(line);
+      } catch (e) {
+        falcoEvents.inc({ input: this.input, outcome: 'invalid' });
+        const suppressed = this.throttle.pass();
+        if (suppressed !== undefined) {
+          this.log.warn({ input: this.input, reason: e instanceof FalcoEventError ? e.message : String(e), line: line.slice(0, 200), suppressed }, 'Skipped a line that is not a Falco JSON event; check json_output: true in falco.yaml');
+        }
+        continue;
+      }
+      const r = this.builder.build(ev);
+      if (r.skipped) {
+        falcoEvents.inc({ input: this.input, outcome: r.skipped });
+        continue;
+      }
+      items.push({ alert: r.alert, uuid: ev.uuid });
+    }
+    return items;
+  }
+}
