@@ -16,6 +16,7 @@ const COMMANDS: Record<string, Command> = {
   agent: { summary: 'run the in-cluster agent', load: () => import('./cli/agent.js') },
   agents: { summary: 'register and list agents (agents register <name> --config-project <path>)', load: () => import('./cli/agents.js') },
   tokens: { summary: "create, list and revoke feed tokens, or an agent's tokens with --agent", load: () => import('./cli/tokens.js') },
+  config: { summary: 'check agent config.yaml files offline, as the server validates them (config check <file|dir>...)', load: () => import('./cli/config-check.js') },
   replay: { summary: 'match captured Hubble flows (hubble observe -o json) against policies, offline', load: () => import('./cli/replay.js') },
   peer: { summary: 'run a protocol peer for tests and demos (peer hubble-relay)', load: () => import('./cli/peer.js') },
 };

@@ -1,0 +1,84 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { main } from '../cli.js';
+
+// `verdict config check` as a pre-commit hook or CI job runs it: through the
+// command table, on files and on a configuration project's directory.
+
+const dirs: string[] = [];
+afterEach(() => {
+  vi.restoreAllMocks();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function check(...args: string[]): Promise<{ code: number; out: string }> {
+  let out = '';
+  vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
+  vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
+  const code = await main(['config', 'check', ...args]);
+  return { code, out };
+}
+
+function project(files: Record<string, string>): string {
+  const d = mkdtempSync(join(tmpdir(), 'verdict-config-check-'));
+  dirs.push(d);
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(join(d, path, '..'), { recursive: true });
+    writeFileSync(join(d, path), text);
+  }
+  return d;
+}
+
+const testdata = join(import.meta.dirname, '../server/config/testdata');
+
+describe('verdict config check', () => {
+  it('passes real GitLab agent files, printing their warnings as file:line: path: message', async () => {
+    const file = join(testdata, 'gitlab-15-ci-access.yaml');
+    const { code, out } = await check(file);
+    expect(code).toBe(0);
+    expect(out.split('\n')).toEqual([
+      `warning: ${file}:4: gitops: not used by Verdict (GitOps synchronisation is not part of this release); accepted and ignored`,
+      `warning: ${file}:16: ci_access: not used by Verdict (Verdict has no CI/CD tunnel to the cluster); accepted and ignored`,
+      `warning: ${file}:44: user_access: not used by Verdict (Verdict has no Kubernetes API proxy for users); accepted and ignored`,
+      `warning: ${file}:54: observability.logging.grpc_level: not used by Verdict (Verdict logs gRPC at observability.logging.level); accepted and ignored`,
+      `warning: ${file}:55: observability.google_profiler: not used by Verdict (Verdict has no Google Cloud Profiler integration); accepted and ignored`,
+      `${file}: valid (0 errors, 5 warnings)`,
+      '',
+    ]);
+  });
+
+  it('finds every agent of a configuration project and fails for an invalid one, naming line and path', async () => {
+    const d = project({
+      '.gitlab/agents/prod/config.yaml': 'cilium:\n  hubble_relay_address: hubble-relay.kube-system.svc:80\n',
+      '.gitlab/agents/edge/config.yaml': 'gitops:\n  manifest_projects: [{id: a/b}]\ncilium:\n  hubble_relay_address: relay\n',
+      'deploy/config.yaml': 'not: an agent config\n',
+    });
+    const { code, out } = await check(d);
+    expect(code).toBe(1);
+    const edge = join(d, '.gitlab/agents/edge/config.yaml');
+    const prod = join(d, '.gitlab/agents/prod/config.yaml');
+    expect(out).toContain(`warning: ${edge}:1: gitops: not used by Verdict`);
+    expect(out).toContain(`error: ${edge}:4: cilium.hubble_relay_address: "relay" is not valid: host:port`);
+    expect(out).toContain(`${edge}: invalid (1 error, 1 warning)`);
+    expect(out).toContain(`${prod}: valid (0 errors, 0 warnings)`);
+    expect(out).not.toContain('deploy/config.yaml');
+  });
+
+  it('checks a config.yaml directly in the directory given, and fails for a directory without any', async () => {
+    const d = project({ 'config.yaml': 'observability:\n  logging:\n    level: debug\n' });
+    expect((await check(d)).code).toBe(0);
+    const empty = project({ 'README.md': 'nothing here\n' });
+    const r = await check(empty);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(`error: ${empty}: no .gitlab/agents/*/config.yaml or config.yaml in this directory`);
+  });
+
+  it('fails for a file that cannot be read, and asks for a path when given none', async () => {
+    expect((await check('/nonexistent/config.yaml')).code).toBe(1);
+    const r = await check();
+    expect(r.code).toBe(2);
+    expect(r.out).toContain('verdict config check: give config.yaml files or directories to check');
+  });
+});

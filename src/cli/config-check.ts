@@ -1,0 +1,102 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseAgentConfig } from '../server/config/agent-config.js';
+import { ConfigError, formatIssue, type ConfigIssue } from '../shared/config/schema.js';
+import { parseFlags, UsageError } from './args.js';
+
+// `verdict config check`: the server's validation of config.yaml, offline, for
+// pre-commit hooks and CI, so a file that would stop an agent's modules is
+// refused before it is committed rather than after.
+
+const HELP = `Usage: verdict config check <file|dir>...
+
+Validates agent configuration files (.gitlab/agents/<name>/config.yaml) as the
+server does, without a server. A directory is searched for
+.gitlab/agents/*/config.yaml files (and a config.yaml directly in it).
+
+Prints one line per finding, "error: " or "warning: " then
+file:line: path: message, and one summary line per file. Keys Verdict does not
+use (GitLab agent keys such as gitops or ci_access) are warnings.
+
+Exit status: 0 when every file is valid (warnings allowed), 1 when one is not
+or cannot be read, 2 for usage errors.
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags('config', argv, { help: { type: 'boolean', short: 'h' } }, true);
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const [sub, ...paths] = positionals;
+  if (sub !== 'check')
+    throw new UsageError(`verdict config: ${sub ? `unknown subcommand "${sub}"` : 'give a subcommand'}; use \`verdict config check <file|dir>...\``);
+  if (paths.length === 0) throw new UsageError('verdict config check: give config.yaml files or directories to check, e.g. `verdict config check .`');
+  let ok = true;
+  for (const path of paths) {
+    let files: string[];
+    try {
+      files = statSync(path).isDirectory() ? configFilesIn(path) : [path];
+    } catch (e) {
+      process.stdout.write(`error: ${path}: cannot read: ${(e as Error).message}\n`);
+      ok = false;
+      continue;
+    }
+    if (files.length === 0) {
+      process.stdout.write(`error: ${path}: no .gitlab/agents/*/config.yaml or config.yaml in this directory; pass the files to check\n`);
+      ok = false;
+    }
+    for (const f of files) ok = checkFile(f) && ok;
+  }
+  return ok ? 0 : 1;
+}
+
+/** Checks one file and prints its findings; true when it is valid. */
+function checkFile(file: string): boolean {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    process.stdout.write(`error: ${file}: cannot read: ${(e as Error).message}\n`);
+    return false;
+  }
+  let errors: ConfigIssue[] = [];
+  let warnings: ConfigIssue[];
+  try {
+    warnings = parseAgentConfig(text, file).warnings;
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    errors = e.issues;
+    warnings = e.warnings;
+  }
+  const findings = [...errors.map((i) => ({ i, kind: 'error' })), ...warnings.map((i) => ({ i, kind: 'warning' }))].sort((a, b) => a.i.line - b.i.line);
+  for (const { i, kind } of findings) process.stdout.write(`${kind}: ${formatIssue(i)}\n`);
+  const counts = `${plural(errors.length, 'error')}, ${plural(warnings.length, 'warning')}`;
+  process.stdout.write(
+    errors.length
+      ? `${file}: invalid (${counts}); the server would refuse it and the agent would keep its last good configuration\n`
+      : `${file}: valid (${counts})\n`,
+  );
+  return errors.length === 0;
+}
+
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
+/** config.yaml directly in dir, and every .gitlab/agents/<name>/config.yaml below it. */
+function configFilesIn(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) {
+        if (e.name !== '.git' && e.name !== 'node_modules') walk(p);
+      } else if (e.name === 'config.yaml' && (d === dir || /[\\/]\.gitlab[\\/]agents[\\/][^\\/]+[\\/]config\.yaml$/.test(resolve(p)))) {
+        out.push(p);
+      }
+    }
+  };
+  walk(dir);
+  return out;
+}
