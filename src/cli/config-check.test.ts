@@ -15,8 +15,12 @@ afterEach(() => {
 
 async function check(...args: string[]): Promise<{ code: number; out: string }> {
   let out = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
-  vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
+  const collect = (c: string | Uint8Array) => {
+    out += String(c);
+    return true;
+  };
+  vi.spyOn(process.stdout, 'write').mockImplementation(collect);
+  vi.spyOn(process.stderr, 'write').mockImplementation(collect);
   const code = await main(['config', 'check', ...args]);
   return { code, out };
 }
