@@ -95,6 +95,12 @@ describe('manifest formats', () => {
     expect(typed.policies.map((p) => policyId(p))).toEqual(['CiliumNetworkPolicy/q/t']);
   });
 
+  it('JSON and YAML files saved with a UTF-8 byte-order mark', () => {
+    const r = parsePolicyManifests([{ path: 'a.json', data: `\uFEFF${JSON.stringify({ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'a', namespace: 'ns' }, spec: { endpointSelector: {} } })}` }, { path: 'b.yaml', data: `\uFEFF${CNP('b')}` }]);
+    expect(r.errors).toEqual([]);
+    expect(r.policies.map((p) => p.name)).toEqual(['a', 'b']);
+  });
+
   it('JSON files', () => {
     const r = one(JSON.stringify({ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'j' }, spec: { endpointSelector: {}, egress: [{}] } }), 'p.json');
     expect(r.policies[0]!.namespace).toBe('default');

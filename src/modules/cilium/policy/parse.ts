@@ -166,7 +166,8 @@ function lineCounter(text: string): (offset: number) => number {
 function decodeDocuments(path: string, text: string): { docs: { value: unknown; line: number }[]; errors: PolicyLoadError[] } {
   if (extname(path).toLowerCase() === '.json') {
     try {
-      return { docs: [{ value: JSON.parse(text) as unknown, line: 1 }], errors: [] };
+      // Editors on Windows save UTF-8 with a byte-order mark, which JSON.parse refuses (YAML skips it).
+      return { docs: [{ value: JSON.parse(text.replace(/^\uFEFF/, '')) as unknown, line: 1 }], errors: [] };
     } catch (e) {
       return { docs: [], errors: [makeError(path, '', `not valid JSON (${(e as Error).message})`)] };
     }
