@@ -52,7 +52,7 @@ describe('L7 details of a denial', () => {
   it('a DNS denial names the query in the payload, the description and the fingerprint', () => {
     const a = alertFor(dnsDenial('exfil.evil.example.'));
     expect(a.cilium!.dns).toEqual({ query: 'exfil.evil.example.', qtypes: ['A'] });
-    expect(a.description).toContain('DNS query A exfil.evil.example.');
+    expect(a.description).toMatch(/^Refused by the L7 rules of shop\/api-egress\. egress .* DNS query A exfil\.evil\.example\., drop reason POLICY_DENIED\.$/);
     expect(validate(schema, a)).toEqual([]);
     // Another name is another thing happening; the same name in other case is not.
     expect(alertFor(dnsDenial('other.evil.example.')).fingerprint).not.toBe(a.fingerprint);

@@ -71,7 +71,7 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
     fingerprint: fp,
     severity: CILIUM_SEVERITY[att.reason],
     title: `${att.direction === 'ingress' ? 'Ingress' : 'Egress'} ${verb}: ${who(src)} -> ${target}`.slice(0, 200),
-    description: `${att.reason === 'POLICY_DENY' ? 'Denied by' : 'Dropped by default deny of'} ${policyNames}. ${att.direction} ${who(src)} (${src.ip}) -> ${target} (${dst.ip})${request ? ` ${request}` : ''}, drop reason ${att.reason}.`,
+    description: `${att.reason === 'POLICY_DENY' ? 'Denied by' : att.l7 ? 'Refused by the L7 rules of' : 'Dropped by default deny of'} ${policyNames}. ${att.direction} ${who(src)} (${src.ip}) -> ${target} (${dst.ip})${request ? ` ${request}` : ''}, drop reason ${att.reason}.`,
     cluster,
     namespace: subject.namespace,
     count: 1,
