@@ -229,6 +229,23 @@ spec:
   });
 });
 
+describe('the alert opt-in written so that it does not opt in', () => {
+  const withMeta = (meta: string) => `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: p\n  namespace: ns\n${meta}\nspec:\n  endpointSelector: {}\n`;
+  it.each([
+    ['as a label', '  labels: {app.gitlab.com/alert: "true"}', /^metadata\.labels\.app\.gitlab\.com\/alert is a label; Verdict reads the annotation/],
+    ['under a misspelt key', '  annotations: {app.gitlab.com/alerts: "true"}', /^metadata\.annotations\.app\.gitlab\.com\/alerts is not app\.gitlab\.com\/alert, so this policy raises no alerts/],
+    ['with another value', '  annotations: {app.gitlab.com/alert: "yes"}', /^metadata\.annotations\.app\.gitlab\.com\/alert: "yes" is neither "true" nor "false"/],
+  ])('%s: warned, and no alerts', (_, meta, re) => {
+    const r = one(withMeta(meta));
+    expect(r.policies[0]!.alert).toBe(false);
+    expect(r.policies[0]!.warnings).toEqual([expect.stringMatching(re)]);
+  });
+
+  it('written right, or "false": no warning', () => {
+    for (const v of ['"true"', '"True"', '"false"']) expect(one(withMeta(`  annotations: {app.gitlab.com/alert: ${v}}`)).policies[0]!.warnings).toEqual([]);
+  });
+});
+
 describe('cilium policy import rule lists', () => {
   const rules = JSON.stringify([{ endpointSelector: { matchLabels: { app: 'api' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'web' } }] }], labels: [{ key: 'name', value: 'api', source: 'unspec' }] }]);
 

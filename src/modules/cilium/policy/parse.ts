@@ -77,6 +77,22 @@ function bareRulesError(source: string, many: boolean, line?: number): PolicyLoa
     `wrap it as "apiVersion: cilium.io/v2, kind: CiliumClusterwideNetworkPolicy, metadata: {name: <name>}, ${wrap}" (clusterwide, as imported rules apply in every namespace), or as kind: CiliumNetworkPolicy with metadata.namespace to limit it to one namespace; ${many ? 'these rules are' : 'this rule is'} ignored until then (the other policies still apply)`);
 }
 
+/**
+ * The opt-in written so that it silently does not opt in: as a label, under a
+ * misspelt key, or with a value other than "true" or "false".
+ */
+function optInMistakes(value: unknown, labels: Record<string, string>, annotations: Record<string, string>): string[] {
+  const out: string[] = [];
+  const fix = `annotate it ${ALERT_ANNOTATION}: "true" to raise alerts`;
+  if (value === undefined && labels[ALERT_ANNOTATION] !== undefined) out.push(`metadata.labels.${ALERT_ANNOTATION} is a label; Verdict reads the annotation, so this policy raises no alerts: ${fix}`);
+  if (value === undefined) {
+    const near = Object.keys(annotations).find((k) => k !== ALERT_ANNOTATION && k.toLowerCase().replace(/[^a-z]/g, '').startsWith('appgitlabcomalert'));
+    if (near) out.push(`metadata.annotations.${near} is not ${ALERT_ANNOTATION}, so this policy raises no alerts: ${fix}`);
+  }
+  if (typeof value === 'string' && !/^(true|false)$/i.test(value)) out.push(`metadata.annotations.${ALERT_ANNOTATION}: "${value}" is neither "true" nor "false", and only "true" raises alerts`);
+  return out;
+}
+
 const CILIUM_KINDS = new Set(['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy']);
 
 export type ObjectResult =
@@ -118,6 +134,7 @@ export function parsePolicyObject(obj: unknown, source: string, opts: ParseOptio
     const annotations = stringMap(meta.annotations, 'metadata.annotations');
     const a = (meta.annotations as Obj | undefined)?.[ALERT_ANNOTATION];
     const alert = a === true || (typeof a === 'string' && a.toLowerCase() === 'true');
+    warnings.push(...optInMistakes(a, labels, annotations));
     if (clusterwide && typeof meta.namespace === 'string' && meta.namespace !== '') warnings.push(`metadata.namespace "${meta.namespace}" is ignored: the policy is clusterwide`);
     let rules: Rule[];
     if (isCilium) {
