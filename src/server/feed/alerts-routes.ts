@@ -29,6 +29,8 @@ export function alertView(a: StoredAlert) {
     last_seen: a.last_seen,
     created_at: a.created_at,
     updated_at: a.updated_at,
+    last_received_at: a.last_received_at,
+    ...(a.clock_skew ? { clock_skew: true } : {}),
     fingerprint: a.fingerprint,
     seq: a.seq,
     details: a.details,

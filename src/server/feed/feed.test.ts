@@ -247,3 +247,29 @@ describe('feed API', () => {
     expect((await app.inject({ method: 'GET', url: '/app.css' })).statusCode).toBe(200);
   });
 });
+
+describe('feed API: event times and receipt', () => {
+  it('shows when each alert was received, and flags one stamped well ahead of its receipt', async () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const tokens = new FeedTokens(db);
+    const token = tokens.create('reader', 'read').token;
+    const app = await buildHttpServer({ store, tokens, log: createRootLogger({ name: 'test', level: 'silent' }), ready: () => true });
+    try {
+      const ahead = new Date(Date.now() + 86400_000).toISOString();
+      const yearAgo = new Date(Date.now() - 365 * 86400_000).toISOString();
+      const [fast] = store.ingest('edge', [ev(falcoPayload({ fp: 'fast', time: ahead }))]).alerts;
+      store.ingest('edge', [ev(falcoPayload({ fp: 'backfill', time: yearAgo }))]);
+      const list = (await app.inject({ url: '/api/v1/alerts', headers: { authorization: `Bearer ${token}` } })).json() as { alerts: Record<string, unknown>[] };
+      const byFp = new Map(list.alerts.map((a) => [a.fingerprint, a]));
+      expect(byFp.get('fast')).toMatchObject({ last_seen: ahead, clock_skew: true, last_received_at: expect.stringMatching(/^\d{4}-/) });
+      expect(byFp.get('backfill')).toMatchObject({ last_seen: yearAgo });
+      expect(byFp.get('backfill')).not.toHaveProperty('clock_skew');
+      const detail = (await app.inject({ url: `/api/v1/alerts/${fast!.id}`, headers: { authorization: `Bearer ${token}` } })).json() as { alert: Record<string, unknown> };
+      expect(detail.alert).toMatchObject({ last_seen: ahead, clock_skew: true });
+    } finally {
+      await app.close();
+      db.close();
+    }
+  });
+});

@@ -91,6 +91,8 @@ export const alertSchema = {
     last_seen: { type: 'string', format: 'date-time' },
     created_at: { type: 'string', format: 'date-time' },
     updated_at: { type: 'string', format: 'date-time' },
+    last_received_at: { type: 'string', format: 'date-time', description: 'when the server received the latest event, to the minute; retention ages alerts by it (first_seen and last_seen are the events\' own times)' },
+    clock_skew: { type: 'boolean', description: 'present (true) when an occurrence was stamped more than 5 minutes after the server received it: a fast clock; its times are shown as given' },
     fingerprint: { type: 'string' },
     seq: { type: 'integer', description: 'change counter: a higher seq is a later change' },
     details: { ...freeObject, description: 'cilium (flow endpoints, drop reason, and the refused L7 request: http, dns with query and rcode, kafka; see alerts/alert.schema.json) or falco (rule, priority, output, output fields) of the first occurrence' },

@@ -267,7 +267,9 @@ export class Projection {
         if (ev.type === 'alert') {
           let list = byAgent.get(ev.agent);
           if (!list) byAgent.set(ev.agent, (list = []));
-          list.push({ id: ev.id, payload: ev.payload });
+          // Retention and the clock-skew flag go by when the producing replica received the event, alike on every replica.
+          const at = Date.parse(ev.at);
+          list.push(Number.isFinite(at) ? { id: ev.id, payload: ev.payload, receivedAt: at } : { id: ev.id, payload: ev.payload });
         } else {
           // A status change applies after the events before it, and before those after it;
           // claims name alerts that events before them opened.

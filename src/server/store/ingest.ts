@@ -6,7 +6,7 @@ import type { OpenAlerts, OpenEntry } from './open-alerts.js';
 import { RollupDelta, rollupKeys, type Rollups } from './rollups.js';
 import { iso } from './rows.js';
 import { SearchText, type SearchIndex } from './search-text.js';
-import { MAX_SAMPLE_BYTES, OCCURRENCES_KEPT, type IncomingEvent, type IngestResult, type StoredAlert } from './types.js';
+import { CLOCK_SKEW_MS, MAX_SAMPLE_BYTES, OCCURRENCES_KEPT, RECEIVED_PRECISION_MS, type IncomingEvent, type IngestResult, type StoredAlert } from './types.js';
 
 // Stores agent batches. An alert groups occurrences by agent and fingerprint:
 // a repeat of an open alert (triggered, acknowledged or ignored) increments
@@ -44,14 +44,17 @@ function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
   // Date formatting is a visible cost at 50,000 alerts/s: only changed times are formatted again.
   if (e.iso.first[0] !== r.first_seen) e.iso.first = [r.first_seen, iso(r.first_seen)];
   if (e.iso.last[0] !== r.last_seen) e.iso.last = [r.last_seen, iso(r.last_seen)];
-  return {
+  if (e.iso.received[0] !== r.last_received_at) e.iso.received = [r.last_received_at, iso(r.last_received_at)];
+  const a: StoredAlert = {
     id: r.id, fingerprint: r.fingerprint, agent: r.agent, status: r.status, source: r.source, severity: r.severity,
     title: r.title, description: r.description, cluster: r.cluster, namespace: r.namespace,
     // Shared with the cache, which replaces rather than mutates them.
     policies: e.policies, rule: r.rule, labels: e.labels, details: e.details, samples: e.batchSamples,
     count: r.count, events: r.events, first_seen: e.iso.first[1], last_seen: e.iso.last[1],
-    created_at: e.iso.created, updated_at: updatedAt, seq: r.seq,
+    created_at: e.iso.created, updated_at: updatedAt, last_received_at: e.iso.received[1], seq: r.seq,
   };
+  if (r.clock_skew) a.clock_skew = true;
+  return a;
 }
 
 export class Ingest {
@@ -61,11 +64,12 @@ export class Ingest {
   constructor(db: DB, private readonly changes: Changes, private readonly open: OpenAlerts, private readonly rollups: Rollups, private readonly index: SearchIndex) {
     this.s = {
       insertAlert: db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule,
-        count, events, first_seen, last_seen, created_at, updated_at, seq) VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+        count, events, first_seen, last_seen, created_at, updated_at, last_received_at, clock_skew, seq) VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       insertText: db.prepare('INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       // Separate statements, so that an index or the full-text row is touched only when its column changed.
       updateAlert: db.prepare('UPDATE alerts SET count = ?, events = ?, first_seen = ?, last_seen = ?, updated_at = ?, seq = ? WHERE id = ?'),
       updateSeverity: db.prepare('UPDATE alerts SET severity = ?, severity_rank = ? WHERE id = ?'),
+      updateReceipt: db.prepare('UPDATE alerts SET last_received_at = ?, clock_skew = ? WHERE id = ?'),
       updateSearch: db.prepare('UPDATE alert_text SET search_text = ? WHERE id = ?'),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
       insertEvent: db.prepare('INSERT OR IGNORE INTO alert_events (event_id, alert_id, received_at) VALUES (?, ?, ?)'),
@@ -128,6 +132,9 @@ export class Ingest {
       const severity: Severity = p.severity;
       const description = cutText(p.description, MAX_DESCRIPTION);
       const labels = cleanLabels(p.labels);
+      // Times are kept as the event gives them; a fast clock is only flagged (retention goes by receipt).
+      const received = ev.receivedAt ?? now;
+      const skewed = last > received + CLOCK_SKEW_MS ? 1 : 0;
       if (!e) {
         this.lastId = alertId;
         const details = p.cilium ? { cilium: p.cilium } : p.falco ? { falco: p.falco } : {};
@@ -135,12 +142,12 @@ export class Ingest {
           id: alertId, fingerprint: p.fingerprint, agent, status: 'triggered' as const, source: p.source, severity, severity_rank: SEVERITY_RANK[severity] ?? 0,
           title: cutText(p.title, MAX_TITLE), description, cluster: p.cluster, namespace: p.namespace,
           policies: JSON.stringify(p.policies), rule: p.rule, labels: JSON.stringify(labels), details: JSON.stringify(details),
-          count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, seq: 0,
+          count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, last_received_at: received, clock_skew: skewed, seq: 0,
         };
         e = {
           row, labels, policies: p.policies, details, search: SearchText.of(p.namespace, p.policies, p.rule),
-          indexedSearchText: '', searchChanged: false, severityChanged: false, isNew: true, batchSamples: [], batchEvents: [], pending: [],
-          rollupKeys: rollupKeys(row, p.policies), iso: { first: [first, iso(first)], last: [last, iso(last)], created: iso(now) },
+          indexedSearchText: '', searchChanged: false, severityChanged: false, receiptChanged: false, isNew: true, batchSamples: [], batchEvents: [], pending: [],
+          rollupKeys: rollupKeys(row, p.policies), iso: { first: [first, iso(first)], last: [last, iso(last)], received: [received, iso(received)], created: iso(now) },
         };
         rollup.addKeys(e.rollupKeys, 1, 0);
         e.search.add(labels);
@@ -162,6 +169,11 @@ export class Ingest {
         if (e.search.add(labels)) e.searchChanged = true;
         if (first < r.first_seen) r.first_seen = first;
         if (last > r.last_seen) r.last_seen = last;
+        if (received - r.last_received_at >= RECEIVED_PRECISION_MS || skewed > r.clock_skew) {
+          r.last_received_at = Math.max(r.last_received_at, received);
+          r.clock_skew |= skewed;
+          e.receiptChanged = true;
+        }
       }
       const r = e.row;
       r.count += p.count;
@@ -197,12 +209,13 @@ export class Ingest {
     const text = e.search.text;
     if (e.isNew) {
       s.insertAlert.run(r.id, r.fingerprint, r.agent, r.source, r.severity, r.severity_rank, r.cluster, r.namespace, r.rule,
-        r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.seq);
+        r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.last_received_at, r.clock_skew, r.seq);
       s.insertText.run(r.id, r.title, r.description, r.policies, r.labels, r.details, text);
       this.index.insert(r.id, r.title, r.description, text);
     } else {
       s.updateAlert.run(r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
       if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.id);
+      if (e.receiptChanged) s.updateReceipt.run(r.last_received_at, r.clock_skew, r.id);
       if (e.searchChanged) {
         s.updateSearch.run(text, r.id);
         this.index.remove(r.id, r.title, r.description, e.indexedSearchText);

@@ -31,6 +31,8 @@ export interface OpenEntry {
   indexedSearchText: string;
   searchChanged: boolean;
   severityChanged: boolean;
+  /** last_received_at or clock_skew changed in this batch. */
+  receiptChanged: boolean;
   isNew: boolean;
   /** Samples that came with this batch, newest last. */
   batchSamples: unknown[];
@@ -40,7 +42,7 @@ export interface OpenEntry {
   pending: PendingOccurrence[];
   /** Its rollup rows (dimension, value, status), while severity and status stay. */
   rollupKeys: string[];
-  iso: { first: [number, string]; last: [number, string]; created: string };
+  iso: { first: [number, string]; last: [number, string]; received: [number, string]; created: string };
 }
 
 const CACHE_MAX = 20_000;
@@ -72,9 +74,9 @@ export class OpenAlerts {
     const policies = JSON.parse(row.policies) as PolicyRef[];
     const loaded: OpenEntry = {
       row, labels: JSON.parse(row.labels) as Record<string, string>, policies, details: JSON.parse(row.details) as Record<string, unknown>,
-      search: SearchText.parse(searchText), indexedSearchText: searchText, searchChanged: false, severityChanged: false, isNew: false,
+      search: SearchText.parse(searchText), indexedSearchText: searchText, searchChanged: false, severityChanged: false, receiptChanged: false, isNew: false,
       batchSamples: [], batchEvents: [], pending: [], rollupKeys: rollupKeys(row, policies),
-      iso: { first: [row.first_seen, iso(row.first_seen)], last: [row.last_seen, iso(row.last_seen)], created: iso(row.created_at) },
+      iso: { first: [row.first_seen, iso(row.first_seen)], last: [row.last_seen, iso(row.last_seen)], received: [row.last_received_at, iso(row.last_received_at)], created: iso(row.created_at) },
     };
     this.map.set(key, loaded);
     return loaded;
@@ -115,6 +117,7 @@ export class OpenAlerts {
       e.isNew = false;
       e.searchChanged = false;
       e.severityChanged = false;
+      e.receiptChanged = false;
       e.batchSamples = [];
       e.batchEvents = [];
     }

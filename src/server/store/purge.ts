@@ -4,15 +4,15 @@ import type { OpenAlerts } from './open-alerts.js';
 import { RollupDelta, type Rollups } from './rollups.js';
 import { OPEN_COLS } from './rows.js';
 import type { SearchIndex } from './search-text.js';
-import type { AlertRow } from './types.js';
+import { RECEIVED_PRECISION_MS, type AlertRow } from './types.js';
 
 // Deletes what retention no longer keeps, in bounded steps (retention.ts
 // schedules them).
 
 export interface PurgeLimits {
-  /** Alerts not seen for this long are deleted with their occurrences and history. */
+  /** Alerts that received no event for this long are deleted with their occurrences and history. */
   maxAgeMs: number;
-  /** At most this many alerts; the least recently seen go first. */
+  /** At most this many alerts; those that received an event least recently go first. */
   maxRows: number;
   /** Event ids are kept this long to recognise a re-sent batch. */
   eventIdMaxAgeMs: number;
@@ -34,8 +34,9 @@ export class Purge {
 
   constructor(private readonly db: DB, private readonly open: OpenAlerts, private readonly rollups: Rollups, private readonly index: SearchIndex) {
     this.s = {
-      oldestAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_seen JOIN alert_text t ON t.id = a.id WHERE a.last_seen < ? ORDER BY a.last_seen, a.id LIMIT ?`),
-      leastRecentAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_seen JOIN alert_text t ON t.id = a.id ORDER BY a.last_seen, a.id LIMIT ?`),
+      // By receipt, not by the events' own clock (server-db.ts, migration 3).
+      oldestAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id WHERE a.last_received_at < ? ORDER BY a.last_received_at, a.id LIMIT ?`),
+      leastRecentAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id ORDER BY a.last_received_at, a.id LIMIT ?`),
       deleteAlert: db.prepare('DELETE FROM alerts WHERE id = ?'),
       trimEventsByAge: db.prepare('DELETE FROM alert_events WHERE id IN (SELECT id FROM (SELECT id, received_at FROM alert_events ORDER BY id LIMIT ?) WHERE received_at < ?)'),
       eventIdRange: db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM alert_events'),
@@ -52,12 +53,13 @@ export class Purge {
     let eventIds = 0;
     let more = false;
     this.db.transaction(() => {
-      let victims = this.s.oldestAlerts.all(now - limits.maxAgeMs, budget) as AlertRow[];
+      // last_received_at lags the latest receipt by up to RECEIVED_PRECISION_MS: an alert still receiving is never taken.
+      let victims = this.s.oldestAlerts.all(now - limits.maxAgeMs - RECEIVED_PRECISION_MS, budget) as AlertRow[];
       if (victims.length < budget) {
         const excess = this.rollups.alerts() - victims.length - limits.maxRows;
         if (excess > 0) {
           const n = Math.min(excess, budget - victims.length);
-          // The oldest by age are the least recently seen too: skip past them.
+          // The oldest by age are the least recently received too: skip past them.
           victims = (this.s.leastRecentAlerts.all(n + victims.length) as AlertRow[]);
           if (excess > n) more = true;
         }

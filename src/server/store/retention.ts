@@ -1,8 +1,8 @@
 import { errText, type Logger } from '../../shared/log/logger.js';
 import type { AlertStore, PurgeLimits } from './alert-store.js';
 
-// The background purge that keeps the store bounded: alerts past max_age or
-// beyond max_rows go (least recently seen first) with their occurrences and
+// The background purge that keeps the store bounded: alerts that received no
+// event for max_age, or beyond max_rows (least recently received first), go with their occurrences and
 // history, and event ids kept for de-duplicating re-sent batches are trimmed.
 // SQLite reuses the freed pages, so the file stops growing at its high-water mark.
 

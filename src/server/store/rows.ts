@@ -5,7 +5,7 @@ import type { AlertRow, StoredAlert } from './types.js';
 // conversion of a row to what callers get.
 
 /** The narrow row: what queries filter and sort on. */
-export const NARROW_COLS = 'id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule, count, events, first_seen, last_seen, created_at, updated_at, seq';
+export const NARROW_COLS = 'id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule, count, events, first_seen, last_seen, created_at, updated_at, last_received_at, clock_skew, seq';
 export const TEXT_COLS = 'title, description, policies, labels, details';
 /** Both tables joined, as `a` and `t`. */
 export const ROW_COLS = `${NARROW_COLS.split(', ').map((c) => `a.${c}`).join(', ')}, ${TEXT_COLS.split(', ').map((c) => `t.${c}`).join(', ')}`;
@@ -16,7 +16,7 @@ export const OPEN_COLS = `${ROW_COLS}, t.search_text`;
 export const iso = (ms: number) => new Date(ms).toISOString();
 
 export function rowToAlert(r: AlertRow, samples: unknown[] = []): StoredAlert {
-  return {
+  const a: StoredAlert = {
     id: r.id,
     fingerprint: r.fingerprint,
     agent: r.agent,
@@ -38,6 +38,9 @@ export function rowToAlert(r: AlertRow, samples: unknown[] = []): StoredAlert {
     last_seen: iso(r.last_seen),
     created_at: iso(r.created_at),
     updated_at: iso(r.updated_at),
+    last_received_at: iso(r.last_received_at),
     seq: r.seq,
   };
+  if (r.clock_skew) a.clock_skew = true;
+  return a;
 }

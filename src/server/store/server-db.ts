@@ -174,6 +174,16 @@ export const SERVER_MIGRATIONS = [
      DELETE FROM alert_occurrences WHERE alert_id = old.id;
      DELETE FROM alert_status_changes WHERE alert_id = old.id;
    END;`,
+  // Retention ages alerts by when this server received them: last_seen is the
+  // time written in the events, and a backfill, a Falco file read from the
+  // start or a slow clock would have them purged as they arrive. The store
+  // moves last_received_at at most once a minute, so repeats seldom touch its
+  // index. Existing alerts take updated_at, the latest receipt or triage.
+  // clock_skew: an occurrence was stamped well after its receipt (a fast clock).
+  `ALTER TABLE alerts ADD COLUMN last_received_at INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE alerts ADD COLUMN clock_skew INTEGER NOT NULL DEFAULT 0;
+   UPDATE alerts SET last_received_at = updated_at;
+   CREATE INDEX alerts_last_received ON alerts (last_received_at, id);`,
 ];
 
 export function openServerDb(dataDir: string): DB {

@@ -33,6 +33,10 @@ export interface StoredAlert {
   last_seen: string;
   created_at: string;
   updated_at: string;
+  /** When this server received the latest event, to the minute: what retention ages the alert by. */
+  last_received_at: string;
+  /** Present when an occurrence was stamped more than CLOCK_SKEW_MS after its receipt; its times are kept as given. */
+  clock_skew?: true;
   seq: number;
 }
 
@@ -59,6 +63,8 @@ export interface StatusChange {
 export interface IncomingEvent {
   id: string;
   payload: AlertPayload;
+  /** When a server received it (unix ms), if not now: a Kafka replica projects events another received. */
+  receivedAt?: number;
 }
 
 export interface IngestResult {
@@ -101,6 +107,8 @@ export interface AlertRow {
   last_seen: number;
   created_at: number;
   updated_at: number;
+  last_received_at: number;
+  clock_skew: number;
   seq: number;
 }
 
@@ -109,5 +117,9 @@ export type TextRow = Pick<AlertRow, 'id' | 'title' | 'description' | 'policies'
 
 /** How many of the latest events (with their samples) each alert keeps. */
 export const OCCURRENCES_KEPT = 20;
+/** An event stamped further than this after its receipt comes from a fast clock. */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+/** last_received_at is written when it moved this much: repeats then seldom touch its index. */
+export const RECEIVED_PRECISION_MS = 60_000;
 /** A sample bigger than this is kept as a truncated preview. */
 export const MAX_SAMPLE_BYTES = 16 * 1024;
