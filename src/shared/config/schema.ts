@@ -233,12 +233,16 @@ export const obj =
     return ctx.issues.length > before && !node ? undefined : (out as Out<S>);
   };
 
-/** ` (did you mean "x"?)` for a key one or two edits away from a known one, else "". */
+/**
+ * ` (did you mean "x"?)` for a key close to a known one, else "": one edit
+ * away for short keys, two for longer ones (a swap of two letters is one edit).
+ */
 function suggest(key: string, known: readonly string[]): string {
+  const lower = key.toLowerCase();
   let best: string | undefined;
-  let bestD = 3;
+  let bestD = lower.length <= 4 ? 2 : 3;
   for (const k of known) {
-    const d = editDistance(key.toLowerCase(), k);
+    const d = editDistance(lower, k);
     if (d < bestD) {
       bestD = d;
       best = k;
@@ -247,14 +251,17 @@ function suggest(key: string, known: readonly string[]): string {
   return best === undefined ? '' : ` (did you mean "${best}"?)`;
 }
 
+/** Levenshtein distance with adjacent transpositions (optimal string alignment). */
 function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
   }
-  return prev[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 /**
