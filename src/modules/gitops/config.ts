@@ -1,6 +1,6 @@
 import { globProblem } from '../../shared/config/glob.js';
 import { namespaceName, projectId } from '../../shared/config/gitlab-agent.js';
-import { isSeq, type Node } from 'yaml';
+import { isMap, isSeq, type Node } from 'yaml';
 import { bool, duration, exactlyOne, field, int, list, obj, oneOf, refine, reportIssue, str, unused, type Validator } from '../../shared/config/schema.js';
 
 // The `gitops` block of config.yaml: the GitLab agent's schema of every version
@@ -68,10 +68,14 @@ const manifestProjects: Validator<GitopsProject[]> = (node, path, ctx, key) => {
   return projects;
 };
 
+/** Helm values written out: any mapping (a google.protobuf.Struct in the original). */
+const helmValues: Validator<Record<string, unknown>> = (node, path, ctx) =>
+  isMap(node) ? (node.toJSON() as Record<string, unknown>) : reportIssue(ctx, node, path, 'must be a mapping of Helm values, e.g. {replicaCount: 2}');
+
 /** 15.x experimental Helm charts (removed in 16.3). */
 const chartValues = exactlyOne(
   {
-    inline: field(obj({}, { open: true })),
+    inline: field(helmValues),
     file: field(obj({ project_id: field(projectId), ref: field(gitRef), file: field(str({ nonEmpty: true }), { required: true }) })),
     url: field(
       obj({

@@ -96,6 +96,20 @@ describe('real config.yaml files of the GitLab agent', () => {
     ]);
   });
 
+  it('15.x: experimental Helm charts with values inline, from a file and from a URL', () => {
+    expect(warningsOf(testdata('gitlab-15-helm-charts.yaml'))).toEqual([notUsed(3, 'gitops', GITOPS)]);
+  });
+
+  it('15.x: a chart without a source, values in two forms', () => {
+    const warnings = warningsOf(
+      'gitops:\n  charts:\n    - release_name: x\n      values:\n        - inline: {a: 1}\n          url: {url: "https://x/v.yaml"}\n',
+    );
+    expect(warnings).toContain(`3: gitops.charts[0].source: is required (the GitLab agent would refuse this; Verdict does not use gitops, so it is ignored)`);
+    expect(warnings).toContain(
+      `6: gitops.charts[0].values[0]: set only one of inline, file, url; found inline and url (the GitLab agent would refuse this; Verdict does not use gitops, so it is ignored)`,
+    );
+  });
+
   it('16.x-18.x: remote_development, flux, container_scanning, starboard', () => {
     expect(warningsOf(testdata('gitlab-16-workspaces.yaml'))).toEqual([
       notUsed(3, 'remote_development', 'Verdict does not run workspaces'),
