@@ -4,7 +4,7 @@ import { bool, exactlyOne, field, list, obj, str, unused, type Validator } from 
 // The `ci_access` block of config.yaml: which projects and groups may reach the
 // cluster through this agent from CI/CD jobs, with the GitLab agent's schema of
 // every version (14.3 groups and projects, 14.5 `access_as`, 15.7
-// `environments`, 17.3 `protected_branches_only`). Verdict has no CI/CD tunnel:
+// `environments`, 17.3 `protected_branches_only`, 17.11 `instance`). Verdict has no CI/CD tunnel:
 // the block is checked with the original's rules and reported as not used.
 
 const emptyMessage = obj({});
@@ -33,17 +33,20 @@ const accessAs = exactlyOne(
   'access_as: {ci_job: {}}',
 );
 
-const accessEntry = obj({
-  id: field(projectId, { required: true }),
+const accessRules = {
   default_namespace: field(namespaceName),
   access_as: field(accessAs),
   environments: field(list(str({ nonEmpty: true }))),
   protected_branches_only: field(bool()),
-});
+};
+
+const accessEntry = obj({ id: field(projectId, { required: true }), ...accessRules });
 
 export const ciAccessSchema = obj({
   projects: field(list(accessEntry), { default: [] }),
   groups: field(list(accessEntry), { default: [] }),
+  /** 17.11: every project of the instance, once an administrator allows it. */
+  instance: field(obj(accessRules)),
 });
 
 export type CiAccessConfig = typeof ciAccessSchema extends Validator<infer T> ? T : never;

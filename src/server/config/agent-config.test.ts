@@ -128,6 +128,10 @@ describe('real config.yaml files of the GitLab agent', () => {
     expect(warnings.map((w) => `${w.line}: ${w.path}`)).toEqual(['11: gitops', '14: ci_access', '20: agent_upgrades']);
   });
 
+  it('17.11: ci_access.instance, every project of the instance', () => {
+    expect(warningsOf('ci_access:\n  instance:\n    access_as:\n      ci_job: {}\n    protected_branches_only: true\n')).toEqual([notUsed(1, 'ci_access', CI)]);
+  });
+
   it('accepts access_as: {agent: {}} without a warning about agent', () => {
     expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent: {}\n')).toEqual([notUsed(1, 'ci_access', CI)]);
   });
