@@ -89,7 +89,7 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
   }, async (req, reply) => {
     const d = deps.store.detail((req.params as { id: number }).id);
     if (!d) return reply.code(404).send({ error: 'not_found', message: 'no alert with this id; it may have been purged by retention' });
-    return { alert: { ...alertView(d.alert), samples: d.alert.samples }, occurrences: d.occurrences, history: d.history };
+    return { alert: { ...alertView(d.alert), samples: d.alert.samples }, occurrences: d.occurrences, severity_occurrence: d.severity_occurrence, history: d.history };
   });
 
   app.patch('/api/v1/alerts/:id', {

@@ -248,6 +248,28 @@ describe('feed API', () => {
   });
 });
 
+describe('feed API: an alert\'s severity', () => {
+  it('shows the occurrence that set the severity beside the latest', async () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const tokens = new FeedTokens(db);
+    const token = tokens.create('reader', 'read').token;
+    const app = await buildHttpServer({ store, tokens, log: createRootLogger({ name: 'test', level: 'silent' }), ready: () => true });
+    try {
+      let id = 0;
+      for (const severity of ['low', 'critical', 'low'] as const) id = store.ingest('edge', [ev(falcoPayload({ fp: 'sev', severity, output: `a ${severity} one` }))]).alerts[0]!.id;
+      const d = (await app.inject({ url: `/api/v1/alerts/${id}`, headers: { authorization: `Bearer ${token}` } })).json() as any;
+      expect(d.alert.severity).toBe('critical');
+      expect(d.occurrences[0]).toMatchObject({ severity: 'low', description: 'a low one' });
+      expect(d.severity_occurrence).toMatchObject({ severity: 'critical', description: 'a critical one' });
+      expect(JSON.stringify(d.severity_occurrence.samples)).toContain('a critical one');
+    } finally {
+      await app.close();
+      db.close();
+    }
+  });
+});
+
 describe('feed API: event times and receipt', () => {
   it('shows when each alert was received, and flags one stamped well ahead of its receipt', async () => {
     const db = openServerDb(':memory:');

@@ -159,6 +159,7 @@ export const detailResponse = {
   properties: {
     alert: { ...alertSchema, properties: { ...alertSchema.properties, samples: { type: 'array', items: {}, description: 'the latest raw samples, oldest first' } } },
     occurrences: { type: 'array', items: occurrenceSchema, description: 'the latest occurrences, newest first' },
+    severity_occurrence: { ...occurrenceSchema, description: 'the occurrence that set the alert\'s severity (the highest of its occurrences while it is open), kept after newer ones pushed it out of the latest' },
     history: { type: 'array', items: historySchema, description: 'status changes, oldest first' },
   },
 } as const;

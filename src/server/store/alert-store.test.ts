@@ -118,6 +118,47 @@ describe('AlertStore ingest', () => {
     expect(seen.at(-1)).toMatchObject({ type: 'status', from: 'triggered', actor: 'me', alert: { status: 'resolved' } });
   });
 
+  it('takes the highest severity of an open alert\'s occurrences and keeps the occurrence that set it in view', () => {
+    const { store } = fresh();
+    const t = (i: number) => new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString();
+    const send = (i: number, severity: 'low' | 'critical') => store.ingest('edge', [{ id: `sev-${i}`, payload: falcoPayload({ fp: 'sev', severity, time: t(i), output: `occurrence ${i} (${severity})` }) }]).alerts[0]!;
+    send(0, 'low');
+    send(1, 'critical');
+    const a = send(2, 'low');
+    expect(a.severity).toBe('critical');
+    let d = store.detail(a.id)!;
+    expect(d.alert.severity).toBe('critical');
+    expect(d.severity_occurrence).toMatchObject({ event_id: 'sev-1', severity: 'critical', description: 'occurrence 1 (critical)' });
+    expect(JSON.stringify(d.severity_occurrence!.samples)).toContain('occurrence 1 (critical)');
+    expect(d.occurrences[0]).toMatchObject({ event_id: 'sev-2', severity: 'low' });
+    expect(store.counts('severity', {})).toEqual([{ key: 'critical', alerts: 1, events: 3 }]);
+    // Long after the ring moved past it, one event a batch and then a burst in one batch.
+    for (let i = 3; i < 3 + OCCURRENCES_KEPT + 5; i++) send(i, 'low');
+    store.ingest('edge', Array.from({ length: 45 }, (_, i) => ({ id: `burst-sev-${i}`, payload: falcoPayload({ fp: 'sev', severity: 'low', time: t(40 + i) }) })));
+    d = store.detail(a.id)!;
+    expect(d.alert.severity).toBe('critical');
+    expect(d.severity_occurrence).toMatchObject({ event_id: 'sev-1', severity: 'critical' });
+    expect(d.occurrences).toHaveLength(OCCURRENCES_KEPT);
+    expect(d.occurrences.every((o) => o.severity === 'low')).toBe(true);
+    expect(store.get(a.id)!.samples.some((x) => JSON.stringify(x).includes('(critical)'))).toBe(false);
+  });
+
+  it('keeps the occurrence that raised the severity when a burst in one batch pushes it out of the ring', () => {
+    const { store } = fresh();
+    const [a] = store.ingest('edge', [{ id: 'b-0', payload: falcoPayload({ fp: 'b', severity: 'low' }) }]).alerts;
+    const burst = [{ id: 'b-crit', payload: falcoPayload({ fp: 'b', severity: 'critical', output: 'the critical one' }) }];
+    for (let i = 0; i < 30; i++) burst.push({ id: `b-low-${i}`, payload: falcoPayload({ fp: 'b', severity: 'low' }) });
+    store.ingest('edge', burst);
+    const d = store.detail(a!.id)!;
+    expect(d.alert.severity).toBe('critical');
+    expect(d.severity_occurrence).toMatchObject({ event_id: 'b-crit', severity: 'critical', description: 'the critical one' });
+    // Another critical occurrence sets nothing: the first of the highest severity stays the one shown.
+    store.ingest('edge', [{ id: 'b-crit-2', payload: falcoPayload({ fp: 'b', severity: 'critical' }) }]);
+    expect(store.detail(a!.id)!.severity_occurrence!.event_id).toBe('b-crit');
+    const [r] = store.ingest('edge', [{ id: 'b-low-late', payload: falcoPayload({ fp: 'b', severity: 'low' }) }]).alerts;
+    expect(r!.severity).toBe('critical');
+  });
+
   it('keeps the latest occurrences and samples in bounded rings', () => {
     const { store } = fresh();
     let alertId = 0;

@@ -9,7 +9,7 @@ import { Purge, type PurgeLimits, type PurgeResult } from './purge.js';
 import { Reads } from './reads.js';
 import { Rollups } from './rollups.js';
 import { SearchIndex } from './search-text.js';
-import type { CountRow, IncomingEvent, IngestResult, ListResult, Occurrence, StatusChange, StoredAlert } from './types.js';
+import type { AlertDetail, CountRow, IncomingEvent, IngestResult, ListResult, StoredAlert } from './types.js';
 
 // The alert store: one facade over its parts, each with one job: ingest
 // (agent batches), lifecycle (triage), reads and lists (the feed's queries),
@@ -103,8 +103,8 @@ export class AlertStore {
     return this.reads.get(id);
   }
 
-  /** An alert with its latest occurrences (newest first) and its status history (oldest first). */
-  detail(id: number, occurrences?: number): { alert: StoredAlert; occurrences: Occurrence[]; history: StatusChange[] } | undefined {
+  /** An alert with its latest occurrences (newest first), the one that set its severity, and its status history (oldest first). */
+  detail(id: number, occurrences?: number): AlertDetail | undefined {
     return this.reads.detail(id, occurrences);
   }
 

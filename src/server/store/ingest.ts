@@ -1,12 +1,13 @@
+import { foldOccurrence, type FoldSummary } from '../../shared/alert/fold.js';
 import { MAX_SAMPLES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { cutText } from '../../shared/text/cut.js';
 import type { AlertChange, Changes } from './changes.js';
-import type { OpenAlerts, OpenEntry } from './open-alerts.js';
+import type { OpenAlerts, OpenEntry, PendingOccurrence } from './open-alerts.js';
 import { RollupDelta, rollupKeys, type Rollups } from './rollups.js';
 import { iso } from './rows.js';
 import { SearchText, type SearchIndex } from './search-text.js';
-import { CLOCK_SKEW_MS, MAX_SAMPLE_BYTES, OCCURRENCES_KEPT, RECEIVED_PRECISION_MS, type IncomingEvent, type IngestResult, type StoredAlert } from './types.js';
+import { CLOCK_SKEW_MS, MAX_SAMPLE_BYTES, OCCURRENCES_KEPT, PINNED_SLOT, RECEIVED_PRECISION_MS, type IncomingEvent, type IngestResult, type StoredAlert } from './types.js';
 
 // Stores agent batches. An alert groups occurrences by agent and fingerprint:
 // a repeat of an open alert (triggered, acknowledged or ignored) increments
@@ -68,7 +69,11 @@ export class Ingest {
       insertText: db.prepare('INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       // Separate statements, so that an index or the full-text row is touched only when its column changed.
       updateAlert: db.prepare('UPDATE alerts SET count = ?, events = ?, first_seen = ?, last_seen = ?, updated_at = ?, seq = ? WHERE id = ?'),
-      updateSeverity: db.prepare('UPDATE alerts SET severity = ?, severity_rank = ? WHERE id = ?'),
+      updateSeverity: db.prepare('UPDATE alerts SET severity = ?, severity_rank = ?, severity_event = ? WHERE id = ?'),
+      pin: db.prepare(`INSERT OR REPLACE INTO alert_occurrences (alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples)
+        SELECT alert_id, ?, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples FROM alert_occurrences INDEXED BY alert_occurrences_slot
+        WHERE alert_id = ? AND slot = ? AND event_no = ?`),
+      unpin: db.prepare('DELETE FROM alert_occurrences WHERE alert_id = ? AND slot = ?'),
       updateReceipt: db.prepare('UPDATE alerts SET last_received_at = ?, clock_skew = ? WHERE id = ?'),
       updateSearch: db.prepare('UPDATE alert_text SET search_text = ? WHERE id = ?'),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
@@ -142,33 +147,43 @@ export class Ingest {
           id: alertId, fingerprint: p.fingerprint, agent, status: 'triggered' as const, source: p.source, severity, severity_rank: SEVERITY_RANK[severity] ?? 0,
           title: cutText(p.title, MAX_TITLE), description, cluster: p.cluster, namespace: p.namespace,
           policies: JSON.stringify(p.policies), rule: p.rule, labels: JSON.stringify(labels), details: JSON.stringify(details),
-          count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, last_received_at: received, clock_skew: skewed, seq: 0,
+          count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, last_received_at: received, clock_skew: skewed, severity_event: 0, seq: 0,
         };
         e = {
           row, labels, policies: p.policies, details, search: SearchText.of(p.namespace, p.policies, p.rule),
-          indexedSearchText: '', searchChanged: false, severityChanged: false, receiptChanged: false, isNew: true, batchSamples: [], batchEvents: [], pending: [],
+          indexedSearchText: '', searchChanged: false, severityChanged: false, receiptChanged: false, isNew: true, batchSamples: [], batchEvents: [], pending: [], pendingSetter: undefined, pinnedStale: false,
           rollupKeys: rollupKeys(row, p.policies), iso: { first: [first, iso(first)], last: [last, iso(last)], received: [received, iso(received)], created: iso(now) },
         };
         rollup.addKeys(e.rollupKeys, 1, 0);
         e.search.add(labels);
         this.open.add(e);
         for (const pr of p.policies) s.insertPolicy.run(alertId, pr.kind, pr.namespace, pr.name);
+        e.row.count = p.count;
       } else {
         const r = e.row;
-        // Title, description and labels stay those of the first occurrence (as in
-        // GitLab), so a repeat rewrites only the narrow row; occurrences keep
-        // each one's own. Severity follows the newest.
-        if (last >= r.last_seen && r.severity !== severity) {
+        // Count, times and severity fold by the one rule (shared/alert/fold.ts):
+        // the severity is the highest of the occurrences and never drops while
+        // the alert is open. Title, description and labels stay those of the
+        // first occurrence (as in GitLab), so a repeat rewrites only the narrow
+        // row and never the full-text index; each occurrence keeps its own.
+        const f = foldOccurrence<number>(
+          { count: r.count, first_seen: r.first_seen, last_seen: r.last_seen, severity: r.severity as Severity, title: r.title, description: r.description },
+          { count: p.count, first_seen: first, last_seen: last, severity, title: r.title, description },
+        );
+        if (f.setsSeverity) {
           rollup.addKeys(e.rollupKeys, -1, -r.count);
-          r.severity = severity;
-          r.severity_rank = SEVERITY_RANK[severity] ?? 0;
+          r.severity = f.summary.severity;
+          r.severity_rank = SEVERITY_RANK[f.summary.severity] ?? 0;
+          r.severity_event = r.events;
           e.severityChanged = true;
+          e.pinnedStale = true;
           e.rollupKeys = rollupKeys(r, e.policies);
           rollup.addKeys(e.rollupKeys, 1, r.count);
         }
         if (e.search.add(labels)) e.searchChanged = true;
-        if (first < r.first_seen) r.first_seen = first;
-        if (last > r.last_seen) r.last_seen = last;
+        r.first_seen = f.summary.first_seen;
+        r.last_seen = f.summary.last_seen;
+        r.count = f.summary.count;
         if (received - r.last_received_at >= RECEIVED_PRECISION_MS || skewed > r.clock_skew) {
           r.last_received_at = Math.max(r.last_received_at, received);
           r.clock_skew |= skewed;
@@ -176,14 +191,16 @@ export class Ingest {
         }
       }
       const r = e.row;
-      r.count += p.count;
       rollup.addKeys(e.rollupKeys, 0, p.count);
       const eventNo = r.events++;
       r.updated_at = now;
       r.seq = this.changes.next();
       // Only the newest OCCURRENCES_KEPT of a batch can survive in the ring, so a
       // burst of one alert writes (and serialises) no more occurrences than that.
-      if (e.pending.length === OCCURRENCES_KEPT) e.pending.shift();
+      if (e.pending.length === OCCURRENCES_KEPT) {
+        const out = e.pending.shift()!;
+        if (out.no === r.severity_event) e.pendingSetter = out;
+      }
       e.pending.push({ no: eventNo, id: ev.id, count: p.count, first, last, severity, description, labels, samples: p.samples });
       e.batchEvents.push(ev.id);
       touched.set(r.id, e);
@@ -194,18 +211,31 @@ export class Ingest {
     return { stored, duplicates };
   }
 
+  private putOccurrence(e: OpenEntry, o: PendingOccurrence, slot: number, now: number): void {
+    const r = e.row;
+    const samples = o.samples.slice(-MAX_SAMPLES).map(capSample);
+    const labelsJson = JSON.stringify(o.labels);
+    // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
+    this.s.putOccurrence.run(r.id, slot, o.no, o.id, now, o.count, o.first, o.last, o.severity,
+      o.description === r.description ? null : o.description, labelsJson === r.labels ? null : labelsJson, `[${samples.map((x) => x.json).join(',')}]`);
+    if (samples.length && slot !== PINNED_SLOT) e.batchSamples = e.batchSamples.concat(samples.map((x) => x.value)).slice(-MAX_SAMPLES);
+  }
+
   private writeAlert(e: OpenEntry, now: number): void {
     const s = this.s;
     const r = e.row;
+    if (e.pinnedStale) s.unpin.run(r.id, PINNED_SLOT);
+    if (e.pendingSetter) this.putOccurrence(e, e.pendingSetter, PINNED_SLOT, now);
+    const setter = r.severity_event;
     for (const o of e.pending) {
-      const samples = o.samples.slice(-MAX_SAMPLES).map(capSample);
-      const labelsJson = JSON.stringify(o.labels);
-      // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
-      s.putOccurrence.run(r.id, o.no % OCCURRENCES_KEPT, o.no, o.id, now, o.count, o.first, o.last, o.severity,
-        o.description === r.description ? null : o.description, labelsJson === r.labels ? null : labelsJson, `[${samples.map((x) => x.json).join(',')}]`);
-      if (samples.length) e.batchSamples = e.batchSamples.concat(samples.map((x) => x.value)).slice(-MAX_SAMPLES);
+      const slot = o.no % OCCURRENCES_KEPT;
+      // The ring is about to overwrite the occurrence that set the severity: it moves to the pinned slot (a no-op once it has).
+      if (o.no > setter && slot === setter % OCCURRENCES_KEPT && !e.isNew) s.pin.run(PINNED_SLOT, r.id, slot, setter);
+      this.putOccurrence(e, o, slot, now);
     }
     e.pending = [];
+    e.pendingSetter = undefined;
+    e.pinnedStale = false;
     const text = e.search.text;
     if (e.isNew) {
       s.insertAlert.run(r.id, r.fingerprint, r.agent, r.source, r.severity, r.severity_rank, r.cluster, r.namespace, r.rule,
@@ -214,7 +244,7 @@ export class Ingest {
       this.index.insert(r.id, r.title, r.description, text);
     } else {
       s.updateAlert.run(r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
-      if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.id);
+      if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.severity_event, r.id);
       if (e.receiptChanged) s.updateReceipt.run(r.last_received_at, r.clock_skew, r.id);
       if (e.searchChanged) {
         s.updateSearch.run(text, r.id);

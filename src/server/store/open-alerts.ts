@@ -21,6 +21,8 @@ interface PendingOccurrence {
   samples: readonly unknown[];
 }
 
+export type { PendingOccurrence };
+
 export interface OpenEntry {
   row: AlertRow;
   labels: Record<string, string>;
@@ -40,6 +42,10 @@ export interface OpenEntry {
   batchEvents: string[];
   /** This batch's newest occurrences, not written yet. */
   pending: PendingOccurrence[];
+  /** The occurrence that set the severity, when a burst pushed it out of `pending`: written to the pinned slot. */
+  pendingSetter: PendingOccurrence | undefined;
+  /** The pinned slot holds an occurrence that no longer set the severity. */
+  pinnedStale: boolean;
   /** Its rollup rows (dimension, value, status), while severity and status stay. */
   rollupKeys: string[];
   iso: { first: [number, string]; last: [number, string]; received: [number, string]; created: string };
@@ -75,7 +81,7 @@ export class OpenAlerts {
     const loaded: OpenEntry = {
       row, labels: JSON.parse(row.labels) as Record<string, string>, policies, details: JSON.parse(row.details) as Record<string, unknown>,
       search: SearchText.parse(searchText), indexedSearchText: searchText, searchChanged: false, severityChanged: false, receiptChanged: false, isNew: false,
-      batchSamples: [], batchEvents: [], pending: [], rollupKeys: rollupKeys(row, policies),
+      batchSamples: [], batchEvents: [], pending: [], pendingSetter: undefined, pinnedStale: false, rollupKeys: rollupKeys(row, policies),
       iso: { first: [row.first_seen, iso(row.first_seen)], last: [row.last_seen, iso(row.last_seen)], received: [row.last_received_at, iso(row.last_received_at)], created: iso(row.created_at) },
     };
     this.map.set(key, loaded);

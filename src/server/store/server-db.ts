@@ -184,6 +184,14 @@ export const SERVER_MIGRATIONS = [
    ALTER TABLE alerts ADD COLUMN clock_skew INTEGER NOT NULL DEFAULT 0;
    UPDATE alerts SET last_received_at = updated_at;
    CREATE INDEX alerts_last_received ON alerts (last_received_at, id);`,
+  // An open alert's severity is the highest of its occurrences (shared/alert/fold.ts);
+  // severity_event names the occurrence that set it. The ring overwrites it in
+  // time, so before it does, the store copies it to the alert's pinned slot
+  // (PINNED_SLOT), where the detail still finds it. Existing alerts took their
+  // severity from the newest occurrence: the newest of that severity still in
+  // the ring is the best guess.
+  `ALTER TABLE alerts ADD COLUMN severity_event INTEGER NOT NULL DEFAULT 0;
+   UPDATE alerts SET severity_event = coalesce((SELECT max(o.event_no) FROM alert_occurrences o WHERE o.alert_id = alerts.id AND o.severity = alerts.severity), 0);`,
 ];
 
 export function openServerDb(dataDir: string): DB {

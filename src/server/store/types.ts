@@ -53,6 +53,16 @@ export interface Occurrence {
   samples: unknown[];
 }
 
+export interface AlertDetail {
+  alert: StoredAlert;
+  /** The latest occurrences, newest first. */
+  occurrences: Occurrence[];
+  /** The occurrence that set the severity (the highest of the alert's), kept when the ring has moved past it. */
+  severity_occurrence?: Occurrence;
+  /** Status changes, oldest first. */
+  history: StatusChange[];
+}
+
 export interface StatusChange {
   from: AlertStatus;
   to: AlertStatus;
@@ -109,6 +119,8 @@ export interface AlertRow {
   updated_at: number;
   last_received_at: number;
   clock_skew: number;
+  /** event_no of the occurrence that set the severity. */
+  severity_event: number;
   seq: number;
 }
 
@@ -121,5 +133,7 @@ export const OCCURRENCES_KEPT = 20;
 export const CLOCK_SKEW_MS = 5 * 60_000;
 /** last_received_at is written when it moved this much: repeats then seldom touch its index. */
 export const RECEIVED_PRECISION_MS = 60_000;
+/** The occurrence that set an alert's severity, once the ring has moved past it, lives in this slot. */
+export const PINNED_SLOT = -1;
 /** A sample bigger than this is kept as a truncated preview. */
 export const MAX_SAMPLE_BYTES = 16 * 1024;
