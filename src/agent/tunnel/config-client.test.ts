@@ -68,12 +68,20 @@ async function serve(server: grpc.Server): Promise<string> {
   return `127.0.0.1:${port}`;
 }
 
-async function startAgentStream(target: string, token: string, backoff: { initialMs: number; maxMs: number; jitter: false }) {
+async function startAgentStream(
+  target: string,
+  token: string,
+  backoff: { initialMs: number; maxMs: number; jitter: false },
+  apply: (u: ConfigUpdate) => Promise<void> = async () => undefined,
+) {
   const { log, lines } = capture();
   const tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${target}`), token, log });
   const abort = new AbortController();
   const updates: ConfigUpdate[] = [];
-  const loop = runConfigStream(tunnel, backoff, log, abort.signal, async (u) => void updates.push(u));
+  const loop = runConfigStream(tunnel, backoff, log, abort.signal, async (u) => {
+    updates.push(u);
+    await apply(u);
+  });
   cleanup.push(async () => {
     abort.abort();
     await loop;
@@ -171,5 +179,26 @@ describe('configuration stream', () => {
     expect(calls[1]!.at - calls[0]!.at).toBeLessThan(500);
     expect(calls[2]!.at - calls[1]!.at).toBeGreaterThanOrEqual(650);
     expect(lines.filter((l) => l.msg === 'Config: failed to get configuration from the server')).toHaveLength(1);
+  });
+
+  it('a configuration whose apply throws is asked for again after a reconnect, and the stream goes on', async () => {
+    const calls: string[] = [];
+    const server = new grpc.Server();
+    server.addService(AgentConfigurationService, {
+      getConfiguration: (call: grpc.ServerWritableStream<ConfigurationRequest, ConfigurationResponse>) => {
+        calls.push(call.request.commit_id);
+        if (call.request.commit_id !== 'c1') call.write({ commit_id: 'c1', config_json: '{}', files: [], agent_name: 'edge', warnings: [] });
+        // The stream stays open, as the server's does.
+      },
+    });
+    const target = await serve(server);
+    let failures = 1;
+    const { lines, updates } = await startAgentStream(target, 'token', { initialMs: 20, maxMs: 20, jitter: false }, async () => {
+      if (failures-- > 0) throw new Error('a module would not stop');
+    });
+    await until(() => updates.length === 2, 'the configuration a second time');
+    // The failed commit was not recorded as applied: the second call asked for it again.
+    expect(calls).toEqual(['', '']);
+    expect(lines.filter((l) => l.msg.startsWith('Config: applying the configuration failed'))).toHaveLength(1);
   });
 });

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { AgentConfigurationClient, type ConfigurationResponse } from '../../gen/verdict/agent.js';
-import type { Logger } from '../../shared/log/logger.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
 import { formatIssue } from '../../shared/config/schema.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
@@ -94,7 +94,14 @@ export async function runConfigStream(
                 for (const w of msg.warnings) log.warn({ commit_id: msg.commit_id }, `Config: ${formatIssue(w)}`);
               }
               log.info({ commit_id: msg.commit_id }, 'Config: applying new configuration');
-              await onConfig({ commitId: msg.commit_id, config, files: msg.files, agentName: msg.agent_name, warnings: msg.warnings });
+              try {
+                await onConfig({ commitId: msg.commit_id, config, files: msg.files, agentName: msg.agent_name, warnings: msg.warnings });
+              } catch (e) {
+                // The commit is not recorded as applied: the next connection asks for it again.
+                log.error({ commit_id: msg.commit_id, error: errText(e) }, 'Config: applying the configuration failed; it is applied again after the next reconnect');
+                call.cancel();
+                return;
+              }
               commitId = msg.commit_id;
             });
           });
