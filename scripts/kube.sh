@@ -5,7 +5,7 @@
 # There is no scheduler or kubelet: Pods stay Pending.
 #
 #   scripts/kube.sh install   build etcd, kube-apiserver, kube-controller-manager
-#                             and kubectl once into the cache (cold: ~12 min)
+#                             and kubectl once into the cache (cold: 8-12 min)
 #   scripts/kube.sh start     start a control plane on free loopback ports; prints
 #                             server=, kubeconfig=, ca= and token= lines when ready
 #   scripts/kube.sh status    print the same lines and exit 0 if running, else exit 1
@@ -32,7 +32,7 @@ set -euo pipefail
 readonly PINNED_KUBE_VERSION=v1.34.4
 readonly PINNED_ETCD_VERSION=v3.6.16
 # Bump when the build recipe changes so cached binaries are rebuilt.
-readonly RECIPE=1
+readonly RECIPE=3
 
 KUBE_VERSION="${VERDICT_KUBE_VERSION:-$PINNED_KUBE_VERSION}"
 KUBE_VERSION="v${KUBE_VERSION#v}"
@@ -47,6 +47,13 @@ START_TIMEOUT="${VERDICT_KUBE_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${VERDICT_KUBE_STOP_TIMEOUT:-20}"
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager)
+# No scheduler or kubelet, so only controllers that act on API objects alone.
+# clusterrole-aggregation fills the admin/edit/view ClusterRoles.
+KCM_CONTROLLERS=namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller
+KCM_CONTROLLERS+=,statefulset-controller,daemonset-controller,job-controller,cronjob-controller,ttl-after-finished-controller
+KCM_CONTROLLERS+=,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller
+KCM_CONTROLLERS+=,clusterrole-aggregation-controller,resourcequota-controller,disruption-controller
+KCM_CONTROLLERS+=,endpointslice-controller,validatingadmissionpolicy-status-controller
 # Stamps: what each binary was built from; a mismatch means rebuild.
 KUBE_STAMP="kubernetes $KUBE_VERSION recipe $RECIPE"
 ETCD_STAMP="etcd $ETCD_VERSION recipe $RECIPE"
@@ -118,7 +125,7 @@ EOF
   (cd "$dir" && run_go "$logf" "go get go.etcd.io/etcd/server/v3@$ETCD_VERSION" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
   (cd "$dir" && run_go "$logf" "go mod tidy (etcd)" mod tidy)
   (cd "$dir" && run_go "$logf" "go build (etcd)" build -trimpath \
-    -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" -o "$BIN/etcd.tmp" .)
+    -ldflags "-s -w" -o "$BIN/etcd.tmp" .)
   mv -f "$BIN/etcd.tmp" "$BIN/etcd"
   echo "$ETCD_STAMP" >"$BIN/.etcd.stamp"
   log "etcd $ETCD_VERSION built in $(( ($(now_ms) - t0) / 1000 )) s: $BIN/etcd"
@@ -127,7 +134,7 @@ EOF
 build_kube() {
   local dir="$BUILD/kubernetes-$KUBE_VERSION" logf t0 json gomod modtime minor patch
   t0="$(now_ms)"
-  log "building kube-apiserver, kube-controller-manager, kubectl $KUBE_VERSION (cold: ~10 min; log $dir/build.log) ..."
+  log "building kube-apiserver, kube-controller-manager, kubectl $KUBE_VERSION (cold: 7-10 min; log $dir/build.log) ..."
   rm -rf "$dir"; mkdir -p "$dir"
   logf="$dir/build.log"
   : >"$logf"
@@ -173,8 +180,10 @@ EOF
   (cd "$dir" && run_go "$logf" "go mod tidy (kubernetes)" mod tidy)
 
   local ld="-s -w" key val
-  for kv in "gitVersion=$KUBE_VERSION" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" \
-      "gitCommit=$KUBE_VERSION" "buildDate=${modtime:-1970-01-01T00:00:00Z}"; do
+  # Empty gitCommit (else "$Format:%H$"): the proxy does not say which commit a
+  # tag is. "archive" is upstream's tree state for builds from a source archive.
+  for kv in "gitVersion=$KUBE_VERSION" "gitMajor=1" "gitMinor=$minor" "gitCommit=" "gitTreeState=archive" \
+      "buildDate=${modtime:-1970-01-01T00:00:00Z}"; do
     key="${kv%%=*}"; val="${kv#*=}"
     ld+=" -X k8s.io/component-base/version.$key=$val -X k8s.io/client-go/pkg/version.$key=$val"
   done
@@ -221,13 +230,30 @@ readonly MARK=.verdict-kube-state
 
 pid_of() { cat "$STATE/$1.pid" 2>/dev/null || true; }
 
+# pid_running PID: alive and not a zombie. Our daemons are orphans; their
+# reaper (PID 1) may take seconds, and a zombie still answers kill -0.
+pid_running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local st
+  st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null)" || return 0
+  [[ "${st%% *}" != Z ]]
+}
+
 # alive COMPONENT: the pid recorded for COMPONENT runs our binary.
 alive() {
   local pid; pid="$(pid_of "$1")"
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] && pid_running "$pid" || return 1
   if [[ -r "/proc/$pid/cmdline" ]]; then
     tr '\0' '\n' <"/proc/$pid/cmdline" | head -n1 | grep -q "/$1\$" || return 1
   fi
+}
+
+# ours COMPONENT: alive, or a child of this shell not yet exec'ed into it.
+ours() {
+  alive "$1" && return 0
+  local pid; pid="$(pid_of "$1")"
+  [[ "$pid" =~ ^[0-9]+$ ]] && pid_running "$pid" || return 1
+  [[ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f2)" == "$$" ]]
 }
 
 running() {
@@ -253,15 +279,15 @@ lock_state() {
 stop_all() {
   local c pid waited pids=()
   for c in kube-controller-manager kube-apiserver etcd; do
-    if alive "$c"; then
+    if ours "$c"; then
       pid="$(pid_of "$c")"
       kill -TERM "$pid" 2>/dev/null || true
       waited=0
-      while kill -0 "$pid" 2>/dev/null && (( waited < STOP_TIMEOUT * 10 )); do sleep 0.1; waited=$((waited + 1)); done
-      if kill -0 "$pid" 2>/dev/null; then
+      while pid_running "$pid" && (( waited < STOP_TIMEOUT * 20 )); do sleep 0.05; waited=$((waited + 1)); done
+      if pid_running "$pid"; then
         log "$c ($pid) still running after ${STOP_TIMEOUT}s, sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        while pid_running "$pid"; do sleep 0.05; done
       fi
       pids+=("$c $pid")
     fi
@@ -326,7 +352,7 @@ gen_pki() {
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
     openssl pkey -in sa.key -pubout -out sa.pub
   ) >"$STATE/pki.log" 2>&1 || { cat "$STATE/pki.log" >&2; die "openssl failed to make the PKI (log above); check that openssl 1.1.1+ is installed: apt-get install openssl"; }
-  cp "$d/ca.crt" "$STATE/ca.crt"
+  install -m 644 "$d/ca.crt" "$STATE/ca.crt"
 }
 
 token() { head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
@@ -386,7 +412,11 @@ spawn() { # COMPONENT ARGS...
   local c="$1"; shift
   # Detached from this shell: stdio to files, lock fds closed, own session.
   setsid "$BIN/$c" "$@" </dev/null >>"$STATE/$c.log" 2>&1 9>&- 8>&- &
-  echo $! >"$STATE/$c.pid"
+  local pid=$! n=0
+  echo "$pid" >"$STATE/$c.pid"
+  # $! is a forked shell until it has exec'ed the binary; `alive` checks the
+  # command line, so wait for the exec (else a fast probe sees "exited").
+  while (( n++ < 200 )) && pid_running "$pid" && ! alive "$c"; do sleep 0.01; done
 }
 
 # fail COMPONENT RC: print the log tail of COMPONENT and die (rc 2 died, 3 timeout).
@@ -419,33 +449,37 @@ cmd_start() {
   rm -rf "$STATE/etcd-data" "$STATE/pki" "$STATE/info" "$STATE"/*.log "$STATE/kcm-certs"
   trap start_cleanup EXIT
 
-  local t0 attempt ports etcd_port peer_port api_port kcm_port rc c server deadline left
+  local t0 t_etcd t_api attempt ports etcd_port peer_port api_port kcm_port rc c server deadline left
   t0="$(now_ms)"
   deadline=$(( t0 / 1000 + START_TIMEOUT ))
   gen_pki
   local admin_token user_token kcm_token
   admin_token="$(token)"; user_token="$(token)"; kcm_token="$(token)"
-  (umask 077
+  (umask 077; {
    printf '%s,verdict-admin,verdict-admin,"system:masters"\n' "$admin_token"
    printf '%s,verdict-user,verdict-user\n' "$user_token"
    # --use-service-account-credentials=false: one identity for all controllers.
    printf '%s,system:kube-controller-manager,system:kube-controller-manager,"system:masters"\n' "$kcm_token"
-  ) >"$STATE/tokens.csv"
+  } >"$STATE/tokens.csv")
   (umask 077; echo "$admin_token" >"$STATE/admin-token"; echo "$user_token" >"$STATE/user-token")
 
   for attempt in 1 2 3; do
-    read -r etcd_port peer_port api_port kcm_port <<<"$(free_ports 4)" || die "could not find free loopback ports"
+    read -r etcd_port peer_port api_port kcm_port <<<"$(free_ports 4)" || true
+    [[ -n "$kcm_port" ]] || die "could not find free loopback ports"
     server="https://127.0.0.1:$api_port"
     rm -rf "$STATE/etcd-data" "$STATE/kcm-certs"
     for c in "${COMPONENTS[@]}"; do : >"$STATE/$c.log"; done
 
+    # One member on loopback: short raft timers make it leader in ~0.1 s, not ~1 s.
     spawn etcd --name verdict --data-dir "$STATE/etcd-data" \
       --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
       --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
       --initial-cluster "verdict=http://127.0.0.1:$peer_port" --initial-cluster-state new \
-      --log-level warn --unsafe-no-fsync --quota-backend-bytes 1073741824
+      --log-level warn --unsafe-no-fsync --quota-backend-bytes 1073741824 \
+      --heartbeat-interval 10 --election-timeout 100
     left=$(( deadline - $(date +%s) )); (( left > 0 )) || left=1
     rc=0; wait_url etcd "$left" "http://127.0.0.1:$etcd_port/health" || rc=$?
+    t_etcd="$(now_ms)"
     if (( rc != 0 )); then
       stop_all
       if bind_clash etcd && (( attempt < 3 )); then log "port clash for etcd, retrying with other ports"; continue; fi
@@ -465,6 +499,7 @@ cmd_start() {
       --cert-dir "$STATE/pki" --profiling=false
     left=$(( deadline - $(date +%s) )); (( left > 0 )) || left=1
     rc=0; wait_url kube-apiserver "$left" "$server/readyz" --cacert "$STATE/ca.crt" -H "Authorization: Bearer $admin_token" || rc=$?
+    t_api="$(now_ms)"
     if (( rc != 0 )); then
       stop_all
       if bind_clash kube-apiserver && (( attempt < 3 )); then log "port clash for kube-apiserver, retrying with other ports"; continue; fi
@@ -472,11 +507,10 @@ cmd_start() {
     fi
 
     write_kubeconfig "$STATE/controller-manager.kubeconfig" "$server" system:kube-controller-manager "$kcm_token"
-    # No scheduler or kubelet, so only controllers that act on API objects alone.
     spawn kube-controller-manager --kubeconfig "$STATE/controller-manager.kubeconfig" \
       --bind-address 127.0.0.1 --secure-port "$kcm_port" --cert-dir "$STATE/kcm-certs" \
       --leader-elect=false --use-service-account-credentials=false \
-      --controllers namespace,garbagecollector,deployment,replicaset,statefulset,daemonset,job,cronjob,serviceaccount,serviceaccount-token,root-ca-cert-publisher,clusterrole-aggregation,resourcequota,ttl-after-finished,disruption \
+      --controllers "$KCM_CONTROLLERS" \
       --service-account-private-key-file "$STATE/pki/sa.key" --root-ca-file "$STATE/pki/ca.crt" \
       --profiling=false
     left=$(( deadline - $(date +%s) )); (( left > 0 )) || left=1
@@ -495,9 +529,10 @@ cmd_start() {
   write_kubeconfig "$STATE/user-kubeconfig" "$server" verdict-user "$user_token"
   echo "$server" >"$STATE/server"
   printf 'server=%s\nkubeconfig=%s\nca=%s\ntoken=%s\n' "$server" "$STATE/kubeconfig" "$STATE/ca.crt" "$admin_token" >"$STATE/info"
-  log "kubernetes $KUBE_VERSION ready in $(( $(now_ms) - t0 )) ms at $server (pids etcd $(pid_of etcd), kube-apiserver $(pid_of kube-apiserver), kube-controller-manager $(pid_of kube-controller-manager); logs in $STATE)"
+  local t_end; t_end="$(now_ms)"
+  log "kubernetes $KUBE_VERSION ready in $(( t_end - t0 )) ms (etcd +$(( t_etcd - t0 )), kube-apiserver +$(( t_api - t_etcd )), kube-controller-manager +$(( t_end - t_api ))) at $server (pids etcd $(pid_of etcd), kube-apiserver $(pid_of kube-apiserver), kube-controller-manager $(pid_of kube-controller-manager); logs in $STATE)"
   if [[ -n "${VERDICT_KUBE_OWNER_PID:-}" ]]; then
-    setsid "$SELF" _watch "$VERDICT_KUBE_OWNER_PID" "$(pid_of kube-apiserver)" </dev/null >/dev/null 2>&1 9>&- 8>&- &
+    setsid bash "$SELF" _watch "$VERDICT_KUBE_OWNER_PID" "$(pid_of kube-apiserver)" </dev/null >/dev/null 2>&1 9>&- 8>&- &
     echo $! >"$STATE/watchdog.pid"
   fi
   cat "$STATE/info"
@@ -507,7 +542,7 @@ cmd_start() {
 cmd_watch() {
   local owner="$1" api="$2"
   while [[ "$(pid_of kube-apiserver)" == "$api" ]]; do
-    if ! kill -0 "$owner" 2>/dev/null; then exec "$SELF" stop; fi
+    pid_running "$owner" || exec bash "$SELF" stop
     sleep 2
   done
 }
@@ -519,7 +554,10 @@ cmd_stop() {
     log "nothing running (no state dir $STATE)"
     return 0
   fi
-  [[ -f "$STATE/$MARK" ]] || die "$STATE is not a kube.sh state dir; not touching it"
+  if [[ ! -f "$STATE/$MARK" ]]; then
+    rmdir -- "$STATE" 2>/dev/null && return 0  # empty: a start that failed early
+    die "$STATE is not a kube.sh state dir; not touching it"
+  fi
   lock_state
   stop_all
   local wd
@@ -543,13 +581,18 @@ usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$SELF" >&2
 }
 
-case "${1:-}" in
-  install) cmd_install ;;
-  start) cmd_start ;;
-  stop) cmd_stop ;;
-  status) cmd_status ;;
-  path) echo "$BIN" ;;
-  _watch) shift; cmd_watch "$@" ;;
-  -h|--help|help) usage ;;
-  *) usage; exit 2 ;;
-esac
+# In braces with exit: bash reads scripts lazily, and a long install or the
+# watchdog must not run what a `git pull` wrote over this file meanwhile.
+{
+  case "${1:-}" in
+    install) cmd_install ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    path) echo "$BIN" ;;
+    _watch) shift; cmd_watch "$@" ;;
+    -h|--help|help) usage ;;
+    *) usage; exit 2 ;;
+  esac
+  exit
+}

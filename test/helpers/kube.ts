@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,7 +88,11 @@ export async function startKube(): Promise<Kube> {
   const started = await run('bash', [SCRIPT, 'start'], env, undefined, 300_000);
   if (started.code !== 0) {
     // The script checks the binaries and their versions; trust its verdict.
-    if (started.stderr.includes(`run: ${KUBE_INSTALL_COMMAND}`)) throw new Error(KUBE_INSTALL_COMMAND);
+    if (started.stderr.includes(`run: ${KUBE_INSTALL_COMMAND}`)) {
+      rmSync(stateDir, { recursive: true, force: true });
+      throw new Error(KUBE_INSTALL_COMMAND);
+    }
+    // stop deletes the state dir: the log tail is in stderr, kept in the message.
     await run('bash', [SCRIPT, 'stop'], env).catch(() => undefined);
     throw new Error(`scripts/kube.sh start failed (exit ${started.code}):\n${started.stderr.slice(-4000)}`);
   }
@@ -111,9 +115,10 @@ export async function startKube(): Promise<Kube> {
     userToken: readFileSync(join(stateDir, 'user-token'), 'utf8').trim(),
     binDir,
     stateDir,
+    // KUBERC=off: a user's ~/.kube/kuberc must not change kubectl's behaviour.
     kubectl: (args, opts = {}) =>
       run(join(binDir, 'kubectl'), [`--kubeconfig=${opts.kubeconfig ?? kubeconfig}`, `--cache-dir=${cacheDir}`, ...args],
-        { ...process.env, KUBECTL_KUBERC: 'false' }, opts.input, opts.timeoutMs),
+        { ...process.env, KUBERC: 'off' }, opts.input, opts.timeoutMs),
     stop: async () => {
       const r = await run('bash', [SCRIPT, 'stop'], env);
       if (r.code !== 0) throw new Error(`scripts/kube.sh stop failed (exit ${r.code}):\n${r.stderr}`);
