@@ -1,4 +1,32 @@
+import type * as grpc from '@grpc/grpc-js';
 import type { Validator } from '../shared/config/schema.js';
+import type { ServerConfig } from '../shared/config/server-config.js';
+import type { Logger } from '../shared/log/logger.js';
+import type { AuthenticatedAgent } from './agents/agent-registry.js';
+
+/** A call on the agent API, of any streaming shape. */
+export type AgentCall = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+/** What the server core gives a module's server part to serve agents with. */
+export interface ServerModuleContext {
+  /** The server's configuration as loaded; a module reads its own settings from it. */
+  readonly config: ServerConfig;
+  /** Logger with the module's mod_name. */
+  readonly log: Logger;
+  /**
+   * Admits an agent call exactly as the core's own services do (version check,
+   * token, rate limits) and tracks it, so revoking the token ends it. Returns
+   * the agent, or undefined when the call was refused: the refusal has been
+   * sent and the handler must return.
+   */
+  admit(call: AgentCall, rpc: string): AuthenticatedAgent | undefined;
+}
+
+/** A gRPC service a module adds to the agent API (plain gRPC and gRPC-in-WebSocket alike). */
+export interface ModuleGrpcService {
+  definition: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+}
 
 /**
  * The server part of a module. Every module has one, because the server
@@ -15,6 +43,8 @@ export interface ServerModule<N extends string = string, C = unknown> {
    * `path` names the config key the globs came from, for error messages.
    */
   projectFiles?(block: C): { path: string; globs: string[] };
+  /** gRPC services the module serves to its agent part through the tunnel. */
+  grpcServices?(ctx: ServerModuleContext): ModuleGrpcService[];
 }
 
 export type ServerModuleConfig<M> = M extends ServerModule<string, infer C> ? C : never;

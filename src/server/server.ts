@@ -83,6 +83,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
     agents,
     pollers,
     log: moduleLogger('tunnel', log),
+    config: cfg,
     sink: kafka?.sink ?? { accept: async (agent, events) => store.ingest(agent, events) },
   }, streams);
   const g = splitHostPort(cfg.grpc_addr);

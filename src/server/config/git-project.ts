@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -44,4 +44,65 @@ export async function readAt(repo: string, commit: string, path: string): Promis
 
 export async function listFiles(repo: string, commit: string): Promise<string[]> {
   return String(await git(repo, ['ls-tree', '-r', '-z', '--name-only', commit])).split('\0').filter(Boolean);
+}
+
+/** The commit a revision (HEAD, refs/heads/x, refs/tags/x, a sha) names, or undefined when it names none. */
+export async function resolveCommit(repo: string, rev: string): Promise<string | undefined> {
+  try {
+    return String(await git(repo, ['rev-parse', '--verify', '--quiet', `${rev}^{commit}`])).trim() || undefined;
+  } catch (e) {
+    // --quiet: a missing revision exits 1 with no output; anything else is the repository's problem.
+    if ((e as Error).message.endsWith('failed: ')) return undefined;
+    throw e;
+  }
+}
+
+export interface TreeEntry {
+  path: string;
+  /** blob, tree (never with -r) or commit (a submodule). */
+  type: string;
+  oid: string;
+  /** Bytes; -1 for entries that are not blobs. */
+  size: number;
+}
+
+/** Every entry of a commit's tree, recursively, with blob sizes: limits are checked before anything is read. */
+export async function listTree(repo: string, commit: string): Promise<TreeEntry[]> {
+  const out = String(await git(repo, ['ls-tree', '-r', '-l', '-z', commit]));
+  return out.split('\0').filter(Boolean).map((line) => {
+    // "<mode> SP <type> SP <oid> SP+ <size> TAB <path>"
+    const tab = line.indexOf('\t');
+    const [, type, oid, size] = line.slice(0, tab).split(/ +/);
+    return { path: line.slice(tab + 1), type: type!, oid: oid!, size: size === '-' ? -1 : Number(size) };
+  });
+}
+
+/** Blobs by object id, in order, with one `git cat-file --batch` process (one process per file is slow for 1,000 files). */
+export function readBlobs(repo: string, oids: readonly string[]): Promise<Buffer[]> {
+  if (oids.length === 0) return Promise.resolve([]);
+  return new Promise((resolve, reject) => {
+    const p = spawn('git', ['-C', repo, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const chunks: Buffer[] = [];
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => chunks.push(d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    p.on('error', (e) => reject(new GitError(`git cat-file in ${repo} failed: ${e.message}`)));
+    p.on('close', (code) => {
+      if (code !== 0) return reject(new GitError(`git cat-file in ${repo} failed: ${stderr.trim().split('\n')[0] ?? `exit ${code}`}`));
+      // Each answer: "<oid> <type> <size>\n<content>\n", or "<oid> missing\n".
+      const all = Buffer.concat(chunks);
+      const blobs: Buffer[] = [];
+      let at = 0;
+      for (const oid of oids) {
+        const nl = all.indexOf(0x0a, at);
+        const head = all.subarray(at, nl).toString('utf8').split(' ');
+        if (head[1] === 'missing' || nl < 0) return reject(new GitError(`git cat-file in ${repo}: object ${oid} is missing`));
+        const size = Number(head[2]);
+        blobs.push(all.subarray(nl + 1, nl + 1 + size));
+        at = nl + 1 + size + 1;
+      }
+      resolve(blobs);
+    });
+    p.stdin.end(`${oids.join('\n')}\n`);
+  });
 }

@@ -10,13 +10,16 @@ import {
 } from '../../gen/verdict/agent.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { ConfigError, formatIssue } from '../../shared/config/schema.js';
-import { errText, type Logger } from '../../shared/log/logger.js';
+import { SERVER_DEFAULTS, type ServerConfig } from '../../shared/config/server-config.js';
+import { errText, moduleLogger, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { VERSION, versionsCompatible } from '../../shared/version.js';
 import type { AgentRegistry, AuthenticatedAgent } from '../agents/agent-registry.js';
 import { hashSecret } from '../auth/secret.js';
 import { loadAgentConfiguration } from '../config/agent-config-loader.js';
 import type { ProjectPollers } from '../config/project-poller.js';
+import type { AgentCall } from '../module.js';
+import { serverModules } from '../modules.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from './alert-sink.js';
 import { checkPayload } from './payload-check.js';
@@ -35,6 +38,8 @@ export interface TunnelDeps {
   log: Logger;
   /** Connection attempts per valid token, and failed authentications per peer; defaults: rate-limit.ts. */
   limits?: { token: RateLimiter; failures: RateLimiter };
+  /** The server's configuration, for the modules' own services (default: SERVER_DEFAULTS). */
+  config?: ServerConfig;
 }
 
 /** Metadata key both sides use to tell their release. */
@@ -42,7 +47,7 @@ export const VERSION_METADATA = 'verdict-version';
 /** Trailer that marks why a call was refused, so the agent can tell a version mismatch from a config error. */
 export const REFUSAL_METADATA = 'verdict-refusal';
 
-type AnyCall = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+type AnyCall = AgentCall;
 
 /** Tracks open streams per token, so a revoked token's streams can be dropped. */
 export class StreamRegistry {
@@ -268,4 +273,30 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
       call.on('error', finish);
     },
   });
+
+  // Modules serve their agent parts through the same door: one admission for every call.
+  const admit = (call: AnyCall, rpc: string) => {
+    sendVersion(call);
+    const agent = authenticate(call, deps, limits);
+    if ('code' in agent) {
+      call.emit('error', agent);
+      return undefined;
+    }
+    const untrack = streams.add(agent.token_id, call);
+    connectedStreams.inc({ rpc });
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      untrack();
+      connectedStreams.dec({ rpc });
+    };
+    for (const ev of ['cancelled', 'error', 'finish', 'close']) call.on(ev, finish);
+    return agent;
+  };
+  for (const mod of serverModules) {
+    for (const svc of mod.grpcServices?.({ config: deps.config ?? SERVER_DEFAULTS, log: moduleLogger(mod.name, deps.log), admit }) ?? []) {
+      server.addService(svc.definition, svc.implementation);
+    }
+  }
 }

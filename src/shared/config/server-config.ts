@@ -13,6 +13,10 @@ export const serverConfigSchema = obj({
   http_addr: field(addr, { default: '127.0.0.1:8080' }),
   grpc_addr: field(addr, { default: '127.0.0.1:8150' }),
   config_poll_interval: field(duration({ min: 50 }), { default: 20_000 }),
+  // GitOps: manifest project ids (group/project, or a numeric id) are paths under this directory: docs/gitops.md.
+  projects_dir: field(str({ nonEmpty: true, hint: 'a directory holding the manifest projects\' git repositories' })),
+  // How often a watched manifest project's ref is read for a new commit (unset: 20 s, as the original).
+  gitops_poll_interval: field(duration({ min: 50 })),
   // TLS on both listeners: gRPC (grpcs://) and HTTP (https, and wss:// for agents).
   tls: field(obj({
     cert_file: field(str({ nonEmpty: true, hint: 'path of a PEM certificate (chain)' }), { required: true }),

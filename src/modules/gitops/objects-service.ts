@@ -1,0 +1,131 @@
+import * as grpc from '@grpc/grpc-js';
+import { GitOpsService, type ObjectsToSynchronizeRequest, type ObjectsToSynchronizeResponse } from '../../gen/verdict/gitops.js';
+import { resolveCommit } from '../../server/config/git-project.js';
+import type { ModuleGrpcService, ServerModuleContext } from '../../server/module.js';
+import { errText } from '../../shared/log/logger.js';
+import { retryLoop } from '../../shared/retry/loop.js';
+import { BadRefError, refSpec } from './git-ref.js';
+import { MAX_PATHS, ManifestFileError, readFiles, selectFiles, type Selection } from './manifest-files.js';
+import { ProjectNotFoundError, resolveProject } from './project-repos.js';
+
+// GetObjectsToSynchronize, as the GitLab agent server serves it: poll the
+// project's ref until it points at a commit the agent has not synchronised,
+// then send one batch (header, the files in chunks, trailer) and end. Data
+// flows one way: ref poll -> file selection -> chunked objects.
+
+/** The original's chunk size: a file larger than this spans consecutive Object messages. */
+export const CHUNK_BYTES = 128 * 1024;
+const DEFAULT_POLL_INTERVAL_MS = 20_000;
+
+type Call = grpc.ServerWritableStream<ObjectsToSynchronizeRequest, ObjectsToSynchronizeResponse>;
+
+class Refusal extends Error {
+  constructor(
+    readonly code: grpc.status,
+    details: string,
+  ) {
+    super(details);
+  }
+}
+
+/** Writes with backpressure, so a 20 MiB project is not buffered twice. */
+function write(call: Call, msg: ObjectsToSynchronizeResponse): Promise<void> {
+  if (call.write(msg)) return Promise.resolve();
+  return new Promise((resolve) => call.once('drain', resolve));
+}
+
+export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
+  const intervalMs = ctx.config.gitops_poll_interval ?? DEFAULT_POLL_INTERVAL_MS;
+
+  async function serve(call: Call): Promise<void> {
+    const agent = ctx.admit(call, 'GetObjectsToSynchronize');
+    if (!agent) return;
+    const abort = new AbortController();
+    // A hang-up, or a revoked token (the core ends the call with an error), stops the poll.
+    for (const ev of ['cancelled', 'error']) call.on(ev, () => abort.abort());
+    const req = call.request;
+    const log = ctx.log.child({ agent_name: agent.name, project_id: req.project_id || '(configuration project)' });
+    try {
+      if (req.paths.length > MAX_PATHS) {
+        throw new Refusal(grpc.status.INVALID_ARGUMENT, `invalid ObjectsToSynchronizeRequest.Paths: value must contain no more than ${MAX_PATHS} item(s)`);
+      }
+      const project = (() => {
+        try {
+          return resolveProject(req.project_id, agent.config_project, ctx.config.projects_dir);
+        } catch (e) {
+          if (e instanceof ProjectNotFoundError) throw new Refusal(grpc.status.NOT_FOUND, `GitOps: ${e.message}`);
+          throw e;
+        }
+      })();
+      const ref = (() => {
+        try {
+          return refSpec(req.ref);
+        } catch (e) {
+          if (e instanceof BadRefError) throw new Refusal(grpc.status.INVALID_ARGUMENT, `GitOps: ${e.message}`);
+          throw e;
+        }
+      })();
+
+      // The poll: nothing is sent while the ref stays at the agent's commit.
+      let commit: string | undefined;
+      let failure: unknown;
+      await retryLoop({ backoff: { initialMs: intervalMs, maxMs: intervalMs, jitter: false }, signal: abort.signal }, async () => {
+        try {
+          const c = await resolveCommit(project.repo, ref.rev);
+          if (!c)
+            throw new Refusal(
+              grpc.status.NOT_FOUND,
+              `GitOps: repository poll failed: NotFound: file/directory/ref not found: ${ref.name} of project ${project.id}`,
+            );
+          if (c === req.commit_id) {
+            if (!ref.pinned) return 'backoff';
+            // A pinned commit never changes: wait for the agent to hang up.
+            await new Promise((resolve) => abort.signal.addEventListener('abort', resolve, { once: true }));
+            return 'done';
+          }
+          commit = c;
+        } catch (e) {
+          failure = e;
+        }
+        return 'done';
+      });
+      if (failure) throw failure;
+      if (!commit || abort.signal.aborted) return;
+
+      log.info({ commit_id: commit, ref: ref.name }, 'GitOps: new commit');
+      await write(call, { message: { $case: 'header', value: { commit_id: commit, project_id: project.id } } });
+      let selection: Selection;
+      let contents: Buffer[];
+      try {
+        selection = await selectFiles(
+          project.repo,
+          commit,
+          req.paths.map((p) => p.path?.value ?? ''),
+        );
+        contents = await readFiles(project.repo, selection.files);
+      } catch (e) {
+        if (e instanceof ManifestFileError) throw new Refusal(grpc.status.FAILED_PRECONDITION, `GitOps: failed to get objects to synchronize: ${e.message}`);
+        throw e;
+      }
+      for (let i = 0; i < contents.length && !abort.signal.aborted; i++) {
+        const data = contents[i]!;
+        const source = selection.files[i]!.path;
+        // An empty file is still one Object, so the agent knows it exists.
+        for (let at = 0; at === 0 || at < data.length; at += CHUNK_BYTES) {
+          await write(call, { message: { $case: 'object', value: { source, data: data.subarray(at, at + CHUNK_BYTES) } } });
+        }
+      }
+      if (abort.signal.aborted) return;
+      await write(call, { message: { $case: 'trailer', value: {} } });
+      call.end();
+      log.info({ commit_id: commit, files_visited: selection.visited, files_sent: selection.files.length }, 'GitOps: fetched files');
+    } catch (e) {
+      const refusal = e instanceof Refusal ? e : new Refusal(grpc.status.UNAVAILABLE, `GitOps: failed to get objects to synchronize: ${errText(e)}`);
+      if (refusal.code === grpc.status.UNAVAILABLE) log.error({ error: refusal.message }, 'GitOps: failed to get objects to synchronize');
+      else log.warn({ error: refusal.message }, 'GitOps: refused to send objects to synchronize');
+      call.emit('error', { code: refusal.code, details: refusal.message });
+    }
+  }
+
+  return { definition: GitOpsService, implementation: { getObjectsToSynchronize: (call: Call) => void serve(call) } };
+}

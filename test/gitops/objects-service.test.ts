@@ -1,0 +1,236 @@
+import * as grpc from '@grpc/grpc-js';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GitOpsClient, type ObjectsToSynchronizeRequest, type ObjectsToSynchronizeResponse } from '../../src/gen/verdict/gitops.js';
+import { startServer, type RunningServer } from '../../src/server/server.js';
+import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
+import { createRootLogger } from '../../src/shared/log/logger.js';
+import { VERSION } from '../../src/shared/version.js';
+import { ConfigProject, tempDir, until } from '../helpers/processes.js';
+
+// The server side of GitOps through a real server and a real gRPC client:
+// which files of which project at which commit reach the agent, in the
+// original's header / objects / trailer contract, with its limits and errors.
+
+const POLL_MS = 100;
+const dir = tempDir('verdict-gitops-server-');
+const projectsDir = join(dir, 'projects');
+const logs: { msg: string; [k: string]: unknown }[] = [];
+let server: RunningServer;
+let token: string;
+let client: GitOpsClient;
+let config: ConfigProject;
+let app: ConfigProject;
+
+interface Batch {
+  header?: { commit_id: string; project_id: string };
+  objects: { source: string; data: Buffer }[];
+  trailer: boolean;
+  ended: boolean;
+  error?: grpc.ServiceError;
+}
+
+function metadata(t = token): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${t}`);
+  md.set('verdict-version', VERSION);
+  return md;
+}
+
+/** Opens the stream and collects what arrives; settles when it ends, fails, or after `quietMs`. */
+function fetchObjects(req: Partial<ObjectsToSynchronizeRequest>, opts: { quietMs?: number; md?: grpc.Metadata } = {}): Promise<Batch> {
+  const batch: Batch = { objects: [], trailer: false, ended: false };
+  const call = client.getObjectsToSynchronize({ project_id: '', commit_id: '', paths: [], ref: undefined, ...req }, opts.md ?? metadata());
+  return new Promise((resolve) => {
+    // After a cancel the client still reports the stream's end: what counts is what came before.
+    const quiet = opts.quietMs
+      ? setTimeout(() => {
+          resolve(structuredClone(batch));
+          call.cancel();
+        }, opts.quietMs)
+      : undefined;
+    call.on('data', (m: ObjectsToSynchronizeResponse) => {
+      if (m.message?.$case === 'header') batch.header = m.message.value;
+      if (m.message?.$case === 'object') batch.objects.push(m.message.value);
+      if (m.message?.$case === 'trailer') batch.trailer = true;
+    });
+    call.on('end', () => {
+      clearTimeout(quiet);
+      batch.ended = true;
+      resolve(batch);
+    });
+    call.on('error', (e: grpc.ServiceError) => {
+      clearTimeout(quiet);
+      if (e.code !== grpc.status.CANCELLED) batch.error = e;
+      resolve(batch);
+    });
+  });
+}
+
+/** Files as the agent reassembles them: consecutive chunks of one source joined. */
+function files(b: Batch): Record<string, string> {
+  const out: Record<string, Buffer[]> = {};
+  for (const o of b.objects) (out[o.source] ??= []).push(o.data);
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, Buffer.concat(v).toString('utf8')]));
+}
+
+const glob = (g: string) => ({ path: { $case: 'glob' as const, value: g } });
+
+beforeAll(async () => {
+  config = new ConfigProject(join(dir, 'config-project'));
+  config.commit({
+    '.gitlab/agents/edge/config.yaml': 'gitops:\n  manifest_projects:\n    - paths: [{glob: "manifests/**"}]\n',
+    'manifests/cm.yaml': 'kind: ConfigMap\n',
+  });
+  mkdirSync(join(projectsDir, 'group'), { recursive: true });
+  app = new ConfigProject(join(projectsDir, 'group', 'app.git'));
+  app.commit({
+    'deploy/a.yaml': 'a: 1\n',
+    'deploy/b.json': '{"b": 2}\n',
+    'deploy/notes.txt': 'not a manifest\n',
+    '.hidden/c.yaml': 'c: 3\n',
+    'deploy/.secret/d.yaml': 'd: 4\n',
+    'top.yml': 'top: true\n',
+  });
+  symlinkSync(join(projectsDir, 'group', 'app.git'), join(projectsDir, '42'));
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) logs.push(JSON.parse(line) as { msg: string });
+      cb();
+    },
+  });
+  server = await startServer(
+    {
+      ...SERVER_DEFAULTS,
+      data_dir: join(dir, 'server'),
+      http_addr: '127.0.0.1:0',
+      grpc_addr: '127.0.0.1:0',
+      projects_dir: projectsDir,
+      gitops_poll_interval: POLL_MS,
+    },
+    createRootLogger({ level: 'info', destination: sink }),
+  );
+  token = server.agents.register('edge', config.dir).token;
+  client = new GitOpsClient(server.grpcAddress, grpc.credentials.createInsecure());
+});
+
+afterAll(async () => {
+  client?.close();
+  await server?.close();
+});
+
+describe('GetObjectsToSynchronize', () => {
+  it("sends a project path's files at the head of its default branch: header, objects, trailer, then ends", async () => {
+    const b = await fetchObjects({ project_id: 'group/app' });
+    expect(b.error).toBeUndefined();
+    expect(b.header).toEqual({ commit_id: app.git('rev-parse', 'HEAD'), project_id: 'group/app' });
+    // The default glob takes .yaml, .yml and .json files, never those under a dot-directory.
+    expect(files(b)).toEqual({ 'deploy/a.yaml': 'a: 1\n', 'deploy/b.json': '{"b": 2}\n', 'top.yml': 'top: true\n' });
+    expect(b.trailer).toBe(true);
+    expect(b.ended).toBe(true);
+    expect(logs.some((l) => l.msg === 'GitOps: new commit' && l.agent_name === 'edge' && l.project_id === 'group/app')).toBe(true);
+    expect(logs.find((l) => l.msg === 'GitOps: fetched files' && l.project_id === 'group/app')).toMatchObject({ files_visited: 3, files_sent: 3 });
+  });
+
+  it('takes a manifest project without id as the configuration project, and a numeric id as the symlink of that name', async () => {
+    const own = await fetchObjects({ paths: [glob('/manifests/**')] });
+    expect(own.header?.commit_id).toBe(config.git('rev-parse', 'HEAD'));
+    expect(files(own)).toEqual({ 'manifests/cm.yaml': 'kind: ConfigMap\n' });
+    const numeric = await fetchObjects({ project_id: '42', paths: [glob('deploy/*.yaml')] });
+    expect(numeric.header?.project_id).toBe('42');
+    expect(Object.keys(files(numeric))).toEqual(['deploy/a.yaml']);
+  });
+
+  it('refuses unknown projects, and ids that would leave projects_dir, with NOT_FOUND', async () => {
+    for (const id of ['group/missing', '../config-project', '/etc', '7']) {
+      const b = await fetchObjects({ project_id: id });
+      expect(b.error?.code, id).toBe(grpc.status.NOT_FOUND);
+      expect(b.header).toBeUndefined();
+    }
+    expect((await fetchObjects({ project_id: '7' })).error?.details).toContain('numeric ids resolve to');
+  });
+
+  it("sends nothing while the ref stays at the agent's commit, and the new commit once it moves", async () => {
+    const head = app.git('rev-parse', 'HEAD');
+    const quiet = await fetchObjects({ project_id: 'group/app', commit_id: head }, { quietMs: 4 * POLL_MS });
+    expect([quiet.header, quiet.objects, quiet.trailer, quiet.ended]).toEqual([undefined, [], false, false]);
+    const waiting = fetchObjects({ project_id: 'group/app', commit_id: head, paths: [glob('deploy/a.yaml')] });
+    await new Promise((r) => setTimeout(r, 2 * POLL_MS));
+    const next = app.commit({ 'deploy/a.yaml': 'a: 2\n' });
+    const b = await waiting;
+    expect(b.header?.commit_id).toBe(next);
+    expect(files(b)).toEqual({ 'deploy/a.yaml': 'a: 2\n' });
+  });
+
+  it('follows a branch or a tag, and sends a pinned commit once', async () => {
+    const first = app.git('rev-parse', 'HEAD');
+    app.git('tag', 'v1');
+    app.git('checkout', '-q', '-b', 'staging');
+    const staging = app.commit({ 'deploy/a.yaml': 'a: staging\n' });
+    app.git('checkout', '-q', 'main');
+    const paths = [glob('deploy/a.yaml')];
+    expect(files(await fetchObjects({ project_id: 'group/app', paths, ref: { ref: { $case: 'branch', value: 'staging' } } }))).toEqual({
+      'deploy/a.yaml': 'a: staging\n',
+    });
+    expect((await fetchObjects({ project_id: 'group/app', paths, ref: { ref: { $case: 'tag', value: 'v1' } } })).header?.commit_id).toBe(first);
+    const pinned = await fetchObjects({ project_id: 'group/app', paths, ref: { ref: { $case: 'commit', value: staging } } });
+    expect(pinned.header?.commit_id).toBe(staging);
+    const again = await fetchObjects(
+      { project_id: 'group/app', commit_id: staging, paths, ref: { ref: { $case: 'commit', value: staging } } },
+      { quietMs: 3 * POLL_MS },
+    );
+    expect(again.header).toBeUndefined();
+    const missing = await fetchObjects({ project_id: 'group/app', ref: { ref: { $case: 'branch', value: 'nope' } } });
+    expect(missing.error?.code).toBe(grpc.status.NOT_FOUND);
+    expect(missing.error?.details).toBe('GitOps: repository poll failed: NotFound: file/directory/ref not found: branch nope of project group/app');
+    const option = await fetchObjects({ project_id: 'group/app', ref: { ref: { $case: 'branch', value: '--output=/tmp/x' } } });
+    expect(option.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  it('chunks a file over 128 KiB into consecutive objects of the same source', async () => {
+    const big = 'x'.repeat(300 * 1024);
+    app.commit({ 'big/big.yaml': big });
+    const b = await fetchObjects({ project_id: 'group/app', paths: [glob('big/*.yaml')] });
+    expect(b.objects.map((o) => [o.source, o.data.length])).toEqual([
+      ['big/big.yaml', 128 * 1024],
+      ['big/big.yaml', 128 * 1024],
+      ['big/big.yaml', 44 * 1024],
+    ]);
+    expect(files(b)['big/big.yaml']).toBe(big);
+  });
+
+  it("enforces the original's limits with its messages (FAILED_PRECONDITION after the header)", async () => {
+    const failed = async (req: Partial<ObjectsToSynchronizeRequest>) => {
+      const b = await fetchObjects({ project_id: 'group/app', ...req });
+      expect(b.error?.code).toBe(grpc.status.FAILED_PRECONDITION);
+      return b.error!.details;
+    };
+    app.commit({ 'huge/huge.yaml': 'y'.repeat(5 * 1024 * 1024 + 1) });
+    expect(await failed({ paths: [glob('huge/*')] })).toBe(
+      'GitOps: failed to get objects to synchronize: manifest file: FileTooBig: file is too big: huge/huge.yaml (5242881 bytes, over the 5242880-byte limit per file)',
+    );
+    const fives: Record<string, string> = {};
+    for (let i = 0; i < 5; i++) fives[`total/f${i}.yaml`] = 'z'.repeat(4.5 * 1024 * 1024);
+    app.commit(fives);
+    expect(await failed({ paths: [glob('total/*')] })).toContain('manifest file: FileTooBig: file is too big: total/f4.yaml');
+    expect(await failed({ paths: [glob('deploy/*.yaml'), glob('deploy/a.*')] })).toBe(
+      'GitOps: failed to get objects to synchronize: manifest file: path visited more than once: deploy/a.yaml',
+    );
+    const many: Record<string, string> = {};
+    for (let i = 0; i <= 1000; i++) many[`many/m${i}.yaml`] = `m: ${i}\n`;
+    app.commit(many);
+    expect(await failed({ paths: [glob('many/*.yaml')] })).toBe(
+      'GitOps: failed to get objects to synchronize: manifest file: maximum number of files limit reached: 1000',
+    );
+    expect(await failed({ paths: [glob('deploy/{a,b')] })).toContain('manifest file: glob deploy/{a,b match failed: syntax error in pattern');
+    const tooMany = await fetchObjects({ project_id: 'group/app', paths: Array.from({ length: 101 }, (_, i) => glob(`p${i}/*.yaml`)) });
+    expect(tooMany.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  it('admits agents as the rest of the agent API does', async () => {
+    const b = await fetchObjects({ project_id: 'group/app' }, { md: metadata('not-a-token') });
+    expect(b.error?.code).toBe(grpc.status.UNAUTHENTICATED);
+  });
+});
