@@ -5,7 +5,6 @@ import { splitHostPort, type ServerConfig } from '../shared/config/server-config
 import { moduleLogger, type Logger } from '../shared/log/logger.js';
 import type { DB } from '../shared/sqlite/open.js';
 import { VERSION } from '../shared/version.js';
-import type { Server as TlsServer } from 'node:tls';
 import { registerAdminRoutes } from './admin/routes.js';
 import { AgentRegistry } from './agents/agent-registry.js';
 import { RevocationWatcher } from './agents/revocation-watcher.js';
@@ -16,10 +15,12 @@ import { AlertStore } from './store/alert-store.js';
 import { openServerDb } from './store/server-db.js';
 import { RETENTION_DEFAULTS, startRetention } from './store/retention.js';
 import { addTunnelServices, StreamRegistry } from './tunnel/grpc-service.js';
-import { grpcServerCredentials, listenTls, loadTls, type TlsMaterial } from './tunnel/tls.js';
+import { grpcServerCredentials, loadTls, type TlsMaterial } from './tunnel/tls.js';
 import { registerAgentWebSocket } from './tunnel/ws-route.js';
 import { startWebhooks, type WebhooksService } from './webhooks/service.js';
 import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from './kafka/replica.js';
+import type { StartedServerModule } from './module.js';
+import { serverModules } from './modules.js';
 
 export interface RunningServer {
   httpAddress: string; // host:port actually bound
@@ -61,7 +62,16 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   let kafka: KafkaReplica | undefined;
   if (cfg.kafka) {
     try {
-      kafka = await startKafkaReplica({ config: cfg.kafka, db, store, agents, tokens, webhooks: webhooks.outbox, log: moduleLogger('kafka', log), onDeliveryStep: testHooks.onDeliveryStep });
+      kafka = await startKafkaReplica({
+        config: cfg.kafka,
+        db,
+        store,
+        agents,
+        tokens,
+        webhooks: webhooks.outbox,
+        log: moduleLogger('kafka', log),
+        onDeliveryStep: testHooks.onDeliveryStep,
+      });
     } catch (e) {
       await webhooks.close();
       db.close();
@@ -79,16 +89,22 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   }
 
   const grpcServer = new grpc.Server(GRPC_OPTIONS);
-  addTunnelServices(grpcServer, {
-    agents,
-    pollers,
-    log: moduleLogger('tunnel', log),
-    config: cfg,
-    sink: kafka?.sink ?? { accept: async (agent, events) => store.ingest(agent, events) },
-  }, streams);
+  addTunnelServices(
+    grpcServer,
+    {
+      agents,
+      pollers,
+      log: moduleLogger('tunnel', log),
+      config: cfg,
+      sink: kafka?.sink ?? { accept: async (agent, events) => store.ingest(agent, events) },
+    },
+    streams,
+  );
   const g = splitHostPort(cfg.grpc_addr);
   const grpcPort = await new Promise<number>((resolve, reject) => {
-    grpcServer.bindAsync(`${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`, grpcServerCredentials(tls), (err, port) => (err ? reject(new Error(`cannot listen for agents on ${cfg.grpc_addr}: ${err.message}; pick a free address with --grpc-addr`)) : resolve(port)));
+    grpcServer.bindAsync(`${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`, grpcServerCredentials(tls), (err, port) =>
+      err ? reject(new Error(`cannot listen for agents on ${cfg.grpc_addr}: ${err.message}; pick a free address with --grpc-addr`)) : resolve(port),
+    );
   }).catch(async (e: unknown) => {
     // Kafka's clients would keep a server that failed to start alive.
     await kafka?.close();
@@ -96,15 +112,21 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   });
 
   let http: FastifyInstance;
-  let tlsFront: TlsServer | undefined;
   let agentWs: { close(): void } | undefined;
   try {
-    http = await buildHttpServer({ store, tokens, log: moduleLogger('feed', log), ready: () => ready, notReady: kafka ? () => kafka!.notReady() : undefined, changeStatus: kafka ? (id, to, actor) => kafka!.changeStatus(id, to, actor) : undefined });
+    http = await buildHttpServer({
+      store,
+      tokens,
+      log: moduleLogger('feed', log),
+      ready: () => ready,
+      notReady: kafka ? () => kafka!.notReady() : undefined,
+      changeStatus: kafka ? (id, to, actor) => kafka!.changeStatus(id, to, actor) : undefined,
+      tls,
+    });
     agentWs = await registerAgentWebSocket(http, { grpcServer, log: moduleLogger('tunnel', log) });
     registerAdminRoutes(http, { agents, tokens, streams, log: moduleLogger('admin', log) });
     const h = splitHostPort(cfg.http_addr);
-    if (tls) tlsFront = await listenTls(http, tls, h.host, h.port);
-    else await http.listen({ host: h.host, port: h.port });
+    await http.listen({ host: h.host, port: h.port });
   } catch (e) {
     agentWs?.close();
     grpcServer.forceShutdown();
@@ -112,14 +134,40 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
     db.close();
     throw new Error(`cannot listen for HTTP on ${cfg.http_addr}: ${(e as Error).message}; pick a free address with --http-addr`);
   }
-  const httpAddr = (tlsFront ?? http.server).address();
+  const httpAddr = http.server.address();
   const httpAddress = typeof httpAddr === 'object' && httpAddr ? `${cfg.http_addr.replace(/:\d+$/, '')}:${httpAddr.port}` : cfg.http_addr;
   const grpcAddress = `${cfg.grpc_addr.replace(/:\d+$/, '')}:${grpcPort}`;
+  // Modules' own listeners and loops (the CI tunnel's Kubernetes API proxy), once the agent API is served.
+  const started: StartedServerModule[] = [];
+  try {
+    for (const mod of serverModules) {
+      const m = await mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls });
+      if (m) started.push(m);
+    }
+  } catch (e) {
+    for (const m of started.reverse()) await m.close().catch(() => undefined);
+    agentWs?.close();
+    await http.close();
+    grpcServer.forceShutdown();
+    await kafka?.close();
+    db.close();
+    throw e;
+  }
   const revocations = new RevocationWatcher(agents, streams, moduleLogger('tunnel', log));
   revocations.start();
   const retention = startRetention({ store, config: { ...RETENTION_DEFAULTS, ...cfg.retention }, log: moduleLogger('store', log) });
   ready = true;
-  log.info({ http_addr: httpAddress, grpc_addr: grpcAddress, data_dir: cfg.data_dir, version: VERSION, tls: Boolean(tls), agent_websocket_path: '/-/kubernetes-agent/' }, 'Verdict server started');
+  log.info(
+    {
+      http_addr: httpAddress,
+      grpc_addr: grpcAddress,
+      data_dir: cfg.data_dir,
+      version: VERSION,
+      tls: Boolean(tls),
+      agent_websocket_path: '/-/kubernetes-agent/',
+    },
+    'Verdict server started',
+  );
 
   return {
     httpAddress,
@@ -133,10 +181,10 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
     kafka,
     async close() {
       ready = false;
+      for (const m of started.reverse()) await m.close();
       revocations.stop();
       retention.stop();
       agentWs?.close();
-      if (tlsFront) await new Promise<void>((resolve) => tlsFront!.close(() => resolve()));
       await http.close();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {

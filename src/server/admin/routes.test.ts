@@ -41,14 +41,30 @@ describe('admin API: agents and their tokens', () => {
   it('documents every route with its scope and answers in the OpenAPI document', async () => {
     const app = Fastify();
     await registerOpenApi(app);
-    registerAdminRoutes(app, { agents: new AgentRegistry(openServerDb(':memory:')), tokens: new FeedTokens(openServerDb(':memory:')), streams: { drop: () => 0 }, log: createRootLogger({ level: 'silent' }) });
+    registerAdminRoutes(app, {
+      agents: new AgentRegistry(openServerDb(':memory:')),
+      tokens: new FeedTokens(openServerDb(':memory:')),
+      streams: { drop: () => 0 },
+      log: createRootLogger({ level: 'silent' }),
+    });
     await app.ready();
-    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as { paths: Record<string, Record<string, { 'x-required-scope'?: string; summary?: string; responses: Record<string, unknown> }>> };
+    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as {
+      paths: Record<string, Record<string, { 'x-required-scope'?: string; summary?: string; responses: Record<string, unknown> }>>;
+    };
     const ops = Object.entries(doc.paths).flatMap(([path, o]) => Object.entries(o).map(([m, op]) => ({ what: `${m} ${path}`, op })));
     expect(ops.map((o) => o.what).sort()).toEqual([
-      'delete /api/v1/admin/agents/{agent}/tokens/{id}', 'get /api/v1/admin/agents', 'get /api/v1/admin/agents/{agent}/tokens',
-      'post /api/v1/admin/agents', 'post /api/v1/admin/agents/{agent}/tokens',
+      'delete /api/v1/admin/agents/{agent}/tokens/{id}',
+      'get /api/v1/admin/agents',
+      'get /api/v1/admin/agents/{agent}/tokens',
+      'post /api/v1/admin/agents',
+      'post /api/v1/admin/agents/{agent}/tokens',
     ]);
+    // The token's body may be left out; registering an agent links to the routes under it by name.
+    const post = doc.paths['/api/v1/admin/agents']!.post as unknown as {
+      responses: Record<string, { links?: Record<string, { parameters: Record<string, string> }> }>;
+    };
+    expect((doc.paths['/api/v1/admin/agents/{agent}/tokens']!.post as unknown as { requestBody: { required: boolean } }).requestBody.required).toBe(false);
+    expect(post.responses['201']!.links!.CreateToken!.parameters).toEqual({ agent: '$response.body#/agent/name' });
     for (const { what, op } of ops) {
       expect(op['x-required-scope'], what).toBe('admin');
       expect(op.summary, what).toBeTruthy();
@@ -93,13 +109,21 @@ describe('admin API: agents and their tokens', () => {
     expect(res.json().message).toMatch(/verdict agents register nope/);
     const bad = await call('POST', '/api/v1/admin/agents', undefined, { name: 'Bad_Name', config_project: project });
     expect(bad.statusCode).toBe(400);
+    // A name no agent can have is refused by the schema, as the OpenAPI document says, not looked up.
+    expect((await call('GET', '/api/v1/admin/agents/Bad_Name/tokens')).statusCode).toBe(400);
+    expect((await call('POST', '/api/v1/admin/agents/edge/tokens', undefined, { name: 'two words' })).statusCode).toBe(400);
   });
 
   it("lists each agent's configuration status: commit, warnings, a later invalid commit", async () => {
     const { call, agents } = setup();
     agents.register('edge', project);
     agents.register('idle', project);
-    const warning = { file: '.gitlab/agents/edge/config.yaml', line: 3, path: 'gitops', message: 'not used by Verdict (GitOps synchronisation is not part of this release); accepted and ignored' };
+    const warning = {
+      file: '.gitlab/agents/edge/config.yaml',
+      line: 3,
+      path: 'gitops',
+      message: 'not used by Verdict (GitOps synchronisation is not part of this release); accepted and ignored',
+    };
     agents.recordConfig('edge', 'c1', [warning]);
     agents.recordConfigInvalid('edge', 'c2', 'invalid configuration at commit c2: .gitlab/agents/edge/config.yaml:2: cilium: must be a mapping');
     const listed = (await call('GET', '/api/v1/admin/agents')).json().agents as { name: string; config: unknown }[];

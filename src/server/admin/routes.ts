@@ -19,11 +19,14 @@ export interface AdminDeps {
 }
 
 // The registry's own rules (agent-registry.ts), so the schema refuses what the registry would.
-const NAME = { type: 'string', pattern: '^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$', description: 'a DNS label: lowercase letters, digits and dashes, as in .gitlab/agents/<name>/' } as const;
+const NAME = {
+  type: 'string',
+  pattern: '^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$',
+  description: 'a DNS label: lowercase letters, digits and dashes, as in .gitlab/agents/<name>/',
+} as const;
 const TOKEN_NAME = { type: 'string', pattern: '^[A-Za-z0-9_.@-]{1,64}$', description: '1 to 64 letters, digits, dots, dashes, underscores or @' } as const;
 const agentParams = { type: 'object', properties: { agent: NAME }, required: ['agent'] } as const;
 // Responses: the agent and token views are those of `verdict agents …`, left open in the schemas.
-
 
 function registryError(reply: FastifyReply, e: unknown): FastifyReply {
   if (e instanceof AgentRegistryError) {
@@ -37,97 +40,155 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   const admin = requireScope(deps.tokens, 'admin');
   const actor = (req: unknown) => (req as { feedToken?: { name: string } }).feedToken?.name ?? 'unknown';
 
-  app.get('/api/v1/admin/agents', {
-    onRequest: admin,
-    config: { scope: 'admin' },
-    schema: routeSchema({
-      summary: 'List agents',
-      description: "Each with `config`: the commit of config.yaml this server last sent it, that file's warnings, and a later commit that does not validate; null until the agent opens its configuration stream here.",
-      response: adminResponses(200),
-    }),
-  }, async () => ({ agents: deps.agents.list().map((a) => ({ ...a, config: deps.agents.configStatus(a.name) ?? null })) }));
+  app.get(
+    '/api/v1/admin/agents',
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      schema: routeSchema({
+        summary: 'List agents',
+        description:
+          "Each with `config`: the commit of config.yaml this server last sent it, that file's warnings, and a later commit that does not validate; null until the agent opens its configuration stream here.",
+        response: adminResponses(200),
+      }),
+    },
+    async () => ({ agents: deps.agents.list().map((a) => ({ ...a, config: deps.agents.configStatus(a.name) ?? null })) }),
+  );
 
-  app.post('/api/v1/admin/agents', {
-    onRequest: admin,
-    config: { scope: 'admin' },
-    schema: routeSchema({
-      summary: 'Register an agent',
-      description: 'Answers with its first token; the secret is in this response only.',
-      response: adminResponses(201, 400, 409),
-      body: {
-        type: 'object',
-        required: ['name', 'config_project'],
-        additionalProperties: false,
-        properties: { name: NAME, config_project: { type: 'string', minLength: 1, description: 'path on the server of the git repository holding .gitlab/agents/<name>/config.yaml; 400 if it does not exist' }, token_name: TOKEN_NAME },
+  // OpenAPI links: the agent a registration answers is named by agent.name (not its id) in the routes under it.
+  const byName = { agent: '$response.body#/agent/name' };
+  const op = (path: string, method: string) => `#/paths/${path.replaceAll('/', '~1')}/${method}`;
+  app.post(
+    '/api/v1/admin/agents',
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      links: {
+        201: {
+          ListTokens: { operationRef: op('/api/v1/admin/agents/{agent}/tokens', 'get'), parameters: byName },
+          CreateToken: { operationRef: op('/api/v1/admin/agents/{agent}/tokens', 'post'), parameters: byName },
+          RevokeToken: { operationRef: op('/api/v1/admin/agents/{agent}/tokens/{id}', 'delete'), parameters: { ...byName, id: '$response.body#/token/id' } },
+        },
       },
-    }),
-  }, async (req, reply) => {
-    const body = req.body as { name: string; config_project: string; token_name?: string };
-    if (deps.agents.get(body.name)) {
-      return reply.code(409).send({ error: 'conflict', message: `agent "${body.name}" is already registered; add a token with POST /api/v1/admin/agents/${body.name}/tokens` });
-    }
-    try {
-      const r = deps.agents.register(body.name, body.config_project, body.token_name ?? 'default');
-      deps.log.info({ agent_name: body.name, token_id: r.tokenId, actor: actor(req) }, 'Registered an agent');
-      return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token } });
-    } catch (e) {
-      return registryError(reply, e);
-    }
-  });
-
-  app.get('/api/v1/admin/agents/:agent/tokens', {
-    onRequest: admin,
-    config: { scope: 'admin' },
-    schema: routeSchema({ summary: "List an agent's tokens", params: agentParams, response: adminResponses(200, 400, 404) }),
-  }, async (req, reply) => {
-    try {
-      return { tokens: deps.agents.listTokens((req.params as { agent: string }).agent) };
-    } catch (e) {
-      return registryError(reply, e);
-    }
-  });
-
-  app.post('/api/v1/admin/agents/:agent/tokens', {
-    onRequest: admin,
-    config: { scope: 'admin' },
-    schema: routeSchema({
-      summary: 'Create a token for an agent',
-      description: 'The secret is in this response only.',
-      params: agentParams,
-      body: { type: ['object', 'null'], additionalProperties: false, properties: { name: TOKEN_NAME } },
-      response: adminResponses(201, 400, 404),
-    }),
-  }, async (req, reply) => {
-    const agent = (req.params as { agent: string }).agent;
-    try {
-      const { token, info } = deps.agents.createToken(agent, (req.body as { name?: string } | null)?.name ?? 'default');
-      deps.log.info({ agent_name: agent, token_id: info.id, actor: actor(req) }, 'Created an agent token');
-      return reply.code(201).send({ token: { ...info, secret: token } });
-    } catch (e) {
-      return registryError(reply, e);
-    }
-  });
-
-  app.delete('/api/v1/admin/agents/:agent/tokens/:id', {
-    onRequest: admin,
-    config: { scope: 'admin' },
-    schema: routeSchema({
-      summary: "Revoke an agent's token",
-      description: "The agent's next call fails with Unauthenticated, and its open streams are closed now.",
-      params: { type: 'object', properties: { agent: NAME, id: { type: 'integer', minimum: 1 } }, required: ['agent', 'id'] },
-      response: adminResponses(200, 400, 404),
-    }),
-  }, async (req, reply) => {
-    const { agent, id } = req.params as { agent: string; id: number };
-    try {
-      if (!deps.agents.revokeToken(agent, id)) {
-        return reply.code(404).send({ error: 'not_found', message: `agent "${agent}" has no active token ${id}; list them with GET /api/v1/admin/agents/${agent}/tokens` });
+      schema: routeSchema({
+        summary: 'Register an agent',
+        description: 'Answers with its first token; the secret is in this response only.',
+        response: {
+          ...adminResponses(201, 400, 409),
+          201: {
+            type: 'object',
+            properties: {
+              agent: {
+                type: 'object',
+                properties: { id: { type: 'integer' }, name: { type: 'string' }, config_project: { type: 'string' }, created_at: { type: 'string' } },
+              },
+              token: {
+                type: 'object',
+                properties: { id: { type: 'integer' }, name: { type: 'string' }, secret: { type: 'string', description: 'shown in this response only' } },
+              },
+            },
+          },
+        },
+        body: {
+          type: 'object',
+          required: ['name', 'config_project'],
+          additionalProperties: false,
+          properties: {
+            name: NAME,
+            config_project: {
+              type: 'string',
+              minLength: 1,
+              description: 'path on the server of the git repository holding .gitlab/agents/<name>/config.yaml; 400 if it does not exist',
+            },
+            token_name: TOKEN_NAME,
+          },
+        },
+      }),
+    },
+    async (req, reply) => {
+      const body = req.body as { name: string; config_project: string; token_name?: string };
+      if (deps.agents.get(body.name)) {
+        return reply
+          .code(409)
+          .send({ error: 'conflict', message: `agent "${body.name}" is already registered; add a token with POST /api/v1/admin/agents/${body.name}/tokens` });
       }
-    } catch (e) {
-      return registryError(reply, e);
-    }
-    const dropped = deps.streams.drop(id);
-    deps.log.warn({ agent_name: agent, token_id: id, streams: dropped, actor: actor(req) }, 'Revoked an agent token and closed its open streams');
-    return { revoked: id, closed_streams: dropped };
-  });
+      try {
+        const r = deps.agents.register(body.name, body.config_project, body.token_name ?? 'default');
+        deps.log.info({ agent_name: body.name, token_id: r.tokenId, actor: actor(req) }, 'Registered an agent');
+        return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token } });
+      } catch (e) {
+        return registryError(reply, e);
+      }
+    },
+  );
+
+  app.get(
+    '/api/v1/admin/agents/:agent/tokens',
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      schema: routeSchema({ summary: "List an agent's tokens", params: agentParams, response: adminResponses(200, 400, 404) }),
+    },
+    async (req, reply) => {
+      try {
+        return { tokens: deps.agents.listTokens((req.params as { agent: string }).agent) };
+      } catch (e) {
+        return registryError(reply, e);
+      }
+    },
+  );
+
+  app.post(
+    '/api/v1/admin/agents/:agent/tokens',
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      schema: routeSchema({
+        summary: 'Create a token for an agent',
+        description: 'The secret is in this response only.',
+        params: agentParams,
+        body: { type: ['object', 'null'], additionalProperties: false, properties: { name: TOKEN_NAME } },
+        response: adminResponses(201, 400, 404),
+      }),
+    },
+    async (req, reply) => {
+      const agent = (req.params as { agent: string }).agent;
+      try {
+        const { token, info } = deps.agents.createToken(agent, (req.body as { name?: string } | null)?.name ?? 'default');
+        deps.log.info({ agent_name: agent, token_id: info.id, actor: actor(req) }, 'Created an agent token');
+        return reply.code(201).send({ token: { ...info, secret: token } });
+      } catch (e) {
+        return registryError(reply, e);
+      }
+    },
+  );
+
+  app.delete(
+    '/api/v1/admin/agents/:agent/tokens/:id',
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      schema: routeSchema({
+        summary: "Revoke an agent's token",
+        description: "The agent's next call fails with Unauthenticated, and its open streams are closed now.",
+        params: { type: 'object', properties: { agent: NAME, id: { type: 'integer', minimum: 1 } }, required: ['agent', 'id'] },
+        response: adminResponses(200, 400, 404),
+      }),
+    },
+    async (req, reply) => {
+      const { agent, id } = req.params as { agent: string; id: number };
+      try {
+        if (!deps.agents.revokeToken(agent, id)) {
+          return reply
+            .code(404)
+            .send({ error: 'not_found', message: `agent "${agent}" has no active token ${id}; list them with GET /api/v1/admin/agents/${agent}/tokens` });
+        }
+      } catch (e) {
+        return registryError(reply, e);
+      }
+      const dropped = deps.streams.drop(id);
+      deps.log.warn({ agent_name: agent, token_id: id, streams: dropped, actor: actor(req) }, 'Revoked an agent token and closed its open streams');
+      return { revoked: id, closed_streams: dropped };
+    },
+  );
 }

@@ -48,14 +48,23 @@ export function requireScope(tokens: FeedTokens, need: FeedScope) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const token = tokenFrom(req);
     if (!token) {
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'send a feed token as "Authorization: Bearer <token>"; create one with `verdict tokens create`' });
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ error: 'unauthorized', message: 'send a feed token as "Authorization: Bearer <token>"; create one with `verdict tokens create`' });
     }
     const info = tokens.verify(token);
     if (!info) {
-      return reply.code(401).header('www-authenticate', 'Bearer error="invalid_token"').send({ error: 'unauthorized', message: 'the feed token is unknown or revoked; create a new one with `verdict tokens create`' });
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer error="invalid_token"')
+        .send({ error: 'unauthorized', message: 'the feed token is unknown or revoked; create a new one with `verdict tokens create`' });
     }
     if (!scopeAllows(info.scope, need)) {
-      return reply.code(403).send({ error: 'forbidden', message: `this token has scope "${info.scope}"; this call needs "${need}": create one with \`verdict tokens create --scope ${need}\`` });
+      return reply.code(403).send({
+        error: 'forbidden',
+        message: `this token has scope "${info.scope}"; this call needs "${need}": create one with \`verdict tokens create --scope ${need}\``,
+      });
     }
     (req as WithToken).feedToken = info;
   };

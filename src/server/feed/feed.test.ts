@@ -49,7 +49,14 @@ describe('feed API', () => {
   });
 
   it('refuses requests without a token (401) and with too small a scope (403), before looking at the query', async () => {
-    for (const url of ['/api/v1/alerts', '/api/v1/alerts?status=bogus', '/api/v1/alerts/1', '/api/v1/alerts/counts?by=severity', '/api/v1/admin/feed-tokens', '/api/v1/alerts/stream']) {
+    for (const url of [
+      '/api/v1/alerts',
+      '/api/v1/alerts?status=bogus',
+      '/api/v1/alerts/1',
+      '/api/v1/alerts/counts?by=severity',
+      '/api/v1/admin/feed-tokens',
+      '/api/v1/alerts/stream',
+    ]) {
       const r = await get(url, null);
       expect(r.status, url).toBe(401);
       expect(r.body.message).toMatch(/verdict tokens create/);
@@ -67,7 +74,12 @@ describe('feed API', () => {
     expect(r.body.alerts).toHaveLength(4);
     const a = r.body.alerts.find((x: any) => x.namespace === 'db');
     expect(a).toMatchObject({
-      status: 'triggered', source: 'cilium', severity: 'high', namespace: 'db', count: 1, rule: '',
+      status: 'triggered',
+      source: 'cilium',
+      severity: 'high',
+      namespace: 'db',
+      count: 1,
+      rule: '',
       policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'db', name: 'db-lockdown' }],
     });
     for (const k of ['id', 'title', 'first_seen', 'last_seen', 'seq', 'details', 'labels', 'agent', 'fingerprint']) expect(a).toHaveProperty(k);
@@ -87,7 +99,11 @@ describe('feed API', () => {
     expect(await ns('q=checkout-7f9')).toEqual(['shop']);
     expect(await ns('q=db-lockdown')).toEqual(['db']);
     expect(await ns('since=450s')).toEqual(['kube-system', 'shop']);
-    expect(await ns(`since=${encodeURIComponent(new Date(Date.now() - 8.5 * 60_000).toISOString())}&until=${encodeURIComponent(new Date(Date.now() - 7.5 * 60_000).toISOString())}`)).toEqual(['db']);
+    expect(
+      await ns(
+        `since=${encodeURIComponent(new Date(Date.now() - 8.5 * 60_000).toISOString())}&until=${encodeURIComponent(new Date(Date.now() - 7.5 * 60_000).toISOString())}`,
+      ),
+    ).toEqual(['db']);
     const p1 = await get('/api/v1/alerts?limit=3');
     expect(p1.body.alerts).toHaveLength(3);
     const p2 = await get(`/api/v1/alerts?limit=3&cursor=${p1.body.next_cursor}`);
@@ -102,8 +118,10 @@ describe('feed API', () => {
       ['limit=0', /limit: must be at least 1/],
       ['limit=ten', /limit: must be a whole number/],
       ['sort=name', /sort: must be one of/],
-      ['since=yesterday', /since: "yesterday" is not a time; use RFC 3339/],
-      ['since=1h&until=2h', /since is after until/],
+      ['since=yesterday', /since: is not a time; use RFC 3339/],
+      ['since=2024-05-01T10:00:00', /since: is not a time; use RFC 3339 with its offset/],
+      ['status=triggered,', /status: must be one of triggered, acknowledged, resolved, ignored/],
+      ['agent=Edge_1', /agent: must match/],
       ['cursor=abc', /cursor is not one this server made/],
       ['statuses=triggered', /unknown query parameter "statuses"/],
       [`q=${'x'.repeat(201)}`, /q: must be at most 200 characters/],
@@ -117,6 +135,75 @@ describe('feed API', () => {
     expect((await get('/api/v1/alerts/counts?by=pod')).body.message).toMatch(/by: must be one of severity, source, rule, namespace, policy/);
     expect((await get('/api/v1/alerts/counts')).body.message).toMatch(/by: is required/);
     expect((await get('/api/v1/alerts/abc')).status).toBe(400);
+  });
+
+  it('reads since after until as an empty window, not a mistake', async () => {
+    const r = await get('/api/v1/alerts?since=1h&until=2h');
+    expect(r.status).toBe(200);
+    expect(r.body.alerts).toEqual([]);
+  });
+
+  it('takes every since and until its OpenAPI pattern admits, and refuses the rest', async () => {
+    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as any;
+    const since = doc.paths['/api/v1/alerts'].get.parameters.find((p: any) => p.name === 'since');
+    const pattern = new RegExp(since.schema.pattern);
+    const values = [
+      '15m',
+      '999999w',
+      '0s',
+      '2024-05-01',
+      '2024-02-31',
+      '2024-05-01T10:00Z',
+      '2024-05-01T10:00:00.123456789+05:30',
+      '0000-01-01T00:00:00Z',
+      '1000000s',
+      '15 m',
+      '2024-5-1',
+      '2024-05-01T24:00:00Z',
+      '2024-05-01T10:00:00',
+      '2024-05-01 10:00:00Z',
+      '0'.repeat(40),
+      '٣m',
+    ];
+    for (const v of values) {
+      const r = await get(`/api/v1/alerts?since=${encodeURIComponent(v)}`);
+      expect(r.status, v).toBe(pattern.test(v) ? 200 : 400);
+    }
+  });
+
+  it('answers 405 with Allow for a method a path does not take', async () => {
+    const cases: [string, string, string][] = [
+      ['TRACE', '/api/v1/alerts/1', 'GET, HEAD, PATCH'],
+      ['DELETE', '/api/v1/alerts', 'GET, HEAD'],
+      // PATCH /api/v1/alerts/:id would take "counts" as an id; the path is the counts resource.
+      ['PATCH', '/api/v1/alerts/counts', 'GET, HEAD'],
+      ['PUT', '/api/v1/admin/feed-tokens/1', 'DELETE'],
+    ];
+    for (const [method, url, allow] of cases) {
+      const res = await app.inject({
+        method: method as 'GET',
+        url,
+        payload: method === 'PUT' ? 'x' : undefined,
+        headers: { authorization: `Bearer ${admin}`, ...(method === 'PUT' ? { 'content-type': 'text/plain' } : {}) },
+      });
+      expect(res.statusCode, `${method} ${url}`).toBe(405);
+      expect(res.headers.allow, `${method} ${url}`).toBe(allow);
+      expect(res.json()).toMatchObject({ error: 'method_not_allowed' });
+    }
+    const missing = await app.inject({ method: 'GET', url: '/api/v1/nothing' });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toMatchObject({ error: 'not_found' });
+  });
+
+  it('refuses a too-long path parameter by its schema (400), not 414', async () => {
+    const res = await app.inject({ method: 'DELETE', url: `/api/v1/admin/feed-tokens/${'x'.repeat(300)}`, headers: { authorization: `Bearer ${admin}` } });
+    expect(res.statusCode).toBe(400);
+  });
+
+  it('takes JSON bodies as typed: no coercion of false to "false"', async () => {
+    const res = await app.inject({ method: 'POST', url: '/api/v1/admin/feed-tokens', payload: { name: false }, headers: { authorization: `Bearer ${admin}` } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toMatch(/name: must be of type string/);
   });
 
   it('shows one alert with occurrences and history; changes status with who and when', async () => {
@@ -154,14 +241,28 @@ describe('feed API', () => {
   it('counts by severity, source, rule, namespace and policy', async () => {
     const c = async (q: string) => (await get(`/api/v1/alerts/counts?${q}`)).body;
     expect((await c('by=severity')).counts.map((x: any) => x.key).sort()).toEqual(['critical', 'high', 'low', 'medium']);
-    expect(await c('by=source&status=triggered')).toEqual({ by: 'source', counts: [{ key: 'falco', alerts: 2, events: 2 }, { key: 'cilium', alerts: 1, events: 1 }] });
-    expect((await c('by=policy')).counts).toEqual([{ key: 'db/db-lockdown', alerts: 1, events: 2 }, { key: 'shop/payments-api-ingress', alerts: 1, events: 1 }]);
+    expect(await c('by=source&status=triggered')).toEqual({
+      by: 'source',
+      counts: [
+        { key: 'falco', alerts: 2, events: 2 },
+        { key: 'cilium', alerts: 1, events: 1 },
+      ],
+    });
+    expect((await c('by=policy')).counts).toEqual([
+      { key: 'db/db-lockdown', alerts: 1, events: 2 },
+      { key: 'shop/payments-api-ingress', alerts: 1, events: 1 },
+    ]);
     expect((await c('by=rule&q=coredns')).counts).toEqual([{ key: 'Write below etc', alerts: 2, events: 2 }]);
     expect((await c('by=namespace&source=cilium')).counts.map((x: any) => x.key).sort()).toEqual(['db', 'shop']);
   });
 
   it('manages feed tokens over the admin API', async () => {
-    const res = await app.inject({ method: 'POST', url: '/api/v1/admin/feed-tokens', payload: { name: 'ci', scope: 'read' }, headers: { authorization: `Bearer ${admin}` } });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/v1/admin/feed-tokens',
+      payload: { name: 'ci', scope: 'read' },
+      headers: { authorization: `Bearer ${admin}` },
+    });
     expect(res.statusCode).toBe(201);
     const created = res.json() as { id: number; token: string; scope: string };
     expect(created).toMatchObject({ name: 'ci', scope: 'read' });
@@ -175,7 +276,12 @@ describe('feed API', () => {
     expect((await get('/api/v1/alerts', created.token)).status).toBe(401);
     const again = await app.inject({ method: 'DELETE', url: `/api/v1/admin/feed-tokens/${created.id}`, headers: { authorization: `Bearer ${admin}` } });
     expect(again.statusCode).toBe(404);
-    const bad = await app.inject({ method: 'POST', url: '/api/v1/admin/feed-tokens', payload: { name: 'x', scope: 'root' }, headers: { authorization: `Bearer ${admin}` } });
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/api/v1/admin/feed-tokens',
+      payload: { name: 'x', scope: 'root' },
+      headers: { authorization: `Bearer ${admin}` },
+    });
     expect(bad.statusCode).toBe(400);
     expect((bad.json() as { message: string }).message).toMatch(/scope: must be one of read, write, admin/);
   });
@@ -185,9 +291,16 @@ describe('feed API', () => {
     expect(res.statusCode).toBe(200);
     const doc = res.json() as any;
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining([
-      '/api/v1/admin/feed-tokens', '/api/v1/admin/feed-tokens/{id}', '/api/v1/alerts', '/api/v1/alerts/counts', '/api/v1/alerts/stream', '/api/v1/alerts/{id}',
-    ]));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/api/v1/admin/feed-tokens',
+        '/api/v1/admin/feed-tokens/{id}',
+        '/api/v1/alerts',
+        '/api/v1/alerts/counts',
+        '/api/v1/alerts/stream',
+        '/api/v1/alerts/{id}',
+      ]),
+    );
     const list = doc.paths['/api/v1/alerts'].get;
     expect(list.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(['status', 'severity', 'q', 'cursor', 'sort', 'limit', 'since']));
     expect(list['x-required-scope']).toBe('read');
@@ -208,7 +321,9 @@ describe('feed API', () => {
     registerStreamRoute(bare, { store, tokens, hub });
     registerFeedTokenAdminRoutes(bare, { tokens });
     await bare.ready();
-    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as { paths: Record<string, Record<string, { parameters: unknown[]; responses: Record<string, unknown> }>> };
+    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as {
+      paths: Record<string, Record<string, { parameters: unknown[]; responses: Record<string, unknown> }>>;
+    };
     const ops = routes.flatMap((r) => (Array.isArray(r.method) ? r.method : [r.method]).filter((m) => m !== 'HEAD').map((m) => ({ r, m: m.toLowerCase() })));
     expect(ops.length).toBe(8);
     for (const { r, m } of ops) {
@@ -217,7 +332,8 @@ describe('feed API', () => {
       expect(schema, what).toBeDefined();
       if (r.url.includes(':')) expect(schema!.params?.required, what).toEqual(expect.arrayContaining([...r.url.matchAll(/:(\w+)/g)].map((x) => x[1])));
       // The routes that take filters (the admin token list takes none).
-      if (['/api/v1/alerts', '/api/v1/alerts/counts', '/api/v1/alerts/stream'].includes(r.url)) expect(schema!.querystring?.properties?.status, what).toBeDefined();
+      if (['/api/v1/alerts', '/api/v1/alerts/counts', '/api/v1/alerts/stream'].includes(r.url))
+        expect(schema!.querystring?.properties?.status, what).toBeDefined();
       if (m === 'post' || m === 'patch') expect(schema!.body?.type, what).toBe('object');
       expect(Object.keys(schema!.response ?? {}), what).toEqual(expect.arrayContaining(['401', '403']));
       expect(Object.keys(schema!.response).some((c) => /^2/.test(c)) || r.url.endsWith('/stream'), what).toBe(true);
@@ -248,7 +364,7 @@ describe('feed API', () => {
   });
 });
 
-describe('feed API: an alert\'s severity', () => {
+describe("feed API: an alert's severity", () => {
   it('shows the occurrence that set the severity beside the latest', async () => {
     const db = openServerDb(':memory:');
     const store = new AlertStore(db);
@@ -257,7 +373,8 @@ describe('feed API: an alert\'s severity', () => {
     const app = await buildHttpServer({ store, tokens, log: createRootLogger({ name: 'test', level: 'silent' }), ready: () => true });
     try {
       let id = 0;
-      for (const severity of ['low', 'critical', 'low'] as const) id = store.ingest('edge', [ev(falcoPayload({ fp: 'sev', severity, output: `a ${severity} one` }))]).alerts[0]!.id;
+      for (const severity of ['low', 'critical', 'low'] as const)
+        id = store.ingest('edge', [ev(falcoPayload({ fp: 'sev', severity, output: `a ${severity} one` }))]).alerts[0]!.id;
       const d = (await app.inject({ url: `/api/v1/alerts/${id}`, headers: { authorization: `Bearer ${token}` } })).json() as any;
       expect(d.alert.severity).toBe('critical');
       expect(d.occurrences[0]).toMatchObject({ severity: 'low', description: 'a low one' });
@@ -287,7 +404,9 @@ describe('feed API: event times and receipt', () => {
       expect(byFp.get('fast')).toMatchObject({ last_seen: ahead, clock_skew: true, last_received_at: expect.stringMatching(/^\d{4}-/) });
       expect(byFp.get('backfill')).toMatchObject({ last_seen: yearAgo });
       expect(byFp.get('backfill')).not.toHaveProperty('clock_skew');
-      const detail = (await app.inject({ url: `/api/v1/alerts/${fast!.id}`, headers: { authorization: `Bearer ${token}` } })).json() as { alert: Record<string, unknown> };
+      const detail = (await app.inject({ url: `/api/v1/alerts/${fast!.id}`, headers: { authorization: `Bearer ${token}` } })).json() as {
+        alert: Record<string, unknown>;
+      };
       expect(detail.alert).toMatchObject({ last_seen: ahead, clock_skew: true });
     } finally {
       await app.close();

@@ -1,43 +1,64 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Severity } from '../../shared/alert/payload.js';
 import { QueryError, type AlertFilter, type AlertStatus } from '../store/alert-query.js';
-import { LIST_PARAMS } from './schemas.js';
+import { TIME_PATTERN } from './schemas.js';
 
 // From query parameters to store filters, shared by the list, the counts and
 // the live stream so the three always mean the same thing.
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
-/** RFC 3339, or a duration before `now` such as 15m, 24h, 7d. */
+const TIME = new RegExp(TIME_PATTERN);
+
+/**
+ * RFC 3339 with its offset, a date, or a duration before `now` such as 15m,
+ * 24h, 7d: what the schema's TIME_PATTERN admits, all of which Date.parse reads.
+ */
 export function parseTime(name: string, v: string, now: number): number {
-  const rel = /^(\d{1,6})(s|m|h|d|w)$/.exec(v.trim());
+  const rel = /^([0-9]{1,6})([smhdw])$/.exec(v);
   if (rel) return now - Number(rel[1]) * UNITS[rel[2]!]!;
-  if (/^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?)?$/.test(v.trim())) {
-    const t = Date.parse(v);
-    if (Number.isFinite(t)) return t;
-  }
-  throw new QueryError(`${name}: "${v}" is not a time; use RFC 3339 (2024-05-01T10:00:00Z) or a duration before now (15m, 24h, 7d)`);
+  const t = TIME.test(v) ? Date.parse(v) : Number.NaN;
+  if (Number.isFinite(t)) return t;
+  throw new QueryError(
+    `${name}: "${v}" is not a time; use RFC 3339 with its offset (2024-05-01T10:00:00Z), a date (2024-05-01) or a duration before now (15m, 24h, 7d)`,
+  );
+}
+
+/** Values of a list parameter: each repeat may hold several, separated by commas. */
+function split(values: string[] | undefined): string[] | undefined {
+  return values
+    ?.flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
 }
 
 /** The query-string form of AlertFilter: times as RFC 3339 or a relative "24h". */
 export type FilterQuery = Omit<AlertFilter, 'since' | 'until'> & { since?: string; until?: string };
 
 export function filterFrom(q: FilterQuery, now = Date.now()): AlertFilter {
+  // Split here, after validation: the schema (and so the OpenAPI document) checks
+  // each value as sent, and a comma-separated one is a list by the document too.
   const f: AlertFilter = {
-    status: q.status, severity: q.severity, source: q.source, agent: q.agent,
-    namespace: q.namespace, policy: q.policy, rule: q.rule,
+    status: split(q.status) as AlertStatus[] | undefined,
+    severity: split(q.severity) as Severity[] | undefined,
+    source: split(q.source) as AlertFilter['source'],
+    agent: split(q.agent),
+    namespace: split(q.namespace),
+    policy: split(q.policy),
+    rule: q.rule,
   };
+  // since after until is an empty window, in which nothing matches (a relative
+  // `since` and a fixed `until` come to that by themselves as time passes).
   if (q.since) f.since = parseTime('since', q.since, now);
   if (q.until) f.until = parseTime('until', q.until, now);
-  if (f.since !== undefined && f.until !== undefined && f.since > f.until) throw new QueryError('since is after until; swap them');
   if (q.q?.trim()) f.q = q.q;
   return f;
 }
 
 /**
- * preValidation hook: splits comma-separated list parameters (status=a,b) and
- * rejects parameters the route does not know, since a misspelt filter that is
- * silently ignored shows alerts the caller meant to exclude.
+ * preValidation hook: rejects parameters the route does not know, since a
+ * misspelt filter that is silently ignored shows alerts the caller meant to
+ * exclude (fastify would drop them quietly).
  */
 export function normalizeQuery(known: readonly string[]) {
   const allowed = new Set(known);
@@ -45,12 +66,9 @@ export function normalizeQuery(known: readonly string[]) {
     const q = req.query as Record<string, unknown>;
     for (const k of Object.keys(q)) {
       if (!allowed.has(k)) {
-        return reply.code(400).send({ error: 'bad_request', message: `unknown query parameter "${k}"; known: ${known.filter((x) => x !== 'access_token').join(', ')}` });
-      }
-      if (LIST_PARAMS.has(k)) {
-        const v = q[k];
-        const parts = (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((x) => x.trim()).filter((x) => x !== '');
-        q[k] = parts;
+        return reply
+          .code(400)
+          .send({ error: 'bad_request', message: `unknown query parameter "${k}"; known: ${known.filter((x) => x !== 'access_token').join(', ')}` });
       }
     }
   };

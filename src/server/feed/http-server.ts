@@ -1,17 +1,20 @@
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifySchemaValidationError } from 'fastify';
 import type { Logger } from '../../shared/log/logger.js';
+import type { TlsMaterial } from '../tunnel/tls.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { AlertStore } from '../store/alert-store.js';
 import { registerFeedTokenAdminRoutes } from './admin-routes.js';
 import { registerAlertRoutes, type StatusChanger } from './alerts-routes.js';
 import { BEARER_PROTOCOL_PREFIX, STREAM_PROTOCOL } from './auth.js';
+import { registerMethodNotAllowed } from './method-not-allowed.js';
+import { validatorCompiler } from './validators.js';
 import { registerOpenApi } from './openapi.js';
 import { StreamHub } from './stream.js';
 import { registerStreamRoute } from './stream-routes.js';
 import { registerWebRoutes } from './web-routes.js';
-import { routeSchema } from './schemas.js';
+import { PATTERN_HINTS, routeSchema } from './schemas.js';
 import { registerWebhookAdminRoutes } from '../webhooks/admin-routes.js';
 
 export interface HttpDeps {
@@ -25,33 +28,71 @@ export interface HttpDeps {
   streamPingMs?: number;
   /** Changes an alert's status; default: in the store (a Kafka replica passes its changeStatus). */
   changeStatus?: StatusChanger | undefined;
+  /** Serve HTTPS (and wss:// for WebSockets) with this certificate and key; plain HTTP without. */
+  tls?: TlsMaterial | undefined;
 }
 
 /** What was wrong with a request, in words a person can act on. */
 export function describeValidation(errors: FastifySchemaValidationError[], where: string): string {
-  return errors.map((e) => {
-    const path = e.instancePath.replace(/^\//, '').replace(/\/\d+$/, '').replaceAll('/', '.') || (e.params as { missingProperty?: string }).missingProperty || where;
-    const p = e.params as Record<string, unknown>;
-    switch (e.keyword) {
-      case 'enum': return `${path}: must be one of ${(p.allowedValues as string[]).join(', ')}`;
-      case 'required': return `${p.missingProperty as string}: is required`;
-      case 'type': return `${path}: must be ${p.type === 'integer' ? 'a whole number' : `of type ${String(p.type)}`}`;
-      case 'minimum': return `${path}: must be at least ${String(p.limit)}`;
-      case 'maximum': return `${path}: must be at most ${String(p.limit)}`;
-      case 'maxLength': return `${path}: must be at most ${String(p.limit)} characters`;
-      case 'minLength': return `${path}: must not be empty`;
-      case 'maxItems': return `${path}: at most ${String(p.limit)} values`;
-      case 'additionalProperties': return `${where}: unknown field "${String(p.additionalProperty)}"`;
-      default: return `${path}: ${e.message ?? 'is invalid'}`;
-    }
-  }).join('; ');
+  return errors
+    .map((e) => {
+      const path =
+        e.instancePath
+          .replace(/^\//, '')
+          .replace(/\/\d+$/, '')
+          .replaceAll('/', '.') ||
+        (e.params as { missingProperty?: string }).missingProperty ||
+        where;
+      const p = e.params as Record<string, unknown>;
+      switch (e.keyword) {
+        case 'enum':
+          return `${path}: must be one of ${(p.allowedValues as string[]).join(', ')}`;
+        case 'required':
+          return `${p.missingProperty as string}: is required`;
+        case 'type':
+          return `${path}: must be ${p.type === 'integer' ? 'a whole number' : `of type ${String(p.type)}`}`;
+        case 'minimum':
+          return `${path}: must be at least ${String(p.limit)}`;
+        case 'maximum':
+          return `${path}: must be at most ${String(p.limit)}`;
+        case 'maxLength':
+          return `${path}: must be at most ${String(p.limit)} characters`;
+        case 'minLength':
+          return `${path}: must not be empty`;
+        case 'maxItems':
+          return `${path}: at most ${String(p.limit)} values`;
+        case 'additionalProperties':
+          return `${where}: unknown field "${String(p.additionalProperty)}"`;
+        case 'pattern':
+          return `${path}: ${PATTERN_HINTS[path] ?? `must match ${String(p.pattern)}`}`;
+        default:
+          return `${path}: ${e.message ?? 'is invalid'}`;
+      }
+    })
+    .join('; ');
 }
+
+/**
+ * Request line and headers. Node's default (16 KiB) is less than the filters the
+ * OpenAPI document allows (20 Falco rule names of 253 characters, percent-encoded,
+ * are 60 KiB): every request the document calls valid must fit.
+ */
+const MAX_HEADER_SIZE = 128 * 1024;
 
 export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance & { streams: StreamHub }> {
   const app = Fastify({
+    // Node's https server: TLS ends there and upgrades (the live stream, the agent
+    // tunnel) arrive decrypted, as on plain HTTP. HTTP/1.1 only, so a gRPC client
+    // pointed here is refused in the handshake rather than half-served.
+    ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key, ALPNProtocols: ['http/1.1'], maxHeaderSize: MAX_HEADER_SIZE } } : {}),
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // Fastify answers 414 for a longer path parameter; Node refuses request headers
+    // over MAX_HEADER_SIZE (431) first, so no parameter reaches this and a too-long
+    // name is refused by its schema (400), as the OpenAPI document says.
+    routerOptions: { maxParamLength: MAX_HEADER_SIZE },
+    http: { maxHeaderSize: MAX_HEADER_SIZE },
     schemaErrorFormatter: (errors, dataVar) => new Error(describeValidation(errors, dataVar === 'querystring' ? 'query' : dataVar)),
   }) as unknown as FastifyInstance;
   app.setErrorHandler((err: { statusCode?: number; validation?: unknown; message: string; code?: string }, req, reply) => {
@@ -72,20 +113,38 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
     options: {
       maxPayload: 64 * 1024,
       // Never echo the bearer.<token> protocol back.
-      handleProtocols: (protocols: Set<string>) => (protocols.has(STREAM_PROTOCOL) || [...protocols].some((p) => p.startsWith(BEARER_PROTOCOL_PREFIX)) ? STREAM_PROTOCOL : false),
+      handleProtocols: (protocols: Set<string>) =>
+        protocols.has(STREAM_PROTOCOL) || [...protocols].some((p) => p.startsWith(BEARER_PROTOCOL_PREFIX)) ? STREAM_PROTOCOL : false,
     },
   });
+  app.setValidatorCompiler(validatorCompiler);
+  registerMethodNotAllowed(app, { maxParamLength: MAX_HEADER_SIZE });
   await registerOpenApi(app);
   const hub = new StreamHub(deps.store, deps.tokens, deps.log, { pingMs: deps.streamPingMs });
   app.addHook('onClose', async () => hub.close());
-  app.get('/healthz', { schema: routeSchema({ hide: true, response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } }) }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: routeSchema({ hide: true, response: { 200: { type: 'object', properties: { status: { type: 'string' } } }, 503: { type: 'object', properties: { status: { type: 'string' }, reason: { type: 'string' }, behind: { type: 'integer' } } } } }) },
+  app.get('/healthz', { schema: routeSchema({ hide: true, response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } }) }, async () => ({
+    status: 'ok',
+  }));
+  app.get(
+    '/readyz',
+    {
+      schema: routeSchema({
+        hide: true,
+        response: {
+          200: { type: 'object', properties: { status: { type: 'string' } } },
+          503: { type: 'object', properties: { status: { type: 'string' }, reason: { type: 'string' }, behind: { type: 'integer' } } },
+        },
+      }),
+    },
     async (_req, reply) => {
       if (!deps.ready()) return reply.code(503).send({ status: 'starting', reason: 'the server is starting or shutting down' });
       const why = deps.notReady?.();
       return why ? reply.code(503).send(why) : { status: 'ready' };
-    });
-  app.get('/metrics', { schema: routeSchema({ hide: true }) }, async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
+    },
+  );
+  app.get('/metrics', { schema: routeSchema({ hide: true }) }, async (_req, reply) =>
+    reply.header('content-type', registry.contentType).send(await registry.metrics()),
+  );
   registerAlertRoutes(app, deps);
   registerStreamRoute(app, { ...deps, hub });
   registerFeedTokenAdminRoutes(app, deps);

@@ -61,9 +61,30 @@ function transform({ schema, url, route }: { schema: Schema; url: string; route:
     out.querystring = { ...qs, properties };
   }
   if (schema.response) {
-    out.response = Object.fromEntries(Object.entries(schema.response as Record<string, object>).map(([code, s]) => [code, { ...s, 'x-response-description': RESPONSE_DOC[code] ?? 'Response' }]));
+    out.response = Object.fromEntries(
+      Object.entries(schema.response as Record<string, object>).map(([code, s]) => [
+        code,
+        { ...s, 'x-response-description': RESPONSE_DOC[code] ?? 'Response' },
+      ]),
+    );
   }
   return { schema: out, url };
+}
+
+type Document = { paths?: Record<string, Record<string, { requestBody?: { required?: boolean; content?: Record<string, { schema?: { type?: unknown } }> } }>> };
+
+/**
+ * swagger marks every request body required; a body schema that admits null
+ * (POST /api/v1/admin/agents/{agent}/tokens) means the body may be left out.
+ */
+function optionalBodies(doc: Document): Document {
+  for (const ops of Object.values(doc.paths ?? {})) {
+    for (const op of Object.values(ops)) {
+      const type = op.requestBody?.content?.['application/json']?.schema?.type;
+      if (Array.isArray(type) && type.includes('null')) op.requestBody!.required = false;
+    }
+  }
+  return doc;
 }
 
 /** Registers the document's builder (before any route) and its route. */
@@ -74,7 +95,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       info: {
         title: 'Verdict alert feed',
         version: VERSION,
-        description: 'Security alerts from Cilium/Hubble drops and Falco rule hits, de-duplicated by fingerprint, with GitLab\'s statuses. Feed tokens: `verdict tokens create --name <who> --scope read|write|admin`.',
+        description:
+          "Security alerts from Cilium/Hubble drops and Falco rule hits, de-duplicated by fingerprint, with GitLab's statuses. Feed tokens: `verdict tokens create --name <who> --scope read|write|admin`.",
       },
       components: {
         securitySchemes: {
@@ -83,8 +105,13 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       },
     },
     transform: transform as never,
+    transformObject: (d) => optionalBodies((d as { openapiObject: Document }).openapiObject) as never,
   });
-  app.get(OPENAPI_URL, {
-    schema: routeSchema({ hide: true, response: { 200: { type: 'object', additionalProperties: true } } }),
-  }, async () => app.swagger());
+  app.get(
+    OPENAPI_URL,
+    {
+      schema: routeSchema({ hide: true, response: { 200: { type: 'object', additionalProperties: true } } }),
+    },
+    async () => app.swagger(),
+  );
 }

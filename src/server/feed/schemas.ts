@@ -7,44 +7,97 @@ import { COUNT_BY, SORTS, STATUSES } from '../store/alert-query.js';
 // serializes responses with them, and /api/v1/openapi.json is built from them.
 
 const NAME = { type: 'string', minLength: 1, maxLength: 253 } as const;
+
+/**
+ * What `since` and `until` take, exactly what filters.ts parseTime reads: a
+ * duration before now, a date (midnight UTC), or an RFC 3339 date-time with its
+ * offset (a time without one would be the server's local time, a guess).
+ * [0-9], not \d: generators that read patterns as Python does take \d for any
+ * Unicode digit, which JavaScript's \d is not.
+ */
+export const TIME_PATTERN =
+  '^(?:[0-9]{1,6}[smhdw]|[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]{1,9})?)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]))?)$';
 const TIME = {
   type: 'string',
-  maxLength: 40,
-  description: 'RFC 3339 time (2024-05-01T10:00:00Z) or a duration before now (15m, 24h, 7d)',
+  pattern: TIME_PATTERN,
+  description: 'RFC 3339 time with its offset (2024-05-01T10:00:00Z), a date (2024-05-01, midnight UTC) or a duration before now (15m, 24h, 7d; s, m, h, d, w)',
 } as const;
+
+// Kubernetes names: agents and namespaces are DNS labels, policies DNS subdomains
+// (RFC 1123). Patterns keep every filter a URL can carry within the server's
+// header limit (http-server.ts), where free text in every value would not be.
+const DNS_LABEL = '[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?';
+const DNS_SUBDOMAIN = '[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?';
+/** One or more names, comma-separated (the list is split after validation). */
+const nameList = (one: string) => ({ type: 'string', pattern: `^${one}(?:,${one})*$` }) as const;
+
+/** A comma-separated list of enum values, as the list parameters take them besides repeating. */
+const enumList = (values: readonly string[]) => {
+  const one = `(?:${values.join('|')})`;
+  return { type: 'string', pattern: `^${one}(?:,${one})*$` } as const;
+};
+
+/** Words for values that fail a pattern, by parameter: the pattern itself says little to a person. */
+export const PATTERN_HINTS: Record<string, string> = {
+  status: `must be one of ${STATUSES.join(', ')}`,
+  severity: `must be one of ${SEVERITIES.join(', ')}`,
+  source: 'must be one of cilium, falco',
+  since: 'is not a time; use RFC 3339 with its offset (2024-05-01T10:00:00Z), a date (2024-05-01) or a duration before now (15m, 24h, 7d)',
+  until: 'is not a time; use RFC 3339 with its offset (2024-05-01T10:00:00Z), a date (2024-05-01) or a duration before now (15m, 24h, 7d)',
+  cursor: 'is not one this server made; pass next_cursor from the previous page unchanged, or drop it to start over',
+};
 
 /** Filters shared by the list, the counts and the live stream. */
 export const filterProperties = {
-  status: { type: 'array', items: { type: 'string', enum: STATUSES }, maxItems: 4, description: 'any of these statuses; repeat the parameter or separate with commas' },
-  severity: { type: 'array', items: { type: 'string', enum: SEVERITIES }, maxItems: 5, description: 'any of these severities' },
-  source: { type: 'array', items: { type: 'string', enum: ['cilium', 'falco'] }, maxItems: 2 },
-  agent: { type: 'array', items: NAME, maxItems: 20 },
-  namespace: { type: 'array', items: NAME, maxItems: 20 },
-  policy: { type: 'array', items: NAME, maxItems: 20, description: '"namespace/name", or a bare name for any namespace' },
+  status: { type: 'array', items: enumList(STATUSES), maxItems: 4, description: 'any of these statuses; repeat the parameter or separate with commas' },
+  severity: { type: 'array', items: enumList(SEVERITIES), maxItems: 5, description: 'any of these severities; repeat the parameter or separate with commas' },
+  source: { type: 'array', items: enumList(['cilium', 'falco']), maxItems: 2, description: 'repeat the parameter or separate with commas' },
+  agent: { type: 'array', items: nameList(DNS_LABEL), maxItems: 20, description: 'agent names; repeat the parameter or separate with commas' },
+  namespace: { type: 'array', items: nameList(DNS_LABEL), maxItems: 20, description: 'repeat the parameter or separate with commas' },
+  policy: {
+    type: 'array',
+    items: nameList(`(?:${DNS_LABEL}/)?${DNS_SUBDOMAIN}`),
+    maxItems: 20,
+    description: '"namespace/name", or a bare name for any namespace; repeat the parameter or separate with commas',
+  },
   rule: { type: 'array', items: NAME, maxItems: 20, description: 'Falco rule names; repeat the parameter for several (rule names may contain commas)' },
   since: { ...TIME, description: `alerts last seen at or after this time: ${TIME.description}` },
   until: { ...TIME, description: `alerts last seen at or before this time: ${TIME.description}` },
-  q: { type: 'string', maxLength: 200, description: 'full-text search over titles, Falco outputs, descriptions, pods, namespaces, policy and rule names; words are ANDed, "quoted words" are a phrase, a word ending in * is a prefix; hyphens and dots are part of words' },
+  q: {
+    type: 'string',
+    maxLength: 200,
+    description:
+      'full-text search over titles, Falco outputs, descriptions, pods, namespaces, policy and rule names; words are ANDed, "quoted words" are a phrase, a word ending in * is a prefix; hyphens and dots are part of words',
+  },
   access_token: { type: 'string', description: 'the feed token, for clients that cannot send an Authorization header' },
 } as const;
 
-/** Parameters that may be repeated or comma-separated; rule names may contain commas, so only repeats. */
-export const LIST_PARAMS = new Set(['status', 'severity', 'source', 'agent', 'namespace', 'policy']);
-export const ARRAY_PARAMS = new Set([...LIST_PARAMS, 'rule']);
-
+// additionalProperties: false documents what normalizeQuery enforces (unknown parameters are refused).
 export const listQuerySchema = {
   type: 'object',
+  additionalProperties: false,
   properties: {
     ...filterProperties,
-    sort: { type: 'string', enum: SORTS, default: 'last_seen', description: 'last_seen (latest activity), created (newest alert), severity (then newest), count (occurrences)' },
+    sort: {
+      type: 'string',
+      enum: SORTS,
+      default: 'last_seen',
+      description: 'last_seen (latest activity), created (newest alert), severity (then newest), count (occurrences)',
+    },
     order: { type: 'string', enum: ['desc', 'asc'], default: 'desc' },
     limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-    cursor: { type: 'string', maxLength: 300, description: 'next_cursor of the previous page' },
+    cursor: {
+      type: 'string',
+      maxLength: 300,
+      pattern: '^[A-Za-z0-9_-]*$',
+      description: 'next_cursor of the previous page, unchanged (the same sort and order); empty: the first page',
+    },
   },
 } as const;
 
 export const countsQuerySchema = {
   type: 'object',
+  additionalProperties: false,
   required: ['by'],
   properties: {
     ...filterProperties,
@@ -55,9 +108,14 @@ export const countsQuerySchema = {
 
 export const streamQuerySchema = {
   type: 'object',
+  additionalProperties: false,
   properties: {
     ...filterProperties,
-    cursor: { type: 'integer', minimum: 0, description: 'resume after this change (the `cursor` of the last message received, or `stream_cursor` of a list response)' },
+    cursor: {
+      type: 'integer',
+      minimum: 0,
+      description: 'resume after this change (the `cursor` of the last message received, or `stream_cursor` of a list response)',
+    },
   },
 } as const;
 
@@ -91,11 +149,22 @@ export const alertSchema = {
     last_seen: { type: 'string', format: 'date-time' },
     created_at: { type: 'string', format: 'date-time' },
     updated_at: { type: 'string', format: 'date-time' },
-    last_received_at: { type: 'string', format: 'date-time', description: 'when the server received the latest event, to the minute; retention ages alerts by it (first_seen and last_seen are the events\' own times)' },
-    clock_skew: { type: 'boolean', description: 'present (true) when an occurrence was stamped more than 5 minutes after the server received it: a fast clock; its times are shown as given' },
+    last_received_at: {
+      type: 'string',
+      format: 'date-time',
+      description: "when the server received the latest event, to the minute; retention ages alerts by it (first_seen and last_seen are the events' own times)",
+    },
+    clock_skew: {
+      type: 'boolean',
+      description: 'present (true) when an occurrence was stamped more than 5 minutes after the server received it: a fast clock; its times are shown as given',
+    },
     fingerprint: { type: 'string' },
     seq: { type: 'integer', description: 'change counter: a higher seq is a later change' },
-    details: { ...freeObject, description: 'cilium (flow endpoints, drop reason, and the refused L7 request: http, dns with query and rcode, kafka; see alerts/alert.schema.json) or falco (rule, priority, output, output fields) of the first occurrence' },
+    details: {
+      ...freeObject,
+      description:
+        'cilium (flow endpoints, drop reason, and the refused L7 request: http, dns with query and rcode, kafka; see alerts/alert.schema.json) or falco (rule, priority, output, output fields) of the first occurrence',
+    },
   },
   required: ['id', 'status', 'source', 'severity', 'title', 'namespace', 'policies', 'rule', 'count', 'first_seen', 'last_seen', 'seq'],
 } as const;
@@ -105,7 +174,11 @@ export const errorSchema = {
   properties: {
     error: { type: 'string' },
     message: { type: 'string' },
-    issues: { type: 'array', description: 'what was wrong, field by field, where a body was checked', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+    issues: {
+      type: 'array',
+      description: 'what was wrong, field by field, where a body was checked',
+      items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } },
+    },
   },
   required: ['error', 'message'],
 } as const;
@@ -157,9 +230,16 @@ export const historySchema = {
 export const detailResponse = {
   type: 'object',
   properties: {
-    alert: { ...alertSchema, properties: { ...alertSchema.properties, samples: { type: 'array', items: {}, description: 'the latest raw samples, oldest first' } } },
+    alert: {
+      ...alertSchema,
+      properties: { ...alertSchema.properties, samples: { type: 'array', items: {}, description: 'the latest raw samples, oldest first' } },
+    },
     occurrences: { type: 'array', items: occurrenceSchema, description: 'the latest occurrences, newest first' },
-    severity_occurrence: { ...occurrenceSchema, description: 'the occurrence that set the alert\'s severity (the highest of its occurrences while it is open), kept after newer ones pushed it out of the latest' },
+    severity_occurrence: {
+      ...occurrenceSchema,
+      description:
+        "the occurrence that set the alert's severity (the highest of its occurrences while it is open), kept after newer ones pushed it out of the latest",
+    },
     history: { type: 'array', items: historySchema, description: 'status changes, oldest first' },
   },
 } as const;

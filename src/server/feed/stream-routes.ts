@@ -16,18 +16,27 @@ export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertSt
     schema: routeSchema({
       summary: 'Live stream of alert changes (WebSocket)',
       querystring: streamQuerySchema,
-      response: { ...errors(400, 401, 403, 426) },
+      response: { ...errors(400, 401, 403, 409, 426) },
     }),
-    // Checked before the upgrade, so a bad cursor is an HTTP 400 the client can read.
+    // Checked before the upgrade, so a cursor from another store is an HTTP answer
+    // the client can read: 409, as the cursor is well-formed but does not fit the
+    // store as it is now.
     preHandler: async (req, reply) => {
       const { cursor } = req.query as { cursor?: number };
       const now = deps.store.currentSeq();
       if (cursor !== undefined && cursor > now) {
-        return reply.code(400).send({ error: 'bad_request', message: `cursor ${cursor} is ahead of the newest change (${now}): the store was reset; load the list again and stream from its stream_cursor` });
+        return reply.code(409).send({
+          error: 'conflict',
+          message: `cursor ${cursor} is ahead of the newest change (${now}): the store was reset; load the list again and stream from its stream_cursor`,
+        });
       }
       filterFrom(req.query as FilterQuery);
     },
-    handler: async (_req, reply) => reply.code(426).header('upgrade', 'websocket').send({ error: 'upgrade_required', message: 'this is a WebSocket endpoint: connect with a WebSocket client (subprotocol verdict.v1)' }),
+    handler: async (_req, reply) =>
+      reply
+        .code(426)
+        .header('upgrade', 'websocket')
+        .send({ error: 'upgrade_required', message: 'this is a WebSocket endpoint: connect with a WebSocket client (subprotocol verdict.v1)' }),
     wsHandler: (socket, req) => {
       const q = req.query as FilterQuery & { cursor?: number };
       deps.hub.add(socket, filterFrom(q), q.cursor, tokenOf(req)!.id);

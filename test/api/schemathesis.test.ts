@@ -1,0 +1,100 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
+import { AlertStore } from '../../src/server/store/alert-store.js';
+import { openServerDb } from '../../src/server/store/server-db.js';
+import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payloads.js';
+import { ConfigProject, freePort, killAll, REPO, spawnVerdict, tempDir, type VerdictProcess } from '../helpers/processes.js';
+
+// The HTTP API does what its OpenAPI document says: Schemathesis generates
+// requests from /api/v1/openapi.json, valid and invalid, against a real server
+// with alerts in it, and runs every check (status codes, response schemas,
+// valid requests accepted, invalid ones refused, 405 for undeclared methods...).
+// Settings and hooks: test/api/schemathesis.toml, test/api/schemathesis_hooks.py.
+
+const SCRIPT = join(REPO, 'scripts/schemathesis.sh');
+/** Cases per operation: about two minutes on two shared cores. */
+const MAX_EXAMPLES = Number(process.env.VERDICT_SCHEMATHESIS_EXAMPLES ?? 20);
+const SEED = process.env.VERDICT_SCHEMATHESIS_SEED ?? '1';
+
+describe('the HTTP API against its OpenAPI document (schemathesis --checks all)', () => {
+  const dir = tempDir('verdict-schemathesis-');
+  let server: VerdictProcess;
+  let url = '';
+  let token = '';
+  let tokenId = 0;
+  const project = new ConfigProject(join(dir, 'config-project'));
+
+  beforeAll(async () => {
+    try {
+      execFileSync('bash', [SCRIPT, 'path'], { stdio: 'pipe' });
+    } catch {
+      throw new Error('schemathesis is not installed; run: bash scripts/schemathesis.sh install');
+    }
+    project.commit({ '.gitlab/agents/edge/config.yaml': 'cilium: {}\n' });
+    const data = join(dir, 'data');
+    const db = openServerDb(data);
+    const store = new AlertStore(db);
+    const t = Date.now() - 60_000;
+    store.ingest('edge', [
+      ...['shop', 'db', 'payments'].map((ns, i) => ({
+        id: `c-${i}`,
+        payload: ciliumPayload({ fp: `c-${ns}`, ns, time: new Date(t + i * 1000).toISOString(), severity: i ? 'high' : 'medium' }),
+      })),
+      ...['shop', 'kube-system'].map((ns, i) => ({
+        id: `f-${i}`,
+        payload: falcoPayload({ fp: `f-${ns}`, ns, time: new Date(t + 5000 + i * 1000).toISOString() }),
+      })),
+    ]);
+    const admin = new FeedTokens(db).create('schemathesis', 'admin');
+    token = admin.token;
+    tokenId = admin.info.id;
+    db.close();
+    const port = await freePort();
+    server = spawnVerdict(['server', '--data-dir', data, '--http-addr', `127.0.0.1:${port}`, '--grpc-addr', '127.0.0.1:0'], 'server');
+    await server.waitForLog((l) => l.msg === 'Verdict server started');
+    url = `http://127.0.0.1:${port}`;
+  });
+  afterAll(async () => {
+    await killAll();
+  });
+
+  it('finds no failures and no server errors', async () => {
+    // Real list cursors for the hooks, one per sort order (see schemathesis_hooks.py).
+    const cursors: Record<string, string> = {};
+    for (const sort of ['last_seen', 'created', 'severity', 'count']) {
+      for (const order of ['desc', 'asc']) {
+        const res = await fetch(`${url}/api/v1/alerts?limit=1&sort=${sort}&order=${order}`, { headers: { authorization: `Bearer ${token}` } });
+        cursors[`${sort}.${order}`] = ((await res.json()) as { next_cursor: string }).next_cursor;
+      }
+    }
+    const reports = mkdtempSync(join(dir, 'reports-'));
+    const run = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(
+        'bash',
+        [SCRIPT, 'run', url, token, '--max-examples', String(MAX_EXAMPLES), '--seed', SEED, '--no-color', '--report', 'junit', '--report-dir', reports],
+        {
+          cwd: dir,
+          env: { ...process.env, VERDICT_SCHEMATHESIS_DATA: JSON.stringify({ cursors, config_project: project.dir, admin_token_id: tokenId }) },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: 280_000,
+        },
+        (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: `${stdout}${stderr}` }),
+      );
+    });
+    const junit = readFileSync(join(reports, readdirSync(reports).find((f) => f.endsWith('.xml'))!), 'utf8');
+    const suite = /<testsuite\b[^>]*>/.exec(junit)![0];
+    const attr = (name: string) => Number(new RegExp(`\\b${name}="(\\d+)"`).exec(suite)?.[1] ?? NaN);
+    const serverErrors = server.logs.filter((l) => l.level === 'error' || l.level === 'fatal');
+    const why = `schemathesis output:\n${run.out.slice(-20_000)}\nserver errors:\n${serverErrors.map((l) => JSON.stringify(l)).join('\n')}`;
+    expect(attr('tests'), why).toBeGreaterThan(20);
+    expect({ failures: attr('failures'), errors: attr('errors'), exit: run.code, serverErrors: serverErrors.length }, why).toEqual({
+      failures: 0,
+      errors: 0,
+      exit: 0,
+      serverErrors: 0,
+    });
+  }, 300_000);
+});
