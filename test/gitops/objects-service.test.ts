@@ -8,7 +8,7 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { VERSION } from '../../src/shared/version.js';
-import { ConfigProject, tempDir, until } from '../helpers/processes.js';
+import { ConfigProject, tempDir } from '../helpers/processes.js';
 
 // The server side of GitOps through a real server and a real gRPC client:
 // which files of which project at which commit reach the agent, in the

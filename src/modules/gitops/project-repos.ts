@@ -60,7 +60,7 @@ export function resolveProject(id: string, configProject: string, projectsDir: s
       `project ${id} not found: an id is a project path (group/project) of letters, digits, "_", "-" and "." segments, or a numeric id`,
     );
   }
-  for (const candidate of [join(projectsDir, ...segments), join(projectsDir, ...segments) + '.git']) {
+  for (const candidate of [join(projectsDir, ...segments), `${join(projectsDir, ...segments)}.git`]) {
     if (isDir(candidate)) return { id, repo: candidate };
   }
   const numeric = /^\d+$/.test(id) ? `; numeric ids resolve to ${join(projectsDir, id)}: make it a symlink to the project's repository` : '';

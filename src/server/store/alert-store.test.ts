@@ -412,7 +412,7 @@ describe('AlertStore queries', () => {
           : falcoPayload({ fp: `f${i % 11}`, rule: `rule ${i % 3}`, ns: `ns${i % 4}`, severity: sevs[i % 5], time }) });
       }
       const changed = store.ingest(round % 2 ? 'a' : 'b', batch).alerts;
-      for (const a of changed.slice(0, 5)) store.setStatus(a.id, (['resolved', 'acknowledged', 'ignored', 'triggered'] as const)[(a.id + round) % 4], 'x');
+      for (const a of changed.slice(0, 5)) store.setStatus(a.id, (['resolved', 'acknowledged', 'ignored', 'triggered'] as const)[(a.id + round) % 4]!, 'x');
       if (round === 4) store.purgeStep({ maxAgeMs: 1e15, maxRows: 20, eventIdMaxAgeMs: 1e15, maxEventIds: 1e9 }, 7);
     }
     for (const by of ['severity', 'source', 'namespace', 'rule', 'policy', 'agent', 'status'] as const) {

@@ -1,0 +1,126 @@
+import { parseAllDocuments } from 'yaml';
+import { describeId, idKey, idOf, type KubeObject, type ManifestObject } from './objects.js';
+
+// Files of a commit -> objects: multi-document YAML (YAML 1.1 types, as
+// kubectl's decoder reads manifests), JSON, and `List` kinds flattened.
+// A file that does not parse fails the whole commit: what it meant to hold is
+// unknown, so nothing may be pruned for it. An object that parses but is not
+// a valid object is reported with the original's ValidationError text and
+// skipped, and the rest are applied (cli-utils' SkipInvalid).
+
+export interface ManifestFile {
+  source: string;
+  data: Buffer;
+}
+
+export class DecodeError extends Error {}
+
+export interface InvalidObject {
+  /** As people read it: "ConfigMap shop/web", "ConfigMap (unnamed)". */
+  object: string;
+  source: string;
+  index: number;
+  /** cli-utils' ValidationError text: `invalid object: "<ns>_<name>_<group>_<kind>": <cause>`. */
+  message: string;
+  /** Its inventory key when it has one, so its live object is not pruned meanwhile. */
+  key?: string;
+}
+
+export interface Decoded {
+  objects: ManifestObject[];
+  invalid: InvalidObject[];
+}
+
+const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+function problem(o: KubeObject): string | undefined {
+  if (!o.apiVersion) return 'apiVersion: Required value: apiVersion is required';
+  if (!o.kind) return 'kind: Required value: kind is required';
+  if (!o.metadata.name) {
+    // Server-side apply cannot create an object without a name.
+    return o.metadata.generateName ? 'metadata.name: Required value: cannot use generate name with apply' : 'metadata.name: Required value: name is required';
+  }
+  if (o.metadata.name.length > 253 || !NAME.test(o.metadata.name) || o.metadata.name.includes('_'))
+    return `metadata.name: Invalid value: ${JSON.stringify(o.metadata.name)}: must be a lowercase RFC 1123 subdomain`;
+  return undefined;
+}
+
+/**
+ * Objects as written. Namespaces are the planner's (it knows from discovery
+ * and the commit's CRDs which kinds are namespaced), and so is removing
+ * duplicates, since an object's identity includes its namespace.
+ */
+export function decodeFiles(files: readonly ManifestFile[]): Decoded {
+  const objects: ManifestObject[] = [];
+  const invalid: InvalidObject[] = [];
+  for (const f of files) {
+    const raw = parseFile(f);
+    let index = 0;
+    for (const doc of raw) {
+      for (const item of isList(doc) ? ((doc as { items?: unknown[] }).items ?? []) : [doc]) {
+        index++;
+        if (item === null || item === undefined) continue;
+        if (typeof item !== 'object' || Array.isArray(item)) {
+          invalid.push({ object: `object ${index}`, source: f.source, index, message: `validation error: object ${index} of ${f.source} is not a mapping` });
+          continue;
+        }
+        const o = item as KubeObject;
+        o.metadata = o.metadata && typeof o.metadata === 'object' ? o.metadata : {};
+        const why = problem(o);
+        if (why) {
+          const id = idOf(o);
+          const object = id.name ? describeId(id) : `${id.kind || 'object'} (unnamed)`;
+          invalid.push({
+            object,
+            source: f.source,
+            index,
+            message: `invalid object: ${JSON.stringify(idKey(id))}: ${why}`,
+            ...(id.name ? { key: idKey(id) } : {}),
+          });
+          continue;
+        }
+        objects.push({ object: o, source: f.source, index });
+      }
+    }
+  }
+  return { objects, invalid };
+}
+
+function isList(doc: unknown): boolean {
+  const k = (doc as { kind?: unknown } | null)?.kind;
+  return typeof k === 'string' && k.endsWith('List') && Array.isArray((doc as { items?: unknown }).items);
+}
+
+function parseFile(f: ManifestFile): unknown[] {
+  const text = f.data.toString('utf8');
+  if (f.source.endsWith('.json')) {
+    try {
+      return [JSON.parse(text)];
+    } catch (e) {
+      throw new DecodeError(`failed to decode ${f.source}: ${(e as Error).message}`);
+    }
+  }
+  // YAML 1.1 as kubectl: `yes`, `on` and friends are booleans; a bare "=" key (seen in real CRDs) stays a string.
+  const docs = parseAllDocuments(text, { version: '1.1', uniqueKeys: false });
+  const out: unknown[] = [];
+  for (const d of Array.isArray(docs) ? docs : [docs]) {
+    const err = d.errors[0];
+    if (err) {
+      const line = err.linePos?.[0]?.line;
+      throw new DecodeError(`failed to decode ${f.source}${line ? ` line ${line}` : ''}: ${err.message.split('\n')[0]}`);
+    }
+    out.push(d.toJSON());
+  }
+  return out;
+}
+
+/** The same object twice (the same CRD in two files, as real repositories have): the later wins, as with kubectl. */
+export function dedupe(objects: ManifestObject[]): ManifestObject[] {
+  const byKey = new Map<string, ManifestObject>();
+  for (const m of objects) {
+    const key = idKey(idOf(m.object));
+    byKey.delete(key);
+    byKey.set(key, m);
+  }
+  return [...byKey.values()];
+}

@@ -1,0 +1,98 @@
+import { Agent, request, type RequestOptions } from 'node:https';
+
+// Plain HTTPS to the Kubernetes API server for GitOps: server-side apply
+// (application/apply-patch+yaml with a JSON body: JSON is YAML, and YAML 1.1
+// would turn a bare `y` into true), gets, lists and deletes. The connection
+// (server, credentials, CA) is the agent's shared one; this file only adds
+// keep-alive, so a sync of 1,000 objects does not pay 1,000 TLS handshakes.
+
+/** The agent's connection to the API server (src/agent/kubernetes/connection.ts's KubeConnection fits). */
+export interface KubeEndpoint {
+  readonly server: string;
+  requestOptions(): Promise<Omit<RequestOptions, 'headers'> & { headers: Record<string, string> }>;
+}
+
+export interface KubeResponse<T = unknown> {
+  status: number;
+  body: T;
+}
+
+/** A Kubernetes Status the API server answered with, kept whole: its reason and message are what users read. */
+export class KubeStatusError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: { causes?: { field?: string; message?: string }[] },
+  ) {
+    super(message);
+  }
+}
+
+export interface KubeRequest {
+  method: 'GET' | 'PATCH' | 'DELETE' | 'PUT' | 'POST';
+  path: string;
+  query?: Record<string, string | undefined>;
+  body?: unknown;
+  contentType?: string;
+  accept?: string;
+  signal?: AbortSignal;
+}
+
+export class KubeApi {
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 32 });
+
+  constructor(readonly endpoint: KubeEndpoint) {}
+
+  async request<T>(r: KubeRequest): Promise<KubeResponse<T>> {
+    const opts = await this.endpoint.requestOptions();
+    const q = Object.entries(r.query ?? {}).filter((e): e is [string, string] => e[1] !== undefined);
+    const url = new URL(this.endpoint.server + r.path + (q.length ? `?${new URLSearchParams(q)}` : ''));
+    const payload = r.body === undefined ? undefined : Buffer.from(JSON.stringify(r.body));
+    return new Promise((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          ...opts,
+          agent: opts.agent ?? this.agent,
+          method: r.method,
+          signal: r.signal,
+          headers: {
+            ...opts.headers,
+            accept: r.accept ?? 'application/json',
+            'user-agent': 'verdict-agent/gitops',
+            ...(payload ? { 'content-type': r.contentType ?? 'application/json', 'content-length': String(payload.length) } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (d: Buffer) => chunks.push(d));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let body: unknown = text;
+            try {
+              body = text ? JSON.parse(text) : undefined;
+            } catch {
+              // Not JSON (a proxy's HTML error page): kept as text for the message.
+            }
+            const status = res.statusCode ?? 0;
+            if (status >= 400) {
+              const s = body as { kind?: string; reason?: string; message?: string; details?: KubeStatusError['details'] } | undefined;
+              if (s && typeof s === 'object' && s.kind === 'Status')
+                return reject(new KubeStatusError(status, s.reason ?? '', s.message ?? `HTTP ${status}`, s.details));
+              return reject(new KubeStatusError(status, '', `HTTP ${status} from ${r.method} ${r.path}: ${text.slice(0, 300)}`));
+            }
+            resolve({ status, body: body as T });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}

@@ -1,0 +1,204 @@
+import { sleep } from '../../shared/retry/backoff.js';
+import { type Applied, applyObject, type DryRun, FIELD_MANAGER, reasonOf } from './apply-object.js';
+import type { ManifestFile } from './decode.js';
+import { DecodeError } from './decode.js';
+import { type InventoryPolicy, type InventoryRef, readInventory, writeInventory } from './inventory.js';
+import { type KubeApi, KubeStatusError } from './kube/api.js';
+import type { Discovery } from './kube/discovery.js';
+import { describeId, idKey, idOf, type ManifestObject } from './objects.js';
+import { DependencyError } from './order.js';
+import { plan } from './plan.js';
+import { type Propagation, prune } from './prune.js';
+import { describeNotReady, waitFor } from './wait.js';
+
+// One synchronisation of one commit: plan -> apply wave by wave (waiting for
+// Current between waves) -> prune -> inventory. It returns what happened to
+// every object; it throws only when the sync could not run at all (a file
+// that does not decode, a dependency cycle, the API server unreachable) or
+// was cancelled.
+
+export interface SyncSettings {
+  defaultNamespace: string;
+  dryRun: DryRun;
+  prune: boolean;
+  pruneTimeoutMs: number;
+  propagation: Propagation;
+  inventoryPolicy: InventoryPolicy;
+  reconcileTimeoutMs: number;
+}
+
+export interface ObjectResult {
+  /** As people read it: "apps/Deployment shop/web". */
+  object: string;
+  source?: string;
+  action: 'created' | 'configured' | 'unchanged' | 'pruned' | 'kept' | 'failed' | 'skipped';
+  reason?: string;
+}
+
+export interface SyncResult {
+  commit: string;
+  dryRun: DryRun;
+  applied: number;
+  /** Of the applied objects, those the API server changed (configured) or created. */
+  changed: number;
+  unchanged: number;
+  pruned: number;
+  failed: number;
+  durationMs: number;
+  objects: ObjectResult[];
+}
+
+/** A sync that could not run (rather than one with failed objects). */
+export class SyncError extends Error {}
+
+/** How many objects of a wave go to the API server at once. */
+const CONCURRENCY = 16;
+
+async function inPool<T, R>(items: readonly T[], n: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!);
+      }
+    }),
+  );
+  return out;
+}
+
+type SyncDeps = { api: KubeApi; discovery: Discovery; inventory: InventoryRef; signal?: AbortSignal };
+
+export async function synchronize(files: readonly ManifestFile[], commit: string, s: SyncSettings, o: SyncDeps): Promise<SyncResult> {
+  try {
+    return await run(files, commit, s, o);
+  } catch (e) {
+    // A cancelled request fails with its own AbortError: the caller's reason says why.
+    if (o.signal?.aborted) throw o.signal.reason ?? e;
+    throw e;
+  }
+}
+
+async function run(files: readonly ManifestFile[], commit: string, s: SyncSettings, o: SyncDeps): Promise<SyncResult> {
+  const started = Date.now();
+  const { api, discovery, inventory, signal } = o;
+  let p: Awaited<ReturnType<typeof plan>>;
+  try {
+    p = await plan(files, s.defaultNamespace, discovery, signal);
+  } catch (e) {
+    if (e instanceof DecodeError || e instanceof DependencyError) throw new SyncError(e.message);
+    throw e;
+  }
+  const results: ObjectResult[] = p.invalid.map((i) => ({ object: i.object, source: `${i.source}#${i.index}`, action: 'failed', reason: i.message }));
+  const prior = await readInventory(api, inventory, signal);
+  const write = s.dryRun === 'none';
+  // Recorded before anything is applied: an agent stopped mid-sync must not leave objects no inventory knows.
+  let preWritten = false;
+  if (write) {
+    try {
+      await writeInventory(api, inventory, new Set([...(prior ?? []), ...p.keys]), FIELD_MANAGER, signal);
+      preWritten = true;
+    } catch (e) {
+      // Its namespace may be one this commit creates: written after the apply then.
+      if (!(e instanceof KubeStatusError && e.status === 404)) throw e;
+    }
+  }
+  const failedKeys = new Set<string>();
+  for (const wave of p.waves) {
+    if (signal?.aborted) break;
+    await refreshNewKinds(wave, discovery, s.dryRun === 'none' ? 20 : 1, signal);
+    const applied = await inPool(wave, CONCURRENCY, (m) =>
+      applyObject(m, { api, discovery, inventoryId: inventory.id, policy: s.inventoryPolicy, dryRun: s.dryRun, signal }),
+    );
+    const live = [];
+    for (let i = 0; i < wave.length; i++) {
+      const m = wave[i]!;
+      const a: Applied = applied[i]!;
+      const key = idKey(idOf(m.object));
+      if (a.action === 'failed') failedKeys.add(key);
+      results.push({ object: describeId(idOf(m.object)), source: `${m.source}#${m.index}`, action: a.action, ...(a.reason ? { reason: a.reason } : {}) });
+      if (a.live && s.dryRun === 'none') live.push(a.live);
+    }
+    if (live.length === 0) continue;
+    const waited = await waitFor('Current', live, { api, discovery, timeoutMs: s.reconcileTimeoutMs, signal });
+    for (const n of waited.notReady) {
+      const name = describeId(idOf(n.object));
+      const r = results.find((x) => x.object === name);
+      if (r) Object.assign(r, { action: 'failed', reason: `${describeNotReady('Current', n)} (reconcile_timeout ${s.reconcileTimeoutMs} ms)` });
+    }
+  }
+  if (signal?.aborted) throw signal.reason ?? new Error('Synchronization was canceled');
+
+  let keep = new Set(p.keys);
+  if (s.prune && prior) {
+    const gone = [...prior].filter((k) => !p.keys.has(k));
+    const outcomes = await prune(gone, {
+      api,
+      discovery,
+      inventoryId: inventory.id,
+      propagation: s.propagation,
+      timeoutMs: s.pruneTimeoutMs,
+      dryRun: s.dryRun,
+      signal,
+    });
+    for (const x of outcomes) {
+      if (x.action !== 'gone')
+        results.push({ object: describeId(x.id), action: x.action === 'pruned' ? 'pruned' : x.action, ...(x.reason ? { reason: x.reason } : {}) });
+      if (x.retain) keep.add(x.key);
+    }
+  } else if (prior) {
+    // Without pruning, what the inventory held stays ours.
+    keep = new Set([...prior, ...p.keys]);
+  }
+  // Objects another inventory owns (refused by the policy) are not ours to record.
+  for (const r of results)
+    if (r.action === 'failed' && r.reason?.startsWith('inventory policy prevented actuation')) keep.delete(keyOfResult(r, p.waves) ?? '');
+  if (write && (preWritten || keep.size > 0)) await writeInventory(api, inventory, keep, FIELD_MANAGER, signal);
+
+  const count = (...a: ObjectResult['action'][]) => results.filter((r) => a.includes(r.action)).length;
+  return {
+    commit,
+    dryRun: s.dryRun,
+    applied: count('created', 'configured', 'unchanged'),
+    changed: count('created', 'configured'),
+    unchanged: count('unchanged'),
+    pruned: count('pruned'),
+    failed: count('failed'),
+    durationMs: Date.now() - started,
+    objects: results,
+  };
+}
+
+function keyOfResult(r: ObjectResult, waves: ManifestObject[][]): string | undefined {
+  for (const w of waves) for (const m of w) if (describeId(idOf(m.object)) === r.object) return idKey(idOf(m.object));
+  return undefined;
+}
+
+/**
+ * Custom resources whose CRD an earlier wave just applied: discovery is read
+ * again until it serves them (it lags a moment behind Established).
+ */
+async function refreshNewKinds(wave: readonly ManifestObject[], discovery: Discovery, attempts: number, signal?: AbortSignal): Promise<void> {
+  const missing = () => [...new Set(wave.filter((m) => !discovery.lookup(m.object.apiVersion, m.object.kind)).map((m) => m.object.apiVersion))];
+  // A dry run never creates the CRD: one look is all there is to see.
+  for (let attempt = 0; attempt < attempts && missing().length && !signal?.aborted; attempt++) {
+    if (attempt > 0) await sleep(250, signal);
+    await discovery.load(missing(), signal, true);
+  }
+}
+
+export function summary(r: SyncResult): Record<string, unknown> {
+  return {
+    commit_id: r.commit,
+    applied: r.applied,
+    changed: r.changed,
+    unchanged: r.unchanged,
+    pruned: r.pruned,
+    failed: r.failed,
+    duration_ms: r.durationMs,
+    ...(r.dryRun !== 'none' ? { dry_run: r.dryRun } : {}),
+  };
+}
+
+export { reasonOf };

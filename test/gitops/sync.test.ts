@@ -1,0 +1,283 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIELD_MANAGER } from '../../src/modules/gitops/apply-object.js';
+import { inventoryRef } from '../../src/modules/gitops/inventory.js';
+import { KubeApi, type KubeEndpoint } from '../../src/modules/gitops/kube/api.js';
+import { Discovery } from '../../src/modules/gitops/kube/discovery.js';
+import { SyncError, type SyncResult, type SyncSettings, synchronize } from '../../src/modules/gitops/sync.js';
+import { type Kube, startKube } from '../helpers/kube.js';
+
+// One sync at a time against a real API server (with its controllers): what
+// the cluster holds afterwards, the inventory, and what each object's result
+// says. Each test works in namespaces and an inventory of its own.
+
+let kube: Kube;
+let api: KubeApi;
+
+const endpoint = (token: () => string): KubeEndpoint => ({
+  server: kube.server,
+  requestOptions: async () => ({ ca: readFileSync(kube.caFile), headers: { Authorization: `Bearer ${token()}` } }),
+});
+
+beforeAll(async () => {
+  kube = await startKube();
+  api = new KubeApi(endpoint(() => kube.adminToken));
+}, 300_000);
+
+afterAll(async () => {
+  api?.close();
+  await kube?.stop();
+});
+
+const defaults: SyncSettings = {
+  defaultNamespace: 'default',
+  dryRun: 'none',
+  prune: true,
+  pruneTimeoutMs: 30_000,
+  propagation: 'foreground',
+  inventoryPolicy: 'must_match',
+  reconcileTimeoutMs: 30_000,
+};
+
+function files(f: Record<string, string>) {
+  return Object.entries(f).map(([source, text]) => ({ source, data: Buffer.from(text) }));
+}
+
+function sync(
+  project: string,
+  f: Record<string, string>,
+  s: Partial<SyncSettings> = {},
+  o: { signal?: AbortSignal; api?: KubeApi; commit?: string } = {},
+): Promise<SyncResult> {
+  const settings = { ...defaults, ...s };
+  return synchronize(files(f), o.commit ?? 'c1', settings, {
+    api: o.api ?? api,
+    discovery: new Discovery(o.api ?? api),
+    inventory: inventoryRef('edge', project, settings.defaultNamespace),
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+}
+
+interface Live {
+  metadata: { annotations?: Record<string, string>; labels?: Record<string, string>; managedFields?: { manager: string }[] };
+  data?: Record<string, string>;
+  spec?: unknown;
+}
+
+async function get(args: string): Promise<Live | undefined> {
+  const r = await kube.kubectl(['get', ...args.split(' '), '-o', 'json', '--show-managed-fields']);
+  return r.code === 0 ? JSON.parse(r.stdout) : undefined;
+}
+
+const cm = (name: string, data: Record<string, string>, extra = '') =>
+  `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\n${extra}data:\n${Object.entries(data)
+    .map(([k, v]) => `  ${k}: "${v}"`)
+    .join('\n')}\n`;
+const ns = (name: string) => `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n`;
+const actions = (r: SyncResult) => Object.fromEntries(r.objects.map((o) => [o.object, o.action]));
+
+describe('GitOps sync against a real API server', () => {
+  it('applies a commit in dependency order, annotates each object and records a cli-utils inventory', async () => {
+    // The namespace's file sorts after the objects in it: order comes from the graph, not the files.
+    const r = await sync(
+      'apply',
+      {
+        'app/cm.yaml': `${cm('web', { a: '1' }, '  namespace: shop\n')}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  ports: [{port: 80}]\n`,
+        'app/list.json': JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'List',
+          items: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'from-list' }, data: { y: 'y' } }],
+        }),
+        'z/ns.yaml': ns('shop'),
+      },
+      { defaultNamespace: 'shop' },
+    );
+    expect(r.failed).toBe(0);
+    expect(actions(r)).toEqual({
+      'Namespace shop': 'created',
+      'ConfigMap shop/web': 'created',
+      'Service shop/web': 'created',
+      'ConfigMap shop/from-list': 'created',
+    });
+    const web = await get('configmap web -n shop');
+    expect(web?.metadata.annotations?.['config.k8s.io/owning-inventory']).toBe('edge-apply');
+    expect(web?.metadata.managedFields?.map((m: { manager: string }) => m.manager)).toContain(FIELD_MANAGER);
+    // The YAML 1.1 pitfall: a bare y in JSON stays the string "y".
+    expect((await get('configmap from-list -n shop'))?.data).toEqual({ y: 'y' });
+    const inv = await get('configmap inventory-edge-apply -n shop');
+    expect(inv?.metadata.labels?.['cli-utils.sigs.k8s.io/inventory-id']).toBe('edge-apply');
+    expect(Object.keys(inv?.data ?? {}).sort()).toEqual(['_shop__Namespace', 'shop_from-list__ConfigMap', 'shop_web__ConfigMap', 'shop_web__Service']);
+  });
+
+  it('updates what changed, reports the rest unchanged, prunes what left (keep-annotated objects stay), and corrects drift', async () => {
+    const base = {
+      'a.yaml': cm('one', { v: '1' }),
+      'b.yaml': cm('two', { v: '1' }),
+      'c.yaml': cm('three', { v: '1' }),
+      'd.yaml': cm('kept', { v: '1' }, '  annotations:\n    cli-utils.sigs.k8s.io/on-remove: keep\n'),
+    };
+    await sync('update', base, { defaultNamespace: 'upd' }).catch(() => undefined);
+    await kube.kubectl(['create', 'namespace', 'upd']);
+    expect((await sync('update', base, { defaultNamespace: 'upd' })).changed).toBe(4);
+    const second = await sync('update', { ...base, 'a.yaml': cm('one', { v: '2' }) }, { defaultNamespace: 'upd' });
+    expect([second.changed, second.unchanged]).toEqual([1, 3]);
+    expect((await get('configmap one -n upd'))?.data).toEqual({ v: '2' });
+
+    const pruned = await sync('update', { 'a.yaml': cm('one', { v: '2' }) }, { defaultNamespace: 'upd' });
+    expect(actions(pruned)).toMatchObject({ 'ConfigMap upd/two': 'pruned', 'ConfigMap upd/three': 'pruned', 'ConfigMap upd/kept': 'kept' });
+    expect(await get('configmap two -n upd')).toBeUndefined();
+    const kept = await get('configmap kept -n upd');
+    expect(kept?.metadata.annotations?.['config.k8s.io/owning-inventory']).toBeUndefined();
+    expect(Object.keys((await get('configmap inventory-edge-update -n upd'))?.data ?? {})).toEqual(['upd_one__ConfigMap']);
+
+    // Drift made with kubectl: the next apply of the same commit puts the manifest back.
+    await kube.kubectl(['patch', 'configmap', 'one', '-n', 'upd', '--type=merge', '-p', '{"data":{"v":"drifted"}}']);
+    const fixed = await sync('update', { 'a.yaml': cm('one', { v: '2' }) }, { defaultNamespace: 'upd' });
+    expect([fixed.changed, actions(fixed)['ConfigMap upd/one']]).toEqual([1, 'configured']);
+    expect((await get('configmap one -n upd'))?.data).toEqual({ v: '2' });
+  });
+
+  it('applies a CRD and its custom resources in one commit, whatever the file order', async () => {
+    const crd = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+`;
+    const r = await sync(
+      'crd',
+      {
+        'a-widgets.yaml': 'apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n',
+        'setup/crd.yaml': crd,
+        'setup/crd-again.yaml': crd,
+      },
+      { defaultNamespace: 'default' },
+    );
+    expect(r.objects.filter((o) => o.action === 'failed')).toEqual([]);
+    expect(actions(r)).toMatchObject({
+      'apiextensions.k8s.io/CustomResourceDefinition widgets.example.com': 'created',
+      'example.com/Widget default/w1': 'created',
+    });
+    expect((await get('widgets.example.com w1 -n default'))?.spec).toEqual({ size: 3 });
+  });
+
+  it('reports a malformed object with its file and the ValidationError text, and applies the rest', async () => {
+    const r = await sync('malformed', {
+      'ok.yaml': cm('fine', { a: '1' }),
+      'bad.yaml': `${cm('also-fine', { b: '2' })}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {a: b}\n---\napiVersion: nope.example.com/v1\nkind: HelmRelease\nmetadata:\n  name: hr\n`,
+    });
+    expect(actions(r)).toMatchObject({ 'ConfigMap default/fine': 'created', 'ConfigMap default/also-fine': 'created' });
+    const bad = r.objects.filter((o) => o.action === 'failed');
+    expect(bad).toEqual([
+      {
+        object: 'ConfigMap (unnamed)',
+        source: 'bad.yaml#2',
+        action: 'failed',
+        reason: 'invalid object: "___ConfigMap": metadata.name: Required value: name is required',
+      },
+      {
+        object: 'nope.example.com/HelmRelease hr',
+        source: 'bad.yaml#3',
+        action: 'failed',
+        reason: 'no matches for kind "HelmRelease" in version "nope.example.com/v1"',
+      },
+    ]);
+  });
+
+  it('fails the whole commit on a file that does not parse, naming file and line, and touches nothing', async () => {
+    await expect(
+      sync('syntax', { 'good.yaml': cm('never', { a: '1' }), 'broken.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n' }),
+    ).rejects.toThrow(/failed to decode broken\.yaml line \d+/);
+    await expect(sync('syntax', { 'x.json': '{"apiVersion": ' })).rejects.toBeInstanceOf(SyncError);
+    expect(await get('configmap never -n default')).toBeUndefined();
+  });
+
+  it('enforces inventory_policy against objects of no inventory and of another one', async () => {
+    await kube.kubectl(['create', 'namespace', 'inv']);
+    await kube.kubectl(['create', 'configmap', 'loose', '-n', 'inv', '--from-literal=a=1']);
+    const f = { 'loose.yaml': cm('loose', { a: '2' }) };
+    const refused = await sync('inv-a', f, { defaultNamespace: 'inv' });
+    expect(refused.objects[0]).toMatchObject({
+      action: 'failed',
+      reason: expect.stringContaining('inventory policy prevented actuation (strategy: Apply, status: NoMatch, policy: MustMatch)'),
+    });
+    expect((await get('configmap loose -n inv'))?.data).toEqual({ a: '1' });
+    expect((await sync('inv-a', f, { defaultNamespace: 'inv', inventoryPolicy: 'adopt_if_no_inventory' })).objects[0]?.action).toBe('configured');
+    // Now inventory inv-a owns it: another project may take it only with adopt_all.
+    const other = await sync('inv-b', f, { defaultNamespace: 'inv', inventoryPolicy: 'adopt_if_no_inventory' });
+    expect(other.objects[0]?.reason).toContain('policy: AdoptIfNoInventory');
+    expect((await sync('inv-b', f, { defaultNamespace: 'inv', inventoryPolicy: 'adopt_all' })).objects[0]?.action).toMatch(/configured|unchanged/);
+    expect((await get('configmap loose -n inv'))?.metadata.annotations?.['config.k8s.io/owning-inventory']).toBe('edge-inv-b');
+    // inv-a no longer owns it: its prune leaves it alone.
+    const prunedByA = await sync('inv-a', {}, { defaultNamespace: 'inv' });
+    expect(prunedByA.objects[0]).toMatchObject({ action: 'skipped', reason: expect.stringContaining('inventory policy prevented deletion') });
+    expect(await get('configmap loose -n inv')).toBeDefined();
+  });
+
+  it('dry-run client touches nothing; dry-run server asks the API server and writes nothing', async () => {
+    const f = {
+      'a.yaml': cm('dry', { a: '1' }),
+      'svc.yaml': 'apiVersion: v1\nkind: Service\nmetadata:\n  name: twoports\nspec:\n  ports: [{port: 80}, {port: 81}]\n',
+    };
+    const client = await sync('dry', f, { dryRun: 'client' });
+    expect(actions(client)).toEqual({ 'ConfigMap default/dry': 'created', 'Service default/twoports': 'created' });
+    const server = await sync('dry', f, { dryRun: 'server' });
+    expect(actions(server)).toEqual({ 'ConfigMap default/dry': 'created', 'Service default/twoports': 'failed' });
+    // The API server's own validation, only a server-side dry run can tell.
+    expect(server.objects.find((o) => o.object === 'Service default/twoports')?.reason).toMatch(/Invalid.*name/);
+    expect(await get('configmap dry -n default')).toBeUndefined();
+    expect(await get('configmap inventory-edge-dry -n default')).toBeUndefined();
+  });
+
+  it('names the verb RBAC refused, per object', async () => {
+    await kube.kubectl(['create', 'namespace', 'rbac']);
+    const who = (await kube.kubectl(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'], { kubeconfig: kube.userKubeconfig })).stdout.trim();
+    // ConfigMaps (objects and the inventory) may be written, Services not.
+    await kube.kubectl(['create', 'role', 'cm', '-n', 'rbac', '--verb=get,list,create,patch', '--resource=configmaps']);
+    await kube.kubectl(['create', 'rolebinding', 'cm', '-n', 'rbac', '--role=cm', `--user=${who}`]);
+    const limited = new KubeApi(endpoint(() => kube.userToken));
+    try {
+      const svc = 'apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{port: 80}]\n';
+      const r = await synchronize(
+        files({ 'a.yaml': cm('allowed', { a: '1' }), 'svc.yaml': svc }),
+        'c1',
+        { ...defaults, defaultNamespace: 'rbac' },
+        {
+          api: limited,
+          discovery: new Discovery(limited),
+          inventory: inventoryRef('edge', 'rbac', 'rbac'),
+        },
+      );
+      expect(actions(r)).toEqual({ 'ConfigMap rbac/allowed': 'created', 'Service rbac/web': 'failed' });
+      expect(r.objects.find((o) => o.action === 'failed')?.reason).toMatch(
+        new RegExp(`^Forbidden: services "web" is forbidden: User "${who}" cannot get resource "services" in API group "" in the namespace "rbac"`),
+      );
+    } finally {
+      limited.close();
+    }
+  });
+
+  it('stops waiting when cancelled', async () => {
+    // No kubelet here: a Deployment with a replica never becomes Current.
+    const deploy =
+      'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: slow\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: slow}}\n  template:\n    metadata: {labels: {app: slow}}\n    spec: {containers: [{name: c, image: busybox}]}\n';
+    const abort = new AbortController();
+    const started = Date.now();
+    setTimeout(() => abort.abort(new Error('Synchronization was canceled')), 1500);
+    await expect(sync('slow', { 'd.yaml': deploy }, { reconcileTimeoutMs: 60_000 }, { signal: abort.signal })).rejects.toThrow('Synchronization was canceled');
+    expect(Date.now() - started).toBeLessThan(5000);
+    const timedOut = await sync('slow', { 'd.yaml': deploy }, { reconcileTimeoutMs: 1000 });
+    expect(timedOut.objects[0]).toMatchObject({ action: 'failed', reason: expect.stringContaining('is InProgress, not Current') });
+  });
+});
