@@ -15,6 +15,7 @@ import { ConfigError } from '../shared/config/schema.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { parseFlags, UsageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
+import { DemoKubernetesError, startDemoKubernetes, type DemoKubernetes } from './demo-kubernetes.js';
 
 const HELP = `Usage: verdict demo [flags]
 
@@ -39,6 +40,11 @@ Flags:
   --kafka <host:port[,...]>  keep the alert log in this Kafka (topics verdict.log, verdict.tokens,
                            export verdict.alerts; docs/kafka.md); a second demo with the same
                            --kafka and another --data-dir joins as a second server replica
+  --kubernetes             also run a real Kubernetes API server (scripts/kube.sh; build it once
+                           with \`bash scripts/kube.sh install\`) with the Cilium policy CRDs, and
+                           have the agent watch policies there: the demo prints a kubeconfig and
+                           a kubectl command that applies a labelled policy. Stopped with the demo;
+                           its policies do not survive a restart
 `;
 
 const DEFAULT_GRPC_ADDR = '127.0.0.1:8150';
@@ -74,7 +80,7 @@ function git(dir: string, ...args: string[]): string {
 }
 
 /** Creates or updates the demo's configuration project; commits only when something changed. */
-function prepareConfigProject(dir: string, relayAddr: string, falcoAddr: string): void {
+function prepareConfigProject(dir: string, relayAddr: string, falcoAddr: string, kubernetes: boolean): void {
   mkdirSync(join(dir, '.gitlab/agents', AGENT), { recursive: true });
   if (!existsSync(join(dir, '.git'))) git(dir, 'init', '-q', '-b', 'main');
   mkdirSync(join(dir, 'policies'), { recursive: true });
@@ -89,6 +95,8 @@ function prepareConfigProject(dir: string, relayAddr: string, falcoAddr: string)
     '  policies:',
     '    - glob: "policies/**/*.{yaml,yml,json}"',
     '  dedup_window: 5s',
+    // The agent always knows it runs outside a pod here; 'auto' would watch only in one.
+    ...(kubernetes ? ['  kubernetes_policies: on  # the API server of verdict demo --kubernetes'] : []),
     '  reconnect:',
     '    initial_backoff: 1s',
     '    max_backoff: 10s',
@@ -112,6 +120,7 @@ export async function run(argv: string[]): Promise<number> {
     webhook: { type: 'string' },
     'webhook-secret': { type: 'string' },
     kafka: { type: 'string' },
+    kubernetes: { type: 'boolean' },
     help: { type: 'boolean' },
   });
   if (values.help) {
@@ -133,68 +142,90 @@ export async function run(argv: string[]): Promise<number> {
   const falcoAddr = values['falco-addr'] ?? await defaultOrFreeAddr(DEFAULT_FALCO_ADDR);
   const log = createRootLogger({ name: 'verdict-demo' });
 
-  const relay = new HubbleRelayPeer();
-  const relayAddr = await relay.listen('127.0.0.1:0');
-  const project = join(dataDir, 'config-project');
-  prepareConfigProject(project, relayAddr, falcoAddr);
-
-  const server = await startServer({
-    data_dir: join(dataDir, 'server'),
-    http_addr: values['http-addr'],
-    grpc_addr: grpcAddr,
-    config_poll_interval: 2000,
-    ...(webhook ? { webhooks: webhook.config } : {}),
-    ...(kafka ? { kafka } : {}),
-  }, log.child({ component: 'server' }));
-
-  const tokenFile = join(dataDir, 'agent-token');
-  if (!existsSync(tokenFile) || !server.agents.authenticate(readFileSync(tokenFile, 'utf8').trim())) {
-    writeFileSync(tokenFile, `${server.agents.register(AGENT, project).token}\n`, { mode: 0o600 });
+  // First, before anything listens: the control plane is what most often cannot start.
+  let kube: DemoKubernetes | undefined;
+  if (values.kubernetes) {
+    try {
+      kube = await startDemoKubernetes(join(dataDir, 'kubernetes'));
+    } catch (e) {
+      if (!(e instanceof DemoKubernetesError)) throw e;
+      process.stderr.write(`verdict demo: ${e.message}\n`);
+      return 1;
+    }
   }
-  const feedTokenFile = join(dataDir, 'feed-token');
-  let feedToken = existsSync(feedTokenFile) ? readFileSync(feedTokenFile, 'utf8').trim() : '';
-  if (!feedToken || !server.tokens.verify(feedToken)) {
-    feedToken = server.tokens.create('demo', 'write').token;
-    writeFileSync(feedTokenFile, `${feedToken}\n`, { mode: 0o600 });
+  // The control plane stops with the demo, also when the demo fails to start.
+  try {
+    const relay = new HubbleRelayPeer();
+    const relayAddr = await relay.listen('127.0.0.1:0');
+    const project = join(dataDir, 'config-project');
+    prepareConfigProject(project, relayAddr, falcoAddr, kube !== undefined);
+
+    const server = await startServer({
+      data_dir: join(dataDir, 'server'),
+      http_addr: values['http-addr'],
+      grpc_addr: grpcAddr,
+      config_poll_interval: 2000,
+      ...(webhook ? { webhooks: webhook.config } : {}),
+      ...(kafka ? { kafka } : {}),
+    }, log.child({ component: 'server' }));
+
+    const tokenFile = join(dataDir, 'agent-token');
+    if (!existsSync(tokenFile) || !server.agents.authenticate(readFileSync(tokenFile, 'utf8').trim())) {
+      writeFileSync(tokenFile, `${server.agents.register(AGENT, project).token}\n`, { mode: 0o600 });
+    }
+    const feedTokenFile = join(dataDir, 'feed-token');
+    let feedToken = existsSync(feedTokenFile) ? readFileSync(feedTokenFile, 'utf8').trim() : '';
+    if (!feedToken || !server.tokens.verify(feedToken)) {
+      feedToken = server.tokens.create('demo', 'write').token;
+      writeFileSync(feedTokenFile, `${feedToken}\n`, { mode: 0o600 });
+    }
+
+    const agent = await startAgent({
+      kasAddress: `grpc://${server.grpcAddress}`,
+      tokenFile,
+      dataDir: join(dataDir, 'agent'),
+      observabilityAddr: '127.0.0.1:0',
+      spoolMaxBytes: 256 * 1024 * 1024,
+      backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
+      modules: agentModules({ policyPaths: [], ...(kube ? { kubeconfig: kube.kubeconfig } : {}) }),
+    }, log.child({ component: 'agent' }));
+
+    let step = 0;
+    const relayTimer = setInterval(() => relay.push(scenarioFlows(step++)), interval);
+    const falcoAbort = new AbortController();
+    startFalcoPoster({ url: `http://${falcoAddr}/`, intervalMs: interval * 2, signal: falcoAbort.signal, log: log.child({ component: 'falco-source' }) });
+
+    const url = `http://${server.httpAddress}/`;
+    process.stdout.write([
+      '',
+      `Verdict demo is running.`,
+      // The token rides in the fragment, which browsers never send to the server; the page keeps it and drops it from the address bar.
+      `  feed:        ${url}#token=${feedToken}  (web page; open this link)`,
+      `  feed API:    curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/alerts`,
+      `  feed token:  ${feedToken}  (also in ${feedTokenFile})`,
+      `  Falco input: http://${falcoAddr}/  (point Falco's http_output here)`,
+      `  agent API:   grpc://${server.grpcAddress}  (verdict agent --kas-address)`,
+      `  config:      ${project}/.gitlab/agents/${AGENT}/config.yaml (commit changes; the agent picks them up)`,
+      ...(kafka ? [`  kafka:       ${kafka.brokers.join(',')}: alert log ${kafka.topic_prefix}.log, export ${kafka.export_topic} (kcat -b ${kafka.brokers[0]} -t ${kafka.export_topic} -C)`] : []),
+      ...(kube ? [
+        `  kubernetes:  ${kube.server}  (a real API server with the Cilium policy CRDs; the agent watches its policies)`,
+        `  kubeconfig:  ${kube.kubeconfig}`,
+        `  try:         ${kube.kubectl} --kubeconfig ${kube.kubeconfig} apply -f ${kube.examplePolicy}`,
+        '               then new alerts name shop/payments-from-cart-only; `… delete -f` the same file and they stop',
+      ] : []),
+      ...(webhook ? [`  webhook:     ${values.webhook} (signed, secret ${webhook.secret})`, `               deliveries: GET ${url}api/v1/admin/integrations/demo-webhook/deliveries with a token from \`verdict tokens create --name me --scope admin --data-dir ${join(dataDir, 'server')}\``] : []),
+      'Stop with Ctrl-C.',
+      '',
+    ].join('\n'));
+
+    await waitForShutdown(log);
+    clearInterval(relayTimer);
+    falcoAbort.abort();
+    await agent.stop();
+    await relay.close();
+    await server.close();
+    return 0;
+  } finally {
+    await kube?.stop();
   }
-
-  const agent = await startAgent({
-    kasAddress: `grpc://${server.grpcAddress}`,
-    tokenFile,
-    dataDir: join(dataDir, 'agent'),
-    observabilityAddr: '127.0.0.1:0',
-    spoolMaxBytes: 256 * 1024 * 1024,
-    backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
-    modules: agentModules({ policyPaths: [] }),
-  }, log.child({ component: 'agent' }));
-
-  let step = 0;
-  const relayTimer = setInterval(() => relay.push(scenarioFlows(step++)), interval);
-  const falcoAbort = new AbortController();
-  startFalcoPoster({ url: `http://${falcoAddr}/`, intervalMs: interval * 2, signal: falcoAbort.signal, log: log.child({ component: 'falco-source' }) });
-
-  const url = `http://${server.httpAddress}/`;
-  process.stdout.write([
-    '',
-    `Verdict demo is running.`,
-    // The token rides in the fragment, which browsers never send to the server; the page keeps it and drops it from the address bar.
-    `  feed:        ${url}#token=${feedToken}  (web page; open this link)`,
-    `  feed API:    curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/alerts`,
-    `  feed token:  ${feedToken}  (also in ${feedTokenFile})`,
-    `  Falco input: http://${falcoAddr}/  (point Falco's http_output here)`,
-    `  agent API:   grpc://${server.grpcAddress}  (verdict agent --kas-address)`,
-    `  config:      ${project}/.gitlab/agents/${AGENT}/config.yaml (commit changes; the agent picks them up)`,
-    ...(kafka ? [`  kafka:       ${kafka.brokers.join(',')}: alert log ${kafka.topic_prefix}.log, export ${kafka.export_topic} (kcat -b ${kafka.brokers[0]} -t ${kafka.export_topic} -C)`] : []),
-    ...(webhook ? [`  webhook:     ${values.webhook} (signed, secret ${webhook.secret})`, `               deliveries: GET ${url}api/v1/admin/integrations/demo-webhook/deliveries with a token from \`verdict tokens create --name me --scope admin --data-dir ${join(dataDir, 'server')}\``] : []),
-    'Stop with Ctrl-C.',
-    '',
-  ].join('\n'));
-
-  await waitForShutdown(log);
-  clearInterval(relayTimer);
-  falcoAbort.abort();
-  await agent.stop();
-  await relay.close();
-  await server.close();
-  return 0;
 }

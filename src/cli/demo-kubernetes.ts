@@ -1,0 +1,130 @@
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// `verdict demo --kubernetes`: a real Kubernetes control plane for the demo's
+// agent to watch policies in, started through scripts/kube.sh (etcd,
+// kube-apiserver, kube-controller-manager on loopback), with the policy CRDs
+// from deploy/crds installed. It belongs to the demo: the script's watchdog
+// stops it when the demo's process exits, however it exits.
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SCRIPT = join(ROOT, 'scripts/kube.sh');
+const CRDS = join(ROOT, 'deploy/crds/cilium-policies.yaml');
+export const KUBE_INSTALL_COMMAND = 'bash scripts/kube.sh install';
+
+/** The namespaces of the demo's scenario (src/peers/hubble-relay/demo-scenario.ts), so policies for them can be applied. */
+const DEMO_NAMESPACES = ['shop', 'db'];
+
+/** A labelled policy the user applies to see attribution change: payments accepts cart only. */
+const EXAMPLE_POLICY = `# Apply with the kubectl line verdict demo printed. payments already accepts only
+# cart (shop/payments-ingress, from policies/ in the configuration project); this
+# policy says so again from the cluster, so the frontend's and the debug pod's
+# calls to payments, which the demo's Relay reports as dropped, are blamed on
+# it too: new alerts name shop/payments-from-cart-only. Delete it and they stop.
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: payments-from-cart-only
+  namespace: shop
+  annotations:
+    app.gitlab.com/alert: "true"
+spec:
+  endpointSelector:
+    matchLabels:
+      app: payments
+  ingress:
+    - fromEndpoints:
+        - matchLabels:
+            app: cart
+      toPorts:
+        - ports:
+            - port: "8443"
+              protocol: TCP
+`;
+
+/** The control plane could not be started; the message says what to do. */
+export class DemoKubernetesError extends Error {}
+
+export interface DemoKubernetes {
+  /** https://127.0.0.1:<port> */
+  server: string;
+  /** Admin kubeconfig for the agent and the user. */
+  kubeconfig: string;
+  /** kubectl of the same release (a kubectl on PATH may be another version, or not kubectl). */
+  kubectl: string;
+  /** A labelled policy to apply, written by start. */
+  examplePolicy: string;
+  stop(): Promise<void>;
+}
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { cwd: ROOT, env, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr: stderr || (err && !stderr ? err.message : '') });
+    });
+  });
+}
+
+/**
+ * Starts the control plane with its state in stateDir, installs the CRDs and
+ * the demo's namespaces, and writes the example policy there.
+ */
+export async function startDemoKubernetes(stateDir: string): Promise<DemoKubernetes> {
+  mkdirSync(stateDir, { recursive: true });
+  const env = { ...process.env, VERDICT_KUBE_STATE: join(stateDir, 'control-plane'), VERDICT_KUBE_OWNER_PID: String(process.pid) };
+  const started = await run('bash', [SCRIPT, 'start'], env, 300_000);
+  if (started.code !== 0) {
+    if (started.stderr.includes(`run: ${KUBE_INSTALL_COMMAND}`)) {
+      throw new DemoKubernetesError(
+        `--kubernetes needs the Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), which are not built on this machine. ` +
+        `Build them once with \`${KUBE_INSTALL_COMMAND}\` in ${ROOT} (a cold build takes about 8 minutes and 4.4 GB of disk; later runs take seconds), ` +
+        'or run the demo without --kubernetes.',
+      );
+    }
+    await run('bash', [SCRIPT, 'stop'], env, 60_000);
+    throw new DemoKubernetesError(`--kubernetes: scripts/kube.sh start failed (exit ${started.code}):\n${started.stderr.trim().split('\n').slice(-20).join('\n')}`);
+  }
+  const stop = async () => {
+    const r = await run('bash', [SCRIPT, 'stop'], env, 60_000);
+    if (r.code !== 0) throw new Error(`scripts/kube.sh stop failed (exit ${r.code}): ${r.stderr.trim()}; stop it with VERDICT_KUBE_STATE=${env.VERDICT_KUBE_STATE} bash scripts/kube.sh stop`);
+  };
+  try {
+    const field = (k: string) => {
+      const m = new RegExp(`^${k}=(\\S+)$`, 'm').exec(started.stdout);
+      if (!m) throw new DemoKubernetesError(`--kubernetes: scripts/kube.sh start printed no ${k}= line (got ${JSON.stringify(started.stdout.slice(0, 500))}); is scripts/kube.sh from this checkout?`);
+      return m[1]!;
+    };
+    const server = field('server');
+    const kubeconfig = field('kubeconfig');
+    const bin = (await run('bash', [SCRIPT, 'path'], env, 10_000)).stdout.trim();
+    const kubectl = join(bin, 'kubectl');
+    // KUBERC=off: a user's ~/.kube/kuberc must not change what the demo runs.
+    const kubectlEnv = { ...process.env, KUBERC: 'off' };
+    const k = async (what: string, args: string[]) => {
+      const r = await run(kubectl, [`--kubeconfig=${kubeconfig}`, `--cache-dir=${join(stateDir, 'kubectl-cache')}`, ...args], kubectlEnv, 90_000);
+      if (r.code !== 0) throw new DemoKubernetesError(`--kubernetes: ${what} failed (kubectl ${args.join(' ')}, exit ${r.code}): ${r.stderr.trim()}`);
+    };
+    await k('installing the policy CRDs', ['apply', '-f', CRDS]);
+    await k('waiting for the policy CRDs', ['wait', '--for=condition=Established', '--timeout=60s', 'crd/ciliumnetworkpolicies.cilium.io', 'crd/ciliumclusterwidenetworkpolicies.cilium.io']);
+    // JSON, not YAML: kubectl would read YAML 1.1, where some bare words are booleans.
+    const namespaces = { apiVersion: 'v1', kind: 'List', items: DEMO_NAMESPACES.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })) };
+    const nsFile = join(stateDir, 'namespaces.json');
+    writeFileSync(nsFile, JSON.stringify(namespaces));
+    await k('creating the demo namespaces', ['apply', '-f', nsFile]);
+    const examplePolicy = join(stateDir, 'payments-from-cart-only.yaml');
+    writeFileSync(examplePolicy, EXAMPLE_POLICY);
+    return { server, kubeconfig, kubectl, examplePolicy, stop };
+  } catch (e) {
+    await stop().catch(() => undefined);
+    throw e;
+  }
+}
