@@ -25,12 +25,27 @@ function timeMs(s: string, fallback: number): number {
 /** Labels are small searchable strings; anything else an agent sends is dropped, not stored. */
 function cleanLabels(l: Record<string, unknown>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(l)) {
-    // Newlines separate values in search_text.
-    if (typeof v === 'string') out[k] = cutText(v, 512).replace(/[\r\n]+/g, ' ');
-    else if (typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
+  for (const k in l) {
+    const v = l[k];
+    if (typeof v === 'string') {
+      // Newlines separate values in search_text. Most values need nothing: they are taken as they are.
+      out[k] = v.length <= 512 && v.indexOf('\n') < 0 && v.indexOf('\r') < 0 ? v : cutText(v, 512).replace(/[\r\n]+/g, ' ');
+    } else if (typeof v === 'number' || typeof v === 'boolean') {
+      out[k] = String(v);
+    }
   }
   return out;
+}
+
+/** Whether two label sets hold the same values (an occurrence's labels equal to the alert's are not stored again). */
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  let n = 0;
+  for (const k in a) {
+    if (a[k] !== b[k]) return false;
+    n++;
+  }
+  for (const _ in b) n--;
+  return n === 0;
 }
 
 function capSample(s: unknown): { value: unknown; json: string } {
@@ -133,7 +148,7 @@ export class Ingest {
       }
       stored++;
       const first = timeMs(p.first_seen, now);
-      const last = timeMs(p.last_seen, first);
+      const last = p.last_seen === p.first_seen ? first : timeMs(p.last_seen, first);
       const severity: Severity = p.severity;
       const description = cutText(p.description, MAX_DESCRIPTION);
       const labels = cleanLabels(p.labels);
@@ -151,7 +166,7 @@ export class Ingest {
         };
         e = {
           row, labels, policies: p.policies, details, search: SearchText.of(p.namespace, p.policies, p.rule),
-          indexedSearchText: '', searchChanged: false, severityChanged: false, receiptChanged: false, isNew: true, batchSamples: [], batchEvents: [], pending: [], pendingSetter: undefined, pinnedStale: false,
+          indexedSearchText: '', searchChanged: false, severityChanged: false, receiptChanged: false, isNew: true, batchSamples: [], batchEvents: [], batchCount: 0, pending: [], pendingSetter: undefined, pinnedStale: false,
           rollupKeys: rollupKeys(row, p.policies), iso: { first: [first, iso(first)], last: [last, iso(last)], received: [received, iso(received)], created: iso(now) },
         };
         rollup.addKeys(e.rollupKeys, 1, 0);
@@ -171,6 +186,9 @@ export class Ingest {
           { count: p.count, first_seen: first, last_seen: last, severity, title: r.title, description },
         );
         if (f.setsSeverity) {
+          // The batch's occurrences so far count under the old keys, then the alert moves to the new ones.
+          rollup.addKeys(e.rollupKeys, 0, e.batchCount);
+          e.batchCount = 0;
           rollup.addKeys(e.rollupKeys, -1, -r.count);
           r.severity = f.summary.severity;
           r.severity_rank = SEVERITY_RANK[f.summary.severity] ?? 0;
@@ -191,7 +209,7 @@ export class Ingest {
         }
       }
       const r = e.row;
-      rollup.addKeys(e.rollupKeys, 0, p.count);
+      e.batchCount += p.count;
       const eventNo = r.events++;
       r.updated_at = now;
       r.seq = this.changes.next();
@@ -206,7 +224,11 @@ export class Ingest {
       touched.set(r.id, e);
     }
     // One row write per alert per batch, however many of its events came.
-    for (const e of touched.values()) this.writeAlert(e, now);
+    for (const e of touched.values()) {
+      rollup.addKeys(e.rollupKeys, 0, e.batchCount);
+      e.batchCount = 0;
+      this.writeAlert(e, now);
+    }
     rollup.writeTo(this.rollups);
     return { stored, duplicates };
   }
@@ -214,7 +236,7 @@ export class Ingest {
   private putOccurrence(e: OpenEntry, o: PendingOccurrence, slot: number, now: number): void {
     const r = e.row;
     const samples = o.samples.slice(-MAX_SAMPLES).map(capSample);
-    const labelsJson = JSON.stringify(o.labels);
+    const labelsJson = sameLabels(o.labels, e.labels) ? r.labels : JSON.stringify(o.labels);
     // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
     this.s.putOccurrence.run(r.id, slot, o.no, o.id, now, o.count, o.first, o.last, o.severity,
       o.description === r.description ? null : o.description, labelsJson === r.labels ? null : labelsJson, `[${samples.map((x) => x.json).join(',')}]`);

@@ -40,6 +40,8 @@ export interface OpenEntry {
   batchSamples: unknown[];
   /** Ids of this batch's events stored into the alert. */
   batchEvents: string[];
+  /** Occurrences of this batch not in the rollup yet: added once per alert per batch. */
+  batchCount: number;
   /** This batch's newest occurrences, not written yet. */
   pending: PendingOccurrence[];
   /** The occurrence that set the severity, when a burst pushed it out of `pending`: written to the pinned slot. */
@@ -81,7 +83,7 @@ export class OpenAlerts {
     const loaded: OpenEntry = {
       row, labels: JSON.parse(row.labels) as Record<string, string>, policies, details: JSON.parse(row.details) as Record<string, unknown>,
       search: SearchText.parse(searchText), indexedSearchText: searchText, searchChanged: false, severityChanged: false, receiptChanged: false, isNew: false,
-      batchSamples: [], batchEvents: [], pending: [], pendingSetter: undefined, pinnedStale: false, rollupKeys: rollupKeys(row, policies),
+      batchSamples: [], batchEvents: [], batchCount: 0, pending: [], pendingSetter: undefined, pinnedStale: false, rollupKeys: rollupKeys(row, policies),
       iso: { first: [row.first_seen, iso(row.first_seen)], last: [row.last_seen, iso(row.last_seen)], received: [row.last_received_at, iso(row.last_received_at)], created: iso(row.created_at) },
     };
     this.map.set(key, loaded);
