@@ -14,6 +14,40 @@ import type { AgentModule } from '../../agent/module.js';
 /** How long flows wait for the first list of the cluster's policies. */
 const POLICY_SYNC_WAIT_MS = 60_000;
 
+/** Alerts stored per transaction at most (as the Falco inbox does). */
+const BATCH = 20_000;
+/**
+ * How long an alert waits for others to share its transaction. Relay's flows
+ * come a few per event-loop turn, so a per-turn commit would still be nearly
+ * one transaction per flow; the longer the wait, the more repeats of a group
+ * fold into one row update. Alerts are folded in a window of seconds anyway,
+ * and until the commit the cursor is not saved, so a crash reads the flows
+ * again rather than losing them.
+ */
+const BATCH_MS = 500;
+
+/**
+ * A flow as an alert's sample: its JSON (hubble observe -o json form) is built
+ * when the sample is first serialised, and once. Most flows of a flood repeat
+ * an open alert whose samples are taken, and never need it.
+ */
+class FlowSample {
+  private flow: Flow | undefined;
+  private json: unknown;
+
+  constructor(flow: Flow) {
+    this.flow = flow;
+  }
+
+  toJSON(): unknown {
+    if (this.flow) {
+      this.json = flowToJson(this.flow);
+      this.flow = undefined;
+    }
+    return this.json;
+  }
+}
+
 export interface CiliumModuleOptions {
   /** Local policy files or directories (agent flag --policies). */
   policyPaths: readonly string[];
@@ -65,18 +99,38 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
 
       const cursor = new FlowCursor(ctx.db, block.hubble_relay_address);
       const pairs = new DropPairFilter();
-      // The cursor is saved in the aggregator's own transaction (not in an outer
-      // one around add()): if that transaction fails, the aggregator puts its
-      // memory back to what is stored, so a group it reports pending is on disk.
-      const storeAlert = (alert: ReturnType<typeof flowToAlert>) => ctx.alerts.add([alert], block.dedup_window, () => cursor.persist());
-      // Flows that raise nothing move the cursor too; saving it once a second is enough for them.
-      const persistTimer = setInterval(() => cursor.persist(), 1000);
-      persistTimer.unref();
-      // A flow whose alert could not be stored: the cursor (already moved past it in
-      // memory) is no longer saved, and the module stops and is restarted by the
-      // manager, resuming from the last saved position so the flow comes again.
+      // Group commit: each alert is folded into the aggregator's memory at once
+      // (staged: a repeat costs no more than the fold, and leaves nothing for
+      // the garbage collector to move), and what was staged within BATCH_MS (at
+      // most BATCH alerts) is stored in one transaction. The cursor is saved
+      // only in that transaction, so it never passes a flow whose alert is not
+      // durable; if it fails, the aggregator forgets what was staged and puts
+      // its memory back to what is stored.
+      const staging = ctx.alerts.staging();
+      let timer: NodeJS.Timeout | undefined;
+      // Alerts that could not be stored: the cursor (already moved past their
+      // flows in memory) is no longer saved, and the module stops and is
+      // restarted by the manager, resuming from the last saved position so the
+      // flows come again.
       let storeFailed: Error | undefined;
       const stopFollowing = new AbortController();
+      const commit = () => {
+        clearTimeout(timer);
+        timer = undefined;
+        if (storeFailed || (staging.size === 0 && !cursor.unsaved)) return;
+        const alerts = staging.size;
+        try {
+          staging.commit(() => cursor.persist());
+        } catch (e) {
+          storeFailed = e instanceof Error ? e : new Error(errText(e));
+          cursor.hold();
+          log.error({ error: errText(e), alerts }, 'Failed to store the alerts for dropped flows; restarting the module to read the flows again from the last saved position');
+          stopFollowing.abort();
+        }
+      };
+      // Flows that raise nothing move the cursor too; saving it once a second is enough for them.
+      const persistTimer = setInterval(commit, 1000);
+      persistTimer.unref();
       const onAbort = () => stopFollowing.abort();
       if (signal.aborted) stopFollowing.abort();
       else signal.addEventListener('abort', onAbort, { once: true });
@@ -92,14 +146,9 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
         }
         if (!att || att.policies.length === 0) return;
         if (storeFailed) return;
-        try {
-          storeAlert(flowToAlert(flow, att, block.cluster_name, flowToJson(flow)));
-        } catch (e) {
-          storeFailed = e instanceof Error ? e : new Error(errText(e));
-          cursor.hold();
-          log.error({ error: errText(e), flow_uuid: flow.uuid }, 'Failed to store the alert for a dropped flow; restarting the module to read the flows again from the last saved position');
-          stopFollowing.abort();
-        }
+        staging.stage([flowToAlert(flow, att, block.cluster_name, new FlowSample(flow))], block.dedup_window);
+        if (staging.size >= BATCH) commit();
+        else timer ??= setTimeout(commit, BATCH_MS);
       };
 
       try {
@@ -110,12 +159,14 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
           log,
           signal: stopFollowing.signal,
           onFlow,
+          onStreamEnd: commit,
         });
       } finally {
         signal.removeEventListener('abort', onAbort);
         watcher?.stop();
         clearInterval(persistTimer);
-        cursor.persist();
+        commit();
+        staging.close();
       }
       if (storeFailed && !signal.aborted) throw new Error(`storing an alert failed: ${storeFailed.message}`);
     },

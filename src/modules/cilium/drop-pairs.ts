@@ -17,8 +17,10 @@ function packetKey(f: Flow): string {
 }
 
 export class DropPairFilter {
-  // key -> [event type, time ms]; bounded by periodic sweeps.
-  private readonly recent = new Map<string, { type: number; at: number }>();
+  // key -> time ms * 2, plus 1 for a policy-verdict event (type 5): a number,
+  // not an object, as an entry of every dropped flow lives a second, long
+  // enough for the garbage collector to move it. Bounded by periodic sweeps.
+  private readonly recent = new Map<string, number>();
   private lastSweep = 0;
 
   /** True when the flow is the second half of a pair already counted. */
@@ -28,16 +30,17 @@ export class DropPairFilter {
     if (now - this.lastSweep > PAIR_WINDOW_MS) this.sweep(now);
     const key = packetKey(f);
     const seen = this.recent.get(key);
-    if (seen && seen.type !== type && now - seen.at <= PAIR_WINDOW_MS) {
+    const verdict = type === 5 ? 1 : 0;
+    if (seen !== undefined && (seen & 1) !== verdict && now - Math.floor(seen / 2) <= PAIR_WINDOW_MS) {
       this.recent.delete(key);
       return true;
     }
-    this.recent.set(key, { type, at: now });
+    this.recent.set(key, now * 2 + verdict);
     return false;
   }
 
   private sweep(now: number): void {
     this.lastSweep = now;
-    for (const [k, v] of this.recent) if (now - v.at > PAIR_WINDOW_MS) this.recent.delete(k);
+    for (const [k, v] of this.recent) if (now - Math.floor(v / 2) > PAIR_WINDOW_MS) this.recent.delete(k);
   }
 }

@@ -20,9 +20,10 @@ const MIGRATIONS = [
    )`,
 ];
 
-export function flowKey(flow: Flow): string {
+/** The flow's id: its uuid, or a digest of its bytes (as received, when given: encoding it again costs more than the digest). */
+export function flowKey(flow: Flow, bytes?: Uint8Array): string {
   if (flow.uuid) return flow.uuid;
-  return createHash('sha1').update(Flow.encode(flow).finish()).digest('base64');
+  return createHash('sha1').update(bytes?.length ? bytes : Flow.encode(flow).finish()).digest('base64');
 }
 
 export class FlowCursor {
@@ -53,12 +54,12 @@ export class FlowCursor {
    * Moves past a flow. Returns false when the flow was seen already (the repeated
    * boundary after a resume).
    */
-  advance(flow: Flow): boolean {
+  advance(flow: Flow, bytes?: Uint8Array): boolean {
     const t = flow.time;
     if (!t) return true;
     const cmp = t.seconds - this.seconds || t.nanos - this.nanos;
     if (cmp < 0) return true;
-    const key = flowKey(flow);
+    const key = flowKey(flow, bytes);
     if (cmp === 0) {
       if (this.boundary.has(key)) return false;
       this.boundary.add(key);
@@ -77,6 +78,11 @@ export class FlowCursor {
    */
   hold(): void {
     this.held = true;
+  }
+
+  /** The position moved since it was last saved. */
+  get unsaved(): boolean {
+    return this.dirty && !this.held;
   }
 
   /** Saves the position; call inside the transaction that stores the flow's alerts. */

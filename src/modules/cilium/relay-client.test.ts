@@ -1,8 +1,11 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HubbleRelayPeer } from '../../peers/hubble-relay/relay-peer.js';
+import { Flow } from '../../gen/flow/flow.js';
 import { parseFlowLine } from './flow-json.js';
 import { openAgentDb } from '../../agent/spool/agent-db.js';
+
+const openDatabase = () => openAgentDb(':memory:');
 import { FlowCursor } from './flow-cursor.js';
 import { followDroppedFlows } from './relay-client.js';
 
@@ -51,5 +54,25 @@ describe('followDroppedFlows', () => {
     await follow;
     expect(seen[0]).toBe('flow-1');
     expect(seen).toContain('flow-2');
+  });
+
+  it('hands each flow over with its bytes as received, so nothing encodes it again', async () => {
+    relay = new HubbleRelayPeer();
+    const address = await relay.listen('127.0.0.1:0');
+    const abort = new AbortController();
+    const got: [Flow, Uint8Array][] = [];
+    const follow = followDroppedFlows({
+      address, backoff: { initialMs: 10, maxMs: 20, jitter: false }, cursor: new FlowCursor(openDatabase(), address), log, signal: abort.signal,
+      onFlow: (f, _node, bytes) => got.push([f, bytes]),
+    });
+    for (let i = 0; i < 200 && relay.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const sent = drop(new Date(), 3);
+    relay.push([sent]);
+    for (let i = 0; i < 200 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    abort.abort();
+    await follow;
+    const [f, bytes] = got[0]!;
+    expect(f.uuid).toBe('flow-3');
+    expect(Buffer.from(bytes)).toEqual(Buffer.from(Flow.encode(sent).finish()));
   });
 });

@@ -1,7 +1,8 @@
-import * as grpc from '@grpc/grpc-js';
+import * as http2 from 'node:http2';
 import { Counter } from 'prom-client';
 import { Verdict, type Flow } from '../../gen/flow/flow.js';
-import { ObserverClient, type GetFlowsRequest, type GetFlowsResponse } from '../../gen/observer/observer.js';
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { GetFlowsResponse, ObserverService, type GetFlowsRequest } from '../../gen/observer/observer.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
@@ -39,8 +40,13 @@ export interface RelayOptions {
   cursor: FlowCursor;
   log: Logger;
   signal: AbortSignal;
-  /** Called for each new dropped flow, after boundary repeats are removed. */
-  onFlow: (flow: Flow, nodeName: string) => void;
+  /** Called for each new dropped flow, after boundary repeats are removed, with the flow's bytes as received. */
+  onFlow: (flow: Flow, nodeName: string, bytes: Uint8Array) => void;
+  /**
+   * Called when a stream ends: save what was handled, the cursor with it
+   * (default: the cursor alone, for callers that store nothing).
+   */
+  onStreamEnd?: () => void;
 }
 
 /**
@@ -49,57 +55,125 @@ export interface RelayOptions {
  * exponentially between attempts.
  */
 export async function followDroppedFlows(o: RelayOptions): Promise<void> {
-  const client = new ObserverClient(o.address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
   const onBackoff = (delay: number, err: unknown) => {
-    const e = err as grpc.ServiceError | undefined;
-    o.log.warn({ relay: o.address, error: e ? (e.details || e.message) : 'stream ended', retry_in_ms: delay }, 'Hubble Relay stream failed; resuming from the last flow seen after backoff');
+    o.log.warn({ relay: o.address, error: err ? (err as Error).message : 'stream ended', retry_in_ms: delay }, 'Hubble Relay stream failed; resuming from the last flow seen after backoff');
   };
-  try {
-    await retryLoop({ backoff: o.backoff, signal: o.signal, onBackoff }, async (progress) => {
-      const err = await new Promise<unknown>((resolve) => {
-        const call = client.getFlows(droppedFlowsRequest(o.cursor));
-        const onAbort = () => call.cancel();
-        o.signal.addEventListener('abort', onAbort, { once: true });
-        let connected = false;
-        call.on('data', (res: GetFlowsResponse) => {
-          if (!connected) {
-            connected = true;
-            o.log.info({ relay: o.address }, 'Connected to Hubble Relay');
-          }
-          progress();
-          const r = res.response_types;
-          if (!r) return;
-          if (r.$case === 'flow') {
-            flowsReceived.inc();
-            try {
-              if (o.cursor.advance(r.value)) o.onFlow(r.value, res.node_name);
-            } catch (e) {
-              // Thrown from a data handler it would be an uncaught exception: end this stream instead.
-              o.signal.removeEventListener('abort', onAbort);
-              call.cancel();
-              resolve(e);
-            }
-          } else if (r.$case === 'lost_events') {
-            flowsLost.inc(r.value.num_events_lost);
-            o.log.warn({ lost: r.value.num_events_lost, node_name: res.node_name }, 'Hubble lost events before Verdict could read them; drops in that window cannot be alerted on');
-          } else if (r.$case === 'node_status') {
-            o.log.info({ state: r.value.state_change, nodes: r.value.node_names, message: r.value.message }, 'Hubble node status');
-          }
-        });
-        call.on('error', (e) => {
-          o.signal.removeEventListener('abort', onAbort);
-          resolve(e);
-        });
-        call.on('end', () => {
-          o.signal.removeEventListener('abort', onAbort);
-          resolve(undefined);
-        });
-      });
-      o.cursor.persist();
-      if (err) throw err;
-      return 'backoff';
+  await retryLoop({ backoff: o.backoff, signal: o.signal, onBackoff }, async (progress) => {
+    let connected = false;
+    const err = await getFlows(o.address, droppedFlowsRequest(o.cursor), o.signal, (msg) => {
+      if (!connected) {
+        connected = true;
+        o.log.info({ relay: o.address }, 'Connected to Hubble Relay');
+      }
+      progress();
+      const res = GetFlowsResponse.decode(msg);
+      const r = res.response_types;
+      if (!r) return;
+      if (r.$case === 'flow') {
+        flowsReceived.inc();
+        const bytes = flowField(msg);
+        if (o.cursor.advance(r.value, bytes)) o.onFlow(r.value, res.node_name, bytes);
+      } else if (r.$case === 'lost_events') {
+        flowsLost.inc(r.value.num_events_lost);
+        o.log.warn({ lost: r.value.num_events_lost, node_name: res.node_name }, 'Hubble lost events before Verdict could read them; drops in that window cannot be alerted on');
+      } else if (r.$case === 'node_status') {
+        o.log.info({ state: r.value.state_change, nodes: r.value.node_names, message: r.value.message }, 'Hubble node status');
+      }
     });
-  } finally {
-    client.close();
+    (o.onStreamEnd ?? (() => o.cursor.persist()))();
+    if (err) throw err;
+    return 'backoff';
+  });
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/** The bytes of field 1 (flow) of an encoded GetFlowsResponse. */
+function flowField(buf: Uint8Array): Uint8Array {
+  const r = new BinaryReader(buf);
+  while (r.pos < r.len) {
+    const [no, wt] = r.tag();
+    if (no === 1 && wt === WireType.LengthDelimited) {
+      const len = r.uint32();
+      return buf.subarray(r.pos, r.pos + len);
+    }
+    r.skip(wt, no);
   }
+  return NO_BYTES;
+}
+
+const MAX_MESSAGE = 16 * 1024 * 1024;
+const GRPC_CODES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+
+/**
+ * One GetFlows call (gRPC over HTTP/2, plain text as Relay serves it in the
+ * cluster), until it ends: resolves with why (undefined for a clean end).
+ * Messages are cut out of each received chunk and handed to `onMessage` in
+ * the same turn, in order: a generic gRPC client would hand them over one by
+ * one through its interceptors and streams, which costs more than the flow's
+ * decoding and matching. A handler that throws ends the stream with that error.
+ */
+function getFlows(address: string, req: GetFlowsRequest, signal: AbortSignal, onMessage: (msg: Uint8Array) => void): Promise<Error | undefined> {
+  return new Promise((resolve) => {
+    let settled = false;
+    // A larger window than HTTP/2's 64 KiB lets Relay send a burst without waiting for window updates.
+    const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 4 * 1024 * 1024 } });
+    const finish = (e?: Error) => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      session.close();
+      session.destroy();
+      resolve(e);
+    };
+    const onAbort = () => finish();
+    signal.addEventListener('abort', onAbort, { once: true });
+    session.on('error', (e: NodeJS.ErrnoException) => finish(new Error(`${e.code === 'ECONNREFUSED' ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`)));
+    const stream = session.request({
+      ':method': 'POST', ':path': '/observer.Observer/GetFlows', 'content-type': 'application/grpc', te: 'trailers', 'user-agent': 'verdict-agent',
+    });
+    const body = ObserverService.getFlows.requestSerialize(req);
+    const frame = Buffer.allocUnsafe(5 + body.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(body.length, 1);
+    body.copy(frame, 5);
+    stream.end(frame);
+    const status = (h: http2.IncomingHttpHeaders): Error | undefined => {
+      const code = Number(h['grpc-status']);
+      if (!code) return undefined;
+      const message = decodeURIComponent(String(h['grpc-message'] ?? ''));
+      return new Error(`${GRPC_CODES[code] ?? code}: ${message || 'the call failed'}`);
+    };
+    stream.on('response', (h) => {
+      if (h[':status'] !== 200) return finish(new Error(`UNAVAILABLE: Relay answered HTTP ${h[':status']}; is hubble_relay_address the Relay's gRPC port?`));
+      // A call refused at once carries its status in the headers.
+      if (h['grpc-status'] !== undefined) finish(status(h) ?? new Error('UNKNOWN: the call ended at once'));
+    });
+    stream.on('trailers', (h) => finish(status(h)));
+    stream.on('end', () => finish());
+    stream.on('close', () => finish(new Error('UNAVAILABLE: the stream was closed')));
+    stream.on('error', (e) => finish(e));
+    // Bytes of a message split across chunks.
+    let held: Buffer | undefined;
+    stream.on('data', (chunk: Buffer) => {
+      const buf = held ? Buffer.concat([held, chunk]) : chunk;
+      held = undefined;
+      let at = 0;
+      try {
+        while (!settled && buf.length - at >= 5) {
+          const len = buf.readUInt32BE(at + 1);
+          if (buf[at] !== 0) throw new Error('INTERNAL: Relay sent a compressed message, which was not asked for');
+          if (len > MAX_MESSAGE) throw new Error(`RESOURCE_EXHAUSTED: a message of ${len} bytes is over ${MAX_MESSAGE}`);
+          if (buf.length - at - 5 < len) break;
+          onMessage(buf.subarray(at + 5, at + 5 + len));
+          at += 5 + len;
+        }
+      } catch (e) {
+        // Thrown from a data handler it would be an uncaught exception: end this stream instead.
+        return finish(e instanceof Error ? e : new Error(String(e)));
+      }
+      if (at < buf.length) held = buf.subarray(at);
+    });
+  });
 }

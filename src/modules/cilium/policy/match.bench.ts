@@ -32,6 +32,11 @@ export function rand(seed: number): () => number {
 
 /** `count` annotated policies: a realistic mix of ingress, egress, deny, clusterwide and Kubernetes ones. */
 export function makePolicies(count: number, r: () => number): Policy[] {
+  return policies(makePolicyDocs(count, r).join('---\n'), 'bench.yaml');
+}
+
+/** The YAML documents of makePolicies(), for benchmarks that hand them to a real agent. */
+export function makePolicyDocs(count: number, r: () => number): string[] {
   const docs: string[] = [];
   for (let i = 0; i < count; i++) {
     const ns = `ns-${i % NAMESPACES}`;
@@ -57,7 +62,7 @@ export function makePolicies(count: number, r: () => number): Policy[] {
         docs.push(`${meta('CiliumNetworkPolicy', `in-${i}`, ns)}spec:\n  endpointSelector:\n    matchLabels:\n      app: ${app}\n  ingress:\n    - fromEndpoints:\n        - matchLabels:\n            app: ${peer}\n      toPorts:\n        - ports:\n            - port: "${port}"\n              protocol: TCP\n              endPort: ${port! + 10}\n`);
     }
   }
-  return policies(docs.join('---\n'), 'bench.yaml');
+  return docs;
 }
 
 export function makeFlows(n: number, r: () => number): Uint8Array[] {
@@ -89,11 +94,11 @@ export function makeFlows(n: number, r: () => number): Uint8Array[] {
   return out;
 }
 
-interface Runner {
+export interface Runner {
   attribute(f: Flow): unknown;
 }
 
-interface Rate {
+export interface Rate {
   /** per second of wall-clock time */
   wall: number;
   /** per second of this process's CPU time: what one core does, whatever else the machine runs */
@@ -106,7 +111,7 @@ function cpuNow(): number {
 }
 
 /** Flows per second over at least `minMs`. */
-function measure(m: Runner | null, flows: Uint8Array[], minMs: number): Rate {
+export function measure(m: Runner | null, flows: Uint8Array[], minMs: number): Rate {
   let n = 0;
   const t0 = process.hrtime.bigint();
   const c0 = cpuNow();
