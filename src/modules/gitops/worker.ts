@@ -1,0 +1,139 @@
+import type { Logger } from '../../shared/log/logger.js';
+import { errText } from '../../shared/log/logger.js';
+import type { BackoffOptions } from '../../shared/retry/backoff.js';
+import { retryLoop } from '../../shared/retry/loop.js';
+import type { InventoryRef } from './inventory.js';
+import type { KubeApi } from './kube/api.js';
+import { Discovery } from './kube/discovery.js';
+import type { ObjectsBatch } from './objects-client.js';
+import { type SyncResult, type SyncSettings, summary, synchronize } from './sync.js';
+
+// One worker per manifest project: the latest batch from the server wins.
+// A new commit cancels the sync in progress; a failed sync is retried after a
+// backoff (10 s to 1 min, the original's); a good one is applied again every
+// resync interval, which corrects drift made behind GitOps' back.
+
+export interface SyncReport {
+  projectId: string;
+  commit: string;
+  ok: boolean;
+  /** The sync could not run at all (a file that does not decode, the API server unreachable). */
+  error?: string;
+  result?: SyncResult;
+  /** A periodic re-apply of the same commit changed objects: someone changed them in the cluster. */
+  driftCorrected: boolean;
+}
+
+export interface WorkerOptions {
+  projectId: string;
+  settings: SyncSettings;
+  api: KubeApi;
+  inventory: InventoryRef;
+  log: Logger;
+  resyncIntervalMs: number;
+  backoff: BackoffOptions;
+  onReport?: (r: SyncReport) => void;
+}
+
+export const SYNC_BACKOFF: BackoffOptions = { initialMs: 10_000, maxMs: 60_000, factor: 2, jitter: true };
+
+class Canceled extends Error {
+  constructor() {
+    super('Synchronization was canceled');
+  }
+}
+
+export class ProjectWorker {
+  private latest: ObjectsBatch | undefined;
+  private wake: (() => void) | undefined;
+  private current: AbortController | undefined;
+
+  constructor(private readonly o: WorkerOptions) {}
+
+  /** A new batch from the server: it replaces any not yet applied and cancels the sync in progress. */
+  offer(batch: ObjectsBatch): void {
+    this.latest = batch;
+    this.current?.abort(new Canceled());
+    this.wake?.();
+  }
+
+  private waitForChange(ms: number | undefined, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.wake = undefined;
+        signal.removeEventListener('abort', done);
+        clearTimeout(t);
+        resolve();
+      };
+      const t = ms === undefined ? undefined : setTimeout(done, ms);
+      this.wake = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const { log } = this.o;
+    let synced: string | undefined;
+    await retryLoop(
+      {
+        backoff: this.o.backoff,
+        signal,
+        onBackoff: (delay) => log.info({ retry_in_ms: delay }, 'GitOps: retrying synchronization after a delay'),
+      },
+      async (progress) => {
+        while (!this.latest && !signal.aborted) await this.waitForChange(undefined, signal);
+        const batch = this.latest;
+        if (!batch || signal.aborted) return 'done';
+        const resync = synced === batch.commit;
+        const abort = new AbortController();
+        this.current = abort;
+        const stop = () => abort.abort(signal.reason);
+        signal.addEventListener('abort', stop, { once: true });
+        const l = log.child({ commit_id: batch.commit });
+        l.info({ resync }, 'Synchronizing objects');
+        try {
+          const result = await synchronize(batch.files, batch.commit, this.o.settings, {
+            api: this.o.api,
+            discovery: new Discovery(this.o.api),
+            inventory: this.o.inventory,
+            signal: abort.signal,
+          });
+          const driftCorrected = resync && result.changed > 0;
+          if (driftCorrected) {
+            l.warn(
+              { objects: result.objects.filter((x) => x.action === 'configured' || x.action === 'created').map((x) => x.object) },
+              'GitOps: drift corrected',
+            );
+          }
+          const failures = result.objects.filter((x) => x.action === 'failed');
+          this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: failures.length === 0, result, driftCorrected });
+          if (failures.length) {
+            l.error(
+              { ...summary(result), error: failures.map((f) => `${f.object}${f.source ? ` (${f.source})` : ''}: ${f.reason}`).join('; ') },
+              'Synchronization failed',
+            );
+            return 'backoff';
+          }
+          l.info(summary(result), 'Objects synchronized');
+          synced = batch.commit;
+          progress();
+        } catch (e) {
+          if (abort.signal.reason instanceof Canceled) {
+            l.info('Synchronization was canceled');
+            return 'now';
+          }
+          if (signal.aborted) return 'done';
+          l.error({ error: errText(e) }, 'Synchronization failed');
+          this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: false, error: errText(e), driftCorrected: false });
+          return 'backoff';
+        } finally {
+          signal.removeEventListener('abort', stop);
+          this.current = undefined;
+        }
+        // Synced: wait for a new commit, or the time to apply this one again.
+        if (this.latest === batch) await this.waitForChange(this.o.resyncIntervalMs, signal);
+        return 'now';
+      },
+    );
+  }
+}

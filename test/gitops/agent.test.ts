@@ -1,0 +1,160 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ModuleContext } from '../../src/agent/module.js';
+import { openAgentDb } from '../../src/agent/spool/agent-db.js';
+import { Tunnel } from '../../src/agent/tunnel/connection.js';
+import { parseKasAddress } from '../../src/agent/tunnel/kas-address.js';
+import { createGitopsModule } from '../../src/modules/gitops/agent.js';
+import type { GitopsConfig } from '../../src/modules/gitops/config.js';
+import type { SyncReport } from '../../src/modules/gitops/worker.js';
+import { startServer, type RunningServer } from '../../src/server/server.js';
+import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
+import { createRootLogger } from '../../src/shared/log/logger.js';
+import { type Kube, startKube } from '../helpers/kube.js';
+import { ConfigProject, tempDir, until } from '../helpers/processes.js';
+
+// The GitOps module end to end: a real server streams a manifest project to
+// the module through a real tunnel, and the module keeps a real API server in
+// sync: new commits, drift, a new commit cancelling a slow sync, a project
+// dropped from the configuration.
+
+const dir = tempDir('verdict-gitops-agent-');
+const logs: { msg: string; [k: string]: unknown }[] = [];
+const reports: SyncReport[] = [];
+let kube: Kube;
+let server: RunningServer;
+let tunnel: Tunnel;
+let app: ConfigProject;
+let ctx: ModuleContext;
+
+const sink = new Writable({
+  write(chunk: Buffer, _enc, cb) {
+    for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) logs.push(JSON.parse(line) as { msg: string });
+    cb();
+  },
+});
+
+beforeAll(async () => {
+  kube = await startKube();
+  const config = new ConfigProject(join(dir, 'config'));
+  config.commit({ '.gitlab/agents/edge/config.yaml': 'observability: {logging: {level: info}}\n' });
+  mkdirSync(join(dir, 'projects', 'group'), { recursive: true });
+  app = new ConfigProject(join(dir, 'projects', 'group', 'app'));
+  const log = createRootLogger({ level: 'info', destination: sink });
+  server = await startServer(
+    {
+      ...SERVER_DEFAULTS,
+      data_dir: join(dir, 'server'),
+      http_addr: '127.0.0.1:0',
+      grpc_addr: '127.0.0.1:0',
+      projects_dir: join(dir, 'projects'),
+      gitops_poll_interval: 100,
+    },
+    log,
+  );
+  const { token } = server.agents.register('edge', config.dir);
+  tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${server.grpcAddress}`), token, log });
+  ctx = {
+    log: log.child({ mod_name: 'gitops' }),
+    db: openAgentDb(join(dir, 'agent')),
+    alerts: undefined as never,
+    dataDir: join(dir, 'agent'),
+    agentName: 'edge',
+    files: [],
+    tunnel,
+  } as ModuleContext;
+}, 300_000);
+
+afterAll(async () => {
+  await tunnel?.close();
+  await server?.close();
+  await kube?.stop();
+});
+
+const module = () =>
+  createGitopsModule({
+    connect: () => ({
+      server: kube.server,
+      requestOptions: async () => ({ ca: readFileSync(kube.caFile), headers: { Authorization: `Bearer ${kube.adminToken}` } }),
+    }),
+    onReport: (r) => reports.push(r),
+    syncBackoff: { initialMs: 200, maxMs: 500, jitter: false },
+    streamBackoff: { initialMs: 100, maxMs: 300, jitter: false },
+  });
+
+const block = (extra: Record<string, unknown> = {}) =>
+  ({
+    manifest_projects: [
+      { id: 'group/app', default_namespace: 'gitops', paths: [{ glob: 'manifests/**/*.yaml' }], resync_interval: 1000, reconcile_timeout: 3_600_000, ...extra },
+    ],
+  }) as unknown as GitopsConfig;
+
+async function data(name: string): Promise<Record<string, string> | undefined> {
+  const r = await kube.kubectl(['get', 'configmap', name, '-n', 'gitops', '-o', 'json']);
+  return r.code === 0 ? (JSON.parse(r.stdout) as { data: Record<string, string> }).data : undefined;
+}
+
+const cm = (name: string, v: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  v: "${v}"\n`;
+const slowDeployment =
+  'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: slow\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: slow}}\n  template:\n    metadata: {labels: {app: slow}}\n    spec: {containers: [{name: c, image: busybox}]}\n';
+
+describe('GitOps module', () => {
+  it('syncs each new commit, corrects drift, and lets a new commit cancel a slow sync', async () => {
+    const first = app.commit({ 'manifests/ns.yaml': 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitops\n', 'manifests/cm.yaml': cm('settings', '1') });
+    const abort = new AbortController();
+    const running = module().run(block(), ctx, abort.signal);
+    try {
+      await until(() => reports.find((r) => r.commit === first && r.ok), 30_000, 'first commit synchronized');
+      expect(await data('settings')).toEqual({ v: '1' });
+      expect(logs.some((l) => l.msg === 'GitOps: new commit' && l.commit_id === first)).toBe(true);
+      expect(logs.some((l) => l.msg === 'Objects synchronized' && l.commit_id === first)).toBe(true);
+
+      // Drift: changed behind GitOps' back, put back by the next periodic apply.
+      await kube.kubectl(['patch', 'configmap', 'settings', '-n', 'gitops', '--type=merge', '-p', '{"data":{"v":"drifted"}}']);
+      await until(() => reports.find((r) => r.driftCorrected), 10_000, 'drift corrected');
+      expect(await data('settings')).toEqual({ v: '1' });
+      expect(logs.some((l) => l.msg === 'GitOps: drift corrected')).toBe(true);
+
+      // A Deployment that can never become Current here (no kubelet) keeps its sync waiting...
+      const slow = app.commit({ 'manifests/deploy.yaml': slowDeployment });
+      await until(() => logs.find((l) => l.msg === 'Synchronizing objects' && l.commit_id === slow), 10_000, 'slow sync started');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(reports.some((r) => r.commit === slow)).toBe(false);
+      // ...until the next commit cancels it and is applied instead.
+      app.git('rm', '-q', 'manifests/deploy.yaml');
+      const fix = app.commit({ 'manifests/cm.yaml': cm('settings', '2') });
+      await until(() => reports.find((r) => r.commit === fix && r.ok), 30_000, 'fixed commit synchronized');
+      expect(logs.some((l) => l.msg === 'Synchronization was canceled' && l.commit_id === slow)).toBe(true);
+      expect(await data('settings')).toEqual({ v: '2' });
+      expect((await kube.kubectl(['get', 'deployment', 'slow', '-n', 'gitops'])).code).not.toBe(0);
+    } finally {
+      abort.abort();
+      await running;
+    }
+  });
+
+  it("reports a failed sync with the object and reason, and leaves a removed project's objects in place", async () => {
+    const bad = app.commit({ 'manifests/bad.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: x-\n' });
+    let abort = new AbortController();
+    let running = module().run(block(), ctx, abort.signal);
+    try {
+      const r = await until(() => reports.find((x) => x.commit === bad && !x.ok), 30_000, 'failed sync');
+      expect(r.result?.objects.find((o) => o.action === 'failed')).toMatchObject({
+        source: 'manifests/bad.yaml#1',
+        reason: expect.stringContaining('cannot use generate name with apply'),
+      });
+      expect(logs.some((l) => l.msg === 'Synchronization failed' && String(l.error).includes('manifests/bad.yaml#1'))).toBe(true);
+    } finally {
+      abort.abort();
+      await running;
+    }
+    abort = new AbortController();
+    running = module().run({ manifest_projects: [] } as unknown as GitopsConfig, ctx, abort.signal);
+    await until(() => logs.find((l) => String(l.msg).startsWith('GitOps: project removed from the configuration')), 5000, 'removal noticed');
+    abort.abort();
+    await running;
+    expect(await data('settings')).toEqual({ v: '2' });
+  });
+});
