@@ -82,8 +82,11 @@ describe('deploy/ against a real API server', () => {
       await kubectl(['create', '--validate=strict', '-f', file]);
       const kind = file.endsWith('cilium.yaml') ? 'ciliumnetworkpolicies.cilium.io' : 'networkpolicies.networking.k8s.io';
       const stored = await kubectl(['get', kind, '--all-namespaces', '-o', 'json']);
-      const list = JSON.parse(stored) as { items: { metadata: { name: string; namespace: string } }[] };
+      const list = JSON.parse(stored) as { items: { metadata: { name: string; namespace: string }; spec: unknown }[] };
       expect(list.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`).sort()).toEqual(['verdict-agent/verdict-agent-ingress', 'verdict/verdict-server-ingress']);
+      // Nothing pruned or rewritten: the spec the server keeps is the one in the file.
+      const written = deployManifests().find((f) => join(REPO, f.file) === file)!.docs as { metadata: { name: string }; spec: unknown }[];
+      for (const w of written) expect(list.items.find((i) => i.metadata.name === w.metadata.name)?.spec, `${file}: ${w.metadata.name}`).toEqual(w.spec);
       // What the policy watch would read: the server's JSON, defaults and all.
       const out = join(dir, `${kind}.json`);
       writeFileSync(out, stored);
