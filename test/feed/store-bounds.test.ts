@@ -32,7 +32,9 @@ describe('alert store bounds', () => {
     const d = store.detail(a!.id)!;
     expect(d.alert.count).toBe(3 * OCCURRENCES_KEPT);
     expect(d.occurrences).toHaveLength(OCCURRENCES_KEPT);
-    expect((db.prepare('SELECT count(*) AS n FROM alert_occurrences WHERE alert_id = ?').get(a!.id) as { n: number }).n).toBe(OCCURRENCES_KEPT);
+    // The ring, and the occurrence that set the severity, kept once the ring moved past it.
+    expect((db.prepare('SELECT count(*) AS n FROM alert_occurrences WHERE alert_id = ?').get(a!.id) as { n: number }).n).toBe(OCCURRENCES_KEPT + 1);
+    expect(d.severity_occurrence!.event_id).toBe('b-0');
     expect(d.alert.samples).toHaveLength(MAX_SAMPLES);
     db.close();
   });
