@@ -11,7 +11,8 @@ describe('webhook tables', () => {
     const store = new AlertStore(db);
     const old = new Date(Date.UTC(2024, 0, 1)).toISOString();
     const { alerts } = store.ingest('edge', [
-      { id: 'e-old', payload: ciliumPayload({ fp: 'old', time: old }) },
+      // Retention ages alerts by receipt: this one arrived in 2024.
+      { id: 'e-old', payload: ciliumPayload({ fp: 'old', time: old }), receivedAt: Date.parse(old) },
       { id: 'e-new', payload: ciliumPayload({ fp: 'new' }) },
     ]);
     db.prepare("INSERT INTO webhook_integrations (id, name, origin, spec, created_at, updated_at) VALUES (1, 'rx', 'api', '{}', '', '')").run();
