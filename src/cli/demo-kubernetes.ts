@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
 
 // `verdict demo --kubernetes`: a real Kubernetes control plane for the demo's
 // agent to watch policies in, started through scripts/kube.sh (etcd,
@@ -12,6 +13,9 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SCRIPT = join(ROOT, 'scripts/kube.sh');
 const CRDS = join(ROOT, 'deploy/crds/cilium-policies.yaml');
+const AGENT_YAML = join(ROOT, 'deploy/agent/agent.yaml');
+/** The parts of deploy/agent/agent.yaml that give the agent its identity and read access; the Deployment needs a kubelet. */
+const AGENT_RBAC_KINDS = new Set(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding']);
 export const KUBE_INSTALL_COMMAND = 'bash scripts/kube.sh install';
 
 /** The namespaces of the demo's scenario (src/peers/hubble-relay/demo-scenario.ts), so policies for them can be applied. */
@@ -50,8 +54,10 @@ export class DemoKubernetesError extends Error {}
 export interface DemoKubernetes {
   /** https://127.0.0.1:<port> */
   server: string;
-  /** Admin kubeconfig for the agent and the user. */
+  /** Admin kubeconfig, for the user. */
   kubeconfig: string;
+  /** The agent's: its ServiceAccount from deploy/agent/agent.yaml, with exactly the RBAC shipped there. */
+  agentKubeconfig: string;
   /** kubectl of the same release (a kubectl on PATH may be another version, or not kubectl). */
   kubectl: string;
   /** A labelled policy to apply, written by start. */
@@ -112,17 +118,39 @@ export async function startDemoKubernetes(stateDir: string): Promise<DemoKuberne
     const k = async (what: string, args: string[]) => {
       const r = await run(kubectl, [`--kubeconfig=${kubeconfig}`, `--cache-dir=${join(stateDir, 'kubectl-cache')}`, ...args], kubectlEnv, 90_000);
       if (r.code !== 0) throw new DemoKubernetesError(`--kubernetes: ${what} failed (kubectl ${args.join(' ')}, exit ${r.code}): ${r.stderr.trim()}`);
+      return r.stdout;
+    };
+    // JSON, not YAML: kubectl would read YAML 1.1, where some bare words are booleans.
+    const applyObjects = (what: string, file: string, items: unknown[]) => {
+      writeFileSync(join(stateDir, file), JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
+      return k(what, ['apply', '-f', join(stateDir, file)]);
     };
     await k('installing the policy CRDs', ['apply', '-f', CRDS]);
     await k('waiting for the policy CRDs', ['wait', '--for=condition=Established', '--timeout=60s', 'crd/ciliumnetworkpolicies.cilium.io', 'crd/ciliumclusterwidenetworkpolicies.cilium.io']);
-    // JSON, not YAML: kubectl would read YAML 1.1, where some bare words are booleans.
-    const namespaces = { apiVersion: 'v1', kind: 'List', items: DEMO_NAMESPACES.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })) };
-    const nsFile = join(stateDir, 'namespaces.json');
-    writeFileSync(nsFile, JSON.stringify(namespaces));
-    await k('creating the demo namespaces', ['apply', '-f', nsFile]);
+    await applyObjects('creating the demo namespaces', 'namespaces.json', DEMO_NAMESPACES.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })));
+
+    // The agent runs as it would in a cluster: as its ServiceAccount, with the
+    // ClusterRole deploy/ ships, not as the admin (the demo breaks if that RBAC
+    // does not let the agent watch policies).
+    const rbac = parseAllDocuments(readFileSync(AGENT_YAML, 'utf8')).map((d) => d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } } | null)
+      .filter((o): o is { kind: string; metadata: { name: string; namespace?: string } } => typeof o?.kind === 'string' && AGENT_RBAC_KINDS.has(o.kind));
+    const sa = rbac.find((o) => o.kind === 'ServiceAccount');
+    if (!sa?.metadata.namespace) throw new DemoKubernetesError(`--kubernetes: ${AGENT_YAML} has no ServiceAccount with a namespace; the demo's agent runs as it`);
+    await applyObjects("applying the agent's ServiceAccount and RBAC from deploy/agent/agent.yaml", 'agent-rbac.json', rbac);
+    // A year: the demo's agent must not lose the API server to an expired token.
+    const token = (await k("creating the agent's token", ['create', 'token', sa.metadata.name, '-n', sa.metadata.namespace, '--duration=8760h'])).trim();
+    const agentKubeconfig = join(stateDir, 'control-plane', 'agent-kubeconfig');
+    const agentConfig = {
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'verdict-agent',
+      clusters: [{ name: 'verdict', cluster: { server, 'certificate-authority': field('ca') } }],
+      users: [{ name: 'verdict-agent', user: { token } }],
+      contexts: [{ name: 'verdict-agent', context: { cluster: 'verdict', user: 'verdict-agent', namespace: sa.metadata.namespace } }],
+    };
+    // In the control plane's state dir: removed with it, token and all.
+    writeFileSync(agentKubeconfig, JSON.stringify(agentConfig, null, 2), { mode: 0o600 });
     const examplePolicy = join(stateDir, 'payments-from-cart-only.yaml');
     writeFileSync(examplePolicy, EXAMPLE_POLICY);
-    return { server, kubeconfig, kubectl, examplePolicy, stop };
+    return { server, kubeconfig, agentKubeconfig, kubectl, examplePolicy, stop };
   } catch (e) {
     await stop().catch(() => undefined);
     throw e;

@@ -187,7 +187,7 @@ export async function run(argv: string[]): Promise<number> {
       observabilityAddr: '127.0.0.1:0',
       spoolMaxBytes: 256 * 1024 * 1024,
       backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
-      modules: agentModules({ policyPaths: [], ...(kube ? { kubeconfig: kube.kubeconfig } : {}) }),
+      modules: agentModules({ policyPaths: [], ...(kube ? { kubeconfig: kube.agentKubeconfig } : {}) }),
     }, log.child({ component: 'agent' }));
 
     let step = 0;
@@ -209,7 +209,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(kafka ? [`  kafka:       ${kafka.brokers.join(',')}: alert log ${kafka.topic_prefix}.log, export ${kafka.export_topic} (kcat -b ${kafka.brokers[0]} -t ${kafka.export_topic} -C)`] : []),
       ...(kube ? [
         `  kubernetes:  ${kube.server}  (a real API server with the Cilium policy CRDs; the agent watches its policies)`,
-        `  kubeconfig:  ${kube.kubeconfig}`,
+        `  kubeconfig:  ${kube.kubeconfig}  (admin; the agent has its own, with the RBAC of deploy/agent/agent.yaml)`,
         `  try:         ${kube.kubectl} --kubeconfig ${kube.kubeconfig} apply -f ${kube.examplePolicy}`,
         '               then new alerts name shop/payments-from-cart-only; `… delete -f` the same file and they stop',
       ] : []),

@@ -58,8 +58,20 @@ describe('verdict demo --kubernetes', () => {
     }, 60_000, 'an alert for frontend -> payments');
     expect(named(before)).toEqual([]);
 
+    // The agent is not the admin: it runs as its ServiceAccount with deploy/agent/agent.yaml's RBAC.
+    const env = { ...process.env, KUBERC: 'off' };
+    const agentKubeconfig = join(dir, 'kubernetes/control-plane/agent-kubeconfig');
+    const can = (verb: string) => {
+      try {
+        return execFileSync(kubectl, ['--kubeconfig', agentKubeconfig, 'auth', 'can-i', verb, 'ciliumnetworkpolicies.cilium.io', '--all-namespaces'], { encoding: 'utf8', env }).trim();
+      } catch (e) {
+        return String((e as { stdout?: string }).stdout ?? e).trim();
+      }
+    };
+    expect([can('watch'), can('list'), can('create')]).toEqual(['yes', 'yes', 'no']);
+
     // The kubectl the demo printed, the way a user runs it.
-    const out = execFileSync(kubectl, ['--kubeconfig', kubeconfig, 'apply', '-f', example], { encoding: 'utf8', env: { ...process.env, KUBERC: 'off' } });
+    const out = execFileSync(kubectl, ['--kubeconfig', kubeconfig, 'apply', '-f', example], { encoding: 'utf8', env });
     expect(out).toContain('ciliumnetworkpolicy.cilium.io/payments-from-cart-only created');
 
     // After: the same drops are also blamed on the policy from the cluster.
