@@ -307,6 +307,11 @@ describe('feed API', () => {
     expect(doc.paths['/api/v1/alerts/{id}'].patch.requestBody.content['application/json'].schema.properties.status.enum).toContain('acknowledged');
     expect(doc.paths['/api/v1/alerts/stream'].get.description).toMatch(/bearer\.<feed token>/);
     expect(doc.components.securitySchemes.feedToken.scheme).toBe('bearer');
+    // ?access_token= is the second way to send the token, and so a scheme, not a filter.
+    expect(doc.components.securitySchemes.feedTokenQuery).toMatchObject({ type: 'apiKey', in: 'query', name: 'access_token' });
+    expect(list.security).toEqual([{ feedToken: [] }, { feedTokenQuery: [] }]);
+    expect(list.parameters.map((p: any) => p.name)).not.toContain('access_token');
+    expect((await get(`/api/v1/alerts?access_token=${read}`, null)).status).toBe(200);
   });
 
   it('gives every feed route JSON schemas for what it takes and answers, a scope, and a place in the OpenAPI document', async () => {

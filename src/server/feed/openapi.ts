@@ -50,15 +50,10 @@ function transform({ schema, url, route }: { schema: Schema; url: string; route:
   const out: Schema & Record<string, unknown> = { ...schema };
   if (url.endsWith('/alerts/stream')) out.description = STREAM_DOC;
   if (scope) {
-    out.security = [{ feedToken: [] }];
+    // Either scheme; the query one is what ?access_token= is (tokenFrom in auth.ts).
+    out.security = [{ feedToken: [] }, { feedTokenQuery: [] }];
     out['x-required-scope'] = scope;
     out.description = `${out.description ? `${out.description}\n\n` : ''}Needs a feed token with scope "${scope}" or above.`;
-  }
-  // ?access_token= works, but it puts the token in URLs and logs: not advertised.
-  const qs = schema.querystring;
-  if (qs?.properties && 'access_token' in qs.properties) {
-    const { access_token: _hidden, ...properties } = qs.properties;
-    out.querystring = { ...qs, properties };
   }
   if (schema.response) {
     out.response = Object.fromEntries(
@@ -101,6 +96,14 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       components: {
         securitySchemes: {
           feedToken: { type: 'http', scheme: 'bearer', description: 'A feed token (vdt_feed_...). Scopes: read < write < admin.' },
+          // Declared as a scheme, swagger leaves access_token out of each route's parameters.
+          feedTokenQuery: {
+            type: 'apiKey',
+            in: 'query',
+            name: 'access_token',
+            description:
+              'The feed token in the URL, for clients that can send no Authorization header. It ends up in URLs and logs: prefer the header (browsers, on the live stream: the bearer.<token> subprotocol).',
+          },
         },
       },
     },
