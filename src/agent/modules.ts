@@ -6,10 +6,12 @@ import type { AgentModule } from './module.js';
 export interface AgentModuleFlags {
   /** --policies: local policy files or directories (Cilium). */
   policyPaths: readonly string[];
+  /** --kubeconfig: how to reach the Kubernetes API server outside a pod (else KUBECONFIG, else the pod's service account). */
+  kubeconfig?: string;
 }
 
 // The agent's module registry: a module is added by writing src/modules/<name>/
 // and naming its agent part here (and its server part in src/server/modules.ts).
 export function agentModules(flags: AgentModuleFlags): AgentModule<never>[] {
-  return [createCiliumModule({ policyPaths: flags.policyPaths }), falcoModule] as AgentModule<never>[];
+  return [createCiliumModule({ policyPaths: flags.policyPaths, ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}) }), falcoModule] as AgentModule<never>[];
 }

@@ -22,6 +22,10 @@ Flags:
   --ca-cert-file <file>        CA certificate to trust in addition to the system's, for grpcs:// and wss://
   --data-dir <dir>             spool and state (default .data/agent)
   --policies <file|dir>        local policy manifests; repeatable
+  --kubeconfig <file>          kubeconfig for the Kubernetes API server when not running in a pod,
+                               as kubectl's flag (contexts, CA, client certificates, tokens, exec
+                               plugins); without it KUBECONFIG, then the pod's service account.
+                               cilium.kubernetes_policies: auto watches policies when one is given
   --observability-addr <addr>  /metrics, /healthz, /readyz (default 127.0.0.1:8081; "" disables)
   --spool-max-bytes <n>        bound of the alert spool (default 268435456)
   --reconnect-initial <d>      first reconnect backoff (default 10s)
@@ -35,6 +39,7 @@ export async function run(argv: string[]): Promise<number> {
     'ca-cert-file': { type: 'string' },
     'data-dir': { type: 'string', default: '.data/agent' },
     policies: { type: 'string', multiple: true, default: [] },
+    kubeconfig: { type: 'string' },
     'observability-addr': { type: 'string', default: '127.0.0.1:8081' },
     'spool-max-bytes': { type: 'string', default: String(256 * 1024 * 1024) },
     'reconnect-initial': { type: 'string' },
@@ -62,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(values['reconnect-initial'] ? { initialMs: parseDuration(values['reconnect-initial'], '--reconnect-initial') } : {}),
       ...(values['reconnect-max'] ? { maxMs: parseDuration(values['reconnect-max'], '--reconnect-max') } : {}),
     },
-    modules: agentModules({ policyPaths: values.policies }),
+    modules: agentModules({ policyPaths: values.policies, ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}) }),
   }, log);
   await waitForShutdown(log);
   await agent.stop();

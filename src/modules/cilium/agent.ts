@@ -4,7 +4,8 @@ import { flowToJson } from './flow-json.js';
 import { flowToAlert } from './to-alert.js';
 import { DropPairFilter } from './drop-pairs.js';
 import { PolicyEngine } from './policy/engine.js';
-import { inClusterConnection, PolicyWatcher } from './kube-watch.js';
+import { PolicyWatcher } from './kube-watch.js';
+import { kubeConnection, kubernetesConfigured } from '../../agent/kubernetes/connection.js';
 import { loadPolicyFiles, parsePolicyManifests, policyWarningMessages } from './policy/parse.js';
 import { FlowCursor } from './flow-cursor.js';
 import { followDroppedFlows } from './relay-client.js';
@@ -51,6 +52,8 @@ class FlowSample {
 export interface CiliumModuleOptions {
   /** Local policy files or directories (agent flag --policies). */
   policyPaths: readonly string[];
+  /** Agent flag --kubeconfig; without it KUBECONFIG, then the pod's service account. */
+  kubeconfig?: string;
 }
 
 /**
@@ -76,10 +79,13 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
       log.info({ policies: engine.size, from_files: local.policies.length, from_project: project.policies.length }, 'Loaded network policies');
 
       let watcher: PolicyWatcher | undefined;
-      if (block.kubernetes_policies === 'on' || (block.kubernetes_policies === 'auto' && process.env.KUBERNETES_SERVICE_HOST)) {
+      const kube = opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {};
+      if (block.kubernetes_policies === 'on' || (block.kubernetes_policies === 'auto' && kubernetesConfigured(kube))) {
         // Policies applied in the cluster count too: allows add up across all of them.
+        const connection = kubeConnection(kube);
+        log.info({ server: connection.server, credentials: connection.source }, 'Watching network policies in the Kubernetes API');
         watcher = new PolicyWatcher({
-          connection: inClusterConnection(),
+          connection,
           log,
           onChange: (snap) => {
             for (const e of snap.errors) log.error({ error: e.message }, 'Skipped a policy from the Kubernetes API that cannot be parsed; the others keep working');

@@ -1,44 +1,24 @@
-import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { Backoff, sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
+import type { KubeConnection } from '../../agent/kubernetes/connection.js';
+import type { BackoffOptions } from '../../shared/retry/backoff.js';
+import { retryLoop } from '../../shared/retry/loop.js';
 import { parsePolicyObject, type PolicyLoadError } from './policy/parse.js';
 import { policyId, type Policy, type PolicyKind } from './policy/policy.js';
 
-// Network policies straight from the Kubernetes API server, for an agent
-// running in the cluster: list every policy resource (paginated), then watch
-// from the list's resourceVersion, keep the set current through ADDED,
-// MODIFIED and DELETED events, relist when the server says the version is gone
-// (410), and re-watch from the last version seen after a dropped connection.
-// Uses node's http(s) directly: fetch cannot take a private CA without extra
-// packages, and a watch is one long streamed response of JSON lines.
-
-export interface KubeConnection {
-  /** https://host:port of the API server */
-  server: string;
-  token?: string;
-  /** Read before every request: projected service account tokens rotate. */
-  tokenFile?: string;
-  /** PEM CA bundle the server certificate must chain to */
-  ca?: string | Buffer;
-}
-
-const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
-
-/** The connection a pod gets: KUBERNETES_SERVICE_HOST/PORT and the mounted service account. */
-export function inClusterConnection(env: NodeJS.ProcessEnv = process.env, dir = SA_DIR): KubeConnection {
-  const host = env.KUBERNETES_SERVICE_HOST;
-  const port = env.KUBERNETES_SERVICE_PORT ?? '443';
-  if (!host) throw new Error('not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set); give the policies as files instead, or run the agent in the cluster');
-  let ca: Buffer;
-  try {
-    ca = readFileSync(`${dir}/ca.crt`);
-  } catch {
-    throw new Error(`cannot read ${dir}/ca.crt; mount the service account token (automountServiceAccountToken: true)`);
-  }
-  const h = host.includes(':') ? `[${host}]` : host;
-  return { server: `https://${h}:${port}`, tokenFile: `${dir}/token`, ca };
-}
+// Network policies straight from the Kubernetes API server: list every policy
+// resource (paginated), then watch from the list's resourceVersion with
+// bookmarks, keep the set current through ADDED, MODIFIED and DELETED events,
+// relist when the server says the version is gone (410), and re-watch from the
+// last version seen after a dropped connection.
+//
+// The connection (credentials, CA, exec plugins) is the agent's shared one,
+// loaded by @kubernetes/client-node; the requests are node's http(s) here, not
+// the library's Watch/ListWatch: its Watch reports a failed watch by status
+// text only ("Forbidden", dropping the Status message that names the missing
+// verb and resource), skips lines that are not JSON silently, has no idle
+// timeout, and its ListWatch neither paginates nor reconnects through
+// retryLoop with backoff.
 
 interface Resource {
   kind: PolicyKind;
@@ -60,6 +40,9 @@ interface WatchLog {
   error(obj: object, msg: string): void;
   debug?(obj: object, msg: string): void;
 }
+
+/** Where the agent's RBAC is written down, for the hint on 401/403. */
+const RBAC_HINT = 'the ClusterRole verdict-agent-policy-reader in deploy/agent/agent.yaml grants it';
 
 const SILENT: WatchLog = { info() {}, warn() {}, error() {} };
 
@@ -86,15 +69,28 @@ export interface PolicyWatchOptions {
   pageSize?: number;
   /** Server-side watch timeout; the watch is then renewed from the last version (default 300 s). */
   watchTimeoutSeconds?: number;
+  /**
+   * A watch that hears nothing (no event, no bookmark) for this long is a dead
+   * connection (default: the watch timeout plus 60 s; the server sends a
+   * bookmark at least a minute apart and 2 s before the timeout).
+   */
+  idleTimeoutMs?: number;
 }
 
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly reason: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 class GoneError extends Error {}
+
+/** The stream arrived but is not a Kubernetes watch (a proxy's page, say): not a broken connection. */
+class NotAWatchError extends Error {}
 
 interface Stream {
   resource: Resource;
@@ -125,6 +121,8 @@ export class PolicyWatcher {
   private readonly log: WatchLog;
   private readonly abort = new AbortController();
   private readonly active = new Set<{ destroy(): void }>();
+  /** Why a response was cut by the idle timeout: its stream itself only says "aborted". */
+  private readonly idle = new WeakMap<IncomingMessage, Error>();
   private timer: NodeJS.Timeout | undefined;
   private readyResolve!: () => void;
   private emitted = false;
@@ -225,49 +223,67 @@ export class PolicyWatcher {
   }
 
   private async loop(s: Stream): Promise<void> {
-    const backoff = new Backoff(this.opts.backoff ?? { initialMs: 1000, maxMs: 60_000, jitter: true, resetAfterMs: 600_000 });
     const signal = this.abort.signal;
     let needList = true;
-    while (!signal.aborted) {
-      try {
-        if (needList) {
-          await this.list(s);
-          needList = false;
-          this.changed();
-        }
-        await this.watch(s);
-        // A watch that ran and ended normally: renew it from the last version seen.
-        backoff.reset();
-        continue;
-      } catch (e) {
-        if (signal.aborted) return;
-        if (e instanceof GoneError) {
-          this.log.info({ resource: s.path }, 'Policy watch expired (410 Gone); listing again');
-          needList = true;
-          continue;
-        }
-        // An HTTP error (unlike a dropped connection) means the watch position is no good: list again.
-        if (e instanceof ApiError) needList = true;
-        if (e instanceof ApiError && e.status === 404) {
-          // The CRD is not installed (no Cilium): nothing to watch now; look again later.
-          const had = s.items.size > 0;
-          s.items = new Map();
-          if (!s.listed || had) {
-            s.listed = true;
-            this.changed();
+    await retryLoop(
+      {
+        backoff: this.opts.backoff ?? { initialMs: 1000, maxMs: 60_000, jitter: true, resetAfterMs: 600_000 },
+        signal,
+        onBackoff: (delay, e) => {
+          if (e === undefined) return;
+          if (e instanceof ApiError && e.status === 404) {
+            this.log.warn(
+              { resource: s.path, retry_ms: delay },
+              `${s.resource.kind} is not served by this API server (CRD not installed?); checking again later`,
+            );
+            return;
           }
-          this.log.warn({ resource: s.path }, `${s.resource.kind} is not served by this API server (CRD not installed?); checking again later`);
-          await sleep(this.opts.backoff?.maxMs ?? 60_000, signal);
-          continue;
+          const hint =
+            e instanceof ApiError && (e.status === 401 || e.status === 403)
+              ? `; the agent's identity needs list and watch on ${s.resource.plural}.${s.resource.group.split('/')[2]}${s.namespace ? ` in namespace ${s.namespace}` : ' cluster-wide'} (${RBAC_HINT})`
+              : '';
+          this.log.error({ error: `${(e as Error).message}${hint}`, resource: s.path, retry_ms: delay }, 'Policy list/watch failed; retrying');
+        },
+      },
+      async (progress) => {
+        try {
+          if (needList) {
+            await this.list(s);
+            needList = false;
+            this.changed();
+            progress();
+          }
+          const started = Date.now();
+          const events = await this.watch(s, progress);
+          // A watch that ran and ended (its timeout): renew it from the last
+          // version seen. One that ends at once with nothing is a server in trouble.
+          return events > 0 || Date.now() - started > 1000 ? 'now' : 'backoff';
+        } catch (e) {
+          if (signal.aborted) return 'done';
+          if (e instanceof GoneError) {
+            this.log.info({ resource: s.path, resource_version: s.resourceVersion }, 'Policy watch expired (410 Gone); listing again');
+            needList = true;
+            return 'now';
+          }
+          // The position is still good after a refused or failed request (429 while a restarted
+          // server fills its cache, 5xx, 401/403 until RBAC is fixed): watch from it again, as
+          // client-go's reflector does, and let the server say 410 if it is too old. Relisting
+          // on every such error would send every agent's full list at a recovering server.
+          // Relist only when the resource vanished (404) or the version is ahead of the cache.
+          if (e instanceof ApiError && (e.status === 404 || /too large resource version/i.test(e.message))) needList = true;
+          if (e instanceof ApiError && e.status === 404) {
+            // The CRD is not installed (no Cilium): nothing to watch now; look again later.
+            const had = s.items.size > 0;
+            s.items = new Map();
+            if (!s.listed || had) {
+              s.listed = true;
+              this.changed();
+            }
+          }
+          throw e;
         }
-        const hint = e instanceof ApiError && (e.status === 401 || e.status === 403)
-          ? `; the agent's service account needs get, list and watch on ${s.resource.plural}${s.namespace ? ` in ${s.namespace}` : ' cluster-wide'}`
-          : '';
-        const delay = backoff.next();
-        this.log.error({ error: `${(e as Error).message}${hint}`, resource: s.path, retry_ms: delay }, 'Policy list/watch failed; retrying');
-        await sleep(delay, signal);
-      }
-    }
+      },
+    );
   }
 
   private upsert(s: Stream, obj: unknown): void {
@@ -304,28 +320,46 @@ export class PolicyWatcher {
       throw e;
     }
     s.listed = true;
-    this.log.info({ resource: s.path, count: items.size }, 'Listed network policies');
+    this.log.info({ resource: s.path, count: items.size, resource_version: s.resourceVersion }, 'Listed network policies');
   }
 
-  private async watch(s: Stream): Promise<void> {
+  /** Follows one watch until it ends; returns how many events (bookmarks included) it brought. */
+  private async watch(s: Stream, progress: () => void): Promise<number> {
+    const timeout = this.opts.watchTimeoutSeconds ?? 300;
     const q = new URLSearchParams({
       watch: '1',
       resourceVersion: s.resourceVersion,
       allowWatchBookmarks: 'true',
-      timeoutSeconds: String(this.opts.watchTimeoutSeconds ?? 300),
+      timeoutSeconds: String(timeout),
     });
-    const res = await this.open(`${s.path}?${q}`, ((this.opts.watchTimeoutSeconds ?? 300) + 60) * 1000);
+    this.log.debug?.({ resource: s.path, resource_version: s.resourceVersion }, 'Watching network policies');
+    const res = await this.open(`${s.path}?${q}`, this.opts.idleTimeoutMs ?? (timeout + 60) * 1000);
     res.setEncoding('utf8');
     let buf = '';
-    for await (const chunk of res as AsyncIterable<string>) {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) this.event(s, line);
+    let events = 0;
+    try {
+      for await (const chunk of res as AsyncIterable<string>) {
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          this.event(s, line);
+          events++;
+          progress();
+        }
       }
+    } catch (e) {
+      if (e instanceof GoneError || e instanceof ApiError || e instanceof NotAWatchError) throw e;
+      throw (
+        this.idle.get(res) ??
+        new Error(
+          `${s.path}: the watch connection to ${this.opts.connection.server} broke (${(e as Error).message}); watching again from resourceVersion ${s.resourceVersion}`,
+        )
+      );
     }
+    return events;
   }
 
   private event(s: Stream, line: string): void {
@@ -333,7 +367,7 @@ export class PolicyWatcher {
     try {
       ev = JSON.parse(line);
     } catch {
-      throw new Error(`${s.path}: watch sent a line that is not JSON`);
+      throw new NotAWatchError(`${s.path}: watch sent a line that is not JSON`);
     }
     if (!isObj(ev)) return;
     const type = ev.type;
@@ -341,11 +375,18 @@ export class PolicyWatcher {
     if (type === 'ERROR') {
       const code = isObj(obj) ? obj.code : undefined;
       if (code === 410) throw new GoneError();
-      throw new ApiError(typeof code === 'number' ? code : 500, isObj(obj) && typeof obj.reason === 'string' ? obj.reason : '', `watch error: ${isObj(obj) && typeof obj.message === 'string' ? obj.message : 'unknown'}`);
+      throw new ApiError(
+        typeof code === 'number' ? code : 500,
+        isObj(obj) && typeof obj.reason === 'string' ? obj.reason : '',
+        `watch error: ${isObj(obj) && typeof obj.message === 'string' ? obj.message : 'unknown'}`,
+      );
     }
     const m = meta(obj);
     if (m.resourceVersion) s.resourceVersion = m.resourceVersion;
-    if (type === 'BOOKMARK') return;
+    if (type === 'BOOKMARK') {
+      this.log.debug?.({ resource: s.path, resource_version: m.resourceVersion }, 'Policy watch bookmark');
+      return;
+    }
     if (type === 'ADDED' || type === 'MODIFIED') this.upsert(s, obj);
     else if (type === 'DELETED') s.items.delete(`${m.namespace}/${m.name}`);
     else return;
@@ -364,32 +405,29 @@ export class PolicyWatcher {
     }
   }
 
-  private token(): string | undefined {
-    const c = this.opts.connection;
-    if (c.tokenFile) return readFileSync(c.tokenFile, 'utf8').trim();
-    return c.token;
-  }
-
   /** GET with auth; rejects with ApiError for non-200 answers (410 as GoneError). */
-  private open(path: string, idleMs: number): Promise<IncomingMessage> {
+  private async open(path: string, idleMs: number): Promise<IncomingMessage> {
     const c = this.opts.connection;
-    const url = new URL(path, c.server);
-    const token = this.token();
-    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'verdict-agent' };
-    if (token) headers.authorization = `Bearer ${token}`;
+    const url = new URL(`${c.server}${path}`);
+    // Asked before every request: rotated tokens and expired exec credentials are renewed here.
+    const { headers: auth, ...tls } = await c.requestOptions();
+    const headers: Record<string, string> = { ...auth, accept: 'application/json', 'user-agent': 'verdict-agent' };
     const https = url.protocol === 'https:';
+    if (this.abort.signal.aborted) throw new Error('stopped');
     return new Promise((resolve, reject) => {
-      const req = (https ? httpsRequest : httpRequest)(url, { method: 'GET', headers, ...(https && c.ca ? { ca: c.ca } : {}) }, (res) => {
-        if (res.statusCode === 200) {
-          resolve(res);
+      let res: IncomingMessage | undefined;
+      const req = (https ? httpsRequest : httpRequest)(url, { ...tls, method: 'GET', headers }, (r) => {
+        res = r;
+        if (r.statusCode === 200) {
+          resolve(r);
           return;
         }
         let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d.length < 65536 ? d : ''));
-        res.on('end', () => {
+        r.setEncoding('utf8');
+        r.on('data', (d: string) => (body += d.length < 65536 ? d : ''));
+        r.on('end', () => {
           this.active.delete(req);
-          if (res.statusCode === 410) return reject(new GoneError());
+          if (r.statusCode === 410) return reject(new GoneError());
           let reason = '';
           let message = body.slice(0, 300);
           try {
@@ -399,13 +437,19 @@ export class PolicyWatcher {
           } catch {
             /* not a Status object */
           }
-          reject(new ApiError(res.statusCode ?? 0, reason, `${url.pathname}: HTTP ${res.statusCode}${reason ? ` ${reason}` : ''}: ${message}`));
+          reject(new ApiError(r.statusCode ?? 0, reason, `${url.pathname}: HTTP ${r.statusCode}${reason ? ` ${reason}` : ''}: ${message}`));
         });
       });
       this.active.add(req);
       req.on('close', () => this.active.delete(req));
       // A watch that hears nothing (not even a bookmark) for this long is a dead connection.
-      req.setTimeout(idleMs, () => req.destroy(new Error(`${url.pathname}: no data for ${Math.round(idleMs / 1000)} s`)));
+      req.setTimeout(idleMs, () => {
+        const e = new Error(
+          `${url.pathname}: no data for ${Math.round(idleMs / 1000)} s from ${c.server} (not even a bookmark); the connection is taken for dead and opened again`,
+        );
+        if (res) this.idle.set(res, e);
+        req.destroy(e);
+      });
       req.on('error', reject);
       req.end();
     });

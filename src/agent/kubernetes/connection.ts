@@ -1,0 +1,187 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { RequestOptions } from 'node:https';
+import { homedir } from 'node:os';
+import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { KubeConfig, type Cluster, type Context, type User } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
+
+// How the agent reaches the Kubernetes API server, shared by every module that
+// needs it (the Cilium policy watch today; GitOps and the CI tunnel next).
+// Loading is @kubernetes/client-node's KubeConfig (contexts, CA data and
+// files, client certificates, bearer tokens, exec and auth-provider plugins,
+// proxy-url, tls-server-name); this file adds what it gets wrong against
+// kubectl: KUBECONFIG lists merge first-wins (the library lets later files
+// override the current context and throws on a repeated name), and `tokenFile`
+// users (the library reads a `token-file` key kubectl never writes, and once).
+
+/** What one request needs: TLS options, the agent, and the Authorization (or impersonation) headers. */
+export type KubeRequestOptions = Omit<RequestOptions, 'headers'> & { headers: Record<string, string> };
+
+/** A way to the API server; requestOptions() is called before every request. */
+export interface KubeConnection {
+  /** https://host:port of the API server, as the cluster entry gives it */
+  readonly server: string;
+  /** Where the credentials come from, for messages: "in-cluster service account" or "kubeconfig <file> (context <name>)". */
+  readonly source: string;
+  /** The namespace of the context or of the pod's service account, if any. */
+  readonly namespace?: string;
+  /**
+   * TLS material, credentials and the agent (proxy-url) for one request.
+   * Fresh each call: projected service account tokens and token files are
+   * read again, exec plugins run again once their credential has expired.
+   */
+  requestOptions(): Promise<KubeRequestOptions>;
+}
+
+export interface KubeConnectionOptions {
+  /** --kubeconfig: one file, as kubectl's flag (KUBECONFIG is then ignored). */
+  kubeconfig?: string;
+  /** Defaults to process.env: KUBECONFIG, KUBERNETES_SERVICE_HOST/PORT, HOME. */
+  env?: NodeJS.ProcessEnv;
+  /** Prefixed to the service account mount /var/run/secrets/kubernetes.io/serviceaccount (tests use a directory of their own). */
+  pathPrefix?: string;
+}
+
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** Whether the agent was told where Kubernetes is: a pod's service account, --kubeconfig or KUBECONFIG. */
+export function kubernetesConfigured(o: KubeConnectionOptions = {}): boolean {
+  const env = o.env ?? process.env;
+  return Boolean(o.kubeconfig || env.KUBECONFIG?.split(delimiter).some((f) => f) || env.KUBERNETES_SERVICE_HOST);
+}
+
+/**
+ * The connection kubectl would use, in its order: --kubeconfig, else the
+ * files of KUBECONFIG (merged), else the pod's service account, else
+ * ~/.kube/config. Throws with what to do when there is none or it is unusable.
+ */
+export function kubeConnection(o: KubeConnectionOptions = {}): KubeConnection {
+  const env = o.env ?? process.env;
+  if (o.kubeconfig) return fromFiles([o.kubeconfig], '--kubeconfig');
+  const listed = env.KUBECONFIG?.split(delimiter).filter((f) => f) ?? [];
+  if (listed.length > 0) {
+    // kubectl skips listed files that do not exist, but not when none does.
+    const present = listed.filter((f) => existsSync(f));
+    if (present.length === 0) throw new Error(`none of the files in KUBECONFIG (${listed.join(delimiter)}) exists; fix KUBECONFIG or pass --kubeconfig`);
+    return fromFiles(present, 'KUBECONFIG');
+  }
+  if (env.KUBERNETES_SERVICE_HOST) return inCluster(env, o.pathPrefix ?? '');
+  const home = env.HOME ?? homedir();
+  const file = join(home, '.kube', 'config');
+  if (home && existsSync(file)) return fromFiles([file], '~/.kube/config');
+  throw new Error(
+    'no Kubernetes credentials: not running in a pod (KUBERNETES_SERVICE_HOST is not set), no --kubeconfig, no KUBECONFIG and no ~/.kube/config; run the agent in the cluster, pass --kubeconfig, or set cilium.kubernetes_policies: off',
+  );
+}
+
+function inCluster(env: NodeJS.ProcessEnv, prefix: string): KubeConnection {
+  const dir = `${prefix}${SERVICE_ACCOUNT_DIR}`;
+  for (const f of ['token', 'ca.crt']) {
+    if (!existsSync(join(dir, f)))
+      throw new Error(
+        `running in a pod but ${join(dir, f)} is missing; mount the service account token (automountServiceAccountToken: true) or pass --kubeconfig`,
+      );
+  }
+  const kc = new KubeConfig();
+  // loadFromCluster reads these from process.env and the mount under a prefix.
+  const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
+  process.env.KUBERNETES_SERVICE_HOST = env.KUBERNETES_SERVICE_HOST;
+  process.env.KUBERNETES_SERVICE_PORT = env.KUBERNETES_SERVICE_PORT ?? '443';
+  try {
+    kc.loadFromCluster(prefix);
+  } finally {
+    restoreEnv('KUBERNETES_SERVICE_HOST', saved.host);
+    restoreEnv('KUBERNETES_SERVICE_PORT', saved.port);
+  }
+  const user = kc.getCurrentUser()!;
+  // The library's tokenFile provider re-reads only once a minute; kubelet may
+  // have rotated the projected token since, and reading it is cheap.
+  const tokenFile = (user.authProvider as { config?: { tokenFile?: string } } | undefined)?.config?.tokenFile ?? join(dir, 'token');
+  const users = kc.getUsers().map((u) => (u.name === user.name ? { name: u.name } : u));
+  kc.loadFromOptions({ clusters: kc.getClusters(), users, contexts: kc.getContexts(), currentContext: kc.getCurrentContext() });
+  return connection(kc, 'in-cluster service account', new Map([[user.name, tokenFile]]));
+}
+
+function restoreEnv(k: string, v: string | undefined): void {
+  if (v === undefined) delete process.env[k];
+  else process.env[k] = v;
+}
+
+interface RawUser {
+  name?: unknown;
+  user?: { tokenFile?: unknown } | null;
+}
+
+/** Merges kubeconfig files as kubectl does: for each name the first file that defines it wins, and the first current-context set. */
+function fromFiles(files: readonly string[], how: string): KubeConnection {
+  const clusters = new Map<string, Cluster>();
+  const users = new Map<string, User>();
+  const contexts = new Map<string, Context>();
+  const tokenFiles = new Map<string, string>();
+  let currentContext = '';
+  for (const file of files) {
+    const kc = new KubeConfig();
+    let raw: { users?: RawUser[] | null } | null;
+    try {
+      kc.loadFromFile(file);
+      raw = parseYaml(readFileSync(file, 'utf8')) as typeof raw;
+    } catch (e) {
+      throw new Error(`cannot load the kubeconfig ${file} (${how}): ${(e as Error).message}; check the file with: kubectl --kubeconfig ${file} config view`);
+    }
+    for (const c of kc.getClusters()) if (!clusters.has(c.name)) clusters.set(c.name, c);
+    for (const u of kc.getUsers()) if (!users.has(u.name)) users.set(u.name, u);
+    for (const c of kc.getContexts()) if (!contexts.has(c.name)) contexts.set(c.name, c);
+    for (const u of raw?.users ?? []) {
+      const tf = u?.user?.tokenFile;
+      if (typeof u?.name === 'string' && typeof tf === 'string' && tf && !tokenFiles.has(u.name)) {
+        // Relative to the kubeconfig file, as kubectl resolves every file reference.
+        tokenFiles.set(u.name, isAbsolute(tf) ? tf : join(dirname(file), tf));
+      }
+    }
+    currentContext ||= kc.getCurrentContext() ?? '';
+  }
+  const where = `${how} ${files.join(delimiter)}`;
+  if (!currentContext) throw new Error(`${where} sets no current-context; set one with: kubectl config use-context <name>`);
+  const ctx = contexts.get(currentContext);
+  if (!ctx)
+    throw new Error(
+      `${where}: current-context "${currentContext}" is not among its contexts (${[...contexts.keys()].join(', ') || 'none'}); fix it with: kubectl config use-context <name>`,
+    );
+  if (!clusters.has(ctx.cluster)) throw new Error(`${where}: context "${ctx.name}" names cluster "${ctx.cluster}", which is not defined`);
+  if (ctx.user && !users.has(ctx.user)) throw new Error(`${where}: context "${ctx.name}" names user "${ctx.user}", which is not defined`);
+  const kc = new KubeConfig();
+  kc.loadFromOptions({ clusters: [...clusters.values()], users: [...users.values()], contexts: [...contexts.values()], currentContext });
+  return connection(kc, `kubeconfig ${files.join(delimiter)} (context ${currentContext})`, tokenFiles);
+}
+
+function connection(kc: KubeConfig, source: string, tokenFiles: ReadonlyMap<string, string>): KubeConnection {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster?.server) throw new Error(`${source}: the cluster has no server address`);
+  const ctx = kc.getContextObject(kc.getCurrentContext());
+  const userName = ctx?.user ?? '';
+  return {
+    server: cluster.server.replace(/\/+$/, ''),
+    source,
+    ...(ctx?.namespace ? { namespace: ctx.namespace.trim() } : {}),
+    async requestOptions() {
+      const opts: KubeRequestOptions = { headers: {} };
+      try {
+        await kc.applyToHTTPSOptions(opts as RequestOptions);
+      } catch (e) {
+        throw new Error(`${source}: cannot get credentials for user "${userName}": ${(e as Error).message.trim() || 'the exec plugin failed'}`);
+      }
+      // client-go: a token in the kubeconfig wins over tokenFile.
+      const tf = tokenFiles.get(userName);
+      if (tf && !opts.headers.Authorization) {
+        let token: string;
+        try {
+          token = readFileSync(tf, 'utf8').trim();
+        } catch (e) {
+          throw new Error(`${source}: cannot read the token file ${tf}: ${(e as Error).message}`);
+        }
+        if (token) opts.headers.Authorization = `Bearer ${token}`;
+      }
+      return opts;
+    },
+  };
+}

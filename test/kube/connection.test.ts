@@ -1,0 +1,298 @@
+// The agent's connection factory (src/agent/kubernetes/connection.ts) against
+// a real API server: kubeconfig files as kubectl reads them (KUBECONFIG
+// merging, relative paths, CA files and data, client certificates, tokens,
+// token files, exec plugins) and a pod's service account, each proven by a
+// request the real server authenticates.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { kubeConnection, kubernetesConfigured, SERVICE_ACCOUNT_DIR, type KubeConnection } from '../../src/agent/kubernetes/connection.js';
+import { startKube, type Kube } from '../helpers/kube.js';
+import { apply, installCrds, must, namespace } from './policies.js';
+
+let kube: Kube;
+beforeAll(async () => {
+  kube = await startKube();
+  await installCrds(kube);
+  await apply(kube, namespace('verdict-agent'));
+  await must(kube, ['apply', '-f', 'deploy/agent/agent.yaml']);
+  await must(kube, ['create', 'serviceaccount', 'nobody', '-n', 'verdict-agent']);
+}, 300_000);
+afterAll(async () => {
+  await kube?.stop();
+}, 60_000);
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'verdict-kube-conn-'));
+const json = (o: object) => JSON.stringify(o);
+
+/** GET through the connection; resolves with the HTTP status and the user the server saw (SelfSubjectReview). */
+async function get(conn: KubeConnection, path: string): Promise<number> {
+  const { headers, ...tls } = await conn.requestOptions();
+  return new Promise((resolve, reject) => {
+    const req = request(`${conn.server}${path}`, { ...tls, headers }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function whoami(conn: KubeConnection): Promise<string> {
+  const { headers, ...tls } = await conn.requestOptions();
+  const body = json({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${conn.server}/apis/authentication.k8s.io/v1/selfsubjectreviews`,
+      { ...tls, method: 'POST', headers: { ...headers, 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (d: string) => (text += d))
+          .on('end', () => {
+            if (res.statusCode !== 201) return reject(new Error(`SelfSubjectReview: HTTP ${res.statusCode}: ${text}`));
+            resolve((JSON.parse(text) as { status: { userInfo: { username: string } } }).status.userInfo.username);
+          });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const token = async (sa: string) => (await must(kube, ['create', 'token', sa, '-n', 'verdict-agent'])).trim();
+const CNPS = '/apis/cilium.io/v2/ciliumnetworkpolicies';
+
+describe('kubeconfig, as kubectl reads it', () => {
+  it('KUBECONFIG lists merge first-wins, as kubectl merges them (the library alone throws on the repeated name)', async () => {
+    const dir = tmp();
+    const admin = JSON.parse(await must(kube, ['config', 'view', '--raw', '-o', 'json'])) as { clusters: { cluster: Record<string, string> }[] };
+    const cluster = admin.clusters[0]!.cluster;
+    // a.yaml: the real cluster and user, and no current-context.
+    writeFileSync(
+      join(dir, 'a.yaml'),
+      json({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c1', cluster }],
+        users: [{ name: 'u1', user: { token: kube.adminToken } }],
+        contexts: [{ name: 'work', context: { cluster: 'c1', user: 'u1' } }],
+      }),
+    );
+    // b.yaml: the same names pointing elsewhere, and the current-context.
+    writeFileSync(
+      join(dir, 'b.yaml'),
+      json({
+        apiVersion: 'v1',
+        kind: 'Config',
+        'current-context': 'work',
+        clusters: [{ name: 'c1', cluster: { server: 'https://127.0.0.1:1' } }],
+        users: [{ name: 'u1', user: { token: 'wrong' } }],
+        contexts: [
+          { name: 'work', context: { cluster: 'c1', user: 'u1', namespace: 'from-b' } },
+          { name: 'other', context: { cluster: 'c1', user: 'u1' } },
+        ],
+      }),
+    );
+    const KUBECONFIG = `${join(dir, 'a.yaml')}:${join(dir, 'missing.yaml')}:${join(dir, 'b.yaml')}`;
+    const view = spawnSync(join(kube.binDir, 'kubectl'), ['config', 'view', '--minify', '--raw', '-o', 'json'], {
+      env: { ...process.env, KUBECONFIG, KUBERC: 'off' },
+      encoding: 'utf8',
+    });
+    expect(view.status, view.stderr).toBe(0);
+    const kubectlSees = JSON.parse(view.stdout) as {
+      clusters: { cluster: { server: string } }[];
+      users: { user: { token: string } }[];
+      contexts: { context: { namespace?: string } }[];
+    };
+    const conn = kubeConnection({ env: { KUBECONFIG } });
+    expect(conn.server).toBe(kubectlSees.clusters[0]!.cluster.server);
+    expect(conn.server).toBe(kube.server);
+    expect((await conn.requestOptions()).headers.Authorization).toBe(`Bearer ${kubectlSees.users[0]!.user.token}`);
+    expect(conn.namespace).toBe(kubectlSees.contexts[0]!.context.namespace);
+    expect(await whoami(conn)).toBe('verdict-admin');
+    // --kubeconfig is one file and KUBECONFIG is then ignored, as with kubectl.
+    expect(kubeConnection({ kubeconfig: kube.kubeconfig, env: { KUBECONFIG } }).source).toBe(`kubeconfig ${kube.kubeconfig} (context verdict)`);
+  });
+
+  it('client certificates and a CA file, by paths relative to the kubeconfig', async () => {
+    const dir = tmp();
+    const pki = join(kube.stateDir, 'pki');
+    // A client certificate from the cluster's client CA, in system:masters.
+    execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 'client.key')]);
+    execFileSync('openssl', ['req', '-new', '-key', join(dir, 'client.key'), '-subj', '/CN=cert-user/O=system:masters', '-out', join(dir, 'client.csr')]);
+    execFileSync(
+      'openssl',
+      [
+        'x509',
+        '-req',
+        '-in',
+        join(dir, 'client.csr'),
+        '-CA',
+        join(pki, 'ca.crt'),
+        '-CAkey',
+        join(pki, 'ca.key'),
+        '-CAcreateserial',
+        '-days',
+        '1',
+        '-out',
+        join(dir, 'client.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
+    writeFileSync(join(dir, 'ca.crt'), readFileSync(kube.caFile));
+    writeFileSync(
+      join(dir, 'kubeconfig'),
+      json({
+        apiVersion: 'v1',
+        kind: 'Config',
+        'current-context': 'cert',
+        clusters: [{ name: 'c', cluster: { server: kube.server, 'certificate-authority': 'ca.crt' } }],
+        users: [{ name: 'cert-user', user: { 'client-certificate': 'client.crt', 'client-key': 'client.key' } }],
+        contexts: [{ name: 'cert', context: { cluster: 'c', user: 'cert-user' } }],
+      }),
+    );
+    const conn = kubeConnection({ kubeconfig: join(dir, 'kubeconfig') });
+    expect(await whoami(conn)).toBe('cert-user');
+    expect(await get(conn, CNPS)).toBe(200);
+  });
+
+  it('a tokenFile relative to the kubeconfig is read again for each request', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'token'), await token('nobody'));
+    writeFileSync(
+      join(dir, 'kubeconfig'),
+      json({
+        apiVersion: 'v1',
+        kind: 'Config',
+        'current-context': 'sa',
+        clusters: [{ name: 'c', cluster: { server: kube.server, 'certificate-authority': kube.caFile } }],
+        users: [{ name: 'sa', user: { tokenFile: 'token' } }],
+        contexts: [{ name: 'sa', context: { cluster: 'c', user: 'sa' } }],
+      }),
+    );
+    const conn = kubeConnection({ kubeconfig: join(dir, 'kubeconfig') });
+    expect(await whoami(conn)).toBe('system:serviceaccount:verdict-agent:nobody');
+    writeFileSync(join(dir, 'token'), await token('verdict-agent'));
+    expect(await whoami(conn)).toBe('system:serviceaccount:verdict-agent:verdict-agent');
+  });
+
+  it('an exec plugin runs for the first request and again once its credential has expired', async () => {
+    const dir = tmp();
+    const plugin = join(dir, 'plugin.sh');
+    // Counts its runs; the credential expires 2 s after it is issued.
+    writeFileSync(
+      plugin,
+      `#!/bin/sh\necho run >> "${join(dir, 'runs')}"\nexp=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s","expirationTimestamp":"%s"}}' "$TOKEN" "$exp"\n`,
+    );
+    chmodSync(plugin, 0o755);
+    writeFileSync(
+      join(dir, 'kubeconfig'),
+      json({
+        apiVersion: 'v1',
+        kind: 'Config',
+        'current-context': 'exec',
+        clusters: [{ name: 'c', cluster: { server: kube.server, 'certificate-authority': kube.caFile } }],
+        users: [
+          {
+            name: 'e',
+            user: {
+              exec: {
+                apiVersion: 'client.authentication.k8s.io/v1',
+                command: plugin,
+                env: [{ name: 'TOKEN', value: await token('verdict-agent') }],
+                interactiveMode: 'Never',
+              },
+            },
+          },
+        ],
+        contexts: [{ name: 'exec', context: { cluster: 'c', user: 'e' } }],
+      }),
+    );
+    const conn = kubeConnection({ kubeconfig: join(dir, 'kubeconfig') });
+    const runs = () => readFileSync(join(dir, 'runs'), 'utf8').split('\n').filter(Boolean).length;
+    expect(await whoami(conn)).toBe('system:serviceaccount:verdict-agent:verdict-agent');
+    expect(await get(conn, CNPS)).toBe(200);
+    expect(runs()).toBe(1);
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await get(conn, CNPS)).toBe(200);
+    expect(runs()).toBe(2);
+  });
+
+  it('an exec plugin that fails is named with its user', async () => {
+    const dir = tmp();
+    writeFileSync(
+      join(dir, 'kubeconfig'),
+      json({
+        apiVersion: 'v1',
+        kind: 'Config',
+        'current-context': 'exec',
+        clusters: [{ name: 'c', cluster: { server: kube.server, 'certificate-authority': kube.caFile } }],
+        users: [
+          {
+            name: 'e',
+            user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: 'sh', args: ['-c', 'echo "login expired: run my-login" >&2; exit 1'] } },
+          },
+        ],
+        contexts: [{ name: 'exec', context: { cluster: 'c', user: 'e' } }],
+      }),
+    );
+    await expect(kubeConnection({ kubeconfig: join(dir, 'kubeconfig') }).requestOptions()).rejects.toThrow(
+      /cannot get credentials for user "e": login expired: run my-login/,
+    );
+  });
+
+  it('says what to do when the kubeconfig has no usable context', () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'none'), json({ apiVersion: 'v1', kind: 'Config', clusters: [], users: [], contexts: [] }));
+    expect(() => kubeConnection({ kubeconfig: join(dir, 'none') })).toThrow(/sets no current-context; set one with: kubectl config use-context/);
+    writeFileSync(join(dir, 'dangling'), json({ apiVersion: 'v1', kind: 'Config', 'current-context': 'gone', clusters: [], users: [], contexts: [] }));
+    expect(() => kubeConnection({ kubeconfig: join(dir, 'dangling') })).toThrow(/current-context "gone" is not among its contexts/);
+    expect(() => kubeConnection({ kubeconfig: join(dir, 'absent') })).toThrow(/cannot load the kubeconfig .*absent \(--kubeconfig\)/);
+    expect(() => kubeConnection({ env: { KUBECONFIG: join(dir, 'absent') } })).toThrow(/none of the files in KUBECONFIG/);
+    expect(() => kubeConnection({ env: { HOME: dir } })).toThrow(/not running in a pod .* pass --kubeconfig/);
+  });
+});
+
+describe('in a pod: the service account mount', () => {
+  function podMount(): { prefix: string; dir: string; env: NodeJS.ProcessEnv } {
+    const prefix = tmp();
+    const dir = join(prefix, SERVICE_ACCOUNT_DIR);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'ca.crt'), readFileSync(kube.caFile));
+    writeFileSync(join(dir, 'namespace'), 'verdict-agent');
+    const port = new URL(kube.server).port;
+    return { prefix, dir, env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: port } };
+  }
+
+  it('uses KUBERNETES_SERVICE_HOST/PORT, the CA and the token, and reads a rotated token at the next request (the library alone waits a minute)', async () => {
+    const { prefix, dir, env } = podMount();
+    writeFileSync(join(dir, 'token'), await token('nobody'));
+    expect(kubernetesConfigured({ env })).toBe(true);
+    const conn = kubeConnection({ env, pathPrefix: prefix });
+    expect(conn.source).toBe('in-cluster service account');
+    expect(conn.namespace).toBe('verdict-agent');
+    expect(await get(conn, CNPS)).toBe(403);
+    // kubelet rotates the projected token in place.
+    writeFileSync(join(dir, 'token'), await token('verdict-agent'));
+    expect(await get(conn, CNPS)).toBe(200);
+  });
+
+  it('says which file is missing when the token is not mounted', () => {
+    const { prefix, env } = podMount();
+    expect(() => kubeConnection({ env, pathPrefix: prefix })).toThrow(
+      /serviceaccount\/token is missing; mount the service account token \(automountServiceAccountToken: true\)/,
+    );
+  });
+
+  it('auto watches only when told where Kubernetes is', () => {
+    expect(kubernetesConfigured({ env: {} })).toBe(false);
+    expect(kubernetesConfigured({ env: { KUBECONFIG: ':' } })).toBe(false);
+    expect(kubernetesConfigured({ env: { KUBECONFIG: '/x' } })).toBe(true);
+    expect(kubernetesConfigured({ env: {}, kubeconfig: '/x' })).toBe(true);
+  });
+});
