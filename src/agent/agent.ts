@@ -57,12 +57,13 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   alerts.start();
   const abort = new AbortController();
   let configured = false;
-  const manager = closers.add('modules', new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '' }, log, o.backoff), (m) => m.stopAll());
   const tunnel = await closers.start(() => Tunnel.open({
     address: address!, ...(fallbacks.length ? { fallbacks } : {}), token, tokenFile: o.tokenFile, backoff: o.backoff, log: moduleLogger('tunnel', log),
     ...(o.caCertFile ? { caCertFile: o.caCertFile } : {}),
   }));
   closers.add('tunnel', tunnel, (t) => t.close());
+  // After the tunnel: modules use it, so they stop before it closes.
+  const manager = closers.add('modules', new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '', tunnel }, log, o.backoff), (m) => m.stopAll());
 
   let observabilityAddress = '';
   if (o.observabilityAddr) {

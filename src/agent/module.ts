@@ -2,6 +2,7 @@ import type { ProjectFile } from '../gen/verdict/agent.js';
 import type { Logger } from '../shared/log/logger.js';
 import type { DB } from '../shared/sqlite/open.js';
 import type { AlertAggregator } from './alerts/aggregator.js';
+import type { Tunnel } from './tunnel/connection.js';
 
 /** What every agent module gets from the agent core. */
 export interface ModuleContext {
@@ -13,6 +14,12 @@ export interface ModuleContext {
   agentName: string;
   /** Files of the configuration project delivered with this configuration. */
   files: readonly ProjectFile[];
+  /**
+   * The agent's way to the server (target, credentials, token metadata), for a
+   * module whose server part serves it a gRPC service. Absent only where a
+   * module runs alone (unit tests).
+   */
+  tunnel?: Tunnel;
 }
 
 /**

@@ -44,11 +44,10 @@ describe('verdict config check', () => {
     expect(code).toBe(0);
     expect(out.split('\n')).toEqual([
       `warning: ${file}:4: gitops: not used by Verdict (GitOps synchronisation is not part of this release); accepted and ignored`,
-      `warning: ${file}:16: ci_access: not used by Verdict (Verdict has no CI/CD tunnel to the cluster); accepted and ignored`,
       `warning: ${file}:44: user_access: not used by Verdict (Verdict has no Kubernetes API proxy for users); accepted and ignored`,
       `warning: ${file}:54: observability.logging.grpc_level: not used by Verdict (Verdict logs gRPC at observability.logging.level); accepted and ignored`,
       `warning: ${file}:55: observability.google_profiler: not used by Verdict (Verdict has no Google Cloud Profiler integration); accepted and ignored`,
-      `${file}: valid (0 errors, 5 warnings)`,
+      `${file}: valid (0 errors, 4 warnings)`,
       '',
     ]);
   });

@@ -2,10 +2,22 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Validator } from '../shared/config/schema.js';
 import type { ServerConfig } from '../shared/config/server-config.js';
 import type { Logger } from '../shared/log/logger.js';
-import type { AuthenticatedAgent } from './agents/agent-registry.js';
+import type { DB } from '../shared/sqlite/open.js';
+import type { AgentRegistry, AuthenticatedAgent } from './agents/agent-registry.js';
+import type { TlsMaterial } from './tunnel/tls.js';
 
 /** A call on the agent API, of any streaming shape. */
 export type AgentCall = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+export interface AdmitOptions {
+  /**
+   * The call is one of many an agent opens per unit of work (one per proxied
+   * request in the CI tunnel), not a connection: the per-token limit on
+   * connection attempts (60, then 1/s) does not count it. Failed
+   * authentications are still limited.
+   */
+  perCall?: boolean;
+}
 
 /** What the server core gives a module's server part to serve agents with. */
 export interface ServerModuleContext {
@@ -19,13 +31,30 @@ export interface ServerModuleContext {
    * the agent, or undefined when the call was refused: the refusal has been
    * sent and the handler must return.
    */
-  admit(call: AgentCall, rpc: string): AuthenticatedAgent | undefined;
+  admit(call: AgentCall, rpc: string, opts?: AdmitOptions): AuthenticatedAgent | undefined;
 }
 
 /** A gRPC service a module adds to the agent API (plain gRPC and gRPC-in-WebSocket alike). */
 export interface ModuleGrpcService {
   definition: grpc.ServiceDefinition;
   implementation: grpc.UntypedServiceImplementation;
+}
+
+/** What a module's start() gets from the server core. */
+export interface ServerModuleStartContext {
+  /** The server's configuration; the same object grpcServices' context carries, so a module can key per-server state on it. */
+  readonly config: ServerConfig;
+  readonly log: Logger;
+  /** The server's database; a module keeps its own tables (migrate() under its own scope). */
+  readonly db: DB;
+  readonly agents: AgentRegistry;
+  /** The server's TLS material, when it serves TLS. */
+  readonly tls: TlsMaterial | undefined;
+}
+
+/** What a module started beside the agent API; closed before the server's own listeners. */
+export interface StartedServerModule {
+  close(): Promise<void>;
 }
 
 /**
@@ -45,6 +74,8 @@ export interface ServerModule<N extends string = string, C = unknown> {
   projectFiles?(block: C): { path: string; globs: string[] };
   /** gRPC services the module serves to its agent part through the tunnel. */
   grpcServices?(ctx: ServerModuleContext): ModuleGrpcService[];
+  /** Listeners or loops the module runs beside the agent API, started once it is served (undefined: nothing to run with this configuration). */
+  start?(ctx: ServerModuleStartContext): Promise<StartedServerModule | undefined>;
 }
 
 export type ServerModuleConfig<M> = M extends ServerModule<string, infer C> ? C : never;

@@ -19,6 +19,8 @@ import { grpcServerCredentials, loadTls, type TlsMaterial } from './tunnel/tls.j
 import { registerAgentWebSocket } from './tunnel/ws-route.js';
 import { startWebhooks, type WebhooksService } from './webhooks/service.js';
 import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from './kafka/replica.js';
+import type { StartedServerModule } from './module.js';
+import { serverModules } from './modules.js';
 
 export interface RunningServer {
   httpAddress: string; // host:port actually bound
@@ -135,6 +137,22 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   const httpAddr = http.server.address();
   const httpAddress = typeof httpAddr === 'object' && httpAddr ? `${cfg.http_addr.replace(/:\d+$/, '')}:${httpAddr.port}` : cfg.http_addr;
   const grpcAddress = `${cfg.grpc_addr.replace(/:\d+$/, '')}:${grpcPort}`;
+  // Modules' own listeners and loops (the CI tunnel's Kubernetes API proxy), once the agent API is served.
+  const started: StartedServerModule[] = [];
+  try {
+    for (const mod of serverModules) {
+      const m = await mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls });
+      if (m) started.push(m);
+    }
+  } catch (e) {
+    for (const m of started.reverse()) await m.close().catch(() => undefined);
+    agentWs?.close();
+    await http.close();
+    grpcServer.forceShutdown();
+    await kafka?.close();
+    db.close();
+    throw e;
+  }
   const revocations = new RevocationWatcher(agents, streams, moduleLogger('tunnel', log));
   revocations.start();
   const retention = startRetention({ store, config: { ...RETENTION_DEFAULTS, ...cfg.retention }, log: moduleLogger('store', log) });
@@ -163,6 +181,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
     kafka,
     async close() {
       ready = false;
+      for (const m of started.reverse()) await m.close();
       revocations.stop();
       retention.stop();
       agentWs?.close();

@@ -1,32 +1,41 @@
 import { namespaceName, projectId } from '../../shared/config/gitlab-agent.js';
-import { bool, exactlyOne, field, list, obj, str, unused, type Validator } from '../../shared/config/schema.js';
+import { bool, exactlyOne, field, list, obj, str, type Validator } from '../../shared/config/schema.js';
 
 // The `ci_access` block of config.yaml: which projects and groups may reach the
 // cluster through this agent from CI/CD jobs, with the GitLab agent's schema of
 // every version (14.3 groups and projects, 14.5 `access_as`, 15.7
-// `environments`, 17.3 `protected_branches_only`, 17.11 `instance`). Verdict has no CI/CD tunnel:
-// the block is checked with the original's rules and reported as not used.
+// `environments`, 17.3 `protected_branches_only`, 17.11 `instance`), checked
+// with the original's rules. The server decides with it who may use the agent
+// (access.ts); the agent part runs while the block is present.
 
-const emptyMessage = obj({});
+// GitLab's block: open, so a key of a later GitLab version is a warning, not a refusal.
+const open = { open: true };
+const emptyMessage = obj({}, open);
 
 /** Whom requests from CI/CD jobs act as: exactly one of agent, impersonate, ci_job. */
 const accessAs = exactlyOne(
   {
     agent: field(emptyMessage),
     impersonate: field(
-      obj({
-        username: field(str({ nonEmpty: true }), { required: true }),
-        groups: field(list(str({ nonEmpty: true }))),
-        uid: field(str()),
-        extra: field(
-          list(
-            obj({
-              key: field(str({ nonEmpty: true }), { required: true }),
-              val: field(list(str({ nonEmpty: true }), { min: 1 }), { required: true }),
-            }),
+      obj(
+        {
+          username: field(str({ nonEmpty: true }), { required: true }),
+          groups: field(list(str({ nonEmpty: true }))),
+          uid: field(str()),
+          extra: field(
+            list(
+              obj(
+                {
+                  key: field(str({ nonEmpty: true }), { required: true }),
+                  val: field(list(str({ nonEmpty: true }), { min: 1 }), { required: true }),
+                },
+                open,
+              ),
+            ),
           ),
-        ),
-      }),
+        },
+        open,
+      ),
     ),
     ci_job: field(emptyMessage),
   },
@@ -40,15 +49,18 @@ const accessRules = {
   protected_branches_only: field(bool()),
 };
 
-const accessEntry = obj({ id: field(projectId, { required: true }), ...accessRules });
+const accessEntry = obj({ id: field(projectId, { required: true }), ...accessRules }, open);
 
-export const ciAccessSchema = obj({
-  projects: field(list(accessEntry), { default: [] }),
-  groups: field(list(accessEntry), { default: [] }),
-  /** 17.11: every project of the instance, once an administrator allows it. */
-  instance: field(obj(accessRules)),
-});
+export const ciAccessSchema = obj(
+  {
+    projects: field(list(accessEntry), { default: [] }),
+    groups: field(list(accessEntry), { default: [] }),
+    /** 17.11: every project of the instance, once an administrator allows it. */
+    instance: field(obj(accessRules, open)),
+  },
+  open,
+);
 
 export type CiAccessConfig = typeof ciAccessSchema extends Validator<infer T> ? T : never;
 
-export const ciAccessBlock = unused(ciAccessSchema, 'Verdict has no CI/CD tunnel to the cluster');
+export const ciAccessBlock = ciAccessSchema;

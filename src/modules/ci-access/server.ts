@@ -1,4 +1,57 @@
+import { ProjectPollers } from '../../server/config/project-poller.js';
 import type { ServerModule } from '../../server/module.js';
-import { ciAccessBlock } from './config.js';
+import type { ServerConfig } from '../../shared/config/server-config.js';
+import { AgentTunnels } from './agent-tunnels.js';
+import { CiAccessConfigs } from './agent-configs.js';
+import { ciAccessBlock, type CiAccessConfig } from './config.js';
+import { JobTokens } from './job-tokens.js';
+import { listenProxy } from './listener.js';
+import { KubernetesApiProxy } from './proxy.js';
+import { tunnelService } from './tunnel-service.js';
 
-export const ciAccessServer: ServerModule<'ci_access', undefined> = { name: 'ci_access', config: ciAccessBlock };
+// The server part of the CI/CD tunnel: the agents' Connect calls (through the
+// agent API) and the Kubernetes API proxy kubectl talks to. Both hooks of one
+// running server share its pool of agent calls, found by the server's config
+// object (the same in both contexts); several servers in one process (tests)
+// keep theirs apart.
+const tunnelsOf = new WeakMap<ServerConfig, AgentTunnels>();
+function tunnels(config: ServerConfig): AgentTunnels {
+  let t = tunnelsOf.get(config);
+  if (!t) tunnelsOf.set(config, (t = new AgentTunnels()));
+  return t;
+}
+
+const PURGE_INTERVAL_MS = 3600_000;
+
+export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
+  name: 'ci_access',
+  config: ciAccessBlock,
+  grpcServices: (ctx) => [tunnelService(ctx, tunnels(ctx.config))],
+  async start(ctx) {
+    const k = ctx.config.kubernetes_api;
+    if (!k) return undefined;
+    const jobs = new JobTokens(ctx.db);
+    // Its own pollers: read only when a request comes and the last read is older than the poll interval.
+    const pollers = new ProjectPollers(ctx.config.config_poll_interval, ctx.log);
+    const proxy = new KubernetesApiProxy({
+      jobs,
+      agentById: (id) => ctx.agents.getById(id),
+      configs: new CiAccessConfigs((repo) => pollers.get(repo).current()),
+      tunnels: tunnels(ctx.config),
+      prefix: k.url_path_prefix,
+      log: ctx.log,
+    });
+    const listener = await listenProxy(k.listen, proxy, ctx.tls, ctx.log);
+    const purge = setInterval(() => jobs.purgeExpired(), PURGE_INTERVAL_MS).unref();
+    ctx.log.info(
+      { kubernetes_api_addr: listener.address, url_path_prefix: k.url_path_prefix, tls: Boolean(ctx.tls) },
+      'CI tunnel: Kubernetes API proxy listening',
+    );
+    return {
+      close: async () => {
+        clearInterval(purge);
+        await listener.close();
+      },
+    };
+  },
+};

@@ -204,6 +204,10 @@ export class AgentRegistry {
     return this.db.prepare('SELECT * FROM agents WHERE name = ?').get(name) as AgentRecord | undefined;
   }
 
+  getById(id: number): AgentRecord | undefined {
+    return this.db.prepare('SELECT * FROM agents WHERE id = ?').get(id) as AgentRecord | undefined;
+  }
+
   private mustGet(name: string): AgentRecord {
     const agent = this.get(name);
     if (!agent)

@@ -18,7 +18,6 @@ const errorsOf = (text: string): string[] => {
 };
 const notUsed = (line: number, path: string, why: string) => `${line}: ${path}: not used by Verdict (${why}); accepted and ignored`;
 const GITOPS = 'GitOps synchronisation is not part of this release';
-const CI = 'Verdict has no CI/CD tunnel to the cluster';
 
 describe('parseAgentConfig', () => {
   it('accepts a cilium block and fills defaults', () => {
@@ -87,9 +86,11 @@ describe('real config.yaml files of the GitLab agent', () => {
   it('15.x-17.x: refs, a manifest project without id, every access_as, environments, protected branches, user_access, grpc_level, google_profiler', () => {
     const { value, warnings } = parseAgentConfig(testdata('gitlab-15-ci-access.yaml'), file);
     expect(value.observability?.logging?.level).toBe('warn');
+    // ci_access is Verdict's too (the CI tunnel): validated, defaulted, passed on.
+    expect(value.ci_access?.projects?.map((p) => p.id)).toEqual(['acme/platform/app', 'acme/platform/api', '4211']);
+    expect(value.ci_access?.groups?.[0]?.environments).toEqual(['production']);
     expect(warnings.map((w) => `${w.line}: ${w.path}: ${w.message}`)).toEqual([
       notUsed(4, 'gitops', GITOPS),
-      notUsed(16, 'ci_access', CI),
       notUsed(44, 'user_access', 'Verdict has no Kubernetes API proxy for users'),
       notUsed(54, 'observability.logging.grpc_level', 'Verdict logs gRPC at observability.logging.level'),
       notUsed(55, 'observability.google_profiler', 'Verdict has no Google Cloud Profiler integration'),
@@ -124,16 +125,16 @@ describe('real config.yaml files of the GitLab agent', () => {
     expect(value.cilium?.alert_namespaces).toEqual(['shop', 'db']);
     expect(value.falco?.http?.listen).toBe('0.0.0.0:2801');
     // Blocks Verdict does not act on are not passed to the agent.
-    expect(Object.keys(value).sort()).toEqual(['cilium', 'falco', 'observability']);
-    expect(warnings.map((w) => `${w.line}: ${w.path}`)).toEqual(['11: gitops', '14: ci_access', '20: agent_upgrades']);
+    expect(Object.keys(value).sort()).toEqual(['ci_access', 'cilium', 'falco', 'observability']);
+    expect(warnings.map((w) => `${w.line}: ${w.path}`)).toEqual(['11: gitops', '20: agent_upgrades']);
   });
 
   it('17.11: ci_access.instance, every project of the instance', () => {
-    expect(warningsOf('ci_access:\n  instance:\n    access_as:\n      ci_job: {}\n    protected_branches_only: true\n')).toEqual([notUsed(1, 'ci_access', CI)]);
+    expect(warningsOf('ci_access:\n  instance:\n    access_as:\n      ci_job: {}\n    protected_branches_only: true\n')).toEqual([]);
   });
 
   it('accepts access_as: {agent: {}} without a warning about agent', () => {
-    expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent: {}\n')).toEqual([notUsed(1, 'ci_access', CI)]);
+    expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent: {}\n')).toEqual([]);
   });
 });
 
@@ -141,31 +142,6 @@ describe('keys Verdict does not use are checked with the original rules, as warn
   const suffix = (root: string) => `(the GitLab agent would refuse this; Verdict does not use ${root}, so it is ignored)`;
 
   it.each([
-    [
-      'access_as with two forms',
-      'ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent: {}\n        ci_job: {}\n',
-      '6: ci_access.projects[0].access_as: set only one of agent, impersonate, ci_job; found agent and ci_job',
-    ],
-    [
-      'access_as with none',
-      'ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent:\n',
-      '4: ci_access.projects[0].access_as: set exactly one of agent, impersonate, ci_job (agent has no value); e.g. access_as: {ci_job: {}}',
-    ],
-    [
-      'impersonate without username',
-      'ci_access:\n  groups:\n    - id: a\n      access_as:\n        impersonate:\n          groups: [x]\n',
-      '6: ci_access.groups[0].access_as.impersonate.username: is required',
-    ],
-    [
-      'extra without val',
-      'ci_access:\n  groups:\n    - id: a\n      access_as:\n        impersonate:\n          username: u\n          extra:\n            - key: k\n',
-      '8: ci_access.groups[0].access_as.impersonate.extra[0].val: is required',
-    ],
-    [
-      'protected_branches_only as text',
-      'ci_access:\n  groups:\n    - id: a\n      protected_branches_only: "yes"\n',
-      '4: ci_access.groups[0].protected_branches_only: must be true or false',
-    ],
     [
       'a ref with branch and tag',
       'gitops:\n  manifest_projects:\n    - ref:\n        branch: main\n        tag: v1\n',
@@ -234,7 +210,7 @@ describe('keys Verdict does not use are checked with the original rules, as warn
     );
   });
 
-  it('an unknown key inside an unused block is a warning with a suggestion', () => {
+  it('an unknown key inside a GitLab block (ci_access, used) is a warning with a suggestion', () => {
     expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      enviroments: [x]\n')).toContain(
       '4: ci_access.projects[0].enviroments: unknown key, ignored: no version of the GitLab agent or of Verdict has it (did you mean "environments"?)',
     );
@@ -249,6 +225,31 @@ describe('keys Verdict uses stay errors with file, path and line', () => {
       '3: observability.logging.level: must be one of info, debug, warn, error, got "verbose"',
     ],
     ['a mapping where a block belongs', 'cilium: [a]\n', '1: cilium: must be a mapping'],
+    [
+      'access_as with two forms',
+      'ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent: {}\n        ci_job: {}\n',
+      '6: ci_access.projects[0].access_as: set only one of agent, impersonate, ci_job; found agent and ci_job',
+    ],
+    [
+      'access_as with none',
+      'ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent:\n',
+      '4: ci_access.projects[0].access_as: set exactly one of agent, impersonate, ci_job (agent has no value); e.g. access_as: {ci_job: {}}',
+    ],
+    [
+      'impersonate without username',
+      'ci_access:\n  groups:\n    - id: a\n      access_as:\n        impersonate:\n          groups: [x]\n',
+      '6: ci_access.groups[0].access_as.impersonate.username: is required',
+    ],
+    [
+      'extra without val',
+      'ci_access:\n  groups:\n    - id: a\n      access_as:\n        impersonate:\n          username: u\n          extra:\n            - key: k\n',
+      '8: ci_access.groups[0].access_as.impersonate.extra[0].val: is required',
+    ],
+    [
+      'protected_branches_only as text',
+      'ci_access:\n  groups:\n    - id: a\n      protected_branches_only: "yes"\n',
+      '4: ci_access.groups[0].protected_branches_only: must be true or false',
+    ],
     [
       'a glob with an unclosed brace',
       'cilium:\n  hubble_relay_address: r:80\n  policies:\n    - glob: "policies/*.{yaml"\n',

@@ -100,7 +100,7 @@ function peerAddress(call: AnyCall): string | undefined {
 
 const defaultLimits = () => ({ token: new RateLimiter(TOKEN_LIMIT), failures: new RateLimiter(FAILURE_LIMIT) });
 
-function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<TunnelDeps['limits']>): AuthenticatedAgent | Refusal {
+function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<TunnelDeps['limits']>, limitCalls = true): AuthenticatedAgent | Refusal {
   // The version goes first: with a mismatch nothing else the agent says can be trusted to mean the same thing.
   const v = call.metadata.get(VERSION_METADATA)[0];
   if (typeof v === 'string' && !versionsCompatible(v, VERSION)) {
@@ -129,7 +129,7 @@ function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<Tunne
     return { code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated: the agent token is unknown or revoked; register the agent again and update the token Secret' };
   }
   const key = `token:${agent.token_id}`;
-  if (!limits.token.take(key)) {
+  if (limitCalls && !limits.token.take(key)) {
     rateLimited.inc({ limit: 'token' });
     deps.log.warn({ agent_name: agent.name, token_id: agent.token_id }, 'Refused an agent call: too many connection attempts with this token');
     return {
@@ -275,9 +275,9 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
   });
 
   // Modules serve their agent parts through the same door: one admission for every call.
-  const admit = (call: AnyCall, rpc: string) => {
+  const admit = (call: AnyCall, rpc: string, opts: { perCall?: boolean } = {}) => {
     sendVersion(call);
-    const agent = authenticate(call, deps, limits);
+    const agent = authenticate(call, deps, limits, !opts.perCall);
     if ('code' in agent) {
       call.emit('error', agent);
       return undefined;

@@ -22,6 +22,14 @@ export const serverConfigSchema = obj({
     cert_file: field(str({ nonEmpty: true, hint: 'path of a PEM certificate (chain)' }), { required: true }),
     key_file: field(str({ nonEmpty: true, hint: 'path of the PEM private key of cert_file' }), { required: true }),
   })),
+  // The CI/CD tunnel's Kubernetes API proxy (the original KAS's :8154): docs/ci-tunnel.md. Absent: not served.
+  kubernetes_api: field(obj({
+    listen: field(addr, { required: true }),
+    // Requests arrive under this path, removed before they reach the API server.
+    url_path_prefix: field(str({ pattern: /^\/(.*\/)?$/, hint: 'a path starting and ending with "/", e.g. /k8s-proxy/' }), { default: '/' }),
+    // The URL kubeconfigs name (a load balancer's); default: from listen.
+    url: field(str({ pattern: /^https?:\/\/\S+$/, hint: 'an http:// or https:// URL' })),
+  })),
   webhooks: field(webhooksConfigSchema), // signed, retried alert delivery: docs/webhooks.md
   kafka: field(kafkaConfigSchema), // replicas sharing one alert log: docs/kafka.md
   // Bounds on the alert store, enforced by a background purge: docs/feed.md.

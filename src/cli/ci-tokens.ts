@@ -1,0 +1,95 @@
+import { JobTokens, MAX_TTL_MS, type CiJob } from '../modules/ci-access/job-tokens.js';
+import { openServerDb } from '../server/store/server-db.js';
+import { parseDuration } from '../shared/config/duration.js';
+import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
+import { parseFlags, UsageError } from './args.js';
+
+const HELP = `Usage:
+  verdict ci-tokens create --project <path> [--environment <name>] [--ref <branch or tag>
+                           [--protected]] [--ttl <duration>] [--data-dir <dir>]
+      Issues the credential of one CI/CD job of project <path> (as ci_access names it:
+      group/project) and prints it, alone on stdout, once; only its SHA-256 hash is
+      stored. It expires after --ttl (default 1h, at most 24h). Turn it into a
+      KUBECONFIG with \`verdict kubeconfig --ci-token <token>\`.
+      --environment: the job's environment (ci_access environments rules);
+      --protected: the job runs on a protected --ref (protected_branches_only).
+  verdict ci-tokens list [--json] [--data-dir <dir>]
+      Job ids, projects, environments, refs, expiry and revocation; never the secrets.
+  verdict ci-tokens revoke <job-id> [--data-dir <dir>]
+      The job's next request through the tunnel is refused with 401.
+
+--data-dir is the server's data directory (default ${SERVER_DEFAULTS.data_dir}); the server
+may be running.
+`;
+
+export function jobLine(j: CiJob, now = Date.now()): string {
+  const state = j.revoked_at !== null ? `revoked ${new Date(j.revoked_at).toISOString()}` : j.expires_at <= now ? 'expired' : 'active';
+  return `${j.id}\t${j.project}\t${j.environment || '-'}\t${j.ref || '-'}${j.protected ? ' (protected)' : ''}\texpires ${new Date(j.expires_at).toISOString()}\t${state}\n`;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '--help' || sub === '-h') {
+    process.stdout.write(HELP);
+    return sub ? 0 : 2;
+  }
+  const { values, positionals } = parseFlags(
+    `ci-tokens ${sub}`,
+    rest,
+    {
+      project: { type: 'string' },
+      environment: { type: 'string' },
+      ref: { type: 'string' },
+      protected: { type: 'boolean' },
+      ttl: { type: 'string', default: '1h' },
+      json: { type: 'boolean' },
+      'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
+      help: { type: 'boolean' },
+    },
+    true,
+  );
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke')
+    throw new UsageError(`verdict ci-tokens: unknown subcommand "${sub}"; use create, list or revoke`);
+  if (sub === 'create') {
+    if (!values.project) throw new UsageError("verdict ci-tokens create: give --project <path> of the job's project (group/project, as in ci_access)");
+    if (values.protected && !values.ref) throw new UsageError('verdict ci-tokens create: --protected says --ref is protected; give --ref <branch or tag> too');
+    let ttlMs: number;
+    try {
+      ttlMs = parseDuration(values.ttl, '--ttl');
+    } catch (e) {
+      throw new UsageError(`verdict ci-tokens create: ${(e as Error).message}`);
+    }
+    if (ttlMs > MAX_TTL_MS) throw new UsageError('verdict ci-tokens create: --ttl is at most 24h: a job token lives as long as its job');
+  }
+  const db = openServerDb(values['data-dir']);
+  try {
+    const jobs = new JobTokens(db);
+    if (sub === 'create') {
+      const { token } = jobs.create({
+        project: values.project!,
+        ttlMs: parseDuration(values.ttl, '--ttl'),
+        ...(values.environment ? { environment: values.environment } : {}),
+        ...(values.ref ? { ref: values.ref } : {}),
+        protected: Boolean(values.protected),
+      });
+      process.stdout.write(`${token}\n`);
+      return 0;
+    }
+    if (sub === 'list') {
+      const list = jobs.list();
+      process.stdout.write(values.json ? `${JSON.stringify(list)}\n` : list.map((j) => jobLine(j)).join(''));
+      return 0;
+    }
+    const id = Number(positionals[0]);
+    if (!Number.isInteger(id)) throw new UsageError('verdict ci-tokens revoke: give the job id from `verdict ci-tokens list`');
+    if (!jobs.revoke(id)) throw new UsageError(`verdict ci-tokens revoke: no active CI job token with id ${id}; see \`verdict ci-tokens list\``);
+    process.stdout.write(`revoked ${id}\n`);
+    return 0;
+  } finally {
+    db.close();
+  }
+}

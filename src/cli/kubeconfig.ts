@@ -1,0 +1,103 @@
+import { readFileSync } from 'node:fs';
+import { CiAccessConfigs } from '../modules/ci-access/agent-configs.js';
+import { JobTokens } from '../modules/ci-access/job-tokens.js';
+import { agentsForJob, kubeconfigYaml } from '../modules/ci-access/kubeconfig.js';
+import { AgentRegistry } from '../server/agents/agent-registry.js';
+import { headCommit } from '../server/config/git-project.js';
+import { openServerDb } from '../server/store/server-db.js';
+import { loadServerConfigFile, SERVER_DEFAULTS, type ServerConfig } from '../shared/config/server-config.js';
+import { parseFlags, UsageError } from './args.js';
+
+const HELP = `Usage:
+  verdict kubeconfig --ci-token <token> [--config <server.yaml>] [--server <url>]
+                     [--certificate-authority <ca.pem>] [--data-dir <dir>]
+      Prints the KUBECONFIG of a CI/CD job (what GitLab injected into jobs): the
+      server's Kubernetes API proxy as the one cluster and, for every agent whose
+      ci_access allows the job's project (environment and protected-branch rules
+      included), a user agent:<id> with token ci:<id>:<token> and a context
+      <configuration project>:<agent> in the entry's default_namespace.
+      --server: the proxy's URL (default: kubernetes_api.url of --config, else its
+      listen address and url_path_prefix). --certificate-authority: the CA of the
+      proxy's TLS certificate, embedded. --config also gives data_dir and projects_dir.
+      Exit 1 when no agent allows the job, with every agent's reason.
+`;
+
+/** The proxy URL from the server's configuration. */
+export function proxyUrl(cfg: ServerConfig): string | undefined {
+  const k = cfg.kubernetes_api;
+  if (!k) return undefined;
+  if (k.url) return k.url;
+  const host = k.listen.replace(/^(0\.0\.0\.0|\[::\]|):/, '127.0.0.1:');
+  return `${cfg.tls ? 'https' : 'http'}://${host}${k.url_path_prefix === '/' ? '' : k.url_path_prefix.replace(/\/$/, '')}`;
+}
+
+export interface KubeconfigRequest {
+  ciToken: string;
+  /** The proxy's URL. */
+  server: string;
+  /** The server's data directory (tokens, agents). */
+  dataDir: string;
+  caPem?: string;
+  projectsDir?: string;
+}
+
+/** The job's KUBECONFIG; throws with every agent's reason when none allows the job. */
+export async function kubeconfigFor(r: KubeconfigRequest): Promise<string> {
+  const db = openServerDb(r.dataDir);
+  try {
+    const auth = new JobTokens(db).authenticate(r.ciToken);
+    if ('error' in auth) throw new Error(auth.error);
+    const { allowed, refused } = await agentsForJob(new AgentRegistry(db).list(), auth.job, new CiAccessConfigs(headCommit));
+    if (allowed.length === 0)
+      throw new Error(
+        `no agent allows project ${auth.job.project} (job ${auth.job.id})${refused.length ? `: ${refused.join('; ')}` : ': no agent is registered'}`,
+      );
+    return kubeconfigYaml({
+      server: r.server,
+      jobToken: r.ciToken,
+      agents: allowed,
+      ...(r.caPem ? { caPem: r.caPem } : {}),
+      ...(r.projectsDir ? { projectsDir: r.projectsDir } : {}),
+    });
+  } finally {
+    db.close();
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags('kubeconfig', argv, {
+    'ci-token': { type: 'string' },
+    config: { type: 'string' },
+    server: { type: 'string' },
+    'certificate-authority': { type: 'string' },
+    'data-dir': { type: 'string' },
+    help: { type: 'boolean' },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const token = values['ci-token']?.trim();
+  if (!token) throw new UsageError('verdict kubeconfig: give --ci-token <token> (from `verdict ci-tokens create`)');
+  const cfg = values.config ? loadServerConfigFile(values.config) : SERVER_DEFAULTS;
+  const server = values.server ?? proxyUrl(cfg);
+  if (!server) throw new UsageError('verdict kubeconfig: give --server <URL of the Kubernetes API proxy>, or --config with a kubernetes_api block');
+  let caPem: string | undefined;
+  if (values['certificate-authority']) {
+    try {
+      caPem = readFileSync(values['certificate-authority'], 'utf8');
+    } catch (e) {
+      throw new UsageError(`verdict kubeconfig: cannot read --certificate-authority: ${(e as Error).message}`);
+    }
+  }
+  process.stdout.write(
+    await kubeconfigFor({
+      ciToken: token,
+      server,
+      dataDir: values['data-dir'] ?? cfg.data_dir,
+      ...(caPem ? { caPem } : {}),
+      ...(cfg.projects_dir ? { projectsDir: cfg.projects_dir } : {}),
+    }),
+  );
+  return 0;
+}

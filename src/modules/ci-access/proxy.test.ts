@@ -1,0 +1,219 @@
+import * as grpc from '@grpc/grpc-js';
+import { mkdtempSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubernetesApiTunnelClient, type AgentFrame, type RequestHeader, type ServerFrame } from '../../gen/verdict/kubernetes_api.js';
+import { startServer, type RunningServer } from '../../server/server.js';
+import { createRootLogger } from '../../shared/log/logger.js';
+import { VERSION } from '../../shared/version.js';
+import { JobTokens } from './job-tokens.js';
+
+// The server's half of the CI tunnel in one process: the proxy listener and
+// the agent API's Connect calls, with a stand-in agent that answers over the
+// tunnel as the real one does (header, body chunks, end), so what the proxy
+// does with credentials, refusals, concurrency and a vanishing agent is seen
+// without an API server. The real agent and kubectl: test/ci-tunnel.
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+interface Seen {
+  header: RequestHeader;
+  body: string;
+}
+
+/** A stand-in agent: keeps `idle` Connect calls open; answers each request with what it received, as JSON. */
+function standInAgent(
+  address: string,
+  token: string,
+  idle: number,
+  onRequest?: (call: grpc.ClientDuplexStream<AgentFrame, ServerFrame>, h: RequestHeader) => boolean,
+) {
+  const client = new KubernetesApiTunnelClient(address, grpc.credentials.createInsecure());
+  let stopped = false;
+  const calls = new Set<grpc.ClientDuplexStream<AgentFrame, ServerFrame>>();
+  const seen: Seen[] = [];
+  const open = () => {
+    if (stopped) return;
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    md.set('verdict-version', VERSION);
+    const call = client.connect(md);
+    calls.add(call);
+    let header: RequestHeader | undefined;
+    let body = '';
+    call.on('error', () => undefined);
+    call.on('data', (f: ServerFrame) => {
+      const m = f.msg;
+      if (m?.$case === 'header') {
+        header = m.value;
+        open();
+        if (onRequest?.(call, m.value)) header = undefined;
+      } else if (m?.$case === 'data') body += m.value.toString();
+      else if (m?.$case === 'end' && header) {
+        seen.push({ header, body });
+        const out = Buffer.from(JSON.stringify({ header, body }));
+        call.write({ msg: { $case: 'header', value: { status: 200, headers: { 'content-type': { values: ['application/json'] } } } } });
+        // In two chunks, as a streamed answer would come.
+        call.write({ msg: { $case: 'data', value: out.subarray(0, 10) } });
+        call.write({ msg: { $case: 'data', value: out.subarray(10) } });
+        call.write({ msg: { $case: 'end', value: { trailers: {} } } });
+        call.end();
+      }
+    });
+  };
+  for (let i = 0; i < idle; i++) open();
+  return {
+    seen,
+    stop() {
+      stopped = true;
+      for (const c of calls) c.cancel();
+      client.close();
+    },
+  };
+}
+
+function send(port: number, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: body ? 'POST' : 'GET', headers }, (res) => {
+      let b = '';
+      res
+        .setEncoding('utf8')
+        .on('data', (d: string) => (b += d))
+        .on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const message = (r: { body: string }) => (JSON.parse(r.body) as { message: string }).message;
+
+describe('Kubernetes API proxy (server side)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-ci-proxy-'));
+  let server: RunningServer;
+  let port: number;
+  let agentId: number;
+  let agentToken: string;
+  let jobs: JobTokens;
+
+  beforeAll(async () => {
+    const project = join(dir, 'infra');
+    mkdirSync(join(project, '.gitlab/agents/edge'), { recursive: true });
+    writeFileSync(
+      join(project, '.gitlab/agents/edge/config.yaml'),
+      'ci_access:\n  projects:\n    - id: shop/app\n      access_as: {ci_job: {}}\n    - id: shop/ops\n',
+    );
+    const git = (...a: string[]) => execFileSync('git', ['-C', project, '-c', 'user.name=t', '-c', 'user.email=t@t', ...a]);
+    git('init', '-q', '-b', 'main');
+    git('add', '-A');
+    git('commit', '-q', '-m', 'c');
+    port = await freePort();
+    server = await startServer(
+      {
+        data_dir: join(dir, 'server'),
+        http_addr: '127.0.0.1:0',
+        grpc_addr: '127.0.0.1:0',
+        config_poll_interval: 100,
+        kubernetes_api: { listen: `127.0.0.1:${port}`, url_path_prefix: '/k8s-proxy/', url: undefined },
+      },
+      createRootLogger({ level: 'silent' }),
+    );
+    const r = server.agents.register('edge', project);
+    agentId = r.agent.id;
+    agentToken = r.token;
+    jobs = new JobTokens(server.db);
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  const bearer = (t: string) => ({ authorization: `Bearer ci:${agentId}:${t}` });
+
+  it('refuses with a Status from the server: 401 without or with an unparseable credential, 403 for a project the agent does not allow, 503 when the agent is away', async () => {
+    const none = await send(port, '/k8s-proxy/api', {});
+    expect(none.status).toBe(401);
+    expect(JSON.parse(none.body)).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Unauthorized', code: 401 });
+    expect(message(none)).toMatch(/^Verdict server: no credentials/);
+    expect((await send(port, '/k8s-proxy/api', { authorization: 'Bearer abc' })).status).toBe(401);
+    expect(message(await send(port, '/k8s-proxy/api', bearer('vdt_ci_nope')))).toMatch(/^Verdict server: the CI job token is unknown/);
+    const other = await send(port, '/k8s-proxy/api', bearer(jobs.create({ project: 'other/x', ttlMs: 60_000 }).token));
+    expect(other.status).toBe(403);
+    expect(message(other)).toBe(
+      'Verdict server: agent is not allowed: project other/x is not in ci_access.projects, under ci_access.groups or allowed by ci_access.instance of agent "edge"; add it to that agent\'s config.yaml',
+    );
+    const unknownAgent = await send(port, '/k8s-proxy/api', { authorization: `Bearer ci:999:${jobs.create({ project: 'shop/ops', ttlMs: 60_000 }).token}` });
+    expect(message(unknownAgent)).toMatch(/^Verdict server: agent is not allowed: no agent has id 999/);
+    const away = await send(port, '/k8s-proxy/api', bearer(jobs.create({ project: 'shop/ops', ttlMs: 60_000 }).token));
+    expect(away.status).toBe(503);
+    expect(message(away)).toMatch(/^Verdict server: the agent "edge" is not connected to this server/);
+    expect((await send(port, '/elsewhere', {})).status).toBe(404);
+  });
+
+  it('strips the credentials and the prefix, names the impersonated job, and carries the body both ways', async () => {
+    const agent = standInAgent(server.grpcAddress, agentToken, 2);
+    try {
+      const token = jobs.create({ project: 'shop/app', ttlMs: 60_000 }).token;
+      const r = await send(
+        port,
+        '/k8s-proxy/api/v1/namespaces/ci/configmaps?fieldManager=kubectl',
+        { ...bearer(token), cookie: 'a=b', 'content-type': 'application/json' },
+        '{"kind":"ConfigMap"}',
+      );
+      expect(r.status).toBe(200);
+      const echoed = JSON.parse(r.body) as Seen;
+      expect(echoed.body).toBe('{"kind":"ConfigMap"}');
+      expect(echoed.header.method).toBe('POST');
+      expect(echoed.header.uri).toBe('/api/v1/namespaces/ci/configmaps?fieldManager=kubectl');
+      expect(Object.keys(echoed.header.headers)).not.toContain('authorization');
+      expect(Object.keys(echoed.header.headers)).not.toContain('cookie');
+      expect(echoed.header.headers['content-type']).toEqual({ values: ['application/json'] });
+      expect(echoed.header.headers.via).toEqual({ values: ['1.1 verdict-server'] });
+      expect(echoed.header.impersonation?.username).toMatch(/^gitlab:ci_job:\d+$/);
+      expect(echoed.header.project).toBe('shop/app');
+      // access_as agent (the default): no impersonation.
+      const ops = JSON.parse((await send(port, '/k8s-proxy/api', bearer(jobs.create({ project: 'shop/ops', ttlMs: 60_000 }).token))).body) as Seen;
+      expect(ops.header.impersonation).toBeUndefined();
+    } finally {
+      agent.stop();
+    }
+  });
+
+  it('serves many requests at once over one agent connection with two idle calls', async () => {
+    const agent = standInAgent(server.grpcAddress, agentToken, 2);
+    try {
+      const token = jobs.create({ project: 'shop/ops', ttlMs: 60_000 }).token;
+      // More than the per-token burst of connection attempts (60): Connect calls are not counted as connections.
+      const rs = await Promise.all(Array.from({ length: 150 }, (_, i) => send(port, `/k8s-proxy/api/v1/x/${i}`, bearer(token), `body-${i}`)));
+      expect(rs.map((r) => r.status)).toEqual(rs.map(() => 200));
+      expect(rs.map((r) => (JSON.parse(r.body) as Seen).body)).toEqual(rs.map((_, i) => `body-${i}`));
+    } finally {
+      agent.stop();
+    }
+  });
+
+  it('an agent that goes away before answering: 502 saying so', async () => {
+    const agent = standInAgent(server.grpcAddress, agentToken, 1, (call) => {
+      call.cancel();
+      return true;
+    });
+    try {
+      const r = await send(port, '/k8s-proxy/api', bearer(jobs.create({ project: 'shop/ops', ttlMs: 60_000 }).token));
+      expect(r.status).toBe(502);
+      expect(message(r)).toMatch(/^Verdict server: the agent "edge" disconnected before it finished answering/);
+    } finally {
+      agent.stop();
+    }
+  });
+});

@@ -1,0 +1,249 @@
+import * as grpc from '@grpc/grpc-js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import type { AgentFrame, RequestHeader } from '../../gen/verdict/kubernetes_api.js';
+import type { AgentRecord } from '../../server/agents/agent-registry.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+import { decideAccess, impersonationFor } from './access.js';
+import type { CiAccessConfigs } from './agent-configs.js';
+import type { CiAccessConfig } from './config.js';
+import type { AgentTunnels, TunnelCall } from './agent-tunnels.js';
+import { headerLines, headersFromRaw, headersToNode } from './headers.js';
+import type { JobTokens } from './job-tokens.js';
+import { STATUS_HEADERS, statusBody } from './status.js';
+
+// The server's Kubernetes API proxy for CI/CD jobs: authenticates the job's
+// `Bearer ci:<agent id>:<job token>`, checks that the agent's ci_access allows
+// the job, strips the credentials and sends the request through one of the
+// agent's Connect calls, piping body and response both ways with
+// backpressure, for as long as either side keeps them open (watches, logs -f,
+// exec): no timeout of its own.
+
+export interface ProxyDeps {
+  jobs: JobTokens;
+  agentById(id: number): AgentRecord | undefined;
+  configs: CiAccessConfigs;
+  tunnels: AgentTunnels;
+  /** Path prefix of the listener ("/" or e.g. "/k8s-proxy/"). */
+  prefix: string;
+  log: Logger;
+  /** How long a request waits for a free call of a connected agent, and of one not connected (reconnecting). */
+  waitMs?: { connected: number; absent: number };
+}
+
+interface Refusal {
+  code: number;
+  message: string;
+}
+
+interface Route {
+  agent: AgentRecord;
+  header: RequestHeader;
+}
+
+// The caller's credentials never reach the agent or the API server.
+const CREDENTIALS = new Set(['authorization', 'cookie']);
+const BEARER = /^Bearer\s+ci:(\d+):(\S+)$/i;
+
+export class KubernetesApiProxy {
+  constructor(private readonly d: ProxyDeps) {}
+
+  /** Who is asking, for which agent, and whether they may: a Route or the refusal to answer with. */
+  async route(req: IncomingMessage, upgrade: boolean): Promise<Route | Refusal> {
+    const url = req.url ?? '/';
+    const prefix = this.d.prefix;
+    if (!url.startsWith(prefix) && `${url}/` !== prefix)
+      return { code: 404, message: `this listener serves the Kubernetes API under ${prefix}; use the server URL \`verdict kubeconfig\` prints` };
+    const auth = req.headers.authorization;
+    const m = auth ? BEARER.exec(auth) : null;
+    if (!m) {
+      return {
+        code: 401,
+        message: auth
+          ? 'the Authorization header is not "Bearer ci:<agent id>:<CI job token>"; use the kubeconfig `verdict kubeconfig --ci-token <token>` prints'
+          : 'no credentials: send "Authorization: Bearer ci:<agent id>:<CI job token>", e.g. with the kubeconfig `verdict kubeconfig --ci-token <token>` prints',
+      };
+    }
+    const auth2 = this.d.jobs.authenticate(m[2]!);
+    if ('error' in auth2) return { code: 401, message: auth2.error };
+    const job = auth2.job;
+    const agentId = Number(m[1]);
+    const agent = this.d.agentById(agentId);
+    if (!agent) return { code: 403, message: `agent is not allowed: no agent has id ${agentId}; \`verdict kubeconfig\` lists the agents this job may use` };
+    let block: CiAccessConfig | undefined;
+    try {
+      block = await this.d.configs.get(agent);
+    } catch (e) {
+      return {
+        code: 503,
+        message: `cannot read the configuration of agent "${agent.name}" to check its ci_access: ${errText(e)}; fix config.yaml in ${agent.config_project}`,
+      };
+    }
+    const decision = decideAccess(block, job, agent.name);
+    if (!decision.allowed) return { code: 403, message: `agent is not allowed: ${decision.reason}` };
+    const impersonation = impersonationFor(decision.access_as, { job, agentId: agent.id, configProject: agent.config_project });
+    const rest = url.startsWith(prefix) ? url.slice(prefix.length - 1) : '/';
+    const headers = headersFromRaw(req.rawHeaders, { upgrade, drop: CREDENTIALS });
+    (headers.via ??= { values: [] }).values.push(`${req.httpVersion} verdict-server`);
+    return {
+      agent,
+      header: { method: req.method ?? 'GET', uri: rest.startsWith('/') ? rest : `/${rest}`, headers, impersonation, job_id: job.id, project: job.project },
+    };
+  }
+
+  /** Serves one plain (not upgrading) request. */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const r = await this.route(req, false);
+    if ('code' in r) return refuse(res, r);
+    const taken = await this.takeCall(r.agent, req);
+    if ('code' in taken) return refuse(res, taken);
+    const { call, release } = taken;
+    const log = this.d.log.child({ agent_name: r.agent.name, ci_job_id: r.header.job_id });
+    let finished = false;
+    const finish = () => {
+      finished = true;
+      release();
+    };
+    call.write({ msg: { $case: 'header', value: r.header } });
+    pipeBody(req, call);
+    let answered = false;
+    const watch = /[?&]watch=(1|true)\b/.test(r.header.uri);
+    call.on('data', (f: AgentFrame) => {
+      const msg = f.msg;
+      if (!msg) return;
+      if (msg.$case === 'header') {
+        answered = true;
+        res.writeHead(msg.value.status, headersToNode(msg.value.headers));
+        // Headers go out at once: a watch may send nothing for minutes.
+        res.flushHeaders();
+      } else if (msg.$case === 'data') {
+        if (!res.write(msg.value)) {
+          call.pause();
+          res.once('drain', () => call.resume());
+        }
+      } else {
+        if (Object.keys(msg.value.trailers).length) res.addTrailers(headersToNode(msg.value.trailers));
+        res.end();
+        finish();
+        call.end();
+      }
+    });
+    const lost = (why: string) => {
+      if (finished) return;
+      finish();
+      const message = `the agent "${r.agent.name}" disconnected before it finished answering (${why}); the request may or may not have reached the API server. Check the agent's log and that it is connected, then retry`;
+      log.warn({ error: why }, 'CI tunnel: the agent went away mid-request');
+      if (!answered) return refuse(res, { code: 502, message });
+      // Mid-watch: end with an ERROR event kubectl prints, then the stream.
+      if (watch) res.end(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(502, 'server', message)) })}\n`);
+      else res.destroy(new Error(message));
+    };
+    call.on('error', (e: Error) => lost(errText(e)));
+    call.on('end', () => lost('its call ended'));
+    call.on('cancelled', () => lost('its call was cancelled'));
+    res.on('close', () => {
+      if (finished) return;
+      // The client went away (kubectl interrupted, a watch stopped): tell the agent to drop the request.
+      finish();
+      call.emit('error', { code: grpc.status.CANCELLED, details: 'the client closed the request' });
+    });
+  }
+
+  /** Serves a request that upgrades its connection (exec, attach, port-forward): after a 101 the socket and the call are piped raw. */
+  async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const r = await this.route(req, true);
+    if ('code' in r) return refuseSocket(socket, r);
+    const taken = await this.takeCall(r.agent, req);
+    if ('code' in taken) return refuseSocket(socket, taken);
+    const { call, release } = taken;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      release();
+      socket.destroy();
+    };
+    call.write({ msg: { $case: 'header', value: r.header } });
+    if (head.length) call.write({ msg: { $case: 'data', value: head } });
+    let answered = false;
+    call.on('data', (f: AgentFrame) => {
+      const msg = f.msg;
+      if (!msg) return;
+      if (msg.$case === 'header') {
+        answered = true;
+        socket.write(`HTTP/1.1 ${msg.value.status} ${STATUS_CODES[msg.value.status] ?? ''}\r\n${headerLines(headersToNode(msg.value.headers))}\r\n`);
+        // Only now may the client's bytes flow: before the 101 they would be a request body the API server refuses.
+        pipeBody(socket, call);
+      } else if (msg.$case === 'data') {
+        if (!socket.write(msg.value)) {
+          call.pause();
+          socket.once('drain', () => call.resume());
+        }
+      } else {
+        socket.end();
+        done = true;
+        release();
+        call.end();
+      }
+    });
+    const lost = (why: string) => {
+      if (done) return;
+      if (!answered)
+        refuseSocket(socket, { code: 502, message: `the agent "${r.agent.name}" disconnected before it answered (${why}); check the agent's log, then retry` });
+      finish();
+    };
+    call.on('error', (e: Error) => lost(errText(e)));
+    call.on('end', () => lost('its call ended'));
+    socket.on('close', () => {
+      if (done) return;
+      done = true;
+      release();
+      call.emit('error', { code: grpc.status.CANCELLED, details: 'the client closed the connection' });
+    });
+    socket.on('error', () => undefined);
+  }
+
+  private async takeCall(agent: AgentRecord, req: IncomingMessage): Promise<{ call: TunnelCall; release: () => void } | Refusal> {
+    const wait = this.d.waitMs ?? { connected: 10_000, absent: 2_000 };
+    const abort = new AbortController();
+    const onClose = () => abort.abort();
+    req.once('close', onClose);
+    const taken = await this.d.tunnels.take(agent.id, this.d.tunnels.connected(agent.id) ? wait.connected : wait.absent, abort.signal);
+    req.off('close', onClose);
+    if (taken) return taken;
+    return {
+      code: 503,
+      message: `the agent "${agent.name}" is not connected to this server; check that it runs, that its config.yaml has a ci_access block (the agent logs "CI tunnel: ready") and that it reaches the server, then retry`,
+    };
+  }
+}
+
+/** Client bytes into the call, with backpressure; an end frame when the client is done. */
+function pipeBody(from: NodeJS.ReadableStream & { destroyed?: boolean }, call: TunnelCall): void {
+  from.on('data', (chunk: Buffer) => {
+    if (!call.write({ msg: { $case: 'data', value: chunk } })) {
+      from.pause();
+      call.once('drain', () => from.resume());
+    }
+  });
+  from.on('end', () => {
+    if (!call.destroyed) call.write({ msg: { $case: 'end', value: { trailers: {} } } });
+  });
+}
+
+function refuse(res: ServerResponse, r: Refusal): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = statusBody(r.code, 'server', r.message);
+  res.writeHead(r.code, { ...STATUS_HEADERS, 'content-length': Buffer.byteLength(body) }).end(body);
+}
+
+function refuseSocket(socket: Duplex, r: Refusal): void {
+  const body = statusBody(r.code, 'server', r.message);
+  socket.end(
+    `HTTP/1.1 ${r.code} ${STATUS_CODES[r.code] ?? ''}\r\n${headerLines({ ...STATUS_HEADERS, 'content-length': Buffer.byteLength(body), connection: 'close' })}\r\n${body}`,
+  );
+}
