@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
@@ -7,6 +7,7 @@ import { AlertStore } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payloads.js';
 import { ConfigProject, freePort, killAll, REPO, spawnVerdict, tempDir, type VerdictProcess } from '../helpers/processes.js';
+import { Receiver } from '../webhooks/receiver.js';
 
 // The HTTP API does what its OpenAPI document says: Schemathesis generates
 // requests from /api/v1/openapi.json, valid and invalid, against a real server
@@ -26,6 +27,9 @@ describe('the HTTP API against its OpenAPI document (schemathesis --checks all)'
   let token = '';
   let tokenId = 0;
   const project = new ConfigProject(join(dir, 'config-project'));
+  // Webhook integrations to test against: one from the config file (read-only there), one made over the API.
+  const rx = new Receiver();
+  const integrations = ['from-file', 'from-api'];
 
   beforeAll(async () => {
     try {
@@ -52,13 +56,28 @@ describe('the HTTP API against its OpenAPI document (schemathesis --checks all)'
     token = admin.token;
     tokenId = admin.info.id;
     db.close();
+    await rx.listen();
+    const config = join(dir, 'server.yaml');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        webhooks: { allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'from-file', type: 'slack', url: rx.url('/services/T/B/file') }] },
+      }),
+    );
     const port = await freePort();
-    server = spawnVerdict(['server', '--data-dir', data, '--http-addr', `127.0.0.1:${port}`, '--grpc-addr', '127.0.0.1:0'], 'server');
+    server = spawnVerdict(['server', '--config', config, '--data-dir', data, '--http-addr', `127.0.0.1:${port}`, '--grpc-addr', '127.0.0.1:0'], 'server');
     await server.waitForLog((l) => l.msg === 'Verdict server started');
     url = `http://127.0.0.1:${port}`;
+    const made = await fetch(`${url}/api/v1/admin/integrations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'from-api', type: 'slack', url: rx.url('/services/T/B/api') }),
+    });
+    expect(made.status).toBe(201);
   });
   afterAll(async () => {
     await killAll();
+    await rx.close();
   });
 
   it('finds no failures and no server errors', async () => {
@@ -77,7 +96,7 @@ describe('the HTTP API against its OpenAPI document (schemathesis --checks all)'
         [SCRIPT, 'run', url, token, '--max-examples', String(MAX_EXAMPLES), '--seed', SEED, '--no-color', '--report', 'junit', '--report-dir', reports],
         {
           cwd: dir,
-          env: { ...process.env, VERDICT_SCHEMATHESIS_DATA: JSON.stringify({ cursors, config_project: project.dir, admin_token_id: tokenId }) },
+          env: { ...process.env, VERDICT_SCHEMATHESIS_DATA: JSON.stringify({ cursors, config_project: project.dir, admin_token_id: tokenId, integrations }) },
           maxBuffer: 64 * 1024 * 1024,
           timeout: 280_000,
         },
