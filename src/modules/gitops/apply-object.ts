@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { type KubeApi, KubeStatusError } from './kube/api.js';
 import { type Discovery, objectPath } from './kube/discovery.js';
 import { applyRefusal, type InventoryPolicy, ownerOf } from './inventory.js';
-import { ANNOTATION_OWNING_INVENTORY, type KubeObject, type ManifestObject } from './objects.js';
+import type { LiveIndex, LiveMeta } from './live-index.js';
+import { ANNOTATION_OWNING_INVENTORY, idKey, idOf, type KubeObject, type ManifestObject } from './objects.js';
 
 // One object applied: its live owner checked against the inventory policy,
 // then a server-side apply under Verdict's field manager with conflicts
@@ -22,6 +24,16 @@ export interface Applied {
 
 export interface ApplyContext {
   api: KubeApi;
+  /** What a list already told about existing objects (live-index.ts). */
+  known?: LiveIndex;
+  /**
+   * What this agent last applied per object (hash of the body, resourceVersion
+   * it got back). An object whose live resourceVersion is still that one has
+   * not changed since, so the same body is not sent again: an unchanged
+   * re-apply costs one list per kind, and drift (a new resourceVersion) is
+   * still applied over.
+   */
+  lastApplied?: Map<string, { hash: string; resourceVersion: string }>;
   discovery: Discovery;
   inventoryId: string;
   policy: InventoryPolicy;
@@ -46,20 +58,29 @@ export async function applyObject(m: ManifestObject, ctx: ApplyContext): Promise
   const ns = o.metadata.namespace ?? '';
   const path = objectPath(info, ns, o.metadata.name);
   try {
-    let live: KubeObject | undefined;
-    try {
-      live = (await ctx.api.request<KubeObject>({ method: 'GET', path, signal: ctx.signal })).body;
-    } catch (e) {
-      // A missing namespace answers 404 too: the apply below says which.
-      if (!(e instanceof KubeStatusError && e.status === 404)) throw e;
+    let live: LiveMeta | undefined;
+    const known = ctx.known?.get(idKey(idOf(o)));
+    if (known !== undefined) live = known ?? undefined;
+    else {
+      try {
+        const got = (await ctx.api.request<KubeObject>({ method: 'GET', path, signal: ctx.signal })).body;
+        live = { owner: ownerOf(got), resourceVersion: got.metadata.resourceVersion as string | undefined };
+      } catch (e) {
+        // A missing namespace answers 404 too: the apply below says which.
+        if (!(e instanceof KubeStatusError && e.status === 404)) throw e;
+      }
     }
-    const refusal = live ? applyRefusal(ctx.policy, ctx.inventoryId, ownerOf(live)) : undefined;
+    const refusal = live ? applyRefusal(ctx.policy, ctx.inventoryId, live.owner) : undefined;
     if (refusal) return { action: 'failed', reason: refusal };
     if (ctx.dryRun === 'client') return { action: live ? 'configured' : 'created' };
+    const key = idKey(idOf(o));
     const body: KubeObject = {
       ...o,
       metadata: { ...o.metadata, annotations: { ...o.metadata.annotations, [ANNOTATION_OWNING_INVENTORY]: ctx.inventoryId } },
     };
+    const hash = ctx.dryRun === 'none' && ctx.lastApplied ? createHash('sha256').update(JSON.stringify(body)).digest('hex') : '';
+    const last = hash ? ctx.lastApplied?.get(key) : undefined;
+    if (last && live && last.hash === hash && last.resourceVersion === live.resourceVersion && live.owner === ctx.inventoryId) return { action: 'unchanged' };
     const r = await ctx.api.request<KubeObject>({
       method: 'PATCH',
       path,
@@ -68,8 +89,8 @@ export async function applyObject(m: ManifestObject, ctx: ApplyContext): Promise
       contentType: 'application/apply-patch+yaml',
       signal: ctx.signal,
     });
-    const action: ApplyAction =
-      r.status === 201 || !live ? 'created' : r.body.metadata.resourceVersion === live.metadata.resourceVersion ? 'unchanged' : 'configured';
+    const action: ApplyAction = r.status === 201 || !live ? 'created' : r.body.metadata.resourceVersion === live.resourceVersion ? 'unchanged' : 'configured';
+    if (hash && typeof r.body.metadata.resourceVersion === 'string') ctx.lastApplied?.set(key, { hash, resourceVersion: r.body.metadata.resourceVersion });
     return { action, live: r.body };
   } catch (e) {
     if (ctx.signal?.aborted) throw e;

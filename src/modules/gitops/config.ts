@@ -49,6 +49,8 @@ const manifestProject = obj({
   prune_timeout: field(duration(), { default: 3_600_000 }),
   prune_propagation_policy: field(oneOf(['', 'orphan', 'background', 'foreground'] as const), { default: 'foreground' }),
   inventory_policy: field(oneOf(['', 'must_match', 'adopt_if_no_inventory', 'adopt_all'] as const), { default: 'must_match' }),
+  /** Verdict's own: how often a synchronised commit is applied again, correcting drift (the original: a fixed 5 min). */
+  resync_interval: field(duration({ min: 1000 }), { default: 300_000 }),
   resource_inclusions: field(list(resourceFilter)),
   resource_exclusions: field(list(resourceFilter)),
 });

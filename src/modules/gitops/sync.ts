@@ -4,6 +4,7 @@ import type { ManifestFile } from './decode.js';
 import { DecodeError } from './decode.js';
 import { type InventoryPolicy, type InventoryRef, readInventory, writeInventory } from './inventory.js';
 import { type KubeApi, KubeStatusError } from './kube/api.js';
+import { indexLive } from './live-index.js';
 import type { Discovery } from './kube/discovery.js';
 import { describeId, idKey, idOf, type ManifestObject } from './objects.js';
 import { DependencyError } from './order.js';
@@ -68,7 +69,14 @@ async function inPool<T, R>(items: readonly T[], n: number, fn: (t: T) => Promis
   return out;
 }
 
-type SyncDeps = { api: KubeApi; discovery: Discovery; inventory: InventoryRef; signal?: AbortSignal };
+type SyncDeps = {
+  api: KubeApi;
+  discovery: Discovery;
+  inventory: InventoryRef;
+  signal?: AbortSignal;
+  /** Kept by the caller across syncs of one project (apply-object.ts's lastApplied). */
+  lastApplied?: Map<string, { hash: string; resourceVersion: string }>;
+};
 
 export async function synchronize(files: readonly ManifestFile[], commit: string, s: SyncSettings, o: SyncDeps): Promise<SyncResult> {
   try {
@@ -108,8 +116,18 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
   for (const wave of p.waves) {
     if (signal?.aborted) break;
     await refreshNewKinds(wave, discovery, s.dryRun === 'none' ? 20 : 1, signal);
+    const known = await indexLive(api, discovery, wave, signal);
     const applied = await inPool(wave, CONCURRENCY, (m) =>
-      applyObject(m, { api, discovery, inventoryId: inventory.id, policy: s.inventoryPolicy, dryRun: s.dryRun, signal }),
+      applyObject(m, {
+        api,
+        discovery,
+        known,
+        ...(o.lastApplied ? { lastApplied: o.lastApplied } : {}),
+        inventoryId: inventory.id,
+        policy: s.inventoryPolicy,
+        dryRun: s.dryRun,
+        signal,
+      }),
     );
     const live = [];
     for (let i = 0; i < wave.length; i++) {

@@ -47,6 +47,7 @@ export class ProjectWorker {
   private latest: ObjectsBatch | undefined;
   private wake: (() => void) | undefined;
   private current: AbortController | undefined;
+  private readonly lastApplied = new Map<string, { hash: string; resourceVersion: string }>();
 
   constructor(private readonly o: WorkerOptions) {}
 
@@ -97,6 +98,7 @@ export class ProjectWorker {
             discovery: new Discovery(this.o.api),
             inventory: this.o.inventory,
             signal: abort.signal,
+            lastApplied: this.lastApplied,
           });
           const driftCorrected = resync && result.changed > 0;
           if (driftCorrected) {
