@@ -1,3 +1,4 @@
+import { createCiAccessModule } from '../modules/ci-access/agent.js';
 import { createCiliumModule } from '../modules/cilium/agent.js';
 import { falcoModule } from '../modules/falco/agent.js';
 import type { AgentModule } from './module.js';
@@ -13,5 +14,9 @@ export interface AgentModuleFlags {
 // The agent's module registry: a module is added by writing src/modules/<name>/
 // and naming its agent part here (and its server part in src/server/modules.ts).
 export function agentModules(flags: AgentModuleFlags): AgentModule<never>[] {
-  return [createCiliumModule({ policyPaths: flags.policyPaths, ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}) }), falcoModule] as AgentModule<never>[];
+  return [
+    createCiliumModule({ policyPaths: flags.policyPaths, ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}) }),
+    falcoModule,
+    createCiAccessModule(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
+  ] as AgentModule<never>[];
 }

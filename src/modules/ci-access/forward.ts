@@ -1,0 +1,214 @@
+import type * as grpc from '@grpc/grpc-js';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import type { KubeConnection, KubeRequestOptions } from '../../agent/kubernetes/connection.js';
+import type { AgentFrame, Impersonation, RequestHeader, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
+import { headersFromRaw, headersToNode, type HeaderMap } from './headers.js';
+import { statusBody, STATUS_HEADERS } from './status.js';
+
+// The agent's side of one proxied request: sends it to the API server with the
+// agent's own credentials, as whom the server says (access_as), and pipes the
+// answer back on the same call, with backpressure both ways. An upgrade (exec,
+// attach, port-forward) becomes a raw two-way pipe after the 101.
+
+export type AgentCall = grpc.ClientDuplexStream<AgentFrame, ServerFrame>;
+
+/** Impersonate-* headers for an identity, as client-go writes them (extra keys percent-encoded). */
+export function impersonationHeaders(i: Impersonation): Record<string, string | string[]> {
+  const h: Record<string, string | string[]> = { 'impersonate-user': i.username };
+  if (i.groups.length) h['impersonate-group'] = i.groups;
+  if (i.uid) h['impersonate-uid'] = i.uid;
+  for (const [k, v] of Object.entries(i.extra)) h[`impersonate-extra-${encodeURIComponent(k)}`] = v.values;
+  return h;
+}
+
+export class ApiForwarder {
+  private agentKey = '';
+  private agent: HttpsAgent | undefined;
+  private readonly base: URL;
+
+  constructor(
+    private readonly kube: KubeConnection,
+    private readonly log: Logger,
+  ) {
+    this.base = new URL(kube.server);
+  }
+
+  /** Serves the request whose header arrived on the call; resolves when the call is over. */
+  async forward(call: AgentCall, h: RequestHeader): Promise<void> {
+    // Frames that come while we get credentials wait in the call's buffer.
+    call.pause();
+    const upgrade = Boolean(h.headers.upgrade);
+    if (h.impersonation && Object.keys(h.headers).some((k) => k.startsWith('impersonate-'))) {
+      return answer(
+        call,
+        403,
+        `the request impersonates (${Object.keys(h.headers)
+          .filter((k) => k.startsWith('impersonate-'))
+          .join(
+            ', ',
+          )}) but this agent's ci_access already makes it act as "${h.impersonation.username}" (access_as), and nested impersonation is not supported; drop --as/--as-group, or use access_as: {agent: {}} for project ${h.project}`,
+      );
+    }
+    let opts: KubeRequestOptions;
+    try {
+      opts = await this.kube.requestOptions();
+    } catch (e) {
+      return answer(call, 502, `cannot get credentials for the Kubernetes API server: ${errText(e)}`);
+    }
+    const headers: Record<string, string | string[]> = {
+      ...headersToNode(withoutHost(h.headers)),
+      ...opts.headers,
+      ...(h.impersonation ? impersonationHeaders(h.impersonation) : {}),
+    };
+    const https = this.base.protocol === 'https:';
+    const { headers: _, ...tls } = opts;
+    const req: ClientRequest = (https ? httpsRequest : httpRequest)({
+      ...tls,
+      protocol: this.base.protocol,
+      hostname: this.base.hostname.replace(/^\[|\]$/g, ''),
+      port: this.base.port || (https ? 443 : 80),
+      method: h.method,
+      path: `${this.base.pathname.replace(/\/+$/, '')}${h.uri}`,
+      headers,
+      agent: upgrade ? false : (opts.agent ?? (https ? this.keepAlive(tls) : undefined)),
+    });
+    req.setNoDelay(true);
+    // An upgrade request has no body: its headers go now, and bytes the client sends come after the 101.
+    if (upgrade) req.end();
+    let upgraded: Socket | undefined;
+    const early: Buffer[] = [];
+    let answered = false;
+    let over = false;
+    const done = new Promise<void>((resolve) => {
+      const finish = () => {
+        over = true;
+        resolve();
+      };
+      req.on('response', (res: IncomingMessage) => {
+        answered = true;
+        call.write({ msg: { $case: 'header', value: { status: res.statusCode ?? 502, headers: headersFromRaw(res.rawHeaders) } } });
+        res.on('data', (chunk: Buffer) => {
+          if (!call.write({ msg: { $case: 'data', value: chunk } })) {
+            res.pause();
+            call.once('drain', () => res.resume());
+          }
+        });
+        res.on('end', () => {
+          call.write({ msg: { $case: 'end', value: { trailers: headersFromRaw(res.rawTrailers) } } });
+          call.end();
+          finish();
+        });
+        res.on('error', (e) => {
+          this.log.warn({ error: errText(e) }, 'CI tunnel: the API server broke off a response');
+          call.cancel();
+          finish();
+        });
+      });
+      req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
+        answered = true;
+        call.write({ msg: { $case: 'header', value: { status: res.statusCode ?? 101, headers: headersFromRaw(res.rawHeaders, { upgrade: true }) } } });
+        if (head.length) call.write({ msg: { $case: 'data', value: head } });
+        socket.setNoDelay(true);
+        socket.on('data', (chunk: Buffer) => {
+          if (!call.write({ msg: { $case: 'data', value: chunk } })) {
+            socket.pause();
+            call.once('drain', () => socket.resume());
+          }
+        });
+        socket.on('end', () => {
+          call.write({ msg: { $case: 'end', value: { trailers: {} } } });
+          call.end();
+        });
+        socket.on('close', finish);
+        socket.on('error', () => call.cancel());
+        call.on('error', () => socket.destroy());
+        // From here on the server's data frames are raw bytes for the socket.
+        upgraded = socket;
+        for (const b of early.splice(0)) socket.write(b);
+      });
+      req.on('error', (e) => {
+        if (!answered)
+          answer(
+            call,
+            502,
+            `cannot reach the Kubernetes API server at ${this.kube.server} (credentials: ${this.kube.source}): ${errText(e)}; check that the API server is up and reachable from the agent's pod`,
+          );
+        else call.cancel();
+        finish();
+      });
+    });
+    call.on('data', (f: ServerFrame) => {
+      const msg = f.msg;
+      if (!msg || msg.$case === 'header') return;
+      if (upgrade && !upgraded) {
+        if (msg.$case === 'data') early.push(msg.value);
+        return;
+      }
+      const to: NodeJS.WritableStream = upgraded ?? req;
+      if (msg.$case === 'data') {
+        if (!to.write(msg.value)) {
+          call.pause();
+          (upgraded ?? req).once('drain', () => call.resume());
+        }
+      } else if (upgraded) upgraded.end();
+      else req.end();
+    });
+    // The server ends the call with an error when kubectl goes away: stop the request (a watch, logs -f).
+    call.on('error', () => {
+      if (!over) req.destroy();
+    });
+    call.resume();
+    await done;
+  }
+
+  /** One keep-alive pool per set of TLS material: requests reuse connections to the API server. */
+  private keepAlive(tls: Omit<KubeRequestOptions, 'headers'>): HttpsAgent {
+    const key = JSON.stringify([tls.ca, tls.cert, tls.key, tls.servername, tls.rejectUnauthorized]);
+    if (!this.agent || key !== this.agentKey) {
+      this.agent?.destroy();
+      this.agentKey = key;
+      this.agent = new HttpsAgent({
+        keepAlive: true,
+        maxFreeSockets: 16,
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        servername: tls.servername,
+        rejectUnauthorized: tls.rejectUnauthorized,
+      } as ConstructorParameters<typeof HttpsAgent>[0]);
+    }
+    return this.agent;
+  }
+
+  close(): void {
+    this.agent?.destroy();
+  }
+}
+
+function withoutHost(h: HeaderMap): HeaderMap {
+  const { host: _, ...rest } = h;
+  return rest;
+}
+
+/** Answers the call with a Status from the agent and ends it. */
+function answer(call: AgentCall, code: number, message: string): void {
+  const body = statusBody(code, 'agent', message);
+  call.write({
+    msg: {
+      $case: 'header',
+      value: {
+        status: code,
+        headers: Object.fromEntries(
+          Object.entries({ ...STATUS_HEADERS, 'content-length': String(Buffer.byteLength(body)) }).map(([k, v]) => [k, { values: [v] }]),
+        ),
+      },
+    },
+  });
+  call.write({ msg: { $case: 'data', value: Buffer.from(body) } });
+  call.write({ msg: { $case: 'end', value: { trailers: {} } } });
+  call.end();
+  call.resume();
+}

@@ -1,0 +1,172 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import * as https from 'node:https';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { startAgent, type RunningAgent } from '../../src/agent/agent.js';
+import { kubeconfigFor } from '../../src/cli/kubeconfig.js';
+import { createCiAccessModule } from '../../src/modules/ci-access/agent.js';
+import { JobTokens, type NewJob } from '../../src/modules/ci-access/job-tokens.js';
+import { startServer, type RunningServer } from '../../src/server/server.js';
+import type { ServerConfig } from '../../src/shared/config/server-config.js';
+import { createRootLogger } from '../../src/shared/log/logger.js';
+import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helpers/processes.js';
+import { makeCerts } from '../tunnel/harness.js';
+
+// A server with the Kubernetes API proxy and an agent with the CI tunnel, in
+// this process, in front of a real API server (or a peer standing in for one).
+// The agent reaches the server through a TCP relay the test can cut, as a
+// network failure or a killed agent pod would.
+
+export interface CiEnv {
+  dir: string;
+  project: ConfigProject;
+  server: RunningServer;
+  agent: RunningAgent;
+  agentId: number;
+  /** https://127.0.0.1:<port>/k8s-proxy, the Kubernetes API proxy */
+  proxyUrl: string;
+  /** The CA of the proxy's certificate (for fetch: NODE_EXTRA_CA_CERTS does not apply in-process, use fetchProxy). */
+  caPem: string;
+  logs: LogLine[];
+  /** A GET to the proxy with these headers (trusting its CA). */
+  get(path: string, headers: Record<string, string>): Promise<{ status: number; body: string }>;
+  /** Issues a job token (as `verdict ci-tokens create`). */
+  jobToken(job: Partial<NewJob> & { project: string }): string;
+  /** Writes the KUBECONFIG `verdict kubeconfig --ci-token` prints for the token; returns its path. */
+  kubeconfig(token: string): Promise<string>;
+  /** Destroys the agent's connections to the server (and refuses new ones while cut). */
+  cutAgent(): void;
+  restoreAgent(): void;
+  stop(): Promise<void>;
+}
+
+/** A TCP relay to `to` whose connections can be cut. */
+async function relay(to: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server: Server = createServer((client: Socket) => {
+    if (cut) return client.destroy();
+    const upstream = connect(to, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.pipe(upstream).pipe(client);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    cut() {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      cut = false;
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export async function startCiEnv(o: { configYaml: string; agentKubeconfig: string; agentName?: string }): Promise<CiEnv> {
+  const dir = tempDir('verdict-ci-');
+  const name = o.agentName ?? 'edge';
+  const project = new ConfigProject(join(dir, 'infra'));
+  project.commit({ [`.gitlab/agents/${name}/config.yaml`]: o.configYaml });
+  const logs: LogLine[] = [];
+  const sink = new PassThrough();
+  sink.setEncoding('utf8');
+  let buf = '';
+  sink.on('data', (d: string) => {
+    buf += d;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not JSON
+      }
+      if (process.env.VERDICT_TEST_LOGS) process.stderr.write(`${line}\n`);
+    }
+  });
+  const log = createRootLogger({ level: 'info', destination: sink });
+  const proxyPort = await freePort();
+  // kubectl sends a bearer token only over TLS: the proxy serves HTTPS, as KAS did.
+  const certs = makeCerts(dir);
+  const cfg: ServerConfig = {
+    data_dir: join(dir, 'server'),
+    http_addr: '127.0.0.1:0',
+    grpc_addr: '127.0.0.1:0',
+    config_poll_interval: 200,
+    tls: { cert_file: certs.cert, key_file: certs.key },
+    kubernetes_api: { listen: `127.0.0.1:${proxyPort}`, url_path_prefix: '/k8s-proxy/', url: undefined },
+  };
+  const server = await startServer(cfg, log);
+  const { agent: record, token } = server.agents.register(name, project.dir);
+  const grpcPort = Number(server.grpcAddress.split(':').pop());
+  const r = await relay(grpcPort);
+  writeFileSync(join(dir, 'agent-token'), token);
+  const agent = await startAgent(
+    {
+      kasAddress: `grpcs://127.0.0.1:${r.port}`,
+      caCertFile: certs.ca,
+      tokenFile: join(dir, 'agent-token'),
+      dataDir: join(dir, 'agent'),
+      observabilityAddr: '',
+      spoolMaxBytes: 1 << 20,
+      backoff: { initialMs: 200, maxMs: 1000 },
+      modules: [createCiAccessModule({ kubeconfig: o.agentKubeconfig, backoff: { initialMs: 100, maxMs: 500 } })],
+    },
+    log,
+  );
+  await until(() => logs.some((l) => l.msg === 'CI tunnel: ready'), 20_000, "the agent's CI tunnel");
+  const jobs = new JobTokens(server.db);
+  const proxyUrl = `https://127.0.0.1:${proxyPort}/k8s-proxy`;
+  const caPem = readFileSync(certs.ca, 'utf8');
+  let n = 0;
+  return {
+    dir,
+    project,
+    server,
+    agent,
+    agentId: record.id,
+    proxyUrl,
+    caPem,
+    logs,
+    get: (path, headers) =>
+      new Promise((resolve, reject) => {
+        https
+          .get(`${proxyUrl}${path}`, { ca: caPem, headers }, (res) => {
+            let body = '';
+            res
+              .setEncoding('utf8')
+              .on('data', (d: string) => (body += d))
+              .on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          })
+          .on('error', reject);
+      }),
+    jobToken: (job) => jobs.create({ ttlMs: 3600_000, ...job }).token,
+    async kubeconfig(t) {
+      const file = join(dir, `kubeconfig-${++n}`);
+      writeFileSync(file, await kubeconfigFor({ ciToken: t, server: proxyUrl, dataDir: cfg.data_dir, caPem }));
+      return file;
+    },
+    cutAgent: () => r.cut(),
+    restoreAgent: () => r.restore(),
+    async stop() {
+      await agent.stop().catch(() => undefined);
+      await r.close();
+      await server.close();
+    },
+  };
+}
