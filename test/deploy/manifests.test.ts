@@ -110,11 +110,19 @@ describe('deploy manifests', () => {
     // The pod runs as the ServiceAccount the ClusterRole is bound to, and that role only reads network policies.
     const sa = agent.find((o) => o.kind === 'ServiceAccount')!;
     expect(d.spec!.template!.spec.serviceAccountName).toBe(sa.metadata.name);
-    const binding = agent.find((o) => o.kind === 'ClusterRoleBinding')!;
-    const role = agent.find((o) => o.kind === 'ClusterRole')!;
+    const binding = agent.find((o) => o.kind === 'ClusterRoleBinding' && o.metadata.name === 'verdict-agent-policy-reader')!;
+    const role = agent.find((o) => o.kind === 'ClusterRole' && o.metadata.name === 'verdict-agent-policy-reader')!;
     expect(binding.roleRef!.name).toBe(role.metadata.name);
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);
-    expect(agent.filter((o) => /Role/.test(o.kind)).map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding']);
+    // Besides it, the CI tunnel's impersonate role (test/ci-tunnel/rbac.test.ts), bound to the same ServiceAccount.
+    expect(agent.filter((o) => /Role/.test(o.kind)).map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
+      'ClusterRole/verdict-agent-impersonate',
+      'ClusterRole/verdict-agent-policy-reader',
+      'ClusterRoleBinding/verdict-agent-impersonate',
+      'ClusterRoleBinding/verdict-agent-policy-reader',
+    ]);
+    const impersonate = agent.find((o) => o.kind === 'ClusterRole' && o.metadata.name === 'verdict-agent-impersonate')!;
+    expect(new Set(impersonate.rules!.flatMap((r) => r.verbs))).toEqual(new Set(['impersonate']));
     expect(new Set(role.rules!.flatMap((r) => r.resources))).toEqual(new Set(['ciliumnetworkpolicies', 'ciliumclusterwidenetworkpolicies', 'networkpolicies']));
     // Probes hit the --observability-addr port.
     const obsPort = Number(/:(\d+)$/.exec(flag(args, 'observability-addr')!)![1]);
