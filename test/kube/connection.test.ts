@@ -181,13 +181,13 @@ describe('kubeconfig, as kubectl reads it', () => {
     expect(await whoami(conn)).toBe('system:serviceaccount:verdict-agent:verdict-agent');
   });
 
-  it('an exec plugin runs for the first request and again once its credential has expired', async () => {
+  it('an exec plugin runs for the first request and again once its credential has expired; relative command and KUBERNETES_EXEC_INFO as kubectl', async () => {
     const dir = tmp();
     const plugin = join(dir, 'plugin.sh');
-    // Counts its runs; the credential expires 2 s after it is issued.
+    // Counts its runs and keeps what it was told; the credential expires 2 s after it is issued.
     writeFileSync(
       plugin,
-      `#!/bin/sh\necho run >> "${join(dir, 'runs')}"\nexp=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s","expirationTimestamp":"%s"}}' "$TOKEN" "$exp"\n`,
+      `#!/bin/sh\necho run >> "${join(dir, 'runs')}"\nprintf '%s' "$KUBERNETES_EXEC_INFO" > "${join(dir, 'info.json')}"\nexp=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s","expirationTimestamp":"%s"}}' "$TOKEN" "$exp"\n`,
     );
     chmodSync(plugin, 0o755);
     writeFileSync(
@@ -203,7 +203,9 @@ describe('kubeconfig, as kubectl reads it', () => {
             user: {
               exec: {
                 apiVersion: 'client.authentication.k8s.io/v1',
-                command: plugin,
+                // Relative with a slash: to the kubeconfig's directory, not the working directory.
+                command: './plugin.sh',
+                provideClusterInfo: true,
                 env: [{ name: 'TOKEN', value: await token('verdict-agent') }],
                 interactiveMode: 'Never',
               },
@@ -218,6 +220,14 @@ describe('kubeconfig, as kubectl reads it', () => {
     expect(await whoami(conn)).toBe('system:serviceaccount:verdict-agent:verdict-agent');
     expect(await get(conn, CNPS)).toBe(200);
     expect(runs()).toBe(1);
+    const info = JSON.parse(readFileSync(join(dir, 'info.json'), 'utf8')) as {
+      apiVersion: string;
+      spec: { interactive: boolean; cluster: Record<string, string> };
+    };
+    expect(info.apiVersion).toBe('client.authentication.k8s.io/v1');
+    expect(info.spec.interactive).toBe(false);
+    expect(info.spec.cluster.server).toBe(kube.server);
+    expect(info.spec.cluster['certificate-authority-data']).toBe(readFileSync(kube.caFile).toString('base64'));
     await new Promise((r) => setTimeout(r, 2500));
     expect(await get(conn, CNPS)).toBe(200);
     expect(runs()).toBe(2);

@@ -129,7 +129,7 @@ function fromFiles(files: readonly string[], how: string): KubeConnection {
       throw new Error(`cannot load the kubeconfig ${file} (${how}): ${(e as Error).message}; check the file with: kubectl --kubeconfig ${file} config view`);
     }
     for (const c of kc.getClusters()) if (!clusters.has(c.name)) clusters.set(c.name, c);
-    for (const u of kc.getUsers()) if (!users.has(u.name)) users.set(u.name, u);
+    for (const u of kc.getUsers()) if (!users.has(u.name)) users.set(u.name, execRelativeTo(u, dirname(file)));
     for (const c of kc.getContexts()) if (!contexts.has(c.name)) contexts.set(c.name, c);
     for (const u of raw?.users ?? []) {
       const tf = u?.user?.tokenFile;
@@ -154,11 +154,60 @@ function fromFiles(files: readonly string[], how: string): KubeConnection {
   return connection(kc, `kubeconfig ${files.join(delimiter)} (context ${currentContext})`, tokenFiles);
 }
 
-function connection(kc: KubeConfig, source: string, tokenFiles: ReadonlyMap<string, string>): KubeConnection {
-  const cluster = kc.getCurrentCluster();
+interface ExecConfig {
+  command?: string;
+  env?: { name: string; value: string }[] | null;
+  provideClusterInfo?: boolean;
+  apiVersion?: string;
+}
+
+/** client-go runs an exec plugin's command given with a path separator relative to the kubeconfig's directory; the library from the working directory. */
+function execRelativeTo(u: User, dir: string): User {
+  const exec = u.exec as ExecConfig | undefined;
+  if (!exec?.command || isAbsolute(exec.command) || !exec.command.includes('/')) return u;
+  return { ...u, exec: { ...exec, command: join(dir, exec.command) } };
+}
+
+/**
+ * Tells an exec plugin what kubectl tells it (KUBERNETES_EXEC_INFO): that no
+ * one can answer a prompt, and the cluster when provideClusterInfo asks for it.
+ * Plugins that can log in interactively decide by this; the library does not set it.
+ */
+function withExecInfo(kc: KubeConfig, cluster: Cluster, userName: string): KubeConfig {
+  const user = kc.getUser(userName);
+  const exec = user?.exec as ExecConfig | undefined;
+  if (!user || !exec) return kc;
+  const info = {
+    kind: 'ExecCredential',
+    apiVersion: exec.apiVersion ?? 'client.authentication.k8s.io/v1',
+    spec: {
+      interactive: false,
+      ...(exec.provideClusterInfo
+        ? {
+            cluster: {
+              server: cluster.server,
+              ...(cluster.tlsServerName ? { 'tls-server-name': cluster.tlsServerName } : {}),
+              ...(cluster.skipTLSVerify ? { 'insecure-skip-tls-verify': true } : {}),
+              ...(cluster.caData || cluster.caFile ? { 'certificate-authority-data': cluster.caData ?? readFileSync(cluster.caFile!).toString('base64') } : {}),
+              ...(cluster.proxyUrl ? { 'proxy-url': cluster.proxyUrl } : {}),
+            },
+          }
+        : {}),
+    },
+  };
+  const env = [...(exec.env ?? []).filter((e) => e.name !== 'KUBERNETES_EXEC_INFO'), { name: 'KUBERNETES_EXEC_INFO', value: JSON.stringify(info) }];
+  const users = kc.getUsers().map((u) => (u.name === userName ? { ...u, exec: { ...exec, env } } : u));
+  const out = new KubeConfig();
+  out.loadFromOptions({ clusters: kc.getClusters(), users, contexts: kc.getContexts(), currentContext: kc.getCurrentContext() });
+  return out;
+}
+
+function connection(loaded: KubeConfig, source: string, tokenFiles: ReadonlyMap<string, string>): KubeConnection {
+  const cluster = loaded.getCurrentCluster();
   if (!cluster?.server) throw new Error(`${source}: the cluster has no server address`);
-  const ctx = kc.getContextObject(kc.getCurrentContext());
+  const ctx = loaded.getContextObject(loaded.getCurrentContext());
   const userName = ctx?.user ?? '';
+  const kc = withExecInfo(loaded, cluster, userName);
   return {
     server: cluster.server.replace(/\/+$/, ''),
     source,
