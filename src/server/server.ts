@@ -17,6 +17,7 @@ import { RETENTION_DEFAULTS, startRetention } from './store/retention.js';
 import { addTunnelServices, StreamRegistry } from './tunnel/grpc-service.js';
 import { grpcServerCredentials, loadTls, type TlsMaterial } from './tunnel/tls.js';
 import { registerAgentWebSocket } from './tunnel/ws-route.js';
+import { AGENT_WS_PATH } from '../shared/agent-api.js';
 import { startWebhooks, type WebhooksService } from './webhooks/service.js';
 import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from './kafka/replica.js';
 import type { StartedServerModule } from './module.js';
@@ -164,7 +165,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
       data_dir: cfg.data_dir,
       version: VERSION,
       tls: Boolean(tls),
-      agent_websocket_path: '/-/kubernetes-agent/',
+      agent_websocket_path: AGENT_WS_PATH,
     },
     'Verdict server started',
   );

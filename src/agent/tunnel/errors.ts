@@ -1,12 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import type { KasAddress } from './kas-address.js';
+import { AGENT_WS_PATH } from '../../shared/agent-api.js';
 
 // Log text for failed calls and connections, with the fix for the cases
 // operators meet most: the troubleshooting table of the original (no such host,
 // missing slash, scheme mismatch, unknown CA, revoked token) plus rate limits
 // and version mismatches.
 
-const WS_PATH = '/-/kubernetes-agent/';
 
 /** Explains a connection-level failure text (from grpc-js or the WebSocket dial); undefined when nothing specific applies. */
 export function explainTransportError(text: string, a: KasAddress): string | undefined {
@@ -25,13 +25,13 @@ export function explainTransportError(text: string, a: KasAddress): string | und
     return `${a.target} does not speak TLS (${text}); use ${ws ? 'ws' : 'grpc'}:// for it, or configure tls on the server`;
   }
   if (ws && /Expected HTTP\/|HPE_INVALID_CONSTANT|Parse Error/i.test(text)) {
-    return `${a.target} did not answer HTTP/1.1 (${text}): it is probably the server's gRPC port; use grpc${tls ? 's' : ''}://${a.target} for that port, or point ${a.scheme}:// at the server's HTTP address (--http-addr) with the path ${WS_PATH}`;
+    return `${a.target} did not answer HTTP/1.1 (${text}): it is probably the server's gRPC port; use grpc${tls ? 's' : ''}://${a.target} for that port, or point ${a.scheme}:// at the server's HTTP address (--http-addr) with the path ${AGENT_WS_PATH}`;
   }
   if (!ws && tls && /no application protocol/i.test(text)) {
-    return `${a.target} does not serve gRPC (${text}): it is probably the server's HTTP port; use wss://${a.target}${WS_PATH} for that port, or point grpcs:// at the server's gRPC address (--grpc-addr)`;
+    return `${a.target} does not serve gRPC (${text}): it is probably the server's HTTP port; use wss://${a.target}${AGENT_WS_PATH} for that port, or point grpcs:// at the server's gRPC address (--grpc-addr)`;
   }
   if (!ws && /Protocol error/i.test(text)) {
-    return `${a.target} answered with HTTP/1.1, not gRPC (${text}): it is probably the server's HTTP port; use ${tls ? 'wss' : 'ws'}://${a.target}${WS_PATH} for that port, or point ${a.scheme}:// at the server's gRPC address (--grpc-addr)`;
+    return `${a.target} answered with HTTP/1.1, not gRPC (${text}): it is probably the server's HTTP port; use ${tls ? 'wss' : 'ws'}://${a.target}${AGENT_WS_PATH} for that port, or point ${a.scheme}:// at the server's gRPC address (--grpc-addr)`;
   }
   if (!tls && /socket hang up|ECONNRESET|Failed to connect|Connection dropped|Connection closed/i.test(text)) {
     return `${a.target} closed the connection before ${ws ? 'the WebSocket handshake' : 'gRPC'} completed (${text}); if the server serves TLS there, use ${ws ? 'wss' : 'grpcs'}://`;

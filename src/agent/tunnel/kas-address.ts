@@ -2,6 +2,8 @@
 // reach the server's gRPC listener; ws:// and wss:// carry the same gRPC API in
 // a WebSocket on its HTTP listener (path /-/kubernetes-agent/).
 
+import { AGENT_WS_PATH } from '../../shared/agent-api.js';
+
 export interface KasAddress {
   scheme: 'grpc' | 'grpcs' | 'ws' | 'wss';
   /** host:port: the gRPC channel's target, or where the WebSocket connects. */
@@ -33,7 +35,7 @@ export function parseKasAddress(raw: string): KasAddress {
       throw new KasAddressError(`--kas-address "${raw}" must end with a slash (e.g. ${raw}/); without it the server answers 301 instead of upgrading the WebSocket`);
     }
   }
-  if (!url.hostname) throw new KasAddressError(`--kas-address "${raw}" has no host; use e.g. ${scheme}://verdict.example.com${scheme.startsWith('ws') ? '/-/kubernetes-agent/' : ':8150'}`);
+  if (!url.hostname) throw new KasAddressError(`--kas-address "${raw}" has no host; use e.g. ${scheme}://verdict.example.com${scheme.startsWith('ws') ? AGENT_WS_PATH : ':8150'}`);
   const port = url.port || (scheme === 'grpcs' || scheme === 'wss' ? '443' : '80');
   const host = url.hostname.startsWith('[') ? url.hostname : url.hostname.includes(':') ? `[${url.hostname}]` : url.hostname;
   const bare = host.replace(/^\[|\]$/g, '');

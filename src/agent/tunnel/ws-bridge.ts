@@ -4,6 +4,7 @@ import { createWebSocketStream, WebSocket } from 'ws';
 import { explainTransportError } from './errors.js';
 import type { KasAddress } from './kas-address.js';
 import { listenLoopback, loopbackTarget } from './loopback.js';
+import { AGENT_WS_PATH, AGENT_WS_SUBPROTOCOL } from '../../shared/agent-api.js';
 
 // grpc-js cannot dial through a WebSocket, so the agent gives it a loopback
 // listener instead: every connection grpc-js opens there is paired with a new
@@ -11,7 +12,6 @@ import { listenLoopback, loopbackTarget } from './loopback.js';
 // unchanged. gRPC still does its own framing, keepalive and flow control
 // inside; the WebSocket is only the pipe, as with the original agent.
 
-export const WS_SUBPROTOCOL = 'ws-tunnel';
 const MAX_WS_MESSAGE = 16 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT_MS = 20_000;
 
@@ -61,7 +61,7 @@ export class WsBridge {
     this.sockets.add(local);
     local.pause();
     const url = this.opts.address.url!;
-    const ws = new WebSocket(url, WS_SUBPROTOCOL, {
+    const ws = new WebSocket(url, AGENT_WS_SUBPROTOCOL, {
       headers: { 'user-agent': this.opts.userAgent },
       perMessageDeflate: false,
       maxPayload: MAX_WS_MESSAGE,
@@ -101,7 +101,7 @@ export class WsBridge {
       if (!open) {
         const text = e.code && !e.message.includes(e.code) ? `${e.message} (${e.code})` : e.message;
         if (/subprotocol/i.test(text)) {
-          fail(`${url} upgraded the WebSocket but did not accept the "${WS_SUBPROTOCOL}" subprotocol (${text}): it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. /-/kubernetes-agent/)`);
+          fail(`${url} upgraded the WebSocket but did not accept the "${AGENT_WS_SUBPROTOCOL}" subprotocol (${text}): it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. ${AGENT_WS_PATH})`);
         } else {
           fail(explainTransportError(text, this.opts.address) ?? `WebSocket to ${url} failed: ${text}`);
         }
@@ -109,8 +109,8 @@ export class WsBridge {
       local.destroy();
     });
     ws.on('open', () => {
-      if (ws.protocol !== WS_SUBPROTOCOL) {
-        fail(`${url} accepted the WebSocket without the "${WS_SUBPROTOCOL}" subprotocol: it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. /-/kubernetes-agent/)`);
+      if (ws.protocol !== AGENT_WS_SUBPROTOCOL) {
+        fail(`${url} accepted the WebSocket without the "${AGENT_WS_SUBPROTOCOL}" subprotocol: it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. ${AGENT_WS_PATH})`);
         ws.terminate();
         local.destroy();
         return;

@@ -6,6 +6,7 @@ import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { RateLimiter, UPGRADE_LIMIT } from './rate-limit.js';
+import { AGENT_WS_PATH, AGENT_WS_SUBPROTOCOL } from '../../shared/agent-api.js';
 
 // The WebSocket transport of the agent API (ws:// and wss:// in --kas-address),
 // as the original served it: the same gRPC services, their HTTP/2 bytes carried
@@ -13,8 +14,6 @@ import { RateLimiter, UPGRADE_LIMIT } from './rate-limit.js';
 // that only pass HTTP/1.1 can connect. TLS, when configured, is the HTTP
 // listener's, so each stream is injected into the gRPC server as plaintext.
 
-export const AGENT_WS_PATH = '/-/kubernetes-agent/';
-export const WS_SUBPROTOCOL = 'ws-tunnel';
 
 // Far above a socket read's worth of bytes per message; the gRPC layer enforces its own 10 MiB.
 const MAX_WS_MESSAGE = 16 * 1024 * 1024;
@@ -36,7 +35,7 @@ export interface AgentWebSocket {
 
 function offersSubprotocol(req: FastifyRequest): boolean {
   const h = req.headers['sec-websocket-protocol'];
-  return typeof h === 'string' && h.split(',').some((p) => p.trim() === WS_SUBPROTOCOL);
+  return typeof h === 'string' && h.split(',').some((p) => p.trim() === AGENT_WS_SUBPROTOCOL);
 }
 
 function isUpgrade(req: FastifyRequest): boolean {
@@ -55,7 +54,7 @@ export async function registerAgentWebSocket(app: FastifyInstance, opts: AgentWe
     noServer: true,
     maxPayload: MAX_WS_MESSAGE,
     perMessageDeflate: false,
-    handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
+    handleProtocols: (protocols) => (protocols.has(AGENT_WS_SUBPROTOCOL) ? AGENT_WS_SUBPROTOCOL : false),
   });
 
   const onTunnel = (socket: WebSocket, req: FastifyRequest) => {
@@ -73,7 +72,7 @@ export async function registerAgentWebSocket(app: FastifyInstance, opts: AgentWe
     if (!isUpgrade(req)) return;
     if (!offersSubprotocol(req)) {
       wsRefused.inc({ reason: 'subprotocol' });
-      return reply.code(400).send({ error: 'bad_request', message: `the agent WebSocket needs the "${WS_SUBPROTOCOL}" subprotocol; connect with \`verdict agent --kas-address ws://host:port${AGENT_WS_PATH}\`` });
+      return reply.code(400).send({ error: 'bad_request', message: `the agent WebSocket needs the "${AGENT_WS_SUBPROTOCOL}" subprotocol; connect with \`verdict agent --kas-address ws://host:port${AGENT_WS_PATH}\`` });
     }
     if (!limiter.take(req.ip)) {
       wsRefused.inc({ reason: 'rate_limited' });

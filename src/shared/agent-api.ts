@@ -1,0 +1,9 @@
+// What agent and server agree on for the tunnel, besides the protobuf API:
+// the WebSocket path on the server's HTTP listener and the subprotocol, the
+// same as the original agent's, so proxies configured for it work unchanged.
+
+/** Path of the agent WebSocket on the server's HTTP address; --kas-address must end with it (trailing slash included). */
+export const AGENT_WS_PATH = '/-/kubernetes-agent/';
+
+/** WebSocket subprotocol that carries gRPC between agent and server. */
+export const AGENT_WS_SUBPROTOCOL = 'ws-tunnel';
