@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kubeConnection, kubernetesConfigured, SERVICE_ACCOUNT_DIR, type KubeConnection } from '../../src/agent/kubernetes/connection.js';
 import { startKube, type Kube } from '../helpers/kube.js';
-import { apply, installCrds, must, namespace } from './policies.js';
+import { apply, installCrds, must, namespace, until, watch } from './policies.js';
 
 let kube: Kube;
 beforeAll(async () => {
@@ -231,6 +231,39 @@ describe('kubeconfig, as kubectl reads it', () => {
     await new Promise((r) => setTimeout(r, 2500));
     expect(await get(conn, CNPS)).toBe(200);
     expect(runs()).toBe(2);
+  });
+
+  it('an exec credential the server rejects (401) before its expiry is fetched again: the policy watch recovers', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'current'), 'revoked-token');
+    const plugin = join(dir, 'plugin.sh');
+    // The credential claims an hour of validity; the server refuses it at once.
+    writeFileSync(
+      plugin,
+      `#!/bin/sh\necho run >> "${join(dir, 'runs')}"\nexp=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s","expirationTimestamp":"%s"}}' "$(cat "${join(dir, 'current')}")" "$exp"\n`,
+    );
+    chmodSync(plugin, 0o755);
+    writeFileSync(
+      join(dir, 'kubeconfig'),
+      json({
+        apiVersion: 'v1',
+        kind: 'Config',
+        'current-context': 'exec',
+        clusters: [{ name: 'c', cluster: { server: kube.server, 'certificate-authority': kube.caFile } }],
+        users: [{ name: 'e', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin } } }],
+        contexts: [{ name: 'exec', context: { cluster: 'c', user: 'e' } }],
+      }),
+    );
+    const w = watch(join(dir, 'kubeconfig'), { kinds: ['CiliumNetworkPolicy'] });
+    try {
+      const err = await until(() => w.logs.find((l) => l.level === 'error'), 'the 401');
+      expect(String(err.obj.error)).toMatch(/HTTP 401 Unauthorized/);
+      // The plugin now hands out a good token; the cached one would be used for an hour.
+      writeFileSync(join(dir, 'current'), await token('verdict-agent'));
+      expect(await w.watcher.waitReady(10_000)).toBe(true);
+    } finally {
+      await w.stop();
+    }
   });
 
   it('an exec plugin that fails is named with its user', async () => {

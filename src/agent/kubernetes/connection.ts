@@ -31,6 +31,12 @@ export interface KubeConnection {
    * read again, exec plugins run again once their credential has expired.
    */
   requestOptions(): Promise<KubeRequestOptions>;
+  /**
+   * The server answered 401: forget cached credentials (an exec plugin's, kept
+   * until its expirationTimestamp) so the next request gets new ones, as
+   * client-go does when a credential is revoked before it expires.
+   */
+  credentialsRejected?(): void;
 }
 
 export interface KubeConnectionOptions {
@@ -176,7 +182,7 @@ function execRelativeTo(u: User, dir: string): User {
 function withExecInfo(kc: KubeConfig, cluster: Cluster, userName: string): KubeConfig {
   const user = kc.getUser(userName);
   const exec = user?.exec as ExecConfig | undefined;
-  if (!user || !exec) return kc;
+  if (!user || !exec) return copy(kc, kc.getUsers());
   const info = {
     kind: 'ExecCredential',
     apiVersion: exec.apiVersion ?? 'client.authentication.k8s.io/v1',
@@ -196,7 +202,14 @@ function withExecInfo(kc: KubeConfig, cluster: Cluster, userName: string): KubeC
     },
   };
   const env = [...(exec.env ?? []).filter((e) => e.name !== 'KUBERNETES_EXEC_INFO'), { name: 'KUBERNETES_EXEC_INFO', value: JSON.stringify(info) }];
-  const users = kc.getUsers().map((u) => (u.name === userName ? { ...u, exec: { ...exec, env } } : u));
+  return copy(
+    kc,
+    kc.getUsers().map((u) => (u.name === userName ? { ...u, exec: { ...exec, env } } : u)),
+  );
+}
+
+/** A KubeConfig of its own: the library caches exec credentials per instance. */
+function copy(kc: KubeConfig, users: User[]): KubeConfig {
   const out = new KubeConfig();
   out.loadFromOptions({ clusters: kc.getClusters(), users, contexts: kc.getContexts(), currentContext: kc.getCurrentContext() });
   return out;
@@ -207,7 +220,7 @@ function connection(loaded: KubeConfig, source: string, tokenFiles: ReadonlyMap<
   if (!cluster?.server) throw new Error(`${source}: the cluster has no server address`);
   const ctx = loaded.getContextObject(loaded.getCurrentContext());
   const userName = ctx?.user ?? '';
-  const kc = withExecInfo(loaded, cluster, userName);
+  let kc = withExecInfo(loaded, cluster, userName);
   return {
     server: cluster.server.replace(/\/+$/, ''),
     source,
@@ -231,6 +244,9 @@ function connection(loaded: KubeConfig, source: string, tokenFiles: ReadonlyMap<
         if (token) opts.headers.Authorization = `Bearer ${token}`;
       }
       return opts;
+    },
+    credentialsRejected() {
+      kc = withExecInfo(loaded, cluster, userName);
     },
   };
 }

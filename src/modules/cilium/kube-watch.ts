@@ -271,6 +271,7 @@ export class PolicyWatcher {
           // on every such error would send every agent's full list at a recovering server.
           // Relist only when the resource vanished (404) or the version is ahead of the cache.
           if (e instanceof ApiError && (e.status === 404 || /too large resource version/i.test(e.message))) needList = true;
+          if (e instanceof ApiError && e.status === 401) this.opts.connection.credentialsRejected?.();
           if (e instanceof ApiError && e.status === 404) {
             // The CRD is not installed (no Cilium): nothing to watch now; look again later.
             const had = s.items.size > 0;
