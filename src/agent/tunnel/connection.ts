@@ -6,7 +6,8 @@ import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { VERSION, versionsCompatible } from '../../shared/version.js';
 import { describeCallError } from './errors.js';
 import { FailoverForwarder } from './failover.js';
-import { KasAddressError, type KasAddress } from './kas-address.js';
+import type { KasAddress } from './kas-address.js';
+import { VerdictError } from '../../shared/errors.js';
 import { WsBridge } from './ws-bridge.js';
 
 export interface ConnectionOptions {
@@ -77,7 +78,7 @@ export class Tunnel {
     if (opts.fallbacks?.length) {
       const all = [a, ...opts.fallbacks];
       if (a.scheme === 'ws' || a.scheme === 'wss' || all.some((x) => x.scheme !== a.scheme)) {
-        throw new KasAddressError(`several --kas-address values must all be grpc:// or all grpcs:// (got ${all.map((x) => x.raw).join(', ')}); for ws:// or wss:// give one address, e.g. of a load balancer`);
+        throw new VerdictError('VERDICT_USAGE', `several --kas-address values must all be grpc:// or all grpcs:// (got ${all.map((x) => x.raw).join(', ')}); for ws:// or wss:// give one address, e.g. of a load balancer`);
       }
       const fwd = await FailoverForwarder.start(all, (to, reason) => opts.log.warn({ kas_address: to.raw, error: reason }, 'Switched to another --kas-address'));
       const creds = tls ? grpc.credentials.createSsl(roots ? Buffer.from(roots.join('\n')) : undefined) : grpc.credentials.createInsecure();

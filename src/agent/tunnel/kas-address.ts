@@ -3,6 +3,7 @@
 // a WebSocket on its HTTP listener (path /-/kubernetes-agent/).
 
 import { AGENT_WS_PATH } from '../../shared/agent-api.js';
+import { VerdictError } from '../../shared/errors.js';
 
 export interface KasAddress {
   scheme: 'grpc' | 'grpcs' | 'ws' | 'wss';
@@ -15,27 +16,24 @@ export interface KasAddress {
   raw: string;
 }
 
-export class KasAddressError extends Error {
-  readonly code = 'VERDICT_KAS_ADDRESS';
-}
 
 export function parseKasAddress(raw: string): KasAddress {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new KasAddressError(`--kas-address "${raw}" is not a URL; use grpc://host:port, grpcs://host:port, ws://host/path/ or wss://host/path/`);
+    throw new VerdictError('VERDICT_USAGE', `--kas-address "${raw}" is not a URL; use grpc://host:port, grpcs://host:port, ws://host/path/ or wss://host/path/`);
   }
   const scheme = url.protocol.replace(/:$/, '');
   if (scheme !== 'grpc' && scheme !== 'grpcs' && scheme !== 'ws' && scheme !== 'wss') {
-    throw new KasAddressError(`--kas-address scheme "${scheme}" is not supported; use grpc://, grpcs://, ws:// or wss://`);
+    throw new VerdictError('VERDICT_USAGE', `--kas-address scheme "${scheme}" is not supported; use grpc://, grpcs://, ws:// or wss://`);
   }
   if (scheme === 'ws' || scheme === 'wss') {
     if (!url.pathname.endsWith('/')) {
-      throw new KasAddressError(`--kas-address "${raw}" must end with a slash (e.g. ${raw}/); without it the server answers 301 instead of upgrading the WebSocket`);
+      throw new VerdictError('VERDICT_USAGE', `--kas-address "${raw}" must end with a slash (e.g. ${raw}/); without it the server answers 301 instead of upgrading the WebSocket`);
     }
   }
-  if (!url.hostname) throw new KasAddressError(`--kas-address "${raw}" has no host; use e.g. ${scheme}://verdict.example.com${scheme.startsWith('ws') ? AGENT_WS_PATH : ':8150'}`);
+  if (!url.hostname) throw new VerdictError('VERDICT_USAGE', `--kas-address "${raw}" has no host; use e.g. ${scheme}://verdict.example.com${scheme.startsWith('ws') ? AGENT_WS_PATH : ':8150'}`);
   const port = url.port || (scheme === 'grpcs' || scheme === 'wss' ? '443' : '80');
   const host = url.hostname.startsWith('[') ? url.hostname : url.hostname.includes(':') ? `[${url.hostname}]` : url.hostname;
   const bare = host.replace(/^\[|\]$/g, '');

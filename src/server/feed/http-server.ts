@@ -16,6 +16,7 @@ import { registerStreamRoute } from './stream-routes.js';
 import { registerWebRoutes } from './web-routes.js';
 import { PATTERN_HINTS, routeSchema } from './schemas.js';
 import { registerWebhookAdminRoutes } from '../webhooks/admin-routes.js';
+import { ERROR_CODES, VerdictError } from '../../shared/errors.js';
 
 export interface HttpDeps {
   store: AlertStore;
@@ -95,15 +96,19 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
     http: { maxHeaderSize: MAX_HEADER_SIZE },
     schemaErrorFormatter: (errors, dataVar) => new Error(describeValidation(errors, dataVar === 'querystring' ? 'query' : dataVar)),
   }) as unknown as FastifyInstance;
-  app.setErrorHandler((err: { statusCode?: number; validation?: unknown; message: string; code?: string }, req, reply) => {
-    // Errors that carry a status were raised for the caller (400 query, 409 conflict,
-    // 503 pending...); anything else is a bug or a failure the caller cannot fix.
-    const known = typeof err.statusCode === 'number';
-    const status = err.statusCode ?? 500;
-    if (!known || status >= 500) req.log.error({ error: err.message, url: req.url }, 'Request failed');
-    void reply.code(status).send({
-      error: err.validation || status === 400 ? 'bad_request' : known ? String(err.code ?? 'error').toLowerCase() : 'internal',
-      message: known ? err.message : 'the server failed to answer; the server log has the error',
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
+    // Verdict's own errors carry their status in the one code table
+    // (shared/errors.ts); fastify's own (validation, body too large...) carry
+    // theirs; anything else is a bug or a failure the caller cannot fix.
+    if (err instanceof VerdictError) {
+      if (err.httpStatus >= 500) req.log.error({ error: err.message, url: req.url, code: err.code }, 'Request failed');
+      return reply.code(err.httpStatus).send({ error: ERROR_CODES[err.code].api, message: err.message, ...err.details });
+    }
+    const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
+    if (status >= 500) req.log.error({ error: err.message, url: req.url }, 'Request failed');
+    return reply.code(status).send({
+      error: err.validation || status === 400 ? 'bad_request' : status < 500 ? String((err as { code?: string }).code ?? 'error').toLowerCase() : 'internal',
+      message: status < 500 ? err.message : 'the server failed to answer; the server log has the error',
     });
   });
   app.addHook('onSend', async (_req, reply) => {

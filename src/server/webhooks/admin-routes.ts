@@ -5,9 +5,10 @@ import type { FeedTokens } from '../auth/feed-tokens.js';
 import { requireScope } from '../feed/auth.js';
 import { adminResponses, routeSchema } from '../feed/schemas.js';
 import type { AlertStore } from '../store/alert-store.js';
-import { IntegrationError, type Integration } from './integrations.js';
+import type { Integration } from './integrations.js';
 import type { Delivery, DeliveryState } from './outbox.js';
 import { webhooksFor, type WebhooksService } from './service.js';
+import { VerdictError } from '../../shared/errors.js';
 
 // /api/v1/admin/integrations: integrations and their deliveries, for feed
 // tokens with scope "admin". Config-file integrations are listed but changed
@@ -97,7 +98,6 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   };
 
   const fail = (reply: FastifyReply, e: unknown) => {
-    if (e instanceof IntegrationError) return reply.code(e.status).send({ error: e.status === 404 ? 'not_found' : 'conflict', message: e.message });
     if (e instanceof ConfigError) return invalid(reply, e.issues, e.message);
     throw e;
   };
@@ -204,7 +204,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
       const i = find(s, (req.params as { name: string }).name, reply);
       if (!i) return reply;
       if (i.origin === 'config')
-        return fail(reply, new IntegrationError(409, `integration "${i.name}" is defined in the server config file; change it there and restart the server`));
+        throw new VerdictError('VERDICT_CONFLICT', `integration "${i.name}" is defined in the server config file; change it there and restart the server`);
       const body = req.body;
       if (typeof body !== 'object' || body === null || Array.isArray(body))
         return invalid(reply, [], 'send a JSON object with the keys to change, e.g. {"route": {"min_severity": "high"}}');

@@ -1,6 +1,7 @@
 import { resolveSecretRef, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { DB } from '../../shared/sqlite/open.js';
+import { VerdictError } from '../../shared/errors.js';
 
 // Integrations live in SQLite whichever way they were made: those from the
 // config file are written there at start-up (and are read-only through the
@@ -25,11 +26,6 @@ interface Row extends Omit<Integration, 'spec'> {
   spec: string;
 }
 
-export class IntegrationError extends Error {
-  constructor(readonly status: 404 | 409, message: string) {
-    super(message);
-  }
-}
 
 export interface ResolvedCredentials {
   /** The endpoint, read from env:/file: when the config keeps it there. */
@@ -76,7 +72,7 @@ export class IntegrationRegistry {
   }
 
   create(spec: IntegrationSpec, origin: Origin): Integration {
-    if (this.byName(spec.name)) throw new IntegrationError(409, `an integration named "${spec.name}" exists; pick another name or PATCH that one`);
+    if (this.byName(spec.name)) throw new VerdictError('VERDICT_CONFLICT', `an integration named "${spec.name}" exists; pick another name or PATCH that one`);
     const now = new Date().toISOString();
     this.db.prepare('INSERT INTO webhook_integrations (name, origin, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)').run(spec.name, origin, JSON.stringify(spec), now, now);
     this.reload();
@@ -86,7 +82,7 @@ export class IntegrationRegistry {
   /** Replaces the spec of an API-made integration; the name stays. */
   update(name: string, spec: IntegrationSpec): Integration {
     const cur = this.mustGetWritable(name);
-    if (spec.name !== name) throw new IntegrationError(409, `an integration cannot be renamed ("${name}" -> "${spec.name}"); create a new one and delete this one`);
+    if (spec.name !== name) throw new VerdictError('VERDICT_CONFLICT', `an integration cannot be renamed ("${name}" -> "${spec.name}"); create a new one and delete this one`);
     const urlChanged = spec.url !== cur.spec.url;
     this.db.prepare(`UPDATE webhook_integrations SET spec = ?, updated_at = ?${urlChanged ? ', disabled_reason = NULL, disabled_at = NULL' : ''} WHERE id = ?`)
       .run(JSON.stringify(spec), new Date().toISOString(), cur.id);
@@ -111,7 +107,7 @@ export class IntegrationRegistry {
   /** Clears a 410 disablement (allowed for config integrations too: it is state, not configuration). */
   enable(name: string): Integration {
     const cur = this.byName(name);
-    if (!cur) throw new IntegrationError(404, `no integration named "${name}"; GET /api/v1/admin/integrations lists them`);
+    if (!cur) throw new VerdictError('VERDICT_NOT_FOUND', `no integration named "${name}"; GET /api/v1/admin/integrations lists them`);
     this.db.prepare('UPDATE webhook_integrations SET disabled_reason = NULL, disabled_at = NULL WHERE id = ?').run(cur.id);
     this.reload();
     return this.byId(cur.id)!;
@@ -119,8 +115,8 @@ export class IntegrationRegistry {
 
   private mustGetWritable(name: string): Integration {
     const cur = this.byName(name);
-    if (!cur) throw new IntegrationError(404, `no integration named "${name}"; GET /api/v1/admin/integrations lists them`);
-    if (cur.origin === 'config') throw new IntegrationError(409, `integration "${name}" is defined in the server config file; change it there and restart the server`);
+    if (!cur) throw new VerdictError('VERDICT_NOT_FOUND', `no integration named "${name}"; GET /api/v1/admin/integrations lists them`);
+    if (cur.origin === 'config') throw new VerdictError('VERDICT_CONFLICT', `integration "${name}" is defined in the server config file; change it there and restart the server`);
     return cur;
   }
 

@@ -1,7 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import { errText } from '../../shared/log/logger.js';
-import { SsrfError, type AddressPolicy } from './ssrf.js';
+import type { AddressPolicy } from './ssrf.js';
+import { isVerdictError } from '../../shared/errors.js';
 
 // One HTTP POST with a hard deadline. node:http rather than fetch because the
 // address check must sit in the socket's lookup (see ssrf.ts), redirects must
@@ -97,7 +98,7 @@ export function send(req: SendRequest): Promise<SendResult> {
     req.signal?.addEventListener('abort', onAbort, { once: true });
     if (req.signal?.aborted) onAbort();
     r.on('error', (e) => {
-      if (e instanceof SsrfError) return done({ status: null, ok: false, error: e.message, reason: 'refused_address' });
+      if (isVerdictError(e, 'VERDICT_WEBHOOK_ADDRESS_REFUSED')) return done({ status: null, ok: false, error: e.message, reason: 'refused_address' });
       const code = (e as NodeJS.ErrnoException).code;
       const hint = code === 'ECONNREFUSED' ? ': nothing listens there' : code === 'ENOTFOUND' ? ': the host name does not resolve' : '';
       done({ status: null, ok: false, error: `${errText(e)}${hint}`, reason: 'network' });

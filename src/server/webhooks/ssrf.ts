@@ -1,5 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
 // Webhook URLs come from people with admin tokens, not from the operator of the
 // machine: without a guard, "deliver to http://169.254.169.254/..." reads cloud
@@ -86,9 +87,6 @@ export function restrictedReason(ip: string): string | undefined {
   return why ? `${why}, through ${e.via}` : undefined;
 }
 
-export class SsrfError extends Error {
-  readonly code = 'VERDICT_WEBHOOK_ADDRESS_REFUSED';
-}
 
 /** Which non-public destinations the operator allows (webhooks.allow_private_addresses). */
 export class AddressPolicy {
@@ -133,7 +131,7 @@ export class AddressPolicy {
       const list = addresses as LookupAddress[];
       const ok = list.filter((a) => this.check(hostname, a.address) === undefined);
       if (ok.length === 0) {
-        const e = new SsrfError(this.check(hostname, list[0]?.address ?? '') ?? `${hostname} did not resolve`);
+        const e = new VerdictError('VERDICT_WEBHOOK_ADDRESS_REFUSED', this.check(hostname, list[0]?.address ?? '') ?? `${hostname} did not resolve`);
         return cb(e as NodeJS.ErrnoException, []);
       }
       if (options.all) return cb(null, ok);
@@ -155,7 +153,7 @@ export class AddressPolicy {
     if (isIP(host)) return undefined;
     return new Promise((resolve) => {
       this.lookup(host, { all: true }, (err) => {
-        if (err instanceof SsrfError) resolve(err.message);
+        if (isVerdictError(err, 'VERDICT_WEBHOOK_ADDRESS_REFUSED')) resolve(err.message);
         // A name that does not resolve yet is not an SSRF risk; delivery reports it.
         else resolve(undefined);
       });
