@@ -1,6 +1,6 @@
 import { Counter } from 'prom-client';
 import { foldOccurrence } from '../../shared/alert/fold.js';
-import { MAX_SAMPLES, type AlertPayload, type Severity } from '../../shared/alert/payload.js';
+import { MAX_SAMPLES, SEVERITY_RANK, type AlertPayload, type Severity } from '../../shared/alert/payload.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
@@ -245,6 +245,17 @@ export class AlertAggregator {
     this.stagings.delete(s);
   }
 
+  /**
+   * @internal How many samples of a staged occurrence its group can use: the
+   * places it has left, or one when the occurrence would raise its severity.
+   */
+  sampleRoom(a: AlertPayload): number {
+    const g = this.groups.get(a.fingerprint);
+    if (!g) return MAX_SAMPLES;
+    const free = MAX_SAMPLES - g.alert.samples.length;
+    return free > 0 ? free : SEVERITY_RANK[a.severity] > SEVERITY_RANK[g.alert.severity] ? 1 : 0;
+  }
+
   private isStaged(fingerprint: string): boolean {
     for (const s of this.stagings) if (s.holds(fingerprint)) return true;
     return false;
@@ -338,12 +349,18 @@ export class Staging {
     }
     for (const a of alerts) {
       const st = this.byFingerprint.get(a.fingerprint);
+      // Only the samples the group can still take, or that may raise its
+      // severity, are kept: what is staged lives until the commit, long
+      // enough for the garbage collector to move it.
+      const room = this.agg.sampleRoom(a);
       if (!st) {
-        this.byFingerprint.set(a.fingerprint, { alert: { ...a, samples: a.samples.slice(0, MAX_SAMPLES) }, setter: 0, closesAt: now + windowMs });
+        // The occurrence is handed over: it becomes the staged summary.
+        if (a.samples.length > room) a.samples = a.samples.slice(0, room);
+        this.byFingerprint.set(a.fingerprint, { alert: a, setter: 0, closesAt: now + windowMs });
         continue;
       }
       const before = st.alert.severity;
-      const at = foldInto(st.alert, a, 0);
+      const at = foldInto(st.alert, a, 0, Math.max(room, st.alert.samples.length));
       if (st.alert.severity !== before) st.setter = Math.min(at, st.alert.samples.length - 1);
     }
   }
@@ -387,20 +404,20 @@ export class Staging {
  * made the alert this severe reaches the server. Returns the first sample
  * place it changed (into.samples.length if none).
  */
-function foldInto(into: AlertPayload, occ: AlertPayload, setter: number): number {
+function foldInto(into: AlertPayload, occ: AlertPayload, setter: number, max = MAX_SAMPLES): number {
   const f = foldOccurrence(into, occ);
   Object.assign(into, f.summary);
   const samples = into.samples;
   const from = samples.length;
   let pushed = 0;
   for (const s of occ.samples) {
-    if (samples.length >= MAX_SAMPLES) break;
+    if (samples.length >= max) break;
     samples.push(s);
     pushed++;
   }
-  if (f.setsSeverity && setter >= pushed && setter < occ.samples.length) {
-    samples[MAX_SAMPLES - 1] = occ.samples[setter];
-    return Math.min(from, MAX_SAMPLES - 1);
+  if (f.setsSeverity && setter >= pushed && setter < occ.samples.length && max > 0) {
+    samples[max - 1] = occ.samples[setter];
+    return Math.min(from, max - 1);
   }
   return from;
 }
