@@ -93,7 +93,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   const configLoop = runConfigStream(tunnel, o.backoff, moduleLogger('config', log), abort.signal, async (u) => {
     const level = (u.config as { observability?: { logging?: { level?: string } } }).observability?.logging?.level;
     if (level) log.level = level;
-    await manager.apply(u.config, u.files);
+    await manager.apply(u.config, u.files, u.agentName);
     configured = true;
   });
   const publishLoop = runAlertPublisher(tunnel, spool, o.backoff, moduleLogger('tunnel', log), abort.signal, DEFAULT_PUBLISHER);

@@ -17,13 +17,15 @@ export class ModuleManager {
 
   constructor(
     private readonly modules: readonly AgentModule<never>[],
-    private readonly base: Omit<ModuleContext, 'log' | 'files'>,
+    private base: Omit<ModuleContext, 'log' | 'files'>,
     private readonly log: Logger,
     /** Delays before a module that failed or stopped on its own runs again with the same configuration. */
     private readonly backoff: BackoffOptions = AGENT_DEFAULT_BACKOFF,
   ) {}
 
-  async apply(config: Readonly<Record<string, unknown>>, files: readonly ProjectFile[]): Promise<void> {
+  /** `agentName`: the name the server knows the agent by (it arrives with the configuration; GitOps names its inventories after it). */
+  async apply(config: Readonly<Record<string, unknown>>, files: readonly ProjectFile[], agentName?: string): Promise<void> {
+    if (agentName) this.base = { ...this.base, agentName };
     const filesKey = hashFiles(files);
     for (const mod of this.modules) {
       const block = config[mod.name];

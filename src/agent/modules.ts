@@ -1,6 +1,8 @@
 import { createCiAccessModule } from '../modules/ci-access/agent.js';
 import { createCiliumModule } from '../modules/cilium/agent.js';
 import { falcoModule } from '../modules/falco/agent.js';
+import { createGitopsModule } from '../modules/gitops/agent.js';
+import { kubeConnection } from './kubernetes/connection.js';
 import type { AgentModule } from './module.js';
 
 /** Agent flags that modules read. */
@@ -17,6 +19,7 @@ export function agentModules(flags: AgentModuleFlags): AgentModule<never>[] {
   return [
     createCiliumModule({ policyPaths: flags.policyPaths, ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}) }),
     falcoModule,
+    createGitopsModule({ connect: () => kubeConnection(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}) }),
     createCiAccessModule(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
   ] as AgentModule<never>[];
 }

@@ -43,11 +43,10 @@ describe('verdict config check', () => {
     const { code, out } = await check(file);
     expect(code).toBe(0);
     expect(out.split('\n')).toEqual([
-      `warning: ${file}:4: gitops: not used by Verdict (GitOps synchronisation is not part of this release); accepted and ignored`,
       `warning: ${file}:44: user_access: not used by Verdict (Verdict has no Kubernetes API proxy for users); accepted and ignored`,
       `warning: ${file}:54: observability.logging.grpc_level: not used by Verdict (Verdict logs gRPC at observability.logging.level); accepted and ignored`,
       `warning: ${file}:55: observability.google_profiler: not used by Verdict (Verdict has no Google Cloud Profiler integration); accepted and ignored`,
-      `${file}: valid (0 errors, 4 warnings)`,
+      `${file}: valid (0 errors, 3 warnings)`,
       '',
     ]);
   });
@@ -55,14 +54,14 @@ describe('verdict config check', () => {
   it('finds every agent of a configuration project and fails for an invalid one, naming line and path', async () => {
     const d = project({
       '.gitlab/agents/prod/config.yaml': 'cilium:\n  hubble_relay_address: hubble-relay.kube-system.svc:80\n',
-      '.gitlab/agents/edge/config.yaml': 'gitops:\n  manifest_projects: [{id: a/b}]\ncilium:\n  hubble_relay_address: relay\n',
+      '.gitlab/agents/edge/config.yaml': 'gitops:\n  charts: []\ncilium:\n  hubble_relay_address: relay\n',
       'deploy/config.yaml': 'not: an agent config\n',
     });
     const { code, out } = await check(d);
     expect(code).toBe(1);
     const edge = join(d, '.gitlab/agents/edge/config.yaml');
     const prod = join(d, '.gitlab/agents/prod/config.yaml');
-    expect(out).toContain(`warning: ${edge}:1: gitops: not used by Verdict`);
+    expect(out).toContain(`warning: ${edge}:2: gitops.charts: not used by Verdict`);
     expect(out).toContain(`error: ${edge}:4: cilium.hubble_relay_address: "relay" is not valid: host:port`);
     expect(out).toContain(`${edge}: invalid (1 error, 1 warning)`);
     expect(out).toContain(`${prod}: valid (0 errors, 0 warnings)`);

@@ -57,7 +57,7 @@ export function createGitopsModule(opts: GitopsModuleOptions): AgentModule<Gitop
   return {
     name: 'gitops',
     async run(block, ctx: ModuleContext, signal) {
-      const tunnel = (ctx as ModuleContext & { tunnel?: Parameters<typeof receiveObjects>[0] }).tunnel;
+      const tunnel = ctx.tunnel;
       if (!tunnel) throw new Error('GitOps needs the tunnel to the server, and this agent core gave the module none');
       const projects = (block.manifest_projects ?? []) as Project[];
       const inventoryOf = (p: Project) => inventoryRef(ctx.agentName, p.id || 'config', p.default_namespace || 'default');

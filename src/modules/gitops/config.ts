@@ -6,8 +6,9 @@ import { bool, duration, exactlyOne, field, int, list, obj, oneOf, refine, repor
 // The `gitops` block of config.yaml: the GitLab agent's schema of every version
 // (13.x `resource_inclusions`, 14.0 cli-utils options, 15.x `ref`, optional
 // `id` and the experimental `charts`), so that files written for any of them
-// validate. Verdict does not synchronise manifests yet: the block is checked
-// with the original's rules and reported as not used.
+// validate. `manifest_projects` is synchronised (docs/gitops.md); 13.x
+// resource filters and 15.x Helm charts are checked with the original's rules
+// and reported as not used.
 
 // Limits of the GitLab agent's server for one manifest project.
 export const MAX_PATHS_PER_PROJECT = 100;
@@ -30,6 +31,8 @@ const resourceFilter = obj({
   kinds: field(list(str({ nonEmpty: true }), { min: 1 }), { required: true }),
 });
 
+const RESOURCE_FILTERS_UNUSED = 'the GitLab agent dropped resource filters in 14.0; every object of the manifests is applied';
+
 const manifestProject = obj({
   /** Unset: the configuration project itself (15.7 and later; required before). */
   id: field(projectId),
@@ -51,8 +54,8 @@ const manifestProject = obj({
   inventory_policy: field(oneOf(['', 'must_match', 'adopt_if_no_inventory', 'adopt_all'] as const), { default: 'must_match' }),
   /** Verdict's own: how often a synchronised commit is applied again, correcting drift (the original: a fixed 5 min). */
   resync_interval: field(duration({ min: 1000 }), { default: 300_000 }),
-  resource_inclusions: field(list(resourceFilter)),
-  resource_exclusions: field(list(resourceFilter)),
+  resource_inclusions: field(unused(list(resourceFilter), RESOURCE_FILTERS_UNUSED)),
+  resource_exclusions: field(unused(list(resourceFilter), RESOURCE_FILTERS_UNUSED)),
 });
 
 type GitopsProject = NonNullable<ReturnType<typeof manifestProject>>;
@@ -106,13 +109,13 @@ const chart = obj({
   max_history: field(int({ min: 1 })),
 });
 
+export const GITOPS_CHARTS_UNUSED = 'Helm charts are not part of this release; render them into manifests';
+
 export const gitopsSchema = obj({
   manifest_projects: field(manifestProjects, { default: [] }),
-  charts: field(list(chart)),
+  charts: field(unused(list(chart), GITOPS_CHARTS_UNUSED)),
 });
 
 export type GitopsConfig = typeof gitopsSchema extends Validator<infer T> ? T : never;
 
-export const GITOPS_UNUSED = 'GitOps synchronisation is not part of this release';
-
-export const gitopsBlock = unused(gitopsSchema, GITOPS_UNUSED);
+export const gitopsBlock = gitopsSchema;

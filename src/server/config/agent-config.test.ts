@@ -17,7 +17,8 @@ const errorsOf = (text: string): string[] => {
   throw new Error('expected the configuration to be refused');
 };
 const notUsed = (line: number, path: string, why: string) => `${line}: ${path}: not used by Verdict (${why}); accepted and ignored`;
-const GITOPS = 'GitOps synchronisation is not part of this release';
+const FILTERS = 'the GitLab agent dropped resource filters in 14.0; every object of the manifests is applied';
+const CHARTS = 'Helm charts are not part of this release; render them into manifests';
 
 describe('parseAgentConfig', () => {
   it('accepts a cilium block and fills defaults', () => {
@@ -76,11 +77,16 @@ describe('real config.yaml files of the GitLab agent', () => {
     const { value, warnings } = parseAgentConfig(testdata('gitlab-13-cluster-management.yaml'), file);
     expect(value.cilium?.hubble_relay_address).toBe('hubble-relay.gitlab-managed-apps.svc.cluster.local:80');
     expect(value.observability?.logging?.level).toBe('debug');
-    expect(warnings.map((w) => `${w.line}: ${w.path}: ${w.message}`)).toEqual([notUsed(3, 'gitops', GITOPS)]);
+    // GitOps is Verdict's too: the projects are synchronised, only the 13.x filters are not.
+    expect(value.gitops?.manifest_projects).toHaveLength(1);
+    expect(warnings.map((w) => `${w.line}: ${w.path}: ${w.message}`)).toEqual([
+      notUsed(7, 'gitops.manifest_projects[0].resource_inclusions', FILTERS),
+      notUsed(10, 'gitops.manifest_projects[0].resource_exclusions', FILTERS),
+    ]);
   });
 
   it('14.x: every cli-utils option, a numeric project id, empty enum values', () => {
-    expect(warningsOf(testdata('gitlab-14-gitops.yaml'))).toEqual([notUsed(3, 'gitops', GITOPS)]);
+    expect(warningsOf(testdata('gitlab-14-gitops.yaml'))).toEqual([]);
   });
 
   it('15.x-17.x: refs, a manifest project without id, every access_as, environments, protected branches, user_access, grpc_level, google_profiler', () => {
@@ -90,7 +96,6 @@ describe('real config.yaml files of the GitLab agent', () => {
     expect(value.ci_access?.projects?.map((p) => p.id)).toEqual(['acme/platform/app', 'acme/platform/api', '4211']);
     expect(value.ci_access?.groups?.[0]?.environments).toEqual(['production']);
     expect(warnings.map((w) => `${w.line}: ${w.path}: ${w.message}`)).toEqual([
-      notUsed(4, 'gitops', GITOPS),
       notUsed(44, 'user_access', 'Verdict has no Kubernetes API proxy for users'),
       notUsed(54, 'observability.logging.grpc_level', 'Verdict logs gRPC at observability.logging.level'),
       notUsed(55, 'observability.google_profiler', 'Verdict has no Google Cloud Profiler integration'),
@@ -98,16 +103,16 @@ describe('real config.yaml files of the GitLab agent', () => {
   });
 
   it('15.x: experimental Helm charts with values inline, from a file and from a URL', () => {
-    expect(warningsOf(testdata('gitlab-15-helm-charts.yaml'))).toEqual([notUsed(3, 'gitops', GITOPS)]);
+    expect(warningsOf(testdata('gitlab-15-helm-charts.yaml'))).toEqual([notUsed(4, 'gitops.charts', CHARTS)]);
   });
 
   it('15.x: a chart without a source, values in two forms', () => {
     const warnings = warningsOf(
       'gitops:\n  charts:\n    - release_name: x\n      values:\n        - inline: {a: 1}\n          url: {url: "https://x/v.yaml"}\n',
     );
-    expect(warnings).toContain(`3: gitops.charts[0].source: is required (the GitLab agent would refuse this; Verdict does not use gitops, so it is ignored)`);
+    expect(warnings).toContain(`3: gitops.charts[0].source: is required (the GitLab agent would refuse this; Verdict does not use gitops.charts, so it is ignored)`);
     expect(warnings).toContain(
-      `6: gitops.charts[0].values[0]: set only one of inline, file, url; found inline and url (the GitLab agent would refuse this; Verdict does not use gitops, so it is ignored)`,
+      `6: gitops.charts[0].values[0]: set only one of inline, file, url; found inline and url (the GitLab agent would refuse this; Verdict does not use gitops.charts, so it is ignored)`,
     );
   });
 
@@ -125,8 +130,8 @@ describe('real config.yaml files of the GitLab agent', () => {
     expect(value.cilium?.alert_namespaces).toEqual(['shop', 'db']);
     expect(value.falco?.http?.listen).toBe('0.0.0.0:2801');
     // Blocks Verdict does not act on are not passed to the agent.
-    expect(Object.keys(value).sort()).toEqual(['ci_access', 'cilium', 'falco', 'observability']);
-    expect(warnings.map((w) => `${w.line}: ${w.path}`)).toEqual(['11: gitops', '20: agent_upgrades']);
+    expect(Object.keys(value).sort()).toEqual(['ci_access', 'cilium', 'falco', 'gitops', 'observability']);
+    expect(warnings.map((w) => `${w.line}: ${w.path}`)).toEqual(['20: agent_upgrades']);
   });
 
   it('17.11: ci_access.instance, every project of the instance', () => {
@@ -142,41 +147,6 @@ describe('keys Verdict does not use are checked with the original rules, as warn
   const suffix = (root: string) => `(the GitLab agent would refuse this; Verdict does not use ${root}, so it is ignored)`;
 
   it.each([
-    [
-      'a ref with branch and tag',
-      'gitops:\n  manifest_projects:\n    - ref:\n        branch: main\n        tag: v1\n',
-      '5: gitops.manifest_projects[0].ref: set only one of tag, branch, commit; found branch and tag',
-    ],
-    [
-      'a bad dry-run strategy',
-      'gitops:\n  manifest_projects:\n    - id: a/b\n      dry_run_strategy: always\n',
-      '4: gitops.manifest_projects[0].dry_run_strategy: must be one of , none, client, server, got "always"',
-    ],
-    [
-      'a bad duration',
-      'gitops:\n  manifest_projects:\n    - id: a/b\n      reconcile_timeout: an hour\n',
-      '4: gitops.manifest_projects[0].reconcile_timeout: must be a duration such as 500ms, 10s, 5m or 1h, got "an hour"',
-    ],
-    [
-      'a namespace that is no DNS label',
-      'gitops:\n  manifest_projects:\n    - id: a/b\n      default_namespace: My_Apps\n',
-      '4: gitops.manifest_projects[0].default_namespace: "My_Apps" is not valid: a Kubernetes namespace name: at most 63 lowercase letters, digits and dashes, starting and ending with a letter or digit',
-    ],
-    [
-      'a duplicate project',
-      'gitops:\n  manifest_projects:\n    - id: a/b\n    - id: a/b\n',
-      '4: gitops.manifest_projects[1]: duplicate project id: a/b; list each project once',
-    ],
-    [
-      'two projects without id',
-      'gitops:\n  manifest_projects:\n    - paths: [{glob: "a/*.yaml"}]\n    - ref: {tag: v1}\n',
-      '4: gitops.manifest_projects[1]: duplicate project id: (the configuration project); list each project once',
-    ],
-    [
-      'an unclosed glob brace',
-      'gitops:\n  manifest_projects:\n    - id: a/b\n      paths:\n        - glob: "**/*.{yaml,yml"\n',
-      '5: gitops.manifest_projects[0].paths[0].glob: a "{" is never closed with "}"',
-    ],
     [
       'a bad log level',
       'observability:\n  logging:\n    grpc_level: verbose\n',
@@ -203,12 +173,6 @@ describe('keys Verdict does not use are checked with the original rules, as warn
     expect(warnings).toContain(`${warning} ${suffix(root === 'observability' ? 'observability.logging.grpc_level' : root)}`);
   });
 
-  it('more than 100 paths in one manifest project', () => {
-    const paths = Array.from({ length: 101 }, (_, i) => `        - glob: "d${i}/*.yaml"`).join('\n');
-    expect(warningsOf(`gitops:\n  manifest_projects:\n    - id: a/b\n      paths:\n${paths}\n`)).toContain(
-      `5: gitops.manifest_projects[0].paths: has 101 items, more than 100 (the limit of the GitLab agent server for one project) ${suffix('gitops')}`,
-    );
-  });
 
   it('an unknown key inside a GitLab block (ci_access, used) is a warning with a suggestion', () => {
     expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      enviroments: [x]\n')).toContain(
@@ -251,6 +215,41 @@ describe('keys Verdict uses stay errors with file, path and line', () => {
       '4: ci_access.groups[0].protected_branches_only: must be true or false',
     ],
     [
+      'a ref with branch and tag',
+      'gitops:\n  manifest_projects:\n    - ref:\n        branch: main\n        tag: v1\n',
+      '5: gitops.manifest_projects[0].ref: set only one of tag, branch, commit; found branch and tag',
+    ],
+    [
+      'a bad dry-run strategy',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n      dry_run_strategy: always\n',
+      '4: gitops.manifest_projects[0].dry_run_strategy: must be one of , none, client, server, got "always"',
+    ],
+    [
+      'a bad duration',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n      reconcile_timeout: an hour\n',
+      '4: gitops.manifest_projects[0].reconcile_timeout: must be a duration such as 500ms, 10s, 5m or 1h, got "an hour"',
+    ],
+    [
+      'a namespace that is no DNS label',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n      default_namespace: My_Apps\n',
+      '4: gitops.manifest_projects[0].default_namespace: "My_Apps" is not valid: a Kubernetes namespace name: at most 63 lowercase letters, digits and dashes, starting and ending with a letter or digit',
+    ],
+    [
+      'a duplicate project',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n    - id: a/b\n',
+      '4: gitops.manifest_projects[1]: duplicate project id: a/b; list each project once',
+    ],
+    [
+      'two projects without id',
+      'gitops:\n  manifest_projects:\n    - paths: [{glob: "a/*.yaml"}]\n    - ref: {tag: v1}\n',
+      '4: gitops.manifest_projects[1]: duplicate project id: (the configuration project); list each project once',
+    ],
+    [
+      'an unclosed glob brace',
+      'gitops:\n  manifest_projects:\n    - id: a/b\n      paths:\n        - glob: "**/*.{yaml,yml"\n',
+      '5: gitops.manifest_projects[0].paths[0].glob: a "{" is never closed with "}"',
+    ],
+    [
       'a glob with an unclosed brace',
       'cilium:\n  hubble_relay_address: r:80\n  policies:\n    - glob: "policies/*.{yaml"\n',
       '4: cilium.policies[0].glob: a "{" is never closed with "}"',
@@ -262,6 +261,13 @@ describe('keys Verdict uses stay errors with file, path and line', () => {
     ],
   ])('%s', (_name, text, error) => {
     expect(errorsOf(text)).toEqual([error]);
+  });
+
+  it('more than 100 paths in one manifest project', () => {
+    const paths = Array.from({ length: 101 }, (_, i) => `        - glob: "d${i}/*.yaml"`).join('\n');
+    expect(errorsOf(`gitops:\n  manifest_projects:\n    - id: a/b\n      paths:\n${paths}\n`)).toEqual([
+      '5: gitops.manifest_projects[0].paths: has 101 items, more than 100 (the limit of the GitLab agent server for one project)',
+    ]);
   });
 
   it('takes a log level by its number, as the original did', () => {
@@ -278,11 +284,11 @@ describe('keys Verdict uses stay errors with file, path and line', () => {
 
   it('reports errors and warnings in file order, and keeps the warnings beside the errors', () => {
     try {
-      parseAgentConfig('gitops:\n  manifest_projects: []\ncilium:\n  hubble_relay_address: x\nobservability:\n  logging:\n    level: loud\n', file);
+      parseAgentConfig('gitops:\n  charts: []\ncilium:\n  hubble_relay_address: x\nobservability:\n  logging:\n    level: loud\n', file);
       expect.unreachable();
     } catch (e) {
       expect((e as ConfigError).issues.map((i) => i.line)).toEqual([4, 7]);
-      expect((e as ConfigError).warnings.map((i) => i.path)).toEqual(['gitops']);
+      expect((e as ConfigError).warnings.map((i) => i.path)).toEqual(['gitops.charts']);
     }
   });
 });
