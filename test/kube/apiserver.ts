@@ -2,15 +2,19 @@ import { spawn } from 'node:child_process';
 import { openSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Kube } from '../helpers/kube.js';
+
+const SCRIPT = fileURLToPath(new URL('../../scripts/kube.sh', import.meta.url));
 
 // Restarts the kube-apiserver of a control plane started by startKube(),
 // keeping etcd and its data: scripts/kube.sh has no command for that, so this
 // stops the process recorded in the state dir and starts the same binary with
 // the same arguments, recording the new pid where kube.sh looks (so
-// `kube.stop()` still stops it). One thing is lost: kube.sh's watchdog, which
-// stops the instance when the test process dies without stop(), follows the
-// old pid and ends; afterAll's stop() is then the only cleanup.
+// `kube.stop()` still stops it). kube.sh's watchdog (which stops the instance
+// when the test process dies without stop()) follows one API server pid and
+// ends with the old one, so a new one is started for the new pid with the
+// script's own `_watch` command.
 
 function alive(pid: number): boolean {
   try {
@@ -69,6 +73,13 @@ export async function stopApiServer(kube: Kube, graceMs = 3000): Promise<() => P
     const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log] });
     child.unref();
     writeFileSync(pidFile(kube), `${child.pid}\n`);
+    const watchdog = spawn('bash', [SCRIPT, '_watch', String(process.pid), String(child.pid)], {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, VERDICT_KUBE_STATE: kube.stateDir },
+    });
+    watchdog.unref();
+    writeFileSync(join(kube.stateDir, 'watchdog.pid'), `${watchdog.pid}\n`);
     await until(() => ready(kube), 'kube-apiserver to be ready again', 90_000);
   };
 }

@@ -1,7 +1,7 @@
 // The agent's Cilium module (as `verdict agent --kubeconfig` runs it) with
 // cilium.kubernetes_policies at its default, auto: it watches the real API
 // server's policies and blames Relay's dropped flows on them.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -111,6 +111,7 @@ describe('cilium module with --kubeconfig', () => {
       await run;
       await relay.close();
       db.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
 

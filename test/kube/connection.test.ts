@@ -4,7 +4,7 @@
 // token files, exec plugins) and a pod's service account, each proven by a
 // request the real server authenticates.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,9 +23,12 @@ beforeAll(async () => {
 }, 300_000);
 afterAll(async () => {
   await kube?.stop();
+  rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'verdict-kube-conn-'));
+// Scratch files of this file's tests, removed after them.
+const scratch = mkdtempSync(join(tmpdir(), 'verdict-kube-conn-'));
+const tmp = () => mkdtempSync(join(scratch, 'case-'));
 const json = (o: object) => JSON.stringify(o);
 
 /** GET through the connection; resolves with the HTTP status and the user the server saw (SelfSubjectReview). */

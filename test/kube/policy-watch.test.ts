@@ -20,7 +20,7 @@ import {
   watch,
   type Watched,
 } from './policies.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -39,9 +39,12 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const w of running) await w.stop();
   await kube?.stop();
+  rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'verdict-kube-test-'));
+// Scratch files of this file's tests, removed after them.
+const scratch = mkdtempSync(join(tmpdir(), 'verdict-kube-test-'));
+const tmp = () => mkdtempSync(join(scratch, 'case-'));
 
 /** A kubeconfig for the test server whose user reads its bearer token from tokenFile. */
 function tokenFileKubeconfig(tokenFile: string): string {
