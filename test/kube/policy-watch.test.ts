@@ -206,7 +206,8 @@ describe("the agent's RBAC (deploy/agent/agent.yaml)", () => {
       }
     }
     expect(n).toBe(6);
-  });
+    // Six ServiceAccounts, tokens and watches: ~6 s alone, 20 s measured beside other suites.
+  }, 120_000);
 
   it('a ServiceAccount without it gets the error, and the watch recovers once it is granted (token file re-read)', async () => {
     const dir = tmp();
