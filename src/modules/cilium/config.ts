@@ -21,7 +21,7 @@ export const ciliumBlock = obj({
   cluster_name: field(str(), { default: '' }),
   /**
    * Also list and watch policies from the Kubernetes API server: "auto" does
-   * so when the agent runs in a pod (KUBERNETES_SERVICE_HOST is set).
+   * so when the agent can reach one (in a pod, or given --kubeconfig or KUBECONFIG).
    */
   kubernetes_policies: field(oneOf(['auto', 'on', 'off'] as const), { default: 'auto' }),
   reconnect: field(obj({
