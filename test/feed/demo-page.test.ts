@@ -12,7 +12,16 @@ declare const document: any;
 // opened in Chromium, the page fills with the demo's alerts as they happen.
 
 const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 describe('verdict demo and its web page', () => {
   let demo: VerdictProcess;
@@ -20,10 +29,25 @@ describe('verdict demo and its web page', () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's Chromium with \`apt-get install chromium\` (as root, after apt-get update)`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} is missing: install Debian's Chromium with \`apt-get install chromium\` (as root, after apt-get update)`);
     const [http, grpc, falco] = [await freePort(), await freePort(), await freePort()];
-    demo = spawnVerdict(['demo', '--data-dir', join(tempDir(), 'demo'), '--http-addr', `127.0.0.1:${http}`, '--grpc-addr', `127.0.0.1:${grpc}`,
-      '--falco-addr', `127.0.0.1:${falco}`, '--interval', '300'], 'demo');
+    demo = spawnVerdict(
+      [
+        'demo',
+        '--data-dir',
+        join(tempDir(), 'demo'),
+        '--http-addr',
+        `127.0.0.1:${http}`,
+        '--grpc-addr',
+        `127.0.0.1:${grpc}`,
+        '--falco-addr',
+        `127.0.0.1:${falco}`,
+        '--interval',
+        '300',
+      ],
+      'demo',
+    );
     link = (await demo.waitForStdout(/feed:\s+(http:\/\/\S+#token=vdt_feed_[\w-]+)/, 60_000))[1]!;
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
   });
@@ -39,9 +63,11 @@ describe('verdict demo and its web page', () => {
     expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
     expect(await res.text()).toContain('<script src="/app.js"');
     expect((await fetch(new URL('/app.js', link))).status).toBe(200);
+    // The page's modules import the severities the server generates from its payload module.
+    expect(await (await fetch(new URL('/constants.js', link))).text()).toContain('export const SEVERITIES');
   });
 
-  it('opens from the printed link and shows the demo\'s alerts live', async () => {
+  it("opens from the printed link and shows the demo's alerts live", async () => {
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -49,10 +75,14 @@ describe('verdict demo and its web page', () => {
     await page.waitForSelector('#conn[data-state="live"]', { timeout: 30_000 });
     await page.waitForFunction(() => document.querySelectorAll('#alerts .alert').length > 0, undefined, { timeout: 60_000 });
     // Both sources arrive, without a reload: the list grows from the stream.
-    await page.waitForFunction(() => {
-      const srcs = new Set([...document.querySelectorAll('#alerts .alert .src')].map((e) => e.textContent));
-      return srcs.has('cilium') && srcs.has('falco');
-    }, undefined, { timeout: 60_000 });
+    await page.waitForFunction(
+      () => {
+        const srcs = new Set([...document.querySelectorAll('#alerts .alert .src')].map((e) => e.textContent));
+        return srcs.has('cilium') && srcs.has('falco');
+      },
+      undefined,
+      { timeout: 60_000 },
+    );
     expect(new URL(page.url()).hash).toBe('');
     expect(errors).toEqual([]);
     await page.close();

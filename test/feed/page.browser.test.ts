@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
 import { buildHttpServer } from '../../src/server/feed/http-server.js';
+import { SEVERITIES, SEVERITY_RANK } from '../../src/shared/alert/payload.js';
 import { AlertStore } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payloads.js';
@@ -20,7 +21,16 @@ declare const localStorage: any;
 // change, and renders attacker-controlled text as text.
 
 const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 let n = 0;
 const ev = (payload: ReturnType<typeof ciliumPayload>) => ({ id: `page-${++n}`, payload });
@@ -39,7 +49,9 @@ describe('web page in Chromium', () => {
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} is missing: the browser test needs Debian's Chromium; install it with \`apt-get install chromium\` (as root, after apt-get update)`);
+      throw new Error(
+        `${CHROMIUM} is missing: the browser test needs Debian's Chromium; install it with \`apt-get install chromium\` (as root, after apt-get update)`,
+      );
     }
     app = await buildHttpServer({ store, tokens, log: createRootLogger({ name: 'test', level: 'silent' }), ready: () => true });
     await app.listen({ host: '127.0.0.1', port: 0 });
@@ -75,7 +87,8 @@ describe('web page in Chromium', () => {
     await page.waitForSelector('[data-severity-count="high"] b');
     expect(await page.locator('[data-severity-count="high"] b').textContent()).toBe('1');
     // Counts by source and by namespace, each a button that filters.
-    const bars = (id: string) => page.locator(`#${id} .bar`).evaluateAll((bs) => bs.map((b) => `${b.querySelector('span').textContent}=${b.querySelector('b').textContent}`).sort());
+    const bars = (id: string) =>
+      page.locator(`#${id} .bar`).evaluateAll((bs) => bs.map((b) => `${b.querySelector('span').textContent}=${b.querySelector('b').textContent}`).sort());
     expect(await bars('source-counts')).toEqual(['cilium=1', 'falco=1']);
     expect(await bars('namespace-counts')).toEqual(['db=1', 'shop=1']);
   });
@@ -105,7 +118,9 @@ describe('web page in Chromium', () => {
     });
     const t0 = Date.now();
     store.ingest('prod', [ev(ciliumPayload({ fp: 'live-1', ns: 'payments', src: 'intruder', dst: 'vault', severity: 'critical' }))]);
-    await page.waitForFunction(() => [...document.querySelectorAll('#alerts .alert .title')].some((e) => e.textContent!.includes('intruder')), undefined, { timeout: 5000 });
+    await page.waitForFunction(() => [...document.querySelectorAll('#alerts .alert .title')].some((e) => e.textContent!.includes('intruder')), undefined, {
+      timeout: 5000,
+    });
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(reloads).toEqual([]);
     // Newest activity first.
@@ -140,7 +155,9 @@ describe('web page in Chromium', () => {
   it('renders a <script> in a pod name and HTML in Falco output as text', async () => {
     const pod = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">';
     // The id from ingest itself: a search for it could also find other tests' alerts.
-    const id = store.ingest('prod', [ev(falcoPayload({ fp: 'xss', ns: 'web', pod, severity: 'critical', output: `Shell in ${pod} <b>bold</b> <a href="javascript:window.__xss=3">x</a>` }))]).alerts[0]!.id;
+    const id = store.ingest('prod', [
+      ev(falcoPayload({ fp: 'xss', ns: 'web', pod, severity: 'critical', output: `Shell in ${pod} <b>bold</b> <a href="javascript:window.__xss=3">x</a>` })),
+    ]).alerts[0]!.id;
     await page.waitForFunction(() => [...document.querySelectorAll('#alerts .alert .title')].some((e) => e.textContent!.includes('<script>')));
     await page.click(`#alerts .alert[data-id="${id}"]`);
     // The previous test's alert stays in the detail pane until this one has loaded.
@@ -157,26 +174,34 @@ describe('web page in Chromium', () => {
     expect(injected).toEqual({ xss: undefined, scripts: 1, imgs: 0, links: 0, bold: false });
 
     // The same in a Cilium flow's source pod, shown in the list, the flow and the labels.
-    const flowId = store.ingest('prod', [ev(ciliumPayload({ fp: 'xss-flow', ns: 'edge', src: 'evil', dst: 'api', srcPod: pod, severity: 'critical' }))]).alerts[0]!.id;
+    const flowId = store.ingest('prod', [ev(ciliumPayload({ fp: 'xss-flow', ns: 'edge', src: 'evil', dst: 'api', srcPod: pod, severity: 'critical' }))])
+      .alerts[0]!.id;
     await page.waitForSelector(`#alerts .alert[data-id="${flowId}"]`);
     await page.click(`#alerts .alert[data-id="${flowId}"]`);
     await page.waitForFunction(() => document.querySelector('#detail h1')?.textContent?.includes('evil') && document.querySelector('#detail .flow .pod'));
     expect(await page.locator('#detail .flow .pod').first().textContent()).toBe(`edge/${pod}`);
     expect(await page.locator('#detail .labels').first().textContent()).toContain(pod);
-    expect(await page.evaluate(() => ({
-      xss: (window as unknown as { __xss?: number }).__xss,
-      scripts: document.querySelectorAll('script').length,
-      imgs: [...document.querySelectorAll('img')].filter((i) => i.getAttribute('src') === 'x').length,
-    }))).toEqual({ xss: undefined, scripts: 1, imgs: 0 });
+    expect(
+      await page.evaluate(() => ({
+        xss: (window as unknown as { __xss?: number }).__xss,
+        scripts: document.querySelectorAll('script').length,
+        imgs: [...document.querySelectorAll('img')].filter((i) => i.getAttribute('src') === 'x').length,
+      })),
+    ).toEqual({ xss: undefined, scripts: 1, imgs: 0 });
     expect(pageErrors).toEqual([]);
   });
 
   it('filters by severity and search, and says so when a read-only token tries to change status', async () => {
     await page.click('#severity-filter [data-severity="high"]');
-    await page.waitForFunction(() => [...document.querySelectorAll('#alerts .alert')].every((e) => e.classList.contains('high')) && document.querySelectorAll('#alerts .alert').length === 1);
+    await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll('#alerts .alert')].every((e) => e.classList.contains('high')) && document.querySelectorAll('#alerts .alert').length === 1,
+    );
     await page.click('#severity-filter [data-severity="high"]');
     await page.fill('#search', 'payments-api');
-    await page.waitForFunction(() => document.querySelectorAll('#alerts .alert').length === 1 && document.querySelector('#alerts .alert .title')!.textContent!.includes('payments-api'));
+    await page.waitForFunction(
+      () => document.querySelectorAll('#alerts .alert').length === 1 && document.querySelector('#alerts .alert .title')!.textContent!.includes('payments-api'),
+    );
     await page.fill('#search', '');
 
     const viewer = await browser.newPage();
@@ -187,6 +212,89 @@ describe('web page in Chromium', () => {
     await viewer.waitForSelector('#action-error:not([hidden])');
     expect(await viewer.locator('#action-error').textContent()).toMatch(/cannot change status.*scope "read"/);
     await viewer.close();
+  });
+
+  it('serves every module the page imports, as JavaScript, with the severities from the payload module', async () => {
+    const seen = new Set<string>();
+    const queue = ['/app.js'];
+    while (queue.length) {
+      const path = queue.shift()!;
+      if (seen.has(path)) continue;
+      seen.add(path);
+      const res = await fetch(`${base}${path}`);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get('content-type'), path).toMatch(/^text\/javascript/);
+      expect(res.headers.get('content-security-policy'), path).toContain("script-src 'self'");
+      const js = await res.text();
+      // Data reaches the page as text only.
+      expect(js, path).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function/);
+      for (const m of js.matchAll(/^import\s[^'"]*['"]\.\/([\w-]+\.js)['"]/gm)) queue.push(`/${m[1]}`);
+    }
+    expect(seen.size).toBeGreaterThan(5);
+    expect(seen).toContain('/constants.js');
+    // As the page's modules import it (a string: vitest would rewrite an import() in a function).
+    const constants = await page.evaluate("import('/constants.js').then((m) => ({ severities: [...m.SEVERITIES], rank: { ...m.SEVERITY_RANK } }))");
+    expect(constants).toEqual({ severities: [...SEVERITIES], rank: SEVERITY_RANK });
+    const html = await (await fetch(`${base}/`)).text();
+    const sheets = [...html.matchAll(/<link rel="stylesheet" href="([^"]+)"/g)].map((m) => m[1]!);
+    expect(sheets.length).toBeGreaterThan(1);
+    for (const path of sheets) expect((await fetch(`${base}${path}`)).headers.get('content-type'), path).toMatch(/^text\/css/);
+    // Type declarations and the page's tsconfig are source, not page.
+    for (const path of ['/api-types.d.ts', '/tsconfig.json', '/index.html']) expect((await fetch(`${base}${path}`)).status, path).toBe(404);
+  });
+
+  it('flags an alert stamped ahead of its receipt (a fast clock) and shows its time as given', async () => {
+    const ahead = new Date(Date.now() + 3 * 3600_000 + 120_000).toISOString();
+    const id = store.ingest('prod', [ev(ciliumPayload({ fp: 'skewed', ns: 'fastclock', src: 'skewed-src', dst: 'db', severity: 'low', time: ahead }))])
+      .alerts[0]!.id;
+    const row = `#alerts .alert[data-id="${id}"]`;
+    await page.waitForSelector(`${row} .skew`);
+    expect(await page.locator(`${row} .skew`).getAttribute('title')).toMatch(/5 minutes after the server received it/);
+    expect(await page.locator(`${row} .when`).textContent()).toBe('in 3h');
+    await page.click(row);
+    await page.waitForFunction(() => document.querySelector('#detail h1')?.textContent?.includes('skewed-src'));
+    const fields = await page
+      .locator('#detail > dl.fields')
+      .first()
+      .evaluate((dl) => {
+        const out: Record<string, string> = {};
+        for (const dt of dl.querySelectorAll('dt')) out[dt.textContent] = dt.nextElementSibling.textContent;
+        return out;
+      });
+    const shown = await page.evaluate((iso) => new Date(iso).toLocaleString(), ahead);
+    expect(fields['Last seen']).toBe(`${shown} (in 3h) clock ahead`);
+    expect(fields['Last received']).toMatch(/\(to the minute\)$/);
+    expect(await page.locator('#detail table.occ td.stamped.ahead .skew').count()).toBe(1);
+    // Its one occurrence set the severity too: marked among the latest, not shown twice.
+    expect(await page.locator('#detail .severity-occurrence').textContent()).toMatch(/^Set the severity: low.*marked among the latest/);
+    expect(await page.locator('#detail table.occ tr.sets-severity').count()).toBe(1);
+  });
+
+  it("shows the occurrence that set an alert's severity beside the latest, after they have moved past it", async () => {
+    const fp = 'sev-setter';
+    const id = store.ingest('prod', [ev(falcoPayload({ fp, ns: 'vault', pod: 'vault-0', severity: 'critical', output: 'the critical one: token read by nc' }))])
+      .alerts[0]!.id;
+    store.ingest(
+      'prod',
+      Array.from({ length: 21 }, (_, i) => ev(falcoPayload({ fp, ns: 'vault', pod: 'vault-0', severity: 'low', output: `a low repeat ${i}` }))),
+    );
+    expect(store.get(id)!.severity).toBe('critical');
+    await page.waitForSelector(`#alerts .alert[data-id="${id}"]`);
+    await page.click(`#alerts .alert[data-id="${id}"]`);
+    await page.waitForFunction(
+      () => document.querySelector('#detail h1')?.textContent?.includes('vault-0') && document.querySelector('#detail .severity-occurrence'),
+    );
+    const setter = page.locator('#detail .severity-occurrence');
+    expect(await setter.locator('h3').textContent()).toBe('Set the severity: critical');
+    expect(await setter.locator('tbody tr').count()).toBe(1);
+    expect(await setter.locator('tbody tr').textContent()).toContain('the critical one: token read by nc');
+    expect(await setter.textContent()).toMatch(/Older than the latest 20 occurrences/);
+    // The latest are the low repeats only.
+    const latest = page.locator('#detail table.occ').last();
+    expect(await latest.locator('tbody tr').count()).toBe(20);
+    expect(await latest.textContent()).not.toContain('the critical one');
+    expect(await latest.locator('tbody tr.sets-severity').count()).toBe(0);
+    expect(pageErrors).toEqual([]);
   });
 
   it('asks for a token when it has none', async () => {

@@ -1,0 +1,63 @@
+// @ts-check
+// The page's state: the filters, the alerts loaded, the stream's cursor and
+// the selected alert. One object, read and written by the other modules.
+/** @import { Alert, AlertDetail, Severity, Status } from './api-types.js' */
+
+/** @typedef {'open' | 'triggered' | 'acknowledged' | 'resolved' | 'ignored' | 'all'} StatusView */
+/** @typedef {'last_seen' | 'created' | 'severity' | 'count'} SortKey */
+
+export const TOKEN_KEY = 'verdict.feedToken';
+/** Alerts asked for per page. */
+export const PAGE = 100;
+
+/** The statuses each status view lists; none means all. @type {Record<StatusView, readonly Status[]>} */
+export const STATUS_SETS = {
+  open: ['triggered', 'acknowledged'],
+  triggered: ['triggered'],
+  acknowledged: ['acknowledged'],
+  resolved: ['resolved'],
+  ignored: ['ignored'],
+  all: [],
+};
+
+/**
+ * @typedef {object} PageState
+ * @property {string} token the feed token (from the URL fragment, localStorage or the dialog)
+ * @property {StatusView} status
+ * @property {Set<Severity>} severities none: all
+ * @property {string} source
+ * @property {string} namespace
+ * @property {string} q
+ * @property {SortKey} sort
+ * @property {Map<number, Alert>} alerts the alerts loaded, by id
+ * @property {number[]} order their ids in the list's order
+ * @property {string | null} nextCursor
+ * @property {number | null} cursor the stream position to resume from
+ * @property {number | null} selected
+ * @property {AlertDetail | null} detail
+ * @property {Set<number>} flash alerts that changed since the last render
+ * @property {WebSocket | null} ws
+ * @property {number} retries
+ * @property {number} generation bumped by every reload; answers for older ones are dropped
+ */
+
+/** @type {PageState} */
+export const state = {
+  token: '',
+  status: 'open',
+  severities: new Set(),
+  source: '',
+  namespace: '',
+  q: '',
+  sort: 'last_seen',
+  alerts: new Map(),
+  order: [],
+  nextCursor: null,
+  cursor: null,
+  selected: null,
+  detail: null,
+  flash: new Set(),
+  ws: null,
+  retries: 0,
+  generation: 0,
+};
