@@ -84,7 +84,8 @@ export async function applyObject(m: ManifestObject, ctx: ApplyContext): Promise
     const r = await ctx.api.request<KubeObject>({
       method: 'PATCH',
       path,
-      query: { fieldManager: FIELD_MANAGER, force: 'true', dryRun: ctx.dryRun === 'server' ? 'All' : undefined },
+      // Strict, as kubectl's default: a misspelt field is an error naming it, not silently dropped.
+      query: { fieldManager: FIELD_MANAGER, force: 'true', fieldValidation: 'Strict', dryRun: ctx.dryRun === 'server' ? 'All' : undefined },
       body,
       contentType: 'application/apply-patch+yaml',
       signal: ctx.signal,
