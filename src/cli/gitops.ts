@@ -1,0 +1,101 @@
+import { kubeConnection } from '../agent/kubernetes/connection.js';
+import { refSpec } from '../modules/gitops/git-ref.js';
+import { inventoryRef } from '../modules/gitops/inventory.js';
+import { KubeApi } from '../modules/gitops/kube/api.js';
+import { Discovery } from '../modules/gitops/kube/discovery.js';
+import { readFiles, selectFiles } from '../modules/gitops/manifest-files.js';
+import { preview, type PreviewLine } from '../modules/gitops/preview.js';
+import { resolveProject } from '../modules/gitops/project-repos.js';
+import { resolveCommit } from '../server/config/git-project.js';
+import { loadServerConfigFile } from '../shared/config/server-config.js';
+import { parseFlags, UsageError } from './args.js';
+
+// `verdict gitops diff`: what a sync of a manifest project would change in the
+// cluster, for review before merging. Files are read as the server reads them
+// (projects_dir, ref, globs, limits); every object is a server-side dry-run
+// apply against the live cluster; nothing is written.
+
+const HELP = `Usage: verdict gitops diff --project <id> [flags]
+
+Shows what the GitOps module would change: each object of the project's
+manifests as a server-side dry-run apply against the cluster, compared with
+what the cluster holds, and (with --agent) what would be pruned.
+
+  --project <id>         manifest project id (group/project or numeric) under projects_dir
+  --ref <ref>            branch:<name>, tag:<name>, commit:<sha>, or a branch name (default: the default branch)
+  --projects-dir <dir>   the server's projects_dir (or --config server.yaml)
+  --config <file>        the server's config file, for projects_dir
+  --path <glob>          manifest glob, repeatable (default: **/*.{yaml,yml,json})
+  --namespace <ns>       default_namespace of the project (default: default)
+  --agent <name>         the agent that syncs it: objects its inventory holds and the
+                         manifests no longer do are shown as pruned
+  --kubeconfig <file>    the cluster (default: KUBECONFIG, the pod's service account, ~/.kube/config)
+
+Exit status: 0 when nothing would change, 1 when something would (or fails), 2 for usage errors.
+`;
+
+function parseRef(r: string | undefined) {
+  if (!r) return undefined;
+  const m = /^(branch|tag|commit):(.+)$/.exec(r);
+  const [kind, value] = m ? [m[1] as 'branch' | 'tag' | 'commit', m[2]!] : (['branch', r] as const);
+  return { ref: { $case: kind, value } } as const;
+}
+
+function render(l: PreviewLine): string {
+  const head = `${l.action.padEnd(9)} ${l.object}${l.source ? `  (${l.source})` : ''}${l.reason ? `: ${l.reason}` : ''}`;
+  return [head, ...(l.changes ?? []).map((c) => `    ${c}`)].join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(
+    'gitops',
+    argv,
+    {
+      help: { type: 'boolean', short: 'h' },
+      project: { type: 'string' },
+      ref: { type: 'string' },
+      'projects-dir': { type: 'string' },
+      config: { type: 'string' },
+      path: { type: 'string', multiple: true },
+      namespace: { type: 'string', default: 'default' },
+      agent: { type: 'string' },
+      kubeconfig: { type: 'string' },
+    },
+    true,
+  );
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (positionals[0] !== 'diff') throw new UsageError('verdict gitops: the subcommand is diff; see `verdict gitops --help`');
+  if (!values.project) throw new UsageError('verdict gitops diff: give --project <id>');
+  const projectsDir = values['projects-dir'] ?? (values.config ? loadServerConfigFile(values.config).projects_dir : undefined);
+  if (!projectsDir) throw new UsageError('verdict gitops diff: give --projects-dir <dir> or --config <server.yaml> with projects_dir');
+  // No configuration project here: every id resolves under projects_dir.
+  const project = resolveProject(values.project, '', projectsDir);
+  const ref = refSpec(parseRef(values.ref));
+  const commit = await resolveCommit(project.repo, ref.rev);
+  if (!commit) throw new Error(`${ref.name} not found in project ${project.id}`);
+  const selection = await selectFiles(project.repo, commit, values.path ?? []);
+  const contents = await readFiles(project.repo, selection.files);
+  const files = selection.files.map((f, i) => ({ source: f.path, data: contents[i]! }));
+  const connection = kubeConnection(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
+  const api = new KubeApi(connection);
+  try {
+    const lines = await preview(files, {
+      defaultNamespace: values.namespace,
+      api,
+      discovery: new Discovery(api),
+      ...(values.agent ? { inventory: inventoryRef(values.agent, project.id, values.namespace) } : {}),
+    });
+    process.stdout.write(`GitOps diff: project ${project.id} at ${commit.slice(0, 12)} (${ref.name}) against ${connection.server}\n`);
+    for (const l of lines) process.stdout.write(`${render(l)}\n`);
+    const n = (a: PreviewLine['action']) => lines.filter((l) => l.action === a).length;
+    process.stdout.write(
+      `Summary: ${n('create')} to create, ${n('configure')} to configure, ${n('unchanged')} unchanged, ${n('prune')} to prune, ${n('keep')} kept on removal, ${n('failed')} failed\n`,
+    );
+    return lines.some((l) => l.action !== 'unchanged') ? 1 : 0;
+  } finally {
+    api.close();
+  }
+}
