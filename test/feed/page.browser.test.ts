@@ -6,10 +6,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
 import { buildHttpServer } from '../../src/server/feed/http-server.js';
+import type { alertView } from '../../src/server/feed/alerts-routes.js';
+import type { Alert, AlertDetail as PageDetail, Occurrence as PageOccurrence } from '../../src/server/feed/web/api-types.js';
+import type { AlertDetail, Occurrence } from '../../src/server/store/types.js';
 import { SEVERITIES, SEVERITY_RANK } from '../../src/shared/alert/payload.js';
 import { AlertStore } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payloads.js';
+
+// The page's API types (web/api-types.d.ts, written by hand for its JSDoc type
+// check) name the fields the server sends: `npm run typecheck` fails here when they part.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const apiTypesFollowTheServer: [
+  Same<Exclude<keyof Alert, 'samples'>, keyof ReturnType<typeof alertView>>,
+  Same<PageOccurrence, Occurrence>,
+  Same<keyof PageDetail, keyof AlertDetail>,
+] = [true, true, true];
+void apiTypesFollowTheServer;
 
 // Run inside the page by playwright; the project compiles without the DOM library.
 declare const document: any;
