@@ -67,9 +67,10 @@ beforeAll(async () => {
   } as ModuleContext;
 }, 300_000);
 
+let serverClosed = false;
 afterAll(async () => {
   await tunnel?.close();
-  await server?.close();
+  if (!serverClosed) await server?.close();
   await kube?.stop();
 });
 
@@ -156,5 +157,25 @@ describe('GitOps module', () => {
     abort.abort();
     await running;
     expect(await data('settings')).toEqual({ v: '2' });
+  });
+
+  it('keeps the cluster as last applied while the server is unreachable, drift correction included', async () => {
+    app.git('rm', '-q', 'manifests/bad.yaml');
+    const good = app.commit({ 'manifests/cm.yaml': cm('settings', '3') });
+    const abort = new AbortController();
+    const running = module().run(block(), ctx, abort.signal);
+    try {
+      await until(() => reports.find((r) => r.commit === good && r.ok), 30_000, 'good commit synchronized');
+      await server.close();
+      serverClosed = true;
+      await until(() => logs.find((l) => l.msg === 'GitOps: failed to get objects to synchronize'), 10_000, 'the stream noticing the server is gone');
+      const before = reports.length;
+      await kube.kubectl(['patch', 'configmap', 'settings', '-n', 'gitops', '--type=merge', '-p', '{"data":{"v":"drifted"}}']);
+      await until(() => reports.slice(before).find((r) => r.driftCorrected), 10_000, 'drift corrected without the server');
+      expect(await data('settings')).toEqual({ v: '3' });
+    } finally {
+      abort.abort();
+      await running;
+    }
   });
 });
