@@ -34,7 +34,7 @@ describe('AlertAggregator', () => {
     expect(a.count).toBe(3);
     expect(a.first_seen).toBe('2026-01-01T00:00:01Z');
     expect(a.last_seen).toBe('2026-01-01T00:00:05Z');
-    expect(a.description).toBe('d 2026-01-01T00:00:05Z');
+    expect(a.description).toBe('d 2026-01-01T00:00:01Z');
     expect(a.samples).toHaveLength(3);
     expect(agg.pending).toBe(0);
   });
@@ -81,7 +81,7 @@ describe('AlertAggregator storage', () => {
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     new AlertAggregator(db, outbox, { log }).flush(true);
     const a = JSON.parse(outbox.read(0, 10)[0]!.payload.toString()) as AlertPayload;
-    expect(a).toMatchObject({ count: 9, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:09Z', description: 'd 2026-01-01T00:00:09Z' });
+    expect(a).toMatchObject({ count: 9, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:09Z', description: 'd 2026-01-01T00:00:01Z' });
     expect(a.samples).toHaveLength(5);
   });
 });
@@ -92,21 +92,22 @@ describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
     return JSON.parse(outbox.read(0, 10)[0]!.payload.toString()) as AlertPayload;
   }
 
-  it('keeps the highest severity of a window, takes title and description from the latest, and on equal times the later arrival', () => {
+  it('keeps the highest severity of a window, the title and description of the earliest occurrence, and on equal times the earlier arrival', () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     const agg = new AlertAggregator(db, outbox, { log });
-    agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'low' }), alert('a', '2026-01-01T00:00:02Z', { severity: 'critical', title: 'boom' })], 60_000);
-    agg.add([alert('a', '2026-01-01T00:00:03Z', { severity: 'info', title: 'calm', description: 'first at 3' }), alert('a', '2026-01-01T00:00:03Z', { severity: 'info', title: 'calm', description: 'second at 3' })], 60_000);
-    expect(flushed(agg, outbox)).toMatchObject({ count: 4, severity: 'critical', title: 'calm', description: 'second at 3' });
+    agg.add([alert('a', '2026-01-01T00:00:03Z', { severity: 'low' }), alert('a', '2026-01-01T00:00:02Z', { severity: 'critical', title: 'boom' })], 60_000);
+    agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'info', title: 'calm', description: 'first at 1' }), alert('a', '2026-01-01T00:00:01Z', { severity: 'info', title: 'calm', description: 'second at 1' })], 60_000);
+    expect(flushed(agg, outbox)).toMatchObject({ count: 4, severity: 'critical', title: 'calm', description: 'first at 1' });
   });
 
   it('keeps severity and title of repeats across a restart', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);
     const agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
-    agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'low' })], 60_000);
-    agg.add([alert('a', '2026-01-01T00:00:02Z', { severity: 'critical', title: 'boom' })], 60_000);
+    agg.add([alert('a', '2026-01-01T00:00:02Z', { severity: 'low' })], 60_000);
+    // Older and more severe, arriving late: it brings both its severity and its title.
+    agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'critical', title: 'boom' })], 60_000);
     db.close();
     db = openAgentDb(dir);
     const outbox = new Spool(db, { maxBytes: 1e9, log });
@@ -203,7 +204,7 @@ describe('AlertAggregator staging', () => {
     const outbox2 = new Spool(db, { maxBytes: 1e9, log });
     new AlertAggregator(db, outbox2, { log }).flush(true);
     const a = JSON.parse(outbox2.read(0, 10)[0]!.payload.toString()) as AlertPayload;
-    expect(a).toMatchObject({ count: 8, first_seen: '2026-01-01T00:00:00Z', last_seen: '2026-01-01T00:00:10Z', description: 'd 2026-01-01T00:00:10Z' });
+    expect(a).toMatchObject({ count: 8, first_seen: '2026-01-01T00:00:00Z', last_seen: '2026-01-01T00:00:10Z', description: 'latest' });
     expect(a.samples).toEqual([{ s: 1 }, { s: 2 }, { t: '2026-01-01T00:00:10Z' }]);
   });
 });

@@ -205,7 +205,7 @@ describe('Falco HTTP input with a dedup window', () => {
     const x = setup('  dedup_window: 1m\n');
     const input = await x.start();
     try {
-      // Arriving out of order, as events of several Falco instances do; the newest has its own output.
+      // Arriving out of order, as events of several Falco instances do: the alert reads as the earliest.
       const at = (t: string, output: string) => toFalcoJson({ ...scenarioEvent(0), time: t, output });
       await send(input.port, { body: at('2026-03-01T10:00:02.000000002Z', 'second') });
       await send(input.port, { body: at('2026-03-01T10:00:03.000000003Z', 'third') });
@@ -216,7 +216,7 @@ describe('Falco HTTP input with a dedup window', () => {
       const alerts = x.s.flushed();
       expect(alerts).toHaveLength(2);
       const shell = alerts.find((a) => a.rule === 'Terminal shell in container')!;
-      expect(shell).toMatchObject({ count: 3, first_seen: '2026-03-01T10:00:01.000000001Z', last_seen: '2026-03-01T10:00:03.000000003Z', description: 'third' });
+      expect(shell).toMatchObject({ count: 3, first_seen: '2026-03-01T10:00:01.000000001Z', last_seen: '2026-03-01T10:00:03.000000003Z', description: 'first' });
       expect(shell.samples).toHaveLength(3);
       expect(alerts.find((a) => a.rule !== shell.rule)!.count).toBe(1);
     } finally {

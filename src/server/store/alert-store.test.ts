@@ -118,6 +118,20 @@ describe('AlertStore ingest', () => {
     expect(seen.at(-1)).toMatchObject({ type: 'status', from: 'triggered', actor: 'me', alert: { status: 'resolved' } });
   });
 
+  it("reads as its earliest occurrence: a repeat keeps the text, an older occurrence arriving late brings its own, and search follows", () => {
+    const { store } = fresh();
+    const send = (minute: number, output: string) =>
+      store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'text', time: new Date(Date.UTC(2024, 0, 1, 0, minute)).toISOString(), output }) }]).alerts[0]!;
+    const a = send(10, 'opened by quokka');
+    send(20, 'repeated by wombat');
+    expect(store.get(a.id)!.description).toContain('quokka');
+    expect(store.list({ limit: 10, q: 'wombat' }).alerts).toHaveLength(0);
+    send(5, 'late numbat');
+    expect(store.get(a.id)!.description).toContain('numbat');
+    expect(store.list({ limit: 10, q: 'numbat' }).alerts.map((x) => x.id)).toEqual([a.id]);
+    expect(store.list({ limit: 10, q: 'quokka' }).alerts).toHaveLength(0);
+  });
+
   it('takes the highest severity of an open alert\'s occurrences and keeps the occurrence that set it in view', () => {
     const { store } = fresh();
     const t = (i: number) => new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString();

@@ -91,6 +91,7 @@ export class Ingest {
       unpin: db.prepare('DELETE FROM alert_occurrences WHERE alert_id = ? AND slot = ?'),
       updateReceipt: db.prepare('UPDATE alerts SET last_received_at = ?, clock_skew = ? WHERE id = ?'),
       updateSearch: db.prepare('UPDATE alert_text SET search_text = ? WHERE id = ?'),
+      updateText: db.prepare('UPDATE alert_text SET title = ?, description = ? WHERE id = ?'),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
       insertEvent: db.prepare('INSERT OR IGNORE INTO alert_events (event_id, alert_id, received_at) VALUES (?, ?, ?)'),
       putOccurrence: db.prepare(`INSERT OR REPLACE INTO alert_occurrences (alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples)
@@ -176,15 +177,21 @@ export class Ingest {
         e.row.count = p.count;
       } else {
         const r = e.row;
-        // Count, times and severity fold by the one rule (shared/alert/fold.ts):
-        // the severity is the highest of the occurrences and never drops while
-        // the alert is open. Title, description and labels stay those of the
-        // first occurrence (as in GitLab), so a repeat rewrites only the narrow
-        // row and never the full-text index; each occurrence keeps its own.
+        // Everything folds by the one rule (shared/alert/fold.ts): the severity
+        // is the highest of the occurrences and never drops while the alert is
+        // open; title and description are the earliest occurrence's, so a
+        // repeat rewrites only the narrow row, and the text row and full-text
+        // index change only when an older occurrence arrives late. Labels stay
+        // the first occurrence's; each occurrence keeps its own.
         const f = foldOccurrence<number>(
           { count: r.count, first_seen: r.first_seen, last_seen: r.last_seen, severity: r.severity as Severity, title: r.title, description: r.description },
-          { count: p.count, first_seen: first, last_seen: last, severity, title: r.title, description },
+          { count: p.count, first_seen: first, last_seen: last, severity, title: cutText(p.title, MAX_TITLE), description },
         );
+        if (f.summary.title !== r.title || f.summary.description !== r.description) {
+          e.indexedText ??= { title: r.title, description: r.description };
+          r.title = f.summary.title;
+          r.description = f.summary.description;
+        }
         if (f.setsSeverity) {
           // The batch's occurrences so far count under the old keys, then the alert moves to the new ones.
           rollup.addKeys(e.rollupKeys, 0, e.batchCount);
@@ -266,12 +273,21 @@ export class Ingest {
       this.index.insert(r.id, r.title, r.description, text);
     } else {
       s.updateAlert.run(r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
+      const was = e.indexedText;
+      if (was) {
+        s.updateText.run(r.title, r.description, r.id);
+        this.index.remove(r.id, was.title, was.description, e.indexedSearchText);
+        this.index.insert(r.id, r.title, r.description, e.searchChanged ? e.search.text : e.indexedSearchText);
+        e.indexedText = undefined;
+      }
       if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.severity_event, r.id);
       if (e.receiptChanged) s.updateReceipt.run(r.last_received_at, r.clock_skew, r.id);
       if (e.searchChanged) {
         s.updateSearch.run(text, r.id);
-        this.index.remove(r.id, r.title, r.description, e.indexedSearchText);
-        this.index.insert(r.id, r.title, r.description, text);
+        if (!was) {
+          this.index.remove(r.id, r.title, r.description, e.indexedSearchText);
+          this.index.insert(r.id, r.title, r.description, text);
+        }
       }
     }
     e.indexedSearchText = text;

@@ -31,6 +31,8 @@ export interface OpenEntry {
   search: SearchText;
   /** search_text as the full-text index has it. */
   indexedSearchText: string;
+  /** Title and description as the full-text index has them, while this batch changes them (an older occurrence arrived late). */
+  indexedText?: { title: string; description: string } | undefined;
   searchChanged: boolean;
   severityChanged: boolean;
   /** last_received_at or clock_skew changed in this batch. */

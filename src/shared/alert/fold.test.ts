@@ -30,7 +30,7 @@ describe('foldOccurrence', () => {
     expect(f).toEqual({ summary: occ('2026-01-01T00:00:01Z', 'high'), latest: true, setsSeverity: true });
   });
 
-  it('adds counts and takes the earliest first_seen and the latest last_seen, title and description', () => {
+  it('adds counts, takes the earliest first_seen with its title and description, and the latest last_seen', () => {
     const into = { ...occ('2026-01-01T00:00:02Z'), count: 3, first_seen: '2026-01-01T00:00:01Z' };
     const f = foldOccurrence(into, { ...occ('2026-01-01T00:00:05Z', 'low', 'newer', 2), first_seen: '2026-01-01T00:00:00Z' });
     expect(f.summary).toEqual({ count: 5, first_seen: '2026-01-01T00:00:00Z', last_seen: '2026-01-01T00:00:05Z', severity: 'low', title: 't newer', description: 'newer' });
@@ -38,18 +38,18 @@ describe('foldOccurrence', () => {
     expect(into.count).toBe(3); // pure: the input is not changed
   });
 
-  it('keeps title and description of the latest when an older occurrence arrives late', () => {
+  it('takes title and description of an older occurrence that arrives late', () => {
     const f = foldOccurrence(occ('2026-01-01T00:00:05Z', 'low', 'newer'), occ('2026-01-01T00:00:01Z', 'low', 'older'));
     expect(f.latest).toBe(false);
-    expect(f.summary.description).toBe('newer');
-    expect(f.summary.title).toBe('t newer');
+    expect(f.summary.description).toBe('older');
+    expect(f.summary.title).toBe('t older');
     expect(f.summary.first_seen).toBe('2026-01-01T00:00:01Z');
   });
 
-  it('on equal last_seen the occurrence folded later is the latest', () => {
+  it('on equal last_seen the occurrence folded later is the latest; the text stays the first', () => {
     const f = foldOccurrence(occ('2026-01-01T00:00:01Z', 'low', 'first'), occ('2026-01-01T00:00:01Z', 'low', 'second'));
     expect(f.latest).toBe(true);
-    expect(f.summary.description).toBe('second');
+    expect(f.summary.description).toBe('first');
   });
 
   it('keeps the highest severity while lower repeats arrive, and says which occurrence set it', () => {
@@ -60,7 +60,8 @@ describe('foldOccurrence', () => {
     expect(summary.severity).toBe('critical');
     expect(setter).toBe(1); // an equal severity later does not take it over
     expect(latest).toBe(3);
-    expect(summary.description).toBe('boom again');
+    // The text is the opening occurrence's; what set the severity is read from its own sample.
+    expect(summary.description).toBe('d 2026-01-01T00:00:01Z');
   });
 
   it('on equal severity the occurrence folded first keeps having set it', () => {
@@ -68,16 +69,16 @@ describe('foldOccurrence', () => {
     expect(f.setsSeverity).toBe(false);
   });
 
-  it('gives the same count, times, severity, title and description in every order when last_seen values differ', () => {
+  it('gives the same count, times, severity, title and description in every order when first_seen values differ', () => {
     const list = [occ('2026-01-01T00:00:03Z', 'medium', 'c'), occ('2026-01-01T00:00:01Z', 'critical', 'a', 4), occ('2026-01-01T00:00:04Z', 'info', 'd'), occ('2026-01-01T00:00:02Z', 'high', 'b')];
     const results = permutations(list).map((p) => foldAll(p).summary);
-    for (const r of results) expect(r).toEqual({ count: 7, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:04Z', severity: 'critical', title: 't d', description: 'd' });
+    for (const r of results) expect(r).toEqual({ count: 7, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:04Z', severity: 'critical', title: 't a', description: 'a' });
     // and the severity setter is always the critical one
     for (const p of permutations(list)) expect(p[foldAll(p).setter]!.description).toBe('a');
   });
 
   it('compares numeric times too', () => {
     const f = foldOccurrence<number>({ count: 1, first_seen: 10, last_seen: 10, severity: 'low', title: 'x', description: 'x' }, { count: 1, first_seen: 9, last_seen: 9, severity: 'low', title: 'y', description: 'y' });
-    expect(f.summary).toMatchObject({ first_seen: 9, last_seen: 10, description: 'x' });
+    expect(f.summary).toMatchObject({ first_seen: 9, last_seen: 10, description: 'y' });
   });
 });
