@@ -17,7 +17,7 @@
 // (textContent, text nodes; see dom.js); nothing from the server is parsed as
 // HTML, and the Content-Security-Policy allows no script but these modules.
 import { syncControls, wireControls } from './controls.js';
-import { setConn } from './dom.js';
+import { $, setConn } from './dom.js';
 import { tickTimes } from './list.js';
 import { state } from './state.js';
 import { closeStream, loadList } from './stream.js';
@@ -37,6 +37,7 @@ function start() {
   setInterval(tickTimes, 15000);
   if (!state.token) {
     setConn('auth', 'Token needed');
+    $('list-info').textContent = 'No feed token yet: paste one to see the alerts.';
     askForToken();
     return;
   }
