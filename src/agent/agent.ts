@@ -58,8 +58,8 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   const abort = new AbortController();
   let configured = false;
   const tunnel = await closers.start(() => Tunnel.open({
-    address: address!, ...(fallbacks.length ? { fallbacks } : {}), token, tokenFile: o.tokenFile, backoff: o.backoff, log: moduleLogger('tunnel', log),
-    ...(o.caCertFile ? { caCertFile: o.caCertFile } : {}),
+    address: address!, fallbacks, token, tokenFile: o.tokenFile, backoff: o.backoff, log: moduleLogger('tunnel', log),
+    caCertFile: o.caCertFile,
   }));
   closers.add('tunnel', tunnel, (t) => t.close());
   // After the tunnel: modules use it, so they stop before it closes.

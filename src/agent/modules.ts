@@ -17,7 +17,7 @@ export interface AgentModuleFlags {
 // and naming its agent part here (and its server part in src/server/modules.ts).
 export function agentModules(flags: AgentModuleFlags): AgentModule<never>[] {
   return [
-    createCiliumModule({ policyPaths: flags.policyPaths, ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}) }),
+    createCiliumModule({ policyPaths: flags.policyPaths, kubeconfig: flags.kubeconfig }),
     falcoModule,
     createGitopsModule({ connect: () => kubeConnection(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}) }),
     createCiAccessModule(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),

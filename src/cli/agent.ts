@@ -59,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
     kasAddress: values['kas-address'].join(','),
     tokenFile: values['token-file'],
     dataDir: values['data-dir'],
-    ...(values['ca-cert-file'] ? { caCertFile: values['ca-cert-file'] } : {}),
+    caCertFile: values['ca-cert-file'],
     observabilityAddr: values['observability-addr'],
     spoolMaxBytes,
     backoff: {
@@ -67,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(values['reconnect-initial'] ? { initialMs: parseDuration(values['reconnect-initial'], '--reconnect-initial') } : {}),
       ...(values['reconnect-max'] ? { maxMs: parseDuration(values['reconnect-max'], '--reconnect-max') } : {}),
     },
-    modules: agentModules({ policyPaths: values.policies, ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}) }),
+    modules: agentModules({ policyPaths: values.policies, kubeconfig: values.kubeconfig }),
   }, log);
   await waitForShutdown(log);
   await agent.stop();

@@ -88,7 +88,7 @@ export class Tunnel {
       return t;
     }
     if (a.scheme === 'ws' || a.scheme === 'wss') {
-      const bridge = await WsBridge.start({ address: a, userAgent: `verdict-agent/${VERSION}`, ...(roots ? { ca: roots } : {}) });
+      const bridge = await WsBridge.start({ address: a, userAgent: `verdict-agent/${VERSION}`, ca: roots });
       // TLS, if any, is the WebSocket's; gRPC runs in clear inside it.
       return new Tunnel(opts, bridge.target, grpc.credentials.createInsecure(), { ...options, 'grpc.default_authority': a.target }, bridge);
     }
