@@ -94,7 +94,7 @@ describe('configuration stream', () => {
   it("logs the server's findings in config.yaml once per commit, and the server shows them in the agent's status", async () => {
     const project = configProject();
     const first = project.commit(
-      'observability:\n  logging:\n    level: info\n    grpc_level: debug\ngitops:\n  manifest_projects:\n    - id: acme/manifests\n',
+      'observability:\n  logging:\n    level: info\n    grpc_level: debug\nuser_access:\n  access_as:\n    agent: {}\n',
     );
     const db = openServerDb(':memory:');
     cleanup.push(() => void db.close());
@@ -115,16 +115,16 @@ describe('configuration stream', () => {
     const file = '.gitlab/agents/edge/config.yaml';
     const expected = [
       `Config: ${file}:4: observability.logging.grpc_level: not used by Verdict (Verdict logs gRPC at observability.logging.level); accepted and ignored`,
-      `Config: ${file}:5: gitops: not used by Verdict (GitOps synchronisation is not part of this release); accepted and ignored`,
+      `Config: ${file}:5: user_access: not used by Verdict (Verdict has no Kubernetes API proxy for users); accepted and ignored`,
     ];
     const configWarnings = () => lines.filter((l) => l.level === 'warn' && l.msg.startsWith('Config: ')).map((l) => l.msg);
     expect(configWarnings()).toEqual(expected);
-    expect(updates[0]!.warnings.map((w) => w.path)).toEqual(['observability.logging.grpc_level', 'gitops']);
+    expect(updates[0]!.warnings.map((w) => w.path)).toEqual(['observability.logging.grpc_level', 'user_access']);
     expect(agents.configStatus('edge')).toMatchObject({
       commit_id: first,
       warnings: [
         { file, line: 4, path: 'observability.logging.grpc_level' },
-        { file, line: 5, path: 'gitops' },
+        { file, line: 5, path: 'user_access' },
       ],
     });
 
@@ -140,11 +140,11 @@ describe('configuration stream', () => {
     expect(agents.configStatus('edge')).toMatchObject({ commit_id: first, warnings: [{ line: 4 }, { line: 5 }] });
 
     // A new commit is logged again, with its own findings.
-    const second = project.commit('gitops:\n  manifest_projects:\n    - id: acme/manifests\n');
+    const second = project.commit('user_access:\n  access_as:\n    agent: {}\n');
     await until(() => updates.length === 2, 'the second configuration');
     expect(configWarnings()).toEqual([
       ...expected,
-      `Config: ${file}:1: gitops: not used by Verdict (GitOps synchronisation is not part of this release); accepted and ignored`,
+      `Config: ${file}:1: user_access: not used by Verdict (Verdict has no Kubernetes API proxy for users); accepted and ignored`,
     ]);
     expect(agents.configStatus('edge')?.commit_id).toBe(second);
 
