@@ -8,7 +8,7 @@ import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
 import { buildHttpServer } from '../../src/server/feed/http-server.js';
 import type { alertView } from '../../src/server/feed/alerts-routes.js';
 import type { Alert, AlertDetail as PageDetail, Occurrence as PageOccurrence } from '../../src/server/feed/web/api-types.js';
-import type { AlertDetail, Occurrence } from '../../src/server/store/types.js';
+import { CLOCK_SKEW_MS, type AlertDetail, type Occurrence } from '../../src/server/store/types.js';
 import { SEVERITIES, SEVERITY_RANK } from '../../src/shared/alert/payload.js';
 import { AlertStore } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
@@ -246,8 +246,10 @@ describe('web page in Chromium', () => {
     expect(seen.size).toBeGreaterThan(5);
     expect(seen).toContain('/constants.js');
     // As the page's modules import it (a string: vitest would rewrite an import() in a function).
-    const constants = await page.evaluate("import('/constants.js').then((m) => ({ severities: [...m.SEVERITIES], rank: { ...m.SEVERITY_RANK } }))");
-    expect(constants).toEqual({ severities: [...SEVERITIES], rank: SEVERITY_RANK });
+    const constants = await page.evaluate(
+      "import('/constants.js').then((m) => ({ severities: [...m.SEVERITIES], rank: { ...m.SEVERITY_RANK }, skew: m.CLOCK_SKEW_MS }))",
+    );
+    expect(constants).toEqual({ severities: [...SEVERITIES], rank: SEVERITY_RANK, skew: CLOCK_SKEW_MS });
     const html = await (await fetch(`${base}/`)).text();
     const sheets = [...html.matchAll(/<link rel="stylesheet" href="([^"]+)"/g)].map((m) => m[1]!);
     expect(sheets.length).toBeGreaterThan(1);

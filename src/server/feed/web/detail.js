@@ -3,6 +3,7 @@
 // the occurrence that set its severity beside the latest ones, raw samples and
 // status history.
 import { api, messageOf, statusOf } from './api.js';
+import { CLOCK_SKEW_MS } from './constants.js';
 import { $, el, replace } from './dom.js';
 import { CLOCK_SKEW_TITLE, local, rel } from './format.js';
 import { sevClass } from './list.js';
@@ -10,9 +11,6 @@ import { state } from './state.js';
 import { actionButtons } from './triage.js';
 /** @import { Alert, AlertDetail, CiliumDetails, EndpointSummary, FalcoDetails, Occurrence } from './api-types.js' */
 /** @import { Child } from './dom.js' */
-
-/** How far ahead of its receipt an occurrence's time must be to count as a fast clock (the server's CLOCK_SKEW_MS). */
-const SKEW_MS = 5 * 60_000;
 
 /** @param {number} id */
 export function select(id) {
@@ -151,7 +149,7 @@ function occurrenceTable(occurrences, setter) {
       'tbody',
       {},
       occurrences.map((o) => {
-        const ahead = Date.parse(o.last_seen) - Date.parse(o.received_at) > SKEW_MS;
+        const ahead = Date.parse(o.last_seen) - Date.parse(o.received_at) > CLOCK_SKEW_MS;
         const sets = o.event_no === setter;
         return el(
           'tr',

@@ -1,5 +1,6 @@
 // @ts-check
 // Times and names as the page writes them.
+import { CLOCK_SKEW_MS } from './constants.js';
 /** @import { Alert } from './api-types.js' */
 
 /**
@@ -29,5 +30,4 @@ export function policyText(a) {
 }
 
 /** What the clock-skew flag says, on the list and in the detail. */
-export const CLOCK_SKEW_TITLE =
-  'An occurrence was stamped more than 5 minutes after the server received it: the node’s clock runs fast. Its times are shown as given.';
+export const CLOCK_SKEW_TITLE = `An occurrence was stamped more than ${CLOCK_SKEW_MS / 60_000} minutes after the server received it: the node’s clock runs fast. Its times are shown as given.`;
