@@ -62,7 +62,9 @@ export function validate(root: Record<string, unknown>, value: unknown): string[
     if (Array.isArray(v)) {
       if (typeof s.minItems === 'number' && v.length < s.minItems) errors.push(`${at}: fewer than ${s.minItems} items`);
       if (typeof s.maxItems === 'number' && v.length > s.maxItems) errors.push(`${at}: more than ${s.maxItems} items`);
-      if (s.items !== undefined) v.forEach((x, i) => walk(s.items as Schema, x, `${at}/${i}`));
+      if (s.items !== undefined) {
+        for (const [i, x] of v.entries()) walk(s.items as Schema, x, `${at}/${i}`);
+      }
     }
     if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
       const o = v as Record<string, unknown>;

@@ -35,7 +35,7 @@ describe('configuration poll interval', () => {
     const releases = [quick.acquire(), slow.acquire()];
     const second = project.commit({ 'a.yaml': 'a: 2\n' });
     await new Promise((r) => setTimeout(r, 1000));
-    releases.forEach((r) => r());
+    for (const r of releases) r();
     expect(seen).toEqual({ quick: second, slow: '' });
   });
 });

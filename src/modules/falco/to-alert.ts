@@ -63,11 +63,11 @@ export class FalcoAlertBuilder {
 
     const fpFields = this.cfg.fingerprint_fields ?? src.fingerprint_fields;
     const parts = ['falco', e.source];
-    for (const f of fpFields) parts.push(valueOf(e, f));
+    for (const f of fpFields) parts.push(fieldValue(e, f));
 
     let namespace = '';
     for (const f of src.namespace_fields) {
-      const v = present(valueOf(e, f));
+      const v = present(fieldValue(e, f));
       if (v) {
         namespace = v;
         break;
@@ -110,7 +110,7 @@ export class FalcoAlertBuilder {
   }
 }
 
-function valueOf(e: FalcoEvent, f: string): string {
+function fieldValue(e: FalcoEvent, f: string): string {
   switch (f) {
     case 'rule':
       return e.rule;
@@ -137,7 +137,7 @@ function contextOf(e: FalcoEvent, entries: readonly string[]): string {
     if (!fields) splitEntries.set(entry, (fields = entry.split('/')));
     let c = '';
     for (const f of fields) {
-      const v = present(valueOf(e, f));
+      const v = present(fieldValue(e, f));
       if (v !== '') c = c === '' ? v : `${c}/${v}`;
     }
     if (c !== '') return c.length > MAX_CONTEXT ? `${cutText(c, MAX_CONTEXT - 1)}…` : c;

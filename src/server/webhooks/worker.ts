@@ -172,7 +172,7 @@ export class DeliveryWorker {
       this.o.log.error({ error: errText(e), deliveries: batch.length }, 'Webhooks: recording tries failed; those deliveries are tried again when their lease ends');
       ok = batch.map(() => false);
     }
-    batch.forEach((b, i) => b.done(ok[i]!));
+    for (const [i, b] of batch.entries()) b.done(ok[i]!);
   }
 
   private async post(i: Integration, d: Delivery): Promise<SendResult> {

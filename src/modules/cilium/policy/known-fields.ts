@@ -107,7 +107,9 @@ function isObj(v: unknown): v is Record<string, unknown> {
 function walk(v: unknown, node: Node, path: string, out: string[]): void {
   if (node === null || v === null || v === undefined) return;
   if (node instanceof ListOf) {
-    if (Array.isArray(v)) v.forEach((x, i) => walk(x, node.items, `${path}[${i}]`, out));
+    if (Array.isArray(v)) {
+      for (const [i, x] of v.entries()) walk(x, node.items, `${path}[${i}]`, out);
+    }
     return;
   }
   const shape: Shape = node;

@@ -141,7 +141,7 @@ export function parsePolicyObject(obj: unknown, source: string, opts: ParseOptio
       const specs: { spec: unknown; where: string }[] = [];
       if (obj.spec !== undefined && obj.spec !== null) specs.push({ spec: obj.spec, where: 'spec' });
       const many = list(obj.specs, 'specs');
-      many?.forEach((s, i) => specs.push({ spec: s, where: `specs[${i}]` }));
+      for (const [i, s] of (many ?? []).entries()) specs.push({ spec: s, where: `specs[${i}]` });
       if (specs.length === 0) throw new SpecError('has neither spec nor specs');
       rules = specs.map((s) => ciliumRule(s.spec, s.where, policyKind, namespace, warnings));
     } else {

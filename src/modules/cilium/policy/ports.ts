@@ -170,7 +170,7 @@ export function compileCiliumPorts(v: unknown, where: string, allowL7: boolean):
       return;
     }
     if (!Array.isArray(ports)) throw new PortError(`${w}.ports: expected a list of {port, protocol}`);
-    ports.forEach((p: unknown, j: number) => out.push(portEntry(p, `${w}.ports[${j}]`, 'ANY', l7)));
+    for (const [j, p] of (ports as unknown[]).entries()) out.push(portEntry(p, `${w}.ports[${j}]`, 'ANY', l7));
   });
   return out;
 }

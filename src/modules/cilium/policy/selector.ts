@@ -88,6 +88,7 @@ export class Selector {
           case 'exists': return k;
           case 'dne': return `!${k}`;
         }
+        return k;
       })
       .join(',');
   }
