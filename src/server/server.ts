@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { splitHostPort, type ServerConfig } from '../shared/config/server-config.js';
 import { moduleLogger, type Logger } from '../shared/log/logger.js';
 import type { DB } from '../shared/sqlite/open.js';
+import { Closers } from '../shared/lifecycle/closers.js';
 import { VERSION } from '../shared/version.js';
 import { registerAdminRoutes } from './admin/routes.js';
 import { AgentRegistry } from './agents/agent-registry.js';
@@ -52,19 +53,27 @@ export interface ServerTestHooks {
 
 export async function startServer(cfg: ServerConfig, log: Logger, testHooks: ServerTestHooks = {}): Promise<RunningServer> {
   mkdirSync(cfg.data_dir, { recursive: true });
-  const db = openServerDb(cfg.data_dir);
+  // Everything opened is pushed here at once: a start that fails halfway closes
+  // what it opened, and close() runs the same stack in reverse.
+  const closers = new Closers();
+  const db = closers.add('server database', openServerDb(cfg.data_dir), (d) => d.close());
   const store = new AlertStore(db);
   const agents = new AgentRegistry(db);
   const tokens = new FeedTokens(db);
   const streams = new StreamRegistry();
   const pollers = new ProjectPollers(cfg.config_poll_interval, moduleLogger('config', log));
   // Before the agent API listens: every stored alert must pass through the webhook outbox hook.
-  const webhooks = startWebhooks({ db, store, config: cfg.webhooks, log: moduleLogger('webhooks', log), ...(cfg.kafka ? { enqueueOnStore: false } : {}) });
+  const webhooks = closers.add(
+    'webhooks',
+    startWebhooks({ db, store, config: cfg.webhooks, log: moduleLogger('webhooks', log), enqueueOnStore: !cfg.kafka }),
+    (w) => w.close(),
+  );
   let kafka: KafkaReplica | undefined;
   if (cfg.kafka) {
-    try {
-      kafka = await startKafkaReplica({
-        config: cfg.kafka,
+    const kafkaConfig = cfg.kafka;
+    kafka = await closers.start(() =>
+      startKafkaReplica({
+        config: kafkaConfig,
         db,
         store,
         agents,
@@ -72,22 +81,12 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
         webhooks: webhooks.outbox,
         log: moduleLogger('kafka', log),
         onDeliveryStep: testHooks.onDeliveryStep,
-      });
-    } catch (e) {
-      await webhooks.close();
-      db.close();
-      throw e;
-    }
+      }),
+    );
+    closers.add('kafka', kafka, (k) => k.close());
   }
   let ready = false;
-  let tls: TlsMaterial | undefined;
-  try {
-    tls = cfg.tls ? loadTls(cfg.tls) : undefined;
-  } catch (e) {
-    await kafka?.close();
-    db.close();
-    throw e;
-  }
+  const tls: TlsMaterial | undefined = await closers.start(() => (cfg.tls ? loadTls(cfg.tls) : undefined));
 
   const grpcServer = new grpc.Server(GRPC_OPTIONS);
   addTunnelServices(
@@ -102,62 +101,54 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
     streams,
   );
   const g = splitHostPort(cfg.grpc_addr);
-  const grpcPort = await new Promise<number>((resolve, reject) => {
-    grpcServer.bindAsync(`${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`, grpcServerCredentials(tls), (err, port) =>
-      err ? reject(new Error(`cannot listen for agents on ${cfg.grpc_addr}: ${err.message}; pick a free address with --grpc-addr`)) : resolve(port),
-    );
-  }).catch(async (e: unknown) => {
-    // Kafka's clients would keep a server that failed to start alive.
-    await kafka?.close();
-    throw e;
-  });
+  const grpcPort = await closers.start(
+    () =>
+      new Promise<number>((resolve, reject) => {
+        grpcServer.bindAsync(`${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`, grpcServerCredentials(tls), (err, port) =>
+          err ? reject(new Error(`cannot listen for agents on ${cfg.grpc_addr}: ${err.message}; pick a free address with --grpc-addr`)) : resolve(port),
+        );
+      }),
+  );
+  closers.defer('agent API (gRPC)', () => shutDownGrpc(grpcServer));
 
-  let http: FastifyInstance;
-  let agentWs: { close(): void } | undefined;
-  try {
-    http = await buildHttpServer({
+  const http: FastifyInstance = await closers.start(() =>
+    buildHttpServer({
       store,
       tokens,
       log: moduleLogger('feed', log),
       ready: () => ready,
-      notReady: kafka ? () => kafka!.notReady() : undefined,
-      changeStatus: kafka ? (id, to, actor) => kafka!.changeStatus(id, to, actor) : undefined,
+      notReady: kafka ? () => kafka.notReady() : undefined,
+      changeStatus: kafka ? (id, to, actor) => kafka.changeStatus(id, to, actor) : undefined,
       tls,
-    });
-    agentWs = await registerAgentWebSocket(http, { grpcServer, log: moduleLogger('tunnel', log) });
-    registerAdminRoutes(http, { agents, tokens, streams, log: moduleLogger('admin', log) });
-    const h = splitHostPort(cfg.http_addr);
-    await http.listen({ host: h.host, port: h.port });
-  } catch (e) {
-    agentWs?.close();
-    grpcServer.forceShutdown();
-    await kafka?.close();
-    db.close();
-    throw new Error(`cannot listen for HTTP on ${cfg.http_addr}: ${(e as Error).message}; pick a free address with --http-addr`);
-  }
+    }),
+  );
+  closers.add('HTTP listener', http, (h) => h.close());
+  const agentWs = await closers.start(() => registerAgentWebSocket(http, { grpcServer, log: moduleLogger('tunnel', log) }));
+  closers.add('agent WebSocket', agentWs, (w) => w.close());
+  registerAdminRoutes(http, { agents, tokens, streams, log: moduleLogger('admin', log) });
+  const h = splitHostPort(cfg.http_addr);
+  await closers.start(() =>
+    http.listen({ host: h.host, port: h.port }).catch((e: unknown) => {
+      throw new Error(`cannot listen for HTTP on ${cfg.http_addr}: ${(e as Error).message}; pick a free address with --http-addr`);
+    }),
+  );
   const httpAddr = http.server.address();
   const httpAddress = typeof httpAddr === 'object' && httpAddr ? `${cfg.http_addr.replace(/:\d+$/, '')}:${httpAddr.port}` : cfg.http_addr;
   const grpcAddress = `${cfg.grpc_addr.replace(/:\d+$/, '')}:${grpcPort}`;
   // Modules' own listeners and loops (the CI tunnel's Kubernetes API proxy), once the agent API is served.
-  const started: StartedServerModule[] = [];
-  try {
-    for (const mod of serverModules) {
-      const m = await mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls });
-      if (m) started.push(m);
-    }
-  } catch (e) {
-    for (const m of started.reverse()) await m.close().catch(() => undefined);
-    agentWs?.close();
-    await http.close();
-    grpcServer.forceShutdown();
-    await kafka?.close();
-    db.close();
-    throw e;
+  for (const mod of serverModules) {
+    const m: StartedServerModule | undefined = await closers.start(() => mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls }));
+    if (m) closers.add(`module ${mod.name}`, m, (x) => x.close());
   }
   const revocations = new RevocationWatcher(agents, streams, moduleLogger('tunnel', log));
   revocations.start();
+  closers.defer('revocation watcher', () => revocations.stop());
   const retention = startRetention({ store, config: { ...RETENTION_DEFAULTS, ...cfg.retention }, log: moduleLogger('store', log) });
+  closers.defer('retention', () => retention.stop());
   ready = true;
+  closers.defer('readiness', () => {
+    ready = false;
+  });
   log.info(
     {
       http_addr: httpAddress,
@@ -180,26 +171,20 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
     streams,
     webhooks,
     kafka,
-    async close() {
-      ready = false;
-      for (const m of started.reverse()) await m.close();
-      revocations.stop();
-      retention.stop();
-      agentWs?.close();
-      await http.close();
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          grpcServer.forceShutdown();
-          resolve();
-        }, 2000);
-        grpcServer.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-      await kafka?.close();
-      await webhooks.close();
-      db.close();
-    },
+    close: () => closers.close(),
   };
+}
+
+/** Lets calls in flight finish for up to 2 s, then cuts them. */
+function shutDownGrpc(server: grpc.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 2000);
+    server.tryShutdown(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
 }
