@@ -49,10 +49,14 @@ afterAll(async () => {
 describe("the agent's impersonate role (deploy/agent/agent.yaml)", () => {
   it('is enough: ci_job (user, groups, every extra key) and impersonate (with uid) reach the API server as the job', async () => {
     const app = await env.kubeconfig(env.jobToken({ project: 'shop/app', environment: 'production' }));
-    const listed = await until(async () => {
-      const r = await kube.kubectl(['get', 'configmaps', '-o', 'name'], { kubeconfig: app });
-      return r.code === 0 ? r : undefined;
-    }, 10_000, 'the job to list configmaps');
+    const listed = await until(
+      async () => {
+        const r = await kube.kubectl(['get', 'configmaps', '-o', 'name'], { kubeconfig: app });
+        return r.code === 0 ? r : undefined;
+      },
+      10_000,
+      'the job to list configmaps',
+    );
     expect(listed.stdout).toContain('configmap/kube-root-ca.crt');
     const deployer = await env.kubeconfig(env.jobToken({ project: 'shop/deployer' }));
     const who = await kube.kubectl(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username} {.status.userInfo.uid}'], { kubeconfig: deployer });
@@ -69,10 +73,14 @@ describe("the agent's impersonate role (deploy/agent/agent.yaml)", () => {
   it('is needed: without the binding the API server refuses the impersonation, and kubectl shows its message', async () => {
     await kube.kubectl(['delete', 'clusterrolebinding', 'verdict-agent-impersonate']);
     const app = await env.kubeconfig(env.jobToken({ project: 'shop/app' }));
-    const r = await until(async () => {
-      const x = await kube.kubectl(['get', 'configmaps'], { kubeconfig: app });
-      return x.code !== 0 ? x : undefined;
-    }, 10_000, 'the impersonation to be refused');
+    const r = await until(
+      async () => {
+        const x = await kube.kubectl(['get', 'configmaps'], { kubeconfig: app });
+        return x.code !== 0 ? x : undefined;
+      },
+      10_000,
+      'the impersonation to be refused',
+    );
     expect(r.stderr).toContain('User "system:serviceaccount:verdict-agent:verdict-agent" cannot impersonate resource "users" in API group ""');
   });
 });

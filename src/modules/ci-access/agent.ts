@@ -15,6 +15,8 @@ import { ApiForwarder, type AgentCall } from './forward.js';
 // Who may use the agent is the server's decision (it reads the same block);
 // the agent applies the identity the server names and nothing else.
 
+const WINDOW_BYTES = 8 << 20;
+
 /** Calls waiting for requests: enough for a burst of kubectl's parallel discovery requests without a wait. */
 export const IDLE_CALLS = 8;
 
@@ -34,7 +36,9 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
       const kube = kubeConnection(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {});
       const tunnel = ctx.tunnel;
       if (!tunnel) throw new Error("the CI tunnel needs the agent's tunnel to the server, which this context lacks");
-      const client = new KubernetesApiTunnelClient(tunnel.target, tunnel.credentials, tunnel.options);
+      // Its own connection (other options than the alert and config clients'), with HTTP/2 windows
+      // wider than the 64 KiB default, so a large list is not paced by round trips.
+      const client = new KubernetesApiTunnelClient(tunnel.target, tunnel.credentials, { ...tunnel.options, 'grpc-node.flow_control_window': WINDOW_BYTES });
       const forwarder = new ApiForwarder(kube, ctx.log);
       let active = 0;
       let allIdle: (() => void) | undefined;

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { KubeConnection, KubeRequestOptions } from '../../agent/kubernetes/connection.js';
@@ -26,7 +26,7 @@ export function impersonationHeaders(i: Impersonation): Record<string, string | 
 
 export class ApiForwarder {
   private agentKey = '';
-  private agent: HttpsAgent | undefined;
+  private agent: HttpAgent | undefined;
   private readonly base: URL;
 
   constructor(
@@ -73,7 +73,8 @@ export class ApiForwarder {
       method: h.method,
       path: `${this.base.pathname.replace(/\/+$/, '')}${h.uri}`,
       headers,
-      agent: upgrade ? false : (opts.agent ?? (https ? this.keepAlive(tls) : undefined)),
+      // An upgraded connection leaves the pool for good: it gets its own.
+      agent: upgrade ? (opts.agent ?? false) : this.pooled(opts.agent, https),
     });
     req.setNoDelay(true);
     // An upgrade request has no body: its headers go now, and bytes the client sends come after the 101.
@@ -164,21 +165,30 @@ export class ApiForwarder {
     await done;
   }
 
-  /** One keep-alive pool per set of TLS material: requests reuse connections to the API server. */
-  private keepAlive(tls: Omit<KubeRequestOptions, 'headers'>): HttpsAgent {
-    const key = JSON.stringify([tls.ca, tls.cert, tls.key, tls.servername, tls.rejectUnauthorized]);
+  /**
+   * A keep-alive pool per set of TLS material. @kubernetes/client-node hands
+   * out a new Agent per request without keep-alive, which costs a TLS
+   * handshake each time; its options are taken into one pooled Agent instead.
+   * A proxy agent (proxy-url) is used as given.
+   */
+  private pooled(given: unknown, https: boolean): HttpAgent | undefined {
+    if (given && given.constructor !== HttpsAgent && given.constructor !== HttpAgent) return given as HttpAgent;
+    const o = ((given as { options?: Record<string, unknown> } | undefined)?.options ?? {}) as Record<string, unknown>;
+    const tls = {
+      ca: o.ca,
+      cert: o.cert,
+      key: o.key,
+      pfx: o.pfx,
+      passphrase: o.passphrase,
+      servername: o.servername,
+      rejectUnauthorized: o.rejectUnauthorized,
+    };
+    const key = JSON.stringify([https, tls]);
     if (!this.agent || key !== this.agentKey) {
       this.agent?.destroy();
       this.agentKey = key;
-      this.agent = new HttpsAgent({
-        keepAlive: true,
-        maxFreeSockets: 16,
-        ca: tls.ca,
-        cert: tls.cert,
-        key: tls.key,
-        servername: tls.servername,
-        rejectUnauthorized: tls.rejectUnauthorized,
-      } as ConstructorParameters<typeof HttpsAgent>[0]);
+      const defined = Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined));
+      this.agent = https ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 16, ...defined }) : new HttpAgent({ keepAlive: true, maxFreeSockets: 16 });
     }
     return this.agent;
   }

@@ -135,8 +135,10 @@ export class KubernetesApiProxy {
       const message = `the agent "${r.agent.name}" disconnected before it finished answering (${why}); the request may or may not have reached the API server. Check the agent's log and that it is connected, then retry`;
       log.warn({ error: why }, 'CI tunnel: the agent went away mid-request');
       if (!answered) return refuse(res, { code: 502, message });
-      // Mid-watch: end with an ERROR event kubectl prints, then the stream.
-      if (watch) res.end(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(502, 'server', message)) })}\n`);
+      // Mid-watch: an ERROR event with the Status (watch clients such as client-go's reflector log
+      // its message), then the connection is broken, not ended, so no client takes it for a watch
+      // that simply ran out (kubectl would exit 0).
+      if (watch) res.write(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(502, 'server', message)) })}\n`, () => res.destroy());
       else res.destroy(new Error(message));
     };
     call.on('error', (e: Error) => lost(errText(e)));
