@@ -44,7 +44,7 @@ describe('alert store bounds', () => {
     const store = new AlertStore(db);
     for (let i = 0; i < 200; i++) store.ingest('edge', [{ id: `s-${i}`, payload: falcoPayload({ fp: 'churn', pod: `web-${i}-${'p'.repeat(40)}` }) }]);
     const id = store.list({ limit: 1 }).alerts[0]!.id;
-    const text = (db.prepare('SELECT search_text FROM alert_text WHERE id = ?').get(id) as { search_text: string }).search_text;
+    const text = (db.prepare('SELECT search_text FROM alert_search WHERE id = ?').get(id) as { search_text: string }).search_text;
     expect(text.length).toBeLessThanOrEqual(4096 + 600);
     expect(store.list({ limit: 10, q: `web-3-${'p'.repeat(40)}` }).alerts.map((a) => a.id)).toEqual([id]);
     db.close();

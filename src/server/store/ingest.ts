@@ -81,7 +81,9 @@ export class Ingest {
     this.s = {
       insertAlert: db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule,
         count, events, first_seen, last_seen, created_at, updated_at, last_received_at, clock_skew, seq) VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      insertText: db.prepare('INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      // search_text lives in alert_search (narrow, as it changes with new label values); alert_text's column stays empty.
+      insertText: db.prepare("INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (?, ?, ?, ?, ?, ?, '')"),
+      insertSearch: db.prepare('INSERT INTO alert_search (id, search_text) VALUES (?, ?)'),
       // Separate statements, so that an index or the full-text row is touched only when its column changed.
       updateAlert: db.prepare('UPDATE alerts SET count = ?, events = ?, first_seen = ?, last_seen = ?, updated_at = ?, seq = ? WHERE id = ?'),
       updateSeverity: db.prepare('UPDATE alerts SET severity = ?, severity_rank = ?, severity_event = ? WHERE id = ?'),
@@ -90,7 +92,7 @@ export class Ingest {
         WHERE alert_id = ? AND slot = ? AND event_no = ?`),
       unpin: db.prepare('DELETE FROM alert_occurrences WHERE alert_id = ? AND slot = ?'),
       updateReceipt: db.prepare('UPDATE alerts SET last_received_at = ?, clock_skew = ? WHERE id = ?'),
-      updateSearch: db.prepare('UPDATE alert_text SET search_text = ? WHERE id = ?'),
+      updateSearch: db.prepare('UPDATE alert_search SET search_text = ? WHERE id = ?'),
       updateText: db.prepare('UPDATE alert_text SET title = ?, description = ? WHERE id = ?'),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
       insertEvent: db.prepare('INSERT OR IGNORE INTO alert_events (event_id, alert_id, received_at) VALUES (?, ?, ?)'),
@@ -269,7 +271,8 @@ export class Ingest {
     if (e.isNew) {
       s.insertAlert.run(r.id, r.fingerprint, r.agent, r.source, r.severity, r.severity_rank, r.cluster, r.namespace, r.rule,
         r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.last_received_at, r.clock_skew, r.seq);
-      s.insertText.run(r.id, r.title, r.description, r.policies, r.labels, r.details, text);
+      s.insertText.run(r.id, r.title, r.description, r.policies, r.labels, r.details);
+      s.insertSearch.run(r.id, text);
       this.index.insert(r.id, r.title, r.description, text);
     } else {
       s.updateAlert.run(r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);

@@ -2,7 +2,7 @@ import type { PolicyRef } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStatus } from './alert-query.js';
 import { rollupKeys } from './rollups.js';
-import { iso, OPEN_COLS, JOINED } from './rows.js';
+import { iso, OPEN_COLS, JOINED, SEARCH_JOIN } from './rows.js';
 import { SearchText } from './search-text.js';
 import type { AlertRow } from './types.js';
 
@@ -65,7 +65,7 @@ export class OpenAlerts {
   private readonly findOpen;
 
   constructor(db: DB) {
-    this.findOpen = db.prepare(`SELECT ${OPEN_COLS} FROM ${JOINED} WHERE a.agent = ? AND a.fingerprint = ? AND a.status != 'resolved'`);
+    this.findOpen = db.prepare(`SELECT ${OPEN_COLS} FROM ${JOINED} ${SEARCH_JOIN} WHERE a.agent = ? AND a.fingerprint = ? AND a.status != 'resolved'`);
   }
 
   /** The open alert of a fingerprint, from memory or the database; marks it most recently used. */

@@ -2,7 +2,7 @@ import type { PolicyRef } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { OpenAlerts } from './open-alerts.js';
 import { RollupDelta, type Rollups } from './rollups.js';
-import { OPEN_COLS } from './rows.js';
+import { OPEN_COLS, SEARCH_JOIN } from './rows.js';
 import type { SearchIndex } from './search-text.js';
 import { RECEIVED_PRECISION_MS, type AlertRow } from './types.js';
 
@@ -35,8 +35,8 @@ export class Purge {
   constructor(private readonly db: DB, private readonly open: OpenAlerts, private readonly rollups: Rollups, private readonly index: SearchIndex) {
     this.s = {
       // By receipt, not by the events' own clock (server-db.ts, migration 3).
-      oldestAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id WHERE a.last_received_at < ? ORDER BY a.last_received_at, a.id LIMIT ?`),
-      leastRecentAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id ORDER BY a.last_received_at, a.id LIMIT ?`),
+      oldestAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id ${SEARCH_JOIN} WHERE a.last_received_at < ? ORDER BY a.last_received_at, a.id LIMIT ?`),
+      leastRecentAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id ${SEARCH_JOIN} ORDER BY a.last_received_at, a.id LIMIT ?`),
       deleteAlert: db.prepare('DELETE FROM alerts WHERE id = ?'),
       trimEventsByAge: db.prepare('DELETE FROM alert_events WHERE id IN (SELECT id FROM (SELECT id, received_at FROM alert_events ORDER BY id LIMIT ?) WHERE received_at < ?)'),
       eventIdRange: db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM alert_events'),

@@ -10,8 +10,9 @@ export const TEXT_COLS = 'title, description, policies, labels, details';
 /** Both tables joined, as `a` and `t`. */
 export const ROW_COLS = `${NARROW_COLS.split(', ').map((c) => `a.${c}`).join(', ')}, ${TEXT_COLS.split(', ').map((c) => `t.${c}`).join(', ')}`;
 export const JOINED = 'alerts a JOIN alert_text t ON t.id = a.id';
-/** Plus what ingest needs to continue an alert's searchable text. */
-export const OPEN_COLS = `${ROW_COLS}, t.search_text`;
+/** Plus what ingest needs to continue an alert's searchable text (join SEARCH_JOIN). */
+export const OPEN_COLS = `${ROW_COLS}, coalesce(s.search_text, '') AS search_text`;
+export const SEARCH_JOIN = 'LEFT JOIN alert_search s ON s.id = a.id';
 
 export const iso = (ms: number) => new Date(ms).toISOString();
 

@@ -45,7 +45,8 @@ export class SearchText {
 }
 
 /**
- * The full-text index (external content: the text stays in alert_text). The
+ * The full-text index (external content: the text stays in alert_text and
+ * alert_search, read through the view alert_fts_content). The
  * store writes it itself rather than through triggers, and only when an
  * alert's text changed, so repeats cost the index nothing.
  */

@@ -192,6 +192,34 @@ export const SERVER_MIGRATIONS = [
   // the ring is the best guess.
   `ALTER TABLE alerts ADD COLUMN severity_event INTEGER NOT NULL DEFAULT 0;
    UPDATE alerts SET severity_event = coalesce((SELECT max(o.event_no) FROM alert_occurrences o WHERE o.alert_id = alerts.id AND o.severity = alerts.severity), 0);`,
+  // search_text moves to a narrow table of its own. It changes whenever a repeat
+  // brings a label value the alert has not seen (a new pod, user...), and in
+  // alert_text each change rewrote a wide row (~1.3 KB: policies, labels,
+  // details), so a page of three alerts: a third of the pages a busy batch wrote
+  // were alert_text's. alert_search keeps ~20 alerts a page. The full-text index
+  // reads its content through a view of both tables ('rebuild' and
+  // 'integrity-check' see the text as it is); it is built again here once.
+  // alert_text.search_text is no longer read or written (new rows hold '').
+  `CREATE TABLE alert_search (
+     id INTEGER PRIMARY KEY,
+     search_text TEXT NOT NULL
+   );
+   INSERT INTO alert_search (id, search_text) SELECT id, search_text FROM alert_text;
+   CREATE VIEW alert_fts_content AS
+     SELECT t.id AS id, t.title AS title, t.description AS description, coalesce(s.search_text, '') AS search_text
+     FROM alert_text t LEFT JOIN alert_search s ON s.id = t.id;
+   DROP TABLE alerts_fts;
+   CREATE VIRTUAL TABLE alerts_fts USING fts5(title, description, search_text,
+     content='alert_fts_content', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+   INSERT INTO alerts_fts (alerts_fts) VALUES ('rebuild');
+   DROP TRIGGER alerts_cascade;
+   CREATE TRIGGER alerts_cascade AFTER DELETE ON alerts BEGIN
+     DELETE FROM alert_text WHERE id = old.id;
+     DELETE FROM alert_search WHERE id = old.id;
+     DELETE FROM alert_policies WHERE alert_id = old.id;
+     DELETE FROM alert_occurrences WHERE alert_id = old.id;
+     DELETE FROM alert_status_changes WHERE alert_id = old.id;
+   END;`,
 ];
 
 export function openServerDb(dataDir: string): DB {
