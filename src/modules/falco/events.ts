@@ -24,6 +24,3 @@ export function countOutcomes(input: FalcoInput, outcomes: readonly Outcome[]): 
 export const STORE_FAILED = 'Failed to store Falco events; senders get 503 until it works again: check free space and permissions of the agent\'s --data-dir';
 
 /** The agent cannot take more events right now; the sender should retry shortly (HTTP 503). */
-export class SinkOverloadedError extends Error {
-  readonly code = 'VERDICT_FALCO_OVERLOADED';
-}

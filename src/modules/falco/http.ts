@@ -4,10 +4,11 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from '../../shared/log/logger.js';
-import { FalcoEventError, parseFalcoJson } from './parse.js';
-import { falcoEvents, SinkOverloadedError } from './events.js';
+import { parseFalcoJson } from './parse.js';
+import { falcoEvents } from './events.js';
 import type { FalcoSink } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
+import { isVerdictError } from '../../shared/errors.js';
 
 // What Falco's http_output and Falcosidekick's webhook clients post to: one
 // JSON event per request. Falco does not retry and libcurl gives up after a few
@@ -195,7 +196,7 @@ function accept(body: Buffer, res: ServerResponse, opts: FalcoHttpOptions): void
     ev = parseFalcoJson(body.toString('utf8'));
   } catch (e) {
     count.invalid.inc();
-    return sendError(res, 400, e instanceof FalcoEventError ? e.message : String(e));
+    return sendError(res, 400, isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e));
   }
   const skipped = opts.builder.skipReason(ev);
   if (skipped) {
@@ -205,7 +206,7 @@ function accept(body: Buffer, res: ServerResponse, opts: FalcoHttpOptions): void
   // Answered once the body is stored; the alert is made from it right after.
   opts.sink.accept(ev, body, (e, outcome) => {
     if (e) {
-      if (e instanceof SinkOverloadedError) return sendError(res, 503, e.message, { 'retry-after': '1' });
+      if (isVerdictError(e, 'VERDICT_OVERLOADED')) return sendError(res, 503, e.message, { 'retry-after': '1' });
       return sendError(res, 503, `the agent could not store the event (${e.message}); check the agent's disk and logs`);
     }
     if (outcome === 'duplicate') return sendFixed(res, 200, HEAD_DUPLICATE, BODY_DUPLICATE);

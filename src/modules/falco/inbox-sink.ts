@@ -6,9 +6,10 @@ import { LogThrottle } from '../../shared/log/throttle.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
 import { countOutcomes, falcoEvents, STORE_FAILED, type Outcome } from './events.js';
 import { FileInbox, MemoryInbox, type Inbox, type InboxPosition } from './inbox.js';
-import { FalcoEventError, parseFalcoJson, type FalcoEvent } from './parse.js';
+import { parseFalcoJson, type FalcoEvent } from './parse.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 import type { FalcoUuids } from './uuids.js';
+import { isVerdictError } from '../../shared/errors.js';
 
 // The HTTP input's path from a stored body to a written alert occurrence.
 //
@@ -272,7 +273,7 @@ export class InboxSink {
         ev = parseFalcoJson(r.body.toString('utf8'));
       } catch (e) {
         falcoEvents.inc({ input: 'http', outcome: 'invalid' });
-        this.opts.log.error({ error: e instanceof FalcoEventError ? e.message : String(e) }, 'Dropped a stored Falco event that cannot be read back');
+        this.opts.log.error({ error: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e) }, 'Dropped a stored Falco event that cannot be read back');
         continue;
       }
       if (fresh) this.uuids.claim(ev.uuid);

@@ -1,9 +1,10 @@
 import type { Logger } from '../../shared/log/logger.js';
 import { LogThrottle } from '../../shared/log/throttle.js';
 import { falcoEvents, type FalcoInput } from './events.js';
-import { FalcoEventError, parseFalcoJson } from './parse.js';
+import { parseFalcoJson } from './parse.js';
 import type { SinkItem } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
+import { isVerdictError } from '../../shared/errors.js';
 
 /**
  * Turns JSON lines (file_output, program_output) into sink items, counting and
@@ -26,7 +27,7 @@ export class LineDecoder {
         falcoEvents.inc({ input: this.input, outcome: 'invalid' });
         const suppressed = this.throttle.pass();
         if (suppressed !== undefined) {
-          this.log.warn({ input: this.input, reason: e instanceof FalcoEventError ? e.message : String(e), line: line.slice(0, 200), suppressed }, 'Skipped a line that is not a Falco JSON event; check json_output: true in falco.yaml');
+          this.log.warn({ input: this.input, reason: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e), line: line.slice(0, 200), suppressed }, 'Skipped a line that is not a Falco JSON event; check json_output: true in falco.yaml');
         }
         continue;
       }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fixtureLines } from '../../../test/falco/helpers.js';
-import { FalcoEventError, fieldText, normalizeTime, parseFalcoJson, parseJsonLossless, quoteBigIntegers, timeFromTimestamp } from './parse.js';
+import { fieldText, normalizeTime, parseFalcoJson, parseJsonLossless, quoteBigIntegers, timeFromTimestamp } from './parse.js';
+import { VerdictError } from '../../shared/errors.js';
 
 describe('parseFalcoJson', () => {
   it('parses every fixture event', () => {
@@ -43,7 +44,7 @@ describe('parseFalcoJson', () => {
     expect(() => parseFalcoJson('{"rule":"r","priority":"Loud","time":"2001-01-01T00:00:00Z"}')).toThrow(/unknown priority "Loud"/);
     expect(() => parseFalcoJson('{"rule":"r","priority":"info","time":"nope"}')).toThrow(/not an RFC 3339 timestamp/);
     expect(() => parseFalcoJson('16:31:56.746609046: Error File below')).toThrow(/json_output: true/);
-    expect(() => parseFalcoJson('[1]')).toThrow(FalcoEventError);
+    expect(() => parseFalcoJson('[1]')).toThrow(VerdictError);
     expect(() => parseFalcoJson('{"rule":7,"priority":"Notice","time":"2001-01-01T00:00:00Z"}')).toThrow(/^"rule" must be a non-empty string, got 7$/);
     expect(() => parseFalcoJson('{"rule":"r","priority":" ","time":"2001-01-01T00:00:00Z"}')).toThrow(/"priority" must be a non-empty string/);
   });

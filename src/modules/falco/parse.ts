@@ -1,4 +1,5 @@
 import { priorityFromName, type FalcoPriority } from './config.js';
+import { VerdictError } from '../../shared/errors.js';
 
 // Falco events arrive as JSON (http_output, file_output, program_output,
 // Falcosidekick) or as protobuf (legacy gRPC). Both end up as a FalcoEvent.
@@ -23,18 +24,15 @@ export interface FalcoEvent {
   raw: Record<string, unknown>;
 }
 
-export class FalcoEventError extends Error {
-  readonly code = 'VERDICT_FALCO_EVENT_INVALID';
-}
 
-/** Parses one JSON event; throws FalcoEventError with a reason a sender can act on. */
+/** Parses one JSON event; throws a VerdictError (VERDICT_FALCO_EVENT_INVALID) with a reason a sender can act on. */
 export function parseFalcoJson(text: string): FalcoEvent {
   let doc: unknown;
   try {
     doc = parseJsonLossless(text);
   } catch (e) {
     const hint = /^\s*[{[]/.test(text) ? '' : '; Falco sends JSON only with json_output: true in falco.yaml';
-    throw new FalcoEventError(`invalid JSON: ${(e as Error).message}${hint}`);
+    throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `invalid JSON: ${(e as Error).message}${hint}`);
   }
   return toFalcoEvent(doc);
 }
@@ -42,22 +40,22 @@ export function parseFalcoJson(text: string): FalcoEvent {
 /** Checks a decoded JSON value and normalises it into a FalcoEvent. */
 export function toFalcoEvent(doc: unknown): FalcoEvent {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-    throw new FalcoEventError('the body must be one Falco event, a JSON object with rule, priority, time and output');
+    throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', 'the body must be one Falco event, a JSON object with rule, priority, time and output');
   }
   const raw = doc as Record<string, unknown>;
   const required = ['rule', 'priority', 'time'] as const;
   const missing = required.filter((k) => raw[k] === undefined || raw[k] === null || raw[k] === '');
   if (missing.length) {
-    throw new FalcoEventError(`the event is missing ${missing.map((m) => `"${m}"`).join(', ')} (a Falco event has rule, priority, time, output and output_fields; is this a Falco event with json_output: true?)`);
+    throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `the event is missing ${missing.map((m) => `"${m}"`).join(', ')} (a Falco event has rule, priority, time, output and output_fields; is this a Falco event with json_output: true?)`);
   }
   const notText = required.filter((k) => typeof raw[k] !== 'string' || (raw[k] as string).trim() === '');
   if (notText.length) {
-    throw new FalcoEventError(`${notText.map((m) => `"${m}"`).join(', ')} must be ${notText.length > 1 ? 'non-empty strings' : 'a non-empty string'}, got ${notText.map((m) => JSON.stringify(raw[m])).join(', ')}`);
+    throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `${notText.map((m) => `"${m}"`).join(', ')} must be ${notText.length > 1 ? 'non-empty strings' : 'a non-empty string'}, got ${notText.map((m) => JSON.stringify(raw[m])).join(', ')}`);
   }
   const priority = priorityFromName(raw.priority as string);
-  if (!priority) throw new FalcoEventError(`unknown priority ${JSON.stringify(raw.priority)}; expected one of Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug`);
+  if (!priority) throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `unknown priority ${JSON.stringify(raw.priority)}; expected one of Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug`);
   const time = normalizeTime(raw.time as string);
-  if (!time) throw new FalcoEventError(`time ${JSON.stringify(raw.time)} is not an RFC 3339 timestamp such as 2026-01-02T03:04:05.123456789Z`);
+  if (!time) throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `time ${JSON.stringify(raw.time)} is not an RFC 3339 timestamp such as 2026-01-02T03:04:05.123456789Z`);
   const fields = isRecord(raw.output_fields) ? raw.output_fields : {};
   const rule = raw.rule as string;
   return {

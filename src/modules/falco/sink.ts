@@ -3,12 +3,13 @@ import type { Staging } from '../../agent/alerts/aggregator.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { DB } from '../../shared/sqlite/open.js';
-import { falcoEvents, SinkOverloadedError, STORE_FAILED, type Outcome } from './events.js';
+import { falcoEvents, STORE_FAILED, type Outcome } from './events.js';
 import { hasInboxFiles } from './inbox.js';
 import { InboxSink, type AcceptCallback, type InboxPending } from './inbox-sink.js';
 import type { FalcoEvent } from './parse.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 import { FalcoUuids } from './uuids.js';
+import { VerdictError } from '../../shared/errors.js';
 
 // Where every Falco input hands its events, and what it hands on to the
 // aggregator: input -> parse -> to-alert -> sink (Falcosidekick uuids, the HTTP
@@ -131,7 +132,7 @@ export class FalcoSink {
   /** Queues one item for the next tick's transaction; resolves once it is durable. */
   submit(item: SinkItem): Promise<Outcome> {
     if (this.queued >= (this.opts.maxQueued ?? 50_000)) {
-      return Promise.reject(new SinkOverloadedError('the agent has too many Falco events waiting to be stored; retry shortly'));
+      return Promise.reject(new VerdictError('VERDICT_OVERLOADED', 'the agent has too many Falco events waiting to be stored; retry shortly'));
     }
     return new Promise<Outcome>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
@@ -153,7 +154,7 @@ export class FalcoSink {
     else if (this.inboxSink.unwritten >= (this.opts.maxInbox ?? 200_000)) refused = 'the agent cannot write alerts as fast as Falco events arrive (or its storage is failing); retry shortly';
     if (refused) {
       falcoEvents.inc({ input: 'http', outcome: 'failed' });
-      return done(new SinkOverloadedError(refused));
+      return done(new VerdictError('VERDICT_OVERLOADED', refused));
     }
     this.incoming.push({ ev, body, done });
     this.schedule();

@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
+import { VerdictError } from '../../shared/errors.js';
 
 const run = promisify(execFile);
 
@@ -7,9 +8,6 @@ const run = promisify(execFile);
 // committed content only, from the default branch (what HEAD points to), so a
 // half-edited working tree never reaches an agent.
 
-export class GitError extends Error {
-  readonly code = 'VERDICT_GIT';
-}
 
 async function git(repo: string, args: string[], encoding: 'utf8' | 'buffer' = 'utf8'): Promise<string | Buffer> {
   try {
@@ -18,7 +16,7 @@ async function git(repo: string, args: string[], encoding: 'utf8' | 'buffer' = '
   } catch (e) {
     const err = e as { stderr?: string | Buffer; message: string };
     const detail = String(err.stderr ?? err.message).trim().split('\n')[0];
-    throw new GitError(`git ${args[0]} in ${repo} failed: ${detail}`);
+    throw new VerdictError('VERDICT_GIT', `git ${args[0]} in ${repo} failed: ${detail}`);
   }
 }
 
@@ -29,9 +27,9 @@ export async function headCommit(repo: string): Promise<string> {
     const why = (e as Error).message;
     // git refuses a repository another user owns with the same exit as a missing one.
     if (why.includes('dubious ownership')) {
-      throw new GitError(`${repo} belongs to another user than this server's, and git refuses to read it (${why}); add it to safe.directory in git's global config (deploy/server/server.yaml does so with GIT_CONFIG_GLOBAL)`);
+      throw new VerdictError('VERDICT_GIT', `${repo} belongs to another user than this server's, and git refuses to read it (${why}); add it to safe.directory in git's global config (deploy/server/server.yaml does so with GIT_CONFIG_GLOBAL)`);
     }
-    throw new GitError(`${repo} is not a git repository with a commit on its default branch (${why}); run \`git init\` there and commit .gitlab/agents/<name>/config.yaml`);
+    throw new VerdictError('VERDICT_GIT', `${repo} is not a git repository with a commit on its default branch (${why}); run \`git init\` there and commit .gitlab/agents/<name>/config.yaml`);
   }
 }
 
@@ -86,9 +84,9 @@ export function readBlobs(repo: string, oids: readonly string[]): Promise<Buffer
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => chunks.push(d));
     p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.on('error', (e) => reject(new GitError(`git cat-file in ${repo} failed: ${e.message}`)));
+    p.on('error', (e) => reject(new VerdictError('VERDICT_GIT', `git cat-file in ${repo} failed: ${e.message}`)));
     p.on('close', (code) => {
-      if (code !== 0) return reject(new GitError(`git cat-file in ${repo} failed: ${stderr.trim().split('\n')[0] ?? `exit ${code}`}`));
+      if (code !== 0) return reject(new VerdictError('VERDICT_GIT', `git cat-file in ${repo} failed: ${stderr.trim().split('\n')[0] ?? `exit ${code}`}`));
       // Each answer: "<oid> <type> <size>\n<content>\n", or "<oid> missing\n".
       const all = Buffer.concat(chunks);
       const blobs: Buffer[] = [];
@@ -96,7 +94,7 @@ export function readBlobs(repo: string, oids: readonly string[]): Promise<Buffer
       for (const oid of oids) {
         const nl = all.indexOf(0x0a, at);
         const head = all.subarray(at, nl).toString('utf8').split(' ');
-        if (head[1] === 'missing' || nl < 0) return reject(new GitError(`git cat-file in ${repo}: object ${oid} is missing`));
+        if (head[1] === 'missing' || nl < 0) return reject(new VerdictError('VERDICT_GIT', `git cat-file in ${repo}: object ${oid} is missing`));
         const size = Number(head[2]);
         blobs.push(all.subarray(nl + 1, nl + 1 + size));
         at = nl + 1 + size + 1;

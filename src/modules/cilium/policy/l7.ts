@@ -1,10 +1,10 @@
 import type { HTTPHeader } from '../../../gen/flow/flow.js';
+import { VerdictError } from '../../../shared/errors.js';
 
 // L7 rules (HTTP) and DNS names (toFQDNs and DNS rules). Cilium hands HTTP
 // rules to Envoy as full-match regular expressions, so `/public` allows the
 // path `/public` and nothing longer: every pattern is compiled anchored.
 
-export class L7Error extends Error {}
 
 /** Anchored, as Envoy's full match; RE2's leading `(?i)` becomes the `i` flag. */
 export function compileAnchored(src: string, where: string): RegExp {
@@ -17,7 +17,7 @@ export function compileAnchored(src: string, where: string): RegExp {
   try {
     return new RegExp(`^(?:${body})$`, flags);
   } catch (e) {
-    throw new L7Error(`${where}: "${src}" is not a valid regular expression (${(e as Error).message.replace(/^Invalid regular expression: /, '')})`);
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: "${src}" is not a valid regular expression (${(e as Error).message.replace(/^Invalid regular expression: /, '')})`);
   }
 }
 
@@ -35,31 +35,31 @@ export interface HttpRule {
 
 function optString(v: unknown, where: string): string | undefined {
   if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v !== 'string') throw new L7Error(`${where}: expected a string`);
+  if (typeof v !== 'string') throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a string`);
   return v;
 }
 
 export function compileHttpRule(o: unknown, where: string): HttpRule {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new L7Error(`${where}: expected an HTTP rule object {method, path, host, headers}`);
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected an HTTP rule object {method, path, host, headers}`);
   const r = o as Record<string, unknown>;
   const method = optString(r.method, `${where}.method`);
   const path = optString(r.path, `${where}.path`);
   const host = optString(r.host, `${where}.host`);
   const headers: HeaderReq[] = [];
   if (r.headers !== undefined && r.headers !== null) {
-    if (!Array.isArray(r.headers)) throw new L7Error(`${where}.headers: expected a list of "Name" or "Name: value"`);
+    if (!Array.isArray(r.headers)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.headers: expected a list of "Name" or "Name: value"`);
     r.headers.forEach((h: unknown, i: number) => {
-      if (typeof h !== 'string') throw new L7Error(`${where}.headers[${i}]: expected a string "Name" or "Name: value"`);
+      if (typeof h !== 'string') throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.headers[${i}]: expected a string "Name" or "Name: value"`);
       const c = h.indexOf(':');
       headers.push(c < 0 ? { name: h.trim().toLowerCase(), value: null } : { name: h.slice(0, c).trim().toLowerCase(), value: h.slice(c + 1).trim() });
     });
   }
   if (r.headerMatches !== undefined && r.headerMatches !== null) {
-    if (!Array.isArray(r.headerMatches)) throw new L7Error(`${where}.headerMatches: expected a list`);
+    if (!Array.isArray(r.headerMatches)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.headerMatches: expected a list`);
     r.headerMatches.forEach((h: unknown, i: number) => {
-      if (typeof h !== 'object' || h === null) throw new L7Error(`${where}.headerMatches[${i}]: expected {name, value}`);
+      if (typeof h !== 'object' || h === null) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.headerMatches[${i}]: expected {name, value}`);
       const hm = h as Record<string, unknown>;
-      if (typeof hm.name !== 'string' || hm.name === '') throw new L7Error(`${where}.headerMatches[${i}].name: required`);
+      if (typeof hm.name !== 'string' || hm.name === '') throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.headerMatches[${i}].name: required`);
       // With a mismatch action Envoy logs or rewrites instead of denying, so it never drops a request.
       if (hm.mismatch !== undefined && hm.mismatch !== null && hm.mismatch !== '') return;
       // A secret's value is not in the policy; only the header's presence can be checked.
@@ -132,17 +132,17 @@ export function normalizeName(name: string): string {
 const DNS_CHAR = '[-a-zA-Z0-9_]';
 
 export function compileNameMatcher(o: unknown, where: string): NameMatcher {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new L7Error(`${where}: expected {matchName} or {matchPattern}`);
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected {matchName} or {matchPattern}`);
   const r = o as Record<string, unknown>;
   const name = optString(r.matchName, `${where}.matchName`);
   const pattern = optString(r.matchPattern, `${where}.matchPattern`);
-  if (name === undefined && pattern === undefined) throw new L7Error(`${where}: needs matchName or matchPattern`);
+  if (name === undefined && pattern === undefined) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: needs matchName or matchPattern`);
   if (name !== undefined) {
-    if (!/^[-a-zA-Z0-9_.]+$/.test(name)) throw new L7Error(`${where}.matchName: "${name}" is not a DNS name (letters, digits, '-', '_' and '.')`);
+    if (!/^[-a-zA-Z0-9_.]+$/.test(name)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchName: "${name}" is not a DNS name (letters, digits, '-', '_' and '.')`);
     return { text: name, exact: normalizeName(name), re: null, all: false };
   }
   const p = normalizeName(pattern!);
-  if (!/^[-a-z0-9_.*]+$/.test(p)) throw new L7Error(`${where}.matchPattern: "${pattern}" may hold only letters, digits, '-', '_', '.' and '*'`);
+  if (!/^[-a-z0-9_.*]+$/.test(p)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchPattern: "${pattern}" may hold only letters, digits, '-', '_', '.' and '*'`);
   if (p === '*') return { text: pattern!, exact: null, re: null, all: true };
   // `**.` (Cilium 1.18+) spans several labels; a lone `*` stays within one label.
   let src = '';

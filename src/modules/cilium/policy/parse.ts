@@ -3,7 +3,8 @@ import { extname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { CILIUM_POLICY, K8S_NETWORK_POLICY, unknownFields } from './known-fields.js';
 import { ALERT_ANNOTATION, policyId, type Policy, type PolicyKind, type Rule } from './policy.js';
-import { ciliumRule, isObj, k8sRule, list, SpecError, stringMap, type Obj } from './spec.js';
+import { ciliumRule, isObj, k8sRule, list, stringMap, type Obj } from './spec.js';
+import { VerdictError } from '../../../shared/errors.js';
 
 // Reads CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and Kubernetes
 // NetworkPolicy manifests (YAML with several documents, JSON, `List` kinds)
@@ -142,7 +143,7 @@ export function parsePolicyObject(obj: unknown, source: string, opts: ParseOptio
       if (obj.spec !== undefined && obj.spec !== null) specs.push({ spec: obj.spec, where: 'spec' });
       const many = list(obj.specs, 'specs');
       for (const [i, s] of (many ?? []).entries()) specs.push({ spec: s, where: `specs[${i}]` });
-      if (specs.length === 0) throw new SpecError('has neither spec nor specs');
+      if (specs.length === 0) throw new VerdictError('VERDICT_POLICY_INVALID', 'has neither spec nor specs');
       rules = specs.map((s) => ciliumRule(s.spec, s.where, policyKind, namespace, warnings));
     } else {
       rules = [k8sRule(obj.spec, namespace)];

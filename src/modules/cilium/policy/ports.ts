@@ -1,5 +1,6 @@
 import type { Flow } from '../../../gen/flow/flow.js';
-import { compileHttpRule, compileNameMatcher, L7Error, type HttpRule, type NameMatcher } from './l7.js';
+import { compileHttpRule, compileNameMatcher, type HttpRule, type NameMatcher } from './l7.js';
+import { VerdictError, isVerdictError } from '../../../shared/errors.js';
 
 // Ports and protocols of toPorts / Kubernetes `ports`, and ICMP rules. A port
 // rule is a protocol mask and a range: `port: 0` is every port, endPort makes
@@ -14,7 +15,6 @@ const BIT = (p: Proto) => 1 << p;
 const ANY_MASK = BIT(PROTO.TCP) | BIT(PROTO.UDP) | BIT(PROTO.SCTP);
 const PROTO_MASKS: Readonly<Record<string, number>> = { TCP: BIT(PROTO.TCP), UDP: BIT(PROTO.UDP), SCTP: BIT(PROTO.SCTP), ANY: ANY_MASK };
 
-export class PortError extends Error {}
 
 /** What a port rule asks of the proxy; null when it is L4 only. */
 export interface L7Rules {
@@ -95,38 +95,38 @@ const NAMED_PORT = /^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/;
 function portNumber(v: unknown, where: string): number | string {
   if (v === undefined || v === null || v === '') return 0;
   if (typeof v === 'number') {
-    if (!Number.isInteger(v) || v < 0 || v > 65535) throw new PortError(`${where}: ${v} is not a port number (0-65535)`);
+    if (!Number.isInteger(v) || v < 0 || v > 65535) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: ${v} is not a port number (0-65535)`);
     return v;
   }
   if (typeof v === 'string') {
     if (/^\d+$/.test(v)) return portNumber(Number(v), where);
     if (NAMED_PORT.test(v) && /[a-z]/.test(v)) return v;
-    throw new PortError(`${where}: "${v}" is neither a port number (0-65535) nor a port name (lower-case letters, digits and '-', up to 15 characters)`);
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: "${v}" is neither a port number (0-65535) nor a port name (lower-case letters, digits and '-', up to 15 characters)`);
   }
-  throw new PortError(`${where}: expected a port number or name`);
+  throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a port number or name`);
 }
 
 function protoMask(v: unknown, where: string, dflt: string): number {
   const s = v === undefined || v === null || v === '' ? dflt : String(v).toUpperCase();
   const m = PROTO_MASKS[s];
-  if (m === undefined) throw new PortError(`${where}: protocol "${String(v)}" is not one of TCP, UDP, SCTP, ANY (use icmps for ICMP)`);
+  if (m === undefined) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: protocol "${String(v)}" is not one of TCP, UDP, SCTP, ANY (use icmps for ICMP)`);
   return m;
 }
 
 function portEntry(o: unknown, where: string, dfltProto: string, l7: L7Rules | null): PortEntry {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new PortError(`${where}: expected {port, protocol}`);
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected {port, protocol}`);
   const r = o as Record<string, unknown>;
   const mask = protoMask(r.protocol, `${where}.protocol`, dfltProto);
   const port = portNumber(r.port, `${where}.port`);
   const proto = r.protocol === undefined || r.protocol === null || r.protocol === '' ? dfltProto : String(r.protocol).toUpperCase();
   if (typeof port === 'string') {
-    if (r.endPort !== undefined && r.endPort !== null && r.endPort !== 0) throw new PortError(`${where}.endPort: a range needs a numeric port, not the name "${port}"`);
+    if (r.endPort !== undefined && r.endPort !== null && r.endPort !== 0) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.endPort: a range needs a numeric port, not the name "${port}"`);
     return { mask, lo: 0, hi: 65535, named: port, l7, text: `${port}/${proto}` };
   }
   let hi = port === 0 ? 65535 : port;
   if (r.endPort !== undefined && r.endPort !== null && r.endPort !== 0) {
     const end = portNumber(r.endPort, `${where}.endPort`);
-    if (typeof end !== 'number' || end < port) throw new PortError(`${where}.endPort: ${String(r.endPort)} must be a number not below port ${port}`);
+    if (typeof end !== 'number' || end < port) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.endPort: ${String(r.endPort)} must be a number not below port ${port}`);
     if (port !== 0) hi = end;
   }
   return { mask, lo: port, hi, named: null, l7, text: port === 0 ? `*/${proto}` : hi !== port ? `${port}-${hi}/${proto}` : `${port}/${proto}` };
@@ -134,12 +134,12 @@ function portEntry(o: unknown, where: string, dfltProto: string, l7: L7Rules | n
 
 function compileL7(rules: unknown, where: string): L7Rules | null {
   if (rules === undefined || rules === null) return null;
-  if (typeof rules !== 'object' || Array.isArray(rules)) throw new PortError(`${where}: expected an object with http, dns, kafka or l7 rules`);
+  if (typeof rules !== 'object' || Array.isArray(rules)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected an object with http, dns, kafka or l7 rules`);
   const r = rules as Record<string, unknown>;
   const list = (k: string) => {
     const v = r[k];
     if (v === undefined || v === null) return null;
-    if (!Array.isArray(v)) throw new PortError(`${where}.${k}: expected a list`);
+    if (!Array.isArray(v)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.${k}: expected a list`);
     return v.length === 0 ? null : v;
   };
   try {
@@ -149,18 +149,18 @@ function compileL7(rules: unknown, where: string): L7Rules | null {
     if (!http && !dns && !opaque) return null;
     return { http, dns, opaque };
   } catch (e) {
-    if (e instanceof L7Error) throw new PortError(e.message);
+    if (isVerdictError(e, 'VERDICT_POLICY_INVALID')) throw new VerdictError('VERDICT_POLICY_INVALID', e.message);
     throw e;
   }
 }
 
 /** Cilium toPorts: [{ports: [{port, endPort, protocol}], rules}]. Deny rules pass allowL7 = false. */
 export function compileCiliumPorts(v: unknown, where: string, allowL7: boolean): PortEntry[] {
-  if (!Array.isArray(v)) throw new PortError(`${where}: expected a list of {ports, rules}`);
+  if (!Array.isArray(v)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a list of {ports, rules}`);
   const out: PortEntry[] = [];
   v.forEach((pr: unknown, i: number) => {
     const w = `${where}[${i}]`;
-    if (typeof pr !== 'object' || pr === null || Array.isArray(pr)) throw new PortError(`${w}: expected {ports, rules}`);
+    if (typeof pr !== 'object' || pr === null || Array.isArray(pr)) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: expected {ports, rules}`);
     const r = pr as Record<string, unknown>;
     const l7 = allowL7 ? compileL7(r.rules, `${w}.rules`) : null;
     const ports = r.ports;
@@ -169,7 +169,7 @@ export function compileCiliumPorts(v: unknown, where: string, allowL7: boolean):
       out.push({ mask: ANY_MASK, lo: 0, hi: 65535, named: null, l7, text: '*/ANY' });
       return;
     }
-    if (!Array.isArray(ports)) throw new PortError(`${w}.ports: expected a list of {port, protocol}`);
+    if (!Array.isArray(ports)) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.ports: expected a list of {port, protocol}`);
     for (const [j, p] of (ports as unknown[]).entries()) out.push(portEntry(p, `${w}.ports[${j}]`, 'ANY', l7));
   });
   return out;
@@ -177,7 +177,7 @@ export function compileCiliumPorts(v: unknown, where: string, allowL7: boolean):
 
 /** Kubernetes NetworkPolicyPort list: protocol defaults to TCP, no port means every port. */
 export function compileK8sPorts(v: unknown, where: string): PortEntry[] {
-  if (!Array.isArray(v)) throw new PortError(`${where}: expected a list of {protocol, port, endPort}`);
+  if (!Array.isArray(v)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a list of {protocol, port, endPort}`);
   return v.map((p, i) => portEntry(p, `${where}[${i}]`, 'TCP', null));
 }
 
@@ -200,22 +200,22 @@ const ICMP6_TYPES: Readonly<Record<string, number>> = {
 
 /** Cilium icmps: [{fields: [{type, family}]}]; family defaults to IPv4. */
 export function compileIcmps(v: unknown, where: string): IcmpEntry[] {
-  if (!Array.isArray(v)) throw new PortError(`${where}: expected a list of {fields: [{type, family}]}`);
+  if (!Array.isArray(v)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a list of {fields: [{type, family}]}`);
   const out: IcmpEntry[] = [];
   v.forEach((ir: unknown, i: number) => {
     const fields = (ir as Record<string, unknown> | null)?.fields;
-    if (!Array.isArray(fields)) throw new PortError(`${where}[${i}].fields: expected a list of {type, family}`);
+    if (!Array.isArray(fields)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}[${i}].fields: expected a list of {type, family}`);
     fields.forEach((f: unknown, j: number) => {
       const w = `${where}[${i}].fields[${j}]`;
       const o = (f ?? {}) as Record<string, unknown>;
       const fam = o.family === undefined || o.family === null || o.family === '' ? 'IPv4' : String(o.family);
-      if (fam !== 'IPv4' && fam !== 'IPv6') throw new PortError(`${w}.family: "${fam}" is not IPv4 or IPv6`);
+      if (fam !== 'IPv4' && fam !== 'IPv6') throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.family: "${fam}" is not IPv4 or IPv6`);
       const names = fam === 'IPv4' ? ICMP4_TYPES : ICMP6_TYPES;
       let type: number | undefined;
       if (typeof o.type === 'number') type = o.type;
       else if (typeof o.type === 'string') type = /^\d+$/.test(o.type) ? Number(o.type) : names[o.type];
       if (type === undefined || !Number.isInteger(type) || type < 0 || type > 255) {
-        throw new PortError(`${w}.type: "${String(o.type)}" is not an ${fam} ICMP type (0-255 or a name such as ${fam === 'IPv4' ? 'EchoRequest' : 'EchoRequest, NeighborSolicitation'})`);
+        throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.type: "${String(o.type)}" is not an ${fam} ICMP type (0-255 or a name such as ${fam === 'IPv4' ? 'EchoRequest' : 'EchoRequest, NeighborSolicitation'})`);
       }
       out.push({ proto: fam === 'IPv4' ? PROTO.ICMPv4 : PROTO.ICMPv6, type });
     });

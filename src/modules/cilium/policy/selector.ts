@@ -1,4 +1,5 @@
 import { LabelSet, NS_LABEL, NS_LABELS_PREFIX } from './labels.js';
+import { VerdictError } from '../../../shared/errors.js';
 
 // Kubernetes label selectors with Cilium's label sources. Every requirement is
 // an exact comparison of key and value (the original matcher compared
@@ -96,7 +97,6 @@ export class Selector {
 
 export const EMPTY_SELECTOR = new Selector([]);
 
-export class SelectorError extends Error {}
 
 /**
  * `k8s:app` -> {k8s, app}; `app` -> {any, app}. Label keys cannot contain a
@@ -116,7 +116,7 @@ function scalar(v: unknown, where: string): string {
   // YAML turns `version: 2` or `enabled: true` into non-strings; Kubernetes would reject them, the intent is clear.
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (v === null) return '';
-  throw new SelectorError(`${where}: expected a string, got ${Array.isArray(v) ? 'a list' : typeof v}`);
+  throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a string, got ${Array.isArray(v) ? 'a list' : typeof v}`);
 }
 
 const OPS: Readonly<Record<string, Op>> = { in: 'in', notin: 'notin', exists: 'exists', doesnotexist: 'dne' };
@@ -127,32 +127,32 @@ const OPS: Readonly<Record<string, Op>> = { in: 'in', notin: 'notin', exists: 'e
  */
 export function compileSelector(obj: unknown, where: string, forceSource?: string): Selector {
   if (obj === undefined || obj === null) return EMPTY_SELECTOR;
-  if (typeof obj !== 'object' || Array.isArray(obj)) throw new SelectorError(`${where}: a label selector must be an object with matchLabels and/or matchExpressions`);
+  if (typeof obj !== 'object' || Array.isArray(obj)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: a label selector must be an object with matchLabels and/or matchExpressions`);
   const o = obj as Record<string, unknown>;
   const reqs: Requirement[] = [];
   const sk = (k: string) => (forceSource ? { source: forceSource, key: k } : splitSourceKey(k));
   if (o.matchLabels !== undefined && o.matchLabels !== null) {
-    if (typeof o.matchLabels !== 'object' || Array.isArray(o.matchLabels)) throw new SelectorError(`${where}.matchLabels: expected a map of label key to value`);
+    if (typeof o.matchLabels !== 'object' || Array.isArray(o.matchLabels)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchLabels: expected a map of label key to value`);
     for (const [k, v] of Object.entries(o.matchLabels as Record<string, unknown>)) {
-      if (k === '') throw new SelectorError(`${where}.matchLabels: empty label key`);
+      if (k === '') throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchLabels: empty label key`);
       reqs.push({ op: 'eq', ...sk(k), values: [scalar(v, `${where}.matchLabels.${k}`)] });
     }
   }
   if (o.matchExpressions !== undefined && o.matchExpressions !== null) {
-    if (!Array.isArray(o.matchExpressions)) throw new SelectorError(`${where}.matchExpressions: expected a list`);
+    if (!Array.isArray(o.matchExpressions)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchExpressions: expected a list`);
     o.matchExpressions.forEach((e: unknown, i: number) => {
       const w = `${where}.matchExpressions[${i}]`;
-      if (typeof e !== 'object' || e === null) throw new SelectorError(`${w}: expected {key, operator, values}`);
+      if (typeof e !== 'object' || e === null) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: expected {key, operator, values}`);
       const ex = e as Record<string, unknown>;
-      if (typeof ex.key !== 'string' || ex.key === '') throw new SelectorError(`${w}.key: required`);
+      if (typeof ex.key !== 'string' || ex.key === '') throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.key: required`);
       // Upstream examples write `operator: "in"`; Cilium accepts any case.
       const op = OPS[String(ex.operator ?? '').toLowerCase()];
-      if (!op) throw new SelectorError(`${w}.operator: "${String(ex.operator)}" is not one of In, NotIn, Exists, DoesNotExist`);
+      if (!op) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.operator: "${String(ex.operator)}" is not one of In, NotIn, Exists, DoesNotExist`);
       const values = ex.values === undefined || ex.values === null ? [] : ex.values;
-      if (!Array.isArray(values)) throw new SelectorError(`${w}.values: expected a list`);
+      if (!Array.isArray(values)) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.values: expected a list`);
       const vals = values.map((v, j) => scalar(v, `${w}.values[${j}]`));
-      if ((op === 'in' || op === 'notin') && vals.length === 0) throw new SelectorError(`${w}: operator ${String(ex.operator)} needs at least one value`);
-      if ((op === 'exists' || op === 'dne') && vals.length > 0) throw new SelectorError(`${w}: operator ${String(ex.operator)} takes no values`);
+      if ((op === 'in' || op === 'notin') && vals.length === 0) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: operator ${String(ex.operator)} needs at least one value`);
+      if ((op === 'exists' || op === 'dne') && vals.length > 0) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: operator ${String(ex.operator)} takes no values`);
       reqs.push({ op, ...sk(ex.key), values: vals });
     });
   }

@@ -4,13 +4,13 @@ import { ENTITY_NAMES } from './labels.js';
 import type { Peer, PeerRule, PolicyKind, Rule, Section, ServiceRef } from './policy.js';
 import { compileCiliumPorts, compileIcmps, compileK8sPorts, type L4Matcher } from './ports.js';
 import { compileSelector, k8sPeerSelector, scopePeer, scopeSubject, type Selector } from './selector.js';
+import { VerdictError } from '../../../shared/errors.js';
 
 // The spec of one policy, Cilium's rules or a Kubernetes NetworkPolicy's, to
 // the compiled rules the matchers evaluate. Anything that cannot mean what it
-// says throws a SpecError naming the field path; what flows cannot show is a
+// says throws a VerdictError (VERDICT_POLICY_INVALID) naming the field path; what flows cannot show is a
 // warning (parse.ts turns both into messages with the file and policy).
 
-export class SpecError extends Error {}
 
 export type Obj = Record<string, unknown>;
 
@@ -20,22 +20,22 @@ export function isObj(v: unknown): v is Obj {
 
 export function list(v: unknown, where: string): unknown[] | null {
   if (v === undefined || v === null) return null;
-  if (!Array.isArray(v)) throw new SpecError(`${where}: expected a list`);
+  if (!Array.isArray(v)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a list`);
   return v;
 }
 
 export function stringMap(v: unknown, where: string): Record<string, string> {
   if (v === undefined || v === null) return {};
-  if (!isObj(v)) throw new SpecError(`${where}: expected a map of strings`);
+  if (!isObj(v)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a map of strings`);
   const out: Record<string, string> = {};
   for (const [k, x] of Object.entries(v)) out[k] = typeof x === 'string' ? x : String(x);
   return out;
 }
 
 function cidrOf(v: unknown, where: string): Cidr {
-  if (typeof v !== 'string') throw new SpecError(`${where}: expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32`);
+  if (typeof v !== 'string') throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32`);
   const c = parseCidr(v);
-  if (!c) throw new SpecError(`${where}: "${v}" is not a CIDR (such as 10.0.0.0/8 or 2001:db8::/32)`);
+  if (!c) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: "${v}" is not a CIDR (such as 10.0.0.0/8 or 2001:db8::/32)`);
   return c;
 }
 
@@ -43,7 +43,7 @@ function cidrSet(v: unknown, where: string, warnings: string[]): CidrRule[] {
   const out: CidrRule[] = [];
   list(v, where)?.forEach((e, i) => {
     const w = `${where}[${i}]`;
-    if (!isObj(e)) throw new SpecError(`${w}: expected {cidr, except}`);
+    if (!isObj(e)) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: expected {cidr, except}`);
     if (e.cidr === undefined && e.cidrGroupRef !== undefined) {
       warnings.push(`${w}.cidrGroupRef "${String(e.cidrGroupRef)}": CiliumCIDRGroups are not loaded, so this peer matches no address`);
       return;
@@ -55,7 +55,7 @@ function cidrSet(v: unknown, where: string, warnings: string[]): CidrRule[] {
     const cidr = cidrOf(e.cidr, `${w}.cidr`);
     const except = (list(e.except, `${w}.except`) ?? []).map((x, j) => cidrOf(x, `${w}.except[${j}]`));
     for (const [j, x] of except.entries()) {
-      if (x.v6 !== cidr.v6) throw new SpecError(`${w}.except[${j}]: "${x.text}" is not the same IP family as ${cidr.text}`);
+      if (x.v6 !== cidr.v6) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.except[${j}]: "${x.text}" is not the same IP family as ${cidr.text}`);
     }
     out.push({ cidr, except });
   });
@@ -66,7 +66,7 @@ function entities(v: unknown, where: string): number {
   let bits = 0;
   list(v, where)?.forEach((e, i) => {
     const b = typeof e === 'string' ? ENTITY_NAMES[e] : undefined;
-    if (b === undefined) throw new SpecError(`${where}[${i}]: "${String(e)}" is not an entity (${Object.keys(ENTITY_NAMES).join(', ')})`);
+    if (b === undefined) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}[${i}]: "${String(e)}" is not an entity (${Object.keys(ENTITY_NAMES).join(', ')})`);
     bits |= b;
   });
   return bits;
@@ -86,16 +86,16 @@ function services(v: unknown, where: string, scope: Scope): ServiceRef[] {
   const out: ServiceRef[] = [];
   list(v, where)?.forEach((s, i) => {
     const w = `${where}[${i}]`;
-    if (!isObj(s)) throw new SpecError(`${w}: expected {k8sService} or {k8sServiceSelector}`);
+    if (!isObj(s)) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: expected {k8sService} or {k8sServiceSelector}`);
     if (isObj(s.k8sService)) {
       const name = s.k8sService.serviceName;
-      if (typeof name !== 'string' || name === '') throw new SpecError(`${w}.k8sService.serviceName: required`);
+      if (typeof name !== 'string' || name === '') throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.k8sService.serviceName: required`);
       const ns = typeof s.k8sService.namespace === 'string' && s.k8sService.namespace !== '' ? s.k8sService.namespace : scope.namespace;
       out.push({ name, namespace: ns });
     } else if (isObj(s.k8sServiceSelector)) {
       scope.warnings.push(`${w}.k8sServiceSelector: flows do not carry service labels, so this peer matches no flow`);
     } else {
-      throw new SpecError(`${w}: expected {k8sService} or {k8sServiceSelector}`);
+      throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: expected {k8sService} or {k8sServiceSelector}`);
     }
   });
   return out;
@@ -106,7 +106,7 @@ const L3_EGRESS = ['toEndpoints', 'toCIDR', 'toCIDRSet', 'toEntities', 'toNodes'
 
 /** One Cilium ingress/egress (deny) rule. */
 function peerRule(r: unknown, where: string, dir: 'ingress' | 'egress', deny: boolean, scope: Scope): { rule: PeerRule; requires: Selector[] } {
-  if (!isObj(r)) throw new SpecError(`${where}: expected a rule object`);
+  if (!isObj(r)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a rule object`);
   const p = dir === 'ingress' ? 'from' : 'to';
   const l3Fields = dir === 'ingress' ? L3_INGRESS : L3_EGRESS;
   const hasL3 = l3Fields.some((f) => r[f] !== undefined && r[f] !== null);
@@ -154,23 +154,23 @@ function ciliumSection(allow: unknown, deny: unknown, dflt: unknown, where: stri
   const d = denies.map((r, i) => peerRule(r, `${where}.${denyName}[${i}]`, dir, true, scope).rule);
   let defaultDeny = true;
   if (dflt !== undefined && dflt !== null) {
-    if (typeof dflt !== 'boolean') throw new SpecError(`${where}.enableDefaultDeny.${dir}: expected true or false`);
+    if (typeof dflt !== 'boolean') throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.enableDefaultDeny.${dir}: expected true or false`);
     defaultDeny = dflt;
   }
   return { allows: a, denies: d, requires, defaultDeny };
 }
 
 export function ciliumRule(spec: unknown, where: string, kind: PolicyKind, namespace: string, warnings: string[]): Rule {
-  if (!isObj(spec)) throw new SpecError(`${where}: expected a rule object with endpointSelector`);
+  if (!isObj(spec)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a rule object with endpointSelector`);
   const hasEs = spec.endpointSelector !== undefined && spec.endpointSelector !== null;
   const hasNs = spec.nodeSelector !== undefined && spec.nodeSelector !== null;
-  if (hasEs === hasNs) throw new SpecError(`${where}: needs exactly one of endpointSelector and nodeSelector`);
-  if (hasNs && kind !== 'CiliumClusterwideNetworkPolicy') throw new SpecError(`${where}.nodeSelector: only a CiliumClusterwideNetworkPolicy may select nodes`);
+  if (hasEs === hasNs) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: needs exactly one of endpointSelector and nodeSelector`);
+  if (hasNs && kind !== 'CiliumClusterwideNetworkPolicy') throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.nodeSelector: only a CiliumClusterwideNetworkPolicy may select nodes`);
   const es = hasEs ? compileSelector(spec.endpointSelector, `${where}.endpointSelector`) : null;
   const subjectMatchesInit = es !== null && es.reqs.some((r) => r.source === 'reserved' && r.key === 'init');
   const scope: Scope = { namespace, subjectMatchesInit, warnings };
   const ded = spec.enableDefaultDeny;
-  if (ded !== undefined && ded !== null && !isObj(ded)) throw new SpecError(`${where}.enableDefaultDeny: expected {ingress: bool, egress: bool}`);
+  if (ded !== undefined && ded !== null && !isObj(ded)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.enableDefaultDeny: expected {ingress: bool, egress: bool}`);
   return {
     subject: es ? scopeSubject(es, namespace) : null,
     nodeSubject: hasNs ? compileSelector(spec.nodeSelector, `${where}.nodeSelector`) : null,
@@ -187,19 +187,19 @@ function k8sPeers(v: unknown, where: string, namespace: string): Peer {
   const cidrs: CidrRule[] = [];
   peers.forEach((p, i) => {
     const w = `${where}[${i}]`;
-    if (!isObj(p)) throw new SpecError(`${w}: expected {podSelector, namespaceSelector} or {ipBlock}`);
+    if (!isObj(p)) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: expected {podSelector, namespaceSelector} or {ipBlock}`);
     const hasPod = p.podSelector !== undefined && p.podSelector !== null;
     const hasNs = p.namespaceSelector !== undefined && p.namespaceSelector !== null;
     const hasIp = p.ipBlock !== undefined && p.ipBlock !== null;
     if (hasIp) {
-      if (hasPod || hasNs) throw new SpecError(`${w}: ipBlock cannot be combined with podSelector or namespaceSelector`);
-      if (!isObj(p.ipBlock)) throw new SpecError(`${w}.ipBlock: expected {cidr, except}`);
+      if (hasPod || hasNs) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: ipBlock cannot be combined with podSelector or namespaceSelector`);
+      if (!isObj(p.ipBlock)) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.ipBlock: expected {cidr, except}`);
       const cidr = cidrOf(p.ipBlock.cidr, `${w}.ipBlock.cidr`);
       const except = (list(p.ipBlock.except, `${w}.ipBlock.except`) ?? []).map((x, j) => cidrOf(x, `${w}.ipBlock.except[${j}]`));
       cidrs.push({ cidr, except });
       return;
     }
-    if (!hasPod && !hasNs) throw new SpecError(`${w}: a peer needs podSelector, namespaceSelector or ipBlock`);
+    if (!hasPod && !hasNs) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: a peer needs podSelector, namespaceSelector or ipBlock`);
     const pod = hasPod ? compileSelector(p.podSelector, `${w}.podSelector`, 'k8s') : undefined;
     const ns = hasNs ? compileSelector(p.namespaceSelector, `${w}.namespaceSelector`, 'k8s') : undefined;
     endpoints.push(k8sPeerSelector(pod, ns, namespace));
@@ -211,7 +211,7 @@ function k8sSection(rules: unknown, where: string, dir: 'ingress' | 'egress', na
   const peerField = dir === 'ingress' ? 'from' : 'to';
   const allows = (list(rules, `${where}.${dir}`) ?? []).map((r, i): PeerRule => {
     const w = `${where}.${dir}[${i}]`;
-    if (r !== null && !isObj(r)) throw new SpecError(`${w}: expected {${peerField}, ports}`);
+    if (r !== null && !isObj(r)) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: expected {${peerField}, ports}`);
     const o = (r ?? {}) as Obj;
     const ports = list(o.ports, `${w}.ports`);
     return {
@@ -223,14 +223,14 @@ function k8sSection(rules: unknown, where: string, dir: 'ingress' | 'egress', na
 }
 
 export function k8sRule(spec: unknown, namespace: string): Rule {
-  if (!isObj(spec)) throw new SpecError('spec: expected an object with podSelector');
+  if (!isObj(spec)) throw new VerdictError('VERDICT_POLICY_INVALID', 'spec: expected an object with podSelector');
   const subject = scopeSubject(compileSelector(spec.podSelector ?? {}, 'spec.podSelector', 'k8s'), namespace);
   let types: string[];
   const pt = list(spec.policyTypes, 'spec.policyTypes');
   if (pt && pt.length > 0) {
     types = pt.map((t, i) => {
       const s = String(t).toLowerCase();
-      if (s !== 'ingress' && s !== 'egress') throw new SpecError(`spec.policyTypes[${i}]: "${String(t)}" is not Ingress or Egress`);
+      if (s !== 'ingress' && s !== 'egress') throw new VerdictError('VERDICT_POLICY_INVALID', `spec.policyTypes[${i}]: "${String(t)}" is not Ingress or Egress`);
       return s;
     });
   } else {
