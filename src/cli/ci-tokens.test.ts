@@ -1,0 +1,96 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { parse } from 'yaml';
+import { AgentRegistry } from '../server/agents/agent-registry.js';
+import { openServerDb } from '../server/store/server-db.js';
+import { UsageError } from './args.js';
+import { run as ciTokens } from './ci-tokens.js';
+import { proxyUrl, run as kubeconfig } from './kubeconfig.js';
+
+// `verdict ci-tokens` and `verdict kubeconfig` as a CI pipeline calls them:
+// flags, what is printed on stdout (the secret alone; the kubeconfig), and
+// refusals that say what to do. Through the proxy with kubectl: test/ci-tunnel.
+
+async function stdoutOf(fn: () => Promise<number>): Promise<{ code: number; out: string }> {
+  let out = '';
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    out += String(chunk);
+    return true;
+  });
+  try {
+    return { code: await fn(), out };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+describe('verdict ci-tokens and verdict kubeconfig', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-ci-cli-'));
+  const data = join(dir, 'server');
+  const project = join(dir, 'config-projects', 'acme', 'infra');
+  mkdirSync(join(project, '.gitlab/agents/prod'), { recursive: true });
+  writeFileSync(
+    join(project, '.gitlab/agents/prod/config.yaml'),
+    'ci_access:\n  groups:\n    - id: shop\n      default_namespace: web\n      environments: [production]\n',
+  );
+  const git = (...a: string[]) => execFileSync('git', ['-C', project, '-c', 'user.name=t', '-c', 'user.email=t@t', ...a]);
+  git('init', '-q', '-b', 'main');
+  git('add', '-A');
+  git('commit', '-q', '-m', 'c');
+  const db = openServerDb(data);
+  const agentId = new AgentRegistry(db).register('prod', project).agent.id;
+  db.close();
+  afterEach(() => vi.restoreAllMocks());
+
+  it("create prints the token alone; kubeconfig turns it into the job's KUBECONFIG; list and revoke", async () => {
+    const created = await stdoutOf(() => ciTokens(['create', '--project', 'shop/web', '--environment', 'production', '--ttl', '30m', '--data-dir', data]));
+    expect(created.code).toBe(0);
+    expect(created.out).toMatch(/^vdt_ci_[\w-]{43}\n$/);
+    const token = created.out.trim();
+    const server = join(dir, 'server.yaml');
+    writeFileSync(
+      server,
+      `data_dir: ${data}\nprojects_dir: ${join(dir, 'config-projects')}\nkubernetes_api: {listen: "0.0.0.0:8154", url_path_prefix: /k8s-proxy/}\ntls: {cert_file: a, key_file: b}\n`,
+    );
+    const k = await stdoutOf(() => kubeconfig(['--ci-token', token, '--config', server]));
+    expect(k.code).toBe(0);
+    const cfg = parse(k.out) as {
+      clusters: { cluster: { server: string } }[];
+      users: { name: string; user: { token: string } }[];
+      contexts: { name: string; context: { namespace: string } }[];
+    };
+    expect(cfg.clusters[0]!.cluster.server).toBe('https://127.0.0.1:8154/k8s-proxy');
+    expect(cfg.users).toEqual([{ name: `agent:${agentId}`, user: { token: `ci:${agentId}:${token}` } }]);
+    // The configuration project's path under projects_dir, as GitLab names projects.
+    expect(cfg.contexts.map((c) => [c.name, c.context.namespace])).toEqual([['acme/infra:prod', 'web']]);
+    const list = await stdoutOf(() => ciTokens(['list', '--data-dir', data]));
+    expect(list.out).toMatch(/^\d+\tshop\/web\tproduction\t-\texpires \S+\tactive\n$/);
+    expect(list.out).not.toContain(token);
+    const id = list.out.split('\t')[0]!;
+    expect((await stdoutOf(() => ciTokens(['revoke', id, '--data-dir', data]))).out).toBe(`revoked ${id}\n`);
+    await expect(kubeconfig(['--ci-token', token, '--config', server])).rejects.toThrow(/was revoked at/);
+  });
+
+  it('refuses what it cannot do, saying what to give', async () => {
+    await expect(ciTokens(['create', '--data-dir', data])).rejects.toThrow(UsageError);
+    await expect(ciTokens(['create', '--project', 'a/b', '--protected', '--data-dir', data])).rejects.toThrow(/give --ref/);
+    await expect(ciTokens(['create', '--project', 'a/b', '--ttl', '48h', '--data-dir', data])).rejects.toThrow(/at most 24h/);
+    await expect(kubeconfig(['--ci-token', 'x', '--data-dir', data])).rejects.toThrow(/give --server/);
+    const other = (await stdoutOf(() => ciTokens(['create', '--project', 'shop/web', '--environment', 'staging', '--data-dir', data]))).out.trim();
+    await expect(kubeconfig(['--ci-token', other, '--server', 'https://x', '--data-dir', data])).rejects.toThrow(
+      'no agent allows project shop/web (job 2): agent "prod": ci_access.groups[0] (shop) allows only environments production, not "staging"',
+    );
+  });
+
+  it('the proxy URL from the server config: url, else listen (0.0.0.0 as 127.0.0.1) and the prefix', () => {
+    const base = { data_dir: 'd', http_addr: 'h:1', grpc_addr: 'g:1', config_poll_interval: 1 };
+    expect(proxyUrl(base)).toBeUndefined();
+    expect(proxyUrl({ ...base, kubernetes_api: { listen: '10.0.0.1:8154', url_path_prefix: '/', url: undefined } })).toBe('http://10.0.0.1:8154');
+    expect(proxyUrl({ ...base, kubernetes_api: { listen: ':8154', url_path_prefix: '/', url: 'https://kas.example/k8s-proxy' } })).toBe(
+      'https://kas.example/k8s-proxy',
+    );
+  });
+});
