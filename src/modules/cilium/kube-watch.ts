@@ -5,6 +5,7 @@ import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import { parsePolicyObject, type PolicyLoadError } from './policy/parse.js';
 import { policyId, type Policy, type PolicyKind } from './policy/policy.js';
+import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
 // Network policies straight from the Kubernetes API server: list every policy
 // resource (paginated), then watch from the list's resourceVersion with
@@ -77,20 +78,14 @@ export interface PolicyWatchOptions {
   idleTimeoutMs?: number;
 }
 
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-  }
+/** The HTTP status of a Kubernetes API error (VERDICT_KUBE_API), else undefined. */
+function apiStatus(e: unknown): number | undefined {
+  return isVerdictError(e, 'VERDICT_KUBE_API') ? (e.details?.status as number | undefined) : undefined;
 }
 
-class GoneError extends Error {}
-
-/** The stream arrived but is not a Kubernetes watch (a proxy's page, say): not a broken connection. */
-class NotAWatchError extends Error {}
+function apiError(status: number, reason: string, message: string): VerdictError {
+  return new VerdictError('VERDICT_KUBE_API', message, { details: { status, reason } });
+}
 
 interface Stream {
   resource: Resource;
@@ -231,7 +226,7 @@ export class PolicyWatcher {
         signal,
         onBackoff: (delay, e) => {
           if (e === undefined) return;
-          if (e instanceof ApiError && e.status === 404) {
+          if (apiStatus(e) === 404) {
             this.log.warn(
               { resource: s.path, retry_ms: delay },
               `${s.resource.kind} is not served by this API server (CRD not installed?); checking again later`,
@@ -239,7 +234,7 @@ export class PolicyWatcher {
             return;
           }
           const hint =
-            e instanceof ApiError && (e.status === 401 || e.status === 403)
+            (apiStatus(e) === 401 || apiStatus(e) === 403)
               ? `; the agent's identity needs list and watch on ${s.resource.plural}.${s.resource.group.split('/')[2]}${s.namespace ? ` in namespace ${s.namespace}` : ' cluster-wide'} (${RBAC_HINT})`
               : '';
           this.log.error({ error: `${(e as Error).message}${hint}`, resource: s.path, retry_ms: delay }, 'Policy list/watch failed; retrying');
@@ -260,7 +255,7 @@ export class PolicyWatcher {
           return events > 0 || Date.now() - started > 1000 ? 'now' : 'backoff';
         } catch (e) {
           if (signal.aborted) return 'done';
-          if (e instanceof GoneError) {
+          if (apiStatus(e) === 410) {
             this.log.info({ resource: s.path, resource_version: s.resourceVersion }, 'Policy watch expired (410 Gone); listing again');
             needList = true;
             return 'now';
@@ -270,9 +265,9 @@ export class PolicyWatcher {
           // client-go's reflector does, and let the server say 410 if it is too old. Relisting
           // on every such error would send every agent's full list at a recovering server.
           // Relist only when the resource vanished (404) or the version is ahead of the cache.
-          if (e instanceof ApiError && (e.status === 404 || /too large resource version/i.test(e.message))) needList = true;
-          if (e instanceof ApiError && e.status === 401) this.opts.connection.credentialsRejected?.();
-          if (e instanceof ApiError && e.status === 404) {
+          if ((apiStatus(e) === 404 || (apiStatus(e) !== undefined && /too large resource version/i.test((e as Error).message)))) needList = true;
+          if (apiStatus(e) === 401) this.opts.connection.credentialsRejected?.();
+          if (apiStatus(e) === 404) {
             // The CRD is not installed (no Cilium): nothing to watch now; look again later.
             const had = s.items.size > 0;
             s.items = new Map();
@@ -352,7 +347,7 @@ export class PolicyWatcher {
         }
       }
     } catch (e) {
-      if (e instanceof GoneError || e instanceof ApiError || e instanceof NotAWatchError) throw e;
+      if (isVerdictError(e, 'VERDICT_KUBE_API')) throw e;
       throw (
         this.idle.get(res) ??
         new Error(
@@ -368,15 +363,16 @@ export class PolicyWatcher {
     try {
       ev = JSON.parse(line);
     } catch {
-      throw new NotAWatchError(`${s.path}: watch sent a line that is not JSON`);
+      // Not a broken connection: the stream arrived but is not a Kubernetes watch (a proxy's page, say).
+      throw apiError(0, 'NotAWatch', `${s.path}: watch sent a line that is not JSON`);
     }
     if (!isObj(ev)) return;
     const type = ev.type;
     const obj = ev.object;
     if (type === 'ERROR') {
       const code = isObj(obj) ? obj.code : undefined;
-      if (code === 410) throw new GoneError();
-      throw new ApiError(
+      if (code === 410) throw apiError(410, 'Expired', `${s.path}: the resource version is gone (410)`);
+      throw apiError(
         typeof code === 'number' ? code : 500,
         isObj(obj) && typeof obj.reason === 'string' ? obj.reason : '',
         `watch error: ${isObj(obj) && typeof obj.message === 'string' ? obj.message : 'unknown'}`,
@@ -406,7 +402,7 @@ export class PolicyWatcher {
     }
   }
 
-  /** GET with auth; rejects with ApiError for non-200 answers (410 as GoneError). */
+  /** GET with auth; rejects with a VERDICT_KUBE_API error (details.status) for non-200 answers. */
   private async open(path: string, idleMs: number): Promise<IncomingMessage> {
     const c = this.opts.connection;
     const url = new URL(`${c.server}${path}`);
@@ -428,7 +424,7 @@ export class PolicyWatcher {
         r.on('data', (d: string) => (body += d.length < 65536 ? d : ''));
         r.on('end', () => {
           this.active.delete(req);
-          if (r.statusCode === 410) return reject(new GoneError());
+          if (r.statusCode === 410) return reject(apiError(410, 'Expired', `${url.pathname}: the resource version is gone (410)`));
           let reason = '';
           let message = body.slice(0, 300);
           try {
@@ -438,7 +434,7 @@ export class PolicyWatcher {
           } catch {
             /* not a Status object */
           }
-          reject(new ApiError(r.statusCode ?? 0, reason, `${url.pathname}: HTTP ${r.statusCode}${reason ? ` ${reason}` : ''}: ${message}`));
+          reject(apiError(r.statusCode ?? 0, reason, `${url.pathname}: HTTP ${r.statusCode}${reason ? ` ${reason}` : ''}: ${message}`));
         });
       });
       this.active.add(req);
