@@ -1,5 +1,6 @@
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { durationMs } from './duration.js';
+import { VerdictError } from '../errors.js';
 
 // A small validator for YAML configuration that reports every problem with the
 // file, the path inside the document and the line, because "invalid config"
@@ -12,15 +13,17 @@ export interface ConfigIssue {
   message: string;
 }
 
-export class ConfigError extends Error {
-  readonly code = 'VERDICT_CONFIG_INVALID';
+/**
+ * The VERDICT_CONFIG_INVALID error, typed: it carries each issue with its file,
+ * path and line (also as `details.issues` for API answers).
+ */
+export class ConfigError extends VerdictError {
   /** `warnings`: what else was found in the file, for tools that show everything (verdict config check). */
   constructor(
     readonly issues: ConfigIssue[],
     readonly warnings: ConfigIssue[] = [],
   ) {
-    super(issues.map(formatIssue).join('; '));
-    this.name = 'ConfigError';
+    super('VERDICT_CONFIG_INVALID', issues.map(formatIssue).join('; '), { details: { issues } });
   }
 }
 
