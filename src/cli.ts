@@ -1,6 +1,6 @@
-import { UsageError } from './cli/args.js';
 import { createRootLogger } from './shared/log/logger.js';
 import { VERSION } from './shared/version.js';
+import { isVerdictError } from './shared/errors.js';
 
 // `verdict <command>`: each command lives in src/cli/<command>.ts and is loaded
 // only when used, so `verdict replay` does not pay for the server's imports.
@@ -57,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
     const mod = await cmd.load();
     return await mod.run(rest);
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (isVerdictError(e, 'VERDICT_USAGE')) {
       process.stderr.write(`${e.message}\n`);
       return 2;
     }

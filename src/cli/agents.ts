@@ -1,7 +1,7 @@
 import { AgentRegistry, AgentRegistryError, type AgentTokenInfo } from '../server/agents/agent-registry.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
 
 const HELP = `Usage:
   verdict agents register <name> --config-project <path> [--token-name <name>] [--data-dir <dir>]
@@ -55,15 +55,15 @@ export async function run(argv: string[]): Promise<number> {
     const registry = new AgentRegistry(db);
     const agentArg = (usage: string) => {
       const name = positionals[0];
-      if (!name) throw new UsageError(`verdict agents ${command}: give the agent name, e.g. \`verdict agents ${usage}\``);
+      if (!name) throw usageError(`verdict agents ${command}: give the agent name, e.g. \`verdict agents ${usage}\``);
       return name;
     };
     try {
       switch (command) {
         case 'register': {
           const name = positionals[0];
-          if (!name || positionals.length > 1) throw new UsageError('verdict agents register: give exactly one agent name, e.g. `verdict agents register prod-cluster --config-project ./infra`');
-          if (!values['config-project']) throw new UsageError('verdict agents register: --config-project <path of a git repository> is required');
+          if (!name || positionals.length > 1) throw usageError('verdict agents register: give exactly one agent name, e.g. `verdict agents register prod-cluster --config-project ./infra`');
+          if (!values['config-project']) throw usageError('verdict agents register: --config-project <path of a git repository> is required');
           const { token } = registry.register(name, values['config-project'], values['token-name']);
           process.stdout.write(`${token}\n`);
           return 0;
@@ -86,16 +86,16 @@ export async function run(argv: string[]): Promise<number> {
         case 'tokens revoke': {
           const name = agentArg('tokens revoke prod-cluster 3');
           const id = Number(positionals[1]);
-          if (!Number.isInteger(id) || id <= 0) throw new UsageError(`verdict agents tokens revoke: give the token id after the agent name; see \`verdict agents tokens list ${name}\``);
-          if (!registry.revokeToken(name, id)) throw new UsageError(`verdict agents tokens revoke: agent "${name}" has no active token ${id}; see \`verdict agents tokens list ${name}\``);
+          if (!Number.isInteger(id) || id <= 0) throw usageError(`verdict agents tokens revoke: give the token id after the agent name; see \`verdict agents tokens list ${name}\``);
+          if (!registry.revokeToken(name, id)) throw usageError(`verdict agents tokens revoke: agent "${name}" has no active token ${id}; see \`verdict agents tokens list ${name}\``);
           process.stdout.write(`revoked token ${id} of agent ${name}\n`);
           return 0;
         }
         default:
-          throw new UsageError(`verdict agents: unknown subcommand "${command}"; use register, list, or tokens create|list|revoke`);
+          throw usageError(`verdict agents: unknown subcommand "${command}"; use register, list, or tokens create|list|revoke`);
       }
     } catch (e) {
-      if (e instanceof AgentRegistryError) throw new UsageError(`verdict agents ${command}: ${e.message}`);
+      if (e instanceof AgentRegistryError) throw usageError(`verdict agents ${command}: ${e.message}`);
       throw e;
     }
   } finally {

@@ -1,7 +1,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { VerdictError } from '../shared/errors.js';
 
-export class UsageError extends Error {
-  readonly code = 'VERDICT_USAGE';
+/** A wrong flag or argument (VERDICT_USAGE): `verdict` prints the message and exits 2. */
+export function usageError(message: string): VerdictError {
+  return new VerdictError('VERDICT_USAGE', message);
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -11,6 +13,6 @@ export function parseFlags<O extends Options>(command: string, argv: string[], o
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true });
   } catch (e) {
-    throw new UsageError(`verdict ${command}: ${(e as Error).message.replace(/\. To specify a positional argument.*$/s, '')}; see \`verdict ${command} --help\``);
+    throw usageError(`verdict ${command}: ${(e as Error).message.replace(/\. To specify a positional argument.*$/s, '')}; see \`verdict ${command} --help\``);
   }
 }

@@ -6,9 +6,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { AgentRegistry } from '../server/agents/agent-registry.js';
 import { openServerDb } from '../server/store/server-db.js';
-import { UsageError } from './args.js';
+
 import { run as ciTokens } from './ci-tokens.js';
 import { proxyUrl, run as kubeconfig } from './kubeconfig.js';
+import { VerdictError } from '../shared/errors.js';
 
 // `verdict ci-tokens` and `verdict kubeconfig` as a CI pipeline calls them:
 // flags, what is printed on stdout (the secret alone; the kubeconfig), and
@@ -75,7 +76,7 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
   });
 
   it('refuses what it cannot do, saying what to give', async () => {
-    await expect(ciTokens(['create', '--data-dir', data])).rejects.toThrow(UsageError);
+    await expect(ciTokens(['create', '--data-dir', data])).rejects.toThrow(VerdictError);
     await expect(ciTokens(['create', '--project', 'a/b', '--protected', '--data-dir', data])).rejects.toThrow(/give --ref/);
     await expect(ciTokens(['create', '--project', 'a/b', '--ttl', '48h', '--data-dir', data])).rejects.toThrow(/at most 24h/);
     await expect(kubeconfig(['--ci-token', 'x', '--data-dir', data])).rejects.toThrow(/give --server/);

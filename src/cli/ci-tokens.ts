@@ -2,7 +2,7 @@ import { JobTokens, MAX_TTL_MS, type CiJob } from '../modules/ci-access/job-toke
 import { openServerDb } from '../server/store/server-db.js';
 import { parseDuration } from '../shared/config/duration.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
 
 const HELP = `Usage:
   verdict ci-tokens create --project <path> [--environment <name>] [--ref <branch or tag>
@@ -53,17 +53,17 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (sub !== 'create' && sub !== 'list' && sub !== 'revoke')
-    throw new UsageError(`verdict ci-tokens: unknown subcommand "${sub}"; use create, list or revoke`);
+    throw usageError(`verdict ci-tokens: unknown subcommand "${sub}"; use create, list or revoke`);
   if (sub === 'create') {
-    if (!values.project) throw new UsageError("verdict ci-tokens create: give --project <path> of the job's project (group/project, as in ci_access)");
-    if (values.protected && !values.ref) throw new UsageError('verdict ci-tokens create: --protected says --ref is protected; give --ref <branch or tag> too');
+    if (!values.project) throw usageError("verdict ci-tokens create: give --project <path> of the job's project (group/project, as in ci_access)");
+    if (values.protected && !values.ref) throw usageError('verdict ci-tokens create: --protected says --ref is protected; give --ref <branch or tag> too');
     let ttlMs: number;
     try {
       ttlMs = parseDuration(values.ttl, '--ttl');
     } catch (e) {
-      throw new UsageError(`verdict ci-tokens create: ${(e as Error).message}`);
+      throw usageError(`verdict ci-tokens create: ${(e as Error).message}`);
     }
-    if (ttlMs > MAX_TTL_MS) throw new UsageError('verdict ci-tokens create: --ttl is at most 24h: a job token lives as long as its job');
+    if (ttlMs > MAX_TTL_MS) throw usageError('verdict ci-tokens create: --ttl is at most 24h: a job token lives as long as its job');
   }
   const db = openServerDb(values['data-dir']);
   try {
@@ -85,8 +85,8 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     const id = Number(positionals[0]);
-    if (!Number.isInteger(id)) throw new UsageError('verdict ci-tokens revoke: give the job id from `verdict ci-tokens list`');
-    if (!jobs.revoke(id)) throw new UsageError(`verdict ci-tokens revoke: no active CI job token with id ${id}; see \`verdict ci-tokens list\``);
+    if (!Number.isInteger(id)) throw usageError('verdict ci-tokens revoke: give the job id from `verdict ci-tokens list`');
+    if (!jobs.revoke(id)) throw usageError(`verdict ci-tokens revoke: no active CI job token with id ${id}; see \`verdict ci-tokens list\``);
     process.stdout.write(`revoked ${id}\n`);
     return 0;
   } finally {

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseAgentConfig } from '../server/config/agent-config.js';
 import { ConfigError, formatIssue, type ConfigIssue } from '../shared/config/schema.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
 
 // `verdict config check`: the server's validation of config.yaml, offline, for
 // pre-commit hooks and CI, so a file that would stop an agent's modules is
@@ -30,8 +30,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const [sub, ...paths] = positionals;
   if (sub !== 'check')
-    throw new UsageError(`verdict config: ${sub ? `unknown subcommand "${sub}"` : 'give a subcommand'}; use \`verdict config check <file|dir>...\``);
-  if (paths.length === 0) throw new UsageError('verdict config check: give config.yaml files or directories to check, e.g. `verdict config check .`');
+    throw usageError(`verdict config: ${sub ? `unknown subcommand "${sub}"` : 'give a subcommand'}; use \`verdict config check <file|dir>...\``);
+  if (paths.length === 0) throw usageError('verdict config check: give config.yaml files or directories to check, e.g. `verdict config check .`');
   let ok = true;
   for (const path of paths) {
     let files: string[];

@@ -13,9 +13,10 @@ import { demoWebhooks } from '../server/webhooks/demo.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../shared/config/kafka-config.js';
 import { ConfigError } from '../shared/config/schema.js';
 import { createRootLogger } from '../shared/log/logger.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
-import { DemoKubernetesError, startDemoKubernetes, type DemoKubernetes } from './demo-kubernetes.js';
+import { startDemoKubernetes, type DemoKubernetes } from './demo-kubernetes.js';
+import { isVerdictError } from '../shared/errors.js';
 
 const HELP = `Usage: verdict demo [flags]
 
@@ -68,7 +69,7 @@ async function defaultOrFreeAddr(addr: string): Promise<string> {
   });
   const port = Number(/:(\d+)$/.exec(addr)![1]);
   const free = (await tryListen(port)) ?? (await tryListen(0));
-  if (free === undefined) throw new UsageError(`verdict demo: cannot listen on ${host}; give free addresses with --grpc-addr and --falco-addr`);
+  if (free === undefined) throw usageError(`verdict demo: cannot listen on ${host}; give free addresses with --grpc-addr and --falco-addr`);
   return `${host}:${free}`;
 }
 
@@ -128,13 +129,13 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const dataDir = resolve(values['data-dir']);
-  if (values['webhook-secret'] && !values.webhook) throw new UsageError('verdict demo: --webhook-secret needs --webhook <url>');
+  if (values['webhook-secret'] && !values.webhook) throw usageError('verdict demo: --webhook-secret needs --webhook <url>');
   const webhook = values.webhook ? demoWebhooks(values.webhook, values['webhook-secret']) : undefined;
   let kafka: KafkaConfig | undefined;
   try {
     kafka = values.kafka ? kafkaConfigForBootstrap(values.kafka) : undefined;
   } catch (e) {
-    if (e instanceof ConfigError) throw new UsageError(`verdict demo: --kafka: ${e.issues[0]!.message} (give host:port of a broker, e.g. 127.0.0.1:9092; scripts/kafka.sh start prints one)`);
+    if (e instanceof ConfigError) throw usageError(`verdict demo: --kafka: ${e.issues[0]!.message} (give host:port of a broker, e.g. 127.0.0.1:9092; scripts/kafka.sh start prints one)`);
     throw e;
   }
   const interval = Number(values.interval);
@@ -148,7 +149,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       kube = await startDemoKubernetes(join(dataDir, 'kubernetes'));
     } catch (e) {
-      if (!(e instanceof DemoKubernetesError)) throw e;
+      if (!isVerdictError(e)) throw e;
       process.stderr.write(`verdict demo: ${e.message}\n`);
       return 1;
     }

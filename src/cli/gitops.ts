@@ -8,7 +8,7 @@ import { preview, type PreviewLine } from '../modules/gitops/preview.js';
 import { resolveProject } from '../modules/gitops/project-repos.js';
 import { resolveCommit } from '../server/config/git-project.js';
 import { loadServerConfigFile } from '../shared/config/server-config.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
 
 // `verdict gitops diff`: what a sync of a manifest project would change in the
 // cluster, for review before merging. Files are read as the server reads them
@@ -67,10 +67,10 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  if (positionals[0] !== 'diff') throw new UsageError('verdict gitops: the subcommand is diff; see `verdict gitops --help`');
-  if (!values.project) throw new UsageError('verdict gitops diff: give --project <id>');
+  if (positionals[0] !== 'diff') throw usageError('verdict gitops: the subcommand is diff; see `verdict gitops --help`');
+  if (!values.project) throw usageError('verdict gitops diff: give --project <id>');
   const projectsDir = values['projects-dir'] ?? (values.config ? loadServerConfigFile(values.config).projects_dir : undefined);
-  if (!projectsDir) throw new UsageError('verdict gitops diff: give --projects-dir <dir> or --config <server.yaml> with projects_dir');
+  if (!projectsDir) throw usageError('verdict gitops diff: give --projects-dir <dir> or --config <server.yaml> with projects_dir');
   // No configuration project here: every id resolves under projects_dir.
   const project = resolveProject(values.project, '', projectsDir);
   const ref = refSpec(parseRef(values.ref));

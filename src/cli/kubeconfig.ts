@@ -6,7 +6,7 @@ import { AgentRegistry } from '../server/agents/agent-registry.js';
 import { headCommit } from '../server/config/git-project.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { loadServerConfigFile, SERVER_DEFAULTS, type ServerConfig } from '../shared/config/server-config.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
 
 const HELP = `Usage:
   verdict kubeconfig --ci-token <token> [--config <server.yaml>] [--server <url>]
@@ -78,16 +78,16 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const token = values['ci-token']?.trim();
-  if (!token) throw new UsageError('verdict kubeconfig: give --ci-token <token> (from `verdict ci-tokens create`)');
+  if (!token) throw usageError('verdict kubeconfig: give --ci-token <token> (from `verdict ci-tokens create`)');
   const cfg = values.config ? loadServerConfigFile(values.config) : SERVER_DEFAULTS;
   const server = values.server ?? proxyUrl(cfg);
-  if (!server) throw new UsageError('verdict kubeconfig: give --server <URL of the Kubernetes API proxy>, or --config with a kubernetes_api block');
+  if (!server) throw usageError('verdict kubeconfig: give --server <URL of the Kubernetes API proxy>, or --config with a kubernetes_api block');
   let caPem: string | undefined;
   if (values['certificate-authority']) {
     try {
       caPem = readFileSync(values['certificate-authority'], 'utf8');
     } catch (e) {
-      throw new UsageError(`verdict kubeconfig: cannot read --certificate-authority: ${(e as Error).message}`);
+      throw usageError(`verdict kubeconfig: cannot read --certificate-authority: ${(e as Error).message}`);
     }
   }
   process.stdout.write(

@@ -4,7 +4,7 @@ import { scenarioFlows } from '../peers/hubble-relay/demo-scenario.js';
 import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
 import { flowsFromJsonLines, parseFlowLine } from '../modules/cilium/flow-json.js';
 import { createRootLogger } from '../shared/log/logger.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 
 const HELP = `Usage: verdict peer hubble-relay [flags]
@@ -27,7 +27,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     }
-    throw new UsageError('verdict peer: the only peer is "hubble-relay"; see `verdict peer --help`');
+    throw usageError('verdict peer: the only peer is "hubble-relay"; see `verdict peer --help`');
   }
   const { values } = parseFlags('peer hubble-relay', rest, {
     listen: { type: 'string', default: '127.0.0.1:4245' },
@@ -59,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   let timer: NodeJS.Timeout | undefined;
   if (values.scenario) {
-    if (values.scenario !== 'demo') throw new UsageError('verdict peer hubble-relay: --scenario must be "demo"');
+    if (values.scenario !== 'demo') throw usageError('verdict peer hubble-relay: --scenario must be "demo"');
     let step = 0;
     timer = setInterval(() => peer.push(scenarioFlows(step++)), Number(values.interval));
   }

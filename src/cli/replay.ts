@@ -9,7 +9,8 @@ import { loadPolicyFiles, policyWarningMessages } from '../modules/cilium/policy
 import type { Attribution } from '../modules/cilium/policy/attribution.js';
 import { dropReasonName, parseFlowLine, timestampToJson } from '../modules/cilium/flow-json.js';
 import { l7Details } from '../modules/cilium/l7-details.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
+import { isVerdictError } from '../shared/errors.js';
 
 // `verdict replay`: the agent's policy matching, offline, over a capture of
 // `hubble observe -o json`. One JSON object per alert on stdout; problems on
@@ -143,10 +144,10 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     }
-    if (!flags.values.policies?.length) throw new UsageError('verdict replay: --policies is required (a file or directory of network policy manifests); see `verdict replay --help`');
-    if (!flags.values.flows) throw new UsageError('verdict replay: --flows is required (a `hubble observe -o json` capture, or - for stdin); see `verdict replay --help`');
+    if (!flags.values.policies?.length) throw usageError('verdict replay: --policies is required (a file or directory of network policy manifests); see `verdict replay --help`');
+    if (!flags.values.flows) throw usageError('verdict replay: --flows is required (a `hubble observe -o json` capture, or - for stdin); see `verdict replay --help`');
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (isVerdictError(e, 'VERDICT_USAGE')) {
       process.stderr.write(`${e.message}\n`);
       return 2;
     }

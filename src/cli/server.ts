@@ -4,7 +4,7 @@ import { parseDuration } from '../shared/retry/backoff.js';
 import { writeSync } from 'node:fs';
 import { DELIVERY_STEPS, type DeliveryStep } from '../server/kafka/delivery.js';
 import { startServer, type ServerTestHooks } from '../server/server.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 
 const HELP = `Usage: verdict server [flags]
@@ -58,7 +58,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values['http-addr']) cfg.http_addr = values['http-addr'];
   if (values['grpc-addr']) cfg.grpc_addr = values['grpc-addr'];
   if (values['config-poll-interval']) cfg.config_poll_interval = parseDuration(values['config-poll-interval'], '--config-poll-interval');
-  if (Boolean(values['tls-cert-file']) !== Boolean(values['tls-key-file'])) throw new UsageError('verdict server: give --tls-cert-file and --tls-key-file together');
+  if (Boolean(values['tls-cert-file']) !== Boolean(values['tls-key-file'])) throw usageError('verdict server: give --tls-cert-file and --tls-key-file together');
   if (values['tls-cert-file'] && values['tls-key-file']) cfg.tls = { cert_file: values['tls-cert-file'], key_file: values['tls-key-file'] };
   const log = createRootLogger({ name: 'verdict-server' });
   const server = await startServer(cfg, log, testHooks(values['test-kill-delivery-at']));
@@ -69,7 +69,7 @@ export async function run(argv: string[]): Promise<number> {
 
 function testHooks(killAt: string | undefined): ServerTestHooks {
   if (killAt === undefined) return {};
-  if (!DELIVERY_STEPS.includes(killAt as DeliveryStep)) throw new UsageError(`verdict server: --test-kill-delivery-at must be one of ${DELIVERY_STEPS.join(', ')}`);
+  if (!DELIVERY_STEPS.includes(killAt as DeliveryStep)) throw usageError(`verdict server: --test-kill-delivery-at must be one of ${DELIVERY_STEPS.join(', ')}`);
   return {
     onDeliveryStep(step, at) {
       if (step !== killAt) return;

@@ -3,7 +3,7 @@ import { FEED_SCOPES, FeedTokens, type FeedScope } from '../server/auth/feed-tok
 import { openServerDb } from '../server/store/server-db.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { agentTokensText } from './agents.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, usageError } from './args.js';
 
 const HELP = `Usage:
   Agent tokens (what an agent puts in --token-file):
@@ -47,15 +47,15 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new UsageError(`verdict tokens: unknown subcommand "${sub}"; use create, list or revoke`);
+  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw usageError(`verdict tokens: unknown subcommand "${sub}"; use create, list or revoke`);
   const db = openServerDb(values['data-dir']);
   try {
     if (values.agent !== undefined) return agentTokens(sub, values.agent, values, positionals, new AgentRegistry(db));
     const tokens = new FeedTokens(db);
     if (sub === 'create') {
-      if (!values.name) throw new UsageError('verdict tokens create: give --agent <agent> for an agent token, or --name <who or what will use it> for a feed token');
+      if (!values.name) throw usageError('verdict tokens create: give --agent <agent> for an agent token, or --name <who or what will use it> for a feed token');
       const scope = values.scope ?? 'read';
-      if (!FEED_SCOPES.includes(scope as FeedScope)) throw new UsageError(`verdict tokens create: --scope must be one of ${FEED_SCOPES.join(', ')}`);
+      if (!FEED_SCOPES.includes(scope as FeedScope)) throw usageError(`verdict tokens create: --scope must be one of ${FEED_SCOPES.join(', ')}`);
       process.stdout.write(`${tokens.create(values.name, scope as FeedScope).token}\n`);
       return 0;
     }
@@ -66,8 +66,8 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     const id = Number(positionals[0]);
-    if (!Number.isInteger(id)) throw new UsageError('verdict tokens revoke: give the token id from `verdict tokens list` (add --agent <agent> for an agent token)');
-    if (!tokens.revoke(id)) throw new UsageError(`verdict tokens revoke: no active feed token with id ${id}; for an agent token add --agent <agent>`);
+    if (!Number.isInteger(id)) throw usageError('verdict tokens revoke: give the token id from `verdict tokens list` (add --agent <agent> for an agent token)');
+    if (!tokens.revoke(id)) throw usageError(`verdict tokens revoke: no active feed token with id ${id}; for an agent token add --agent <agent>`);
     process.stdout.write(`revoked ${id}\n`);
     return 0;
   } finally {
@@ -82,7 +82,7 @@ function agentTokens(
   positionals: string[],
   registry: AgentRegistry,
 ): number {
-  if (values.scope !== undefined) throw new UsageError('verdict tokens: --scope is for feed tokens; an agent token is valid for its agent only');
+  if (values.scope !== undefined) throw usageError('verdict tokens: --scope is for feed tokens; an agent token is valid for its agent only');
   try {
     if (sub === 'create') {
       process.stdout.write(`${registry.createToken(agent, values.name ?? 'default').token}\n`);
@@ -93,12 +93,12 @@ function agentTokens(
       return 0;
     }
     const id = Number(positionals[0]);
-    if (!Number.isInteger(id) || id <= 0) throw new UsageError(`verdict tokens revoke: give the token id; see \`verdict tokens list --agent ${agent}\``);
-    if (!registry.revokeToken(agent, id)) throw new UsageError(`verdict tokens revoke: agent "${agent}" has no active token ${id}; see \`verdict tokens list --agent ${agent}\``);
+    if (!Number.isInteger(id) || id <= 0) throw usageError(`verdict tokens revoke: give the token id; see \`verdict tokens list --agent ${agent}\``);
+    if (!registry.revokeToken(agent, id)) throw usageError(`verdict tokens revoke: agent "${agent}" has no active token ${id}; see \`verdict tokens list --agent ${agent}\``);
     process.stdout.write(`revoked token ${id} of agent ${agent}\n`);
     return 0;
   } catch (e) {
-    if (e instanceof AgentRegistryError) throw new UsageError(`verdict tokens ${sub}: ${e.message}`);
+    if (e instanceof AgentRegistryError) throw usageError(`verdict tokens ${sub}: ${e.message}`);
     throw e;
   }
 }

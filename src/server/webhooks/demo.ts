@@ -1,11 +1,11 @@
-import { UsageError } from '../../cli/args.js';
+import { usageError } from '../../cli/args.js';
 import { ConfigError } from '../../shared/config/schema.js';
 import { parseWebhooksJson, type WebhooksConfig } from '../../shared/config/webhooks-config.js';
 import { newSecret } from './signer.js';
 
 // `verdict demo --webhook <url> [--webhook-secret <whsec_...>]`: one signed
 // generic webhook, so delivery can be seen working with one command. Only the
-// CLI uses this, hence a UsageError for a bad flag.
+// CLI uses this, hence a usage error (VERDICT_USAGE) for a bad flag.
 
 export const DEMO_INTEGRATION = 'demo-webhook';
 
@@ -29,7 +29,7 @@ export function demoWebhooks(url: string, secret?: string): { config: WebhooksCo
     if (e instanceof ConfigError) {
       const i = e.issues[0]!;
       const flag = i.path.includes('secrets') ? '--webhook-secret' : '--webhook';
-      throw new UsageError(`verdict demo: ${flag}: ${i.message}`);
+      throw usageError(`verdict demo: ${flag}: ${i.message}`);
     }
     throw e;
   }
