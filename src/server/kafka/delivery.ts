@@ -28,6 +28,8 @@ const handled = new Counter({ name: 'verdict_kafka_delivery_changes_total', help
  */
 export interface WebhookEnqueuer {
   enqueueShared(alerts: readonly KeyedAlert[]): { deliveries: number; claims: SharedClaim[] };
+  /** False while no integration is active: alerts need not be described for webhooks. */
+  active?(): boolean;
   applyClaims(claims: readonly SharedClaim[], alertId: (uid: string) => number | undefined): number;
 }
 
@@ -99,7 +101,24 @@ export interface DeliveryOptions {
 }
 
 /** Log messages handed on per flush at most. */
-const FLUSH_EVERY = 500;
+const FLUSH_EVERY = 5000;
+/**
+ * The window changes are coalesced over: the member fetches the log at most
+ * this often unless WINDOW_BYTES are waiting, so an alert that changes
+ * several times in it is described, exported and routed once, and the
+ * export goes out in few produce requests.
+ */
+const WINDOW_MS = 500;
+const WINDOW_BYTES = 4 * 1024 * 1024;
+/**
+ * Exports are coalesced over this window: each alert's newest change in it
+ * is exported once, all in one append, and only then are the group offsets of
+ * what was handed on committed (at least once: a member that dies in the
+ * window leaves the changes to the next owner, which exports them again).
+ */
+const EXPORT_WINDOW_MS = 2000;
+/** Coalesced exports waiting at most; past it they go out before more is handed on. */
+const EXPORT_MAX = 20_000;
 const SEEN_MAX = 50_000;
 
 /**
@@ -128,6 +147,11 @@ export class DeliveryGroup {
   private readonly fresh = new Set<number>();
   /** Claims recorded in the outbox whose publishing failed, per partition: published with the next hand-on. */
   private readonly unpublished = new Map<number, SharedClaim[]>();
+  /** Per partition: exports waiting for the window (alert uid -> its newest change) and the last offset handed on, not committed yet. */
+  private pending = new Map<number, { exports: Map<string, OutMessage>; upto: number }>();
+  private pendingExports = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
 
   constructor(private readonly o: DeliveryOptions) {
     this.log = o.log;
@@ -141,6 +165,58 @@ export class DeliveryGroup {
       await this.launch();
     } catch (e) {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.logTopic));
+    }
+    this.flushTimer = setInterval(() => void this.flush(), EXPORT_WINDOW_MS);
+    this.flushTimer.unref();
+  }
+
+  /** Handed on up to `upto` in `partition`, with these exports: they go out with the window, then the offset is committed. */
+  private handedOn(partition: number, upto: number, exports: readonly OutMessage[]): void {
+    let e = this.pending.get(partition);
+    if (!e) this.pending.set(partition, (e = { exports: new Map(), upto }));
+    if (upto > e.upto) e.upto = upto;
+    for (const m of exports) {
+      if (e.exports.delete(m.key)) this.pendingExports--;
+      e.exports.set(m.key, m);
+      this.pendingExports++;
+    }
+  }
+
+  /** Produces the coalesced exports, then commits the offsets they cover. One flush at a time. */
+  private flush(): Promise<void> {
+    this.flushing ??= this.flushNow().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async flushNow(): Promise<void> {
+    const consumer = this.consumer;
+    if (!this.pending.size || !consumer) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    this.pendingExports = 0;
+    const out: OutMessage[] = [];
+    for (const e of batch.values()) for (const m of e.exports.values()) out.push(m);
+    try {
+      if (out.length) await this.o.writer.append(out);
+    } catch (err) {
+      // Kept for the next window, before what came since (which may be newer changes of the same alerts).
+      for (const [p, e] of batch) {
+        const now = this.pending.get(p);
+        if (now) for (const [k, m] of now.exports) e.exports.delete(k);
+        const merged = { exports: new Map([...e.exports, ...(now?.exports ?? [])]), upto: Math.max(e.upto, now?.upto ?? -1) };
+        this.pending.set(p, merged);
+      }
+      this.pendingExports = [...this.pending.values()].reduce((n, e) => n + e.exports.size, 0);
+      this.log.warn({ error: errText(err), messages: out.length }, 'Kafka: producing the export failed; it is tried again with the next window');
+      return;
+    }
+    try {
+      await consumer.commitOffsets([...batch].map(([partition, e]) => ({ topic: this.o.logTopic, partition, offset: String(e.upto + 1) })));
+    } catch (err) {
+      // Not committed: whoever owns the partitions next hands these changes on again (exports twice, webhooks once by their claims).
+      this.log.debug({ error: errText(err) }, 'Kafka: committing the delivery group offsets failed');
     }
   }
 
@@ -164,19 +240,37 @@ export class DeliveryGroup {
       partitionAssigners: [stableAssigner(this.o.replica)],
       sessionTimeout: this.o.cfg.session_timeout,
       heartbeatInterval: Math.max(1000, Math.floor(this.o.cfg.session_timeout / 10)),
-      maxWaitTimeInMs: 100,
+      maxWaitTimeInMs: WINDOW_MS,
+      minBytes: WINDOW_BYTES,
+      maxBytesPerPartition: WINDOW_BYTES,
       allowAutoTopicCreation: false,
       retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       const mine = e.payload.memberAssignment[this.o.logTopic] ?? [];
+      // The projection notes what changes in these partitions from now on; what came before is read from the log.
+      this.o.projection.noteChangesOf(mine);
       const ends = this.initialEnds;
       this.initialEnds = undefined;
       this.fresh.clear();
       for (const p of mine) this.fresh.add(p);
+      // Exports waiting for partitions this member no longer owns are left to their new owner (it starts at the committed offset).
+      for (const p of [...this.pending.keys()]) if (!mine.includes(p)) this.pending.delete(p);
+      // What this member handed on but did not export is handed on again by whoever reads it next, this member included.
+      this.seen.clear();
+      this.pendingExports = [...this.pending.values()].reduce((n, x) => n + x.exports.size, 0);
       if (ends) {
-        for (const p of mine) consumer.seek({ topic: this.o.logTopic, partition: p, offset: ends.get(p) ?? '0' });
+        for (const p of mine) {
+          const at = ends.get(p) ?? '0';
+          consumer.seek({ topic: this.o.logTopic, partition: p, offset: at });
+          // Committed with the next window too, should the commit below not go through.
+          this.handedOn(p, Number(at) - 1, []);
+        }
+        // Committed at once (kafkajs takes commits once the first join is done), so that
+        // a member joining next finds offsets and does not start at the end in its turn.
+        const start = mine.map((p) => ({ topic: this.o.logTopic, partition: p, offset: ends.get(p) ?? '0' }));
+        setTimeout(() => void consumer.commitOffsets(start).catch((err: unknown) => this.log.debug({ error: errText(err) }, 'Kafka: committing the delivery group\'s first offsets failed')), 0);
         this.log.info({ group: this.o.groupId }, 'Kafka: the delivery group is new; it starts at the end of the alert log');
       }
       this.log.info({ partitions: mine }, 'Kafka: this replica delivers webhooks and the export for these log partitions');
@@ -186,7 +280,7 @@ export class DeliveryGroup {
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.o.logTopic, fromBeginning: true });
-    await runOrThrow(consumer, () => consumer.run({ autoCommit: true, autoCommitThreshold: 1, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) }), () => {
+    await runOrThrow(consumer, () => consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) }), () => {
       if (!this.stopped && this.consumer === consumer) void this.restartLater();
     });
   }
@@ -202,7 +296,7 @@ export class DeliveryGroup {
     });
   }
 
-  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary }: EachBatchPayload): Promise<void> {
+  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!(await waitWhileHeld(this.o.hold, { heartbeat, isRunning, isStale }))) return;
     const p = batch.partition;
     const msgs = batch.messages;
@@ -228,11 +322,17 @@ export class DeliveryGroup {
         await heartbeat();
       }
       if (!isRunning() || isStale()) return;
-      // Each alert once per chunk, as it stands now, with the last change that touched it.
+      // Each alert once per chunk, with the last change that touched it. The
+      // projection noted what each change did (ChangeNote) for the partitions
+      // this member owns; only messages from before it began noting (a
+      // partition just assigned) are looked up in the log and the store.
+      const from = this.o.projection.notedFrom(p) ?? Number.POSITIVE_INFINITY;
+      const notes = from === Number.POSITIVE_INFINITY ? [] : this.o.projection.peekNotes(p, Number(chunk[0]!.offset), Number(last));
       const touched = new Map<number, ExportedAlert['change']>();
       // Agent events of this chunk: an alert whose opening event is among them is opened now.
       const events = new Set<string>();
       for (const m of chunk) {
+        if (Number(m.offset) >= from) break;
         const ref = logRef(m.headers, m.value);
         if (!ref) continue;
         if (ref.type === 'alert') events.add(ref.ref);
@@ -244,40 +344,52 @@ export class DeliveryGroup {
         touched.delete(id);
         touched.set(id, { kind: ref.type, log_partition: p, log_offset: m.offset });
       }
-      const alerts: StoredAlert[] = [];
-      const keyed: KeyedAlert[] = [];
-      const exports: OutMessage[] = [];
+      const noted = new Set(notes.map((n) => n.id));
+      const changed: { a: StoredAlert; change: ExportedAlert['change']; opened: boolean }[] = [];
       for (const [id, change] of touched) {
+        if (noted.has(id)) continue;
         const a = this.o.store.get(id);
         if (!a) {
           handled.inc({ result: 'gone' });
           continue;
         }
+        const uid = this.o.projection.uidOf(a.id);
+        const opening = uid ? parseAlertUid(uid)?.firstEvent : undefined;
+        changed.push({ a, change, opened: opening !== undefined && events.has(opening) });
+      }
+      for (const n of notes) changed.push({ a: n.alert, change: { kind: n.kind, log_partition: p, log_offset: String(n.offset) }, opened: n.opened });
+      const alerts: StoredAlert[] = [];
+      const keyed: KeyedAlert[] = [];
+      const exports: OutMessage[] = [];
+      const integrations = this.o.webhooks !== undefined && (this.o.webhooks.active?.() ?? true);
+      for (const { a, change, opened } of changed) {
         if ((this.seen.get(a.id) ?? -1) >= a.seq) {
           handled.inc({ result: 'unchanged' });
           continue;
         }
         alerts.push(a);
+        // Described only for what uses it: the export, and integrations if there are any.
+        if (!integrations && !this.o.exportTopic) continue;
         const uid = this.o.projection.uidOf(a.id);
-        // The store describes the alert as it stands now, which may be past this
-        // chunk: when the member runs behind the projection (a dead owner's
-        // partitions wait for the session timeout; a backlog), an alert opened
-        // here may be resolved or ignored already. Its opening is handed on as
-        // it was, so the integrations get `triggered` (and then `resolved`), as
-        // a server without Kafka sends them.
-        const opening = uid ? parseAlertUid(uid)?.firstEvent : undefined;
-        if (opening !== undefined && events.has(opening) && (a.status === 'resolved' || a.status === 'ignored')) keyed.push({ alert: { ...a, status: 'triggered' }, key: uid });
-        keyed.push({ alert: a, key: uid });
+        // The alert as of its last change, which may be past this chunk: when
+        // the member runs behind the projection (a dead owner's partitions wait
+        // for the session timeout; a backlog), an alert opened here may be
+        // resolved or ignored already. Its opening is handed on as it was, so
+        // the integrations get `triggered` (and then `resolved`), as a server
+        // without Kafka sends them.
+        if (integrations) {
+          if (opened && (a.status === 'resolved' || a.status === 'ignored')) keyed.push({ alert: { ...a, status: 'triggered' }, key: uid });
+          keyed.push({ alert: a, key: uid });
+        }
         if (this.o.exportTopic && uid) exports.push({ topic: this.o.exportTopic, key: uid, value: JSON.stringify(exportedAlert(a, uid, change)) });
       }
-      // Export first (its consumers can de-duplicate on `change`), then the
-      // deliveries, then their claims to the log, then the offset. A crash
-      // after the deliveries and before their claims are in the log lets the
-      // next owner record them again, under the same webhook-ids (derived from
-      // the alert and event); a crash after the claims costs nothing, the next
-      // owner takes them over. What is handed on is remembered only now: a
-      // chunk that failed is read again.
-      if (exports.length) await this.o.writer.append(exports);
+      // The deliveries, then their claims to the log; the export waits for
+      // its window, and the offset for the export (its consumers can
+      // de-duplicate on `change`). A crash after the deliveries and before
+      // their claims are in the log lets the next owner record them again,
+      // under the same webhook-ids (derived from the alert and event); a
+      // crash after the claims costs nothing, the next owner takes them over.
+      // What is handed on is remembered only now: a chunk that failed is read again.
       let claims = this.unpublished.get(p) ?? [];
       let recorded = 0;
       if (keyed.length && this.o.webhooks) {
@@ -295,8 +407,10 @@ export class DeliveryGroup {
       if (this.seen.size + alerts.length > SEEN_MAX) this.seen.clear();
       for (const a of alerts) this.seen.set(a.id, a.seq);
       handled.inc({ result: 'handed_on' }, alerts.length);
+      this.o.projection.dropNotes(p, notes);
+      this.handedOn(p, Number(last), exports);
       resolveOffset(last);
-      await commitOffsetsIfNecessary();
+      if (this.pendingExports >= EXPORT_MAX) await this.flush();
       await heartbeat();
     }
   }
@@ -319,6 +433,9 @@ export class DeliveryGroup {
   }
 
   async stop(): Promise<void> {
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    // What was handed on goes out before leaving the group (else the next owner does it again).
+    await this.flush().catch(() => undefined);
     this.abort.abort();
     await this.consumer?.disconnect().catch((e: unknown) => this.log.debug({ error: errText(e) }, 'Kafka: leaving the delivery group failed'));
   }

@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,9 @@ import { uuid7 } from '../../shared/ids/uuid7.js';
 //             stores every alert, so each stores twice what it received
 // "accepted" is when the last batch was acknowledged (the agent may delete it).
 // The broker is scripts/kafka.sh's single node, on the same machine.
+// "cpu/event" is the servers' own CPU (user+sys, from /proc, all replicas
+// summed) from the first batch until they are idle again (delivery and export
+// included), per event sent; "x" is its ratio to the baseline of the same run.
 
 const BIN = fileURLToPath(new URL('../../../bin/verdict.js', import.meta.url));
 const EVENTS = Number(process.env.VERDICT_BENCH_KAFKA_EVENTS ?? 60_000);
@@ -121,11 +124,41 @@ async function send(p: Proc, token: string, n: number, offset: number): Promise<
 interface Result {
   accepted: number;
   stored: number;
+  /** Server CPU (user+sys) in ms, all servers of the row. */
+  cpuMs: number;
+  /** The broker's CPU in the same span, ms. */
+  brokerMs: number;
+}
+
+/** The broker JVM's pid (scripts/kafka.sh keeps it in its state dir); undefined when it is not ours. */
+let brokerPid: number | undefined;
+
+const TICK_MS = 1000 / Number(process.env.VERDICT_BENCH_CLK_TCK ?? 100);
+
+/** CPU time (user+sys) of a process so far, in ms, from /proc/<pid>/stat. */
+function cpuOf(p: Proc | number): number {
+  const stat = readFileSync(`/proc/${typeof p === 'number' ? p : p.child.pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+  return (Number(f[11]) + Number(f[12])) * TICK_MS;
+}
+
+/** Waits until the servers are idle (delivery and export done): under 5% of a core for 1 s. */
+async function settle(servers: Proc[]): Promise<void> {
+  let last = servers.reduce((n, s) => n + cpuOf(s), 0);
+  for (let i = 0; i < 60; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = servers.reduce((n, s) => n + cpuOf(s), 0);
+    if (now - last <= 50 * servers.length) return;
+    last = now;
+  }
 }
 
 async function run(servers: Proc[], token: string, kafka: boolean): Promise<Result> {
   const per = Math.floor(EVENTS / servers.length);
   const before = await Promise.all(servers.map((s) => projected(s, kafka)));
+  const cpu0 = servers.reduce((n, s) => n + cpuOf(s), 0);
+  const broker0 = brokerPid ? cpuOf(brokerPid) : 0;
   const t0 = performance.now();
   await Promise.all(servers.map((s, i) => send(s, token, per, i * per)));
   const accepted = performance.now() - t0;
@@ -137,7 +170,9 @@ async function run(servers: Proc[], token: string, kafka: boolean): Promise<Resu
     if (performance.now() - t0 > 600_000) throw new Error(`replicas stored ${now.map((n, i) => n - before[i]!).join(', ')} of ${want} events after 10 min`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { accepted, stored: performance.now() - t0 };
+  const stored = performance.now() - t0;
+  await settle(servers);
+  return { accepted, stored, cpuMs: servers.reduce((n, s) => n + cpuOf(s), 0) - cpu0, brokerMs: brokerPid ? cpuOf(brokerPid) - broker0 : 0 };
 }
 
 function rate(n: number, ms: number): string {
@@ -147,6 +182,11 @@ function rate(n: number, ms: number): string {
 export default async function (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'verdict-kafka-bench-'));
   const broker = startBroker(join(dir, 'broker'));
+  try {
+    brokerPid = broker.owned ? Number(readFileSync(join(broker.stateDir, 'pid'), 'utf8').trim()) || undefined : undefined;
+  } catch {
+    brokerPid = undefined;
+  }
   const procs: Proc[] = [];
   try {
     const prefix = `bench${randomUUID().slice(0, 6)}`;
@@ -182,11 +222,13 @@ export default async function (): Promise<void> {
     await new Promise((r) => setTimeout(r, 1000));
     const twoRes = await run([a, b], token, true);
 
-    const line = (name: string, r: Result, note: string) => console.log(`  ${name.padEnd(30)} accepted ${rate(EVENTS, r.accepted).padStart(9)}   stored on every replica ${rate(EVENTS, r.stored).padStart(9)}  ${note}`);
-    console.log('alerts/s, from the first batch sent:');
+    const perEvent = (r: Result) => (r.cpuMs * 1000) / EVENTS;
+    const line = (name: string, r: Result, note: string) => console.log(`  ${name.padEnd(30)} accepted ${rate(EVENTS, r.accepted).padStart(9)}   stored on every replica ${rate(EVENTS, r.stored).padStart(9)}   server cpu/event ${perEvent(r).toFixed(1).padStart(6)} µs (x${(perEvent(r) / perEvent(baseRes)).toFixed(2)})   broker ${((r.brokerMs * 1000) / EVENTS).toFixed(1).padStart(6)} µs  ${note}`);
+    console.log('alerts/s, from the first batch sent; server CPU (user+sys, all replicas) per event sent:');
     line('baseline: SQLite, no Kafka', baseRes, '(acknowledged = stored)');
     line('Kafka, 1 replica', oneRes, '');
     line('Kafka, 2 replicas, 1 broker', twoRes, '(each replica stores all events)');
+    console.log(`kafka vs single server: cpu per event x${(perEvent(oneRes) / perEvent(baseRes)).toFixed(2)}, accepted x${(baseRes.accepted / oneRes.accepted).toFixed(2)}`);
   } finally {
     await Promise.all(procs.map(stop));
     stopBroker(broker);

@@ -17,6 +17,9 @@ const tooBig = new Counter({ name: 'verdict_kafka_events_too_large_total', help:
  * only the projection can tell (verdict_kafka_projected_events_total).
  */
 export class KafkaAlertSink implements AlertSink {
+  /** Batches are appended in the order they come (LogWriter keeps it per partition), several in flight. */
+  readonly pipelined = true;
+
   constructor(private readonly writer: LogWriter, private readonly topic: string, private readonly replica: string, private readonly log: Logger) {}
 
   async accept(agent: string, events: IncomingEvent[]): Promise<{ stored: number; duplicates: number }> {

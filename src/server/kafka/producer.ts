@@ -30,21 +30,36 @@ export interface Appended {
 /** An error whose message already says what to do. */
 export class ExplainedKafkaError extends Error {}
 
+/** One caller's messages that go through one lane. */
 interface Pending {
   messages: OutMessage[];
+  /** Index of each message in the caller's list. */
+  index: number[];
   bytes: number;
   /** Size of each message as Kafka counts it (UTF-8 key, value and headers, plus record overhead). */
   sizes: number[];
   /** First message not handed to a request yet: a pending too big for one request goes in parts. */
   next: number;
+  caller: Caller;
+}
+
+/** One append(): done when every lane it went through has its messages acknowledged. */
+interface Caller {
   results: Appended[];
+  lanes: number;
+  failed: boolean;
   resolve: (r: Appended[]) => void;
   reject: (e: Error) => void;
-  enqueued: number;
 }
 
 /** Merging concurrent callers stops at this many bytes per request (a bigger caller goes alone). */
-const MAX_REQUEST_BYTES = 512 * 1024;
+const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
+/**
+ * Produce requests in flight at once, each from its own lane: partition p is
+ * always written by lane p % LANES, one request at a time, so each partition
+ * keeps send order while requests for other partitions are in flight.
+ */
+const LANES = 3;
 /**
  * Bytes per topic-partition in one request at most. kafkajs sends a
  * partition's messages of one request as one record batch, and the broker
@@ -71,32 +86,38 @@ interface Part {
 }
 
 /**
- * The replica's one idempotent producer (acks=all), shared by the agent sink,
- * status changes, the export and the token sync. Concurrent callers are
- * merged into one request at a time: with one request in flight the brokers
- * keep each partition in send order, and merging makes up for the wait.
+ * The replica's producer (acks=all, idempotent), shared by the agent sink,
+ * status changes, the export and the token sync. Partitions are spread over
+ * LANES lanes, each an idempotent kafkajs producer with one request in flight:
+ * a partition is only ever written by its lane, one request after another, so
+ * the brokers keep it in send order, while the other lanes' requests are in
+ * flight meanwhile (pipelining). Concurrent callers are merged into each
+ * lane's next request; a caller resolves when all its lanes have its messages.
+ * Messages left to the producer's partitioner (the export topic) all go
+ * through lane 0.
  *
- * After a failed request the producer is replaced. kafkajs advances an
+ * After a failed request the lane's producer is replaced. kafkajs advances an
  * idempotent producer's sequence numbers only on success, so a request that
  * was written but whose answer was lost would make the next, different,
  * request look like its duplicate to the broker, which would drop it while
  * answering success. A new producer id cannot collide; the agent's resend
- * may then put an event in the log twice, which the projection ignores.
+ * may then put an event in the log twice, which the projection ignores. A
+ * caller whose messages went through several lanes fails if any lane failed
+ * (the others' messages are in the log; its resend is ignored the same way).
  */
 export class LogWriter {
-  private producer: Producer | undefined;
-  private connecting: Promise<Producer> | undefined;
-  private queue: Pending[] = [];
-  private flushing = false;
+  private readonly lanes: Lane[];
   private closed = false;
   private readonly partitioner = Partitioners.DefaultPartitioner();
   private readonly partitionMeta = new Map<string, PartitionMetadata[]>();
 
-  constructor(private readonly kafka: KafkaClient, private readonly cfg: KafkaConfig, private readonly log: Logger) {}
+  constructor(kafka: KafkaClient, cfg: KafkaConfig, log: Logger) {
+    this.lanes = Array.from({ length: LANES }, () => new Lane(kafka, cfg, log));
+  }
 
   /** Connects now, so a wrong broker list or credentials fail the start-up rather than the first agent batch. */
   async start(): Promise<void> {
-    await this.connect();
+    await Promise.all(this.lanes.map((l) => l.connect()));
   }
 
   /** Tells the writer a topic's partition count, so partitionOf() agrees with the producer (Java's murmur2). */
@@ -114,16 +135,46 @@ export class LogWriter {
   append(messages: OutMessage[]): Promise<Appended[]> {
     if (this.closed) return Promise.reject(new Error('the Kafka producer is closed (server shutting down)'));
     if (messages.length === 0) return Promise.resolve([]);
-    for (const m of messages) if (m.partition === undefined) m.partition = this.partitionOf(m.topic, m.key);
     return new Promise((resolve, reject) => {
-      const sizes = messages.map(sizeOf);
-      const bytes = sizes.reduce((a, b) => a + b, 0);
-      this.queue.push({ messages, bytes, sizes, next: 0, results: [], resolve, reject, enqueued: performance.now() });
-      if (!this.flushing) void this.flush();
+      const caller: Caller = { results: new Array<Appended>(messages.length), lanes: 0, failed: false, resolve, reject };
+      const parts = new Map<number, Pending>();
+      messages.forEach((m, i) => {
+        if (m.partition === undefined) m.partition = this.partitionOf(m.topic, m.key);
+        const lane = m.partition === undefined ? 0 : m.partition % LANES;
+        let p = parts.get(lane);
+        if (!p) parts.set(lane, (p = { messages: [], index: [], bytes: 0, sizes: [], next: 0, caller }));
+        const size = sizeOf(m);
+        p.messages.push(m);
+        p.index.push(i);
+        p.sizes.push(size);
+        p.bytes += size;
+      });
+      caller.lanes = parts.size;
+      for (const [lane, p] of parts) this.lanes[lane]!.enqueue(p);
     });
   }
 
-  private connect(): Promise<Producer> {
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.lanes.map((l) => l.close()));
+  }
+}
+
+/** One idempotent producer with one request in flight: the partitions of one lane, in send order. */
+class Lane {
+  private producer: Producer | undefined;
+  private connecting: Promise<Producer> | undefined;
+  private queue: Pending[] = [];
+  private flushing = false;
+
+  constructor(private readonly kafka: KafkaClient, private readonly cfg: KafkaConfig, private readonly log: Logger) {}
+
+  enqueue(p: Pending): void {
+    this.queue.push(p);
+    if (!this.flushing) void this.flush();
+  }
+
+  connect(): Promise<Producer> {
     if (this.producer) return Promise.resolve(this.producer);
     if (!this.connecting) {
       const p = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
@@ -192,7 +243,8 @@ export class LogWriter {
     const counters = new Map<string, number>();
     for (const { p, from, to } of parts) {
       const pos: { topic: string; partition: number | undefined; index: number }[] = [];
-      for (const m of p.messages.slice(from, to)) {
+      for (let k = from; k < to; k++) {
+        const m = p.messages[k]!;
         let list = byTopic.get(m.topic);
         if (!list) byTopic.set(m.topic, (list = []));
         const msg: Message = { key: m.key, value: m.value };
@@ -218,12 +270,12 @@ export class LogWriter {
       const base = new Map<string, number>();
       for (const r of meta) base.set(`${r.topicName}\u0000${r.partition}`, Number(r.baseOffset ?? r.offset ?? -1));
       for (const [topic, list] of byTopic) produced.inc({ topic }, list.length);
-      parts.forEach(({ p, to }, i) => {
-        for (const x of positions[i]!) {
+      parts.forEach(({ p, from, to }, i) => {
+        positions[i]!.forEach((x, k) => {
           const b = x.partition === undefined ? undefined : base.get(`${x.topic}\u0000${x.partition}`);
-          p.results.push({ partition: x.partition ?? -1, offset: b === undefined || b < 0 ? -1 : b + x.index });
-        }
-        if (to === p.messages.length) p.resolve(p.results);
+          p.caller.results[p.index[from + k]!] = { partition: x.partition ?? -1, offset: b === undefined || b < 0 ? -1 : b + x.index };
+        });
+        if (to === p.messages.length && --p.caller.lanes === 0 && !p.caller.failed) p.caller.resolve(p.caller.results);
       });
     } catch (e) {
       produceFailures.inc();
@@ -236,7 +288,10 @@ export class LogWriter {
           const i = this.queue.indexOf(p);
           if (i >= 0) this.queue.splice(i, 1);
         }
-        p.reject(new Error(text));
+        if (!p.caller.failed) {
+          p.caller.failed = true;
+          p.caller.reject(new Error(text));
+        }
       }
     }
   }
@@ -248,10 +303,14 @@ export class LogWriter {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     // Let requests already handed over finish; a closing server still acknowledges what got through.
     for (let i = 0; i < 100 && (this.flushing || this.queue.length); i++) await new Promise((r) => setTimeout(r, 50));
-    for (const p of this.queue.splice(0)) p.reject(new Error('the Kafka producer is closed (server shutting down)'));
+    for (const p of this.queue.splice(0)) {
+      if (!p.caller.failed) {
+        p.caller.failed = true;
+        p.caller.reject(new Error('the Kafka producer is closed (server shutting down)'));
+      }
+    }
     const p = this.producer ?? (await this.connecting?.catch(() => undefined));
     this.producer = undefined;
     await p?.disconnect().catch(() => undefined);

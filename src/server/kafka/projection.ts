@@ -5,7 +5,8 @@ import type { KafkaConfig } from '../../shared/config/kafka-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
-import { StatusConflictError, type AlertChange, type AlertStore, type IncomingEvent } from '../store/alert-store.js';
+import { MAX_SAMPLES } from '../../shared/alert/payload.js';
+import { StatusConflictError, type AlertChange, type AlertStore, type ChangeTx, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
 import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { alertUid, BadLogMessage, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
@@ -45,6 +46,27 @@ export interface NotReady {
   behind: number;
 }
 
+/**
+ * What the projection saw change in an alert since the delivery group last
+ * handed it on (one note per alert and log partition, coalesced): the
+ * delivery member describes the alert from it instead of reading it again.
+ */
+export interface ChangeNote {
+  id: number;
+  /** The alert after its last change; `samples` are those that came with the changes this note covers (newest last, at most MAX_SAMPLES). */
+  alert: StoredAlert;
+  /** The last log message that changed it. */
+  kind: 'alert' | 'status';
+  offset: number;
+  /** An event this note covers opened the alert. */
+  opened: boolean;
+}
+
+/** Alerts with notes per partition at most; past it the partition's notes restart (the delivery reads the rest from the log and the store). */
+const NOTES_MAX = 100_000;
+/** Alert id -> uid cache entries at most. */
+const UIDS_MAX = 200_000;
+
 interface Waiter {
   partition: number;
   offset: number;
@@ -78,6 +100,12 @@ export class Projection {
   }
   /** Set while this replica's consumer group has another member: what it got, of how many partitions. */
   private sharedGroup: { mine: number; of: number } | undefined;
+  /** Partitions whose changes are noted (the delivery member owns them) -> the first offset whose changes are all noted. */
+  private readonly noted = new Map<number, number>();
+  private readonly notes = new Map<number, Map<number, ChangeNote>>();
+  /** What eachBatch is projecting now: the partition, and the offset of each agent event of the chunk. */
+  private current: { partition: number; offsets: Map<string, number>; statusOffset: number } | undefined;
+  private readonly uids = new Map<number, string>();
 
   constructor(private readonly o: ProjectionOptions) {
     this.log = o.log;
@@ -91,7 +119,95 @@ export class Projection {
     };
     for (const r of this.s.offsets!.all(o.topic) as { partition: number; next_offset: number }[]) this.positions.set(r.partition, r.next_offset);
     // Runs inside the store's ingest transaction: an alert and its name commit together.
-    o.store.onChange((changes) => this.nameNewAlerts(changes));
+    o.store.onChange((changes, tx) => {
+      this.nameNewAlerts(changes, tx);
+      this.noteChanges(changes, tx);
+    });
+  }
+
+  /**
+   * Partitions whose changes the delivery member hands on (its assignment):
+   * from now on their changes are noted, for takeNotes. Notes of other
+   * partitions are dropped.
+   */
+  noteChangesOf(partitions: readonly number[]): void {
+    const want = new Set(partitions);
+    for (const p of [...this.noted.keys()]) {
+      if (!want.has(p)) {
+        this.noted.delete(p);
+        this.notes.delete(p);
+      }
+    }
+    for (const p of want) {
+      if (this.noted.has(p)) continue;
+      this.noted.set(p, this.position(p));
+      this.notes.set(p, new Map());
+    }
+  }
+
+  /** The first offset of `partition` from which every change is noted; undefined when its changes are not noted. */
+  notedFrom(partition: number): number | undefined {
+    return this.noted.get(partition);
+  }
+
+  /**
+   * The notes of alerts last changed at offsets from `from` to `upto`
+   * (inclusive); they stay until dropNotes. Notes of changes before `from`
+   * (before where the delivery member started) are dropped.
+   */
+  peekNotes(partition: number, from: number, upto: number): ChangeNote[] {
+    const out: ChangeNote[] = [];
+    const m = this.notes.get(partition);
+    if (!m) return out;
+    for (const n of m.values()) {
+      if (n.offset < from) m.delete(n.id);
+      else if (n.offset <= upto) out.push(n);
+    }
+    return out;
+  }
+
+  /** Forgets notes that were handed on (unless the alert changed again meanwhile). */
+  dropNotes(partition: number, handed: readonly ChangeNote[]): void {
+    const m = this.notes.get(partition);
+    if (!m) return;
+    for (const n of handed) if (m.get(n.id) === n) m.delete(n.id);
+  }
+
+  private noteChanges(changes: readonly AlertChange[], tx: ChangeTx): void {
+    const cur = this.current;
+    if (!cur || !this.noted.has(cur.partition)) return;
+    const p = cur.partition;
+    const staged: ChangeNote[] = [];
+    for (const c of changes) {
+      if (c.type === 'stored') {
+        let offset = -1;
+        for (const e of c.events) offset = Math.max(offset, cur.offsets.get(e) ?? -1);
+        staged.push({ id: c.alert.id, alert: c.alert, kind: 'alert', offset, opened: c.opened });
+      } else {
+        staged.push({ id: c.alert.id, alert: c.alert, kind: 'status', offset: cur.statusOffset, opened: false });
+      }
+    }
+    // Only changes that committed are noted.
+    tx.afterCommit(() => {
+      let m = this.notes.get(p);
+      if (!m || !this.noted.has(p)) return;
+      for (const n of staged) {
+        const prev = m.get(n.id);
+        if (prev) {
+          n.opened ||= prev.opened;
+          if (n.alert.samples.length < MAX_SAMPLES && prev.alert.samples.length) {
+            n.alert = { ...n.alert, samples: prev.alert.samples.concat(n.alert.samples).slice(-MAX_SAMPLES) };
+          }
+          if (n.offset < prev.offset) n.offset = prev.offset;
+          m.delete(n.id);
+        } else if (m.size >= NOTES_MAX) {
+          // A delivery member far behind: start over from here rather than grow without bound.
+          this.noted.set(p, this.position(p));
+          this.notes.set(p, (m = new Map()));
+        }
+        m.set(n.id, n);
+      }
+    });
   }
 
   /** Next offset to project per partition. */
@@ -136,7 +252,16 @@ export class Projection {
   }
 
   uidOf(alertId: number): string | undefined {
-    return (this.s.uidOf!.get(alertId) as { uid: string } | undefined)?.uid;
+    const known = this.uids.get(alertId);
+    if (known !== undefined) return known;
+    const uid = (this.s.uidOf!.get(alertId) as { uid: string } | undefined)?.uid;
+    if (uid !== undefined) this.rememberUid(alertId, uid);
+    return uid;
+  }
+
+  private rememberUid(alertId: number, uid: string): void {
+    if (this.uids.size >= UIDS_MAX) this.uids.clear();
+    this.uids.set(alertId, uid);
   }
 
   alertOfUid(uid: string): number | undefined {
@@ -251,6 +376,7 @@ export class Projection {
     while (i < msgs.length) {
       if (!isRunning() || isStale()) return;
       const byAgent = new Map<string, IncomingEvent[]>();
+      const offsets = new Map<string, number>();
       let status: StatusLogEvent | undefined;
       let claims: ClaimsLogEvent | undefined;
       let j = i;
@@ -270,6 +396,7 @@ export class Projection {
           // Retention and the clock-skew flag go by when the producing replica received the event, alike on every replica.
           const at = Date.parse(ev.at);
           list.push(Number.isFinite(at) ? { id: ev.id, payload: ev.payload, receivedAt: at } : { id: ev.id, payload: ev.payload });
+          offsets.set(ev.id, Number(msgs[j]!.offset));
         } else {
           // A status change applies after the events before it, and before those after it;
           // claims name alerts that events before them opened.
@@ -280,12 +407,17 @@ export class Projection {
           break;
         }
       }
-      for (const [agent, events] of byAgent) {
-        const r = this.o.store.ingest(agent, events);
-        projected.inc({ type: 'alert', result: 'stored' }, r.stored);
-        projected.inc({ type: 'alert', result: 'duplicate' }, r.duplicates);
+      this.current = { partition: p, offsets, statusOffset: Number(msgs[j - 1]!.offset) };
+      try {
+        for (const [agent, events] of byAgent) {
+          const r = this.o.store.ingest(agent, events);
+          projected.inc({ type: 'alert', result: 'stored' }, r.stored);
+          projected.inc({ type: 'alert', result: 'duplicate' }, r.duplicates);
+        }
+        if (status) this.applyStatus(status, p, msgs[j - 1]!.offset);
+      } finally {
+        this.current = undefined;
       }
-      if (status) this.applyStatus(status, p, msgs[j - 1]!.offset);
       if (claims) this.applyClaims(claims);
       const next = Number(msgs[j - 1]!.offset) + 1;
       this.s.putOffset!.run(this.o.topic, p, next);
@@ -331,9 +463,14 @@ export class Projection {
    * replica projects the same events in the same order, so the event that
    * opened it is the same everywhere.
    */
-  private nameNewAlerts(changes: readonly AlertChange[]): void {
+  private nameNewAlerts(changes: readonly AlertChange[], tx: ChangeTx): void {
     for (const c of changes) {
-      if (c.type === 'stored' && c.opened) this.s.putUid!.run(c.alert.id, alertUid(c.alert.agent, c.alert.fingerprint, c.events[0]!));
+      if (c.type === 'stored' && c.opened) {
+        const uid = alertUid(c.alert.agent, c.alert.fingerprint, c.events[0]!);
+        const id = c.alert.id;
+        this.s.putUid!.run(id, uid);
+        tx.afterCommit(() => this.rememberUid(id, uid));
+      }
     }
   }
 

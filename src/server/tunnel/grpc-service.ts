@@ -98,6 +98,9 @@ function peerAddress(call: AnyCall): string | undefined {
   return i > 0 ? p.slice(0, i) : p;
 }
 
+/** Batches of one PublishAlerts stream handed to the sink and not yet acknowledged, at most (the stream is paused meanwhile). */
+const MAX_BATCHES_IN_FLIGHT = 8;
+
 const defaultLimits = () => ({ token: new RateLimiter(TOKEN_LIMIT), failures: new RateLimiter(FAILURE_LIMIT) });
 
 function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<TunnelDeps['limits']>, limitCalls = true): AuthenticatedAgent | Refusal {
@@ -229,37 +232,57 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
         untrack();
         connectedStreams.dec({ rpc: 'PublishAlerts' });
       };
+      // A pipelined sink (Kafka) gets each batch as it comes, while earlier
+      // ones wait for the brokers; any other gets them one after another.
+      // Acknowledgements go out in batch order either way.
+      let inFlight = 0;
+      let handoff: Promise<unknown> = Promise.resolve();
       call.on('data', (batch: AlertBatch) => {
-        chain = chain.then(async () => {
-          if (done) return;
-          const events: IncomingEvent[] = [];
-          let rejected = 0;
-          for (const a of batch.alerts) {
-            let payload: unknown;
-            try {
-              // A view, not a copy: the payload is parsed once and dropped.
-              payload = JSON.parse(Buffer.from(a.payload.buffer, a.payload.byteOffset, a.payload.byteLength).toString('utf8'));
-            } catch {
-              payload = undefined;
-            }
-            const why = payload === undefined ? 'payload is not valid JSON' : checkPayload(payload);
-            if (why) {
-              rejected++;
-              log.error({ alert_id: a.id, error: why }, 'Rejected an alert the agent sent: it does not follow alerts/alert.schema.json; is the agent the same Verdict version?');
-              continue;
-            }
-            events.push({ id: a.id, payload: payload as AlertPayload });
-          }
+        if (done) return;
+        const events: IncomingEvent[] = [];
+        let rejected = 0;
+        for (const a of batch.alerts) {
+          let payload: unknown;
           try {
-            const r = await deps.sink.accept(agent.name, events);
+            // A view, not a copy: the payload is parsed once and dropped.
+            payload = JSON.parse(Buffer.from(a.payload.buffer, a.payload.byteOffset, a.payload.byteLength).toString('utf8'));
+          } catch {
+            payload = undefined;
+          }
+          const why = payload === undefined ? 'payload is not valid JSON' : checkPayload(payload);
+          if (why) {
+            rejected++;
+            log.error({ alert_id: a.id, error: why }, 'Rejected an alert the agent sent: it does not follow alerts/alert.schema.json; is the agent the same Verdict version?');
+            continue;
+          }
+          events.push({ id: a.id, payload: payload as AlertPayload });
+        }
+        const hand = (): Promise<{ stored: number; duplicates: number } | undefined> => {
+          if (done) return Promise.resolve(undefined);
+          try {
+            return deps.sink.accept(agent.name, events);
+          } catch (e) {
+            return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+          }
+        };
+        const stored = deps.sink.pipelined ? hand() : handoff.then(hand);
+        handoff = stored.catch(() => undefined);
+        if (++inFlight >= MAX_BATCHES_IN_FLIGHT) call.pause();
+        chain = chain.then(async () => {
+          try {
+            const r = await stored;
+            if (done || !r) return;
             alertsReceived.inc({ result: 'stored' }, r.stored);
             alertsReceived.inc({ result: 'duplicate' }, r.duplicates);
             alertsReceived.inc({ result: 'rejected' }, rejected);
-            if (!done) call.write({ batch_id: batch.batch_id, stored: r.stored, duplicates: r.duplicates });
+            call.write({ batch_id: batch.batch_id, stored: r.stored, duplicates: r.duplicates });
           } catch (e) {
+            if (done) return;
             log.error({ error: errText(e), batch_id: batch.batch_id }, 'Failed to store an alert batch; the agent will send it again');
             finish();
             call.emit('error', { code: grpc.status.UNAVAILABLE, details: `server could not store the batch: ${errText(e)}` });
+          } finally {
+            if (inFlight-- === MAX_BATCHES_IN_FLIGHT) call.resume();
           }
         });
       });

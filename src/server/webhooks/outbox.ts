@@ -164,6 +164,11 @@ export class Outbox {
     return { deliveries: n, claims };
   }
 
+  /** True while some integration is active (the Kafka delivery describes alerts for webhooks only then). */
+  active(): boolean {
+    return this.registry.active().length > 0;
+  }
+
   /**
    * Takes over claims another replica published: the events they name count as
    * given for this replica too, so it neither sends them again nor holds back a
