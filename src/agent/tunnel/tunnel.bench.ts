@@ -21,6 +21,7 @@ import { Spool } from '../spool/spool.js';
 import { runAlertPublisher, DEFAULT_PUBLISHER, type PublisherOptions } from './alert-publisher.js';
 import { Tunnel } from './connection.js';
 import { parseKasAddress } from './kas-address.js';
+import { processCpuMs } from '../../bench/proc.js';
 
 // Alerts/s from the agent's spool to the server, per transport, on loopback:
 // this process is the agent (its real publisher, reading a spool filled
@@ -58,15 +59,7 @@ function rate(n: number, ms: number): number {
 
 const fmt = (n: number) => n.toLocaleString('en-US');
 
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
+const cpuSeconds = (pid: number) => processCpuMs(pid) / 1000;
 
 function storeBaseline(dir: string): number {
   const db = openServerDb(join(dir, 'baseline'));

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { processCpuMs } from '../../bench/proc.js';
 
 // The CI tunnel against the API server directly, in one run, on one real
 // kube-apiserver (scripts/kube.sh): `verdict server` and `verdict agent` as
@@ -79,12 +80,7 @@ function get(t: Target, path: string): Promise<number> {
   });
 }
 
-/** CPU time (user + system) of a process so far, in ms, from /proc. */
-function cpuMs(pid: number | undefined): number {
-  if (!pid) return 0;
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-}
+const cpuMs = (pid: number | undefined) => (pid ? processCpuMs(pid) : 0);
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 

@@ -10,6 +10,7 @@ import { AgentRegistry } from '../../server/agents/agent-registry.js';
 import { openServerDb } from '../../server/store/server-db.js';
 import { PolicyEngine } from './policy/engine.js';
 import { makeFlows, makePolicies, makePolicyDocs, measure, rand } from './policy/match.bench.js';
+import { peakRssMb, processCpuMs } from '../../bench/proc.js';
 
 // Agent CPU per dropped flow on the whole flow path, beside decode + match of
 // the same flows measured in the same run (match.bench.ts's measure()).
@@ -36,16 +37,8 @@ const SELF = fileURLToPath(import.meta.url);
 const AGENT = 'bench';
 const ROLE_ENV = 'VERDICT_CILIUM_BENCH_ROLE';
 
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-function rssMb(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
+const cpuSeconds = (pid: number) => processCpuMs(pid) / 1000;
+const rssMb = peakRssMb;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
