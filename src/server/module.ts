@@ -4,6 +4,8 @@ import type { ServerConfig } from '../shared/config/server-config.js';
 import type { Logger } from '../shared/log/logger.js';
 import type { DB } from '../shared/sqlite/open.js';
 import type { AgentRegistry, AuthenticatedAgent } from './agents/agent-registry.js';
+import type { AlertSource } from '../shared/alert/payload.js';
+import type { IncomingEvent } from './store/types.js';
 import type { TlsMaterial } from './tunnel/tls.js';
 
 /** A call on the agent API, of any streaming shape. */
@@ -40,6 +42,28 @@ export interface ModuleGrpcService {
   implementation: grpc.UntypedServiceImplementation;
 }
 
+/**
+ * Alerts a module raises on the server (rather than an agent sending them
+ * through its spool), under the store's rules: events are folded by
+ * fingerprint as an agent's are, and resolving is a status change with an
+ * actor, recorded in the alert's history. On a Kafka replica both go through
+ * the log, as the tunnel's alerts and the feed's status changes do.
+ */
+export interface ModuleAlerts {
+  /** Stores events as if the agent had sent them. */
+  raise(agent: string, events: IncomingEvent[]): Promise<void>;
+  /** Resolves the agent's triggered or acknowledged alerts of this source with one of these fingerprints; returns how many. */
+  resolve(agent: string, source: AlertSource, fingerprints: readonly string[], actor: string): Promise<number>;
+}
+
+/** A module's part of an agent in GET /api/v1/agents and /api/v1/agents/:name (under `modules.<name>`). */
+export interface ModuleAgentStatus {
+  /** The JSON schema of the value, exact: it goes into the OpenAPI document and fastify serialises by it. */
+  schema: Record<string, unknown>;
+  /** The value for this agent; `config` is the server's, as start() got it. */
+  view(config: ServerConfig, agent: string): unknown;
+}
+
 /** What a module's start() gets from the server core. */
 export interface ServerModuleStartContext {
   /** The server's configuration; the same object grpcServices' context carries, so a module can key per-server state on it. */
@@ -50,6 +74,7 @@ export interface ServerModuleStartContext {
   readonly agents: AgentRegistry;
   /** The server's TLS material, when it serves TLS. */
   readonly tls: TlsMaterial | undefined;
+  readonly alerts: ModuleAlerts;
 }
 
 /** What a module started beside the agent API; closed before the server's own listeners. */
@@ -76,6 +101,11 @@ export interface ServerModule<N extends string = string, C = unknown> {
   grpcServices?(ctx: ServerModuleContext): ModuleGrpcService[];
   /** Listeners or loops the module runs beside the agent API, started once it is served (undefined: nothing to run with this configuration). */
   start?(ctx: ServerModuleStartContext): Promise<StartedServerModule | undefined>;
+  /**
+   * What the module adds to each agent in the core's agents API. Agents are the
+   * core's, so the routes are too; a module only fills in its part.
+   */
+  agentStatus?: ModuleAgentStatus;
 }
 
 export type ServerModuleConfig<M> = M extends ServerModule<string, infer C> ? C : never;

@@ -9,19 +9,21 @@ import { VERSION } from '../shared/version.js';
 import { registerAdminRoutes } from './admin/routes.js';
 import { AgentRegistry } from './agents/agent-registry.js';
 import { RevocationWatcher } from './agents/revocation-watcher.js';
+import { AgentConnections } from './agents/connections.js';
+import { registerAgentRoutes } from './agents/routes.js';
 import { FeedTokens } from './auth/feed-tokens.js';
 import { ProjectPollers } from './config/project-poller.js';
 import { buildHttpServer } from './feed/http-server.js';
 import { AlertStore } from './store/alert-store.js';
 import { openServerDb } from './store/server-db.js';
 import { RETENTION_DEFAULTS, startRetention } from './store/retention.js';
-import { addTunnelServices, StreamRegistry } from './tunnel/grpc-service.js';
+import { addTunnelServices, type StreamRegistry } from './tunnel/grpc-service.js';
 import { grpcServerCredentials, loadTls, type TlsMaterial } from './tunnel/tls.js';
 import { registerAgentWebSocket } from './tunnel/ws-route.js';
 import { AGENT_WS_PATH } from '../shared/agent-api.js';
 import { startWebhooks, type WebhooksService } from './webhooks/service.js';
 import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from './kafka/replica.js';
-import type { StartedServerModule } from './module.js';
+import type { ModuleAlerts, StartedServerModule } from './module.js';
 import { serverModules } from './modules.js';
 
 export interface RunningServer {
@@ -60,7 +62,8 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   const store = new AlertStore(db);
   const agents = new AgentRegistry(db);
   const tokens = new FeedTokens(db);
-  const streams = new StreamRegistry();
+  // The agent API's open calls: for revocation, and for the agents API's connection status.
+  const streams = new AgentConnections((id) => agents.nameOfToken(id));
   const pollers = new ProjectPollers(cfg.config_poll_interval, moduleLogger('config', log));
   // Before the agent API listens: every stored alert must pass through the webhook outbox hook.
   const webhooks = closers.add(
@@ -88,6 +91,27 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   let ready = false;
   const tls: TlsMaterial | undefined = await closers.start(() => (cfg.tls ? loadTls(cfg.tls) : undefined));
 
+  const sink = kafka?.sink ?? { accept: async (agent: string, events: Parameters<AlertStore['ingest']>[1]) => store.ingest(agent, events) };
+  const changeStatus = kafka ? kafka.changeStatus.bind(kafka) : async (id: number, to: 'resolved', actor: string) => store.setStatus(id, to, actor);
+  // Alerts a module raises on the server go the way the agents' do (the store, or the Kafka log).
+  const moduleAlerts: ModuleAlerts = {
+    raise: async (agent, events) => {
+      await sink.accept(agent, events);
+    },
+    async resolve(agent, source, fingerprints, actor) {
+      if (fingerprints.length === 0) return 0;
+      const wanted = new Set(fingerprints);
+      let n = 0;
+      let cursor: string | undefined;
+      do {
+        const page = store.list({ source: [source], agent: [agent], status: ['triggered', 'acknowledged'], limit: 500, ...(cursor ? { cursor } : {}) });
+        for (const a of page.alerts) if (wanted.has(a.fingerprint) && (await changeStatus(a.id, 'resolved', actor))) n++;
+        cursor = page.next_cursor ?? undefined;
+      } while (cursor);
+      return n;
+    },
+  };
+
   const grpcServer = new grpc.Server(GRPC_OPTIONS);
   addTunnelServices(
     grpcServer,
@@ -96,7 +120,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
       pollers,
       log: moduleLogger('tunnel', log),
       config: cfg,
-      sink: kafka?.sink ?? { accept: async (agent, events) => store.ingest(agent, events) },
+      sink,
     },
     streams,
   );
@@ -126,6 +150,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   const agentWs = await closers.start(() => registerAgentWebSocket(http, { grpcServer, log: moduleLogger('tunnel', log) }));
   closers.add('agent WebSocket', agentWs, (w) => w.close());
   registerAdminRoutes(http, { agents, tokens, streams, log: moduleLogger('admin', log) });
+  registerAgentRoutes(http, { agents, tokens, connections: streams, config: cfg, modules: serverModules });
   const h = splitHostPort(cfg.http_addr);
   await closers.start(() =>
     http.listen({ host: h.host, port: h.port }).catch((e: unknown) => {
@@ -137,7 +162,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   const grpcAddress = `${cfg.grpc_addr.replace(/:\d+$/, '')}:${grpcPort}`;
   // Modules' own listeners and loops (the CI tunnel's Kubernetes API proxy), once the agent API is served.
   for (const mod of serverModules) {
-    const m: StartedServerModule | undefined = await closers.start(() => mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls }));
+    const m: StartedServerModule | undefined = await closers.start(() => mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls, alerts: moduleAlerts }));
     if (m) closers.add(`module ${mod.name}`, m, (x) => x.close());
   }
   const revocations = new RevocationWatcher(agents, streams, moduleLogger('tunnel', log));

@@ -159,8 +159,98 @@ describe('GitOps module', () => {
     expect(await data('settings')).toEqual({ v: '2' });
   });
 
+  it('reports each sync to the server: a failed sync shows in GET /api/v1/agents/:name and raises a gitops alert, the next good sync resolves it; drift likewise', async () => {
+    const reader = server.tokens.create('status-reader', 'read').token;
+    const get = async <T>(path: string): Promise<T> => {
+      const res = await fetch(`http://${server.httpAddress}${path}`, { headers: { authorization: `Bearer ${reader}` } });
+      expect(res.status).toBe(200);
+      return (await res.json()) as T;
+    };
+    type Project = {
+      project_id: string;
+      commit_id: string;
+      ok: boolean;
+      failed: number;
+      drift_corrected: boolean;
+      objects: { object: string; source: string; action: string; reason: string }[];
+      last_ok_commit: string | null;
+    };
+    type AgentView = {
+      name: string;
+      connection: { connected: boolean; since: string | null; version: string | null };
+      config: unknown;
+      modules: string[];
+      module_status: { gitops: { projects: Project[] } };
+    };
+    type Alert = { id: number; status: string; source: string; title: string; description: string; labels: Record<string, string> };
+    const project = async () => (await get<AgentView>('/api/v1/agents/edge')).module_status.gitops.projects.find((p) => p.project_id === 'group/app');
+    const gitopsAlerts = async () => (await get<{ alerts: Alert[] }>('/api/v1/alerts?source=gitops&agent=edge&limit=100')).alerts;
+
+    // HEAD still has the ConfigMap with generateName (the test before): the sync fails.
+    const bad = app.commit({ 'manifests/cm.yaml': cm('settings', '2b') });
+    const abort = new AbortController();
+    const running = module().run(block(), ctx, abort.signal);
+    try {
+      const failed = await until(
+        async () => {
+          const p = await project();
+          return p?.commit_id === bad && !p.ok ? p : undefined;
+        },
+        30_000,
+        'failed sync in GET /api/v1/agents/edge',
+      );
+      expect(failed.failed).toBe(1);
+      expect(failed.objects).toEqual([
+        expect.objectContaining({ source: 'manifests/bad.yaml#1', action: 'failed', reason: expect.stringContaining('cannot use generate name with apply') }),
+      ]);
+      const view = await get<AgentView>('/api/v1/agents/edge');
+      expect(view.connection).toMatchObject({ connected: true, version: expect.any(String) });
+      expect((await get<{ agents: AgentView[] }>('/api/v1/agents')).agents.map((a) => a.name)).toContain('edge');
+      const raised = await until(
+        async () => (await gitopsAlerts()).find((a) => a.status === 'triggered' && a.labels.file === 'manifests/bad.yaml#1'),
+        10_000,
+        'gitops alert',
+      );
+      expect(raised.title).toContain('GitOps sync failed');
+      expect(raised.description).toContain('cannot use generate name with apply');
+      // One alert per project and object: the same failure in the test before (an earlier commit) is the same alert, its labels the first occurrence's.
+      expect(raised.labels).toMatchObject({ project: 'group/app', object: expect.stringContaining('ConfigMap') });
+
+      // The fix: the next good sync resolves the alert, by actor gitops.
+      app.git('rm', '-q', 'manifests/bad.yaml');
+      const good = app.commit({ 'manifests/cm.yaml': cm('settings', '2c') });
+      await until(
+        async () => {
+          const p = await project();
+          return p?.commit_id === good && p.ok ? p : undefined;
+        },
+        30_000,
+        'good sync in GET /api/v1/agents/edge',
+      );
+      const resolved = await until(async () => (await gitopsAlerts()).find((a) => a.id === raised.id && a.status === 'resolved'), 10_000, 'alert resolved');
+      expect(resolved.status).toBe('resolved');
+      const detail = await get<{ history: { to: string; actor: string }[] }>(`/api/v1/alerts/${raised.id}`);
+      expect(detail.history.some((h) => h.to === 'resolved' && h.actor === 'gitops')).toBe(true);
+
+      // Drift: a correction is an alert too, resolved by the next re-apply that finds nothing to correct.
+      await kube.kubectl(['patch', 'configmap', 'settings', '-n', 'gitops', '--type=merge', '-p', '{"data":{"v":"drifted"}}']);
+      const drift = await until(
+        async () =>
+          (await gitopsAlerts()).find((a) => a.status === 'triggered' && a.title.startsWith('GitOps corrected drift') && a.labels.object?.includes('settings')),
+        20_000,
+        'drift alert',
+      );
+      expect(drift.labels).toMatchObject({ project: 'group/app', file: 'manifests/cm.yaml#1' });
+      await until(async () => (await gitopsAlerts()).find((a) => a.id === drift.id && a.status === 'resolved'), 20_000, 'drift alert resolved');
+      expect((await project())?.last_ok_commit).toBe(good);
+    } finally {
+      abort.abort();
+      await running;
+    }
+  });
+
   it('keeps the cluster as last applied while the server is unreachable, drift correction included', async () => {
-    app.git('rm', '-q', 'manifests/bad.yaml');
+    app.git('rm', '-q', '--ignore-unmatch', 'manifests/bad.yaml');
     const good = app.commit({ 'manifests/cm.yaml': cm('settings', '3') });
     const abort = new AbortController();
     const running = module().run(block(), ctx, abort.signal);

@@ -12,9 +12,12 @@ import {
   Client,
   type ClientOptions,
   type ClientReadableStream,
+  type ClientUnaryCall,
   type handleServerStreamingCall,
+  type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
+  type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 
@@ -28,6 +31,43 @@ export const protobufFileName = "verdict/gitops.proto";
  * contract. Calls carry the same `authorization: Bearer <agent token>` and
  * `verdict-version` metadata as the agent API (agent.proto).
  */
+
+export interface SyncReport {
+  /** As in ObjectsToSynchronizeRequest (empty: the configuration project). */
+  project_id: string;
+  commit_id: string;
+  /** Every object applied (and pruned); false when one failed or the sync could not run. */
+  ok: boolean;
+  /** Why the sync could not run at all (a file that does not decode, the API server unreachable); empty otherwise. */
+  error: string;
+  applied: number;
+  /** Of the applied objects, those created or changed. */
+  changed: number;
+  unchanged: number;
+  pruned: number;
+  failed: number;
+  duration_ms: number;
+  /** A periodic re-apply of the same commit changed objects: someone changed them in the cluster. */
+  drift_corrected: boolean;
+  /** The failed objects, and with drift_corrected the corrected ones (at most 200). */
+  objects: SyncObject[];
+  /** When the sync ended, RFC 3339. */
+  finished_at: string;
+}
+
+export interface SyncObject {
+  /** "apps/Deployment shop/web". */
+  object: string;
+  /** The file it came from, when known. */
+  source: string;
+  /** created, configured, failed, ... */
+  action: string;
+  /** The API server's reason (failed objects). */
+  reason: string;
+}
+
+export interface SyncReportAck {
+}
 
 export interface ObjectsToSynchronizeRequest {
   /**
@@ -77,6 +117,312 @@ export interface ObjectsToSynchronizeResponse_Object {
 
 export interface ObjectsToSynchronizeResponse_Trailer {
 }
+
+function createBaseSyncReport(): SyncReport {
+  return {
+    project_id: "",
+    commit_id: "",
+    ok: false,
+    error: "",
+    applied: 0,
+    changed: 0,
+    unchanged: 0,
+    pruned: 0,
+    failed: 0,
+    duration_ms: 0,
+    drift_corrected: false,
+    objects: [],
+    finished_at: "",
+  };
+}
+
+export const SyncReport: MessageFns<SyncReport> = {
+  encode(message: SyncReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.project_id !== "") {
+      writer.uint32(10).string(message.project_id);
+    }
+    if (message.commit_id !== "") {
+      writer.uint32(18).string(message.commit_id);
+    }
+    if (message.ok !== false) {
+      writer.uint32(24).bool(message.ok);
+    }
+    if (message.error !== "") {
+      writer.uint32(34).string(message.error);
+    }
+    if (message.applied !== 0) {
+      writer.uint32(40).uint32(message.applied);
+    }
+    if (message.changed !== 0) {
+      writer.uint32(48).uint32(message.changed);
+    }
+    if (message.unchanged !== 0) {
+      writer.uint32(56).uint32(message.unchanged);
+    }
+    if (message.pruned !== 0) {
+      writer.uint32(64).uint32(message.pruned);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(72).uint32(message.failed);
+    }
+    if (message.duration_ms !== 0) {
+      writer.uint32(80).uint64(message.duration_ms);
+    }
+    if (message.drift_corrected !== false) {
+      writer.uint32(88).bool(message.drift_corrected);
+    }
+    for (const v of message.objects) {
+      SyncObject.encode(v!, writer.uint32(98).fork()).join();
+    }
+    if (message.finished_at !== "") {
+      writer.uint32(106).string(message.finished_at);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.project_id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.commit_id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.applied = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.changed = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.unchanged = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.pruned = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.failed = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.duration_ms = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.drift_corrected = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.objects.push(SyncObject.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.finished_at = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseSyncObject(): SyncObject {
+  return { object: "", source: "", action: "", reason: "" };
+}
+
+export const SyncObject: MessageFns<SyncObject> = {
+  encode(message: SyncObject, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.object !== "") {
+      writer.uint32(10).string(message.object);
+    }
+    if (message.source !== "") {
+      writer.uint32(18).string(message.source);
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncObject {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncObject();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.object = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseSyncReportAck(): SyncReportAck {
+  return {};
+}
+
+export const SyncReportAck: MessageFns<SyncReportAck> = {
+  encode(_: SyncReportAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncReportAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncReportAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
 
 function createBaseObjectsToSynchronizeRequest(): ObjectsToSynchronizeRequest {
   return { project_id: "", commit_id: "", paths: [], ref: undefined };
@@ -527,6 +873,23 @@ export const GitOpsService = {
       Buffer.from(ObjectsToSynchronizeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ObjectsToSynchronizeResponse => ObjectsToSynchronizeResponse.decode(value),
   },
+  /**
+   * The outcome of one synchronisation of a project (Verdict's own; the
+   * original kept it in the agent's log). The server keeps the latest per
+   * agent and project (GET /api/v1/agents/:name), raises a gitops alert per
+   * failed object and per drift correction, and resolves them when a sync of
+   * the project succeeds. The agent sends the latest report per project again
+   * until the server answers.
+   */
+  reportSync: {
+    path: "/verdict.gitops.v1.GitOps/ReportSync" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SyncReport): Buffer => Buffer.from(SyncReport.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SyncReport => SyncReport.decode(value),
+    responseSerialize: (value: SyncReportAck): Buffer => Buffer.from(SyncReportAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SyncReportAck => SyncReportAck.decode(value),
+  },
 } as const;
 
 export interface GitOpsServer extends UntypedServiceImplementation {
@@ -542,6 +905,15 @@ export interface GitOpsServer extends UntypedServiceImplementation {
    * ..."; an unknown project or ref with NOT_FOUND.
    */
   getObjectsToSynchronize: handleServerStreamingCall<ObjectsToSynchronizeRequest, ObjectsToSynchronizeResponse>;
+  /**
+   * The outcome of one synchronisation of a project (Verdict's own; the
+   * original kept it in the agent's log). The server keeps the latest per
+   * agent and project (GET /api/v1/agents/:name), raises a gitops alert per
+   * failed object and per drift correction, and resolves them when a sync of
+   * the project succeeds. The agent sends the latest report per project again
+   * until the server answers.
+   */
+  reportSync: handleUnaryCall<SyncReport, SyncReportAck>;
 }
 
 export interface GitOpsClient extends Client {
@@ -565,6 +937,29 @@ export interface GitOpsClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ObjectsToSynchronizeResponse>;
+  /**
+   * The outcome of one synchronisation of a project (Verdict's own; the
+   * original kept it in the agent's log). The server keeps the latest per
+   * agent and project (GET /api/v1/agents/:name), raises a gitops alert per
+   * failed object and per drift correction, and resolves them when a sync of
+   * the project succeeds. The agent sends the latest report per project again
+   * until the server answers.
+   */
+  reportSync(
+    request: SyncReport,
+    callback: (error: ServiceError | null, response: SyncReportAck) => void,
+  ): ClientUnaryCall;
+  reportSync(
+    request: SyncReport,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SyncReportAck) => void,
+  ): ClientUnaryCall;
+  reportSync(
+    request: SyncReport,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SyncReportAck) => void,
+  ): ClientUnaryCall;
 }
 
 export const GitOpsClient = makeGenericClientConstructor(GitOpsService, "verdict.gitops.v1.GitOps") as unknown as {
@@ -572,6 +967,17 @@ export const GitOpsClient = makeGenericClientConstructor(GitOpsService, "verdict
   service: typeof GitOpsService;
   serviceName: string;
 };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

@@ -7,6 +7,7 @@ import { type InventoryPolicy, inventoryRef } from './inventory.js';
 import { updateLedger } from './project-ledger.js';
 import { KubeApi, type KubeEndpoint } from './kube/api.js';
 import { receiveObjects } from './objects-client.js';
+import { SyncReporter } from './reporter.js';
 import type { Propagation } from './prune.js';
 import type { SyncSettings } from './sync.js';
 import { ProjectWorker, SYNC_BACKOFF, type SyncReport } from './worker.js';
@@ -76,9 +77,16 @@ export function createGitopsModule(opts: GitopsModuleOptions): AgentModule<Gitop
       }
       const closers = new Closers();
       const api = closers.add('Kubernetes API client', new KubeApi(opts.connect()), (a) => a.close());
+      // Each sync's outcome goes to the server (sync status, gitops alerts) and to whoever listens here.
+      const reporter = new SyncReporter(tunnel, { log: ctx.log, backoff: opts.streamBackoff ?? SYNC_BACKOFF });
+      const onReport = (r: SyncReport) => {
+        reporter.offer(r);
+        opts.onReport?.(r);
+      };
       try {
-        await Promise.all(
-          projects.flatMap((p) => {
+        await Promise.all([
+          reporter.run(signal),
+          ...projects.flatMap((p) => {
             const id = p.id ?? '';
             const log = ctx.log.child({ project_id: id || '(configuration project)' });
             const settings = settingsOf(p);
@@ -90,7 +98,7 @@ export function createGitopsModule(opts: GitopsModuleOptions): AgentModule<Gitop
               log,
               resyncIntervalMs: p.resync_interval ?? DEFAULT_RESYNC_MS,
               backoff: opts.syncBackoff ?? SYNC_BACKOFF,
-              ...(opts.onReport ? { onReport: opts.onReport } : {}),
+              onReport,
             });
             return [
               worker.run(signal),
@@ -101,7 +109,7 @@ export function createGitopsModule(opts: GitopsModuleOptions): AgentModule<Gitop
               ),
             ];
           }),
-        );
+        ]);
       } finally {
         await closers.close();
       }

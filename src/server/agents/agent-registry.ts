@@ -200,6 +200,11 @@ export class AgentRegistry {
     return this.configStatuses.get(name);
   }
 
+  /** The name of the agent a token (revoked or not) belongs to. */
+  nameOfToken(tokenId: number): string | undefined {
+    return (this.db.prepare('SELECT a.name FROM agent_tokens t JOIN agents a ON a.id = t.agent_id WHERE t.id = ?').get(tokenId) as { name: string } | undefined)?.name;
+  }
+
   get(name: string): AgentRecord | undefined {
     return this.db.prepare('SELECT * FROM agents WHERE name = ?').get(name) as AgentRecord | undefined;
   }

@@ -51,7 +51,7 @@ export const PATTERN_HINTS: Record<string, string> = {
 export const filterProperties = {
   status: { type: 'array', items: enumList(STATUSES), maxItems: 4, description: 'any of these statuses; repeat the parameter or separate with commas' },
   severity: { type: 'array', items: enumList(SEVERITIES), maxItems: 5, description: 'any of these severities; repeat the parameter or separate with commas' },
-  source: { type: 'array', items: enumList(['cilium', 'falco']), maxItems: 2, description: 'repeat the parameter or separate with commas' },
+  source: { type: 'array', items: enumList(['cilium', 'falco', 'gitops']), maxItems: 3, description: 'repeat the parameter or separate with commas' },
   agent: { type: 'array', items: nameList(DNS_LABEL), maxItems: 20, description: 'agent names; repeat the parameter or separate with commas' },
   namespace: { type: 'array', items: nameList(DNS_LABEL), maxItems: 20, description: 'repeat the parameter or separate with commas' },
   policy: {
@@ -133,7 +133,7 @@ export const alertSchema = {
   properties: {
     id: { type: 'integer' },
     status: { type: 'string', enum: STATUSES },
-    source: { type: 'string', enum: ['cilium', 'falco'] },
+    source: { type: 'string', enum: ['cilium', 'falco', 'gitops'] },
     severity: { type: 'string', enum: SEVERITIES },
     title: { type: 'string' },
     description: { type: 'string', description: 'of the first occurrence; each occurrence keeps its own' },

@@ -10,7 +10,8 @@ export type Severity = (typeof SEVERITIES)[number];
 /** Higher is more severe; used for "minimum severity" filters. */
 export const SEVERITY_RANK: Record<Severity, number> = { critical: 4, high: 3, medium: 2, low: 1, info: 0 };
 
-export type AlertSource = 'cilium' | 'falco';
+/** gitops: raised by the server from the agents' sync reports (src/modules/gitops/report-service.ts), not sent by agents. */
+export type AlertSource = 'cilium' | 'falco' | 'gitops';
 
 export interface PolicyRef {
   kind: string; // CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy | NetworkPolicy

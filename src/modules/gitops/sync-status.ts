@@ -1,0 +1,174 @@
+import type { DB } from '../../shared/sqlite/open.js';
+import { migrate } from '../../shared/sqlite/open.js';
+
+// The server's record of GitOps syncs: the latest report per agent and
+// project, and the gitops alerts each project has raised and not yet seen
+// resolved. In the server's database under the module's own migration scope,
+// so it survives a restart (an agent reports again only at its next sync).
+
+const MIGRATIONS = [
+  `CREATE TABLE gitops_syncs (
+     agent TEXT NOT NULL,
+     project_id TEXT NOT NULL,
+     commit_id TEXT NOT NULL,
+     ok INTEGER NOT NULL,
+     error TEXT NOT NULL,
+     applied INTEGER NOT NULL,
+     changed INTEGER NOT NULL,
+     unchanged INTEGER NOT NULL,
+     pruned INTEGER NOT NULL,
+     failed INTEGER NOT NULL,
+     duration_ms INTEGER NOT NULL,
+     drift_corrected INTEGER NOT NULL,
+     objects TEXT NOT NULL,
+     finished_at TEXT NOT NULL,
+     received_at TEXT NOT NULL,
+     last_ok_commit TEXT,
+     last_ok_at TEXT,
+     PRIMARY KEY (agent, project_id)
+   );
+   CREATE TABLE gitops_raised (
+     agent TEXT NOT NULL,
+     project_id TEXT NOT NULL,
+     fingerprint TEXT NOT NULL,
+     PRIMARY KEY (agent, project_id, fingerprint)
+   );`,
+];
+
+export interface SyncObjectView {
+  object: string;
+  source: string;
+  action: string;
+  reason: string;
+}
+
+export interface ProjectSyncView {
+  project_id: string;
+  commit_id: string;
+  ok: boolean;
+  error: string;
+  applied: number;
+  changed: number;
+  unchanged: number;
+  pruned: number;
+  failed: number;
+  duration_ms: number;
+  drift_corrected: boolean;
+  objects: SyncObjectView[];
+  finished_at: string;
+  received_at: string;
+  /** The last commit synchronised without a failure, and when; null before the first. */
+  last_ok_commit: string | null;
+  last_ok_at: string | null;
+}
+
+type Row = Omit<ProjectSyncView, 'ok' | 'drift_corrected' | 'objects'> & { agent: string; ok: number; drift_corrected: number; objects: string };
+
+export class SyncStatusStore {
+  constructor(private readonly db: DB) {
+    migrate(db, 'gitops', MIGRATIONS);
+  }
+
+  record(agent: string, s: Omit<ProjectSyncView, 'received_at' | 'last_ok_commit' | 'last_ok_at'>): void {
+    const now = new Date().toISOString();
+    this.db
+      .prepare(
+        `INSERT INTO gitops_syncs (agent, project_id, commit_id, ok, error, applied, changed, unchanged, pruned, failed, duration_ms,
+                                   drift_corrected, objects, finished_at, received_at, last_ok_commit, last_ok_at)
+         VALUES (@agent, @project_id, @commit_id, @ok, @error, @applied, @changed, @unchanged, @pruned, @failed, @duration_ms,
+                 @drift_corrected, @objects, @finished_at, @received_at, @last_ok_commit, @last_ok_at)
+         ON CONFLICT (agent, project_id) DO UPDATE SET
+           commit_id = excluded.commit_id, ok = excluded.ok, error = excluded.error, applied = excluded.applied,
+           changed = excluded.changed, unchanged = excluded.unchanged, pruned = excluded.pruned, failed = excluded.failed,
+           duration_ms = excluded.duration_ms, drift_corrected = excluded.drift_corrected, objects = excluded.objects,
+           finished_at = excluded.finished_at, received_at = excluded.received_at,
+           last_ok_commit = coalesce(excluded.last_ok_commit, gitops_syncs.last_ok_commit),
+           last_ok_at = coalesce(excluded.last_ok_at, gitops_syncs.last_ok_at)`,
+      )
+      .run({
+        ...s,
+        agent,
+        ok: s.ok ? 1 : 0,
+        drift_corrected: s.drift_corrected ? 1 : 0,
+        objects: JSON.stringify(s.objects),
+        received_at: now,
+        last_ok_commit: s.ok ? s.commit_id : null,
+        last_ok_at: s.ok ? s.finished_at : null,
+      });
+  }
+
+  projects(agent: string): ProjectSyncView[] {
+    const rows = this.db.prepare('SELECT * FROM gitops_syncs WHERE agent = ? ORDER BY project_id').all(agent) as Row[];
+    return rows.map(({ agent: _, ok, drift_corrected, objects, ...r }) => ({
+      ...r,
+      ok: ok === 1,
+      drift_corrected: drift_corrected === 1,
+      objects: JSON.parse(objects) as SyncObjectView[],
+    }));
+  }
+
+  raised(agent: string, projectId: string): string[] {
+    return (this.db.prepare('SELECT fingerprint FROM gitops_raised WHERE agent = ? AND project_id = ?').all(agent, projectId) as { fingerprint: string }[]).map(
+      (r) => r.fingerprint,
+    );
+  }
+
+  setRaised(agent: string, projectId: string, fingerprints: readonly string[]): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM gitops_raised WHERE agent = ? AND project_id = ?').run(agent, projectId);
+      const ins = this.db.prepare('INSERT OR IGNORE INTO gitops_raised (agent, project_id, fingerprint) VALUES (?, ?, ?)');
+      for (const f of fingerprints) ins.run(agent, projectId, f);
+    })();
+  }
+}
+
+const str = { type: 'string' } as const;
+const int = { type: 'integer', minimum: 0 } as const;
+const objectSchema = {
+  type: 'object',
+  properties: { object: str, source: str, action: str, reason: str },
+  required: ['object', 'source', 'action', 'reason'],
+  additionalProperties: false,
+} as const;
+
+/** The JSON schema of ProjectSyncView, exact (the OpenAPI document and the serialiser use it). */
+export const projectSyncSchema = {
+  type: 'object',
+  properties: {
+    project_id: { type: 'string', description: 'empty: the configuration project' },
+    commit_id: str,
+    ok: { type: 'boolean', description: 'every object applied and pruned' },
+    error: { type: 'string', description: 'why the sync could not run at all; empty otherwise' },
+    applied: int,
+    changed: { ...int, description: 'of the applied objects, those created or changed' },
+    unchanged: int,
+    pruned: int,
+    failed: int,
+    duration_ms: int,
+    drift_corrected: { type: 'boolean', description: 'a periodic re-apply of the same commit changed objects someone had changed in the cluster' },
+    objects: { type: 'array', items: objectSchema, description: "the failed objects (with the API server's reason), and the corrected ones after drift" },
+    finished_at: { type: 'string', format: 'date-time' },
+    received_at: { type: 'string', format: 'date-time' },
+    last_ok_commit: { type: ['string', 'null'] },
+    last_ok_at: { type: ['string', 'null'], format: 'date-time' },
+  },
+  required: [
+    'project_id',
+    'commit_id',
+    'ok',
+    'error',
+    'applied',
+    'changed',
+    'unchanged',
+    'pruned',
+    'failed',
+    'duration_ms',
+    'drift_corrected',
+    'objects',
+    'finished_at',
+    'received_at',
+    'last_ok_commit',
+    'last_ok_at',
+  ],
+  additionalProperties: false,
+} as const;
