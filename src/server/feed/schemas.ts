@@ -1,5 +1,5 @@
 import type { FastifySchema } from 'fastify';
-import { SEVERITIES } from '../../shared/alert/payload.js';
+import { ALERT_SOURCES, SEVERITIES } from '../../shared/alert/payload.js';
 import { FEED_SCOPES } from '../auth/feed-tokens.js';
 import { COUNT_BY, SORTS, STATUSES } from '../store/alert-query.js';
 
@@ -51,7 +51,7 @@ export const PATTERN_HINTS: Record<string, string> = {
 export const filterProperties = {
   status: { type: 'array', items: enumList(STATUSES), maxItems: 4, description: 'any of these statuses; repeat the parameter or separate with commas' },
   severity: { type: 'array', items: enumList(SEVERITIES), maxItems: 5, description: 'any of these severities; repeat the parameter or separate with commas' },
-  source: { type: 'array', items: enumList(['cilium', 'falco', 'gitops']), maxItems: 3, description: 'repeat the parameter or separate with commas' },
+  source: { type: 'array', items: enumList([...ALERT_SOURCES]), maxItems: ALERT_SOURCES.length, description: 'repeat the parameter or separate with commas' },
   agent: { type: 'array', items: nameList(DNS_LABEL), maxItems: 20, description: 'agent names; repeat the parameter or separate with commas' },
   namespace: { type: 'array', items: nameList(DNS_LABEL), maxItems: 20, description: 'repeat the parameter or separate with commas' },
   policy: {
@@ -133,7 +133,7 @@ export const alertSchema = {
   properties: {
     id: { type: 'integer' },
     status: { type: 'string', enum: STATUSES },
-    source: { type: 'string', enum: ['cilium', 'falco', 'gitops'] },
+    source: { type: 'string', enum: [...ALERT_SOURCES] },
     severity: { type: 'string', enum: SEVERITIES },
     title: { type: 'string' },
     description: { type: 'string', description: 'of the first occurrence; each occurrence keeps its own' },

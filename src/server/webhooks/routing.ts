@@ -1,4 +1,4 @@
-import { SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
+import { SEVERITY_RANK, type AlertSource, type Severity } from '../../shared/alert/payload.js';
 import type { RouteSpec } from '../../shared/config/webhooks-config.js';
 import { globToRegExp } from '../../shared/config/glob.js';
 import type { StoredAlert } from '../store/alert-store.js';
@@ -29,7 +29,7 @@ function policyMatches(patterns: readonly string[], a: StoredAlert): boolean {
 export function routeMatches(route: RouteSpec, a: StoredAlert): boolean {
   const rank = SEVERITY_RANK[a.severity as Severity] ?? 0;
   if (rank < SEVERITY_RANK[route.min_severity]) return false;
-  if (route.sources.length && !route.sources.includes(a.source as 'cilium' | 'falco')) return false;
+  if (route.sources.length && !route.sources.includes(a.source as AlertSource)) return false;
   if (route.namespaces.length && !anyMatch(route.namespaces, a.namespace)) return false;
   if (route.agents.length && !anyMatch(route.agents, a.agent)) return false;
   if (route.policies.length || route.rules.length) {

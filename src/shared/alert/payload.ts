@@ -11,7 +11,8 @@ export type Severity = (typeof SEVERITIES)[number];
 export const SEVERITY_RANK: Record<Severity, number> = { critical: 4, high: 3, medium: 2, low: 1, info: 0 };
 
 /** gitops: raised by the server from the agents' sync reports (src/modules/gitops/report-service.ts), not sent by agents. */
-export type AlertSource = 'cilium' | 'falco' | 'gitops';
+export const ALERT_SOURCES = ['cilium', 'falco', 'gitops'] as const;
+export type AlertSource = (typeof ALERT_SOURCES)[number];
 
 export interface PolicyRef {
   kind: string; // CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy | NetworkPolicy

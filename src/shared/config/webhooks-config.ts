@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { isMap, type Node } from 'yaml';
-import { SEVERITIES, type Severity } from '../alert/payload.js';
+import { ALERT_SOURCES, SEVERITIES, type AlertSource, type Severity } from '../alert/payload.js';
 import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, stringMap, type Validator, reportIssue, refine } from './schema.js';
 
 // The `webhooks:` block of the server config, and the shape of one integration
@@ -132,7 +132,7 @@ export const DEFAULT_ROUTE = { min_severity: 'info' as const, sources: [], names
 
 const routeSchema = obj({
   min_severity: field<Severity>(oneOf(SEVERITIES), { default: 'info' }),
-  sources: field<('cilium' | 'falco')[]>(list(oneOf(['cilium', 'falco'] as const)), { default: [] }),
+  sources: field<AlertSource[]>(list(oneOf(ALERT_SOURCES)), { default: [] }),
   namespaces: field(list(str({ nonEmpty: true })), { default: [] }),
   policies: field(list(str({ nonEmpty: true })), { default: [] }),
   rules: field(list(str({ nonEmpty: true })), { default: [] }),

@@ -8,7 +8,7 @@ import type { CiliumDetails, FalcoDetails, PolicyRef, Severity } from '../../../
 export type { CiliumDetails, EndpointSummary, FalcoDetails, Severity } from '../../../shared/alert/payload.js';
 
 export type Status = 'triggered' | 'acknowledged' | 'resolved' | 'ignored';
-export type Source = 'cilium' | 'falco';
+export type Source = import('../../../shared/alert/payload.js').AlertSource;
 
 export interface Alert {
   id: number;
