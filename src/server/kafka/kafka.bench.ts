@@ -9,6 +9,7 @@ import type { AlertPayload } from '../../shared/alert/payload.js';
 import { ciliumPayload, falcoPayload } from '../store/test-payloads.js';
 import { startBroker, stopBroker, TestPublisher } from './testing.js';
 import { uuid7 } from '../../shared/ids/uuid7.js';
+import { processCpuMs } from '../../bench/proc.js';
 
 // Alerts/s through `verdict server` processes, fed over the real gRPC agent API
 // (batches of 500, 4 in flight per stream, like the agent), measured until every
@@ -133,14 +134,9 @@ interface Result {
 /** The broker JVM's pid (scripts/kafka.sh keeps it in its state dir); undefined when it is not ours. */
 let brokerPid: number | undefined;
 
-const TICK_MS = 1000 / Number(process.env.VERDICT_BENCH_CLK_TCK ?? 100);
-
-/** CPU time (user+sys) of a process so far, in ms, from /proc/<pid>/stat. */
+/** CPU time (user+sys) of a server or the broker so far, in ms. */
 function cpuOf(p: Proc | number): number {
-  const stat = readFileSync(`/proc/${typeof p === 'number' ? p : p.child.pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
-  return (Number(f[11]) + Number(f[12])) * TICK_MS;
+  return processCpuMs(typeof p === 'number' ? p : p.child.pid);
 }
 
 /** Waits until the servers are idle (delivery and export done): under 5% of a core for 1 s. */

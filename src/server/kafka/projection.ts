@@ -63,7 +63,7 @@ export interface ChangeNote {
 }
 
 /** Alerts with notes per partition at most; past it the partition's notes restart (the delivery reads the rest from the log and the store). */
-const NOTES_MAX = 100_000;
+const NOTES_MAX = 10_000;
 /** Alert id -> uid cache entries at most. */
 const UIDS_MAX = 200_000;
 
