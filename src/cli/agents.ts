@@ -1,6 +1,7 @@
-import { AgentRegistry, AgentRegistryError, type AgentTokenInfo } from '../server/agents/agent-registry.js';
+import { AgentRegistry, type AgentTokenInfo } from '../server/agents/agent-registry.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
+import { isVerdictError } from '../shared/errors.js';
 import { parseFlags, usageError } from './args.js';
 
 const HELP = `Usage:
@@ -95,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
           throw usageError(`verdict agents: unknown subcommand "${command}"; use register, list, or tokens create|list|revoke`);
       }
     } catch (e) {
-      if (e instanceof AgentRegistryError) throw usageError(`verdict agents ${command}: ${e.message}`);
+      if (isVerdictError(e, 'VERDICT_BAD_REQUEST', 'VERDICT_NOT_FOUND')) throw usageError(`verdict agents ${command}: ${e.message}`);
       throw e;
     }
   } finally {

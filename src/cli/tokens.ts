@@ -1,7 +1,8 @@
-import { AgentRegistry, AgentRegistryError } from '../server/agents/agent-registry.js';
+import { AgentRegistry } from '../server/agents/agent-registry.js';
 import { FEED_SCOPES, FeedTokens, type FeedScope } from '../server/auth/feed-tokens.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
+import { isVerdictError } from '../shared/errors.js';
 import { agentTokensText } from './agents.js';
 import { parseFlags, usageError } from './args.js';
 
@@ -98,7 +99,7 @@ function agentTokens(
     process.stdout.write(`revoked token ${id} of agent ${agent}\n`);
     return 0;
   } catch (e) {
-    if (e instanceof AgentRegistryError) throw usageError(`verdict tokens ${sub}: ${e.message}`);
+    if (isVerdictError(e, 'VERDICT_BAD_REQUEST', 'VERDICT_NOT_FOUND')) throw usageError(`verdict tokens ${sub}: ${e.message}`);
     throw e;
   }
 }

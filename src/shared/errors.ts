@@ -35,12 +35,23 @@ export const ERROR_CODES = {
   VERDICT_POLICY_INVALID: { http: 400, grpc: grpcStatus.INVALID_ARGUMENT, api: 'bad_request' },
   /** A webhook URL resolves to an address Verdict refuses to deliver to. */
   VERDICT_WEBHOOK_ADDRESS_REFUSED: { http: 400, grpc: grpcStatus.INVALID_ARGUMENT, api: 'refused_address' },
+  /** A commit's manifests cannot be synchronised: a file that does not decode, an invalid or cyclic depends-on; the message names the file. */
+  VERDICT_MANIFEST_INVALID: { http: 400, grpc: grpcStatus.INVALID_ARGUMENT, api: 'invalid_manifest' },
+  /**
+   * A manifest project's files cannot be sent as they are (a glob's syntax, a path two globs match, a file that
+   * is not a regular one, over 1000 files, 5 MiB per file or 20 MiB in all): the project or its globs must change, a retry will not help.
+   */
+  VERDICT_MANIFEST_FILES: { http: 400, grpc: grpcStatus.FAILED_PRECONDITION, api: 'invalid_manifest_files' },
   /** Reading a configuration project with git failed. */
   VERDICT_GIT: { http: 500, grpc: grpcStatus.FAILED_PRECONDITION, api: 'git' },
   /** The Kubernetes API server refused or failed a request; the message carries its status and reason. */
   VERDICT_KUBE_API: { http: 502, grpc: grpcStatus.UNAVAILABLE, api: 'kubernetes_api' },
-  /** Kafka refused or failed a request. */
-  VERDICT_KAFKA: { http: 503, grpc: grpcStatus.UNAVAILABLE, api: 'unavailable' },
+  /** Kafka refused or failed a request; the message says what Kafka answered and what to do. */
+  VERDICT_KAFKA: { http: 503, grpc: grpcStatus.UNAVAILABLE, api: 'kafka_unavailable' },
+  /** A change is in the Kafka log but this replica has not applied it yet; it shows once the replica catches up. */
+  VERDICT_PENDING: { http: 503, grpc: grpcStatus.UNAVAILABLE, api: 'pending' },
+  /** A message in the Kafka log that this replica cannot read (skipped, not applied). */
+  VERDICT_LOG_MESSAGE_INVALID: { http: 500, grpc: grpcStatus.INTERNAL, api: 'internal' },
   /** A bug: the message and the log have the details. */
   VERDICT_INTERNAL: { http: 500, grpc: grpcStatus.INTERNAL, api: 'internal' },
 } as const satisfies Record<string, { http: number; grpc: grpcStatus; api: string }>;

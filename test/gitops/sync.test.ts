@@ -4,7 +4,7 @@ import { FIELD_MANAGER } from '../../src/modules/gitops/apply-object.js';
 import { inventoryRef } from '../../src/modules/gitops/inventory.js';
 import { KubeApi, type KubeEndpoint } from '../../src/modules/gitops/kube/api.js';
 import { Discovery } from '../../src/modules/gitops/kube/discovery.js';
-import { SyncError, type SyncResult, type SyncSettings, synchronize } from '../../src/modules/gitops/sync.js';
+import { type SyncResult, type SyncSettings, synchronize } from '../../src/modules/gitops/sync.js';
 import { type Kube, startKube } from '../helpers/kube.js';
 
 // One sync at a time against a real API server (with its controllers): what
@@ -199,7 +199,7 @@ spec:
     await expect(
       sync('syntax', { 'good.yaml': cm('never', { a: '1' }), 'broken.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n' }),
     ).rejects.toThrow(/failed to decode broken\.yaml line \d+/);
-    await expect(sync('syntax', { 'x.json': '{"apiVersion": ' })).rejects.toBeInstanceOf(SyncError);
+    await expect(sync('syntax', { 'x.json': '{"apiVersion": ' })).rejects.toMatchObject({ name: 'VerdictError', code: 'VERDICT_MANIFEST_INVALID' });
     expect(await get('configmap never -n default')).toBeUndefined();
   });
 

@@ -1,11 +1,12 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { KubeConnection } from '../../agent/kubernetes/connection.js';
+import { kubeApiError, kubeApiStatus } from '../../agent/kubernetes/errors.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import { parsePolicyObject, type PolicyLoadError } from './policy/parse.js';
 import { policyId, type Policy, type PolicyKind } from './policy/policy.js';
-import { isVerdictError, VerdictError } from '../../shared/errors.js';
+import { isVerdictError } from '../../shared/errors.js';
 
 // Network policies straight from the Kubernetes API server: list every policy
 // resource (paginated), then watch from the list's resourceVersion with
@@ -76,15 +77,6 @@ export interface PolicyWatchOptions {
    * bookmark at least a minute apart and 2 s before the timeout).
    */
   idleTimeoutMs?: number;
-}
-
-/** The HTTP status of a Kubernetes API error (VERDICT_KUBE_API), else undefined. */
-function apiStatus(e: unknown): number | undefined {
-  return isVerdictError(e, 'VERDICT_KUBE_API') ? (e.details?.status as number | undefined) : undefined;
-}
-
-function apiError(status: number, reason: string, message: string): VerdictError {
-  return new VerdictError('VERDICT_KUBE_API', message, { details: { status, reason } });
 }
 
 interface Stream {
@@ -226,7 +218,7 @@ export class PolicyWatcher {
         signal,
         onBackoff: (delay, e) => {
           if (e === undefined) return;
-          if (apiStatus(e) === 404) {
+          if (kubeApiStatus(e) === 404) {
             this.log.warn(
               { resource: s.path, retry_ms: delay },
               `${s.resource.kind} is not served by this API server (CRD not installed?); checking again later`,
@@ -234,7 +226,7 @@ export class PolicyWatcher {
             return;
           }
           const hint =
-            (apiStatus(e) === 401 || apiStatus(e) === 403)
+            (kubeApiStatus(e) === 401 || kubeApiStatus(e) === 403)
               ? `; the agent's identity needs list and watch on ${s.resource.plural}.${s.resource.group.split('/')[2]}${s.namespace ? ` in namespace ${s.namespace}` : ' cluster-wide'} (${RBAC_HINT})`
               : '';
           this.log.error({ error: `${(e as Error).message}${hint}`, resource: s.path, retry_ms: delay }, 'Policy list/watch failed; retrying');
@@ -255,7 +247,7 @@ export class PolicyWatcher {
           return events > 0 || Date.now() - started > 1000 ? 'now' : 'backoff';
         } catch (e) {
           if (signal.aborted) return 'done';
-          if (apiStatus(e) === 410) {
+          if (kubeApiStatus(e) === 410) {
             this.log.info({ resource: s.path, resource_version: s.resourceVersion }, 'Policy watch expired (410 Gone); listing again');
             needList = true;
             return 'now';
@@ -265,9 +257,9 @@ export class PolicyWatcher {
           // client-go's reflector does, and let the server say 410 if it is too old. Relisting
           // on every such error would send every agent's full list at a recovering server.
           // Relist only when the resource vanished (404) or the version is ahead of the cache.
-          if ((apiStatus(e) === 404 || (apiStatus(e) !== undefined && /too large resource version/i.test((e as Error).message)))) needList = true;
-          if (apiStatus(e) === 401) this.opts.connection.credentialsRejected?.();
-          if (apiStatus(e) === 404) {
+          if ((kubeApiStatus(e) === 404 || (kubeApiStatus(e) !== undefined && /too large resource version/i.test((e as Error).message)))) needList = true;
+          if (kubeApiStatus(e) === 401) this.opts.connection.credentialsRejected?.();
+          if (kubeApiStatus(e) === 404) {
             // The CRD is not installed (no Cilium): nothing to watch now; look again later.
             const had = s.items.size > 0;
             s.items = new Map();
@@ -364,15 +356,15 @@ export class PolicyWatcher {
       ev = JSON.parse(line);
     } catch {
       // Not a broken connection: the stream arrived but is not a Kubernetes watch (a proxy's page, say).
-      throw apiError(0, 'NotAWatch', `${s.path}: watch sent a line that is not JSON`);
+      throw kubeApiError(0, 'NotAWatch', `${s.path}: watch sent a line that is not JSON`);
     }
     if (!isObj(ev)) return;
     const type = ev.type;
     const obj = ev.object;
     if (type === 'ERROR') {
       const code = isObj(obj) ? obj.code : undefined;
-      if (code === 410) throw apiError(410, 'Expired', `${s.path}: the resource version is gone (410)`);
-      throw apiError(
+      if (code === 410) throw kubeApiError(410, 'Expired', `${s.path}: the resource version is gone (410)`);
+      throw kubeApiError(
         typeof code === 'number' ? code : 500,
         isObj(obj) && typeof obj.reason === 'string' ? obj.reason : '',
         `watch error: ${isObj(obj) && typeof obj.message === 'string' ? obj.message : 'unknown'}`,
@@ -424,7 +416,7 @@ export class PolicyWatcher {
         r.on('data', (d: string) => (body += d.length < 65536 ? d : ''));
         r.on('end', () => {
           this.active.delete(req);
-          if (r.statusCode === 410) return reject(apiError(410, 'Expired', `${url.pathname}: the resource version is gone (410)`));
+          if (r.statusCode === 410) return reject(kubeApiError(410, 'Expired', `${url.pathname}: the resource version is gone (410)`));
           let reason = '';
           let message = body.slice(0, 300);
           try {
@@ -434,7 +426,7 @@ export class PolicyWatcher {
           } catch {
             /* not a Status object */
           }
-          reject(apiError(r.statusCode ?? 0, reason, `${url.pathname}: HTTP ${r.statusCode}${reason ? ` ${reason}` : ''}: ${message}`));
+          reject(kubeApiError(r.statusCode ?? 0, reason, `${url.pathname}: HTTP ${r.statusCode}${reason ? ` ${reason}` : ''}: ${message}`));
         });
       });
       this.active.add(req);

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { type KubeApi, KubeStatusError } from './kube/api.js';
+import { kubeApiCauses, kubeApiReason, kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import type { KubeApi } from './kube/api.js';
 import { type Discovery, objectPath } from './kube/discovery.js';
 import { applyRefusal, type InventoryPolicy, ownerOf } from './inventory.js';
 import type { LiveIndex, LiveMeta } from './live-index.js';
@@ -43,10 +44,12 @@ export interface ApplyContext {
 
 /** The API server's refusal as users need it: the Status message names the verb for RBAC ("cannot patch resource ..."). */
 export function reasonOf(e: unknown): string {
-  if (e instanceof KubeStatusError) {
-    const causes = (e.details?.causes ?? []).map((c) => (c.field ? `${c.field}: ${c.message}` : c.message)).filter(Boolean);
-    const text = e.message + (causes.length && !e.message.includes(causes[0]!) ? ` (${causes.join('; ')})` : '');
-    return e.reason ? `${e.reason}: ${text}` : text;
+  const reason = kubeApiReason(e);
+  if (reason !== undefined) {
+    const err = e as Error;
+    const causes = kubeApiCauses(e).map((c) => (c.field ? `${c.field}: ${c.message}` : c.message)).filter(Boolean);
+    const text = err.message + (causes.length && !err.message.includes(causes[0]!) ? ` (${causes.join('; ')})` : '');
+    return reason ? `${reason}: ${text}` : text;
   }
   return e instanceof Error ? e.message : String(e);
 }
@@ -67,7 +70,7 @@ export async function applyObject(m: ManifestObject, ctx: ApplyContext): Promise
         live = { owner: ownerOf(got), resourceVersion: got.metadata.resourceVersion as string | undefined };
       } catch (e) {
         // A missing namespace answers 404 too: the apply below says which.
-        if (!(e instanceof KubeStatusError && e.status === 404)) throw e;
+        if (kubeApiStatus(e) !== 404) throw e;
       }
     }
     const refusal = live ? applyRefusal(ctx.policy, ctx.inventoryId, live.owner) : undefined;

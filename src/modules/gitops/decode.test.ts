@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DecodeError, decodeFiles } from './decode.js';
+import { VerdictError } from '../../shared/errors.js';
+import { decodeFiles } from './decode.js';
 
 // Files to objects without a cluster: document markers, Lists, YAML 1.1
 // values, invalid objects, and errors that name file and line.
@@ -32,7 +33,7 @@ describe('decodeFiles', () => {
   it("names the file and its line (not the document's) when a document does not parse", () => {
     expect(() =>
       decodeFiles([file('bad.yaml', 'apiVersion: v1\nkind: A\nmetadata: {name: a}\n---\napiVersion: v1\nkind: B\nmetadata:\n  name: [oops\n')]),
-    ).toThrow(DecodeError);
+    ).toThrow(expect.objectContaining({ constructor: VerdictError, code: 'VERDICT_MANIFEST_INVALID' }));
     expect(() => decodeFiles([file('bad.yaml', 'a: 1\n---\nb: 2\nc: [\n')])).toThrow(/^failed to decode bad\.yaml line (4|5): /);
   });
 });

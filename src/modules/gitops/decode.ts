@@ -1,4 +1,5 @@
 import { parse, YAMLParseError } from 'yaml';
+import { VerdictError } from '../../shared/errors.js';
 import { describeId, idKey, idOf, type KubeObject, type ManifestObject } from './objects.js';
 
 // Files of a commit -> objects: multi-document YAML (YAML 1.1 types, as
@@ -12,8 +13,6 @@ export interface ManifestFile {
   source: string;
   data: Buffer;
 }
-
-export class DecodeError extends Error {}
 
 export interface InvalidObject {
   /** As people read it: "ConfigMap shop/web", "ConfigMap (unnamed)". */
@@ -97,7 +96,7 @@ function parseFile(f: ManifestFile): unknown[] {
     try {
       return [JSON.parse(text)];
     } catch (e) {
-      throw new DecodeError(`failed to decode ${f.source}: ${(e as Error).message}`);
+      throw new VerdictError('VERDICT_MANIFEST_INVALID', `failed to decode ${f.source}: ${(e as Error).message}`);
     }
   }
   const out: unknown[] = [];
@@ -108,7 +107,7 @@ function parseFile(f: ManifestFile): unknown[] {
     } catch (e) {
       if (!(e instanceof YAMLParseError)) throw e;
       const line = e.linePos?.[0]?.line;
-      throw new DecodeError(`failed to decode ${f.source}${line ? ` line ${line + doc.line - 1}` : ''}: ${e.message.split('\n')[0]}`);
+      throw new VerdictError('VERDICT_MANIFEST_INVALID', `failed to decode ${f.source}${line ? ` line ${line + doc.line - 1}` : ''}: ${e.message.split('\n')[0]}`);
     }
   }
   return out;

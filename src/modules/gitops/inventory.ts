@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { type KubeApi, KubeStatusError } from './kube/api.js';
+import { kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import type { KubeApi } from './kube/api.js';
 import { ANNOTATION_OWNING_INVENTORY, LABEL_INVENTORY_ID } from './objects.js';
 
 // The inventory: which objects a manifest project put in the cluster, so the
@@ -59,7 +60,7 @@ export async function readInventory(api: KubeApi, ref: InventoryRef, signal?: Ab
     const r = await api.request<{ data?: Record<string, string> }>({ method: 'GET', path: path(ref, ref.name), signal });
     return new Set(Object.keys(r.body.data ?? {}));
   } catch (e) {
-    if (e instanceof KubeStatusError && e.status === 404) return undefined;
+    if (kubeApiStatus(e) === 404) return undefined;
     throw e;
   }
 }

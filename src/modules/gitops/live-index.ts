@@ -1,4 +1,5 @@
-import { type KubeApi, KubeStatusError } from './kube/api.js';
+import { kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import type { KubeApi } from './kube/api.js';
 import { type Discovery, objectPath } from './kube/discovery.js';
 import { idKey, idOf, type ManifestObject } from './objects.js';
 
@@ -59,7 +60,7 @@ export async function indexLive(api: KubeApi, discovery: Discovery, objects: rea
           } while (cont);
         } catch (e) {
           // Not allowed to list (or the namespace is yet to come): each object is read alone.
-          if (e instanceof KubeStatusError && e.status < 500) return;
+          if ((kubeApiStatus(e) ?? 500) < 500) return;
           throw e;
         }
         for (const m of g) {

@@ -1,5 +1,6 @@
 import { globProblem, globToRegExp } from '../../shared/config/glob.js';
 import { listTree, readBlobs } from '../../server/config/git-project.js';
+import { VerdictError } from '../../shared/errors.js';
 
 // Which files of a manifest project the agent gets at a commit, with the
 // original server's rules and limits: globs are visited in order (a leading
@@ -12,11 +13,9 @@ export const MAX_FILE_BYTES = 5 * 1024 * 1024;
 export const MAX_TOTAL_BYTES = 20 * 1024 * 1024;
 export const DEFAULT_GLOB = '**/*.{yaml,yml,json}';
 
-/** A problem with what the project or its globs hold: the user fixes it (FAILED_PRECONDITION), a retry will not. */
-export class ManifestFileError extends Error {
-  constructor(message: string) {
-    super(`manifest file: ${message}`);
-  }
+/** A problem with what the project or its globs hold (VERDICT_MANIFEST_FILES): the user fixes it (FAILED_PRECONDITION), a retry will not. */
+function fileError(message: string): VerdictError {
+  return new VerdictError('VERDICT_MANIFEST_FILES', `manifest file: ${message}`);
 }
 
 export interface SelectedFile {
@@ -46,21 +45,21 @@ export async function selectFiles(repo: string, commit: string, globs: readonly 
   for (const raw of globs.length ? globs : [DEFAULT_GLOB]) {
     const glob = raw.replace(/^\/+/, '');
     const bad = globProblem(glob);
-    if (bad) throw new ManifestFileError(`glob ${raw} match failed: syntax error in pattern (${bad})`);
+    if (bad) throw fileError(`glob ${raw} match failed: syntax error in pattern (${bad})`);
     const re = globToRegExp(glob);
     for (const e of entries) {
       if (!re.test(e.path)) continue;
-      if (seen.has(e.path)) throw new ManifestFileError(`path visited more than once: ${e.path}`);
+      if (seen.has(e.path)) throw fileError(`path visited more than once: ${e.path}`);
       seen.add(e.path);
-      if (visited === MAX_FILES) throw new ManifestFileError(`maximum number of files limit reached: ${MAX_FILES}`);
+      if (visited === MAX_FILES) throw fileError(`maximum number of files limit reached: ${MAX_FILES}`);
       visited++;
-      if (e.type !== 'blob') throw new ManifestFileError(`UnexpectedTreeEntryType: file is not a usual file: ${e.path}`);
+      if (e.type !== 'blob') throw fileError(`UnexpectedTreeEntryType: file is not a usual file: ${e.path}`);
       if (e.size > Math.min(MAX_FILE_BYTES, remaining)) {
         const which =
           e.size > MAX_FILE_BYTES
             ? `over the ${MAX_FILE_BYTES}-byte limit per file`
             : `over the ${MAX_TOTAL_BYTES}-byte limit per project with the files before it`;
-        throw new ManifestFileError(`FileTooBig: file is too big: ${e.path} (${e.size} bytes, ${which})`);
+        throw fileError(`FileTooBig: file is too big: ${e.path} (${e.size} bytes, ${which})`);
       }
       remaining -= e.size;
       files.push({ path: e.path, oid: e.oid, size: e.size });

@@ -2,11 +2,12 @@ import * as grpc from '@grpc/grpc-js';
 import { GitOpsService, type ObjectsToSynchronizeRequest, type ObjectsToSynchronizeResponse } from '../../gen/verdict/gitops.js';
 import { resolveCommit } from '../../server/config/git-project.js';
 import type { ModuleGrpcService, ServerModuleContext } from '../../server/module.js';
+import { type ErrorCode, isVerdictError, VerdictError } from '../../shared/errors.js';
 import { errText } from '../../shared/log/logger.js';
 import { retryLoop } from '../../shared/retry/loop.js';
-import { BadRefError, refSpec } from './git-ref.js';
-import { MAX_PATHS, ManifestFileError, readFiles, selectFiles, type Selection } from './manifest-files.js';
-import { ProjectNotFoundError, resolveProject } from './project-repos.js';
+import { refSpec } from './git-ref.js';
+import { MAX_PATHS, readFiles, selectFiles, type Selection } from './manifest-files.js';
+import { resolveProject } from './project-repos.js';
 
 // GetObjectsToSynchronize, as the GitLab agent server serves it: poll the
 // project's ref until it points at a commit the agent has not synchronised,
@@ -19,13 +20,16 @@ const DEFAULT_POLL_INTERVAL_MS = 20_000;
 
 type Call = grpc.ServerWritableStream<ObjectsToSynchronizeRequest, ObjectsToSynchronizeResponse>;
 
-class Refusal extends Error {
-  constructor(
-    readonly code: grpc.status,
-    details: string,
-  ) {
-    super(details);
-  }
+/**
+ * What the agent is refused with: a VerdictError whose grpcStatus is the status sent (INVALID_ARGUMENT for a bad
+ * request or ref, NOT_FOUND for an unknown project or ref, FAILED_PRECONDITION for files the project must change);
+ * anything else is UNAVAILABLE (VERDICT_UNAVAILABLE), which the agent retries.
+ */
+const REFUSALS = ['VERDICT_BAD_REQUEST', 'VERDICT_NOT_FOUND', 'VERDICT_MANIFEST_FILES'] as const satisfies readonly ErrorCode[];
+
+/** A step's error of `code` as the refusal sent, its message prefixed with where; any other error as it is. */
+function refusal(e: unknown, code: (typeof REFUSALS)[number], prefix: string): unknown {
+  return isVerdictError(e, code) ? new VerdictError(code, `${prefix}${e.message}`, { cause: e }) : e;
 }
 
 /** Writes with backpressure, so a 20 MiB project is not buffered twice. */
@@ -47,22 +51,20 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
     const log = ctx.log.child({ agent_name: agent.name, project_id: req.project_id || '(configuration project)' });
     try {
       if (req.paths.length > MAX_PATHS) {
-        throw new Refusal(grpc.status.INVALID_ARGUMENT, `invalid ObjectsToSynchronizeRequest.Paths: value must contain no more than ${MAX_PATHS} item(s)`);
+        throw new VerdictError('VERDICT_BAD_REQUEST', `invalid ObjectsToSynchronizeRequest.Paths: value must contain no more than ${MAX_PATHS} item(s)`);
       }
       const project = (() => {
         try {
           return resolveProject(req.project_id, agent.config_project, ctx.config.projects_dir);
         } catch (e) {
-          if (e instanceof ProjectNotFoundError) throw new Refusal(grpc.status.NOT_FOUND, `GitOps: ${e.message}`);
-          throw e;
+          throw refusal(e, 'VERDICT_NOT_FOUND', 'GitOps: ');
         }
       })();
       const ref = (() => {
         try {
           return refSpec(req.ref);
         } catch (e) {
-          if (e instanceof BadRefError) throw new Refusal(grpc.status.INVALID_ARGUMENT, `GitOps: ${e.message}`);
-          throw e;
+          throw refusal(e, 'VERDICT_BAD_REQUEST', 'GitOps: ');
         }
       })();
 
@@ -73,8 +75,8 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
         try {
           const c = await resolveCommit(project.repo, ref.rev);
           if (!c)
-            throw new Refusal(
-              grpc.status.NOT_FOUND,
+            throw new VerdictError(
+              'VERDICT_NOT_FOUND',
               `GitOps: repository poll failed: NotFound: file/directory/ref not found: ${ref.name} of project ${project.id}`,
             );
           if (c === req.commit_id) {
@@ -104,8 +106,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
         );
         contents = await readFiles(project.repo, selection.files);
       } catch (e) {
-        if (e instanceof ManifestFileError) throw new Refusal(grpc.status.FAILED_PRECONDITION, `GitOps: failed to get objects to synchronize: ${e.message}`);
-        throw e;
+        throw refusal(e, 'VERDICT_MANIFEST_FILES', 'GitOps: failed to get objects to synchronize: ');
       }
       for (let i = 0; i < contents.length && !abort.signal.aborted; i++) {
         const data = contents[i]!;
@@ -120,10 +121,12 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       call.end();
       log.info({ commit_id: commit, files_visited: selection.visited, files_sent: selection.files.length }, 'GitOps: fetched files');
     } catch (e) {
-      const refusal = e instanceof Refusal ? e : new Refusal(grpc.status.UNAVAILABLE, `GitOps: failed to get objects to synchronize: ${errText(e)}`);
-      if (refusal.code === grpc.status.UNAVAILABLE) log.error({ error: refusal.message }, 'GitOps: failed to get objects to synchronize');
-      else log.warn({ error: refusal.message }, 'GitOps: refused to send objects to synchronize');
-      call.emit('error', { code: refusal.code, details: refusal.message });
+      const refused = isVerdictError(e, ...REFUSALS)
+        ? e
+        : new VerdictError('VERDICT_UNAVAILABLE', `GitOps: failed to get objects to synchronize: ${errText(e)}`, { cause: e });
+      if (refused.grpcStatus === grpc.status.UNAVAILABLE) log.error({ error: refused.message }, 'GitOps: failed to get objects to synchronize');
+      else log.warn({ error: refused.message }, 'GitOps: refused to send objects to synchronize');
+      call.emit('error', { code: refused.grpcStatus, details: refused.message });
     }
   }
 

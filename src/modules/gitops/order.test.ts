@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { KubeObject, ManifestObject } from './objects.js';
-import { DependencyError, orderWaves } from './order.js';
+import { VerdictError } from '../../shared/errors.js';
+import { orderWaves } from './order.js';
 
 // The apply order without a cluster: namespaces and CRDs before what needs
 // them, depends-on annotations, kind order within a wave, cycles refused.
@@ -35,7 +36,7 @@ describe('orderWaves', () => {
       m('ConfigMap', 'a', { namespace: 'x' }),
     ]);
     expect(names(waves)).toEqual([['ConfigMap/a'], ['ConfigMap/b']]);
-    expect(() => orderWaves([m('ConfigMap', 'a', dep('/ConfigMap/b')), m('ConfigMap', 'b', dep('/ConfigMap/a'))])).toThrow(DependencyError);
+    expect(() => orderWaves([m('ConfigMap', 'a', dep('/ConfigMap/b')), m('ConfigMap', 'b', dep('/ConfigMap/a'))])).toThrow(expect.objectContaining({ constructor: VerdictError, code: 'VERDICT_MANIFEST_INVALID' }));
     expect(() => orderWaves([m('ConfigMap', 'a', dep('not-a-ref'))])).toThrow(/a\.yaml: invalid config\.kubernetes\.io\/depends-on reference "not-a-ref"/);
   });
 });

@@ -1,3 +1,4 @@
+import { VerdictError } from '../../shared/errors.js';
 import { ANNOTATION_DEPENDS_ON, groupOf, idKey, idOf, type ManifestObject } from './objects.js';
 
 // The order objects are applied in, as cli-utils' graph: a namespaced object
@@ -38,8 +39,6 @@ const rank = (kind: string) => {
   return i < 0 ? KIND_ORDER.length : i;
 };
 
-export class DependencyError extends Error {}
-
 /** `group/namespaces/ns/kind/name` or `group/kind/name` (cluster-scoped), comma-separated; group may be empty. */
 export function parseDependsOn(value: string): string[] {
   return value
@@ -50,7 +49,8 @@ export function parseDependsOn(value: string): string[] {
       const p = ref.split('/');
       if (p.length === 5 && p[1] === 'namespaces') return idKey({ group: p[0]!, namespace: p[2]!, kind: p[3]!, name: p[4]! });
       if (p.length === 3) return idKey({ group: p[0]!, namespace: '', kind: p[1]!, name: p[2]! });
-      throw new DependencyError(
+      throw new VerdictError(
+        'VERDICT_MANIFEST_INVALID',
         `invalid ${ANNOTATION_DEPENDS_ON} reference ${JSON.stringify(ref)}: want group/namespaces/namespace/kind/name or group/kind/name`,
       );
     });
@@ -76,7 +76,7 @@ export function orderWaves(objects: readonly ManifestObject[]): ManifestObject[]
       try {
         for (const k of parseDependsOn(ann)) d.add(k);
       } catch (e) {
-        throw new DependencyError(`${m.source}: ${(e as Error).message}`);
+        throw new VerdictError('VERDICT_MANIFEST_INVALID', `${m.source}: ${(e as Error).message}`);
       }
     }
     d.delete(key);
@@ -89,7 +89,7 @@ export function orderWaves(objects: readonly ManifestObject[]): ManifestObject[]
     const ready = [...byKey.keys()].filter((k) => !done.has(k) && [...deps.get(k)!].every((d) => done.has(d)));
     if (ready.length === 0) {
       const stuck = [...byKey.keys()].filter((k) => !done.has(k));
-      throw new DependencyError(`cyclic dependency among ${stuck.slice(0, 5).join(', ')}${stuck.length > 5 ? ', ...' : ''}`);
+      throw new VerdictError('VERDICT_MANIFEST_INVALID', `cyclic dependency among ${stuck.slice(0, 5).join(', ')}${stuck.length > 5 ? ', ...' : ''}`);
     }
     for (const k of ready) done.add(k);
     waves.push(ready.map((k) => byKey.get(k)!).sort((a, b) => rank(a.object.kind) - rank(b.object.kind)));

@@ -1,7 +1,8 @@
 import type { ManifestFile } from './decode.js';
 import { FIELD_MANAGER, reasonOf } from './apply-object.js';
 import { type InventoryRef, readInventory } from './inventory.js';
-import { type KubeApi, KubeStatusError } from './kube/api.js';
+import { kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import type { KubeApi } from './kube/api.js';
 import { type Discovery, objectPath } from './kube/discovery.js';
 import { ANNOTATION_OWNING_INVENTORY, describeId, idOf, type KubeObject, keepOnRemove, parseIdKey } from './objects.js';
 import { plan } from './plan.js';
@@ -72,7 +73,7 @@ export async function preview(
         try {
           live = (await api.request<KubeObject>({ method: 'GET', path, signal })).body;
         } catch (e) {
-          if (!(e instanceof KubeStatusError && e.status === 404)) throw e;
+          if (kubeApiStatus(e) !== 404) throw e;
         }
         const dry = await api.request<KubeObject>({
           method: 'PATCH',
@@ -106,7 +107,7 @@ export async function preview(
         if (live.metadata.annotations?.[ANNOTATION_OWNING_INVENTORY] !== o.inventory.id) continue;
         out.push({ object: describeId(id), action: keepOnRemove(live) ? 'keep' : 'prune' });
       } catch (e) {
-        if (!(e instanceof KubeStatusError && e.status === 404)) throw e;
+        if (kubeApiStatus(e) !== 404) throw e;
       }
     }
   }

@@ -1,5 +1,6 @@
 import { realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, sep } from 'node:path';
+import { VerdictError } from '../../shared/errors.js';
 
 // Which git repository a manifest project id names. The server's projects_dir
 // holds the repositories by path (group/project, or group/project.git); the
@@ -7,10 +8,6 @@ import { isAbsolute, join, relative, sep } from 'node:path';
 // an empty id means it whatever its place. Numeric ids, which real config
 // files use, are names like any other: <projects_dir>/<id> (a symlink to the
 // repository, made by whoever assigns the numbers).
-
-export class ProjectNotFoundError extends Error {
-  readonly code = 'VERDICT_GITOPS_PROJECT';
-}
 
 export interface ResolvedProject {
   /** The id as the agent will see it in headers and status: the path under projects_dir, or the configuration project's path. */
@@ -49,14 +46,16 @@ export function resolveProject(id: string, configProject: string, projectsDir: s
   const ownId = configProjectId(configProject, projectsDir);
   if (id === '' || id === ownId) return { id: ownId, repo: configProject };
   if (!projectsDir) {
-    throw new ProjectNotFoundError(
+    throw new VerdictError(
+      'VERDICT_NOT_FOUND',
       `project ${id} not found: this server has no projects_dir, so only the configuration project (${ownId}) can be synchronised; set projects_dir in the server config`,
     );
   }
   // Ids are paths, so one with "..", "." or an absolute path could read any directory of the server.
   const segments = id.split('/');
   if (!segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..')) {
-    throw new ProjectNotFoundError(
+    throw new VerdictError(
+      'VERDICT_NOT_FOUND',
       `project ${id} not found: an id is a project path (group/project) of letters, digits, "_", "-" and "." segments, or a numeric id`,
     );
   }
@@ -64,5 +63,5 @@ export function resolveProject(id: string, configProject: string, projectsDir: s
     if (isDir(candidate)) return { id, repo: candidate };
   }
   const numeric = /^\d+$/.test(id) ? `; numeric ids resolve to ${join(projectsDir, id)}: make it a symlink to the project's repository` : '';
-  throw new ProjectNotFoundError(`project ${id} not found under projects_dir ${projectsDir} (looked for ${id} and ${id}.git)${numeric}`);
+  throw new VerdictError('VERDICT_NOT_FOUND', `project ${id} not found under projects_dir ${projectsDir} (looked for ${id} and ${id}.git)${numeric}`);
 }

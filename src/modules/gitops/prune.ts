@@ -1,4 +1,5 @@
-import { type KubeApi, KubeStatusError } from './kube/api.js';
+import { kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import type { KubeApi } from './kube/api.js';
 import { type Discovery, objectPath } from './kube/discovery.js';
 import { reasonOf, type DryRun } from './apply-object.js';
 import { ownerOf } from './inventory.js';
@@ -49,7 +50,7 @@ export async function prune(
           try {
             live = (await o.api.request<KubeObject>({ method: 'GET', path, signal: o.signal })).body;
           } catch (e) {
-            if (e instanceof KubeStatusError && e.status === 404) return out.push({ key, id, action: 'gone', retain: false });
+            if (kubeApiStatus(e) === 404) return out.push({ key, id, action: 'gone', retain: false });
             throw e;
           }
           const owner = ownerOf(live);

@@ -1,13 +1,12 @@
 import { sleep } from '../../shared/retry/backoff.js';
 import { type Applied, applyObject, type DryRun, FIELD_MANAGER, reasonOf } from './apply-object.js';
 import type { ManifestFile } from './decode.js';
-import { DecodeError } from './decode.js';
 import { type InventoryPolicy, type InventoryRef, readInventory, writeInventory } from './inventory.js';
-import { type KubeApi, KubeStatusError } from './kube/api.js';
+import { kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import type { KubeApi } from './kube/api.js';
 import { indexLive } from './live-index.js';
 import type { Discovery } from './kube/discovery.js';
 import { describeId, idKey, idOf, type ManifestObject } from './objects.js';
-import { DependencyError } from './order.js';
 import { plan } from './plan.js';
 import { type Propagation, prune } from './prune.js';
 import { describeNotReady, waitFor } from './wait.js';
@@ -49,9 +48,6 @@ export interface SyncResult {
   objects: ObjectResult[];
 }
 
-/** A sync that could not run (rather than one with failed objects). */
-export class SyncError extends Error {}
-
 /** How many objects of a wave go to the API server at once. */
 const CONCURRENCY = 16;
 
@@ -91,13 +87,8 @@ export async function synchronize(files: readonly ManifestFile[], commit: string
 async function run(files: readonly ManifestFile[], commit: string, s: SyncSettings, o: SyncDeps): Promise<SyncResult> {
   const started = Date.now();
   const { api, discovery, inventory, signal } = o;
-  let p: Awaited<ReturnType<typeof plan>>;
-  try {
-    p = await plan(files, s.defaultNamespace, discovery, signal);
-  } catch (e) {
-    if (e instanceof DecodeError || e instanceof DependencyError) throw new SyncError(e.message);
-    throw e;
-  }
+  // A file that does not decode or a bad depends-on: VERDICT_MANIFEST_INVALID, the sync cannot run.
+  const p = await plan(files, s.defaultNamespace, discovery, signal);
   const results: ObjectResult[] = p.invalid.map((i) => ({ object: i.object, source: `${i.source}#${i.index}`, action: 'failed', reason: i.message }));
   const prior = await readInventory(api, inventory, signal);
   const write = s.dryRun === 'none';
@@ -109,7 +100,7 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
       preWritten = true;
     } catch (e) {
       // Its namespace may be one this commit creates: written after the apply then.
-      if (!(e instanceof KubeStatusError && e.status === 404)) throw e;
+      if (kubeApiStatus(e) !== 404) throw e;
     }
   }
   const failedKeys = new Set<string>();

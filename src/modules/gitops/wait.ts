@@ -1,5 +1,6 @@
 import { sleep } from '../../shared/retry/backoff.js';
-import { type KubeApi, KubeStatusError } from './kube/api.js';
+import { kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import type { KubeApi } from './kube/api.js';
 import { type Discovery, objectPath } from './kube/discovery.js';
 import { type Computed, computeStatus } from './kstatus.js';
 import { describeId, idOf, type KubeObject } from './objects.js';
@@ -21,7 +22,7 @@ async function read(api: KubeApi, discovery: Discovery, o: KubeObject, signal?: 
   try {
     return (await api.request<KubeObject>({ method: 'GET', path: objectPath(info, o.metadata.namespace ?? '', o.metadata.name), signal })).body;
   } catch (e) {
-    if (e instanceof KubeStatusError && e.status === 404) return undefined;
+    if (kubeApiStatus(e) === 404) return undefined;
     throw e;
   }
 }

@@ -37,11 +37,8 @@ export interface WorkerOptions {
 
 export const SYNC_BACKOFF: BackoffOptions = { initialMs: 10_000, maxMs: 60_000, factor: 2, jitter: true };
 
-class Canceled extends Error {
-  constructor() {
-    super('Synchronization was canceled');
-  }
-}
+/** The abort reason of a sync a newer batch replaced (not an error anyone sees): compared by identity. */
+const CANCELED = new Error('Synchronization was canceled');
 
 export class ProjectWorker {
   private latest: ObjectsBatch | undefined;
@@ -54,7 +51,7 @@ export class ProjectWorker {
   /** A new batch from the server: it replaces any not yet applied and cancels the sync in progress. */
   offer(batch: ObjectsBatch): void {
     this.latest = batch;
-    this.current?.abort(new Canceled());
+    this.current?.abort(CANCELED);
     this.wake?.();
   }
 
@@ -120,7 +117,7 @@ export class ProjectWorker {
           synced = batch.commit;
           progress();
         } catch (e) {
-          if (abort.signal.reason instanceof Canceled) {
+          if (abort.signal.reason === CANCELED) {
             l.info('Synchronization was canceled');
             return 'now';
           }

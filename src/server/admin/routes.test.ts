@@ -7,6 +7,7 @@ import { createRootLogger } from '../../shared/log/logger.js';
 import { AgentRegistry } from '../agents/agent-registry.js';
 import { FeedTokens } from '../auth/feed-tokens.js';
 import { openServerDb } from '../store/server-db.js';
+import { httpErrorHandler } from '../feed/http-server.js';
 import { registerOpenApi } from '../feed/openapi.js';
 import { registerAdminRoutes } from './routes.js';
 
@@ -18,6 +19,8 @@ function setup() {
   const tokens = new FeedTokens(db);
   const dropped: number[] = [];
   const app = Fastify();
+  // The feed server's error handler, which answers the registry's VerdictErrors as in production.
+  app.setErrorHandler(httpErrorHandler);
   registerAdminRoutes(app, { agents, tokens, streams: { drop: (id) => (dropped.push(id), 1) }, log: createRootLogger({ level: 'silent' }) });
   const admin = tokens.create('ops', 'admin').token;
   const reader = tokens.create('viewer', 'read').token;
@@ -106,9 +109,14 @@ describe('admin API: agents and their tokens', () => {
     expect((await call('POST', '/api/v1/admin/agents/edge/tokens')).statusCode).toBe(201);
     const res = await call('GET', '/api/v1/admin/agents/nope/tokens');
     expect(res.statusCode).toBe(404);
-    expect(res.json().message).toMatch(/verdict agents register nope/);
+    expect(res.json()).toEqual({ error: 'not_found', message: expect.stringMatching(/verdict agents register nope/) });
     const bad = await call('POST', '/api/v1/admin/agents', undefined, { name: 'Bad_Name', config_project: project });
     expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toEqual({ error: 'bad_request', message: expect.any(String) });
+    // The registry's own refusal (a configuration project that does not exist), not the schema's.
+    const gone = await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge2', config_project: join(project, 'missing') });
+    expect(gone.statusCode).toBe(400);
+    expect(gone.json()).toEqual({ error: 'bad_request', message: expect.stringMatching(/^configuration project .* does not exist/) });
     // A name no agent can have is refused by the schema, as the OpenAPI document says, not looked up.
     expect((await call('GET', '/api/v1/admin/agents/Bad_Name/tokens')).statusCode).toBe(400);
     expect((await call('POST', '/api/v1/admin/agents/edge/tokens', undefined, { name: 'two words' })).statusCode).toBe(400);

@@ -1,6 +1,6 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../shared/log/logger.js';
-import { AgentRegistryError, type AgentRegistry } from '../agents/agent-registry.js';
+import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { requireScope } from '../feed/auth.js';
 import { adminResponses, routeSchema } from '../feed/schemas.js';
@@ -28,13 +28,8 @@ const TOKEN_NAME = { type: 'string', pattern: '^[A-Za-z0-9_.@-]{1,64}$', descrip
 const agentParams = { type: 'object', properties: { agent: NAME }, required: ['agent'] } as const;
 // Responses: the agent and token views are those of `verdict agents …`, left open in the schemas.
 
-function registryError(reply: FastifyReply, e: unknown): FastifyReply {
-  if (e instanceof AgentRegistryError) {
-    const status = e.code === 'VERDICT_AGENT_UNKNOWN' ? 404 : 400;
-    return reply.code(status).send({ error: status === 404 ? 'not_found' : 'bad_request', message: e.message });
-  }
-  throw e;
-}
+// The registry's refusals are VerdictErrors (VERDICT_BAD_REQUEST, VERDICT_NOT_FOUND): the feed's error handler
+// answers them (400 bad_request, 404 not_found, with the message).
 
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const admin = requireScope(deps.tokens, 'admin');
@@ -112,13 +107,9 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
           .code(409)
           .send({ error: 'conflict', message: `agent "${body.name}" is already registered; add a token with POST /api/v1/admin/agents/${body.name}/tokens` });
       }
-      try {
-        const r = deps.agents.register(body.name, body.config_project, body.token_name ?? 'default');
-        deps.log.info({ agent_name: body.name, token_id: r.tokenId, actor: actor(req) }, 'Registered an agent');
-        return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token } });
-      } catch (e) {
-        return registryError(reply, e);
-      }
+      const r = deps.agents.register(body.name, body.config_project, body.token_name ?? 'default');
+      deps.log.info({ agent_name: body.name, token_id: r.tokenId, actor: actor(req) }, 'Registered an agent');
+      return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token } });
     },
   );
 
@@ -129,13 +120,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       config: { scope: 'admin' },
       schema: routeSchema({ summary: "List an agent's tokens", params: agentParams, response: adminResponses(200, 400, 404) }),
     },
-    async (req, reply) => {
-      try {
-        return { tokens: deps.agents.listTokens((req.params as { agent: string }).agent) };
-      } catch (e) {
-        return registryError(reply, e);
-      }
-    },
+    async (req) => ({ tokens: deps.agents.listTokens((req.params as { agent: string }).agent) }),
   );
 
   app.post(
@@ -153,13 +138,9 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
     async (req, reply) => {
       const agent = (req.params as { agent: string }).agent;
-      try {
-        const { token, info } = deps.agents.createToken(agent, (req.body as { name?: string } | null)?.name ?? 'default');
-        deps.log.info({ agent_name: agent, token_id: info.id, actor: actor(req) }, 'Created an agent token');
-        return reply.code(201).send({ token: { ...info, secret: token } });
-      } catch (e) {
-        return registryError(reply, e);
-      }
+      const { token, info } = deps.agents.createToken(agent, (req.body as { name?: string } | null)?.name ?? 'default');
+      deps.log.info({ agent_name: agent, token_id: info.id, actor: actor(req) }, 'Created an agent token');
+      return reply.code(201).send({ token: { ...info, secret: token } });
     },
   );
 
@@ -177,14 +158,10 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
     async (req, reply) => {
       const { agent, id } = req.params as { agent: string; id: number };
-      try {
-        if (!deps.agents.revokeToken(agent, id)) {
-          return reply
-            .code(404)
-            .send({ error: 'not_found', message: `agent "${agent}" has no active token ${id}; list them with GET /api/v1/admin/agents/${agent}/tokens` });
-        }
-      } catch (e) {
-        return registryError(reply, e);
+      if (!deps.agents.revokeToken(agent, id)) {
+        return reply
+          .code(404)
+          .send({ error: 'not_found', message: `agent "${agent}" has no active token ${id}; list them with GET /api/v1/admin/agents/${agent}/tokens` });
       }
       const dropped = deps.streams.drop(id);
       deps.log.warn({ agent_name: agent, token_id: id, streams: dropped, actor: actor(req) }, 'Revoked an agent token and closed its open streams');

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { VerdictError } from '../../shared/errors.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { hashSecret, newSecret, secretMatches } from '../auth/secret.js';
 
@@ -54,16 +55,10 @@ export interface AgentConfigStatus {
   updated_at: string;
 }
 
-export class AgentRegistryError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Agents, their configuration projects and their tokens (stored as hashes only). */
+/**
+ * Agents, their configuration projects and their tokens (stored as hashes only). An invalid agent or token name or a
+ * missing configuration project is a VERDICT_BAD_REQUEST, an unknown agent a VERDICT_NOT_FOUND.
+ */
 export class AgentRegistry {
   private readonly lastUsedWritten = new Map<number, number>();
   // In memory: it describes this server's configuration streams, which the
@@ -75,15 +70,15 @@ export class AgentRegistry {
   /** Registers an agent (or adds a token to an existing one) and returns the new token, once. */
   register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number } {
     if (!AGENT_NAME.test(name)) {
-      throw new AgentRegistryError(
-        'VERDICT_AGENT_NAME',
+      throw new VerdictError(
+        'VERDICT_BAD_REQUEST',
         `agent name "${name}" is invalid: use lowercase letters, digits and dashes (a DNS label, as in .gitlab/agents/<name>/)`,
       );
     }
     const project = resolve(configProject);
     if (!existsSync(project)) {
-      throw new AgentRegistryError(
-        'VERDICT_CONFIG_PROJECT',
+      throw new VerdictError(
+        'VERDICT_BAD_REQUEST',
         `configuration project ${project} does not exist; pass the path of a git repository with .gitlab/agents/${name}/config.yaml`,
       );
     }
@@ -216,8 +211,8 @@ export class AgentRegistry {
   private mustGet(name: string): AgentRecord {
     const agent = this.get(name);
     if (!agent)
-      throw new AgentRegistryError(
-        'VERDICT_AGENT_UNKNOWN',
+      throw new VerdictError(
+        'VERDICT_NOT_FOUND',
         `no agent named "${name}"; register it first with \`verdict agents register ${name} --config-project <path>\` (see \`verdict agents list\`)`,
       );
     return agent;
@@ -234,8 +229,8 @@ export class AgentRegistry {
 
 function checkTokenName(name: string): void {
   if (!TOKEN_NAME.test(name)) {
-    throw new AgentRegistryError(
-      'VERDICT_TOKEN_NAME',
+    throw new VerdictError(
+      'VERDICT_BAD_REQUEST',
       `token name "${name}" is invalid: use 1 to 64 letters, digits, dots, dashes, underscores or @ (e.g. "prod-2025")`,
     );
   }

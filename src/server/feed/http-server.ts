@@ -1,5 +1,12 @@
 import websocket from '@fastify/websocket';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifySchemaValidationError } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifySchemaValidationError,
+} from 'fastify';
 import type { Logger } from '../../shared/log/logger.js';
 import type { TlsMaterial } from '../tunnel/tls.js';
 import { registry } from '../../shared/metrics/registry.js';
@@ -80,6 +87,24 @@ export function describeValidation(errors: FastifySchemaValidationError[], where
  */
 const MAX_HEADER_SIZE = 128 * 1024;
 
+/**
+ * The answer to an error a route threw: `{error, message}` with its status. Verdict's own errors carry their
+ * status in the one code table (shared/errors.ts); fastify's own (validation, body too large...) carry theirs;
+ * anything else is a bug or a failure the caller cannot fix.
+ */
+export function httpErrorHandler(err: Error & { statusCode?: number; validation?: unknown }, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err instanceof VerdictError) {
+    if (err.httpStatus >= 500) req.log.error({ error: err.message, url: req.url, code: err.code }, 'Request failed');
+    return reply.code(err.httpStatus).send({ error: ERROR_CODES[err.code].api, message: err.message, ...err.details });
+  }
+  const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
+  if (status >= 500) req.log.error({ error: err.message, url: req.url }, 'Request failed');
+  return reply.code(status).send({
+    error: err.validation || status === 400 ? 'bad_request' : status < 500 ? String((err as { code?: string }).code ?? 'error').toLowerCase() : 'internal',
+    message: status < 500 ? err.message : 'the server failed to answer; the server log has the error',
+  });
+}
+
 export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance & { streams: StreamHub }> {
   const app = Fastify({
     // Node's https server: TLS ends there and upgrades (the live stream, the agent
@@ -96,21 +121,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
     http: { maxHeaderSize: MAX_HEADER_SIZE },
     schemaErrorFormatter: (errors, dataVar) => new Error(describeValidation(errors, dataVar === 'querystring' ? 'query' : dataVar)),
   }) as unknown as FastifyInstance;
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
-    // Verdict's own errors carry their status in the one code table
-    // (shared/errors.ts); fastify's own (validation, body too large...) carry
-    // theirs; anything else is a bug or a failure the caller cannot fix.
-    if (err instanceof VerdictError) {
-      if (err.httpStatus >= 500) req.log.error({ error: err.message, url: req.url, code: err.code }, 'Request failed');
-      return reply.code(err.httpStatus).send({ error: ERROR_CODES[err.code].api, message: err.message, ...err.details });
-    }
-    const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
-    if (status >= 500) req.log.error({ error: err.message, url: req.url }, 'Request failed');
-    return reply.code(status).send({
-      error: err.validation || status === 400 ? 'bad_request' : status < 500 ? String((err as { code?: string }).code ?? 'error').toLowerCase() : 'internal',
-      message: status < 500 ? err.message : 'the server failed to answer; the server log has the error',
-    });
-  });
+  app.setErrorHandler(httpErrorHandler);
   app.addHook('onSend', async (_req, reply) => {
     if (!reply.hasHeader('x-content-type-options')) void reply.header('x-content-type-options', 'nosniff');
   });

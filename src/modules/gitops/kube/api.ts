@@ -1,4 +1,5 @@
 import { Agent, request, type RequestOptions } from 'node:https';
+import { type KubeStatusCause, kubeApiError } from '../../../agent/kubernetes/errors.js';
 
 // Plain HTTPS to the Kubernetes API server for GitOps: server-side apply
 // (application/apply-patch+yaml with a JSON body: JSON is YAML, and YAML 1.1
@@ -15,18 +16,6 @@ export interface KubeEndpoint {
 export interface KubeResponse<T = unknown> {
   status: number;
   body: T;
-}
-
-/** A Kubernetes Status the API server answered with, kept whole: its reason and message are what users read. */
-export class KubeStatusError extends Error {
-  constructor(
-    readonly status: number,
-    readonly reason: string,
-    message: string,
-    readonly details?: { causes?: { field?: string; message?: string }[] },
-  ) {
-    super(message);
-  }
 }
 
 export interface KubeRequest {
@@ -78,10 +67,11 @@ export class KubeApi {
             }
             const status = res.statusCode ?? 0;
             if (status >= 400) {
-              const s = body as { kind?: string; reason?: string; message?: string; details?: KubeStatusError['details'] } | undefined;
+              // A Kubernetes Status, kept whole (VERDICT_KUBE_API): its reason and message are what users read.
+              const s = body as { kind?: string; reason?: string; message?: string; details?: { causes?: KubeStatusCause[] } } | undefined;
               if (s && typeof s === 'object' && s.kind === 'Status')
-                return reject(new KubeStatusError(status, s.reason ?? '', s.message ?? `HTTP ${status}`, s.details));
-              return reject(new KubeStatusError(status, '', `HTTP ${status} from ${r.method} ${r.path}: ${text.slice(0, 300)}`));
+                return reject(kubeApiError(status, s.reason ?? '', s.message ?? `HTTP ${status}`, s.details?.causes));
+              return reject(kubeApiError(status, '', `HTTP ${status} from ${r.method} ${r.path}: ${text.slice(0, 300)}`));
             }
             resolve({ status, body: body as T });
           });

@@ -1,4 +1,5 @@
-import { type KubeApi, KubeStatusError } from './api.js';
+import { kubeApiStatus } from '../../../agent/kubernetes/errors.js';
+import type { KubeApi } from './api.js';
 
 // Which REST resource serves an apiVersion + kind, and whether it is
 // namespaced: the API server's discovery documents, one per group version,
@@ -37,7 +38,7 @@ export class Discovery {
             kinds.set(res.kind, { apiVersion: gv, kind: res.kind, resource: res.name, namespaced: res.namespaced });
           }
         } catch (e) {
-          if (!(e instanceof KubeStatusError && e.status === 404)) throw e;
+          if (kubeApiStatus(e) !== 404) throw e;
           // An unknown group version: every kind in it is unknown (for now).
         }
         this.byGv.set(gv, kinds);
