@@ -24,6 +24,7 @@ import { startWebhooks, type WebhooksService } from '../../src/server/webhooks/s
 import { stableWebhookId } from '../../src/server/webhooks/signer.js';
 import { parseWebhooksJson } from '../../src/shared/config/webhooks-config.js';
 import { Receiver } from '../webhooks/receiver.js';
+import type { VerdictError } from '../../src/shared/errors.js';
 
 const { Kafka, logLevel } = kafkajs;
 
@@ -328,8 +329,9 @@ describe('Kafka replicas (in process, real broker)', () => {
     expect(await n.replica.waitCaughtUp(15_000)).toBe(true);
     const id = n.store.list({ limit: 10 }).alerts[0]!.id;
     await n.replica.close();
-    const err = await n.replica.changeStatus(id, 'acknowledged', 'bob').then(() => undefined, (e: unknown) => e as { statusCode?: number; message: string });
-    expect(err?.statusCode).toBe(503);
+    const err = await n.replica.changeStatus(id, 'acknowledged', 'bob').then(() => undefined, (e: unknown) => e as VerdictError);
+    expect(err?.httpStatus).toBe(503);
+    expect(err?.code).toBe('VERDICT_KAFKA');
     expect(err?.message).toMatch(/^the alert log in Kafka is unavailable, so the status is not changed: .*; try again/);
     await closeNode(n);
   }, 60_000);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { falcoPayload } from '../store/test-payloads.js';
-import { alertUid, BadLogMessage, decodeLogEvent, encodeAlertEvent, encodeClaimsEvent, encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey, logRef, MAX_MESSAGE_BYTES, parseAlertUid } from './messages.js';
+import { alertUid, decodeLogEvent, encodeAlertEvent, encodeClaimsEvent, encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey, logRef, MAX_MESSAGE_BYTES, parseAlertUid } from './messages.js';
+import { VerdictError } from '../../shared/errors.js';
 
 describe('log messages', () => {
   it('round-trips agent events and status changes', () => {
@@ -22,7 +23,7 @@ describe('log messages', () => {
 
   it('refuses what a replica cannot project, saying why', () => {
     const bad = (v: unknown) => () => decodeLogEvent(Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)));
-    expect(bad('not json')).toThrow(BadLogMessage);
+    expect(bad('not json')).toThrow(VerdictError);
     expect(bad({ type: 'alert', v: 2, agent: 'edge' })).toThrow(/version 2 is not 1; is a newer Verdict/);
     expect(bad({ type: 'alert', v: 1, agent: 'edge', id: 'x', payload: { source: 'nope' } })).toThrow(/source must be cilium or falco/);
     expect(bad({ type: 'status', v: 1, agent: 'edge', fingerprint: 'f', alert: 'e', status: 'closed' })).toThrow(/status "closed" is not one of/);

@@ -1,6 +1,7 @@
 import { ALERT_SCHEMA, MAX_SAMPLES, type AlertPayload } from '../../shared/alert/payload.js';
 import { STATUSES, type AlertStatus, type StoredAlert } from '../store/alert-store.js';
 import { checkPayload } from '../tunnel/payload-check.js';
+import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
 // What Verdict writes to Kafka (docs/kafka.md, "Topics and messages").
 //
@@ -79,39 +80,38 @@ export function parseAlertUid(uid: string): { agent: string; fingerprint: string
 }
 
 /** A message value that cannot be projected: why, so it can be logged and skipped. */
-export class BadLogMessage extends Error {}
 
-/** Parses a log message value; throws BadLogMessage for anything a replica must skip. */
+/** Parses a log message value; throws a VERDICT_LOG_MESSAGE_INVALID error for anything a replica must skip. */
 export function decodeLogEvent(value: Buffer | null): LogEvent {
-  if (!value) throw new BadLogMessage('empty message value');
+  if (!value) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'empty message value');
   let m: Partial<AlertLogEvent | StatusLogEvent> & { v?: number };
   try {
     m = JSON.parse(value.toString('utf8')) as typeof m;
   } catch {
-    throw new BadLogMessage('message value is not JSON');
+    throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'message value is not JSON');
   }
-  if (typeof m !== 'object' || m === null) throw new BadLogMessage('message value is not a JSON object');
-  if (m.v !== LOG_VERSION) throw new BadLogMessage(`log message version ${String(m.v)} is not ${LOG_VERSION}; is a newer Verdict writing to this log?`);
+  if (typeof m !== 'object' || m === null) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'message value is not a JSON object');
+  if (m.v !== LOG_VERSION) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', `log message version ${String(m.v)} is not ${LOG_VERSION}; is a newer Verdict writing to this log?`);
   if ((m as { type?: unknown }).type === 'claims') {
     const c = m as unknown as Partial<ClaimsLogEvent>;
     if (!Array.isArray(c.claims) || !c.claims.every((x) => typeof x === 'object' && x !== null && typeof x.integration === 'string' && typeof x.alert === 'string' && typeof x.event === 'string')) {
-      throw new BadLogMessage('claims must be a list of {integration, alert, event}');
+      throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'claims must be a list of {integration, alert, event}');
     }
     return c as ClaimsLogEvent;
   }
-  if (typeof m.agent !== 'string' || !m.agent) throw new BadLogMessage('agent is missing');
+  if (typeof m.agent !== 'string' || !m.agent) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'agent is missing');
   if (m.type === 'alert') {
-    if (typeof m.id !== 'string' || !m.id) throw new BadLogMessage('event id is missing');
+    if (typeof m.id !== 'string' || !m.id) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'event id is missing');
     const why = checkPayload(m.payload);
-    if (why) throw new BadLogMessage(why);
+    if (why) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', why);
     return m as AlertLogEvent;
   }
   if (m.type === 'status') {
-    if (typeof m.fingerprint !== 'string' || typeof m.alert !== 'string') throw new BadLogMessage('fingerprint or alert is missing');
-    if (!STATUSES.includes(m.status as AlertStatus)) throw new BadLogMessage(`status ${JSON.stringify(m.status)} is not one of ${STATUSES.join(', ')}`);
+    if (typeof m.fingerprint !== 'string' || typeof m.alert !== 'string') throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'fingerprint or alert is missing');
+    if (!STATUSES.includes(m.status as AlertStatus)) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', `status ${JSON.stringify(m.status)} is not one of ${STATUSES.join(', ')}`);
     return m as StatusLogEvent;
   }
-  throw new BadLogMessage(`unknown message type ${JSON.stringify(m.type)}`);
+  throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', `unknown message type ${JSON.stringify(m.type)}`);
 }
 
 /** Headers on log messages, so readers that only need to know which alert changed need not parse the value. */
@@ -136,7 +136,7 @@ export function logRef(headers: Record<string, Buffer | string | (Buffer | strin
     if (ev.type === 'claims') return undefined;
     return ev.type === 'alert' ? { type: 'alert', ref: ev.id } : { type: 'status', ref: alertUid(ev.agent, ev.fingerprint, ev.alert) };
   } catch (e) {
-    if (e instanceof BadLogMessage) return undefined;
+    if (isVerdictError(e, 'VERDICT_LOG_MESSAGE_INVALID')) return undefined;
     throw e;
   }
 }

@@ -5,6 +5,7 @@ import type { KafkaConfig } from '../../shared/config/kafka-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { explainKafkaError } from './client.js';
+import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
 const { CompressionTypes, Partitioners } = kafkajs;
 
@@ -28,7 +29,6 @@ export interface Appended {
 }
 
 /** An error whose message already says what to do. */
-export class ExplainedKafkaError extends Error {}
 
 /** One caller's messages that go through one lane. */
 interface Pending {
@@ -187,7 +187,7 @@ class Lane {
         (e: unknown) => {
           this.connecting = undefined;
           void p.disconnect().catch(() => undefined);
-          throw new ExplainedKafkaError(explainKafkaError(e, this.cfg));
+          throw new VerdictError('VERDICT_KAFKA', explainKafkaError(e, this.cfg));
         },
       );
     }
@@ -279,7 +279,7 @@ class Lane {
       });
     } catch (e) {
       produceFailures.inc();
-      const text = e instanceof ExplainedKafkaError ? e.message : explainKafkaError(e, this.cfg, [...byTopic.keys()].join(', '));
+      const text = isVerdictError(e, 'VERDICT_KAFKA') ? e.message : explainKafkaError(e, this.cfg, [...byTopic.keys()].join(', '));
       this.log.warn({ error: text, messages: positions.reduce((n, p) => n + p.length, 0) }, 'Kafka: a produce request failed; its senders retry, and the producer is replaced');
       this.replaceProducer();
       for (const { p } of parts) {

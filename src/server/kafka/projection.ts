@@ -9,7 +9,8 @@ import { MAX_SAMPLES } from '../../shared/alert/payload.js';
 import { StatusConflictError, type AlertChange, type AlertStore, type ChangeTx, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
 import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
-import { alertUid, BadLogMessage, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
+import { alertUid, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
+import { isVerdictError } from '../../shared/errors.js';
 
 const projected = new Counter({ name: 'verdict_kafka_projected_events_total', help: 'Log messages this replica projected into its store, by outcome', labelNames: ['type', 'result'], registers: [registry] });
 const lagGauge = new Gauge({ name: 'verdict_kafka_projection_lag_messages', help: 'Log messages not yet projected into this replica\'s store, as of the last fetch', registers: [registry] });
@@ -385,7 +386,7 @@ export class Projection {
         try {
           ev = decodeLogEvent(msgs[j]!.value);
         } catch (e) {
-          if (!(e instanceof BadLogMessage)) throw e;
+          if (!isVerdictError(e, 'VERDICT_LOG_MESSAGE_INVALID')) throw e;
           projected.inc({ type: 'invalid', result: 'skipped' });
           this.log.error({ partition: p, offset: msgs[j]!.offset, error: e.message }, 'Kafka: skipped a log message that is not a Verdict event');
           continue;

@@ -15,6 +15,7 @@ import { encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey } from './messages.j
 import { LogWriter } from './producer.js';
 import { Projection, type NotReady } from './projection.js';
 import { TokenSync } from './tokens.js';
+import { VerdictError } from '../../shared/errors.js';
 
 // A server replica on Kafka: agent batches go to the log (the sink), every
 // replica projects the log into its SQLite (which serves the feed), status
@@ -63,17 +64,7 @@ export interface KafkaReplica {
 }
 
 /** Kafka did not take a status change (brokers down or restarting): nothing changed, the caller may try again. */
-export class KafkaUnavailableError extends Error {
-  readonly statusCode = 503;
-  readonly code = 'kafka_unavailable';
-}
-
 /** A status change is in the log but this replica has not applied it in time. */
-export class StatusPendingError extends Error {
-  readonly statusCode = 503;
-  readonly code = 'pending';
-}
-
 export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaReplica> {
   const cfg = o.config;
   const log = o.log;
@@ -152,10 +143,10 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
         }]);
       } catch (e) {
         // Not a 500: nothing changed, and the message says why and what to do.
-        throw new KafkaUnavailableError(`the alert log in Kafka is unavailable, so the status is not changed: ${(e as Error).message}; try again once Kafka is back`);
+        throw new VerdictError('VERDICT_KAFKA', `the alert log in Kafka is unavailable, so the status is not changed: ${(e as Error).message}; try again once Kafka is back`);
       }
       if (!at || at.offset < 0 || !(await proj.waitFor(at.partition, at.offset, statusTimeout))) {
-        throw new StatusPendingError(`the status change is in the alert log but this server has not applied it within ${Math.round(statusTimeout / 1000)} s; it shows once this replica catches up (see verdict_kafka_projection_lag_messages)`);
+        throw new VerdictError('VERDICT_PENDING', `the status change is in the alert log but this server has not applied it within ${Math.round(statusTimeout / 1000)} s; it shows once this replica catches up (see verdict_kafka_projection_lag_messages)`);
       }
       return o.store.get(id);
     },
