@@ -14,7 +14,7 @@ import { buildHttpServer } from '../../src/server/feed/http-server.js';
 import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from '../../src/server/kafka/replica.js';
 import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
 import type { ExportedAlert } from '../../src/server/kafka/messages.js';
-import { AlertStore, StatusConflictError, type StoredAlert } from '../../src/server/store/alert-store.js';
+import { AlertStore, type StoredAlert } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { falcoPayload } from '../../src/server/store/test-payloads.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../../src/shared/config/kafka-config.js';
@@ -143,7 +143,7 @@ describe('Kafka replicas (in process, real broker)', () => {
 
     // Reopening the resolved one while a newer one is open is refused, as without Kafka.
     const old = open(b).find((x) => x.status === 'resolved')!;
-    await expect(b.replica.changeStatus(old.id, 'triggered', 'bob')).rejects.toBeInstanceOf(StatusConflictError);
+    await expect(b.replica.changeStatus(old.id, 'triggered', 'bob')).rejects.toMatchObject({ name: 'VerdictError', code: 'VERDICT_CONFLICT' });
     const history = a.store.detail(open(a).find((x) => x.status === 'resolved')!.id)!.history;
     expect(history.map((h) => [h.to, h.actor])).toEqual([['acknowledged', 'bob'], ['resolved', 'alice']]);
   });

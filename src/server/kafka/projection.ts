@@ -6,7 +6,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { MAX_SAMPLES } from '../../shared/alert/payload.js';
-import { StatusConflictError, type AlertChange, type AlertStore, type ChangeTx, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
+import { type AlertChange, type AlertStore, type ChangeTx, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
 import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { alertUid, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
@@ -445,7 +445,7 @@ export class Projection {
       projected.inc({ type: 'status', result: 'applied' });
     } catch (e) {
       // Every replica refuses the same change at the same place in the log, so they stay alike.
-      if (!(e instanceof StatusConflictError)) throw e;
+      if (!isVerdictError(e, 'VERDICT_CONFLICT')) throw e;
       projected.inc({ type: 'status', result: 'conflict' });
       this.log.info({ uid, status: ev.status, actor: ev.actor }, 'Kafka: a status change from the log was refused: the alert is open again under a newer alert');
     }

@@ -4,7 +4,6 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
-import { QueryError } from '../store/alert-query.js';
 import { STATUSES, type AlertStatus, type AlertStore, type StoredAlert } from '../store/alert-store.js';
 import type { AlertSink } from '../tunnel/alert-sink.js';
 import { createKafkaClient, ensureTopics, explainKafkaError, topicsOf } from './client.js';
@@ -123,7 +122,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
       return (await Promise.all(waits)).every(Boolean);
     },
     async changeStatus(id, to, actor) {
-      if (!STATUSES.includes(to)) throw new QueryError(`status must be one of ${STATUSES.join(', ')}`);
+      if (!STATUSES.includes(to)) throw new VerdictError('VERDICT_BAD_REQUEST', `status must be one of ${STATUSES.join(', ')}`);
       const a = o.store.get(id);
       if (!a) return undefined;
       if (a.status === to) return a;

@@ -1,4 +1,5 @@
 import { SEVERITIES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
+import { VerdictError } from '../../shared/errors.js';
 
 // Turns feed filters into SQL that stays an index range scan on a large table.
 // SQLite's planner, left alone, happily picks an equality index and then sorts a
@@ -35,11 +36,6 @@ export interface ListQuery extends AlertFilter {
   cursor?: string;
 }
 
-/** A mistake in a query the caller made; the feed answers 400 with the message. */
-export class QueryError extends Error {
-  readonly statusCode = 400;
-  readonly code = 'bad_request';
-}
 
 /** Sort columns, ending in the id that makes every key unique (for cursors). */
 const SORT_KEYS: Record<SortKey, readonly string[]> = {
@@ -96,10 +92,10 @@ export function decodeCursor(s: string, sort: SortKey, order: SortOrder): Cursor
   }
   const n = SORT_KEYS[sort].length;
   if (!Array.isArray(v) || v.length !== n + 2 || !v.slice(2).every((x) => typeof x === 'number')) {
-    throw new QueryError('cursor is not one this server made; pass next_cursor from the previous page unchanged, or drop it to start over');
+    throw new VerdictError('VERDICT_BAD_REQUEST', 'cursor is not one this server made; pass next_cursor from the previous page unchanged, or drop it to start over');
   }
   if (v[0] !== sort || v[1] !== order) {
-    throw new QueryError(`cursor belongs to sort=${String(v[0])}&order=${String(v[1])}; keep the sort of the first page or drop the cursor`);
+    throw new VerdictError('VERDICT_BAD_REQUEST', `cursor belongs to sort=${String(v[0])}&order=${String(v[1])}; keep the sort of the first page or drop the cursor`);
   }
   return { sort, order, key: v.slice(2) as number[] };
 }

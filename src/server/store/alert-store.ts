@@ -19,7 +19,6 @@ import type { AlertDetail, CountRow, IncomingEvent, IngestResult, ListResult, St
 
 export { STATUSES, type AlertStatus } from './alert-query.js';
 export type { AlertChange, ChangeListener, ChangeTx } from './changes.js';
-export { StatusConflictError } from './lifecycle.js';
 export { DRIVER_MAX, SCAN_BUDGET } from './list.js';
 export type { PurgeLimits, PurgeResult } from './purge.js';
 export { rowToAlert } from './rows.js';
@@ -87,14 +86,14 @@ export class AlertStore {
 
   /**
    * Moves an alert to another status (any to any) and records who did it.
-   * Returns undefined for an unknown id; throws StatusConflictError when
+   * Returns undefined for an unknown id; throws VERDICT_CONFLICT when
    * reopening would make a second open alert for the same fingerprint.
    */
   setStatus(id: number, to: AlertStatus, actor: string): StoredAlert | undefined {
     return this.lifecycle.setStatus(id, to, actor);
   }
 
-  /** Throws StatusConflictError when `to` would make a second open alert for `a`'s fingerprint. */
+  /** Throws VERDICT_CONFLICT when `to` would make a second open alert for `a`'s fingerprint. */
   checkStatusChange(a: StoredAlert, to: AlertStatus): void {
     this.lifecycle.checkReopen(a, a.status, to);
   }

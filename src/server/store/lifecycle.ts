@@ -1,22 +1,19 @@
 import type { PolicyRef } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
-import { QueryError, STATUSES, type AlertStatus } from './alert-query.js';
+import { STATUSES, type AlertStatus } from './alert-query.js';
 import type { Changes } from './changes.js';
 import type { OpenAlerts } from './open-alerts.js';
 import { RollupDelta, type Rollups } from './rollups.js';
 import { JOINED, ROW_COLS, rowToAlert } from './rows.js';
 import type { AlertRow, StoredAlert } from './types.js';
+import { VerdictError } from '../../shared/errors.js';
 
 // Triage: `triggered`, `acknowledged`, `resolved`, `ignored`, any to any, each
 // change recorded with who made it. One open alert per agent and fingerprint.
 
-/** A status change that would make two open alerts for one fingerprint. */
-export class StatusConflictError extends Error {
-  readonly statusCode = 409;
-  readonly code = 'conflict';
-  constructor(readonly openId: number) {
-    super(`alert ${openId} is already open for the same agent and fingerprint; change that one, or resolve it first`);
-  }
+/** A status change that would make two open alerts for one fingerprint (VERDICT_CONFLICT). */
+function statusConflict(openId: number): VerdictError {
+  return new VerdictError('VERDICT_CONFLICT', `alert ${openId} is already open for the same agent and fingerprint; change that one, or resolve it first`);
 }
 
 export class Lifecycle {
@@ -32,13 +29,13 @@ export class Lifecycle {
   }
 
   /**
-   * Throws StatusConflictError when moving alert `a` (now `from`) to `to`
+   * Throws VERDICT_CONFLICT when moving alert `a` (now `from`) to `to`
    * would make a second open alert for its fingerprint.
    */
   checkReopen(a: Pick<StoredAlert, 'id' | 'agent' | 'fingerprint'>, from: AlertStatus, to: AlertStatus): void {
     if (from !== 'resolved' || to === 'resolved') return;
     const other = this.s.openOther.get(a.agent, a.fingerprint, a.id) as { id: number } | undefined;
-    if (other) throw new StatusConflictError(other.id);
+    if (other) throw statusConflict(other.id);
   }
 
   /**
@@ -47,7 +44,7 @@ export class Lifecycle {
    * reopening would make a second open alert for the same fingerprint.
    */
   setStatus(id: number, to: AlertStatus, actor: string): StoredAlert | undefined {
-    if (!STATUSES.includes(to)) throw new QueryError(`status must be one of ${STATUSES.join(', ')}`);
+    if (!STATUSES.includes(to)) throw new VerdictError('VERDICT_BAD_REQUEST', `status must be one of ${STATUSES.join(', ')}`);
     const done = this.changes.commit<{ alert: StoredAlert; changed?: { at: number; seq: number } } | undefined>(() => {
       const r = this.s.getById.get(id) as AlertRow | undefined;
       if (!r) return { changes: [], result: undefined };

@@ -26,7 +26,8 @@ export const DRIVER_MAX = 4000;
 export const SCAN_BUDGET = 8_000;
 
 /** Thrown by the scan function when a list query has examined its budget of rows. */
-class ScanBudgetSpent extends Error {}
+// Thrown (and caught below) to stop a scan that spent its budget; never leaves this file.
+const SCAN_BUDGET_SPENT = Symbol('scan budget spent');
 
 export class Lists {
   private readonly stmtCache = new Map<string, Statement<unknown[]>>();
@@ -36,7 +37,7 @@ export class Lists {
   constructor(private readonly db: DB, private readonly reads: Reads, private readonly rollups: Rollups, private readonly scanBudget = SCAN_BUDGET) {
     db.function(SCAN_FN, { varargs: true, deterministic: false }, (...key: unknown[]) => {
       const scan = this.scan;
-      if (scan.n >= scan.budget) throw new ScanBudgetSpent();
+      if (scan.n >= scan.budget) throw SCAN_BUDGET_SPENT;
       scan.n++;
       scan.last = key as (number | string)[];
       return 1;
@@ -85,7 +86,7 @@ export class Lists {
     try {
       for (const r of this.prepared(sql).iterate(...params)) rows.push(r as NarrowRow);
     } catch (e) {
-      if (!(e instanceof ScanBudgetSpent)) throw e;
+      if (e !== SCAN_BUDGET_SPENT) throw e;
       spent = true;
     }
     let next: string | null = null;
