@@ -2,6 +2,9 @@
 # A real single-node Apache Kafka broker (KRaft, combined broker+controller) for
 # development, tests and CI - no Docker, jars come from Maven Central.
 #
+# One file on purpose (~600 lines): tests, CI and the demo call it as one command
+# with no other dependency, and its install, start and stop steps share state.
+#
 #   scripts/kafka.sh install   download the broker jars once into the cache
 #   scripts/kafka.sh start     start a broker on free loopback ports; prints
 #                              "bootstrap=127.0.0.1:<port>" when it is ready

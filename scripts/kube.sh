@@ -4,6 +4,9 @@
 # the upstream components are built from source via the Go module proxy.
 # There is no scheduler or kubelet: Pods stay Pending.
 #
+# One file on purpose (~600 lines): tests, CI and the demo call it as one command
+# with no other dependency, and its build, PKI, process and cleanup steps share state.
+#
 #   scripts/kube.sh install   build etcd, kube-apiserver, kube-controller-manager
 #                             and kubectl once into the cache (cold: 8-12 min)
 #   scripts/kube.sh start     start a control plane on free loopback ports; prints
