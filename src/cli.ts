@@ -16,10 +16,19 @@ const COMMANDS: Record<string, Command> = {
   agent: { summary: 'run the in-cluster agent', load: () => import('./cli/agent.js') },
   agents: { summary: 'register and list agents (agents register <name> --config-project <path>)', load: () => import('./cli/agents.js') },
   tokens: { summary: "create, list and revoke feed tokens, or an agent's tokens with --agent", load: () => import('./cli/tokens.js') },
-  'ci-tokens': { summary: 'issue, list and revoke CI/CD job credentials for the CI tunnel (ci-tokens create --project <path>)', load: () => import('./cli/ci-tokens.js') },
+  'ci-tokens': {
+    summary: 'issue, list and revoke CI/CD job credentials for the CI tunnel (ci-tokens create --project <path>)',
+    load: () => import('./cli/ci-tokens.js'),
+  },
   kubeconfig: { summary: "print a CI/CD job's KUBECONFIG for the CI tunnel (kubeconfig --ci-token <token>)", load: () => import('./cli/kubeconfig.js') },
-  gitops: { summary: 'show what a GitOps sync of a manifest project would change (gitops diff --project <id> [--ref R])', load: () => import('./cli/gitops.js') },
-  config: { summary: 'check agent config.yaml files offline, as the server validates them (config check <file|dir>...)', load: () => import('./cli/config-check.js') },
+  gitops: {
+    summary: 'show what a GitOps sync of a manifest project would change (gitops diff --project <id> [--ref R])',
+    load: () => import('./cli/gitops.js'),
+  },
+  config: {
+    summary: 'check agent config.yaml files offline, as the server validates them (config check <file|dir>...)',
+    load: () => import('./cli/config-check.js'),
+  },
   replay: { summary: 'match captured Hubble flows (hubble observe -o json) against policies, offline', load: () => import('./cli/replay.js') },
   peer: { summary: 'run a protocol peer for tests and demos (peer hubble-relay)', load: () => import('./cli/peer.js') },
 };

@@ -14,15 +14,20 @@ describe('startAgent', () => {
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     const port = (taken.address() as { port: number }).port;
     try {
-      await expect(startAgent({
-        kasAddress: 'grpc://127.0.0.1:1',
-        tokenFile: join(dir, 'token'),
-        dataDir: join(dir, 'data'),
-        observabilityAddr: `127.0.0.1:${port}`,
-        spoolMaxBytes: 1 << 20,
-        backoff: { initialMs: 10, maxMs: 10 },
-        modules: [],
-      }, createRootLogger({ level: 'silent' }))).rejects.toThrow(/cannot listen on --observability-addr .*pick a free address/);
+      await expect(
+        startAgent(
+          {
+            kasAddress: 'grpc://127.0.0.1:1',
+            tokenFile: join(dir, 'token'),
+            dataDir: join(dir, 'data'),
+            observabilityAddr: `127.0.0.1:${port}`,
+            spoolMaxBytes: 1 << 20,
+            backoff: { initialMs: 10, maxMs: 10 },
+            modules: [],
+          },
+          createRootLogger({ level: 'silent' }),
+        ),
+      ).rejects.toThrow(/cannot listen on --observability-addr .*pick a free address/);
       // SQLite removes the WAL file when the last connection closes: the database was closed.
       expect(existsSync(join(dir, 'data', 'agent.db'))).toBe(true);
       expect(existsSync(join(dir, 'data', 'agent.db-wal'))).toBe(false);

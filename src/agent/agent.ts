@@ -48,7 +48,14 @@ function readToken(file: string): string {
 }
 
 export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
-  const [address, ...fallbacks] = (o.kasAddress.includes(',') ? o.kasAddress.split(',').map((s) => s.trim()).filter(Boolean) : [o.kasAddress]).map(parseKasAddress);
+  const [address, ...fallbacks] = (
+    o.kasAddress.includes(',')
+      ? o.kasAddress
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : [o.kasAddress]
+  ).map(parseKasAddress);
   const token = readToken(o.tokenFile);
   const closers = new Closers();
   const db = closers.add('agent database', openAgentDb(o.dataDir), (d) => d.close());
@@ -57,13 +64,22 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   alerts.start();
   const abort = new AbortController();
   let configured = false;
-  const tunnel = await closers.start(() => Tunnel.open({
-    address: address!, fallbacks, token, tokenFile: o.tokenFile, backoff: o.backoff, log: moduleLogger('tunnel', log),
-    caCertFile: o.caCertFile,
-  }));
+  const tunnel = await closers.start(() =>
+    Tunnel.open({
+      address: address!,
+      fallbacks,
+      token,
+      tokenFile: o.tokenFile,
+      backoff: o.backoff,
+      log: moduleLogger('tunnel', log),
+      caCertFile: o.caCertFile,
+    }),
+  );
   closers.add('tunnel', tunnel, (t) => t.close());
   // After the tunnel: modules use it, so they stop before it closes.
-  const manager = closers.add('modules', new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '', tunnel }, log, o.backoff), (m) => m.stopAll());
+  const manager = closers.add('modules', new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '', tunnel }, log, o.backoff), (m) =>
+    m.stopAll(),
+  );
 
   let observabilityAddress = '';
   if (o.observabilityAddr) {
@@ -73,16 +89,23 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       } else if (req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       } else if (req.url === '/readyz') {
-        res.writeHead(configured ? 200 : 503, { 'content-type': 'application/json' }).end(configured ? '{"status":"ready"}' : '{"status":"waiting for configuration"}');
+        res
+          .writeHead(configured ? 200 : 503, { 'content-type': 'application/json' })
+          .end(configured ? '{"status":"ready"}' : '{"status":"waiting for configuration"}');
       } else {
         res.writeHead(404).end();
       }
     });
     const { host, port } = splitHostPort(o.observabilityAddr);
-    await closers.start(() => new Promise<void>((resolve, reject) => {
-      obs.once('error', (e) => reject(new Error(`cannot listen on --observability-addr ${o.observabilityAddr}: ${e.message}; pick a free address or "" to turn it off`)));
-      obs.listen(port, host, resolve);
-    }));
+    await closers.start(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          obs.once('error', (e) =>
+            reject(new Error(`cannot listen on --observability-addr ${o.observabilityAddr}: ${e.message}; pick a free address or "" to turn it off`)),
+          );
+          obs.listen(port, host, resolve);
+        }),
+    );
     closers.add('observability listener', obs, (s) => s.close());
     const a = obs.address();
     observabilityAddress = typeof a === 'object' && a ? `${host}:${a.port}` : o.observabilityAddr;

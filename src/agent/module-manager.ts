@@ -33,7 +33,10 @@ export class ModuleManager {
       const key = block === undefined ? '' : JSON.stringify(block) + (mod.usesFiles ? filesKey : '');
       if (current && current.key === key) continue;
       if (current) {
-        this.log.info({ mod_name: mod.name }, block === undefined ? 'Stopping module: its block was removed from the configuration' : 'Restarting module: its configuration changed');
+        this.log.info(
+          { mod_name: mod.name },
+          block === undefined ? 'Stopping module: its block was removed from the configuration' : 'Restarting module: its configuration changed',
+        );
         await this.stopOne(mod.name);
       }
       if (block === undefined) continue;
@@ -54,19 +57,22 @@ export class ModuleManager {
   private async keepRunning(mod: AgentModule<never>, block: unknown, ctx: ModuleContext, signal: AbortSignal): Promise<void> {
     const log = ctx.log;
     // Backoff starts from the short delay again after a healthy period (resetAfterMs).
-    await retryLoop({
-      backoff: this.backoff,
-      signal,
-      onBackoff: (delay, err) => {
-        if (err === undefined) log.warn('Module stopped on its own');
-        else log.error({ error: errText(err) }, 'Module failed');
-        log.info({ retry_in_ms: delay }, 'Restarting module after a delay');
+    await retryLoop(
+      {
+        backoff: this.backoff,
+        signal,
+        onBackoff: (delay, err) => {
+          if (err === undefined) log.warn('Module stopped on its own');
+          else log.error({ error: errText(err) }, 'Module failed');
+          log.info({ retry_in_ms: delay }, 'Restarting module after a delay');
+        },
       },
-    }, async () => {
-      log.info('Starting module');
-      await mod.run(block as never, ctx, signal);
-      return 'backoff';
-    });
+      async () => {
+        log.info('Starting module');
+        await mod.run(block as never, ctx, signal);
+        return 'backoff';
+      },
+    );
   }
 
   private async stopOne(name: string): Promise<void> {

@@ -19,7 +19,9 @@ function findBenches(dir: string, out: string[] = []): string[] {
 }
 
 const filters = process.argv.slice(2);
-const benches = findBenches(root).sort().filter((p) => filters.length === 0 || filters.some((f) => p.includes(f)));
+const benches = findBenches(root)
+  .sort()
+  .filter((p) => filters.length === 0 || filters.some((f) => p.includes(f)));
 if (benches.length === 0) {
   console.error(`no benchmark matches ${filters.join(', ') || '(any)'}`);
   process.exit(1);

@@ -55,20 +55,23 @@ export async function run(argv: string[]): Promise<number> {
   const spoolMaxBytes = Number(values['spool-max-bytes']);
   if (!Number.isInteger(spoolMaxBytes) || spoolMaxBytes <= 0) throw usageError('verdict agent: --spool-max-bytes must be a positive whole number of bytes');
   const log = createRootLogger({ name: 'verdict-agent' });
-  const agent = await startAgent({
-    kasAddress: values['kas-address'].join(','),
-    tokenFile: values['token-file'],
-    dataDir: values['data-dir'],
-    caCertFile: values['ca-cert-file'],
-    observabilityAddr: values['observability-addr'],
-    spoolMaxBytes,
-    backoff: {
-      ...AGENT_DEFAULT_BACKOFF,
-      ...(values['reconnect-initial'] ? { initialMs: parseDuration(values['reconnect-initial'], '--reconnect-initial') } : {}),
-      ...(values['reconnect-max'] ? { maxMs: parseDuration(values['reconnect-max'], '--reconnect-max') } : {}),
+  const agent = await startAgent(
+    {
+      kasAddress: values['kas-address'].join(','),
+      tokenFile: values['token-file'],
+      dataDir: values['data-dir'],
+      caCertFile: values['ca-cert-file'],
+      observabilityAddr: values['observability-addr'],
+      spoolMaxBytes,
+      backoff: {
+        ...AGENT_DEFAULT_BACKOFF,
+        ...(values['reconnect-initial'] ? { initialMs: parseDuration(values['reconnect-initial'], '--reconnect-initial') } : {}),
+        ...(values['reconnect-max'] ? { maxMs: parseDuration(values['reconnect-max'], '--reconnect-max') } : {}),
+      },
+      modules: agentModules({ policyPaths: values.policies, kubeconfig: values.kubeconfig }),
     },
-    modules: agentModules({ policyPaths: values.policies, kubeconfig: values.kubeconfig }),
-  }, log);
+    log,
+  );
   await waitForShutdown(log);
   await agent.stop();
   return 0;

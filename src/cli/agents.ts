@@ -26,7 +26,12 @@ may be running. The same operations are in the admin HTTP API, /api/v1/admin/age
 /** An agent's tokens as `tokens list` prints them: JSON, or a line each; never the secrets. */
 export function agentTokensText(tokens: readonly AgentTokenInfo[], json: boolean): string {
   if (json) return `${JSON.stringify(tokens)}\n`;
-  return tokens.map((t) => `${t.id}\t${t.name}\tcreated ${t.created_at}\t${t.last_used_at ? `last used ${t.last_used_at}` : 'never used'}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`).join('');
+  return tokens
+    .map(
+      (t) =>
+        `${t.id}\t${t.name}\tcreated ${t.created_at}\t${t.last_used_at ? `last used ${t.last_used_at}` : 'never used'}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`,
+    )
+    .join('');
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -45,12 +50,17 @@ export async function run(argv: string[]): Promise<number> {
     command = `tokens ${action}`;
     rest = more;
   }
-  const { values, positionals } = parseFlags(`agents ${command}`, rest, {
-    'config-project': { type: 'string' },
-    'token-name': { type: 'string', default: 'default' },
-    'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
-    json: { type: 'boolean' },
-  }, true);
+  const { values, positionals } = parseFlags(
+    `agents ${command}`,
+    rest,
+    {
+      'config-project': { type: 'string' },
+      'token-name': { type: 'string', default: 'default' },
+      'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
+      json: { type: 'boolean' },
+    },
+    true,
+  );
   const db = openServerDb(values['data-dir']);
   try {
     const registry = new AgentRegistry(db);
@@ -63,7 +73,8 @@ export async function run(argv: string[]): Promise<number> {
       switch (command) {
         case 'register': {
           const name = positionals[0];
-          if (!name || positionals.length > 1) throw usageError('verdict agents register: give exactly one agent name, e.g. `verdict agents register prod-cluster --config-project ./infra`');
+          if (!name || positionals.length > 1)
+            throw usageError('verdict agents register: give exactly one agent name, e.g. `verdict agents register prod-cluster --config-project ./infra`');
           if (!values['config-project']) throw usageError('verdict agents register: --config-project <path of a git repository> is required');
           const { token } = registry.register(name, values['config-project'], values['token-name']);
           process.stdout.write(`${token}\n`);
@@ -87,8 +98,10 @@ export async function run(argv: string[]): Promise<number> {
         case 'tokens revoke': {
           const name = agentArg('tokens revoke prod-cluster 3');
           const id = Number(positionals[1]);
-          if (!Number.isInteger(id) || id <= 0) throw usageError(`verdict agents tokens revoke: give the token id after the agent name; see \`verdict agents tokens list ${name}\``);
-          if (!registry.revokeToken(name, id)) throw usageError(`verdict agents tokens revoke: agent "${name}" has no active token ${id}; see \`verdict agents tokens list ${name}\``);
+          if (!Number.isInteger(id) || id <= 0)
+            throw usageError(`verdict agents tokens revoke: give the token id after the agent name; see \`verdict agents tokens list ${name}\``);
+          if (!registry.revokeToken(name, id))
+            throw usageError(`verdict agents tokens revoke: agent "${name}" has no active token ${id}; see \`verdict agents tokens list ${name}\``);
           process.stdout.write(`revoked token ${id} of agent ${name}\n`);
           return 0;
         }

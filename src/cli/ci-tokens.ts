@@ -52,8 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke')
-    throw usageError(`verdict ci-tokens: unknown subcommand "${sub}"; use create, list or revoke`);
+  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw usageError(`verdict ci-tokens: unknown subcommand "${sub}"; use create, list or revoke`);
   if (sub === 'create') {
     if (!values.project) throw usageError("verdict ci-tokens create: give --project <path> of the job's project (group/project, as in ci_access)");
     if (values.protected && !values.ref) throw usageError('verdict ci-tokens create: --protected says --ref is protected; give --ref <branch or tag> too');

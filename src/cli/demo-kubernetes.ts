@@ -90,23 +90,34 @@ export async function startDemoKubernetes(stateDir: string): Promise<DemoKuberne
   const started = await run('bash', [SCRIPT, 'start'], env, 300_000);
   if (started.code !== 0) {
     if (started.stderr.includes(`run: ${KUBE_INSTALL_COMMAND}`)) {
-      throw new VerdictError('VERDICT_UNAVAILABLE', 
+      throw new VerdictError(
+        'VERDICT_UNAVAILABLE',
         `--kubernetes needs the Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), which are not built on this machine. ` +
-        `Build them once with \`${KUBE_INSTALL_COMMAND}\` in ${ROOT} (a cold build takes about 8 minutes and 4.4 GB of disk; later runs take seconds), ` +
-        'or run the demo without --kubernetes.',
+          `Build them once with \`${KUBE_INSTALL_COMMAND}\` in ${ROOT} (a cold build takes about 8 minutes and 4.4 GB of disk; later runs take seconds), ` +
+          'or run the demo without --kubernetes.',
       );
     }
     await run('bash', [SCRIPT, 'stop'], env, 60_000);
-    throw new VerdictError('VERDICT_UNAVAILABLE', `--kubernetes: scripts/kube.sh start failed (exit ${started.code}):\n${started.stderr.trim().split('\n').slice(-20).join('\n')}`);
+    throw new VerdictError(
+      'VERDICT_UNAVAILABLE',
+      `--kubernetes: scripts/kube.sh start failed (exit ${started.code}):\n${started.stderr.trim().split('\n').slice(-20).join('\n')}`,
+    );
   }
   const stop = async () => {
     const r = await run('bash', [SCRIPT, 'stop'], env, 60_000);
-    if (r.code !== 0) throw new Error(`scripts/kube.sh stop failed (exit ${r.code}): ${r.stderr.trim()}; stop it with VERDICT_KUBE_STATE=${env.VERDICT_KUBE_STATE} bash scripts/kube.sh stop`);
+    if (r.code !== 0)
+      throw new Error(
+        `scripts/kube.sh stop failed (exit ${r.code}): ${r.stderr.trim()}; stop it with VERDICT_KUBE_STATE=${env.VERDICT_KUBE_STATE} bash scripts/kube.sh stop`,
+      );
   };
   try {
     const field = (k: string) => {
       const m = new RegExp(`^${k}=(\\S+)$`, 'm').exec(started.stdout);
-      if (!m) throw new VerdictError('VERDICT_UNAVAILABLE', `--kubernetes: scripts/kube.sh start printed no ${k}= line (got ${JSON.stringify(started.stdout.slice(0, 500))}); is scripts/kube.sh from this checkout?`);
+      if (!m)
+        throw new VerdictError(
+          'VERDICT_UNAVAILABLE',
+          `--kubernetes: scripts/kube.sh start printed no ${k}= line (got ${JSON.stringify(started.stdout.slice(0, 500))}); is scripts/kube.sh from this checkout?`,
+        );
       return m[1]!;
     };
     const server = field('server');
@@ -117,7 +128,8 @@ export async function startDemoKubernetes(stateDir: string): Promise<DemoKuberne
     const kubectlEnv = { ...process.env, KUBERC: 'off' };
     const k = async (what: string, args: string[]) => {
       const r = await run(kubectl, [`--kubeconfig=${kubeconfig}`, `--cache-dir=${join(stateDir, 'kubectl-cache')}`, ...args], kubectlEnv, 90_000);
-      if (r.code !== 0) throw new VerdictError('VERDICT_UNAVAILABLE', `--kubernetes: ${what} failed (kubectl ${args.join(' ')}, exit ${r.code}): ${r.stderr.trim()}`);
+      if (r.code !== 0)
+        throw new VerdictError('VERDICT_UNAVAILABLE', `--kubernetes: ${what} failed (kubectl ${args.join(' ')}, exit ${r.code}): ${r.stderr.trim()}`);
       return r.stdout;
     };
     // JSON, not YAML: kubectl would read YAML 1.1, where some bare words are booleans.
@@ -126,22 +138,36 @@ export async function startDemoKubernetes(stateDir: string): Promise<DemoKuberne
       return k(what, ['apply', '-f', join(stateDir, file)]);
     };
     await k('installing the policy CRDs', ['apply', '-f', CRDS]);
-    await k('waiting for the policy CRDs', ['wait', '--for=condition=Established', '--timeout=60s', 'crd/ciliumnetworkpolicies.cilium.io', 'crd/ciliumclusterwidenetworkpolicies.cilium.io']);
-    await applyObjects('creating the demo namespaces', 'namespaces.json', DEMO_NAMESPACES.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })));
+    await k('waiting for the policy CRDs', [
+      'wait',
+      '--for=condition=Established',
+      '--timeout=60s',
+      'crd/ciliumnetworkpolicies.cilium.io',
+      'crd/ciliumclusterwidenetworkpolicies.cilium.io',
+    ]);
+    await applyObjects(
+      'creating the demo namespaces',
+      'namespaces.json',
+      DEMO_NAMESPACES.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })),
+    );
 
     // The agent runs as it would in a cluster: as its ServiceAccount, with the
     // ClusterRole deploy/ ships, not as the admin (the demo breaks if that RBAC
     // does not let the agent watch policies).
-    const rbac = parseAllDocuments(readFileSync(AGENT_YAML, 'utf8')).map((d) => d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } } | null)
+    const rbac = parseAllDocuments(readFileSync(AGENT_YAML, 'utf8'))
+      .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } } | null)
       .filter((o): o is { kind: string; metadata: { name: string; namespace?: string } } => typeof o?.kind === 'string' && AGENT_RBAC_KINDS.has(o.kind));
     const sa = rbac.find((o) => o.kind === 'ServiceAccount');
-    if (!sa?.metadata.namespace) throw new VerdictError('VERDICT_UNAVAILABLE', `--kubernetes: ${AGENT_YAML} has no ServiceAccount with a namespace; the demo's agent runs as it`);
+    if (!sa?.metadata.namespace)
+      throw new VerdictError('VERDICT_UNAVAILABLE', `--kubernetes: ${AGENT_YAML} has no ServiceAccount with a namespace; the demo's agent runs as it`);
     await applyObjects("applying the agent's ServiceAccount and RBAC from deploy/agent/agent.yaml", 'agent-rbac.json', rbac);
     // A year: the demo's agent must not lose the API server to an expired token.
     const token = (await k("creating the agent's token", ['create', 'token', sa.metadata.name, '-n', sa.metadata.namespace, '--duration=8760h'])).trim();
     const agentKubeconfig = join(stateDir, 'control-plane', 'agent-kubeconfig');
     const agentConfig = {
-      apiVersion: 'v1', kind: 'Config', 'current-context': 'verdict-agent',
+      apiVersion: 'v1',
+      kind: 'Config',
+      'current-context': 'verdict-agent',
       clusters: [{ name: 'verdict', cluster: { server, 'certificate-authority': field('ca') } }],
       users: [{ name: 'verdict-agent', user: { token } }],
       contexts: [{ name: 'verdict-agent', context: { cluster: 'verdict', user: 'verdict-agent', namespace: sa.metadata.namespace } }],

@@ -59,14 +59,15 @@ const DEFAULT_FALCO_ADDR = '127.0.0.1:2801';
  */
 async function defaultOrFreeAddr(addr: string): Promise<string> {
   const host = addr.replace(/:\d+$/, '');
-  const tryListen = (port: number) => new Promise<number | undefined>((done) => {
-    const s = createServer();
-    s.once('error', () => done(undefined));
-    s.listen(port, host, () => {
-      const a = s.address();
-      s.close(() => done(typeof a === 'object' && a ? a.port : undefined));
+  const tryListen = (port: number) =>
+    new Promise<number | undefined>((done) => {
+      const s = createServer();
+      s.once('error', () => done(undefined));
+      s.listen(port, host, () => {
+        const a = s.address();
+        s.close(() => done(typeof a === 'object' && a ? a.port : undefined));
+      });
     });
-  });
   const port = Number(/:(\d+)$/.exec(addr)![1]);
   const free = (await tryListen(port)) ?? (await tryListen(0));
   if (free === undefined) throw usageError(`verdict demo: cannot listen on ${host}; give free addresses with --grpc-addr and --falco-addr`);
@@ -77,7 +78,9 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const AGENT = 'demo';
 
 function git(dir: string, ...args: string[]): string {
-  return execFileSync('git', ['-C', dir, '-c', 'user.name=Verdict demo', '-c', 'user.email=demo@verdict.invalid', '-c', 'commit.gpgsign=false', ...args], { encoding: 'utf8' }).trim();
+  return execFileSync('git', ['-C', dir, '-c', 'user.name=Verdict demo', '-c', 'user.email=demo@verdict.invalid', '-c', 'commit.gpgsign=false', ...args], {
+    encoding: 'utf8',
+  }).trim();
 }
 
 /** Creates or updates the demo's configuration project; commits only when something changed. */
@@ -88,25 +91,28 @@ function prepareConfigProject(dir: string, relayAddr: string, falcoAddr: string,
   for (const f of readdirSync(join(ROOT, 'policies'))) {
     if (/\.(ya?ml|json)$/.test(f)) copyFileSync(join(ROOT, 'policies', f), join(dir, 'policies', f));
   }
-  writeFileSync(join(dir, '.gitlab/agents', AGENT, 'config.yaml'), [
-    '# Written by `verdict demo`. Edit and commit to see the agent pick it up.',
-    'cilium:',
-    `  hubble_relay_address: ${relayAddr}`,
-    '  cluster_name: demo',
-    '  policies:',
-    '    - glob: "policies/**/*.{yaml,yml,json}"',
-    '  dedup_window: 5s',
-    // The agent always knows it runs outside a pod here; 'auto' would watch only in one.
-    ...(kubernetes ? ['  kubernetes_policies: on  # the API server of verdict demo --kubernetes'] : []),
-    '  reconnect:',
-    '    initial_backoff: 1s',
-    '    max_backoff: 10s',
-    'falco:',
-    '  http:',
-    `    listen: ${falcoAddr}`,
-    '  dedup_window: 5s',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(dir, '.gitlab/agents', AGENT, 'config.yaml'),
+    [
+      '# Written by `verdict demo`. Edit and commit to see the agent pick it up.',
+      'cilium:',
+      `  hubble_relay_address: ${relayAddr}`,
+      '  cluster_name: demo',
+      '  policies:',
+      '    - glob: "policies/**/*.{yaml,yml,json}"',
+      '  dedup_window: 5s',
+      // The agent always knows it runs outside a pod here; 'auto' would watch only in one.
+      ...(kubernetes ? ['  kubernetes_policies: on  # the API server of verdict demo --kubernetes'] : []),
+      '  reconnect:',
+      '    initial_backoff: 1s',
+      '    max_backoff: 10s',
+      'falco:',
+      '  http:',
+      `    listen: ${falcoAddr}`,
+      '  dedup_window: 5s',
+      '',
+    ].join('\n'),
+  );
   git(dir, 'add', '-A');
   if (git(dir, 'status', '--porcelain')) git(dir, 'commit', '-q', '-m', 'Verdict demo configuration');
 }
@@ -135,12 +141,13 @@ export async function run(argv: string[]): Promise<number> {
   try {
     kafka = values.kafka ? kafkaConfigForBootstrap(values.kafka) : undefined;
   } catch (e) {
-    if (e instanceof ConfigError) throw usageError(`verdict demo: --kafka: ${e.issues[0]!.message} (give host:port of a broker, e.g. 127.0.0.1:9092; scripts/kafka.sh start prints one)`);
+    if (e instanceof ConfigError)
+      throw usageError(`verdict demo: --kafka: ${e.issues[0]!.message} (give host:port of a broker, e.g. 127.0.0.1:9092; scripts/kafka.sh start prints one)`);
     throw e;
   }
   const interval = Number(values.interval);
-  const grpcAddr = values['grpc-addr'] ?? await defaultOrFreeAddr(DEFAULT_GRPC_ADDR);
-  const falcoAddr = values['falco-addr'] ?? await defaultOrFreeAddr(DEFAULT_FALCO_ADDR);
+  const grpcAddr = values['grpc-addr'] ?? (await defaultOrFreeAddr(DEFAULT_GRPC_ADDR));
+  const falcoAddr = values['falco-addr'] ?? (await defaultOrFreeAddr(DEFAULT_FALCO_ADDR));
   const log = createRootLogger({ name: 'verdict-demo' });
 
   // First, before anything listens: the control plane is what most often cannot start.
@@ -161,14 +168,17 @@ export async function run(argv: string[]): Promise<number> {
     const project = join(dataDir, 'config-project');
     prepareConfigProject(project, relayAddr, falcoAddr, kube !== undefined);
 
-    const server = await startServer({
-      data_dir: join(dataDir, 'server'),
-      http_addr: values['http-addr'],
-      grpc_addr: grpcAddr,
-      config_poll_interval: 2000,
-      ...(webhook ? { webhooks: webhook.config } : {}),
-      ...(kafka ? { kafka } : {}),
-    }, log.child({ component: 'server' }));
+    const server = await startServer(
+      {
+        data_dir: join(dataDir, 'server'),
+        http_addr: values['http-addr'],
+        grpc_addr: grpcAddr,
+        config_poll_interval: 2000,
+        ...(webhook ? { webhooks: webhook.config } : {}),
+        ...(kafka ? { kafka } : {}),
+      },
+      log.child({ component: 'server' }),
+    );
 
     const tokenFile = join(dataDir, 'agent-token');
     if (!existsSync(tokenFile) || !server.agents.authenticate(readFileSync(tokenFile, 'utf8').trim())) {
@@ -181,15 +191,18 @@ export async function run(argv: string[]): Promise<number> {
       writeFileSync(feedTokenFile, `${feedToken}\n`, { mode: 0o600 });
     }
 
-    const agent = await startAgent({
-      kasAddress: `grpc://${server.grpcAddress}`,
-      tokenFile,
-      dataDir: join(dataDir, 'agent'),
-      observabilityAddr: '127.0.0.1:0',
-      spoolMaxBytes: 256 * 1024 * 1024,
-      backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
-      modules: agentModules({ policyPaths: [], ...(kube ? { kubeconfig: kube.agentKubeconfig } : {}) }),
-    }, log.child({ component: 'agent' }));
+    const agent = await startAgent(
+      {
+        kasAddress: `grpc://${server.grpcAddress}`,
+        tokenFile,
+        dataDir: join(dataDir, 'agent'),
+        observabilityAddr: '127.0.0.1:0',
+        spoolMaxBytes: 256 * 1024 * 1024,
+        backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
+        modules: agentModules({ policyPaths: [], ...(kube ? { kubeconfig: kube.agentKubeconfig } : {}) }),
+      },
+      log.child({ component: 'agent' }),
+    );
 
     let step = 0;
     const relayTimer = setInterval(() => relay.push(scenarioFlows(step++)), interval);
@@ -197,27 +210,40 @@ export async function run(argv: string[]): Promise<number> {
     startFalcoPoster({ url: `http://${falcoAddr}/`, intervalMs: interval * 2, signal: falcoAbort.signal, log: log.child({ component: 'falco-source' }) });
 
     const url = `http://${server.httpAddress}/`;
-    process.stdout.write([
-      '',
-      `Verdict demo is running.`,
-      // The token rides in the fragment, which browsers never send to the server; the page keeps it and drops it from the address bar.
-      `  feed:        ${url}#token=${feedToken}  (web page; open this link)`,
-      `  feed API:    curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/alerts`,
-      `  feed token:  ${feedToken}  (also in ${feedTokenFile})`,
-      `  Falco input: http://${falcoAddr}/  (point Falco's http_output here)`,
-      `  agent API:   grpc://${server.grpcAddress}  (verdict agent --kas-address)`,
-      `  config:      ${project}/.gitlab/agents/${AGENT}/config.yaml (commit changes; the agent picks them up)`,
-      ...(kafka ? [`  kafka:       ${kafka.brokers.join(',')}: alert log ${kafka.topic_prefix}.log, export ${kafka.export_topic} (kcat -b ${kafka.brokers[0]} -t ${kafka.export_topic} -C)`] : []),
-      ...(kube ? [
-        `  kubernetes:  ${kube.server}  (a real API server with the Cilium policy CRDs; the agent watches its policies)`,
-        `  kubeconfig:  ${kube.kubeconfig}  (admin; the agent has its own, with the RBAC of deploy/agent/agent.yaml)`,
-        `  try:         ${kube.kubectl} --kubeconfig ${kube.kubeconfig} apply -f ${kube.examplePolicy}`,
-        '               then new alerts name shop/payments-from-cart-only; `… delete -f` the same file and they stop',
-      ] : []),
-      ...(webhook ? [`  webhook:     ${values.webhook} (signed, secret ${webhook.secret})`, `               deliveries: GET ${url}api/v1/admin/integrations/demo-webhook/deliveries with a token from \`verdict tokens create --name me --scope admin --data-dir ${join(dataDir, 'server')}\``] : []),
-      'Stop with Ctrl-C.',
-      '',
-    ].join('\n'));
+    process.stdout.write(
+      [
+        '',
+        `Verdict demo is running.`,
+        // The token rides in the fragment, which browsers never send to the server; the page keeps it and drops it from the address bar.
+        `  feed:        ${url}#token=${feedToken}  (web page; open this link)`,
+        `  feed API:    curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/alerts`,
+        `  feed token:  ${feedToken}  (also in ${feedTokenFile})`,
+        `  Falco input: http://${falcoAddr}/  (point Falco's http_output here)`,
+        `  agent API:   grpc://${server.grpcAddress}  (verdict agent --kas-address)`,
+        `  config:      ${project}/.gitlab/agents/${AGENT}/config.yaml (commit changes; the agent picks them up)`,
+        ...(kafka
+          ? [
+              `  kafka:       ${kafka.brokers.join(',')}: alert log ${kafka.topic_prefix}.log, export ${kafka.export_topic} (kcat -b ${kafka.brokers[0]} -t ${kafka.export_topic} -C)`,
+            ]
+          : []),
+        ...(kube
+          ? [
+              `  kubernetes:  ${kube.server}  (a real API server with the Cilium policy CRDs; the agent watches its policies)`,
+              `  kubeconfig:  ${kube.kubeconfig}  (admin; the agent has its own, with the RBAC of deploy/agent/agent.yaml)`,
+              `  try:         ${kube.kubectl} --kubeconfig ${kube.kubeconfig} apply -f ${kube.examplePolicy}`,
+              '               then new alerts name shop/payments-from-cart-only; `… delete -f` the same file and they stop',
+            ]
+          : []),
+        ...(webhook
+          ? [
+              `  webhook:     ${values.webhook} (signed, secret ${webhook.secret})`,
+              `               deliveries: GET ${url}api/v1/admin/integrations/demo-webhook/deliveries with a token from \`verdict tokens create --name me --scope admin --data-dir ${join(dataDir, 'server')}\``,
+            ]
+          : []),
+        'Stop with Ctrl-C.',
+        '',
+      ].join('\n'),
+    );
 
     await waitForShutdown(log);
     clearInterval(relayTimer);

@@ -19,7 +19,15 @@ async function replay(...argv: string[]): Promise<{ code: number; out: string; e
   const e = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((err += String(c)), true));
   try {
     const code = await run(argv);
-    return { code, out, err, lines: out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>) };
+    return {
+      code,
+      out,
+      err,
+      lines: out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    };
   } finally {
     o.mockRestore();
     e.mockRestore();
@@ -91,7 +99,13 @@ describe('verdict replay on drops', () => {
       [3, 'egress', 'POLICY_DENY', ['deny-cloud-metadata']],
       [6, 'ingress', 'POLICY_DENIED', ['cart-ingress']],
     ]);
-    expect(r.lines[0]).toMatchObject({ source: `shop/${frontend.pod}`, destination: `shop/${payments.pod}`, protocol: 'TCP', port: 8443, drop_reason: 'POLICY_DENIED' });
+    expect(r.lines[0]).toMatchObject({
+      source: `shop/${frontend.pod}`,
+      destination: `shop/${payments.pod}`,
+      protocol: 'TCP',
+      port: 8443,
+      drop_reason: 'POLICY_DENIED',
+    });
     expect(r.lines[2]).toMatchObject({ http: 'DELETE http://cart:8080/api/cart', l7: true });
     expect(r.lines[0]!.policies).toEqual([{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-ingress' }]);
     // A clusterwide policy has the namespace "".
@@ -104,7 +118,9 @@ describe('verdict replay on drops', () => {
     const p = await capture([probe]);
     expect((await replay('--simulate', '--policies', examples, '--flows', p)).lines).toEqual([]);
     const strict = await replay('--simulate', '--no-allow-localhost', '--policies', examples, '--flows', p);
-    expect(strict.lines.map((l) => [l.line, l.direction, l.reason, l.verdict, (l.policies as { name: string }[]).map((x) => x.name)])).toEqual([[1, 'ingress', 'POLICY_DENIED', 'FORWARDED', ['payments-ingress']]]);
+    expect(strict.lines.map((l) => [l.line, l.direction, l.reason, l.verdict, (l.policies as { name: string }[]).map((x) => x.name)])).toEqual([
+      [1, 'ingress', 'POLICY_DENIED', 'FORWARDED', ['payments-ingress']],
+    ]);
   });
 
   it('--simulate judges only what opens a connection, and says how many flows it skipped', async () => {
@@ -115,24 +131,49 @@ describe('verdict replay on drops', () => {
       return JSON.stringify(j);
     };
     // The answer from payments, without is_reply, as older Hubbles and some observation points report it.
-    const synAck = flowJson({ src: payments, dst: frontend, port: 40000, srcPort: 8443, verdict: 'FORWARDED' }) as { flow: { l4: { TCP: Record<string, unknown> } } };
+    const synAck = flowJson({ src: payments, dst: frontend, port: 40000, srcPort: 8443, verdict: 'FORWARDED' }) as {
+      flow: { l4: { TCP: Record<string, unknown> } };
+    };
     synAck.flow.l4.TCP.flags = { SYN: true, ACK: true };
     const echoReply = flowJson({ src: payments, dst: frontend, proto: 'ICMPv4', icmpType: 0, verdict: 'FORWARDED' });
-    const p = await capture([JSON.stringify(syn), JSON.stringify(synAck), later({ ACK: true }), later({ ACK: true, PSH: true }), later({ FIN: true, ACK: true }), later({ RST: true }), JSON.stringify(echoReply)]);
+    const p = await capture([
+      JSON.stringify(syn),
+      JSON.stringify(synAck),
+      later({ ACK: true }),
+      later({ ACK: true, PSH: true }),
+      later({ FIN: true, ACK: true }),
+      later({ RST: true }),
+      JSON.stringify(echoReply),
+    ]);
     const r = await replay('--simulate', '--policies', examples, '--flows', p);
     expect(r.lines.map((l) => [l.line, l.direction, (l.policies as { name: string }[]).map((x) => x.name)])).toEqual([[1, 'ingress', ['payments-ingress']]]);
     expect(r.err).toContain('7 flows, 1 would be denied, 6 skipped as replies or later packets of a connection');
   });
 
   it('an L7 denial names what was asked: the DNS query (and rcode), the Kafka request', async () => {
-    const dns = flowJson({ src: cart, dst: pod('kube-system', { 'k8s-app': 'kube-dns' }), dir: 'egress', proto: 'UDP', port: 53, dns: 'exfil.evil.example.', reason: 133 }) as { flow: Record<string, unknown> };
+    const dns = flowJson({
+      src: cart,
+      dst: pod('kube-system', { 'k8s-app': 'kube-dns' }),
+      dir: 'egress',
+      proto: 'UDP',
+      port: 53,
+      dns: 'exfil.evil.example.',
+      reason: 133,
+    }) as { flow: Record<string, unknown> };
     Object.assign(dns.flow, { Type: 'L7', event_type: { type: 129 }, l7: { type: 'REQUEST', dns: { query: 'exfil.evil.example.', qtypes: ['A'] } } });
     const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-dns-'));
-    await writeFile(join(dir, 'dns.yaml'), 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: cart-dns\n  namespace: shop\n  annotations: {app.gitlab.com/alert: "true"}\nspec:\n  endpointSelector: {matchLabels: {app: cart}}\n  egress:\n    - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}}]\n      toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*.shop.example"}]}}]\n');
+    await writeFile(
+      join(dir, 'dns.yaml'),
+      'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: cart-dns\n  namespace: shop\n  annotations: {app.gitlab.com/alert: "true"}\nspec:\n  endpointSelector: {matchLabels: {app: cart}}\n  egress:\n    - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}}]\n      toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*.shop.example"}]}}]\n',
+    );
     const refused = { flow: { ...dns.flow, l7: { type: 'REQUEST', dns: { query: 'exfil.evil.example.', rcode: 5 } } } };
     // No rule opens the broker's port to cart: the default deny is blamed, and the request shown.
     const kafka = flowJson({ src: cart, dst: pod('shop', 'kafka'), dir: 'egress', port: 9092, reason: 133 }) as { flow: Record<string, unknown> };
-    Object.assign(kafka.flow, { Type: 'L7', event_type: { type: 129 }, l7: { type: 'REQUEST', kafka: { api_key: 'produce', api_version: 7, topic: 'orders', correlation_id: 3 } } });
+    Object.assign(kafka.flow, {
+      Type: 'L7',
+      event_type: { type: 129 },
+      l7: { type: 'REQUEST', kafka: { api_key: 'produce', api_version: 7, topic: 'orders', correlation_id: 3 } },
+    });
     const r = await replay('--policies', dir, '--flows', await capture([JSON.stringify(dns), JSON.stringify(refused), JSON.stringify(kafka)]));
     expect(r.lines.map((l) => [l.line, l.reason, l.l7, l.dns ?? l.kafka])).toEqual([
       [1, 'POLICY_DENIED', true, { query: 'exfil.evil.example.', qtypes: ['A'] }],
@@ -164,10 +205,15 @@ describe('verdict replay on drops', () => {
     for (const f of ['capture.json.gz', 'capture.jsonl', 'plain.json.gz']) {
       const r = await replay('--policies', examples, '--flows', join(dir, f));
       expect(r.code, f).toBe(0);
-      expect(r.lines.map((l) => l.line), f).toEqual([1, 3, 6]);
+      expect(
+        r.lines.map((l) => l.line),
+        f,
+      ).toEqual([1, 3, 6]);
     }
     // Two gzip members (e.g. `cat a.gz b.gz`) are one stream.
-    vi.spyOn(process, 'stdin', 'get').mockReturnValue(Readable.from([Buffer.concat([gzipSync(`${lines[0]}\n`), gzipSync(`${lines[2]}\n`)])]) as unknown as typeof process.stdin);
+    vi.spyOn(process, 'stdin', 'get').mockReturnValue(
+      Readable.from([Buffer.concat([gzipSync(`${lines[0]}\n`), gzipSync(`${lines[2]}\n`)])]) as unknown as typeof process.stdin,
+    );
     const r = await replay('--policies', examples, '--flows', '-');
     expect(r.lines.map((l) => l.line)).toEqual([1, 2]);
   });
@@ -180,21 +226,31 @@ describe('verdict replay on drops', () => {
     await writeFile(p, gz.subarray(0, gz.length - 20));
     const r = await replay('--policies', examples, '--flows', p);
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(new RegExp(`cut\\.json\\.gz: the gzip data is corrupt or truncated after line \\d+ \\(unexpected end of file\\); check the file with gzip -t; the flows before it were used`));
+    expect(r.err).toMatch(
+      /cut\.json\.gz: the gzip data is corrupt or truncated after line \d+ \(unexpected end of file\); check the file with gzip -t; the flows before it were used/,
+    );
     expect(r.lines.length).toBeGreaterThan(1000);
   });
 
   it('prints policy warnings with file, policy and field path: a field the API server would drop', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-pol-'));
-    await writeFile(join(dir, 'api.yaml'), 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: "80"}]\n          rules:\n            HTTP: [{method: GET}]\n');
+    await writeFile(
+      join(dir, 'api.yaml'),
+      'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: "80"}]\n          rules:\n            HTTP: [{method: GET}]\n',
+    );
     const r = await replay('--policies', dir, '--flows', await capture([lines[0]!]));
     expect(r.code).toBe(0);
-    expect(r.err).toContain(`verdict replay: warning: ${join(dir, 'api.yaml')}:1: CiliumNetworkPolicy/shop/api: spec.ingress[0].toPorts[0].rules.HTTP: unknown field (did you mean http?)`);
+    expect(r.err).toContain(
+      `verdict replay: warning: ${join(dir, 'api.yaml')}:1: CiliumNetworkPolicy/shop/api: spec.ingress[0].toPorts[0].rules.HTTP: unknown field (did you mean http?)`,
+    );
   });
 
   it('a `cilium policy import` rule list is named as such, with how to wrap it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-pol-'));
-    await writeFile(join(dir, 'rules.json'), JSON.stringify([{ endpointSelector: { matchLabels: { app: 'payments' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'frontend' } }] }] }]));
+    await writeFile(
+      join(dir, 'rules.json'),
+      JSON.stringify([{ endpointSelector: { matchLabels: { app: 'payments' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'frontend' } }] }] }]),
+    );
     const r = await replay('--policies', examples, dir, '--flows', await capture([lines[0]!]));
     expect(r.code).toBe(1);
     expect(r.err).toContain(`${join(dir, 'rules.json')}:1: a Cilium rule list as \`cilium policy import\` reads it`);
@@ -211,7 +267,10 @@ describe('verdict replay on drops', () => {
 
   it('reports an unparsable policy by name and keeps the others', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-pol-'));
-    await writeFile(join(dir, 'bad.yaml'), 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: bad\n  namespace: shop\nspec:\n  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: "99999"}]\n');
+    await writeFile(
+      join(dir, 'bad.yaml'),
+      'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: bad\n  namespace: shop\nspec:\n  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: "99999"}]\n',
+    );
     const r = await replay('--policies', examples, dir, '--flows', await capture([lines[0]!]));
     expect(r.code).toBe(1);
     expect(r.err).toContain('CiliumNetworkPolicy/shop/bad: spec.ingress[0].toPorts[0].ports[0].port: 99999 is not a port number');

@@ -144,8 +144,10 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     }
-    if (!flags.values.policies?.length) throw usageError('verdict replay: --policies is required (a file or directory of network policy manifests); see `verdict replay --help`');
-    if (!flags.values.flows) throw usageError('verdict replay: --flows is required (a `hubble observe -o json` capture, or - for stdin); see `verdict replay --help`');
+    if (!flags.values.policies?.length)
+      throw usageError('verdict replay: --policies is required (a file or directory of network policy manifests); see `verdict replay --help`');
+    if (!flags.values.flows)
+      throw usageError('verdict replay: --flows is required (a `hubble observe -o json` capture, or - for stdin); see `verdict replay --help`');
   } catch (e) {
     if (isVerdictError(e, 'VERDICT_USAGE')) {
       process.stderr.write(`${e.message}\n`);
@@ -164,7 +166,9 @@ export async function run(argv: string[]): Promise<number> {
   problems += loaded.errors.length;
   if (loaded.policies.length === 0) process.stderr.write('verdict replay: no network policy loaded; nothing can match (check the --policies paths)\n');
   else if (!loaded.policies.some((p) => p.alert) && !simulate) {
-    process.stderr.write('verdict replay: no loaded policy is annotated app.gitlab.com/alert: "true", so none can raise alerts; use --simulate to see what they deny\n');
+    process.stderr.write(
+      'verdict replay: no loaded policy is annotated app.gitlab.com/alert: "true", so none can raise alerts; use --simulate to see what they deny\n',
+    );
   }
   const engine = new PolicyEngine(loaded.policies, {
     ...(v['alert-namespace'] ? { alertNamespaces: v['alert-namespace'] } : {}),
@@ -183,7 +187,9 @@ export async function run(argv: string[]): Promise<number> {
     });
     if (opened) {
       const code = (opened as NodeJS.ErrnoException).code;
-      process.stderr.write(`verdict replay: cannot read flows from ${v.flows} (${code === 'ENOENT' ? 'no such file' : code ?? opened.message}); pass a \`hubble observe -o json\` capture, or - for stdin\n`);
+      process.stderr.write(
+        `verdict replay: cannot read flows from ${v.flows} (${code === 'ENOENT' ? 'no such file' : (code ?? opened.message)}); pass a \`hubble observe -o json\` capture, or - for stdin\n`,
+      );
       return 1;
     }
   }
@@ -205,7 +211,10 @@ export async function run(argv: string[]): Promise<number> {
         flow = parseFlowLine(line);
       } catch (e) {
         badLines++;
-        if (badLines <= MAX_LINE_ERRORS) process.stderr.write(`verdict replay: ${from}:${lineNo}: not a JSON object (${(e as Error).message}); line skipped. Expected one \`hubble observe -o json\` object per line.\n`);
+        if (badLines <= MAX_LINE_ERRORS)
+          process.stderr.write(
+            `verdict replay: ${from}:${lineNo}: not a JSON object (${(e as Error).message}); line skipped. Expected one \`hubble observe -o json\` object per line.\n`,
+          );
         continue;
       }
       if (flow === null) continue;
@@ -225,7 +234,9 @@ export async function run(argv: string[]): Promise<number> {
     }
   } catch (e) {
     // A stream that fails midway (corrupt gzip, a read error): say how far it was read.
-    const what = input.gzip ? `the gzip data is corrupt or truncated after line ${lineNo} (${(e as Error).message}); check the file with gzip -t` : `reading failed after line ${lineNo} (${(e as Error).message})`;
+    const what = input.gzip
+      ? `the gzip data is corrupt or truncated after line ${lineNo} (${(e as Error).message}); check the file with gzip -t`
+      : `reading failed after line ${lineNo} (${(e as Error).message})`;
     process.stderr.write(`verdict replay: ${from}: ${what}; the flows before it were used\n`);
     problems++;
   }

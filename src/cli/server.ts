@@ -58,7 +58,8 @@ export async function run(argv: string[]): Promise<number> {
   if (values['http-addr']) cfg.http_addr = values['http-addr'];
   if (values['grpc-addr']) cfg.grpc_addr = values['grpc-addr'];
   if (values['config-poll-interval']) cfg.config_poll_interval = parseDuration(values['config-poll-interval'], '--config-poll-interval');
-  if (Boolean(values['tls-cert-file']) !== Boolean(values['tls-key-file'])) throw usageError('verdict server: give --tls-cert-file and --tls-key-file together');
+  if (Boolean(values['tls-cert-file']) !== Boolean(values['tls-key-file']))
+    throw usageError('verdict server: give --tls-cert-file and --tls-key-file together');
   if (values['tls-cert-file'] && values['tls-key-file']) cfg.tls = { cert_file: values['tls-cert-file'], key_file: values['tls-key-file'] };
   const log = createRootLogger({ name: 'verdict-server' });
   const server = await startServer(cfg, log, testHooks(values['test-kill-delivery-at']));
@@ -74,7 +75,10 @@ function testHooks(killAt: string | undefined): ServerTestHooks {
     onDeliveryStep(step, at) {
       if (step !== killAt) return;
       // Synchronously, so the line is out before the signal.
-      writeSync(2, `${JSON.stringify({ level: 'warn', time: Date.now(), msg: `Test fault injection: killing this replica (--test-kill-delivery-at ${step})`, ...at })}\n`);
+      writeSync(
+        2,
+        `${JSON.stringify({ level: 'warn', time: Date.now(), msg: `Test fault injection: killing this replica (--test-kill-delivery-at ${step})`, ...at })}\n`,
+      );
       process.kill(process.pid, 'SIGKILL');
     },
   };

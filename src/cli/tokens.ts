@@ -36,14 +36,19 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return sub ? 0 : 2;
   }
-  const { values, positionals } = parseFlags(`tokens ${sub}`, rest, {
-    agent: { type: 'string' },
-    name: { type: 'string' },
-    scope: { type: 'string' },
-    json: { type: 'boolean' },
-    'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
-    help: { type: 'boolean' },
-  }, true);
+  const { values, positionals } = parseFlags(
+    `tokens ${sub}`,
+    rest,
+    {
+      agent: { type: 'string' },
+      name: { type: 'string' },
+      scope: { type: 'string' },
+      json: { type: 'boolean' },
+      'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
+      help: { type: 'boolean' },
+    },
+    true,
+  );
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
@@ -54,7 +59,8 @@ export async function run(argv: string[]): Promise<number> {
     if (values.agent !== undefined) return agentTokens(sub, values.agent, values, positionals, new AgentRegistry(db));
     const tokens = new FeedTokens(db);
     if (sub === 'create') {
-      if (!values.name) throw usageError('verdict tokens create: give --agent <agent> for an agent token, or --name <who or what will use it> for a feed token');
+      if (!values.name)
+        throw usageError('verdict tokens create: give --agent <agent> for an agent token, or --name <who or what will use it> for a feed token');
       const scope = values.scope ?? 'read';
       if (!FEED_SCOPES.includes(scope as FeedScope)) throw usageError(`verdict tokens create: --scope must be one of ${FEED_SCOPES.join(', ')}`);
       process.stdout.write(`${tokens.create(values.name, scope as FeedScope).token}\n`);
@@ -63,7 +69,9 @@ export async function run(argv: string[]): Promise<number> {
     if (sub === 'list') {
       const list = tokens.list();
       if (values.json) process.stdout.write(`${JSON.stringify(list)}\n`);
-      else for (const t of list) process.stdout.write(`${t.id}\t${t.name}\t${t.scope}\tcreated ${t.created_at}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`);
+      else
+        for (const t of list)
+          process.stdout.write(`${t.id}\t${t.name}\t${t.scope}\tcreated ${t.created_at}${t.revoked_at ? `\trevoked ${t.revoked_at}` : ''}\n`);
       return 0;
     }
     const id = Number(positionals[0]);
@@ -95,7 +103,8 @@ function agentTokens(
     }
     const id = Number(positionals[0]);
     if (!Number.isInteger(id) || id <= 0) throw usageError(`verdict tokens revoke: give the token id; see \`verdict tokens list --agent ${agent}\``);
-    if (!registry.revokeToken(agent, id)) throw usageError(`verdict tokens revoke: agent "${agent}" has no active token ${id}; see \`verdict tokens list --agent ${agent}\``);
+    if (!registry.revokeToken(agent, id))
+      throw usageError(`verdict tokens revoke: agent "${agent}" has no active token ${id}; see \`verdict tokens list --agent ${agent}\``);
     process.stdout.write(`revoked token ${id} of agent ${agent}\n`);
     return 0;
   } catch (e) {

@@ -16,10 +16,19 @@ describe('startServer', () => {
     try {
       await expect(
         startServer(
-          { ...SERVER_DEFAULTS, data_dir: dir, http_addr: which === 'http' ? `127.0.0.1:${port}` : '127.0.0.1:0', grpc_addr: which === 'grpc' ? `127.0.0.1:${port}` : '127.0.0.1:0' },
+          {
+            ...SERVER_DEFAULTS,
+            data_dir: dir,
+            http_addr: which === 'http' ? `127.0.0.1:${port}` : '127.0.0.1:0',
+            grpc_addr: which === 'grpc' ? `127.0.0.1:${port}` : '127.0.0.1:0',
+          },
           createRootLogger({ level: 'silent' }),
         ),
-      ).rejects.toThrow(which === 'http' ? /cannot listen for HTTP on .*pick a free address with --http-addr/ : /cannot listen for agents on .*pick a free address with --grpc-addr/);
+      ).rejects.toThrow(
+        which === 'http'
+          ? /cannot listen for HTTP on .*pick a free address with --http-addr/
+          : /cannot listen for agents on .*pick a free address with --grpc-addr/,
+      );
       // SQLite removes the WAL file when the last connection closes: the database (and the webhooks that use it) were closed.
       expect(existsSync(join(dir, 'server.db'))).toBe(true);
       expect(existsSync(join(dir, 'server.db-wal'))).toBe(false);

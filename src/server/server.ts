@@ -162,7 +162,9 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   const grpcAddress = `${cfg.grpc_addr.replace(/:\d+$/, '')}:${grpcPort}`;
   // Modules' own listeners and loops (the CI tunnel's Kubernetes API proxy), once the agent API is served.
   for (const mod of serverModules) {
-    const m: StartedServerModule | undefined = await closers.start(() => mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls, alerts: moduleAlerts }));
+    const m: StartedServerModule | undefined = await closers.start(() =>
+      mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls, alerts: moduleAlerts }),
+    );
     if (m) closers.add(`module ${mod.name}`, m, (x) => x.close());
   }
   const revocations = new RevocationWatcher(agents, streams, moduleLogger('tunnel', log));

@@ -36,7 +36,9 @@ beforeAll(async () => {
   // A dry run creates nothing, so a Namespace and the objects in it cannot go in one
   // dry run: create the namespaces the manifests use (the dry run of their Namespace
   // objects then checks them as an update).
-  const namespaces = new Set(manifests.flatMap((f) => f.docs.flatMap((d) => (d.kind === 'Namespace' ? [d.metadata!.name!] : d.metadata?.namespace ? [d.metadata.namespace] : []))));
+  const namespaces = new Set(
+    manifests.flatMap((f) => f.docs.flatMap((d) => (d.kind === 'Namespace' ? [d.metadata!.name!] : d.metadata?.namespace ? [d.metadata.namespace] : []))),
+  );
   // --save-config: as if applied, so the dry run sees what apply would (no annotation warning).
   for (const ns of namespaces) await kubectl(['create', 'namespace', ns, '--save-config']);
 }, 300_000);
@@ -48,17 +50,25 @@ afterAll(async () => {
 describe('deploy/ against a real API server', () => {
   it('finds the manifests to check (a new directory of manifests is checked without editing this test)', () => {
     const files = deployManifests().map((f) => f.file);
-    expect(files).toEqual(expect.arrayContaining([
-      'deploy/agent/agent.yaml', 'deploy/server/server.yaml', 'deploy/crds/cilium-policies.yaml',
-      'deploy/network-policies/kubernetes.yaml', 'deploy/network-policies/cilium.yaml',
-    ]));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'deploy/agent/agent.yaml',
+        'deploy/server/server.yaml',
+        'deploy/crds/cilium-policies.yaml',
+        'deploy/network-policies/kubernetes.yaml',
+        'deploy/network-policies/cilium.yaml',
+      ]),
+    );
     // deploy/examples holds Verdict's own configuration files, not Kubernetes objects.
     expect(files.some((f) => f.startsWith('deploy/examples/'))).toBe(false);
   });
 
   it('every manifest passes kubectl apply --dry-run=server --validate=strict', async () => {
     const manifests = deployManifests();
-    expect(manifests.some((f) => f.docs.every(isCrd)), 'deploy/ has no CRD file; the Cilium policies need theirs').toBe(true);
+    expect(
+      manifests.some((f) => f.docs.every(isCrd)),
+      'deploy/ has no CRD file; the Cilium policies need theirs',
+    ).toBe(true);
     const refused: string[] = [];
     for (const f of manifests) {
       const r = await kube.kubectl(['apply', '--dry-run=server', '--validate=strict', '-f', join(REPO, f.file)]);
@@ -83,7 +93,10 @@ describe('deploy/ against a real API server', () => {
       const kind = file.endsWith('cilium.yaml') ? 'ciliumnetworkpolicies.cilium.io' : 'networkpolicies.networking.k8s.io';
       const stored = await kubectl(['get', kind, '--all-namespaces', '-o', 'json']);
       const list = JSON.parse(stored) as { items: { metadata: { name: string; namespace: string }; spec: unknown }[] };
-      expect(list.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`).sort()).toEqual(['verdict-agent/verdict-agent-ingress', 'verdict/verdict-server-ingress']);
+      expect(list.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`).sort()).toEqual([
+        'verdict-agent/verdict-agent-ingress',
+        'verdict/verdict-server-ingress',
+      ]);
       // Nothing pruned or rewritten: the spec the server keeps is the one in the file.
       const written = deployManifests().find((f) => join(REPO, f.file) === file)!.docs as { metadata: { name: string }; spec: unknown }[];
       for (const w of written) expect(list.items.find((i) => i.metadata.name === w.metadata.name)?.spec, `${file}: ${w.metadata.name}`).toEqual(w.spec);

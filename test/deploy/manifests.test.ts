@@ -24,7 +24,14 @@ interface K8sObject {
   kind: string;
   metadata: { name: string; namespace?: string };
   spec?: {
-    template?: { spec: { containers: Container[]; serviceAccountName?: string; securityContext?: { runAsUser?: number; fsGroup?: number }; volumes?: { name: string; secret?: { secretName: string }; configMap?: { name: string }; persistentVolumeClaim?: { claimName: string } }[] } };
+    template?: {
+      spec: {
+        containers: Container[];
+        serviceAccountName?: string;
+        securityContext?: { runAsUser?: number; fsGroup?: number };
+        volumes?: { name: string; secret?: { secretName: string }; configMap?: { name: string }; persistentVolumeClaim?: { claimName: string } }[];
+      };
+    };
     ports?: { name: string; port: number; targetPort: string | number }[];
     /** A Service's selector, or a Deployment's { matchLabels }. */
     selector?: Record<string, string> | { matchLabels: Record<string, string> };
@@ -41,7 +48,9 @@ const flag = (args: string[], name: string) => args.find((a) => a.startsWith(`--
 /** The volume mounted at the directory holding path, and the rest of the path below it. */
 function mountOf(d: K8sObject, path: string) {
   const pod = d.spec!.template!.spec;
-  const m = pod.containers[0]!.volumeMounts!.filter((v) => path === v.mountPath || path.startsWith(`${v.mountPath}/`)).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  const m = pod.containers[0]!.volumeMounts!.filter((v) => path === v.mountPath || path.startsWith(`${v.mountPath}/`)).sort(
+    (a, b) => b.mountPath.length - a.mountPath.length,
+  )[0];
   expect(m, `${path} is not on a mounted volume`).toBeDefined();
   return { volume: pod.volumes!.find((v) => v.name === m!.name)!, rest: path.slice(m!.mountPath.length + 1) };
 }
@@ -86,7 +95,9 @@ describe('deploy manifests', () => {
     const args = objs.find((o) => o.kind === 'Deployment')!.spec!.template!.spec.containers[0]!.args!;
     expect(args.some((a) => a.startsWith('--kas-address=grpc'))).toBe(true);
     expect(args.some((a) => a.startsWith('--token-file='))).toBe(true);
-    expect(objs.map((o) => o.kind)).toEqual(expect.arrayContaining(['Namespace', 'ServiceAccount', 'Secret', 'ClusterRole', 'ClusterRoleBinding', 'Deployment']));
+    expect(objs.map((o) => o.kind)).toEqual(
+      expect.arrayContaining(['Namespace', 'ServiceAccount', 'Secret', 'ClusterRole', 'ClusterRoleBinding', 'Deployment']),
+    );
     // RBAC: listing and watching network policies only, all the policy watch does
     // (test/kube/policy-watch.test.ts proves against the real API server that each is needed).
     const role = objs.find((o) => o.kind === 'ClusterRole')!;
@@ -115,7 +126,12 @@ describe('deploy manifests', () => {
     expect(binding.roleRef!.name).toBe(role.metadata.name);
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);
     // Besides it, the CI tunnel's impersonate role (test/ci-tunnel/rbac.test.ts), bound to the same ServiceAccount.
-    expect(agent.filter((o) => /Role/.test(o.kind)).map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
+    expect(
+      agent
+        .filter((o) => /Role/.test(o.kind))
+        .map((o) => `${o.kind}/${o.metadata.name}`)
+        .sort(),
+    ).toEqual([
       'ClusterRole/verdict-agent-impersonate',
       'ClusterRole/verdict-agent-policy-reader',
       'ClusterRoleBinding/verdict-agent-impersonate',

@@ -28,22 +28,25 @@ describe('deploy/network-policies', () => {
     expect(falco).toMatchObject({ namespace: 'falco', labels: { 'app.kubernetes.io/name': 'falco' } });
   });
 
-  const sets: [string, string[]][] = [...POLICY_FILES.map((f): [string, string[]] => [f.replace(/.*\/deploy\//, 'deploy/'), [f]]), ['both files together', POLICY_FILES]];
-  it.each(sets)(
-    '%s: Falco reaches the agent, a forged post from another pod does not, agents reach the agent API, users the HTTP port',
-    (_name, files) => {
-      const cases = trafficCases();
-      const { judged, stderr } = simulate(files, cases);
-      expect(mistakes(judged)).toEqual([]);
-      // The drop is blamed on the policy meant for it, which is annotated to alert.
-      for (const { case: c, denied } of judged) {
-        if (!denied) continue;
-        expect(denied.policies.map((p) => p.name), c.what).toContain(c.policy);
-      }
-      expect(stderr).not.toMatch(/warning/i);
-      expect(stderr).toMatch(new RegExp(`${cases.length} flows, ${cases.filter((c) => !c.allowed).length} would be denied`));
-    },
-  );
+  const sets: [string, string[]][] = [
+    ...POLICY_FILES.map((f): [string, string[]] => [f.replace(/.*\/deploy\//, 'deploy/'), [f]]),
+    ['both files together', POLICY_FILES],
+  ];
+  it.each(sets)('%s: Falco reaches the agent, a forged post from another pod does not, agents reach the agent API, users the HTTP port', (_name, files) => {
+    const cases = trafficCases();
+    const { judged, stderr } = simulate(files, cases);
+    expect(mistakes(judged)).toEqual([]);
+    // The drop is blamed on the policy meant for it, which is annotated to alert.
+    for (const { case: c, denied } of judged) {
+      if (!denied) continue;
+      expect(
+        denied.policies.map((p) => p.name),
+        c.what,
+      ).toContain(c.policy);
+    }
+    expect(stderr).not.toMatch(/warning/i);
+    expect(stderr).toMatch(new RegExp(`${cases.length} flows, ${cases.filter((c) => !c.allowed).length} would be denied`));
+  });
 
   it('without them, the forged post gets through (the simulation can tell the difference)', () => {
     // An empty policy set allows everything: the cases that must be denied are then

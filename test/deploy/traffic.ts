@@ -20,7 +20,10 @@ export interface K8sDoc {
   kind?: string;
   metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
   spec?: {
-    template?: { metadata?: { labels?: Record<string, string> }; spec?: { hostNetwork?: boolean; containers?: { ports?: { name?: string; containerPort: number }[] }[] } };
+    template?: {
+      metadata?: { labels?: Record<string, string> };
+      spec?: { hostNetwork?: boolean; containers?: { ports?: { name?: string; containerPort: number }[] }[] };
+    };
   };
 }
 
@@ -62,7 +65,9 @@ function podOf(kind: string, match: (labels: Record<string, string>) => boolean)
       const labels = d.spec?.template?.metadata?.labels;
       if (d.kind !== kind || !labels || !match(labels)) continue;
       if (d.spec?.template?.spec?.hostNetwork) {
-        throw new Error(`${file}: ${kind}/${d.metadata?.name} runs with hostNetwork: true, so its traffic comes from the node's address and no pod selector in deploy/network-policies matches it; drop hostNetwork or allow the nodes' CIDR there`);
+        throw new Error(
+          `${file}: ${kind}/${d.metadata?.name} runs with hostNetwork: true, so its traffic comes from the node's address and no pod selector in deploy/network-policies matches it; drop hostNetwork or allow the nodes' CIDR there`,
+        );
       }
       const ports: Record<string, number> = {};
       for (const c of d.spec?.template?.spec?.containers ?? []) for (const p of c.ports ?? []) if (p.name) ports[p.name] = p.containerPort;
@@ -76,11 +81,16 @@ function podOf(kind: string, match: (labels: Record<string, string>) => boolean)
 export function deployedPods(): { agent: DeployedPod; server: DeployedPod; falco: DeployedPod } {
   const agent = podOf('Deployment', (l) => l.app === 'verdict-agent');
   const server = podOf('Deployment', (l) => l.app === 'verdict-server');
-  if (!agent || !server) throw new Error('deploy/ has no Deployment with pod label app: verdict-agent or app: verdict-server; the network policies select these labels');
+  if (!agent || !server)
+    throw new Error('deploy/ has no Deployment with pod label app: verdict-agent or app: verdict-server; the network policies select these labels');
   // The GitOps work ships Falco in deploy/host-security/; until then, Falco as
   // its Helm chart runs it (namespace falco, the chart's standard labels).
-  const falco = podOf('DaemonSet', (l) => l['app.kubernetes.io/name'] === 'falco')
-    ?? { namespace: 'falco', labels: { 'app.kubernetes.io/name': 'falco', 'app.kubernetes.io/instance': 'falco' }, ports: {}, from: 'the Falco Helm chart' };
+  const falco = podOf('DaemonSet', (l) => l['app.kubernetes.io/name'] === 'falco') ?? {
+    namespace: 'falco',
+    labels: { 'app.kubernetes.io/name': 'falco', 'app.kubernetes.io/instance': 'falco' },
+    ports: {},
+    from: 'the Falco Helm chart',
+  };
   return { agent, server, falco };
 }
 
@@ -123,7 +133,14 @@ export function trafficCases(): TrafficCase[] {
     { what: 'Falco posts an event to the agent', src: falcoPod, dst: agentPod, port: falcoIn, allowed: true },
     { what: 'another pod posts a forged event to the agent', src: other, dst: agentPod, port: falcoIn, allowed: false, policy: A },
     { what: "a pod wearing Falco's label in another namespace posts to the agent", src: impostor, dst: agentPod, port: falcoIn, allowed: false, policy: A },
-    { what: "a pod wearing Falco's label in the agent's namespace posts to the agent", src: neighbour, dst: agentPod, port: falcoIn, allowed: false, policy: A },
+    {
+      what: "a pod wearing Falco's label in the agent's namespace posts to the agent",
+      src: neighbour,
+      dst: agentPod,
+      port: falcoIn,
+      allowed: false,
+      policy: A,
+    },
     { what: 'the outside world posts to the agent', src: world('203.0.113.9'), dst: agentPod, port: falcoIn, allowed: false, policy: A },
     { what: 'Falco reaches another port of the agent', src: falcoPod, dst: agentPod, port: 9999, allowed: false, policy: A },
     { what: "Prometheus scrapes the agent's metrics", src: prometheus, dst: agentPod, port: obs, allowed: true },
@@ -132,7 +149,13 @@ export function trafficCases(): TrafficCase[] {
     { what: 'another pod connects to the agent API', src: other, dst: serverPod, port: grpc, allowed: false, policy: S },
     { what: 'Falco connects to the agent API', src: falcoPod, dst: serverPod, port: grpc, allowed: false, policy: S },
     { what: 'a user opens the feed from outside', src: world('198.51.100.20'), dst: serverPod, port: http, allowed: true },
-    { what: 'an ingress controller forwards to the feed', src: pod('ingress-nginx', { 'app.kubernetes.io/name': 'ingress-nginx' }), dst: serverPod, port: http, allowed: true },
+    {
+      what: 'an ingress controller forwards to the feed',
+      src: pod('ingress-nginx', { 'app.kubernetes.io/name': 'ingress-nginx' }),
+      dst: serverPod,
+      port: http,
+      allowed: true,
+    },
     { what: 'another pod reaches an unlisted port of the server', src: other, dst: serverPod, port: 9999, allowed: false, policy: S },
   ];
 }
@@ -152,8 +175,17 @@ export function simulate(policyPaths: string[], cases: TrafficCase[]): { judged:
   const dir = tempDir('verdict-netpol-');
   const flows = join(dir, 'flows.jsonl');
   // Observed as forwarded: a capture from before the policies were enforced.
-  writeFileSync(flows, cases.map((c) => JSON.stringify(flowJson({ src: c.src, dst: c.dst, port: c.port, dir: 'ingress', verdict: 'FORWARDED' }))).map((l) => `${l}\n`).join(''));
-  const r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'replay', '--simulate', '--policies', ...policyPaths, '--flows', flows], { cwd: REPO, encoding: 'utf8' });
+  writeFileSync(
+    flows,
+    cases
+      .map((c) => JSON.stringify(flowJson({ src: c.src, dst: c.dst, port: c.port, dir: 'ingress', verdict: 'FORWARDED' })))
+      .map((l) => `${l}\n`)
+      .join(''),
+  );
+  const r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'replay', '--simulate', '--policies', ...policyPaths, '--flows', flows], {
+    cwd: REPO,
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`verdict replay exited ${r.status}: ${r.stderr}`);
   const out = r.stdout;
   const byLine = new Map<number, Judged['denied']>();

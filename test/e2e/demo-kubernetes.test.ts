@@ -23,7 +23,9 @@ function alive(pid: number): boolean {
   }
 }
 
-async function startDemo(dir: string): Promise<{ demo: VerdictProcess; http: number; kubeconfig: string; kubectl: string; example: string; apiserverPid: number }> {
+async function startDemo(
+  dir: string,
+): Promise<{ demo: VerdictProcess; http: number; kubeconfig: string; kubectl: string; example: string; apiserverPid: number }> {
   const http = await freePort();
   const demo = spawnVerdict(['demo', '--kubernetes', '--data-dir', dir, '--http-addr', `127.0.0.1:${http}`, '--interval', '200'], 'demo');
   // The control plane starts in 4-7 s on an idle machine; far more when others build.
@@ -52,10 +54,14 @@ describe('verdict demo --kubernetes', () => {
     const named = (a: Alert[]) => a.filter((x) => x.policies.some((p) => p.namespace === 'shop' && p.name === 'payments-from-cart-only'));
 
     // Before: the frontend's dropped calls to payments are blamed on the project's policy alone.
-    const before = await until(async () => {
-      const a = await alerts();
-      return a.some((x) => x.title.includes('frontend -> shop/Deployment/payments:8443')) ? a : undefined;
-    }, 60_000, 'an alert for frontend -> payments');
+    const before = await until(
+      async () => {
+        const a = await alerts();
+        return a.some((x) => x.title.includes('frontend -> shop/Deployment/payments:8443')) ? a : undefined;
+      },
+      60_000,
+      'an alert for frontend -> payments',
+    );
     expect(named(before)).toEqual([]);
 
     // The agent is not the admin: it runs as its ServiceAccount with deploy/agent/agent.yaml's RBAC.
@@ -63,7 +69,10 @@ describe('verdict demo --kubernetes', () => {
     const agentKubeconfig = join(dir, 'kubernetes/control-plane/agent-kubeconfig');
     const can = (verb: string) => {
       try {
-        return execFileSync(kubectl, ['--kubeconfig', agentKubeconfig, 'auth', 'can-i', verb, 'ciliumnetworkpolicies.cilium.io', '--all-namespaces'], { encoding: 'utf8', env }).trim();
+        return execFileSync(kubectl, ['--kubeconfig', agentKubeconfig, 'auth', 'can-i', verb, 'ciliumnetworkpolicies.cilium.io', '--all-namespaces'], {
+          encoding: 'utf8',
+          env,
+        }).trim();
       } catch (e) {
         return String((e as { stdout?: string }).stdout ?? e).trim();
       }
@@ -75,10 +84,14 @@ describe('verdict demo --kubernetes', () => {
     expect(out).toContain('ciliumnetworkpolicy.cilium.io/payments-from-cart-only created');
 
     // After: the same drops are also blamed on the policy from the cluster.
-    const after = await until(async () => {
-      const n = named(await alerts());
-      return n.some((x) => x.title.includes('frontend -> shop/Deployment/payments:8443')) ? n : undefined;
-    }, 30_000, 'alerts naming shop/payments-from-cart-only');
+    const after = await until(
+      async () => {
+        const n = named(await alerts());
+        return n.some((x) => x.title.includes('frontend -> shop/Deployment/payments:8443')) ? n : undefined;
+      },
+      30_000,
+      'alerts naming shop/payments-from-cart-only',
+    );
     for (const a of after) expect(a.policies.map((p) => p.name).sort()).toEqual(['payments-from-cart-only', 'payments-ingress']);
 
     await demo.kill('SIGTERM');
@@ -99,7 +112,9 @@ describe('verdict demo --kubernetes', () => {
     const dir = tempDir('verdict-demo-kube-');
     const http = await freePort();
     // An empty cache: the binaries are looked for there (scripts/kube.sh, VERDICT_CACHE_DIR).
-    const demo = spawnVerdict(['demo', '--kubernetes', '--data-dir', dir, '--http-addr', `127.0.0.1:${http}`], 'demo', { VERDICT_CACHE_DIR: tempDir('verdict-empty-cache-') });
+    const demo = spawnVerdict(['demo', '--kubernetes', '--data-dir', dir, '--http-addr', `127.0.0.1:${http}`], 'demo', {
+      VERDICT_CACHE_DIR: tempDir('verdict-empty-cache-'),
+    });
     expect(await demo.exited).toBe(1);
     expect(demo.stderr).toContain(`\`${KUBE_INSTALL_COMMAND}\``);
     expect(demo.stderr).toContain('without --kubernetes');

@@ -42,14 +42,19 @@ describe('verdict demo', () => {
     expect(demo.stdout).not.toContain('http://127.0.0.1:2801/');
 
     type A = { source: string; title: string; policies: { name: string }[]; rule: string };
-    const alerts = await until(async () => {
-      const res = await fetch(`http://127.0.0.1:${http}/api/v1/alerts`, { headers: { authorization: `Bearer ${token}` } });
-      const a = ((await res.json()) as { alerts: A[] }).alerts;
-      const complete = a.some((x) => x.policies.some((p) => p.name === 'deny-cloud-metadata'))
-        && a.some((x) => x.rule === 'Terminal shell in container')
-        && a.some((x) => x.title.includes('<script>'));
-      return complete ? a : undefined;
-    }, 45_000, 'cilium and falco alerts from the demo');
+    const alerts = await until(
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${http}/api/v1/alerts`, { headers: { authorization: `Bearer ${token}` } });
+        const a = ((await res.json()) as { alerts: A[] }).alerts;
+        const complete =
+          a.some((x) => x.policies.some((p) => p.name === 'deny-cloud-metadata')) &&
+          a.some((x) => x.rule === 'Terminal shell in container') &&
+          a.some((x) => x.title.includes('<script>'));
+        return complete ? a : undefined;
+      },
+      45_000,
+      'cilium and falco alerts from the demo',
+    );
 
     const policies = new Set(alerts.flatMap((a) => a.policies.map((p) => p.name)));
     expect(policies).toContain('deny-cloud-metadata');

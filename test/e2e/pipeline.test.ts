@@ -42,23 +42,40 @@ ${extra}`;
 }
 
 let n = 0;
-function flowLine(o: { src: string; dst: string; srcNs?: string; dstNs?: string; port: number; verdict: 'DROPPED' | 'FORWARDED'; reason?: string; type?: number }): string {
+function flowLine(o: {
+  src: string;
+  dst: string;
+  srcNs?: string;
+  dstNs?: string;
+  port: number;
+  verdict: 'DROPPED' | 'FORWARDED';
+  reason?: string;
+  type?: number;
+}): string {
   n++;
   const ep = (app: string, ns: string) => ({
-    identity: 1000 + app.length, namespace: ns, pod_name: `${app}-${n}`,
+    identity: 1000 + app.length,
+    namespace: ns,
+    pod_name: `${app}-${n}`,
     labels: [`k8s:app=${app}`, `k8s:io.kubernetes.pod.namespace=${ns}`],
   });
   return JSON.stringify({
     flow: {
-      time: new Date().toISOString(), uuid: `e2e-${n}`, verdict: o.verdict,
+      time: new Date().toISOString(),
+      uuid: `e2e-${n}`,
+      verdict: o.verdict,
       IP: { source: `10.0.0.${n % 250}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
       l4: { TCP: { source_port: 40000 + n, destination_port: o.port, flags: { SYN: true } } },
-      source: ep(o.src, o.srcNs ?? 'shop'), destination: ep(o.dst, o.dstNs ?? 'shop'),
-      Type: 'L3_L4', node_name: 'kind-worker', traffic_direction: 'INGRESS',
+      source: ep(o.src, o.srcNs ?? 'shop'),
+      destination: ep(o.dst, o.dstNs ?? 'shop'),
+      Type: 'L3_L4',
+      node_name: 'kind-worker',
+      traffic_direction: 'INGRESS',
       event_type: { type: o.type ?? (o.verdict === 'DROPPED' ? 1 : 4), sub_type: o.reason === 'POLICY_DENIED' ? 133 : 0 },
       ...(o.reason ? { drop_reason_desc: o.reason } : {}),
     },
-    node_name: 'kind-worker', time: new Date().toISOString(),
+    node_name: 'kind-worker',
+    time: new Date().toISOString(),
   });
 }
 
@@ -91,14 +108,33 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
     writeFileSync(join(dir, 'token'), token);
 
     const [http, grpc] = [await freePort(), await freePort()];
-    server = spawnVerdict(['server', '--data-dir', serverData, '--http-addr', `127.0.0.1:${http}`, '--grpc-addr', `127.0.0.1:${grpc}`, '--config-poll-interval', '200ms'], 'server');
+    server = spawnVerdict(
+      ['server', '--data-dir', serverData, '--http-addr', `127.0.0.1:${http}`, '--grpc-addr', `127.0.0.1:${grpc}`, '--config-poll-interval', '200ms'],
+      'server',
+    );
     await server.waitForLog((l) => l.msg === 'Verdict server started');
     feed = `http://127.0.0.1:${http}`;
     grpcAddr = `127.0.0.1:${grpc}`;
 
     agentObs = `http://127.0.0.1:${await freePort()}`;
-    agent = spawnVerdict(['agent', '--kas-address', `grpc://127.0.0.1:${grpc}`, '--token-file', join(dir, 'token'), '--data-dir', join(dir, 'agent'),
-      '--observability-addr', agentObs.slice('http://'.length), '--reconnect-initial', '100ms', '--reconnect-max', '1s'], 'agent');
+    agent = spawnVerdict(
+      [
+        'agent',
+        '--kas-address',
+        `grpc://127.0.0.1:${grpc}`,
+        '--token-file',
+        join(dir, 'token'),
+        '--data-dir',
+        join(dir, 'agent'),
+        '--observability-addr',
+        agentObs.slice('http://'.length),
+        '--reconnect-initial',
+        '100ms',
+        '--reconnect-max',
+        '1s',
+      ],
+      'agent',
+    );
     await agent.waitForLog((l) => l.msg === 'Connected to Hubble Relay');
   });
 
@@ -130,10 +166,14 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
     relay.proc.stdin!.write(`${flowLine({ src: 'cart', dst: 'payments', port: 8443, verdict: 'FORWARDED' })}\n`);
     relay.proc.stdin!.write(`${flowLine({ src: 'frontend', dst: 'cart', port: 8080, verdict: 'DROPPED', reason: 'POLICY_DENIED' })}\n`);
     relay.proc.stdin!.write(`${flowLine({ src: 'frontend', dst: 'payments', port: 8443, verdict: 'DROPPED', reason: 'POLICY_DENIED' })}\n`);
-    const list = await until(async () => {
-      const a = await alerts();
-      return a.length ? a : undefined;
-    }, 15_000, 'an alert in the feed');
+    const list = await until(
+      async () => {
+        const a = await alerts();
+        return a.length ? a : undefined;
+      },
+      15_000,
+      'an alert in the feed',
+    );
     // Let anything else that would wrongly alert arrive too.
     await new Promise((r) => setTimeout(r, 500));
     const all = await alerts();
@@ -160,8 +200,24 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
 
   it('refuses an agent with a bad token with Unauthenticated', async () => {
     writeFileSync(join(dir, 'bad-token'), 'vdt_agent_not-a-real-token');
-    const bad = spawnVerdict(['agent', '--kas-address', `grpc://${grpcAddr}`, '--token-file', join(dir, 'bad-token'),
-      '--data-dir', join(dir, 'bad-agent'), '--observability-addr', '', '--reconnect-initial', '5s', '--reconnect-max', '5s'], 'bad-agent');
+    const bad = spawnVerdict(
+      [
+        'agent',
+        '--kas-address',
+        `grpc://${grpcAddr}`,
+        '--token-file',
+        join(dir, 'bad-token'),
+        '--data-dir',
+        join(dir, 'bad-agent'),
+        '--observability-addr',
+        '',
+        '--reconnect-initial',
+        '5s',
+        '--reconnect-max',
+        '5s',
+      ],
+      'bad-agent',
+    );
     const line = await bad.waitForLog((l) => typeof l.error === 'string' && l.error.startsWith('Unauthenticated'));
     expect(line.error).toMatch(/unknown or revoked/);
     await bad.kill();
@@ -175,7 +231,11 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
     expect(String(yamlErr.error)).toMatch(/\.gitlab\/agents\/edge\/config\.yaml:\d+: .*invalid YAML/);
     // A value that does not validate: the error names the file, the line and the path in the document.
     const commit = project.commit({ '.gitlab/agents/edge/config.yaml': config(relayAddr).replace('dedup_window: 100ms', 'dedup_window: soon') }, 'broken');
-    const err = await agent.waitForLog((l) => l.msg.includes('keeping the last good configuration') && String(l.error).includes('dedup_window'), 15_000, 'config error on the agent');
+    const err = await agent.waitForLog(
+      (l) => l.msg.includes('keeping the last good configuration') && String(l.error).includes('dedup_window'),
+      15_000,
+      'config error on the agent',
+    );
     expect(String(err.error)).toContain('.gitlab/agents/edge/config.yaml:6: cilium.dedup_window: must be a duration');
     await server.waitForLog((l) => l.msg.startsWith('Config: invalid configuration') && l.commit_id === commit);
     // The Cilium module still runs on the previous configuration.

@@ -12,7 +12,6 @@ import { PAYMENTS_INGRESS } from '../helpers/policies.js';
 // got and drop its streams like a restarting Relay. The policy comes from a local
 // directory (agent flag --policies), not from the configuration project.
 
-
 // Small bounds in config.yaml: with the defaults (10 s -> 5 min) no retry here would be this short.
 const INITIAL_MS = 150;
 const MAX_MS = 400;
@@ -33,17 +32,30 @@ const sent: ReturnType<typeof drop>[] = [];
 /** A dropped flow into payments from its own source pod, so each one is its own alert. */
 function drop(at: Date) {
   n++;
-  const ep = (app: string, pod: string) => ({ identity: 1000 + app.length, namespace: 'shop', pod_name: pod, labels: [`k8s:app=${app}`, 'k8s:io.kubernetes.pod.namespace=shop'] });
-  return parseFlowLine(JSON.stringify({
-    flow: {
-      time: at.toISOString(), uuid: `resume-${n}`, verdict: 'DROPPED',
-      IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
-      l4: { TCP: { source_port: 40000 + n, destination_port: 8443, flags: { SYN: true } } },
-      source: ep('frontend', `frontend-${n}`), destination: ep('payments', 'payments-0'),
-      Type: 'L3_L4', node_name: 'kind-worker', traffic_direction: 'INGRESS',
-      event_type: { type: 1, sub_type: 133 }, drop_reason_desc: 'POLICY_DENIED',
-    },
-  }))!;
+  const ep = (app: string, pod: string) => ({
+    identity: 1000 + app.length,
+    namespace: 'shop',
+    pod_name: pod,
+    labels: [`k8s:app=${app}`, 'k8s:io.kubernetes.pod.namespace=shop'],
+  });
+  return parseFlowLine(
+    JSON.stringify({
+      flow: {
+        time: at.toISOString(),
+        uuid: `resume-${n}`,
+        verdict: 'DROPPED',
+        IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
+        l4: { TCP: { source_port: 40000 + n, destination_port: 8443, flags: { SYN: true } } },
+        source: ep('frontend', `frontend-${n}`),
+        destination: ep('payments', 'payments-0'),
+        Type: 'L3_L4',
+        node_name: 'kind-worker',
+        traffic_direction: 'INGRESS',
+        event_type: { type: 1, sub_type: 133 },
+        drop_reason_desc: 'POLICY_DENIED',
+      },
+    }),
+  )!;
 }
 
 describe('agent and Hubble Relay: whitelist, resume with since, backoff bounds', () => {
@@ -58,8 +70,27 @@ describe('agent and Hubble Relay: whitelist, resume with since, backoff bounds',
   let grpcAddr = '';
   const base = Date.now() - 60_000;
 
-  const startAgent = () => spawnVerdict(['agent', '--kas-address', `grpc://${grpcAddr}`, '--token-file', join(dir, 'token'),
-    '--data-dir', join(dir, 'agent'), '--policies', join(dir, 'policies'), '--observability-addr', '', '--reconnect-initial', '100ms', '--reconnect-max', '1s'], 'agent');
+  const startAgent = () =>
+    spawnVerdict(
+      [
+        'agent',
+        '--kas-address',
+        `grpc://${grpcAddr}`,
+        '--token-file',
+        join(dir, 'token'),
+        '--data-dir',
+        join(dir, 'agent'),
+        '--policies',
+        join(dir, 'policies'),
+        '--observability-addr',
+        '',
+        '--reconnect-initial',
+        '100ms',
+        '--reconnect-max',
+        '1s',
+      ],
+      'agent',
+    );
   const alerts = async () => {
     const res = await fetch(`${feed}/api/v1/alerts?limit=100`, { headers: { authorization: `Bearer ${feedToken}` } });
     return ((await res.json()) as { alerts: { title: string; count: number }[] }).alerts;
@@ -95,7 +126,11 @@ describe('agent and Hubble Relay: whitelist, resume with since, backoff bounds',
     expect(req.blacklist).toEqual([]);
     expect(req.whitelist).toHaveLength(1);
     expect(req.whitelist[0]!.verdict).toEqual([Verdict.DROPPED]);
-    expect(req.whitelist[0]!.event_type.map((e) => [e.type, e.match_sub_type])).toEqual([[1, false], [5, false], [129, false]]);
+    expect(req.whitelist[0]!.event_type.map((e) => [e.type, e.match_sub_type])).toEqual([
+      [1, false],
+      [5, false],
+      [129, false],
+    ]);
   });
 
   it('resumes after a disconnect with since = the last flow time and drops the repeated boundary flow', async () => {
@@ -151,7 +186,7 @@ describe('agent and Hubble Relay: whitelist, resume with since, backoff bounds',
     await agent.kill('SIGTERM');
     relay.push([drop(new Date(base + 5000))]); // seen while the agent was down
     agent = startAgent();
-    await until(() => relay.requests.length === 2 && relay.followerCount === 1 || undefined, 20_000, 'the restarted agent following the relay');
+    await until(() => (relay.requests.length === 2 && relay.followerCount === 1) || undefined, 20_000, 'the restarted agent following the relay');
     expect(relay.requests[1]!.since).toEqual({ seconds: Math.floor((base + 4000) / 1000), nanos: ((base + 4000) % 1000) * 1e6 });
     await until(async () => ((await alertFor('frontend-5')) ? true : undefined), 15_000, 'the alert for the flow seen while the agent was down');
     await new Promise((r) => setTimeout(r, 300));

@@ -24,8 +24,23 @@ describe('alerts/alert.schema.json', () => {
   it('lists exactly the properties of AlertPayload', () => {
     // A compile error here means payload.ts gained or lost a property: update the schema too.
     const keys: Record<keyof AlertPayload, true> = {
-      schema: true, source: true, fingerprint: true, severity: true, title: true, description: true, cluster: true, namespace: true, count: true,
-      first_seen: true, last_seen: true, policies: true, rule: true, labels: true, cilium: true, falco: true, samples: true,
+      schema: true,
+      source: true,
+      fingerprint: true,
+      severity: true,
+      title: true,
+      description: true,
+      cluster: true,
+      namespace: true,
+      count: true,
+      first_seen: true,
+      last_seen: true,
+      policies: true,
+      rule: true,
+      labels: true,
+      cilium: true,
+      falco: true,
+      samples: true,
     };
     expect(Object.keys(schema.properties as object).sort()).toEqual(Object.keys(keys).sort());
   });
@@ -61,7 +76,9 @@ describe('alerts/alert.schema.json', () => {
     ];
     for (const f of flows) {
       for (const reason of ['POLICY_DENY', 'POLICY_DENIED'] as const) {
-        const a = flowToAlert(f, { direction: 'ingress', reason, policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'db', name: 'pg' }] }, 'prod', { flow: {} });
+        const a = flowToAlert(f, { direction: 'ingress', reason, policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'db', name: 'pg' }] }, 'prod', {
+          flow: {},
+        });
         expect(validate(schema, wire(a)), `${reason} ${a.title}`).toEqual([]);
       }
     }

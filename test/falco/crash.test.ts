@@ -89,7 +89,10 @@ function storedCounts(dataDir: string): { counts: Map<string, number>; inInbox: 
     const state = db.prepare('SELECT gen, offset FROM falco_inbox_state').get() as InboxPosition | undefined;
     const inbox = readInboxDir(dataDir, state);
     for (const body of inbox) add((JSON.parse(body.toString()) as { output_fields: Record<string, string> }).output_fields['k8s.pod.name']!, 1);
-    const pending = db.prepare('SELECT p.payload, c.count FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)').all() as { payload: Buffer; count: number }[];
+    const pending = db.prepare('SELECT p.payload, c.count FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)').all() as {
+      payload: Buffer;
+      count: number;
+    }[];
     for (const r of pending) add((JSON.parse(r.payload.toString()) as { labels: { pod: string } }).labels.pod, r.count);
     for (const r of db.prepare('SELECT payload FROM outbox').all() as { payload: Buffer }[]) {
       const a = JSON.parse(r.payload.toString()) as { labels: { pod: string }; count: number };

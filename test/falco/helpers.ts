@@ -17,7 +17,9 @@ export const FIXTURE = resolve(repoRoot, '../shared/fixtures/falco/falco-events.
 export const silent = pino({ level: 'silent' });
 
 export function fixtureLines(): string[] {
-  return readFileSync(FIXTURE, 'utf8').split('\n').filter((l) => l.trim() !== '');
+  return readFileSync(FIXTURE, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '');
 }
 
 const made: string[] = [];
@@ -80,12 +82,44 @@ export function makeCerts(): Certs | undefined {
   }
   const dir = tmp('verdict-certs-');
   const ossl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=verdict test CA', '-keyout', 'ca.key', '-out', 'ca.crt');
+  ossl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=verdict test CA',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+  );
   writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
   for (const who of ['server', 'client']) {
     ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${who}`, '-keyout', `${who}.key`, '-out', `${who}.csr`);
-    ossl('x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', `${who}.ext`, '-out', `${who}.crt`);
+    ossl(
+      'x509',
+      '-req',
+      '-in',
+      `${who}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      `${who}.ext`,
+      '-out',
+      `${who}.crt`,
+    );
   }
   return {
     dir,

@@ -23,7 +23,14 @@ function drop(o: { srcPort: number; time: string; flags: Record<string, boolean>
   const flow = flowFromJson(j);
   // The decoded flow carries the flags (they are not lost before the fingerprint is taken).
   const l4 = flow.l4?.protocol;
-  expect(l4?.$case === 'TCP' ? Object.entries(l4.value.flags ?? {}).filter(([, v]) => v).map(([k]) => k).sort() : []).toEqual(Object.keys(o.flags).sort());
+  expect(
+    l4?.$case === 'TCP'
+      ? Object.entries(l4.value.flags ?? {})
+          .filter(([, v]) => v)
+          .map(([k]) => k)
+          .sort()
+      : [],
+  ).toEqual(Object.keys(o.flags).sort());
   return flowToAlert(flow, att, 'c1', j.flow);
 }
 
@@ -45,7 +52,10 @@ describe('Cilium fingerprint as the feed groups by it', () => {
     // End to end in the store: one alert counting the four, spanning their times; the other port is its own.
     const db = openServerDb(':memory:');
     const store = new AlertStore(db);
-    store.ingest('edge', [...alerts, otherPort].map((payload, i) => ({ id: `fp-${i}`, payload })));
+    store.ingest(
+      'edge',
+      [...alerts, otherPort].map((payload, i) => ({ id: `fp-${i}`, payload })),
+    );
     const listed = store.list({ limit: 10, sort: 'count' }).alerts;
     expect(listed.map((a) => a.count)).toEqual([4, 1]);
     expect(listed[0]).toMatchObject({ first_seen: '2024-05-01T10:00:00.000Z', last_seen: '2024-05-02T00:00:00.000Z', events: 4 });

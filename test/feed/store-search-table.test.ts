@@ -18,8 +18,14 @@ describe('the searchable text table', () => {
     // Rows as version 4's ingest wrote them (its code is gone): search_text in alert_text.
     db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule, count, events, first_seen, last_seen, created_at, updated_at, last_received_at, seq)
       VALUES (1, 'old', 'edge', 'triggered', 'falco', 'high', 3, 'prod', 'shop', 'Terminal shell in container', 1, 1, 1000, 1000, 1000, 1000, 1000, 1)`).run();
-    db.prepare(`INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (1, 'shell in web', 'a shell', '[]', '{}', '{}', ?)`).run('shop\n\nTerminal shell in container\nquokka-pod');
-    db.prepare('INSERT INTO alerts_fts (rowid, title, description, search_text) VALUES (1, ?, ?, ?)').run('shell in web', 'a shell', 'shop\n\nTerminal shell in container\nquokka-pod');
+    db.prepare(
+      `INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (1, 'shell in web', 'a shell', '[]', '{}', '{}', ?)`,
+    ).run('shop\n\nTerminal shell in container\nquokka-pod');
+    db.prepare('INSERT INTO alerts_fts (rowid, title, description, search_text) VALUES (1, ?, ?, ?)').run(
+      'shell in web',
+      'a shell',
+      'shop\n\nTerminal shell in container\nquokka-pod',
+    );
     migrate(db, 'server', SERVER_MIGRATIONS);
     expect(db.prepare('SELECT search_text FROM alert_search WHERE id = 1').get()).toEqual({ search_text: 'shop\n\nTerminal shell in container\nquokka-pod' });
     expect(ftsIds(db, 'quokka')).toEqual([1]);

@@ -10,7 +10,8 @@ import { tempDir } from '../helpers/processes.js';
 // The server's database as start-up leaves it: a file in WAL mode, at the
 // newest schema version, reached by running the versioned migrations once.
 
-const version = (db: Database.Database) => (db.prepare("SELECT version FROM schema_migrations WHERE scope = 'server'").get() as { version: number } | undefined)?.version;
+const version = (db: Database.Database) =>
+  (db.prepare("SELECT version FROM schema_migrations WHERE scope = 'server'").get() as { version: number } | undefined)?.version;
 
 describe('alert store at start-up', () => {
   it('creates server.db in WAL mode at the newest schema version, and reopens it without migrating again', () => {

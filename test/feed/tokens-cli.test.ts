@@ -61,7 +61,10 @@ describe('feed tokens from the CLI', () => {
   it('refuses an unknown scope with what the scopes are', () => {
     let stderr = '';
     try {
-      execFileSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'tokens', 'create', '--name', 'x', '--scope', 'root', '--data-dir', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      execFileSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'tokens', 'create', '--name', 'x', '--scope', 'root', '--data-dir', dir], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
     } catch (e) {
       stderr = String((e as { stderr?: string }).stderr);
     }

@@ -117,8 +117,13 @@ export async function startKube(): Promise<Kube> {
     stateDir,
     // KUBERC=off: a user's ~/.kube/kuberc must not change kubectl's behaviour.
     kubectl: (args, opts = {}) =>
-      run(join(binDir, 'kubectl'), [`--kubeconfig=${opts.kubeconfig ?? kubeconfig}`, `--cache-dir=${cacheDir}`, ...args],
-        { ...process.env, KUBERC: 'off' }, opts.input, opts.timeoutMs),
+      run(
+        join(binDir, 'kubectl'),
+        [`--kubeconfig=${opts.kubeconfig ?? kubeconfig}`, `--cache-dir=${cacheDir}`, ...args],
+        { ...process.env, KUBERC: 'off' },
+        opts.input,
+        opts.timeoutMs,
+      ),
     stop: async () => {
       const r = await run('bash', [SCRIPT, 'stop'], env);
       if (r.code !== 0) throw new Error(`scripts/kube.sh stop failed (exit ${r.code}):\n${r.stderr}`);

@@ -24,7 +24,10 @@ export class VerdictProcess {
   private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   readonly exited: Promise<number | null>;
 
-  constructor(readonly proc: ChildProcess, readonly name: string) {
+  constructor(
+    readonly proc: ChildProcess,
+    readonly name: string,
+  ) {
     let buf = '';
     proc.stdout!.setEncoding('utf8');
     proc.stdout!.on('data', (d: string) => {
@@ -69,8 +72,25 @@ export class VerdictProcess {
     const found = this.logs.find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`${this.name}: timed out waiting for ${what}; last logs:\n${this.logs.slice(-15).map((l) => JSON.stringify(l)).join('\n')}\nstderr: ${this.stderr.slice(-2000)}`)), timeoutMs);
-      this.waiters.push({ pred, resolve: (l) => { clearTimeout(t); resolve(l); } });
+      const t = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${this.name}: timed out waiting for ${what}; last logs:\n${this.logs
+                .slice(-15)
+                .map((l) => JSON.stringify(l))
+                .join('\n')}\nstderr: ${this.stderr.slice(-2000)}`,
+            ),
+          ),
+        timeoutMs,
+      );
+      this.waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(t);
+          resolve(l);
+        },
+      });
     });
   }
 
@@ -120,7 +140,9 @@ export class ConfigProject {
     this.git('init', '-q', '-b', 'main');
   }
   git(...args: string[]): string {
-    return execFileSync('git', ['-C', this.dir, '-c', 'user.name=test', '-c', 'user.email=test@verdict.invalid', '-c', 'commit.gpgsign=false', ...args], { encoding: 'utf8' }).trim();
+    return execFileSync('git', ['-C', this.dir, '-c', 'user.name=test', '-c', 'user.email=test@verdict.invalid', '-c', 'commit.gpgsign=false', ...args], {
+      encoding: 'utf8',
+    }).trim();
   }
   commit(files: Record<string, string>, message = 'update'): string {
     for (const [path, content] of Object.entries(files)) {

@@ -114,10 +114,7 @@ describe('Kafka broker (kafkajs)', () => {
     await consumer.subscribe({ topic, fromBeginning: true });
     const received: { key: string; value: string; partition: number }[] = [];
     const allIn = new Promise<void>((resolveAll, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`only ${received.length}/${sent.length} messages consumed within 30 s`)),
-        30_000,
-      );
+      const timer = setTimeout(() => reject(new Error(`only ${received.length}/${sent.length} messages consumed within 30 s`)), 30_000);
       consumer!
         .run({
           eachMessage: async ({ partition, message }) => {
@@ -138,9 +135,7 @@ describe('Kafka broker (kafkajs)', () => {
     for (const key of keys) {
       const mine = received.filter((r) => r.key === key);
       expect(new Set(mine.map((r) => r.partition)).size).toBe(1);
-      expect(mine.map((r) => (JSON.parse(r.value) as { seq: number }).seq)).toEqual(
-        Array.from({ length: perKey }, (_, i) => i),
-      );
+      expect(mine.map((r) => (JSON.parse(r.value) as { seq: number }).seq)).toEqual(Array.from({ length: perKey }, (_, i) => i));
     }
 
     // The group's offsets are committed on the broker (group coordinator works).

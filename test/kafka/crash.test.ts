@@ -65,8 +65,16 @@ function hooksFor(fp: string): Hook[] {
 }
 
 async function replica(name: string, prefix: string): Promise<Replica> {
-  const r: Replica = { name, dataDir: join(dir, `${prefix}-${name}`), config: join(dir, `${prefix}-${name}.yaml`), http: `127.0.0.1:${await freePort()}`, grpc: `127.0.0.1:${await freePort()}` };
-  writeFileSync(r.config, `data_dir: ${r.dataDir}
+  const r: Replica = {
+    name,
+    dataDir: join(dir, `${prefix}-${name}`),
+    config: join(dir, `${prefix}-${name}.yaml`),
+    http: `127.0.0.1:${await freePort()}`,
+    grpc: `127.0.0.1:${await freePort()}`,
+  };
+  writeFileSync(
+    r.config,
+    `data_dir: ${r.dataDir}
 http_addr: ${r.http}
 grpc_addr: ${r.grpc}
 webhooks:
@@ -83,7 +91,8 @@ kafka:
   export_topic: ""
   partitions: ${PARTITIONS}
   session_timeout: 6s
-`);
+`,
+  );
   return r;
 }
 
@@ -108,8 +117,16 @@ async function pair(killAt: 'after_outbox' | 'after_claims') {
   const feedToken = verdictSync(['tokens', 'create', '--name', 'ops', '--scope', 'write', '--data-dir', b.dataDir]).trim();
   await start(a, ['--test-kill-delivery-at', killAt]);
   await start(b);
-  await until(() => (assigned(a)?.length === PARTITIONS / 2 && assigned(b)?.length === PARTITIONS / 2 ? true : undefined), 60_000, 'both replicas in the delivery group');
-  await until(() => (JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', b.dataDir])) as unknown[]).length === 1 || undefined, 20_000, 'the agent token on replica B');
+  await until(
+    () => (assigned(a)?.length === PARTITIONS / 2 && assigned(b)?.length === PARTITIONS / 2 ? true : undefined),
+    60_000,
+    'both replicas in the delivery group',
+  );
+  await until(
+    () => (JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', b.dataDir])) as unknown[]).length === 1 || undefined,
+    20_000,
+    'the agent token on replica B',
+  );
   return { a, b, token, feedToken, partitionsOfA: assigned(a)!, partitionsOfB: assigned(b)! };
 }
 
@@ -214,7 +231,11 @@ describe('a replica killed between recording webhook deliveries and committing t
     await rx.waitFor(() => hooksFor(x).some((h) => h.type === 'alert.triggered'), 30_000, 'X triggered from replica A');
     await expectReady(a);
     await new Promise((r) => setTimeout(r, 1_500));
-    expect(hooksFor(x).map((h) => h.type).sort()).toEqual(['alert.resolved', 'alert.triggered']);
+    expect(
+      hooksFor(x)
+        .map((h) => h.type)
+        .sort(),
+    ).toEqual(['alert.resolved', 'alert.triggered']);
     expectOneIdPerChange(x, ex!);
     expect(hooksFor(z)).toHaveLength(1);
     expectOneIdPerChange(z, ez!);

@@ -35,8 +35,13 @@ async function titles(d: Demo): Promise<string[]> {
 }
 
 /** Messages of a topic from its beginning, read until `enough` says so. */
-async function read(topic: string, enough: (m: { key: string; value: string; type?: string }[]) => boolean): Promise<{ key: string; value: string; type?: string }[]> {
-  const consumer = new Kafka({ clientId: 'demo-test', brokers: [broker!.bootstrap], logLevel: logLevel.NOTHING }).consumer({ groupId: `demo-test-${randomUUID()}` });
+async function read(
+  topic: string,
+  enough: (m: { key: string; value: string; type?: string }[]) => boolean,
+): Promise<{ key: string; value: string; type?: string }[]> {
+  const consumer = new Kafka({ clientId: 'demo-test', brokers: [broker!.bootstrap], logLevel: logLevel.NOTHING }).consumer({
+    groupId: `demo-test-${randomUUID()}`,
+  });
   const got: { key: string; value: string; type?: string }[] = [];
   try {
     await consumer.connect();
@@ -68,13 +73,17 @@ afterAll(async () => {
 }, 90_000);
 
 describe('verdict demo --kafka', () => {
-  it('keeps the demo\'s alert log in Kafka, exports it, and lets a second demo join as a replica', async () => {
+  it("keeps the demo's alert log in Kafka, exports it, and lets a second demo join as a replica", async () => {
     const one = await demo('demo-1');
     expect(one.proc.stdout).toContain(`kafka:       ${broker!.bootstrap}: alert log verdict.log, export verdict.alerts`);
-    const first = await until(async () => {
-      const t = await titles(one);
-      return t.some((x) => x.startsWith('Terminal shell in container')) && t.length >= 3 ? t : undefined;
-    }, 60_000, 'cilium and falco alerts on the first demo');
+    const first = await until(
+      async () => {
+        const t = await titles(one);
+        return t.some((x) => x.startsWith('Terminal shell in container')) && t.length >= 3 ? t : undefined;
+      },
+      60_000,
+      'cilium and falco alerts on the first demo',
+    );
 
     // The alerts went through the log (agent events), and each is exported as JSON keyed by its id.
     const log = await read('verdict.log', (m) => m.filter((x) => x.type === 'alert').length >= first.length);
@@ -90,10 +99,14 @@ describe('verdict demo --kafka', () => {
     // A second demo on the same Kafka with its own data dir: a second replica whose feed
     // has everything the first one stored, through the log.
     const two = await demo('demo-2');
-    await until(async () => {
-      const t = new Set(await titles(two));
-      return first.every((x) => t.has(x)) ? true : undefined;
-    }, 60_000, 'the first demo\'s alerts on the second');
+    await until(
+      async () => {
+        const t = new Set(await titles(two));
+        return first.every((x) => t.has(x)) ? true : undefined;
+      },
+      60_000,
+      "the first demo's alerts on the second",
+    );
     expect(two.proc.logs.some((l) => l.msg === 'Kafka: this server is a replica on the shared alert log')).toBe(true);
 
     await two.proc.kill('SIGTERM');

@@ -55,11 +55,31 @@ async function node(name: string, o: NodeOptions = {}): Promise<Node> {
   const store = new AlertStore(db);
   const agents = new AgentRegistry(db);
   const tokens = new FeedTokens(db);
-  const webhooks = o.webhookUrl === undefined ? undefined : startWebhooks({
-    db, store, log, enqueueOnStore: false, worker: { jitter: false, pollMs: 100 },
-    config: parseWebhooksJson({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'rx', type: 'generic', url: o.webhookUrl, secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], retry_schedule: ['100ms'] }] }),
+  const webhooks =
+    o.webhookUrl === undefined
+      ? undefined
+      : startWebhooks({
+          db,
+          store,
+          log,
+          enqueueOnStore: false,
+          worker: { jitter: false, pollMs: 100 },
+          config: parseWebhooksJson({
+            allow_private_addresses: ['127.0.0.1'],
+            integrations: [{ name: 'rx', type: 'generic', url: o.webhookUrl, secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], retry_schedule: ['100ms'] }],
+          }),
+        });
+  const replica = await startKafkaReplica({
+    config: o.config ?? cfg,
+    db,
+    store,
+    agents,
+    tokens,
+    webhooks: webhooks?.outbox,
+    holdProjection: o.holdProjection,
+    holdDelivery: o.holdDelivery,
+    log: o.log ?? log.child({ replica: name }),
   });
-  const replica = await startKafkaReplica({ config: o.config ?? cfg, db, store, agents, tokens, webhooks: webhooks?.outbox, holdProjection: o.holdProjection, holdDelivery: o.holdDelivery, log: o.log ?? log.child({ replica: name }) });
   const n: Node = { db, store, agents, tokens, replica, changed: [], ...(webhooks ? { webhooks } : {}) };
   store.onChange((changes, tx) => tx.afterCommit(() => n.changed.push(...changes.map((c) => c.alert))));
   nodes.push(n);
@@ -91,7 +111,12 @@ const ev = (fp: string, o: Parameters<typeof falcoPayload>[0] = {}) => ({ id: ra
 
 beforeAll(() => {
   broker = startBroker(mkdtempSync(join(tmpdir(), 'verdict-kafka-state-')));
-  cfg = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `t${randomUUID().slice(0, 8)}`, export_topic: `t${randomUUID().slice(0, 8)}.alerts`, partitions: 3, session_timeout: '6s' });
+  cfg = kafkaConfigForBootstrap(broker.bootstrap, {
+    topic_prefix: `t${randomUUID().slice(0, 8)}`,
+    export_topic: `t${randomUUID().slice(0, 8)}.alerts`,
+    partitions: 3,
+    session_timeout: '6s',
+  });
 }, 320_000);
 
 afterAll(async () => {
@@ -118,7 +143,11 @@ describe('Kafka replicas (in process, real broker)', () => {
     expect(await b.replica.waitCaughtUp(15_000)).toBe(true);
     const sa = snapshot(a);
     expect(Object.keys(sa)).toHaveLength(3);
-    expect(Object.values(sa).map((x) => x.count).sort()).toEqual([1, 1, 2]);
+    expect(
+      Object.values(sa)
+        .map((x) => x.count)
+        .sort(),
+    ).toEqual([1, 1, 2]);
     expect(snapshot(b)).toEqual(sa);
     // The live feed listens to the store's changes: the replica that did not receive the batch has them too.
     expect(new Set(b.changed.map((x) => x.fingerprint))).toEqual(new Set(['f1', 'f2', 'f3']));
@@ -138,14 +167,21 @@ describe('Kafka replicas (in process, real broker)', () => {
     await a.replica.waitCaughtUp(15_000);
     await b.replica.waitCaughtUp(15_000);
     const open = (n: Node) => n.store.list({ limit: 100 }).alerts.filter((x) => x.fingerprint === 'f1');
-    expect(open(a).map((x) => x.status).sort()).toEqual(['resolved', 'triggered']);
+    expect(
+      open(a)
+        .map((x) => x.status)
+        .sort(),
+    ).toEqual(['resolved', 'triggered']);
     expect(snapshot(b)).toEqual(snapshot(a));
 
     // Reopening the resolved one while a newer one is open is refused, as without Kafka.
     const old = open(b).find((x) => x.status === 'resolved')!;
     await expect(b.replica.changeStatus(old.id, 'triggered', 'bob')).rejects.toMatchObject({ name: 'VerdictError', code: 'VERDICT_CONFLICT' });
     const history = a.store.detail(open(a).find((x) => x.status === 'resolved')!.id)!.history;
-    expect(history.map((h) => [h.to, h.actor])).toEqual([['acknowledged', 'bob'], ['resolved', 'alice']]);
+    expect(history.map((h) => [h.to, h.actor])).toEqual([
+      ['acknowledged', 'bob'],
+      ['resolved', 'alice'],
+    ]);
   });
 
   it('rebuilds a replica that lost its SQLite from the log', async () => {
@@ -175,10 +211,12 @@ describe('Kafka replicas (in process, real broker)', () => {
       expect(res.statusCode).toBe(503);
       const body = res.json<{ status: string; reason: string; behind: number }>();
       expect(body.status).toBe('catching_up');
-      expect(body.reason).toMatch(/^this replica is building its store from the Kafka alert log: \d+ of the messages that were in the log at start-up are not in its store yet$/);
+      expect(body.reason).toMatch(
+        /^this replica is building its store from the Kafka alert log: \d+ of the messages that were in the log at start-up are not in its store yet$/,
+      );
       expect(body.behind).toBeGreaterThan(0);
       expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
-      expect(lines.map((l) => l.msg)).toContain('Kafka: building this replica\'s store from the alert log; /readyz answers 503 until it is done');
+      expect(lines.map((l) => l.msg)).toContain("Kafka: building this replica's store from the alert log; /readyz answers 503 until it is done");
       expect(r.store.list({ limit: 100 }).alerts).toHaveLength(0);
 
       release();
@@ -186,7 +224,9 @@ describe('Kafka replicas (in process, real broker)', () => {
       expect(await eventually(async () => (await app.inject({ url: '/readyz' })).statusCode === 200)).toBe(true);
       expect((await app.inject({ url: '/readyz' })).json()).toEqual({ status: 'ready' });
       expect(snapshot(r)).toEqual(snapshot(a));
-      expect(await eventually(() => lines.some((l) => l.msg === 'Kafka: this replica\'s store is up to date with the alert log; it is ready (/readyz)'))).toBe(true);
+      expect(await eventually(() => lines.some((l) => l.msg === "Kafka: this replica's store is up to date with the alert log; it is ready (/readyz)"))).toBe(
+        true,
+      );
     } finally {
       await app.close();
       await closeNode(r);
@@ -195,7 +235,12 @@ describe('Kafka replicas (in process, real broker)', () => {
 
   it('delivers each change once across replicas, under a webhook-id derived from the alert, and shares the claims through the log', async () => {
     const rx = await new Receiver().listen();
-    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `w${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 4, session_timeout: '6s' });
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `w${randomUUID().slice(0, 8)}`,
+      export_topic: '',
+      partitions: 4,
+      session_timeout: '6s',
+    });
     try {
       const [p, q] = [await node('wh-p', { config: own, webhookUrl: rx.url() }), await node('wh-q', { config: own, webhookUrl: rx.url() })];
       const batch = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'].map((fp) => ev(fp));
@@ -221,20 +266,34 @@ describe('Kafka replicas (in process, real broker)', () => {
   }, 90_000);
 
   it('exports each alert change once, as JSON keyed by the alert id', async () => {
-    const consumer = new Kafka({ clientId: 'export-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({ groupId: `export-test-${randomUUID()}` });
+    const consumer = new Kafka({ clientId: 'export-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({
+      groupId: `export-test-${randomUUID()}`,
+    });
     const got: { key: string; value: ExportedAlert }[] = [];
     try {
       await consumer.connect();
       await consumer.subscribe({ topic: cfg.export_topic, fromBeginning: true });
-      await consumer.run({ eachMessage: async ({ message }) => void got.push({ key: message.key!.toString(), value: JSON.parse(message.value!.toString()) as ExportedAlert }) });
+      await consumer.run({
+        eachMessage: async ({ message }) => void got.push({ key: message.key!.toString(), value: JSON.parse(message.value!.toString()) as ExportedAlert }),
+      });
       const deadline = Date.now() + 20_000;
       const want = Object.keys(snapshot(a));
-      while (Date.now() < deadline && !want.every((uid) => got.some((g) => g.key === uid && g.value.status === snapshot(a)[uid]!.status && g.value.count === snapshot(a)[uid]!.count))) {
+      while (
+        Date.now() < deadline &&
+        !want.every((uid) => got.some((g) => g.key === uid && g.value.status === snapshot(a)[uid]!.status && g.value.count === snapshot(a)[uid]!.count))
+      ) {
         await new Promise((r) => setTimeout(r, 200));
       }
       for (const uid of want) {
         const last = got.filter((g) => g.key === uid).at(-1)!;
-        expect(last.value).toMatchObject({ schema: 'verdict.alert/v1', id: uid, agent: 'edge', status: snapshot(a)[uid]!.status, count: snapshot(a)[uid]!.count, source: 'falco' });
+        expect(last.value).toMatchObject({
+          schema: 'verdict.alert/v1',
+          id: uid,
+          agent: 'edge',
+          status: snapshot(a)[uid]!.status,
+          count: snapshot(a)[uid]!.count,
+          source: 'falco',
+        });
         expect(last.value.falco).toBeTruthy();
       }
       // Once per change across replicas: no (partition, offset) of the log is exported twice.
@@ -245,10 +304,15 @@ describe('Kafka replicas (in process, real broker)', () => {
     }
   });
 
-  it('acknowledges an agent batch whose events share one partition and together exceed Kafka\'s message size', async () => {
+  it("acknowledges an agent batch whose events share one partition and together exceed Kafka's message size", async () => {
     // One noisy alert: the agent's batch of 500 events all lands in one log partition.
     // Kafka takes at most max.message.bytes (1 MB by default) per partition and request.
-    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `big${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 2, session_timeout: '6s' });
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `big${randomUUID().slice(0, 8)}`,
+      export_topic: '',
+      partitions: 2,
+      session_timeout: '6s',
+    });
     const n = await node('big', { config: own });
     try {
       const sample = 'x'.repeat(3_000);
@@ -270,7 +334,12 @@ describe('Kafka replicas (in process, real broker)', () => {
     // for the session timeout; a backlog after a broker restart): by the time it hands on
     // the event that opened an alert, the store may already say "resolved".
     const rx = await new Receiver().listen();
-    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `lag${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 2, session_timeout: '6s' });
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `lag${randomUUID().slice(0, 8)}`,
+      export_topic: '',
+      partitions: 2,
+      session_timeout: '6s',
+    });
     let release!: () => void;
     const hold = new Promise<void>((r) => (release = r));
     try {
@@ -283,16 +352,16 @@ describe('Kafka replicas (in process, real broker)', () => {
       release();
       await rx.waitForCount(3, 30_000);
       await new Promise((r) => setTimeout(r, 1_000));
-      const got = rx.requests.map((q) => {
-        const doc = JSON.parse(q.body) as { type: string; data: { alerts: { fingerprint: string }[] } };
-        return `${doc.data.alerts[0]!.fingerprint} ${doc.type} ${String(q.headers['webhook-id'])}`;
-      }).sort();
+      const got = rx.requests
+        .map((q) => {
+          const doc = JSON.parse(q.body) as { type: string; data: { alerts: { fingerprint: string }[] } };
+          return `${doc.data.alerts[0]!.fingerprint} ${doc.type} ${String(q.headers['webhook-id'])}`;
+        })
+        .sort();
       const id = (e: typeof l1, what: string) => stableWebhookId('rx', `edge/${e.payload.fingerprint}/${e.id}`, what);
-      expect(got).toEqual([
-        `l1 alert.resolved ${id(l1, 'resolved')}`,
-        `l1 alert.triggered ${id(l1, 'triggered')}`,
-        `l2 alert.triggered ${id(l2, 'triggered')}`,
-      ].sort());
+      expect(got).toEqual(
+        [`l1 alert.resolved ${id(l1, 'resolved')}`, `l1 alert.triggered ${id(l1, 'triggered')}`, `l2 alert.triggered ${id(l2, 'triggered')}`].sort(),
+      );
       await closeNode(n);
     } finally {
       release();
@@ -301,7 +370,12 @@ describe('Kafka replicas (in process, real broker)', () => {
   }, 90_000);
 
   it('says so when two servers run with one replica id (a copied data_dir), instead of each showing half the log', async () => {
-    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `dup${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 4, session_timeout: '6s' });
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `dup${randomUUID().slice(0, 8)}`,
+      export_topic: '',
+      partitions: 4,
+      session_timeout: '6s',
+    });
     const first = await node('dup-1', { config: own });
     await first.replica.sink.accept('edge', [ev('d1'), ev('d2'), ev('d3'), ev('d4'), ev('d5'), ev('d6')]);
     expect(await first.replica.waitCaughtUp(15_000)).toBe(true);
@@ -323,13 +397,21 @@ describe('Kafka replicas (in process, real broker)', () => {
   }, 90_000);
 
   it('answers a status change with 503 and what happened when Kafka cannot take it', async () => {
-    const own = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `st${randomUUID().slice(0, 8)}`, export_topic: '', partitions: 1, session_timeout: '6s' });
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `st${randomUUID().slice(0, 8)}`,
+      export_topic: '',
+      partitions: 1,
+      session_timeout: '6s',
+    });
     const n = await node('st', { config: own });
     await n.replica.sink.accept('edge', [ev('s1')]);
     expect(await n.replica.waitCaughtUp(15_000)).toBe(true);
     const id = n.store.list({ limit: 10 }).alerts[0]!.id;
     await n.replica.close();
-    const err = await n.replica.changeStatus(id, 'acknowledged', 'bob').then(() => undefined, (e: unknown) => e as VerdictError);
+    const err = await n.replica.changeStatus(id, 'acknowledged', 'bob').then(
+      () => undefined,
+      (e: unknown) => e as VerdictError,
+    );
     expect(err?.httpStatus).toBe(503);
     expect(err?.code).toBe('VERDICT_KAFKA');
     expect(err?.message).toMatch(/^the alert log in Kafka is unavailable, so the status is not changed: .*; try again/);
@@ -340,8 +422,9 @@ describe('Kafka replicas (in process, real broker)', () => {
     const db = openServerDb(':memory:');
     try {
       const bad = kafkaConfigForBootstrap('127.0.0.1:1', { connection_timeout: '200ms' });
-      await expect(startKafkaReplica({ config: bad, db, store: new AlertStore(db), agents: new AgentRegistry(db), tokens: new FeedTokens(db), log }))
-        .rejects.toThrow(/^cannot reach the Kafka brokers 127\.0\.0\.1:1: .*check kafka\.brokers/);
+      await expect(
+        startKafkaReplica({ config: bad, db, store: new AlertStore(db), agents: new AgentRegistry(db), tokens: new FeedTokens(db), log }),
+      ).rejects.toThrow(/^cannot reach the Kafka brokers 127\.0\.0\.1:1: .*check kafka\.brokers/);
     } finally {
       db.close();
     }
@@ -364,7 +447,9 @@ describe('Kafka replicas (in process, real broker)', () => {
     // One broker: three copies cannot be made.
     expect(await start({ replication_factor: 3 })).toMatch(/^Kafka cannot create .* with kafka\.replication_factor 3 .*lower kafka\.replication_factor/);
     // Above the brokers' default group.max.session.timeout.ms (30 min): refused as the config is read.
-    expect(await start({ session_timeout: '2h' })).toMatch(/session_timeout: must be at most 1800000 ms \(brokers refuse more than group\.max\.session\.timeout\.ms/);
+    expect(await start({ session_timeout: '2h' })).toMatch(
+      /session_timeout: must be at most 1800000 ms \(brokers refuse more than group\.max\.session\.timeout\.ms/,
+    );
   }, 90_000);
 
   it('shares agent and feed tokens between replicas, revocations included', async () => {

@@ -53,22 +53,34 @@ const posted = new Set<number>();
 const postErrors: string[] = [];
 async function post(i: number): Promise<void> {
   // The agent answers 2xx once the event is in its spool; a refusal is retried like Falco would.
-  await until(async () => {
-    try {
-      const res = await fetch(`http://${falcoAddr}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(falcoEvent(i)), signal: AbortSignal.timeout(3_000) });
-      if (!res.ok) postErrors.push(`event ${i}: HTTP ${res.status} ${await res.text()}`);
-      return res.ok ? true : undefined;
-    } catch (e) {
-      postErrors.push(`event ${i}: ${(e as Error).message}`);
-      throw e;
-    }
-  }, 20_000, `the agent taking Falco event ${i} (${postErrors.slice(-3).join('; ')})`);
+  await until(
+    async () => {
+      try {
+        const res = await fetch(`http://${falcoAddr}/`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(falcoEvent(i)),
+          signal: AbortSignal.timeout(3_000),
+        });
+        if (!res.ok) postErrors.push(`event ${i}: HTTP ${res.status} ${await res.text()}`);
+        return res.ok ? true : undefined;
+      } catch (e) {
+        postErrors.push(`event ${i}: ${(e as Error).message}`);
+        throw e;
+      }
+    },
+    20_000,
+    `the agent taking Falco event ${i} (${postErrors.slice(-3).join('; ')})`,
+  );
   posted.add(i);
 }
 
 /** What a replica's feed lists: one entry per stored alert. */
 async function stored(r: Replica): Promise<{ pod: string; count: number; status: string }[]> {
-  const res = await fetch(`http://${r.http}/api/v1/alerts?limit=1000`, { headers: { authorization: `Bearer ${feedToken}` }, signal: AbortSignal.timeout(5_000) });
+  const res = await fetch(`http://${r.http}/api/v1/alerts?limit=1000`, {
+    headers: { authorization: `Bearer ${feedToken}` },
+    signal: AbortSignal.timeout(5_000),
+  });
   if (res.status !== 200) throw new Error(`replica ${r.name}'s feed answered HTTP ${res.status}: ${await res.text()}`);
   const body = (await res.json()) as { alerts: { labels: Record<string, string>; count: number; status: string }[] };
   return body.alerts.map((a) => ({ pod: a.labels.pod ?? '', count: a.count, status: a.status }));
@@ -135,7 +147,8 @@ beforeAll(async () => {
     req.on('end', () => {
       try {
         const m = JSON.parse(body) as { type: string; data: { alerts: { fingerprint: string; labels: Record<string, string> }[] } };
-        for (const a of m.data.alerts) deliveries.push({ id: String(req.headers['webhook-id']), type: m.type, pod: a.labels.pod ?? '', fingerprint: a.fingerprint });
+        for (const a of m.data.alerts)
+          deliveries.push({ id: String(req.headers['webhook-id']), type: m.type, pod: a.labels.pod ?? '', fingerprint: a.fingerprint });
       } catch {
         // Counted as nothing; the assertions below would miss it.
       }
@@ -146,7 +159,13 @@ beforeAll(async () => {
   const hookUrl = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
 
   for (const name of ['a', 'b'] as const) {
-    const r: Replica = { name, dataDir: join(dir, `server-${name}`), config: join(dir, `server-${name}.yaml`), http: `127.0.0.1:${await freePort()}`, grpc: `127.0.0.1:${await freePort()}` };
+    const r: Replica = {
+      name,
+      dataDir: join(dir, `server-${name}`),
+      config: join(dir, `server-${name}.yaml`),
+      http: `127.0.0.1:${await freePort()}`,
+      grpc: `127.0.0.1:${await freePort()}`,
+    };
     writeFileSync(r.config, serverYaml(r, hookUrl));
     replicas[name] = r;
   }
@@ -159,11 +178,33 @@ beforeAll(async () => {
   const token = verdictSync(['agents', 'register', 'edge', '--config-project', project.dir, '--data-dir', replicas.a.dataDir]).trim();
   writeFileSync(join(dir, 'token'), token);
   feedToken = verdictSync(['tokens', 'create', '--name', 'feed', '--scope', 'write', '--data-dir', replicas.b.dataDir]).trim();
-  await until(() => (JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', replicas.b.dataDir])) as unknown[]).length === 1 || undefined, 20_000, 'the agent token on replica B');
+  await until(
+    () => (JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', replicas.b.dataDir])) as unknown[]).length === 1 || undefined,
+    20_000,
+    'the agent token on replica B',
+  );
 
-  agent = spawnVerdict(['agent', '--kas-address', `grpc://${replicas.a.grpc}`, '--kas-address', `grpc://${replicas.b.grpc}`, '--token-file', join(dir, 'token'),
-    '--data-dir', join(dir, 'agent'), '--observability-addr', '', '--reconnect-initial', '100ms', '--reconnect-max', '1s'], 'agent');
-  await agent.waitForLog((l) => l.msg === 'Listening for Falco events over HTTP', 30_000, 'the agent\'s Falco input');
+  agent = spawnVerdict(
+    [
+      'agent',
+      '--kas-address',
+      `grpc://${replicas.a.grpc}`,
+      '--kas-address',
+      `grpc://${replicas.b.grpc}`,
+      '--token-file',
+      join(dir, 'token'),
+      '--data-dir',
+      join(dir, 'agent'),
+      '--observability-addr',
+      '',
+      '--reconnect-initial',
+      '100ms',
+      '--reconnect-max',
+      '1s',
+    ],
+    'agent',
+  );
+  await agent.waitForLog((l) => l.msg === 'Listening for Falco events over HTTP', 30_000, "the agent's Falco input");
 }, 400_000);
 
 afterAll(async () => {
@@ -203,15 +244,28 @@ describe('two server replicas on one Kafka broker', () => {
     expect(agent.logs.some((l) => l.msg === 'Switched to another --kas-address')).toBe(false);
   });
 
-  it('changes an alert\'s status on one replica and shows it on the other', async () => {
+  it("changes an alert's status on one replica and shows it on the other", async () => {
     const headers = { authorization: `Bearer ${feedToken}`, 'content-type': 'application/json' };
-    const list = async (r: Replica) => ((await (await fetch(`http://${r.http}/api/v1/alerts?limit=1000`, { headers })).json()) as { alerts: { id: number; status: string; labels: Record<string, string> }[] }).alerts;
+    const list = async (r: Replica) =>
+      (
+        (await (await fetch(`http://${r.http}/api/v1/alerts?limit=1000`, { headers })).json()) as {
+          alerts: { id: number; status: string; labels: Record<string, string> }[];
+        }
+      ).alerts;
     const onB = (await list(replicas.b)).find((a) => a.labels.pod === 'web-3')!;
-    const res = await fetch(`http://${replicas.b.http}/api/v1/alerts/${onB.id}`, { method: 'PATCH', headers, body: JSON.stringify({ status: 'acknowledged' }) });
+    const res = await fetch(`http://${replicas.b.http}/api/v1/alerts/${onB.id}`, {
+      method: 'PATCH',
+      headers,
+      body: JSON.stringify({ status: 'acknowledged' }),
+    });
     expect(res.status, await res.clone().text()).toBe(200);
     expect(((await res.json()) as { alert: { status: string } }).alert.status).toBe('acknowledged');
     // Alert ids are per replica; A finds it by its labels and has the same status.
-    await until(async () => ((await list(replicas.a)).find((a) => a.labels.pod === 'web-3')?.status === 'acknowledged' ? true : undefined), 10_000, 'the status change on replica A');
+    await until(
+      async () => ((await list(replicas.a)).find((a) => a.labels.pod === 'web-3')?.status === 'acknowledged' ? true : undefined),
+      10_000,
+      'the status change on replica A',
+    );
   });
 
   it('moves the agent to replica B when A is killed with SIGKILL, losing nothing', async () => {
@@ -259,7 +313,15 @@ describe('two server replicas on one Kafka broker', () => {
     try {
       await until(() => (missing().length === 0 ? true : undefined), 60_000, 'a webhook for every alert');
     } catch (e) {
-      const metrics = await Promise.all(Object.values(replicas).map(async (r) => `${r.name}: ${(await (await fetch(`http://${r.http}/metrics`)).text()).split('\n').filter((l) => /^verdict_(kafka_delivery|webhook)/.test(l)).join(' | ')}`));
+      const metrics = await Promise.all(
+        Object.values(replicas).map(
+          async (r) =>
+            `${r.name}: ${(await (await fetch(`http://${r.http}/metrics`)).text())
+              .split('\n')
+              .filter((l) => /^verdict_(kafka_delivery|webhook)/.test(l))
+              .join(' | ')}`,
+        ),
+      );
       throw new Error(`${(e as Error).message}: missing ${missing().length} of ${want.length} (${missing().slice(0, 10).join(', ')}); ${metrics.join('\n')}`);
     }
     // Anything sent twice would arrive within the retry schedule.

@@ -18,8 +18,12 @@ describe('generated protobuf code', () => {
   it('matches a fresh generation from proto/', () => {
     const out = tempDir('verdict-proto-');
     execFileSync('bash', [join(REPO, 'scripts/gen-proto.sh'), out], { cwd: REPO, stdio: 'pipe' });
-    const fresh = files(out).map((f) => relative(out, f)).sort();
-    const committed = files(join(REPO, 'src/gen')).map((f) => relative(join(REPO, 'src/gen'), f)).sort();
+    const fresh = files(out)
+      .map((f) => relative(out, f))
+      .sort();
+    const committed = files(join(REPO, 'src/gen'))
+      .map((f) => relative(join(REPO, 'src/gen'), f))
+      .sort();
     expect(committed).toEqual(fresh);
     for (const f of fresh) {
       expect(readFileSync(join(REPO, 'src/gen', f), 'utf8'), `${f} differs: run npm run proto`).toBe(readFileSync(join(out, f), 'utf8'));

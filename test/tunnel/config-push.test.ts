@@ -48,7 +48,9 @@ describe('configuration push over ws://', () => {
 
     const broken = project.commit({ [`.gitlab/agents/${AGENT}/config.yaml`]: `${config(falcoPort, '7s')}  minimum_priority: Loud\n` }, 'broken');
     const err = await agent.waitForLog((l) => l.msg === 'Config: the new configuration is invalid; keeping the last good configuration', 15_000);
-    expect(String(err.error)).toMatch(new RegExp(`invalid configuration at commit ${broken.slice(0, 12)}: \\.gitlab/agents/${AGENT}/config\\.yaml:10: falco\\.minimum_priority: `));
+    expect(String(err.error)).toMatch(
+      new RegExp(`invalid configuration at commit ${broken.slice(0, 12)}: \\.gitlab/agents/${AGENT}/config\\.yaml:10: falco\\.minimum_priority: `),
+    );
     const logged = await server.proc.waitForLog((l) => l.msg.startsWith('Config: invalid configuration') && l.commit_id === broken);
     expect(String(logged.error)).toContain('falco.minimum_priority');
     expect(agent.logs.filter((l) => l.msg === 'Restarting module: its configuration changed')).toHaveLength(1);

@@ -54,7 +54,10 @@ describe('agent reconnect backoff', () => {
     const kas = `grpc://127.0.0.1:${await freePort()}`;
     const agent = configured
       ? spawnAgent(kas, join(dir, 'token'), join(dir, 'agent')) // --reconnect-initial 100ms --reconnect-max 500ms
-      : spawnVerdict(['agent', '--kas-address', kas, '--token-file', join(dir, 'token'), '--data-dir', join(dir, 'agent'), '--observability-addr', ''], 'agent');
+      : spawnVerdict(
+          ['agent', '--kas-address', kas, '--token-file', join(dir, 'token'), '--data-dir', join(dir, 'agent'), '--observability-addr', ''],
+          'agent',
+        );
     const failed = (l: LogLine) => l.msg.startsWith('Alert stream to the server failed');
     await until(() => agent.logs.filter(failed).length >= n || undefined, 20_000, `${n} failed connection attempts`);
     await agent.kill('SIGKILL');

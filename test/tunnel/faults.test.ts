@@ -26,10 +26,14 @@ async function produce(w: SpoolWriter): Promise<void> {
 }
 
 async function midStream(serverData: string, w: SpoolWriter): Promise<void> {
-  await until(() => {
-    const n = storeCounts(serverData).events;
-    return n > 0 && w.ids.length < TOTAL ? true : undefined;
-  }, 20_000, 'the first alerts in the store while more are being produced');
+  await until(
+    () => {
+      const n = storeCounts(serverData).events;
+      return n > 0 && w.ids.length < TOTAL ? true : undefined;
+    },
+    20_000,
+    'the first alerts in the store while more are being produced',
+  );
 }
 
 async function expectExactlyOnce(serverData: string, w: SpoolWriter): Promise<void> {

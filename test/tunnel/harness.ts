@@ -26,7 +26,23 @@ export function makeCerts(dir: string): Certs {
   ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '1', '-subj', '/CN=Verdict test CA');
   ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=localhost');
   writeFileSync(f('ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.crt'), '-days', '1', '-extfile', f('ext.cnf'));
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.crt'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    f('server.crt'),
+    '-days',
+    '1',
+    '-extfile',
+    f('ext.cnf'),
+  );
   return { ca: f('ca.crt'), cert: f('server.crt'), key: f('server.key') };
 }
 
@@ -45,7 +61,12 @@ export function prepareServer(dir: string): { data: string; tokenFile: string; t
 
 export class ServerProc {
   proc!: VerdictProcess;
-  constructor(readonly data: string, readonly http: number, readonly grpc: number, private readonly certs?: Certs) {}
+  constructor(
+    readonly data: string,
+    readonly http: number,
+    readonly grpc: number,
+    private readonly certs?: Certs,
+  ) {}
 
   static async start(data: string, certs?: Certs): Promise<ServerProc> {
     const s = new ServerProc(data, await freePort(), await freePort(), certs);
@@ -55,7 +76,21 @@ export class ServerProc {
 
   async start(): Promise<void> {
     const tls = this.certs ? ['--tls-cert-file', this.certs.cert, '--tls-key-file', this.certs.key] : [];
-    this.proc = spawnVerdict(['server', '--data-dir', this.data, '--http-addr', `127.0.0.1:${this.http}`, '--grpc-addr', `127.0.0.1:${this.grpc}`, '--config-poll-interval', '200ms', ...tls], 'server');
+    this.proc = spawnVerdict(
+      [
+        'server',
+        '--data-dir',
+        this.data,
+        '--http-addr',
+        `127.0.0.1:${this.http}`,
+        '--grpc-addr',
+        `127.0.0.1:${this.grpc}`,
+        '--config-poll-interval',
+        '200ms',
+        ...tls,
+      ],
+      'server',
+    );
     await this.proc.waitForLog((l) => l.msg === 'Verdict server started');
   }
 
@@ -66,18 +101,48 @@ export class ServerProc {
 }
 
 export function spawnAgent(kasAddress: string, tokenFile: string, dataDir: string, extra: string[] = []): VerdictProcess {
-  return spawnVerdict(['agent', '--kas-address', kasAddress, '--token-file', tokenFile, '--data-dir', dataDir, '--observability-addr', '',
-    '--reconnect-initial', '100ms', '--reconnect-max', '500ms', ...extra], 'agent');
+  return spawnVerdict(
+    [
+      'agent',
+      '--kas-address',
+      kasAddress,
+      '--token-file',
+      tokenFile,
+      '--data-dir',
+      dataDir,
+      '--observability-addr',
+      '',
+      '--reconnect-initial',
+      '100ms',
+      '--reconnect-max',
+      '500ms',
+      ...extra,
+    ],
+    'agent',
+  );
 }
 
 function alertPayload(i: number): Buffer {
   const now = new Date().toISOString();
-  return Buffer.from(JSON.stringify({
-    schema: 'verdict.alert/v1', source: 'cilium', fingerprint: `fp-${i % 40}`, severity: 'medium',
-    title: `Dropped by test policy ${i % 40}`, description: `test alert ${i}`, cluster: 'test', namespace: 'shop',
-    count: 1, first_seen: now, last_seen: now, policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'p' }],
-    rule: 'test', labels: { n: String(i) }, samples: [],
-  }));
+  return Buffer.from(
+    JSON.stringify({
+      schema: 'verdict.alert/v1',
+      source: 'cilium',
+      fingerprint: `fp-${i % 40}`,
+      severity: 'medium',
+      title: `Dropped by test policy ${i % 40}`,
+      description: `test alert ${i}`,
+      cluster: 'test',
+      namespace: 'shop',
+      count: 1,
+      first_seen: now,
+      last_seen: now,
+      policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'p' }],
+      rule: 'test',
+      labels: { n: String(i) },
+      samples: [],
+    }),
+  );
 }
 
 /** Writes alerts into an agent's spool (agent.db) as the alert stage would; the agent may be running or not. */
@@ -96,15 +161,19 @@ export class SpoolWriter {
   /** Waits until the agent has created its spool. */
   static async open(agentDataDir: string): Promise<SpoolWriter> {
     const file = join(agentDataDir, 'agent.db');
-    await until(() => {
-      if (!existsSync(file)) return undefined;
-      const db = new Database(file, { readonly: true });
-      try {
-        return db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").get() ? true : undefined;
-      } finally {
-        db.close();
-      }
-    }, 20_000, 'the agent spool');
+    await until(
+      () => {
+        if (!existsSync(file)) return undefined;
+        const db = new Database(file, { readonly: true });
+        try {
+          return db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").get() ? true : undefined;
+        } finally {
+          db.close();
+        }
+      },
+      20_000,
+      'the agent spool',
+    );
     return new SpoolWriter(file);
   }
 

@@ -33,7 +33,9 @@ function verdictFails(args: string[]): { status: number; stderr: string } {
 
 /** Every byte of the server's data directory (db, WAL), to look for a secret. */
 function dataBytes(dir: string): string {
-  return readdirSync(dir).map((f) => readFileSync(join(dir, f)).toString('latin1')).join('');
+  return readdirSync(dir)
+    .map((f) => readFileSync(join(dir, f)).toString('latin1'))
+    .join('');
 }
 
 describe('verdict agents and verdict tokens (agent tokens)', () => {
@@ -56,11 +58,18 @@ describe('verdict agents and verdict tokens (agent tokens)', () => {
     expect(list + JSON.stringify(json)).not.toContain(first.trim());
   });
 
-  it('tokens create|list|revoke --agent manage the agent\'s tokens; only hashes are stored', () => {
+  it("tokens create|list|revoke --agent manage the agent's tokens; only hashes are stored", () => {
     const second = verdictSync(['tokens', 'create', '--agent', 'edge', '--name', 'rotation', '--data-dir', data]).trim();
     expect(second).toMatch(/^vdt_agent_/);
-    const listed = JSON.parse(verdictSync(['tokens', 'list', '--agent', 'edge', '--json', '--data-dir', data])) as { id: number; name: string; revoked_at: string | null }[];
-    expect(listed.map((t) => [t.name, t.revoked_at])).toEqual([['default', null], ['rotation', null]]);
+    const listed = JSON.parse(verdictSync(['tokens', 'list', '--agent', 'edge', '--json', '--data-dir', data])) as {
+      id: number;
+      name: string;
+      revoked_at: string | null;
+    }[];
+    expect(listed.map((t) => [t.name, t.revoked_at])).toEqual([
+      ['default', null],
+      ['rotation', null],
+    ]);
     const text = verdictSync(['tokens', 'list', '--agent', 'edge', '--data-dir', data]);
     expect(text).toMatch(/^\d+\tdefault\tcreated .*\tnever used\n\d+\trotation\t/);
     expect(JSON.stringify(listed) + text).not.toContain(second);
@@ -76,7 +85,7 @@ describe('verdict agents and verdict tokens (agent tokens)', () => {
 
     // `verdict agents tokens …` is the same store.
     const third = verdictSync(['agents', 'tokens', 'create', 'edge', '--token-name', 'third', '--data-dir', data]).trim();
-    const ids = (JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', data])) as { id: number; name: string }[]);
+    const ids = JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', data])) as { id: number; name: string }[];
     expect(ids.map((t) => t.name)).toEqual(['default', 'rotation', 'third']);
 
     const rotation = listed[1]!.id;
@@ -104,7 +113,7 @@ describe('verdict agents and verdict tokens (agent tokens)', () => {
     expect(verdictFails(['tokens', 'create', '--data-dir', data]).stderr).toMatch(/give --agent <agent> for an agent token, or --name/);
   });
 
-  it('keeps feed tokens (the admin API\'s own admin token) apart from agent tokens', () => {
+  it("keeps feed tokens (the admin API's own admin token) apart from agent tokens", () => {
     const admin = verdictSync(['tokens', 'create', '--name', 'ops', '--scope', 'admin', '--data-dir', data]).trim();
     expect(admin).toMatch(/^vdt_feed_/);
     const feed = JSON.parse(verdictSync(['tokens', 'list', '--json', '--data-dir', data])) as { name: string; scope: string }[];

@@ -28,13 +28,19 @@ describe('admin API for integrations', () => {
   beforeAll(async () => {
     await rx.listen();
     rx.answer = () => (healthy ? { status: 200 } : { status: 500 });
-    server = await startServer({
-      data_dir: tempDir('verdict-wh-admin-'), http_addr: '127.0.0.1:0', grpc_addr: '127.0.0.1:0', config_poll_interval: 60_000,
-      webhooks: parseWebhooksJson({
-        allow_private_addresses: ['127.0.0.1'],
-        integrations: [{ name: 'from-file', type: 'slack', url: rx.url('/services/T/B/secret-part') }],
-      }),
-    }, silent);
+    server = await startServer(
+      {
+        data_dir: tempDir('verdict-wh-admin-'),
+        http_addr: '127.0.0.1:0',
+        grpc_addr: '127.0.0.1:0',
+        config_poll_interval: 60_000,
+        webhooks: parseWebhooksJson({
+          allow_private_addresses: ['127.0.0.1'],
+          integrations: [{ name: 'from-file', type: 'slack', url: rx.url('/services/T/B/secret-part') }],
+        }),
+      },
+      silent,
+    );
     base = `http://${server.httpAddress}`;
     admin = server.tokens.create('admin', 'admin').token;
     reader = server.tokens.create('reader', 'read').token;
@@ -54,13 +60,23 @@ describe('admin API for integrations', () => {
   });
 
   it('documents every integration route in the OpenAPI document, with the admin scope', async () => {
-    const doc = (await call('GET', '/api/v1/openapi.json')).body as { paths: Record<string, Record<string, { 'x-required-scope'?: string; summary?: string; responses: Record<string, unknown> }>> };
-    const ops = Object.entries(doc.paths).filter(([path]) => path.startsWith('/api/v1/admin/integrations')).flatMap(([path, o]) => Object.entries(o).map(([m, op]) => ({ what: `${m} ${path}`, op })));
+    const doc = (await call('GET', '/api/v1/openapi.json')).body as {
+      paths: Record<string, Record<string, { 'x-required-scope'?: string; summary?: string; responses: Record<string, unknown> }>>;
+    };
+    const ops = Object.entries(doc.paths)
+      .filter(([path]) => path.startsWith('/api/v1/admin/integrations'))
+      .flatMap(([path, o]) => Object.entries(o).map(([m, op]) => ({ what: `${m} ${path}`, op })));
     expect(ops.map((o) => o.what).sort()).toEqual([
-      'delete /api/v1/admin/integrations/{name}', 'get /api/v1/admin/integrations', 'get /api/v1/admin/integrations/{name}',
-      'get /api/v1/admin/integrations/{name}/deliveries', 'get /api/v1/admin/integrations/{name}/deliveries/{id}',
-      'patch /api/v1/admin/integrations/{name}', 'post /api/v1/admin/integrations', 'post /api/v1/admin/integrations/{name}/dead-letters/redeliver',
-      'post /api/v1/admin/integrations/{name}/deliveries/{id}/redeliver', 'post /api/v1/admin/integrations/{name}/enable',
+      'delete /api/v1/admin/integrations/{name}',
+      'get /api/v1/admin/integrations',
+      'get /api/v1/admin/integrations/{name}',
+      'get /api/v1/admin/integrations/{name}/deliveries',
+      'get /api/v1/admin/integrations/{name}/deliveries/{id}',
+      'patch /api/v1/admin/integrations/{name}',
+      'post /api/v1/admin/integrations',
+      'post /api/v1/admin/integrations/{name}/dead-letters/redeliver',
+      'post /api/v1/admin/integrations/{name}/deliveries/{id}/redeliver',
+      'post /api/v1/admin/integrations/{name}/enable',
     ]);
     for (const { what, op } of ops) {
       expect(op['x-required-scope'], what).toBe('admin');
@@ -72,7 +88,9 @@ describe('admin API for integrations', () => {
   it('lists config integrations as read-only, with the Slack URL redacted', async () => {
     const { status, body } = await call('GET', '/api/v1/admin/integrations');
     expect(status).toBe(200);
-    expect(body.integrations).toEqual([expect.objectContaining({ name: 'from-file', type: 'slack', origin: 'config', read_only: true, state: 'active', url: `http://127.0.0.1:${rx.port}/…` })]);
+    expect(body.integrations).toEqual([
+      expect.objectContaining({ name: 'from-file', type: 'slack', origin: 'config', read_only: true, state: 'active', url: `http://127.0.0.1:${rx.port}/…` }),
+    ]);
     const patch = await call('PATCH', '/api/v1/admin/integrations/from-file', { enabled: false });
     expect(patch.status).toBe(409);
     expect(patch.body.message).toMatch(/defined in the server config file; change it there/);
@@ -80,26 +98,65 @@ describe('admin API for integrations', () => {
   });
 
   it('creates, shows (secrets redacted), updates and deletes an integration', async () => {
-    const bad = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: rx.url(), secrets: ['nope'], route: { min_severity: 'urgent' } });
+    const bad = await call('POST', '/api/v1/admin/integrations', {
+      name: 'hook',
+      type: 'generic',
+      url: rx.url(),
+      secrets: ['nope'],
+      route: { min_severity: 'urgent' },
+    });
     expect(bad.status).toBe(400);
     expect(bad.body.issues.map((i: { path: string }) => i.path)).toEqual(expect.arrayContaining(['secrets[0]', 'route.min_severity']));
-    const ssrf = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: 'http://169.254.169.254/latest/meta-data', secrets: [SECRET] });
+    const ssrf = await call('POST', '/api/v1/admin/integrations', {
+      name: 'hook',
+      type: 'generic',
+      url: 'http://169.254.169.254/latest/meta-data',
+      secrets: [SECRET],
+    });
     expect(ssrf.status).toBe(400);
     expect(ssrf.body.message).toMatch(/link-local.*allow_private_addresses/);
     // Any spelling of a refused address: here cloud metadata through NAT64 (127.0.0.1 alone is allowed).
-    const nat64 = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: 'http://[64:ff9b::169.254.169.254]/', secrets: [SECRET] });
+    const nat64 = await call('POST', '/api/v1/admin/integrations', {
+      name: 'hook',
+      type: 'generic',
+      url: 'http://[64:ff9b::169.254.169.254]/',
+      secrets: [SECRET],
+    });
     expect(nat64.status).toBe(400);
-    expect(nat64.body.issues).toEqual([{ path: 'url', message: expect.stringMatching(/^refused to deliver to 64:ff9b::a9fe:a9fe: it is a link-local .*through NAT64/) }]);
+    expect(nat64.body.issues).toEqual([
+      { path: 'url', message: expect.stringMatching(/^refused to deliver to 64:ff9b::a9fe:a9fe: it is a link-local .*through NAT64/) },
+    ]);
 
-    const created = await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'generic', url: rx.url(), secrets: [SECRET], timeout: '2s', retry_schedule: ['30ms'], headers: { 'X-Api-Key': 'receiver-key' } });
+    const created = await call('POST', '/api/v1/admin/integrations', {
+      name: 'hook',
+      type: 'generic',
+      url: rx.url(),
+      secrets: [SECRET],
+      timeout: '2s',
+      retry_schedule: ['30ms'],
+      headers: { 'X-Api-Key': 'receiver-key' },
+    });
     expect(created.status).toBe(201);
-    expect(created.body.integration).toMatchObject({ name: 'hook', origin: 'api', read_only: false, secrets: ['whsec_…LaSw'], timeout: '2s', retry_schedule: ['30ms'], state: 'active', headers: { 'X-Api-Key': '…' } });
+    expect(created.body.integration).toMatchObject({
+      name: 'hook',
+      origin: 'api',
+      read_only: false,
+      secrets: ['whsec_…LaSw'],
+      timeout: '2s',
+      retry_schedule: ['30ms'],
+      state: 'active',
+      headers: { 'X-Api-Key': '…' },
+    });
     expect(JSON.stringify(created.body)).not.toContain('receiver-key');
     expect(JSON.stringify(created.body)).not.toContain(SECRET);
     expect((await call('POST', '/api/v1/admin/integrations', { name: 'hook', type: 'slack', url: rx.url() })).status).toBe(409);
 
     // Rotation: add a second secret; the redacted first one stands for itself.
-    const rotated = await call('PATCH', '/api/v1/admin/integrations/hook', { secrets: ['whsec_…LaSw', SECRET2], route: { min_severity: 'high' }, headers: { 'X-Api-Key': '…', 'X-Team': 'sec' } });
+    const rotated = await call('PATCH', '/api/v1/admin/integrations/hook', {
+      secrets: ['whsec_…LaSw', SECRET2],
+      route: { min_severity: 'high' },
+      headers: { 'X-Api-Key': '…', 'X-Team': 'sec' },
+    });
     expect(rotated.status).toBe(200);
     expect(rotated.body.integration).toMatchObject({ secrets: ['whsec_…LaSw', `whsec_…${SECRET2.slice(-4)}`], route: { min_severity: 'high' }, timeout: '2s' });
     expect(server.webhooks.registry.byName('hook')!.spec.secrets).toEqual([SECRET, SECRET2]);

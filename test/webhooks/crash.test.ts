@@ -49,7 +49,9 @@ describe('webhook outbox across kill -9', () => {
     const hookPort = await freePort();
     const [http, grpcPort] = [await freePort(), await freePort()];
     const config = join(dir, 'server.yaml');
-    writeFileSync(config, `data_dir: ${data}
+    writeFileSync(
+      config,
+      `data_dir: ${data}
 http_addr: 127.0.0.1:${http}
 grpc_addr: 127.0.0.1:${grpcPort}
 webhooks:
@@ -61,7 +63,8 @@ webhooks:
       secrets: [env:VERDICT_CRASH_SECRET]
       timeout: 30s
       retry_schedule: [200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms]
-`);
+`,
+    );
     const start = async (): Promise<VerdictProcess> => {
       const p = spawnVerdict(['server', '--config', config], 'server', { VERDICT_CRASH_SECRET: SECRET });
       await p.waitForLog((l) => l.msg === 'Verdict server started');

@@ -65,7 +65,10 @@ describe('generic webhook', () => {
     await new Promise((ok) => setTimeout(ok, 100));
     const [d] = deliveries();
     expect(d).toMatchObject({ state: 'delivered', attempts: 2, last_status: 200 });
-    expect(h.svc.outbox.attempts(d!.id)).toMatchObject([{ status: 500, error: 'HTTP 500 Internal Server Error: database down' }, { status: 200, error: null }]);
+    expect(h.svc.outbox.attempts(d!.id)).toMatchObject([
+      { status: 500, error: 'HTTP 500 Internal Server Error: database down' },
+      { status: 200, error: null },
+    ]);
     expect(r.requests).toHaveLength(2);
   });
 
@@ -185,8 +188,12 @@ describe('what triggers a delivery', () => {
     for (let i = 0; i < 5; i++) h.ingest({ ...p, count: 1 });
     await r.waitForCount(2);
     await new Promise((ok) => setTimeout(ok, 200));
-    expect(r.requests.map((q) => [r.json<{ type: string }>(q.n - 1).type, r.json<{ data: { alerts: { count: number }[] } }>(q.n - 1).data.alerts[0]!.count]))
-      .toEqual([['alert.triggered', 1], ['alert.repeated', 3]]);
+    expect(
+      r.requests.map((q) => [r.json<{ type: string }>(q.n - 1).type, r.json<{ data: { alerts: { count: number }[] } }>(q.n - 1).data.alerts[0]!.count]),
+    ).toEqual([
+      ['alert.triggered', 1],
+      ['alert.repeated', 3],
+    ]);
     // A jump past both milestones sends one delivery, for the higher one.
     h.ingest({ ...p, count: 20 });
     await r.waitForCount(3);
@@ -294,7 +301,14 @@ describe('enqueueOnStore: false (deliveries recorded by another path, e.g. Kafka
     const r = await receiver();
     const db = openServerDb(':memory:');
     const store = new AlertStore(db);
-    const svc = startWebhooks({ db, store, log: silent, enqueueOnStore: false, worker: { jitter: false }, config: parseWebhooksJson({ allow_private_addresses: ['127.0.0.1'], integrations: [generic(r)] }) });
+    const svc = startWebhooks({
+      db,
+      store,
+      log: silent,
+      enqueueOnStore: false,
+      worker: { jitter: false },
+      config: parseWebhooksJson({ allow_private_addresses: ['127.0.0.1'], integrations: [generic(r)] }),
+    });
     try {
       const a = store.ingest('edge', [{ id: 'no-hook-1', payload: cilium() }]).alerts[0]!;
       store.setStatus(a.id, 'resolved', 'test');

@@ -17,8 +17,26 @@ describe('verdict demo --webhook', () => {
   it('delivers the demo alerts as signed generic webhooks', async () => {
     await receiver.listen();
     const [http, grpc, falco] = [await freePort(), await freePort(), await freePort()];
-    const demo = spawnVerdict(['demo', '--data-dir', tempDir('verdict-wh-demo-'), '--http-addr', `127.0.0.1:${http}`, '--grpc-addr', `127.0.0.1:${grpc}`,
-      '--falco-addr', `127.0.0.1:${falco}`, '--interval', '300', '--webhook', receiver.url('/verdict'), '--webhook-secret', SECRET], 'demo');
+    const demo = spawnVerdict(
+      [
+        'demo',
+        '--data-dir',
+        tempDir('verdict-wh-demo-'),
+        '--http-addr',
+        `127.0.0.1:${http}`,
+        '--grpc-addr',
+        `127.0.0.1:${grpc}`,
+        '--falco-addr',
+        `127.0.0.1:${falco}`,
+        '--interval',
+        '300',
+        '--webhook',
+        receiver.url('/verdict'),
+        '--webhook-secret',
+        SECRET,
+      ],
+      'demo',
+    );
     await demo.waitForStdout(/webhook: +http:\/\/127\.0\.0\.1:\d+\/verdict \(signed/, 30_000);
     await receiver.waitForCount(1, 30_000);
     const req = receiver.requests[0]!;
@@ -29,7 +47,10 @@ describe('verdict demo --webhook', () => {
   });
 
   it('says which flag is wrong', async () => {
-    const demo = spawnVerdict(['demo', '--data-dir', tempDir('verdict-wh-demo-'), '--webhook', 'http://127.0.0.1:9/x', '--webhook-secret', 'secret'], 'demo-bad');
+    const demo = spawnVerdict(
+      ['demo', '--data-dir', tempDir('verdict-wh-demo-'), '--webhook', 'http://127.0.0.1:9/x', '--webhook-secret', 'secret'],
+      'demo-bad',
+    );
     expect(await demo.exited).not.toBe(0);
     expect(demo.stderr).toMatch(/--webhook-secret: must be "whsec_" followed by base64/);
   });

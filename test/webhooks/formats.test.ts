@@ -28,7 +28,11 @@ describe('GitLab HTTP alert integration', () => {
   it('sends title, description, start_time, severity, fingerprint, monitoring_tool, hosts with the Bearer key, and end_time on resolve', async () => {
     const r = await receiver();
     process.env.VERDICT_TEST_GITLAB_KEY = 'gl-alert-key-123';
-    h = harness({ allow_private_addresses: ['127.0.0.1'], external_url: EXTERNAL, integrations: [{ name: 'gitlab', type: 'gitlab', url: r.url('/g/p/alerts/notify/verdict/abc.json'), key: 'env:VERDICT_TEST_GITLAB_KEY', ...FAST }] });
+    h = harness({
+      allow_private_addresses: ['127.0.0.1'],
+      external_url: EXTERNAL,
+      integrations: [{ name: 'gitlab', type: 'gitlab', url: r.url('/g/p/alerts/notify/verdict/abc.json'), key: 'env:VERDICT_TEST_GITLAB_KEY', ...FAST }],
+    });
     const p = cilium({ description: 'x'.repeat(1500) });
     const a = h.ingest(p, 'prod');
     await r.waitForCount(1);
@@ -102,21 +106,48 @@ describe('GitLab HTTP alert integration', () => {
 });
 
 interface AmPayload {
-  version: string; groupKey: string; truncatedAlerts: number; status: string; receiver: string; groupLabels: Record<string, string>;
-  commonLabels: Record<string, string>; commonAnnotations: Record<string, string>; externalURL: string;
-  alerts: { status: string; labels: Record<string, string>; annotations: Record<string, string>; startsAt: string; endsAt: string; generatorURL: string; fingerprint: string }[];
+  version: string;
+  groupKey: string;
+  truncatedAlerts: number;
+  status: string;
+  receiver: string;
+  groupLabels: Record<string, string>;
+  commonLabels: Record<string, string>;
+  commonAnnotations: Record<string, string>;
+  externalURL: string;
+  alerts: {
+    status: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    startsAt: string;
+    endsAt: string;
+    generatorURL: string;
+    fingerprint: string;
+  }[];
 }
 
 describe('Alertmanager webhook v4', () => {
   it('sends the v4 document with firing, then resolved, for one alert', async () => {
     const r = await receiver();
-    h = harness({ allow_private_addresses: ['127.0.0.1'], external_url: EXTERNAL, integrations: [{ name: 'am', type: 'alertmanager', url: r.url(), ...FAST }] });
+    h = harness({
+      allow_private_addresses: ['127.0.0.1'],
+      external_url: EXTERNAL,
+      integrations: [{ name: 'am', type: 'alertmanager', url: r.url(), ...FAST }],
+    });
     const p = cilium();
     const a = h.ingest(p, 'prod');
     await r.waitForCount(1);
     const labels = {
-      direction: 'ingress', app_kubernetes_io_name: 'payments', alertname: 'CiliumPolicyDrop', severity: 'high', source: 'cilium', agent: 'prod',
-      cluster: 'prod', verdict_alert_id: String(a.id), namespace: 'shop', policy: 'shop/payments-ingress',
+      direction: 'ingress',
+      app_kubernetes_io_name: 'payments',
+      alertname: 'CiliumPolicyDrop',
+      severity: 'high',
+      source: 'cilium',
+      agent: 'prod',
+      cluster: 'prod',
+      verdict_alert_id: String(a.id),
+      namespace: 'shop',
+      policy: 'shop/payments-ingress',
     };
     const annotations = { summary: p.title, description: p.description, verdict_url: `${EXTERNAL}/api/v1/alerts/${a.id}` };
     const fp = createHash('sha256').update(`prod/${p.fingerprint}`).digest('hex').slice(0, 16);
@@ -130,7 +161,17 @@ describe('Alertmanager webhook v4', () => {
       commonLabels: labels,
       commonAnnotations: annotations,
       externalURL: EXTERNAL,
-      alerts: [{ status: 'firing', labels, annotations, startsAt: p.first_seen, endsAt: '0001-01-01T00:00:00Z', generatorURL: `${EXTERNAL}/api/v1/alerts/${a.id}`, fingerprint: fp }],
+      alerts: [
+        {
+          status: 'firing',
+          labels,
+          annotations,
+          startsAt: p.first_seen,
+          endsAt: '0001-01-01T00:00:00Z',
+          generatorURL: `${EXTERNAL}/api/v1/alerts/${a.id}`,
+          fingerprint: fp,
+        },
+      ],
     });
     h.store.setStatus(a.id, 'resolved', 'test');
     await r.waitForCount(2);
@@ -177,20 +218,29 @@ describe('Slack incoming webhook', () => {
 });
 
 describe('Slack message limits', () => {
-  it('keeps every text within Slack\'s 3000 characters, whatever the agent sent, and marks a resolved alert', async () => {
+  it("keeps every text within Slack's 3000 characters, whatever the agent sent, and marks a resolved alert", async () => {
     const r = await receiver();
-    h = harness({ allow_private_addresses: ['127.0.0.1'], external_url: EXTERNAL, integrations: [{ name: 'slack', type: 'slack', url: r.url('/services/T/B/X'), ...FAST }] });
+    h = harness({
+      allow_private_addresses: ['127.0.0.1'],
+      external_url: EXTERNAL,
+      integrations: [{ name: 'slack', type: 'slack', url: r.url('/services/T/B/X'), ...FAST }],
+    });
     const a = h.ingest(cilium({ title: '<&>'.repeat(2000), description: '&'.repeat(5000), cluster: 'c'.repeat(4000) }), 'prod');
     await r.waitForCount(1);
     type Msg = { text: string; blocks: { type: string; text?: { text: string }; elements?: { text: string }[] }[] };
-    const texts = (m: Msg) => [m.text, ...m.blocks.flatMap((b) => [b.text?.text, ...(b.elements ?? []).map((e) => e.text)]).filter((x): x is string => x !== undefined)];
+    const texts = (m: Msg) => [
+      m.text,
+      ...m.blocks.flatMap((b) => [b.text?.text, ...(b.elements ?? []).map((e) => e.text)]).filter((x): x is string => x !== undefined),
+    ];
     const msg = r.json<Msg>(0);
     for (const t of texts(msg)) {
       expect(t.length).toBeLessThanOrEqual(3000);
       // Cut between entities, never inside one.
       expect(t.replace(/&(amp|lt|gt);/g, '')).not.toMatch(/&/);
     }
-    expect(msg.blocks[0]!.text!.text).toMatch(new RegExp(`^:large_orange_circle: \\*\\[HIGH\\]\\* <${EXTERNAL}/api/v1/alerts/${a.id}\\|(&lt;&amp;&gt;)+…>\\n(&amp;)+…$`));
+    expect(msg.blocks[0]!.text!.text).toMatch(
+      new RegExp(`^:large_orange_circle: \\*\\[HIGH\\]\\* <${EXTERNAL}/api/v1/alerts/${a.id}\\|(&lt;&amp;&gt;)+…>\\n(&amp;)+…$`),
+    );
     h.store.setStatus(a.id, 'resolved', 'test');
     await r.waitForCount(2);
     const resolved = r.json<Msg>(1);
@@ -203,7 +253,11 @@ describe('Slack message limits', () => {
 describe('generic payload', () => {
   it('carries the documented alert object', async () => {
     const r = await receiver();
-    h = harness({ allow_private_addresses: ['127.0.0.1'], external_url: EXTERNAL, integrations: [{ name: 'hook', type: 'generic', url: r.url(), secrets: [SECRET], ...FAST }] });
+    h = harness({
+      allow_private_addresses: ['127.0.0.1'],
+      external_url: EXTERNAL,
+      integrations: [{ name: 'hook', type: 'generic', url: r.url(), secrets: [SECRET], ...FAST }],
+    });
     const p = falco();
     const a = h.ingest(p, 'prod');
     await r.waitForCount(1);
@@ -212,9 +266,24 @@ describe('generic payload', () => {
     expect(doc.type).toBe('alert.triggered');
     expect(doc.timestamp).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(doc.data.alerts[0]).toEqual({
-      id: a.id, status: 'triggered', source: 'falco', severity: 'critical', title: p.title, description: p.description, agent: 'prod',
-      cluster: 'prod', namespace: 'shop', policies: [], rule: 'Terminal shell in container', labels: p.labels, count: 1,
-      first_seen: p.first_seen, last_seen: p.last_seen, resolved_at: null, fingerprint: p.fingerprint, details: { falco: p.falco },
+      id: a.id,
+      status: 'triggered',
+      source: 'falco',
+      severity: 'critical',
+      title: p.title,
+      description: p.description,
+      agent: 'prod',
+      cluster: 'prod',
+      namespace: 'shop',
+      policies: [],
+      rule: 'Terminal shell in container',
+      labels: p.labels,
+      count: 1,
+      first_seen: p.first_seen,
+      last_seen: p.last_seen,
+      resolved_at: null,
+      fingerprint: p.fingerprint,
+      details: { falco: p.falco },
       url: `${EXTERNAL}/api/v1/alerts/${a.id}`,
     });
     h.store.setStatus(a.id, 'resolved', 'test');

@@ -14,15 +14,46 @@ export function cilium(o: Partial<AlertPayload> = {}): AlertPayload {
   n++;
   const t = new Date().toISOString();
   return {
-    schema: ALERT_SCHEMA, source: 'cilium', fingerprint: `fp-cilium-${n}`, severity: 'high',
-    title: 'Ingress denied: shop/frontend -> shop/payments:8443/TCP', description: 'Dropped by shop/payments-ingress (POLICY_DENIED).',
-    cluster: 'prod', namespace: 'shop', count: 1, first_seen: t, last_seen: t,
-    policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-ingress' }], rule: '',
+    schema: ALERT_SCHEMA,
+    source: 'cilium',
+    fingerprint: `fp-cilium-${n}`,
+    severity: 'high',
+    title: 'Ingress denied: shop/frontend -> shop/payments:8443/TCP',
+    description: 'Dropped by shop/payments-ingress (POLICY_DENIED).',
+    cluster: 'prod',
+    namespace: 'shop',
+    count: 1,
+    first_seen: t,
+    last_seen: t,
+    policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-ingress' }],
+    rule: '',
     labels: { direction: 'ingress', 'app.kubernetes.io/name': 'payments' },
     cilium: {
-      direction: 'ingress', reason: 'POLICY_DENIED', drop_reason: 133, protocol: 'TCP', node: 'kind-worker',
-      source: { namespace: 'shop', pod: 'frontend-7d9f8-1', ip: '10.0.0.7', port: 40123, identity: 1001, labels: ['k8s:app=frontend'], workload: 'Deployment/frontend', names: [] },
-      destination: { namespace: 'shop', pod: 'payments-5c6b-0', ip: '10.0.1.13', port: 8443, identity: 1002, labels: ['k8s:app=payments'], workload: 'Deployment/payments', names: [] },
+      direction: 'ingress',
+      reason: 'POLICY_DENIED',
+      drop_reason: 133,
+      protocol: 'TCP',
+      node: 'kind-worker',
+      source: {
+        namespace: 'shop',
+        pod: 'frontend-7d9f8-1',
+        ip: '10.0.0.7',
+        port: 40123,
+        identity: 1001,
+        labels: ['k8s:app=frontend'],
+        workload: 'Deployment/frontend',
+        names: [],
+      },
+      destination: {
+        namespace: 'shop',
+        pod: 'payments-5c6b-0',
+        ip: '10.0.1.13',
+        port: 8443,
+        identity: 1002,
+        labels: ['k8s:app=payments'],
+        workload: 'Deployment/payments',
+        names: [],
+      },
     },
     samples: [],
     ...o,
@@ -33,11 +64,29 @@ export function falco(o: Partial<AlertPayload> = {}): AlertPayload {
   n++;
   const t = new Date().toISOString();
   return {
-    schema: ALERT_SCHEMA, source: 'falco', fingerprint: `fp-falco-${n}`, severity: 'critical',
-    title: 'Terminal shell in container (shop/web-1)', description: 'A shell was spawned in a container with an attached terminal.',
-    cluster: 'prod', namespace: 'shop', count: 1, first_seen: t, last_seen: t, policies: [], rule: 'Terminal shell in container',
+    schema: ALERT_SCHEMA,
+    source: 'falco',
+    fingerprint: `fp-falco-${n}`,
+    severity: 'critical',
+    title: 'Terminal shell in container (shop/web-1)',
+    description: 'A shell was spawned in a container with an attached terminal.',
+    cluster: 'prod',
+    namespace: 'shop',
+    count: 1,
+    first_seen: t,
+    last_seen: t,
+    policies: [],
+    rule: 'Terminal shell in container',
     labels: { pod: 'web-1', container: 'web' },
-    falco: { rule: 'Terminal shell in container', priority: 'Critical', source: 'syscall', hostname: 'node-1', output: 'shell', tags: ['shell'], output_fields: {} },
+    falco: {
+      rule: 'Terminal shell in container',
+      priority: 'Critical',
+      source: 'syscall',
+      hostname: 'node-1',
+      output: 'shell',
+      tags: ['shell'],
+      output_fields: {},
+    },
     samples: [],
     ...o,
   };
@@ -60,7 +109,9 @@ export function harness(webhooks: unknown, dataDir = ':memory:'): Harness {
   const store = new AlertStore(db);
   const svc = startWebhooks({ db, store, config: parseWebhooksJson(webhooks), log: silent, worker: { jitter: false, pollMs: 200 } });
   return {
-    db, store, svc,
+    db,
+    store,
+    svc,
     ingest(p, agent = 'edge') {
       const r = store.ingest(agent, [{ id: `ev-${process.pid}-${++ev}`, payload: p }]);
       return r.alerts[0]!;

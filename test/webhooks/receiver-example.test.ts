@@ -7,7 +7,10 @@ import { cilium, harness, SECRET, type Harness } from './helpers.js';
 // The receiver example in docs/ works against real deliveries.
 
 describe('docs/examples/webhook-receiver.mjs', () => {
-  const proc = spawn(process.execPath, [join(REPO, 'docs/examples/webhook-receiver.mjs')], { env: { ...process.env, WEBHOOK_SECRET: SECRET, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [join(REPO, 'docs/examples/webhook-receiver.mjs')], {
+    env: { ...process.env, WEBHOOK_SECRET: SECRET, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   let h: Harness | undefined;
@@ -18,7 +21,10 @@ describe('docs/examples/webhook-receiver.mjs', () => {
 
   it('accepts a signed delivery once and refuses a forged one', async () => {
     const url = await until(() => /listening on (\S+)/.exec(out)?.[1], 10_000, 'the example to listen');
-    h = harness({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'hook', type: 'generic', url: `${url}verdict`, secrets: [SECRET], retry_schedule: ['50ms'] }] });
+    h = harness({
+      allow_private_addresses: ['127.0.0.1'],
+      integrations: [{ name: 'hook', type: 'generic', url: `${url}verdict`, secrets: [SECRET], retry_schedule: ['50ms'] }],
+    });
     const a = h.ingest(cilium());
     await until(() => (out.includes('alert.triggered') ? true : undefined), 10_000, 'the example to print the alert');
     expect(out).toContain(`[high] ${a.title}`);
@@ -28,7 +34,11 @@ describe('docs/examples/webhook-receiver.mjs', () => {
     h.svc.outbox.redeliver(d!.id);
     await until(() => (h!.svc.outbox.get(d!.id)!.state === 'delivered' ? true : undefined), 5000, 'delivered again');
     expect(out.match(/alert\.triggered/g)).toHaveLength(1);
-    const forged = await fetch(`${url}verdict`, { method: 'POST', headers: { 'webhook-id': 'msg_x', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' }, body: '{}' });
+    const forged = await fetch(`${url}verdict`, {
+      method: 'POST',
+      headers: { 'webhook-id': 'msg_x', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' },
+      body: '{}',
+    });
     expect(forged.status).toBe(401);
   });
 });

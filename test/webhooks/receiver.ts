@@ -30,7 +30,14 @@ export class Receiver {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const r: Received = { n: this.requests.length + 1, method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
+        const r: Received = {
+          n: this.requests.length + 1,
+          method: req.method ?? '',
+          path: req.url ?? '',
+          headers: req.headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+          at: Date.now(),
+        };
         this.requests.push(r);
         this.waiters = this.waiters.filter((w) => (w.pred(this.requests) ? (w.resolve(), false) : true));
         void (async () => {
@@ -68,7 +75,13 @@ export class Receiver {
     if (pred(this.requests)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`receiver: timed out waiting for ${what}; got ${this.requests.length} request(s)`)), timeoutMs);
-      this.waiters.push({ pred, resolve: () => { clearTimeout(t); resolve(); } });
+      this.waiters.push({
+        pred,
+        resolve: () => {
+          clearTimeout(t);
+          resolve();
+        },
+      });
     });
   }
 

@@ -38,11 +38,20 @@ function replica(rx: Receiver, extra: Record<string, unknown> = {}): Replica {
   const db = openServerDb(':memory:');
   const store = new AlertStore(db);
   const svc = startWebhooks({
-    db, store, log: silent, enqueueOnStore: false, worker: { jitter: false, pollMs: 100 },
-    config: parseWebhooksJson({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'rx', type: 'generic', url: rx.url(), secrets: [SECRET], ...FAST, ...extra }] }),
+    db,
+    store,
+    log: silent,
+    enqueueOnStore: false,
+    worker: { jitter: false, pollMs: 100 },
+    config: parseWebhooksJson({
+      allow_private_addresses: ['127.0.0.1'],
+      integrations: [{ name: 'rx', type: 'generic', url: rx.url(), secrets: [SECRET], ...FAST, ...extra }],
+    }),
   });
   const r: Replica = {
-    db, store, svc,
+    db,
+    store,
+    svc,
     ingest(eventId, fp, count = 1) {
       const alert = store.ingest('edge', [{ id: eventId, payload: falco({ fingerprint: fp, count }) }]).alerts[0]!;
       return { alert, key: `edge/${fp}/${eventId}` };
@@ -59,7 +68,11 @@ async function receiver(): Promise<Receiver> {
 }
 
 const shared = (r: Replica, alerts: KeyedAlert[]) => r.db.transaction(() => r.svc.outbox.enqueueShared(alerts))();
-const ids = (r: Replica) => r.svc.outbox.list({ integrationId: r.svc.registry.byName('rx')!.id, limit: 100 }).map((d) => `${d.event}:${d.webhook_id}`).sort();
+const ids = (r: Replica) =>
+  r.svc.outbox
+    .list({ integrationId: r.svc.registry.byName('rx')!.id, limit: 100 })
+    .map((d) => `${d.event}:${d.webhook_id}`)
+    .sort();
 
 describe('webhook claims shared between replicas', () => {
   it('derives the webhook-id from integration, alert and event: the same on every replica, distinct otherwise', () => {
@@ -67,7 +80,12 @@ describe('webhook claims shared between replicas', () => {
     expect(id).toMatch(/^msg_[\w-]{22}$/);
     expect(id).toHaveLength(newWebhookId().length);
     expect(stableWebhookId('rx', 'edge/fp/ev-1', 'triggered')).toBe(id);
-    for (const other of [stableWebhookId('rx2', 'edge/fp/ev-1', 'triggered'), stableWebhookId('rx', 'edge/fp/ev-2', 'triggered'), stableWebhookId('rx', 'edge/fp/ev-1', 'resolved')]) expect(other).not.toBe(id);
+    for (const other of [
+      stableWebhookId('rx2', 'edge/fp/ev-1', 'triggered'),
+      stableWebhookId('rx', 'edge/fp/ev-2', 'triggered'),
+      stableWebhookId('rx', 'edge/fp/ev-1', 'resolved'),
+    ])
+      expect(other).not.toBe(id);
   });
 
   it('records the same delivery under the same webhook-id on two replicas that both handle a change', async () => {
@@ -113,10 +131,13 @@ describe('webhook claims shared between replicas', () => {
     const rx = await receiver();
     const b = replica(rx);
     const onB = b.ingest('ev-1', 'fp-1');
-    const n = b.svc.outbox.applyClaims([
-      { integration: 'made-elsewhere', alert: onB.key, event: 'triggered' },
-      { integration: 'rx', alert: 'edge/purged/ev-0', event: 'triggered' },
-    ], (key) => (key === onB.key ? onB.alert.id : undefined));
+    const n = b.svc.outbox.applyClaims(
+      [
+        { integration: 'made-elsewhere', alert: onB.key, event: 'triggered' },
+        { integration: 'rx', alert: 'edge/purged/ev-0', event: 'triggered' },
+      ],
+      (key) => (key === onB.key ? onB.alert.id : undefined),
+    );
     expect(n).toBe(0);
     expect(shared(b, [onB]).deliveries).toBe(1);
   });

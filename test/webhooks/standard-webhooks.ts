@@ -27,7 +27,12 @@ function constantTimeEqual(a: string, b: string): boolean {
 export class WebhookVerificationError extends Error {}
 
 /** Throws unless one of the v1 signatures was made with `secret`. */
-export async function verifyStandardWebhook(secret: string, headers: Record<string, string | string[] | undefined>, body: string, opts: { toleranceS?: number; nowS?: number } = {}): Promise<void> {
+export async function verifyStandardWebhook(
+  secret: string,
+  headers: Record<string, string | string[] | undefined>,
+  body: string,
+  opts: { toleranceS?: number; nowS?: number } = {},
+): Promise<void> {
   const get = (k: string) => {
     const v = headers[k];
     return Array.isArray(v) ? v[0] : v;

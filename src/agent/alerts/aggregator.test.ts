@@ -13,8 +13,22 @@ const log = pino({ level: 'silent' });
 
 function alert(fp: string, t: string, extra: Partial<AlertPayload> = {}): AlertPayload {
   return {
-    schema: ALERT_SCHEMA, source: 'falco', fingerprint: fp, severity: 'high', title: 't', description: `d ${t}`,
-    cluster: '', namespace: 'ns', count: 1, first_seen: t, last_seen: t, policies: [], rule: 'r', labels: {}, samples: [{ t }], ...extra,
+    schema: ALERT_SCHEMA,
+    source: 'falco',
+    fingerprint: fp,
+    severity: 'high',
+    title: 't',
+    description: `d ${t}`,
+    cluster: '',
+    namespace: 'ns',
+    count: 1,
+    first_seen: t,
+    last_seen: t,
+    policies: [],
+    rule: 'r',
+    labels: {},
+    samples: [{ t }],
+    ...extra,
   };
 }
 
@@ -97,7 +111,13 @@ describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     const agg = new AlertAggregator(db, outbox, { log });
     agg.add([alert('a', '2026-01-01T00:00:03Z', { severity: 'low' }), alert('a', '2026-01-01T00:00:02Z', { severity: 'critical', title: 'boom' })], 60_000);
-    agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'info', title: 'calm', description: 'first at 1' }), alert('a', '2026-01-01T00:00:01Z', { severity: 'info', title: 'calm', description: 'second at 1' })], 60_000);
+    agg.add(
+      [
+        alert('a', '2026-01-01T00:00:01Z', { severity: 'info', title: 'calm', description: 'first at 1' }),
+        alert('a', '2026-01-01T00:00:01Z', { severity: 'info', title: 'calm', description: 'second at 1' }),
+      ],
+      60_000,
+    );
     expect(flushed(agg, outbox)).toMatchObject({ count: 4, severity: 'critical', title: 'calm', description: 'first at 1' });
   });
 
@@ -140,7 +160,7 @@ describe('AlertAggregator staging', () => {
   }
   const rows = (db: ReturnType<typeof openAgentDb>) => (db.prepare('SELECT count(*) AS n FROM pending_alerts').get() as { n: number }).n;
 
-  it('folds staged occurrences in memory and writes them with the source\'s own record in one transaction', () => {
+  it("folds staged occurrences in memory and writes them with the source's own record in one transaction", () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     const agg = new AlertAggregator(db, outbox, { log });
@@ -169,7 +189,7 @@ describe('AlertAggregator staging', () => {
     expect(Object.fromEntries(sent.map((r) => [r.fingerprint, r.count]))).toEqual({ direct: 1, a: 3, b: 1, c: 1 });
   });
 
-  it('forgets staged occurrences when their transaction fails, the source\'s record with them', () => {
+  it("forgets staged occurrences when their transaction fails, the source's record with them", () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     const agg = new AlertAggregator(db, outbox, { log });
@@ -191,9 +211,19 @@ describe('AlertAggregator staging', () => {
   it('reads groups stored by the first table layout (counts and samples in the payload row)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);
-    migrate(db, 'pending_alerts', [`CREATE TABLE pending_alerts (fingerprint TEXT PRIMARY KEY, payload BLOB NOT NULL, closes_at INTEGER NOT NULL, count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, description TEXT NOT NULL)`]);
+    migrate(db, 'pending_alerts', [
+      `CREATE TABLE pending_alerts (fingerprint TEXT PRIMARY KEY, payload BLOB NOT NULL, closes_at INTEGER NOT NULL, count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, description TEXT NOT NULL)`,
+    ]);
     const old = { ...alert('a', '2026-01-01T00:00:01Z'), samples: [{ s: 1 }, { s: 2 }] };
-    db.prepare('INSERT INTO pending_alerts VALUES (?, ?, ?, ?, ?, ?, ?)').run('a', Buffer.from(JSON.stringify(old)), Date.now() + 60_000, 7, '2026-01-01T00:00:00Z', '2026-01-01T00:00:09Z', 'latest');
+    db.prepare('INSERT INTO pending_alerts VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+      'a',
+      Buffer.from(JSON.stringify(old)),
+      Date.now() + 60_000,
+      7,
+      '2026-01-01T00:00:00Z',
+      '2026-01-01T00:00:09Z',
+      'latest',
+    );
     db.close();
     db = openAgentDb(dir);
     const outbox = new Spool(db, { maxBytes: 1e9, log });

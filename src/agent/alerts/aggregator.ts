@@ -69,8 +69,18 @@ const MIGRATIONS = [
    ALTER TABLE pending_alert_counts ADD COLUMN title TEXT;`,
 ];
 
-const occurrences = new Counter({ name: 'verdict_agent_alert_occurrences_total', help: 'Alert occurrences produced by the sources, before de-duplication', labelNames: ['source'], registers: [registry] });
-const emitted = new Counter({ name: 'verdict_agent_alerts_emitted_total', help: 'De-duplicated alerts handed to the spool', labelNames: ['source'], registers: [registry] });
+const occurrences = new Counter({
+  name: 'verdict_agent_alert_occurrences_total',
+  help: 'Alert occurrences produced by the sources, before de-duplication',
+  labelNames: ['source'],
+  registers: [registry],
+});
+const emitted = new Counter({
+  name: 'verdict_agent_alerts_emitted_total',
+  help: 'De-duplicated alerts handed to the spool',
+  labelNames: ['source'],
+  registers: [registry],
+});
 
 /** An open group, as stored. */
 interface Group {
@@ -130,17 +140,26 @@ export class AlertAggregator {
   private readonly tx;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly db: DB, private readonly outbox: Spool, private readonly opts: AggregatorOptions) {
+  constructor(
+    private readonly db: DB,
+    private readonly outbox: Spool,
+    private readonly opts: AggregatorOptions,
+  ) {
     migrate(db, 'pending_alerts', MIGRATIONS);
     this.insertPayload = db.prepare('INSERT INTO pending_alerts (fingerprint, payload, closes_at) VALUES (?, ?, ?)');
     this.insertSample = db.prepare('INSERT INTO pending_alert_samples (fingerprint, n, samples) VALUES (?, ?, ?)');
     this.selectSamples = db.prepare('SELECT n, samples FROM pending_alert_samples WHERE fingerprint = ? ORDER BY n, rowid');
     this.delSamples = db.prepare('DELETE FROM pending_alert_samples WHERE fingerprint = ?');
-    this.insertCounts = db.prepare('INSERT INTO pending_alert_counts (fingerprint, count, first_seen, last_seen, description, severity, title) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    this.writeCounts = db.prepare('UPDATE pending_alert_counts SET count = ?, first_seen = ?, last_seen = ?, description = ?, severity = ?, title = ? WHERE fingerprint = ?');
+    this.insertCounts = db.prepare(
+      'INSERT INTO pending_alert_counts (fingerprint, count, first_seen, last_seen, description, severity, title) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.writeCounts = db.prepare(
+      'UPDATE pending_alert_counts SET count = ?, first_seen = ?, last_seen = ?, description = ?, severity = ?, title = ? WHERE fingerprint = ?',
+    );
     this.delPayload = db.prepare('DELETE FROM pending_alerts WHERE fingerprint = ?');
     this.delCounts = db.prepare('DELETE FROM pending_alert_counts WHERE fingerprint = ?');
-    const select = 'SELECT p.fingerprint, p.payload, p.closes_at, c.count, c.first_seen, c.last_seen, c.description, c.severity, c.title FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
+    const select =
+      'SELECT p.fingerprint, p.payload, p.closes_at, c.count, c.first_seen, c.last_seen, c.description, c.severity, c.title FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
     this.selectOne = db.prepare(`${select} WHERE p.fingerprint = ?`);
     this.tx = db.transaction((written: readonly Group[], spooled: readonly AlertPayload[], closed: readonly Group[], body: (() => void) | undefined) => {
       for (const g of written) this.writeGroup(g);
@@ -154,7 +173,9 @@ export class AlertAggregator {
       body?.();
     });
     const samples = new Map<string, SampleRow[]>();
-    for (const r of db.prepare('SELECT fingerprint, n, samples FROM pending_alert_samples ORDER BY fingerprint, n, rowid').all() as (SampleRow & { fingerprint: string })[]) {
+    for (const r of db.prepare('SELECT fingerprint, n, samples FROM pending_alert_samples ORDER BY fingerprint, n, rowid').all() as (SampleRow & {
+      fingerprint: string;
+    })[]) {
       let list = samples.get(r.fingerprint);
       if (!list) samples.set(r.fingerprint, (list = []));
       list.push(r);
@@ -200,7 +221,12 @@ export class AlertAggregator {
       if ((force || now >= g.closesAt) && !this.isStaged(g.alert.fingerprint)) due.push(g);
     }
     if (due.length === 0) return 0;
-    this.tx([], due.map((g) => g.alert), due, undefined);
+    this.tx(
+      [],
+      due.map((g) => g.alert),
+      due,
+      undefined,
+    );
     for (const g of due) {
       this.groups.delete(g.alert.fingerprint);
       emitted.inc({ source: g.alert.source });

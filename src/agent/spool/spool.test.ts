@@ -78,7 +78,9 @@ describe('Spool (the agent spool)', () => {
     const warnings = lines.filter((l) => l.msg.startsWith('Alert spool is full'));
     expect(warnings).toHaveLength(1); // once, not once per refused alert
     expect(warnings[0]).toMatchObject({ level: 'warn', max_bytes: one * 3 + one / 2 });
-    expect(warnings[0]!.msg).toMatch(/new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes/);
+    expect(warnings[0]!.msg).toMatch(
+      /new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes/,
+    );
 
     // The server acknowledges everything: room again, and the next overflow is reported again.
     outbox.remove(outbox.read(0, 10));

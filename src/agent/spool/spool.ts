@@ -27,7 +27,11 @@ export interface OutboxRow {
   payload: Buffer;
 }
 
-const spoolAlerts = new Gauge({ name: 'verdict_agent_spool_alerts', help: 'Alerts waiting in the spool for the server to acknowledge them', registers: [registry] });
+const spoolAlerts = new Gauge({
+  name: 'verdict_agent_spool_alerts',
+  help: 'Alerts waiting in the spool for the server to acknowledge them',
+  registers: [registry],
+});
 const spoolBytes = new Gauge({ name: 'verdict_agent_spool_bytes', help: 'Bytes of alert payloads waiting in the spool', registers: [registry] });
 const spoolDropped = new Counter({ name: 'verdict_agent_spool_dropped_total', help: 'Alerts refused because the spool was full', registers: [registry] });
 
@@ -49,7 +53,10 @@ export class Spool {
   private warnedFull = false;
   private readonly listeners = new Set<() => void>();
 
-  constructor(private readonly db: DB, private readonly opts: SpoolOptions) {
+  constructor(
+    private readonly db: DB,
+    private readonly opts: SpoolOptions,
+  ) {
     migrate(db, 'outbox', MIGRATIONS);
     this.insert = db.prepare('INSERT INTO outbox (id, payload, bytes, created_at) VALUES (?, ?, ?, ?)');
     this.selectAfter = db.prepare('SELECT seq, id, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?');
@@ -101,7 +108,10 @@ export class Spool {
         spoolDropped.inc();
         if (!this.warnedFull) {
           this.warnedFull = true;
-          this.opts.log.warn({ spool_bytes: this.bytes, max_bytes: this.opts.maxBytes }, 'Alert spool is full: new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes');
+          this.opts.log.warn(
+            { spool_bytes: this.bytes, max_bytes: this.opts.maxBytes },
+            'Alert spool is full: new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes',
+          );
         }
         continue;
       }

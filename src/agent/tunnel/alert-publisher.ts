@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { Counter } from 'prom-client';
 import { AlertPublisherClient, type AlertAck, type AlertBatch } from '../../gen/verdict/agent.js';
 import type { Logger } from '../../shared/log/logger.js';

@@ -93,9 +93,7 @@ async function startAgentStream(
 describe('configuration stream', () => {
   it("logs the server's findings in config.yaml once per commit, and the server shows them in the agent's status", async () => {
     const project = configProject();
-    const first = project.commit(
-      'observability:\n  logging:\n    level: info\n    grpc_level: debug\nuser_access:\n  access_as:\n    agent: {}\n',
-    );
+    const first = project.commit('observability:\n  logging:\n    level: info\n    grpc_level: debug\nuser_access:\n  access_as:\n    agent: {}\n');
     const db = openServerDb(':memory:');
     cleanup.push(() => void db.close());
     const agents = new AgentRegistry(db);

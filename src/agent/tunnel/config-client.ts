@@ -98,7 +98,10 @@ export async function runConfigStream(
                 await onConfig({ commitId: msg.commit_id, config, files: msg.files, agentName: msg.agent_name, warnings: msg.warnings });
               } catch (e) {
                 // The commit is not recorded as applied: the next connection asks for it again.
-                log.error({ commit_id: msg.commit_id, error: errText(e) }, 'Config: applying the configuration failed; it is applied again after the next reconnect');
+                log.error(
+                  { commit_id: msg.commit_id, error: errText(e) },
+                  'Config: applying the configuration failed; it is applied again after the next reconnect',
+                );
                 call.cancel();
                 return;
               }

@@ -29,12 +29,14 @@ function capture() {
 
 describe('Tunnel.open', () => {
   it('refuses a --ca-cert-file it cannot use, saying what to pass', async () => {
-    await expect(Tunnel.open({ address: parseKasAddress('grpcs://verdict.example.com:8150'), token: 't', caCertFile: join(dir, 'missing.pem'), log: silent }))
-      .rejects.toThrow(/cannot read --ca-cert-file .*missing\.pem: .*; pass the PEM file of the CA that signed the server's certificate/);
+    await expect(
+      Tunnel.open({ address: parseKasAddress('grpcs://verdict.example.com:8150'), token: 't', caCertFile: join(dir, 'missing.pem'), log: silent }),
+    ).rejects.toThrow(/cannot read --ca-cert-file .*missing\.pem: .*; pass the PEM file of the CA that signed the server's certificate/);
     const der = join(dir, 'ca.der');
     writeFileSync(der, Buffer.from([0x30, 0x82, 0x01, 0x0a]));
-    await expect(Tunnel.open({ address: parseKasAddress('wss://verdict.example.com/-/kubernetes-agent/'), token: 't', caCertFile: der, log: silent }))
-      .rejects.toThrow(/holds no PEM certificate .*pass the CA certificate, not a key or a DER file/);
+    await expect(
+      Tunnel.open({ address: parseKasAddress('wss://verdict.example.com/-/kubernetes-agent/'), token: 't', caCertFile: der, log: silent }),
+    ).rejects.toThrow(/holds no PEM certificate .*pass the CA certificate, not a key or a DER file/);
   });
 
   it('warns that --ca-cert-file does nothing for plain schemes', async () => {
@@ -70,6 +72,8 @@ describe('Tunnel.open', () => {
     t.checkServerVersion(md('9.4.0'), log);
     t.checkServerVersion(md('9.4.0'), log);
     await t.close();
-    expect(lines.filter((l) => l.level === 'error').map((l) => l.msg)).toEqual([`Server version 9.4.0 and agent version ${VERSION} differ in major.minor; run the same release on both`]);
+    expect(lines.filter((l) => l.level === 'error').map((l) => l.msg)).toEqual([
+      `Server version 9.4.0 and agent version ${VERSION} differ in major.minor; run the same release on both`,
+    ]);
   });
 });

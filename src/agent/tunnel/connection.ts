@@ -41,7 +41,8 @@ function trustedRoots(file: string): string[] {
   } catch (e) {
     throw new Error(`cannot read --ca-cert-file ${file}: ${(e as Error).message}; pass the PEM file of the CA that signed the server's certificate`);
   }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`--ca-cert-file ${file} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"); pass the CA certificate, not a key or a DER file`);
+  if (!pem.includes('-----BEGIN CERTIFICATE-----'))
+    throw new Error(`--ca-cert-file ${file} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"); pass the CA certificate, not a key or a DER file`);
   return [...rootCertificates, pem];
 }
 
@@ -69,7 +70,8 @@ export class Tunnel {
   static async open(opts: ConnectionOptions): Promise<Tunnel> {
     const a = opts.address;
     const tls = a.scheme === 'grpcs' || a.scheme === 'wss';
-    if (opts.caCertFile && !tls) opts.log.warn({ ca_cert_file: opts.caCertFile, kas_address: a.raw }, '--ca-cert-file is ignored: --kas-address does not use TLS (grpcs:// or wss://)');
+    if (opts.caCertFile && !tls)
+      opts.log.warn({ ca_cert_file: opts.caCertFile, kas_address: a.raw }, '--ca-cert-file is ignored: --kas-address does not use TLS (grpcs:// or wss://)');
     const roots = opts.caCertFile && tls ? trustedRoots(opts.caCertFile) : undefined;
     const options: grpc.ChannelOptions = {
       ...CHANNEL_OPTIONS,
@@ -78,12 +80,23 @@ export class Tunnel {
     if (opts.fallbacks?.length) {
       const all = [a, ...opts.fallbacks];
       if (a.scheme === 'ws' || a.scheme === 'wss' || all.some((x) => x.scheme !== a.scheme)) {
-        throw new VerdictError('VERDICT_USAGE', `several --kas-address values must all be grpc:// or all grpcs:// (got ${all.map((x) => x.raw).join(', ')}); for ws:// or wss:// give one address, e.g. of a load balancer`);
+        throw new VerdictError(
+          'VERDICT_USAGE',
+          `several --kas-address values must all be grpc:// or all grpcs:// (got ${all.map((x) => x.raw).join(', ')}); for ws:// or wss:// give one address, e.g. of a load balancer`,
+        );
       }
-      const fwd = await FailoverForwarder.start(all, (to, reason) => opts.log.warn({ kas_address: to.raw, error: reason }, 'Switched to another --kas-address'));
+      const fwd = await FailoverForwarder.start(all, (to, reason) =>
+        opts.log.warn({ kas_address: to.raw, error: reason }, 'Switched to another --kas-address'),
+      );
       const creds = tls ? grpc.credentials.createSsl(roots ? Buffer.from(roots.join('\n')) : undefined) : grpc.credentials.createInsecure();
       // The channel dials loopback; TLS must still check the server's own name (the first address's host).
-      const t = new Tunnel(opts, fwd.target, creds, tls ? { ...options, 'grpc.ssl_target_name_override': a.host, 'grpc.default_authority': a.host } : options, undefined);
+      const t = new Tunnel(
+        opts,
+        fwd.target,
+        creds,
+        tls ? { ...options, 'grpc.ssl_target_name_override': a.host, 'grpc.default_authority': a.host } : options,
+        undefined,
+      );
       t.failover = fwd;
       return t;
     }
@@ -126,7 +139,10 @@ export class Tunnel {
     const v = md.get('verdict-version')[0];
     if (typeof v !== 'string' || versionsCompatible(v, VERSION) || this.warnedVersion === v) return;
     this.warnedVersion = v;
-    log.error({ server_version: v, agent_version: VERSION }, `Server version ${v} and agent version ${VERSION} differ in major.minor; run the same release on both`);
+    log.error(
+      { server_version: v, agent_version: VERSION },
+      `Server version ${v} and agent version ${VERSION} differ in major.minor; run the same release on both`,
+    );
   }
 
   async close(): Promise<void> {

@@ -11,27 +11,36 @@ const unavailable = (details: string) => ({ code: grpc.status.UNAVAILABLE, detai
 
 describe('describeCallError', () => {
   it('keeps the Unauthenticated wording of the original', () => {
-    expect(describeCallError({ code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated: the agent token is unknown or revoked' }, grpcAddr)).toMatch(/^Unauthenticated: unauthenticated/);
+    expect(describeCallError({ code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated: the agent token is unknown or revoked' }, grpcAddr)).toMatch(
+      /^Unauthenticated: unauthenticated/,
+    );
   });
   it('names the likely fix of a scheme mismatch', () => {
     // grpc:// at the HTTP port: grpc-js sees an HTTP/1.1 answer.
-    expect(describeCallError(unavailable('No connection established. Last error: Protocol error (2026-01-01T00:00:00.000Z). Resolution note: '), grpcAddr))
-      .toBe("verdict:8150 answered with HTTP/1.1, not gRPC (Protocol error): it is probably the server's HTTP port; use ws://verdict:8150/-/kubernetes-agent/ for that port, or point grpc:// at the server's gRPC address (--grpc-addr)");
+    expect(
+      describeCallError(unavailable('No connection established. Last error: Protocol error (2026-01-01T00:00:00.000Z). Resolution note: '), grpcAddr),
+    ).toBe(
+      "verdict:8150 answered with HTTP/1.1, not gRPC (Protocol error): it is probably the server's HTTP port; use ws://verdict:8150/-/kubernetes-agent/ for that port, or point grpc:// at the server's gRPC address (--grpc-addr)",
+    );
     // ws:// at the gRPC port: the HTTP parser meets HTTP/2.
     expect(explainTransportError('Parse Error: Expected HTTP/, RTSP/ or ICE/', wsAddr)).toMatch(/probably the server's gRPC port; use grpc:\/\/verdict:8080/);
     expect(explainTransportError('wrong version number', grpcsAddr)).toMatch(/does not speak TLS .*use grpc:\/\//);
     expect(explainTransportError('socket hang up (ECONNRESET)', wsAddr)).toMatch(/if the server serves TLS there, use wss:\/\//);
   });
   it('points at --ca-cert-file for an unknown CA', () => {
-    expect(describeCallError(unavailable('No connection established. Last error: Error: unable to verify the first certificate. Resolution note: '), grpcsAddr)).toMatch(/not signed by a CA the agent trusts \(unable to verify the first certificate\); pass the CA certificate that signed it with --ca-cert-file/);
+    expect(
+      describeCallError(unavailable('No connection established. Last error: Error: unable to verify the first certificate. Resolution note: '), grpcsAddr),
+    ).toMatch(/not signed by a CA the agent trusts \(unable to verify the first certificate\); pass the CA certificate that signed it with --ca-cert-file/);
     expect(explainTransportError('self-signed certificate in certificate chain', wssAddr)).toMatch(/--ca-cert-file/);
   });
   it('explains refused connections, unknown hosts and rate limits', () => {
-    expect(describeCallError(unavailable('No connection established. Last error: connect ECONNREFUSED 127.0.0.1:8150. Resolution note: '), grpcAddr)).toMatch(/^connection refused by grpc:\/\/verdict:8150/);
+    expect(describeCallError(unavailable('No connection established. Last error: connect ECONNREFUSED 127.0.0.1:8150. Resolution note: '), grpcAddr)).toMatch(
+      /^connection refused by grpc:\/\/verdict:8150/,
+    );
     expect(describeCallError(unavailable('Name resolution failed for target dns:nope:8150'), grpcAddr)).toMatch(/^no such host for --kas-address/);
     expect(describeCallError({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'too many' }, grpcAddr)).toBe('rate limited by the server: too many');
   });
-  it('prefers what the WebSocket dial saw over grpc-js\'s view of the loopback bridge', () => {
+  it("prefers what the WebSocket dial saw over grpc-js's view of the loopback bridge", () => {
     expect(describeCallError(unavailable('Failed to connect'), wsAddr, 'server answered HTTP 301')).toBe('server answered HTTP 301');
   });
 });

@@ -7,17 +7,21 @@ import { AGENT_WS_PATH } from '../../shared/agent-api.js';
 // missing slash, scheme mismatch, unknown CA, revoked token) plus rate limits
 // and version mismatches.
 
-
 /** Explains a connection-level failure text (from grpc-js or the WebSocket dial); undefined when nothing specific applies. */
 export function explainTransportError(text: string, a: KasAddress): string | undefined {
   const ws = a.scheme === 'ws' || a.scheme === 'wss';
   const tls = a.scheme === 'grpcs' || a.scheme === 'wss';
   if (/ENOTFOUND|EAI_AGAIN|Name resolution failed|getaddrinfo/i.test(text)) return `no such host for --kas-address ${a.raw}: ${text}`;
   if (/ECONNREFUSED/.test(text)) return `connection refused by ${a.raw}: is the server running and is --kas-address right? (${text})`;
-  if (/unable to verify the first certificate|self[- ]signed certificate|unable to get local issuer certificate|UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT/i.test(text)) {
+  if (
+    /unable to verify the first certificate|self[- ]signed certificate|unable to get local issuer certificate|UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT/i.test(
+      text,
+    )
+  ) {
     return `the server's certificate at ${a.target} is not signed by a CA the agent trusts (${text}); pass the CA certificate that signed it with --ca-cert-file`;
   }
-  if (/certificate has expired|CERT_HAS_EXPIRED/i.test(text)) return `the server's certificate at ${a.target} has expired (${text}); renew it on the server (tls.cert_file)`;
+  if (/certificate has expired|CERT_HAS_EXPIRED/i.test(text))
+    return `the server's certificate at ${a.target} has expired (${text}); renew it on the server (tls.cert_file)`;
   if (/altnames|ERR_TLS_CERT_ALTNAME_INVALID|does not match certificate/i.test(text)) {
     return `the server's certificate is not valid for "${a.host}" (${text}); use a host name in --kas-address that the certificate names`;
   }

@@ -40,7 +40,10 @@ describe('FailoverForwarder (several --kas-address values)', () => {
     const a = await named('a');
     const b = await named('b');
     const switched: string[] = [];
-    const f = await FailoverForwarder.start([dead, a.port, b.port].map((p) => parseKasAddress(`grpc://127.0.0.1:${p}`)), (to, why) => switched.push(`${to.raw} ${why}`));
+    const f = await FailoverForwarder.start(
+      [dead, a.port, b.port].map((p) => parseKasAddress(`grpc://127.0.0.1:${p}`)),
+      (to, why) => switched.push(`${to.raw} ${why}`),
+    );
     try {
       expect(await ask(f.target)).toBe('a');
       expect(switched).toEqual([expect.stringMatching(new RegExp(`^grpc://127.0.0.1:${a.port} connection refused by grpc://127.0.0.1:${dead}`))]);

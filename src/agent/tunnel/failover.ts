@@ -17,7 +17,11 @@ export class FailoverForwarder {
   private index = 0;
   private lastErr: { text: string; at: number } | undefined;
 
-  private constructor(private readonly server: Server, private readonly addresses: KasAddress[], private readonly onSwitch?: (a: KasAddress, reason: string) => void) {}
+  private constructor(
+    private readonly server: Server,
+    private readonly addresses: KasAddress[],
+    private readonly onSwitch?: (a: KasAddress, reason: string) => void,
+  ) {}
 
   static async start(addresses: KasAddress[], onSwitch?: (a: KasAddress, reason: string) => void): Promise<FailoverForwarder> {
     const server = createServer({ noDelay: true });

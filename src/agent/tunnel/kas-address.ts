@@ -16,13 +16,15 @@ export interface KasAddress {
   raw: string;
 }
 
-
 export function parseKasAddress(raw: string): KasAddress {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new VerdictError('VERDICT_USAGE', `--kas-address "${raw}" is not a URL; use grpc://host:port, grpcs://host:port, ws://host/path/ or wss://host/path/`);
+    throw new VerdictError(
+      'VERDICT_USAGE',
+      `--kas-address "${raw}" is not a URL; use grpc://host:port, grpcs://host:port, ws://host/path/ or wss://host/path/`,
+    );
   }
   const scheme = url.protocol.replace(/:$/, '');
   if (scheme !== 'grpc' && scheme !== 'grpcs' && scheme !== 'ws' && scheme !== 'wss') {
@@ -30,10 +32,17 @@ export function parseKasAddress(raw: string): KasAddress {
   }
   if (scheme === 'ws' || scheme === 'wss') {
     if (!url.pathname.endsWith('/')) {
-      throw new VerdictError('VERDICT_USAGE', `--kas-address "${raw}" must end with a slash (e.g. ${raw}/); without it the server answers 301 instead of upgrading the WebSocket`);
+      throw new VerdictError(
+        'VERDICT_USAGE',
+        `--kas-address "${raw}" must end with a slash (e.g. ${raw}/); without it the server answers 301 instead of upgrading the WebSocket`,
+      );
     }
   }
-  if (!url.hostname) throw new VerdictError('VERDICT_USAGE', `--kas-address "${raw}" has no host; use e.g. ${scheme}://verdict.example.com${scheme.startsWith('ws') ? AGENT_WS_PATH : ':8150'}`);
+  if (!url.hostname)
+    throw new VerdictError(
+      'VERDICT_USAGE',
+      `--kas-address "${raw}" has no host; use e.g. ${scheme}://verdict.example.com${scheme.startsWith('ws') ? AGENT_WS_PATH : ':8150'}`,
+    );
   const port = url.port || (scheme === 'grpcs' || scheme === 'wss' ? '443' : '80');
   const host = url.hostname.startsWith('[') ? url.hostname : url.hostname.includes(':') ? `[${url.hostname}]` : url.hostname;
   const bare = host.replace(/^\[|\]$/g, '');

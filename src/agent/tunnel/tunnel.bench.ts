@@ -69,7 +69,9 @@ function storeBaseline(dir: string): number {
   const wire = events.map((e) => Buffer.from(JSON.stringify(e.payload)));
   const t0 = performance.now();
   for (let i = 0; i < N_STORE; i += DEFAULT_PUBLISHER.batchSize) {
-    const batch = events.slice(i, i + DEFAULT_PUBLISHER.batchSize).map((e, k) => ({ id: e.id, payload: JSON.parse(wire[i + k]!.toString('utf8')) as AlertPayload }));
+    const batch = events
+      .slice(i, i + DEFAULT_PUBLISHER.batchSize)
+      .map((e, k) => ({ id: e.id, payload: JSON.parse(wire[i + k]!.toString('utf8')) as AlertPayload }));
     store.ingest(AGENT, batch);
   }
   const ms = performance.now() - t0;
@@ -90,13 +92,19 @@ async function serveCountingSink(data: string): Promise<void> {
   const db = openServerDb(data);
   const grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': 10 * 1024 * 1024 });
   let events = 0;
-  addTunnelServices(grpcServer, {
-    agents: new AgentRegistry(db),
-    pollers: new ProjectPollers(20_000, silent),
-    log: silent,
-    sink: { accept: async (_agent, evs) => ((events += evs.length), { stored: evs.length, duplicates: 0 }) },
-  }, new StreamRegistry());
-  const port = await new Promise<number>((resolve, reject) => grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  addTunnelServices(
+    grpcServer,
+    {
+      agents: new AgentRegistry(db),
+      pollers: new ProjectPollers(20_000, silent),
+      log: silent,
+      sink: { accept: async (_agent, evs) => ((events += evs.length), { stored: evs.length, duplicates: 0 }) },
+    },
+    new StreamRegistry(),
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
   const app = Fastify();
   await registerAgentWebSocket(app, { grpcServer, log: silent });
   app.get('/count', async () => ({ events }));
@@ -109,9 +117,13 @@ async function serveCountingSink(data: string): Promise<void> {
 if (process.argv[1] === SELF && process.argv[2] === 'serve') await serveCountingSink(process.argv[3]!);
 
 async function startServer(data: string, counting: boolean): Promise<ServerHandle> {
-  const args = counting ? [SELF, 'serve', data] : [join(ROOT, 'bin/verdict.js'), 'server', '--data-dir', data, '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0'];
+  const args = counting
+    ? [SELF, 'serve', data]
+    : [join(ROOT, 'bin/verdict.js'), 'server', '--data-dir', data, '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0'];
   // VERDICT_BENCH_SERVER_NODE_OPTIONS=--cpu-prof profiles the server side.
-  const proc = spawn(process.execPath, [...(process.env.VERDICT_BENCH_SERVER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...(process.env.VERDICT_BENCH_SERVER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
@@ -145,7 +157,8 @@ async function runTransport(transport: 'grpc' | 'ws', dir: string, opts: Publish
   const project = join(base, 'project');
   mkdirSync(join(project, '.gitlab/agents', AGENT), { recursive: true });
   writeFileSync(join(project, '.gitlab/agents', AGENT, 'config.yaml'), 'observability:\n  logging:\n    level: warn\n');
-  const git = (...a: string[]) => execFileSync('git', ['-C', project, '-c', 'user.name=bench', '-c', 'user.email=bench@verdict.invalid', '-c', 'commit.gpgsign=false', ...a]);
+  const git = (...a: string[]) =>
+    execFileSync('git', ['-C', project, '-c', 'user.name=bench', '-c', 'user.email=bench@verdict.invalid', '-c', 'commit.gpgsign=false', ...a]);
   git('init', '-q', '-b', 'main');
   git('add', '-A');
   git('commit', '-q', '-m', 'bench');
@@ -188,33 +201,59 @@ async function runTransport(transport: 'grpc' | 'ws', dir: string, opts: Publish
   server.proc.kill(process.env.VERDICT_BENCH_SERVER_NODE_OPTIONS ? 'SIGINT' : 'SIGKILL');
   adb.close();
   if (stored !== n) throw new Error(`${transport}: the server accepted ${stored} events, expected ${n}`);
-  return { rate: rate(n, ms), agentCpu: (cpu.user + cpu.system) / 1000 / ms, serverCpu: (serverCpu * 1000) / ms, agentUs: (cpu.user + cpu.system) / n, serverUs: (serverCpu * 1e6) / n };
+  return {
+    rate: rate(n, ms),
+    agentCpu: (cpu.user + cpu.system) / 1000 / ms,
+    serverCpu: (serverCpu * 1000) / ms,
+    agentUs: (cpu.user + cpu.system) / n,
+    serverUs: (serverCpu * 1e6) / n,
+  };
 }
 
 export default async function tunnelBench(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'verdict-tunnel-bench-'));
   try {
-    console.log(`alerts (cilium and falco, ~1 KB each) from a full spool; agent in this process, server a separate process; ${cpus().length} cores, ${cpus()[0]?.model ?? ''}, node ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    console.log(
+      `alerts (cilium and falco, ~1 KB each) from a full spool; agent in this process, server a separate process; ${cpus().length} cores, ${cpus()[0]?.model ?? ''}, node ${process.version}, load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}`,
+    );
     // On a shared machine wall-clock rates move with the neighbours' load; CPU time per alert
     // moves much less, and bounds the rate each side could reach with a core to itself.
     console.log('columns: wall-clock rate; CPU µs per alert, agent/server; the rate the busier side allows with a core of its own');
     const baseline = storeBaseline(dir);
-    console.log(`baseline: store ingest alone (JSON parse + AlertStore.ingest, batches of ${DEFAULT_PUBLISHER.batchSize}, one process, ${fmt(N_STORE)} events): ${fmt(baseline)} alerts/s`);
+    console.log(
+      `baseline: store ingest alone (JSON parse + AlertStore.ingest, batches of ${DEFAULT_PUBLISHER.batchSize}, one process, ${fmt(N_STORE)} events): ${fmt(baseline)} alerts/s`,
+    );
     const variants: PublisherOptions[] = process.env.VERDICT_BENCH_TUNNEL_SWEEP
-      ? [{ batchSize: 200, maxInFlight: 4 }, { batchSize: 500, maxInFlight: 2 }, DEFAULT_PUBLISHER, { batchSize: 1000, maxInFlight: 4 }, { batchSize: 2000, maxInFlight: 4 }]
+      ? [
+          { batchSize: 200, maxInFlight: 4 },
+          { batchSize: 500, maxInFlight: 2 },
+          DEFAULT_PUBLISHER,
+          { batchSize: 1000, maxInFlight: 4 },
+          { batchSize: 2000, maxInFlight: 4 },
+        ]
       : [DEFAULT_PUBLISHER];
     for (const counting of [true, false]) {
-      console.log(counting ? `\n1. tunnel (server: tunnel service, counting sink; ${fmt(N)} alerts)` : `\n2. end to end (server: verdict server, SQLite store; ${fmt(N_STORE)} alerts)`);
+      console.log(
+        counting
+          ? `\n1. tunnel (server: tunnel service, counting sink; ${fmt(N)} alerts)`
+          : `\n2. end to end (server: verdict server, SQLite store; ${fmt(N_STORE)} alerts)`,
+      );
       for (const v of counting ? variants : [DEFAULT_PUBLISHER]) {
         const results: Record<string, number> = {};
         for (const t of ['grpc', 'ws'] as const) {
           const r = await runTransport(t, dir, v, counting);
           results[t] = r.rate;
           const bound = Math.round(1e6 / Math.max(r.agentUs, r.serverUs));
-          console.log(`  ${t.padEnd(4)} batch ${v.batchSize}, in flight ${v.maxInFlight}: ${fmt(r.rate).padStart(8)} alerts/s; CPU ${r.agentUs.toFixed(1)}/${r.serverUs.toFixed(1)} µs per alert (agent ${(r.agentCpu * 100).toFixed(0)}%, server ${(r.serverCpu * 100).toFixed(0)}% of a core); ${fmt(bound)} alerts/s with a core each`);
+          console.log(
+            `  ${t.padEnd(4)} batch ${v.batchSize}, in flight ${v.maxInFlight}: ${fmt(r.rate).padStart(8)} alerts/s; CPU ${r.agentUs.toFixed(1)}/${r.serverUs.toFixed(1)} µs per alert (agent ${(r.agentCpu * 100).toFixed(0)}%, server ${(r.serverCpu * 100).toFixed(0)}% of a core); ${fmt(bound)} alerts/s with a core each`,
+          );
         }
         const ratio = results.ws! / results.grpc!;
-        console.log(`  ws/grpc ${(ratio * 100).toFixed(0)}% (target >= 70%: ${ratio >= 0.7 ? 'met' : 'NOT met'}); grpc ${results.grpc! >= TARGET ? '>=' : '<'} ${fmt(TARGET)}/s target${counting ? '' : `; ${Math.round((results.grpc! / baseline) * 100)}% of the store baseline`}`);
+        console.log(
+          `  ws/grpc ${(ratio * 100).toFixed(0)}% (target >= 70%: ${ratio >= 0.7 ? 'met' : 'NOT met'}); grpc ${results.grpc! >= TARGET ? '>=' : '<'} ${fmt(TARGET)}/s target${counting ? '' : `; ${Math.round((results.grpc! / baseline) * 100)}% of the store baseline`}`,
+        );
       }
     }
   } finally {

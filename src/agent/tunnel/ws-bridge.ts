@@ -27,7 +27,10 @@ export class WsBridge {
   private readonly websockets = new Set<WebSocket>();
   private lastErr: { text: string; at: number } | undefined;
 
-  private constructor(private readonly server: Server, private readonly opts: WsBridgeOptions) {}
+  private constructor(
+    private readonly server: Server,
+    private readonly opts: WsBridgeOptions,
+  ) {}
 
   static async start(opts: WsBridgeOptions): Promise<WsBridge> {
     const server = createServer({ noDelay: true });
@@ -101,7 +104,9 @@ export class WsBridge {
       if (!open) {
         const text = e.code && !e.message.includes(e.code) ? `${e.message} (${e.code})` : e.message;
         if (/subprotocol/i.test(text)) {
-          fail(`${url} upgraded the WebSocket but did not accept the "${AGENT_WS_SUBPROTOCOL}" subprotocol (${text}): it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. ${AGENT_WS_PATH})`);
+          fail(
+            `${url} upgraded the WebSocket but did not accept the "${AGENT_WS_SUBPROTOCOL}" subprotocol (${text}): it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. ${AGENT_WS_PATH})`,
+          );
         } else {
           fail(explainTransportError(text, this.opts.address) ?? `WebSocket to ${url} failed: ${text}`);
         }
@@ -110,7 +115,9 @@ export class WsBridge {
     });
     ws.on('open', () => {
       if (ws.protocol !== AGENT_WS_SUBPROTOCOL) {
-        fail(`${url} accepted the WebSocket without the "${AGENT_WS_SUBPROTOCOL}" subprotocol: it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. ${AGENT_WS_PATH})`);
+        fail(
+          `${url} accepted the WebSocket without the "${AGENT_WS_SUBPROTOCOL}" subprotocol: it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. ${AGENT_WS_PATH})`,
+        );
         ws.terminate();
         local.destroy();
         return;
@@ -142,7 +149,8 @@ export class WsBridge {
         const loc = res.headers.location;
         return `${base} (Location: ${loc ?? 'none'}); --kas-address must be the agent endpoint itself, with its trailing slash, e.g. ${this.opts.address.scheme}://${this.opts.address.target}/-/kubernetes-agent/`;
       }
-      if (status === 404) return `${base}: there is no agent endpoint at that path; use ${this.opts.address.scheme}://${this.opts.address.target}/-/kubernetes-agent/`;
+      if (status === 404)
+        return `${base}: there is no agent endpoint at that path; use ${this.opts.address.scheme}://${this.opts.address.target}/-/kubernetes-agent/`;
       return base;
     };
     this.fail(hint());
@@ -162,7 +170,9 @@ export class WsBridge {
       const text = Buffer.concat(chunks).toString('utf8');
       // Node's HTTP/2-only servers (the gRPC listener) refuse HTTP/1.1 with this.
       if (/ALPN/i.test(text)) {
-        this.fail(`${base}: ${this.opts.address.target} is probably the server's gRPC port; use grpcs://${this.opts.address.target} for that port, or point wss:// at the server's HTTP address (--http-addr) with the path /-/kubernetes-agent/`);
+        this.fail(
+          `${base}: ${this.opts.address.target} is probably the server's gRPC port; use grpcs://${this.opts.address.target} for that port, or point wss:// at the server's HTTP address (--http-addr) with the path /-/kubernetes-agent/`,
+        );
         return;
       }
       // Our server explains refusals (subprotocol, rate limit) in a JSON body.

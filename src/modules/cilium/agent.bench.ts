@@ -106,13 +106,28 @@ interface Row {
   rssMb: number;
 }
 
-async function runAgent(bin: string, dir: string, policyDir: string, serverGrpc: string, serverData: string, relay: ChildProcess, relayAddr: string): Promise<Row> {
+async function runAgent(
+  bin: string,
+  dir: string,
+  policyDir: string,
+  serverGrpc: string,
+  serverData: string,
+  relay: ChildProcess,
+  relayAddr: string,
+): Promise<Row> {
   const base = mkdtempSync(join(dir, 'run-'));
   const project = join(base, 'project');
-  const name = `${AGENT}-${base.slice(-6).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
+  const name = `${AGENT}-${base
+    .slice(-6)
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, 'x')}`;
   mkdirSync(join(project, '.gitlab/agents', name), { recursive: true });
-  writeFileSync(join(project, '.gitlab/agents', name, 'config.yaml'), `cilium:\n  hubble_relay_address: ${relayAddr}\n  cluster_name: bench\n  kubernetes_policies: 'off'\nobservability:\n  logging:\n    level: warn\n`);
-  const git = (...a: string[]) => execFileSync('git', ['-C', project, '-c', 'user.name=bench', '-c', 'user.email=bench@verdict.invalid', '-c', 'commit.gpgsign=false', ...a]);
+  writeFileSync(
+    join(project, '.gitlab/agents', name, 'config.yaml'),
+    `cilium:\n  hubble_relay_address: ${relayAddr}\n  cluster_name: bench\n  kubernetes_policies: 'off'\nobservability:\n  logging:\n    level: warn\n`,
+  );
+  const git = (...a: string[]) =>
+    execFileSync('git', ['-C', project, '-c', 'user.name=bench', '-c', 'user.email=bench@verdict.invalid', '-c', 'commit.gpgsign=false', ...a]);
   git('init', '-q', '-b', 'main');
   git('add', '-A');
   git('commit', '-q', '-m', 'bench');
@@ -121,9 +136,25 @@ async function runAgent(bin: string, dir: string, policyDir: string, serverGrpc:
   sdb.close();
   writeFileSync(join(base, 'token'), token);
   const obs = await freePort();
-  const agent = spawn(process.execPath, [...(process.env.VERDICT_BENCH_AGENT_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), bin, 'agent',
-    '--kas-address', `grpc://${serverGrpc}`, '--token-file', join(base, 'token'), '--data-dir', join(base, 'agent'),
-    '--policies', policyDir, '--observability-addr', `127.0.0.1:${obs}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const agent = spawn(
+    process.execPath,
+    [
+      ...(process.env.VERDICT_BENCH_AGENT_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []),
+      bin,
+      'agent',
+      '--kas-address',
+      `grpc://${serverGrpc}`,
+      '--token-file',
+      join(base, 'token'),
+      '--data-dir',
+      join(base, 'agent'),
+      '--policies',
+      policyDir,
+      '--observability-addr',
+      `127.0.0.1:${obs}`,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let err = '';
   agent.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   try {
@@ -187,7 +218,9 @@ export default async function (): Promise<void> {
   writeFileSync(join(policyDir, 'bench.yaml'), makePolicyDocs(POLICIES, rand(POLICIES)).join('---\n'));
   const flows = relayFlows();
   const before = process.env.VERDICT_BENCH_BEFORE;
-  console.log(`Cilium flow path: ${N.toLocaleString('en-US')} dropped flows (${SHAPES.toLocaleString('en-US')} kinds, varied source ports) from a Relay peer process to a real agent (${POLICIES} labelled policies, dedup window 10 s) with a real server; node ${process.version}, ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)} at start`);
+  console.log(
+    `Cilium flow path: ${N.toLocaleString('en-US')} dropped flows (${SHAPES.toLocaleString('en-US')} kinds, varied source ports) from a Relay peer process to a real agent (${POLICIES} labelled policies, dedup window 10 s) with a real server; node ${process.version}, ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)} at start`,
+  );
 
   // Decode + match of the same flows, in this process: the floor the agent's path is held against.
   const engine = new PolicyEngine(makePolicies(POLICIES, rand(POLICIES)));
@@ -196,19 +229,27 @@ export default async function (): Promise<void> {
   for (let i = 0; i < 3; i++) best = Math.max(best, measure(engine, flows, 500).cpu);
   const floorUs = 1e6 / best;
 
-  const server = await spawnUntil([join(ROOT, 'bin/verdict.js'), 'server', '--data-dir', join(dir, 'server'), '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0'], /"grpc_addr":"([^"]+)"/);
+  const server = await spawnUntil(
+    [join(ROOT, 'bin/verdict.js'), 'server', '--data-dir', join(dir, 'server'), '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0'],
+    /"grpc_addr":"([^"]+)"/,
+  );
   const relay = await spawnUntil([SELF], /relay (\S+)/, { ...process.env, [ROLE_ENV]: 'relay' });
   try {
     relay.proc.send({ id: 0, op: 'flows', flows });
     const rows: [string, Row][] = [];
     const builds: [string, string][] = [['this build', join(ROOT, 'bin/verdict.js')]];
     if (before) builds.unshift([`before (${before})`, join(before, 'bin/verdict.js')]);
-    for (const [name, bin] of builds) rows.push([name, await runAgent(bin, dir, policyDir, server.match[1]!, join(dir, 'server'), relay.proc, relay.match[1]!)]);
+    for (const [name, bin] of builds)
+      rows.push([name, await runAgent(bin, dir, policyDir, server.match[1]!, join(dir, 'server'), relay.proc, relay.match[1]!)]);
     console.log('');
-    console.log('| agent | agent CPU µs/flow | decode + match µs/flow (same run) | ratio | flows per agent CPU-second | alert occurrences | agent idle CPU µs/s | seconds | agent peak RSS MB |');
+    console.log(
+      '| agent | agent CPU µs/flow | decode + match µs/flow (same run) | ratio | flows per agent CPU-second | alert occurrences | agent idle CPU µs/s | seconds | agent peak RSS MB |',
+    );
     console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const [name, r] of rows) {
-      console.log(`| ${name} | ${r.cpuUs.toFixed(1)} | ${floorUs.toFixed(1)} | ${(r.cpuUs / floorUs).toFixed(1)}x | ${Math.round(1e6 / r.cpuUs).toLocaleString('en-US')} | ${r.occurrences.toLocaleString('en-US')} | ${Math.round(r.idleUsPerS).toLocaleString('en-US')} | ${r.seconds.toFixed(1)} | ${r.rssMb.toFixed(0)} |`);
+      console.log(
+        `| ${name} | ${r.cpuUs.toFixed(1)} | ${floorUs.toFixed(1)} | ${(r.cpuUs / floorUs).toFixed(1)}x | ${Math.round(1e6 / r.cpuUs).toLocaleString('en-US')} | ${r.occurrences.toLocaleString('en-US')} | ${Math.round(r.idleUsPerS).toLocaleString('en-US')} | ${r.seconds.toFixed(1)} | ${r.rssMb.toFixed(0)} |`,
+      );
     }
     console.log(`\ntarget: agent CPU per flow at most 3x decode + match (${(3 * floorUs).toFixed(1)} µs); load average ${loadavg()[0]!.toFixed(1)} at the end`);
   } finally {

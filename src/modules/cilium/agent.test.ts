@@ -16,19 +16,31 @@ import { PAYMENTS_INGRESS } from '../../../test/helpers/policies.js';
 
 const log = pino({ level: 'silent' });
 
-
 function drop(at: Date, n: number) {
-  const ep = (app: string, pod: string) => ({ identity: 1000 + app.length, namespace: 'shop', pod_name: pod, labels: [`k8s:app=${app}`, 'k8s:io.kubernetes.pod.namespace=shop'] });
-  return parseFlowLine(JSON.stringify({
-    flow: {
-      time: at.toISOString(), uuid: `flow-${n}`, verdict: 'DROPPED',
-      IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
-      l4: { TCP: { source_port: 40000 + n, destination_port: 8443, flags: { SYN: true } } },
-      source: ep('frontend', `frontend-${n}`), destination: ep('payments', 'payments-0'),
-      Type: 'L3_L4', node_name: 'kind-worker', traffic_direction: 'INGRESS',
-      event_type: { type: 1, sub_type: 133 }, drop_reason_desc: 'POLICY_DENIED',
-    },
-  }))!;
+  const ep = (app: string, pod: string) => ({
+    identity: 1000 + app.length,
+    namespace: 'shop',
+    pod_name: pod,
+    labels: [`k8s:app=${app}`, 'k8s:io.kubernetes.pod.namespace=shop'],
+  });
+  return parseFlowLine(
+    JSON.stringify({
+      flow: {
+        time: at.toISOString(),
+        uuid: `flow-${n}`,
+        verdict: 'DROPPED',
+        IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
+        l4: { TCP: { source_port: 40000 + n, destination_port: 8443, flags: { SYN: true } } },
+        source: ep('frontend', `frontend-${n}`),
+        destination: ep('payments', 'payments-0'),
+        Type: 'L3_L4',
+        node_name: 'kind-worker',
+        traffic_direction: 'INGRESS',
+        event_type: { type: 1, sub_type: 133 },
+        drop_reason_desc: 'POLICY_DENIED',
+      },
+    }),
+  )!;
 }
 
 const until = async (f: () => boolean, ms = 10_000) => {
@@ -55,7 +67,10 @@ async function setup() {
   const peer = new HubbleRelayPeer();
   relay = peer;
   const addr = await peer.listen('127.0.0.1:0');
-  const block = parseAgentConfig(`cilium:\n  hubble_relay_address: ${addr}\n  cluster_name: test\n  dedup_window: 1m\n  kubernetes_policies: 'off'\n`, 'config.yaml').value.cilium!;
+  const block = parseAgentConfig(
+    `cilium:\n  hubble_relay_address: ${addr}\n  cluster_name: test\n  dedup_window: 1m\n  kubernetes_policies: 'off'\n`,
+    'config.yaml',
+  ).value.cilium!;
   const db = openAgentDb(':memory:');
   const outbox = new Spool(db, { maxBytes: 1e9, log });
   const alerts = new AlertAggregator(db, outbox, { log });
@@ -70,7 +85,10 @@ async function setup() {
 describe('cilium module', () => {
   it('logs policy warnings with file, policy and field: a field the API server would drop', async () => {
     const { dir, block, db, alerts } = await setup();
-    writeFileSync(join(dir, 'api.yaml'), 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: api, namespace: shop}\nspec:\n  endpointSelector: {}\n  ingress:\n    - toPorts: [{ports: [{port: "80"}], rules: {HTTP: [{method: GET}]}}]\n');
+    writeFileSync(
+      join(dir, 'api.yaml'),
+      'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: api, namespace: shop}\nspec:\n  endpointSelector: {}\n  ingress:\n    - toPorts: [{ports: [{port: "80"}], rules: {HTTP: [{method: GET}]}}]\n',
+    );
     const lines: { level: number; msg: string; warning?: string }[] = [];
     const captured = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as (typeof lines)[number]) });
     const abort = new AbortController();
@@ -144,7 +162,7 @@ describe('cilium module', () => {
     db.close();
   }, 30_000);
 
-  it('keeps the aggregator in step with the disk when saving the cursor fails in the alert\'s transaction', async () => {
+  it("keeps the aggregator in step with the disk when saving the cursor fails in the alert's transaction", async () => {
     const { dir, relay, block, db, alerts } = await setup();
     db.exec("CREATE TEMP TRIGGER fail BEFORE UPDATE ON hubble_cursor BEGIN SELECT RAISE(FAIL, 'disk full'); END");
     const mod = createCiliumModule({ policyPaths: [dir] });

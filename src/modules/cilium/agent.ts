@@ -69,12 +69,14 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
       const local = await loadPolicyFiles([...opts.policyPaths]);
       const project = parsePolicyManifests(ctx.files.map((f) => ({ path: f.path, data: Buffer.from(f.data) })));
       for (const e of [...local.errors, ...project.errors]) log.error({ error: e.message }, 'Skipped a policy that cannot be parsed; the others keep working');
-      for (const w of policyWarningMessages([...local.policies, ...project.policies])) log.warn({ warning: w }, 'Part of a policy does nothing or cannot be judged from flows; the warning names the file and field');
+      for (const w of policyWarningMessages([...local.policies, ...project.policies]))
+        log.warn({ warning: w }, 'Part of a policy does nothing or cannot be judged from flows; the warning names the file and field');
       let watched: typeof local.policies = [];
-      const build = () => new PolicyEngine([...local.policies, ...project.policies, ...watched], {
-        alertNamespaces: block.alert_namespaces,
-        alertClusterwide: block.alert_clusterwide,
-      });
+      const build = () =>
+        new PolicyEngine([...local.policies, ...project.policies, ...watched], {
+          alertNamespaces: block.alert_namespaces,
+          alertClusterwide: block.alert_clusterwide,
+        });
       let engine = build();
       log.info({ policies: engine.size, from_files: local.policies.length, from_project: project.policies.length }, 'Loaded network policies');
 
@@ -88,7 +90,8 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
           connection,
           log,
           onChange: (snap) => {
-            for (const e of snap.errors) log.error({ error: e.message }, 'Skipped a policy from the Kubernetes API that cannot be parsed; the others keep working');
+            for (const e of snap.errors)
+              log.error({ error: e.message }, 'Skipped a policy from the Kubernetes API that cannot be parsed; the others keep working');
             watched = snap.policies;
             engine = build();
             log.info({ policies: engine.size, from_kubernetes: watched.length }, 'Updated network policies from the Kubernetes API');
@@ -99,7 +102,10 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
         // (the original agent lost them): wait for the first list. The flow cursor then resumes
         // from the last flow handled, so what Relay still buffers is not skipped.
         if (!(await watcher.waitReady(POLICY_SYNC_WAIT_MS, signal)) && !signal.aborted) {
-          log.warn({ waited_ms: POLICY_SYNC_WAIT_MS }, 'Policies from the Kubernetes API are not listed yet; matching flows with the policies loaded so far until they are');
+          log.warn(
+            { waited_ms: POLICY_SYNC_WAIT_MS },
+            'Policies from the Kubernetes API are not listed yet; matching flows with the policies loaded so far until they are',
+          );
         }
       }
 
@@ -130,7 +136,10 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
         } catch (e) {
           storeFailed = e instanceof Error ? e : new Error(errText(e));
           cursor.hold();
-          log.error({ error: errText(e), alerts }, 'Failed to store the alerts for dropped flows; restarting the module to read the flows again from the last saved position');
+          log.error(
+            { error: errText(e), alerts },
+            'Failed to store the alerts for dropped flows; restarting the module to read the flows again from the last saved position',
+          );
           stopFollowing.abort();
         }
       };
@@ -178,4 +187,3 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
     },
   };
 }
-

@@ -4,7 +4,10 @@ import { bool, duration, field, list, obj, oneOf, refine, str, type Validator } 
 // The `cilium` block of config.yaml: where Hubble Relay is, which labelled
 // policies to match dropped flows against, and which of them may alert.
 
-const hostPort = str({ pattern: /^[^\s:/]+(?:\.[^\s:/]+)*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, hint: 'host:port, e.g. hubble-relay.kube-system.svc.cluster.local:80' });
+const hostPort = str({
+  pattern: /^[^\s:/]+(?:\.[^\s:/]+)*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/,
+  hint: 'host:port, e.g. hubble-relay.kube-system.svc.cluster.local:80',
+});
 
 export const ciliumBlock = obj({
   hubble_relay_address: field(hostPort, { required: true }),
@@ -24,10 +27,13 @@ export const ciliumBlock = obj({
    * so when the agent can reach one (in a pod, or given --kubeconfig or KUBECONFIG).
    */
   kubernetes_policies: field(oneOf(['auto', 'on', 'off'] as const), { default: 'auto' }),
-  reconnect: field(obj({
-    initial_backoff: field(duration({ min: 1 }), { default: 10_000 }),
-    max_backoff: field(duration({ min: 1 }), { default: 300_000 }),
-  }), { default: { initial_backoff: 10_000, max_backoff: 300_000 } }),
+  reconnect: field(
+    obj({
+      initial_backoff: field(duration({ min: 1 }), { default: 10_000 }),
+      max_backoff: field(duration({ min: 1 }), { default: 300_000 }),
+    }),
+    { default: { initial_backoff: 10_000, max_backoff: 300_000 } },
+  ),
   /** Window in which repeats of the same drop fold into one alert with a count. */
   dedup_window: field(duration({ min: 0 }), { default: 10_000 }),
 });

@@ -23,7 +23,9 @@ const MIGRATIONS = [
 /** The flow's id: its uuid, or a digest of its bytes (as received, when given: encoding it again costs more than the digest). */
 export function flowKey(flow: Flow, bytes?: Uint8Array): string {
   if (flow.uuid) return flow.uuid;
-  return createHash('sha1').update(bytes?.length ? bytes : Flow.encode(flow).finish()).digest('base64');
+  return createHash('sha1')
+    .update(bytes?.length ? bytes : Flow.encode(flow).finish())
+    .digest('base64');
 }
 
 export class FlowCursor {
@@ -34,10 +36,17 @@ export class FlowCursor {
   private dirty = false;
   private held = false;
 
-  constructor(private readonly db: DB, private readonly relay: string) {
+  constructor(
+    private readonly db: DB,
+    private readonly relay: string,
+  ) {
     migrate(db, 'hubble_cursor', MIGRATIONS);
-    this.save = db.prepare('INSERT INTO hubble_cursor (relay, seconds, nanos, boundary) VALUES (?, ?, ?, ?) ON CONFLICT(relay) DO UPDATE SET seconds = excluded.seconds, nanos = excluded.nanos, boundary = excluded.boundary');
-    const row = db.prepare('SELECT seconds, nanos, boundary FROM hubble_cursor WHERE relay = ?').get(relay) as { seconds: number; nanos: number; boundary: string } | undefined;
+    this.save = db.prepare(
+      'INSERT INTO hubble_cursor (relay, seconds, nanos, boundary) VALUES (?, ?, ?, ?) ON CONFLICT(relay) DO UPDATE SET seconds = excluded.seconds, nanos = excluded.nanos, boundary = excluded.boundary',
+    );
+    const row = db.prepare('SELECT seconds, nanos, boundary FROM hubble_cursor WHERE relay = ?').get(relay) as
+      | { seconds: number; nanos: number; boundary: string }
+      | undefined;
     if (row) {
       this.seconds = row.seconds;
       this.nanos = row.nanos;

@@ -3,7 +3,16 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Flow, FlowType, L7FlowType, TrafficDirection, Verdict } from '../../gen/flow/flow.js';
-import { dropReasonName, flowEventToJson, flowFromJson, flowsFromJsonLines, flowToJson, parseFlowLine, timestampFromJson, timestampToJson } from './flow-json.js';
+import {
+  dropReasonName,
+  flowEventToJson,
+  flowFromJson,
+  flowsFromJsonLines,
+  flowToJson,
+  parseFlowLine,
+  timestampFromJson,
+  timestampToJson,
+} from './flow-json.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const hubbleDir = resolve(repoRoot, '../shared/fixtures/hubble');
@@ -18,7 +27,14 @@ describe('flowFromJson', () => {
         ethernet: { source: 'aa:bb' },
         IP: { source: '10.0.0.1', destination: '10.0.0.2', ipVersion: 'IPv4' },
         l4: { TCP: { source_port: 35128, destination_port: 9080, flags: { SYN: true } } },
-        source: { ID: 881, identity: 3418, namespace: 'bookinfo', labels: ['k8s:app=productpage'], pod_name: 'pp', workloads: [{ name: 'pp', kind: 'Deployment' }] },
+        source: {
+          ID: 881,
+          identity: 3418,
+          namespace: 'bookinfo',
+          labels: ['k8s:app=productpage'],
+          pod_name: 'pp',
+          workloads: [{ name: 'pp', kind: 'Deployment' }],
+        },
         destination: { identity: 2, labels: ['reserved:world'] },
         Type: 'L3_L4',
         event_type: { type: 5 },
@@ -51,24 +67,49 @@ describe('flowFromJson', () => {
   });
 
   it('accepts numbers for enums, lowerCamelCase names, bare flows, L7 and ICMP', () => {
-    const f = flowFromJson({ verdict: 2, dropReasonDesc: 181, trafficDirection: 2, l4: { ICMPv6: { type: 128 } }, l7: { type: 'REQUEST', latency_ns: '1200', http: { method: 'GET', url: 'http://x/', headers: [{ key: 'a', value: 'b' }] } }, isReply: true });
+    const f = flowFromJson({
+      verdict: 2,
+      dropReasonDesc: 181,
+      trafficDirection: 2,
+      l4: { ICMPv6: { type: 128 } },
+      l7: { type: 'REQUEST', latency_ns: '1200', http: { method: 'GET', url: 'http://x/', headers: [{ key: 'a', value: 'b' }] } },
+      isReply: true,
+    });
     expect(f.verdict).toBe(Verdict.DROPPED);
     expect(f.drop_reason_desc).toBe(181);
     expect(f.traffic_direction).toBe(TrafficDirection.EGRESS);
     expect(f.l4?.protocol).toEqual({ $case: 'ICMPv6', value: { type: 128, code: 0 } });
-    expect(f.l7).toEqual({ type: L7FlowType.REQUEST, latency_ns: 1200, record: { $case: 'http', value: { code: 0, method: 'GET', url: 'http://x/', protocol: '', headers: [{ key: 'a', value: 'b' }] } } });
+    expect(f.l7).toEqual({
+      type: L7FlowType.REQUEST,
+      latency_ns: 1200,
+      record: { $case: 'http', value: { code: 0, method: 'GET', url: 'http://x/', protocol: '', headers: [{ key: 'a', value: 'b' }] } },
+    });
     expect(f.is_reply).toBe(true);
   });
 
   it('reads DNS and Kafka records, and both survive flowToJson and the binary codec Relay uses', () => {
     // Field names and numbers as Cilium's flow.proto has them (Layer7 oneof: dns 100, http 101, kafka 102).
-    const dns = { flow: { verdict: 'DROPPED', Type: 'L7', l7: { type: 'RESPONSE', dns: { query: 'evil.example.', ips: ['1.2.3.4'], ttl: 30, cnames: ['x.'], rcode: 5, qtypes: ['A'], rrtypes: ['A'] } } } };
-    const kafka = { flow: { verdict: 'DROPPED', Type: 'L7', l7: { type: 'REQUEST', kafka: { error_code: 29, api_version: 7, api_key: 'produce', correlation_id: 12, topic: 'payments' } } } };
+    const dns = {
+      flow: {
+        verdict: 'DROPPED',
+        Type: 'L7',
+        l7: { type: 'RESPONSE', dns: { query: 'evil.example.', ips: ['1.2.3.4'], ttl: 30, cnames: ['x.'], rcode: 5, qtypes: ['A'], rrtypes: ['A'] } },
+      },
+    };
+    const kafka = {
+      flow: {
+        verdict: 'DROPPED',
+        Type: 'L7',
+        l7: { type: 'REQUEST', kafka: { error_code: 29, api_version: 7, api_key: 'produce', correlation_id: 12, topic: 'payments' } },
+      },
+    };
     const d = flowFromJson(dns);
     expect(d.l7?.record).toEqual({ $case: 'dns', value: { query: 'evil.example.', ips: ['1.2.3.4'], ttl: 30, cnames: ['x.'], rcode: 5, qtypes: ['A'] } });
     const k = flowFromJson(kafka);
     expect(k.l7?.record).toEqual({ $case: 'kafka', value: { error_code: 29, api_version: 7, api_key: 'produce', correlation_id: 12, topic: 'payments' } });
-    expect(flowFromJson({ flow: { l7: { kafka: { errorCode: 3, apiKey: 'fetch', correlationId: 1 } } } }).l7?.record).toMatchObject({ value: { error_code: 3, api_key: 'fetch', correlation_id: 1 } });
+    expect(flowFromJson({ flow: { l7: { kafka: { errorCode: 3, apiKey: 'fetch', correlationId: 1 } } } }).l7?.record).toMatchObject({
+      value: { error_code: 3, api_key: 'fetch', correlation_id: 1 },
+    });
     for (const f of [d, k]) {
       expect(flowFromJson(flowToJson(f))).toEqual(f);
       expect(Flow.decode(Flow.encode(f).finish())).toEqual(f);

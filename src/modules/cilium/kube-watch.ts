@@ -226,7 +226,7 @@ export class PolicyWatcher {
             return;
           }
           const hint =
-            (kubeApiStatus(e) === 401 || kubeApiStatus(e) === 403)
+            kubeApiStatus(e) === 401 || kubeApiStatus(e) === 403
               ? `; the agent's identity needs list and watch on ${s.resource.plural}.${s.resource.group.split('/')[2]}${s.namespace ? ` in namespace ${s.namespace}` : ' cluster-wide'} (${RBAC_HINT})`
               : '';
           this.log.error({ error: `${(e as Error).message}${hint}`, resource: s.path, retry_ms: delay }, 'Policy list/watch failed; retrying');
@@ -257,7 +257,7 @@ export class PolicyWatcher {
           // client-go's reflector does, and let the server say 410 if it is too old. Relisting
           // on every such error would send every agent's full list at a recovering server.
           // Relist only when the resource vanished (404) or the version is ahead of the cache.
-          if ((kubeApiStatus(e) === 404 || (kubeApiStatus(e) !== undefined && /too large resource version/i.test((e as Error).message)))) needList = true;
+          if (kubeApiStatus(e) === 404 || (kubeApiStatus(e) !== undefined && /too large resource version/i.test((e as Error).message))) needList = true;
           if (kubeApiStatus(e) === 401) this.opts.connection.credentialsRejected?.();
           if (kubeApiStatus(e) === 404) {
             // The CRD is not installed (no Cilium): nothing to watch now; look again later.

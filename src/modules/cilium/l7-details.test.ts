@@ -20,7 +20,8 @@ const schema = JSON.parse(readFileSync(resolve(repoRoot, 'alerts/alert.schema.js
 const api = pod('shop', 'api');
 const kubeDns = pod('kube-system', { 'k8s-app': 'kube-dns' });
 const kafkaBroker = pod('shop', 'kafka');
-const engine = new PolicyEngine(policies(`apiVersion: cilium.io/v2
+const engine = new PolicyEngine(
+  policies(`apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata:
   name: api-egress
@@ -33,7 +34,8 @@ spec:
       toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*.shop.example"}]}}]
     - toEndpoints: [{matchLabels: {app: kafka}}]
       toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{role: produce, topic: orders}]}}]
-`));
+`),
+);
 
 /** A DNS query the proxy refused, as a recent Hubble prints it. */
 function dnsDenial(query: string) {
@@ -63,7 +65,12 @@ describe('L7 details of a denial', () => {
     const f = dnsDenial('exfil.evil.example.');
     const j = { ...f.json, l7: { type: 'RESPONSE', dns: { query: 'exfil.evil.example.', rcode: 5 } } };
     const flow = flowFromJson({ flow: j });
-    const a = flowToAlert(flow, { direction: 'egress', reason: 'POLICY_DENIED', policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'api-egress' }] }, 'prod', j);
+    const a = flowToAlert(
+      flow,
+      { direction: 'egress', reason: 'POLICY_DENIED', policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'api-egress' }] },
+      'prod',
+      j,
+    );
     expect(a.cilium!.dns).toEqual({ query: 'exfil.evil.example.', rcode: 5 });
     expect(a.description).toContain('DNS query exfil.evil.example. (REFUSED)');
     expect(validate(schema, JSON.parse(JSON.stringify(a)))).toEqual([]);
@@ -71,7 +78,11 @@ describe('L7 details of a denial', () => {
 
   it('a Kafka request is carried as Hubble reports it', () => {
     const j = flowJson({ src: api, dst: kafkaBroker, dir: 'egress', port: 9092, verdict: 'DROPPED', reason: 133 }) as { flow: Record<string, unknown> };
-    Object.assign(j.flow, { Type: 'L7', event_type: { type: 129 }, l7: { type: 'REQUEST', kafka: { api_key: 'produce', api_version: 7, topic: 'payments', correlation_id: 4 } } });
+    Object.assign(j.flow, {
+      Type: 'L7',
+      event_type: { type: 129 },
+      l7: { type: 'REQUEST', kafka: { api_key: 'produce', api_version: 7, topic: 'payments', correlation_id: 4 } },
+    });
     const flow = flowFromJson(j);
     const a = flowToAlert(flow, { direction: 'egress', reason: 'POLICY_DENIED', policies: [] }, 'prod', j.flow);
     expect(a.cilium!.kafka).toEqual({ api_key: 'produce', api_version: 7, topic: 'payments', correlation_id: 4, error_code: 0 });
@@ -86,9 +97,25 @@ describe('L7 details of a denial', () => {
     const item: DeliveryItem = {
       event: 'triggered',
       alert: {
-        id: 7, status: 'open', source: a.source, severity: a.severity, title: a.title, description: a.description, agent: 'edge', cluster: a.cluster,
-        namespace: a.namespace, policies: a.policies, rule: a.rule, labels: a.labels, count: a.count, first_seen: a.first_seen, last_seen: a.last_seen,
-        resolved_at: null, fingerprint: a.fingerprint, details: { cilium: a.cilium }, url: null,
+        id: 7,
+        status: 'open',
+        source: a.source,
+        severity: a.severity,
+        title: a.title,
+        description: a.description,
+        agent: 'edge',
+        cluster: a.cluster,
+        namespace: a.namespace,
+        policies: a.policies,
+        rule: a.rule,
+        labels: a.labels,
+        count: a.count,
+        first_seen: a.first_seen,
+        last_seen: a.last_seen,
+        resolved_at: null,
+        fingerprint: a.fingerprint,
+        details: { cilium: a.cilium },
+        url: null,
       },
     };
     for (const [name, render] of Object.entries(RENDERERS)) {

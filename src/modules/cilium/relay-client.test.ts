@@ -12,13 +12,22 @@ import { followDroppedFlows } from './relay-client.js';
 const log = pino({ level: 'silent' });
 
 function drop(at: Date, n: number) {
-  return parseFlowLine(JSON.stringify({
-    flow: {
-      time: at.toISOString(), uuid: `flow-${n}`, verdict: 'DROPPED', IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
-      l4: { TCP: { source_port: 40000 + n, destination_port: 8443 } }, Type: 'L3_L4', node_name: 'kind-worker', traffic_direction: 'INGRESS',
-      event_type: { type: 1, sub_type: 133 }, drop_reason_desc: 'POLICY_DENIED',
-    },
-  }))!;
+  return parseFlowLine(
+    JSON.stringify({
+      flow: {
+        time: at.toISOString(),
+        uuid: `flow-${n}`,
+        verdict: 'DROPPED',
+        IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
+        l4: { TCP: { source_port: 40000 + n, destination_port: 8443 } },
+        Type: 'L3_L4',
+        node_name: 'kind-worker',
+        traffic_direction: 'INGRESS',
+        event_type: { type: 1, sub_type: 133 },
+        drop_reason_desc: 'POLICY_DENIED',
+      },
+    }),
+  )!;
 }
 
 let relay: HubbleRelayPeer | undefined;
@@ -35,7 +44,11 @@ describe('followDroppedFlows', () => {
     let calls = 0;
     const seen: string[] = [];
     const follow = followDroppedFlows({
-      address, backoff: { initialMs: 10, maxMs: 20, jitter: false }, cursor: new FlowCursor(openAgentDb(':memory:'), address), log, signal: abort.signal,
+      address,
+      backoff: { initialMs: 10, maxMs: 20, jitter: false },
+      cursor: new FlowCursor(openAgentDb(':memory:'), address),
+      log,
+      signal: abort.signal,
       onFlow: (f) => {
         calls++;
         seen.push(f.uuid);
@@ -62,7 +75,11 @@ describe('followDroppedFlows', () => {
     const abort = new AbortController();
     const got: [Flow, Uint8Array][] = [];
     const follow = followDroppedFlows({
-      address, backoff: { initialMs: 10, maxMs: 20, jitter: false }, cursor: new FlowCursor(openDatabase(), address), log, signal: abort.signal,
+      address,
+      backoff: { initialMs: 10, maxMs: 20, jitter: false },
+      cursor: new FlowCursor(openDatabase(), address),
+      log,
+      signal: abort.signal,
       onFlow: (f, _node, bytes) => got.push([f, bytes]),
     });
     for (let i = 0; i < 200 && relay.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));

@@ -10,7 +10,11 @@ import { retryLoop } from '../../shared/retry/loop.js';
 import type { FlowCursor } from './flow-cursor.js';
 
 const flowsReceived = new Counter({ name: 'verdict_agent_hubble_flows_total', help: 'Flows received from Hubble Relay', registers: [registry] });
-const flowsLost = new Counter({ name: 'verdict_agent_hubble_lost_events_total', help: 'Events Hubble reported as lost (ring buffer overrun)', registers: [registry] });
+const flowsLost = new Counter({
+  name: 'verdict_agent_hubble_lost_events_total',
+  help: 'Events Hubble reported as lost (ring buffer overrun)',
+  registers: [registry],
+});
 
 /** Monitor event types that carry drops: drop (1), policy verdict (5), L7 access log (129). */
 export const DROP_EVENT_TYPES = [1, 5, 129];
@@ -20,13 +24,24 @@ export function droppedFlowsRequest(cursor: FlowCursor): GetFlowsRequest {
     number: 0,
     follow: true,
     blacklist: [],
-    whitelist: [{
-      source_ip: [], source_pod: [], destination_ip: [], destination_pod: [],
-      verdict: [Verdict.DROPPED],
-      event_type: DROP_EVENT_TYPES.map((type) => ({ type, match_sub_type: false, sub_type: 0 })),
-      source_label: [], destination_label: [], protocol: [], source_port: [], destination_port: [],
-      node_name: [], traffic_direction: [], drop_reason_desc: [],
-    }],
+    whitelist: [
+      {
+        source_ip: [],
+        source_pod: [],
+        destination_ip: [],
+        destination_pod: [],
+        verdict: [Verdict.DROPPED],
+        event_type: DROP_EVENT_TYPES.map((type) => ({ type, match_sub_type: false, sub_type: 0 })),
+        source_label: [],
+        destination_label: [],
+        protocol: [],
+        source_port: [],
+        destination_port: [],
+        node_name: [],
+        traffic_direction: [],
+        drop_reason_desc: [],
+      },
+    ],
     since: cursor.since,
     until: undefined,
     first: false,
@@ -56,7 +71,10 @@ export interface RelayOptions {
  */
 export async function followDroppedFlows(o: RelayOptions): Promise<void> {
   const onBackoff = (delay: number, err: unknown) => {
-    o.log.warn({ relay: o.address, error: err ? (err as Error).message : 'stream ended', retry_in_ms: delay }, 'Hubble Relay stream failed; resuming from the last flow seen after backoff');
+    o.log.warn(
+      { relay: o.address, error: err ? (err as Error).message : 'stream ended', retry_in_ms: delay },
+      'Hubble Relay stream failed; resuming from the last flow seen after backoff',
+    );
   };
   await retryLoop({ backoff: o.backoff, signal: o.signal, onBackoff }, async (progress) => {
     let connected = false;
@@ -75,7 +93,10 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
         if (o.cursor.advance(r.value, bytes)) o.onFlow(r.value, res.node_name, bytes);
       } else if (r.$case === 'lost_events') {
         flowsLost.inc(r.value.num_events_lost);
-        o.log.warn({ lost: r.value.num_events_lost, node_name: res.node_name }, 'Hubble lost events before Verdict could read them; drops in that window cannot be alerted on');
+        o.log.warn(
+          { lost: r.value.num_events_lost, node_name: res.node_name },
+          'Hubble lost events before Verdict could read them; drops in that window cannot be alerted on',
+        );
       } else if (r.$case === 'node_status') {
         o.log.info({ state: r.value.state_change, nodes: r.value.node_names, message: r.value.message }, 'Hubble node status');
       }
@@ -103,7 +124,25 @@ function flowField(buf: Uint8Array): Uint8Array {
 }
 
 const MAX_MESSAGE = 16 * 1024 * 1024;
-const GRPC_CODES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+const GRPC_CODES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
 
 /**
  * One GetFlows call (gRPC over HTTP/2, plain text as Relay serves it in the
@@ -131,7 +170,11 @@ function getFlows(address: string, req: GetFlowsRequest, signal: AbortSignal, on
     signal.addEventListener('abort', onAbort, { once: true });
     session.on('error', (e: NodeJS.ErrnoException) => finish(new Error(`${e.code === 'ECONNREFUSED' ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`)));
     const stream = session.request({
-      ':method': 'POST', ':path': '/observer.Observer/GetFlows', 'content-type': 'application/grpc', te: 'trailers', 'user-agent': 'verdict-agent',
+      ':method': 'POST',
+      ':path': '/observer.Observer/GetFlows',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'user-agent': 'verdict-agent',
     });
     const body = ObserverService.getFlows.requestSerialize(req);
     const frame = Buffer.allocUnsafe(5 + body.length);

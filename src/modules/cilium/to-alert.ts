@@ -60,9 +60,16 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
   const t = timeOf(flow);
   // Leaves out what changes per connection: source port, time, TCP flags.
   const fp = fingerprint([
-    'cilium', cluster, att.direction, att.reason,
+    'cilium',
+    cluster,
+    att.direction,
+    att.reason,
     ...att.policies.map((pr) => `${pr.kind}/${pr.namespace}/${pr.name}`),
-    who(src), who(dst), p.protocol, String(p.dst), p.icmp ? `${p.icmp.type}/${p.icmp.code}` : '',
+    who(src),
+    who(dst),
+    p.protocol,
+    String(p.dst),
+    p.icmp ? `${p.icmp.type}/${p.icmp.code}` : '',
     l7FingerprintPart(l7),
   ]);
   return {

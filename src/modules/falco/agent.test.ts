@@ -22,7 +22,9 @@ describe('falco module', () => {
     writeFileSync(path, '');
     const s = store(join(dir, 'data'));
     const stdin = new PassThrough();
-    const block = falcoConfig(`falco:\n  http: { listen: "127.0.0.1:0" }\n  file: { path: ${JSON.stringify(path)}, poll_interval: 20ms }\n  stdin: true\n  dedup_window: 0s\n`);
+    const block = falcoConfig(
+      `falco:\n  http: { listen: "127.0.0.1:0" }\n  file: { path: ${JSON.stringify(path)}, poll_interval: 20ms }\n  stdin: true\n  dedup_window: 0s\n`,
+    );
     const running = await startFalco(block, { db: s.db, alerts: s.alerts, log: silent }, { stdin });
     try {
       const lines = fixtureLines();
@@ -41,7 +43,15 @@ describe('falco module', () => {
     const block = falcoConfig('falco:\n  http: { listen: "127.0.0.1:0" }\n  dedup_window: 0s\n');
     const running = await startFalco(block, { db: s.db, alerts: s.alerts, log: silent });
     try {
-      const stats = await startFalcoPoster({ url: `http://${running.httpAddress}/`, intervalMs: 1, signal: new AbortController().signal, log: silent, repeat: false, uuid: true, gzip: true });
+      const stats = await startFalcoPoster({
+        url: `http://${running.httpAddress}/`,
+        intervalMs: 1,
+        signal: new AbortController().signal,
+        log: silent,
+        repeat: false,
+        uuid: true,
+        gzip: true,
+      });
       expect(stats).toEqual({ sent: SCENARIO_LENGTH, failed: 0 });
       expect(s.outbox.size).toBe(SCENARIO_LENGTH);
       const namespaces = new Set(s.outbox.read(0, 100).map((r) => (JSON.parse(r.payload.toString()) as { namespace: string }).namespace));
@@ -65,8 +75,9 @@ describe('falco module', () => {
     const s = store();
     const first = await startFalco(falcoConfig('falco:\n  http: { listen: "127.0.0.1:0" }\n'), { db: s.db, alerts: s.alerts, log: silent });
     try {
-      await expect(startFalco(falcoConfig(`falco:\n  http: { listen: "${first.httpAddress}" }\n`), { db: s.db, alerts: s.alerts, log: silent }))
-        .rejects.toThrow(/address is in use; change falco.http.listen/);
+      await expect(
+        startFalco(falcoConfig(`falco:\n  http: { listen: "${first.httpAddress}" }\n`), { db: s.db, alerts: s.alerts, log: silent }),
+      ).rejects.toThrow(/address is in use; change falco.http.listen/);
     } finally {
       await first.stop();
     }

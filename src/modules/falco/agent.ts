@@ -42,9 +42,12 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
   const abort = new AbortController();
   const signal = abort.signal;
   const tasks: Promise<void>[] = [];
-  const guard = (name: string, p: Promise<void>) => tasks.push(p.catch((e: unknown) => {
-    log.error({ input: name, error: errText(e) }, 'Falco input stopped');
-  }));
+  const guard = (name: string, p: Promise<void>) =>
+    tasks.push(
+      p.catch((e: unknown) => {
+        log.error({ input: name, error: errText(e) }, 'Falco input stopped');
+      }),
+    );
   let http: FalcoHttpInput | undefined;
   try {
     const { http: h, file: f, grpc: g } = block;
@@ -58,7 +61,21 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
       guard('stdin', readJsonlStream({ stream: opts.stdin ?? process.stdin, sink, builder, log, signal }));
     }
     if (g) {
-      guard('grpc', runFalcoGrpcInput({ address: g.address, ca_file: g.ca_file, cert_file: g.cert_file, key_file: g.key_file, pollIntervalMs: g.poll_interval, reconnect: g.reconnect, sink, builder, log, signal }));
+      guard(
+        'grpc',
+        runFalcoGrpcInput({
+          address: g.address,
+          ca_file: g.ca_file,
+          cert_file: g.cert_file,
+          key_file: g.key_file,
+          pollIntervalMs: g.poll_interval,
+          reconnect: g.reconnect,
+          sink,
+          builder,
+          log,
+          signal,
+        }),
+      );
     }
   } catch (e) {
     abort.abort();
@@ -71,12 +88,13 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
   return {
     httpAddress: http?.address,
     done: Promise.all(tasks).then(() => undefined),
-    stop: () => (stopped ??= (async () => {
-      abort.abort();
-      await http?.close();
-      await Promise.all(tasks);
-      await sink.close();
-    })()),
+    stop: () =>
+      (stopped ??= (async () => {
+        abort.abort();
+        await http?.close();
+        await Promise.all(tasks);
+        await sink.close();
+      })()),
   };
 }
 

@@ -34,34 +34,47 @@ describe('falco block', () => {
   });
 
   it('reads every option', () => {
-    const { value } = parseAgentConfig([
-      'falco:',
-      '  http:',
-      '    listen: "[::]:2801"',
-      '    max_body_bytes: 65536',
-      '    tls: { cert_file: /tls/tls.crt, key_file: /tls/tls.key, client_ca_file: /tls/ca.crt }',
-      '  file: { path: /var/log/falco/events.json, start_at: end, poll_interval: 1s }',
-      '  stdin: true',
-      '  grpc:',
-      '    address: unix:///run/falco/falco.sock',
-      '    reconnect: { initial_backoff: 2s, max_backoff: 1m }',
-      '  cluster_name: prod',
-      '  minimum_priority: info',
-      '  rules:',
-      '    "Terminal shell in container": { severity: high }',
-      '    "Falco internal: syscall event drop": { ignore: true }',
-      '  custom_fields: { env: prod, region: "%AWS_REGION" }',
-      '  custom_tags: [prod]',
-      '  fingerprint_fields: [rule, k8s.pod.name]',
-      '  dedup_window: 5m',
-      '',
-    ].join('\n'), file);
+    const { value } = parseAgentConfig(
+      [
+        'falco:',
+        '  http:',
+        '    listen: "[::]:2801"',
+        '    max_body_bytes: 65536',
+        '    tls: { cert_file: /tls/tls.crt, key_file: /tls/tls.key, client_ca_file: /tls/ca.crt }',
+        '  file: { path: /var/log/falco/events.json, start_at: end, poll_interval: 1s }',
+        '  stdin: true',
+        '  grpc:',
+        '    address: unix:///run/falco/falco.sock',
+        '    reconnect: { initial_backoff: 2s, max_backoff: 1m }',
+        '  cluster_name: prod',
+        '  minimum_priority: info',
+        '  rules:',
+        '    "Terminal shell in container": { severity: high }',
+        '    "Falco internal: syscall event drop": { ignore: true }',
+        '  custom_fields: { env: prod, region: "%AWS_REGION" }',
+        '  custom_tags: [prod]',
+        '  fingerprint_fields: [rule, k8s.pod.name]',
+        '  dedup_window: 5m',
+        '',
+      ].join('\n'),
+      file,
+    );
     const f = value.falco!;
     expect(f.http?.tls?.client_ca_file).toBe('/tls/ca.crt');
     expect(f.file).toEqual({ path: '/var/log/falco/events.json', start_at: 'end', poll_interval: 1000 });
-    expect(f.grpc).toEqual({ address: 'unix:///run/falco/falco.sock', ca_file: undefined, cert_file: undefined, key_file: undefined, poll_interval: 1000, reconnect: { initial_backoff: 2000, max_backoff: 60_000 } });
+    expect(f.grpc).toEqual({
+      address: 'unix:///run/falco/falco.sock',
+      ca_file: undefined,
+      cert_file: undefined,
+      key_file: undefined,
+      poll_interval: 1000,
+      reconnect: { initial_backoff: 2000, max_backoff: 60_000 },
+    });
     expect(f.minimum_priority).toBe('Informational');
-    expect(f.rules).toEqual({ 'Terminal shell in container': { ignore: false, severity: 'high' }, 'Falco internal: syscall event drop': { ignore: true, severity: undefined } });
+    expect(f.rules).toEqual({
+      'Terminal shell in container': { ignore: false, severity: 'high' },
+      'Falco internal: syscall event drop': { ignore: true, severity: undefined },
+    });
     expect(f.custom_fields).toEqual({ env: 'prod', region: '%AWS_REGION' });
     expect(f.dedup_window).toBe(300_000);
   });
@@ -71,10 +84,22 @@ describe('falco block', () => {
       { file, path: 'falco', line: 2, message: expect.stringMatching(/^enable at least one input: http/) },
     ]);
     expect(issues('falco:\n  http:\n    listen: 2801\n')[0]).toMatchObject({ path: 'falco.http.listen', line: 3 });
-    expect(issues('falco:\n  stdin: true\n  minimum_priority: loud\n')[0]).toMatchObject({ path: 'falco.minimum_priority', line: 3, message: expect.stringMatching(/Falco priority/) });
+    expect(issues('falco:\n  stdin: true\n  minimum_priority: loud\n')[0]).toMatchObject({
+      path: 'falco.minimum_priority',
+      line: 3,
+      message: expect.stringMatching(/Falco priority/),
+    });
     expect(issues('falco:\n  stdin: true\n  rules:\n    "R": { severity: urgent }\n')[0]).toMatchObject({ path: 'falco.rules["R"].severity', line: 4 });
-    expect(issues('falco:\n  stdin: true\n  rules:\n    "R": { ignroe: true }\n')[0]).toMatchObject({ path: 'falco.rules["R"].ignroe', line: 4, message: expect.stringMatching(/unknown key/) });
-    expect(issues('falco:\n  grpc:\n    address: falco:5060\n    cert_file: /c.crt\n')[0]).toMatchObject({ path: 'falco.grpc', line: 3, message: expect.stringMatching(/both cert_file and key_file/) });
+    expect(issues('falco:\n  stdin: true\n  rules:\n    "R": { ignroe: true }\n')[0]).toMatchObject({
+      path: 'falco.rules["R"].ignroe',
+      line: 4,
+      message: expect.stringMatching(/unknown key/),
+    });
+    expect(issues('falco:\n  grpc:\n    address: falco:5060\n    cert_file: /c.crt\n')[0]).toMatchObject({
+      path: 'falco.grpc',
+      line: 3,
+      message: expect.stringMatching(/both cert_file and key_file/),
+    });
     expect(issues('falco:\n  http:\n    tls: { cert_file: /c.crt }\n')[0]).toMatchObject({ path: 'falco.http.tls.key_file', message: 'is required' });
   });
 });

@@ -75,30 +75,36 @@ const reconnect = obj({
 
 const falcoBlockShape = obj({
   /** Falco's http_output and Falcosidekick post here. */
-  http: field(obj({
-    listen: field(listenAddress, { default: '0.0.0.0:2801' }),
-    max_body_bytes: field(int({ min: 1024, max: 64 * 1024 * 1024 }), { default: 1024 * 1024 }),
-    tls: field(tlsServer),
-  })),
+  http: field(
+    obj({
+      listen: field(listenAddress, { default: '0.0.0.0:2801' }),
+      max_body_bytes: field(int({ min: 1024, max: 64 * 1024 * 1024 }), { default: 1024 * 1024 }),
+      tls: field(tlsServer),
+    }),
+  ),
   /** The JSON lines file Falco's file_output appends to. */
-  file: field(obj({
-    path: field(str({ nonEmpty: true }), { required: true }),
-    /** Where to begin when the agent has never read this file before. */
-    start_at: field(oneOf(['beginning', 'end'] as const), { default: 'beginning' as 'beginning' | 'end' }),
-    poll_interval: field(duration({ min: 10 }), { default: 250 }),
-  })),
+  file: field(
+    obj({
+      path: field(str({ nonEmpty: true }), { required: true }),
+      /** Where to begin when the agent has never read this file before. */
+      start_at: field(oneOf(['beginning', 'end'] as const), { default: 'beginning' as 'beginning' | 'end' }),
+      poll_interval: field(duration({ min: 10 }), { default: 250 }),
+    }),
+  ),
   /** JSON lines on the agent's stdin: Falco's program_output starts the agent. */
   stdin: field(bool(), { default: false }),
   /** Falco's legacy gRPC output API (Falco 0.43 and older). */
-  grpc: field(obj({
-    address: field(grpcAddress, { required: true }),
-    ca_file: field(str({ nonEmpty: true })),
-    cert_file: field(str({ nonEmpty: true })),
-    key_file: field(str({ nonEmpty: true })),
-    /** How often to ask Falco for queued events when none are arriving. */
-    poll_interval: field(duration({ min: 10 }), { default: 1_000 }),
-    reconnect: field(reconnect, { default: { initial_backoff: 1_000, max_backoff: 60_000 } }),
-  })),
+  grpc: field(
+    obj({
+      address: field(grpcAddress, { required: true }),
+      ca_file: field(str({ nonEmpty: true })),
+      cert_file: field(str({ nonEmpty: true })),
+      key_file: field(str({ nonEmpty: true })),
+      /** How often to ask Falco for queued events when none are arriving. */
+      poll_interval: field(duration({ min: 10 }), { default: 1_000 }),
+      reconnect: field(reconnect, { default: { initial_backoff: 1_000, max_backoff: 60_000 } }),
+    }),
+  ),
   cluster_name: field(str(), { default: '' }),
   minimum_priority: field(priority, { default: 'Debug' as FalcoPriority }),
   rules: field(ruleOverrides, { default: {} }),
@@ -126,12 +132,22 @@ export const falcoBlock: Validator<FalcoConfig> = (node, path, ctx) => {
   const v = falcoBlockShape(node, path, ctx);
   if (v) {
     if (!v.http && !v.file && !v.stdin && !v.grpc) {
-      reportIssue(ctx, node, path, 'enable at least one input: http (Falco http_output / Falcosidekick), file (file_output), stdin: true (program_output) or grpc (Falco 0.43 and older)');
+      reportIssue(
+        ctx,
+        node,
+        path,
+        'enable at least one input: http (Falco http_output / Falcosidekick), file (file_output), stdin: true (program_output) or grpc (Falco 0.43 and older)',
+      );
     }
     const g = v.grpc;
     if (g && (g.cert_file === undefined) !== (g.key_file === undefined)) {
       const grpcNode = isMap(node) ? (node.get('grpc', true) as Node | undefined) : undefined;
-      reportIssue(ctx, grpcNode ?? node, `${path}.grpc`, 'set both cert_file and key_file (Falco\'s gRPC server requires a client certificate over TCP) or neither');
+      reportIssue(
+        ctx,
+        grpcNode ?? node,
+        `${path}.grpc`,
+        "set both cert_file and key_file (Falco's gRPC server requires a client certificate over TCP) or neither",
+      );
     }
   }
   return v;

@@ -51,7 +51,8 @@ function checkDefaults(doc: unknown, file: string): FalcoDefaults {
   const severity = {} as Record<FalcoPriority, Severity>;
   for (const p of FALCO_PRIORITIES) {
     const v = (sev as Record<string, unknown>)[p];
-    if (typeof v !== 'string' || !SEVERITIES.includes(v as Severity)) bad(`severity.${p} must be one of ${SEVERITIES.join(', ')}, got ${JSON.stringify(v ?? null)}`);
+    if (typeof v !== 'string' || !SEVERITIES.includes(v as Severity))
+      bad(`severity.${p} must be one of ${SEVERITIES.join(', ')}, got ${JSON.stringify(v ?? null)}`);
     severity[p] = v as Severity;
   }
   for (const k of Object.keys(sev as object)) {

@@ -21,6 +21,6 @@ export function countOutcomes(input: FalcoInput, outcomes: readonly Outcome[]): 
   if (dup) falcoEvents.inc({ input, outcome: 'duplicate' }, dup);
 }
 
-export const STORE_FAILED = 'Failed to store Falco events; senders get 503 until it works again: check free space and permissions of the agent\'s --data-dir';
+export const STORE_FAILED = "Failed to store Falco events; senders get 503 until it works again: check free space and permissions of the agent's --data-dir";
 
 /** The agent cannot take more events right now; the sender should retry shortly (HTTP 503). */

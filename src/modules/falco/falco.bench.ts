@@ -174,10 +174,11 @@ function startServer(spec: ServerSpec): Promise<{ port: number; ask: <T>(op: str
   const child = spawnPinned(pin().server, args, { ...process.env, [ROLE_ENV]: 'server' });
   let waiting: ((m: unknown) => void) | undefined;
   child.on('message', (m) => waiting?.(m));
-  const ask = <T>(op: string, extra: object = {}) => new Promise<T>((resolve, reject) => {
-    waiting = (m) => ((m as { error?: string }).error ? reject(new Error((m as { error: string }).error)) : resolve(m as T));
-    child.send({ op, ...extra });
-  });
+  const ask = <T>(op: string, extra: object = {}) =>
+    new Promise<T>((resolve, reject) => {
+      waiting = (m) => ((m as { error?: string }).error ? reject(new Error((m as { error: string }).error)) : resolve(m as T));
+      child.send({ op, ...extra });
+    });
   return ask<{ port: number }>('start', spec).then(({ port }) => ({ port, ask, child }));
 }
 
@@ -195,8 +196,10 @@ function row(name: string, r: LoadResult, s: ServerStats, spool: boolean): strin
   const rate = Math.round(n / r.secs);
   const cpuPerEvent = s.cpuUs / n;
   const busy = s.cpuUs / 1e6 / (r.secs + s.drainMs / 1e3);
-  const reached = spool ? `${s.occurrences.toLocaleString('en-US')} of ${(WARMUP + n).toLocaleString('en-US')} in ${s.spooled.toLocaleString('en-US')} alerts` : '';
-  return `| ${name} | ${rate.toLocaleString('en-US')} | ${pct(sorted, 0.5).toFixed(2)} | ${pct(sorted, 0.99).toFixed(2)} | ${sorted[n - 1]!.toFixed(1)} | ${cpuPerEvent.toFixed(1)} | ${Math.round(1e6 / cpuPerEvent).toLocaleString('en-US')} | ${(busy * 100).toFixed(0)}% | ${(s.gcMs * 1e3 / n).toFixed(1)} | ${s.backlog.toLocaleString('en-US')} / ${s.drainMs.toFixed(0)} ms | ${r.non2xx} | ${reached} |`;
+  const reached = spool
+    ? `${s.occurrences.toLocaleString('en-US')} of ${(WARMUP + n).toLocaleString('en-US')} in ${s.spooled.toLocaleString('en-US')} alerts`
+    : '';
+  return `| ${name} | ${rate.toLocaleString('en-US')} | ${pct(sorted, 0.5).toFixed(2)} | ${pct(sorted, 0.99).toFixed(2)} | ${sorted[n - 1]!.toFixed(1)} | ${cpuPerEvent.toFixed(1)} | ${Math.round(1e6 / cpuPerEvent).toLocaleString('en-US')} | ${(busy * 100).toFixed(0)}% | ${((s.gcMs * 1e3) / n).toFixed(1)} | ${s.backlog.toLocaleString('en-US')} / ${s.drainMs.toFixed(0)} ms | ${r.non2xx} | ${reached} |`;
 }
 
 async function measure(name: string, spec: ServerSpec, b: string[], gzip = false): Promise<string> {
@@ -226,11 +229,19 @@ export default async function (): Promise<void> {
   const p = pin();
   const spread = bodies(200, false);
   const avg = Math.round(spread.reduce((n, s) => n + Buffer.byteLength(s), 0) / spread.length);
-  console.log(`Falco HTTP input: ${REQUESTS.toLocaleString('en-US')} POSTs measured after ${WARMUP.toLocaleString('en-US')} of warm-up in the same stream, one event each (${avg} bytes on average), ${CONNECTIONS} keep-alive connections, loopback; node ${process.version}; ` +
-    (p.server.length ? 'server pinned to core 0, load generator to core 1 (taskset)' : 'not pinned (no taskset or one core)'));
-  console.log(`load average before: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${cpus().length} cores)`);
+  console.log(
+    `Falco HTTP input: ${REQUESTS.toLocaleString('en-US')} POSTs measured after ${WARMUP.toLocaleString('en-US')} of warm-up in the same stream, one event each (${avg} bytes on average), ${CONNECTIONS} keep-alive connections, loopback; node ${process.version}; ` +
+      (p.server.length ? 'server pinned to core 0, load generator to core 1 (taskset)' : 'not pinned (no taskset or one core)'),
+  );
+  console.log(
+    `load average before: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (${cpus().length} cores)`,
+  );
   console.log('');
-  console.log('| server | events/s | p50 ms | p99 ms | max ms | server CPU µs/event | events/s per core | server core busy | GC µs/event | inbox not yet written at last answer / written in | non-2xx | reached the spool |');
+  console.log(
+    '| server | events/s | p50 ms | p99 ms | max ms | server CPU µs/event | events/s per core | server core busy | GC µs/event | inbox not yet written at last answer / written in | non-2xx | reached the spool |',
+  );
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   console.log(await measure('bare node:http, answers 200 (baseline)', { kind: 'bare' }, spread));
   console.log(await measure('Falco: 1,400 fingerprints cycling, dedup window 60 s', { kind: 'falco', windowMs: 60_000 }, spread));
@@ -241,7 +252,11 @@ export default async function (): Promise<void> {
   console.log(await measure('Falco: 1,400 fingerprints, no dedup window', { kind: 'falco', windowMs: 0 }, spread));
   console.log(await measure('bare node:http again (baseline drift)', { kind: 'bare' }, spread));
   console.log('');
-  console.log(`load average after: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${cpus().length} cores)`);
+  console.log(
+    `load average after: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (${cpus().length} cores)`,
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -270,10 +285,11 @@ async function startBare(): Promise<Running> {
     port: (server.address() as AddressInfo).port,
     settle: () => Promise.resolve({ backlog: 0 }),
     count: () => ({ occurrences: 0, spooled: 0 }),
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -284,7 +300,10 @@ async function startFalcoServer(spec: ServerSpec): Promise<Running> {
   const outbox = new Spool(db, { maxBytes: 8 * 1024 ** 3, log });
   const alerts = new AlertAggregator(db, outbox, { log });
   alerts.start();
-  const builder = new FalcoAlertBuilder({ cluster_name: 'bench', minimum_priority: 'Debug', rules: {}, custom_fields: {}, custom_tags: [], fingerprint_fields: undefined }, loadFalcoDefaults());
+  const builder = new FalcoAlertBuilder(
+    { cluster_name: 'bench', minimum_priority: 'Debug', rules: {}, custom_fields: {}, custom_tags: [], fingerprint_fields: undefined },
+    loadFalcoDefaults(),
+  );
   const sink = new FalcoSink(db, alerts, { uuidCacheSize: 100_000, windowMs: spec.windowMs ?? 60_000, builder, log });
   const input = await startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: 1024 * 1024, builder, sink, log });
   return {
@@ -298,7 +317,7 @@ async function startFalcoServer(spec: ServerSpec): Promise<Running> {
       alerts.flush(true);
       let occurrences = 0;
       let spooled = 0;
-      for (let after = 0; ;) {
+      for (let after = 0; ; ) {
         const page = outbox.read(after, 10_000);
         if (page.length === 0) break;
         for (const p of page) occurrences += (JSON.parse(p.payload.toString('utf8')) as AlertPayload).count;
@@ -346,7 +365,10 @@ function serve(): void {
         default:
           throw new Error(`unknown op ${m.op}`);
       }
-    })().then((r) => process.send!(r), (e: Error) => process.send!({ error: e.stack ?? e.message }));
+    })().then(
+      (r) => process.send!(r),
+      (e: Error) => process.send!({ error: e.stack ?? e.message }),
+    );
   });
   process.once('SIGTERM', () => {
     void (running?.close() ?? Promise.resolve()).then(() => process.exit(0));

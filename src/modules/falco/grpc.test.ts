@@ -39,21 +39,44 @@ describe('legacy gRPC input', () => {
     // response: time=1 Timestamp{seconds=1, nanos=2}, priority=2 enum, source_deprecated=3, rule=4,
     // output=5, output_fields=6 map<string,string>, hostname=7, tags=8 repeated, source=9.
     const w = new BinaryWriter();
-    w.uint32((1 << 3) | 2).fork().uint32((1 << 3) | 0).int64(1_700_000_000).uint32((2 << 3) | 0).int32(123_456_789).join();
+    w.uint32((1 << 3) | 2)
+      .fork()
+      .uint32((1 << 3) | 0)
+      .int64(1_700_000_000)
+      .uint32((2 << 3) | 0)
+      .int32(123_456_789)
+      .join();
     w.uint32((2 << 3) | 0).int32(3);
     w.uint32((3 << 3) | 0).uint32(1);
     w.uint32((4 << 3) | 2).string('Write below etc');
     w.uint32((5 << 3) | 2).string('File below /etc opened for writing');
-    w.uint32((6 << 3) | 2).fork().uint32((1 << 3) | 2).string('evt.time').uint32((2 << 3) | 2).string('1700000000123456789').join();
-    w.uint32((6 << 3) | 2).fork().uint32((1 << 3) | 2).string('proc.aname[2]').uint32((2 << 3) | 2).string('<NA>').join();
+    w.uint32((6 << 3) | 2)
+      .fork()
+      .uint32((1 << 3) | 2)
+      .string('evt.time')
+      .uint32((2 << 3) | 2)
+      .string('1700000000123456789')
+      .join();
+    w.uint32((6 << 3) | 2)
+      .fork()
+      .uint32((1 << 3) | 2)
+      .string('proc.aname[2]')
+      .uint32((2 << 3) | 2)
+      .string('<NA>')
+      .join();
     w.uint32((7 << 3) | 2).string('node-a');
     w.uint32((8 << 3) | 2).string('filesystem');
     w.uint32((8 << 3) | 2).string('T1565');
     w.uint32((9 << 3) | 2).string('syscall');
     const ev = eventFromResponse(serviceService.sub.responseDeserialize(Buffer.from(w.finish())))!;
     expect(ev).toMatchObject({
-      time: '2023-11-14T22:13:20.123456789Z', rule: 'Write below etc', priority: 'Error', source: 'syscall', hostname: 'node-a',
-      output: 'File below /etc opened for writing', tags: ['T1565', 'filesystem'],
+      time: '2023-11-14T22:13:20.123456789Z',
+      rule: 'Write below etc',
+      priority: 'Error',
+      source: 'syscall',
+      hostname: 'node-a',
+      output: 'File below /etc opened for writing',
+      tags: ['T1565', 'filesystem'],
       output_fields: { 'evt.time': '1700000000123456789', 'proc.aname[2]': '<NA>' },
     });
     expect([serviceService.sub.path, serviceService.sub.requestStream, serviceService.sub.responseStream]).toEqual(['/falco.outputs.service/sub', true, true]);
@@ -77,11 +100,25 @@ describe('legacy gRPC input', () => {
     const s = store();
     let fail = true;
     let attempts = 0;
-    const adder = { add: (a: Parameters<typeof s.alerts.add>[0], w: number, t?: () => void) => { attempts++; if (fail) throw new Error('disk full'); s.alerts.add(a, w, t); } };
+    const adder = {
+      add: (a: Parameters<typeof s.alerts.add>[0], w: number, t?: () => void) => {
+        attempts++;
+        if (fail) throw new Error('disk full');
+        s.alerts.add(a, w, t);
+      },
+    };
     const builder = new FalcoAlertBuilder(falcoConfig('falco:\n  stdin: true\n'), loadFalcoDefaults());
     const sink = new FalcoSink(s.db, adder, { uuidCacheSize: 0, windowMs: 0, log: silent });
     const abort = new AbortController();
-    const done = runFalcoGrpcInput({ address: peer.address, pollIntervalMs: 50, reconnect: { initial_backoff: 50, max_backoff: 200 }, sink, builder, log: silent, signal: abort.signal });
+    const done = runFalcoGrpcInput({
+      address: peer.address,
+      pollIntervalMs: 50,
+      reconnect: { initial_backoff: 50, max_backoff: 200 },
+      sink,
+      builder,
+      log: silent,
+      signal: abort.signal,
+    });
     try {
       peer.push(scenarioEvent(0), scenarioEvent(1));
       await until(() => attempts >= 2, 'failed attempts');
@@ -113,7 +150,12 @@ describe('legacy gRPC input', () => {
       await peer.close();
     }
     const rules = s.outbox.read(0, 10).map((r) => (JSON.parse(r.payload.toString()) as { rule: string }).rule);
-    expect(rules).toEqual(['Terminal shell in container', 'Write below etc', 'Detect outbound connections to common miner pool ports', 'Read sensitive file untrusted']);
+    expect(rules).toEqual([
+      'Terminal shell in container',
+      'Write below etc',
+      'Detect outbound connections to common miner pool ports',
+      'Read sensitive file untrusted',
+    ]);
   });
 
   it('dials a unix socket and keeps retrying until Falco is there', async () => {
@@ -134,7 +176,7 @@ describe('legacy gRPC input', () => {
   });
 
   const certs = makeCerts();
-  it('uses mutual TLS as Falco\'s gRPC server requires over TCP', async () => {
+  it("uses mutual TLS as Falco's gRPC server requires over TCP", async () => {
     expect(certs, 'openssl is needed for the TLS tests: apt-get install openssl').toBeDefined();
     const c = certs!;
     const creds = ServerCredentials.createSsl(readFileSync(c.ca), [{ cert_chain: readFileSync(c.serverCert), private_key: readFileSync(c.serverKey) }], true);

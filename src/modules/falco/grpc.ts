@@ -60,7 +60,14 @@ export function eventFromResponse(r: response): FalcoEvent | undefined {
   const fields: Record<string, unknown> = { ...r.output_fields };
   const source = normalizeSource(r.source.trim() !== '' ? r.source : (DEPRECATED_SOURCES[r.source_deprecated] ?? ''), r.rule, fields);
   const raw: Record<string, unknown> = {
-    time, rule: r.rule, priority, source, hostname: r.hostname, output: r.output, tags: r.tags, output_fields: fields,
+    time,
+    rule: r.rule,
+    priority,
+    source,
+    hostname: r.hostname,
+    output: r.output,
+    tags: r.tags,
+    output_fields: fields,
   };
   return { time, rule: r.rule, priority, source, hostname: r.hostname, output: r.output, tags: [...r.tags].sort(), output_fields: fields, raw };
 }
@@ -134,7 +141,10 @@ class GrpcStorer {
       if (this.retrying >= MAX_RETRYING) this.pause(stream);
       const suppressed = this.errors.pass();
       if (suppressed !== undefined) {
-        log.error({ error: (e as Error).message, waiting: this.retrying, suppressed }, 'Cannot store Falco events received over gRPC; keeping them and retrying (check the agent\'s disk and logs)');
+        log.error(
+          { error: (e as Error).message, waiting: this.retrying, suppressed },
+          "Cannot store Falco events received over gRPC; keeping them and retrying (check the agent's disk and logs)",
+        );
       }
     };
     try {
@@ -144,7 +154,10 @@ class GrpcStorer {
         falcoEvents.inc({ input: 'grpc', outcome: r.value });
       } else {
         falcoEvents.inc({ input: 'grpc', outcome: 'failed' });
-        log.error({ error: (r.error as Error).message, rule: alert.rule }, 'Could not store a Falco event received over gRPC before the input stopped; it is lost (check the agent\'s disk and logs)');
+        log.error(
+          { error: (r.error as Error).message, rule: alert.rule },
+          "Could not store a Falco event received over gRPC before the input stopped; it is lost (check the agent's disk and logs)",
+        );
       }
     } finally {
       if (waiting && --this.retrying < MAX_RETRYING) this.resumeAll();
@@ -168,10 +181,17 @@ export async function runFalcoGrpcInput(opts: FalcoGrpcOptions): Promise<void> {
   const creds = grpcCredentials(opts);
   const storer = new GrpcStorer(opts);
   let received = 0;
-  const backoff = { initialMs: opts.reconnect.initial_backoff, maxMs: Math.max(opts.reconnect.initial_backoff, opts.reconnect.max_backoff), resetAfterMs: 10 * 60_000 };
+  const backoff = {
+    initialMs: opts.reconnect.initial_backoff,
+    maxMs: Math.max(opts.reconnect.initial_backoff, opts.reconnect.max_backoff),
+    resetAfterMs: 10 * 60_000,
+  };
   const onBackoff = (wait: number, err: unknown) => {
     const se = err as ServiceError | undefined;
-    log.warn({ address: opts.address, error: err ? errText(err) : 'stream ended', retry_in_ms: wait, received }, `Falco gRPC output stream stopped; ${se?.code !== undefined ? hint(se) : 'the agent reconnects with backoff'}`);
+    log.warn(
+      { address: opts.address, error: err ? errText(err) : 'stream ended', retry_in_ms: wait, received },
+      `Falco gRPC output stream stopped; ${se?.code !== undefined ? hint(se) : 'the agent reconnects with backoff'}`,
+    );
   };
   await retryLoop({ backoff, signal, onBackoff }, async (progress) => {
     const client = new serviceClient(opts.address, creds, { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });

@@ -18,7 +18,10 @@ interface Res {
   body: string;
 }
 
-function send(port: number, o: { method?: string; path?: string; body?: Buffer | string; headers?: Record<string, string | number>; agent?: Agent } = {}): Promise<Res> {
+function send(
+  port: number,
+  o: { method?: string; path?: string; body?: Buffer | string; headers?: Record<string, string | number>; agent?: Agent } = {},
+): Promise<Res> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port, method: o.method ?? 'POST', path: o.path ?? '/', headers: o.headers, agent: o.agent }, (res) => {
       let body = '';
@@ -36,7 +39,13 @@ function setup(yaml = '', maxBodyBytes = 1024 * 1024) {
   const cfg = falcoConfig(`falco:\n  http: {}\n${yaml}`);
   const builder = new FalcoAlertBuilder(cfg, loadFalcoDefaults());
   const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: cfg.dedup_window, builder, log: silent });
-  return { s, builder, sink, start: (tls?: { cert_file: string; key_file: string; client_ca_file?: string }) => startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: maxBodyBytes, tls, builder, sink, log: silent }) };
+  return {
+    s,
+    builder,
+    sink,
+    start: (tls?: { cert_file: string; key_file: string; client_ca_file?: string }) =>
+      startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: maxBodyBytes, tls, builder, sink, log: silent }),
+  };
 }
 
 describe('Falco HTTP input', () => {
@@ -61,16 +70,37 @@ describe('Falco HTTP input', () => {
     expect(JSON.parse(res[0]!.body)).toEqual({ status: 'queued' });
     expect(s.outbox.size - before).toBe(7);
     // The alerts, in the order posted (no window: one alert per event).
-    const alerts = s.outbox.read(0, 1e6).slice(before).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    const alerts = s.outbox
+      .read(0, 1e6)
+      .slice(before)
+      .map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
     const byRule = (rule: string) => alerts.filter((a) => a.rule === rule);
-    expect(alerts.map((a) => a.rule).sort()).toEqual(['Falco internal: syscall event drop', 'Falco internal: syscall event drop', 'Non sudo setuid', 'Terminal shell in container', 'Test rule', 'Write below binary dir', 'open_from_cat']);
+    expect(alerts.map((a) => a.rule).sort()).toEqual([
+      'Falco internal: syscall event drop',
+      'Falco internal: syscall event drop',
+      'Non sudo setuid',
+      'Terminal shell in container',
+      'Test rule',
+      'Write below binary dir',
+      'open_from_cat',
+    ]);
     const write = byRule('Write below binary dir')[0]!;
-    expect(write).toMatchObject({ source: 'falco', severity: 'high', first_seen: '2019-05-17T15:31:56.746609046Z', last_seen: '2019-05-17T15:31:56.746609046Z', count: 1, namespace: '', title: 'Write below binary dir (localhost)' });
+    expect(write).toMatchObject({
+      source: 'falco',
+      severity: 'high',
+      first_seen: '2019-05-17T15:31:56.746609046Z',
+      last_seen: '2019-05-17T15:31:56.746609046Z',
+      count: 1,
+      namespace: '',
+      title: 'Write below binary dir (localhost)',
+    });
     expect(write.labels).toMatchObject({ priority: 'Error', source: 'syscall', hostname: 'localhost', user: 'root' });
     // evt.time exceeds 2^53: kept exact, in the alert and in its raw sample.
     expect(write.falco!.output_fields['evt.time']).toBe('1507591916746609046');
     expect((write.samples[0] as { output_fields: Record<string, unknown> }).output_fields['evt.time']).toBe('1507591916746609046');
-    expect(write.description).toBe('16:31:56.746609046: Error File below a known binary directory opened for writing (user=root command=touch /bin/hack file=/bin/hack)');
+    expect(write.description).toBe(
+      '16:31:56.746609046: Error File below a known binary directory opened for writing (user=root command=touch /bin/hack file=/bin/hack)',
+    );
     const test = byRule('Test rule')[0]!;
     expect(test).toMatchObject({ severity: 'info', falco: { source: 'syscall', hostname: 'test-host', priority: 'Debug', tags: ['test', 'example'] } });
     expect(test.falco!.output_fields['proc.tty']).toBe(1234);
@@ -78,9 +108,16 @@ describe('Falco HTTP input', () => {
     const drops = byRule('Falco internal: syscall event drop');
     expect(drops.map((a) => a.falco!.source)).toEqual(['internal', 'internal']);
     expect(drops[0]!.fingerprint).toBe(drops[1]!.fingerprint);
-    expect(byRule('open_from_cat')[0]).toMatchObject({ severity: 'medium', falco: { tags: ['filesystem', 'process', 'testing'], hostname: 'test-falco-hostname' } });
+    expect(byRule('open_from_cat')[0]).toMatchObject({
+      severity: 'medium',
+      falco: { tags: ['filesystem', 'process', 'testing'], hostname: 'test-falco-hostname' },
+    });
     const shell = byRule('Terminal shell in container')[0]!;
-    expect(shell).toMatchObject({ severity: 'low', title: 'Terminal shell in container (falco-74htl)', labels: { pod: 'falco-74htl', container: 'a98c2aa8e670', process: 'bash', user: 'root' } });
+    expect(shell).toMatchObject({
+      severity: 'low',
+      title: 'Terminal shell in container (falco-74htl)',
+      labels: { pod: 'falco-74htl', container: 'a98c2aa8e670', process: 'bash', user: 'root' },
+    });
     expect(shell.falco!.output_fields['proc.pname']).toBeNull();
     expect(shell.falco!.tags).toEqual([]);
     expect(byRule('Non sudo setuid')[0]).toMatchObject({ severity: 'low', labels: { pod: 'falco-event-generator-6fd89678f9-cdkvz', user: 'bin' } });
@@ -89,13 +126,18 @@ describe('Falco HTTP input', () => {
   it('answers what libcurl sends for Falco: TE: gzip with compress_uploads, Expect: 100-continue, text/plain without json_output', async () => {
     const before = s.outbox.size;
     // compress_uploads sets CURLOPT_TRANSFER_ENCODING: a TE header, the body itself is not compressed.
-    const te = await send(port, { body: fixtureLines()[0]!, headers: { 'content-type': 'application/json', 'user-agent': 'falcosecurity/falco', te: 'gzip', connection: 'TE' } });
+    const te = await send(port, {
+      body: fixtureLines()[0]!,
+      headers: { 'content-type': 'application/json', 'user-agent': 'falcosecurity/falco', te: 'gzip', connection: 'TE' },
+    });
     expect(te.status).toBe(200);
     expect(s.outbox.size - before).toBe(1);
     const raw = await new Promise<string>((resolve, reject) => {
       const body = fixtureLines()[4]!;
       const sock = connect(port, '127.0.0.1', () => {
-        sock.write(`POST /falco HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n\r\n`);
+        sock.write(
+          `POST /falco HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n\r\n`,
+        );
       });
       let got = '';
       let sent = false;
@@ -116,7 +158,10 @@ describe('Falco HTTP input', () => {
     expect(raw).toMatch(/^HTTP\/1\.1 100 Continue[\s\S]*HTTP\/1\.1 200/);
     expect(s.outbox.size - before).toBe(2);
     // json_output: false sends the text line: 400 saying which Falco setting to change.
-    const text = await send(port, { body: '16:31:56.746609046: Error File below a known binary directory opened for writing', headers: { 'content-type': 'text/plain' } });
+    const text = await send(port, {
+      body: '16:31:56.746609046: Error File below a known binary directory opened for writing',
+      headers: { 'content-type': 'text/plain' },
+    });
     expect(text.status).toBe(400);
     expect(JSON.parse(text.body).error).toMatch(/json_output: true/);
   });
@@ -216,7 +261,12 @@ describe('Falco HTTP input with a dedup window', () => {
       const alerts = x.s.flushed();
       expect(alerts).toHaveLength(2);
       const shell = alerts.find((a) => a.rule === 'Terminal shell in container')!;
-      expect(shell).toMatchObject({ count: 3, first_seen: '2026-03-01T10:00:01.000000001Z', last_seen: '2026-03-01T10:00:03.000000003Z', description: 'first' });
+      expect(shell).toMatchObject({
+        count: 3,
+        first_seen: '2026-03-01T10:00:01.000000001Z',
+        last_seen: '2026-03-01T10:00:03.000000003Z',
+        description: 'first',
+      });
       expect(shell.samples).toHaveLength(3);
       expect(alerts.find((a) => a.rule !== shell.rule)!.count).toBe(1);
     } finally {
@@ -232,17 +282,25 @@ describe('Falco HTTP input over TLS', () => {
     const c = certs!;
     const x = setup('  dedup_window: 0s\n');
     const input = await x.start({ cert_file: c.serverCert, key_file: c.serverKey, client_ca_file: c.ca });
-    const post = (withCert: boolean) => new Promise<number>((resolve, reject) => {
-      const req = httpsRequest({
-        host: '127.0.0.1', port: input.port, method: 'POST', path: '/', ca: readFileSync(c.ca),
-        ...(withCert ? { cert: readFileSync(c.clientCert), key: readFileSync(c.clientKey) } : {}),
-      }, (res) => {
-        res.resume();
-        resolve(res.statusCode!);
+    const post = (withCert: boolean) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpsRequest(
+          {
+            host: '127.0.0.1',
+            port: input.port,
+            method: 'POST',
+            path: '/',
+            ca: readFileSync(c.ca),
+            ...(withCert ? { cert: readFileSync(c.clientCert), key: readFileSync(c.clientKey) } : {}),
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          },
+        );
+        req.on('error', reject);
+        req.end(toFalcoJson(scenarioEvent(1)));
       });
-      req.on('error', reject);
-      req.end(toFalcoJson(scenarioEvent(1)));
-    });
     try {
       expect(await post(true)).toBe(200);
       await expect(post(false)).rejects.toThrow();
@@ -254,6 +312,8 @@ describe('Falco HTTP input over TLS', () => {
 
   it('says which TLS file it cannot read', async () => {
     const x = setup();
-    await expect(x.start({ cert_file: '/nonexistent/tls.crt', key_file: '/nonexistent/tls.key' })).rejects.toThrow(/falco.http.tls.cert_file \/nonexistent\/tls.crt/);
+    await expect(x.start({ cert_file: '/nonexistent/tls.crt', key_file: '/nonexistent/tls.key' })).rejects.toThrow(
+      /falco.http.tls.cert_file \/nonexistent\/tls.crt/,
+    );
   });
 });

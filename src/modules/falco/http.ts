@@ -59,11 +59,14 @@ export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<Falco
   let server: Server;
   if (opts.tls) {
     const ca = opts.tls.client_ca_file ? readPem(opts.tls.client_ca_file, 'client_ca_file') : undefined;
-    server = createHttpsServer({
-      cert: readPem(opts.tls.cert_file, 'cert_file'),
-      key: readPem(opts.tls.key_file, 'key_file'),
-      ...(ca ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
-    }, handler);
+    server = createHttpsServer(
+      {
+        cert: readPem(opts.tls.cert_file, 'cert_file'),
+        key: readPem(opts.tls.key_file, 'key_file'),
+        ...(ca ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
+      },
+      handler,
+    );
   } else {
     server = createHttpServer(handler);
   }
@@ -73,7 +76,11 @@ export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<Falco
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {
-      reject(new Error(`cannot listen on ${opts.listen} for Falco events: ${e.code === 'EADDRINUSE' ? 'the address is in use' : e.message}; change falco.http.listen`));
+      reject(
+        new Error(
+          `cannot listen on ${opts.listen} for Falco events: ${e.code === 'EADDRINUSE' ? 'the address is in use' : e.message}; change falco.http.listen`,
+        ),
+      );
     };
     server.once('error', onError);
     server.listen(port, host, () => {
@@ -89,12 +96,13 @@ export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<Falco
   return {
     address,
     port: addr.port,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-      // Requests in flight get their answer first: their commit is at most a tick away.
-      setTimeout(() => server.closeAllConnections(), 1_000).unref();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        // Requests in flight get their answer first: their commit is at most a tick away.
+        setTimeout(() => server.closeAllConnections(), 1_000).unref();
+      }),
   };
 }
 
@@ -183,7 +191,11 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) return tooLarge();
         count.invalid.inc();
-        return sendError(res, 400, `the body is not valid ${encoding} data (${(e as Error).message}); send Content-Encoding: ${encoding} only with a body compressed whole, or send the JSON uncompressed`);
+        return sendError(
+          res,
+          400,
+          `the body is not valid ${encoding} data (${(e as Error).message}); send Content-Encoding: ${encoding} only with a body compressed whole, or send the JSON uncompressed`,
+        );
       }
     }
     accept(body, res, opts);

@@ -77,9 +77,16 @@ export class InboxSink {
   private readonly errors = new LogThrottle();
   private closed = false;
 
-  constructor(private readonly db: DB, private readonly staging: Staging, private readonly uuids: FalcoUuids, private readonly opts: InboxSinkOptions) {
+  constructor(
+    private readonly db: DB,
+    private readonly staging: Staging,
+    private readonly uuids: FalcoUuids,
+    private readonly opts: InboxSinkOptions,
+  ) {
     migrate(db, 'falco_inbox', MIGRATIONS);
-    this.saveState = db.prepare('INSERT INTO falco_inbox_state (id, gen, offset) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET gen = excluded.gen, offset = excluded.offset');
+    this.saveState = db.prepare(
+      'INSERT INTO falco_inbox_state (id, gen, offset) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET gen = excluded.gen, offset = excluded.offset',
+    );
     this.runTx = db.transaction((f: () => void) => f());
     const state = db.prepare('SELECT gen, offset FROM falco_inbox_state WHERE id = 1').get() as InboxPosition | undefined;
     this.stagedPos = this.persistedPos = state ? { gen: state.gen, offset: state.offset } : START;
@@ -88,7 +95,9 @@ export class InboxSink {
   /** Turns what a crash left between answering and writing the occurrences into alerts. */
   replayAtStart(): void {
     this.replaying = true;
-    while (this.replayStep(true)) { /* until caught up */ }
+    while (this.replayStep(true)) {
+      /* until caught up */
+    }
     if (this.lastSeq) {
       this.opts.log.info({ events: this.lastSeq }, 'Turned Falco events stored before the restart into alerts');
       this.persistNow();
@@ -231,7 +240,10 @@ export class InboxSink {
     } catch (e) {
       const suppressed = this.errors.pass();
       if (suppressed !== undefined) {
-        this.opts.log.error({ error: (e as Error).message, events: this.lastSeq - this.persistedSeq, suppressed }, 'Failed to write alerts for stored Falco events; they stay in the inbox and are retried');
+        this.opts.log.error(
+          { error: (e as Error).message, events: this.lastSeq - this.persistedSeq, suppressed },
+          'Failed to write alerts for stored Falco events; they stay in the inbox and are retried',
+        );
       }
       this.rolledBack();
       return;
@@ -273,7 +285,10 @@ export class InboxSink {
         ev = parseFalcoJson(r.body.toString('utf8'));
       } catch (e) {
         falcoEvents.inc({ input: 'http', outcome: 'invalid' });
-        this.opts.log.error({ error: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e) }, 'Dropped a stored Falco event that cannot be read back');
+        this.opts.log.error(
+          { error: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e) },
+          'Dropped a stored Falco event that cannot be read back',
+        );
         continue;
       }
       if (fresh) this.uuids.claim(ev.uuid);

@@ -6,7 +6,10 @@ import { FileInbox, MemoryInbox, readInboxDir, type Inbox } from './inbox.js';
 
 const bodies = (from: number, n: number) => Array.from({ length: n }, (_, i) => Buffer.from(`{"n":${from + i},"pad":"${'x'.repeat((from + i) % 300)}"}`));
 const texts = (records: { body: Buffer }[]) => records.map((r) => (JSON.parse(r.body.toString()) as { n: number }).n);
-const logs = (dir: string) => readdirSync(dir).filter((n) => n.startsWith('falco-inbox-')).sort();
+const logs = (dir: string) =>
+  readdirSync(dir)
+    .filter((n) => n.startsWith('falco-inbox-'))
+    .sort();
 
 describe.each([
   ['FileInbox', () => new FileInbox(tmp(), { gen: 0, offset: 0 })],

@@ -145,8 +145,15 @@ export class FileInbox implements Inbox {
    * before its generation are deleted). `alive` tells whether this owner still
    * runs (its database is open), for the next one to take over after it died.
    */
-  constructor(private readonly dir: string, consumed: InboxPosition, private readonly alive: () => boolean = () => true) {
-    if (FileInbox.open.get(dir)?.()) throw new Error(`another Falco HTTP input already uses the inbox in ${dir}; run one agent per --data-dir (stop the other one, or give this one its own --data-dir)`);
+  constructor(
+    private readonly dir: string,
+    consumed: InboxPosition,
+    private readonly alive: () => boolean = () => true,
+  ) {
+    if (FileInbox.open.get(dir)?.())
+      throw new Error(
+        `another Falco HTTP input already uses the inbox in ${dir}; run one agent per --data-dir (stop the other one, or give this one its own --data-dir)`,
+      );
     for (const gen of listGens(dir)) {
       // Consumed, or empty (a run that received nothing): nothing to read there.
       if (gen < consumed.gen || statSync(this.path(gen)).size === 0) unlinkSync(this.path(gen));
@@ -161,7 +168,7 @@ export class FileInbox implements Inbox {
   append(bodies: readonly Buffer[]): InboxPosition {
     const buf = frame(bodies);
     try {
-      for (let at = 0; at < buf.length;) at += writeSync(this.fd, buf, at, buf.length - at);
+      for (let at = 0; at < buf.length; ) at += writeSync(this.fd, buf, at, buf.length - at);
     } catch (e) {
       // Part of the batch may be in the file: cut it off, or move on to a new file.
       try {

@@ -152,7 +152,12 @@ describe('JSON lines file input', () => {
     writeFileSync(path, `${lines(1)}${'x'.repeat(1536 * 1024)}\n${lines(1)}`);
     const s = store(join(dir, 'data'));
     let adds = 0;
-    const adder = { add: (a: Parameters<typeof s.alerts.add>[0], w: number, t?: () => void) => { if (++adds === 2) throw new Error('disk full'); s.alerts.add(a, w, t); } };
+    const adder = {
+      add: (a: Parameters<typeof s.alerts.add>[0], w: number, t?: () => void) => {
+        if (++adds === 2) throw new Error('disk full');
+        s.alerts.add(a, w, t);
+      },
+    };
     const logged: string[] = [];
     const log = pino({ level: 'warn' }, { write: (line: string) => logged.push(line) });
     const sink = new FalcoSink(s.db, adder, { uuidCacheSize: 0, windowMs: 0, log });

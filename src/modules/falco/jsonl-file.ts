@@ -76,7 +76,9 @@ export class JsonlFollower {
   constructor(private readonly opts: JsonlFileOptions) {
     migrate(opts.db, 'falco_file_positions', MIGRATIONS);
     this.load = opts.db.prepare('SELECT file_id, offset, tail FROM falco_file_positions WHERE path = ?');
-    this.save = opts.db.prepare('INSERT INTO falco_file_positions (path, file_id, offset, tail) VALUES (?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET file_id = excluded.file_id, offset = excluded.offset, tail = excluded.tail');
+    this.save = opts.db.prepare(
+      'INSERT INTO falco_file_positions (path, file_id, offset, tail) VALUES (?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET file_id = excluded.file_id, offset = excluded.offset, tail = excluded.tail',
+    );
     this.decoder = new LineDecoder('file', opts.builder, opts.log);
     const row = this.load.get(opts.path) as { file_id: string; offset: number; tail: Buffer } | undefined;
     if (row) this.pos = { fileId: row.file_id, offset: row.offset, tail: row.tail };
@@ -95,9 +97,12 @@ export class JsonlFollower {
     let failing = false;
     const onBackoff = (wait: number, e: unknown) => {
       if (!failing || (e as NodeJS.ErrnoException).code !== 'ENOENT') {
-        log.warn({ path: this.opts.path, error: errText(e), retry_in_ms: wait }, (e as NodeJS.ErrnoException).code === 'ENOENT'
-          ? 'The Falco events file does not exist yet; waiting for Falco to create it (file_output.filename in falco.yaml)'
-          : 'Cannot read the Falco events file; check that the agent can read it');
+        log.warn(
+          { path: this.opts.path, error: errText(e), retry_in_ms: wait },
+          (e as NodeJS.ErrnoException).code === 'ENOENT'
+            ? 'The Falco events file does not exist yet; waiting for Falco to create it (file_output.filename in falco.yaml)'
+            : 'Cannot read the Falco events file; check that the agent can read it',
+        );
       }
       failing = true;
     };
@@ -188,7 +193,10 @@ export class JsonlFollower {
       }
     }
     if (!fh) {
-      this.opts.log.warn({ path: this.opts.path, offset: this.pos?.offset }, 'The Falco events file was rotated while the agent was not running and the rotated file is gone (compressed or deleted); lines written to it after the stored offset are missing. Delay compression in logrotate (delaycompress) to avoid this');
+      this.opts.log.warn(
+        { path: this.opts.path, offset: this.pos?.offset },
+        'The Falco events file was rotated while the agent was not running and the rotated file is gone (compressed or deleted); lines written to it after the stored offset are missing. Delay compression in logrotate (delaycompress) to avoid this',
+      );
       return;
     }
     try {
@@ -209,7 +217,10 @@ export class JsonlFollower {
       const tailLen = pos.tail.length;
       const { bytesRead } = await fh.read(this.buf, 0, tailLen, pos.offset - tailLen);
       if (bytesRead !== tailLen || !this.buf.subarray(0, tailLen).equals(pos.tail)) {
-        this.opts.log.info({ path: this.opts.path, offset: pos.offset }, 'Falco events file was truncated and written again since the last read; reading it from its start');
+        this.opts.log.info(
+          { path: this.opts.path, offset: pos.offset },
+          'Falco events file was truncated and written again since the last read; reading it from its start',
+        );
         this.resetToStart();
       }
     }
@@ -252,9 +263,8 @@ export class JsonlFollower {
   private advance(offset: number, consumed: Buffer, lines: string[]): void {
     const items = this.decoder.decode(lines);
     const prevTail = this.pos!.tail;
-    const tail = consumed.length >= TAIL_BYTES
-      ? Buffer.from(consumed.subarray(consumed.length - TAIL_BYTES))
-      : Buffer.concat([prevTail, consumed]).subarray(-TAIL_BYTES);
+    const tail =
+      consumed.length >= TAIL_BYTES ? Buffer.from(consumed.subarray(consumed.length - TAIL_BYTES)) : Buffer.concat([prevTail, consumed]).subarray(-TAIL_BYTES);
     const next: Position = { fileId: this.pos!.fileId, offset, tail: Buffer.from(tail) };
     const outcomes = this.opts.sink.commit(items, () => this.persist(next));
     this.pos = next;

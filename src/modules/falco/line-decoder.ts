@@ -14,7 +14,11 @@ import { isVerdictError } from '../../shared/errors.js';
 export class LineDecoder {
   private readonly throttle = new LogThrottle();
 
-  constructor(private readonly input: FalcoInput, private readonly builder: FalcoAlertBuilder, private readonly log: Logger) {}
+  constructor(
+    private readonly input: FalcoInput,
+    private readonly builder: FalcoAlertBuilder,
+    private readonly log: Logger,
+  ) {}
 
   decode(lines: readonly string[]): SinkItem[] {
     const items: SinkItem[] = [];
@@ -27,7 +31,10 @@ export class LineDecoder {
         falcoEvents.inc({ input: this.input, outcome: 'invalid' });
         const suppressed = this.throttle.pass();
         if (suppressed !== undefined) {
-          this.log.warn({ input: this.input, reason: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e), line: line.slice(0, 200), suppressed }, 'Skipped a line that is not a Falco JSON event; check json_output: true in falco.yaml');
+          this.log.warn(
+            { input: this.input, reason: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e), line: line.slice(0, 200), suppressed },
+            'Skipped a line that is not a Falco JSON event; check json_output: true in falco.yaml',
+          );
         }
         continue;
       }

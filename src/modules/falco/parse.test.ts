@@ -30,8 +30,15 @@ describe('parseFalcoJson', () => {
     // Falco's own form takes a shortcut; it must decide exactly like the general path.
     expect(normalizeTime('2026-02-28T23:59:59.999999999Z')).toBe('2026-02-28T23:59:59.999999999Z');
     expect(normalizeTime('2026-02-30T00:00:00.000000000Z')).toBe(normalizeTime('2026-02-30T00:00:00Z'));
-    for (const bad of ['2026-02-32T00:00:00.000000000Z', '2026-13-01T00:00:00.000000000Z', '2026-01-01T24:00:00.000000000Z',
-      '2026-01-01T00:60:00.000000000Z', '2026-01-01T00:00:60.000000000Z', '2026-01-01T00:00:00.00000000xZ', '2026-01-0xT00:00:00.000000000Z']) {
+    for (const bad of [
+      '2026-02-32T00:00:00.000000000Z',
+      '2026-13-01T00:00:00.000000000Z',
+      '2026-01-01T24:00:00.000000000Z',
+      '2026-01-01T00:60:00.000000000Z',
+      '2026-01-01T00:00:60.000000000Z',
+      '2026-01-01T00:00:00.00000000xZ',
+      '2026-01-0xT00:00:00.000000000Z',
+    ]) {
       expect(normalizeTime(bad), bad).toBeUndefined();
     }
     expect(normalizeTime('yesterday')).toBeUndefined();
@@ -64,7 +71,8 @@ describe('parseFalcoJson', () => {
 
 describe('quoteBigIntegers', () => {
   it('quotes only unsafe integers outside strings', () => {
-    const text = '{"a":12345678901234567890,"b":"x 12345678901234567890, \\"y\\"","c":1.2345678901234567890,"d":-98765432109876543210,"e":1e300,"f":[9007199254740993],"g":9007199254740991}';
+    const text =
+      '{"a":12345678901234567890,"b":"x 12345678901234567890, \\"y\\"","c":1.2345678901234567890,"d":-98765432109876543210,"e":1e300,"f":[9007199254740993],"g":9007199254740991}';
     const v = JSON.parse(quoteBigIntegers(text)) as Record<string, unknown>;
     expect(v.a).toBe('12345678901234567890');
     expect(v.b).toBe('x 12345678901234567890, "y"');

@@ -24,7 +24,6 @@ export interface FalcoEvent {
   raw: Record<string, unknown>;
 }
 
-
 /** Parses one JSON event; throws a VerdictError (VERDICT_FALCO_EVENT_INVALID) with a reason a sender can act on. */
 export function parseFalcoJson(text: string): FalcoEvent {
   let doc: unknown;
@@ -46,16 +45,30 @@ export function toFalcoEvent(doc: unknown): FalcoEvent {
   const required = ['rule', 'priority', 'time'] as const;
   const missing = required.filter((k) => raw[k] === undefined || raw[k] === null || raw[k] === '');
   if (missing.length) {
-    throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `the event is missing ${missing.map((m) => `"${m}"`).join(', ')} (a Falco event has rule, priority, time, output and output_fields; is this a Falco event with json_output: true?)`);
+    throw new VerdictError(
+      'VERDICT_FALCO_EVENT_INVALID',
+      `the event is missing ${missing.map((m) => `"${m}"`).join(', ')} (a Falco event has rule, priority, time, output and output_fields; is this a Falco event with json_output: true?)`,
+    );
   }
   const notText = required.filter((k) => typeof raw[k] !== 'string' || (raw[k] as string).trim() === '');
   if (notText.length) {
-    throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `${notText.map((m) => `"${m}"`).join(', ')} must be ${notText.length > 1 ? 'non-empty strings' : 'a non-empty string'}, got ${notText.map((m) => JSON.stringify(raw[m])).join(', ')}`);
+    throw new VerdictError(
+      'VERDICT_FALCO_EVENT_INVALID',
+      `${notText.map((m) => `"${m}"`).join(', ')} must be ${notText.length > 1 ? 'non-empty strings' : 'a non-empty string'}, got ${notText.map((m) => JSON.stringify(raw[m])).join(', ')}`,
+    );
   }
   const priority = priorityFromName(raw.priority as string);
-  if (!priority) throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `unknown priority ${JSON.stringify(raw.priority)}; expected one of Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug`);
+  if (!priority)
+    throw new VerdictError(
+      'VERDICT_FALCO_EVENT_INVALID',
+      `unknown priority ${JSON.stringify(raw.priority)}; expected one of Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug`,
+    );
   const time = normalizeTime(raw.time as string);
-  if (!time) throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `time ${JSON.stringify(raw.time)} is not an RFC 3339 timestamp such as 2026-01-02T03:04:05.123456789Z`);
+  if (!time)
+    throw new VerdictError(
+      'VERDICT_FALCO_EVENT_INVALID',
+      `time ${JSON.stringify(raw.time)} is not an RFC 3339 timestamp such as 2026-01-02T03:04:05.123456789Z`,
+    );
   const fields = isRecord(raw.output_fields) ? raw.output_fields : {};
   const rule = raw.rule as string;
   return {

@@ -18,12 +18,21 @@ describe('FalcoSink', () => {
     const dir = tmp();
     let s = store(dir);
     let sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 100, windowMs: 60_000, log: silent });
-    expect(sink.commit([{ alert: alert(0), uuid: 'a' }, { alert: alert(0), uuid: 'a' }, { alert: alert(1), uuid: 'b' }, { alert: alert(1) }]))
-      .toEqual(['accepted', 'duplicate', 'accepted', 'accepted']);
+    expect(sink.commit([{ alert: alert(0), uuid: 'a' }, { alert: alert(0), uuid: 'a' }, { alert: alert(1), uuid: 'b' }, { alert: alert(1) }])).toEqual([
+      'accepted',
+      'duplicate',
+      'accepted',
+      'accepted',
+    ]);
     s.db.close();
     s = store(dir);
     sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 100, windowMs: 60_000, log: silent });
-    expect(sink.commit([{ alert: alert(0), uuid: 'a' }, { alert: alert(2), uuid: 'c' }])).toEqual(['duplicate', 'accepted']);
+    expect(
+      sink.commit([
+        { alert: alert(0), uuid: 'a' },
+        { alert: alert(2), uuid: 'c' },
+      ]),
+    ).toEqual(['duplicate', 'accepted']);
     const counts = Object.fromEntries(s.flushed().map((a) => [a.rule, a.count]));
     expect(counts).toEqual({ 'Terminal shell in container': 1, 'Write below etc': 2, 'Detect outbound connections to common miner pool ports': 1 });
   });
@@ -41,7 +50,16 @@ describe('FalcoSink', () => {
   it('does not remember the uuids of a transaction that failed', () => {
     const s = store();
     let fail = true;
-    const sink = new FalcoSink(s.db, { add: (a, w, t) => { if (fail) throw new Error('disk full'); s.alerts.add(a, w, t); } }, { uuidCacheSize: 10, windowMs: 0, log: silent });
+    const sink = new FalcoSink(
+      s.db,
+      {
+        add: (a, w, t) => {
+          if (fail) throw new Error('disk full');
+          s.alerts.add(a, w, t);
+        },
+      },
+      { uuidCacheSize: 10, windowMs: 0, log: silent },
+    );
     expect(() => sink.commit([{ alert: alert(0), uuid: 'x' }])).toThrow('disk full');
     fail = false;
     expect(sink.commit([{ alert: alert(0), uuid: 'x' }])).toEqual(['accepted']);
@@ -63,13 +81,24 @@ describe('FalcoSink', () => {
     sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 20, windowMs: 0, log: silent });
     const { n } = s.db.prepare('SELECT count(*) AS n FROM falco_uuids').get() as { n: number };
     expect(n).toBeLessThanOrEqual(22);
-    expect(sink.commit([{ alert: alert(0), uuid: 'n99' }, { alert: alert(0), uuid: 'n80' }, { alert: alert(0), uuid: 'old-1' }])).toEqual(['duplicate', 'duplicate', 'accepted']);
+    expect(
+      sink.commit([
+        { alert: alert(0), uuid: 'n99' },
+        { alert: alert(0), uuid: 'n80' },
+        { alert: alert(0), uuid: 'old-1' },
+      ]),
+    ).toEqual(['duplicate', 'duplicate', 'accepted']);
   });
 
   it('batches concurrent submissions into one add per tick', async () => {
     const s = store();
     const calls: number[] = [];
-    const adder = { add: (a: readonly AlertPayload[], w: number, t?: () => void) => { calls.push(a.length); s.alerts.add(a, w, t); } };
+    const adder = {
+      add: (a: readonly AlertPayload[], w: number, t?: () => void) => {
+        calls.push(a.length);
+        s.alerts.add(a, w, t);
+      },
+    };
     const sink = new FalcoSink(s.db, adder, { uuidCacheSize: 10, windowMs: 0, log: silent });
     const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => sink.submit({ alert: alert(i) })));
     expect(outcomes.every((o) => o === 'accepted')).toBe(true);
@@ -80,7 +109,16 @@ describe('FalcoSink', () => {
   it('folds repeats in a batch when a window is set, in one transaction, one group each', () => {
     const s = store();
     const calls: number[] = [];
-    const sink = new FalcoSink(s.db, { add: (a, w, t) => { calls.push(a.length); s.alerts.add(a, w, t); } }, { uuidCacheSize: 10, windowMs: 1000, log: silent });
+    const sink = new FalcoSink(
+      s.db,
+      {
+        add: (a, w, t) => {
+          calls.push(a.length);
+          s.alerts.add(a, w, t);
+        },
+      },
+      { uuidCacheSize: 10, windowMs: 1000, log: silent },
+    );
     sink.commit([{ alert: alert(0) }, { alert: alert(1) }, { alert: alert(7) }, { alert: alert(14) }]);
     expect(calls).toEqual([4]);
     expect((s.db.prepare('SELECT count(*) AS n FROM pending_alert_counts').get() as { n: number }).n).toBe(2);
@@ -99,9 +137,14 @@ describe('FalcoSink', () => {
 
 /** Posts like the HTTP input does: parsed event and raw body. */
 function acceptAll(sink: FalcoSink, texts: readonly string[]): Promise<Outcome[]> {
-  return Promise.all(texts.map((t) => new Promise<Outcome>((resolve, reject) => {
-    sink.accept(parseFalcoJson(t), Buffer.from(t), (e, o) => (e ? reject(e) : resolve(o!)));
-  })));
+  return Promise.all(
+    texts.map(
+      (t) =>
+        new Promise<Outcome>((resolve, reject) => {
+          sink.accept(parseFalcoJson(t), Buffer.from(t), (e, o) => (e ? reject(e) : resolve(o!)));
+        }),
+    ),
+  );
 }
 
 describe('FalcoSink inbox (HTTP)', () => {
@@ -140,7 +183,12 @@ describe('FalcoSink inbox (HTTP)', () => {
     s.db.close();
     s = store(dir);
     sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 100, windowMs: 60_000, builder, log: silent });
-    expect(counts(s.flushed())).toEqual({ 'Terminal shell in container': 2, 'Write below etc': 1, 'Detect outbound connections to common miner pool ports': 1, 'Read sensitive file untrusted': 1 });
+    expect(counts(s.flushed())).toEqual({
+      'Terminal shell in container': 2,
+      'Write below etc': 1,
+      'Detect outbound connections to common miner pool ports': 1,
+      'Read sensitive file untrusted': 1,
+    });
     await sink.close();
     expect(readdirSync(dir).filter((n) => n.startsWith('falco-inbox-')).length).toBeLessThanOrEqual(2);
   });

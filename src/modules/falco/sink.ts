@@ -83,17 +83,28 @@ export class FalcoSink {
   private stopping = false;
   private closed = false;
 
-  constructor(db: DB, private readonly alerts: AlertAdder, private readonly opts: FalcoSinkOptions) {
+  constructor(
+    db: DB,
+    private readonly alerts: AlertAdder,
+    private readonly opts: FalcoSinkOptions,
+  ) {
     this.uuids = new FalcoUuids(db, opts.uuidCacheSize);
     this.runTx = db.transaction((f: () => void) => f());
     const leftInbox = !db.memory && hasInboxFiles(dirname(db.name));
     if (canStage(alerts) && opts.builder) {
       this.inboxSink = new InboxSink(db, alerts.staging(), this.uuids, {
-        windowMs: opts.windowMs, log: opts.log, builder: opts.builder, persistIntervalMs: opts.persistIntervalMs, maxStaged: opts.maxStaged,
+        windowMs: opts.windowMs,
+        log: opts.log,
+        builder: opts.builder,
+        persistIntervalMs: opts.persistIntervalMs,
+        maxStaged: opts.maxStaged,
       });
       if (leftInbox) this.inboxSink.replayAtStart();
     } else if (leftInbox) {
-      opts.log.warn({ data_dir: dirname(db.name) }, 'Falco events stored by the HTTP input are waiting in the inbox (falco-inbox-*.log in the data dir); they become alerts when the falco module runs with falco.http enabled, or delete those files to drop them');
+      opts.log.warn(
+        { data_dir: dirname(db.name) },
+        'Falco events stored by the HTTP input are waiting in the inbox (falco-inbox-*.log in the data dir); they become alerts when the falco module runs with falco.http enabled, or delete those files to drop them',
+      );
     }
   }
 
@@ -151,7 +162,8 @@ export class FalcoSink {
     let refused: string | undefined;
     if (this.stopping) refused = 'the Falco input is stopping; retry shortly';
     else if (this.queued >= (this.opts.maxQueued ?? 50_000)) refused = 'the agent has too many Falco events waiting to be stored; retry shortly';
-    else if (this.inboxSink.unwritten >= (this.opts.maxInbox ?? 200_000)) refused = 'the agent cannot write alerts as fast as Falco events arrive (or its storage is failing); retry shortly';
+    else if (this.inboxSink.unwritten >= (this.opts.maxInbox ?? 200_000))
+      refused = 'the agent cannot write alerts as fast as Falco events arrive (or its storage is failing); retry shortly';
     if (refused) {
       falcoEvents.inc({ input: 'http', outcome: 'failed' });
       return done(new VerdictError('VERDICT_OVERLOADED', refused));

@@ -40,7 +40,13 @@ describe('stdin input (program_output)', () => {
     const s = store();
     let fail = true;
     let attempts = 0;
-    const adder = { add: (a: Parameters<typeof s.alerts.add>[0], w: number, t?: () => void) => { attempts++; if (fail) throw new Error('disk full'); s.alerts.add(a, w, t); } };
+    const adder = {
+      add: (a: Parameters<typeof s.alerts.add>[0], w: number, t?: () => void) => {
+        attempts++;
+        if (fail) throw new Error('disk full');
+        s.alerts.add(a, w, t);
+      },
+    };
     const sink = new FalcoSink(s.db, adder, { uuidCacheSize: 0, windowMs: 0, log: silent });
     const builder = new FalcoAlertBuilder(falcoConfig('falco:\n  stdin: true\n'), loadFalcoDefaults());
     const stream = new PassThrough();
@@ -57,8 +63,11 @@ describe('stdin input (program_output)', () => {
     while (s.outbox.size < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     stream.end();
     await done;
-    expect(s.outbox.read(0, 10).map((r) => (JSON.parse(r.payload.toString()) as { rule: string }).rule))
-      .toEqual(['Write below binary dir', 'Test rule', 'open_from_cat']);
+    expect(s.outbox.read(0, 10).map((r) => (JSON.parse(r.payload.toString()) as { rule: string }).rule)).toEqual([
+      'Write below binary dir',
+      'Test rule',
+      'open_from_cat',
+    ]);
   });
 
   it('hands an unfinished line to the next reader when it stops (module restart)', async () => {

@@ -57,18 +57,27 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
           paused = true;
           failing++;
           stream.pause();
-          log.error({ input, error: (e as Error).message, events: items.length }, 'Cannot store Falco events read from the pipe; reading paused, retrying (check the agent\'s disk and logs)');
+          log.error(
+            { input, error: (e as Error).message, events: items.length },
+            "Cannot store Falco events read from the pipe; reading paused, retrying (check the agent's disk and logs)",
+          );
         }
         throw e;
       }
     };
-    const p: Promise<void> = retryUntilDone({ backoff: { initialMs: opts.retryInitialMs ?? 200, maxMs: 10_000 }, signal }, attempt).then((r) => {
-      if (!r.done) log.error({ input, error: (r.error as Error).message, events: items.length }, 'Could not store Falco events read from the pipe before the input stopped; they are lost');
-      else if (r.failures) log.info({ input, events: items.length }, 'Stored the Falco events read from the pipe; reading again');
-    }).finally(() => {
-      storing.delete(p);
-      if (paused && --failing === 0 && !finished) stream.resume();
-    });
+    const p: Promise<void> = retryUntilDone({ backoff: { initialMs: opts.retryInitialMs ?? 200, maxMs: 10_000 }, signal }, attempt)
+      .then((r) => {
+        if (!r.done)
+          log.error(
+            { input, error: (r.error as Error).message, events: items.length },
+            'Could not store Falco events read from the pipe before the input stopped; they are lost',
+          );
+        else if (r.failures) log.info({ input, events: items.length }, 'Stored the Falco events read from the pipe; reading again');
+      })
+      .finally(() => {
+        storing.delete(p);
+        if (paused && --failing === 0 && !finished) stream.resume();
+      });
     storing.add(p);
   };
 

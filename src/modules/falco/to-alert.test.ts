@@ -18,16 +18,41 @@ describe('FalcoAlertBuilder', () => {
   it('maps every Falco priority to a severity', () => {
     const b = builder();
     const sev = (p: string) => alertOf(b, JSON.stringify({ rule: 'r', priority: p, time: '2026-01-01T00:00:00Z' })).severity;
-    expect(['Emergency', 'Alert', 'Critical', 'Error', 'Warning', 'Notice', 'Informational', 'Debug'].map(sev))
-      .toEqual(['critical', 'critical', 'critical', 'high', 'medium', 'low', 'info', 'info']);
+    expect(['Emergency', 'Alert', 'Critical', 'Error', 'Warning', 'Notice', 'Informational', 'Debug'].map(sev)).toEqual([
+      'critical',
+      'critical',
+      'critical',
+      'high',
+      'medium',
+      'low',
+      'info',
+      'info',
+    ]);
   });
 
   it('builds the alert from a scenario event', () => {
     const a = alertOf(builder('  cluster_name: prod\n'), toFalcoJson(scenarioEvent(0)));
     expect(a).toMatchObject({
-      schema: 'verdict.alert/v1', source: 'falco', severity: 'low', cluster: 'prod', namespace: 'shop', count: 1, policies: [],
-      rule: 'Terminal shell in container', title: 'Terminal shell in container (shop/frontend-7d4b9c6f5-x2k4p)',
-      labels: { priority: 'Notice', source: 'syscall', hostname: 'node-a', pod: 'frontend-7d4b9c6f5-x2k4p', container: 'frontend', container_id: '3f1c9a7be2d4', image: 'ghcr.io/verdict-demo/frontend', process: 'bash', user: 'root' },
+      schema: 'verdict.alert/v1',
+      source: 'falco',
+      severity: 'low',
+      cluster: 'prod',
+      namespace: 'shop',
+      count: 1,
+      policies: [],
+      rule: 'Terminal shell in container',
+      title: 'Terminal shell in container (shop/frontend-7d4b9c6f5-x2k4p)',
+      labels: {
+        priority: 'Notice',
+        source: 'syscall',
+        hostname: 'node-a',
+        pod: 'frontend-7d4b9c6f5-x2k4p',
+        container: 'frontend',
+        container_id: '3f1c9a7be2d4',
+        image: 'ghcr.io/verdict-demo/frontend',
+        process: 'bash',
+        user: 'root',
+      },
     });
     expect(a.description).toMatch(/A shell was spawned/);
     expect(a.first_seen).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
@@ -58,31 +83,40 @@ describe('FalcoAlertBuilder', () => {
   it('ignores output fields that are not fingerprint fields', () => {
     const b = builder();
     const e = { rule: 'R', priority: 'Notice', time: '2026-01-01T00:00:00Z', output_fields: { 'k8s.pod.name': 'a', 'fd.name': '/etc/a' } };
-    expect(alertOf(b, JSON.stringify(e)).fingerprint).toBe(alertOf(b, JSON.stringify({ ...e, output_fields: { 'k8s.pod.name': 'a', 'fd.name': '/etc/b' } })).fingerprint);
+    expect(alertOf(b, JSON.stringify(e)).fingerprint).toBe(
+      alertOf(b, JSON.stringify({ ...e, output_fields: { 'k8s.pod.name': 'a', 'fd.name': '/etc/b' } })).fingerprint,
+    );
     const custom = builder('  fingerprint_fields: [rule, fd.name]\n');
-    expect(alertOf(custom, JSON.stringify(e)).fingerprint).not.toBe(alertOf(custom, JSON.stringify({ ...e, output_fields: { 'fd.name': '/etc/b' } })).fingerprint);
+    expect(alertOf(custom, JSON.stringify(e)).fingerprint).not.toBe(
+      alertOf(custom, JSON.stringify({ ...e, output_fields: { 'fd.name': '/etc/b' } })).fingerprint,
+    );
   });
 
   it('takes output field keys with brackets as fingerprint fields, as written', () => {
     const b = builder('  fingerprint_fields:\n    - rule\n    - proc.aname[2]\n    - "ka.uri.param[command]"\n');
-    const e = { rule: 'R', priority: 'Notice', time: '2026-01-01T00:00:00Z', output_fields: { 'proc.aname[2]': 'sshd', 'ka.uri.param[command]': 'sh', 'proc.aname': 'x' } };
+    const e = {
+      rule: 'R',
+      priority: 'Notice',
+      time: '2026-01-01T00:00:00Z',
+      output_fields: { 'proc.aname[2]': 'sshd', 'ka.uri.param[command]': 'sh', 'proc.aname': 'x' },
+    };
     const fp = (f: Record<string, unknown>) => alertOf(b, JSON.stringify({ ...e, output_fields: f })).fingerprint;
     expect(fp(e.output_fields)).toBe(fp({ ...e.output_fields, 'proc.aname': 'y' }));
     expect(fp(e.output_fields)).not.toBe(fp({ ...e.output_fields, 'proc.aname[2]': 'bash' }));
     expect(fp(e.output_fields)).not.toBe(fp({ ...e.output_fields, 'ka.uri.param[command]': 'bash' }));
     // In a flow list the brackets must be quoted, as YAML wants.
     const flow = builder('  fingerprint_fields: [rule, "proc.aname[2]"]\n');
-    expect(alertOf(flow, JSON.stringify(e)).fingerprint).not.toBe(alertOf(flow, JSON.stringify({ ...e, output_fields: { 'proc.aname[2]': 'bash' } })).fingerprint);
+    expect(alertOf(flow, JSON.stringify(e)).fingerprint).not.toBe(
+      alertOf(flow, JSON.stringify({ ...e, output_fields: { 'proc.aname[2]': 'bash' } })).fingerprint,
+    );
   });
 
   it('applies rule overrides and the minimum priority', () => {
-    const b = builder([
-      '  minimum_priority: warning',
-      '  rules:',
-      '    "Write below binary dir": { severity: critical }',
-      '    "open_from_cat": { ignore: true }',
-      '',
-    ].join('\n'));
+    const b = builder(
+      ['  minimum_priority: warning', '  rules:', '    "Write below binary dir": { severity: critical }', '    "open_from_cat": { ignore: true }', ''].join(
+        '\n',
+      ),
+    );
     const lines = fixtureLines();
     expect(alertOf(b, lines[0]!).severity).toBe('critical');
     expect(b.build(parseFalcoJson(lines[4]!)).skipped).toBe('ignored');
@@ -99,7 +133,16 @@ describe('FalcoAlertBuilder', () => {
   });
 
   it('skips <NA> values in titles and labels', () => {
-    const a = alertOf(builder(), JSON.stringify({ rule: 'R', priority: 'Notice', time: '2026-01-01T00:00:00Z', hostname: 'h1', output_fields: { 'k8s.ns.name': '<NA>', 'k8s.pod.name': '<NA>', 'proc.name': '<NA>' } }));
+    const a = alertOf(
+      builder(),
+      JSON.stringify({
+        rule: 'R',
+        priority: 'Notice',
+        time: '2026-01-01T00:00:00Z',
+        hostname: 'h1',
+        output_fields: { 'k8s.ns.name': '<NA>', 'k8s.pod.name': '<NA>', 'proc.name': '<NA>' },
+      }),
+    );
     expect(a.title).toBe('R (h1)');
     expect(a.labels.process).toBeUndefined();
     expect(a.namespace).toBe('');

@@ -26,7 +26,11 @@ export class FalcoAlertBuilder {
   private readonly minRank: number;
   private readonly hasCustomFields: boolean;
 
-  constructor(private readonly cfg: BuilderConfig, private readonly defaults: FalcoDefaults, env: NodeJS.ProcessEnv = process.env) {
+  constructor(
+    private readonly cfg: BuilderConfig,
+    private readonly defaults: FalcoDefaults,
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
     this.customFields = {};
     for (const [k, v] of Object.entries(cfg.custom_fields)) {
       if (v.startsWith('%')) {

@@ -40,7 +40,10 @@ export class FalcoUuids {
   private readonly trim;
 
   /** `cap` uuids are remembered; 0 turns idempotency off. */
-  constructor(db: DB, private readonly cap: number) {
+  constructor(
+    db: DB,
+    private readonly cap: number,
+  ) {
     migrate(db, 'falco_uuids', MIGRATIONS);
     this.insert = db.prepare('INSERT INTO falco_uuids (seq, uuid) VALUES (?, ?)');
     this.trim = db.prepare('DELETE FROM falco_uuids WHERE seq < ?');

@@ -47,7 +47,9 @@ export function reasonOf(e: unknown): string {
   const reason = kubeApiReason(e);
   if (reason !== undefined) {
     const err = e as Error;
-    const causes = kubeApiCauses(e).map((c) => (c.field ? `${c.field}: ${c.message}` : c.message)).filter(Boolean);
+    const causes = kubeApiCauses(e)
+      .map((c) => (c.field ? `${c.field}: ${c.message}` : c.message))
+      .filter(Boolean);
     const text = err.message + (causes.length && !err.message.includes(causes[0]!) ? ` (${causes.join('; ')})` : '');
     return reason ? `${reason}: ${text}` : text;
   }

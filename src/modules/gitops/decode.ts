@@ -107,7 +107,10 @@ function parseFile(f: ManifestFile): unknown[] {
     } catch (e) {
       if (!(e instanceof YAMLParseError)) throw e;
       const line = e.linePos?.[0]?.line;
-      throw new VerdictError('VERDICT_MANIFEST_INVALID', `failed to decode ${f.source}${line ? ` line ${line + doc.line - 1}` : ''}: ${e.message.split('\n')[0]}`);
+      throw new VerdictError(
+        'VERDICT_MANIFEST_INVALID',
+        `failed to decode ${f.source}${line ? ` line ${line + doc.line - 1}` : ''}: ${e.message.split('\n')[0]}`,
+      );
     }
   }
   return out;

@@ -23,7 +23,8 @@ export function refSpec(ref: GitRefCF | undefined): RefSpec {
     if (!/^[0-9a-f]{4,64}$/i.test(r.value)) throw new VerdictError('VERDICT_BAD_REQUEST', `commit ${JSON.stringify(r.value)} is not a commit id (hexadecimal)`);
     return { rev: r.value.toLowerCase(), name: `commit ${r.value}`, pinned: true };
   }
-  if (r.value === '' || BAD_REF.test(r.value)) throw new VerdictError('VERDICT_BAD_REQUEST', `${r.$case} ${JSON.stringify(r.value)} is not a valid git ${r.$case} name`);
+  if (r.value === '' || BAD_REF.test(r.value))
+    throw new VerdictError('VERDICT_BAD_REQUEST', `${r.$case} ${JSON.stringify(r.value)} is not a valid git ${r.$case} name`);
   return r.$case === 'branch'
     ? { rev: `refs/heads/${r.value}`, name: `branch ${r.value}`, pinned: false }
     : { rev: `refs/tags/${r.value}`, name: `tag ${r.value}`, pinned: false };

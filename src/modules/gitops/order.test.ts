@@ -36,7 +36,9 @@ describe('orderWaves', () => {
       m('ConfigMap', 'a', { namespace: 'x' }),
     ]);
     expect(names(waves)).toEqual([['ConfigMap/a'], ['ConfigMap/b']]);
-    expect(() => orderWaves([m('ConfigMap', 'a', dep('/ConfigMap/b')), m('ConfigMap', 'b', dep('/ConfigMap/a'))])).toThrow(expect.objectContaining({ constructor: VerdictError, code: 'VERDICT_MANIFEST_INVALID' }));
+    expect(() => orderWaves([m('ConfigMap', 'a', dep('/ConfigMap/b')), m('ConfigMap', 'b', dep('/ConfigMap/a'))])).toThrow(
+      expect.objectContaining({ constructor: VerdictError, code: 'VERDICT_MANIFEST_INVALID' }),
+    );
     expect(() => orderWaves([m('ConfigMap', 'a', dep('not-a-ref'))])).toThrow(/a\.yaml: invalid config\.kubernetes\.io\/depends-on reference "not-a-ref"/);
   });
 });

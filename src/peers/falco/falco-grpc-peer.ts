@@ -103,13 +103,14 @@ export async function startFalcoGrpcPeer(opts: { address?: string; credentials?:
     get queued() {
       return queue.length;
     },
-    close: () => new Promise<void>((resolve) => {
-      for (const c of subs) c.end();
-      server.tryShutdown(() => resolve());
-      setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 1_000).unref();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const c of subs) c.end();
+        server.tryShutdown(() => resolve());
+        setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 1_000).unref();
+      }),
   };
 }

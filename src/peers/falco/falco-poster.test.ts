@@ -25,7 +25,13 @@ describe('startFalcoPoster', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const abort = new AbortController();
-    const poster = startFalcoPoster({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, intervalMs: 1, signal: abort.signal, log: silent, gzip: true });
+    const poster = startFalcoPoster({
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+      intervalMs: 1,
+      signal: abort.signal,
+      log: silent,
+      gzip: true,
+    });
     // The poster is sequential: once the server holds body n, the answers to
     // bodies 1..n-1 have reached it; the last one may still be in flight.
     while (bodies.length < SCENARIO_LENGTH + 3) await new Promise((r) => setTimeout(r, 10));
@@ -37,8 +43,13 @@ describe('startFalcoPoster', () => {
     expect(headers[0]).toBe('POST application/json gzip');
     const events = bodies.map(parseFalcoJson);
     expect(events.slice(0, SCENARIO_LENGTH).map((e) => e.rule)).toEqual([
-      'Terminal shell in container', 'Write below etc', 'Detect outbound connections to common miner pool ports', 'Read sensitive file untrusted',
-      'Attach/Exec Pod', 'Drop and execute new binary in container', 'Contact K8S API Server From Container',
+      'Terminal shell in container',
+      'Write below etc',
+      'Detect outbound connections to common miner pool ports',
+      'Read sensitive file untrusted',
+      'Attach/Exec Pod',
+      'Drop and execute new binary in container',
+      'Contact K8S API Server From Container',
     ]);
     // Falco's nanosecond evt.time survives as an exact integer string.
     expect(events[0]!.output_fields['evt.time']).toMatch(/^\d{19}$/);

@@ -72,22 +72,26 @@ export async function startFalcoPoster(opts: FalcoPosterOptions): Promise<Poster
 
 function post(url: URL, https: boolean, agent: HttpAgent, body: Buffer, gzip: boolean, signal: AbortSignal): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = (https ? httpsRequest : httpRequest)(url, {
-      method: 'POST',
-      agent,
-      signal,
-      timeout: 5_000,
-      headers: {
-        'content-type': 'application/json',
-        'content-length': body.length,
-        'user-agent': 'falcosecurity/falco (verdict demo)',
-        ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+    const req = (https ? httpsRequest : httpRequest)(
+      url,
+      {
+        method: 'POST',
+        agent,
+        signal,
+        timeout: 5_000,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': body.length,
+          'user-agent': 'falcosecurity/falco (verdict demo)',
+          ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+        },
       },
-    }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', reject);
-    });
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
     req.on('error', reject);
     req.end(body);

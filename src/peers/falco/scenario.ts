@@ -56,68 +56,159 @@ const STEPS: Step[] = [
   (t) => {
     const p = PODS.frontend;
     return {
-      time: t.toISOString(), rule: 'Terminal shell in container', priority: 'Notice', source: 'syscall', hostname: p.node,
+      time: t.toISOString(),
+      rule: 'Terminal shell in container',
+      priority: 'Notice',
+      source: 'syscall',
+      hostname: p.node,
       output: `${clock(t)}: Notice A shell was spawned in a container with an attached terminal (evt_type=execve user=root user_uid=0 process=bash proc_exepath=/bin/bash parent=runc command=bash terminal=34816 exe_flags=EXE_WRITABLE container_id=${p.id} container_name=${p.container} k8s_ns=${p.ns} k8s_pod_name=${p.pod})`,
       tags: ['T1059', 'container', 'maturity_stable', 'mitre_execution', 'shell'],
-      output_fields: { ...containerFields(p), 'evt.type': 'execve', 'proc.name': 'bash', 'proc.cmdline': 'bash', 'proc.exepath': '/bin/bash', 'proc.pname': 'runc', 'proc.tty': 34816, 'user.name': 'root', 'user.uid': 0, 'user.loginuid': -1 },
+      output_fields: {
+        ...containerFields(p),
+        'evt.type': 'execve',
+        'proc.name': 'bash',
+        'proc.cmdline': 'bash',
+        'proc.exepath': '/bin/bash',
+        'proc.pname': 'runc',
+        'proc.tty': 34816,
+        'user.name': 'root',
+        'user.uid': 0,
+        'user.loginuid': -1,
+      },
     };
   },
   (t) => {
     const p = PODS.frontend;
     return {
-      time: t.toISOString(), rule: 'Write below etc', priority: 'Error', source: 'syscall', hostname: p.node,
+      time: t.toISOString(),
+      rule: 'Write below etc',
+      priority: 'Error',
+      source: 'syscall',
+      hostname: p.node,
       output: `${clock(t)}: Error File below /etc opened for writing (file=/etc/ld.so.preload pcmdline=bash proc_pcmdline=bash evt_type=openat user=root user_uid=0 process=sh command=sh -c echo /tmp/.x/libhide.so > /etc/ld.so.preload container_id=${p.id} k8s_ns=${p.ns} k8s_pod_name=${p.pod})`,
       tags: ['T1098', 'filesystem', 'maturity_sandbox', 'mitre_persistence'],
-      output_fields: { ...containerFields(p), 'evt.type': 'openat', 'fd.name': '/etc/ld.so.preload', 'proc.name': 'sh', 'proc.cmdline': 'sh -c echo /tmp/.x/libhide.so > /etc/ld.so.preload', 'proc.pname': 'bash', 'proc.aname[2]': 'runc', 'user.name': 'root', 'user.uid': 0 },
+      output_fields: {
+        ...containerFields(p),
+        'evt.type': 'openat',
+        'fd.name': '/etc/ld.so.preload',
+        'proc.name': 'sh',
+        'proc.cmdline': 'sh -c echo /tmp/.x/libhide.so > /etc/ld.so.preload',
+        'proc.pname': 'bash',
+        'proc.aname[2]': 'runc',
+        'user.name': 'root',
+        'user.uid': 0,
+      },
     };
   },
   (t, i) => {
     const p = PODS.checkout;
     const port = [3333, 4444, 14444][i % 3];
     return {
-      time: t.toISOString(), rule: 'Detect outbound connections to common miner pool ports', priority: 'Critical', source: 'syscall', hostname: p.node,
+      time: t.toISOString(),
+      rule: 'Detect outbound connections to common miner pool ports',
+      priority: 'Critical',
+      source: 'syscall',
+      hostname: p.node,
       output: `${clock(t)}: Critical Outbound connection to IP/Port flagged by https://cryptoioc.ch (ip=198.51.100.23 port=${port} command=xmrig --donate-level 1 -o pool.example.net:${port} container_id=${p.id} image=${p.image} k8s_ns=${p.ns} k8s_pod_name=${p.pod})`,
       tags: ['T1496', 'maturity_sandbox', 'mitre_impact', 'network'],
-      output_fields: { ...containerFields(p), 'evt.type': 'connect', 'fd.sip': '198.51.100.23', 'fd.sport': port, 'fd.name': `10.0.2.17:41234->198.51.100.23:${port}`, 'proc.name': 'xmrig', 'proc.cmdline': `xmrig --donate-level 1 -o pool.example.net:${port}`, 'user.name': 'www-data' },
+      output_fields: {
+        ...containerFields(p),
+        'evt.type': 'connect',
+        'fd.sip': '198.51.100.23',
+        'fd.sport': port,
+        'fd.name': `10.0.2.17:41234->198.51.100.23:${port}`,
+        'proc.name': 'xmrig',
+        'proc.cmdline': `xmrig --donate-level 1 -o pool.example.net:${port}`,
+        'user.name': 'www-data',
+      },
     };
   },
   (t) => {
     const p = PODS.postgres;
     return {
-      time: t.toISOString(), rule: 'Read sensitive file untrusted', priority: 'Warning', source: 'syscall', hostname: p.node,
+      time: t.toISOString(),
+      rule: 'Read sensitive file untrusted',
+      priority: 'Warning',
+      source: 'syscall',
+      hostname: p.node,
       output: `${clock(t)}: Warning Sensitive file opened for reading by non-trusted program (file=/etc/shadow gparent=runc ggparent=containerd-shim evt_type=openat user=postgres user_uid=999 process=cat command=cat /etc/shadow container_id=${p.id} k8s_ns=${p.ns} k8s_pod_name=${p.pod})`,
       tags: ['T1555', 'container', 'filesystem', 'host', 'maturity_stable', 'mitre_credential_access'],
-      output_fields: { ...containerFields(p), 'evt.type': 'openat', 'fd.name': '/etc/shadow', 'proc.name': 'cat', 'proc.cmdline': 'cat /etc/shadow', 'proc.aname[2]': 'runc', 'proc.aname[3]': 'containerd-shim', 'user.name': 'postgres', 'user.uid': 999, 'proc.pname': null },
+      output_fields: {
+        ...containerFields(p),
+        'evt.type': 'openat',
+        'fd.name': '/etc/shadow',
+        'proc.name': 'cat',
+        'proc.cmdline': 'cat /etc/shadow',
+        'proc.aname[2]': 'runc',
+        'proc.aname[3]': 'containerd-shim',
+        'user.name': 'postgres',
+        'user.uid': 999,
+        'proc.pname': null,
+      },
     };
   },
   (t) => {
     const p = PODS.postgres;
     return {
-      time: t.toISOString(), rule: 'Attach/Exec Pod', priority: 'Notice', source: 'k8s_audit', hostname: 'falco-k8saudit',
+      time: t.toISOString(),
+      rule: 'Attach/Exec Pod',
+      priority: 'Notice',
+      source: 'k8s_audit',
+      hostname: 'falco-k8saudit',
       output: `${clock(t)}: Notice Attach/Exec to pod (user=dev@example.com pod=${p.pod} resource=pods ns=${p.ns} action=exec command=psql -U postgres)`,
       tags: ['k8s'],
       output_fields: {
-        'ka.user.name': 'dev@example.com', 'ka.verb': 'create', 'ka.target.namespace': p.ns, 'ka.target.name': p.pod, 'ka.target.resource': 'pods',
-        'ka.target.subresource': 'exec', 'ka.uri.param[command]': 'psql -U postgres', 'ka.user.groups': ['system:authenticated', 'developers'], 'ka.response.code': 101,
+        'ka.user.name': 'dev@example.com',
+        'ka.verb': 'create',
+        'ka.target.namespace': p.ns,
+        'ka.target.name': p.pod,
+        'ka.target.resource': 'pods',
+        'ka.target.subresource': 'exec',
+        'ka.uri.param[command]': 'psql -U postgres',
+        'ka.user.groups': ['system:authenticated', 'developers'],
+        'ka.response.code': 101,
       },
     };
   },
   (t) => {
     const p = PODS.cart;
     return {
-      time: t.toISOString(), rule: 'Drop and execute new binary in container', priority: 'Critical', source: 'syscall', hostname: p.node,
+      time: t.toISOString(),
+      rule: 'Drop and execute new binary in container',
+      priority: 'Critical',
+      source: 'syscall',
+      hostname: p.node,
       output: `${clock(t)}: Critical Executing binary not part of base image (proc_exe=/tmp/.x/kworkerd proc_sname=bash gparent=runc evt_type=execve user=root process=kworkerd command=/tmp/.x/kworkerd container_id=${p.id} k8s_ns=${p.ns} k8s_pod_name=${p.pod})`,
       tags: ['T1610', 'container', 'maturity_stable', 'mitre_persistence', 'process'],
-      output_fields: { ...containerFields(p), 'evt.type': 'execve', 'proc.exe': '/tmp/.x/kworkerd', 'proc.name': 'kworkerd', 'proc.cmdline': '/tmp/.x/kworkerd', 'proc.is_exe_upper_layer': true, 'user.name': 'root' },
+      output_fields: {
+        ...containerFields(p),
+        'evt.type': 'execve',
+        'proc.exe': '/tmp/.x/kworkerd',
+        'proc.name': 'kworkerd',
+        'proc.cmdline': '/tmp/.x/kworkerd',
+        'proc.is_exe_upper_layer': true,
+        'user.name': 'root',
+      },
     };
   },
   (t) => {
     const p = PODS.cart;
     return {
-      time: t.toISOString(), rule: 'Contact K8S API Server From Container', priority: 'Notice', source: 'syscall', hostname: p.node,
+      time: t.toISOString(),
+      rule: 'Contact K8S API Server From Container',
+      priority: 'Notice',
+      source: 'syscall',
+      hostname: p.node,
       output: `${clock(t)}: Notice Unexpected connection to K8s API Server from container (connection=10.0.1.9:52144->10.96.0.1:443 lport=443 rport=52144 fd_type=ipv4 evt_type=connect user=root process=curl command=curl -sk https://kubernetes.default/api/v1/namespaces/db/secrets container_id=${p.id} k8s_ns=${p.ns} k8s_pod_name=${p.pod})`,
       tags: ['T1565', 'container', 'k8s', 'maturity_stable', 'mitre_discovery', 'network'],
-      output_fields: { ...containerFields(p), 'evt.type': 'connect', 'fd.name': '10.0.1.9:52144->10.96.0.1:443', 'proc.name': 'curl', 'proc.cmdline': 'curl -sk https://kubernetes.default/api/v1/namespaces/db/secrets', 'user.name': 'root' },
+      output_fields: {
+        ...containerFields(p),
+        'evt.type': 'connect',
+        'fd.name': '10.0.1.9:52144->10.96.0.1:443',
+        'proc.name': 'curl',
+        'proc.cmdline': 'curl -sk https://kubernetes.default/api/v1/namespaces/db/secrets',
+        'user.name': 'root',
+      },
     };
   },
 ];

@@ -32,7 +32,12 @@ function ep(p: Pod) {
     identity: p.identity,
     namespace: p.ns,
     pod_name: p.pod,
-    labels: [`k8s:app=${p.app}`, `k8s:io.kubernetes.pod.namespace=${p.ns}`, `k8s:io.cilium.k8s.policy.serviceaccount=${p.app}`, 'k8s:io.cilium.k8s.policy.cluster=default'],
+    labels: [
+      `k8s:app=${p.app}`,
+      `k8s:io.kubernetes.pod.namespace=${p.ns}`,
+      `k8s:io.cilium.k8s.policy.serviceaccount=${p.app}`,
+      'k8s:io.cilium.k8s.policy.cluster=default',
+    ],
     workloads: p.workload ? [{ name: p.workload, kind: 'Deployment' }] : [],
   };
 }
@@ -77,7 +82,10 @@ function flows(s: Spec, at: Date): Flow[] {
   }
   const denied = s.deniedBy ? { [s.direction === 'INGRESS' ? 'ingress_denied_by' : 'egress_denied_by']: [{ ...s.deniedBy, labels: [], revision: 1 }] } : {};
   if (s.dropReason !== 'CT_MAP_INSERTION_FAILED') mk(5, { event_type: { type: 5, sub_type: 0 }, drop_reason_desc: s.dropReason, ...denied });
-  mk(1, { event_type: { type: 1, sub_type: s.dropReason === 'POLICY_DENY' ? 181 : s.dropReason === 'POLICY_DENIED' ? 133 : 155 }, drop_reason_desc: s.dropReason });
+  mk(1, {
+    event_type: { type: 1, sub_type: s.dropReason === 'POLICY_DENY' ? 181 : s.dropReason === 'POLICY_DENIED' ? 133 : 155 },
+    drop_reason_desc: s.dropReason,
+  });
   return out;
 }
 
@@ -91,7 +99,15 @@ export const DEMO_STEPS: Spec[] = [
   // only payments may reach the database.
   { src: POD.cart, dst: POD.postgres, port: 5432, direction: 'INGRESS', verdict: 'DROPPED', dropReason: 'POLICY_DENIED' },
   // a clusterwide deny keeps pods away from the cloud metadata service.
-  { src: POD.payments, dst: WORLD_METADATA, port: 80, direction: 'EGRESS', verdict: 'DROPPED', dropReason: 'POLICY_DENY', deniedBy: { name: 'deny-cloud-metadata', namespace: '', kind: 'CiliumClusterwideNetworkPolicy' } },
+  {
+    src: POD.payments,
+    dst: WORLD_METADATA,
+    port: 80,
+    direction: 'EGRESS',
+    verdict: 'DROPPED',
+    dropReason: 'POLICY_DENY',
+    deniedBy: { name: 'deny-cloud-metadata', namespace: '', kind: 'CiliumClusterwideNetworkPolicy' },
+  },
   // the frontend may only reach the world on 443.
   { src: POD.frontend, dst: WORLD_IRC, port: 6667, direction: 'EGRESS', verdict: 'DROPPED', dropReason: 'POLICY_DENIED' },
   // a pod whose name is hostile markup, dropped by the shop's default deny: the feed must show it as text.

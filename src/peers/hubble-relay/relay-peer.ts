@@ -28,7 +28,8 @@ function matchesFilter(f: Flow, filter: FlowFilter): boolean {
     if (!t || !filter.event_type.some((e) => e.type === t.type && (!e.match_sub_type || e.sub_type === t.sub_type))) return false;
   }
   if (filter.source_pod.length && !filter.source_pod.some((p) => `${f.source?.namespace}/${f.source?.pod_name}`.startsWith(p))) return false;
-  if (filter.destination_pod.length && !filter.destination_pod.some((p) => `${f.destination?.namespace}/${f.destination?.pod_name}`.startsWith(p))) return false;
+  if (filter.destination_pod.length && !filter.destination_pod.some((p) => `${f.destination?.namespace}/${f.destination?.pod_name}`.startsWith(p)))
+    return false;
   if (filter.traffic_direction.length && !filter.traffic_direction.includes(f.traffic_direction)) return false;
   return true;
 }
@@ -68,9 +69,15 @@ export class HubbleRelayPeer {
       getFlows: (call: grpc.ServerWritableStream<GetFlowsRequest, GetFlowsResponse>) => this.getFlows(call),
       serverStatus: (_call: grpc.ServerUnaryCall<ServerStatusRequest, ServerStatusResponse>, cb: grpc.sendUnaryData<ServerStatusResponse>) =>
         cb(null, {
-          num_flows: this.buffer.length, max_flows: this.bufferSize, seen_flows: this.seen,
-          uptime_ns: (Date.now() - this.started) * 1e6, num_connected_nodes: 1, num_unavailable_nodes: 0,
-          unavailable_nodes: [], version: 'verdict-relay-peer', flows_rate: 0,
+          num_flows: this.buffer.length,
+          max_flows: this.bufferSize,
+          seen_flows: this.seen,
+          uptime_ns: (Date.now() - this.started) * 1e6,
+          num_connected_nodes: 1,
+          num_unavailable_nodes: 0,
+          unavailable_nodes: [],
+          version: 'verdict-relay-peer',
+          flows_rate: 0,
         }),
     });
   }
@@ -89,7 +96,11 @@ export class HubbleRelayPeer {
       call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'first cannot be specified with follow' });
       return;
     }
-    call.write({ response_types: { $case: 'node_status', value: { state_change: NodeState.NODE_CONNECTED, node_names: [this.nodeName], message: '' } }, node_name: '', time: undefined });
+    call.write({
+      response_types: { $case: 'node_status', value: { state_change: NodeState.NODE_CONNECTED, node_names: [this.nodeName], message: '' } },
+      node_name: '',
+      time: undefined,
+    });
     let history = this.buffer.filter((f) => passes(f, req));
     if (req.since) history = history.filter((f) => cmpTime(f.time, req.since!) >= 0);
     else if (req.number > 0) history = history.slice(-req.number);

@@ -21,7 +21,10 @@ describe('AgentRegistry tokens', () => {
     expect(r.authenticate(second)?.token_id).toBe(info.id);
     const stored = db.prepare('SELECT token_hash FROM agent_tokens').all() as { token_hash: string }[];
     expect(stored.map((s) => s.token_hash).join()).not.toContain(second.slice(10));
-    expect(r.listTokens('edge').map((t) => [t.name, t.revoked_at])).toEqual([['default', null], ['rotation', null]]);
+    expect(r.listTokens('edge').map((t) => [t.name, t.revoked_at])).toEqual([
+      ['default', null],
+      ['rotation', null],
+    ]);
 
     const before = r.revision();
     expect(r.revokeToken('edge', info.id)).toBe(true);

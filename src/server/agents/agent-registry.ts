@@ -197,7 +197,8 @@ export class AgentRegistry {
 
   /** The name of the agent a token (revoked or not) belongs to. */
   nameOfToken(tokenId: number): string | undefined {
-    return (this.db.prepare('SELECT a.name FROM agent_tokens t JOIN agents a ON a.id = t.agent_id WHERE t.id = ?').get(tokenId) as { name: string } | undefined)?.name;
+    return (this.db.prepare('SELECT a.name FROM agent_tokens t JOIN agents a ON a.id = t.agent_id WHERE t.id = ?').get(tokenId) as { name: string } | undefined)
+      ?.name;
   }
 
   get(name: string): AgentRecord | undefined {

@@ -16,7 +16,12 @@ export class RevocationWatcher {
   private timer: NodeJS.Timeout | undefined;
   private seen: number;
 
-  constructor(private readonly agents: AgentRegistry, private readonly streams: StreamDropper, private readonly log: Logger, private readonly intervalMs = 1000) {
+  constructor(
+    private readonly agents: AgentRegistry,
+    private readonly streams: StreamDropper,
+    private readonly log: Logger,
+    private readonly intervalMs = 1000,
+  ) {
     this.seen = agents.revision();
   }
 

@@ -29,15 +29,18 @@ export class FeedTokens {
   }
 
   verify(token: string): FeedTokenInfo | undefined {
-    const row = this.db
-      .prepare('SELECT id, name, scope, token_hash FROM feed_tokens WHERE token_hash = ? AND revoked_at IS NULL')
-      .get(hashSecret(token)) as (FeedTokenInfo & { token_hash: string }) | undefined;
+    const row = this.db.prepare('SELECT id, name, scope, token_hash FROM feed_tokens WHERE token_hash = ? AND revoked_at IS NULL').get(hashSecret(token)) as
+      | (FeedTokenInfo & { token_hash: string })
+      | undefined;
     if (!row || !secretMatches(token, row.token_hash)) return undefined;
     return { id: row.id, name: row.name, scope: row.scope };
   }
 
   list(): (FeedTokenInfo & { created_at: string; revoked_at: string | null })[] {
-    return this.db.prepare('SELECT id, name, scope, created_at, revoked_at FROM feed_tokens ORDER BY id').all() as (FeedTokenInfo & { created_at: string; revoked_at: string | null })[];
+    return this.db.prepare('SELECT id, name, scope, created_at, revoked_at FROM feed_tokens ORDER BY id').all() as (FeedTokenInfo & {
+      created_at: string;
+      revoked_at: string | null;
+    })[];
   }
 
   revoke(id: number): boolean {

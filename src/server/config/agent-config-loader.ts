@@ -26,7 +26,9 @@ export async function loadAgentConfiguration(repo: string, agentName: string, co
   const path = configPath(agentName);
   const data = await readAt(repo, commitId, path);
   if (!data) {
-    throw new ConfigError([{ file: path, path: '', line: 0, message: `file not found at commit ${commitId.slice(0, 12)}; commit it to the default branch of ${repo}` }]);
+    throw new ConfigError([
+      { file: path, path: '', line: 0, message: `file not found at commit ${commitId.slice(0, 12)}; commit it to the default branch of ${repo}` },
+    ]);
   }
   const { value: config, warnings } = parseAgentConfig(data.toString('utf8'), path);
   const files: ProjectFile[] = [];
@@ -45,7 +47,9 @@ async function readProjectFiles(repo: string, commitId: string, configFile: stri
   let total = 0;
   const matched = (await listFiles(repo, commitId)).filter((f) => res.some((r) => r.test(f)));
   if (matched.length > MAX_FILES) {
-    throw new ConfigError([{ file: configFile, path: key, line: 0, message: `globs select ${matched.length} files, over the limit of ${MAX_FILES}; narrow them` }]);
+    throw new ConfigError([
+      { file: configFile, path: key, line: 0, message: `globs select ${matched.length} files, over the limit of ${MAX_FILES}; narrow them` },
+    ]);
   }
   for (const f of matched) {
     const content = await readAt(repo, commitId, f);

@@ -110,7 +110,9 @@ describe('real config.yaml files of the GitLab agent', () => {
     const warnings = warningsOf(
       'gitops:\n  charts:\n    - release_name: x\n      values:\n        - inline: {a: 1}\n          url: {url: "https://x/v.yaml"}\n',
     );
-    expect(warnings).toContain(`3: gitops.charts[0].source: is required (the GitLab agent would refuse this; Verdict does not use gitops.charts, so it is ignored)`);
+    expect(warnings).toContain(
+      `3: gitops.charts[0].source: is required (the GitLab agent would refuse this; Verdict does not use gitops.charts, so it is ignored)`,
+    );
     expect(warnings).toContain(
       `6: gitops.charts[0].values[0]: set only one of inline, file, url; found inline and url (the GitLab agent would refuse this; Verdict does not use gitops.charts, so it is ignored)`,
     );
@@ -172,7 +174,6 @@ describe('keys Verdict does not use are checked with the original rules, as warn
     const root = warning.split(': ')[1]!.split(/[.[]/)[0]!;
     expect(warnings).toContain(`${warning} ${suffix(root === 'observability' ? 'observability.logging.grpc_level' : root)}`);
   });
-
 
   it('an unknown key inside a GitLab block (ci_access, used) is a warning with a suggestion', () => {
     expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      enviroments: [x]\n')).toContain(

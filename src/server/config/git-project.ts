@@ -8,14 +8,15 @@ const run = promisify(execFile);
 // committed content only, from the default branch (what HEAD points to), so a
 // half-edited working tree never reaches an agent.
 
-
 async function git(repo: string, args: string[], encoding: 'utf8' | 'buffer' = 'utf8'): Promise<string | Buffer> {
   try {
     const { stdout } = await run('git', ['-C', repo, ...args], { encoding, maxBuffer: 64 * 1024 * 1024 });
     return stdout;
   } catch (e) {
     const err = e as { stderr?: string | Buffer; message: string };
-    const detail = String(err.stderr ?? err.message).trim().split('\n')[0];
+    const detail = String(err.stderr ?? err.message)
+      .trim()
+      .split('\n')[0];
     throw new VerdictError('VERDICT_GIT', `git ${args[0]} in ${repo} failed: ${detail}`);
   }
 }
@@ -27,9 +28,15 @@ export async function headCommit(repo: string): Promise<string> {
     const why = (e as Error).message;
     // git refuses a repository another user owns with the same exit as a missing one.
     if (why.includes('dubious ownership')) {
-      throw new VerdictError('VERDICT_GIT', `${repo} belongs to another user than this server's, and git refuses to read it (${why}); add it to safe.directory in git's global config (deploy/server/server.yaml does so with GIT_CONFIG_GLOBAL)`);
+      throw new VerdictError(
+        'VERDICT_GIT',
+        `${repo} belongs to another user than this server's, and git refuses to read it (${why}); add it to safe.directory in git's global config (deploy/server/server.yaml does so with GIT_CONFIG_GLOBAL)`,
+      );
     }
-    throw new VerdictError('VERDICT_GIT', `${repo} is not a git repository with a commit on its default branch (${why}); run \`git init\` there and commit .gitlab/agents/<name>/config.yaml`);
+    throw new VerdictError(
+      'VERDICT_GIT',
+      `${repo} is not a git repository with a commit on its default branch (${why}); run \`git init\` there and commit .gitlab/agents/<name>/config.yaml`,
+    );
   }
 }
 
@@ -41,7 +48,9 @@ export async function readAt(repo: string, commit: string, path: string): Promis
 }
 
 export async function listFiles(repo: string, commit: string): Promise<string[]> {
-  return String(await git(repo, ['ls-tree', '-r', '-z', '--name-only', commit])).split('\0').filter(Boolean);
+  return String(await git(repo, ['ls-tree', '-r', '-z', '--name-only', commit]))
+    .split('\0')
+    .filter(Boolean);
 }
 
 /** The commit a revision (HEAD, refs/heads/x, refs/tags/x, a sha) names, or undefined when it names none. */
@@ -67,12 +76,15 @@ export interface TreeEntry {
 /** Every entry of a commit's tree, recursively, with blob sizes: limits are checked before anything is read. */
 export async function listTree(repo: string, commit: string): Promise<TreeEntry[]> {
   const out = String(await git(repo, ['ls-tree', '-r', '-l', '-z', commit]));
-  return out.split('\0').filter(Boolean).map((line) => {
-    // "<mode> SP <type> SP <oid> SP+ <size> TAB <path>"
-    const tab = line.indexOf('\t');
-    const [, type, oid, size] = line.slice(0, tab).split(/ +/);
-    return { path: line.slice(tab + 1), type: type!, oid: oid!, size: size === '-' ? -1 : Number(size) };
-  });
+  return out
+    .split('\0')
+    .filter(Boolean)
+    .map((line) => {
+      // "<mode> SP <type> SP <oid> SP+ <size> TAB <path>"
+      const tab = line.indexOf('\t');
+      const [, type, oid, size] = line.slice(0, tab).split(/ +/);
+      return { path: line.slice(tab + 1), type: type!, oid: oid!, size: size === '-' ? -1 : Number(size) };
+    });
 }
 
 /** Blobs by object id, in order, with one `git cat-file --batch` process (one process per file is slow for 1,000 files). */

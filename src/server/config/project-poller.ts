@@ -14,7 +14,11 @@ export class ProjectPoller extends EventEmitter<{ commit: [string] }> {
   private lastError = '';
   private lastCheck = 0;
 
-  constructor(readonly repo: string, private readonly intervalMs: number, private readonly log: Logger) {
+  constructor(
+    readonly repo: string,
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+  ) {
     super();
   }
 
@@ -65,7 +69,10 @@ export class ProjectPoller extends EventEmitter<{ commit: [string] }> {
 
 export class ProjectPollers {
   private readonly pollers = new Map<string, ProjectPoller>();
-  constructor(private readonly intervalMs: number, private readonly log: Logger) {}
+  constructor(
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+  ) {}
 
   get(repo: string): ProjectPoller {
     let p = this.pollers.get(repo);

@@ -9,56 +9,74 @@ import { errors, idParams, tokenInfoSchema, routeSchema } from './schemas.js';
 export function registerFeedTokenAdminRoutes(app: FastifyInstance, deps: { tokens: FeedTokens }): void {
   const admin = requireScope(deps.tokens, 'admin');
 
-  app.post('/api/v1/admin/feed-tokens', {
-    onRequest: admin,
-    preValidation: rejectUnknownFields(['name', 'scope']),
-    config: { scope: 'admin' },
-    schema: routeSchema({
-      summary: 'Create a feed token',
-      description: 'The token is in this response only; the server keeps its hash.',
-      body: {
-        type: 'object',
-        properties: {
-          name: { type: 'string', minLength: 1, maxLength: 100, description: 'who or what will use it' },
-          scope: { type: 'string', enum: FEED_SCOPES, default: 'read', description: 'read: list and stream; write: also change status; admin: also manage tokens' },
+  app.post(
+    '/api/v1/admin/feed-tokens',
+    {
+      onRequest: admin,
+      preValidation: rejectUnknownFields(['name', 'scope']),
+      config: { scope: 'admin' },
+      schema: routeSchema({
+        summary: 'Create a feed token',
+        description: 'The token is in this response only; the server keeps its hash.',
+        body: {
+          type: 'object',
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 100, description: 'who or what will use it' },
+            scope: {
+              type: 'string',
+              enum: FEED_SCOPES,
+              default: 'read',
+              description: 'read: list and stream; write: also change status; admin: also manage tokens',
+            },
+          },
+          required: ['name'],
+          additionalProperties: false,
         },
-        required: ['name'],
-        additionalProperties: false,
-      },
-      response: {
-        201: { type: 'object', properties: { ...tokenInfoSchema.properties, token: { type: 'string' } } },
-        ...errors(400, 401, 403),
-      },
-    }),
-  }, async (req, reply) => {
-    const { name, scope } = req.body as { name: string; scope: FeedScope };
-    const { token, info } = deps.tokens.create(name, scope);
-    req.log.info({ token_id: info.id, token_name: name, scope, by: actorOf(req) }, 'Feed token created');
-    return reply.code(201).send({ ...info, created_at: new Date().toISOString(), revoked_at: null, token });
-  });
+        response: {
+          201: { type: 'object', properties: { ...tokenInfoSchema.properties, token: { type: 'string' } } },
+          ...errors(400, 401, 403),
+        },
+      }),
+    },
+    async (req, reply) => {
+      const { name, scope } = req.body as { name: string; scope: FeedScope };
+      const { token, info } = deps.tokens.create(name, scope);
+      req.log.info({ token_id: info.id, token_name: name, scope, by: actorOf(req) }, 'Feed token created');
+      return reply.code(201).send({ ...info, created_at: new Date().toISOString(), revoked_at: null, token });
+    },
+  );
 
-  app.get('/api/v1/admin/feed-tokens', {
-    onRequest: admin,
-    config: { scope: 'admin' },
-    schema: routeSchema({
-      summary: 'List feed tokens',
-      response: { 200: { type: 'object', properties: { tokens: { type: 'array', items: tokenInfoSchema } } }, ...errors(401, 403) },
-    }),
-  }, async () => ({ tokens: deps.tokens.list() }));
+  app.get(
+    '/api/v1/admin/feed-tokens',
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      schema: routeSchema({
+        summary: 'List feed tokens',
+        response: { 200: { type: 'object', properties: { tokens: { type: 'array', items: tokenInfoSchema } } }, ...errors(401, 403) },
+      }),
+    },
+    async () => ({ tokens: deps.tokens.list() }),
+  );
 
-  app.delete('/api/v1/admin/feed-tokens/:id', {
-    onRequest: admin,
-    config: { scope: 'admin' },
-    schema: routeSchema({
-      summary: 'Revoke a feed token',
-      description: 'Requests with it fail from now on, and its live streams close within a minute.',
-      params: idParams,
-      response: { 204: { type: 'null' }, ...errors(400, 401, 403, 404) },
-    }),
-  }, async (req, reply) => {
-    const { id } = req.params as { id: number };
-    if (!deps.tokens.revoke(id)) return reply.code(404).send({ error: 'not_found', message: `no active feed token with id ${id}; list them with GET /api/v1/admin/feed-tokens` });
-    req.log.info({ token_id: id, by: actorOf(req) }, 'Feed token revoked');
-    return reply.code(204).send();
-  });
+  app.delete(
+    '/api/v1/admin/feed-tokens/:id',
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      schema: routeSchema({
+        summary: 'Revoke a feed token',
+        description: 'Requests with it fail from now on, and its live streams close within a minute.',
+        params: idParams,
+        response: { 204: { type: 'null' }, ...errors(400, 401, 403, 404) },
+      }),
+    },
+    async (req, reply) => {
+      const { id } = req.params as { id: number };
+      if (!deps.tokens.revoke(id))
+        return reply.code(404).send({ error: 'not_found', message: `no active feed token with id ${id}; list them with GET /api/v1/admin/feed-tokens` });
+      req.log.info({ token_id: id, by: actorOf(req) }, 'Feed token revoked');
+      return reply.code(204).send();
+    },
+  );
 }

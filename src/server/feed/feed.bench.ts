@@ -67,7 +67,10 @@ class Clients {
 
   private ask(msg: object, want: (m: FromChild) => boolean, ms: number): Promise<FromChild> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`bench clients did not answer ${JSON.stringify(msg)} within ${ms} ms; errors: ${this.errors.join('; ')}`)), ms);
+      const timer = setTimeout(
+        () => reject(new Error(`bench clients did not answer ${JSON.stringify(msg)} within ${ms} ms; errors: ${this.errors.join('; ')}`)),
+        ms,
+      );
       const wait = (m: FromChild) => {
         if (want(m)) {
           clearTimeout(timer);
@@ -144,7 +147,12 @@ async function verdict(name: string) {
       last = changed;
     },
   };
-  const pool = (queries: string[]): Pool => ({ url: `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/api/v1/alerts/stream`, protocols: ['verdict.v1', `bearer.${token}`], queries, waitLive: true });
+  const pool = (queries: string[]): Pool => ({
+    url: `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/api/v1/alerts/stream`,
+    protocols: ['verdict.v1', `bearer.${token}`],
+    queries,
+    waitLive: true,
+  });
   const close = async () => {
     await app.close();
     db.close();
@@ -154,7 +162,18 @@ async function verdict(name: string) {
 
 /** Distinct filters that all match the bench's alerts (cilium, agent "bench", namespace shop, medium, triggered). */
 function distinctFilters(n: number): string[] {
-  const base = ['', 'status=triggered', 'source=cilium', 'agent=bench', 'namespace=shop', 'severity=medium,high', 'status=triggered,acknowledged&source=cilium', 'policy=shop/payments-ingress', 'namespace=shop&severity=medium', 'q=shop'];
+  const base = [
+    '',
+    'status=triggered',
+    'source=cilium',
+    'agent=bench',
+    'namespace=shop',
+    'severity=medium,high',
+    'status=triggered,acknowledged&source=cilium',
+    'policy=shop/payments-ingress',
+    'namespace=shop&severity=medium',
+    'q=shop',
+  ];
   const windows = ['since=1h', 'since=2h', 'since=6h', 'since=24h', 'since=7d'];
   const out: string[] = [];
   for (let i = 0; out.length < n; i++) out.push([base[i % base.length], windows[Math.floor(i / base.length) % windows.length]].filter(Boolean).join('&'));
@@ -189,7 +208,9 @@ function timeRow(name: string, xs: number[]): void {
 }
 
 export default async function run(): Promise<void> {
-  console.log(`live stream: ${CLIENTS} WebSocket clients per system (in a child process), ${ROUNDS} batches of ${EVENTS_PER_ROUND} new alerts per system, one batch every ${INTERVAL_MS} ms, systems interleaved:`);
+  console.log(
+    `live stream: ${CLIENTS} WebSocket clients per system (in a child process), ${ROUNDS} batches of ${EVENTS_PER_ROUND} new alerts per system, one batch every ${INTERVAL_MS} ms, systems interleaved:`,
+  );
 
   const a = await verdict('A. Verdict, one filter');
   const b = await verdict(`B. Verdict, ${DISTINCT_FILTERS} distinct filters`);
@@ -225,7 +246,12 @@ export default async function run(): Promise<void> {
   await clients.connect([
     a.pool(Array.from({ length: CLIENTS }, () => '')),
     b.pool(Array.from({ length: CLIENTS }, (_, i) => filters[i % filters.length]!)),
-    { url: `ws://127.0.0.1:${(bare.server.address() as AddressInfo).port}/`, protocols: [], queries: Array.from({ length: CLIENTS }, () => ''), waitLive: false },
+    {
+      url: `ws://127.0.0.1:${(bare.server.address() as AddressInfo).port}/`,
+      protocols: [],
+      queries: Array.from({ length: CLIENTS }, () => ''),
+      waitLive: false,
+    },
   ]);
   if (sockets.size !== CLIENTS) throw new Error(`baseline has ${sockets.size} clients`);
   (globalThis as { gc?: () => void }).gc?.();
@@ -239,16 +265,30 @@ export default async function run(): Promise<void> {
     }
     if (r % 20 === 0) load.push(loadavg()[0]!);
   }
-  const results = await clients.collect(systems.map(() => ROUNDS * CLIENTS), 30_000);
-  const size = Buffer.byteLength(`{"type":"alerts","cursor":1,"alerts":[${a.sys.last().map((x) => JSON.stringify(alertView(x))).join(',')}],"removed":[]}`);
+  const results = await clients.collect(
+    systems.map(() => ROUNDS * CLIENTS),
+    30_000,
+  );
+  const size = Buffer.byteLength(
+    `{"type":"alerts","cursor":1,"alerts":[${a.sys
+      .last()
+      .map((x) => JSON.stringify(alertView(x)))
+      .join(',')}],"removed":[]}`,
+  );
   await Promise.all([a.close(), b.close(), bare.close()]);
 
-  console.log(`  (each message: ${EVENTS_PER_ROUND} alerts, ${size.toLocaleString('en-US')} bytes; load average during the run ${Math.min(...load).toFixed(1)} to ${Math.max(...load).toFixed(1)})`);
+  console.log(
+    `  (each message: ${EVENTS_PER_ROUND} alerts, ${size.toLocaleString('en-US')} bytes; load average during the run ${Math.min(...load).toFixed(1)} to ${Math.max(...load).toFixed(1)})`,
+  );
   for (const [i, s] of systems.entries()) {
     const { lat, deliveries, unknown } = latencies(s, results[i]!);
     const expected = ROUNDS * CLIENTS * EVENTS_PER_ROUND;
     const missing = expected - deliveries;
-    row(s.name, lat, `(${deliveries.toLocaleString('en-US')} deliveries${missing ? `, ${missing.toLocaleString('en-US')} MISSING` : ''}${unknown ? `, ${unknown} unknown cursors` : ''})`);
+    row(
+      s.name,
+      lat,
+      `(${deliveries.toLocaleString('en-US')} deliveries${missing ? `, ${missing.toLocaleString('en-US')} MISSING` : ''}${unknown ? `, ${unknown} unknown cursors` : ''})`,
+    );
     if (s === a.sys || s === b.sys) {
       const v = s === a.sys ? a.sys : b.sys;
       timeRow('    server: ingest() before the broadcast', v.storeMs);

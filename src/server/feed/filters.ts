@@ -20,7 +20,8 @@ export function parseTime(name: string, v: string, now: number): number {
   if (rel) return now - Number(rel[1]) * UNITS[rel[2]!]!;
   const t = TIME.test(v) ? Date.parse(v) : Number.NaN;
   if (Number.isFinite(t)) return t;
-  throw new VerdictError('VERDICT_BAD_REQUEST', 
+  throw new VerdictError(
+    'VERDICT_BAD_REQUEST',
     `${name}: "${v}" is not a time; use RFC 3339 with its offset (2024-05-01T10:00:00Z), a date (2024-05-01) or a duration before now (15m, 24h, 7d)`,
   );
 }

@@ -67,7 +67,8 @@ function classify(f: AlertFilter, a: StoredAlert, lastSeenMs: number): 'alert' |
   if (f.agent?.length && !f.agent.includes(a.agent)) return 'skip';
   if (f.namespace?.length && !f.namespace.includes(a.namespace)) return 'skip';
   if (f.rule?.length && !f.rule.includes(a.rule)) return 'skip';
-  if (f.policy?.length && !a.policies.some((p) => f.policy!.some((want) => (want.includes('/') ? want === `${p.namespace}/${p.name}` : want === p.name)))) return 'skip';
+  if (f.policy?.length && !a.policies.some((p) => f.policy!.some((want) => (want.includes('/') ? want === `${p.namespace}/${p.name}` : want === p.name))))
+    return 'skip';
   if (f.since !== undefined && lastSeenMs < f.since) return 'skip';
   // These can change on an alert, so a client may hold one that no longer matches.
   if (f.status?.length && !f.status.includes(a.status)) return 'removed';
@@ -109,7 +110,12 @@ export class StreamHub {
   private readonly pingTimer: NodeJS.Timeout;
   private readonly maxBuffered: number;
 
-  constructor(private readonly store: AlertStore, private readonly tokens: FeedTokens, private readonly log: Logger, opts: StreamHubOptions = {}) {
+  constructor(
+    private readonly store: AlertStore,
+    private readonly tokens: FeedTokens,
+    private readonly log: Logger,
+    opts: StreamHubOptions = {},
+  ) {
     this.maxBuffered = opts.maxBuffered ?? MAX_BUFFERED;
     this.stopListening = store.onChange(this.onChanged);
     this.pingTimer = setInterval(() => this.ping(), opts.pingMs ?? PING_MS);
@@ -257,7 +263,12 @@ export class StreamHub {
 
   private ping(): void {
     if (!this.clients.size) return;
-    const active = new Set(this.tokens.list().filter((t) => !t.revoked_at).map((t) => t.id));
+    const active = new Set(
+      this.tokens
+        .list()
+        .filter((t) => !t.revoked_at)
+        .map((t) => t.id),
+    );
     for (const c of this.clients) {
       if (!c.alive) {
         c.ws.terminate();

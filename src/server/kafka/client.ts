@@ -43,25 +43,27 @@ function readPem(file: string, what: string): string {
 // warning, and Verdict logs what the operator has to act on itself.
 // Retried by kafkajs and normal while groups form or a broker restarts; the
 // producer's bounded retries are deliberate (see LogWriter).
-const BENIGN = /coordinator is loading|coordinator is not available|not the correct coordinator|rebalanc|Limiting retries for the idempotent producer|leadership election|NOT_LEADER|not the leader/i;
+const BENIGN =
+  /coordinator is loading|coordinator is not available|not the correct coordinator|rebalanc|Limiting retries for the idempotent producer|leadership election|NOT_LEADER|not the leader/i;
 
 function kafkaLogCreator(log: Logger): logCreator {
   const last = new Map<string, number>();
-  return () => ({ level, log: entry }) => {
-    const { message, ...rest } = entry;
-    const fields: Record<string, unknown> = { kafka_logger: rest.logger ?? 'kafkajs' };
-    for (const k of ['broker', 'groupId', 'topic', 'error'] as const) if (rest[k] !== undefined) fields[`kafka_${k}`] = rest[k];
-    if (level <= logLevel.WARN && !BENIGN.test(`${message} ${String(rest.error ?? '')}`)) {
-      const key = `${message}|${String(rest.error ?? '')}`;
-      const now = Date.now();
-      if (now - (last.get(key) ?? 0) < 60_000) return;
-      if (last.size > 200) last.clear();
-      last.set(key, now);
-      log.warn(fields, `Kafka client: ${message}`);
-    } else if (process.env.VERDICT_KAFKA_DEBUG) {
-      log.info(fields, `Kafka client: ${message}`);
-    }
-  };
+  return () =>
+    ({ level, log: entry }) => {
+      const { message, ...rest } = entry;
+      const fields: Record<string, unknown> = { kafka_logger: rest.logger ?? 'kafkajs' };
+      for (const k of ['broker', 'groupId', 'topic', 'error'] as const) if (rest[k] !== undefined) fields[`kafka_${k}`] = rest[k];
+      if (level <= logLevel.WARN && !BENIGN.test(`${message} ${String(rest.error ?? '')}`)) {
+        const key = `${message}|${String(rest.error ?? '')}`;
+        const now = Date.now();
+        if (now - (last.get(key) ?? 0) < 60_000) return;
+        if (last.size > 200) last.clear();
+        last.set(key, now);
+        log.warn(fields, `Kafka client: ${message}`);
+      } else if (process.env.VERDICT_KAFKA_DEBUG) {
+        log.info(fields, `Kafka client: ${message}`);
+      }
+    };
 }
 
 export function createKafkaClient(cfg: KafkaConfig, log: Logger): KafkaClient {
@@ -133,8 +135,18 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
   if (name === 'KafkaJSSASLAuthenticationError' || type === 'SASL_AUTHENTICATION_FAILED' || /SASL/i.test(msg)) {
     return `Kafka refused the SASL login (mechanism ${cfg.sasl?.mechanism ?? 'none'}, user ${cfg.sasl?.username ?? '-'}): ${msg}; check kafka.sasl.username and kafka.sasl.password, and that the brokers enable this mechanism`;
   }
-  if (type === 'TOPIC_AUTHORIZATION_FAILED' || type === 'CLUSTER_AUTHORIZATION_FAILED' || type === 'GROUP_AUTHORIZATION_FAILED' || type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED') {
-    const what = type === 'GROUP_AUTHORIZATION_FAILED' ? `consumer groups ${cfg.topic_prefix}.*` : type === 'CLUSTER_AUTHORIZATION_FAILED' ? 'the cluster (CREATE for topics, IDEMPOTENT_WRITE for the producer)' : `topic ${topic ?? `${cfg.topic_prefix}.*`}`;
+  if (
+    type === 'TOPIC_AUTHORIZATION_FAILED' ||
+    type === 'CLUSTER_AUTHORIZATION_FAILED' ||
+    type === 'GROUP_AUTHORIZATION_FAILED' ||
+    type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED'
+  ) {
+    const what =
+      type === 'GROUP_AUTHORIZATION_FAILED'
+        ? `consumer groups ${cfg.topic_prefix}.*`
+        : type === 'CLUSTER_AUTHORIZATION_FAILED'
+          ? 'the cluster (CREATE for topics, IDEMPOTENT_WRITE for the producer)'
+          : `topic ${topic ?? `${cfg.topic_prefix}.*`}`;
     return `Kafka user ${cfg.sasl?.username ?? '(anonymous)'} is not allowed to use ${what}: ${msg}; grant READ, WRITE and DESCRIBE on topics ${cfg.topic_prefix}.*${cfg.export_topic ? ` and ${cfg.export_topic}` : ''}, READ on groups ${cfg.topic_prefix}.*, and IDEMPOTENT_WRITE on the cluster`;
   }
   if (type === 'UNKNOWN_TOPIC_OR_PARTITION') {
@@ -147,12 +159,18 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
     return `Kafka refused kafka.session_timeout ${cfg.session_timeout / 1000}s (${msg}); set it within the brokers' group.min.session.timeout.ms and group.max.session.timeout.ms (6s to 30m by default)`;
   }
   if (type === 'INVALID_REPLICATION_FACTOR') {
-    return `Kafka cannot create ${topic ?? 'the topics'} with kafka.replication_factor ${cfg.replication_factor ?? '(the brokers\' default)'} (${msg}); it is more than the brokers there are: lower kafka.replication_factor, or leave it out to use the brokers' default.replication.factor`;
+    return `Kafka cannot create ${topic ?? 'the topics'} with kafka.replication_factor ${cfg.replication_factor ?? "(the brokers' default)"} (${msg}); it is more than the brokers there are: lower kafka.replication_factor, or leave it out to use the brokers' default.replication.factor`;
   }
   if (/certificate|self[- ]signed|SSL|TLS|EPROTO|wrong version number/i.test(msg)) {
     return `TLS with the Kafka brokers ${brokers} failed: ${msg}; check kafka.tls (ca_file, server_name) and whether the listener expects TLS at all`;
   }
-  if (name === 'KafkaJSConnectionError' || name === 'KafkaJSConnectionClosedError' || name === 'KafkaJSBrokerNotFound' || name === 'KafkaJSNoBrokerAvailableError' || /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|Connection timeout|Closed connection/i.test(msg)) {
+  if (
+    name === 'KafkaJSConnectionError' ||
+    name === 'KafkaJSConnectionClosedError' ||
+    name === 'KafkaJSBrokerNotFound' ||
+    name === 'KafkaJSNoBrokerAvailableError' ||
+    /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|Connection timeout|Closed connection/i.test(msg)
+  ) {
     return `cannot reach the Kafka brokers ${brokers}: ${msg}; check kafka.brokers and that the brokers run and are reachable from this server`;
   }
   if (name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT' || /timed? ?out/i.test(msg)) {
@@ -175,7 +193,10 @@ export async function retrying<T>(fn: () => Promise<T>, timeoutMs = 30_000): Pro
       return await fn();
     } catch (e) {
       const root = rootCause(e) as { retriable?: boolean; type?: string };
-      const retriable = root?.retriable === true || (e as { retriable?: boolean })?.retriable === true || /LEADER|UNKNOWN_TOPIC_OR_PARTITION|COORDINATOR|REBALANCE/.test(root?.type ?? '');
+      const retriable =
+        root?.retriable === true ||
+        (e as { retriable?: boolean })?.retriable === true ||
+        /LEADER|UNKNOWN_TOPIC_OR_PARTITION|COORDINATOR|REBALANCE/.test(root?.type ?? '');
       if (!retriable || Date.now() - start + delay > timeoutMs) throw e;
       await new Promise((r) => setTimeout(r, delay));
     }
@@ -199,7 +220,15 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
   const specs: TopicSpec[] = [
     // The log is the source of truth replicas rebuild from; compaction would keep
     // one event per alert and lose counts, so retention is by time, by default never.
-    { topic: t.log, numPartitions: cfg.partitions, configEntries: [{ name: 'retention.ms', value: String(cfg.log_retention) }, { name: 'cleanup.policy', value: 'delete' }], what: 'alert log' },
+    {
+      topic: t.log,
+      numPartitions: cfg.partitions,
+      configEntries: [
+        { name: 'retention.ms', value: String(cfg.log_retention) },
+        { name: 'cleanup.policy', value: 'delete' },
+      ],
+      what: 'alert log',
+    },
     // Latest row per token: compaction keeps it small and complete.
     { topic: t.tokens, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }], what: 'agent and feed tokens' },
   ];
@@ -213,10 +242,14 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
   const missing = specs.filter((s) => !existing.includes(s.topic));
   if (missing.length) {
     if (!cfg.create_topics) {
-      throw new Error(`Kafka topics ${missing.map((s) => s.topic).join(', ')} do not exist and kafka.create_topics is false; create them (${missing.map(describeSpec).join('; ')}) or set kafka.create_topics: true`);
+      throw new Error(
+        `Kafka topics ${missing.map((s) => s.topic).join(', ')} do not exist and kafka.create_topics is false; create them (${missing.map(describeSpec).join('; ')}) or set kafka.create_topics: true`,
+      );
     }
     const topics: ITopicConfig[] = missing.map((s) => ({
-      topic: s.topic, numPartitions: s.numPartitions, configEntries: s.configEntries,
+      topic: s.topic,
+      numPartitions: s.numPartitions,
+      configEntries: s.configEntries,
       ...(cfg.replication_factor ? { replicationFactor: cfg.replication_factor } : {}),
     }));
     try {
@@ -227,7 +260,9 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
       // Another replica starting at the same time may have won the race.
       if (type !== 'TOPIC_ALREADY_EXISTS') {
         if (/AUTHORIZATION/.test(type)) {
-          throw new Error(`not allowed to create Kafka topics ${missing.map((s) => s.topic).join(', ')}: ${errText(rootCause(e))}; create them yourself (${missing.map(describeSpec).join('; ')}) and set kafka.create_topics: false, or grant CREATE on the cluster`);
+          throw new Error(
+            `not allowed to create Kafka topics ${missing.map((s) => s.topic).join(', ')}: ${errText(rootCause(e))}; create them yourself (${missing.map(describeSpec).join('; ')}) and set kafka.create_topics: false, or grant CREATE on the cluster`,
+          );
         }
         throw new Error(explainKafkaError(e, cfg, (rootCause(e) as { topic?: string })?.topic ?? missing[0]!.topic));
       }

@@ -12,7 +12,10 @@ const cluster = {
 async function assign(members: { memberId: string; replica: string }[]): Promise<Record<string, number[]>> {
   const assigner = stableAssigner('any')({ cluster, groupId: 'g', logger: undefined as never });
   const out = await assigner.assign({
-    members: members.map((m) => ({ memberId: m.memberId, memberMetadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics: ['log'], userData: Buffer.from(m.replica) }) })),
+    members: members.map((m) => ({
+      memberId: m.memberId,
+      memberMetadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics: ['log'], userData: Buffer.from(m.replica) }),
+    })),
     topics: ['log'],
   });
   const byReplica: Record<string, number[]> = {};
@@ -25,9 +28,15 @@ async function assign(members: { memberId: string; replica: string }[]): Promise
 
 describe('stableAssigner (delivery group)', () => {
   it('gives each replica the same partitions whatever its member id after a rejoin', async () => {
-    const before = await assign([{ memberId: 'm-1', replica: 'aaa' }, { memberId: 'm-2', replica: 'bbb' }]);
+    const before = await assign([
+      { memberId: 'm-1', replica: 'aaa' },
+      { memberId: 'm-2', replica: 'bbb' },
+    ]);
     // kafkajs member ids are new after a rejoin and may sort the other way round.
-    const after = await assign([{ memberId: 'z-9', replica: 'aaa' }, { memberId: 'a-0', replica: 'bbb' }]);
+    const after = await assign([
+      { memberId: 'z-9', replica: 'aaa' },
+      { memberId: 'a-0', replica: 'bbb' },
+    ]);
     expect(before).toEqual({ aaa: [0, 2, 4], bbb: [1, 3, 5] });
     expect(after).toEqual(before);
   });

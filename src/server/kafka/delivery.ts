@@ -15,7 +15,12 @@ import type { Projection } from './projection.js';
 
 const { AssignerProtocol } = kafkajs;
 
-const handled = new Counter({ name: 'verdict_kafka_delivery_changes_total', help: 'Alert changes this replica handed to webhooks and the export, for the log partitions it owns', labelNames: ['result'], registers: [registry] });
+const handled = new Counter({
+  name: 'verdict_kafka_delivery_changes_total',
+  help: 'Alert changes this replica handed to webhooks and the export, for the log partitions it owns',
+  labelNames: ['result'],
+  registers: [registry],
+});
 
 /**
  * Where deliveries are recorded: the webhook outbox of this replica's
@@ -64,7 +69,10 @@ export function stableAssigner(replica: string): PartitionAssigner {
         .sort((a, b) => (a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : a.memberId < b.memberId ? -1 : 1));
       const out = new Map<string, Record<string, number[]>>(sorted.map((m) => [m.memberId, {}]));
       for (const topic of topics) {
-        const partitions = cluster.findTopicPartitionMetadata(topic).map((m) => m.partitionId).sort((a, b) => a - b);
+        const partitions = cluster
+          .findTopicPartitionMetadata(topic)
+          .map((m) => m.partitionId)
+          .sort((a, b) => a - b);
         for (const p of partitions) {
           const a = out.get(sorted[p % sorted.length]!.memberId)!;
           (a[topic] ??= []).push(p);
@@ -270,19 +278,32 @@ export class DeliveryGroup {
         // Committed at once (kafkajs takes commits once the first join is done), so that
         // a member joining next finds offsets and does not start at the end in its turn.
         const start = mine.map((p) => ({ topic: this.o.logTopic, partition: p, offset: ends.get(p) ?? '0' }));
-        setTimeout(() => void consumer.commitOffsets(start).catch((err: unknown) => this.log.debug({ error: errText(err) }, 'Kafka: committing the delivery group\'s first offsets failed')), 0);
+        setTimeout(
+          () =>
+            void consumer
+              .commitOffsets(start)
+              .catch((err: unknown) => this.log.debug({ error: errText(err) }, "Kafka: committing the delivery group's first offsets failed")),
+          0,
+        );
         this.log.info({ group: this.o.groupId }, 'Kafka: the delivery group is new; it starts at the end of the alert log');
       }
       this.log.info({ partitions: mine }, 'Kafka: this replica delivers webhooks and the export for these log partitions');
     });
     consumer.on(consumer.events.CRASH, (e) => {
-      this.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.logTopic), restarting: e.payload.restart }, 'Kafka: the delivery group member failed');
+      this.log.error(
+        { error: explainKafkaError(e.payload.error, this.o.cfg, this.o.logTopic), restarting: e.payload.restart },
+        'Kafka: the delivery group member failed',
+      );
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.o.logTopic, fromBeginning: true });
-    await runOrThrow(consumer, () => consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) }), () => {
-      if (!this.stopped && this.consumer === consumer) void this.restartLater();
-    });
+    await runOrThrow(
+      consumer,
+      () => consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 2, eachBatch: (b) => this.eachBatch(b) }),
+      () => {
+        if (!this.stopped && this.consumer === consumer) void this.restartLater();
+      },
+    );
   }
 
   private restartLater(): Promise<void> {
@@ -290,7 +311,9 @@ export class DeliveryGroup {
       what: 'the delivery group member',
       log: this.log,
       signal: this.abort.signal,
-      disconnect: async () => { await this.consumer?.disconnect(); },
+      disconnect: async () => {
+        await this.consumer?.disconnect();
+      },
       launch: () => this.launch(),
       explain: (e) => explainKafkaError(e, this.o.cfg, this.o.logTopic),
     });

@@ -54,7 +54,11 @@ async function startServer(dir: string, name: string, kafka: string | undefined)
   const config = join(dir, `${name}.yaml`);
   writeFileSync(config, `data_dir: ${dataDir}\nhttp_addr: ${http}\ngrpc_addr: ${grpc}\n${kafka ?? ''}`);
   // VERDICT_BENCH_SERVER_NODE_OPTIONS=--cpu-prof profiles the servers.
-  const child = spawn(process.execPath, [...(process.env.VERDICT_BENCH_SERVER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), BIN, 'server', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VERDICT_LOG_LEVEL: process.env.VERDICT_BENCH_SERVER_LOGS ?? 'warn' } });
+  const child = spawn(
+    process.execPath,
+    [...(process.env.VERDICT_BENCH_SERVER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), BIN, 'server', '--config', config],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VERDICT_LOG_LEVEL: process.env.VERDICT_BENCH_SERVER_LOGS ?? 'warn' } },
+  );
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
@@ -84,13 +88,17 @@ async function stop(p: Proc): Promise<void> {
 
 function register(p: Proc): string {
   const project = mkdtempSync(join(tmpdir(), 'verdict-bench-project-'));
-  return execFileSync(process.execPath, [BIN, 'agents', 'register', 'bench', '--config-project', project, '--data-dir', p.dataDir], { encoding: 'utf8' }).trim();
+  return execFileSync(process.execPath, [BIN, 'agents', 'register', 'bench', '--config-project', project, '--data-dir', p.dataDir], {
+    encoding: 'utf8',
+  }).trim();
 }
 
 /** Events stored or recognised as repeats by a replica, from its /metrics. */
 async function projected(p: Proc, kafka: boolean): Promise<number> {
   const text = await (await fetch(`http://${p.http}/metrics`)).text();
-  const re = kafka ? /^verdict_kafka_projected_events_total\{type="alert",result="(stored|duplicate)"\} (\d+)/gm : /^verdict_server_alerts_received_total\{result="(stored|duplicate)"\} (\d+)/gm;
+  const re = kafka
+    ? /^verdict_kafka_projected_events_total\{type="alert",result="(stored|duplicate)"\} (\d+)/gm
+    : /^verdict_server_alerts_received_total\{result="(stored|duplicate)"\} (\d+)/gm;
   let n = 0;
   for (const m of text.matchAll(re)) n += Number(m[2]);
   return n;
@@ -187,7 +195,9 @@ export default async function (): Promise<void> {
   try {
     const prefix = `bench${randomUUID().slice(0, 6)}`;
     const kafkaBlock = (p: string) => `kafka:\n  brokers: [${broker.bootstrap}]\n  topic_prefix: ${p}\n  export_topic: ${p}.alerts\n`;
-    console.log(`${EVENTS.toLocaleString('en-US')} events per run, ${FINGERPRINTS.toLocaleString('en-US')} fingerprints, batches of ${BATCH}, ${IN_FLIGHT} in flight per stream; broker ${broker.bootstrap}`);
+    console.log(
+      `${EVENTS.toLocaleString('en-US')} events per run, ${FINGERPRINTS.toLocaleString('en-US')} fingerprints, batches of ${BATCH}, ${IN_FLIGHT} in flight per stream; broker ${broker.bootstrap}`,
+    );
 
     const base = await startServer(dir, 'sqlite', undefined);
     procs.push(base);
@@ -219,12 +229,17 @@ export default async function (): Promise<void> {
     const twoRes = await run([a, b], token, true);
 
     const perEvent = (r: Result) => (r.cpuMs * 1000) / EVENTS;
-    const line = (name: string, r: Result, note: string) => console.log(`  ${name.padEnd(30)} accepted ${rate(EVENTS, r.accepted).padStart(9)}   stored on every replica ${rate(EVENTS, r.stored).padStart(9)}   server cpu/event ${perEvent(r).toFixed(1).padStart(6)} µs (x${(perEvent(r) / perEvent(baseRes)).toFixed(2)})   broker ${((r.brokerMs * 1000) / EVENTS).toFixed(1).padStart(6)} µs  ${note}`);
+    const line = (name: string, r: Result, note: string) =>
+      console.log(
+        `  ${name.padEnd(30)} accepted ${rate(EVENTS, r.accepted).padStart(9)}   stored on every replica ${rate(EVENTS, r.stored).padStart(9)}   server cpu/event ${perEvent(r).toFixed(1).padStart(6)} µs (x${(perEvent(r) / perEvent(baseRes)).toFixed(2)})   broker ${((r.brokerMs * 1000) / EVENTS).toFixed(1).padStart(6)} µs  ${note}`,
+      );
     console.log('alerts/s, from the first batch sent; server CPU (user+sys, all replicas) per event sent:');
     line('baseline: SQLite, no Kafka', baseRes, '(acknowledged = stored)');
     line('Kafka, 1 replica', oneRes, '');
     line('Kafka, 2 replicas, 1 broker', twoRes, '(each replica stores all events)');
-    console.log(`kafka vs single server: cpu per event x${(perEvent(oneRes) / perEvent(baseRes)).toFixed(2)}, accepted x${(baseRes.accepted / oneRes.accepted).toFixed(2)}`);
+    console.log(
+      `kafka vs single server: cpu per event x${(perEvent(oneRes) / perEvent(baseRes)).toFixed(2)}, accepted x${(baseRes.accepted / oneRes.accepted).toFixed(2)}`,
+    );
   } finally {
     await Promise.all(procs.map(stop));
     stopBroker(broker);

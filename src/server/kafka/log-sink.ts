@@ -6,7 +6,11 @@ import type { AlertSink } from '../tunnel/alert-sink.js';
 import { encodeAlertEvent, HEADER_REF, HEADER_TYPE, logKey } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
 
-const tooBig = new Counter({ name: 'verdict_kafka_events_too_large_total', help: 'Agent events dropped because they exceed the Kafka message size even without samples', registers: [registry] });
+const tooBig = new Counter({
+  name: 'verdict_kafka_events_too_large_total',
+  help: 'Agent events dropped because they exceed the Kafka message size even without samples',
+  registers: [registry],
+});
 
 /**
  * The tunnel's sink when the server scales out: a batch is acknowledged to
@@ -20,7 +24,12 @@ export class KafkaAlertSink implements AlertSink {
   /** Batches are appended in the order they come (LogWriter keeps it per partition), several in flight. */
   readonly pipelined = true;
 
-  constructor(private readonly writer: LogWriter, private readonly topic: string, private readonly replica: string, private readonly log: Logger) {}
+  constructor(
+    private readonly writer: LogWriter,
+    private readonly topic: string,
+    private readonly replica: string,
+    private readonly log: Logger,
+  ) {}
 
   async accept(agent: string, events: IncomingEvent[]): Promise<{ stored: number; duplicates: number }> {
     const at = new Date().toISOString();
@@ -30,7 +39,10 @@ export class KafkaAlertSink implements AlertSink {
       if (value === undefined) {
         // Refusing it would make the agent send it forever and block its spool.
         tooBig.inc();
-        this.log.error({ agent_name: agent, alert_id: ev.id, title: ev.payload.title.slice(0, 200) }, 'Kafka: dropped an alert event larger than the Kafka message size even without its samples');
+        this.log.error(
+          { agent_name: agent, alert_id: ev.id, title: ev.payload.title.slice(0, 200) },
+          'Kafka: dropped an alert event larger than the Kafka message size even without its samples',
+        );
         continue;
       }
       messages.push({ topic: this.topic, key: logKey(agent, ev.payload.fingerprint), value, headers: { [HEADER_TYPE]: 'alert', [HEADER_REF]: ev.id } });
@@ -40,7 +52,9 @@ export class KafkaAlertSink implements AlertSink {
     } catch (e) {
       // The agent reads this too, and its own hints key on errno names: ECONNREFUSED
       // here would make it blame its --kas-address, which answered fine.
-      throw new Error(`the alert log in Kafka is unavailable, so the batch is not acknowledged: ${(e as Error).message.replace(/\bconnect ECONNREFUSED\b/g, 'connection refused to').replace(/\bE(CONNRESET|TIMEDOUT|HOSTUNREACH|NOTFOUND)\b/g, (m) => m.slice(1).toLowerCase())}`);
+      throw new Error(
+        `the alert log in Kafka is unavailable, so the batch is not acknowledged: ${(e as Error).message.replace(/\bconnect ECONNREFUSED\b/g, 'connection refused to').replace(/\bE(CONNRESET|TIMEDOUT|HOSTUNREACH|NOTFOUND)\b/g, (m) => m.slice(1).toLowerCase())}`,
+      );
     }
     return { stored: messages.length, duplicates: 0 };
   }

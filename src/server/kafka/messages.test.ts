@@ -1,6 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { falcoPayload } from '../store/test-payloads.js';
-import { alertUid, decodeLogEvent, encodeAlertEvent, encodeClaimsEvent, encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey, logRef, MAX_MESSAGE_BYTES, parseAlertUid } from './messages.js';
+import {
+  alertUid,
+  decodeLogEvent,
+  encodeAlertEvent,
+  encodeClaimsEvent,
+  encodeStatusEvent,
+  HEADER_REF,
+  HEADER_TYPE,
+  logKey,
+  logRef,
+  MAX_MESSAGE_BYTES,
+  parseAlertUid,
+} from './messages.js';
 import { VerdictError } from '../../shared/errors.js';
 
 describe('log messages', () => {
@@ -8,7 +20,9 @@ describe('log messages', () => {
     const payload = falcoPayload({ fp: 'abc' });
     const a = decodeLogEvent(Buffer.from(encodeAlertEvent('edge', 'ev-1', payload, 'r1', '2026-01-01T00:00:00.000Z')!));
     expect(a).toEqual({ type: 'alert', v: 1, agent: 'edge', id: 'ev-1', payload, at: '2026-01-01T00:00:00.000Z', replica: 'r1' });
-    const s = decodeLogEvent(Buffer.from(encodeStatusEvent({ agent: 'edge', fingerprint: 'abc', alert: 'ev-1', status: 'resolved', actor: 'bob', at: 'now', replica: 'r2' })));
+    const s = decodeLogEvent(
+      Buffer.from(encodeStatusEvent({ agent: 'edge', fingerprint: 'abc', alert: 'ev-1', status: 'resolved', actor: 'bob', at: 'now', replica: 'r2' })),
+    );
     expect(s).toMatchObject({ type: 'status', agent: 'edge', fingerprint: 'abc', alert: 'ev-1', status: 'resolved', actor: 'bob' });
   });
 

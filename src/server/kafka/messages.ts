@@ -91,10 +91,16 @@ export function decodeLogEvent(value: Buffer | null): LogEvent {
     throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'message value is not JSON');
   }
   if (typeof m !== 'object' || m === null) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'message value is not a JSON object');
-  if (m.v !== LOG_VERSION) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', `log message version ${String(m.v)} is not ${LOG_VERSION}; is a newer Verdict writing to this log?`);
+  if (m.v !== LOG_VERSION)
+    throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', `log message version ${String(m.v)} is not ${LOG_VERSION}; is a newer Verdict writing to this log?`);
   if ((m as { type?: unknown }).type === 'claims') {
     const c = m as unknown as Partial<ClaimsLogEvent>;
-    if (!Array.isArray(c.claims) || !c.claims.every((x) => typeof x === 'object' && x !== null && typeof x.integration === 'string' && typeof x.alert === 'string' && typeof x.event === 'string')) {
+    if (
+      !Array.isArray(c.claims) ||
+      !c.claims.every(
+        (x) => typeof x === 'object' && x !== null && typeof x.integration === 'string' && typeof x.alert === 'string' && typeof x.event === 'string',
+      )
+    ) {
       throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'claims must be a list of {integration, alert, event}');
     }
     return c as ClaimsLogEvent;
@@ -107,8 +113,10 @@ export function decodeLogEvent(value: Buffer | null): LogEvent {
     return m as AlertLogEvent;
   }
   if (m.type === 'status') {
-    if (typeof m.fingerprint !== 'string' || typeof m.alert !== 'string') throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'fingerprint or alert is missing');
-    if (!STATUSES.includes(m.status as AlertStatus)) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', `status ${JSON.stringify(m.status)} is not one of ${STATUSES.join(', ')}`);
+    if (typeof m.fingerprint !== 'string' || typeof m.alert !== 'string')
+      throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'fingerprint or alert is missing');
+    if (!STATUSES.includes(m.status as AlertStatus))
+      throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', `status ${JSON.stringify(m.status)} is not one of ${STATUSES.join(', ')}`);
     return m as StatusLogEvent;
   }
   throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', `unknown message type ${JSON.stringify(m.type)}`);
@@ -123,7 +131,10 @@ export const HEADER_REF = 'verdict-ref';
  * status change by the alert's uid. From the headers, or from the value for
  * messages written without them. Undefined for what is not a Verdict event.
  */
-export function logRef(headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined, value: Buffer | null): { type: 'alert' | 'status'; ref: string } | undefined {
+export function logRef(
+  headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined,
+  value: Buffer | null,
+): { type: 'alert' | 'status'; ref: string } | undefined {
   const t = headers?.[HEADER_TYPE];
   const r = headers?.[HEADER_REF];
   if (t !== undefined && r !== undefined && !Array.isArray(t) && !Array.isArray(r)) {

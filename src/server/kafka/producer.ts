@@ -9,9 +9,23 @@ import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
 const { CompressionTypes, Partitioners } = kafkajs;
 
-const produced = new Counter({ name: 'verdict_kafka_produced_messages_total', help: 'Messages Kafka acknowledged (acks=all)', labelNames: ['topic'], registers: [registry] });
-const produceFailures = new Counter({ name: 'verdict_kafka_produce_failures_total', help: 'Produce requests that failed; their senders were told to retry', registers: [registry] });
-const produceSeconds = new Histogram({ name: 'verdict_kafka_produce_seconds', help: 'Time from handing messages to the producer to the brokers\' acknowledgement', buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] });
+const produced = new Counter({
+  name: 'verdict_kafka_produced_messages_total',
+  help: 'Messages Kafka acknowledged (acks=all)',
+  labelNames: ['topic'],
+  registers: [registry],
+});
+const produceFailures = new Counter({
+  name: 'verdict_kafka_produce_failures_total',
+  help: 'Produce requests that failed; their senders were told to retry',
+  registers: [registry],
+});
+const produceSeconds = new Histogram({
+  name: 'verdict_kafka_produce_seconds',
+  help: "Time from handing messages to the producer to the brokers' acknowledgement",
+  buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+  registers: [registry],
+});
 
 export interface OutMessage {
   topic: string;
@@ -122,7 +136,10 @@ export class LogWriter {
 
   /** Tells the writer a topic's partition count, so partitionOf() agrees with the producer (Java's murmur2). */
   setPartitions(topic: string, n: number): void {
-    this.partitionMeta.set(topic, Array.from({ length: n }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0], offlineReplicas: [] })));
+    this.partitionMeta.set(
+      topic,
+      Array.from({ length: n }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0], offlineReplicas: [] })),
+    );
   }
 
   partitionOf(topic: string, key: string): number | undefined {
@@ -167,7 +184,11 @@ class Lane {
   private queue: Pending[] = [];
   private flushing = false;
 
-  constructor(private readonly kafka: KafkaClient, private readonly cfg: KafkaConfig, private readonly log: Logger) {}
+  constructor(
+    private readonly kafka: KafkaClient,
+    private readonly cfg: KafkaConfig,
+    private readonly log: Logger,
+  ) {}
 
   enqueue(p: Pending): void {
     this.queue.push(p);
@@ -177,7 +198,12 @@ class Lane {
   connect(): Promise<Producer> {
     if (this.producer) return Promise.resolve(this.producer);
     if (!this.connecting) {
-      const p = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+      const p = this.kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner,
+      });
       this.connecting = p.connect().then(
         () => {
           this.producer = p;
@@ -280,7 +306,10 @@ class Lane {
     } catch (e) {
       produceFailures.inc();
       const text = isVerdictError(e, 'VERDICT_KAFKA') ? e.message : explainKafkaError(e, this.cfg, [...byTopic.keys()].join(', '));
-      this.log.warn({ error: text, messages: positions.reduce((n, p) => n + p.length, 0) }, 'Kafka: a produce request failed; its senders retry, and the producer is replaced');
+      this.log.warn(
+        { error: text, messages: positions.reduce((n, p) => n + p.length, 0) },
+        'Kafka: a produce request failed; its senders retry, and the producer is replaced',
+      );
       this.replaceProducer();
       for (const { p } of parts) {
         // A caller split over several requests fails as a whole; its remaining parts are not sent.

@@ -6,14 +6,28 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { MAX_SAMPLES } from '../../shared/alert/payload.js';
-import { type AlertChange, type AlertStore, type ChangeTx, type IncomingEvent, type StoredAlert } from '../store/alert-store.js';
+import type { AlertChange, AlertStore, ChangeTx, IncomingEvent, StoredAlert } from '../store/alert-store.js';
 import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { alertUid, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
 import { isVerdictError } from '../../shared/errors.js';
 
-const projected = new Counter({ name: 'verdict_kafka_projected_events_total', help: 'Log messages this replica projected into its store, by outcome', labelNames: ['type', 'result'], registers: [registry] });
-const lagGauge = new Gauge({ name: 'verdict_kafka_projection_lag_messages', help: 'Log messages not yet projected into this replica\'s store, as of the last fetch', registers: [registry] });
+// A little over 500 lines on purpose: reading the log, applying it to the
+// store in chunks and keeping the per-partition change records delivery takes
+// share one consumer loop and its offsets; split, they would share them through
+// more interfaces than code.
+
+const projected = new Counter({
+  name: 'verdict_kafka_projected_events_total',
+  help: 'Log messages this replica projected into its store, by outcome',
+  labelNames: ['type', 'result'],
+  registers: [registry],
+});
+const lagGauge = new Gauge({
+  name: 'verdict_kafka_projection_lag_messages',
+  help: "Log messages not yet projected into this replica's store, as of the last fetch",
+  registers: [registry],
+});
 
 /** Messages applied per SQLite transaction at most: long enough to amortise the commit, short enough not to stall the feed. */
 const CHUNK = 1000;
@@ -113,7 +127,9 @@ export class Projection {
     const db = o.db;
     this.s = {
       offsets: db.prepare('SELECT partition, next_offset FROM kafka_offsets WHERE topic = ?'),
-      putOffset: db.prepare('INSERT INTO kafka_offsets (topic, partition, next_offset) VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset'),
+      putOffset: db.prepare(
+        'INSERT INTO kafka_offsets (topic, partition, next_offset) VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset',
+      ),
       uidOf: db.prepare('SELECT uid FROM kafka_alert_uids WHERE alert_id = ?'),
       alertOfUid: db.prepare('SELECT alert_id FROM kafka_alert_uids WHERE uid = ?'),
       putUid: db.prepare('INSERT OR IGNORE INTO kafka_alert_uids (alert_id, uid) VALUES (?, ?)'),
@@ -246,9 +262,10 @@ export class Projection {
     return {
       status: 'catching_up',
       behind: behind ?? 0,
-      reason: behind === undefined
-        ? 'this replica has not read the end of the Kafka alert log yet'
-        : `this replica is ${this.fromScratch ? 'building its store from' : 'catching up with'} the Kafka alert log: ${behind} of the messages that were in the log at start-up are not in its store yet`,
+      reason:
+        behind === undefined
+          ? 'this replica has not read the end of the Kafka alert log yet'
+          : `this replica is ${this.fromScratch ? 'building its store from' : 'catching up with'} the Kafka alert log: ${behind} of the messages that were in the log at start-up are not in its store yet`,
     };
   }
 
@@ -279,7 +296,9 @@ export class Projection {
     if (this.stopped) return Promise.resolve(false);
     return new Promise((resolve) => {
       const w: Waiter = {
-        partition, offset, resolve,
+        partition,
+        offset,
+        resolve,
         timer: setTimeout(() => {
           this.waiters = this.waiters.filter((x) => x !== w);
           resolve(false);
@@ -301,9 +320,12 @@ export class Projection {
     this.fromScratch = this.positions.size === 0;
     const behind = this.behind()!;
     if (behind > 0) {
-      this.log.info({ messages: behind, from_scratch: this.fromScratch }, this.fromScratch
-        ? 'Kafka: building this replica\'s store from the alert log; /readyz answers 503 until it is done'
-        : 'Kafka: catching up with the alert log; /readyz answers 503 until it is done');
+      this.log.info(
+        { messages: behind, from_scratch: this.fromScratch },
+        this.fromScratch
+          ? "Kafka: building this replica's store from the alert log; /readyz answers 503 until it is done"
+          : 'Kafka: catching up with the alert log; /readyz answers 503 until it is done',
+      );
     }
     try {
       await this.launch();
@@ -340,13 +362,27 @@ export class Projection {
       }
     });
     consumer.on(consumer.events.CRASH, (e) => {
-      this.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart }, 'Kafka: the alert log reader failed');
+      this.log.error(
+        { error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart },
+        'Kafka: the alert log reader failed',
+      );
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
-    await runOrThrow(consumer, () => consumer.run({ autoCommit: true, autoCommitInterval: 1000, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (b) => this.eachBatch(b) }), () => {
-      if (!this.stopped && this.consumer === consumer) void this.restartLater();
-    });
+    await runOrThrow(
+      consumer,
+      () =>
+        consumer.run({
+          autoCommit: true,
+          autoCommitInterval: 1000,
+          eachBatchAutoResolve: false,
+          partitionsConsumedConcurrently: 1,
+          eachBatch: (b) => this.eachBatch(b),
+        }),
+      () => {
+        if (!this.stopped && this.consumer === consumer) void this.restartLater();
+      },
+    );
   }
 
   private sharedGroupText(g: { mine: number; of: number }): string {
@@ -358,7 +394,9 @@ export class Projection {
       what: 'the alert log reader',
       log: this.log,
       signal: this.abort.signal,
-      disconnect: async () => { await this.consumer?.disconnect(); },
+      disconnect: async () => {
+        await this.consumer?.disconnect();
+      },
       launch: () => this.launch(),
       explain: (e) => explainKafkaError(e, this.o.cfg, this.o.topic),
     });
@@ -447,7 +485,10 @@ export class Projection {
       // Every replica refuses the same change at the same place in the log, so they stay alike.
       if (!isVerdictError(e, 'VERDICT_CONFLICT')) throw e;
       projected.inc({ type: 'status', result: 'conflict' });
-      this.log.info({ uid, status: ev.status, actor: ev.actor }, 'Kafka: a status change from the log was refused: the alert is open again under a newer alert');
+      this.log.info(
+        { uid, status: ev.status, actor: ev.actor },
+        'Kafka: a status change from the log was refused: the alert is open again under a newer alert',
+      );
     }
   }
 
@@ -456,7 +497,10 @@ export class Projection {
     const sink = this.o.claims;
     const n = this.o.db.transaction(() => sink.applyClaims(ev.claims, (uid) => this.alertOfUid(uid)))();
     projected.inc({ type: 'claims', result: 'applied' });
-    this.log.debug({ from_replica: ev.replica, partition: ev.partition, upto: ev.upto, claims: ev.claims.length, new_here: n }, 'Kafka: took over webhook claims from the log');
+    this.log.debug(
+      { from_replica: ev.replica, partition: ev.partition, upto: ev.upto, claims: ev.claims.length, new_here: n },
+      'Kafka: took over webhook claims from the log',
+    );
   }
 
   /**
@@ -490,7 +534,10 @@ export class Projection {
     if (this.caughtUpLogged || !this.caughtUp()) return;
     this.caughtUpLogged = true;
     const n = [...this.target!.values()].reduce((a, b) => a + b, 0);
-    this.log.info({ messages: n, duration_ms: Date.now() - this.startedAt }, 'Kafka: this replica\'s store is up to date with the alert log; it is ready (/readyz)');
+    this.log.info(
+      { messages: n, duration_ms: Date.now() - this.startedAt },
+      "Kafka: this replica's store is up to date with the alert log; it is ready (/readyz)",
+    );
   }
 
   async stop(): Promise<void> {

@@ -20,22 +20,25 @@ export interface Relaunchable {
 export async function relaunchUntilRunning(r: Relaunchable): Promise<void> {
   // The consumer just failed: the first relaunch waits like any retry, so brokers that are down are not hammered.
   let failedNow = true;
-  await retryLoop({
-    backoff: { initialMs: 5_000, maxMs: 60_000 },
-    signal: r.signal,
-    onBackoff: (_delay, e) => {
-      if (e !== undefined) r.log.error({ error: r.explain(e) }, `Kafka: could not restart ${r.what}; trying again with backoff`);
+  await retryLoop(
+    {
+      backoff: { initialMs: 5_000, maxMs: 60_000 },
+      signal: r.signal,
+      onBackoff: (_delay, e) => {
+        if (e !== undefined) r.log.error({ error: r.explain(e) }, `Kafka: could not restart ${r.what}; trying again with backoff`);
+      },
     },
-  }, async () => {
-    await r.disconnect().catch(() => undefined);
-    if (failedNow) {
-      failedNow = false;
-      return 'backoff';
-    }
-    await r.launch();
-    r.log.info({}, `Kafka: ${r.what} is running again`);
-    return 'done';
-  });
+    async () => {
+      await r.disconnect().catch(() => undefined);
+      if (failedNow) {
+        failedNow = false;
+        return 'backoff';
+      }
+      await r.launch();
+      r.log.info({}, `Kafka: ${r.what} is running again`);
+      return 'done';
+    },
+  );
 }
 
 /**

@@ -92,20 +92,56 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
     partitions = (await ensureTopics(admin, cfg, log)).logPartitions;
     writer.setPartitions(topics.log, partitions);
     await writer.start();
-    projection = new Projection({ kafka, cfg, db: o.db, store: o.store, topic: topics.log, groupId: topics.projectionGroup(replica), log, claims: o.webhooks, hold: o.holdProjection, partitions });
+    projection = new Projection({
+      kafka,
+      cfg,
+      db: o.db,
+      store: o.store,
+      topic: topics.log,
+      groupId: topics.projectionGroup(replica),
+      log,
+      claims: o.webhooks,
+      hold: o.holdProjection,
+      partitions,
+    });
     await projection.start(admin);
-    tokenSync = new TokenSync({ kafka, cfg, db: o.db, agents: o.agents, tokens: o.tokens, writer, topic: topics.tokens, groupId: topics.tokensGroup(replica), log });
+    tokenSync = new TokenSync({
+      kafka,
+      cfg,
+      db: o.db,
+      agents: o.agents,
+      tokens: o.tokens,
+      writer,
+      topic: topics.tokens,
+      groupId: topics.tokensGroup(replica),
+      log,
+    });
     await tokenSync.start();
     delivery = new DeliveryGroup({
-      kafka, cfg, db: o.db, store: o.store, projection, writer, logTopic: topics.log, exportTopic: topics.export,
-      groupId: topics.deliveryGroup, replica, webhooks: o.webhooks, log, hold: o.holdDelivery, onStep: o.onDeliveryStep,
+      kafka,
+      cfg,
+      db: o.db,
+      store: o.store,
+      projection,
+      writer,
+      logTopic: topics.log,
+      exportTopic: topics.export,
+      groupId: topics.deliveryGroup,
+      replica,
+      webhooks: o.webhooks,
+      log,
+      hold: o.holdDelivery,
+      onStep: o.onDeliveryStep,
     });
     await delivery.start(admin);
   } catch (e) {
     await stopAll();
     throw e;
   }
-  log.info({ replica_id: replica, brokers: cfg.brokers, log_topic: topics.log, partitions, export_topic: topics.export || null }, 'Kafka: this server is a replica on the shared alert log');
+  log.info(
+    { replica_id: replica, brokers: cfg.brokers, log_topic: topics.log, partitions, export_topic: topics.export || null },
+    'Kafka: this server is a replica on the shared alert log',
+  );
 
   const proj = projection;
   const statusTimeout = o.statusTimeoutMs ?? 15_000;
@@ -134,18 +170,34 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
       const firstEvent = uid.slice(`${a.agent}/${a.fingerprint}/`.length);
       let at;
       try {
-        [at] = await writer.append([{
-          topic: topics.log,
-          key: logKey(a.agent, a.fingerprint),
-          value: encodeStatusEvent({ agent: a.agent, fingerprint: a.fingerprint, alert: firstEvent, status: to, actor, at: new Date().toISOString(), replica }),
-          headers: { [HEADER_TYPE]: 'status', [HEADER_REF]: uid },
-        }]);
+        [at] = await writer.append([
+          {
+            topic: topics.log,
+            key: logKey(a.agent, a.fingerprint),
+            value: encodeStatusEvent({
+              agent: a.agent,
+              fingerprint: a.fingerprint,
+              alert: firstEvent,
+              status: to,
+              actor,
+              at: new Date().toISOString(),
+              replica,
+            }),
+            headers: { [HEADER_TYPE]: 'status', [HEADER_REF]: uid },
+          },
+        ]);
       } catch (e) {
         // Not a 500: nothing changed, and the message says why and what to do.
-        throw new VerdictError('VERDICT_KAFKA', `the alert log in Kafka is unavailable, so the status is not changed: ${(e as Error).message}; try again once Kafka is back`);
+        throw new VerdictError(
+          'VERDICT_KAFKA',
+          `the alert log in Kafka is unavailable, so the status is not changed: ${(e as Error).message}; try again once Kafka is back`,
+        );
       }
       if (!at || at.offset < 0 || !(await proj.waitFor(at.partition, at.offset, statusTimeout))) {
-        throw new VerdictError('VERDICT_PENDING', `the status change is in the alert log but this server has not applied it within ${Math.round(statusTimeout / 1000)} s; it shows once this replica catches up (see verdict_kafka_projection_lag_messages)`);
+        throw new VerdictError(
+          'VERDICT_PENDING',
+          `the status change is in the alert log but this server has not applied it within ${Math.round(statusTimeout / 1000)} s; it shows once this replica catches up (see verdict_kafka_projection_lag_messages)`,
+        );
       }
       return o.store.get(id);
     },

@@ -108,7 +108,10 @@ export class TestPublisher {
   private waiting = new Map<number, { resolve: (a: AlertAck) => void; reject: (e: Error) => void }>();
   private nextId = 0;
 
-  constructor(target: string, private readonly token: string) {
+  constructor(
+    target: string,
+    private readonly token: string,
+  ) {
     this.client = new AlertPublisherClient(target, grpc.credentials.createInsecure());
   }
 
@@ -143,8 +146,14 @@ export class TestPublisher {
         reject(new Error(`no acknowledgement for batch ${batch_id} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting.set(batch_id, {
-        resolve: (a) => { clearTimeout(t); resolve(a); },
-        reject: (e) => { clearTimeout(t); reject(e); },
+        resolve: (a) => {
+          clearTimeout(t);
+          resolve(a);
+        },
+        reject: (e) => {
+          clearTimeout(t);
+          reject(e);
+        },
       });
       call.write({ batch_id, alerts: events.map((e) => ({ id: e.id, payload: Buffer.from(JSON.stringify(e.payload)) })) });
     });

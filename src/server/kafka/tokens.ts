@@ -74,7 +74,9 @@ export class TokenSync {
       unpublishedFeed: db.prepare(`SELECT t.name, t.scope, t.token_hash, t.created_at, t.revoked_at
         FROM feed_tokens t LEFT JOIN kafka_tokens_seen s ON s.key = 'feed:' || t.token_hash
         WHERE s.key IS NULL OR (t.revoked_at IS NOT NULL AND s.revoked = 0)`),
-      markSeen: db.prepare('INSERT INTO kafka_tokens_seen (key, revoked) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET revoked = max(revoked, excluded.revoked)'),
+      markSeen: db.prepare(
+        'INSERT INTO kafka_tokens_seen (key, revoked) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET revoked = max(revoked, excluded.revoked)',
+      ),
       insertAgent: db.prepare('INSERT INTO agents (name, config_project, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING'),
       agentId: db.prepare('SELECT id FROM agents WHERE name = ?'),
       insertAgentToken: db.prepare('INSERT INTO agent_tokens (agent_id, name, token_hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING'),
@@ -97,16 +99,28 @@ export class TokenSync {
   }
 
   private async launch(): Promise<void> {
-    const consumer = this.o.kafka.consumer({ groupId: this.o.groupId, sessionTimeout: this.o.cfg.session_timeout, maxWaitTimeInMs: 500, allowAutoTopicCreation: false });
+    const consumer = this.o.kafka.consumer({
+      groupId: this.o.groupId,
+      sessionTimeout: this.o.cfg.session_timeout,
+      maxWaitTimeInMs: 500,
+      allowAutoTopicCreation: false,
+    });
     this.consumer = consumer;
     consumer.on(consumer.events.CRASH, (e) => {
-      this.o.log.error({ error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart }, 'Kafka: reading the tokens topic failed; tokens created on other replicas may not work here until it recovers');
+      this.o.log.error(
+        { error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart },
+        'Kafka: reading the tokens topic failed; tokens created on other replicas may not work here until it recovers',
+      );
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
-    await runOrThrow(consumer, () => consumer.run({ eachMessage: async ({ message }) => this.apply(message.value) }), () => {
-      if (!this.stopped && this.consumer === consumer) void this.restartLater();
-    });
+    await runOrThrow(
+      consumer,
+      () => consumer.run({ eachMessage: async ({ message }) => this.apply(message.value) }),
+      () => {
+        if (!this.stopped && this.consumer === consumer) void this.restartLater();
+      },
+    );
   }
 
   private restartLater(): Promise<void> {
@@ -114,7 +128,9 @@ export class TokenSync {
       what: 'the tokens topic reader',
       log: this.o.log,
       signal: this.abort.signal,
-      disconnect: async () => { await this.consumer?.disconnect(); },
+      disconnect: async () => {
+        await this.consumer?.disconnect();
+      },
       launch: () => this.launch(),
       explain: (e) => explainKafkaError(e, this.o.cfg, this.o.topic),
     });

@@ -36,7 +36,6 @@ export interface ListQuery extends AlertFilter {
   cursor?: string;
 }
 
-
 /** Sort columns, ending in the id that makes every key unique (for cursors). */
 const SORT_KEYS: Record<SortKey, readonly string[]> = {
   last_seen: ['last_seen', 'id'],
@@ -92,10 +91,16 @@ export function decodeCursor(s: string, sort: SortKey, order: SortOrder): Cursor
   }
   const n = SORT_KEYS[sort].length;
   if (!Array.isArray(v) || v.length !== n + 2 || !v.slice(2).every((x) => typeof x === 'number')) {
-    throw new VerdictError('VERDICT_BAD_REQUEST', 'cursor is not one this server made; pass next_cursor from the previous page unchanged, or drop it to start over');
+    throw new VerdictError(
+      'VERDICT_BAD_REQUEST',
+      'cursor is not one this server made; pass next_cursor from the previous page unchanged, or drop it to start over',
+    );
   }
   if (v[0] !== sort || v[1] !== order) {
-    throw new VerdictError('VERDICT_BAD_REQUEST', `cursor belongs to sort=${String(v[0])}&order=${String(v[1])}; keep the sort of the first page or drop the cursor`);
+    throw new VerdictError(
+      'VERDICT_BAD_REQUEST',
+      `cursor belongs to sort=${String(v[0])}&order=${String(v[1])}; keep the sort of the first page or drop the cursor`,
+    );
   }
   return { sort, order, key: v.slice(2) as number[] };
 }
@@ -146,7 +151,11 @@ function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = fal
     w.params.push(...vals);
   };
   add('status', 'status', f.status);
-  add('severity', 'severity_rank', f.severity?.map((s) => SEVERITY_RANK[s]));
+  add(
+    'severity',
+    'severity_rank',
+    f.severity?.map((s) => SEVERITY_RANK[s]),
+  );
   add('namespace', 'namespace', f.namespace);
   add('rule', 'rule', f.rule);
   add('source', 'source', f.source);
@@ -192,16 +201,29 @@ export function drivers(f: AlertFilter): Driver[] {
     if (vals?.length) out.push({ name, sql: `SELECT id FROM alerts INDEXED BY ${index} WHERE ${inClause(col, vals.length)}`, params: [...vals] });
   };
   idx('status', 'alerts_status', 'status', f.status);
-  idx('severity', 'alerts_severity', 'severity_rank', f.severity?.map((s) => SEVERITY_RANK[s]));
+  idx(
+    'severity',
+    'alerts_severity',
+    'severity_rank',
+    f.severity?.map((s) => SEVERITY_RANK[s]),
+  );
   idx('namespace', 'alerts_namespace', 'namespace', f.namespace);
   idx('rule', 'alerts_rule', 'rule', f.rule);
   if (f.policy?.length) {
     const m = policyMatch(f.policy);
     // DISTINCT: an alert may match more than one of the policies asked for.
-    out.push({ name: 'policy', sql: `SELECT DISTINCT alert_id AS id FROM alert_policies INDEXED BY alert_policies_name WHERE ${m.clauses[0]}`, params: m.params });
+    out.push({
+      name: 'policy',
+      sql: `SELECT DISTINCT alert_id AS id FROM alert_policies INDEXED BY alert_policies_name WHERE ${m.clauses[0]}`,
+      params: m.params,
+    });
   }
   if (f.since !== undefined || f.until !== undefined) {
-    out.push({ name: 'time', sql: 'SELECT id FROM alerts INDEXED BY alerts_last_seen WHERE last_seen BETWEEN ? AND ?', params: [f.since ?? 0, f.until ?? Number.MAX_SAFE_INTEGER] });
+    out.push({
+      name: 'time',
+      sql: 'SELECT id FROM alerts INDEXED BY alerts_last_seen WHERE last_seen BETWEEN ? AND ?',
+      params: [f.since ?? 0, f.until ?? Number.MAX_SAFE_INTEGER],
+    });
   }
   const fts = f.q ? toFtsQuery(f.q) : undefined;
   if (fts) out.push({ name: 'q', sql: 'SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?', params: [fts] });
@@ -254,7 +276,10 @@ export function listSql(cols: string, q: ListQuery, driver?: Driver, ftsMinId?: 
     // (twice as fast as `id IN (...)`, which builds a temporary list first).
     const w = where(q, driver.name, 'a.');
     cursorClause(cursor, w, 'a.');
-    const acols = cols.split(', ').map((c) => `a.${c}`).join(', ');
+    const acols = cols
+      .split(', ')
+      .map((c) => `a.${c}`)
+      .join(', ');
     return {
       sql: `SELECT ${acols} FROM (${driver.sql}) d CROSS JOIN alerts a ON a.id = d.id${whereSql(w)} ORDER BY ${orderBy(sort, order, 'a.')} LIMIT ?`,
       params: [...driver.params, ...w.params, q.limit],
@@ -266,7 +291,11 @@ export function listSql(cols: string, q: ListQuery, driver?: Driver, ftsMinId?: 
   w.clauses.unshift(`${SCAN_FN}(${SORT_KEYS[sort].join(', ')})`);
   cursorClause(cursor, w);
   const index = SORT_INDEX[sort];
-  return { sql: `SELECT ${cols} FROM alerts ${index ? `INDEXED BY ${index}` : 'NOT INDEXED'}${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`, params: [...w.params, q.limit], scan: true };
+  return {
+    sql: `SELECT ${cols} FROM alerts ${index ? `INDEXED BY ${index}` : 'NOT INDEXED'}${whereSql(w)} ORDER BY ${orderBy(sort, order)} LIMIT ?`,
+    params: [...w.params, q.limit],
+    scan: true,
+  };
 }
 
 /**

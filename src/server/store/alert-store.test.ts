@@ -5,8 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { AlertStore, OCCURRENCES_KEPT, type AlertChange, type StoredAlert } from './alert-store.js';
 import { toFtsQuery } from './alert-query.js';
 import { VerdictError } from '../../shared/errors.js';
-import { migrate, openDatabase } from '../../shared/sqlite/open.js';
-import { openServerDb, SERVER_MIGRATIONS } from './server-db.js';
+import { openServerDb } from './server-db.js';
 import { ciliumPayload, falcoPayload } from './test-payloads.js';
 
 let ev = 0;
@@ -37,7 +36,12 @@ describe('AlertStore ingest', () => {
     const { store } = fresh();
     store.ingest('a', [{ id: id(), payload: ciliumPayload() }]);
     store.ingest('b', [{ id: id(), payload: ciliumPayload() }]);
-    expect(store.list({ limit: 10 }).alerts.map((x) => x.agent).sort()).toEqual(['a', 'b']);
+    expect(
+      store
+        .list({ limit: 10 })
+        .alerts.map((x) => x.agent)
+        .sort(),
+    ).toEqual(['a', 'b']);
   });
 
   it('ignores a re-sent event id, also within one batch', () => {
@@ -113,16 +117,20 @@ describe('AlertStore ingest', () => {
     const e2 = { id: id(), payload: falcoPayload() };
     store.ingest('edge', [e1, e2, e1]);
     store.ingest('edge', [{ id: 'later', payload: falcoPayload() }]);
-    expect(seen.map((c) => c.type === 'stored' && [c.opened, c.events])).toEqual([[true, [e1.id, e2.id]], [false, ['later']]]);
+    expect(seen.map((c) => c.type === 'stored' && [c.opened, c.events])).toEqual([
+      [true, [e1.id, e2.id]],
+      [false, ['later']],
+    ]);
     expect(store.alertOfEvent(e2.id)).toBe(seen[0]!.alert.id);
     store.setStatus(seen[0]!.alert.id, 'resolved', 'me');
     expect(seen.at(-1)).toMatchObject({ type: 'status', from: 'triggered', actor: 'me', alert: { status: 'resolved' } });
   });
 
-  it("reads as its earliest occurrence: a repeat keeps the text, an older occurrence arriving late brings its own, and search follows", () => {
+  it('reads as its earliest occurrence: a repeat keeps the text, an older occurrence arriving late brings its own, and search follows', () => {
     const { store } = fresh();
     const send = (minute: number, output: string) =>
-      store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'text', time: new Date(Date.UTC(2024, 0, 1, 0, minute)).toISOString(), output }) }]).alerts[0]!;
+      store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'text', time: new Date(Date.UTC(2024, 0, 1, 0, minute)).toISOString(), output }) }])
+        .alerts[0]!;
     const a = send(10, 'opened by quokka');
     send(20, 'repeated by wombat');
     expect(store.get(a.id)!.description).toContain('quokka');
@@ -133,10 +141,12 @@ describe('AlertStore ingest', () => {
     expect(store.list({ limit: 10, q: 'quokka' }).alerts).toHaveLength(0);
   });
 
-  it('takes the highest severity of an open alert\'s occurrences and keeps the occurrence that set it in view', () => {
+  it("takes the highest severity of an open alert's occurrences and keeps the occurrence that set it in view", () => {
     const { store } = fresh();
     const t = (i: number) => new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString();
-    const send = (i: number, severity: 'low' | 'critical') => store.ingest('edge', [{ id: `sev-${i}`, payload: falcoPayload({ fp: 'sev', severity, time: t(i), output: `occurrence ${i} (${severity})` }) }]).alerts[0]!;
+    const send = (i: number, severity: 'low' | 'critical') =>
+      store.ingest('edge', [{ id: `sev-${i}`, payload: falcoPayload({ fp: 'sev', severity, time: t(i), output: `occurrence ${i} (${severity})` }) }])
+        .alerts[0]!;
     send(0, 'low');
     send(1, 'critical');
     const a = send(2, 'low');
@@ -149,7 +159,10 @@ describe('AlertStore ingest', () => {
     expect(store.counts('severity', {})).toEqual([{ key: 'critical', alerts: 1, events: 3 }]);
     // Long after the ring moved past it, one event a batch and then a burst in one batch.
     for (let i = 3; i < 3 + OCCURRENCES_KEPT + 5; i++) send(i, 'low');
-    store.ingest('edge', Array.from({ length: 45 }, (_, i) => ({ id: `burst-sev-${i}`, payload: falcoPayload({ fp: 'sev', severity: 'low', time: t(40 + i) }) })));
+    store.ingest(
+      'edge',
+      Array.from({ length: 45 }, (_, i) => ({ id: `burst-sev-${i}`, payload: falcoPayload({ fp: 'sev', severity: 'low', time: t(40 + i) }) })),
+    );
     d = store.detail(a.id)!;
     expect(d.alert.severity).toBe('critical');
     expect(d.severity_occurrence).toMatchObject({ event_id: 'sev-1', severity: 'critical' });
@@ -177,7 +190,8 @@ describe('AlertStore ingest', () => {
   it('keeps the latest occurrences and samples in bounded rings', () => {
     const { store } = fresh();
     let alertId = 0;
-    for (let i = 0; i < 30; i++) alertId = store.ingest('edge', [{ id: id(), payload: ciliumPayload({ time: new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString() }) }]).alerts[0]!.id;
+    for (let i = 0; i < 30; i++)
+      alertId = store.ingest('edge', [{ id: id(), payload: ciliumPayload({ time: new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString() }) }]).alerts[0]!.id;
     const d = store.detail(alertId)!;
     expect(d.occurrences).toHaveLength(OCCURRENCES_KEPT);
     expect(d.occurrences[0]!.event_no).toBe(29);
@@ -225,7 +239,13 @@ describe('AlertStore status', () => {
     const [a] = store.ingest('edge', [{ id: id(), payload: ciliumPayload() }]).alerts;
     for (const s of ['acknowledged', 'ignored', 'triggered', 'resolved', 'acknowledged'] as const) store.setStatus(a!.id, s, `token:${s}`);
     const d = store.detail(a!.id)!;
-    expect(d.history.map((h) => `${h.from}>${h.to}`)).toEqual(['triggered>acknowledged', 'acknowledged>ignored', 'ignored>triggered', 'triggered>resolved', 'resolved>acknowledged']);
+    expect(d.history.map((h) => `${h.from}>${h.to}`)).toEqual([
+      'triggered>acknowledged',
+      'acknowledged>ignored',
+      'ignored>triggered',
+      'triggered>resolved',
+      'resolved>acknowledged',
+    ]);
     expect(d.history[0]!.actor).toBe('token:acknowledged');
     expect(d.history[0]!.at).toMatch(/^\d{4}-/);
     expect(store.setStatus(999, 'resolved', 'x')).toBeUndefined();
@@ -348,7 +368,16 @@ describe('AlertStore queries', () => {
     const base = Date.UTC(2024, 0, 1);
     const batch = [];
     // Many equal sort keys: the id breaks ties.
-    for (let i = 0; i < 57; i++) batch.push({ id: id(), payload: ciliumPayload({ fp: `f${i}`, time: new Date(base + (i % 5) * 1000).toISOString(), severity: (['low', 'high', 'critical'] as const)[i % 3], count: (i % 4) + 1 }) });
+    for (let i = 0; i < 57; i++)
+      batch.push({
+        id: id(),
+        payload: ciliumPayload({
+          fp: `f${i}`,
+          time: new Date(base + (i % 5) * 1000).toISOString(),
+          severity: (['low', 'high', 'critical'] as const)[i % 3],
+          count: (i % 4) + 1,
+        }),
+      });
     store.ingest('edge', batch);
     for (const sort of ['last_seen', 'created', 'count', 'severity'] as const) {
       for (const order of ['desc', 'asc'] as const) {
@@ -406,9 +435,18 @@ describe('AlertStore queries', () => {
   it('counts by severity, source, rule, namespace and policy, with filters', () => {
     const { store } = seeded();
     expect(store.counts('severity', {})).toHaveLength(4);
-    expect(store.counts('source', {})).toEqual([{ key: 'cilium', alerts: 2, events: 2 }, { key: 'falco', alerts: 2, events: 2 }]);
-    expect(store.counts('namespace', { source: ['falco'] })).toEqual([{ key: 'kube-system', alerts: 1, events: 1 }, { key: 'shop', alerts: 1, events: 1 }]);
-    expect(store.counts('policy', {})).toEqual([{ key: 'db/db-lockdown', alerts: 1, events: 1 }, { key: 'shop/payments-api-ingress', alerts: 1, events: 1 }]);
+    expect(store.counts('source', {})).toEqual([
+      { key: 'cilium', alerts: 2, events: 2 },
+      { key: 'falco', alerts: 2, events: 2 },
+    ]);
+    expect(store.counts('namespace', { source: ['falco'] })).toEqual([
+      { key: 'kube-system', alerts: 1, events: 1 },
+      { key: 'shop', alerts: 1, events: 1 },
+    ]);
+    expect(store.counts('policy', {})).toEqual([
+      { key: 'db/db-lockdown', alerts: 1, events: 1 },
+      { key: 'shop/payments-api-ingress', alerts: 1, events: 1 },
+    ]);
     expect(store.counts('policy', { namespace: ['db'] })).toEqual([{ key: 'db/db-lockdown', alerts: 1, events: 1 }]);
     expect(store.counts('rule', { source: ['falco'], q: 'coredns' })).toEqual([{ key: 'Write below etc', alerts: 1, events: 1 }]);
   });
@@ -422,9 +460,20 @@ describe('AlertStore queries', () => {
       for (let i = 0; i < 40; i++) {
         t += 1000;
         const time = new Date(t).toISOString();
-        batch.push({ id: id(), payload: i % 2
-          ? ciliumPayload({ fp: `c${(i * 7 + round) % 13}`, ns: `ns${i % 3}`, severity: sevs[(i + round) % 5], time, count: (i % 3) + 1, policy: `p${i % 4}` })
-          : falcoPayload({ fp: `f${i % 11}`, rule: `rule ${i % 3}`, ns: `ns${i % 4}`, severity: sevs[i % 5], time }) });
+        batch.push({
+          id: id(),
+          payload:
+            i % 2
+              ? ciliumPayload({
+                  fp: `c${(i * 7 + round) % 13}`,
+                  ns: `ns${i % 3}`,
+                  severity: sevs[(i + round) % 5],
+                  time,
+                  count: (i % 3) + 1,
+                  policy: `p${i % 4}`,
+                })
+              : falcoPayload({ fp: `f${i % 11}`, rule: `rule ${i % 3}`, ns: `ns${i % 4}`, severity: sevs[i % 5], time }),
+        });
       }
       const changed = store.ingest(round % 2 ? 'a' : 'b', batch).alerts;
       for (const a of changed.slice(0, 5)) store.setStatus(a.id, (['resolved', 'acknowledged', 'ignored', 'triggered'] as const)[(a.id + round) % 4]!, 'x');
@@ -449,52 +498,5 @@ describe('AlertStore queries', () => {
     const after = all[1]!.seq;
     expect(store.changesSince(after, {}, 100)).toHaveLength(2);
     expect(store.changesSince(0, { source: ['falco'], q: 'coredns' }, 100)).toHaveLength(1);
-  });
-});
-
-describe('server schema upgrades', () => {
-  it('moves the occurrence ring of a version 1 database into the rowid table, and keeps ring order and cascades', () => {
-    const db = openDatabase(':memory:');
-    migrate(db, 'server', SERVER_MIGRATIONS.slice(0, 1));
-    // A wrapped ring as version 1 held it: events 0..24 of one alert, slot = n mod 20.
-    db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule, count, events, first_seen, last_seen, created_at, updated_at, seq)
-      VALUES (1, 'ring', 'edge', 'triggered', 'cilium', 'medium', 2, 'prod', 'shop', '', 25, 25, 1000, 2000, 1000, 2000, 25)`).run();
-    db.prepare(`INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (1, 't', 'd', '[]', '{}', '{}', '')`).run();
-    db.prepare(`INSERT INTO alerts_fts (rowid, title, description, search_text) VALUES (1, 't', 'd', '')`).run();
-    const put = db.prepare(`INSERT OR REPLACE INTO alert_occurrences (alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples)
-      VALUES (1, ?, ?, ?, 1000, ?, 1000, 1000, 'medium', NULL, NULL, ?)`);
-    for (let n = 0; n < OCCURRENCES_KEPT + 5; n++) put.run(n % OCCURRENCES_KEPT, n, `e${n}`, n + 1, JSON.stringify([{ n }]));
-    migrate(db, 'server', SERVER_MIGRATIONS);
-    expect((db.prepare("SELECT sql FROM sqlite_master WHERE name = 'alert_occurrences'").get() as { sql: string }).sql).not.toContain('WITHOUT ROWID');
-    const store = new AlertStore(db);
-    const was = store.detail(1)!.occurrences;
-    expect(was.map((o) => o.event_no)).toEqual(Array.from({ length: OCCURRENCES_KEPT }, (_, i) => OCCURRENCES_KEPT + 4 - i));
-    expect(store.get(1)!.samples).toEqual([20, 21, 22, 23, 24].map((n) => ({ n })));
-    store.ingest('edge', [{ id: id(), payload: ciliumPayload({ fp: 'ring', count: 99 }) }]);
-    const occ = store.detail(1)!.occurrences;
-    expect(occ).toHaveLength(OCCURRENCES_KEPT);
-    expect(occ.map((o) => o.count).slice(0, 2)).toEqual([99, OCCURRENCES_KEPT + 5]);
-    store.purgeStep({ maxAgeMs: 1, maxRows: 1e9, eventIdMaxAgeMs: 1e15, maxEventIds: 1e9 }, 100, Date.now() + 180_000);
-    expect((db.prepare('SELECT count(*) AS n FROM alert_occurrences').get() as { n: number }).n).toBe(0);
-  });
-});
-
-describe('planner statistics', () => {
-  it('drops statistics taken of a near-empty store, so alert lookups keep using their indexes', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'verdict-stats-'));
-    let db = openServerDb(dir);
-    let store = new AlertStore(db);
-    store.ingest('edge', [{ id: id(), payload: ciliumPayload({ fp: 'one' }) }]);
-    // What a `PRAGMA optimize` at start-up recorded before: every table a row or two.
-    db.exec('ANALYZE');
-    expect(store.refreshPlannerStats()).toBe(false);
-    const plan = (d: typeof db) => JSON.stringify(d.prepare('EXPLAIN QUERY PLAN DELETE FROM alert_occurrences WHERE alert_id = 1').all());
-    db.close();
-    db = openServerDb(dir);
-    store = new AlertStore(db);
-    expect(db.prepare('SELECT count(*) AS n FROM sqlite_stat1').get()).toEqual({ n: 0 });
-    expect(plan(db)).toContain('alert_occurrences_slot');
-    expect(store.get(1)?.fingerprint).toBe('one');
-    db.close();
   });
 });

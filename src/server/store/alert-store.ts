@@ -51,7 +51,10 @@ export class AlertStore {
   private readonly lifecycle: Lifecycle;
   private readonly purge: Purge;
 
-  constructor(private readonly db: DB, opts: { scanBudget?: number } = {}) {
+  constructor(
+    private readonly db: DB,
+    opts: { scanBudget?: number } = {},
+  ) {
     dropStatsOfASmallStore(db);
     const open = new OpenAlerts(db);
     const index = new SearchIndex(db);

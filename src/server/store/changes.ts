@@ -13,14 +13,14 @@ import type { StoredAlert } from './types.js';
 /** What one write did to one alert. */
 export type AlertChange =
   | {
-    type: 'stored';
-    /** The alert after the batch; its samples are those that came with the batch. */
-    alert: StoredAlert;
-    /** True when the batch opened this alert: its first event in `events` did. */
-    opened: boolean;
-    /** Ids of the batch's events stored into this alert, in batch order (re-sent ones are not). */
-    events: readonly string[];
-  }
+      type: 'stored';
+      /** The alert after the batch; its samples are those that came with the batch. */
+      alert: StoredAlert;
+      /** True when the batch opened this alert: its first event in `events` did. */
+      opened: boolean;
+      /** Ids of the batch's events stored into this alert, in batch order (re-sent ones are not). */
+      events: readonly string[];
+    }
   | { type: 'status'; alert: StoredAlert; from: AlertStatus; actor: string };
 
 export interface ChangeTx {

@@ -7,7 +7,16 @@ import type { OpenAlerts, OpenEntry, PendingOccurrence } from './open-alerts.js'
 import { RollupDelta, rollupKeys, type Rollups } from './rollups.js';
 import { iso } from './rows.js';
 import { SearchText, type SearchIndex } from './search-text.js';
-import { CLOCK_SKEW_MS, MAX_SAMPLE_BYTES, OCCURRENCES_KEPT, PINNED_SLOT, RECEIVED_PRECISION_MS, type IncomingEvent, type IngestResult, type StoredAlert } from './types.js';
+import {
+  CLOCK_SKEW_MS,
+  MAX_SAMPLE_BYTES,
+  OCCURRENCES_KEPT,
+  PINNED_SLOT,
+  RECEIVED_PRECISION_MS,
+  type IncomingEvent,
+  type IngestResult,
+  type StoredAlert,
+} from './types.js';
 
 // Stores agent batches. An alert groups occurrences by agent and fingerprint:
 // a repeat of an open alert (triggered, acknowledged or ignored) increments
@@ -62,12 +71,30 @@ function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
   if (e.iso.last[0] !== r.last_seen) e.iso.last = [r.last_seen, iso(r.last_seen)];
   if (e.iso.received[0] !== r.last_received_at) e.iso.received = [r.last_received_at, iso(r.last_received_at)];
   const a: StoredAlert = {
-    id: r.id, fingerprint: r.fingerprint, agent: r.agent, status: r.status, source: r.source, severity: r.severity,
-    title: r.title, description: r.description, cluster: r.cluster, namespace: r.namespace,
+    id: r.id,
+    fingerprint: r.fingerprint,
+    agent: r.agent,
+    status: r.status,
+    source: r.source,
+    severity: r.severity,
+    title: r.title,
+    description: r.description,
+    cluster: r.cluster,
+    namespace: r.namespace,
     // Shared with the cache, which replaces rather than mutates them.
-    policies: e.policies, rule: r.rule, labels: e.labels, details: e.details, samples: e.batchSamples,
-    count: r.count, events: r.events, first_seen: e.iso.first[1], last_seen: e.iso.last[1],
-    created_at: e.iso.created, updated_at: updatedAt, last_received_at: e.iso.received[1], seq: r.seq,
+    policies: e.policies,
+    rule: r.rule,
+    labels: e.labels,
+    details: e.details,
+    samples: e.batchSamples,
+    count: r.count,
+    events: r.events,
+    first_seen: e.iso.first[1],
+    last_seen: e.iso.last[1],
+    created_at: e.iso.created,
+    updated_at: updatedAt,
+    last_received_at: e.iso.received[1],
+    seq: r.seq,
   };
   if (r.clock_skew) a.clock_skew = true;
   return a;
@@ -77,7 +104,13 @@ export class Ingest {
   private readonly s;
   private lastId: number;
 
-  constructor(db: DB, private readonly changes: Changes, private readonly open: OpenAlerts, private readonly rollups: Rollups, private readonly index: SearchIndex) {
+  constructor(
+    db: DB,
+    private readonly changes: Changes,
+    private readonly open: OpenAlerts,
+    private readonly rollups: Rollups,
+    private readonly index: SearchIndex,
+  ) {
     this.s = {
       insertAlert: db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule,
         count, events, first_seen, last_seen, created_at, updated_at, last_received_at, clock_skew, seq) VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -96,7 +129,8 @@ export class Ingest {
       updateText: db.prepare('UPDATE alert_text SET title = ?, description = ? WHERE id = ?'),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
       insertEvent: db.prepare('INSERT OR IGNORE INTO alert_events (event_id, alert_id, received_at) VALUES (?, ?, ?)'),
-      putOccurrence: db.prepare(`INSERT OR REPLACE INTO alert_occurrences (alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples)
+      putOccurrence:
+        db.prepare(`INSERT OR REPLACE INTO alert_occurrences (alert_id, slot, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     };
     // Ids are assigned here so an event id can be claimed before its alert row
@@ -162,15 +196,51 @@ export class Ingest {
         this.lastId = alertId;
         const details = p.cilium ? { cilium: p.cilium } : p.falco ? { falco: p.falco } : {};
         const row = {
-          id: alertId, fingerprint: p.fingerprint, agent, status: 'triggered' as const, source: p.source, severity, severity_rank: SEVERITY_RANK[severity] ?? 0,
-          title: cutText(p.title, MAX_TITLE), description, cluster: p.cluster, namespace: p.namespace,
-          policies: JSON.stringify(p.policies), rule: p.rule, labels: JSON.stringify(labels), details: JSON.stringify(details),
-          count: 0, events: 0, first_seen: first, last_seen: last, created_at: now, updated_at: now, last_received_at: received, clock_skew: skewed, severity_event: 0, seq: 0,
+          id: alertId,
+          fingerprint: p.fingerprint,
+          agent,
+          status: 'triggered' as const,
+          source: p.source,
+          severity,
+          severity_rank: SEVERITY_RANK[severity] ?? 0,
+          title: cutText(p.title, MAX_TITLE),
+          description,
+          cluster: p.cluster,
+          namespace: p.namespace,
+          policies: JSON.stringify(p.policies),
+          rule: p.rule,
+          labels: JSON.stringify(labels),
+          details: JSON.stringify(details),
+          count: 0,
+          events: 0,
+          first_seen: first,
+          last_seen: last,
+          created_at: now,
+          updated_at: now,
+          last_received_at: received,
+          clock_skew: skewed,
+          severity_event: 0,
+          seq: 0,
         };
         e = {
-          row, labels, policies: p.policies, details, search: SearchText.of(p.namespace, p.policies, p.rule),
-          indexedSearchText: '', searchChanged: false, severityChanged: false, receiptChanged: false, isNew: true, batchSamples: [], batchEvents: [], batchCount: 0, pending: [], pendingSetter: undefined, pinnedStale: false,
-          rollupKeys: rollupKeys(row, p.policies), iso: { first: [first, iso(first)], last: [last, iso(last)], received: [received, iso(received)], created: iso(now) },
+          row,
+          labels,
+          policies: p.policies,
+          details,
+          search: SearchText.of(p.namespace, p.policies, p.rule),
+          indexedSearchText: '',
+          searchChanged: false,
+          severityChanged: false,
+          receiptChanged: false,
+          isNew: true,
+          batchSamples: [],
+          batchEvents: [],
+          batchCount: 0,
+          pending: [],
+          pendingSetter: undefined,
+          pinnedStale: false,
+          rollupKeys: rollupKeys(row, p.policies),
+          iso: { first: [first, iso(first)], last: [last, iso(last)], received: [received, iso(received)], created: iso(now) },
         };
         rollup.addKeys(e.rollupKeys, 1, 0);
         e.search.add(labels);
@@ -247,8 +317,20 @@ export class Ingest {
     const samples = o.samples.slice(-MAX_SAMPLES).map(capSample);
     const labelsJson = sameLabels(o.labels, e.labels) ? r.labels : JSON.stringify(o.labels);
     // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
-    this.s.putOccurrence.run(r.id, slot, o.no, o.id, now, o.count, o.first, o.last, o.severity,
-      o.description === r.description ? null : o.description, labelsJson === r.labels ? null : labelsJson, `[${samples.map((x) => x.json).join(',')}]`);
+    this.s.putOccurrence.run(
+      r.id,
+      slot,
+      o.no,
+      o.id,
+      now,
+      o.count,
+      o.first,
+      o.last,
+      o.severity,
+      o.description === r.description ? null : o.description,
+      labelsJson === r.labels ? null : labelsJson,
+      `[${samples.map((x) => x.json).join(',')}]`,
+    );
     if (samples.length && slot !== PINNED_SLOT) e.batchSamples = e.batchSamples.concat(samples.map((x) => x.value)).slice(-MAX_SAMPLES);
   }
 
@@ -269,8 +351,26 @@ export class Ingest {
     e.pinnedStale = false;
     const text = e.search.text;
     if (e.isNew) {
-      s.insertAlert.run(r.id, r.fingerprint, r.agent, r.source, r.severity, r.severity_rank, r.cluster, r.namespace, r.rule,
-        r.count, r.events, r.first_seen, r.last_seen, r.created_at, r.updated_at, r.last_received_at, r.clock_skew, r.seq);
+      s.insertAlert.run(
+        r.id,
+        r.fingerprint,
+        r.agent,
+        r.source,
+        r.severity,
+        r.severity_rank,
+        r.cluster,
+        r.namespace,
+        r.rule,
+        r.count,
+        r.events,
+        r.first_seen,
+        r.last_seen,
+        r.created_at,
+        r.updated_at,
+        r.last_received_at,
+        r.clock_skew,
+        r.seq,
+      );
       s.insertText.run(r.id, r.title, r.description, r.policies, r.labels, r.details);
       s.insertSearch.run(r.id, text);
       this.index.insert(r.id, r.title, r.description, text);

@@ -19,7 +19,12 @@ function statusConflict(openId: number): VerdictError {
 export class Lifecycle {
   private readonly s;
 
-  constructor(db: DB, private readonly changes: Changes, private readonly open: OpenAlerts, private readonly rollups: Rollups) {
+  constructor(
+    db: DB,
+    private readonly changes: Changes,
+    private readonly open: OpenAlerts,
+    private readonly rollups: Rollups,
+  ) {
     this.s = {
       getById: db.prepare(`SELECT ${ROW_COLS} FROM ${JOINED} WHERE a.id = ?`),
       openOther: db.prepare("SELECT id FROM alerts WHERE agent = ? AND fingerprint = ? AND status != 'resolved' AND id != ?"),

@@ -1,8 +1,19 @@
 import type { Statement } from 'better-sqlite3';
 import type { DB } from '../../shared/sqlite/open.js';
 import {
-  changesSql, countsSql, cursorFromKey, cursorOf, drivers, listSql, SCAN_FN, sizeSql, visitedMinIdSql,
-  type AlertFilter, type CountBy, type Driver, type ListQuery,
+  changesSql,
+  countsSql,
+  cursorFromKey,
+  cursorOf,
+  drivers,
+  listSql,
+  SCAN_FN,
+  sizeSql,
+  visitedMinIdSql,
+  type AlertFilter,
+  type CountBy,
+  type Driver,
+  type ListQuery,
 } from './alert-query.js';
 import type { Reads } from './reads.js';
 import { Rollups } from './rollups.js';
@@ -34,7 +45,12 @@ export class Lists {
   /** State of the list scan in progress (list queries run one at a time: the store is synchronous). */
   private scan: { n: number; budget: number; last: (number | string)[] | undefined } = { n: 0, budget: SCAN_BUDGET, last: undefined };
 
-  constructor(private readonly db: DB, private readonly reads: Reads, private readonly rollups: Rollups, private readonly scanBudget = SCAN_BUDGET) {
+  constructor(
+    private readonly db: DB,
+    private readonly reads: Reads,
+    private readonly rollups: Rollups,
+    private readonly scanBudget = SCAN_BUDGET,
+  ) {
     db.function(SCAN_FN, { varargs: true, deterministic: false }, (...key: unknown[]) => {
       const scan = this.scan;
       if (scan.n >= scan.budget) throw SCAN_BUDGET_SPENT;
@@ -118,7 +134,10 @@ export class Lists {
   /** Which of these alert ids match a full-text query (FTS5 syntax, from toFtsQuery). */
   matchingText(ids: readonly number[], fts: string): Set<number> {
     if (!ids.length) return new Set();
-    const rows = this.prepared(`SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN (${ids.map(() => '?').join(',')})`).all(fts, ...ids) as { id: number }[];
+    const rows = this.prepared(`SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN (${ids.map(() => '?').join(',')})`).all(
+      fts,
+      ...ids,
+    ) as { id: number }[];
     return new Set(rows.map((r) => r.id));
   }
 }

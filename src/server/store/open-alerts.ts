@@ -83,10 +83,29 @@ export class OpenAlerts {
     delete row.search_text;
     const policies = JSON.parse(row.policies) as PolicyRef[];
     const loaded: OpenEntry = {
-      row, labels: JSON.parse(row.labels) as Record<string, string>, policies, details: JSON.parse(row.details) as Record<string, unknown>,
-      search: SearchText.parse(searchText), indexedSearchText: searchText, searchChanged: false, severityChanged: false, receiptChanged: false, isNew: false,
-      batchSamples: [], batchEvents: [], batchCount: 0, pending: [], pendingSetter: undefined, pinnedStale: false, rollupKeys: rollupKeys(row, policies),
-      iso: { first: [row.first_seen, iso(row.first_seen)], last: [row.last_seen, iso(row.last_seen)], received: [row.last_received_at, iso(row.last_received_at)], created: iso(row.created_at) },
+      row,
+      labels: JSON.parse(row.labels) as Record<string, string>,
+      policies,
+      details: JSON.parse(row.details) as Record<string, unknown>,
+      search: SearchText.parse(searchText),
+      indexedSearchText: searchText,
+      searchChanged: false,
+      severityChanged: false,
+      receiptChanged: false,
+      isNew: false,
+      batchSamples: [],
+      batchEvents: [],
+      batchCount: 0,
+      pending: [],
+      pendingSetter: undefined,
+      pinnedStale: false,
+      rollupKeys: rollupKeys(row, policies),
+      iso: {
+        first: [row.first_seen, iso(row.first_seen)],
+        last: [row.last_seen, iso(row.last_seen)],
+        received: [row.last_received_at, iso(row.last_received_at)],
+        created: iso(row.created_at),
+      },
     };
     this.map.set(key, loaded);
     return loaded;

@@ -67,7 +67,9 @@ describe('AlertStore retention', () => {
   it('takes the receipt time an event comes with (a Kafka replica projecting what another received)', () => {
     const { store } = fresh();
     const now = Date.now();
-    const [a] = store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'projected', time: new Date(now).toISOString() }), receivedAt: now - 2 * 3_600_000 }]).alerts;
+    const [a] = store.ingest('edge', [
+      { id: id(), payload: falcoPayload({ fp: 'projected', time: new Date(now).toISOString() }), receivedAt: now - 2 * 3_600_000 },
+    ]).alerts;
     expect(a!.last_received_at).toBe(new Date(now - 2 * 3_600_000).toISOString());
     expect(store.purgeStep({ maxAgeMs: 3_600_000, maxRows: 1e9, eventIdMaxAgeMs: 1e15, maxEventIds: 1e9 })).toMatchObject({ alerts: 1 });
   });
@@ -164,4 +166,3 @@ describe('server schema upgrades: receipt times', () => {
     expect(new AlertStore(db).get(1)).toMatchObject({ last_seen: new Date(1000).toISOString(), last_received_at: new Date(7000).toISOString() });
   });
 });
-

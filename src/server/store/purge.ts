@@ -32,13 +32,24 @@ export interface PurgeResult {
 export class Purge {
   private readonly s;
 
-  constructor(private readonly db: DB, private readonly open: OpenAlerts, private readonly rollups: Rollups, private readonly index: SearchIndex) {
+  constructor(
+    private readonly db: DB,
+    private readonly open: OpenAlerts,
+    private readonly rollups: Rollups,
+    private readonly index: SearchIndex,
+  ) {
     this.s = {
       // By receipt, not by the events' own clock (server-db.ts, migration 3).
-      oldestAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id ${SEARCH_JOIN} WHERE a.last_received_at < ? ORDER BY a.last_received_at, a.id LIMIT ?`),
-      leastRecentAlerts: db.prepare(`SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id ${SEARCH_JOIN} ORDER BY a.last_received_at, a.id LIMIT ?`),
+      oldestAlerts: db.prepare(
+        `SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id ${SEARCH_JOIN} WHERE a.last_received_at < ? ORDER BY a.last_received_at, a.id LIMIT ?`,
+      ),
+      leastRecentAlerts: db.prepare(
+        `SELECT ${OPEN_COLS} FROM alerts a INDEXED BY alerts_last_received JOIN alert_text t ON t.id = a.id ${SEARCH_JOIN} ORDER BY a.last_received_at, a.id LIMIT ?`,
+      ),
       deleteAlert: db.prepare('DELETE FROM alerts WHERE id = ?'),
-      trimEventsByAge: db.prepare('DELETE FROM alert_events WHERE id IN (SELECT id FROM (SELECT id, received_at FROM alert_events ORDER BY id LIMIT ?) WHERE received_at < ?)'),
+      trimEventsByAge: db.prepare(
+        'DELETE FROM alert_events WHERE id IN (SELECT id FROM (SELECT id, received_at FROM alert_events ORDER BY id LIMIT ?) WHERE received_at < ?)',
+      ),
       eventIdRange: db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM alert_events'),
       trimEventsBelow: db.prepare('DELETE FROM alert_events WHERE id < ? AND id < ? AND received_at < ?'),
     };
@@ -60,7 +71,7 @@ export class Purge {
         if (excess > 0) {
           const n = Math.min(excess, budget - victims.length);
           // The oldest by age are the least recently received too: skip past them.
-          victims = (this.s.leastRecentAlerts.all(n + victims.length) as AlertRow[]);
+          victims = this.s.leastRecentAlerts.all(n + victims.length) as AlertRow[];
           if (excess > n) more = true;
         }
       } else {

@@ -14,7 +14,9 @@ describe('retention', () => {
     expect(none.retention).toBeUndefined();
     const some = parseYamlConfig('retention:\n  max_rows: 1000\n', 'server.yaml', serverConfigSchema).value;
     expect(some.retention).toEqual({ max_age: RETENTION_DEFAULTS.max_age, max_rows: 1000, purge_interval: RETENTION_DEFAULTS.purge_interval });
-    expect(() => parseYamlConfig('retention:\n  max_age: 30d\n', 'server.yaml', serverConfigSchema)).toThrow(/server.yaml:2: retention.max_age: must be a duration/);
+    expect(() => parseYamlConfig('retention:\n  max_age: 30d\n', 'server.yaml', serverConfigSchema)).toThrow(
+      /server.yaml:2: retention.max_age: must be a duration/,
+    );
     expect(() => parseYamlConfig('retention:\n  max_rows: 5\n', 'server.yaml', serverConfigSchema)).toThrow(/retention.max_rows: must be at least 100/);
   });
 
@@ -22,7 +24,8 @@ describe('retention', () => {
     const db = openServerDb(':memory:');
     const store = new AlertStore(db);
     const batch = [];
-    for (let i = 0; i < 250; i++) batch.push({ id: `r-${i}`, payload: ciliumPayload({ fp: `f${i}`, time: new Date(Date.UTC(2024, 0, 1, 0, 0, i)).toISOString() }) });
+    for (let i = 0; i < 250; i++)
+      batch.push({ id: `r-${i}`, payload: ciliumPayload({ fp: `f${i}`, time: new Date(Date.UTC(2024, 0, 1, 0, 0, i)).toISOString() }) });
     store.ingest('edge', batch);
     const r = startRetention({ store, config: { max_age: 1e15, max_rows: 100, purge_interval: 60_000 }, log: createRootLogger({ level: 'silent' }) });
     expect(await r.runOnce()).toMatchObject({ alerts: 150 });
@@ -46,7 +49,8 @@ describe('retention', () => {
     const store = new AlertStore(db);
     const fill = (from: number, to: number) => {
       const batch = [];
-      for (let i = from; i < to; i++) batch.push({ id: `bg-${i}`, payload: ciliumPayload({ fp: `bg${i}`, time: new Date(Date.UTC(2024, 0, 1, 0, 0, i)).toISOString() }) });
+      for (let i = from; i < to; i++)
+        batch.push({ id: `bg-${i}`, payload: ciliumPayload({ fp: `bg${i}`, time: new Date(Date.UTC(2024, 0, 1, 0, 0, i)).toISOString() }) });
       store.ingest('edge', batch);
     };
     const total = () => store.counts('source', {}).reduce((n, c) => n + c.alerts, 0);

@@ -29,7 +29,13 @@ export const MAX_EVENT_IDS = 5_000_000;
 export const EVENT_ID_MIN_AGE = 15 * 60_000;
 
 export function purgeLimits(cfg: RetentionConfig): PurgeLimits {
-  return { maxAgeMs: cfg.max_age, maxRows: cfg.max_rows, eventIdMaxAgeMs: Math.min(EVENT_ID_MAX_AGE, cfg.max_age), maxEventIds: MAX_EVENT_IDS, eventIdMinAgeMs: EVENT_ID_MIN_AGE };
+  return {
+    maxAgeMs: cfg.max_age,
+    maxRows: cfg.max_rows,
+    eventIdMaxAgeMs: Math.min(EVENT_ID_MAX_AGE, cfg.max_age),
+    maxEventIds: MAX_EVENT_IDS,
+    eventIdMinAgeMs: EVENT_ID_MIN_AGE,
+  };
 }
 
 export interface Retention {
@@ -60,7 +66,11 @@ export function startRetention(o: { store: AlertStore; config: RetentionConfig; 
         if (stopped) break;
       }
       if (++runs % 60 === 1) o.store.refreshPlannerStats();
-      if (alerts) o.log.info({ alerts, event_ids: eventIds, duration_ms: Date.now() - started, max_age_ms: limits.maxAgeMs, max_rows: limits.maxRows }, 'Retention: purged old alerts');
+      if (alerts)
+        o.log.info(
+          { alerts, event_ids: eventIds, duration_ms: Date.now() - started, max_age_ms: limits.maxAgeMs, max_rows: limits.maxRows },
+          'Retention: purged old alerts',
+        );
     } catch (e) {
       o.log.error({ error: errText(e) }, 'Retention: purging old alerts failed; trying again at the next interval');
     }
@@ -78,12 +88,15 @@ export function startRetention(o: { store: AlertStore; config: RetentionConfig; 
     timer.unref();
   };
   // A first pass soon after start-up, so limits lowered in the config apply at once.
-  timer = setTimeout(() => {
-    running = run().finally(() => {
-      running = undefined;
-      schedule();
-    });
-  }, Math.min(5_000, o.config.purge_interval));
+  timer = setTimeout(
+    () => {
+      running = run().finally(() => {
+        running = undefined;
+        schedule();
+      });
+    },
+    Math.min(5_000, o.config.purge_interval),
+  );
   timer.unref();
 
   return {

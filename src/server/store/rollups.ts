@@ -58,9 +58,11 @@ export class Rollups {
     this.put = db.prepare<unknown[]>(`INSERT INTO alert_rollup (dim, key, status, alerts, events) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (dim, key, status) DO UPDATE SET alerts = alerts + excluded.alerts, events = events + excluded.events`);
     this.s = {
-      counts: db.prepare(`SELECT key, sum(alerts) AS alerts, sum(events) AS events FROM alert_rollup WHERE dim = ? AND status IN (SELECT value FROM json_each(?))
+      counts:
+        db.prepare(`SELECT key, sum(alerts) AS alerts, sum(events) AS events FROM alert_rollup WHERE dim = ? AND status IN (SELECT value FROM json_each(?))
         GROUP BY key HAVING sum(alerts) > 0 ORDER BY alerts DESC, key LIMIT ?`),
-      byStatus: db.prepare(`SELECT status AS key, sum(alerts) AS alerts, sum(events) AS events FROM alert_rollup WHERE dim = 'source' AND status IN (SELECT value FROM json_each(?))
+      byStatus:
+        db.prepare(`SELECT status AS key, sum(alerts) AS alerts, sum(events) AS events FROM alert_rollup WHERE dim = 'source' AND status IN (SELECT value FROM json_each(?))
         GROUP BY status HAVING sum(alerts) > 0 ORDER BY alerts DESC, key LIMIT ?`),
       tidy: db.prepare('DELETE FROM alert_rollup WHERE alerts <= 0'),
       countAlerts: db.prepare("SELECT coalesce(sum(alerts), 0) AS n FROM alert_rollup WHERE dim = 'source'"),

@@ -5,10 +5,15 @@ import type { AlertRow, StoredAlert } from './types.js';
 // conversion of a row to what callers get.
 
 /** The narrow row: what queries filter and sort on. */
-export const NARROW_COLS = 'id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule, count, events, first_seen, last_seen, created_at, updated_at, last_received_at, clock_skew, severity_event, seq';
+export const NARROW_COLS =
+  'id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule, count, events, first_seen, last_seen, created_at, updated_at, last_received_at, clock_skew, severity_event, seq';
 export const TEXT_COLS = 'title, description, policies, labels, details';
 /** Both tables joined, as `a` and `t`. */
-export const ROW_COLS = `${NARROW_COLS.split(', ').map((c) => `a.${c}`).join(', ')}, ${TEXT_COLS.split(', ').map((c) => `t.${c}`).join(', ')}`;
+export const ROW_COLS = `${NARROW_COLS.split(', ')
+  .map((c) => `a.${c}`)
+  .join(', ')}, ${TEXT_COLS.split(', ')
+  .map((c) => `t.${c}`)
+  .join(', ')}`;
 export const JOINED = 'alerts a JOIN alert_text t ON t.id = a.id';
 /** Plus what ingest needs to continue an alert's searchable text (join SEARCH_JOIN). */
 export const OPEN_COLS = `${ROW_COLS}, coalesce(s.search_text, '') AS search_text`;

@@ -18,7 +18,10 @@ export class SearchText {
   /** Label values already in text. */
   readonly values: Set<string>;
 
-  private constructor(public text: string, values: Iterable<string>) {
+  private constructor(
+    public text: string,
+    values: Iterable<string>,
+  ) {
     this.values = new Set(values);
   }
 

@@ -29,15 +29,38 @@ const MIX_EVENTS = 60_000;
 
 const NAMESPACES = ['shop', 'db', 'payments', 'kube-system', 'monitoring', 'auth', 'search', 'batch', 'web', 'ml'];
 const APPS = ['frontend', 'cart', 'checkout', 'payments-api', 'postgres', 'redis', 'coredns', 'ingress-nginx', 'worker', 'scheduler', 'api-gateway', 'billing'];
-const RULES = ['Terminal shell in container', 'Write below etc', 'Read sensitive file untrusted', 'Contact K8S API Server From Container', 'Launch Privileged Container', 'Outbound Connection to C2 Servers'];
+const RULES = [
+  'Terminal shell in container',
+  'Write below etc',
+  'Read sensitive file untrusted',
+  'Contact K8S API Server From Container',
+  'Launch Privileged Container',
+  'Outbound Connection to C2 Servers',
+];
 const SEVS = ['critical', 'high', 'medium', 'medium', 'low', 'low', 'info', 'info'] as const;
 
 /** Alert i of a store spread over namespaces, apps, rules, policies and severities. */
 export function benchPayload(i: number, fp: string, t: string): AlertPayload {
   const ns = NAMESPACES[i % NAMESPACES.length]!;
   const severity = SEVS[(i >> 3) % SEVS.length]!;
-  if (i % 3 === 0) return falcoPayload({ fp, rule: RULES[Math.floor(i / 3) % RULES.length]!, ns, pod: `${APPS[i % APPS.length]}-${(i % 9973).toString(36)}`, severity, time: t });
-  return ciliumPayload({ fp, ns, src: APPS[i % APPS.length]!, dst: APPS[(i * 7 + 3) % APPS.length]!, policy: `${APPS[(i * 7 + 3) % APPS.length]}-ingress-${i % 49}`, severity, time: t });
+  if (i % 3 === 0)
+    return falcoPayload({
+      fp,
+      rule: RULES[Math.floor(i / 3) % RULES.length]!,
+      ns,
+      pod: `${APPS[i % APPS.length]}-${(i % 9973).toString(36)}`,
+      severity,
+      time: t,
+    });
+  return ciliumPayload({
+    fp,
+    ns,
+    src: APPS[i % APPS.length]!,
+    dst: APPS[(i * 7 + 3) % APPS.length]!,
+    policy: `${APPS[(i * 7 + 3) % APPS.length]}-ingress-${i % 49}`,
+    severity,
+    time: t,
+  });
 }
 
 /** Fills a store with n alerts, one a second ending now, through batched ingest; returns ms taken. */
@@ -101,7 +124,10 @@ function ingestBench(dir: string): void {
   mixEvents = [];
   // Each case holds only its own events (a server holds no more than a batch): events
   // kept alive from other cases made the garbage collector's work part of the store's CPU.
-  let fresh: IncomingEvent[] = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: uuid7(), payload: benchPayload(i, `new-${i}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
+  let fresh: IncomingEvent[] = Array.from({ length: INGEST_EVENTS }, (_, i) => ({
+    id: uuid7(),
+    payload: benchPayload(i, `new-${i}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()),
+  }));
 
   // Baseline: the same events, one JSON row each, in a bare table.
   const bdb = openDatabase(join(dir, 'baseline.db'));
@@ -146,9 +172,15 @@ function ingestBench(dir: string): void {
   // might send, cost the event-id index a random page each (run below).
   const v4Events = fresh.slice(0, 50_000).map((e) => ({ ...e, id: randomUUID() }));
   fresh = [];
-  let repeats: IncomingEvent[] = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: uuid7(), payload: benchPayload(i % 10_000, `rep-${i % 10_000}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
+  let repeats: IncomingEvent[] = Array.from({ length: INGEST_EVENTS }, (_, i) => ({
+    id: uuid7(),
+    payload: benchPayload(i % 10_000, `rep-${i % 10_000}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()),
+  }));
   // Warm the 10,000 open alerts once, then measure repeats of them.
-  store.ingest('bench', repeats.slice(0, 10_000).map((e) => ({ ...e, id: uuid7() })));
+  store.ingest(
+    'bench',
+    repeats.slice(0, 10_000).map((e) => ({ ...e, id: uuid7() })),
+  );
   const reps = measure(() => {
     for (const b of batches(repeats)) store.ingest('bench', b);
   });
@@ -157,8 +189,14 @@ function ingestBench(dir: string): void {
   repeats = [];
   // A flood: the same events spread over 20 noisy alerts (a port scan, a crash-looping
   // pod), so each batch repeats each alert about 25 times.
-  let floodEvents: IncomingEvent[] = Array.from({ length: INGEST_EVENTS }, (_, i) => ({ id: uuid7(), payload: benchPayload(i % 20, `flood-${i % 20}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()) }));
-  store.ingest('bench', floodEvents.slice(0, 20).map((e) => ({ ...e, id: uuid7() })));
+  let floodEvents: IncomingEvent[] = Array.from({ length: INGEST_EVENTS }, (_, i) => ({
+    id: uuid7(),
+    payload: benchPayload(i % 20, `flood-${i % 20}`, new Date(now - (INGEST_EVENTS - i) * 10).toISOString()),
+  }));
+  store.ingest(
+    'bench',
+    floodEvents.slice(0, 20).map((e) => ({ ...e, id: uuid7() })),
+  );
   const flood = measure(() => {
     for (const b of batches(floodEvents)) store.ingest('bench', b);
   });
@@ -187,11 +225,18 @@ function ingestBench(dir: string): void {
   const us = (ms: number) => `${((ms * 1000) / INGEST_EVENTS).toFixed(1)} µs an event`;
   console.log(`  floor: JSON.parse of the bytes  ${rate(INGEST_EVENTS, parseMs).padStart(12)}  (${us(parseMs)})`);
   console.log(`  floor: bytes appended, no index ${rate(INGEST_EVENTS, rawMs).padStart(12)}  (${us(rawMs)})`);
-  console.log(`  floor: both                     ${rate(INGEST_EVENTS, parseMs + rawMs).padStart(12)}  (${us(parseMs + rawMs)}; 50,000/s leaves ${(20 - ((parseMs + rawMs) * 1000) / INGEST_EVENTS).toFixed(1)} µs for de-duplication, lifecycle, search and indexes)`);
+  console.log(
+    `  floor: both                     ${rate(INGEST_EVENTS, parseMs + rawMs).padStart(12)}  (${us(parseMs + rawMs)}; 50,000/s leaves ${(20 - ((parseMs + rawMs) * 1000) / INGEST_EVENTS).toFixed(1)} µs for de-duplication, lifecycle, search and indexes)`,
+  );
   // CPU, not wall time: what a server spends per stored event, against the floors' CPU of the same run.
   const floorCpu = (parse.cpuUs + raw.cpuUs) / INGEST_EVENTS;
   console.log(`CPU per stored event (user + system), against the floor (parse + append, ${floorCpu.toFixed(1)} µs CPU an event):`);
-  for (const [name, m, n] of [['new alerts', news, INGEST_EVENTS], ['repeats of 10,000 open alerts', reps, INGEST_EVENTS], ['a flood: repeats of 20 alerts', flood, INGEST_EVENTS], ['mix: 60,000 over 5,000 alerts', mix, MIX_EVENTS]] as const) {
+  for (const [name, m, n] of [
+    ['new alerts', news, INGEST_EVENTS],
+    ['repeats of 10,000 open alerts', reps, INGEST_EVENTS],
+    ['a flood: repeats of 20 alerts', flood, INGEST_EVENTS],
+    ['mix: 60,000 over 5,000 alerts', mix, MIX_EVENTS],
+  ] as const) {
     const per = m.cpuUs / n;
     console.log(`  ${name.padEnd(31)} ${per.toFixed(1).padStart(6)} µs  x${(per / floorCpu).toFixed(2)} the floor`);
   }
@@ -207,7 +252,9 @@ function listBench(dir: string): void {
   for (const { id } of ack.slice(2000, 4000)) store.setStatus(id, 'resolved', 'bench');
   db.pragma('optimize');
   const size = statSync(join(dir, 'big', 'server.db')).size;
-  console.log(`\nlist queries with ${BIG.toLocaleString('en-US')} alerts stored (built by ingest in ${(buildMs / 1000).toFixed(1)} s, ${rate(BIG, buildMs)}; database ${(size / 1e6).toFixed(0)} MB):`);
+  console.log(
+    `\nlist queries with ${BIG.toLocaleString('en-US')} alerts stored (built by ingest in ${(buildMs / 1000).toFixed(1)} s, ${rate(BIG, buildMs)}; database ${(size / 1e6).toFixed(0)} MB):`,
+  );
 
   const page2 = (q: ListQuery): ListQuery => ({ ...q, cursor: store.list(q).next_cursor ?? undefined });
   const hour = 3600_000;
@@ -253,7 +300,11 @@ function listBench(dir: string): void {
         store.counts(by, f);
         ts.push(performance.now() - t);
       }
-      console.log(`  counts by ${by.padEnd(10)}${'since' in f ? ' last 24 h' : ' all     '}          p50 ${pct(ts, 50).toFixed(2).padStart(6)} ms  max ${Math.max(...ts).toFixed(2).padStart(6)} ms`);
+      console.log(
+        `  counts by ${by.padEnd(10)}${'since' in f ? ' last 24 h' : ' all     '}          p50 ${pct(ts, 50).toFixed(2).padStart(6)} ms  max ${Math.max(...ts)
+          .toFixed(2)
+          .padStart(6)} ms`,
+      );
     }
   }
   db.close();

@@ -49,21 +49,29 @@ afterEach(async () => {
   await Promise.all(open.splice(0).map((h) => h.close()));
 });
 
-async function start(o: { sink?: (store: AlertStore) => AlertSink; limits?: { token: RateLimiter; failures: RateLimiter }; ws?: boolean } = {}): Promise<Harness> {
+async function start(
+  o: { sink?: (store: AlertStore) => AlertSink; limits?: { token: RateLimiter; failures: RateLimiter }; ws?: boolean } = {},
+): Promise<Harness> {
   const db = openServerDb(':memory:');
   const agents = new AgentRegistry(db);
   const { token, tokenId } = agents.register('edge', project);
   const store = new AlertStore(db);
   const streams = new StreamRegistry();
   const server = new grpc.Server();
-  addTunnelServices(server, {
-    agents,
-    pollers: new ProjectPollers(20_000, silent),
-    log: silent,
-    sink: o.sink ? o.sink(store) : { accept: async (agent, events) => store.ingest(agent, events) },
-    ...(o.limits ? { limits: o.limits } : {}),
-  }, streams);
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  addTunnelServices(
+    server,
+    {
+      agents,
+      pollers: new ProjectPollers(20_000, silent),
+      log: silent,
+      sink: o.sink ? o.sink(store) : { accept: async (agent, events) => store.ingest(agent, events) },
+      ...(o.limits ? { limits: o.limits } : {}),
+    },
+    streams,
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
   let http: FastifyInstance | undefined;
   let ws: { close(): void } | undefined;
   if (o.ws) {
@@ -72,7 +80,12 @@ async function start(o: { sink?: (store: AlertStore) => AlertSink; limits?: { to
     await http.listen({ host: '127.0.0.1', port: 0 });
   }
   const h: Harness = {
-    agents, store, streams, token, tokenId, target: `127.0.0.1:${port}`,
+    agents,
+    store,
+    streams,
+    token,
+    tokenId,
+    target: `127.0.0.1:${port}`,
     ...(http ? { http } : {}),
     async close() {
       ws?.close();
@@ -92,7 +105,8 @@ function md(token: string): grpc.Metadata {
   return m;
 }
 
-const events = (n: number, tag: string) => Array.from({ length: n }, (_, i) => ({ id: `${tag}-${i}`, payload: Buffer.from(JSON.stringify(ciliumPayload({ fp: `fp-${tag}-${i % 3}` }))) }));
+const events = (n: number, tag: string) =>
+  Array.from({ length: n }, (_, i) => ({ id: `${tag}-${i}`, payload: Buffer.from(JSON.stringify(ciliumPayload({ fp: `fp-${tag}-${i % 3}` }))) }));
 
 /** One PublishAlerts call: sends batches, collects acks, ends with the call's status. */
 function publish(target: string, token: string, batches: AlertBatch[]): Promise<{ acks: AlertAck[]; error?: grpc.ServiceError }> {
@@ -136,8 +150,14 @@ describe('PublishAlerts', () => {
     const first = await publish(h.target, h.token, [batch]);
     expect(first.error).toBeUndefined();
     expect(first.acks).toEqual([{ batch_id: 1, stored: 5, duplicates: 0 }]);
-    const again = await publish(h.target, h.token, [{ ...batch, batch_id: 7 }, { batch_id: 8, alerts: [...events(2, 'a'), ...events(1, 'b')] }]);
-    expect(again.acks).toEqual([{ batch_id: 7, stored: 0, duplicates: 5 }, { batch_id: 8, stored: 1, duplicates: 2 }]);
+    const again = await publish(h.target, h.token, [
+      { ...batch, batch_id: 7 },
+      { batch_id: 8, alerts: [...events(2, 'a'), ...events(1, 'b')] },
+    ]);
+    expect(again.acks).toEqual([
+      { batch_id: 7, stored: 0, duplicates: 5 },
+      { batch_id: 8, stored: 1, duplicates: 2 },
+    ]);
     expect(storedEvents(h)).toBe(6);
   });
 
@@ -181,7 +201,12 @@ describe('PublishAlerts', () => {
       mode = 'pass';
       await until(() => outbox.size === 0, 10_000, 'the spool to drain');
       expect(storedEvents(h)).toBe(12);
-      const stored = new Set((h.store as unknown as { db: { prepare(s: string): { all(): { event_id: string }[] } } }).db.prepare('SELECT event_id FROM alert_events').all().map((r) => r.event_id));
+      const stored = new Set(
+        (h.store as unknown as { db: { prepare(s: string): { all(): { event_id: string }[] } } }).db
+          .prepare('SELECT event_id FROM alert_events')
+          .all()
+          .map((r) => r.event_id),
+      );
       expect(ids.every((id) => stored.has(id))).toBe(true);
     } finally {
       abort.abort();
@@ -197,7 +222,9 @@ describe('agent authentication on the tunnel', () => {
     for (let i = 0; i < 3; i++) expect((await publish(h.target, h.token, [])).error).toBeUndefined();
     const limited = await publish(h.target, h.token, []);
     expect(limited.error?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    expect(limited.error?.details).toMatch(new RegExp(`too many connection attempts with token ${h.tokenId} of agent "edge" \\(limit: 3 at once, then 1 every 1000 s\\); retry in \\d+ s`));
+    expect(limited.error?.details).toMatch(
+      new RegExp(`too many connection attempts with token ${h.tokenId} of agent "edge" \\(limit: 3 at once, then 1 every 1000 s\\); retry in \\d+ s`),
+    );
     const other = h.agents.createToken('edge', 'second').token;
     expect((await publish(h.target, other, [])).error).toBeUndefined();
   });
@@ -227,19 +254,23 @@ describe('agent authentication on the tunnel', () => {
   });
 
   it('applies the same per-token limit to calls arriving over ws://', async () => {
-    const h = await start({ ws: true, limits: { token: new RateLimiter({ burst: 2, perSecond: 0.001 }), failures: new RateLimiter({ burst: 100, perSecond: 1 }) } });
+    const h = await start({
+      ws: true,
+      limits: { token: new RateLimiter({ burst: 2, perSecond: 0.001 }), failures: new RateLimiter({ burst: 100, perSecond: 1 }) },
+    });
     const a = h.http!.server.address();
     const kas = parseKasAddress(`ws://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}/-/kubernetes-agent/`);
     const tunnel = await Tunnel.open({ address: kas, token: h.token, log: silent });
     const client = new AlertPublisherClient(tunnel.target, tunnel.credentials, tunnel.options);
     try {
-      const attempt = () => new Promise<grpc.ServiceError | undefined>((resolve) => {
-        const call = client.publishAlerts(tunnel.metadata());
-        call.on('error', (e: grpc.ServiceError) => resolve(e.code === grpc.status.CANCELLED ? undefined : e));
-        call.on('status', (st: grpc.StatusObject) => st.code === grpc.status.OK && resolve(undefined));
-        call.on('metadata', () => call.end());
-        call.resume();
-      });
+      const attempt = () =>
+        new Promise<grpc.ServiceError | undefined>((resolve) => {
+          const call = client.publishAlerts(tunnel.metadata());
+          call.on('error', (e: grpc.ServiceError) => resolve(e.code === grpc.status.CANCELLED ? undefined : e));
+          call.on('status', (st: grpc.StatusObject) => st.code === grpc.status.OK && resolve(undefined));
+          call.on('metadata', () => call.end());
+          call.resume();
+        });
       expect(await attempt()).toBeUndefined();
       expect(await attempt()).toBeUndefined();
       const limited = await attempt();

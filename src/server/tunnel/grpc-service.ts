@@ -26,10 +26,28 @@ import { checkPayload } from './payload-check.js';
 import { FAILURE_LIMIT, RateLimiter, TOKEN_LIMIT } from './rate-limit.js';
 
 const connectedStreams = new Gauge({ name: 'verdict_server_agent_streams', help: 'Open agent streams', labelNames: ['rpc'], registers: [registry] });
-const alertsReceived = new Counter({ name: 'verdict_server_alerts_received_total', help: 'Alert events received from agents', labelNames: ['result'], registers: [registry] });
-const authFailures = new Counter({ name: 'verdict_server_auth_failures_total', help: 'Agent calls refused for a missing, unknown or revoked token', registers: [registry] });
-const rateLimited = new Counter({ name: 'verdict_server_agent_calls_rate_limited_total', help: 'Agent calls refused with RESOURCE_EXHAUSTED by the connection rate limits', labelNames: ['limit'], registers: [registry] });
-const versionRefused = new Counter({ name: 'verdict_server_agent_version_mismatch_total', help: 'Agent calls refused because agent and server differ in major.minor', registers: [registry] });
+const alertsReceived = new Counter({
+  name: 'verdict_server_alerts_received_total',
+  help: 'Alert events received from agents',
+  labelNames: ['result'],
+  registers: [registry],
+});
+const authFailures = new Counter({
+  name: 'verdict_server_auth_failures_total',
+  help: 'Agent calls refused for a missing, unknown or revoked token',
+  registers: [registry],
+});
+const rateLimited = new Counter({
+  name: 'verdict_server_agent_calls_rate_limited_total',
+  help: 'Agent calls refused with RESOURCE_EXHAUSTED by the connection rate limits',
+  labelNames: ['limit'],
+  registers: [registry],
+});
+const versionRefused = new Counter({
+  name: 'verdict_server_agent_version_mismatch_total',
+  help: 'Agent calls refused because agent and server differ in major.minor',
+  registers: [registry],
+});
 
 export interface TunnelDeps {
   agents: AgentRegistry;
@@ -68,7 +86,11 @@ export class StreamRegistry {
     this.byToken.delete(tokenId);
     // Copied first: the calls' error handlers untrack themselves while we iterate.
     const calls = [...set];
-    for (const call of calls) call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated: the agent token was revoked; create a new one with `verdict agents tokens create <agent>` and update the token Secret' });
+    for (const call of calls)
+      call.emit('error', {
+        code: grpc.status.UNAUTHENTICATED,
+        details: 'unauthenticated: the agent token was revoked; create a new one with `verdict agents tokens create <agent>` and update the token Secret',
+      });
     return calls.length;
   }
 
@@ -125,11 +147,17 @@ function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<Tunne
     const key = peer ? `peer:${peer}` : `token:${hashSecret(m?.[1] ?? '').slice(0, 32)}`;
     if (!limits.failures.take(key)) {
       rateLimited.inc({ limit: 'failures' });
-      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `too many failed agent authentications from ${peer ?? 'this client'} (limit: ${limits.failures.describe()}); retry in ${limits.failures.retryAfter(key)} s, and check that --token-file holds a valid, unrevoked agent token` };
+      return {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `too many failed agent authentications from ${peer ?? 'this client'} (limit: ${limits.failures.describe()}); retry in ${limits.failures.retryAfter(key)} s, and check that --token-file holds a valid, unrevoked agent token`,
+      };
     }
     if (!m) return { code: grpc.status.UNAUTHENTICATED, details: 'missing "authorization: Bearer <agent token>" metadata; start the agent with --token-file' };
     deps.log.info({ peer: peer ?? 'websocket' }, 'Refused an agent call: the token is unknown or revoked');
-    return { code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated: the agent token is unknown or revoked; register the agent again and update the token Secret' };
+    return {
+      code: grpc.status.UNAUTHENTICATED,
+      details: 'unauthenticated: the agent token is unknown or revoked; register the agent again and update the token Secret',
+    };
   }
   const key = `token:${agent.token_id}`;
   if (limitCalls && !limits.token.take(key)) {
@@ -183,7 +211,13 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
             deps.agents.recordConfig(agent.name, commit, loaded.warnings);
             if (running || closed) return;
             for (const w of loaded.warnings) log.warn({ commit_id: commit }, `Config: ${formatIssue(w)}`);
-            call.write({ commit_id: commit, config_json: JSON.stringify(loaded.config), files: loaded.files, agent_name: agent.name, warnings: loaded.warnings });
+            call.write({
+              commit_id: commit,
+              config_json: JSON.stringify(loaded.config),
+              files: loaded.files,
+              agent_name: agent.name,
+              warnings: loaded.warnings,
+            });
             sent = commit;
             log.info({ commit_id: commit, warnings: loaded.warnings.length }, 'Config: sent configuration to agent');
           } catch (e) {
@@ -252,7 +286,10 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
           const why = payload === undefined ? 'payload is not valid JSON' : checkPayload(payload);
           if (why) {
             rejected++;
-            log.error({ alert_id: a.id, error: why }, 'Rejected an alert the agent sent: it does not follow alerts/alert.schema.json; is the agent the same Verdict version?');
+            log.error(
+              { alert_id: a.id, error: why },
+              'Rejected an alert the agent sent: it does not follow alerts/alert.schema.json; is the agent the same Verdict version?',
+            );
             continue;
           }
           events.push({ id: a.id, payload: payload as AlertPayload });

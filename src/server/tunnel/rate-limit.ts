@@ -23,7 +23,10 @@ export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private sweeps = 0;
 
-  constructor(readonly limit: RateLimit, private readonly now: () => number = Date.now) {}
+  constructor(
+    readonly limit: RateLimit,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** Takes one attempt for key; false when the bucket is empty. */
   take(key: string): boolean {

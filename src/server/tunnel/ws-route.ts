@@ -14,12 +14,16 @@ import { AGENT_WS_PATH, AGENT_WS_SUBPROTOCOL } from '../../shared/agent-api.js';
 // that only pass HTTP/1.1 can connect. TLS, when configured, is the HTTP
 // listener's, so each stream is injected into the gRPC server as plaintext.
 
-
 // Far above a socket read's worth of bytes per message; the gRPC layer enforces its own 10 MiB.
 const MAX_WS_MESSAGE = 16 * 1024 * 1024;
 
 const wsConnections = new Gauge({ name: 'verdict_server_agent_websockets', help: 'Open agent WebSocket tunnels', registers: [registry] });
-const wsRefused = new Counter({ name: 'verdict_server_agent_websocket_refused_total', help: 'Agent WebSocket upgrades refused', labelNames: ['reason'], registers: [registry] });
+const wsRefused = new Counter({
+  name: 'verdict_server_agent_websocket_refused_total',
+  help: 'Agent WebSocket upgrades refused',
+  labelNames: ['reason'],
+  registers: [registry],
+});
 
 export interface AgentWebSocketOptions {
   grpcServer: grpc.Server;
@@ -72,11 +76,17 @@ export async function registerAgentWebSocket(app: FastifyInstance, opts: AgentWe
     if (!isUpgrade(req)) return;
     if (!offersSubprotocol(req)) {
       wsRefused.inc({ reason: 'subprotocol' });
-      return reply.code(400).send({ error: 'bad_request', message: `the agent WebSocket needs the "${AGENT_WS_SUBPROTOCOL}" subprotocol; connect with \`verdict agent --kas-address ws://host:port${AGENT_WS_PATH}\`` });
+      return reply.code(400).send({
+        error: 'bad_request',
+        message: `the agent WebSocket needs the "${AGENT_WS_SUBPROTOCOL}" subprotocol; connect with \`verdict agent --kas-address ws://host:port${AGENT_WS_PATH}\``,
+      });
     }
     if (!limiter.take(req.ip)) {
       wsRefused.inc({ reason: 'rate_limited' });
-      return reply.code(429).header('retry-after', String(limiter.retryAfter(req.ip))).send({ error: 'too_many_requests', message: `too many agent connections from ${req.ip} (limit: ${limiter.describe()}); retry later` });
+      return reply
+        .code(429)
+        .header('retry-after', String(limiter.retryAfter(req.ip)))
+        .send({ error: 'too_many_requests', message: `too many agent connections from ${req.ip} (limit: ${limiter.describe()}); retry later` });
     }
     reply.hijack();
     // A client sends no frame before the 101, so nothing was read past the headers.
@@ -90,15 +100,29 @@ export async function registerAgentWebSocket(app: FastifyInstance, opts: AgentWe
 
     // Like the original: the path without its slash redirects, so a mistyped
     // --kas-address fails with a 301 the agent can explain, not a silent 404.
-    scope.get(AGENT_WS_PATH.slice(0, -1), {
-      onRequest: async (_req, reply) => {
-        wsRefused.inc({ reason: 'no_trailing_slash' });
-        return reply.code(301).header('location', AGENT_WS_PATH).send({ error: 'moved', message: `the agent endpoint is ${AGENT_WS_PATH} (with the trailing slash); end --kas-address with a slash` });
+    scope.get(
+      AGENT_WS_PATH.slice(0, -1),
+      {
+        onRequest: async (_req, reply) => {
+          wsRefused.inc({ reason: 'no_trailing_slash' });
+          return reply
+            .code(301)
+            .header('location', AGENT_WS_PATH)
+            .send({ error: 'moved', message: `the agent endpoint is ${AGENT_WS_PATH} (with the trailing slash); end --kas-address with a slash` });
+        },
       },
-    }, async () => undefined);
+      async () => undefined,
+    );
 
     scope.get(AGENT_WS_PATH, { onRequest: upgrade }, async (_req, reply) =>
-      reply.code(426).header('upgrade', 'websocket').send({ error: 'upgrade_required', message: `this is the agent's WebSocket endpoint; point an agent at it with --kas-address ws://host:port${AGENT_WS_PATH} (wss:// with TLS)` }));
+      reply
+        .code(426)
+        .header('upgrade', 'websocket')
+        .send({
+          error: 'upgrade_required',
+          message: `this is the agent's WebSocket endpoint; point an agent at it with --kas-address ws://host:port${AGENT_WS_PATH} (wss:// with TLS)`,
+        }),
+    );
   });
 
   return {

@@ -18,12 +18,15 @@ export function demoWebhooks(url: string, secret?: string): { config: WebhooksCo
     // The validator below says what is wrong with the URL.
   }
   try {
-    const config = parseWebhooksJson({
-      // Naming the endpoint on the command line is the operator's consent,
-      // even when it is on this machine or the local network.
-      allow_private_addresses: host ? [host] : [],
-      integrations: [{ name: DEMO_INTEGRATION, type: 'generic', url, secrets: [s], retry_schedule: ['1s', '5s', '30s', '2m', '5m'] }],
-    }, 'verdict demo');
+    const config = parseWebhooksJson(
+      {
+        // Naming the endpoint on the command line is the operator's consent,
+        // even when it is on this machine or the local network.
+        allow_private_addresses: host ? [host] : [],
+        integrations: [{ name: DEMO_INTEGRATION, type: 'generic', url, secrets: [s], retry_schedule: ['1s', '5s', '30s', '2m', '5m'] }],
+      },
+      'verdict demo',
+    );
     return { config, secret: s };
   } catch (e) {
     if (e instanceof ConfigError) {

@@ -26,7 +26,6 @@ interface Row extends Omit<Integration, 'spec'> {
   spec: string;
 }
 
-
 export interface ResolvedCredentials {
   /** The endpoint, read from env:/file: when the config keeps it there. */
   url: URL;
@@ -44,7 +43,10 @@ export class IntegrationRegistry {
   }
 
   private reload(): void {
-    this.list = (this.db.prepare('SELECT * FROM webhook_integrations ORDER BY id').all() as Row[]).map((r) => ({ ...r, spec: JSON.parse(r.spec) as IntegrationSpec }));
+    this.list = (this.db.prepare('SELECT * FROM webhook_integrations ORDER BY id').all() as Row[]).map((r) => ({
+      ...r,
+      spec: JSON.parse(r.spec) as IntegrationSpec,
+    }));
     for (const l of this.listeners) l();
   }
 
@@ -74,7 +76,9 @@ export class IntegrationRegistry {
   create(spec: IntegrationSpec, origin: Origin): Integration {
     if (this.byName(spec.name)) throw new VerdictError('VERDICT_CONFLICT', `an integration named "${spec.name}" exists; pick another name or PATCH that one`);
     const now = new Date().toISOString();
-    this.db.prepare('INSERT INTO webhook_integrations (name, origin, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)').run(spec.name, origin, JSON.stringify(spec), now, now);
+    this.db
+      .prepare('INSERT INTO webhook_integrations (name, origin, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+      .run(spec.name, origin, JSON.stringify(spec), now, now);
     this.reload();
     return this.byName(spec.name)!;
   }
@@ -82,9 +86,11 @@ export class IntegrationRegistry {
   /** Replaces the spec of an API-made integration; the name stays. */
   update(name: string, spec: IntegrationSpec): Integration {
     const cur = this.mustGetWritable(name);
-    if (spec.name !== name) throw new VerdictError('VERDICT_CONFLICT', `an integration cannot be renamed ("${name}" -> "${spec.name}"); create a new one and delete this one`);
+    if (spec.name !== name)
+      throw new VerdictError('VERDICT_CONFLICT', `an integration cannot be renamed ("${name}" -> "${spec.name}"); create a new one and delete this one`);
     const urlChanged = spec.url !== cur.spec.url;
-    this.db.prepare(`UPDATE webhook_integrations SET spec = ?, updated_at = ?${urlChanged ? ', disabled_reason = NULL, disabled_at = NULL' : ''} WHERE id = ?`)
+    this.db
+      .prepare(`UPDATE webhook_integrations SET spec = ?, updated_at = ?${urlChanged ? ', disabled_reason = NULL, disabled_at = NULL' : ''} WHERE id = ?`)
       .run(JSON.stringify(spec), new Date().toISOString(), cur.id);
     this.reload();
     return this.byId(cur.id)!;
@@ -116,7 +122,8 @@ export class IntegrationRegistry {
   private mustGetWritable(name: string): Integration {
     const cur = this.byName(name);
     if (!cur) throw new VerdictError('VERDICT_NOT_FOUND', `no integration named "${name}"; GET /api/v1/admin/integrations lists them`);
-    if (cur.origin === 'config') throw new VerdictError('VERDICT_CONFLICT', `integration "${name}" is defined in the server config file; change it there and restart the server`);
+    if (cur.origin === 'config')
+      throw new VerdictError('VERDICT_CONFLICT', `integration "${name}" is defined in the server config file; change it there and restart the server`);
     return cur;
   }
 
@@ -137,20 +144,33 @@ export class IntegrationRegistry {
       for (const spec of specs) {
         const cur = this.byName(spec.name);
         if (!cur) {
-          this.db.prepare("INSERT INTO webhook_integrations (name, origin, spec, created_at, updated_at) VALUES (?, 'config', ?, ?, ?)").run(spec.name, JSON.stringify(spec), now, now);
+          this.db
+            .prepare("INSERT INTO webhook_integrations (name, origin, spec, created_at, updated_at) VALUES (?, 'config', ?, ?, ?)")
+            .run(spec.name, JSON.stringify(spec), now, now);
           continue;
         }
-        if (cur.origin === 'api') log.warn({ integration: spec.name }, 'Webhooks: the config file defines an integration that was made through the admin API; the config file now owns it');
+        if (cur.origin === 'api')
+          log.warn(
+            { integration: spec.name },
+            'Webhooks: the config file defines an integration that was made through the admin API; the config file now owns it',
+          );
         if (cur.origin === 'api' || JSON.stringify(cur.spec) !== JSON.stringify(spec)) {
           const reset = cur.spec.url !== spec.url;
-          this.db.prepare(`UPDATE webhook_integrations SET origin = 'config', spec = ?, updated_at = ?${reset ? ', disabled_reason = NULL, disabled_at = NULL' : ''} WHERE id = ?`).run(JSON.stringify(spec), now, cur.id);
+          this.db
+            .prepare(
+              `UPDATE webhook_integrations SET origin = 'config', spec = ?, updated_at = ?${reset ? ', disabled_reason = NULL, disabled_at = NULL' : ''} WHERE id = ?`,
+            )
+            .run(JSON.stringify(spec), now, cur.id);
         }
       }
       for (const cur of this.list) {
         if (cur.origin !== 'config' || names.has(cur.name)) continue;
         const pending = this.pendingCount(cur.id);
         this.db.prepare('DELETE FROM webhook_integrations WHERE id = ?').run(cur.id);
-        log.warn({ integration: cur.name, pending_deliveries_dropped: pending }, 'Webhooks: removed an integration that is no longer in the config file, with its deliveries');
+        log.warn(
+          { integration: cur.name, pending_deliveries_dropped: pending },
+          'Webhooks: removed an integration that is no longer in the config file, with its deliveries',
+        );
       }
     })();
     this.reload();
@@ -160,7 +180,11 @@ export class IntegrationRegistry {
   credentials(i: Integration): ResolvedCredentials {
     const c = this.creds.get(i.id);
     if (c && c.updated === i.updated_at) return c.value;
-    const value = { url: new URL(resolveSecretRef(i.spec.url)), secrets: i.spec.secrets.map(resolveSecretRef), key: i.spec.key === undefined ? undefined : resolveSecretRef(i.spec.key) };
+    const value = {
+      url: new URL(resolveSecretRef(i.spec.url)),
+      secrets: i.spec.secrets.map(resolveSecretRef),
+      key: i.spec.key === undefined ? undefined : resolveSecretRef(i.spec.key),
+    };
     this.creds.set(i.id, { updated: i.updated_at, value });
     return value;
   }

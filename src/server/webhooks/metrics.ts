@@ -4,11 +4,36 @@ import { registry } from '../../shared/metrics/registry.js';
 // Per integration (label `integration`, its name). Names are bounded by the
 // operator's config and the admin API, so the label stays low-cardinality.
 
-export const delivered = new Counter({ name: 'verdict_webhook_delivered_total', help: 'Webhook deliveries the endpoint accepted (2xx)', labelNames: ['integration'], registers: [registry] });
-export const failedAttempts = new Counter({ name: 'verdict_webhook_failed_attempts_total', help: 'Webhook tries that failed, by reason (http_4xx, http_5xx, http_3xx, timeout, network, refused_address, config)', labelNames: ['integration', 'reason'], registers: [registry] });
-export const retried = new Counter({ name: 'verdict_webhook_retries_total', help: 'Webhook deliveries scheduled for another try', labelNames: ['integration'], registers: [registry] });
-export const deadLettered = new Counter({ name: 'verdict_webhook_dead_lettered_total', help: 'Webhook deliveries given up after the last try (or a 410), kept as dead letters', labelNames: ['integration'], registers: [registry] });
-export const disabledTotal = new Counter({ name: 'verdict_webhook_endpoints_disabled_total', help: 'Integrations disabled because their endpoint answered 410 Gone', labelNames: ['integration'], registers: [registry] });
+export const delivered = new Counter({
+  name: 'verdict_webhook_delivered_total',
+  help: 'Webhook deliveries the endpoint accepted (2xx)',
+  labelNames: ['integration'],
+  registers: [registry],
+});
+export const failedAttempts = new Counter({
+  name: 'verdict_webhook_failed_attempts_total',
+  help: 'Webhook tries that failed, by reason (http_4xx, http_5xx, http_3xx, timeout, network, refused_address, config)',
+  labelNames: ['integration', 'reason'],
+  registers: [registry],
+});
+export const retried = new Counter({
+  name: 'verdict_webhook_retries_total',
+  help: 'Webhook deliveries scheduled for another try',
+  labelNames: ['integration'],
+  registers: [registry],
+});
+export const deadLettered = new Counter({
+  name: 'verdict_webhook_dead_lettered_total',
+  help: 'Webhook deliveries given up after the last try (or a 410), kept as dead letters',
+  labelNames: ['integration'],
+  registers: [registry],
+});
+export const disabledTotal = new Counter({
+  name: 'verdict_webhook_endpoints_disabled_total',
+  help: 'Integrations disabled because their endpoint answered 410 Gone',
+  labelNames: ['integration'],
+  registers: [registry],
+});
 export const latency = new Histogram({
   name: 'verdict_webhook_attempt_duration_seconds',
   help: 'Time of one webhook try, from connecting to the end of the response',

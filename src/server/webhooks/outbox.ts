@@ -43,7 +43,8 @@ interface Row extends Omit<Delivery, 'alert_ids'> {
   items: string;
 }
 
-const DELIVERY_COLS = 'id, integration_id, webhook_id, event, alert_ids, body, state, attempts, next_attempt_at, lease_until, group_until, last_status, last_error, created_at, updated_at, finished_at';
+const DELIVERY_COLS =
+  'id, integration_id, webhook_id, event, alert_ids, body, state, attempts, next_attempt_at, lease_until, group_until, last_status, last_error, created_at, updated_at, finished_at';
 
 const toDelivery = ({ items: _items, ...r }: Row): Delivery => ({ ...r, alert_ids: JSON.parse(r.alert_ids) as number[] });
 
@@ -79,32 +80,40 @@ interface ClaimContext {
   claims: SharedClaim[];
 }
 
-export type Outcome =
-  | { kind: 'delivered'; attempt: Attempt }
-  | { kind: 'retry'; attempt: Attempt; at: number }
-  | { kind: 'dead'; attempt: Attempt };
+export type Outcome = { kind: 'delivered'; attempt: Attempt } | { kind: 'retry'; attempt: Attempt; at: number } | { kind: 'dead'; attempt: Attempt };
 
 export class Outbox {
   private readonly s;
   private readonly wakeListeners = new Set<() => void>();
   private wakeScheduled = false;
 
-  constructor(private readonly db: DB, private readonly registry: IntegrationRegistry, private readonly opts: { externalUrl: () => string }) {
+  constructor(
+    private readonly db: DB,
+    private readonly registry: IntegrationRegistry,
+    private readonly opts: { externalUrl: () => string },
+  ) {
     this.s = {
       claimEvent: db.prepare('INSERT OR IGNORE INTO webhook_alert_events (integration_id, alert_id, event) VALUES (?, ?, ?)'),
       hasEvent: db.prepare('SELECT 1 FROM webhook_alert_events WHERE integration_id = ? AND alert_id = ? AND event = ?'),
-      openGroup: db.prepare("SELECT * FROM webhook_deliveries WHERE integration_id = ? AND event = ? AND state = 'pending' AND attempts = 0 AND group_until > ? AND lease_until IS NULL ORDER BY group_until DESC LIMIT 1"),
+      openGroup: db.prepare(
+        "SELECT * FROM webhook_deliveries WHERE integration_id = ? AND event = ? AND state = 'pending' AND attempts = 0 AND group_until > ? AND lease_until IS NULL ORDER BY group_until DESC LIMIT 1",
+      ),
       updateGroup: db.prepare('UPDATE webhook_deliveries SET items = ?, alert_ids = ?, body = ?, updated_at = ? WHERE id = ?'),
       // Webhook-ids derived from the alert (Kafka replicas) can come back only for a
       // claim that was lost (an alert purged and its event stored again): keep the first.
-      insert: db.prepare(`INSERT INTO webhook_deliveries (integration_id, webhook_id, event, alert_ids, items, body, state, next_attempt_at, group_until, created_at, updated_at)
+      insert:
+        db.prepare(`INSERT INTO webhook_deliveries (integration_id, webhook_id, event, alert_ids, items, body, state, next_attempt_at, group_until, created_at, updated_at)
         VALUES (@integration_id, @webhook_id, @event, @alert_ids, @items, @body, 'pending', @next_attempt_at, @group_until, @now, @now) ON CONFLICT (webhook_id) DO NOTHING`),
       integrationByName: db.prepare('SELECT id FROM webhook_integrations WHERE name = ?'),
-      due: db.prepare(`SELECT ${DELIVERY_COLS}, '[]' AS items FROM webhook_deliveries WHERE integration_id = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`),
+      due: db.prepare(
+        `SELECT ${DELIVERY_COLS}, '[]' AS items FROM webhook_deliveries WHERE integration_id = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`,
+      ),
       // A lease moves next_attempt_at to its end: leased rows drop out of `due`
       // without being scanned, and come back by themselves if the worker is lost.
       lease: db.prepare('UPDATE webhook_deliveries SET lease_until = ?, next_attempt_at = ? WHERE id = ?'),
-      nextDue: db.prepare("SELECT next_attempt_at AS t FROM webhook_deliveries WHERE integration_id = ? AND state = 'pending' ORDER BY next_attempt_at LIMIT 1"),
+      nextDue: db.prepare(
+        "SELECT next_attempt_at AS t FROM webhook_deliveries WHERE integration_id = ? AND state = 'pending' ORDER BY next_attempt_at LIMIT 1",
+      ),
       finish: db.prepare(`UPDATE webhook_deliveries SET state = @state, attempts = attempts + 1, next_attempt_at = @next, lease_until = NULL,
         last_status = @status, last_error = @error, updated_at = @now, finished_at = @finished WHERE id = @id`),
       attempt: db.prepare('INSERT INTO webhook_attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)'),
@@ -141,7 +150,10 @@ export class Outbox {
   enqueueForAlerts(alerts: readonly StoredAlert[], now = Date.now()): number {
     // Most servers have no integration: no work per batch for them.
     if (!this.registry.active().length) return 0;
-    return this.enqueueShared(alerts.map((alert) => ({ alert })), now).deliveries;
+    return this.enqueueShared(
+      alerts.map((alert) => ({ alert })),
+      now,
+    ).deliveries;
   }
 
   /**
@@ -250,8 +262,15 @@ export class Outbox {
     }
     this.s.insert.run({
       // Items are kept only where a group may grow and be rendered again.
-      integration_id: i.id, webhook_id: webhookId, event, alert_ids: JSON.stringify([a.id]), items: window === undefined ? '[]' : JSON.stringify([item]),
-      body: this.render(i, [item], iso), next_attempt_at: now + (window ?? 0), group_until: window === undefined ? null : now + window, now: iso,
+      integration_id: i.id,
+      webhook_id: webhookId,
+      event,
+      alert_ids: JSON.stringify([a.id]),
+      items: window === undefined ? '[]' : JSON.stringify([item]),
+      body: this.render(i, [item], iso),
+      next_attempt_at: now + (window ?? 0),
+      group_until: window === undefined ? null : now + window,
+      now: iso,
     });
   }
 
@@ -271,7 +290,11 @@ export class Outbox {
   /** Single-process start-up: nobody else can hold a lease, so none is waited out. */
   releaseLeases(now = Date.now()): void {
     // A leased delivery was due when it was taken, so it is due again now.
-    this.db.prepare("UPDATE webhook_deliveries SET lease_until = NULL, next_attempt_at = min(next_attempt_at, ?) WHERE state = 'pending' AND lease_until IS NOT NULL").run(now);
+    this.db
+      .prepare(
+        "UPDATE webhook_deliveries SET lease_until = NULL, next_attempt_at = min(next_attempt_at, ?) WHERE state = 'pending' AND lease_until IS NOT NULL",
+      )
+      .run(now);
   }
 
   /** The earliest time any delivery of these integrations becomes due (ms), if any. */
@@ -292,19 +315,21 @@ export class Outbox {
    */
   finish(tries: readonly { d: Delivery; outcome: Outcome }[]): boolean[] {
     const now = new Date().toISOString();
-    return this.db.transaction(() => tries.map(({ d, outcome }) => {
-      const changed = this.s.finish.run({
-        id: d.id,
-        state: outcome.kind === 'retry' ? 'pending' : outcome.kind,
-        next: outcome.kind === 'retry' ? outcome.at : d.next_attempt_at,
-        status: outcome.attempt.status,
-        error: outcome.attempt.error,
-        now,
-        finished: outcome.kind === 'retry' ? null : now,
-      }).changes;
-      if (changed) this.s.attempt.run(d.id, outcome.attempt.at, outcome.attempt.status, outcome.attempt.error, outcome.attempt.duration_ms);
-      return changed > 0;
-    }))();
+    return this.db.transaction(() =>
+      tries.map(({ d, outcome }) => {
+        const changed = this.s.finish.run({
+          id: d.id,
+          state: outcome.kind === 'retry' ? 'pending' : outcome.kind,
+          next: outcome.kind === 'retry' ? outcome.at : d.next_attempt_at,
+          status: outcome.attempt.status,
+          error: outcome.attempt.error,
+          now,
+          finished: outcome.kind === 'retry' ? null : now,
+        }).changes;
+        if (changed) this.s.attempt.run(d.id, outcome.attempt.at, outcome.attempt.status, outcome.attempt.error, outcome.attempt.duration_ms);
+        return changed > 0;
+      }),
+    )();
   }
 
   get(id: number): Delivery | undefined {
@@ -327,7 +352,9 @@ export class Outbox {
       where.push('id < ?');
       args.push(opts.beforeId);
     }
-    return (this.db.prepare(`SELECT * FROM webhook_deliveries WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`).all(...args, opts.limit) as Row[]).map(toDelivery);
+    return (this.db.prepare(`SELECT * FROM webhook_deliveries WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`).all(...args, opts.limit) as Row[]).map(
+      toDelivery,
+    );
   }
 
   /** Sends a finished (dead or delivered) delivery again, from the first try of the schedule, same webhook-id. */

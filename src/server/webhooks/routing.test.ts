@@ -3,11 +3,32 @@ import { DEFAULT_ROUTE, type RouteSpec } from '../../shared/config/webhooks-conf
 import type { StoredAlert } from '../store/alert-store.js';
 import { routeMatches } from './routing.js';
 
-const alert = (o: Partial<StoredAlert>): StoredAlert => ({
-  id: 1, fingerprint: 'f', agent: 'prod-eu', status: 'triggered', source: 'cilium', severity: 'medium', title: 't', description: 'd', cluster: 'c',
-  namespace: 'shop', policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-ingress' }], rule: '', labels: {}, details: {},
-  samples: [], count: 1, events: 1, first_seen: '', last_seen: '', created_at: '', updated_at: '', seq: 1, ...o,
-} as StoredAlert);
+const alert = (o: Partial<StoredAlert>): StoredAlert =>
+  ({
+    id: 1,
+    fingerprint: 'f',
+    agent: 'prod-eu',
+    status: 'triggered',
+    source: 'cilium',
+    severity: 'medium',
+    title: 't',
+    description: 'd',
+    cluster: 'c',
+    namespace: 'shop',
+    policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-ingress' }],
+    rule: '',
+    labels: {},
+    details: {},
+    samples: [],
+    count: 1,
+    events: 1,
+    first_seen: '',
+    last_seen: '',
+    created_at: '',
+    updated_at: '',
+    seq: 1,
+    ...o,
+  }) as StoredAlert;
 
 const route = (o: Partial<RouteSpec>): RouteSpec => ({ ...DEFAULT_ROUTE, ...o });
 

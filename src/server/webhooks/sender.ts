@@ -61,32 +61,39 @@ export function send(req: SendRequest): Promise<SendResult> {
       req.signal?.removeEventListener('abort', onAbort);
       resolve({ ...r, durationMs: took() });
     };
-    const r = mod.request(req.url, {
-      method: 'POST',
-      agent: req.agent,
-      lookup: req.policy.lookup,
-      headers: { ...req.headers, 'content-length': String(Buffer.byteLength(req.body)) },
-    }, (res) => {
-      const status = res.statusCode ?? 0;
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        if (size < MAX_ERROR_BODY) chunks.push(c);
-        size += c.length;
-      });
-      res.on('end', () => {
-        const ok = status >= 200 && status < 300;
-        const text = Buffer.concat(chunks).toString('utf8').slice(0, MAX_ERROR_BODY).trim();
-        const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
-        done({
-          status, ok,
-          ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-          error: ok ? null : `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}${status >= 300 && status < 400 ? ' (redirects are not followed; use the final URL)' : ''}${text ? `: ${text}` : ''}`,
-          ...(ok ? {} : { reason: status >= 500 ? 'http_5xx' : status >= 400 ? 'http_4xx' : 'http_3xx' }),
+    const r = mod.request(
+      req.url,
+      {
+        method: 'POST',
+        agent: req.agent,
+        lookup: req.policy.lookup,
+        headers: { ...req.headers, 'content-length': String(Buffer.byteLength(req.body)) },
+      },
+      (res) => {
+        const status = res.statusCode ?? 0;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          if (size < MAX_ERROR_BODY) chunks.push(c);
+          size += c.length;
         });
-      });
-      res.on('error', (e) => done({ status, ok: false, error: `reading the response failed: ${errText(e)}`, reason: 'network' }));
-    });
+        res.on('end', () => {
+          const ok = status >= 200 && status < 300;
+          const text = Buffer.concat(chunks).toString('utf8').slice(0, MAX_ERROR_BODY).trim();
+          const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+          done({
+            status,
+            ok,
+            ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+            error: ok
+              ? null
+              : `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}${status >= 300 && status < 400 ? ' (redirects are not followed; use the final URL)' : ''}${text ? `: ${text}` : ''}`,
+            ...(ok ? {} : { reason: status >= 500 ? 'http_5xx' : status >= 400 ? 'http_4xx' : 'http_3xx' }),
+          });
+        });
+        res.on('error', (e) => done({ status, ok: false, error: `reading the response failed: ${errText(e)}`, reason: 'network' }));
+      },
+    );
     const timer = setTimeout(() => {
       done({ status: null, ok: false, error: `no complete answer within ${req.timeoutMs} ms (the integration's timeout)`, reason: 'timeout' });
       r.destroy();

@@ -44,7 +44,12 @@ export function stableWebhookId(integration: string, alertKey: string, event: st
  * What a receiver does (see docs/webhooks.md): recompute, compare in constant
  * time, and refuse stale timestamps so a captured request cannot be replayed.
  */
-export function verify(secret: string, headers: { id: string; timestamp: string; signature: string }, body: string, opts: { toleranceS?: number; nowS?: number } = {}): boolean {
+export function verify(
+  secret: string,
+  headers: { id: string; timestamp: string; signature: string },
+  body: string,
+  opts: { toleranceS?: number; nowS?: number } = {},
+): boolean {
   const ts = Number(headers.timestamp);
   const now = opts.nowS ?? Math.floor(Date.now() / 1000);
   if (!Number.isInteger(ts) || Math.abs(now - ts) > (opts.toleranceS ?? 300)) return false;

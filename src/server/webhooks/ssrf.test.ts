@@ -6,13 +6,32 @@ import { AddressPolicy, restrictedReason } from './ssrf.js';
 
 describe('restricted addresses', () => {
   it.each([
-    ['127.0.0.1', /loopback/], ['127.9.9.9', /loopback/], ['::1', /loopback/], ['10.1.2.3', /private/], ['172.16.0.1', /private/],
-    ['172.31.255.255', /private/], ['192.168.1.1', /private/], ['169.254.169.254', /metadata/], ['100.100.100.200', /metadata/],
-    ['168.63.129.16', /metadata/], ['fd00:ec2::254', /metadata/], ['fe80::1', /link-local/], ['0.0.0.0', /unspecified/], ['::', /unspecified/],
-    ['::ffff:127.0.0.1', /loopback/], ['::ffff:169.254.169.254', /metadata/], ['64:ff9b::a9fe:a9fe', /metadata.*NAT64/], ['224.0.0.1', /multicast/],
+    ['127.0.0.1', /loopback/],
+    ['127.9.9.9', /loopback/],
+    ['::1', /loopback/],
+    ['10.1.2.3', /private/],
+    ['172.16.0.1', /private/],
+    ['172.31.255.255', /private/],
+    ['192.168.1.1', /private/],
+    ['169.254.169.254', /metadata/],
+    ['100.100.100.200', /metadata/],
+    ['168.63.129.16', /metadata/],
+    ['fd00:ec2::254', /metadata/],
+    ['fe80::1', /link-local/],
+    ['0.0.0.0', /unspecified/],
+    ['::', /unspecified/],
+    ['::ffff:127.0.0.1', /loopback/],
+    ['::ffff:169.254.169.254', /metadata/],
+    ['64:ff9b::a9fe:a9fe', /metadata.*NAT64/],
+    ['224.0.0.1', /multicast/],
     // IPv6 forms that carry a restricted IPv4 address, as URL literals come out of new URL().
-    ['::ffff:7f00:1', /loopback/], ['::7f00:1', /IPv4-compatible/], ['::ffff:0:7f00:1', /loopback.*SIIT/], ['2002:a9fe:a9fe::1', /metadata.*6to4/],
-    ['2002:a00:1::', /private.*6to4/], ['64:ff9b::10.0.0.1', /private.*NAT64/], ['fec0::1', /site-local/],
+    ['::ffff:7f00:1', /loopback/],
+    ['::7f00:1', /IPv4-compatible/],
+    ['::ffff:0:7f00:1', /loopback.*SIIT/],
+    ['2002:a9fe:a9fe::1', /metadata.*6to4/],
+    ['2002:a00:1::', /private.*6to4/],
+    ['64:ff9b::10.0.0.1', /private.*NAT64/],
+    ['fec0::1', /site-local/],
   ])('%s is refused (%s)', (ip, why) => {
     expect(restrictedReason(ip)).toMatch(why);
   });
@@ -24,8 +43,16 @@ describe('restricted addresses', () => {
 
 describe('URL literals in every spelling', () => {
   it.each([
-    'http://127.1/', 'http://2130706433/', 'http://0x7f.0.0.1/', 'http://[::ffff:127.0.0.1]/', 'http://[0:0:0:0:0:ffff:7f00:1]/', 'http://[::127.0.0.1]/',
-    'http://[64:ff9b::169.254.169.254]/', 'http://[2002:a9fe:a9fe::]/', 'http://0251.0376.0251.0376/', 'http://[fd00:ec2::254]/',
+    'http://127.1/',
+    'http://2130706433/',
+    'http://0x7f.0.0.1/',
+    'http://[::ffff:127.0.0.1]/',
+    'http://[0:0:0:0:0:ffff:7f00:1]/',
+    'http://[::127.0.0.1]/',
+    'http://[64:ff9b::169.254.169.254]/',
+    'http://[2002:a9fe:a9fe::]/',
+    'http://0251.0376.0251.0376/',
+    'http://[fd00:ec2::254]/',
   ])('%s is refused before connecting', (u) => {
     expect(new AddressPolicy([]).checkLiteral(new URL(u))).toMatch(/refused to deliver to .*allow_private_addresses/);
   });
@@ -37,7 +64,9 @@ describe('AddressPolicy', () => {
     expect(p.check('127.0.0.1', '127.0.0.1')).toBeUndefined();
     expect(p.check('x', '10.9.8.7')).toBeUndefined();
     expect(p.check('hooks.internal.', '192.168.0.9')).toBeUndefined();
-    expect(p.check('other', '192.168.0.9')).toMatch(/refused to deliver to other \(192\.168\.0\.9\): it is a private address.*add "192\.168\.0\.9".*webhooks\.allow_private_addresses/);
+    expect(p.check('other', '192.168.0.9')).toMatch(
+      /refused to deliver to other \(192\.168\.0\.9\): it is a private address.*add "192\.168\.0\.9".*webhooks\.allow_private_addresses/,
+    );
     expect(p.check('x', '127.0.0.2')).toMatch(/loopback/);
   });
 
@@ -64,7 +93,8 @@ describe('send() refuses before any byte is sent', () => {
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-  const post = (url: string, policy: AddressPolicy) => send({ url: new URL(url), body: '{}', headers: {}, timeoutMs: 2000, policy, agent: newAgent(new URL(url), 1) });
+  const post = (url: string, policy: AddressPolicy) =>
+    send({ url: new URL(url), body: '{}', headers: {}, timeoutMs: 2000, policy, agent: newAgent(new URL(url), 1) });
 
   it('for a literal loopback IP, a name resolving to loopback, and passes when allowed', async () => {
     const none = new AddressPolicy([]);
@@ -102,13 +132,19 @@ describe('DNS rebinding', () => {
   });
 
   it('refuses early (admin API) a name that resolves to a restricted address, and allows it when listed', async () => {
-    const fakeDns = ((_h: string, _o: unknown, cb: (e: null, a: { address: string; family: number }[]) => void) => cb(null, [{ address: '10.0.0.5', family: 4 }, { address: 'fd00:ec2::254', family: 6 }])) as unknown as ConstructorParameters<typeof AddressPolicy>[1];
+    const fakeDns = ((_h: string, _o: unknown, cb: (e: null, a: { address: string; family: number }[]) => void) =>
+      cb(null, [
+        { address: '10.0.0.5', family: 4 },
+        { address: 'fd00:ec2::254', family: 6 },
+      ])) as unknown as ConstructorParameters<typeof AddressPolicy>[1];
     const url = new URL('https://hooks.corp.example/x');
     expect(await new AddressPolicy([], fakeDns).checkUrl(url)).toMatch(/^refused to deliver to hooks\.corp\.example \(10\.0\.0\.5\): it is a private address/);
     expect(await new AddressPolicy(['hooks.corp.example'], fakeDns).checkUrl(url)).toBeUndefined();
     // One permitted address is enough: the connection is made only to it.
     expect(await new AddressPolicy(['10.0.0.0/8'], fakeDns).checkUrl(url)).toBeUndefined();
-    expect(await new AddressPolicy([]).checkUrl(new URL('http://localhost:1/'))).toMatch(/^refused to deliver to localhost \((127\.0\.0\.1|::1)\): it is a loopback address/);
+    expect(await new AddressPolicy([]).checkUrl(new URL('http://localhost:1/'))).toMatch(
+      /^refused to deliver to localhost \((127\.0\.0\.1|::1)\): it is a loopback address/,
+    );
   });
 
   it('connects to the checked address with the Host header of the URL', async () => {
@@ -119,7 +155,8 @@ describe('DNS rebinding', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as AddressInfo).port;
-    const fakeDns = ((_h: string, _o: unknown, cb: (e: null, a: { address: string; family: number }[]) => void) => cb(null, [{ address: '127.0.0.1', family: 4 }])) as unknown as ConstructorParameters<typeof AddressPolicy>[1];
+    const fakeDns = ((_h: string, _o: unknown, cb: (e: null, a: { address: string; family: number }[]) => void) =>
+      cb(null, [{ address: '127.0.0.1', family: 4 }])) as unknown as ConstructorParameters<typeof AddressPolicy>[1];
     const url = new URL(`http://hooks.internal:${port}/x`);
     const res = await send({ url, body: '{}', headers: {}, timeoutMs: 2000, policy: new AddressPolicy(['hooks.internal'], fakeDns), agent: newAgent(url, 1) });
     expect(res).toMatchObject({ ok: true, status: 200 });

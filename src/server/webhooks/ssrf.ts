@@ -71,7 +71,8 @@ const v4 = (hi: number, lo: number) => [hi >>> 8, hi & 255, lo >>> 8, lo & 255].
 function embeddedIPv4(ip: string): { v4: string; via: string } | undefined {
   const g = groups6(ip);
   if (!g) return undefined;
-  if (g[0] === 0x64 && g[1] === 0xff9b && g[2] === 0 && g[3] === 0 && g[4] === 0 && (g[5] === 0 || g[5] === 0xffff)) return { v4: v4(g[6]!, g[7]!), via: 'NAT64' };
+  if (g[0] === 0x64 && g[1] === 0xff9b && g[2] === 0 && g[3] === 0 && g[4] === 0 && (g[5] === 0 || g[5] === 0xffff))
+    return { v4: v4(g[6]!, g[7]!), via: 'NAT64' };
   if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0xffff && g[5] === 0) return { v4: v4(g[6]!, g[7]!), via: 'SIIT' };
   if (g[0] === 0x2002) return { v4: v4(g[1]!, g[2]!), via: '6to4' };
   return undefined;
@@ -87,7 +88,6 @@ export function restrictedReason(ip: string): string | undefined {
   return why ? `${why}, through ${e.via}` : undefined;
 }
 
-
 /** Which non-public destinations the operator allows (webhooks.allow_private_addresses). */
 export class AddressPolicy {
   private readonly nets = new BlockList();
@@ -96,7 +96,10 @@ export class AddressPolicy {
   private readonly verdicts = new Map<string, string | undefined>();
 
   /** `resolve` stands in for DNS in tests (a name that changes its answer). */
-  constructor(readonly allow: readonly string[] = [], private readonly resolve: typeof dnsLookup = dnsLookup) {
+  constructor(
+    readonly allow: readonly string[] = [],
+    private readonly resolve: typeof dnsLookup = dnsLookup,
+  ) {
     for (const e of allow) {
       const [addr, bits] = e.split('/');
       const v = isIP(addr!);

@@ -40,17 +40,31 @@ function receiver(): Promise<{ server: Server; url: string; received: () => numb
     });
   });
   server.keepAliveTimeout = 60_000;
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, received: () => received });
-  }));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, received: () => received });
+    }),
+  );
 }
 
 function payload(i: number): AlertPayload {
   const t = new Date().toISOString();
   return {
-    schema: ALERT_SCHEMA, source: 'cilium', fingerprint: `bench-${i}`, severity: 'high', title: `Ingress denied: shop/frontend-${i} -> shop/payments:8443/TCP`,
-    description: 'Dropped by shop/payments-ingress (POLICY_DENIED).', cluster: 'prod', namespace: 'shop', count: 1, first_seen: t, last_seen: t,
-    policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-ingress' }], rule: '', labels: { direction: 'ingress' }, samples: [],
+    schema: ALERT_SCHEMA,
+    source: 'cilium',
+    fingerprint: `bench-${i}`,
+    severity: 'high',
+    title: `Ingress denied: shop/frontend-${i} -> shop/payments:8443/TCP`,
+    description: 'Dropped by shop/payments-ingress (POLICY_DENIED).',
+    cluster: 'prod',
+    namespace: 'shop',
+    count: 1,
+    first_seen: t,
+    last_seen: t,
+    policies: [{ kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-ingress' }],
+    rule: '',
+    labels: { direction: 'ingress' },
+    samples: [],
   };
 }
 
@@ -65,7 +79,19 @@ async function baseline(url: string, secret: string): Promise<number> {
   for (let i = 0; i < BASELINE_N; i++) {
     const id = newWebhookId();
     const ts = Math.floor(Date.now() / 1000);
-    const r = await send({ url: u, body, timeoutMs: 15_000, policy, agent, headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(ts), 'webhook-signature': signatureHeader([secret], id, ts, body) } });
+    const r = await send({
+      url: u,
+      body,
+      timeoutMs: 15_000,
+      policy,
+      agent,
+      headers: {
+        'content-type': 'application/json',
+        'webhook-id': id,
+        'webhook-timestamp': String(ts),
+        'webhook-signature': signatureHeader([secret], id, ts, body),
+      },
+    });
     if (!r.ok) throw new Error(`baseline delivery failed: ${r.error}`);
   }
   const ms = performance.now() - t0;
@@ -79,13 +105,21 @@ async function throughOutbox(url: string, secret: string, concurrency: number, r
   const db = openServerDb(dir);
   const store = new AlertStore(db);
   const svc = startWebhooks({
-    db, store, log,
-    config: parseWebhooksJson({ allow_private_addresses: ['127.0.0.1'], integrations: [{ name: 'bench', type: 'generic', url, secrets: [secret], concurrency }] }),
+    db,
+    store,
+    log,
+    config: parseWebhooksJson({
+      allow_private_addresses: ['127.0.0.1'],
+      integrations: [{ name: 'bench', type: 'generic', url, secrets: [secret], concurrency }],
+    }),
   });
   const start = received();
   const t0 = performance.now();
   for (let b = 0; b < N / BATCH; b++) {
-    store.ingest('bench', Array.from({ length: BATCH }, (_, k) => ({ id: `c${concurrency}-${b}-${k}`, payload: payload(b * BATCH + k) })));
+    store.ingest(
+      'bench',
+      Array.from({ length: BATCH }, (_, k) => ({ id: `c${concurrency}-${b}-${k}`, payload: payload(b * BATCH + k) })),
+    );
     // Alerts arrive over time in a real server; let the worker run between batches.
     await new Promise((r) => setImmediate(r));
   }
@@ -104,9 +138,14 @@ async function enqueueOverhead(): Promise<{ without: number; withHook: number }>
     const db = openServerDb(dir);
     const store = new AlertStore(db);
     const svc = startWebhooks({
-      db, store, log,
+      db,
+      store,
+      log,
       // The worker never reaches this endpoint (port 9 is "discard"); only the enqueue is measured.
-      config: parseWebhooksJson({ allow_private_addresses: ['127.0.0.1'], integrations: withIntegration ? [{ name: 'x', type: 'generic', url: 'http://127.0.0.1:9/', secrets: [newSecret()], enabled: true }] : [] }),
+      config: parseWebhooksJson({
+        allow_private_addresses: ['127.0.0.1'],
+        integrations: withIntegration ? [{ name: 'x', type: 'generic', url: 'http://127.0.0.1:9/', secrets: [newSecret()], enabled: true }] : [],
+      }),
     });
     await svc.worker.close();
     const events = Array.from({ length: 20_000 }, (_, i) => ({ id: `o-${i}`, payload: payload(i) }));
@@ -129,10 +168,14 @@ export default async function bench(): Promise<void> {
   console.log(`baseline: one at a time, no outbox      ${BASELINE_N} deliveries in ${Math.round(baseMs)} ms = ${rate(BASELINE_N, baseMs)}`);
   for (const c of [1, 4, 16, 32]) {
     const r = await throughOutbox(rx.url, secret, c, rx.received);
-    console.log(`outbox + worker, concurrency ${String(c).padEnd(2)}        ${r.n} deliveries in ${Math.round(r.ms)} ms = ${rate(r.n, r.ms)}  (x${((r.n / r.ms) / (BASELINE_N / baseMs)).toFixed(1)} baseline)`);
+    console.log(
+      `outbox + worker, concurrency ${String(c).padEnd(2)}        ${r.n} deliveries in ${Math.round(r.ms)} ms = ${rate(r.n, r.ms)}  (x${(r.n / r.ms / (BASELINE_N / baseMs)).toFixed(1)} baseline)`,
+    );
   }
   const o = await enqueueOverhead();
-  console.log(`store ingest of 20,000 new alerts: ${rate(20_000, o.without)} without integrations, ${rate(20_000, o.withHook)} with one matching integration (outbox rows in the same transaction)`);
+  console.log(
+    `store ingest of 20,000 new alerts: ${rate(20_000, o.without)} without integrations, ${rate(20_000, o.withHook)} with one matching integration (outbox rows in the same transaction)`,
+  );
   await new Promise<void>((r) => rx.server.close(() => r()));
   rx.server.closeAllConnections();
 }

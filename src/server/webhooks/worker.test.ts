@@ -37,7 +37,7 @@ describe('retry schedule', () => {
 
   it('backs off exponentially on the default schedule, each wait jittered on its own', () => {
     let x = 0.123;
-    const d = delays(() => (x = (x * 9301 + 49297) % 233280 / 233280));
+    const d = delays(() => (x = ((x * 9301 + 49297) % 233280) / 233280));
     const waits = [1, 2, 3, 4, 5, 6].map((t) => d(t));
     for (let i = 1; i < waits.length; i++) expect(waits[i]!).toBeGreaterThan(waits[i - 1]!);
   });

@@ -66,10 +66,12 @@ export class DeliveryWorker {
     setMaxListeners(this.maxInFlight + 1, this.abort.signal);
     this.unsubscribe.push(o.queue.onWake(() => this.pump()));
     // An edited or deleted endpoint must not keep its old connections.
-    this.unsubscribe.push(o.registry.onChange(() => {
-      this.dropStaleAgents();
-      this.pump();
-    }));
+    this.unsubscribe.push(
+      o.registry.onChange(() => {
+        this.dropStaleAgents();
+        this.pump();
+      }),
+    );
   }
 
   start(): void {
@@ -120,7 +122,12 @@ export class DeliveryWorker {
     this.inFlight.set(i.id, (this.inFlight.get(i.id) ?? 0) + 1);
     this.total++;
     const p = this.tryOnce(i, d)
-      .catch((e: unknown) => this.o.log.error({ error: errText(e), integration: i.name, delivery_id: d.id }, 'Webhooks: recording a try failed; the delivery is tried again when its lease ends'))
+      .catch((e: unknown) =>
+        this.o.log.error(
+          { error: errText(e), integration: i.name, delivery_id: d.id },
+          'Webhooks: recording a try failed; the delivery is tried again when its lease ends',
+        ),
+      )
       .finally(() => {
         this.inFlight.set(i.id, (this.inFlight.get(i.id) ?? 1) - 1);
         this.total--;
@@ -169,7 +176,10 @@ export class DeliveryWorker {
     try {
       ok = this.o.queue.finish(batch);
     } catch (e) {
-      this.o.log.error({ error: errText(e), deliveries: batch.length }, 'Webhooks: recording tries failed; those deliveries are tried again when their lease ends');
+      this.o.log.error(
+        { error: errText(e), deliveries: batch.length },
+        'Webhooks: recording tries failed; those deliveries are tried again when their lease ends',
+      );
       ok = batch.map(() => false);
     }
     for (const [i, b] of batch.entries()) b.done(ok[i]!);
@@ -203,7 +213,10 @@ export class DeliveryWorker {
     // each wait: enough to spread a herd of retries after an outage. The draw
     // over that band is the project's backoff helper (full jitter).
     const band = Math.max(2, Math.round(base / 5));
-    const offset = this.o.jitter === false ? band / 2 : new Backoff({ initialMs: band, maxMs: band, jitter: true, ...(this.o.random ? { random: this.o.random } : {}) }).next();
+    const offset =
+      this.o.jitter === false
+        ? band / 2
+        : new Backoff({ initialMs: band, maxMs: band, jitter: true, ...(this.o.random ? { random: this.o.random } : {}) }).next();
     const wait = Math.round(base - band / 2 + offset);
     return Math.max(wait, Math.min(retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
   }
@@ -232,13 +245,19 @@ export class DeliveryWorker {
       this.o.registry.disable(i.id, `the endpoint answered 410 Gone at ${at}`);
       m.deadLettered.inc(labels);
       m.disabledTotal.inc(labels);
-      this.o.log.error({ ...ctx, status: 410 }, `Webhook endpoint answered 410 Gone: disabled integration "${i.name}" and kept this delivery as a dead letter; once the receiver is back, POST /api/v1/admin/integrations/${i.name}/enable and redeliver the dead letters`);
+      this.o.log.error(
+        { ...ctx, status: 410 },
+        `Webhook endpoint answered 410 Gone: disabled integration "${i.name}" and kept this delivery as a dead letter; once the receiver is back, POST /api/v1/admin/integrations/${i.name}/enable and redeliver the dead letters`,
+      );
       return;
     }
     if (tries > i.spec.retry_schedule.length) {
       if (!(await this.record(d, { kind: 'dead', attempt }))) return;
       m.deadLettered.inc(labels);
-      this.o.log.error({ ...ctx, status: res.status, error: res.error }, `Webhook delivery dead-lettered after ${tries} tries; fix the endpoint, then POST /api/v1/admin/integrations/${i.name}/deliveries/${d.id}/redeliver`);
+      this.o.log.error(
+        { ...ctx, status: res.status, error: res.error },
+        `Webhook delivery dead-lettered after ${tries} tries; fix the endpoint, then POST /api/v1/admin/integrations/${i.name}/deliveries/${d.id}/redeliver`,
+      );
       return;
     }
     const delay = this.retryDelay(i, tries, res.retryAfterMs);

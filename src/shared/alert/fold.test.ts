@@ -33,7 +33,14 @@ describe('foldOccurrence', () => {
   it('adds counts, takes the earliest first_seen with its title and description, and the latest last_seen', () => {
     const into = { ...occ('2026-01-01T00:00:02Z'), count: 3, first_seen: '2026-01-01T00:00:01Z' };
     const f = foldOccurrence(into, { ...occ('2026-01-01T00:00:05Z', 'low', 'newer', 2), first_seen: '2026-01-01T00:00:00Z' });
-    expect(f.summary).toEqual({ count: 5, first_seen: '2026-01-01T00:00:00Z', last_seen: '2026-01-01T00:00:05Z', severity: 'low', title: 't newer', description: 'newer' });
+    expect(f.summary).toEqual({
+      count: 5,
+      first_seen: '2026-01-01T00:00:00Z',
+      last_seen: '2026-01-01T00:00:05Z',
+      severity: 'low',
+      title: 't newer',
+      description: 'newer',
+    });
     expect(f.latest).toBe(true);
     expect(into.count).toBe(3); // pure: the input is not changed
   });
@@ -54,8 +61,10 @@ describe('foldOccurrence', () => {
 
   it('keeps the highest severity while lower repeats arrive, and says which occurrence set it', () => {
     const { summary, setter, latest } = foldAll([
-      occ('2026-01-01T00:00:01Z', 'low'), occ('2026-01-01T00:00:02Z', 'critical', 'boom'),
-      occ('2026-01-01T00:00:03Z', 'info', 'calm'), occ('2026-01-01T00:00:04Z', 'critical', 'boom again'),
+      occ('2026-01-01T00:00:01Z', 'low'),
+      occ('2026-01-01T00:00:02Z', 'critical', 'boom'),
+      occ('2026-01-01T00:00:03Z', 'info', 'calm'),
+      occ('2026-01-01T00:00:04Z', 'critical', 'boom again'),
     ]);
     expect(summary.severity).toBe('critical');
     expect(setter).toBe(1); // an equal severity later does not take it over
@@ -70,15 +79,31 @@ describe('foldOccurrence', () => {
   });
 
   it('gives the same count, times, severity, title and description in every order when first_seen values differ', () => {
-    const list = [occ('2026-01-01T00:00:03Z', 'medium', 'c'), occ('2026-01-01T00:00:01Z', 'critical', 'a', 4), occ('2026-01-01T00:00:04Z', 'info', 'd'), occ('2026-01-01T00:00:02Z', 'high', 'b')];
+    const list = [
+      occ('2026-01-01T00:00:03Z', 'medium', 'c'),
+      occ('2026-01-01T00:00:01Z', 'critical', 'a', 4),
+      occ('2026-01-01T00:00:04Z', 'info', 'd'),
+      occ('2026-01-01T00:00:02Z', 'high', 'b'),
+    ];
     const results = permutations(list).map((p) => foldAll(p).summary);
-    for (const r of results) expect(r).toEqual({ count: 7, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:04Z', severity: 'critical', title: 't a', description: 'a' });
+    for (const r of results)
+      expect(r).toEqual({
+        count: 7,
+        first_seen: '2026-01-01T00:00:01Z',
+        last_seen: '2026-01-01T00:00:04Z',
+        severity: 'critical',
+        title: 't a',
+        description: 'a',
+      });
     // and the severity setter is always the critical one
     for (const p of permutations(list)) expect(p[foldAll(p).setter]!.description).toBe('a');
   });
 
   it('compares numeric times too', () => {
-    const f = foldOccurrence<number>({ count: 1, first_seen: 10, last_seen: 10, severity: 'low', title: 'x', description: 'x' }, { count: 1, first_seen: 9, last_seen: 9, severity: 'low', title: 'y', description: 'y' });
+    const f = foldOccurrence<number>(
+      { count: 1, first_seen: 10, last_seen: 10, severity: 'low', title: 'x', description: 'x' },
+      { count: 1, first_seen: 9, last_seen: 9, severity: 'low', title: 'y', description: 'y' },
+    );
     expect(f.summary).toMatchObject({ first_seen: 9, last_seen: 10, description: 'y' });
   });
 });

@@ -59,7 +59,14 @@ export interface Folded<T extends string | number = string> {
 export function foldOccurrence<T extends string | number>(into: Readonly<FoldSummary<T>> | undefined, occ: Readonly<FoldSummary<T>>): Folded<T> {
   if (!into) {
     return {
-      summary: { count: occ.count, first_seen: occ.first_seen, last_seen: occ.last_seen, severity: occ.severity, title: occ.title, description: occ.description },
+      summary: {
+        count: occ.count,
+        first_seen: occ.first_seen,
+        last_seen: occ.last_seen,
+        severity: occ.severity,
+        title: occ.title,
+        description: occ.description,
+      },
       latest: true,
       setsSeverity: true,
     };

@@ -85,7 +85,17 @@ export interface AlertPayload {
 export const MAX_SAMPLES = 5;
 
 export function comparePolicyRefs(a: PolicyRef, b: PolicyRef): number {
-  return a.kind < b.kind ? -1 : a.kind > b.kind ? 1
-    : a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1
-    : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+  return a.kind < b.kind
+    ? -1
+    : a.kind > b.kind
+      ? 1
+      : a.namespace < b.namespace
+        ? -1
+        : a.namespace > b.namespace
+          ? 1
+          : a.name < b.name
+            ? -1
+            : a.name > b.name
+              ? 1
+              : 0;
 }

@@ -18,8 +18,15 @@ describe('kafka config block', () => {
     expect(parseYamlConfig('data_dir: /tmp/x\n', 'server.yaml', serverConfigSchema).value.kafka).toBeUndefined();
     const cfg = parseYamlConfig('kafka:\n  brokers: [kafka-0.kafka:9092, "[fd00::1]:9093"]\n', 'server.yaml', serverConfigSchema).value.kafka!;
     expect(cfg).toMatchObject({
-      brokers: ['kafka-0.kafka:9092', '[fd00::1]:9093'], topic_prefix: 'verdict', client_id: 'verdict-server', partitions: 6,
-      log_retention: -1, export_topic: 'verdict.alerts', create_topics: true, compression: 'none', session_timeout: 30_000,
+      brokers: ['kafka-0.kafka:9092', '[fd00::1]:9093'],
+      topic_prefix: 'verdict',
+      client_id: 'verdict-server',
+      partitions: 6,
+      log_retention: -1,
+      export_topic: 'verdict.alerts',
+      create_topics: true,
+      compression: 'none',
+      session_timeout: 30_000,
     });
     expect(cfg.tls).toBeUndefined();
     expect(cfg.sasl).toBeUndefined();
@@ -28,37 +35,54 @@ describe('kafka config block', () => {
   it('takes TLS, SASL with a secret reference, and a retention', () => {
     process.env.VERDICT_TEST_KAFKA_PASSWORD = 's3cret';
     try {
-      const cfg = parseYamlConfig(`kafka:
+      const cfg = parseYamlConfig(
+        `kafka:
   brokers: [b:9093]
   log_retention: 720h
   export_topic: ""
   tls: {ca_file: /etc/kafka/ca.pem}
   sasl: {mechanism: scram-sha-512, username: verdict, password: env:VERDICT_TEST_KAFKA_PASSWORD}
-`, 'server.yaml', serverConfigSchema).value.kafka!;
-      expect(cfg).toMatchObject({ log_retention: 720 * 3_600_000, export_topic: '', tls: { enabled: true, ca_file: '/etc/kafka/ca.pem' }, sasl: { mechanism: 'scram-sha-512', username: 'verdict' } });
+`,
+        'server.yaml',
+        serverConfigSchema,
+      ).value.kafka!;
+      expect(cfg).toMatchObject({
+        log_retention: 720 * 3_600_000,
+        export_topic: '',
+        tls: { enabled: true, ca_file: '/etc/kafka/ca.pem' },
+        sasl: { mechanism: 'scram-sha-512', username: 'verdict' },
+      });
     } finally {
       delete process.env.VERDICT_TEST_KAFKA_PASSWORD;
     }
   });
 
   it('reports every problem with its line and what to do', () => {
-    expect(issues(`kafka:
+    expect(
+      issues(`kafka:
   brokers: [kafka-0]
   partitions: 0
   sasl: {mechanism: gssapi, username: u, password: env:VERDICT_TEST_UNSET_VAR}
   tls: {cert_file: /c.pem}
   log_retention: soon
-`)).toEqual([
+`),
+    ).toEqual([
       '2: kafka.brokers[0]: "kafka-0" is not valid: host:port of a Kafka broker, e.g. kafka-0.kafka:9092',
       '3: kafka.partitions: must be at least 1',
       '4: kafka.sasl.mechanism: must be one of plain, scram-sha-256, scram-sha-512, got "gssapi"',
       '4: kafka.sasl.password: environment variable VERDICT_TEST_UNSET_VAR is not set; export it before starting the server, or use file:/path',
       '6: kafka.log_retention: must be a duration such as 500ms, 10s, 5m or 1h, got "soon"',
     ]);
-    expect(issues('kafka:\n  brokers: [b:9092]\n  tls: {cert_file: /c.pem}\n')).toEqual(['3: kafka.tls: give cert_file and key_file together (mutual TLS), or neither']);
-    expect(issues('kafka:\n  brokers: [b:9092]\n  export_topic: verdict.log\n')).toEqual(['3: kafka.export_topic: "verdict.log" is one of Verdict\'s internal topics; pick another name, e.g. verdict.alerts']);
+    expect(issues('kafka:\n  brokers: [b:9092]\n  tls: {cert_file: /c.pem}\n')).toEqual([
+      '3: kafka.tls: give cert_file and key_file together (mutual TLS), or neither',
+    ]);
+    expect(issues('kafka:\n  brokers: [b:9092]\n  export_topic: verdict.log\n')).toEqual([
+      '3: kafka.export_topic: "verdict.log" is one of Verdict\'s internal topics; pick another name, e.g. verdict.alerts',
+    ]);
     expect(issues('kafka:\n  topic_prefix: v\n')).toEqual(['2: kafka.brokers: is required']);
-    expect(issues('kafka:\n  brokers: [b:9092]\n  session_timeout: 1h\n')).toEqual(['3: kafka.session_timeout: must be at most 1800000 ms (brokers refuse more than group.max.session.timeout.ms, 30m by default)']);
+    expect(issues('kafka:\n  brokers: [b:9092]\n  session_timeout: 1h\n')).toEqual([
+      '3: kafka.session_timeout: must be at most 1800000 ms (brokers refuse more than group.max.session.timeout.ms, 30m by default)',
+    ]);
   });
 
   it('builds the block from a bootstrap list (verdict demo --kafka)', () => {

@@ -50,20 +50,26 @@ const kafkaFields = obj({
   request_timeout: field(duration({ min: 1_000 }), { default: 30_000 }),
   /** Consumer group session timeout: how long a crashed replica's partitions wait before another takes them. */
   // Kafka's default group.min/max.session.timeout.ms: a value outside is refused by the brokers at start-up.
-  session_timeout: field(duration({ min: 6_000, max: 1_800_000, maxWhy: "brokers refuse more than group.max.session.timeout.ms, 30m by default" }), { default: 30_000 }),
-  tls: field(obj({
-    enabled: field(bool(), { default: true }),
-    ca_file: field(str({ nonEmpty: true, hint: 'PEM file of the CA that signed the brokers\' certificates' })),
-    cert_file: field(str({ nonEmpty: true, hint: 'PEM client certificate, for mutual TLS' })),
-    key_file: field(str({ nonEmpty: true, hint: 'PEM private key of cert_file' })),
-    server_name: field(str({ nonEmpty: true })),
-    insecure_skip_verify: field(bool(), { default: false }),
-  })),
-  sasl: field(obj({
-    mechanism: field(oneOf(SASL_MECHANISMS), { required: true }),
-    username: field(str({ nonEmpty: true }), { required: true }),
-    password: field(secret, { required: true }),
-  })),
+  session_timeout: field(duration({ min: 6_000, max: 1_800_000, maxWhy: 'brokers refuse more than group.max.session.timeout.ms, 30m by default' }), {
+    default: 30_000,
+  }),
+  tls: field(
+    obj({
+      enabled: field(bool(), { default: true }),
+      ca_file: field(str({ nonEmpty: true, hint: "PEM file of the CA that signed the brokers' certificates" })),
+      cert_file: field(str({ nonEmpty: true, hint: 'PEM client certificate, for mutual TLS' })),
+      key_file: field(str({ nonEmpty: true, hint: 'PEM private key of cert_file' })),
+      server_name: field(str({ nonEmpty: true })),
+      insecure_skip_verify: field(bool(), { default: false }),
+    }),
+  ),
+  sasl: field(
+    obj({
+      mechanism: field(oneOf(SASL_MECHANISMS), { required: true }),
+      username: field(str({ nonEmpty: true }), { required: true }),
+      password: field(secret, { required: true }),
+    }),
+  ),
 });
 
 type Out<V> = V extends Validator<infer T> ? T : never;
@@ -80,7 +86,12 @@ export const kafkaConfigSchema: Validator<KafkaConfig> = (node, path, ctx) => {
   }
   const internal = [`${cfg.topic_prefix}.log`, `${cfg.topic_prefix}.tokens`];
   if (internal.includes(cfg.export_topic)) {
-    reportIssue(ctx, at('export_topic'), `${path}.export_topic`, `"${cfg.export_topic}" is one of Verdict's internal topics; pick another name, e.g. verdict.alerts`);
+    reportIssue(
+      ctx,
+      at('export_topic'),
+      `${path}.export_topic`,
+      `"${cfg.export_topic}" is one of Verdict's internal topics; pick another name, e.g. verdict.alerts`,
+    );
   }
   return ctx.issues.length > before ? undefined : cfg;
 };
@@ -92,6 +103,9 @@ export function parseKafkaJson(value: unknown, what = 'kafka'): KafkaConfig {
 
 /** The kafka block for a comma-separated bootstrap list, all else default (`verdict demo --kafka`). */
 export function kafkaConfigForBootstrap(bootstrap: string, extra: Record<string, unknown> = {}): KafkaConfig {
-  const brokers = bootstrap.split(',').map((b) => b.trim()).filter(Boolean);
+  const brokers = bootstrap
+    .split(',')
+    .map((b) => b.trim())
+    .filter(Boolean);
   return parseKafkaJson({ brokers, ...extra }, '--kafka');
 }

@@ -60,8 +60,16 @@ webhooks:
     const [g, gl] = cfg.webhooks!.integrations;
     expect(cfg.webhooks!.allow_private_addresses).toEqual(['127.0.0.1', '10.0.0.0/8', 'hooks.internal']);
     expect(g).toMatchObject({
-      name: 'sec-team', type: 'generic', enabled: true, secrets: ['env:VERDICT_TEST_WHSEC', SECRET], group_window: 30_000,
-      headers: { 'X-Team': 'security' }, timeout: 3000, retry_schedule: [1000, 10_000], concurrency: 8, repeat_milestones: [10, 100],
+      name: 'sec-team',
+      type: 'generic',
+      enabled: true,
+      secrets: ['env:VERDICT_TEST_WHSEC', SECRET],
+      group_window: 30_000,
+      headers: { 'X-Team': 'security' },
+      timeout: 3000,
+      retry_schedule: [1000, 10_000],
+      concurrency: 8,
+      repeat_milestones: [10, 100],
       route: { min_severity: 'high', sources: ['cilium'], namespaces: ['shop', 'db-*'], policies: ['shop/payments-ingress'], rules: [], agents: ['prod'] },
     });
     // The reference keeps the secret out of the stored spec.
@@ -71,7 +79,9 @@ webhooks:
 
   it('takes the URL from env: or file: too, and checks what it holds', () => {
     process.env.VERDICT_TEST_WHSEC = 'https://hooks.slack.com/services/T/B/X';
-    expect(parse('webhooks:\n  integrations:\n    - {name: s, type: slack, url: "env:VERDICT_TEST_WHSEC"}\n').webhooks!.integrations[0]!.url).toBe('env:VERDICT_TEST_WHSEC');
+    expect(parse('webhooks:\n  integrations:\n    - {name: s, type: slack, url: "env:VERDICT_TEST_WHSEC"}\n').webhooks!.integrations[0]!.url).toBe(
+      'env:VERDICT_TEST_WHSEC',
+    );
     process.env.VERDICT_TEST_WHSEC = 'not a url';
     expect(issues('webhooks:\n  integrations:\n    - {name: s, type: slack, url: "env:VERDICT_TEST_WHSEC"}\n')).toEqual([
       expect.stringMatching(/^3: webhooks\.integrations\[0\]\.url: the URL in env:VERDICT_TEST_WHSEC is not a URL/),
@@ -107,16 +117,18 @@ webhooks:
       headers: {Authorization: x}
       route: {min_severity: urgent}
 `);
-    expect(got).toEqual(expect.arrayContaining([
-      expect.stringMatching(/^2: webhooks\.allow_private_addresses\[0\]: .*neither an IP address/),
-      expect.stringMatching(/^6: webhooks\.integrations\[0\]\.url: scheme "ftp" is not supported/),
-      expect.stringMatching(/^7: webhooks\.integrations\[1\]\.key: .*needs its authorization key/),
-      expect.stringMatching(/^13: webhooks\.integrations\[2\]\.secrets\[0\]: environment variable VERDICT_TEST_WHSEC is not set; export it/),
-      expect.stringMatching(/^17: webhooks\.integrations\[3\]\.key: a Slack incoming webhook takes no key/),
-      expect.stringMatching(/^21: webhooks\.integrations\[4\]\.secrets\[0\]: decodes to 5 bytes; use 24 to 64/),
-      expect.stringMatching(/^22: webhooks\.integrations\[4\]\.headers: "Authorization" is set by Verdict/),
-      expect.stringMatching(/^23: webhooks\.integrations\[4\]\.route\.min_severity: must be one of critical/),
-    ]));
+    expect(got).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^2: webhooks\.allow_private_addresses\[0\]: .*neither an IP address/),
+        expect.stringMatching(/^6: webhooks\.integrations\[0\]\.url: scheme "ftp" is not supported/),
+        expect.stringMatching(/^7: webhooks\.integrations\[1\]\.key: .*needs its authorization key/),
+        expect.stringMatching(/^13: webhooks\.integrations\[2\]\.secrets\[0\]: environment variable VERDICT_TEST_WHSEC is not set; export it/),
+        expect.stringMatching(/^17: webhooks\.integrations\[3\]\.key: a Slack incoming webhook takes no key/),
+        expect.stringMatching(/^21: webhooks\.integrations\[4\]\.secrets\[0\]: decodes to 5 bytes; use 24 to 64/),
+        expect.stringMatching(/^22: webhooks\.integrations\[4\]\.headers: "Authorization" is set by Verdict/),
+        expect.stringMatching(/^23: webhooks\.integrations\[4\]\.route\.min_severity: must be one of critical/),
+      ]),
+    );
     // The generic webhook without secrets is reported too (its secrets are the problem).
     expect(got.some((l) => l.includes('integrations[0]'))).toBe(true);
   });
@@ -130,18 +142,29 @@ webhooks:
     expect(got.join('\n')).toMatch(/secrets: at most 2 secrets/);
     expect(got.join('\n')).toMatch(/group_window: GitLab's HTTP integration takes one alert per request/);
     // The second item failed on its own, so the duplicate name is not reported twice over.
-    expect(issues(`webhooks:
+    expect(
+      issues(`webhooks:
   integrations:
     - {name: a, type: slack, url: "https://hooks.slack.com/services/x"}
     - {name: a, type: slack, url: "https://hooks.slack.com/services/y"}
-`)).toEqual([expect.stringMatching(/integrations\[1\]\.name: "a" is used by an earlier integration/)]);
+`),
+    ).toEqual([expect.stringMatching(/integrations\[1\]\.name: "a" is used by an earlier integration/)]);
   });
 
   it('takes an admin API body with the same validators, and round-trips it', () => {
-    const spec = parseIntegrationJson({ name: 'am', type: 'alertmanager', url: 'https://am.example/hook', timeout: '5s', retry_schedule: ['100ms', '2m'], group_window: '1h' });
+    const spec = parseIntegrationJson({
+      name: 'am',
+      type: 'alertmanager',
+      url: 'https://am.example/hook',
+      timeout: '5s',
+      retry_schedule: ['100ms', '2m'],
+      group_window: '1h',
+    });
     expect(spec).toMatchObject({ timeout: 5000, retry_schedule: [100, 120_000], group_window: 3_600_000 });
     expect(parseIntegrationJson(integrationToJson(spec))).toEqual(spec);
-    expect(() => parseIntegrationJson({ name: 'x', type: 'pagerduty', url: 'https://a/' })).toThrow(/request body:\d+: type: must be one of generic, gitlab, alertmanager, slack/);
+    expect(() => parseIntegrationJson({ name: 'x', type: 'pagerduty', url: 'https://a/' })).toThrow(
+      /request body:\d+: type: must be one of generic, gitlab, alertmanager, slack/,
+    );
     expect(formatDuration(90_000)).toBe('90s');
     expect(formatDuration(250)).toBe('250ms');
   });

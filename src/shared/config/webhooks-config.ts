@@ -24,7 +24,18 @@ export const MAX_ACTIVE_SECRETS = 2;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 // RFC 7230 token; names we set ourselves cannot be overridden.
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const RESERVED_HEADERS = new Set(['host', 'content-type', 'content-length', 'transfer-encoding', 'connection', 'authorization', 'webhook-id', 'webhook-timestamp', 'webhook-signature', 'user-agent']);
+const RESERVED_HEADERS = new Set([
+  'host',
+  'content-type',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'authorization',
+  'webhook-id',
+  'webhook-timestamp',
+  'webhook-signature',
+  'user-agent',
+]);
 
 /**
  * Reads a secret given as `env:VAR`, `file:/path` or the value itself, so
@@ -56,27 +67,29 @@ export function whsecProblem(secret: string): string | undefined {
   const m = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secret);
   if (!m) return 'must be "whsec_" followed by base64 (generate one with: echo "whsec_$(openssl rand -base64 32)")';
   const n = Buffer.from(m[1]!, 'base64').length;
-  if (n < SECRET_MIN_BYTES || n > SECRET_MAX_BYTES) return `decodes to ${n} bytes; use ${SECRET_MIN_BYTES} to ${SECRET_MAX_BYTES} random bytes (echo "whsec_$(openssl rand -base64 32)")`;
+  if (n < SECRET_MIN_BYTES || n > SECRET_MAX_BYTES)
+    return `decodes to ${n} bytes; use ${SECRET_MIN_BYTES} to ${SECRET_MAX_BYTES} random bytes (echo "whsec_$(openssl rand -base64 32)")`;
   return undefined;
 }
 
 const isRef = (s: string) => s.startsWith('env:') || s.startsWith('file:');
 
-const secretRef = (kind: 'whsec' | 'key'): Validator<string> => refine(str({ nonEmpty: true }), (ref) => {
-  let value: string;
-  try {
-    value = resolveSecretRef(ref);
-  } catch (e) {
-    return (e as Error).message;
-  }
-  if (kind === 'whsec') {
-    const why = whsecProblem(value);
-    if (why) return isRef(ref) ? `the secret in ${ref} ${why}` : why;
-  } else if (value === '') {
-    return 'must not be empty';
-  }
-  return undefined;
-});
+const secretRef = (kind: 'whsec' | 'key'): Validator<string> =>
+  refine(str({ nonEmpty: true }), (ref) => {
+    let value: string;
+    try {
+      value = resolveSecretRef(ref);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    if (kind === 'whsec') {
+      const why = whsecProblem(value);
+      if (why) return isRef(ref) ? `the secret in ${ref} ${why}` : why;
+    } else if (value === '') {
+      return 'must not be empty';
+    }
+    return undefined;
+  });
 
 function urlProblem(u: string): string | undefined {
   let url: URL;
@@ -85,7 +98,8 @@ function urlProblem(u: string): string | undefined {
   } catch {
     return 'is not a URL; use e.g. https://hooks.example.com/verdict';
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `scheme "${url.protocol.slice(0, -1)}" is not supported; use https:// (or http:// inside a trusted network)`;
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    return `scheme "${url.protocol.slice(0, -1)}" is not supported; use https:// (or http:// inside a trusted network)`;
   if (url.username || url.password) return 'must not carry credentials; use key (Authorization: Bearer) or headers';
   return undefined;
 }
@@ -167,13 +181,24 @@ const integrationSchema: Validator<IntegrationSpec> = (node, path, ctx) => {
   if (!spec || ctx.issues.length > before) return undefined;
   const at = (k: string) => (isMap(node) ? (node.get(k, true) as Node | undefined) : undefined) ?? node;
   const p = (k: string) => `${path}.${k}`;
-  if (spec.type === 'generic' && spec.secrets.length === 0) reportIssue(ctx, node, p('secrets'), 'a generic webhook is signed: give one secret (two while rotating), e.g. secrets: [env:VERDICT_WEBHOOK_SECRET]');
-  if (spec.secrets.length > MAX_ACTIVE_SECRETS) reportIssue(ctx, at('secrets'), p('secrets'), `at most ${MAX_ACTIVE_SECRETS} secrets may be active (the new one and the one being retired)`);
-  if (spec.type === 'gitlab' && spec.key === undefined) reportIssue(ctx, node, p('key'), "GitLab's HTTP integration needs its authorization key: key: env:GITLAB_ALERT_KEY");
-  if (spec.type === 'slack' && (spec.key !== undefined || spec.secrets.length)) reportIssue(ctx, at(spec.key !== undefined ? 'key' : 'secrets'), p(spec.key !== undefined ? 'key' : 'secrets'), 'a Slack incoming webhook takes no key or secrets; its URL is the secret');
-  if (spec.type === 'gitlab' && spec.group_window !== undefined) reportIssue(ctx, at('group_window'), p('group_window'), "GitLab's HTTP integration takes one alert per request; remove group_window");
+  if (spec.type === 'generic' && spec.secrets.length === 0)
+    reportIssue(ctx, node, p('secrets'), 'a generic webhook is signed: give one secret (two while rotating), e.g. secrets: [env:VERDICT_WEBHOOK_SECRET]');
+  if (spec.secrets.length > MAX_ACTIVE_SECRETS)
+    reportIssue(ctx, at('secrets'), p('secrets'), `at most ${MAX_ACTIVE_SECRETS} secrets may be active (the new one and the one being retired)`);
+  if (spec.type === 'gitlab' && spec.key === undefined)
+    reportIssue(ctx, node, p('key'), "GitLab's HTTP integration needs its authorization key: key: env:GITLAB_ALERT_KEY");
+  if (spec.type === 'slack' && (spec.key !== undefined || spec.secrets.length))
+    reportIssue(
+      ctx,
+      at(spec.key !== undefined ? 'key' : 'secrets'),
+      p(spec.key !== undefined ? 'key' : 'secrets'),
+      'a Slack incoming webhook takes no key or secrets; its URL is the secret',
+    );
+  if (spec.type === 'gitlab' && spec.group_window !== undefined)
+    reportIssue(ctx, at('group_window'), p('group_window'), "GitLab's HTTP integration takes one alert per request; remove group_window");
   const ms = spec.repeat_milestones;
-  if (ms.some((m, i) => i > 0 && m <= ms[i - 1]!)) reportIssue(ctx, at('repeat_milestones'), p('repeat_milestones'), 'must be increasing, e.g. [10, 100, 1000]');
+  if (ms.some((m, i) => i > 0 && m <= ms[i - 1]!))
+    reportIssue(ctx, at('repeat_milestones'), p('repeat_milestones'), 'must be increasing, e.g. [10, 100, 1000]');
   return ctx.issues.length > before ? undefined : spec;
 };
 
@@ -211,7 +236,11 @@ export function parseWebhooksJson(value: unknown, what = 'webhooks'): WebhooksCo
 }
 
 export function formatDuration(ms: number): string {
-  for (const [unit, n] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+  for (const [unit, n] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
     if (ms >= n && ms % n === 0) return `${ms / n}${unit}`;
   }
   return `${ms}ms`;

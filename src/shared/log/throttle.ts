@@ -6,7 +6,10 @@ export class LogThrottle {
   private last = -Infinity;
   private held = 0;
 
-  constructor(private readonly intervalMs = 60_000, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly intervalMs = 60_000,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** How many lines were held back since the last one let through; undefined: hold this one back. */
   pass(): number | undefined {

@@ -18,7 +18,8 @@ describe('Backoff', () => {
   it('resets after a healthy period', () => {
     let now = 0;
     const b = new Backoff({ initialMs: 10, maxMs: 100, jitter: false, resetAfterMs: 1000, now: () => now });
-    b.next(); b.next();
+    b.next();
+    b.next();
     now = 5000;
     expect(b.next()).toBe(10);
   });

@@ -8,11 +8,21 @@ describe('retryLoop', () => {
     const delays: number[] = [];
     const errors: unknown[] = [];
     let n = 0;
-    await retryLoop({ backoff: fast, signal: new AbortController().signal, onBackoff: (d, e) => { delays.push(d); errors.push(e); } }, async () => {
-      n++;
-      if (n <= 3) throw new Error(`fail ${n}`);
-      return 'done';
-    });
+    await retryLoop(
+      {
+        backoff: fast,
+        signal: new AbortController().signal,
+        onBackoff: (d, e) => {
+          delays.push(d);
+          errors.push(e);
+        },
+      },
+      async () => {
+        n++;
+        if (n <= 3) throw new Error(`fail ${n}`);
+        return 'done';
+      },
+    );
     expect(n).toBe(4);
     expect(delays).toEqual([5, 10, 20]);
     expect(errors.map((e) => (e as Error).message)).toEqual(['fail 1', 'fail 2', 'fail 3']);

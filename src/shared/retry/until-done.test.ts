@@ -4,7 +4,7 @@ import { retryUntilDone } from './until-done.js';
 const fast = { initialMs: 5, maxMs: 40, jitter: false };
 
 describe('retryUntilDone', () => {
-  it('tries in the caller\'s turn, then with backoff until the work is done', async () => {
+  it("tries in the caller's turn, then with backoff until the work is done", async () => {
     let n = 0;
     const delays: number[] = [];
     const p = retryUntilDone({ backoff: fast, signal: new AbortController().signal, onBackoff: (d) => delays.push(d) }, () => {

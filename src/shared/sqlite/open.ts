@@ -27,7 +27,9 @@ export function migrate(db: DB, scope: string, migrations: readonly string[]): v
   const row = db.prepare('SELECT version FROM schema_migrations WHERE scope = ?').get(scope) as { version: number } | undefined;
   const current = row?.version ?? 0;
   if (current > migrations.length) {
-    throw new Error(`database schema "${scope}" is at version ${current}, newer than this Verdict knows (${migrations.length}); run a newer Verdict or restore a matching backup`);
+    throw new Error(
+      `database schema "${scope}" is at version ${current}, newer than this Verdict knows (${migrations.length}); run a newer Verdict or restore a matching backup`,
+    );
   }
   for (let v = current; v < migrations.length; v++) {
     db.transaction(() => {

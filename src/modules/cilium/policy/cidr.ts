@@ -111,7 +111,7 @@ export function parseCidr(text: string): Cidr | null {
 
 export function cidrContains(c: Cidr, ip: IpAddr): boolean {
   if (c.v6 !== ip.v6) return false;
-  if (!ip.v6) return ((ip.n & V4_MASKS[c.bits]!) >>> 0) === c.base;
+  if (!ip.v6) return (ip.n & V4_MASKS[c.bits]!) >>> 0 === c.base;
   return (ip.n & v6Mask(c.bits)) === c.base;
 }
 

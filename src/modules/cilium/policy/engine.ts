@@ -202,7 +202,16 @@ export class PolicyEngine extends Matcher {
     return e;
   }
 
-  private makeEntry(labels: readonly string[], identity: number, ns: string, extra: readonly string[], ip: string, names: readonly string[], service: Service | undefined, world: boolean): EpEntry {
+  private makeEntry(
+    labels: readonly string[],
+    identity: number,
+    ns: string,
+    extra: readonly string[],
+    ip: string,
+    names: readonly string[],
+    service: Service | undefined,
+    world: boolean,
+  ): EpEntry {
     const v = endpointLabelSet(labels, identity, ns, extra);
     let flags = v.flags;
     let addr = null;
@@ -264,4 +273,3 @@ export class PolicyEngine extends Matcher {
     return (e.sel[dir] = makeSelection(sections));
   }
 }
-

@@ -14,11 +14,20 @@ import { flow, names, pod, policies, world } from './testing.js';
 // original's behaviour would fail it.
 
 const ann = '  annotations:\n    app.gitlab.com/alert: "true"\n';
-const cnp = (name: string, ns: string, spec: string) => `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: ${name}\n  namespace: ${ns}\n${ann}spec:\n${spec}\n---\n`;
+const cnp = (name: string, ns: string, spec: string) =>
+  `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: ${name}\n  namespace: ${ns}\n${ann}spec:\n${spec}\n---\n`;
 
 describe('the twelve known mistakes of the original matcher', () => {
   it('1. labels are compared exactly, not as substrings: app=web does not match app=webhook', () => {
-    const e = new PolicyEngine(policies(cnp('web-only', 'prod', '  endpointSelector:\n    matchLabels:\n      app: web\n  ingress:\n    - fromEndpoints:\n        - matchLabels:\n            app: frontend')));
+    const e = new PolicyEngine(
+      policies(
+        cnp(
+          'web-only',
+          'prod',
+          '  endpointSelector:\n    matchLabels:\n      app: web\n  ingress:\n    - fromEndpoints:\n        - matchLabels:\n            app: frontend',
+        ),
+      ),
+    );
     expect(e.attribute(flow({ src: pod('prod', 'x'), dst: pod('prod', 'webhook') }))).toBeNull();
     expect(names(e.attribute(flow({ src: pod('prod', 'x'), dst: pod('prod', 'web') })))).toEqual(['prod/web-only']);
     // and a peer `app=frontend` does not admit `app=frontend-canary`
@@ -32,10 +41,12 @@ describe('the twelve known mistakes of the original matcher', () => {
   });
 
   it('3. only a leading source is a source: keys containing "any." keep their meaning', () => {
-    const e = new PolicyEngine(policies(
-      cnp('any-source', 'prod', '  endpointSelector:\n    matchLabels:\n      any:company.io/team: payments\n  ingress:\n    - {}')
-      + cnp('literal', 'prod', '  endpointSelector:\n    matchLabels:\n      k8s:any.company.io/team: billing\n  ingress:\n    - {}'),
-    ));
+    const e = new PolicyEngine(
+      policies(
+        cnp('any-source', 'prod', '  endpointSelector:\n    matchLabels:\n      any:company.io/team: payments\n  ingress:\n    - {}') +
+          cnp('literal', 'prod', '  endpointSelector:\n    matchLabels:\n      k8s:any.company.io/team: billing\n  ingress:\n    - {}'),
+      ),
+    );
     const payments = pod('prod', { app: 'p', 'company.io/team': 'payments' });
     const billing = pod('prod', { app: 'b', 'any.company.io/team': 'billing' });
     const confusable = pod('prod', { app: 'c', 'company.io/team': 'billing' });
@@ -46,16 +57,24 @@ describe('the twelve known mistakes of the original matcher', () => {
   });
 
   it('4. matchExpressions are evaluated (In, NotIn, Exists, DoesNotExist), not split on commas', () => {
-    const e = new PolicyEngine(policies(cnp('expr', 'prod', [
-      '  endpointSelector:',
-      '    matchExpressions:',
-      '      - {key: tier, operator: In, values: [gold, silver]}',
-      '      - {key: env, operator: NotIn, values: [dev, test]}',
-      '      - {key: owner, operator: Exists}',
-      '      - {key: legacy, operator: DoesNotExist}',
-      '  ingress:',
-      '    - {}',
-    ].join('\n'))));
+    const e = new PolicyEngine(
+      policies(
+        cnp(
+          'expr',
+          'prod',
+          [
+            '  endpointSelector:',
+            '    matchExpressions:',
+            '      - {key: tier, operator: In, values: [gold, silver]}',
+            '      - {key: env, operator: NotIn, values: [dev, test]}',
+            '      - {key: owner, operator: Exists}',
+            '      - {key: legacy, operator: DoesNotExist}',
+            '  ingress:',
+            '    - {}',
+          ].join('\n'),
+        ),
+      ),
+    );
     const src = pod('prod', 'x');
     const ok = { tier: 'silver', env: 'prod', owner: 'me' };
     expect(names(e.attribute(flow({ src, dst: pod('prod', ok) })))).toEqual(['prod/expr']);
@@ -68,16 +87,24 @@ describe('the twelve known mistakes of the original matcher', () => {
   });
 
   it('5. peers are OR-ed: any one of them admits the flow', () => {
-    const e = new PolicyEngine(policies(cnp('db', 'prod', [
-      '  endpointSelector:',
-      '    matchLabels:',
-      '      app: db',
-      '  ingress:',
-      '    - fromEndpoints:',
-      '        - matchLabels: {app: api}',
-      '        - matchLabels: {app: batch}',
-      '      fromEntities: [host]',
-    ].join('\n'))));
+    const e = new PolicyEngine(
+      policies(
+        cnp(
+          'db',
+          'prod',
+          [
+            '  endpointSelector:',
+            '    matchLabels:',
+            '      app: db',
+            '  ingress:',
+            '    - fromEndpoints:',
+            '        - matchLabels: {app: api}',
+            '        - matchLabels: {app: batch}',
+            '      fromEntities: [host]',
+          ].join('\n'),
+        ),
+      ),
+    );
     const db = pod('prod', 'db');
     expect(e.attribute(flow({ src: pod('prod', 'api'), dst: db }))).toBeNull();
     expect(e.attribute(flow({ src: pod('prod', 'batch'), dst: db }))).toBeNull();
@@ -86,19 +113,27 @@ describe('the twelve known mistakes of the original matcher', () => {
   });
 
   it('6. CIDR, entity and FQDN peers are evaluated', () => {
-    const e = new PolicyEngine(policies(cnp('out', 'prod', [
-      '  endpointSelector:',
-      '    matchLabels:',
-      '      app: api',
-      '  egress:',
-      '    - toCIDRSet:',
-      '        - {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}',
-      '    - toEntities: [kube-apiserver]',
-      '    - toFQDNs:',
-      '        - matchPattern: "*.github.com"',
-      '  egressDeny:',
-      '    - toCIDR: [169.254.169.254/32]',
-    ].join('\n'))));
+    const e = new PolicyEngine(
+      policies(
+        cnp(
+          'out',
+          'prod',
+          [
+            '  endpointSelector:',
+            '    matchLabels:',
+            '      app: api',
+            '  egress:',
+            '    - toCIDRSet:',
+            '        - {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}',
+            '    - toEntities: [kube-apiserver]',
+            '    - toFQDNs:',
+            '        - matchPattern: "*.github.com"',
+            '  egressDeny:',
+            '    - toCIDR: [169.254.169.254/32]',
+          ].join('\n'),
+        ),
+      ),
+    );
     const api = pod('prod', 'api');
     const out = (dst: Parameters<typeof flow>[0]['dst'], extra: Partial<Parameters<typeof flow>[0]> = {}) => flow({ src: api, dst, dir: 'egress', ...extra });
     expect(e.attribute(out(world('10.1.2.3')))).toBeNull();
@@ -110,19 +145,28 @@ describe('the twelve known mistakes of the original matcher', () => {
   });
 
   it('7. ports: ANY, endPort ranges, named ports and ICMP', () => {
-    const e = new PolicyEngine(policies(cnp('ports', 'prod', [
-      '  endpointSelector:',
-      '    matchLabels:',
-      '      app: api',
-      '  ingress:',
-      '    - toPorts:',
-      '        - ports:',
-      '            - {port: "53", protocol: ANY}',
-      '            - {port: "30000", endPort: 30100, protocol: TCP}',
-      '            - {port: metrics, protocol: TCP}',
-      '      icmps:',
-      '        - fields: [{type: EchoRequest, family: IPv4}]',
-    ].join('\n'))), { namedPorts: { metrics: [9090] } });
+    const e = new PolicyEngine(
+      policies(
+        cnp(
+          'ports',
+          'prod',
+          [
+            '  endpointSelector:',
+            '    matchLabels:',
+            '      app: api',
+            '  ingress:',
+            '    - toPorts:',
+            '        - ports:',
+            '            - {port: "53", protocol: ANY}',
+            '            - {port: "30000", endPort: 30100, protocol: TCP}',
+            '            - {port: metrics, protocol: TCP}',
+            '      icmps:',
+            '        - fields: [{type: EchoRequest, family: IPv4}]',
+          ].join('\n'),
+        ),
+      ),
+      { namedPorts: { metrics: [9090] } },
+    );
     const src = pod('prod', 'x');
     const dst = pod('prod', 'api');
     expect(e.attribute(flow({ src, dst, proto: 'UDP', port: 53 }))).toBeNull();
@@ -136,17 +180,25 @@ describe('the twelve known mistakes of the original matcher', () => {
   });
 
   it('8. L7 regular expressions are anchored', () => {
-    const e = new PolicyEngine(policies(cnp('http', 'prod', [
-      '  endpointSelector:',
-      '    matchLabels:',
-      '      app: api',
-      '  ingress:',
-      '    - toPorts:',
-      '        - ports: [{port: "80", protocol: TCP}]',
-      '          rules:',
-      '            http:',
-      '              - {method: GET, path: "/public"}',
-    ].join('\n'))));
+    const e = new PolicyEngine(
+      policies(
+        cnp(
+          'http',
+          'prod',
+          [
+            '  endpointSelector:',
+            '    matchLabels:',
+            '      app: api',
+            '  ingress:',
+            '    - toPorts:',
+            '        - ports: [{port: "80", protocol: TCP}]',
+            '          rules:',
+            '            http:',
+            '              - {method: GET, path: "/public"}',
+          ].join('\n'),
+        ),
+      ),
+    );
     const req = (method: string, url: string) => flow({ src: pod('prod', 'x'), dst: pod('prod', 'api'), port: 80, http: { method, url } });
     expect(e.attribute(req('GET', 'http://api/public'))).toBeNull();
     expect(names(e.attribute(req('GET', 'http://api/public-admin')))).toEqual(['prod/http']);
@@ -155,8 +207,13 @@ describe('the twelve known mistakes of the original matcher', () => {
   });
 
   it('9. every responsible policy, in a fixed order; an unparsable policy does not stop the others', () => {
-    const yaml = ['zz', 'aa', 'mm'].map((n) => cnp(n, 'prod', `  endpointSelector:\n    matchLabels:\n      app: api\n  ingress:\n    - fromEndpoints:\n        - matchLabels: {app: ${n}}`)).join('')
-      + cnp('broken', 'prod', '  endpointSelector:\n    matchLabels:\n      app: api\n  ingress:\n    - toPorts:\n        - ports: [{port: "99999"}]');
+    const yaml =
+      ['zz', 'aa', 'mm']
+        .map((n) =>
+          cnp(n, 'prod', `  endpointSelector:\n    matchLabels:\n      app: api\n  ingress:\n    - fromEndpoints:\n        - matchLabels: {app: ${n}}`),
+        )
+        .join('') +
+      cnp('broken', 'prod', '  endpointSelector:\n    matchLabels:\n      app: api\n  ingress:\n    - toPorts:\n        - ports: [{port: "99999"}]');
     const r = parsePolicyManifests([{ path: 'p.yaml', data: yaml }]);
     expect(r.errors).toHaveLength(1);
     expect(r.errors[0]!.name).toBe('CiliumNetworkPolicy/prod/broken');

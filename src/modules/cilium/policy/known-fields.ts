@@ -35,12 +35,25 @@ const service: Shape = { k8sService: { serviceName: null, namespace: null }, k8s
 const fqdn: Shape = { matchName: null, matchPattern: null };
 
 const ingressCommon: Shape = {
-  fromEndpoints: listOf(selector), fromRequires: listOf(selector), fromCIDR: null, fromCIDRSet: listOf(cidrRule),
-  fromEntities: null, fromGroups: null, fromNodes: listOf(selector), icmps: listOf(icmpRule),
+  fromEndpoints: listOf(selector),
+  fromRequires: listOf(selector),
+  fromCIDR: null,
+  fromCIDRSet: listOf(cidrRule),
+  fromEntities: null,
+  fromGroups: null,
+  fromNodes: listOf(selector),
+  icmps: listOf(icmpRule),
 };
 const egressCommon: Shape = {
-  toEndpoints: listOf(selector), toRequires: listOf(selector), toCIDR: null, toCIDRSet: listOf(cidrRule),
-  toEntities: null, toGroups: null, toNodes: listOf(selector), toServices: listOf(service), icmps: listOf(icmpRule),
+  toEndpoints: listOf(selector),
+  toRequires: listOf(selector),
+  toCIDR: null,
+  toCIDRSet: listOf(cidrRule),
+  toEntities: null,
+  toGroups: null,
+  toNodes: listOf(selector),
+  toServices: listOf(service),
+  icmps: listOf(icmpRule),
 };
 const ciliumRule: Shape = {
   endpointSelector: selector,
@@ -56,7 +69,15 @@ const ciliumRule: Shape = {
 };
 
 // Top-level `description` is how Cilium's older examples documented a policy; it does nothing either way.
-export const CILIUM_POLICY: Shape = { apiVersion: null, kind: null, metadata: null, spec: ciliumRule, specs: listOf(ciliumRule), status: null, description: null };
+export const CILIUM_POLICY: Shape = {
+  apiVersion: null,
+  kind: null,
+  metadata: null,
+  spec: ciliumRule,
+  specs: listOf(ciliumRule),
+  status: null,
+  description: null,
+};
 
 const k8sPeer: Shape = { podSelector: selector, namespaceSelector: selector, ipBlock: { cidr: null, except: null } };
 export const K8S_NETWORK_POLICY: Shape = {
@@ -118,7 +139,9 @@ function walk(v: unknown, node: Node, path: string, out: string[]): void {
     const where = path ? `${path}.${k}` : k;
     if (!Object.hasOwn(shape, k)) {
       const m = meant(k, shape);
-      out.push(`${where}: unknown field${m ? ` (did you mean ${m}?)` : ''}; the API server drops fields it does not know, so Cilium never sees it and this part of the policy does nothing: ${m ? `rename it to ${m}` : 'remove or fix it'}`);
+      out.push(
+        `${where}: unknown field${m ? ` (did you mean ${m}?)` : ''}; the API server drops fields it does not know, so Cilium never sees it and this part of the policy does nothing: ${m ? `rename it to ${m}` : 'remove or fix it'}`,
+      );
       continue;
     }
     walk(x, shape[k]!, where, out);

@@ -16,12 +16,51 @@ describe('HTTP', () => {
   });
 
   it('matches method, path, host and headers together', () => {
-    const r = compileHttpRule({ method: 'POST', path: '/items/[0-9]+', host: 'api\\.shop(:8080)?', headers: ['X-Token'], headerMatches: [{ name: 'X-Env', value: 'prod' }, { name: 'X-Log', value: 'x', mismatch: 'LOG' }] }, 'r');
+    const r = compileHttpRule(
+      {
+        method: 'POST',
+        path: '/items/[0-9]+',
+        host: 'api\\.shop(:8080)?',
+        headers: ['X-Token'],
+        headerMatches: [
+          { name: 'X-Env', value: 'prod' },
+          { name: 'X-Log', value: 'x', mismatch: 'LOG' },
+        ],
+      },
+      'r',
+    );
     const req = (h: { key: string; value: string }[], url = 'http://api.shop:8080/items/12') => httpRequestFrom('POST', url, h);
-    expect(httpRuleMatches(r, req([{ key: 'x-token', value: 'a' }, { key: 'X-Env', value: 'prod' }]))).toBe(true);
-    expect(httpRuleMatches(r, req([{ key: 'x-token', value: 'a' }, { key: 'X-Env', value: 'dev' }]))).toBe(false);
+    expect(
+      httpRuleMatches(
+        r,
+        req([
+          { key: 'x-token', value: 'a' },
+          { key: 'X-Env', value: 'prod' },
+        ]),
+      ),
+    ).toBe(true);
+    expect(
+      httpRuleMatches(
+        r,
+        req([
+          { key: 'x-token', value: 'a' },
+          { key: 'X-Env', value: 'dev' },
+        ]),
+      ),
+    ).toBe(false);
     expect(httpRuleMatches(r, req([{ key: 'X-Env', value: 'prod' }]))).toBe(false);
-    expect(httpRuleMatches(r, req([{ key: 'x-token', value: 'a' }, { key: 'X-Env', value: 'prod' }], 'http://evil.shop/items/12'))).toBe(false);
+    expect(
+      httpRuleMatches(
+        r,
+        req(
+          [
+            { key: 'x-token', value: 'a' },
+            { key: 'X-Env', value: 'prod' },
+          ],
+          'http://evil.shop/items/12',
+        ),
+      ),
+    ).toBe(false);
   });
 });
 

@@ -5,7 +5,6 @@ import { VerdictError } from '../../../shared/errors.js';
 // rules to Envoy as full-match regular expressions, so `/public` allows the
 // path `/public` and nothing longer: every pattern is compiled anchored.
 
-
 /** Anchored, as Envoy's full match; RE2's leading `(?i)` becomes the `i` flag. */
 export function compileAnchored(src: string, where: string): RegExp {
   let body = src;
@@ -17,7 +16,10 @@ export function compileAnchored(src: string, where: string): RegExp {
   try {
     return new RegExp(`^(?:${body})$`, flags);
   } catch (e) {
-    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: "${src}" is not a valid regular expression (${(e as Error).message.replace(/^Invalid regular expression: /, '')})`);
+    throw new VerdictError(
+      'VERDICT_POLICY_INVALID',
+      `${where}: "${src}" is not a valid regular expression (${(e as Error).message.replace(/^Invalid regular expression: /, '')})`,
+    );
   }
 }
 
@@ -40,7 +42,8 @@ function optString(v: unknown, where: string): string | undefined {
 }
 
 export function compileHttpRule(o: unknown, where: string): HttpRule {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected an HTTP rule object {method, path, host, headers}`);
+  if (typeof o !== 'object' || o === null || Array.isArray(o))
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected an HTTP rule object {method, path, host, headers}`);
   const r = o as Record<string, unknown>;
   const method = optString(r.method, `${where}.method`);
   const path = optString(r.path, `${where}.path`);
@@ -132,17 +135,20 @@ export function normalizeName(name: string): string {
 const DNS_CHAR = '[-a-zA-Z0-9_]';
 
 export function compileNameMatcher(o: unknown, where: string): NameMatcher {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected {matchName} or {matchPattern}`);
+  if (typeof o !== 'object' || o === null || Array.isArray(o))
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected {matchName} or {matchPattern}`);
   const r = o as Record<string, unknown>;
   const name = optString(r.matchName, `${where}.matchName`);
   const pattern = optString(r.matchPattern, `${where}.matchPattern`);
   if (name === undefined && pattern === undefined) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: needs matchName or matchPattern`);
   if (name !== undefined) {
-    if (!/^[-a-zA-Z0-9_.]+$/.test(name)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchName: "${name}" is not a DNS name (letters, digits, '-', '_' and '.')`);
+    if (!/^[-a-zA-Z0-9_.]+$/.test(name))
+      throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchName: "${name}" is not a DNS name (letters, digits, '-', '_' and '.')`);
     return { text: name, exact: normalizeName(name), re: null, all: false };
   }
   const p = normalizeName(pattern!);
-  if (!/^[-a-z0-9_.*]+$/.test(p)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchPattern: "${pattern}" may hold only letters, digits, '-', '_', '.' and '*'`);
+  if (!/^[-a-z0-9_.*]+$/.test(p))
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchPattern: "${pattern}" may hold only letters, digits, '-', '_', '.' and '*'`);
   if (p === '*') return { text: pattern!, exact: null, re: null, all: true };
   // `**.` (Cilium 1.18+) spans several labels; a lone `*` stays within one label.
   let src = '';

@@ -69,8 +69,16 @@ export class LabelSet {
 
 // Reserved identities (numeric) and the entities that name them.
 export const RESERVED_IDENTITIES: Readonly<Record<number, string>> = {
-  1: 'host', 2: 'world', 3: 'unmanaged', 4: 'health', 5: 'init', 6: 'remote-node',
-  7: 'kube-apiserver', 8: 'ingress', 9: 'world-ipv4', 10: 'world-ipv6',
+  1: 'host',
+  2: 'world',
+  3: 'unmanaged',
+  4: 'health',
+  5: 'init',
+  6: 'remote-node',
+  7: 'kube-apiserver',
+  8: 'ingress',
+  9: 'world-ipv4',
+  10: 'world-ipv6',
 };
 
 /** Entity bits of an endpoint, tested against fromEntities/toEntities. */
@@ -126,7 +134,12 @@ export const WORLD_BITS = ENTITY.world | ENTITY.worldV4 | ENTITY.worldV6;
  * namespace (and its `kubernetes.io/metadata.name` namespace label) from the
  * endpoint's namespace field when the label list lacks them.
  */
-export function endpointLabelSet(labels: readonly string[], identity: number, namespace: string, extra: readonly string[] = []): { set: LabelSet; flags: number; ns: string } {
+export function endpointLabelSet(
+  labels: readonly string[],
+  identity: number,
+  namespace: string,
+  extra: readonly string[] = [],
+): { set: LabelSet; flags: number; ns: string } {
   const set = new LabelSet();
   for (const l of labels) set.add(parseLabel(l));
   for (const l of extra) set.add(parseLabel(l));

@@ -33,12 +33,14 @@ export class LinearMatcher extends Matcher {
 
   protected decision(flow: Flow, dir: 0 | 1) {
     const ip = flow.IP;
-    const subject = dir === 0
-      ? view(flow.destination, ip?.destination ?? '', [], undefined, flow.node_labels)
-      : view(flow.source, ip?.source ?? '', [], undefined, flow.node_labels);
-    const peer = dir === 0
-      ? view(flow.source, ip?.source ?? '', flow.source_names, flow.source_service, flow.node_labels)
-      : view(flow.destination, ip?.destination ?? '', flow.destination_names, flow.destination_service, flow.node_labels);
+    const subject =
+      dir === 0
+        ? view(flow.destination, ip?.destination ?? '', [], undefined, flow.node_labels)
+        : view(flow.source, ip?.source ?? '', [], undefined, flow.node_labels);
+    const peer =
+      dir === 0
+        ? view(flow.source, ip?.source ?? '', flow.source_names, flow.source_service, flow.node_labels)
+        : view(flow.destination, ip?.destination ?? '', flow.destination_names, flow.destination_service, flow.node_labels);
     const sections: SectionRef[] = [];
     for (const policy of this.policies) {
       for (const rule of policy.rules) {

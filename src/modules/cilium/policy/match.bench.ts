@@ -47,19 +47,29 @@ export function makePolicyDocs(count: number, r: () => number): string[] {
       `apiVersion: ${kind === 'NetworkPolicy' ? 'networking.k8s.io/v1' : 'cilium.io/v2'}\nkind: ${kind}\nmetadata:\n  name: ${name}\n${namespace ? `  namespace: ${namespace}\n` : ''}  annotations:\n    app.gitlab.com/alert: "true"\n`;
     switch (i % 10) {
       case 9:
-        docs.push(`${meta('CiliumClusterwideNetworkPolicy', `cw-${i}`)}spec:\n  endpointSelector:\n    matchLabels:\n      tier: t${i % 7}\n  egressDeny:\n    - toCIDRSet:\n        - cidr: 169.254.${i % 256}.0/24\n  enableDefaultDeny:\n    egress: false\n`);
+        docs.push(
+          `${meta('CiliumClusterwideNetworkPolicy', `cw-${i}`)}spec:\n  endpointSelector:\n    matchLabels:\n      tier: t${i % 7}\n  egressDeny:\n    - toCIDRSet:\n        - cidr: 169.254.${i % 256}.0/24\n  enableDefaultDeny:\n    egress: false\n`,
+        );
         break;
       case 8:
-        docs.push(`${meta('NetworkPolicy', `np-${i}`, ns)}spec:\n  podSelector:\n    matchLabels:\n      app: ${app}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels:\n              team: t${i % 5}\n          podSelector:\n            matchLabels:\n              app: ${peer}\n      ports:\n        - port: ${port}\n`);
+        docs.push(
+          `${meta('NetworkPolicy', `np-${i}`, ns)}spec:\n  podSelector:\n    matchLabels:\n      app: ${app}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels:\n              team: t${i % 5}\n          podSelector:\n            matchLabels:\n              app: ${peer}\n      ports:\n        - port: ${port}\n`,
+        );
         break;
       case 7:
-        docs.push(`${meta('CiliumNetworkPolicy', `eg-${i}`, ns)}spec:\n  endpointSelector:\n    matchLabels:\n      app: ${app}\n  egress:\n    - toEndpoints:\n        - matchExpressions:\n            - key: app\n              operator: In\n              values: [${peer}, svc-${(i + 3) % SERVICES}]\n      toPorts:\n        - ports:\n            - port: "${port}"\n              protocol: TCP\n    - toEntities: [world]\n      toPorts:\n        - ports:\n            - port: "443"\n`);
+        docs.push(
+          `${meta('CiliumNetworkPolicy', `eg-${i}`, ns)}spec:\n  endpointSelector:\n    matchLabels:\n      app: ${app}\n  egress:\n    - toEndpoints:\n        - matchExpressions:\n            - key: app\n              operator: In\n              values: [${peer}, svc-${(i + 3) % SERVICES}]\n      toPorts:\n        - ports:\n            - port: "${port}"\n              protocol: TCP\n    - toEntities: [world]\n      toPorts:\n        - ports:\n            - port: "443"\n`,
+        );
         break;
       case 6:
-        docs.push(`${meta('CiliumNetworkPolicy', `deny-${i}`, ns)}spec:\n  endpointSelector:\n    matchLabels:\n      app: ${app}\n  ingressDeny:\n    - fromEndpoints:\n        - matchLabels:\n            app: ${peer}\n      toPorts:\n        - ports:\n            - port: "${port}"\n`);
+        docs.push(
+          `${meta('CiliumNetworkPolicy', `deny-${i}`, ns)}spec:\n  endpointSelector:\n    matchLabels:\n      app: ${app}\n  ingressDeny:\n    - fromEndpoints:\n        - matchLabels:\n            app: ${peer}\n      toPorts:\n        - ports:\n            - port: "${port}"\n`,
+        );
         break;
       default:
-        docs.push(`${meta('CiliumNetworkPolicy', `in-${i}`, ns)}spec:\n  endpointSelector:\n    matchLabels:\n      app: ${app}\n  ingress:\n    - fromEndpoints:\n        - matchLabels:\n            app: ${peer}\n      toPorts:\n        - ports:\n            - port: "${port}"\n              protocol: TCP\n              endPort: ${port! + 10}\n`);
+        docs.push(
+          `${meta('CiliumNetworkPolicy', `in-${i}`, ns)}spec:\n  endpointSelector:\n    matchLabels:\n      app: ${app}\n  ingress:\n    - fromEndpoints:\n        - matchLabels:\n            app: ${peer}\n      toPorts:\n        - ports:\n            - port: "${port}"\n              protocol: TCP\n              endPort: ${port! + 10}\n`,
+        );
     }
   }
   return docs;
@@ -70,7 +80,14 @@ export function makeFlows(n: number, r: () => number): Uint8Array[] {
   for (let ns = 0; ns < NAMESPACES; ns++) {
     for (let s = 0; s < SERVICES; s++) {
       for (let rep = 0; rep < 3; rep++) {
-        const p = pod(`ns-${ns}`, { app: `svc-${s}`, version: 'v1', tier: `t${(ns + s) % 7}`, 'io.cilium.k8s.policy.serviceaccount': `svc-${s}`, 'io.cilium.k8s.policy.cluster': 'prod', 'io.cilium.k8s.namespace.labels.team': `t${ns % 5}` });
+        const p = pod(`ns-${ns}`, {
+          app: `svc-${s}`,
+          version: 'v1',
+          tier: `t${(ns + s) % 7}`,
+          'io.cilium.k8s.policy.serviceaccount': `svc-${s}`,
+          'io.cilium.k8s.policy.cluster': 'prod',
+          'io.cilium.k8s.namespace.labels.team': `t${ns % 5}`,
+        });
         pods.push(p);
       }
     }
@@ -149,11 +166,15 @@ export default async function (): Promise<void> {
   const r = rand(42);
   const flows = makeFlows(20_000, r);
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  console.log(`node ${process.version}, ${cpus().length} CPUs (${cpu}); one thread; ${flows.length} distinct binary flows; load average ${loadavg()[0]!.toFixed(1)} at start`);
+  console.log(
+    `node ${process.version}, ${cpus().length} CPUs (${cpu}); one thread; ${flows.length} distinct binary flows; load average ${loadavg()[0]!.toFixed(1)} at start`,
+  );
   // Warm the decoder alone so the first row does not pay for JIT.
   measure(null, flows, 300);
   const decodeOnly = best(null, flows, 300);
-  console.log(`decode only: ${fmt(decodeOnly.cpu)} flows per CPU-second, ${fmt(decodeOnly.wall)} per wall-clock second (best of ${ROUNDS} rounds, as every figure below)\n`);
+  console.log(
+    `decode only: ${fmt(decodeOnly.cpu)} flows per CPU-second, ${fmt(decodeOnly.wall)} per wall-clock second (best of ${ROUNDS} rounds, as every figure below)\n`,
+  );
   // And the matchers, so the first row does not pay for compiling them.
   const warm = makePolicies(50, rand(1));
   measure(new PolicyEngine(warm), flows, 500);
@@ -188,7 +209,9 @@ export default async function (): Promise<void> {
     const e = best(engine, flows, 400);
     const l = best(linear, count >= 1000 ? flows.slice(0, 2000) : flows, 400);
     const both = (x: Rate) => `${fmt(x.cpu)} (${fmt(x.wall)})`;
-    console.log(`| ${count} | ${build.toFixed(1)} | ${both(e)} | ${both(cold)} | ${both(l)} | ${(e.cpu / l.cpu).toFixed(1)}x | ${Math.max(0, Math.round(1e9 / e.cpu - 1e9 / decodeOnly.cpu))} | ${agree ? 'yes' : 'NO'} |`);
+    console.log(
+      `| ${count} | ${build.toFixed(1)} | ${both(e)} | ${both(cold)} | ${both(l)} | ${(e.cpu / l.cpu).toFixed(1)}x | ${Math.max(0, Math.round(1e9 / e.cpu - 1e9 / decodeOnly.cpu))} | ${agree ? 'yes' : 'NO'} |`,
+    );
   }
   const big = makePolicies(5000, rand(5000));
   const t0 = performance.now();

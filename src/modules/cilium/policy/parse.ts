@@ -74,8 +74,13 @@ function bareRulesError(source: string, many: boolean, line?: number): PolicyLoa
     ? 'a Cilium rule list as `cilium policy import` reads it (a list of rules with endpointSelector and ingress/egress, no apiVersion or kind), not a Kubernetes object'
     : 'a bare Cilium rule (endpointSelector and ingress/egress, no apiVersion or kind), not a Kubernetes object';
   const wrap = many ? 'specs: <the list>' : 'spec: <the rule>';
-  return makeError(source, '', what, line,
-    `wrap it as "apiVersion: cilium.io/v2, kind: CiliumClusterwideNetworkPolicy, metadata: {name: <name>}, ${wrap}" (clusterwide, as imported rules apply in every namespace), or as kind: CiliumNetworkPolicy with metadata.namespace to limit it to one namespace; ${many ? 'these rules are' : 'this rule is'} ignored until then (the other policies still apply)`);
+  return makeError(
+    source,
+    '',
+    what,
+    line,
+    `wrap it as "apiVersion: cilium.io/v2, kind: CiliumClusterwideNetworkPolicy, metadata: {name: <name>}, ${wrap}" (clusterwide, as imported rules apply in every namespace), or as kind: CiliumNetworkPolicy with metadata.namespace to limit it to one namespace; ${many ? 'these rules are' : 'this rule is'} ignored until then (the other policies still apply)`,
+  );
 }
 
 /**
@@ -85,22 +90,27 @@ function bareRulesError(source: string, many: boolean, line?: number): PolicyLoa
 function optInMistakes(value: unknown, labels: Record<string, string>, annotations: Record<string, string>): string[] {
   const out: string[] = [];
   const fix = `annotate it ${ALERT_ANNOTATION}: "true" to raise alerts`;
-  if (value === undefined && labels[ALERT_ANNOTATION] !== undefined) out.push(`metadata.labels.${ALERT_ANNOTATION} is a label; Verdict reads the annotation, so this policy raises no alerts: ${fix}`);
+  if (value === undefined && labels[ALERT_ANNOTATION] !== undefined)
+    out.push(`metadata.labels.${ALERT_ANNOTATION} is a label; Verdict reads the annotation, so this policy raises no alerts: ${fix}`);
   if (value === undefined) {
-    const near = Object.keys(annotations).find((k) => k !== ALERT_ANNOTATION && k.toLowerCase().replace(/[^a-z]/g, '').startsWith('appgitlabcomalert'));
+    const near = Object.keys(annotations).find(
+      (k) =>
+        k !== ALERT_ANNOTATION &&
+        k
+          .toLowerCase()
+          .replace(/[^a-z]/g, '')
+          .startsWith('appgitlabcomalert'),
+    );
     if (near) out.push(`metadata.annotations.${near} is not ${ALERT_ANNOTATION}, so this policy raises no alerts: ${fix}`);
   }
-  if (typeof value === 'string' && !/^(true|false)$/i.test(value)) out.push(`metadata.annotations.${ALERT_ANNOTATION}: "${value}" is neither "true" nor "false", and only "true" raises alerts`);
+  if (typeof value === 'string' && !/^(true|false)$/i.test(value))
+    out.push(`metadata.annotations.${ALERT_ANNOTATION}: "${value}" is neither "true" nor "false", and only "true" raises alerts`);
   return out;
 }
 
 const CILIUM_KINDS = new Set(['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy']);
 
-export type ObjectResult =
-  | { policy: Policy }
-  | { error: PolicyLoadError }
-  | { skipped: SkippedManifest }
-  | null;
+export type ObjectResult = { policy: Policy } | { error: PolicyLoadError } | { skipped: SkippedManifest } | null;
 
 /**
  * One Kubernetes object (already decoded). Returns null for empty documents.
@@ -112,8 +122,11 @@ export function parsePolicyObject(obj: unknown, source: string, opts: ParseOptio
     return { error: bareRulesError(source, true, opts.line) };
   }
   if (looksLikeBareRule(obj) && !opts.kindHint) return { error: bareRulesError(source, false, opts.line) };
-  if (!isObj(obj)) return { error: makeError(source, '', `expected a Kubernetes object (apiVersion, kind, metadata), got ${Array.isArray(obj) ? 'a list' : typeof obj}`, opts.line) };
-  const kind = typeof obj.kind === 'string' && obj.kind !== '' ? obj.kind : opts.kindHint ?? '';
+  if (!isObj(obj))
+    return {
+      error: makeError(source, '', `expected a Kubernetes object (apiVersion, kind, metadata), got ${Array.isArray(obj) ? 'a list' : typeof obj}`, opts.line),
+    };
+  const kind = typeof obj.kind === 'string' && obj.kind !== '' ? obj.kind : (opts.kindHint ?? '');
   const apiVersion = typeof obj.apiVersion === 'string' ? obj.apiVersion : '';
   const meta = isObj(obj.metadata) ? obj.metadata : {};
   const rawName = typeof meta.name === 'string' ? meta.name : '';
@@ -121,12 +134,15 @@ export function parsePolicyObject(obj: unknown, source: string, opts: ParseOptio
   const isCilium = CILIUM_KINDS.has(kind) && (apiVersion === '' || apiVersion.startsWith('cilium.io/'));
   const isK8s = kind === 'NetworkPolicy' && (apiVersion === '' || apiVersion.startsWith('networking.k8s.io/'));
   if (!isCilium && !isK8s) {
-    const note = kind === 'NetworkPolicy' || CILIUM_KINDS.has(kind) ? `${apiVersion} ${kind} is not a Cilium or Kubernetes network policy` : `${kind} is not a network policy`;
+    const note =
+      kind === 'NetworkPolicy' || CILIUM_KINDS.has(kind)
+        ? `${apiVersion} ${kind} is not a Cilium or Kubernetes network policy`
+        : `${kind} is not a network policy`;
     return { skipped: { source, kind, name: rawName, note } };
   }
   const policyKind = kind as PolicyKind;
   const clusterwide = policyKind === 'CiliumClusterwideNetworkPolicy';
-  const namespace = clusterwide ? '' : typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : opts.defaultNamespace ?? 'default';
+  const namespace = clusterwide ? '' : typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : (opts.defaultNamespace ?? 'default');
   const id = policyId({ kind, namespace, name: rawName || '?' });
   if (!rawName) return { error: makeError(source, id, 'metadata.name is missing', opts.line) };
   const warnings: string[] = [];
@@ -136,7 +152,8 @@ export function parsePolicyObject(obj: unknown, source: string, opts: ParseOptio
     const a = (meta.annotations as Obj | undefined)?.[ALERT_ANNOTATION];
     const alert = a === true || (typeof a === 'string' && a.toLowerCase() === 'true');
     warnings.push(...optInMistakes(a, labels, annotations));
-    if (clusterwide && typeof meta.namespace === 'string' && meta.namespace !== '') warnings.push(`metadata.namespace "${meta.namespace}" is ignored: the policy is clusterwide`);
+    if (clusterwide && typeof meta.namespace === 'string' && meta.namespace !== '')
+      warnings.push(`metadata.namespace "${meta.namespace}" is ignored: the policy is clusterwide`);
     let rules: Rule[];
     if (isCilium) {
       const specs: { spec: unknown; where: string }[] = [];
@@ -241,7 +258,15 @@ export function parsePolicyManifests(files: { path: string; data: string | Buffe
           const id = policyId(r.policy);
           const first = seen.get(id);
           if (first !== undefined) {
-            out.errors.push(makeError(f.path, id, `defined again (first in ${first})`, d.line, 'this definition is ignored and the first one is used; rename one of them, or remove the copy'));
+            out.errors.push(
+              makeError(
+                f.path,
+                id,
+                `defined again (first in ${first})`,
+                d.line,
+                'this definition is ignored and the first one is used; rename one of them, or remove the copy',
+              ),
+            );
             continue;
           }
           seen.set(id, f.path);

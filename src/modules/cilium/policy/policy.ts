@@ -154,9 +154,19 @@ export interface Selection {
 export const EMPTY_SELECTION: Selection = Object.freeze({ sections: [], requires: [], defaultDeny: false, defaultDenyPolicies: [] });
 
 export function comparePolicies(a: Policy, b: Policy): number {
-  return a.kind < b.kind ? -1 : a.kind > b.kind ? 1
-    : a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1
-    : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+  return a.kind < b.kind
+    ? -1
+    : a.kind > b.kind
+      ? 1
+      : a.namespace < b.namespace
+        ? -1
+        : a.namespace > b.namespace
+          ? 1
+          : a.name < b.name
+            ? -1
+            : a.name > b.name
+              ? 1
+              : 0;
 }
 
 export function sortedUnique(ps: Iterable<Policy>): Policy[] {

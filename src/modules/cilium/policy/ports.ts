@@ -15,7 +15,6 @@ const BIT = (p: Proto) => 1 << p;
 const ANY_MASK = BIT(PROTO.TCP) | BIT(PROTO.UDP) | BIT(PROTO.SCTP);
 const PROTO_MASKS: Readonly<Record<string, number>> = { TCP: BIT(PROTO.TCP), UDP: BIT(PROTO.UDP), SCTP: BIT(PROTO.SCTP), ANY: ANY_MASK };
 
-
 /** What a port rule asks of the proxy; null when it is L4 only. */
 export interface L7Rules {
   readonly http: readonly HttpRule[] | null;
@@ -60,12 +59,29 @@ export function flowL4(flow: Flow, out: FlowL4): FlowL4 {
     return out;
   }
   switch (p.$case) {
-    case 'TCP': out.proto = PROTO.TCP; out.port = p.value.destination_port; break;
-    case 'UDP': out.proto = PROTO.UDP; out.port = p.value.destination_port; break;
-    case 'SCTP': out.proto = PROTO.SCTP; out.port = p.value.destination_port; break;
-    case 'ICMPv4': out.proto = PROTO.ICMPv4; out.port = p.value.type; break;
-    case 'ICMPv6': out.proto = PROTO.ICMPv6; out.port = p.value.type; break;
-    default: out.proto = PROTO.none; out.port = 0;
+    case 'TCP':
+      out.proto = PROTO.TCP;
+      out.port = p.value.destination_port;
+      break;
+    case 'UDP':
+      out.proto = PROTO.UDP;
+      out.port = p.value.destination_port;
+      break;
+    case 'SCTP':
+      out.proto = PROTO.SCTP;
+      out.port = p.value.destination_port;
+      break;
+    case 'ICMPv4':
+      out.proto = PROTO.ICMPv4;
+      out.port = p.value.type;
+      break;
+    case 'ICMPv6':
+      out.proto = PROTO.ICMPv6;
+      out.port = p.value.type;
+      break;
+    default:
+      out.proto = PROTO.none;
+      out.port = 0;
   }
   return out;
 }
@@ -101,7 +117,10 @@ function portNumber(v: unknown, where: string): number | string {
   if (typeof v === 'string') {
     if (/^\d+$/.test(v)) return portNumber(Number(v), where);
     if (NAMED_PORT.test(v) && /[a-z]/.test(v)) return v;
-    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: "${v}" is neither a port number (0-65535) nor a port name (lower-case letters, digits and '-', up to 15 characters)`);
+    throw new VerdictError(
+      'VERDICT_POLICY_INVALID',
+      `${where}: "${v}" is neither a port number (0-65535) nor a port name (lower-case letters, digits and '-', up to 15 characters)`,
+    );
   }
   throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected a port number or name`);
 }
@@ -109,7 +128,8 @@ function portNumber(v: unknown, where: string): number | string {
 function protoMask(v: unknown, where: string, dflt: string): number {
   const s = v === undefined || v === null || v === '' ? dflt : String(v).toUpperCase();
   const m = PROTO_MASKS[s];
-  if (m === undefined) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: protocol "${String(v)}" is not one of TCP, UDP, SCTP, ANY (use icmps for ICMP)`);
+  if (m === undefined)
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: protocol "${String(v)}" is not one of TCP, UDP, SCTP, ANY (use icmps for ICMP)`);
   return m;
 }
 
@@ -120,13 +140,15 @@ function portEntry(o: unknown, where: string, dfltProto: string, l7: L7Rules | n
   const port = portNumber(r.port, `${where}.port`);
   const proto = r.protocol === undefined || r.protocol === null || r.protocol === '' ? dfltProto : String(r.protocol).toUpperCase();
   if (typeof port === 'string') {
-    if (r.endPort !== undefined && r.endPort !== null && r.endPort !== 0) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.endPort: a range needs a numeric port, not the name "${port}"`);
+    if (r.endPort !== undefined && r.endPort !== null && r.endPort !== 0)
+      throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.endPort: a range needs a numeric port, not the name "${port}"`);
     return { mask, lo: 0, hi: 65535, named: port, l7, text: `${port}/${proto}` };
   }
   let hi = port === 0 ? 65535 : port;
   if (r.endPort !== undefined && r.endPort !== null && r.endPort !== 0) {
     const end = portNumber(r.endPort, `${where}.endPort`);
-    if (typeof end !== 'number' || end < port) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.endPort: ${String(r.endPort)} must be a number not below port ${port}`);
+    if (typeof end !== 'number' || end < port)
+      throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.endPort: ${String(r.endPort)} must be a number not below port ${port}`);
     if (port !== 0) hi = end;
   }
   return { mask, lo: port, hi, named: null, l7, text: port === 0 ? `*/${proto}` : hi !== port ? `${port}-${hi}/${proto}` : `${port}/${proto}` };
@@ -134,7 +156,8 @@ function portEntry(o: unknown, where: string, dfltProto: string, l7: L7Rules | n
 
 function compileL7(rules: unknown, where: string): L7Rules | null {
   if (rules === undefined || rules === null) return null;
-  if (typeof rules !== 'object' || Array.isArray(rules)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected an object with http, dns, kafka or l7 rules`);
+  if (typeof rules !== 'object' || Array.isArray(rules))
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: expected an object with http, dns, kafka or l7 rules`);
   const r = rules as Record<string, unknown>;
   const list = (k: string) => {
     const v = r[k];
@@ -183,19 +206,49 @@ export function compileK8sPorts(v: unknown, where: string): PortEntry[] {
 
 // ICMP type names Cilium accepts (IANA names).
 const ICMP4_TYPES: Readonly<Record<string, number>> = {
-  EchoReply: 0, DestinationUnreachable: 3, Redirect: 5, Echo: 8, EchoRequest: 8, RouterAdvertisement: 9,
-  RouterSelection: 10, TimeExceeded: 11, ParameterProblem: 12, Timestamp: 13, TimestampReply: 14,
-  Photuris: 40, ExtendedEchoRequest: 42, ExtendedEchoReply: 43,
+  EchoReply: 0,
+  DestinationUnreachable: 3,
+  Redirect: 5,
+  Echo: 8,
+  EchoRequest: 8,
+  RouterAdvertisement: 9,
+  RouterSelection: 10,
+  TimeExceeded: 11,
+  ParameterProblem: 12,
+  Timestamp: 13,
+  TimestampReply: 14,
+  Photuris: 40,
+  ExtendedEchoRequest: 42,
+  ExtendedEchoReply: 43,
 };
 const ICMP6_TYPES: Readonly<Record<string, number>> = {
-  DestinationUnreachable: 1, PacketTooBig: 2, TimeExceeded: 3, ParameterProblem: 4, EchoRequest: 128,
-  EchoReply: 129, MulticastListenerQuery: 130, MulticastListenerReport: 131, MulticastListenerDone: 132,
-  RouterSolicitation: 133, RouterAdvertisement: 134, NeighborSolicitation: 135, NeighborAdvertisement: 136,
-  RedirectMessage: 137, RouterRenumbering: 138, ICMPNodeInformationQuery: 139, ICMPNodeInformationResponse: 140,
-  InverseNeighborDiscoverySolicitation: 141, InverseNeighborDiscoveryAdvertisement: 142,
-  HomeAgentAddressDiscoveryRequest: 144, HomeAgentAddressDiscoveryReply: 145, MobilePrefixSolicitation: 146,
-  MobilePrefixAdvertisement: 147, DuplicateAddressRequestCodeSuffix: 157, DuplicateAddressConfirmationCodeSuffix: 158,
-  ExtendedEchoRequest: 160, ExtendedEchoReply: 161,
+  DestinationUnreachable: 1,
+  PacketTooBig: 2,
+  TimeExceeded: 3,
+  ParameterProblem: 4,
+  EchoRequest: 128,
+  EchoReply: 129,
+  MulticastListenerQuery: 130,
+  MulticastListenerReport: 131,
+  MulticastListenerDone: 132,
+  RouterSolicitation: 133,
+  RouterAdvertisement: 134,
+  NeighborSolicitation: 135,
+  NeighborAdvertisement: 136,
+  RedirectMessage: 137,
+  RouterRenumbering: 138,
+  ICMPNodeInformationQuery: 139,
+  ICMPNodeInformationResponse: 140,
+  InverseNeighborDiscoverySolicitation: 141,
+  InverseNeighborDiscoveryAdvertisement: 142,
+  HomeAgentAddressDiscoveryRequest: 144,
+  HomeAgentAddressDiscoveryReply: 145,
+  MobilePrefixSolicitation: 146,
+  MobilePrefixAdvertisement: 147,
+  DuplicateAddressRequestCodeSuffix: 157,
+  DuplicateAddressConfirmationCodeSuffix: 158,
+  ExtendedEchoRequest: 160,
+  ExtendedEchoReply: 161,
 };
 
 /** Cilium icmps: [{fields: [{type, family}]}]; family defaults to IPv4. */
@@ -215,7 +268,10 @@ export function compileIcmps(v: unknown, where: string): IcmpEntry[] {
       if (typeof o.type === 'number') type = o.type;
       else if (typeof o.type === 'string') type = /^\d+$/.test(o.type) ? Number(o.type) : names[o.type];
       if (type === undefined || !Number.isInteger(type) || type < 0 || type > 255) {
-        throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.type: "${String(o.type)}" is not an ${fam} ICMP type (0-255 or a name such as ${fam === 'IPv4' ? 'EchoRequest' : 'EchoRequest, NeighborSolicitation'})`);
+        throw new VerdictError(
+          'VERDICT_POLICY_INVALID',
+          `${w}.type: "${String(o.type)}" is not an ${fam} ICMP type (0-255 or a name such as ${fam === 'IPv4' ? 'EchoRequest' : 'EchoRequest, NeighborSolicitation'})`,
+        );
       }
       out.push({ proto: fam === 'IPv4' ? PROTO.ICMPv4 : PROTO.ICMPv6, type });
     });

@@ -8,7 +8,11 @@ describe('labels', () => {
   it('parses source, key and value', () => {
     expect(parseLabel('k8s:app=web')).toEqual({ source: 'k8s', key: 'app', value: 'web' });
     expect(parseLabel('reserved:world')).toEqual({ source: 'reserved', key: 'world', value: '' });
-    expect(parseLabel('k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=prod')).toEqual({ source: 'k8s', key: 'io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name', value: 'prod' });
+    expect(parseLabel('k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=prod')).toEqual({
+      source: 'k8s',
+      key: 'io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name',
+      value: 'prod',
+    });
     expect(parseLabel('app=a:b')).toEqual({ source: 'unspec', key: 'app', value: 'a:b' });
   });
 

@@ -1,4 +1,4 @@
-import { LabelSet, NS_LABEL, NS_LABELS_PREFIX } from './labels.js';
+import { type LabelSet, NS_LABEL, NS_LABELS_PREFIX } from './labels.js';
 import { VerdictError } from '../../../shared/errors.js';
 
 // Kubernetes label selectors with Cilium's label sources. Every requirement is
@@ -19,7 +19,7 @@ export interface Requirement {
 export class Selector {
   private readonly sets: (ReadonlySet<string> | null)[];
   constructor(readonly reqs: readonly Requirement[]) {
-    this.sets = reqs.map((r) => (r.op === 'in' || r.op === 'notin') && r.values.length > 4 ? new Set(r.values) : null);
+    this.sets = reqs.map((r) => ((r.op === 'in' || r.op === 'notin') && r.values.length > 4 ? new Set(r.values) : null));
   }
 
   get isEmpty(): boolean {
@@ -83,11 +83,16 @@ export class Selector {
       .map((r) => {
         const k = r.source === 'any' ? r.key : `${r.source}:${r.key}`;
         switch (r.op) {
-          case 'eq': return `${k}=${r.values[0]}`;
-          case 'in': return `${k} in (${r.values.join(',')})`;
-          case 'notin': return `${k} notin (${r.values.join(',')})`;
-          case 'exists': return k;
-          case 'dne': return `!${k}`;
+          case 'eq':
+            return `${k}=${r.values[0]}`;
+          case 'in':
+            return `${k} in (${r.values.join(',')})`;
+          case 'notin':
+            return `${k} notin (${r.values.join(',')})`;
+          case 'exists':
+            return k;
+          case 'dne':
+            return `!${k}`;
         }
         return k;
       })
@@ -96,7 +101,6 @@ export class Selector {
 }
 
 export const EMPTY_SELECTOR = new Selector([]);
-
 
 /**
  * `k8s:app` -> {k8s, app}; `app` -> {any, app}. Label keys cannot contain a
@@ -127,12 +131,14 @@ const OPS: Readonly<Record<string, Op>> = { in: 'in', notin: 'notin', exists: 'e
  */
 export function compileSelector(obj: unknown, where: string, forceSource?: string): Selector {
   if (obj === undefined || obj === null) return EMPTY_SELECTOR;
-  if (typeof obj !== 'object' || Array.isArray(obj)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: a label selector must be an object with matchLabels and/or matchExpressions`);
+  if (typeof obj !== 'object' || Array.isArray(obj))
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: a label selector must be an object with matchLabels and/or matchExpressions`);
   const o = obj as Record<string, unknown>;
   const reqs: Requirement[] = [];
   const sk = (k: string) => (forceSource ? { source: forceSource, key: k } : splitSourceKey(k));
   if (o.matchLabels !== undefined && o.matchLabels !== null) {
-    if (typeof o.matchLabels !== 'object' || Array.isArray(o.matchLabels)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchLabels: expected a map of label key to value`);
+    if (typeof o.matchLabels !== 'object' || Array.isArray(o.matchLabels))
+      throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchLabels: expected a map of label key to value`);
     for (const [k, v] of Object.entries(o.matchLabels as Record<string, unknown>)) {
       if (k === '') throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.matchLabels: empty label key`);
       reqs.push({ op: 'eq', ...sk(k), values: [scalar(v, `${where}.matchLabels.${k}`)] });
@@ -151,8 +157,10 @@ export function compileSelector(obj: unknown, where: string, forceSource?: strin
       const values = ex.values === undefined || ex.values === null ? [] : ex.values;
       if (!Array.isArray(values)) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}.values: expected a list`);
       const vals = values.map((v, j) => scalar(v, `${w}.values[${j}]`));
-      if ((op === 'in' || op === 'notin') && vals.length === 0) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: operator ${String(ex.operator)} needs at least one value`);
-      if ((op === 'exists' || op === 'dne') && vals.length > 0) throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: operator ${String(ex.operator)} takes no values`);
+      if ((op === 'in' || op === 'notin') && vals.length === 0)
+        throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: operator ${String(ex.operator)} needs at least one value`);
+      if ((op === 'exists' || op === 'dne') && vals.length > 0)
+        throw new VerdictError('VERDICT_POLICY_INVALID', `${w}: operator ${String(ex.operator)} takes no values`);
       reqs.push({ op, ...sk(ex.key), values: vals });
     });
   }

@@ -11,7 +11,6 @@ import { VerdictError } from '../../../shared/errors.js';
 // says throws a VerdictError (VERDICT_POLICY_INVALID) naming the field path; what flows cannot show is a
 // warning (parse.ts turns both into messages with the file and policy).
 
-
 export type Obj = Record<string, unknown>;
 
 export function isObj(v: unknown): v is Obj {
@@ -66,7 +65,8 @@ function entities(v: unknown, where: string): number {
   let bits = 0;
   list(v, where)?.forEach((e, i) => {
     const b = typeof e === 'string' ? ENTITY_NAMES[e] : undefined;
-    if (b === undefined) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}[${i}]: "${String(e)}" is not an entity (${Object.keys(ENTITY_NAMES).join(', ')})`);
+    if (b === undefined)
+      throw new VerdictError('VERDICT_POLICY_INVALID', `${where}[${i}]: "${String(e)}" is not an entity (${Object.keys(ENTITY_NAMES).join(', ')})`);
     bits |= b;
   });
   return bits;
@@ -119,7 +119,8 @@ function peerRule(r: unknown, where: string, dir: 'ingress' | 'egress', deny: bo
   const cidrs: CidrRule[] = [];
   for (const [i, c] of (list(r[`${p}CIDR`], `${where}.${p}CIDR`) ?? []).entries()) cidrs.push({ cidr: cidrOf(c, `${where}.${p}CIDR[${i}]`), except: [] });
   cidrs.push(...cidrSet(r[`${p}CIDRSet`], `${where}.${p}CIDRSet`, scope.warnings));
-  if (r[`${p}Groups`] !== undefined && r[`${p}Groups`] !== null) scope.warnings.push(`${where}.${p}Groups: cloud security groups are not resolved, so this peer matches no address`);
+  if (r[`${p}Groups`] !== undefined && r[`${p}Groups`] !== null)
+    scope.warnings.push(`${where}.${p}Groups: cloud security groups are not resolved, so this peer matches no address`);
   const fqdns = dir === 'egress' ? (list(r.toFQDNs, `${where}.toFQDNs`) ?? []).map((f, i) => compileNameMatcher(f, `${where}.toFQDNs[${i}]`)) : [];
   const peer: Peer = {
     // No peer at all: a rule with ports allows them from/to anyone; an empty rule allows nothing.
@@ -165,12 +166,14 @@ export function ciliumRule(spec: unknown, where: string, kind: PolicyKind, names
   const hasEs = spec.endpointSelector !== undefined && spec.endpointSelector !== null;
   const hasNs = spec.nodeSelector !== undefined && spec.nodeSelector !== null;
   if (hasEs === hasNs) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}: needs exactly one of endpointSelector and nodeSelector`);
-  if (hasNs && kind !== 'CiliumClusterwideNetworkPolicy') throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.nodeSelector: only a CiliumClusterwideNetworkPolicy may select nodes`);
+  if (hasNs && kind !== 'CiliumClusterwideNetworkPolicy')
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.nodeSelector: only a CiliumClusterwideNetworkPolicy may select nodes`);
   const es = hasEs ? compileSelector(spec.endpointSelector, `${where}.endpointSelector`) : null;
   const subjectMatchesInit = es !== null && es.reqs.some((r) => r.source === 'reserved' && r.key === 'init');
   const scope: Scope = { namespace, subjectMatchesInit, warnings };
   const ded = spec.enableDefaultDeny;
-  if (ded !== undefined && ded !== null && !isObj(ded)) throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.enableDefaultDeny: expected {ingress: bool, egress: bool}`);
+  if (ded !== undefined && ded !== null && !isObj(ded))
+    throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.enableDefaultDeny: expected {ingress: bool, egress: bool}`);
   return {
     subject: es ? scopeSubject(es, namespace) : null,
     nodeSubject: hasNs ? compileSelector(spec.nodeSelector, `${where}.nodeSelector`) : null,
@@ -230,7 +233,8 @@ export function k8sRule(spec: unknown, namespace: string): Rule {
   if (pt && pt.length > 0) {
     types = pt.map((t, i) => {
       const s = String(t).toLowerCase();
-      if (s !== 'ingress' && s !== 'egress') throw new VerdictError('VERDICT_POLICY_INVALID', `spec.policyTypes[${i}]: "${String(t)}" is not Ingress or Egress`);
+      if (s !== 'ingress' && s !== 'egress')
+        throw new VerdictError('VERDICT_POLICY_INVALID', `spec.policyTypes[${i}]: "${String(t)}" is not Ingress or Egress`);
       return s;
     });
   } else {

@@ -89,7 +89,14 @@ export function flowJson(s: FlowSpec): Record<string, unknown> {
     traffic_direction: s.dir === 'unknown' ? undefined : (s.dir ?? 'ingress').toUpperCase(),
   };
   if (proto === 'ICMPv4' || proto === 'ICMPv6') f.l4 = { [proto]: { type: s.icmpType ?? 8 } };
-  else if (proto !== 'none') f.l4 = { [proto]: { source_port: s.srcPort ?? 40000, destination_port: s.port ?? 80, ...(proto === 'TCP' ? { flags: Object.fromEntries((s.tcpFlags ?? ['SYN']).map((n) => [n, true])) } : {}) } };
+  else if (proto !== 'none')
+    f.l4 = {
+      [proto]: {
+        source_port: s.srcPort ?? 40000,
+        destination_port: s.port ?? 80,
+        ...(proto === 'TCP' ? { flags: Object.fromEntries((s.tcpFlags ?? ['SYN']).map((n) => [n, true])) } : {}),
+      },
+    };
   if (verdict !== 'FORWARDED' && !s.http && !s.dns) {
     const reason = s.reason ?? 133;
     f.drop_reason_desc = reason;

@@ -63,10 +63,25 @@ export function snapshot(a: StoredAlert, event: DeliveryEvent, at: string, exter
   return {
     event,
     alert: {
-      id: a.id, status: a.status, source: a.source, severity: a.severity, title: wellFormed(a.title), description: wellFormed(a.description),
-      agent: a.agent, cluster: a.cluster, namespace: a.namespace, policies: a.policies, rule: a.rule, labels: a.labels,
-      count: a.count, first_seen: a.first_seen, last_seen: a.last_seen, resolved_at: event === 'resolved' ? at : null,
-      fingerprint: a.fingerprint, details: a.details, url: alertUrl(externalUrl, a.id),
+      id: a.id,
+      status: a.status,
+      source: a.source,
+      severity: a.severity,
+      title: wellFormed(a.title),
+      description: wellFormed(a.description),
+      agent: a.agent,
+      cluster: a.cluster,
+      namespace: a.namespace,
+      policies: a.policies,
+      rule: a.rule,
+      labels: a.labels,
+      count: a.count,
+      first_seen: a.first_seen,
+      last_seen: a.last_seen,
+      resolved_at: event === 'resolved' ? at : null,
+      fingerprint: a.fingerprint,
+      details: a.details,
+      url: alertUrl(externalUrl, a.id),
     },
   };
 }
@@ -74,7 +89,9 @@ export function snapshot(a: StoredAlert, event: DeliveryEvent, at: string, exter
 /** Pods or hosts the alert is about, for formats that have a "hosts" notion. */
 export function hostsOf(a: WebhookAlert): string[] {
   const out: string[] = [];
-  const cilium = a.details.cilium as { source?: { namespace?: string; pod?: string }; destination?: { namespace?: string; pod?: string }; node?: string } | undefined;
+  const cilium = a.details.cilium as
+    | { source?: { namespace?: string; pod?: string }; destination?: { namespace?: string; pod?: string }; node?: string }
+    | undefined;
   const falco = a.details.falco as { hostname?: string } | undefined;
   for (const ep of [cilium?.source, cilium?.destination]) {
     if (ep?.pod) out.push(ep.namespace ? `${ep.namespace}/${ep.pod}` : ep.pod);

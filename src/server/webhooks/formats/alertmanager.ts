@@ -36,7 +36,11 @@ function common(maps: Record<string, string>[]): Record<string, string> {
   return out;
 }
 
-const quote = (m: Record<string, string>) => `{${Object.keys(m).sort().map((k) => `${k}=${JSON.stringify(m[k])}`).join(',')}}`;
+const quote = (m: Record<string, string>) =>
+  `{${Object.keys(m)
+    .sort()
+    .map((k) => `${k}=${JSON.stringify(m[k])}`)
+    .join(',')}}`;
 
 export function renderAlertmanager(items: readonly DeliveryItem[], ctx: RenderContext): string {
   const resolved = items[0]!.event === 'resolved';
@@ -48,7 +52,7 @@ export function renderAlertmanager(items: readonly DeliveryItem[], ctx: RenderCo
       labels: alertLabels(a),
       annotations,
       startsAt: a.first_seen,
-      endsAt: resolved ? a.resolved_at ?? ZERO_TIME : ZERO_TIME,
+      endsAt: resolved ? (a.resolved_at ?? ZERO_TIME) : ZERO_TIME,
       generatorURL: a.url ?? '',
       fingerprint: createHash('sha256').update(`${a.agent}/${a.fingerprint}`).digest('hex').slice(0, 16),
     };

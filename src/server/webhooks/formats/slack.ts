@@ -8,7 +8,13 @@ const MAX_ALERT_BLOCKS = 20;
 const SLACK_TEXT_MAX = 3000;
 const TITLE_MAX = 300;
 const DESCRIPTION_MAX = 500;
-const ICON: Record<string, string> = { critical: ':red_circle:', high: ':large_orange_circle:', medium: ':large_yellow_circle:', low: ':large_blue_circle:', info: ':white_circle:' };
+const ICON: Record<string, string> = {
+  critical: ':red_circle:',
+  high: ':large_orange_circle:',
+  medium: ':large_yellow_circle:',
+  low: ':large_blue_circle:',
+  info: ':white_circle:',
+};
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
 
@@ -50,9 +56,10 @@ function context(a: WebhookAlert): string {
 export function renderSlack(items: readonly DeliveryItem[], _ctx: RenderContext): string {
   const resolved = items[0]!.event === 'resolved';
   const first = items[0]!.alert;
-  const text = items.length === 1
-    ? `${resolved ? 'Resolved' : `[${first.severity.toUpperCase()}]`} ${first.title}`
-    : `${items.length} ${resolved ? 'resolved' : items[0]!.event === 'repeated' ? 'repeating' : 'new'} Verdict alerts`;
+  const text =
+    items.length === 1
+      ? `${resolved ? 'Resolved' : `[${first.severity.toUpperCase()}]`} ${first.title}`
+      : `${items.length} ${resolved ? 'resolved' : items[0]!.event === 'repeated' ? 'repeating' : 'new'} Verdict alerts`;
   const blocks: unknown[] = [];
   for (const { alert } of items.slice(0, MAX_ALERT_BLOCKS)) {
     blocks.push({ type: 'section', text: { type: 'mrkdwn', text: line(alert, resolved) } });
