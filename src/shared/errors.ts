@@ -10,7 +10,7 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 export const ERROR_CODES = {
   /** A flag or argument of a `verdict` command is wrong. */
   VERDICT_USAGE: { http: 400, grpc: grpcStatus.INVALID_ARGUMENT, api: 'bad_request' },
-  /** A request parameter or body is invalid; the message names it. */
+  /** A request parameter or body, or a flag value a running process checks (--kas-address), is invalid; the message names it. */
   VERDICT_BAD_REQUEST: { http: 400, grpc: grpcStatus.INVALID_ARGUMENT, api: 'bad_request' },
   /** A configuration file (server config, config.yaml) is invalid; `issues` lists file:line: path: problem. */
   VERDICT_CONFIG_INVALID: { http: 400, grpc: grpcStatus.FAILED_PRECONDITION, api: 'invalid_config' },
@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   VERDICT_UNAUTHENTICATED: { http: 401, grpc: grpcStatus.UNAUTHENTICATED, api: 'unauthorized' },
   /** The credential is valid but lacks the scope or permission. */
   VERDICT_FORBIDDEN: { http: 403, grpc: grpcStatus.PERMISSION_DENIED, api: 'forbidden' },
+  /** No such alert, agent, integration, token or project. */
   VERDICT_NOT_FOUND: { http: 404, grpc: grpcStatus.NOT_FOUND, api: 'not_found' },
   /** The change conflicts with the current state (e.g. a stale status update). */
   VERDICT_CONFLICT: { http: 409, grpc: grpcStatus.ABORTED, api: 'conflict' },

@@ -21,26 +21,23 @@ export function parseKasAddress(raw: string): KasAddress {
   try {
     url = new URL(raw);
   } catch {
-    throw new VerdictError(
-      'VERDICT_USAGE',
+    throw new VerdictError('VERDICT_BAD_REQUEST',
       `--kas-address "${raw}" is not a URL; use grpc://host:port, grpcs://host:port, ws://host/path/ or wss://host/path/`,
     );
   }
   const scheme = url.protocol.replace(/:$/, '');
   if (scheme !== 'grpc' && scheme !== 'grpcs' && scheme !== 'ws' && scheme !== 'wss') {
-    throw new VerdictError('VERDICT_USAGE', `--kas-address scheme "${scheme}" is not supported; use grpc://, grpcs://, ws:// or wss://`);
+    throw new VerdictError('VERDICT_BAD_REQUEST', `--kas-address scheme "${scheme}" is not supported; use grpc://, grpcs://, ws:// or wss://`);
   }
   if (scheme === 'ws' || scheme === 'wss') {
     if (!url.pathname.endsWith('/')) {
-      throw new VerdictError(
-        'VERDICT_USAGE',
+      throw new VerdictError('VERDICT_BAD_REQUEST',
         `--kas-address "${raw}" must end with a slash (e.g. ${raw}/); without it the server answers 301 instead of upgrading the WebSocket`,
       );
     }
   }
   if (!url.hostname)
-    throw new VerdictError(
-      'VERDICT_USAGE',
+    throw new VerdictError('VERDICT_BAD_REQUEST',
       `--kas-address "${raw}" has no host; use e.g. ${scheme}://verdict.example.com${scheme.startsWith('ws') ? AGENT_WS_PATH : ':8150'}`,
     );
   const port = url.port || (scheme === 'grpcs' || scheme === 'wss' ? '443' : '80');

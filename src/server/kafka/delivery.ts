@@ -119,10 +119,11 @@ const FLUSH_EVERY = 5000;
 const WINDOW_MS = 500;
 const WINDOW_BYTES = 4 * 1024 * 1024;
 /**
- * Exports are coalesced over this window: each alert's newest change in it
- * is exported once, all in one append, and only then are the group offsets of
- * what was handed on committed (at least once: a member that dies in the
- * window leaves the changes to the next owner, which exports them again).
+ * Exports are coalesced over each fetched batch (up to WINDOW_MS of the log):
+ * each alert's newest change in it is exported once, all in one append, and
+ * only then are the group offsets of what was handed on committed (at least
+ * once: a member that dies before the commit leaves the changes to the next
+ * owner, which exports them again). This timer retries a flush that failed.
  */
 const EXPORT_WINDOW_MS = 2000;
 /** Coalesced exports waiting at most; past it they go out before more is handed on. */
@@ -436,6 +437,10 @@ export class DeliveryGroup {
       if (this.pendingExports >= EXPORT_MAX) await this.flush();
       await heartbeat();
     }
+    // Exported and committed before the batch ends, while this member surely
+    // owns the partition: left to the window, a rebalance in between would
+    // hand the changes to the next owner, which would export them again.
+    if (isRunning() && !isStale()) await this.flush();
   }
 
   /** Publishes claims to the log partition of the changes they are for, where every replica's projection reads them. */
