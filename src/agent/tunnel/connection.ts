@@ -80,7 +80,8 @@ export class Tunnel {
     if (opts.fallbacks?.length) {
       const all = [a, ...opts.fallbacks];
       if (a.scheme === 'ws' || a.scheme === 'wss' || all.some((x) => x.scheme !== a.scheme)) {
-        throw new VerdictError('VERDICT_BAD_REQUEST',
+        throw new VerdictError(
+          'VERDICT_BAD_REQUEST',
           `several --kas-address values must all be grpc:// or all grpcs:// (got ${all.map((x) => x.raw).join(', ')}); for ws:// or wss:// give one address, e.g. of a load balancer`,
         );
       }

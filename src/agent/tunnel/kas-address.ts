@@ -21,7 +21,8 @@ export function parseKasAddress(raw: string): KasAddress {
   try {
     url = new URL(raw);
   } catch {
-    throw new VerdictError('VERDICT_BAD_REQUEST',
+    throw new VerdictError(
+      'VERDICT_BAD_REQUEST',
       `--kas-address "${raw}" is not a URL; use grpc://host:port, grpcs://host:port, ws://host/path/ or wss://host/path/`,
     );
   }
@@ -31,13 +32,15 @@ export function parseKasAddress(raw: string): KasAddress {
   }
   if (scheme === 'ws' || scheme === 'wss') {
     if (!url.pathname.endsWith('/')) {
-      throw new VerdictError('VERDICT_BAD_REQUEST',
+      throw new VerdictError(
+        'VERDICT_BAD_REQUEST',
         `--kas-address "${raw}" must end with a slash (e.g. ${raw}/); without it the server answers 301 instead of upgrading the WebSocket`,
       );
     }
   }
   if (!url.hostname)
-    throw new VerdictError('VERDICT_BAD_REQUEST',
+    throw new VerdictError(
+      'VERDICT_BAD_REQUEST',
       `--kas-address "${raw}" has no host; use e.g. ${scheme}://verdict.example.com${scheme.startsWith('ws') ? AGENT_WS_PATH : ':8150'}`,
     );
   const port = url.port || (scheme === 'grpcs' || scheme === 'wss' ? '443' : '80');
