@@ -3,9 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Verdict } from '../../src/gen/flow/flow.js';
 import { HubbleRelayPeer } from '../../src/peers/hubble-relay/relay-peer.js';
-import { parseFlowLine } from '../../src/modules/cilium/flow-json.js';
 import { ConfigProject, freePort, killAll, spawnVerdict, tempDir, until, verdictSync, type LogLine, type VerdictProcess } from '../helpers/processes.js';
-import { PAYMENTS_INGRESS } from '../helpers/policies.js';
+import { PAYMENTS_INGRESS, paymentsDrop } from '../helpers/policies.js';
 
 // What the agent asks Hubble Relay for, and how it resumes. Server and agent are
 // real processes; the Relay peer runs in the test so it can show the requests it
@@ -32,30 +31,7 @@ const sent: ReturnType<typeof drop>[] = [];
 /** A dropped flow into payments from its own source pod, so each one is its own alert. */
 function drop(at: Date) {
   n++;
-  const ep = (app: string, pod: string) => ({
-    identity: 1000 + app.length,
-    namespace: 'shop',
-    pod_name: pod,
-    labels: [`k8s:app=${app}`, 'k8s:io.kubernetes.pod.namespace=shop'],
-  });
-  return parseFlowLine(
-    JSON.stringify({
-      flow: {
-        time: at.toISOString(),
-        uuid: `resume-${n}`,
-        verdict: 'DROPPED',
-        IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
-        l4: { TCP: { source_port: 40000 + n, destination_port: 8443, flags: { SYN: true } } },
-        source: ep('frontend', `frontend-${n}`),
-        destination: ep('payments', 'payments-0'),
-        Type: 'L3_L4',
-        node_name: 'kind-worker',
-        traffic_direction: 'INGRESS',
-        event_type: { type: 1, sub_type: 133 },
-        drop_reason_desc: 'POLICY_DENIED',
-      },
-    }),
-  )!;
+  return paymentsDrop(n, { at, uuid: `resume-${n}` });
 }
 
 describe('agent and Hubble Relay: whitelist, resume with since, backoff bounds', () => {

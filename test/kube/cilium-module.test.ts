@@ -12,9 +12,9 @@ import { Spool } from '../../src/agent/spool/spool.js';
 import { HubbleRelayPeer } from '../../src/peers/hubble-relay/relay-peer.js';
 import { parseAgentConfig } from '../../src/server/config/agent-config.js';
 import { createCiliumModule } from '../../src/modules/cilium/agent.js';
-import { parseFlowLine } from '../../src/modules/cilium/flow-json.js';
 import type { AlertPayload } from '../../src/shared/alert/payload.js';
 import { startKube, type Kube } from '../helpers/kube.js';
+import { paymentsDrop } from '../helpers/policies.js';
 import { apply, installCrds, must, namespace, until } from './policies.js';
 
 let kube: Kube;
@@ -34,32 +34,7 @@ const PAYMENTS = {
   spec: { endpointSelector: { matchLabels: { app: 'payments' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'cart' } }] }] },
 };
 
-function drop(n: number) {
-  const ep = (app: string, pod: string) => ({
-    identity: 1000 + app.length,
-    namespace: 'shop',
-    pod_name: pod,
-    labels: [`k8s:app=${app}`, 'k8s:io.kubernetes.pod.namespace=shop'],
-  });
-  return parseFlowLine(
-    JSON.stringify({
-      flow: {
-        time: new Date().toISOString(),
-        uuid: `flow-${n}`,
-        verdict: 'DROPPED',
-        IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
-        l4: { TCP: { source_port: 40000 + n, destination_port: 8443, flags: { SYN: true } } },
-        source: ep('frontend', `frontend-${n}`),
-        destination: ep('payments', 'payments-0'),
-        Type: 'L3_L4',
-        node_name: 'node-1',
-        traffic_direction: 'INGRESS',
-        event_type: { type: 1, sub_type: 133 },
-        drop_reason_desc: 'POLICY_DENIED',
-      },
-    }),
-  )!;
-}
+const drop = (n: number) => paymentsDrop(n, { node: 'node-1' });
 
 describe('cilium module with --kubeconfig', () => {
   it('kubernetes_policies: auto watches the cluster given by --kubeconfig; kubectl apply and delete change which drops alert', async () => {

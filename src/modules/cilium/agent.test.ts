@@ -6,42 +6,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { HubbleRelayPeer } from '../../peers/hubble-relay/relay-peer.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { parseAgentConfig } from '../../server/config/agent-config.js';
-import { parseFlowLine } from './flow-json.js';
 import { AlertAggregator } from '../../agent/alerts/aggregator.js';
 import { FlowCursor } from './flow-cursor.js';
 import { openAgentDb } from '../../agent/spool/agent-db.js';
 import { Spool } from '../../agent/spool/spool.js';
 import { createCiliumModule } from './agent.js';
-import { PAYMENTS_INGRESS } from '../../../test/helpers/policies.js';
+import { PAYMENTS_INGRESS, paymentsDrop } from '../../../test/helpers/policies.js';
 
 const log = pino({ level: 'silent' });
 
-function drop(at: Date, n: number) {
-  const ep = (app: string, pod: string) => ({
-    identity: 1000 + app.length,
-    namespace: 'shop',
-    pod_name: pod,
-    labels: [`k8s:app=${app}`, 'k8s:io.kubernetes.pod.namespace=shop'],
-  });
-  return parseFlowLine(
-    JSON.stringify({
-      flow: {
-        time: at.toISOString(),
-        uuid: `flow-${n}`,
-        verdict: 'DROPPED',
-        IP: { source: `10.0.0.${n}`, destination: '10.0.1.13', ipVersion: 'IPv4' },
-        l4: { TCP: { source_port: 40000 + n, destination_port: 8443, flags: { SYN: true } } },
-        source: ep('frontend', `frontend-${n}`),
-        destination: ep('payments', 'payments-0'),
-        Type: 'L3_L4',
-        node_name: 'kind-worker',
-        traffic_direction: 'INGRESS',
-        event_type: { type: 1, sub_type: 133 },
-        drop_reason_desc: 'POLICY_DENIED',
-      },
-    }),
-  )!;
-}
+const drop = (at: Date, n: number) => paymentsDrop(n, { at });
 
 const until = async (f: () => boolean, ms = 10_000) => {
   const end = Date.now() + ms;
