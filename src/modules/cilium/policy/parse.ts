@@ -45,7 +45,7 @@ export interface ParseOptions {
 
 const FIX_MANIFEST = 'fix the manifest, this policy is ignored until then (the other policies still apply)';
 
-function makeError(source: string, name: string, reason: string, line?: number, todo = FIX_MANIFEST): PolicyLoadError {
+function makeError(source: string, name: string, reason: string, line?: number, remedy = FIX_MANIFEST): PolicyLoadError {
   const where = line ? `${source}:${line}` : source;
   const what = name ? `${name}: ` : '';
   return {
@@ -53,7 +53,7 @@ function makeError(source: string, name: string, reason: string, line?: number, 
     name,
     reason,
     ...(line ? { line } : {}),
-    message: `${where}: ${what}${reason}; ${todo}`,
+    message: `${where}: ${what}${reason}; ${remedy}`,
   };
 }
 

@@ -25,9 +25,9 @@ export class Discovery {
 
   /** Reads the discovery documents of these group versions (only those not read yet, unless `again`). */
   async load(apiVersions: Iterable<string>, signal?: AbortSignal, again = false): Promise<void> {
-    const todo = [...new Set(apiVersions)].filter((gv) => again || !this.byGv.has(gv));
+    const missing = [...new Set(apiVersions)].filter((gv) => again || !this.byGv.has(gv));
     await Promise.all(
-      todo.map(async (gv) => {
+      missing.map(async (gv) => {
         const path = gv.includes('/') ? `/apis/${gv}` : `/api/${gv}`;
         const kinds = new Map<string, ResourceInfo>();
         try {
