@@ -1,4 +1,4 @@
-import type { PolicyRef } from '../../../shared/alert/payload.js';
+import { comparePolicyRefs, type PolicyRef } from '../../../shared/alert/payload.js';
 import { cidrRuleMatches, type CidrRule, type IpAddr } from './cidr.js';
 import { ENTITY, WORLD_BITS, type LabelSet } from './labels.js';
 import { httpRuleMatches, nameMatches, type HttpRequest, type NameMatcher } from './l7.js';
@@ -153,21 +153,8 @@ export interface Selection {
 
 export const EMPTY_SELECTION: Selection = Object.freeze({ sections: [], requires: [], defaultDeny: false, defaultDenyPolicies: [] });
 
-export function comparePolicies(a: Policy, b: Policy): number {
-  return a.kind < b.kind
-    ? -1
-    : a.kind > b.kind
-      ? 1
-      : a.namespace < b.namespace
-        ? -1
-        : a.namespace > b.namespace
-          ? 1
-          : a.name < b.name
-            ? -1
-            : a.name > b.name
-              ? 1
-              : 0;
-}
+/** Policies order as their refs do (kind, namespace, name): one order for the engine and the alert payload. */
+export const comparePolicies: (a: Policy, b: Policy) => number = comparePolicyRefs;
 
 export function sortedUnique(ps: Iterable<Policy>): Policy[] {
   return [...new Set(ps)].sort(comparePolicies);
