@@ -1,9 +1,6 @@
-import { execFile, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { startBenchKube } from '../../bench/kube.js';
 import { inventoryRef } from './inventory.js';
 import { KubeApi } from './kube/api.js';
 import { Discovery } from './kube/discovery.js';
@@ -15,8 +12,6 @@ import { type SyncSettings, synchronize } from './sync.js';
 // server, in the same run. Targets (issue 15): not slower than kubectl, and
 // the unchanged re-apply under 5 s.
 
-const run = promisify(execFile);
-const SCRIPT = fileURLToPath(new URL('../../../scripts/kube.sh', import.meta.url));
 const OBJECTS = 1000;
 const PER_FILE = 100;
 
@@ -42,26 +37,15 @@ async function time<T>(fn: () => Promise<T>): Promise<[number, T]> {
 }
 
 export default async function bench(): Promise<void> {
-  const state = mkdtempSync(join(tmpdir(), 'verdict-bench-kube-'));
-  const env = { ...process.env, VERDICT_KUBE_STATE: state, VERDICT_KUBE_OWNER_PID: String(process.pid) };
-  const started = spawnSync('bash', [SCRIPT, 'start'], { env, encoding: 'utf8' });
-  if (started.status !== 0) {
-    console.log(`skipped: scripts/kube.sh start failed (run bash scripts/kube.sh install once):\n${started.stderr.slice(-2000)}`);
-    return;
-  }
-  const field = (k: string) => new RegExp(`^${k}=(\\S+)$`, 'm').exec(started.stdout)?.[1] ?? '';
-  const kubectl = join(spawnSync('bash', [SCRIPT, 'path'], { env, encoding: 'utf8' }).stdout.trim(), 'kubectl');
-  const kubeconfig = field('kubeconfig');
+  const kube = startBenchKube('verdict-bench-gitops-');
+  if (!kube) return;
+  const { stateDir: state } = kube;
   const api = new KubeApi({
-    server: field('server'),
-    requestOptions: async () => ({ ca: readFileSync(field('ca')), headers: { Authorization: `Bearer ${field('token')}` } }),
+    server: kube.server,
+    requestOptions: async () => ({ ca: readFileSync(kube.caFile), headers: { Authorization: `Bearer ${kube.token}` } }),
   });
   try {
-    const k = (...args: string[]) =>
-      run(kubectl, [`--kubeconfig=${kubeconfig}`, `--cache-dir=${join(state, 'kubectl-cache')}`, ...args], {
-        env: { ...process.env, KUBERC: 'off' },
-        maxBuffer: 64 << 20,
-      });
+    const k = (...args: string[]) => kube.kubectl(args);
     await k('create', 'namespace', 'bench-verdict');
     await k('create', 'namespace', 'bench-kubectl');
     const files = manifests();
@@ -98,7 +82,6 @@ export default async function bench(): Promise<void> {
     console.log(`unchanged re-apply under 5 s: ${again < 5000 ? 'yes' : 'NO'}; not slower than kubectl: ${first <= kFirst && again <= kAgain ? 'yes' : 'NO'}`);
   } finally {
     api.close();
-    spawnSync('bash', [SCRIPT, 'stop'], { env });
-    rmSync(state, { recursive: true, force: true });
+    kube.stop();
   }
 }
