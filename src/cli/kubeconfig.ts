@@ -47,7 +47,7 @@ export async function kubeconfigFor(r: KubeconfigRequest): Promise<string> {
   try {
     const auth = new JobTokens(db).authenticate(r.ciToken);
     if ('error' in auth) throw new Error(auth.error);
-    const { allowed, refused } = await agentsForJob(new AgentRegistry(db).list(), auth.job, new CiAccessConfigs(headCommit));
+    const { allowed, refused } = await agentsForJob(new AgentRegistry(db).list(), auth.job, new CiAccessConfigs(headCommit), r.projectsDir);
     if (allowed.length === 0)
       throw new Error(
         `no agent allows project ${auth.job.project} (job ${auth.job.id})${refused.length ? `: ${refused.join('; ')}` : ': no agent is registered'}`,

@@ -80,6 +80,62 @@ describe('decideAccess', () => {
   });
 });
 
+describe('the configuration project (implicit access, as in GitLab)', () => {
+  const restricted = block(`ci_access:
+  projects:
+    - id: shop/app
+  groups:
+    - id: infra
+      default_namespace: ops
+      environments: [production]
+      access_as: {ci_job: {}}
+`);
+
+  it('is allowed without an entry, as the agent, in any environment and on any ref', () => {
+    for (const j of [job({ project: 'infra/agents' }), job({ project: 'infra/agents', environment: 'staging', ref: 'feature' })])
+      expect(decideAccess(restricted, j, 'edge', 'infra/agents')).toEqual({
+        allowed: true,
+        via: 'the configuration project of agent "edge" (implicit)',
+        default_namespace: '',
+        access_as: { agent: {}, impersonate: undefined, ci_job: undefined },
+      });
+    // Even an empty block is enough.
+    expect(decideAccess(block('ci_access: {}\n'), job({ project: 'infra/agents' }), 'edge', 'infra/agents').allowed).toBe(true);
+  });
+
+  it("comes after the project's own entry and before the groups above it", () => {
+    const own = block(`ci_access:
+  projects:
+    - id: infra/agents
+      default_namespace: own
+      access_as: {ci_job: {}}
+  groups:
+    - id: infra
+      default_namespace: ops
+`);
+    expect(decideAccess(own, job({ project: 'infra/agents' }), 'edge', 'infra/agents')).toMatchObject({
+      via: 'ci_access.projects[0] (infra/agents)',
+      default_namespace: 'own',
+      access_as: { ci_job: {} },
+    });
+    // A group entry above the configuration project never decides for it: the implicit access comes first.
+    expect(decideAccess(restricted, job({ project: 'infra/agents', environment: 'production' }), 'edge', 'infra/agents')).toMatchObject({
+      via: 'the configuration project of agent "edge" (implicit)',
+    });
+  });
+
+  it('is only the configuration project: another project of its group is not allowed by it, and without the block nothing is', () => {
+    expect(decideAccess(restricted, job({ project: 'infra/other' }), 'edge', 'infra/agents')).toMatchObject({
+      allowed: false,
+      reason: 'ci_access.groups[0] (infra) allows only jobs of environments production and job 7 has none; create its token with --environment',
+    });
+    expect(decideAccess(undefined, job({ project: 'infra/agents' }), 'edge', 'infra/agents')).toEqual({
+      allowed: false,
+      reason: 'agent "edge" has no ci_access block in its config.yaml (its configuration project needs no entry, but the block must be there: ci_access: {})',
+    });
+  });
+});
+
 describe('impersonationFor', () => {
   it('ci_job: the original user, groups and extra fields', () => {
     const i = impersonationFor(

@@ -9,6 +9,9 @@ import type { CiJob } from './job-tokens.js';
 // that to environments and to protected refs. As in GitLab, a project entry
 // comes first, then groups from the closest, then the instance; the first
 // entry whose rules the job meets decides (its default_namespace, access_as).
+// GitLab also authorizes the agent's own configuration project without an
+// entry (its finder puts that implicit authorization after the project's own
+// entry and before groups): access_as agent, no environment or branch rules.
 
 type Entry = NonNullable<CiAccessConfig['projects']>[number];
 type Rules = Omit<Entry, 'id'>;
@@ -48,13 +51,29 @@ function refusal(rules: Rules, job: CiJob, via: string): string | undefined {
   return undefined;
 }
 
-/** Whether the job may use the agent whose ci_access block this is, and how. */
-export function decideAccess(block: CiAccessConfig | undefined, job: CiJob, agentName: string): AccessDecision {
-  if (!block) return { allowed: false, reason: `agent "${agentName}" has no ci_access block in its config.yaml` };
+const AS_AGENT: AccessAs = { agent: {}, impersonate: undefined, ci_job: undefined };
+
+/**
+ * Whether the job may use the agent whose ci_access block this is, and how.
+ * configProject: the path of the agent's configuration project as jobs name
+ * projects (kubeconfig.ts projectPath); its jobs are allowed implicitly.
+ */
+export function decideAccess(block: CiAccessConfig | undefined, job: CiJob, agentName: string, configProject?: string): AccessDecision {
+  // Without the block the agent part does not run, so even the configuration project's jobs would find no agent to talk to.
+  if (!block)
+    return {
+      allowed: false,
+      reason: `agent "${agentName}" has no ci_access block in its config.yaml${configProject === job.project ? ' (its configuration project needs no entry, but the block must be there: ci_access: {})' : ''}`,
+    };
   const candidates: { rules: Rules; via: string }[] = [];
   (block.projects ?? []).forEach((e, i) => {
     if (e.id === job.project) candidates.push({ rules: e, via: `ci_access.projects[${i}] (${e.id})` });
   });
+  if (configProject !== undefined && configProject === job.project)
+    candidates.push({
+      rules: { access_as: AS_AGENT, default_namespace: undefined, environments: undefined, protected_branches_only: undefined },
+      via: `the configuration project of agent "${agentName}" (implicit)`,
+    });
   for (const g of groupsOf(job.project)) {
     (block.groups ?? []).forEach((e, i) => {
       if (e.id === g) candidates.push({ rules: e, via: `ci_access.groups[${i}] (${e.id})` });
@@ -78,7 +97,7 @@ export function decideAccess(block: CiAccessConfig | undefined, job: CiJob, agen
       allowed: true,
       via: c.via,
       default_namespace: c.rules.default_namespace ?? '',
-      access_as: c.rules.access_as ?? { agent: {}, impersonate: undefined, ci_job: undefined },
+      access_as: c.rules.access_as ?? AS_AGENT,
     };
   }
   return { allowed: false, reason: first! };

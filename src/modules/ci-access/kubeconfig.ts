@@ -20,13 +20,14 @@ export async function agentsForJob(
   agents: readonly AgentRecord[],
   job: CiJob,
   configs: CiAccessConfigs,
+  projectsDir?: string,
 ): Promise<{ allowed: AllowedAgent[]; refused: string[] }> {
   const allowed: AllowedAgent[] = [];
   const refused: string[] = [];
   for (const agent of agents) {
     let d: AccessDecision;
     try {
-      d = decideAccess(await configs.get(agent), job, agent.name);
+      d = decideAccess(await configs.get(agent), job, agent.name, projectPath(agent.config_project, projectsDir));
     } catch (e) {
       refused.push(`agent "${agent.name}": its config.yaml cannot be read: ${(e as Error).message}`);
       continue;

@@ -9,8 +9,10 @@ import { decideAccess, impersonationFor } from './access.js';
 import type { CiAccessConfigs } from './agent-configs.js';
 import type { CiAccessConfig } from './config.js';
 import type { AgentTunnels, TunnelCall } from './agent-tunnels.js';
+import { pipeFrames } from './frames.js';
 import { headerLines, headersFromRaw, headersToNode } from './headers.js';
 import type { JobTokens } from './job-tokens.js';
+import { projectPath } from './kubeconfig.js';
 import { STATUS_HEADERS, statusBody } from './status.js';
 
 // The server's Kubernetes API proxy for CI/CD jobs: authenticates the job's
@@ -25,6 +27,8 @@ export interface ProxyDeps {
   agentById(id: number): AgentRecord | undefined;
   configs: CiAccessConfigs;
   tunnels: AgentTunnels;
+  /** The server's projects_dir: configuration projects are named by their path below it, as jobs name projects. */
+  projectsDir?: string | undefined;
   /** Path prefix of the listener ("/" or e.g. "/k8s-proxy/"). */
   prefix: string;
   log: Logger;
@@ -80,7 +84,7 @@ export class KubernetesApiProxy {
         message: `cannot read the configuration of agent "${agent.name}" to check its ci_access: ${errText(e)}; fix config.yaml in ${agent.config_project}`,
       };
     }
-    const decision = decideAccess(block, job, agent.name);
+    const decision = decideAccess(block, job, agent.name, projectPath(agent.config_project, this.d.projectsDir));
     if (!decision.allowed) return { code: 403, message: `agent is not allowed: ${decision.reason}` };
     const impersonation = impersonationFor(decision.access_as, { job, agentId: agent.id, configProject: agent.config_project });
     const rest = url.startsWith(prefix) ? url.slice(prefix.length - 1) : '/';
@@ -108,6 +112,7 @@ export class KubernetesApiProxy {
     call.write({ msg: { $case: 'header', value: r.header } });
     pipeBody(req, call);
     let answered = false;
+    let bodyStarted = false;
     const watch = /[?&]watch=(1|true)\b/.test(r.header.uri);
     call.on('data', (f: AgentFrame) => {
       const msg = f.msg;
@@ -115,14 +120,20 @@ export class KubernetesApiProxy {
       if (msg.$case === 'header') {
         answered = true;
         res.writeHead(msg.value.status, headersToNode(msg.value.headers));
-        // Headers go out at once: a watch may send nothing for minutes.
-        res.flushHeaders();
+        // A watch may send nothing for minutes, so the headers go out by the end of this turn; the body
+        // that mostly comes in the same turn (the agent sends header, body and end together) takes them
+        // along in one write, rather than a TLS record and a packet of their own.
+        setImmediate(() => {
+          if (!bodyStarted && !res.destroyed) res.flushHeaders();
+        });
       } else if (msg.$case === 'data') {
+        bodyStarted = true;
         if (!res.write(msg.value)) {
           call.pause();
           res.once('drain', () => call.resume());
         }
       } else {
+        bodyStarted = true;
         if (Object.keys(msg.value.trailers).length) res.addTrailers(headersToNode(msg.value.trailers));
         res.end();
         finish();
@@ -222,14 +233,8 @@ export class KubernetesApiProxy {
 }
 
 /** Client bytes into the call, with backpressure; an end frame when the client is done. */
-function pipeBody(from: NodeJS.ReadableStream & { destroyed?: boolean }, call: TunnelCall): void {
-  from.on('data', (chunk: Buffer) => {
-    if (!call.write({ msg: { $case: 'data', value: chunk } })) {
-      from.pause();
-      call.once('drain', () => from.resume());
-    }
-  });
-  from.on('end', () => {
+function pipeBody(from: NodeJS.ReadableStream, call: TunnelCall): void {
+  pipeFrames(from, call, () => {
     if (!call.destroyed) call.write({ msg: { $case: 'end', value: { trailers: {} } } });
   });
 }

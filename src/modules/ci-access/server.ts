@@ -39,6 +39,7 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
       configs: new CiAccessConfigs((repo) => pollers.get(repo).current()),
       tunnels: tunnels(ctx.config),
       prefix: k.url_path_prefix,
+      projectsDir: ctx.config.projects_dir,
       log: ctx.log,
     });
     const listener = await listenProxy(k.listen, proxy, ctx.tls, ctx.log);
