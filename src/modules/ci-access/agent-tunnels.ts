@@ -43,6 +43,11 @@ export class AgentTunnels {
     return (this.idle.get(agentId)?.size ?? 0) > 0 || (this.busy.get(agentId) ?? 0) > 0;
   }
 
+  /** Agents holding a call to this server now (replica-sync.ts tells the other replicas). */
+  connectedAgents(): number[] {
+    return [...new Set([...this.idle.keys(), ...this.busy.keys()])];
+  }
+
   /**
    * Takes an idle call of the agent, waiting up to waitMs for one; undefined
    * when none came. The returned release() must be called when the request ends.
