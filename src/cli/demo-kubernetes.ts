@@ -15,12 +15,81 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SCRIPT = join(ROOT, 'scripts/kube.sh');
 const CRDS = join(ROOT, 'deploy/crds/cilium-policies.yaml');
 const AGENT_YAML = join(ROOT, 'deploy/agent/agent.yaml');
-/** The parts of deploy/agent/agent.yaml that give the agent its identity and read access; the Deployment needs a kubelet. */
+const GITOPS_NAMESPACE_YAML = join(ROOT, 'deploy/agent/gitops-namespace.yaml');
+/** The parts of deploy/agent/agent.yaml that give the agent its identity and access; the Deployment needs a kubelet. */
 const AGENT_RBAC_KINDS = new Set(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding']);
+/** GitOps' cluster-wide write grant, left out: the demo narrows it to its namespace the way docs/gitops.md says. */
+const GITOPS_CLUSTER_BINDING = 'verdict-agent-gitops';
 export const KUBE_INSTALL_COMMAND = 'bash scripts/kube.sh install';
 
 /** The namespaces of the demo's scenario (src/peers/hubble-relay/demo-scenario.ts), so policies for them can be applied. */
 const DEMO_NAMESPACES = ['shop', 'db'];
+
+/**
+ * The manifest project the demo's agent keeps in sync: manifests/ of the
+ * configuration project (a manifest project without an id is the
+ * configuration project itself). Only kinds that become Current without a
+ * kubelet, which this control plane lacks: a Deployment with replicas: 0 is
+ * Available once the deployment controller has seen it, while one with a
+ * replica would wait for Pods that never run and fail at reconcile_timeout.
+ */
+export const DEMO_GITOPS = {
+  namespace: 'shop',
+  config: [
+    'gitops:',
+    '  manifest_projects:',
+    '    - default_namespace: shop  # no id: this configuration project',
+    '      paths:',
+    '        - glob: "manifests/**/*.yaml"',
+    '      reconcile_timeout: 2m',
+    '      resync_interval: 1m',
+  ],
+  files: {
+    'manifests/storefront.yaml': `# Synchronised by the agent's GitOps module (verdict demo --kubernetes). Edit and
+# commit: the agent applies the change; delete an object and commit: it is pruned.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: storefront-settings
+data:
+  currency: EUR
+  checkout: "on"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: storefront
+spec:
+  selector:
+    app: storefront
+  ports:
+    - name: http
+      port: 80
+      targetPort: 8080
+---
+# replicas: 0 because this cluster has no kubelet: Pods would never run.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: storefront
+spec:
+  replicas: 0
+  selector:
+    matchLabels:
+      app: storefront
+  template:
+    metadata:
+      labels:
+        app: storefront
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.27
+          ports:
+            - containerPort: 8080
+`,
+  } as Record<string, string>,
+};
 
 /** A labelled policy the user applies to see attribution change: payments accepts cart only. */
 const EXAMPLE_POLICY = `# Apply with the kubectl line verdict demo printed. payments already accepts only
@@ -154,13 +223,20 @@ export async function startDemoKubernetes(stateDir: string): Promise<DemoKuberne
     // The agent runs as it would in a cluster: as its ServiceAccount, with the
     // ClusterRole deploy/ ships, not as the admin (the demo breaks if that RBAC
     // does not let the agent watch policies).
-    const rbac = parseAllDocuments(readFileSync(AGENT_YAML, 'utf8'))
-      .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } } | null)
-      .filter((o): o is { kind: string; metadata: { name: string; namespace?: string } } => typeof o?.kind === 'string' && AGENT_RBAC_KINDS.has(o.kind));
+    type Doc = { kind: string; metadata: { name: string; namespace?: string } };
+    const docs = (file: string) =>
+      parseAllDocuments(readFileSync(file, 'utf8'))
+        .map((d) => d.toJS() as Partial<Doc> | null)
+        .filter((o): o is Doc => typeof o?.kind === 'string' && typeof o.metadata?.name === 'string');
+    const rbac = docs(AGENT_YAML).filter(
+      (o) => AGENT_RBAC_KINDS.has(o.kind) && !(o.kind === 'ClusterRoleBinding' && o.metadata.name === GITOPS_CLUSTER_BINDING),
+    );
     const sa = rbac.find((o) => o.kind === 'ServiceAccount');
     if (!sa?.metadata.namespace)
       throw new VerdictError('VERDICT_UNAVAILABLE', `--kubernetes: ${AGENT_YAML} has no ServiceAccount with a namespace; the demo's agent runs as it`);
-    await applyObjects("applying the agent's ServiceAccount and RBAC from deploy/agent/agent.yaml", 'agent-rbac.json', rbac);
+    // GitOps may write in the demo's namespace only: deploy/agent/gitops-namespace.yaml bound there.
+    const narrowed = docs(GITOPS_NAMESPACE_YAML).map((o) => ({ ...o, metadata: { ...o.metadata, namespace: DEMO_GITOPS.namespace } }));
+    await applyObjects("applying the agent's ServiceAccount and RBAC from deploy/agent/", 'agent-rbac.json', [...rbac, ...narrowed]);
     // A year: the demo's agent must not lose the API server to an expired token.
     const token = (await k("creating the agent's token", ['create', 'token', sa.metadata.name, '-n', sa.metadata.namespace, '--duration=8760h'])).trim();
     const agentKubeconfig = join(stateDir, 'control-plane', 'agent-kubeconfig');

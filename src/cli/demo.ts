@@ -15,7 +15,7 @@ import { ConfigError } from '../shared/config/schema.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
-import { startDemoKubernetes, type DemoKubernetes } from './demo-kubernetes.js';
+import { DEMO_GITOPS, startDemoKubernetes, type DemoKubernetes } from './demo-kubernetes.js';
 import { isVerdictError } from '../shared/errors.js';
 
 const HELP = `Usage: verdict demo [flags]
@@ -44,8 +44,10 @@ Flags:
   --kubernetes             also run a real Kubernetes API server (scripts/kube.sh; build it once
                            with \`bash scripts/kube.sh install\`) with the Cilium policy CRDs, and
                            have the agent watch policies there: the demo prints a kubeconfig and
-                           a kubectl command that applies a labelled policy. Stopped with the demo;
-                           its policies do not survive a restart
+                           a kubectl command that applies a labelled policy; and have it keep
+                           manifests/ of the configuration project synced there (GitOps, in
+                           namespace shop only). Stopped with the demo; its objects do not
+                           survive a restart
 `;
 
 const DEFAULT_GRPC_ADDR = '127.0.0.1:8150';
@@ -88,6 +90,12 @@ function prepareConfigProject(dir: string, relayAddr: string, falcoAddr: string,
   mkdirSync(join(dir, '.gitlab/agents', AGENT), { recursive: true });
   if (!existsSync(join(dir, '.git'))) git(dir, 'init', '-q', '-b', 'main');
   mkdirSync(join(dir, 'policies'), { recursive: true });
+  if (kubernetes) {
+    for (const [file, text] of Object.entries(DEMO_GITOPS.files)) {
+      mkdirSync(join(dir, file, '..'), { recursive: true });
+      writeFileSync(join(dir, file), text);
+    }
+  }
   for (const f of readdirSync(join(ROOT, 'policies'))) {
     if (/\.(ya?ml|json)$/.test(f)) copyFileSync(join(ROOT, 'policies', f), join(dir, 'policies', f));
   }
@@ -110,6 +118,7 @@ function prepareConfigProject(dir: string, relayAddr: string, falcoAddr: string,
       '  http:',
       `    listen: ${falcoAddr}`,
       '  dedup_window: 5s',
+      ...(kubernetes ? DEMO_GITOPS.config : []),
       '',
     ].join('\n'),
   );
@@ -174,6 +183,7 @@ export async function run(argv: string[]): Promise<number> {
         http_addr: values['http-addr'],
         grpc_addr: grpcAddr,
         config_poll_interval: 2000,
+        gitops_poll_interval: 2000,
         ...(webhook ? { webhooks: webhook.config } : {}),
         ...(kafka ? { kafka } : {}),
       },
@@ -232,6 +242,7 @@ export async function run(argv: string[]): Promise<number> {
               `  kubeconfig:  ${kube.kubeconfig}  (admin; the agent has its own, with the RBAC of deploy/agent/agent.yaml)`,
               `  try:         ${kube.kubectl} --kubeconfig ${kube.kubeconfig} apply -f ${kube.examplePolicy}`,
               '               then new alerts name shop/payments-from-cart-only; `… delete -f` the same file and they stop',
+              `  gitops:      ${project}/manifests/ synced to namespace ${DEMO_GITOPS.namespace} (commit changes there); status: curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/agents/${AGENT}`,
             ]
           : []),
         ...(webhook

@@ -39,7 +39,7 @@ interface K8sObject {
   data?: Record<string, string>;
   stringData?: Record<string, string>;
   rules?: { apiGroups: string[]; resources: string[]; verbs: string[] }[];
-  roleRef?: { name: string };
+  roleRef?: { apiGroup?: string; kind?: string; name: string };
   subjects?: { kind: string; name: string; namespace: string }[];
 }
 
@@ -132,14 +132,27 @@ describe('deploy manifests', () => {
         .map((o) => `${o.kind}/${o.metadata.name}`)
         .sort(),
     ).toEqual([
+      'ClusterRole/verdict-agent-gitops',
       'ClusterRole/verdict-agent-impersonate',
       'ClusterRole/verdict-agent-policy-reader',
+      'ClusterRoleBinding/verdict-agent-gitops',
       'ClusterRoleBinding/verdict-agent-impersonate',
       'ClusterRoleBinding/verdict-agent-policy-reader',
     ]);
     const impersonate = agent.find((o) => o.kind === 'ClusterRole' && o.metadata.name === 'verdict-agent-impersonate')!;
     expect(new Set(impersonate.rules!.flatMap((r) => r.verbs))).toEqual(new Set(['impersonate']));
     expect(new Set(role.rules!.flatMap((r) => r.resources))).toEqual(new Set(['ciliumnetworkpolicies', 'ciliumclusterwidenetworkpolicies', 'networkpolicies']));
+    // GitOps writes what its manifests hold: the original's grant (every verb it uses on every kind), bound cluster-wide...
+    const gitops = agent.find((o) => o.kind === 'ClusterRole' && o.metadata.name === 'verdict-agent-gitops')!;
+    expect(gitops.rules).toEqual([{ apiGroups: ['*'], resources: ['*'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] }]);
+    const gitopsBinding = agent.find((o) => o.kind === 'ClusterRoleBinding' && o.metadata.name === 'verdict-agent-gitops')!;
+    expect(gitopsBinding.roleRef!.name).toBe(gitops.metadata.name);
+    expect(gitopsBinding.subjects).toEqual(binding.subjects);
+    // ...or narrowed: the same role bound per namespace (no namespace in the file: kubectl apply -n <ns>).
+    const narrowed = load(join(REPO, 'deploy/agent/gitops-namespace.yaml'));
+    expect(narrowed.map((o) => `${o.kind}/${o.metadata.name}/${o.metadata.namespace ?? ''}`)).toEqual(['RoleBinding/verdict-agent-gitops/']);
+    expect(narrowed[0]!.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: gitops.metadata.name });
+    expect(narrowed[0]!.subjects).toEqual(binding.subjects);
     // Probes hit the --observability-addr port.
     const obsPort = Number(/:(\d+)$/.exec(flag(args, 'observability-addr')!)![1]);
     for (const probe of [c.livenessProbe!, c.readinessProbe!]) {

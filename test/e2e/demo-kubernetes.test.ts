@@ -3,11 +3,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KUBE_INSTALL_COMMAND } from '../helpers/kube.js';
-import { freePort, killAll, spawnVerdict, tempDir, until, type VerdictProcess } from '../helpers/processes.js';
+import { ConfigProject, freePort, killAll, spawnVerdict, tempDir, until, type VerdictProcess } from '../helpers/processes.js';
 
 // `verdict demo --kubernetes`: the demo's agent watches policies in a real API
 // server that the demo starts (scripts/kube.sh) and stops. A user applies a
-// labelled policy with kubectl, and the feed's alerts name it.
+// labelled policy with kubectl, and the feed's alerts name it. The agent also
+// keeps a manifest project synced there (GitOps) with the RBAC deploy/agent/ ships.
 
 interface Alert {
   title: string;
@@ -43,7 +44,7 @@ describe('verdict demo --kubernetes', () => {
     await killAll();
   });
 
-  it('watches policies in its API server: a policy applied with kubectl changes the alerts; Ctrl-C stops the API server', async () => {
+  it('watches policies in its API server: a policy applied with kubectl changes the alerts; syncs its manifest project; Ctrl-C stops the API server', async () => {
     const dir = tempDir('verdict-demo-kube-');
     const { demo, http, kubeconfig, kubectl, example, apiserverPid } = await startDemo(dir);
     const token = readFileSync(join(dir, 'feed-token'), 'utf8').trim();
@@ -67,9 +68,9 @@ describe('verdict demo --kubernetes', () => {
     // The agent is not the admin: it runs as its ServiceAccount with deploy/agent/agent.yaml's RBAC.
     const env = { ...process.env, KUBERC: 'off' };
     const agentKubeconfig = join(dir, 'kubernetes/control-plane/agent-kubeconfig');
-    const can = (verb: string) => {
+    const can = (verb: string, resource = 'ciliumnetworkpolicies.cilium.io', where = '--all-namespaces') => {
       try {
-        return execFileSync(kubectl, ['--kubeconfig', agentKubeconfig, 'auth', 'can-i', verb, 'ciliumnetworkpolicies.cilium.io', '--all-namespaces'], {
+        return execFileSync(kubectl, ['--kubeconfig', agentKubeconfig, 'auth', 'can-i', verb, resource, where], {
           encoding: 'utf8',
           env,
         }).trim();
@@ -93,6 +94,68 @@ describe('verdict demo --kubernetes', () => {
       'alerts naming shop/payments-from-cart-only',
     );
     for (const a of after) expect(a.policies.map((p) => p.name).sort()).toEqual(['payments-from-cart-only', 'payments-ingress']);
+
+    // GitOps: the agent keeps manifests/ of the configuration project synced into shop, as the ServiceAccount
+    // narrowed there by deploy/agent/gitops-namespace.yaml (agent.yaml's cluster-wide binding left out).
+    expect(demo.stdout).toMatch(/ {2}gitops: {6}\S+\/config-project\/manifests\/ synced to namespace shop /);
+    const canIn = (verb: string, ns: string) => can(verb, 'configmaps', `--namespace=${ns}`);
+    expect([canIn('create', 'shop'), canIn('delete', 'shop'), canIn('create', 'default'), canIn('create', 'db')]).toEqual(['yes', 'yes', 'no', 'no']);
+    const first = await until(() => demo.logs.find((l) => l.msg === 'Objects synchronized' && l.mod_name === 'gitops'), 90_000, 'the first GitOps sync');
+    expect(first).toMatchObject({ applied: 3, failed: 0 });
+    const get = async <T>(path: string) => {
+      const res = await fetch(`http://127.0.0.1:${http}${path}`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      return (await res.json()) as T;
+    };
+    type Project = { project_id: string; commit_id: string; ok: boolean; applied: number; pruned: number; failed: number; last_ok_commit: string | null };
+    type AgentView = { name: string; connection: { connected: boolean }; modules: string[]; module_status: { gitops: { projects: Project[] } } };
+    const projectOf = async () => (await get<{ agents: AgentView[] }>('/api/v1/agents')).agents.find((a) => a.name === 'demo');
+    const synced = await until(
+      async () => {
+        const a = await projectOf();
+        return a?.module_status.gitops.projects[0]?.ok ? a : undefined;
+      },
+      30_000,
+      'the sync in GET /api/v1/agents',
+    );
+    expect(synced.connection.connected).toBe(true);
+    expect(synced.modules).toContain('gitops');
+    const project = new ConfigProject(join(dir, 'config-project'));
+    expect(synced.module_status.gitops.projects).toEqual([
+      expect.objectContaining({ project_id: '', commit_id: project.git('rev-parse', 'HEAD'), ok: true, applied: 3, failed: 0, pruned: 0 }),
+    ]);
+    const kube = async (args: string[]) => execFileSync(kubectl, ['--kubeconfig', kubeconfig, ...args, '-o', 'json'], { encoding: 'utf8', env });
+    const inventory = JSON.parse(await kube(['get', 'configmap', 'inventory-demo-config', '-n', 'shop'])) as { data: Record<string, string> };
+    expect(Object.keys(inventory.data).sort()).toEqual(['shop_storefront-settings__ConfigMap', 'shop_storefront__Service', 'shop_storefront_apps_Deployment']);
+    const deployment = JSON.parse(await kube(['get', 'deployment', 'storefront', '-n', 'shop'])) as {
+      metadata: { annotations: Record<string, string> };
+      status: { conditions?: { type: string; status: string }[] };
+    };
+    expect(deployment.metadata.annotations['config.k8s.io/owning-inventory']).toBe('demo-config');
+    expect(deployment.status.conditions?.find((c) => c.type === 'Available')?.status).toBe('True');
+
+    // A commit to the project, the way the demo tells the user: the change is applied, the removed Service pruned.
+    const file = join(dir, 'config-project/manifests/storefront.yaml');
+    const text = readFileSync(file, 'utf8');
+    const withoutService = text
+      .split(/^---\n/m)
+      .filter((d) => !/^kind: Service$/m.test(d))
+      .join('---\n')
+      .replace('currency: EUR', 'currency: CHF');
+    const next = project.commit({ 'manifests/storefront.yaml': withoutService });
+    const after2 = await until(
+      async () => {
+        const p = (await projectOf())?.module_status.gitops.projects[0];
+        return p?.commit_id === next && p.ok ? p : undefined;
+      },
+      60_000,
+      'the next commit synced',
+    );
+    expect(after2).toMatchObject({ applied: 2, pruned: 1, failed: 0, last_ok_commit: next });
+    expect((JSON.parse(await kube(['get', 'configmap', 'storefront-settings', '-n', 'shop'])) as { data: Record<string, string> }).data.currency).toBe('CHF');
+    expect(() =>
+      execFileSync(kubectl, ['--kubeconfig', kubeconfig, 'get', 'service', 'storefront', '-n', 'shop'], { encoding: 'utf8', env, stdio: 'pipe' }),
+    ).toThrow(/NotFound/);
 
     await demo.kill('SIGTERM');
     expect(await demo.exited).toBe(0);
