@@ -38,4 +38,45 @@ describe('JobTokens', () => {
     expect(() => jobs.create({ project: 'a', ttlMs: 25 * 3600_000 })).toThrow(/at most 24h/);
     expect(() => jobs.create({ project: ' / ', ttlMs: 1000 })).toThrow(/project is empty/);
   });
+
+  it('shares rows between replicas: hashes only, the same job id, revocation one-way whatever the order', () => {
+    const dir2 = mkdtempSync(join(tmpdir(), 'verdict-ci-tokens-'));
+    const other = new JobTokens(openServerDb(dir2));
+    const { token, job } = jobs.create({ project: 'shop/app', environment: 'prod', ttlMs: 60_000 });
+    const rows = jobs.unpublished();
+    const row = rows.find((r) => r.id === job.id)!;
+    expect(row).toMatchObject({ ...job, token_hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(JSON.stringify(rows)).not.toContain(token);
+    jobs.markPublished(rows);
+    expect(jobs.unpublished()).toEqual([]);
+    // Adopted on the other replica: the token authenticates there, as the same job.
+    other.adopt(row);
+    expect(other.authenticate(token)).toEqual({ job });
+    expect(other.unpublished()).toEqual([]);
+    // Revoked on the other replica: published from there, adopted here; the older, unrevoked row arriving late changes nothing.
+    expect(other.revoke(job.id)).toBe(true);
+    const revoked = other.unpublished();
+    expect(revoked).toHaveLength(1);
+    jobs.adopt(revoked[0]!);
+    jobs.adopt(row);
+    expect(jobs.authenticate(token)).toMatchObject({ error: expect.stringContaining('was revoked') });
+    // Ids are drawn at random, so two replicas issuing tokens at once do not give two jobs one id.
+    const ids = new Set(Array.from({ length: 50 }, () => other.create({ project: 'a', ttlMs: 1000 }).job.id));
+    expect(ids.size).toBe(50);
+    expect(Math.max(...ids)).toBeGreaterThan(1000);
+  });
+
+  it('forgets purged rows on the topic too (tombstones)', () => {
+    const { job } = jobs.create({ project: 'old', ttlMs: 1000 }, 0);
+    const published = jobs.unpublished();
+    const hash = published.find((r) => r.id === job.id)!.token_hash;
+    jobs.markPublished(published);
+    expect(jobs.purgedPublished()).toEqual([]);
+    expect(jobs.purgeExpired(3 * 24 * 3600_000)).toBeGreaterThan(0);
+    const gone = jobs.purgedPublished();
+    expect(gone).toContain(hash);
+    jobs.markPublished([], gone);
+    expect(jobs.purgedPublished()).toEqual([]);
+    expect(jobs.list().some((j) => j.id === job.id)).toBe(false);
+  });
 });

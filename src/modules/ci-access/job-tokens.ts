@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { hashSecret, newSecret, secretMatches } from '../../server/auth/secret.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
 
@@ -5,7 +6,10 @@ import { migrate, type DB } from '../../shared/sqlite/open.js';
 // the job; Verdict has no CI server of its own, so it issues one per job
 // (`verdict ci-tokens create`): short-lived, stored as its SHA-256 hash only
 // (the agent tokens' scheme, server/auth/secret.ts), revocable. The row id is
-// the job id the impersonated user `gitlab:ci_job:<id>` carries.
+// the job id the impersonated user `gitlab:ci_job:<id>` carries. It is drawn
+// at random rather than counted, because Kafka replicas each issue tokens into
+// their own SQLite and share the rows (replica-sync.ts): a job must have one
+// id on every replica, for impersonation and for revoking it anywhere.
 
 const MIGRATIONS = [
   `CREATE TABLE ci_job_tokens (
@@ -19,6 +23,8 @@ const MIGRATIONS = [
      expires_at INTEGER NOT NULL,
      revoked_at INTEGER
    );`,
+  // What this replica has published to the other replicas (replica-sync.ts): the row, and whether revoked.
+  'CREATE TABLE ci_job_tokens_published (token_hash TEXT PRIMARY KEY, revoked INTEGER NOT NULL);',
 ];
 
 /** The CI job a token was issued for. */
@@ -47,8 +53,15 @@ export interface NewJob {
 
 export type JobAuth = { job: CiJob } | { error: string };
 
+/** A token row as replicas share it: the hash, never the secret. */
+export type SharedJobToken = CiJob & { token_hash: string };
+
+// Ids below 2^40: kept in a JSON number without loss, and a collision among a day's tokens is as unlikely as it gets.
+const MAX_JOB_ID = 2 ** 40;
+
 export const MAX_TTL_MS = 24 * 3600_000;
 export const TOKEN_PREFIX = 'vdt_ci_';
+const PURGE_AFTER_MS = 24 * 3600_000;
 
 type Row = Omit<CiJob, 'protected'> & { protected: number };
 const toJob = ({ protected: p, ...r }: Row): CiJob => ({ ...r, protected: p === 1 });
@@ -67,6 +80,7 @@ export class JobTokens {
       throw new Error(`the lifetime must be above 0 and at most 24h (a job token lives as long as its job); got ${j.ttlMs} ms`);
     const token = newSecret(TOKEN_PREFIX);
     const row = {
+      id: this.freeId(),
       project,
       environment: j.environment ?? '',
       ref: j.ref ?? '',
@@ -75,13 +89,71 @@ export class JobTokens {
       created_at: now,
       expires_at: now + j.ttlMs,
     };
-    const info = this.db
+    this.db
       .prepare(
-        'INSERT INTO ci_job_tokens (project, environment, ref, protected, token_hash, created_at, expires_at) VALUES (@project, @environment, @ref, @protected, @token_hash, @created_at, @expires_at)',
+        'INSERT INTO ci_job_tokens (id, project, environment, ref, protected, token_hash, created_at, expires_at) VALUES (@id, @project, @environment, @ref, @protected, @token_hash, @created_at, @expires_at)',
       )
       .run(row);
     const { token_hash: _, ...rest } = row;
-    return { token, job: toJob({ id: Number(info.lastInsertRowid), ...rest, revoked_at: null }) };
+    return { token, job: toJob({ ...rest, revoked_at: null }) };
+  }
+
+  private freeId(): number {
+    const taken = this.db.prepare('SELECT 1 FROM ci_job_tokens WHERE id = ?');
+    for (;;) {
+      const id = randomInt(1, MAX_JOB_ID);
+      if (!taken.get(id)) return id;
+    }
+  }
+
+  /** Rows the other replicas have not been given yet: new ones, newly revoked ones. */
+  unpublished(): SharedJobToken[] {
+    return (
+      this.db
+        .prepare(`SELECT t.* FROM ci_job_tokens t LEFT JOIN ci_job_tokens_published p ON p.token_hash = t.token_hash
+          WHERE p.token_hash IS NULL OR (t.revoked_at IS NOT NULL AND p.revoked = 0)`)
+        .all() as (Row & { token_hash: string })[]
+    ).map((r) => ({ ...toJob(r), token_hash: r.token_hash }));
+  }
+
+  /** Hashes published once whose rows were purged here: the other replicas may forget them (a tombstone on the topic). */
+  purgedPublished(): string[] {
+    return (
+      this.db
+        .prepare('SELECT p.token_hash FROM ci_job_tokens_published p LEFT JOIN ci_job_tokens t ON t.token_hash = p.token_hash WHERE t.token_hash IS NULL')
+        .all() as { token_hash: string }[]
+    ).map((r) => r.token_hash);
+  }
+
+  markPublished(rows: readonly { token_hash: string; revoked_at: number | null }[], forgotten: readonly string[] = []): void {
+    const mark = this.db.prepare(
+      'INSERT INTO ci_job_tokens_published (token_hash, revoked) VALUES (?, ?) ON CONFLICT (token_hash) DO UPDATE SET revoked = max(revoked, excluded.revoked)',
+    );
+    const forget = this.db.prepare('DELETE FROM ci_job_tokens_published WHERE token_hash = ?');
+    this.db.transaction(() => {
+      for (const r of rows) mark.run(r.token_hash, r.revoked_at !== null ? 1 : 0);
+      for (const h of forgotten) forget.run(h);
+    })();
+  }
+
+  /**
+   * Adds a row another replica issued, or its revocation (one-way: a revoked
+   * token stays revoked whatever order the rows arrive in). Rows this replica
+   * would purge anyway are not added. Marked as published, so it is not sent back.
+   */
+  adopt(r: SharedJobToken, now = Date.now()): void {
+    if (r.expires_at < now - PURGE_AFTER_MS) return;
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO ci_job_tokens (id, project, environment, ref, protected, token_hash, created_at, expires_at, revoked_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        )
+        .run(r.id, r.project, r.environment, r.ref, r.protected ? 1 : 0, r.token_hash, r.created_at, r.expires_at, r.revoked_at);
+      if (r.revoked_at !== null)
+        this.db.prepare('UPDATE ci_job_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL').run(r.revoked_at, r.token_hash);
+      this.markPublished([r]);
+    })();
   }
 
   /** The job of a presented token, or why it is refused (unknown, expired, revoked). */
@@ -114,6 +186,6 @@ export class JobTokens {
 
   /** Deletes rows expired for over a day; they can never authenticate again. */
   purgeExpired(now = Date.now()): number {
-    return this.db.prepare('DELETE FROM ci_job_tokens WHERE expires_at < ?').run(now - 24 * 3600_000).changes;
+    return this.db.prepare('DELETE FROM ci_job_tokens WHERE expires_at < ?').run(now - PURGE_AFTER_MS).changes;
   }
 }

@@ -12,6 +12,7 @@ import type { AgentTunnels, TunnelCall } from './agent-tunnels.js';
 import { pipeFrames } from './frames.js';
 import { headerLines, headersFromRaw, headersToNode } from './headers.js';
 import type { JobTokens } from './job-tokens.js';
+import { FORWARDED_BEARER, type ForwardTarget, type ReplicaForwarder } from './replica-forward.js';
 import { projectPath } from './kubeconfig.js';
 import { STATUS_HEADERS, statusBody } from './status.js';
 
@@ -25,6 +26,10 @@ import { STATUS_HEADERS, statusBody } from './status.js';
 export interface ProxyDeps {
   jobs: JobTokens;
   agentById(id: number): AgentRecord | undefined;
+  /** For requests another replica forwarded (they name the agent by name: ids are per replica). */
+  agentByName?(name: string): AgentRecord | undefined;
+  /** Kafka replicas: which other replicas hold the agent's calls, and how to send a request there. */
+  replicas?: { holding(agent: string): ForwardTarget[]; forwarder: ReplicaForwarder; replica: string } | undefined;
   configs: CiAccessConfigs;
   tunnels: AgentTunnels;
   /** The server's projects_dir: configuration projects are named by their path below it, as jobs name projects. */
@@ -44,7 +49,15 @@ interface Refusal {
 interface Route {
   agent: AgentRecord;
   header: RequestHeader;
+  jobToken: string;
+  /** Forwarded by another replica: served here or refused, never forwarded again. */
+  forwarded: boolean;
 }
+
+type Taken = { call: TunnelCall; release: () => void } | Refusal | { forwardTo: ForwardTarget[] };
+
+// A token issued on another replica reaches this one through Kafka within a second or so.
+const FORWARDED_TOKEN_WAIT_MS = 3000;
 
 // The caller's credentials never reach the agent or the API server.
 const CREDENTIALS = new Set(['authorization', 'cookie']);
@@ -60,7 +73,8 @@ export class KubernetesApiProxy {
     if (!url.startsWith(prefix) && `${url}/` !== prefix)
       return { code: 404, message: `this listener serves the Kubernetes API under ${prefix}; use the server URL \`verdict kubeconfig\` prints` };
     const auth = req.headers.authorization;
-    const m = auth ? BEARER.exec(auth) : null;
+    const fwd = auth ? FORWARDED_BEARER.exec(auth) : null;
+    const m = auth ? (BEARER.exec(auth) ?? fwd) : null;
     if (!m) {
       return {
         code: 401,
@@ -69,11 +83,16 @@ export class KubernetesApiProxy {
           : 'no credentials: send "Authorization: Bearer ci:<agent id>:<CI job token>", e.g. with the kubeconfig `verdict kubeconfig --ci-token <token>` prints',
       };
     }
-    const auth2 = this.d.jobs.authenticate(m[2]!);
+    let auth2 = this.d.jobs.authenticate(m[2]!);
+    for (const until = Date.now() + FORWARDED_TOKEN_WAIT_MS; fwd && 'error' in auth2 && auth2.error.includes('unknown') && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      auth2 = this.d.jobs.authenticate(m[2]!);
+    }
     if ('error' in auth2) return { code: 401, message: auth2.error };
     const job = auth2.job;
     const agentId = Number(m[1]);
-    const agent = this.d.agentById(agentId);
+    const agent = fwd ? this.d.agentByName?.(m[1]!) : this.d.agentById(agentId);
+    if (fwd && !agent) return { code: 403, message: `agent is not allowed: no agent is named "${m[1]}" on this replica` };
     if (!agent) return { code: 403, message: `agent is not allowed: no agent has id ${agentId}; \`verdict kubeconfig\` lists the agents this job may use` };
     let block: CiAccessConfig | undefined;
     try {
@@ -93,6 +112,8 @@ export class KubernetesApiProxy {
     return {
       agent,
       header: { method: req.method ?? 'GET', uri: rest.startsWith('/') ? rest : `/${rest}`, headers, impersonation, job_id: job.id, project: job.project },
+      jobToken: m[2]!,
+      forwarded: Boolean(fwd),
     };
   }
 
@@ -100,7 +121,11 @@ export class KubernetesApiProxy {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const r = await this.route(req, false);
     if ('code' in r) return refuse(res, r);
-    const taken = await this.takeCall(r.agent, req);
+    const taken = await this.takeCall(r, req);
+    if ('forwardTo' in taken) {
+      if (await this.d.replicas!.forwarder.forward(req, res, taken.forwardTo, { agentName: r.agent.name, jobToken: r.jobToken })) return;
+      return refuse(res, this.unreachable(r, taken.forwardTo));
+    }
     if ('code' in taken) return refuse(res, taken);
     const { call, release } = taken;
     const log = this.d.log.child({ agent_name: r.agent.name, ci_job_id: r.header.job_id });
@@ -167,7 +192,11 @@ export class KubernetesApiProxy {
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const r = await this.route(req, true);
     if ('code' in r) return refuseSocket(socket, r);
-    const taken = await this.takeCall(r.agent, req);
+    const taken = await this.takeCall(r, req);
+    if ('forwardTo' in taken) {
+      if (await this.d.replicas!.forwarder.forwardUpgrade(req, socket, head, taken.forwardTo, { agentName: r.agent.name, jobToken: r.jobToken })) return;
+      return refuseSocket(socket, this.unreachable(r, taken.forwardTo));
+    }
     if ('code' in taken) return refuseSocket(socket, taken);
     const { call, release } = taken;
     let done = false;
@@ -217,17 +246,49 @@ export class KubernetesApiProxy {
     socket.on('error', () => undefined);
   }
 
-  private async takeCall(agent: AgentRecord, req: IncomingMessage): Promise<{ call: TunnelCall; release: () => void } | Refusal> {
+  /**
+   * One of the agent's calls here, waiting for one as long as waitMs says; on a
+   * Kafka replica, the replicas holding its calls when there are none here
+   * (looked up again while waiting: an agent that moves shows up within a second).
+   */
+  private async takeCall(r: Route, req: IncomingMessage): Promise<Taken> {
+    const agent = r.agent;
     const wait = this.d.waitMs ?? { connected: 10_000, absent: 2_000 };
+    const replicas = r.forwarded ? undefined : this.d.replicas;
+    const here = this.d.tunnels.connected(agent.id);
+    const elsewhere = () => (here || !replicas ? [] : replicas.holding(agent.name));
+    let to = elsewhere();
+    if (to.length) return { forwardTo: to };
     const abort = new AbortController();
     const onClose = () => abort.abort();
     req.once('close', onClose);
-    const taken = await this.d.tunnels.take(agent.id, this.d.tunnels.connected(agent.id) ? wait.connected : wait.absent, abort.signal);
-    req.off('close', onClose);
-    if (taken) return taken;
+    try {
+      for (const until = Date.now() + (here ? wait.connected : wait.absent); ; ) {
+        const left = until - Date.now();
+        const taken = await this.d.tunnels.take(agent.id, replicas && !here ? Math.min(left, 200) : left, abort.signal);
+        if (taken) return taken;
+        to = elsewhere();
+        if (to.length) return { forwardTo: to };
+        if (abort.signal.aborted || Date.now() >= until) break;
+      }
+    } finally {
+      req.off('close', onClose);
+    }
+    const check =
+      'check that it runs, that its config.yaml has a ci_access block (the agent logs "CI tunnel: ready") and that it reaches the server, then retry';
+    if (r.forwarded && this.d.replicas)
+      return {
+        code: 503,
+        message: `the agent "${agent.name}" is not connected to this server (replica ${this.d.replicas.replica}, to which another replica forwarded the request: the agent has just left it); retry`,
+      };
+    if (this.d.replicas) return { code: 503, message: `the agent "${agent.name}" is not connected to any replica of this server; ${check}` };
+    return { code: 503, message: `the agent "${agent.name}" is not connected to this server; ${check}` };
+  }
+
+  private unreachable(r: Route, to: readonly ForwardTarget[]): Refusal {
     return {
       code: 503,
-      message: `the agent "${agent.name}" is not connected to this server; check that it runs, that its config.yaml has a ci_access block (the agent logs "CI tunnel: ready") and that it reaches the server, then retry`,
+      message: `the agent "${r.agent.name}" is connected to another replica of this server (${to.map((t) => `${t.replica} at ${t.address}`).join(', ')}), which this one cannot reach; check the network between replicas (kubernetes_api.listen must be reachable from the others), then retry`,
     };
   }
 }

@@ -6,6 +6,10 @@ import { CiAccessConfigs } from './agent-configs.js';
 import { ciAccessBlock, type CiAccessConfig } from './config.js';
 import { JobTokens } from './job-tokens.js';
 import { listenProxy } from './listener.js';
+import { ReplicaForwarder } from './replica-forward.js';
+import { internalAddress, ReplicaSync } from './replica-sync.js';
+import { replicaId } from '../../server/kafka/db.js';
+import { Closers } from '../../shared/lifecycle/closers.js';
 import { KubernetesApiProxy } from './proxy.js';
 import { tunnelService } from './tunnel-service.js';
 
@@ -31,28 +35,47 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
     const k = ctx.config.kubernetes_api;
     if (!k) return undefined;
     const jobs = new JobTokens(ctx.db);
+    const closers = new Closers();
     // Its own pollers: read only when a request comes and the last read is older than the poll interval.
     const pollers = new ProjectPollers(ctx.config.config_poll_interval, ctx.log);
+    const kafka = ctx.config.kafka;
+    // Routes name the proxy's bound port, which the listener only knows once it listens; the sync starts after it.
+    let sync: ReplicaSync | undefined;
     const proxy = new KubernetesApiProxy({
       jobs,
       agentById: (id) => ctx.agents.getById(id),
+      agentByName: (name) => ctx.agents.get(name),
+      replicas: kafka
+        ? { holding: (agent) => sync?.holding(agent) ?? [], forwarder: new ReplicaForwarder(ctx.tls?.cert, ctx.log), replica: replicaId(ctx.db) }
+        : undefined,
       configs: new CiAccessConfigs((repo) => pollers.get(repo).current()),
       tunnels: tunnels(ctx.config),
       prefix: k.url_path_prefix,
       projectsDir: ctx.config.projects_dir,
       log: ctx.log,
     });
-    const listener = await listenProxy(k.listen, proxy, ctx.tls, ctx.log);
-    const purge = setInterval(() => jobs.purgeExpired(), PURGE_INTERVAL_MS).unref();
-    ctx.log.info(
-      { kubernetes_api_addr: listener.address, url_path_prefix: k.url_path_prefix, tls: Boolean(ctx.tls) },
-      'CI tunnel: Kubernetes API proxy listening',
-    );
-    return {
-      close: async () => {
-        clearInterval(purge);
-        await listener.close();
-      },
-    };
+    try {
+      const listener = closers.add('Kubernetes API proxy', await listenProxy(k.listen, proxy, ctx.tls, ctx.log), (l) => l.close());
+      if (kafka) {
+        const address = internalAddress(listener.address);
+        sync = closers.add(
+          'CI tunnel replica sync',
+          new ReplicaSync({ cfg: kafka, db: ctx.db, jobs, tunnels: tunnels(ctx.config), agents: ctx.agents, address, tls: Boolean(ctx.tls), log: ctx.log }),
+          (s) => s.stop(),
+        );
+        await sync.start();
+        ctx.log.info({ replica_id: sync.replica, internal_address: address }, 'CI tunnel: sharing job tokens and agent routes with the other replicas');
+      }
+      const purge = setInterval(() => jobs.purgeExpired(), PURGE_INTERVAL_MS).unref();
+      closers.defer('job token purge', () => clearInterval(purge));
+      ctx.log.info(
+        { kubernetes_api_addr: listener.address, url_path_prefix: k.url_path_prefix, tls: Boolean(ctx.tls) },
+        'CI tunnel: Kubernetes API proxy listening',
+      );
+    } catch (e) {
+      await closers.close();
+      throw e;
+    }
+    return { close: () => closers.close() };
   },
 };
