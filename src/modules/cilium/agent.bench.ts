@@ -27,15 +27,19 @@ import { peakRssMb, processCpuMs } from '../../bench/proc.js';
 // VERDICT_BENCH_BEFORE=<dir of another build> adds a row for that build's
 // agent (its bin/verdict.js), measured in the same run against the same
 // server, relay and flows: how the numbers before a change are taken.
-// VERDICT_BENCH_FLOWS sets N (default 100,000).
+// VERDICT_BENCH_ROUNDS=<r> runs each build r times, taking turns, and adds
+// each build's medians. VERDICT_BENCH_FLOWS sets N (default 100,000).
 
 const N = Number(process.env.VERDICT_BENCH_FLOWS ?? 100_000);
+const ROUNDS = Number(process.env.VERDICT_BENCH_ROUNDS ?? 1);
 const POLICIES = 100;
 const SHAPES = 200;
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const AGENT = 'bench';
 const ROLE_ENV = 'VERDICT_CILIUM_BENCH_ROLE';
+/** How often the agent's flow counter is read while it works (and while it idles, to subtract what answering costs). */
+const POLL_MS = 200;
 
 const cpuSeconds = (pid: number) => processCpuMs(pid) / 1000;
 const rssMb = peakRssMb;
@@ -165,19 +169,25 @@ async function runAgent(
       await sleep(100);
     }
     await sleep(1000);
+    // Idle as measured below: answering the metric polls (5 a second) is part of it, not of the flows' cost.
     const i0 = cpuSeconds(agent.pid!);
-    await sleep(1000);
-    const idlePerS = cpuSeconds(agent.pid!) - i0;
+    const idleT0 = performance.now();
+    for (let i = 0; i < 10; i++) {
+      await metric(obs, 'verdict_agent_hubble_flows_total');
+      await sleep(POLL_MS);
+    }
+    const idlePerS = (cpuSeconds(agent.pid!) - i0) / ((performance.now() - idleT0) / 1000);
 
     const c0 = cpuSeconds(agent.pid!);
     const t0 = performance.now();
     await ask(relay, 'push');
     while ((await metric(obs, 'verdict_agent_hubble_flows_total')) < N) {
       if (agent.exitCode !== null) throw new Error(`the agent exited: ${err}`);
-      await sleep(200);
+      await sleep(POLL_MS);
     }
     // Received; the last batch's work follows within a turn. Quiet: no CPU tick for 300 ms.
     for (let last = cpuSeconds(agent.pid!); ; ) {
+      await metric(obs, 'verdict_agent_hubble_flows_total');
       await sleep(300);
       const now = cpuSeconds(agent.pid!);
       if (now - last < 0.02) break;
@@ -193,6 +203,21 @@ async function runAgent(
     agent.kill(process.env.VERDICT_BENCH_AGENT_NODE_OPTIONS ? 'SIGTERM' : 'SIGKILL');
     await Promise.race([exited, sleep(15_000)]);
   }
+}
+
+/** Each column's median on its own. */
+function median(rows: readonly Row[]): Row {
+  const m = (f: (r: Row) => number) => {
+    const v = rows.map(f).sort((a, b) => a - b);
+    return v.length % 2 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+  };
+  return {
+    cpuUs: m((r) => r.cpuUs),
+    idleUsPerS: m((r) => r.idleUsPerS),
+    seconds: m((r) => r.seconds),
+    occurrences: m((r) => r.occurrences),
+    rssMb: m((r) => r.rssMb),
+  };
 }
 
 let asked = 0;
@@ -239,8 +264,11 @@ export default async function (): Promise<void> {
     const rows: [string, Row][] = [];
     const builds: [string, string][] = [['this build', join(ROOT, 'bin/verdict.js')]];
     if (before) builds.unshift([`before (${before})`, join(before, 'bin/verdict.js')]);
-    for (const [name, bin] of builds)
-      rows.push([name, await runAgent(bin, dir, policyDir, server.match[1]!, join(dir, 'server'), relay.proc, relay.match[1]!)]);
+    // Builds take turns, round after round, so a change in the machine's load falls on both.
+    for (let round = 0; round < ROUNDS; round++)
+      for (const [name, bin] of builds)
+        rows.push([name, await runAgent(bin, dir, policyDir, server.match[1]!, join(dir, 'server'), relay.proc, relay.match[1]!)]);
+    if (ROUNDS > 1) for (const [name] of builds) rows.push([`${name}, median of ${ROUNDS}`, median(rows.filter(([n]) => n === name).map(([, r]) => r))]);
     console.log('');
     console.log(
       '| agent | agent CPU µs/flow | decode + match µs/flow (same run) | ratio | flows per agent CPU-second | alert occurrences | agent idle CPU µs/s | seconds | agent peak RSS MB |',

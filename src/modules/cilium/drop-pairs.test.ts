@@ -51,3 +51,31 @@ describe('DropPairFilter', () => {
     expect(f.isPairedRepeat(ofType(1), 1002)).toBe(false);
   });
 });
+
+describe('DropPairFilter against a plain record of every packet', () => {
+  it.each([
+    ['few packets (many pairs and repeats)', 20, 1000],
+    ['many packets (its table grows)', 20_000, 100],
+  ])('gives the same answers over random traffic of %s spread over several windows', (_, packets, minPairs) => {
+    let seed = 7;
+    const r = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
+    const filter = new DropPairFilter();
+    // The rule as stated: the last event of each packet, paired when the other type came within a second.
+    const last = new Map<string, { t: number; type: number }>();
+    let pairs = 0;
+    for (let i = 0, now = 1000; i < 20_000; i++, now += r() < 0.1 ? 1 : 0) {
+      const srcPort = 40000 + Math.floor(r() * packets);
+      const port = r() < 0.5 ? 443 : 8443;
+      const dir = r() < 0.5 ? 'ingress' : 'egress';
+      const type = r() < 0.5 ? 1 : 5;
+      const key = `${srcPort}|${port}|${dir}`;
+      const seen = last.get(key);
+      const expected = seen !== undefined && seen.type !== type && now - seen.t <= 1000;
+      if (expected) last.delete(key);
+      else last.set(key, { t: now, type });
+      if (expected) pairs++;
+      expect(filter.isPairedRepeat(ofType(type, { srcPort, port, dir }), now)).toBe(expected);
+    }
+    expect(pairs).toBeGreaterThan(minPairs);
+  });
+});
