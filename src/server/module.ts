@@ -1,4 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
+import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
 import type { Validator } from '../shared/config/schema.js';
 import type { ServerConfig } from '../shared/config/server-config.js';
 import type { Logger } from '../shared/log/logger.js';
@@ -77,6 +78,15 @@ export interface ServerModuleStartContext {
   readonly alerts: ModuleAlerts;
 }
 
+/** What a module's adminRoutes() gets: routes are added before the HTTP listener listens. */
+export interface ServerModuleAdminContext {
+  readonly config: ServerConfig;
+  readonly log: Logger;
+  readonly db: DB;
+  /** The onRequest hook of every admin route: a feed token with scope admin (401, 403 otherwise). */
+  readonly requireAdmin: onRequestAsyncHookHandler;
+}
+
 /** What a module started beside the agent API; closed before the server's own listeners. */
 export interface StartedServerModule {
   close(): Promise<void>;
@@ -101,6 +111,8 @@ export interface ServerModule<N extends string = string, C = unknown> {
   grpcServices?(ctx: ServerModuleContext): ModuleGrpcService[];
   /** Listeners or loops the module runs beside the agent API, started once it is served (undefined: nothing to run with this configuration). */
   start?(ctx: ServerModuleStartContext): Promise<StartedServerModule | undefined>;
+  /** Routes the module adds to the admin HTTP API (under /api/v1/admin/, in the OpenAPI document like the core's). */
+  adminRoutes?(app: FastifyInstance, ctx: ServerModuleAdminContext): void;
   /**
    * What the module adds to each agent in the core's agents API. Agents are the
    * core's, so the routes are too; a module only fills in its part.
