@@ -1,6 +1,7 @@
 import { ProjectPollers } from '../../server/config/project-poller.js';
 import type { ServerModule } from '../../server/module.js';
 import type { ServerConfig } from '../../shared/config/server-config.js';
+import { registerCiTokenRoutes } from './admin-routes.js';
 import { AgentTunnels } from './agent-tunnels.js';
 import { CiAccessConfigs } from './agent-configs.js';
 import { ciAccessBlock, type CiAccessConfig } from './config.js';
@@ -31,6 +32,8 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
   name: 'ci_access',
   config: ciAccessBlock,
   grpcServices: (ctx) => [tunnelService(ctx, tunnels(ctx.config))],
+  // Served whether or not this server runs the proxy, like `verdict ci-tokens` works on any data dir.
+  adminRoutes: registerCiTokenRoutes,
   async start(ctx) {
     const k = ctx.config.kubernetes_api;
     if (!k) return undefined;

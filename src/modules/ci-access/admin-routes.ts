@@ -1,0 +1,144 @@
+import type { FastifyInstance } from 'fastify';
+import type { ServerModuleAdminContext } from '../../server/module.js';
+import { errors, routeSchema } from '../../server/feed/schemas.js';
+import { JobTokens, MAX_TTL_MS, type CiJob } from './job-tokens.js';
+
+// /api/v1/admin/ci-tokens: the operations of `verdict ci-tokens`, for
+// automation that plays the CI server (issues a token per job, revokes it
+// when the job ends). The secret is in the response to the call that creates
+// it and nowhere else. On Kafka replicas the rows reach the other replicas
+// like those the CLI writes (replica-sync.ts), so any replica may be asked.
+
+const BASE = '/api/v1/admin/ci-tokens';
+
+const jobSchema = {
+  type: 'object',
+  required: ['id', 'project', 'environment', 'ref', 'protected', 'created_at', 'expires_at', 'revoked_at', 'state'],
+  additionalProperties: false,
+  properties: {
+    id: { type: 'integer', minimum: 1, description: 'the job id (user gitlab:ci_job:<id> with access_as ci_job)' },
+    project: { type: 'string' },
+    environment: { type: 'string', description: '"" when none' },
+    ref: { type: 'string', description: '"" when none' },
+    protected: { type: 'boolean' },
+    created_at: { type: 'string', format: 'date-time' },
+    expires_at: { type: 'string', format: 'date-time' },
+    revoked_at: { type: ['string', 'null'], format: 'date-time' },
+    state: { type: 'string', enum: ['active', 'expired', 'revoked'] },
+  },
+} as const;
+
+// Job ids are below 2^40 (job-tokens.ts).
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1, maximum: 2 ** 40 } } } as const;
+
+function jobView(j: CiJob, now = Date.now()) {
+  return {
+    id: j.id,
+    project: j.project,
+    environment: j.environment,
+    ref: j.ref,
+    protected: j.protected,
+    created_at: new Date(j.created_at).toISOString(),
+    expires_at: new Date(j.expires_at).toISOString(),
+    revoked_at: j.revoked_at === null ? null : new Date(j.revoked_at).toISOString(),
+    state: j.revoked_at !== null ? 'revoked' : j.expires_at <= now ? 'expired' : 'active',
+  };
+}
+
+export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdminContext): void {
+  const jobs = new JobTokens(ctx.db);
+  const admin = ctx.requireAdmin;
+  const actor = (req: unknown) => (req as { feedToken?: { name: string } }).feedToken?.name ?? 'unknown';
+
+  app.get(
+    BASE,
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      schema: routeSchema({
+        summary: 'List CI job tokens',
+        description: 'As `verdict ci-tokens list`: every job token not yet purged (a day after it expired), never the secrets.',
+        response: {
+          200: { type: 'object', required: ['tokens'], additionalProperties: false, properties: { tokens: { type: 'array', items: jobSchema } } },
+          ...errors(401, 403),
+        },
+      }),
+    },
+    async () => ({ tokens: jobs.list().map((j) => jobView(j)) }),
+  );
+
+  app.post(
+    BASE,
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      links: { 201: { RevokeCiToken: { operationRef: `#/paths/${BASE.replaceAll('/', '~1')}~1{id}/delete`, parameters: { id: '$response.body#/job/id' } } } },
+      schema: routeSchema({
+        summary: 'Create a CI job token',
+        description:
+          'As `verdict ci-tokens create`: the credential of one CI/CD job, for `verdict kubeconfig --ci-token`. The secret is in this response only.',
+        body: {
+          type: 'object',
+          required: ['project'],
+          additionalProperties: false,
+          properties: {
+            project: {
+              type: 'string',
+              maxLength: 255,
+              pattern: '^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$',
+              description: "the job's project as ci_access names it (group/subgroup/project, or a numeric id)",
+            },
+            environment: { type: 'string', maxLength: 255, description: 'for ci_access environments rules' },
+            ref: { type: 'string', maxLength: 255, description: 'the branch or tag the job runs on' },
+            protected: { type: 'boolean', description: 'ref is a protected branch or tag (protected_branches_only)' },
+            ttl_seconds: { type: 'integer', minimum: 1, maximum: MAX_TTL_MS / 1000, default: 3600, description: 'lifetime, at most a day' },
+          },
+        },
+        response: {
+          201: {
+            type: 'object',
+            required: ['token', 'job'],
+            additionalProperties: false,
+            properties: { token: { type: 'string', description: 'vdt_ci_…, shown in this response only' }, job: jobSchema },
+          },
+          ...errors(400, 401, 403),
+        },
+      }),
+    },
+    async (req, reply) => {
+      const b = req.body as { project: string; environment?: string; ref?: string; protected?: boolean; ttl_seconds: number };
+      const { token, job } = jobs.create({
+        project: b.project,
+        ttlMs: b.ttl_seconds * 1000,
+        ...(b.environment ? { environment: b.environment } : {}),
+        ...(b.ref ? { ref: b.ref } : {}),
+        protected: Boolean(b.protected),
+      });
+      ctx.log.info({ ci_job_id: job.id, project: job.project, actor: actor(req) }, 'CI tunnel: created a job token');
+      return reply.code(201).send({ token, job: jobView(job) });
+    },
+  );
+
+  app.delete(
+    `${BASE}/:id`,
+    {
+      onRequest: admin,
+      config: { scope: 'admin' },
+      schema: routeSchema({
+        summary: 'Revoke a CI job token',
+        description: "As `verdict ci-tokens revoke`: the job's next request through the tunnel is refused with 401.",
+        params: idParams,
+        response: {
+          200: { type: 'object', required: ['revoked'], additionalProperties: false, properties: { revoked: { type: 'integer' } } },
+          ...errors(400, 401, 403, 404),
+        },
+      }),
+    },
+    async (req, reply) => {
+      const { id } = req.params as { id: number };
+      if (!jobs.revoke(id)) return reply.code(404).send({ error: 'not_found', message: `no active CI job token with id ${id}; list them with GET ${BASE}` });
+      ctx.log.warn({ ci_job_id: id, actor: actor(req) }, 'CI tunnel: revoked a job token');
+      return { revoked: id };
+    },
+  );
+}
