@@ -19,7 +19,9 @@ const HELP = `Usage:
       The job's next request through the tunnel is refused with 401.
 
 --data-dir is the server's data directory (default ${SERVER_DEFAULTS.data_dir}); the server
-may be running.
+may be running. On Kafka replicas any one replica's (running the proxy) is enough: the
+others accept its tokens and revocations within about a second. The same operations are
+in the admin HTTP API: /api/v1/admin/ci-tokens.
 `;
 
 export function jobLine(j: CiJob, now = Date.now()): string {
