@@ -189,6 +189,37 @@ describe('AlertAggregator staging', () => {
     expect(Object.fromEntries(sent.map((r) => [r.fingerprint, r.count]))).toEqual({ direct: 1, a: 3, b: 1, c: 1 });
   });
 
+  it('folds by bump() exactly what stage() would, and leaves to stage() the occurrences whose payload counts', () => {
+    let seed = 3;
+    const r = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
+    const severities = ['low', 'medium', 'high', 'critical'] as const;
+    const run = (useBump: boolean) => {
+      const db = openAgentDb(':memory:');
+      const outbox = new Spool(db, { maxBytes: 1e9, log });
+      const agg = new AlertAggregator(db, outbox, { log });
+      const staging = agg.staging();
+      let bumped = 0;
+      for (let i = 0; i < 3000; i++) {
+        const fp = `f${Math.floor(r() * 4)}`;
+        const t = `2026-01-01T00:${String(10 + Math.floor(i / 60) - (r() < 0.05 ? 5 : 0)).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}Z`;
+        const severity = severities[r() < 0.97 ? 1 : Math.floor(r() * 4)]!;
+        const occ = alert(fp, t, { severity, title: `t ${i}`, samples: [{ i }] });
+        if (useBump && staging.bump(fp, t, severity, 60_000)) bumped++;
+        else staging.stage([occ], 60_000);
+        if (r() < 0.01) staging.commit();
+        if (r() < 0.002) agg.flush(true);
+      }
+      staging.commit();
+      agg.flush(true);
+      return { sent: outbox.read(0, 1000).map((row) => JSON.parse(row.payload.toString()) as AlertPayload), bumped };
+    };
+    const staged = run(false);
+    seed = 3;
+    const bumped = run(true);
+    expect(bumped.bumped).toBeGreaterThan(2000);
+    expect(bumped.sent).toEqual(staged.sent);
+  });
+
   it("forgets staged occurrences when their transaction fails, the source's record with them", () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });

@@ -276,10 +276,15 @@ export class AlertAggregator {
    * places it has left, or one when the occurrence would raise its severity.
    */
   sampleRoom(a: AlertPayload): number {
-    const g = this.groups.get(a.fingerprint);
+    return this.sampleRoomFor(a.fingerprint, a.severity);
+  }
+
+  /** @internal sampleRoom of an occurrence of this fingerprint and severity. */
+  sampleRoomFor(fingerprint: string, severity: Severity): number {
+    const g = this.groups.get(fingerprint);
     if (!g) return MAX_SAMPLES;
     const free = MAX_SAMPLES - g.alert.samples.length;
-    return free > 0 ? free : SEVERITY_RANK[a.severity] > SEVERITY_RANK[g.alert.severity] ? 1 : 0;
+    return free > 0 ? free : SEVERITY_RANK[severity] > SEVERITY_RANK[g.alert.severity] ? 1 : 0;
   }
 
   private isStaged(fingerprint: string): boolean {
@@ -389,6 +394,28 @@ export class Staging {
       const at = foldInto(st.alert, a, 0, Math.max(room, st.alert.samples.length));
       if (st.alert.severity !== before) st.setter = Math.min(at, st.alert.samples.length - 1);
     }
+  }
+
+  /**
+   * Folds one more occurrence of an alert already staged when all it would
+   * change is the count and last_seen: it is not earlier than the staged
+   * first_seen, does not raise the severity, and its sample would find no
+   * place. Then the source need not build the occurrence's payload at all (a
+   * flood's repeats are nearly all of this kind). Returns false, folding
+   * nothing, when the occurrence needs its payload: stage() it.
+   */
+  bump(fingerprint: string, seen: string, severity: Severity, windowMs: number): boolean {
+    if (windowMs <= 0) return false;
+    const st = this.byFingerprint.get(fingerprint);
+    if (!st) return false;
+    const a = st.alert;
+    if (seen < a.first_seen || SEVERITY_RANK[severity] > SEVERITY_RANK[a.severity]) return false;
+    if (this.agg.sampleRoomFor(fingerprint, severity) > a.samples.length) return false;
+    a.count++;
+    if (seen >= a.last_seen) a.last_seen = seen;
+    this.count++;
+    bump(a.source, 1);
+    return true;
   }
 
   /** Writes everything staged and runs `inTx` in one transaction; throws (and forgets what was staged) if it fails. */

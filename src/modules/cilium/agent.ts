@@ -1,7 +1,7 @@
 import type { Flow } from '../../gen/flow/flow.js';
 import { errText } from '../../shared/log/logger.js';
 import { flowToJson } from './flow-json.js';
-import { flowToAlert } from './to-alert.js';
+import { CILIUM_SEVERITY, flowFingerprint, flowTime, flowToAlert } from './to-alert.js';
 import { DropPairFilter } from './drop-pairs.js';
 import { PolicyEngine } from './policy/engine.js';
 import { PolicyWatcher } from './kube-watch.js';
@@ -161,7 +161,10 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
         }
         if (!att || att.policies.length === 0) return;
         if (storeFailed) return;
-        staging.stage([flowToAlert(flow, att, block.cluster_name, new FlowSample(flow))], block.dedup_window);
+        // A repeat of an alert staged since the last commit only counts: its payload is not built.
+        const fp = flowFingerprint(flow, att, block.cluster_name);
+        if (!staging.bump(fp, flowTime(flow), CILIUM_SEVERITY[att.reason], block.dedup_window))
+          staging.stage([flowToAlert(flow, att, block.cluster_name, new FlowSample(flow))], block.dedup_window);
         if (staging.size >= BATCH) commit();
         else timer ??= setTimeout(commit, BATCH_MS);
       };

@@ -34,16 +34,49 @@ function endpoint(e: Endpoint | undefined, ip: string, port: number, names: stri
 }
 
 /** Who a side is, stable across pod restarts and replicas: workload, else pod, else IP. */
-function who(s: EndpointSummary): string {
-  if (s.workload) return `${s.namespace}/${s.workload}`;
-  if (s.pod) return `${s.namespace}/${s.pod}`;
-  return s.names[0] ?? s.ip;
+function who(e: Endpoint | undefined, ip: string, names: readonly string[] | undefined): string {
+  const w = e?.workloads?.[0];
+  if (w) return `${e!.namespace}/${w.kind}/${w.name}`;
+  if (e?.pod_name) return `${e.namespace}/${e.pod_name}`;
+  return names?.[0] ?? ip;
 }
 
-function timeOf(flow: Flow): string {
+// Flows of a burst share their millisecond: its text is built once.
+let lastMs = Number.NaN;
+let lastTime = '';
+
+/** The flow's time as an alert's first_seen/last_seen (RFC 3339, milliseconds, UTC). */
+export function flowTime(flow: Flow): string {
   const t = flow.time;
   if (!t) return new Date().toISOString();
-  return new Date(t.seconds * 1000 + Math.floor(t.nanos / 1e6)).toISOString();
+  const ms = t.seconds * 1000 + Math.floor(t.nanos / 1e6);
+  if (ms !== lastMs) {
+    lastTime = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastTime;
+}
+
+/**
+ * What makes two drops the same alert. Leaves out what changes per
+ * connection: source port, time, TCP flags. Computed from the flow without
+ * the alert, so a repeat of an alert already staged costs no more (see
+ * Staging.bump).
+ */
+export function flowFingerprint(flow: Flow, att: Attribution, cluster: string): string {
+  const parts = ['cilium', cluster, att.direction, att.reason];
+  for (const pr of att.policies) parts.push(`${pr.kind}/${pr.namespace}/${pr.name}`);
+  const p = flow.l4?.protocol;
+  const icmp = p && (p.$case === 'ICMPv4' || p.$case === 'ICMPv6');
+  parts.push(
+    who(flow.source, flow.IP?.source ?? '', flow.source_names),
+    who(flow.destination, flow.IP?.destination ?? '', flow.destination_names),
+    p ? p.$case : '',
+    p && !icmp ? String(p.value.destination_port) : '0',
+    icmp ? `${p.value.type}/${p.value.code}` : '',
+    flow.l7?.record ? l7FingerprintPart(l7Details(flow)) : '',
+  );
+  return fingerprint(parts);
 }
 
 export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sample: unknown): AlertPayload {
@@ -55,30 +88,19 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
   const l7 = l7Details(flow);
   const request = l7Summary(l7);
   const policyNames = att.policies.map((pr) => (pr.namespace ? `${pr.namespace}/${pr.name}` : pr.name)).join(', ');
-  const target = `${who(dst)}${p.dst ? `:${p.dst}` : ''}${p.protocol ? `/${p.protocol}` : ''}`;
+  const whoSrc = who(flow.source, src.ip, src.names);
+  const whoDst = who(flow.destination, dst.ip, dst.names);
+  const target = `${whoDst}${p.dst ? `:${p.dst}` : ''}${p.protocol ? `/${p.protocol}` : ''}`;
   const verb = att.reason === 'POLICY_DENY' ? 'denied' : 'not allowed';
-  const t = timeOf(flow);
-  // Leaves out what changes per connection: source port, time, TCP flags.
-  const fp = fingerprint([
-    'cilium',
-    cluster,
-    att.direction,
-    att.reason,
-    ...att.policies.map((pr) => `${pr.kind}/${pr.namespace}/${pr.name}`),
-    who(src),
-    who(dst),
-    p.protocol,
-    String(p.dst),
-    p.icmp ? `${p.icmp.type}/${p.icmp.code}` : '',
-    l7FingerprintPart(l7),
-  ]);
+  const t = flowTime(flow);
+  const fp = flowFingerprint(flow, att, cluster);
   return {
     schema: ALERT_SCHEMA,
     source: 'cilium',
     fingerprint: fp,
     severity: CILIUM_SEVERITY[att.reason],
-    title: `${att.direction === 'ingress' ? 'Ingress' : 'Egress'} ${verb}: ${who(src)} -> ${target}`.slice(0, 200),
-    description: `${att.reason === 'POLICY_DENY' ? 'Denied by' : att.l7 ? 'Refused by the L7 rules of' : 'Dropped by default deny of'} ${policyNames}. ${att.direction} ${who(src)} (${src.ip}) -> ${target} (${dst.ip})${request ? ` ${request}` : ''}, drop reason ${att.reason}.`,
+    title: `${att.direction === 'ingress' ? 'Ingress' : 'Egress'} ${verb}: ${whoSrc} -> ${target}`.slice(0, 200),
+    description: `${att.reason === 'POLICY_DENY' ? 'Denied by' : att.l7 ? 'Refused by the L7 rules of' : 'Dropped by default deny of'} ${policyNames}. ${att.direction} ${whoSrc} (${src.ip}) -> ${target} (${dst.ip})${request ? ` ${request}` : ''}, drop reason ${att.reason}.`,
     cluster,
     namespace: subject.namespace,
     count: 1,

@@ -5,6 +5,13 @@ import * as crypto from 'node:crypto';
 // (Cilium, Falco) call this once per occurrence.
 const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
 
+// A flood repeats a few identities: their digests are remembered, so a repeat
+// costs a lookup of its text instead of a SHA-256. Bounded, and forgotten
+// whole when full (a digest is cheap to make again).
+const KNOWN_MAX = 4096;
+const KNOWN_TEXT_MAX = 1024;
+const known = new Map<string, string>();
+
 /**
  * Stable digest of the parts that identify "the same thing". Parts are joined
  * with a separator that cannot appear in them unescaped, so ["a|b"] and
@@ -16,6 +23,12 @@ export function fingerprint(parts: readonly string[]): string {
     text += p.includes('\\') || p.includes('\u001f') ? p.replaceAll('\\', '\\\\').replaceAll('\u001f', '\\u001f') : p;
     text += '\u001f';
   }
-  const hex = oneShot ? oneShot('sha256', text, 'hex') : crypto.createHash('sha256').update(text).digest('hex');
-  return hex.slice(0, 40);
+  const had = known.get(text);
+  if (had !== undefined) return had;
+  const hex = (oneShot ? oneShot('sha256', text, 'hex') : crypto.createHash('sha256').update(text).digest('hex')).slice(0, 40);
+  if (text.length <= KNOWN_TEXT_MAX) {
+    if (known.size >= KNOWN_MAX) known.clear();
+    known.set(text, hex);
+  }
+  return hex;
 }
