@@ -60,6 +60,11 @@ const SORT_INDEX: Record<SortKey, string | undefined> = {
  * Returns undefined when nothing is searchable.
  */
 export function toFtsQuery(q: string): string | undefined {
+  return ftsTerms(q)?.join(' AND ');
+}
+
+/** The phrases of toFtsQuery, each as FTS5 syntax; undefined when nothing is searchable. */
+export function ftsTerms(q: string): string[] | undefined {
   const terms: string[] = [];
   const re = /"([^"]*)"?|(\S+)/g;
   let m: RegExpExecArray | null;
@@ -69,7 +74,28 @@ export function toFtsQuery(q: string): string | undefined {
     t = t.replace(/\*+$/, '');
     if (/[\p{L}\p{N}]/u.test(t)) terms.push(`"${t}"${prefix ? '*' : ''}`);
   }
-  return terms.length ? terms.join(' AND ') : undefined;
+  return terms.length ? terms : undefined;
+}
+
+/** toFtsQuery's output back as its phrases (a phrase holds no double quote). */
+export function termsOfFtsQuery(fts: string): string[] {
+  return fts.match(/"[^"]*"\*?/g) ?? [];
+}
+
+/**
+ * Ids of the alerts whose text has the phrase `term`. An alert's text is in two
+ * full-text indexes (search-text.ts): a word matches in either, so each word of
+ * a search is looked up in both and the words are AND-ed per alert. The ids may
+ * repeat (an alert with the word in both); `minId` bounds both lookups.
+ */
+export function termSql(term: string, minId?: number): Sql {
+  const b = minId !== undefined ? ' AND rowid >= ?' : '';
+  // As a BigInt, so it binds as an integer: FTS5 seeks on an integer rowid bound but scans on a REAL one.
+  const p = minId !== undefined ? [term, BigInt(minId)] : [term];
+  return {
+    sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${b} UNION ALL SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ?${b}`,
+    params: [...p, ...p],
+  };
 }
 
 export interface Cursor {
@@ -173,13 +199,12 @@ function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = fal
     w.clauses.push(`${time}${t}last_seen <= ?`);
     w.params.push(f.until);
   }
-  const fts = f.q && skip !== 'q' ? toFtsQuery(f.q) : undefined;
-  if (fts) {
-    // A lower rowid bound lets FTS5 skip most of a common word's matches (see visitedMinIdSql).
-    w.clauses.push(`+${t}id IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?${ftsMinId !== undefined ? ' AND rowid >= ?' : ''})`);
-    w.params.push(fts);
-    // As a BigInt, so it binds as an integer: FTS5 seeks on an integer rowid bound but scans on a REAL one.
-    if (ftsMinId !== undefined) w.params.push(BigInt(ftsMinId));
+  const terms = f.q && skip !== 'q' ? ftsTerms(f.q) : undefined;
+  // A lower rowid bound lets FTS5 skip most of a common word's matches (see visitedMinIdSql).
+  for (const term of terms ?? []) {
+    const m = termSql(term, ftsMinId);
+    w.clauses.push(`+${t}id IN (${m.sql})`);
+    w.params.push(...m.params);
   }
   return w;
 }
@@ -225,8 +250,20 @@ export function drivers(f: AlertFilter): Driver[] {
       params: [f.since ?? 0, f.until ?? Number.MAX_SAFE_INTEGER],
     });
   }
-  const fts = f.q ? toFtsQuery(f.q) : undefined;
-  if (fts) out.push({ name: 'q', sql: 'SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?', params: [fts] });
+  const terms = f.q ? ftsTerms(f.q) : undefined;
+  if (terms?.length === 1) {
+    // Each id once (the page joins them to their alerts): the main index's matches as they come, then
+    // those only the added values have. The sizing count stops in the first part for a common word.
+    out.push({
+      name: 'q',
+      sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?
+        UNION ALL SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ? AND rowid NOT IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`,
+      params: [terms[0], terms[0], terms[0]],
+    });
+  } else if (terms) {
+    const parts = terms.map((term) => termSql(term));
+    out.push({ name: 'q', sql: parts.map((m) => `SELECT id FROM (${m.sql})`).join(' INTERSECT '), params: parts.flatMap((m) => m.params) });
+  }
   return out;
 }
 

@@ -6,7 +6,7 @@ import type { AlertChange, Changes } from './changes.js';
 import type { OpenAlerts, OpenEntry, PendingOccurrence } from './open-alerts.js';
 import { RollupDelta, rollupKeys, type Rollups } from './rollups.js';
 import { iso } from './rows.js';
-import { SearchText, type SearchIndex } from './search-text.js';
+import { SearchText, sqliteLength, type SearchIndex } from './search-text.js';
 import {
   CLOCK_SKEW_MS,
   MAX_SAMPLE_BYTES,
@@ -125,7 +125,8 @@ export class Ingest {
         WHERE alert_id = ? AND slot = ? AND event_no = ?`),
       unpin: db.prepare('DELETE FROM alert_occurrences WHERE alert_id = ? AND slot = ?'),
       updateReceipt: db.prepare('UPDATE alerts SET last_received_at = ?, clock_skew = ? WHERE id = ?'),
-      updateSearch: db.prepare('UPDATE alert_search SET search_text = ? WHERE id = ?'),
+      // main_len is written with the first value added after the alert opened, and stays.
+      updateSearch: db.prepare('UPDATE alert_search SET search_text = ?, main_len = coalesce(main_len, ?) WHERE id = ?'),
       updateText: db.prepare('UPDATE alert_text SET title = ?, description = ? WHERE id = ?'),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
       insertEvent: db.prepare('INSERT OR IGNORE INTO alert_events (event_id, alert_id, received_at) VALUES (?, ?, ?)'),
@@ -228,7 +229,8 @@ export class Ingest {
           policies: p.policies,
           details,
           search: SearchText.of(p.namespace, p.policies, p.rule),
-          indexedSearchText: '',
+          mainText: '',
+          moreText: '',
           searchChanged: false,
           severityChanged: false,
           receiptChanged: false,
@@ -374,25 +376,25 @@ export class Ingest {
       s.insertText.run(r.id, r.title, r.description, r.policies, r.labels, r.details);
       s.insertSearch.run(r.id, text);
       this.index.insert(r.id, r.title, r.description, text);
-    } else {
-      s.updateAlert.run(r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
-      const was = e.indexedText;
-      if (was) {
-        s.updateText.run(r.title, r.description, r.id);
-        this.index.remove(r.id, was.title, was.description, e.indexedSearchText);
-        this.index.insert(r.id, r.title, r.description, e.searchChanged ? e.search.text : e.indexedSearchText);
-        e.indexedText = undefined;
-      }
-      if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.severity_event, r.id);
-      if (e.receiptChanged) s.updateReceipt.run(r.last_received_at, r.clock_skew, r.id);
-      if (e.searchChanged) {
-        s.updateSearch.run(text, r.id);
-        if (!was) {
-          this.index.remove(r.id, r.title, r.description, e.indexedSearchText);
-          this.index.insert(r.id, r.title, r.description, text);
-        }
-      }
+      e.mainText = text;
+      return;
     }
-    e.indexedSearchText = text;
+    s.updateAlert.run(r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);
+    const was = e.indexedText;
+    if (was) {
+      s.updateText.run(r.title, r.description, r.id);
+      this.index.remove(r.id, was.title, was.description, e.mainText);
+      this.index.insert(r.id, r.title, r.description, e.mainText);
+      e.indexedText = undefined;
+    }
+    if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.severity_event, r.id);
+    if (e.receiptChanged) s.updateReceipt.run(r.last_received_at, r.clock_skew, r.id);
+    if (e.searchChanged) {
+      // The text only grows: what is past the main index's part is the values added since.
+      const more = text.slice(e.mainText.length + 1);
+      s.updateSearch.run(text, sqliteLength(e.mainText), r.id);
+      this.index.replaceMore(r.id, e.moreText, more);
+      e.moreText = more;
+    }
   }
 }

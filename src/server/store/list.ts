@@ -8,6 +8,7 @@ import {
   drivers,
   listSql,
   SCAN_FN,
+  termsOfFtsQuery,
   sizeSql,
   visitedMinIdSql,
   type AlertFilter,
@@ -133,11 +134,17 @@ export class Lists {
 
   /** Which of these alert ids match a full-text query (FTS5 syntax, from toFtsQuery). */
   matchingText(ids: readonly number[], fts: string): Set<number> {
+    let out: Set<number> | undefined;
     if (!ids.length) return new Set();
-    const rows = this.prepared(`SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN (${ids.map(() => '?').join(',')})`).all(
-      fts,
-      ...ids,
-    ) as { id: number }[];
-    return new Set(rows.map((r) => r.id));
+    const inIds = ` AND rowid IN (${ids.map(() => '?').join(',')})`;
+    for (const term of termsOfFtsQuery(fts)) {
+      const rows = this.prepared(
+        `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${inIds} UNION SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ?${inIds}`,
+      ).all(term, ...ids, term, ...ids) as { id: number }[];
+      const hit = new Set(rows.map((r) => r.id));
+      out = out ? new Set([...out].filter((id) => hit.has(id))) : hit;
+      if (!out.size) break;
+    }
+    return out ?? new Set();
   }
 }

@@ -29,8 +29,10 @@ export interface OpenEntry {
   policies: PolicyRef[];
   details: Record<string, unknown>;
   search: SearchText;
-  /** search_text as the full-text index has it. */
-  indexedSearchText: string;
+  /** The start of search_text that the main full-text index has (alerts_fts): the text the alert opened with. */
+  mainText: string;
+  /** The rest, as alerts_fts_more has it ('' while there is none). */
+  moreText: string;
   /** Title and description as the full-text index has them, while this batch changes them (an older occurrence arrived late). */
   indexedText?: { title: string; description: string } | undefined;
   searchChanged: boolean;
@@ -80,7 +82,9 @@ export class OpenAlerts {
     const row = this.findOpen.get(agent, fingerprint) as AlertRow | undefined;
     if (!row) return undefined;
     const searchText = row.search_text ?? '';
+    const mainText = row.main_text ?? searchText;
     delete row.search_text;
+    delete row.main_text;
     const policies = JSON.parse(row.policies) as PolicyRef[];
     const loaded: OpenEntry = {
       row,
@@ -88,7 +92,8 @@ export class OpenAlerts {
       policies,
       details: JSON.parse(row.details) as Record<string, unknown>,
       search: SearchText.parse(searchText),
-      indexedSearchText: searchText,
+      mainText,
+      moreText: searchText.length > mainText.length ? searchText.slice(mainText.length + 1) : '',
       searchChanged: false,
       severityChanged: false,
       receiptChanged: false,

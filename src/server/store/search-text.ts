@@ -48,10 +48,31 @@ export class SearchText {
 }
 
 /**
- * The full-text index (external content: the text stays in alert_text and
- * alert_search, read through the view alert_fts_content). The
- * store writes it itself rather than through triggers, and only when an
- * alert's text changed, so repeats cost the index nothing.
+ * The length of `s` as SQLite counts characters (alert_search.main_len): a
+ * surrogate pair is one character, and so is a lone surrogate (stored as U+FFFD).
+ */
+export function sqliteLength(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length - 1; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n--;
+        i++;
+      }
+    }
+  }
+  return n;
+}
+
+/**
+ * The full-text indexes (external content: the text stays in alert_text and
+ * alert_search, read through the views alert_fts_content and
+ * alert_fts_more_content). alerts_fts has an alert's title, description and the
+ * search text it opened with; alerts_fts_more the label values added since, so
+ * a new value re-indexes those few words, not the whole alert. The store writes
+ * both itself rather than through triggers, and only when the text changed.
  */
 export class SearchIndex {
   private readonly s;
@@ -61,6 +82,8 @@ export class SearchIndex {
       insert: db.prepare<unknown[]>('INSERT INTO alerts_fts (rowid, title, description, search_text) VALUES (?, ?, ?, ?)'),
       // The index has no copy of the text: removing a row takes the text it was indexed with.
       remove: db.prepare<unknown[]>("INSERT INTO alerts_fts (alerts_fts, rowid, title, description, search_text) VALUES ('delete', ?, ?, ?, ?)"),
+      insertMore: db.prepare<unknown[]>('INSERT INTO alerts_fts_more (rowid, search_text) VALUES (?, ?)'),
+      removeMore: db.prepare<unknown[]>("INSERT INTO alerts_fts_more (alerts_fts_more, rowid, search_text) VALUES ('delete', ?, ?)"),
     };
   }
 
@@ -70,5 +93,11 @@ export class SearchIndex {
 
   remove(id: number, title: string, description: string, searchText: string | undefined): void {
     this.s.remove.run(id, title, description, searchText);
+  }
+
+  /** Replaces the values added since the alert opened: `was` as indexed ('' for none), `text` now. */
+  replaceMore(id: number, was: string, text: string): void {
+    if (was) this.s.removeMore.run(id, was);
+    if (text) this.s.insertMore.run(id, text);
   }
 }

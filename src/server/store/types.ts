@@ -111,6 +111,8 @@ export interface AlertRow {
   labels: string;
   details: string;
   search_text?: string;
+  /** The part of search_text in the main full-text index (alerts_fts); the rest is in alerts_fts_more. */
+  main_text?: string;
   count: number;
   events: number;
   first_seen: number;
@@ -124,7 +126,7 @@ export interface AlertRow {
   seq: number;
 }
 
-export type NarrowRow = Omit<AlertRow, 'title' | 'description' | 'policies' | 'labels' | 'details' | 'search_text'>;
+export type NarrowRow = Omit<AlertRow, 'title' | 'description' | 'policies' | 'labels' | 'details' | 'search_text' | 'main_text'>;
 export type TextRow = Pick<AlertRow, 'id' | 'title' | 'description' | 'policies' | 'labels' | 'details'>;
 
 /** How many of the latest events (with their samples) each alert keeps. */
