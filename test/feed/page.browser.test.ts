@@ -7,7 +7,18 @@ import { createRootLogger } from '../../src/shared/log/logger.js';
 import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
 import { buildHttpServer } from '../../src/server/feed/http-server.js';
 import type { alertView } from '../../src/server/feed/alerts-routes.js';
-import type { Alert, AlertDetail as PageDetail, Occurrence as PageOccurrence } from '../../src/server/feed/web/api-types.js';
+import type {
+  AgentConfig as PageAgentConfig,
+  AgentConnection as PageAgentConnection,
+  Alert,
+  AlertDetail as PageDetail,
+  Occurrence as PageOccurrence,
+  ProjectSync as PageProjectSync,
+  SyncObject as PageSyncObject,
+} from '../../src/server/feed/web/api-types.js';
+import type { AgentConfigStatus } from '../../src/server/agents/agent-registry.js';
+import type { AgentConnection } from '../../src/server/agents/connections.js';
+import type { ProjectSyncView, SyncObjectView } from '../../src/modules/gitops/sync-status.js';
 import { CLOCK_SKEW_MS, type AlertDetail, type Occurrence } from '../../src/server/store/types.js';
 import { SEVERITIES, SEVERITY_RANK } from '../../src/shared/alert/payload.js';
 import { AlertStore } from '../../src/server/store/alert-store.js';
@@ -16,12 +27,19 @@ import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payload
 
 // The page's API types (web/api-types.d.ts, written by hand for its JSDoc type
 // check) name the fields the server sends: `npm run typecheck` fails here when they part.
+// The agents' (GET /api/v1/agents) likewise; their top-level fields are compared
+// with the API's answer in agents-view.browser.test.ts.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const apiTypesFollowTheServer: [
   Same<Exclude<keyof Alert, 'samples'>, keyof ReturnType<typeof alertView>>,
   Same<PageOccurrence, Occurrence>,
   Same<keyof PageDetail, keyof AlertDetail>,
-] = [true, true, true];
+  Same<PageAgentConfig, AgentConfigStatus>,
+  // The route sends since: null for an agent that has not called since the server started.
+  Same<PageAgentConnection, Omit<AgentConnection, 'since'> & { since: string | null }>,
+  Same<PageProjectSync, ProjectSyncView>,
+  Same<PageSyncObject, SyncObjectView>,
+] = [true, true, true, true, true, true, true];
 void apiTypesFollowTheServer;
 
 // Run inside the page by playwright; the project compiles without the DOM library.

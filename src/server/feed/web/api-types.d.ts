@@ -81,3 +81,74 @@ export interface Counts {
 }
 
 export type StreamMessage = { type: 'alerts'; cursor: number; alerts?: Alert[]; removed?: number[] } | { type: 'live'; cursor: number };
+
+// GET /api/v1/agents and /agents/:name (src/server/agents/routes.ts; GitOps'
+// part from src/modules/gitops/sync-status.ts). Followed by hand too:
+// test/feed/page.browser.test.ts compares them with the server's types.
+
+export interface ConfigFinding {
+  file: string;
+  line: number;
+  path: string;
+  message: string;
+}
+
+export interface AgentConfig {
+  /** The commit this server last sent the agent; null when only invalid commits were seen. */
+  commit_id: string | null;
+  warnings: ConfigFinding[];
+  /** A later commit that does not validate; the agent keeps running commit_id. */
+  invalid?: { commit_id: string; error: string };
+  updated_at: string;
+}
+
+export interface AgentConnection {
+  connected: boolean;
+  /** Connected: since the first open call; not: since the last one ended; null: no call since the server started. */
+  since: string | null;
+  version: string | null;
+}
+
+export interface SyncObject {
+  object: string;
+  source: string;
+  action: string;
+  reason: string;
+}
+
+export interface ProjectSync {
+  /** Empty: the configuration project. */
+  project_id: string;
+  commit_id: string;
+  ok: boolean;
+  /** Why the sync could not run at all; empty otherwise. */
+  error: string;
+  applied: number;
+  changed: number;
+  unchanged: number;
+  pruned: number;
+  failed: number;
+  duration_ms: number;
+  drift_corrected: boolean;
+  /** The failed objects (with the API server's reason), and the corrected ones after drift. */
+  objects: SyncObject[];
+  finished_at: string;
+  received_at: string;
+  last_ok_commit: string | null;
+  last_ok_at: string | null;
+}
+
+export interface Agent {
+  name: string;
+  created_at: string;
+  connection: AgentConnection;
+  /** Null until the agent opens its configuration stream to this server. */
+  config: AgentConfig | null;
+  modules: string[];
+  /** Optional: a server without the module has no part for it. */
+  module_status: { gitops?: { projects: ProjectSync[] } };
+}
+
+export interface AgentList {
+  agents: Agent[];
+}
