@@ -77,6 +77,8 @@ export function wireControls() {
   });
   $('load-more').addEventListener('click', loadMore);
   document.addEventListener('keydown', (e) => {
+    // The keys act on the alert list; under the Agents view it is hidden.
+    if (state.view !== 'alerts') return;
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement || /** @type {HTMLDialogElement} */ ($('token-dialog')).open) {
       if (e.key === 'Escape' && e.target instanceof HTMLInputElement) e.target.blur();
       return;

@@ -197,7 +197,7 @@ function fieldsOf(a) {
     { class: 'fields' },
     field('Namespace', a.namespace || '(cluster-wide)'),
     field('Cluster', a.cluster),
-    field('Agent', a.agent),
+    field('Agent', a.agent && el('a', { href: `#agents/${encodeURIComponent(a.agent)}`, title: 'This agent in the Agents view', text: a.agent })),
     a.policies.length ? field('Policies', a.policies.map((p) => `${p.kind} ${p.namespace ? `${p.namespace}/` : ''}${p.name}`).join(', ')) : null,
     field('Rule', a.rule),
     field('Occurrences', `${a.count} in ${a.events} event${a.events === 1 ? '' : 's'}`),

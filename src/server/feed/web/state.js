@@ -5,6 +5,7 @@
 
 /** @typedef {'open' | 'triggered' | 'acknowledged' | 'resolved' | 'ignored' | 'all'} StatusView */
 /** @typedef {'last_seen' | 'created' | 'severity' | 'count'} SortKey */
+/** @typedef {'alerts' | 'agents'} View */
 
 export const TOKEN_KEY = 'verdict.feedToken';
 /** Alerts asked for per page. */
@@ -23,6 +24,7 @@ export const STATUS_SETS = {
 /**
  * @typedef {object} PageState
  * @property {string} token the feed token (from the URL fragment, localStorage or the dialog)
+ * @property {View} view the view shown (from the URL fragment: #agents, else the alerts)
  * @property {StatusView} status
  * @property {Set<Severity>} severities none: all
  * @property {string} source
@@ -44,6 +46,7 @@ export const STATUS_SETS = {
 /** @type {PageState} */
 export const state = {
   token: '',
+  view: 'alerts',
   status: 'open',
   severities: new Set(),
   source: '',

@@ -1,7 +1,7 @@
 // @ts-check
 // The feed token: from the URL fragment (the demo prints /#token=<t>; a
 // fragment never reaches the server or its logs), kept in localStorage, or
-// asked for in a dialog.
+// asked for in a dialog. Both views (alerts, agents) call the API with it.
 import { $ } from './dom.js';
 import { TOKEN_KEY, state } from './state.js';
 
@@ -12,11 +12,14 @@ export function loadToken() {
   } catch {
     state.token = '';
   }
-  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (m?.[1]) {
-    state.token = decodeURIComponent(m[1]);
+  // The rest of the fragment stays: it names the view (#agents&token=… opens the agents).
+  const parts = location.hash.replace(/^#/, '').split('&');
+  const given = parts.find((p) => p.startsWith('token='))?.slice('token='.length);
+  if (given) {
+    state.token = decodeURIComponent(given);
     store(state.token);
-    history.replaceState(null, '', location.pathname + location.search);
+    const rest = parts.filter((p) => p && !p.startsWith('token=')).join('&');
+    history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
   }
 }
 
