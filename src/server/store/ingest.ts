@@ -26,7 +26,55 @@ import {
 const MAX_TITLE = 200;
 const MAX_DESCRIPTION = 4000;
 
-function timeMs(s: string, fallback: number): number {
+const digit = (s: string, i: number) => s.charCodeAt(i) - 48;
+const two = (s: string, i: number) => digit(s, i) * 10 + digit(s, i + 1);
+const DIGITS_AT = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+
+function fixedDigits(s: string): boolean {
+  for (const i of DIGITS_AT) {
+    const c = digit(s, i);
+    if (c < 0 || c > 9) return false;
+  }
+  return true;
+}
+
+/**
+ * Date.parse, without its cost for the form agents send (RFC 3339 in UTC,
+ * "2024-06-01T10:42:07.123Z", with 0 to 9 fractional digits, as Cilium and
+ * Falco write it): anything else, or a day past the 28th, goes to Date.parse.
+ */
+export function timeMs(s: string, fallback: number): number {
+  const n = s.length;
+  if (
+    n >= 20 &&
+    s.charCodeAt(4) === 45 &&
+    s.charCodeAt(7) === 45 &&
+    s.charCodeAt(10) === 84 &&
+    s.charCodeAt(13) === 58 &&
+    s.charCodeAt(16) === 58 &&
+    s.charCodeAt(n - 1) === 90
+  ) {
+    const y = two(s, 0) * 100 + two(s, 2);
+    const mo = two(s, 5);
+    const d = two(s, 8);
+    const h = two(s, 11);
+    const mi = two(s, 14);
+    const sec = two(s, 17);
+    let ms = 0;
+    // Date.UTC takes years below 100 as 19xx.
+    let ok = fixedDigits(s) && y >= 1000 && mo >= 1 && mo <= 12 && d >= 1 && d <= 28 && h >= 0 && h <= 23 && mi >= 0 && mi <= 59 && sec >= 0 && sec <= 59;
+    if (n > 20) {
+      // A fraction: "." and 1 to 9 digits, of which milliseconds are kept (truncated, as Date.parse does).
+      ok &&= s.charCodeAt(19) === 46 && n <= 30 && n >= 22;
+      for (let i = 20; ok && i < n - 1; i++) {
+        const c = digit(s, i);
+        if (c < 0 || c > 9) ok = false;
+        else if (i < 23) ms = ms * 10 + c;
+      }
+      for (let i = n - 1; i < 23; i++) ms *= 10;
+    }
+    if (ok) return Date.UTC(y, mo - 1, d, h, mi, sec, ms);
+  }
   const t = Date.parse(s);
   return Number.isFinite(t) ? t : fallback;
 }
@@ -55,6 +103,16 @@ function sameLabels(a: Record<string, string>, b: Record<string, string>): boole
   }
   for (const _ in b) n--;
   return n === 0;
+}
+
+/** An occurrence's newest samples as stored (JSON) and as its batch's alert shows them. */
+function samplesOf(samples: readonly unknown[]): { json: string; values: readonly unknown[] } {
+  const kept = samples.length > MAX_SAMPLES ? samples.slice(-MAX_SAMPLES) : samples;
+  const json = JSON.stringify(kept);
+  // No sample is over the cap when all of them together are not: one call instead of one per sample.
+  if (json.length <= MAX_SAMPLE_BYTES) return { json, values: kept };
+  const capped = kept.map(capSample);
+  return { json: `[${capped.map((x) => x.json).join(',')}]`, values: capped.map((x) => x.value) };
 }
 
 function capSample(s: unknown): { value: unknown; json: string } {
@@ -241,6 +299,7 @@ export class Ingest {
           pending: [],
           pendingSetter: undefined,
           pinnedStale: false,
+          used: false,
           rollupKeys: rollupKeys(row, p.policies),
           iso: { first: [first, iso(first)], last: [last, iso(last)], received: [received, iso(received)], created: iso(now) },
         };
@@ -316,7 +375,7 @@ export class Ingest {
 
   private putOccurrence(e: OpenEntry, o: PendingOccurrence, slot: number, now: number): void {
     const r = e.row;
-    const samples = o.samples.slice(-MAX_SAMPLES).map(capSample);
+    const samples = samplesOf(o.samples);
     const labelsJson = sameLabels(o.labels, e.labels) ? r.labels : JSON.stringify(o.labels);
     // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
     this.s.putOccurrence.run(
@@ -331,9 +390,14 @@ export class Ingest {
       o.severity,
       o.description === r.description ? null : o.description,
       labelsJson === r.labels ? null : labelsJson,
-      `[${samples.map((x) => x.json).join(',')}]`,
+      samples.json,
     );
-    if (samples.length && slot !== PINNED_SLOT) e.batchSamples = e.batchSamples.concat(samples.map((x) => x.value)).slice(-MAX_SAMPLES);
+    if (samples.values.length && slot !== PINNED_SLOT) {
+      // Only this batch's alert holds the array yet (committed() replaces it), so it may grow in place.
+      const b = e.batchSamples;
+      for (const v of samples.values) b.push(v);
+      if (b.length > MAX_SAMPLES) b.splice(0, b.length - MAX_SAMPLES);
+    }
   }
 
   private writeAlert(e: OpenEntry, now: number): void {

@@ -50,6 +50,8 @@ export interface OpenEntry {
   pending: PendingOccurrence[];
   /** The occurrence that set the severity, when a burst pushed it out of `pending`: written to the pinned slot. */
   pendingSetter: PendingOccurrence | undefined;
+  /** Asked for since the cache last considered evicting it. */
+  used: boolean;
   /** The pinned slot holds an occurrence that no longer set the severity. */
   pinnedStale: boolean;
   /** Its rollup rows (dimension, value, status), while severity and status stay. */
@@ -62,7 +64,7 @@ const CACHE_MAX = 20_000;
 const keyOf = (agent: string, fingerprint: string) => `${agent}\u0000${fingerprint}`;
 
 export class OpenAlerts {
-  /** By agent + fingerprint, least recently used first. */
+  /** By agent + fingerprint, in the order they came in or last survived an eviction (see committed). */
   private readonly map = new Map<string, OpenEntry>();
   private readonly findOpen;
 
@@ -70,13 +72,12 @@ export class OpenAlerts {
     this.findOpen = db.prepare(`SELECT ${OPEN_COLS} FROM ${JOINED} ${SEARCH_JOIN} WHERE a.agent = ? AND a.fingerprint = ? AND a.status != 'resolved'`);
   }
 
-  /** The open alert of a fingerprint, from memory or the database; marks it most recently used. */
+  /** The open alert of a fingerprint, from memory or the database; marks it used. */
   get(agent: string, fingerprint: string): OpenEntry | undefined {
     const key = keyOf(agent, fingerprint);
     const e = this.map.get(key);
     if (e) {
-      this.map.delete(key);
-      this.map.set(key, e);
+      e.used = true;
       return e;
     }
     const row = this.findOpen.get(agent, fingerprint) as AlertRow | undefined;
@@ -104,6 +105,7 @@ export class OpenAlerts {
       pending: [],
       pendingSetter: undefined,
       pinnedStale: false,
+      used: false,
       rollupKeys: rollupKeys(row, policies),
       iso: {
         first: [row.first_seen, iso(row.first_seen)],
@@ -155,11 +157,20 @@ export class OpenAlerts {
       e.batchSamples = [];
       e.batchEvents = [];
     }
-    // One iterator for all evictions: a fresh keys() per eviction would walk
-    // past every entry deleted before it (a Map keeps them until it rehashes).
+    // Second chance (CLOCK) rather than moving an entry to the end on every hit:
+    // that delete and set per repeat was a visible cost. From the oldest, an
+    // entry used since the last pass moves to the end with its mark cleared, one
+    // not used goes. One iterator for the pass: a fresh keys() per eviction would
+    // walk past every entry deleted before it (a Map keeps them until it rehashes).
     if (this.map.size > CACHE_MAX) {
-      const coldest = this.map.keys();
-      while (this.map.size > CACHE_MAX) this.map.delete(coldest.next().value!);
+      for (const [k, e] of this.map) {
+        if (this.map.size <= CACHE_MAX) break;
+        this.map.delete(k);
+        if (e.used) {
+          e.used = false;
+          this.map.set(k, e);
+        }
+      }
     }
   }
 }

@@ -20,7 +20,27 @@ export const OPEN_COLS = `${ROW_COLS}, coalesce(s.search_text, '') AS search_tex
   coalesce(CASE WHEN s.main_len IS NULL THEN s.search_text ELSE substr(s.search_text, 1, s.main_len) END, '') AS main_text`;
 export const SEARCH_JOIN = 'LEFT JOIN alert_search s ON s.id = a.id';
 
-export const iso = (ms: number) => new Date(ms).toISOString();
+let isoMinute = Number.NaN;
+let isoPrefix = '';
+
+/**
+ * new Date(ms).toISOString(), formatting only the seconds when the minute is
+ * the last one asked for: ingest formats an alert's changed times for every
+ * change record, and consecutive calls mostly fall in one minute.
+ */
+export function iso(ms: number): string {
+  if (!Number.isInteger(ms)) return new Date(ms).toISOString();
+  const minute = Math.floor(ms / 60_000);
+  if (minute !== isoMinute) {
+    // "…T10:42:" and the rest, "SS.sssZ", is 7 characters for every year toISOString writes.
+    isoPrefix = new Date(minute * 60_000).toISOString().slice(0, -7);
+    isoMinute = minute;
+  }
+  const rest = ms - minute * 60_000;
+  const sec = Math.floor(rest / 1000);
+  const milli = rest - sec * 1000;
+  return `${isoPrefix}${sec < 10 ? '0' : ''}${sec}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+}
 
 export function rowToAlert(r: AlertRow, samples: unknown[] = []): StoredAlert {
   const a: StoredAlert = {

@@ -37,7 +37,8 @@ export class SearchText {
   /** Adds label values not seen on this alert yet; true when the text changed. */
   add(labels: Record<string, string>): boolean {
     let added = false;
-    for (const v of Object.values(labels)) {
+    for (const k in labels) {
+      const v = labels[k]!;
       if (v === '' || this.values.has(v) || this.values.size >= MAX_SEARCH_VALUES || this.text.length + v.length > MAX_SEARCH_TEXT) continue;
       this.values.add(v);
       this.text += `\n${v}`;
