@@ -30,7 +30,9 @@ export async function indexLive(api: KubeApi, discovery: Discovery, objects: rea
   const groups = new Map<string, ManifestObject[]>();
   for (const m of objects) {
     const k = `${m.object.apiVersion}|${m.object.kind}|${m.object.metadata.namespace ?? ''}`;
-    groups.set(k, [...(groups.get(k) ?? []), m]);
+    const g = groups.get(k);
+    if (g) g.push(m);
+    else groups.set(k, [m]);
   }
   const found = new Map<string, LiveMeta>();
   const listed = new Set<string>();

@@ -34,7 +34,7 @@ export class KubeApi {
   constructor(readonly endpoint: KubeEndpoint) {}
 
   async request<T>(r: KubeRequest): Promise<KubeResponse<T>> {
-    const opts = await this.endpoint.requestOptions();
+    const { agent, ...opts } = await this.endpoint.requestOptions();
     const q = Object.entries(r.query ?? {}).filter((e): e is [string, string] => e[1] !== undefined);
     const url = new URL(this.endpoint.server + r.path + (q.length ? `?${new URLSearchParams(q)}` : ''));
     const payload = r.body === undefined ? undefined : Buffer.from(JSON.stringify(r.body));
@@ -43,7 +43,10 @@ export class KubeApi {
         url,
         {
           ...opts,
-          agent: opts.agent ?? this.agent,
+          // The agent's connection hands out a new https.Agent with every request's options (the client library's
+          // way of supporting proxy-url): used as is, every request would open its own TLS connection. Only a
+          // proxy's agent is kept; the TLS material stays in the options, where the pool keys its sockets by it.
+          agent: agent && Object.getPrototypeOf(agent) !== Agent.prototype ? agent : this.agent,
           method: r.method,
           signal: r.signal,
           headers: {
