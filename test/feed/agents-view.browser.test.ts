@@ -53,6 +53,7 @@ let reporter: SyncReporter;
 let browser: Browser;
 let base = '';
 let read = '';
+let config: ConfigProject;
 let configCommit = '';
 let appCommit = '';
 const agentStop = new AbortController();
@@ -77,7 +78,7 @@ async function newPage(): Promise<Page> {
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's Chromium (\`apt-get install chromium\`, as root)`);
-  const config = new ConfigProject(join(dir, 'config'));
+  config = new ConfigProject(join(dir, 'config'));
   // resource_inclusions validates but is not used: a config warning the view shows.
   configCommit = config.commit({
     '.gitlab/agents/edge/config.yaml':
@@ -86,7 +87,14 @@ beforeAll(async () => {
   mkdirSync(join(dir, 'projects', 'group'), { recursive: true });
   appCommit = new ConfigProject(join(dir, 'projects', 'group', 'app')).commit({ 'manifests/bad.yaml': 'kind: ConfigMap\n' });
   server = await startServer(
-    { ...SERVER_DEFAULTS, data_dir: join(dir, 'server'), http_addr: '127.0.0.1:0', grpc_addr: '127.0.0.1:0', projects_dir: join(dir, 'projects') },
+    {
+      ...SERVER_DEFAULTS,
+      data_dir: join(dir, 'server'),
+      http_addr: '127.0.0.1:0',
+      grpc_addr: '127.0.0.1:0',
+      projects_dir: join(dir, 'projects'),
+      config_poll_interval: 100,
+    },
     log,
   );
   base = `http://${server.httpAddress}`;
@@ -124,7 +132,9 @@ beforeAll(async () => {
       },
     }),
   );
-  await until(async () => (await agentsApi()).find((a) => a.name === 'edge')?.module_status.gitops?.projects.length, 20_000, 'the sync report');
+  // The configuration project's own manifests: a sync that could not run at all.
+  reporter.offer(report({ projectId: '', commit: configCommit, ok: false, error: 'manifests/app.yaml: not a Kubernetes object: <script>x</script>' }));
+  await until(async () => (await agentsApi()).find((a) => a.name === 'edge')?.module_status.gitops?.projects.length === 2, 20_000, 'the sync reports');
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
 }, 120_000);
 
@@ -164,7 +174,7 @@ describe('the Agents view in Chromium', () => {
     expect(await edge().locator('.config-cell .commit').getAttribute('title')).toBe(configCommit);
     expect(await edge().locator('.config-cell').textContent()).toContain('1 warning');
     expect(await edge().locator('.modules .chip').allTextContents()).toEqual(['gitops']);
-    expect(await edge().locator('.gitops-cell').textContent()).toMatch(/1 project\s+1 failing/);
+    expect(await edge().locator('.gitops-cell').textContent()).toMatch(/^2 projects\s+2 failing$/);
     expect(await page.locator('#agents-info').textContent()).toMatch(/^2 agents · 1 connected · 1 with a failing sync/);
 
     const staging = page.locator('#agents tr.agent[data-agent="staging"]');
@@ -190,6 +200,14 @@ describe('the Agents view in Chromium', () => {
     // The configured object is no news (the reporter sends it only after drift), and the markup stays text.
     expect(await edgeDetail().locator('li.object').count()).toBe(1);
     expect(await page.locator('#agents b').evaluateAll((bs) => bs.map((b) => b.textContent))).not.toContain('bold');
+    // A sync that could not run: its error, as text.
+    const own = edgeDetail().locator('tr.project[data-project=""]');
+    expect(await own.locator('td').first().textContent()).toBe('(configuration project)');
+    expect(await own.locator('td').nth(1).textContent()).toBe('could not run');
+    expect(await edgeDetail().locator('tr.project-objects[data-project=""] .sync-error').textContent()).toBe(
+      'Could not run: manifests/app.yaml: not a Kubernetes object: <script>x</script>',
+    );
+    expect(await page.evaluate(() => document.scripts.length)).toBe(1);
     expect(await edgeDetail().locator('.config-warnings li').textContent()).toMatch(
       /config\.yaml:\d+ gitops\.manifest_projects\[0\]\.resource_inclusions: .*14\.0/,
     );
@@ -223,7 +241,14 @@ describe('the Agents view in Chromium', () => {
         },
       }),
     );
-    await until(async () => (await agentsApi()).find((a) => a.name === 'edge')?.module_status.gitops?.projects[0]?.ok, 20_000, 'the good sync');
+    await until(
+      async () => (await agentsApi()).find((a) => a.name === 'edge')?.module_status.gitops?.projects.find((p) => p.project_id === 'group/app')?.ok,
+      20_000,
+      'the good sync',
+    );
+    // A later config.yaml that does not validate: the agent keeps the commit it runs.
+    const invalid = config.commit({ '.gitlab/agents/edge/config.yaml': 'gitops:\n  manifest_projects: nope\n' });
+    await until(async () => (await agentsApi()).find((a) => a.name === 'edge')?.config?.invalid, 20_000, 'the invalid commit');
     streamStop.abort();
     await until(async () => !(await agentsApi()).find((a) => a.name === 'edge')?.connection.connected, 20_000, 'the agent to disconnect');
     await page.click('#agents-refresh');
@@ -234,7 +259,10 @@ describe('the Agents view in Chromium', () => {
     expect(await edgeDetail().locator('li.object.corrected').textContent()).toMatch(
       /^configured \(drift\) \/ConfigMap gitops\/settings from manifests\/cm\.yaml#1$/,
     );
-    expect(await edge().locator('.gitops-cell').textContent()).toMatch(/1 drift corrected/);
+    expect(await edge().locator('.gitops-cell').textContent()).toMatch(/^2 projects\s+1 failing\s+1 drift corrected$/);
+    expect(await edge().locator('.config-cell .commit').textContent()).toBe(configCommit.slice(0, 8));
+    expect(await edge().locator('.config-cell .badge.bad').textContent()).toBe(`invalid ${invalid.slice(0, 8)}`);
+    expect(await edgeDetail().locator('.config-invalid pre').textContent()).toMatch(/manifest_projects/);
   });
 
   it("goes back to the alerts with their URL, lists the sync's gitops alert, and links its agent to the Agents view", async () => {
