@@ -126,7 +126,7 @@ export function reportService(ctx: ServerModuleContext): grpc.UntypedHandleCall 
         finished_at: finishedAt,
       });
       const raisedNow = alertsOf(agent.name, { ...r, objects }, finishedAt);
-      const before = state.status.raised(agent.name, r.project_id);
+      const before = [...new Set([...state.status.raised(agent.name, r.project_id), ...state.status.openInStore(agent.name, projectName(r.project_id))])];
       if (r.ok) {
         // A good sync: what the project raised before is over, except the drift this very sync corrected.
         const over = before.filter((f) => !raisedNow.has(f));

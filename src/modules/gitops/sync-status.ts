@@ -113,6 +113,25 @@ export class SyncStatusStore {
     );
   }
 
+  /**
+   * The project's gitops alerts still open in the server's alert store, found by the
+   * `project` label they carry. gitops_raised holds what this server raised; on a Kafka
+   * replica the store is the projection of the shared log, so it also holds what another
+   * replica raised before the agent came here (a replica restarted, a reconnect landing
+   * elsewhere), which a good sync must resolve too. Read-only: status changes go through
+   * ModuleAlerts, as every other.
+   */
+  openInStore(agent: string, projectLabel: string): string[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT a.fingerprint FROM alerts a JOIN alert_text t ON t.id = a.id
+           WHERE a.agent = ? AND a.source = 'gitops' AND a.status IN ('triggered', 'acknowledged') AND json_extract(t.labels, '$.project') = ?`,
+        )
+        .all(agent, projectLabel) as { fingerprint: string }[]
+    ).map((r) => r.fingerprint);
+  }
+
   setRaised(agent: string, projectId: string, fingerprints: readonly string[]): void {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM gitops_raised WHERE agent = ? AND project_id = ?').run(agent, projectId);
