@@ -18,6 +18,7 @@ import { ConfigProject, tempDir, until } from '../helpers/processes.js';
 declare const document: {
   querySelector(s: string): { hasAttribute(n: string): boolean; textContent: string | null } | null;
   dispatchEvent(e: unknown): boolean;
+  scripts: { length: number };
 };
 
 // The web page's Agents view in a real browser, fed by a real server: an agent
