@@ -1,10 +1,11 @@
-import { request, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { request, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { splitHostPort } from '../../shared/config/server-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
+import { STATUS_HEADERS, statusBody } from './status.js';
 
 // A request for an agent whose Connect calls are held by another replica goes
 // there over HTTP/1.1 (upgrades too), to that replica's Kubernetes API proxy.
@@ -87,7 +88,14 @@ export class ReplicaForwarder {
         continue;
       }
       const headers: OutgoingHttpHeaders = { ...messageHeaders(req.rawHeaders), authorization: `Bearer ci-replica:${auth.agentName}:${auth.jobToken}` };
-      const out = request({ method: req.method, path: req.url, headers, createConnection: () => sock, agent: false });
+      let out: ClientRequest;
+      try {
+        // No agent: with one, Node would ignore createConnection and dial the URL's host itself.
+        out = request({ method: req.method, path: req.url, headers, createConnection: () => sock });
+      } catch (e) {
+        sock.destroy();
+        throw e;
+      }
       out.on('response', (up: IncomingMessage) => {
         const h: [string, string][] = [];
         for (let i = 0; i < up.rawHeaders.length; i += 2) if (!HOP.has(up.rawHeaders[i]!.toLowerCase())) h.push([up.rawHeaders[i]!, up.rawHeaders[i + 1]!]);
@@ -101,7 +109,13 @@ export class ReplicaForwarder {
       });
       out.on('error', (e) => {
         this.log.warn({ replica: t.replica, error: errText(e) }, 'CI tunnel: the replica holding the agent failed mid-request');
-        res.destroy();
+        if (res.headersSent) return void res.destroy();
+        const body = statusBody(
+          502,
+          'server',
+          `replica ${t.replica}, which holds the agent "${auth.agentName}", failed before it answered (${errText(e)}); the request may or may not have reached the API server, retry`,
+        );
+        res.writeHead(502, { ...STATUS_HEADERS, 'content-length': Buffer.byteLength(body) }).end(body);
       });
       res.on('close', () => {
         if (!res.writableFinished) out.destroy();
@@ -143,11 +157,12 @@ export class ReplicaForwarder {
 
 /** The request's end-to-end headers, repeated ones joined as Node sends them. */
 function messageHeaders(raw: readonly string[]): OutgoingHttpHeaders {
-  const out: Record<string, string[]> = {};
+  const all: Record<string, string[]> = {};
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]!.toLowerCase();
     if (HOP.has(k)) continue;
-    (out[k] ??= []).push(raw[i + 1]!);
+    (all[k] ??= []).push(raw[i + 1]!);
   }
-  return out;
+  // Node takes a list only where a header may repeat (not Host, for one).
+  return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.length === 1 ? v[0]! : v]));
 }

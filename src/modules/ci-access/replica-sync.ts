@@ -1,5 +1,5 @@
 import { networkInterfaces } from 'node:os';
-import type { Consumer, Kafka as KafkaClient, Producer } from 'kafkajs';
+import { Partitioners, type Consumer, type Kafka as KafkaClient, type Producer } from 'kafkajs';
 import type { AgentRegistry } from '../../server/agents/agent-registry.js';
 import { createKafkaClient, explainKafkaError, topicsOf } from '../../server/kafka/client.js';
 import { replicaId } from '../../server/kafka/db.js';
@@ -86,7 +86,7 @@ export class ReplicaSync {
 
   async start(): Promise<void> {
     try {
-      this.producer = this.kafka.producer({ allowAutoTopicCreation: false });
+      this.producer = this.kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
       await this.producer.connect();
       const consumer = this.kafka.consumer({
         // Never committed: every start reads the whole (compacted) topic, since the routes live in memory.

@@ -1,0 +1,282 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as https from 'node:https';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from '../../src/agent/agent.js';
+import { kubeconfigFor } from '../../src/cli/kubeconfig.js';
+import { createCiAccessModule } from '../../src/modules/ci-access/agent.js';
+import { JobTokens } from '../../src/modules/ci-access/job-tokens.js';
+import type { AgentConnections } from '../../src/server/agents/connections.js';
+import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
+import { startServer, type RunningServer } from '../../src/server/server.js';
+import { loadServerConfigFile } from '../../src/shared/config/server-config.js';
+import { createRootLogger } from '../../src/shared/log/logger.js';
+import { startKube, type Kube } from '../helpers/kube.js';
+import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helpers/processes.js';
+import { makeCerts } from '../tunnel/harness.js';
+
+// The CI/CD tunnel on two Kafka replicas (a real broker, a real
+// kube-apiserver, the real kubectl): the agent holds its calls on one
+// replica, kubectl talks to the other, which forwards. The agent reaches the
+// replicas through a TCP relay the test points at one or the other, as a
+// load balancer moving the agent's connection would.
+
+const CONFIG = `ci_access:
+  projects:
+    - id: shop/app
+      default_namespace: ci
+`;
+
+let kube: Kube;
+let broker: Broker;
+const dir = tempDir('verdict-ci-kafka-');
+const logs: LogLine[] = [];
+const servers: Record<'a' | 'b', { server: RunningServer; proxyUrl: string; dataDir: string }> = {} as never;
+let agent: RunningAgent;
+let relay: Awaited<ReturnType<typeof startRelay>>;
+let caPem: string;
+
+/** A TCP relay whose target can be switched; switching cuts the connections it holds. */
+async function startRelay(to: number) {
+  const sockets = new Set<Socket>();
+  let target = to;
+  let down = false;
+  const server: Server = createServer((client) => {
+    if (down) return client.destroy();
+    const upstream = connect(target, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.pipe(upstream).pipe(client);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const cut = () => {
+    for (const s of sockets) s.destroy();
+  };
+  return {
+    port: (server.address() as { port: number }).port,
+    moveTo(port: number) {
+      target = port;
+      down = false;
+      cut();
+    },
+    stop() {
+      down = true;
+      cut();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        cut();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const grpcPort = (s: RunningServer) => Number(s.grpcAddress.split(':').pop());
+
+async function startReplica(name: 'a' | 'b', prefix: string, certs: { cert: string; key: string }, log: ReturnType<typeof createRootLogger>) {
+  const port = await freePort();
+  const dataDir = join(dir, name);
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(
+    file,
+    `data_dir: ${dataDir}
+http_addr: 127.0.0.1:0
+grpc_addr: 127.0.0.1:0
+config_poll_interval: 200ms
+tls: {cert_file: ${certs.cert}, key_file: ${certs.key}}
+kubernetes_api: {listen: "127.0.0.1:${port}", url_path_prefix: /k8s-proxy/}
+kafka: {brokers: ["${broker.bootstrap}"], topic_prefix: ${prefix}, replication_factor: 1}
+`,
+  );
+  const server = await startServer(loadServerConfigFile(file), log.child({ replica: name }));
+  servers[name] = { server, proxyUrl: `https://127.0.0.1:${port}/k8s-proxy`, dataDir };
+}
+
+beforeAll(async () => {
+  kube = await startKube();
+  await kube.kubectl(['create', 'namespace', 'ci']);
+  broker = startBroker(join(dir, 'kafka-state'));
+  const sink = new PassThrough();
+  sink.setEncoding('utf8');
+  let buf = '';
+  sink.on('data', (d: string) => {
+    buf += d;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not JSON
+      }
+      if (process.env.VERDICT_TEST_LOGS) process.stderr.write(`${line}\n`);
+    }
+  });
+  const log = createRootLogger({ level: 'info', destination: sink });
+  const certs = makeCerts(dir);
+  caPem = readFileSync(certs.ca, 'utf8');
+  const prefix = `ci${randomUUID().slice(0, 8)}`;
+  await startReplica('a', prefix, certs, log);
+  await startReplica('b', prefix, certs, log);
+  const project = new ConfigProject(join(dir, 'infra'));
+  project.commit({ '.gitlab/agents/edge/config.yaml': CONFIG });
+  // Registered on A only: B learns the agent and its token through Kafka.
+  const { token } = servers.a.server.agents.register('edge', project.dir);
+  writeFileSync(join(dir, 'agent-token'), token);
+  await until(() => servers.b.server.agents.get('edge'), 20_000, 'replica B to learn the agent');
+  relay = await startRelay(grpcPort(servers.a.server));
+  agent = await startAgent(
+    {
+      kasAddress: `grpcs://127.0.0.1:${relay.port}`,
+      caCertFile: certs.ca,
+      tokenFile: join(dir, 'agent-token'),
+      dataDir: join(dir, 'agent'),
+      observabilityAddr: '',
+      spoolMaxBytes: 1 << 20,
+      backoff: { initialMs: 200, maxMs: 1000 },
+      modules: [createCiAccessModule({ kubeconfig: kube.kubeconfig, backoff: { initialMs: 100, maxMs: 500 } })],
+    },
+    log,
+  );
+  await until(() => logs.some((l) => l.msg === 'CI tunnel: ready'), 20_000, "the agent's CI tunnel");
+}, 300_000);
+
+afterAll(async () => {
+  await agent?.stop().catch(() => undefined);
+  await relay?.close();
+  await servers.a?.server.close();
+  await servers.b?.server.close();
+  if (broker) stopBroker(broker);
+  await kube?.stop();
+});
+
+/** A job token issued on one replica's data dir (as `verdict ci-tokens create --data-dir`), once the other knows it too. */
+async function jobToken(on: 'a' | 'b'): Promise<string> {
+  const { token } = new JobTokens(servers[on].server.db).create({ project: 'shop/app', ttlMs: 3600_000 });
+  const other = on === 'a' ? 'b' : 'a';
+  await until(() => !('error' in new JobTokens(servers[other].server.db).authenticate(token)) || undefined, 20_000, `replica ${other} to learn the job token`);
+  return token;
+}
+
+/** The KUBECONFIG `verdict kubeconfig --data-dir <replica>` prints, pointing at that replica's proxy. */
+async function kubeconfigAt(at: 'a' | 'b', token: string): Promise<string> {
+  const file = join(dir, `kubeconfig-${at}-${randomUUID().slice(0, 6)}`);
+  writeFileSync(file, await kubeconfigFor({ ciToken: token, server: servers[at].proxyUrl, dataDir: servers[at].dataDir, caPem }));
+  return file;
+}
+
+function getRaw(at: 'a' | 'b', path: string, authorization: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    https
+      .get(`${servers[at].proxyUrl}${path}`, { ca: caPem, headers: { authorization } }, (res) => {
+        let body = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (d: string) => (body += d))
+          .on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+const asJob = (kubeconfig: string, args: string[], input?: string) => kube.kubectl(args, { kubeconfig, ...(input ? { input } : {}) });
+
+describe('CI tunnel on Kafka replicas', () => {
+  it('kubectl at replica B reaches the agent connected to replica A: get, apply, watch (the job token was issued on A)', async () => {
+    const file = await kubeconfigAt('b', await jobToken('a'));
+    const cm = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'via-b' }, data: { a: '1' } });
+    const applied = await asJob(file, ['apply', '-f', '-'], cm);
+    expect(applied.stderr).toBe('');
+    expect(applied.stdout).toContain('configmap/via-b created');
+    expect((await asJob(file, ['get', 'configmap', 'via-b', '-o', 'jsonpath={.data.a}'])).stdout).toBe('1');
+
+    const watch = spawn(
+      join(kube.binDir, 'kubectl'),
+      [
+        `--kubeconfig=${file}`,
+        'get',
+        'configmaps',
+        '--watch',
+        '--output-watch-events',
+        '-o',
+        'custom-columns=EVENT:.type,NAME:.object.metadata.name',
+        '--no-headers',
+      ],
+      { env: { ...process.env, KUBERC: 'off' } },
+    );
+    let out = '';
+    let err = '';
+    watch.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    watch.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    try {
+      await until(() => out.includes('via-b') || undefined, 15_000, `the watch to list (${err})`);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect((await kube.kubectl(['create', 'configmap', 'watched-via-b', '-n', 'ci'])).code).toBe(0);
+      await until(() => /ADDED\s+watched-via-b/.test(out) || undefined, 10_000, `the ADDED event through the forwarded watch (got ${out}${err})`);
+      expect(watch.exitCode).toBe(null);
+    } finally {
+      watch.kill();
+    }
+  });
+
+  it('the receiving replica authenticates the job itself: a forwarded-form request with a bad token is refused there', async () => {
+    const r = await getRaw('a', '/api/v1/namespaces/ci/configmaps', 'Bearer ci-replica:edge:vdt_ci_not-a-token');
+    expect(r.status).toBe(401);
+    expect(JSON.parse(r.body).message).toContain('the CI job token is unknown');
+    // A job token the agent's ci_access does not allow is refused too, whichever form names the agent.
+    const { token } = new JobTokens(servers.a.server.db).create({ project: 'other/project', ttlMs: 60_000 });
+    const refused = await getRaw('a', '/api/v1/namespaces/ci/configmaps', `Bearer ci-replica:edge:${token}`);
+    expect(refused.status).toBe(403);
+  });
+
+  it('after the agent moves to replica B, requests at either replica follow it', async () => {
+    const token = await jobToken('b');
+    const atA = await kubeconfigAt('a', token);
+    const atB = await kubeconfigAt('b', token);
+    relay.moveTo(grpcPort(servers.b.server));
+    await until(() => (servers.b.server.streams as AgentConnections).status('edge')?.connected || undefined, 30_000, 'the agent to reconnect (to B)');
+    // Served locally by B, and forwarded by A: each is one try, no retries.
+    const viaB = await asJob(atB, ['get', 'configmap', 'via-b', '-o', 'name']);
+    expect(viaB.stderr).toBe('');
+    expect(viaB.stdout.trim()).toBe('configmap/via-b');
+    const viaA = await asJob(atA, ['get', 'configmap', 'via-b', '-o', 'name']);
+    expect(viaA.stderr).toBe('');
+    expect(viaA.stdout.trim()).toBe('configmap/via-b');
+  });
+
+  it('with the agent connected to no replica, the answer is a clear 503', async () => {
+    const token = await jobToken('a');
+    relay.stop();
+    const agentIdAtA = servers.a.server.agents.get('edge')!.id;
+    // For a moment A may still forward to B, which answers that the agent has just left it; a 503 as well.
+    const seen: number[] = [];
+    const gone = await until(
+      async () => {
+        const got = await getRaw('a', '/api/v1/namespaces/ci/configmaps', `Bearer ci:${agentIdAtA}:${token}`);
+        seen.push(got.status);
+        return got.status === 503 && JSON.parse(got.body).message.includes('any replica') ? got : undefined;
+      },
+      30_000,
+      'A to answer that no replica holds the agent',
+    );
+    expect(JSON.parse(gone.body).message).toMatch(
+      /^Verdict server: the agent "edge" is not connected to any replica of this server; check that it runs, that its config.yaml has a ci_access block/,
+    );
+    expect(seen.filter((s) => s !== 503 && s !== 200)).toEqual([]);
+    const file = await kubeconfigAt('b', token);
+    const r = await asJob(file, ['get', 'configmaps']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('ServiceUnavailable');
+  });
+});
