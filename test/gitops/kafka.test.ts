@@ -184,8 +184,17 @@ describe('GitOps on Kafka replicas', () => {
   }, 300_000);
 
   it('an agent that disconnected shows as not connected in GET /api/v1/agents', async () => {
+    app.git('rm', '-q', '--ignore-unmatch', 'manifests/bad.yaml');
+    const good = app.commit({ 'manifests/cm.yaml': cm('settings', '3') });
     const agent = await runAgent(replicas.b);
-    await until(async () => ((await agentOn(replicas.b)).connection.connected ? true : undefined), 20_000, 'the agent connected');
+    await until(
+      async () => {
+        const a = await agentOn(replicas.b);
+        return a.connection.connected && a.module_status.gitops.projects[0]?.commit_id === good && a.module_status.gitops.projects[0].ok ? a : undefined;
+      },
+      60_000,
+      'the agent connected and synced',
+    );
     const stoppedAt = Date.now();
     await agent.stop();
     const view = await until(
@@ -198,6 +207,6 @@ describe('GitOps on Kafka replicas', () => {
     );
     expect(Date.parse(view.connection.since!)).toBeGreaterThanOrEqual(stoppedAt - 1000);
     // Its last sync stays on record.
-    expect(view.module_status.gitops.projects[0]).toMatchObject({ project_id: 'group/app', ok: true });
+    expect(view.module_status.gitops.projects[0]).toMatchObject({ project_id: 'group/app', commit_id: good, ok: true });
   }, 120_000);
 });
