@@ -205,7 +205,7 @@ describe('the Agents view in Chromium', () => {
     const own = edgeDetail().locator('tr.project[data-project=""]');
     expect(await own.locator('td').first().textContent()).toBe('(configuration project)');
     expect(await own.locator('td').nth(1).textContent()).toBe('could not run');
-    expect(await edgeDetail().locator('tr.project-objects[data-project=""] .sync-error').textContent()).toBe(
+    expect(await edgeDetail().locator('tr.project-objects[data-project=""] .run-error').textContent()).toBe(
       'Could not run: manifests/app.yaml: not a Kubernetes object: <script>x</script>',
     );
     expect(await page.evaluate(() => document.scripts.length)).toBe(1);

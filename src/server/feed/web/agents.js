@@ -365,7 +365,7 @@ function projectsTable(projects) {
       const rows = [
         el(
           'tr',
-          { class: `project ${s.key}`, 'data-project': p.project_id },
+          { class: `project sync-${s.key}`, 'data-project': p.project_id },
           el('td', { class: 'mono', text: p.project_id || '(configuration project)' }),
           el('td', {}, el('span', { class: `badge sync-${s.key}`, text: s.text })),
           el('td', { class: 'mono commit', title: p.commit_id, text: shortCommit(p.commit_id) }),
@@ -389,7 +389,7 @@ function projectsTable(projects) {
             el(
               'td',
               { colspan: 11 },
-              p.error ? el('div', { class: 'sync-error' }, el('b', { text: 'Could not run: ' }), p.error) : null,
+              p.error ? el('div', { class: 'run-error' }, el('b', { text: 'Could not run: ' }), p.error) : null,
               p.objects.length ? el('ul', { class: 'objects' }, p.objects.map(objectItem)) : null,
             ),
           ),
