@@ -51,12 +51,13 @@ export interface SyncResult {
 /** How many objects of a wave go to the API server at once. */
 const CONCURRENCY = 16;
 
-async function inPool<T, R>(items: readonly T[], n: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+async function inPool<T, R>(items: readonly T[], n: number, fn: (t: T) => Promise<R>, signal?: AbortSignal): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (next < items.length) {
+      // A cancelled sync takes no new object; those in flight end with their aborted requests.
+      while (next < items.length && !signal?.aborted) {
         const i = next++;
         out[i] = await fn(items[i]!);
       }
@@ -93,11 +94,14 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
   const prior = await readInventory(api, inventory, signal);
   const write = s.dryRun === 'none';
   // Recorded before anything is applied: an agent stopped mid-sync must not leave objects no inventory knows.
-  let preWritten = false;
-  if (write) {
+  // What the inventory holds as far as this sync knows; each write of 1,000 keys is a server-side apply the
+  // API server merges key by key, so one that would change nothing is not sent.
+  let recorded = prior;
+  if (write && !(prior && [...p.keys].every((k) => prior.has(k)))) {
     try {
-      await writeInventory(api, inventory, new Set([...(prior ?? []), ...p.keys]), FIELD_MANAGER, signal);
-      preWritten = true;
+      const all = new Set([...(prior ?? []), ...p.keys]);
+      await writeInventory(api, inventory, all, FIELD_MANAGER, signal);
+      recorded = all;
     } catch (e) {
       // Its namespace may be one this commit creates: written after the apply then.
       if (kubeApiStatus(e) !== 404) throw e;
@@ -108,18 +112,24 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
     if (signal?.aborted) break;
     await refreshNewKinds(wave, discovery, s.dryRun === 'none' ? 20 : 1, signal);
     const known = await indexLive(api, discovery, wave, signal);
-    const applied = await inPool(wave, CONCURRENCY, (m) =>
-      applyObject(m, {
-        api,
-        discovery,
-        known,
-        ...(o.lastApplied ? { lastApplied: o.lastApplied } : {}),
-        inventoryId: inventory.id,
-        policy: s.inventoryPolicy,
-        dryRun: s.dryRun,
-        signal,
-      }),
+    const applied = await inPool(
+      wave,
+      CONCURRENCY,
+      (m) =>
+        applyObject(m, {
+          api,
+          discovery,
+          known,
+          ...(o.lastApplied ? { lastApplied: o.lastApplied } : {}),
+          inventoryId: inventory.id,
+          policy: s.inventoryPolicy,
+          dryRun: s.dryRun,
+          signal,
+        }),
+      signal,
     );
+    // Objects a cancelled pool never took have no result: the sync ends as cancelled below.
+    if (signal?.aborted) break;
     const live = [];
     for (let i = 0; i < wave.length; i++) {
       const m = wave[i]!;
@@ -163,7 +173,8 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
   // Objects another inventory owns (refused by the policy) are not ours to record.
   for (const r of results)
     if (r.action === 'failed' && r.reason?.startsWith('inventory policy prevented actuation')) keep.delete(keyOfResult(r, p.waves) ?? '');
-  if (write && (preWritten || keep.size > 0)) await writeInventory(api, inventory, keep, FIELD_MANAGER, signal);
+  const same = recorded !== undefined && recorded.size === keep.size && [...keep].every((k) => recorded.has(k));
+  if (write && (recorded || keep.size > 0) && !same) await writeInventory(api, inventory, keep, FIELD_MANAGER, signal);
 
   const count = (...a: ObjectResult['action'][]) => results.filter((r) => a.includes(r.action)).length;
   return {

@@ -29,7 +29,9 @@ export interface KubeRequest {
 }
 
 export class KubeApi {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 32 });
+  // Idle sockets are closed well before the API server's own idle timeout (90 s), so one is seldom reused as
+  // the server closes it; when it happens anyway, the request is sent again (send()).
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 32, timeout: 30_000 });
 
   constructor(readonly endpoint: KubeEndpoint) {}
 
@@ -38,49 +40,61 @@ export class KubeApi {
     const q = Object.entries(r.query ?? {}).filter((e): e is [string, string] => e[1] !== undefined);
     const url = new URL(this.endpoint.server + r.path + (q.length ? `?${new URLSearchParams(q)}` : ''));
     const payload = r.body === undefined ? undefined : Buffer.from(JSON.stringify(r.body));
+    const options: RequestOptions = {
+      ...opts,
+      // The agent's connection hands out a new https.Agent with every request's options (the client library's
+      // way of supporting proxy-url): used as is, every request would open its own TLS connection. Only a
+      // proxy's agent is kept; the TLS material stays in the options, where the pool keys its sockets by it.
+      agent: agent && Object.getPrototypeOf(agent) !== Agent.prototype ? agent : this.agent,
+      method: r.method,
+      signal: r.signal,
+      headers: {
+        ...opts.headers,
+        accept: r.accept ?? 'application/json',
+        'user-agent': 'verdict-agent/gitops',
+        ...(payload ? { 'content-type': r.contentType ?? 'application/json', 'content-length': String(payload.length) } : {}),
+      },
+    };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.send<T>(url, options, payload, r);
+      } catch (e) {
+        // A kept-alive socket the server closed as it was reused, before any answer: the request (a read, an
+        // apply or a delete, each safe to repeat) is sent again on another, as Go's client does.
+        if (!(e as { reusedSocket?: boolean }).reusedSocket || attempt >= 3 || r.signal?.aborted) throw e;
+      }
+    }
+  }
+
+  private send<T>(url: URL, options: RequestOptions, payload: Buffer | undefined, r: KubeRequest): Promise<KubeResponse<T>> {
     return new Promise((resolve, reject) => {
-      const req = request(
-        url,
-        {
-          ...opts,
-          // The agent's connection hands out a new https.Agent with every request's options (the client library's
-          // way of supporting proxy-url): used as is, every request would open its own TLS connection. Only a
-          // proxy's agent is kept; the TLS material stays in the options, where the pool keys its sockets by it.
-          agent: agent && Object.getPrototypeOf(agent) !== Agent.prototype ? agent : this.agent,
-          method: r.method,
-          signal: r.signal,
-          headers: {
-            ...opts.headers,
-            accept: r.accept ?? 'application/json',
-            'user-agent': 'verdict-agent/gitops',
-            ...(payload ? { 'content-type': r.contentType ?? 'application/json', 'content-length': String(payload.length) } : {}),
-          },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (d: Buffer) => chunks.push(d));
-          res.on('error', reject);
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let body: unknown = text;
-            try {
-              body = text ? JSON.parse(text) : undefined;
-            } catch {
-              // Not JSON (a proxy's HTML error page): kept as text for the message.
-            }
-            const status = res.statusCode ?? 0;
-            if (status >= 400) {
-              // A Kubernetes Status, kept whole (VERDICT_KUBE_API): its reason and message are what users read.
-              const s = body as { kind?: string; reason?: string; message?: string; details?: { causes?: KubeStatusCause[] } } | undefined;
-              if (s && typeof s === 'object' && s.kind === 'Status')
-                return reject(kubeApiError(status, s.reason ?? '', s.message ?? `HTTP ${status}`, s.details?.causes));
-              return reject(kubeApiError(status, '', `HTTP ${status} from ${r.method} ${r.path}: ${text.slice(0, 300)}`));
-            }
-            resolve({ status, body: body as T });
-          });
-        },
-      );
-      req.on('error', reject);
+      const req = request(url, options, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown = text;
+          try {
+            body = text ? JSON.parse(text) : undefined;
+          } catch {
+            // Not JSON (a proxy's HTML error page): kept as text for the message.
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 400) {
+            // A Kubernetes Status, kept whole (VERDICT_KUBE_API): its reason and message are what users read.
+            const s = body as { kind?: string; reason?: string; message?: string; details?: { causes?: KubeStatusCause[] } } | undefined;
+            if (s && typeof s === 'object' && s.kind === 'Status')
+              return reject(kubeApiError(status, s.reason ?? '', s.message ?? `HTTP ${status}`, s.details?.causes));
+            return reject(kubeApiError(status, '', `HTTP ${status} from ${r.method} ${r.path}: ${text.slice(0, 300)}`));
+          }
+          resolve({ status, body: body as T });
+        });
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        const reset = e.code === 'ECONNRESET' || e.code === 'EPIPE';
+        reject(reset && req.reusedSocket ? Object.assign(e, { reusedSocket: true }) : e);
+      });
       req.end(payload);
     });
   }
