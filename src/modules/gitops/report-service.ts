@@ -17,6 +17,9 @@ import type { SyncStatusStore } from './sync-status.js';
 // history); one with drift resolves all but the drift it raised itself.
 
 export const ACTOR = 'gitops';
+/** The alerts' rules; SyncStatusStore.openInStore finds them by these (the store's rule index). */
+export const RULE_FAILED = 'gitops-sync-failed';
+export const RULE_DRIFT = 'gitops-drift-corrected';
 const MAX_OBJECTS = 200;
 
 /** What start() made for a server: ReportSync and the agents API reach it through the server's config object. */
@@ -62,7 +65,7 @@ export function alertsOf(agent: string, r: SyncReport, at: string): Map<string, 
       first_seen: at,
       last_seen: at,
       policies: [],
-      rule: kind === 'drift' ? 'gitops-drift-corrected' : 'gitops-sync-failed',
+      rule: kind === 'drift' ? RULE_DRIFT : RULE_FAILED,
       labels: {
         project: project,
         commit: r.commit_id,
@@ -126,7 +129,12 @@ export function reportService(ctx: ServerModuleContext): grpc.UntypedHandleCall 
         finished_at: finishedAt,
       });
       const raisedNow = alertsOf(agent.name, { ...r, objects }, finishedAt);
-      const before = [...new Set([...state.status.raised(agent.name, r.project_id), ...state.status.openInStore(agent.name, projectName(r.project_id))])];
+      const before = [
+        ...new Set([
+          ...state.status.raised(agent.name, r.project_id),
+          ...state.status.openInStore(agent.name, projectName(r.project_id), [RULE_FAILED, RULE_DRIFT]),
+        ]),
+      ];
       if (r.ok) {
         // A good sync: what the project raised before is over, except the drift this very sync corrected.
         const over = before.filter((f) => !raisedNow.has(f));

@@ -121,14 +121,16 @@ export class SyncStatusStore {
    * elsewhere), which a good sync must resolve too. Read-only: status changes go through
    * ModuleAlerts, as every other.
    */
-  openInStore(agent: string, projectLabel: string): string[] {
+  openInStore(agent: string, projectLabel: string, rules: readonly string[]): string[] {
+    // By rule first: the store's index on it holds only gitops alerts here, where the status index holds every open alert.
     return (
       this.db
         .prepare(
           `SELECT a.fingerprint FROM alerts a JOIN alert_text t ON t.id = a.id
-           WHERE a.agent = ? AND a.source = 'gitops' AND a.status IN ('triggered', 'acknowledged') AND json_extract(t.labels, '$.project') = ?`,
+           WHERE a.rule IN (${rules.map(() => '?').join(', ')}) AND a.agent = ? AND a.source = 'gitops'
+             AND a.status IN ('triggered', 'acknowledged') AND json_extract(t.labels, '$.project') = ?`,
         )
-        .all(agent, projectLabel) as { fingerprint: string }[]
+        .all(...rules, agent, projectLabel) as { fingerprint: string }[]
     ).map((r) => r.fingerprint);
   }
 
