@@ -239,7 +239,7 @@ export async function run(argv: string[]): Promise<number> {
         ...(kube
           ? [
               `  kubernetes:  ${kube.server}  (a real API server with the Cilium policy CRDs; the agent watches its policies)`,
-              `  kubeconfig:  ${kube.kubeconfig}  (admin; the agent has its own, with the RBAC of deploy/agent/agent.yaml)`,
+              `  kubeconfig:  ${kube.kubeconfig}  (admin; the agent has its own, with the RBAC of deploy/agent/, GitOps narrowed to shop)`,
               `  try:         ${kube.kubectl} --kubeconfig ${kube.kubeconfig} apply -f ${kube.examplePolicy}`,
               '               then new alerts name shop/payments-from-cart-only; `… delete -f` the same file and they stop',
               `  gitops:      ${project}/manifests/ synced to namespace ${DEMO_GITOPS.namespace} (commit changes there); status: curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/agents/${AGENT}`,
