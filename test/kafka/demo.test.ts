@@ -86,8 +86,11 @@ describe('verdict demo --kafka', () => {
     );
 
     // The alerts went through the log (agent events), and each is exported as JSON keyed by its id.
-    const log = await read('verdict.log', (m) => m.filter((x) => x.type === 'alert').length >= first.length);
-    expect(log.filter((m) => m.type === 'alert').every((m) => (JSON.parse(m.value) as { agent: string }).agent === 'demo')).toBe(true);
+    // Agent batches are `events` messages: one per batch and partition, each listing its events.
+    const eventsIn = (m: { value: string; type?: string }[]) =>
+      m.filter((x) => x.type === 'events').reduce((n, x) => n + (JSON.parse(x.value) as { events: unknown[] }).events.length, 0);
+    const log = await read('verdict.log', (m) => eventsIn(m) >= first.length);
+    expect(log.filter((m) => m.type === 'events').every((m) => (JSON.parse(m.value) as { agent: string }).agent === 'demo')).toBe(true);
     const exported = await read('verdict.alerts', (m) => first.every((t) => m.some((x) => (JSON.parse(x.value) as { title: string }).title === t)));
     for (const m of exported) {
       const v = JSON.parse(m.value) as { schema: string; id: string; agent: string };

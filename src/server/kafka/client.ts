@@ -1,3 +1,5 @@
+// Before kafkajs loads: it keeps the CRC function it finds then.
+import './kafkajs-tuning.js';
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import kafkajs from 'kafkajs';

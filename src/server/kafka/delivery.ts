@@ -1,3 +1,5 @@
+// Before kafkajs loads: it keeps the CRC function it finds then.
+import './kafkajs-tuning.js';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, PartitionAssigner } from 'kafkajs';
 import { Counter } from 'prom-client';
@@ -9,7 +11,7 @@ import type { AlertStore, StoredAlert } from '../store/alert-store.js';
 import type { KeyedAlert, SharedClaim } from '../webhooks/outbox.js';
 import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
-import { encodeClaimsEvent, exportedAlert, HEADER_REF, HEADER_TYPE, logRef, parseAlertUid, type ExportedAlert } from './messages.js';
+import { encodeClaimsEvent, exportedAlert, HEADER_REF, HEADER_TYPE, logRefs, parseAlertUid, type ExportedAlert } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
 import type { Projection } from './projection.js';
 
@@ -357,16 +359,16 @@ export class DeliveryGroup {
       const events = new Set<string>();
       for (const m of chunk) {
         if (Number(m.offset) >= from) break;
-        const ref = logRef(m.headers, m.value);
-        if (!ref) continue;
-        if (ref.type === 'alert') events.add(ref.ref);
-        const id = ref.type === 'alert' ? this.o.projection.alertOfEvent(ref.ref) : this.o.projection.alertOfUid(ref.ref);
-        if (id === undefined) {
-          handled.inc({ result: 'gone' });
-          continue;
+        for (const ref of logRefs(m.headers, m.value)) {
+          if (ref.type === 'alert') events.add(ref.ref);
+          const id = ref.type === 'alert' ? this.o.projection.alertOfEvent(ref.ref) : this.o.projection.alertOfUid(ref.ref);
+          if (id === undefined) {
+            handled.inc({ result: 'gone' });
+            continue;
+          }
+          touched.delete(id);
+          touched.set(id, { kind: ref.type, log_partition: p, log_offset: m.offset });
         }
-        touched.delete(id);
-        touched.set(id, { kind: ref.type, log_partition: p, log_offset: m.offset });
       }
       const noted = new Set(notes.map((n) => n.id));
       const changed: { a: StoredAlert; change: ExportedAlert['change']; opened: boolean }[] = [];

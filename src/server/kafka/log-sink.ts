@@ -3,7 +3,8 @@ import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from '../tunnel/alert-sink.js';
-import { encodeAlertEvent, HEADER_REF, HEADER_TYPE, logKey } from './messages.js';
+import { encodeAlertEvent, encodeEntry, encodeEventsMessage, ENVELOPE_BYTES, HEADER_REF, HEADER_TYPE, logKey, MAX_MESSAGE_BYTES } from './messages.js';
+import type { OwnEvents } from './own-events.js';
 import type { LogWriter, OutMessage } from './producer.js';
 
 const tooBig = new Counter({
@@ -19,6 +20,12 @@ const tooBig = new Counter({
  * the agent sends twice is in the log twice and stored once (event ids).
  * So `stored` here counts events appended to the log, and `duplicates` is 0:
  * only the projection can tell (verdict_kafka_projected_events_total).
+ *
+ * A batch goes to the log as one `events` message per partition its events
+ * fall in (more when that would exceed the message size), each event in the
+ * partition of its agent/fingerprint key, so an alert's events keep one
+ * partition and their order. This replica keeps the parsed events of each
+ * message (OwnEvents) for its own projection.
  */
 export class KafkaAlertSink implements AlertSink {
   /** Batches are appended in the order they come (LogWriter keeps it per partition), several in flight. */
@@ -29,33 +36,82 @@ export class KafkaAlertSink implements AlertSink {
     private readonly topic: string,
     private readonly replica: string,
     private readonly log: Logger,
+    private readonly own?: OwnEvents | undefined,
   ) {}
 
   async accept(agent: string, events: IncomingEvent[]): Promise<{ stored: number; duplicates: number }> {
     const at = new Date().toISOString();
+    const receivedAt = Date.parse(at);
     const messages: OutMessage[] = [];
+    const kept: string[] = [];
+    let count = 0;
+    const open = new Map<number, Building>();
+    const close = (partition: number, b: Building) => {
+      const value = Buffer.from(encodeEventsMessage(agent, at, this.replica, b.entries));
+      const ref = b.ids.join(',');
+      messages.push({ topic: this.topic, partition, key: agent, value, headers: { [HEADER_TYPE]: 'events', [HEADER_REF]: ref } });
+      if (this.own) {
+        this.own.keep(ref, value, agent, b.parsed);
+        kept.push(ref);
+      }
+    };
     for (const ev of events) {
-      const value = encodeAlertEvent(agent, ev.id, ev.payload, this.replica, at);
-      if (value === undefined) {
-        // Refusing it would make the agent send it forever and block its spool.
-        tooBig.inc();
-        this.log.error(
-          { agent_name: agent, alert_id: ev.id, title: ev.payload.title.slice(0, 200) },
-          'Kafka: dropped an alert event larger than the Kafka message size even without its samples',
-        );
+      const key = logKey(agent, ev.payload.fingerprint);
+      const partition = this.writer.partitionOf(this.topic, key);
+      const entry = partition === undefined ? undefined : encodeEntry(ev.id, ev.payload);
+      if (partition === undefined || entry === undefined) {
+        const value = partition === undefined ? encodeAlertEvent(agent, ev.id, ev.payload, this.replica, at) : undefined;
+        if (value === undefined) {
+          this.dropped(agent, ev);
+          continue;
+        }
+        // Partitions not known yet: one event per message, placed by its key.
+        messages.push({ topic: this.topic, key, value, headers: { [HEADER_TYPE]: 'alert', [HEADER_REF]: ev.id } });
+        count++;
         continue;
       }
-      messages.push({ topic: this.topic, key: logKey(agent, ev.payload.fingerprint), value, headers: { [HEADER_TYPE]: 'alert', [HEADER_REF]: ev.id } });
+      const bytes = Buffer.byteLength(entry.json) + 1;
+      let b = open.get(partition);
+      if (b && b.bytes + bytes > MAX_MESSAGE_BYTES - ENVELOPE_BYTES) {
+        close(partition, b);
+        b = undefined;
+      }
+      if (!b) open.set(partition, (b = { entries: [], ids: [], parsed: [], bytes: 0 }));
+      b.entries.push(entry.json);
+      b.ids.push(ev.id);
+      b.parsed.push({ id: ev.id, payload: entry.payload, receivedAt });
+      b.bytes += bytes;
+      count++;
     }
+    for (const [partition, b] of open) close(partition, b);
     try {
       await this.writer.append(messages);
     } catch (e) {
+      for (const ref of kept) this.own?.drop(ref);
       // The agent reads this too, and its own hints key on errno names: ECONNREFUSED
       // here would make it blame its --kas-address, which answered fine.
       throw new Error(
         `the alert log in Kafka is unavailable, so the batch is not acknowledged: ${(e as Error).message.replace(/\bconnect ECONNREFUSED\b/g, 'connection refused to').replace(/\bE(CONNRESET|TIMEDOUT|HOSTUNREACH|NOTFOUND)\b/g, (m) => m.slice(1).toLowerCase())}`,
       );
     }
-    return { stored: messages.length, duplicates: 0 };
+    return { stored: count, duplicates: 0 };
   }
+
+  private dropped(agent: string, ev: IncomingEvent): void {
+    // Refusing it would make the agent send it forever and block its spool.
+    tooBig.inc();
+    this.log.error(
+      { agent_name: agent, alert_id: ev.id, title: ev.payload.title.slice(0, 200) },
+      'Kafka: dropped an alert event larger than the Kafka message size even without its samples',
+    );
+  }
+}
+
+/** An `events` message being filled for one partition. */
+interface Building {
+  entries: string[];
+  ids: string[];
+  parsed: IncomingEvent[];
+  /** UTF-8 bytes of the entries and their commas. */
+  bytes: number;
 }

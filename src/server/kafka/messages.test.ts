@@ -2,14 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { falcoPayload } from '../store/test-payloads.js';
 import {
   alertUid,
+  checkEntry,
   decodeLogEvent,
   encodeAlertEvent,
   encodeClaimsEvent,
+  encodeEntry,
+  encodeEventsMessage,
   encodeStatusEvent,
   HEADER_REF,
   HEADER_TYPE,
   logKey,
-  logRef,
+  logRefs,
   MAX_MESSAGE_BYTES,
   parseAlertUid,
 } from './messages.js';
@@ -26,12 +29,39 @@ describe('log messages', () => {
     expect(s).toMatchObject({ type: 'status', agent: 'edge', fingerprint: 'abc', alert: 'ev-1', status: 'resolved', actor: 'bob' });
   });
 
+  it('round-trips an agent batch as one events message, naming its events in the headers or the value', () => {
+    const a = falcoPayload({ fp: 'abc' });
+    const b = falcoPayload({ fp: 'def' });
+    const entries = [encodeEntry('ev-1', a)!.json, encodeEntry('ev-2', b)!.json];
+    const value = Buffer.from(encodeEventsMessage('edge', '2026-01-01T00:00:00.000Z', 'r1', entries));
+    expect(decodeLogEvent(value)).toEqual({
+      type: 'events',
+      v: 1,
+      agent: 'edge',
+      at: '2026-01-01T00:00:00.000Z',
+      replica: 'r1',
+      events: [
+        { id: 'ev-1', payload: a },
+        { id: 'ev-2', payload: b },
+      ],
+    });
+    const refs = [
+      { type: 'alert', ref: 'ev-1' },
+      { type: 'alert', ref: 'ev-2' },
+    ];
+    expect(logRefs({ [HEADER_TYPE]: Buffer.from('events'), [HEADER_REF]: Buffer.from('ev-1,ev-2') }, value)).toEqual(refs);
+    expect(logRefs(undefined, value)).toEqual(refs);
+    expect(checkEntry({ id: 'ev-3', payload: { source: 'nope' } })).toMatch(/source must be cilium or falco/);
+    expect(checkEntry({ payload: a })).toMatch(/event id is missing/);
+    expect(() => decodeLogEvent(Buffer.from(JSON.stringify({ type: 'events', v: 1, agent: 'edge', events: 'x' })))).toThrow(/events must be a list/);
+  });
+
   it('round-trips webhook claims, which name no alert change for the delivery group', () => {
     const claims = [{ integration: 'rx', alert: 'edge/abc/ev-1', event: 'triggered' }];
     const json = encodeClaimsEvent({ partition: 2, upto: '41', claims, at: 'now', replica: 'r1' });
     expect(decodeLogEvent(Buffer.from(json))).toEqual({ type: 'claims', v: 1, partition: 2, upto: '41', claims, at: 'now', replica: 'r1' });
-    expect(logRef({ [HEADER_TYPE]: Buffer.from('claims'), [HEADER_REF]: Buffer.from('2/41') }, Buffer.from(json))).toBeUndefined();
-    expect(logRef(undefined, Buffer.from(json))).toBeUndefined();
+    expect(logRefs({ [HEADER_TYPE]: Buffer.from('claims'), [HEADER_REF]: Buffer.from('2/41') }, Buffer.from(json))).toEqual([]);
+    expect(logRefs(undefined, Buffer.from(json))).toEqual([]);
     expect(() => decodeLogEvent(Buffer.from(JSON.stringify({ type: 'claims', v: 1, claims: [{ integration: 'rx' }] })))).toThrow(/claims must be a list/);
   });
 
@@ -54,6 +84,11 @@ describe('log messages', () => {
     expect(samples).toHaveLength(5);
     expect(samples.every((s) => s.truncated)).toBe(true);
     expect(encodeAlertEvent('edge', 'ev-3', { ...falcoPayload(), description: 'y'.repeat(MAX_MESSAGE_BYTES) }, 'r1')).toBeUndefined();
+    // An events message's entry is cut alike, and says what it kept.
+    const entry = encodeEntry('ev-2', p)!;
+    expect(entry.json.length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(entry.payload.samples.every((s) => (s as { truncated?: boolean }).truncated)).toBe(true);
+    expect(JSON.parse(entry.json)).toEqual({ id: 'ev-2', payload: entry.payload });
   });
 
   it('measures the Kafka message size in bytes, not characters', () => {

@@ -57,7 +57,31 @@ export interface ClaimsLogEvent {
   replica: string;
 }
 
-export type LogEvent = AlertLogEvent | StatusLogEvent | ClaimsLogEvent;
+/**
+ * An agent batch's events for one log partition, in the order the agent sent
+ * them: what a replica writes for agent batches. One message per partition
+ * rather than per event, because Kafka clients (kafkajs in particular) spend
+ * most of their CPU per record, not per byte. Every event of one alert is in
+ * the same partition, so ordering per alert is as with one event per message.
+ */
+export interface EventsLogEvent {
+  type: 'events';
+  v: typeof LOG_VERSION;
+  agent: string;
+  /** When the replica that produced it received the batch (RFC 3339). */
+  at: string;
+  replica: string;
+  events: LogEntry[];
+}
+
+/** One agent event in an `events` message. */
+export interface LogEntry {
+  /** The agent's event id: a re-sent event is projected once. */
+  id: string;
+  payload: AlertPayload;
+}
+
+export type LogEvent = AlertLogEvent | EventsLogEvent | StatusLogEvent | ClaimsLogEvent;
 
 /** Partitioning key: an alert's events and status changes stay in one partition, in order. */
 export function logKey(agent: string, fingerprint: string): string {
@@ -106,6 +130,11 @@ export function decodeLogEvent(value: Buffer | null): LogEvent {
     return c as ClaimsLogEvent;
   }
   if (typeof m.agent !== 'string' || !m.agent) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'agent is missing');
+  if ((m as { type?: unknown }).type === 'events') {
+    // Each event is checked by the reader (checkEntry), so one bad event costs only itself.
+    if (!Array.isArray((m as Partial<EventsLogEvent>).events)) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'events must be a list');
+    return m as unknown as EventsLogEvent;
+  }
   if (m.type === 'alert') {
     if (typeof m.id !== 'string' || !m.id) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'event id is missing');
     const why = checkPayload(m.payload);
@@ -122,32 +151,47 @@ export function decodeLogEvent(value: Buffer | null): LogEvent {
   throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', `unknown message type ${JSON.stringify(m.type)}`);
 }
 
+/** Why an event of an `events` message cannot be projected; undefined when it can. */
+export function checkEntry(e: unknown): string | undefined {
+  if (typeof e !== 'object' || e === null) return 'event is not a JSON object';
+  const id = (e as Partial<LogEntry>).id;
+  if (typeof id !== 'string' || !id) return 'event id is missing';
+  return checkPayload((e as Partial<LogEntry>).payload);
+}
+
 /** Headers on log messages, so readers that only need to know which alert changed need not parse the value. */
 export const HEADER_TYPE = 'verdict-type';
 export const HEADER_REF = 'verdict-ref';
 
 /**
- * Which alert a log message is about: an agent event by its event id, a
- * status change by the alert's uid. From the headers, or from the value for
- * messages written without them. Undefined for what is not a Verdict event.
+ * Which alerts a log message is about: agent events by their event ids, a
+ * status change by the alert's uid. From the headers (an `events` message
+ * lists its event ids, comma-separated), or from the value for messages
+ * written without them. Empty for what is not a Verdict event.
  */
-export function logRef(
+export function logRefs(
   headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined,
   value: Buffer | null,
-): { type: 'alert' | 'status'; ref: string } | undefined {
+): { type: 'alert' | 'status'; ref: string }[] {
   const t = headers?.[HEADER_TYPE];
   const r = headers?.[HEADER_REF];
   if (t !== undefined && r !== undefined && !Array.isArray(t) && !Array.isArray(r)) {
     const type = t.toString();
-    if (type === 'alert' || type === 'status') return { type, ref: r.toString() };
-    if (type === 'claims') return undefined;
+    if (type === 'alert' || type === 'status') return [{ type, ref: r.toString() }];
+    if (type === 'events')
+      return r
+        .toString()
+        .split(',')
+        .map((ref) => ({ type: 'alert' as const, ref }));
+    if (type === 'claims') return [];
   }
   try {
     const ev = decodeLogEvent(value);
-    if (ev.type === 'claims') return undefined;
-    return ev.type === 'alert' ? { type: 'alert', ref: ev.id } : { type: 'status', ref: alertUid(ev.agent, ev.fingerprint, ev.alert) };
+    if (ev.type === 'claims') return [];
+    if (ev.type === 'events') return ev.events.flatMap((e) => (checkEntry(e) === undefined ? [{ type: 'alert' as const, ref: e.id }] : []));
+    return ev.type === 'alert' ? [{ type: 'alert', ref: ev.id }] : [{ type: 'status', ref: alertUid(ev.agent, ev.fingerprint, ev.alert) }];
   } catch (e) {
-    if (isVerdictError(e, 'VERDICT_LOG_MESSAGE_INVALID')) return undefined;
+    if (isVerdictError(e, 'VERDICT_LOG_MESSAGE_INVALID')) return [];
     throw e;
   }
 }
@@ -157,22 +201,46 @@ export const MAX_MESSAGE_BYTES = 900 * 1024;
 const MAX_SAMPLE_BYTES = 16 * 1024;
 
 /**
- * The JSON of an agent event for the log. Samples beyond what the store keeps
- * are cut first, so one huge event cannot exceed the broker's message size
- * and block its agent's spool forever. Undefined when even that is too big.
+ * The JSON of an agent event for the log (one event per message, as replicas
+ * wrote before `events` messages). Samples beyond what the store keeps are
+ * cut first, so one huge event cannot exceed the broker's message size and
+ * block its agent's spool forever. Undefined when even that is too big.
  */
 export function encodeAlertEvent(agent: string, id: string, payload: AlertPayload, replica: string, at = new Date().toISOString()): string | undefined {
-  const ev: AlertLogEvent = { type: 'alert', v: LOG_VERSION, agent, id, payload, at, replica };
-  let json = JSON.stringify(ev);
-  if (fits(json, MAX_MESSAGE_BYTES)) return json;
+  return fitted(payload, MAX_MESSAGE_BYTES, (p) =>
+    JSON.stringify({ type: 'alert', v: LOG_VERSION, agent, id, payload: p, at, replica } satisfies AlertLogEvent),
+  )?.json;
+}
+
+/** Room an `events` message's envelope may take (type, agent, time, replica, brackets). */
+export const ENVELOPE_BYTES = 512;
+
+/**
+ * One event's JSON for an `events` message, cut like encodeAlertEvent's so
+ * it fits a message alone, and the payload as written (samples may be cut).
+ */
+export function encodeEntry(id: string, payload: AlertPayload): { json: string; payload: AlertPayload } | undefined {
+  return fitted(payload, MAX_MESSAGE_BYTES - ENVELOPE_BYTES, (p) => JSON.stringify({ id, payload: p } satisfies LogEntry));
+}
+
+/** An `events` message from its entries' JSON (encodeEntry); the caller keeps it within MAX_MESSAGE_BYTES. */
+export function encodeEventsMessage(agent: string, at: string, replica: string, entries: readonly string[]): string {
+  return `{"type":"events","v":${LOG_VERSION},"agent":${JSON.stringify(agent)},"at":${JSON.stringify(at)},"replica":${JSON.stringify(replica)},"events":[${entries.join(',')}]}`;
+}
+
+function fitted(payload: AlertPayload, max: number, encode: (p: AlertPayload) => string): { json: string; payload: AlertPayload } | undefined {
+  let json = encode(payload);
+  if (fits(json, max)) return { json, payload };
   const samples = payload.samples.slice(-MAX_SAMPLES).map((s) => {
     const j = JSON.stringify(s) ?? 'null';
     return fits(j, MAX_SAMPLE_BYTES) ? s : { truncated: true, bytes: Buffer.byteLength(j), preview: j.slice(0, 2048) };
   });
-  json = JSON.stringify({ ...ev, payload: { ...payload, samples } });
-  if (fits(json, MAX_MESSAGE_BYTES)) return json;
-  json = JSON.stringify({ ...ev, payload: { ...payload, samples: [] } });
-  return fits(json, MAX_MESSAGE_BYTES) ? json : undefined;
+  let cut = { ...payload, samples };
+  json = encode(cut);
+  if (fits(json, max)) return { json, payload: cut };
+  cut = { ...payload, samples: [] };
+  json = encode(cut);
+  return fits(json, max) ? { json, payload: cut } : undefined;
 }
 
 /**

@@ -1,3 +1,5 @@
+// Before kafkajs loads: it keeps the CRC function it finds then.
+import './kafkajs-tuning.js';
 import kafkajs from 'kafkajs';
 import type { Kafka as KafkaClient, Message, PartitionMetadata, Producer } from 'kafkajs';
 import { Counter, Histogram } from 'prom-client';
@@ -30,7 +32,7 @@ const produceSeconds = new Histogram({
 export interface OutMessage {
   topic: string;
   key: string;
-  value: string;
+  value: string | Buffer;
   headers?: Record<string, string>;
   /** Set for the log topic, whose partition count is known, so callers learn the offset. */
   partition?: number;
@@ -83,6 +85,8 @@ const LANES = 3;
  * Such a caller's messages go in several requests, in order.
  */
 const MAX_PARTITION_BYTES = 900 * 1024;
+/** Keys whose partition is remembered at most (about 100 bytes each). */
+const PARTITION_CACHE_MAX = 100_000;
 /** Record framing in a v2 batch (lengths, attributes, deltas): an upper bound. */
 const RECORD_OVERHEAD = 64;
 
@@ -124,6 +128,7 @@ export class LogWriter {
   private closed = false;
   private readonly partitioner = Partitioners.DefaultPartitioner();
   private readonly partitionMeta = new Map<string, PartitionMetadata[]>();
+  private readonly partitionCache = new Map<string, number>();
 
   constructor(kafka: KafkaClient, cfg: KafkaConfig, log: Logger) {
     this.lanes = Array.from({ length: LANES }, () => new Lane(kafka, cfg, log));
@@ -145,7 +150,15 @@ export class LogWriter {
   partitionOf(topic: string, key: string): number | undefined {
     const meta = this.partitionMeta.get(topic);
     if (!meta) return undefined;
-    return this.partitioner({ topic, partitionMetadata: meta, message: { key, value: null } });
+    // kafkajs's murmur2 is JavaScript over the key's bytes, and the same alerts repeat.
+    const k = `${meta.length}\u0000${topic}\u0000${key}`;
+    let p = this.partitionCache.get(k);
+    if (p === undefined) {
+      p = this.partitioner({ topic, partitionMetadata: meta, message: { key, value: null } });
+      if (this.partitionCache.size >= PARTITION_CACHE_MAX) this.partitionCache.clear();
+      this.partitionCache.set(k, p);
+    }
+    return p;
   }
 
   /** Resolves when the brokers have acknowledged every message (acks=all). */

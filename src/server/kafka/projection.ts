@@ -1,5 +1,5 @@
 import type { Statement } from 'better-sqlite3';
-import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka as KafkaClient } from 'kafkajs';
 import { Counter, Gauge } from 'prom-client';
 import type { KafkaConfig } from '../../shared/config/kafka-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
@@ -9,7 +9,8 @@ import { MAX_SAMPLES } from '../../shared/alert/payload.js';
 import type { AlertChange, AlertStore, ChangeTx, IncomingEvent, StoredAlert } from '../store/alert-store.js';
 import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
-import { alertUid, decodeLogEvent, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
+import { alertUid, checkEntry, decodeLogEvent, HEADER_REF, HEADER_TYPE, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
+import type { OwnEvents } from './own-events.js';
 import { isVerdictError } from '../../shared/errors.js';
 
 // A little over 500 lines on purpose: reading the log, applying it to the
@@ -29,7 +30,9 @@ const lagGauge = new Gauge({
   registers: [registry],
 });
 
-/** Messages applied per SQLite transaction at most: long enough to amortise the commit, short enough not to stall the feed. */
+const EVENTS_TYPE = Buffer.from('events');
+
+/** Agent events (and log messages) applied per SQLite transaction at most: long enough to amortise the commit, short enough not to stall the feed. */
 const CHUNK = 1000;
 
 export interface ProjectionOptions {
@@ -46,6 +49,8 @@ export interface ProjectionOptions {
   hold?: Promise<void> | undefined;
   /** Partitions of the log at start-up: this replica's own consumer group must get them all. */
   partitions?: number | undefined;
+  /** The `events` messages this replica produced, parsed: projected without parsing them again. */
+  own?: OwnEvents | undefined;
 }
 
 export interface ClaimSink {
@@ -418,24 +423,35 @@ export class Projection {
       const offsets = new Map<string, number>();
       let status: StatusLogEvent | undefined;
       let claims: ClaimsLogEvent | undefined;
+      let taken = 0;
       let j = i;
-      for (; j < msgs.length && j - i < CHUNK; j++) {
+      for (; j < msgs.length && taken < CHUNK && j - i < CHUNK; j++) {
+        const m = msgs[j]!;
+        const offset = Number(m.offset);
+        const own = this.ownEvents(m.headers, m.value);
+        if (own) {
+          taken += this.addEvents(byAgent, offsets, own.agent, own.events, offset, p, m.offset);
+          continue;
+        }
         let ev: LogEvent;
         try {
-          ev = decodeLogEvent(msgs[j]!.value);
+          ev = decodeLogEvent(m.value);
         } catch (e) {
           if (!isVerdictError(e, 'VERDICT_LOG_MESSAGE_INVALID')) throw e;
           projected.inc({ type: 'invalid', result: 'skipped' });
-          this.log.error({ partition: p, offset: msgs[j]!.offset, error: e.message }, 'Kafka: skipped a log message that is not a Verdict event');
+          this.log.error({ partition: p, offset: m.offset, error: e.message }, 'Kafka: skipped a log message that is not a Verdict event');
           continue;
         }
-        if (ev.type === 'alert') {
-          let list = byAgent.get(ev.agent);
-          if (!list) byAgent.set(ev.agent, (list = []));
+        if (ev.type === 'events' || ev.type === 'alert') {
           // Retention and the clock-skew flag go by when the producing replica received the event, alike on every replica.
           const at = Date.parse(ev.at);
-          list.push(Number.isFinite(at) ? { id: ev.id, payload: ev.payload, receivedAt: at } : { id: ev.id, payload: ev.payload });
-          offsets.set(ev.id, Number(msgs[j]!.offset));
+          const list: IncomingEvent[] = [];
+          for (const e of ev.type === 'alert' ? [ev] : (ev.events as unknown[])) {
+            // checkEntry (in addEvents) refuses what is not an event.
+            const x = (e ?? {}) as IncomingEvent;
+            list.push(Number.isFinite(at) ? { id: x.id, payload: x.payload, receivedAt: at } : { id: x.id, payload: x.payload });
+          }
+          taken += this.addEvents(byAgent, offsets, ev.agent, list, offset, p, m.offset);
         } else {
           // A status change applies after the events before it, and before those after it;
           // claims name alerts that events before them opened.
@@ -467,6 +483,42 @@ export class Projection {
       await heartbeat();
     }
     this.checkCaughtUp();
+  }
+
+  /** An `events` message this replica produced, as it parsed it (OwnEvents), if the log holds exactly that. */
+  private ownEvents(headers: IHeaders | undefined, value: Buffer | null): { agent: string; events: IncomingEvent[] } | undefined {
+    const own = this.o.own;
+    const t = headers?.[HEADER_TYPE];
+    const r = headers?.[HEADER_REF];
+    if (!own || !value || !Buffer.isBuffer(t) || !Buffer.isBuffer(r) || !t.equals(EVENTS_TYPE)) return undefined;
+    return own.take(r.toString(), value);
+  }
+
+  /** Adds the events that can be projected to the chunk; returns how many were added. */
+  private addEvents(
+    byAgent: Map<string, IncomingEvent[]>,
+    offsets: Map<string, number>,
+    agent: string,
+    events: readonly IncomingEvent[],
+    offset: number,
+    partition: number,
+    at: string,
+  ): number {
+    let list = byAgent.get(agent);
+    let n = 0;
+    for (const e of events) {
+      const why = checkEntry(e);
+      if (why) {
+        projected.inc({ type: 'invalid', result: 'skipped' });
+        this.log.error({ partition, offset: at, error: why }, 'Kafka: skipped an agent event in the log that cannot be stored');
+        continue;
+      }
+      if (!list) byAgent.set(agent, (list = []));
+      list.push(e);
+      offsets.set(e.id, offset);
+      n++;
+    }
+    return n;
   }
 
   private applyStatus(ev: StatusLogEvent, partition: number, offset: string): void {

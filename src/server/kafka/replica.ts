@@ -11,6 +11,7 @@ import { migrateKafka, replicaId } from './db.js';
 import { DeliveryGroup, type DeliveryStepHook, type WebhookEnqueuer } from './delivery.js';
 import { KafkaAlertSink } from './log-sink.js';
 import { encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey } from './messages.js';
+import { OwnEvents } from './own-events.js';
 import { LogWriter } from './producer.js';
 import { Projection, type NotReady } from './projection.js';
 import { TokenSync } from './tokens.js';
@@ -73,6 +74,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
   const kafka = createKafkaClient(cfg, log);
   const admin: Admin = kafka.admin({ retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 3_000 } });
   const writer = new LogWriter(kafka, cfg, log);
+  const own = new OwnEvents();
   let projection: Projection | undefined;
   let delivery: DeliveryGroup | undefined;
   let tokenSync: TokenSync | undefined;
@@ -103,6 +105,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
       claims: o.webhooks,
       hold: o.holdProjection,
       partitions,
+      own,
     });
     await projection.start(admin);
     tokenSync = new TokenSync({
@@ -148,7 +151,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
 
   return {
     replicaId: replica,
-    sink: new KafkaAlertSink(writer, topics.log, replica, log),
+    sink: new KafkaAlertSink(writer, topics.log, replica, log, own),
     uidOf: (id) => proj.uidOf(id),
     caughtUp: () => proj.caughtUp(),
     notReady: () => proj.notReady(),
