@@ -441,6 +441,8 @@ export class Ingest {
       s.insertSearch.run(r.id, text);
       this.index.insert(r.id, r.title, r.description, text);
       e.mainText = text;
+      // An older occurrence later in the batch changed the text before anything was indexed.
+      e.indexedText = undefined;
       return;
     }
     s.updateAlert.run(r.count, r.events, r.first_seen, r.last_seen, r.updated_at, r.seq, r.id);

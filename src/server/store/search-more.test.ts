@@ -77,6 +77,23 @@ describe('values added after an alert opened', () => {
     db.close();
   });
 
+  it('indexes the text of an alert whose batch also brought an older occurrence, and re-indexes it right after', () => {
+    const { db, store } = fresh();
+    const t0 = Date.UTC(2024, 5, 1);
+    const at = (s: number) => new Date(t0 + s * 1000).toISOString();
+    const a = store.ingest('edge', [
+      { id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-1', time: at(10), output: 'the first to arrive' }) },
+      { id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-2', time: at(5), output: 'the older one' }) },
+    ]).alerts[0]!;
+    expect(a.description).toBe('the older one');
+    store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-3', time: at(20), output: 'a later one' }) }]);
+    store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-4', time: at(1), output: 'the oldest' }) }]);
+    checkIndexes(db);
+    expect(found(store, 'oldest')).toEqual([a.id]);
+    expect(found(store, 'arrive')).toEqual([]);
+    db.close();
+  });
+
   it('keeps alerts of a version 5 database searchable as they were, and indexes what repeats add to them', () => {
     const db = openDatabase(':memory:');
     migrate(db, 'server', SERVER_MIGRATIONS.slice(0, 5));
