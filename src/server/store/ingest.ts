@@ -1,4 +1,4 @@
-import { foldOccurrence, type FoldSummary } from '../../shared/alert/fold.js';
+import { foldOccurrence } from '../../shared/alert/fold.js';
 import { MAX_SAMPLES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { cutText } from '../../shared/text/cut.js';
