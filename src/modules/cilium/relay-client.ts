@@ -1,6 +1,6 @@
 import * as http2 from 'node:http2';
 import { Counter } from 'prom-client';
-import { Verdict, type Flow } from '../../gen/flow/flow.js';
+import { Flow, Verdict } from '../../gen/flow/flow.js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { GetFlowsResponse, ObserverService, type GetFlowsRequest } from '../../gen/observer/observer.js';
 import type { Logger } from '../../shared/log/logger.js';
@@ -78,17 +78,29 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
   };
   await retryLoop({ backoff: o.backoff, signal: o.signal, onBackoff }, async (progress) => {
     let connected = false;
-    const err = await getFlows(o.address, droppedFlowsRequest(o.cursor), o.signal, (msg) => {
+    // Counted once per received chunk rather than per flow.
+    let received = 0;
+    const count = () => {
+      if (received) flowsReceived.inc(received);
+      received = 0;
+    };
+    const err = await getFlows(o.address, droppedFlowsRequest(o.cursor), o.signal, count, (msg) => {
       if (!connected) {
         connected = true;
         o.log.info({ relay: o.address }, 'Connected to Hubble Relay');
       }
       progress();
+      const flow = readFlow(msg);
+      if (flow) {
+        received++;
+        if (o.cursor.advance(flow.flow, flow.bytes)) o.onFlow(flow.flow, flow.nodeName, flow.bytes);
+        return;
+      }
       const res = GetFlowsResponse.decode(msg);
       const r = res.response_types;
       if (!r) return;
       if (r.$case === 'flow') {
-        flowsReceived.inc();
+        received++;
         const bytes = flowField(msg);
         if (o.cursor.advance(r.value, bytes)) o.onFlow(r.value, res.node_name, bytes);
       } else if (r.$case === 'lost_events') {
@@ -101,10 +113,42 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
         o.log.info({ state: r.value.state_change, nodes: r.value.node_names, message: r.value.message }, 'Hubble node status');
       }
     });
+    count();
     (o.onStreamEnd ?? (() => o.cursor.persist()))();
     if (err) throw err;
     return 'backoff';
   });
+}
+
+/** What readFlow finds in a message. */
+interface ReadFlow {
+  flow: Flow;
+  nodeName: string;
+  bytes: Uint8Array;
+}
+
+/**
+ * A GetFlowsResponse that carries a flow, read in one pass with one reader
+ * (the flow decoded where it lies, its bytes kept for the cursor); undefined
+ * for any other message, which GetFlowsResponse.decode reads.
+ */
+function readFlow(msg: Uint8Array): ReadFlow | undefined {
+  const r = new BinaryReader(msg);
+  let flow: Flow | undefined;
+  let bytes: Uint8Array = NO_BYTES;
+  let nodeName = '';
+  while (r.pos < r.len) {
+    const [no, wt] = r.tag();
+    if (no === 1 && wt === WireType.LengthDelimited) {
+      const len = r.uint32();
+      const start = r.pos;
+      flow = Flow.decode(r, len);
+      bytes = msg.subarray(start, start + len);
+    } else if (no === 1000 && wt === WireType.LengthDelimited) nodeName = r.string();
+    else if (no === 2 || no === 3) return undefined;
+    else r.skip(wt, no);
+  }
+  return flow && { flow, nodeName, bytes };
 }
 
 const NO_BYTES = new Uint8Array(0);
@@ -152,7 +196,13 @@ const GRPC_CODES = [
  * one through its interceptors and streams, which costs more than the flow's
  * decoding and matching. A handler that throws ends the stream with that error.
  */
-function getFlows(address: string, req: GetFlowsRequest, signal: AbortSignal, onMessage: (msg: Uint8Array) => void): Promise<Error | undefined> {
+function getFlows(
+  address: string,
+  req: GetFlowsRequest,
+  signal: AbortSignal,
+  onChunk: () => void,
+  onMessage: (msg: Uint8Array) => void,
+): Promise<Error | undefined> {
   return new Promise((resolve) => {
     let settled = false;
     // A larger window than HTTP/2's 64 KiB lets Relay send a burst without waiting for window updates.
@@ -200,12 +250,14 @@ function getFlows(address: string, req: GetFlowsRequest, signal: AbortSignal, on
     // Bytes of a message split across chunks.
     let held: Buffer | undefined;
     stream.on('data', (chunk: Buffer) => {
-      const buf = held ? Buffer.concat([held, chunk]) : chunk;
+      const joined = held ? Buffer.concat([held, chunk]) : chunk;
       held = undefined;
+      // A plain view: a Buffer's subarray() makes a Buffer, which costs more, for each message.
+      const buf = new Uint8Array(joined.buffer, joined.byteOffset, joined.length);
       let at = 0;
       try {
         while (!settled && buf.length - at >= 5) {
-          const len = buf.readUInt32BE(at + 1);
+          const len = ((buf[at + 1]! << 24) | (buf[at + 2]! << 16) | (buf[at + 3]! << 8) | buf[at + 4]!) >>> 0;
           if (buf[at] !== 0) throw new Error('INTERNAL: Relay sent a compressed message, which was not asked for');
           if (len > MAX_MESSAGE) throw new Error(`RESOURCE_EXHAUSTED: a message of ${len} bytes is over ${MAX_MESSAGE}`);
           if (buf.length - at - 5 < len) break;
@@ -214,9 +266,11 @@ function getFlows(address: string, req: GetFlowsRequest, signal: AbortSignal, on
         }
       } catch (e) {
         // Thrown from a data handler it would be an uncaught exception: end this stream instead.
+        onChunk();
         return finish(e instanceof Error ? e : new Error(String(e)));
       }
-      if (at < buf.length) held = buf.subarray(at);
+      onChunk();
+      if (at < joined.length) held = joined.subarray(at);
     });
   });
 }
