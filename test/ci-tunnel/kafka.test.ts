@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import * as https from 'node:https';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
 import { startAgent, type RunningAgent } from '../../src/agent/agent.js';
 import { kubeconfigFor } from '../../src/cli/kubeconfig.js';
 import { createCiAccessModule } from '../../src/modules/ci-access/agent.js';
@@ -39,6 +41,10 @@ const servers: Record<'a' | 'b', { server: RunningServer; proxyUrl: string; data
 let agent: RunningAgent;
 let relay: Awaited<ReturnType<typeof startRelay>>;
 let caPem: string;
+let project: ConfigProject;
+let certs: ReturnType<typeof makeCerts>;
+let log: ReturnType<typeof createRootLogger>;
+const extra: { close(): Promise<void> }[] = [];
 
 /** A TCP relay whose target can be switched; switching cuts the connections it holds. */
 async function startRelay(to: number) {
@@ -123,13 +129,13 @@ beforeAll(async () => {
       if (process.env.VERDICT_TEST_LOGS) process.stderr.write(`${line}\n`);
     }
   });
-  const log = createRootLogger({ level: 'info', destination: sink });
-  const certs = makeCerts(dir);
+  log = createRootLogger({ level: 'info', destination: sink });
+  certs = makeCerts(dir);
   caPem = readFileSync(certs.ca, 'utf8');
   const prefix = `ci${randomUUID().slice(0, 8)}`;
   await startReplica('a', prefix, certs, log);
   await startReplica('b', prefix, certs, log);
-  const project = new ConfigProject(join(dir, 'infra'));
+  project = new ConfigProject(join(dir, 'infra'));
   project.commit({ '.gitlab/agents/edge/config.yaml': CONFIG });
   // Registered on A only: B learns the agent and its token through Kafka.
   const { token } = servers.a.server.agents.register('edge', project.dir);
@@ -153,6 +159,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  for (const x of extra) await x.close().catch(() => undefined);
   await agent?.stop().catch(() => undefined);
   await relay?.close();
   await servers.a?.server.close();
@@ -162,8 +169,8 @@ afterAll(async () => {
 });
 
 /** A job token issued on one replica's data dir (as `verdict ci-tokens create --data-dir`), once the other knows it too. */
-async function jobToken(on: 'a' | 'b'): Promise<string> {
-  const { token } = new JobTokens(servers[on].server.db).create({ project: 'shop/app', ttlMs: 3600_000 });
+async function jobToken(on: 'a' | 'b', project = 'shop/app'): Promise<string> {
+  const { token } = new JobTokens(servers[on].server.db).create({ project, ttlMs: 3600_000 });
   const other = on === 'a' ? 'b' : 'a';
   await until(() => !('error' in new JobTokens(servers[other].server.db).authenticate(token)) || undefined, 20_000, `replica ${other} to learn the job token`);
   return token;
@@ -238,6 +245,71 @@ describe('CI tunnel on Kafka replicas', () => {
     const { token } = new JobTokens(servers.a.server.db).create({ project: 'other/project', ttlMs: 60_000 });
     const refused = await getRaw('a', '/api/v1/namespaces/ci/configmaps', `Bearer ci-replica:edge:${token}`);
     expect(refused.status).toBe(403);
+  });
+
+  it('an upgrade (exec) at replica B reaches an agent connected to replica A: 101, bytes both ways, the job impersonated', async () => {
+    // No kubelet runs here: a second agent is pointed at a peer that speaks the exec upgrade as the API server does.
+    const seen: IncomingMessage[] = [];
+    const wss = new WebSocketServer({ noServer: true, handleProtocols: (p) => (p.has('v5.channel.k8s.io') ? 'v5.channel.k8s.io' : false) });
+    const peer = createHttpServer((_req, res) => res.writeHead(404).end());
+    peer.on('upgrade', (req, socket, head) => {
+      seen.push(req);
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.send(Buffer.from([1, ...Buffer.from('ready\n')]));
+        ws.on('message', (m: Buffer) => {
+          if (m[0] === 0) ws.send(Buffer.concat([Buffer.from([1]), Buffer.from(m.subarray(1).toString().toUpperCase())]));
+        });
+      });
+    });
+    await new Promise<void>((resolve) => peer.listen(0, '127.0.0.1', resolve));
+    extra.push({ close: () => new Promise<void>((resolve) => peer.close(() => resolve())) });
+    const peerKubeconfig = join(dir, 'peer-kubeconfig');
+    writeFileSync(
+      peerKubeconfig,
+      `apiVersion: v1\nkind: Config\nclusters: [{name: peer, cluster: {server: "http://127.0.0.1:${(peer.address() as { port: number }).port}", insecure-skip-tls-verify: true}}]\nusers: [{name: agent, user: {token: peer-sa-token}}]\ncontexts: [{name: peer, context: {cluster: peer, user: agent}}]\ncurrent-context: peer\n`,
+    );
+    // Its own project, so the kubeconfigs of shop/app jobs keep one agent (and a current context).
+    project.commit({ '.gitlab/agents/execer/config.yaml': 'ci_access:\n  projects:\n    - id: shop/exec\n      access_as: {ci_job: {}}\n' });
+    const { token: agentToken } = servers.a.server.agents.register('execer', project.dir);
+    writeFileSync(join(dir, 'execer-token'), agentToken);
+    const execer = await startAgent(
+      {
+        kasAddress: `grpcs://127.0.0.1:${grpcPort(servers.a.server)}`,
+        caCertFile: certs.ca,
+        tokenFile: join(dir, 'execer-token'),
+        dataDir: join(dir, 'execer'),
+        observabilityAddr: '',
+        spoolMaxBytes: 1 << 20,
+        backoff: { initialMs: 200, maxMs: 1000 },
+        modules: [createCiAccessModule({ kubeconfig: peerKubeconfig, backoff: { initialMs: 100, maxMs: 500 } })],
+      },
+      log,
+    );
+    extra.push({ close: () => execer.stop() });
+    const idAtB = (await until(() => servers.b.server.agents.get('execer'), 20_000, 'replica B to learn the agent')).id;
+    await until(() => (servers.a.server.streams as AgentConnections).status('execer')?.connected || undefined, 20_000, 'the second agent at A');
+    const token = await jobToken('a', 'shop/exec');
+    const url = `${servers.b.proxyUrl.replace('https:', 'wss:')}/api/v1/namespaces/ci/pods/web/exec?command=sh&stdin=true&stdout=true`;
+    const ws = new WebSocket(url, ['v5.channel.k8s.io'], { ca: caPem, headers: { authorization: `Bearer ci:${idAtB}:${token}` } });
+    const got: string[] = [];
+    ws.on('message', (m: Buffer) => got.push(`${m[0]}:${m.subarray(1).toString()}`));
+    await new Promise<void>((resolve, reject) => {
+      ws.on('open', () => resolve());
+      ws.on('error', reject);
+    });
+    expect(ws.protocol).toBe('v5.channel.k8s.io');
+    await until(() => got.includes('1:ready\n') || undefined, 10_000, 'the greeting');
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('echo hello')]));
+    await until(() => got.includes('1:ECHO HELLO') || undefined, 10_000, 'the echo');
+    const big = 'x'.repeat(300_000);
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(big)]));
+    await until(() => got.includes(`1:${big.toUpperCase()}`) || undefined, 20_000, 'the large echo');
+    ws.close();
+    // Through A, which holds the agent: the agent's credentials, the job impersonated, none of the job's token.
+    const req = seen.at(-1)!;
+    expect(req.headers.authorization).toBe('Bearer peer-sa-token');
+    expect(req.headers['impersonate-user']).toMatch(/^gitlab:ci_job:\d+$/);
+    expect(JSON.stringify(req.headers)).not.toContain(token);
   });
 
   it('after the agent moves to replica B, requests at either replica follow it', async () => {

@@ -143,7 +143,9 @@ describe('CI tunnel with kubectl', () => {
     const revokedToken = env.jobToken({ project: 'shop/ops' });
     const file = await env.kubeconfig(revokedToken);
     const jobs = new JobTokens(env.server.db);
-    const job = jobs.list().at(-1)!;
+    const auth = jobs.authenticate(revokedToken);
+    if ('error' in auth) throw new Error(auth.error);
+    const job = auth.job;
     expect(jobs.revoke(job.id)).toBe(true);
     const r1 = await kube.kubectl(['get', 'pods', `--token=ci:${env.agentId}:${expired}`], { kubeconfig: file });
     expect(r1.stderr).toMatch(/Unauthorized|must be logged in/);

@@ -175,7 +175,9 @@ export class JobTokens {
 
   list(): CiJob[] {
     return (
-      this.db.prepare('SELECT id, project, environment, ref, protected, created_at, expires_at, revoked_at FROM ci_job_tokens ORDER BY id').all() as Row[]
+      this.db
+        .prepare('SELECT id, project, environment, ref, protected, created_at, expires_at, revoked_at FROM ci_job_tokens ORDER BY created_at, id')
+        .all() as Row[]
     ).map(toJob);
   }
 
