@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { KubeConnection, KubeRequestOptions } from '../../agent/kubernetes/connection.js';
 import type { AgentFrame, Impersonation, RequestHeader, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
+import { pipeFrames } from './frames.js';
 import { headersFromRaw, headersToNode, type HeaderMap } from './headers.js';
 import { statusBody, STATUS_HEADERS } from './status.js';
 
@@ -90,18 +91,17 @@ export class ApiForwarder {
       };
       req.on('response', (res: IncomingMessage) => {
         answered = true;
-        call.write({ msg: { $case: 'header', value: { status: res.statusCode ?? 502, headers: headersFromRaw(res.rawHeaders) } } });
-        res.on('data', (chunk: Buffer) => {
-          if (!call.write({ msg: { $case: 'data', value: chunk } })) {
-            res.pause();
-            call.once('drain', () => res.resume());
-          }
-        });
-        res.on('end', () => {
-          call.write({ msg: { $case: 'end', value: { trailers: headersFromRaw(res.rawTrailers) } } });
-          call.end();
-          finish();
-        });
+        const header: AgentFrame = { msg: { $case: 'header', value: { status: res.statusCode ?? 502, headers: headersFromRaw(res.rawHeaders) } } };
+        pipeFrames(
+          res,
+          call,
+          () => {
+            call.write({ msg: { $case: 'end', value: { trailers: headersFromRaw(res.rawTrailers) } } });
+            call.end();
+            finish();
+          },
+          () => call.write(header),
+        );
         res.on('error', (e) => {
           this.log.warn({ error: errText(e) }, 'CI tunnel: the API server broke off a response');
           call.cancel();
@@ -113,13 +113,7 @@ export class ApiForwarder {
         call.write({ msg: { $case: 'header', value: { status: res.statusCode ?? 101, headers: headersFromRaw(res.rawHeaders, { upgrade: true }) } } });
         if (head.length) call.write({ msg: { $case: 'data', value: head } });
         socket.setNoDelay(true);
-        socket.on('data', (chunk: Buffer) => {
-          if (!call.write({ msg: { $case: 'data', value: chunk } })) {
-            socket.pause();
-            call.once('drain', () => socket.resume());
-          }
-        });
-        socket.on('end', () => {
+        pipeFrames(socket, call, () => {
           call.write({ msg: { $case: 'end', value: { trailers: {} } } });
           call.end();
         });
@@ -183,7 +177,8 @@ export class ApiForwarder {
       servername: o.servername,
       rejectUnauthorized: o.rejectUnauthorized,
     };
-    const key = JSON.stringify([https, tls]);
+    // Not JSON: it spells a certificate's Buffer as an array of numbers, on every request.
+    const key = [https, ...Object.values(tls)].map(keyPart).join('\u0001');
     if (!this.agent || key !== this.agentKey) {
       this.agent?.destroy();
       this.agentKey = key;
@@ -196,6 +191,12 @@ export class ApiForwarder {
   close(): void {
     this.agent?.destroy();
   }
+}
+
+function keyPart(v: unknown): string {
+  if (Buffer.isBuffer(v)) return v.toString('latin1');
+  if (Array.isArray(v)) return v.map(keyPart).join('\u0002');
+  return v === undefined ? '' : String(v);
 }
 
 function withoutHost(h: HeaderMap): HeaderMap {

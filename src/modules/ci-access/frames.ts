@@ -24,16 +24,25 @@ type Source = NodeJS.ReadableStream;
 /**
  * Pipes `from` into `call` as data frames, pausing `from` while the call's
  * buffer is full; onEnd runs after the last frame when `from` ends (it writes
- * the end frame).
+ * the end frame). `before` writes what precedes the body (a response's
+ * header): with the first frame, so both leave in one write and reach the
+ * other side in one read, or by the end of this turn when no body comes yet
+ * (a watch).
  */
-export function pipeFrames(from: Source, call: DataSink, onEnd: () => void): void {
+export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, before?: () => void): void {
   let parts: Buffer[] = [];
   let size = 0;
   let scheduled: NodeJS.Immediate | undefined;
   let waiting = false;
+  let head = before;
   const flush = () => {
     if (scheduled) clearImmediate(scheduled);
     scheduled = undefined;
+    if (head) {
+      const h = head;
+      head = undefined;
+      if (!call.destroyed && !call.writableEnded) h();
+    }
     if (size === 0) return;
     const value = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
     parts = [];
@@ -48,6 +57,7 @@ export function pipeFrames(from: Source, call: DataSink, onEnd: () => void): voi
       });
     }
   };
+  if (head) scheduled = setImmediate(flush);
   from.on('data', (chunk: Buffer) => {
     parts.push(chunk);
     size += chunk.length;
