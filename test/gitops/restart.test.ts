@@ -14,7 +14,8 @@ import { ConfigProject, killAll, spawnVerdict, tempDir, until, type VerdictProce
 // uid), no spurious prune (only what left the commit is deleted), and the
 // inventory holds exactly the commit's objects. Real server, real API server.
 
-const NEW = 400;
+// Enough that the sync is still applying when the test sees the first of them (a first apply of 1,000 takes seconds here).
+const NEW = 1000;
 const dir = tempDir('verdict-gitops-restart-');
 let kube: Kube;
 let server: RunningServer;
