@@ -34,6 +34,56 @@ describe('decodeFiles', () => {
     expect(() =>
       decodeFiles([file('bad.yaml', 'apiVersion: v1\nkind: A\nmetadata: {name: a}\n---\napiVersion: v1\nkind: B\nmetadata:\n  name: [oops\n')]),
     ).toThrow(expect.objectContaining({ constructor: VerdictError, code: 'VERDICT_MANIFEST_INVALID' }));
-    expect(() => decodeFiles([file('bad.yaml', 'a: 1\n---\nb: 2\nc: [\n')])).toThrow(/^failed to decode bad\.yaml line (4|5): /);
+    expect(() => decodeFiles([file('bad.yaml', 'a: 1\n---\nb: 2\nc: [\n')])).toThrow(/^failed to decode bad\.yaml line (4|5)( column \d+)?: /);
+  });
+
+  it('splits a file written on Windows (CRLF) at its markers, and skips indented comments', () => {
+    const d = decodeFiles([
+      file(
+        'w.yaml',
+        '\uFEFFapiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: a}\r\n---\r\n  # indented\r\n---\r\napiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: b}\r\n',
+      ),
+    ]);
+    expect([d.invalid, d.objects.map((m) => m.object.metadata.name)]).toEqual([[], ['a', 'b']]);
+  });
+
+  it('reports objects without a string apiVersion, kind or name as invalid (a values.yaml, a GitHub workflow, `name: 2048`) instead of failing', () => {
+    const d = decodeFiles([
+      file('values.yaml', 'replicaCount: 1\nimage: {repository: nginx}\n'),
+      file('workflow.yaml', 'name: test\non:\n  pull_request:\njobs: {}\n'),
+      file('n.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 2048}\n'),
+      file('chart/Chart.yaml', 'apiVersion: v2\nname: guestbook\n'),
+    ]);
+    expect(d.objects).toEqual([]);
+    expect(d.invalid.map((i) => [i.source, i.object, i.message])).toEqual([
+      ['values.yaml', 'object (unnamed)', 'invalid object: "___": apiVersion: Required value: apiVersion is required'],
+      ['workflow.yaml', 'object (unnamed)', 'invalid object: "___": apiVersion: Required value: apiVersion is required'],
+      ['n.yaml', 'ConfigMap (unnamed)', 'invalid object: "___ConfigMap": metadata.name: Invalid value: 2048: must be a string (quote it in the manifest)'],
+      ['chart/Chart.yaml', 'object (unnamed)', 'invalid object: "___": kind: Required value: kind is required'],
+    ]);
+  });
+
+  it('refuses an unrendered Helm template, naming the file, the line and what to do', () => {
+    // argocd-example-apps helm-guestbook: inline {{ }} parse as mappings used as keys; kubectl refuses them ("invalid map key").
+    const inline = 'apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ template "helm-guestbook.fullname" . }}\n';
+    expect(() => decodeFiles([file('t/service.yaml', `# c\n---\n${inline}`)])).toThrow(
+      /^failed to decode t\/service\.yaml line 6: a mapping is used as a key \(invalid map key\); line 6 holds a template expression .*helm template.*paths\[\]\.glob$/,
+    );
+    // A block-level {{ }} does not parse at all: its line, and the first template line before it.
+    expect(() => decodeFiles([file('t/d.yaml', `${inline}spec:\n  resources:\n{{ toYaml .Values.resources | indent 12 }}\n`)])).toThrow(
+      /^failed to decode t\/d\.yaml line 7 column 1: .*; line 4 holds a template expression \("name: \{\{ template/,
+    );
+    // {{ }} inside a string (Prometheus rules, Go templates in ConfigMaps) is data, not a template to render.
+    const d = decodeFiles([
+      file(
+        'cm.yaml',
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: rules}\ndata:\n  a: "{{ $labels.instance }} down"\n  b: |\n    {{ range . }}x{{ end }}\n',
+      ),
+    ]);
+    expect(d.objects[0]!.object.data).toEqual({ a: '{{ $labels.instance }} down', b: '{{ range . }}x{{ end }}\n' });
+  });
+
+  it('names the line of a JSON syntax error', () => {
+    expect(() => decodeFiles([file('x.json', '{\n  "kind": "ConfigMap",\n  "apiVersion": "v1",\n}\n')])).toThrow(/^failed to decode x\.json( line 4)?: /);
   });
 });

@@ -1,4 +1,4 @@
-import { parse, YAMLParseError } from 'yaml';
+import { isCollection, isPair, parse, parseDocument, visit, YAMLParseError } from 'yaml';
 import { VerdictError } from '../../shared/errors.js';
 import { describeId, idKey, idOf, type KubeObject, type ManifestObject } from './objects.js';
 
@@ -32,7 +32,19 @@ export interface Decoded {
 
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
+function notString(field: string, v: unknown): string | undefined {
+  return v === undefined || typeof v === 'string' ? undefined : `${field}: Invalid value: ${JSON.stringify(v)}: must be a string (quote it in the manifest)`;
+}
+
 function problem(o: KubeObject): string | undefined {
+  // YAML reads `name: 2048` or `apiVersion: 1` as numbers, and a template's `{{ x }}` as a mapping.
+  const typed =
+    notString('apiVersion', o.apiVersion) ??
+    notString('kind', o.kind) ??
+    notString('metadata.name', o.metadata.name) ??
+    notString('metadata.generateName', o.metadata.generateName) ??
+    notString('metadata.namespace', o.metadata.namespace);
+  if (typed) return typed;
   if (!o.apiVersion) return 'apiVersion: Required value: apiVersion is required';
   if (!o.kind) return 'kind: Required value: kind is required';
   if (!o.metadata.name) {
@@ -67,7 +79,13 @@ export function decodeFiles(files: readonly ManifestFile[]): Decoded {
         o.metadata = o.metadata && typeof o.metadata === 'object' ? o.metadata : {};
         const why = problem(o);
         if (why) {
-          const id = idOf(o);
+          // What it has of an identity, strings only: a missing kind reads as "", not "undefined".
+          const str = (v: unknown) => (typeof v === 'string' ? v : '');
+          const id = idOf({
+            apiVersion: str(o.apiVersion),
+            kind: str(o.kind),
+            metadata: { name: str(o.metadata.name), namespace: str(o.metadata.namespace) },
+          });
           const object = id.name ? describeId(id) : `${id.kind || 'object'} (unnamed)`;
           invalid.push({
             object,
@@ -90,30 +108,88 @@ function isList(doc: unknown): boolean {
   return typeof k === 'string' && k.endsWith('List') && Array.isArray((doc as { items?: unknown }).items);
 }
 
+const BOM = /^\uFEFF/;
+const YAML_OPTIONS = { version: '1.1', uniqueKeys: false, logLevel: 'error' } as const;
+const TEMPLATE = /\{\{/;
+
+/** What to do about a document holding a template expression, which is not YAML until rendered. */
+function templateHint(lines: readonly string[], first: number, upTo: number): string {
+  for (let i = 0; i < lines.length && first + i <= upTo; i++) {
+    if (TEMPLATE.test(lines[i]!)) {
+      return `; line ${first + i} holds a template expression (${JSON.stringify(lines[i]!.trim().slice(0, 60))}): a Helm chart or Go template is applied only once rendered: commit the output of \`helm template\` instead, or leave the file out of paths[].glob`;
+    }
+  }
+  return '';
+}
+
+/** 1-based line of a 0-based character offset. */
+function lineAt(text: string, offset: number): number {
+  let n = 1;
+  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
 function parseFile(f: ManifestFile): unknown[] {
-  const text = f.data.toString('utf8');
+  const text = f.data.toString('utf8').replace(BOM, '');
   if (f.source.endsWith('.json')) {
     try {
       return [JSON.parse(text)];
     } catch (e) {
-      throw new VerdictError('VERDICT_MANIFEST_INVALID', `failed to decode ${f.source}: ${(e as Error).message}`);
+      const msg = (e as Error).message;
+      const at = /at position (\d+)/.exec(msg);
+      const where = at ? ` line ${lineAt(text, Number(at[1]))}` : '';
+      throw new VerdictError('VERDICT_MANIFEST_INVALID', `failed to decode ${f.source}${where}: ${msg}`);
     }
   }
   const out: unknown[] = [];
-  for (const doc of splitDocuments(text)) {
+  // A file written on Windows ends its lines with \r\n; YAML reads either, but the marker split must see "---".
+  for (const doc of splitDocuments(text.includes('\r') ? text.replace(/\r\n?/g, '\n') : text)) {
     try {
       // YAML 1.1 as kubectl: `yes`, `on` and friends are booleans; a bare "=" key (seen in real CRDs) stays a string.
-      out.push(parse(doc.text, { version: '1.1', uniqueKeys: false }));
+      if (!TEMPLATE.test(doc.text)) {
+        out.push(parse(doc.text, YAML_OPTIONS));
+        continue;
+      }
+      // `name: {{ .Values.x }}` parses as a mapping whose key is a mapping; kubectl's decoder refuses it
+      // ("invalid map key"), and so does this one rather than apply a name nobody wrote.
+      const parsed = parseDocument(doc.text, YAML_OPTIONS);
+      if (parsed.errors[0]) throw parsed.errors[0];
+      let keyAt: number | undefined;
+      visit(parsed, {
+        Pair(_, pair) {
+          if (isPair(pair) && isCollection(pair.key)) {
+            keyAt = pair.key.range?.[0] ?? 0;
+            return visit.BREAK;
+          }
+          return undefined;
+        },
+      });
+      if (keyAt !== undefined) {
+        const line = lineAt(doc.text, keyAt) + doc.line - 1;
+        throw new VerdictError(
+          'VERDICT_MANIFEST_INVALID',
+          `failed to decode ${f.source} line ${line}: a mapping is used as a key (invalid map key)${templateHint(doc.text.split('\n'), doc.line, line)}`,
+        );
+      }
+      out.push(parsed.toJS({ maxAliasCount: 100 }));
     } catch (e) {
       if (!(e instanceof YAMLParseError)) throw e;
-      const line = e.linePos?.[0]?.line;
+      const pos = e.linePos?.[0];
+      const line = pos ? pos.line + doc.line - 1 : undefined;
+      const message = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
       throw new VerdictError(
         'VERDICT_MANIFEST_INVALID',
-        `failed to decode ${f.source}${line ? ` line ${line + doc.line - 1}` : ''}: ${e.message.split('\n')[0]}`,
+        `failed to decode ${f.source}${line ? ` line ${line}${pos?.col ? ` column ${pos.col}` : ''}` : ''}: ${message}${templateHint(doc.text.split('\n'), doc.line, line ?? Number.MAX_SAFE_INTEGER)}`,
       );
     }
   }
   return out;
+}
+
+/** A line that is neither blank nor a comment (indented comments included). */
+function hasContent(line: string): boolean {
+  const t = line.trim();
+  return t !== '' && !t.startsWith('#');
 }
 
 /**
@@ -130,13 +206,13 @@ function splitDocuments(text: string): { text: string; line: number }[] {
   for (let i = 0; i < lines.length; i++) {
     const l = lines[i]!;
     if (/^---(?:[ \t]|$)/.test(l)) {
-      if (cur.some((x) => x.trim() !== '' && !x.startsWith('#'))) docs.push({ text: cur.join('\n'), line: startLine });
+      if (cur.some(hasContent)) docs.push({ text: cur.join('\n'), line: startLine });
       // Content after the marker ("--- !tag", "--- {a: b}") belongs to the next document.
       cur = [l.slice(3)];
       startLine = i + 1;
     } else cur.push(l);
   }
-  if (cur.some((x) => x.trim() !== '' && !x.startsWith('#'))) docs.push({ text: cur.join('\n'), line: startLine });
+  if (cur.some(hasContent)) docs.push({ text: cur.join('\n'), line: startLine });
   return docs;
 }
 
