@@ -18,7 +18,9 @@ const HELP = `Usage:
       <configuration project>:<agent> in the entry's default_namespace.
       --server: the proxy's URL (default: kubernetes_api.url of --config, else its
       listen address and url_path_prefix). --certificate-authority: the CA of the
-      proxy's TLS certificate, embedded. --config also gives data_dir and projects_dir.
+      proxy's TLS certificate, embedded. --config also gives data_dir and projects_dir;
+      with a kafka block agents are named (agent:<name>, ci:<name>:<token>), since ids
+      differ between replicas.
       Exit 1 when no agent allows the job, with every agent's reason.
 `;
 
@@ -39,6 +41,8 @@ export interface KubeconfigRequest {
   dataDir: string;
   caPem?: string;
   projectsDir?: string;
+  /** The server is a Kafka replica: agents by name (ids differ between replicas). */
+  agentsByName?: boolean;
 }
 
 /** The job's KUBECONFIG; throws with every agent's reason when none allows the job. */
@@ -58,6 +62,7 @@ export async function kubeconfigFor(r: KubeconfigRequest): Promise<string> {
       agents: allowed,
       ...(r.caPem ? { caPem: r.caPem } : {}),
       ...(r.projectsDir ? { projectsDir: r.projectsDir } : {}),
+      agentsByName: Boolean(r.agentsByName),
     });
   } finally {
     db.close();
@@ -97,6 +102,7 @@ export async function run(argv: string[]): Promise<number> {
       dataDir: values['data-dir'] ?? cfg.data_dir,
       ...(caPem ? { caPem } : {}),
       ...(cfg.projects_dir ? { projectsDir: cfg.projects_dir } : {}),
+      agentsByName: Boolean(cfg.kafka),
     }),
   );
   return 0;

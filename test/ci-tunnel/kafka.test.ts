@@ -136,7 +136,9 @@ beforeAll(async () => {
   await startReplica('a', prefix, certs, log);
   await startReplica('b', prefix, certs, log);
   project = new ConfigProject(join(dir, 'infra'));
-  project.commit({ '.gitlab/agents/edge/config.yaml': CONFIG });
+  project.commit({ '.gitlab/agents/edge/config.yaml': CONFIG, '.gitlab/agents/only-at-b/config.yaml': 'ci_access: {}\n' });
+  // An agent B has before it learns edge: the replicas' ids for edge differ, as they do in practice.
+  servers.b.server.agents.register('only-at-b', project.dir);
   // Registered on A only: B learns the agent and its token through Kafka.
   const { token } = servers.a.server.agents.register('edge', project.dir);
   writeFileSync(join(dir, 'agent-token'), token);
@@ -177,9 +179,9 @@ async function jobToken(on: 'a' | 'b', project = 'shop/app'): Promise<string> {
 }
 
 /** The KUBECONFIG `verdict kubeconfig --data-dir <replica>` prints, pointing at that replica's proxy. */
-async function kubeconfigAt(at: 'a' | 'b', token: string): Promise<string> {
+async function kubeconfigAt(at: 'a' | 'b', token: string, from: 'a' | 'b' = at): Promise<string> {
   const file = join(dir, `kubeconfig-${at}-${randomUUID().slice(0, 6)}`);
-  writeFileSync(file, await kubeconfigFor({ ciToken: token, server: servers[at].proxyUrl, dataDir: servers[at].dataDir, caPem }));
+  writeFileSync(file, await kubeconfigFor({ ciToken: token, server: servers[at].proxyUrl, dataDir: servers[from].dataDir, caPem, agentsByName: true }));
   return file;
 }
 
@@ -235,6 +237,25 @@ describe('CI tunnel on Kafka replicas', () => {
     } finally {
       watch.kill();
     }
+  });
+
+  it('a kubeconfig made on one replica works on the other: agents are named, since their ids differ between replicas', async () => {
+    const idA = servers.a.server.agents.get('edge')!.id;
+    const idB = servers.b.server.agents.get('edge')!.id;
+    expect(idA).not.toBe(idB);
+    const token = await jobToken('a');
+    const file = await kubeconfigAt('b', token, 'a');
+    const view = JSON.parse((await kube.kubectl(['config', 'view', '--raw', '-o', 'json'], { kubeconfig: file })).stdout) as { users: unknown[] };
+    expect(view.users).toEqual([{ name: 'agent:edge', user: { token: `ci:edge:${token}` } }]);
+    const got = await asJob(file, ['get', 'configmap', 'via-b', '-o', 'name']);
+    expect(got.stderr).toBe('');
+    expect(got.stdout.trim()).toBe('configmap/via-b');
+    // By id, A's id for edge names another agent at B: refused there, never sent to that agent.
+    const byIdOfA = await getRaw('b', '/api/v1/namespaces/ci/configmaps', `Bearer ci:${idA}:${token}`);
+    expect(byIdOfA.status).toBe(403);
+    expect(JSON.parse(byIdOfA.body).message).toContain(
+      'project shop/app is not in ci_access.projects, under ci_access.groups or allowed by ci_access.instance of agent "only-at-b"',
+    );
   });
 
   it('the receiving replica authenticates the job itself: a forwarded-form request with a bad token is refused there', async () => {

@@ -58,19 +58,26 @@ export interface KubeconfigInput {
   jobToken: string;
   agents: readonly AllowedAgent[];
   projectsDir?: string;
+  /**
+   * Name agents rather than number them (Kafka replicas: an agent's id differs
+   * between replicas' databases, its name does not). A name of digits only
+   * would read as an id, so such an agent keeps its id.
+   */
+  agentsByName?: boolean;
 }
 
 export function kubeconfigYaml(k: KubeconfigInput): string {
   const cluster = 'verdict';
+  const ref = (a: AllowedAgent) => (k.agentsByName && /\D/.test(a.agent.name) ? a.agent.name : String(a.agent.id));
   const contexts = k.agents.map((a) => ({
     name: `${projectPath(a.agent.config_project, k.projectsDir)}:${a.agent.name}`,
-    context: { cluster, user: `agent:${a.agent.id}`, ...(a.default_namespace ? { namespace: a.default_namespace } : {}) },
+    context: { cluster, user: `agent:${ref(a)}`, ...(a.default_namespace ? { namespace: a.default_namespace } : {}) },
   }));
   return stringify({
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name: cluster, cluster: { server: k.server, ...(k.caPem ? { 'certificate-authority-data': Buffer.from(k.caPem).toString('base64') } : {}) } }],
-    users: k.agents.map((a) => ({ name: `agent:${a.agent.id}`, user: { token: `ci:${a.agent.id}:${k.jobToken}` } })),
+    users: k.agents.map((a) => ({ name: `agent:${ref(a)}`, user: { token: `ci:${ref(a)}:${k.jobToken}` } })),
     contexts,
     // One agent: nothing to choose. Several: the job picks with `kubectl config use-context`, as in GitLab.
     ...(contexts.length === 1 ? { 'current-context': contexts[0]!.name } : {}),

@@ -61,7 +61,9 @@ const FORWARDED_TOKEN_WAIT_MS = 3000;
 
 // The caller's credentials never reach the agent or the API server.
 const CREDENTIALS = new Set(['authorization', 'cookie']);
-const BEARER = /^Bearer\s+ci:(\d+):(\S+)$/i;
+// ci:<agent id>:<token> as in GitLab, or ci:<agent name>:<token>: ids are rowids of each Kafka replica's
+// database, names are the same on all (`verdict kubeconfig` of a Kafka replica writes names).
+const BEARER = /^Bearer\s+ci:([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?):(\S+)$/i;
 
 export class KubernetesApiProxy {
   constructor(private readonly d: ProxyDeps) {}
@@ -90,10 +92,14 @@ export class KubernetesApiProxy {
     }
     if ('error' in auth2) return { code: 401, message: auth2.error };
     const job = auth2.job;
-    const agentId = Number(m[1]);
-    const agent = fwd ? this.d.agentByName?.(m[1]!) : this.d.agentById(agentId);
-    if (fwd && !agent) return { code: 403, message: `agent is not allowed: no agent is named "${m[1]}" on this replica` };
-    if (!agent) return { code: 403, message: `agent is not allowed: no agent has id ${agentId}; \`verdict kubeconfig\` lists the agents this job may use` };
+    const ref = m[1]!;
+    const byId = !fwd && /^\d+$/.test(ref);
+    const agent = byId ? this.d.agentById(Number(ref)) : this.d.agentByName?.(ref);
+    if (!agent)
+      return {
+        code: 403,
+        message: `agent is not allowed: no agent has ${byId ? `id ${ref}` : `the name "${ref}"`}; \`verdict kubeconfig\` lists the agents this job may use`,
+      };
     let block: CiAccessConfig | undefined;
     try {
       block = await this.d.configs.get(agent);
