@@ -1,10 +1,18 @@
-import { SEVERITIES, type AlertPayload } from '../../shared/alert/payload.js';
+import { ALERT_SOURCES, SEVERITIES, type AlertPayload } from '../../shared/alert/payload.js';
+
+/**
+ * The sources an agent may send through the tunnel. `gitops` alerts are raised
+ * by the server itself from sync reports, so an agent cannot forge one; the
+ * Kafka log, which only replicas write, carries every source.
+ */
+export const AGENT_SOURCES: readonly string[] = ['cilium', 'falco'];
+export const LOG_SOURCES: readonly string[] = ALERT_SOURCES;
 
 /** Checks what the store relies on; returns a reason when the payload is unusable. */
-export function checkPayload(p: unknown): string | undefined {
+export function checkPayload(p: unknown, sources: readonly string[] = AGENT_SOURCES): string | undefined {
   if (typeof p !== 'object' || p === null) return 'payload is not a JSON object';
   const a = p as Partial<AlertPayload>;
-  if (a.source !== 'cilium' && a.source !== 'falco') return `source must be cilium or falco, got ${JSON.stringify(a.source)}`;
+  if (!sources.includes(a.source as string)) return `source must be ${sources.join(' or ')}, got ${JSON.stringify(a.source)}`;
   if (typeof a.fingerprint !== 'string' || a.fingerprint === '') return 'fingerprint is missing';
   if (!SEVERITIES.includes(a.severity as never)) return `severity ${JSON.stringify(a.severity)} is not one of ${SEVERITIES.join(', ')}`;
   for (const k of ['title', 'description', 'cluster', 'namespace', 'rule', 'first_seen', 'last_seen'] as const) {
