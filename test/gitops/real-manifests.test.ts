@@ -1,0 +1,274 @@
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ModuleContext } from '../../src/agent/module.js';
+import { openAgentDb } from '../../src/agent/spool/agent-db.js';
+import { Tunnel } from '../../src/agent/tunnel/connection.js';
+import { parseKasAddress } from '../../src/agent/tunnel/kas-address.js';
+import { createGitopsModule } from '../../src/modules/gitops/agent.js';
+import type { GitopsConfig } from '../../src/modules/gitops/config.js';
+import type { SyncReport } from '../../src/modules/gitops/worker.js';
+import { type RunningServer, startServer } from '../../src/server/server.js';
+import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
+import { createRootLogger } from '../../src/shared/log/logger.js';
+import { type Kube, startKube } from '../helpers/kube.js';
+import { ConfigProject, tempDir, until } from '../helpers/processes.js';
+
+// Manifests nobody wrote for Verdict (testdata/real/SOURCES.md: microservices-demo, Argo CD's
+// and Flux's example repositories, kubernetes/examples, kubernetes/website), committed as one
+// manifest project and synchronised by a real server and agent into a real API server (with
+// its controllers, without a scheduler or kubelet: pods never run). What the original agent
+// would do: decode every file its globs select, fail the commit on a file that does not decode,
+// apply the rest object by object, report the objects that failed with their file, wait for
+// Current up to reconcile_timeout, prune what left.
+
+const DATA = join(import.meta.dirname, 'testdata', 'real', 'project');
+const RECONCILE_MS = 3000;
+
+const dir = tempDir('verdict-gitops-real-');
+const logs: { msg: string; [k: string]: unknown }[] = [];
+const reports: SyncReport[] = [];
+let kube: Kube;
+let server: RunningServer;
+let tunnel: Tunnel;
+let project: ConfigProject;
+let ctx: ModuleContext;
+
+const sink = new Writable({
+  write(chunk: Buffer, _enc, cb) {
+    for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) logs.push(JSON.parse(line) as { msg: string });
+    cb();
+  },
+});
+
+function tree(root: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out[relative(root, p)] = readFileSync(p, 'utf8');
+    }
+  };
+  walk(root);
+  return out;
+}
+
+beforeAll(async () => {
+  kube = await startKube();
+  const config = new ConfigProject(join(dir, 'config'));
+  config.commit({ '.gitlab/agents/edge/config.yaml': 'observability: {logging: {level: info}}\n' });
+  mkdirSync(join(dir, 'projects', 'real'), { recursive: true });
+  project = new ConfigProject(join(dir, 'projects', 'real', 'manifests'));
+  const log = createRootLogger({ level: 'info', destination: sink });
+  server = await startServer(
+    {
+      ...SERVER_DEFAULTS,
+      data_dir: join(dir, 'server'),
+      http_addr: '127.0.0.1:0',
+      grpc_addr: '127.0.0.1:0',
+      projects_dir: join(dir, 'projects'),
+      gitops_poll_interval: 100,
+    },
+    log,
+  );
+  const { token } = server.agents.register('edge', config.dir);
+  tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${server.grpcAddress}`), token, log });
+  ctx = {
+    log: log.child({ mod_name: 'gitops' }),
+    db: openAgentDb(join(dir, 'agent')),
+    alerts: undefined as never,
+    dataDir: join(dir, 'agent'),
+    agentName: 'edge',
+    files: [],
+    tunnel,
+  } as ModuleContext;
+}, 300_000);
+
+afterAll(async () => {
+  await tunnel?.close();
+  await server?.close();
+  await kube?.stop();
+});
+
+const module = () =>
+  createGitopsModule({
+    connect: () => ({
+      server: kube.server,
+      requestOptions: async () => ({ ca: readFileSync(kube.caFile), headers: { Authorization: `Bearer ${kube.adminToken}` } }),
+    }),
+    onReport: (r) => reports.push(r),
+    syncBackoff: { initialMs: 500, maxMs: 2000, jitter: false },
+    streamBackoff: { initialMs: 100, maxMs: 300, jitter: false },
+  });
+
+/** What a user writes to leave the Helm chart's templates out: every other directory by name. */
+const WITHOUT_HELM_TEMPLATES = [
+  { glob: '{flux,kubernetes-examples,microservices-demo,website}/**/*.{yaml,yml,json}' },
+  { glob: 'argocd/{helm-hooks,kustomize-guestbook}/*.yaml' },
+  { glob: '/argocd/helm-guestbook/Chart.yaml' },
+];
+
+const block = (paths?: { glob: string }[]) =>
+  ({
+    manifest_projects: [
+      {
+        id: 'real/manifests',
+        default_namespace: 'default',
+        ...(paths ? { paths } : {}),
+        reconcile_timeout: RECONCILE_MS,
+        prune_timeout: 60_000,
+        resync_interval: 3_600_000,
+      },
+    ],
+  }) as unknown as GitopsConfig;
+
+async function exists(...args: string[]): Promise<boolean> {
+  return (await kube.kubectl(['get', ...args, '-o', 'name'])).code === 0;
+}
+
+async function live<T>(...args: string[]): Promise<T> {
+  const r = await kube.kubectl(['get', ...args, '-o', 'json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as T;
+}
+
+async function runUntil<T>(paths: { glob: string }[] | undefined, what: string, fn: () => T | undefined, timeoutMs = 120_000): Promise<T> {
+  const abort = new AbortController();
+  const running = module().run(block(paths), ctx, abort.signal);
+  try {
+    return await until(fn, timeoutMs, what);
+  } finally {
+    abort.abort();
+    await running;
+  }
+}
+
+type Result = NonNullable<SyncReport['result']>['objects'][number];
+
+describe('GitOps on real manifest repositories', () => {
+  let first: string;
+
+  it('fails the whole commit on an unrendered Helm template, naming its file, line and what to do, and applies nothing', async () => {
+    first = project.commit(tree(DATA), 'real manifests');
+    const r = await runUntil(undefined, 'failed sync of the commit with the Helm template', () => reports.find((x) => x.commit === first));
+    expect(r.ok).toBe(false);
+    expect(r.result).toBeUndefined();
+    // Where the YAML breaks (a block-level {{ }}), and the first template line, which is the cause.
+    expect(r.error).toMatch(
+      /failed to decode argocd\/helm-guestbook\/templates\/deployment\.yaml line 40 column 1: Implicit map keys need to be followed by map values; line 4 holds a template expression \("name: \{\{ template .*\): a Helm chart or Go template is applied only once rendered: commit the output of `helm template` instead, or leave the file out of paths\[\]\.glob$/,
+    );
+    // The default glob: 18 files (NOTES.txt, README.md and .github/ are not read; the comment-only file is).
+    const fetched = logs.find((l) => l.msg === 'GitOps: fetched files' && l.commit_id === first);
+    expect(fetched).toMatchObject({ files_visited: 18, files_sent: 18 });
+    // Nothing was applied or recorded for a commit whose content is not known.
+    expect(await exists('namespace', 'podinfo')).toBe(false);
+    expect(await exists('configmap', 'inventory-edge-real-manifests', '-n', 'default')).toBe(false);
+  });
+
+  it('applies the rest when the globs leave the templates out: each failure named with its file and reason, the wait reported honestly', async () => {
+    const r = await runUntil(WITHOUT_HELM_TEMPLATES, 'sync without the Helm templates', () =>
+      reports.find((x) => x.commit === first && x.result !== undefined),
+    );
+    // Unnamed objects (two kustomization.yaml files) share a name: the map holds named ones, the counts use the list.
+    const objects = new Map<string, Result>(r.result!.objects.map((o) => [o.object, o]));
+    const of = (name: string) => {
+      const o = objects.get(name);
+      expect(o, `${name} in ${[...objects.keys()].join(', ')}`).toBeDefined();
+      return o!;
+    };
+    // Some objects failed (pods never run here): the sync is reported failed, not synchronized.
+    expect(r.ok).toBe(false);
+    expect(r.result!.failed).toBe(r.result!.objects.filter((o) => o.action === 'failed').length);
+
+    // Namespaces of the same commit, created before what goes in them; cluster-scoped kinds carry no namespace.
+    for (const ns of ['podinfo', 'cert-manager', 'development']) expect(of(`Namespace ${ns}`).action).toBe('created');
+    expect(of('rbac.authorization.k8s.io/ClusterRole restricted-psp-user')).toMatchObject({
+      action: 'created',
+      source: 'kubernetes-examples/podsecuritypolicy/rbac/roles.yaml#1',
+    });
+    expect(of('rbac.authorization.k8s.io/ClusterRole privileged-psp-user').source).toBe('kubernetes-examples/podsecuritypolicy/rbac/roles.yaml#2');
+    expect(of('rbac.authorization.k8s.io/ClusterRoleBinding prometheus-adapter').action).toBe('created');
+    // An explicit namespace that exists (kube-system), and one no file defines (monitoring).
+    expect(of('rbac.authorization.k8s.io/RoleBinding kube-system/prometheus-adapter-auth-reader').action).toBe('created');
+    for (const o of ['ServiceAccount', 'ConfigMap', 'apps/Deployment', 'Service']) {
+      expect(of(`${o} monitoring/prometheus-adapter`)).toMatchObject({
+        action: 'failed',
+        source: expect.stringMatching(/^kubernetes-examples\/vllm-hpa\/prometheus-adapter\.yaml#\d$/),
+        reason: expect.stringMatching(/namespaces? "monitoring" not found/),
+      });
+    }
+
+    // A CRD whose file sorts after its resources (flow-style documents): the resources are created in default_namespace.
+    expect(of('apiextensions.k8s.io/CustomResourceDefinition shirts.stable.example.com').action).toBe('created');
+    for (const n of [1, 2, 3])
+      expect(of(`stable.example.com/Shirt default/example${n}`)).toMatchObject({
+        action: 'created',
+        source: `website/customresourcedefinition/shirt-resources.yaml#${n}`,
+      });
+    expect((await live<{ spec: { color: string } }>('shirts.stable.example.com', 'example3', '-n', 'default')).spec.color).toBe('green');
+
+    // Kinds whose CRD is neither served nor in the commit (Flux's), with kubectl's message.
+    expect(of('helm.toolkit.fluxcd.io/HelmRelease podinfo/podinfo')).toMatchObject({
+      action: 'failed',
+      source: 'flux/apps/base/podinfo/release.yaml#1',
+      reason: 'no matches for kind "HelmRelease" in version "helm.toolkit.fluxcd.io/v2"',
+    });
+    expect(of('source.toolkit.fluxcd.io/OCIRepository cert-manager/cert-manager').source).toBe('flux/infrastructure/controllers/cert-manager.yaml#2');
+
+    // kustomization.yaml is not run through kustomize: it is an object like any other, and an invalid one (no name).
+    const invalid = r.result!.objects.filter((o) => o.action === 'failed' && o.reason?.startsWith('invalid object'));
+    expect(invalid.map((o) => [o.source, o.reason])).toEqual(
+      expect.arrayContaining([
+        ['argocd/kustomize-guestbook/kustomization.yaml#1', expect.stringContaining('metadata.name: Required value')],
+        ['microservices-demo/kustomization.yaml#1', expect.stringContaining('metadata.name: Required value')],
+        ['argocd/helm-guestbook/Chart.yaml#1', expect.stringContaining('kind: Required value')],
+        ['argocd/helm-hooks/manifests.yaml#1', expect.stringContaining('cannot use generate name with apply')],
+      ]),
+    );
+
+    // The same Service in two files (microservices-demo and Argo CD's hooks example): the file sent later wins, and
+    // files are sent glob by glob (as the original), so Argo CD's (the second glob) rather than the first in path order.
+    expect(r.result!.objects.filter((o) => o.object === 'Service default/frontend').map((o) => o.source)).toEqual(['argocd/helm-hooks/manifests.yaml#4']);
+    expect((await live<{ spec: { ports: { targetPort: number }[] } }>('service', 'frontend', '-n', 'default')).spec.ports[0]!.targetPort).toBe(80);
+
+    // Without a kubelet, Deployments and ReplicaSets never become available, nor LoadBalancers get an address:
+    // created, then reported as not Current by reconcile_timeout, with kstatus' reason.
+    expect(await exists('deployment', 'frontend', '-n', 'default')).toBe(true);
+    for (const name of ['apps/Deployment default/frontend', 'apps/Deployment default/redis-cart', 'apps/ReplicaSet default/frontend']) {
+      expect(of(name).reason).toMatch(new RegExp(`is InProgress, not Current: .+ \\(reconcile_timeout ${RECONCILE_MS} ms\\)$`));
+    }
+    expect(of('Service default/frontend-external').reason).toMatch(/LoadBalancer has no ingress yet/);
+    expect(of('Service default/meteor')).toMatchObject({ action: 'failed', source: 'kubernetes-examples/meteor/meteor-service.json#1' });
+    // What needs no pod to be Current is reported applied.
+    for (const name of ['ServiceAccount default/frontend', 'Service default/mongo', 'ReplicationController default/meteor-controller'])
+      expect(of(name).action).toBe('created');
+    expect(of('batch/Job default/maint-page-up').action).toBe('created');
+
+    // The inventory holds every object of the commit, failed ones included (so none is lost to a later prune).
+    const inv = await live<{ data: Record<string, string> }>('configmap', 'inventory-edge-real-manifests', '-n', 'default');
+    expect(Object.keys(inv.data)).toEqual(expect.arrayContaining(['default_frontend_apps_Deployment', 'monitoring_prometheus-adapter__ConfigMap']));
+    expect(logs.some((l) => l.msg === 'Synchronization failed' && String(l.error).includes('flux/apps/base/podinfo/release.yaml#1'))).toBe(true);
+  });
+
+  it('prunes what a later commit removes (Deployments with their pods, a JSON file), keeping what stays', async () => {
+    project.git('rm', '-q', '-r', 'microservices-demo', 'kubernetes-examples/meteor');
+    const second = project.commit({}, 'drop microservices-demo and meteor');
+    const r = await runUntil(WITHOUT_HELM_TEMPLATES, 'sync of the commit that removes files', () =>
+      reports.find((x) => x.commit === second && x.result !== undefined),
+    );
+    const actions = Object.fromEntries(r.result!.objects.map((o) => [o.object, o.action]));
+    expect(actions).toMatchObject({
+      'apps/Deployment default/frontend': 'pruned',
+      'Service default/frontend-external': 'pruned',
+      'ReplicationController default/meteor-controller': 'pruned',
+      'Service default/mongo': 'pruned',
+    });
+    expect(await exists('deployment', 'frontend', '-n', 'default')).toBe(false);
+    // The Service both files held stays, as Argo CD's example has it.
+    expect(actions['Service default/frontend']).toBe('unchanged');
+    expect((await live<{ spec: { ports: { targetPort: number }[] } }>('service', 'frontend', '-n', 'default')).spec.ports[0]!.targetPort).toBe(80);
+    expect(await exists('namespace', 'podinfo')).toBe(true);
+  });
+});
