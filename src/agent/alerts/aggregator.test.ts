@@ -201,13 +201,13 @@ describe('AlertAggregator staging', () => {
       let bumped = 0;
       for (let i = 0; i < 3000; i++) {
         const fp = `f${Math.floor(r() * 4)}`;
-        const t = `2026-01-01T00:${String(10 + Math.floor(i / 60) - (r() < 0.05 ? 5 : 0)).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}Z`;
-        const severity = severities[r() < 0.97 ? 1 : Math.floor(r() * 4)]!;
+        const t = `2026-01-01T00:${String(10 + Math.floor(i / 60) - (r() < 0.1 ? 5 : 0)).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}Z`;
+        const severity = severities[r() < 0.9 ? 1 : Math.floor(r() * 4)]!;
         const occ = alert(fp, t, { severity, title: `t ${i}`, samples: [{ i }] });
         if (useBump && staging.bump(fp, t, severity, 60_000)) bumped++;
         else staging.stage([occ], 60_000);
-        if (r() < 0.01) staging.commit();
-        if (r() < 0.002) agg.flush(true);
+        if (r() < 0.05) staging.commit();
+        if (r() < 0.01) agg.flush(true);
       }
       staging.commit();
       agg.flush(true);

@@ -279,6 +279,11 @@ export class AlertAggregator {
     return this.sampleRoomFor(a.fingerprint, a.severity);
   }
 
+  /** @internal The payload of the open group of this fingerprint, as folded so far; not to be changed. */
+  openAlert(fingerprint: string): Readonly<AlertPayload> | undefined {
+    return this.groups.get(fingerprint)?.alert;
+  }
+
   /** @internal sampleRoom of an occurrence of this fingerprint and severity. */
   sampleRoomFor(fingerprint: string, severity: Severity): number {
     const g = this.groups.get(fingerprint);
@@ -407,7 +412,7 @@ export class Staging {
   bump(fingerprint: string, seen: string, severity: Severity, windowMs: number): boolean {
     if (windowMs <= 0) return false;
     const st = this.byFingerprint.get(fingerprint);
-    if (!st) return false;
+    if (!st) return this.bumpGroup(fingerprint, seen, severity, windowMs);
     const a = st.alert;
     if (seen < a.first_seen || SEVERITY_RANK[severity] > SEVERITY_RANK[a.severity]) return false;
     if (this.agg.sampleRoomFor(fingerprint, severity) > a.samples.length) return false;
@@ -415,6 +420,30 @@ export class Staging {
     if (seen >= a.last_seen) a.last_seen = seen;
     this.count++;
     bump(a.source, 1);
+    return true;
+  }
+
+  /**
+   * The first repeat since the last commit of a group that is open and has
+   * no sample place left for it: staged as a copy of the group's payload
+   * with this occurrence's count and times and no sample. What the commit
+   * folds into the group is then what the occurrence's own payload would
+   * give: it is not earlier than the group's first_seen (so the group keeps
+   * its title and description), does not raise the severity, and its sample
+   * would be dropped. The group cannot close meanwhile: flush() waits for
+   * staged fingerprints.
+   */
+  private bumpGroup(fingerprint: string, seen: string, severity: Severity, windowMs: number): boolean {
+    const g = this.agg.openAlert(fingerprint);
+    if (!g || seen < g.first_seen || SEVERITY_RANK[severity] > SEVERITY_RANK[g.severity]) return false;
+    if (this.agg.sampleRoomFor(fingerprint, severity) > 0) return false;
+    this.byFingerprint.set(fingerprint, {
+      alert: { ...g, count: 1, first_seen: seen, last_seen: seen, samples: [] },
+      setter: 0,
+      closesAt: this.agg.now() + windowMs,
+    });
+    this.count++;
+    bump(g.source, 1);
     return true;
   }
 

@@ -138,14 +138,17 @@ function readFlow(msg: Uint8Array): ReadFlow | undefined {
   let bytes: Uint8Array = NO_BYTES;
   let nodeName = '';
   while (r.pos < r.len) {
-    const [no, wt] = r.tag();
+    // The tag read as a number: tag() returns a new array for each field.
+    const tag = r.uint32();
+    const no = tag >>> 3;
+    const wt = (tag & 7) as WireType;
     if (no === 1 && wt === WireType.LengthDelimited) {
       const len = r.uint32();
       const start = r.pos;
       flow = Flow.decode(r, len);
       bytes = msg.subarray(start, start + len);
     } else if (no === 1000 && wt === WireType.LengthDelimited) nodeName = r.string();
-    else if (no === 2 || no === 3) return undefined;
+    else if (no === 2 || no === 3 || no === 0) return undefined;
     else r.skip(wt, no);
   }
   return flow && { flow, nodeName, bytes };
