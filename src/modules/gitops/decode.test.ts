@@ -47,19 +47,33 @@ describe('decodeFiles', () => {
     expect([d.invalid, d.objects.map((m) => m.object.metadata.name)]).toEqual([[], ['a', 'b']]);
   });
 
-  it('reports objects without a string apiVersion, kind or name as invalid (a values.yaml, a GitHub workflow, `name: 2048`) instead of failing', () => {
+  it('reports objects without a string apiVersion, kind or name as invalid (a values.yaml, a GitHub workflow, `name: 2048`) instead of failing, saying what to do with Helm and kustomize files', () => {
     const d = decodeFiles([
       file('values.yaml', 'replicaCount: 1\nimage: {repository: nginx}\n'),
       file('workflow.yaml', 'name: test\non:\n  pull_request:\njobs: {}\n'),
       file('n.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 2048}\n'),
       file('chart/Chart.yaml', 'apiVersion: v2\nname: guestbook\n'),
+      file('k/kustomization.yaml', 'resources: [a.yaml]\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n'),
     ]);
     expect(d.objects).toEqual([]);
     expect(d.invalid.map((i) => [i.source, i.object, i.message])).toEqual([
-      ['values.yaml', 'object (unnamed)', 'invalid object: "___": apiVersion: Required value: apiVersion is required'],
+      [
+        'values.yaml',
+        'object (unnamed)',
+        'invalid object: "___": apiVersion: Required value: apiVersion is required (a Helm file: Helm is not run, manifests are applied as they are: commit the output of `helm template` instead, or leave the chart out of paths[].glob)',
+      ],
       ['workflow.yaml', 'object (unnamed)', 'invalid object: "___": apiVersion: Required value: apiVersion is required'],
       ['n.yaml', 'ConfigMap (unnamed)', 'invalid object: "___ConfigMap": metadata.name: Invalid value: 2048: must be a string (quote it in the manifest)'],
-      ['chart/Chart.yaml', 'object (unnamed)', 'invalid object: "___": kind: Required value: kind is required'],
+      [
+        'chart/Chart.yaml',
+        'object (unnamed)',
+        expect.stringMatching(/^invalid object: "___": kind: Required value: kind is required \(a Helm file: .*`helm template`/),
+      ],
+      [
+        'k/kustomization.yaml',
+        'Kustomization (unnamed)',
+        'invalid object: "__kustomize.config.k8s.io_Kustomization": metadata.name: Required value: name is required (a kustomize file: kustomize is not run, manifests are applied as they are: commit the output of `kustomize build` instead, or leave the file out of paths[].glob)',
+      ],
     ]);
   });
 
@@ -83,7 +97,14 @@ describe('decodeFiles', () => {
     expect(d.objects[0]!.object.data).toEqual({ a: '{{ $labels.instance }} down', b: '{{ range . }}x{{ end }}\n' });
   });
 
-  it('names the line of a JSON syntax error', () => {
-    expect(() => decodeFiles([file('x.json', '{\n  "kind": "ConfigMap",\n  "apiVersion": "v1",\n}\n')])).toThrow(/^failed to decode x\.json( line 4)?: /);
+  it('reads a JSON file of several values one after the other, as kubectl does, and names the line of a JSON syntax error', () => {
+    const cm = (n: string) => JSON.stringify({ kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: n } }, null, 2);
+    const d = decodeFiles([file('s.json', `${cm('a')}\n${cm('b')}\n\n`)]);
+    expect(d.objects.map((m) => [m.index, m.object.metadata.name])).toEqual([
+      [1, 'a'],
+      [2, 'b'],
+    ]);
+    expect(() => decodeFiles([file('x.json', '{\n  "kind": "ConfigMap",\n  "apiVersion": "v1",\n}\n')])).toThrow(/^failed to decode x\.json line 4: /);
+    expect(() => decodeFiles([file('y.json', `${cm('a')}\n{"kind": }`)])).toThrow(/^failed to decode y\.json( line 6)?: Unexpected token/);
   });
 });

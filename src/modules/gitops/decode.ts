@@ -57,6 +57,23 @@ function problem(o: KubeObject): string | undefined {
 }
 
 /**
+ * Why a tool's file is not an object, and what to do: the agent applies manifests as they are, as the original
+ * did (no kustomize, no Helm), and the default glob selects every .yaml file of a project.
+ */
+function toolHint(source: string, o: KubeObject): string {
+  const base = source.slice(source.lastIndexOf('/') + 1);
+  const what = (tool: string, command: string, part: string) =>
+    ` (a ${tool} file: ${tool} is not run, manifests are applied as they are: commit the output of \`${command}\` instead, or leave the ${part} out of paths[].glob)`;
+  if (
+    /^kustomization\.ya?ml$/i.test(base) ||
+    (o.kind === 'Kustomization' && typeof o.apiVersion === 'string' && o.apiVersion.startsWith('kustomize.config.k8s.io/'))
+  )
+    return what('kustomize', 'kustomize build', 'file');
+  if (/^(Chart|values[^/]*)\.ya?ml$/.test(base) || source.includes('/templates/')) return what('Helm', 'helm template', 'chart');
+  return '';
+}
+
+/**
  * Objects as written. Namespaces are the planner's (it knows from discovery
  * and the commit's CRDs which kinds are namespaced), and so is removing
  * duplicates, since an object's identity includes its namespace.
@@ -91,7 +108,7 @@ export function decodeFiles(files: readonly ManifestFile[]): Decoded {
             object,
             source: f.source,
             index,
-            message: `invalid object: ${JSON.stringify(idKey(id))}: ${why}`,
+            message: `invalid object: ${JSON.stringify(idKey(id))}: ${why}${toolHint(f.source, o)}`,
             ...(id.name ? { key: idKey(id) } : {}),
           });
           continue;
@@ -129,18 +146,44 @@ function lineAt(text: string, offset: number): number {
   return n;
 }
 
-function parseFile(f: ManifestFile): unknown[] {
-  const text = f.data.toString('utf8').replace(BOM, '');
-  if (f.source.endsWith('.json')) {
+/**
+ * A JSON file: one value, or several one after the other (kubectl's decoder reads such a stream, and real
+ * repositories have them: kubernetes' hack/testdata/multi-resource-json.json).
+ */
+function parseJsonStream(source: string, text: string): unknown[] {
+  const out: unknown[] = [];
+  let at = 0;
+  while (at < text.length) {
+    const rest = text.slice(at);
+    if (rest.trim() === '') break;
     try {
-      return [JSON.parse(text)];
+      out.push(JSON.parse(rest));
+      break;
     } catch (e) {
       const msg = (e as Error).message;
-      const at = /at position (\d+)/.exec(msg);
-      const where = at ? ` line ${lineAt(text, Number(at[1]))}` : '';
-      throw new VerdictError('VERDICT_MANIFEST_INVALID', `failed to decode ${f.source}${where}: ${msg}`);
+      const end = /after JSON at position (\d+)/.exec(msg);
+      if (end) {
+        // A complete value followed by another: parse it alone and go on from there.
+        const n = Number(end[1]);
+        try {
+          out.push(JSON.parse(rest.slice(0, n)));
+          at += n;
+          continue;
+        } catch {
+          // Not a value after all: report the first error.
+        }
+      }
+      const pos = /at position (\d+)/.exec(msg);
+      const where = pos ? ` line ${lineAt(text, at + Number(pos[1]))}` : '';
+      throw new VerdictError('VERDICT_MANIFEST_INVALID', `failed to decode ${source}${where}: ${msg.replace(/ at position \d+.*$/, '')}`);
     }
   }
+  return out;
+}
+
+function parseFile(f: ManifestFile): unknown[] {
+  const text = f.data.toString('utf8').replace(BOM, '');
+  if (f.source.endsWith('.json')) return parseJsonStream(f.source, text);
   const out: unknown[] = [];
   // A file written on Windows ends its lines with \r\n; YAML reads either, but the marker split must see "---".
   for (const doc of splitDocuments(text.includes('\r') ? text.replace(/\r\n?/g, '\n') : text)) {
