@@ -159,9 +159,9 @@ describe('GitOps on real manifest repositories', () => {
     expect(r.error).toMatch(
       /failed to decode argocd\/helm-guestbook\/templates\/deployment\.yaml line 40 column 1: Implicit map keys need to be followed by map values; line 4 holds a template expression \("name: \{\{ template .*\): a Helm chart or Go template is applied only once rendered: commit the output of `helm template` instead, or leave the file out of paths\[\]\.glob$/,
     );
-    // The default glob: 20 files (NOTES.txt, README.md and .github/ are not read; the comment-only file is).
+    // The default glob: 22 files (NOTES.txt, README.md and .github/ are not read; the comment-only file is).
     const fetched = logs.find((l) => l.msg === 'GitOps: fetched files' && l.commit_id === first);
-    expect(fetched).toMatchObject({ files_visited: 20, files_sent: 20 });
+    expect(fetched).toMatchObject({ files_visited: 22, files_sent: 22 });
     // Nothing was applied or recorded for a commit whose content is not known.
     expect(await exists('namespace', 'podinfo')).toBe(false);
     expect(await exists('configmap', 'inventory-edge-real-manifests', '-n', 'default')).toBe(false);
@@ -222,6 +222,18 @@ describe('GitOps on real manifest repositories', () => {
       reason: 'no matches for kind "HelmRelease" in version "helm.toolkit.fluxcd.io/v2"',
     });
     expect(of('source.toolkit.fluxcd.io/OCIRepository cert-manager/cert-manager').source).toBe('flux/infrastructure/controllers/cert-manager.yaml#2');
+
+    // An API version removed from Kubernetes (extensions/v1beta1), and fields no schema declares: the API server's reason.
+    expect(of('extensions/DaemonSet flex-ds')).toMatchObject({
+      action: 'failed',
+      source: 'kubernetes-examples/flexvolume/ds.yaml#1',
+      reason: 'no matches for kind "DaemonSet" in version "extensions/v1beta1"',
+    });
+    expect(of('apps/Deployment default/invalid-nginx-deployment')).toMatchObject({
+      action: 'failed',
+      source: 'kubernetes/hack-testdata/invalid-deployment-unknown-and-duplicate-fields.yaml#1',
+      reason: expect.stringMatching(/\.spec\.(baz|foo): field not declared in schema/),
+    });
 
     // kustomization.yaml is not run through kustomize: it is an object like any other, and an invalid one (no name).
     const invalid = r.result!.objects.filter((o) => o.action === 'failed' && o.reason?.startsWith('invalid object'));
