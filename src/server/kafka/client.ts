@@ -217,7 +217,7 @@ interface TopicSpec {
  * create them. A topic that exists is left as it is (partitions, retention):
  * operators may have tuned it.
  */
-export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger): Promise<{ logPartitions: number }> {
+export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger): Promise<{ logPartitions: number; exportPartitions: number }> {
   const t = topicsOf(cfg);
   const specs: TopicSpec[] = [
     // The log is the source of truth replicas rebuild from; compaction would keep
@@ -273,15 +273,16 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
   let meta;
   try {
     meta = await retrying(async () => {
-      const m = await admin.fetchTopicMetadata({ topics: [t.log] });
+      const m = await admin.fetchTopicMetadata({ topics: t.export ? [t.log, t.export] : [t.log] });
       // Just created (here or by a replica starting alongside): wait for leaders.
-      if (m.topics[0]?.partitions.some((p) => p.leader < 0)) throw Object.assign(new Error('no leader yet'), { retriable: true });
+      if (m.topics.some((x) => x.partitions.some((p) => p.leader < 0))) throw Object.assign(new Error('no leader yet'), { retriable: true });
       return m;
     });
   } catch (e) {
     throw new Error(explainKafkaError(e, cfg, t.log));
   }
-  return { logPartitions: meta.topics[0]?.partitions.length ?? cfg.partitions };
+  const partitionsOf = (topic: string) => meta.topics.find((x) => x.name === topic)?.partitions.length || cfg.partitions;
+  return { logPartitions: partitionsOf(t.log), exportPartitions: t.export ? partitionsOf(t.export) : 0 };
 }
 
 function describeSpec(s: TopicSpec): string {

@@ -194,7 +194,9 @@ export default async function (): Promise<void> {
   const procs: Proc[] = [];
   try {
     const prefix = `bench${randomUUID().slice(0, 6)}`;
-    const kafkaBlock = (p: string) => `kafka:\n  brokers: [${broker.bootstrap}]\n  topic_prefix: ${p}\n  export_topic: ${p}.alerts\n`;
+    // VERDICT_BENCH_KAFKA_EXPORT=0 turns the export topic off, to tell its cost (one message per changed alert) from the log's.
+    const exportTopic = (p: string) => (process.env.VERDICT_BENCH_KAFKA_EXPORT === '0' ? '""' : `${p}.alerts`);
+    const kafkaBlock = (p: string) => `kafka:\n  brokers: [${broker.bootstrap}]\n  topic_prefix: ${p}\n  export_topic: ${exportTopic(p)}\n`;
     console.log(
       `${EVENTS.toLocaleString('en-US')} events per run, ${FINGERPRINTS.toLocaleString('en-US')} fingerprints, batches of ${BATCH}, ${IN_FLIGHT} in flight per stream; broker ${broker.bootstrap}`,
     );

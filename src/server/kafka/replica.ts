@@ -91,8 +91,11 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
     } catch (e) {
       throw new Error(explainKafkaError(e, cfg));
     }
-    partitions = (await ensureTopics(admin, cfg, log)).logPartitions;
+    const ensured = await ensureTopics(admin, cfg, log);
+    partitions = ensured.logPartitions;
     writer.setPartitions(topics.log, partitions);
+    // The export's partitions are picked here too (same murmur2 as the producer's), so its messages spread over the lanes.
+    if (topics.export) writer.setPartitions(topics.export, ensured.exportPartitions);
     await writer.start();
     projection = new Projection({
       kafka,
