@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, preValidationAsyncHookHandler } from 'fastify';
 import type { ServerModuleAdminContext } from '../../server/module.js';
 import { errors, routeSchema } from '../../server/feed/schemas.js';
 import { JobTokens, MAX_TTL_MS, type CiJob } from './job-tokens.js';
@@ -30,6 +30,36 @@ const jobSchema = {
 
 // Job ids are below 2^40 (job-tokens.ts).
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1, maximum: 2 ** 40 } } } as const;
+
+const createBody = {
+  type: 'object',
+  required: ['project'],
+  additionalProperties: false,
+  properties: {
+    project: {
+      type: 'string',
+      maxLength: 255,
+      pattern: '^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$',
+      description: "the job's project as ci_access names it (group/subgroup/project, or a numeric id)",
+    },
+    environment: { type: 'string', maxLength: 255, description: 'for ci_access environments rules' },
+    ref: { type: 'string', maxLength: 255, description: 'the branch or tag the job runs on' },
+    protected: { type: 'boolean', description: 'ref is a protected branch or tag (protected_branches_only)' },
+    ttl_seconds: { type: 'integer', minimum: 1, maximum: MAX_TTL_MS / 1000, default: 3600, description: 'lifetime, at most a day' },
+  },
+} as const;
+
+// The validator drops fields the schema does not name (fastify's removeAdditional) rather than refusing them;
+// a CI server that misspells "ttl_seconds" must hear so, not get an hour.
+function refuseUnknownFields(known: readonly string[]): preValidationAsyncHookHandler {
+  return async (req, reply) => {
+    const body = req.body;
+    if (!body || typeof body !== 'object' || Array.isArray(body)) return;
+    const unknown = Object.keys(body).filter((k) => !known.includes(k));
+    if (unknown.length)
+      await reply.code(400).send({ error: 'bad_request', message: `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}` });
+  };
+}
 
 function jobView(j: CiJob, now = Date.now()) {
   return {
@@ -71,29 +101,14 @@ export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdm
     BASE,
     {
       onRequest: admin,
+      preValidation: refuseUnknownFields(Object.keys(createBody.properties)),
       config: { scope: 'admin' },
       links: { 201: { RevokeCiToken: { operationRef: `#/paths/${BASE.replaceAll('/', '~1')}~1{id}/delete`, parameters: { id: '$response.body#/job/id' } } } },
       schema: routeSchema({
         summary: 'Create a CI job token',
         description:
           'As `verdict ci-tokens create`: the credential of one CI/CD job, for `verdict kubeconfig --ci-token`. The secret is in this response only.',
-        body: {
-          type: 'object',
-          required: ['project'],
-          additionalProperties: false,
-          properties: {
-            project: {
-              type: 'string',
-              maxLength: 255,
-              pattern: '^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$',
-              description: "the job's project as ci_access names it (group/subgroup/project, or a numeric id)",
-            },
-            environment: { type: 'string', maxLength: 255, description: 'for ci_access environments rules' },
-            ref: { type: 'string', maxLength: 255, description: 'the branch or tag the job runs on' },
-            protected: { type: 'boolean', description: 'ref is a protected branch or tag (protected_branches_only)' },
-            ttl_seconds: { type: 'integer', minimum: 1, maximum: MAX_TTL_MS / 1000, default: 3600, description: 'lifetime, at most a day' },
-          },
-        },
+        body: createBody,
         response: {
           201: {
             type: 'object',

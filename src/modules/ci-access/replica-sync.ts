@@ -151,30 +151,33 @@ export class ReplicaSync {
     try {
       const rows = this.o.jobs.unpublished();
       const forgotten = this.o.jobs.purgedPublished();
+      const routes = this.routeChanges();
       const messages: { key: string; value: string | null }[] = [
         ...rows.map((r) => ({ key: `ci_job:${r.token_hash}`, value: JSON.stringify({ kind: 'ci_job_token', ...r }) })),
         ...forgotten.map((h) => ({ key: `ci_job:${h}`, value: null })),
-        ...this.routeChanges(),
+        ...routes.messages,
       ];
       if (messages.length === 0) return;
       await this.producer.send({ topic: this.topic, messages });
+      // Only once sent: what failed is found again, tombstones included, on the next round.
+      routes.commit();
       this.o.jobs.markPublished(rows, forgotten);
     } catch (e) {
-      // Routes are recomputed from what is connected and re-sent on the next round.
-      this.mine.clear();
       this.o.log.warn({ error: errText(e) }, 'CI tunnel: could not publish job tokens or agent routes to the other replicas; trying again shortly');
     } finally {
       this.busy = false;
     }
   }
 
-  private routeChanges(now = Date.now()): { key: string; value: string | null }[] {
+  private routeChanges(now = Date.now()): { messages: { key: string; value: string | null }[]; commit(): void } {
     const connected = new Set<string>();
     for (const id of this.o.tunnels.connectedAgents()) {
       const name = this.o.agents.getById(id)?.name;
       if (name) connected.add(name);
     }
     const out: { key: string; value: string | null }[] = [];
+    const set = new Map<string, { since: string; at: number }>();
+    const gone: string[] = [];
     for (const agent of connected) {
       const had = this.mine.get(agent);
       if (had && now - had.at < HEARTBEAT_MS) continue;
@@ -189,15 +192,21 @@ export class ReplicaSync {
         since,
         at: new Date(now).toISOString(),
       };
-      this.mine.set(agent, { since, at: now });
+      set.set(agent, { since, at: now });
       out.push({ key: `ci_route:${agent}:${this.replica}`, value: JSON.stringify(row) });
     }
-    for (const agent of [...this.mine.keys()]) {
+    for (const agent of this.mine.keys()) {
       if (connected.has(agent)) continue;
-      this.mine.delete(agent);
+      gone.push(agent);
       out.push({ key: `ci_route:${agent}:${this.replica}`, value: null });
     }
-    return out;
+    return {
+      messages: out,
+      commit: () => {
+        for (const [agent, v] of set) this.mine.set(agent, v);
+        for (const agent of gone) this.mine.delete(agent);
+      },
+    };
   }
 
   async stop(): Promise<void> {
