@@ -8,6 +8,11 @@ import { Tunnel } from '../../src/agent/tunnel/connection.js';
 import { parseKasAddress } from '../../src/agent/tunnel/kas-address.js';
 import { createGitopsModule } from '../../src/modules/gitops/agent.js';
 import type { GitopsConfig } from '../../src/modules/gitops/config.js';
+import { inventoryRef } from '../../src/modules/gitops/inventory.js';
+import { KubeApi } from '../../src/modules/gitops/kube/api.js';
+import { Discovery } from '../../src/modules/gitops/kube/discovery.js';
+import { readFiles, selectFiles } from '../../src/modules/gitops/manifest-files.js';
+import { preview } from '../../src/modules/gitops/preview.js';
 import type { SyncReport } from '../../src/modules/gitops/worker.js';
 import { type RunningServer, startServer } from '../../src/server/server.js';
 import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
@@ -268,6 +273,41 @@ describe('GitOps on real manifest repositories', () => {
     const inv = await live<{ data: Record<string, string> }>('configmap', 'inventory-edge-real-manifests', '-n', 'default');
     expect(Object.keys(inv.data)).toEqual(expect.arrayContaining(['default_frontend_apps_Deployment', 'monitoring_prometheus-adapter__ConfigMap']));
     expect(logs.some((l) => l.msg === 'Synchronization failed' && String(l.error).includes('flux/apps/base/podinfo/release.yaml#1'))).toBe(true);
+  });
+
+  it('previews the synchronised commit (verdict gitops diff) as unchanged, except what could not be applied', async () => {
+    const repo = project.dir;
+    const selection = await selectFiles(
+      repo,
+      first,
+      WITHOUT_HELM_TEMPLATES.map((p) => p.glob),
+    );
+    const contents = await readFiles(repo, selection.files);
+    const api = new KubeApi({
+      server: kube.server,
+      requestOptions: async () => ({ ca: readFileSync(kube.caFile), headers: { Authorization: `Bearer ${kube.adminToken}` } }),
+    });
+    try {
+      const lines = await preview(
+        selection.files.map((f, i) => ({ source: f.path, data: contents[i]! })),
+        { defaultNamespace: 'default', api, discovery: new Discovery(api), inventory: inventoryRef('edge', 'real/manifests', 'default') },
+      );
+      // Nothing the sync applied shows as a change (the API server's normalised values, defaults and the controllers'
+      // annotations compare equal); Deployments that never became available are applied all the same.
+      expect(lines.filter((l) => l.action !== 'unchanged' && l.action !== 'failed')).toEqual([]);
+      expect(lines.filter((l) => l.action === 'failed').map((l) => l.object)).toEqual(
+        expect.arrayContaining([
+          'helm.toolkit.fluxcd.io/HelmRelease podinfo/podinfo',
+          'ConfigMap monitoring/prometheus-adapter',
+          'extensions/DaemonSet flex-ds',
+        ]),
+      );
+      expect(lines.filter((l) => l.action === 'failed')).toHaveLength(13);
+      expect(lines.find((l) => l.object === 'apps/Deployment default/frontend')).toMatchObject({ action: 'unchanged' });
+      expect(lines.find((l) => l.object === 'stable.example.com/Shirt default/example1')).toMatchObject({ action: 'unchanged' });
+    } finally {
+      api.close();
+    }
   });
 
   it('prunes what a later commit removes (Deployments with their pods, a JSON file), keeping what stays', async () => {
