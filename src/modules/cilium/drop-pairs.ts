@@ -59,7 +59,8 @@ class PacketTable {
   /** The place of `key`, or the free place where it would go. */
   private find(key: number): number {
     const mask = this.keys.length - 1;
-    let i = (key % 4294967296) & mask;
+    // & takes the key modulo 2^32: its low bits, which come from the second hash.
+    let i = key & mask;
     for (;;) {
       const k = this.keys[i]!;
       if (k === key || k === 0) return i;
