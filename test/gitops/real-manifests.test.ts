@@ -310,6 +310,18 @@ describe('GitOps on real manifest repositories', () => {
     }
   });
 
+  it('refuses a glob the matcher would read otherwise than the original (a character class), rather than select no file and prune everything', async () => {
+    await expect(selectFiles(project.dir, first, ['kubernetes-examples/[mp]*/*.json'])).rejects.toThrow(
+      /^manifest file: glob kubernetes-examples\/\[mp\]\*\/\*\.json match failed: character classes \(\[\.\.\.\]\) are not supported yet: write \{a,b\} for \[ab\]$/,
+    );
+    expect((await selectFiles(project.dir, first, ['kubernetes-examples/{meteor,podsecuritypolicy}/**/*.{json,yaml}'])).files.map((f) => f.path)).toEqual([
+      'kubernetes-examples/meteor/meteor-controller.json',
+      'kubernetes-examples/meteor/meteor-service.json',
+      'kubernetes-examples/meteor/mongo-service.json',
+      'kubernetes-examples/podsecuritypolicy/rbac/roles.yaml',
+    ]);
+  });
+
   it('prunes what a later commit removes (Deployments with their pods, a JSON file), keeping what stays', async () => {
     project.git('rm', '-q', '-r', 'microservices-demo', 'kubernetes-examples/meteor');
     const second = project.commit({}, 'drop microservices-demo and meteor');

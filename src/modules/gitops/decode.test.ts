@@ -62,7 +62,11 @@ describe('decodeFiles', () => {
         'object (unnamed)',
         'invalid object: "___": apiVersion: Required value: apiVersion is required (a Helm file: Helm is not run, manifests are applied as they are: commit the output of `helm template` instead, or leave the chart out of paths[].glob)',
       ],
-      ['workflow.yaml', 'object (unnamed)', 'invalid object: "___": apiVersion: Required value: apiVersion is required'],
+      [
+        'workflow.yaml',
+        'object (unnamed)',
+        'invalid object: "___": apiVersion: Required value: apiVersion is required (not a Kubernetes object: if the file is not a manifest, leave it out of paths[].glob)',
+      ],
       ['n.yaml', 'ConfigMap (unnamed)', 'invalid object: "___ConfigMap": metadata.name: Invalid value: 2048: must be a string (quote it in the manifest)'],
       [
         'chart/Chart.yaml',

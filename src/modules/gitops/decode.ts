@@ -70,6 +70,8 @@ function toolHint(source: string, o: KubeObject): string {
   )
     return what('kustomize', 'kustomize build', 'file');
   if (/^(Chart|values[^/]*)\.ya?ml$/.test(base) || source.includes('/templates/')) return what('Helm', 'helm template', 'chart');
+  // A tool's configuration the default glob selects (.gitlab-ci.yml, renovate.json, package.json).
+  if (o.apiVersion === undefined && o.kind === undefined) return ' (not a Kubernetes object: if the file is not a manifest, leave it out of paths[].glob)';
   return '';
 }
 
