@@ -64,9 +64,20 @@ describe("the agent's impersonate role (deploy/agent/agent.yaml)", () => {
     expect((await kube.kubectl(['get', 'configmaps', '-o', 'name'], { kubeconfig: deployer })).code).toBe(0);
   });
 
-  it('gives the agent itself nothing else: a job with access_as agent can only do what the ServiceAccount may', async () => {
+  it("gives a job with access_as agent exactly what the ServiceAccount may: GitOps's grant while it is bound, nothing once it is not", async () => {
     const plain = await env.kubeconfig(env.jobToken({ project: 'shop/plain' }));
-    const r = await kube.kubectl(['get', 'configmaps'], { kubeconfig: plain });
+    const granted = await kube.kubectl(['get', 'configmaps', '-o', 'name'], { kubeconfig: plain });
+    expect(granted.code, granted.stderr).toBe(0);
+    // Without GitOps (docs/gitops.md: drop the binding), the agent keeps only what the policy watch and the impersonation need.
+    await kube.kubectl(['delete', 'clusterrolebinding', 'verdict-agent-gitops']);
+    const r = await until(
+      async () => {
+        const x = await kube.kubectl(['get', 'configmaps'], { kubeconfig: plain });
+        return x.code !== 0 ? x : undefined;
+      },
+      10_000,
+      'the list to be refused',
+    );
     expect(r.stderr).toContain('User "system:serviceaccount:verdict-agent:verdict-agent" cannot list resource "configmaps"');
   });
 
