@@ -28,6 +28,14 @@ describe('decodeFiles', () => {
   it('reads YAML 1.1 as kubectl does', () => {
     const d = decodeFiles([file('v.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: v}\nspec: {a: yes, b: "y", "=": x}\n')]);
     expect(d.objects[0]!.object.spec).toEqual({ a: true, b: 'y', '=': 'x' });
+    // go-yaml v2 into untyped maps: octal read, but timestamps and base-60 numbers stay the strings written.
+    const t = decodeFiles([
+      file(
+        't.yaml',
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\ndata: {since: 2021-01-01, at: 12:30, mode: 0777, s: 2001-12-14t21:59:43.10-05:00}\n',
+      ),
+    ]);
+    expect(t.objects[0]!.object.data).toEqual({ since: '2021-01-01', at: '12:30', mode: 511, s: '2001-12-14t21:59:43.10-05:00' });
   });
 
   it("names the file and its line (not the document's) when a document does not parse", () => {

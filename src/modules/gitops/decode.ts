@@ -1,4 +1,4 @@
-import { isCollection, isPair, parse, parseDocument, visit, YAMLParseError } from 'yaml';
+import { isCollection, isPair, parse, parseDocument, type Tags, visit, YAMLParseError } from 'yaml';
 import { VerdictError } from '../../shared/errors.js';
 import { describeId, idKey, idOf, type KubeObject, type ManifestObject } from './objects.js';
 
@@ -128,7 +128,23 @@ function isList(doc: unknown): boolean {
 }
 
 const BOM = /^\uFEFF/;
-const YAML_OPTIONS = { version: '1.1', uniqueKeys: false, logLevel: 'error' } as const;
+/**
+ * YAML 1.1 as kubectl's decoder (go-yaml v2) reads it into untyped maps: `yes`/`on` are booleans and `0777` is
+ * octal, but a timestamp (`2021-01-01`) and a base-60 number (`12:30`) stay the strings written, where the
+ * library's 1.1 schema would make them a Date ("2021-01-01T00:00:00.000Z") and 750.
+ */
+let kubectlTags: { from: Tags; to: Tags } | undefined;
+const YAML_OPTIONS = {
+  version: '1.1',
+  uniqueKeys: false,
+  logLevel: 'error',
+  // The library passes its 1.1 schema's one array each time: filtered once.
+  customTags: (tags: Tags): Tags => {
+    if (kubectlTags?.from !== tags)
+      kubectlTags = { from: tags, to: tags.filter((t) => typeof t === 'string' || (t.tag !== 'tag:yaml.org,2002:timestamp' && t.format !== 'TIME')) };
+    return kubectlTags.to;
+  },
+} as const;
 const TEMPLATE = /\{\{/;
 
 /** What to do about a document holding a template expression, which is not YAML until rendered. */
