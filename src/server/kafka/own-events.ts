@@ -1,7 +1,7 @@
 import type { IncomingEvent } from '../store/alert-store.js';
 
-/** Bytes of message values kept at most: a projection far behind its own producer parses the rest like anyone else's. */
-const MAX_BYTES = 64 * 1024 * 1024;
+/** Bytes of message values kept at most (the parsed events take about as much again, or more): a projection far behind its own producer parses the rest like anyone else's; a second or more of events at 10,000/s fits. */
+const MAX_BYTES = 16 * 1024 * 1024;
 
 interface Kept {
   value: Buffer;
