@@ -32,10 +32,10 @@ describe('decodeFiles', () => {
     const t = decodeFiles([
       file(
         't.yaml',
-        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\ndata: {since: 2021-01-01, at: 12:30, mode: 0777, s: 2001-12-14t21:59:43.10-05:00}\n',
+        'apiVersion: example.com/v1\nkind: Backup\nmetadata: {name: t}\nspec: {since: 2021-01-01, at: 12:30, mode: 0777, s: 2001-12-14t21:59:43.10-05:00}\n',
       ),
     ]);
-    expect(t.objects[0]!.object.data).toEqual({ since: '2021-01-01', at: '12:30', mode: 511, s: '2001-12-14t21:59:43.10-05:00' });
+    expect(t.objects[0]!.object.spec).toEqual({ since: '2021-01-01', at: '12:30', mode: 511, s: '2001-12-14t21:59:43.10-05:00' });
   });
 
   it("names the file and its line (not the document's) when a document does not parse", () => {
@@ -86,6 +86,22 @@ describe('decodeFiles', () => {
         'Kustomization (unnamed)',
         'invalid object: "__kustomize.config.k8s.io_Kustomization": metadata.name: Required value: name is required (a kustomize file: kustomize is not run, manifests are applied as they are: commit the output of `kustomize build` instead, or leave the file out of paths[].glob)',
       ],
+    ]);
+  });
+
+  it('reports label, annotation and ConfigMap values YAML reads as numbers or booleans, saying to quote them', () => {
+    const d = decodeFiles([
+      file('a.yaml', 'apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\n  annotations:\n    helm.sh/hook-weight: -2\n'),
+      file('c.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {tier: web}}\ndata:\n  PORT: "8080"\n  ENABLED: true\n'),
+      file('ok.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\ndata: {a: "1", b: two}\n'),
+    ]);
+    expect(d.objects.map((m) => m.object.metadata.name)).toEqual(['ok']);
+    expect(d.invalid.map((i) => [i.object, i.message])).toEqual([
+      [
+        'batch/Job j',
+        'invalid object: "_j_batch_Job": metadata.annotations.helm.sh/hook-weight: Invalid value: -2: must be a string (quote it in the manifest)',
+      ],
+      ['ConfigMap c', 'invalid object: "_c__ConfigMap": data.ENABLED: Invalid value: true: must be a string (quote it in the manifest)'],
     ]);
   });
 

@@ -45,6 +45,19 @@ function problem(o: KubeObject): string | undefined {
     notString('metadata.generateName', o.metadata.generateName) ??
     notString('metadata.namespace', o.metadata.namespace);
   if (typed) return typed;
+  // Values that must be strings, where YAML makes numbers and booleans of `PORT: 8080` or `enabled: true`: the API
+  // server's own refusal reads "expected string, got &value.valueUnstructured{Value:8080}".
+  const maps: [string, unknown][] = [
+    ['metadata.labels', o.metadata.labels],
+    ['metadata.annotations', o.metadata.annotations],
+  ];
+  if (o.apiVersion === 'v1' && (o.kind === 'ConfigMap' || o.kind === 'Secret')) maps.push(['data', o.data], ['stringData', o.stringData]);
+  for (const [field, m] of maps) {
+    if (!m || typeof m !== 'object' || Array.isArray(m)) continue;
+    for (const [k, v] of Object.entries(m)) {
+      if (v !== null && typeof v !== 'string') return `${field}.${k}: Invalid value: ${JSON.stringify(v)}: must be a string (quote it in the manifest)`;
+    }
+  }
   if (!o.apiVersion) return 'apiVersion: Required value: apiVersion is required';
   if (!o.kind) return 'kind: Required value: kind is required';
   if (!o.metadata.name) {
