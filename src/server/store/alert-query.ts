@@ -83,18 +83,35 @@ export function termsOfFtsQuery(fts: string): string[] {
 }
 
 /**
- * Ids of the alerts whose text has the phrase `term`. An alert's text is in two
- * full-text indexes (search-text.ts): a word matches in either, so each word of
- * a search is looked up in both and the words are AND-ed per alert. The ids may
- * repeat (an alert with the word in both); `minId` bounds both lookups.
+ * Ids of the alerts whose text has every one of `terms` (FTS5 phrases). An
+ * alert's text is in two full-text indexes (search-text.ts): all words in its
+ * main row, or, for the alerts whose added label values have one of the words,
+ * each word in either row (checked per such alert by rowid, so no word's whole
+ * match list is built). `distinct` leaves out of the second part the ids of the
+ * first; `minId` bounds both lookups.
  */
-export function termSql(term: string, minId?: number): Sql {
-  const b = minId !== undefined ? ' AND rowid >= ?' : '';
+export function termSql(terms: readonly string[], minId?: number, distinct = false): Sql {
+  const b = (col: string) => (minId !== undefined ? ` AND ${col} >= ?` : '');
   // As a BigInt, so it binds as an integer: FTS5 seeks on an integer rowid bound but scans on a REAL one.
-  const p = minId !== undefined ? [term, BigInt(minId)] : [term];
+  const bound = minId !== undefined ? [BigInt(minId)] : [];
+  const all = terms.join(' AND ');
+  const conds = [`1${b('m.rowid')}`];
+  const params: unknown[] = [all, ...bound, terms.length === 1 ? all : terms.join(' OR '), ...bound];
+  if (distinct) {
+    conds.push('NOT EXISTS (SELECT 1 FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid = m.rowid)');
+    params.push(all);
+  }
+  if (terms.length > 1) {
+    for (const term of terms) {
+      conds.push(
+        '(EXISTS (SELECT 1 FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid = m.rowid) OR EXISTS (SELECT 1 FROM alerts_fts_more(?) x WHERE x.rowid = m.rowid))',
+      );
+      params.push(term, term);
+    }
+  }
   return {
-    sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${b} UNION ALL SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ?${b}`,
-    params: [...p, ...p],
+    sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${b('rowid')} UNION ALL SELECT m.rowid AS id FROM alerts_fts_more(?) m WHERE ${conds.join(' AND ')}`,
+    params,
   };
 }
 
@@ -200,9 +217,9 @@ function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = fal
     w.params.push(f.until);
   }
   const terms = f.q && skip !== 'q' ? ftsTerms(f.q) : undefined;
-  // A lower rowid bound lets FTS5 skip most of a common word's matches (see visitedMinIdSql).
-  for (const term of terms ?? []) {
-    const m = termSql(term, ftsMinId);
+  if (terms) {
+    // A lower rowid bound lets FTS5 skip most of a common word's matches (see visitedMinIdSql).
+    const m = termSql(terms, ftsMinId);
     w.clauses.push(`+${t}id IN (${m.sql})`);
     w.params.push(...m.params);
   }
@@ -251,19 +268,8 @@ export function drivers(f: AlertFilter): Driver[] {
     });
   }
   const terms = f.q ? ftsTerms(f.q) : undefined;
-  if (terms?.length === 1) {
-    // Each id once (the page joins them to their alerts): the main index's matches as they come, then
-    // those only the added values have. The sizing count stops in the first part for a common word.
-    out.push({
-      name: 'q',
-      sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?
-        UNION ALL SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ? AND rowid NOT IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`,
-      params: [terms[0], terms[0], terms[0]],
-    });
-  } else if (terms) {
-    const parts = terms.map((term) => termSql(term));
-    out.push({ name: 'q', sql: parts.map((m) => `SELECT id FROM (${m.sql})`).join(' INTERSECT '), params: parts.flatMap((m) => m.params) });
-  }
+  // Each id once (the page joins them to their alerts); the sizing count stops in the first part for a common word.
+  if (terms) out.push({ name: 'q', ...termSql(terms, undefined, true) });
   return out;
 }
 
@@ -367,7 +373,7 @@ export function countsSql(by: CountBy, f: AlertFilter, limit: number): Sql {
   // The time range may use the last_seen index and a search its full-text index;
   // other filters are checked per row (an equality index would make SQLite read
   // every row in index order just to skip a sort).
-  const fts = (t: string) => (c: string) => c.replace(`+${t}id IN (SELECT rowid FROM alerts_fts`, `${t}id IN (SELECT rowid FROM alerts_fts`);
+  const fts = (t: string) => (c: string) => c.replace(`+${t}id IN (SELECT rowid AS id FROM alerts_fts`, `${t}id IN (SELECT rowid AS id FROM alerts_fts`);
   if (by === 'policy') {
     const w = where(f, undefined, 'a.', true);
     w.clauses = w.clauses.map(fts('a.'));

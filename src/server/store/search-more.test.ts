@@ -48,6 +48,16 @@ describe('values added after an alert opened', () => {
     // A filter besides the search (the search may then drive the query).
     expect(store.list({ limit: 50, q: 'quokka', namespace: ['shop'] }).alerts.map((x) => x.id)).toEqual([a.id]);
     expect(store.counts('namespace', { q: 'quokka' })).toEqual([{ key: 'shop', alerts: 1, events: 3 }]);
+    // Counts filter per row (no driver): the same answers for words split over both rows.
+    expect(store.counts('namespace', { q: 'quokka shop' })).toEqual([{ key: 'shop', alerts: 1, events: 3 }]);
+    expect(store.counts('namespace', { q: 'numbat quokka wombat' })).toEqual([{ key: 'shop', alerts: 1, events: 3 }]);
+    expect(store.counts('namespace', { q: 'quokka db' })).toEqual([]);
+    expect(
+      store
+        .counts('namespace', { q: 'wombat' })
+        .map((r) => r.key)
+        .sort(),
+    ).toEqual(['db', 'shop']);
     expect([...store.matchingText([a.id, b.id], toFtsQuery('quokka')!)]).toEqual([a.id]);
     expect([...store.matchingText([a.id, b.id], toFtsQuery('wombat')!)].sort()).toEqual([a.id, b.id].sort());
     expect([...store.matchingText([a.id, b.id], toFtsQuery('numbat shop')!)]).toEqual([a.id]);
