@@ -161,7 +161,8 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
         }
         if (!att || att.policies.length === 0) return;
         if (storeFailed) return;
-        // A repeat of an alert staged since the last commit only counts: its payload is not built.
+        // A repeat that changes only an alert's count and last_seen (of one staged since the last
+        // commit, or of an open group whose samples are all taken) is counted without building its payload.
         const fp = flowFingerprint(flow, att, block.cluster_name);
         if (!staging.bump(fp, flowTime(flow), CILIUM_SEVERITY[att.reason], block.dedup_window))
           staging.stage([flowToAlert(flow, att, block.cluster_name, new FlowSample(flow))], block.dedup_window);
