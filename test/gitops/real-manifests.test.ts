@@ -273,6 +273,31 @@ describe('GitOps on real manifest repositories', () => {
     const inv = await live<{ data: Record<string, string> }>('configmap', 'inventory-edge-real-manifests', '-n', 'default');
     expect(Object.keys(inv.data)).toEqual(expect.arrayContaining(['default_frontend_apps_Deployment', 'monitoring_prometheus-adapter__ConfigMap']));
     expect(logs.some((l) => l.msg === 'Synchronization failed' && String(l.error).includes('flux/apps/base/podinfo/release.yaml#1'))).toBe(true);
+
+    // The server shows the same: the sync failed, with each object's file and reason.
+    const reader = server.tokens.create('status-reader', 'read').token;
+    type Project = { project_id: string; commit_id: string; ok: boolean; failed: number; objects: { object: string; source: string; reason: string }[] };
+    const shown = await until(
+      async () => {
+        const res = await fetch(`http://${server.httpAddress}/api/v1/agents/edge`, { headers: { authorization: `Bearer ${reader}` } });
+        const view = (await res.json()) as { module_status?: { gitops?: { projects: Project[] } } };
+        return view.module_status?.gitops?.projects.find((p) => p.project_id === 'real/manifests' && p.commit_id === first && p.failed > 0);
+      },
+      20_000,
+      'the failed sync in GET /api/v1/agents/edge',
+    );
+    expect(shown.ok).toBe(false);
+    expect(shown.failed).toBe(r.result!.failed);
+    expect(shown.objects).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          object: 'apps/Deployment default/frontend',
+          source: 'microservices-demo/kubernetes-manifests.yaml#1',
+          reason: expect.stringContaining('is InProgress, not Current'),
+        }),
+        expect.objectContaining({ object: 'ConfigMap monitoring/prometheus-adapter', reason: 'NotFound: namespaces "monitoring" not found' }),
+      ]),
+    );
   });
 
   it('previews the synchronised commit (verdict gitops diff) as unchanged, except what could not be applied', async () => {
