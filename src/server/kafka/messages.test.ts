@@ -51,7 +51,7 @@ describe('log messages', () => {
     ];
     expect(logRefs({ [HEADER_TYPE]: Buffer.from('events'), [HEADER_REF]: Buffer.from('ev-1,ev-2') }, value)).toEqual(refs);
     expect(logRefs(undefined, value)).toEqual(refs);
-    expect(checkEntry({ id: 'ev-3', payload: { source: 'nope' } })).toMatch(/source must be cilium or falco/);
+    expect(checkEntry({ id: 'ev-3', payload: { source: 'nope' } })).toMatch(/source must be cilium or falco or gitops/);
     expect(checkEntry({ payload: a })).toMatch(/event id is missing/);
     expect(() => decodeLogEvent(Buffer.from(JSON.stringify({ type: 'events', v: 1, agent: 'edge', events: 'x' })))).toThrow(/events must be a list/);
   });
@@ -69,7 +69,7 @@ describe('log messages', () => {
     const bad = (v: unknown) => () => decodeLogEvent(Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)));
     expect(bad('not json')).toThrow(VerdictError);
     expect(bad({ type: 'alert', v: 2, agent: 'edge' })).toThrow(/version 2 is not 1; is a newer Verdict/);
-    expect(bad({ type: 'alert', v: 1, agent: 'edge', id: 'x', payload: { source: 'nope' } })).toThrow(/source must be cilium or falco/);
+    expect(bad({ type: 'alert', v: 1, agent: 'edge', id: 'x', payload: { source: 'nope' } })).toThrow(/source must be cilium or falco or gitops/);
     expect(bad({ type: 'status', v: 1, agent: 'edge', fingerprint: 'f', alert: 'e', status: 'closed' })).toThrow(/status "closed" is not one of/);
     expect(bad({ type: 'mystery', v: 1, agent: 'edge' })).toThrow(/unknown message type "mystery"/);
     expect(() => decodeLogEvent(null)).toThrow(/empty/);

@@ -1,6 +1,6 @@
 import { ALERT_SCHEMA, MAX_SAMPLES, type AlertPayload } from '../../shared/alert/payload.js';
 import { STATUSES, type AlertStatus, type StoredAlert } from '../store/alert-store.js';
-import { checkPayload } from '../tunnel/payload-check.js';
+import { checkPayload, LOG_SOURCES } from '../tunnel/payload-check.js';
 import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
 // What Verdict writes to Kafka (docs/kafka.md, "Topics and messages").
@@ -137,7 +137,7 @@ export function decodeLogEvent(value: Buffer | null): LogEvent {
   }
   if (m.type === 'alert') {
     if (typeof m.id !== 'string' || !m.id) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', 'event id is missing');
-    const why = checkPayload(m.payload);
+    const why = checkPayload(m.payload, LOG_SOURCES);
     if (why) throw new VerdictError('VERDICT_LOG_MESSAGE_INVALID', why);
     return m as AlertLogEvent;
   }
@@ -156,7 +156,7 @@ export function checkEntry(e: unknown): string | undefined {
   if (typeof e !== 'object' || e === null) return 'event is not a JSON object';
   const id = (e as Partial<LogEntry>).id;
   if (typeof id !== 'string' || !id) return 'event id is missing';
-  return checkPayload((e as Partial<LogEntry>).payload);
+  return checkPayload((e as Partial<LogEntry>).payload, LOG_SOURCES);
 }
 
 /** Headers on log messages, so readers that only need to know which alert changed need not parse the value. */
