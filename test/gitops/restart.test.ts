@@ -1,11 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/server/server.js';
-import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
+import type { RunningServer } from '../../src/server/server.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { type Kube, startKube } from '../helpers/kube.js';
-import { ConfigProject, killAll, spawnVerdict, tempDir, until, type VerdictProcess } from '../helpers/processes.js';
+import { type ConfigProject, killAll, tempDir, until, type VerdictProcess } from '../helpers/processes.js';
+import { apiOf, inventoryKeys, manifestProject, namespaceYaml, spawnAgent, startGitopsServer, untilSync } from './harness.js';
 
 // A `verdict agent` process killed (SIGKILL) in the middle of a sync of many
 // objects, then started again on the same data dir: the next sync finishes the
@@ -25,9 +25,9 @@ const tokenFile = join(dir, 'agent-token');
 
 beforeAll(async () => {
   kube = await startKube();
-  const config = new ConfigProject(join(dir, 'config'));
-  config.commit({
-    '.gitlab/agents/edge/config.yaml': [
+  app = manifestProject(dir, 'group/app');
+  const started = await startGitopsServer(dir, createRootLogger({ level: 'warn' }), {
+    agentConfig: [
       'gitops:',
       '  manifest_projects:',
       '    - id: group/app',
@@ -36,19 +36,8 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   });
-  app = new ConfigProject(join(dir, 'projects/group/app'));
-  server = await startServer(
-    {
-      ...SERVER_DEFAULTS,
-      data_dir: join(dir, 'server'),
-      http_addr: '127.0.0.1:0',
-      grpc_addr: '127.0.0.1:0',
-      projects_dir: join(dir, 'projects'),
-      gitops_poll_interval: 100,
-    },
-    createRootLogger({ level: 'warn' }),
-  );
-  writeFileSync(tokenFile, `${server.agents.register('edge', config.dir).token}\n`);
+  server = started.server;
+  writeFileSync(tokenFile, `${started.token}\n`);
   reader = server.tokens.create('restart-test', 'read').token;
 }, 300_000);
 
@@ -58,18 +47,7 @@ afterAll(async () => {
   await kube?.stop();
 });
 
-const agent = (): VerdictProcess =>
-  spawnVerdict(
-    [
-      'agent',
-      `--kas-address=grpc://${server.grpcAddress}`,
-      `--token-file=${tokenFile}`,
-      `--data-dir=${join(dir, 'agent')}`,
-      `--kubeconfig=${kube.kubeconfig}`,
-      '--observability-addr=',
-    ],
-    'agent',
-  );
+const agent = (): VerdictProcess => spawnAgent(server, kube, tokenFile, join(dir, 'agent'));
 
 const cms = (prefix: string, from: number, to: number) =>
   Array.from(
@@ -77,28 +55,9 @@ const cms = (prefix: string, from: number, to: number) =>
     (_, i) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${prefix}-${from + i}\n  labels: {batch: ${prefix}}\ndata:\n  v: "${from + i}"\n`,
   ).join('---\n');
 
-interface Project {
-  commit_id: string;
-  ok: boolean;
-  applied: number;
-  pruned: number;
-  failed: number;
-}
+const project = () => apiOf(server, reader).project('group/app');
 
-async function project(): Promise<Project | undefined> {
-  const res = await fetch(`http://${server.httpAddress}/api/v1/agents/edge`, { headers: { authorization: `Bearer ${reader}` } });
-  return ((await res.json()) as { module_status: { gitops: { projects: Project[] } } }).module_status.gitops.projects[0];
-}
-
-const synced = (commit: string, timeoutMs: number) =>
-  until(
-    async () => {
-      const p = await project();
-      return p?.commit_id === commit && p.ok ? p : undefined;
-    },
-    timeoutMs,
-    `commit ${commit} synchronized`,
-  );
+const synced = (commit: string, timeoutMs: number) => untilSync(project, commit, true, timeoutMs, `commit ${commit} synchronized`);
 
 interface Live {
   metadata: { name: string; uid: string; annotations?: Record<string, string> };
@@ -112,10 +71,7 @@ async function live(): Promise<Map<string, Live>> {
   return new Map((JSON.parse(r.stdout) as { items: Live[] }).items.map((i) => [i.metadata.name, i]));
 }
 
-async function inventory(): Promise<string[]> {
-  const r = await kube.kubectl(['get', 'configmap', 'inventory-edge-group-app', '-n', 'restart', '-o', 'json']);
-  return Object.keys((JSON.parse(r.stdout) as { data?: object }).data ?? {}).sort();
-}
+const inventory = () => inventoryKeys(kube, 'restart', 'inventory-edge-group-app');
 
 const keys = (names: string[]) => names.map((n) => `restart_${n}__ConfigMap`);
 const range = (prefix: string, from: number, to: number) => Array.from({ length: to - from }, (_, i) => `${prefix}-${from + i}`);
@@ -123,7 +79,7 @@ const range = (prefix: string, from: number, to: number) => Array.from({ length:
 describe('GitOps: the agent restarted mid-sync', () => {
   it('finishes the commit after a SIGKILL: nothing lost, duplicated or wrongly pruned; the inventory exact', async () => {
     // Commit 1, synced: the namespace and ten ConfigMaps.
-    const first = app.commit({ 'manifests/ns.yaml': 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: restart\n', 'manifests/old.yaml': cms('old', 0, 10) });
+    const first = app.commit({ 'manifests/ns.yaml': namespaceYaml('restart'), 'manifests/old.yaml': cms('old', 0, 10) });
     let proc = agent();
     await synced(first, 90_000);
     const before = await live();
