@@ -1,5 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runConfigStream, type ConfigUpdate } from '../../src/agent/tunnel/config-client.js';
@@ -8,11 +7,11 @@ import { parseKasAddress } from '../../src/agent/tunnel/kas-address.js';
 import { SyncReporter } from '../../src/modules/gitops/reporter.js';
 import type { SyncReport } from '../../src/modules/gitops/worker.js';
 import type { Agent } from '../../src/server/feed/web/api-types.js';
-import { startServer, type RunningServer } from '../../src/server/server.js';
-import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
+import type { RunningServer } from '../../src/server/server.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { VERSION } from '../../src/shared/version.js';
-import { ConfigProject, tempDir, until } from '../helpers/processes.js';
+import { type ConfigProject, tempDir, until } from '../helpers/processes.js';
+import { apiOf, manifestProject, startGitopsServer } from '../gitops/harness.js';
 
 // Run inside the page by playwright; the project compiles without the DOM library.
 declare const document: {
@@ -65,11 +64,7 @@ const pageErrors: string[] = [];
 
 const report = (r: Partial<SyncReport> & Pick<SyncReport, 'projectId' | 'commit' | 'ok'>): SyncReport => ({ driftCorrected: false, ...r });
 
-async function agentsApi(): Promise<Agent[]> {
-  const res = await fetch(`${base}/api/v1/agents`, { headers: { authorization: `Bearer ${read}` } });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { agents: Agent[] }).agents;
-}
+const agentsApi = () => apiOf(server, read).agents();
 
 async function newPage(): Promise<Page> {
   const page = await browser.newPage();
@@ -79,28 +74,16 @@ async function newPage(): Promise<Page> {
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's Chromium (\`apt-get install chromium\`, as root)`);
-  config = new ConfigProject(join(dir, 'config'));
+  appCommit = manifestProject(dir, 'group/app').commit({ 'manifests/bad.yaml': 'kind: ConfigMap\n' });
   // resource_inclusions validates but is not used: a config warning the view shows.
-  configCommit = config.commit({
-    '.gitlab/agents/edge/config.yaml':
-      'gitops:\n  manifest_projects:\n    - id: group/app\n      resource_inclusions: [{api_groups: [""], kinds: [ConfigMap]}]\n',
-  });
-  mkdirSync(join(dir, 'projects', 'group'), { recursive: true });
-  appCommit = new ConfigProject(join(dir, 'projects', 'group', 'app')).commit({ 'manifests/bad.yaml': 'kind: ConfigMap\n' });
-  server = await startServer(
-    {
-      ...SERVER_DEFAULTS,
-      data_dir: join(dir, 'server'),
-      http_addr: '127.0.0.1:0',
-      grpc_addr: '127.0.0.1:0',
-      projects_dir: join(dir, 'projects'),
-      config_poll_interval: 100,
-    },
-    log,
-  );
+  let token: string;
+  ({ server, config, token } = await startGitopsServer(dir, log, {
+    agentConfig: 'gitops:\n  manifest_projects:\n    - id: group/app\n      resource_inclusions: [{api_groups: [""], kinds: [ConfigMap]}]\n',
+    settings: { config_poll_interval: 100 },
+  }));
+  configCommit = config.git('rev-parse', 'HEAD');
   base = `http://${server.httpAddress}`;
   read = server.tokens.create('viewer', 'read').token;
-  const { token } = server.agents.register('edge', config.dir);
   server.agents.register('staging', config.dir);
   tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${server.grpcAddress}`), token, log });
   const backoff = { initialMs: 100, maxMs: 300, jitter: false };
