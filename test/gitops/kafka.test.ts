@@ -1,21 +1,28 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ModuleContext } from '../../src/agent/module.js';
-import { openAgentDb } from '../../src/agent/spool/agent-db.js';
-import { Tunnel } from '../../src/agent/tunnel/connection.js';
-import { parseKasAddress } from '../../src/agent/tunnel/kas-address.js';
-import { createGitopsModule } from '../../src/modules/gitops/agent.js';
-import type { GitopsConfig } from '../../src/modules/gitops/config.js';
 import type { SyncReport } from '../../src/modules/gitops/worker.js';
 import { type Broker, startBroker, stopBroker } from '../../src/server/kafka/testing.js';
+import type { Alert } from '../../src/server/feed/web/api-types.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { kafkaConfigForBootstrap } from '../../src/shared/config/kafka-config.js';
-import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { type Kube, startKube } from '../helpers/kube.js';
-import { ConfigProject, tempDir, until } from '../helpers/processes.js';
+import { type ConfigProject, tempDir, until } from '../helpers/processes.js';
+import {
+  apiOf,
+  configMapYaml as cm,
+  connectAgent,
+  gitopsBlock,
+  gitopsModule,
+  manifestProject,
+  namespaceYaml,
+  runModule,
+  serverSettings,
+  startGitopsServer,
+  untilReport,
+  untilSync,
+} from './harness.js';
 
 // GitOps with the server in Kafka mode: two replicas on a real broker, the
 // GitOps module syncing a real API server. A failed sync reported to one
@@ -42,26 +49,12 @@ beforeAll(async () => {
     partitions: 3,
     session_timeout: '6s',
   });
-  const config = new ConfigProject(join(dir, 'config'));
-  config.commit({ '.gitlab/agents/edge/config.yaml': 'observability: {logging: {level: info}}\n' });
-  mkdirSync(join(dir, 'projects', 'group'), { recursive: true });
-  app = new ConfigProject(join(dir, 'projects', 'group', 'app'));
-  for (const name of ['a', 'b'] as const) {
-    replicas[name] = await startServer(
-      {
-        ...SERVER_DEFAULTS,
-        data_dir: join(dir, name),
-        http_addr: '127.0.0.1:0',
-        grpc_addr: '127.0.0.1:0',
-        projects_dir: join(dir, 'projects'),
-        gitops_poll_interval: 100,
-        kafka,
-      },
-      log.child({ replica: name }),
-    );
-  }
-  // Registered on one replica, accepted by both (tokens go through Kafka).
-  agentToken = replicas.a.agents.register('edge', config.dir).token;
+  app = manifestProject(dir, 'group/app');
+  // The agent registered on one replica, accepted by both (tokens go through Kafka).
+  let a: RunningServer;
+  ({ server: a, token: agentToken } = await startGitopsServer(dir, log.child({ replica: 'a' }), { settings: { data_dir: join(dir, 'a'), kafka } }));
+  replicas.a = a;
+  replicas.b = await startServer(serverSettings(dir, { data_dir: join(dir, 'b'), kafka }), log.child({ replica: 'b' }));
   reader = replicas.a.tokens.create('gitops-kafka', 'read').token;
   await until(
     () => (replicas.b.agents.authenticate(agentToken) && replicas.b.tokens.verify(reader) ? true : undefined),
@@ -76,75 +69,46 @@ afterAll(async () => {
   if (broker) stopBroker(broker);
 }, 120_000);
 
-async function get<T>(r: RunningServer, path: string): Promise<T> {
-  const res = await fetch(`http://${r.httpAddress}${path}`, { headers: { authorization: `Bearer ${reader}` } });
-  expect(res.status, path).toBe(200);
-  return (await res.json()) as T;
-}
-
-type Alert = { id: number; status: string; title: string; labels: Record<string, string> };
-type Project = { project_id: string; commit_id: string; ok: boolean; failed: number };
-type AgentView = { name: string; connection: { connected: boolean; since: string | null }; module_status: { gitops: { projects: Project[] } } };
-
-const gitopsAlerts = async (r: RunningServer) => (await get<{ alerts: Alert[] }>(r, '/api/v1/alerts?source=gitops&agent=edge&limit=100')).alerts;
-const agentOn = async (r: RunningServer) => (await get<{ agents: AgentView[] }>(r, '/api/v1/agents')).agents.find((a) => a.name === 'edge')!;
+const api = (r: RunningServer) => apiOf(r, reader);
+const gitopsAlerts = (r: RunningServer) => api(r).gitopsAlerts();
+const agentOn = async (r: RunningServer) => (await api(r).listed('edge'))!;
 
 /** The GitOps module as the agent runs it, through a tunnel to one replica; stop() ends both. */
 async function runAgent(r: RunningServer): Promise<{ stop(): Promise<void> }> {
-  const tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${r.grpcAddress}`), token: agentToken, log });
-  const ctx = {
-    log: log.child({ mod_name: 'gitops' }),
-    db: openAgentDb(join(dir, `agent-${randomUUID()}`)),
-    alerts: undefined as never,
-    dataDir: join(dir, 'agent'),
-    agentName: 'edge',
-    files: [],
-    tunnel,
-  } as ModuleContext;
-  const module = createGitopsModule({
-    connect: () => ({
-      server: kube.server,
-      requestOptions: async () => ({ ca: readFileSync(kube.caFile), headers: { Authorization: `Bearer ${kube.adminToken}` } }),
-    }),
+  const agent = await connectAgent(r, agentToken, log, join(dir, `agent-${randomUUID()}`));
+  const module = gitopsModule(kube, {
     onReport: (x) => reports.push(x),
     syncBackoff: { initialMs: 300, maxMs: 1000, jitter: false },
     streamBackoff: { initialMs: 100, maxMs: 300, jitter: false },
   });
-  const abort = new AbortController();
-  const block = {
-    manifest_projects: [{ id: 'group/app', default_namespace: 'gitops-kafka', paths: [{ glob: 'manifests/**/*.yaml' }], resync_interval: 60_000 }],
-  } as unknown as GitopsConfig;
-  const running = module.run(block, ctx, abort.signal);
+  const block = gitopsBlock({ id: 'group/app', default_namespace: 'gitops-kafka', paths: [{ glob: 'manifests/**/*.yaml' }], resync_interval: 60_000 });
+  const run = runModule(module, block, agent.ctx);
   return {
     async stop() {
-      abort.abort();
-      await running;
-      await tunnel.close();
-      ctx.db.close();
+      await run.stop();
+      await agent.close();
     },
   };
 }
 
-const cm = (name: string, v: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  v: "${v}"\n`;
-
 describe('GitOps on Kafka replicas', () => {
   it('a failed sync raises a gitops alert every replica shows; the next good sync, reported to the other replica, resolves it everywhere', async () => {
     const bad = app.commit({
-      'manifests/ns.yaml': 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitops-kafka\n',
+      'manifests/ns.yaml': namespaceYaml('gitops-kafka'),
       'manifests/cm.yaml': cm('settings', '1'),
       'manifests/bad.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: x-\n',
     });
     let agent = await runAgent(replicas.a);
     let raised: Alert;
     try {
-      await until(() => reports.find((x) => x.commit === bad && !x.ok), 60_000, 'the failed sync');
+      await untilReport(reports, bad, false, 60_000, 'the failed sync');
       // Raised through the log: replica b, which the agent never called, has it too.
       const open = (r: RunningServer) => async () => (await gitopsAlerts(r)).find((a) => a.status === 'triggered' && a.labels.file === 'manifests/bad.yaml#1');
       raised = await until(open(replicas.a), 30_000, 'the gitops alert on replica a');
       expect(raised.title).toContain('GitOps sync failed');
       const onB = await until(open(replicas.b), 30_000, 'the gitops alert on replica b');
       expect(onB.labels).toMatchObject({ project: 'group/app', commit: bad });
-      expect((await agentOn(replicas.a)).module_status.gitops.projects).toEqual([
+      expect((await agentOn(replicas.a)).module_status.gitops?.projects).toEqual([
         expect.objectContaining({ project_id: 'group/app', commit_id: bad, ok: false, failed: 1 }),
       ]);
     } finally {
@@ -156,21 +120,14 @@ describe('GitOps on Kafka replicas', () => {
     const good = app.commit({ 'manifests/cm.yaml': cm('settings', '2') });
     agent = await runAgent(replicas.b);
     try {
-      await until(
-        async () => {
-          const p = (await agentOn(replicas.b)).module_status.gitops.projects[0];
-          return p?.commit_id === good && p.ok ? p : undefined;
-        },
-        60_000,
-        'the good sync in replica b',
-      );
+      await untilSync(async () => (await agentOn(replicas.b)).module_status.gitops?.projects[0], good, true, 60_000, 'the good sync in replica b');
       for (const r of [replicas.b, replicas.a]) {
         const resolved = await until(
           async () => (await gitopsAlerts(r)).find((a) => a.labels.file === 'manifests/bad.yaml#1' && a.status === 'resolved'),
           30_000,
           `the alert resolved on replica ${r === replicas.a ? 'a' : 'b'}`,
         );
-        const detail = await get<{ history: { to: string; actor: string }[] }>(r, `/api/v1/alerts/${resolved.id}`);
+        const detail = await api(r).alert(resolved.id);
         expect(detail.history.some((h) => h.to === 'resolved' && h.actor === 'gitops')).toBe(true);
         expect((await gitopsAlerts(r)).filter((a) => a.status !== 'resolved')).toEqual([]);
       }
@@ -190,7 +147,7 @@ describe('GitOps on Kafka replicas', () => {
     await until(
       async () => {
         const a = await agentOn(replicas.b);
-        return a.connection.connected && a.module_status.gitops.projects[0]?.commit_id === good && a.module_status.gitops.projects[0].ok ? a : undefined;
+        return a.connection.connected && a.module_status.gitops?.projects[0]?.commit_id === good && a.module_status.gitops?.projects[0].ok ? a : undefined;
       },
       60_000,
       'the agent connected and synced',
@@ -207,6 +164,6 @@ describe('GitOps on Kafka replicas', () => {
     );
     expect(Date.parse(view.connection.since!)).toBeGreaterThanOrEqual(stoppedAt - 1000);
     // Its last sync stays on record.
-    expect(view.module_status.gitops.projects[0]).toMatchObject({ project_id: 'group/app', commit_id: good, ok: true });
+    expect(view.module_status.gitops?.projects[0]).toMatchObject({ project_id: 'group/app', commit_id: good, ok: true });
   }, 120_000);
 });
