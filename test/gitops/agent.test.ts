@@ -12,10 +12,9 @@ import {
   configMapYaml as cm,
   connectAgent,
   gitopsBlock,
-  gitopsModule,
   manifestProject,
   namespaceYaml,
-  runModule,
+  runGitops,
   startGitopsServer,
   untilReport,
   untilSync,
@@ -51,12 +50,11 @@ afterAll(async () => {
   await kube?.stop();
 });
 
-const module = () =>
-  gitopsModule(kube, {
-    onReport: (r) => reports.push(r),
-    syncBackoff: { initialMs: 200, maxMs: 500, jitter: false },
-    streamBackoff: { initialMs: 100, maxMs: 300, jitter: false },
-  });
+const moduleOptions = {
+  onReport: (r: SyncReport) => reports.push(r),
+  syncBackoff: { initialMs: 200, maxMs: 500, jitter: false },
+  streamBackoff: { initialMs: 100, maxMs: 300, jitter: false },
+};
 
 const block = (extra: Record<string, unknown> = {}) =>
   gitopsBlock({
@@ -76,7 +74,7 @@ const slowDeployment =
 describe('GitOps module', () => {
   it('syncs each new commit, corrects drift, and lets a new commit cancel a slow sync', async () => {
     const first = app.commit({ 'manifests/ns.yaml': namespaceYaml('gitops'), 'manifests/cm.yaml': cm('settings', '1') });
-    const run = runModule(module(), block(), ctx);
+    const run = runGitops(kube, ctx, block(), moduleOptions);
     try {
       await untilReport(reports, first, true, 30_000, 'first commit synchronized');
       expect(await data('settings')).toEqual({ v: '1' });
@@ -108,7 +106,7 @@ describe('GitOps module', () => {
 
   it("reports a failed sync with the object and reason, and leaves a removed project's objects in place", async () => {
     const bad = app.commit({ 'manifests/bad.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: x-\n' });
-    const run = runModule(module(), block(), ctx);
+    const run = runGitops(kube, ctx, block(), moduleOptions);
     try {
       const r = await untilReport(reports, bad, false, 30_000, 'failed sync');
       expect(r.result?.objects.find((o) => o.action === 'failed')).toMatchObject({
@@ -119,7 +117,7 @@ describe('GitOps module', () => {
     } finally {
       await run.stop();
     }
-    const none = runModule(module(), gitopsBlock(), ctx);
+    const none = runGitops(kube, ctx, gitopsBlock(), moduleOptions);
     await until(() => logs.find((l) => String(l.msg).startsWith('GitOps: project removed from the configuration')), 5000, 'removal noticed');
     await none.stop();
     expect(await data('settings')).toEqual({ v: '2' });
@@ -133,7 +131,7 @@ describe('GitOps module', () => {
 
     // HEAD still has the ConfigMap with generateName (the test before): the sync fails.
     const bad = app.commit({ 'manifests/cm.yaml': cm('settings', '2b') });
-    const run = runModule(module(), block(), ctx);
+    const run = runGitops(kube, ctx, block(), moduleOptions);
     try {
       const failed = await untilSync(project, bad, false, 30_000, 'failed sync in GET /api/v1/agents/edge');
       expect(failed.failed).toBe(1);
@@ -181,7 +179,7 @@ describe('GitOps module', () => {
   it('keeps the cluster as last applied while the server is unreachable, drift correction included', async () => {
     app.git('rm', '-q', '--ignore-unmatch', 'manifests/bad.yaml');
     const good = app.commit({ 'manifests/cm.yaml': cm('settings', '3') });
-    const run = runModule(module(), block(), ctx);
+    const run = runGitops(kube, ctx, block(), moduleOptions);
     try {
       await untilReport(reports, good, true, 30_000, 'good commit synchronized');
       await server.close();

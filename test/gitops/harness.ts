@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { expect } from 'vitest';
-import type { AgentModule, ModuleContext } from '../../src/agent/module.js';
+import type { ModuleContext } from '../../src/agent/module.js';
 import { openAgentDb } from '../../src/agent/spool/agent-db.js';
 import { Tunnel } from '../../src/agent/tunnel/connection.js';
 import { parseKasAddress } from '../../src/agent/tunnel/kas-address.js';
@@ -111,22 +111,18 @@ export async function connectAgent(
   };
 }
 
-/** The GitOps module applying to `kube` as its admin. */
-export function gitopsModule(kube: Kube, opts: Omit<GitopsModuleOptions, 'connect'>): AgentModule<GitopsConfig> {
-  return createGitopsModule({
+/** The module's configuration block with these manifest projects. */
+export const gitopsBlock = (...projects: Record<string, unknown>[]) => ({ manifest_projects: projects }) as unknown as GitopsConfig;
+
+/** The GitOps module, applying to `kube` as its admin, run with `block` as the agent core runs it, until stop(). */
+export function runGitops(kube: Kube, ctx: ModuleContext, block: GitopsConfig, opts: Omit<GitopsModuleOptions, 'connect'>): { stop(): Promise<void> } {
+  const module = createGitopsModule({
     connect: () => ({
       server: kube.server,
       requestOptions: async () => ({ ca: readFileSync(kube.caFile), headers: { Authorization: `Bearer ${kube.adminToken}` } }),
     }),
     ...opts,
   });
-}
-
-/** The module's configuration block with these manifest projects. */
-export const gitopsBlock = (...projects: Record<string, unknown>[]) => ({ manifest_projects: projects }) as unknown as GitopsConfig;
-
-/** Runs the module as the agent core does, until stop(). */
-export function runModule(module: AgentModule<GitopsConfig>, block: GitopsConfig, ctx: ModuleContext): { stop(): Promise<void> } {
   const abort = new AbortController();
   const running = module.run(block, ctx, abort.signal);
   return {

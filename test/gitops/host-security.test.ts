@@ -6,7 +6,7 @@ import type { RunningServer } from '../../src/server/server.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { type Kube, startKube } from '../helpers/kube.js';
 import { REPO, tempDir, until } from '../helpers/processes.js';
-import { configMapData, connectAgent, gitopsBlock, gitopsModule, manifestProject, runModule, startGitopsServer } from './harness.js';
+import { configMapData, connectAgent, gitopsBlock, manifestProject, runGitops, startGitopsServer } from './harness.js';
 
 // deploy/host-security/ as a manifest project: committed to a project under
 // the server's projects_dir, synchronised by the GitOps module through a real
@@ -38,10 +38,11 @@ afterAll(async () => {
 
 describe('deploy/host-security', () => {
   it('syncs through the GitOps module: Falco posting to the agent, AppArmor profiles and their loader', async () => {
-    const run = runModule(
-      gitopsModule(kube, { onReport: (r) => reports.push(r), syncBackoff: { initialMs: 500, maxMs: 1000, jitter: false } }),
-      gitopsBlock({ id: 'platform/host-security', default_namespace: 'default', paths: [{ glob: 'deploy/host-security/*.yaml' }], reconcile_timeout: 60_000 }),
+    const run = runGitops(
+      kube,
       agent.ctx,
+      gitopsBlock({ id: 'platform/host-security', default_namespace: 'default', paths: [{ glob: 'deploy/host-security/*.yaml' }], reconcile_timeout: 60_000 }),
+      { onReport: (r) => reports.push(r), syncBackoff: { initialMs: 500, maxMs: 1000, jitter: false } },
     );
     try {
       const r = await until(() => reports[0], 90_000, 'a sync report');

@@ -11,13 +11,12 @@ import { type Kube, startKube } from '../helpers/kube.js';
 import { type ConfigProject, tempDir, until } from '../helpers/processes.js';
 import {
   apiOf,
-  configMapYaml as cm,
+  configMapYaml,
   connectAgent,
   gitopsBlock,
-  gitopsModule,
   manifestProject,
   namespaceYaml,
-  runModule,
+  runGitops,
   serverSettings,
   startGitopsServer,
   untilReport,
@@ -76,13 +75,16 @@ const agentOn = async (r: RunningServer) => (await api(r).listed('edge'))!;
 /** The GitOps module as the agent runs it, through a tunnel to one replica; stop() ends both. */
 async function runAgent(r: RunningServer): Promise<{ stop(): Promise<void> }> {
   const agent = await connectAgent(r, agentToken, log, join(dir, `agent-${randomUUID()}`));
-  const module = gitopsModule(kube, {
-    onReport: (x) => reports.push(x),
-    syncBackoff: { initialMs: 300, maxMs: 1000, jitter: false },
-    streamBackoff: { initialMs: 100, maxMs: 300, jitter: false },
-  });
-  const block = gitopsBlock({ id: 'group/app', default_namespace: 'gitops-kafka', paths: [{ glob: 'manifests/**/*.yaml' }], resync_interval: 60_000 });
-  const run = runModule(module, block, agent.ctx);
+  const run = runGitops(
+    kube,
+    agent.ctx,
+    gitopsBlock({ id: 'group/app', default_namespace: 'gitops-kafka', paths: [{ glob: 'manifests/**/*.yaml' }], resync_interval: 60_000 }),
+    {
+      onReport: (x) => reports.push(x),
+      syncBackoff: { initialMs: 300, maxMs: 1000, jitter: false },
+      streamBackoff: { initialMs: 100, maxMs: 300, jitter: false },
+    },
+  );
   return {
     async stop() {
       await run.stop();
@@ -95,7 +97,7 @@ describe('GitOps on Kafka replicas', () => {
   it('a failed sync raises a gitops alert every replica shows; the next good sync, reported to the other replica, resolves it everywhere', async () => {
     const bad = app.commit({
       'manifests/ns.yaml': namespaceYaml('gitops-kafka'),
-      'manifests/cm.yaml': cm('settings', '1'),
+      'manifests/cm.yaml': configMapYaml('settings', '1'),
       'manifests/bad.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: x-\n',
     });
     let agent = await runAgent(replicas.a);
@@ -117,7 +119,7 @@ describe('GitOps on Kafka replicas', () => {
 
     // The agent comes back on replica b (a reconnect that lands elsewhere), and the fix is committed.
     app.git('rm', '-q', 'manifests/bad.yaml');
-    const good = app.commit({ 'manifests/cm.yaml': cm('settings', '2') });
+    const good = app.commit({ 'manifests/cm.yaml': configMapYaml('settings', '2') });
     agent = await runAgent(replicas.b);
     try {
       await untilSync(async () => (await agentOn(replicas.b)).module_status.gitops?.projects[0], good, true, 60_000, 'the good sync in replica b');
@@ -142,7 +144,7 @@ describe('GitOps on Kafka replicas', () => {
 
   it('an agent that disconnected shows as not connected in GET /api/v1/agents', async () => {
     app.git('rm', '-q', '--ignore-unmatch', 'manifests/bad.yaml');
-    const good = app.commit({ 'manifests/cm.yaml': cm('settings', '3') });
+    const good = app.commit({ 'manifests/cm.yaml': configMapYaml('settings', '3') });
     const agent = await runAgent(replicas.b);
     await until(
       async () => {
