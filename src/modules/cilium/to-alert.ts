@@ -61,9 +61,10 @@ export function flowTime(flow: Flow): string {
  * What makes two drops the same alert. Leaves out what changes per
  * connection: source port, time, TCP flags. Computed from the flow without
  * the alert, so a repeat of an alert already staged costs no more (see
- * Staging.bump).
+ * Staging.bump). The digest of its parts as text: flowFingerprint gives the
+ * same without building the text for a flow it has seen the like of.
  */
-export function flowFingerprint(flow: Flow, att: Attribution, cluster: string): string {
+export function flowFingerprintOf(flow: Flow, att: Attribution, cluster: string): string {
   const parts = ['cilium', cluster, att.direction, att.reason];
   for (const pr of att.policies) parts.push(`${pr.kind}/${pr.namespace}/${pr.name}`);
   const p = flow.l4?.protocol;
@@ -77,6 +78,98 @@ export function flowFingerprint(flow: Flow, att: Attribution, cluster: string): 
     flow.l7?.record ? l7FingerprintPart(l7Details(flow)) : '',
   );
   return fingerprint(parts);
+}
+
+// The fingerprints of the flows seen lately, by what their text is made of:
+// the attribution (the engine shares one frozen object between the flows it
+// judges alike), the cluster, and the flow's own fields, compared as they
+// are (its strings, not a text built of them). A repeat costs a hash of a few
+// strings and their comparison; a new one its text and digest, as before, so
+// the fingerprint is the same. Bounded, and forgotten whole when full.
+const FP_MAX = 4096;
+interface FpEntry {
+  key: unknown[];
+  hex: string;
+  next: FpEntry | undefined;
+}
+const fpKnown = new Map<number, FpEntry>();
+let fpSize = 0;
+/** What the fingerprint of the flow at hand is made of, and how many of it; its hash. */
+const fpKey: unknown[] = [];
+let fpLen = 0;
+let fpHash = 0;
+/** A number per attribution object, for the hash. */
+const attIds = new WeakMap<Attribution, number>();
+let nextAttId = 1;
+
+function keyString(s: string): void {
+  fpKey[fpLen++] = s;
+  let h = fpHash;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  fpHash = Math.imul(h ^ 0x1f, 0x01000193);
+}
+
+function keyValue(v: unknown, n: number): void {
+  fpKey[fpLen++] = v;
+  fpHash = Math.imul(fpHash ^ n, 0x01000193);
+}
+
+/** who() as key parts: which of its three forms, and the strings it is made of. */
+function keyWho(e: Endpoint | undefined, ip: string, names: readonly string[] | undefined): void {
+  const w = e?.workloads?.[0];
+  if (w) {
+    keyValue(1, 1);
+    keyString(e!.namespace);
+    keyString(w.kind);
+    keyString(w.name);
+  } else if (e?.pod_name) {
+    keyValue(2, 2);
+    keyString(e.namespace);
+    keyString(e.pod_name);
+  } else {
+    keyValue(3, 3);
+    keyString(names?.[0] ?? ip);
+  }
+}
+
+/** flowFingerprintOf(), remembered by the flow's fields rather than its text. */
+export function flowFingerprint(flow: Flow, att: Attribution, cluster: string): string {
+  fpLen = 0;
+  fpHash = 0x811c9dc5;
+  let id = attIds.get(att);
+  if (id === undefined) attIds.set(att, (id = nextAttId++));
+  keyValue(att, id);
+  keyString(cluster);
+  keyWho(flow.source, flow.IP?.source ?? '', flow.source_names);
+  keyWho(flow.destination, flow.IP?.destination ?? '', flow.destination_names);
+  const p = flow.l4?.protocol;
+  if (!p) keyValue(0, 0);
+  else {
+    keyString(p.$case);
+    if (p.$case === 'ICMPv4' || p.$case === 'ICMPv6') {
+      keyValue(p.value.type, p.value.type);
+      keyValue(p.value.code, p.value.code);
+    } else keyValue(p.value.destination_port, p.value.destination_port);
+  }
+  if (flow.l7?.record) keyString(l7FingerprintPart(l7Details(flow)));
+  else keyValue(undefined, 0);
+  const slot = fpHash & 0x3fffffff;
+  const first = fpKnown.get(slot);
+  for (let e = first; e !== undefined; e = e.next) {
+    const k = e.key;
+    if (k.length !== fpLen) continue;
+    let i = 0;
+    while (i < fpLen && k[i] === fpKey[i]) i++;
+    if (i === fpLen) return e.hex;
+  }
+  const hex = flowFingerprintOf(flow, att, cluster);
+  if (fpSize >= FP_MAX) {
+    fpKnown.clear();
+    fpSize = 0;
+  }
+  fpKnown.set(slot, { key: fpKey.slice(0, fpLen), hex, next: fpSize === 0 ? undefined : first });
+  fpSize++;
+  return hex;
 }
 
 export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sample: unknown): AlertPayload {
