@@ -83,35 +83,18 @@ export function termsOfFtsQuery(fts: string): string[] {
 }
 
 /**
- * Ids of the alerts whose text has every one of `terms` (FTS5 phrases). An
- * alert's text is in two full-text indexes (search-text.ts): all words in its
- * main row, or, for the alerts whose added label values have one of the words,
- * each word in either row (checked per such alert by rowid, so no word's whole
- * match list is built). `distinct` leaves out of the second part the ids of the
- * first; `minId` bounds both lookups.
+ * Ids of the alerts whose text has the phrase `term`. An alert's text is in two
+ * full-text indexes (search-text.ts): a word matches in either, so each word of
+ * a search is looked up in both and the words are AND-ed per alert. The ids may
+ * repeat (an alert with the word in both); `minId` bounds both lookups.
  */
-export function termSql(terms: readonly string[], minId?: number, distinct = false): Sql {
-  const b = (col: string) => (minId !== undefined ? ` AND ${col} >= ?` : '');
+export function termSql(term: string, minId?: number): Sql {
+  const b = minId !== undefined ? ' AND rowid >= ?' : '';
   // As a BigInt, so it binds as an integer: FTS5 seeks on an integer rowid bound but scans on a REAL one.
-  const bound = minId !== undefined ? [BigInt(minId)] : [];
-  const all = terms.join(' AND ');
-  const conds = [`1${b('m.rowid')}`];
-  const params: unknown[] = [all, ...bound, terms.length === 1 ? all : terms.join(' OR '), ...bound];
-  if (distinct) {
-    conds.push('NOT EXISTS (SELECT 1 FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid = m.rowid)');
-    params.push(all);
-  }
-  if (terms.length > 1) {
-    for (const term of terms) {
-      conds.push(
-        '(EXISTS (SELECT 1 FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid = m.rowid) OR EXISTS (SELECT 1 FROM alerts_fts_more(?) x WHERE x.rowid = m.rowid))',
-      );
-      params.push(term, term);
-    }
-  }
+  const p = minId !== undefined ? [term, BigInt(minId)] : [term];
   return {
-    sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${b('rowid')} UNION ALL SELECT m.rowid AS id FROM alerts_fts_more(?) m WHERE ${conds.join(' AND ')}`,
-    params,
+    sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${b} UNION ALL SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ?${b}`,
+    params: [...p, ...p],
   };
 }
 
@@ -217,9 +200,9 @@ function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = fal
     w.params.push(f.until);
   }
   const terms = f.q && skip !== 'q' ? ftsTerms(f.q) : undefined;
-  if (terms) {
-    // A lower rowid bound lets FTS5 skip most of a common word's matches (see visitedMinIdSql).
-    const m = termSql(terms, ftsMinId);
+  // A lower rowid bound lets FTS5 skip most of a common word's matches (see visitedMinIdSql).
+  for (const term of terms ?? []) {
+    const m = termSql(term, ftsMinId);
     w.clauses.push(`+${t}id IN (${m.sql})`);
     w.params.push(...m.params);
   }
@@ -268,8 +251,19 @@ export function drivers(f: AlertFilter): Driver[] {
     });
   }
   const terms = f.q ? ftsTerms(f.q) : undefined;
-  // Each id once (the page joins them to their alerts); the sizing count stops in the first part for a common word.
-  if (terms) out.push({ name: 'q', ...termSql(terms, undefined, true) });
+  if (terms?.length === 1) {
+    // Each id once (the page joins them to their alerts): the main index's matches as they come, then
+    // those only the added values have. The sizing count stops in the first part for a common word.
+    out.push({
+      name: 'q',
+      sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?
+        UNION ALL SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ? AND rowid NOT IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`,
+      params: [terms[0], terms[0], terms[0]],
+    });
+  } else if (terms) {
+    const parts = terms.map((term) => termSql(term));
+    out.push({ name: 'q', sql: parts.map((m) => `SELECT id FROM (${m.sql})`).join(' INTERSECT '), params: parts.flatMap((m) => m.params) });
+  }
   return out;
 }
 
