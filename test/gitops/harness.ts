@@ -8,6 +8,7 @@ import { Tunnel } from '../../src/agent/tunnel/connection.js';
 import { parseKasAddress } from '../../src/agent/tunnel/kas-address.js';
 import { createGitopsModule, type GitopsModuleOptions } from '../../src/modules/gitops/agent.js';
 import type { GitopsConfig } from '../../src/modules/gitops/config.js';
+import type { KubeEndpoint } from '../../src/modules/gitops/kube/api.js';
 import type { SyncReport } from '../../src/modules/gitops/worker.js';
 import type { Agent, AgentList, AlertDetail, AlertPage, ProjectSync } from '../../src/server/feed/web/api-types.js';
 import { type RunningServer, startServer } from '../../src/server/server.js';
@@ -114,15 +115,15 @@ export async function connectAgent(
 /** The module's configuration block with these manifest projects. */
 export const gitopsBlock = (...projects: Record<string, unknown>[]) => ({ manifest_projects: projects }) as unknown as GitopsConfig;
 
-/** The GitOps module, applying to `kube` as its admin, run with `block` as the agent core runs it, until stop(). */
+/** How the agent reaches `kube`: as its admin. */
+export const kubeEndpoint = (kube: Kube): KubeEndpoint => ({
+  server: kube.server,
+  requestOptions: async () => ({ ca: readFileSync(kube.caFile), headers: { Authorization: `Bearer ${kube.adminToken}` } }),
+});
+
+/** The GitOps module, applying to `kube` as its admin (kubeEndpoint), run with `block` as the agent core runs it, until stop(). */
 export function runGitops(kube: Kube, ctx: ModuleContext, block: GitopsConfig, opts: Omit<GitopsModuleOptions, 'connect'>): { stop(): Promise<void> } {
-  const module = createGitopsModule({
-    connect: () => ({
-      server: kube.server,
-      requestOptions: async () => ({ ca: readFileSync(kube.caFile), headers: { Authorization: `Bearer ${kube.adminToken}` } }),
-    }),
-    ...opts,
-  });
+  const module = createGitopsModule({ connect: () => kubeEndpoint(kube), ...opts });
   const abort = new AbortController();
   const running = module.run(block, ctx, abort.signal);
   return {
