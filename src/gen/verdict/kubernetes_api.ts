@@ -86,6 +86,13 @@ export interface ResponseHeader_HeadersEntry {
 
 export interface End {
   trailers: { [key: string]: HeaderValues };
+  /**
+   * Agent to server only: the agent waits on this call for another request
+   * (it set this only after the request's end arrived; plain requests, not
+   * upgrades). A server that leaves it unread ends the call, as agents that
+   * never set it expect.
+   */
+  next: boolean;
 }
 
 export interface End_TrailersEntry {
@@ -635,7 +642,7 @@ export const ResponseHeader_HeadersEntry: MessageFns<ResponseHeader_HeadersEntry
 };
 
 function createBaseEnd(): End {
-  return { trailers: {} };
+  return { trailers: {}, next: false };
 }
 
 export const End: MessageFns<End> = {
@@ -643,6 +650,9 @@ export const End: MessageFns<End> = {
     globalThis.Object.entries(message.trailers).forEach(([key, value]: [string, HeaderValues]) => {
       End_TrailersEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
     });
+    if (message.next !== false) {
+      writer.uint32(16).bool(message.next);
+    }
     return writer;
   },
 
@@ -668,6 +678,14 @@ export const End: MessageFns<End> = {
             if (entry1.value !== undefined) {
               message.trailers[entry1.key] = entry1.value;
             }
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.next = reader.bool();
             continue;
           }
         }
@@ -813,12 +831,15 @@ export const AgentFrame: MessageFns<AgentFrame> = {
 export type KubernetesApiTunnelService = typeof KubernetesApiTunnelService;
 export const KubernetesApiTunnelService = {
   /**
-   * One call carries one HTTP request. The agent opens it and waits; the
-   * server sends the request's header when a request arrives, then body chunks
-   * and an end; the agent answers with the response's header, body chunks and
-   * trailers. After a 101 (exec, attach, port-forward) both sides send raw
-   * bytes as data until either ends. The agent opens a new call as soon as one
-   * is taken, so requests run at once, each on its own HTTP/2 stream.
+   * A call carries one HTTP request at a time. The agent opens it and waits;
+   * the server sends the request's header when a request arrives, then body
+   * chunks and an end; the agent answers with the response's header, body
+   * chunks and trailers. After a 101 (exec, attach, port-forward) both sides
+   * send raw bytes as data until either ends. The agent opens a new call as
+   * soon as one is taken, so requests run at once, each on its own HTTP/2
+   * stream. When the agent's end has `next` set, the call stays open for
+   * another request (the server sends its header, or ends the call); else the
+   * call is over once both sides have ended.
    */
   connect: {
     path: "/verdict.kubernetes_api.v1.KubernetesApiTunnel/Connect" as const,
@@ -833,24 +854,30 @@ export const KubernetesApiTunnelService = {
 
 export interface KubernetesApiTunnelServer extends UntypedServiceImplementation {
   /**
-   * One call carries one HTTP request. The agent opens it and waits; the
-   * server sends the request's header when a request arrives, then body chunks
-   * and an end; the agent answers with the response's header, body chunks and
-   * trailers. After a 101 (exec, attach, port-forward) both sides send raw
-   * bytes as data until either ends. The agent opens a new call as soon as one
-   * is taken, so requests run at once, each on its own HTTP/2 stream.
+   * A call carries one HTTP request at a time. The agent opens it and waits;
+   * the server sends the request's header when a request arrives, then body
+   * chunks and an end; the agent answers with the response's header, body
+   * chunks and trailers. After a 101 (exec, attach, port-forward) both sides
+   * send raw bytes as data until either ends. The agent opens a new call as
+   * soon as one is taken, so requests run at once, each on its own HTTP/2
+   * stream. When the agent's end has `next` set, the call stays open for
+   * another request (the server sends its header, or ends the call); else the
+   * call is over once both sides have ended.
    */
   connect: handleBidiStreamingCall<AgentFrame, ServerFrame>;
 }
 
 export interface KubernetesApiTunnelClient extends Client {
   /**
-   * One call carries one HTTP request. The agent opens it and waits; the
-   * server sends the request's header when a request arrives, then body chunks
-   * and an end; the agent answers with the response's header, body chunks and
-   * trailers. After a 101 (exec, attach, port-forward) both sides send raw
-   * bytes as data until either ends. The agent opens a new call as soon as one
-   * is taken, so requests run at once, each on its own HTTP/2 stream.
+   * A call carries one HTTP request at a time. The agent opens it and waits;
+   * the server sends the request's header when a request arrives, then body
+   * chunks and an end; the agent answers with the response's header, body
+   * chunks and trailers. After a 101 (exec, attach, port-forward) both sides
+   * send raw bytes as data until either ends. The agent opens a new call as
+   * soon as one is taken, so requests run at once, each on its own HTTP/2
+   * stream. When the agent's end has `next` set, the call stays open for
+   * another request (the server sends its header, or ends the call); else the
+   * call is over once both sides have ended.
    */
   connect(): ClientDuplexStream<AgentFrame, ServerFrame>;
   connect(options: Partial<CallOptions>): ClientDuplexStream<AgentFrame, ServerFrame>;

@@ -17,8 +17,9 @@ export class AgentTunnels {
   private readonly waiters = new Map<number, Waiter[]>();
   /** Calls taken and not yet finished, per agent: a sign the agent is connected even with none idle. */
   private readonly busy = new Map<number, number>();
+  private readonly watched = new WeakSet<TunnelCall>();
 
-  /** Offers an agent's fresh call; it leaves the pool when the agent ends it. */
+  /** Offers an agent's call, fresh or done with a request and kept by the agent for the next; it leaves the pool when the agent ends it. */
   add(agentId: number, call: TunnelCall): void {
     const w = this.waiters.get(agentId)?.shift();
     if (w) {
@@ -28,9 +29,13 @@ export class AgentTunnels {
     let set = this.idle.get(agentId);
     if (!set) this.idle.set(agentId, (set = new Set()));
     set.add(call);
+    // Once per call, however often it comes back.
+    if (this.watched.has(call)) return;
+    this.watched.add(call);
     const drop = () => {
-      set.delete(call);
-      if (set.size === 0 && this.idle.get(agentId) === set) this.idle.delete(agentId);
+      const now = this.idle.get(agentId);
+      if (!now?.delete(call)) return;
+      if (now.size === 0) this.idle.delete(agentId);
     };
     call.once('cancelled', drop);
     call.once('error', drop);

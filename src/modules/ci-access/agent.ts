@@ -58,41 +58,44 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
           },
           async (progress) => {
             const call: AgentCall = client.connect(tunnel.metadata());
-            idle++;
-            const header = await new Promise<ServerFrame['msg'] | undefined>((resolve, reject) => {
-              const onAbort = () => call.cancel();
-              signal.addEventListener('abort', onAbort, { once: true });
-              const settle = () => signal.removeEventListener('abort', onAbort);
-              call.on('metadata', (md: grpc.Metadata) => tunnel.checkServerVersion(md, ctx.log));
-              call.once('data', (f: ServerFrame) => {
-                settle();
-                resolve(f.msg);
-              });
-              call.once('error', (e) => {
-                settle();
-                if (signal.aborted) resolve(undefined);
-                else reject(e);
-              });
-              call.once('end', () => {
-                settle();
-                resolve(undefined);
-              });
-            }).finally(() => idle--);
-            if (header?.$case !== 'header') return signal.aborted ? 'done' : 'backoff';
-            progress();
-            // Served beside the next idle call; a restart of the module (a new ci_access block) lets it finish.
-            active++;
-            const served = forwarder
-              .forward(call, header.value)
-              .catch((e: unknown) => ctx.log.error({ error: errText(e), ci_job_id: header.value.job_id }, 'CI tunnel: request failed'))
-              .finally(() => {
-                if (--active === 0) allIdle?.();
-              });
-            // A new call is a stream, its admission on the server and TLS records both ways: while enough
-            // calls wait, it is opened once this request is answered (most take a few ms) rather than on
-            // that request's path, and after REPLACE_AFTER_MS for one that lasts (a watch, logs -f).
-            if (idle >= IDLE_CALLS / 2) await Promise.race([served, sleep(REPLACE_AFTER_MS, signal)]);
-            return 'now';
+            call.on('metadata', (md: grpc.Metadata) => tunnel.checkServerVersion(md, ctx.log));
+            // The wait for a request and the request's forwarding each act on errors with listeners of their
+            // own; this one keeps an error that comes between them (kubectl gone while credentials are read)
+            // from being thrown.
+            call.on('error', () => undefined);
+            let served = 0;
+            for (;;) {
+              idle++;
+              const header = await nextHeader(call, signal).finally(() => idle--);
+              if (header?.$case !== 'header') {
+                if (signal.aborted) return 'done';
+                // A call kept after a request and then ended by the server (one that takes a request per call,
+                // or that was stopping): a new one at once; a call that never got a request: wait first.
+                return served > 0 ? 'now' : 'backoff';
+              }
+              progress();
+              served++;
+              // Served beside the next idle call; a restart of the module (a new ci_access block) lets it finish.
+              active++;
+              // Whether this slot has moved on to a new call: then this one is ended after its request, not kept.
+              let movedOn = false;
+              let kept = false;
+              const done = forwarder
+                .forward(call, header.value, () => !movedOn && !signal.aborted)
+                .then((k) => (kept = k))
+                .catch((e: unknown) => ctx.log.error({ error: errText(e), ci_job_id: header.value.job_id }, 'CI tunnel: request failed'))
+                .finally(() => {
+                  if (--active === 0) allIdle?.();
+                });
+              // A request that is answered soon (most take a few ms) leaves its call waiting for the next one:
+              // no new stream, no admission on the server. One that lasts (a watch, logs -f), or one taken while
+              // fewer than half the calls wait, gets a new call beside it, and its own is ended when it is over.
+              if (idle >= IDLE_CALLS / 2) await Promise.race([done, sleep(REPLACE_AFTER_MS, signal)]);
+              if (!kept) {
+                movedOn = true;
+                return 'now';
+              }
+            }
           },
         );
       await Promise.all(Array.from({ length: IDLE_CALLS }, slot));
@@ -101,4 +104,41 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
       client.close();
     },
   };
+}
+
+/** The first frame of the next request on the call (undefined when the call ends first); rejects when the call fails. */
+function nextHeader(call: AgentCall, signal: AbortSignal): Promise<ServerFrame['msg'] | undefined> {
+  return new Promise<ServerFrame['msg'] | undefined>((resolve, reject) => {
+    const onAbort = () => call.cancel();
+    const settle = () => {
+      signal.removeEventListener('abort', onAbort);
+      call.off('data', onData);
+      call.off('error', onError);
+      call.off('end', onEnd);
+    };
+    const onData = (f: ServerFrame) => {
+      settle();
+      resolve(f.msg);
+    };
+    const onError = (e: Error) => {
+      settle();
+      if (signal.aborted) resolve(undefined);
+      else reject(e);
+    };
+    const onEnd = () => {
+      settle();
+      resolve(undefined);
+    };
+    if (signal.aborted) {
+      call.cancel();
+      resolve(undefined);
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    call.on('data', onData);
+    call.on('error', onError);
+    call.on('end', onEnd);
+    // A kept call was paused when its last request ended.
+    call.resume();
+  });
 }

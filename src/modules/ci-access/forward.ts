@@ -37,13 +37,19 @@ export class ApiForwarder {
     this.base = new URL(kube.server);
   }
 
-  /** Serves the request whose header arrived on the call; resolves when the call is over. */
-  async forward(call: AgentCall, h: RequestHeader): Promise<void> {
+  /**
+   * Serves the request whose header arrived on the call; resolves when it is
+   * over, with true when the call was kept for another request: keep() said
+   * so when the response ended, after the request's end had arrived (a plain
+   * request, not an upgrade). The call is then paused, its listeners removed;
+   * else it is ended.
+   */
+  async forward(call: AgentCall, h: RequestHeader, keep: () => boolean = () => false): Promise<boolean> {
     // Frames that come while we get credentials wait in the call's buffer.
     call.pause();
     const upgrade = Boolean(h.headers.upgrade);
     if (h.impersonation && Object.keys(h.headers).some((k) => k.startsWith('impersonate-'))) {
-      return answer(
+      answer(
         call,
         403,
         `the request impersonates (${Object.keys(h.headers)
@@ -52,12 +58,14 @@ export class ApiForwarder {
             ', ',
           )}) but this agent's ci_access already makes it act as "${h.impersonation.username}" (access_as), and nested impersonation is not supported; drop --as/--as-group, or use access_as: {agent: {}} for project ${h.project}`,
       );
+      return false;
     }
     let opts: KubeRequestOptions;
     try {
       opts = await this.kube.requestOptions();
     } catch (e) {
-      return answer(call, 502, `cannot get credentials for the Kubernetes API server: ${errText(e)}`);
+      answer(call, 502, `cannot get credentials for the Kubernetes API server: ${errText(e)}`);
+      return false;
     }
     const headers: Record<string, string | string[]> = {
       ...headersToNode(withoutHost(h.headers)),
@@ -84,6 +92,12 @@ export class ApiForwarder {
     const early: Buffer[] = [];
     let answered = false;
     let over = false;
+    // The server's end of this request arrived: what comes next on the call is another request.
+    let requestEnded = false;
+    let kept = false;
+    const onError = () => {
+      if (!over) req.destroy();
+    };
     const done = new Promise<void>((resolve) => {
       const finish = () => {
         over = true;
@@ -96,8 +110,13 @@ export class ApiForwarder {
           res,
           call,
           () => {
-            call.write({ msg: { $case: 'end', value: { trailers: headersFromRaw(res.rawTrailers) } } });
-            call.end();
+            kept = requestEnded && !call.destroyed && keep();
+            call.write({ msg: { $case: 'end', value: { trailers: headersFromRaw(res.rawTrailers), next: kept } } });
+            if (kept) {
+              call.off('data', onData);
+              call.off('error', onError);
+              call.pause();
+            } else call.end();
             finish();
           },
           () => call.write(header),
@@ -114,7 +133,7 @@ export class ApiForwarder {
         if (head.length) call.write({ msg: { $case: 'data', value: head } });
         socket.setNoDelay(true);
         pipeFrames(socket, call, () => {
-          call.write({ msg: { $case: 'end', value: { trailers: {} } } });
+          call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
           call.end();
         });
         socket.on('close', finish);
@@ -125,6 +144,7 @@ export class ApiForwarder {
         for (const b of early.splice(0)) socket.write(b);
       });
       req.on('error', (e) => {
+        if (kept) return;
         if (!answered)
           answer(
             call,
@@ -135,7 +155,7 @@ export class ApiForwarder {
         finish();
       });
     });
-    call.on('data', (f: ServerFrame) => {
+    const onData = (f: ServerFrame) => {
       const msg = f.msg;
       if (!msg || msg.$case === 'header') return;
       if (upgrade && !upgraded) {
@@ -149,14 +169,17 @@ export class ApiForwarder {
           (upgraded ?? req).once('drain', () => call.resume());
         }
       } else if (upgraded) upgraded.end();
-      else req.end();
-    });
+      else {
+        requestEnded = !upgrade;
+        req.end();
+      }
+    };
+    call.on('data', onData);
     // The server ends the call with an error when kubectl goes away: stop the request (a watch, logs -f).
-    call.on('error', () => {
-      if (!over) req.destroy();
-    });
+    call.on('error', onError);
     call.resume();
     await done;
+    return kept;
   }
 
   /**
@@ -219,7 +242,7 @@ function answer(call: AgentCall, code: number, message: string): void {
     },
   });
   call.write({ msg: { $case: 'data', value: Buffer.from(body) } });
-  call.write({ msg: { $case: 'end', value: { trailers: {} } } });
+  call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
   call.end();
   call.resume();
 }

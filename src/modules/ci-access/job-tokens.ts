@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import { randomInt } from 'node:crypto';
 import { hashSecret, newSecret, secretMatches } from '../../server/auth/secret.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
@@ -70,6 +71,14 @@ const toJob = ({ protected: p, ...r }: Row): CiJob => ({ ...r, protected: p === 
 export class JobTokens {
   constructor(private readonly db: DB) {
     migrate(db, 'ci_access', MIGRATIONS);
+  }
+
+  // Statements of the request path, prepared once (better-sqlite3 prepares anew on every prepare()).
+  private readonly statements = new Map<string, Database.Statement<unknown[]>>();
+  private sql(text: string): Database.Statement<unknown[]> {
+    let st = this.statements.get(text);
+    if (!st) this.statements.set(text, (st = this.db.prepare(text)));
+    return st;
   }
 
   /** Issues a token for one job; the secret is returned once and stored hashed. */
@@ -158,7 +167,7 @@ export class JobTokens {
 
   /** The job of a presented token, or why it is refused (unknown, expired, revoked). */
   authenticate(token: string, now = Date.now()): JobAuth {
-    const row = this.db.prepare('SELECT * FROM ci_job_tokens WHERE token_hash = ?').get(hashSecret(token)) as (Row & { token_hash: string }) | undefined;
+    const row = this.sql('SELECT * FROM ci_job_tokens WHERE token_hash = ?').get(hashSecret(token)) as (Row & { token_hash: string }) | undefined;
     if (!row || !secretMatches(token, row.token_hash))
       return { error: 'the CI job token is unknown; create one with `verdict ci-tokens create --project <path>`' };
     const { token_hash: _, ...job } = row;

@@ -33,12 +33,16 @@ interface Seen {
   body: string;
 }
 
-/** A stand-in agent: keeps `idle` Connect calls open; answers each request with what it received, as JSON. */
+/**
+ * A stand-in agent: keeps `idle` Connect calls open; answers each request with what it received, as JSON.
+ * keep: as the agent does when a request is answered soon, it keeps the call for the next request (End.next) instead of opening another.
+ */
 function standInAgent(
   address: string,
   token: string,
   idle: number,
   onRequest?: (call: grpc.ClientDuplexStream<AgentFrame, ServerFrame>, h: RequestHeader) => boolean,
+  keep = false,
 ) {
   const client = new KubernetesApiTunnelClient(address, grpc.credentials.createInsecure());
   let stopped = false;
@@ -58,7 +62,8 @@ function standInAgent(
       const m = f.msg;
       if (m?.$case === 'header') {
         header = m.value;
-        open();
+        body = '';
+        if (!keep) open();
         if (onRequest?.(call, m.value)) header = undefined;
       } else if (m?.$case === 'data') body += m.value.toString();
       else if (m?.$case === 'end' && header) {
@@ -68,14 +73,17 @@ function standInAgent(
         // In two chunks, as a streamed answer would come.
         call.write({ msg: { $case: 'data', value: out.subarray(0, 10) } });
         call.write({ msg: { $case: 'data', value: out.subarray(10) } });
-        call.write({ msg: { $case: 'end', value: { trailers: {} } } });
-        call.end();
+        call.write({ msg: { $case: 'end', value: { trailers: {}, next: keep } } });
+        header = undefined;
+        if (!keep) call.end();
       }
     });
   };
   for (let i = 0; i < idle; i++) open();
   return {
     seen,
+    /** Connect calls opened so far. */
+    opened: () => calls.size,
     stop() {
       stopped = true;
       for (const c of calls) c.cancel();
@@ -198,6 +206,23 @@ describe('Kubernetes API proxy (server side)', () => {
       const rs = await Promise.all(Array.from({ length: 150 }, (_, i) => send(port, `/k8s-proxy/api/v1/x/${i}`, bearer(token), `body-${i}`)));
       expect(rs.map((r) => r.status)).toEqual(rs.map(() => 200));
       expect(rs.map((r) => (JSON.parse(r.body) as Seen).body)).toEqual(rs.map((_, i) => `body-${i}`));
+    } finally {
+      agent.stop();
+    }
+  });
+
+  it('an agent that keeps its call after a request (End.next) gets the following requests on it, bodies and all', async () => {
+    const agent = standInAgent(server.grpcAddress, agentToken, 1, undefined, true);
+    try {
+      const token = jobs.create({ project: 'shop/ops', ttlMs: 60_000 }).token;
+      for (let i = 0; i < 6; i++) {
+        const r = await send(port, `/k8s-proxy/api/v1/x/${i}`, bearer(token), i % 2 ? `body-${i}` : undefined);
+        expect(r.status).toBe(200);
+        const echoed = JSON.parse(r.body) as Seen;
+        expect(echoed.header.uri).toBe(`/api/v1/x/${i}`);
+        expect(echoed.body).toBe(i % 2 ? `body-${i}` : '');
+      }
+      expect(agent.opened()).toBe(1);
     } finally {
       agent.stop();
     }

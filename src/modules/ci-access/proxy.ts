@@ -134,20 +134,27 @@ export class KubernetesApiProxy {
     }
     if ('code' in taken) return refuse(res, taken);
     const { call, release } = taken;
-    const log = this.d.log.child({ agent_name: r.agent.name, ci_job_id: r.header.job_id });
+    const agentId = r.agent.id;
+    let log: Logger | undefined;
     let finished = false;
     const finish = () => {
       finished = true;
       release();
     };
+    // Whether this side's end frame went out: a call is given to another request only after both ends.
+    let sentEnd = false;
     call.write({ msg: { $case: 'header', value: r.header } });
-    pipeBody(req, call);
+    pipeFrames(req, call, () => {
+      if (call.destroyed) return;
+      call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
+      sentEnd = true;
+    });
     let answered = false;
     let bodyStarted = false;
     const watch = /[?&]watch=(1|true)\b/.test(r.header.uri);
-    call.on('data', (f: AgentFrame) => {
+    const onData = (f: AgentFrame) => {
       const msg = f.msg;
-      if (!msg) return;
+      if (!msg || finished) return;
       if (msg.$case === 'header') {
         answered = true;
         res.writeHead(msg.value.status, headersToNode(msg.value.headers));
@@ -168,13 +175,19 @@ export class KubernetesApiProxy {
         if (Object.keys(msg.value.trailers).length) res.addTrailers(headersToNode(msg.value.trailers));
         res.end();
         finish();
-        call.end();
+        // The agent waits for another request on this call (it said so, and has had this one's end):
+        // the next request skips a new stream, its admission and the agent's wait for it.
+        if (msg.value.next && sentEnd && !call.cancelled && !call.destroyed) {
+          detach();
+          this.d.tunnels.add(agentId, call);
+        } else call.end();
       }
-    });
+    };
     const lost = (why: string) => {
       if (finished) return;
       finish();
       const message = `the agent "${r.agent.name}" disconnected before it finished answering (${why}); the request may or may not have reached the API server. Check the agent's log and that it is connected, then retry`;
+      log ??= this.d.log.child({ agent_name: r.agent.name, ci_job_id: r.header.job_id });
       log.warn({ error: why }, 'CI tunnel: the agent went away mid-request');
       if (!answered) return refuse(res, { code: 502, message });
       // Mid-watch: an ERROR event with the Status (watch clients such as client-go's reflector log
@@ -183,9 +196,19 @@ export class KubernetesApiProxy {
       if (watch) res.write(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(502, 'server', message)) })}\n`, () => res.destroy());
       else res.destroy(new Error(message));
     };
-    call.on('error', (e: Error) => lost(errText(e)));
-    call.on('end', () => lost('its call ended'));
-    call.on('cancelled', () => lost('its call was cancelled'));
+    const onError = (e: Error) => lost(errText(e));
+    const onEnd = () => lost('its call ended');
+    const onCancelled = () => lost('its call was cancelled');
+    const detach = () => {
+      call.off('data', onData);
+      call.off('error', onError);
+      call.off('end', onEnd);
+      call.off('cancelled', onCancelled);
+    };
+    call.on('data', onData);
+    call.on('error', onError);
+    call.on('end', onEnd);
+    call.on('cancelled', onCancelled);
     res.on('close', () => {
       if (finished) return;
       // The client went away (kubectl interrupted, a watch stopped): tell the agent to drop the request.
@@ -302,7 +325,7 @@ export class KubernetesApiProxy {
 /** Client bytes into the call, with backpressure; an end frame when the client is done. */
 function pipeBody(from: NodeJS.ReadableStream, call: TunnelCall): void {
   pipeFrames(from, call, () => {
-    if (!call.destroyed) call.write({ msg: { $case: 'end', value: { trailers: {} } } });
+    if (!call.destroyed) call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
   });
 }
 

@@ -22,7 +22,7 @@ describe('the tunnel codec', () => {
     const frames: AgentFrame[] = [
       ...sizes.map((n): AgentFrame => ({ msg: { $case: 'data', value: Buffer.alloc(n, 7) } })),
       { msg: { $case: 'header', value: { status: 200, headers: { 'content-type': { values: ['application/json'] } } } } },
-      { msg: { $case: 'end', value: { trailers: {} } } },
+      { msg: { $case: 'end', value: { trailers: {}, next: false } } },
       { msg: undefined },
     ];
     for (const f of frames) expect(ours.requestDeserialize(generated.requestSerialize(f))).toEqual(AgentFrame.decode(generated.requestSerialize(f)));

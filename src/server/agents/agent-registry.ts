@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { VerdictError } from '../../shared/errors.js';
@@ -67,6 +68,14 @@ export class AgentRegistry {
 
   constructor(private readonly db: DB) {}
 
+  // Statements of the request path, prepared once (better-sqlite3 prepares anew on every prepare()).
+  private readonly statements = new Map<string, Database.Statement<unknown[]>>();
+  private sql(text: string): Database.Statement<unknown[]> {
+    let st = this.statements.get(text);
+    if (!st) this.statements.set(text, (st = this.db.prepare(text)));
+    return st;
+  }
+
   /** Registers an agent (or adds a token to an existing one) and returns the new token, once. */
   register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number } {
     if (!AGENT_NAME.test(name)) {
@@ -134,7 +143,7 @@ export class AgentRegistry {
 
   /** Changes whenever a token is revoked, by any process sharing the database. */
   revision(): number {
-    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(REVISION_KEY) as { value: string } | undefined;
+    const row = this.sql('SELECT value FROM meta WHERE key = ?').get(REVISION_KEY) as { value: string } | undefined;
     return row ? Number(row.value) : 0;
   }
 
@@ -150,16 +159,14 @@ export class AgentRegistry {
   }
 
   authenticate(token: string): AuthenticatedAgent | undefined {
-    const row = this.db
-      .prepare(`SELECT a.*, t.id AS token_id, t.token_hash FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
-                WHERE t.token_hash = ? AND t.revoked_at IS NULL`)
-      .get(hashSecret(token)) as (AuthenticatedAgent & { token_hash: string }) | undefined;
+    const row = this.sql(`SELECT a.*, t.id AS token_id, t.token_hash FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
+                WHERE t.token_hash = ? AND t.revoked_at IS NULL`).get(hashSecret(token)) as (AuthenticatedAgent & { token_hash: string }) | undefined;
     if (!row || !secretMatches(token, row.token_hash)) return undefined;
     const { token_hash: _, ...agent } = row;
     const now = Date.now();
     if (now - (this.lastUsedWritten.get(agent.token_id) ?? 0) > LAST_USED_RESOLUTION_MS) {
       this.lastUsedWritten.set(agent.token_id, now);
-      this.db.prepare('UPDATE agent_tokens SET last_used_at = ? WHERE id = ?').run(new Date(now).toISOString(), agent.token_id);
+      this.sql('UPDATE agent_tokens SET last_used_at = ? WHERE id = ?').run(new Date(now).toISOString(), agent.token_id);
     }
     return agent;
   }
@@ -202,11 +209,11 @@ export class AgentRegistry {
   }
 
   get(name: string): AgentRecord | undefined {
-    return this.db.prepare('SELECT * FROM agents WHERE name = ?').get(name) as AgentRecord | undefined;
+    return this.sql('SELECT * FROM agents WHERE name = ?').get(name) as AgentRecord | undefined;
   }
 
   getById(id: number): AgentRecord | undefined {
-    return this.db.prepare('SELECT * FROM agents WHERE id = ?').get(id) as AgentRecord | undefined;
+    return this.sql('SELECT * FROM agents WHERE id = ?').get(id) as AgentRecord | undefined;
   }
 
   private mustGet(name: string): AgentRecord {
