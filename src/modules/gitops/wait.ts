@@ -4,15 +4,20 @@ import type { KubeApi } from './kube/api.js';
 import { type Discovery, objectPath } from './kube/discovery.js';
 import { type Computed, computeStatus } from './kstatus.js';
 import { describeId, idOf, type KubeObject } from './objects.js';
+import { CONCURRENCY, inPool } from './pool.js';
 
 // Waiting for applied objects to become Current (or pruned ones to be gone)
 // by reading them again until they are, the timeout passes or the sync is
 // cancelled. Objects already Current in the apply's answer are never read.
+// As cli-utils' wait, an object that is Failed (a Deployment past its
+// progressDeadlineSeconds, a failed Job or Pod, a stalled object) is not waited
+// for any longer: it is reported at once, with kstatus' reason. The reads of
+// one round go through the sync's pool (CONCURRENCY at a time), not all at once.
 
 const POLL_MS = 500;
 
 export interface WaitResult {
-  /** Objects that did not get there, with kstatus' message. */
+  /** Objects that did not get there, with kstatus' message: Failed ones (no longer waited for) and those the timeout or cancel found short. */
   notReady: { object: KubeObject; status: Computed }[];
 }
 
@@ -33,23 +38,32 @@ export async function waitFor(
   o: { api: KubeApi; discovery: Discovery; timeoutMs: number; signal?: AbortSignal },
 ): Promise<WaitResult> {
   const deadline = Date.now() + o.timeoutMs;
+  // Failed is final only for Current: an object being deleted is waited for until it is gone, whatever its status.
+  const done = (c: Computed) => c.status === want || (want === 'Current' && c.status === 'Failed');
   let pending = objects.map((object) => ({
     object,
     status: want === 'Current' ? computeStatus(object) : ({ status: 'Unknown', message: 'deletion requested' } as Computed),
   }));
-  pending = pending.filter((p) => p.status.status !== want);
+  const failed = pending.filter((p) => p.status.status === 'Failed' && want === 'Current');
+  pending = pending.filter((p) => !done(p.status));
   while (pending.length && !o.signal?.aborted) {
-    if (Date.now() >= deadline) return { notReady: pending };
+    if (Date.now() >= deadline) break;
     await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())), o.signal);
-    const next = await Promise.all(
-      pending.map(async (p) => {
+    const next = await inPool(
+      pending,
+      CONCURRENCY,
+      async (p) => {
         const live = await read(o.api, o.discovery, p.object, o.signal);
         return { object: p.object, status: computeStatus(live) };
-      }),
+      },
+      o.signal,
     );
-    pending = next.filter((p) => p.status.status !== want);
+    // A cancelled round leaves the objects it did not read as they were.
+    const round = pending.map((p, i) => next[i] ?? p);
+    failed.push(...round.filter((p) => want === 'Current' && p.status.status === 'Failed'));
+    pending = round.filter((p) => !done(p.status));
   }
-  return { notReady: pending };
+  return { notReady: [...failed, ...pending] };
 }
 
 export function describeNotReady(want: string, r: WaitResult['notReady'][number]): string {

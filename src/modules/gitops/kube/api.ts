@@ -1,3 +1,4 @@
+import type { ClientRequest } from 'node:http';
 import { Agent, request, type RequestOptions } from 'node:https';
 import { type KubeStatusCause, kubeApiError } from '../../../agent/kubernetes/errors.js';
 
@@ -32,6 +33,12 @@ export class KubeApi {
   // Idle sockets are closed well before the API server's own idle timeout (90 s), so one is seldom reused as
   // the server closes it; when it happens anyway, the request is sent again (send()).
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 32, timeout: 30_000 });
+  /**
+   * The requests in flight under each caller's signal. A sync sends dozens at once (its pool of 32, discovery,
+   * the wait's reads) under one signal: given to each request, the signal would hold one abort listener per
+   * request (MaxListenersExceededWarning past 10); here it holds one, which ends all of them.
+   */
+  private readonly inFlight = new Map<AbortSignal, { reqs: Set<ClientRequest>; onAbort: () => void }>();
 
   constructor(readonly endpoint: KubeEndpoint) {}
 
@@ -47,7 +54,6 @@ export class KubeApi {
       // proxy's agent is kept; the TLS material stays in the options, where the pool keys its sockets by it.
       agent: agent && Object.getPrototypeOf(agent) !== Agent.prototype ? agent : this.agent,
       method: r.method,
-      signal: r.signal,
       headers: {
         ...opts.headers,
         accept: r.accept ?? 'application/json',
@@ -68,6 +74,7 @@ export class KubeApi {
 
   private send<T>(url: URL, options: RequestOptions, payload: Buffer | undefined, r: KubeRequest): Promise<KubeResponse<T>> {
     return new Promise((resolve, reject) => {
+      if (r.signal?.aborted) return reject(abortError(r.signal));
       const req = request(url, options, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));
@@ -95,11 +102,40 @@ export class KubeApi {
         const reset = e.code === 'ECONNRESET' || e.code === 'EPIPE';
         reject(reset && req.reusedSocket ? Object.assign(e, { reusedSocket: true }) : e);
       });
+      if (r.signal) this.track(r.signal, req);
       req.end(payload);
+    });
+  }
+
+  /** Ends req when signal aborts, through the signal's one listener; forgets it once closed. */
+  private track(signal: AbortSignal, req: ClientRequest): void {
+    let t = this.inFlight.get(signal);
+    if (!t) {
+      const reqs = new Set<ClientRequest>();
+      const onAbort = () => {
+        this.inFlight.delete(signal);
+        for (const q of reqs) q.destroy(abortError(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.inFlight.set(signal, (t = { reqs, onAbort }));
+    }
+    const mine = t;
+    mine.reqs.add(req);
+    req.once('close', () => {
+      mine.reqs.delete(req);
+      if (mine.reqs.size === 0 && this.inFlight.get(signal) === mine) {
+        this.inFlight.delete(signal);
+        signal.removeEventListener('abort', mine.onAbort);
+      }
     });
   }
 
   close(): void {
     this.agent.destroy();
   }
+}
+
+/** What Node's http gives a request its signal aborts: an AbortError whose cause is the signal's reason. */
+function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
 }
