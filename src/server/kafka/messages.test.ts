@@ -101,6 +101,23 @@ describe('log messages', () => {
     expect(encodeAlertEvent('edge', 'ev-5', { ...falcoPayload(), description: '\u20ac'.repeat(MAX_MESSAGE_BYTES / 2) }, 'r1')).toBeUndefined();
   });
 
+  it("writes the agent's payload text as it came, and cuts it like an object when it is too big", () => {
+    const p = falcoPayload();
+    const text = ` ${JSON.stringify(p, null, 1)} `;
+    const entry = encodeEntry('ev-6', p, text)!;
+    expect(entry.json).toContain(text);
+    expect(entry.payload).toBe(p);
+    // What every other replica parses from the log is the payload this replica projects.
+    expect(JSON.parse(entry.json)).toEqual({ id: 'ev-6', payload: p });
+    expect(checkEntry(JSON.parse(entry.json))).toBeUndefined();
+    const huge = 'x'.repeat(300 * 1024);
+    const big = { ...falcoPayload(), samples: [huge, huge, huge, huge, huge] };
+    const cut = encodeEntry('ev-7', big, JSON.stringify(big))!;
+    expect(Buffer.byteLength(cut.json)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(JSON.parse(cut.json)).toEqual({ id: 'ev-7', payload: cut.payload });
+    expect(cut.payload.samples.every((s) => (s as { truncated?: boolean }).truncated)).toBe(true);
+  });
+
   it('names alerts alike on every replica and parses the name back', () => {
     expect(logKey('edge', 'f00')).toBe('edge/f00');
     const uid = alertUid('edge', 'a/b', '0b7e6d3c-1111-4222-8333-944445555666');

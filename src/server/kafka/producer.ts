@@ -173,6 +173,8 @@ export class LogWriter {
         const lane = m.partition === undefined ? 0 : m.partition % LANES;
         let p = parts.get(lane);
         if (!p) parts.set(lane, (p = { messages: [], index: [], bytes: 0, sizes: [], next: 0, caller }));
+        // Encoded once here: measured without another pass, and kafkajs's record encoder copies the bytes.
+        if (typeof m.value === 'string') m.value = Buffer.from(m.value);
         const size = sizeOf(m);
         p.messages.push(m);
         p.index.push(i);

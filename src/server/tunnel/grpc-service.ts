@@ -23,6 +23,7 @@ import { serverModules } from '../modules.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from './alert-sink.js';
 import { checkPayload } from './payload-check.js';
+import { payloadText } from '../kafka/payload-text.js';
 import { FAILURE_LIMIT, RateLimiter, TOKEN_LIMIT } from './rate-limit.js';
 
 const connectedStreams = new Gauge({ name: 'verdict_server_agent_streams', help: 'Open agent streams', labelNames: ['rpc'], registers: [registry] });
@@ -277,9 +278,11 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
         let rejected = 0;
         for (const a of batch.alerts) {
           let payload: unknown;
+          let text = '';
           try {
             // A view, not a copy: the payload is parsed once and dropped.
-            payload = JSON.parse(Buffer.from(a.payload.buffer, a.payload.byteOffset, a.payload.byteLength).toString('utf8'));
+            text = Buffer.from(a.payload.buffer, a.payload.byteOffset, a.payload.byteLength).toString('utf8');
+            payload = JSON.parse(text);
           } catch {
             payload = undefined;
           }
@@ -292,6 +295,8 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
             );
             continue;
           }
+          // The Kafka log sink writes this text as it came rather than serialising the payload again.
+          payloadText.set(payload as object, text);
           events.push({ id: a.id, payload: payload as AlertPayload });
         }
         const hand = (): Promise<{ stored: number; duplicates: number } | undefined> => {
