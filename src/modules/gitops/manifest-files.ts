@@ -30,17 +30,6 @@ export interface Selection {
   visited: number;
 }
 
-/**
- * What the original (doublestar) matches that the shared glob matcher does not yet: a character class or an
- * escape would match nothing here, and a commit of no files prunes every object the project applied. Refused
- * instead; once the matcher translates them, its pattern holds no literal "[" or backslash and this passes.
- */
-function unsupported(glob: string, re: RegExp): string | undefined {
-  if (/(^|[^\\])\[/.test(glob) && re.source.includes('\\[')) return 'character classes ([...]) are not supported yet: write {a,b} for [ab]';
-  if (glob.includes('\\') && re.source.includes('\\\\')) return 'escapes (\\) are not supported yet';
-  return undefined;
-}
-
 /** Whether a file lies in a directory whose name starts with a dot (.gitlab/, .github/). */
 function inHiddenDir(path: string): boolean {
   const dirs = path.split('/').slice(0, -1);
@@ -57,9 +46,8 @@ export async function selectFiles(repo: string, commit: string, globs: readonly 
     const glob = raw.replace(/^\/+/, '');
     const bad = globProblem(glob);
     if (bad) throw fileError(`glob ${raw} match failed: syntax error in pattern (${bad})`);
+    // Read as doublestar reads it: classes ([a-z], [!a]), escapes, {a,b} and ** (src/shared/config/glob.ts).
     const re = globToRegExp(glob);
-    const no = unsupported(glob, re);
-    if (no) throw fileError(`glob ${raw} match failed: ${no}`);
     for (const e of entries) {
       if (!re.test(e.path)) continue;
       if (seen.has(e.path)) throw fileError(`path visited more than once: ${e.path}`);
