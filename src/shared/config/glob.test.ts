@@ -77,6 +77,15 @@ describe('globToRegExp', () => {
     ['x**/y', 'xa/y', true],
     ['x**/y', 'xa/b/y', false],
     ['x**/y', 'y', false],
+    // ... also as the end of an alternative that ends the pattern
+    ['{a/**,b}', 'a/x/y', true],
+    ['{a/**,b}', 'a', true],
+    ['{a/**,b}', 'b', true],
+    ['{a/**,b}', 'b/x', false],
+    ['{b,a/**}', 'a/x/y', true],
+    ['{{a/**},c}', 'a/x', true],
+    ['{a/**,b}.yaml', 'a/x.yaml', true],
+    ['{a/**,b}.yaml', 'a/x/y.yaml', false],
   ])('as doublestar: %s matches %s: %s', (glob, path, want) => {
     expect(globToRegExp(glob).test(path)).toBe(want);
   });

@@ -44,6 +44,30 @@ function charClass(glob: string, i: number): { re: string; end: number } | undef
   return { re: body === '' ? (negate ? '[^]' : '[]') : `[${negate ? '^' : ''}${body}]`, end };
 }
 
+/**
+ * Whether nothing follows glob[i] in the pattern doublestar matches with, which spells each `{a,b}` out:
+ * only the ends of the open alternatives (`}`, or `,` and the rest of the group) and of the pattern.
+ */
+function endsAfter(glob: string, i: number, depth: number): boolean {
+  while (i < glob.length) {
+    const c = glob[i];
+    if (c === '}' && depth > 0) {
+      depth--;
+      i++;
+    } else if (c === ',' && depth > 0) {
+      // To this group's closing brace.
+      let open = 1;
+      for (i++; i < glob.length && open > 0; i++) {
+        if (glob[i] === '\\') i++;
+        else if (glob[i] === '{') open++;
+        else if (glob[i] === '}') open--;
+      }
+      depth--;
+    } else return false;
+  }
+  return true;
+}
+
 export function globToRegExp(glob: string): RegExp {
   let re = '';
   // Whether the next character starts a path segment (where `**` means directories), and the same at each open `{`.
@@ -54,7 +78,7 @@ export function globToRegExp(glob: string): RegExp {
     if (c === '*') {
       if (glob[i + 1] === '*') {
         i++;
-        if (segStart && i + 1 === glob.length) {
+        if (segStart && endsAfter(glob, i + 1, braces.length)) {
           re += '.*';
           continue;
         }
@@ -87,11 +111,16 @@ export function globToRegExp(glob: string): RegExp {
       re += '|';
       segStart = braces[braces.length - 1]!;
     } else if (c === '/') {
-      // `a/**` and `a/**/` match the directory `a` itself too.
-      const rest = glob.slice(i + 1);
-      if (rest === '**' || rest === '**/') {
-        re += rest === '**' ? '(?:/.*)?' : '(?:/(?:.*/)?)?';
-        break;
+      // `a/**` and `a/**/` at the end of the pattern (or of an alternative that ends it) match the directory `a` too.
+      if (glob.startsWith('**', i + 1) && endsAfter(glob, i + 3, braces.length)) {
+        re += '(?:/.*)?';
+        i += 2;
+        continue;
+      }
+      if (glob.startsWith('**/', i + 1) && endsAfter(glob, i + 4, braces.length)) {
+        re += '(?:/(?:.*/)?)?';
+        i += 3;
+        continue;
       }
       re += '/';
       segStart = true;
