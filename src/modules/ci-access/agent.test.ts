@@ -1,0 +1,121 @@
+import * as grpc from '@grpc/grpc-js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentModuleContext } from '../../agent/module.js';
+import type { Tunnel } from '../../agent/tunnel/connection.js';
+import type { AgentFrame, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
+import { createRootLogger } from '../../shared/log/logger.js';
+import { createCiAccessModule } from './agent.js';
+import type { CiAccessConfig } from './config.js';
+import { TunnelService } from './wire.js';
+
+// The agent part of the CI tunnel against a stand-in server that speaks
+// Connect as servers do before End.next (it ends each call after its request)
+// and as they do now (it gives a call whose End says next the next request):
+// the agent answers either way. The real server and kubectl: test/ci-tunnel.
+
+type ServerCall = grpc.ServerDuplexStream<AgentFrame, ServerFrame>;
+
+describe('CI tunnel agent part: one request per call (older servers) or many (End.next)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-ci-agent-'));
+  const api = createServer((req, res) => {
+    res.setHeader('content-type', 'text/plain');
+    res.end(`hello ${req.url}`);
+  });
+  const server = new grpc.Server();
+  const waiting: ServerCall[] = [];
+  let opened = 0;
+  const abort = new AbortController();
+  let running: Promise<void> | undefined;
+
+  beforeAll(async () => {
+    await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "http://127.0.0.1:${(api.address() as AddressInfo).port}", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`,
+    );
+    server.addService(TunnelService, {
+      connect: (call: ServerCall) => {
+        opened++;
+        waiting.push(call);
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    const tunnel = {
+      target: `127.0.0.1:${port}`,
+      credentials: grpc.credentials.createInsecure(),
+      options: {},
+      metadata: () => new grpc.Metadata(),
+      checkServerVersion: () => undefined,
+      describe: (e: unknown) => String(e),
+    } as unknown as Tunnel;
+    const log = createRootLogger({ level: 'silent' });
+    const mod = createCiAccessModule({ kubeconfig, backoff: { initialMs: 10, maxMs: 100, factor: 2, jitter: false, resetAfterMs: 1000 } });
+    running = mod.run({} as CiAccessConfig, { tunnel, log } as unknown as AgentModuleContext, abort.signal);
+  });
+  afterAll(async () => {
+    abort.abort();
+    await running;
+    server.forceShutdown();
+    api.close();
+  });
+
+  /** Sends one GET on a waiting call; ends the call after it (an older server) or, when the agent says next, puts it back. */
+  async function ask(uri: string, older: boolean): Promise<{ body: string; next: boolean }> {
+    for (const until = Date.now() + 10_000; waiting.length === 0; ) {
+      if (Date.now() > until) throw new Error('no call from the agent');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const call = waiting.shift()!;
+    return new Promise((resolve, reject) => {
+      let body = '';
+      const onData = (f: AgentFrame) => {
+        const m = f.msg;
+        if (m?.$case === 'data') body += Buffer.from(m.value).toString();
+        else if (m?.$case === 'end') {
+          call.off('data', onData);
+          if (older || !m.value.next) call.end();
+          else waiting.push(call);
+          resolve({ body, next: m.value.next });
+        }
+      };
+      call.on('data', onData);
+      call.once('error', reject);
+      call.write({ msg: { $case: 'header', value: { method: 'GET', uri, headers: {}, job_id: 1, project: 'p' } } });
+      call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
+    });
+  }
+
+  it('answers a server that ends every call after its request, opening new calls (more requests than idle calls)', async () => {
+    for (let i = 0; i < 12; i++) {
+      const r = await ask(`/older/${i}`, true);
+      expect(r.body).toBe(`hello /older/${i}`);
+    }
+    expect(opened).toBeGreaterThanOrEqual(12);
+  });
+
+  it('keeps a call for the next request when the server takes End.next: no new calls', async () => {
+    await ask('/warm', false);
+    // The calls a previous test's ended ones were replaced with are all open by now.
+    await new Promise((r) => setTimeout(r, 200));
+    const before = opened;
+    for (let i = 0; i < 12; i++) {
+      const r = await ask(`/kept/${i}`, false);
+      expect(r).toEqual({ body: `hello /kept/${i}`, next: true });
+    }
+    expect(opened).toBe(before);
+  });
+});
