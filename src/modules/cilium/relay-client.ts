@@ -84,18 +84,19 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
       if (received) flowsReceived.inc(received);
       received = 0;
     };
-    const err = await getFlows(o.address, droppedFlowsRequest(o.cursor), o.signal, count, (msg) => {
+    const err = await getFlows(o.address, droppedFlowsRequest(o.cursor), o.signal, count, (reader, buf, start, end) => {
       if (!connected) {
         connected = true;
         o.log.info({ relay: o.address }, 'Connected to Hubble Relay');
       }
       progress();
-      const flow = readFlow(msg);
+      const flow = readFlow(reader, buf, start, end);
       if (flow) {
         received++;
         if (o.cursor.advance(flow.flow, flow.bytes)) o.onFlow(flow.flow, flow.nodeName, flow.bytes);
         return;
       }
+      const msg = buf.subarray(start, end);
       const res = GetFlowsResponse.decode(msg);
       const r = res.response_types;
       if (!r) return;
@@ -128,12 +129,15 @@ interface ReadFlow {
 }
 
 /**
- * A GetFlowsResponse that carries a flow, read in one pass with one reader
- * (the flow decoded where it lies, its bytes kept for the cursor); undefined
- * for any other message, which GetFlowsResponse.decode reads.
+ * A GetFlowsResponse that carries a flow, read in one pass with the chunk's
+ * reader `r` (the flow decoded where it lies, its bytes kept for the cursor);
+ * undefined for any other message, which GetFlowsResponse.decode reads. The
+ * message is buf[start, end); `r` reads buf.
  */
-function readFlow(msg: Uint8Array): ReadFlow | undefined {
-  const r = new BinaryReader(msg);
+function readFlow(r: BinaryReader, buf: Uint8Array, start: number, end: number): ReadFlow | undefined {
+  r.pos = start;
+  // The reader's end, read-only in its type, is a plain field that bounds every read: the message's end.
+  (r as { len: number }).len = end;
   let flow: Flow | undefined;
   let bytes: Uint8Array = NO_BYTES;
   let nodeName = '';
@@ -144,9 +148,9 @@ function readFlow(msg: Uint8Array): ReadFlow | undefined {
     const wt = (tag & 7) as WireType;
     if (no === 1 && wt === WireType.LengthDelimited) {
       const len = r.uint32();
-      const start = r.pos;
+      const at = r.pos;
       flow = Flow.decode(r, len);
-      bytes = msg.subarray(start, start + len);
+      bytes = buf.subarray(at, at + len);
     } else if (no === 1000 && wt === WireType.LengthDelimited) nodeName = r.string();
     else if (no === 2 || no === 3 || no === 0) return undefined;
     else r.skip(wt, no);
@@ -194,8 +198,8 @@ const GRPC_CODES = [
 /**
  * One GetFlows call (gRPC over HTTP/2, plain text as Relay serves it in the
  * cluster), until it ends: resolves with why (undefined for a clean end).
- * Messages are cut out of each received chunk and handed to `onMessage` in
- * the same turn, in order: a generic gRPC client would hand them over one by
+ * Messages are found in each received chunk and handed to `onMessage` (as
+ * their place in the chunk, with one reader of it) in the same turn, in order: a generic gRPC client would hand them over one by
  * one through its interceptors and streams, which costs more than the flow's
  * decoding and matching. A handler that throws ends the stream with that error.
  */
@@ -204,7 +208,7 @@ function getFlows(
   req: GetFlowsRequest,
   signal: AbortSignal,
   onChunk: () => void,
-  onMessage: (msg: Uint8Array) => void,
+  onMessage: (r: BinaryReader, buf: Uint8Array, start: number, end: number) => void,
 ): Promise<Error | undefined> {
   return new Promise((resolve) => {
     let settled = false;
@@ -257,6 +261,8 @@ function getFlows(
       held = undefined;
       // A plain view: a Buffer's subarray() makes a Buffer, which costs more, for each message.
       const buf = new Uint8Array(joined.buffer, joined.byteOffset, joined.length);
+      // One reader for the chunk's messages: a reader of each (with its DataView) and a view of it cost more than a flow's matching.
+      const reader = new BinaryReader(buf);
       let at = 0;
       try {
         while (!settled && buf.length - at >= 5) {
@@ -264,7 +270,7 @@ function getFlows(
           if (buf[at] !== 0) throw new Error('INTERNAL: Relay sent a compressed message, which was not asked for');
           if (len > MAX_MESSAGE) throw new Error(`RESOURCE_EXHAUSTED: a message of ${len} bytes is over ${MAX_MESSAGE}`);
           if (buf.length - at - 5 < len) break;
-          onMessage(buf.subarray(at + 5, at + 5 + len));
+          onMessage(reader, buf, at + 5, at + 5 + len);
           at += 5 + len;
         }
       } catch (e) {

@@ -87,6 +87,7 @@ export function flowFingerprintOf(flow: Flow, att: Attribution, cluster: string)
 // strings and their comparison; a new one its text and digest, as before, so
 // the fingerprint is the same. Bounded, and forgotten whole when full.
 const FP_MAX = 4096;
+const FP_CHAIN_MAX = 8;
 interface FpEntry {
   key: unknown[];
   hex: string;
@@ -102,11 +103,16 @@ let fpHash = 0;
 const attIds = new WeakMap<Attribution, number>();
 let nextAttId = 1;
 
+/**
+ * A string as a key part. The hash takes its length and two of its characters
+ * (the last, where replicas' pod names differ, and the middle) rather than all
+ * of them: the key is compared whole on a hit anyway, so a hash shared by two
+ * keys costs a comparison, never a wrong fingerprint.
+ */
 function keyString(s: string): void {
   fpKey[fpLen++] = s;
-  let h = fpHash;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  fpHash = Math.imul(h ^ 0x1f, 0x01000193);
+  const n = s.length;
+  fpHash = Math.imul(Math.imul(fpHash ^ n, 0x01000193) ^ (n === 0 ? 0 : s.charCodeAt(n - 1) * 65536 + s.charCodeAt(n >> 1)), 0x01000193);
 }
 
 function keyValue(v: unknown, n: number): void {
@@ -155,14 +161,18 @@ export function flowFingerprint(flow: Flow, att: Attribution, cluster: string): 
   else keyValue(undefined, 0);
   const slot = fpHash & 0x3fffffff;
   const first = fpKnown.get(slot);
+  let depth = 0;
   for (let e = first; e !== undefined; e = e.next) {
     const k = e.key;
+    depth++;
     if (k.length !== fpLen) continue;
     let i = 0;
     while (i < fpLen && k[i] === fpKey[i]) i++;
     if (i === fpLen) return e.hex;
   }
   const hex = flowFingerprintOf(flow, att, cluster);
+  // Names alike in length and in the characters hashed share a slot: a long chain is not added to (the text's digest is remembered too).
+  if (depth >= FP_CHAIN_MAX) return hex;
   if (fpSize >= FP_MAX) {
     fpKnown.clear();
     fpSize = 0;
