@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentModuleContext } from '../../agent/module.js';
+import type { ModuleContext } from '../../agent/module.js';
 import type { Tunnel } from '../../agent/tunnel/connection.js';
 import type { AgentFrame, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { createRootLogger } from '../../shared/log/logger.js';
@@ -64,7 +64,7 @@ current-context: x
     } as unknown as Tunnel;
     const log = createRootLogger({ level: 'silent' });
     const mod = createCiAccessModule({ kubeconfig, backoff: { initialMs: 10, maxMs: 100, factor: 2, jitter: false, resetAfterMs: 1000 } });
-    running = mod.run({} as CiAccessConfig, { tunnel, log } as unknown as AgentModuleContext, abort.signal);
+    running = mod.run({} as CiAccessConfig, { tunnel, log } as unknown as ModuleContext, abort.signal);
   });
   afterAll(async () => {
     abort.abort();
@@ -94,7 +94,7 @@ current-context: x
       };
       call.on('data', onData);
       call.once('error', reject);
-      call.write({ msg: { $case: 'header', value: { method: 'GET', uri, headers: {}, job_id: 1, project: 'p' } } });
+      call.write({ msg: { $case: 'header', value: { method: 'GET', uri, headers: {}, impersonation: undefined, job_id: 1, project: 'p' } } });
       call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
     });
   }
