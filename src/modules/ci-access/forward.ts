@@ -94,6 +94,7 @@ export class ApiForwarder {
     let over = false;
     // The server's end of this request arrived: what comes next on the call is another request.
     let requestEnded = false;
+    let draining = false;
     let kept = false;
     const onError = () => {
       if (!over) req.destroy();
@@ -110,7 +111,8 @@ export class ApiForwarder {
           res,
           call,
           () => {
-            kept = requestEnded && !call.destroyed && keep();
+            // Not with a write to the API server still waiting for 'drain': its handler resumes the call.
+            kept = requestEnded && !draining && !call.destroyed && keep();
             call.write({ msg: { $case: 'end', value: { trailers: headersFromRaw(res.rawTrailers), next: kept } } });
             if (kept) {
               call.off('data', onData);
@@ -166,7 +168,11 @@ export class ApiForwarder {
       if (msg.$case === 'data') {
         if (!to.write(msg.value)) {
           call.pause();
-          (upgraded ?? req).once('drain', () => call.resume());
+          draining = true;
+          (upgraded ?? req).once('drain', () => {
+            draining = false;
+            call.resume();
+          });
         }
       } else if (upgraded) upgraded.end();
       else {

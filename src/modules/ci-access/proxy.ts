@@ -151,6 +151,7 @@ export class KubernetesApiProxy {
     });
     let answered = false;
     let bodyStarted = false;
+    let draining = false;
     const watch = /[?&]watch=(1|true)\b/.test(r.header.uri);
     const onData = (f: AgentFrame) => {
       const msg = f.msg;
@@ -168,7 +169,11 @@ export class KubernetesApiProxy {
         bodyStarted = true;
         if (!res.write(msg.value)) {
           call.pause();
-          res.once('drain', () => call.resume());
+          draining = true;
+          res.once('drain', () => {
+            draining = false;
+            call.resume();
+          });
         }
       } else {
         bodyStarted = true;
@@ -177,7 +182,8 @@ export class KubernetesApiProxy {
         finish();
         // The agent waits for another request on this call (it said so, and has had this one's end):
         // the next request skips a new stream, its admission and the agent's wait for it.
-        if (msg.value.next && sentEnd && !call.cancelled && !call.destroyed) {
+        // Not while a write to the client waits for 'drain': its handler resumes the call.
+        if (msg.value.next && sentEnd && !draining && !call.cancelled && !call.destroyed) {
           detach();
           this.d.tunnels.add(agentId, call);
         } else call.end();
