@@ -118,7 +118,7 @@ async function interleaved(targets: Target[], rounds: number, fn: (t: Target) =>
   }
   const cpu = new Map<string, number>();
   for (const t of targets) for (const p of t.procs) cpu.set(`${t.name}/${p.name}`, processCpuMs(p.pid) - cpu0.get(`${t.name}/${p.name}`)!);
-  targets.forEach((t, i) => cpu.set(`${t.name}/client`, client[i]!));
+  for (const [i, t] of targets.entries()) cpu.set(`${t.name}/client`, client[i]!);
   return { times, cpu };
 }
 
