@@ -92,4 +92,32 @@ describe('followDroppedFlows', () => {
     expect(f.uuid).toBe('flow-3');
     expect(Buffer.from(bytes)).toEqual(Buffer.from(Flow.encode(sent).finish()));
   });
+
+  it("hands over each flow's node name, of any node, repeated or new, in any order and however many flows a chunk holds", async () => {
+    relay = new HubbleRelayPeer();
+    const address = await relay.listen('127.0.0.1:0');
+    const abort = new AbortController();
+    const got: [string, string][] = [];
+    const follow = followDroppedFlows({
+      address,
+      backoff: { initialMs: 10, maxMs: 20, jitter: false },
+      cursor: new FlowCursor(openDatabase(), address),
+      log,
+      signal: abort.signal,
+      onFlow: (f, node) => got.push([f.uuid, node]),
+    });
+    for (let i = 0; i < 200 && relay.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const names = ['kind-worker', 'kind-worker2', 'nœud-ü', '\uFEFFbom', 'kind-worker3', 'kind-worker', 'a', 'kind-worker2'];
+    const t = Date.now();
+    const flows = Array.from({ length: 600 }, (_, i) => {
+      const f = drop(new Date(t + i), 100 + i);
+      f.node_name = names[(i * 5) % names.length]!;
+      return f;
+    });
+    relay.push(flows);
+    for (let i = 0; i < 300 && got.length < flows.length; i++) await new Promise((r) => setTimeout(r, 20));
+    abort.abort();
+    await follow;
+    expect(got).toEqual(flows.map((f) => [f.uuid, f.node_name]));
+  });
 });

@@ -121,12 +121,13 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
   });
 }
 
-/** What readFlow finds in a message. */
+/** What readFlow finds in a message: one object, filled again for each flow (its reader takes it apart at once). */
 interface ReadFlow {
   flow: Flow;
   nodeName: string;
   bytes: Uint8Array;
 }
+const found: ReadFlow = { flow: undefined as unknown as Flow, nodeName: '', bytes: new Uint8Array(0) };
 
 /**
  * A GetFlowsResponse that carries a flow, read in one pass with the chunk's
@@ -151,14 +152,51 @@ function readFlow(r: BinaryReader, buf: Uint8Array, start: number, end: number):
       const at = r.pos;
       flow = Flow.decode(r, len);
       bytes = buf.subarray(at, at + len);
-    } else if (no === 1000 && wt === WireType.LengthDelimited) nodeName = r.string();
-    else if (no === 2 || no === 3 || no === 0) return undefined;
+    } else if (no === 1000 && wt === WireType.LengthDelimited) {
+      const len = r.uint32();
+      const at = r.pos;
+      if (at + len > r.len) throw new RangeError('premature EOF');
+      r.pos = at + len;
+      nodeName = nodeNameAt(buf, at, len);
+    } else if (no === 2 || no === 3 || no === 0) return undefined;
     else r.skip(wt, no);
   }
-  return flow && { flow, nodeName, bytes };
+  if (!flow) return undefined;
+  found.flow = flow;
+  found.nodeName = nodeName;
+  found.bytes = bytes;
+  return found;
 }
 
 const NO_BYTES = new Uint8Array(0);
+
+/**
+ * The node names seen, by a hash of their bytes: a cluster's flows come from a
+ * few nodes, and each flow's name costs a comparison of its bytes instead of
+ * a UTF-8 decoding and a new string. Bounded, and forgotten whole when full.
+ */
+const nodeNames = new Map<number, { bytes: Uint8Array; name: string }>();
+const NODE_NAMES_MAX = 1024;
+// As the protobuf reader decodes strings: a leading U+FEFF is text, not a byte-order mark.
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+
+function nodeNameAt(buf: Uint8Array, at: number, len: number): string {
+  let h = 0x811c9dc5 ^ len;
+  for (let i = at; i < at + len; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  const key = h & 0x3fffffff;
+  const had = nodeNames.get(key);
+  if (had && had.bytes.length === len) {
+    const b = had.bytes;
+    let i = 0;
+    while (i < len && b[i] === buf[at + i]) i++;
+    if (i === len) return had.name;
+  }
+  const bytes = buf.slice(at, at + len);
+  const name = utf8.decode(bytes);
+  if (nodeNames.size >= NODE_NAMES_MAX) nodeNames.clear();
+  nodeNames.set(key, { bytes, name });
+  return name;
+}
 
 /** The bytes of field 1 (flow) of an encoded GetFlowsResponse. */
 function flowField(buf: Uint8Array): Uint8Array {
