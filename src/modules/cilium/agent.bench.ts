@@ -31,7 +31,9 @@ import { peakRssMb, processCpuMs } from '../../bench/proc.js';
 // and the server, so the agent starts the second pass from the state it
 // started the first one (no open group, the cursor before every flow) and
 // does the same work: the same groups opened, the same repeats folded, the
-// same commits. Warm is the figure held against the target: decode + match is
+// same commits. What stays from the first pass is what any running agent
+// has: compiled code, a grown heap, and its small caches (the fingerprints and
+// node names seen). Warm is the figure held against the target: decode + match is
 // measured warm too (measure() after a warm-up, the best of three rounds), so
 // a cold agent would be charged for its JIT warm-up and the floor not, and an
 // agent runs for days, warm but for its first seconds. Cold is reported
