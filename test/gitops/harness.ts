@@ -112,6 +112,20 @@ export async function connectAgent(
   };
 }
 
+/** startGitopsServer, then the agent edge connected to it (connectAgent, its database in <dir>/agent); close() ends both. */
+export async function startServerAndAgent(dir: string, log: Logger) {
+  const { server, token } = await startGitopsServer(dir, log);
+  const agent = await connectAgent(server, token, log, join(dir, 'agent'));
+  return {
+    server,
+    agent,
+    async close() {
+      await agent.close();
+      await server.close();
+    },
+  };
+}
+
 /** The module's configuration block with these manifest projects. */
 export const gitopsBlock = (...projects: Record<string, unknown>[]) => ({ manifest_projects: projects }) as unknown as GitopsConfig;
 

@@ -2,11 +2,10 @@ import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SyncReport } from '../../src/modules/gitops/worker.js';
-import type { RunningServer } from '../../src/server/server.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { type Kube, startKube } from '../helpers/kube.js';
 import { REPO, tempDir, until } from '../helpers/processes.js';
-import { configMapData, connectAgent, gitopsBlock, manifestProject, runGitops, startGitopsServer } from './harness.js';
+import { configMapData, gitopsBlock, manifestProject, runGitops, startServerAndAgent } from './harness.js';
 
 // deploy/host-security/ as a manifest project: committed to a project under
 // the server's projects_dir, synchronised by the GitOps module through a real
@@ -16,8 +15,8 @@ import { configMapData, connectAgent, gitopsBlock, manifestProject, runGitops, s
 const dir = tempDir('verdict-host-security-');
 const log = createRootLogger({ level: 'silent' });
 let kube: Kube;
-let server: RunningServer;
-let agent: Awaited<ReturnType<typeof connectAgent>>;
+let bed: Awaited<ReturnType<typeof startServerAndAgent>>;
+let agent: typeof bed.agent;
 const reports: SyncReport[] = [];
 
 beforeAll(async () => {
@@ -25,14 +24,12 @@ beforeAll(async () => {
   const project = manifestProject(dir, 'platform/host-security');
   cpSync(join(REPO, 'deploy/host-security'), join(project.dir, 'deploy/host-security'), { recursive: true });
   project.commit({});
-  let token: string;
-  ({ server, token } = await startGitopsServer(dir, log));
-  agent = await connectAgent(server, token, log, join(dir, 'agent'));
+  bed = await startServerAndAgent(dir, log);
+  agent = bed.agent;
 }, 300_000);
 
 afterAll(async () => {
-  await agent?.close();
-  await server?.close();
+  await bed?.close();
   await kube?.stop();
 });
 

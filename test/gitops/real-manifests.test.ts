@@ -10,7 +10,7 @@ import type { SyncReport } from '../../src/modules/gitops/worker.js';
 import type { RunningServer } from '../../src/server/server.js';
 import { type Kube, startKube } from '../helpers/kube.js';
 import { type ConfigProject, tempDir, until } from '../helpers/processes.js';
-import { apiOf, capturingLogger, connectAgent, gitopsBlock, inventoryKeys, kubeEndpoint, manifestProject, runGitops, startGitopsServer } from './harness.js';
+import { apiOf, capturingLogger, gitopsBlock, inventoryKeys, kubeEndpoint, manifestProject, runGitops, startServerAndAgent } from './harness.js';
 
 // Manifests nobody wrote for Verdict (testdata/real/SOURCES.md: microservices-demo, Argo CD's
 // and Flux's example repositories, kubernetes/examples, kubernetes/website), committed as one
@@ -28,7 +28,8 @@ const { log, logs } = capturingLogger('info');
 const reports: SyncReport[] = [];
 let kube: Kube;
 let server: RunningServer;
-let agent: Awaited<ReturnType<typeof connectAgent>>;
+let bed: Awaited<ReturnType<typeof startServerAndAgent>>;
+let agent: typeof bed.agent;
 let project: ConfigProject;
 
 function tree(root: string): Record<string, string> {
@@ -47,14 +48,13 @@ function tree(root: string): Record<string, string> {
 beforeAll(async () => {
   kube = await startKube();
   project = manifestProject(dir, 'real/manifests');
-  let token: string;
-  ({ server, token } = await startGitopsServer(dir, log));
-  agent = await connectAgent(server, token, log, join(dir, 'agent'));
+  bed = await startServerAndAgent(dir, log);
+  server = bed.server;
+  agent = bed.agent;
 }, 300_000);
 
 afterAll(async () => {
-  await agent?.close();
-  await server?.close();
+  await bed?.close();
   await kube?.stop();
 });
 
