@@ -1,5 +1,4 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import * as https from 'node:https';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -11,6 +10,7 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import type { ServerConfig } from '../../src/shared/config/server-config.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helpers/processes.js';
+import { startTcpRelay } from '../helpers/tcp-relay.js';
 import { makeCerts } from '../tunnel/harness.js';
 
 // A server with the Kubernetes API proxy and an agent with the CI tunnel, in
@@ -39,42 +39,6 @@ export interface CiEnv {
   cutAgent(): void;
   restoreAgent(): void;
   stop(): Promise<void>;
-}
-
-/** A TCP relay to `to` whose connections can be cut. */
-async function relay(to: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let cut = false;
-  const server: Server = createServer((client: Socket) => {
-    if (cut) return client.destroy();
-    const upstream = connect(to, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    cut() {
-      cut = true;
-      for (const s of sockets) s.destroy();
-    },
-    restore() {
-      cut = false;
-    },
-    close: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 export async function startCiEnv(o: { configYaml: string; agentKubeconfig: string; agentName?: string }): Promise<CiEnv> {
@@ -114,7 +78,7 @@ export async function startCiEnv(o: { configYaml: string; agentKubeconfig: strin
   const server = await startServer(cfg, log);
   const { agent: record, token } = server.agents.register(name, project.dir);
   const grpcPort = Number(server.grpcAddress.split(':').pop());
-  const r = await relay(grpcPort);
+  const r = await startTcpRelay(grpcPort);
   writeFileSync(join(dir, 'agent-token'), token);
   const agent = await startAgent(
     {

@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import * as https from 'node:https';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import { loadServerConfigFile } from '../../src/shared/config/server-config.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { startKube, type Kube } from '../helpers/kube.js';
+import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helpers/processes.js';
 import { makeCerts } from '../tunnel/harness.js';
 
@@ -39,54 +39,12 @@ const dir = tempDir('verdict-ci-kafka-');
 const logs: LogLine[] = [];
 const servers: Record<'a' | 'b', { server: RunningServer; proxyUrl: string; dataDir: string }> = {} as never;
 let agent: RunningAgent;
-let relay: Awaited<ReturnType<typeof startRelay>>;
+let relay: TcpRelay;
 let caPem: string;
 let project: ConfigProject;
 let certs: ReturnType<typeof makeCerts>;
 let log: ReturnType<typeof createRootLogger>;
 const extra: { close(): Promise<void> }[] = [];
-
-/** A TCP relay whose target can be switched; switching cuts the connections it holds. */
-async function startRelay(to: number) {
-  const sockets = new Set<Socket>();
-  let target = to;
-  let down = false;
-  const server: Server = createServer((client) => {
-    if (down) return client.destroy();
-    const upstream = connect(target, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const cut = () => {
-    for (const s of sockets) s.destroy();
-  };
-  return {
-    port: (server.address() as { port: number }).port,
-    moveTo(port: number) {
-      target = port;
-      down = false;
-      cut();
-    },
-    stop() {
-      down = true;
-      cut();
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        cut();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 const grpcPort = (s: RunningServer) => Number(s.grpcAddress.split(':').pop());
 
@@ -143,7 +101,7 @@ beforeAll(async () => {
   const { token } = servers.a.server.agents.register('edge', project.dir);
   writeFileSync(join(dir, 'agent-token'), token);
   await until(() => servers.b.server.agents.get('edge'), 20_000, 'replica B to learn the agent');
-  relay = await startRelay(grpcPort(servers.a.server));
+  relay = await startTcpRelay(grpcPort(servers.a.server));
   agent = await startAgent(
     {
       kasAddress: `grpcs://127.0.0.1:${relay.port}`,
@@ -350,7 +308,7 @@ describe('CI tunnel on Kafka replicas', () => {
 
   it('with the agent connected to no replica, the answer is a clear 503', async () => {
     const token = await jobToken('a');
-    relay.stop();
+    relay.cut();
     const agentIdAtA = servers.a.server.agents.get('edge')!.id;
     // For a moment A may still forward to B, which answers that the agent has just left it; a 503 as well.
     const seen: number[] = [];

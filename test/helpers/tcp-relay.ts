@@ -1,0 +1,58 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+// A TCP relay between an agent and a server that tests can cut, hold down and
+// point elsewhere, as a network failure or a load balancer moving the agent would.
+
+export interface TcpRelay {
+  port: number;
+  /** Cuts the connections it holds and refuses new ones until restore() or moveTo(). */
+  cut(): void;
+  restore(): void;
+  /** Cuts the connections it holds; new ones go to `port`. */
+  moveTo(port: number): void;
+  close(): Promise<void>;
+}
+
+export async function startTcpRelay(to: number): Promise<TcpRelay> {
+  const sockets = new Set<Socket>();
+  let target = to;
+  let down = false;
+  const server: Server = createServer((client: Socket) => {
+    if (down) return client.destroy();
+    const upstream = connect(target, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.pipe(upstream).pipe(client);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const cutAll = () => {
+    for (const s of sockets) s.destroy();
+  };
+  return {
+    port: (server.address() as { port: number }).port,
+    cut() {
+      down = true;
+      cutAll();
+    },
+    restore() {
+      down = false;
+    },
+    moveTo(port: number) {
+      target = port;
+      down = false;
+      cutAll();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        cutAll();
+        server.close(() => resolve());
+      }),
+  };
+}
