@@ -1,15 +1,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { startAgent, type RunningAgent } from '../../src/agent/agent.js';
 import { kubeconfigFor } from '../../src/cli/kubeconfig.js';
 import { createCiAccessModule } from '../../src/modules/ci-access/agent.js';
 import { JobTokens, type NewJob } from '../../src/modules/ci-access/job-tokens.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import type { ServerConfig } from '../../src/shared/config/server-config.js';
-import { createRootLogger } from '../../src/shared/log/logger.js';
 import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helpers/processes.js';
+import { capturingLogger } from '../helpers/logs.js';
 import { startTcpRelay } from '../helpers/tcp-relay.js';
 import { makeCerts } from '../tunnel/harness.js';
 
@@ -46,24 +45,7 @@ export async function startCiEnv(o: { configYaml: string; agentKubeconfig: strin
   const name = o.agentName ?? 'edge';
   const project = new ConfigProject(join(dir, 'infra'));
   project.commit({ [`.gitlab/agents/${name}/config.yaml`]: o.configYaml });
-  const logs: LogLine[] = [];
-  const sink = new PassThrough();
-  sink.setEncoding('utf8');
-  let buf = '';
-  sink.on('data', (d: string) => {
-    buf += d;
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        logs.push(JSON.parse(line) as LogLine);
-      } catch {
-        // not JSON
-      }
-      if (process.env.VERDICT_TEST_LOGS) process.stderr.write(`${line}\n`);
-    }
-  });
-  const log = createRootLogger({ level: 'info', destination: sink });
+  const { log, logs } = capturingLogger('info');
   const proxyPort = await freePort();
   // kubectl sends a bearer token only over TLS: the proxy serves HTTPS, as KAS did.
   const certs = makeCerts(dir);

@@ -4,7 +4,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import * as https from 'node:https';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startAgent, type RunningAgent } from '../../src/agent/agent.js';
@@ -15,8 +14,9 @@ import type { AgentConnections } from '../../src/server/agents/connections.js';
 import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { loadServerConfigFile } from '../../src/shared/config/server-config.js';
-import { createRootLogger } from '../../src/shared/log/logger.js';
+import type { createRootLogger } from '../../src/shared/log/logger.js';
 import { startKube, type Kube } from '../helpers/kube.js';
+import { capturingLogger } from '../helpers/logs.js';
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helpers/processes.js';
 import { makeCerts } from '../tunnel/harness.js';
@@ -36,7 +36,7 @@ const CONFIG = `ci_access:
 let kube: Kube;
 let broker: Broker;
 const dir = tempDir('verdict-ci-kafka-');
-const logs: LogLine[] = [];
+let logs: LogLine[] = [];
 const servers: Record<'a' | 'b', { server: RunningServer; proxyUrl: string; dataDir: string }> = {} as never;
 let agent: RunningAgent;
 let relay: TcpRelay;
@@ -71,23 +71,7 @@ beforeAll(async () => {
   kube = await startKube();
   await kube.kubectl(['create', 'namespace', 'ci']);
   broker = startBroker(join(dir, 'kafka-state'));
-  const sink = new PassThrough();
-  sink.setEncoding('utf8');
-  let buf = '';
-  sink.on('data', (d: string) => {
-    buf += d;
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        logs.push(JSON.parse(line) as LogLine);
-      } catch {
-        // not JSON
-      }
-      if (process.env.VERDICT_TEST_LOGS) process.stderr.write(`${line}\n`);
-    }
-  });
-  log = createRootLogger({ level: 'info', destination: sink });
+  ({ log, logs } = capturingLogger('info'));
   certs = makeCerts(dir);
   caPem = readFileSync(certs.ca, 'utf8');
   const prefix = `ci${randomUUID().slice(0, 8)}`;

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { expect } from 'vitest';
 import type { ModuleContext } from '../../src/agent/module.js';
 import { openAgentDb } from '../../src/agent/spool/agent-db.js';
@@ -13,9 +12,9 @@ import type { SyncReport } from '../../src/modules/gitops/worker.js';
 import type { Agent, AgentList, AlertDetail, AlertPage, ProjectSync } from '../../src/server/feed/web/api-types.js';
 import { type RunningServer, startServer } from '../../src/server/server.js';
 import { SERVER_DEFAULTS, type ServerConfig } from '../../src/shared/config/server-config.js';
-import { createRootLogger, type Logger, type LoggerOptions } from '../../src/shared/log/logger.js';
+import type { Logger } from '../../src/shared/log/logger.js';
 import type { Kube } from '../helpers/kube.js';
-import { ConfigProject, type LogLine, spawnVerdict, until, type VerdictProcess } from '../helpers/processes.js';
+import { ConfigProject, spawnVerdict, until, type VerdictProcess } from '../helpers/processes.js';
 
 // The GitOps tests' common setup, one way each: a real server serving the
 // manifest projects under <dir>/projects, the agent "edge" registered with a
@@ -71,17 +70,7 @@ export async function startGitopsServer(
   return { server, config, token: server.agents.register(AGENT, config.dir).token };
 }
 
-/** A logger at `level` whose lines the test reads in `logs`. */
-export function capturingLogger(level: LoggerOptions['level'] = 'info'): { log: Logger; logs: LogLine[] } {
-  const logs: LogLine[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) logs.push(JSON.parse(line) as LogLine);
-      cb();
-    },
-  });
-  return { log: createRootLogger({ level, destination }), logs };
-}
+export { capturingLogger } from '../helpers/logs.js';
 
 // --- The agent side ---
 

@@ -1,3 +1,4 @@
+import { defaultsForTest } from './sync-defaults.js';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIELD_MANAGER } from '../../src/modules/gitops/apply-object.js';
@@ -29,15 +30,7 @@ afterAll(async () => {
   await kube?.stop();
 });
 
-const defaults: SyncSettings = {
-  defaultNamespace: 'default',
-  dryRun: 'none',
-  prune: true,
-  pruneTimeoutMs: 30_000,
-  propagation: 'foreground',
-  inventoryPolicy: 'must_match',
-  reconcileTimeoutMs: 30_000,
-};
+const defaults: SyncSettings = defaultsForTest;
 
 function files(f: Record<string, string>) {
   return Object.entries(f).map(([source, text]) => ({ source, data: Buffer.from(text) }));

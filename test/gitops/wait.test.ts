@@ -1,3 +1,4 @@
+import { defaultsForTest } from './sync-defaults.js';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inventoryRef } from '../../src/modules/gitops/inventory.js';
@@ -27,15 +28,7 @@ afterAll(async () => {
   await kube?.stop();
 });
 
-const settings: SyncSettings = {
-  defaultNamespace: 'default',
-  dryRun: 'none',
-  prune: true,
-  pruneTimeoutMs: 30_000,
-  propagation: 'foreground',
-  inventoryPolicy: 'must_match',
-  reconcileTimeoutMs: 120_000,
-};
+const settings: SyncSettings = { ...defaultsForTest, reconcileTimeoutMs: 120_000 };
 
 function sync(project: string, f: Record<string, string>, s: Partial<SyncSettings>, signal?: AbortSignal): Promise<SyncResult> {
   const all = { ...settings, ...s };
