@@ -73,6 +73,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, input?: string
       clearTimeout(t);
       resolve({ stdout, stderr, code: code ?? (signal ? 128 : 1) });
     });
+    // A process that exits without reading its input (kubectl refusing its flags,
+    // the script failing early) closes the pipe: its exit code says what went wrong,
+    // so the EPIPE on our side is not an error of its own.
+    p.stdin.on('error', () => {});
     p.stdin.end(input ?? '');
   });
 }

@@ -113,6 +113,9 @@ export function readBlobs(repo: string, oids: readonly string[]): Promise<Buffer
       }
       resolve(blobs);
     });
+    // git exiting early closes the pipe; its exit code and stderr, reported on
+    // close, say why, so the EPIPE here must not become an uncaught error.
+    p.stdin.on('error', () => {});
     p.stdin.end(`${oids.join('\n')}\n`);
   });
 }
