@@ -9,6 +9,7 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import type { ServerConfig } from '../../src/shared/config/server-config.js';
 import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helpers/processes.js';
 import { capturingLogger } from '../helpers/logs.js';
+import type { Logger } from '../../src/shared/log/logger.js';
 import { startTcpRelay } from '../helpers/tcp-relay.js';
 import { makeCerts } from '../tunnel/harness.js';
 
@@ -40,6 +41,42 @@ export interface CiEnv {
   stop(): Promise<void>;
 }
 
+/** A GET over HTTPS trusting `caPem`, whatever its status. */
+export function httpsGet(url: string, caPem: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    https
+      .get(url, { ca: caPem, headers }, (res) => {
+        let body = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (d: string) => (body += d))
+          .on('error', reject)
+          .on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+/** An agent in this process with only the CI tunnel module, acting with `kubeconfig`'s credentials. */
+export function startCiAgent(
+  o: { kasAddress: string; caCertFile: string; tokenFile: string; dataDir: string; kubeconfig: string },
+  log: Logger,
+): Promise<RunningAgent> {
+  return startAgent(
+    {
+      kasAddress: o.kasAddress,
+      caCertFile: o.caCertFile,
+      tokenFile: o.tokenFile,
+      dataDir: o.dataDir,
+      observabilityAddr: '',
+      spoolMaxBytes: 1 << 20,
+      backoff: { initialMs: 200, maxMs: 1000 },
+      modules: [createCiAccessModule({ kubeconfig: o.kubeconfig, backoff: { initialMs: 100, maxMs: 500 } })],
+    },
+    log,
+  );
+}
+
 export async function startCiEnv(o: { configYaml: string; agentKubeconfig: string; agentName?: string }): Promise<CiEnv> {
   const dir = tempDir('verdict-ci-');
   const name = o.agentName ?? 'edge';
@@ -62,16 +99,13 @@ export async function startCiEnv(o: { configYaml: string; agentKubeconfig: strin
   const grpcPort = Number(server.grpcAddress.split(':').pop());
   const r = await startTcpRelay(grpcPort);
   writeFileSync(join(dir, 'agent-token'), token);
-  const agent = await startAgent(
+  const agent = await startCiAgent(
     {
       kasAddress: `grpcs://127.0.0.1:${r.port}`,
       caCertFile: certs.ca,
       tokenFile: join(dir, 'agent-token'),
       dataDir: join(dir, 'agent'),
-      observabilityAddr: '',
-      spoolMaxBytes: 1 << 20,
-      backoff: { initialMs: 200, maxMs: 1000 },
-      modules: [createCiAccessModule({ kubeconfig: o.agentKubeconfig, backoff: { initialMs: 100, maxMs: 500 } })],
+      kubeconfig: o.agentKubeconfig,
     },
     log,
   );
@@ -89,18 +123,7 @@ export async function startCiEnv(o: { configYaml: string; agentKubeconfig: strin
     proxyUrl,
     caPem,
     logs,
-    get: (path, headers) =>
-      new Promise((resolve, reject) => {
-        https
-          .get(`${proxyUrl}${path}`, { ca: caPem, headers }, (res) => {
-            let body = '';
-            res
-              .setEncoding('utf8')
-              .on('data', (d: string) => (body += d))
-              .on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-          })
-          .on('error', reject);
-      }),
+    get: (path, headers) => httpsGet(`${proxyUrl}${path}`, caPem, headers),
     jobToken: (job) => jobs.create({ ttlMs: 3600_000, ...job }).token,
     async kubeconfig(t) {
       const file = join(dir, `kubeconfig-${++n}`);

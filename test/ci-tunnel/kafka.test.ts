@@ -1,14 +1,10 @@
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
-import * as https from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket, { WebSocketServer } from 'ws';
-import { startAgent, type RunningAgent } from '../../src/agent/agent.js';
+import WebSocket from 'ws';
+import type { RunningAgent } from '../../src/agent/agent.js';
 import { kubeconfigFor } from '../../src/cli/kubeconfig.js';
-import { createCiAccessModule } from '../../src/modules/ci-access/agent.js';
 import { JobTokens } from '../../src/modules/ci-access/job-tokens.js';
 import type { AgentConnections } from '../../src/server/agents/connections.js';
 import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
@@ -20,6 +16,9 @@ import { capturingLogger } from '../helpers/logs.js';
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helpers/processes.js';
 import { makeCerts } from '../tunnel/harness.js';
+import { httpsGet, startCiAgent } from './env.js';
+import { startExecPeer } from './exec-peer.js';
+import { watchConfigMaps } from './watch.js';
 
 // The CI/CD tunnel on two Kafka replicas (a real broker, a real
 // kube-apiserver, the real kubectl): the agent holds its calls on one
@@ -86,16 +85,13 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'agent-token'), token);
   await until(() => servers.b.server.agents.get('edge'), 20_000, 'replica B to learn the agent');
   relay = await startTcpRelay(grpcPort(servers.a.server));
-  agent = await startAgent(
+  agent = await startCiAgent(
     {
       kasAddress: `grpcs://127.0.0.1:${relay.port}`,
       caCertFile: certs.ca,
       tokenFile: join(dir, 'agent-token'),
       dataDir: join(dir, 'agent'),
-      observabilityAddr: '',
-      spoolMaxBytes: 1 << 20,
-      backoff: { initialMs: 200, maxMs: 1000 },
-      modules: [createCiAccessModule({ kubeconfig: kube.kubeconfig, backoff: { initialMs: 100, maxMs: 500 } })],
+      kubeconfig: kube.kubeconfig,
     },
     log,
   );
@@ -127,19 +123,7 @@ async function kubeconfigAt(at: 'a' | 'b', token: string, from: 'a' | 'b' = at):
   return file;
 }
 
-function getRaw(at: 'a' | 'b', path: string, authorization: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    https
-      .get(`${servers[at].proxyUrl}${path}`, { ca: caPem, headers: { authorization } }, (res) => {
-        let body = '';
-        res
-          .setEncoding('utf8')
-          .on('data', (d: string) => (body += d))
-          .on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      })
-      .on('error', reject);
-  });
-}
+const getRaw = (at: 'a' | 'b', path: string, authorization: string) => httpsGet(`${servers[at].proxyUrl}${path}`, caPem, { authorization });
 
 const asJob = (kubeconfig: string, args: string[], input?: string) => kube.kubectl(args, { kubeconfig, ...(input ? { input } : {}) });
 
@@ -152,29 +136,12 @@ describe('CI tunnel on Kafka replicas', () => {
     expect(applied.stdout).toContain('configmap/via-b created');
     expect((await asJob(file, ['get', 'configmap', 'via-b', '-o', 'jsonpath={.data.a}'])).stdout).toBe('1');
 
-    const watch = spawn(
-      join(kube.binDir, 'kubectl'),
-      [
-        `--kubeconfig=${file}`,
-        'get',
-        'configmaps',
-        '--watch',
-        '--output-watch-events',
-        '-o',
-        'custom-columns=EVENT:.type,NAME:.object.metadata.name',
-        '--no-headers',
-      ],
-      { env: { ...process.env, KUBERC: 'off' } },
-    );
-    let out = '';
-    let err = '';
-    watch.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    watch.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const watch = watchConfigMaps(kube, file, { events: true });
     try {
-      await until(() => out.includes('via-b') || undefined, 15_000, `the watch to list (${err})`);
+      await until(() => watch.out.includes('via-b') || undefined, 15_000, 'the watch to list');
       await new Promise((r) => setTimeout(r, 1000));
       expect((await kube.kubectl(['create', 'configmap', 'watched-via-b', '-n', 'ci'])).code).toBe(0);
-      await until(() => /ADDED\s+watched-via-b/.test(out) || undefined, 10_000, `the ADDED event through the forwarded watch (got ${out}${err})`);
+      await until(() => /ADDED\s+watched-via-b/.test(watch.out) || undefined, 10_000, 'the ADDED event through the forwarded watch');
       expect(watch.exitCode).toBe(null);
     } finally {
       watch.kill();
@@ -212,39 +179,19 @@ describe('CI tunnel on Kafka replicas', () => {
 
   it('an upgrade (exec) at replica B reaches an agent connected to replica A: 101, bytes both ways, the job impersonated', async () => {
     // No kubelet runs here: a second agent is pointed at a peer that speaks the exec upgrade as the API server does.
-    const seen: IncomingMessage[] = [];
-    const wss = new WebSocketServer({ noServer: true, handleProtocols: (p) => (p.has('v5.channel.k8s.io') ? 'v5.channel.k8s.io' : false) });
-    const peer = createHttpServer((_req, res) => res.writeHead(404).end());
-    peer.on('upgrade', (req, socket, head) => {
-      seen.push(req);
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        ws.send(Buffer.from([1, ...Buffer.from('ready\n')]));
-        ws.on('message', (m: Buffer) => {
-          if (m[0] === 0) ws.send(Buffer.concat([Buffer.from([1]), Buffer.from(m.subarray(1).toString().toUpperCase())]));
-        });
-      });
-    });
-    await new Promise<void>((resolve) => peer.listen(0, '127.0.0.1', resolve));
-    extra.push({ close: () => new Promise<void>((resolve) => peer.close(() => resolve())) });
-    const peerKubeconfig = join(dir, 'peer-kubeconfig');
-    writeFileSync(
-      peerKubeconfig,
-      `apiVersion: v1\nkind: Config\nclusters: [{name: peer, cluster: {server: "http://127.0.0.1:${(peer.address() as { port: number }).port}", insecure-skip-tls-verify: true}}]\nusers: [{name: agent, user: {token: peer-sa-token}}]\ncontexts: [{name: peer, context: {cluster: peer, user: agent}}]\ncurrent-context: peer\n`,
-    );
+    const peer = await startExecPeer(dir, 'peer-sa-token');
+    extra.push(peer);
     // Its own project, so the kubeconfigs of shop/app jobs keep one agent (and a current context).
     project.commit({ '.gitlab/agents/execer/config.yaml': 'ci_access:\n  projects:\n    - id: shop/exec\n      access_as: {ci_job: {}}\n' });
     const { token: agentToken } = servers.a.server.agents.register('execer', project.dir);
     writeFileSync(join(dir, 'execer-token'), agentToken);
-    const execer = await startAgent(
+    const execer = await startCiAgent(
       {
         kasAddress: `grpcs://127.0.0.1:${grpcPort(servers.a.server)}`,
         caCertFile: certs.ca,
         tokenFile: join(dir, 'execer-token'),
         dataDir: join(dir, 'execer'),
-        observabilityAddr: '',
-        spoolMaxBytes: 1 << 20,
-        backoff: { initialMs: 200, maxMs: 1000 },
-        modules: [createCiAccessModule({ kubeconfig: peerKubeconfig, backoff: { initialMs: 100, maxMs: 500 } })],
+        kubeconfig: peer.kubeconfig,
       },
       log,
     );
@@ -255,6 +202,7 @@ describe('CI tunnel on Kafka replicas', () => {
     const url = `${servers.b.proxyUrl.replace('https:', 'wss:')}/api/v1/namespaces/ci/pods/web/exec?command=sh&stdin=true&stdout=true`;
     const ws = new WebSocket(url, ['v5.channel.k8s.io'], { ca: caPem, headers: { authorization: `Bearer ci:${idAtB}:${token}` } });
     const got: string[] = [];
+    const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
     ws.on('message', (m: Buffer) => got.push(`${m[0]}:${m.subarray(1).toString()}`));
     await new Promise<void>((resolve, reject) => {
       ws.on('open', () => resolve());
@@ -267,9 +215,11 @@ describe('CI tunnel on Kafka replicas', () => {
     const big = 'x'.repeat(300_000);
     ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(big)]));
     await until(() => got.includes(`1:${big.toUpperCase()}`) || undefined, 20_000, 'the large echo');
-    ws.close();
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('exit')]));
+    expect(await closed).toBe(1000);
+    expect(peer.errors).toEqual([]);
     // Through A, which holds the agent: the agent's credentials, the job impersonated, none of the job's token.
-    const req = seen.at(-1)!;
+    const req = peer.seen.at(-1)!;
     expect(req.headers.authorization).toBe('Bearer peer-sa-token');
     expect(req.headers['impersonate-user']).toMatch(/^gitlab:ci_job:\d+$/);
     expect(JSON.stringify(req.headers)).not.toContain(token);

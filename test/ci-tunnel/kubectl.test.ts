@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobTokens } from '../../src/modules/ci-access/job-tokens.js';
 import { startKube, type Kube } from '../helpers/kube.js';
 import { until } from '../helpers/processes.js';
 import { startCiEnv, type CiEnv } from './env.js';
+import { watchConfigMaps } from './watch.js';
 
 // The CI/CD tunnel end to end: the real kubectl, with the KUBECONFIG
 // `verdict kubeconfig` makes for a job token, talks to the server's
@@ -163,31 +162,14 @@ describe('CI tunnel with kubectl', () => {
 
   it('a watch held open for over a minute receives events; no idle timeout cuts it', async () => {
     const file = await env.kubeconfig(env.jobToken({ project: 'shop/ops' }));
-    const watch = spawn(
-      join(kube.binDir, 'kubectl'),
-      [
-        `--kubeconfig=${file}`,
-        'get',
-        'configmaps',
-        '--watch',
-        '--output-watch-events',
-        '-o',
-        'custom-columns=EVENT:.type,NAME:.object.metadata.name',
-        '--no-headers',
-      ],
-      { env: { ...process.env, KUBERC: 'off' } },
-    );
-    let out = '';
-    let err = '';
-    watch.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    watch.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const watch = watchConfigMaps(kube, file, { events: true });
     try {
-      await until(() => out.includes('kube-root-ca.crt') || undefined, 15_000, 'the watch to list');
+      await until(() => watch.out.includes('kube-root-ca.crt') || undefined, 15_000, 'the watch to list');
       await new Promise((r) => setTimeout(r, 65_000));
-      expect(watch.exitCode, err).toBe(null);
+      expect(watch.exitCode, watch.err).toBe(null);
       const created = await kube.kubectl(['create', 'configmap', 'after-a-minute', '-n', 'ci']);
       expect(created.code, created.stderr).toBe(0);
-      await until(() => /ADDED\s+after-a-minute/.test(out) || undefined, 10_000, `the ADDED event (got ${out})`);
+      await until(() => /ADDED\s+after-a-minute/.test(watch.out) || undefined, 10_000, `the ADDED event (got ${watch.out})`);
     } finally {
       watch.kill();
     }
@@ -196,25 +178,17 @@ describe('CI tunnel with kubectl', () => {
   it('the agent disconnected mid-request: the watch ends with a Status saying the agent went away', async () => {
     const token = env.jobToken({ project: 'shop/ops' });
     const file = await env.kubeconfig(token);
-    const watch = spawn(join(kube.binDir, 'kubectl'), [`--kubeconfig=${file}`, 'get', 'configmaps', '--watch'], {
-      env: { ...process.env, KUBERC: 'off' },
-    });
-    let out = '';
-    let err = '';
-    watch.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    watch.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    // 'close', not 'exit': stderr may still hold the message when the process has exited.
-    const exited = new Promise<number | null>((resolve) => watch.on('close', resolve));
+    const watch = watchConfigMaps(kube, file);
     try {
-      await until(() => out.includes('kube-root-ca.crt') || undefined, 15_000, 'the watch to list');
+      await until(() => watch.out.includes('kube-root-ca.crt') || undefined, 15_000, 'the watch to list');
       // kubectl lists, prints, then opens the watch: give it time to be in flight before the cut.
       await new Promise((r) => setTimeout(r, 1500));
       env.cutAgent();
-      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))]);
+      const code = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 15_000))]);
       expect(code).not.toBe('still running');
       // kubectl prints the Status the proxy sent as the watch's last event (and, as for any watch
       // stream that ends, exits 0: kubectl's own behaviour, not something a proxy can change).
-      expect(`${out}${err}`).toContain('Verdict server: the agent "edge" disconnected before it finished answering');
+      expect(`${watch.out}${watch.err}`).toContain('Verdict server: the agent "edge" disconnected before it finished answering');
       // A new request while the agent is away: 503 with a Status that says so (kubectl's discovery shows only "ServiceUnavailable").
       const r = await asJob(file, ['get', 'configmaps']);
       expect(r.stderr).toContain('ServiceUnavailable');
