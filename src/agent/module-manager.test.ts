@@ -57,7 +57,8 @@ describe('ModuleManager', () => {
     await m.apply(config('relay:4245'), []);
     const t0 = Date.now();
     await m.apply({}, []);
-    expect(Date.now() - t0).toBeLessThan(1000);
+    // Far below the 60 s backoff it would otherwise sit out; loose enough for a loaded machine.
+    expect(Date.now() - t0).toBeLessThan(10_000);
     expect(runs).toHaveLength(1);
   });
 });

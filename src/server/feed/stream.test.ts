@@ -98,7 +98,7 @@ describe('live stream', () => {
     db.close();
   });
 
-  it('pushes a stored alert within 100 ms, authenticated by header or by subprotocol', async () => {
+  it('pushes a stored alert, authenticated by header or by subprotocol', async () => {
     const byHeader = connect();
     const byProtocol = connect('', { protocols: ['verdict.v1', `bearer.${read}`] });
     await Promise.all([byHeader.opened, byProtocol.opened]);
@@ -106,10 +106,8 @@ describe('live stream', () => {
     expect(byProtocol.ws.protocol).toBe('verdict.v1');
     await byHeader.until((c) => c.msgs.some((m) => m.type === 'live'));
     await byProtocol.until((c) => c.msgs.some((m) => m.type === 'live'));
-    const t0 = performance.now();
     const [a] = store.ingest('edge', [ev(ciliumPayload({ fp: 'live-1' }))]).alerts;
     await byHeader.until((c) => c.alerts.some((x) => x.id === a!.id));
-    expect(performance.now() - t0).toBeLessThan(100);
     await byProtocol.until((c) => c.alerts.some((x) => x.id === a!.id));
     expect(byHeader.cursor).toBe(a!.seq);
   });
@@ -200,6 +198,29 @@ class FakeSocket extends EventEmitter {
     return this.msgs.flatMap((m) => m.alerts ?? []);
   }
 }
+
+describe('live stream: latency', () => {
+  // How fast a frame crosses the loopback depends on the machine's load; what the
+  // stream controls is when it sends: at the store's commit, not from a timer or a poll.
+  it("hands a change to every live client's socket before the ingest that stored it returns", () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const tokens = new FeedTokens(db);
+    const tokenId = tokens.create('reader', 'read').info.id;
+    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { pingMs: 60_000 });
+    try {
+      const c = new FakeSocket();
+      hub.add(c as unknown as WebSocket, {}, undefined, tokenId);
+      expect(c.msgs).toEqual([{ type: 'live', cursor: store.currentSeq() }]);
+      const [a] = store.ingest('edge', [ev(ciliumPayload({ fp: 'at-commit' }))]).alerts;
+      expect(c.alerts.map((x) => x.id)).toEqual([a!.id]);
+      expect(c.msgs.at(-1)!.cursor).toBe(a!.seq);
+    } finally {
+      hub.close();
+      db.close();
+    }
+  });
+});
 
 describe('live stream: slow clients', () => {
   it('takes a client past its buffer bound off the live path without delaying others, then feeds it from the database without gap or duplicate', async () => {
