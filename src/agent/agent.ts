@@ -85,7 +85,10 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   if (o.observabilityAddr) {
     const obs = createServer((req, res) => {
       if (req.url === '/metrics') {
-        void registry.metrics().then((m) => res.writeHead(200, { 'content-type': registry.contentType }).end(m));
+        registry.metrics().then(
+          (m) => res.writeHead(200, { 'content-type': registry.contentType }).end(m),
+          (e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`collecting metrics failed: ${errText(e)}\n`),
+        );
       } else if (req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       } else if (req.url === '/readyz') {

@@ -20,6 +20,7 @@ export class Receiver {
   private server: Server | undefined;
   private readonly hanging = new Set<ServerResponse>();
   private waiters: { pred: (r: Received[]) => boolean; resolve: () => void }[] = [];
+  private readonly failures: unknown[] = [];
   answer: (r: Received) => Answer | Promise<Answer> = () => ({ status: 200 });
   /** Delay before every answer, to model a realistic endpoint. */
   latencyMs = 0;
@@ -40,7 +41,7 @@ export class Receiver {
         };
         this.requests.push(r);
         this.waiters = this.waiters.filter((w) => (w.pred(this.requests) ? (w.resolve(), false) : true));
-        void (async () => {
+        (async () => {
           const a = await this.answer(r);
           if (a === 'hang') {
             this.hanging.add(res);
@@ -50,7 +51,12 @@ export class Receiver {
           if (this.latencyMs) await new Promise((ok) => setTimeout(ok, this.latencyMs));
           res.writeHead(a.status, { 'content-type': 'text/plain', ...a.headers });
           res.end(a.body ?? '');
-        })();
+        })().catch((e: unknown) => {
+          // A test's answer function that throws is the test's bug: the sender sees a
+          // dropped connection, and close() reports the error so that the test fails.
+          this.failures.push(e);
+          res.destroy();
+        });
       });
     });
     this.server.keepAliveTimeout = 60_000;
@@ -93,5 +99,7 @@ export class Receiver {
     for (const res of this.hanging) res.destroy();
     this.server?.closeAllConnections();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    if (this.failures.length)
+      throw new Error(`receiver: answering a request failed: ${this.failures.map((e) => (e as Error).message ?? String(e)).join('; ')}`);
   }
 }
