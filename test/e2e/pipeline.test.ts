@@ -2,31 +2,11 @@ import { writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PAYMENTS_INGRESS } from '../helpers/policies.js';
 import { ConfigProject, freePort, killAll, spawnVerdict, tempDir, until, verdictSync, type VerdictProcess } from '../helpers/processes.js';
 
 // The walking skeleton end to end, each part a real process on loopback:
 // Hubble Relay peer -> agent -> gRPC tunnel -> server -> SQLite -> feed API.
-
-const PAYMENTS_POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata:
-  name: payments-ingress
-  namespace: shop
-  annotations:
-    app.gitlab.com/alert: "true"
-spec:
-  endpointSelector:
-    matchLabels:
-      app: payments
-  ingress:
-    - fromEndpoints:
-        - matchLabels:
-            app: cart
-      toPorts:
-        - ports:
-            - port: "8443"
-              protocol: TCP
-`;
 
 function config(relay: string, extra = ''): string {
   return `cilium:
@@ -99,7 +79,7 @@ describe('alert pipeline (relay peer, agent, server as processes)', () => {
   beforeAll(async () => {
     relay = spawnVerdict(['peer', 'hubble-relay', '--listen', '127.0.0.1:0', '--stdin'], 'relay');
     const relayAddr = (await relay.waitForStdout(/listening=(\S+)/))[1]!;
-    project.commit({ '.gitlab/agents/edge/config.yaml': config(relayAddr), 'policies/payments.yaml': PAYMENTS_POLICY }, 'initial');
+    project.commit({ '.gitlab/agents/edge/config.yaml': config(relayAddr), 'policies/payments.yaml': PAYMENTS_INGRESS }, 'initial');
 
     const serverData = join(dir, 'server');
     const token = verdictSync(['agents', 'register', 'edge', '--config-project', project.dir, '--data-dir', serverData]).trim();

@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runConfigStream, type ConfigUpdate } from '../../src/agent/tunnel/config-client.js';
 import { Tunnel } from '../../src/agent/tunnel/connection.js';
@@ -10,6 +9,7 @@ import type { Agent } from '../../src/server/feed/web/api-types.js';
 import type { RunningServer } from '../../src/server/server.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { VERSION } from '../../src/shared/version.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { type ConfigProject, tempDir, until } from '../helpers/processes.js';
 import { apiOf, manifestProject, startGitopsServer } from '../gitops/harness.js';
 
@@ -26,17 +26,6 @@ declare const document: {
 // ReportSync with the agent's own reporter, as the GitOps module does after a
 // sync (a failed object with the API server's reason). The view polls only
 // while it is shown and the tab visible; the alerts view stays push-only.
-
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 // Every field of an agent the page types, exactly (satisfies: none missing, none extra); compared with the API's answer below.
 const AGENT_FIELDS = { name: true, created_at: true, connection: true, config: true, modules: true, module_status: true } satisfies Record<keyof Agent, true>;
@@ -73,7 +62,7 @@ async function newPage(): Promise<Page> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's Chromium (\`apt-get install chromium\`, as root)`);
+  browser = await launchChromium();
   appCommit = manifestProject(dir, 'group/app').commit({ 'manifests/bad.yaml': 'kind: ConfigMap\n' });
   // resource_inclusions validates but is not used: a config warning the view shows.
   let token: string;
@@ -119,7 +108,6 @@ beforeAll(async () => {
   // The configuration project's own manifests: a sync that could not run at all.
   reporter.offer(report({ projectId: '', commit: configCommit, ok: false, error: 'manifests/app.yaml: not a Kubernetes object: <script>x</script>' }));
   await until(async () => (await agentsApi()).find((a) => a.name === 'edge')?.module_status.gitops?.projects.length === 2, 20_000, 'the sync reports');
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
 }, 120_000);
 
 afterAll(async () => {

@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, killAll, spawnVerdict, tempDir, type VerdictProcess } from '../helpers/processes.js';
+import { launchChromium } from '../helpers/chromium.js';
+import { killAll, spawnDemo, tempDir, type VerdictProcess } from '../helpers/processes.js';
 
 // Run inside the page by playwright; the project compiles without the DOM library.
 declare const document: any;
@@ -11,45 +11,15 @@ declare const document: any;
 // real process component) prints a link with the feed token in its fragment;
 // opened in Chromium, the page fills with the demo's alerts as they happen.
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
 describe('verdict demo and its web page', () => {
   let demo: VerdictProcess;
   let link = '';
   let browser: Browser;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM))
-      throw new Error(`${CHROMIUM} is missing: install Debian's Chromium with \`apt-get install chromium\` (as root, after apt-get update)`);
-    const [http, grpc, falco] = [await freePort(), await freePort(), await freePort()];
-    demo = spawnVerdict(
-      [
-        'demo',
-        '--data-dir',
-        join(tempDir(), 'demo'),
-        '--http-addr',
-        `127.0.0.1:${http}`,
-        '--grpc-addr',
-        `127.0.0.1:${grpc}`,
-        '--falco-addr',
-        `127.0.0.1:${falco}`,
-        '--interval',
-        '300',
-      ],
-      'demo',
-    );
+    browser = await launchChromium();
+    demo = await spawnDemo(join(tempDir(), 'demo'));
     link = (await demo.waitForStdout(/feed:\s+(http:\/\/\S+#token=vdt_feed_[\w-]+)/, 60_000))[1]!;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
   });
 
   afterAll(async () => {

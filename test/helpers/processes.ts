@@ -45,7 +45,18 @@ export class VerdictProcess {
       this.stderr += d;
       for (const line of d.split('\n')) this.onLine(line);
     });
-    this.exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+    // A write to a process that has exited fails with EPIPE: the test that wrote
+    // finds out from what the process no longer does, and the reason is kept with
+    // its output for the failure message, not raised as an error of this process.
+    proc.stdin?.on('error', (e) => (this.stderr += `\n[${name}: writing to its stdin failed: ${e.message}]\n`));
+    this.exited = new Promise((resolve) => {
+      proc.on('exit', (code) => resolve(code));
+      // Not started at all (or not killable): it is as good as exited, and says why.
+      proc.on('error', (e) => {
+        this.stderr += `\n[${name}: ${e.message}]\n`;
+        if (proc.exitCode === null && proc.pid === undefined) resolve(null);
+      });
+    });
   }
 
   private onLine(line: string): void {
@@ -118,6 +129,16 @@ export function spawnVerdict(args: string[], name = args[0] ?? 'verdict', env: R
   running.add(p);
   void p.exited.then(() => running.delete(p));
   return p;
+}
+
+/**
+ * `verdict demo` in dataDir on free ports (feed, agent API, Falco input), so it
+ * runs beside any other demo; the Relay and Falco sources send every 300 ms.
+ */
+export async function spawnDemo(dataDir: string, extra: string[] = []): Promise<VerdictProcess> {
+  const [http, grpc, falco] = [await freePort(), await freePort(), await freePort()];
+  const addrs = ['--http-addr', `127.0.0.1:${http}`, '--grpc-addr', `127.0.0.1:${grpc}`, '--falco-addr', `127.0.0.1:${falco}`];
+  return spawnVerdict(['demo', '--data-dir', dataDir, ...addrs, '--interval', '300', ...extra], 'demo');
 }
 
 export async function killAll(): Promise<void> {

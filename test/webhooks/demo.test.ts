@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, killAll, spawnVerdict, tempDir } from '../helpers/processes.js';
+import { killAll, spawnDemo, spawnVerdict, tempDir } from '../helpers/processes.js';
 import { SECRET } from './helpers.js';
 import { Receiver } from './receiver.js';
 import { verifyStandardWebhook } from './standard-webhooks.js';
@@ -16,27 +16,7 @@ describe('verdict demo --webhook', () => {
 
   it('delivers the demo alerts as signed generic webhooks', async () => {
     await receiver.listen();
-    const [http, grpc, falco] = [await freePort(), await freePort(), await freePort()];
-    const demo = spawnVerdict(
-      [
-        'demo',
-        '--data-dir',
-        tempDir('verdict-wh-demo-'),
-        '--http-addr',
-        `127.0.0.1:${http}`,
-        '--grpc-addr',
-        `127.0.0.1:${grpc}`,
-        '--falco-addr',
-        `127.0.0.1:${falco}`,
-        '--interval',
-        '300',
-        '--webhook',
-        receiver.url('/verdict'),
-        '--webhook-secret',
-        SECRET,
-      ],
-      'demo',
-    );
+    const demo = await spawnDemo(tempDir('verdict-wh-demo-'), ['--webhook', receiver.url('/verdict'), '--webhook-secret', SECRET]);
     await demo.waitForStdout(/webhook: +http:\/\/127\.0\.0\.1:\d+\/verdict \(signed/, 30_000);
     await receiver.waitForCount(1, 30_000);
     const req = receiver.requests[0]!;
