@@ -9,8 +9,9 @@ import { Tunnel } from '../../agent/tunnel/connection.js';
 import { parseKasAddress } from '../../agent/tunnel/kas-address.js';
 import { openAgentDb } from '../../agent/spool/agent-db.js';
 import { Spool } from '../../agent/spool/spool.js';
-import { AlertPublisherClient, type AlertAck, type AlertBatch } from '../../gen/verdict/agent.js';
+import { AgentConfigurationClient, AlertPublisherClient, type AlertAck, type AlertBatch, type ConfigurationResponse } from '../../gen/verdict/agent.js';
 import { createRootLogger } from '../../shared/log/logger.js';
+import { ConfigProject } from '../../../test/helpers/processes.js';
 import { VERSION } from '../../shared/version.js';
 import { AgentRegistry } from '../agents/agent-registry.js';
 import { RevocationWatcher } from '../agents/revocation-watcher.js';
@@ -50,11 +51,11 @@ afterEach(async () => {
 });
 
 async function start(
-  o: { sink?: (store: AlertStore) => AlertSink; limits?: { token: RateLimiter; failures: RateLimiter }; ws?: boolean } = {},
+  o: { sink?: (store: AlertStore) => AlertSink; limits?: { token: RateLimiter; failures: RateLimiter }; ws?: boolean; project?: string } = {},
 ): Promise<Harness> {
   const db = openServerDb(':memory:');
   const agents = new AgentRegistry(db);
-  const { token, tokenId } = agents.register('edge', project);
+  const { token, tokenId } = agents.register('edge', o.project ?? project);
   const store = new AlertStore(db);
   const streams = new StreamRegistry();
   const server = new grpc.Server();
@@ -215,6 +216,50 @@ describe('PublishAlerts', () => {
     }
   });
 });
+
+describe('GetConfiguration', () => {
+  it('ends the stream with UNAVAILABLE when the configuration status cannot be recorded, and serves the next call', async () => {
+    const repo = new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-config-')));
+    const commit = repo.commit({ '.gitlab/agents/edge/config.yaml': 'observability:\n  logging:\n    level: debug\n' });
+    const h = await start({ project: repo.dir });
+    const recordConfig = h.agents.recordConfig.bind(h.agents);
+    const recordConfigInvalid = h.agents.recordConfigInvalid.bind(h.agents);
+    const broken = () => {
+      throw new Error('database is locked');
+    };
+    h.agents.recordConfig = broken;
+    h.agents.recordConfigInvalid = broken;
+    const first = await getConfiguration(h.target, h.token);
+    expect(first.error?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(first.error?.details).toBe('server could not send the configuration: database is locked');
+    h.agents.recordConfig = recordConfig;
+    h.agents.recordConfigInvalid = recordConfigInvalid;
+    const second = await getConfiguration(h.target, h.token);
+    expect(second.error?.details).toBeUndefined();
+    expect(second.commits).toEqual([commit]);
+  });
+});
+
+/** One GetConfiguration call: the commits it got until the first one (then cancelled), or the error that ended it. */
+function getConfiguration(target: string, token: string): Promise<{ commits: string[]; error?: grpc.ServiceError }> {
+  const client = new AgentConfigurationClient(target, grpc.credentials.createInsecure());
+  const call = client.getConfiguration({ commit_id: '', agent_meta: undefined }, md(token));
+  const commits: string[] = [];
+  return new Promise((resolve) => {
+    call.on('data', (r: ConfigurationResponse) => {
+      commits.push(r.commit_id);
+      call.cancel();
+    });
+    call.on('error', (error: grpc.ServiceError) => {
+      client.close();
+      resolve(error.code === grpc.status.CANCELLED && commits.length ? { commits } : { commits, error });
+    });
+    call.on('end', () => {
+      client.close();
+      resolve({ commits });
+    });
+  });
+}
 
 describe('agent authentication on the tunnel', () => {
   it('rate limits connection attempts per token, leaving other tokens alone', async () => {

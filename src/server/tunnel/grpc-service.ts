@@ -231,6 +231,15 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
             call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details });
           }
         });
+        // Reading or recording the status can fail too (the database, a server closing):
+        // that ends this stream, and the agent reconnects and asks again. The chain itself
+        // must never reject, or every later commit would be skipped as an unhandled rejection.
+        chain = chain.catch((e: unknown) => {
+          if (closed) return;
+          log.error({ commit_id: commit, error: errText(e) }, 'Config: could not send the configuration; closing the stream');
+          cleanup();
+          call.emit('error', { code: grpc.status.UNAVAILABLE, details: `server could not send the configuration: ${errText(e)}` });
+        });
       };
       const cleanup = () => {
         if (closed) return;
