@@ -5,6 +5,10 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 
 export interface TcpRelay {
   port: number;
+  /** Connections it holds now. */
+  readonly open: number;
+  /** Cuts the connections it holds; new ones pass, as after a network blip. */
+  reset(): void;
   /** Cuts the connections it holds and refuses new ones until restore() or moveTo(). */
   cut(): void;
   restore(): void;
@@ -15,18 +19,21 @@ export interface TcpRelay {
 
 export async function startTcpRelay(to: number): Promise<TcpRelay> {
   const sockets = new Set<Socket>();
+  const clients = new Set<Socket>();
   let target = to;
   let down = false;
   const server: Server = createServer((client: Socket) => {
     if (down) return client.destroy();
     const upstream = connect(target, '127.0.0.1');
     sockets.add(client).add(upstream);
+    clients.add(client);
     client.pipe(upstream).pipe(client);
     const drop = () => {
       client.destroy();
       upstream.destroy();
       sockets.delete(client);
       sockets.delete(upstream);
+      clients.delete(client);
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
@@ -37,6 +44,10 @@ export async function startTcpRelay(to: number): Promise<TcpRelay> {
   };
   return {
     port: (server.address() as { port: number }).port,
+    get open() {
+      return clients.size;
+    },
+    reset: cutAll,
     cut() {
       down = true;
       cutAll();

@@ -2,7 +2,6 @@ import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ConfigProject, freePort, spawnVerdict, until, verdictSync, type VerdictProcess } from '../helpers/processes.js';
 
@@ -208,50 +207,5 @@ export function storeCounts(serverData: string): { events: number; total: number
     return { events: ids.size, total, ids };
   } finally {
     db.close();
-  }
-}
-
-/** A TCP proxy between agent and server whose connections the test can cut. */
-export class CuttableProxy {
-  private readonly sockets = new Set<Socket>();
-  cuts = 0;
-  private constructor(private readonly server: Server) {}
-
-  static async start(targetPort: number): Promise<CuttableProxy> {
-    const server = createServer();
-    const p = new CuttableProxy(server);
-    server.on('connection', (client) => {
-      const upstream = connect(targetPort, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        p.sockets.add(s);
-        s.on('close', () => p.sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return p;
-  }
-
-  get port(): number {
-    const a = this.server.address();
-    return typeof a === 'object' && a ? a.port : 0;
-  }
-
-  get open(): number {
-    return this.sockets.size;
-  }
-
-  /** Destroys every connection, as a dropped network path would. */
-  cut(): void {
-    this.cuts++;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
