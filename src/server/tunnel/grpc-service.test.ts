@@ -262,6 +262,21 @@ function getConfiguration(target: string, token: string): Promise<{ commits: str
 }
 
 describe('agent authentication on the tunnel', () => {
+  it('refuses with UNAVAILABLE, not an exception out of the handler, when the token store fails', async () => {
+    const h = await start();
+    const authenticate = h.agents.authenticate.bind(h.agents);
+    h.agents.authenticate = () => {
+      throw new Error('database is locked');
+    };
+    const refused = await publish(h.target, h.token, [{ batch_id: 1, alerts: events(1, 'store-down') }]);
+    expect(refused.error?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(refused.error?.details).toBe('server could not check the agent token: database is locked');
+    h.agents.authenticate = authenticate;
+    const ok = await publish(h.target, h.token, [{ batch_id: 2, alerts: events(1, 'store-up') }]);
+    expect(ok.error).toBeUndefined();
+    expect(ok.acks.map((a) => a.batch_id)).toEqual([2]);
+  });
+
   it('rate limits connection attempts per token, leaving other tokens alone', async () => {
     const h = await start({ limits: { token: new RateLimiter({ burst: 3, perSecond: 0.001 }), failures: new RateLimiter({ burst: 100, perSecond: 1 }) } });
     for (let i = 0; i < 3; i++) expect((await publish(h.target, h.token, [])).error).toBeUndefined();

@@ -141,7 +141,15 @@ function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<Tunne
   }
   const header = call.metadata.get('authorization')[0];
   const m = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-  const agent = m ? deps.agents.authenticate(m[1]!) : undefined;
+  let agent: ReturnType<TunnelDeps['agents']['authenticate']>;
+  try {
+    agent = m ? deps.agents.authenticate(m[1]!) : undefined;
+  } catch (e) {
+    // The token store failing (a database error, a server closing) is the server's trouble, not
+    // the agent's: a refusal it retries, never an exception thrown out of a call handler.
+    deps.log.error({ error: errText(e) }, 'Could not check an agent token');
+    return { code: grpc.status.UNAVAILABLE, details: `server could not check the agent token: ${errText(e)}` };
+  }
   if (!agent) {
     authFailures.inc();
     const peer = peerAddress(call);
