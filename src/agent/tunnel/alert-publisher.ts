@@ -84,10 +84,21 @@ export async function runAlertPublisher(
             call.write(batch);
           }
         };
+        // Reading or deleting spooled alerts runs outside any caller: when the spool
+        // fails (disk full, database locked), this stream ends with that error and the
+        // loop logs it and retries after a backoff, instead of it escaping the process.
+        const guarded = (fn: () => void) => () => {
+          try {
+            fn();
+          } catch (e) {
+            finish(e);
+            call.cancel();
+          }
+        };
         const schedule = () => {
           if (!scheduled) {
             scheduled = true;
-            setImmediate(pump);
+            setImmediate(guarded(pump));
           }
         };
         const unsubscribe = outbox.onAdded(schedule);
@@ -97,7 +108,12 @@ export async function runAlertPublisher(
         const finish = (e?: unknown) => {
           if (finished) return;
           finished = true;
-          removeAcknowledged();
+          try {
+            removeAcknowledged();
+          } catch (removing) {
+            // Not removed, still spooled: sent again on the next stream, and de-duplicated by the server.
+            e ??= removing;
+          }
           unsubscribe();
           clearInterval(poll);
           signal.removeEventListener('abort', onAbort);
@@ -113,7 +129,7 @@ export async function runAlertPublisher(
           schedule();
           if (!removalScheduled) {
             removalScheduled = true;
-            setImmediate(removeAcknowledged);
+            setImmediate(guarded(removeAcknowledged));
           }
         });
         call.on('error', (e) => finish(e));

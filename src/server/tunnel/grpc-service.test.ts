@@ -11,6 +11,7 @@ import { openAgentDb } from '../../agent/spool/agent-db.js';
 import { Spool } from '../../agent/spool/spool.js';
 import { AgentConfigurationClient, AlertPublisherClient, type AlertAck, type AlertBatch, type ConfigurationResponse } from '../../gen/verdict/agent.js';
 import { createRootLogger } from '../../shared/log/logger.js';
+import { capturingLogger } from '../../../test/helpers/logs.js';
 import { ConfigProject } from '../../../test/helpers/processes.js';
 import { VERSION } from '../../shared/version.js';
 import { AgentRegistry } from '../agents/agent-registry.js';
@@ -209,6 +210,39 @@ describe('PublishAlerts', () => {
           .map((r) => r.event_id),
       );
       expect(ids.every((id) => stored.has(id))).toBe(true);
+    } finally {
+      abort.abort();
+      await loop;
+      await tunnel.close();
+    }
+  });
+});
+
+describe('PublishAlerts: a failing spool', () => {
+  it('ends the stream with the error and sends everything once the spool reads again', async () => {
+    const h = await start();
+    const outbox = new Spool(openAgentDb(':memory:'), { maxBytes: 1e9, log: silent });
+    outbox.add(Array.from({ length: 6 }, (_, i) => ciliumPayload({ fp: `spool-${i}` })));
+    const read = outbox.read.bind(outbox);
+    let failures = 0;
+    outbox.read = (...args) => {
+      if (failures < 2) {
+        failures++;
+        throw new Error('database disk image is malformed');
+      }
+      return read(...args);
+    };
+    const { log, logs: lines } = capturingLogger();
+    const tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${h.target}`), token: h.token, log: silent });
+    const abort = new AbortController();
+    const loop = runAlertPublisher(tunnel, outbox, fast, log, abort.signal, { batchSize: 5, maxInFlight: 4, pollMs: 50 });
+    try {
+      await until(() => outbox.size === 0, 10_000, 'the spool to drain');
+      expect(storedEvents(h)).toBe(6);
+      expect(lines.filter((l) => l.msg.startsWith('Alert stream to the server failed')).map((l) => l.error)).toEqual([
+        'database disk image is malformed',
+        'database disk image is malformed',
+      ]);
     } finally {
       abort.abort();
       await loop;
