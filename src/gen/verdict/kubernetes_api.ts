@@ -49,6 +49,13 @@ export interface RequestHeader {
   /** For logs and messages: the CI job and project the request is for. */
   job_id: number;
   project: string;
+  /**
+   * The server reads a response's body and end in its header frame
+   * (ResponseHeader.body and .end): the agent may send a response that is
+   * complete when its header goes out as that one frame. Servers that leave
+   * this unset get header, data and end frames.
+   */
+  whole_responses: boolean;
 }
 
 export interface RequestHeader_HeadersEntry {
@@ -77,6 +84,13 @@ export interface ServerFrame {
 export interface ResponseHeader {
   status: number;
   headers: { [key: string]: HeaderValues };
+  /**
+   * Only when the request header said whole_responses: the whole body, and
+   * the end (no data or end frames follow). Absent end: body and end come
+   * as frames, as without whole_responses.
+   */
+  body: Buffer;
+  end: End | undefined;
 }
 
 export interface ResponseHeader_HeadersEntry {
@@ -155,7 +169,7 @@ export const HeaderValues: MessageFns<HeaderValues> = {
 };
 
 function createBaseRequestHeader(): RequestHeader {
-  return { method: "", uri: "", headers: {}, impersonation: undefined, job_id: 0, project: "" };
+  return { method: "", uri: "", headers: {}, impersonation: undefined, job_id: 0, project: "", whole_responses: false };
 }
 
 export const RequestHeader: MessageFns<RequestHeader> = {
@@ -177,6 +191,9 @@ export const RequestHeader: MessageFns<RequestHeader> = {
     }
     if (message.project !== "") {
       writer.uint32(50).string(message.project);
+    }
+    if (message.whole_responses !== false) {
+      writer.uint32(56).bool(message.whole_responses);
     }
     return writer;
   },
@@ -243,6 +260,14 @@ export const RequestHeader: MessageFns<RequestHeader> = {
             }
 
             message.project = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.whole_responses = reader.bool();
             continue;
           }
         }
@@ -525,7 +550,7 @@ export const ServerFrame: MessageFns<ServerFrame> = {
 };
 
 function createBaseResponseHeader(): ResponseHeader {
-  return { status: 0, headers: {} };
+  return { status: 0, headers: {}, body: Buffer.alloc(0), end: undefined };
 }
 
 export const ResponseHeader: MessageFns<ResponseHeader> = {
@@ -536,6 +561,12 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
     globalThis.Object.entries(message.headers).forEach(([key, value]: [string, HeaderValues]) => {
       ResponseHeader_HeadersEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
     });
+    if (message.body.length !== 0) {
+      writer.uint32(26).bytes(message.body);
+    }
+    if (message.end !== undefined) {
+      End.encode(message.end, writer.uint32(34).fork()).join();
+    }
     return writer;
   },
 
@@ -569,6 +600,22 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
             if (entry2.value !== undefined) {
               message.headers[entry2.key] = entry2.value;
             }
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.end = End.decode(reader, reader.uint32());
             continue;
           }
         }

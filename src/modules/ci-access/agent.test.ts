@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModuleContext } from '../../agent/module.js';
 import type { Tunnel } from '../../agent/tunnel/connection.js';
-import type { AgentFrame, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
+import type { AgentFrame, End, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { createCiAccessModule } from './agent.js';
 import type { CiAccessConfig } from './config.js';
@@ -15,8 +15,9 @@ import { TunnelService } from './wire.js';
 
 // The agent part of the CI tunnel against a stand-in server that speaks
 // Connect as servers do before End.next (it ends each call after its request)
-// and as they do now (it gives a call whose End says next the next request):
-// the agent answers either way. The real server and kubectl: test/ci-tunnel.
+// and as they do now (it gives a call whose End says next the next request,
+// and reads a whole response in the header frame): the agent answers each
+// way. The real server and kubectl: test/ci-tunnel.
 
 type ServerCall = grpc.ServerDuplexStream<AgentFrame, ServerFrame>;
 
@@ -73,8 +74,11 @@ current-context: x
     api.close();
   });
 
-  /** Sends one GET on a waiting call; ends the call after it (an older server) or, when the agent says next, puts it back. */
-  async function ask(uri: string, older: boolean): Promise<{ body: string; next: boolean }> {
+  /**
+   * Sends one GET on a waiting call; ends the call after it (an older server) or, when the agent says next, puts it back.
+   * whole: the header says the server reads a whole response in the header frame. frames: the kinds of frame the answer came in.
+   */
+  async function ask(uri: string, older: boolean, whole = false): Promise<{ body: string; next: boolean; frames?: string[] }> {
     for (const until = Date.now() + 10_000; waiting.length === 0; ) {
       if (Date.now() > until) throw new Error('no call from the agent');
       await new Promise((r) => setTimeout(r, 10));
@@ -82,19 +86,27 @@ current-context: x
     const call = waiting.shift()!;
     return new Promise((resolve, reject) => {
       let body = '';
+      const frames: string[] = [];
+      const ended = (end: End) => {
+        call.off('data', onData);
+        if (older || !end.next) call.end();
+        else waiting.push(call);
+        resolve({ body, next: end.next, ...(whole ? { frames } : {}) });
+      };
       const onData = (f: AgentFrame) => {
         const m = f.msg;
-        if (m?.$case === 'data') body += Buffer.from(m.value).toString();
-        else if (m?.$case === 'end') {
-          call.off('data', onData);
-          if (older || !m.value.next) call.end();
-          else waiting.push(call);
-          resolve({ body, next: m.value.next });
-        }
+        frames.push(m?.$case ?? 'none');
+        if (m?.$case === 'header') {
+          body += Buffer.from(m.value.body).toString();
+          if (m.value.end) ended(m.value.end);
+        } else if (m?.$case === 'data') body += Buffer.from(m.value).toString();
+        else if (m?.$case === 'end') ended(m.value);
       };
       call.on('data', onData);
       call.once('error', reject);
-      call.write({ msg: { $case: 'header', value: { method: 'GET', uri, headers: {}, impersonation: undefined, job_id: 1, project: 'p' } } });
+      call.write({
+        msg: { $case: 'header', value: { method: 'GET', uri, headers: {}, impersonation: undefined, job_id: 1, project: 'p', whole_responses: whole } },
+      });
       call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
     });
   }
@@ -116,6 +128,15 @@ current-context: x
       const r = await ask(`/kept/${i}`, false);
       expect(r).toEqual({ body: `hello /kept/${i}`, next: true });
     }
+    expect(opened).toBe(before);
+  });
+
+  it('answers in one frame, header with body and end, when the server reads whole responses, and still keeps the call', async () => {
+    const before = opened;
+    for (let i = 0; i < 3; i++) {
+      expect(await ask(`/whole/${i}`, false, true)).toEqual({ body: `hello /whole/${i}`, next: true, frames: ['header'] });
+    }
+    expect(await ask('/framed', false)).toEqual({ body: 'hello /framed', next: true });
     expect(opened).toBe(before);
   });
 });

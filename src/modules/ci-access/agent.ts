@@ -3,7 +3,7 @@ import { kubeConnection } from '../../agent/kubernetes/connection.js';
 import type { AgentModule } from '../../agent/module.js';
 import type { ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { errText } from '../../shared/log/logger.js';
-import { sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
+import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import type { CiAccessConfig } from './config.js';
 import { ApiForwarder, type AgentCall } from './forward.js';
@@ -48,6 +48,13 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
       // Calls open and waiting for a request.
       let idle = 0;
       let allIdle: (() => void) | undefined;
+      // Calls waiting for a request; stopping the module cancels them. One listener on the signal for all: one
+      // per wait would be IDLE_CALLS listeners and more, past EventTarget's warning at 10.
+      const waiting = new Set<AgentCall>();
+      const stop = () => {
+        for (const c of waiting) c.cancel();
+      };
+      signal.addEventListener('abort', stop, { once: true });
       ctx.log.info({ kubernetes_api_server: kube.server, credentials: kube.source, idle_calls: IDLE_CALLS }, 'CI tunnel: ready');
       const slot = () =>
         retryLoop(
@@ -66,7 +73,7 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
             let served = 0;
             for (;;) {
               idle++;
-              const header = await nextHeader(call, signal).finally(() => idle--);
+              const header = await nextHeader(call, signal, waiting).finally(() => idle--);
               if (header?.$case !== 'header') {
                 if (signal.aborted) return 'done';
                 // A call kept after a request and then ended by the server (one that takes a request per call,
@@ -90,7 +97,7 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
               // A request that is answered soon (most take a few ms) leaves its call waiting for the next one:
               // no new stream, no admission on the server. One that lasts (a watch, logs -f), or one taken while
               // fewer than half the calls wait, gets a new call beside it, and its own is ended when it is over.
-              if (idle >= IDLE_CALLS / 2) await Promise.race([done, sleep(REPLACE_AFTER_MS, signal)]);
+              if (idle >= IDLE_CALLS / 2) await settledWithin(done, REPLACE_AFTER_MS);
               if (!kept) {
                 movedOn = true;
                 return 'now';
@@ -99,6 +106,7 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
           },
         );
       await Promise.all(Array.from({ length: IDLE_CALLS }, slot));
+      signal.removeEventListener('abort', stop);
       if (active > 0) await new Promise<void>((resolve) => (allIdle = resolve));
       forwarder.close();
       client.close();
@@ -106,12 +114,27 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
   };
 }
 
-/** The first frame of the next request on the call (undefined when the call ends first); rejects when the call fails. */
-function nextHeader(call: AgentCall, signal: AbortSignal): Promise<ServerFrame['msg'] | undefined> {
+/** Resolves when `p` settles or after `ms`, whichever comes first, and leaves no timer behind. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    void p.finally(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/**
+ * The first frame of the next request on the call (undefined when the call
+ * ends first, or is cancelled because `signal` aborted); rejects when the
+ * call fails. While it waits the call is in `waiting`, which the module
+ * cancels on abort.
+ */
+function nextHeader(call: AgentCall, signal: AbortSignal, waiting: Set<AgentCall>): Promise<ServerFrame['msg'] | undefined> {
   return new Promise<ServerFrame['msg'] | undefined>((resolve, reject) => {
-    const onAbort = () => call.cancel();
     const settle = () => {
-      signal.removeEventListener('abort', onAbort);
+      waiting.delete(call);
       call.off('data', onData);
       call.off('error', onError);
       call.off('end', onEnd);
@@ -134,7 +157,7 @@ function nextHeader(call: AgentCall, signal: AbortSignal): Promise<ServerFrame['
       resolve(undefined);
       return;
     }
-    signal.addEventListener('abort', onAbort, { once: true });
+    waiting.add(call);
     call.on('data', onData);
     call.on('error', onError);
     call.on('end', onEnd);

@@ -3,7 +3,7 @@ import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type In
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { KubeConnection, KubeRequestOptions } from '../../agent/kubernetes/connection.js';
-import type { AgentFrame, Impersonation, RequestHeader, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
+import type { AgentFrame, End, Impersonation, RequestHeader, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { pipeFrames } from './frames.js';
 import { headersFromRaw, headersToNode, type HeaderMap } from './headers.js';
@@ -15,6 +15,10 @@ import { statusBody, STATUS_HEADERS } from './status.js';
 // attach, port-forward) becomes a raw two-way pipe after the 101.
 
 export type AgentCall = grpc.ClientDuplexStream<AgentFrame, ServerFrame>;
+
+const NO_BODY = Buffer.alloc(0);
+/** The largest body sent in its response's header frame: the generated codec copies it, so not a list's. */
+const WHOLE_RESPONSE_BYTES = 64 << 10;
 
 /** Impersonate-* headers for an identity, as client-go writes them (extra keys percent-encoded). */
 export function impersonationHeaders(i: Impersonation): Record<string, string | string[]> {
@@ -51,6 +55,7 @@ export class ApiForwarder {
     if (h.impersonation && Object.keys(h.headers).some((k) => k.startsWith('impersonate-'))) {
       answer(
         call,
+        h,
         403,
         `the request impersonates (${Object.keys(h.headers)
           .filter((k) => k.startsWith('impersonate-'))
@@ -64,7 +69,7 @@ export class ApiForwarder {
     try {
       opts = await this.kube.requestOptions();
     } catch (e) {
-      answer(call, 502, `cannot get credentials for the Kubernetes API server: ${errText(e)}`);
+      answer(call, h, 502, `cannot get credentials for the Kubernetes API server: ${errText(e)}`);
       return false;
     }
     const headers: Record<string, string | string[]> = {
@@ -106,22 +111,40 @@ export class ApiForwarder {
       };
       req.on('response', (res: IncomingMessage) => {
         answered = true;
-        const header: AgentFrame = { msg: { $case: 'header', value: { status: res.statusCode ?? 502, headers: headersFromRaw(res.rawHeaders) } } };
+        const status = res.statusCode ?? 502;
+        const headers = headersFromRaw(res.rawHeaders);
+        // Decided once the response is over: whether the call waits for the server's next request.
+        const end = (): End => {
+          // Not with a write to the API server still waiting for 'drain': its handler resumes the call.
+          kept = requestEnded && !draining && !call.destroyed && keep();
+          return { trailers: headersFromRaw(res.rawTrailers), next: kept };
+        };
+        const over = () => {
+          if (kept) {
+            call.off('data', onData);
+            call.off('error', onError);
+            call.pause();
+          } else call.end();
+          finish();
+        };
+        // A response complete within the turn it began in (most GETs), to a server that reads it so: one frame, not
+        // three. The agent's side of the call writes a frame only once the one before has gone out, so three
+        // frames were three writes, and the server woke up for each.
+        const whole = (body: Buffer) => {
+          call.write({ msg: { $case: 'header', value: { status, headers, body, end: end() } } });
+          over();
+        };
         pipeFrames(
           res,
           call,
           () => {
-            // Not with a write to the API server still waiting for 'drain': its handler resumes the call.
-            kept = requestEnded && !draining && !call.destroyed && keep();
-            call.write({ msg: { $case: 'end', value: { trailers: headersFromRaw(res.rawTrailers), next: kept } } });
-            if (kept) {
-              call.off('data', onData);
-              call.off('error', onError);
-              call.pause();
-            } else call.end();
-            finish();
+            call.write({ msg: { $case: 'end', value: end() } });
+            over();
           },
-          () => call.write(header),
+          {
+            before: () => call.write({ msg: { $case: 'header', value: { status, headers, body: NO_BODY, end: undefined } } }),
+            ...(h.whole_responses ? { whole, wholeUpTo: WHOLE_RESPONSE_BYTES } : {}),
+          },
         );
         res.on('error', (e) => {
           this.log.warn({ error: errText(e) }, 'CI tunnel: the API server broke off a response');
@@ -131,7 +154,12 @@ export class ApiForwarder {
       });
       req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
         answered = true;
-        call.write({ msg: { $case: 'header', value: { status: res.statusCode ?? 101, headers: headersFromRaw(res.rawHeaders, { upgrade: true }) } } });
+        call.write({
+          msg: {
+            $case: 'header',
+            value: { status: res.statusCode ?? 101, headers: headersFromRaw(res.rawHeaders, { upgrade: true }), body: NO_BODY, end: undefined },
+          },
+        });
         if (head.length) call.write({ msg: { $case: 'data', value: head } });
         socket.setNoDelay(true);
         pipeFrames(socket, call, () => {
@@ -150,6 +178,7 @@ export class ApiForwarder {
         if (!answered)
           answer(
             call,
+            h,
             502,
             `cannot reach the Kubernetes API server at ${this.kube.server} (credentials: ${this.kube.source}): ${errText(e)}; check that the API server is up and reachable from the agent's pod`,
           );
@@ -234,21 +263,16 @@ function withoutHost(h: HeaderMap): HeaderMap {
 }
 
 /** Answers the call with a Status from the agent and ends it. */
-function answer(call: AgentCall, code: number, message: string): void {
-  const body = statusBody(code, 'agent', message);
-  call.write({
-    msg: {
-      $case: 'header',
-      value: {
-        status: code,
-        headers: Object.fromEntries(
-          Object.entries({ ...STATUS_HEADERS, 'content-length': String(Buffer.byteLength(body)) }).map(([k, v]) => [k, { values: [v] }]),
-        ),
-      },
-    },
-  });
-  call.write({ msg: { $case: 'data', value: Buffer.from(body) } });
-  call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
+function answer(call: AgentCall, h: RequestHeader, code: number, message: string): void {
+  const body = Buffer.from(statusBody(code, 'agent', message));
+  const headers = Object.fromEntries(Object.entries({ ...STATUS_HEADERS, 'content-length': String(body.length) }).map(([k, v]) => [k, { values: [v] }]));
+  const end: End = { trailers: {}, next: false };
+  if (h.whole_responses) call.write({ msg: { $case: 'header', value: { status: code, headers, body, end } } });
+  else {
+    call.write({ msg: { $case: 'header', value: { status: code, headers, body: NO_BODY, end: undefined } } });
+    call.write({ msg: { $case: 'data', value: body } });
+    call.write({ msg: { $case: 'end', value: end } });
+  }
   call.end();
   call.resume();
 }

@@ -1,3 +1,5 @@
+import { dataFrameBody, dataFrameBytes } from './wire.js';
+
 // Body bytes onto a Connect call as data frames, both ways (the agent's
 // response bodies, the server's request bodies and upgraded streams).
 //
@@ -7,34 +9,67 @@
 // of the process on the other side, and then a write to kubectl: per piece,
 // that was most of the tunnel's CPU on a list. A source that delivers slowly
 // (a watch, an exec session) still gets each piece through within the turn.
+//
+// Large frames are built in buffers used again once grpc-js has copied them
+// (the write's callback): a new buffer per frame was garbage of the body's
+// size, and on a list V8 answered that external memory with a full
+// mark-compact of the agent's heap every few MiB.
 
 /** A frame's largest body: big enough that per-frame work is small beside the bytes, small enough that a stalled reader holds little (the call buffers 16 frames). */
 export const MAX_FRAME_BYTES = 256 << 10;
 
+/** Frames from this size on are built in a pooled buffer; smaller ones come from Node's own pool of small buffers. */
+const POOLED_FROM = 16 << 10;
+/** A pooled buffer: the largest frame, the last chunk that filled it (a socket read is at most 64 KiB), and the prefix. */
+const POOL_BUFFER_BYTES = MAX_FRAME_BYTES + (64 << 10) + 16;
+/** Pooled buffers in the process: enough for the frames of a few large bodies in flight at once. Past that, frames get buffers of their own size. */
+const POOL_KEEP = 8;
+const pool: Buffer[] = [];
+let pooled = 0;
+
+/** A free pooled buffer, a new one while there are fewer than POOL_KEEP, else undefined. */
+function poolBuffer(): Buffer | undefined {
+  const b = pool.pop();
+  if (b || pooled >= POOL_KEEP) return b;
+  pooled++;
+  return Buffer.allocUnsafeSlow(POOL_BUFFER_BYTES);
+}
+
 /** The side of a Connect call body bytes are written to (the server's ServerFrame or the agent's AgentFrame call). */
 export interface DataSink {
-  write(frame: { msg: { $case: 'data'; value: Buffer } }): boolean;
+  write(frame: { msg: { $case: 'data'; value: Buffer } }, done?: (error?: Error | null) => void): boolean;
   once(event: 'drain', listener: () => void): unknown;
   readonly destroyed: boolean;
   readonly writableEnded: boolean;
 }
 
-type Source = NodeJS.ReadableStream;
+export interface PipeOptions {
+  /**
+   * Writes what precedes the body (a response's header): with the first
+   * frame, so both leave in one write and reach the other side in one read,
+   * or by the end of this turn when no body comes yet (a watch).
+   */
+  before?: () => void;
+  /**
+   * When the source ends before `before` ran (the whole body arrived within
+   * the turn) and the body is at most `wholeUpTo` bytes: called with the body
+   * instead of `before`, data frames and onEnd, to send it all as one frame.
+   */
+  whole?: (body: Buffer) => void;
+  wholeUpTo?: number;
+}
 
 /**
  * Pipes `from` into `call` as data frames, pausing `from` while the call's
  * buffer is full; onEnd runs after the last frame when `from` ends (it writes
- * the end frame). `before` writes what precedes the body (a response's
- * header): with the first frame, so both leave in one write and reach the
- * other side in one read, or by the end of this turn when no body comes yet
- * (a watch).
+ * the end frame).
  */
-export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, before?: () => void): void {
+export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, o: PipeOptions = {}): void {
   let parts: Buffer[] = [];
   let size = 0;
   let scheduled: NodeJS.Immediate | undefined;
   let waiting = false;
-  let head = before;
+  let head = o.before;
   const flush = () => {
     if (scheduled) clearImmediate(scheduled);
     scheduled = undefined;
@@ -44,11 +79,19 @@ export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, befo
       if (!call.destroyed && !call.writableEnded) h();
     }
     if (size === 0) return;
-    const value = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    const from0 = parts;
+    const n = size;
     parts = [];
     size = 0;
     if (call.destroyed || call.writableEnded) return;
-    if (!call.write({ msg: { $case: 'data', value } }) && !waiting) {
+    let ok: boolean;
+    const buf = n >= POOLED_FROM && dataFrameBytes(n) <= POOL_BUFFER_BYTES ? poolBuffer() : undefined;
+    if (buf) {
+      ok = call.write({ msg: { $case: 'data', value: dataFrameBody(from0, n, buf) } }, () => pool.push(buf));
+    } else {
+      ok = call.write({ msg: { $case: 'data', value: from0.length === 1 ? from0[0]! : Buffer.concat(from0, n) } });
+    }
+    if (!ok && !waiting) {
       waiting = true;
       from.pause();
       call.once('drain', () => {
@@ -65,6 +108,17 @@ export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, befo
     else scheduled ??= setImmediate(flush);
   });
   from.on('end', () => {
+    if (head && o.whole && size <= (o.wholeUpTo ?? 0)) {
+      if (scheduled) clearImmediate(scheduled);
+      scheduled = undefined;
+      head = undefined;
+      const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+      parts = [];
+      size = 0;
+      // Called on a closed call too, as onEnd is: the caller finishes the request either way.
+      o.whole(body);
+      return;
+    }
     flush();
     onEnd();
   });
@@ -74,3 +128,5 @@ export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, befo
     scheduled = undefined;
   });
 }
+
+type Source = NodeJS.ReadableStream;

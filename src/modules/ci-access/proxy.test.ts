@@ -15,7 +15,8 @@ import { JobTokens } from './job-tokens.js';
 
 // The server's half of the CI tunnel in one process: the proxy listener and
 // the agent API's Connect calls, with a stand-in agent that answers over the
-// tunnel as the real one does (header, body chunks, end), so what the proxy
+// tunnel as the real one does (header, body chunks, end; or all in the header
+// frame), so what the proxy
 // does with credentials, refusals, concurrency and a vanishing agent is seen
 // without an API server. The real agent and kubectl: test/ci-tunnel.
 
@@ -69,11 +70,17 @@ function standInAgent(
       else if (m?.$case === 'end' && header) {
         seen.push({ header, body });
         const out = Buffer.from(JSON.stringify({ header, body }));
-        call.write({ msg: { $case: 'header', value: { status: 200, headers: { 'content-type': { values: ['application/json'] } } } } });
-        // In two chunks, as a streamed answer would come.
-        call.write({ msg: { $case: 'data', value: out.subarray(0, 10) } });
-        call.write({ msg: { $case: 'data', value: out.subarray(10) } });
-        call.write({ msg: { $case: 'end', value: { trailers: {}, next: keep } } });
+        const headers = { 'content-type': { values: ['application/json'] } };
+        // Every other answer whole, in the header frame, when the server reads it so (as the agent sends a small one).
+        if (header.whole_responses && seen.length % 2 === 0) {
+          call.write({ msg: { $case: 'header', value: { status: 200, headers, body: out, end: { trailers: {}, next: keep } } } });
+        } else {
+          call.write({ msg: { $case: 'header', value: { status: 200, headers, body: Buffer.alloc(0), end: undefined } } });
+          // In two chunks, as a streamed answer would come.
+          call.write({ msg: { $case: 'data', value: out.subarray(0, 10) } });
+          call.write({ msg: { $case: 'data', value: out.subarray(10) } });
+          call.write({ msg: { $case: 'end', value: { trailers: {}, next: keep } } });
+        }
         header = undefined;
         if (!keep) call.end();
       }
@@ -190,6 +197,7 @@ describe('Kubernetes API proxy (server side)', () => {
       expect(echoed.header.headers.via).toEqual({ values: ['1.1 verdict-server'] });
       expect(echoed.header.impersonation?.username).toMatch(/^gitlab:ci_job:\d+$/);
       expect(echoed.header.project).toBe('shop/app');
+      expect(echoed.header.whole_responses).toBe(true);
       // access_as agent (the default): no impersonation.
       const ops = JSON.parse((await send(port, '/k8s-proxy/api', bearer(jobs.create({ project: 'shop/ops', ttlMs: 60_000 }).token))).body) as Seen;
       expect(ops.header.impersonation).toBeUndefined();

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
-import type { AgentFrame, RequestHeader } from '../../gen/verdict/kubernetes_api.js';
+import type { AgentFrame, End, RequestHeader } from '../../gen/verdict/kubernetes_api.js';
 import type { AgentRecord } from '../../server/agents/agent-registry.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { decideAccess, impersonationFor } from './access.js';
@@ -117,7 +117,16 @@ export class KubernetesApiProxy {
     (headers.via ??= { values: [] }).values.push(`${req.httpVersion} verdict-server`);
     return {
       agent,
-      header: { method: req.method ?? 'GET', uri: rest.startsWith('/') ? rest : `/${rest}`, headers, impersonation, job_id: job.id, project: job.project },
+      header: {
+        method: req.method ?? 'GET',
+        uri: rest.startsWith('/') ? rest : `/${rest}`,
+        headers,
+        impersonation,
+        job_id: job.id,
+        project: job.project,
+        // handle() reads a response that comes whole in its header frame; upgrade() takes frames only.
+        whole_responses: !upgrade,
+      },
       jobToken: m[2]!,
       forwarded: Boolean(fwd),
     };
@@ -153,14 +162,30 @@ export class KubernetesApiProxy {
     let bodyStarted = false;
     let draining = false;
     const watch = /[?&]watch=(1|true)\b/.test(r.header.uri);
+    const endResponse = (end: End, body?: Buffer) => {
+      bodyStarted = true;
+      if (Object.keys(end.trailers).length) res.addTrailers(headersToNode(end.trailers));
+      // A whole response: headers and body in one write.
+      if (body?.length) res.end(body);
+      else res.end();
+      finish();
+      // The agent waits for another request on this call (it said so, and has had this one's end):
+      // the next request skips a new stream, its admission and the agent's wait for it.
+      // Not while a write to the client waits for 'drain': its handler resumes the call.
+      if (end.next && sentEnd && !draining && !call.cancelled && !call.destroyed) {
+        detach();
+        this.d.tunnels.add(agentId, call);
+      } else call.end();
+    };
     const onData = (f: AgentFrame) => {
       const msg = f.msg;
       if (!msg || finished) return;
       if (msg.$case === 'header') {
         answered = true;
         res.writeHead(msg.value.status, headersToNode(msg.value.headers));
+        if (msg.value.end) return endResponse(msg.value.end, msg.value.body);
         // A watch may send nothing for minutes, so the headers go out by the end of this turn; the body
-        // that mostly comes in the same turn (the agent sends header, body and end together) takes them
+        // that mostly comes in the same turn (the agent sends its first bytes with the header) takes them
         // along in one write, rather than a TLS record and a packet of their own.
         setImmediate(() => {
           if (!bodyStarted && !res.destroyed) res.flushHeaders();
@@ -175,19 +200,7 @@ export class KubernetesApiProxy {
             call.resume();
           });
         }
-      } else {
-        bodyStarted = true;
-        if (Object.keys(msg.value.trailers).length) res.addTrailers(headersToNode(msg.value.trailers));
-        res.end();
-        finish();
-        // The agent waits for another request on this call (it said so, and has had this one's end):
-        // the next request skips a new stream, its admission and the agent's wait for it.
-        // Not while a write to the client waits for 'drain': its handler resumes the call.
-        if (msg.value.next && sentEnd && !draining && !call.cancelled && !call.destroyed) {
-          detach();
-          this.d.tunnels.add(agentId, call);
-        } else call.end();
-      }
+      } else endResponse(msg.value);
     };
     const lost = (why: string) => {
       if (finished) return;

@@ -55,10 +55,14 @@ function spawnVerdict(cli: string, args: string[], name: string): { proc: ChildP
   // VERDICT_BENCH_PROF=<dir>: CPU profiles of server and agent, to see where the tunnel's time goes.
   const dir = process.env.VERDICT_BENCH_PROF;
   const prof = dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : [];
-  const proc = spawn(process.execPath, [...prof, ...runCli(cli), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // VERDICT_BENCH_NODE_FLAGS: more flags for both (--cpu-prof-interval=100, --trace-gc); VERDICT_BENCH_LOGS=<dir>: their output, kept.
+  const flags = process.env.VERDICT_BENCH_NODE_FLAGS?.split(/\s+/).filter((x) => x) ?? [];
+  const proc = spawn(process.execPath, [...prof, ...flags, ...runCli(cli), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const logs = process.env.VERDICT_BENCH_LOGS;
+  if (logs) proc.once('exit', () => writeFileSync(join(logs, `${name}-${proc.pid}.log`), out));
   return { proc, out: () => out };
 }
 
