@@ -80,7 +80,7 @@ describe('followDroppedFlows', () => {
       cursor: new FlowCursor(openDatabase(), address),
       log,
       signal: abort.signal,
-      onFlow: (f, _node, bytes) => got.push([f, bytes]),
+      onFlow: (f, _node, bytes) => got.push([f, bytes.slice()]),
     });
     for (let i = 0; i < 200 && relay.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
     const sent = drop(new Date(), 3);

@@ -1,6 +1,6 @@
 import * as http2 from 'node:http2';
 import { Counter } from 'prom-client';
-import { Flow, Verdict } from '../../gen/flow/flow.js';
+import { type Flow, Verdict } from '../../gen/flow/flow.js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { GetFlowsResponse, ObserverService, type GetFlowsRequest } from '../../gen/observer/observer.js';
 import type { Logger } from '../../shared/log/logger.js';
@@ -8,8 +8,19 @@ import { registry } from '../../shared/metrics/registry.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import type { FlowCursor } from './flow-cursor.js';
+import { decodeFlow } from './flow-decode.js';
 
-const flowsReceived = new Counter({ name: 'verdict_agent_hubble_flows_total', help: 'Flows received from Hubble Relay', registers: [registry] });
+/** Flows received since the metric was last read: added to it when it is read (an inc() per flow cost as much as a flow's cursor work). */
+let flowsReceived = 0;
+new Counter({
+  name: 'verdict_agent_hubble_flows_total',
+  help: 'Flows received from Hubble Relay',
+  registers: [registry],
+  collect() {
+    this.inc(flowsReceived);
+    flowsReceived = 0;
+  },
+});
 const flowsLost = new Counter({
   name: 'verdict_agent_hubble_lost_events_total',
   help: 'Events Hubble reported as lost (ring buffer overrun)',
@@ -55,7 +66,11 @@ export interface RelayOptions {
   cursor: FlowCursor;
   log: Logger;
   signal: AbortSignal;
-  /** Called for each new dropped flow, after boundary repeats are removed, with the flow's bytes as received. */
+  /**
+   * Called for each new dropped flow, after boundary repeats are removed, with
+   * the flow's bytes as received: a view of the receive buffer, whose bytes
+   * are overwritten after the call (copy them to keep them).
+   */
   onFlow: (flow: Flow, nodeName: string, bytes: Uint8Array) => void;
   /**
    * Called when a stream ends: save what was handled, the cursor with it
@@ -78,13 +93,7 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
   };
   await retryLoop({ backoff: o.backoff, signal: o.signal, onBackoff }, async (progress) => {
     let connected = false;
-    // Counted once per received chunk rather than per flow.
-    let received = 0;
-    const count = () => {
-      if (received) flowsReceived.inc(received);
-      received = 0;
-    };
-    const err = await getFlows(o.address, droppedFlowsRequest(o.cursor), o.signal, count, (reader, buf, start, end) => {
+    const err = await getFlows(o.address, droppedFlowsRequest(o.cursor), o.signal, (reader, buf, start, end) => {
       if (!connected) {
         connected = true;
         o.log.info({ relay: o.address }, 'Connected to Hubble Relay');
@@ -92,7 +101,7 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
       progress();
       const flow = readFlow(reader, buf, start, end);
       if (flow) {
-        received++;
+        flowsReceived++;
         if (o.cursor.advance(flow.flow, flow.bytes)) o.onFlow(flow.flow, flow.nodeName, flow.bytes);
         return;
       }
@@ -101,7 +110,7 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
       const r = res.response_types;
       if (!r) return;
       if (r.$case === 'flow') {
-        received++;
+        flowsReceived++;
         const bytes = flowField(msg);
         if (o.cursor.advance(r.value, bytes)) o.onFlow(r.value, res.node_name, bytes);
       } else if (r.$case === 'lost_events') {
@@ -114,7 +123,6 @@ export async function followDroppedFlows(o: RelayOptions): Promise<void> {
         o.log.info({ state: r.value.state_change, nodes: r.value.node_names, message: r.value.message }, 'Hubble node status');
       }
     });
-    count();
     (o.onStreamEnd ?? (() => o.cursor.persist()))();
     if (err) throw err;
     return 'backoff';
@@ -150,7 +158,8 @@ function readFlow(r: BinaryReader, buf: Uint8Array, start: number, end: number):
     if (no === 1 && wt === WireType.LengthDelimited) {
       const len = r.uint32();
       const at = r.pos;
-      flow = Flow.decode(r, len);
+      if (at + len > r.len) throw new RangeError('premature EOF');
+      flow = decodeFlow(r, buf, at, len);
       bytes = buf.subarray(at, at + len);
     } else if (no === 1000 && wt === WireType.LengthDelimited) {
       const len = r.uint32();
@@ -237,7 +246,7 @@ const GRPC_CODES = [
  * One GetFlows call (gRPC over HTTP/2, plain text as Relay serves it in the
  * cluster), until it ends: resolves with why (undefined for a clean end).
  * Messages are found in each received chunk and handed to `onMessage` (as
- * their place in the chunk, with one reader of it) in the same turn, in order: a generic gRPC client would hand them over one by
+ * their place in the receive buffer, with one reader of it) in the same turn, in order: a generic gRPC client would hand them over one by
  * one through its interceptors and streams, which costs more than the flow's
  * decoding and matching. A handler that throws ends the stream with that error.
  */
@@ -245,7 +254,6 @@ function getFlows(
   address: string,
   req: GetFlowsRequest,
   signal: AbortSignal,
-  onChunk: () => void,
   onMessage: (r: BinaryReader, buf: Uint8Array, start: number, end: number) => void,
 ): Promise<Error | undefined> {
   return new Promise((resolve) => {
@@ -292,32 +300,39 @@ function getFlows(
     stream.on('end', () => finish());
     stream.on('close', () => finish(new Error('UNAVAILABLE: the stream was closed')));
     stream.on('error', (e) => finish(e));
-    // Bytes of a message split across chunks.
-    let held: Buffer | undefined;
+    // Received bytes are copied into one buffer, read by one reader, for the
+    // whole call: Relay's messages come one per chunk, and a view, a reader
+    // and a DataView made for each chunk cost more than copying its bytes.
+    // What a chunk ends with (part of a message) moves to the front.
+    let recv = new Uint8Array(64 * 1024);
+    let reader = new BinaryReader(recv);
+    let held = 0;
     stream.on('data', (chunk: Buffer) => {
-      const joined = held ? Buffer.concat([held, chunk]) : chunk;
-      held = undefined;
-      // A plain view: a Buffer's subarray() makes a Buffer, which costs more, for each message.
-      const buf = new Uint8Array(joined.buffer, joined.byteOffset, joined.length);
-      // One reader for the chunk's messages: a reader of each (with its DataView) and a view of it cost more than a flow's matching.
-      const reader = new BinaryReader(buf);
+      const total = held + chunk.length;
+      if (total > recv.length) {
+        const bigger = new Uint8Array(Math.max(total, recv.length * 2));
+        bigger.set(recv.subarray(0, held));
+        recv = bigger;
+        reader = new BinaryReader(recv);
+      }
+      recv.set(chunk, held);
+      const buf = recv;
       let at = 0;
       try {
-        while (!settled && buf.length - at >= 5) {
+        while (!settled && total - at >= 5) {
           const len = ((buf[at + 1]! << 24) | (buf[at + 2]! << 16) | (buf[at + 3]! << 8) | buf[at + 4]!) >>> 0;
           if (buf[at] !== 0) throw new Error('INTERNAL: Relay sent a compressed message, which was not asked for');
           if (len > MAX_MESSAGE) throw new Error(`RESOURCE_EXHAUSTED: a message of ${len} bytes is over ${MAX_MESSAGE}`);
-          if (buf.length - at - 5 < len) break;
+          if (total - at - 5 < len) break;
           onMessage(reader, buf, at + 5, at + 5 + len);
           at += 5 + len;
         }
       } catch (e) {
         // Thrown from a data handler it would be an uncaught exception: end this stream instead.
-        onChunk();
         return finish(e instanceof Error ? e : new Error(String(e)));
       }
-      onChunk();
-      if (at < joined.length) held = joined.subarray(at);
+      held = total - at;
+      if (held > 0 && at > 0) buf.copyWithin(0, at, total);
     });
   });
 }

@@ -48,6 +48,8 @@ interface EpEntry extends EndpointView {
 const EMPTY: readonly string[] = Object.freeze([]);
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
+  // The agent's flows share one decoded label list per endpoint (flow-decode.ts).
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
