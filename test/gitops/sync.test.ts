@@ -269,7 +269,8 @@ spec:
     const started = Date.now();
     setTimeout(() => abort.abort(new Error('Synchronization was canceled')), 1500);
     await expect(sync('slow', { 'd.yaml': deploy }, { reconcileTimeoutMs: 60_000 }, { signal: abort.signal })).rejects.toThrow('Synchronization was canceled');
-    expect(Date.now() - started).toBeLessThan(5000);
+    // Well before the 60 s reconcile_timeout it would otherwise wait; loose for a loaded API server.
+    expect(Date.now() - started).toBeLessThan(20_000);
     const timedOut = await sync('slow', { 'd.yaml': deploy }, { reconcileTimeoutMs: 1000 });
     expect(timedOut.objects[0]).toMatchObject({ action: 'failed', reason: expect.stringContaining('is InProgress, not Current') });
   });
