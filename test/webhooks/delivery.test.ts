@@ -1,20 +1,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { enqueueForStatusChange } from '../../src/server/webhooks/service.js';
 import { cilium, falco, FAST, harness, SECRET, SECRET2, type Harness } from './helpers.js';
-import { Receiver } from './receiver.js';
+import { type Receiver, Receivers } from './receiver.js';
 import { verifyStandardWebhook } from './standard-webhooks.js';
 
 // Delivery against real HTTP receivers on loopback: signing, retries,
 // timeouts, 410, dead letters, Retry-After, routing, grouping, concurrency.
 
 let h: Harness | undefined;
-const receivers: Receiver[] = [];
+const receivers = new Receivers();
 
-async function receiver(): Promise<Receiver> {
-  const r = await new Receiver().listen();
-  receivers.push(r);
-  return r;
-}
+const receiver = () => receivers.start();
 
 function generic(r: Receiver, extra: Record<string, unknown> = {}) {
   return { name: 'hook', type: 'generic', url: r.url(), secrets: [SECRET], ...FAST, ...extra };
@@ -23,7 +19,7 @@ function generic(r: Receiver, extra: Record<string, unknown> = {}) {
 afterEach(async () => {
   await h?.close();
   h = undefined;
-  await Promise.all(receivers.splice(0).map((r) => r.close()));
+  await receivers.closeAll();
 });
 
 const deliveries = (name = 'hook', state?: 'pending' | 'delivered' | 'dead') => {

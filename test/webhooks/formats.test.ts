@@ -1,25 +1,21 @@
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cilium, falco, FAST, harness, SECRET, type Harness } from './helpers.js';
-import { Receiver } from './receiver.js';
+import { Receivers } from './receiver.js';
 
 // Each format as its receiver sees it, field by field: GitLab's HTTP alert
 // integration, Alertmanager's webhook v4, Slack incoming webhooks, and
 // Verdict's own generic payload.
 
 let h: Harness | undefined;
-const receivers: Receiver[] = [];
+const receivers = new Receivers();
 
-async function receiver(): Promise<Receiver> {
-  const r = await new Receiver().listen();
-  receivers.push(r);
-  return r;
-}
+const receiver = () => receivers.start();
 
 afterEach(async () => {
   await h?.close();
   h = undefined;
-  await Promise.all(receivers.splice(0).map((r) => r.close()));
+  await receivers.closeAll();
 });
 
 const EXTERNAL = 'https://verdict.example.com';

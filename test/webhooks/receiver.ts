@@ -103,3 +103,18 @@ export class Receiver {
       throw new Error(`receiver: answering a request failed: ${this.failures.map((e) => (e as Error).message ?? String(e)).join('; ')}`);
   }
 }
+
+/** The receivers a test file starts: closeAll(), in its afterEach, closes those started since. */
+export class Receivers {
+  private readonly open: Receiver[] = [];
+
+  async start(): Promise<Receiver> {
+    const r = await new Receiver().listen();
+    this.open.push(r);
+    return r;
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.open.splice(0).map((r) => r.close()));
+  }
+}

@@ -7,7 +7,7 @@ import { newWebhookId, stableWebhookId } from '../../src/server/webhooks/signer.
 import { parseWebhooksJson } from '../../src/shared/config/webhooks-config.js';
 import type { DB } from '../../src/shared/sqlite/open.js';
 import { falco, FAST, SECRET, silent } from './helpers.js';
-import { Receiver } from './receiver.js';
+import { type Receiver, Receivers } from './receiver.js';
 
 // What server replicas on Kafka need from the outbox (src/server/kafka/delivery.ts):
 // webhook-ids derived from the alert and event, so two replicas that record the
@@ -24,14 +24,14 @@ interface Replica {
 }
 
 const open: Replica[] = [];
-const receivers: Receiver[] = [];
+const receivers = new Receivers();
 
 afterEach(async () => {
   for (const r of open.splice(0)) {
     await r.svc.close();
     r.db.close();
   }
-  await Promise.all(receivers.splice(0).map((r) => r.close()));
+  await receivers.closeAll();
 });
 
 function replica(rx: Receiver, extra: Record<string, unknown> = {}): Replica {
@@ -61,11 +61,7 @@ function replica(rx: Receiver, extra: Record<string, unknown> = {}): Replica {
   return r;
 }
 
-async function receiver(): Promise<Receiver> {
-  const r = await new Receiver().listen();
-  receivers.push(r);
-  return r;
-}
+const receiver = () => receivers.start();
 
 const shared = (r: Replica, alerts: KeyedAlert[]) => r.db.transaction(() => r.svc.outbox.enqueueShared(alerts))();
 const ids = (r: Replica) =>
