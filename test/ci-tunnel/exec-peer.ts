@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { WebSocketServer } from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
+import { until } from '../helpers/processes.js';
 
 // No kubelet runs on this machine, so a real kube-apiserver cannot complete an
 // exec. This peer stands in for it behind an agent: it speaks the upgrade the
@@ -56,4 +57,41 @@ export async function startExecPeer(dir: string, saToken: string): Promise<ExecP
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Where an exec through the proxy to the peer is, and how to be let in (as kubectl exec sends it). */
+export interface ExecTarget {
+  /** wss://…/api/v1/namespaces/<ns>/pods/<pod>/exec?… at the proxy. */
+  url: string;
+  caPem: string;
+  authorization: string;
+}
+
+/**
+ * Holds the peer's conversation through the proxy as a job's kubectl exec would: the greeting,
+ * an echo, a message larger than one frame of the tunnel (chunking both ways), then "exit".
+ * Resolves with the subprotocol the proxy agreed to and the close code the peer's close arrived with.
+ */
+export async function execThrough(t: ExecTarget): Promise<{ protocol: string; closeCode: number }> {
+  const ws = new WebSocket(t.url, ['v5.channel.k8s.io'], { ca: t.caPem, headers: { authorization: t.authorization } });
+  const got: string[] = [];
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  ws.on('message', (m: Buffer) => got.push(`${m[0]}:${m.subarray(1).toString()}`));
+  await new Promise<void>((resolve, reject) => {
+    ws.on('open', () => resolve());
+    ws.on('error', reject);
+  });
+  const stdin = (text: string) => ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(text)]));
+  try {
+    await until(() => got.includes('1:ready\n') || undefined, 10_000, 'the greeting');
+    stdin('echo hello');
+    await until(() => got.includes('1:ECHO HELLO') || undefined, 10_000, 'the echo');
+    const big = 'x'.repeat(300_000);
+    stdin(big);
+    await until(() => got.includes(`1:${big.toUpperCase()}`) || undefined, 20_000, 'the large echo');
+    stdin('exit');
+    return { protocol: ws.protocol, closeCode: await closed };
+  } finally {
+    ws.terminate();
+  }
 }

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { tempDir, until } from '../helpers/processes.js';
+import { tempDir } from '../helpers/processes.js';
 import { startCiEnv, type CiEnv } from './env.js';
-import { startExecPeer, type ExecPeer } from './exec-peer.js';
+import { execThrough, startExecPeer, type ExecPeer } from './exec-peer.js';
 
 // Upgrade requests (exec, attach, port-forward) through the CI tunnel, to a
 // peer standing in for the API server's exec (exec-peer.ts). Proven here: the
@@ -26,25 +26,10 @@ describe('upgrade requests through the CI tunnel (a peer in place of the kubelet
   it("pipes an exec WebSocket both ways, impersonating the job with the agent's credentials", async () => {
     const token = env.jobToken({ project: 'shop/app' });
     const url = `${env.proxyUrl.replace('https:', 'wss:')}/api/v1/namespaces/ci/pods/web/exec?command=sh&stdin=true&stdout=true`;
-    const ws = new WebSocket(url, ['v5.channel.k8s.io'], { ca: env.caPem, headers: { authorization: `Bearer ci:${env.agentId}:${token}` } });
-    const got: string[] = [];
-    const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
-    ws.on('message', (m: Buffer) => got.push(`${m[0]}:${m.subarray(1).toString()}`));
-    await new Promise<void>((resolve, reject) => {
-      ws.on('open', () => resolve());
-      ws.on('error', reject);
+    expect(await execThrough({ url, caPem: env.caPem, authorization: `Bearer ci:${env.agentId}:${token}` })).toEqual({
+      protocol: 'v5.channel.k8s.io',
+      closeCode: 1000,
     });
-    expect(ws.protocol).toBe('v5.channel.k8s.io');
-    await until(() => got.includes('1:ready\n') || undefined, 10_000, 'the greeting');
-    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('echo hello')]));
-    await until(() => got.includes('1:ECHO HELLO') || undefined, 10_000, 'the echo');
-    // A larger message than one frame of the tunnel, to see chunking both ways.
-    const big = 'x'.repeat(300_000);
-    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(big)]));
-    await until(() => got.includes(`1:${big.toUpperCase()}`) || undefined, 20_000, 'the large echo');
-    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('exit')]));
-    expect(await closed).toBe(1000);
-
     expect(peer.errors).toEqual([]);
     const req = peer.seen.at(-1)!;
     expect(req.url).toBe('/api/v1/namespaces/ci/pods/web/exec?command=sh&stdin=true&stdout=true');
