@@ -304,6 +304,47 @@ describe('Kafka replicas (in process, real broker)', () => {
     }
   });
 
+  it('exports an alert that changed several times within the export window once, as it stands at its end, with the samples of every change', async () => {
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `x${randomUUID().slice(0, 8)}`,
+      export_topic: `x${randomUUID().slice(0, 8)}.alerts`,
+      export_window: '4s',
+      partitions: 2,
+      session_timeout: '6s',
+    });
+    const n = await node('window', { config: own });
+    const consumer = new Kafka({ clientId: 'export-window-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({
+      groupId: `export-window-test-${randomUUID()}`,
+    });
+    const got: { key: string; value: ExportedAlert; at: number }[] = [];
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic: own.export_topic, fromBeginning: true });
+      await consumer.run({
+        eachMessage: async ({ message }) =>
+          void got.push({ key: message.key!.toString(), value: JSON.parse(message.value!.toString()) as ExportedAlert, at: Date.now() }),
+      });
+      // Three repeats a second apart: the delivery member fetches them in separate batches (it reads every 0.5 s).
+      const times = ['2026-05-01T10:00:01.000Z', '2026-05-01T10:00:02.000Z', '2026-05-01T10:00:03.000Z'];
+      const sent = Date.now();
+      for (const time of times) {
+        await n.replica.sink.accept('edge', [ev('win', { time })]);
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+      expect(await eventually(() => got.length > 0, 20_000)).toBe(true);
+      // Past the next window: nothing else comes for it.
+      await new Promise((r) => setTimeout(r, 5_000));
+      expect(got).toHaveLength(1);
+      const [only] = got;
+      expect(only!.at - sent).toBeGreaterThanOrEqual(3_500);
+      expect(only!.value).toMatchObject({ count: 3, events: 3, status: 'triggered', change: { kind: 'alert' } });
+      expect(only!.value.samples.map((x) => (JSON.parse(x as string) as { time: string }).time)).toEqual(times);
+    } finally {
+      await consumer.disconnect();
+      await closeNode(n);
+    }
+  }, 60_000);
+
   it("acknowledges an agent batch whose events share one partition and together exceed Kafka's message size", async () => {
     // One noisy alert: the agent's batch of 500 events all lands in one log partition.
     // Kafka takes at most max.message.bytes (1 MB by default) per partition and request.

@@ -11,6 +11,7 @@ import type { AlertStore, StoredAlert } from '../store/alert-store.js';
 import type { KeyedAlert, SharedClaim } from '../webhooks/outbox.js';
 import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
+import { MAX_SAMPLES } from '../../shared/alert/payload.js';
 import { encodeClaimsEvent, exportedAlert, HEADER_REF, HEADER_TYPE, logRefs, parseAlertUid, type ExportedAlert } from './messages.js';
 import type { LogWriter, OutMessage } from './producer.js';
 import type { Projection } from './projection.js';
@@ -110,6 +111,13 @@ export interface DeliveryOptions {
   onStep?: DeliveryStepHook | undefined;
 }
 
+/** An alert's newest change waiting for the export window; serialised only when the window closes. */
+interface PendingExport {
+  alert: StoredAlert;
+  uid: string;
+  change: ExportedAlert['change'];
+}
+
 /** Log messages handed on per flush at most. */
 const FLUSH_EVERY = 5000;
 /**
@@ -120,17 +128,28 @@ const FLUSH_EVERY = 5000;
  */
 const WINDOW_MS = 500;
 const WINDOW_BYTES = 4 * 1024 * 1024;
-/**
- * Exports are coalesced over each fetched batch (up to WINDOW_MS of the log):
- * each alert's newest change in it is exported once, all in one append, and
- * only then are the group offsets of what was handed on committed (at least
- * once: a member that dies before the commit leaves the changes to the next
- * owner, which exports them again). This timer retries a flush that failed.
- */
-const EXPORT_WINDOW_MS = 2000;
+/** A failed export is tried again this much later when there is no window to wait for. */
+const RETRY_MS = 2000;
 /** Coalesced exports waiting at most; past it they go out before more is handed on. */
 const EXPORT_MAX = 20_000;
 const SEEN_MAX = 50_000;
+
+/**
+ * Keeps `x` as its alert's export, in place of an earlier change of the same
+ * alert (true then): one message for both, the earlier one's samples carried
+ * over. The newest change goes last, so the window's messages keep change order.
+ */
+function keepNewest(exports: Map<string, PendingExport>, x: PendingExport): boolean {
+  const prev = exports.get(x.uid);
+  if (prev) {
+    if (x.alert.samples.length < MAX_SAMPLES && prev.alert.samples.length) {
+      x.alert = { ...x.alert, samples: prev.alert.samples.concat(x.alert.samples).slice(-MAX_SAMPLES) };
+    }
+    exports.delete(x.uid);
+  }
+  exports.set(x.uid, x);
+  return prev !== undefined;
+}
 
 /**
  * The work done once per alert change across all replicas: webhook deliveries
@@ -159,13 +178,26 @@ export class DeliveryGroup {
   /** Claims recorded in the outbox whose publishing failed, per partition: published with the next hand-on. */
   private readonly unpublished = new Map<number, SharedClaim[]>();
   /** Per partition: exports waiting for the window (alert uid -> its newest change) and the last offset handed on, not committed yet. */
-  private pending = new Map<number, { exports: Map<string, OutMessage>; upto: number }>();
+  private pending = new Map<number, { exports: Map<string, PendingExport>; upto: number }>();
   private pendingExports = 0;
-  private flushTimer: NodeJS.Timeout | undefined;
+  /** Closes the export window: set when something is handed on and nothing is waiting yet. */
+  private windowTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  /**
+   * The export window (kafka.export_window): an alert's changes in it are
+   * exported once, as the alert stands at its end. Noisy alerts (a repeat
+   * every few seconds) make most of the export's messages and of its cost;
+   * a SIEM reading the topic gets each alert's current state a few seconds
+   * later instead of every step. The group offsets of what was handed on
+   * are committed once the window's exports are in Kafka (at least once: a
+   * member that dies before the commit leaves the changes to the next owner,
+   * which exports them again).
+   */
+  private readonly windowMs: number;
 
   constructor(private readonly o: DeliveryOptions) {
     this.log = o.log;
+    this.windowMs = o.exportTopic ? o.cfg.export_window : 0;
   }
 
   async start(admin: Admin): Promise<void> {
@@ -177,20 +209,31 @@ export class DeliveryGroup {
     } catch (e) {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.logTopic));
     }
-    this.flushTimer = setInterval(() => void this.flush(), EXPORT_WINDOW_MS);
-    this.flushTimer.unref();
   }
 
   /** Handed on up to `upto` in `partition`, with these exports: they go out with the window, then the offset is committed. */
-  private handedOn(partition: number, upto: number, exports: readonly OutMessage[]): void {
+  private handedOn(partition: number, upto: number, exports: readonly PendingExport[]): void {
     let e = this.pending.get(partition);
     if (!e) this.pending.set(partition, (e = { exports: new Map(), upto }));
     if (upto > e.upto) e.upto = upto;
-    for (const m of exports) {
-      if (e.exports.delete(m.key)) this.pendingExports--;
-      e.exports.set(m.key, m);
-      this.pendingExports++;
-    }
+    for (const x of exports) if (!keepNewest(e.exports, x)) this.pendingExports++;
+    this.openWindow();
+  }
+
+  /**
+   * Starts the export window if none is open: it closes (flushes) `ms` later.
+   * Without a window the end of each fetched batch flushes, and this only
+   * retries a flush that failed.
+   */
+  private openWindow(ms = this.windowMs): void {
+    if (this.windowTimer || ms === 0 || this.stopped) return;
+    this.windowTimer = setTimeout(() => {
+      this.windowTimer = undefined;
+      void this.flush().finally(() => {
+        if (this.pending.size) this.openWindow(this.windowMs || RETRY_MS);
+      });
+    }, ms);
+    this.windowTimer.unref();
   }
 
   /** Produces the coalesced exports, then commits the offsets they cover. One flush at a time. */
@@ -208,19 +251,21 @@ export class DeliveryGroup {
     this.pending = new Map();
     this.pendingExports = 0;
     const out: OutMessage[] = [];
-    for (const e of batch.values()) for (const m of e.exports.values()) out.push(m);
+    for (const e of batch.values()) {
+      for (const x of e.exports.values()) out.push({ topic: this.o.exportTopic, key: x.uid, value: JSON.stringify(exportedAlert(x.alert, x.uid, x.change)) });
+    }
     try {
       if (out.length) await this.o.writer.append(out);
     } catch (err) {
       // Kept for the next window, before what came since (which may be newer changes of the same alerts).
       for (const [p, e] of batch) {
         const now = this.pending.get(p);
-        if (now) for (const [k, m] of now.exports) e.exports.delete(k);
-        const merged = { exports: new Map([...e.exports, ...(now?.exports ?? [])]), upto: Math.max(e.upto, now?.upto ?? -1) };
-        this.pending.set(p, merged);
+        if (now) for (const x of now.exports.values()) keepNewest(e.exports, x);
+        this.pending.set(p, { exports: e.exports, upto: Math.max(e.upto, now?.upto ?? -1) });
       }
       this.pendingExports = [...this.pending.values()].reduce((n, e) => n + e.exports.size, 0);
       this.log.warn({ error: errText(err), messages: out.length }, 'Kafka: producing the export failed; it is tried again with the next window');
+      this.openWindow(this.windowMs || RETRY_MS);
       return;
     }
     try {
@@ -386,7 +431,7 @@ export class DeliveryGroup {
       for (const n of notes) changed.push({ a: n.alert, change: { kind: n.kind, log_partition: p, log_offset: String(n.offset) }, opened: n.opened });
       const alerts: StoredAlert[] = [];
       const keyed: KeyedAlert[] = [];
-      const exports: OutMessage[] = [];
+      const exports: PendingExport[] = [];
       const integrations = this.o.webhooks !== undefined && (this.o.webhooks.active?.() ?? true);
       for (const { a, change, opened } of changed) {
         if ((this.seen.get(a.id) ?? -1) >= a.seq) {
@@ -407,7 +452,7 @@ export class DeliveryGroup {
           if (opened && (a.status === 'resolved' || a.status === 'ignored')) keyed.push({ alert: { ...a, status: 'triggered' }, key: uid });
           keyed.push({ alert: a, key: uid });
         }
-        if (this.o.exportTopic && uid) exports.push({ topic: this.o.exportTopic, key: uid, value: JSON.stringify(exportedAlert(a, uid, change)) });
+        if (this.o.exportTopic && uid) exports.push({ alert: a, uid, change });
       }
       // The deliveries, then their claims to the log; the export waits for
       // its window, and the offset for the export (its consumers can
@@ -439,10 +484,11 @@ export class DeliveryGroup {
       if (this.pendingExports >= EXPORT_MAX) await this.flush();
       await heartbeat();
     }
-    // Exported and committed before the batch ends, while this member surely
-    // owns the partition: left to the window, a rebalance in between would
-    // hand the changes to the next owner, which would export them again.
-    if (isRunning() && !isStale()) await this.flush();
+    // Without a window, exported and committed before the batch ends, while
+    // this member surely owns the partition. With one, a rebalance before the
+    // window closes drops the partition's waiting exports (GROUP_JOIN): the
+    // next owner starts at the committed offset and exports them instead.
+    if (this.windowMs === 0 && isRunning() && !isStale()) await this.flush();
   }
 
   /** Publishes claims to the log partition of the changes they are for, where every replica's projection reads them. */
@@ -463,10 +509,12 @@ export class DeliveryGroup {
   }
 
   async stop(): Promise<void> {
-    if (this.flushTimer) clearInterval(this.flushTimer);
+    if (this.windowTimer) clearTimeout(this.windowTimer);
+    this.windowTimer = undefined;
     // What was handed on goes out before leaving the group (else the next owner does it again).
     await this.flush().catch(() => undefined);
     this.abort.abort();
+    if (this.windowTimer) clearTimeout(this.windowTimer);
     await this.consumer?.disconnect().catch((e: unknown) => this.log.debug({ error: errText(e) }, 'Kafka: leaving the delivery group failed'));
   }
 }

@@ -24,6 +24,7 @@ describe('kafka config block', () => {
       partitions: 6,
       log_retention: -1,
       export_topic: 'verdict.alerts',
+      export_window: 5_000,
       create_topics: true,
       compression: 'none',
       session_timeout: 30_000,

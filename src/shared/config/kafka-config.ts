@@ -43,6 +43,12 @@ const kafkaFields = obj({
   log_retention: field(retention, { default: -1 }),
   /** Topic for downstream consumers (SIEMs), one JSON message per alert change; "" turns the export off. */
   export_topic: field(str({ pattern: /^([A-Za-z0-9._-]{1,249})?$/, hint: 'a topic name, or "" for no export' }), { default: 'verdict.alerts' }),
+  /**
+   * How long the export coalesces an alert's changes: each changed alert is
+   * exported once per window, as it stands at the end of it; 0 exports after
+   * every fetch of the log (about every 0.5 s).
+   */
+  export_window: field(duration({ min: 0, max: 300_000, maxWhy: 'an export this far behind the log is no longer live' }), { default: 5_000 }),
   /** Create missing topics at start-up (needs CREATE on the cluster); false: they must exist. */
   create_topics: field(bool(), { default: true }),
   compression: field(oneOf(['none', 'gzip'] as const), { default: 'none' }),
