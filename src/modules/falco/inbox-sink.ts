@@ -75,6 +75,7 @@ export class InboxSink {
   private persistTimer: NodeJS.Timeout | undefined;
   private persistSoon = false;
   private readonly errors = new LogThrottle();
+  private readonly readErrors = new LogThrottle();
   private closed = false;
 
   constructor(
@@ -306,7 +307,18 @@ export class InboxSink {
 
   private replayLoop(): void {
     if (!this.replaying || this.closed) return;
-    if (this.replayStep(false)) setImmediate(() => this.replayLoop());
+    let more: boolean;
+    try {
+      more = this.replayStep(false);
+    } catch (e) {
+      // Reading the inbox back fails as the write before it did (the disk): the events
+      // stay in the inbox and are read again later; this runs in a timer, nothing above catches.
+      const suppressed = this.readErrors.pass();
+      if (suppressed !== undefined) this.opts.log.error({ error: (e as Error).message, suppressed }, 'Failed to read stored Falco events back; retrying');
+      setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
+      return;
+    }
+    if (more) setImmediate(() => this.replayLoop());
     else this.schedulePersist();
   }
 }
