@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
+import { capturingLogger } from '../../../test/helpers/logs.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { FeedTokens } from '../auth/feed-tokens.js';
 import { AlertStore } from '../store/alert-store.js';
@@ -215,6 +216,42 @@ describe('live stream: latency', () => {
       const [a] = store.ingest('edge', [ev(ciliumPayload({ fp: 'at-commit' }))]).alerts;
       expect(c.alerts.map((x) => x.id)).toEqual([a!.id]);
       expect(c.msgs.at(-1)!.cursor).toBe(a!.seq);
+    } finally {
+      hub.close();
+      db.close();
+    }
+  });
+});
+
+describe('live stream: pings', () => {
+  it('keeps pinging when the feed tokens cannot be read, and ends a revoked stream once they can', async () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db);
+    const tokens = new FeedTokens(db);
+    const { info } = tokens.create('reader', 'read');
+    const { log, logs } = capturingLogger('error');
+    const hub = new StreamHub(store, tokens, log, { pingMs: 20 });
+    try {
+      const c = new FakeSocket();
+      let pings = 0;
+      c.ping = () => {
+        pings++;
+        c.emit('pong');
+      };
+      hub.add(c as unknown as WebSocket, {}, undefined, info.id);
+      const list = tokens.list.bind(tokens);
+      tokens.list = () => {
+        throw new Error('database is locked');
+      };
+      tokens.revoke(info.id);
+      const end = Date.now() + 3000;
+      while (pings < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      expect(pings).toBeGreaterThanOrEqual(3);
+      expect(c.readyState).toBe(WebSocket.OPEN);
+      expect(logs.map((l) => l.msg)).toContain('Live stream: reading the feed tokens failed; checking revocations at the next ping');
+      tokens.list = list;
+      while (c.readyState === WebSocket.OPEN && Date.now() < end + 3000) await new Promise((r) => setTimeout(r, 10));
+      expect(c.readyState).toBe(WebSocket.CLOSED);
     } finally {
       hub.close();
       db.close();

@@ -263,12 +263,19 @@ export class StreamHub {
 
   private ping(): void {
     if (!this.clients.size) return;
-    const active = new Set(
-      this.tokens
-        .list()
-        .filter((t) => !t.revoked_at)
-        .map((t) => t.id),
-    );
+    let active: Set<number> | undefined;
+    try {
+      active = new Set(
+        this.tokens
+          .list()
+          .filter((t) => !t.revoked_at)
+          .map((t) => t.id),
+      );
+    } catch (e) {
+      // This runs in a timer: a database error must not escape it. Revocations are
+      // checked again at the next ping; dead connections are still found now.
+      this.log.error({ error: (e as Error).message }, 'Live stream: reading the feed tokens failed; checking revocations at the next ping');
+    }
     for (const c of this.clients) {
       if (!c.alive) {
         c.ws.terminate();
@@ -276,7 +283,7 @@ export class StreamHub {
         continue;
       }
       // A revoked token ends its streams too, not only its next request.
-      if (!active.has(c.tokenId)) {
+      if (active && !active.has(c.tokenId)) {
         c.ws.close(4401, 'the feed token was revoked');
         this.remove(c);
         continue;
