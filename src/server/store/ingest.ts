@@ -3,7 +3,7 @@ import { MAX_SAMPLES, SEVERITY_RANK, type Severity } from '../../shared/alert/pa
 import type { DB } from '../../shared/sqlite/open.js';
 import { cutText } from '../../shared/text/cut.js';
 import type { AlertChange, Changes } from './changes.js';
-import type { OpenAlerts, OpenEntry, PendingOccurrence } from './open-alerts.js';
+import { openEntry, type OpenAlerts, type OpenEntry, type PendingOccurrence } from './open-alerts.js';
 import { RollupDelta, rollupKeys, type Rollups } from './rollups.js';
 import { iso } from './rows.js';
 import { SearchText, sqliteLength, type SearchIndex } from './search-text.js';
@@ -81,11 +81,20 @@ export function timeMs(s: string, fallback: number): number {
 
 /** Labels are small searchable strings; anything else an agent sends is dropped, not stored. */
 function cleanLabels(l: Record<string, unknown>): Record<string, string> {
+  // Most label sets need nothing and are taken as they are (never changed after: the cache replaces, not mutates).
+  for (const k in l) {
+    const v = l[k];
+    if (typeof v !== 'string' || v.length > 512 || v.indexOf('\n') >= 0 || v.indexOf('\r') >= 0) return cleaned(l);
+  }
+  return l as Record<string, string>;
+}
+
+function cleaned(l: Record<string, unknown>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const k in l) {
     const v = l[k];
     if (typeof v === 'string') {
-      // Newlines separate values in search_text. Most values need nothing: they are taken as they are.
+      // Newlines separate values in search_text.
       out[k] = v.length <= 512 && v.indexOf('\n') < 0 && v.indexOf('\r') < 0 ? v : cutText(v, 512).replace(/[\r\n]+/g, ' ');
     } else if (typeof v === 'number' || typeof v === 'boolean') {
       out[k] = String(v);
@@ -124,9 +133,9 @@ function capSample(s: unknown): { value: unknown; json: string } {
 
 function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
   const r = e.row;
-  // Date formatting is a visible cost at 50,000 alerts/s: only changed times are formatted again.
+  // Date formatting is a visible cost at 50,000 alerts/s: first_seen and the receipt, which seldom
+  // change, are formatted again only when they did (last_seen changes with nearly every batch).
   if (e.iso.first[0] !== r.first_seen) e.iso.first = [r.first_seen, iso(r.first_seen)];
-  if (e.iso.last[0] !== r.last_seen) e.iso.last = [r.last_seen, iso(r.last_seen)];
   if (e.iso.received[0] !== r.last_received_at) e.iso.received = [r.last_received_at, iso(r.last_received_at)];
   const a: StoredAlert = {
     id: r.id,
@@ -144,11 +153,11 @@ function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
     rule: r.rule,
     labels: e.labels,
     details: e.details,
-    samples: e.batchSamples,
+    samples: e.batchSamples ?? [],
     count: r.count,
     events: r.events,
     first_seen: e.iso.first[1],
-    last_seen: e.iso.last[1],
+    last_seen: iso(r.last_seen),
     created_at: e.iso.created,
     updated_at: updatedAt,
     last_received_at: e.iso.received[1],
@@ -202,7 +211,7 @@ export class Ingest {
   /** Stores a batch in one transaction; the caller acknowledges after it returns. */
   ingest(agent: string, events: readonly IncomingEvent[]): IngestResult {
     const now = Date.now();
-    const touched = new Map<number, OpenEntry>();
+    const touched: OpenEntry[] = [];
     const id0 = this.lastId;
     try {
       return this.changes.commit(() => {
@@ -210,24 +219,24 @@ export class Ingest {
         const nowIso = iso(now);
         const changes: AlertChange[] = [];
         const alerts: StoredAlert[] = [];
-        for (const e of touched.values()) {
+        for (const e of touched) {
           const alert = entryToAlert(e, nowIso);
           alerts.push(alert);
-          changes.push({ type: 'stored', alert, opened: e.isNew, events: e.batchEvents });
+          changes.push({ type: 'stored', alert, opened: e.isNew, events: e.batchEvents ?? [] });
         }
         return { changes, result: { ...r, alerts } };
       });
     } catch (err) {
       // The rows were rolled back; the cache must not remember them either.
       this.lastId = id0;
-      this.open.drop(touched.values());
+      this.open.drop(touched);
       throw err;
     } finally {
-      this.open.committed(touched.values());
+      this.open.committed(touched);
     }
   }
 
-  private write(agent: string, events: readonly IncomingEvent[], now: number, touched: Map<number, OpenEntry>): { stored: number; duplicates: number } {
+  private write(agent: string, events: readonly IncomingEvent[], now: number, touched: OpenEntry[]): { stored: number; duplicates: number } {
     const s = this.s;
     const rollup = new RollupDelta();
     let stored = 0;
@@ -281,28 +290,15 @@ export class Ingest {
           severity_event: 0,
           seq: 0,
         };
-        e = {
-          row,
+        e = openEntry(row, {
           labels,
           policies: p.policies,
           details,
           search: SearchText.of(p.namespace, p.policies, p.rule),
           mainText: '',
           moreText: '',
-          searchChanged: false,
-          severityChanged: false,
-          receiptChanged: false,
           isNew: true,
-          batchSamples: [],
-          batchEvents: [],
-          batchCount: 0,
-          pending: [],
-          pendingSetter: undefined,
-          pinnedStale: false,
-          used: false,
-          rollupKeys: rollupKeys(row, p.policies),
-          iso: { first: [first, iso(first)], last: [last, iso(last)], received: [received, iso(received)], created: iso(now) },
-        };
+        });
         rollup.addKeys(e.rollupKeys, 1, 0);
         e.search.add(labels);
         this.open.add(e);
@@ -355,16 +351,26 @@ export class Ingest {
       r.seq = this.changes.next();
       // Only the newest OCCURRENCES_KEPT of a batch can survive in the ring, so a
       // burst of one alert writes (and serialises) no more occurrences than that.
-      if (e.pending.length === OCCURRENCES_KEPT) {
-        const out = e.pending.shift()!;
+      const pending = (e.pending ??= []);
+      if (pending.length === OCCURRENCES_KEPT) {
+        const out = pending.shift()!;
         if (out.no === r.severity_event) e.pendingSetter = out;
       }
-      e.pending.push({ no: eventNo, id: ev.id, count: p.count, first, last, severity, description, labels, samples: p.samples });
-      e.batchEvents.push(ev.id);
-      touched.set(r.id, e);
+      pending.push({ no: eventNo, id: ev.id, count: p.count, first, last, severity, description, labels, samples: p.samples });
+      if (e.batchEvents) {
+        e.batchEvents.push(ev.id);
+      } else {
+        // The alert's first event of this batch.
+        e.batchEvents = [ev.id];
+        touched.push(e);
+      }
     }
-    // One row write per alert per batch, however many of its events came.
-    for (const e of touched.values()) {
+    // One row write per alert per batch, however many of its events came, in id
+    // order: FTS5 flushes its pending terms to a new segment whenever a rowid
+    // comes below the one before it in a transaction, which made each full-text
+    // write of a batch in arrival order cost 3.5x one in rowid order.
+    const byId = touched.length > 1 ? touched.slice().sort((a, b) => a.row.id - b.row.id) : touched;
+    for (const e of byId) {
       rollup.addKeys(e.rollupKeys, 0, e.batchCount);
       e.batchCount = 0;
       this.writeAlert(e, now);
@@ -394,7 +400,7 @@ export class Ingest {
     );
     if (samples.values.length && slot !== PINNED_SLOT) {
       // Only this batch's alert holds the array yet (committed() replaces it), so it may grow in place.
-      const b = e.batchSamples;
+      const b = (e.batchSamples ??= []);
       for (const v of samples.values) b.push(v);
       if (b.length > MAX_SAMPLES) b.splice(0, b.length - MAX_SAMPLES);
     }
@@ -406,13 +412,13 @@ export class Ingest {
     if (e.pinnedStale) s.unpin.run(r.id, PINNED_SLOT);
     if (e.pendingSetter) this.putOccurrence(e, e.pendingSetter, PINNED_SLOT, now);
     const setter = r.severity_event;
-    for (const o of e.pending) {
+    for (const o of e.pending ?? []) {
       const slot = o.no % OCCURRENCES_KEPT;
       // The ring is about to overwrite the occurrence that set the severity: it moves to the pinned slot (a no-op once it has).
       if (o.no > setter && slot === setter % OCCURRENCES_KEPT && !e.isNew) s.pin.run(PINNED_SLOT, r.id, slot, setter);
       this.putOccurrence(e, o, slot, now);
     }
-    e.pending = [];
+    e.pending = undefined;
     e.pendingSetter = undefined;
     e.pinnedStale = false;
     const text = e.search.text;
@@ -458,7 +464,8 @@ export class Ingest {
     if (e.searchChanged) {
       // The text only grows: what is past the main index's part is the values added since.
       const more = text.slice(e.mainText.length + 1);
-      s.updateSearch.run(text, sqliteLength(e.mainText), r.id);
+      // main_len is only unset while nothing was added since the alert opened.
+      s.updateSearch.run(text, e.moreText ? null : sqliteLength(e.mainText), r.id);
       this.index.replaceMore(r.id, e.moreText, more);
       e.moreText = more;
     }

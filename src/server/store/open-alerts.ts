@@ -40,14 +40,18 @@ export interface OpenEntry {
   /** last_received_at or clock_skew changed in this batch. */
   receiptChanged: boolean;
   isNew: boolean;
-  /** Samples that came with this batch, newest last. */
-  batchSamples: unknown[];
+  /**
+   * Samples that came with this batch, newest last. Undefined between batches, as
+   * is batchEvents: arrays the cache kept from one batch to the next outlived
+   * the young generation and made garbage the old generation's collector had to find.
+   */
+  batchSamples: unknown[] | undefined;
   /** Ids of this batch's events stored into the alert. */
-  batchEvents: string[];
+  batchEvents: string[] | undefined;
   /** Occurrences of this batch not in the rollup yet: added once per alert per batch. */
   batchCount: number;
-  /** This batch's newest occurrences, not written yet. */
-  pending: PendingOccurrence[];
+  /** This batch's newest occurrences, not written yet (undefined between batches). */
+  pending: PendingOccurrence[] | undefined;
   /** The occurrence that set the severity, when a burst pushed it out of `pending`: written to the pinned slot. */
   pendingSetter: PendingOccurrence | undefined;
   /** Asked for since the cache last considered evicting it. */
@@ -55,27 +59,77 @@ export interface OpenEntry {
   /** The pinned slot holds an occurrence that no longer set the severity. */
   pinnedStale: boolean;
   /** Its rollup rows (dimension, value, status), while severity and status stay. */
-  rollupKeys: string[];
-  iso: { first: [number, string]; last: [number, string]; received: [number, string]; created: string };
+  rollupKeys: readonly string[];
+  /** Times as formatted, with the value each is of (last_seen changes with nearly every batch and is formatted each time). */
+  iso: { first: [number, string]; received: [number, string]; created: string };
 }
 
 const CACHE_MAX = 20_000;
 
-const keyOf = (agent: string, fingerprint: string) => `${agent}\u0000${fingerprint}`;
+/**
+ * The one way an entry is made: for an alert ingest opens (`isNew`) and for one
+ * loaded from the database. `mainText` and `moreText` are the parts of the
+ * search text each full-text index has.
+ */
+export function openEntry(
+  row: AlertRow,
+  v: {
+    labels: Record<string, string>;
+    policies: PolicyRef[];
+    details: Record<string, unknown>;
+    search: SearchText;
+    mainText: string;
+    moreText: string;
+    isNew: boolean;
+  },
+): OpenEntry {
+  return {
+    row,
+    labels: v.labels,
+    policies: v.policies,
+    details: v.details,
+    search: v.search,
+    mainText: v.mainText,
+    moreText: v.moreText,
+    searchChanged: false,
+    severityChanged: false,
+    receiptChanged: false,
+    isNew: v.isNew,
+    batchSamples: undefined,
+    batchEvents: undefined,
+    batchCount: 0,
+    pending: undefined,
+    pendingSetter: undefined,
+    pinnedStale: false,
+    used: false,
+    rollupKeys: rollupKeys(row, v.policies),
+    iso: {
+      first: [row.first_seen, iso(row.first_seen)],
+      received: [row.last_received_at, iso(row.last_received_at)],
+      created: iso(row.created_at),
+    },
+  };
+}
 
 export class OpenAlerts {
-  /** By agent + fingerprint, in the order they came in or last survived an eviction (see committed). */
-  private readonly map = new Map<string, OpenEntry>();
+  /**
+   * By agent, then fingerprint (no key is built per event), each in the order
+   * entries came in or last survived an eviction (see committed).
+   */
+  private readonly byAgent = new Map<string, Map<string, OpenEntry>>();
+  private size = 0;
   private readonly findOpen;
 
-  constructor(db: DB) {
+  constructor(
+    db: DB,
+    private readonly max = CACHE_MAX,
+  ) {
     this.findOpen = db.prepare(`SELECT ${OPEN_COLS} FROM ${JOINED} ${SEARCH_JOIN} WHERE a.agent = ? AND a.fingerprint = ? AND a.status != 'resolved'`);
   }
 
   /** The open alert of a fingerprint, from memory or the database; marks it used. */
   get(agent: string, fingerprint: string): OpenEntry | undefined {
-    const key = keyOf(agent, fingerprint);
-    const e = this.map.get(key);
+    const e = this.byAgent.get(agent)?.get(fingerprint);
     if (e) {
       e.used = true;
       return e;
@@ -86,52 +140,47 @@ export class OpenAlerts {
     const mainText = row.main_text ?? searchText;
     delete row.search_text;
     delete row.main_text;
-    const policies = JSON.parse(row.policies) as PolicyRef[];
-    const loaded: OpenEntry = {
-      row,
+    const loaded = openEntry(row, {
       labels: JSON.parse(row.labels) as Record<string, string>,
-      policies,
+      policies: JSON.parse(row.policies) as PolicyRef[],
       details: JSON.parse(row.details) as Record<string, unknown>,
       search: SearchText.parse(searchText),
       mainText,
       moreText: searchText.length > mainText.length ? searchText.slice(mainText.length + 1) : '',
-      searchChanged: false,
-      severityChanged: false,
-      receiptChanged: false,
       isNew: false,
-      batchSamples: [],
-      batchEvents: [],
-      batchCount: 0,
-      pending: [],
-      pendingSetter: undefined,
-      pinnedStale: false,
-      used: false,
-      rollupKeys: rollupKeys(row, policies),
-      iso: {
-        first: [row.first_seen, iso(row.first_seen)],
-        last: [row.last_seen, iso(row.last_seen)],
-        received: [row.last_received_at, iso(row.last_received_at)],
-        created: iso(row.created_at),
-      },
-    };
-    this.map.set(key, loaded);
+    });
+    this.add(loaded);
     return loaded;
   }
 
-  /** Remembers an alert ingest just opened. */
+  /** Remembers an alert: one ingest just opened, or one loaded. */
   add(e: OpenEntry): void {
-    this.map.set(keyOf(e.row.agent, e.row.fingerprint), e);
+    let m = this.byAgent.get(e.row.agent);
+    if (!m) {
+      m = new Map();
+      this.byAgent.set(e.row.agent, m);
+    }
+    const n = m.size;
+    m.set(e.row.fingerprint, e);
+    this.size += m.size - n;
   }
 
   /** The cached entry of alert `id`, if it is the open one of its fingerprint. */
   entryOf(agent: string, fingerprint: string, id: number): OpenEntry | undefined {
-    const e = this.map.get(keyOf(agent, fingerprint));
+    const e = this.byAgent.get(agent)?.get(fingerprint);
     return e?.row.id === id ? e : undefined;
   }
 
   /** Forgets alert `id` (resolved or purged). */
   forget(agent: string, fingerprint: string, id: number): void {
-    if (this.entryOf(agent, fingerprint, id)) this.map.delete(keyOf(agent, fingerprint));
+    if (this.entryOf(agent, fingerprint, id)) this.remove(agent, fingerprint);
+  }
+
+  private remove(agent: string, fingerprint: string): void {
+    const m = this.byAgent.get(agent);
+    if (!m?.delete(fingerprint)) return;
+    this.size--;
+    if (m.size === 0) this.byAgent.delete(agent);
   }
 
   /** A status change of an open alert other than resolving it. */
@@ -144,7 +193,7 @@ export class OpenAlerts {
 
   /** Forgets what a rolled-back batch touched: the database does not have it either. */
   drop(entries: Iterable<OpenEntry>): void {
-    for (const e of entries) this.map.delete(keyOf(e.row.agent, e.row.fingerprint));
+    for (const e of entries) this.remove(e.row.agent, e.row.fingerprint);
   }
 
   /** Clears per-batch state after a commit, and bounds the cache. */
@@ -154,22 +203,30 @@ export class OpenAlerts {
       e.searchChanged = false;
       e.severityChanged = false;
       e.receiptChanged = false;
-      e.batchSamples = [];
-      e.batchEvents = [];
+      e.batchSamples = undefined;
+      e.batchEvents = undefined;
     }
     // Second chance (CLOCK) rather than moving an entry to the end on every hit:
-    // that delete and set per repeat was a visible cost. From the oldest, an
-    // entry used since the last pass moves to the end with its mark cleared, one
-    // not used goes. One iterator for the pass: a fresh keys() per eviction would
-    // walk past every entry deleted before it (a Map keeps them until it rehashes).
-    if (this.map.size > CACHE_MAX) {
-      for (const [k, e] of this.map) {
-        if (this.map.size <= CACHE_MAX) break;
-        this.map.delete(k);
-        if (e.used) {
-          e.used = false;
-          this.map.set(k, e);
+    // that delete and set per repeat was a visible cost. A first round goes over
+    // every agent's entries from the oldest: one used since the last pass moves to
+    // the end with its mark cleared, one not used goes; a second (rarely needed)
+    // takes the oldest. One iterator a map a round, stopped at the entries it
+    // moved: a fresh keys() per eviction would walk past every entry deleted
+    // before it (a Map keeps them until it rehashes).
+    for (let round = 0; round < 2 && this.size > this.max; round++) {
+      for (const [agent, m] of this.byAgent) {
+        let left = m.size;
+        for (const [k, e] of m) {
+          if (left-- === 0 || this.size <= this.max) break;
+          m.delete(k);
+          if (e.used) {
+            e.used = false;
+            m.set(k, e);
+          } else {
+            this.size--;
+          }
         }
+        if (m.size === 0) this.byAgent.delete(agent);
       }
     }
   }

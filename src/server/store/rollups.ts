@@ -10,28 +10,41 @@ import type { AlertRow, CountRow } from './types.js';
 
 type RollupFields = Pick<AlertRow, 'severity' | 'source' | 'namespace' | 'rule' | 'agent' | 'status' | 'count'>;
 
-/** The rollup rows (dimension, value, status) an alert counts in. */
-export function rollupKeys(r: RollupFields, policies: readonly PolicyRef[]): string[] {
+/** Key lists handed out, by their joined keys, so alerts that count in the same rows share one list. */
+const KEY_LISTS_MAX = 10_000;
+const keyLists = new Map<string, readonly string[]>();
+
+/**
+ * The rollup rows (dimension, value, status) an alert counts in. Alerts alike
+ * get the same list (the same object), so a batch adds each distinct list
+ * once rather than each of its keys once an alert.
+ */
+export function rollupKeys(r: RollupFields, policies: readonly PolicyRef[]): readonly string[] {
   const k = (dim: string, key: string) => `${dim}\u0000${key}\u0000${r.status}`;
   const keys = [k('severity', r.severity), k('source', r.source), k('namespace', r.namespace), k('agent', r.agent)];
   if (r.rule) keys.push(k('rule', r.rule));
   for (const p of policies) keys.push(k('policy', p.namespace ? `${p.namespace}/${p.name}` : p.name));
+  // JSON, not a join: a value holding the separator must not make two lists one.
+  const joined = JSON.stringify(keys);
+  const known = keyLists.get(joined);
+  if (known) return known;
+  if (keyLists.size >= KEY_LISTS_MAX) keyLists.clear();
+  keyLists.set(joined, keys);
   return keys;
 }
 
 /** Changes to the rollup gathered over a transaction and written once at its end. */
 export class RollupDelta {
-  private readonly d = new Map<string, [number, number]>();
+  /** By key list (rollupKeys' shared lists): one map operation an alert, not one a key. */
+  private readonly d = new Map<readonly string[], [number, number]>();
 
   addKeys(keys: readonly string[], alerts: number, events: number): void {
-    for (const k of keys) {
-      const v = this.d.get(k);
-      if (v) {
-        v[0] += alerts;
-        v[1] += events;
-      } else {
-        this.d.set(k, [alerts, events]);
-      }
+    const v = this.d.get(keys);
+    if (v) {
+      v[0] += alerts;
+      v[1] += events;
+    } else {
+      this.d.set(keys, [alerts, events]);
     }
   }
 
@@ -41,7 +54,19 @@ export class RollupDelta {
 
   /** Writes what was gathered, once per transaction. */
   writeTo(rollups: Rollups): void {
-    for (const [k, [alerts, events]] of this.d) {
+    const byKey = new Map<string, [number, number]>();
+    for (const [keys, [alerts, events]] of this.d) {
+      for (const k of keys) {
+        const v = byKey.get(k);
+        if (v) {
+          v[0] += alerts;
+          v[1] += events;
+        } else {
+          byKey.set(k, [alerts, events]);
+        }
+      }
+    }
+    for (const [k, [alerts, events]] of byKey) {
       if (alerts === 0 && events === 0) continue;
       const [dim, key, status] = k.split('\u0000');
       rollups.put.run(dim, key, status, alerts, events);

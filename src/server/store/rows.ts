@@ -20,26 +20,29 @@ export const OPEN_COLS = `${ROW_COLS}, coalesce(s.search_text, '') AS search_tex
   coalesce(CASE WHEN s.main_len IS NULL THEN s.search_text ELSE substr(s.search_text, 1, s.main_len) END, '') AS main_text`;
 export const SEARCH_JOIN = 'LEFT JOIN alert_search s ON s.id = a.id';
 
-let isoMinute = Number.NaN;
-let isoPrefix = '';
+/** Formatted minutes ("…T10:42:"), by minute since the epoch. */
+const isoMinutes = new Map<number, string>();
 
 /**
- * new Date(ms).toISOString(), formatting only the seconds when the minute is
- * the last one asked for: ingest formats an alert's changed times for every
- * change record, and consecutive calls mostly fall in one minute.
+ * new Date(ms).toISOString(), formatting only the seconds when the minute was
+ * asked for lately: ingest formats an alert's changed times for every change
+ * record, and they fall in a few minutes (each alert's last_seen, the batch's
+ * time), so one remembered minute was missed at nearly every call.
  */
 export function iso(ms: number): string {
   if (!Number.isInteger(ms)) return new Date(ms).toISOString();
   const minute = Math.floor(ms / 60_000);
-  if (minute !== isoMinute) {
+  let prefix = isoMinutes.get(minute);
+  if (prefix === undefined) {
+    if (isoMinutes.size >= 256) isoMinutes.clear();
     // "…T10:42:" and the rest, "SS.sssZ", is 7 characters for every year toISOString writes.
-    isoPrefix = new Date(minute * 60_000).toISOString().slice(0, -7);
-    isoMinute = minute;
+    prefix = new Date(minute * 60_000).toISOString().slice(0, -7);
+    isoMinutes.set(minute, prefix);
   }
   const rest = ms - minute * 60_000;
   const sec = Math.floor(rest / 1000);
   const milli = rest - sec * 1000;
-  return `${isoPrefix}${sec < 10 ? '0' : ''}${sec}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+  return `${prefix}${sec < 10 ? '0' : ''}${sec}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 export function rowToAlert(r: AlertRow, samples: unknown[] = []): StoredAlert {
