@@ -86,17 +86,26 @@ describe('decodeFlow', () => {
     expect(f.source?.identity).toBe(99);
   });
 
-  it('shares one frozen endpoint between flows that carry the same bytes for it', () => {
+  it('shares one frozen endpoint, address pair and event type between flows that carry the same bytes for it', () => {
     const a = decode(Flow.encode({ ...full, uuid: 'a' }).finish());
     const b = decode(Flow.encode({ ...full, uuid: 'b', l4: undefined }).finish());
     expect(b.source).toBe(a.source);
     expect(b.destination).toBe(a.destination);
+    expect(b.IP).toBe(a.IP);
+    expect(b.event_type).toBe(a.event_type);
+    expect(Object.isFrozen(a.IP)).toBe(true);
+    expect(Object.isFrozen(a.event_type)).toBe(true);
     expect(Object.isFrozen(a.source)).toBe(true);
     expect(Object.isFrozen(a.source!.labels)).toBe(true);
     expect(Object.isFrozen(a.source!.workloads[0])).toBe(true);
     const other = decode(Flow.encode({ ...full, source: { ...full.source!, pod_name: 'web-2' } }).finish());
     expect(other.source).not.toBe(a.source);
     expect(other.source?.pod_name).toBe('web-2');
+    const moved = decode(Flow.encode({ ...full, IP: { ...full.IP!, source: '10.0.0.9' }, node_name: 'node-2' }).finish());
+    expect(moved.IP).not.toBe(a.IP);
+    expect(moved.IP?.source).toBe('10.0.0.9');
+    expect(moved.node_name).toBe('node-2');
+    expect(decode(Flow.encode(full).finish()).node_name).toBe('node-1');
   });
 
   it('refuses a flow cut short', () => {

@@ -1,27 +1,36 @@
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { Endpoint, Flow } from '../../gen/flow/flow.js';
+import { CiliumEventType, Endpoint, Flow, IP } from '../../gen/flow/flow.js';
 
 // A flow's source and destination (fields 8 and 9) are most of its bytes, most
 // of its decoding (a dozen label strings each) and most of what the garbage
 // collector then sweeps up; yet a cluster's flows come from a few thousand
 // endpoints, each sent as the same bytes again and again. So an endpoint is
 // decoded once and shared by every flow that carries the same bytes: a flow
-// costs a hash and a comparison of those bytes instead. The shared endpoints
-// are frozen (a flow's reader must not change what other flows hold); the
-// rest of the flow is decoded as Flow.decode does it, with the endpoints' bytes
-// left out.
+// costs a hash and a comparison of those bytes instead. The same goes for the
+// addresses (IP), the node's name and the event type, which repeat as much:
+// what is left to decode per flow is its time, uuid, ports and numbers. Shared
+// values are frozen (a flow's reader must not change what other flows hold);
+// the rest of the flow is decoded as Flow.decode does it, with the shared
+// fields' bytes left out.
 
+const IP_TAG = (5 << 3) | 2;
 const SOURCE_TAG = (8 << 3) | 2;
 const DESTINATION_TAG = (9 << 3) | 2;
+const NODE_NAME_TAG = (11 << 3) | 2;
+const EVENT_TYPE_TAG = (19 << 3) | 2;
 
-interface Known {
+interface Known<T> {
   readonly bytes: DataView;
-  readonly endpoint: Endpoint;
+  readonly value: T;
 }
 
-/** Endpoints seen, by a hash of their bytes. Bounded, and forgotten whole when full. */
-const known = new Map<number, Known>();
+/** Values seen, by a hash of their bytes; one cache per field. Bounded, and forgotten whole when full. */
+type Cache<T> = Map<number, Known<T>>;
 const KNOWN_MAX = 8192;
+const endpoints: Cache<Endpoint> = new Map();
+const ips: Cache<IP> = new Map();
+const nodeNames: Cache<string> = new Map();
+const eventTypes: Cache<CiliumEventType> = new Map();
 
 /** The flow's other fields, copied together for Flow.decode; grown as needed, never shrunk. */
 let rest = new Uint8Array(4096);
@@ -31,8 +40,11 @@ let restReader = new BinaryReader(rest);
 let viewOf: Uint8Array | undefined;
 let view: DataView = new DataView(new ArrayBuffer(0));
 
+/** Where the hash of buf[at, at + len) found its value in `cache`, or undefined; kept for remember(). */
+let lastKey = 0;
+
 // Bytes are hashed and compared four at a time: a byte at a time, it cost more than the strings' decoding it saves.
-function endpointAt(r: BinaryReader, buf: Uint8Array, at: number, len: number): Endpoint {
+function lookup<T>(cache: Cache<T>, buf: Uint8Array, at: number, len: number): T | undefined {
   if (buf !== viewOf) {
     view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     viewOf = buf;
@@ -44,32 +56,62 @@ function endpointAt(r: BinaryReader, buf: Uint8Array, at: number, len: number): 
     h ^= h >>> 13;
   }
   for (let i = words; i < len; i++) h = Math.imul(h ^ buf[at + i]!, 0x01000193);
-  const key = h & 0x3fffffff;
-  const had = known.get(key);
-  if (had !== undefined && had.bytes.byteLength === len) {
-    const b = had.bytes;
-    let i = 0;
-    while (i < words && b.getUint32(i, true) === view.getUint32(at + i, true)) i += 4;
-    if (i === words) {
-      while (i < len && b.getUint8(i) === buf[at + i]) i++;
-      if (i === len) return had.endpoint;
-    }
-  }
+  lastKey = h & 0x3fffffff;
+  const had = cache.get(lastKey);
+  if (had === undefined || had.bytes.byteLength !== len) return undefined;
+  const b = had.bytes;
+  let i = 0;
+  while (i < words && b.getUint32(i, true) === view.getUint32(at + i, true)) i += 4;
+  if (i < words) return undefined;
+  while (i < len && b.getUint8(i) === buf[at + i]) i++;
+  return i === len ? had.value : undefined;
+}
+
+/** Stores what lookup() did not find, under the key it computed. */
+function remember<T>(cache: Cache<T>, buf: Uint8Array, at: number, len: number, value: T): T {
+  if (cache.size >= KNOWN_MAX) cache.clear();
+  cache.set(lastKey, { bytes: new DataView(buf.slice(at, at + len).buffer), value });
+  return value;
+}
+
+function endpointAt(r: BinaryReader, buf: Uint8Array, at: number, len: number): Endpoint {
+  const had = lookup(endpoints, buf, at, len);
+  if (had !== undefined) return had;
   r.pos = at;
   const e = Endpoint.decode(r, len);
   Object.freeze(e.labels);
   for (const w of e.workloads) Object.freeze(w);
   Object.freeze(e.workloads);
-  Object.freeze(e);
-  if (known.size >= KNOWN_MAX) known.clear();
-  known.set(key, { bytes: new DataView(buf.slice(at, at + len).buffer), endpoint: e });
-  return e;
+  return remember(endpoints, buf, at, len, Object.freeze(e));
+}
+
+function ipAt(r: BinaryReader, buf: Uint8Array, at: number, len: number): IP {
+  const had = lookup(ips, buf, at, len);
+  if (had !== undefined) return had;
+  r.pos = at;
+  return remember(ips, buf, at, len, Object.freeze(IP.decode(r, len)));
+}
+
+function eventTypeAt(r: BinaryReader, buf: Uint8Array, at: number, len: number): CiliumEventType {
+  const had = lookup(eventTypes, buf, at, len);
+  if (had !== undefined) return had;
+  r.pos = at;
+  return remember(eventTypes, buf, at, len, Object.freeze(CiliumEventType.decode(r, len)));
+}
+
+/** The string whose length prefix is at `lenAt` and bytes at buf[at, at + len): read by `r` as Flow.decode reads it. */
+function nodeNameAt(r: BinaryReader, buf: Uint8Array, lenAt: number, at: number, len: number): string {
+  const had = lookup(nodeNames, buf, at, len);
+  if (had !== undefined) return had;
+  r.pos = lenAt;
+  return remember(nodeNames, buf, at, len, r.string());
 }
 
 /**
  * Decodes the Flow message buf[at, at + len) with the reader `r` (which reads
  * buf, bounded at least to the message's end), leaving r.pos at its end. The
- * same Flow as Flow.decode gives, but for its endpoints: shared, and frozen.
+ * same Flow as Flow.decode gives, but for its endpoints, addresses and event
+ * type: shared, and frozen.
  */
 export function decodeFlow(r: BinaryReader, buf: Uint8Array, at: number, len: number): Flow {
   const end = at + len;
@@ -78,30 +120,49 @@ export function decodeFlow(r: BinaryReader, buf: Uint8Array, at: number, len: nu
     restReader = new BinaryReader(rest);
   }
   let n = 0;
+  let shared = false;
   let source: Endpoint | undefined;
   let destination: Endpoint | undefined;
+  let ip: IP | undefined;
+  let eventType: CiliumEventType | undefined;
+  let nodeName: string | undefined;
   r.pos = at;
   while (r.pos < end) {
     const from = r.pos;
     const tag = r.uint32();
     const wt = tag & 7;
     if (wt === 2) {
+      const lenAt = r.pos;
       const l = r.uint32();
       const body = r.pos;
       if (body + l > end) throw new RangeError('premature EOF');
+      // A field sent twice: the last one counts, as in Flow.decode.
+      switch (tag) {
+        case SOURCE_TAG:
+          source = endpointAt(r, buf, body, l);
+          break;
+        case DESTINATION_TAG:
+          destination = endpointAt(r, buf, body, l);
+          break;
+        case IP_TAG:
+          ip = ipAt(r, buf, body, l);
+          break;
+        case EVENT_TYPE_TAG:
+          eventType = eventTypeAt(r, buf, body, l);
+          break;
+        case NODE_NAME_TAG:
+          nodeName = nodeNameAt(r, buf, lenAt, body, l);
+          break;
+        default:
+          r.pos = body + l;
+          for (let i = from; i < r.pos; i++) rest[n++] = buf[i]!;
+          continue;
+      }
+      shared = true;
       r.pos = body + l;
-      // An endpoint sent twice: the last one counts, as in Flow.decode.
-      if (tag === SOURCE_TAG) {
-        source = endpointAt(r, buf, body, l);
-        r.pos = body + l;
-        continue;
-      }
-      if (tag === DESTINATION_TAG) {
-        destination = endpointAt(r, buf, body, l);
-        r.pos = body + l;
-        continue;
-      }
-    } else if (wt === 0) {
+      continue;
+    }
+    if (wt === 0) {
       while (r.pos < end && buf[r.pos++]! & 0x80);
     } else if (wt === 1) r.pos += 8;
     else if (wt === 5) r.pos += 4;
@@ -113,15 +174,18 @@ export function decodeFlow(r: BinaryReader, buf: Uint8Array, at: number, len: nu
     if (r.pos > end) throw new RangeError('premature EOF');
     for (let i = from; i < r.pos; i++) rest[n++] = buf[i]!;
   }
-  if (source === undefined && destination === undefined) {
+  if (!shared) {
     r.pos = at;
     return Flow.decode(r, len);
   }
   restReader.pos = 0;
   (restReader as { len: number }).len = n;
   const flow = Flow.decode(restReader, n);
-  flow.source = source;
-  flow.destination = destination;
+  if (source !== undefined) flow.source = source;
+  if (destination !== undefined) flow.destination = destination;
+  if (ip !== undefined) flow.IP = ip;
+  if (eventType !== undefined) flow.event_type = eventType;
+  if (nodeName !== undefined) flow.node_name = nodeName;
   r.pos = end;
   return flow;
 }
