@@ -61,6 +61,39 @@ describe('decodeFlow', () => {
     for (const b of flows) expect(decode(b)).toEqual(Flow.decode(b));
   });
 
+  it('reads any time as Flow.decode does', () => {
+    const times = [
+      { seconds: 0, nanos: 0 },
+      { seconds: 0, nanos: 999_999_999 },
+      { seconds: 1_700_000_000, nanos: 0 },
+      { seconds: 2 ** 49 - 1, nanos: 1 },
+      { seconds: 2 ** 52, nanos: 1 },
+      { seconds: -1, nanos: 5 },
+      { seconds: 5, nanos: -1 },
+    ];
+    for (const time of times) {
+      const b = Flow.encode({ ...full, time }).finish();
+      expect(decode(b).time).toEqual(time);
+      expect(decode(b)).toEqual(Flow.decode(b));
+    }
+    // A field Timestamp does not have, and the seconds sent twice (the last counts).
+    const w = new BinaryWriter();
+    w.uint32(10)
+      .fork()
+      .uint32(8)
+      .int64(7)
+      .uint32((3 << 3) | 0)
+      .uint32(1)
+      .uint32(8)
+      .int64(9)
+      .uint32(16)
+      .int32(3)
+      .join();
+    const b = new Uint8Array([...w.finish(), ...Flow.encode({ ...full, time: undefined }).finish()]);
+    expect(decode(b)).toEqual(Flow.decode(b));
+    expect(decode(b).time).toEqual({ seconds: 9, nanos: 3 });
+  });
+
   it('skips fields it does not know, as Flow.decode does', () => {
     const w = new BinaryWriter();
     w.uint32((4 << 3) | 2).string('an unknown string');

@@ -1,5 +1,6 @@
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { CiliumEventType, Endpoint, Flow, IP } from '../../gen/flow/flow.js';
+import { Timestamp } from '../../gen/google/protobuf/timestamp.js';
 
 // A flow's source and destination (fields 8 and 9) are most of its bytes, most
 // of its decoding (a dozen label strings each) and most of what the garbage
@@ -8,11 +9,13 @@ import { CiliumEventType, Endpoint, Flow, IP } from '../../gen/flow/flow.js';
 // decoded once and shared by every flow that carries the same bytes: a flow
 // costs a hash and a comparison of those bytes instead. The same goes for the
 // addresses (IP), the node's name and the event type, which repeat as much:
-// what is left to decode per flow is its time, uuid, ports and numbers. Shared
+// what is left to decode per flow is its time, uuid, ports and numbers (its
+// time read here: Timestamp.decode makes a string of the seconds). Shared
 // values are frozen (a flow's reader must not change what other flows hold);
-// the rest of the flow is decoded as Flow.decode does it, with the shared
-// fields' bytes left out.
+// the rest of the flow is decoded as Flow.decode does it, with the bytes of
+// the fields read here left out.
 
+const TIME_TAG = (1 << 3) | 2;
 const IP_TAG = (5 << 3) | 2;
 const SOURCE_TAG = (8 << 3) | 2;
 const DESTINATION_TAG = (9 << 3) | 2;
@@ -108,6 +111,43 @@ function nodeNameAt(r: BinaryReader, buf: Uint8Array, lenAt: number, at: number,
 }
 
 /**
+ * The Timestamp buf[at, at + len), as Timestamp.decode reads it. Seconds of up
+ * to 7 varint bytes (49 bits, exact as a number) are read here; anything else
+ * (negative seconds, a field Timestamp does not have) by Timestamp.decode.
+ */
+function timeAt(r: BinaryReader, buf: Uint8Array, at: number, len: number): Timestamp {
+  const end = at + len;
+  const t: Timestamp = { seconds: 0, nanos: 0 };
+  let p = at;
+  while (p < end) {
+    const tag = buf[p++];
+    if (tag === 0x08) {
+      let v = 0;
+      let scale = 1;
+      let b: number;
+      let i = 0;
+      do {
+        if (i++ === 7 || p >= end) return slowTime(r, at, len);
+        b = buf[p++]!;
+        v += (b & 0x7f) * scale;
+        scale *= 128;
+      } while (b & 0x80);
+      t.seconds = v;
+    } else if (tag === 0x10) {
+      r.pos = p;
+      t.nanos = r.int32();
+      p = r.pos;
+    } else return slowTime(r, at, len);
+  }
+  return p === end ? t : slowTime(r, at, len);
+}
+
+function slowTime(r: BinaryReader, at: number, len: number): Timestamp {
+  r.pos = at;
+  return Timestamp.decode(r, len);
+}
+
+/**
  * Decodes the Flow message buf[at, at + len) with the reader `r` (which reads
  * buf, bounded at least to the message's end), leaving r.pos at its end. The
  * same Flow as Flow.decode gives, but for its endpoints, addresses and event
@@ -120,7 +160,8 @@ export function decodeFlow(r: BinaryReader, buf: Uint8Array, at: number, len: nu
     restReader = new BinaryReader(rest);
   }
   let n = 0;
-  let shared = false;
+  let taken = false;
+  let time: Timestamp | undefined;
   let source: Endpoint | undefined;
   let destination: Endpoint | undefined;
   let ip: IP | undefined;
@@ -138,6 +179,9 @@ export function decodeFlow(r: BinaryReader, buf: Uint8Array, at: number, len: nu
       if (body + l > end) throw new RangeError('premature EOF');
       // A field sent twice: the last one counts, as in Flow.decode.
       switch (tag) {
+        case TIME_TAG:
+          time = timeAt(r, buf, body, l);
+          break;
         case SOURCE_TAG:
           source = endpointAt(r, buf, body, l);
           break;
@@ -158,7 +202,7 @@ export function decodeFlow(r: BinaryReader, buf: Uint8Array, at: number, len: nu
           for (let i = from; i < r.pos; i++) rest[n++] = buf[i]!;
           continue;
       }
-      shared = true;
+      taken = true;
       r.pos = body + l;
       continue;
     }
@@ -174,13 +218,14 @@ export function decodeFlow(r: BinaryReader, buf: Uint8Array, at: number, len: nu
     if (r.pos > end) throw new RangeError('premature EOF');
     for (let i = from; i < r.pos; i++) rest[n++] = buf[i]!;
   }
-  if (!shared) {
+  if (!taken) {
     r.pos = at;
     return Flow.decode(r, len);
   }
   restReader.pos = 0;
   (restReader as { len: number }).len = n;
   const flow = Flow.decode(restReader, n);
+  if (time !== undefined) flow.time = time;
   if (source !== undefined) flow.source = source;
   if (destination !== undefined) flow.destination = destination;
   if (ip !== undefined) flow.IP = ip;
