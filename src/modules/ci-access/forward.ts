@@ -30,7 +30,7 @@ export function impersonationHeaders(i: Impersonation): Record<string, string | 
 }
 
 export class ApiForwarder {
-  private agentKey = '';
+  private agentKey: unknown[] = [];
   private agent: HttpAgent | undefined;
   private readonly base: URL;
 
@@ -235,13 +235,13 @@ export class ApiForwarder {
       servername: o.servername,
       rejectUnauthorized: o.rejectUnauthorized,
     };
-    // Not JSON: it spells a certificate's Buffer as an array of numbers, on every request.
-    const key = [https, ...Object.values(tls)].map(keyPart).join('\u0001');
-    if (!this.agent || key !== this.agentKey) {
+    // Compared in place: the material is read anew for every request, and spelling it as a key (JSON, or a string) cost more than the comparison.
+    const key = [https, ...Object.values(tls)];
+    if (!this.agent || !sameParts(key, this.agentKey)) {
       this.agent?.destroy();
       this.agentKey = key;
       const defined = Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined));
-      this.agent = https ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 16, ...defined }) : new HttpAgent({ keepAlive: true, maxFreeSockets: 16 });
+      this.agent = https ? new PoolAgent({ keepAlive: true, maxFreeSockets: 16, ...defined }) : new HttpAgent({ keepAlive: true, maxFreeSockets: 16 });
     }
     return this.agent;
   }
@@ -251,10 +251,31 @@ export class ApiForwarder {
   }
 }
 
-function keyPart(v: unknown): string {
-  if (Buffer.isBuffer(v)) return v.toString('latin1');
-  if (Array.isArray(v)) return v.map(keyPart).join('\u0002');
-  return v === undefined ? '' : String(v);
+/** Whether two lists of TLS options hold the same values (buffers by their bytes, lists element by element). */
+function sameParts(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (Buffer.isBuffer(x) || Buffer.isBuffer(y)) {
+      if (!(Buffer.isBuffer(x) && Buffer.isBuffer(y) && x.equals(y))) return false;
+    } else if (Array.isArray(x) || Array.isArray(y)) {
+      if (!(Array.isArray(x) && Array.isArray(y) && sameParts(x, y))) return false;
+    } else if (x !== y) return false;
+  }
+  return true;
+}
+
+/**
+ * The pool of one API server and one set of TLS material (pooled() makes a
+ * new one when the material changes), so a connection's key needs neither:
+ * Node's own key spells out the CA, certificate and key, as strings, on each
+ * request and again each time a connection is freed.
+ */
+class PoolAgent extends HttpsAgent {
+  override getName(options?: Parameters<HttpAgent['getName']>[0]): string {
+    return HttpAgent.prototype.getName.call(this, options);
+  }
 }
 
 function withoutHost(h: HeaderMap): HeaderMap {

@@ -55,8 +55,10 @@ function spawnVerdict(cli: string, args: string[], name: string): { proc: ChildP
   // VERDICT_BENCH_PROF=<dir>: CPU profiles of server and agent, to see where the tunnel's time goes.
   const dir = process.env.VERDICT_BENCH_PROF;
   const prof = dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : [];
-  // VERDICT_BENCH_NODE_FLAGS: more flags for both (--cpu-prof-interval=100, --trace-gc); VERDICT_BENCH_LOGS=<dir>: their output, kept.
-  const flags = process.env.VERDICT_BENCH_NODE_FLAGS?.split(/\s+/).filter((x) => x) ?? [];
+  // VERDICT_BENCH_NODE_FLAGS: more flags for both (--trace-gc, --max-semi-space-size=64), VERDICT_BENCH_COMPARE_NODE_FLAGS
+  // instead for the compared pair (one build with and without a flag, same run); VERDICT_BENCH_LOGS=<dir>: their output, kept.
+  const compared = name.startsWith('compared-') && process.env.VERDICT_BENCH_COMPARE_NODE_FLAGS !== undefined;
+  const flags = (compared ? process.env.VERDICT_BENCH_COMPARE_NODE_FLAGS : process.env.VERDICT_BENCH_NODE_FLAGS)?.split(/\s+/).filter((x) => x) ?? [];
   const proc = spawn(process.execPath, [...prof, ...flags, ...runCli(cli), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
