@@ -118,10 +118,13 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
 function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
   return new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
-    void p.finally(() => {
+    // Settled either way: `finally` would hand a rejection on as a new,
+    // unhandled one.
+    const done = () => {
       clearTimeout(t);
       resolve();
-    });
+    };
+    p.then(done, done);
   });
 }
 

@@ -11,6 +11,7 @@ import { ReplicaForwarder } from './replica-forward.js';
 import { internalAddress, ReplicaSync } from './replica-sync.js';
 import { replicaId } from '../../server/kafka/db.js';
 import { Closers } from '../../shared/lifecycle/closers.js';
+import { errText } from '../../shared/log/logger.js';
 import { KubernetesApiProxy } from './proxy.js';
 import { tunnelService } from './tunnel-service.js';
 
@@ -69,7 +70,15 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
         await sync.start();
         ctx.log.info({ replica_id: sync.replica, internal_address: address }, 'CI tunnel: sharing job tokens and agent routes with the other replicas');
       }
-      const purge = setInterval(() => jobs.purgeExpired(), PURGE_INTERVAL_MS).unref();
+      // A busy or closing database must not take the server down from a timer;
+      // expired tokens are refused on use anyway, so the next purge catches up.
+      const purge = setInterval(() => {
+        try {
+          jobs.purgeExpired();
+        } catch (e) {
+          ctx.log.warn({ error: errText(e) }, 'CI tunnel: purging expired job tokens failed; retrying at the next interval');
+        }
+      }, PURGE_INTERVAL_MS).unref();
       closers.defer('job token purge', () => clearInterval(purge));
       ctx.log.info(
         { kubernetes_api_addr: listener.address, url_path_prefix: k.url_path_prefix, tls: Boolean(ctx.tls) },
