@@ -94,3 +94,116 @@ describe('the record batch encoder', () => {
     for (const c of cases) expect(buf(await fast(c)).equals(buf(await original(c)))).toBe(true);
   });
 });
+
+/** A kafkajs module as it ships (the one in require.cache is the tuned one), rebuilt from its source with its own requires. */
+async function shipped<T>(path: string): Promise<T> {
+  const { readFileSync } = await import('node:fs');
+  const { createRequire: cr } = await import('node:module');
+  const file = require.resolve(path);
+  const mod = { exports: {} as unknown };
+  new Function('require', 'module', readFileSync(file, 'utf8'))(cr(file), mod);
+  return mod.exports as T;
+}
+
+describe('the produce request and request frame encoders', () => {
+  it('frame a request as kafkajs does', async () => {
+    expect(tuned.request).toBe(true);
+    const { fastRequest } = await import('./kafkajs-tuning.js');
+    const Encoder = require('kafkajs/src/protocol/encoder.js') as {
+      prototype: object;
+      new (): { writeInt32(n: number): unknown; writeBytes(b: Buffer): unknown };
+    };
+    const original = await shipped<Parameters<typeof fastRequest>[0]>('kafkajs/src/protocol/request.js');
+    const fast = fastRequest(original, Encoder.prototype);
+    const body = () => {
+      const e = new Encoder();
+      e.writeInt32(7);
+      e.writeBytes(Buffer.alloc(3000, 9));
+      return e;
+    };
+    const buf = (e: unknown) => (e as { buffer: Buffer }).buffer;
+    for (const clientId of ['verdict-server', null, 'réplica-ü', '']) {
+      const r = { correlationId: 123456, clientId, request: { apiKey: 0, apiVersion: 7, encode: async () => body() } };
+      expect(buf(await fast(r)).equals(buf(await original(r)))).toBe(true);
+    }
+  });
+
+  it('writes a request as its frame and its pieces in one writev, the bytes kafkajs writes', async () => {
+    const { fastRequest, fastProduce, writeRequest } = await import('./kafkajs-tuning.js');
+    const Encoder = require('kafkajs/src/protocol/encoder.js') as { prototype: object };
+    const Long = require('kafkajs/src/utils/long.js') as { fromInt: (n: number) => unknown };
+    const original = await shipped<Parameters<typeof fastRequest>[0]>('kafkajs/src/protocol/request.js');
+    const produce = require('kafkajs/src/protocol/requests/produce/v3/request.js') as Parameters<typeof fastProduce>[0];
+    const shippedProduce = await shipped<Parameters<typeof fastProduce>[0]>('kafkajs/src/protocol/requests/produce/v3/request.js');
+    // A socket that records what reaches it, and whether it came corked (one writev).
+    const written: { data: Buffer; corked: number }[] = [];
+    let corked = 0;
+    const socket = {
+      cork: () => void corked++,
+      uncork: () => void corked--,
+      write: writeRequest(function (this: unknown, data: unknown) {
+        written.push({ data: data as Buffer, corked });
+        return true;
+      }),
+    };
+    const messages = Array.from({ length: 40 }, (_, i) => ({ key: `prod/fp-${i}`, value: Buffer.from('x'.repeat(900 + i)), timestamp: 1_700_000_000_000 }));
+    const input = {
+      acks: -1,
+      timeout: 30000,
+      producerId: Long.fromInt(7),
+      topicData: [{ topic: 'v.log', partitions: [{ partition: 2, firstSequence: 5, messages }] }],
+    };
+    const framed = await fastRequest(original, Encoder.prototype, true)({ correlationId: 9, clientId: 'verdict-server', request: produce(input) });
+    const want = (await original({ correlationId: 9, clientId: 'verdict-server', request: shippedProduce(input) })) as unknown as { buffer: Buffer };
+    socket.write((framed as unknown as { buffer: Buffer }).buffer, 'binary');
+    expect(written.length).toBeGreaterThan(2);
+    expect(written.every((w) => w.corked === 1)).toBe(true);
+    expect(Buffer.concat(written.map((w) => w.data)).equals(want.buffer)).toBe(true);
+    expect((framed as unknown as { size(): number }).size()).toBe(want.buffer.length);
+    // Anything else is written as it is.
+    written.length = 0;
+    socket.write(Buffer.from('plain'));
+    expect(written).toEqual([{ data: Buffer.from('plain'), corked: 0 }]);
+  });
+
+  it('writes the produce body kafkajs writes, for several topics and partitions', async () => {
+    expect(tuned.produce).toBe(true);
+    const { fastProduce } = await import('./kafkajs-tuning.js');
+    const Encoder = require('kafkajs/src/protocol/encoder.js') as { prototype: object };
+    const Long = require('kafkajs/src/utils/long.js') as { fromInt: (n: number) => unknown };
+    type Produce = Parameters<typeof fastProduce>[0];
+    // The shipped v3 request, built on the (tuned) record and record batch encoders in require.cache, as the fast one is.
+    const original = await shipped<Produce>('kafkajs/src/protocol/requests/produce/v3/request.js');
+    const record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as Parameters<typeof fastProduce>[1];
+    const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0/index.js') as { RecordBatch: Parameters<typeof fastProduce>[2] };
+    const fast = fastProduce(original, record, RecordBatch, Encoder.prototype, Long.fromInt(-1));
+    const msgs = (n: number, t: number) =>
+      Array.from({ length: n }, (_, i) => ({ key: `k${i}`, value: 'é'.repeat(i * 200), timestamp: t + ((i * 7) % 5), headers: { 'verdict-type': 'events' } }));
+    const cases = [
+      { acks: -1, timeout: 30000, topicData: [{ topic: 'v.log', partitions: [{ partition: 0, firstSequence: 0, messages: msgs(1, 1_700_000_000_000) }] }] },
+      {
+        acks: -1,
+        timeout: 30000,
+        producerId: Long.fromInt(4242),
+        producerEpoch: 2,
+        topicData: [
+          {
+            topic: 'v.log',
+            partitions: [
+              { partition: 3, firstSequence: 17, messages: msgs(5, 1_700_000_000_000) },
+              { partition: 5, firstSequence: 2, messages: msgs(2, 1_700_000_000_100) },
+            ],
+          },
+          { topic: 'v.alerts-é', partitions: [{ partition: 1, firstSequence: 9, messages: msgs(3, 1_700_000_000_050) }] },
+        ],
+      },
+      { acks: 1, timeout: 500, transactionalId: 'tx-1', topicData: [] },
+    ];
+    const buf = (e: unknown) => (e as { buffer: Buffer }).buffer;
+    for (const c of cases) {
+      const [a, b] = [fast(c), original(c)];
+      expect(a.apiVersion).toBe(3);
+      expect(buf(await a.encode()).equals(buf(await b.encode()))).toBe(true);
+    }
+  });
+});

@@ -19,7 +19,15 @@ import { createRequire, Module } from 'node:module';
 // - its record batch encoder copies the records three times more (into the
 //   batch body, the batch, the length-prefixed batch), each growing by
 //   doubling; the replacement (uncompressed batches only) writes the batch
-//   into one buffer of its exact size.
+//   into one buffer of its exact size;
+// - a produce request then copied each record batch four more times: into
+//   its partition's encoder, the topic's, the request body, and the request
+//   with its header, then once more with the size in front. Now the record,
+//   batch and produce encoders hand their pieces on (chunked() below) and a
+//   message value is not copied in JavaScript at all: the request's frame
+//   and its pieces go to the socket in one writev (writeRequest below). Each
+//   copy went into a fresh buffer of up to 2 MB, and touching fresh memory
+//   (page faults) cost far more than the copying itself.
 //
 // Both are replaced in place, without changing what goes on the wire. The
 // CRC can only be swapped before kafkajs loads its record batch encoder (it
@@ -47,7 +55,11 @@ for (let n = 0; n < 256; n++) {
 
 /** CRC32C (Castagnoli) of `buf`, unsigned, as Kafka's record batches carry it. */
 export function crc32c(buf: Uint8Array): number {
-  let crc = -1;
+  return (crc32cUpdate(-1, buf) ^ -1) >>> 0;
+}
+
+/** The CRC32C state after `buf`, from `crc` (-1 to start); the sum is (state ^ -1) >>> 0. */
+function crc32cUpdate(crc: number, buf: Uint8Array): number {
   let i = 0;
   const n = buf.length;
   for (; i + 8 <= n; i += 8) {
@@ -63,16 +75,49 @@ export function crc32c(buf: Uint8Array): number {
       T[buf[i + 7]!]!;
   }
   for (; i < n; i++) crc = T[(crc ^ buf[i]!) & 0xff]! ^ (crc >>> 8);
-  return (crc ^ -1) >>> 0;
+  return crc;
 }
 
 interface EncoderLike {
   buf: Buffer;
   offset: number;
+  /** Set by the encoders below: the bytes as pieces, in order, not copied into one buffer yet (`buf` does that on first use). */
+  chunks?: Buffer[];
+}
+
+/**
+ * An encoder whose bytes are `chunks` in order, `size` in all. The record,
+ * record batch and produce encoders below hand their pieces on this way, so
+ * a message value is copied once, into the request, instead of once per
+ * level; anything else that reads `buf` (kafkajs's own encoders, for a
+ * compressed batch, say) gets them joined then.
+ */
+function chunked(proto: object, chunks: Buffer[], size: number): EncoderLike {
+  const e = Object.create(proto) as EncoderLike;
+  e.chunks = chunks;
+  e.offset = size;
+  Object.defineProperty(e, 'buf', {
+    configurable: true,
+    enumerable: true,
+    get(this: EncoderLike) {
+      const buf = chunks.length === 1 && chunks[0]!.length === size ? chunks[0]! : Buffer.concat(chunks, size);
+      Object.defineProperty(this, 'buf', { value: buf, writable: true, configurable: true, enumerable: true });
+      return buf;
+    },
+    set(this: EncoderLike, v: Buffer) {
+      Object.defineProperty(this, 'buf', { value: v, writable: true, configurable: true, enumerable: true });
+    },
+  });
+  return e;
+}
+
+/** An encoder's bytes as pieces: its chunks, or its buffer up to its offset. */
+function piecesOf(e: EncoderLike): Buffer[] {
+  return e.chunks ?? [e.buf.subarray(0, e.offset)];
 }
 
 /** What was tuned, for the tests and the debug log. */
-export const tuned = { crc32c: false, encoder: false, record: false, recordBatch: false };
+export const tuned = { crc32c: false, encoder: false, record: false, recordBatch: false, produce: false, request: false };
 
 interface RecordInput {
   offsetDelta?: number;
@@ -133,33 +178,42 @@ export function fastRecord(original: RecordEncoder, proto: object): RecordEncode
     let body = 1 + varIntSize(ts) + varIntSize(offsetDelta);
     body += key ? varIntSize(key.length) + key.length : 1;
     body += value ? varIntSize(value.length) + value.length : 1;
-    body += varIntSize(hs.length / 2);
-    for (const h of hs) body += varIntSize(h.length) + h.length;
+    let tail = varIntSize(hs.length / 2);
+    for (const h of hs) tail += varIntSize(h.length) + h.length;
+    body += tail;
     const total = varIntSize(body) + body;
-    const buf = Buffer.allocUnsafe(total);
+    // The value is referenced, not copied: it is copied once, into the request.
+    const separate = value !== null && value.length >= SEPARATE_VALUE_BYTES;
+    const buf = Buffer.allocUnsafe(separate ? total - value.length - tail : total);
     let at = writeVarInt(buf, 0, body);
     buf[at++] = 0;
     at = writeVarInt(buf, at, ts);
     at = writeVarInt(buf, at, offsetDelta);
-    for (const b of [key, value]) {
-      if (!b) {
-        at = writeVarInt(buf, at, -1);
-      } else {
-        at = writeVarInt(buf, at, b.length);
-        at += b.copy(buf, at);
-      }
+    if (!key) {
+      at = writeVarInt(buf, at, -1);
+    } else {
+      at = writeVarInt(buf, at, key.length);
+      at += key.copy(buf, at);
     }
-    at = writeVarInt(buf, at, hs.length / 2);
+    if (!value) {
+      at = writeVarInt(buf, at, -1);
+    } else {
+      at = writeVarInt(buf, at, value.length);
+      if (!separate) at += value.copy(buf, at);
+    }
+    const rest = separate ? Buffer.allocUnsafe(tail) : buf;
+    let t = separate ? 0 : at;
+    t = writeVarInt(rest, t, hs.length / 2);
     for (const h of hs) {
-      at = writeVarInt(buf, at, h.length);
-      at += h.copy(buf, at);
+      t = writeVarInt(rest, t, h.length);
+      t += h.copy(rest, t);
     }
-    const e = Object.create(proto) as EncoderLike;
-    e.buf = buf;
-    e.offset = at;
-    return e;
+    return separate ? chunked(proto, [buf, value, rest], total) : chunked(proto, [buf], total);
   };
 }
+
+/** Values from this size on are handed on by reference (smaller ones are copied: a piece costs more than copying them). */
+const SEPARATE_VALUE_BYTES = 256;
 
 interface LongLike {
   getHighBits(): number;
@@ -188,13 +242,17 @@ type BatchEncoder = (b: BatchInput) => Promise<EncoderLike>;
 export function fastRecordBatch(original: BatchEncoder, proto: object, fromValue: (v: unknown) => LongLike, crc: (b: Uint8Array) => number): BatchEncoder {
   return async (b) => {
     const records = b.records ?? [];
-    if ((b.compression ?? 0) !== 0 || !records.every((r) => r && Buffer.isBuffer(r.buf) && typeof r.offset === 'number')) return original(b);
+    if ((b.compression ?? 0) !== 0 || !records.every((r) => r && (r.chunks !== undefined || Buffer.isBuffer(r.buf)) && typeof r.offset === 'number')) {
+      return original(b);
+    }
     const now = Date.now();
     let size = 0;
     for (const r of records) size += r.offset;
     // firstOffset(8) length(4) epoch(4) magic(1) crc(4) attributes(2) lastOffsetDelta(4) timestamps(16) producerId(8) epoch(2) sequence(4) count(4)
     const total = 61 + size;
-    const buf = Buffer.allocUnsafe(total);
+    // Our CRC runs over the pieces; another one (kafkajs's own) needs the batch in one buffer.
+    const pieces = crc === crc32c;
+    const buf = Buffer.allocUnsafe(pieces ? 61 : total);
     const int64 = (v: unknown, at: number) => {
       const l = fromValue(v);
       buf.writeInt32BE(l.getHighBits(), at);
@@ -212,13 +270,212 @@ export function fastRecordBatch(original: BatchEncoder, proto: object, fromValue
     buf.writeInt16BE(b.producerEpoch ?? 0, 51);
     buf.writeInt32BE(b.firstSequence ?? 0, 53);
     buf.writeInt32BE(records.length, 57);
-    let at = 61;
-    for (const r of records) at += r.buf.copy(buf, at, 0, r.offset);
-    buf.writeUInt32BE(crc(buf.subarray(21)), 17);
-    const e = Object.create(proto) as EncoderLike;
-    e.buf = buf;
-    e.offset = total;
+    if (!pieces) {
+      let at = 61;
+      for (const r of records) at += r.buf.copy(buf, at, 0, r.offset);
+      buf.writeUInt32BE(crc(buf.subarray(21)), 17);
+      return chunked(proto, [buf], total);
+    }
+    const chunks: Buffer[] = [buf];
+    for (const r of records) for (const c of piecesOf(r)) chunks.push(c);
+    // The CRC covers the batch from its attributes on: the header's tail, then every piece.
+    let state = crc32cUpdate(-1, buf.subarray(21, 61));
+    for (let i = 1; i < chunks.length; i++) state = crc32cUpdate(state, chunks[i]!);
+    buf.writeUInt32BE((state ^ -1) >>> 0, 17);
+    return chunked(proto, chunks, total);
+  };
+}
+
+/** An encoder's bytes: `buf` up to `offset`, as kafkajs's Encoder#buffer gives them. */
+function isEncoder(e: unknown): e is EncoderLike {
+  if (typeof e !== 'object' || e === null || typeof (e as EncoderLike).offset !== 'number') return false;
+  return Array.isArray((e as EncoderLike).chunks) || Buffer.isBuffer((e as EncoderLike).buf);
+}
+
+function encoderOf(proto: object, buf: Buffer): EncoderLike {
+  const e = Object.create(proto) as EncoderLike;
+  e.buf = buf;
+  e.offset = buf.length;
+  return e;
+}
+
+/** Bytes of a Kafka (nullable) STRING: an INT16 length, -1 for null, then UTF-8. */
+function stringSize(s: string | null | undefined): number {
+  return 2 + (s == null ? 0 : Buffer.byteLength(s));
+}
+
+function writeString(buf: Buffer, at: number, s: string | null | undefined): number {
+  if (s == null) {
+    buf.writeInt16BE(-1, at);
+    return at + 2;
+  }
+  const n = buf.write(s, at + 2, 'utf8');
+  buf.writeInt16BE(n, at);
+  return at + 2 + n;
+}
+
+/** The pieces that follow a request's frame (fastRequest), by the frame's buffer, for writeRequest. */
+const requestRest = new WeakMap<Buffer, Buffer[]>();
+
+interface WritableSocket {
+  write(data: unknown, encoding?: unknown, cb?: unknown): boolean;
+  cork(): void;
+  uncork(): void;
+}
+
+/**
+ * A kafkajs connection's socket.write: a request frame from fastRequest goes
+ * out with its pieces in one writev (cork, write each, uncork), anything
+ * else as it is.
+ */
+export function writeRequest(write: WritableSocket['write']): WritableSocket['write'] {
+  return function (this: WritableSocket, data, encoding, cb) {
+    const rest = Buffer.isBuffer(data) ? requestRest.get(data) : undefined;
+    if (!rest) return write.call(this, data, encoding, cb);
+    this.cork();
+    write.call(this, data);
+    let ok = true;
+    for (let i = 0; i < rest.length; i++) ok = write.call(this, rest[i], undefined, i === rest.length - 1 ? cb : undefined);
+    this.uncork();
+    return ok;
+  };
+}
+
+interface RequestInput {
+  correlationId: number;
+  clientId?: string | null;
+  request: { apiKey: number; apiVersion: number; encode: () => Promise<unknown> };
+}
+type RequestEncoder = (r: RequestInput) => Promise<EncoderLike>;
+
+/**
+ * kafkajs's protocol/request.js (every request's frame: size, api key and
+ * version, correlation id, client id, then the body) in one buffer of its
+ * exact size instead of two growing copies. A body that is not an encoder
+ * goes to kafkajs's own, which rejects it as before.
+ */
+export function fastRequest(original: RequestEncoder, proto: object, pieces = false): RequestEncoder {
+  return async (r) => {
+    const { apiKey, apiVersion, encode } = r.request;
+    const body = await encode();
+    if (!isEncoder(body)) return original({ ...r, request: { ...r.request, encode: async () => body } });
+    const head = 4 + 2 + 2 + 4 + stringSize(r.clientId);
+    const rest = piecesOf(body);
+    // With the socket's writeRequest: the frame alone, its pieces to follow it (small bodies are copied: a piece costs more).
+    const separate = pieces && body.offset >= SEPARATE_BODY_BYTES;
+    const buf = Buffer.allocUnsafe(separate ? head : head + body.offset);
+    buf.writeInt32BE(head + body.offset - 4, 0);
+    buf.writeInt16BE(apiKey, 4);
+    buf.writeInt16BE(apiVersion, 6);
+    buf.writeInt32BE(r.correlationId, 8);
+    writeString(buf, 12, r.clientId);
+    if (!separate) {
+      let at = head;
+      for (const c of rest) at += c.copy(buf, at);
+      return encoderOf(proto, buf);
+    }
+    requestRest.set(buf, rest);
+    const e = encoderOf(proto, buf);
+    // kafkajs writes `buffer` to the socket: this very frame, which writeRequest knows. size() is the whole request's.
+    Object.defineProperty(e, 'buffer', { value: buf });
+    e.offset = head + body.offset;
     return e;
+  };
+}
+
+/** Bodies from this size on go to the socket as pieces rather than copied behind their frame. */
+const SEPARATE_BODY_BYTES = 16 * 1024;
+
+interface ProduceMessage {
+  timestamp?: number | null;
+  [k: string]: unknown;
+}
+interface ProduceInput {
+  acks: number;
+  timeout: number;
+  transactionalId?: string | null;
+  producerId?: unknown;
+  producerEpoch?: number;
+  compression?: number;
+  topicData: { topic: string; partitions: { partition: number; firstSequence?: number; messages: ProduceMessage[] }[] }[];
+}
+type ProduceRequest = (p: ProduceInput) => { apiKey: number; apiVersion: number; encode: () => Promise<EncoderLike> } & Record<string, unknown>;
+type RecordFn = (r: Record<string, unknown>) => EncoderLike;
+type RecordBatchFn = (b: Record<string, unknown>) => Promise<EncoderLike>;
+
+/**
+ * kafkajs's Produce request v3 (which v4 to v7 reuse): the same record
+ * batches, built by the same encoders, with the same timestamps, then the
+ * body (transactional id, acks, timeout, topics, partitions, batches) written
+ * into one buffer of its exact size rather than copied through an encoder
+ * per partition, per topic and for the body.
+ */
+export function fastProduce(original: ProduceRequest, record: RecordFn, recordBatch: RecordBatchFn, proto: object, minusOne: unknown): ProduceRequest {
+  return (input) => {
+    const req = original(input);
+    const { acks, timeout, transactionalId = null, producerId = minusOne, producerEpoch = 0, compression = 0, topicData } = input;
+    const encode = async (): Promise<EncoderLike> => {
+      let size = stringSize(transactionalId) + 2 + 4 + 4;
+      const topics: { topic: string; parts: { partition: number; batch: EncoderLike }[] }[] = [];
+      for (const { topic, partitions } of topicData) {
+        size += stringSize(topic) + 4;
+        const parts: { partition: number; batch: EncoderLike }[] = [];
+        for (const { partition, messages, firstSequence } of partitions) {
+          // As kafkajs's partition encoder does, to the sort (a string sort, as there).
+          const dateNow = Date.now();
+          const messageTimestamps = messages
+            .map((m) => m.timestamp)
+            .filter((t) => t != null)
+            .sort();
+          const timestamps = messageTimestamps.length === 0 ? [dateNow] : messageTimestamps;
+          const firstTimestamp = timestamps[0] as number;
+          const maxTimestamp = timestamps[timestamps.length - 1];
+          const records = messages.map((message, i) => record({ ...message, offsetDelta: i, timestampDelta: (message.timestamp || dateNow) - firstTimestamp }));
+          const batch = await recordBatch({
+            compression,
+            records,
+            firstTimestamp,
+            maxTimestamp,
+            producerId,
+            producerEpoch,
+            firstSequence,
+            transactional: !!transactionalId,
+            lastOffsetDelta: records.length - 1,
+          });
+          if (!isEncoder(batch)) throw new Error('kafkajs record batch is not an encoder');
+          parts.push({ partition, batch });
+          size += 4 + 4 + batch.offset;
+        }
+        topics.push({ topic, parts });
+      }
+      // The framing in one small buffer; the batches are pieces between its parts, not copied here.
+      let frame = size;
+      for (const { parts } of topics) for (const { batch } of parts) frame -= batch.offset;
+      const buf = Buffer.allocUnsafe(frame);
+      const chunks: Buffer[] = [];
+      let from = 0;
+      let at = writeString(buf, 0, transactionalId);
+      buf.writeInt16BE(acks, at);
+      buf.writeInt32BE(timeout, at + 2);
+      buf.writeInt32BE(topics.length, at + 6);
+      at += 10;
+      for (const { topic, parts } of topics) {
+        at = writeString(buf, at, topic);
+        buf.writeInt32BE(parts.length, at);
+        at += 4;
+        for (const { partition, batch } of parts) {
+          buf.writeInt32BE(partition, at);
+          buf.writeInt32BE(batch.offset, at + 4);
+          at += 8;
+          chunks.push(buf.subarray(from, at));
+          from = at;
+          for (const c of piecesOf(batch)) chunks.push(c);
+        }
+      }
+      if (at > from) chunks.push(buf.subarray(from, at));
+      return chunked(proto, chunks, size);
+    };
+    return { ...req, encode };
   };
 }
 
@@ -253,6 +510,35 @@ function tune(): void {
       if (typeof batchMod.RecordBatch === 'function' && typeof Long.fromValue === 'function') {
         batchMod.RecordBatch = fastRecordBatch(batchMod.RecordBatch, Encoder.prototype, Long.fromValue.bind(Long), batchCrc);
         tuned.recordBatch = true;
+      }
+      // v4 to v7 take v3's module when they load, which is after this.
+      const v3 = require(producePath) as ProduceRequest;
+      // Loaded just now (it was not before this block): not narrowed to undefined.
+      const loaded: NodeJS.Dict<NodeJS.Module> = require.cache;
+      const v3Cached = loaded[producePath];
+      const fromInt = (Long as { fromInt?: (n: number) => unknown }).fromInt;
+      if (typeof v3 === 'function' && v3Cached && typeof fromInt === 'function' && typeof batchMod.RecordBatch === 'function') {
+        const record = require(recordPath) as RecordFn;
+        v3Cached.exports = fastProduce(v3, record, batchMod.RecordBatch as unknown as RecordBatchFn, Encoder.prototype, fromInt.call(Long, -1));
+        tuned.produce = true;
+      }
+    }
+    // Every request's frame, and the socket it is written to; connection.js takes both when it loads.
+    const requestPath = require.resolve('kafkajs/src/protocol/request.js');
+    const socketPath = require.resolve('kafkajs/src/network/socket.js');
+    if (!require.cache[require.resolve('kafkajs/src/network/connection.js')]) {
+      const original = require(requestPath) as RequestEncoder;
+      const cached = require.cache[requestPath];
+      const createSocket = require(socketPath) as (o: unknown) => WritableSocket;
+      const socketCached = require.cache[socketPath];
+      if (typeof original === 'function' && cached && typeof createSocket === 'function' && socketCached) {
+        socketCached.exports = (o: unknown) => {
+          const socket = createSocket(o);
+          socket.write = writeRequest(socket.write);
+          return socket;
+        };
+        cached.exports = fastRequest(original, Encoder.prototype, true);
+        tuned.request = true;
       }
     }
     const next = Encoder.nextPowerOfTwo;

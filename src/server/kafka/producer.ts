@@ -128,7 +128,8 @@ export class LogWriter {
   private closed = false;
   private readonly partitioner = Partitioners.DefaultPartitioner();
   private readonly partitionMeta = new Map<string, PartitionMetadata[]>();
-  private readonly partitionCache = new Map<string, number>();
+  /** Per topic, the partition of each key seen (for the topic's partition count when it was set). */
+  private readonly partitionCache = new Map<string, Map<string, number>>();
 
   constructor(kafka: KafkaClient, cfg: KafkaConfig, log: Logger) {
     this.lanes = Array.from({ length: LANES }, () => new Lane(kafka, cfg, log));
@@ -141,6 +142,7 @@ export class LogWriter {
 
   /** Tells the writer a topic's partition count, so partitionOf() agrees with the producer (Java's murmur2). */
   setPartitions(topic: string, n: number): void {
+    this.partitionCache.set(topic, new Map());
     this.partitionMeta.set(
       topic,
       Array.from({ length: n }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0], offlineReplicas: [] })),
@@ -149,14 +151,14 @@ export class LogWriter {
 
   partitionOf(topic: string, key: string): number | undefined {
     const meta = this.partitionMeta.get(topic);
-    if (!meta) return undefined;
+    const cache = this.partitionCache.get(topic);
+    if (!meta || !cache) return undefined;
     // kafkajs's murmur2 is JavaScript over the key's bytes, and the same alerts repeat.
-    const k = `${meta.length}\u0000${topic}\u0000${key}`;
-    let p = this.partitionCache.get(k);
+    let p = cache.get(key);
     if (p === undefined) {
       p = this.partitioner({ topic, partitionMetadata: meta, message: { key, value: null } });
-      if (this.partitionCache.size >= PARTITION_CACHE_MAX) this.partitionCache.clear();
-      this.partitionCache.set(k, p);
+      if (cache.size >= PARTITION_CACHE_MAX) cache.clear();
+      cache.set(key, p);
     }
     return p;
   }
