@@ -71,18 +71,7 @@ const CACHE_MAX = 20_000;
  * loaded from the database. `mainText` and `moreText` are the parts of the
  * search text each full-text index has.
  */
-export function openEntry(
-  row: AlertRow,
-  v: {
-    labels: Record<string, string>;
-    policies: PolicyRef[];
-    details: Record<string, unknown>;
-    search: SearchText;
-    mainText: string;
-    moreText: string;
-    isNew: boolean;
-  },
-): OpenEntry {
+export function openEntry(row: AlertRow, v: Pick<OpenEntry, 'labels' | 'policies' | 'details' | 'search' | 'mainText' | 'moreText' | 'isNew'>): OpenEntry {
   return {
     row,
     labels: v.labels,
