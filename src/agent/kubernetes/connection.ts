@@ -1,18 +1,25 @@
 import { existsSync, readFileSync } from 'node:fs';
+import type { Agent as HttpAgent } from 'node:http';
 import type { RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { KubeConfig, type Cluster, type Context, type User } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
+import { kubeAgent, type ProxyAgentFactory } from './pool.js';
+import { TlsFiles, type TlsMaterial } from './tls-material.js';
 
 // How the agent reaches the Kubernetes API server, shared by every module that
-// needs it (the Cilium policy watch today; GitOps and the CI tunnel next).
-// Loading is @kubernetes/client-node's KubeConfig (contexts, CA data and
-// files, client certificates, bearer tokens, exec and auth-provider plugins,
-// proxy-url, tls-server-name); this file adds what it gets wrong against
-// kubectl: KUBECONFIG lists merge first-wins (the library lets later files
-// override the current context and throws on a repeated name), and `tokenFile`
-// users (the library reads a `token-file` key kubectl never writes, and once).
+// needs it (the Cilium policy watch, GitOps, the CI tunnel). Loading is
+// @kubernetes/client-node's KubeConfig (contexts, CA data and files, client
+// certificates, bearer tokens, exec and auth-provider plugins, proxy-url,
+// tls-server-name); this file adds what it gets wrong against kubectl:
+// KUBECONFIG lists merge first-wins (the library lets later files override the
+// current context and throws on a repeated name), `tokenFile` users (the
+// library reads a `token-file` key kubectl never writes, and once), and
+// connections: the library reads the CA and certificate files and makes a new
+// https.Agent, without keep-alive, for every request. Here the TLS material is
+// read once and again when its files change (tls-material.ts), and requests
+// share keep-alive connections per material (pool.ts).
 
 /** What one request needs: TLS options, the agent, and the Authorization (or impersonation) headers. */
 export type KubeRequestOptions = Omit<RequestOptions, 'headers'> & { headers: Record<string, string> };
@@ -26,8 +33,10 @@ export interface KubeConnection {
   /** The namespace of the context or of the pod's service account, if any. */
   readonly namespace?: string;
   /**
-   * TLS material, credentials and the agent (proxy-url) for one request.
-   * Fresh each call: projected service account tokens and token files are
+   * TLS material, credentials and the agent for one request. The agent is the
+   * process's keep-alive pool for this TLS material (a proxy-url's agent when
+   * there is one): pass it on, so requests share connections. Credentials are
+   * fresh each call: projected service account tokens and token files are
    * read again, exec plugins run again once their credential has expired.
    */
   requestOptions(): Promise<KubeRequestOptions>;
@@ -215,23 +224,65 @@ function copy(kc: KubeConfig, users: User[]): KubeConfig {
   return out;
 }
 
+/** The parts of the client library's KubeConfig used here that its typings call private (version 1.4). */
+interface KubeConfigInternals {
+  /** Bearer token, exec plugin, auth-provider: the credentials alone, without reading the TLS files or making an agent. */
+  applyAuthorizationHeader(opts: KubeRequestOptions): Promise<void>;
+  /** The agent for a proxy-url (http, https and socks proxies). */
+  createAgent(cluster: Cluster, options: object): HttpAgent;
+}
+
+function internals(kc: KubeConfig): KubeConfigInternals {
+  const k = kc as unknown as KubeConfigInternals;
+  if (typeof k.applyAuthorizationHeader !== 'function' || typeof k.createAgent !== 'function')
+    throw new Error(
+      '@kubernetes/client-node lacks applyAuthorizationHeader or createAgent: src/agent/kubernetes/connection.ts needs updating for this version',
+    );
+  return k;
+}
+
 function connection(loaded: KubeConfig, source: string, tokenFiles: ReadonlyMap<string, string>): KubeConnection {
   const cluster = loaded.getCurrentCluster();
   if (!cluster?.server) throw new Error(`${source}: the cluster has no server address`);
   const ctx = loaded.getContextObject(loaded.getCurrentContext());
   const userName = ctx?.user ?? '';
+  const protocol = new URL(cluster.server).protocol;
+  // The client library's rule (it threw on every request): plain HTTP only when asked for, or through a proxy.
+  if (protocol === 'http:' && !cluster.skipTLSVerify && !cluster.proxyUrl)
+    throw new Error(`${source}: the server ${cluster.server} is plain HTTP, which is used only with insecure-skip-tls-verify: true`);
+  const user = loaded.getUser(userName);
+  const tls = new TlsFiles(
+    {
+      caFile: cluster.caFile,
+      caData: cluster.caData,
+      certFile: user?.certFile,
+      certData: user?.certData,
+      keyFile: user?.keyFile,
+      keyData: user?.keyData,
+      servername: cluster.tlsServerName,
+      rejectUnauthorized: !cluster.skipTLSVerify,
+      proxy: cluster.proxyUrl,
+    },
+    source,
+  );
+  const proxyAgent: ProxyAgentFactory = (options) => internals(loaded).createAgent(cluster, options);
   let kc = withExecInfo(loaded, cluster, userName);
+  let auth = internals(kc);
+  // An exec plugin may answer with a client certificate: the material is then the files' plus it, made once per credential.
+  let withCert: { base: TlsMaterial; cert: unknown; key: unknown; material: TlsMaterial } | undefined;
   return {
     server: cluster.server.replace(/\/+$/, ''),
     source,
     ...(ctx?.namespace ? { namespace: ctx.namespace.trim() } : {}),
     async requestOptions() {
       const opts: KubeRequestOptions = { headers: {} };
+      if (user?.impersonateUser != null) opts.headers['Impersonate-User'] = user.impersonateUser;
       try {
-        await kc.applyToHTTPSOptions(opts as RequestOptions);
+        await auth.applyAuthorizationHeader(opts);
       } catch (e) {
         throw new Error(`${source}: cannot get credentials for user "${userName}": ${(e as Error).message.trim() || 'the exec plugin failed'}`);
       }
+      if (user?.username) opts.auth = `${user.username}:${user.password}`;
       // client-go: a token in the kubeconfig wins over tokenFile.
       const tf = tokenFiles.get(userName);
       if (tf && !opts.headers.Authorization) {
@@ -243,10 +294,25 @@ function connection(loaded: KubeConfig, source: string, tokenFiles: ReadonlyMap<
         }
         if (token) opts.headers.Authorization = `Bearer ${token}`;
       }
-      return opts;
+      let material = tls.current();
+      if (opts.cert !== undefined || opts.key !== undefined) {
+        if (withCert?.base !== material || withCert.cert !== opts.cert || withCert.key !== opts.key) {
+          const m = {
+            ...material,
+            ...(opts.cert !== undefined ? { cert: opts.cert as string | Buffer } : {}),
+            ...(opts.key !== undefined ? { key: opts.key as string | Buffer } : {}),
+          };
+          withCert = { base: material, cert: opts.cert, key: opts.key, material: Object.freeze(m) };
+        }
+        material = withCert.material;
+      }
+      const { proxy: _, ...parts } = material;
+      // The material stays in the options too, for a caller that opens a connection of its own (agent: false).
+      return Object.assign(opts, parts, { agent: kubeAgent(protocol, material, proxyAgent) });
     },
     credentialsRejected() {
       kc = withExecInfo(loaded, cluster, userName);
+      auth = internals(kc);
     },
   };
 }

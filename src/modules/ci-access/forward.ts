@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { KubeConnection, KubeRequestOptions } from '../../agent/kubernetes/connection.js';
 import type { AgentFrame, End, Impersonation, RequestHeader, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
@@ -30,8 +30,8 @@ export function impersonationHeaders(i: Impersonation): Record<string, string | 
 }
 
 export class ApiForwarder {
-  private agentKey: unknown[] = [];
-  private agent: HttpAgent | undefined;
+  /** Requests not yet over (upgraded ones leave at the 101), ended by close(). */
+  private readonly open = new Set<ClientRequest>();
   private readonly base: URL;
 
   constructor(
@@ -80,6 +80,8 @@ export class ApiForwarder {
     const https = this.base.protocol === 'https:';
     const { headers: _, ...tls } = opts;
     const req: ClientRequest = (https ? httpsRequest : httpRequest)({
+      // With the agent's keep-alive pool (src/agent/kubernetes/pool.ts), upgrades included: an upgraded
+      // connection leaves the pool at the 101 (Node's agent lets it go), so a long exec holds no pooled socket.
       ...tls,
       protocol: this.base.protocol,
       hostname: this.base.hostname.replace(/^\[|\]$/g, ''),
@@ -87,9 +89,9 @@ export class ApiForwarder {
       method: h.method,
       path: `${this.base.pathname.replace(/\/+$/, '')}${h.uri}`,
       headers,
-      // An upgraded connection leaves the pool for good: it gets its own.
-      agent: upgrade ? (opts.agent ?? false) : this.pooled(opts.agent, https),
     });
+    this.open.add(req);
+    req.once('close', () => this.open.delete(req));
     req.setNoDelay(true);
     // An upgrade request has no body: its headers go now, and bytes the client sends come after the 101.
     if (upgrade) req.end();
@@ -217,64 +219,9 @@ export class ApiForwarder {
     return kept;
   }
 
-  /**
-   * A keep-alive pool per set of TLS material. @kubernetes/client-node hands
-   * out a new Agent per request without keep-alive, which costs a TLS
-   * handshake each time; its options are taken into one pooled Agent instead.
-   * A proxy agent (proxy-url) is used as given.
-   */
-  private pooled(given: unknown, https: boolean): HttpAgent | undefined {
-    if (given && given.constructor !== HttpsAgent && given.constructor !== HttpAgent) return given as HttpAgent;
-    const o = ((given as { options?: Record<string, unknown> } | undefined)?.options ?? {}) as Record<string, unknown>;
-    const tls = {
-      ca: o.ca,
-      cert: o.cert,
-      key: o.key,
-      pfx: o.pfx,
-      passphrase: o.passphrase,
-      servername: o.servername,
-      rejectUnauthorized: o.rejectUnauthorized,
-    };
-    // Compared in place: the material is read anew for every request, and spelling it as a key (JSON, or a string) cost more than the comparison.
-    const key = [https, ...Object.values(tls)];
-    if (!this.agent || !sameParts(key, this.agentKey)) {
-      this.agent?.destroy();
-      this.agentKey = key;
-      const defined = Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined));
-      this.agent = https ? new PoolAgent({ keepAlive: true, maxFreeSockets: 16, ...defined }) : new HttpAgent({ keepAlive: true, maxFreeSockets: 16 });
-    }
-    return this.agent;
-  }
-
+  /** Ends the requests in flight; the connections are the agent's pool, which other modules share. */
   close(): void {
-    this.agent?.destroy();
-  }
-}
-
-/** Whether two lists of TLS options hold the same values (buffers by their bytes, lists element by element). */
-function sameParts(a: readonly unknown[], b: readonly unknown[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i];
-    const y = b[i];
-    if (Buffer.isBuffer(x) || Buffer.isBuffer(y)) {
-      if (!(Buffer.isBuffer(x) && Buffer.isBuffer(y) && x.equals(y))) return false;
-    } else if (Array.isArray(x) || Array.isArray(y)) {
-      if (!(Array.isArray(x) && Array.isArray(y) && sameParts(x, y))) return false;
-    } else if (x !== y) return false;
-  }
-  return true;
-}
-
-/**
- * The pool of one API server and one set of TLS material (pooled() makes a
- * new one when the material changes), so a connection's key needs neither:
- * Node's own key spells out the CA, certificate and key, as strings, on each
- * request and again each time a connection is freed.
- */
-class PoolAgent extends HttpsAgent {
-  override getName(options?: Parameters<HttpAgent['getName']>[0]): string {
-    return HttpAgent.prototype.getName.call(this, options);
+    for (const req of this.open) req.destroy();
   }
 }
 

@@ -1,12 +1,14 @@
 import type { ClientRequest } from 'node:http';
-import { Agent, request, type RequestOptions } from 'node:https';
+import { request, type RequestOptions } from 'node:https';
 import { type KubeStatusCause, kubeApiError } from '../../../agent/kubernetes/errors.js';
 
 // Plain HTTPS to the Kubernetes API server for GitOps: server-side apply
 // (application/apply-patch+yaml with a JSON body: JSON is YAML, and YAML 1.1
 // would turn a bare `y` into true), gets, lists and deletes. The connection
-// (server, credentials, CA) is the agent's shared one; this file only adds
-// keep-alive, so a sync of 1,000 objects does not pay 1,000 TLS handshakes.
+// (server, credentials, CA) and its keep-alive pool are the agent's shared
+// ones (src/agent/kubernetes/): the agent the connection gives with each
+// request's options is used as given, so a sync of 1,000 objects does not pay
+// 1,000 TLS handshakes.
 
 /** The agent's connection to the API server (src/agent/kubernetes/connection.ts's KubeConnection fits). */
 export interface KubeEndpoint {
@@ -30,9 +32,8 @@ export interface KubeRequest {
 }
 
 export class KubeApi {
-  // Idle sockets are closed well before the API server's own idle timeout (90 s), so one is seldom reused as
-  // the server closes it; when it happens anyway, the request is sent again (send()).
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 32, timeout: 30_000 });
+  /** Requests not yet over, ended by close(). */
+  private readonly open = new Set<ClientRequest>();
   /**
    * The requests in flight under each caller's signal. A sync sends dozens at once (its pool of 32, discovery,
    * the wait's reads) under one signal: given to each request, the signal would hold one abort listener per
@@ -43,16 +44,12 @@ export class KubeApi {
   constructor(readonly endpoint: KubeEndpoint) {}
 
   async request<T>(r: KubeRequest): Promise<KubeResponse<T>> {
-    const { agent, ...opts } = await this.endpoint.requestOptions();
+    const opts = await this.endpoint.requestOptions();
     const q = Object.entries(r.query ?? {}).filter((e): e is [string, string] => e[1] !== undefined);
     const url = new URL(this.endpoint.server + r.path + (q.length ? `?${new URLSearchParams(q)}` : ''));
     const payload = r.body === undefined ? undefined : Buffer.from(JSON.stringify(r.body));
     const options: RequestOptions = {
       ...opts,
-      // The agent's connection hands out a new https.Agent with every request's options (the client library's
-      // way of supporting proxy-url): used as is, every request would open its own TLS connection. Only a
-      // proxy's agent is kept; the TLS material stays in the options, where the pool keys its sockets by it.
-      agent: agent && Object.getPrototypeOf(agent) !== Agent.prototype ? agent : this.agent,
       method: r.method,
       headers: {
         ...opts.headers,
@@ -65,7 +62,8 @@ export class KubeApi {
       try {
         return await this.send<T>(url, options, payload, r);
       } catch (e) {
-        // A kept-alive socket the server closed as it was reused, before any answer: the request (a read, an
+        // A kept-alive socket the server closed as it was reused (the pool closes idle ones well before the
+        // server's 90 s, but the server may close one sooner), before any answer: the request (a read, an
         // apply or a delete, each safe to repeat) is sent again on another, as Go's client does.
         if (!(e as { reusedSocket?: boolean }).reusedSocket || attempt >= 3 || r.signal?.aborted) throw e;
       }
@@ -102,6 +100,8 @@ export class KubeApi {
         const reset = e.code === 'ECONNRESET' || e.code === 'EPIPE';
         reject(reset && req.reusedSocket ? Object.assign(e, { reusedSocket: true }) : e);
       });
+      this.open.add(req);
+      req.once('close', () => this.open.delete(req));
       if (r.signal) this.track(r.signal, req);
       req.end(payload);
     });
@@ -130,8 +130,9 @@ export class KubeApi {
     });
   }
 
+  /** Ends the requests in flight; the connections are the agent's pool, which other modules share. */
   close(): void {
-    this.agent.destroy();
+    for (const req of this.open) req.destroy();
   }
 }
 

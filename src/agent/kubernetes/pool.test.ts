@@ -1,0 +1,126 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type KubeConnection, kubeConnection } from './connection.js';
+import { TLS_FILE_CHECK_MS } from './tls-material.js';
+
+// Connections made from one kubeconfig, against a real HTTPS server that
+// counts its TLS handshakes: requests of both share keep-alive connections;
+// the token file is still read for every request; a CA file that changes is
+// read again, and new connections are verified with the new CA.
+
+const dir = mkdtempSync(join(tmpdir(), 'verdict-kube-pool-'));
+
+/** A self-signed certificate for 127.0.0.1, its own CA. */
+function selfSigned(name: string): { cert: Buffer; key: Buffer } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  execFileSync('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    `/CN=${name}`,
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+  ]);
+  return { cert: readFileSync(cert), key: readFileSync(key) };
+}
+
+let first: { cert: Buffer; key: Buffer };
+let second: { cert: Buffer; key: Buffer };
+let server: Server;
+let handshakes = 0;
+const sockets = new Set<Socket>();
+const tokens: string[] = [];
+const caFile = join(dir, 'ca.crt');
+const tokenFile = join(dir, 'token');
+let kubeconfig: string;
+
+beforeAll(async () => {
+  first = selfSigned('first');
+  second = selfSigned('second');
+  writeFileSync(caFile, first.cert);
+  writeFileSync(tokenFile, 'one\n');
+  server = createServer({ ...first }, (req, res) => {
+    tokens.push(req.headers.authorization ?? '');
+    res.setHeader('content-type', 'application/json');
+    res.end('{"kind":"Namespace"}');
+  });
+  server.on('secureConnection', (s: Socket) => {
+    handshakes++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(
+    kubeconfig,
+    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:${port}", certificate-authority: ${caFile}}}]\nusers: [{name: u, user: {tokenFile: ${tokenFile}}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n`,
+  );
+});
+
+afterAll(async () => {
+  for (const s of sockets) s.destroy();
+  await new Promise((resolve) => server?.close(resolve));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function get(conn: KubeConnection): Promise<number> {
+  const { headers, ...opts } = await conn.requestOptions();
+  return new Promise((resolve, reject) => {
+    const req = request(`${conn.server}/api/v1/namespaces/default`, { ...opts, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('the keep-alive pool of the agent’s connections', () => {
+  it('shares TLS connections between requests and between connections from the same kubeconfig; tokens are read per request', async () => {
+    const a = kubeConnection({ kubeconfig });
+    const b = kubeConnection({ kubeconfig });
+    const before = handshakes;
+    for (let round = 0; round < 5; round++) {
+      if (round === 3) writeFileSync(tokenFile, 'two\n');
+      const statuses = await Promise.all([a, b, a, b].map(get));
+      expect(statuses).toEqual([200, 200, 200, 200]);
+    }
+    // 20 requests, at most 4 at a time, from two connections.
+    expect(handshakes - before).toBeLessThanOrEqual(4);
+    expect(tokens.slice(-8)).toEqual(Array(8).fill('Bearer two'));
+    expect((await a.requestOptions()).agent).toBe((await b.requestOptions()).agent);
+  });
+
+  it('reads a CA file again when it changes (a rotated in-cluster CA), and verifies new connections with it', async () => {
+    const conn = kubeConnection({ kubeconfig });
+    expect(await get(conn)).toBe(200);
+    const old = (await conn.requestOptions()).agent;
+    // The server changes certificate and drops its connections: a request now needs a handshake, verified with the new CA.
+    server.setSecureContext({ ...second });
+    for (const s of sockets) s.destroy();
+    writeFileSync(caFile, second.cert);
+    await new Promise((resolve) => setTimeout(resolve, TLS_FILE_CHECK_MS + 100));
+    const before = handshakes;
+    expect(await get(conn)).toBe(200);
+    expect(handshakes - before).toBe(1);
+    expect((await conn.requestOptions()).agent).not.toBe(old);
+  });
+});
