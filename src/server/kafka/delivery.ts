@@ -130,6 +130,8 @@ const WINDOW_MS = 500;
 const WINDOW_BYTES = 4 * 1024 * 1024;
 /** A failed export is tried again this much later when there is no window to wait for. */
 const RETRY_MS = 2000;
+/** A closed window waits this long for a fetched batch to flush it (the member fetches every WINDOW_MS). */
+const IDLE_MS = 3 * WINDOW_MS;
 /** Coalesced exports waiting at most; past it they go out before more is handed on. */
 const EXPORT_MAX = 20_000;
 const SEEN_MAX = 50_000;
@@ -182,6 +184,10 @@ export class DeliveryGroup {
   private pendingExports = 0;
   /** Closes the export window: set when something is handed on and nothing is waiting yet. */
   private windowTimer: NodeJS.Timeout | undefined;
+  /** The window has closed: the next fetched batch flushes at its end (or the idle check, if none comes). */
+  private due = false;
+  /** Between kafkajs starting a rejoin and the join: the assignment is about to change. */
+  private rebalancing = false;
   private flushing: Promise<void> | undefined;
   /**
    * The export window (kafka.export_window): an alert's changes in it are
@@ -221,19 +227,43 @@ export class DeliveryGroup {
   }
 
   /**
-   * Starts the export window if none is open: it closes (flushes) `ms` later.
-   * Without a window the end of each fetched batch flushes, and this only
-   * retries a flush that failed.
+   * Starts the export window if none is open; it closes `ms` later. The
+   * flush then happens at the end of the next fetched batch, where this
+   * member surely owns its partitions: flushed from the timer, a rebalance
+   * could hand the partitions to the next owner before the commit, and it
+   * would export the same changes again. When no batch comes (an idle log)
+   * the timer flushes after IDLE_MS, unless a rejoin is under way. Without
+   * a window each batch flushes at its end, and this only retries a flush
+   * that failed.
    */
   private openWindow(ms = this.windowMs): void {
-    if (this.windowTimer || ms === 0 || this.stopped) return;
+    if (this.windowTimer || this.due || ms === 0 || this.stopped) return;
     this.windowTimer = setTimeout(() => {
       this.windowTimer = undefined;
-      void this.flush().finally(() => {
-        if (this.pending.size) this.openWindow(this.windowMs || RETRY_MS);
-      });
+      this.due = true;
+      this.idleCheck();
     }, ms);
     this.windowTimer.unref();
+  }
+
+  private idleCheck(): void {
+    this.windowTimer = setTimeout(() => {
+      this.windowTimer = undefined;
+      if (!this.due || this.stopped) return;
+      if (this.rebalancing) this.idleCheck();
+      else void this.flushDue();
+    }, IDLE_MS);
+    this.windowTimer.unref();
+  }
+
+  /** Flushes a window that has closed; opens the next if something is (still, or again) waiting. */
+  private async flushDue(): Promise<void> {
+    this.due = false;
+    // The idle check, if this is a batch's end: the next window's timer takes its place.
+    if (this.windowTimer) clearTimeout(this.windowTimer);
+    this.windowTimer = undefined;
+    await this.flush();
+    if (this.pending.size) this.openWindow(this.windowMs || RETRY_MS);
   }
 
   /** Produces the coalesced exports, then commits the offsets they cover. One flush at a time. */
@@ -303,7 +333,11 @@ export class DeliveryGroup {
       retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
     });
     this.consumer = consumer;
+    consumer.on(consumer.events.REBALANCING, () => {
+      this.rebalancing = true;
+    });
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.rebalancing = false;
       const mine = e.payload.memberAssignment[this.o.logTopic] ?? [];
       // The projection notes what changes in these partitions from now on; what came before is read from the log.
       this.o.projection.noteChangesOf(mine);
@@ -484,11 +518,14 @@ export class DeliveryGroup {
       if (this.pendingExports >= EXPORT_MAX) await this.flush();
       await heartbeat();
     }
-    // Without a window, exported and committed before the batch ends, while
-    // this member surely owns the partition. With one, a rebalance before the
-    // window closes drops the partition's waiting exports (GROUP_JOIN): the
-    // next owner starts at the committed offset and exports them instead.
-    if (this.windowMs === 0 && isRunning() && !isStale()) await this.flush();
+    // Exported and committed before the batch ends, while this member surely
+    // owns the partition (see openWindow). A rebalance before the window
+    // closes drops the partition's waiting exports (GROUP_JOIN): the next
+    // owner starts at the committed offset and exports them instead.
+    if (isRunning() && !isStale()) {
+      if (this.windowMs === 0) await this.flush();
+      else if (this.due) await this.flushDue();
+    }
   }
 
   /** Publishes claims to the log partition of the changes they are for, where every replica's projection reads them. */
