@@ -44,7 +44,15 @@ describe('alert store bounds', () => {
     const store = new AlertStore(db);
     for (let i = 0; i < 200; i++) store.ingest('edge', [{ id: `s-${i}`, payload: falcoPayload({ fp: 'churn', pod: `web-${i}-${'p'.repeat(40)}` }) }]);
     const id = store.list({ limit: 1 }).alerts[0]!.id;
-    const text = (db.prepare('SELECT search_text FROM alert_search WHERE id = ?').get(id) as { search_text: string }).search_text;
+    // What search sees: the text the alert opened with, and one row per value added since.
+    const text = (
+      db
+        .prepare(
+          "SELECT s.search_text || coalesce((SELECT group_concat(char(10) || value, '') FROM alerts_fts_added WHERE rowid BETWEEN @id * 64 AND @id * 64 + 63), '') AS t FROM alert_search s WHERE id = @id",
+        )
+        .get({ id }) as { t: string }
+    ).t;
+    expect(text.split('\n').length).toBeGreaterThan(10);
     expect(text.length).toBeLessThanOrEqual(4096 + 600);
     expect(store.list({ limit: 10, q: `web-3-${'p'.repeat(40)}` }).alerts.map((a) => a.id)).toEqual([id]);
     db.close();

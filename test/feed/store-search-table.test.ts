@@ -4,9 +4,10 @@ import { SERVER_MIGRATIONS } from '../../src/server/store/server-db.js';
 import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payloads.js';
 import { migrate, openDatabase } from '../../src/shared/sqlite/open.js';
 
-// search_text lives in its own narrow table (alert_search, migration 5), so a
-// repeat that brings a new label value rewrites a small row, not the alert's
-// wide text row; the full-text index reads both through a view.
+// search_text lives in its own narrow table (alert_search, migration 5), not in
+// the alert's wide text row; the full-text index reads both through a view. Since
+// migration 7 it keeps the text the alert opened with, and a repeat that brings a
+// new label value appends that value to alerts_fts_added instead.
 
 const ftsIds = (db: ReturnType<typeof openDatabase>, q: string) =>
   (db.prepare('SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? ORDER BY rowid').all(q) as { id: number }[]).map((r) => r.id);
@@ -39,22 +40,27 @@ describe('the searchable text table', () => {
     db.close();
   });
 
-  it('writes new label values to alert_search only; the index stays consistent, and purge removes the row', () => {
+  it('keeps in alert_search the text the alert opened with; new label values are appended to alerts_fts_added, and purge removes both', () => {
     const db = openDatabase(':memory:');
     migrate(db, 'server', SERVER_MIGRATIONS);
     const store = new AlertStore(db);
     const a = store.ingest('edge', [{ id: 'a-0', payload: ciliumPayload({ fp: 'grow', srcPod: 'frontend-aaa' }) }]).alerts[0]!;
     const textRow = () => db.prepare('SELECT title, description, policies, labels, details, search_text FROM alert_text WHERE id = ?').get(a.id);
+    const searchRow = () => db.prepare('SELECT search_text FROM alert_search WHERE id = ?').get(a.id) as { search_text: string };
     const before = textRow();
+    const opened = searchRow();
     for (let i = 0; i < 5; i++) store.ingest('edge', [{ id: `a-${i + 1}`, payload: ciliumPayload({ fp: 'grow', srcPod: `frontend-p${i}` }) }]);
-    // The wide row is written once, when the alert opens.
+    // The wide row and the search row are written once, when the alert opens.
     expect(textRow()).toEqual(before);
     expect((textRow() as { search_text: string }).search_text).toBe('');
-    const search = (db.prepare('SELECT search_text FROM alert_search WHERE id = ?').get(a.id) as { search_text: string }).search_text;
-    expect(search.split('\n')).toEqual(expect.arrayContaining(['frontend-aaa', 'frontend-p0', 'frontend-p4']));
+    expect(searchRow()).toEqual(opened);
+    expect(opened.search_text.split('\n')).toContain('frontend-aaa');
+    const added = (db.prepare('SELECT value FROM alerts_fts_added ORDER BY rowid').all() as { value: string }[]).map((r) => r.value);
+    expect(added).toEqual(expect.arrayContaining(['frontend-p0', 'frontend-p1', 'frontend-p2', 'frontend-p3', 'frontend-p4']));
+    expect(added.filter((v) => opened.search_text.split('\n').includes(v))).toEqual([]);
     expect(store.list({ limit: 10, q: 'frontend-p3' }).alerts.map((x) => x.id)).toEqual([a.id]);
     expect(() => db.exec("INSERT INTO alerts_fts (alerts_fts) VALUES ('integrity-check')")).not.toThrow();
-    // A fresh store (a restart) continues the text from alert_search.
+    // A fresh store (a restart) continues the text from alert_search and alerts_fts_added.
     const again = new AlertStore(db);
     again.ingest('edge', [{ id: 'a-9', payload: ciliumPayload({ fp: 'grow', srcPod: 'frontend-late' }) }]);
     expect(again.list({ limit: 10, q: 'frontend-late' }).alerts.map((x) => x.id)).toEqual([a.id]);
@@ -62,6 +68,7 @@ describe('the searchable text table', () => {
     expect(() => db.exec("INSERT INTO alerts_fts (alerts_fts) VALUES ('integrity-check')")).not.toThrow();
     again.purgeStep({ maxAgeMs: 1, maxRows: 1e9, eventIdMaxAgeMs: 1e15, maxEventIds: 1e9 }, 100, Date.now() + 180_000);
     expect(db.prepare('SELECT count(*) AS n FROM alert_search').get()).toEqual({ n: 0 });
+    expect(db.prepare('SELECT count(*) AS n FROM alerts_fts_added').get()).toEqual({ n: 0 });
     expect(ftsIds(db, 'frontend')).toEqual([]);
     expect(() => db.exec("INSERT INTO alerts_fts (alerts_fts) VALUES ('integrity-check')")).not.toThrow();
     db.close();

@@ -1,5 +1,6 @@
 import { SEVERITIES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import { VerdictError } from '../../shared/errors.js';
+import { ADDED_SHIFT, ADDED_SLOTS } from './search-text.js';
 
 // Turns feed filters into SQL that stays an index range scan on a large table.
 // SQLite's planner, left alone, happily picks an equality index and then sorts a
@@ -84,17 +85,20 @@ export function termsOfFtsQuery(fts: string): string[] {
 
 /**
  * Ids of the alerts whose text has the phrase `term`. An alert's text is in two
- * full-text indexes (search-text.ts): a word matches in either, so each word of
- * a search is looked up in both and the words are AND-ed per alert. The ids may
- * repeat (an alert with the word in both); `minId` bounds both lookups.
+ * full-text indexes (search-text.ts): the main one (rowid = alert id) and one
+ * row per label value added since it opened (rowid = id × 64 + slot, so
+ * `rowid >> 6` is the alert). A word matches in either, so each word of a search
+ * is looked up in both and the words are AND-ed per alert. The ids may repeat
+ * (an alert with the word in both, or in two added values); `minId` bounds both lookups.
  */
 export function termSql(term: string, minId?: number): Sql {
   const b = minId !== undefined ? ' AND rowid >= ?' : '';
   // As a BigInt, so it binds as an integer: FTS5 seeks on an integer rowid bound but scans on a REAL one.
   const p = minId !== undefined ? [term, BigInt(minId)] : [term];
+  const pAdded = minId !== undefined ? [term, BigInt(minId) * BigInt(ADDED_SLOTS)] : [term];
   return {
-    sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${b} UNION ALL SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ?${b}`,
-    params: [...p, ...p],
+    sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${b} UNION ALL SELECT rowid >> ${ADDED_SHIFT} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ?${b}`,
+    params: [...p, ...pAdded],
   };
 }
 
@@ -253,11 +257,11 @@ export function drivers(f: AlertFilter): Driver[] {
   const terms = f.q ? ftsTerms(f.q) : undefined;
   if (terms?.length === 1) {
     // Each id once (the page joins them to their alerts): the main index's matches as they come, then
-    // those only the added values have. The sizing count stops in the first part for a common word.
+    // those only the added values have (an alert once, however many of its added values match). The sizing count stops in the first part for a common word.
     out.push({
       name: 'q',
       sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?
-        UNION ALL SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ? AND rowid NOT IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`,
+        UNION ALL SELECT DISTINCT rowid >> ${ADDED_SHIFT} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND rowid >> ${ADDED_SHIFT} NOT IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`,
       params: [terms[0], terms[0], terms[0]],
     });
   } else if (terms) {

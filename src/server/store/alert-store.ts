@@ -56,8 +56,8 @@ export class AlertStore {
     opts: { scanBudget?: number } = {},
   ) {
     dropStatsOfASmallStore(db);
-    const open = new OpenAlerts(db);
     const index = new SearchIndex(db);
+    const open = new OpenAlerts(db, index);
     this.changes = new Changes(db);
     this.rollups = new Rollups(db);
     this.reads = new Reads(db);

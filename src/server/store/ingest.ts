@@ -6,7 +6,7 @@ import type { AlertChange, Changes } from './changes.js';
 import { openEntry, type OpenAlerts, type OpenEntry, type PendingOccurrence } from './open-alerts.js';
 import { RollupDelta, rollupKeys, type Rollups } from './rollups.js';
 import { iso } from './rows.js';
-import { SearchText, sqliteLength, type SearchIndex } from './search-text.js';
+import { SearchText, type SearchIndex } from './search-text.js';
 import {
   CLOCK_SKEW_MS,
   MAX_SAMPLE_BYTES,
@@ -181,7 +181,7 @@ export class Ingest {
     this.s = {
       insertAlert: db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule,
         count, events, first_seen, last_seen, created_at, updated_at, last_received_at, clock_skew, seq) VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      // search_text lives in alert_search (narrow, as it changes with new label values); alert_text's column stays empty.
+      // search_text (as the alert opened) lives in alert_search; alert_text's column stays empty.
       insertText: db.prepare("INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (?, ?, ?, ?, ?, ?, '')"),
       insertSearch: db.prepare('INSERT INTO alert_search (id, search_text) VALUES (?, ?)'),
       // Separate statements, so that an index or the full-text row is touched only when its column changed.
@@ -192,8 +192,6 @@ export class Ingest {
         WHERE alert_id = ? AND slot = ? AND event_no = ?`),
       unpin: db.prepare('DELETE FROM alert_occurrences WHERE alert_id = ? AND slot = ?'),
       updateReceipt: db.prepare('UPDATE alerts SET last_received_at = ?, clock_skew = ? WHERE id = ?'),
-      // main_len is written with the first value added after the alert opened, and stays.
-      updateSearch: db.prepare('UPDATE alert_search SET search_text = ?, main_len = coalesce(main_len, ?) WHERE id = ?'),
       updateText: db.prepare('UPDATE alert_text SET title = ?, description = ? WHERE id = ?'),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
       insertEvent: db.prepare('INSERT OR IGNORE INTO alert_events (event_id, alert_id, received_at) VALUES (?, ?, ?)'),
@@ -296,7 +294,6 @@ export class Ingest {
           details,
           search: SearchText.of(p.namespace, p.policies, p.rule),
           mainText: '',
-          moreText: '',
           isNew: true,
         });
         rollup.addKeys(e.rollupKeys, 1, 0);
@@ -447,6 +444,8 @@ export class Ingest {
       s.insertSearch.run(r.id, text);
       this.index.insert(r.id, r.title, r.description, text);
       e.mainText = text;
+      // Values of the batch that opened the alert are in its main text.
+      e.search.fresh = undefined;
       // An older occurrence later in the batch changed the text before anything was indexed.
       e.indexedText = undefined;
       return;
@@ -461,13 +460,7 @@ export class Ingest {
     }
     if (e.severityChanged) s.updateSeverity.run(r.severity, r.severity_rank, r.severity_event, r.id);
     if (e.receiptChanged) s.updateReceipt.run(r.last_received_at, r.clock_skew, r.id);
-    if (e.searchChanged) {
-      // The text only grows: what is past the main index's part is the values added since.
-      const more = text.slice(e.mainText.length + 1);
-      // main_len is only unset while nothing was added since the alert opened.
-      s.updateSearch.run(text, e.moreText ? null : sqliteLength(e.mainText), r.id);
-      this.index.replaceMore(r.id, e.moreText, more);
-      e.moreText = more;
-    }
+    // Each value new to the alert is appended to the added-values index, once: alert_search and the main index stay as the alert opened.
+    if (e.searchChanged) this.index.addFresh(r.id, e.search);
   }
 }

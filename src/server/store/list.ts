@@ -17,6 +17,7 @@ import {
   type ListQuery,
 } from './alert-query.js';
 import type { Reads } from './reads.js';
+import { ADDED_SHIFT } from './search-text.js';
 import { Rollups } from './rollups.js';
 import { NARROW_COLS } from './rows.js';
 import type { CountRow, ListResult, NarrowRow, StoredAlert } from './types.js';
@@ -136,10 +137,11 @@ export class Lists {
   matchingText(ids: readonly number[], fts: string): Set<number> {
     let out: Set<number> | undefined;
     if (!ids.length) return new Set();
-    const inIds = ` AND rowid IN (${ids.map(() => '?').join(',')})`;
+    const inIds = `(${ids.map(() => '?').join(',')})`;
     for (const term of termsOfFtsQuery(fts)) {
+      // An added value's rowid is its alert's id × 64 + slot: the alert is rowid >> 6.
       const rows = this.prepared(
-        `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${inIds} UNION SELECT rowid AS id FROM alerts_fts_more WHERE alerts_fts_more MATCH ?${inIds}`,
+        `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN ${inIds} UNION SELECT rowid >> ${ADDED_SHIFT} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND rowid >> ${ADDED_SHIFT} IN ${inIds}`,
       ).all(term, ...ids, term, ...ids) as { id: number }[];
       const hit = new Set(rows.map((r) => r.id));
       out = out ? new Set([...out].filter((id) => hit.has(id))) : hit;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { openEntry, OpenAlerts } from './open-alerts.js';
-import { SearchText } from './search-text.js';
+import { SearchIndex, SearchText } from './search-text.js';
 import { openServerDb } from './server-db.js';
 import type { AlertRow } from './types.js';
 
@@ -34,7 +34,7 @@ function entry(agent: string, fingerprint: string) {
     severity_event: 0,
     seq: nextId,
   };
-  return openEntry(row, { labels: {}, policies: [], details: {}, search: SearchText.of('shop', [], ''), mainText: '', moreText: '', isNew: false });
+  return openEntry(row, { labels: {}, policies: [], details: {}, search: SearchText.of('shop', [], ''), mainText: '', isNew: false });
 }
 
 /** Which of these fingerprints (agent/fingerprint) the cache still holds (the database has none of them). */
@@ -47,7 +47,8 @@ function held(open: OpenAlerts, keys: string[]): string[] {
 
 describe('OpenAlerts', () => {
   it('evicts entries not used since the last pass, across agents, down to its size', () => {
-    const open = new OpenAlerts(openServerDb(':memory:'), 2);
+    const db = openServerDb(':memory:');
+    const open = new OpenAlerts(db, new SearchIndex(db), 2);
     for (const k of ['x/a1', 'x/a2', 'x/a3']) {
       const [agent, fp] = k.split('/') as [string, string];
       open.add(entry(agent, fp));
@@ -59,7 +60,8 @@ describe('OpenAlerts', () => {
   });
 
   it('counts what it forgets and drops, so it evicts nothing while under its size', () => {
-    const open = new OpenAlerts(openServerDb(':memory:'), 3);
+    const db = openServerDb(':memory:');
+    const open = new OpenAlerts(db, new SearchIndex(db), 3);
     const a1 = entry('x', 'a1');
     const a2 = entry('x', 'a2');
     open.add(a1);

@@ -3,7 +3,7 @@ import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStatus } from './alert-query.js';
 import { rollupKeys } from './rollups.js';
 import { iso, OPEN_COLS, JOINED, SEARCH_JOIN } from './rows.js';
-import { SearchText } from './search-text.js';
+import { SearchText, type SearchIndex } from './search-text.js';
 import type { AlertRow } from './types.js';
 
 // Open alerts as ingest keeps them in memory between batches, so a repeat
@@ -29,10 +29,8 @@ export interface OpenEntry {
   policies: PolicyRef[];
   details: Record<string, unknown>;
   search: SearchText;
-  /** The start of search_text that the main full-text index has (alerts_fts): the text the alert opened with. */
+  /** The search text the main full-text index has (alerts_fts): what the alert opened with. */
   mainText: string;
-  /** The rest, as alerts_fts_more has it ('' while there is none). */
-  moreText: string;
   /** Title and description as the full-text index has them, while this batch changes them (an older occurrence arrived late). */
   indexedText?: { title: string; description: string } | undefined;
   searchChanged: boolean;
@@ -68,10 +66,10 @@ const CACHE_MAX = 20_000;
 
 /**
  * The one way an entry is made: for an alert ingest opens (`isNew`) and for one
- * loaded from the database. `mainText` and `moreText` are the parts of the
- * search text each full-text index has.
+ * loaded from the database. `mainText` is the search text the main full-text
+ * index has; `search` holds it and the values added since.
  */
-export function openEntry(row: AlertRow, v: Pick<OpenEntry, 'labels' | 'policies' | 'details' | 'search' | 'mainText' | 'moreText' | 'isNew'>): OpenEntry {
+export function openEntry(row: AlertRow, v: Pick<OpenEntry, 'labels' | 'policies' | 'details' | 'search' | 'mainText' | 'isNew'>): OpenEntry {
   return {
     row,
     labels: v.labels,
@@ -79,7 +77,6 @@ export function openEntry(row: AlertRow, v: Pick<OpenEntry, 'labels' | 'policies
     details: v.details,
     search: v.search,
     mainText: v.mainText,
-    moreText: v.moreText,
     searchChanged: false,
     severityChanged: false,
     receiptChanged: false,
@@ -111,6 +108,7 @@ export class OpenAlerts {
 
   constructor(
     db: DB,
+    private readonly index: SearchIndex,
     private readonly max = CACHE_MAX,
   ) {
     this.findOpen = db.prepare(`SELECT ${OPEN_COLS} FROM ${JOINED} ${SEARCH_JOIN} WHERE a.agent = ? AND a.fingerprint = ? AND a.status != 'resolved'`);
@@ -125,17 +123,14 @@ export class OpenAlerts {
     }
     const row = this.findOpen.get(agent, fingerprint) as AlertRow | undefined;
     if (!row) return undefined;
-    const searchText = row.search_text ?? '';
-    const mainText = row.main_text ?? searchText;
+    const mainText = row.search_text ?? '';
     delete row.search_text;
-    delete row.main_text;
     const loaded = openEntry(row, {
       labels: JSON.parse(row.labels) as Record<string, string>,
       policies: JSON.parse(row.policies) as PolicyRef[],
       details: JSON.parse(row.details) as Record<string, unknown>,
-      search: SearchText.parse(searchText),
+      search: SearchText.parse(mainText, this.index.added(row.id)),
       mainText,
-      moreText: searchText.length > mainText.length ? searchText.slice(mainText.length + 1) : '',
       isNew: false,
     });
     this.add(loaded);

@@ -80,10 +80,8 @@ export class Purge {
       const rollup = new RollupDelta();
       for (const v of victims) {
         // A trigger takes its policies, occurrences and history with it.
-        const all = v.search_text ?? '';
-        const main = v.main_text ?? all;
-        this.index.remove(v.id, v.title, v.description, main);
-        this.index.replaceMore(v.id, all.length > main.length ? all.slice(main.length + 1) : '', '');
+        this.index.remove(v.id, v.title, v.description, v.search_text ?? '');
+        this.index.removeAdded(v.id);
         this.s.deleteAlert.run(v.id);
         rollup.add(-1, v, JSON.parse(v.policies) as PolicyRef[]);
         this.open.forget(v.agent, v.fingerprint, v.id);

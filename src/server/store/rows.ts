@@ -15,9 +15,8 @@ export const ROW_COLS = `${NARROW_COLS.split(', ')
   .map((c) => `t.${c}`)
   .join(', ')}`;
 export const JOINED = 'alerts a JOIN alert_text t ON t.id = a.id';
-/** Plus what ingest needs to continue an alert's searchable text (join SEARCH_JOIN), and which part of it each full-text index has. */
-export const OPEN_COLS = `${ROW_COLS}, coalesce(s.search_text, '') AS search_text,
-  coalesce(CASE WHEN s.main_len IS NULL THEN s.search_text ELSE substr(s.search_text, 1, s.main_len) END, '') AS main_text`;
+/** Plus the search text the alert opened with (join SEARCH_JOIN), as the main full-text index has it; values added since are in alerts_fts_added. */
+export const OPEN_COLS = `${ROW_COLS}, coalesce(s.search_text, '') AS search_text`;
 export const SEARCH_JOIN = 'LEFT JOIN alert_search s ON s.id = a.id';
 
 /** Formatted minutes ("…T10:42:"), by minute since the epoch. */

@@ -238,6 +238,31 @@ export const SERVER_MIGRATIONS = [
      SELECT id, substr(search_text, main_len + 2) AS search_text FROM alert_search WHERE main_len IS NOT NULL;
    CREATE VIRTUAL TABLE alerts_fts_more USING fts5(search_text,
      content='alert_fts_more_content', content_rowid='id', tokenize='unicode61 remove_diacritics 2');`,
+  // Added label values get one full-text row each, appended once (alerts_fts_added,
+  // rowid = alert id × 64 + slot; an alert keeps at most 64 values searchable, so
+  // slots never reach the next alert's rowids). alerts_fts_more held them all in one
+  // row, so each new value rewrote alert_search, deleted the row (tokenizing the
+  // old text again) and inserted it whole: three statements, 16% of the mix's CPU.
+  // The table keeps its own text, which reloading an open alert reads back; a
+  // phrase now matches within one added value, not across two. columnsize=0: no
+  // ranking reads the sizes. alert_search is left with the text the alert opened
+  // with, which is what alerts_fts has, and main_len goes.
+  `CREATE VIRTUAL TABLE alerts_fts_added USING fts5(value, columnsize=0, tokenize='unicode61 remove_diacritics 2');
+   INSERT INTO alerts_fts_added (rowid, value)
+     WITH RECURSIVE split(id, slot, value, rest) AS (
+       SELECT id, -1, '', substr(search_text, main_len + 2) || char(10) FROM alert_search WHERE main_len IS NOT NULL
+       UNION ALL
+       SELECT id, slot + 1, substr(rest, 1, instr(rest, char(10)) - 1), substr(rest, instr(rest, char(10)) + 1) FROM split WHERE rest != ''
+     )
+     SELECT id * 64 + slot, value FROM split WHERE slot BETWEEN 0 AND 63 AND value != '' ORDER BY id, slot;
+   UPDATE alert_search SET search_text = substr(search_text, 1, main_len) WHERE main_len IS NOT NULL;
+   DROP TABLE alerts_fts_more;
+   DROP VIEW alert_fts_more_content;
+   DROP VIEW alert_fts_content;
+   ALTER TABLE alert_search DROP COLUMN main_len;
+   CREATE VIEW alert_fts_content AS
+     SELECT t.id AS id, t.title AS title, t.description AS description, coalesce(s.search_text, '') AS search_text
+     FROM alert_text t LEFT JOIN alert_search s ON s.id = t.id;`,
 ];
 
 export function openServerDb(dataDir: string): DB {

@@ -110,9 +110,8 @@ export interface AlertRow {
   rule: string;
   labels: string;
   details: string;
+  /** The search text the alert opened with (alert_search), as the main full-text index has it. */
   search_text?: string;
-  /** The part of search_text in the main full-text index (alerts_fts); the rest is in alerts_fts_more. */
-  main_text?: string;
   count: number;
   events: number;
   first_seen: number;
@@ -126,7 +125,7 @@ export interface AlertRow {
   seq: number;
 }
 
-export type NarrowRow = Omit<AlertRow, 'title' | 'description' | 'policies' | 'labels' | 'details' | 'search_text' | 'main_text'>;
+export type NarrowRow = Omit<AlertRow, 'title' | 'description' | 'policies' | 'labels' | 'details' | 'search_text'>;
 export type TextRow = Pick<AlertRow, 'id' | 'title' | 'description' | 'policies' | 'labels' | 'details'>;
 
 /** How many of the latest events (with their samples) each alert keeps. */
