@@ -87,7 +87,10 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       if (req.url === '/metrics') {
         registry.metrics().then(
           (m) => res.writeHead(200, { 'content-type': registry.contentType }).end(m),
-          (e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`collecting metrics failed: ${errText(e)}\n`),
+          (e: unknown) => {
+            log.warn({ error: errText(e) }, 'Collecting metrics for /metrics failed; answering 500');
+            res.writeHead(500, { 'content-type': 'text/plain' }).end(`collecting metrics failed: ${errText(e)}\n`);
+          },
         );
       } else if (req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');

@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import type { Staging } from '../../agent/alerts/aggregator.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
-import type { Logger } from '../../shared/log/logger.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
 import { LogThrottle } from '../../shared/log/throttle.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
 import { countOutcomes, falcoEvents, STORE_FAILED, type Outcome } from './events.js';
@@ -130,7 +130,7 @@ export class InboxSink {
         end = this.inbox.append(bodies);
       } catch (e) {
         this.uuids.rollBack(mark);
-        this.opts.log.error({ error: (e as Error).message, events: batch.length }, STORE_FAILED);
+        this.opts.log.error({ error: errText(e), events: batch.length }, STORE_FAILED);
         falcoEvents.inc({ input: 'http', outcome: 'failed' }, batch.length);
         for (const p of batch) p.done(e as Error);
         return;
@@ -199,7 +199,7 @@ export class InboxSink {
       else alerts.push(r.alert);
     } catch (e) {
       // Not expected: build() takes any parsed event. The event is dropped rather than retried forever.
-      this.opts.log.error({ error: (e as Error).message, rule: ev.rule }, 'Failed to turn a stored Falco event into an alert; it is dropped');
+      this.opts.log.error({ error: errText(e), rule: ev.rule }, 'Failed to turn a stored Falco event into an alert; it is dropped');
     }
   }
 
@@ -242,7 +242,7 @@ export class InboxSink {
       const suppressed = this.errors.pass();
       if (suppressed !== undefined) {
         this.opts.log.error(
-          { error: (e as Error).message, events: this.lastSeq - this.persistedSeq, suppressed },
+          { error: errText(e), events: this.lastSeq - this.persistedSeq, suppressed },
           'Failed to write alerts for stored Falco events; they stay in the inbox and are retried',
         );
       }
@@ -255,7 +255,7 @@ export class InboxSink {
     try {
       this.store?.release(pos);
     } catch (e) {
-      this.opts.log.warn({ error: (e as Error).message }, 'Could not remove a consumed Falco inbox file; it is removed at the next start');
+      this.opts.log.warn({ error: errText(e) }, 'Could not remove a consumed Falco inbox file; it is removed at the next start');
     }
   }
 
@@ -314,7 +314,7 @@ export class InboxSink {
       // Reading the inbox back fails as the write before it did (the disk): the events
       // stay in the inbox and are read again later; this runs in a timer, nothing above catches.
       const suppressed = this.readErrors.pass();
-      if (suppressed !== undefined) this.opts.log.error({ error: (e as Error).message, suppressed }, 'Failed to read stored Falco events back; retrying');
+      if (suppressed !== undefined) this.opts.log.error({ error: errText(e), suppressed }, 'Failed to read stored Falco events back; retrying');
       setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
       return;
     }

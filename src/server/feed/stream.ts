@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import type { Logger } from '../../shared/log/logger.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { toFtsQuery, type AlertFilter } from '../store/alert-query.js';
 import type { AlertStore, ChangeListener, StoredAlert } from '../store/alert-store.js';
@@ -158,7 +158,7 @@ export class StreamHub {
     try {
       rows = this.store.changesSince(c.sent, c.filter, CATCH_UP_PAGE);
     } catch (e) {
-      this.log.error({ error: (e as Error).message }, 'Live stream: reading changes failed; closing the stream so the client reconnects');
+      this.log.error({ error: errText(e) }, 'Live stream: reading changes failed; closing the stream so the client reconnects');
       c.ws.close(1011, 'server error; reconnect with your cursor');
       this.remove(c);
       return;
@@ -199,7 +199,7 @@ export class StreamHub {
       this.broadcastLive(alerts);
     } catch (e) {
       // Never fail the ingest that emitted this; the clients lose nothing, they are fed from the database.
-      this.log.error({ error: (e as Error).message }, 'Live stream: sending a change failed; catching the streams up from the database');
+      this.log.error({ error: errText(e) }, 'Live stream: sending a change failed; catching the streams up from the database');
       for (const c of this.clients) this.offLive(c);
     }
   }
@@ -273,8 +273,8 @@ export class StreamHub {
       );
     } catch (e) {
       // This runs in a timer: a database error must not escape it. Revocations are
-      // checked again at the next ping; dead connections are still found now.
-      this.log.error({ error: (e as Error).message }, 'Live stream: reading the feed tokens failed; checking revocations at the next ping');
+      // checked again at the next ping; dead connections are still found in this one.
+      this.log.error({ error: errText(e) }, 'Live stream: reading the feed tokens failed; checking revocations at the next ping');
     }
     for (const c of this.clients) {
       if (!c.alive) {
