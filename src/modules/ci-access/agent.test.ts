@@ -14,10 +14,10 @@ import type { CiAccessConfig } from './config.js';
 import { TunnelService } from './wire.js';
 
 // The agent part of the CI tunnel against a stand-in server that speaks
-// Connect as servers do before End.next (it ends each call after its request)
-// and as they do now (it gives a call whose End says next the next request,
-// and reads a whole response in the header frame): the agent answers each
-// way. The real server and kubectl: test/ci-tunnel.
+// Connect both ways a server may: without End.next (it ends each call after
+// its request), and with it (it gives a call whose End says next the next
+// request, and reads a whole response in the header frame): the agent answers
+// each way. The real server and kubectl: test/ci-tunnel.
 
 type ServerCall = grpc.ServerDuplexStream<AgentFrame, ServerFrame>;
 

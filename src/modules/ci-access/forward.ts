@@ -129,9 +129,9 @@ export class ApiForwarder {
           } else call.end();
           finish();
         };
-        // A response complete within the turn it began in (most GETs), to a server that reads it so: one frame, not
-        // three. The agent's side of the call writes a frame only once the one before has gone out, so three
-        // frames were three writes, and the server woke up for each.
+        // A response complete within the turn it began in (most GETs), to a server that reads it so, goes as one
+        // frame: the agent's side of the call writes a frame only once the one before has gone out, so each frame
+        // is a write of its own and a wake-up of the server.
         const whole = (body: Buffer) => {
           call.write({ msg: { $case: 'header', value: { status, headers, body, end: end() } } });
           over();

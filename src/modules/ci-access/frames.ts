@@ -11,8 +11,8 @@ import { dataFrameBody, dataFrameBytes } from './wire.js';
 // (a watch, an exec session) still gets each piece through within the turn.
 //
 // Large frames are built in buffers used again once grpc-js has copied them
-// (the write's callback): a new buffer per frame was garbage of the body's
-// size, and on a list V8 answered that external memory with a full
+// (the write's callback). A new buffer per frame would be garbage of the
+// body's size, and on a list V8 answers that external memory with a full
 // mark-compact of the agent's heap every few MiB.
 
 /** A frame's largest body: big enough that per-frame work is small beside the bytes, small enough that a stalled reader holds little (the call buffers 16 frames). */
@@ -22,17 +22,23 @@ export const MAX_FRAME_BYTES = 256 << 10;
 const POOLED_FROM = 16 << 10;
 /** A pooled buffer: the largest frame, the last chunk that filled it (a socket read is at most 64 KiB), and the prefix. */
 const POOL_BUFFER_BYTES = MAX_FRAME_BYTES + (64 << 10) + 16;
-/** Pooled buffers in the process: enough for the frames of a few large bodies in flight at once. Past that, frames get buffers of their own size. */
+/**
+ * Free pooled buffers kept for the next frames: enough for the frames of a few large bodies in flight at once.
+ * Only free ones count. A buffer comes back only through its write's callback, which a call torn down in the
+ * middle of a write may never run; grpc-js may still hold such a buffer, so it is never used again, and it must
+ * not count against the pool either, or a few torn-down calls would turn pooling off for the process's life.
+ */
 const POOL_KEEP = 8;
 const pool: Buffer[] = [];
-let pooled = 0;
 
-/** A free pooled buffer, a new one while there are fewer than POOL_KEEP, else undefined. */
-function poolBuffer(): Buffer | undefined {
-  const b = pool.pop();
-  if (b || pooled >= POOL_KEEP) return b;
-  pooled++;
-  return Buffer.allocUnsafeSlow(POOL_BUFFER_BYTES);
+/** A free pooled buffer, or a new one. */
+function poolBuffer(): Buffer {
+  return pool.pop() ?? Buffer.allocUnsafeSlow(POOL_BUFFER_BYTES);
+}
+
+/** A buffer grpc-js is done with (its write's callback ran): kept for the next frame while the pool has room. */
+function giveBack(b: Buffer): void {
+  if (pool.length < POOL_KEEP) pool.push(b);
 }
 
 /** The side of a Connect call body bytes are written to (the server's ServerFrame or the agent's AgentFrame call). */
@@ -87,7 +93,7 @@ export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, o: P
     let ok: boolean;
     const buf = n >= POOLED_FROM && dataFrameBytes(n) <= POOL_BUFFER_BYTES ? poolBuffer() : undefined;
     if (buf) {
-      ok = call.write({ msg: { $case: 'data', value: dataFrameBody(from0, n, buf) } }, () => pool.push(buf));
+      ok = call.write({ msg: { $case: 'data', value: dataFrameBody(from0, n, buf) } }, () => giveBack(buf));
     } else {
       ok = call.write({ msg: { $case: 'data', value: from0.length === 1 ? from0[0]! : Buffer.concat(from0, n) } });
     }
