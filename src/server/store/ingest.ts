@@ -364,7 +364,7 @@ export class Ingest {
     }
     // One row write per alert per batch, however many of its events came, in id
     // order: FTS5 flushes its pending terms to a new segment whenever a rowid
-    // comes below the one before it in a transaction, which made each full-text
+    // comes below the one before it in a transaction, which makes each full-text
     // write of a batch in arrival order cost 3.5x one in rowid order.
     const byId = touched.length > 1 ? touched.slice().sort((a, b) => a.row.id - b.row.id) : touched;
     for (const e of byId) {

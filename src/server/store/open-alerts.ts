@@ -40,8 +40,9 @@ export interface OpenEntry {
   isNew: boolean;
   /**
    * Samples that came with this batch, newest last. Undefined between batches, as
-   * is batchEvents: arrays the cache kept from one batch to the next outlived
-   * the young generation and made garbage the old generation's collector had to find.
+   * is batchEvents: an array a long-lived cache entry holds from one batch to the
+   * next outlives the young generation, and its garbage is left to the old
+   * generation's collector; dropped at the commit, a batch's arrays die young.
    */
   batchSamples: unknown[] | undefined;
   /** Ids of this batch's events stored into the alert. */
@@ -191,7 +192,7 @@ export class OpenAlerts {
       e.batchEvents = undefined;
     }
     // Second chance (CLOCK) rather than moving an entry to the end on every hit:
-    // that delete and set per repeat was a visible cost. A first round goes over
+    // a delete and a set per repeat is a visible cost. A first round goes over
     // every agent's entries from the oldest: one used since the last pass moves to
     // the end with its mark cleared, one not used goes; a second (rarely needed)
     // takes the oldest. One iterator a map a round, stopped at the entries it

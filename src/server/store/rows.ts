@@ -25,8 +25,8 @@ const isoMinutes = new Map<number, string>();
 /**
  * new Date(ms).toISOString(), formatting only the seconds when the minute was
  * asked for lately: ingest formats an alert's changed times for every change
- * record, and they fall in a few minutes (each alert's last_seen, the batch's
- * time), so one remembered minute was missed at nearly every call.
+ * record, and they fall in a few minutes that alternate (each alert's last_seen,
+ * the batch's time), so remembering a single minute would miss at nearly every call.
  */
 export function iso(ms: number): string {
   if (!Number.isInteger(ms)) return new Date(ms).toISOString();

@@ -240,11 +240,11 @@ export const SERVER_MIGRATIONS = [
      content='alert_fts_more_content', content_rowid='id', tokenize='unicode61 remove_diacritics 2');`,
   // Added label values get one full-text row each, appended once (alerts_fts_added,
   // rowid = alert id × 64 + slot; an alert keeps at most 64 values searchable, so
-  // slots never reach the next alert's rowids). alerts_fts_more held them all in one
-  // row, so each new value rewrote alert_search, deleted the row (tokenizing the
-  // old text again) and inserted it whole: three statements, 16% of the mix's CPU.
+  // slots never reach the next alert's rowids). Held in one row, as alerts_fts_more
+  // holds them, each new value rewrites alert_search, deletes the row (tokenizing the
+  // old text again) and inserts it whole: three statements, 16% of the mix's CPU.
   // The table keeps its own text, which reloading an open alert reads back; a
-  // phrase now matches within one added value, not across two. columnsize=0: no
+  // phrase matches within one added value, not across two. columnsize=0: no
   // ranking reads the sizes. alert_search is left with the text the alert opened
   // with, which is what alerts_fts has, and main_len goes.
   `CREATE VIRTUAL TABLE alerts_fts_added USING fts5(value, columnsize=0, tokenize='unicode61 remove_diacritics 2');
