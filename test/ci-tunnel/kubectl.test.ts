@@ -169,7 +169,11 @@ describe('CI tunnel with kubectl', () => {
       expect(watch.exitCode, watch.err).toBe(null);
       const created = await kube.kubectl(['create', 'configmap', 'after-a-minute', '-n', 'ci']);
       expect(created.code, created.stderr).toBe(0);
-      await until(() => /ADDED\s+after-a-minute/.test(watch.out) || undefined, 10_000, `the ADDED event (got ${watch.out})`);
+      await until(
+        () => /ADDED\s+after-a-minute/.test(watch.out) || undefined,
+        10_000,
+        () => `the ADDED event (got ${watch.out})`,
+      );
     } finally {
       watch.kill();
     }

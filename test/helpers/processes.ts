@@ -176,7 +176,8 @@ export class ConfigProject {
   }
 }
 
-export async function until<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+/** Polls `fn` until it returns a value other than undefined or false; `what` names it in the timeout's error (a function: read at the timeout, for output that grows while waiting). */
+export async function until<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, what: string | (() => string) = 'condition'): Promise<T> {
   const start = Date.now();
   let last: unknown;
   while (Date.now() - start < timeoutMs) {
@@ -188,7 +189,7 @@ export async function until<T>(fn: () => Promise<T | undefined> | T | undefined,
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+  throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
 export async function freePort(): Promise<number> {

@@ -233,7 +233,11 @@ describe('two server replicas on one Kafka broker', () => {
         ws.once('unexpected-response', (_req, res) => reject(new Error(`replica B's stream answered HTTP ${res.statusCode}`)));
       });
       for (let i = 0; i < 10; i++) await post(i);
-      await until(() => (seen.size >= 10 ? true : undefined), 20_000, `all 10 alerts on replica B's live stream (got ${seen.size})`);
+      await until(
+        () => (seen.size >= 10 ? true : undefined),
+        20_000,
+        () => `all 10 alerts on replica B's live stream (got ${seen.size})`,
+      );
       expect([...seen].sort()).toEqual(Array.from({ length: 10 }, (_, i) => `web-${i}`).sort());
     } finally {
       ws.close();
