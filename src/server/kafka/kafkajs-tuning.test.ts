@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { crc32c, tuned } from './kafkajs-tuning.js';
+import { crc32c, murmur2, tuned } from './kafkajs-tuning.js';
 
 const require = createRequire(import.meta.url);
 // kafkajs's own byte-at-a-time CRC32C, the reference.
@@ -28,6 +28,49 @@ describe('kafkajs tuning', () => {
     expect(e.buffer.readInt32BE(0)).toBe(42);
     expect(e.buffer.readInt32BE(4)).toBe(5000);
     expect(e.buffer.subarray(8).equals(big)).toBe(true);
+  });
+});
+
+describe('murmur2', () => {
+  // kafkajs's own Long-based murmur2 and default partitioner, the reference.
+  const reference = require('kafkajs/src/producer/partitioners/default/murmur2.js') as (key: string) => number;
+  const { Partitioners } = require('kafkajs') as typeof import('kafkajs');
+
+  it('hashes every key as kafkajs does: all tail lengths, non-ASCII, lone surrogates, long keys', () => {
+    // Java's murmur2 of "21" is -973932308 (the Kafka client's own test vector).
+    expect(murmur2('21')).toBe(-973932308);
+    const keys = ['', 'a', 'ab', 'abc', 'abcd', 'prod/8324', 'é', 'Grüße/日本語', '😀x', '\ud800', 'z'.repeat(1400), 'ü'.repeat(2000)];
+    let seed = 1;
+    for (let i = 0; i < 2000; i++) {
+      let k = '';
+      const len = i % 97;
+      for (let j = 0; j < len; j++) {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        // Mostly ASCII, some 2-, 3- and 4-byte UTF-8 characters.
+        const r = seed % 100;
+        k += r < 85 ? String.fromCharCode(32 + ((seed >>> 8) % 95)) : r < 92 ? 'ß' : r < 97 ? '語' : '🚀';
+      }
+      keys.push(k);
+    }
+    for (const k of keys) expect(murmur2(k), JSON.stringify(k.slice(0, 40))).toBe(reference(k));
+  });
+
+  it("places keys in the partitions kafkajs's default partitioner picks", () => {
+    const partitioner = Partitioners.DefaultPartitioner();
+    for (const n of [1, 3, 6, 12]) {
+      const partitionMetadata = Array.from({ length: n }, (_, i) => ({
+        partitionId: i,
+        leader: 0,
+        partitionErrorCode: 0,
+        replicas: [0],
+        isr: [0],
+        offlineReplicas: [],
+      }));
+      for (let i = 0; i < 500; i++) {
+        const key = `agent-${i % 7}/${(i * 2654435761).toString(16)}`;
+        expect((murmur2(key) & 0x7fffffff) % n).toBe(partitioner({ topic: 't', partitionMetadata, message: { key, value: null } }));
+      }
+    }
   });
 });
 

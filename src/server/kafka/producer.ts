@@ -1,7 +1,7 @@
 // Before kafkajs loads: it keeps the CRC function it finds then.
-import './kafkajs-tuning.js';
+import { murmur2 } from './kafkajs-tuning.js';
 import kafkajs from 'kafkajs';
-import type { Kafka as KafkaClient, Message, PartitionMetadata, Producer } from 'kafkajs';
+import type { Kafka as KafkaClient, Message, Producer } from 'kafkajs';
 import { Counter, Histogram } from 'prom-client';
 import type { KafkaConfig } from '../../shared/config/kafka-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
@@ -126,8 +126,8 @@ interface Part {
 export class LogWriter {
   private readonly lanes: Lane[];
   private closed = false;
-  private readonly partitioner = Partitioners.DefaultPartitioner();
-  private readonly partitionMeta = new Map<string, PartitionMetadata[]>();
+  /** Per topic, its partition count as set by setPartitions(). */
+  private readonly partitionCount = new Map<string, number>();
   /** Per topic, the partition of each key seen (for the topic's partition count when it was set). */
   private readonly partitionCache = new Map<string, Map<string, number>>();
 
@@ -143,20 +143,18 @@ export class LogWriter {
   /** Tells the writer a topic's partition count, so partitionOf() agrees with the producer (Java's murmur2). */
   setPartitions(topic: string, n: number): void {
     this.partitionCache.set(topic, new Map());
-    this.partitionMeta.set(
-      topic,
-      Array.from({ length: n }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0], offlineReplicas: [] })),
-    );
+    this.partitionCount.set(topic, n);
   }
 
   partitionOf(topic: string, key: string): number | undefined {
-    const meta = this.partitionMeta.get(topic);
+    const n = this.partitionCount.get(topic);
     const cache = this.partitionCache.get(topic);
-    if (!meta || !cache) return undefined;
-    // kafkajs's murmur2 is JavaScript over the key's bytes, and the same alerts repeat.
+    if (n === undefined || !cache) return undefined;
+    // The same alerts repeat, and a Map look-up costs less than hashing the key's bytes.
     let p = cache.get(key);
     if (p === undefined) {
-      p = this.partitioner({ topic, partitionMetadata: meta, message: { key, value: null } });
+      // kafkajs's DefaultPartitioner with a key: toPositive(murmur2(key)) % partitions.
+      p = (murmur2(key) & 0x7fffffff) % n;
       if (cache.size >= PARTITION_CACHE_MAX) cache.clear();
       cache.set(key, p);
     }
