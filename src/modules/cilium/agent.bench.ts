@@ -9,7 +9,8 @@ import { HubbleRelayPeer } from '../../peers/hubble-relay/relay-peer.js';
 import { AgentRegistry } from '../../server/agents/agent-registry.js';
 import { openServerDb } from '../../server/store/server-db.js';
 import { PolicyEngine } from './policy/engine.js';
-import { makeFlows, makePolicies, makePolicyDocs, measure, rand } from './policy/match.bench.js';
+import { makeFlows, makePolicies, makePolicyDocs, rand } from './policy/bench-data.js';
+import { measure } from './policy/match.bench.js';
 import { peakRssMb, processCpuMs } from '../../bench/proc.js';
 
 // Agent CPU per dropped flow on the whole flow path, beside decode + match of

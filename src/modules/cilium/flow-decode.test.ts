@@ -2,7 +2,7 @@ import { BinaryReader, BinaryWriter } from '@bufbuild/protobuf/wire';
 import { describe, expect, it } from 'vitest';
 import { Endpoint, Flow } from '../../gen/flow/flow.js';
 import { decodeFlow } from './flow-decode.js';
-import { makeFlows, rand } from './policy/match.bench.js';
+import { makeFlows, rand } from './policy/bench-data.js';
 
 /** The flow's bytes inside other bytes, as a chunk of Relay's stream holds it. */
 function inChunk(bytes: Uint8Array): { buf: Uint8Array; at: number } {
