@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { capturingLogger } from '../../../test/helpers/logs.js';
-import { createRootLogger } from '../../shared/log/logger.js';
+import { until } from '../../../test/helpers/processes.js';
+import { createRootLogger, type Logger } from '../../shared/log/logger.js';
 import { FeedTokens } from '../auth/feed-tokens.js';
 import { AlertStore } from '../store/alert-store.js';
 import { openServerDb } from '../store/server-db.js';
@@ -12,7 +13,7 @@ import type { AlertFilter } from '../store/alert-query.js';
 import { ciliumPayload, falcoPayload } from '../store/test-payloads.js';
 import { textFrame, writeFrame } from './frames.js';
 import { buildHttpServer } from './http-server.js';
-import { StreamHub } from './stream.js';
+import { StreamHub, type StreamHubOptions } from './stream.js';
 
 interface Msg {
   type: string;
@@ -51,7 +52,8 @@ class Client {
     return this.msgs.at(-1)?.cursor ?? 0;
   }
 
-  async until(pred: (c: Client) => boolean, ms = 3000): Promise<void> {
+  /** Waits for what the stream sends, not for how fast: the bound is only how long a failing test takes. */
+  async until(pred: (c: Client) => boolean, ms = 20_000): Promise<void> {
     const end = Date.now() + ms;
     while (!pred(this)) {
       if (Date.now() > end) throw new Error(`timed out; messages: ${JSON.stringify(this.msgs).slice(0, 800)}`);
@@ -140,7 +142,7 @@ describe('live stream', () => {
     expect(expected).toHaveLength(1201);
 
     const again = connect(`cursor=${cursor}`);
-    await again.until((c) => c.msgs.some((m) => m.type === 'live'), 10_000);
+    await again.until((c) => c.msgs.some((m) => m.type === 'live'), 50_000);
     const got = again.alerts;
     expect(got.map((x) => x.seq)).toEqual(expected.map((x) => x.seq));
     expect(new Set(got.map((x) => x.id)).size).toBe(got.length);
@@ -200,37 +202,52 @@ class FakeSocket extends EventEmitter {
   }
 }
 
+/** A server database with a read token, and a StreamHub over it (pings once a minute unless told). */
+function hubFixture(o: StreamHubOptions & { log?: Logger } = {}) {
+  const { log = createRootLogger({ name: 'test', level: 'silent' }), ...opts } = o;
+  const db = openServerDb(':memory:');
+  const store = new AlertStore(db);
+  const tokens = new FeedTokens(db);
+  const tokenId = tokens.create('reader', 'read').info.id;
+  const hub = new StreamHub(store, tokens, log, { pingMs: 60_000, ...opts });
+  return {
+    store,
+    tokens,
+    tokenId,
+    hub,
+    /** Adds a FakeSocket as a client of the reader's token. */
+    add: (s: FakeSocket, filter: AlertFilter = {}, cursor?: number) => hub.add(s as unknown as WebSocket, filter, cursor, tokenId),
+    close: () => {
+      hub.close();
+      db.close();
+    },
+  };
+}
+
 describe('live stream: latency', () => {
   // How fast a frame crosses the loopback depends on the machine's load; what the
   // stream controls is when it sends: at the store's commit, not from a timer or a poll.
   it("hands a change to every live client's socket before the ingest that stored it returns", () => {
-    const db = openServerDb(':memory:');
-    const store = new AlertStore(db);
-    const tokens = new FeedTokens(db);
-    const tokenId = tokens.create('reader', 'read').info.id;
-    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { pingMs: 60_000 });
+    const h = hubFixture();
+    const { store, add } = h;
     try {
       const c = new FakeSocket();
-      hub.add(c as unknown as WebSocket, {}, undefined, tokenId);
+      add(c);
       expect(c.msgs).toEqual([{ type: 'live', cursor: store.currentSeq() }]);
       const [a] = store.ingest('edge', [ev(ciliumPayload({ fp: 'at-commit' }))]).alerts;
       expect(c.alerts.map((x) => x.id)).toEqual([a!.id]);
       expect(c.msgs.at(-1)!.cursor).toBe(a!.seq);
     } finally {
-      hub.close();
-      db.close();
+      h.close();
     }
   });
 });
 
 describe('live stream: pings', () => {
   it('keeps pinging when the feed tokens cannot be read, and ends a revoked stream once they can', async () => {
-    const db = openServerDb(':memory:');
-    const store = new AlertStore(db);
-    const tokens = new FeedTokens(db);
-    const { info } = tokens.create('reader', 'read');
     const { log, logs } = capturingLogger('error');
-    const hub = new StreamHub(store, tokens, log, { pingMs: 20 });
+    const h = hubFixture({ log, pingMs: 20 });
+    const { tokens, add } = h;
     try {
       const c = new FakeSocket();
       let pings = 0;
@@ -238,40 +255,38 @@ describe('live stream: pings', () => {
         pings++;
         c.emit('pong');
       };
-      hub.add(c as unknown as WebSocket, {}, undefined, info.id);
+      add(c);
       const list = tokens.list.bind(tokens);
       tokens.list = () => {
         throw new Error('database is locked');
       };
-      tokens.revoke(info.id);
-      const end = Date.now() + 3000;
-      while (pings < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      tokens.revoke(h.tokenId);
+      await until(
+        () => pings >= 3 || undefined,
+        20_000,
+        () => `three pings (got ${pings})`,
+      );
       expect(pings).toBeGreaterThanOrEqual(3);
       expect(c.readyState).toBe(WebSocket.OPEN);
       expect(logs.map((l) => l.msg)).toContain('Live stream: reading the feed tokens failed; checking revocations at the next ping');
       tokens.list = list;
-      while (c.readyState === WebSocket.OPEN && Date.now() < end + 3000) await new Promise((r) => setTimeout(r, 10));
-      expect(c.readyState).toBe(WebSocket.CLOSED);
+      await until(() => c.readyState === WebSocket.CLOSED || undefined, 20_000, 'the revoked stream to close');
     } finally {
-      hub.close();
-      db.close();
+      h.close();
     }
   });
 });
 
 describe('live stream: slow clients', () => {
   it('takes a client past its buffer bound off the live path without delaying others, then feeds it from the database without gap or duplicate', async () => {
-    const db = openServerDb(':memory:');
-    const store = new AlertStore(db);
-    const tokens = new FeedTokens(db);
-    const tokenId = tokens.create('reader', 'read').info.id;
-    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { maxBuffered: 1000, pingMs: 60_000 });
+    const h = hubFixture({ maxBuffered: 1000 });
+    const { store, add } = h;
     try {
       store.ingest('edge', [ev(ciliumPayload({ fp: 'slow-0' }))]);
       const fast = new FakeSocket();
       const slow = new FakeSocket();
-      hub.add(fast as unknown as WebSocket, {}, undefined, tokenId);
-      hub.add(slow as unknown as WebSocket, {}, undefined, tokenId);
+      add(fast);
+      add(slow);
       expect(slow.msgs).toEqual([{ type: 'live', cursor: store.currentSeq() }]);
       const from = store.currentSeq();
 
@@ -293,8 +308,7 @@ describe('live stream: slow clients', () => {
 
       // Once it drains, it gets every change after its cursor exactly once (latest state), then live ones.
       slow.bufferedAmount = 0;
-      const end = Date.now() + 3000;
-      while (slow.msgs.filter((m) => m.type === 'live').length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      await until(() => slow.msgs.filter((m) => m.type === 'live').length >= 2 || undefined, 20_000, 'the slow client to catch up and go live');
       const expected = store.changesSince(from, {}, 1000);
       expect(slow.alerts.map((a) => a.seq)).toEqual(expected.map((a) => a.seq));
       expect(new Set(slow.alerts.map((a) => a.id)).size).toBe(slow.alerts.length);
@@ -303,19 +317,15 @@ describe('live stream: slow clients', () => {
       expect(slow.alerts.at(-1)?.id).toBe(b!.id);
       expect(fast.alerts.at(-1)?.id).toBe(b!.id);
     } finally {
-      hub.close();
-      db.close();
+      h.close();
     }
   });
 });
 
 describe('live stream: shared messages', () => {
   it('gives clients whose filters differ only in their time window the message each one should get', () => {
-    const db = openServerDb(':memory:');
-    const store = new AlertStore(db);
-    const tokens = new FeedTokens(db);
-    const tokenId = tokens.create('reader', 'read').info.id;
-    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { pingMs: 60_000 });
+    const h = hubFixture();
+    const { store, add } = h;
     try {
       const now = Date.now();
       const hour = new FakeSocket();
@@ -323,11 +333,11 @@ describe('live stream: shared messages', () => {
       const acked = new FakeSocket();
       const text = new FakeSocket();
       const text2 = new FakeSocket();
-      hub.add(hour as unknown as WebSocket, { since: now - 3_600_000 }, undefined, tokenId);
-      hub.add(day as unknown as WebSocket, { since: now - 86_400_000 }, undefined, tokenId);
-      hub.add(acked as unknown as WebSocket, { status: ['acknowledged'], since: now - 86_400_000 }, undefined, tokenId);
-      hub.add(text as unknown as WebSocket, { q: 'needle-pod', since: now - 3_600_000 }, undefined, tokenId);
-      hub.add(text2 as unknown as WebSocket, { q: 'needle-pod', since: now - 7_200_000 }, undefined, tokenId);
+      add(hour, { since: now - 3_600_000 });
+      add(day, { since: now - 86_400_000 });
+      add(acked, { status: ['acknowledged'], since: now - 86_400_000 });
+      add(text, { q: 'needle-pod', since: now - 3_600_000 });
+      add(text2, { q: 'needle-pod', since: now - 7_200_000 });
       const old = new Date(now - 5 * 3_600_000).toISOString();
       const [fresh, stale, needle] = store.ingest('edge', [
         ev(ciliumPayload({ fp: 'w-fresh' })),
@@ -346,20 +356,16 @@ describe('live stream: shared messages', () => {
       expect(hour.msgs.filter((m) => m.type === 'alerts')).toHaveLength(1);
       expect(day.alerts.at(-1)).toMatchObject({ id: stale!.id, status: 'acknowledged' });
     } finally {
-      hub.close();
-      db.close();
+      h.close();
     }
   });
 
   it('does not fail an ingest when sending fails, and the clients still get every change', async () => {
-    const db = openServerDb(':memory:');
-    const store = new AlertStore(db);
-    const tokens = new FeedTokens(db);
-    const tokenId = tokens.create('reader', 'read').info.id;
-    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { pingMs: 60_000 });
+    const h = hubFixture();
+    const { store, add } = h;
     try {
       const c = new FakeSocket();
-      hub.add(c as unknown as WebSocket, { q: 'needle-pod' }, undefined, tokenId);
+      add(c, { q: 'needle-pod' });
       const from = store.currentSeq();
       const orig = store.matchingText.bind(store);
       store.matchingText = () => {
@@ -367,14 +373,12 @@ describe('live stream: shared messages', () => {
       };
       const [a] = store.ingest('edge', [ev(falcoPayload({ fp: 'fail-1', pod: 'needle-pod-3' }))]).alerts;
       store.matchingText = orig;
-      const end = Date.now() + 3000;
-      while (c.msgs.filter((m) => m.type === 'live').length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      await until(() => c.msgs.filter((m) => m.type === 'live').length >= 2 || undefined, 20_000, 'the client to catch up and go live');
       expect(c.alerts.map((x) => x.id)).toEqual([a!.id]);
       expect(c.msgs.at(-1)).toEqual({ type: 'live', cursor: store.currentSeq() });
       expect(from).toBeLessThan(store.currentSeq());
     } finally {
-      hub.close();
-      db.close();
+      h.close();
     }
   });
 });
@@ -399,8 +403,11 @@ describe('live stream: pre-built frames', () => {
     for (const t of texts.slice(0, -2)) writeFrame(ws, textFrame(t));
     writeFrame(ws, shared);
     writeFrame(ws, shared);
-    const end = Date.now() + 3000;
-    while (got.length < texts.length && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    await until(
+      () => got.length >= texts.length || undefined,
+      20_000,
+      () => `${texts.length} messages (got ${got.length})`,
+    );
     expect(got).toEqual(texts);
     client.close();
     await new Promise((r) => client.once('close', r));
@@ -420,11 +427,8 @@ describe('live stream: the same filters as the list', () => {
   };
 
   it('ends with exactly the alerts the list shows, live and when catching up from a cursor, for every filter', () => {
-    const db = openServerDb(':memory:');
-    const store = new AlertStore(db);
-    const tokens = new FeedTokens(db);
-    const tokenId = tokens.create('reader', 'read').info.id;
-    const hub = new StreamHub(store, tokens, createRootLogger({ name: 'test', level: 'silent' }), { pingMs: 60_000 });
+    const h = hubFixture();
+    const { store, add } = h;
     try {
       const T = Date.UTC(2024, 0, 1, 12);
       const at = (min: number) => new Date(T + min * 60_000).toISOString();
@@ -448,7 +452,7 @@ describe('live stream: the same filters as the list', () => {
       ];
       const live = filters.map((f) => {
         const s = new FakeSocket();
-        hub.add(s as unknown as WebSocket, f, 0, tokenId);
+        add(s, f, 0);
         return s;
       });
 
@@ -477,12 +481,11 @@ describe('live stream: the same filters as the list', () => {
           .sort((x, y) => x - y);
         expect(view(live[i]!), `live ${JSON.stringify(f)}`).toEqual(want);
         const late = new FakeSocket();
-        hub.add(late as unknown as WebSocket, f, 0, tokenId);
+        add(late, f, 0);
         expect(view(late), `catching up ${JSON.stringify(f)}`).toEqual(want);
       });
     } finally {
-      hub.close();
-      db.close();
+      h.close();
     }
   });
 });
