@@ -345,6 +345,37 @@ describe('Kafka replicas (in process, real broker)', () => {
     }
   }, 60_000);
 
+  it('exports every change as it is fetched when export_window is 0s', async () => {
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `z${randomUUID().slice(0, 8)}`,
+      export_topic: `z${randomUUID().slice(0, 8)}.alerts`,
+      export_window: '0s',
+      partitions: 2,
+      session_timeout: '6s',
+    });
+    const n = await node('nowindow', { config: own });
+    const consumer = new Kafka({ clientId: 'export-nowindow-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({
+      groupId: `export-nowindow-test-${randomUUID()}`,
+    });
+    const got: ExportedAlert[] = [];
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic: own.export_topic, fromBeginning: true });
+      await consumer.run({ eachMessage: async ({ message }) => void got.push(JSON.parse(message.value!.toString()) as ExportedAlert) });
+      // A second apart, so the delivery member fetches each in a batch of its own (it reads every 0.5 s).
+      const times = ['2026-05-02T10:00:01.000Z', '2026-05-02T10:00:02.000Z', '2026-05-02T10:00:03.000Z'];
+      for (const time of times) {
+        await n.replica.sink.accept('edge', [ev('nowin', { time })]);
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+      expect(await eventually(() => got.length >= 3, 20_000)).toBe(true);
+      expect(got.map((x) => x.count)).toEqual([1, 2, 3]);
+    } finally {
+      await consumer.disconnect();
+      await closeNode(n);
+    }
+  }, 60_000);
+
   it("acknowledges an agent batch whose events share one partition and together exceed Kafka's message size", async () => {
     // One noisy alert: the agent's batch of 500 events all lands in one log partition.
     // Kafka takes at most max.message.bytes (1 MB by default) per partition and request.

@@ -251,7 +251,12 @@ export class DeliveryGroup {
       this.windowTimer = undefined;
       if (!this.due || this.stopped) return;
       if (this.rebalancing) this.idleCheck();
-      else void this.flushDue();
+      else
+        this.flushDue().catch((err: unknown) => {
+          // A timer has no caller to hand this to; the window's changes are kept (flushNow) for the next one.
+          this.log.warn({ error: errText(err) }, 'Kafka: flushing the export window failed; it is tried again with the next window');
+          this.openWindow(this.windowMs || RETRY_MS);
+        });
     }, IDLE_MS);
     this.windowTimer.unref();
   }
@@ -281,10 +286,10 @@ export class DeliveryGroup {
     this.pending = new Map();
     this.pendingExports = 0;
     const out: OutMessage[] = [];
-    for (const e of batch.values()) {
-      for (const x of e.exports.values()) out.push({ topic: this.o.exportTopic, key: x.uid, value: JSON.stringify(exportedAlert(x.alert, x.uid, x.change)) });
-    }
     try {
+      for (const e of batch.values()) {
+        for (const x of e.exports.values()) out.push({ topic: this.o.exportTopic, key: x.uid, value: JSON.stringify(exportedAlert(x.alert, x.uid, x.change)) });
+      }
       if (out.length) await this.o.writer.append(out);
     } catch (err) {
       // Kept for the next window, before what came since (which may be newer changes of the same alerts).
