@@ -1,40 +1,34 @@
 import { createRequire, Module } from 'node:module';
 
-// kafkajs (2.2.x) encodes produce requests in JavaScript, and two of its
-// helpers cost a replica more CPU than anything of ours but the store
-// (profiles in docs/kafka.md, "Benchmark"):
+// kafkajs (2.2.x) encodes produce requests in JavaScript, and these parts of
+// it cost a replica more CPU than anything of ours but the store (profiles in
+// docs/kafka.md, "Benchmark"), so they are replaced in place, each writing
+// the same bytes as kafkajs's own (kafkajs-tuning.test.ts compares them):
 //
-// - its CRC32C goes one byte per step over every record batch; the same
-//   table method eight bytes per step (slicing-by-8) gives the same sums at
-//   a fraction of the cost;
-// - its Encoder grows with Buffer.alloc, which zero-fills each new buffer
-//   before the copy overwrites it, at every doubling of every request;
-// - its record encoder (one per message of a produce request) starts a
-//   zero-filled 512-byte encoder, measures and converts strings several
-//   times, grows the encoder by doubling (a 2 KB export value copies three
-//   times), and writes each varint through a temporary array and Buffer, the
-//   timestamp delta through 64-bit Long arithmetic. The replacement measures
-//   once, allocates the record's exact size and writes it in one pass; the
-//   bytes are the same (kafkajs-tuning.test.ts compares them);
-// - its record batch encoder copies the records three times more (into the
-//   batch body, the batch, the length-prefixed batch), each growing by
-//   doubling; the replacement (uncompressed batches only) writes the batch
-//   into one buffer of its exact size;
-// - a produce request then copied each record batch four more times: into
-//   its partition's encoder, the topic's, the request body, and the request
-//   with its header, then once more with the size in front. Now the record,
-//   batch and produce encoders hand their pieces on (chunked() below) and a
-//   message value is not copied in JavaScript at all: the request's frame
-//   and its pieces go to the socket in one writev (writeRequest below). Each
-//   copy went into a fresh buffer of up to 2 MB, and touching fresh memory
-//   (page faults) cost far more than the copying itself.
+// - CRC32C: kafkajs goes one byte per step over every record batch; the
+//   same table method eight bytes per step (slicing-by-8) gives the same
+//   sums at a fraction of the cost;
+// - the Encoder: kafkajs grows it with Buffer.alloc, zero-filling each new
+//   buffer before the copy overwrites it;
+// - the record encoder: kafkajs starts a zero-filled 512-byte encoder per
+//   message, measures and converts strings several times, grows by doubling
+//   and writes varints through temporary arrays and the timestamp delta
+//   through 64-bit Long arithmetic; here a record is measured once and
+//   written in one pass into a buffer of its exact size;
+// - the record batch, produce request and request encoders: kafkajs copies
+//   each batch into its partition's encoder, the topic's, the request body
+//   and the request, each a fresh buffer of up to 2 MB whose page faults
+//   cost more than the copying; here they hand their pieces on (chunked())
+//   and the request's frame and pieces go to the socket in one writev
+//   (writeRequest()), so a message value is never copied in JavaScript;
+// - murmur2 (the partition of a key): kafkajs builds a Buffer per key and a
+//   Long per step; here it is 32-bit integer arithmetic.
 //
-// Both are replaced in place, without changing what goes on the wire. The
-// CRC can only be swapped before kafkajs loads its record batch encoder (it
-// keeps the function it got), so this module is imported before kafkajs;
+// The CRC can only be swapped before kafkajs loads its record batch encoder
+// (it keeps the function it got), so this module is imported before kafkajs;
 // if kafkajs was loaded first (another import path), the CRC stays kafkajs's
-// own and only the encoder is tuned. Anything unexpected (another kafkajs
-// version's layout) leaves kafkajs as it is.
+// own and only the encoders are tuned. Anything unexpected (another kafkajs
+// version's layout) leaves kafkajs as it is; package.json pins the version.
 
 const require = createRequire(import.meta.url);
 
