@@ -11,7 +11,7 @@ import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helper
 import { capturingLogger } from '../helpers/logs.js';
 import type { Logger } from '../../src/shared/log/logger.js';
 import { startTcpRelay } from '../helpers/tcp-relay.js';
-import { makeCerts } from '../tunnel/harness.js';
+import { makeCerts } from '../helpers/certs.js';
 
 // A server with the Kubernetes API proxy and an agent with the CI tunnel, in
 // this process, in front of a real API server (or a peer standing in for one).
@@ -91,7 +91,7 @@ export async function startCiEnv(o: { configYaml: string; agentKubeconfig: strin
     http_addr: '127.0.0.1:0',
     grpc_addr: '127.0.0.1:0',
     config_poll_interval: 200,
-    tls: { cert_file: certs.cert, key_file: certs.key },
+    tls: { cert_file: certs.serverCert, key_file: certs.serverKey },
     kubernetes_api: { listen: `127.0.0.1:${proxyPort}`, url_path_prefix: '/k8s-proxy/', url: undefined },
   };
   const server = await startServer(cfg, log);

@@ -14,7 +14,7 @@ import { startKube, type Kube } from '../helpers/kube.js';
 import { capturingLogger } from '../helpers/logs.js';
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { ConfigProject, freePort, tempDir, until, type LogLine } from '../helpers/processes.js';
-import { makeCerts } from '../tunnel/harness.js';
+import { type Certs, makeCerts } from '../helpers/certs.js';
 import { httpsGet, startCiAgent } from './env.js';
 import { execThrough, startExecPeer } from './exec-peer.js';
 import { watchConfigMaps } from './watch.js';
@@ -46,7 +46,7 @@ const extra: { close(): Promise<void> }[] = [];
 
 const grpcPort = (s: RunningServer) => Number(s.grpcAddress.split(':').pop());
 
-async function startReplica(name: 'a' | 'b', prefix: string, certs: { cert: string; key: string }, log: ReturnType<typeof createRootLogger>) {
+async function startReplica(name: 'a' | 'b', prefix: string, certs: Certs, log: ReturnType<typeof createRootLogger>) {
   const port = await freePort();
   const dataDir = join(dir, name);
   const file = join(dir, `${name}.yaml`);
@@ -56,7 +56,7 @@ async function startReplica(name: 'a' | 'b', prefix: string, certs: { cert: stri
 http_addr: 127.0.0.1:0
 grpc_addr: 127.0.0.1:0
 config_poll_interval: 200ms
-tls: {cert_file: ${certs.cert}, key_file: ${certs.key}}
+tls: {cert_file: ${certs.serverCert}, key_file: ${certs.serverKey}}
 kubernetes_api: {listen: "127.0.0.1:${port}", url_path_prefix: /k8s-proxy/}
 kafka: {brokers: ["${broker.bootstrap}"], topic_prefix: ${prefix}, replication_factor: 1}
 `,

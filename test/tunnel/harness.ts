@@ -1,8 +1,8 @@
 import Database from 'better-sqlite3';
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Certs } from '../helpers/certs.js';
 import { ConfigProject, freePort, spawnVerdict, until, verdictSync, type VerdictProcess } from '../helpers/processes.js';
 
 // Real server and agent processes for the tunnel tests, plus the tools the
@@ -11,39 +11,6 @@ import { ConfigProject, freePort, spawnVerdict, until, verdictSync, type Verdict
 // read-only look into the server's store.
 
 export type Transport = 'grpc' | 'ws';
-
-export interface Certs {
-  ca: string;
-  cert: string;
-  key: string;
-}
-
-/** A CA and a server certificate for localhost/127.0.0.1, made with openssl for this run only. */
-export function makeCerts(dir: string): Certs {
-  const f = (n: string) => join(dir, n);
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '1', '-subj', '/CN=Verdict test CA');
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=localhost');
-  writeFileSync(f('ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl(
-    'x509',
-    '-req',
-    '-in',
-    f('server.csr'),
-    '-CA',
-    f('ca.crt'),
-    '-CAkey',
-    f('ca.key'),
-    '-CAcreateserial',
-    '-out',
-    f('server.crt'),
-    '-days',
-    '1',
-    '-extfile',
-    f('ext.cnf'),
-  );
-  return { ca: f('ca.crt'), cert: f('server.crt'), key: f('server.key') };
-}
 
 export const AGENT = 'edge';
 
@@ -74,7 +41,7 @@ export class ServerProc {
   }
 
   async start(): Promise<void> {
-    const tls = this.certs ? ['--tls-cert-file', this.certs.cert, '--tls-key-file', this.certs.key] : [];
+    const tls = this.certs ? ['--tls-cert-file', this.certs.serverCert, '--tls-key-file', this.certs.serverKey] : [];
     this.proc = spawnVerdict(
       [
         'server',

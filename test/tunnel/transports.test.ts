@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentConfigurationClient } from '../../src/gen/verdict/agent.js';
 import { killAll, tempDir, until, type LogLine } from '../helpers/processes.js';
-import { makeCerts, prepareServer, ServerProc, spawnAgent, SpoolWriter, storeCounts, type Certs } from './harness.js';
+import { makeCerts, type Certs } from '../helpers/certs.js';
+import { prepareServer, ServerProc, spawnAgent, SpoolWriter, storeCounts } from './harness.js';
 
 // Every --kas-address scheme against real server processes (plain and TLS),
 // and the mistakes operators make, each with a message that names the fix.

@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeCerts } from '../../../test/helpers/certs.js';
 import { type KubeConnection, kubeConnection } from './connection.js';
 import { TLS_FILE_CHECK_MS } from './tls-material.js';
 
@@ -15,34 +15,14 @@ import { TLS_FILE_CHECK_MS } from './tls-material.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'verdict-kube-pool-'));
 
-/** A self-signed certificate for 127.0.0.1, its own CA. */
-function selfSigned(name: string): { cert: Buffer; key: Buffer } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    `/CN=${name}`,
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-  ]);
-  return { cert: readFileSync(cert), key: readFileSync(key) };
+/** A server certificate and key, and the PEM of the CA that signed it (a new CA each call). */
+function serverCerts(name: string): { cert: Buffer; key: Buffer; ca: Buffer } {
+  const c = makeCerts(join(dir, name), `${name} CA`);
+  return { cert: readFileSync(c.serverCert), key: readFileSync(c.serverKey), ca: readFileSync(c.ca) };
 }
 
-let first: { cert: Buffer; key: Buffer };
-let second: { cert: Buffer; key: Buffer };
+let first: ReturnType<typeof serverCerts>;
+let second: ReturnType<typeof serverCerts>;
 let server: Server;
 let handshakes = 0;
 const sockets = new Set<Socket>();
@@ -52,11 +32,11 @@ const tokenFile = join(dir, 'token');
 let kubeconfig: string;
 
 beforeAll(async () => {
-  first = selfSigned('first');
-  second = selfSigned('second');
-  writeFileSync(caFile, first.cert);
+  first = serverCerts('first');
+  second = serverCerts('second');
+  writeFileSync(caFile, first.ca);
   writeFileSync(tokenFile, 'one\n');
-  server = createServer({ ...first }, (req, res) => {
+  server = createServer({ cert: first.cert, key: first.key }, (req, res) => {
     tokens.push(req.headers.authorization ?? '');
     res.setHeader('content-type', 'application/json');
     res.end('{"kind":"Namespace"}');
@@ -114,9 +94,9 @@ describe('the keep-alive pool of the agent’s connections', () => {
     expect(await get(conn)).toBe(200);
     const old = (await conn.requestOptions()).agent;
     // The server changes certificate and drops its connections: a request now needs a handshake, verified with the new CA.
-    server.setSecureContext({ ...second });
+    server.setSecureContext({ cert: second.cert, key: second.key });
     for (const s of sockets) s.destroy();
-    writeFileSync(caFile, second.cert);
+    writeFileSync(caFile, second.ca);
     await new Promise((resolve) => setTimeout(resolve, TLS_FILE_CHECK_MS + 100));
     const before = handshakes;
     expect(await get(conn)).toBe(200);
