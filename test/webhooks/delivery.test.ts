@@ -1,16 +1,18 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { enqueueForStatusChange } from '../../src/server/webhooks/service.js';
 import { cilium, falco, FAST, harness, SECRET, SECRET2, type Harness } from './helpers.js';
-import { type Receiver, Receivers } from './receiver.js';
+import { Closers } from '../../src/shared/lifecycle/closers.js';
+import { type Receiver, startReceiver } from './receiver.js';
 import { verifyStandardWebhook } from './standard-webhooks.js';
 
 // Delivery against real HTTP receivers on loopback: signing, retries,
 // timeouts, 410, dead letters, Retry-After, routing, grouping, concurrency.
 
 let h: Harness | undefined;
-const receivers = new Receivers();
+/** What a test opened, closed after it. */
+let closers = new Closers();
 
-const receiver = () => receivers.start();
+const receiver = () => startReceiver(closers);
 
 function generic(r: Receiver, extra: Record<string, unknown> = {}) {
   return { name: 'hook', type: 'generic', url: r.url(), secrets: [SECRET], ...FAST, ...extra };
@@ -19,7 +21,9 @@ function generic(r: Receiver, extra: Record<string, unknown> = {}) {
 afterEach(async () => {
   await h?.close();
   h = undefined;
-  await receivers.closeAll();
+  const c = closers;
+  closers = new Closers();
+  await c.close();
 });
 
 const deliveries = (name = 'hook', state?: 'pending' | 'delivered' | 'dead') => {

@@ -1,21 +1,25 @@
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cilium, falco, FAST, harness, SECRET, type Harness } from './helpers.js';
-import { Receivers } from './receiver.js';
+import { Closers } from '../../src/shared/lifecycle/closers.js';
+import { startReceiver } from './receiver.js';
 
 // Each format as its receiver sees it, field by field: GitLab's HTTP alert
 // integration, Alertmanager's webhook v4, Slack incoming webhooks, and
 // Verdict's own generic payload.
 
 let h: Harness | undefined;
-const receivers = new Receivers();
+/** What a test opened, closed after it. */
+let closers = new Closers();
 
-const receiver = () => receivers.start();
+const receiver = () => startReceiver(closers);
 
 afterEach(async () => {
   await h?.close();
   h = undefined;
-  await receivers.closeAll();
+  const c = closers;
+  closers = new Closers();
+  await c.close();
 });
 
 const EXTERNAL = 'https://verdict.example.com';

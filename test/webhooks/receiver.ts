@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Closers } from '../../src/shared/lifecycle/closers.js';
 
 // A real HTTP receiver on loopback whose answers a test scripts per request.
 
@@ -104,17 +105,7 @@ export class Receiver {
   }
 }
 
-/** The receivers a test file starts: closeAll(), in its afterEach, closes those started since. */
-export class Receivers {
-  private readonly open: Receiver[] = [];
-
-  async start(): Promise<Receiver> {
-    const r = await new Receiver().listen();
-    this.open.push(r);
-    return r;
-  }
-
-  async closeAll(): Promise<void> {
-    await Promise.all(this.open.splice(0).map((r) => r.close()));
-  }
+/** A receiver listening on loopback, closed with `closers` (a test file's, closed in its afterEach). */
+export async function startReceiver(closers: Closers): Promise<Receiver> {
+  return closers.add('receiver', await new Receiver().listen(), (r) => r.close());
 }

@@ -7,7 +7,8 @@ import { newWebhookId, stableWebhookId } from '../../src/server/webhooks/signer.
 import { parseWebhooksJson } from '../../src/shared/config/webhooks-config.js';
 import type { DB } from '../../src/shared/sqlite/open.js';
 import { falco, FAST, SECRET, silent } from './helpers.js';
-import { type Receiver, Receivers } from './receiver.js';
+import { Closers } from '../../src/shared/lifecycle/closers.js';
+import { type Receiver, startReceiver } from './receiver.js';
 
 // What server replicas on Kafka need from the outbox (src/server/kafka/delivery.ts):
 // webhook-ids derived from the alert and event, so two replicas that record the
@@ -23,15 +24,13 @@ interface Replica {
   ingest(eventId: string, fp: string, count?: number): { alert: StoredAlert; key: string };
 }
 
-const open: Replica[] = [];
-const receivers = new Receivers();
+/** What a test opened (receivers, replicas), closed after it in reverse order. */
+let closers = new Closers();
 
 afterEach(async () => {
-  for (const r of open.splice(0)) {
-    await r.svc.close();
-    r.db.close();
-  }
-  await receivers.closeAll();
+  const c = closers;
+  closers = new Closers();
+  await c.close();
 });
 
 function replica(rx: Receiver, extra: Record<string, unknown> = {}): Replica {
@@ -57,11 +56,13 @@ function replica(rx: Receiver, extra: Record<string, unknown> = {}): Replica {
       return { alert, key: `edge/${fp}/${eventId}` };
     },
   };
-  open.push(r);
-  return r;
+  return closers.add('replica', r, async (x) => {
+    await x.svc.close();
+    x.db.close();
+  });
 }
 
-const receiver = () => receivers.start();
+const receiver = () => startReceiver(closers);
 
 const shared = (r: Replica, alerts: KeyedAlert[]) => r.db.transaction(() => r.svc.outbox.enqueueShared(alerts))();
 const ids = (r: Replica) =>
