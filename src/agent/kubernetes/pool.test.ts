@@ -93,7 +93,7 @@ describe('the keep-alive pool of the agent’s connections', () => {
     const conn = kubeConnection({ kubeconfig });
     expect(await get(conn)).toBe(200);
     const old = (await conn.requestOptions()).agent;
-    // The server changes certificate and drops its connections: a request now needs a handshake, verified with the new CA.
+    // The server changes certificate and drops its connections: the next request needs a handshake, verified with the new CA.
     server.setSecureContext({ cert: second.cert, key: second.key });
     for (const s of sockets) s.destroy();
     writeFileSync(caFile, second.ca);

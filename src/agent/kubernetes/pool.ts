@@ -67,7 +67,7 @@ function retire(key: string): void {
   const agent = pools.get(key);
   pools.delete(key);
   if (!agent) return;
-  // Node's agent reads keepAlive each time a connection is freed: from now on it closes them instead.
+  // Node's agent reads keepAlive each time a connection is freed: with it off, each connection closes as its request ends.
   (agent as HttpAgent & { keepAlive: boolean }).keepAlive = false;
   for (const list of Object.values(agent.freeSockets)) for (const s of list ?? []) s.destroy();
 }
