@@ -288,7 +288,10 @@ export class DeliveryGroup {
     const out: OutMessage[] = [];
     try {
       for (const e of batch.values()) {
-        for (const x of e.exports.values()) out.push({ topic: this.o.exportTopic, key: x.uid, value: JSON.stringify(exportedAlert(x.alert, x.uid, x.change)) });
+        // Each message to bytes at once: a window's JSON strings (a few KB per alert, thousands of alerts) held
+        // until the append would outlive young-generation collections and be copied into the old generation.
+        for (const x of e.exports.values())
+          out.push({ topic: this.o.exportTopic, key: x.uid, value: Buffer.from(JSON.stringify(exportedAlert(x.alert, x.uid, x.change))) });
       }
       if (out.length) await this.o.writer.append(out);
     } catch (err) {

@@ -60,6 +60,8 @@ export class KafkaAlertSink implements AlertSink {
       const key = logKey(agent, ev.payload.fingerprint);
       const partition = this.writer.partitionOf(this.topic, key);
       const entry = partition === undefined ? undefined : encodeEntry(ev.id, ev.payload, payloadText.get(ev.payload));
+      // The text is in the entry now; the payload stays alive in OwnEvents until the projection reads the message back, and would keep it.
+      payloadText.delete(ev.payload);
       if (partition === undefined || entry === undefined) {
         const value = partition === undefined ? encodeAlertEvent(agent, ev.id, ev.payload, this.replica, at) : undefined;
         if (value === undefined) {
