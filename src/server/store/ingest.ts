@@ -1,4 +1,4 @@
-import { foldOccurrence } from '../../shared/alert/fold.js';
+import { type FoldSummary, foldOccurrence } from '../../shared/alert/fold.js';
 import { MAX_SAMPLES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { cutText } from '../../shared/text/cut.js';
@@ -114,22 +114,31 @@ function sameLabels(a: Record<string, string>, b: Record<string, string>): boole
   return n === 0;
 }
 
-/** An occurrence's newest samples as stored (JSON) and as its batch's alert shows them. */
-function samplesOf(samples: readonly unknown[]): { json: string; values: readonly unknown[] } {
-  const kept = samples.length > MAX_SAMPLES ? samples.slice(-MAX_SAMPLES) : samples;
-  const json = JSON.stringify(kept);
-  // No sample is over the cap when all of them together are not: one call instead of one per sample.
-  if (json.length <= MAX_SAMPLE_BYTES) return { json, values: kept };
-  const capped = kept.map(capSample);
-  return { json: `[${capped.map((x) => x.json).join(',')}]`, values: capped.map((x) => x.value) };
+/** Samples of which one or more is over the cap, as stored (JSON) and as the batch's alert shows them. */
+function capSamples(kept: readonly unknown[]): { json: string; values: unknown[] } {
+  const parts: string[] = [];
+  const values: unknown[] = [];
+  for (const s of kept) {
+    const json = JSON.stringify(s) ?? 'null';
+    if (json.length <= MAX_SAMPLE_BYTES) {
+      values.push(s);
+      parts.push(json);
+    } else {
+      const value = { truncated: true, bytes: json.length, preview: json.slice(0, 2048) };
+      values.push(value);
+      parts.push(JSON.stringify(value));
+    }
+  }
+  return { json: `[${parts.join(',')}]`, values };
 }
 
-function capSample(s: unknown): { value: unknown; json: string } {
-  const json = JSON.stringify(s) ?? 'null';
-  if (json.length <= MAX_SAMPLE_BYTES) return { value: s, json };
-  const value = { truncated: true, bytes: json.length, preview: json.slice(0, 2048) };
-  return { value, json: JSON.stringify(value) };
-}
+/**
+ * The alert's and the occurrence's summaries as foldOccurrence takes them, one of
+ * each for the process: it reads them and keeps neither, and two objects a repeat
+ * are garbage the mix's CPU shows.
+ */
+const foldInto: FoldSummary<number> = { count: 0, first_seen: 0, last_seen: 0, severity: 'info', title: '', description: '' };
+const foldOcc: FoldSummary<number> = { count: 0, first_seen: 0, last_seen: 0, severity: 'info', title: '', description: '' };
 
 function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
   const r = e.row;
@@ -309,10 +318,19 @@ export class Ingest {
         // repeat rewrites only the narrow row, and the text row and full-text
         // index change only when an older occurrence arrives late. Labels stay
         // the first occurrence's; each occurrence keeps its own.
-        const f = foldOccurrence<number>(
-          { count: r.count, first_seen: r.first_seen, last_seen: r.last_seen, severity: r.severity as Severity, title: r.title, description: r.description },
-          { count: p.count, first_seen: first, last_seen: last, severity, title: cutText(p.title, MAX_TITLE), description },
-        );
+        foldInto.count = r.count;
+        foldInto.first_seen = r.first_seen;
+        foldInto.last_seen = r.last_seen;
+        foldInto.severity = r.severity as Severity;
+        foldInto.title = r.title;
+        foldInto.description = r.description;
+        foldOcc.count = p.count;
+        foldOcc.first_seen = first;
+        foldOcc.last_seen = last;
+        foldOcc.severity = severity;
+        foldOcc.title = cutText(p.title, MAX_TITLE);
+        foldOcc.description = description;
+        const f = foldOccurrence<number>(foldInto, foldOcc);
         if (f.summary.title !== r.title || f.summary.description !== r.description) {
           e.indexedText ??= { title: r.title, description: r.description };
           r.title = f.summary.title;
@@ -378,8 +396,17 @@ export class Ingest {
 
   private putOccurrence(e: OpenEntry, o: PendingOccurrence, slot: number, now: number): void {
     const r = e.row;
-    const samples = samplesOf(o.samples);
-    const labelsJson = sameLabels(o.labels, e.labels) ? r.labels : JSON.stringify(o.labels);
+    // An occurrence's newest samples; no sample is over the cap when all of them together are
+    // not, so the common case is one JSON.stringify and no object besides its string.
+    let values: readonly unknown[] = o.samples.length > MAX_SAMPLES ? o.samples.slice(-MAX_SAMPLES) : o.samples;
+    let samples = JSON.stringify(values);
+    if (samples.length > MAX_SAMPLE_BYTES) {
+      const c = capSamples(values);
+      samples = c.json;
+      values = c.values;
+    }
+    // Labels that differ in a value or a key serialise differently: only labels the alert's equal are stored as null.
+    const labelsJson = sameLabels(o.labels, e.labels) ? null : JSON.stringify(o.labels);
     // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
     this.s.putOccurrence.run(
       r.id,
@@ -392,13 +419,13 @@ export class Ingest {
       o.last,
       o.severity,
       o.description === r.description ? null : o.description,
-      labelsJson === r.labels ? null : labelsJson,
-      samples.json,
+      labelsJson,
+      samples,
     );
-    if (samples.values.length && slot !== PINNED_SLOT) {
+    if (values.length && slot !== PINNED_SLOT) {
       // Only this batch's alert holds the array yet (committed() replaces it), so it may grow in place.
       const b = (e.batchSamples ??= []);
-      for (const v of samples.values) b.push(v);
+      for (const v of values) b.push(v);
       if (b.length > MAX_SAMPLES) b.splice(0, b.length - MAX_SAMPLES);
     }
   }
