@@ -194,8 +194,8 @@ async function refreshNewKinds(wave: readonly ManifestObject[], discovery: Disco
 }
 
 export function summary(r: SyncResult): Record<string, unknown> {
+  // No commit_id: the worker logs under a child logger that has it, and pino would write the key twice.
   return {
-    commit_id: r.commit,
     applied: r.applied,
     changed: r.changed,
     unchanged: r.unchanged,
