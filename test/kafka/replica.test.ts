@@ -304,17 +304,28 @@ describe('Kafka replicas (in process, real broker)', () => {
     }
   });
 
-  it('exports an alert that changed several times within the export window once, as it stands at its end, with the samples of every change', async () => {
+  /**
+   * A node of its own, with `export_window`, and a consumer of its export topic;
+   * sends one event of `fp` at each of `times`, a second apart, so the delivery
+   * member fetches each in a batch of its own (it reads every 0.5 s).
+   */
+  async function exportsOf(
+    name: string,
+    exportWindow: string,
+    fp: string,
+    times: string[],
+    check: (got: { key: string; value: ExportedAlert; at: number }[], sent: number) => Promise<void>,
+  ): Promise<void> {
     const own = kafkaConfigForBootstrap(broker.bootstrap, {
       topic_prefix: `x${randomUUID().slice(0, 8)}`,
       export_topic: `x${randomUUID().slice(0, 8)}.alerts`,
-      export_window: '4s',
+      export_window: exportWindow,
       partitions: 2,
       session_timeout: '6s',
     });
-    const n = await node('window', { config: own });
-    const consumer = new Kafka({ clientId: 'export-window-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({
-      groupId: `export-window-test-${randomUUID()}`,
+    const n = await node(name, { config: own });
+    const consumer = new Kafka({ clientId: `${name}-test`, brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({
+      groupId: `${name}-test-${randomUUID()}`,
     });
     const got: { key: string; value: ExportedAlert; at: number }[] = [];
     try {
@@ -324,13 +335,21 @@ describe('Kafka replicas (in process, real broker)', () => {
         eachMessage: async ({ message }) =>
           void got.push({ key: message.key!.toString(), value: JSON.parse(message.value!.toString()) as ExportedAlert, at: Date.now() }),
       });
-      // Three repeats a second apart: the delivery member fetches them in separate batches (it reads every 0.5 s).
-      const times = ['2026-05-01T10:00:01.000Z', '2026-05-01T10:00:02.000Z', '2026-05-01T10:00:03.000Z'];
       const sent = Date.now();
       for (const time of times) {
-        await n.replica.sink.accept('edge', [ev('win', { time })]);
+        await n.replica.sink.accept('edge', [ev(fp, { time })]);
         await new Promise((r) => setTimeout(r, 1_000));
       }
+      await check(got, sent);
+    } finally {
+      await consumer.disconnect();
+      await closeNode(n);
+    }
+  }
+
+  it('exports an alert that changed several times within the export window once, as it stands at its end, with the samples of every change', async () => {
+    const times = ['2026-05-01T10:00:01.000Z', '2026-05-01T10:00:02.000Z', '2026-05-01T10:00:03.000Z'];
+    await exportsOf('window', '4s', 'win', times, async (got, sent) => {
       expect(await eventually(() => got.length > 0, 20_000)).toBe(true);
       // Past the next window: nothing else comes for it.
       await new Promise((r) => setTimeout(r, 5_000));
@@ -339,41 +358,15 @@ describe('Kafka replicas (in process, real broker)', () => {
       expect(only!.at - sent).toBeGreaterThanOrEqual(3_500);
       expect(only!.value).toMatchObject({ count: 3, events: 3, status: 'triggered', change: { kind: 'alert' } });
       expect(only!.value.samples.map((x) => (JSON.parse(x as string) as { time: string }).time)).toEqual(times);
-    } finally {
-      await consumer.disconnect();
-      await closeNode(n);
-    }
+    });
   }, 60_000);
 
   it('exports every change as it is fetched when export_window is 0s', async () => {
-    const own = kafkaConfigForBootstrap(broker.bootstrap, {
-      topic_prefix: `z${randomUUID().slice(0, 8)}`,
-      export_topic: `z${randomUUID().slice(0, 8)}.alerts`,
-      export_window: '0s',
-      partitions: 2,
-      session_timeout: '6s',
-    });
-    const n = await node('nowindow', { config: own });
-    const consumer = new Kafka({ clientId: 'export-nowindow-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({
-      groupId: `export-nowindow-test-${randomUUID()}`,
-    });
-    const got: ExportedAlert[] = [];
-    try {
-      await consumer.connect();
-      await consumer.subscribe({ topic: own.export_topic, fromBeginning: true });
-      await consumer.run({ eachMessage: async ({ message }) => void got.push(JSON.parse(message.value!.toString()) as ExportedAlert) });
-      // A second apart, so the delivery member fetches each in a batch of its own (it reads every 0.5 s).
-      const times = ['2026-05-02T10:00:01.000Z', '2026-05-02T10:00:02.000Z', '2026-05-02T10:00:03.000Z'];
-      for (const time of times) {
-        await n.replica.sink.accept('edge', [ev('nowin', { time })]);
-        await new Promise((r) => setTimeout(r, 1_000));
-      }
+    const times = ['2026-05-02T10:00:01.000Z', '2026-05-02T10:00:02.000Z', '2026-05-02T10:00:03.000Z'];
+    await exportsOf('nowindow', '0s', 'nowin', times, async (got) => {
       expect(await eventually(() => got.length >= 3, 20_000)).toBe(true);
-      expect(got.map((x) => x.count)).toEqual([1, 2, 3]);
-    } finally {
-      await consumer.disconnect();
-      await closeNode(n);
-    }
+      expect(got.map((x) => x.value.count)).toEqual([1, 2, 3]);
+    });
   }, 60_000);
 
   it("acknowledges an agent batch whose events share one partition and together exceed Kafka's message size", async () => {
