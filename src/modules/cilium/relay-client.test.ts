@@ -69,44 +69,45 @@ describe('followDroppedFlows', () => {
     expect(seen).toContain('flow-2');
   });
 
-  it('hands each flow over with its bytes as received, so nothing encodes it again', async () => {
-    relay = new HubbleRelayPeer();
-    const address = await relay.listen('127.0.0.1:0');
+  /** A fresh Relay peer and a client following it, once the client's request is in. */
+  async function following(onFlow: Parameters<typeof followDroppedFlows>[0]['onFlow']): Promise<{ peer: HubbleRelayPeer; stop: () => Promise<void> }> {
+    const peer = new HubbleRelayPeer();
+    relay = peer;
+    const address = await peer.listen('127.0.0.1:0');
     const abort = new AbortController();
-    const got: [Flow, Uint8Array][] = [];
     const follow = followDroppedFlows({
       address,
       backoff: { initialMs: 10, maxMs: 20, jitter: false },
       cursor: new FlowCursor(openDatabase(), address),
       log,
       signal: abort.signal,
-      onFlow: (f, _node, bytes) => got.push([f, bytes.slice()]),
+      onFlow,
     });
-    for (let i = 0; i < 200 && relay.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 200 && peer.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    return {
+      peer,
+      stop: async () => {
+        abort.abort();
+        await follow;
+      },
+    };
+  }
+
+  it('hands each flow over with its bytes as received, so nothing encodes it again', async () => {
+    const got: [Flow, Uint8Array][] = [];
+    const follower = await following((f, _node, bytes) => got.push([f, bytes.slice()]));
     const sent = drop(new Date(), 3);
-    relay.push([sent]);
+    follower.peer.push([sent]);
     for (let i = 0; i < 200 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    abort.abort();
-    await follow;
+    await follower.stop();
     const [f, bytes] = got[0]!;
     expect(f.uuid).toBe('flow-3');
     expect(Buffer.from(bytes)).toEqual(Buffer.from(Flow.encode(sent).finish()));
   });
 
   it("hands over each flow's node name, of any node, repeated or new, in any order and however many flows a chunk holds", async () => {
-    relay = new HubbleRelayPeer();
-    const address = await relay.listen('127.0.0.1:0');
-    const abort = new AbortController();
     const got: [string, string][] = [];
-    const follow = followDroppedFlows({
-      address,
-      backoff: { initialMs: 10, maxMs: 20, jitter: false },
-      cursor: new FlowCursor(openDatabase(), address),
-      log,
-      signal: abort.signal,
-      onFlow: (f, node) => got.push([f.uuid, node]),
-    });
-    for (let i = 0; i < 200 && relay.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const follower = await following((f, node) => got.push([f.uuid, node]));
     const names = ['kind-worker', 'kind-worker2', 'nœud-ü', '\uFEFFbom', 'kind-worker3', 'kind-worker', 'a', 'kind-worker2'];
     const t = Date.now();
     const flows = Array.from({ length: 600 }, (_, i) => {
@@ -114,10 +115,9 @@ describe('followDroppedFlows', () => {
       f.node_name = names[(i * 5) % names.length]!;
       return f;
     });
-    relay.push(flows);
+    follower.peer.push(flows);
     for (let i = 0; i < 300 && got.length < flows.length; i++) await new Promise((r) => setTimeout(r, 20));
-    abort.abort();
-    await follow;
+    await follower.stop();
     expect(got).toEqual(flows.map((f) => [f.uuid, f.node_name]));
   });
 });
