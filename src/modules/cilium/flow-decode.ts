@@ -102,8 +102,11 @@ function eventTypeAt(r: BinaryReader, buf: Uint8Array, at: number, len: number):
   return remember(eventTypes, buf, at, len, Object.freeze(CiliumEventType.decode(r, len)));
 }
 
-/** The string whose length prefix is at `lenAt` and bytes at buf[at, at + len): read by `r` as Flow.decode reads it. */
-function nodeNameAt(r: BinaryReader, buf: Uint8Array, lenAt: number, at: number, len: number): string {
+/**
+ * The string whose length prefix is at `lenAt` and bytes at buf[at, at + len): read by `r` as Flow.decode reads it.
+ * Also the node name of Relay's response around the flow, which names the same few nodes: one cache for both.
+ */
+export function nodeNameAt(r: BinaryReader, buf: Uint8Array, lenAt: number, at: number, len: number): string {
   const had = lookup(nodeNames, buf, at, len);
   if (had !== undefined) return had;
   r.pos = lenAt;

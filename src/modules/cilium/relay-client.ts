@@ -8,7 +8,7 @@ import { registry } from '../../shared/metrics/registry.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import type { FlowCursor } from './flow-cursor.js';
-import { decodeFlow } from './flow-decode.js';
+import { decodeFlow, nodeNameAt } from './flow-decode.js';
 
 /** Flows received since the metric was last read: added to it when it is read (an inc() per flow cost as much as a flow's cursor work). */
 let flowsReceived = 0;
@@ -162,11 +162,12 @@ function readFlow(r: BinaryReader, buf: Uint8Array, start: number, end: number):
       flow = decodeFlow(r, buf, at, len);
       bytes = buf.subarray(at, at + len);
     } else if (no === 1000 && wt === WireType.LengthDelimited) {
+      const lenAt = r.pos;
       const len = r.uint32();
       const at = r.pos;
       if (at + len > r.len) throw new RangeError('premature EOF');
+      nodeName = nodeNameAt(r, buf, lenAt, at, len);
       r.pos = at + len;
-      nodeName = nodeNameAt(buf, at, len);
     } else if (no === 2 || no === 3 || no === 0) return undefined;
     else r.skip(wt, no);
   }
@@ -178,34 +179,6 @@ function readFlow(r: BinaryReader, buf: Uint8Array, start: number, end: number):
 }
 
 const NO_BYTES = new Uint8Array(0);
-
-/**
- * The node names seen, by a hash of their bytes: a cluster's flows come from a
- * few nodes, and each flow's name costs a comparison of its bytes instead of
- * a UTF-8 decoding and a new string. Bounded, and forgotten whole when full.
- */
-const nodeNames = new Map<number, { bytes: Uint8Array; name: string }>();
-const NODE_NAMES_MAX = 1024;
-// As the protobuf reader decodes strings: a leading U+FEFF is text, not a byte-order mark.
-const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
-
-function nodeNameAt(buf: Uint8Array, at: number, len: number): string {
-  let h = 0x811c9dc5 ^ len;
-  for (let i = at; i < at + len; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
-  const key = h & 0x3fffffff;
-  const had = nodeNames.get(key);
-  if (had && had.bytes.length === len) {
-    const b = had.bytes;
-    let i = 0;
-    while (i < len && b[i] === buf[at + i]) i++;
-    if (i === len) return had.name;
-  }
-  const bytes = buf.slice(at, at + len);
-  const name = utf8.decode(bytes);
-  if (nodeNames.size >= NODE_NAMES_MAX) nodeNames.clear();
-  nodeNames.set(key, { bytes, name });
-  return name;
-}
 
 /** The bytes of field 1 (flow) of an encoded GetFlowsResponse. */
 function flowField(buf: Uint8Array): Uint8Array {
