@@ -165,7 +165,7 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
         // commit, or of an open group whose samples are all taken) is counted without building its payload.
         const fp = flowFingerprint(flow, att, block.cluster_name);
         if (!staging.bump(fp, flowTime(flow), CILIUM_SEVERITY[att.reason], block.dedup_window))
-          staging.stage([flowToAlert(flow, att, block.cluster_name, new FlowSample(flow))], block.dedup_window);
+          staging.stage([flowToAlert(flow, att, block.cluster_name, new FlowSample(flow), fp)], block.dedup_window);
         if (staging.size >= BATCH) commit();
         else timer ??= setTimeout(commit, BATCH_MS);
       };

@@ -182,7 +182,8 @@ export function flowFingerprint(flow: Flow, att: Attribution, cluster: string): 
   return hex;
 }
 
-export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sample: unknown): AlertPayload {
+/** `fp` may be given by a caller that has the flow's fingerprint already (the agent looks repeats up by it). */
+export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sample: unknown, fp = flowFingerprint(flow, att, cluster)): AlertPayload {
   const p = ports(flow);
   const src = endpoint(flow.source, flow.IP?.source ?? '', p.src, flow.source_names ?? []);
   const dst = endpoint(flow.destination, flow.IP?.destination ?? '', p.dst, flow.destination_names ?? []);
@@ -196,7 +197,6 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
   const target = `${whoDst}${p.dst ? `:${p.dst}` : ''}${p.protocol ? `/${p.protocol}` : ''}`;
   const verb = att.reason === 'POLICY_DENY' ? 'denied' : 'not allowed';
   const t = flowTime(flow);
-  const fp = flowFingerprint(flow, att, cluster);
   return {
     schema: ALERT_SCHEMA,
     source: 'cilium',
