@@ -17,7 +17,7 @@ import {
   type ListQuery,
 } from './alert-query.js';
 import type { Reads } from './reads.js';
-import { ADDED_SHIFT } from './search-text.js';
+import { ADDED_SHIFT, ADDED_SLOTS } from './search-text.js';
 import { Rollups } from './rollups.js';
 import { NARROW_COLS } from './rows.js';
 import type { CountRow, ListResult, NarrowRow, StoredAlert } from './types.js';
@@ -138,11 +138,15 @@ export class Lists {
     let out: Set<number> | undefined;
     if (!ids.length) return new Set();
     const inIds = `(${ids.map(() => '?').join(',')})`;
+    // FTS5 seeks by a rowid range, not by `rowid >> 6 IN (...)`: the range of the ids' slots bounds the
+    // scan of alerts_fts_added (BigInt, since a number binds as REAL, which FTS5 does not use as a bound).
+    const lo = BigInt(Math.min(...ids)) * BigInt(ADDED_SLOTS);
+    const hi = BigInt(Math.max(...ids)) * BigInt(ADDED_SLOTS) + BigInt(ADDED_SLOTS - 1);
     for (const term of termsOfFtsQuery(fts)) {
       // An added value's rowid is its alert's id × 64 + slot: the alert is rowid >> 6.
       const rows = this.prepared(
-        `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN ${inIds} UNION SELECT rowid >> ${ADDED_SHIFT} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND rowid >> ${ADDED_SHIFT} IN ${inIds}`,
-      ).all(term, ...ids, term, ...ids) as { id: number }[];
+        `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN ${inIds} UNION SELECT rowid >> ${ADDED_SHIFT} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND rowid BETWEEN ? AND ? AND rowid >> ${ADDED_SHIFT} IN ${inIds}`,
+      ).all(term, ...ids, term, lo, hi, ...ids) as { id: number }[];
       const hit = new Set(rows.map((r) => r.id));
       out = out ? new Set([...out].filter((id) => hit.has(id))) : hit;
       if (!out.size) break;
