@@ -5,7 +5,6 @@ import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from '../tunnel/alert-sink.js';
 import { encodeAlertEvent, encodeEntry, encodeEventsMessage, ENVELOPE_BYTES, HEADER_REF, HEADER_TYPE, logKey, MAX_MESSAGE_BYTES } from './messages.js';
 import type { OwnEvents } from './own-events.js';
-import { payloadText } from './payload-text.js';
 import type { LogWriter, OutMessage } from './producer.js';
 
 const tooBig = new Counter({
@@ -59,9 +58,7 @@ export class KafkaAlertSink implements AlertSink {
     for (const ev of events) {
       const key = logKey(agent, ev.payload.fingerprint);
       const partition = this.writer.partitionOf(this.topic, key);
-      const entry = partition === undefined ? undefined : encodeEntry(ev.id, ev.payload, payloadText.get(ev.payload));
-      // The text is in the entry now; the payload stays alive in OwnEvents until the projection reads the message back, and would keep it.
-      payloadText.delete(ev.payload);
+      const entry = partition === undefined ? undefined : encodeEntry(ev.id, ev.payload, ev.text);
       if (partition === undefined || entry === undefined) {
         const value = partition === undefined ? encodeAlertEvent(agent, ev.id, ev.payload, this.replica, at) : undefined;
         if (value === undefined) {

@@ -220,7 +220,7 @@ export const ENVELOPE_BYTES = 512;
  * it fits a message alone, and the payload as written (samples may be cut).
  */
 export function encodeEntry(id: string, payload: AlertPayload, text?: string): { json: string; payload: AlertPayload } | undefined {
-  // The payload's JSON as the agent sent it (payload-text.ts): parsing it gives `payload`, as the projection does.
+  // The payload's JSON as the agent sent it (IncomingEvent.text): parsing it gives `payload`, as the projection does.
   if (text !== undefined) {
     const json = `{"id":${JSON.stringify(id)},"payload":${text}}`;
     if (fits(json, MAX_MESSAGE_BYTES - ENVELOPE_BYTES)) return { json, payload };

@@ -73,6 +73,13 @@ export interface StatusChange {
 export interface IncomingEvent {
   id: string;
   payload: AlertPayload;
+  /**
+   * The JSON text the payload was parsed from, as the agent sent it. The Kafka
+   * log writes it as it came instead of serialising the payload again (which
+   * costs about what parsing it did); parsing it gives the payload back, so
+   * every replica projects what the accepting one does.
+   */
+  text?: string;
   /** When a server received it (unix ms), if not now: a Kafka replica projects events another received. */
   receivedAt?: number;
 }

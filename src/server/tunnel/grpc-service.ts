@@ -23,7 +23,6 @@ import { serverModules } from '../modules.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from './alert-sink.js';
 import { checkPayload } from './payload-check.js';
-import { payloadText } from '../kafka/payload-text.js';
 import { FAILURE_LIMIT, RateLimiter, TOKEN_LIMIT } from './rate-limit.js';
 
 const connectedStreams = new Gauge({ name: 'verdict_server_agent_streams', help: 'Open agent streams', labelNames: ['rpc'], registers: [registry] });
@@ -312,9 +311,7 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
             );
             continue;
           }
-          // The Kafka log sink writes this text as it came rather than serialising the payload again.
-          payloadText.set(payload as object, text);
-          events.push({ id: a.id, payload: payload as AlertPayload });
+          events.push({ id: a.id, payload: payload as AlertPayload, text });
         }
         const hand = (): Promise<{ stored: number; duplicates: number } | undefined> => {
           if (done) return Promise.resolve(undefined);
