@@ -146,7 +146,7 @@ function piecesOf(e: EncoderLike): Buffer[] {
   return e.chunks ?? [e.buf.subarray(0, e.offset)];
 }
 
-/** What was tuned, for the tests and the debug log. */
+/** What was tuned: the tests check that each part took on the pinned kafkajs. */
 export const tuned = { crc32c: false, encoder: false, record: false, recordBatch: false, produce: false, request: false };
 
 interface RecordInput {
@@ -316,7 +316,7 @@ export function fastRecordBatch(original: BatchEncoder, proto: object, fromValue
   };
 }
 
-/** An encoder's bytes: `buf` up to `offset`, as kafkajs's Encoder#buffer gives them. */
+/** Whether `e` is an encoder (kafkajs's or chunked()): a numeric offset, and a Buffer or pieces. */
 function isEncoder(e: unknown): e is EncoderLike {
   if (typeof e !== 'object' || e === null || typeof (e as EncoderLike).offset !== 'number') return false;
   return Array.isArray((e as EncoderLike).chunks) || Buffer.isBuffer((e as EncoderLike).buf);

@@ -126,10 +126,8 @@ interface Part {
 export class LogWriter {
   private readonly lanes: Lane[];
   private closed = false;
-  /** Per topic, its partition count as set by setPartitions(). */
-  private readonly partitionCount = new Map<string, number>();
-  /** Per topic, the partition of each key seen (for the topic's partition count when it was set). */
-  private readonly partitionCache = new Map<string, Map<string, number>>();
+  /** Per topic, its partition count as set by setPartitions() and the partition of each key seen for it. */
+  private readonly partitions = new Map<string, { n: number; keys: Map<string, number> }>();
 
   constructor(kafka: KafkaClient, cfg: KafkaConfig, log: Logger) {
     this.lanes = Array.from({ length: LANES }, () => new Lane(kafka, cfg, log));
@@ -142,21 +140,19 @@ export class LogWriter {
 
   /** Tells the writer a topic's partition count, so partitionOf() agrees with the producer (Java's murmur2). */
   setPartitions(topic: string, n: number): void {
-    this.partitionCache.set(topic, new Map());
-    this.partitionCount.set(topic, n);
+    this.partitions.set(topic, { n, keys: new Map() });
   }
 
   partitionOf(topic: string, key: string): number | undefined {
-    const n = this.partitionCount.get(topic);
-    const cache = this.partitionCache.get(topic);
-    if (n === undefined || !cache) return undefined;
+    const t = this.partitions.get(topic);
+    if (!t) return undefined;
     // The same alerts repeat, and a Map look-up costs less than hashing the key's bytes.
-    let p = cache.get(key);
+    let p = t.keys.get(key);
     if (p === undefined) {
       // kafkajs's DefaultPartitioner with a key: toPositive(murmur2(key)) % partitions.
-      p = (murmur2(key) & 0x7fffffff) % n;
-      if (cache.size >= PARTITION_CACHE_MAX) cache.clear();
-      cache.set(key, p);
+      p = (murmur2(key) & 0x7fffffff) % t.n;
+      if (t.keys.size >= PARTITION_CACHE_MAX) t.keys.clear();
+      t.keys.set(key, p);
     }
     return p;
   }

@@ -146,7 +146,7 @@ function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<Tunne
   } catch (e) {
     // The token store failing (a database error, a server closing) is the server's trouble, not
     // the agent's: a refusal it retries, never an exception thrown out of a call handler.
-    deps.log.error({ error: errText(e) }, 'Could not check an agent token');
+    deps.log.error({ error: errText(e) }, 'Could not check an agent token: the agent is told to retry (UNAVAILABLE); check the server database and its disk');
     return { code: grpc.status.UNAVAILABLE, details: `server could not check the agent token: ${errText(e)}` };
   }
   if (!agent) {
