@@ -7,6 +7,7 @@ import { KubeConfig, type Cluster, type Context, type User } from '@kubernetes/c
 import { parse as parseYaml } from 'yaml';
 import { kubeAgent, type ProxyAgentFactory } from './pool.js';
 import { TlsFiles, type TlsMaterial } from './tls-material.js';
+import { errText } from '../../shared/log/logger.js';
 
 // How the agent reaches the Kubernetes API server, shared by every module that
 // needs it (the Cilium policy watch, GitOps, the CI tunnel). Loading is
@@ -249,7 +250,9 @@ function connection(loaded: KubeConfig, source: string, tokenFiles: ReadonlyMap<
   const protocol = new URL(cluster.server).protocol;
   // The client library's rule (it threw on every request): plain HTTP only when asked for, or through a proxy.
   if (protocol === 'http:' && !cluster.skipTLSVerify && !cluster.proxyUrl)
-    throw new Error(`${source}: the server ${cluster.server} is plain HTTP, which is used only with insecure-skip-tls-verify: true`);
+    throw new Error(
+      `${source}: the server ${cluster.server} is plain HTTP: use an https:// server, or set insecure-skip-tls-verify: true on the cluster to allow it`,
+    );
   const user = loaded.getUser(userName);
   const tls = new TlsFiles(
     {
@@ -290,7 +293,9 @@ function connection(loaded: KubeConfig, source: string, tokenFiles: ReadonlyMap<
         try {
           token = readFileSync(tf, 'utf8').trim();
         } catch (e) {
-          throw new Error(`${source}: cannot read the token file ${tf}: ${(e as Error).message}`);
+          throw new Error(
+            `${source}: cannot read the token file ${tf}: ${errText(e)}; check the tokenFile path of the kubeconfig user (in a pod: the mounted service account token)`,
+          );
         }
         if (token) opts.headers.Authorization = `Bearer ${token}`;
       }

@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
+import { errText } from '../../shared/log/logger.js';
 
 // The TLS material of a kubeconfig cluster and user (CA, client certificate and
 // key, tls-server-name, insecure-skip-tls-verify, proxy-url), read once and
@@ -92,7 +93,9 @@ export class TlsFiles {
     try {
       return { path, stamp: stampOf(path), bytes: readFileSync(path) };
     } catch (e) {
-      throw new Error(`${this.source}: cannot read ${path}: ${(e as Error).message}`);
+      throw new Error(
+        `${this.source}: cannot read ${path}: ${errText(e)}; check the certificate-authority, client-certificate and client-key paths of the kubeconfig (in a pod: the mounted service account)`,
+      );
     }
   }
 

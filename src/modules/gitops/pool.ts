@@ -2,7 +2,7 @@
 // wait's reads of the objects not yet Current, each go through this pool.
 
 /**
- * How many objects of a wave go to the API server at once (as many as KubeApi's sockets): with more in
+ * How many objects of a wave go to the API server at once (as many idle connections as the agent's shared pool keeps, src/agent/kubernetes/pool.ts): with more in
  * flight, etcd and the API server batch more, and each object costs them less CPU (the sync bench: 32
  * against 16, 4 rounds of 5 faster, CPU per object 10% lower).
  */

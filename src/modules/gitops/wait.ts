@@ -39,12 +39,13 @@ export async function waitFor(
 ): Promise<WaitResult> {
   const deadline = Date.now() + o.timeoutMs;
   // Failed is final only for Current: an object being deleted is waited for until it is gone, whatever its status.
-  const done = (c: Computed) => c.status === want || (want === 'Current' && c.status === 'Failed');
+  const failedFinal = (c: Computed) => want === 'Current' && c.status === 'Failed';
+  const done = (c: Computed) => c.status === want || failedFinal(c);
   let pending = objects.map((object) => ({
     object,
     status: want === 'Current' ? computeStatus(object) : ({ status: 'Unknown', message: 'deletion requested' } as Computed),
   }));
-  const failed = pending.filter((p) => p.status.status === 'Failed' && want === 'Current');
+  const failed = pending.filter((p) => failedFinal(p.status));
   pending = pending.filter((p) => !done(p.status));
   while (pending.length && !o.signal?.aborted) {
     if (Date.now() >= deadline) break;
@@ -60,7 +61,7 @@ export async function waitFor(
     );
     // A cancelled round leaves the objects it did not read as they were.
     const round = pending.map((p, i) => next[i] ?? p);
-    failed.push(...round.filter((p) => want === 'Current' && p.status.status === 'Failed'));
+    failed.push(...round.filter((p) => failedFinal(p.status)));
     pending = round.filter((p) => !done(p.status));
   }
   return { notReady: [...failed, ...pending] };
