@@ -24,7 +24,7 @@ export interface TlsMaterial {
 }
 
 /** Where each part comes from: a file (read, then checked for changes) or data given inline (base64, as in a kubeconfig). */
-export interface TlsSources {
+interface TlsSources {
   caFile?: string;
   caData?: string;
   certFile?: string;

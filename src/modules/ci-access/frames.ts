@@ -49,7 +49,7 @@ export interface DataSink {
   readonly writableEnded: boolean;
 }
 
-export interface PipeOptions {
+interface PipeOptions {
   /**
    * Writes what precedes the body (a response's header): with the first
    * frame, so both leave in one write and reach the other side in one read,

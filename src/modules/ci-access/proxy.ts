@@ -153,11 +153,7 @@ export class KubernetesApiProxy {
     // Whether this side's end frame went out: a call is given to another request only after both ends.
     let sentEnd = false;
     call.write({ msg: { $case: 'header', value: r.header } });
-    pipeFrames(req, call, () => {
-      if (call.destroyed) return;
-      call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
-      sentEnd = true;
-    });
+    pipeBody(req, call, () => (sentEnd = true));
     let answered = false;
     let bodyStarted = false;
     let draining = false;
@@ -341,10 +337,12 @@ export class KubernetesApiProxy {
   }
 }
 
-/** Client bytes into the call, with backpressure; an end frame when the client is done. */
-function pipeBody(from: NodeJS.ReadableStream, call: TunnelCall): void {
+/** Client bytes into the call, with backpressure; an end frame when the client is done, then `sent`. */
+function pipeBody(from: NodeJS.ReadableStream, call: TunnelCall, sent?: () => void): void {
   pipeFrames(from, call, () => {
-    if (!call.destroyed) call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
+    if (call.destroyed) return;
+    call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
+    sent?.();
   });
 }
 
