@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import { randomInt } from 'node:crypto';
 import { hashSecret, newSecret, secretMatches } from '../../server/auth/secret.js';
-import { migrate, type DB } from '../../shared/sqlite/open.js';
+import { migrate, preparedCache, type DB } from '../../shared/sqlite/open.js';
 
 // Credentials of CI/CD jobs. GitLab gives every job a token that dies with
 // the job; Verdict has no CI server of its own, so it issues one per job
@@ -69,16 +69,12 @@ const toJob = ({ protected: p, ...r }: Row): CiJob => ({ ...r, protected: p === 
 
 /** The CI job tokens in the server's database. */
 export class JobTokens {
+  /** Statements of the request path, prepared once. */
+  private readonly sql: (text: string) => Database.Statement<unknown[]>;
+
   constructor(private readonly db: DB) {
     migrate(db, 'ci_access', MIGRATIONS);
-  }
-
-  // Statements of the request path, prepared once (better-sqlite3 prepares anew on every prepare()).
-  private readonly statements = new Map<string, Database.Statement<unknown[]>>();
-  private sql(text: string): Database.Statement<unknown[]> {
-    let st = this.statements.get(text);
-    if (!st) this.statements.set(text, (st = this.db.prepare(text)));
-    return st;
+    this.sql = preparedCache(db);
   }
 
   /** Issues a token for one job; the secret is returned once and stored hashed. */

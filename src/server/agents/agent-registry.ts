@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { VerdictError } from '../../shared/errors.js';
-import type { DB } from '../../shared/sqlite/open.js';
+import { preparedCache, type DB } from '../../shared/sqlite/open.js';
 import { hashSecret, newSecret, secretMatches } from '../auth/secret.js';
 
 export interface AgentRecord {
@@ -66,14 +66,11 @@ export class AgentRegistry {
   // agent reopens (and so refills) after a restart of the server.
   private readonly configStatuses = new Map<string, AgentConfigStatus>();
 
-  constructor(private readonly db: DB) {}
+  /** Statements of the request path, prepared once. */
+  private readonly sql: (text: string) => Database.Statement<unknown[]>;
 
-  // Statements of the request path, prepared once (better-sqlite3 prepares anew on every prepare()).
-  private readonly statements = new Map<string, Database.Statement<unknown[]>>();
-  private sql(text: string): Database.Statement<unknown[]> {
-    let st = this.statements.get(text);
-    if (!st) this.statements.set(text, (st = this.db.prepare(text)));
-    return st;
+  constructor(private readonly db: DB) {
+    this.sql = preparedCache(db);
   }
 
   /** Registers an agent (or adds a token to an existing one) and returns the new token, once. */

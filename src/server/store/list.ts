@@ -1,5 +1,5 @@
 import type { Statement } from 'better-sqlite3';
-import type { DB } from '../../shared/sqlite/open.js';
+import { preparedCache, type DB } from '../../shared/sqlite/open.js';
 import {
   changesSql,
   countsSql,
@@ -43,16 +43,17 @@ export const SCAN_BUDGET = 8_000;
 const SCAN_BUDGET_SPENT = Symbol('scan budget spent');
 
 export class Lists {
-  private readonly stmtCache = new Map<string, Statement<unknown[]>>();
+  private readonly prepared: (sql: string) => Statement<unknown[]>;
   /** State of the list scan in progress (list queries run one at a time: the store is synchronous). */
   private scan: { n: number; budget: number; last: (number | string)[] | undefined } = { n: 0, budget: SCAN_BUDGET, last: undefined };
 
   constructor(
-    private readonly db: DB,
+    db: DB,
     private readonly reads: Reads,
     private readonly rollups: Rollups,
     private readonly scanBudget = SCAN_BUDGET,
   ) {
+    this.prepared = preparedCache(db);
     db.function(SCAN_FN, { varargs: true, deterministic: false }, (...key: unknown[]) => {
       const scan = this.scan;
       if (scan.n >= scan.budget) throw SCAN_BUDGET_SPENT;
@@ -60,16 +61,6 @@ export class Lists {
       scan.last = key as (number | string)[];
       return 1;
     });
-  }
-
-  private prepared(sql: string): Statement<unknown[]> {
-    let st = this.stmtCache.get(sql);
-    if (!st) {
-      st = this.db.prepare<unknown[]>(sql);
-      if (this.stmtCache.size > 500) this.stmtCache.clear();
-      this.stmtCache.set(sql, st);
-    }
-    return st;
   }
 
   /** The smallest filter's id set, if one matches at most DRIVER_MAX alerts. */

@@ -5,6 +5,23 @@ import { dirname } from 'node:path';
 export type DB = Database.Database;
 
 /**
+ * Statements prepared once, by their SQL text: better-sqlite3 prepares anew on
+ * every prepare(), which on a request path costs more than running them. At
+ * most `max` kept (queries built from filters vary); past that it starts over.
+ */
+export function preparedCache(db: DB, max = 500): (sql: string) => Database.Statement<unknown[]> {
+  const kept = new Map<string, Database.Statement<unknown[]>>();
+  return (sql) => {
+    let st = kept.get(sql);
+    if (!st) {
+      if (kept.size >= max) kept.clear();
+      kept.set(sql, (st = db.prepare<unknown[]>(sql)));
+    }
+    return st;
+  };
+}
+
+/**
  * Opens a SQLite database in WAL mode. synchronous=NORMAL keeps every commit
  * across a process crash (kill -9); only a power loss can cost the last commits.
  */
