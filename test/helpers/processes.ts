@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createServer as createNetServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 // Tests drive real Verdict processes (the built CLI in dist/) over loopback.
@@ -192,13 +193,31 @@ export async function until<T>(fn: () => Promise<T | undefined> | T | undefined,
   throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
+// A port picked by listening on port 0 comes from the kernel's ephemeral range
+// (32768+ on Linux), which every outgoing connection on the machine also draws
+// from: one could take it between the pick and the server's listen (CI saw
+// EADDRINUSE that way). So ports come from below it, each vitest worker from
+// its own stretch, and from 10000 up, clear of scripts/kube.sh and
+// scripts/kafka.sh, which pick from 20000 up.
+const PORTS_FROM = 10_000;
+const PORTS_PER_WORKER = 2_500;
+const worker = (Number(process.env.VITEST_POOL_ID ?? 1) - 1) % 4;
+// A random start: a process of the previous test file in this worker may still hold its ports.
+let nextPort = Math.floor(Math.random() * PORTS_PER_WORKER);
+
+/** A loopback port no socket uses now and no other worker or outgoing connection will take. */
 export async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
+  for (let i = 0; i < PORTS_PER_WORKER; i++) {
+    const port = PORTS_FROM + worker * PORTS_PER_WORKER + (nextPort++ % PORTS_PER_WORKER);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free loopback port in ${PORTS_FROM + worker * PORTS_PER_WORKER}-${PORTS_FROM + (worker + 1) * PORTS_PER_WORKER - 1}`);
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createNetServer();
+    s.once('error', () => resolve(false));
+    s.listen({ port, host: '127.0.0.1', exclusive: true }, () => s.close(() => resolve(true)));
   });
 }

@@ -2,6 +2,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FailoverForwarder } from './failover.js';
 import { parseKasAddress } from './kas-address.js';
+import { freePort } from '../../../test/helpers/processes.js';
 
 const servers: Server[] = [];
 
@@ -11,12 +12,6 @@ async function named(name: string): Promise<{ server: Server; port: number }> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   servers.push(server);
   return { server, port: (server.address() as { port: number }).port };
-}
-
-async function freePort(): Promise<number> {
-  const { server, port } = await named('x');
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 function ask(target: string): Promise<string> {

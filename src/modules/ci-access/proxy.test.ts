@@ -1,7 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -12,6 +11,7 @@ import { startServer, type RunningServer } from '../../server/server.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { VERSION } from '../../shared/version.js';
 import { JobTokens } from './job-tokens.js';
+import { freePort } from '../../../test/helpers/processes.js';
 
 // The server's half of the CI tunnel in one process: the proxy listener and
 // the agent API's Connect calls, with a stand-in agent that answers over the
@@ -19,15 +19,6 @@ import { JobTokens } from './job-tokens.js';
 // frame), so what the proxy
 // does with credentials, refusals, concurrency and a vanishing agent is seen
 // without an API server. The real agent and kubectl: test/ci-tunnel.
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 interface Seen {
   header: RequestHeader;
