@@ -1,4 +1,3 @@
-import * as http2 from 'node:http2';
 import { Counter } from 'prom-client';
 import { type Flow, Verdict } from '../../gen/flow/flow.js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
@@ -9,6 +8,7 @@ import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import type { FlowCursor } from './flow-cursor.js';
 import { decodeFlow, nodeNameAt } from './flow-decode.js';
+import { h2cCall } from './h2c-call.js';
 
 /** Flows received since the metric was last read: added to it when it is read (an inc() per flow cost as much as a flow's cursor work). */
 let flowsReceived = 0;
@@ -195,33 +195,15 @@ function flowField(buf: Uint8Array): Uint8Array {
 }
 
 const MAX_MESSAGE = 16 * 1024 * 1024;
-const GRPC_CODES = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-];
 
 /**
- * One GetFlows call (gRPC over HTTP/2, plain text as Relay serves it in the
- * cluster), until it ends: resolves with why (undefined for a clean end).
- * Messages are found in each received chunk and handed to `onMessage` (as
- * their place in the receive buffer, with one reader of it) in the same turn, in order: a generic gRPC client would hand them over one by
- * one through its interceptors and streams, which costs more than the flow's
- * decoding and matching. A handler that throws ends the stream with that error.
+ * One GetFlows call (h2c-call.ts), until it ends: resolves with why
+ * (undefined for a clean end). Messages are found in the response's bytes
+ * and handed to `onMessage` (as their place in the receive buffer, with one
+ * reader of it) in the same turn, in order: a generic gRPC client would hand
+ * them over one by one through its interceptors and streams, which costs
+ * more than the flow's decoding and matching. A handler that throws ends the
+ * call with that error.
  */
 function getFlows(
   address: string,
@@ -229,83 +211,39 @@ function getFlows(
   signal: AbortSignal,
   onMessage: (r: BinaryReader, buf: Uint8Array, start: number, end: number) => void,
 ): Promise<Error | undefined> {
-  return new Promise((resolve) => {
-    let settled = false;
-    // A larger window than HTTP/2's 64 KiB lets Relay send a burst without waiting for window updates.
-    const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 4 * 1024 * 1024 } });
-    const finish = (e?: Error) => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-      session.close();
-      session.destroy();
-      resolve(e);
-    };
-    const onAbort = () => finish();
-    signal.addEventListener('abort', onAbort, { once: true });
-    session.on('error', (e: NodeJS.ErrnoException) => finish(new Error(`${e.code === 'ECONNREFUSED' ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`)));
-    const stream = session.request({
-      ':method': 'POST',
-      ':path': '/observer.Observer/GetFlows',
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      'user-agent': 'verdict-agent',
-    });
-    const body = ObserverService.getFlows.requestSerialize(req);
-    const frame = Buffer.allocUnsafe(5 + body.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    body.copy(frame, 5);
-    stream.end(frame);
-    const status = (h: http2.IncomingHttpHeaders): Error | undefined => {
-      const code = Number(h['grpc-status']);
-      if (!code) return undefined;
-      const message = decodeURIComponent(String(h['grpc-message'] ?? ''));
-      return new Error(`${GRPC_CODES[code] ?? code}: ${message || 'the call failed'}`);
-    };
-    stream.on('response', (h) => {
-      if (h[':status'] !== 200) return finish(new Error(`UNAVAILABLE: Relay answered HTTP ${h[':status']}; is hubble_relay_address the Relay's gRPC port?`));
-      // A call refused at once carries its status in the headers.
-      if (h['grpc-status'] !== undefined) finish(status(h) ?? new Error('UNKNOWN: the call ended at once'));
-    });
-    stream.on('trailers', (h) => finish(status(h)));
-    stream.on('end', () => finish());
-    stream.on('close', () => finish(new Error('UNAVAILABLE: the stream was closed')));
-    stream.on('error', (e) => finish(e));
-    // Received bytes are copied into one buffer, read by one reader, for the
-    // whole call: Relay's messages come one per chunk, and a view, a reader
-    // and a DataView made for each chunk cost more than copying its bytes.
-    // What a chunk ends with (part of a message) moves to the front.
-    let recv = new Uint8Array(64 * 1024);
-    let reader = new BinaryReader(recv);
-    let held = 0;
-    stream.on('data', (chunk: Buffer) => {
-      const total = held + chunk.length;
+  // Received bytes are copied into one buffer, read by one reader, for the
+  // whole call: a view, a reader and a DataView made for each piece cost more
+  // than copying its bytes. What a piece ends with (part of a message) moves
+  // to the front.
+  let recv = new Uint8Array(64 * 1024);
+  let reader = new BinaryReader(recv);
+  let held = 0;
+  return h2cCall({
+    address,
+    path: '/observer.Observer/GetFlows',
+    request: ObserverService.getFlows.requestSerialize(req),
+    signal,
+    onData: (piece, from, to) => {
+      const total = held + to - from;
       if (total > recv.length) {
         const bigger = new Uint8Array(Math.max(total, recv.length * 2));
         bigger.set(recv.subarray(0, held));
         recv = bigger;
         reader = new BinaryReader(recv);
       }
-      recv.set(chunk, held);
+      piece.copy(recv, held, from, to);
       const buf = recv;
       let at = 0;
-      try {
-        while (!settled && total - at >= 5) {
-          const len = ((buf[at + 1]! << 24) | (buf[at + 2]! << 16) | (buf[at + 3]! << 8) | buf[at + 4]!) >>> 0;
-          if (buf[at] !== 0) throw new Error('INTERNAL: Relay sent a compressed message, which was not asked for');
-          if (len > MAX_MESSAGE) throw new Error(`RESOURCE_EXHAUSTED: a message of ${len} bytes is over ${MAX_MESSAGE}`);
-          if (total - at - 5 < len) break;
-          onMessage(reader, buf, at + 5, at + 5 + len);
-          at += 5 + len;
-        }
-      } catch (e) {
-        // Thrown from a data handler it would be an uncaught exception: end this stream instead.
-        return finish(e instanceof Error ? e : new Error(String(e)));
+      while (total - at >= 5) {
+        const len = ((buf[at + 1]! << 24) | (buf[at + 2]! << 16) | (buf[at + 3]! << 8) | buf[at + 4]!) >>> 0;
+        if (buf[at] !== 0) throw new Error('INTERNAL: Relay sent a compressed message, which was not asked for');
+        if (len > MAX_MESSAGE) throw new Error(`RESOURCE_EXHAUSTED: a message of ${len} bytes is over ${MAX_MESSAGE}`);
+        if (total - at - 5 < len) break;
+        onMessage(reader, buf, at + 5, at + 5 + len);
+        at += 5 + len;
       }
       held = total - at;
       if (held > 0 && at > 0) buf.copyWithin(0, at, total);
-    });
+    },
   });
 }

@@ -1,0 +1,143 @@
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../../test/helpers/processes.js';
+import { h2cCall } from './h2c-call.js';
+
+// The call against node:http2's server (nghttp2: Huffman-coded headers, its
+// own table entries, its own frame sizes), as a gRPC server answers.
+
+let server: http2.Http2Server | undefined;
+afterEach(async () => {
+  await new Promise((r) => (server ? server.close(r) : r(null)));
+  server = undefined;
+});
+
+async function serve(onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, body: Promise<Buffer>) => void): Promise<string> {
+  server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  const close = server.close.bind(server);
+  // close() waits for open sessions: end them so each test's server goes.
+  server.close = ((cb?: (err?: Error) => void) => {
+    for (const s of sessions) s.destroy();
+    return close(cb);
+  }) as typeof server.close;
+  server.on('stream', (stream, headers) => {
+    const chunks: Buffer[] = [];
+    const body = new Promise<Buffer>((resolve) => {
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => resolve(Buffer.concat(chunks)));
+    });
+    onStream(stream, headers, body);
+  });
+  await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+const grpcHeaders = { ':status': 200, 'content-type': 'application/grpc' };
+
+/** Calls `address` and collects what it answers. */
+async function call(address: string, signal = new AbortController().signal, onData?: (b: Buffer) => void) {
+  const got: Buffer[] = [];
+  const result = await h2cCall({
+    address,
+    path: '/observer.Observer/GetFlows',
+    request: Buffer.from('request'),
+    signal,
+    onData: (buf, start, end) => {
+      const piece = Buffer.from(buf.subarray(start, end));
+      got.push(piece);
+      onData?.(piece);
+    },
+  });
+  return { result, data: Buffer.concat(got) };
+}
+
+describe('h2cCall', () => {
+  it('sends the request as a gRPC call and gets a response larger than its window, in order, ending with OK', async () => {
+    // 6 MiB: past the 4 MiB windows of the stream and the connection, so the server stalls unless the call gives them back.
+    const payload = Buffer.alloc(6 * 1024 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7919) >> 8;
+    let seen: { headers: http2.IncomingHttpHeaders; body: Buffer } | undefined;
+    const address = await serve((stream, headers, body) => {
+      void body.then((b) => (seen = { headers, body: b }));
+      stream.respond(grpcHeaders, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      for (let at = 0; at < payload.length; at += 100_000) stream.write(payload.subarray(at, at + 100_000));
+      stream.end();
+    });
+    const { result, data } = await call(address);
+    expect(result).toBeUndefined();
+    expect(data.equals(payload)).toBe(true);
+    expect(seen!.headers[':method']).toBe('POST');
+    expect(seen!.headers[':path']).toBe('/observer.Observer/GetFlows');
+    expect(seen!.headers['content-type']).toBe('application/grpc');
+    expect(seen!.headers.te).toBe('trailers');
+    expect(seen!.body).toEqual(Buffer.concat([Buffer.from([0, 0, 0, 0, 7]), Buffer.from('request')]));
+  });
+
+  it("ends with the call's status from the trailers, its message percent-decoded", async () => {
+    const address = await serve((stream) => {
+      stream.respond(grpcHeaders, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '14', 'grpc-message': 'no nodes%2C try later' }));
+      stream.end(Buffer.from([0, 0, 0, 0, 1, 42]));
+    });
+    const { result, data } = await call(address);
+    expect(result?.message).toBe('UNAVAILABLE: no nodes, try later');
+    expect([...data]).toEqual([0, 0, 0, 0, 1, 42]);
+  });
+
+  it('ends with the status of a call refused at once (trailers only), and names a port that is not gRPC', async () => {
+    let address = await serve((stream) => {
+      stream.respond({ ...grpcHeaders, 'grpc-status': '12', 'grpc-message': 'unknown method' }, { endStream: true });
+    });
+    expect((await call(address)).result?.message).toBe('UNIMPLEMENTED: unknown method');
+    await new Promise((r) => server!.close(r));
+    address = await serve((stream) => stream.respond({ ':status': 404 }, { endStream: true }));
+    expect((await call(address)).result?.message).toMatch(/^UNAVAILABLE: Relay answered HTTP 404; is hubble_relay_address the Relay's gRPC port\?/);
+  });
+
+  it('ends with an error when the connection closes or cannot be made', async () => {
+    const address = await serve((stream) => {
+      stream.respond(grpcHeaders);
+      stream.write(Buffer.from([0, 0, 0, 0, 1, 42]), () => stream.session?.destroy());
+    });
+    expect((await call(address)).result?.message).toMatch(/^UNAVAILABLE/);
+    expect((await call(`127.0.0.1:${await freePort()}`)).result?.message).toMatch(/^UNAVAILABLE: connect ECONNREFUSED/);
+  });
+
+  it('ends with the error its data handler throws', async () => {
+    const address = await serve((stream) => {
+      stream.respond(grpcHeaders);
+      stream.write(Buffer.from([0, 0, 0, 0, 1, 42]));
+    });
+    const result = await h2cCall({
+      address,
+      path: '/observer.Observer/GetFlows',
+      request: Buffer.alloc(0),
+      signal: new AbortController().signal,
+      onData: () => {
+        throw new Error('disk full');
+      },
+    });
+    expect(result?.message).toBe('disk full');
+  });
+
+  it('cancels the stream when the signal aborts, and resolves without an error', async () => {
+    let closed: Promise<number> | undefined;
+    const address = await serve((stream) => {
+      closed = new Promise((r) => stream.on('close', () => r(stream.rstCode)));
+      stream.respond(grpcHeaders);
+      stream.write(Buffer.from([0, 0, 0, 0, 1, 42]));
+    });
+    const abort = new AbortController();
+    const { result, data } = await call(address, abort.signal, () => abort.abort());
+    expect(result).toBeUndefined();
+    expect([...data]).toEqual([0, 0, 0, 0, 1, 42]);
+    expect(await closed).toBe(http2.constants.NGHTTP2_CANCEL);
+  });
+});

@@ -1,0 +1,293 @@
+import { connect, type Socket } from 'node:net';
+import { encodeHeaders, HpackDecoder } from './hpack.js';
+
+// One gRPC call with a streamed response, over plain-text HTTP/2 (RFC 9113,
+// prior knowledge), as Hubble Relay serves GetFlows in the cluster. Written
+// for that stream rather than taken from node:http2: there, every DATA frame
+// (Relay sends one per flow) went from nghttp2 through a C++ callback and a
+// Readable stream's push and 'data' event, and the socket was read as soon
+// as anything arrived, a few flows per wake-up, each wake-up an epoll, a read
+// and a window update. Here the socket is read into one buffer, its frames
+// are taken apart in one loop, and after a read that did not fill the buffer
+// the socket rests a few milliseconds, so that under a flood one read
+// carries a hundred flows, and a lone flow waits those milliseconds at most.
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const DATA = 0;
+const HEADERS = 1;
+const RST_STREAM = 3;
+const SETTINGS = 4;
+const PUSH_PROMISE = 5;
+const PING = 6;
+const GOAWAY = 7;
+const WINDOW_UPDATE = 8;
+const CONTINUATION = 9;
+const END_STREAM = 0x1;
+const ACK = 0x1;
+const END_HEADERS = 0x4;
+const PADDED = 0x8;
+const PRIORITY = 0x20;
+/** The only stream: the call's. */
+const STREAM = 1;
+/** HTTP/2's default largest frame, which this side keeps (it announces no other). */
+const MAX_FRAME = 16_384;
+/** Receive window of the stream and of the connection: room for a burst of Relay's flows without waiting for window updates. */
+const WINDOW = 4 * 1024 * 1024;
+/** The socket's receive buffer; a read takes what is free of it. */
+const BUFFER = 256 * 1024;
+/** How long the socket rests after a read that did not fill the buffer. */
+const REST_MS = 4;
+
+const GRPC_CODES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+
+export interface H2cCall {
+  /** host:port, or [IPv6]:port. */
+  address: string;
+  /** The method's path, /package.Service/Method. */
+  path: string;
+  /** The request message, serialised (one message, at most a frame's size). */
+  request: Uint8Array;
+  signal: AbortSignal;
+  /**
+   * The response's bytes (gRPC's length-prefixed messages, cut anywhere), in
+   * order: buf[start, end), overwritten after the call returns. A handler
+   * that throws ends the call with that error.
+   */
+  onData: (buf: Buffer, start: number, end: number) => void;
+}
+
+function frameHeader(len: number, type: number, flags: number, stream: number): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(len, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream, 5);
+  return h;
+}
+
+function frame(type: number, flags: number, stream: number, payload: Uint8Array): Buffer {
+  return Buffer.concat([frameHeader(payload.length, type, flags, stream), payload]);
+}
+
+function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(v);
+  return b;
+}
+
+/** What opens the connection and the call: preface, settings, windows, the request's headers and its one message. */
+function opening(c: H2cCall): Buffer {
+  const msg = Buffer.alloc(5 + c.request.length);
+  msg.writeUInt32BE(c.request.length, 1);
+  msg.set(c.request, 5);
+  if (msg.length > MAX_FRAME) throw new Error(`INTERNAL: a request of ${msg.length} bytes is over one frame`);
+  const settings = Buffer.alloc(12);
+  // ENABLE_PUSH off; INITIAL_WINDOW_SIZE.
+  settings.writeUInt16BE(0x2, 0);
+  settings.writeUInt32BE(0, 2);
+  settings.writeUInt16BE(0x4, 6);
+  settings.writeUInt32BE(WINDOW, 8);
+  return Buffer.concat([
+    PREFACE,
+    frame(SETTINGS, 0, 0, settings),
+    // The connection's window starts at 65,535 whatever the settings say.
+    frame(WINDOW_UPDATE, 0, 0, u32(WINDOW - 65_535)),
+    frame(
+      HEADERS,
+      END_HEADERS,
+      STREAM,
+      encodeHeaders([
+        [':method', 'POST'],
+        [':scheme', 'http'],
+        [':path', c.path],
+        [':authority', c.address],
+        ['content-type', 'application/grpc'],
+        ['te', 'trailers'],
+        ['user-agent', 'verdict-agent'],
+      ]),
+    ),
+    frame(DATA, END_STREAM, STREAM, msg),
+  ]);
+}
+
+function hostPort(address: string): { host: string; port: number } {
+  const at = address.lastIndexOf(':');
+  return { host: address.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(address.slice(at + 1)) };
+}
+
+/** The call's status from headers or trailers: undefined for OK. */
+function grpcStatus(fields: readonly [string, string][]): Error | undefined {
+  const get = (name: string) => fields.find((f) => f[0] === name)?.[1];
+  const code = Number(get('grpc-status'));
+  if (!code) return undefined;
+  let message = get('grpc-message') ?? '';
+  try {
+    message = decodeURIComponent(message);
+  } catch {
+    // Not percent-encoded as gRPC asks: shown as sent.
+  }
+  return new Error(`${GRPC_CODES[code] ?? code}: ${message || 'the call failed'}`);
+}
+
+/** Makes the call and follows its response until it ends: resolves with why (undefined for an OK status or an aborted signal). */
+export function h2cCall(c: H2cCall): Promise<Error | undefined> {
+  return new Promise((resolve) => {
+    let settled = false;
+    let resting: NodeJS.Timeout | undefined;
+    const buf = Buffer.allocUnsafe(BUFFER);
+    /** Bytes of a frame not yet whole, at the front of buf. */
+    let held = 0;
+    const hpack = new HpackDecoder();
+    /** A header block arriving in several frames: its fragments, its stream, and whether it ends the stream. */
+    let block: Buffer[] | undefined;
+    let blockStream = 0;
+    let blockEnds = false;
+    let answered = false;
+    /** Bytes received and not yet given back to the window. */
+    let unacked = 0;
+
+    const finish = (e?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(resting);
+      c.signal.removeEventListener('abort', onAbort);
+      socket.destroy();
+      resolve(e);
+    };
+    const onAbort = () => {
+      // CANCEL, so Relay stops sending at once rather than at the closed connection.
+      if (!socket.destroyed) socket.write(frame(RST_STREAM, 0, STREAM, u32(0x8)));
+      finish();
+    };
+
+    const onHeaders = (fields: [string, string][], stream: number, ends: boolean) => {
+      // Every block goes through the decoder, whatever its stream: the table is the connection's.
+      if (stream !== STREAM) return;
+      if (!answered) {
+        answered = true;
+        const status = fields.find((f) => f[0] === ':status')?.[1];
+        if (status !== '200') return finish(new Error(`UNAVAILABLE: Relay answered HTTP ${status}; is hubble_relay_address the Relay's gRPC port?`));
+        // A call refused at once carries its status in the headers.
+        if (fields.some((f) => f[0] === 'grpc-status')) return finish(grpcStatus(fields) ?? new Error('UNKNOWN: the call ended at once'));
+        if (ends) finish(new Error('UNKNOWN: Relay ended the call without a status'));
+        return;
+      }
+      // Trailers: OK ends the call cleanly.
+      finish(grpcStatus(fields));
+    };
+
+    /** One whole frame, its payload buf[at, end). */
+    const onFrame = (type: number, flags: number, stream: number, at: number, end: number) => {
+      if (block && type !== CONTINUATION) throw new Error('INTERNAL: a header block was cut by another frame');
+      switch (type) {
+        case DATA: {
+          unacked += end - at;
+          if (flags & PADDED) end -= buf[at++]!;
+          if (end < at) throw new Error('INTERNAL: a DATA frame with more padding than payload');
+          if (stream === STREAM && end > at) c.onData(buf, at, end);
+          if (flags & END_STREAM && stream === STREAM) finish(new Error('UNKNOWN: Relay ended the call without a status'));
+          return;
+        }
+        case HEADERS: {
+          if (flags & PADDED) end -= buf[at++]!;
+          if (flags & PRIORITY) at += 5;
+          if (end < at) throw new Error('INTERNAL: a HEADERS frame shorter than its padding');
+          block = [Buffer.from(buf.subarray(at, end))];
+          blockStream = stream;
+          blockEnds = (flags & END_STREAM) !== 0;
+          break;
+        }
+        case CONTINUATION:
+          if (!block || stream !== blockStream) throw new Error('INTERNAL: a CONTINUATION frame without its HEADERS');
+          block.push(Buffer.from(buf.subarray(at, end)));
+          break;
+        case RST_STREAM:
+          if (stream === STREAM) finish(new Error(`UNAVAILABLE: Relay reset the stream (HTTP/2 error ${buf.readUInt32BE(at)})`));
+          return;
+        case SETTINGS:
+          if (!(flags & ACK)) socket.write(frameHeader(0, SETTINGS, ACK, 0));
+          return;
+        case PING:
+          if (!(flags & ACK)) socket.write(frame(PING, ACK, 0, buf.subarray(at, end)));
+          return;
+        case GOAWAY: {
+          // A graceful GOAWAY that lets this stream finish is waited out; any other ends the call.
+          const last = buf.readUInt32BE(at) & 0x7fffffff;
+          const code = buf.readUInt32BE(at + 4);
+          if (last < STREAM || code !== 0) finish(new Error(`UNAVAILABLE: Relay is closing the connection (HTTP/2 GOAWAY, error ${code})`));
+          return;
+        }
+        case PUSH_PROMISE:
+          throw new Error('INTERNAL: Relay pushed a stream, which was turned off');
+        default:
+          // PRIORITY, WINDOW_UPDATE (this side sends one small message) and unknown types.
+          return;
+      }
+      if (flags & END_HEADERS) {
+        const whole = Buffer.concat(block);
+        block = undefined;
+        onHeaders(hpack.decode(whole), blockStream, blockEnds);
+      }
+    };
+
+    /** The frames of buf[0, end): whole ones handled, a part left at the front. */
+    const onRead = (n: number): boolean => {
+      const end = held + n;
+      let at = 0;
+      try {
+        while (!settled && end - at >= 9) {
+          const len = (buf[at]! << 16) | (buf[at + 1]! << 8) | buf[at + 2]!;
+          if (len > MAX_FRAME) throw new Error(`INTERNAL: a frame of ${len} bytes is over the ${MAX_FRAME} allowed`);
+          if (end - at - 9 < len) break;
+          onFrame(buf[at + 3]!, buf[at + 4]!, buf.readUInt32BE(at + 5) & 0x7fffffff, at + 9, at + 9 + len);
+          at += 9 + len;
+        }
+      } catch (e) {
+        finish(e instanceof Error ? e : new Error(String(e)));
+      }
+      if (settled) return false;
+      held = end - at;
+      if (held > 0 && at > 0) buf.copyWithin(0, at, end);
+      if (unacked >= WINDOW / 2) {
+        socket.write(Buffer.concat([frame(WINDOW_UPDATE, 0, 0, u32(unacked)), frame(WINDOW_UPDATE, 0, STREAM, u32(unacked))]));
+        unacked = 0;
+      }
+      if (n >= (BUFFER - (end - n)) / 2) return true;
+      resting = setTimeout(() => {
+        resting = undefined;
+        if (!settled) socket.resume();
+      }, REST_MS);
+      return false;
+    };
+
+    const { host, port } = hostPort(c.address);
+    const socket: Socket = connect({ host, port, noDelay: true, onread: { buffer: () => buf.subarray(held), callback: onRead } });
+    socket.on('error', (e: NodeJS.ErrnoException) => finish(new Error(`${e.code === 'ECONNREFUSED' ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`)));
+    socket.on('close', () => finish(new Error('UNAVAILABLE: the connection was closed')));
+    c.signal.addEventListener('abort', onAbort, { once: true });
+    if (c.signal.aborted) return onAbort();
+    try {
+      socket.write(opening(c));
+    } catch (e) {
+      finish(e instanceof Error ? e : new Error(String(e)));
+    }
+  });
+}
