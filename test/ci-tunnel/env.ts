@@ -35,6 +35,8 @@ export interface CiEnv {
   jobToken(job: Partial<NewJob> & { project: string }): string;
   /** Writes the KUBECONFIG `verdict kubeconfig --ci-token` prints for the token; returns its path. */
   kubeconfig(token: string): Promise<string>;
+  /** Bytes the agent's connections to the server carried so far: responses go to the server, requests to the agent. */
+  tunnelBytes(): { toServer: number; toAgent: number };
   /** Destroys the agent's connections to the server (and refuses new ones while cut). */
   cutAgent(): void;
   restoreAgent(): void;
@@ -130,6 +132,7 @@ export async function startCiEnv(o: { configYaml: string; agentKubeconfig: strin
       writeFileSync(file, await kubeconfigFor({ ciToken: t, server: proxyUrl, dataDir: cfg.data_dir, caPem }));
       return file;
     },
+    tunnelBytes: () => ({ toServer: r.bytes.up, toAgent: r.bytes.down }),
     cutAgent: () => r.cut(),
     restoreAgent: () => r.restore(),
     async stop() {

@@ -7,6 +7,8 @@ export interface TcpRelay {
   port: number;
   /** Connections it holds now. */
   readonly open: number;
+  /** Bytes it has passed from clients to the target (up) and back (down), over all connections. */
+  readonly bytes: { up: number; down: number };
   /** Cuts the connections it holds; new ones pass, as after a network blip. */
   reset(): void;
   /** Cuts the connections it holds and refuses new ones until restore() or moveTo(). */
@@ -22,12 +24,15 @@ export async function startTcpRelay(to: number): Promise<TcpRelay> {
   const clients = new Set<Socket>();
   let target = to;
   let down = false;
+  const bytes = { up: 0, down: 0 };
   const server: Server = createServer((client: Socket) => {
     if (down) return client.destroy();
     const upstream = connect(target, '127.0.0.1');
     sockets.add(client).add(upstream);
     clients.add(client);
     client.pipe(upstream).pipe(client);
+    client.on('data', (d: Buffer) => (bytes.up += d.length));
+    upstream.on('data', (d: Buffer) => (bytes.down += d.length));
     const drop = () => {
       client.destroy();
       upstream.destroy();
@@ -47,6 +52,7 @@ export async function startTcpRelay(to: number): Promise<TcpRelay> {
     get open() {
       return clients.size;
     },
+    bytes,
     reset: cutAll,
     cut() {
       down = true;

@@ -9,6 +9,7 @@ import { decideAccess, impersonationFor } from './access.js';
 import type { CiAccessConfigs } from './agent-configs.js';
 import type { CiAccessConfig } from './config.js';
 import type { AgentTunnels, TunnelCall } from './agent-tunnels.js';
+import { acceptGzipFor, inflating } from './compression.js';
 import { pipeFrames } from './frames.js';
 import { headerLines, headersFromRaw, headersToNode } from './headers.js';
 import type { JobTokens } from './job-tokens.js';
@@ -52,6 +53,8 @@ interface Route {
   jobToken: string;
   /** Forwarded by another replica: served here or refused, never forwarded again. */
   forwarded: boolean;
+  /** The proxy asked for gzip on the client's behalf: a gzip answer is inflated for it. */
+  inflate: boolean;
 }
 
 type Taken = { call: TunnelCall; release: () => void } | Refusal | { forwardTo: ForwardTarget[] };
@@ -115,6 +118,7 @@ export class KubernetesApiProxy {
     const rest = url.startsWith(prefix) ? url.slice(prefix.length - 1) : '/';
     const headers = headersFromRaw(req.rawHeaders, { upgrade, drop: CREDENTIALS });
     (headers.via ??= { values: [] }).values.push(`${req.httpVersion} verdict-server`);
+    const inflate = !upgrade && acceptGzipFor(req.method ?? 'GET', headers);
     return {
       agent,
       header: {
@@ -129,6 +133,7 @@ export class KubernetesApiProxy {
       },
       jobToken: m[2]!,
       forwarded: Boolean(fwd),
+      inflate,
     };
   }
 
@@ -157,13 +162,19 @@ export class KubernetesApiProxy {
     let answered = false;
     let bodyStarted = false;
     let draining = false;
+    // Where the body goes: the client, or an inflater in front of it (compression.ts).
+    let sink: NodeJS.WritableStream = res;
+    let inflated = false;
+    let bytesIn = 0;
     const watch = /[?&]watch=(1|true)\b/.test(r.header.uri);
     const endResponse = (end: End, body?: Buffer) => {
       bodyStarted = true;
       if (Object.keys(end.trailers).length) res.addTrailers(headersToNode(end.trailers));
-      // A whole response: headers and body in one write.
-      if (body?.length) res.end(body);
-      else res.end();
+      // A whole response: headers and body in one write. An inflater ends the response once it has written
+      // it all; with nothing to inflate (an empty body) there is nothing to wait for.
+      const out = inflated && (bytesIn > 0 || body?.length) ? sink : res;
+      if (body?.length) out.end(body);
+      else out.end();
       finish();
       // The agent waits for another request on this call (it said so, and has had this one's end):
       // the next request skips a new stream, its admission and the agent's wait for it.
@@ -178,7 +189,17 @@ export class KubernetesApiProxy {
       if (!msg || finished) return;
       if (msg.$case === 'header') {
         answered = true;
-        res.writeHead(msg.value.status, headersToNode(msg.value.headers));
+        const inflater = r.inflate ? inflating(msg.value.headers, res) : undefined;
+        if (inflater) {
+          inflated = true;
+          sink = inflater.body;
+          inflater.body.once('error', (e) => {
+            log ??= this.d.log.child({ agent_name: r.agent.name, ci_job_id: r.header.job_id });
+            log.warn({ error: errText(e) }, "CI tunnel: cannot inflate the API server's gzip answer for a client that did not ask for gzip");
+            res.destroy(e);
+          });
+        }
+        res.writeHead(msg.value.status, headersToNode(inflater?.headers ?? msg.value.headers));
         if (msg.value.end) return endResponse(msg.value.end, msg.value.body);
         // A watch may send nothing for minutes, so the headers go out by the end of this turn; the body
         // that mostly comes in the same turn (the agent sends its first bytes with the header) takes them
@@ -188,10 +209,11 @@ export class KubernetesApiProxy {
         });
       } else if (msg.$case === 'data') {
         bodyStarted = true;
-        if (!res.write(msg.value)) {
+        bytesIn += msg.value.length;
+        if (!sink.write(msg.value)) {
           call.pause();
           draining = true;
-          res.once('drain', () => {
+          sink.once('drain', () => {
             draining = false;
             call.resume();
           });
