@@ -52,3 +52,42 @@ describe('pipeFrames buffer pool', () => {
     expect(new Set(ok.frames.map((f) => f.buffer)).size).toBe(1);
   });
 });
+
+describe('pipeFrames linger', () => {
+  /** Writes 40 pieces of 4 KiB, one every 0.5 ms, as the API server sends a gzip list; resolves with the frames. */
+  async function trickle(lingerMs: number | undefined): Promise<Buffer[]> {
+    // Copied at the write: a pooled buffer holds a later frame afterwards.
+    const frames: Buffer[] = [];
+    const call: DataSink = {
+      destroyed: false,
+      writableEnded: false,
+      write(frame, done) {
+        frames.push(Buffer.from(frame.msg.value));
+        done?.();
+        return true;
+      },
+      once: () => undefined,
+    };
+    const from = new PassThrough();
+    const ended = new Promise<void>((resolve) => pipeFrames(from, call, resolve, lingerMs ? { lingerMs } : {}));
+    for (let i = 0; i < 40; i++) {
+      from.write(Buffer.alloc(4096, i));
+      await new Promise((r) => setTimeout(r, 0.5));
+    }
+    from.end();
+    await ended;
+    return frames;
+  }
+
+  it('gathers a body read whole into few frames, in order; without it each turn is a frame', async () => {
+    const lingered = await trickle(10);
+    const turns = await trickle(undefined);
+    const bytes = (fs: Buffer[]) => Buffer.concat(fs);
+    const want = Buffer.concat(Array.from({ length: 40 }, (_, i) => Buffer.alloc(4096, i)));
+    expect(bytes(lingered).equals(want)).toBe(true);
+    expect(bytes(turns).equals(want)).toBe(true);
+    expect(turns.length).toBe(40);
+    // 40 pieces over at least 20 ms (timers wait 1 ms or more): a frame per 10 ms at most, and the last at the end.
+    expect(lingered.length).toBeLessThanOrEqual(8);
+  });
+});

@@ -63,6 +63,14 @@ interface PipeOptions {
    */
   whole?: (body: Buffer) => void;
   wholeUpTo?: number;
+  /**
+   * Gathers a frame for up to this long rather than one turn: for a body read
+   * whole by its client (a list, not a watch), whose pieces may come a few KiB
+   * a millisecond (the API server sends a gzip list as it compresses it, some
+   * fifty pieces). Each frame costs both processes a wake-up, a gRPC message
+   * and a TLS record; the client waits for the end either way.
+   */
+  lingerMs?: number;
 }
 
 /**
@@ -73,12 +81,24 @@ interface PipeOptions {
 export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, o: PipeOptions = {}): void {
   let parts: Buffer[] = [];
   let size = 0;
-  let scheduled: NodeJS.Immediate | undefined;
+  // Cancels the flush to come, if one is scheduled.
+  let scheduled: (() => void) | undefined;
+  const unschedule = () => {
+    scheduled?.();
+    scheduled = undefined;
+  };
+  const schedule = (linger = o.lingerMs): (() => void) => {
+    if (linger) {
+      const t = setTimeout(flush, linger);
+      return () => clearTimeout(t);
+    }
+    const i = setImmediate(flush);
+    return () => clearImmediate(i);
+  };
   let waiting = false;
   let head = o.before;
   const flush = () => {
-    if (scheduled) clearImmediate(scheduled);
-    scheduled = undefined;
+    unschedule();
     if (head) {
       const h = head;
       head = undefined;
@@ -106,17 +126,16 @@ export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, o: P
       });
     }
   };
-  if (head) scheduled = setImmediate(flush);
+  if (head) scheduled = schedule(0);
   from.on('data', (chunk: Buffer) => {
     parts.push(chunk);
     size += chunk.length;
     if (size >= MAX_FRAME_BYTES) flush();
-    else scheduled ??= setImmediate(flush);
+    else scheduled ??= schedule();
   });
   from.on('end', () => {
     if (head && o.whole && size <= (o.wholeUpTo ?? 0)) {
-      if (scheduled) clearImmediate(scheduled);
-      scheduled = undefined;
+      unschedule();
       head = undefined;
       const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
       parts = [];
@@ -129,10 +148,7 @@ export function pipeFrames(from: Source, call: DataSink, onEnd: () => void, o: P
     onEnd();
   });
   // Closed without an end (a reset, an aborted response): the caller cancels the call, so what is left is dropped.
-  from.on('close', () => {
-    if (scheduled) clearImmediate(scheduled);
-    scheduled = undefined;
-  });
+  from.on('close', unschedule);
 }
 
 type Source = NodeJS.ReadableStream;
