@@ -19,9 +19,10 @@ const POLICY_SYNC_WAIT_MS = 60_000;
 const BATCH = 20_000;
 /**
  * How long an alert waits for others to share its transaction. Relay's flows
- * come a few per event-loop turn, so a per-turn commit would still be nearly
- * one transaction per flow; the longer the wait, the more repeats of a group
- * fold into one row update. Alerts are folded in a window of seconds anyway,
+ * come a socket read at a time, every few milliseconds under a flood
+ * (h2c-call.ts), so a per-turn commit would still be hundreds of transactions
+ * a second; the longer the wait, the more repeats of a group fold into one
+ * row update. Alerts are folded in a window of seconds anyway,
  * and until the commit the cursor is not saved, so a crash reads the flows
  * again rather than losing them.
  */

@@ -138,7 +138,7 @@ interface ReadFlow {
 const found: ReadFlow = { flow: undefined as unknown as Flow, nodeName: '', bytes: new Uint8Array(0) };
 
 /**
- * A GetFlowsResponse that carries a flow, read in one pass with the chunk's
+ * A GetFlowsResponse that carries a flow, read in one pass with the receive buffer's
  * reader `r` (the flow decoded where it lies, its bytes kept for the cursor);
  * undefined for any other message, which GetFlowsResponse.decode reads. The
  * message is buf[start, end); `r` reads buf.
