@@ -67,6 +67,32 @@ async function whoami(conn: KubeConnection): Promise<string> {
   });
 }
 
+/** A client certificate from the cluster's client CA, in system:masters: client.key and client.crt in dir. */
+function clientCert(dir: string, user: string): void {
+  const pki = join(kube.stateDir, 'pki');
+  execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 'client.key')]);
+  execFileSync('openssl', ['req', '-new', '-key', join(dir, 'client.key'), '-subj', `/CN=${user}/O=system:masters`, '-out', join(dir, 'client.csr')]);
+  execFileSync(
+    'openssl',
+    [
+      'x509',
+      '-req',
+      '-in',
+      join(dir, 'client.csr'),
+      '-CA',
+      join(pki, 'ca.crt'),
+      '-CAkey',
+      join(pki, 'ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-out',
+      join(dir, 'client.crt'),
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
 const token = async (sa: string) => (await must(kube, ['create', 'token', sa, '-n', 'verdict-agent'])).trim();
 const CNPS = '/apis/cilium.io/v2/ciliumnetworkpolicies';
 
@@ -124,29 +150,7 @@ describe('kubeconfig, as kubectl reads it', () => {
 
   it('client certificates and a CA file, by paths relative to the kubeconfig', async () => {
     const dir = tmp();
-    const pki = join(kube.stateDir, 'pki');
-    // A client certificate from the cluster's client CA, in system:masters.
-    execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 'client.key')]);
-    execFileSync('openssl', ['req', '-new', '-key', join(dir, 'client.key'), '-subj', '/CN=cert-user/O=system:masters', '-out', join(dir, 'client.csr')]);
-    execFileSync(
-      'openssl',
-      [
-        'x509',
-        '-req',
-        '-in',
-        join(dir, 'client.csr'),
-        '-CA',
-        join(pki, 'ca.crt'),
-        '-CAkey',
-        join(pki, 'ca.key'),
-        '-CAcreateserial',
-        '-days',
-        '1',
-        '-out',
-        join(dir, 'client.crt'),
-      ],
-      { stdio: 'ignore' },
-    );
+    clientCert(dir, 'cert-user');
     writeFileSync(join(dir, 'ca.crt'), readFileSync(kube.caFile));
     writeFileSync(
       join(dir, 'kubeconfig'),
@@ -234,6 +238,37 @@ describe('kubeconfig, as kubectl reads it', () => {
     await new Promise((r) => setTimeout(r, 2500));
     expect(await get(conn, CNPS)).toBe(200);
     expect(runs()).toBe(2);
+  });
+
+  it('an exec plugin that answers with a client certificate: requests go as its user, over one pooled connection', async () => {
+    const dir = tmp();
+    clientCert(dir, 'exec-cert-user');
+    const plugin = join(dir, 'plugin.sh');
+    // ExecCredential's status.clientCertificateData and clientKeyData: PEM, as kubectl takes them.
+    writeFileSync(
+      plugin,
+      `#!/bin/sh\nnode -e 'const fs=require("fs");process.stdout.write(JSON.stringify({apiVersion:"client.authentication.k8s.io/v1",kind:"ExecCredential",status:{clientCertificateData:fs.readFileSync(process.argv[1],"utf8"),clientKeyData:fs.readFileSync(process.argv[2],"utf8")}}))' "${join(dir, 'client.crt')}" "${join(dir, 'client.key')}"\n`,
+    );
+    chmodSync(plugin, 0o755);
+    writeFileSync(
+      join(dir, 'kubeconfig'),
+      json({
+        apiVersion: 'v1',
+        kind: 'Config',
+        'current-context': 'exec',
+        clusters: [{ name: 'c', cluster: { server: kube.server, 'certificate-authority': kube.caFile } }],
+        users: [{ name: 'e', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, interactiveMode: 'Never' } } }],
+        contexts: [{ name: 'exec', context: { cluster: 'c', user: 'e' } }],
+      }),
+    );
+    const conn = kubeConnection({ kubeconfig: join(dir, 'kubeconfig') });
+    expect(await whoami(conn)).toBe('exec-cert-user');
+    expect(await get(conn, CNPS)).toBe(200);
+    // The same credential is the same TLS material: the pool's agent, and so its connections, are shared.
+    const a = await conn.requestOptions();
+    const b = await conn.requestOptions();
+    expect(a.agent).toBeDefined();
+    expect(b.agent).toBe(a.agent);
   });
 
   it('an exec credential the server rejects (401) before its expiry is fetched again: the policy watch recovers', async () => {
