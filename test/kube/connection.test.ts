@@ -5,7 +5,9 @@
 // request the real server authenticates.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import { request } from 'node:https';
+import { connect as connectTcp, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -269,6 +271,58 @@ describe('kubeconfig, as kubectl reads it', () => {
     const b = await conn.requestOptions();
     expect(a.agent).toBeDefined();
     expect(b.agent).toBe(a.agent);
+  });
+
+  it('a proxy-url: requests go through the HTTP proxy by CONNECT, over kept-alive tunnels', async () => {
+    // A forward proxy as corporate networks run them: CONNECT host:port, then bytes both ways.
+    const connects: string[] = [];
+    const tunnels = new Set<Socket>();
+    const proxy = createHttpServer();
+    proxy.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
+      connects.push(req.url ?? '');
+      tunnels.add(client);
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = connectTcp(Number(port), host!, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (head.length) upstream.write(head);
+        upstream.pipe(client).pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const dir = tmp();
+      writeFileSync(
+        join(dir, 'kubeconfig'),
+        json({
+          apiVersion: 'v1',
+          kind: 'Config',
+          'current-context': 'p',
+          clusters: [
+            {
+              name: 'c',
+              cluster: {
+                server: kube.server,
+                'certificate-authority': kube.caFile,
+                'proxy-url': `http://127.0.0.1:${(proxy.address() as { port: number }).port}`,
+              },
+            },
+          ],
+          users: [{ name: 'u', user: { token: kube.adminToken } }],
+          contexts: [{ name: 'p', context: { cluster: 'c', user: 'u' } }],
+        }),
+      );
+      const conn = kubeConnection({ kubeconfig: join(dir, 'kubeconfig') });
+      expect(await get(conn, CNPS)).toBe(200);
+      expect(await whoami(conn)).toBe('verdict-admin');
+      // Both requests went through one tunnel: the pool keeps the proxied connection alive.
+      expect(connects).toEqual([new URL(kube.server).host]);
+    } finally {
+      // The pool keeps its tunnels open; the proxy lets go of them only when they close.
+      for (const t of tunnels) t.destroy();
+      await new Promise((r) => proxy.close(r));
+    }
   });
 
   it('an exec credential the server rejects (401) before its expiry is fetched again: the policy watch recovers', async () => {
