@@ -13,7 +13,8 @@ import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
 import { buildHttpServer } from '../../src/server/feed/http-server.js';
 import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from '../../src/server/kafka/replica.js';
 import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
-import type { ExportedAlert } from '../../src/server/kafka/messages.js';
+import { logKey, type ExportedAlert } from '../../src/server/kafka/messages.js';
+import { murmur2 } from '../../src/server/kafka/kafkajs-tuning.js';
 import { AlertStore, type StoredAlert } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { falcoPayload } from '../../src/server/store/test-payloads.js';
@@ -186,10 +187,18 @@ describe('Kafka replicas (in process, real broker)', () => {
 
   it('rebuilds a replica that lost its SQLite from the log', async () => {
     const before = snapshot(a);
-    const c = await node('c');
+    let release!: () => void;
+    const hold = new Promise<void>((r) => (release = r));
+    const c = await node('c', { holdProjection: hold });
+    // Log partitions of the alerts each store write changed: the partitions a fetch brings are projected in one write.
+    const writes: Set<number>[] = [];
+    c.store.onChange((changes) => void writes.push(new Set(changes.map((x) => (murmur2(logKey(x.alert.agent, x.alert.fingerprint)) & 0x7fffffff) % 3))));
+    release();
     expect(await c.replica.waitCaughtUp(20_000)).toBe(true);
     expect(c.replica.caughtUp()).toBe(true);
     expect(snapshot(c)).toEqual(before);
+    expect(new Set(writes.flatMap((w) => [...w])).size).toBeGreaterThan(1);
+    expect(writes.some((w) => w.size > 1)).toBe(true);
     // A restarted replica resumes where its SQLite says, without reading the log again.
     await closeNode(c);
     const again = await node('c');

@@ -13,10 +13,10 @@ import { alertUid, checkEntry, decodeLogEvent, HEADER_REF, HEADER_TYPE, type Cla
 import type { OwnEvents } from './own-events.js';
 import { isVerdictError } from '../../shared/errors.js';
 
-// A little over 500 lines on purpose: reading the log, applying it to the
-// store in chunks and keeping the per-partition change records delivery takes
-// share one consumer loop and its offsets; split, they would share them through
-// more interfaces than code.
+// Nearly 700 lines on purpose: reading the log, applying the chunks of a fetch
+// to the store together and keeping the per-partition change records delivery
+// takes share one consumer loop and its offsets; split, they would share them
+// through more interfaces than code.
 
 const projected = new Counter({
   name: 'verdict_kafka_projected_events_total',
@@ -34,6 +34,25 @@ const EVENTS_TYPE = Buffer.from('events');
 
 /** Agent events (and log messages) applied per SQLite transaction at most: long enough to amortise the commit, short enough not to stall the feed. */
 const CHUNK = 1000;
+
+/** One partition's next run of log messages to project: agent events, then at most one status change or claims message. */
+interface Chunk {
+  partition: number;
+  byAgent: Map<string, IncomingEvent[]>;
+  /** Agent event id -> offset of its message. */
+  offsets: Map<string, number>;
+  events: number;
+  status: StatusLogEvent | undefined;
+  claims: ClaimsLogEvent | undefined;
+  /** Offset of the chunk's last message. */
+  last: string;
+}
+
+/** Chunks of several partitions that are applied together. */
+interface Group {
+  chunks: Chunk[];
+  done: Promise<void>;
+}
 
 export interface ProjectionOptions {
   kafka: KafkaClient;
@@ -123,8 +142,10 @@ export class Projection {
   /** Partitions whose changes are noted (the delivery member owns them) -> the first offset whose changes are all noted. */
   private readonly noted = new Map<number, number>();
   private readonly notes = new Map<number, Map<number, ChangeNote>>();
-  /** What eachBatch is projecting now: the partition, and the offset of each agent event of the chunk. */
-  private current: { partition: number; offsets: Map<string, number>; statusOffset: number } | undefined;
+  /** What is being projected now: the chunks whose agent events are ingested, or the status change being applied. */
+  private current: { chunks: readonly Chunk[]; status?: { partition: number; offset: number } } | undefined;
+  /** Chunks fetched in the same go, waiting to be applied together (see project). */
+  private group: Group | undefined;
   private readonly uids = new Map<number, string>();
 
   constructor(private readonly o: ProjectionOptions) {
@@ -197,23 +218,27 @@ export class Projection {
 
   private noteChanges(changes: readonly AlertChange[], tx: ChangeTx): void {
     const cur = this.current;
-    if (!cur || !this.noted.has(cur.partition)) return;
-    const p = cur.partition;
-    const staged: ChangeNote[] = [];
+    if (!cur || !this.noted.size) return;
+    const staged: { p: number; n: ChangeNote }[] = [];
     for (const c of changes) {
       if (c.type === 'stored') {
+        // An alert's events share its key, hence one partition: the chunk of its first event has them all.
+        const first = c.events[0];
+        const chunk = first === undefined ? undefined : cur.chunks.find((x) => x.offsets.has(first));
+        if (!chunk || !this.noted.has(chunk.partition)) continue;
         let offset = -1;
-        for (const e of c.events) offset = Math.max(offset, cur.offsets.get(e) ?? -1);
-        staged.push({ id: c.alert.id, alert: c.alert, kind: 'alert', offset, opened: c.opened });
-      } else {
-        staged.push({ id: c.alert.id, alert: c.alert, kind: 'status', offset: cur.statusOffset, opened: false });
+        for (const e of c.events) offset = Math.max(offset, chunk.offsets.get(e) ?? -1);
+        staged.push({ p: chunk.partition, n: { id: c.alert.id, alert: c.alert, kind: 'alert', offset, opened: c.opened } });
+      } else if (cur.status && this.noted.has(cur.status.partition)) {
+        staged.push({ p: cur.status.partition, n: { id: c.alert.id, alert: c.alert, kind: 'status', offset: cur.status.offset, opened: false } });
       }
     }
+    if (!staged.length) return;
     // Only changes that committed are noted.
     tx.afterCommit(() => {
-      let m = this.notes.get(p);
-      if (!m || !this.noted.has(p)) return;
-      for (const n of staged) {
+      for (const { p, n } of staged) {
+        let m = this.notes.get(p);
+        if (!m || !this.noted.has(p)) continue;
         const prev = m.get(n.id);
         if (prev) {
           n.opened ||= prev.opened;
@@ -381,7 +406,8 @@ export class Projection {
           autoCommit: true,
           autoCommitInterval: 1000,
           eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: 1,
+          // Every partition's batch of a fetch at once, so that project() applies them together.
+          partitionsConsumedConcurrently: Math.max(1, this.o.partitions ?? 1),
           eachBatch: (b) => this.eachBatch(b),
         }),
       () => {
@@ -419,18 +445,14 @@ export class Projection {
     while (i < msgs.length && Number(msgs[i]!.offset) < from) i++;
     while (i < msgs.length) {
       if (!isRunning() || isStale()) return;
-      const byAgent = new Map<string, IncomingEvent[]>();
-      const offsets = new Map<string, number>();
-      let status: StatusLogEvent | undefined;
-      let claims: ClaimsLogEvent | undefined;
-      let taken = 0;
+      const chunk: Chunk = { partition: p, byAgent: new Map(), offsets: new Map(), events: 0, status: undefined, claims: undefined, last: '' };
       let j = i;
-      for (; j < msgs.length && taken < CHUNK && j - i < CHUNK; j++) {
+      for (; j < msgs.length && chunk.events < CHUNK && j - i < CHUNK; j++) {
         const m = msgs[j]!;
         const offset = Number(m.offset);
         const own = this.ownEvents(m.headers, m.value);
         if (own) {
-          taken += this.addEvents(byAgent, offsets, own.agent, own.events, offset, p, m.offset);
+          this.addEvents(chunk, own.agent, own.events, offset, m.offset);
           continue;
         }
         let ev: LogEvent;
@@ -451,34 +473,20 @@ export class Projection {
             const x = (e ?? {}) as IncomingEvent;
             list.push(Number.isFinite(at) ? { id: x.id, payload: x.payload, receivedAt: at } : { id: x.id, payload: x.payload });
           }
-          taken += this.addEvents(byAgent, offsets, ev.agent, list, offset, p, m.offset);
+          this.addEvents(chunk, ev.agent, list, offset, m.offset);
         } else {
           // A status change applies after the events before it, and before those after it;
           // claims name alerts that events before them opened.
-          if (byAgent.size) break;
-          if (ev.type === 'status') status = ev;
-          else claims = ev;
+          if (chunk.byAgent.size) break;
+          if (ev.type === 'status') chunk.status = ev;
+          else chunk.claims = ev;
           j++;
           break;
         }
       }
-      this.current = { partition: p, offsets, statusOffset: Number(msgs[j - 1]!.offset) };
-      try {
-        for (const [agent, events] of byAgent) {
-          const r = this.o.store.ingest(agent, events);
-          projected.inc({ type: 'alert', result: 'stored' }, r.stored);
-          projected.inc({ type: 'alert', result: 'duplicate' }, r.duplicates);
-        }
-        if (status) this.applyStatus(status, p, msgs[j - 1]!.offset);
-      } finally {
-        this.current = undefined;
-      }
-      if (claims) this.applyClaims(claims);
-      const next = Number(msgs[j - 1]!.offset) + 1;
-      this.s.putOffset!.run(this.o.topic, p, next);
-      this.positions.set(p, next);
-      resolveOffset(msgs[j - 1]!.offset);
-      this.notify(p);
+      chunk.last = msgs[j - 1]!.offset;
+      await this.project(chunk);
+      resolveOffset(chunk.last);
       i = j;
       await heartbeat();
     }
@@ -494,31 +502,98 @@ export class Projection {
     return own.take(r.toString(), value);
   }
 
-  /** Adds the events that can be projected to the chunk; returns how many were added. */
-  private addEvents(
-    byAgent: Map<string, IncomingEvent[]>,
-    offsets: Map<string, number>,
-    agent: string,
-    events: readonly IncomingEvent[],
-    offset: number,
-    partition: number,
-    at: string,
-  ): number {
-    let list = byAgent.get(agent);
-    let n = 0;
+  /** Adds the events that can be projected to the chunk. */
+  private addEvents(chunk: Chunk, agent: string, events: readonly IncomingEvent[], offset: number, at: string): void {
+    let list = chunk.byAgent.get(agent);
     for (const e of events) {
       const why = checkEntry(e);
       if (why) {
         projected.inc({ type: 'invalid', result: 'skipped' });
-        this.log.error({ partition, offset: at, error: why }, 'Kafka: skipped an agent event in the log that cannot be stored');
+        this.log.error({ partition: chunk.partition, offset: at, error: why }, 'Kafka: skipped an agent event in the log that cannot be stored');
         continue;
       }
-      if (!list) byAgent.set(agent, (list = []));
+      if (!list) chunk.byAgent.set(agent, (list = []));
       list.push(e);
-      offsets.set(e.id, offset);
-      n++;
+      chunk.offsets.set(e.id, offset);
+      chunk.events++;
     }
-    return n;
+  }
+
+  /**
+   * Applies a chunk together with the chunks other partitions' eachBatch
+   * calls hand in before the event loop turns (kafkajs runs them side by
+   * side, see launch): one store transaction for the agent events of
+   * several partitions instead of one each. A fetch brings a few dozen
+   * events per partition, and a transaction's cost is mostly per
+   * transaction (every page it touches is written to the WAL at commit).
+   * Partitions are independent (an alert's events and status changes share
+   * one), so only each partition's own order matters, and each chunk is
+   * applied in it.
+   */
+  private project(chunk: Chunk): Promise<void> {
+    let g = this.group;
+    if (!g) {
+      const chunks: Chunk[] = [];
+      const done = new Promise<void>((resolve, reject) =>
+        setImmediate(() => {
+          this.group = undefined;
+          try {
+            this.applyChunks(chunks);
+            resolve();
+          } catch (e) {
+            reject(e);
+          }
+        }),
+      );
+      g = this.group = { chunks, done };
+    }
+    g.chunks.push(chunk);
+    return g.done;
+  }
+
+  /** Applies chunks in runs of up to CHUNK agent events per transaction; each chunk's events before its status change or claims. */
+  private applyChunks(chunks: readonly Chunk[]): void {
+    for (let i = 0; i < chunks.length; ) {
+      let n = chunks[i]!.events;
+      let j = i + 1;
+      while (j < chunks.length && n + chunks[j]!.events <= CHUNK) n += chunks[j++]!.events;
+      this.applyRun(chunks.slice(i, j));
+      i = j;
+    }
+  }
+
+  private applyRun(run: readonly Chunk[]): void {
+    const byAgent = new Map<string, IncomingEvent[]>();
+    for (const c of run) {
+      for (const [agent, events] of c.byAgent) {
+        const list = byAgent.get(agent);
+        if (list) for (const e of events) list.push(e);
+        else byAgent.set(agent, events);
+      }
+    }
+    this.current = { chunks: run };
+    try {
+      for (const [agent, events] of byAgent) {
+        const r = this.o.store.ingest(agent, events);
+        projected.inc({ type: 'alert', result: 'stored' }, r.stored);
+        projected.inc({ type: 'alert', result: 'duplicate' }, r.duplicates);
+      }
+      for (const c of run) {
+        if (!c.status) continue;
+        this.current = { chunks: [], status: { partition: c.partition, offset: Number(c.last) } };
+        this.applyStatus(c.status, c.partition, c.last);
+      }
+    } finally {
+      this.current = undefined;
+    }
+    for (const c of run) if (c.claims) this.applyClaims(c.claims);
+    this.o.db.transaction(() => {
+      for (const c of run) this.s.putOffset!.run(this.o.topic, c.partition, Number(c.last) + 1);
+    })();
+    for (const c of run) {
+      this.positions.set(c.partition, Number(c.last) + 1);
+      this.notify(c.partition);
+    }
   }
 
   private applyStatus(ev: StatusLogEvent, partition: number, offset: string): void {
