@@ -2,16 +2,26 @@ import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../../test/helpers/processes.js';
-import { h2cCall } from './h2c-call.js';
+import { type H2cTiming, h2cCall } from './h2c-call.js';
+import { DATA, frame, GRPC_RESPONSE, grpcMessage, HEADERS, literal, PING, RawH2Peer, SETTINGS } from './raw-h2-peer.js';
 
 // The call against node:http2's server (nghttp2: Huffman-coded headers, its
 // own table entries, its own frame sizes), as a gRPC server answers.
 
 let server: http2.Http2Server | undefined;
+let peer: RawH2Peer | undefined;
 afterEach(async () => {
   await new Promise((r) => (server ? server.close(r) : r(null)));
   server = undefined;
+  await peer?.close();
+  peer = undefined;
 });
+
+/** A raw-frame peer that answers with `onOpen`'s frames. */
+function rawPeer(onOpen: (p: RawH2Peer) => Buffer[], o?: { bytewise?: boolean; preface?: boolean }): Promise<string> {
+  peer = new RawH2Peer();
+  return peer.listen(onOpen, o);
+}
 
 async function serve(onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, body: Promise<Buffer>) => void): Promise<string> {
   server = http2.createServer();
@@ -41,13 +51,14 @@ async function serve(onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHtt
 const grpcHeaders = { ':status': 200, 'content-type': 'application/grpc' };
 
 /** Calls `address` and collects what it answers. */
-async function call(address: string, signal = new AbortController().signal, onData?: (b: Buffer) => void) {
+async function call(address: string, signal = new AbortController().signal, onData?: (b: Buffer) => void, timing?: Partial<H2cTiming>) {
   const got: Buffer[] = [];
   const result = await h2cCall({
     address,
     path: '/observer.Observer/GetFlows',
     request: Buffer.from('request'),
     signal,
+    timing,
     onData: (buf, start, end) => {
       const piece = Buffer.from(buf.subarray(start, end));
       got.push(piece);
@@ -139,5 +150,36 @@ describe('h2cCall', () => {
     expect(result).toBeUndefined();
     expect([...data]).toEqual([0, 0, 0, 0, 1, 42]);
     expect(await closed).toBe(http2.constants.NGHTTP2_CANCEL);
+  });
+});
+
+describe('h2cCall against a raw-frame peer', () => {
+  const settings = frame(SETTINGS, 0, 0);
+  const opened = () => [settings, frame(HEADERS, 0x4, 1, GRPC_RESPONSE), frame(DATA, 0, 1, grpcMessage(Buffer.from([42])))];
+  const trailersOk = frame(HEADERS, 0x4 | 0x1, 1, literal('grpc-status', '0'));
+
+  it('pings after a silence and ends the call when no ACK comes (a Relay gone without FIN or RST)', async () => {
+    const address = await rawPeer(opened);
+    const { result, data } = await call(address, undefined, undefined, { pingAfterMs: 30, pingAckMs: 100 });
+    expect(result?.message).toBe('UNAVAILABLE: Relay did not answer a ping within 0.1 s; reconnecting');
+    expect([...data]).toEqual([0, 0, 0, 0, 1, 42]);
+    const pings = peer!.frames.filter((f) => f.type === PING);
+    expect(pings).toHaveLength(1);
+    expect(pings[0]!.flags).toBe(0);
+  });
+
+  it('keeps a silent call whose pings are answered, one ping per interval at most', async () => {
+    const address = await rawPeer(opened);
+    let answered = 0;
+    const timing = { pingAfterMs: 20, pingAckMs: 5_000 };
+    const done = call(address, undefined, undefined, timing);
+    for (;;) {
+      const ping = await peer!.frame((f) => f.type === PING && f.flags === 0 && peer!.frames.filter((g) => g.type === PING).indexOf(f) === answered);
+      answered++;
+      if (answered === 3) break;
+      await peer!.send([frame(PING, 0x1, 0, ping.payload)]);
+    }
+    await peer!.send([trailersOk]);
+    expect((await done).result).toBeUndefined();
   });
 });

@@ -37,6 +37,17 @@ const WINDOW = 4 * 1024 * 1024;
 const BUFFER = 256 * 1024;
 /** How long the socket rests after a read that did not fill the buffer. */
 const REST_MS = 4;
+/**
+ * Silence before a PING, and the least time between two: grpc-go's servers
+ * (Relay's) allow a client one ping per 5 minutes by default and close the
+ * connection with ENHANCE_YOUR_CALM after a few more.
+ */
+const PING_AFTER_MS = 5 * 60_000;
+/** How long a PING may go unanswered before the connection is taken for dead (a half-open TCP connection never ends by itself). */
+const PING_ACK_MS = 20_000;
+
+/** This side's PING payload, told apart from an ACK of someone else's. */
+const PING_PAYLOAD = Buffer.from('verdict!');
 
 const GRPC_CODES = [
   'OK',
@@ -72,6 +83,15 @@ export interface H2cCall {
    * that throws ends the call with that error.
    */
   onData: (buf: Buffer, start: number, end: number) => void;
+  /** Liveness intervals, made shorter by tests. */
+  timing?: Partial<H2cTiming>;
+}
+
+export interface H2cTiming {
+  /** Silence (nothing received) before a PING is sent; also the least time between two PINGs. */
+  pingAfterMs: number;
+  /** How long the PING's ACK may take before the call ends. */
+  pingAckMs: number;
 }
 
 function frameHeader(len: number, type: number, flags: number, stream: number): Buffer {
@@ -163,11 +183,28 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
     let answered = false;
     /** Bytes received and not yet given back to the window. */
     let unacked = 0;
+    const timing: H2cTiming = { pingAfterMs: PING_AFTER_MS, pingAckMs: PING_ACK_MS, ...c.timing };
+    // Liveness: set by every read, looked at by a timer, so the DATA path pays one store.
+    let heard = false;
+    let pingAck: NodeJS.Timeout | undefined;
+    const liveness = setInterval(() => {
+      if (heard || pingAck) {
+        heard = false;
+        return;
+      }
+      socket.write(frame(PING, 0, 0, PING_PAYLOAD));
+      pingAck = setTimeout(
+        () => finish(new Error(`UNAVAILABLE: Relay did not answer a ping within ${timing.pingAckMs / 1000} s; reconnecting`)),
+        timing.pingAckMs,
+      );
+    }, timing.pingAfterMs);
 
     const finish = (e?: Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(resting);
+      clearInterval(liveness);
+      clearTimeout(pingAck);
       c.signal.removeEventListener('abort', onAbort);
       socket.destroy();
       resolve(e);
@@ -227,6 +264,10 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
           return;
         case PING:
           if (!(flags & ACK)) socket.write(frame(PING, ACK, 0, buf.subarray(at, end)));
+          else if (buf.subarray(at, end).equals(PING_PAYLOAD)) {
+            clearTimeout(pingAck);
+            pingAck = undefined;
+          }
           return;
         case GOAWAY: {
           // A graceful GOAWAY that lets this stream finish is waited out; any other ends the call.
@@ -252,6 +293,7 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
     const onRead = (n: number): boolean => {
       const end = held + n;
       let at = 0;
+      heard = true;
       try {
         while (!settled && end - at >= 9) {
           const len = (buf[at]! << 16) | (buf[at + 1]! << 8) | buf[at + 2]!;
@@ -279,7 +321,15 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
     };
 
     const { host, port } = hostPort(c.address);
-    const socket: Socket = connect({ host, port, noDelay: true, onread: { buffer: () => buf.subarray(held), callback: onRead } });
+    // Keepalive probes find a peer that went away without a FIN where the PINGs' five minutes are too slow to wait for.
+    const socket: Socket = connect({
+      host,
+      port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: 30_000,
+      onread: { buffer: () => buf.subarray(held), callback: onRead },
+    });
     socket.on('error', (e: NodeJS.ErrnoException) => finish(new Error(`${e.code === 'ECONNREFUSED' ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`)));
     socket.on('close', () => finish(new Error('UNAVAILABLE: the connection was closed')));
     c.signal.addEventListener('abort', onAbort, { once: true });
