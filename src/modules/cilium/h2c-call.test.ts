@@ -3,7 +3,21 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../../test/helpers/processes.js';
 import { type H2cTiming, h2cCall } from './h2c-call.js';
-import { DATA, frame, GRPC_RESPONSE, grpcMessage, HEADERS, literal, PING, RawH2Peer, SETTINGS } from './raw-h2-peer.js';
+import {
+  CONTINUATION,
+  DATA,
+  frame,
+  GOAWAY,
+  GRPC_RESPONSE,
+  grpcMessage,
+  HEADERS,
+  literal,
+  PING,
+  RawH2Peer,
+  RST_STREAM,
+  SETTINGS,
+  WINDOW_UPDATE,
+} from './raw-h2-peer.js';
 
 // The call against node:http2's server (nghttp2: Huffman-coded headers, its
 // own table entries, its own frame sizes), as a gRPC server answers.
@@ -181,5 +195,141 @@ describe('h2cCall against a raw-frame peer', () => {
     }
     await peer!.send([trailersOk]);
     expect((await done).result).toBeUndefined();
+  });
+
+  it('takes padded, prioritised, continued and interleaved frames, whole or one byte at a time, and answers PINGs but not PING ACKs', async () => {
+    const extra = literal('x-extra', 'e'.repeat(50), 0x40);
+    const head = Buffer.concat([GRPC_RESPONSE, extra]);
+    const msg = grpcMessage(Buffer.from('hello world'));
+    const padded = (b: Buffer, pad: number) => Buffer.concat([Buffer.from([pad]), b, Buffer.alloc(pad)]);
+    // Index 62 is x-extra, added to the table by the headers: the trailers' decoder is the same.
+    const trailers = Buffer.concat([literal('grpc-status', '0'), Buffer.from([0xbe]), literal('grpc-message', '')]);
+    const script = () => [
+      frame(SETTINGS, 0, 0, Buffer.from([0, 5, 0, 0, 0x40, 0, 0, 1, 0, 0, 0x10, 0])),
+      frame(PING, 0, 0, Buffer.from('abcdefgh')),
+      frame(PING, 0x1, 0, Buffer.from('ACKACKAC')),
+      frame(0xfa, 0xff, 0, Buffer.from('unknown type')),
+      frame(WINDOW_UPDATE, 0, 0, Buffer.from([0, 0, 1, 0])),
+      // PADDED (3 bytes) and PRIORITY (5 bytes), then two CONTINUATION frames.
+      frame(HEADERS, 0x8 | 0x20, 1, Buffer.concat([Buffer.from([3, 0, 0, 0, 0, 16]), head.subarray(0, 5), Buffer.alloc(3)])),
+      frame(CONTINUATION, 0, 1, head.subarray(5, 20)),
+      frame(CONTINUATION, 0x4, 1, head.subarray(20)),
+      frame(DATA, 0x8, 1, padded(msg.subarray(0, 7), 10)),
+      frame(DATA, 0, 1, Buffer.alloc(0)),
+      frame(DATA, 0x8, 1, padded(msg.subarray(7), 0)),
+      frame(HEADERS, 0x1, 1, trailers.subarray(0, 4)),
+      frame(CONTINUATION, 0, 1, trailers.subarray(4, 10)),
+      frame(CONTINUATION, 0x4, 1, trailers.subarray(10)),
+    ];
+    for (const bytewise of [false, true]) {
+      const address = await rawPeer(script, { bytewise });
+      const { result, data } = await call(address);
+      expect(result).toBeUndefined();
+      expect(data.equals(msg)).toBe(true);
+      // Written before the trailers were read; the ACK of a PING ACK would have been written with it.
+      await peer!.frame((f) => f.type === PING);
+      const pings = peer!.frames.filter((f) => f.type === PING);
+      expect(pings.map((f) => [f.flags, f.payload.toString()])).toEqual([[0x1, 'abcdefgh']]);
+      await peer!.frame((f) => f.type === SETTINGS && f.flags === 0x1);
+      await peer!.close();
+    }
+  });
+
+  it('ends a call whose trailers carry no grpc-status (or not a number) as UNKNOWN, and takes a trailers-only grpc-status 0 as OK', async () => {
+    const opening = [settings, frame(HEADERS, 0x4, 1, GRPC_RESPONSE)];
+    for (const trailers of [literal('x-foo', 'bar'), literal('grpc-status', 'abc')]) {
+      const address = await rawPeer(() => [...opening, frame(HEADERS, 0x5, 1, trailers)]);
+      expect((await call(address)).result?.message).toBe('UNKNOWN: Relay ended the call without a grpc-status');
+      await peer!.close();
+    }
+    let address = await rawPeer(() => [...opening, frame(DATA, 0x1, 1, grpcMessage(Buffer.from([1])))]);
+    expect((await call(address)).result?.message).toBe('UNKNOWN: Relay ended the call without a grpc-status');
+    await peer!.close();
+    address = await rawPeer(() => [settings, frame(HEADERS, 0x5, 1, Buffer.concat([GRPC_RESPONSE, literal('grpc-status', '0')]))]);
+    expect((await call(address)).result).toBeUndefined();
+  });
+
+  it('says what to check when the port does not speak plain-text HTTP/2: HTTP/1, TLS, a close, no answer', async () => {
+    const check = "check that hubble_relay_address is Relay's gRPC port and that Relay serves without TLS";
+    let address = await rawPeer(() => [Buffer.from('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n')], { preface: false });
+    expect((await call(address)).result?.message).toBe(
+      `UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS) (it answered in HTTP/1): ${check}`,
+    );
+    await peer!.close();
+    // A TLS server's alert record.
+    address = await rawPeer(
+      (p) => {
+        void p.send([Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46])]).then(() => p.end());
+        return [];
+      },
+      { preface: false },
+    );
+    expect((await call(address)).result?.message).toBe(
+      `UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS) (it answered in TLS): ${check}`,
+    );
+    await peer!.close();
+    address = await rawPeer((p) => {
+      p.end();
+      return [];
+    });
+    expect((await call(address)).result?.message).toBe(`UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS): ${check}`);
+    await peer!.close();
+    address = await rawPeer(() => []);
+    expect((await call(address, undefined, undefined, { answerMs: 50 })).result?.message).toMatch(
+      /^UNAVAILABLE: Relay \(127\.0\.0\.1:\d+\) did not answer within 0\.05 s; check that hubble_relay_address is Relay's gRPC port/,
+    );
+  });
+
+  it("names GOAWAY's and RST_STREAM's error codes and GOAWAY's debug data, an answer without :status or not gRPC, and a reset connection", async () => {
+    const cases: [Buffer[], string | RegExp][] = [
+      [
+        [frame(GOAWAY, 0, 0, Buffer.concat([Buffer.from([0, 0, 0, 1, 0, 0, 0, 11]), Buffer.from('too_many_pings')]))],
+        'UNAVAILABLE: Relay is closing the connection (HTTP/2 GOAWAY ENHANCE_YOUR_CALM: "too_many_pings")',
+      ],
+      [[frame(RST_STREAM, 0, 1, Buffer.from([0, 0, 0, 2]))], 'UNAVAILABLE: Relay reset the stream (HTTP/2 INTERNAL_ERROR)'],
+      [
+        [frame(HEADERS, 0x4, 1, literal('content-type', 'application/grpc'))],
+        "UNAVAILABLE: Relay answered without an HTTP status; is hubble_relay_address the Relay's gRPC port?",
+      ],
+      [
+        [frame(HEADERS, 0x4, 1, Buffer.concat([Buffer.from([0x88]), literal('content-type', 'text/html')]))],
+        "UNAVAILABLE: Relay answered with content-type text/html, not gRPC; is hubble_relay_address the Relay's gRPC port?",
+      ],
+    ];
+    for (const [frames, message] of cases) {
+      const address = await rawPeer(() => [settings, ...frames]);
+      expect((await call(address)).result?.message).toBe(message);
+      await peer!.close();
+    }
+    const address = await rawPeer((p) => {
+      void p
+        .send([settings])
+        .then(() => p.frame((f) => f.type === SETTINGS && f.flags === 0x1))
+        .then(() => p.reset());
+      return [];
+    });
+    expect((await call(address)).result?.message).toMatch(/^UNAVAILABLE: .*ECONNRESET/);
+  });
+
+  it('refuses control frames of a size HTTP/2 does not allow, and a header block over 1 MiB', async () => {
+    const cases: [Buffer, string][] = [
+      [frame(PING, 0, 0, Buffer.alloc(7)), 'PING frame of 7 bytes'],
+      [frame(RST_STREAM, 0, 1, Buffer.alloc(0)), 'RST_STREAM frame of 0 bytes'],
+      [frame(GOAWAY, 0, 0, Buffer.alloc(2)), 'GOAWAY frame of 2 bytes'],
+      [frame(SETTINGS, 0, 0, Buffer.alloc(5)), 'SETTINGS frame of 5 bytes'],
+      [frame(SETTINGS, 0x1, 0, Buffer.alloc(6)), 'SETTINGS frame of 6 bytes'],
+      [frame(WINDOW_UPDATE, 0, 0, Buffer.alloc(3)), 'WINDOW_UPDATE frame of 3 bytes'],
+    ];
+    for (const [bad, what] of cases) {
+      const address = await rawPeer(() => [settings, bad]);
+      expect((await call(address)).result?.message).toBe(`INTERNAL: Relay sent a ${what} (HTTP/2 FRAME_SIZE_ERROR)`);
+      await peer!.close();
+    }
+    const address = await rawPeer(() => [
+      settings,
+      frame(HEADERS, 0, 1, GRPC_RESPONSE),
+      ...Array.from({ length: 70 }, () => frame(CONTINUATION, 0, 1, Buffer.alloc(16_384))),
+    ]);
+    expect((await call(address)).result?.message).toBe('INTERNAL: Relay sent a header block over 1048576 bytes');
   });
 });

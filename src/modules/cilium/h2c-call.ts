@@ -43,8 +43,34 @@ const REST_MS = 4;
  * connection with ENHANCE_YOUR_CALM after a few more.
  */
 const PING_AFTER_MS = 5 * 60_000;
+/** How long Relay has, from the connect, to open its side of HTTP/2 (its SETTINGS). */
+const ANSWER_MS = 10_000;
+/** The largest header block taken (HEADERS and its CONTINUATION frames): gRPC servers send a few hundred bytes. */
+const MAX_HEADER_BLOCK = 1024 * 1024;
 /** How long a PING may go unanswered before the connection is taken for dead (a half-open TCP connection never ends by itself). */
 const PING_ACK_MS = 20_000;
+
+/** HTTP/2's error codes (RFC 9113 section 7), by number. */
+const H2_ERRORS = [
+  'NO_ERROR',
+  'PROTOCOL_ERROR',
+  'INTERNAL_ERROR',
+  'FLOW_CONTROL_ERROR',
+  'SETTINGS_TIMEOUT',
+  'STREAM_CLOSED',
+  'FRAME_SIZE_ERROR',
+  'REFUSED_STREAM',
+  'CANCEL',
+  'COMPRESSION_ERROR',
+  'CONNECT_ERROR',
+  'ENHANCE_YOUR_CALM',
+  'INADEQUATE_SECURITY',
+  'HTTP_1_1_REQUIRED',
+];
+const h2Error = (code: number) => H2_ERRORS[code] ?? `error ${code}`;
+
+/** Socket errors after which trying again later may work. */
+const TRANSIENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE']);
 
 /** This side's PING payload, told apart from an ACK of someone else's. */
 const PING_PAYLOAD = Buffer.from('verdict!');
@@ -88,6 +114,8 @@ export interface H2cCall {
 }
 
 export interface H2cTiming {
+  /** From the connect until Relay's SETTINGS arrive. */
+  answerMs: number;
   /** Silence (nothing received) before a PING is sent; also the least time between two PINGs. */
   pingAfterMs: number;
   /** How long the PING's ACK may take before the call ends. */
@@ -153,18 +181,29 @@ function hostPort(address: string): { host: string; port: number } {
   return { host: address.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(address.slice(at + 1)) };
 }
 
-/** The call's status from headers or trailers: undefined for OK. */
+const get = (fields: readonly [string, string][], name: string) => fields.find((f) => f[0] === name)?.[1];
+
+/** The call's status from trailers (or the headers of a trailers-only response): undefined for OK. */
 function grpcStatus(fields: readonly [string, string][]): Error | undefined {
-  const get = (name: string) => fields.find((f) => f[0] === name)?.[1];
-  const code = Number(get('grpc-status'));
-  if (!code) return undefined;
-  let message = get('grpc-message') ?? '';
+  const status = get(fields, 'grpc-status');
+  if (!status || !/^\d+$/.test(status)) return new Error('UNKNOWN: Relay ended the call without a grpc-status');
+  const code = Number(status);
+  if (code === 0) return undefined;
+  let message = get(fields, 'grpc-message') ?? '';
   try {
     message = decodeURIComponent(message);
   } catch {
     // Not percent-encoded as gRPC asks: shown as sent.
   }
   return new Error(`${GRPC_CODES[code] ?? code}: ${message || 'the call failed'}`);
+}
+
+const CHECK_ADDRESS = "check that hubble_relay_address is Relay's gRPC port";
+
+/** Why what answered is not Relay's plain-text HTTP/2: `first`, its first bytes, if any, tell what else it speaks. */
+function notH2c(first: Buffer): Error {
+  const other = first.toString('latin1', 0, 5) === 'HTTP/' ? ' (it answered in HTTP/1)' : first[0] === 0x15 || first[0] === 0x16 ? ' (it answered in TLS)' : '';
+  return new Error(`UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS)${other}: ${CHECK_ADDRESS} and that Relay serves without TLS`);
 }
 
 /** Makes the call and follows its response until it ends: resolves with why (undefined for an OK status or an aborted signal). */
@@ -181,9 +220,12 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
     let blockStream = 0;
     let blockEnds = false;
     let answered = false;
+    /** Whether Relay's side of the connection began, as HTTP/2 asks, with SETTINGS. */
+    let greeted = false;
+    let blockBytes = 0;
     /** Bytes received and not yet given back to the window. */
     let unacked = 0;
-    const timing: H2cTiming = { pingAfterMs: PING_AFTER_MS, pingAckMs: PING_ACK_MS, ...c.timing };
+    const timing: H2cTiming = { answerMs: ANSWER_MS, pingAfterMs: PING_AFTER_MS, pingAckMs: PING_ACK_MS, ...c.timing };
     // Liveness: set by every read, looked at by a timer, so the DATA path pays one store.
     let heard = false;
     let pingAck: NodeJS.Timeout | undefined;
@@ -199,9 +241,20 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
       );
     }, timing.pingAfterMs);
 
+    const answer = setTimeout(
+      () =>
+        finish(
+          new Error(
+            `UNAVAILABLE: Relay (${c.address}) did not answer within ${timing.answerMs / 1000} s; ${CHECK_ADDRESS} and that Relay is reachable from the agent`,
+          ),
+        ),
+      timing.answerMs,
+    );
+
     const finish = (e?: Error) => {
       if (settled) return;
       settled = true;
+      clearTimeout(answer);
       clearTimeout(resting);
       clearInterval(liveness);
       clearTimeout(pingAck);
@@ -220,11 +273,19 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
       if (stream !== STREAM) return;
       if (!answered) {
         answered = true;
-        const status = fields.find((f) => f[0] === ':status')?.[1];
-        if (status !== '200') return finish(new Error(`UNAVAILABLE: Relay answered HTTP ${status}; is hubble_relay_address the Relay's gRPC port?`));
-        // A call refused at once carries its status in the headers.
-        if (fields.some((f) => f[0] === 'grpc-status')) return finish(grpcStatus(fields) ?? new Error('UNKNOWN: the call ended at once'));
-        if (ends) finish(new Error('UNKNOWN: Relay ended the call without a status'));
+        const status = get(fields, ':status');
+        if (status !== '200') {
+          const what = status === undefined ? 'without an HTTP status' : `HTTP ${status}`;
+          return finish(new Error(`UNAVAILABLE: Relay answered ${what}; is hubble_relay_address the Relay's gRPC port?`));
+        }
+        const type = get(fields, 'content-type');
+        if (!type?.startsWith('application/grpc')) {
+          return finish(
+            new Error(`UNAVAILABLE: Relay answered with content-type ${type ?? '(none)'}, not gRPC; is hubble_relay_address the Relay's gRPC port?`),
+          );
+        }
+        // A call refused at once (or ended at once) carries its status in the headers: trailers-only.
+        if (ends || get(fields, 'grpc-status') !== undefined) finish(grpcStatus(fields));
         return;
       }
       // Trailers: OK ends the call cleanly.
@@ -234,13 +295,17 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
     /** One whole frame, its payload buf[at, end). */
     const onFrame = (type: number, flags: number, stream: number, at: number, end: number) => {
       if (block && type !== CONTINUATION) throw new Error('INTERNAL: a header block was cut by another frame');
+      // Control frames of a size HTTP/2 does not allow (RFC 9113 section 6) would be read past their payload.
+      const sized = (ok: boolean, name: string) => {
+        if (!ok) throw new Error(`INTERNAL: Relay sent a ${name} frame of ${end - at} bytes (HTTP/2 FRAME_SIZE_ERROR)`);
+      };
       switch (type) {
         case DATA: {
           unacked += end - at;
           if (flags & PADDED) end -= buf[at++]!;
           if (end < at) throw new Error('INTERNAL: a DATA frame with more padding than payload');
           if (stream === STREAM && end > at) c.onData(buf, at, end);
-          if (flags & END_STREAM && stream === STREAM) finish(new Error('UNKNOWN: Relay ended the call without a status'));
+          if (flags & END_STREAM && stream === STREAM) finish(new Error('UNKNOWN: Relay ended the call without a grpc-status'));
           return;
         }
         case HEADERS: {
@@ -248,21 +313,27 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
           if (flags & PRIORITY) at += 5;
           if (end < at) throw new Error('INTERNAL: a HEADERS frame shorter than its padding');
           block = [Buffer.from(buf.subarray(at, end))];
+          blockBytes = end - at;
           blockStream = stream;
           blockEnds = (flags & END_STREAM) !== 0;
           break;
         }
         case CONTINUATION:
           if (!block || stream !== blockStream) throw new Error('INTERNAL: a CONTINUATION frame without its HEADERS');
+          blockBytes += end - at;
+          if (blockBytes > MAX_HEADER_BLOCK) throw new Error(`INTERNAL: Relay sent a header block over ${MAX_HEADER_BLOCK} bytes`);
           block.push(Buffer.from(buf.subarray(at, end)));
           break;
         case RST_STREAM:
-          if (stream === STREAM) finish(new Error(`UNAVAILABLE: Relay reset the stream (HTTP/2 error ${buf.readUInt32BE(at)})`));
+          sized(end - at === 4, 'RST_STREAM');
+          if (stream === STREAM) finish(new Error(`UNAVAILABLE: Relay reset the stream (HTTP/2 ${h2Error(buf.readUInt32BE(at))})`));
           return;
         case SETTINGS:
+          sized((end - at) % 6 === 0 && !(flags & ACK && end > at), 'SETTINGS');
           if (!(flags & ACK)) socket.write(frameHeader(0, SETTINGS, ACK, 0));
           return;
         case PING:
+          sized(end - at === 8, 'PING');
           if (!(flags & ACK)) socket.write(frame(PING, ACK, 0, buf.subarray(at, end)));
           else if (buf.subarray(at, end).equals(PING_PAYLOAD)) {
             clearTimeout(pingAck);
@@ -270,16 +341,23 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
           }
           return;
         case GOAWAY: {
+          sized(end - at >= 8, 'GOAWAY');
           // A graceful GOAWAY that lets this stream finish is waited out; any other ends the call.
           const last = buf.readUInt32BE(at) & 0x7fffffff;
           const code = buf.readUInt32BE(at + 4);
-          if (last < STREAM || code !== 0) finish(new Error(`UNAVAILABLE: Relay is closing the connection (HTTP/2 GOAWAY, error ${code})`));
+          // Its debug data says why (grpc-go: "too_many_pings", "max_age").
+          const why = end > at + 8 ? `: ${JSON.stringify(buf.toString('utf8', at + 8, end))}` : '';
+          if (last < STREAM || code !== 0) finish(new Error(`UNAVAILABLE: Relay is closing the connection (HTTP/2 GOAWAY ${h2Error(code)}${why})`));
           return;
         }
+        case WINDOW_UPDATE:
+          // This side sends one small message: the windows Relay gives are not needed.
+          sized(end - at === 4, 'WINDOW_UPDATE');
+          return;
         case PUSH_PROMISE:
           throw new Error('INTERNAL: Relay pushed a stream, which was turned off');
         default:
-          // PRIORITY, WINDOW_UPDATE (this side sends one small message) and unknown types.
+          // PRIORITY and unknown types.
           return;
       }
       if (flags & END_HEADERS) {
@@ -295,6 +373,11 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
       let at = 0;
       heard = true;
       try {
+        if (!greeted && end >= 9) {
+          if (buf[3] !== SETTINGS || buf[4]! & ACK) throw notH2c(buf.subarray(0, end));
+          greeted = true;
+          clearTimeout(answer);
+        }
         while (!settled && end - at >= 9) {
           const len = (buf[at]! << 16) | (buf[at + 1]! << 8) | buf[at + 2]!;
           if (len > MAX_FRAME) throw new Error(`INTERNAL: a frame of ${len} bytes is over the ${MAX_FRAME} allowed`);
@@ -330,8 +413,8 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
       keepAliveInitialDelay: 30_000,
       onread: { buffer: () => buf.subarray(held), callback: onRead },
     });
-    socket.on('error', (e: NodeJS.ErrnoException) => finish(new Error(`${e.code === 'ECONNREFUSED' ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`)));
-    socket.on('close', () => finish(new Error('UNAVAILABLE: the connection was closed')));
+    socket.on('error', (e: NodeJS.ErrnoException) => finish(new Error(`${TRANSIENT.has(e.code ?? '') ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`)));
+    socket.on('close', () => finish(greeted ? new Error('UNAVAILABLE: Relay closed the connection') : notH2c(buf.subarray(0, held))));
     c.signal.addEventListener('abort', onAbort, { once: true });
     if (c.signal.aborted) return onAbort();
     try {

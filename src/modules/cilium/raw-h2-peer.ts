@@ -115,6 +115,16 @@ export class RawH2Peer {
     return seen ? Promise.resolve(seen) : new Promise((resolve) => this.waiters.push({ match, resolve }));
   }
 
+  /** Ends the connection with a FIN, after what was sent. */
+  end(): void {
+    this.socket?.end();
+  }
+
+  /** Ends the connection with a TCP RST. */
+  reset(): void {
+    this.socket?.resetAndDestroy();
+  }
+
   async close(): Promise<void> {
     this.socket?.destroy();
     await new Promise((r) => (this.server ? this.server.close(r) : r(null)));
