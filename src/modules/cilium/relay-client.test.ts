@@ -7,7 +7,8 @@ import { openAgentDb } from '../../agent/spool/agent-db.js';
 
 const openDatabase = () => openAgentDb(':memory:');
 import { FlowCursor } from './flow-cursor.js';
-import { followDroppedFlows } from './relay-client.js';
+import { DATA, frame, GRPC_RESPONSE, grpcMessage, HEADERS, literal, RawH2Peer, SETTINGS } from './raw-h2-peer.js';
+import { droppedFlowsRequest, followDroppedFlows, getFlows } from './relay-client.js';
 
 const log = pino({ level: 'silent' });
 
@@ -119,5 +120,53 @@ describe('followDroppedFlows', () => {
     for (let i = 0; i < 300 && got.length < flows.length; i++) await new Promise((r) => setTimeout(r, 20));
     await follower.stop();
     expect(got).toEqual(flows.map((f) => [f.uuid, f.node_name]));
+  });
+});
+
+describe('getFlows', () => {
+  let peer: RawH2Peer | undefined;
+  afterEach(async () => {
+    await peer?.close();
+    peer = undefined;
+  });
+
+  /** A call to a raw-frame peer that answers with `frames` after its SETTINGS and the response's headers; what each message is given. */
+  async function getFrom(frames: Buffer[], onMessage: (buf: Uint8Array, start: number, end: number, abort: () => void) => void = () => {}) {
+    peer = new RawH2Peer();
+    const address = await peer.listen(() => [frame(SETTINGS, 0, 0), frame(HEADERS, 0x4, 1, GRPC_RESPONSE), ...frames]);
+    const abort = new AbortController();
+    const cursor = new FlowCursor(openDatabase(), address);
+    return getFlows(address, droppedFlowsRequest(cursor), abort.signal, (_r, buf, start, end) => onMessage(buf, start, end, () => abort.abort()));
+  }
+  const ok = frame(HEADERS, 0x5, 1, literal('grpc-status', '0'));
+
+  it('hands over no more messages once a handler aborted the call', async () => {
+    const three = Buffer.concat([1, 2, 3].map((n) => grpcMessage(Buffer.from([n]))));
+    const got: number[] = [];
+    const result = await getFrom([frame(DATA, 0, 1, three)], (buf, start, _end, abort) => {
+      got.push(buf[start]!);
+      abort();
+    });
+    expect(result).toBeUndefined();
+    expect(got).toEqual([1]);
+  });
+
+  it('ends with an error when Relay ends the call cleanly in the middle of a message', async () => {
+    const msg = grpcMessage(Buffer.from('whole'));
+    const result = await getFrom([frame(DATA, 0, 1, Buffer.concat([msg, msg.subarray(0, 7)])), ok]);
+    expect(result?.message).toBe('INTERNAL: Relay ended the stream in the middle of a message');
+  });
+
+  it('gives back the room a large message took once it is handled', async () => {
+    const big = grpcMessage(Buffer.alloc(300 * 1024, 7));
+    const frames: Buffer[] = [];
+    for (let at = 0; at < big.length; at += 16_384) frames.push(frame(DATA, 0, 1, big.subarray(at, at + 16_384)));
+    const sizes: [number, number][] = [];
+    const result = await getFrom([...frames, frame(DATA, 0, 1, grpcMessage(Buffer.from('small'))), ok], (buf, start, end) =>
+      sizes.push([end - start, buf.length]),
+    );
+    expect(result).toBeUndefined();
+    expect(sizes[0]![0]).toBe(300 * 1024);
+    expect(sizes[1]).toEqual([5, 64 * 1024]);
   });
 });

@@ -195,6 +195,8 @@ function flowField(buf: Uint8Array): Uint8Array {
 }
 
 const MAX_MESSAGE = 16 * 1024 * 1024;
+/** The receive buffer's size, room for many flows; it grows for a larger message and shrinks back after it. */
+const RECV = 64 * 1024;
 
 /**
  * One GetFlows call (h2c-call.ts), until it ends: resolves with why
@@ -203,9 +205,9 @@ const MAX_MESSAGE = 16 * 1024 * 1024;
  * reader of it) in the same turn, in order: a generic gRPC client would hand
  * them over one by one through its interceptors and streams, which costs
  * more than the flow's decoding and matching. A handler that throws ends the
- * call with that error.
+ * call with that error; one that aborts the signal gets no more messages.
  */
-function getFlows(
+export async function getFlows(
   address: string,
   req: GetFlowsRequest,
   signal: AbortSignal,
@@ -215,10 +217,10 @@ function getFlows(
   // whole call: a view, a reader and a DataView made for each piece cost more
   // than copying its bytes. What a piece ends with (part of a message) moves
   // to the front.
-  let recv = new Uint8Array(64 * 1024);
+  let recv = new Uint8Array(RECV);
   let reader = new BinaryReader(recv);
   let held = 0;
-  return h2cCall({
+  const err = await h2cCall({
     address,
     path: '/observer.Observer/GetFlows',
     request: ObserverService.getFlows.requestSerialize(req),
@@ -234,7 +236,7 @@ function getFlows(
       piece.copy(recv, held, from, to);
       const buf = recv;
       let at = 0;
-      while (total - at >= 5) {
+      while (total - at >= 5 && !signal.aborted) {
         const len = ((buf[at + 1]! << 24) | (buf[at + 2]! << 16) | (buf[at + 3]! << 8) | buf[at + 4]!) >>> 0;
         if (buf[at] !== 0) throw new Error('INTERNAL: Relay sent a compressed message, which was not asked for');
         if (len > MAX_MESSAGE) throw new Error(`RESOURCE_EXHAUSTED: a message of ${len} bytes is over ${MAX_MESSAGE}`);
@@ -244,6 +246,13 @@ function getFlows(
       }
       held = total - at;
       if (held > 0 && at > 0) buf.copyWithin(0, at, total);
+      // A large message grew the buffer (to up to twice 16 MiB): not kept for the rest of the call.
+      if (recv.length > RECV && held <= RECV) {
+        recv = recv.slice(0, RECV);
+        reader = new BinaryReader(recv);
+      }
     },
   });
+  if (!err && held > 0 && !signal.aborted) return new Error('INTERNAL: Relay ended the stream in the middle of a message');
+  return err;
 }
