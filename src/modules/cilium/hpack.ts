@@ -36,8 +36,8 @@ function malformed(what: string): Error {
   return new Error(`INTERNAL: the server sent a malformed header block: ${what}`);
 }
 
-/** The Huffman-coded bytes src[at, end) as text. */
-function huffman(src: Uint8Array, at: number, end: number): string {
+/** The Huffman-coded bytes src[at, end), decoded. */
+function huffman(src: Uint8Array, at: number, end: number): Uint8Array {
   const out = new Uint8Array((end - at) * 2);
   let n = 0;
   let node = 0;
@@ -62,18 +62,27 @@ function huffman(src: Uint8Array, at: number, end: number): string {
     }
   }
   if (pending > 7 || !ones) throw malformed('invalid Huffman padding');
-  return textDecoder.decode(out.subarray(0, n));
+  return out.subarray(0, n);
 }
 
-/** The size an entry counts for in the dynamic table (RFC 7541 section 4.1). */
-const entrySize = (name: string, value: string) => Buffer.byteLength(name) + Buffer.byteLength(value) + 32;
+/**
+ * A dynamic table entry: name, value, the name's octets and the entry's size.
+ * Sizes count the octets as sent (RFC 7541 section 4.1), which the encoder
+ * counts too: bytes that are not UTF-8 become longer text.
+ */
+type Entry = [name: string, value: string, nameOctets: number, size: number];
+
+/** Continuation bytes an integer may take: 5 hold 2**35, past any size or length of 32 bits. */
+const MAX_CONTINUATION = 5;
 
 export class HpackDecoder {
   /** Newest first: index 62 is entries[0]. */
-  private entries: [string, string][] = [];
+  private entries: Entry[] = [];
   private size = 0;
   private maxSize: number;
   private pos = 0;
+  /** The octets of the last string read. */
+  private octets = 0;
 
   /** `limit`: the SETTINGS_HEADER_TABLE_SIZE this side announced (HTTP/2's default, 4096, unless it announced another). */
   constructor(private readonly limit = 4096) {
@@ -89,52 +98,64 @@ export class HpackDecoder {
       if (b & 0x80) {
         fields.push(this.entry(this.integer(block, 7)));
       } else if (b & 0x40) {
-        const field = this.literal(block, 6);
-        this.insert(field);
-        fields.push(field);
+        const entry = this.literal(block, 6);
+        this.insert(entry);
+        fields.push([entry[0], entry[1]]);
       } else if (b & 0x20) {
         const size = this.integer(block, 5);
         if (size > this.limit) throw malformed(`a table size of ${size} over the ${this.limit} allowed`);
         this.maxSize = size;
         this.evict(0);
-      } else fields.push(this.literal(block, 4));
+      } else {
+        const entry = this.literal(block, 4);
+        fields.push([entry[0], entry[1]]);
+      }
     }
     return fields;
   }
 
   private entry(index: number): [string, string] {
+    const [name, value] = this.at(index);
+    return [name, value];
+  }
+
+  /** The entry at `index`, static (its names are ASCII) or dynamic. */
+  private at(index: number): Readonly<Entry> {
     if (index === 0) throw malformed('index 0');
     if (index <= STATIC_TABLE.length) {
       const [name, value] = STATIC_TABLE[index - 1]!;
-      return [name, value];
+      return [name, value, name.length, 0];
     }
     const e = this.entries[index - STATIC_TABLE.length - 1];
     if (!e) throw malformed(`index ${index} past the table`);
-    return [e[0], e[1]];
+    return e;
   }
 
-  /** A literal field whose name index has a `prefix`-bit prefix (0: the name follows as a string). */
-  private literal(block: Uint8Array, prefix: number): [string, string] {
+  /** A literal field whose name index has a `prefix`-bit prefix (0: the name follows as a string), with its size as an entry. */
+  private literal(block: Uint8Array, prefix: number): Entry {
     const index = this.integer(block, prefix);
-    const name = index === 0 ? this.string(block) : this.entry(index)[0];
-    return [name, this.string(block)];
+    let name: string;
+    let nameOctets: number;
+    if (index === 0) {
+      name = this.string(block);
+      nameOctets = this.octets;
+    } else [name, , nameOctets] = this.at(index);
+    const value = this.string(block);
+    return [name, value, nameOctets, nameOctets + this.octets + 32];
   }
 
-  private insert(field: [string, string]): void {
-    const size = entrySize(field[0], field[1]);
+  private insert(entry: Entry): void {
+    const size = entry[3];
     this.evict(size);
     // An entry larger than the table empties it and is not kept (RFC 7541 section 4.4).
     if (size > this.maxSize) return;
-    this.entries.unshift(field);
+    this.entries.unshift(entry);
     this.size += size;
   }
 
   /** Drops the oldest entries until `room` more fits. */
   private evict(room: number): void {
-    while (this.entries.length > 0 && this.size + room > this.maxSize) {
-      const [name, value] = this.entries.pop()!;
-      this.size -= entrySize(name, value);
-    }
+    while (this.entries.length > 0 && this.size + room > this.maxSize) this.size -= this.entries.pop()![3];
   }
 
   /** An integer with an N-bit prefix (RFC 7541 section 5.1), from this.pos. */
@@ -142,15 +163,15 @@ export class HpackDecoder {
     const max = (1 << prefix) - 1;
     let v = block[this.pos++]! & max;
     if (v < max) return v;
-    let scale = 1;
-    for (;;) {
+    // Bounded: zero-valued continuation bytes would otherwise run the scale to Infinity and the value to NaN.
+    for (let scale = 1, n = 0; n < MAX_CONTINUATION; scale *= 128, n++) {
       if (this.pos >= block.length) throw malformed('a truncated integer');
       const b = block[this.pos++]!;
       v += (b & 0x7f) * scale;
-      scale *= 128;
       if (v > 0xffffffff) throw malformed('an integer too large');
       if (!(b & 0x80)) return v;
     }
+    throw malformed('an integer too large');
   }
 
   /** A string literal (RFC 7541 section 5.2), from this.pos. */
@@ -161,7 +182,9 @@ export class HpackDecoder {
     const at = this.pos;
     if (at + len > block.length) throw malformed('a truncated string');
     this.pos = at + len;
-    return coded ? huffman(block, at, at + len) : textDecoder.decode(block.subarray(at, at + len));
+    const octets = coded ? huffman(block, at, at + len) : block.subarray(at, at + len);
+    this.octets = octets.length;
+    return textDecoder.decode(octets);
   }
 }
 
