@@ -4,9 +4,11 @@ import { bool, duration, field, list, obj, oneOf, refine, str, type Validator } 
 // The `cilium` block of config.yaml: where Hubble Relay is, which labelled
 // policies to match dropped flows against, and which of them may alert.
 
-const hostPort = str({
-  pattern: /^[^\s:/]+(?:\.[^\s:/]+)*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/,
-  hint: 'host:port, e.g. hubble-relay.kube-system.svc.cluster.local:80',
+const EXAMPLE = 'hubble-relay.kube-system.svc.cluster.local:80';
+// The pattern lets five digits through: a port past 65535 would only fail when the agent connects.
+const hostPort = refine(str({ pattern: /^[^\s:/]+(?:\.[^\s:/]+)*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, hint: `host:port, e.g. ${EXAMPLE}` }), (address) => {
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  return port > 65535 ? `port ${port} is over 65535: write Relay's gRPC port (the hubble-relay Service's, usually 80), e.g. ${EXAMPLE}` : undefined;
 });
 
 export const ciliumBlock = obj({
