@@ -3,7 +3,17 @@ import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from '../tunnel/alert-sink.js';
-import { encodeAlertEvent, encodeEntry, encodeEventsMessage, ENVELOPE_BYTES, HEADER_REF, HEADER_TYPE, logKey, MAX_MESSAGE_BYTES } from './messages.js';
+import {
+  encodeAlertEvent,
+  encodeEntry,
+  encodeEventsMessage,
+  ENVELOPE_BYTES,
+  HEADER_REF,
+  HEADER_TYPE,
+  logKey,
+  MAX_MESSAGE_BYTES,
+  type Entry,
+} from './messages.js';
 import type { OwnEvents } from './own-events.js';
 import type { LogWriter, OutMessage } from './producer.js';
 
@@ -47,7 +57,7 @@ export class KafkaAlertSink implements AlertSink {
     let count = 0;
     const open = new Map<number, Building>();
     const close = (partition: number, b: Building) => {
-      const value = Buffer.from(encodeEventsMessage(agent, at, this.replica, b.entries));
+      const value = encodeEventsMessage(agent, at, this.replica, b.entries);
       const ref = b.ids.join(',');
       messages.push({ topic: this.topic, partition, key: agent, value, headers: { [HEADER_TYPE]: 'events', [HEADER_REF]: ref } });
       if (this.own) {
@@ -70,14 +80,14 @@ export class KafkaAlertSink implements AlertSink {
         count++;
         continue;
       }
-      const bytes = Buffer.byteLength(entry.json) + 1;
+      const bytes = entry.bytes + 1;
       let b = open.get(partition);
       if (b && b.bytes + bytes > MAX_MESSAGE_BYTES - ENVELOPE_BYTES) {
         close(partition, b);
         b = undefined;
       }
       if (!b) open.set(partition, (b = { entries: [], ids: [], parsed: [], bytes: 0 }));
-      b.entries.push(entry.json);
+      b.entries.push(entry);
       b.ids.push(ev.id);
       b.parsed.push({ id: ev.id, payload: entry.payload, receivedAt });
       b.bytes += bytes;
@@ -109,7 +119,7 @@ export class KafkaAlertSink implements AlertSink {
 
 /** An `events` message being filled for one partition. */
 interface Building {
-  entries: string[];
+  entries: Entry[];
   ids: string[];
   parsed: IncomingEvent[];
   /** UTF-8 bytes of the entries and their commas. */

@@ -7,6 +7,7 @@ import {
   encodeAlertEvent,
   encodeClaimsEvent,
   encodeEntry,
+  type Entry,
   encodeEventsMessage,
   encodeStatusEvent,
   HEADER_REF,
@@ -17,6 +18,9 @@ import {
   parseAlertUid,
 } from './messages.js';
 import { VerdictError } from '../../shared/errors.js';
+
+/** An entry's JSON, as encodeEventsMessage writes it. */
+const entryJson = (e: Entry) => e.pieces.join('');
 
 describe('log messages', () => {
   it('round-trips agent events and status changes', () => {
@@ -32,8 +36,7 @@ describe('log messages', () => {
   it('round-trips an agent batch as one events message, naming its events in the headers or the value', () => {
     const a = falcoPayload({ fp: 'abc' });
     const b = falcoPayload({ fp: 'def' });
-    const entries = [encodeEntry('ev-1', a)!.json, encodeEntry('ev-2', b)!.json];
-    const value = Buffer.from(encodeEventsMessage('edge', '2026-01-01T00:00:00.000Z', 'r1', entries));
+    const value = encodeEventsMessage('edge', '2026-01-01T00:00:00.000Z', 'r1', [encodeEntry('ev-1', a)!, encodeEntry('ev-2', b)!]);
     expect(decodeLogEvent(value)).toEqual({
       type: 'events',
       v: 1,
@@ -86,9 +89,9 @@ describe('log messages', () => {
     expect(encodeAlertEvent('edge', 'ev-3', { ...falcoPayload(), description: 'y'.repeat(MAX_MESSAGE_BYTES) }, 'r1')).toBeUndefined();
     // An events message's entry is cut alike, and says what it kept.
     const entry = encodeEntry('ev-2', p)!;
-    expect(entry.json.length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(entry.bytes).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
     expect(entry.payload.samples.every((s) => (s as { truncated?: boolean }).truncated)).toBe(true);
-    expect(JSON.parse(entry.json)).toEqual({ id: 'ev-2', payload: entry.payload });
+    expect(JSON.parse(entryJson(entry))).toEqual({ id: 'ev-2', payload: entry.payload });
   });
 
   it('measures the Kafka message size in bytes, not characters', () => {
@@ -105,17 +108,30 @@ describe('log messages', () => {
     const p = falcoPayload();
     const text = ` ${JSON.stringify(p, null, 1)} `;
     const entry = encodeEntry('ev-6', p, text)!;
-    expect(entry.json).toContain(text);
+    expect(entryJson(entry)).toContain(text);
     expect(entry.payload).toBe(p);
     // What every other replica parses from the log is the payload this replica projects.
-    expect(JSON.parse(entry.json)).toEqual({ id: 'ev-6', payload: p });
-    expect(checkEntry(JSON.parse(entry.json))).toBeUndefined();
+    expect(JSON.parse(entryJson(entry))).toEqual({ id: 'ev-6', payload: p });
+    expect(checkEntry(JSON.parse(entryJson(entry)))).toBeUndefined();
     const huge = 'x'.repeat(300 * 1024);
     const big = { ...falcoPayload(), samples: [huge, huge, huge, huge, huge] };
     const cut = encodeEntry('ev-7', big, JSON.stringify(big))!;
-    expect(Buffer.byteLength(cut.json)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
-    expect(JSON.parse(cut.json)).toEqual({ id: 'ev-7', payload: cut.payload });
+    expect(cut.bytes).toBe(Buffer.byteLength(entryJson(cut)));
+    expect(cut.bytes).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(JSON.parse(entryJson(cut))).toEqual({ id: 'ev-7', payload: cut.payload });
     expect(cut.payload.samples.every((s) => (s as { truncated?: boolean }).truncated)).toBe(true);
+  });
+
+  it('writes an events message as the UTF-8 of its JSON, byte for byte, whatever the characters', () => {
+    // Euro signs (3 bytes), an emoji (a surrogate pair, 4 bytes) and a lone surrogate (written as U+FFFD, 3 bytes).
+    const p = { ...falcoPayload({ fp: 'f\u20ac' }), description: 'caf\u00e9 \u20ac \u{1f600} \ud800 end' };
+    const entries = [encodeEntry('ev-8', p, JSON.stringify(p))!, encodeEntry('ev-\u20ac', falcoPayload())!];
+    for (const e of entries) expect(e.bytes).toBe(Buffer.byteLength(entryJson(e)));
+    const value = encodeEventsMessage('\u00e9dge', 'now', 'r1', entries);
+    const text = `{"type":"events","v":1,"agent":"\u00e9dge","at":"now","replica":"r1","events":[${entries.map(entryJson).join(',')}]}`;
+    expect(value.equals(Buffer.from(text))).toBe(true);
+    expect(encodeEventsMessage('edge', 'now', 'r1', []).toString()).toBe('{"type":"events","v":1,"agent":"edge","at":"now","replica":"r1","events":[]}');
+    expect((decodeLogEvent(value) as { events: unknown[] }).events).toHaveLength(2);
   });
 
   it('names alerts alike on every replica and parses the name back', () => {
