@@ -301,7 +301,17 @@ describe('h2cCall against a raw-frame peer', () => {
       expect((await call(address)).result?.message).toBe(message);
       await peer!.close();
     }
-    const address = await rawPeer((p) => {
+    // A graceful GOAWAY (this stream may finish) is waited out; the close after it names it.
+    const graceful = frame(GOAWAY, 0, 0, Buffer.concat([Buffer.from([0, 0, 0, 1, 0, 0, 0, 0]), Buffer.from('max_age')]));
+    let address = await rawPeer((p) => {
+      void p.send([settings, frame(HEADERS, 0x4, 1, GRPC_RESPONSE), graceful, frame(DATA, 0, 1, grpcMessage(Buffer.from([7])))]).then(() => p.end());
+      return [];
+    });
+    const afterGoaway = await call(address);
+    expect(afterGoaway.result?.message).toBe('UNAVAILABLE: Relay closed the connection (after HTTP/2 GOAWAY NO_ERROR: "max_age")');
+    expect([...afterGoaway.data]).toEqual([0, 0, 0, 0, 1, 7]);
+    await peer!.close();
+    address = await rawPeer((p) => {
       void p
         .send([settings])
         .then(() => p.frame((f) => f.type === SETTINGS && f.flags === 0x1))

@@ -109,7 +109,7 @@ export interface H2cCall {
    * that throws ends the call with that error.
    */
   onData: (buf: Buffer, start: number, end: number) => void;
-  /** Liveness intervals, made shorter by tests. */
+  /** Timeouts and liveness intervals (the defaults above), made shorter by tests. */
   timing?: Partial<H2cTiming>;
 }
 
@@ -223,6 +223,8 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
     /** Whether Relay's side of the connection began, as HTTP/2 asks, with SETTINGS. */
     let greeted = false;
     let blockBytes = 0;
+    /** A graceful GOAWAY's words, for the close that follows it (grpc-go's connection age: "max_age"). */
+    let goingAway = '';
     /** Bytes received and not yet given back to the window. */
     let unacked = 0;
     const timing: H2cTiming = { answerMs: ANSWER_MS, pingAfterMs: PING_AFTER_MS, pingAckMs: PING_ACK_MS, ...c.timing };
@@ -347,7 +349,9 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
           const code = buf.readUInt32BE(at + 4);
           // Its debug data says why (grpc-go: "too_many_pings", "max_age").
           const why = end > at + 8 ? `: ${JSON.stringify(buf.toString('utf8', at + 8, end))}` : '';
-          if (last < STREAM || code !== 0) finish(new Error(`UNAVAILABLE: Relay is closing the connection (HTTP/2 GOAWAY ${h2Error(code)}${why})`));
+          const goaway = `HTTP/2 GOAWAY ${h2Error(code)}${why}`;
+          if (last < STREAM || code !== 0) finish(new Error(`UNAVAILABLE: Relay is closing the connection (${goaway})`));
+          else goingAway = ` (after ${goaway})`;
           return;
         }
         case WINDOW_UPDATE:
@@ -414,7 +418,7 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
       onread: { buffer: () => buf.subarray(held), callback: onRead },
     });
     socket.on('error', (e: NodeJS.ErrnoException) => finish(new Error(`${TRANSIENT.has(e.code ?? '') ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`)));
-    socket.on('close', () => finish(greeted ? new Error('UNAVAILABLE: Relay closed the connection') : notH2c(buf.subarray(0, held))));
+    socket.on('close', () => finish(greeted ? new Error(`UNAVAILABLE: Relay closed the connection${goingAway}`) : notH2c(buf.subarray(0, held))));
     c.signal.addEventListener('abort', onAbort, { once: true });
     if (c.signal.aborted) return onAbort();
     try {
