@@ -1,3 +1,4 @@
+import * as grpc from '@grpc/grpc-js';
 import { connect, type Socket } from 'node:net';
 import { encodeHeaders, HpackDecoder } from './hpack.js';
 
@@ -74,26 +75,6 @@ const TRANSIENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT
 
 /** This side's PING payload, told apart from an ACK of someone else's. */
 const PING_PAYLOAD = Buffer.from('verdict!');
-
-const GRPC_CODES = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-];
 
 export interface H2cCall {
   /** host:port, or [IPv6]:port. */
@@ -195,7 +176,7 @@ function grpcStatus(fields: readonly [string, string][]): Error | undefined {
   } catch {
     // Not percent-encoded as gRPC asks: shown as sent.
   }
-  return new Error(`${GRPC_CODES[code] ?? code}: ${message || 'the call failed'}`);
+  return new Error(`${grpc.status[code] ?? code}: ${message || 'the call failed'}`);
 }
 
 const CHECK_ADDRESS = "check that hubble_relay_address is Relay's gRPC port";
