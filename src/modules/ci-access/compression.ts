@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { createGunzip, type Gunzip } from 'node:zlib';
+import { answerKind } from './answer-kind.js';
 import type { HeaderMap } from './headers.js';
 
 // Lists cross the tunnel compressed, whoever asked for them. The API server
@@ -12,25 +13,32 @@ import type { HeaderMap } from './headers.js';
 // server spent answering it.
 
 /**
- * Makes a plain GET accept gzip when its client did not say what it accepts;
- * true when the proxy must then inflate the answer for that client.
+ * Makes a plain GET of the API server's own answer read whole (not a stream,
+ * not a `/proxy/` backend's HTTP, not a byte range) accept gzip when its
+ * client did not say what it accepts; true when the proxy must then inflate
+ * the answer for that client.
  */
-export function acceptGzipFor(method: string, headers: HeaderMap): boolean {
-  if (method !== 'GET' || headers['accept-encoding']) return false;
+export function acceptGzipFor(method: string, uri: string, headers: HeaderMap): boolean {
+  if (method !== 'GET' || headers['accept-encoding'] || headers.range || headers['if-range']) return false;
+  const kind = answerKind(uri);
+  if (kind.stream || kind.proxied) return false;
   headers['accept-encoding'] = { values: ['gzip'] };
   return true;
 }
 
 /**
- * For a response the proxy must inflate: the headers the client gets (without
- * Content-Encoding, and Content-Length, which counted the compressed bytes),
- * and the stream to write the compressed body to, which writes the inflated
- * body to `res` and ends it. Undefined when the answer is not gzip.
+ * For a response the proxy must inflate (a 200 in gzip): the headers the
+ * client gets, and the stream to write the compressed body to, which writes
+ * the inflated body to `res` and ends it. Content-Encoding goes, and
+ * Content-Length and Accept-Ranges, which spoke of the compressed bytes; a
+ * strong ETag, which named them, becomes weak. Undefined for anything else.
  */
-export function inflating(headers: HeaderMap, res: ServerResponse): { headers: HeaderMap; body: Gunzip } | undefined {
+export function inflating(status: number, headers: HeaderMap, res: ServerResponse): { headers: HeaderMap; body: Gunzip } | undefined {
   const enc = headers['content-encoding']?.values;
-  if (enc?.length !== 1 || enc[0]!.trim().toLowerCase() !== 'gzip') return undefined;
-  const { 'content-encoding': _, 'content-length': __, ...rest } = headers;
+  if (status !== 200 || enc?.length !== 1 || enc[0]!.trim().toLowerCase() !== 'gzip') return undefined;
+  const { 'content-encoding': _, 'content-length': __, 'accept-ranges': ___, ...rest } = headers;
+  const etag = rest.etag?.values;
+  if (etag?.length === 1 && !etag[0]!.startsWith('W/')) rest.etag = { values: [`W/${etag[0]}`] };
   // Larger pieces than zlib's 16 KiB: each is a chunk of the HTTP answer and a TLS record to the client.
   const body = createGunzip({ chunkSize: 128 << 10 });
   body.pipe(res);

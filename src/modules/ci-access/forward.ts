@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { KubeConnection, KubeRequestOptions } from '../../agent/kubernetes/connection.js';
 import type { AgentFrame, End, Impersonation, RequestHeader, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
+import { answerKind } from './answer-kind.js';
 import { pipeFrames } from './frames.js';
 import { headersFromRaw, headersToNode, type HeaderMap } from './headers.js';
 import { statusBody, STATUS_HEADERS } from './status.js';
@@ -19,10 +20,8 @@ export type AgentCall = grpc.ClientDuplexStream<AgentFrame, ServerFrame>;
 const NO_BODY = Buffer.alloc(0);
 /** The largest body sent in its response's header frame: the generated codec copies it, so not a list's. */
 const WHOLE_RESPONSE_BYTES = 64 << 10;
-/** How long a frame of a body its client reads whole gathers (frames.ts); streamed bodies go as they come. */
+/** How long a frame of a body its client reads whole gathers (frames.ts); streams (answer-kind.ts) go as they come. */
 const LINGER_MS = 10;
-/** Requests whose answer is a stream the client reads as it comes: watches, `logs -f`. */
-const STREAMED = /[?&](?:watch|follow)=(?:1|true)(?:&|$)/i;
 
 /** Impersonate-* headers for an identity, as client-go writes them (extra keys percent-encoded). */
 export function impersonationHeaders(i: Impersonation): Record<string, string | string[]> {
@@ -150,7 +149,7 @@ export class ApiForwarder {
           {
             before: () => call.write({ msg: { $case: 'header', value: { status, headers, body: NO_BODY, end: undefined } } }),
             ...(h.whole_responses ? { whole, wholeUpTo: WHOLE_RESPONSE_BYTES } : {}),
-            ...(STREAMED.test(h.uri) ? {} : { lingerMs: LINGER_MS }),
+            ...(answerKind(h.uri).stream ? {} : { lingerMs: LINGER_MS }),
           },
         );
         res.on('error', (e) => {

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
+import type { Gunzip } from 'node:zlib';
 import type { AgentFrame, End, RequestHeader } from '../../gen/verdict/kubernetes_api.js';
 import type { AgentRecord } from '../../server/agents/agent-registry.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
@@ -9,6 +10,7 @@ import { decideAccess, impersonationFor } from './access.js';
 import type { CiAccessConfigs } from './agent-configs.js';
 import type { CiAccessConfig } from './config.js';
 import type { AgentTunnels, TunnelCall } from './agent-tunnels.js';
+import { answerKind } from './answer-kind.js';
 import { acceptGzipFor, inflating } from './compression.js';
 import { pipeFrames } from './frames.js';
 import { headerLines, headersFromRaw, headersToNode } from './headers.js';
@@ -118,12 +120,13 @@ export class KubernetesApiProxy {
     const rest = url.startsWith(prefix) ? url.slice(prefix.length - 1) : '/';
     const headers = headersFromRaw(req.rawHeaders, { upgrade, drop: CREDENTIALS });
     (headers.via ??= { values: [] }).values.push(`${req.httpVersion} verdict-server`);
-    const inflate = !upgrade && acceptGzipFor(req.method ?? 'GET', headers);
+    const uri = rest.startsWith('/') ? rest : `/${rest}`;
+    const inflate = !upgrade && acceptGzipFor(req.method ?? 'GET', uri, headers);
     return {
       agent,
       header: {
         method: req.method ?? 'GET',
-        uri: rest.startsWith('/') ? rest : `/${rest}`,
+        uri,
         headers,
         impersonation,
         job_id: job.id,
@@ -164,17 +167,18 @@ export class KubernetesApiProxy {
     let draining = false;
     // Where the body goes: the client, or an inflater in front of it (compression.ts).
     let sink: NodeJS.WritableStream = res;
-    let inflated = false;
+    let inflater: Gunzip | undefined;
     let bytesIn = 0;
-    const watch = /[?&]watch=(1|true)\b/.test(r.header.uri);
+    const { watch } = answerKind(r.header.uri);
     const endResponse = (end: End, body?: Buffer) => {
       bodyStarted = true;
       if (Object.keys(end.trailers).length) res.addTrailers(headersToNode(end.trailers));
       // A whole response: headers and body in one write. An inflater ends the response once it has written
       // it all; with nothing to inflate (an empty body) there is nothing to wait for.
-      const out = inflated && (bytesIn > 0 || body?.length) ? sink : res;
+      const out = inflater && (bytesIn > 0 || body?.length) ? inflater : res;
       if (body?.length) out.end(body);
       else out.end();
+      if (out !== inflater) inflater?.destroy();
       finish();
       // The agent waits for another request on this call (it said so, and has had this one's end):
       // the next request skips a new stream, its admission and the agent's wait for it.
@@ -189,17 +193,17 @@ export class KubernetesApiProxy {
       if (!msg || finished) return;
       if (msg.$case === 'header') {
         answered = true;
-        const inflater = r.inflate ? inflating(msg.value.headers, res) : undefined;
-        if (inflater) {
-          inflated = true;
-          sink = inflater.body;
-          inflater.body.once('error', (e) => {
+        const inflated = r.inflate ? inflating(msg.value.status, msg.value.headers, res) : undefined;
+        if (inflated) {
+          inflater = inflated.body;
+          sink = inflater;
+          inflater.once('error', (e) => {
             log ??= this.d.log.child({ agent_name: r.agent.name, ci_job_id: r.header.job_id });
             log.warn({ error: errText(e) }, "CI tunnel: cannot inflate the API server's gzip answer for a client that did not ask for gzip");
             res.destroy(e);
           });
         }
-        res.writeHead(msg.value.status, headersToNode(inflater?.headers ?? msg.value.headers));
+        res.writeHead(msg.value.status, headersToNode(inflated?.headers ?? msg.value.headers));
         if (msg.value.end) return endResponse(msg.value.end, msg.value.body);
         // A watch may send nothing for minutes, so the headers go out by the end of this turn; the body
         // that mostly comes in the same turn (the agent sends its first bytes with the header) takes them
