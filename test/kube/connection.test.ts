@@ -37,9 +37,9 @@ const json = (o: object) => JSON.stringify(o);
 async function get(conn: KubeConnection, path: string): Promise<number> {
   const { headers, ...tls } = await conn.requestOptions();
   return new Promise((resolve, reject) => {
+    // Resolved once the body is read: a kept-alive connection is free for the next request only then.
     const req = request(`${conn.server}${path}`, { ...tls, headers }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
+      res.resume().on('end', () => resolve(res.statusCode ?? 0));
     });
     req.on('error', reject);
     req.end();
@@ -67,6 +67,23 @@ async function whoami(conn: KubeConnection): Promise<string> {
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** A kubeconfig in dir for the test's API server with one user (and more cluster fields than server and CA); returns its path. */
+function kubeconfigFile(dir: string, user: object, cluster: object = {}): string {
+  const file = join(dir, 'kubeconfig');
+  writeFileSync(
+    file,
+    json({
+      apiVersion: 'v1',
+      kind: 'Config',
+      'current-context': 'k',
+      clusters: [{ name: 'c', cluster: { server: kube.server, 'certificate-authority': kube.caFile, ...cluster } }],
+      users: [{ name: 'u', user }],
+      contexts: [{ name: 'k', context: { cluster: 'c', user: 'u' } }],
+    }),
+  );
+  return file;
 }
 
 /** A client certificate from the cluster's client CA, in system:masters: client.key and client.crt in dir. */
@@ -199,32 +216,17 @@ describe('kubeconfig, as kubectl reads it', () => {
       `#!/bin/sh\necho run >> "${join(dir, 'runs')}"\nprintf '%s' "$KUBERNETES_EXEC_INFO" > "${join(dir, 'info.json')}"\nexp=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s","expirationTimestamp":"%s"}}' "$TOKEN" "$exp"\n`,
     );
     chmodSync(plugin, 0o755);
-    writeFileSync(
-      join(dir, 'kubeconfig'),
-      json({
-        apiVersion: 'v1',
-        kind: 'Config',
-        'current-context': 'exec',
-        clusters: [{ name: 'c', cluster: { server: kube.server, 'certificate-authority': kube.caFile } }],
-        users: [
-          {
-            name: 'e',
-            user: {
-              exec: {
-                apiVersion: 'client.authentication.k8s.io/v1',
-                // Relative with a slash: to the kubeconfig's directory, not the working directory.
-                command: './plugin.sh',
-                provideClusterInfo: true,
-                env: [{ name: 'TOKEN', value: await token('verdict-agent') }],
-                interactiveMode: 'Never',
-              },
-            },
-          },
-        ],
-        contexts: [{ name: 'exec', context: { cluster: 'c', user: 'e' } }],
-      }),
-    );
-    const conn = kubeConnection({ kubeconfig: join(dir, 'kubeconfig') });
+    const file = kubeconfigFile(dir, {
+      exec: {
+        apiVersion: 'client.authentication.k8s.io/v1',
+        // Relative with a slash: to the kubeconfig's directory, not the working directory.
+        command: './plugin.sh',
+        provideClusterInfo: true,
+        env: [{ name: 'TOKEN', value: await token('verdict-agent') }],
+        interactiveMode: 'Never',
+      },
+    });
+    const conn = kubeConnection({ kubeconfig: file });
     const runs = () => readFileSync(join(dir, 'runs'), 'utf8').split('\n').filter(Boolean).length;
     expect(await whoami(conn)).toBe('system:serviceaccount:verdict-agent:verdict-agent');
     expect(await get(conn, CNPS)).toBe(200);
@@ -242,7 +244,7 @@ describe('kubeconfig, as kubectl reads it', () => {
     expect(runs()).toBe(2);
   });
 
-  it('an exec plugin that answers with a client certificate: requests go as its user, over one pooled connection', async () => {
+  it('an exec plugin that answers with a client certificate: requests go as its user, with one pooled agent for the credential', async () => {
     const dir = tmp();
     clientCert(dir, 'exec-cert-user');
     const plugin = join(dir, 'plugin.sh');
@@ -252,18 +254,9 @@ describe('kubeconfig, as kubectl reads it', () => {
       `#!/bin/sh\nnode -e 'const fs=require("fs");process.stdout.write(JSON.stringify({apiVersion:"client.authentication.k8s.io/v1",kind:"ExecCredential",status:{clientCertificateData:fs.readFileSync(process.argv[1],"utf8"),clientKeyData:fs.readFileSync(process.argv[2],"utf8")}}))' "${join(dir, 'client.crt')}" "${join(dir, 'client.key')}"\n`,
     );
     chmodSync(plugin, 0o755);
-    writeFileSync(
-      join(dir, 'kubeconfig'),
-      json({
-        apiVersion: 'v1',
-        kind: 'Config',
-        'current-context': 'exec',
-        clusters: [{ name: 'c', cluster: { server: kube.server, 'certificate-authority': kube.caFile } }],
-        users: [{ name: 'e', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, interactiveMode: 'Never' } } }],
-        contexts: [{ name: 'exec', context: { cluster: 'c', user: 'e' } }],
-      }),
-    );
-    const conn = kubeConnection({ kubeconfig: join(dir, 'kubeconfig') });
+    const conn = kubeConnection({
+      kubeconfig: kubeconfigFile(dir, { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, interactiveMode: 'Never' } }),
+    });
     expect(await whoami(conn)).toBe('exec-cert-user');
     expect(await get(conn, CNPS)).toBe(200);
     // The same credential is the same TLS material: the pool's agent, and so its connections, are shared.
@@ -293,27 +286,8 @@ describe('kubeconfig, as kubectl reads it', () => {
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     try {
       const dir = tmp();
-      writeFileSync(
-        join(dir, 'kubeconfig'),
-        json({
-          apiVersion: 'v1',
-          kind: 'Config',
-          'current-context': 'p',
-          clusters: [
-            {
-              name: 'c',
-              cluster: {
-                server: kube.server,
-                'certificate-authority': kube.caFile,
-                'proxy-url': `http://127.0.0.1:${(proxy.address() as { port: number }).port}`,
-              },
-            },
-          ],
-          users: [{ name: 'u', user: { token: kube.adminToken } }],
-          contexts: [{ name: 'p', context: { cluster: 'c', user: 'u' } }],
-        }),
-      );
-      const conn = kubeConnection({ kubeconfig: join(dir, 'kubeconfig') });
+      const file = kubeconfigFile(dir, { token: kube.adminToken }, { 'proxy-url': `http://127.0.0.1:${(proxy.address() as { port: number }).port}` });
+      const conn = kubeConnection({ kubeconfig: file });
       expect(await get(conn, CNPS)).toBe(200);
       expect(await whoami(conn)).toBe('verdict-admin');
       // Both requests went through one tunnel: the pool keeps the proxied connection alive.
