@@ -1,4 +1,5 @@
 import { globProblem } from '../../shared/config/glob.js';
+import { splitHostPort } from '../../shared/config/server-config.js';
 import { bool, duration, field, list, obj, oneOf, refine, str, type Validator } from '../../shared/config/schema.js';
 
 // The `cilium` block of config.yaml: where Hubble Relay is, which labelled
@@ -7,7 +8,7 @@ import { bool, duration, field, list, obj, oneOf, refine, str, type Validator } 
 const EXAMPLE = 'hubble-relay.kube-system.svc.cluster.local:80';
 // The pattern lets five digits through: a port past 65535 would only fail when the agent connects.
 const hostPort = refine(str({ pattern: /^[^\s:/]+(?:\.[^\s:/]+)*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, hint: `host:port, e.g. ${EXAMPLE}` }), (address) => {
-  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  const { port } = splitHostPort(address);
   return port > 65535 ? `port ${port} is over 65535: write Relay's gRPC port (the hubble-relay Service's, usually 80), e.g. ${EXAMPLE}` : undefined;
 });
 

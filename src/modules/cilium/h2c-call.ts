@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { connect, type Socket } from 'node:net';
+import { splitHostPort } from '../../shared/config/server-config.js';
 import { encodeHeaders, HpackDecoder } from './hpack.js';
 
 // One gRPC call with a streamed response, over plain-text HTTP/2 (RFC 9113,
@@ -155,11 +156,6 @@ function opening(c: H2cCall): Buffer {
     ),
     frame(DATA, END_STREAM, STREAM, msg),
   ]);
-}
-
-function hostPort(address: string): { host: string; port: number } {
-  const at = address.lastIndexOf(':');
-  return { host: address.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(address.slice(at + 1)) };
 }
 
 const get = (fields: readonly [string, string][], name: string) => fields.find((f) => f[0] === name)?.[1];
@@ -388,7 +384,7 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
       return false;
     };
 
-    const { host, port } = hostPort(c.address);
+    const { host, port } = splitHostPort(c.address);
     // Keepalive probes find a peer that went away without a FIN where the PINGs' five minutes are too slow to wait for.
     const socket: Socket = connect({
       host,
