@@ -116,6 +116,8 @@ interface PendingExport {
   alert: StoredAlert;
   uid: string;
   change: ExportedAlert['change'];
+  /** Set when earlier changes of the window carried samples over: the samples to export instead of the alert's (newest last, at most MAX_SAMPLES); this export's own array. */
+  samples: unknown[] | undefined;
 }
 
 /** Log messages handed on per flush at most. */
@@ -144,8 +146,16 @@ const SEEN_MAX = 50_000;
 function keepNewest(exports: Map<string, PendingExport>, x: PendingExport): boolean {
   const prev = exports.get(x.uid);
   if (prev) {
-    if (x.alert.samples.length < MAX_SAMPLES && prev.alert.samples.length) {
-      x.alert = { ...x.alert, samples: prev.alert.samples.concat(x.alert.samples).slice(-MAX_SAMPLES) };
+    const own = x.samples ?? x.alert.samples;
+    const before = prev.samples ?? prev.alert.samples;
+    if (own.length < MAX_SAMPLES && before.length) {
+      // One array per alert and window, taken over from change to change: a
+      // copy of the alert (and two arrays) per coalesced change was most of
+      // what delivery allocated, in a window where each alert changes often.
+      const carried = prev.samples ?? before.slice();
+      for (const v of own) carried.push(v);
+      if (carried.length > MAX_SAMPLES) carried.splice(0, carried.length - MAX_SAMPLES);
+      x.samples = carried;
     }
     exports.delete(x.uid);
   }
@@ -291,7 +301,7 @@ export class DeliveryGroup {
         // Each message to bytes at once: a window's JSON strings (a few KB per alert, thousands of alerts) held
         // until the append would outlive young-generation collections and be copied into the old generation.
         for (const x of e.exports.values())
-          out.push({ topic: this.o.exportTopic, key: x.uid, value: Buffer.from(JSON.stringify(exportedAlert(x.alert, x.uid, x.change))) });
+          out.push({ topic: this.o.exportTopic, key: x.uid, value: Buffer.from(JSON.stringify(exportedAlert(x.alert, x.uid, x.change, x.samples))) });
       }
       if (out.length) await this.o.writer.append(out);
     } catch (err) {
@@ -494,7 +504,7 @@ export class DeliveryGroup {
           if (opened && (a.status === 'resolved' || a.status === 'ignored')) keyed.push({ alert: { ...a, status: 'triggered' }, key: uid });
           keyed.push({ alert: a, key: uid });
         }
-        if (this.o.exportTopic && uid) exports.push({ alert: a, uid, change });
+        if (this.o.exportTopic && uid) exports.push({ alert: a, uid, change, samples: undefined });
       }
       // The deliveries, then their claims to the log; the export waits for
       // its window, and the offset for the export (its consumers can

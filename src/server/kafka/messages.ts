@@ -311,7 +311,7 @@ export interface ExportedAlert extends Omit<AlertPayload, 'cilium' | 'falco'> {
   change: { kind: 'alert' | 'status'; log_partition: number; log_offset: string };
 }
 
-export function exportedAlert(a: StoredAlert, uid: string, change: ExportedAlert['change']): ExportedAlert {
+export function exportedAlert(a: StoredAlert, uid: string, change: ExportedAlert['change'], samples = a.samples): ExportedAlert {
   return {
     schema: ALERT_SCHEMA,
     id: uid,
@@ -333,7 +333,7 @@ export function exportedAlert(a: StoredAlert, uid: string, change: ExportedAlert
     rule: a.rule,
     labels: a.labels,
     ...a.details,
-    samples: a.samples,
+    samples,
     change,
   };
 }
