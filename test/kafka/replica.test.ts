@@ -14,7 +14,7 @@ import { buildHttpServer } from '../../src/server/feed/http-server.js';
 import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from '../../src/server/kafka/replica.js';
 import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
 import { logKey, type ExportedAlert } from '../../src/server/kafka/messages.js';
-import { murmur2 } from '../../src/server/kafka/kafkajs-tuning.js';
+import { keyPartition } from '../../src/server/kafka/kafkajs-tuning.js';
 import { AlertStore, type StoredAlert } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { falcoPayload } from '../../src/server/store/test-payloads.js';
@@ -192,7 +192,7 @@ describe('Kafka replicas (in process, real broker)', () => {
     const c = await node('c', { holdProjection: hold });
     // Log partitions of the alerts each store write changed: the partitions a fetch brings are projected in one write.
     const writes: Set<number>[] = [];
-    c.store.onChange((changes) => void writes.push(new Set(changes.map((x) => (murmur2(logKey(x.alert.agent, x.alert.fingerprint)) & 0x7fffffff) % 3))));
+    c.store.onChange((changes) => void writes.push(new Set(changes.map((x) => keyPartition(logKey(x.alert.agent, x.alert.fingerprint), 3)))));
     release();
     expect(await c.replica.waitCaughtUp(20_000)).toBe(true);
     expect(c.replica.caughtUp()).toBe(true);

@@ -89,6 +89,11 @@ const M = 0x5bd1e995;
 /** Keys up to this many UTF-8 bytes are hashed from one reused buffer. */
 const scratch = Buffer.allocUnsafe(4096);
 
+/** The partition of `key` among `partitions`, as kafkajs's DefaultPartitioner places a keyed message: toPositive(murmur2(key)) % partitions. */
+export function keyPartition(key: string, partitions: number): number {
+  return (murmur2(key) & 0x7fffffff) % partitions;
+}
+
 /**
  * Kafka's murmur2 of a key's UTF-8 bytes (the Java client's, which kafkajs's
  * default partitioner uses), signed. kafkajs computes it with a 64-bit Long

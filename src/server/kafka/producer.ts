@@ -1,5 +1,5 @@
 // Before kafkajs loads: it keeps the CRC function it finds then.
-import { murmur2 } from './kafkajs-tuning.js';
+import { keyPartition } from './kafkajs-tuning.js';
 import kafkajs from 'kafkajs';
 import type { Kafka as KafkaClient, Message, Producer } from 'kafkajs';
 import { Counter, Histogram } from 'prom-client';
@@ -149,8 +149,7 @@ export class LogWriter {
     // The same alerts repeat, and a Map look-up costs less than hashing the key's bytes.
     let p = t.keys.get(key);
     if (p === undefined) {
-      // kafkajs's DefaultPartitioner with a key: toPositive(murmur2(key)) % partitions.
-      p = (murmur2(key) & 0x7fffffff) % t.n;
+      p = keyPartition(key, t.n);
       if (t.keys.size >= PARTITION_CACHE_MAX) t.keys.clear();
       t.keys.set(key, p);
     }
