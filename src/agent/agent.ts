@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { splitHostPort } from '../shared/config/server-config.js';
+import { splitHostPort } from '../shared/config/host-port.js';
 import { errText, moduleLogger, type Logger } from '../shared/log/logger.js';
 import { registry } from '../shared/metrics/registry.js';
 import type { BackoffOptions } from '../shared/retry/backoff.js';

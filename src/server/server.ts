@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import { mkdirSync } from 'node:fs';
-import { splitHostPort, type ServerConfig } from '../shared/config/server-config.js';
+import { splitHostPort } from '../shared/config/host-port.js';
+import type { ServerConfig } from '../shared/config/server-config.js';
 import { moduleLogger, type Logger } from '../shared/log/logger.js';
 import type { DB } from '../shared/sqlite/open.js';
 import { Closers } from '../shared/lifecycle/closers.js';

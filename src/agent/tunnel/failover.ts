@@ -1,4 +1,5 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { splitHostPort } from '../../shared/config/host-port.js';
 import { explainTransportError } from './errors.js';
 import type { KasAddress } from './kas-address.js';
 import { listenLoopback, loopbackTarget } from './loopback.js';
@@ -67,8 +68,7 @@ export class FailoverForwarder {
       }
       const idx = i % this.addresses.length;
       const a = this.addresses[idx]!;
-      const sep = a.target.lastIndexOf(':');
-      const remote = connect({ host: a.target.slice(0, sep).replace(/^\[|\]$/g, ''), port: Number(a.target.slice(sep + 1)), noDelay: true });
+      const remote = connect({ ...splitHostPort(a.target), noDelay: true });
       this.sockets.add(remote);
       remote.setTimeout(DIAL_TIMEOUT_MS, () => remote.destroy(new Error(`no answer within ${DIAL_TIMEOUT_MS / 1000} s`)));
       let connected = false;

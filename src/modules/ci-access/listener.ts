@@ -2,7 +2,7 @@ import { createServer as createHttp, type IncomingMessage, type Server, type Ser
 import { createServer as createHttps } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TlsMaterial } from '../../server/tunnel/tls.js';
-import { splitHostPort } from '../../shared/config/server-config.js';
+import { splitHostPort } from '../../shared/config/host-port.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import type { KubernetesApiProxy } from './proxy.js';
 

@@ -3,7 +3,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { splitHostPort } from '../../shared/config/server-config.js';
+import { splitHostPort } from '../../shared/config/host-port.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { STATUS_HEADERS, statusBody } from './status.js';
 

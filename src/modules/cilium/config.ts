@@ -1,5 +1,5 @@
 import { globProblem } from '../../shared/config/glob.js';
-import { splitHostPort } from '../../shared/config/server-config.js';
+import { splitHostPort } from '../../shared/config/host-port.js';
 import { bool, duration, field, list, obj, oneOf, refine, str, type Validator } from '../../shared/config/schema.js';
 
 // The `cilium` block of config.yaml: where Hubble Relay is, which labelled

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { connect, type Socket } from 'node:net';
-import { splitHostPort } from '../../shared/config/server-config.js';
+import { splitHostPort } from '../../shared/config/host-port.js';
 import { encodeHeaders, HpackDecoder } from './hpack.js';
 
 // One gRPC call with a streamed response, over plain-text HTTP/2 (RFC 9113,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AlertPublisherClient, type AlertAck, type AlertBatch } from '../../gen/verdict/agent.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
+import { splitHostPort } from '../../shared/config/host-port.js';
 import { VERSION } from '../../shared/version.js';
 
 // For the Kafka tests and benchmark: a real broker from scripts/kafka.sh that
@@ -51,9 +52,8 @@ function alive(pid: number): boolean {
 }
 
 function portOpen(hostPort: string): Promise<boolean> {
-  const i = hostPort.lastIndexOf(':');
   return new Promise((resolve) => {
-    const s = connect({ host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) });
+    const s = connect(splitHostPort(hostPort));
     s.once('connect', () => {
       s.destroy();
       resolve(true);
