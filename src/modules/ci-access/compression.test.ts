@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { answerKind } from './answer-kind.js';
 import { acceptGzipFor, inflating } from './compression.js';
 import type { HeaderMap } from './headers.js';
 
@@ -11,7 +12,7 @@ const LIST = '/api/v1/namespaces/a/configmaps';
 describe('acceptGzipFor', () => {
   it('asks for gzip on a GET read whole whose client said nothing about encodings', () => {
     const headers = h({ accept: 'application/json' });
-    expect(acceptGzipFor('GET', LIST, headers)).toBe(true);
+    expect(acceptGzipFor('GET', answerKind(LIST), headers)).toBe(true);
     expect(headers['accept-encoding']).toEqual({ values: ['gzip'] });
   });
 
@@ -25,7 +26,7 @@ describe('acceptGzipFor', () => {
     ["a backend's HTTP behind /proxy/", 'GET', '/api/v1/namespaces/a/services/web/proxy/', {}],
   ])('leaves %s alone', (_what, method, uri, extra) => {
     const headers = h(extra);
-    expect(acceptGzipFor(method, uri, headers)).toBe(false);
+    expect(acceptGzipFor(method, answerKind(uri), headers)).toBe(false);
     expect(headers).toEqual(h(extra));
   });
 });

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { createGunzip, type Gunzip } from 'node:zlib';
-import { answerKind } from './answer-kind.js';
+import type { AnswerKind } from './answer-kind.js';
 import type { HeaderMap } from './headers.js';
 
 // Lists cross the tunnel compressed, whoever asked for them. The API server
@@ -18,10 +18,8 @@ import type { HeaderMap } from './headers.js';
  * client did not say what it accepts; true when the proxy must then inflate
  * the answer for that client.
  */
-export function acceptGzipFor(method: string, uri: string, headers: HeaderMap): boolean {
-  if (method !== 'GET' || headers['accept-encoding'] || headers.range || headers['if-range']) return false;
-  const kind = answerKind(uri);
-  if (kind.stream || kind.proxied) return false;
+export function acceptGzipFor(method: string, kind: AnswerKind, headers: HeaderMap): boolean {
+  if (method !== 'GET' || kind.stream || kind.proxied || headers['accept-encoding'] || headers.range || headers['if-range']) return false;
   headers['accept-encoding'] = { values: ['gzip'] };
   return true;
 }

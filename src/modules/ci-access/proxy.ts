@@ -57,6 +57,8 @@ interface Route {
   forwarded: boolean;
   /** The proxy asked for gzip on the client's behalf: a gzip answer is inflated for it. */
   inflate: boolean;
+  /** A watch: broken off, it ends with an ERROR event. */
+  watch: boolean;
 }
 
 type Taken = { call: TunnelCall; release: () => void } | Refusal | { forwardTo: ForwardTarget[] };
@@ -121,7 +123,8 @@ export class KubernetesApiProxy {
     const headers = headersFromRaw(req.rawHeaders, { upgrade, drop: CREDENTIALS });
     (headers.via ??= { values: [] }).values.push(`${req.httpVersion} verdict-server`);
     const uri = rest.startsWith('/') ? rest : `/${rest}`;
-    const inflate = !upgrade && acceptGzipFor(req.method ?? 'GET', uri, headers);
+    const kind = answerKind(uri);
+    const inflate = !upgrade && acceptGzipFor(req.method ?? 'GET', kind, headers);
     return {
       agent,
       header: {
@@ -137,6 +140,7 @@ export class KubernetesApiProxy {
       jobToken: m[2]!,
       forwarded: Boolean(fwd),
       inflate,
+      watch: kind.watch,
     };
   }
 
@@ -169,7 +173,6 @@ export class KubernetesApiProxy {
     let sink: NodeJS.WritableStream = res;
     let inflater: Gunzip | undefined;
     let bytesIn = 0;
-    const { watch } = answerKind(r.header.uri);
     const endResponse = (end: End, body?: Buffer) => {
       bodyStarted = true;
       if (Object.keys(end.trailers).length) res.addTrailers(headersToNode(end.trailers));
@@ -234,7 +237,7 @@ export class KubernetesApiProxy {
       // Mid-watch: an ERROR event with the Status (watch clients such as client-go's reflector log
       // its message), then the connection is broken, not ended, so no client takes it for a watch
       // that simply ran out (kubectl would exit 0).
-      if (watch) res.write(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(502, 'server', message)) })}\n`, () => res.destroy());
+      if (r.watch) res.write(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(502, 'server', message)) })}\n`, () => res.destroy());
       else res.destroy(new Error(message));
     };
     const onError = (e: Error) => lost(errText(e));
