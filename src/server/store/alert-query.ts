@@ -1,6 +1,6 @@
 import { SEVERITIES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import { VerdictError } from '../../shared/errors.js';
-import { ADDED_SHIFT, ADDED_SLOTS } from './search-text.js';
+import { ADDED_ALERT_ID, addedRowids } from './search-text.js';
 
 // Turns feed filters into SQL that stays an index range scan on a large table.
 // SQLite's planner, left alone, happily picks an equality index and then sorts a
@@ -95,9 +95,9 @@ export function termSql(term: string, minId?: number): Sql {
   const b = minId !== undefined ? ' AND rowid >= ?' : '';
   // As a BigInt, so it binds as an integer: FTS5 seeks on an integer rowid bound but scans on a REAL one.
   const p = minId !== undefined ? [term, BigInt(minId)] : [term];
-  const pAdded = minId !== undefined ? [term, BigInt(minId) * BigInt(ADDED_SLOTS)] : [term];
+  const pAdded = minId !== undefined ? [term, addedRowids(minId)[0]] : [term];
   return {
-    sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${b} UNION ALL SELECT rowid >> ${ADDED_SHIFT} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ?${b}`,
+    sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?${b} UNION ALL SELECT ${ADDED_ALERT_ID} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ?${b}`,
     params: [...p, ...pAdded],
   };
 }
@@ -261,7 +261,7 @@ export function drivers(f: AlertFilter): Driver[] {
     out.push({
       name: 'q',
       sql: `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ?
-        UNION ALL SELECT DISTINCT rowid >> ${ADDED_SHIFT} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND rowid >> ${ADDED_SHIFT} NOT IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`,
+        UNION ALL SELECT DISTINCT ${ADDED_ALERT_ID} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND ${ADDED_ALERT_ID} NOT IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`,
       params: [terms[0], terms[0], terms[0]],
     });
   } else if (terms) {

@@ -17,7 +17,7 @@ import {
   type ListQuery,
 } from './alert-query.js';
 import type { Reads } from './reads.js';
-import { ADDED_SHIFT, ADDED_SLOTS } from './search-text.js';
+import { ADDED_ALERT_ID, addedRowids } from './search-text.js';
 import { Rollups } from './rollups.js';
 import { NARROW_COLS } from './rows.js';
 import type { CountRow, ListResult, NarrowRow, StoredAlert } from './types.js';
@@ -131,12 +131,11 @@ export class Lists {
     const inIds = `(${ids.map(() => '?').join(',')})`;
     // FTS5 seeks by a rowid range, not by `rowid >> 6 IN (...)`: the range of the ids' slots bounds the
     // scan of alerts_fts_added (BigInt, since a number binds as REAL, which FTS5 does not use as a bound).
-    const lo = BigInt(Math.min(...ids)) * BigInt(ADDED_SLOTS);
-    const hi = BigInt(Math.max(...ids)) * BigInt(ADDED_SLOTS) + BigInt(ADDED_SLOTS - 1);
+    const [lo, hi] = addedRowids(Math.min(...ids), Math.max(...ids));
     for (const term of termsOfFtsQuery(fts)) {
       // An added value's rowid is its alert's id × 64 + slot: the alert is rowid >> 6.
       const rows = this.prepared(
-        `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN ${inIds} UNION SELECT rowid >> ${ADDED_SHIFT} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND rowid BETWEEN ? AND ? AND rowid >> ${ADDED_SHIFT} IN ${inIds}`,
+        `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN ${inIds} UNION SELECT ${ADDED_ALERT_ID} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND rowid BETWEEN ? AND ? AND ${ADDED_ALERT_ID} IN ${inIds}`,
       ).all(term, ...ids, term, lo, hi, ...ids) as { id: number }[];
       const hit = new Set(rows.map((r) => r.id));
       out = out ? new Set([...out].filter((id) => hit.has(id))) : hit;

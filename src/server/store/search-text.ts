@@ -12,9 +12,10 @@ import type { DB } from '../../shared/sqlite/open.js';
  * alerts_fts_added (rowid = alert id × ADDED_SLOTS + k).
  */
 const MAX_SEARCH_VALUES = 64;
-/** Searches map an added value's rowid to its alert as rowid >> ADDED_SHIFT. */
-export const ADDED_SHIFT = 6;
-export const ADDED_SLOTS = 1 << ADDED_SHIFT;
+const ADDED_SHIFT = 6;
+const ADDED_SLOTS = 1 << ADDED_SHIFT;
+/** SQL of an alerts_fts_added row's alert id. */
+export const ADDED_ALERT_ID = `rowid >> ${ADDED_SHIFT}`;
 const MAX_SEARCH_TEXT = 4096;
 const HEADER_LINES = 3;
 
@@ -75,9 +76,9 @@ export class SearchText {
  * FTS5 seeks an integer rowid range but scans the whole table for a REAL one
  * (35 ms against 0.2 at 200,000 rows).
  */
-function slotRange(id: number): [bigint, bigint] {
-  const lo = BigInt(id) * BigInt(ADDED_SLOTS);
-  return [lo, lo + BigInt(ADDED_SLOTS - 1)];
+/** The alerts_fts_added rowids of alerts loId to hiId, as BigInts: a number binds as REAL, which FTS5 does not seek by. */
+export function addedRowids(loId: number, hiId = loId): [bigint, bigint] {
+  return [BigInt(loId) * BigInt(ADDED_SLOTS), BigInt(hiId) * BigInt(ADDED_SLOTS) + BigInt(ADDED_SLOTS - 1)];
 }
 
 /**
@@ -113,7 +114,7 @@ export class SearchIndex {
 
   /** Removes the values added to alert `id` (it is being deleted). */
   removeAdded(id: number): void {
-    this.s.removeAdded.run(...slotRange(id));
+    this.s.removeAdded.run(...addedRowids(id));
   }
 
   /** Indexes the values `search` added since the last write, each in the next slot. */
@@ -124,7 +125,7 @@ export class SearchIndex {
 
   /** The values added to alert `id` since it opened, in slot order (slot within the alert). */
   added(id: number): { slot: number; value: string }[] {
-    const rows = this.s.added.all(...slotRange(id)) as { slot: number; value: string }[];
+    const rows = this.s.added.all(...addedRowids(id)) as { slot: number; value: string }[];
     for (const r of rows) r.slot -= id * ADDED_SLOTS;
     return rows;
   }
