@@ -1,5 +1,6 @@
 import { ALERT_SCHEMA, MAX_SAMPLES, type AlertPayload } from '../../shared/alert/payload.js';
 import { STATUSES, type AlertStatus, type StoredAlert } from '../store/alert-store.js';
+import { MAX_SAMPLE_BYTES, truncatedSample } from '../store/types.js';
 import { checkPayload, LOG_SOURCES } from '../tunnel/payload-check.js';
 import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
@@ -198,7 +199,6 @@ export function logRefs(
 
 /** Kafka's default max.message.bytes is about 1 MB; stay well below it. */
 export const MAX_MESSAGE_BYTES = 900 * 1024;
-const MAX_SAMPLE_BYTES = 16 * 1024;
 
 /**
  * The JSON of an agent event for the log (one event per message, as replicas
@@ -263,7 +263,7 @@ function fitted(payload: AlertPayload, max: number, encode: (p: AlertPayload) =>
   if (fits(json, max)) return { json, payload };
   const samples = payload.samples.slice(-MAX_SAMPLES).map((s) => {
     const j = JSON.stringify(s) ?? 'null';
-    return fits(j, MAX_SAMPLE_BYTES) ? s : { truncated: true, bytes: Buffer.byteLength(j), preview: j.slice(0, 2048) };
+    return fits(j, MAX_SAMPLE_BYTES) ? s : truncatedSample(j);
   });
   let cut = { ...payload, samples };
   json = encode(cut);

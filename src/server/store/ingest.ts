@@ -10,6 +10,7 @@ import { SearchText, type SearchIndex } from './search-text.js';
 import {
   CLOCK_SKEW_MS,
   MAX_SAMPLE_BYTES,
+  truncatedSample,
   OCCURRENCES_KEPT,
   PINNED_SLOT,
   RECEIVED_PRECISION_MS,
@@ -124,7 +125,7 @@ function capSamples(kept: readonly unknown[]): { json: string; values: unknown[]
       values.push(s);
       parts.push(json);
     } else {
-      const value = { truncated: true, bytes: json.length, preview: json.slice(0, 2048) };
+      const value = truncatedSample(json);
       values.push(value);
       parts.push(JSON.stringify(value));
     }
