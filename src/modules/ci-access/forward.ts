@@ -3,6 +3,7 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage } from
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { KubeConnection, KubeRequestOptions } from '../../agent/kubernetes/connection.js';
+import { InFlight } from '../../agent/kubernetes/in-flight.js';
 import type { AgentFrame, End, Impersonation, RequestHeader, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { answerKind } from './answer-kind.js';
@@ -34,7 +35,7 @@ export function impersonationHeaders(i: Impersonation): Record<string, string | 
 
 export class ApiForwarder {
   /** Requests not yet over (upgraded ones leave at the 101), ended by close(). */
-  private readonly open = new Set<ClientRequest>();
+  private readonly open = new InFlight();
   private readonly base: URL;
 
   constructor(
@@ -94,7 +95,6 @@ export class ApiForwarder {
       headers,
     });
     this.open.add(req);
-    req.once('close', () => this.open.delete(req));
     req.setNoDelay(true);
     // An upgrade request has no body: its headers go now, and bytes the client sends come after the 101.
     if (upgrade) req.end();
@@ -225,7 +225,7 @@ export class ApiForwarder {
 
   /** Ends the requests in flight; the connections are the agent's pool, which other modules share. */
   close(): void {
-    for (const req of this.open) req.destroy();
+    this.open.destroyAll();
   }
 }
 

@@ -2,6 +2,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { KubeConnection } from '../../agent/kubernetes/connection.js';
 import { kubeApiError, kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import { InFlight } from '../../agent/kubernetes/in-flight.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import { parsePolicyObject, type PolicyLoadError } from './policy/parse.js';
@@ -107,7 +108,7 @@ export class PolicyWatcher {
   private readonly streams: Stream[];
   private readonly log: WatchLog;
   private readonly abort = new AbortController();
-  private readonly active = new Set<{ destroy(): void }>();
+  private readonly active = new InFlight();
   /** Why a response was cut by the idle timeout: its stream itself only says "aborted". */
   private readonly idle = new WeakMap<IncomingMessage, Error>();
   private timer: NodeJS.Timeout | undefined;
@@ -168,7 +169,7 @@ export class PolicyWatcher {
 
   stop(): void {
     this.abort.abort();
-    for (const r of this.active) r.destroy();
+    this.active.destroyAll();
     if (this.timer) clearTimeout(this.timer);
   }
 
@@ -415,7 +416,6 @@ export class PolicyWatcher {
         r.setEncoding('utf8');
         r.on('data', (d: string) => (body += d.length < 65536 ? d : ''));
         r.on('end', () => {
-          this.active.delete(req);
           if (r.statusCode === 410) return reject(kubeApiError(410, 'Expired', `${url.pathname}: the resource version is gone (410)`));
           let reason = '';
           let message = body.slice(0, 300);
@@ -430,7 +430,6 @@ export class PolicyWatcher {
         });
       });
       this.active.add(req);
-      req.on('close', () => this.active.delete(req));
       // A watch that hears nothing (not even a bookmark) for this long is a dead connection.
       req.setTimeout(idleMs, () => {
         const e = new Error(

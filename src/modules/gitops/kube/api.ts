@@ -1,6 +1,7 @@
 import type { ClientRequest } from 'node:http';
 import { request, type RequestOptions } from 'node:https';
 import { type KubeStatusCause, kubeApiError } from '../../../agent/kubernetes/errors.js';
+import { InFlight } from '../../../agent/kubernetes/in-flight.js';
 
 // Plain HTTPS to the Kubernetes API server for GitOps: server-side apply
 // (application/apply-patch+yaml with a JSON body: JSON is YAML, and YAML 1.1
@@ -33,7 +34,7 @@ export interface KubeRequest {
 
 export class KubeApi {
   /** Requests not yet over, ended by close(). */
-  private readonly open = new Set<ClientRequest>();
+  private readonly open = new InFlight();
   /**
    * The requests in flight under each caller's signal. A sync sends dozens at once (its pool of 32, discovery,
    * the wait's reads) under one signal: given to each request, the signal would hold one abort listener per
@@ -101,7 +102,6 @@ export class KubeApi {
         reject(reset && req.reusedSocket ? Object.assign(e, { reusedSocket: true }) : e);
       });
       this.open.add(req);
-      req.once('close', () => this.open.delete(req));
       if (r.signal) this.track(r.signal, req);
       req.end(payload);
     });
@@ -132,7 +132,7 @@ export class KubeApi {
 
   /** Ends the requests in flight; the connections are the agent's pool, which other modules share. */
   close(): void {
-    for (const req of this.open) req.destroy();
+    this.open.destroyAll();
   }
 }
 
