@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Agent } from 'node:http';
 import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -6,12 +7,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCerts } from '../../../test/helpers/certs.js';
 import { type KubeConnection, kubeConnection } from './connection.js';
+import { kubeAgent, MAX_POOLS } from './pool.js';
 import { TLS_FILE_CHECK_MS } from './tls-material.js';
 
 // Connections made from one kubeconfig, against a real HTTPS server that
 // counts its TLS handshakes: requests of both share keep-alive connections;
 // the token file is still read for every request; a CA file that changes is
-// read again, and new connections are verified with the new CA.
+// read again, and new connections are verified with the new CA. Past
+// MAX_POOLS sets of material, the pool used least recently is retired.
 
 const dir = mkdtempSync(join(tmpdir(), 'verdict-kube-pool-'));
 
@@ -102,5 +105,22 @@ describe('the keep-alive pool of the agent’s connections', () => {
     expect(await get(conn)).toBe(200);
     expect(handshakes - before).toBe(1);
     expect((await conn.requestOptions()).agent).not.toBe(old);
+  });
+
+  it('retires the least recently used pool, not the first made, when one more set of material comes', () => {
+    const noProxy = () => {
+      throw new Error('no proxy here');
+    };
+    const material = Array.from({ length: MAX_POOLS + 1 }, (_, i) => Object.freeze({ ca: Buffer.from(`ca ${i}`) }));
+    const agents = material.slice(0, MAX_POOLS).map((m) => kubeAgent('https:', m, noProxy));
+    // Node's agent closes a connection whose request ends when keepAlive is off: that is how a pool is retired.
+    const keepsAlive = () => agents.map((a) => (a as Agent & { keepAlive: boolean }).keepAlive);
+    expect(keepsAlive()).toEqual(agents.map(() => true));
+    // The first pool made is used again: the second is now the least recently used.
+    expect(kubeAgent('https:', material[0]!, noProxy)).toBe(agents[0]);
+    kubeAgent('https:', material[MAX_POOLS]!, noProxy);
+    expect(keepsAlive()).toEqual(agents.map((_, i) => i !== 1));
+    expect(kubeAgent('https:', material[0]!, noProxy)).toBe(agents[0]);
+    expect(kubeAgent('https:', material[1]!, noProxy)).not.toBe(agents[1]);
   });
 });

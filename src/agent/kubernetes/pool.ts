@@ -17,10 +17,19 @@ import type { TlsMaterial } from './tls-material.js';
  * Node's agent leaves a busy socket's timeout to its request (a quiet watch).
  */
 const IDLE_MS = 30_000;
-/** Idle connections kept per pool: a GitOps sync sends 32 requests at once. */
+/**
+ * Idle connections kept per pool: as many as the largest burst the agent's
+ * modules send at once (a GitOps wave: 32 objects, src/modules/gitops/pool.ts),
+ * so the next burst finds them open, and no more, so an agent holds few idle
+ * sockets on the API server (Node's default keeps 256). The policy watch's and
+ * the CI tunnel's requests draw on the same connections.
+ */
 const MAX_FREE = 32;
-/** Pools kept: one per material, and material changes seldom (a rotated CA or certificate); past this the oldest pool is retired. */
-const MAX_POOLS = 8;
+/**
+ * Pools kept: one per material, and material changes seldom (a rotated CA or
+ * certificate); past this the least recently used pool is retired.
+ */
+export const MAX_POOLS = 8;
 
 const OPTIONS: AgentOptions = { keepAlive: true, maxFreeSockets: MAX_FREE, timeout: IDLE_MS };
 
@@ -39,8 +48,11 @@ class MaterialAgent extends HttpsAgent {
 /** Makes the agent for a proxy-url (the client library's, which knows http, https and socks proxies), given the agent options. */
 export type ProxyAgentFactory = (options: AgentOptions & Omit<TlsMaterial, 'proxy'>) => HttpAgent;
 
+/** In order of last use, the most recent last. */
 const pools = new Map<string, HttpAgent>();
 const keys = new WeakMap<TlsMaterial, { http?: string; https?: string }>();
+/** The key of the pool used last: a request to it, the usual case, leaves the order as it is. */
+let newest: string | undefined;
 
 /**
  * The keep-alive agent for requests to a server of this protocol with this
@@ -53,12 +65,18 @@ export function kubeAgent(protocol: string, m: TlsMaterial, proxyAgent: ProxyAge
   const name = https ? 'https' : 'http';
   const key = (k[name] ??= poolKey(https, m));
   let agent = pools.get(key);
-  if (!agent) {
+  if (agent) {
+    if (key !== newest) {
+      pools.delete(key);
+      pools.set(key, agent);
+    }
+  } else {
     if (pools.size >= MAX_POOLS) retire(pools.keys().next().value as string);
     const { proxy, ...tls } = m;
     agent = proxy ? proxyAgent({ ...OPTIONS, ...tls }) : https ? new MaterialAgent({ ...OPTIONS, ...tls }) : new HttpAgent(OPTIONS);
     pools.set(key, agent);
   }
+  newest = key;
   return agent;
 }
 
