@@ -17,7 +17,7 @@ import {
   RST_STREAM,
   SETTINGS,
   WINDOW_UPDATE,
-} from './raw-h2-peer.js';
+} from '../../../test/helpers/raw-h2-peer.js';
 
 // The call against node:http2's server (nghttp2: Huffman-coded headers, its
 // own table entries, its own frame sizes), as a gRPC server answers.

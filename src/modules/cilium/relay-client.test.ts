@@ -7,7 +7,7 @@ import { openAgentDb } from '../../agent/spool/agent-db.js';
 
 const openDatabase = () => openAgentDb(':memory:');
 import { FlowCursor } from './flow-cursor.js';
-import { DATA, frame, GRPC_RESPONSE, grpcMessage, HEADERS, literal, RawH2Peer, SETTINGS } from './raw-h2-peer.js';
+import { DATA, frame, GRPC_RESPONSE, grpcMessage, HEADERS, literal, RawH2Peer, SETTINGS } from '../../../test/helpers/raw-h2-peer.js';
 import { droppedFlowsRequest, followDroppedFlows, getFlows } from './relay-client.js';
 
 const log = pino({ level: 'silent' });

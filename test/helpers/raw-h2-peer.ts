@@ -2,9 +2,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 
 // An HTTP/2 server written frame by frame, for the Relay client's tests
-// (h2c-call.test.ts, relay-client.test.ts): it sends exactly the bytes a test
-// gives it, cut where the test says, which a real server (node:http2, grpc-go)
-// never lets a test choose, and it can stop answering without closing.
+// (src/modules/cilium/h2c-call.test.ts, relay-client.test.ts): it sends
+// exactly the bytes a test gives it, cut where the test says, which a real
+// server (node:http2, grpc-go) never lets a test choose, and it can stop
+// answering without closing.
 
 export const DATA = 0;
 export const HEADERS = 1;
