@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createServer as createNetServer } from 'node:net';
@@ -194,16 +194,32 @@ export async function until<T>(fn: () => Promise<T | undefined> | T | undefined,
 }
 
 // A port picked by listening on port 0 comes from the kernel's ephemeral range
-// (32768+ on Linux), which every outgoing connection on the machine also draws
-// from: one could take it between the pick and the server's listen (CI saw
-// EADDRINUSE that way). So ports come from below it, each vitest worker from
-// its own stretch, and from 10000 up, clear of scripts/kube.sh and
-// scripts/kafka.sh, which pick from 20000 up.
-const PORTS_FROM = 10_000;
-const PORTS_PER_WORKER = 2_500;
-const worker = (Number(process.env.VITEST_POOL_ID ?? 1) - 1) % 4;
+// (/proc/sys/net/ipv4/ip_local_port_range, 32768+ by default on Linux), which
+// every outgoing connection on the machine also draws from: one could take it
+// between the pick and the server's listen (CI saw EADDRINUSE that way). So
+// ports come from below it, each vitest worker from its own stretch, and below
+// 20000, clear of scripts/kube.sh and scripts/kafka.sh, which pick from 20000 up.
+const WORKERS = 4;
+const SCRIPTS_FROM = 20_000;
+const [PORTS_FROM, PORTS_PER_WORKER] = portStretch();
+const worker = (Number(process.env.VITEST_POOL_ID ?? 1) - 1) % WORKERS;
 // A random start: a process of the previous test file in this worker may still hold its ports.
 let nextPort = Math.floor(Math.random() * PORTS_PER_WORKER);
+
+/** The first port and the size of each worker's stretch: 10000-19999 when the ephemeral range starts at 20000 or above. */
+function portStretch(): [from: number, perWorker: number] {
+  let ephemeral = Number.NaN;
+  try {
+    ephemeral = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+  } catch {
+    // Not Linux, or /proc not mounted: the numbers for Linux's default range.
+  }
+  const to = Number.isInteger(ephemeral) ? Math.min(SCRIPTS_FROM, ephemeral) : SCRIPTS_FROM;
+  const from = Math.max(1024, Math.min(10_000, to - 10_000));
+  // An ephemeral range that leaves next to nothing below it: no stretch is clear of it, so today's numbers.
+  if (to - from < WORKERS * 100) return [10_000, 2_500];
+  return [from, Math.floor((to - from) / WORKERS)];
+}
 
 /** A loopback port no socket uses now and no other worker or outgoing connection will take. */
 export async function freePort(): Promise<number> {
