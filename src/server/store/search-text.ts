@@ -26,8 +26,12 @@ function policiesText(policies: readonly PolicyRef[]): string {
 export class SearchText {
   /** Label values already in text. */
   readonly values: Set<string>;
-  /** Values added since the last write, not in a full-text index yet (undefined while none: see OpenEntry.batchSamples). */
-  fresh: string[] | undefined;
+  /**
+   * Values added since the last write, not in a full-text index yet (undefined while none: see OpenEntry.batchSamples).
+   * Null while the alert is not written: every value goes into the text it opens with, so none is kept apart. Ingest sets
+   * it to undefined once that text is written; values added after it go to alerts_fts_added (SearchIndex.addFresh).
+   */
+  fresh: string[] | undefined | null;
 
   private constructor(
     /** What search sees: the text the alert opened with, then the values added since, one a line. */
@@ -35,12 +39,15 @@ export class SearchText {
     values: Iterable<string>,
     /** The next free slot in alerts_fts_added. */
     public nextSlot: number,
+    written: boolean,
   ) {
     this.values = new Set(values);
+    this.fresh = written ? undefined : null;
   }
 
+  /** A new alert's, not written yet. */
   static of(namespace: string, policies: readonly PolicyRef[], rule: string): SearchText {
-    return new SearchText(`${namespace}\n${policiesText(policies)}\n${rule}`, [], 0);
+    return new SearchText(`${namespace}\n${policiesText(policies)}\n${rule}`, [], 0, false);
   }
 
   /** As stored: the text the alert opened with (header lines, then values), and the values added since with their slots. */
@@ -51,7 +58,7 @@ export class SearchText {
       values.push(a.value);
       all += `\n${a.value}`;
     }
-    return new SearchText(all, values, added.length ? added[added.length - 1]!.slot + 1 : 0);
+    return new SearchText(all, values, added.length ? added[added.length - 1]!.slot + 1 : 0, true);
   }
 
   /** Adds label values not seen on this alert yet; true when the text changed. */
@@ -64,7 +71,7 @@ export class SearchText {
       if (this.nextSlot + (this.fresh?.length ?? 0) >= ADDED_SLOTS) break;
       this.values.add(v);
       this.text += `\n${v}`;
-      (this.fresh ??= []).push(v);
+      if (this.fresh !== null) (this.fresh ??= []).push(v);
       added = true;
     }
     return added;
