@@ -16,3 +16,26 @@ export function parseFlags<O extends Options>(command: string, argv: string[], o
     throw usageError(`verdict ${command}: ${(e as Error).message.replace(/\. To specify a positional argument.*$/s, '')}; see \`verdict ${command} --help\``);
   }
 }
+
+/**
+ * The arguments of a command made of subcommands (`verdict <command> <sub> [flags]`): without a
+ * subcommand it prints `help` and gives exit code 2, with -h or --help (before or after the
+ * subcommand) 0; otherwise the flags, --help among them, and a subcommand that must be one of `subs`.
+ */
+export function parseSubcommand<S extends string, O extends Options>(command: string, argv: string[], subs: readonly S[], help: string, options: O) {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '--help' || sub === '-h') {
+    process.stdout.write(help);
+    return sub ? 0 : 2;
+  }
+  const { values, positionals } = parseFlags<O & { help: { type: 'boolean' } }>(`${command} ${sub}`, rest, { ...options, help: { type: 'boolean' } }, true);
+  if ((values as { help?: boolean }).help) {
+    process.stdout.write(help);
+    return 0;
+  }
+  if (!(subs as readonly string[]).includes(sub)) {
+    const names = subs.length > 1 ? `${subs.slice(0, -1).join(', ')} or ${subs[subs.length - 1]}` : subs.join('');
+    throw usageError(`verdict ${command}: unknown subcommand "${sub}"; use ${names}`);
+  }
+  return { sub: sub as S, values, positionals };
+}

@@ -2,7 +2,7 @@ import { JobTokens, MAX_TTL_MS, type CiJob } from '../modules/ci-access/job-toke
 import { openServerDb } from '../server/store/server-db.js';
 import { parseDuration } from '../shared/config/duration.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
-import { parseFlags, usageError } from './args.js';
+import { parseSubcommand, usageError } from './args.js';
 
 const HELP = `Usage:
   verdict ci-tokens create --project <path> [--environment <name>] [--ref <branch or tag>
@@ -30,31 +30,17 @@ export function jobLine(j: CiJob, now = Date.now()): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (!sub || sub === '--help' || sub === '-h') {
-    process.stdout.write(HELP);
-    return sub ? 0 : 2;
-  }
-  const { values, positionals } = parseFlags(
-    `ci-tokens ${sub}`,
-    rest,
-    {
-      project: { type: 'string' },
-      environment: { type: 'string' },
-      ref: { type: 'string' },
-      protected: { type: 'boolean' },
-      ttl: { type: 'string', default: '1h' },
-      json: { type: 'boolean' },
-      'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
-      help: { type: 'boolean' },
-    },
-    true,
-  );
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw usageError(`verdict ci-tokens: unknown subcommand "${sub}"; use create, list or revoke`);
+  const args = parseSubcommand('ci-tokens', argv, ['create', 'list', 'revoke'], HELP, {
+    project: { type: 'string' },
+    environment: { type: 'string' },
+    ref: { type: 'string' },
+    protected: { type: 'boolean' },
+    ttl: { type: 'string', default: '1h' },
+    json: { type: 'boolean' },
+    'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
+  });
+  if (typeof args === 'number') return args;
+  const { sub, values, positionals } = args;
   if (sub === 'create') {
     if (!values.project) throw usageError("verdict ci-tokens create: give --project <path> of the job's project (group/project, as in ci_access)");
     if (values.protected && !values.ref) throw usageError('verdict ci-tokens create: --protected says --ref is protected; give --ref <branch or tag> too');

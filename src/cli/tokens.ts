@@ -4,7 +4,7 @@ import { openServerDb } from '../server/store/server-db.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { isVerdictError } from '../shared/errors.js';
 import { agentTokensText } from './agents.js';
-import { parseFlags, usageError } from './args.js';
+import { parseSubcommand, usageError } from './args.js';
 
 const HELP = `Usage:
   Agent tokens (what an agent puts in --token-file):
@@ -31,29 +31,15 @@ may be running.
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (!sub || sub === '--help' || sub === '-h') {
-    process.stdout.write(HELP);
-    return sub ? 0 : 2;
-  }
-  const { values, positionals } = parseFlags(
-    `tokens ${sub}`,
-    rest,
-    {
-      agent: { type: 'string' },
-      name: { type: 'string' },
-      scope: { type: 'string' },
-      json: { type: 'boolean' },
-      'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
-      help: { type: 'boolean' },
-    },
-    true,
-  );
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw usageError(`verdict tokens: unknown subcommand "${sub}"; use create, list or revoke`);
+  const args = parseSubcommand('tokens', argv, ['create', 'list', 'revoke'], HELP, {
+    agent: { type: 'string' },
+    name: { type: 'string' },
+    scope: { type: 'string' },
+    json: { type: 'boolean' },
+    'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
+  });
+  if (typeof args === 'number') return args;
+  const { sub, values, positionals } = args;
   const db = openServerDb(values['data-dir']);
   try {
     if (values.agent !== undefined) return agentTokens(sub, values.agent, values, positionals, new AgentRegistry(db));
