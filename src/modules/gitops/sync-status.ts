@@ -1,3 +1,4 @@
+import type { SyncObject, SyncReport } from '../../gen/verdict/gitops.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { migrate } from '../../shared/sqlite/open.js';
 
@@ -35,27 +36,11 @@ const MIGRATIONS = [
    );`,
 ];
 
-export interface SyncObjectView {
-  object: string;
-  source: string;
-  action: string;
-  reason: string;
-}
+/** A failed or drift-corrected object of a sync, as the agent reported it. */
+export type SyncObjectView = SyncObject;
 
-export interface ProjectSyncView {
-  project_id: string;
-  commit_id: string;
-  ok: boolean;
-  error: string;
-  applied: number;
-  changed: number;
-  unchanged: number;
-  pruned: number;
-  failed: number;
-  duration_ms: number;
-  drift_corrected: boolean;
-  objects: SyncObjectView[];
-  finished_at: string;
+/** A project's latest sync as the agents API shows it: the agent's report (verdict/gitops.proto) and what the server adds. */
+export interface ProjectSyncView extends SyncReport {
   received_at: string;
   /** The last commit synchronised without a failure, and when; null before the first. */
   last_ok_commit: string | null;
@@ -69,7 +54,7 @@ export class SyncStatusStore {
     migrate(db, 'gitops', MIGRATIONS);
   }
 
-  record(agent: string, s: Omit<ProjectSyncView, 'received_at' | 'last_ok_commit' | 'last_ok_at'>): void {
+  record(agent: string, s: SyncReport): void {
     const now = new Date().toISOString();
     this.db
       .prepare(
