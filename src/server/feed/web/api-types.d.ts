@@ -1,8 +1,11 @@
 // The feed API's JSON as the page reads it: GET /api/v1/alerts, /alerts/:id,
 // /alerts/counts and the stream's messages. The server's schemas
 // (src/server/feed/schemas.ts, alertView in alerts-routes.ts) are the
-// definition; these types follow them by hand. The payload's own parts come
-// from src/shared/alert/payload.ts itself.
+// definition; these types follow them by hand, because this check cannot load
+// the server's modules: even a type import brings in what they import
+// (better-sqlite3, grpc-js) and with it Node's globals, so page code using
+// Buffer or process would pass. The payload's own parts come from
+// src/shared/alert/payload.ts itself, which imports nothing.
 import type { CiliumDetails, FalcoDetails, PolicyRef, Severity } from '../../../shared/alert/payload.js';
 
 export type { CiliumDetails, EndpointSummary, FalcoDetails, Severity } from '../../../shared/alert/payload.js';
@@ -83,7 +86,8 @@ export interface Counts {
 export type StreamMessage = { type: 'alerts'; cursor: number; alerts?: Alert[]; removed?: number[] } | { type: 'live'; cursor: number };
 
 // GET /api/v1/agents and /agents/:name (src/server/agents/routes.ts; GitOps'
-// part from src/modules/gitops/sync-status.ts). Followed by hand too:
+// part from src/modules/gitops/sync-status.ts, the agent's SyncReport of
+// proto/verdict/gitops.proto and what the server adds). Followed by hand too:
 // test/feed/page.browser.test.ts compares them with the server's types.
 
 export interface ConfigFinding {
