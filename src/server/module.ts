@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import type { ScopedRoute } from './feed/auth.js';
 import type { Validator } from '../shared/config/schema.js';
 import type { ServerConfig } from '../shared/config/server-config.js';
 import type { Logger } from '../shared/log/logger.js';
@@ -83,8 +84,8 @@ export interface ServerModuleAdminContext {
   readonly config: ServerConfig;
   readonly log: Logger;
   readonly db: DB;
-  /** The onRequest hook of every admin route: a feed token with scope admin (401, 403 otherwise). */
-  readonly requireAdmin: onRequestAsyncHookHandler;
+  /** Spread into every admin route's options: a feed token with scope admin (401, 403 otherwise). */
+  readonly admin: ScopedRoute;
 }
 
 /** What a module started beside the agent API; closed before the server's own listeners. */

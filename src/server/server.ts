@@ -8,7 +8,7 @@ import type { DB } from '../shared/sqlite/open.js';
 import { Closers } from '../shared/lifecycle/closers.js';
 import { VERSION } from '../shared/version.js';
 import { registerAdminRoutes } from './admin/routes.js';
-import { requireScope } from './feed/auth.js';
+import { scoped } from './feed/auth.js';
 import { AgentRegistry } from './agents/agent-registry.js';
 import { RevocationWatcher } from './agents/revocation-watcher.js';
 import { AgentConnections } from './agents/connections.js';
@@ -152,8 +152,8 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   const agentWs = await closers.start(() => registerAgentWebSocket(http, { grpcServer, log: moduleLogger('tunnel', log) }));
   closers.add('agent WebSocket', agentWs, (w) => w.close());
   registerAdminRoutes(http, { agents, tokens, streams, log: moduleLogger('admin', log) });
-  const requireAdmin = requireScope(tokens, 'admin');
-  for (const mod of serverModules) mod.adminRoutes?.(http, { config: cfg, log: moduleLogger(mod.name, log), db, requireAdmin });
+  const admin = scoped(tokens, 'admin');
+  for (const mod of serverModules) mod.adminRoutes?.(http, { config: cfg, log: moduleLogger(mod.name, log), db, admin });
   registerAgentRoutes(http, { agents, tokens, connections: streams, config: cfg, modules: serverModules });
   const h = splitHostPort(cfg.http_addr);
   await closers.start(() =>

@@ -77,14 +77,13 @@ function jobView(j: CiJob, now = Date.now()) {
 
 export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdminContext): void {
   const jobs = new JobTokens(ctx.db);
-  const admin = ctx.requireAdmin;
+  const admin = ctx.admin;
   const actor = (req: unknown) => (req as { feedToken?: { name: string } }).feedToken?.name ?? 'unknown';
 
   app.get(
     BASE,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'List CI job tokens',
         description: 'As `verdict ci-tokens list`: every job token not yet purged (a day after it expired), never the secrets.',
@@ -100,9 +99,8 @@ export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdm
   app.post(
     BASE,
     {
-      onRequest: admin,
+      ...admin,
       preValidation: refuseUnknownFields(Object.keys(createBody.properties)),
-      config: { scope: 'admin' },
       links: { 201: { RevokeCiToken: { operationRef: `#/paths/${BASE.replaceAll('/', '~1')}~1{id}/delete`, parameters: { id: '$response.body#/job/id' } } } },
       schema: routeSchema({
         summary: 'Create a CI job token',
@@ -137,8 +135,7 @@ export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdm
   app.delete(
     `${BASE}/:id`,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'Revoke a CI job token',
         description: "As `verdict ci-tokens revoke`: the job's next request through the tunnel is refused with 401.",

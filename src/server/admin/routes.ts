@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../shared/log/logger.js';
 import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
-import { requireScope } from '../feed/auth.js';
+import { scoped } from '../feed/auth.js';
 import { adminResponses, routeSchema } from '../feed/schemas.js';
 
 // Agent and agent-token management over HTTP, the same operations as
@@ -32,14 +32,13 @@ const agentParams = { type: 'object', properties: { agent: NAME }, required: ['a
 // answers them (400 bad_request, 404 not_found, with the message).
 
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
-  const admin = requireScope(deps.tokens, 'admin');
+  const admin = scoped(deps.tokens, 'admin');
   const actor = (req: unknown) => (req as { feedToken?: { name: string } }).feedToken?.name ?? 'unknown';
 
   app.get(
     '/api/v1/admin/agents',
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'List agents',
         description:
@@ -56,8 +55,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   app.post(
     '/api/v1/admin/agents',
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       links: {
         201: {
           ListTokens: { operationRef: op('/api/v1/admin/agents/{agent}/tokens', 'get'), parameters: byName },
@@ -116,8 +114,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   app.get(
     '/api/v1/admin/agents/:agent/tokens',
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({ summary: "List an agent's tokens", params: agentParams, response: adminResponses(200, 400, 404) }),
     },
     async (req) => ({ tokens: deps.agents.listTokens((req.params as { agent: string }).agent) }),
@@ -126,8 +123,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   app.post(
     '/api/v1/admin/agents/:agent/tokens',
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'Create a token for an agent',
         description: 'The secret is in this response only.',
@@ -147,8 +143,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   app.delete(
     '/api/v1/admin/agents/:agent/tokens/:id',
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: "Revoke an agent's token",
         description: "The agent's next call fails with Unauthenticated, and its open streams are closed now.",

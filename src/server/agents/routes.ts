@@ -4,7 +4,7 @@ import type { FeedTokens } from '../auth/feed-tokens.js';
 import { configPath } from '../config/agent-config-loader.js';
 import { parseAgentConfig } from '../config/agent-config.js';
 import { readAt } from '../config/git-project.js';
-import { requireScope } from '../feed/auth.js';
+import { scoped } from '../feed/auth.js';
 import { errors, routeSchema } from '../feed/schemas.js';
 import type { ServerModule } from '../module.js';
 import type { AgentRecord, AgentRegistry } from './agent-registry.js';
@@ -90,7 +90,7 @@ function agentSchema(modules: readonly ServerModule[]) {
 }
 
 export function registerAgentRoutes(app: FastifyInstance, deps: AgentRoutesDeps): void {
-  const read = requireScope(deps.tokens, 'read');
+  const read = scoped(deps.tokens, 'read');
   const schema = agentSchema(deps.modules);
   // The modules a commit's config.yaml configures, read once per agent and commit.
   const modulesAt = new Map<string, { commit: string; modules: string[] }>();
@@ -129,8 +129,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRoutesDeps)
   app.get(
     '/api/v1/agents',
     {
-      onRequest: read,
-      config: { scope: 'read' },
+      ...read,
       schema: routeSchema({
         summary: 'List agents with their status',
         description:
@@ -147,8 +146,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRoutesDeps)
   app.get(
     '/api/v1/agents/:name',
     {
-      onRequest: read,
-      config: { scope: 'read' },
+      ...read,
       schema: routeSchema({
         summary: 'One agent with its status',
         description: 'As in the list.',

@@ -1,20 +1,19 @@
 import type { FastifyInstance } from 'fastify';
 import type { FeedScope, FeedTokens } from '../auth/feed-tokens.js';
 import { FEED_SCOPES } from '../auth/feed-tokens.js';
-import { actorOf, requireScope } from './auth.js';
+import { actorOf, scoped } from './auth.js';
 import { rejectUnknownFields } from './filters.js';
 import { errors, idParams, tokenInfoSchema, routeSchema } from './schemas.js';
 
 /** Feed tokens managed over HTTP by holders of an admin token (the CLI does the same locally). */
 export function registerFeedTokenAdminRoutes(app: FastifyInstance, deps: { tokens: FeedTokens }): void {
-  const admin = requireScope(deps.tokens, 'admin');
+  const admin = scoped(deps.tokens, 'admin');
 
   app.post(
     '/api/v1/admin/feed-tokens',
     {
-      onRequest: admin,
+      ...admin,
       preValidation: rejectUnknownFields(['name', 'scope']),
-      config: { scope: 'admin' },
       schema: routeSchema({
         summary: 'Create a feed token',
         description: 'The token is in this response only; the server keeps its hash.',
@@ -49,8 +48,7 @@ export function registerFeedTokenAdminRoutes(app: FastifyInstance, deps: { token
   app.get(
     '/api/v1/admin/feed-tokens',
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'List feed tokens',
         response: { 200: { type: 'object', properties: { tokens: { type: 'array', items: tokenInfoSchema } } }, ...errors(401, 403) },
@@ -62,8 +60,7 @@ export function registerFeedTokenAdminRoutes(app: FastifyInstance, deps: { token
   app.delete(
     '/api/v1/admin/feed-tokens/:id',
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'Revoke a feed token',
         description: 'Requests with it fail from now on, and its live streams close within a minute.',

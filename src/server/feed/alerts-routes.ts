@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { CountBy, SortKey, SortOrder } from '../store/alert-query.js';
 import type { AlertStatus, AlertStore, StoredAlert } from '../store/alert-store.js';
-import { actorOf, requireScope } from './auth.js';
+import { actorOf, scoped } from './auth.js';
 import { filterFrom, normalizeQuery, rejectUnknownFields, type FilterQuery } from './filters.js';
 import { countsQuerySchema, countsResponse, detailResponse, errors, idParams, listQuerySchema, listResponse, patchBody, routeSchema } from './schemas.js';
 
@@ -40,15 +40,14 @@ export type StatusChanger = (id: number, to: AlertStatus, actor: string) => Prom
 export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertStore; tokens: FeedTokens; changeStatus?: StatusChanger | undefined }): void {
   // Replicas on a shared Kafka log change status through the log; a single server, in its store.
   const changeStatus: StatusChanger = deps.changeStatus ?? (async (id, to, actor) => deps.store.setStatus(id, to, actor));
-  const read = requireScope(deps.tokens, 'read');
-  const write = requireScope(deps.tokens, 'write');
+  const read = scoped(deps.tokens, 'read');
+  const write = scoped(deps.tokens, 'write');
 
   app.get(
     '/api/v1/alerts',
     {
-      onRequest: read,
+      ...read,
       preValidation: normalizeQuery(Object.keys(listQuerySchema.properties)),
-      config: { scope: 'read' },
       schema: routeSchema({
         summary: 'List alerts',
         description: 'A page of alerts matching the filters, in the chosen order. Follow next_cursor for the next page.',
@@ -68,9 +67,8 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
   app.get(
     '/api/v1/alerts/counts',
     {
-      onRequest: read,
+      ...read,
       preValidation: normalizeQuery(Object.keys(countsQuerySchema.properties)),
-      config: { scope: 'read' },
       schema: routeSchema({
         summary: 'Count alerts by a dimension',
         description:
@@ -88,8 +86,7 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
   app.get(
     '/api/v1/alerts/:id',
     {
-      onRequest: read,
-      config: { scope: 'read' },
+      ...read,
       schema: routeSchema({
         summary: 'One alert with its latest occurrences and status history',
         params: idParams,
@@ -111,9 +108,8 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
   app.patch(
     '/api/v1/alerts/:id',
     {
-      onRequest: write,
+      ...write,
       preValidation: rejectUnknownFields(Object.keys(patchBody.properties)),
-      config: { scope: 'write' },
       schema: routeSchema({
         summary: 'Change the status of an alert',
         description:

@@ -70,9 +70,20 @@ export function requireScope(tokens: FeedTokens, need: FeedScope) {
   };
 }
 
+/** What a route needs to require a scope: the hook, and the scope the OpenAPI document shows (openapi.ts). */
+export interface ScopedRoute {
+  onRequest: ReturnType<typeof requireScope>;
+  config: { scope: FeedScope };
+}
+
+/** Route options (spread into them) requiring a feed token with at least `need`: the hook and the documented scope from one value, so the two cannot differ. */
+export function scoped(tokens: FeedTokens, need: FeedScope): ScopedRoute {
+  return { onRequest: requireScope(tokens, need), config: { scope: need } };
+}
+
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The scope the route's requireScope hook asks for, for the OpenAPI document (openapi.ts). */
+    /** The scope the route's requireScope hook asks for, for the OpenAPI document (openapi.ts); set with scoped(). */
     scope?: FeedScope;
   }
 }

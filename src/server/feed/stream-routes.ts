@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { AlertStore } from '../store/alert-store.js';
-import { requireScope, tokenOf } from './auth.js';
+import { scoped, tokenOf } from './auth.js';
 import { filterFrom, normalizeQuery, type FilterQuery } from './filters.js';
 import { errors, streamQuerySchema, routeSchema } from './schemas.js';
 import type { StreamHub } from './stream.js';
@@ -10,9 +10,8 @@ export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertSt
   app.route({
     method: 'GET',
     url: '/api/v1/alerts/stream',
-    onRequest: requireScope(deps.tokens, 'read'),
+    ...scoped(deps.tokens, 'read'),
     preValidation: normalizeQuery(Object.keys(streamQuerySchema.properties)),
-    config: { scope: 'read' },
     schema: routeSchema({
       summary: 'Live stream of alert changes (WebSocket)',
       querystring: streamQuerySchema,

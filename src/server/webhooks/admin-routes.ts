@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ConfigError, type ConfigIssue } from '../../shared/config/schema.js';
 import { integrationToJson, parseIntegrationJson, resolveSecretRef, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
-import { requireScope } from '../feed/auth.js';
+import { scoped } from '../feed/auth.js';
 import { adminResponses, routeSchema } from '../feed/schemas.js';
 import type { AlertStore } from '../store/alert-store.js';
 import type { Integration } from './integrations.js';
@@ -89,7 +89,7 @@ function invalid(reply: FastifyReply, issues: ConfigIssue[], message: string) {
 }
 
 export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: AlertStore; tokens: FeedTokens }): void {
-  const admin = requireScope(deps.tokens, 'admin');
+  const admin = scoped(deps.tokens, 'admin');
 
   const service = (reply: FastifyReply): WebhooksService | undefined => {
     const s = webhooksFor(deps.store);
@@ -128,8 +128,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.get(
     BASE,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({ summary: 'List webhook integrations', description: 'Secrets, keys and header values are redacted.', response: ok(200) }),
     },
     async (_req, reply) => {
@@ -143,8 +142,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.post(
     BASE,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'Create a webhook integration',
         description: 'The body is an integration as in the server config file (docs/webhooks.md). Its URL must pass the SSRF guard.',
@@ -169,8 +167,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.get(
     `${BASE}/:name`,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({ summary: 'Get a webhook integration', params: nameParams, response: ok(200, 400, 404) }),
     },
     async (req, reply) => {
@@ -187,8 +184,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.patch(
     `${BASE}/:name`,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'Change a webhook integration',
         description:
@@ -228,8 +224,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.delete(
     `${BASE}/:name`,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'Delete a webhook integration',
         description: 'Its pending deliveries are dropped.',
@@ -252,8 +247,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.post(
     `${BASE}/:name/enable`,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'Enable a webhook integration again',
         description: 'After a receiver answered 410 Gone.',
@@ -277,8 +271,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.get(
     `${BASE}/:name/deliveries`,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'List deliveries of an integration, newest first',
         response: ok(200, 400, 404),
@@ -321,8 +314,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.get(
     `${BASE}/:name/deliveries/:id`,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({ summary: 'Get a delivery with its body and attempts', params: deliveryParams, response: ok(200, 400, 404) }),
     },
     async (req, reply) => {
@@ -337,8 +329,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.post(
     `${BASE}/:name/deliveries/:id/redeliver`,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({
         summary: 'Redeliver a delivered or dead delivery',
         description: 'With the same webhook-id.',
@@ -369,8 +360,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
   app.post(
     `${BASE}/:name/dead-letters/redeliver`,
     {
-      onRequest: admin,
-      config: { scope: 'admin' },
+      ...admin,
       schema: routeSchema({ summary: 'Redeliver every dead delivery of an integration', params: nameParams, response: ok(202, 400, 404) }),
     },
     async (req, reply) => {
