@@ -97,36 +97,27 @@ export const ENTITY = {
   all: 1 << 11,
 } as const;
 
-export const ENTITY_NAMES: Readonly<Record<string, number>> = {
-  all: ENTITY.all,
-  world: ENTITY.world | ENTITY.worldV4 | ENTITY.worldV6,
-  'world-ipv4': ENTITY.worldV4,
-  'world-ipv6': ENTITY.worldV6,
-  cluster: ENTITY.cluster,
-  host: ENTITY.host,
-  'remote-node': ENTITY.remoteNode,
-  init: ENTITY.init,
-  health: ENTITY.health,
-  unmanaged: ENTITY.unmanaged,
-  'kube-apiserver': ENTITY.kubeApiserver,
-  ingress: ENTITY.ingress,
-  none: 0,
-};
-
+/** The entity bit of each reserved:<key> label an identity carries. */
 const RESERVED_BITS: Readonly<Record<string, number>> = {
-  host: ENTITY.host,
-  'remote-node': ENTITY.remoteNode,
-  init: ENTITY.init,
-  health: ENTITY.health,
-  unmanaged: ENTITY.unmanaged,
-  'kube-apiserver': ENTITY.kubeApiserver,
-  ingress: ENTITY.ingress,
   world: ENTITY.world,
   'world-ipv4': ENTITY.worldV4,
   'world-ipv6': ENTITY.worldV6,
+  host: ENTITY.host,
+  'remote-node': ENTITY.remoteNode,
+  init: ENTITY.init,
+  health: ENTITY.health,
+  unmanaged: ENTITY.unmanaged,
+  'kube-apiserver': ENTITY.kubeApiserver,
+  ingress: ENTITY.ingress,
 };
 
 export const WORLD_BITS = ENTITY.world | ENTITY.worldV4 | ENTITY.worldV6;
+
+/**
+ * The entities a policy names (toEntities, fromEntities): those of the reserved
+ * labels, world standing for its IPv4 and IPv6 halves too, and all, cluster and none.
+ */
+export const ENTITY_NAMES: Readonly<Record<string, number>> = { all: ENTITY.all, ...RESERVED_BITS, world: WORLD_BITS, cluster: ENTITY.cluster, none: 0 };
 
 /**
  * Labels of an endpoint as policies see them, with what Hubble leaves implicit

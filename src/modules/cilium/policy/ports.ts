@@ -60,23 +60,14 @@ export function flowL4(flow: Flow, out: FlowL4): FlowL4 {
   }
   switch (p.$case) {
     case 'TCP':
-      out.proto = PROTO.TCP;
-      out.port = p.value.destination_port;
-      break;
     case 'UDP':
-      out.proto = PROTO.UDP;
-      out.port = p.value.destination_port;
-      break;
     case 'SCTP':
-      out.proto = PROTO.SCTP;
+      out.proto = PROTO[p.$case];
       out.port = p.value.destination_port;
       break;
     case 'ICMPv4':
-      out.proto = PROTO.ICMPv4;
-      out.port = p.value.type;
-      break;
     case 'ICMPv6':
-      out.proto = PROTO.ICMPv6;
+      out.proto = PROTO[p.$case];
       out.port = p.value.type;
       break;
     default:
