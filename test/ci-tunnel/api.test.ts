@@ -112,7 +112,7 @@ describe('CI job tokens over the admin HTTP API', () => {
     expect((await api('POST', '/api/v1/admin/ci-tokens', admin, { project: '/shop app/' })).status).toBe(400);
     // A misspelt field is refused, not dropped (which would give the default lifetime).
     const misspelt = await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', ttl: 60 });
-    expect(misspelt).toMatchObject({ status: 400, json: { message: 'unknown field "ttl"' } });
+    expect(misspelt).toMatchObject({ status: 400, json: { message: 'body: unknown field "ttl"; known: project, environment, ref, protected, ttl_seconds' } });
     // The default lifetime is an hour, as with the CLI.
     const d = await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app' });
     expect(d.status).toBe(201);

@@ -1,6 +1,7 @@
-import type { FastifyInstance, preValidationAsyncHookHandler } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { ServerModuleAdminContext } from '../../server/module.js';
 import { errors, routeSchema } from '../../server/feed/schemas.js';
+import { rejectUnknownFields } from '../../server/feed/filters.js';
 import { JobTokens, MAX_TTL_MS, type CiJob } from './job-tokens.js';
 
 // /api/v1/admin/ci-tokens: the operations of `verdict ci-tokens`, for
@@ -49,18 +50,6 @@ const createBody = {
   },
 } as const;
 
-// The validator drops fields the schema does not name (fastify's removeAdditional) rather than refusing them;
-// a CI server that misspells "ttl_seconds" must hear so, not get an hour.
-function refuseUnknownFields(known: readonly string[]): preValidationAsyncHookHandler {
-  return async (req, reply) => {
-    const body = req.body;
-    if (!body || typeof body !== 'object' || Array.isArray(body)) return;
-    const unknown = Object.keys(body).filter((k) => !known.includes(k));
-    if (unknown.length)
-      await reply.code(400).send({ error: 'bad_request', message: `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}` });
-  };
-}
-
 function jobView(j: CiJob, now = Date.now()) {
   return {
     id: j.id,
@@ -100,7 +89,7 @@ export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdm
     BASE,
     {
       ...admin,
-      preValidation: refuseUnknownFields(Object.keys(createBody.properties)),
+      preValidation: rejectUnknownFields(Object.keys(createBody.properties)),
       links: { 201: { RevokeCiToken: { operationRef: `#/paths/${BASE.replaceAll('/', '~1')}~1{id}/delete`, parameters: { id: '$response.body#/job/id' } } } },
       schema: routeSchema({
         summary: 'Create a CI job token',
