@@ -7,6 +7,11 @@ import { AGENT_WS_PATH } from '../../shared/agent-api.js';
 // missing slash, scheme mismatch, unknown CA, revoked token) plus rate limits
 // and version mismatches.
 
+/** A dial's error as text, with its code (ECONNREFUSED, ENOTFOUND) when the message leaves it out: explainTransportError matches on it. */
+export function dialErrorText(e: Error & { code?: string }): string {
+  return e.code && !e.message.includes(e.code) ? `${e.message} (${e.code})` : e.message;
+}
+
 /** Explains a connection-level failure text (from grpc-js or the WebSocket dial); undefined when nothing specific applies. */
 export function explainTransportError(text: string, a: KasAddress): string | undefined {
   const ws = a.scheme === 'ws' || a.scheme === 'wss';

@@ -1,8 +1,8 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { splitHostPort } from '../../shared/config/host-port.js';
-import { explainTransportError } from './errors.js';
+import { dialErrorText, explainTransportError } from './errors.js';
 import type { KasAddress } from './kas-address.js';
-import { listenLoopback, loopbackTarget } from './loopback.js';
+import { listenLoopback, loopbackTarget, splice } from './loopback.js';
 
 // Several --kas-address values (server replicas sharing one Kafka alert log):
 // the gRPC channel dials a loopback listener, and each connection grpc-js
@@ -74,7 +74,7 @@ export class FailoverForwarder {
       let connected = false;
       remote.once('error', (e: Error & { code?: string }) => {
         if (connected) return;
-        const text = e.code && !e.message.includes(e.code) ? `${e.message} (${e.code})` : e.message;
+        const text = dialErrorText(e);
         errors.push(explainTransportError(text, a) ?? `${a.raw}: ${text}`);
         tryAt(i + 1);
       });
@@ -87,12 +87,7 @@ export class FailoverForwarder {
           this.onSwitch?.(a, errors.join('; '));
         }
         this.lastErr = undefined;
-        remote.on('error', () => local.destroy());
-        remote.on('close', () => local.destroy());
-        local.on('close', () => remote.destroy());
-        local.pipe(remote);
-        remote.pipe(local);
-        local.resume();
+        splice(local, remote);
       });
     };
     tryAt(start);

@@ -1,9 +1,9 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import { createWebSocketStream, WebSocket } from 'ws';
-import { explainTransportError } from './errors.js';
+import { dialErrorText, explainTransportError } from './errors.js';
 import type { KasAddress } from './kas-address.js';
-import { listenLoopback, loopbackTarget } from './loopback.js';
+import { listenLoopback, loopbackTarget, splice } from './loopback.js';
 import { AGENT_WS_PATH, AGENT_WS_SUBPROTOCOL } from '../../shared/agent-api.js';
 
 // grpc-js cannot dial through a WebSocket, so the agent gives it a loopback
@@ -102,7 +102,7 @@ export class WsBridge {
     });
     ws.on('error', (e: Error & { code?: string }) => {
       if (!open) {
-        const text = e.code && !e.message.includes(e.code) ? `${e.message} (${e.code})` : e.message;
+        const text = dialErrorText(e);
         if (/subprotocol/i.test(text)) {
           fail(
             `${url} upgraded the WebSocket but did not accept the "${AGENT_WS_SUBPROTOCOL}" subprotocol (${text}): it is not a Verdict server's agent endpoint; check the path in --kas-address (e.g. ${AGENT_WS_PATH})`,
@@ -124,13 +124,7 @@ export class WsBridge {
       }
       open = true;
       this.lastErr = undefined;
-      const remote = createWebSocketStream(ws);
-      remote.on('error', () => local.destroy());
-      remote.on('close', () => local.destroy());
-      local.on('close', () => remote.destroy());
-      local.pipe(remote);
-      remote.pipe(local);
-      local.resume();
+      splice(local, createWebSocketStream(ws));
     });
   }
 
