@@ -1,5 +1,5 @@
 import { Counter } from 'prom-client';
-import { foldOccurrence } from '../../shared/alert/fold.js';
+import { FOLD_SETS_SEVERITY, foldIn } from '../../shared/alert/fold.js';
 import { MAX_SAMPLES, SEVERITY_RANK, type AlertPayload, type Severity } from '../../shared/alert/payload.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
@@ -509,8 +509,7 @@ export class Staging {
  * place it changed (into.samples.length if none).
  */
 function foldInto(into: AlertPayload, occ: AlertPayload, setter: number, max = MAX_SAMPLES): number {
-  const f = foldOccurrence(into, occ);
-  Object.assign(into, f.summary);
+  const folded = foldIn(into, occ);
   const samples = into.samples;
   const from = samples.length;
   let pushed = 0;
@@ -519,7 +518,7 @@ function foldInto(into: AlertPayload, occ: AlertPayload, setter: number, max = M
     samples.push(s);
     pushed++;
   }
-  if (f.setsSeverity && setter >= pushed && setter < occ.samples.length && max > 0) {
+  if (folded & FOLD_SETS_SEVERITY && setter >= pushed && setter < occ.samples.length && max > 0) {
     samples[max - 1] = occ.samples[setter];
     return Math.min(from, max - 1);
   }

@@ -1,4 +1,4 @@
-import { type FoldSummary, foldOccurrence } from '../../shared/alert/fold.js';
+import { FOLD_SETS_SEVERITY, type FoldSummary, foldIn } from '../../shared/alert/fold.js';
 import { MAX_SAMPLES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { cutText } from '../../shared/text/cut.js';
@@ -134,9 +134,9 @@ function capSamples(kept: readonly unknown[]): { json: string; values: unknown[]
 }
 
 /**
- * The alert's and the occurrence's summaries as foldOccurrence takes them, one of
- * each for the process: it reads them and keeps neither, and two objects a repeat
- * are garbage the mix's CPU shows.
+ * The alert's and the occurrence's summaries as foldIn takes them, one of each
+ * for the process: foldIn folds into the first in place and keeps neither, and
+ * two objects a repeat are garbage the mix's CPU shows.
  */
 const foldInto: FoldSummary<number> = { count: 0, first_seen: 0, last_seen: 0, severity: 'info', title: '', description: '' };
 const foldOcc: FoldSummary<number> = { count: 0, first_seen: 0, last_seen: 0, severity: 'info', title: '', description: '' };
@@ -331,19 +331,19 @@ export class Ingest {
         foldOcc.severity = severity;
         foldOcc.title = cutText(p.title, MAX_TITLE);
         foldOcc.description = description;
-        const f = foldOccurrence<number>(foldInto, foldOcc);
-        if (f.summary.title !== r.title || f.summary.description !== r.description) {
+        const folded = foldIn<number>(foldInto, foldOcc);
+        if (foldInto.title !== r.title || foldInto.description !== r.description) {
           e.indexedText ??= { title: r.title, description: r.description };
-          r.title = f.summary.title;
-          r.description = f.summary.description;
+          r.title = foldInto.title;
+          r.description = foldInto.description;
         }
-        if (f.setsSeverity) {
+        if (folded & FOLD_SETS_SEVERITY) {
           // The batch's occurrences so far count under the old keys, then the alert moves to the new ones.
           rollup.addKeys(e.rollupKeys, 0, e.batchCount);
           e.batchCount = 0;
           rollup.addKeys(e.rollupKeys, -1, -r.count);
-          r.severity = f.summary.severity;
-          r.severity_rank = SEVERITY_RANK[f.summary.severity] ?? 0;
+          r.severity = foldInto.severity;
+          r.severity_rank = SEVERITY_RANK[foldInto.severity] ?? 0;
           r.severity_event = r.events;
           e.severityChanged = true;
           e.pinnedStale = true;
@@ -351,9 +351,9 @@ export class Ingest {
           rollup.addKeys(e.rollupKeys, 1, r.count);
         }
         if (e.search.add(labels)) e.searchChanged = true;
-        r.first_seen = f.summary.first_seen;
-        r.last_seen = f.summary.last_seen;
-        r.count = f.summary.count;
+        r.first_seen = foldInto.first_seen;
+        r.last_seen = foldInto.last_seen;
+        r.count = foldInto.count;
         if (received - r.last_received_at >= RECEIVED_PRECISION_MS || skewed > r.clock_skew) {
           r.last_received_at = Math.max(r.last_received_at, received);
           r.clock_skew |= skewed;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { foldOccurrence, type FoldSummary } from './fold.js';
+import { FOLD_LATEST, FOLD_SETS_SEVERITY, foldIn, type FoldSummary } from './fold.js';
 import type { Severity } from './payload.js';
 
 function occ(t: string, severity: Severity = 'low', description = `d ${t}`, count = 1): FoldSummary {
@@ -7,16 +7,24 @@ function occ(t: string, severity: Severity = 'low', description = `d ${t}`, coun
 }
 
 function foldAll(list: readonly FoldSummary[]): { summary: FoldSummary; setter: number; latest: number } {
-  let summary: FoldSummary | undefined;
-  let setter = -1;
-  let latest = -1;
+  // The first occurrence opens the alert: it is the latest and sets the severity.
+  const summary = { ...list[0]! };
+  let setter = 0;
+  let latest = 0;
   list.forEach((o, i) => {
-    const f = foldOccurrence(summary, o);
-    summary = f.summary;
-    if (f.setsSeverity) setter = i;
-    if (f.latest) latest = i;
+    if (i === 0) return;
+    const flags = foldIn(summary, o);
+    if (flags & FOLD_SETS_SEVERITY) setter = i;
+    if (flags & FOLD_LATEST) latest = i;
   });
-  return { summary: summary!, setter, latest };
+  return { summary, setter, latest };
+}
+
+/** foldIn on a copy of `into`, its flags as booleans. */
+function fold<T extends string | number>(into: FoldSummary<T>, o: FoldSummary<T>): { summary: FoldSummary<T>; latest: boolean; setsSeverity: boolean } {
+  const summary = { ...into };
+  const flags = foldIn(summary, o);
+  return { summary, latest: (flags & FOLD_LATEST) !== 0, setsSeverity: (flags & FOLD_SETS_SEVERITY) !== 0 };
 }
 
 function permutations<T>(xs: readonly T[]): T[][] {
@@ -24,15 +32,10 @@ function permutations<T>(xs: readonly T[]): T[][] {
   return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
 }
 
-describe('foldOccurrence', () => {
-  it('opens an alert with its first occurrence, which is the latest and sets the severity', () => {
-    const f = foldOccurrence(undefined, occ('2026-01-01T00:00:01Z', 'high'));
-    expect(f).toEqual({ summary: occ('2026-01-01T00:00:01Z', 'high'), latest: true, setsSeverity: true });
-  });
-
+describe('foldIn', () => {
   it('adds counts, takes the earliest first_seen with its title and description, and the latest last_seen', () => {
     const into = { ...occ('2026-01-01T00:00:02Z'), count: 3, first_seen: '2026-01-01T00:00:01Z' };
-    const f = foldOccurrence(into, { ...occ('2026-01-01T00:00:05Z', 'low', 'newer', 2), first_seen: '2026-01-01T00:00:00Z' });
+    const f = fold(into, { ...occ('2026-01-01T00:00:05Z', 'low', 'newer', 2), first_seen: '2026-01-01T00:00:00Z' });
     expect(f.summary).toEqual({
       count: 5,
       first_seen: '2026-01-01T00:00:00Z',
@@ -42,11 +45,11 @@ describe('foldOccurrence', () => {
       description: 'newer',
     });
     expect(f.latest).toBe(true);
-    expect(into.count).toBe(3); // pure: the input is not changed
+    expect(f.setsSeverity).toBe(false);
   });
 
   it('takes title and description of an older occurrence that arrives late', () => {
-    const f = foldOccurrence(occ('2026-01-01T00:00:05Z', 'low', 'newer'), occ('2026-01-01T00:00:01Z', 'low', 'older'));
+    const f = fold(occ('2026-01-01T00:00:05Z', 'low', 'newer'), occ('2026-01-01T00:00:01Z', 'low', 'older'));
     expect(f.latest).toBe(false);
     expect(f.summary.description).toBe('older');
     expect(f.summary.title).toBe('t older');
@@ -54,7 +57,7 @@ describe('foldOccurrence', () => {
   });
 
   it('on equal last_seen the occurrence folded later is the latest; the text stays the first', () => {
-    const f = foldOccurrence(occ('2026-01-01T00:00:01Z', 'low', 'first'), occ('2026-01-01T00:00:01Z', 'low', 'second'));
+    const f = fold(occ('2026-01-01T00:00:01Z', 'low', 'first'), occ('2026-01-01T00:00:01Z', 'low', 'second'));
     expect(f.latest).toBe(true);
     expect(f.summary.description).toBe('first');
   });
@@ -74,7 +77,7 @@ describe('foldOccurrence', () => {
   });
 
   it('on equal severity the occurrence folded first keeps having set it', () => {
-    const f = foldOccurrence(occ('2026-01-01T00:00:02Z', 'high'), occ('2026-01-01T00:00:01Z', 'high'));
+    const f = fold(occ('2026-01-01T00:00:02Z', 'high'), occ('2026-01-01T00:00:01Z', 'high'));
     expect(f.setsSeverity).toBe(false);
   });
 
@@ -99,8 +102,15 @@ describe('foldOccurrence', () => {
     for (const p of permutations(list)) expect(p[foldAll(p).setter]!.description).toBe('a');
   });
 
+  it('folds into the summary it is given, in place', () => {
+    const into = occ('2026-01-01T00:00:02Z', 'low', 'first');
+    const flags = foldIn(into, occ('2026-01-01T00:00:03Z', 'high', 'second', 2));
+    expect(flags).toBe(FOLD_LATEST | FOLD_SETS_SEVERITY);
+    expect(into).toEqual({ ...occ('2026-01-01T00:00:02Z', 'high', 'first'), count: 3, last_seen: '2026-01-01T00:00:03Z' });
+  });
+
   it('compares numeric times too', () => {
-    const f = foldOccurrence<number>(
+    const f = fold<number>(
       { count: 1, first_seen: 10, last_seen: 10, severity: 'low', title: 'x', description: 'x' },
       { count: 1, first_seen: 9, last_seen: 9, severity: 'low', title: 'y', description: 'y' },
     );

@@ -38,52 +38,32 @@ export interface FoldSummary<T extends string | number = string> {
   description: string;
 }
 
-export interface Folded<T extends string | number = string> {
-  /** The summary with the occurrence folded in (a new object; the inputs are not changed). */
-  summary: FoldSummary<T>;
-  /** The occurrence is now the latest (its last_seen is the alert's). */
-  latest: boolean;
-  /**
-   * The occurrence set the severity (it opened the alert or raised it): keep
-   * its sample beside the latest one, so what made the alert this severe stays
-   * visible.
-   */
-  setsSeverity: boolean;
-}
+/** foldIn's result: the occurrence is now the latest (its last_seen is the alert's). */
+export const FOLD_LATEST = 1;
+/**
+ * foldIn's result: the occurrence set the severity (raised it): keep its
+ * sample beside the latest one, so what made the alert this severe stays
+ * visible. An occurrence that opens an alert sets it too.
+ */
+export const FOLD_SETS_SEVERITY = 2;
 
 /**
  * Folds one occurrence (or a summary of several, e.g. an alert the agent
- * already de-duplicated) into an open alert's summary; `into` undefined opens
- * the alert with it.
+ * already de-duplicated) into an open alert's summary, in place; returns
+ * FOLD_LATEST and FOLD_SETS_SEVERITY as flags. In place and with a number for
+ * the answer because the store and the agent fold on every repeat: two new
+ * objects a repeat were garbage their CPU per event showed.
  */
-export function foldOccurrence<T extends string | number>(into: Readonly<FoldSummary<T>> | undefined, occ: Readonly<FoldSummary<T>>): Folded<T> {
-  if (!into) {
-    return {
-      summary: {
-        count: occ.count,
-        first_seen: occ.first_seen,
-        last_seen: occ.last_seen,
-        severity: occ.severity,
-        title: occ.title,
-        description: occ.description,
-      },
-      latest: true,
-      setsSeverity: true,
-    };
-  }
+export function foldIn<T extends string | number>(into: FoldSummary<T>, occ: Readonly<FoldSummary<T>>): number {
   const latest = occ.last_seen >= into.last_seen;
-  const earliest = occ.first_seen < into.first_seen;
   const setsSeverity = SEVERITY_RANK[occ.severity] > SEVERITY_RANK[into.severity];
-  return {
-    summary: {
-      count: into.count + occ.count,
-      first_seen: earliest ? occ.first_seen : into.first_seen,
-      last_seen: latest ? occ.last_seen : into.last_seen,
-      severity: setsSeverity ? occ.severity : into.severity,
-      title: earliest ? occ.title : into.title,
-      description: earliest ? occ.description : into.description,
-    },
-    latest,
-    setsSeverity,
-  };
+  if (occ.first_seen < into.first_seen) {
+    into.first_seen = occ.first_seen;
+    into.title = occ.title;
+    into.description = occ.description;
+  }
+  if (latest) into.last_seen = occ.last_seen;
+  if (setsSeverity) into.severity = occ.severity;
+  into.count += occ.count;
+  return (latest ? FOLD_LATEST : 0) | (setsSeverity ? FOLD_SETS_SEVERITY : 0);
 }
