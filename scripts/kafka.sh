@@ -2,8 +2,9 @@
 # A real single-node Apache Kafka broker (KRaft, combined broker+controller) for
 # development, tests and CI - no Docker, jars come from Maven Central.
 #
-# One file on purpose (~600 lines): tests, CI and the demo call it as one command
-# with no other dependency, and its install, start and stop steps share state.
+# One script on purpose (~550 lines, and scripts/lib.sh, which it shares with
+# kube.sh): tests, CI and the demo call it as one command with no other
+# dependency, and its install, start and stop steps share state.
 #
 #   scripts/kafka.sh install   download the broker jars once into the cache
 #   scripts/kafka.sh start     start a broker on free loopback ports; prints
@@ -47,8 +48,9 @@ KAFKA_MAJOR="${KAFKA_VERSION%%.*}"
 JVM_FLAGS=(-Xmx"$HEAP" -Xms64m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
   -XX:-UsePerfData -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true)
 
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { printf 'kafka.sh: error: %s\n' "$*" >&2; exit 1; }
+# log, die, usage, pid_running, stop_pid, stop_watchdog, free_ports
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$SELF")/lib.sh"
 
 # ---------------------------------------------------------------- prerequisites
 
@@ -137,7 +139,7 @@ build_cds() {
   log "building the class-data-sharing archive (one short broker run) ..."
   dir="$(mktemp -d "${TMPDIR:-/tmp}/verdict-kafka.XXXXXX")"
   tmp="$CDS.tmp.$$"
-  ports="$(free_ports)"; bport="${ports% *}"; cport="${ports#* }"
+  ports="$(free_ports 2)"; bport="${ports% *}"; cport="${ports#* }"
   write_config "$dir" "$bport" "$cport"
   if format_storage "$dir" >"$dir/format.log" 2>&1; then
     "$JAVA" "${JVM_FLAGS[@]}" -XX:ArchiveClassesAtExit="$tmp" \
@@ -239,37 +241,6 @@ lock_state() {
 }
 
 # ------------------------------------------------------------------------ probes
-
-# Prints "<port> <port>": two TCP ports on 127.0.0.1 that no socket uses now,
-# below the usual ephemeral range (32768+) so outgoing connections cannot take
-# them. Racy by nature; `start` retries with new ports on a bind failure.
-free_ports() {
-  if [[ -r /proc/net/tcp ]]; then
-    local used p hex picked=" "
-    used="$(awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true)"
-    while [[ "$(wc -w <<<"$picked")" -lt 2 ]]; do
-      p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
-      printf -v hex '%04X' "$p"
-      grep -qx "$hex" <<<"$used" && continue
-      [[ "$picked" == *" $p "* ]] && continue
-      picked+="$p "
-    done
-    read -r p hex <<<"$picked"
-    echo "$p $hex"
-    return 0
-  fi
-  node -e '
-    const net = require("node:net");
-    const grab = () => new Promise((res, rej) => {
-      const s = net.createServer(); s.unref(); s.on("error", rej);
-      s.listen({ port: 0, host: "127.0.0.1", exclusive: true }, () => res(s));
-    });
-    (async () => {
-      const a = await grab(), b = await grab();
-      console.log(a.address().port + " " + b.address().port);
-      a.close(); b.close();
-    })().catch((e) => { console.error(e.message); process.exit(1); });'
-}
 
 # probe PORT PID TIMEOUT_S [LOG]: sends a real Metadata (v4) request until the
 # broker lists itself (it is then registered and unfenced). Exit 0 ready, 2 if
@@ -471,7 +442,7 @@ cmd_start() {
   local t0 attempt ports bport cport rc
   t0="$(date +%s%N)"
   for attempt in 1 2 3; do
-    ports="$(free_ports)" || die "could not find free loopback ports"
+    ports="$(free_ports 2)" || die "could not find free loopback ports"
     bport="${ports% *}"; cport="${ports#* }"
     START_DIR="$(mktemp -d "${TMPDIR:-/tmp}/verdict-kafka.XXXXXX")"
     echo "$START_DIR" >"$STATE/dir"
@@ -545,25 +516,12 @@ cmd_stop() {
   fi
   local pid; pid="$(cat "$STATE/pid")"
   if running; then
-    kill -TERM "$pid" 2>/dev/null || true
-    local waited=0
-    while kill -0 "$pid" 2>/dev/null && (( waited < STOP_TIMEOUT * 10 )); do
-      sleep 0.1; waited=$((waited + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "broker $pid still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
+    stop_pid "$pid" "broker $pid"
     log "stopped broker $pid"
   else
     log "broker $pid was not running; cleaning up"
   fi
-  local wd
-  wd="$(cat "$STATE/watchdog.pid" 2>/dev/null || true)"
-  if [[ "$wd" =~ ^[0-9]+$ && "$wd" != "$$" ]] && kill -0 "$wd" 2>/dev/null; then
-    kill "$wd" 2>/dev/null || true
-  fi
+  stop_watchdog
   clear_state
 }
 
@@ -574,10 +532,6 @@ cmd_status() {
   fi
   log "not running (state $STATE)"
   return 1
-}
-
-usage() {
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$SELF" >&2
 }
 
 case "${1:-}" in

@@ -4,8 +4,9 @@
 # the upstream components are built from source via the Go module proxy.
 # There is no scheduler or kubelet: Pods stay Pending.
 #
-# One file on purpose (~600 lines): tests, CI and the demo call it as one command
-# with no other dependency, and its build, PKI, process and cleanup steps share state.
+# One script on purpose (~550 lines, and scripts/lib.sh, which it shares with
+# kafka.sh): tests, CI and the demo call it as one command with no other
+# dependency, and its build, PKI, process and cleanup steps share state.
 #
 #   scripts/kube.sh install   build etcd, kube-apiserver, kube-controller-manager
 #                             and kubectl once into the cache (cold: 8-12 min)
@@ -61,8 +62,9 @@ KCM_CONTROLLERS+=,endpointslice-controller,validatingadmissionpolicy-status-cont
 KUBE_STAMP="kubernetes $KUBE_VERSION recipe $RECIPE"
 ETCD_STAMP="etcd $ETCD_VERSION recipe $RECIPE"
 
-log() { printf 'kube.sh: %s\n' "$*" >&2; }
-die() { printf 'kube.sh: error: %s\n' "$*" >&2; exit 1; }
+# log, die, usage, pid_running, stop_pid, stop_watchdog, free_ports
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$SELF")/lib.sh"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # ---------------------------------------------------------------------- install
@@ -233,15 +235,6 @@ readonly MARK=.verdict-kube-state
 
 pid_of() { cat "$STATE/$1.pid" 2>/dev/null || true; }
 
-# pid_running PID: alive and not a zombie. Our daemons are orphans; their
-# reaper (PID 1) may take seconds, and a zombie still answers kill -0.
-pid_running() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local st
-  st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null)" || return 0
-  [[ "${st%% *}" != Z ]]
-}
-
 # alive COMPONENT: the pid recorded for COMPONENT runs our binary.
 alive() {
   local pid; pid="$(pid_of "$1")"
@@ -280,58 +273,16 @@ lock_state() {
 
 # stop_all: TERM, wait, KILL; controller manager first, etcd last.
 stop_all() {
-  local c pid waited pids=()
+  local c pid pids=()
   for c in kube-controller-manager kube-apiserver etcd; do
     if ours "$c"; then
       pid="$(pid_of "$c")"
-      kill -TERM "$pid" 2>/dev/null || true
-      waited=0
-      while pid_running "$pid" && (( waited < STOP_TIMEOUT * 20 )); do sleep 0.05; waited=$((waited + 1)); done
-      if pid_running "$pid"; then
-        log "$c ($pid) still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while pid_running "$pid"; do sleep 0.05; done
-      fi
+      stop_pid "$pid" "$c ($pid)"
       pids+=("$c $pid")
     fi
     rm -f "$STATE/$c.pid"
   done
   (( ${#pids[@]} == 0 )) || log "stopped: ${pids[*]}"
-}
-
-# ------------------------------------------------------------------------ ports
-
-# Prints N TCP ports on 127.0.0.1 that no socket uses now, below the usual
-# ephemeral range (32768+) so outgoing connections cannot take them. Racy by
-# nature; `start` retries with new ports on a bind failure.
-free_ports() {
-  local n="$1"
-  if [[ -r /proc/net/tcp ]]; then
-    local used p hex picked=" "
-    used="$(awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true)"
-    while (( $(wc -w <<<"$picked") < n )); do
-      p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
-      printf -v hex '%04X' "$p"
-      grep -qx "$hex" <<<"$used" && continue
-      [[ "$picked" == *" $p "* ]] && continue
-      picked+="$p "
-    done
-    echo $picked
-    return 0
-  fi
-  command -v node >/dev/null 2>&1 || die "cannot pick free ports: /proc/net/tcp is unreadable and node is not installed"
-  node -e '
-    const net = require("node:net");
-    const grab = () => new Promise((res, rej) => {
-      const s = net.createServer(); s.unref(); s.on("error", rej);
-      s.listen({ port: 0, host: "127.0.0.1", exclusive: true }, () => res(s));
-    });
-    (async () => {
-      const ss = [];
-      for (let i = 0; i < Number(process.argv[1]); i++) ss.push(await grab());
-      console.log(ss.map((s) => s.address().port).join(" "));
-      ss.forEach((s) => s.close());
-    })().catch((e) => { console.error(e.message); process.exit(1); });' "$n"
 }
 
 # ------------------------------------------------------------------------- pki
@@ -563,11 +514,7 @@ cmd_stop() {
   fi
   lock_state
   stop_all
-  local wd
-  wd="$(cat "$STATE/watchdog.pid" 2>/dev/null || true)"
-  if [[ "$wd" =~ ^[0-9]+$ && "$wd" != "$$" ]] && kill -0 "$wd" 2>/dev/null; then
-    kill "$wd" 2>/dev/null || true
-  fi
+  stop_watchdog
   rm -rf -- "$STATE"
 }
 
@@ -578,10 +525,6 @@ cmd_status() {
   fi
   log "not running (state $STATE)"
   return 1
-}
-
-usage() {
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$SELF" >&2
 }
 
 # In braces with exit: bash reads scripts lazily, and a long install or the
