@@ -41,7 +41,11 @@ export class Receiver {
           at: Date.now(),
         };
         this.requests.push(r);
-        this.waiters = this.waiters.filter((w) => (w.pred(this.requests) ? (w.resolve(), false) : true));
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.pred(this.requests)) return true;
+          w.resolve();
+          return false;
+        });
         (async () => {
           const a = await this.answer(r);
           if (a === 'hang') {

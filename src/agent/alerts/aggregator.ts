@@ -141,7 +141,7 @@ export class AlertAggregator {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly db: DB,
+    db: DB,
     private readonly outbox: Spool,
     private readonly opts: AggregatorOptions,
   ) {

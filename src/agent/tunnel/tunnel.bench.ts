@@ -98,7 +98,12 @@ async function serveCountingSink(data: string): Promise<void> {
       agents: new AgentRegistry(db),
       pollers: new ProjectPollers(20_000, silent),
       log: silent,
-      sink: { accept: async (_agent, evs) => ((events += evs.length), { stored: evs.length, duplicates: 0 }) },
+      sink: {
+        accept: async (_agent, evs) => {
+          events += evs.length;
+          return { stored: evs.length, duplicates: 0 };
+        },
+      },
     },
     new StreamRegistry(),
   );

@@ -111,7 +111,7 @@ describe('cilium module', () => {
   }, 30_000);
 
   it('loses no alert when storing it fails: the module fails without saving the cursor past the flow, and a restart reads it again', async () => {
-    const { dir, relay, block, db, outbox, alerts, base } = await setup();
+    const { dir, block, db, outbox, alerts, base } = await setup();
 
     // Saving the alert (with the cursor) fails once.
     db.exec("CREATE TEMP TRIGGER fail BEFORE INSERT ON pending_alert_counts BEGIN SELECT RAISE(FAIL, 'disk full'); END");
@@ -137,7 +137,7 @@ describe('cilium module', () => {
   }, 30_000);
 
   it("keeps the aggregator in step with the disk when saving the cursor fails in the alert's transaction", async () => {
-    const { dir, relay, block, db, alerts } = await setup();
+    const { dir, block, db, alerts } = await setup();
     db.exec("CREATE TEMP TRIGGER fail BEFORE UPDATE ON hubble_cursor BEGIN SELECT RAISE(FAIL, 'disk full'); END");
     const mod = createCiliumModule({ policyPaths: [dir] });
     await expect(mod.run(block, { log, db, alerts, dataDir: dir, agentName: 'edge', files: [] }, new AbortController().signal)).rejects.toThrow(/disk full/);

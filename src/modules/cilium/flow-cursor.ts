@@ -43,7 +43,7 @@ export class FlowCursor {
   private held = false;
 
   constructor(
-    private readonly db: DB,
+    db: DB,
     private readonly relay: string,
   ) {
     migrate(db, 'hubble_cursor', MIGRATIONS);

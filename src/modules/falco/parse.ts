@@ -203,7 +203,7 @@ export function quoteBigIntegers(text: string): string {
       }
       const digits = c === 45 ? j - i - 1 : j - i;
       if (integer && digits >= 16 && !Number.isSafeInteger(Number(text.slice(i, j)))) {
-        out += text.slice(last, i) + '"' + text.slice(i, j) + '"';
+        out += `${text.slice(last, i)}"${text.slice(i, j)}"`;
         last = j;
       }
       i = j - 1;

@@ -36,7 +36,7 @@ const PODS = {
 } satisfies Record<string, Pod>;
 
 function clock(t: Date): string {
-  return t.toISOString().slice(11, 23) + '000000';
+  return `${t.toISOString().slice(11, 23)}000000`;
 }
 
 function containerFields(p: Pod): Record<string, unknown> {

@@ -71,7 +71,7 @@ function flows(s: Spec, at: Date): Flow[] {
     traffic_direction: s.direction,
   };
   const out: Flow[] = [];
-  const mk = (type: number, extra: Record<string, unknown>) => {
+  const mk = (_type: number, extra: Record<string, unknown>) => {
     seq++;
     const t = new Date(at.getTime() + out.length);
     out.push(flowFromJson({ flow: { ...base, ...extra, time: t.toISOString(), uuid: `demo-${process.pid}-${seq}` } }));

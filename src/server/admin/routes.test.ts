@@ -21,7 +21,17 @@ function setup() {
   const app = Fastify();
   // The feed server's error handler, which answers the registry's VerdictErrors as in production.
   app.setErrorHandler(httpErrorHandler);
-  registerAdminRoutes(app, { agents, tokens, streams: { drop: (id) => (dropped.push(id), 1) }, log: createRootLogger({ level: 'silent' }) });
+  registerAdminRoutes(app, {
+    agents,
+    tokens,
+    streams: {
+      drop: (id) => {
+        dropped.push(id);
+        return 1;
+      },
+    },
+    log: createRootLogger({ level: 'silent' }),
+  });
   const admin = tokens.create('ops', 'admin').token;
   const reader = tokens.create('viewer', 'read').token;
   const call = (method: 'GET' | 'POST' | 'DELETE', url: string, token = admin, payload?: object) =>

@@ -51,7 +51,17 @@ describe('AgentRegistry tokens', () => {
     const server = new AgentRegistry(serverDb);
     const { tokenId } = server.register('edge', project);
     const dropped: number[] = [];
-    const watcher = new RevocationWatcher(server, { tokenIds: () => [tokenId], drop: (id) => (dropped.push(id), 2) }, silent);
+    const watcher = new RevocationWatcher(
+      server,
+      {
+        tokenIds: () => [tokenId],
+        drop: (id) => {
+          dropped.push(id);
+          return 2;
+        },
+      },
+      silent,
+    );
     expect(watcher.check()).toBe(0);
     new AgentRegistry(cliDb).revokeToken('edge', tokenId);
     expect(watcher.check()).toBe(2);

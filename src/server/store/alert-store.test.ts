@@ -299,7 +299,7 @@ describe('AlertStore queries', () => {
 
   it('filters by status, severity, source, namespace, policy, rule, agent and time', () => {
     const { store } = seeded();
-    const titles = (q: Parameters<AlertStore['list']>[0]) => store.list(q).alerts.map((a) => a.namespace + ':' + a.source);
+    const titles = (q: Parameters<AlertStore['list']>[0]) => store.list(q).alerts.map((a) => `${a.namespace}:${a.source}`);
     expect(titles({ limit: 10 })).toEqual(['kube-system:falco', 'shop:falco', 'db:cilium', 'shop:cilium']);
     expect(titles({ limit: 10, severity: ['critical', 'high'] })).toEqual(['shop:falco', 'db:cilium']);
     expect(titles({ limit: 10, source: ['cilium'] })).toEqual(['db:cilium', 'shop:cilium']);

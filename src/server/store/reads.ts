@@ -9,7 +9,6 @@ import {
   type AlertRow,
   type NarrowRow,
   type Occurrence,
-  type StatusChange,
   type StoredAlert,
   type TextRow,
 } from './types.js';

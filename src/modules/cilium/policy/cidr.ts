@@ -40,7 +40,7 @@ function parseV6(s: string): bigint | number | null {
   if (text.indexOf('.', lastColon) > lastColon) {
     tail = parseV4(text.slice(lastColon + 1));
     if (tail === null) return null;
-    text = text.slice(0, lastColon + 1) + '0:0';
+    text = `${text.slice(0, lastColon + 1)}0:0`;
   }
   const dbl = text.indexOf('::');
   if (dbl !== text.lastIndexOf('::')) return null;

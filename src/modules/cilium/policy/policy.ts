@@ -238,8 +238,8 @@ export type L7Request = { kind: 'http'; req: HttpRequest } | { kind: 'dns'; quer
 
 function l7RulesAllow(rules: L7Rules, r: NonNullable<L7Request>): boolean {
   if (rules.opaque) return true;
-  if (r.kind === 'http') return rules.http !== null && rules.http.some((h) => httpRuleMatches(h, r.req));
-  return rules.dns !== null && rules.dns.some((m) => nameMatches(m, r.query));
+  if (r.kind === 'http') return rules.http?.some((h) => httpRuleMatches(h, r.req)) ?? false;
+  return rules.dns?.some((m) => nameMatches(m, r.query)) ?? false;
 }
 
 /** Whether the flow passes, given its L7 request (null: an L4 flow, which the proxy port admits). */

@@ -169,7 +169,7 @@ export function ciliumRule(spec: unknown, where: string, kind: PolicyKind, names
   if (hasNs && kind !== 'CiliumClusterwideNetworkPolicy')
     throw new VerdictError('VERDICT_POLICY_INVALID', `${where}.nodeSelector: only a CiliumClusterwideNetworkPolicy may select nodes`);
   const es = hasEs ? compileSelector(spec.endpointSelector, `${where}.endpointSelector`) : null;
-  const subjectMatchesInit = es !== null && es.reqs.some((r) => r.source === 'reserved' && r.key === 'init');
+  const subjectMatchesInit = es?.reqs.some((r) => r.source === 'reserved' && r.key === 'init') ?? false;
   const scope: Scope = { namespace, subjectMatchesInit, warnings };
   const ded = spec.enableDefaultDeny;
   if (ded !== undefined && ded !== null && !isObj(ded))
