@@ -2,16 +2,7 @@ import { MAX_SAMPLES } from '../../shared/alert/payload.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStatus } from './alert-query.js';
 import { iso, JOINED, ROW_COLS, rowToAlert, TEXT_COLS } from './rows.js';
-import {
-  OCCURRENCES_KEPT,
-  PINNED_SLOT,
-  type AlertDetail,
-  type AlertRow,
-  type NarrowRow,
-  type Occurrence,
-  type StoredAlert,
-  type TextRow,
-} from './types.js';
+import { OCCURRENCES_KEPT, PINNED_SLOT, type AlertDetail, type AlertRow, type NarrowRow, type Occurrence, type StoredAlert, type TextRow } from './types.js';
 
 // Reads of single alerts: an alert, its detail (occurrences and history), and
 // the lookups other parts of the server name alerts by.
