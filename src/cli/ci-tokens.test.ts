@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -80,6 +80,28 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
     await expect(ciTokens(['create', '--project', 'a/b', '--protected', '--data-dir', data])).rejects.toThrow(/give --ref/);
     await expect(ciTokens(['create', '--project', 'a/b', '--ttl', '48h', '--data-dir', data])).rejects.toThrow(/at most 24h/);
     await expect(kubeconfig(['--ci-token', 'x', '--data-dir', data])).rejects.toThrow(/give --server/);
+    // Usage errors (exit 2), not failures of the command.
+    const usage = (e: unknown) => e instanceof VerdictError && e.code === 'VERDICT_USAGE';
+    for (const bad of [
+      ['create', '--project', 'a/b', '--ttl', '0s'],
+      ['create', '--project', ' / '],
+    ]) {
+      const e = await ciTokens([...bad, '--data-dir', data]).catch((x: unknown) => x);
+      expect(usage(e), String(e)).toBe(true);
+    }
+    expect(String(await ciTokens(['create', '--project', 'a/b', '--ttl', '0s', '--data-dir', data]).catch((x: unknown) => x))).toMatch(/--ttl must be above 0/);
+    // A mistyped --data-dir is refused, not made into an empty database that knows no token and no agent.
+    const wrong = join(dir, 'no-such-dir');
+    for (const call of [
+      () => ciTokens(['create', '--project', 'a/b', '--data-dir', wrong]),
+      () => ciTokens(['list', '--data-dir', wrong]),
+      () => kubeconfig(['--ci-token', 'x', '--server', 'https://x', '--data-dir', wrong]),
+    ]) {
+      const e = await call().catch((x: unknown) => x);
+      expect(usage(e), String(e)).toBe(true);
+      expect(String(e)).toMatch(/holds no Verdict server database \(server\.db\); give --data-dir the server's data_dir/);
+    }
+    expect(existsSync(wrong)).toBe(false);
     const other = (await stdoutOf(() => ciTokens(['create', '--project', 'shop/web', '--environment', 'staging', '--data-dir', data]))).out.trim();
     // Job ids are drawn at random (job-tokens.ts).
     await expect(kubeconfig(['--ci-token', other, '--server', 'https://x', '--data-dir', data])).rejects.toThrow(

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { JobTokens, MAX_TTL_MS, type CiJob } from '../modules/ci-access/job-tokens.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { parseDuration } from '../shared/config/duration.js';
@@ -24,6 +26,19 @@ others accept its tokens and revocations within about a second. The same operati
 in the admin HTTP API: /api/v1/admin/ci-tokens.
 `;
 
+/**
+ * The server's database in dataDir, which must exist: opening it elsewhere would make an empty one, so a
+ * mistyped --data-dir would issue tokens nobody checks or report every token as unknown. The server makes
+ * it at its first start, `verdict agents register` too.
+ */
+export function openExistingServerDb(dataDir: string, command: string): ReturnType<typeof openServerDb> {
+  if (!existsSync(join(dataDir, 'server.db')))
+    throw usageError(
+      `verdict ${command}: ${dataDir} holds no Verdict server database (server.db); give --data-dir the server's data_dir (default ${SERVER_DEFAULTS.data_dir}), where \`verdict server\` and \`verdict agents register\` keep it`,
+    );
+  return openServerDb(dataDir);
+}
+
 export function jobLine(j: CiJob, now = Date.now()): string {
   const state = j.revoked_at !== null ? `revoked ${new Date(j.revoked_at).toISOString()}` : j.expires_at <= now ? 'expired' : 'active';
   return `${j.id}\t${j.project}\t${j.environment || '-'}\t${j.ref || '-'}${j.protected ? ' (protected)' : ''}\texpires ${new Date(j.expires_at).toISOString()}\t${state}\n`;
@@ -41,24 +56,26 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (typeof args === 'number') return args;
   const { sub, values, positionals } = args;
+  let ttlMs = 0;
   if (sub === 'create') {
-    if (!values.project) throw usageError("verdict ci-tokens create: give --project <path> of the job's project (group/project, as in ci_access)");
+    if (!values.project?.replace(/[\s/]/g, ''))
+      throw usageError("verdict ci-tokens create: give --project <path> of the job's project (group/project, as in ci_access)");
     if (values.protected && !values.ref) throw usageError('verdict ci-tokens create: --protected says --ref is protected; give --ref <branch or tag> too');
-    let ttlMs: number;
     try {
       ttlMs = parseDuration(values.ttl, '--ttl');
     } catch (e) {
       throw usageError(`verdict ci-tokens create: ${(e as Error).message}`);
     }
+    if (!(ttlMs > 0)) throw usageError(`verdict ci-tokens create: --ttl must be above 0, e.g. 1h; got ${values.ttl}`);
     if (ttlMs > MAX_TTL_MS) throw usageError('verdict ci-tokens create: --ttl is at most 24h: a job token lives as long as its job');
   }
-  const db = openServerDb(values['data-dir']);
+  const db = openExistingServerDb(values['data-dir'], `ci-tokens ${sub}`);
   try {
     const jobs = new JobTokens(db);
     if (sub === 'create') {
       const { token } = jobs.create({
         project: values.project!,
-        ttlMs: parseDuration(values.ttl, '--ttl'),
+        ttlMs,
         ...(values.environment ? { environment: values.environment } : {}),
         ...(values.ref ? { ref: values.ref } : {}),
         protected: Boolean(values.protected),

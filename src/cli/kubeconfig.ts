@@ -4,9 +4,9 @@ import { JobTokens } from '../modules/ci-access/job-tokens.js';
 import { agentsForJob, kubeconfigYaml } from '../modules/ci-access/kubeconfig.js';
 import { AgentRegistry } from '../server/agents/agent-registry.js';
 import { headCommit } from '../server/config/git-project.js';
-import { openServerDb } from '../server/store/server-db.js';
 import { loadServerConfigFile, SERVER_DEFAULTS, type ServerConfig } from '../shared/config/server-config.js';
 import { parseFlags, usageError } from './args.js';
+import { openExistingServerDb } from './ci-tokens.js';
 
 const HELP = `Usage:
   verdict kubeconfig --ci-token <token> [--config <server.yaml>] [--server <url>]
@@ -47,7 +47,7 @@ export interface KubeconfigRequest {
 
 /** The job's KUBECONFIG; throws with every agent's reason when none allows the job. */
 export async function kubeconfigFor(r: KubeconfigRequest): Promise<string> {
-  const db = openServerDb(r.dataDir);
+  const db = openExistingServerDb(r.dataDir, 'kubeconfig');
   try {
     const auth = new JobTokens(db).authenticate(r.ciToken);
     if ('error' in auth) throw new Error(auth.error);
