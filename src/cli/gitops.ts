@@ -7,6 +7,7 @@ import { readFiles, selectFiles } from '../modules/gitops/manifest-files.js';
 import { preview, type PreviewLine } from '../modules/gitops/preview.js';
 import { resolveProject } from '../modules/gitops/project-repos.js';
 import { resolveCommit } from '../server/config/git-project.js';
+import { globProblem } from '../shared/config/glob.js';
 import { loadServerConfigFile } from '../shared/config/server-config.js';
 import { parseFlags, usageError } from './args.js';
 
@@ -71,11 +72,23 @@ export async function run(argv: string[]): Promise<number> {
   if (!values.project) throw usageError('verdict gitops diff: give --project <id>');
   const projectsDir = values['projects-dir'] ?? (values.config ? loadServerConfigFile(values.config).projects_dir : undefined);
   if (!projectsDir) throw usageError('verdict gitops diff: give --projects-dir <dir> or --config <server.yaml> with projects_dir');
+  // A flag's value that names nothing is a usage error (exit 2), never exit 1, which says the sync would change something.
+  const flag = <T>(name: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      throw usageError(`verdict gitops diff: ${name}: ${(e as Error).message}`);
+    }
+  };
+  for (const glob of values.path ?? []) {
+    const problem = globProblem(glob.replace(/^\//, ''));
+    if (problem) throw usageError(`verdict gitops diff: --path ${glob}: ${problem}; fix it (the glob syntax: docs/gitops.md)`);
+  }
   // No configuration project here: every id resolves under projects_dir.
-  const project = resolveProject(values.project, '', projectsDir);
-  const ref = refSpec(parseRef(values.ref));
+  const project = flag('--project', () => resolveProject(values.project!, '', projectsDir));
+  const ref = flag('--ref', () => refSpec(parseRef(values.ref)));
   const commit = await resolveCommit(project.repo, ref.rev);
-  if (!commit) throw new Error(`${ref.name} not found in project ${project.id}`);
+  if (!commit) throw usageError(`verdict gitops diff: --ref: ${ref.name} not found in project ${project.id}`);
   const selection = await selectFiles(project.repo, commit, values.path ?? []);
   const contents = await readFiles(project.repo, selection.files);
   const files = selection.files.map((f, i) => ({ source: f.path, data: contents[i]! }));
