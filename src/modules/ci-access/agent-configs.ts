@@ -1,33 +1,66 @@
 import { loadAgentConfiguration } from '../../server/config/agent-config-loader.js';
+import { ConfigError } from '../../shared/config/schema.js';
+import type { Logger } from '../../shared/log/logger.js';
 import type { CiAccessConfig } from './config.js';
 
 // The ci_access block of an agent's config.yaml, as the server decides with it
 // who may use the agent. Read at the configuration project's current commit
 // (the caller says how to find it: a poller in the server, git in the CLI) and
 // kept per commit, so a request costs no git call while nothing changed.
+// A commit whose config.yaml does not validate leaves the last good block in
+// force, as the agent keeps its last good configuration (and as GitLab kept
+// the authorizations of the last configuration it could parse): a typo pushed
+// to the configuration project must not lock every CI job out of the cluster.
+// A process that has read no good block yet (just started) refuses with the
+// error instead.
 
 export interface AgentRef {
   name: string;
   config_project: string;
 }
 
+type Block = CiAccessConfig | undefined;
+
 interface Entry {
   repo: string;
   commit: string;
-  block: Promise<CiAccessConfig | undefined>;
+  block: Promise<Block>;
 }
 
 export class CiAccessConfigs {
   private readonly byAgent = new Map<string, Entry>();
+  /** The block of the last commit that validated, per agent. */
+  private readonly lastGood = new Map<string, { repo: string; commit: string; block: Block }>();
 
-  constructor(private readonly commitOf: (repo: string) => Promise<string>) {}
+  constructor(
+    private readonly commitOf: (repo: string) => Promise<string>,
+    private readonly log?: Logger,
+  ) {}
 
-  /** The agent's ci_access block at the current commit (undefined when it has none); throws when config.yaml cannot be read or is invalid. */
-  async get(agent: AgentRef): Promise<CiAccessConfig | undefined> {
+  /**
+   * The agent's ci_access block at the current commit (undefined when it has none), or the last good one when
+   * config.yaml does not validate there; throws when it cannot be read, or is invalid and no good one was read.
+   */
+  async get(agent: AgentRef): Promise<Block> {
     const commit = await this.commitOf(agent.config_project);
     const e = this.byAgent.get(agent.name);
     if (e && e.commit === commit && e.repo === agent.config_project) return e.block;
-    const block = loadAgentConfiguration(agent.config_project, agent.name, commit).then((l) => l.config.ci_access as CiAccessConfig | undefined);
+    const block = loadAgentConfiguration(agent.config_project, agent.name, commit).then(
+      (l) => {
+        const b = l.config.ci_access as Block;
+        this.lastGood.set(agent.name, { repo: agent.config_project, commit, block: b });
+        return b;
+      },
+      (err: unknown) => {
+        const good = this.lastGood.get(agent.name);
+        if (!(err instanceof ConfigError) || good?.repo !== agent.config_project) throw err;
+        this.log?.warn(
+          { agent_name: agent.name, commit_id: commit, error: err.message, last_good_commit_id: good.commit },
+          'CI tunnel: invalid configuration; deciding with the ci_access block of the last good one',
+        );
+        return good.block;
+      },
+    );
     // A failed read is not kept: the next request tries again.
     block.catch(() => {
       if (this.byAgent.get(agent.name)?.block === block) this.byAgent.delete(agent.name);

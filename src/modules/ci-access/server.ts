@@ -52,7 +52,7 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
       replicas: kafka
         ? { holding: (agent) => sync?.holding(agent) ?? [], forwarder: new ReplicaForwarder(ctx.tls?.cert, ctx.log), replica: replicaId(ctx.db) }
         : undefined,
-      configs: new CiAccessConfigs((repo) => pollers.get(repo).current()),
+      configs: new CiAccessConfigs((repo) => pollers.get(repo).current(), ctx.log),
       tunnels: tunnels(ctx.config),
       prefix: k.url_path_prefix,
       projectsDir: ctx.config.projects_dir,

@@ -1,0 +1,60 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { headCommit } from '../../server/config/git-project.js';
+import { ConfigError } from '../../shared/config/schema.js';
+import type { Logger } from '../../shared/log/logger.js';
+import { CiAccessConfigs } from './agent-configs.js';
+
+// The server decides who may use an agent with its ci_access block at the
+// configuration project's current commit; a commit that does not validate
+// leaves the last good block in force, as the agent keeps its last good
+// configuration, rather than refusing every CI job with 503.
+
+describe('CiAccessConfigs', () => {
+  const repo = mkdtempSync(join(tmpdir(), 'verdict-ci-configs-'));
+  mkdirSync(join(repo, '.gitlab/agents/prod'), { recursive: true });
+  const git = (...a: string[]) => execFileSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@t', ...a]);
+  git('init', '-q', '-b', 'main');
+  const commit = (yaml: string) => {
+    writeFileSync(join(repo, '.gitlab/agents/prod/config.yaml'), yaml);
+    git('add', '-A');
+    git('commit', '-q', '-m', 'c');
+    return git('rev-parse', 'HEAD').toString().trim();
+  };
+  const agent = { name: 'prod', config_project: repo };
+
+  it('keeps deciding with the last good block while config.yaml does not validate; a fresh reader refuses with the error', async () => {
+    const warnings: unknown[] = [];
+    const log = { warn: (o: unknown, msg: string) => warnings.push({ ...(o as object), msg }) } as unknown as Logger;
+    const configs = new CiAccessConfigs(headCommit, log);
+    const good = commit('ci_access:\n  projects:\n    - id: shop/app\n');
+    expect((await configs.get(agent))?.projects?.map((p) => p.id)).toEqual(['shop/app']);
+
+    const bad = commit('ci_access:\n  projects:\n    - id: shop/app\n      protected_branches_only: "yes please"\n');
+    expect((await configs.get(agent))?.projects?.map((p) => p.id)).toEqual(['shop/app']);
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        agent_name: 'prod',
+        commit_id: bad,
+        last_good_commit_id: good,
+        error: expect.stringMatching(/config\.yaml:4: ci_access\.projects\[0\]\.protected_branches_only: must be true or false/),
+        msg: 'CI tunnel: invalid configuration; deciding with the ci_access block of the last good one',
+      }),
+    ]);
+    // Kept per commit: the warning is not repeated for every request.
+    await configs.get(agent);
+    expect(warnings).toHaveLength(1);
+
+    // Nothing good read yet (a server just started, `verdict kubeconfig`): the error, naming file, line and key.
+    await expect(new CiAccessConfigs(headCommit).get(agent)).rejects.toThrow(ConfigError);
+    await expect(new CiAccessConfigs(headCommit).get(agent)).rejects.toThrow(/protected_branches_only: must be true or false/);
+
+    commit('ci_access:\n  groups:\n    - id: platform\n');
+    const now = await configs.get(agent);
+    expect(now?.projects).toEqual([]);
+    expect(now?.groups?.map((g) => g.id)).toEqual(['platform']);
+  });
+});
