@@ -44,17 +44,21 @@ stop_watchdog() {
 }
 
 # free_ports N: prints N TCP ports on 127.0.0.1 that no socket uses now, from
-# 20000-31999: below the usual ephemeral range (32768+), so outgoing
-# connections cannot take them, and above the test helpers' (10000-19999,
-# test/helpers/processes.ts). Racy by nature; `start` retries with new ports
-# on a bind failure.
+# 20000 up to 31999 or the start of the kernel's ephemeral range
+# (/proc/sys/net/ipv4/ip_local_port_range, usually 32768), whichever is lower,
+# so outgoing connections cannot take them, and above the test helpers'
+# (10000-19999, test/helpers/processes.ts). Racy by nature; `start` retries
+# with new ports on a bind failure.
 free_ports() {
-  local n="$1"
+  local n="$1" lo=20000 hi=32000 eph
+  eph="$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true)"
+  # An ephemeral range that starts too low to leave room keeps the usual stretch: nothing better is free of it.
+  if [[ "$eph" =~ ^[0-9]+$ ]] && (( eph >= lo + 1000 && eph < hi )); then hi=$eph; fi
   if [[ -r /proc/net/tcp ]]; then
     local used p hex picked=" "
     used="$(awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true)"
     while (( $(wc -w <<<"$picked") < n )); do
-      p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
+      p=$(( lo + (RANDOM * 32768 + RANDOM) % (hi - lo) ))
       printf -v hex '%04X' "$p"
       grep -qx "$hex" <<<"$used" && continue
       [[ "$picked" == *" $p "* ]] && continue
