@@ -93,6 +93,7 @@ describe('decodeFiles', () => {
     const d = decodeFiles([
       file('a.yaml', 'apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\n  annotations:\n    helm.sh/hook-weight: -2\n'),
       file('c.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {tier: web}}\ndata:\n  PORT: "8080"\n  ENABLED: true\n'),
+      file('l.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: l\n  labels: {version: 2, tier: web, enabled: true}\ndata:\n  PORT: 8080\n'),
       file('ok.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\ndata: {a: "1", b: two}\n'),
     ]);
     expect(d.objects.map((m) => m.object.metadata.name)).toEqual(['ok']);
@@ -102,6 +103,11 @@ describe('decodeFiles', () => {
         'invalid object: "_j_batch_Job": metadata.annotations.helm.sh/hook-weight: Invalid value: -2: must be a string (quote it in the manifest)',
       ],
       ['ConfigMap c', 'invalid object: "_c__ConfigMap": data.ENABLED: Invalid value: true: must be a string (quote it in the manifest)'],
+      // All of an object's values at once, aggregated as the API server's field errors are.
+      [
+        'ConfigMap l',
+        'invalid object: "_l__ConfigMap": [metadata.labels.version: Invalid value: 2: must be a string (quote it in the manifest), metadata.labels.enabled: Invalid value: true: must be a string (quote it in the manifest), data.PORT: Invalid value: 8080: must be a string (quote it in the manifest)]',
+      ],
     ]);
   });
 

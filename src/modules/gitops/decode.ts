@@ -52,12 +52,16 @@ function problem(o: KubeObject): string | undefined {
     ['metadata.annotations', o.metadata.annotations],
   ];
   if (o.apiVersion === 'v1' && (o.kind === 'ConfigMap' || o.kind === 'Secret')) maps.push(['data', o.data], ['stringData', o.stringData]);
+  // Every such value at once, as the API server's field errors are aggregated ("[a, b]"): a chart's labels and
+  // annotations often hold several, and one per sync would take a commit and a retry each.
+  const unquoted: string[] = [];
   for (const [field, m] of maps) {
     if (!m || typeof m !== 'object' || Array.isArray(m)) continue;
     for (const [k, v] of Object.entries(m)) {
-      if (v !== null && typeof v !== 'string') return `${field}.${k}: Invalid value: ${JSON.stringify(v)}: must be a string (quote it in the manifest)`;
+      if (v !== null && typeof v !== 'string') unquoted.push(`${field}.${k}: Invalid value: ${JSON.stringify(v)}: must be a string (quote it in the manifest)`);
     }
   }
+  if (unquoted.length) return unquoted.length === 1 ? unquoted[0] : `[${unquoted.join(', ')}]`;
   if (!o.apiVersion) return 'apiVersion: Required value: apiVersion is required';
   if (!o.kind) return 'kind: Required value: kind is required';
   if (!o.metadata.name) {
