@@ -1,6 +1,6 @@
 import type { Logger } from '../../shared/log/logger.js';
 import { errText } from '../../shared/log/logger.js';
-import type { BackoffOptions } from '../../shared/retry/backoff.js';
+import { Backoff, type BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import type { InventoryRef } from './inventory.js';
 import type { KubeApi } from './kube/api.js';
@@ -9,9 +9,12 @@ import type { ObjectsBatch } from './objects-client.js';
 import { type SyncResult, type SyncSettings, summary, synchronize } from './sync.js';
 
 // One worker per manifest project: the latest batch from the server wins.
-// A new commit cancels the sync in progress; a failed sync is retried after a
-// backoff (10 s to 1 min, the original's); a good one is applied again every
-// resync interval, which corrects drift made behind GitOps' back.
+// A new commit cancels the sync in progress, or the wait before a failed one's
+// retry (the commit that fixes it is applied at once, not after up to a
+// minute); a failed sync is retried after a backoff (10 s to 1 min, the
+// original's), which starts again from 10 s for a new commit; a good one is
+// applied again every resync interval, which corrects drift made behind
+// GitOps' back.
 
 export interface SyncReport {
   projectId: string;
@@ -44,6 +47,8 @@ export class ProjectWorker {
   private latest: ObjectsBatch | undefined;
   private wake: (() => void) | undefined;
   private current: AbortController | undefined;
+  /** Set while the worker waits to retry a failed sync: aborting it ends the wait. */
+  private backingOff: AbortController | undefined;
   private readonly lastApplied = new Map<string, { hash: string; resourceVersion: string }>();
 
   constructor(private readonly o: WorkerOptions) {}
@@ -52,6 +57,7 @@ export class ProjectWorker {
   offer(batch: ObjectsBatch): void {
     this.latest = batch;
     this.current?.abort(CANCELED);
+    this.backingOff?.abort();
     this.wake?.();
   }
 
@@ -71,68 +77,90 @@ export class ProjectWorker {
 
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.o;
+    const backoff = new Backoff(this.o.backoff);
     let synced: string | undefined;
-    await retryLoop(
-      {
-        backoff: this.o.backoff,
-        signal,
-        onBackoff: (delay) => log.info({ retry_in_ms: delay }, 'GitOps: retrying synchronization after a delay'),
-      },
-      async (progress) => {
-        while (!this.latest && !signal.aborted) await this.waitForChange(undefined, signal);
-        const batch = this.latest;
-        if (!batch || signal.aborted) return 'done';
-        const resync = synced === batch.commit;
-        const abort = new AbortController();
-        this.current = abort;
-        const stop = () => abort.abort(signal.reason);
-        signal.addEventListener('abort', stop, { once: true });
-        const l = log.child({ commit_id: batch.commit });
-        l.info({ resync }, 'Synchronizing objects');
-        try {
-          const result = await synchronize(batch.files, batch.commit, this.o.settings, {
-            api: this.o.api,
-            discovery: new Discovery(this.o.api),
-            inventory: this.o.inventory,
-            signal: abort.signal,
-            lastApplied: this.lastApplied,
-          });
-          const driftCorrected = resync && result.changed > 0;
-          if (driftCorrected) {
-            l.warn(
-              { objects: result.objects.filter((x) => x.action === 'configured' || x.action === 'created').map((x) => x.object) },
-              'GitOps: drift corrected',
-            );
-          }
-          const failures = result.objects.filter((x) => x.action === 'failed');
-          this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: failures.length === 0, result, driftCorrected });
-          if (failures.length) {
-            l.error(
-              { ...summary(result), error: failures.map((f) => `${f.object}${f.source ? ` (${f.source})` : ''}: ${f.reason}`).join('; ') },
-              'Synchronization failed',
-            );
-            return 'backoff';
-          }
-          l.info(summary(result), 'Objects synchronized');
-          synced = batch.commit;
-          progress();
-        } catch (e) {
-          if (abort.signal.reason === CANCELED) {
-            l.info('Synchronization was canceled');
+    let tried: string | undefined;
+    // One retry loop per wait a new batch may cut short (offer() aborts the round); the backoff's state carries over.
+    while (!signal.aborted) {
+      const round = new AbortController();
+      const endRound = () => round.abort();
+      signal.addEventListener('abort', endRound, { once: true });
+      try {
+        await retryLoop(
+          {
+            backoff,
+            signal: round.signal,
+            onBackoff: (delay) => {
+              this.backingOff = round;
+              log.info({ retry_in_ms: delay }, 'GitOps: retrying synchronization after a delay');
+            },
+          },
+          async (progress) => {
+            this.backingOff = undefined;
+            while (!this.latest && !signal.aborted) await this.waitForChange(undefined, signal);
+            const batch = this.latest;
+            if (!batch || signal.aborted) return 'done';
+            // A new commit's failures back off from the start again.
+            if (batch.commit !== tried) {
+              tried = batch.commit;
+              progress();
+            }
+            const resync = synced === batch.commit;
+            const abort = new AbortController();
+            this.current = abort;
+            const stop = () => abort.abort(signal.reason);
+            signal.addEventListener('abort', stop, { once: true });
+            const l = log.child({ commit_id: batch.commit });
+            l.info({ resync }, 'Synchronizing objects');
+            try {
+              const result = await synchronize(batch.files, batch.commit, this.o.settings, {
+                api: this.o.api,
+                discovery: new Discovery(this.o.api),
+                inventory: this.o.inventory,
+                signal: abort.signal,
+                lastApplied: this.lastApplied,
+              });
+              const driftCorrected = resync && result.changed > 0;
+              if (driftCorrected) {
+                l.warn(
+                  { objects: result.objects.filter((x) => x.action === 'configured' || x.action === 'created').map((x) => x.object) },
+                  'GitOps: drift corrected',
+                );
+              }
+              const failures = result.objects.filter((x) => x.action === 'failed');
+              this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: failures.length === 0, result, driftCorrected });
+              if (failures.length) {
+                l.error(
+                  { ...summary(result), error: failures.map((f) => `${f.object}${f.source ? ` (${f.source})` : ''}: ${f.reason}`).join('; ') },
+                  'Synchronization failed',
+                );
+                return 'backoff';
+              }
+              l.info(summary(result), 'Objects synchronized');
+              synced = batch.commit;
+              progress();
+            } catch (e) {
+              if (abort.signal.reason === CANCELED) {
+                l.info('Synchronization was canceled');
+                return 'now';
+              }
+              if (signal.aborted) return 'done';
+              l.error({ error: errText(e) }, 'Synchronization failed');
+              this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: false, error: errText(e), driftCorrected: false });
+              return 'backoff';
+            } finally {
+              signal.removeEventListener('abort', stop);
+              this.current = undefined;
+            }
+            // Synced: wait for a new commit, or the time to apply this one again.
+            if (this.latest === batch) await this.waitForChange(this.o.resyncIntervalMs, signal);
             return 'now';
-          }
-          if (signal.aborted) return 'done';
-          l.error({ error: errText(e) }, 'Synchronization failed');
-          this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: false, error: errText(e), driftCorrected: false });
-          return 'backoff';
-        } finally {
-          signal.removeEventListener('abort', stop);
-          this.current = undefined;
-        }
-        // Synced: wait for a new commit, or the time to apply this one again.
-        if (this.latest === batch) await this.waitForChange(this.o.resyncIntervalMs, signal);
-        return 'now';
-      },
-    );
+          },
+        );
+      } finally {
+        signal.removeEventListener('abort', endRound);
+        this.backingOff = undefined;
+      }
+    }
   }
 }
