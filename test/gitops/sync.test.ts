@@ -40,7 +40,7 @@ function sync(
   project: string,
   f: Record<string, string>,
   s: Partial<SyncSettings> = {},
-  o: { signal?: AbortSignal; api?: KubeApi; commit?: string } = {},
+  o: { signal?: AbortSignal; api?: KubeApi; commit?: string; lastApplied?: Map<string, { hash: string; resourceVersion: string }> } = {},
 ): Promise<SyncResult> {
   const settings = { ...defaults, ...s };
   return synchronize(files(f), o.commit ?? 'c1', settings, {
@@ -48,6 +48,7 @@ function sync(
     discovery: new Discovery(o.api ?? api),
     inventory: inventoryRef('edge', project, settings.defaultNamespace),
     ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.lastApplied ? { lastApplied: o.lastApplied } : {}),
   });
 }
 
@@ -273,5 +274,22 @@ spec:
     expect(Date.now() - started).toBeLessThan(20_000);
     const timedOut = await sync('slow', { 'd.yaml': deploy }, { reconcileTimeoutMs: 1000 });
     expect(timedOut.objects[0]).toMatchObject({ action: 'failed', reason: expect.stringContaining('is InProgress, not Current') });
+  });
+
+  it('an object that was not Current is waited for again on the next sync of the same commit, even when nothing changed it', async () => {
+    // The worker's memory of what it applied (lastApplied) spares the apply of an object nobody changed; it must
+    // not spare the wait, or the third try of a commit whose Deployment never becomes available reports success.
+    const deploy =
+      'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: never\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: never}}\n  template:\n    metadata: {labels: {app: never}}\n    spec: {containers: [{name: c, image: busybox}]}\n';
+    const lastApplied = new Map<string, { hash: string; resourceVersion: string }>();
+    for (let i = 0; i < 3; i++) {
+      const r = await sync('never', { 'd.yaml': deploy }, { reconcileTimeoutMs: 1000 }, { lastApplied });
+      expect(r.objects[0], `sync ${i + 1}`).toMatchObject({ action: 'failed', reason: expect.stringContaining('is InProgress, not Current') });
+    }
+    // What was Current is still spared: a ConfigMap is applied once, then neither applied nor read again.
+    const once = await sync('never', { 'd.yaml': cm('settled', { a: '1' }) }, {}, { lastApplied });
+    expect(once.failed).toBe(0);
+    const again = await sync('never', { 'd.yaml': cm('settled', { a: '1' }) }, {}, { lastApplied });
+    expect(actions(again)).toEqual({ 'ConfigMap default/settled': 'unchanged' });
   });
 });

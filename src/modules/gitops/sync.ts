@@ -125,6 +125,8 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
     if (live.length === 0) continue;
     const waited = await waitFor('Current', live, { api, discovery, timeoutMs: s.reconcileTimeoutMs, signal });
     for (const n of waited.notReady) {
+      // lastApplied spares the next apply of an object nobody changed, and with it the wait: only one seen Current may be spared.
+      o.lastApplied?.delete(idKey(idOf(n.object)));
       const name = describeId(idOf(n.object));
       const r = results.find((x) => x.object === name);
       // A Failed object ends the wait for itself at once (as cli-utils'); the others ran out of time.
