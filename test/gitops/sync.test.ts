@@ -276,6 +276,16 @@ spec:
     expect(timedOut.objects[0]).toMatchObject({ action: 'failed', reason: expect.stringContaining('is InProgress, not Current') });
   });
 
+  it('a default_namespace that does not exist: the failure names the inventory and says to create the namespace', async () => {
+    // The original's users met a bare `namespaces "x" not found` here, naming neither the object nor the fix.
+    await expect(sync('nons', { 'a.yaml': cm('a', { v: '1' }) }, { defaultNamespace: 'no-such-ns' })).rejects.toThrow(
+      /^cannot write the inventory ConfigMap no-such-ns\/inventory-edge-nons: namespaces "no-such-ns" not found; the inventory is kept in the project's default_namespace "no-such-ns", which must exist: create it, or add its Namespace to the project$/,
+    );
+    // With the Namespace in the commit it works: the inventory is written once the namespace exists.
+    const r = await sync('nons', { 'a.yaml': cm('a', { v: '1' }), 'ns.yaml': ns('no-such-ns') }, { defaultNamespace: 'no-such-ns' });
+    expect(r.failed).toBe(0);
+  });
+
   it('an object that was not Current is waited for again on the next sync of the same commit, even when nothing changed it', async () => {
     // The worker's memory of what it applied (lastApplied) spares the apply of an object nobody changed; it must
     // not spare the wait, or the third try of a commit whose Deployment never becomes available reports success.

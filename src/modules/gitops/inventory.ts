@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import { isVerdictError, VerdictError } from '../../shared/errors.js';
 import type { KubeApi } from './kube/api.js';
 import { ANNOTATION_OWNING_INVENTORY, LABEL_INVENTORY_ID } from './objects.js';
 
@@ -72,12 +73,25 @@ export async function writeInventory(api: KubeApi, ref: InventoryRef, keys: Iter
     metadata: { name: ref.name, namespace: ref.namespace, labels: { [LABEL_INVENTORY_ID]: ref.id } },
     data: Object.fromEntries([...keys].sort().map((k) => [k, ''])),
   };
-  await api.request({
-    method: 'PATCH',
-    path: path(ref, ref.name),
-    query: { fieldManager, force: 'true' },
-    body,
-    contentType: 'application/apply-patch+yaml',
-    signal,
-  });
+  try {
+    await api.request({
+      method: 'PATCH',
+      path: path(ref, ref.name),
+      query: { fieldManager, force: 'true' },
+      body,
+      contentType: 'application/apply-patch+yaml',
+      signal,
+    });
+  } catch (e) {
+    // The API server's bare `namespaces "x" not found` names neither the object nor the fix. Same code and details, so callers still read the status.
+    if (!isVerdictError(e, 'VERDICT_KUBE_API')) throw e;
+    const hint =
+      kubeApiStatus(e) === 404
+        ? `; the inventory is kept in the project's default_namespace "${ref.namespace}", which must exist: create it, or add its Namespace to the project`
+        : '';
+    throw new VerdictError('VERDICT_KUBE_API', `cannot write the inventory ConfigMap ${ref.namespace}/${ref.name}: ${e.message}${hint}`, {
+      cause: e,
+      ...(e.details ? { details: e.details } : {}),
+    });
+  }
 }
