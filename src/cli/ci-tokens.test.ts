@@ -85,6 +85,7 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
     for (const bad of [
       ['create', '--project', 'a/b', '--ttl', '0s'],
       ['create', '--project', ' / '],
+      ['create', '--project', 'shop app'],
     ]) {
       const e = await ciTokens([...bad, '--data-dir', data]).catch((x: unknown) => x);
       expect(usage(e), String(e)).toBe(true);

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { JobTokens, MAX_TTL_MS, type CiJob } from '../modules/ci-access/job-tokens.js';
+import { JobTokens, MAX_TTL_MS, PROJECT_PATH, type CiJob } from '../modules/ci-access/job-tokens.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { parseDuration } from '../shared/config/duration.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
@@ -60,6 +60,10 @@ export async function run(argv: string[]): Promise<number> {
   if (sub === 'create') {
     if (!values.project?.replace(/[\s/]/g, ''))
       throw usageError("verdict ci-tokens create: give --project <path> of the job's project (group/project, as in ci_access)");
+    if (!PROJECT_PATH.test(values.project.trim().replace(/^\/+|\/+$/g, '')))
+      throw usageError(
+        `verdict ci-tokens create: --project ${JSON.stringify(values.project)} is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)`,
+      );
     if (values.protected && !values.ref) throw usageError('verdict ci-tokens create: --protected says --ref is protected; give --ref <branch or tag> too');
     try {
       ttlMs = parseDuration(values.ttl, '--ttl');

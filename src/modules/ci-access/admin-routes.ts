@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServerModuleAdminContext } from '../../server/module.js';
 import { errors, routeSchema } from '../../server/feed/schemas.js';
 import { rejectUnknownFields } from '../../server/feed/filters.js';
-import { JobTokens, MAX_TTL_MS, type CiJob } from './job-tokens.js';
+import { JobTokens, MAX_TTL_MS, PROJECT_PATH, type CiJob } from './job-tokens.js';
 
 // /api/v1/admin/ci-tokens: the operations of `verdict ci-tokens`, for
 // automation that plays the CI server (issues a token per job, revokes it
@@ -40,12 +40,12 @@ const createBody = {
     project: {
       type: 'string',
       maxLength: 255,
-      pattern: '^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$',
+      pattern: PROJECT_PATH.source,
       description: "the job's project as ci_access names it (group/subgroup/project, or a numeric id)",
     },
     environment: { type: 'string', maxLength: 255, description: 'for ci_access environments rules' },
     ref: { type: 'string', maxLength: 255, description: 'the branch or tag the job runs on' },
-    protected: { type: 'boolean', description: 'ref is a protected branch or tag (protected_branches_only)' },
+    protected: { type: 'boolean', description: 'ref is a protected branch or tag (protected_branches_only); needs ref' },
     ttl_seconds: { type: 'integer', minimum: 1, maximum: MAX_TTL_MS / 1000, default: 3600, description: 'lifetime, at most a day' },
   },
 } as const;

@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { randomInt } from 'node:crypto';
 import { hashSecret, newSecret, secretMatches } from '../../server/auth/secret.js';
+import { VerdictError } from '../../shared/errors.js';
 import { migrate, preparedCache, type DB } from '../../shared/sqlite/open.js';
 
 // Credentials of CI/CD jobs. GitLab gives every job a token that dies with
@@ -61,6 +62,8 @@ export type SharedJobToken = CiJob & { token_hash: string };
 const MAX_JOB_ID = 2 ** 40;
 
 export const MAX_TTL_MS = 24 * 3600_000;
+/** A project as ci_access names it: group/subgroup/project, or a numeric id. */
+export const PROJECT_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 export const TOKEN_PREFIX = 'vdt_ci_';
 const PURGE_AFTER_MS = 24 * 3600_000;
 
@@ -80,9 +83,15 @@ export class JobTokens {
   /** Issues a token for one job; the secret is returned once and stored hashed. */
   create(j: NewJob, now = Date.now()): { token: string; job: CiJob } {
     const project = j.project.trim().replace(/^\/+|\/+$/g, '');
-    if (!project) throw new Error('the project is empty; give its path as in ci_access (group/project)');
+    const bad = (message: string) => new VerdictError('VERDICT_BAD_REQUEST', message);
+    if (!project) throw bad('the project is empty; give its path as in ci_access (group/project)');
+    // Such a job could never match a ci_access entry, whose ids are paths of this form.
+    if (!PROJECT_PATH.test(project))
+      throw bad(`the project ${JSON.stringify(j.project)} is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)`);
+    // protected_branches_only reads it as "the ref is protected": without a ref it says nothing.
+    if (j.protected && !j.ref) throw bad('a protected job names its ref: give the protected branch or tag it runs on');
     if (!(j.ttlMs > 0) || j.ttlMs > MAX_TTL_MS)
-      throw new Error(`the lifetime must be above 0 and at most 24h (a job token lives as long as its job); got ${j.ttlMs} ms`);
+      throw bad(`the lifetime must be above 0 and at most 24h (a job token lives as long as its job); got ${j.ttlMs} ms`);
     const token = newSecret(TOKEN_PREFIX);
     const row = {
       id: this.freeId(),
