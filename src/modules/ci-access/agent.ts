@@ -107,9 +107,15 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
         );
       await Promise.all(Array.from({ length: IDLE_CALLS }, slot));
       signal.removeEventListener('abort', stop);
-      if (active > 0) await new Promise<void>((resolve) => (allIdle = resolve));
-      forwarder.close();
-      client.close();
+      // Requests in flight (a watch, logs -f) finish on their own calls, and the connection closes after the last;
+      // the module does not wait for them: the part a new ci_access block starts, and every configuration after
+      // it, would wait as long as a watch lasts (hours), with CI jobs refused meanwhile.
+      const close = () => {
+        forwarder.close();
+        client.close();
+      };
+      if (active > 0) allIdle = close;
+      else close();
     },
   };
 }
