@@ -176,6 +176,27 @@ describe('GitOps module', () => {
     }
   });
 
+  it('reports a project the server refuses (not under projects_dir) as a sync that could not run: sync status and alert', async () => {
+    // Before, only the agent's log said so: the sync status had no row for the project and no alert was raised.
+    const reader = server.tokens.create('refusal-reader', 'read').token;
+    const api = apiOf(server, reader);
+    const run = runGitops(kube, ctx, gitopsBlock({ id: 'group/nope', default_namespace: 'gitops' }), moduleOptions);
+    try {
+      const r = await until(() => reports.find((x) => x.projectId === 'group/nope'), 10_000, 'refusal reported');
+      expect(r).toMatchObject({ commit: '', ok: false, error: expect.stringMatching(/^GitOps: project group\/nope not found under projects_dir /) });
+      const status = await until(async () => (await api.project('group/nope')) ?? undefined, 10_000, 'refusal in GET /api/v1/agents/edge');
+      expect(status).toMatchObject({ ok: false, error: expect.stringContaining('not found under projects_dir') });
+      const alert = await until(
+        async () => (await api.gitopsAlerts()).find((a) => a.status === 'triggered' && a.labels.project === 'group/nope'),
+        10_000,
+        'could-not-run alert',
+      );
+      expect(alert.title).toBe('GitOps sync of group/nope could not run');
+    } finally {
+      await run.stop();
+    }
+  });
+
   it('keeps the cluster as last applied while the server is unreachable, drift correction included', async () => {
     app.git('rm', '-q', '--ignore-unmatch', 'manifests/bad.yaml');
     const good = app.commit({ 'manifests/cm.yaml': cm('settings', '3') });

@@ -105,7 +105,14 @@ export function createGitopsModule(opts: GitopsModuleOptions): AgentModule<Gitop
               receiveObjects(
                 tunnel,
                 { projectId: id, ref: refOf(p), globs: (p.paths ?? []).map((x) => x.glob) },
-                { backoff: opts.streamBackoff ?? SYNC_BACKOFF, log, signal, onBatch: (b) => worker.offer(b) },
+                {
+                  backoff: opts.streamBackoff ?? SYNC_BACKOFF,
+                  log,
+                  signal,
+                  onBatch: (b) => worker.offer(b),
+                  // Reported as a sync that could not run (the sync status, its alert): otherwise only this log knew.
+                  onRefused: (error) => onReport({ projectId: id, commit: '', ok: false, error, driftCorrected: false }),
+                },
               ),
             ];
           }),

@@ -1,4 +1,4 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { Tunnel } from '../../agent/tunnel/connection.js';
 import { GitOpsClient, type ObjectsToSynchronizeRequest, type ObjectsToSynchronizeResponse } from '../../gen/verdict/gitops.js';
 import type { Logger } from '../../shared/log/logger.js';
@@ -11,6 +11,8 @@ import type { ManifestFile } from './decode.js';
 // batch (header, objects, trailer) is reassembled into whole files and handed
 // on; the stream is reopened at once after a batch, with backoff after an
 // error. The agent keeps what it last applied while the server is away.
+
+const REFUSALS = new Set<number>([grpc.status.NOT_FOUND, grpc.status.FAILED_PRECONDITION, grpc.status.INVALID_ARGUMENT]);
 
 export interface ObjectsBatch {
   commit: string;
@@ -27,7 +29,14 @@ export interface ProjectRequest {
 export async function receiveObjects(
   tunnel: Tunnel,
   req: ProjectRequest,
-  o: { backoff: BackoffOptions; log: Logger; signal: AbortSignal; onBatch: (b: ObjectsBatch) => void; onError?: (message: string) => void },
+  o: {
+    backoff: BackoffOptions;
+    log: Logger;
+    signal: AbortSignal;
+    onBatch: (b: ObjectsBatch) => void;
+    /** The server refused the request (a project or ref it cannot find, files over its limits): a person must act. */
+    onRefused?: (message: string) => void;
+  },
 ): Promise<void> {
   const client = new GitOpsClient(tunnel.target, tunnel.credentials, tunnel.options);
   let commit = '';
@@ -39,7 +48,8 @@ export async function receiveObjects(
         onBackoff: (delay, e) => {
           const text = tunnel.describe(e);
           o.log.error({ error: text, retry_in_ms: delay }, 'GitOps: failed to get objects to synchronize');
-          o.onError?.(text);
+          // Not a server that is away or restarting: that passes by itself.
+          if (REFUSALS.has((e as Partial<grpc.ServiceError> | undefined)?.code ?? -1)) o.onRefused?.(text);
         },
       },
       async (progress) => {
