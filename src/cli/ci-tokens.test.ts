@@ -110,6 +110,31 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
     );
   });
 
+  it('with several agents allowing the job, the kubeconfig has no current context and stderr says how to choose one', async () => {
+    writeFileSync(join(project, '.gitlab/agents/prod/config.yaml'), 'ci_access:\n  projects:\n    - id: two/app\n');
+    mkdirSync(join(project, '.gitlab/agents/stage'), { recursive: true });
+    writeFileSync(join(project, '.gitlab/agents/stage/config.yaml'), 'ci_access:\n  projects:\n    - id: two/app\n');
+    git('add', '-A');
+    git('commit', '-q', '-m', 'two agents');
+    const db2 = openServerDb(data);
+    new AgentRegistry(db2).register('stage', project);
+    db2.close();
+    const token = (await stdoutOf(() => ciTokens(['create', '--project', 'two/app', '--data-dir', data]))).out.trim();
+    let err = '';
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      err += String(chunk);
+      return true;
+    });
+    const k = await stdoutOf(() => kubeconfig(['--ci-token', token, '--server', 'https://x', '--data-dir', data])).finally(() => spy.mockRestore());
+    const cfg = parse(k.out) as { contexts: { name: string }[]; 'current-context'?: string };
+    // Without projects_dir the configuration project is named by its directory.
+    expect(cfg.contexts.map((c) => c.name)).toEqual(['infra:prod', 'infra:stage']);
+    expect(cfg['current-context']).toBeUndefined();
+    expect(err).toBe(
+      'verdict kubeconfig: 2 agents allow this job, so the kubeconfig has no current context; choose one with `kubectl config use-context <name>`: infra:prod, infra:stage\n',
+    );
+  });
+
   it('the proxy URL from the server config: url, else listen (0.0.0.0 as 127.0.0.1) and the prefix', () => {
     const base = { data_dir: 'd', http_addr: 'h:1', grpc_addr: 'g:1', config_poll_interval: 1 };
     expect(proxyUrl(base)).toBeUndefined();

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { CiAccessConfigs } from '../modules/ci-access/agent-configs.js';
 import { JobTokens } from '../modules/ci-access/job-tokens.js';
 import { agentsForJob, kubeconfigYaml } from '../modules/ci-access/kubeconfig.js';
@@ -95,15 +96,20 @@ export async function run(argv: string[]): Promise<number> {
       throw usageError(`verdict kubeconfig: cannot read --certificate-authority: ${(e as Error).message}`);
     }
   }
-  process.stdout.write(
-    await kubeconfigFor({
-      ciToken: token,
-      server,
-      dataDir: values['data-dir'] ?? cfg.data_dir,
-      ...(caPem ? { caPem } : {}),
-      ...(cfg.projects_dir ? { projectsDir: cfg.projects_dir } : {}),
-      agentsByName: Boolean(cfg.kafka),
-    }),
-  );
+  const yaml = await kubeconfigFor({
+    ciToken: token,
+    server,
+    dataDir: values['data-dir'] ?? cfg.data_dir,
+    ...(caPem ? { caPem } : {}),
+    ...(cfg.projects_dir ? { projectsDir: cfg.projects_dir } : {}),
+    agentsByName: Boolean(cfg.kafka),
+  });
+  process.stdout.write(yaml);
+  // Several agents: no current context (as GitLab's), and kubectl without one tries localhost:8080 and says nothing of contexts.
+  const contexts = ((parse(yaml) as { contexts?: { name: string }[] }).contexts ?? []).map((c) => c.name);
+  if (contexts.length > 1)
+    process.stderr.write(
+      `verdict kubeconfig: ${contexts.length} agents allow this job, so the kubeconfig has no current context; choose one with \`kubectl config use-context <name>\`: ${contexts.join(', ')}\n`,
+    );
   return 0;
 }
