@@ -70,6 +70,21 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
     const list = await stdoutOf(() => ciTokens(['list', '--data-dir', data]));
     expect(list.out).toMatch(/^\d+\tshop\/web\tproduction\t-\texpires \S+\tactive\n$/);
     expect(list.out).not.toContain(token);
+    // --json as the admin API lists them (GET /api/v1/admin/ci-tokens) and as `verdict tokens list --json`: ISO times, the state.
+    const json = JSON.parse((await stdoutOf(() => ciTokens(['list', '--json', '--data-dir', data]))).out) as Record<string, unknown>[];
+    expect(json).toEqual([
+      {
+        id: Number(list.out.split('\t')[0]),
+        project: 'shop/web',
+        environment: 'production',
+        ref: '',
+        protected: false,
+        created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
+        expires_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
+        revoked_at: null,
+        state: 'active',
+      },
+    ]);
     const id = list.out.split('\t')[0]!;
     expect((await stdoutOf(() => ciTokens(['revoke', id, '--data-dir', data]))).out).toBe(`revoked ${id}\n`);
     await expect(kubeconfig(['--ci-token', token, '--config', server])).rejects.toThrow(/was revoked at/);

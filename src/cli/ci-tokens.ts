@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { JobTokens, MAX_TTL_MS, PROJECT_PATH, type CiJob } from '../modules/ci-access/job-tokens.js';
+import { JobTokens, jobView, MAX_TTL_MS, PROJECT_PATH, type CiJob } from '../modules/ci-access/job-tokens.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { parseDuration } from '../shared/config/duration.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
@@ -89,7 +89,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     if (sub === 'list') {
       const list = jobs.list();
-      process.stdout.write(values.json ? `${JSON.stringify(list)}\n` : list.map((j) => jobLine(j)).join(''));
+      process.stdout.write(values.json ? `${JSON.stringify(list.map((j) => jobView(j)))}\n` : list.map((j) => jobLine(j)).join(''));
       return 0;
     }
     const id = Number(positionals[0]);

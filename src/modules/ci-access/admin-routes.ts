@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServerModuleAdminContext } from '../../server/module.js';
 import { errors, routeSchema } from '../../server/feed/schemas.js';
 import { rejectUnknownFields } from '../../server/feed/filters.js';
-import { JobTokens, MAX_TTL_MS, PROJECT_PATH, type CiJob } from './job-tokens.js';
+import { JobTokens, jobView, MAX_TTL_MS, PROJECT_PATH } from './job-tokens.js';
 
 // /api/v1/admin/ci-tokens: the operations of `verdict ci-tokens`, for
 // automation that plays the CI server (issues a token per job, revokes it
@@ -49,20 +49,6 @@ const createBody = {
     ttl_seconds: { type: 'integer', minimum: 1, maximum: MAX_TTL_MS / 1000, default: 3600, description: 'lifetime, at most a day' },
   },
 } as const;
-
-function jobView(j: CiJob, now = Date.now()) {
-  return {
-    id: j.id,
-    project: j.project,
-    environment: j.environment,
-    ref: j.ref,
-    protected: j.protected,
-    created_at: new Date(j.created_at).toISOString(),
-    expires_at: new Date(j.expires_at).toISOString(),
-    revoked_at: j.revoked_at === null ? null : new Date(j.revoked_at).toISOString(),
-    state: j.revoked_at !== null ? 'revoked' : j.expires_at <= now ? 'expired' : 'active',
-  };
-}
 
 export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdminContext): void {
   const jobs = new JobTokens(ctx.db);

@@ -67,6 +67,21 @@ export const PROJECT_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 export const TOKEN_PREFIX = 'vdt_ci_';
 const PURGE_AFTER_MS = 24 * 3600_000;
 
+/** A job as the API shows it, and `verdict ci-tokens list --json`: times in ISO 8601, with its state. */
+export function jobView(j: CiJob, now = Date.now()) {
+  return {
+    id: j.id,
+    project: j.project,
+    environment: j.environment,
+    ref: j.ref,
+    protected: j.protected,
+    created_at: new Date(j.created_at).toISOString(),
+    expires_at: new Date(j.expires_at).toISOString(),
+    revoked_at: j.revoked_at === null ? null : new Date(j.revoked_at).toISOString(),
+    state: j.revoked_at !== null ? 'revoked' : j.expires_at <= now ? 'expired' : 'active',
+  };
+}
+
 type Row = Omit<CiJob, 'protected'> & { protected: number };
 const toJob = ({ protected: p, ...r }: Row): CiJob => ({ ...r, protected: p === 1 });
 
