@@ -150,6 +150,23 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
     );
   });
 
+  it('warns on stderr when the proxy URL is plain HTTP: kubectl sends no bearer token over it', async () => {
+    const token = (await stdoutOf(() => ciTokens(['create', '--project', 'two/app', '--data-dir', data]))).out.trim();
+    const stderrOf = async (server: string) => {
+      let err = '';
+      const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        err += String(chunk);
+        return true;
+      });
+      await stdoutOf(() => kubeconfig(['--ci-token', token, '--server', server, '--data-dir', data])).finally(() => spy.mockRestore());
+      return err.split('\n').filter((l) => l.includes('plain HTTP'));
+    };
+    expect(await stderrOf('http://127.0.0.1:8154')).toEqual([
+      expect.stringMatching(/^verdict kubeconfig: the server http:\/\/127\.0\.0\.1:8154 is plain HTTP, and kubectl sends no bearer token over it/),
+    ]);
+    expect(await stderrOf('https://kas.example.com/k8s-proxy')).toEqual([]);
+  });
+
   it('the proxy URL from the server config: url, else listen (0.0.0.0 as 127.0.0.1) and the prefix', () => {
     const base = { data_dir: 'd', http_addr: 'h:1', grpc_addr: 'g:1', config_poll_interval: 1 };
     expect(proxyUrl(base)).toBeUndefined();

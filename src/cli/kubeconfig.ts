@@ -105,6 +105,10 @@ export async function run(argv: string[]): Promise<number> {
     agentsByName: Boolean(cfg.kafka),
   });
   process.stdout.write(yaml);
+  if (server.startsWith('http://'))
+    process.stderr.write(
+      `verdict kubeconfig: the server ${server} is plain HTTP, and kubectl sends no bearer token over it (every request is refused as "no credentials"); give the Verdict server TLS, or pass --server with the https:// URL of a proxy that terminates TLS in front of it\n`,
+    );
   // Several agents: no current context (as GitLab's), and kubectl without one tries localhost:8080 and says nothing of contexts.
   const contexts = ((parse(yaml) as { contexts?: { name: string }[] }).contexts ?? []).map((c) => c.name);
   if (contexts.length > 1)
