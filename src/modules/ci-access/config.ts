@@ -11,6 +11,11 @@ import { bool, exactlyOne, field, list, obj, str, type Validator } from '../../s
 // GitLab's block: open, so a key of a later GitLab version is a warning, not a refusal.
 const open = { open: true };
 const emptyMessage = obj({}, open);
+// Except a misspelt key: an entry's keys restrict a job (environments,
+// protected_branches_only) or set whom it acts as, and one dropped as unknown
+// would let through jobs the file means to refuse.
+const restricting = { open: true, misspeltIsError: 'a misspelt restriction would be ignored and widen access' };
+const identity = { open: true, misspeltIsError: 'a misspelt key would be ignored and change whom the job acts as' };
 
 /** Whom requests from CI/CD jobs act as: exactly one of agent, impersonate, ci_job. */
 const accessAs = exactlyOne(
@@ -29,12 +34,12 @@ const accessAs = exactlyOne(
                   key: field(str({ nonEmpty: true }), { required: true }),
                   val: field(list(str({ nonEmpty: true }), { min: 1 }), { required: true }),
                 },
-                open,
+                identity,
               ),
             ),
           ),
         },
-        open,
+        identity,
       ),
     ),
     ci_job: field(emptyMessage),
@@ -49,14 +54,14 @@ const accessRules = {
   protected_branches_only: field(bool()),
 };
 
-const accessEntry = obj({ id: field(projectId, { required: true }), ...accessRules }, open);
+const accessEntry = obj({ id: field(projectId, { required: true }), ...accessRules }, restricting);
 
 export const ciAccessSchema = obj(
   {
     projects: field(list(accessEntry), { default: [] }),
     groups: field(list(accessEntry), { default: [] }),
     /** 17.11: every project of the instance, once an administrator allows it. */
-    instance: field(obj(accessRules, open)),
+    instance: field(obj(accessRules, restricting)),
   },
   open,
 );

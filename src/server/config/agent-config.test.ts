@@ -175,10 +175,26 @@ describe('keys Verdict does not use are checked with the original rules, as warn
     expect(warnings).toContain(`${warning} ${suffix(root === 'observability' ? 'observability.logging.grpc_level' : root)}`);
   });
 
-  it('an unknown key inside a GitLab block (ci_access, used) is a warning with a suggestion', () => {
-    expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      enviroments: [x]\n')).toContain(
-      '4: ci_access.projects[0].enviroments: unknown key, ignored: no version of the GitLab agent or of Verdict has it (did you mean "environments"?)',
+  it('an unknown key inside a GitLab block (ci_access, used) is a warning', () => {
+    expect(warningsOf('ci_access:\n  projects:\n    - id: a/b\n      allowed_runners: [x]\n')).toContain(
+      '4: ci_access.projects[0].allowed_runners: unknown key, ignored: no version of the GitLab agent or of Verdict has it',
     );
+  });
+
+  it('a misspelt key of a ci_access entry is an error: the restriction it drops would widen access', () => {
+    const widen = 'a misspelt restriction would be ignored and widen access';
+    expect(errorsOf('ci_access:\n  projects:\n    - id: a/b\n      environment: [production]\n')).toEqual([
+      `4: ci_access.projects[0].environment: unknown key; rename it to environments: ${widen}`,
+    ]);
+    expect(errorsOf('ci_access:\n  groups:\n    - id: a\n      protected_branch_only: true\n')).toEqual([
+      `4: ci_access.groups[0].protected_branch_only: unknown key; rename it to protected_branches_only: ${widen}`,
+    ]);
+    expect(errorsOf('ci_access:\n  instance:\n    enviroments: [production]\n')).toEqual([
+      `3: ci_access.instance.enviroments: unknown key; rename it to environments: ${widen}`,
+    ]);
+    expect(errorsOf('ci_access:\n  groups:\n    - id: a\n      access_as:\n        impersonate:\n          username: u\n          group: [g]\n')).toEqual([
+      '7: ci_access.groups[0].access_as.impersonate.group: unknown key; rename it to groups: a misspelt key would be ignored and change whom the job acts as',
+    ]);
   });
 });
 

@@ -181,9 +181,14 @@ export function field<T>(v: Validator<T>, opts: { required?: boolean; default?: 
  * A mapping with known keys. Unknown keys are errors unless `open`, in which
  * case they are warnings (real configs carry keys of agent versions Verdict
  * does not know; only blocks that Verdict alone defines are closed).
+ *
+ * `misspeltIsError`: in an open mapping, an unknown key that is a near-miss of
+ * a known one is an error after all, with this reason. For blocks where a key
+ * dropped as unknown widens access (ci_access restrictions): a later GitLab
+ * version's key is still a warning, a misspelt restriction refuses the file.
  */
 export const obj =
-  <S extends Shape>(shape: S, opts: { open?: boolean } = {}): Validator<Out<S>> =>
+  <S extends Shape>(shape: S, opts: { open?: boolean; misspeltIsError?: string } = {}): Validator<Out<S>> =>
   (node, path, ctx, key) => {
     if (isNull(node)) {
       node = undefined;
@@ -195,24 +200,22 @@ export const obj =
       for (const pair of node.items) {
         const k = String(scalarValue(pair.key as Node));
         seen.set(k, { value: pair.value as Node, key: pair.key as Node });
-        if (!(k in shape)) {
-          const p = path ? `${path}.${k}` : k;
-          const hint = suggest(k, Object.keys(shape));
-          if (opts.open || ctx.unusedRoot !== undefined) {
-            ctx.warnings.push({
-              file: ctx.file,
-              path: p,
-              line: lineOf(pair.key as Node, ctx),
-              message: `${path ? 'unknown key' : 'unknown section'}, ignored: no version of the GitLab agent or of Verdict has it${hint}`,
-            });
-          } else {
-            ctx.issues.push({
-              file: ctx.file,
-              path: p,
-              line: lineOf(pair.key as Node, ctx),
-              message: `unknown key; known keys: ${Object.keys(shape).join(', ')}${hint}`,
-            });
-          }
+        if (k in shape) continue;
+        const p = path ? `${path}.${k}` : k;
+        const line = lineOf(pair.key as Node, ctx);
+        const meant = nearMiss(k, Object.keys(shape));
+        const hint = meant === undefined ? '' : ` (did you mean "${meant}"?)`;
+        if (meant !== undefined && opts.misspeltIsError !== undefined) {
+          reportIssue(ctx, pair.key as Node, p, `unknown key; rename it to ${meant}: ${opts.misspeltIsError}`);
+        } else if (opts.open || ctx.unusedRoot !== undefined) {
+          ctx.warnings.push({
+            file: ctx.file,
+            path: p,
+            line,
+            message: `${path ? 'unknown key' : 'unknown section'}, ignored: no version of the GitLab agent or of Verdict has it${hint}`,
+          });
+        } else {
+          ctx.issues.push({ file: ctx.file, path: p, line, message: `unknown key; known keys: ${Object.keys(shape).join(', ')}${hint}` });
         }
       }
     }
@@ -237,10 +240,10 @@ export const obj =
   };
 
 /**
- * ` (did you mean "x"?)` for a key close to a known one, else "": one edit
- * away for short keys, two for longer ones (a swap of two letters is one edit).
+ * The known key a key is a near-miss of, if any: one edit away for short
+ * keys, two for longer ones (a swap of two letters is one edit).
  */
-function suggest(key: string, known: readonly string[]): string {
+function nearMiss(key: string, known: readonly string[]): string | undefined {
   const lower = key.toLowerCase();
   let best: string | undefined;
   let bestD = lower.length <= 4 ? 2 : 3;
@@ -251,7 +254,7 @@ function suggest(key: string, known: readonly string[]): string {
       best = k;
     }
   }
-  return best === undefined ? '' : ` (did you mean "${best}"?)`;
+  return best;
 }
 
 /** Levenshtein distance with adjacent transpositions (optimal string alignment). */
