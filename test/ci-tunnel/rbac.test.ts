@@ -58,6 +58,9 @@ describe("the agent's impersonate role (deploy/agent/agent.yaml)", () => {
       'the job to list configmaps',
     );
     expect(listed.stdout).toContain('configmap/kube-root-ca.crt');
+    // The configuration project as GitLab names projects, not the server's path to it (env.ts: <tmp>/infra, no projects_dir).
+    const extra = await kube.kubectl(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.extra.agent\\.gitlab\\.com/config_project_id}'], { kubeconfig: app });
+    expect(extra.stdout, extra.stderr).toBe('["infra"]');
     const deployer = await env.kubeconfig(env.jobToken({ project: 'shop/deployer' }));
     const who = await kube.kubectl(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username} {.status.userInfo.uid}'], { kubeconfig: deployer });
     expect(who.stdout).toBe('deployer 1000');

@@ -140,7 +140,7 @@ describe('impersonationFor', () => {
   it('ci_job: the original user, groups and extra fields', () => {
     const i = impersonationFor(
       { agent: undefined, impersonate: undefined, ci_job: {} },
-      { job: job({ id: 42, project: 'g/s/p', environment: 'Review/Feature_1' }), agentId: 3, configProject: '/srv/infra' },
+      { job: job({ id: 42, project: 'g/s/p', environment: 'Review/Feature_1' }), agentId: 3, configProject: 'acme/infra' },
     );
     expect(i).toEqual({
       username: 'gitlab:ci_job:42',
@@ -148,7 +148,7 @@ describe('impersonationFor', () => {
       uid: '',
       extra: {
         'agent.gitlab.com/id': { values: ['3'] },
-        'agent.gitlab.com/config_project_id': { values: ['/srv/infra'] },
+        'agent.gitlab.com/config_project_id': { values: ['acme/infra'] },
         'agent.gitlab.com/project_id': { values: ['g/s/p'] },
         'agent.gitlab.com/ci_job_id': { values: ['42'] },
         'agent.gitlab.com/environment_slug': { values: ['review-feature-1'] },

@@ -116,6 +116,7 @@ export function environmentSlug(env: string): string {
 export interface ImpersonationInputs {
   job: CiJob;
   agentId: number;
+  /** The agent's configuration project as jobs name projects (group/project, kubeconfig.ts projectPath): agent.gitlab.com/config_project_id. */
   configProject: string;
 }
 
