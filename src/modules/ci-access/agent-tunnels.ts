@@ -48,6 +48,11 @@ export class AgentTunnels {
     return (this.idle.get(agentId)?.size ?? 0) > 0 || (this.busy.get(agentId) ?? 0) > 0;
   }
 
+  /** The agent's calls serving a request now (a watch, logs -f or exec holds one until it ends). */
+  busyCalls(agentId: number): number {
+    return this.busy.get(agentId) ?? 0;
+  }
+
   /** Agents holding a call to this server now (replica-sync.ts tells the other replicas). */
   connectedAgents(): number[] {
     return [...new Set([...this.idle.keys(), ...this.busy.keys()])];

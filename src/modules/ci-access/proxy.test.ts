@@ -11,7 +11,7 @@ import { startServer, type RunningServer } from '../../server/server.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { VERSION } from '../../shared/version.js';
 import { JobTokens } from './job-tokens.js';
-import { freePort } from '../../../test/helpers/processes.js';
+import { freePort, until } from '../../../test/helpers/processes.js';
 
 // The server's half of the CI tunnel in one process: the proxy listener and
 // the agent API's Connect calls, with a stand-in agent that answers over the
@@ -151,7 +151,7 @@ describe('Kubernetes API proxy (server side)', () => {
     const none = await send(port, '/k8s-proxy/api', {});
     expect(none.status).toBe(401);
     expect(JSON.parse(none.body)).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Unauthorized', code: 401 });
-    expect(message(none)).toMatch(/^Verdict server: no credentials/);
+    expect(message(none)).toMatch(/^Verdict server: no credentials: .*; this listener serves plain HTTP, over which kubectl sends no bearer token/);
     expect((await send(port, '/k8s-proxy/api', { authorization: 'Bearer abc' })).status).toBe(401);
     expect(message(await send(port, '/k8s-proxy/api', bearer('vdt_ci_nope')))).toMatch(/^Verdict server: the CI job token is unknown/);
     const other = await send(port, '/k8s-proxy/api', bearer(jobs.create({ project: 'other/x', ttlMs: 60_000 }).token));
@@ -226,6 +226,31 @@ describe('Kubernetes API proxy (server side)', () => {
       agent.stop();
     }
   });
+
+  it('an agent whose only call is busy (a watch) and that opens no other: 503 saying it is connected but busy, not "not connected"', async () => {
+    let held = false;
+    // keep: the stand-in opens no call in place of the one taken, as an agent shutting down with a watch open does.
+    const agent = standInAgent(
+      server.grpcAddress,
+      agentToken,
+      1,
+      () => {
+        held = true;
+        return true;
+      },
+      true,
+    );
+    try {
+      const token = jobs.create({ project: 'shop/ops', ttlMs: 60_000 }).token;
+      void send(port, '/k8s-proxy/api/v1/configmaps?watch=1', bearer(token)).catch(() => undefined);
+      await until(() => held || undefined, 10_000, 'the watch to take the call');
+      const r = await send(port, '/k8s-proxy/api', bearer(token));
+      expect(r.status).toBe(503);
+      expect(message(r)).toMatch(/^Verdict server: the agent "edge" is connected, but its 1 call to this server is busy with other requests .* within 10 s/);
+    } finally {
+      agent.stop();
+    }
+  }, 30_000);
 
   it('an agent that goes away before answering: 502 saying so', async () => {
     const agent = standInAgent(server.grpcAddress, agentToken, 1, (call) => {

@@ -89,7 +89,11 @@ export class KubernetesApiProxy {
         code: 401,
         message: auth
           ? 'the Authorization header is not "Bearer ci:<agent id>:<CI job token>"; use the kubeconfig `verdict kubeconfig --ci-token <token>` prints'
-          : 'no credentials: send "Authorization: Bearer ci:<agent id>:<CI job token>", e.g. with the kubeconfig `verdict kubeconfig --ci-token <token>` prints',
+          : `no credentials: send "Authorization: Bearer ci:<agent id>:<CI job token>", e.g. with the kubeconfig \`verdict kubeconfig --ci-token <token>\` prints${
+              (req.socket as { encrypted?: boolean }).encrypted
+                ? ''
+                : '; this listener serves plain HTTP, over which kubectl sends no bearer token: give the server a tls block, or put a proxy that terminates TLS in front of it (kubernetes_api.url)'
+            }`,
       };
     }
     let auth2 = this.d.jobs.authenticate(m[2]!);
@@ -107,18 +111,20 @@ export class KubernetesApiProxy {
         code: 403,
         message: `agent is not allowed: no agent has ${byId ? `id ${ref}` : `the name "${ref}"`}; \`verdict kubeconfig\` lists the agents this job may use`,
       };
+    // The configuration project as jobs name projects (group/project): never the server's own path to it.
+    const configProject = projectPath(agent.config_project, this.d.projectsDir);
     let block: CiAccessConfig | undefined;
     try {
       block = await this.d.configs.get(agent);
     } catch (e) {
       return {
         code: 503,
-        message: `cannot read the configuration of agent "${agent.name}" to check its ci_access: ${errText(e)}; fix config.yaml in ${agent.config_project}`,
+        message: `cannot read the configuration of agent "${agent.name}" to check its ci_access: ${errText(e)}; fix config.yaml in ${configProject}`,
       };
     }
-    const decision = decideAccess(block, job, agent.name, projectPath(agent.config_project, this.d.projectsDir));
+    const decision = decideAccess(block, job, agent.name, configProject);
     if (!decision.allowed) return { code: 403, message: `agent is not allowed: ${decision.reason}` };
-    const impersonation = impersonationFor(decision.access_as, { job, agentId: agent.id, configProject: agent.config_project });
+    const impersonation = impersonationFor(decision.access_as, { job, agentId: agent.id, configProject });
     const rest = url.startsWith(prefix) ? url.slice(prefix.length - 1) : '/';
     const headers = headersFromRaw(req.rawHeaders, { upgrade, drop: CREDENTIALS });
     (headers.via ??= { values: [] }).values.push(`${req.httpVersion} verdict-server`);
@@ -353,6 +359,12 @@ export class KubernetesApiProxy {
       return {
         code: 503,
         message: `the agent "${agent.name}" is not connected to this server (replica ${this.d.replicas.replica}, to which another replica forwarded the request: the agent has just left it); retry`,
+      };
+    const busy = this.d.tunnels.busyCalls(agent.id);
+    if (busy > 0)
+      return {
+        code: 503,
+        message: `the agent "${agent.name}" is connected, but its ${busy} call${busy === 1 ? '' : 's'} to this server ${busy === 1 ? 'is' : 'are'} busy with other requests (a watch, logs -f or exec holds one until it ends) and it offered no free one within ${Math.round(wait.connected / 1000)} s: it may be shutting down or restarting its ci_access part; check the agent's log, then retry`,
       };
     if (this.d.replicas) return { code: 503, message: `the agent "${agent.name}" is not connected to any replica of this server; ${check}` };
     return { code: 503, message: `the agent "${agent.name}" is not connected to this server; ${check}` };
