@@ -57,6 +57,18 @@ describe('decideAccess', () => {
     });
   });
 
+  it('compares project and group paths without regard to case, as GitLab looks them up', () => {
+    expect(decideAccess(CONFIG, job({ project: 'Shop/App', environment: 'production' }), 'edge')).toMatchObject({
+      allowed: true,
+      via: 'ci_access.projects[0] (shop/app)',
+    });
+    expect(decideAccess(CONFIG, job({ project: 'PROD/EU/web', protected: true, ref: 'main' }), 'edge')).toMatchObject({
+      allowed: true,
+      via: 'ci_access.groups[1] (prod/eu)',
+    });
+    expect(decideAccess(block('ci_access: {}'), job({ project: 'Acme/Infra' }), 'edge', 'acme/infra')).toMatchObject({ allowed: true });
+  });
+
   it('says which rule refused: environments (with wildcards) and protected branches', () => {
     const envOnly = block('ci_access:\n  projects:\n    - id: a/b\n      environments: [review/*]\n');
     expect(decideAccess(envOnly, job({ project: 'a/b', environment: 'review/feature-1' }), 'e').allowed).toBe(true);

@@ -53,6 +53,9 @@ function refusal(rules: Rules, job: CiJob, via: string): string | undefined {
 
 const AS_AGENT: AccessAs = { agent: {}, impersonate: undefined, ci_job: undefined };
 
+/** Project and group paths compare as GitLab looks them up: without regard to case. */
+const samePath = (a: string, b: string) => a === b || a.toLowerCase() === b.toLowerCase();
+
 /**
  * Whether the job may use the agent whose ci_access block this is, and how.
  * configProject: the path of the agent's configuration project as jobs name
@@ -63,20 +66,20 @@ export function decideAccess(block: CiAccessConfig | undefined, job: CiJob, agen
   if (!block)
     return {
       allowed: false,
-      reason: `agent "${agentName}" has no ci_access block in its config.yaml${configProject === job.project ? ' (its configuration project needs no entry, but the block must be there: ci_access: {})' : ''}`,
+      reason: `agent "${agentName}" has no ci_access block in its config.yaml${configProject !== undefined && samePath(configProject, job.project) ? ' (its configuration project needs no entry, but the block must be there: ci_access: {})' : ''}`,
     };
   const candidates: { rules: Rules; via: string }[] = [];
   (block.projects ?? []).forEach((e, i) => {
-    if (e.id === job.project) candidates.push({ rules: e, via: `ci_access.projects[${i}] (${e.id})` });
+    if (samePath(e.id, job.project)) candidates.push({ rules: e, via: `ci_access.projects[${i}] (${e.id})` });
   });
-  if (configProject !== undefined && configProject === job.project)
+  if (configProject !== undefined && samePath(configProject, job.project))
     candidates.push({
       rules: { access_as: AS_AGENT, default_namespace: undefined, environments: undefined, protected_branches_only: undefined },
       via: `the configuration project of agent "${agentName}" (implicit)`,
     });
   for (const g of groupsOf(job.project)) {
     (block.groups ?? []).forEach((e, i) => {
-      if (e.id === g) candidates.push({ rules: e, via: `ci_access.groups[${i}] (${e.id})` });
+      if (samePath(e.id, g)) candidates.push({ rules: e, via: `ci_access.groups[${i}] (${e.id})` });
     });
   }
   if (block.instance) candidates.push({ rules: block.instance, via: 'ci_access.instance' });
