@@ -239,7 +239,7 @@ describe('keys Verdict uses stay errors with file, path and line', () => {
     [
       'a bad dry-run strategy',
       'gitops:\n  manifest_projects:\n    - id: a/b\n      dry_run_strategy: always\n',
-      '4: gitops.manifest_projects[0].dry_run_strategy: must be one of , none, client, server, got "always"',
+      '4: gitops.manifest_projects[0].dry_run_strategy: must be one of "", "none", "client", "server"; got "always"',
     ],
     [
       'a bad duration',

@@ -70,7 +70,7 @@ describe('kafka config block', () => {
     ).toEqual([
       '2: kafka.brokers[0]: "kafka-0" is not valid: host:port of a Kafka broker, e.g. kafka-0.kafka:9092',
       '3: kafka.partitions: must be at least 1',
-      '4: kafka.sasl.mechanism: must be one of plain, scram-sha-256, scram-sha-512, got "gssapi"',
+      '4: kafka.sasl.mechanism: must be one of "plain", "scram-sha-256", "scram-sha-512"; got "gssapi"',
       '4: kafka.sasl.password: environment variable VERDICT_TEST_UNSET_VAR is not set; export it before starting the server, or use file:/path',
       '6: kafka.log_retention: must be a duration such as 500ms, 10s, 5m or 1h, got "soon"',
     ]);

@@ -104,13 +104,19 @@ export const int =
     return v;
   };
 
+/**
+ * The message for a value outside a fixed set. The values are quoted: one of
+ * them may be "" (dry_run_strategy), which unquoted reads as a stray comma.
+ */
+export function notOneOf(values: readonly unknown[], got: unknown): string {
+  return `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}; got ${JSON.stringify(got ?? null)}`;
+}
+
 export const oneOf =
   <T extends string>(values: readonly T[]): Validator<T> =>
   (node, path, ctx) => {
     const v = scalarValue(node);
-    if (typeof v !== 'string' || !values.includes(v as T)) {
-      return reportIssue(ctx, node, path, `must be one of ${values.join(', ')}, got ${JSON.stringify(v ?? null)}`);
-    }
+    if (typeof v !== 'string' || !values.includes(v as T)) return reportIssue(ctx, node, path, notOneOf(values, v));
     return v as T;
   };
 

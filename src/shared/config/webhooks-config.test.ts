@@ -126,7 +126,7 @@ webhooks:
         expect.stringMatching(/^17: webhooks\.integrations\[3\]\.key: a Slack incoming webhook takes no key/),
         expect.stringMatching(/^21: webhooks\.integrations\[4\]\.secrets\[0\]: decodes to 5 bytes; use 24 to 64/),
         expect.stringMatching(/^22: webhooks\.integrations\[4\]\.headers: "Authorization" is set by Verdict/),
-        expect.stringMatching(/^23: webhooks\.integrations\[4\]\.route\.min_severity: must be one of critical/),
+        expect.stringMatching(/^23: webhooks\.integrations\[4\]\.route\.min_severity: must be one of "critical"/),
       ]),
     );
     // The generic webhook without secrets is reported too (its secrets are the problem).
@@ -163,7 +163,7 @@ webhooks:
     expect(spec).toMatchObject({ timeout: 5000, retry_schedule: [100, 120_000], group_window: 3_600_000 });
     expect(parseIntegrationJson(integrationToJson(spec))).toEqual(spec);
     expect(() => parseIntegrationJson({ name: 'x', type: 'pagerduty', url: 'https://a/' })).toThrow(
-      /request body:\d+: type: must be one of generic, gitlab, alertmanager, slack/,
+      /request body:\d+: type: must be one of "generic", "gitlab", "alertmanager", "slack"/,
     );
     expect(formatDuration(90_000)).toBe('90s');
     expect(formatDuration(250)).toBe('250ms');
