@@ -9,6 +9,8 @@ import { resolveProject } from '../modules/gitops/project-repos.js';
 import { resolveCommit } from '../server/config/git-project.js';
 import { globProblem } from '../shared/config/glob.js';
 import { loadServerConfigFile } from '../shared/config/server-config.js';
+import { isVerdictError } from '../shared/errors.js';
+import { errText } from '../shared/log/logger.js';
 import { parseFlags, usageError } from './args.js';
 
 // `verdict gitops diff`: what a sync of a manifest project would change in the
@@ -32,7 +34,12 @@ what the cluster holds, and (with --agent) what would be pruned.
                          manifests no longer do are shown as pruned
   --kubeconfig <file>    the cluster (default: KUBECONFIG, the pod's service account, ~/.kube/config)
 
-Exit status: 0 when nothing would change, 1 when something would (or fails), 2 for usage errors.
+Exit status (as kubectl diff: above 1 is an error):
+  0  nothing would change
+  1  something would be created, configured or pruned, and every object passed its dry run
+  2  usage error: a flag is missing, or its value names nothing or does not parse
+  3  the API server refused the dry run of some objects, or they are invalid (listed as failed)
+  4  the diff could not run: the cluster or the project could not be read, a file does not decode
 `;
 
 function parseRef(r: string | undefined) {
@@ -46,6 +53,12 @@ function render(l: PreviewLine): string {
   const head = `${l.action.padEnd(9)} ${l.object}${l.source ? `  (${l.source})` : ''}${l.reason ? `: ${l.reason}` : ''}`;
   return [head, ...(l.changes ?? []).map((c) => `    ${c}`)].join('\n');
 }
+
+/** Exit statuses; 1 is reserved for "would change", so a pipeline can tell changes from errors. */
+export const EXIT = { unchanged: 0, changes: 1, usage: 2, failed: 3, error: 4 } as const;
+
+// The same rule as default_namespace in config.yaml (an RFC 1123 label).
+const NAMESPACE = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(
@@ -80,6 +93,11 @@ export async function run(argv: string[]): Promise<number> {
       throw usageError(`verdict gitops diff: ${name}: ${(e as Error).message}`);
     }
   };
+  if (!NAMESPACE.test(values.namespace)) {
+    throw usageError(
+      `verdict gitops diff: --namespace ${values.namespace}: not a Kubernetes namespace name: at most 63 lowercase letters, digits and dashes, starting and ending with a letter or digit`,
+    );
+  }
   for (const glob of values.path ?? []) {
     const problem = globProblem(glob.replace(/^\//, ''));
     if (problem) throw usageError(`verdict gitops diff: --path ${glob}: ${problem}; fix it (the glob syntax: docs/gitops.md)`);
@@ -87,6 +105,22 @@ export async function run(argv: string[]): Promise<number> {
   // No configuration project here: every id resolves under projects_dir.
   const project = flag('--project', () => resolveProject(values.project!, '', projectsDir));
   const ref = flag('--ref', () => refSpec(parseRef(values.ref)));
+  try {
+    return await diff(project, ref, values);
+  } catch (e) {
+    if (isVerdictError(e, 'VERDICT_USAGE')) throw e;
+    // Not exit 1 (the `verdict` default for a failure): that status says the sync would change something.
+    // On stderr, as usage errors are: stdout is the diff.
+    process.stderr.write(`verdict gitops diff: could not run: ${errText(e)}\n`);
+    return EXIT.error;
+  }
+}
+
+async function diff(
+  project: ReturnType<typeof resolveProject>,
+  ref: ReturnType<typeof refSpec>,
+  values: { path?: string[]; namespace: string; agent?: string; kubeconfig?: string },
+): Promise<number> {
   const commit = await resolveCommit(project.repo, ref.rev);
   if (!commit) throw usageError(`verdict gitops diff: --ref: ${ref.name} not found in project ${project.id}`);
   const selection = await selectFiles(project.repo, commit, values.path ?? []);
@@ -107,7 +141,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(
       `Summary: ${n('create')} to create, ${n('configure')} to configure, ${n('unchanged')} unchanged, ${n('prune')} to prune, ${n('keep')} kept on removal, ${n('failed')} failed\n`,
     );
-    return lines.some((l) => l.action !== 'unchanged') ? 1 : 0;
+    if (n('failed')) return EXIT.failed;
+    return lines.some((l) => l.action !== 'unchanged') ? EXIT.changes : EXIT.unchanged;
   } finally {
     api.close();
   }

@@ -83,7 +83,8 @@ describe('verdict gitops diff', () => {
       spy.mockRestore();
     }
     const text = out.join('');
-    expect(code).toBe(1);
+    // A refused object (the Service) is an error, above 1: 1 would say only that the sync changes things.
+    expect(code).toBe(3);
     expect(text).toContain('GitOps diff: project group/app at ');
     expect(text).toContain('configure ConfigMap diffns/a  (m/a.yaml#1)\n    data.v: "1" -> "2"\n');
     expect(text).toContain('create    ConfigMap diffns/new  (m/new.yaml#1)');
@@ -96,5 +97,29 @@ describe('verdict gitops diff', () => {
     const a = JSON.parse((await kube.kubectl(['get', 'configmap', 'a', '-n', 'diffns', '-o', 'json'])).stdout) as { data: Record<string, string> };
     expect(a.data).toEqual({ v: '1' });
     expect((await kube.kubectl(['get', 'configmap', 'new', '-n', 'diffns'])).code).not.toBe(0);
+  });
+
+  it('exits 1 when objects would change and every dry run passes, 0 when nothing would', async () => {
+    const diff = async (...flags: string[]) => {
+      const spy = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+      try {
+        return await run([
+          'diff',
+          '--project',
+          'group/app',
+          '--projects-dir',
+          join(dir, 'projects'),
+          '--namespace',
+          'diffns',
+          '--kubeconfig',
+          kube.kubeconfig,
+          ...flags,
+        ]);
+      } finally {
+        spy.mockRestore();
+      }
+    };
+    expect(await diff('--path', 'm/a.yaml')).toBe(1);
+    expect(await diff('--path', 'm/quota.yaml')).toBe(0);
   });
 });
