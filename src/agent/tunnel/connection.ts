@@ -6,6 +6,7 @@ import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { VERSION, versionsCompatible } from '../../shared/version.js';
 import { describeCallError } from './errors.js';
 import { FailoverForwarder } from './failover.js';
+import { tlsCredentials } from './tls-credentials.js';
 import type { KasAddress } from './kas-address.js';
 import { VerdictError } from '../../shared/errors.js';
 import { WsBridge } from './ws-bridge.js';
@@ -88,7 +89,7 @@ export class Tunnel {
       const fwd = await FailoverForwarder.start(all, (to, reason) =>
         opts.log.warn({ kas_address: to.raw, error: reason }, 'Switched to another --kas-address'),
       );
-      const creds = tls ? grpc.credentials.createSsl(roots ? Buffer.from(roots.join('\n')) : undefined) : grpc.credentials.createInsecure();
+      const creds = tls ? tlsCredentials(roots) : grpc.credentials.createInsecure();
       // The channel dials loopback; TLS must still check the server's own name (the first address's host).
       const t = new Tunnel(
         opts,
@@ -105,7 +106,7 @@ export class Tunnel {
       // TLS, if any, is the WebSocket's; gRPC runs in clear inside it.
       return new Tunnel(opts, bridge.target, grpc.credentials.createInsecure(), { ...options, 'grpc.default_authority': a.target }, bridge);
     }
-    const creds = tls ? grpc.credentials.createSsl(roots ? Buffer.from(roots.join('\n')) : undefined) : grpc.credentials.createInsecure();
+    const creds = tls ? tlsCredentials(roots) : grpc.credentials.createInsecure();
     return new Tunnel(opts, a.target, creds, options, undefined);
   }
 
