@@ -233,4 +233,28 @@ describe('GetObjectsToSynchronize', () => {
     const b = await fetchObjects({ project_id: 'group/app' }, { md: metadata('not-a-token') });
     expect(b.error?.code).toBe(grpc.status.UNAUTHENTICATED);
   });
+
+  // Each entry of config.yaml has its own worker and inventory: two that name one repository would fight over its objects.
+  it('refuses an entry naming a repository an earlier entry names (the configuration project by its path, a symlink), saying which', async () => {
+    mkdirSync(join(projectsDir, 'infra'), { recursive: true });
+    symlinkSync(config.dir, join(projectsDir, 'infra', 'agents'));
+    config.commit({
+      '.gitlab/agents/twin/config.yaml': 'gitops:\n  manifest_projects:\n    - {}\n    - id: group/app\n    - id: infra/agents\n    - id: 42\n',
+    });
+    const twin = server.agents.register('twin', config.dir).token;
+    const as = (project_id: string) => fetchObjects({ project_id, paths: [glob('deploy/*.yaml')] }, { md: metadata(twin) });
+    const byPath = await as('infra/agents');
+    expect(byPath.error?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(byPath.error?.details).toBe(
+      'GitOps: .gitlab/agents/twin/config.yaml: gitops.manifest_projects[2] (id: infra/agents) names the repository gitops.manifest_projects[0] (no id: the configuration project) already synchronises; ' +
+        "two entries would apply its objects under two inventories, each refusing or pruning the other's: remove one of the two (keep the one whose inventory owns the objects in the cluster)",
+    );
+    expect(byPath.header).toBeUndefined();
+    expect((await as('42')).error?.details).toContain(
+      'gitops.manifest_projects[3] (id: 42) names the repository gitops.manifest_projects[1] (id: group/app) already synchronises',
+    );
+    // The first entry of each repository is served; so is every project of an agent whose config lists each once (edge, above).
+    expect((await as('')).header?.commit_id).toBe(config.git('rev-parse', 'HEAD'));
+    expect((await as('group/app')).header?.project_id).toBe('group/app');
+  });
 });

@@ -3,7 +3,7 @@ import type { GitRefCF } from '../../gen/verdict/gitops.js';
 import { Closers } from '../../shared/lifecycle/closers.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import type { GitopsConfig } from './config.js';
-import { type InventoryPolicy, inventoryRef } from './inventory.js';
+import { CONFIG_PROJECT_INVENTORY, type InventoryPolicy, inventoryRef } from './inventory.js';
 import { updateLedger } from './project-ledger.js';
 import { KubeApi, type KubeEndpoint } from './kube/api.js';
 import { receiveObjects } from './objects-client.js';
@@ -61,7 +61,7 @@ export function createGitopsModule(opts: GitopsModuleOptions): AgentModule<Gitop
       const tunnel = ctx.tunnel;
       if (!tunnel) throw new Error('GitOps needs the tunnel to the server, and this agent core gave the module none');
       const projects = (block.manifest_projects ?? []) as Project[];
-      const inventoryOf = (p: Project) => inventoryRef(ctx.agentName, p.id || 'config', p.default_namespace || 'default');
+      const inventoryOf = (p: Project) => inventoryRef(ctx.agentName, p.id || CONFIG_PROJECT_INVENTORY, p.default_namespace || 'default');
       for (const gone of updateLedger(
         ctx.db,
         projects.map((p) => ({ projectId: p.id ?? '', inventory: `${inventoryOf(p).namespace}/${inventoryOf(p).name}` })),

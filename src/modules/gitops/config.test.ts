@@ -20,4 +20,34 @@ describe('gitops config', () => {
     // Quoted, it is a glob like any other.
     expect(errorOf('gitops:\n  manifest_projects:\n  - id: group/app\n    paths:\n    - glob: "**/*.yaml"\n')).toBeUndefined();
   });
+
+  // Inventory names come from the project id (inventory-<agent>-<id>, lowercase and dashed): two ids that make the
+  // same name would prune each other's objects, so the configuration that holds both is refused.
+  it.each([
+    [
+      '  - default_namespace: a\n  - id: config\n',
+      '.gitlab/agents/prod/config.yaml:4: gitops.manifest_projects[1].id: this entry (id: config) and gitops.manifest_projects[0] (no id: the configuration project) would share one inventory, inventory-<agent>-config',
+    ],
+    [
+      '  - id: config\n  - ref: {branch: main}\n',
+      '.gitlab/agents/prod/config.yaml:4: gitops.manifest_projects[1]: this entry (no id: the configuration project) and gitops.manifest_projects[0] (id: config) would share one inventory, inventory-<agent>-config',
+    ],
+    [
+      '  - id: group/app\n  - id: Group.App\n',
+      '.gitlab/agents/prod/config.yaml:4: gitops.manifest_projects[1].id: this entry (id: Group.App) and gitops.manifest_projects[0] (id: group/app) would share one inventory, inventory-<agent>-group-app',
+    ],
+  ])('refuses two projects that would share an inventory: %j', (entries, message) => {
+    const error = errorOf(`gitops:\n  manifest_projects:\n${entries}`);
+    expect(error).toContain(message);
+    expect(error).toContain(
+      "so each project's sync would prune the other's objects; keep one of the two in this agent's config.yaml and synchronise the other with another agent",
+    );
+  });
+
+  it('accepts ids whose inventories differ, and still says a repeated id is a duplicate', () => {
+    expect(errorOf('gitops:\n  manifest_projects:\n  - {}\n  - id: group/app\n  - id: group/app2\n  - id: configs\n')).toBeUndefined();
+    expect(errorOf('gitops:\n  manifest_projects:\n  - id: group/app\n  - id: group/app\n')).toBe(
+      '.gitlab/agents/prod/config.yaml:4: gitops.manifest_projects[1]: duplicate project id: group/app; list each project once',
+    );
+  });
 });

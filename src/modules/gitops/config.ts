@@ -1,6 +1,7 @@
 import { globProblem } from '../../shared/config/glob.js';
 import { namespaceName, projectId } from '../../shared/config/gitlab-agent.js';
 import { isAlias, isMap, isSeq, type Node } from 'yaml';
+import { inventoryPart } from './inventory.js';
 import { bool, duration, exactlyOne, field, int, list, obj, oneOf, refine, reportIssue, str, unused, type Validator } from '../../shared/config/schema.js';
 
 // The `gitops` block of config.yaml: the GitLab agent's schema of every version
@@ -70,15 +71,42 @@ const manifestProject = obj({
 
 type GitopsProject = NonNullable<ReturnType<typeof manifestProject>>;
 
-/** One manifest project per id: the original refuses a second entry for the same project. */
+const named = (id: string | undefined) => (id === undefined ? 'no id: the configuration project' : `id: ${id}`);
+
+/**
+ * One manifest project per id: the original refuses a second entry for the same project. Verdict also refuses two
+ * ids that make the same inventory (inventoryPart): the original's inventory names hold numeric ids, which never
+ * collide, while Verdict's hold the path, which the ConfigMap name makes lowercase and dashed; renaming inventories
+ * would orphan every object in clusters already synchronised, so the ambiguous configuration is what goes.
+ */
 const manifestProjects: Validator<GitopsProject[]> = (node, path, ctx, key) => {
   const projects = list(manifestProject)(node, path, ctx, key);
   if (!projects || !isSeq(node)) return projects;
   const seen = new Set<string>();
+  const inventories = new Map<string, number>();
   projects.forEach((p, i) => {
+    const entry = node.items[i] as Node;
     const id = p.id ?? '(the configuration project)';
-    if (seen.has(id)) reportIssue(ctx, node.items[i] as Node, `${path}[${i}]`, `duplicate project id: ${id}; list each project once`);
+    if (seen.has(id)) {
+      reportIssue(ctx, entry, `${path}[${i}]`, `duplicate project id: ${id}; list each project once`);
+      return;
+    }
     seen.add(id);
+    const part = inventoryPart(p.id);
+    const other = inventories.get(part);
+    if (other === undefined) {
+      inventories.set(part, i);
+      return;
+    }
+    const idNode = isMap(entry) ? (entry.get('id', true) as Node | undefined) : undefined;
+    reportIssue(
+      ctx,
+      idNode ?? entry,
+      idNode ? `${path}[${i}].id` : `${path}[${i}]`,
+      `this entry (${named(p.id)}) and ${path}[${other}] (${named(projects[other]!.id)}) would share one inventory, inventory-<agent>-${part} ` +
+        '(the inventory ConfigMap and the id its objects are annotated with come from the project id, lowercase with "/", "." and "_" as "-"), ' +
+        "so each project's sync would prune the other's objects; keep one of the two in this agent's config.yaml and synchronise the other with another agent",
+    );
   });
   return projects;
 };

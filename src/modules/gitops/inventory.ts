@@ -31,6 +31,22 @@ function dnsSafe(s: string, max: number): string {
   return `${clean.slice(0, max - 11).replace(/-+$/, '')}-${hash}`;
 }
 
+/** What stands for the configuration project (a manifest project without id) in its inventory's name. */
+export const CONFIG_PROJECT_INVENTORY = 'config';
+
+/**
+ * The part of an inventory's name and id that the project id makes, as inventoryRef writes it: projects of one
+ * agent with the same part share an inventory (`group/app`, `group.app` and `Group/App`; `config` and the
+ * configuration project). Ids longer than the name's limit are hashed whole and so stay apart, but the
+ * configuration refuses them alike rather than depend on the agent name's length.
+ */
+export function inventoryPart(projectId: string | undefined): string {
+  return (projectId || CONFIG_PROJECT_INVENTORY)
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/-+$/, '');
+}
+
 export function inventoryRef(agentName: string, projectId: string, namespace: string): InventoryRef {
   const id = dnsSafe(`${agentName}-${projectId}`, 63);
   return { namespace, name: dnsSafe(`inventory-${agentName}-${projectId}`, 253), id };

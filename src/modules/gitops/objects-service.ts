@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { GitOpsService, type ObjectsToSynchronizeRequest, type ObjectsToSynchronizeResponse } from '../../gen/verdict/gitops.js';
-import { resolveCommit } from '../../server/config/git-project.js';
+import { headCommit, resolveCommit } from '../../server/config/git-project.js';
 import type { ModuleGrpcService, ServerModuleContext } from '../../server/module.js';
 import { type ErrorCode, isVerdictError, VerdictError } from '../../shared/errors.js';
 import { errText } from '../../shared/log/logger.js';
@@ -8,6 +8,7 @@ import { retryLoop } from '../../shared/retry/loop.js';
 import { refSpec } from './git-ref.js';
 import { MAX_PATHS, readFiles, selectFiles, type Selection } from './manifest-files.js';
 import { resolveProject } from './project-repos.js';
+import { sharedRepository } from './configured-projects.js';
 
 // GetObjectsToSynchronize, as the GitLab agent server serves it: poll the
 // project's ref until it points at a commit the agent has not synchronised,
@@ -22,10 +23,11 @@ type Call = grpc.ServerWritableStream<ObjectsToSynchronizeRequest, ObjectsToSync
 
 /**
  * What the agent is refused with: a VerdictError whose grpcStatus is the status sent (INVALID_ARGUMENT for a bad
- * request or ref, NOT_FOUND for an unknown project or ref, FAILED_PRECONDITION for files the project must change);
+ * request or ref, NOT_FOUND for an unknown project or ref, FAILED_PRECONDITION for files the project must change, or
+ * an entry of config.yaml naming a repository an earlier entry names);
  * anything else is UNAVAILABLE (VERDICT_UNAVAILABLE), which the agent retries.
  */
-const REFUSALS = ['VERDICT_BAD_REQUEST', 'VERDICT_NOT_FOUND', 'VERDICT_MANIFEST_FILES'] as const satisfies readonly ErrorCode[];
+const REFUSALS = ['VERDICT_BAD_REQUEST', 'VERDICT_NOT_FOUND', 'VERDICT_MANIFEST_FILES', 'VERDICT_CONFIG_INVALID'] as const satisfies readonly ErrorCode[];
 
 /** A step's error of `code` as the refusal sent, its message prefixed with where; any other error as it is. */
 function refusal(e: unknown, code: (typeof REFUSALS)[number], prefix: string): unknown {
@@ -40,6 +42,26 @@ function write(call: Call, msg: ObjectsToSynchronizeResponse): Promise<void> {
 
 export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
   const intervalMs = ctx.config.gitops_poll_interval ?? DEFAULT_POLL_INTERVAL_MS;
+
+  /** Two entries of config.yaml for one repository would fight over its objects: the later one is refused, saying which. */
+  async function refuseSecondEntry(agent: { name: string; config_project: string }, projectId: string, repo: string): Promise<void> {
+    const shared = await sharedRepository(
+      agent.config_project,
+      agent.name,
+      await headCommit(agent.config_project),
+      projectId,
+      repo,
+      (id) => resolveProject(id, agent.config_project, ctx.config.projects_dir).repo,
+    );
+    if (!shared) return;
+    const named = (id: string) => (id ? `id: ${id}` : 'no id: the configuration project');
+    throw new VerdictError(
+      'VERDICT_CONFIG_INVALID',
+      `GitOps: ${shared.file}: gitops.manifest_projects[${shared.index}] (${named(shared.id)}) names the repository gitops.manifest_projects[${shared.earlier}] ` +
+        `(${named(shared.earlierId)}) already synchronises; two entries would apply its objects under two inventories, each refusing or pruning the other's: ` +
+        'remove one of the two (keep the one whose inventory owns the objects in the cluster)',
+    );
+  }
 
   async function serve(call: Call): Promise<void> {
     const agent = ctx.admit(call, 'GetObjectsToSynchronize');
@@ -60,6 +82,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
           throw refusal(e, 'VERDICT_NOT_FOUND', 'GitOps: ');
         }
       })();
+      await refuseSecondEntry(agent, req.project_id, project.repo);
       const ref = (() => {
         try {
           return refSpec(req.ref);
