@@ -54,7 +54,7 @@ const accessRules = {
   protected_branches_only: field(bool()),
 };
 
-const accessEntry = obj({ id: field(projectId, { required: true }), ...accessRules }, restricting);
+const accessEntry = obj({ id: field(projectId, { required: true }), ...accessRules }, { ...restricting, example: '- id: group/project' });
 
 export const ciAccessSchema = obj(
   {

@@ -205,7 +205,42 @@ describe('keys Verdict uses stay errors with file, path and line', () => {
       'observability:\n  logging:\n    level: verbose\n',
       '3: observability.logging.level: must be one of info, debug, warn, error, got "verbose"',
     ],
-    ['a mapping where a block belongs', 'cilium: [a]\n', '1: cilium: must be a mapping'],
+    [
+      'a mapping where a block belongs',
+      'cilium: [a]\n',
+      '1: cilium: must be a mapping with keys such as hubble_relay_address, policies, alert_namespaces, alert_clusterwide, …',
+    ],
+    [
+      'access_as as a word',
+      'ci_access:\n  projects:\n    - id: a/b\n      access_as: ci_job\n',
+      '4: ci_access.projects[0].access_as: must be a mapping, e.g. access_as: {ci_job: {}}',
+    ],
+    [
+      'ci_job as a word',
+      'ci_access:\n  groups:\n    - id: a\n      access_as:\n        ci_job: yes\n',
+      '5: ci_access.groups[0].access_as.ci_job: must be a mapping, e.g. ci_job: {}',
+    ],
+    ['a project as a path', 'ci_access:\n  projects: [a/b]\n', '2: ci_access.projects[0]: must be a mapping, e.g. - id: group/project'],
+    [
+      'environments as a word',
+      'ci_access:\n  projects:\n    - id: a/b\n      environments: production\n',
+      '4: ci_access.projects[0].environments: must be a list, e.g. environments: [production]',
+    ],
+    [
+      'environments as a mapping',
+      'ci_access:\n  projects:\n    - id: a/b\n      environments:\n        production: true\n',
+      '5: ci_access.projects[0].environments: must be a list (start each item with "- ")',
+    ],
+    [
+      'a uid YAML reads as a number',
+      'ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        impersonate:\n          username: u\n          uid: 1000\n',
+      '7: ci_access.projects[0].access_as.impersonate.uid: must be a string (quote it: uid: "1000")',
+    ],
+    [
+      'a flag in quotes',
+      'ci_access:\n  groups:\n    - id: a\n      protected_branches_only: "true"\n',
+      '4: ci_access.groups[0].protected_branches_only: must be true or false, without quotes',
+    ],
     [
       'access_as with two forms',
       'ci_access:\n  projects:\n    - id: a/b\n      access_as:\n        agent: {}\n        ci_job: {}\n',
@@ -274,7 +309,7 @@ describe('keys Verdict uses stay errors with file, path and line', () => {
     [
       'a duration',
       'cilium:\n  hubble_relay_address: r:80\n  dedup_window: 10\n',
-      '3: cilium.dedup_window: must be a duration such as 500ms, 10s, 5m or 1h, got 10',
+      '3: cilium.dedup_window: must be a duration such as 500ms, 10s, 5m or 1h, got 10 (a number needs a unit: 10s)',
     ],
   ])('%s', (_name, text, error) => {
     expect(errorsOf(text)).toEqual([error]);

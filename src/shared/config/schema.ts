@@ -78,11 +78,52 @@ function scalarValue(node: Node | null | undefined): unknown {
   return isScalar(node) ? node.value : undefined;
 }
 
+/** The scalar as written in the file (YAML reads `1.10` as 1.1; the fix should quote what the user wrote). */
+function sourceText(node: Node | null | undefined): string | undefined {
+  return isScalar(node) ? (node.source ?? String(node.value)) : undefined;
+}
+
+/** The key a value hangs under, from its path (`a.b[0].environments` → environments), if the path ends in one. */
+function keyName(path: string): string | undefined {
+  const last = path.split('.').pop();
+  return last && !last.endsWith(']') ? last : undefined;
+}
+
+/**
+ * "must be a <kind>" for a value of the wrong type, with the form that was
+ * meant: the declared example, else one built from what was written (a
+ * number quoted, a word put in a list), so each type error carries its fix.
+ */
+function wrongType(node: Node | null | undefined, path: string, kind: 'a string' | 'a list' | 'a mapping', example?: string): string {
+  const written = sourceText(node);
+  const prefix = keyName(path) ? `${keyName(path)}: ` : '';
+  if (example) return `must be ${kind}, e.g. ${example}`;
+  if (kind === 'a list') {
+    if (written !== undefined && written !== '') {
+      const item = /^[\w./@-]+$/.test(written) ? written : JSON.stringify(written);
+      return `must be a list, e.g. ${prefix}[${item}]`;
+    }
+    return isMap(node) ? 'must be a list (start each item with "- ")' : 'must be a list';
+  }
+  const v = scalarValue(node);
+  if (kind === 'a string' && written !== undefined && (typeof v === 'number' || typeof v === 'boolean')) {
+    return `must be a string (quote it: ${prefix}${JSON.stringify(written)})`;
+  }
+  return `must be ${kind}`;
+}
+
 export const str =
   (opts: { pattern?: RegExp; hint?: string; nonEmpty?: boolean } = {}): Validator<string> =>
   (node, path, ctx) => {
     const v = scalarValue(node);
-    if (typeof v !== 'string') return reportIssue(ctx, node, path, `must be a string${opts.hint ? ` (${opts.hint})` : ''}`);
+    if (typeof v !== 'string') {
+      // Quoting helps only when the text as written is a valid value (uid: 1000, not http_addr: 8080).
+      const quoted = sourceText(node);
+      if ((typeof v === 'number' || typeof v === 'boolean') && quoted !== undefined && (!opts.pattern || opts.pattern.test(quoted))) {
+        return reportIssue(ctx, node, path, wrongType(node, path, 'a string'));
+      }
+      return reportIssue(ctx, node, path, `must be a string${opts.hint ? ` (${opts.hint})` : ''}`);
+    }
     if (opts.nonEmpty && v.trim() === '') return reportIssue(ctx, node, path, 'must not be empty');
     if (opts.pattern && !opts.pattern.test(v)) return reportIssue(ctx, node, path, `"${v}" is not valid${opts.hint ? `: ${opts.hint}` : ''}`);
     return v;
@@ -90,7 +131,7 @@ export const str =
 
 export const bool = (): Validator<boolean> => (node, path, ctx) => {
   const v = scalarValue(node);
-  if (typeof v !== 'boolean') return reportIssue(ctx, node, path, 'must be true or false');
+  if (typeof v !== 'boolean') return reportIssue(ctx, node, path, `must be true or false${v === 'true' || v === 'false' ? ', without quotes' : ''}`);
   return v;
 };
 
@@ -98,7 +139,9 @@ export const int =
   (opts: { min?: number; max?: number } = {}): Validator<number> =>
   (node, path, ctx) => {
     const v = scalarValue(node);
-    if (typeof v !== 'number' || !Number.isInteger(v)) return reportIssue(ctx, node, path, 'must be a whole number');
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      return reportIssue(ctx, node, path, `must be a whole number${typeof v === 'string' && /^-?\d+$/.test(v) ? ', without quotes' : ''}`);
+    }
     if (opts.min !== undefined && v < opts.min) return reportIssue(ctx, node, path, `must be at least ${opts.min}`);
     if (opts.max !== undefined && v > opts.max) return reportIssue(ctx, node, path, `must be at most ${opts.max}`);
     return v;
@@ -126,16 +169,19 @@ export const duration =
   (node, path, ctx) => {
     const v = scalarValue(node);
     const ms = typeof v === 'string' ? durationMs(v) : undefined;
-    if (ms === undefined) return reportIssue(ctx, node, path, `must be a duration such as 500ms, 10s, 5m or 1h, got ${JSON.stringify(v ?? null)}`);
+    if (ms === undefined) {
+      const unit = typeof v === 'number' ? ` (a number needs a unit: ${v}s)` : '';
+      return reportIssue(ctx, node, path, `must be a duration such as 500ms, 10s, 5m or 1h, got ${JSON.stringify(v ?? null)}${unit}`);
+    }
     if (opts.min !== undefined && ms < opts.min) return reportIssue(ctx, node, path, `must be at least ${opts.min} ms`);
     if (opts.max !== undefined && ms > opts.max) return reportIssue(ctx, node, path, `must be at most ${opts.max} ms${opts.maxWhy ? ` (${opts.maxWhy})` : ''}`);
     return ms;
   };
 
 export const list =
-  <T>(item: Validator<T>, opts: { min?: number; max?: number; maxWhy?: string } = {}): Validator<T[]> =>
+  <T>(item: Validator<T>, opts: { min?: number; max?: number; maxWhy?: string; example?: string } = {}): Validator<T[]> =>
   (node, path, ctx) => {
-    if (!isSeq(node)) return reportIssue(ctx, node, path, 'must be a list');
+    if (!isSeq(node)) return reportIssue(ctx, node, path, wrongType(node, path, 'a list', opts.example));
     if (opts.min !== undefined && node.items.length < opts.min) return reportIssue(ctx, node, path, `must have at least ${opts.min} item(s)`);
     if (opts.max !== undefined && node.items.length > opts.max) {
       return reportIssue(ctx, node, path, `has ${node.items.length} items, more than ${opts.max}${opts.maxWhy ? ` (${opts.maxWhy})` : ''}`);
@@ -155,7 +201,7 @@ export const stringMap = (): Validator<Record<string, string>> => (node, path, c
     const k = String(scalarValue(pair.key as Node));
     const v = scalarValue(pair.value as Node);
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
-      reportIssue(ctx, pair.value as Node, `${path}.${k}`, 'must be a string');
+      reportIssue(ctx, pair.value as Node, `${path}.${k}`, wrongType(pair.value as Node, `${path}.${k}`, 'a string'));
       continue;
     }
     out[k] = String(v);
@@ -192,14 +238,16 @@ export function field<T>(v: Validator<T>, opts: { required?: boolean; default?: 
  * a known one is an error after all, with this reason. For blocks where a key
  * dropped as unknown widens access (ci_access restrictions): a later GitLab
  * version's key is still a warning, a misspelt restriction refuses the file.
+ *
+ * `example`: the mapping as it is written, shown when something else is given.
  */
 export const obj =
-  <S extends Shape>(shape: S, opts: { open?: boolean; misspeltIsError?: string } = {}): Validator<Out<S>> =>
+  <S extends Shape>(shape: S, opts: { open?: boolean; misspeltIsError?: string; example?: string } = {}): Validator<Out<S>> =>
   (node, path, ctx, key) => {
     if (isNull(node)) {
       node = undefined;
     } else if (!isMap(node)) {
-      return reportIssue(ctx, node, path, 'must be a mapping');
+      return reportIssue(ctx, node, path, mappingExpected(node, path, Object.keys(shape), opts.example));
     }
     const seen = new Map<string, { value: Node; key: Node }>();
     if (node) {
@@ -244,6 +292,12 @@ export const obj =
     }
     return ctx.issues.length > before && !node ? undefined : (out as Out<S>);
   };
+
+/** wrongType for a mapping, naming its keys when there is no example (an empty one is `{}`). */
+function mappingExpected(node: Node | null | undefined, path: string, keys: string[], example?: string): string {
+  if (example || keys.length === 0) return wrongType(node, path, 'a mapping', example ?? `${keyName(path) ? `${keyName(path)}: ` : ''}{}`);
+  return `must be a mapping with keys such as ${keys.slice(0, 4).join(', ')}${keys.length > 4 ? ', …' : ''}`;
+}
 
 /**
  * The known key a key is a near-miss of, if any: one edit away for short
@@ -299,7 +353,7 @@ export function unused(v: Validator<unknown>, why: string): Validator<undefined>
  * counts as unset, as it did for the original.
  */
 export function exactlyOne<S extends Shape>(shape: S, example: string): Validator<Out<S>> {
-  const inner = obj(shape);
+  const inner = obj(shape, { example });
   return (node, path, ctx, key) => {
     const names = Object.keys(shape);
     if (isMap(node)) {

@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseYamlConfig } from './schema.js';
+import { serverConfigSchema } from './server-config.js';
+
+function issues(yaml: string): string[] {
+  try {
+    parseYamlConfig(yaml, 'server.yaml', serverConfigSchema);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
+    throw e;
+  }
+  return [];
+}
+
+describe('server config: a value of the wrong type says the form meant', () => {
+  it.each([
+    ['a number where a path belongs', 'data_dir: 5\n', '1: data_dir: must be a string (quote it: data_dir: "5")'],
+    // Quoting 8080 would not make an address: the message says what one looks like.
+    ['a port alone', 'http_addr: 8080\n', '1: http_addr: must be a string (host:port, e.g. 0.0.0.0:8080)'],
+    ['a quoted number', 'retention:\n  max_rows: "1000"\n', '2: retention.max_rows: must be a whole number, without quotes'],
+    ['a block as a word', 'tls: on\n', '1: tls: must be a mapping with keys such as cert_file, key_file'],
+    ['brokers as a word', 'kafka:\n  brokers: kafka-0:9092\n', '2: kafka.brokers: must be a list, e.g. brokers: ["kafka-0:9092"]'],
+  ])('%s', (_name, yaml, issue) => {
+    expect(issues(yaml)).toEqual([issue]);
+  });
+});
