@@ -24,3 +24,20 @@ describe('server config: a value of the wrong type says the form meant', () => {
     expect(issues(yaml)).toEqual([issue]);
   });
 });
+
+describe('server config: kubernetes_api.url_path_prefix', () => {
+  const prefix = (yaml: string) =>
+    parseYamlConfig(`kubernetes_api:\n  listen: 127.0.0.1:8154\n${yaml}`, 'server.yaml', serverConfigSchema).value.kubernetes_api?.url_path_prefix;
+
+  it('takes a prefix without its trailing slash as the one with it', () => {
+    expect(prefix('  url_path_prefix: /k8s-proxy\n')).toBe('/k8s-proxy/');
+    expect(prefix('  url_path_prefix: /a/b/\n')).toBe('/a/b/');
+    expect(prefix('')).toBe('/');
+  });
+
+  it('refuses a prefix that is no absolute path', () => {
+    expect(issues('kubernetes_api:\n  listen: 127.0.0.1:8154\n  url_path_prefix: k8s-proxy/\n')).toEqual([
+      '3: kubernetes_api.url_path_prefix: "k8s-proxy/" is not valid: a path starting with "/", e.g. /k8s-proxy/',
+    ]);
+  });
+});

@@ -8,6 +8,18 @@ import { kafkaConfigSchema } from './kafka-config.js';
 
 const addr = str({ pattern: /^(\[[0-9a-fA-F:]+\]|[^\s:/[\]]*):\d{1,5}$/, hint: 'host:port, e.g. 0.0.0.0:8080' });
 
+const pathStart = str({ pattern: /^\//, hint: 'a path starting with "/", e.g. /k8s-proxy/' });
+
+/**
+ * The proxy's path prefix, always ending in "/": the proxy matches requests by
+ * it and serves `/k8s-proxy` itself under `/k8s-proxy/`, so `/k8s-proxy` can
+ * only mean that, and is taken as it rather than refused.
+ */
+const urlPathPrefix: Validator<string> = (node, path, ctx) => {
+  const v = pathStart(node, path, ctx);
+  return v === undefined || v.endsWith('/') ? v : `${v}/`;
+};
+
 export const serverConfigSchema = obj({
   data_dir: field(str({ nonEmpty: true }), { default: '.data/server' }),
   http_addr: field(addr, { default: '127.0.0.1:8080' }),
@@ -29,7 +41,7 @@ export const serverConfigSchema = obj({
     obj({
       listen: field(addr, { required: true }),
       // Requests arrive under this path, removed before they reach the API server.
-      url_path_prefix: field(str({ pattern: /^\/(.*\/)?$/, hint: 'a path starting and ending with "/", e.g. /k8s-proxy/' }), { default: '/' }),
+      url_path_prefix: field(urlPathPrefix, { default: '/' }),
       // The URL kubeconfigs name (a load balancer's); default: from listen.
       url: field(str({ pattern: /^https?:\/\/\S+$/, hint: 'an http:// or https:// URL' })),
     }),
