@@ -17,7 +17,7 @@ import { sharedRepository } from './configured-projects.js';
 
 /** The original's chunk size: a file larger than this spans consecutive Object messages. */
 export const CHUNK_BYTES = 128 * 1024;
-const DEFAULT_POLL_INTERVAL_MS = 20_000;
+export const DEFAULT_POLL_INTERVAL_MS = 20_000;
 
 type Call = grpc.ServerWritableStream<ObjectsToSynchronizeRequest, ObjectsToSynchronizeResponse>;
 

@@ -6,6 +6,7 @@ import { fingerprint } from '../../shared/alert/fingerprint.js';
 import { ALERT_SCHEMA, type AlertPayload } from '../../shared/alert/payload.js';
 import type { IncomingEvent } from '../../server/store/types.js';
 import { errText } from '../../shared/log/logger.js';
+import type { RemovedProjects } from './removed-projects.js';
 import type { SyncStatusStore } from './sync-status.js';
 
 // ReportSync: the agent's report of one sync -> the latest per project (the
@@ -26,13 +27,22 @@ const MAX_OBJECTS = 200;
 export interface GitopsServerState {
   status: SyncStatusStore;
   alerts: ModuleAlerts;
+  removed: RemovedProjects;
 }
 export const serverState = new WeakMap<ServerConfig, GitopsServerState>();
 
 type Call = grpc.ServerUnaryCall<SyncReport, SyncReportAck>;
 
-function projectName(id: string): string {
+export function projectName(id: string): string {
   return id || '(configuration project)';
+}
+
+/**
+ * The project's gitops alerts not yet seen resolved: those this server raised, and those open in its store
+ * (raised by another replica before the agent came here).
+ */
+export function projectAlerts(status: SyncStatusStore, agent: string, projectId: string): string[] {
+  return [...new Set([...status.raised(agent, projectId), ...status.openInStore(agent, projectName(projectId), [RULE_FAILED, RULE_DRIFT])])];
 }
 
 /** The alerts a report stands for, by fingerprint. */
@@ -129,12 +139,7 @@ export function reportService(ctx: ServerModuleContext): grpc.UntypedHandleCall 
         finished_at: finishedAt,
       });
       const raisedNow = alertsOf(agent.name, { ...r, objects }, finishedAt);
-      const before = [
-        ...new Set([
-          ...state.status.raised(agent.name, r.project_id),
-          ...state.status.openInStore(agent.name, projectName(r.project_id), [RULE_FAILED, RULE_DRIFT]),
-        ]),
-      ];
+      const before = projectAlerts(state.status, agent.name, r.project_id);
       if (r.ok) {
         // A good sync: what the project raised before is over, except the drift this very sync corrected.
         const over = before.filter((f) => !raisedNow.has(f));
@@ -152,6 +157,8 @@ export function reportService(ctx: ServerModuleContext): grpc.UntypedHandleCall 
       }
       state.status.setRaised(agent.name, r.project_id, r.ok ? [...raisedNow.keys()] : [...new Set([...before, ...raisedNow.keys()])]);
       done(null, {});
+      // A report on a project the agent's configuration has dropped since (a retry of the reporter before the module restarted) does not stay.
+      void state.removed.check(agent.name);
     } catch (e) {
       log.error({ error: errText(e) }, 'GitOps: failed to record a sync report');
       done({ code: grpc.status.UNAVAILABLE, details: `GitOps: failed to record the sync report: ${errText(e)}` });

@@ -1,14 +1,16 @@
 import { GitOpsService } from '../../gen/verdict/gitops.js';
 import type { ServerModule } from '../../server/module.js';
 import { type GitopsConfig, gitopsBlock } from './config.js';
-import { objectsService } from './objects-service.js';
+import { DEFAULT_POLL_INTERVAL_MS, objectsService } from './objects-service.js';
+import { RemovedProjects } from './removed-projects.js';
 import { reportService, serverState } from './report-service.js';
 import { projectSyncSchema, SyncStatusStore } from './sync-status.js';
 
 // The server part of GitOps: the block's schema, the service that streams
 // manifest projects' files to the agent and takes its sync reports, and the
 // agents API's gitops part (each project's last sync). start() opens the sync
-// status tables; the gRPC handlers reach them through the server's config.
+// status tables and drops projects that left an agent's configuration; the
+// gRPC handlers reach them through the server's config.
 export const gitopsServer: ServerModule<'gitops', GitopsConfig> = {
   name: 'gitops',
   config: gitopsBlock,
@@ -17,9 +19,19 @@ export const gitopsServer: ServerModule<'gitops', GitopsConfig> = {
     return [{ definition: GitOpsService, implementation: { ...objects.implementation, reportSync: reportService(ctx) } }];
   },
   async start(ctx) {
-    serverState.set(ctx.config, { status: new SyncStatusStore(ctx.db), alerts: ctx.alerts });
+    const status = new SyncStatusStore(ctx.db);
+    const removed = new RemovedProjects({ status, alerts: ctx.alerts, agents: ctx.agents, log: ctx.log });
+    serverState.set(ctx.config, { status, alerts: ctx.alerts, removed });
+    // Projects dropped from an agent's configuration get no report again: checked at the pace the server reads refs,
+    // so their alerts resolve without anyone opening the Agents view (a check costs a git read only once per commit).
+    const sweep = setInterval(() => {
+      for (const a of ctx.agents.list()) void removed.check(a.name);
+    }, ctx.config.gitops_poll_interval ?? DEFAULT_POLL_INTERVAL_MS);
+    sweep.unref();
     return {
       async close() {
+        clearInterval(sweep);
+        removed.close();
         serverState.delete(ctx.config);
       },
     };
@@ -31,6 +43,13 @@ export const gitopsServer: ServerModule<'gitops', GitopsConfig> = {
       required: ['projects'],
       additionalProperties: false,
     },
-    view: (config, agent) => ({ projects: serverState.get(config)?.status.projects(agent) ?? [] }),
+    view: (config, agent) => {
+      const state = serverState.get(config);
+      if (!state) return { projects: [] };
+      // Rows of projects the configuration no longer lists are hidden at once, and dropped by the check.
+      void state.removed.check(agent);
+      const listed = state.removed.listed(agent);
+      return { projects: state.status.projects(agent).filter((p) => !listed || listed.has(p.project_id)) };
+    },
   },
 };

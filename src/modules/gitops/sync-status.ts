@@ -119,6 +119,23 @@ export class SyncStatusStore {
     ).map((r) => r.fingerprint);
   }
 
+  /** Every project the agent has a sync status or raised alerts for. */
+  projectIds(agent: string): string[] {
+    return (
+      this.db.prepare('SELECT project_id FROM gitops_syncs WHERE agent = ? UNION SELECT project_id FROM gitops_raised WHERE agent = ?').all(agent, agent) as {
+        project_id: string;
+      }[]
+    ).map((r) => r.project_id);
+  }
+
+  /** Drops a project's sync status and record of raised alerts (it left the agent's configuration). */
+  forget(agent: string, projectId: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM gitops_syncs WHERE agent = ? AND project_id = ?').run(agent, projectId);
+      this.db.prepare('DELETE FROM gitops_raised WHERE agent = ? AND project_id = ?').run(agent, projectId);
+    })();
+  }
+
   setRaised(agent: string, projectId: string, fingerprints: readonly string[]): void {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM gitops_raised WHERE agent = ? AND project_id = ?').run(agent, projectId);
