@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createRootLogger } from '../shared/log/logger.js';
 import { ModuleManager } from './module-manager.js';
-import type { AgentModule, ModuleContext } from './module.js';
+import type { AgentModule, Lingering, ModuleContext } from './module.js';
 
 const fast = { initialMs: 5, maxMs: 20, jitter: false };
 const base = {} as Omit<ModuleContext, 'log' | 'files'>;
@@ -60,5 +60,63 @@ describe('ModuleManager', () => {
     // Far below the 60 s backoff it would otherwise sit out; loose enough for a loaded machine.
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect(runs).toHaveLength(1);
+  });
+
+  it('lets work a stopped module left in flight finish on a restart, and ends it after the grace when the agent stops', async () => {
+    // Each run leaves one piece of work (a watch) that ends only when ended or finished by the test.
+    const left: { ended: boolean; finish: () => void; over: boolean }[] = [];
+    const mod: AgentModule<{ hubble_relay_address: string }> = {
+      name: 'cilium',
+      run: async (_block, _ctx, signal): Promise<Lingering> => {
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        let finish: () => void = () => undefined;
+        const w = { ended: false, over: false, finish: () => finish() };
+        const done = new Promise<void>((resolve) => (finish = resolve)).then(() => {
+          w.over = true;
+        });
+        left.push(w);
+        return {
+          done,
+          end: () => {
+            w.ended = true;
+            w.finish();
+          },
+        };
+      },
+    };
+    const m = new ModuleManager([mod], base, createRootLogger({ level: 'silent' }), fast, 300);
+    await m.apply(config('a:1'), []);
+    await m.apply(config('b:2'), []);
+    // The restart neither waited for the first run's work nor ended it.
+    expect(left).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(left[0]!.ended).toBe(false);
+
+    const t0 = Date.now();
+    await m.stopAll();
+    const took = Date.now() - t0;
+    expect(left.map((w) => [w.ended, w.over])).toEqual([
+      [true, true],
+      [true, true],
+    ]);
+    expect(took).toBeGreaterThanOrEqual(290);
+  });
+
+  it('does not end work that finishes within the grace, nor wait the grace out', async () => {
+    let ended = false;
+    const mod: AgentModule<{ hubble_relay_address: string }> = {
+      name: 'cilium',
+      run: async (_block, _ctx, signal): Promise<Lingering> => {
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        return { done: new Promise((r) => setTimeout(r, 50)), end: () => (ended = true) };
+      },
+    };
+    const m = new ModuleManager([mod], base, createRootLogger({ level: 'silent' }), fast, 10_000);
+    await m.apply(config('a:1'), []);
+    const t0 = Date.now();
+    await m.stopAll();
+    expect(ended).toBe(false);
+    // Far below the 10 s grace; loose enough for a loaded machine.
+    expect(Date.now() - t0).toBeLessThan(5_000);
   });
 });

@@ -3,7 +3,7 @@ import type { ProjectFile } from '../gen/verdict/agent.js';
 import { errText, moduleLogger, type Logger } from '../shared/log/logger.js';
 import { AGENT_DEFAULT_BACKOFF, type BackoffOptions } from '../shared/retry/backoff.js';
 import { retryLoop } from '../shared/retry/loop.js';
-import type { AgentModule, ModuleContext } from './module.js';
+import type { AgentModule, Lingering, ModuleContext } from './module.js';
 
 interface Running {
   key: string;
@@ -11,9 +11,21 @@ interface Running {
   done: Promise<void>;
 }
 
+/**
+ * How long work a module left in flight (a CI request) may go on once the
+ * agent is stopping. A request in flight at SIGTERM may be a write (kubectl
+ * apply) whose answer the job needs, and most requests end within ms; a watch,
+ * logs -f or exec never ends on its own, and would keep the process up until
+ * Kubernetes kills it (terminationGracePeriodSeconds, 30 s by default), with
+ * no answer to kubectl.
+ */
+export const SHUTDOWN_GRACE_MS = 5_000;
+
 /** Starts, restarts and stops modules as new configurations arrive. */
 export class ModuleManager {
   private readonly running = new Map<string, Running>();
+  /** Work that stopped modules left in flight: a restart lets it finish, stopAll() ends it after the grace. */
+  private readonly lingering = new Set<Lingering>();
 
   constructor(
     private readonly modules: readonly AgentModule<never>[],
@@ -21,6 +33,7 @@ export class ModuleManager {
     private readonly log: Logger,
     /** Delays before a module that failed or stopped on its own runs again with the same configuration. */
     private readonly backoff: BackoffOptions = AGENT_DEFAULT_BACKOFF,
+    private readonly shutdownGraceMs = SHUTDOWN_GRACE_MS,
   ) {}
 
   /** `agentName`: the name the server knows the agent by (it arrives with the configuration; GitOps names its inventories after it). */
@@ -69,7 +82,8 @@ export class ModuleManager {
       },
       async () => {
         log.info('Starting module');
-        await mod.run(block as never, ctx, signal);
+        const left = await mod.run(block as never, ctx, signal);
+        if (left) this.linger(left, log);
         return 'backoff';
       },
     );
@@ -83,8 +97,22 @@ export class ModuleManager {
     this.running.delete(name);
   }
 
+  private linger(left: Lingering, log: Logger): void {
+    this.lingering.add(left);
+    left.done.catch((e: unknown) => log.error({ error: errText(e) }, 'Module: work left in flight failed')).finally(() => this.lingering.delete(left));
+  }
+
+  /** Stops every module (the agent is stopping); what they left in flight gets the grace to finish, then is ended. */
   async stopAll(): Promise<void> {
     await Promise.all([...this.running.keys()].map((n) => this.stopOne(n)));
+    if (this.lingering.size === 0) return;
+    const over = () => Promise.all([...this.lingering].map((l) => l.done.catch(() => undefined))).then(() => true);
+    this.log.info({ grace_ms: this.shutdownGraceMs }, 'Stopping: giving the requests in flight time to finish');
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([over(), new Promise<false>((r) => (timer = setTimeout(() => r(false), this.shutdownGraceMs)))]);
+    clearTimeout(timer);
+    if (!finished) for (const l of this.lingering) l.end();
+    await over();
   }
 
   get runningModules(): string[] {

@@ -33,5 +33,20 @@ export interface AgentModule<C = never> {
   readonly name: string;
   /** Whether this module reads ctx.files (then a change of files restarts it). */
   readonly usesFiles?: boolean;
-  run(block: C, ctx: ModuleContext, signal: AbortSignal): Promise<void>;
+  /**
+   * Runs until `signal` aborts (the block changed or went away, or the agent
+   * is stopping). Work that must not be cut by a restart (a CI watch in
+   * flight) may outlive it: run() then returns it as Lingering, and the agent
+   * lets it finish, ending it only when the agent process stops.
+   */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a module that leaves nothing behind is an async function returning Promise<void>.
+  run(block: C, ctx: ModuleContext, signal: AbortSignal): Promise<void | Lingering>;
+}
+
+/** Work a module's run() left behind when it returned. */
+export interface Lingering {
+  /** Settles when the work is over and what it held is closed. */
+  readonly done: Promise<void>;
+  /** Ends the work now; `done` settles soon after. */
+  end(): void;
 }

@@ -45,6 +45,8 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
       const client = new TunnelClient(tunnel.target, tunnel.credentials, { ...tunnel.options, 'grpc-node.flow_control_window': WINDOW_BYTES });
       const forwarder = new ApiForwarder(kube, ctx.log);
       let active = 0;
+      // Calls serving a request, for ending them when the agent stops.
+      const serving = new Set<AgentCall>();
       // Calls open and waiting for a request.
       let idle = 0;
       let allIdle: (() => void) | undefined;
@@ -84,6 +86,7 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
               served++;
               // Served beside the next idle call; a restart of the module (a new ci_access block) lets it finish.
               active++;
+              serving.add(call);
               // Whether this slot has moved on to a new call: then this one is ended after its request, not kept.
               let movedOn = false;
               let kept = false;
@@ -92,6 +95,7 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
                 .then((k) => (kept = k))
                 .catch((e: unknown) => ctx.log.error({ error: errText(e), ci_job_id: header.value.job_id }, 'CI tunnel: request failed'))
                 .finally(() => {
+                  serving.delete(call);
                   if (--active === 0) allIdle?.();
                 });
               // A request that is answered soon (most take a few ms) leaves its call waiting for the next one:
@@ -107,15 +111,32 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
         );
       await Promise.all(Array.from({ length: IDLE_CALLS }, slot));
       signal.removeEventListener('abort', stop);
-      // Requests in flight (a watch, logs -f) finish on their own calls, and the connection closes after the last;
-      // the module does not wait for them: the part a new ci_access block starts, and every configuration after
-      // it, would wait as long as a watch lasts (hours), with CI jobs refused meanwhile.
       const close = () => {
         forwarder.close();
         client.close();
       };
-      if (active > 0) allIdle = close;
-      else close();
+      if (active === 0) {
+        close();
+        return;
+      }
+      // Requests in flight (a watch, logs -f) finish on their own calls, and the connection closes after the last;
+      // the module does not wait for them: the part a new ci_access block starts, and every configuration after
+      // it, would wait as long as a watch lasts (hours), with CI jobs refused meanwhile. They are ended only when
+      // the agent stops: the server then answers kubectl with an error (a Status, or an ERROR event in a watch).
+      const done = new Promise<void>((resolve) => {
+        allIdle = () => {
+          close();
+          resolve();
+        };
+      });
+      return {
+        done,
+        end: () => {
+          ctx.log.warn({ requests: active }, 'CI tunnel: ending the requests still in flight: the agent is stopping');
+          for (const c of serving) c.cancel();
+          forwarder.close();
+        },
+      };
     },
   };
 }

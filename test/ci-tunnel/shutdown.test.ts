@@ -1,0 +1,93 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SHUTDOWN_GRACE_MS } from '../../src/agent/module-manager.js';
+import { startKube, type Kube } from '../helpers/kube.js';
+import { killAll, spawnVerdict, until, type VerdictProcess } from '../helpers/processes.js';
+import { startCiEnv, type CiEnv } from './env.js';
+import { watchConfigMaps } from './watch.js';
+
+// An agent process stopped (SIGTERM, as Kubernetes stops its pod) while a CI
+// job's watch runs through it: the process does not wait for the watch, which
+// never ends on its own; it gives requests in flight SHUTDOWN_GRACE_MS, then
+// ends them, and kubectl gets the server's Status instead of a hang until
+// SIGKILL.
+
+const CONFIG = `ci_access:
+  projects:
+    - id: shop/ops
+      default_namespace: ci
+`;
+
+let kube: Kube;
+let env: CiEnv;
+
+beforeAll(async () => {
+  kube = await startKube();
+  env = await startCiEnv({ configYaml: CONFIG, agentKubeconfig: kube.kubeconfig });
+  await kube.kubectl(['create', 'namespace', 'ci']);
+  // The agent of the environment runs in this process: the one under test is a process of its own.
+  await env.agent.stop();
+}, 300_000);
+
+afterAll(async () => {
+  await killAll();
+  await env?.stop();
+  await kube?.stop();
+});
+
+function spawnCiAgent(): VerdictProcess {
+  const ca = join(env.dir, 'proxy-ca.crt');
+  writeFileSync(ca, env.caPem);
+  return spawnVerdict(
+    [
+      'agent',
+      '--kas-address',
+      `grpcs://127.0.0.1:${env.server.grpcAddress.split(':').pop()}`,
+      '--ca-cert-file',
+      ca,
+      '--token-file',
+      join(env.dir, 'agent-token'),
+      '--data-dir',
+      join(env.dir, 'agent-process'),
+      '--kubeconfig',
+      kube.kubeconfig,
+      '--observability-addr',
+      '',
+    ],
+    'agent',
+  );
+}
+
+describe('agent shutdown with a CI watch open', () => {
+  it('exits within the grace after SIGTERM, and kubectl gets an error, not a hang', async () => {
+    const agent = spawnCiAgent();
+    await agent.waitForLog((l) => l.msg === 'CI tunnel: ready', 20_000, "the agent process's CI tunnel");
+    const file = await env.kubeconfig(env.jobToken({ project: 'shop/ops' }));
+    // The server may still be dropping the stopped in-process agent: wait until a request goes through.
+    await until(
+      async () => (await kube.kubectl(['get', 'configmaps', '-o', 'name'], { kubeconfig: file })).code === 0 || undefined,
+      20_000,
+      'a request through the agent process',
+    );
+    const watch = watchConfigMaps(kube, file);
+    try {
+      await until(() => watch.out.includes('kube-root-ca.crt') || undefined, 15_000, 'the watch to list');
+      // kubectl lists, prints, then opens the watch: give it time to be in flight.
+      await new Promise((r) => setTimeout(r, 1500));
+      const t0 = Date.now();
+      agent.proc.kill('SIGTERM');
+      const code = await Promise.race([agent.exited, new Promise((r) => setTimeout(() => r('still running'), SHUTDOWN_GRACE_MS + 10_000))]);
+      const took = Date.now() - t0;
+      expect(code, agent.stdout.slice(-2000)).toBe(0);
+      // Loose upper bound for a loaded machine; before, the process waited for the watch (until SIGKILL in a pod).
+      expect(took).toBeLessThan(SHUTDOWN_GRACE_MS + 5_000);
+      expect(agent.logs.some((l) => l.msg === 'CI tunnel: ending the requests still in flight: the agent is stopping' && l.requests === 1)).toBe(true);
+      const watchCode = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+      expect(watchCode).not.toBe('still running');
+      expect(`${watch.out}${watch.err}`).toMatch(/Verdict server: the agent "edge" disconnected before it finished answering/);
+    } finally {
+      watch.kill();
+    }
+  }, 120_000);
+});
