@@ -6,7 +6,7 @@ import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { KubeConfig, type Cluster, type Context, type User } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { kubeAgent, type ProxyAgentFactory } from './pool.js';
-import { TlsFiles, type TlsMaterial } from './tls-material.js';
+import { TlsFiles, tlsConnectOptions, type TlsMaterial } from './tls-material.js';
 import { errText } from '../../shared/log/logger.js';
 
 // How the agent reaches the Kubernetes API server, shared by every module that
@@ -311,9 +311,8 @@ function connection(loaded: KubeConfig, source: string, tokenFiles: ReadonlyMap<
         }
         material = withCert.material;
       }
-      const { proxy: _, ...parts } = material;
       // The material stays in the options too, for a caller that opens a connection of its own (agent: false).
-      return Object.assign(opts, parts, { agent: kubeAgent(protocol, material, proxyAgent) });
+      return Object.assign(opts, tlsConnectOptions(material), { agent: kubeAgent(protocol, material, proxyAgent) });
     },
     credentialsRejected() {
       kc = withExecInfo(loaded, cluster, userName);

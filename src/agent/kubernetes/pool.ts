@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, type AgentOptions } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import type { TlsMaterial } from './tls-material.js';
+import { tlsConnectOptions, type TlsConnectOptions, type TlsMaterial } from './tls-material.js';
 
 // The agent's keep-alive connections to the API server, one pool per set of
 // TLS material, shared by every connection and so by every module (the policy
@@ -46,7 +46,7 @@ class MaterialAgent extends HttpsAgent {
 }
 
 /** Makes the agent for a proxy-url (the client library's, which knows http, https and socks proxies), given the agent options. */
-export type ProxyAgentFactory = (options: AgentOptions & Omit<TlsMaterial, 'proxy'>) => HttpAgent;
+export type ProxyAgentFactory = (options: AgentOptions & TlsConnectOptions) => HttpAgent;
 
 /** In order of last use, the most recent last. */
 const pools = new Map<string, HttpAgent>();
@@ -72,8 +72,8 @@ export function kubeAgent(protocol: string, m: TlsMaterial, proxyAgent: ProxyAge
     }
   } else {
     if (pools.size >= MAX_POOLS) retire(pools.keys().next().value as string);
-    const { proxy, ...tls } = m;
-    agent = proxy ? proxyAgent({ ...OPTIONS, ...tls }) : https ? new MaterialAgent({ ...OPTIONS, ...tls }) : new HttpAgent(OPTIONS);
+    const tls = tlsConnectOptions(m);
+    agent = m.proxy ? proxyAgent({ ...OPTIONS, ...tls }) : https ? new MaterialAgent({ ...OPTIONS, ...tls }) : new HttpAgent(OPTIONS);
     pools.set(key, agent);
   }
   newest = key;

@@ -1,4 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { errText } from '../../shared/log/logger.js';
 
 // The TLS material of a kubeconfig cluster and user (CA, client certificate and
@@ -21,6 +23,29 @@ export interface TlsMaterial {
   readonly servername?: string;
   readonly rejectUnauthorized?: boolean;
   readonly proxy?: string;
+}
+
+/** The material as options of tls.connect (and so of an https request or agent). */
+export type TlsConnectOptions = Omit<TlsMaterial, 'proxy'> & { checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined };
+
+const connectOptions = new WeakMap<TlsMaterial, TlsConnectOptions>();
+
+/**
+ * The options for connections with this material, made once per material. A
+ * tls-server-name that is an IP address is not sent as the TLS ServerName
+ * (RFC 6066 allows host names only, and Node prints a DeprecationWarning for
+ * one) but is still what the certificate must name, as client-go checks it.
+ */
+export function tlsConnectOptions(m: TlsMaterial): TlsConnectOptions {
+  let o = connectOptions.get(m);
+  if (!o) {
+    const { proxy: _, ...rest } = m;
+    const ip = m.servername && isIP(m.servername) ? m.servername : undefined;
+    // "" and not undefined: Node's https agent would otherwise send the URL's host name.
+    o = ip ? { ...rest, servername: '', checkServerIdentity: (_host, cert) => checkServerIdentity(ip, cert) } : rest;
+    connectOptions.set(m, o);
+  }
+  return o;
 }
 
 /** Where each part comes from: a file (read, then checked for changes) or data given inline (base64, as in a kubeconfig). */
