@@ -151,7 +151,7 @@ describe('configuration stream', () => {
     await until(() => agents.configStatus('edge')?.invalid !== undefined, 'the invalid commit in the status');
     expect(agents.configStatus('edge')).toMatchObject({
       commit_id: second,
-      invalid: { commit_id: bad, error: expect.stringContaining(`${file}:3: observability.logging.level: must be one of info, debug, warn, error`) },
+      invalid: { commit_id: bad, error: expect.stringContaining(`${file}:3: observability.logging.level: must be one of "info", "debug", "warn", "error"`) },
     });
   });
 

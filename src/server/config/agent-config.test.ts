@@ -152,7 +152,7 @@ describe('keys Verdict does not use are checked with the original rules, as warn
     [
       'a bad log level',
       'observability:\n  logging:\n    grpc_level: verbose\n',
-      '3: observability.logging.grpc_level: must be one of info, debug, warn, error, got "verbose"',
+      '3: observability.logging.grpc_level: must be one of "info", "debug", "warn", "error"; got "verbose"',
     ],
     [
       'a cadence that is no cron',
@@ -203,7 +203,7 @@ describe('keys Verdict uses stay errors with file, path and line', () => {
     [
       'a log level',
       'observability:\n  logging:\n    level: verbose\n',
-      '3: observability.logging.level: must be one of info, debug, warn, error, got "verbose"',
+      '3: observability.logging.level: must be one of "info", "debug", "warn", "error"; got "verbose"',
     ],
     [
       'a mapping where a block belongs',

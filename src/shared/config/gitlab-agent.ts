@@ -1,5 +1,5 @@
 import { isScalar } from 'yaml';
-import { reportIssue, str, type Validator } from './schema.js';
+import { notOneOf, reportIssue, str, type Validator } from './schema.js';
 
 // Value types of the GitLab agent's config.yaml schema (pkg/agentcfg/agentcfg.proto,
 // every version), shared by the blocks that carry them: gitops, ci_access,
@@ -33,5 +33,5 @@ export const logLevel: Validator<LogLevel> = (node, path, ctx) => {
   const v = isScalar(node) ? node.value : undefined;
   if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < LOG_LEVELS.length) return LOG_LEVELS[v];
   if (typeof v === 'string' && (LOG_LEVELS as readonly string[]).includes(v)) return v as LogLevel;
-  return reportIssue(ctx, node, path, `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v ?? null)}`);
+  return reportIssue(ctx, node, path, notOneOf(LOG_LEVELS, v));
 };
