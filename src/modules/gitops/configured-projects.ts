@@ -1,5 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { parse } from 'yaml';
+import { configPath } from '../../server/config/agent-config-path.js';
 import { readAt } from '../../server/config/git-project.js';
 
 // The manifest projects an agent's config.yaml lists at a commit, as the ids
@@ -9,14 +10,9 @@ import { readAt } from '../../server/config/git-project.js';
 // is not loaded, because it imports the module registry, which imports this
 // module's server part.
 
-/** Where an agent's configuration lives in its configuration project. */
-export function agentConfigPath(agentName: string): string {
-  return `.gitlab/agents/${agentName}/config.yaml`;
-}
-
 /** The project ids of gitops.manifest_projects in their order, or undefined when config.yaml is not at the commit. */
 export async function configuredProjects(configProject: string, agentName: string, commit: string): Promise<string[] | undefined> {
-  const data = await readAt(configProject, commit, agentConfigPath(agentName));
+  const data = await readAt(configProject, commit, configPath(agentName));
   if (!data) return undefined;
   const config = parse(data.toString('utf8')) as { gitops?: { manifest_projects?: ({ id?: unknown } | null)[] | null } | null } | null;
   const projects = config?.gitops?.manifest_projects;
@@ -61,5 +57,5 @@ export async function sharedRepository(
   const mine = realpathSync(repo);
   const earlier = ids.slice(0, index).findIndex((id) => real(id) === mine);
   if (earlier < 0) return undefined;
-  return { file: agentConfigPath(agentName), index, id: projectId, earlier, earlierId: ids[earlier]! };
+  return { file: configPath(agentName), index, id: projectId, earlier, earlierId: ids[earlier]! };
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../../shared/config/server-config.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
-import { configPath } from '../config/agent-config-loader.js';
+import { configPath } from '../config/agent-config-path.js';
 import { parseAgentConfig } from '../config/agent-config.js';
 import { readAt } from '../config/git-project.js';
 import { scoped } from '../feed/auth.js';

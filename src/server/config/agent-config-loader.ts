@@ -2,6 +2,7 @@ import type { ProjectFile } from '../../gen/verdict/agent.js';
 import { parseAgentConfig, type AgentConfig } from './agent-config.js';
 import { globToRegExp } from '../../shared/config/glob.js';
 import { ConfigError, type ConfigIssue } from '../../shared/config/schema.js';
+import { configPath } from './agent-config-path.js';
 import { listFiles, readAt } from './git-project.js';
 import { serverModules } from '../modules.js';
 
@@ -15,10 +16,6 @@ export interface LoadedConfiguration {
   config: AgentConfig;
   warnings: ConfigIssue[];
   files: ProjectFile[];
-}
-
-export function configPath(agentName: string): string {
-  return `.gitlab/agents/${agentName}/config.yaml`;
 }
 
 /** Reads, validates and resolves an agent's configuration at a commit. Throws ConfigError. */
