@@ -1,17 +1,10 @@
+import { serverConfigIssues } from '../../../test/helpers/server-config.js';
 import { describe, expect, it } from 'vitest';
 import { kafkaConfigForBootstrap } from './kafka-config.js';
 import { ConfigError, parseYamlConfig } from './schema.js';
 import { serverConfigSchema } from './server-config.js';
 
-function issues(yaml: string): string[] {
-  try {
-    parseYamlConfig(yaml, 'server.yaml', serverConfigSchema);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
-    throw e;
-  }
-  return [];
-}
+const issues = serverConfigIssues;
 
 describe('kafka config block', () => {
   it('fills defaults; without the block the server stays on SQLite alone', () => {

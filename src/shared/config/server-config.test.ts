@@ -1,16 +1,9 @@
+import { serverConfigIssues } from '../../../test/helpers/server-config.js';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseYamlConfig } from './schema.js';
+import { parseYamlConfig } from './schema.js';
 import { serverConfigSchema } from './server-config.js';
 
-function issues(yaml: string): string[] {
-  try {
-    parseYamlConfig(yaml, 'server.yaml', serverConfigSchema);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
-    throw e;
-  }
-  return [];
-}
+const issues = serverConfigIssues;
 
 describe('server config: a value of the wrong type says the form meant', () => {
   it.each([

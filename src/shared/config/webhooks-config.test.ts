@@ -1,8 +1,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { serverConfigIssues } from '../../../test/helpers/server-config.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, parseYamlConfig } from './schema.js';
+import { parseYamlConfig } from './schema.js';
 import { serverConfigSchema } from './server-config.js';
 import { DEFAULT_RETRY_SCHEDULE_MS, formatDuration, integrationToJson, parseIntegrationJson, webhooksConfigSchema } from './webhooks-config.js';
 
@@ -12,15 +13,7 @@ function parse(yaml: string) {
   return parseYamlConfig(yaml, 'server.yaml', serverConfigSchema).value;
 }
 
-function issues(yaml: string): string[] {
-  try {
-    parse(yaml);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
-    throw e;
-  }
-  return [];
-}
+const issues = serverConfigIssues;
 
 describe('webhooks config block', () => {
   afterEach(() => {
