@@ -67,7 +67,9 @@ beforeAll(async () => {
   // resource_inclusions validates but is not used: a config warning the view shows.
   let token: string;
   ({ server, config, token } = await startGitopsServer(dir, log, {
-    agentConfig: 'gitops:\n  manifest_projects:\n    - id: group/app\n      resource_inclusions: [{api_groups: [""], kinds: [ConfigMap]}]\n',
+    // The configuration project is listed too (the entry without id): the server keeps the status of listed projects only.
+    agentConfig:
+      'gitops:\n  manifest_projects:\n    - id: group/app\n      resource_inclusions: [{api_groups: [""], kinds: [ConfigMap]}]\n    - paths: [{glob: "manifests/**/*.yaml"}]\n',
     settings: { config_poll_interval: 100 },
   }));
   configCommit = config.git('rev-parse', 'HEAD');

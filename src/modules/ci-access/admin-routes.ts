@@ -48,6 +48,10 @@ const createBody = {
     protected: { type: 'boolean', description: 'ref is a protected branch or tag (protected_branches_only); needs ref' },
     ttl_seconds: { type: 'integer', minimum: 1, maximum: MAX_TTL_MS / 1000, default: 3600, description: 'lifetime, at most a day' },
   },
+  // A protected job names its ref (JobTokens.create refuses it otherwise): said here too, so the document is the API's rule.
+  if: { required: ['protected'], properties: { protected: { const: true } } },
+  // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then, never awaited.
+  then: { required: ['ref'], properties: { ref: { minLength: 1 } } },
 } as const;
 
 export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdminContext): void {
