@@ -57,4 +57,14 @@ describe('CiAccessConfigs', () => {
     expect(now?.projects).toEqual([]);
     expect(now?.groups?.map((g) => g.id)).toEqual(['platform']);
   });
+
+  it('takes the access away when config.yaml is deleted: no configuration is not an invalid one', async () => {
+    const configs = new CiAccessConfigs(headCommit);
+    commit('ci_access:\n  instance: {}\n');
+    expect(await configs.get(agent)).toEqual(expect.objectContaining({ instance: expect.anything() }));
+    git('rm', '-q', '.gitlab/agents/prod/config.yaml');
+    git('commit', '-q', '-m', 'no more agent config');
+    await expect(configs.get(agent)).rejects.toThrow(/file not found at commit/);
+    mkdirSync(join(repo, '.gitlab/agents/prod'), { recursive: true });
+  });
 });

@@ -1,4 +1,6 @@
 import { loadAgentConfiguration } from '../../server/config/agent-config-loader.js';
+import { configPath } from '../../server/config/agent-config-path.js';
+import { readAt } from '../../server/config/git-project.js';
 import { ConfigError } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { CiAccessConfig } from './config.js';
@@ -12,7 +14,7 @@ import type { CiAccessConfig } from './config.js';
 // the authorizations of the last configuration it could parse): a typo pushed
 // to the configuration project must not lock every CI job out of the cluster.
 // A process that has read no good block yet (just started) refuses with the
-// error instead.
+// error instead, and so does every process once config.yaml is gone.
 
 export interface AgentRef {
   name: string;
@@ -29,8 +31,9 @@ interface Entry {
 
 export class CiAccessConfigs {
   private readonly byAgent = new Map<string, Entry>();
-  /** The block of the last commit that validated, per agent. */
-  private readonly lastGood = new Map<string, { repo: string; commit: string; block: Block }>();
+  /** The block of the last commit that validated, per agent; `seq` orders the loads, so a slow older one does not win. */
+  private readonly lastGood = new Map<string, { repo: string; commit: string; block: Block; seq: number }>();
+  private loads = 0;
 
   constructor(
     private readonly commitOf: (repo: string) => Promise<string>,
@@ -45,15 +48,19 @@ export class CiAccessConfigs {
     const commit = await this.commitOf(agent.config_project);
     const e = this.byAgent.get(agent.name);
     if (e && e.commit === commit && e.repo === agent.config_project) return e.block;
+    // Loads start in the order commits are seen, so a later load is of the same commit or a newer one.
+    const seq = ++this.loads;
     const block = loadAgentConfiguration(agent.config_project, agent.name, commit).then(
       (l) => {
         const b = l.config.ci_access as Block;
-        this.lastGood.set(agent.name, { repo: agent.config_project, commit, block: b });
+        if ((this.lastGood.get(agent.name)?.seq ?? 0) < seq) this.lastGood.set(agent.name, { repo: agent.config_project, commit, block: b, seq });
         return b;
       },
-      (err: unknown) => {
+      async (err: unknown) => {
         const good = this.lastGood.get(agent.name);
         if (!(err instanceof ConfigError) || good?.repo !== agent.config_project) throw err;
+        // A deleted config.yaml (or agent directory) is no configuration, not an invalid one: it takes the access away.
+        if (!(await readAt(agent.config_project, commit, configPath(agent.name)))) throw err;
         this.log?.warn(
           { agent_name: agent.name, commit_id: commit, error: err.message, last_good_commit_id: good.commit },
           'CI tunnel: invalid configuration; deciding with the ci_access block of the last good one',
