@@ -14,8 +14,15 @@ import { readAt } from '../../server/config/git-project.js';
 export async function configuredProjects(configProject: string, agentName: string, commit: string): Promise<string[] | undefined> {
   const data = await readAt(configProject, commit, configPath(agentName));
   if (!data) return undefined;
-  const config = parse(data.toString('utf8')) as { gitops?: { manifest_projects?: ({ id?: unknown } | null)[] | null } | null } | null;
-  const projects = config?.gitops?.manifest_projects;
+  let config: unknown;
+  try {
+    config = parse(data.toString('utf8'));
+  } catch {
+    // Not YAML at all: nothing can be said about its entries (callers read commits the server validated and sent).
+    return undefined;
+  }
+  const doc = config as { gitops?: { manifest_projects?: ({ id?: unknown } | null)[] | null } | null } | null;
+  const projects = doc?.gitops?.manifest_projects;
   if (!Array.isArray(projects)) return [];
   return projects.map((p) => (p?.id === undefined || p.id === null ? '' : String(p.id)));
 }
