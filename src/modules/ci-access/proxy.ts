@@ -39,6 +39,8 @@ export interface ProxyDeps {
   projectsDir?: string | undefined;
   /** Path prefix of the listener ("/" or e.g. "/k8s-proxy/"). */
   prefix: string;
+  /** kubernetes_api.url is https:// while the listener is plain: a proxy in front terminates TLS, so kubectl does send tokens. */
+  tlsInFront?: boolean;
   log: Logger;
   /** How long a request waits for a free call of a connected agent, and of one not connected (reconnecting). */
   waitMs?: { connected: number; absent: number };
@@ -90,7 +92,7 @@ export class KubernetesApiProxy {
         message: auth
           ? 'the Authorization header is not "Bearer ci:<agent id>:<CI job token>"; use the kubeconfig `verdict kubeconfig --ci-token <token>` prints'
           : `no credentials: send "Authorization: Bearer ci:<agent id>:<CI job token>", e.g. with the kubeconfig \`verdict kubeconfig --ci-token <token>\` prints${
-              (req.socket as { encrypted?: boolean }).encrypted
+              (req.socket as { encrypted?: boolean }).encrypted || this.d.tlsInFront
                 ? ''
                 : '; this listener serves plain HTTP, over which kubectl sends no bearer token: give the server a tls block, or put a proxy that terminates TLS in front of it (kubernetes_api.url)'
             }`,
@@ -364,7 +366,7 @@ export class KubernetesApiProxy {
     if (busy > 0)
       return {
         code: 503,
-        message: `the agent "${agent.name}" is connected, but its ${busy} call${busy === 1 ? '' : 's'} to this server ${busy === 1 ? 'is' : 'are'} busy with other requests (a watch, logs -f or exec holds one until it ends) and it offered no free one within ${Math.round(wait.connected / 1000)} s: it may be shutting down or restarting its ci_access part; check the agent's log, then retry`,
+        message: `the agent "${agent.name}" is connected, but its ${busy} call${busy === 1 ? '' : 's'} to this server ${busy === 1 ? 'is' : 'are'} busy with other requests (a watch, logs -f or exec holds one until it ends) and it offered no free one within ${Math.round((here ? wait.connected : wait.absent) / 1000)} s: it may be shutting down or restarting its ci_access part; check the agent's log, then retry`,
       };
     if (this.d.replicas) return { code: 503, message: `the agent "${agent.name}" is not connected to any replica of this server; ${check}` };
     return { code: 503, message: `the agent "${agent.name}" is not connected to this server; ${check}` };

@@ -64,6 +64,7 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
       configs: new CiAccessConfigs((repo) => pollers.get(repo).current(), ctx.log),
       tunnels: tunnels(ctx.config),
       prefix: k.url_path_prefix,
+      tlsInFront: Boolean(k.url?.startsWith('https://')),
       projectsDir: ctx.config.projects_dir,
       log: ctx.log,
     });
