@@ -134,7 +134,8 @@ export class ProjectWorker {
                   { ...summary(result), error: failures.map((f) => `${f.object}${f.source ? ` (${f.source})` : ''}: ${f.reason}`).join('; ') },
                   'Synchronization failed',
                 );
-                return 'backoff';
+                // A new batch that came as this sync ended (before the backoff could be cut short) is tried now.
+                return this.latest === batch ? 'backoff' : 'now';
               }
               l.info(summary(result), 'Objects synchronized');
               synced = batch.commit;
@@ -147,7 +148,7 @@ export class ProjectWorker {
               if (signal.aborted) return 'done';
               l.error({ error: errText(e) }, 'Synchronization failed');
               this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: false, error: errText(e), driftCorrected: false });
-              return 'backoff';
+              return this.latest === batch ? 'backoff' : 'now';
             } finally {
               signal.removeEventListener('abort', stop);
               this.current = undefined;
