@@ -119,4 +119,19 @@ describe('ModuleManager', () => {
     // Far below the 10 s grace; loose enough for a loaded machine.
     expect(Date.now() - t0).toBeLessThan(5_000);
   });
+
+  it('stops even when work it ended never settles: one more grace, then without it', async () => {
+    let ended = false;
+    const mod: AgentModule<{ hubble_relay_address: string }> = {
+      name: 'cilium',
+      run: async (_block, _ctx, signal): Promise<Lingering> => {
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        return { done: new Promise(() => undefined), end: () => (ended = true) };
+      },
+    };
+    const m = new ModuleManager([mod], base, createRootLogger({ level: 'silent' }), fast, 100);
+    await m.apply(config('a:1'), []);
+    await m.stopAll();
+    expect(ended).toBe(true);
+  });
 });

@@ -108,11 +108,16 @@ export class ModuleManager {
     if (this.lingering.size === 0) return;
     const over = () => Promise.all([...this.lingering].map((l) => l.done.catch(() => undefined))).then(() => true);
     this.log.info({ grace_ms: this.shutdownGraceMs }, 'Stopping: giving the requests in flight time to finish');
-    let timer: NodeJS.Timeout | undefined;
-    const finished = await Promise.race([over(), new Promise<false>((r) => (timer = setTimeout(() => r(false), this.shutdownGraceMs)))]);
-    clearTimeout(timer);
-    if (!finished) for (const l of this.lingering) l.end();
-    await over();
+    const within = async (ms: number) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = await Promise.race([over(), new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)))]);
+      clearTimeout(timer);
+      return done;
+    };
+    if (await within(this.shutdownGraceMs)) return;
+    for (const l of this.lingering) l.end();
+    // Ended work settles at once; should some not, the agent stops anyway rather than wait for a kill.
+    if (!(await within(this.shutdownGraceMs))) this.log.warn({ left: this.lingering.size }, 'Stopping: work left in flight did not end; stopping without it');
   }
 
   get runningModules(): string[] {
