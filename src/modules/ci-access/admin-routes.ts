@@ -51,7 +51,7 @@ const createBody = {
   // A protected job names its ref (JobTokens.create refuses it otherwise): said here too, so the document is the API's rule.
   if: { required: ['protected'], properties: { protected: { const: true } } },
   // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then, never awaited.
-  then: { required: ['ref'], properties: { ref: { minLength: 1 } } },
+  then: { required: ['ref'], properties: { ref: { type: 'string', minLength: 1 } } },
 } as const;
 
 export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdminContext): void {
