@@ -1,8 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ConfigProject, tempDir } from '../../../test/helpers/processes.js';
 import { headCommit } from '../../server/config/git-project.js';
 import { ConfigError } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log/logger.js';
@@ -14,16 +11,10 @@ import { CiAccessConfigs } from './agent-configs.js';
 // configuration, rather than refusing every CI job with 503.
 
 describe('CiAccessConfigs', () => {
-  const repo = mkdtempSync(join(tmpdir(), 'verdict-ci-configs-'));
-  mkdirSync(join(repo, '.gitlab/agents/prod'), { recursive: true });
-  const git = (...a: string[]) => execFileSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@t', ...a]);
-  git('init', '-q', '-b', 'main');
-  const commit = (yaml: string) => {
-    writeFileSync(join(repo, '.gitlab/agents/prod/config.yaml'), yaml);
-    git('add', '-A');
-    git('commit', '-q', '-m', 'c');
-    return git('rev-parse', 'HEAD').toString().trim();
-  };
+  const project = new ConfigProject(tempDir('verdict-ci-configs-'));
+  const repo = project.dir;
+  const git = (...a: string[]) => project.git(...a);
+  const commit = (yaml: string) => project.commit({ '.gitlab/agents/prod/config.yaml': yaml });
   const agent = { name: 'prod', config_project: repo };
 
   it('keeps deciding with the last good block while config.yaml does not validate; a fresh reader refuses with the error', async () => {
@@ -65,6 +56,5 @@ describe('CiAccessConfigs', () => {
     git('rm', '-q', '.gitlab/agents/prod/config.yaml');
     git('commit', '-q', '-m', 'no more agent config');
     await expect(configs.get(agent)).rejects.toThrow(/file not found at commit/);
-    mkdirSync(join(repo, '.gitlab/agents/prod'), { recursive: true });
   });
 });
