@@ -7,6 +7,7 @@ import { readFiles, selectFiles } from '../modules/gitops/manifest-files.js';
 import { preview, type PreviewLine } from '../modules/gitops/preview.js';
 import { resolveProject } from '../modules/gitops/project-repos.js';
 import { resolveCommit } from '../server/config/git-project.js';
+import { NAMESPACE_NAME, NAMESPACE_NAME_HINT } from '../shared/config/gitlab-agent.js';
 import { globProblem } from '../shared/config/glob.js';
 import { loadServerConfigFile } from '../shared/config/server-config.js';
 import { isVerdictError } from '../shared/errors.js';
@@ -57,9 +58,6 @@ function render(l: PreviewLine): string {
 /** Exit statuses; 1 is reserved for "would change", so a pipeline can tell changes from errors. */
 export const EXIT = { unchanged: 0, changes: 1, usage: 2, failed: 3, error: 4 } as const;
 
-// The same rule as default_namespace in config.yaml (an RFC 1123 label).
-const NAMESPACE = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(
     'gitops',
@@ -93,10 +91,8 @@ export async function run(argv: string[]): Promise<number> {
       throw usageError(`verdict gitops diff: ${name}: ${(e as Error).message}`);
     }
   };
-  if (!NAMESPACE.test(values.namespace)) {
-    throw usageError(
-      `verdict gitops diff: --namespace ${values.namespace}: not a Kubernetes namespace name: at most 63 lowercase letters, digits and dashes, starting and ending with a letter or digit`,
-    );
+  if (!NAMESPACE_NAME.test(values.namespace)) {
+    throw usageError(`verdict gitops diff: --namespace ${values.namespace}: not ${NAMESPACE_NAME_HINT}`);
   }
   for (const glob of values.path ?? []) {
     const problem = globProblem(glob.replace(/^\//, ''));

@@ -18,11 +18,12 @@ export const projectId: Validator<string> = (node, path, ctx) => {
   return reportIssue(ctx, node, path, `must be a project or group path (group/project) or a numeric id, got ${JSON.stringify(v ?? null)}`);
 };
 
-/** A Kubernetes namespace name (an RFC 1123 label), or "" for the default, as in the original. */
-export const namespaceName = str({
-  pattern: /^$|^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
-  hint: 'a Kubernetes namespace name: at most 63 lowercase letters, digits and dashes, starting and ending with a letter or digit',
-});
+/** A Kubernetes namespace name: an RFC 1123 label. */
+export const NAMESPACE_NAME = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+export const NAMESPACE_NAME_HINT = 'a Kubernetes namespace name: at most 63 lowercase letters, digits and dashes, starting and ending with a letter or digit';
+
+/** A Kubernetes namespace name, or "" for the default, as in the original. */
+export const namespaceName = str({ pattern: new RegExp(`^$|${NAMESPACE_NAME.source}`), hint: NAMESPACE_NAME_HINT });
 
 /** Log levels of the original agent (its `log_level_enum`). */
 export const LOG_LEVELS = ['info', 'debug', 'warn', 'error'] as const;
