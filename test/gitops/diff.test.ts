@@ -57,32 +57,35 @@ afterAll(async () => {
   await kube?.stop();
 });
 
+/** `verdict gitops diff` of group/app into diffns with these flags: its exit status and what it printed. */
+async function diff(...flags: string[]): Promise<{ code: number; text: string }> {
+  const out: string[] = [];
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
+    out.push(String(s));
+    return true;
+  });
+  try {
+    const code = await run([
+      'diff',
+      '--project',
+      'group/app',
+      '--projects-dir',
+      join(dir, 'projects'),
+      '--namespace',
+      'diffns',
+      '--kubeconfig',
+      kube.kubeconfig,
+      ...flags,
+    ]);
+    return { code, text: out.join('') };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
 describe('verdict gitops diff', () => {
   it('shows creates, field changes, prunes and refusals from a server-side dry-run, and changes nothing', async () => {
-    const out: string[] = [];
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
-      out.push(String(s));
-      return true;
-    });
-    let code: number;
-    try {
-      code = await run([
-        'diff',
-        '--project',
-        'group/app',
-        '--projects-dir',
-        join(dir, 'projects'),
-        '--namespace',
-        'diffns',
-        '--agent',
-        'edge',
-        '--kubeconfig',
-        kube.kubeconfig,
-      ]);
-    } finally {
-      spy.mockRestore();
-    }
-    const text = out.join('');
+    const { code, text } = await diff('--agent', 'edge');
     // A refused object (the Service) is an error, above 1: 1 would say only that the sync changes things.
     expect(code).toBe(3);
     expect(text).toContain('GitOps diff: project group/app at ');
@@ -100,26 +103,7 @@ describe('verdict gitops diff', () => {
   });
 
   it('exits 1 when objects would change and every dry run passes, 0 when nothing would', async () => {
-    const diff = async (...flags: string[]) => {
-      const spy = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-      try {
-        return await run([
-          'diff',
-          '--project',
-          'group/app',
-          '--projects-dir',
-          join(dir, 'projects'),
-          '--namespace',
-          'diffns',
-          '--kubeconfig',
-          kube.kubeconfig,
-          ...flags,
-        ]);
-      } finally {
-        spy.mockRestore();
-      }
-    };
-    expect(await diff('--path', 'm/a.yaml')).toBe(1);
-    expect(await diff('--path', 'm/quota.yaml')).toBe(0);
+    expect((await diff('--path', 'm/a.yaml')).code).toBe(1);
+    expect((await diff('--path', 'm/quota.yaml')).code).toBe(0);
   });
 });
