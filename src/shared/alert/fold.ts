@@ -51,8 +51,9 @@ export const FOLD_SETS_SEVERITY = 2;
  * Folds one occurrence (or a summary of several, e.g. an alert the agent
  * already de-duplicated) into an open alert's summary, in place; returns
  * FOLD_LATEST and FOLD_SETS_SEVERITY as flags. In place and with a number for
- * the answer because the store and the agent fold on every repeat: two new
- * objects a repeat were garbage their CPU per event showed.
+ * the answer because the store and the agent fold on every repeat, and both
+ * keep the summary anyway: a new summary and result per repeat would only be
+ * copied back and dropped.
  */
 export function foldIn<T extends string | number>(into: FoldSummary<T>, occ: Readonly<FoldSummary<T>>): number {
   const latest = occ.last_seen >= into.last_seen;
