@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ProjectFile } from '../gen/verdict/agent.js';
+import { settledWithin } from '../shared/lifecycle/settled-within.js';
 import { errText, moduleLogger, type Logger } from '../shared/log/logger.js';
 import { AGENT_DEFAULT_BACKOFF, type BackoffOptions } from '../shared/retry/backoff.js';
 import { retryLoop } from '../shared/retry/loop.js';
@@ -106,18 +107,14 @@ export class ModuleManager {
   async stopAll(): Promise<void> {
     await Promise.all([...this.running.keys()].map((n) => this.stopOne(n)));
     if (this.lingering.size === 0) return;
-    const over = () => Promise.all([...this.lingering].map((l) => l.done.catch(() => undefined))).then(() => true);
+    // Every piece settled (a failed one is logged by linger()), not the first failure.
+    const over = () => Promise.all([...this.lingering].map((l) => l.done.catch(() => undefined)));
     this.log.info({ grace_ms: this.shutdownGraceMs }, 'Stopping: giving the requests in flight time to finish');
-    const within = async (ms: number) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = await Promise.race([over(), new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)))]);
-      clearTimeout(timer);
-      return done;
-    };
-    if (await within(this.shutdownGraceMs)) return;
+    if (await settledWithin(over(), this.shutdownGraceMs)) return;
     for (const l of this.lingering) l.end();
     // Ended work settles at once; should some not, the agent stops anyway rather than wait for a kill.
-    if (!(await within(this.shutdownGraceMs))) this.log.warn({ left: this.lingering.size }, 'Stopping: work left in flight did not end; stopping without it');
+    if (!(await settledWithin(over(), this.shutdownGraceMs)))
+      this.log.warn({ left: this.lingering.size }, 'Stopping: work left in flight did not end; stopping without it');
   }
 
   get runningModules(): string[] {

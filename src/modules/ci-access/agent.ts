@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { kubeConnection } from '../../agent/kubernetes/connection.js';
 import type { AgentModule } from '../../agent/module.js';
 import type { ServerFrame } from '../../gen/verdict/kubernetes_api.js';
+import { settledWithin } from '../../shared/lifecycle/settled-within.js';
 import { errText } from '../../shared/log/logger.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
@@ -44,7 +45,6 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
       // wider than the 64 KiB default, so a large list is not paced by round trips.
       const client = new TunnelClient(tunnel.target, tunnel.credentials, { ...tunnel.options, 'grpc-node.flow_control_window': WINDOW_BYTES });
       const forwarder = new ApiForwarder(kube, ctx.log);
-      let active = 0;
       // Calls serving a request, for ending them when the agent stops.
       const serving = new Set<AgentCall>();
       // Calls open and waiting for a request.
@@ -85,7 +85,6 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
               progress();
               served++;
               // Served beside the next idle call; a restart of the module (a new ci_access block) lets it finish.
-              active++;
               serving.add(call);
               // Whether this slot has moved on to a new call: then this one is ended after its request, not kept.
               let movedOn = false;
@@ -96,7 +95,7 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
                 .catch((e: unknown) => ctx.log.error({ error: errText(e), ci_job_id: header.value.job_id }, 'CI tunnel: request failed'))
                 .finally(() => {
                   serving.delete(call);
-                  if (--active === 0) allIdle?.();
+                  if (serving.size === 0) allIdle?.();
                 });
               // A request that is answered soon (most take a few ms) leaves its call waiting for the next one:
               // no new stream, no admission on the server. One that lasts (a watch, logs -f), or one taken while
@@ -115,7 +114,7 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
         forwarder.close();
         client.close();
       };
-      if (active === 0) {
+      if (serving.size === 0) {
         close();
         return;
       }
@@ -132,27 +131,13 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
       return {
         done,
         end: () => {
-          ctx.log.warn({ requests: active }, 'CI tunnel: ending the requests still in flight: the agent is stopping');
+          ctx.log.warn({ requests: serving.size }, 'CI tunnel: ending the requests still in flight: the agent is stopping');
           for (const c of serving) c.cancel();
           forwarder.close();
         },
       };
     },
   };
-}
-
-/** Resolves when `p` settles or after `ms`, whichever comes first, and leaves no timer behind. */
-function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    // Settled either way: `finally` would hand a rejection on as a new,
-    // unhandled one.
-    const done = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    p.then(done, done);
-  });
 }
 
 /**
