@@ -44,7 +44,7 @@ export function actorOf(req: FastifyRequest): string {
  * onRequest, so that a caller without the right token learns that first (401,
  * 403), before anything about their query (400).
  */
-export function requireScope(tokens: FeedTokens, need: FeedScope) {
+function requireScope(tokens: FeedTokens, need: FeedScope) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const token = tokenFrom(req);
     if (!token) {

@@ -179,9 +179,9 @@ export const duration =
   };
 
 export const list =
-  <T>(item: Validator<T>, opts: { min?: number; max?: number; maxWhy?: string; example?: string } = {}): Validator<T[]> =>
+  <T>(item: Validator<T>, opts: { min?: number; max?: number; maxWhy?: string } = {}): Validator<T[]> =>
   (node, path, ctx) => {
-    if (!isSeq(node)) return reportIssue(ctx, node, path, wrongType(node, path, 'a list', opts.example));
+    if (!isSeq(node)) return reportIssue(ctx, node, path, wrongType(node, path, 'a list'));
     if (opts.min !== undefined && node.items.length < opts.min) return reportIssue(ctx, node, path, `must have at least ${opts.min} item(s)`);
     if (opts.max !== undefined && node.items.length > opts.max) {
       return reportIssue(ctx, node, path, `has ${node.items.length} items, more than ${opts.max}${opts.maxWhy ? ` (${opts.maxWhy})` : ''}`);
