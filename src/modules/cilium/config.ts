@@ -6,10 +6,14 @@ import { bool, duration, field, list, obj, oneOf, refine, str, type Validator } 
 // policies to match dropped flows against, and which of them may alert.
 
 const EXAMPLE = 'hubble-relay.kube-system.svc.cluster.local:80';
-// The pattern lets five digits through: a port past 65535 would only fail when the agent connects.
+// The pattern lets five digits through; splitHostPort refuses a port past the range.
 const hostPort = refine(str({ pattern: /^[^\s:/]+(?:\.[^\s:/]+)*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, hint: `host:port, e.g. ${EXAMPLE}` }), (address) => {
-  const { port } = splitHostPort(address);
-  return port > 65535 ? `port ${port} is over 65535: write Relay's gRPC port (the hubble-relay Service's, usually 80), e.g. ${EXAMPLE}` : undefined;
+  try {
+    splitHostPort(address);
+    return undefined;
+  } catch (e) {
+    return `${(e as Error).message}: write Relay's gRPC port (the hubble-relay Service's, usually 80), e.g. ${EXAMPLE}`;
+  }
 });
 
 export const ciliumBlock = obj({

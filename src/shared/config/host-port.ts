@@ -5,5 +5,8 @@
 export function splitHostPort(a: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^\s:/]*)):(\d{1,5})$/.exec(a);
   if (!m) throw new Error(`"${a}" is not host:port`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
+  const port = Number(m[3]);
+  // Five digits pass the pattern: a port past the range would only fail when something listens or dials.
+  if (port > 65535) throw new Error(`port ${port} is over 65535`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
