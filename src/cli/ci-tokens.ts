@@ -1,10 +1,8 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { JobTokens, jobView, MAX_TTL_MS, PROJECT_PATH, type CiJob } from '../modules/ci-access/job-tokens.js';
-import { openServerDb } from '../server/store/server-db.js';
 import { parseDuration } from '../shared/config/duration.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { parseSubcommand, usageError } from './args.js';
+import { openExistingServerDb } from './server-db.js';
 
 const HELP = `Usage:
   verdict ci-tokens create --project <path> [--environment <name>] [--ref <branch or tag>
@@ -26,21 +24,9 @@ others accept its tokens and revocations within about a second. The same operati
 in the admin HTTP API: /api/v1/admin/ci-tokens.
 `;
 
-/**
- * The server's database in dataDir, which must exist: opening it elsewhere would make an empty one, so a
- * mistyped --data-dir would issue tokens nobody checks or report every token as unknown. The server makes
- * it at its first start, `verdict agents register` too.
- */
-export function openExistingServerDb(dataDir: string, command: string): ReturnType<typeof openServerDb> {
-  if (!existsSync(join(dataDir, 'server.db')))
-    throw usageError(
-      `verdict ${command}: ${dataDir} holds no Verdict server database (server.db); give --data-dir the server's data_dir (default ${SERVER_DEFAULTS.data_dir}), where \`verdict server\` and \`verdict agents register\` keep it`,
-    );
-  return openServerDb(dataDir);
-}
-
 export function jobLine(j: CiJob, now = Date.now()): string {
-  const state = j.revoked_at !== null ? `revoked ${new Date(j.revoked_at).toISOString()}` : j.expires_at <= now ? 'expired' : 'active';
+  const v = jobView(j, now);
+  const state = v.revoked_at !== null ? `revoked ${v.revoked_at}` : v.state;
   return `${j.id}\t${j.project}\t${j.environment || '-'}\t${j.ref || '-'}${j.protected ? ' (protected)' : ''}\texpires ${new Date(j.expires_at).toISOString()}\t${state}\n`;
 }
 

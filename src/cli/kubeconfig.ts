@@ -7,7 +7,7 @@ import { AgentRegistry } from '../server/agents/agent-registry.js';
 import { headCommit } from '../server/config/git-project.js';
 import { loadServerConfigFile, SERVER_DEFAULTS, type ServerConfig } from '../shared/config/server-config.js';
 import { parseFlags, usageError } from './args.js';
-import { openExistingServerDb } from './ci-tokens.js';
+import { openExistingServerDb } from './server-db.js';
 
 const HELP = `Usage:
   verdict kubeconfig --ci-token <token> [--config <server.yaml>] [--server <url>]

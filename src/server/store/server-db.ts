@@ -265,8 +265,11 @@ export const SERVER_MIGRATIONS = [
      FROM alert_text t LEFT JOIN alert_search s ON s.id = t.id;`,
 ];
 
+/** The server's database file in its data_dir. */
+export const SERVER_DB_FILE = 'server.db';
+
 export function openServerDb(dataDir: string): DB {
-  const db = openDatabase(dataDir === ':memory:' ? ':memory:' : join(dataDir, 'server.db'));
+  const db = openDatabase(dataDir === ':memory:' ? ':memory:' : join(dataDir, SERVER_DB_FILE));
   // Alert indexes are hot on every ingest; 64 MiB of page cache keeps them in memory
   // up to about a million alerts. A checkpoint copies each page once however
   // often the log rewrote it, and costs two fsyncs: letting the log reach 128 MiB
