@@ -5,10 +5,11 @@ import { readAt } from '../../server/config/git-project.js';
 
 // The manifest projects an agent's config.yaml lists at a commit, as the ids
 // the agent asks for and reports ("" for the configuration project, listed
-// without id). Only commits the server validated and sent are read here, so
-// the ids are taken as they stand; the full schema (server/config/agent-config)
-// is not loaded, because it imports the module registry, which imports this
-// module's server part.
+// without id): the commit last sent to the agent (removed-projects.ts) or the
+// configuration project's head (the check for two entries of one repository).
+// The ids are read as they stand, without the full schema: a file that is not
+// YAML says nothing, and one the schema refuses is not served to the agent
+// anyway.
 
 /** The project ids of gitops.manifest_projects in their order, or undefined when config.yaml is not at the commit. */
 export async function configuredProjects(configProject: string, agentName: string, commit: string): Promise<string[] | undefined> {

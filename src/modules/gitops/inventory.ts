@@ -20,12 +20,14 @@ export interface InventoryRef {
   id: string;
 }
 
+/** Lowercase, every run of other characters than letters, digits and "-" a "-": how ids enter inventory names. */
+function dashed(s: string): string {
+  return s.toLowerCase().replace(/[^a-z0-9-]+/g, '-');
+}
+
 /** Lowercase letters, digits and "-" only, at most `max` characters (a hash keeps long ones distinct). */
 function dnsSafe(s: string, max: number): string {
-  const clean = s
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, '-')
-    .replace(/^-+|-+$/g, '');
+  const clean = dashed(s).replace(/^-+|-+$/g, '');
   if (clean.length <= max) return clean;
   const hash = createHash('sha256').update(s).digest('hex').slice(0, 10);
   return `${clean.slice(0, max - 11).replace(/-+$/, '')}-${hash}`;
@@ -41,10 +43,8 @@ export const CONFIG_PROJECT_INVENTORY = 'config';
  * configuration refuses them alike rather than depend on the agent name's length.
  */
 export function inventoryPart(projectId: string | undefined): string {
-  return (projectId || CONFIG_PROJECT_INVENTORY)
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, '-')
-    .replace(/-+$/, '');
+  // Its leading dashes stay: in a name it follows `<agent>-`, so only the end is trimmed.
+  return dashed(projectId || CONFIG_PROJECT_INVENTORY).replace(/-+$/, '');
 }
 
 export function inventoryRef(agentName: string, projectId: string, namespace: string): InventoryRef {
