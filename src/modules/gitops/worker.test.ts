@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Logger } from '../../shared/log/logger.js';
+import { capturingLogger } from '../../../test/helpers/logs.js';
+import { until } from '../../../test/helpers/processes.js';
 import { inventoryRef } from './inventory.js';
 import { KubeApi } from './kube/api.js';
 import { ProjectWorker } from './worker.js';
@@ -9,26 +10,10 @@ import { ProjectWorker } from './worker.js';
 // before any request, so no API server is needed (syncs against a real one:
 // test/gitops/).
 
-function recorder() {
-  const lines: { msg: string; at: number; [k: string]: unknown }[] = [];
-  const make = (bindings: Record<string, unknown>): Logger => {
-    const write = (o: unknown, msg?: string) =>
-      lines.push(typeof o === 'string' ? { ...bindings, msg: o, at: Date.now() } : { ...bindings, ...(o as object), msg: msg ?? '', at: Date.now() });
-    return { info: write, warn: write, error: write, debug: write, child: (b: Record<string, unknown>) => make({ ...bindings, ...b }) } as unknown as Logger;
-  };
-  return { log: make({}), lines };
-}
-
-const until = async (cond: () => boolean, ms: number) => {
-  for (const end = Date.now() + ms; !cond(); ) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
-
 describe('ProjectWorker', () => {
   it('a new commit ends the wait before a failed sync is retried, and its own failures back off from the start', async () => {
-    const { log, lines } = recorder();
+    const { log, logs: lines } = capturingLogger();
+    const at = (l: Record<string, unknown>) => Date.parse(String(l.time));
     const api = new KubeApi({ server: 'https://127.0.0.1:1', requestOptions: async () => ({ headers: {} }) });
     const worker = new ProjectWorker({
       projectId: 'group/app',
@@ -52,14 +37,14 @@ describe('ProjectWorker', () => {
     const bad = (commit: string) => ({ commit, projectId: 'group/app', files: [{ source: 'a.yaml', data: Buffer.from('a: [\n') }] });
     try {
       worker.offer(bad('c1'));
-      await until(() => lines.some((l) => l.msg === 'GitOps: retrying synchronization after a delay'), 5000);
+      await until(() => lines.some((l) => l.msg === 'GitOps: retrying synchronization after a delay'), 5000, 'the first retry');
       expect(lines.find((l) => l.msg === 'GitOps: retrying synchronization after a delay')?.retry_in_ms).toBe(30_000);
       const offered = Date.now();
       worker.offer(bad('c2'));
-      await until(() => lines.some((l) => l.msg === 'Synchronizing objects' && l.commit_id === 'c2'), 5000);
-      expect(lines.find((l) => l.msg === 'Synchronizing objects' && l.commit_id === 'c2')!.at - offered).toBeLessThan(1000);
+      await until(() => lines.some((l) => l.msg === 'Synchronizing objects' && l.commit_id === 'c2'), 5000, 'c2 to be synchronised');
+      expect(at(lines.find((l) => l.msg === 'Synchronizing objects' && l.commit_id === 'c2')!) - offered).toBeLessThan(1000);
       // c2 failed too: its first retry waits the initial delay, not c1's second (60 s).
-      await until(() => lines.filter((l) => l.msg === 'GitOps: retrying synchronization after a delay').length === 2, 5000);
+      await until(() => lines.filter((l) => l.msg === 'GitOps: retrying synchronization after a delay').length === 2, 5000, 'the second retry');
       expect(lines.filter((l) => l.msg === 'GitOps: retrying synchronization after a delay').map((l) => l.retry_in_ms)).toEqual([30_000, 30_000]);
     } finally {
       stop.abort();
