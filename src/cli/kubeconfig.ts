@@ -22,7 +22,11 @@ const HELP = `Usage:
       proxy's TLS certificate, embedded. --config also gives data_dir and projects_dir;
       with a kafka block agents are named (agent:<name>, ci:<name>:<token>), since ids
       differ between replicas.
-      Exit 1 when no agent allows the job, with every agent's reason.
+      With several agents there is no current context: stderr names them (kubectl
+      config use-context <name>); an http:// server gets a warning on stderr, since
+      kubectl sends no token over plain HTTP.
+      Exit 1 when no agent allows the job, with every agent's reason; exit 2 for a
+      wrong flag, or a --data-dir without the server's database (server.db).
 `;
 
 /** The proxy URL from the server's configuration. */
