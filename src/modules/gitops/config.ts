@@ -71,7 +71,8 @@ const manifestProject = obj({
 
 type GitopsProject = NonNullable<ReturnType<typeof manifestProject>>;
 
-const named = (id: string | undefined) => (id === undefined ? 'no id: the configuration project' : `id: ${id}`);
+/** A manifest_projects entry as messages name it. */
+export const entryName = (id: string | undefined) => (id ? `id: ${id}` : 'no id: the configuration project');
 
 /**
  * One manifest project per id: the original refuses a second entry for the same project. Verdict also refuses two
@@ -103,7 +104,7 @@ const manifestProjects: Validator<GitopsProject[]> = (node, path, ctx, key) => {
       ctx,
       idNode ?? entry,
       idNode ? `${path}[${i}].id` : `${path}[${i}]`,
-      `this entry (${named(p.id)}) and ${path}[${other}] (${named(projects[other]!.id)}) would share one inventory, inventory-<agent>-${part} ` +
+      `this entry (${entryName(p.id)}) and ${path}[${other}] (${entryName(projects[other]!.id)}) would share one inventory, inventory-<agent>-${part} ` +
         '(the inventory ConfigMap and the id its objects are annotated with come from the project id, lowercase with "/", "." and "_" as "-"), ' +
         "so each project's sync would prune the other's objects; keep one of the two in this agent's config.yaml and synchronise the other with another agent",
     );

@@ -9,6 +9,7 @@ import { refSpec } from './git-ref.js';
 import { MAX_PATHS, readFiles, selectFiles, type Selection } from './manifest-files.js';
 import { resolveProject } from './project-repos.js';
 import { sharedRepository } from './configured-projects.js';
+import { entryName } from './config.js';
 
 // GetObjectsToSynchronize, as the GitLab agent server serves it: poll the
 // project's ref until it points at a commit the agent has not synchronised,
@@ -54,11 +55,10 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       (id) => resolveProject(id, agent.config_project, ctx.config.projects_dir).repo,
     );
     if (!shared) return;
-    const named = (id: string) => (id ? `id: ${id}` : 'no id: the configuration project');
     throw new VerdictError(
       'VERDICT_CONFIG_INVALID',
-      `GitOps: ${shared.file}: gitops.manifest_projects[${shared.index}] (${named(shared.id)}) names the repository gitops.manifest_projects[${shared.earlier}] ` +
-        `(${named(shared.earlierId)}) already synchronises; two entries would apply its objects under two inventories, each refusing or pruning the other's: ` +
+      `GitOps: ${shared.file}: gitops.manifest_projects[${shared.index}] (${entryName(shared.id)}) names the repository gitops.manifest_projects[${shared.earlier}] ` +
+        `(${entryName(shared.earlierId)}) already synchronises; two entries would apply its objects under two inventories, each refusing or pruning the other's: ` +
         'remove one of the two (keep the one whose inventory owns the objects in the cluster)',
     );
   }
