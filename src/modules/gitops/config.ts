@@ -1,6 +1,6 @@
 import { globProblem } from '../../shared/config/glob.js';
 import { namespaceName, projectId } from '../../shared/config/gitlab-agent.js';
-import { isAlias, isMap, isSeq, type Node } from 'yaml';
+import { isMap, isSeq, type Node } from 'yaml';
 import { inventoryPart } from './inventory.js';
 import { bool, duration, exactlyOne, field, int, list, obj, oneOf, refine, reportIssue, str, unused, type Validator } from '../../shared/config/schema.js';
 
@@ -14,17 +14,7 @@ import { bool, duration, exactlyOne, field, int, list, obj, oneOf, refine, repor
 // Limits of the GitLab agent's server for one manifest project.
 export const MAX_PATHS_PER_PROJECT = 100;
 
-const globString = refine(str({ nonEmpty: true }), globProblem);
-// An unquoted glob starting with "*" (glob: **/*.yaml) is a YAML alias, which would read as "must be a string".
-const glob: Validator<string> = (node, path, ctx, key) =>
-  isAlias(node)
-    ? reportIssue(
-        ctx,
-        node,
-        path,
-        `is a YAML alias (*${node.source}), which the configuration does not resolve: a glob starting with "*" must be quoted, glob: "*${node.source}"`,
-      )
-    : globString(node, path, ctx, key);
+const glob = refine(str({ nonEmpty: true }), globProblem);
 
 /** A git ref of the manifest project: exactly one of tag, branch, commit (default: the default branch). */
 const gitRef = exactlyOne(

@@ -1,4 +1,4 @@
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { durationMs } from './duration.js';
 import { VerdictError } from '../errors.js';
 
@@ -115,6 +115,16 @@ function wrongType(node: Node | null | undefined, path: string, kind: 'a string'
 export const str =
   (opts: { pattern?: RegExp; hint?: string; nonEmpty?: boolean } = {}): Validator<string> =>
   (node, path, ctx) => {
+    // An unquoted value starting with "*" (glob: **/*.yaml, environments: [*-staging]) is a YAML alias.
+    if (isAlias(node)) {
+      const key = keyName(path);
+      return reportIssue(
+        ctx,
+        node,
+        path,
+        `is a YAML alias (*${node.source}), which the configuration does not resolve: a ${key ?? 'value'} starting with "*" must be quoted, ${key ? `${key}: ` : ''}"*${node.source}"`,
+      );
+    }
     const v = scalarValue(node);
     if (typeof v !== 'string') {
       // Quoting helps only when the text as written is a valid value (uid: 1000, not http_addr: 8080).
