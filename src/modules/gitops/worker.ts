@@ -47,8 +47,6 @@ export class ProjectWorker {
   private latest: ObjectsBatch | undefined;
   private wake: (() => void) | undefined;
   private current: AbortController | undefined;
-  /** Set while the worker waits to retry a failed sync: aborting it ends the wait. */
-  private backingOff: AbortController | undefined;
   private readonly lastApplied = new Map<string, { hash: string; resourceVersion: string }>();
 
   constructor(private readonly o: WorkerOptions) {}
@@ -57,7 +55,6 @@ export class ProjectWorker {
   offer(batch: ObjectsBatch): void {
     this.latest = batch;
     this.current?.abort(CANCELED);
-    this.backingOff?.abort();
     this.wake?.();
   }
 
@@ -80,88 +77,75 @@ export class ProjectWorker {
     const backoff = new Backoff(this.o.backoff);
     let synced: string | undefined;
     let tried: string | undefined;
-    // One retry loop per wait a new batch may cut short (offer() aborts the round); the backoff's state carries over.
-    while (!signal.aborted) {
-      const round = new AbortController();
-      const endRound = () => round.abort();
-      signal.addEventListener('abort', endRound, { once: true });
-      try {
-        await retryLoop(
-          {
-            backoff,
-            signal: round.signal,
-            onBackoff: (delay) => {
-              this.backingOff = round;
-              log.info({ retry_in_ms: delay }, 'GitOps: retrying synchronization after a delay');
-            },
-          },
-          async (progress) => {
-            this.backingOff = undefined;
-            while (!this.latest && !signal.aborted) await this.waitForChange(undefined, signal);
-            const batch = this.latest;
-            if (!batch || signal.aborted) return 'done';
-            // A new commit's failures back off from the start again.
-            if (batch.commit !== tried) {
-              tried = batch.commit;
-              progress();
-            }
-            const resync = synced === batch.commit;
-            const abort = new AbortController();
-            this.current = abort;
-            const stop = () => abort.abort(signal.reason);
-            signal.addEventListener('abort', stop, { once: true });
-            const l = log.child({ commit_id: batch.commit });
-            l.info({ resync }, 'Synchronizing objects');
-            try {
-              const result = await synchronize(batch.files, batch.commit, this.o.settings, {
-                api: this.o.api,
-                discovery: new Discovery(this.o.api),
-                inventory: this.o.inventory,
-                signal: abort.signal,
-                lastApplied: this.lastApplied,
-              });
-              const driftCorrected = resync && result.changed > 0;
-              if (driftCorrected) {
-                l.warn(
-                  { objects: result.objects.filter((x) => x.action === 'configured' || x.action === 'created').map((x) => x.object) },
-                  'GitOps: drift corrected',
-                );
-              }
-              const failures = result.objects.filter((x) => x.action === 'failed');
-              this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: failures.length === 0, result, driftCorrected });
-              if (failures.length) {
-                l.error(
-                  { ...summary(result), error: failures.map((f) => `${f.object}${f.source ? ` (${f.source})` : ''}: ${f.reason}`).join('; ') },
-                  'Synchronization failed',
-                );
-                // A new batch that came as this sync ended (before the backoff could be cut short) is tried now.
-                return this.latest === batch ? 'backoff' : 'now';
-              }
-              l.info(summary(result), 'Objects synchronized');
-              synced = batch.commit;
-              progress();
-            } catch (e) {
-              if (abort.signal.reason === CANCELED) {
-                l.info('Synchronization was canceled');
-                return 'now';
-              }
-              if (signal.aborted) return 'done';
-              l.error({ error: errText(e) }, 'Synchronization failed');
-              this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: false, error: errText(e), driftCorrected: false });
-              return this.latest === batch ? 'backoff' : 'now';
-            } finally {
-              signal.removeEventListener('abort', stop);
-              this.current = undefined;
-            }
-            // Synced: wait for a new commit, or the time to apply this one again.
-            if (this.latest === batch) await this.waitForChange(this.o.resyncIntervalMs, signal);
+    // A new batch ends the backoff's wait (offer() wakes waitForChange); the backoff's state carries over.
+    await retryLoop(
+      {
+        backoff,
+        signal,
+        sleep: (ms, s) => this.waitForChange(ms, s),
+        onBackoff: (delay) => log.info({ retry_in_ms: delay }, 'GitOps: retrying synchronization after a delay'),
+      },
+      async (progress) => {
+        while (!this.latest && !signal.aborted) await this.waitForChange(undefined, signal);
+        const batch = this.latest;
+        if (!batch || signal.aborted) return 'done';
+        // A new commit's failures back off from the start again.
+        if (batch.commit !== tried) {
+          tried = batch.commit;
+          progress();
+        }
+        const resync = synced === batch.commit;
+        const abort = new AbortController();
+        this.current = abort;
+        const stop = () => abort.abort(signal.reason);
+        signal.addEventListener('abort', stop, { once: true });
+        const l = log.child({ commit_id: batch.commit });
+        l.info({ resync }, 'Synchronizing objects');
+        try {
+          const result = await synchronize(batch.files, batch.commit, this.o.settings, {
+            api: this.o.api,
+            discovery: new Discovery(this.o.api),
+            inventory: this.o.inventory,
+            signal: abort.signal,
+            lastApplied: this.lastApplied,
+          });
+          const driftCorrected = resync && result.changed > 0;
+          if (driftCorrected) {
+            l.warn(
+              { objects: result.objects.filter((x) => x.action === 'configured' || x.action === 'created').map((x) => x.object) },
+              'GitOps: drift corrected',
+            );
+          }
+          const failures = result.objects.filter((x) => x.action === 'failed');
+          this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: failures.length === 0, result, driftCorrected });
+          if (failures.length) {
+            l.error(
+              { ...summary(result), error: failures.map((f) => `${f.object}${f.source ? ` (${f.source})` : ''}: ${f.reason}`).join('; ') },
+              'Synchronization failed',
+            );
+            // A new batch that came as this sync ended, before the backoff's wait began (which offer() ends), is tried now.
+            return this.latest === batch ? 'backoff' : 'now';
+          }
+          l.info(summary(result), 'Objects synchronized');
+          synced = batch.commit;
+          progress();
+        } catch (e) {
+          if (abort.signal.reason === CANCELED) {
+            l.info('Synchronization was canceled');
             return 'now';
-          },
-        );
-      } finally {
-        signal.removeEventListener('abort', endRound);
-        this.backingOff = undefined;
-      }
-    }
+          }
+          if (signal.aborted) return 'done';
+          l.error({ error: errText(e) }, 'Synchronization failed');
+          this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: false, error: errText(e), driftCorrected: false });
+          return this.latest === batch ? 'backoff' : 'now';
+        } finally {
+          signal.removeEventListener('abort', stop);
+          this.current = undefined;
+        }
+        // Synced: wait for a new commit, or the time to apply this one again.
+        if (this.latest === batch) await this.waitForChange(this.o.resyncIntervalMs, signal);
+        return 'now';
+      },
+    );
   }
 }

@@ -55,4 +55,22 @@ describe('retryLoop', () => {
     await done;
     expect(n).toBe(1);
   });
+
+  it('waits a backoff delay with the sleep it is given, which may end it early', async () => {
+    const abort = new AbortController();
+    const waits: number[] = [];
+    let n = 0;
+    await retryLoop(
+      {
+        backoff: { initialMs: 60_000, maxMs: 60_000, jitter: false },
+        signal: abort.signal,
+        sleep: async (ms) => {
+          waits.push(ms);
+        },
+      },
+      async () => (++n < 3 ? 'backoff' : 'done'),
+    );
+    expect(n).toBe(3);
+    expect(waits).toEqual([60_000, 60_000]);
+  });
 });

@@ -18,6 +18,8 @@ export interface RetryOptions {
    * threw (undefined when it returned 'backoff'), so the caller logs in its own words.
    */
   onBackoff?: (delayMs: number, error: unknown) => void;
+  /** How to wait a backoff delay (default: a timer the signal ends); a caller with news that makes waiting moot ends it early. */
+  sleep?: (delayMs: number, signal: AbortSignal) => Promise<void>;
 }
 
 /**
@@ -42,6 +44,6 @@ export async function retryLoop(o: RetryOptions, attempt: (progress: () => void)
     if (outcome === 'now') continue;
     const delay = backoff.next();
     o.onBackoff?.(delay, error);
-    await sleep(delay, o.signal);
+    await (o.sleep ?? sleep)(delay, o.signal);
   }
 }
