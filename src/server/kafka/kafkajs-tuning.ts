@@ -1,13 +1,14 @@
 import { createRequire, Module } from 'node:module';
+import { crc32c as nativeCrc32c } from '@node-rs/crc32';
 
 // kafkajs (2.2.x) encodes produce requests in JavaScript, and these parts of
 // it cost a replica more CPU than anything of ours but the store (profiles in
 // docs/kafka.md, "Benchmark"), so they are replaced in place, each writing
 // the same bytes as kafkajs's own (kafkajs-tuning.test.ts compares them):
 //
-// - CRC32C: kafkajs goes one byte per step over every record batch; the
-//   same table method eight bytes per step (slicing-by-8) gives the same
-//   sums at a fraction of the cost;
+// - CRC32C: kafkajs goes one byte per step over every record batch in
+//   JavaScript; @node-rs/crc32 computes the same sums with the CPU's CRC32C
+//   instruction (crc.bench.ts measures both);
 // - the Encoder: kafkajs grows it with Buffer.alloc, zero-filling each new
 //   buffer before the copy overwrites it;
 // - the record encoder: kafkajs starts a zero-filled 512-byte encoder per
@@ -32,58 +33,12 @@ import { createRequire, Module } from 'node:module';
 
 const require = createRequire(import.meta.url);
 
-const POLY = 0x82f63b78;
-const T = new Int32Array(8 * 256);
-for (let n = 0; n < 256; n++) {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ POLY : c >>> 1;
-  T[n] = c;
-}
-for (let n = 0; n < 256; n++) {
-  let c = T[n]!;
-  for (let k = 1; k < 8; k++) {
-    c = T[c & 0xff]! ^ (c >>> 8);
-    T[k * 256 + n] = c;
-  }
-}
-
-/** CRC32C (Castagnoli) of `buf`, unsigned, as Kafka's record batches carry it. */
-export function crc32c(buf: Uint8Array): number {
-  return (crc32cUpdate(-1, buf) ^ -1) >>> 0;
-}
-
-/** The CRC32C state after `buf`, from `crc` (-1 to start); the sum is (state ^ -1) >>> 0. */
-function crc32cUpdate(crc: number, buf: Uint8Array): number {
-  const n = buf.length;
-  const end = n & ~7;
-  crc = crc32cBlocks(crc, buf, end);
-  for (let i = end; i < n; i++) crc = T[(crc ^ buf[i]!) & 0xff]! ^ (crc >>> 8);
-  return crc;
-}
-
 /**
- * The 8-byte steps over `buf[0, end)`, a function of their own so that the
- * code V8 compiles on the stack (OSR) while a large buffer (up to 2 MB) is
- * in the loop holds nothing else. With the byte loop in the same function,
- * that code was compiled before the byte loop had ever run and gave up there
- * ("insufficient type feedback"); V8 keeps it for the loop, so later calls
- * entered it and gave up again, 100 to 1,300 times in 3,000 calls.
+ * CRC32C (Castagnoli) of `buf`, unsigned, as Kafka's record batches carry it.
+ * With a second argument, the CRC of that previous sum's bytes followed by
+ * `buf`: a batch's sum is chained over its pieces without joining them.
  */
-function crc32cBlocks(crc: number, buf: Uint8Array, end: number): number {
-  for (let i = 0; i < end; i += 8) {
-    const a = crc ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24));
-    crc =
-      T[1792 + (a & 0xff)]! ^
-      T[1536 + ((a >>> 8) & 0xff)]! ^
-      T[1280 + ((a >>> 16) & 0xff)]! ^
-      T[1024 + (a >>> 24)]! ^
-      T[768 + buf[i + 4]!]! ^
-      T[512 + buf[i + 5]!]! ^
-      T[256 + buf[i + 6]!]! ^
-      T[buf[i + 7]!]!;
-  }
-  return crc;
-}
+export const crc32c: (buf: Uint8Array, previous?: number) => number = nativeCrc32c;
 
 const M = 0x5bd1e995;
 /** Keys up to this many UTF-8 bytes are hashed from one reused buffer. */
@@ -327,9 +282,9 @@ export function fastRecordBatch(original: BatchEncoder, proto: object, fromValue
     const chunks: Buffer[] = [buf];
     for (const r of records) for (const c of piecesOf(r)) chunks.push(c);
     // The CRC covers the batch from its attributes on: the header's tail, then every piece.
-    let state = crc32cUpdate(-1, buf.subarray(21, 61));
-    for (let i = 1; i < chunks.length; i++) state = crc32cUpdate(state, chunks[i]!);
-    buf.writeUInt32BE((state ^ -1) >>> 0, 17);
+    let sum = crc32c(buf.subarray(21, 61));
+    for (let i = 1; i < chunks.length; i++) sum = crc32c(chunks[i]!, sum);
+    buf.writeUInt32BE(sum, 17);
     return chunked(proto, chunks, total);
   };
 }
