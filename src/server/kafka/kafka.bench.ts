@@ -137,6 +137,8 @@ interface Result {
   cpuMs: number;
   /** The broker's CPU in the same span, ms. */
   brokerMs: number;
+  /** Kafka rows: of the log messages the replicas produced, those projected as they were acknowledged (not read back). */
+  onAppend?: { projected: number; produced: number };
 }
 
 /** The broker JVM's pid (scripts/kafka.sh keeps it in its state dir); undefined when it is not ours. */
@@ -158,6 +160,14 @@ async function settle(servers: Proc[]): Promise<void> {
   }
 }
 
+/** A counter's total over its series in a replica's /metrics. */
+async function counter(p: Proc, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`http://${p.http}/metrics`)).text();
+  let n = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*${labels}[^}]*\\})? (\\d+)`, 'gm'))) n += Number(m[1]);
+  return n;
+}
+
 async function run(servers: Proc[], token: string, kafka: boolean): Promise<Result> {
   const per = Math.floor(EVENTS / servers.length);
   const before = await Promise.all(servers.map((s) => projected(s, kafka)));
@@ -176,7 +186,15 @@ async function run(servers: Proc[], token: string, kafka: boolean): Promise<Resu
   }
   const stored = performance.now() - t0;
   await settle(servers);
-  return { accepted, stored, cpuMs: servers.reduce((n, s) => n + cpuOf(s), 0) - cpu0, brokerMs: brokerPid ? cpuOf(brokerPid) - broker0 : 0 };
+  const cpuMs = servers.reduce((n, s) => n + cpuOf(s), 0) - cpu0;
+  const brokerMs = brokerPid ? cpuOf(brokerPid) - broker0 : 0;
+  if (!kafka) return { accepted, stored, cpuMs, brokerMs };
+  const sum = async (name: string, labels?: string) => (await Promise.all(servers.map((s) => counter(s, name, labels)))).reduce((a, b) => a + b, 0);
+  const onAppend = {
+    projected: await sum('verdict_kafka_projected_on_append_messages_total'),
+    produced: await sum('verdict_kafka_produced_messages_total', 'topic="[^"]*\\.log"'),
+  };
+  return { accepted, stored, cpuMs, brokerMs, onAppend };
 }
 
 function rate(n: number, ms: number): string {
@@ -242,8 +260,9 @@ export default async function (): Promise<void> {
       );
     console.log('alerts/s, from the first batch sent; server CPU (user+sys, all replicas) per event sent:');
     line('baseline: SQLite, no Kafka', baseRes, '(acknowledged = stored)');
-    line('Kafka, 1 replica', oneRes, '');
-    if (twoRes) line('Kafka, 2 replicas, 1 broker', twoRes, '(each replica stores all events)');
+    const own = (r: Result) => (r.onAppend ? `(own log messages projected on acknowledgement: ${r.onAppend.projected} of ${r.onAppend.produced})` : '');
+    line('Kafka, 1 replica', oneRes, own(oneRes));
+    if (twoRes) line('Kafka, 2 replicas, 1 broker', twoRes, `(each replica stores all events) ${own(twoRes)}`);
     console.log(
       `kafka vs single server: cpu per event x${(perEvent(oneRes) / perEvent(baseRes)).toFixed(2)}, accepted x${(baseRes.accepted / oneRes.accepted).toFixed(2)}`,
     );

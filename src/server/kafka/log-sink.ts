@@ -1,5 +1,5 @@
 import { Counter } from 'prom-client';
-import type { Logger } from '../../shared/log/logger.js';
+import { errText, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from '../tunnel/alert-sink.js';
@@ -15,7 +15,7 @@ import {
   type Entry,
 } from './messages.js';
 import type { OwnEvents } from './own-events.js';
-import type { LogWriter, OutMessage } from './producer.js';
+import type { Appended, LogWriter, OutMessage } from './producer.js';
 
 const tooBig = new Counter({
   name: 'verdict_kafka_events_too_large_total',
@@ -35,7 +35,8 @@ const tooBig = new Counter({
  * fall in (more when that would exceed the message size), each event in the
  * partition of its agent/fingerprint key, so an alert's events keep one
  * partition and their order. This replica keeps the parsed events of each
- * message (OwnEvents) for its own projection.
+ * message (OwnEvents) for its own projection, which applies them once the
+ * brokers acknowledge them when nothing else is before them in the log.
  */
 export class KafkaAlertSink implements AlertSink {
   /** Batches are appended in the order they come (LogWriter keeps it per partition), several in flight. */
@@ -53,7 +54,7 @@ export class KafkaAlertSink implements AlertSink {
     const at = new Date().toISOString();
     const receivedAt = Date.parse(at);
     const messages: OutMessage[] = [];
-    const kept: string[] = [];
+    const kept: { ref: string; index: number }[] = [];
     let count = 0;
     const open = new Map<number, Building>();
     const close = (partition: number, b: Building) => {
@@ -62,7 +63,7 @@ export class KafkaAlertSink implements AlertSink {
       messages.push({ topic: this.topic, partition, key: agent, value, headers: { [HEADER_TYPE]: 'events', [HEADER_REF]: ref } });
       if (this.own) {
         this.own.keep(ref, value, agent, b.parsed);
-        kept.push(ref);
+        kept.push({ ref, index: messages.length - 1 });
       }
     };
     for (const ev of events) {
@@ -94,15 +95,24 @@ export class KafkaAlertSink implements AlertSink {
       count++;
     }
     for (const [partition, b] of open) close(partition, b);
+    let appended: Appended[];
     try {
-      await this.writer.append(messages);
+      appended = await this.writer.append(messages);
     } catch (e) {
-      for (const ref of kept) this.own?.drop(ref);
+      for (const { ref } of kept) this.own?.drop(ref);
       // The agent reads this too, and its own hints key on errno names: ECONNREFUSED
       // here would make it blame its --kas-address, which answered fine.
       throw new Error(
         `the alert log in Kafka is unavailable, so the batch is not acknowledged: ${(e as Error).message.replace(/\bconnect ECONNREFUSED\b/g, 'connection refused to').replace(/\bE(CONNRESET|TIMEDOUT|HOSTUNREACH|NOTFOUND)\b/g, (m) => m.slice(1).toLowerCase())}`,
       );
+    }
+    if (this.own && kept.length) {
+      try {
+        this.own.appended(kept.map(({ ref, index }) => ({ ref, partition: appended[index]!.partition, offset: appended[index]!.offset })));
+      } catch (e) {
+        // The batch is in the log: the projection reads it from there instead.
+        this.log.error({ agent_name: agent, error: errText(e) }, 'Kafka: projecting an acknowledged batch failed; it is read back from the log');
+      }
     }
     return { stored: count, duplicates: 0 };
   }

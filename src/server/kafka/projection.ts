@@ -10,7 +10,7 @@ import type { AlertChange, AlertStore, ChangeTx, IncomingEvent, StoredAlert } fr
 import { relaunchUntilRunning, runOrThrow, waitWhileHeld } from './relaunch.js';
 import { explainKafkaError, retrying } from './client.js';
 import { alertUid, checkEntry, decodeLogEvent, HEADER_REF, HEADER_TYPE, type ClaimsLogEvent, type LogEvent, type StatusLogEvent } from './messages.js';
-import type { OwnEvents } from './own-events.js';
+import type { AppendedEvents, OwnEvents } from './own-events.js';
 import { isVerdictError } from '../../shared/errors.js';
 
 // Nearly 700 lines on purpose: reading the log, applying the chunks of a fetch
@@ -22,6 +22,11 @@ const projected = new Counter({
   name: 'verdict_kafka_projected_events_total',
   help: 'Log messages this replica projected into its store, by outcome',
   labelNames: ['type', 'result'],
+  registers: [registry],
+});
+const onAppend = new Counter({
+  name: 'verdict_kafka_projected_on_append_messages_total',
+  help: "This replica's own events messages projected as soon as the brokers acknowledged them, without waiting to read them back from the log",
   registers: [registry],
 });
 const lagGauge = new Gauge({
@@ -46,6 +51,10 @@ interface Chunk {
   claims: ClaimsLogEvent | undefined;
   /** Offset of the chunk's last message. */
   last: string;
+}
+
+function newChunk(partition: number): Chunk {
+  return { partition, byAgent: new Map(), offsets: new Map(), events: 0, status: undefined, claims: undefined, last: '' };
 }
 
 /** Chunks of several partitions that are applied together. */
@@ -147,6 +156,10 @@ export class Projection {
   /** Chunks fetched in the same go, waiting to be applied together (see project). */
   private group: Group | undefined;
   private readonly uids = new Map<number, string>();
+  /** Partitions with a chunk read from the log and not applied yet: nothing may be applied before it. */
+  private readonly reading = new Set<number>();
+  /** Tests only: set until the hold is released. */
+  private held: boolean;
 
   constructor(private readonly o: ProjectionOptions) {
     this.log = o.log;
@@ -166,6 +179,41 @@ export class Projection {
       this.nameNewAlerts(changes, tx);
       this.noteChanges(changes, tx);
     });
+    this.held = o.hold !== undefined;
+    void o.hold?.then(() => {
+      this.held = false;
+    });
+    o.own?.onAppended((list) => this.applyAppended(list));
+  }
+
+  /**
+   * Applies this replica's own messages as the brokers acknowledge them,
+   * those that are the next to project in their partition: an agent batch
+   * is then one store write, as on a single server, and its parsed events
+   * are let go at once instead of waiting tens of milliseconds for the log
+   * to give them back. Messages with anything before them not projected
+   * yet (another replica's, a status change, a chunk being read) are left
+   * to the log, where they are read in order.
+   */
+  private applyAppended(list: readonly AppendedEvents[]): ReadonlySet<AppendedEvents> {
+    const done = new Set<AppendedEvents>();
+    if (this.stopped || this.held) return done;
+    const chunks = new Map<number, Chunk>();
+    const inOrder = [...list].sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+    for (const a of inOrder) {
+      const p = a.partition;
+      if (this.reading.has(p)) continue;
+      let c = chunks.get(p);
+      if (a.offset !== (c ? Number(c.last) + 1 : this.position(p))) continue;
+      if (!c) chunks.set(p, (c = newChunk(p)));
+      this.addEvents(c, a.agent, a.events, a.offset, String(a.offset));
+      c.last = String(a.offset);
+      done.add(a);
+    }
+    if (!chunks.size) return done;
+    this.applyChunks([...chunks.values()]);
+    onAppend.inc(done.size);
+    return done;
   }
 
   /**
@@ -440,16 +488,16 @@ export class Projection {
     const lag = Number(batch.highWatermark) - Number(batch.lastOffset()) - 1;
     lagGauge.set(Math.max(0, lag));
     let i = 0;
-    // Messages before the stored position were projected already (a fetch that started before a seek).
-    const from = this.position(p);
-    while (i < msgs.length && Number(msgs[i]!.offset) < from) i++;
     while (i < msgs.length) {
       if (!isRunning() || isStale()) return;
-      const chunk: Chunk = { partition: p, byAgent: new Map(), offsets: new Map(), events: 0, status: undefined, claims: undefined, last: '' };
+      const chunk = newChunk(p);
+      // Messages before the position were projected already: by a fetch that started before a seek, or as this replica's own were acknowledged.
+      const from = this.position(p);
       let j = i;
       for (; j < msgs.length && chunk.events < CHUNK && j - i < CHUNK; j++) {
         const m = msgs[j]!;
         const offset = Number(m.offset);
+        if (offset < from) continue;
         const own = this.ownEvents(m.headers, m.value);
         if (own) {
           this.addEvents(chunk, own.agent, own.events, offset, m.offset);
@@ -485,7 +533,14 @@ export class Projection {
         }
       }
       chunk.last = msgs[j - 1]!.offset;
-      await this.project(chunk);
+      if (Number(chunk.last) >= from) {
+        this.reading.add(p);
+        try {
+          await this.project(chunk);
+        } finally {
+          this.reading.delete(p);
+        }
+      }
       resolveOffset(chunk.last);
       i = j;
       await heartbeat();
