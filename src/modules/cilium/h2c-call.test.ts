@@ -123,7 +123,7 @@ describe('h2cCall', () => {
     expect((await call(address)).result?.message).toBe('UNIMPLEMENTED: unknown method');
     await new Promise((r) => server!.close(r));
     address = await serve((stream) => stream.respond({ ':status': 404 }, { endStream: true }));
-    expect((await call(address)).result?.message).toMatch(/^UNAVAILABLE: Relay answered HTTP 404; is hubble_relay_address the Relay's gRPC port\?/);
+    expect((await call(address)).result?.message).toMatch(/^UNAVAILABLE: Relay answered HTTP 404; check that hubble_relay_address is Relay's gRPC port$/);
   });
 
   it('ends with an error when the connection closes or cannot be made', async () => {
@@ -289,11 +289,11 @@ describe('h2cCall against a raw-frame peer', () => {
       [[frame(RST_STREAM, 0, 1, Buffer.from([0, 0, 0, 2]))], 'UNAVAILABLE: Relay reset the stream (HTTP/2 INTERNAL_ERROR)'],
       [
         [frame(HEADERS, 0x4, 1, literal('content-type', 'application/grpc'))],
-        "UNAVAILABLE: Relay answered without an HTTP status; is hubble_relay_address the Relay's gRPC port?",
+        "UNAVAILABLE: Relay answered without an HTTP status; check that hubble_relay_address is Relay's gRPC port",
       ],
       [
         [frame(HEADERS, 0x4, 1, Buffer.concat([Buffer.from([0x88]), literal('content-type', 'text/html')]))],
-        "UNAVAILABLE: Relay answered with content-type text/html, not gRPC; is hubble_relay_address the Relay's gRPC port?",
+        "UNAVAILABLE: Relay answered with content-type text/html, not gRPC; check that hubble_relay_address is Relay's gRPC port",
       ],
     ];
     for (const [frames, message] of cases) {

@@ -255,13 +255,11 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
         const status = get(fields, ':status');
         if (status !== '200') {
           const what = status === undefined ? 'without an HTTP status' : `HTTP ${status}`;
-          return finish(new Error(`UNAVAILABLE: Relay answered ${what}; is hubble_relay_address the Relay's gRPC port?`));
+          return finish(new Error(`UNAVAILABLE: Relay answered ${what}; ${CHECK_ADDRESS}`));
         }
         const type = get(fields, 'content-type');
         if (!type?.startsWith('application/grpc')) {
-          return finish(
-            new Error(`UNAVAILABLE: Relay answered with content-type ${type ?? '(none)'}, not gRPC; is hubble_relay_address the Relay's gRPC port?`),
-          );
+          return finish(new Error(`UNAVAILABLE: Relay answered with content-type ${type ?? '(none)'}, not gRPC; ${CHECK_ADDRESS}`));
         }
         // A call refused at once (or ended at once) carries its status in the headers: trailers-only.
         if (ends || get(fields, 'grpc-status') !== undefined) finish(grpcStatus(fields));
