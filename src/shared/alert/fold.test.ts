@@ -1,30 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { FOLD_LATEST, FOLD_SETS_SEVERITY, foldIn, type FoldSummary } from './fold.js';
+import { FOLD_SETS_SEVERITY, foldIn, type FoldSummary } from './fold.js';
 import type { Severity } from './payload.js';
 
 function occ(t: string, severity: Severity = 'low', description = `d ${t}`, count = 1): FoldSummary {
   return { count, first_seen: t, last_seen: t, severity, title: `t ${description}`, description };
 }
 
-function foldAll(list: readonly FoldSummary[]): { summary: FoldSummary; setter: number; latest: number } {
-  // The first occurrence opens the alert: it is the latest and sets the severity.
+function foldAll(list: readonly FoldSummary[]): { summary: FoldSummary; setter: number } {
+  // The first occurrence opens the alert: it sets the severity.
   const summary = { ...list[0]! };
   let setter = 0;
-  let latest = 0;
   list.forEach((o, i) => {
     if (i === 0) return;
-    const flags = foldIn(summary, o);
-    if (flags & FOLD_SETS_SEVERITY) setter = i;
-    if (flags & FOLD_LATEST) latest = i;
+    if (foldIn(summary, o) & FOLD_SETS_SEVERITY) setter = i;
   });
-  return { summary, setter, latest };
+  return { summary, setter };
 }
 
-/** foldIn on a copy of `into`, its flags as booleans. */
-function fold<T extends string | number>(into: FoldSummary<T>, o: FoldSummary<T>): { summary: FoldSummary<T>; latest: boolean; setsSeverity: boolean } {
+/** foldIn on a copy of `into`, its result as a boolean. */
+function fold<T extends string | number>(into: FoldSummary<T>, o: FoldSummary<T>): { summary: FoldSummary<T>; setsSeverity: boolean } {
   const summary = { ...into };
   const flags = foldIn(summary, o);
-  return { summary, latest: (flags & FOLD_LATEST) !== 0, setsSeverity: (flags & FOLD_SETS_SEVERITY) !== 0 };
+  return { summary, setsSeverity: (flags & FOLD_SETS_SEVERITY) !== 0 };
 }
 
 function permutations<T>(xs: readonly T[]): T[][] {
@@ -44,26 +41,24 @@ describe('foldIn', () => {
       title: 't newer',
       description: 'newer',
     });
-    expect(f.latest).toBe(true);
     expect(f.setsSeverity).toBe(false);
   });
 
   it('takes title and description of an older occurrence that arrives late', () => {
     const f = fold(occ('2026-01-01T00:00:05Z', 'low', 'newer'), occ('2026-01-01T00:00:01Z', 'low', 'older'));
-    expect(f.latest).toBe(false);
+    expect(f.summary.last_seen).toBe('2026-01-01T00:00:05Z');
     expect(f.summary.description).toBe('older');
     expect(f.summary.title).toBe('t older');
     expect(f.summary.first_seen).toBe('2026-01-01T00:00:01Z');
   });
 
-  it('on equal last_seen the occurrence folded later is the latest; the text stays the first', () => {
+  it('on equal first_seen the text stays the first folded', () => {
     const f = fold(occ('2026-01-01T00:00:01Z', 'low', 'first'), occ('2026-01-01T00:00:01Z', 'low', 'second'));
-    expect(f.latest).toBe(true);
     expect(f.summary.description).toBe('first');
   });
 
   it('keeps the highest severity while lower repeats arrive, and says which occurrence set it', () => {
-    const { summary, setter, latest } = foldAll([
+    const { summary, setter } = foldAll([
       occ('2026-01-01T00:00:01Z', 'low'),
       occ('2026-01-01T00:00:02Z', 'critical', 'boom'),
       occ('2026-01-01T00:00:03Z', 'info', 'calm'),
@@ -71,7 +66,7 @@ describe('foldIn', () => {
     ]);
     expect(summary.severity).toBe('critical');
     expect(setter).toBe(1); // an equal severity later does not take it over
-    expect(latest).toBe(3);
+    expect(summary.last_seen).toBe('2026-01-01T00:00:04Z');
     // The text is the opening occurrence's; what set the severity is read from its own sample.
     expect(summary.description).toBe('d 2026-01-01T00:00:01Z');
   });
@@ -105,7 +100,7 @@ describe('foldIn', () => {
   it('folds into the summary it is given, in place', () => {
     const into = occ('2026-01-01T00:00:02Z', 'low', 'first');
     const flags = foldIn(into, occ('2026-01-01T00:00:03Z', 'high', 'second', 2));
-    expect(flags).toBe(FOLD_LATEST | FOLD_SETS_SEVERITY);
+    expect(flags).toBe(FOLD_SETS_SEVERITY);
     expect(into).toEqual({ ...occ('2026-01-01T00:00:02Z', 'high', 'first'), count: 3, last_seen: '2026-01-01T00:00:03Z' });
   });
 

@@ -14,9 +14,7 @@ import { SEVERITY_RANK, type Severity } from './payload.js';
 //   arriving late does. What changed is read beside them: the alert's detail
 //   shows the latest occurrence and the one that set the severity.
 //
-// Ties go to arrival: of two occurrences with the same last_seen, the one
-// folded later is the latest (sources deliver in order, so it happened after,
-// within the timestamp's resolution); of two with the same first_seen, or the
+// Ties go to arrival: of two occurrences with the same first_seen, or the
 // same severity, the one folded first keeps its text, or having set the
 // severity (a repeat at the same severity set nothing).
 //
@@ -38,33 +36,29 @@ export interface FoldSummary<T extends string | number = string> {
   description: string;
 }
 
-/** foldIn's result: the occurrence is now the latest (its last_seen is the alert's). */
-export const FOLD_LATEST = 1;
 /**
  * foldIn's result: the occurrence set the severity (raised it): keep its
  * sample beside the latest one, so what made the alert this severe stays
  * visible. An occurrence that opens an alert sets it too.
  */
-export const FOLD_SETS_SEVERITY = 2;
+export const FOLD_SETS_SEVERITY = 1;
 
 /**
  * Folds one occurrence (or a summary of several, e.g. an alert the agent
  * already de-duplicated) into an open alert's summary, in place; returns
- * FOLD_LATEST and FOLD_SETS_SEVERITY as flags. In place and with a number for
- * the answer because the store and the agent fold on every repeat, and both
- * keep the summary anyway: a new summary and result per repeat would only be
- * copied back and dropped.
+ * FOLD_SETS_SEVERITY, or 0. In place because the store and the agent fold on
+ * every repeat, and both keep the summary anyway: a new summary per repeat
+ * would only be copied back and dropped.
  */
 export function foldIn<T extends string | number>(into: FoldSummary<T>, occ: Readonly<FoldSummary<T>>): number {
-  const latest = occ.last_seen >= into.last_seen;
   const setsSeverity = SEVERITY_RANK[occ.severity] > SEVERITY_RANK[into.severity];
   if (occ.first_seen < into.first_seen) {
     into.first_seen = occ.first_seen;
     into.title = occ.title;
     into.description = occ.description;
   }
-  if (latest) into.last_seen = occ.last_seen;
+  if (occ.last_seen > into.last_seen) into.last_seen = occ.last_seen;
   if (setsSeverity) into.severity = occ.severity;
   into.count += occ.count;
-  return (latest ? FOLD_LATEST : 0) | (setsSeverity ? FOLD_SETS_SEVERITY : 0);
+  return setsSeverity ? FOLD_SETS_SEVERITY : 0;
 }
