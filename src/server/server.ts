@@ -120,7 +120,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
     {
       agents,
       pollers,
-      log: moduleLogger('tunnel', log),
+      log,
       config: cfg,
       sink,
     },

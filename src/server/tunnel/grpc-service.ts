@@ -53,6 +53,7 @@ export interface TunnelDeps {
   agents: AgentRegistry;
   pollers: ProjectPollers;
   sink: AlertSink;
+  /** The server's logger: the tunnel writes under mod_name "tunnel", each module's services under the module's name. */
   log: Logger;
   /** Connection attempts per valid token, and failed authentications per peer; defaults: rate-limit.ts. */
   limits?: { token: RateLimiter; failures: RateLimiter };
@@ -190,7 +191,9 @@ function sendVersion(call: AnyCall): void {
   call.sendMetadata(md);
 }
 
-export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams: StreamRegistry): void {
+export function addTunnelServices(server: grpc.Server, options: TunnelDeps, streams: StreamRegistry): void {
+  // Both made from the server's logger: pino's child bindings append, so one made from the other would write mod_name twice.
+  const deps: TunnelDeps = { ...options, log: moduleLogger('tunnel', options.log) };
   const limits = deps.limits ?? defaultLimits();
   server.addService(AgentConfigurationService, {
     getConfiguration: (call: grpc.ServerWritableStream<ConfigurationRequest, ConfigurationResponse>) => {
@@ -374,7 +377,7 @@ export function addTunnelServices(server: grpc.Server, deps: TunnelDeps, streams
     return agent;
   };
   for (const mod of serverModules) {
-    for (const svc of mod.grpcServices?.({ config: deps.config ?? SERVER_DEFAULTS, log: moduleLogger(mod.name, deps.log), admit }) ?? []) {
+    for (const svc of mod.grpcServices?.({ config: deps.config ?? SERVER_DEFAULTS, log: moduleLogger(mod.name, options.log), admit }) ?? []) {
       server.addService(svc.definition, svc.implementation);
     }
   }

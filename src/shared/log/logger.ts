@@ -31,30 +31,13 @@ export function rootLogger(): Logger {
   return root ?? createRootLogger();
 }
 
-// A module logger remembers the logger it was made from: pino's child bindings
-// append, so a module logger made from another (the tunnel's, say) would write
-// `mod_name` twice in one line. The new one is made from the logger without it.
-const withoutModName = new WeakMap<Logger, Logger>();
-
+/**
+ * A module's logger: `parent` with `mod_name`. Make it from a logger without
+ * one (the root, or a child of it): pino's child bindings append, so a module
+ * logger made from another would write `mod_name` twice in one line.
+ */
 export function moduleLogger(modName: string, parent: Logger = rootLogger()): Logger {
-  let base = parent;
-  let extra: Record<string, unknown> = {};
-  // pino makes a child with Object.create(parent), so a child of a module
-  // logger (one with agent_name, say) finds its module logger up the chain;
-  // the bindings added below it are kept.
-  for (let l: Logger | null = parent; l; l = Object.getPrototypeOf(l) as Logger | null) {
-    const unbound = withoutModName.get(l);
-    if (!unbound) continue;
-    base = unbound;
-    if (l !== parent) {
-      const own = l.bindings();
-      extra = Object.fromEntries(Object.entries(parent.bindings()).filter(([k, v]) => k !== 'mod_name' && JSON.stringify(own[k]) !== JSON.stringify(v)));
-    }
-    break;
-  }
-  const log = base.child({ ...extra, mod_name: modName });
-  withoutModName.set(log, base);
-  return log;
+  return parent.child({ mod_name: modName });
 }
 
 /** Error rendering for the `error` field: the message, not a stack, unless debug. */
