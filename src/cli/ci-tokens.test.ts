@@ -105,7 +105,22 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
       const e = await ciTokens([...bad, '--data-dir', data]).catch((x: unknown) => x);
       expect(usage(e), String(e)).toBe(true);
     }
-    expect(String(await ciTokens(['create', '--project', 'a/b', '--ttl', '0s', '--data-dir', data]).catch((x: unknown) => x))).toMatch(/--ttl must be above 0/);
+    // JobTokens.create's rule, in the flags' names.
+    for (const [bad, message] of [
+      [['create'], "give --project, the path of the job's project as ci_access names it (group/project)"],
+      [['create', '--project', ' / '], "give --project, the path of the job's project as ci_access names it (group/project)"],
+      [
+        ['create', '--project', 'shop app'],
+        '--project "shop app" is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)',
+      ],
+      [['create', '--project', 'a/b', '--protected'], '--protected says --ref is a protected branch or tag; give --ref <branch or tag> too'],
+      [['create', '--project', 'a/b', '--ttl', '0s'], '--ttl must be above 0 and at most 24h (a job token lives as long as its job); got 0s'],
+      [['create', '--project', 'a/b', '--ttl', '48h'], '--ttl must be above 0 and at most 24h (a job token lives as long as its job); got 172800s'],
+    ] as const) {
+      const e = await ciTokens([...bad, '--data-dir', data]).catch((x: unknown) => x);
+      expect(usage(e), String(e)).toBe(true);
+      expect((e as Error).message).toBe(`verdict ci-tokens create: ${message}`);
+    }
     // A mistyped --data-dir is refused, not made into an empty database that knows no token and no agent.
     const wrong = join(dir, 'no-such-dir');
     for (const call of [

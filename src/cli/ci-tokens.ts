@@ -1,4 +1,4 @@
-import { JobTokens, jobView, MAX_TTL_MS, PROJECT_PATH, type CiJob } from '../modules/ci-access/job-tokens.js';
+import { type CiJob, type JobInputNames, JobTokens, jobRefusal, jobView, type NewJob } from '../modules/ci-access/job-tokens.js';
 import { parseDuration } from '../shared/config/duration.js';
 import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { parseSubcommand, usageError } from './args.js';
@@ -24,6 +24,8 @@ others accept its tokens and revocations within about a second. The same operati
 in the admin HTTP API: /api/v1/admin/ci-tokens.
 `;
 
+const FLAGS: JobInputNames = { project: '--project', ref: '--ref', protected: '--protected', ttl: '--ttl' };
+
 export function jobLine(j: CiJob, now = Date.now()): string {
   const v = jobView(j, now);
   const state = v.revoked_at !== null ? `revoked ${v.revoked_at}` : v.state;
@@ -42,34 +44,30 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (typeof args === 'number') return args;
   const { sub, values, positionals } = args;
-  let ttlMs = 0;
+  let job: NewJob | undefined;
   if (sub === 'create') {
-    if (!values.project?.replace(/[\s/]/g, ''))
-      throw usageError("verdict ci-tokens create: give --project <path> of the job's project (group/project, as in ci_access)");
-    if (!PROJECT_PATH.test(values.project.trim().replace(/^\/+|\/+$/g, '')))
-      throw usageError(
-        `verdict ci-tokens create: --project ${JSON.stringify(values.project)} is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)`,
-      );
-    if (values.protected && !values.ref) throw usageError('verdict ci-tokens create: --protected says --ref is protected; give --ref <branch or tag> too');
+    let ttlMs: number;
     try {
       ttlMs = parseDuration(values.ttl, '--ttl');
     } catch (e) {
       throw usageError(`verdict ci-tokens create: ${(e as Error).message}`);
     }
-    if (!(ttlMs > 0)) throw usageError(`verdict ci-tokens create: --ttl must be above 0, e.g. 1h; got ${values.ttl}`);
-    if (ttlMs > MAX_TTL_MS) throw usageError('verdict ci-tokens create: --ttl is at most 24h: a job token lives as long as its job');
+    job = {
+      project: values.project ?? '',
+      ttlMs,
+      ...(values.environment ? { environment: values.environment } : {}),
+      ...(values.ref ? { ref: values.ref } : {}),
+      protected: Boolean(values.protected),
+    };
+    // The rule JobTokens.create applies, checked before the database is opened and told as a usage error.
+    const refusal = jobRefusal(job, FLAGS);
+    if (refusal) throw usageError(`verdict ci-tokens create: ${refusal}`);
   }
   const db = openExistingServerDb(values['data-dir'], `ci-tokens ${sub}`);
   try {
     const jobs = new JobTokens(db);
-    if (sub === 'create') {
-      const { token } = jobs.create({
-        project: values.project!,
-        ttlMs,
-        ...(values.environment ? { environment: values.environment } : {}),
-        ...(values.ref ? { ref: values.ref } : {}),
-        protected: Boolean(values.protected),
-      });
+    if (job) {
+      const { token } = jobs.create(job);
       process.stdout.write(`${token}\n`);
       return 0;
     }

@@ -35,8 +35,10 @@ describe('JobTokens', () => {
   });
 
   it('refuses a lifetime over 24h and an empty project', () => {
-    expect(() => jobs.create({ project: 'a', ttlMs: 25 * 3600_000 })).toThrow(/at most 24h/);
-    expect(() => jobs.create({ project: ' / ', ttlMs: 1000 })).toThrow(/project is empty/);
+    expect(() => jobs.create({ project: 'a', ttlMs: 25 * 3600_000 })).toThrow(
+      'ttl_seconds must be above 0 and at most 24h (a job token lives as long as its job); got 90000s',
+    );
+    expect(() => jobs.create({ project: ' / ', ttlMs: 1000 })).toThrow("give project, the path of the job's project as ci_access names it (group/project)");
     // Refusals the admin API answers 400 (VERDICT_BAD_REQUEST), as the CLI refuses its flags.
     for (const bad of [
       { project: 'shop app', ttlMs: 1000 },
@@ -45,7 +47,9 @@ describe('JobTokens', () => {
     ])
       expect(() => jobs.create(bad), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'VERDICT_BAD_REQUEST' }));
     expect(() => jobs.create({ project: 'shop app', ttlMs: 1000 })).toThrow(/"shop app" is not a project path; give it as ci_access names it/);
-    expect(() => jobs.create({ project: 'a/b', protected: true, ttlMs: 1000 })).toThrow(/a protected job names its ref/);
+    expect(() => jobs.create({ project: 'a/b', protected: true, ttlMs: 1000 })).toThrow(
+      'protected says ref is a protected branch or tag; give ref <branch or tag> too',
+    );
     expect(jobs.create({ project: '42', protected: true, ref: 'main', ttlMs: 1000 }).job).toMatchObject({ project: '42', protected: true });
   });
 

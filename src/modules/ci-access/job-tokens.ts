@@ -82,6 +82,31 @@ export function jobView(j: CiJob, now = Date.now()) {
   };
 }
 
+/** What a caller's users call a new job's inputs, for its messages: the admin API's body fields, or the CLI's flags. */
+export interface JobInputNames {
+  project: string;
+  ref: string;
+  protected: string;
+  ttl: string;
+}
+const API_NAMES: JobInputNames = { project: 'project', ref: 'ref', protected: 'protected', ttl: 'ttl_seconds' };
+
+const projectPath = (p: string) => p.trim().replace(/^\/+|\/+$/g, '');
+
+/** Why no token can be issued for `j` (the rule JobTokens.create applies), in the caller's names for its inputs; undefined if one can. */
+export function jobRefusal(j: NewJob, names: JobInputNames = API_NAMES): string | undefined {
+  const project = projectPath(j.project);
+  if (!project) return `give ${names.project}, the path of the job's project as ci_access names it (group/project)`;
+  // Such a job could never match a ci_access entry, whose ids are paths of this form.
+  if (!PROJECT_PATH.test(project))
+    return `${names.project} ${JSON.stringify(j.project)} is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)`;
+  // protected_branches_only reads it as "the ref is protected": without a ref it says nothing.
+  if (j.protected && !j.ref) return `${names.protected} says ${names.ref} is a protected branch or tag; give ${names.ref} <branch or tag> too`;
+  if (!(j.ttlMs > 0) || j.ttlMs > MAX_TTL_MS)
+    return `${names.ttl} must be above 0 and at most 24h (a job token lives as long as its job); got ${j.ttlMs / 1000}s`;
+  return undefined;
+}
+
 type Row = Omit<CiJob, 'protected'> & { protected: number };
 const toJob = ({ protected: p, ...r }: Row): CiJob => ({ ...r, protected: p === 1 });
 
@@ -97,20 +122,12 @@ export class JobTokens {
 
   /** Issues a token for one job; the secret is returned once and stored hashed. */
   create(j: NewJob, now = Date.now()): { token: string; job: CiJob } {
-    const project = j.project.trim().replace(/^\/+|\/+$/g, '');
-    const bad = (message: string) => new VerdictError('VERDICT_BAD_REQUEST', message);
-    if (!project) throw bad('the project is empty; give its path as in ci_access (group/project)');
-    // Such a job could never match a ci_access entry, whose ids are paths of this form.
-    if (!PROJECT_PATH.test(project))
-      throw bad(`the project ${JSON.stringify(j.project)} is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)`);
-    // protected_branches_only reads it as "the ref is protected": without a ref it says nothing.
-    if (j.protected && !j.ref) throw bad('a protected job names its ref: give the protected branch or tag it runs on');
-    if (!(j.ttlMs > 0) || j.ttlMs > MAX_TTL_MS)
-      throw bad(`the lifetime must be above 0 and at most 24h (a job token lives as long as its job); got ${j.ttlMs} ms`);
+    const refusal = jobRefusal(j);
+    if (refusal) throw new VerdictError('VERDICT_BAD_REQUEST', refusal);
     const token = newSecret(TOKEN_PREFIX);
     const row = {
       id: this.freeId(),
-      project,
+      project: projectPath(j.project),
       environment: j.environment ?? '',
       ref: j.ref ?? '',
       protected: j.protected ? 1 : 0,
