@@ -84,6 +84,18 @@ describe('falco block', () => {
       { file, path: 'falco', line: 2, message: expect.stringMatching(/^enable at least one input: http/) },
     ]);
     expect(issues('falco:\n  http:\n    listen: 2801\n')[0]).toMatchObject({ path: 'falco.http.listen', line: 3 });
+    // What the listener would refuse is refused at its line, with the form meant.
+    expect(issues('falco:\n  http:\n    listen: "0.0.0.0:99999"\n')).toEqual([
+      {
+        file,
+        path: 'falco.http.listen',
+        line: 3,
+        message: 'port 99999 is over 65535: host:port, e.g. 0.0.0.0:2801 (the port Falcosidekick uses) or [::]:2801',
+      },
+    ]);
+    expect(issues('falco:\n  http:\n    listen: localhost\n')[0]?.message).toBe(
+      '"localhost" is not valid: host:port, e.g. 0.0.0.0:2801 (the port Falcosidekick uses) or [::]:2801',
+    );
     expect(issues('falco:\n  stdin: true\n  minimum_priority: loud\n')[0]).toMatchObject({
       path: 'falco.minimum_priority',
       line: 3,

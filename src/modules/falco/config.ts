@@ -1,5 +1,6 @@
 import { isMap, isScalar, type Node } from 'yaml';
 import { SEVERITIES } from '../../shared/alert/payload.js';
+import { hostPort } from '../../shared/config/host-port.js';
 import { bool, duration, field, int, list, obj, oneOf, str, stringMap, type Validator, reportIssue } from '../../shared/config/schema.js';
 
 // Schema of the `falco` block of config.yaml: which ways Falco events come in,
@@ -8,10 +9,7 @@ import { bool, duration, field, int, list, obj, oneOf, str, stringMap, type Vali
 // can be read and reviewed without reading code.
 
 /** host:port to listen on; port 0 picks a free port (tests). */
-const listenAddress = str({
-  pattern: /^(?:[^\s:/[\]]+|\[[0-9a-fA-F:.]+\]):\d{1,5}$/,
-  hint: 'host:port, e.g. 0.0.0.0:2801 (the port Falcosidekick uses) or [::]:2801',
-});
+const listenAddress = hostPort('host:port, e.g. 0.0.0.0:2801 (the port Falcosidekick uses) or [::]:2801');
 
 /** Falco's gRPC server: a unix socket or host:port. */
 const grpcAddress = str({

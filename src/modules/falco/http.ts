@@ -9,6 +9,7 @@ import { falcoEvents } from './events.js';
 import type { FalcoSink } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 import { isVerdictError } from '../../shared/errors.js';
+import { splitHostPort } from '../../shared/config/host-port.js';
 
 // What Falco's http_output and Falcosidekick's webhook clients post to: one
 // JSON event per request. Falco does not retry and libcurl gives up after a few
@@ -38,13 +39,6 @@ const BODY_DUPLICATE = Buffer.from('{"status":"duplicate"}');
 const BODY_HEALTHY = Buffer.from('{"status":"ok"}');
 const BODY_IGNORED = Buffer.from('{"status":"ignored"}');
 
-export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:/[\]]+)):(\d{1,5})$/.exec(listen);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new Error(`falco.http.listen "${listen}" is not host:port; use e.g. 0.0.0.0:2801`);
-  return { host: (m[1] ?? m[2])!, port };
-}
-
 function readPem(path: string, key: string): Buffer {
   try {
     return readFileSync(path);
@@ -54,7 +48,8 @@ function readPem(path: string, key: string): Buffer {
 }
 
 export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<FalcoHttpInput> {
-  const { host, port } = parseListen(opts.listen);
+  // The config validated the address (hostPort): a bad one here is a caller's bug, not a user's.
+  const { host, port } = splitHostPort(opts.listen);
   const handler = (req: IncomingMessage, res: ServerResponse) => handle(req, res, opts);
   let server: Server;
   if (opts.tls) {
