@@ -15,7 +15,7 @@ const errorOf = (yaml: string) => {
 describe('gitops config', () => {
   it('an unquoted glob starting with "*" (a YAML alias) says to quote it', () => {
     expect(errorOf('gitops:\n  manifest_projects:\n  - id: group/app\n    paths:\n    - glob: **/*.yaml\n')).toBe(
-      '.gitlab/agents/prod/config.yaml:5: gitops.manifest_projects[0].paths[0].glob: is a YAML alias (**/*.yaml), which the configuration does not resolve: a glob starting with "*" must be quoted, glob: "**/*.yaml"',
+      '.gitlab/agents/prod/config.yaml:5: gitops.manifest_projects[0].paths[0].glob: is a YAML alias (**/*.yaml) naming no anchor: a glob starting with "*" must be quoted, glob: "**/*.yaml"',
     );
     // Quoted, it is a glob like any other.
     expect(errorOf('gitops:\n  manifest_projects:\n  - id: group/app\n    paths:\n    - glob: "**/*.yaml"\n')).toBeUndefined();

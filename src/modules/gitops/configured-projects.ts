@@ -17,7 +17,8 @@ export async function configuredProjects(configProject: string, agentName: strin
   if (!data) return undefined;
   let config: unknown;
   try {
-    config = parse(data.toString('utf8'));
+    // merge: entries built with `<<: *defaults` read as the server's validation reads them (yaml-aliases.ts).
+    config = parse(data.toString('utf8'), { merge: true });
   } catch {
     // Not YAML at all: nothing can be said about its entries (callers read commits the server validated and sent).
     return undefined;

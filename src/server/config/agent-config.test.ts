@@ -63,7 +63,7 @@ describe('parseAgentConfig', () => {
 
   it('says to quote a value that YAML read as an alias (it starts with "*"), in any block', () => {
     expect(errorsOf('ci_access:\n  projects:\n    - id: shop/app\n      environments: [*-staging]\n')).toEqual([
-      '4: ci_access.projects[0].environments[0]: is a YAML alias (*-staging), which the configuration does not resolve: a value starting with "*" must be quoted, "*-staging"',
+      '4: ci_access.projects[0].environments[0]: is a YAML alias (*-staging) naming no anchor: a value starting with "*" must be quoted, "*-staging"',
     ]);
   });
 

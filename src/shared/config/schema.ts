@@ -1,6 +1,7 @@
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { type Alias, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { durationMs } from './duration.js';
 import { VerdictError } from '../errors.js';
+import { expandAliases } from './yaml-aliases.js';
 
 // A small validator for YAML configuration that reports every problem with the
 // file, the path inside the document and the line, because "invalid config"
@@ -42,6 +43,8 @@ export interface ConfigCtx {
    * a key Verdict ignores must not stop the modules it runs.
    */
   unusedRoot?: string;
+  /** The alias each node copied for one came through (yaml-aliases.ts): its line is the anchor's. */
+  via?: WeakMap<Node, Alias>;
 }
 
 /**
@@ -55,17 +58,30 @@ export function lineOf(node: Node | null | undefined, ctx: ConfigCtx): number {
   return start === undefined ? 0 : ctx.lines.linePos(start).line;
 }
 
+/**
+ * An issue at a node. A value that came through an alias is written at its
+ * anchor, so that is its line, and the message names the alias that put it
+ * at this path.
+ */
+export function issueAt(ctx: ConfigCtx, node: Node | null | undefined, path: string, message: string): ConfigIssue {
+  const alias = node ? ctx.via?.get(node) : undefined;
+  const through = alias ? ` (written at the anchor &${alias.source}, used through *${alias.source} at line ${lineOf(alias, ctx)})` : '';
+  return { file: ctx.file, path, line: lineOf(node, ctx), message: `${message}${through}` };
+}
+
+/** What is wrong with an alias left after expansion (yaml-aliases.ts): no anchor of its name is set before it. */
+function undefinedAlias(node: Alias): string {
+  return `is a YAML alias (*${node.source}) naming no anchor: set &${node.source} on a value before it (key: &${node.source} value), or write the value out`;
+}
+
 /** Records a problem at a node; returns undefined so validators can `return reportIssue(...)`. */
 export function reportIssue(ctx: ConfigCtx, node: Node | null | undefined, path: string, message: string): undefined {
+  // "must be a mapping" would mislead: the value is an alias that names nothing.
+  if (isAlias(node) && !message.includes('YAML alias')) message = undefinedAlias(node);
   if (ctx.unusedRoot !== undefined) {
-    ctx.warnings.push({
-      file: ctx.file,
-      path,
-      line: lineOf(node, ctx),
-      message: `${message} (the GitLab agent would refuse this; Verdict does not use ${ctx.unusedRoot}, so it is ignored)`,
-    });
+    ctx.warnings.push(issueAt(ctx, node, path, `${message} (the GitLab agent would refuse this; Verdict does not use ${ctx.unusedRoot}, so it is ignored)`));
   } else {
-    ctx.issues.push({ file: ctx.file, path, line: lineOf(node, ctx), message });
+    ctx.issues.push(issueAt(ctx, node, path, message));
   }
   return undefined;
 }
@@ -115,14 +131,15 @@ function wrongType(node: Node | null | undefined, path: string, kind: 'a string'
 export const str =
   (opts: { pattern?: RegExp; hint?: string; nonEmpty?: boolean } = {}): Validator<string> =>
   (node, path, ctx) => {
-    // An unquoted value starting with "*" (glob: **/*.yaml, environments: [*-staging]) is a YAML alias.
+    // An unquoted value starting with "*" (glob: **/*.yaml, environments: [*-staging]) is a YAML alias;
+    // one whose anchor is set was expanded (yaml-aliases.ts), so this one names nothing and was meant as text.
     if (isAlias(node)) {
       const key = keyName(path);
       return reportIssue(
         ctx,
         node,
         path,
-        `is a YAML alias (*${node.source}), which the configuration does not resolve: a ${key ?? 'value'} starting with "*" must be quoted, ${key ? `${key}: ` : ''}"*${node.source}"`,
+        `is a YAML alias (*${node.source}) naming no anchor: a ${key ?? 'value'} starting with "*" must be quoted, ${key ? `${key}: ` : ''}"*${node.source}"`,
       );
     }
     const v = scalarValue(node);
@@ -266,20 +283,17 @@ export const obj =
         seen.set(k, { value: pair.value as Node, key: pair.key as Node });
         if (k in shape) continue;
         const p = path ? `${path}.${k}` : k;
-        const line = lineOf(pair.key as Node, ctx);
         const meant = nearMiss(k, Object.keys(shape));
         const hint = meant === undefined ? '' : ` (did you mean "${meant}"?)`;
         if (meant !== undefined && opts.misspeltIsError !== undefined) {
           reportIssue(ctx, pair.key as Node, p, `unknown key; rename it to ${meant}: ${opts.misspeltIsError}`);
         } else if (opts.open || ctx.unusedRoot !== undefined) {
-          ctx.warnings.push({
-            file: ctx.file,
-            path: p,
-            line,
-            message: `${path ? 'unknown key' : 'unknown section'}, ignored: no version of the GitLab agent or of Verdict has it${hint}`,
-          });
+          // A section that holds anchors (x-defaults: &d ...) is there for its aliases, not as configuration.
+          const anchor = (pair.value as Node | null)?.anchor;
+          const why = anchor ? `its value is read only where *${anchor} is used` : `no version of the GitLab agent or of Verdict has it${hint}`;
+          ctx.warnings.push(issueAt(ctx, pair.key as Node, p, `${path ? 'unknown key' : 'unknown section'}, ignored: ${why}`));
         } else {
-          ctx.issues.push({ file: ctx.file, path: p, line, message: `unknown key; known keys: ${Object.keys(shape).join(', ')}${hint}` });
+          ctx.issues.push(issueAt(ctx, pair.key as Node, p, `unknown key; known keys: ${Object.keys(shape).join(', ')}${hint}`));
         }
       }
     }
@@ -347,7 +361,7 @@ function editDistance(a: string, b: string): number {
  */
 export function unused(v: Validator<unknown>, why: string): Validator<undefined> & { wantsNull: true } {
   const out = ((node, path, ctx, key) => {
-    ctx.warnings.push({ file: ctx.file, path, line: lineOf(key ?? node, ctx), message: `not used by Verdict (${why}); accepted and ignored` });
+    ctx.warnings.push(issueAt(ctx, key ?? node, path, `not used by Verdict (${why}); accepted and ignored`));
     // Nested unused keys keep the outermost name: that is the one the warning above named.
     const inner: ConfigCtx = ctx.unusedRoot === undefined ? { ...ctx, unusedRoot: path } : ctx;
     if (!isNull(node)) v(node, path, inner, key);
@@ -392,13 +406,18 @@ export interface Parsed<T> {
 /** Parses YAML text and validates it; throws ConfigError listing every issue. */
 export function parseYamlConfig<T>(text: string, file: string, root: Validator<T>): Parsed<T> {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // merge: `<<` keys as GitLab's Go YAML parser reads them, in YAML 1.2 files too.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
   const ctx: ConfigCtx = { file, lines, issues: [], warnings: [] };
   for (const e of doc.errors) {
     ctx.issues.push({ file, path: '', line: lines.linePos(e.pos[0]).line, message: `invalid YAML: ${e.message.split('\n')[0]}` });
   }
   if (ctx.issues.length) throw new ConfigError(ctx.issues);
-  const value = root(doc.contents as Node | null, '', ctx);
+  const expanded = expandAliases(doc);
+  ctx.via = expanded.via;
+  if (expanded.fatal) throw new ConfigError([issueAt(ctx, expanded.fatal.node, expanded.fatal.path, expanded.fatal.message)]);
+  for (const p of expanded.problems) ctx.issues.push(issueAt(ctx, p.node, p.path, p.message));
+  const value = root(expanded.contents, '', ctx);
   // Validators visit keys in schema order; people read problems in file order.
   const byLine = (a: ConfigIssue, b: ConfigIssue) => a.line - b.line;
   if (ctx.issues.length || value === undefined) throw new ConfigError(ctx.issues.sort(byLine), ctx.warnings.sort(byLine));
