@@ -34,6 +34,23 @@ describe('verdict gitops diff: wrong flag values', () => {
     expect((e as Error).message).toMatch(message);
   });
 
+  // --agent names the inventory to prune against; the agent's config.yaml is not read, and --help says so.
+  it('--help says what --agent reads and what it does not', async () => {
+    const out: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
+      out.push(String(s));
+      return true;
+    });
+    try {
+      expect(await run(['--help'])).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    const help = out.join('').replace(/\s+/g, ' ');
+    expect(help).toContain("No agent's config.yaml is read");
+    expect(help).toContain('(ConfigMap inventory-<name>-<project> in --namespace)');
+  });
+
   // Exit 1 says the sync would change something: a diff that could not run must not read as that.
   it('exits 4, above 1 as kubectl diff does for errors, when the cluster cannot be read', async () => {
     const kubeconfig = join(projects, 'kubeconfig');

@@ -25,14 +25,20 @@ Shows what the GitOps module would change: each object of the project's
 manifests as a server-side dry-run apply against the cluster, compared with
 what the cluster holds, and (with --agent) what would be pruned.
 
+No agent's config.yaml is read: to see what an agent would apply, give --ref,
+--path and --namespace as its gitops.manifest_projects entry for the project
+has them (ref, paths[].glob, default_namespace), and --agent its name.
+
   --project <id>         manifest project id (group/project or numeric) under projects_dir
   --ref <ref>            branch:<name>, tag:<name>, commit:<sha>, or a branch name (default: the default branch)
   --projects-dir <dir>   the server's projects_dir (or --config server.yaml)
   --config <file>        the server's config file, for projects_dir
   --path <glob>          manifest glob, repeatable (default: **/*.{yaml,yml,json})
   --namespace <ns>       default_namespace of the project (default: default)
-  --agent <name>         the agent that syncs it: objects its inventory holds and the
-                         manifests no longer do are shown as pruned
+  --agent <name>         the agent that syncs it: the objects its inventory of this project
+                         (ConfigMap inventory-<name>-<project> in --namespace) holds and the
+                         manifests no longer do are shown as pruned; with another --namespace
+                         than the entry's default_namespace, none are
   --kubeconfig <file>    the cluster (default: KUBECONFIG, the pod's service account, ~/.kube/config)
 
 Exit status (as kubectl diff: above 1 is an error):
@@ -124,14 +130,17 @@ async function diff(
   const files = selection.files.map((f, i) => ({ source: f.path, data: contents[i]! }));
   const connection = kubeConnection(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
   const api = new KubeApi(connection);
+  const inventory = values.agent ? inventoryRef(values.agent, project.id, values.namespace) : undefined;
   try {
     const lines = await preview(files, {
       defaultNamespace: values.namespace,
       api,
       discovery: new Discovery(api),
-      ...(values.agent ? { inventory: inventoryRef(values.agent, project.id, values.namespace) } : {}),
+      ...(inventory ? { inventory } : {}),
     });
-    process.stdout.write(`GitOps diff: project ${project.id} at ${commit.slice(0, 12)} (${ref.name}) against ${connection.server}\n`);
+    // Which inventory prunes were read from: one in another namespace than the agent's entry holds none of them.
+    const against = inventory ? `, pruning against ${inventory.namespace}/${inventory.name}` : '';
+    process.stdout.write(`GitOps diff: project ${project.id} at ${commit.slice(0, 12)} (${ref.name}) against ${connection.server}${against}\n`);
     for (const l of lines) process.stdout.write(`${render(l)}\n`);
     const n = (a: PreviewLine['action']) => lines.filter((l) => l.action === a).length;
     process.stdout.write(
