@@ -62,7 +62,7 @@ describe('verdict config check', () => {
     const edge = join(d, '.gitlab/agents/edge/config.yaml');
     const prod = join(d, '.gitlab/agents/prod/config.yaml');
     expect(out).toContain(`warning: ${edge}:2: gitops.charts: not used by Verdict`);
-    expect(out).toContain(`error: ${edge}:4: cilium.hubble_relay_address: "relay" is not valid: host:port`);
+    expect(out).toContain(`error: ${edge}:4: cilium.hubble_relay_address: "relay" is not valid: Hubble Relay's gRPC host:port, usually port 80`);
     expect(out).toContain(`${edge}: invalid (1 error, 1 warning)`);
     expect(out).toContain(`${prod}: valid (0 errors, 0 warnings)`);
     expect(out).not.toContain('deploy/config.yaml');

@@ -1,23 +1,15 @@
 import { globProblem } from '../../shared/config/glob.js';
-import { splitHostPort } from '../../shared/config/host-port.js';
+import { hostPort } from '../../shared/config/host-port.js';
 import { bool, duration, field, list, obj, oneOf, refine, str, type Validator } from '../../shared/config/schema.js';
 
 // The `cilium` block of config.yaml: where Hubble Relay is, which labelled
 // policies to match dropped flows against, and which of them may alert.
 
-const EXAMPLE = 'hubble-relay.kube-system.svc.cluster.local:80';
-// The pattern lets five digits through; splitHostPort refuses a port past the range.
-const hostPort = refine(str({ pattern: /^[^\s:/]+(?:\.[^\s:/]+)*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, hint: `host:port, e.g. ${EXAMPLE}` }), (address) => {
-  try {
-    splitHostPort(address);
-    return undefined;
-  } catch (e) {
-    return `${(e as Error).message}: write Relay's gRPC port (the hubble-relay Service's, usually 80), e.g. ${EXAMPLE}`;
-  }
-});
+const RELAY_HINT = "Hubble Relay's gRPC host:port, usually port 80 of the hubble-relay Service, e.g. hubble-relay.kube-system.svc.cluster.local:80";
+const relayAddress = hostPort(RELAY_HINT, { dial: true });
 
 export const ciliumBlock = obj({
-  hubble_relay_address: field(hostPort, { required: true }),
+  hubble_relay_address: field(relayAddress, { required: true }),
   /** Policy manifests inside the configuration project, by glob. */
   policies: field(list(obj({ glob: field(refine(str({ nonEmpty: true }), globProblem), { required: true }) })), { default: [] }),
   /**

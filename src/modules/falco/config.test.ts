@@ -96,6 +96,18 @@ describe('falco block', () => {
     expect(issues('falco:\n  http:\n    listen: localhost\n')[0]?.message).toBe(
       '"localhost" is not valid: host:port, e.g. 0.0.0.0:2801 (the port Falcosidekick uses) or [::]:2801',
     );
+    // Falco's gRPC address: a unix socket, or host:port checked as for the http listener, with a host to connect to.
+    const grpcHint = 'unix:///run/falco/falco.sock or host:port, e.g. falco-grpc.falco.svc:5060';
+    for (const [address, message] of [
+      ['falco:99999', 'port 99999 is over 65535'],
+      ['":5060"', '":5060" names no host to connect to'],
+      ['falco', '"falco" is not valid'],
+      ['"unix:"', '"unix:" is not valid'],
+    ]) {
+      expect(issues(`falco:\n  grpc:\n    address: ${address}\n`)).toEqual([{ file, path: 'falco.grpc.address', line: 3, message: `${message}: ${grpcHint}` }]);
+    }
+    for (const address of ['unix:///run/falco/falco.sock', '"[fd00::1]:5060"', 'falco-grpc.falco.svc:5060'])
+      expect(parseAgentConfig(`falco:\n  grpc:\n    address: ${address}\n`, file).value.falco?.grpc?.address).toBe(address.replace(/"/g, ''));
     expect(issues('falco:\n  stdin: true\n  minimum_priority: loud\n')[0]).toMatchObject({
       path: 'falco.minimum_priority',
       line: 3,

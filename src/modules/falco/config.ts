@@ -11,11 +11,12 @@ import { bool, duration, field, int, list, obj, oneOf, str, stringMap, type Vali
 /** host:port to listen on; port 0 picks a free port (tests). */
 const listenAddress = hostPort('host:port, e.g. 0.0.0.0:2801 (the port Falcosidekick uses) or [::]:2801');
 
-/** Falco's gRPC server: a unix socket or host:port. */
-const grpcAddress = str({
-  pattern: /^unix:\/\/\/?\S+$|^(?:[^\s:/[\]]+|\[[0-9a-fA-F:.]+\]):\d{1,5}$/,
-  hint: 'unix:///run/falco/falco.sock or host:port, e.g. falco-grpc.falco.svc:5060',
-});
+const GRPC_HINT = 'unix:///run/falco/falco.sock or host:port, e.g. falco-grpc.falco.svc:5060';
+const unixSocket = str({ pattern: /^unix:\/\/\/?\S+$/, hint: GRPC_HINT });
+const grpcHostPort = hostPort(GRPC_HINT, { dial: true });
+/** Falco's gRPC server: a unix socket or host:port, checked as the one it starts as. */
+const grpcAddress: Validator<string> = (node, path, ctx) =>
+  (isScalar(node) && typeof node.value === 'string' && node.value.startsWith('unix:') ? unixSocket : grpcHostPort)(node, path, ctx);
 
 export const FALCO_PRIORITIES = ['Emergency', 'Alert', 'Critical', 'Error', 'Warning', 'Notice', 'Informational', 'Debug'] as const;
 export type FalcoPriority = (typeof FALCO_PRIORITIES)[number];

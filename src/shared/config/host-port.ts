@@ -19,15 +19,16 @@ export function splitHostPort(a: string): { host: string; port: number } {
 /**
  * A config file's host:port, refused at its line when splitHostPort would
  * refuse it at listen or dial time. `hint` shows the form meant, e.g.
- * "host:port, e.g. 0.0.0.0:2801".
+ * "host:port, e.g. 0.0.0.0:2801". An address to connect to (`dial`) must
+ * name its host: an empty one means every interface only to a listener.
  */
-export function hostPort(hint: string): Validator<string> {
+export function hostPort(hint: string, opts: { dial?: boolean } = {}): Validator<string> {
   return refine(str({ pattern: HOST_PORT, hint }), (address) => {
     try {
       splitHostPort(address);
-      return undefined;
     } catch (e) {
       return `${(e as Error).message}: ${hint}`;
     }
+    return opts.dial && address.startsWith(':') ? `"${address}" names no host to connect to: ${hint}` : undefined;
   });
 }
