@@ -114,8 +114,19 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
         '--project "shop app" is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)',
       ],
       [['create', '--project', 'a/b', '--protected'], '--protected says --ref is a protected branch or tag; give --ref <branch or tag> too'],
-      [['create', '--project', 'a/b', '--ttl', '0s'], '--ttl must be above 0 and at most 24h (a job token lives as long as its job); got 0s'],
-      [['create', '--project', 'a/b', '--ttl', '48h'], '--ttl must be above 0 and at most 24h (a job token lives as long as its job); got 172800s'],
+      [
+        ['create', '--project', 'a/b', '--ttl', '0s'],
+        '--ttl must be above 0 and at most 24h (a job token lives as long as its job), e.g. --ttl 1h; got --ttl 0s',
+      ],
+      [
+        ['create', '--project', 'a/b', '--ttl', '48h'],
+        '--ttl must be above 0 and at most 24h (a job token lives as long as its job), e.g. --ttl 1h; got --ttl 48h',
+      ],
+      // As typed, not as a number of seconds.
+      [
+        ['create', '--project', 'a/b', '--ttl', '1500m'],
+        '--ttl must be above 0 and at most 24h (a job token lives as long as its job), e.g. --ttl 1h; got --ttl 1500m',
+      ],
     ] as const) {
       const e = await ciTokens([...bad, '--data-dir', data]).catch((x: unknown) => x);
       expect(usage(e), String(e)).toBe(true);

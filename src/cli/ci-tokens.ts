@@ -24,7 +24,13 @@ others accept its tokens and revocations within about a second. The same operati
 in the admin HTTP API: /api/v1/admin/ci-tokens.
 `;
 
-const FLAGS: JobInputNames = { project: '--project', ref: '--ref', protected: '--protected', ttl: '--ttl' };
+/** The flags' names, and --ttl given back as typed. */
+const flags = (ttl: string): JobInputNames => ({
+  project: '--project',
+  ref: '--ref',
+  protected: '--protected',
+  ttl: { name: '--ttl', example: '--ttl 1h', given: () => `--ttl ${ttl}` },
+});
 
 export function jobLine(j: CiJob, now = Date.now()): string {
   const v = jobView(j, now);
@@ -60,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
       protected: Boolean(values.protected),
     };
     // The rule JobTokens.create applies, checked before the database is opened and told as a usage error.
-    const refusal = jobRefusal(job, FLAGS);
+    const refusal = jobRefusal(job, flags(values.ttl));
     if (refusal) throw usageError(`verdict ci-tokens create: ${refusal}`);
   }
   const db = openExistingServerDb(values['data-dir'], `ci-tokens ${sub}`);

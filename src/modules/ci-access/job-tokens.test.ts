@@ -36,7 +36,7 @@ describe('JobTokens', () => {
 
   it('refuses a lifetime over 24h and an empty project', () => {
     expect(() => jobs.create({ project: 'a', ttlMs: 25 * 3600_000 })).toThrow(
-      'ttl_seconds must be above 0 and at most 24h (a job token lives as long as its job); got 90000s',
+      'ttl_seconds must be above 0 and at most 24h (a job token lives as long as its job), e.g. 3600; got 90000',
     );
     expect(() => jobs.create({ project: ' / ', ttlMs: 1000 })).toThrow("give project, the path of the job's project as ci_access names it (group/project)");
     // Refusals the admin API answers 400 (VERDICT_BAD_REQUEST), as the CLI refuses its flags.

@@ -87,9 +87,18 @@ export interface JobInputNames {
   project: string;
   ref: string;
   protected: string;
-  ttl: string;
+  /**
+   * The lifetime, written as its users write it: a good one (`--ttl 1h`), and
+   * the one given, which a caller that has its text gives back as typed.
+   */
+  ttl: { name: string; example: string; given: (ttlMs: number) => string };
 }
-const API_NAMES: JobInputNames = { project: 'project', ref: 'ref', protected: 'protected', ttl: 'ttl_seconds' };
+const API_NAMES: JobInputNames = {
+  project: 'project',
+  ref: 'ref',
+  protected: 'protected',
+  ttl: { name: 'ttl_seconds', example: '3600', given: (ttlMs) => String(ttlMs / 1000) },
+};
 
 const projectPath = (p: string) => p.trim().replace(/^\/+|\/+$/g, '');
 
@@ -102,8 +111,10 @@ export function jobRefusal(j: NewJob, names: JobInputNames = API_NAMES): string 
     return `${names.project} ${JSON.stringify(j.project)} is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)`;
   // protected_branches_only reads it as "the ref is protected": without a ref it says nothing.
   if (j.protected && !j.ref) return `${names.protected} says ${names.ref} is a protected branch or tag; give ${names.ref} <branch or tag> too`;
-  if (!(j.ttlMs > 0) || j.ttlMs > MAX_TTL_MS)
-    return `${names.ttl} must be above 0 and at most 24h (a job token lives as long as its job); got ${j.ttlMs / 1000}s`;
+  if (!(j.ttlMs > 0) || j.ttlMs > MAX_TTL_MS) {
+    const { name, example, given } = names.ttl;
+    return `${name} must be above 0 and at most 24h (a job token lives as long as its job), e.g. ${example}; got ${given(j.ttlMs)}`;
+  }
   return undefined;
 }
 
