@@ -1,4 +1,4 @@
-import { type Alias, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { type Alias, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, Scalar } from 'yaml';
 import { durationMs } from './duration.js';
 import { VerdictError } from '../errors.js';
 import { expandAliases } from './yaml-aliases.js';
@@ -108,19 +108,12 @@ function keyName(path: string): string | undefined {
 /**
  * "must be a <kind>" for a value of the wrong type, with the form that was
  * meant: the declared example, else one built from what was written (a
- * number quoted, a word put in a list), so each type error carries its fix.
+ * number quoted), so each type error carries its fix.
  */
-function wrongType(node: Node | null | undefined, path: string, kind: 'a string' | 'a list' | 'a mapping', example?: string): string {
+function wrongType(node: Node | null | undefined, path: string, kind: 'a string' | 'a mapping', example?: string): string {
   const written = sourceText(node);
   const prefix = keyName(path) ? `${keyName(path)}: ` : '';
   if (example) return `must be ${kind}, e.g. ${example}`;
-  if (kind === 'a list') {
-    if (written !== undefined && written !== '') {
-      const item = /^[\w./@-]+$/.test(written) ? written : JSON.stringify(written);
-      return `must be a list, e.g. ${prefix}[${item}]`;
-    }
-    return isMap(node) ? 'must be a list (start each item with "- ")' : 'must be a list';
-  }
   const v = scalarValue(node);
   if (kind === 'a string' && written !== undefined && (typeof v === 'number' || typeof v === 'boolean')) {
     return `must be a string (quote it: ${prefix}${JSON.stringify(written)})`;
@@ -205,10 +198,36 @@ export const duration =
     return ms;
   };
 
+/**
+ * wrongType for a list. A value that is itself a valid item is shown in
+ * brackets (brokers: [kafka-0:9092]). One that is not would make a wrong
+ * example (allow_private_addresses: [true]), so the list's declared example
+ * is shown, else the value quoted if that makes it an item (namespaces: ["5"]),
+ * else what an item must be (policies: each item must be a mapping...).
+ */
+function listExpected<T>(node: Node | null | undefined, path: string, ctx: ConfigCtx, item: Validator<T>, example?: string): string {
+  const written = sourceText(node);
+  const prefix = keyName(path) ? `${keyName(path)}: ` : '';
+  const asItem = (n: Node): string | undefined => {
+    const scratch: ConfigCtx = { ...ctx, issues: [], warnings: [], unusedRoot: undefined };
+    const v = item(n, `${path}[0]`, scratch);
+    return scratch.issues[0]?.message ?? (v === undefined ? 'is not valid' : undefined);
+  };
+  if (node && written !== undefined && written !== '') {
+    const why = asItem(node);
+    if (why === undefined) return `must be a list, e.g. ${prefix}[${/^[\w./@-]+$/.test(written) ? written : JSON.stringify(written)}]`;
+    if (!example && asItem(new Scalar(written)) === undefined) return `must be a list, e.g. ${prefix}[${JSON.stringify(written)}]`;
+    if (!example && why.startsWith('must be ')) return `must be a list; each item ${why}`;
+  }
+  if (example) return `must be a list, e.g. ${example}`;
+  return isMap(node) ? 'must be a list (start each item with "- ")' : 'must be a list';
+}
+
+/** `example`: the list as it is written, shown when something that is not one of its items is given instead. */
 export const list =
-  <T>(item: Validator<T>, opts: { min?: number; max?: number; maxWhy?: string } = {}): Validator<T[]> =>
+  <T>(item: Validator<T>, opts: { min?: number; max?: number; maxWhy?: string; example?: string } = {}): Validator<T[]> =>
   (node, path, ctx) => {
-    if (!isSeq(node)) return reportIssue(ctx, node, path, wrongType(node, path, 'a list'));
+    if (!isSeq(node)) return reportIssue(ctx, node, path, listExpected(node, path, ctx, item, opts.example));
     if (opts.min !== undefined && node.items.length < opts.min) return reportIssue(ctx, node, path, `must have at least ${opts.min} item(s)`);
     if (opts.max !== undefined && node.items.length > opts.max) {
       return reportIssue(ctx, node, path, `has ${node.items.length} items, more than ${opts.max}${opts.maxWhy ? ` (${opts.maxWhy})` : ''}`);

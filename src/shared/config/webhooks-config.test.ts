@@ -126,6 +126,35 @@ webhooks:
     expect(got.some((l) => l.includes('integrations[0]'))).toBe(true);
   });
 
+  it('shows a list of what its items are when something else is given instead', () => {
+    // A value that is one item is put in brackets; one that is not gets the key's own example.
+    expect(issues('webhooks:\n  allow_private_addresses: true\n')).toEqual([
+      '2: webhooks.allow_private_addresses: must be a list, e.g. allow_private_addresses: [10.0.0.0/8, 127.0.0.1]',
+    ]);
+    expect(issues('webhooks:\n  allow_private_addresses: hooks.internal\n')).toEqual([
+      '2: webhooks.allow_private_addresses: must be a list, e.g. allow_private_addresses: [hooks.internal]',
+    ]);
+    expect(
+      issues(`webhooks:
+  integrations:
+    - name: a
+      type: generic
+      url: https://hooks.example.com/
+      secrets: [${SECRET}]
+      retry_schedule: 5
+      route: {sources: cilum, namespaces: 5}
+`),
+    ).toEqual([
+      '7: webhooks.integrations[0].retry_schedule: must be a list, e.g. retry_schedule: [5s, 5m, 30m]',
+      '8: webhooks.integrations[0].route.sources: must be a list, e.g. sources: [cilium, falco, gitops]',
+      '8: webhooks.integrations[0].route.namespaces: must be a list, e.g. namespaces: ["5"]',
+    ]);
+    // Without an example, a word that cannot be an item is told what an item is.
+    expect(issues('webhooks:\n  integrations: sec-team\n')).toEqual([
+      '2: webhooks.integrations: must be a list; each item must be a mapping with keys such as name, type, url, enabled, …',
+    ]);
+  });
+
   it('refuses duplicate names, three secrets and group_window for GitLab', () => {
     const got = issues(`webhooks:
   integrations:

@@ -146,7 +146,7 @@ export const DEFAULT_ROUTE = { min_severity: 'info' as const, sources: [], names
 
 const routeSchema = obj({
   min_severity: field<Severity>(oneOf(SEVERITIES), { default: 'info' }),
-  sources: field<AlertSource[]>(list(oneOf(ALERT_SOURCES)), { default: [] }),
+  sources: field<AlertSource[]>(list(oneOf(ALERT_SOURCES), { example: `sources: [${ALERT_SOURCES.join(', ')}]` }), { default: [] }),
   namespaces: field(list(str({ nonEmpty: true })), { default: [] }),
   policies: field(list(str({ nonEmpty: true })), { default: [] }),
   rules: field(list(str({ nonEmpty: true })), { default: [] }),
@@ -158,15 +158,15 @@ const integrationFields = obj({
   type: field(oneOf(INTEGRATION_TYPES), { required: true }),
   url: field(endpointUrl, { required: true }),
   enabled: field(bool(), { default: true }),
-  secrets: field(list(secretRef('whsec')), { default: [] }),
+  secrets: field(list(secretRef('whsec'), { example: 'secrets: [env:VERDICT_WEBHOOK_SECRET]' }), { default: [] }),
   key: field(secretRef('key')),
   route: field(routeSchema, { default: DEFAULT_ROUTE }),
   group_window: field(duration({ min: 1 })),
   headers: field(headers, { default: {} }),
   timeout: field(duration({ min: 1 }), { default: DEFAULT_TIMEOUT_MS }),
-  retry_schedule: field(list(duration({ min: 1 })), { default: DEFAULT_RETRY_SCHEDULE_MS }),
+  retry_schedule: field(list(duration({ min: 1 }), { example: 'retry_schedule: [5s, 5m, 30m]' }), { default: DEFAULT_RETRY_SCHEDULE_MS }),
   concurrency: field(int({ min: 1, max: 64 }), { default: DEFAULT_CONCURRENCY }),
-  repeat_milestones: field(list(int({ min: 2 })), { default: [] }),
+  repeat_milestones: field(list(int({ min: 2 }), { example: 'repeat_milestones: [10, 100, 1000]' }), { default: [] }),
 });
 
 type Out<V> = V extends Validator<infer T> ? T : never;
@@ -217,7 +217,7 @@ const integrationList: Validator<IntegrationSpec[]> = (node, path, ctx) => {
 
 export const webhooksConfigSchema = obj({
   /** IPs, CIDRs or host names that may be private, loopback or link-local. */
-  allow_private_addresses: field(list(allowEntry), { default: [] }),
+  allow_private_addresses: field(list(allowEntry, { example: 'allow_private_addresses: [10.0.0.0/8, 127.0.0.1]' }), { default: [] }),
   /** Public base URL of this server, for links in payloads. */
   external_url: field(httpUrl),
   integrations: field(integrationList, { default: [] }),
