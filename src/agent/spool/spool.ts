@@ -124,9 +124,21 @@ export class Spool {
     return accepted;
   }
 
-  /** Alerts after `afterSeq`, oldest first. */
-  read(afterSeq: number, limit: number): OutboxRow[] {
-    return this.selectAfter.all(afterSeq, limit) as OutboxRow[];
+  /**
+   * Alerts after `afterSeq`, oldest first: at most `limit` of them, and no
+   * more than `maxBytes` of ids and payloads together, except that the first
+   * is always returned, whatever its size.
+   */
+  read(afterSeq: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): OutboxRow[] {
+    const rows: OutboxRow[] = [];
+    let bytes = 0;
+    // Row by row, so that rows past the budget (alerts of megabytes each) are never all held at once.
+    for (const row of this.selectAfter.iterate(afterSeq, limit) as IterableIterator<OutboxRow>) {
+      bytes += row.id.length + row.payload.length;
+      if (bytes > maxBytes && rows.length > 0) break;
+      rows.push(row);
+    }
+    return rows;
   }
 
   /** Removes acknowledged alerts. */

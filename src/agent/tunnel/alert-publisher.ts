@@ -6,13 +6,32 @@ import { registry } from '../../shared/metrics/registry.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import type { Spool, OutboxRow } from '../spool/spool.js';
+import { fitPayload } from './alert-fit.js';
 import { isVersionRefusal } from './config-client.js';
-import type { Tunnel } from './connection.js';
+import { MAX_MESSAGE_BYTES, type Tunnel } from './connection.js';
 
 const acked = new Counter({ name: 'verdict_agent_alerts_acknowledged_total', help: 'Alerts the server acknowledged as stored', registers: [registry] });
+const tooLarge = new Counter({
+  name: 'verdict_agent_alerts_too_large_total',
+  help: 'Alerts dropped from the spool because they exceed the gRPC message size even without samples',
+  registers: [registry],
+});
+
+// Upper bounds of what protobuf adds around an AlertBatch's alerts: the
+// batch_id field (tag and a 64-bit varint), and per alert its field tag and
+// length, and the tags and lengths of its id and payload.
+const BATCH_FRAMING_BYTES = 11;
+const ALERT_FRAMING_BYTES = 18;
+/** The largest alert (id and payload) that fits a message on its own. */
+const MAX_ALERT_BYTES = MAX_MESSAGE_BYTES - BATCH_FRAMING_BYTES - ALERT_FRAMING_BYTES;
 
 export interface PublisherOptions {
   batchSize: number;
+  /**
+   * A batch takes alerts up to about this many bytes (one alert bigger than
+   * that goes alone); never more than a gRPC message holds (MAX_MESSAGE_BYTES).
+   */
+  batchBytes?: number;
   /** Batches sent but not yet acknowledged; pipelining hides the round trip. */
   maxInFlight: number;
   /**
@@ -23,13 +42,21 @@ export interface PublisherOptions {
   pollMs?: number;
 }
 
-export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, maxInFlight: 4, pollMs: 1000 };
+// 4 MiB batches, well below the 10 MiB message limit, keep what a stream holds
+// in flight (maxInFlight batches, on both sides) bounded when alerts are big;
+// 500 typical alerts take well under 1 MiB, so only big ones are cut by it.
+export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, batchBytes: 4 * 1024 * 1024, maxInFlight: 4, pollMs: 1000 };
 
 /**
  * Sends the spool to the server in batches over one PublishAlerts stream and
  * deletes alerts only when their batch is acknowledged. After any failure the
  * stream is reopened with backoff and sending restarts from the oldest alert
  * still in the spool; the server de-duplicates by alert id.
+ *
+ * Every batch fits one gRPC message: batches are cut by bytes as well as by
+ * count, and an alert too big for a message alone is sent with its samples
+ * cut, or, when even that is too big, dropped with an error and a counter, so
+ * that it cannot hold up the alerts behind it.
  */
 export async function runAlertPublisher(
   tunnel: Tunnel,
@@ -40,6 +67,26 @@ export async function runAlertPublisher(
   opts: PublisherOptions = DEFAULT_PUBLISHER,
 ): Promise<void> {
   const client = new AlertPublisherClient(tunnel.target, tunnel.credentials, tunnel.options);
+  const batchBytes = Math.min(opts.batchBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES - BATCH_FRAMING_BYTES) - opts.batchSize * ALERT_FRAMING_BYTES;
+  /** The payload to send for a row: its own, or with its samples cut when it does not fit a message; undefined when nothing fits. */
+  const sendable = (r: OutboxRow): Buffer | undefined => {
+    const fitted = fitPayload(r.payload, MAX_ALERT_BYTES - r.id.length);
+    if (!fitted) {
+      tooLarge.inc();
+      log.error(
+        { alert_id: r.id, bytes: r.payload.length, max_bytes: MAX_ALERT_BYTES, title: alertTitle(r.payload) },
+        'Dropped an alert larger than a gRPC message to the server (10 MiB) even without its samples; the alerts after it are sent as usual. It is mostly one field of the source event (a Falco rule output or output field): shorten it at the source',
+      );
+      return undefined;
+    }
+    if (fitted.cut !== 'none') {
+      log.warn(
+        { alert_id: r.id, bytes: r.payload.length, sent_bytes: fitted.payload.length, max_bytes: MAX_ALERT_BYTES, cut: fitted.cut },
+        `Sending an alert larger than a gRPC message to the server (10 MiB) with its samples cut (${fitted.cut === 'samples' ? 'all of them' : 'big ones to previews'})`,
+      );
+    }
+    return fitted.payload;
+  };
   let batchId = 0;
   const onBackoff = (delay: number, err: unknown) => {
     const e = err as grpc.ServiceError | undefined;
@@ -75,13 +122,25 @@ export async function runAlertPublisher(
           scheduled = false;
           if (finished) return;
           while (inFlight.size < opts.maxInFlight) {
-            const rows = outbox.read(cursor, opts.batchSize);
+            const rows = outbox.read(cursor, opts.batchSize, batchBytes);
             if (rows.length === 0) return;
             cursor = rows[rows.length - 1]!.seq;
+            const sent: OutboxRow[] = [];
+            const alerts: AlertBatch['alerts'] = [];
+            const dropped: OutboxRow[] = [];
+            for (const r of rows) {
+              const payload = sendable(r);
+              if (payload) {
+                sent.push(r);
+                alerts.push({ id: r.id, payload });
+              } else dropped.push(r);
+            }
+            // Kept, it would be read and dropped again after every reconnect.
+            outbox.remove(dropped);
+            if (sent.length === 0) continue;
             const id = ++batchId;
-            inFlight.set(id, rows);
-            const batch: AlertBatch = { batch_id: id, alerts: rows.map((r) => ({ id: r.id, payload: r.payload })) };
-            call.write(batch);
+            inFlight.set(id, sent);
+            call.write({ batch_id: id, alerts } satisfies AlertBatch);
           }
         };
         // Reading or deleting spooled alerts runs outside any caller: when the spool
@@ -141,5 +200,14 @@ export async function runAlertPublisher(
     });
   } finally {
     client.close();
+  }
+}
+
+function alertTitle(payload: Buffer): string | undefined {
+  try {
+    const title = (JSON.parse(payload.toString('utf8')) as { title?: unknown }).title;
+    return typeof title === 'string' ? title.slice(0, 200) : undefined;
+  } catch {
+    return undefined;
   }
 }

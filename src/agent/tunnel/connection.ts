@@ -25,12 +25,20 @@ export interface ConnectionOptions {
   log: Logger;
 }
 
+/**
+ * The largest gRPC message the agent sends or receives, the original agent's
+ * 10 MiB. The server receives up to the same (GRPC_OPTIONS in
+ * src/server/server.ts), so this one limit is the one the agent's messages
+ * are kept below (the alert publisher cuts its batches by it).
+ */
+export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
+
 // Channel settings of the original agent: keepalive 55 s, 10 MiB messages.
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 55_000,
   'grpc.keepalive_timeout_ms': 20_000,
-  'grpc.max_receive_message_length': 10 * 1024 * 1024,
-  'grpc.max_send_message_length': 10 * 1024 * 1024,
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
   'grpc.primary_user_agent': `verdict-agent/${VERSION}`,
 };
 

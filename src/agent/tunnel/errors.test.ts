@@ -40,6 +40,13 @@ describe('describeCallError', () => {
     expect(describeCallError(unavailable('Name resolution failed for target dns:nope:8150'), grpcAddr)).toMatch(/^no such host for --kas-address/);
     expect(describeCallError({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'too many' }, grpcAddr)).toBe('rate limited by the server: too many');
   });
+  it("names grpc-js's message size limits as such, not as the server's rate limits", () => {
+    const sent = describeCallError({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'Attempted to send message with a size larger than 10485760' }, grpcAddr);
+    expect(sent).toMatch(/^the agent did not send a message larger than its own gRPC send limit \(Attempted to send .*10485760\); this is not a rate limit/);
+    const received = describeCallError({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'Received message larger than max (10485800 vs 10485760)' }, grpcAddr);
+    expect(received).toMatch(/^a message between the agent and the server was over the gRPC message size limit .*; this is not a rate limit/);
+    expect(`${sent} ${received}`).not.toMatch(/rate limited/);
+  });
   it("prefers what the WebSocket dial saw over grpc-js's view of the loopback bridge", () => {
     expect(describeCallError(unavailable('Failed to connect'), wsAddr, 'server answered HTTP 301')).toBe('server answered HTTP 301');
   });

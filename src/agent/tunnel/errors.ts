@@ -65,6 +65,13 @@ export function describeCallError(err: unknown, address: KasAddress, transportEr
     case grpc.status.UNAUTHENTICATED:
       return `Unauthenticated: ${e.details ?? 'the server refused the agent token'}`;
     case grpc.status.RESOURCE_EXHAUSTED:
+      // grpc-js's own size limits share the code with the server's rate limits.
+      if (/^Attempted to send message with a size larger than/.test(details)) {
+        return `the agent did not send a message larger than its own gRPC send limit (${details}); this is not a rate limit of the server. The agent keeps its messages below that limit, so report this as a Verdict bug, with this line`;
+      }
+      if (/^Received message (?:that decompresses to a size )?larger than/.test(details)) {
+        return `a message between the agent and the server was over the gRPC message size limit of the side receiving it (${details}); this is not a rate limit. Run the same Verdict release on agent and server, which share the 10 MiB limit`;
+      }
       return `rate limited by the server: ${details}`;
     case grpc.status.UNAVAILABLE:
       if (transportError) return transportError;

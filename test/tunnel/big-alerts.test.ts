@@ -1,0 +1,114 @@
+import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { freePort, killAll, tempDir, until } from '../helpers/processes.js';
+import { prepareServer, ServerProc, spawnAgent, SpoolWriter, storeCounts, type Transport } from './harness.js';
+
+// Alerts of megabytes, with real server and agent processes: together they
+// are far over the 10 MiB a gRPC message may carry, so the agent must cut its
+// batches by bytes; one alert too big even alone is sent with its samples cut,
+// one too big without samples is dropped with an error and a counter; and
+// every alert after them still reaches the server.
+
+vi.setConfig({ testTimeout: 120_000 });
+
+const MiB = 1024 * 1024;
+
+function falcoAlert(i: number, opts: { output: number; sample?: number; samples?: number }): Buffer {
+  const now = new Date().toISOString();
+  const output = `big event ${i} ${'x'.repeat(opts.output)}`;
+  return Buffer.from(
+    JSON.stringify({
+      schema: 'verdict.alert/v1',
+      source: 'falco',
+      fingerprint: `big-${i}`,
+      severity: 'high',
+      title: `Big Falco event ${i}`,
+      description: output,
+      cluster: 'test',
+      namespace: 'qa',
+      count: 1,
+      first_seen: now,
+      last_seen: now,
+      policies: [],
+      rule: 'QA big',
+      labels: { pod: `p-${i}` },
+      falco: { rule: 'QA big', priority: 'Error', source: 'syscall', hostname: 'node-qa', output, tags: [], output_fields: { 'proc.cmdline': output } },
+      samples: Array.from({ length: opts.samples ?? 1 }, (_, k) => ({ output, n: k, pad: 'y'.repeat(opts.sample ?? 0) })),
+    }),
+  );
+}
+
+/** Writes the payloads into the agent's spool in one transaction, oldest first, as the alert stage would; returns their ids. */
+function spool(agentDir: string, payloads: Buffer[]): string[] {
+  const db = new Database(join(agentDir, 'agent.db'));
+  try {
+    db.pragma('busy_timeout = 5000');
+    const insert = db.prepare('INSERT INTO outbox (id, payload, bytes, created_at) VALUES (?, ?, ?, ?)');
+    const ids = payloads.map(() => randomUUID());
+    db.transaction(() => {
+      for (const [k, p] of payloads.entries()) insert.run(ids[k], p, p.length, Date.now());
+    })();
+    return ids;
+  } finally {
+    db.close();
+  }
+}
+
+async function metric(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+describe.each(['grpc', 'ws'] as Transport[])('alerts over the gRPC message size, over %s', (transport) => {
+  afterEach(killAll);
+
+  it('are all delivered in batches under the limit, except one that cannot fit, and later alerts still flow', async () => {
+    const dir = tempDir();
+    const { data, tokenFile } = prepareServer(dir);
+    const server = await ServerProc.start(data);
+    const agentDir = join(dir, 'agent');
+    const obs = await freePort();
+    const agent = spawnAgent(server.kasAddress(transport), tokenFile, agentDir, ['--observability-addr', `127.0.0.1:${obs}`]);
+    const w = await SpoolWriter.open(agentDir);
+
+    // 40 alerts of about 1.2 MB (the description, the Falco output and a sample each
+    // carry a 400 KB field): 48 MB, where one batch of them all was 5 times the limit.
+    const big = Array.from({ length: 40 }, (_, i) => falcoAlert(i, { output: 400 * 1024 }));
+    // 11 MiB, 10 of it in its samples: sent with the samples cut to previews.
+    const heavySamples = falcoAlert(100, { output: 1024, sample: MiB, samples: 11 });
+    // 11 MiB without any sample: can never be sent.
+    const hopeless = falcoAlert(200, { output: 4 * MiB, samples: 0 });
+    expect(heavySamples.length).toBeGreaterThan(10 * MiB);
+    expect(hopeless.length).toBeGreaterThan(10 * MiB);
+    const ids = spool(agentDir, [...big.slice(0, 20), heavySamples, hopeless, ...big.slice(20)]);
+    const [heavyId, hopelessId] = [ids[20]!, ids[21]!];
+    const deliverable = ids.filter((id) => id !== hopelessId);
+
+    await until(
+      () => (w.spooled() === 0 ? true : undefined),
+      60_000,
+      () => `the agent to empty its spool (${w.spooled()} left)`,
+    );
+    const stored = storeCounts(data).ids;
+    expect(deliverable.filter((id) => !stored.has(id))).toEqual([]);
+    expect(stored.has(hopelessId)).toBe(false);
+
+    const drop = agent.logs.filter((l) => l.msg.startsWith('Dropped an alert larger than a gRPC message'));
+    expect(drop).toEqual([expect.objectContaining({ level: 'error', alert_id: hopelessId, title: 'Big Falco event 200' })]);
+    expect(drop[0]!.msg).toMatch(/the alerts after it are sent as usual.*shorten it at the source/);
+    expect(agent.logs.filter((l) => l.msg.startsWith('Sending an alert larger than a gRPC message'))).toEqual([
+      expect.objectContaining({ level: 'warn', alert_id: heavyId, cut: 'sample previews' }),
+    ]);
+    expect(agent.logs.filter((l) => /send limit|rate limited|message size limit/.test(String(l.error ?? '')))).toEqual([]);
+    expect(await metric(obs, 'verdict_agent_alerts_too_large_total')).toBe(1);
+    expect(await metric(obs, 'verdict_agent_spool_alerts')).toBe(0);
+
+    // A small alert afterwards is delivered as ever.
+    w.add(1);
+    await until(() => (storeCounts(data).ids.has(w.ids[0]!) ? true : undefined), 20_000, 'the small alert sent afterwards in the store');
+    w.close();
+  });
+});
