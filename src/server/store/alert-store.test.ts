@@ -141,6 +141,51 @@ describe('AlertStore ingest', () => {
     expect(store.list({ limit: 10, q: 'quokka' }).alerts).toHaveLength(0);
   });
 
+  it('shows each occurrence with its own description and labels, however its events were grouped into batches', () => {
+    // Kafka replicas store the same log in different batches; an occurrence must read the same on each.
+    const at = (minute: number) => new Date(Date.UTC(2024, 5, 1, 10, minute)).toISOString();
+    const a = { id: 'g-a', payload: falcoPayload({ fp: 'g', pod: 'web-a', time: at(10), output: 'a: received first' }) };
+    const b = { id: 'g-b', payload: falcoPayload({ fp: 'g', pod: 'web-b', time: at(20), output: 'b: a repeat' }) };
+    const c = { id: 'g-c', payload: falcoPayload({ fp: 'g', pod: 'web-c', time: at(0), output: 'c: older, received last' }) };
+    const stored = (batches: (typeof a)[][]) => {
+      const { store } = fresh();
+      let alertId = 0;
+      for (const batch of batches) alertId = store.ingest('edge', batch).alerts[0]!.id;
+      const d = store.detail(alertId)!;
+      return {
+        description: d.alert.description,
+        labels: d.alert.labels,
+        occurrences: Object.fromEntries(d.occurrences.map((o) => [o.event_id, [o.description, o.labels.pod]])),
+      };
+    };
+    const want = {
+      // The earliest occurrence's text (the fold rule); labels stay the first occurrence's.
+      description: 'c: older, received last',
+      labels: a.payload.labels,
+      occurrences: { 'g-a': ['a: received first', 'web-a'], 'g-b': ['b: a repeat', 'web-b'], 'g-c': ['c: older, received last', 'web-c'] },
+    };
+    expect(stored([[a], [b], [c]])).toEqual(want);
+    expect(stored([[a, b], [c]])).toEqual(want);
+    expect(stored([[a], [b, c]])).toEqual(want);
+    expect(stored([[a, b, c]])).toEqual(want);
+  });
+
+  it('keeps the description of the occurrence that set the severity when an older occurrence arriving late changes the alert’s', () => {
+    const { store } = fresh();
+    const at = (second: number) => new Date(Date.UTC(2024, 5, 1, 10, 0, second)).toISOString();
+    const send = (id: string, second: number, severity: 'low' | 'critical', output: string) =>
+      store.ingest('edge', [{ id, payload: falcoPayload({ fp: 'p', severity, time: at(second), output }) }]).alerts[0]!;
+    const a = send('p-open', 10, 'low', 'the same text');
+    send('p-crit', 11, 'critical', 'the same text');
+    // The ring moves past it: it is read from the pinned slot.
+    for (let i = 0; i <= OCCURRENCES_KEPT; i++) send(`p-low-${i}`, 12 + i, 'low', `repeat ${i}`);
+    expect(store.detail(a.id)!.occurrences.map((o) => o.event_id)).not.toContain('p-crit');
+    send('p-late', 0, 'low', 'an older text, received late');
+    const d = store.detail(a.id)!;
+    expect(d.alert.description).toBe('an older text, received late');
+    expect(d.severity_occurrence).toMatchObject({ event_id: 'p-crit', description: 'the same text' });
+  });
+
   it("takes the highest severity of an open alert's occurrences and keeps the occurrence that set it in view", () => {
     const { store } = fresh();
     const t = (i: number) => new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString();

@@ -201,6 +201,7 @@ export class Ingest {
         SELECT alert_id, ?, event_no, event_id, received_at, count, first_seen, last_seen, severity, description, labels, samples FROM alert_occurrences INDEXED BY alert_occurrences_slot
         WHERE alert_id = ? AND slot = ? AND event_no = ?`),
       unpin: db.prepare('DELETE FROM alert_occurrences WHERE alert_id = ? AND slot = ?'),
+      keepDescription: db.prepare('UPDATE alert_occurrences INDEXED BY alert_occurrences_slot SET description = ? WHERE alert_id = ? AND description IS NULL'),
       updateReceipt: db.prepare('UPDATE alerts SET last_received_at = ?, clock_skew = ? WHERE id = ?'),
       updateText: db.prepare('UPDATE alert_text SET title = ?, description = ? WHERE id = ?'),
       insertPolicy: db.prepare('INSERT OR IGNORE INTO alert_policies (alert_id, kind, namespace, name) VALUES (?, ?, ?, ?)'),
@@ -406,7 +407,8 @@ export class Ingest {
       samples = c.json;
       values = c.values;
     }
-    // Labels that differ in a value or a key serialise differently: only labels the alert's equal are stored as null.
+    // Labels that differ in a value or a key serialise differently: only labels the alert's equal are stored as null
+    // (the alert's labels are its first occurrence's and never change, so null keeps meaning the same labels).
     const labelsJson = sameLabels(o.labels, e.labels) ? null : JSON.stringify(o.labels);
     // The ring: slot = n mod size, so the oldest occurrence is overwritten in place.
     this.s.putOccurrence.run(
@@ -419,6 +421,7 @@ export class Ingest {
       o.first,
       o.last,
       o.severity,
+      // Null means the alert's description as it is now; writeAlert keeps that true when it changes.
       o.description === r.description ? null : o.description,
       labelsJson,
       samples,
@@ -434,6 +437,12 @@ export class Ingest {
   private writeAlert(e: OpenEntry, now: number): void {
     const s = this.s;
     const r = e.row;
+    // Occurrences stored as null read the alert's description, which an older occurrence arriving late
+    // just changed (the fold rule): they get the one they meant written out before this batch's are
+    // stored against the new one, so an occurrence reads its own text however events were grouped into
+    // batches (Kafka replicas group the same log differently). Storing every occurrence's description
+    // instead grows a full ring by a third; this is one write of the ring only when the text changes.
+    if (!e.isNew && e.indexedText && e.indexedText.description !== r.description) s.keepDescription.run(e.indexedText.description, r.id);
     if (e.pinnedStale) s.unpin.run(r.id, PINNED_SLOT);
     if (e.pendingSetter) this.putOccurrence(e, e.pendingSetter, PINNED_SLOT, now);
     const setter = r.severity_event;

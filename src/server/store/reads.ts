@@ -68,6 +68,7 @@ export class Reads {
       received_at: iso(o.received_at),
       first_seen: iso(o.first_seen),
       last_seen: iso(o.last_seen),
+      // Null: the same as the alert's (ingest writes an occurrence's own out before the alert's changes).
       description: o.description ?? alert.description,
       labels: o.labels === null ? alert.labels : (JSON.parse(o.labels) as Record<string, string>),
       samples: JSON.parse(o.samples) as unknown[],
