@@ -180,6 +180,17 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   closers.defer('readiness', () => {
     ready = false;
   });
+  if (kafka) {
+    // Listening already, so probes get /healthz 200 and /readyz 503 (joining) while the
+    // consumers join, which after a crash lasts until the brokers drop the dead
+    // process's members. What the brokers refuse in the join still fails the start.
+    log.info(
+      { http_addr: httpAddress, grpc_addr: grpcAddress },
+      'Kafka: listening; joining the consumer groups, /readyz answers 503 until this replica has joined and caught up',
+    );
+    const k = kafka;
+    await closers.start(() => k.joined);
+  }
   log.info(
     {
       http_addr: httpAddress,

@@ -81,6 +81,7 @@ async function node(name: string, o: NodeOptions = {}): Promise<Node> {
     holdDelivery: o.holdDelivery,
     log: o.log ?? log.child({ replica: name }),
   });
+  await replica.joined;
   const n: Node = { db, store, agents, tokens, replica, changed: [], ...(webhooks ? { webhooks } : {}) };
   store.onChange((changes, tx) => tx.afterCommit(() => n.changed.push(...changes.map((c) => c.alert))));
   nodes.push(n);
@@ -510,7 +511,7 @@ describe('Kafka replicas (in process, real broker)', () => {
       try {
         const bad = kafkaConfigForBootstrap(broker.bootstrap, { topic_prefix: `bad${randomUUID().slice(0, 8)}`, export_topic: '', ...extra });
         const r = await startKafkaReplica({ config: bad, db, store: new AlertStore(db), agents: new AgentRegistry(db), tokens: new FeedTokens(db), log });
-        await r.close();
+        await r.joined.finally(() => r.close());
         return 'started';
       } catch (e) {
         return (e as Error).message;

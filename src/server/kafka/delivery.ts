@@ -220,6 +220,10 @@ export class DeliveryGroup {
     await this.initOffsets(admin).catch((e: unknown) => {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.logTopic));
     });
+  }
+
+  /** Joins the delivery group (start() first: a new group's offsets are read before agents may send). */
+  async join(): Promise<void> {
     try {
       await this.launch();
     } catch (e) {
@@ -348,7 +352,8 @@ export class DeliveryGroup {
       minBytes: WINDOW_BYTES,
       maxBytesPerPartition: WINDOW_BYTES,
       allowAutoTopicCreation: false,
-      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
+      // A consumer stopped while it joins fails its join; kafkajs would restart it after stop().
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000, restartOnFailure: async () => !this.stopped },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.REBALANCING, () => {

@@ -87,8 +87,11 @@ export interface ClaimSink {
 
 /** Why a replica should not get feed traffic yet; undefined once it may. */
 export interface NotReady {
-  /** replica_id_in_use: another server runs with this replica's id and reads part of the log in its stead. */
-  status: 'catching_up' | 'replica_id_in_use';
+  /**
+   * joining: the replica's consumers are joining their groups (after a crash, until the brokers drop the dead process's members);
+   * replica_id_in_use: another server runs with this replica's id and reads part of the log in its stead.
+   */
+  status: 'joining' | 'catching_up' | 'replica_id_in_use';
   reason: string;
   /** Log messages of the log as it was at start-up that are not projected yet. */
   behind: number;
@@ -405,6 +408,15 @@ export class Projection {
           : 'Kafka: catching up with the alert log; /readyz answers 503 until it is done',
       );
     }
+  }
+
+  /**
+   * Joins this replica's own consumer group and starts projecting. Separate
+   * from start(): after a crash the brokers keep the dead process's member
+   * until kafka.session_timeout, and the join waits for that, so the server
+   * listens meanwhile (readiness says it is joining).
+   */
+  async join(): Promise<void> {
     try {
       await this.launch();
     } catch (e) {
@@ -421,7 +433,8 @@ export class Projection {
       maxWaitTimeInMs: 100,
       maxBytesPerPartition: 4 * 1024 * 1024,
       allowAutoTopicCreation: false,
-      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
+      // A consumer stopped while it joins fails its join; kafkajs would restart it after stop().
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000, restartOnFailure: async () => !this.stopped },
     });
     this.consumer = consumer;
     // The group's committed offsets only mirror SQLite; after every (re)join

@@ -56,8 +56,15 @@ export interface KafkaReplica {
   uidOf(id: number): string | undefined;
   /** True once this replica has projected the log as it was at start-up. */
   caughtUp(): boolean;
-  /** For /readyz: why this replica should get no feed traffic yet (it is rebuilding or catching up); undefined once it may. */
+  /** For /readyz: why this replica should get no feed traffic yet (it is joining its consumer groups, rebuilding or catching up); undefined once it may. */
   notReady(): NotReady | undefined;
+  /**
+   * Resolves once the replica's consumers have joined their groups; rejects
+   * with what the brokers refused (a group ACL, say). The sink works before:
+   * after a crash the join waits until the brokers drop the dead process's
+   * members (kafka.session_timeout), and the server listens meanwhile.
+   */
+  joined: Promise<void>;
   /** Resolves true once everything in the log now is projected here (tests, tools). */
   waitCaughtUp(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
@@ -79,7 +86,9 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
   let delivery: DeliveryGroup | undefined;
   let tokenSync: TokenSync | undefined;
   let partitions = 0;
+  let closed = false;
   const stopAll = async () => {
+    closed = true;
     await Promise.allSettled([delivery?.stop(), tokenSync?.stop()]);
     await projection?.stop();
     await writer.close();
@@ -122,7 +131,6 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
       groupId: topics.tokensGroup(replica),
       log,
     });
-    await tokenSync.start();
     delivery = new DeliveryGroup({
       kafka,
       cfg,
@@ -144,12 +152,23 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
     await stopAll();
     throw e;
   }
-  log.info(
-    { replica_id: replica, brokers: cfg.brokers, log_topic: topics.log, partitions, export_topic: topics.export || null },
-    'Kafka: this server is a replica on the shared alert log',
-  );
 
   const proj = projection;
+  const groups = [proj, tokenSync, delivery];
+  let isJoined = false;
+  const joined = (async () => {
+    for (const g of groups) {
+      if (closed) throw new Error('Kafka: the replica was closed before its consumers had joined their groups');
+      await g.join();
+    }
+    isJoined = true;
+    log.info(
+      { replica_id: replica, brokers: cfg.brokers, log_topic: topics.log, partitions, export_topic: topics.export || null },
+      'Kafka: this server is a replica on the shared alert log',
+    );
+  })();
+  // Its owner awaits it; a replica closed before anyone did must not leave an unhandled rejection.
+  joined.catch(() => undefined);
   const statusTimeout = o.statusTimeoutMs ?? 15_000;
 
   return {
@@ -157,7 +176,15 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
     sink: new KafkaAlertSink(writer, topics.log, replica, log, own),
     uidOf: (id) => proj.uidOf(id),
     caughtUp: () => proj.caughtUp(),
-    notReady: () => proj.notReady(),
+    notReady: () =>
+      isJoined
+        ? proj.notReady()
+        : {
+            status: 'joining',
+            behind: proj.behind() ?? 0,
+            reason: `this replica is joining its Kafka consumer groups, then it catches up with the alert log; after a crash the brokers let it join once they drop the old process's members (kafka.session_timeout, ${Math.round(cfg.session_timeout / 1000)} s)`,
+          },
+    joined,
     async waitCaughtUp(timeoutMs) {
       const ends = await admin.fetchTopicOffsets(topics.log);
       const waits = ends.map((e) => (Number(e.high) > Number(e.low) ? proj.waitFor(e.partition, Number(e.high) - 1, timeoutMs) : Promise.resolve(true)));

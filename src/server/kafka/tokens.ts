@@ -86,7 +86,8 @@ export class TokenSync {
     };
   }
 
-  async start(): Promise<void> {
+  /** Joins this replica's tokens group, then publishes what the topic lacks. */
+  async join(): Promise<void> {
     try {
       await this.launch();
     } catch (e) {
@@ -104,6 +105,8 @@ export class TokenSync {
       sessionTimeout: this.o.cfg.session_timeout,
       maxWaitTimeInMs: 500,
       allowAutoTopicCreation: false,
+      // A consumer stopped while it joins fails its join; kafkajs would restart it after stop().
+      retry: { retries: 5, restartOnFailure: async () => !this.stopped },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.CRASH, (e) => {
