@@ -3,7 +3,7 @@ import { createRootLogger } from '../shared/log/logger.js';
 import { parseDuration } from '../shared/retry/backoff.js';
 import { writeSync } from 'node:fs';
 import { DELIVERY_STEPS, type DeliveryStep } from '../server/kafka/delivery.js';
-import { startServer, type ServerTestHooks } from '../server/server.js';
+import { startServer, StoppedWhileStarting, type ServerTestHooks } from '../server/server.js';
 import { parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 
@@ -62,8 +62,17 @@ export async function run(argv: string[]): Promise<number> {
     throw usageError('verdict server: give --tls-cert-file and --tls-key-file together');
   if (values['tls-cert-file'] && values['tls-key-file']) cfg.tls = { cert_file: values['tls-cert-file'], key_file: values['tls-key-file'] };
   const log = createRootLogger({ name: 'verdict-server' });
-  const server = await startServer(cfg, log, testHooks(values['test-kill-delivery-at']));
-  await waitForShutdown(log);
+  // Listened for from the start: a replica that listens while its Kafka consumers join may be stopped then.
+  const stop = new AbortController();
+  const signalled = waitForShutdown(log).then(() => stop.abort());
+  let server;
+  try {
+    server = await startServer(cfg, log, testHooks(values['test-kill-delivery-at']), stop.signal);
+  } catch (e) {
+    if (e instanceof StoppedWhileStarting) return 0;
+    throw e;
+  }
+  await signalled;
   await server.close();
   return 0;
 }

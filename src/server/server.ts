@@ -55,7 +55,15 @@ export interface ServerTestHooks {
   onDeliveryStep?: KafkaReplicaOptions['onDeliveryStep'];
 }
 
-export async function startServer(cfg: ServerConfig, log: Logger, testHooks: ServerTestHooks = {}): Promise<RunningServer> {
+/** Thrown by startServer when `stop` is aborted while it waits for the Kafka consumer groups: everything it opened is closed. */
+export class StoppedWhileStarting extends Error {}
+
+/**
+ * Starts the server. `stop` (SIGTERM, say) ends a start that waits for the
+ * Kafka consumers to join their groups, which after a crash lasts up to
+ * kafka.session_timeout while the server already listens.
+ */
+export async function startServer(cfg: ServerConfig, log: Logger, testHooks: ServerTestHooks = {}, stop?: AbortSignal): Promise<RunningServer> {
   mkdirSync(cfg.data_dir, { recursive: true });
   // Everything opened is pushed here at once: a start that fails halfway closes
   // what it opened, and close() runs the same stack in reverse.
@@ -189,7 +197,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
       'Kafka: listening; joining the consumer groups, /readyz answers 503 until this replica has joined and caught up',
     );
     const k = kafka;
-    await closers.start(() => k.joined);
+    await closers.start(() => (stop ? untilAborted(k.joined, stop) : k.joined));
   }
   log.info(
     {
@@ -228,5 +236,24 @@ function shutDownGrpc(server: grpc.Server): Promise<void> {
       clearTimeout(t);
       resolve();
     });
+  });
+}
+
+/** `p`, or a StoppedWhileStarting rejection as soon as `stop` is aborted. */
+function untilAborted<T>(p: Promise<T>, stop: AbortSignal): Promise<T> {
+  if (stop.aborted) return Promise.reject(new StoppedWhileStarting('stopped while starting'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new StoppedWhileStarting('stopped while starting'));
+    stop.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        stop.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        stop.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
   });
 }

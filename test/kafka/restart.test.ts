@@ -127,6 +127,22 @@ describe('a replica restarted after SIGKILL', () => {
     expect(await second.kill('SIGTERM')).toBe(0);
   }, 180_000);
 
+  it('stops at once and cleanly on SIGTERM while its consumers wait to rejoin (a rolling update during the wait)', async () => {
+    const { http, config } = await server('stopped');
+    const first = spawnVerdict(['server', '--config', config], 'server-1');
+    await until(async () => (await get(`http://${http}/readyz`))?.status === 200 || undefined, 60_000, 'the first server ready');
+    await first.kill('SIGKILL');
+    const second = spawnVerdict(['server', '--config', config], 'server-2');
+    await until(async () => ((await get(`http://${http}/readyz`))?.body.status === 'joining' ? true : undefined), 20_000, '/readyz to say joining');
+    const stoppedAt = Date.now();
+    // Before the brokers drop the killed process's members: the join has not finished.
+    expect(await second.kill('SIGTERM')).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(SESSION_TIMEOUT_MS);
+    expect(second.logs.some((l) => l.msg === 'Shutting down')).toBe(true);
+    expect(second.logs.some((l) => l.msg === 'verdict server failed' || l.level === 'error' || l.level === 'fatal')).toBe(false);
+    expect(await get(`http://${http}/healthz`)).toBeUndefined();
+  }, 120_000);
+
   it('still fails to start, with what the brokers said, when they refuse the join that runs after the listeners opened', async () => {
     const { prefix, http, config } = await server('refused');
     const first = spawnVerdict(['server', '--config', config], 'server-1');
