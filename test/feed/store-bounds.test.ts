@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_SAMPLES } from '../../src/shared/alert/payload.js';
-import { AlertStore, MAX_SAMPLE_BYTES, OCCURRENCES_KEPT } from '../../src/server/store/alert-store.js';
+import { AlertStore, OCCURRENCES_KEPT } from '../../src/server/store/alert-store.js';
+import { MAX_SAMPLE_BYTES } from '../../src/shared/alert/samples.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payloads.js';
 

@@ -1,9 +1,10 @@
 import type { AlertPayload } from '../../shared/alert/payload.js';
-import { MAX_SAMPLE_BYTES, truncatedSample } from '../../server/store/types.js';
+import { cutSamples } from '../../shared/alert/samples.js';
 
 // What the publisher does with an alert too big for one gRPC message: the
-// samples go first, as the server's store and its Kafka log cut them (the
-// same preview shape), since the alert's own fields are what makes it useful.
+// samples go first, cut to previews as the server's store and its Kafka log
+// cut them (shared/alert/samples.ts), since the alert's own fields are what
+// makes it useful.
 
 /** An alert payload that fits, and how much of it had to go. */
 export interface Fitted {
@@ -13,7 +14,7 @@ export interface Fitted {
 
 /**
  * The payload itself when it is at most `maxBytes`; else the same alert with
- * each sample over MAX_SAMPLE_BYTES replaced by its preview, then without
+ * each sample over MAX_SAMPLE_BYTES (UTF-8) replaced by its preview, then without
  * samples; undefined when even that is over `maxBytes` (or it is not an
  * alert's JSON at all).
  */
@@ -27,11 +28,7 @@ export function fitPayload(payload: Buffer, maxBytes: number): Fitted | undefine
   }
   if (typeof alert !== 'object' || alert === null) return undefined;
   const samples: unknown[] = Array.isArray(alert.samples) ? alert.samples : [];
-  const previews = samples.map((s) => {
-    const json = JSON.stringify(s) ?? 'null';
-    return json.length <= MAX_SAMPLE_BYTES ? s : truncatedSample(json);
-  });
-  const withPreviews = Buffer.from(JSON.stringify({ ...alert, samples: previews }));
+  const withPreviews = Buffer.from(JSON.stringify({ ...alert, samples: cutSamples(samples) }));
   if (withPreviews.length <= maxBytes) return { payload: withPreviews, cut: 'sample previews' };
   const without = Buffer.from(JSON.stringify({ ...alert, samples: [] }));
   return without.length <= maxBytes ? { payload: without, cut: 'samples' } : undefined;

@@ -1,6 +1,6 @@
 import { ALERT_SCHEMA, MAX_SAMPLES, type AlertPayload } from '../../shared/alert/payload.js';
+import { cutSamples, fitsBytes } from '../../shared/alert/samples.js';
 import { STATUSES, type AlertStatus, type StoredAlert } from '../store/alert-store.js';
-import { MAX_SAMPLE_BYTES, truncatedSample } from '../store/types.js';
 import { checkPayload, LOG_SOURCES } from '../tunnel/payload-check.js';
 import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
@@ -260,27 +260,13 @@ export function encodeEventsMessage(agent: string, at: string, replica: string, 
 
 function fitted(payload: AlertPayload, max: number, encode: (p: AlertPayload) => string): { json: string; payload: AlertPayload } | undefined {
   let json = encode(payload);
-  if (fits(json, max)) return { json, payload };
-  const samples = payload.samples.slice(-MAX_SAMPLES).map((s) => {
-    const j = JSON.stringify(s) ?? 'null';
-    return fits(j, MAX_SAMPLE_BYTES) ? s : truncatedSample(j);
-  });
-  let cut = { ...payload, samples };
+  if (fitsBytes(json, max)) return { json, payload };
+  let cut = { ...payload, samples: cutSamples(payload.samples.slice(-MAX_SAMPLES)) };
   json = encode(cut);
-  if (fits(json, max)) return { json, payload: cut };
+  if (fitsBytes(json, max)) return { json, payload: cut };
   cut = { ...payload, samples: [] };
   json = encode(cut);
-  return fits(json, max) ? { json, payload: cut } : undefined;
-}
-
-/**
- * Whether a string's UTF-8 form, which is what Kafka limits, is at most
- * `max` bytes. A UTF-16 unit takes up to 3 bytes, so text within the limit
- * in characters can still be three times too big for the broker; short
- * strings are let through without encoding them.
- */
-function fits(s: string, max: number): boolean {
-  return s.length * 3 <= max || (s.length <= max && Buffer.byteLength(s) <= max);
+  return fitsBytes(json, max) ? { json, payload: cut } : undefined;
 }
 
 export function encodeClaimsEvent(c: Omit<ClaimsLogEvent, 'type' | 'v'>): string {

@@ -7,6 +7,7 @@ import { toFtsQuery } from './alert-query.js';
 import { VerdictError } from '../../shared/errors.js';
 import { openServerDb } from './server-db.js';
 import { ciliumPayload, falcoPayload } from './test-payloads.js';
+import { MAX_SAMPLE_BYTES } from '../../shared/alert/samples.js';
 
 let ev = 0;
 const id = () => `ev-${++ev}`;
@@ -243,6 +244,19 @@ describe('AlertStore ingest', () => {
     expect(d.occurrences.at(-1)!.event_no).toBe(10);
     expect(d.alert.samples).toHaveLength(5);
     expect((d.alert.samples.at(-1) as { time: string }).time).toBe('2024-01-01T00:29:00.000Z');
+  });
+
+  it('caps a non-ASCII sample in UTF-8 bytes: kept whole at MAX_SAMPLE_BYTES, a preview a byte over', () => {
+    const { store } = fresh();
+    // Its JSON ('"ab' and euro signs of 3 bytes, '"') is MAX_SAMPLE_BYTES bytes, a third of that in characters.
+    const at = `ab${'\u20ac'.repeat((MAX_SAMPLE_BYTES - 4) / 3)}`;
+    const [a] = store.ingest('edge', [{ id: id(), payload: { ...falcoPayload({ fp: 'wide' }), samples: [at] } }]).alerts;
+    expect(store.get(a!.id)!.samples).toEqual([at]);
+    store.ingest('edge', [{ id: id(), payload: { ...falcoPayload({ fp: 'wide' }), samples: [`${at}x`] } }]);
+    const d = store.detail(a!.id)!;
+    expect(d.alert.samples.at(-1)).toEqual({ truncated: true, bytes: MAX_SAMPLE_BYTES + 1, preview: `"ab${'\u20ac'.repeat(681)}` });
+    expect(d.occurrences[0]!.samples).toEqual([d.alert.samples.at(-1)]);
+    expect(d.occurrences[1]!.samples).toEqual([at]);
   });
 
   it('keeps the same rings when a burst of one alert comes in a single batch', () => {

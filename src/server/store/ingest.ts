@@ -1,5 +1,6 @@
 import { FOLD_SETS_SEVERITY, type FoldSummary, foldIn } from '../../shared/alert/fold.js';
 import { MAX_SAMPLES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
+import { cutSample, fitsBytes, MAX_SAMPLE_BYTES } from '../../shared/alert/samples.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { cutText } from '../../shared/text/cut.js';
 import type { AlertChange, Changes } from './changes.js';
@@ -7,17 +8,7 @@ import { openEntry, type OpenAlerts, type OpenEntry, type PendingOccurrence } fr
 import { RollupDelta, rollupKeys, type Rollups } from './rollups.js';
 import { iso } from './rows.js';
 import { SearchText, type SearchIndex } from './search-text.js';
-import {
-  CLOCK_SKEW_MS,
-  MAX_SAMPLE_BYTES,
-  truncatedSample,
-  OCCURRENCES_KEPT,
-  PINNED_SLOT,
-  RECEIVED_PRECISION_MS,
-  type IncomingEvent,
-  type IngestResult,
-  type StoredAlert,
-} from './types.js';
+import { CLOCK_SKEW_MS, OCCURRENCES_KEPT, PINNED_SLOT, RECEIVED_PRECISION_MS, type IncomingEvent, type IngestResult, type StoredAlert } from './types.js';
 
 // Stores agent batches. An alert groups occurrences by agent and fingerprint:
 // a repeat of an open alert (triggered, acknowledged or ignored) increments
@@ -121,14 +112,9 @@ function capSamples(kept: readonly unknown[]): { json: string; values: unknown[]
   const values: unknown[] = [];
   for (const s of kept) {
     const json = JSON.stringify(s) ?? 'null';
-    if (json.length <= MAX_SAMPLE_BYTES) {
-      values.push(s);
-      parts.push(json);
-    } else {
-      const value = truncatedSample(json);
-      values.push(value);
-      parts.push(JSON.stringify(value));
-    }
+    const value = cutSample(s, json);
+    values.push(value);
+    parts.push(value === s ? json : JSON.stringify(value));
   }
   return { json: `[${parts.join(',')}]`, values };
 }
@@ -402,7 +388,7 @@ export class Ingest {
     // not, so the common case is one JSON.stringify and no object besides its string.
     let values: readonly unknown[] = o.samples.length > MAX_SAMPLES ? o.samples.slice(-MAX_SAMPLES) : o.samples;
     let samples = JSON.stringify(values);
-    if (samples.length > MAX_SAMPLE_BYTES) {
+    if (!fitsBytes(samples, MAX_SAMPLE_BYTES)) {
       const c = capSamples(values);
       samples = c.json;
       values = c.values;

@@ -143,10 +143,3 @@ export const CLOCK_SKEW_MS = 5 * 60_000;
 export const RECEIVED_PRECISION_MS = 60_000;
 /** The occurrence that set an alert's severity, once the ring has moved past it, lives in this slot. */
 export const PINNED_SLOT = -1;
-/** A sample bigger than this is kept as a truncated preview. */
-export const MAX_SAMPLE_BYTES = 16 * 1024;
-
-/** What stands for a sample over MAX_SAMPLE_BYTES, given its JSON: its size and the start of it. */
-export function truncatedSample(json: string): { truncated: true; bytes: number; preview: string } {
-  return { truncated: true, bytes: Buffer.byteLength(json), preview: json.slice(0, 2048) };
-}
