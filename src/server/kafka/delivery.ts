@@ -395,6 +395,8 @@ export class DeliveryGroup {
       this.log.info({ partitions: mine }, 'Kafka: this replica delivers webhooks and the export for these log partitions');
     });
     consumer.on(consumer.events.CRASH, (e) => {
+      // Stopping disconnects it, which fails a join or fetch under way: not a failure to report.
+      if (this.stopped) return;
       this.log.error(
         { error: explainKafkaError(e.payload.error, this.o.cfg, this.o.logTopic), restarting: e.payload.restart },
         'Kafka: the delivery group member failed',

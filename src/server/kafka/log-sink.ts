@@ -1,5 +1,5 @@
 import { Counter } from 'prom-client';
-import { errText, type Logger } from '../../shared/log/logger.js';
+import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from '../tunnel/alert-sink.js';
@@ -54,7 +54,7 @@ export class KafkaAlertSink implements AlertSink {
     const at = new Date().toISOString();
     const receivedAt = Date.parse(at);
     const messages: OutMessage[] = [];
-    const kept: { ref: string; index: number }[] = [];
+    const kept: { ref: string; value: Buffer; index: number }[] = [];
     let count = 0;
     const open = new Map<number, Building>();
     const close = (partition: number, b: Building) => {
@@ -63,7 +63,7 @@ export class KafkaAlertSink implements AlertSink {
       messages.push({ topic: this.topic, partition, key: agent, value, headers: { [HEADER_TYPE]: 'events', [HEADER_REF]: ref } });
       if (this.own) {
         this.own.keep(ref, value, agent, b.parsed);
-        kept.push({ ref, index: messages.length - 1 });
+        kept.push({ ref, value, index: messages.length - 1 });
       }
     };
     for (const ev of events) {
@@ -107,12 +107,7 @@ export class KafkaAlertSink implements AlertSink {
       );
     }
     if (this.own && kept.length) {
-      try {
-        this.own.appended(kept.map(({ ref, index }) => ({ ref, partition: appended[index]!.partition, offset: appended[index]!.offset })));
-      } catch (e) {
-        // The batch is in the log: the projection reads it from there instead.
-        this.log.error({ agent_name: agent, error: errText(e) }, 'Kafka: projecting an acknowledged batch failed; it is read back from the log');
-      }
+      this.own.appended(kept.map(({ ref, value, index }) => ({ ref, value, partition: appended[index]!.partition, offset: appended[index]!.offset })));
     }
     return { stored: count, duplicates: 0 };
   }

@@ -65,13 +65,14 @@ export class OwnEvents {
    * The brokers acknowledged these messages at these offsets: those the
    * projection applies now are forgotten; the others wait for it to read them.
    */
-  appended(acked: readonly { ref: string; partition: number; offset: number }[]): void {
+  appended(acked: readonly { ref: string; value: Buffer; partition: number; offset: number }[]): void {
     if (!this.apply) return;
     const refs = new Map<AppendedEvents, string>();
     for (const a of acked) {
       const k = this.kept.get(a.ref);
-      // Taken by the projection already (it read the log first), or evicted.
-      if (!k || a.offset < 0) continue;
+      // Taken by the projection already (it read the log first), evicted, or
+      // replaced by a resend of the same events (another `at`), which has its own offset.
+      if (!k || k.value !== a.value || a.offset < 0) continue;
       refs.set({ partition: a.partition, offset: a.offset, agent: k.agent, events: k.events }, a.ref);
     }
     if (!refs.size) return;

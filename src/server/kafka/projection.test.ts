@@ -48,9 +48,9 @@ describe('Projection of its own acknowledged messages', () => {
     const c = message('fp-c');
     // Acknowledged out of order within a partition: applied in log order all the same.
     own.appended([
-      { ref: b.ref, partition: 0, offset: 1 },
-      { ref: a.ref, partition: 0, offset: 0 },
-      { ref: c.ref, partition: 1, offset: 0 },
+      { ...b, partition: 0, offset: 1 },
+      { ...a, partition: 0, offset: 0 },
+      { ...c, partition: 1, offset: 0 },
     ]);
     expect(projection.position(0)).toBe(2);
     expect(projection.position(1)).toBe(1);
@@ -68,10 +68,25 @@ describe('Projection of its own acknowledged messages', () => {
     const { store, own, projection, message } = setup();
     const a = message('fp-a');
     // Offset 0 is another replica's message, not projected yet.
-    own.appended([{ ref: a.ref, partition: 0, offset: 1 }]);
+    own.appended([{ ...a, partition: 0, offset: 1 }]);
     expect(projection.position(0)).toBe(0);
     expect(store.list({ limit: 10 }).alerts).toEqual([]);
     expect(own.take(a.ref, a.value)?.events.map((e) => e.id)).toEqual([a.ref]);
+  });
+
+  it("does not apply a resend's events at the offset of the first send (the same events, another value)", () => {
+    const { store, own, projection } = setup();
+    // The agent sent a batch again while its first send waited for Kafka: both are in the log, with other `at`s.
+    const events = (at: number): IncomingEvent[] => [{ id: 'ev-r', payload: falcoPayload({ fp: 'fp-r' }), receivedAt: at }];
+    const first = Buffer.from('first');
+    const resend = Buffer.from('resend');
+    own.keep('ev-r', first, 'edge', events(1));
+    own.keep('ev-r', resend, 'edge', events(2));
+    own.appended([{ ref: 'ev-r', value: first, partition: 0, offset: 0 }]);
+    // Offset 0 holds the first send: it is read from the log, as every replica reads it.
+    expect(projection.position(0)).toBe(0);
+    expect(store.list({ limit: 10 }).alerts).toEqual([]);
+    expect(own.take('ev-r', resend)?.events[0]?.receivedAt).toBe(2);
   });
 
   it('applies nothing while its projection is held (tests watching a replica that is behind)', () => {
@@ -88,8 +103,9 @@ describe('Projection of its own acknowledged messages', () => {
       hold: new Promise(() => undefined),
       own,
     });
-    own.keep('ev-x', Buffer.from('x'), 'edge', [{ id: 'ev-x', payload: falcoPayload({ fp: 'x' }) }]);
-    own.appended([{ ref: 'ev-x', partition: 0, offset: 0 }]);
+    const value = Buffer.from('x');
+    own.keep('ev-x', value, 'edge', [{ id: 'ev-x', payload: falcoPayload({ fp: 'x' }) }]);
+    own.appended([{ ref: 'ev-x', value, partition: 0, offset: 0 }]);
     expect(store.list({ limit: 10 }).alerts).toEqual([]);
   });
 });

@@ -214,7 +214,13 @@ export class Projection {
       done.add(a);
     }
     if (!chunks.size) return done;
-    this.applyChunks([...chunks.values()]);
+    try {
+      this.applyChunks([...chunks.values()]);
+    } catch (e) {
+      // Runs applied before the failure stay applied (their offsets moved); the rest are read back from the log.
+      for (const a of done) if (a.offset >= this.position(a.partition)) done.delete(a);
+      this.log.error({ error: errText(e) }, 'Kafka: projecting an acknowledged batch failed; it is read back from the log');
+    }
     onAppend.inc(done.size);
     return done;
   }
@@ -453,6 +459,8 @@ export class Projection {
       }
     });
     consumer.on(consumer.events.CRASH, (e) => {
+      // Stopping disconnects it, which fails a join or fetch under way: not a failure to report.
+      if (this.stopped) return;
       this.log.error(
         { error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart },
         'Kafka: the alert log reader failed',
@@ -496,6 +504,8 @@ export class Projection {
 
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!(await waitWhileHeld(this.o.hold, { heartbeat, isRunning, isStale }))) return;
+    // A join that got through while the replica stopped: its store is closing.
+    if (this.stopped) return;
     const p = batch.partition;
     const msgs = batch.messages;
     const lag = Number(batch.highWatermark) - Number(batch.lastOffset()) - 1;

@@ -110,6 +110,8 @@ export class TokenSync {
     });
     this.consumer = consumer;
     consumer.on(consumer.events.CRASH, (e) => {
+      // Stopping disconnects it, which fails a join or fetch under way: not a failure to report.
+      if (this.stopped) return;
       this.o.log.error(
         { error: explainKafkaError(e.payload.error, this.o.cfg, this.o.topic), restarting: e.payload.restart },
         'Kafka: reading the tokens topic failed; tokens created on other replicas may not work here until it recovers',
