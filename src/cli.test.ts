@@ -1,16 +1,21 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JobTokens } from './modules/ci-access/job-tokens.js';
+import { flowJson, pod } from './modules/cilium/policy/testing.js';
 import { openServerDb } from './server/store/server-db.js';
 
 // The built CLI (bin/verdict.js) with its output piped into a reader that
 // stops early, as `| head -1` does. Each command prints far more than a pipe
-// holds (64 KiB), so its writes outlive the reader and fail with EPIPE.
+// holds (64 KiB), so its writes outlive the reader and fail with EPIPE. A
+// command whose status is set by then keeps it; one cut off before it knows
+// its answer dies of SIGPIPE (141 under a shell), never a false 0.
 
 const BIN = join(import.meta.dirname, '../bin/verdict.js');
+const POLICIES = join(import.meta.dirname, '../policies');
 const dir = mkdtempSync(join(tmpdir(), 'verdict-cli-pipe-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -21,18 +26,41 @@ function pipedTo(reader: string, ...args: string[]) {
 }
 
 describe('verdict with its output piped into a reader that closes early', () => {
-  it('config check: the first line, then a quiet exit', () => {
+  it('replay: cut off before its status is known, it dies of SIGPIPE (141), not 0', async () => {
+    const flows = join(dir, 'flows.jsonl');
+    // 3,000 denied flows (about 1.3 MB of alerts), then a line replay skips.
+    const denied = JSON.stringify(flowJson({ src: pod('shop', 'frontend'), dst: pod('shop', 'payments'), port: 8443, reason: 133 }));
+    writeFileSync(flows, `${`${denied}\n`.repeat(3000)}not json\n`);
+    const whole = spawnSync(process.execPath, [BIN, 'replay', '--policies', POLICIES, '--flows', flows], { encoding: 'utf8', timeout: 30_000 });
+    expect(whole.status).toBe(1);
+    expect(whole.stderr).toContain('flows.jsonl:3001: not a JSON object');
+    const r = pipedTo('head -1', 'replay', '--policies', POLICIES, '--flows', flows);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(141);
+    expect(r.stdout).toMatch(/^\{"line":1,.*\n$/);
+    // A parent that is not a shell sees the signal itself, as from kubectl.
+    const child = spawn(process.execPath, [BIN, 'replay', '--policies', POLICIES, '--flows', flows], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c;
+    });
+    child.stdout.once('data', () => child.stdout.destroy());
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    expect({ code, signal, stderr }).toEqual({ code: null, signal: 'SIGPIPE', stderr: '' });
+  });
+
+  it('config check: the first line, then a quiet exit with the status it had set (1: an error)', () => {
     const file = join(dir, 'config.yaml');
-    // 5,000 unknown sections: one warning line each, about 700 KB in all.
-    writeFileSync(file, Array.from({ length: 5000 }, (_, i) => `unknown_${i}: 1\n`).join(''));
+    // 5,000 unknown sections: one warning line each, about 700 KB in all; then an error.
+    writeFileSync(file, `${Array.from({ length: 5000 }, (_, i) => `unknown_${i}: 1\n`).join('')}gitops: 5\n`);
     expect(pipedTo('head -1', 'config', 'check', file)).toEqual({
-      status: 0,
+      status: 1,
       stdout: `warning: ${file}:1: unknown_0: unknown section, ignored: no version of the GitLab agent or of Verdict has it\n`,
       stderr: '',
     });
   });
 
-  it('ci-tokens list --json: one long line, cut short by head -c, then a quiet exit', () => {
+  it('ci-tokens list --json: one long line, cut short by head -c, then a quiet exit with the status it had set (0)', () => {
     const data = join(dir, 'server');
     const db = openServerDb(data);
     const jobs = new JobTokens(db);
