@@ -38,7 +38,8 @@ has them (ref, paths[].glob, default_namespace), and --agent its name.
   --agent <name>         the agent that syncs it: the objects its inventory of this project
                          (ConfigMap inventory-<name>-<project> in --namespace) holds and the
                          manifests no longer do are shown as pruned; with another --namespace
-                         than the entry's default_namespace, none are
+                         than the entry's default_namespace, none are. The inventory's name is
+                         made DNS-safe, e.g. inventory-prod-group-app for prod and group/app
   --kubeconfig <file>    the cluster (default: KUBECONFIG, the pod's service account, ~/.kube/config)
 
 Exit status (as kubectl diff: above 1 is an error):
