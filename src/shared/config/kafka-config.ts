@@ -13,7 +13,7 @@ const broker = str({ pattern: /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, hi
 const TOPIC_RE = /^[A-Za-z0-9._-]{1,200}$/;
 const topicName = str({ pattern: TOPIC_RE, hint: 'letters, digits, ".", "_" or "-"' });
 
-const secret: Validator<string> = refine(str({ nonEmpty: true }), (ref) => {
+const secret: Validator<string> = refine(str({ nonEmpty: true, sensitive: true }), (ref) => {
   try {
     return resolveSecretRef(ref) === '' ? 'must not be empty' : undefined;
   } catch (e) {

@@ -51,7 +51,10 @@ export interface ConfigCtx {
  * Validates one node. `key` is the mapping key the node hangs under, when
  * there is one: a problem with the whole value is reported at the key's line.
  */
-export type Validator<T> = (node: Node | null | undefined, path: string, ctx: ConfigCtx, key?: Node) => T | undefined;
+export type Validator<T> = ((node: Node | null | undefined, path: string, ctx: ConfigCtx, key?: Node) => T | undefined) & {
+  /** Its values are secrets (or may name a file holding one): no message echoes them, and nothing runs it just to word a message. */
+  sensitive?: boolean;
+};
 
 export function lineOf(node: Node | null | undefined, ctx: ConfigCtx): number {
   const start = node?.range?.[0];
@@ -121,13 +124,14 @@ function wrongType(node: Node | null | undefined, path: string, kind: 'a string'
   return `must be ${kind}`;
 }
 
-export const str =
-  (opts: { pattern?: RegExp; hint?: string; nonEmpty?: boolean } = {}): Validator<string> =>
-  (node, path, ctx) => {
+/** `sensitive`: the value is a secret; messages say what is wrong without quoting it (see Validator.sensitive). */
+export const str = (opts: { pattern?: RegExp; hint?: string; nonEmpty?: boolean; sensitive?: boolean } = {}): Validator<string> => {
+  const check: Validator<string> = (node, path, ctx) => {
     // An unquoted value starting with "*" (glob: **/*.yaml, environments: [*-staging]) is a YAML alias;
     // one whose anchor is set was expanded (yaml-aliases.ts), so this one names nothing and was meant as text.
     if (isAlias(node)) {
       const key = keyName(path);
+      if (opts.sensitive) return reportIssue(ctx, node, path, `is a YAML alias naming no anchor: a ${key ?? 'value'} starting with "*" must be quoted`);
       return reportIssue(
         ctx,
         node,
@@ -140,14 +144,19 @@ export const str =
       // Quoting helps only when the text as written is a valid value (uid: 1000, not http_addr: 8080).
       const quoted = sourceText(node);
       if ((typeof v === 'number' || typeof v === 'boolean') && quoted !== undefined && (!opts.pattern || opts.pattern.test(quoted))) {
-        return reportIssue(ctx, node, path, wrongType(node, path, 'a string'));
+        return reportIssue(ctx, node, path, opts.sensitive ? 'must be a string (put it in quotes)' : wrongType(node, path, 'a string'));
       }
       return reportIssue(ctx, node, path, `must be a string${opts.hint ? ` (${opts.hint})` : ''}`);
     }
     if (opts.nonEmpty && v.trim() === '') return reportIssue(ctx, node, path, 'must not be empty');
-    if (opts.pattern && !opts.pattern.test(v)) return reportIssue(ctx, node, path, `"${v}" is not valid${opts.hint ? `: ${opts.hint}` : ''}`);
+    if (opts.pattern && !opts.pattern.test(v)) {
+      return reportIssue(ctx, node, path, `${opts.sensitive ? 'is' : `"${v}" is`} not valid${opts.hint ? `: ${opts.hint}` : ''}`);
+    }
     return v;
   };
+  if (opts.sensitive) check.sensitive = true;
+  return check;
+};
 
 export const bool = (): Validator<boolean> => (node, path, ctx) => {
   const v = scalarValue(node);
@@ -204,6 +213,7 @@ export const duration =
  * example (allow_private_addresses: [true]), so the list's declared example
  * is shown, else the value quoted if that makes it an item (namespaces: ["5"]),
  * else what an item must be (policies: each item must be a mapping...).
+ * A list of secrets (item.sensitive) shows only its example.
  */
 function listExpected<T>(node: Node | null | undefined, path: string, ctx: ConfigCtx, item: Validator<T>, example?: string): string {
   const written = sourceText(node);
@@ -213,13 +223,15 @@ function listExpected<T>(node: Node | null | undefined, path: string, ctx: Confi
     const v = item(n, `${path}[0]`, scratch);
     return scratch.issues[0]?.message ?? (v === undefined ? 'is not valid' : undefined);
   };
-  if (node && written !== undefined && written !== '') {
+  // A secret is never echoed, and never checked as an item: that would read file: paths just to word this message.
+  if (node && written !== undefined && written !== '' && !item.sensitive) {
     const why = asItem(node);
     if (why === undefined) return `must be a list, e.g. ${prefix}[${/^[\w./@-]+$/.test(written) ? written : JSON.stringify(written)}]`;
     if (!example && asItem(new Scalar(written)) === undefined) return `must be a list, e.g. ${prefix}[${JSON.stringify(written)}]`;
     if (!example && why.startsWith('must be ')) return `must be a list; each item ${why}`;
   }
   if (example) return `must be a list, e.g. ${example}`;
+  if (item.sensitive) return 'must be a list of secrets, e.g. [env:VAR] or [file:/path]';
   return isMap(node) ? 'must be a list (start each item with "- ")' : 'must be a list';
 }
 
@@ -445,10 +457,12 @@ export function parseYamlConfig<T>(text: string, file: string, root: Validator<T
 
 /** A validator with an extra check on its value (cross-field rules, formats). */
 export function refine<T>(v: Validator<T>, check: (value: T) => string | undefined): Validator<T> {
-  return (node, path, ctx) => {
-    const out = v(node, path, ctx);
-    if (out === undefined) return undefined;
-    const why = check(out);
-    return why ? reportIssue(ctx, node, path, why) : out;
+  const out: Validator<T> = (node, path, ctx) => {
+    const value = v(node, path, ctx);
+    if (value === undefined) return undefined;
+    const why = check(value);
+    return why ? reportIssue(ctx, node, path, why) : value;
   };
+  if (v.sensitive) out.sensitive = true;
+  return out;
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serverConfigIssues } from '../../../test/helpers/server-config.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseYamlConfig } from './schema.js';
+import { field, list, obj, parseYamlConfig, type Validator } from './schema.js';
 import { serverConfigSchema } from './server-config.js';
 import { DEFAULT_RETRY_SCHEDULE_MS, formatDuration, integrationToJson, parseIntegrationJson, webhooksConfigSchema } from './webhooks-config.js';
 
@@ -193,5 +193,45 @@ webhooks:
 
   it('accepts the webhooks schema alone', () => {
     expect(parseYamlConfig('integrations: []\n', 'w.yaml', webhooksConfigSchema).value).toEqual({ allow_private_addresses: [], integrations: [] });
+  });
+});
+
+describe('secrets in messages', () => {
+  const generic = (line: string) =>
+    `webhooks:\n  integrations:\n    - name: a\n      type: generic\n      url: https://hooks.example.com/x\n      secrets: [${SECRET}]\n${line}`;
+
+  it.each([
+    ['a webhook secret given as a scalar', generic('').replace(`[${SECRET}]`, SECRET), SECRET],
+    ['a webhook key given as a number', generic('      key: 987654321\n'), '987654321'],
+    ['a webhook key that is an undefined alias', generic('      key: *s3cretkey\n'), 's3cretkey'],
+    ['a Slack URL given as a number', 'webhooks:\n  integrations:\n    - name: s\n      type: slack\n      url: 1234567\n', '1234567'],
+    [
+      'a SASL password given as a number',
+      'kafka:\n  brokers: [k:9092]\n  sasl:\n    mechanism: plain\n    username: u\n    password: 123456789\n',
+      '123456789',
+    ],
+  ])('%s is not echoed', (_name, yaml, secret) => {
+    const found = issues(yaml);
+    expect(found.length).toBeGreaterThan(0);
+    for (const m of found) expect(m).not.toContain(secret);
+  });
+
+  it('a list of secrets given one shows its example', () => {
+    expect(issues(generic('').replace(`[${SECRET}]`, SECRET))).toEqual([
+      '6: webhooks.integrations[0].secrets: must be a list, e.g. secrets: [env:VERDICT_WEBHOOK_SECRET]',
+    ]);
+  });
+
+  it('a list of secrets given one never checks it as an item (which would read file: paths)', () => {
+    let calls = 0;
+    const secretItem: Validator<string> = () => {
+      calls++;
+      return 'x';
+    };
+    secretItem.sensitive = true;
+    expect(() => parseYamlConfig('s: file:/etc/verdict/secret\n', 'x.yaml', obj({ s: field(list(secretItem)) }))).toThrow(
+      'x.yaml:1: s: must be a list of secrets, e.g. [env:VAR] or [file:/path]',
+    );
+    expect(calls).toBe(0);
   });
 });

@@ -75,7 +75,7 @@ export function whsecProblem(secret: string): string | undefined {
 const isRef = (s: string) => s.startsWith('env:') || s.startsWith('file:');
 
 const secretRef = (kind: 'whsec' | 'key'): Validator<string> =>
-  refine(str({ nonEmpty: true }), (ref) => {
+  refine(str({ nonEmpty: true, sensitive: true }), (ref) => {
     let value: string;
     try {
       value = resolveSecretRef(ref);
@@ -107,7 +107,7 @@ function urlProblem(u: string): string | undefined {
 const httpUrl: Validator<string> = refine(str({ nonEmpty: true }), urlProblem);
 
 /** A URL, or env:/file: holding one (a Slack webhook URL is itself a secret). */
-const endpointUrl: Validator<string> = refine(str({ nonEmpty: true }), (ref) => {
+const endpointUrl: Validator<string> = refine(str({ nonEmpty: true, sensitive: true }), (ref) => {
   let value: string;
   try {
     value = resolveSecretRef(ref);
