@@ -1,35 +1,57 @@
+import { cutToStored, type StoredCut } from '../../shared/alert/fields.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { cutSamples } from '../../shared/alert/samples.js';
 
-// What the publisher does with an alert too big for one gRPC message: the
-// samples go first, cut to previews as the server's store and its Kafka log
-// cut them (shared/alert/samples.ts), since the alert's own fields are what
-// makes it useful.
+// What the publisher does with an alert too big for one gRPC message. First
+// its fields are cut as the server's store cuts them (shared/alert/fields.ts),
+// then its samples to previews as the store and its Kafka log cut them
+// (shared/alert/samples.ts): neither loses anything the server would have
+// kept. Only then do its samples go; an alert still too big without them is
+// all but impossible, since the only fields the store keeps whole are the
+// details (such as a Falco output).
 
-/** An alert payload that fits, and how much of it had to go. */
+/** What was cut from an alert to make it fit, in the order it was cut. */
+export type FitCut = StoredCut | 'sample previews' | 'samples';
+
+/** An alert payload that fits, and what had to go. */
 export interface Fitted {
   payload: Buffer;
-  cut: 'none' | 'sample previews' | 'samples';
+  cut: FitCut[];
 }
 
 /**
  * The payload itself when it is at most `maxBytes`; else the same alert with
- * each sample over MAX_SAMPLE_BYTES (UTF-8) replaced by its preview, then without
- * samples; undefined when even that is over `maxBytes` (or it is not an
- * alert's JSON at all).
+ * each step below applied in turn until it fits: its fields as the store keeps
+ * them (cutToStored), each sample over MAX_SAMPLE_BYTES (UTF-8) replaced by
+ * its preview, no samples. Undefined when even that is over `maxBytes` (or it
+ * is not an alert's JSON at all).
  */
 export function fitPayload(payload: Buffer, maxBytes: number): Fitted | undefined {
-  if (payload.length <= maxBytes) return { payload, cut: 'none' };
-  let alert: AlertPayload;
+  if (payload.length <= maxBytes) return { payload, cut: [] };
+  let parsed: AlertPayload;
   try {
-    alert = JSON.parse(payload.toString('utf8')) as AlertPayload;
+    parsed = JSON.parse(payload.toString('utf8')) as AlertPayload;
   } catch {
     return undefined;
   }
-  if (typeof alert !== 'object' || alert === null) return undefined;
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const stored = cutToStored(parsed);
+  let alert = stored.alert;
+  const cut: FitCut[] = stored.cut;
+  if (cut.length > 0) {
+    const fields = Buffer.from(JSON.stringify(alert));
+    if (fields.length <= maxBytes) return { payload: fields, cut };
+  }
   const samples: unknown[] = Array.isArray(alert.samples) ? alert.samples : [];
-  const withPreviews = Buffer.from(JSON.stringify({ ...alert, samples: cutSamples(samples) }));
-  if (withPreviews.length <= maxBytes) return { payload: withPreviews, cut: 'sample previews' };
+  const previews = cutSamples(samples);
+  if (previews.some((s, i) => s !== samples[i])) {
+    alert = { ...alert, samples: previews };
+    cut.push('sample previews');
+    const withPreviews = Buffer.from(JSON.stringify(alert));
+    if (withPreviews.length <= maxBytes) return { payload: withPreviews, cut };
+  }
+  if (samples.length === 0) return undefined;
+  cut.push('samples');
   const without = Buffer.from(JSON.stringify({ ...alert, samples: [] }));
-  return without.length <= maxBytes ? { payload: without, cut: 'samples' } : undefined;
+  return without.length <= maxBytes ? { payload: without, cut } : undefined;
 }

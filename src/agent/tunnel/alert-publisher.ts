@@ -13,7 +13,7 @@ import { MAX_MESSAGE_BYTES, type Tunnel } from './connection.js';
 const acked = new Counter({ name: 'verdict_agent_alerts_acknowledged_total', help: 'Alerts the server acknowledged as stored', registers: [registry] });
 const tooLarge = new Counter({
   name: 'verdict_agent_alerts_too_large_total',
-  help: 'Alerts dropped from the spool because they exceed the gRPC message size even without samples',
+  help: 'Alerts dropped from the spool because they exceed the gRPC message size even cut as the server stores them and without samples',
   registers: [registry],
 });
 
@@ -54,9 +54,10 @@ export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, batchBytes:
  * still in the spool; the server de-duplicates by alert id.
  *
  * Every batch fits one gRPC message: batches are cut by bytes as well as by
- * count, and an alert too big for a message alone is sent with its samples
- * cut, or, when even that is too big, dropped with an error and a counter, so
- * that it cannot hold up the alerts behind it.
+ * count, and an alert too big for a message alone is sent cut as the server
+ * would store it, then without samples, or, when even that is too big,
+ * dropped with an error and a counter, so that it cannot hold up the alerts
+ * behind it.
  */
 export async function runAlertPublisher(
   tunnel: Tunnel,
@@ -68,21 +69,21 @@ export async function runAlertPublisher(
 ): Promise<void> {
   const client = new AlertPublisherClient(tunnel.target, tunnel.credentials, tunnel.options);
   const batchBytes = Math.min(opts.batchBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES - BATCH_FRAMING_BYTES) - opts.batchSize * ALERT_FRAMING_BYTES;
-  /** The payload to send for a row: its own, or with its samples cut when it does not fit a message; undefined when nothing fits. */
+  /** The payload to send for a row: its own, or cut (fitPayload) when it does not fit a message; undefined when nothing fits. */
   const sendable = (r: OutboxRow): Buffer | undefined => {
     const fitted = fitPayload(r.payload, MAX_ALERT_BYTES - r.id.length);
     if (!fitted) {
       tooLarge.inc();
       log.error(
         { alert_id: r.id, bytes: r.payload.length, max_bytes: MAX_ALERT_BYTES, title: alertTitle(r.payload) },
-        'Dropped an alert larger than a gRPC message to the server (10 MiB) even without its samples; the alerts after it are sent as usual. It is mostly one field of the source event (a Falco rule output or output field): shorten it at the source',
+        'Dropped an alert larger than a gRPC message to the server (10 MiB) even with its fields cut as the server stores them and without its samples; the alerts after it are sent as usual. It is a field the server stores whole (usually a Falco rule output or output field): shorten it at the source',
       );
       return undefined;
     }
-    if (fitted.cut !== 'none') {
+    if (fitted.cut.length > 0) {
       log.warn(
         { alert_id: r.id, bytes: r.payload.length, sent_bytes: fitted.payload.length, max_bytes: MAX_ALERT_BYTES, cut: fitted.cut },
-        `Sending an alert larger than a gRPC message to the server (10 MiB) with its samples cut (${fitted.cut === 'samples' ? 'all of them' : 'big ones to previews'})`,
+        `Sending an alert larger than a gRPC message to the server (10 MiB) cut to fit: ${fitted.cut.join(', ')}`,
       );
     }
     return fitted.payload;

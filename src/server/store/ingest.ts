@@ -1,3 +1,4 @@
+import { cleanLabels, MAX_DESCRIPTION, MAX_TITLE } from '../../shared/alert/fields.js';
 import { FOLD_SETS_SEVERITY, type FoldSummary, foldIn } from '../../shared/alert/fold.js';
 import { MAX_SAMPLES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import { cutSample, fitsBytes, MAX_SAMPLE_BYTES } from '../../shared/alert/samples.js';
@@ -14,9 +15,6 @@ import { CLOCK_SKEW_MS, OCCURRENCES_KEPT, PINNED_SLOT, RECEIVED_PRECISION_MS, ty
 // a repeat of an open alert (triggered, acknowledged or ignored) increments
 // it; a repeat of a resolved one opens a new alert. Event ids make a re-sent
 // batch idempotent. A batch is one transaction and one row write per alert.
-
-const MAX_TITLE = 200;
-const MAX_DESCRIPTION = 4000;
 
 const digit = (s: string, i: number) => s.charCodeAt(i) - 48;
 const two = (s: string, i: number) => digit(s, i) * 10 + digit(s, i + 1);
@@ -69,30 +67,6 @@ export function timeMs(s: string, fallback: number): number {
   }
   const t = Date.parse(s);
   return Number.isFinite(t) ? t : fallback;
-}
-
-/** Labels are small searchable strings; anything else an agent sends is dropped, not stored. */
-function cleanLabels(l: Record<string, unknown>): Record<string, string> {
-  // Most label sets need nothing and are taken as they are (never changed after: the cache replaces, not mutates).
-  for (const k in l) {
-    const v = l[k];
-    if (typeof v !== 'string' || v.length > 512 || v.indexOf('\n') >= 0 || v.indexOf('\r') >= 0) return cleaned(l);
-  }
-  return l as Record<string, string>;
-}
-
-function cleaned(l: Record<string, unknown>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const k in l) {
-    const v = l[k];
-    if (typeof v === 'string') {
-      // Newlines separate values in search_text.
-      out[k] = v.length <= 512 && v.indexOf('\n') < 0 && v.indexOf('\r') < 0 ? v : cutText(v, 512).replace(/[\r\n]+/g, ' ');
-    } else if (typeof v === 'number' || typeof v === 'boolean') {
-      out[k] = String(v);
-    }
-  }
-  return out;
 }
 
 /** Whether two label sets hold the same values (an occurrence's labels equal to the alert's are not stored again). */
