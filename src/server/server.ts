@@ -22,7 +22,7 @@ import { RETENTION_DEFAULTS, startRetention } from './store/retention.js';
 import { addTunnelServices, type StreamRegistry } from './tunnel/grpc-service.js';
 import { grpcServerCredentials, loadTls, type TlsMaterial } from './tunnel/tls.js';
 import { registerAgentWebSocket } from './tunnel/ws-route.js';
-import { AGENT_WS_PATH } from '../shared/agent-api.js';
+import { AGENT_WS_PATH, MAX_MESSAGE_BYTES } from '../shared/agent-api.js';
 import { startWebhooks, type WebhooksService } from './webhooks/service.js';
 import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from './kafka/replica.js';
 import type { ModuleAlerts, StartedServerModule } from './module.js';
@@ -44,7 +44,7 @@ export interface RunningServer {
 
 // gRPC limits of the original KAS: 10 MiB messages, keepalive pings every 55 s.
 const GRPC_OPTIONS: grpc.ServerOptions = {
-  'grpc.max_receive_message_length': 10 * 1024 * 1024,
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.keepalive_time_ms': 55_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 20_000,

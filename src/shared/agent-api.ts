@@ -7,3 +7,10 @@ export const AGENT_WS_PATH = '/-/kubernetes-agent/';
 
 /** WebSocket subprotocol that carries gRPC between agent and server. */
 export const AGENT_WS_SUBPROTOCOL = 'ws-tunnel';
+
+/**
+ * The largest gRPC message agent and server send or receive, the original
+ * agent's and KAS's 10 MiB. Both sides set it, so the agent keeps its messages
+ * below this one limit (the alert publisher cuts its batches by it).
+ */
+export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;

@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { Counter } from 'prom-client';
 import { AlertPublisherClient, type AlertAck, type AlertBatch } from '../../gen/verdict/agent.js';
+import { MAX_MESSAGE_BYTES } from '../../shared/agent-api.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
@@ -8,7 +9,7 @@ import { retryLoop } from '../../shared/retry/loop.js';
 import type { Spool, OutboxRow } from '../spool/spool.js';
 import { fitPayload } from './alert-fit.js';
 import { isVersionRefusal } from './config-client.js';
-import { MAX_MESSAGE_BYTES, type Tunnel } from './connection.js';
+import type { Tunnel } from './connection.js';
 
 const acked = new Counter({ name: 'verdict_agent_alerts_acknowledged_total', help: 'Alerts the server acknowledged as stored', registers: [registry] });
 const tooLarge = new Counter({

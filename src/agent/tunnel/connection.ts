@@ -8,6 +8,7 @@ import { describeCallError } from './errors.js';
 import { FailoverForwarder } from './failover.js';
 import { tlsCredentials } from './tls-credentials.js';
 import type { KasAddress } from './kas-address.js';
+import { MAX_MESSAGE_BYTES } from '../../shared/agent-api.js';
 import { VerdictError } from '../../shared/errors.js';
 import { WsBridge } from './ws-bridge.js';
 
@@ -24,14 +25,6 @@ export interface ConnectionOptions {
   backoff?: BackoffOptions;
   log: Logger;
 }
-
-/**
- * The largest gRPC message the agent sends or receives, the original agent's
- * 10 MiB. The server receives up to the same (GRPC_OPTIONS in
- * src/server/server.ts), so this one limit is the one the agent's messages
- * are kept below (the alert publisher cuts its batches by it).
- */
-export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
 
 // Channel settings of the original agent: keepalive 55 s, 10 MiB messages.
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
