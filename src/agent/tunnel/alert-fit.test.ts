@@ -30,31 +30,36 @@ const parse = (b: Buffer) => JSON.parse(b.toString('utf8')) as { description: st
 describe('fitting an alert into a gRPC message', () => {
   it('sends an alert that fits as it is', () => {
     const p = payload({ samples: 2 });
-    expect(fitPayload(p, p.length)).toEqual({ payload: p, cut: [] });
+    expect(fitPayload(p, p.length)).toEqual({ payload: p, cut: [], title: undefined });
   });
 
   it('cuts the fields the store cuts before the samples, and stops as soon as it fits', () => {
     const p = payload({ description: 100_000, samples: 2, sample: 20_000 });
-    const f = fitPayload(p, 50_000)!;
+    const f = fitPayload(p, 50_000);
     expect(f.cut).toEqual(['description']);
-    expect(f.payload.length).toBeLessThanOrEqual(50_000);
-    const a = parse(f.payload);
+    expect(f.title).toBe('T');
+    expect(f.payload!.length).toBeLessThanOrEqual(50_000);
+    const a = parse(f.payload!);
     expect(a.description).toHaveLength(MAX_DESCRIPTION);
     expect(a.samples).toEqual(parse(p).samples);
   });
 
   it('then cuts big samples to previews, then sends no samples', () => {
     const p = payload({ description: 100_000, samples: 2, sample: 20_000 });
-    const previews = fitPayload(p, 15_000)!;
+    const previews = fitPayload(p, 15_000);
     expect(previews.cut).toEqual(['description', 'sample previews']);
-    expect(parse(previews.payload).samples).toEqual([expect.objectContaining({ truncated: true }), expect.objectContaining({ truncated: true })]);
-    const none = fitPayload(p, 6_000)!;
+    expect(parse(previews.payload!).samples).toEqual([expect.objectContaining({ truncated: true }), expect.objectContaining({ truncated: true })]);
+    const none = fitPayload(p, 6_000);
     expect(none.cut).toEqual(['description', 'sample previews', 'samples']);
-    expect(parse(none.payload).samples).toEqual([]);
+    expect(parse(none.payload!).samples).toEqual([]);
   });
 
   it('gives up only on what the store keeps whole (a Falco output) when it alone is too big', () => {
-    expect(fitPayload(payload({ description: 100_000, output: 60_000, samples: 2, sample: 20_000 }), 50_000)).toBeUndefined();
-    expect(fitPayload(Buffer.from('x'.repeat(100)), 50)).toBeUndefined();
+    expect(fitPayload(payload({ description: 100_000, output: 60_000, samples: 2, sample: 20_000 }), 50_000)).toEqual({
+      payload: undefined,
+      cut: ['description', 'sample previews', 'samples'],
+      title: 'T',
+    });
+    expect(fitPayload(Buffer.from('x'.repeat(100)), 50).payload).toBeUndefined();
   });
 });

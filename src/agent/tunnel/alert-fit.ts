@@ -15,32 +15,36 @@ export type FitCut = StoredCut | 'sample previews' | 'samples';
 
 /** An alert payload that fits, and what had to go. */
 export interface Fitted {
-  payload: Buffer;
+  /** Undefined when even the alert cut as far as it goes is too big. */
+  payload: Buffer | undefined;
   cut: FitCut[];
+  /** The alert's title as the store keeps it, when the payload had to be read (it did not fit as it is). */
+  title: string | undefined;
 }
 
 /**
  * The payload itself when it is at most `maxBytes`; else the same alert with
  * each step below applied in turn until it fits: its fields as the store keeps
  * them (cutToStored), each sample over MAX_SAMPLE_BYTES (UTF-8) replaced by
- * its preview, no samples. Undefined when even that is over `maxBytes` (or it
+ * its preview, no samples. No payload when even that is over `maxBytes` (or it
  * is not an alert's JSON at all).
  */
-export function fitPayload(payload: Buffer, maxBytes: number): Fitted | undefined {
-  if (payload.length <= maxBytes) return { payload, cut: [] };
+export function fitPayload(payload: Buffer, maxBytes: number): Fitted {
+  if (payload.length <= maxBytes) return { payload, cut: [], title: undefined };
   let parsed: AlertPayload;
   try {
     parsed = JSON.parse(payload.toString('utf8')) as AlertPayload;
   } catch {
-    return undefined;
+    return { payload: undefined, cut: [], title: undefined };
   }
-  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  if (typeof parsed !== 'object' || parsed === null) return { payload: undefined, cut: [], title: undefined };
   const stored = cutToStored(parsed);
   let alert = stored.alert;
   const cut: FitCut[] = stored.cut;
+  const title = typeof alert.title === 'string' ? alert.title : undefined;
   if (cut.length > 0) {
     const fields = Buffer.from(JSON.stringify(alert));
-    if (fields.length <= maxBytes) return { payload: fields, cut };
+    if (fields.length <= maxBytes) return { payload: fields, cut, title };
   }
   const samples: unknown[] = Array.isArray(alert.samples) ? alert.samples : [];
   const previews = cutSamples(samples);
@@ -48,10 +52,10 @@ export function fitPayload(payload: Buffer, maxBytes: number): Fitted | undefine
     alert = { ...alert, samples: previews };
     cut.push('sample previews');
     const withPreviews = Buffer.from(JSON.stringify(alert));
-    if (withPreviews.length <= maxBytes) return { payload: withPreviews, cut };
+    if (withPreviews.length <= maxBytes) return { payload: withPreviews, cut, title };
   }
-  if (samples.length === 0) return undefined;
+  if (samples.length === 0) return { payload: undefined, cut, title };
   cut.push('samples');
   const without = Buffer.from(JSON.stringify({ ...alert, samples: [] }));
-  return without.length <= maxBytes ? { payload: without, cut } : undefined;
+  return { payload: without.length <= maxBytes ? without : undefined, cut, title };
 }

@@ -73,10 +73,10 @@ export async function runAlertPublisher(
   /** The payload to send for a row: its own, or cut (fitPayload) when it does not fit a message; undefined when nothing fits. */
   const sendable = (r: OutboxRow): Buffer | undefined => {
     const fitted = fitPayload(r.payload, MAX_ALERT_BYTES - r.id.length);
-    if (!fitted) {
+    if (!fitted.payload) {
       tooLarge.inc();
       log.error(
-        { alert_id: r.id, bytes: r.payload.length, max_bytes: MAX_ALERT_BYTES, title: alertTitle(r.payload) },
+        { alert_id: r.id, bytes: r.payload.length, max_bytes: MAX_ALERT_BYTES, title: fitted.title },
         'Dropped an alert larger than a gRPC message to the server (10 MiB) even with its fields cut as the server stores them and without its samples; the alerts after it are sent as usual. It is a field the server stores whole (usually a Falco rule output or output field): shorten it at the source',
       );
       return undefined;
@@ -202,14 +202,5 @@ export async function runAlertPublisher(
     });
   } finally {
     client.close();
-  }
-}
-
-function alertTitle(payload: Buffer): string | undefined {
-  try {
-    const title = (JSON.parse(payload.toString('utf8')) as { title?: unknown }).title;
-    return typeof title === 'string' ? title.slice(0, 200) : undefined;
-  } catch {
-    return undefined;
   }
 }
