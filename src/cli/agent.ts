@@ -2,7 +2,7 @@ import { startAgent } from '../agent/agent.js';
 import { agentModules } from '../agent/modules.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { AGENT_DEFAULT_BACKOFF, parseDuration } from '../shared/retry/backoff.js';
-import { parseFlags, usageError } from './args.js';
+import { listenAddressFlag, parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 
 const HELP = `Usage: verdict agent --kas-address <url> --token-file <file> [flags]
@@ -52,6 +52,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values['kas-address']?.length) throw usageError('verdict agent: --kas-address is required (e.g. grpc://verdict-server.verdict.svc:8150)');
   if (!values['token-file']) throw usageError('verdict agent: --token-file is required (a file with the token `verdict agents register` printed)');
+  if (values['observability-addr'])
+    listenAddressFlag('agent', 'observability-addr', values['observability-addr'], 'host:port, e.g. 127.0.0.1:8081, or "" to turn it off');
   const spoolMaxBytes = Number(values['spool-max-bytes']);
   if (!Number.isInteger(spoolMaxBytes) || spoolMaxBytes <= 0) throw usageError('verdict agent: --spool-max-bytes must be a positive whole number of bytes');
   const log = createRootLogger({ name: 'verdict-agent' });

@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { VerdictError } from '../shared/errors.js';
+import { hostPortProblem } from '../shared/config/host-port.js';
 
 /** A wrong flag or argument (VERDICT_USAGE): `verdict` prints the message and exits 2. */
 export function usageError(message: string): VerdictError {
@@ -38,4 +39,15 @@ export function parseSubcommand<S extends string, O extends Options>(command: st
     throw usageError(`verdict ${command}: unknown subcommand "${sub}"; use ${names}`);
   }
   return { sub: sub as S, values, positionals };
+}
+
+/**
+ * A listen address given as a flag (--http-addr), checked as the config
+ * file's addresses are, so a bad one is a usage error naming the flag rather
+ * than a start that fails without saying where the address came from.
+ */
+export function listenAddressFlag(command: string, flag: string, value: string, hint: string): string {
+  const why = hostPortProblem(value, hint);
+  if (why) throw usageError(`verdict ${command}: --${flag}: ${why}`);
+  return value;
 }

@@ -12,8 +12,9 @@ import { startServer } from '../server/server.js';
 import { demoWebhooks } from '../server/webhooks/demo.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../shared/config/kafka-config.js';
 import { ConfigError } from '../shared/config/schema.js';
+import { LISTEN_ADDR_HINT } from '../shared/config/server-config.js';
 import { createRootLogger } from '../shared/log/logger.js';
-import { parseFlags, usageError } from './args.js';
+import { listenAddressFlag, parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 import { DEMO_GITOPS, startDemoKubernetes, type DemoKubernetes } from './demo-kubernetes.js';
 import { isVerdictError } from '../shared/errors.js';
@@ -143,6 +144,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  listenAddressFlag('demo', 'http-addr', values['http-addr'], LISTEN_ADDR_HINT);
+  if (values['grpc-addr']) listenAddressFlag('demo', 'grpc-addr', values['grpc-addr'], LISTEN_ADDR_HINT);
   const dataDir = resolve(values['data-dir']);
   if (values['webhook-secret'] && !values.webhook) throw usageError('verdict demo: --webhook-secret needs --webhook <url>');
   const webhook = values.webhook ? demoWebhooks(values.webhook, values['webhook-secret']) : undefined;

@@ -23,12 +23,15 @@ export function splitHostPort(a: string): { host: string; port: number } {
  * name its host: an empty one means every interface only to a listener.
  */
 export function hostPort(hint: string, opts: { dial?: boolean } = {}): Validator<string> {
-  return refine(str({ pattern: HOST_PORT, hint }), (address) => {
-    try {
-      splitHostPort(address);
-    } catch (e) {
-      return `${(e as Error).message}: ${hint}`;
-    }
-    return opts.dial && address.startsWith(':') ? `"${address}" names no host to connect to: ${hint}` : undefined;
-  });
+  return refine(str({ pattern: HOST_PORT, hint }), (address) => hostPortProblem(address, hint, opts));
+}
+
+/** What is wrong with an address, ending with `hint`; the one check behind hostPort() and the address flags. */
+export function hostPortProblem(address: string, hint: string, opts: { dial?: boolean } = {}): string | undefined {
+  try {
+    splitHostPort(address);
+  } catch (e) {
+    return `${(e as Error).message}: ${hint}`;
+  }
+  return opts.dial && address.startsWith(':') ? `"${address}" names no host to connect to: ${hint}` : undefined;
 }

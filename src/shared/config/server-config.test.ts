@@ -34,3 +34,18 @@ describe('server config: kubernetes_api.url_path_prefix', () => {
     ]);
   });
 });
+
+describe('server config: listen addresses', () => {
+  it('refuses a port past 65535 at its line', () => {
+    expect(issues('http_addr: 127.0.0.1:99999\ngrpc_addr: ":70000"\nkubernetes_api:\n  listen: 0.0.0.0:65536\n')).toEqual([
+      '1: http_addr: port 99999 is over 65535: host:port, e.g. 0.0.0.0:8080',
+      '2: grpc_addr: port 70000 is over 65535: host:port, e.g. 0.0.0.0:8080',
+      '4: kubernetes_api.listen: port 65536 is over 65535: host:port, e.g. 0.0.0.0:8080',
+    ]);
+  });
+
+  it('takes what the listeners take: IPv4-mapped v6, and an empty host for every interface', () => {
+    const cfg = parseYamlConfig('http_addr: "[::ffff:127.0.0.1]:8080"\ngrpc_addr: ":8150"\n', 'server.yaml', serverConfigSchema).value;
+    expect([cfg.http_addr, cfg.grpc_addr]).toEqual(['[::ffff:127.0.0.1]:8080', ':8150']);
+  });
+});

@@ -2,11 +2,14 @@ import { readFileSync } from 'node:fs';
 import { duration, field, int, obj, parseYamlConfig, str, type Validator } from './schema.js';
 import { webhooksConfigSchema } from './webhooks-config.js';
 import { kafkaConfigSchema } from './kafka-config.js';
+import { hostPort } from './host-port.js';
 
 // The server's own configuration file (`verdict server --config server.yaml`).
 // Flags override the file; the file overrides defaults.
 
-const addr = str({ pattern: /^(\[[0-9a-fA-F:]+\]|[^\s:/[\]]*):\d{1,5}$/, hint: 'host:port, e.g. 0.0.0.0:8080' });
+/** The form of a listen address, as messages show it; an empty host listens on every interface. */
+export const LISTEN_ADDR_HINT = 'host:port, e.g. 0.0.0.0:8080';
+const addr = hostPort(LISTEN_ADDR_HINT);
 
 const pathStart = str({ pattern: /^\//, hint: 'a path starting with "/", e.g. /k8s-proxy/' });
 
