@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { splitHostPort } from './host-port.js';
+import { hostPortProblem, splitHostPort } from './host-port.js';
 
 describe('splitHostPort', () => {
   it('splits host:port and [v6]:port; an empty host listens everywhere', () => {
@@ -14,5 +14,26 @@ describe('splitHostPort', () => {
     expect(() => splitHostPort('relay:70000')).toThrow('port 70000 is over 65535');
     expect(splitHostPort('relay:65535').port).toBe(65535);
     expect(() => splitHostPort('[relay]:80')).toThrow('"[relay]:80" is not host:port');
+  });
+});
+
+describe('hostPortProblem', () => {
+  const hint = 'host:port, e.g. relay:80';
+
+  it('refuses brackets that hold no IPv6 address, and says a zone is not supported', () => {
+    expect(hostPortProblem('[...]:80', hint)).toBe('"[...]" is not an IPv6 address: host:port, e.g. relay:80');
+    expect(hostPortProblem('[:]:80', hint)).toBe('"[:]" is not an IPv6 address: host:port, e.g. relay:80');
+    expect(hostPortProblem('[fe80::1%eth0]:80', hint)).toBe(
+      '"[fe80::1%eth0]:80" is not host:port: an IPv6 zone (%...) is not supported, give the address without it: host:port, e.g. relay:80',
+    );
+    expect(hostPortProblem('[fe80::1]:80', hint)).toBeUndefined();
+  });
+
+  it('takes port 0 for a listener only', () => {
+    expect(hostPortProblem('127.0.0.1:0', hint)).toBeUndefined();
+    expect(hostPortProblem('relay:0', hint, { dial: true })).toBe(
+      'port 0 picks a free port only for a listener; give the port to connect to: host:port, e.g. relay:80',
+    );
+    expect(hostPortProblem(':80', hint, { dial: true })).toBe('":80" names no host to connect to: host:port, e.g. relay:80');
   });
 });

@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import { refine, str, type Validator } from './schema.js';
 
 // Listen and dial addresses as config files and flags spell them, for
@@ -9,7 +10,11 @@ const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:/[\]]*)):(\d{1,5})$/;
 /** Splits "host:port" (or "[v6]:port"); port 0 asks the OS for a free port. */
 export function splitHostPort(a: string): { host: string; port: number } {
   const m = HOST_PORT.exec(a);
+  // A zone (fe80::1%eth0) names an interface of this host only; Verdict's addresses do without.
+  if (!m && /^\[[^\]]*%/.test(a)) throw new Error(`"${a}" is not host:port: an IPv6 zone (%...) is not supported, give the address without it`);
   if (!m) throw new Error(`"${a}" is not host:port`);
+  // The pattern lets through brackets of any hex digits, colons and dots: "[...]:80", "[:]:80".
+  if (m[1] !== undefined && !isIPv6(m[1])) throw new Error(`"[${m[1]}]" is not an IPv6 address`);
   const port = Number(m[3]);
   // Five digits pass the pattern: a port past the range would only fail when something listens or dials.
   if (port > 65535) throw new Error(`port ${port} is over 65535`);
@@ -28,10 +33,13 @@ export function hostPort(hint: string, opts: { dial?: boolean } = {}): Validator
 
 /** What is wrong with an address, ending with `hint`; the one check behind hostPort() and the address flags. */
 export function hostPortProblem(address: string, hint: string, opts: { dial?: boolean } = {}): string | undefined {
+  let port: number;
   try {
-    splitHostPort(address);
+    port = splitHostPort(address).port;
   } catch (e) {
     return `${(e as Error).message}: ${hint}`;
   }
-  return opts.dial && address.startsWith(':') ? `"${address}" names no host to connect to: ${hint}` : undefined;
+  if (!opts.dial) return undefined;
+  if (address.startsWith(':')) return `"${address}" names no host to connect to: ${hint}`;
+  return port === 0 ? `port 0 picks a free port only for a listener; give the port to connect to: ${hint}` : undefined;
 }
