@@ -107,9 +107,23 @@ describe('CI job tokens over the admin HTTP API', () => {
   it('needs a feed token with scope admin, and checks the body', async () => {
     expect((await api('GET', '/api/v1/admin/ci-tokens', reader)).status).toBe(403);
     expect((await api('POST', '/api/v1/admin/ci-tokens', 'nope', { project: 'shop/app' })).status).toBe(401);
-    const tooLong = await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', ttl_seconds: 86_401 });
-    expect(tooLong.status).toBe(400);
-    expect((await api('POST', '/api/v1/admin/ci-tokens', admin, { project: '/shop app/' })).status).toBe(400);
+    // What a token may be issued for is one rule (jobRefusal, as for the CLI), answered in its words.
+    expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', ttl_seconds: 86_401 })).toEqual({
+      status: 400,
+      json: { error: 'bad_request', message: 'ttl_seconds must be above 0 and at most 24h (a job token lives as long as its job), e.g. 3600; got 86401' },
+    });
+    expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', ttl_seconds: 0 })).toMatchObject({
+      status: 400,
+      json: { message: 'ttl_seconds must be above 0 and at most 24h (a job token lives as long as its job), e.g. 3600; got 0' },
+    });
+    expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: '/shop app/' })).toMatchObject({
+      status: 400,
+      json: { message: 'project "/shop app/" is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)' },
+    });
+    expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', protected: true })).toMatchObject({
+      status: 400,
+      json: { message: 'protected says ref is a protected branch or tag; give ref <branch or tag> too' },
+    });
     // A misspelt field is refused, not dropped (which would give the default lifetime).
     const misspelt = await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', ttl: 60 });
     expect(misspelt).toMatchObject({ status: 400, json: { message: 'body: unknown field "ttl"; known: project, environment, ref, protected, ttl_seconds' } });

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServerModuleAdminContext } from '../../server/module.js';
 import { errors, routeSchema } from '../../server/feed/schemas.js';
 import { rejectUnknownFields } from '../../server/feed/filters.js';
-import { JobTokens, jobView, MAX_TTL_MS, PROJECT_PATH } from './job-tokens.js';
+import { JobTokens, jobView, MAX_TTL_MS } from './job-tokens.js';
 
 // /api/v1/admin/ci-tokens: the operations of `verdict ci-tokens`, for
 // automation that plays the CI server (issues a token per job, revokes it
@@ -32,6 +32,8 @@ const jobSchema = {
 // Job ids are below 2^40 (job-tokens.ts).
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1, maximum: 2 ** 40 } } } as const;
 
+// Types and lengths only: what a token may be issued for is jobRefusal's rule
+// (JobTokens.create applies it, as for the CLI), answered 400 in its words.
 const createBody = {
   type: 'object',
   required: ['project'],
@@ -40,18 +42,13 @@ const createBody = {
     project: {
       type: 'string',
       maxLength: 255,
-      pattern: PROJECT_PATH.source,
       description: "the job's project as ci_access names it (group/subgroup/project, or a numeric id)",
     },
     environment: { type: 'string', maxLength: 255, description: 'for ci_access environments rules' },
     ref: { type: 'string', maxLength: 255, description: 'the branch or tag the job runs on' },
     protected: { type: 'boolean', description: 'ref is a protected branch or tag (protected_branches_only); needs ref' },
-    ttl_seconds: { type: 'integer', minimum: 1, maximum: MAX_TTL_MS / 1000, default: 3600, description: 'lifetime, at most a day' },
+    ttl_seconds: { type: 'integer', default: 3600, description: `lifetime in seconds: above 0, at most ${MAX_TTL_MS / 1000} (a day)` },
   },
-  // A protected job names its ref (JobTokens.create refuses it otherwise): said here too, so the document is the API's rule.
-  if: { required: ['protected'], properties: { protected: { const: true } } },
-  // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then, never awaited.
-  then: { required: ['ref'], properties: { ref: { type: 'string', minLength: 1 } } },
 } as const;
 
 export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdminContext): void {
