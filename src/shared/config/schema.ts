@@ -45,6 +45,8 @@ export interface ConfigCtx {
   unusedRoot?: string;
   /** The alias each node copied for one came through (yaml-aliases.ts): its line is the anchor's. */
   via?: WeakMap<Node, Alias>;
+  /** The values as written whose anchor an alias names (yaml-aliases.ts). */
+  aliased?: WeakSet<Node>;
 }
 
 /**
@@ -319,9 +321,11 @@ export const obj =
         if (meant !== undefined && opts.misspeltIsError !== undefined) {
           reportIssue(ctx, pair.key as Node, p, `unknown key; rename it to ${meant}: ${opts.misspeltIsError}`);
         } else if (opts.open || ctx.unusedRoot !== undefined) {
-          // A section that holds anchors (x-defaults: &d ...) is there for its aliases, not as configuration.
-          const anchor = (pair.value as Node | null)?.anchor;
-          const why = anchor ? `its value is read only where *${anchor} is used` : `no version of the GitLab agent or of Verdict has it${hint}`;
+          // A section that holds anchors (x-defaults: &d ...) is there for its aliases, not as configuration;
+          // one whose anchor no alias names, or that is itself a copy, is just unknown (a misspelt section).
+          const value = pair.value as Node | null;
+          const anchor = value?.anchor && ctx.aliased?.has(value) && !ctx.via?.has(value) ? value.anchor : undefined;
+          const why = anchor ? `its value is read only where *${anchor} is used${hint}` : `no version of the GitLab agent or of Verdict has it${hint}`;
           ctx.warnings.push(issueAt(ctx, pair.key as Node, p, `${path ? 'unknown key' : 'unknown section'}, ignored: ${why}`));
         } else {
           ctx.issues.push(issueAt(ctx, pair.key as Node, p, `unknown key; known keys: ${Object.keys(shape).join(', ')}${hint}`));
@@ -446,6 +450,7 @@ export function parseYamlConfig<T>(text: string, file: string, root: Validator<T
   if (ctx.issues.length) throw new ConfigError(ctx.issues);
   const expanded = expandAliases(doc);
   ctx.via = expanded.via;
+  ctx.aliased = expanded.aliased;
   if (expanded.fatal) throw new ConfigError([issueAt(ctx, expanded.fatal.node, expanded.fatal.path, expanded.fatal.message)]);
   for (const p of expanded.problems) ctx.issues.push(issueAt(ctx, p.node, p.path, p.message));
   const value = root(expanded.contents, '', ctx);

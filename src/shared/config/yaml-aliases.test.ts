@@ -54,6 +54,22 @@ describe('YAML anchors, aliases and merge keys', () => {
     ]);
   });
 
+  it('says a section is read through its aliases only when an alias uses it, and keeps the did-you-mean hint', () => {
+    const warn = (text: string) => parseAgentConfig(text, file).warnings.map((w) => `${w.line}: ${w.path}: ${w.message}`);
+    // *o is never used: a misspelt section with an anchor is still a misspelt section.
+    expect(warn('observabilty: &o\n  logging:\n    level: info\n')).toEqual([
+      '1: observabilty: unknown section, ignored: no version of the GitLab agent or of Verdict has it (did you mean "observability"?)',
+    ]);
+    expect(warn('observabilty: &o\n  logging:\n    level: info\nobservability: *o\n')).toEqual([
+      '1: observabilty: unknown section, ignored: its value is read only where *o is used (did you mean "observability"?)',
+    ]);
+    // x-b is a copy of x-a's value, which keeps the anchor's name: it is not where *a reads from.
+    expect(warn('x-a: &a { k: 1 }\nx-b: *a\n')).toEqual([
+      '1: x-a: unknown section, ignored: its value is read only where *a is used',
+      '2: x-b: unknown section, ignored: no version of the GitLab agent or of Verdict has it',
+    ]);
+  });
+
   it('reports a problem with an aliased value at the anchor, naming the alias that used it', () => {
     expect(refusal('x: &envs [production, 7]\nci_access:\n  projects:\n    - id: g/p\n      environments: *envs\n')).toEqual([
       '1: ci_access.projects[0].environments[1]: must be a string (quote it: "7") (written at the anchor &envs, used through *envs at line 5)',

@@ -24,6 +24,8 @@ export interface Expanded {
   contents: Node | null;
   /** The outermost alias each copied node came through. */
   via: WeakMap<Node, Alias>;
+  /** The nodes, as written (not copies), whose anchor some alias names. */
+  aliased: WeakSet<Node>;
   /** Merge keys that bring no mapping; their pairs are dropped. */
   problems: AliasProblem[];
   /** A cycle or a bomb: nothing can be validated. */
@@ -61,6 +63,8 @@ export function expandAliases(doc: Document.Parsed): Expanded {
     },
   });
   const via = new WeakMap<Node, Alias>();
+  const named = new Set(targets.values());
+  const aliased = new WeakSet<Node>();
   const problems: AliasProblem[] = [];
   // The nodes being expanded: an alias to one of them is inside its own anchor.
   const open = new Set<Node>();
@@ -80,6 +84,7 @@ export function expandAliases(doc: Document.Parsed): Expanded {
       return expand(target, path, through ?? node);
     }
     const out = through || isMap(node) || isSeq(node) ? copy(node) : node;
+    if (!through && named.has(node)) aliased.add(out);
     if (through) {
       via.set(out, through);
       if (++copies > MAX_ALIAS_NODES) {
@@ -133,9 +138,9 @@ export function expandAliases(doc: Document.Parsed): Expanded {
   };
 
   try {
-    return { contents: doc.contents === null ? null : expand(doc.contents as Node, '', undefined), via, problems };
+    return { contents: doc.contents === null ? null : expand(doc.contents as Node, '', undefined), via, aliased, problems };
   } catch (e) {
-    if (e instanceof Stop) return { contents: null, via, problems, fatal: e.problem };
+    if (e instanceof Stop) return { contents: null, via, aliased, problems, fatal: e.problem };
     throw e;
   }
 }
