@@ -47,6 +47,8 @@ export interface ConfigCtx {
   via?: WeakMap<Node, Alias>;
   /** The values as written whose anchor an alias names (yaml-aliases.ts). */
   aliased?: WeakSet<Node>;
+  /** Paths of the unknown and unused keys found, whose problems are warnings (expansion problems are placed after validation). */
+  ignored?: string[];
 }
 
 /**
@@ -84,11 +86,20 @@ export function reportIssue(ctx: ConfigCtx, node: Node | null | undefined, path:
   // "must be a mapping" would mislead: the value is an alias that names nothing.
   if (isAlias(node) && !message.includes('YAML alias')) message = undefinedAlias(node);
   if (ctx.unusedRoot !== undefined) {
-    ctx.warnings.push(issueAt(ctx, node, path, `${message} (the GitLab agent would refuse this; Verdict does not use ${ctx.unusedRoot}, so it is ignored)`));
+    ctx.warnings.push(issueAt(ctx, node, path, ignoredProblem(message, ctx.unusedRoot)));
   } else {
     ctx.issues.push(issueAt(ctx, node, path, message));
   }
   return undefined;
+}
+
+function ignoredProblem(message: string, root: string): string {
+  return `${message} (the GitLab agent would refuse this; Verdict does not use ${root}, so it is ignored)`;
+}
+
+/** The unknown or unused key `path` is inside, if any. */
+function ignoredRoot(ctx: ConfigCtx, path: string): string | undefined {
+  return ctx.ignored?.find((r) => path === r || path.startsWith(`${r}.`) || path.startsWith(`${r}[`));
 }
 
 function isNull(node: Node | null | undefined): boolean {
@@ -327,6 +338,7 @@ export const obj =
           const anchor = value?.anchor && ctx.aliased?.has(value) && !ctx.via?.has(value) ? value.anchor : undefined;
           const why = anchor ? `its value is read only where *${anchor} is used${hint}` : `no version of the GitLab agent or of Verdict has it${hint}`;
           ctx.warnings.push(issueAt(ctx, pair.key as Node, p, `${path ? 'unknown key' : 'unknown section'}, ignored: ${why}`));
+          ctx.ignored?.push(p);
         } else {
           ctx.issues.push(issueAt(ctx, pair.key as Node, p, `unknown key; known keys: ${Object.keys(shape).join(', ')}${hint}`));
         }
@@ -397,6 +409,7 @@ function editDistance(a: string, b: string): number {
 export function unused(v: Validator<unknown>, why: string): Validator<undefined> & { wantsNull: true } {
   const out = ((node, path, ctx, key) => {
     ctx.warnings.push(issueAt(ctx, key ?? node, path, `not used by Verdict (${why}); accepted and ignored`));
+    if (ctx.unusedRoot === undefined) ctx.ignored?.push(path);
     // Nested unused keys keep the outermost name: that is the one the warning above named.
     const inner: ConfigCtx = ctx.unusedRoot === undefined ? { ...ctx, unusedRoot: path } : ctx;
     if (!isNull(node)) v(node, path, inner, key);
@@ -443,7 +456,7 @@ export function parseYamlConfig<T>(text: string, file: string, root: Validator<T
   const lines = new LineCounter();
   // merge: `<<` keys as GitLab's Go YAML parser reads them, in YAML 1.2 files too.
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
-  const ctx: ConfigCtx = { file, lines, issues: [], warnings: [] };
+  const ctx: ConfigCtx = { file, lines, issues: [], warnings: [], ignored: [] };
   for (const e of doc.errors) {
     ctx.issues.push({ file, path: '', line: lines.linePos(e.pos[0]).line, message: `invalid YAML: ${e.message.split('\n')[0]}` });
   }
@@ -452,8 +465,13 @@ export function parseYamlConfig<T>(text: string, file: string, root: Validator<T
   ctx.via = expanded.via;
   ctx.aliased = expanded.aliased;
   if (expanded.fatal) throw new ConfigError([issueAt(ctx, expanded.fatal.node, expanded.fatal.path, expanded.fatal.message)]);
-  for (const p of expanded.problems) ctx.issues.push(issueAt(ctx, p.node, p.path, p.message));
   const value = root(expanded.contents, '', ctx);
+  // Merge keys are expanded before validation finds which sections are ignored; a problem in one is a warning there.
+  for (const p of expanded.problems) {
+    const ignored = ignoredRoot(ctx, p.path);
+    if (ignored === undefined) ctx.issues.push(issueAt(ctx, p.node, p.path, p.message));
+    else ctx.warnings.push(issueAt(ctx, p.node, p.path, ignoredProblem(p.message, ignored)));
+  }
   // Validators visit keys in schema order; people read problems in file order.
   const byLine = (a: ConfigIssue, b: ConfigIssue) => a.line - b.line;
   if (ctx.issues.length || value === undefined) throw new ConfigError(ctx.issues.sort(byLine), ctx.warnings.sort(byLine));

@@ -89,6 +89,23 @@ describe('YAML anchors, aliases and merge keys', () => {
     ]);
   });
 
+  it('reports a merge key problem inside an ignored section as a warning, like its other problems', () => {
+    const checked = (text: string) => {
+      const { warnings } = parseAgentConfig(text, file);
+      return warnings.map((w) => `${w.line}: ${w.path}: ${w.message}`);
+    };
+    const merge = 'a merge key takes a mapping, e.g. <<: *defaults with defaults: &defaults { ... }, or a list of them, <<: [*a, *b]';
+    expect(checked('user_access:\n  <<: 5\n')).toContain(
+      `2: user_access.<<: ${merge} (the GitLab agent would refuse this; Verdict does not use user_access, so it is ignored)`,
+    );
+    expect(checked('x-notes:\n  <<: [1]\n')).toEqual([
+      '1: x-notes: unknown section, ignored: no version of the GitLab agent or of Verdict has it',
+      `2: x-notes.<<: ${merge} (the GitLab agent would refuse this; Verdict does not use x-notes, so it is ignored)`,
+    ]);
+    // Where Verdict reads the value, it stays an error.
+    expect(refusal('ci_access:\n  <<: 5\n')).toEqual([`2: ci_access.<<: ${merge}`]);
+  });
+
   it('refuses an alias inside its own anchor and an alias bomb, at their line', () => {
     expect(refusal('x: &a [1, *a]\n')).toEqual(['1: x[1]: the alias *a is inside the value anchored &a, which would never end; write the inner value out']);
     const bomb = ['a0: &a0 [x, x, x, x, x, x, x, x, x]'];
