@@ -113,6 +113,17 @@ describe('admin API: agents and their tokens', () => {
     expect(all.json().agents).toMatchObject([{ name: 'edge', tokens: 1 }]);
   });
 
+  it('refuses a misspelt field instead of dropping it (fastify would strip it and create with defaults)', async () => {
+    const { call } = setup();
+    const reg = await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge', config_project: project, tokn_name: 'ci' });
+    expect(reg.statusCode).toBe(400);
+    expect(reg.json().message).toBe('body: unknown field "tokn_name"; known: name, config_project, token_name');
+    await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge', config_project: project });
+    const tok = await call('POST', '/api/v1/admin/agents/edge/tokens', undefined, { nmae: 'rotation' });
+    expect(tok.statusCode).toBe(400);
+    expect(tok.json().message).toBe('body: unknown field "nmae"; known: name');
+  });
+
   it('creates a token without a body and explains unknown agents', async () => {
     const { call } = setup();
     await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge', config_project: project });

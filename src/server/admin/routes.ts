@@ -3,6 +3,7 @@ import type { Logger } from '../../shared/log/logger.js';
 import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { scoped } from '../feed/auth.js';
+import { rejectUnknownFields } from '../feed/filters.js';
 import { adminResponses, routeSchema } from '../feed/schemas.js';
 
 // Agent and agent-token management over HTTP, the same operations as
@@ -56,6 +57,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     '/api/v1/admin/agents',
     {
       ...admin,
+      preValidation: rejectUnknownFields(['name', 'config_project', 'token_name']),
       links: {
         201: {
           ListTokens: { operationRef: op('/api/v1/admin/agents/{agent}/tokens', 'get'), parameters: byName },
@@ -124,6 +126,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     '/api/v1/admin/agents/:agent/tokens',
     {
       ...admin,
+      preValidation: rejectUnknownFields(['name']),
       schema: routeSchema({
         summary: 'Create a token for an agent',
         description: 'The secret is in this response only.',
