@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { freePort, killAll, tempDir, until, verdictSync } from '../helpers/processes.js';
@@ -10,7 +11,9 @@ import { prepareServer, ServerProc, spawnAgent, SpoolWriter, storeCounts, type T
 // batches by bytes; an alert too big even alone is sent cut as the server
 // stores it (its description, its samples to previews); one too big even so,
 // for a Falco output the server stores whole, is dropped with an error and a
-// counter; and every alert after them still reaches the server.
+// counter; and every alert after them still reaches the server. A cut alert
+// is warned about once, however often a refused stream makes the agent send
+// it again.
 
 vi.setConfig({ testTimeout: 120_000 });
 
@@ -98,6 +101,10 @@ describe.each(['grpc', 'ws'] as Transport[])('alerts over the gRPC message size,
     const { data, tokenFile } = prepareServer(dir);
     const feedToken = verdictSync(['tokens', 'create', '--name', 'qa', '--data-dir', data]).trim();
     const server = await ServerProc.start(data);
+    // The server refuses the agent's token until the agent has sent the alerts a few times:
+    // an alert sent cut is warned about once, however often it is sent again.
+    const token = readFileSync(tokenFile, 'utf8');
+    writeFileSync(tokenFile, 'vdt_agent_not_a_valid_token');
     const agentDir = join(dir, 'agent');
     const obs = await freePort();
     const agent = spawnAgent(server.kasAddress(transport), tokenFile, agentDir, ['--observability-addr', `127.0.0.1:${obs}`]);
@@ -114,9 +121,13 @@ describe.each(['grpc', 'ws'] as Transport[])('alerts over the gRPC message size,
     // 11 MiB in the Falco output alone, which the server stores whole: can never be sent.
     const hopeless = falcoAlert(300, { output: 1024, falcoOutput: 11 * MiB, samples: 0 });
     for (const a of [heavySamples, longDescription, hopeless]) expect(a.length).toBeGreaterThan(10 * MiB);
-    const ids = spool(agentDir, [...big.slice(0, 20), heavySamples, longDescription, hopeless, ...big.slice(20)]);
-    const [heavyId, longId, hopelessId] = [ids[20]!, ids[21]!, ids[22]!];
+    const ids = spool(agentDir, [heavySamples, longDescription, hopeless, ...big]);
+    const [heavyId, longId, hopelessId] = [ids[0]!, ids[1]!, ids[2]!];
     const deliverable = ids.filter((id) => id !== hopelessId);
+    const failures = () => agent.logs.filter((l) => l.msg.startsWith('Alert stream to the server failed')).length;
+    const before = failures();
+    await until(() => (failures() >= before + 3 ? true : undefined), 20_000, 'the agent to fail to send the spool three times');
+    writeFileSync(tokenFile, token);
 
     await until(
       () => (w.spooled() === 0 ? true : undefined),
@@ -131,9 +142,12 @@ describe.each(['grpc', 'ws'] as Transport[])('alerts over the gRPC message size,
     expect(drop).toEqual([expect.objectContaining({ level: 'error', alert_id: hopelessId, title: 'Big Falco event 300' })]);
     expect(drop[0]!.msg).toMatch(/the alerts after it are sent as usual.*shorten it at the source/);
     expect(agent.logs.filter((l) => l.msg.startsWith('Sending an alert larger than a gRPC message'))).toEqual([
-      expect.objectContaining({ level: 'warn', alert_id: heavyId, cut: ['sample previews'] }),
-      expect.objectContaining({ level: 'warn', alert_id: longId, cut: ['description'] }),
+      expect.objectContaining({ level: 'warn', alert_id: heavyId, title: 'Big Falco event 100', cut: ['sample previews'] }),
+      expect.objectContaining({ level: 'warn', alert_id: longId, title: 'Big Falco event 200', cut: ['description'] }),
     ]);
+    expect(agent.logs.find((l) => l.alert_id === longId)!.msg).toMatch(
+      /loses nothing the server stores\. To have it sent as it is, shorten its big field at the source/,
+    );
 
     // The feed shows them as the server stores any alert: the description cut, the details whole.
     const long = await feedAlert(server, feedToken, longId);

@@ -70,6 +70,8 @@ export async function runAlertPublisher(
 ): Promise<void> {
   const client = new AlertPublisherClient(tunnel.target, tunnel.credentials, tunnel.options);
   const batchBytes = Math.min(opts.batchBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES - BATCH_FRAMING_BYTES) - opts.batchSize * ALERT_FRAMING_BYTES;
+  /** Alerts sent cut and warned about, until acknowledged: one warning per alert for the process. */
+  const warned = new Set<string>();
   /** The payload to send for a row: its own, or cut (fitPayload) when it does not fit a message; undefined when nothing fits. */
   const sendable = (r: OutboxRow): Buffer | undefined => {
     const fitted = fitPayload(r.payload, MAX_ALERT_BYTES - r.id.length);
@@ -81,10 +83,14 @@ export async function runAlertPublisher(
       );
       return undefined;
     }
-    if (fitted.cut.length > 0) {
+    // Every stream sends the spool again from its oldest alert: an alert not yet
+    // acknowledged would otherwise be warned about again on each reconnect.
+    if (fitted.cut.length > 0 && !warned.has(r.id)) {
+      warned.add(r.id);
+      const lost = fitted.cut.includes('samples') ? 'its samples' : 'nothing the server stores';
       log.warn(
-        { alert_id: r.id, bytes: r.payload.length, sent_bytes: fitted.payload.length, max_bytes: MAX_ALERT_BYTES, cut: fitted.cut },
-        `Sending an alert larger than a gRPC message to the server (10 MiB) cut to fit: ${fitted.cut.join(', ')}`,
+        { alert_id: r.id, title: fitted.title, bytes: r.payload.length, sent_bytes: fitted.payload.length, max_bytes: MAX_ALERT_BYTES, cut: fitted.cut },
+        `Sending an alert larger than a gRPC message to the server (10 MiB) cut to fit (${fitted.cut.join(', ')}), which loses ${lost}. To have it sent as it is, shorten its big field at the source, usually the Falco rule's output or one of its output fields (see Delivery guarantees in docs/tunnel.md)`,
       );
     }
     return fitted.payload;
@@ -186,6 +192,7 @@ export async function runAlertPublisher(
           if (!rows) return;
           inFlight.delete(ack.batch_id);
           for (const r of rows) acknowledged.push(r);
+          if (warned.size > 0) for (const r of rows) warned.delete(r.id);
           progress();
           schedule();
           if (!removalScheduled) {
