@@ -66,14 +66,16 @@ export function lineOf(node: Node | null | undefined, ctx: ConfigCtx): number {
 }
 
 /**
- * An issue at a node. A value that came through an alias is written at its
- * anchor, so that is its line, and the message names the alias that put it
- * at this path.
+ * An issue at a node. A value that came through an alias is reported at the
+ * line where it is written, and the message names the alias that put it at
+ * this path. No anchor is named: through nested aliases (*b holding *a) the
+ * value is written under another anchor than the alias used here.
  */
 export function issueAt(ctx: ConfigCtx, node: Node | null | undefined, path: string, message: string): ConfigIssue {
+  const line = lineOf(node, ctx);
   const alias = node ? ctx.via?.get(node) : undefined;
-  const through = alias ? ` (written at the anchor &${alias.source}, used through *${alias.source} at line ${lineOf(alias, ctx)})` : '';
-  return { file: ctx.file, path, line: lineOf(node, ctx), message: `${message}${through}` };
+  const through = alias ? ` (written at line ${line}, used through *${alias.source} at line ${lineOf(alias, ctx)})` : '';
+  return { file: ctx.file, path, line, message: `${message}${through}` };
 }
 
 /** What is wrong with an alias left after expansion (yaml-aliases.ts): no anchor of its name is set before it. */

@@ -70,7 +70,8 @@ export function expandAliases(doc: Document.Parsed): Expanded {
   const open = new Set<Node>();
   let copies = 0;
 
-  const expand = (node: Node, path: string, through: Alias | undefined): Node => {
+  // `through` is the outermost alias the node is copied for, `entered` the path where that alias is written.
+  const expand = (node: Node, path: string, through: Alias | undefined, entered = path): Node => {
     if (isAlias(node)) {
       const target = targets.get(node);
       if (!target) return node;
@@ -81,29 +82,30 @@ export function expandAliases(doc: Document.Parsed): Expanded {
           message: `the alias *${node.source} is inside the value anchored &${node.source}, which would never end; write the inner value out`,
         });
       }
-      return expand(target, path, through ?? node);
+      return through ? expand(target, path, through, entered) : expand(target, path, node, path);
     }
     const out = through || isMap(node) || isSeq(node) ? copy(node) : node;
     if (!through && named.has(node)) aliased.add(out);
     if (through) {
       via.set(out, through);
       if (++copies > MAX_ALIAS_NODES) {
+        // Reported where the outer alias is written: the path and line of the same place.
         throw new Stop({
           node: through,
-          path,
+          path: entered,
           message: `aliases expand to more than ${MAX_ALIAS_NODES} values (an alias bomb); write the values out or nest fewer aliases`,
         });
       }
     }
     open.add(node);
-    if (isSeq(node)) (out as typeof node).items = node.items.map((item, i) => expand(item as Node, `${path}[${i}]`, through));
-    if (isMap(node)) (out as typeof node).items = mapPairs(node.items as Pair<Node, Node>[], path, through);
+    if (isSeq(node)) (out as typeof node).items = node.items.map((item, i) => expand(item as Node, `${path}[${i}]`, through, entered));
+    if (isMap(node)) (out as typeof node).items = mapPairs(node.items as Pair<Node, Node>[], path, through, entered);
     open.delete(node);
     return out;
   };
 
   // Keys set in the mapping win over merged ones; of merged mappings, the first to set a key wins (YAML's merge key).
-  const mapPairs = (pairs: Pair<Node, Node>[], path: string, through: Alias | undefined): Pair<Node, Node>[] => {
+  const mapPairs = (pairs: Pair<Node, Node>[], path: string, through: Alias | undefined, entered: string): Pair<Node, Node>[] => {
     const name = (k: Node | null) => (isScalar(k) ? String(k.value) : undefined);
     const taken = new Set(pairs.filter((p) => !isMergeKey(p.key)).map((p) => name(p.key)));
     const out: Pair<Node, Node>[] = [];
@@ -111,10 +113,10 @@ export function expandAliases(doc: Document.Parsed): Expanded {
       const at = (k: string) => (path ? `${path}.${k}` : k);
       if (!isMergeKey(p.key)) {
         const k = at(name(p.key) ?? '?');
-        out.push(new Pair(expand(p.key, k, through), p.value === null ? null : expand(p.value, k, through)));
+        out.push(new Pair(expand(p.key, k, through, entered), p.value === null ? null : expand(p.value, k, through, entered)));
         continue;
       }
-      const value = p.value === null ? null : expand(p.value, at('<<'), through);
+      const value = p.value === null ? null : expand(p.value, at('<<'), through, entered);
       const sources = isSeq(value) ? (value.items as Node[]) : [value];
       for (const s of sources) {
         if (!isMap(s)) {
