@@ -12,7 +12,7 @@ import { startServer } from '../server/server.js';
 import { demoWebhooks } from '../server/webhooks/demo.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../shared/config/kafka-config.js';
 import { ConfigError } from '../shared/config/schema.js';
-import { LISTEN_ADDR_HINT } from '../shared/config/server-config.js';
+import { GRPC_ADDR_HINT, LISTEN_ADDR_HINT } from '../shared/config/server-config.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { listenAddressFlag, parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
@@ -145,7 +145,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   listenAddressFlag('demo', 'http-addr', values['http-addr'], LISTEN_ADDR_HINT);
-  if (values['grpc-addr']) listenAddressFlag('demo', 'grpc-addr', values['grpc-addr'], LISTEN_ADDR_HINT);
+  if (values['grpc-addr'] !== undefined) listenAddressFlag('demo', 'grpc-addr', values['grpc-addr'], GRPC_ADDR_HINT);
+  if (values['falco-addr'] !== undefined) listenAddressFlag('demo', 'falco-addr', values['falco-addr'], 'host:port, e.g. 127.0.0.1:2801');
   const dataDir = resolve(values['data-dir']);
   if (values['webhook-secret'] && !values.webhook) throw usageError('verdict demo: --webhook-secret needs --webhook <url>');
   const webhook = values.webhook ? demoWebhooks(values.webhook, values['webhook-secret']) : undefined;

@@ -1,4 +1,4 @@
-import { LISTEN_ADDR_HINT, SERVER_DEFAULTS, loadServerConfigFile, type ServerConfig } from '../shared/config/server-config.js';
+import { GRPC_ADDR_HINT, LISTEN_ADDR_HINT, SERVER_DEFAULTS, loadServerConfigFile, type ServerConfig } from '../shared/config/server-config.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { parseDuration } from '../shared/retry/backoff.js';
 import { writeSync } from 'node:fs';
@@ -55,8 +55,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   const cfg: ServerConfig = values.config ? loadServerConfigFile(values.config) : { ...SERVER_DEFAULTS };
   if (values['data-dir']) cfg.data_dir = values['data-dir'];
-  if (values['http-addr']) cfg.http_addr = listenAddressFlag('server', 'http-addr', values['http-addr'], LISTEN_ADDR_HINT);
-  if (values['grpc-addr']) cfg.grpc_addr = listenAddressFlag('server', 'grpc-addr', values['grpc-addr'], LISTEN_ADDR_HINT);
+  // An empty flag is refused, not taken for "not given".
+  if (values['http-addr'] !== undefined) cfg.http_addr = listenAddressFlag('server', 'http-addr', values['http-addr'], LISTEN_ADDR_HINT);
+  if (values['grpc-addr'] !== undefined) cfg.grpc_addr = listenAddressFlag('server', 'grpc-addr', values['grpc-addr'], GRPC_ADDR_HINT);
   if (values['config-poll-interval']) cfg.config_poll_interval = parseDuration(values['config-poll-interval'], '--config-poll-interval');
   if (Boolean(values['tls-cert-file']) !== Boolean(values['tls-key-file']))
     throw usageError('verdict server: give --tls-cert-file and --tls-key-file together');

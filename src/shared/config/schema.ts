@@ -74,7 +74,7 @@ export function lineOf(node: Node | null | undefined, ctx: ConfigCtx): number {
 export function issueAt(ctx: ConfigCtx, node: Node | null | undefined, path: string, message: string): ConfigIssue {
   const line = lineOf(node, ctx);
   const alias = node ? ctx.via?.get(node) : undefined;
-  const through = alias ? ` (written at line ${line}, used through *${alias.source} at line ${lineOf(alias, ctx)})` : '';
+  const through = alias ? ` (used through *${alias.source} at line ${lineOf(alias, ctx)})` : '';
   return { file: ctx.file, path, line, message: `${message}${through}` };
 }
 

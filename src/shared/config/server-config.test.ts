@@ -39,7 +39,7 @@ describe('server config: listen addresses', () => {
   it('refuses a port past 65535 at its line', () => {
     expect(issues('http_addr: 127.0.0.1:99999\ngrpc_addr: ":70000"\nkubernetes_api:\n  listen: 0.0.0.0:65536\n')).toEqual([
       '1: http_addr: port 99999 is over 65535: host:port, e.g. 0.0.0.0:8080',
-      '2: grpc_addr: port 70000 is over 65535: host:port, e.g. 0.0.0.0:8080',
+      '2: grpc_addr: port 70000 is over 65535: host:port, e.g. 0.0.0.0:8150',
       '4: kubernetes_api.listen: port 65536 is over 65535: host:port, e.g. 0.0.0.0:8080',
     ]);
   });

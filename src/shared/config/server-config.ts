@@ -9,6 +9,8 @@ import { hostPort } from './host-port.js';
 
 /** The form of a listen address, as messages show it; an empty host listens on every interface. */
 export const LISTEN_ADDR_HINT = 'host:port, e.g. 0.0.0.0:8080';
+/** For the agent API's address (grpc_addr, --grpc-addr): its usual port. */
+export const GRPC_ADDR_HINT = 'host:port, e.g. 0.0.0.0:8150';
 const addr = hostPort(LISTEN_ADDR_HINT);
 
 const pathStart = str({ pattern: /^\//, hint: 'a path starting with "/", e.g. /k8s-proxy/' });
@@ -26,7 +28,7 @@ const urlPathPrefix: Validator<string> = (node, path, ctx) => {
 export const serverConfigSchema = obj({
   data_dir: field(str({ nonEmpty: true }), { default: '.data/server' }),
   http_addr: field(addr, { default: '127.0.0.1:8080' }),
-  grpc_addr: field(addr, { default: '127.0.0.1:8150' }),
+  grpc_addr: field(hostPort(GRPC_ADDR_HINT), { default: '127.0.0.1:8150' }),
   config_poll_interval: field(duration({ min: 50 }), { default: 20_000 }),
   // GitOps: manifest project ids (group/project, or a numeric id) are paths under this directory: docs/gitops.md.
   projects_dir: field(str({ nonEmpty: true, hint: "a directory holding the manifest projects' git repositories" })),
