@@ -9,8 +9,9 @@ export const AGENT_WS_PATH = '/-/kubernetes-agent/';
 export const AGENT_WS_SUBPROTOCOL = 'ws-tunnel';
 
 /**
- * The largest gRPC message agent and server send or receive, the original
- * agent's and KAS's 10 MiB. Both sides set it, so the agent keeps its messages
- * below this one limit (the alert publisher cuts its batches by it).
+ * The largest gRPC message of the agent API, the original agent's and KAS's
+ * 10 MiB: the server's receive limit and the agent's send and receive limits,
+ * so the agent keeps its messages below this one limit (the alert publisher
+ * cuts its batches by it).
  */
 export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;

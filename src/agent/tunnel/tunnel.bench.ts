@@ -22,6 +22,7 @@ import { runAlertPublisher, DEFAULT_PUBLISHER, type PublisherOptions } from './a
 import { Tunnel } from './connection.js';
 import { parseKasAddress } from './kas-address.js';
 import { processCpuMs } from '../../bench/proc.js';
+import { MAX_MESSAGE_BYTES } from '../../shared/agent-api.js';
 
 // Alerts/s from the agent's spool to the server, per transport, on loopback:
 // this process is the agent (its real publisher, reading a spool filled
@@ -90,7 +91,7 @@ const SELF = fileURLToPath(import.meta.url);
 /** The tunnel service with a counting sink, run as `node tunnel.bench.js serve <server data dir>`. */
 async function serveCountingSink(data: string): Promise<void> {
   const db = openServerDb(data);
-  const grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': 10 * 1024 * 1024 });
+  const grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES });
   let events = 0;
   addTunnelServices(
     grpcServer,
