@@ -13,7 +13,8 @@ import { demoWebhooks } from '../server/webhooks/demo.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../shared/config/kafka-config.js';
 import { ConfigError } from '../shared/config/schema.js';
 import { GRPC_ADDR_HINT, LISTEN_ADDR_HINT } from '../shared/config/server-config.js';
-import { createRootLogger } from '../shared/log/logger.js';
+import { createRootLogger, errText } from '../shared/log/logger.js';
+import { Closers } from '../shared/lifecycle/closers.js';
 import { listenAddressFlag, parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 import { DEMO_GITOPS, startDemoKubernetes, type DemoKubernetes } from './demo-kubernetes.js';
@@ -174,24 +175,31 @@ export async function run(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  // The control plane stops with the demo, also when the demo fails to start.
+  // Everything the demo opens is stopped with it, in reverse, also when it fails to start
+  // (a Relay peer left listening would keep the process from exiting after the error).
+  const closers = new Closers();
+  if (kube) closers.add('Kubernetes control plane', kube, (k) => k.stop());
   try {
-    const relay = new HubbleRelayPeer();
+    const relay = closers.add('Hubble Relay peer', new HubbleRelayPeer(), (r) => r.close());
     const relayAddr = await relay.listen('127.0.0.1:0');
     const project = join(dataDir, 'config-project');
     prepareConfigProject(project, relayAddr, falcoAddr, kube !== undefined);
 
-    const server = await startServer(
-      {
-        data_dir: join(dataDir, 'server'),
-        http_addr: values['http-addr'],
-        grpc_addr: grpcAddr,
-        config_poll_interval: 2000,
-        gitops_poll_interval: 2000,
-        ...(webhook ? { webhooks: webhook.config } : {}),
-        ...(kafka ? { kafka } : {}),
-      },
-      log.child({ component: 'server' }),
+    const server = closers.add(
+      'server',
+      await startServer(
+        {
+          data_dir: join(dataDir, 'server'),
+          http_addr: values['http-addr'],
+          grpc_addr: grpcAddr,
+          config_poll_interval: 2000,
+          gitops_poll_interval: 2000,
+          ...(webhook ? { webhooks: webhook.config } : {}),
+          ...(kafka ? { kafka } : {}),
+        },
+        log.child({ component: 'server' }),
+      ),
+      (x) => x.close(),
     );
 
     const tokenFile = join(dataDir, 'agent-token');
@@ -205,22 +213,28 @@ export async function run(argv: string[]): Promise<number> {
       writeFileSync(feedTokenFile, `${feedToken}\n`, { mode: 0o600 });
     }
 
-    const agent = await startAgent(
-      {
-        kasAddress: `grpc://${server.grpcAddress}`,
-        tokenFile,
-        dataDir: join(dataDir, 'agent'),
-        observabilityAddr: '127.0.0.1:0',
-        spoolMaxBytes: 256 * 1024 * 1024,
-        backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
-        modules: agentModules({ policyPaths: [], ...(kube ? { kubeconfig: kube.agentKubeconfig } : {}) }),
-      },
-      log.child({ component: 'agent' }),
+    closers.add(
+      'agent',
+      await startAgent(
+        {
+          kasAddress: `grpc://${server.grpcAddress}`,
+          tokenFile,
+          dataDir: join(dataDir, 'agent'),
+          observabilityAddr: '127.0.0.1:0',
+          spoolMaxBytes: 256 * 1024 * 1024,
+          backoff: { initialMs: 500, maxMs: 5000, factor: 2, jitter: true },
+          modules: agentModules({ policyPaths: [], ...(kube ? { kubeconfig: kube.agentKubeconfig } : {}) }),
+        },
+        log.child({ component: 'agent' }),
+      ),
+      (a) => a.stop(),
     );
 
     let step = 0;
     const relayTimer = setInterval(() => relay.push(scenarioFlows(step++)), interval);
+    closers.defer('Relay flows', () => clearInterval(relayTimer));
     const falcoAbort = new AbortController();
+    closers.defer('Falco source', () => falcoAbort.abort());
     startFalcoPoster({ url: `http://${falcoAddr}/`, intervalMs: interval * 2, signal: falcoAbort.signal, log: log.child({ component: 'falco-source' }) });
 
     const url = `http://${server.httpAddress}/`;
@@ -261,13 +275,8 @@ export async function run(argv: string[]): Promise<number> {
     );
 
     await waitForShutdown(log);
-    clearInterval(relayTimer);
-    falcoAbort.abort();
-    await agent.stop();
-    await relay.close();
-    await server.close();
     return 0;
   } finally {
-    await kube?.stop();
+    await closers.close().catch((e: unknown) => log.warn({ error: errText(e) }, 'Stopping the demo failed'));
   }
 }

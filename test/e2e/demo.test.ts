@@ -66,4 +66,18 @@ describe('verdict demo', () => {
     await demo.kill('SIGTERM');
     expect(await demo.exited).toBe(0);
   });
+
+  it('exits with the error when it cannot start, instead of staying up with half of it running', async () => {
+    // The agent API's port is taken after the Relay peer is already listening.
+    const taken = await freePort();
+    const s = await hold(taken);
+    if (s) held.push(s);
+    const demo = spawnVerdict(
+      ['demo', '--data-dir', join(tempDir('verdict-demo-fail-'), 'd'), '--http-addr', '127.0.0.1:0', '--grpc-addr', `127.0.0.1:${taken}`],
+      'demo-fail',
+    );
+    const exited = await Promise.race([demo.exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 30_000))]);
+    expect(exited).toBe(1);
+    expect(demo.stdout + demo.stderr).toContain(`cannot listen for agents on 127.0.0.1:${taken}`);
+  });
 });
