@@ -2,18 +2,18 @@
 // alerts go through the alert log, the export topic carries them for SIEMs, and a
 // second demo with the same --kafka and another --data-dir joins as a second replica.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import kafkajs from 'kafkajs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
-import { freePort, killAll, spawnVerdict, until, type VerdictProcess } from '../helpers/processes.js';
+import { describe, expect, it } from 'vitest';
+import { brokerPerFile } from '../helpers/kafka-broker.js';
+import { freePort, spawnVerdict, until, type VerdictProcess } from '../helpers/processes.js';
 
 const { Kafka, logLevel } = kafkajs;
 
 const dir = mkdtempSync(join(tmpdir(), 'verdict-kafka-demo-'));
-let broker: Broker | undefined;
+const broker = brokerPerFile(dir);
 
 interface Demo {
   proc: VerdictProcess;
@@ -24,7 +24,7 @@ interface Demo {
 async function demo(name: string): Promise<Demo> {
   const dataDir = join(dir, name);
   const http = `127.0.0.1:${await freePort()}`;
-  const proc = spawnVerdict(['demo', '--kafka', broker!.bootstrap, '--data-dir', dataDir, '--http-addr', http, '--interval', '200'], name);
+  const proc = spawnVerdict(['demo', '--kafka', broker().bootstrap, '--data-dir', dataDir, '--http-addr', http, '--interval', '200'], name);
   await proc.waitForStdout(/Verdict demo is running/, 90_000);
   return { proc, http, token: readFileSync(join(dataDir, 'feed-token'), 'utf8').trim() };
 }
@@ -39,7 +39,7 @@ async function read(
   topic: string,
   enough: (m: { key: string; value: string; type?: string }[]) => boolean,
 ): Promise<{ key: string; value: string; type?: string }[]> {
-  const consumer = new Kafka({ clientId: 'demo-test', brokers: [broker!.bootstrap], logLevel: logLevel.NOTHING }).consumer({
+  const consumer = new Kafka({ clientId: 'demo-test', brokers: [broker().bootstrap], logLevel: logLevel.NOTHING }).consumer({
     groupId: `demo-test-${randomUUID()}`,
   });
   const got: { key: string; value: string; type?: string }[] = [];
@@ -59,23 +59,10 @@ async function read(
   }
 }
 
-beforeAll(() => {
-  broker = startBroker(mkdtempSync(join(tmpdir(), 'verdict-kafka-state-')));
-}, 320_000);
-
-afterAll(async () => {
-  await killAll();
-  try {
-    if (broker) stopBroker(broker);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}, 90_000);
-
 describe('verdict demo --kafka', () => {
   it("keeps the demo's alert log in Kafka, exports it, and lets a second demo join as a replica", async () => {
     const one = await demo('demo-1');
-    expect(one.proc.stdout).toContain(`kafka:       ${broker!.bootstrap}: alert log verdict.log, export verdict.alerts`);
+    expect(one.proc.stdout).toContain(`kafka:       ${broker().bootstrap}: alert log verdict.log, export verdict.alerts`);
     const first = await until(
       async () => {
         const t = await titles(one);

@@ -5,34 +5,22 @@
 // (a liveness probe must not kill it), /readyz 503 saying it is joining, and
 // agents' batches acknowledged (they go to Kafka).
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import kafkajs from 'kafkajs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBroker, stopBroker, TestPublisher, type Broker } from '../../src/server/kafka/testing.js';
+import { describe, expect, it } from 'vitest';
+import { brokerPerFile } from '../helpers/kafka-broker.js';
+import { TestPublisher } from '../../src/server/kafka/testing.js';
 import { falcoPayload } from '../../src/server/store/test-payloads.js';
-import { ConfigProject, freePort, killAll, spawnVerdict, until, verdictSync, type VerdictProcess } from '../helpers/processes.js';
+import { ConfigProject, freePort, spawnVerdict, until, verdictSync, type VerdictProcess } from '../helpers/processes.js';
 
 const { Kafka, logLevel } = kafkajs;
 const SESSION_TIMEOUT_MS = 10_000;
 const JOINED = 'Kafka: this server is a replica on the shared alert log';
 
 const dir = mkdtempSync(join(tmpdir(), 'verdict-kafka-restart-'));
-let broker: Broker | undefined;
-
-beforeAll(() => {
-  broker = startBroker(mkdtempSync(join(tmpdir(), 'verdict-kafka-state-')));
-}, 320_000);
-
-afterAll(async () => {
-  await killAll();
-  try {
-    if (broker) stopBroker(broker);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}, 90_000);
+const broker = brokerPerFile(dir);
 
 /** Status and body of a GET, or undefined while nothing listens. */
 async function get(url: string): Promise<{ status: number; body: Record<string, unknown> } | undefined> {
@@ -57,7 +45,7 @@ async function server(name: string) {
 http_addr: ${http}
 grpc_addr: ${grpc}
 kafka:
-  brokers: [${broker!.bootstrap}]
+  brokers: [${broker().bootstrap}]
   topic_prefix: ${prefix}
   export_topic: ""
   partitions: 2
@@ -145,7 +133,7 @@ describe('a replica restarted after SIGKILL', () => {
     await until(async () => (await get(`http://${http}/readyz`))?.status === 200 || undefined, 60_000, 'the first server ready (its topics created)');
     expect(await first.kill('SIGTERM')).toBe(0);
     // A member of the delivery group with another partition assigner: the brokers refuse the server's member.
-    const kafka = new Kafka({ clientId: 'foreign', brokers: [broker!.bootstrap], logLevel: logLevel.NOTHING });
+    const kafka = new Kafka({ clientId: 'foreign', brokers: [broker().bootstrap], logLevel: logLevel.NOTHING });
     const foreign = kafka.consumer({ groupId: `${prefix}.delivery`, sessionTimeout: SESSION_TIMEOUT_MS });
     try {
       const joinedGroup = new Promise<void>((resolve) => foreign.on(foreign.events.GROUP_JOIN, () => resolve()));
