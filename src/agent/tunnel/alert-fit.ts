@@ -11,10 +11,10 @@ import { cutSamples } from '../../shared/alert/samples.js';
 // details (such as a Falco output).
 
 /** What was cut from an alert to make it fit, in the order it was cut. */
-export type FitCut = StoredCut | 'sample previews' | 'samples';
+type FitCut = StoredCut | 'sample previews' | 'samples';
 
 /** An alert payload that fits, and what had to go. */
-export interface Fitted {
+interface Fitted {
   /** Undefined when even the alert cut as far as it goes is too big. */
   payload: Buffer | undefined;
   cut: FitCut[];

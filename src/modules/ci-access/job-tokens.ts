@@ -63,7 +63,7 @@ const MAX_JOB_ID = 2 ** 40;
 
 export const MAX_TTL_MS = 24 * 3600_000;
 /** A project as ci_access names it: group/subgroup/project, or a numeric id. */
-export const PROJECT_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+const PROJECT_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 export const TOKEN_PREFIX = 'vdt_ci_';
 const PURGE_AFTER_MS = 24 * 3600_000;
 

@@ -33,7 +33,7 @@ const PURGE_INTERVAL_MS = 3600_000;
  * Why kubectl will get "no credentials" from a proxy without TLS: it sends no bearer token over plain HTTP. Not
  * when kubeconfigs name an https:// URL (a load balancer that terminates TLS in front of the listener).
  */
-export function plainHttpWarning(tls: boolean, url: string | undefined): string | undefined {
+function plainHttpWarning(tls: boolean, url: string | undefined): string | undefined {
   if (tls || url?.startsWith('https://')) return undefined;
   return 'CI tunnel: the Kubernetes API proxy runs without TLS, and kubectl sends no bearer token over plain HTTP, so every request will be refused as "no credentials"; give the server a tls block, or set kubernetes_api.url to the https:// URL of a proxy that terminates TLS in front of it';
 }

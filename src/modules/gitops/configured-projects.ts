@@ -30,7 +30,7 @@ export async function configuredProjects(configProject: string, agentName: strin
 }
 
 /** Two entries of config.yaml that name one repository: `index` is the later one, the one refused. */
-export interface SharedRepository {
+interface SharedRepository {
   file: string;
   index: number;
   id: string;

@@ -19,10 +19,10 @@ export interface AppendedEvents {
 
 /**
  * Projects messages at the offsets the brokers gave them, when it can do so
- * in log order; returns how many of `appended` it projected (a prefix of
+ * in log order; returns those of `appended` it projected (a prefix of
  * each partition's messages, the rest left to the log).
  */
-export type ApplyAppended = (appended: readonly AppendedEvents[]) => ReadonlySet<AppendedEvents>;
+type ApplyAppended = (appended: readonly AppendedEvents[]) => ReadonlySet<AppendedEvents>;
 
 /**
  * The `events` messages this replica produced, with their events as it had

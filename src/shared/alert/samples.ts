@@ -31,7 +31,7 @@ export function fitsBytes(s: string, max: number): boolean {
 const encoder = new TextEncoder();
 
 /** The preview of a sample, given its JSON: at most SAMPLE_PREVIEW_BYTES of it, never half a character. */
-export function samplePreview(json: string): SamplePreview {
+function samplePreview(json: string): SamplePreview {
   // encodeInto writes whole characters only, so `read` ends on a character's boundary.
   const { read } = encoder.encodeInto(json, new Uint8Array(SAMPLE_PREVIEW_BYTES));
   return { truncated: true, bytes: Buffer.byteLength(json), preview: json.slice(0, read) };

@@ -71,7 +71,7 @@ export function lineOf(node: Node | null | undefined, ctx: ConfigCtx): number {
  * this path. No anchor is named: through nested aliases (*b holding *a) the
  * value is written under another anchor than the alias used here.
  */
-export function issueAt(ctx: ConfigCtx, node: Node | null | undefined, path: string, message: string): ConfigIssue {
+function issueAt(ctx: ConfigCtx, node: Node | null | undefined, path: string, message: string): ConfigIssue {
   const line = lineOf(node, ctx);
   const alias = node ? ctx.via?.get(node) : undefined;
   const through = alias ? ` (used through *${alias.source} at line ${lineOf(alias, ctx)})` : '';

@@ -12,7 +12,7 @@ import { type Alias, type Document, isAlias, isMap, isScalar, isSeq, type Node, 
 // not use.
 
 /** Copies made for aliases past this are an alias bomb, not a configuration. */
-export const MAX_ALIAS_NODES = 100_000;
+const MAX_ALIAS_NODES = 100_000;
 
 export interface AliasProblem {
   node: Node;
