@@ -1,6 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { capturingLogger } from '../../../test/helpers/logs.js';
-import { until } from '../../../test/helpers/processes.js';
 import { inventoryRef } from './inventory.js';
 import { KubeApi } from './kube/api.js';
 import { ProjectWorker } from './worker.js';
@@ -11,9 +10,17 @@ import { ProjectWorker } from './worker.js';
 // test/gitops/).
 
 describe('ProjectWorker', () => {
+  // The clock is the test's: a timer fires only when the test moves time on, so
+  // "at once" means with no time passing at all, whatever the machine's speed.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('a new commit ends the wait before a failed sync is retried, and its own failures back off from the start', async () => {
     const { log, logs: lines } = capturingLogger();
-    const at = (l: Record<string, unknown>) => Date.parse(String(l.time));
     const api = new KubeApi({ server: 'https://127.0.0.1:1', requestOptions: async () => ({ headers: {} }) });
     const worker = new ProjectWorker({
       projectId: 'group/app',
@@ -35,24 +42,39 @@ describe('ProjectWorker', () => {
     const stop = new AbortController();
     const running = worker.run(stop.signal);
     const bad = (commit: string) => ({ commit, projectId: 'group/app', files: [{ source: 'a.yaml', data: Buffer.from('a: [\n') }] });
+    const syncs = () => lines.filter((l) => l.msg === 'Synchronizing objects').map((l) => l.commit_id);
+    const retries = () => lines.filter((l) => l.msg === 'GitOps: retrying synchronization after a delay').map((l) => l.retry_in_ms);
+    // Lets the worker run as far as it can without time passing (the log reaches `lines` on a later tick).
+    const settle = async () => {
+      for (let i = 0; i < 20; i++) await new Promise((ok) => setImmediate(ok));
+    };
     try {
       worker.offer(bad('c1'));
-      await until(() => lines.some((l) => l.msg === 'GitOps: retrying synchronization after a delay'), 5000, 'the first retry');
-      expect(lines.find((l) => l.msg === 'GitOps: retrying synchronization after a delay')?.retry_in_ms).toBe(30_000);
-      const offered = Date.now();
+      await settle();
+      expect(syncs()).toEqual(['c1']);
+      expect(retries()).toEqual([30_000]);
       worker.offer(bad('c2'));
-      await until(() => lines.some((l) => l.msg === 'Synchronizing objects' && l.commit_id === 'c2'), 5000, 'c2 to be synchronised');
-      expect(at(lines.find((l) => l.msg === 'Synchronizing objects' && l.commit_id === 'c2')!) - offered).toBeLessThan(1000);
+      await settle();
+      // c2 was synchronised with the clock standing still: c1's 30 s wait did not run out first.
+      expect(syncs()).toEqual(['c1', 'c2']);
       // c2 failed too: its first retry waits the initial delay, not c1's second (60 s).
-      await until(() => lines.filter((l) => l.msg === 'GitOps: retrying synchronization after a delay').length === 2, 5000, 'the second retry');
-      expect(lines.filter((l) => l.msg === 'GitOps: retrying synchronization after a delay').map((l) => l.retry_in_ms)).toEqual([30_000, 30_000]);
+      expect(retries()).toEqual([30_000, 30_000]);
+      await vi.advanceTimersByTimeAsync(29_999);
+      await settle();
+      expect(syncs()).toEqual(['c1', 'c2']);
+      await vi.advanceTimersByTimeAsync(1);
+      await settle();
+      expect(syncs()).toEqual(['c1', 'c2', 'c2']);
+      expect(retries()).toEqual([30_000, 30_000, 60_000]);
     } finally {
       stop.abort();
       await running;
       api.close();
     }
+    await settle();
     expect(lines.filter((l) => l.msg === 'Synchronization failed').map((l) => [l.commit_id, String(l.error).slice(0, 24)])).toEqual([
       ['c1', 'failed to decode a.yaml '],
+      ['c2', 'failed to decode a.yaml '],
       ['c2', 'failed to decode a.yaml '],
     ]);
   });
