@@ -61,7 +61,7 @@ describe('kafka config block', () => {
   log_retention: soon
 `),
     ).toEqual([
-      '2: kafka.brokers[0]: "kafka-0" is not valid: host:port of a Kafka broker, e.g. kafka-0.kafka:9092',
+      '2: kafka.brokers[0]: "kafka-0" is not valid: host:port of a Kafka broker, e.g. kafka-0.kafka:9092 or [fd00::1]:9092',
       '3: kafka.partitions: must be at least 1',
       '4: kafka.sasl.mechanism: must be one of "plain", "scram-sha-256", "scram-sha-512"; got "gssapi"',
       '4: kafka.sasl.password: environment variable VERDICT_TEST_UNSET_VAR is not set; export it before starting the server, or use file:/path',
@@ -77,6 +77,29 @@ describe('kafka config block', () => {
     expect(issues('kafka:\n  brokers: [b:9092]\n  session_timeout: 1h\n')).toEqual([
       '3: kafka.session_timeout: must be at most 1800000 ms (brokers refuse more than group.max.session.timeout.ms, 30m by default)',
     ]);
+  });
+
+  it('checks each broker as an address to dial, as every other host:port', () => {
+    const hint = 'host:port of a Kafka broker, e.g. kafka-0.kafka:9092 or [fd00::1]:9092';
+    expect(
+      issues(`kafka:
+  brokers:
+    - kafka-0.kafka:0
+    - kafka-1.kafka:99999
+    - :9092
+    - "[:]:9092"
+    - fd00::1:9092
+    - kafka_2.kafka:9092
+    - "[fd00::1]:9092"
+`),
+    ).toEqual([
+      `3: kafka.brokers[0]: port 0 picks a free port only for a listener; give the port to connect to: ${hint}`,
+      `4: kafka.brokers[1]: port 99999 is over 65535: ${hint}`,
+      `5: kafka.brokers[2]: ":9092" names no host to connect to: ${hint}`,
+      `6: kafka.brokers[3]: "[:]" is not an IPv6 address: ${hint}`,
+      `7: kafka.brokers[4]: "fd00::1:9092" is not valid: ${hint}`,
+    ]);
+    expect(issues('kafka:\n  brokers: kafka-0.kafka:9092\n')).toEqual(['2: kafka.brokers: must be a list, e.g. brokers: ["kafka-0.kafka:9092"]']);
   });
 
   it('builds the block from a bootstrap list (verdict demo --kafka)', () => {

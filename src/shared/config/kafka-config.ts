@@ -1,5 +1,6 @@
 import { isMap, isScalar, type Node } from 'yaml';
 import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, type Validator, reportIssue, refine } from './schema.js';
+import { hostPort } from './host-port.js';
 import { resolveSecretRef } from './webhooks-config.js';
 
 // The `kafka:` block of the server config. Without it the server keeps its
@@ -7,7 +8,8 @@ import { resolveSecretRef } from './webhooks-config.js';
 // (docs/kafka.md). Secrets (SASL password, TLS key) take `env:VAR` or
 // `file:/path` like the webhook secrets, so the config file can be public.
 
-const broker = str({ pattern: /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, hint: 'host:port of a Kafka broker, e.g. kafka-0.kafka:9092' });
+// A broker is dialled: it needs a host and a port other than 0.
+const broker = hostPort('host:port of a Kafka broker, e.g. kafka-0.kafka:9092 or [fd00::1]:9092', { dial: true });
 
 // Kafka's own rule for topic names, minus the prefix's dot we add.
 const TOPIC_RE = /^[A-Za-z0-9._-]{1,200}$/;
