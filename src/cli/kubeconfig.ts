@@ -5,6 +5,7 @@ import { JobTokens } from '../modules/ci-access/job-tokens.js';
 import { agentsForJob, kubeconfigYaml } from '../modules/ci-access/kubeconfig.js';
 import { AgentRegistry } from '../server/agents/agent-registry.js';
 import { headCommit } from '../server/config/git-project.js';
+import { isPlainHttpUrl, plainHttpHint } from '../shared/plain-http.js';
 import { loadServerConfigFile, SERVER_DEFAULTS, type ServerConfig } from '../shared/config/server-config.js';
 import { parseFlags, usageError } from './args.js';
 import { openExistingServerDb } from './server-db.js';
@@ -109,10 +110,7 @@ export async function run(argv: string[]): Promise<number> {
     agentsByName: Boolean(cfg.kafka),
   });
   process.stdout.write(yaml);
-  if (server.startsWith('http://'))
-    process.stderr.write(
-      `verdict kubeconfig: the server ${server} is plain HTTP, and kubectl sends no bearer token over it (every request is refused as "no credentials"); give the Verdict server TLS, or pass --server with the https:// URL of a proxy that terminates TLS in front of it\n`,
-    );
+  if (isPlainHttpUrl(server)) process.stderr.write(`verdict kubeconfig: ${plainHttpHint(`the server ${server}`, 'pass --server with')}\n`);
   // Several agents: no current context (as GitLab's), and kubectl without one tries localhost:8080 and says nothing of contexts.
   const contexts = ((parse(yaml) as { contexts?: { name: string }[] }).contexts ?? []).map((c) => c.name);
   if (contexts.length > 1)

@@ -151,7 +151,7 @@ describe('Kubernetes API proxy (server side)', () => {
     const none = await send(port, '/k8s-proxy/api', {});
     expect(none.status).toBe(401);
     expect(JSON.parse(none.body)).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Unauthorized', code: 401 });
-    expect(message(none)).toMatch(/^Verdict server: no credentials: .*; this listener serves plain HTTP, over which kubectl sends no bearer token/);
+    expect(message(none)).toMatch(/^Verdict server: no credentials: .*; this listener is plain HTTP, and kubectl sends no bearer token over it/);
     expect((await send(port, '/k8s-proxy/api', { authorization: 'Bearer abc' })).status).toBe(401);
     expect(message(await send(port, '/k8s-proxy/api', bearer('vdt_ci_nope')))).toMatch(/^Verdict server: the CI job token is unknown/);
     const other = await send(port, '/k8s-proxy/api', bearer(jobs.create({ project: 'other/x', ttlMs: 60_000 }).token));

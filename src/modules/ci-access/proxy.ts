@@ -6,6 +6,7 @@ import type { Gunzip } from 'node:zlib';
 import type { AgentFrame, End, RequestHeader } from '../../gen/verdict/kubernetes_api.js';
 import type { AgentRecord } from '../../server/agents/agent-registry.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
+import { plainHttpHint } from '../../shared/plain-http.js';
 import { decideAccess, impersonationFor } from './access.js';
 import type { CiAccessConfigs } from './agent-configs.js';
 import type { CiAccessConfig } from './config.js';
@@ -92,9 +93,7 @@ export class KubernetesApiProxy {
         message: auth
           ? 'the Authorization header is not "Bearer ci:<agent id>:<CI job token>"; use the kubeconfig `verdict kubeconfig --ci-token <token>` prints'
           : `no credentials: send "Authorization: Bearer ci:<agent id>:<CI job token>", e.g. with the kubeconfig \`verdict kubeconfig --ci-token <token>\` prints${
-              (req.socket as { encrypted?: boolean }).encrypted || this.d.tlsInFront
-                ? ''
-                : '; this listener serves plain HTTP, over which kubectl sends no bearer token: give the server a tls block, or put a proxy that terminates TLS in front of it (kubernetes_api.url)'
+              (req.socket as { encrypted?: boolean }).encrypted || this.d.tlsInFront ? '' : `; ${plainHttpHint('this listener', 'set kubernetes_api.url to')}`
             }`,
       };
     }

@@ -27,7 +27,11 @@ describe('the Kubernetes API proxy at start', () => {
   }
 
   it('warns without TLS, not when kubeconfigs name an https:// URL in front of it', async () => {
-    expect(await warningsAt()).toEqual([expect.stringMatching(/^CI tunnel: the Kubernetes API proxy runs without TLS, and kubectl sends no bearer token/)]);
+    expect(await warningsAt()).toEqual([
+      expect.stringMatching(
+        /^CI tunnel: the Kubernetes API proxy is plain HTTP, and kubectl sends no bearer token over it.*; give the Verdict server a tls block, or set kubernetes_api\.url to the https:\/\/ URL/,
+      ),
+    ]);
     expect(await warningsAt('https://kas.example.com/k8s-proxy')).toEqual([]);
   });
 });

@@ -12,6 +12,7 @@ import { internalAddress, ReplicaSync } from './replica-sync.js';
 import { replicaId } from '../../server/kafka/db.js';
 import { Closers } from '../../shared/lifecycle/closers.js';
 import { errText } from '../../shared/log/logger.js';
+import { isPlainHttpUrl, plainHttpHint } from '../../shared/plain-http.js';
 import { KubernetesApiProxy } from './proxy.js';
 import { tunnelService } from './tunnel-service.js';
 
@@ -30,12 +31,12 @@ function tunnels(config: ServerConfig): AgentTunnels {
 const PURGE_INTERVAL_MS = 3600_000;
 
 /**
- * Why kubectl will get "no credentials" from a proxy without TLS: it sends no bearer token over plain HTTP. Not
- * when kubeconfigs name an https:// URL (a load balancer that terminates TLS in front of the listener).
+ * Why kubectl will get "no credentials" from a proxy without TLS. Not when kubeconfigs name an https:// URL (a load
+ * balancer that terminates TLS in front of the listener).
  */
 function plainHttpWarning(tls: boolean, url: string | undefined): string | undefined {
-  if (tls || url?.startsWith('https://')) return undefined;
-  return 'CI tunnel: the Kubernetes API proxy runs without TLS, and kubectl sends no bearer token over plain HTTP, so every request will be refused as "no credentials"; give the server a tls block, or set kubernetes_api.url to the https:// URL of a proxy that terminates TLS in front of it';
+  if (tls || (url !== undefined && !isPlainHttpUrl(url))) return undefined;
+  return `CI tunnel: ${plainHttpHint('the Kubernetes API proxy', 'set kubernetes_api.url to')}`;
 }
 
 export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
@@ -64,7 +65,7 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
       configs: new CiAccessConfigs((repo) => pollers.get(repo).current(), ctx.log),
       tunnels: tunnels(ctx.config),
       prefix: k.url_path_prefix,
-      tlsInFront: Boolean(k.url?.startsWith('https://')),
+      tlsInFront: k.url !== undefined && !isPlainHttpUrl(k.url),
       projectsDir: ctx.config.projects_dir,
       log: ctx.log,
     });
