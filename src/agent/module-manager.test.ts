@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createRootLogger } from '../shared/log/logger.js';
 import { ModuleManager } from './module-manager.js';
 import type { AgentModule, Lingering, ModuleContext } from './module.js';
@@ -26,7 +26,25 @@ function flaky(failures: number) {
 
 const config = (relay: string) => ({ cilium: { hubble_relay_address: relay } });
 
+/**
+ * The clock becomes the test's: the manager's backoff and grace timers fire
+ * only when the test moves time on, so what happens within a delay does not
+ * depend on the machine's speed.
+ */
+const fakeClock = () => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+/** Whether `p` has settled once the clock has moved on `ms`. */
+async function settledAfter(p: Promise<unknown>, ms: number): Promise<() => boolean> {
+  let over = false;
+  void p.then(() => (over = true));
+  await vi.advanceTimersByTimeAsync(ms);
+  return () => over;
+}
+
 describe('ModuleManager', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('runs a module that failed again after a backoff, with the same configuration', async () => {
     const { mod, runs } = flaky(2);
     const m = new ModuleManager([mod], base, createRootLogger({ level: 'silent' }), fast);
@@ -52,13 +70,16 @@ describe('ModuleManager', () => {
   });
 
   it('stops waiting to restart a failing module when its block is removed', async () => {
+    fakeClock();
     const { mod, runs } = flaky(1_000);
     const m = new ModuleManager([mod], base, createRootLogger({ level: 'silent' }), { initialMs: 60_000, maxMs: 60_000, jitter: false });
     await m.apply(config('relay:4245'), []);
-    const t0 = Date.now();
-    await m.apply({}, []);
-    // Far below the 60 s backoff it would otherwise sit out; loose enough for a loaded machine.
-    expect(Date.now() - t0).toBeLessThan(10_000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(runs).toHaveLength(1);
+    // Stopped with no time passing: not after the 60 s backoff it would otherwise sit out.
+    const stopped = await settledAfter(m.apply({}, []), 0);
+    expect(stopped()).toBe(true);
+    expect(m.runningModules).toEqual([]);
     expect(runs).toHaveLength(1);
   });
 
@@ -84,22 +105,28 @@ describe('ModuleManager', () => {
         };
       },
     };
+    fakeClock();
     const m = new ModuleManager([mod], base, createRootLogger({ level: 'silent' }), fast, 300);
     await m.apply(config('a:1'), []);
     await m.apply(config('b:2'), []);
-    // The restart neither waited for the first run's work nor ended it.
+    // The restart neither waited for the first run's work nor ended it, not even past the grace.
     expect(left).toHaveLength(1);
-    await new Promise((r) => setTimeout(r, 400));
+    await vi.advanceTimersByTimeAsync(400);
     expect(left[0]!.ended).toBe(false);
 
-    const t0 = Date.now();
-    await m.stopAll();
-    const took = Date.now() - t0;
+    // Stopping: both pieces of work get the whole grace, and are ended when it is over.
+    const stopped = await settledAfter(m.stopAll(), 299);
+    expect(stopped()).toBe(false);
+    expect(left.map((w) => [w.ended, w.over])).toEqual([
+      [false, false],
+      [false, false],
+    ]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(stopped()).toBe(true);
     expect(left.map((w) => [w.ended, w.over])).toEqual([
       [true, true],
       [true, true],
     ]);
-    expect(took).toBeGreaterThanOrEqual(290);
   });
 
   it('does not end work that finishes within the grace, nor wait the grace out', async () => {
@@ -111,13 +138,13 @@ describe('ModuleManager', () => {
         return { done: new Promise((r) => setTimeout(r, 50)), end: () => (ended = true) };
       },
     };
+    fakeClock();
     const m = new ModuleManager([mod], base, createRootLogger({ level: 'silent' }), fast, 10_000);
     await m.apply(config('a:1'), []);
-    const t0 = Date.now();
-    await m.stopAll();
+    // Stopped once the work is over (50 ms), not at the end of the 10 s grace.
+    const stopped = await settledAfter(m.stopAll(), 50);
+    expect(stopped()).toBe(true);
     expect(ended).toBe(false);
-    // Far below the 10 s grace; loose enough for a loaded machine.
-    expect(Date.now() - t0).toBeLessThan(5_000);
   });
 
   it('stops even when work it ended never settles: one more grace, then without it', async () => {
