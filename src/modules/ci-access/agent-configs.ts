@@ -1,7 +1,4 @@
-import { loadAgentConfiguration } from '../../server/config/agent-config-loader.js';
-import { configPath } from '../../server/config/agent-config-path.js';
-import { readAt } from '../../server/config/git-project.js';
-import { ConfigError } from '../../shared/config/schema.js';
+import { readAgentConfig } from '../../server/config/agent-config-loader.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { CiAccessConfig } from './config.js';
 
@@ -50,24 +47,21 @@ export class CiAccessConfigs {
     if (e && e.commit === commit && e.repo === agent.config_project) return e.block;
     // Loads start in the order commits are seen, so a later load is of the same commit or a newer one.
     const seq = ++this.loads;
-    const block = loadAgentConfiguration(agent.config_project, agent.name, commit).then(
-      (l) => {
-        const b = l.config.ci_access as Block;
+    const block = readAgentConfig(agent.config_project, agent.name, commit).then((read) => {
+      if (read.state === 'valid') {
+        const b = read.config.ci_access as Block;
         if ((this.lastGood.get(agent.name)?.seq ?? 0) < seq) this.lastGood.set(agent.name, { repo: agent.config_project, commit, block: b, seq });
         return b;
-      },
-      async (err: unknown) => {
-        const good = this.lastGood.get(agent.name);
-        if (!(err instanceof ConfigError) || good?.repo !== agent.config_project) throw err;
-        // A deleted config.yaml (or agent directory) is no configuration, not an invalid one: it takes the access away.
-        if (!(await readAt(agent.config_project, commit, configPath(agent.name)))) throw err;
-        this.log?.warn(
-          { agent_name: agent.name, commit_id: commit, error: err.message, last_good_commit_id: good.commit },
-          'CI tunnel: invalid configuration; deciding with the ci_access block of the last good one',
-        );
-        return good.block;
-      },
-    );
+      }
+      const good = this.lastGood.get(agent.name);
+      // A deleted config.yaml (or agent directory) is no configuration, not an invalid one: it takes the access away.
+      if (read.state === 'missing' || good?.repo !== agent.config_project) throw read.error;
+      this.log?.warn(
+        { agent_name: agent.name, commit_id: commit, error: read.error.message, last_good_commit_id: good.commit },
+        'CI tunnel: invalid configuration; deciding with the ci_access block of the last good one',
+      );
+      return good.block;
+    });
     // A failed read is not kept: the next request tries again.
     block.catch(() => {
       if (this.byAgent.get(agent.name)?.block === block) this.byAgent.delete(agent.name);

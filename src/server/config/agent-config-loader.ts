@@ -18,16 +18,35 @@ export interface LoadedConfiguration {
   files: ProjectFile[];
 }
 
-/** Reads, validates and resolves an agent's configuration at a commit. Throws ConfigError. */
-export async function loadAgentConfiguration(repo: string, agentName: string, commitId: string): Promise<LoadedConfiguration> {
+/**
+ * An agent's config.yaml at a commit, validated, or why there is none: `missing` (no such file: callers may treat
+ * that as no configuration, unlike a broken one) or `invalid` (its problems, file:line: path).
+ */
+export type AgentConfigAt = { state: 'valid'; config: AgentConfig; warnings: ConfigIssue[] } | { state: 'missing' | 'invalid'; error: ConfigError };
+
+/** Reads and validates config.yaml alone (not the files its blocks select). Throws only when git cannot be read (VERDICT_GIT). */
+export async function readAgentConfig(repo: string, agentName: string, commitId: string): Promise<AgentConfigAt> {
   const path = configPath(agentName);
   const data = await readAt(repo, commitId, path);
   if (!data) {
-    throw new ConfigError([
-      { file: path, path: '', line: 0, message: `file not found at commit ${commitId.slice(0, 12)}; commit it to the default branch of ${repo}` },
-    ]);
+    const message = `file not found at commit ${commitId.slice(0, 12)}; commit it to the default branch of ${repo}`;
+    return { state: 'missing', error: new ConfigError([{ file: path, path: '', line: 0, message }]) };
   }
-  const { value: config, warnings } = parseAgentConfig(data.toString('utf8'), path);
+  try {
+    const { value: config, warnings } = parseAgentConfig(data.toString('utf8'), path);
+    return { state: 'valid', config, warnings };
+  } catch (e) {
+    if (e instanceof ConfigError) return { state: 'invalid', error: e };
+    throw e;
+  }
+}
+
+/** Reads, validates and resolves an agent's configuration at a commit. Throws ConfigError. */
+export async function loadAgentConfiguration(repo: string, agentName: string, commitId: string): Promise<LoadedConfiguration> {
+  const read = await readAgentConfig(repo, agentName, commitId);
+  if (read.state !== 'valid') throw read.error;
+  const { config, warnings } = read;
+  const path = configPath(agentName);
   const files: ProjectFile[] = [];
   for (const mod of serverModules) {
     const block = config[mod.name];
