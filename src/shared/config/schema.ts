@@ -439,6 +439,12 @@ export function exactlyOne<S extends Shape>(shape: S, example: string): Validato
         const found = set.map((p) => String((p.key as Node & { value: unknown }).value));
         return reportIssue(ctx, set[1]!.key as Node, path, `set only one of ${names.join(', ')}; found ${found.join(' and ')}`);
       }
+      // A key of none of the forms is most likely one of them misspelt: the mapping's
+      // unknown-key message names it and the form meant, where "none is set" would not.
+      if (set.length === 0 && given.length < node.items.length) {
+        inner(node, path, ctx, key);
+        return undefined;
+      }
       if (set.length === 0) {
         const why = empty.length ? `${empty[0]} has no value` : 'none is set';
         return reportIssue(ctx, key ?? node, path, `set exactly one of ${names.join(', ')} (${why}); e.g. ${example}`);
