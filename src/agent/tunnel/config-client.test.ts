@@ -156,11 +156,14 @@ describe('configuration stream', () => {
   });
 
   it('reconnects at once after a clean end of the stream, and after an error only with backoff', async () => {
-    const calls: { at: number; commit: string }[] = [];
+    // Each call notes the backoffs the agent had logged by then: the loop waits only after logging one.
+    const calls: { at: number; commit: string; backoffs: unknown[] }[] = [];
     const server = new grpc.Server();
+    let lines: Awaited<ReturnType<typeof startAgentStream>>['lines'] = [];
     server.addService(AgentConfigurationService, {
       getConfiguration: (call: grpc.ServerWritableStream<ConfigurationRequest, ConfigurationResponse>) => {
-        calls.push({ at: Date.now(), commit: call.request.commit_id });
+        const backoffs = lines.filter((l) => 'retry_in_ms' in l).map((l) => [l.msg, (l as { retry_in_ms?: number }).retry_in_ms]);
+        calls.push({ at: Date.now(), commit: call.request.commit_id, backoffs });
         if (calls.length === 1) {
           call.write({ commit_id: 'c1', config_json: '{}', files: [], agent_name: 'edge', warnings: [] });
           call.end();
@@ -171,12 +174,12 @@ describe('configuration stream', () => {
       },
     });
     const target = await serve(server);
-    const { lines } = await startAgentStream(target, 'token', { initialMs: 3000, maxMs: 3000, jitter: false });
+    ({ lines } = await startAgentStream(target, 'token', { initialMs: 3000, maxMs: 3000, jitter: false }));
     await until(() => calls.length === 3, 'the third call', 20_000);
     expect(calls.map((c) => c.commit)).toEqual(['', 'c1', 'c1']);
-    // A backoff is never shorter than its (unjittered) 3 s; the redial after a clean end
-    // only has to stay clearly below it, whatever the machine's load.
-    expect(calls[1]!.at - calls[0]!.at).toBeLessThan(2000);
+    // The redial after the clean end came with no backoff before it; the one after the error after one, of the whole 3 s.
+    const failed = 'Config: failed to get configuration from the server';
+    expect(calls.map((c) => c.backoffs)).toEqual([[], [], [[failed, 3000]]]);
     expect(calls[2]!.at - calls[1]!.at).toBeGreaterThanOrEqual(2950);
     expect(lines.filter((l) => l.msg === 'Config: failed to get configuration from the server')).toHaveLength(1);
   });
