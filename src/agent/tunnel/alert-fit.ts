@@ -1,17 +1,17 @@
 import { cutToStored, type StoredCut } from '../../shared/alert/fields.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
-import { cutSamples } from '../../shared/alert/samples.js';
+import { fitSamples, type SampleCut } from '../../shared/alert/fit.js';
 
 // What the publisher does with an alert too big for one gRPC message. First
 // its fields are cut as the server's store cuts them (shared/alert/fields.ts),
-// then its samples to previews as the store and its Kafka log cut them
-// (shared/alert/samples.ts): neither loses anything the server would have
-// kept. Only then do its samples go; an alert still too big without them is
-// all but impossible, since the only fields the store keeps whole are the
-// details (such as a Falco output).
+// then its samples as the server's Kafka log cuts them (shared/alert/fit.ts):
+// previews first, which lose nothing the server would have kept, and only
+// then no samples. An alert still too big without them is all but
+// impossible, since the only fields the store keeps whole are the details
+// (such as a Falco output).
 
 /** What was cut from an alert to make it fit, in the order it was cut. */
-type FitCut = StoredCut | 'sample previews' | 'samples';
+type FitCut = StoredCut | SampleCut;
 
 /** An alert payload that fits, and what had to go. */
 interface Fitted {
@@ -39,23 +39,9 @@ export function fitPayload(payload: Buffer, maxBytes: number): Fitted {
   }
   if (typeof parsed !== 'object' || parsed === null) return { payload: undefined, cut: [], title: undefined };
   const stored = cutToStored(parsed);
-  let alert = stored.alert;
-  const cut: FitCut[] = stored.cut;
+  const alert = stored.alert;
   const title = typeof alert.title === 'string' ? alert.title : undefined;
-  if (cut.length > 0) {
-    const fields = Buffer.from(JSON.stringify(alert));
-    if (fields.length <= maxBytes) return { payload: fields, cut, title };
-  }
-  const samples: unknown[] = Array.isArray(alert.samples) ? alert.samples : [];
-  const previews = cutSamples(samples);
-  if (previews.some((s, i) => s !== samples[i])) {
-    alert = { ...alert, samples: previews };
-    cut.push('sample previews');
-    const withPreviews = Buffer.from(JSON.stringify(alert));
-    if (withPreviews.length <= maxBytes) return { payload: withPreviews, cut, title };
-  }
-  if (samples.length === 0) return { payload: undefined, cut, title };
-  cut.push('samples');
-  const without = Buffer.from(JSON.stringify({ ...alert, samples: [] }));
-  return { payload: without.length <= maxBytes ? without : undefined, cut, title };
+  // Unless cutToStored changed something, the alert as it is was measured above.
+  const f = fitSamples(alert, maxBytes, (a) => JSON.stringify(a), stored.cut.length > 0);
+  return { payload: f.json === undefined ? undefined : Buffer.from(f.json), cut: [...stored.cut, ...f.cut], title };
 }

@@ -1,5 +1,5 @@
-import { ALERT_SCHEMA, MAX_SAMPLES, type AlertPayload } from '../../shared/alert/payload.js';
-import { cutSamples, fitsBytes } from '../../shared/alert/samples.js';
+import { fitSamples } from '../../shared/alert/fit.js';
+import { ALERT_SCHEMA, type AlertPayload } from '../../shared/alert/payload.js';
 import { STATUSES, type AlertStatus, type StoredAlert } from '../store/alert-store.js';
 import { checkPayload, LOG_SOURCES } from '../tunnel/payload-check.js';
 import { isVerdictError, VerdictError } from '../../shared/errors.js';
@@ -258,15 +258,10 @@ export function encodeEventsMessage(agent: string, at: string, replica: string, 
   return buf;
 }
 
+/** The payload's JSON by `encode` and the payload as written, its samples cut by fitSamples to fit `max`; undefined when nothing fits. */
 function fitted(payload: AlertPayload, max: number, encode: (p: AlertPayload) => string): { json: string; payload: AlertPayload } | undefined {
-  let json = encode(payload);
-  if (fitsBytes(json, max)) return { json, payload };
-  let cut = { ...payload, samples: cutSamples(payload.samples.slice(-MAX_SAMPLES)) };
-  json = encode(cut);
-  if (fitsBytes(json, max)) return { json, payload: cut };
-  cut = { ...payload, samples: [] };
-  json = encode(cut);
-  return fitsBytes(json, max) ? { json, payload: cut } : undefined;
+  const f = fitSamples(payload, max, encode);
+  return f.json === undefined ? undefined : { json: f.json, payload: f.alert };
 }
 
 export function encodeClaimsEvent(c: Omit<ClaimsLogEvent, 'type' | 'v'>): string {
