@@ -1,32 +1,20 @@
 import { realpathSync } from 'node:fs';
-import { parse } from 'yaml';
+import { readAgentConfig } from '../../server/config/agent-config-loader.js';
 import { configPath } from '../../server/config/agent-config-path.js';
-import { readAt } from '../../server/config/git-project.js';
 
 // The manifest projects an agent's config.yaml lists at a commit, as the ids
 // the agent asks for and reports ("" for the configuration project, listed
 // without id): the commit last sent to the agent (removed-projects.ts) or the
 // configuration project's head (the check for two entries of one repository).
-// The ids are read as they stand, without the full schema: a file that is not
-// YAML says nothing, and one the schema refuses is not served to the agent
-// anyway.
+// Read with the server's one loader, as the agent is sent them: a config.yaml
+// that does not validate is never served, so it says nothing about which
+// projects the agent runs (it keeps its last good configuration).
 
-/** The project ids of gitops.manifest_projects in their order, or undefined when config.yaml is not at the commit. */
+/** The project ids of gitops.manifest_projects in their order, or undefined when config.yaml is missing or invalid at the commit. */
 export async function configuredProjects(configProject: string, agentName: string, commit: string): Promise<string[] | undefined> {
-  const data = await readAt(configProject, commit, configPath(agentName));
-  if (!data) return undefined;
-  let config: unknown;
-  try {
-    // merge: entries built with `<<: *defaults` read as the server's validation reads them (yaml-aliases.ts).
-    config = parse(data.toString('utf8'), { merge: true });
-  } catch {
-    // Not YAML at all: nothing can be said about its entries (callers read commits the server validated and sent).
-    return undefined;
-  }
-  const doc = config as { gitops?: { manifest_projects?: ({ id?: unknown } | null)[] | null } | null } | null;
-  const projects = doc?.gitops?.manifest_projects;
-  if (!Array.isArray(projects)) return [];
-  return projects.map((p) => (p?.id === undefined || p.id === null ? '' : String(p.id)));
+  const read = await readAgentConfig(configProject, agentName, commit);
+  if (read.state !== 'valid') return undefined;
+  return (read.config.gitops?.manifest_projects ?? []).map((p) => p.id ?? '');
 }
 
 /** Two entries of config.yaml that name one repository: `index` is the later one, the one refused. */
