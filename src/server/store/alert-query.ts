@@ -1,5 +1,6 @@
 import { SEVERITIES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import { VerdictError } from '../../shared/errors.js';
+import type { AlertStatus } from '../../shared/alert/stored.js';
 import { ADDED_ALERT_ID, addedRowids } from './search-text.js';
 
 // Turns feed filters into SQL that stays an index range scan on a large table.
@@ -7,8 +8,7 @@ import { ADDED_ALERT_ID, addedRowids } from './search-text.js';
 // million rows for a 50-row page; here each query names the index that drives it
 // (the others are disabled with a unary +).
 
-export const STATUSES = ['triggered', 'acknowledged', 'resolved', 'ignored'] as const;
-export type AlertStatus = (typeof STATUSES)[number];
+export { STATUSES, type AlertStatus } from '../../shared/alert/stored.js';
 
 export const SORTS = ['last_seen', 'created', 'severity', 'count'] as const;
 export type SortKey = (typeof SORTS)[number];

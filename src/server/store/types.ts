@@ -1,74 +1,20 @@
-import type { PolicyRef } from '../../shared/alert/payload.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
-import type { AlertStatus } from './alert-query.js';
+import type { AlertDetail as Detail, AlertList, AlertRecord } from '../../shared/alert/stored.js';
+
+export type { CountRow, Occurrence } from '../../shared/alert/stored.js';
 
 // The store's shapes: what callers get back, and the rows behind them.
 
-export interface StoredAlert {
-  id: number;
-  fingerprint: string;
-  agent: string;
-  status: AlertStatus;
-  source: string;
-  severity: string;
-  title: string;
-  description: string;
-  cluster: string;
-  namespace: string;
-  policies: PolicyRef[];
-  rule: string;
-  labels: Record<string, string>;
-  details: Record<string, unknown>;
+export interface StoredAlert extends AlertRecord {
   /**
    * Raw flows or events behind the alert, newest last, at most MAX_SAMPLES. From
    * get(): the alert's latest samples; in a change record after an ingest: the
    * samples that came with that change.
    */
   samples: unknown[];
-  /** Occurrences, as counted by the agents (one event may fold several). */
-  count: number;
-  /** Events received for this alert. */
-  events: number;
-  first_seen: string;
-  last_seen: string;
-  created_at: string;
-  updated_at: string;
-  /** When this server received the latest event, to the minute: what retention ages the alert by. */
-  last_received_at: string;
-  /** Present when an occurrence was stamped more than CLOCK_SKEW_MS after its receipt; its times are kept as given. */
-  clock_skew?: true;
-  seq: number;
 }
 
-export interface Occurrence {
-  event_no: number;
-  event_id: string;
-  received_at: string;
-  count: number;
-  first_seen: string;
-  last_seen: string;
-  severity: string;
-  description: string;
-  labels: Record<string, string>;
-  samples: unknown[];
-}
-
-export interface AlertDetail {
-  alert: StoredAlert;
-  /** The latest occurrences, newest first. */
-  occurrences: Occurrence[];
-  /** The occurrence that set the severity (the highest of the alert's), kept when the ring has moved past it. */
-  severity_occurrence?: Occurrence;
-  /** Status changes, oldest first. */
-  history: StatusChange[];
-}
-
-export interface StatusChange {
-  from: AlertStatus;
-  to: AlertStatus;
-  actor: string;
-  at: string;
-}
+export type AlertDetail = Detail<StoredAlert>;
 
 export interface IncomingEvent {
   id: string;
@@ -90,37 +36,32 @@ export interface IngestResult {
   alerts: StoredAlert[];
 }
 
-export interface ListResult {
-  alerts: StoredAlert[];
-  next_cursor: string | null;
-}
+export type ListResult = AlertList<StoredAlert>;
 
-export interface CountRow {
-  key: string;
-  alerts: number;
-  events: number;
-}
+/** The record's fields an alerts row holds as they are; the row keeps JSON as text and times as unix ms. */
+type KeptAsIs =
+  | 'id'
+  | 'fingerprint'
+  | 'agent'
+  | 'status'
+  | 'source'
+  | 'severity'
+  | 'title'
+  | 'description'
+  | 'cluster'
+  | 'namespace'
+  | 'rule'
+  | 'count'
+  | 'events'
+  | 'seq';
 
-export interface AlertRow {
-  id: number;
-  fingerprint: string;
-  agent: string;
-  status: AlertStatus;
-  source: string;
-  severity: string;
+export interface AlertRow extends Pick<AlertRecord, KeptAsIs> {
   severity_rank: number;
-  title: string;
-  description: string;
-  cluster: string;
-  namespace: string;
   policies: string;
-  rule: string;
   labels: string;
   details: string;
   /** The search text the alert opened with (alert_search), as the main full-text index has it. */
   search_text?: string;
-  count: number;
-  events: number;
   first_seen: number;
   last_seen: number;
   created_at: number;
@@ -129,7 +70,6 @@ export interface AlertRow {
   clock_skew: number;
   /** event_no of the occurrence that set the severity. */
   severity_event: number;
-  seq: number;
 }
 
 export type NarrowRow = Omit<AlertRow, 'title' | 'description' | 'policies' | 'labels' | 'details' | 'search_text'>;

@@ -1,93 +1,46 @@
 // The feed API's JSON as the page reads it: GET /api/v1/alerts, /alerts/:id,
-// /alerts/counts and the stream's messages. The server's schemas
-// (src/server/feed/schemas.ts, alertView in alerts-routes.ts) are the
-// definition; these types follow them by hand, because this check cannot load
-// the server's modules: even a type import brings in what they import
-// (better-sqlite3, grpc-js) and with it Node's globals, so page code using
-// Buffer or process would pass. The payload's own parts come from
-// src/shared/alert/payload.ts itself, which imports nothing.
-import type { CiliumDetails, FalcoDetails, PolicyRef, Severity } from '../../../shared/alert/payload.js';
+// /alerts/counts and the stream's messages. The alert's shapes come from
+// src/shared/alert/stored.ts and payload.ts, which the server's store and
+// routes use too; they import nothing else, so this check never loads the
+// server's modules and Node's globals (Buffer, process) stay unknown to the
+// page. Where the page's reading differs from the stored alert (narrower
+// source, severity and details; samples in the detail only), Alert says how.
+import type { AlertPayload, AlertSource, Severity } from '../../../shared/alert/payload.js';
+import type { AlertDetail as Detail, AlertList, AlertRecord, AlertStatus, CountRow } from '../../../shared/alert/stored.js';
 
 export type { CiliumDetails, EndpointSummary, FalcoDetails, Severity } from '../../../shared/alert/payload.js';
+export type { Occurrence } from '../../../shared/alert/stored.js';
 
-export type Status = 'triggered' | 'acknowledged' | 'resolved' | 'ignored';
-export type Source = import('../../../shared/alert/payload.js').AlertSource;
+export type Status = AlertStatus;
+export type Source = AlertSource;
 
-export interface Alert {
-  id: number;
-  status: Status;
+/** The server stores source, severity and details as any string or object; what it accepts are these. */
+export interface Alert extends Omit<AlertRecord, 'source' | 'severity' | 'details'> {
   source: Source;
   severity: Severity;
-  title: string;
-  description: string;
-  agent: string;
-  cluster: string;
-  namespace: string;
-  policies: PolicyRef[];
-  rule: string;
-  labels: Record<string, string>;
-  count: number;
-  events: number;
-  first_seen: string;
-  last_seen: string;
-  created_at: string;
-  updated_at: string;
-  /** When the server received the latest event, to the minute. */
-  last_received_at: string;
-  /** An occurrence was stamped more than 5 minutes after its receipt (a fast clock); times are as given. */
-  clock_skew?: true;
-  fingerprint: string;
-  seq: number;
-  details: { cilium?: CiliumDetails; falco?: FalcoDetails };
+  details: Pick<AlertPayload, 'cilium' | 'falco'>;
   /** In the detail only: the latest raw samples, oldest first. */
   samples?: unknown[];
 }
 
-export interface Occurrence {
-  event_no: number;
-  event_id: string;
-  received_at: string;
-  count: number;
-  first_seen: string;
-  last_seen: string;
-  severity: string;
-  description: string;
-  labels: Record<string, string>;
-  samples: unknown[];
-}
+export type AlertDetail = Detail<Alert>;
 
-export interface StatusChange {
-  from: Status;
-  to: Status;
-  actor: string;
-  at: string;
-}
-
-export interface AlertDetail {
-  alert: Alert;
-  /** The latest occurrences, newest first. */
-  occurrences: Occurrence[];
-  /** The occurrence that set the severity; it may also be among the latest. */
-  severity_occurrence?: Occurrence;
-  history: StatusChange[];
-}
-
-export interface AlertPage {
-  alerts: Alert[];
-  next_cursor: string | null;
+export interface AlertPage extends AlertList<Alert> {
+  /** The stream's cursor when the page was read: a stream opened with it misses nothing that changed after. */
   stream_cursor: number;
 }
 
 export interface Counts {
   by: string;
-  counts: { key: string; alerts: number; events: number }[];
+  counts: CountRow[];
 }
 
 export type StreamMessage = { type: 'alerts'; cursor: number; alerts?: Alert[]; removed?: number[] } | { type: 'live'; cursor: number };
 
 // GET /api/v1/agents and /agents/:name (src/server/agents/routes.ts; GitOps'
 // part from src/modules/gitops/sync-status.ts, the agent's SyncReport of
-// proto/verdict/gitops.proto and what the server adds). Followed by hand too:
+// proto/verdict/gitops.proto and what the server adds). Written out here,
+// since the server's come from src/gen/verdict/gitops.ts, which loads grpc-js:
 // test/feed/page.browser.test.ts compares them with the server's types.
 
 export interface ConfigFinding {

@@ -1,4 +1,3 @@
-import type { PolicyRef } from '../../../shared/alert/payload.js';
 import type { StoredAlert } from '../../store/alert-store.js';
 
 // What a delivery says about an alert, frozen when the delivery is recorded:
@@ -8,26 +7,29 @@ import type { StoredAlert } from '../../store/alert-store.js';
 export const DELIVERY_EVENTS = ['triggered', 'repeated', 'resolved'] as const;
 export type DeliveryEvent = (typeof DELIVERY_EVENTS)[number];
 
-export interface WebhookAlert {
-  id: number;
+/** The stored alert's fields a webhook sends; not the feed's bookkeeping (events, seq, ...) nor the samples. */
+type SentAsStored =
+  | 'id'
+  | 'source'
+  | 'severity'
+  | 'title'
+  | 'description'
+  | 'agent'
+  | 'cluster'
+  | 'namespace'
+  | 'policies'
+  | 'rule'
+  | 'labels'
+  | 'count'
+  | 'first_seen'
+  | 'last_seen'
+  | 'fingerprint'
+  | 'details';
+
+export interface WebhookAlert extends Pick<StoredAlert, SentAsStored> {
   status: string;
-  source: string;
-  severity: string;
-  title: string;
-  description: string;
-  agent: string;
-  cluster: string;
-  namespace: string;
-  policies: PolicyRef[];
-  rule: string;
-  labels: Record<string, string>;
-  count: number;
-  first_seen: string;
-  last_seen: string;
   /** When the alert was resolved; null while it is open. */
   resolved_at: string | null;
-  fingerprint: string;
-  details: Record<string, unknown>;
   /** The alert in the feed API, when webhooks.external_url is set. */
   url: string | null;
 }
