@@ -7,6 +7,7 @@ import { toFtsQuery } from './alert-query.js';
 import { VerdictError } from '../../shared/errors.js';
 import { openServerDb } from './server-db.js';
 import { ciliumPayload, falcoPayload } from './test-payloads.js';
+import { cutToStored, MAX_DESCRIPTION, MAX_LABEL, MAX_TITLE } from '../../shared/alert/fields.js';
 import { MAX_SAMPLE_BYTES } from '../../shared/alert/samples.js';
 
 let ev = 0;
@@ -257,6 +258,28 @@ describe('AlertStore ingest', () => {
     expect(d.alert.samples.at(-1)).toEqual({ truncated: true, bytes: MAX_SAMPLE_BYTES + 1, preview: `"ab${'\u20ac'.repeat(681)}` });
     expect(d.occurrences[0]!.samples).toEqual([d.alert.samples.at(-1)]);
     expect(d.occurrences[1]!.samples).toEqual([at]);
+  });
+
+  it('cuts title, description and labels as cutToStored does, so what the agent cuts to fit a message loses nothing the store keeps', () => {
+    const { store } = fresh();
+    const base = falcoPayload({ fp: 'long' });
+    const payload = {
+      ...base,
+      // The cut falls inside the emoji: it is left out whole.
+      title: `${'t'.repeat(MAX_TITLE - 1)}\u{1F600}tail`,
+      description: 'd'.repeat(MAX_DESCRIPTION + 10),
+      labels: { ...base.labels, pod: 'p'.repeat(MAX_LABEL + 1), cmd: 'a\nb' },
+    };
+    const expected = cutToStored(payload).alert;
+    expect(expected.title).toBe('t'.repeat(MAX_TITLE - 1));
+    const [a] = store.ingest('edge', [{ id: id(), payload }]).alerts;
+    for (const stored of [a!, store.get(a!.id)!]) {
+      expect(stored.title).toBe(expected.title);
+      expect(stored.description).toBe(expected.description);
+      expect(stored.labels).toEqual(expected.labels);
+    }
+    // The change record (from ingest's cache) and a read (from the row) are the same alert.
+    expect(store.get(a!.id)).toEqual(a);
   });
 
   it('keeps the same rings when a burst of one alert comes in a single batch', () => {

@@ -1,13 +1,12 @@
-import { cleanLabels, MAX_DESCRIPTION, MAX_TITLE } from '../../shared/alert/fields.js';
+import { cleanLabels, storedDescription, storedTitle } from '../../shared/alert/fields.js';
 import { FOLD_SETS_SEVERITY, type FoldSummary, foldIn } from '../../shared/alert/fold.js';
 import { MAX_SAMPLES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import { cutSample, fitsBytes, MAX_SAMPLE_BYTES } from '../../shared/alert/samples.js';
 import type { DB } from '../../shared/sqlite/open.js';
-import { cutText } from '../../shared/text/cut.js';
 import type { AlertChange, Changes } from './changes.js';
 import { openEntry, type OpenAlerts, type OpenEntry, type PendingOccurrence } from './open-alerts.js';
 import { RollupDelta, rollupKeys, type Rollups } from './rollups.js';
-import { iso } from './rows.js';
+import { alertOf, iso } from './rows.js';
 import { SearchText, type SearchIndex } from './search-text.js';
 import { CLOCK_SKEW_MS, OCCURRENCES_KEPT, PINNED_SLOT, RECEIVED_PRECISION_MS, type IncomingEvent, type IngestResult, type StoredAlert } from './types.js';
 
@@ -107,34 +106,8 @@ function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
   // change, are formatted again only when they did (last_seen changes with nearly every batch).
   if (e.iso.first[0] !== r.first_seen) e.iso.first = [r.first_seen, iso(r.first_seen)];
   if (e.iso.received[0] !== r.last_received_at) e.iso.received = [r.last_received_at, iso(r.last_received_at)];
-  const a: StoredAlert = {
-    id: r.id,
-    fingerprint: r.fingerprint,
-    agent: r.agent,
-    status: r.status,
-    source: r.source,
-    severity: r.severity,
-    title: r.title,
-    description: r.description,
-    cluster: r.cluster,
-    namespace: r.namespace,
-    // Shared with the cache, which replaces rather than mutates them.
-    policies: e.policies,
-    rule: r.rule,
-    labels: e.labels,
-    details: e.details,
-    samples: e.batchSamples ?? [],
-    count: r.count,
-    events: r.events,
-    first_seen: e.iso.first[1],
-    last_seen: iso(r.last_seen),
-    created_at: e.iso.created,
-    updated_at: updatedAt,
-    last_received_at: e.iso.received[1],
-    seq: r.seq,
-  };
-  if (r.clock_skew) a.clock_skew = true;
-  return a;
+  // Policies, labels and details are shared with the cache, which replaces rather than mutates them.
+  return alertOf(r, e.policies, e.labels, e.details, e.batchSamples ?? [], e.iso.first[1], e.iso.created, updatedAt, e.iso.received[1]);
 }
 
 export class Ingest {
@@ -224,7 +197,9 @@ export class Ingest {
       const first = timeMs(p.first_seen, now);
       const last = p.last_seen === p.first_seen ? first : timeMs(p.last_seen, first);
       const severity: Severity = p.severity;
-      const description = cutText(p.description, MAX_DESCRIPTION);
+      // Cut field by field as cutToStored cuts them (shared/alert/fields.ts), without its copy of each
+      // payload: the title goes into the fold, the description and labels into the occurrence.
+      const description = storedDescription(p.description);
       const labels = cleanLabels(p.labels);
       // Times are kept as the event gives them; a fast clock is only flagged (retention goes by receipt).
       const received = ev.receivedAt ?? now;
@@ -240,7 +215,7 @@ export class Ingest {
           source: p.source,
           severity,
           severity_rank: SEVERITY_RANK[severity] ?? 0,
-          title: cutText(p.title, MAX_TITLE),
+          title: storedTitle(p.title),
           description,
           cluster: p.cluster,
           namespace: p.namespace,
@@ -290,7 +265,7 @@ export class Ingest {
         foldOcc.first_seen = first;
         foldOcc.last_seen = last;
         foldOcc.severity = severity;
-        foldOcc.title = cutText(p.title, MAX_TITLE);
+        foldOcc.title = storedTitle(p.title);
         foldOcc.description = description;
         const folded = foldIn<number>(foldInto, foldOcc);
         if (foldInto.title !== r.title || foldInto.description !== r.description) {

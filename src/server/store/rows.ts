@@ -44,7 +44,36 @@ export function iso(ms: number): string {
   return `${prefix}${sec < 10 ? '0' : ''}${sec}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
+/** An alert as read from its row: JSON columns parsed, times formatted. */
 export function rowToAlert(r: AlertRow, samples: unknown[] = []): StoredAlert {
+  return alertOf(
+    r,
+    JSON.parse(r.policies) as PolicyRef[],
+    JSON.parse(r.labels) as Record<string, string>,
+    JSON.parse(r.details) as Record<string, unknown>,
+    samples,
+    iso(r.first_seen),
+    iso(r.created_at),
+    iso(r.updated_at),
+    iso(r.last_received_at),
+  );
+}
+
+/**
+ * The alert a row stands for, its JSON columns and the times that seldom change given already parsed and
+ * formatted: ingest keeps them so for open alerts, where parsing and formatting them for every change would show.
+ */
+export function alertOf(
+  r: AlertRow,
+  policies: PolicyRef[],
+  labels: Record<string, string>,
+  details: Record<string, unknown>,
+  samples: unknown[],
+  firstSeen: string,
+  createdAt: string,
+  updatedAt: string,
+  lastReceivedAt: string,
+): StoredAlert {
   const a: StoredAlert = {
     id: r.id,
     fingerprint: r.fingerprint,
@@ -56,18 +85,18 @@ export function rowToAlert(r: AlertRow, samples: unknown[] = []): StoredAlert {
     description: r.description,
     cluster: r.cluster,
     namespace: r.namespace,
-    policies: JSON.parse(r.policies) as PolicyRef[],
+    policies,
     rule: r.rule,
-    labels: JSON.parse(r.labels) as Record<string, string>,
-    details: JSON.parse(r.details) as Record<string, unknown>,
+    labels,
+    details,
     samples,
     count: r.count,
     events: r.events,
-    first_seen: iso(r.first_seen),
+    first_seen: firstSeen,
     last_seen: iso(r.last_seen),
-    created_at: iso(r.created_at),
-    updated_at: iso(r.updated_at),
-    last_received_at: iso(r.last_received_at),
+    created_at: createdAt,
+    updated_at: updatedAt,
+    last_received_at: lastReceivedAt,
     seq: r.seq,
   };
   if (r.clock_skew) a.clock_skew = true;

@@ -2,8 +2,10 @@ import { cutText } from '../text/cut.js';
 import { type AlertPayload, MAX_SAMPLES } from './payload.js';
 
 // How much of an alert's text fields the server's store keeps. The store cuts
-// every alert this way; the agent cuts an alert too big for a gRPC message the
-// same way before anything else, since that loses nothing the store would keep.
+// every alert with these functions (storedTitle, storedDescription,
+// cleanLabels); the agent cuts an alert too big for a gRPC message with the
+// same ones (cutToStored) before anything else, since that loses nothing the
+// store would keep.
 // Lengths are UTF-16 units (cutText), never splitting a surrogate pair.
 //
 // The Falco or Cilium details (falco.output, falco.output_fields, ...) are
@@ -15,6 +17,16 @@ export const MAX_TITLE = 200;
 export const MAX_DESCRIPTION = 4000;
 /** A label value the store keeps, on one line (newlines separate values in its search text). */
 export const MAX_LABEL = 512;
+
+/** The title as the store keeps it. */
+export function storedTitle(title: string): string {
+  return cutText(title, MAX_TITLE);
+}
+
+/** The description as the store keeps it. */
+export function storedDescription(description: string): string {
+  return cutText(description, MAX_DESCRIPTION);
+}
 
 function plainLabel(v: string): boolean {
   return v.length <= MAX_LABEL && v.indexOf('\n') < 0 && v.indexOf('\r') < 0;
@@ -59,11 +71,11 @@ export function cutToStored(alert: AlertPayload): { alert: AlertPayload; cut: St
   const out = { ...alert };
   const cut: StoredCut[] = [];
   if (typeof alert.title === 'string' && alert.title.length > MAX_TITLE) {
-    out.title = cutText(alert.title, MAX_TITLE);
+    out.title = storedTitle(alert.title);
     cut.push('title');
   }
   if (typeof alert.description === 'string' && alert.description.length > MAX_DESCRIPTION) {
-    out.description = cutText(alert.description, MAX_DESCRIPTION);
+    out.description = storedDescription(alert.description);
     cut.push('description');
   }
   if (typeof alert.labels === 'object' && alert.labels !== null) {
