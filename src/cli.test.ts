@@ -60,6 +60,12 @@ describe('verdict with its output piped into a reader that closes early', () => 
     });
   });
 
+  it('verdict --help says what a reader closing early does to the exit status', () => {
+    const help = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' }).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('(| head -1), a command that already knows its exit status exits quietly with it;');
+    expect(help).toContain('dies of SIGPIPE (141 under a shell, which pipefail reports)');
+  });
+
   it('ci-tokens list --json: one long line, cut short by head -c, then a quiet exit with the status it had set (0)', () => {
     const data = join(dir, 'server');
     const db = openServerDb(data);

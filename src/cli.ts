@@ -44,6 +44,9 @@ function help(): string {
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     `  ${'version'.padEnd(width)}  print the version`,
     '',
+    'Piped into a reader that closes early (| head -1), a command that already knows its exit status exits',
+    'quietly with it; one cut off before it knows dies of SIGPIPE (141 under a shell, which pipefail reports).',
+    '',
   ].join('\n');
 }
 
