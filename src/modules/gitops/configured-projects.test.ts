@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigProject, tempDir } from '../../../test/helpers/processes.js';
-import { configuredProjects, sharedRepository } from './configured-projects.js';
+import { configuredProjects, LatestConfiguredProjects, sharedRepository } from './configured-projects.js';
 
 // The check that refuses a second entry for one repository reads config.yaml at
 // the configuration project's head: a head the server's loader refuses (not YAML,
@@ -17,7 +17,7 @@ describe('configuredProjects', () => {
     expect(await configuredProjects(repo, 'prod', good)).toEqual(['group/app', '']);
     const broken = commit('gitops:\n  manifest_projects:\n    - id: group/app\n  manifest_projects: [dup]\n');
     expect(await configuredProjects(repo, 'prod', broken)).toBeUndefined();
-    expect(await sharedRepository(repo, 'prod', broken, 'group/app', repo, () => repo)).toBeUndefined();
+    expect(sharedRepository(await configuredProjects(repo, 'prod', broken), 'prod', 'group/app', repo, () => repo)).toBeUndefined();
   });
 
   it('reads config.yaml as the loader validates it: ids as the agent is sent them, nothing from a file it refuses', async () => {
@@ -27,7 +27,30 @@ describe('configuredProjects', () => {
     // YAML, but a value the schema refuses: the agent never gets this commit, so its entries refuse nothing.
     const invalid = commit('gitops:\n  manifest_projects:\n    - {}\n    - id: group/app\n      prune: "yes please"\n');
     expect(await configuredProjects(repo, 'prod', invalid)).toBeUndefined();
-    expect(await sharedRepository(repo, 'prod', invalid, 'group/app', repo, () => repo)).toBeUndefined();
+    expect(sharedRepository(await configuredProjects(repo, 'prod', invalid), 'prod', 'group/app', repo, () => repo)).toBeUndefined();
     expect(await configuredProjects(repo, 'gone', invalid)).toBeUndefined();
+  });
+});
+
+describe('LatestConfiguredProjects', () => {
+  it('reads once per commit, requests at once included, and reads again after a commit change or a failed read', async () => {
+    const reads: string[] = [];
+    let fail = false;
+    const latest = new LatestConfiguredProjects(async (_project, _agent, commit) => {
+      reads.push(commit);
+      if (fail) throw new Error('git failed');
+      return [commit];
+    });
+    expect(await Promise.all([latest.at('/p', 'prod', 'c1'), latest.at('/p', 'prod', 'c1')])).toEqual([['c1'], ['c1']]);
+    expect(await latest.at('/p', 'prod', 'c1')).toEqual(['c1']);
+    expect(reads).toEqual(['c1']);
+    expect(await latest.at('/p', 'prod', 'c2')).toEqual(['c2']);
+    expect(await latest.at('/other', 'prod', 'c2')).toEqual(['c2']);
+    expect(reads).toEqual(['c1', 'c2', 'c2']);
+    fail = true;
+    await expect(latest.at('/p', 'prod', 'c3')).rejects.toThrow('git failed');
+    fail = false;
+    expect(await latest.at('/p', 'prod', 'c3')).toEqual(['c3']);
+    expect(reads).toEqual(['c1', 'c2', 'c2', 'c3', 'c3']);
   });
 });

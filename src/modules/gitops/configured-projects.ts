@@ -27,20 +27,40 @@ interface SharedRepository {
 }
 
 /**
- * Whether the entry asking for `projectId` names a repository an earlier entry of the agent's config.yaml (at the
- * configuration project's current commit) already names under another id: the configuration project without id and
- * by its path, or two ids of which one is a symlink to the other. Each entry has its own worker and inventory, so
- * both would apply the same objects, each refusing (must_match) or taking over and pruning the other's.
+ * configuredProjects of each agent at the latest commit asked for, read once per commit: the configuration is the
+ * latest value only, so every request at one commit (each manifest project's poll, each reconnect) costs no read.
  */
-export async function sharedRepository(
-  configProject: string,
+export class LatestConfiguredProjects {
+  private readonly byAgent = new Map<string, { configProject: string; commit: string; ids: Promise<string[] | undefined> }>();
+
+  constructor(private readonly read: typeof configuredProjects = configuredProjects) {}
+
+  at(configProject: string, agentName: string, commit: string): Promise<string[] | undefined> {
+    const e = this.byAgent.get(agentName);
+    if (e && e.commit === commit && e.configProject === configProject) return e.ids;
+    const ids = this.read(configProject, agentName, commit);
+    // A failed read (git) is not kept: the next request reads again.
+    ids.catch(() => {
+      if (this.byAgent.get(agentName)?.ids === ids) this.byAgent.delete(agentName);
+    });
+    this.byAgent.set(agentName, { configProject, commit, ids });
+    return ids;
+  }
+}
+
+/**
+ * Whether the entry asking for `projectId` names a repository an earlier entry of the agent's config.yaml (`ids`, as
+ * configuredProjects reads them) already names under another id: the configuration project without id and by its
+ * path, or two ids of which one is a symlink to the other. Each entry has its own worker and inventory, so both would
+ * apply the same objects, each refusing (must_match) or taking over and pruning the other's.
+ */
+export function sharedRepository(
+  ids: readonly string[] | undefined,
   agentName: string,
-  commit: string,
   projectId: string,
   repo: string,
   resolve: (id: string) => string,
-): Promise<SharedRepository | undefined> {
-  const ids = await configuredProjects(configProject, agentName, commit);
+): SharedRepository | undefined {
   const index = ids?.indexOf(projectId) ?? -1;
   if (!ids || index <= 0) return undefined;
   const real = (id: string) => {
