@@ -8,8 +8,15 @@ import { resolveSecretRef } from './webhooks-config.js';
 // (docs/kafka.md). Secrets (SASL password, TLS key) take `env:VAR` or
 // `file:/path` like the webhook secrets, so the config file can be public.
 
-// A broker is dialled: it needs a host and a port other than 0.
-const broker = hostPort('host:port of a Kafka broker, e.g. kafka-0.kafka:9092 or [fd00::1]:9092', { dial: true });
+// A broker is dialled: it needs a host and a port other than 0. kafkajs splits
+// a broker at its first ":", so "[fd00::1]:9092" would fail only at start-up,
+// with "getaddrinfo ENOTFOUND [".
+const BROKER_HINT = 'host:port of a Kafka broker, e.g. kafka-0.kafka:9092';
+const broker = refine(hostPort(BROKER_HINT, { dial: true }), (address) =>
+  address.startsWith('[')
+    ? `the Kafka client cannot connect to an IPv6 address written out ("${address}"); give a host name that resolves to it (DNS or /etc/hosts): ${BROKER_HINT}`
+    : undefined,
+);
 
 // Kafka's own rule for topic names, minus the prefix's dot we add.
 const TOPIC_RE = /^[A-Za-z0-9._-]{1,200}$/;
