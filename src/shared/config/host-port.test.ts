@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { hostPortProblem, splitHostPort } from './host-port.js';
+import { hostPort, hostPortProblem, splitHostPort } from './host-port.js';
+import { ConfigError, field, obj, parseYamlConfig } from './schema.js';
 
 describe('splitHostPort', () => {
   it('splits host:port and [v6]:port; an empty host listens everywhere', () => {
@@ -35,5 +36,30 @@ describe('hostPortProblem', () => {
       'port 0 picks a free port only for a listener; give the port to connect to: host:port, e.g. relay:80',
     );
     expect(hostPortProblem(':80', hint, { dial: true })).toBe('":80" names no host to connect to: host:port, e.g. relay:80');
+  });
+});
+
+describe('hostPort', () => {
+  const schema = obj({ addr: field(hostPort('host:port, e.g. relay:80')) });
+  const errorsOf = (yaml: string) => {
+    try {
+      parseYamlConfig(yaml, 'f.yaml', schema);
+    } catch (e) {
+      if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
+      throw e;
+    }
+    return [];
+  };
+
+  it('says at its line what is wrong with an address, as for a flag', () => {
+    expect(errorsOf('addr: fd00::1:8080\n')).toEqual([
+      '1: addr: "fd00::1:8080" is not host:port: write an IPv6 address in brackets, [fd00::1]:8080: host:port, e.g. relay:80',
+    ]);
+    expect(errorsOf('addr: "[fe80::1%eth0]:80"\n')).toEqual([
+      '1: addr: "[fe80::1%eth0]:80" is not host:port: an IPv6 zone (%...) is not supported, give the address without it: host:port, e.g. relay:80',
+    ]);
+    expect(errorsOf('addr: relay\n')).toEqual(['1: addr: "relay" is not valid: host:port, e.g. relay:80']);
+    expect(errorsOf('addr: 8080\n')).toEqual(['1: addr: must be a string (host:port, e.g. relay:80)']);
+    expect(errorsOf('addr: "[fd00::1]:8080"\n')).toEqual([]);
   });
 });

@@ -12,6 +12,9 @@ export function splitHostPort(a: string): { host: string; port: number } {
   const m = HOST_PORT.exec(a);
   // A zone (fe80::1%eth0) names an interface of this host only; Verdict's addresses do without.
   if (!m && /^\[[^\]]*%/.test(a)) throw new Error(`"${a}" is not host:port: an IPv6 zone (%...) is not supported, give the address without it`);
+  // fd00::1:8080 cannot be told from the address fd00::1:8080 without a port; brackets say where the port starts.
+  const v6 = /^(.*):(\d{1,5})$/.exec(a);
+  if (!m && v6 && isIPv6(v6[1]!)) throw new Error(`"${a}" is not host:port: write an IPv6 address in brackets, [${v6[1]}]:${v6[2]}`);
   if (!m) throw new Error(`"${a}" is not host:port`);
   // The pattern lets through brackets of any hex digits, colons and dots: "[...]:80", "[:]:80".
   if (m[1] !== undefined && !isIPv6(m[1])) throw new Error(`"[${m[1]}]" is not an IPv6 address`);
@@ -28,8 +31,12 @@ export function splitHostPort(a: string): { host: string; port: number } {
  * name its host: an empty one means every interface only to a listener.
  */
 export function hostPort(hint: string, opts: { dial?: boolean } = {}): Validator<string> {
-  return refine(str({ pattern: HOST_PORT, hint }), (address) => hostPortProblem(address, hint, opts));
+  return refine(str({ pattern: PORT_LAST, hint }), (address) => hostPortProblem(address, hint, opts));
 }
+
+// What hostPort() lets through to hostPortProblem: host:port, and the IPv6
+// forms it has a message for (a zone, no brackets); the rest is "not valid" with the hint.
+const PORT_LAST = new RegExp(`${HOST_PORT.source}|^\\[[^\\]]*%[^\\]]*\\]:\\d{1,5}$|^[0-9a-fA-F.]*:[0-9a-fA-F:.]*:\\d{1,5}$`);
 
 /** What is wrong with an address, ending with `hint`; the one check behind hostPort() and the address flags. */
 export function hostPortProblem(address: string, hint: string, opts: { dial?: boolean } = {}): string | undefined {

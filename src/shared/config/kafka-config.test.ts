@@ -98,7 +98,7 @@ describe('kafka config block', () => {
       `4: kafka.brokers[1]: port 99999 is over 65535: ${hint}`,
       `5: kafka.brokers[2]: ":9092" names no host to connect to: ${hint}`,
       `6: kafka.brokers[3]: "[:]" is not an IPv6 address: ${hint}`,
-      `7: kafka.brokers[4]: "fd00::1:9092" is not valid: ${hint}`,
+      `7: kafka.brokers[4]: the Kafka client cannot connect to an IPv6 address written out ("fd00::1:9092"); give a host name that resolves to it (DNS or /etc/hosts): ${hint}`,
       `9: kafka.brokers[6]: the Kafka client cannot connect to an IPv6 address written out ("[fd00::1]:9092"); give a host name that resolves to it (DNS or /etc/hosts): ${hint}`,
     ]);
     expect(issues('kafka:\n  brokers: kafka-0.kafka:9092\n')).toEqual(['2: kafka.brokers: must be a list, e.g. brokers: ["kafka-0.kafka:9092"]']);

@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import { isMap, isScalar, type Node } from 'yaml';
 import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, type Validator, reportIssue, refine } from './schema.js';
 import { hostPort } from './host-port.js';
@@ -9,14 +10,23 @@ import { resolveSecretRef } from './webhooks-config.js';
 // `file:/path` like the webhook secrets, so the config file can be public.
 
 // A broker is dialled: it needs a host and a port other than 0. kafkajs splits
-// a broker at its first ":", so "[fd00::1]:9092" would fail only at start-up,
-// with "getaddrinfo ENOTFOUND [".
+// a broker at its first ":", so an IPv6 address, even in brackets, would fail
+// only at start-up, with "getaddrinfo ENOTFOUND [".
 const BROKER_HINT = 'host:port of a Kafka broker, e.g. kafka-0.kafka:9092';
-const broker = refine(hostPort(BROKER_HINT, { dial: true }), (address) =>
-  address.startsWith('[')
-    ? `the Kafka client cannot connect to an IPv6 address written out ("${address}"); give a host name that resolves to it (DNS or /etc/hosts): ${BROKER_HINT}`
-    : undefined,
-);
+const dialable = hostPort(BROKER_HINT, { dial: true });
+const broker: Validator<string> = (node, path, ctx, key) => {
+  const v = isScalar(node) ? node.value : undefined;
+  const host = typeof v === 'string' ? /^\[?(.*?)\]?:\d{1,5}$/.exec(v)?.[1] : undefined;
+  if (host !== undefined && isIPv6(host)) {
+    return reportIssue(
+      ctx,
+      node,
+      path,
+      `the Kafka client cannot connect to an IPv6 address written out ("${v}"); give a host name that resolves to it (DNS or /etc/hosts): ${BROKER_HINT}`,
+    );
+  }
+  return dialable(node, path, ctx, key);
+};
 
 // Kafka's own rule for topic names, minus the prefix's dot we add.
 const TOPIC_RE = /^[A-Za-z0-9._-]{1,200}$/;
