@@ -61,16 +61,15 @@ ${extra}  replicas: 1
 
 describe('GitOps wait against a real API server', () => {
   it('stops waiting for a Deployment past its progressDeadlineSeconds and reports it failed with the reason, well before reconcile_timeout', async () => {
-    const started = Date.now();
     const r = await sync(
       'wait/failed',
       { 'ns.yaml': ns('wait-failed'), 'd.yaml': deployment('stuck', 'wait-failed', '  progressDeadlineSeconds: 1\n') },
       {
         defaultNamespace: 'wait-failed',
-        reconcileTimeoutMs: 120_000,
+        // Far past this test's timeout: a wait that went on for a Failed object would not end within it.
+        reconcileTimeoutMs: 600_000,
       },
     );
-    const took = Date.now() - started;
     const d = r.objects.find((o) => o.object === 'apps/Deployment wait-failed/stuck');
     expect(d).toMatchObject({
       action: 'failed',
@@ -78,8 +77,6 @@ describe('GitOps wait against a real API server', () => {
     });
     expect(d!.reason).not.toContain('reconcile_timeout');
     expect(r.failed).toBe(1);
-    // The deployment controller marks it within a few seconds; the whole reconcile_timeout is 120 s.
-    expect(took).toBeLessThan(60_000);
   }, 180_000);
 
   it('syncs a few hundred objects under one signal without MaxListenersExceededWarning (apply pool, wait reads)', async () => {
@@ -110,10 +107,9 @@ describe('GitOps wait against a real API server', () => {
     const f: Record<string, string> = { 'ns.yaml': ns('wait-cancel') };
     for (let i = 0; i < 20; i++) f[`d-${i}.yaml`] = deployment(`d-${i}`, 'wait-cancel');
     const ctl = new AbortController();
-    const run = sync('wait/cancel', f, { defaultNamespace: 'wait-cancel', reconcileTimeoutMs: 120_000 }, ctl.signal);
+    const run = sync('wait/cancel', f, { defaultNamespace: 'wait-cancel', reconcileTimeoutMs: 600_000 }, ctl.signal);
     setTimeout(() => ctl.abort(new Error('stop here')), 2_000);
-    const started = Date.now();
+    // A sync that went on after the cancel would end at the 10 min reconcile_timeout, far past this test's timeout.
     await expect(run).rejects.toThrow('stop here');
-    expect(Date.now() - started).toBeLessThan(10_000);
   }, 60_000);
 });
