@@ -142,13 +142,11 @@ export async function until<T>(get: () => T | undefined, what: string, ms = 10_0
   }
 }
 
-/** Waits until the flow's attribution is `want`; returns how long it took. */
-export async function attributed(w: Watched, f: ReturnType<typeof flow>, want: string[] | null, what: string, ms = 10_000): Promise<number> {
-  const t0 = Date.now();
+/** Waits until the flow's attribution is `want`. */
+export async function attributed(w: Watched, f: ReturnType<typeof flow>, want: string[] | null, what: string, ms = 10_000): Promise<void> {
   await until(
     () => (JSON.stringify(w.blame(f)) === JSON.stringify(want) ? true : undefined),
     `${what}: attribution ${JSON.stringify(want)} (last ${JSON.stringify(w.blame(f))})`,
     ms,
   );
-  return Date.now() - t0;
 }

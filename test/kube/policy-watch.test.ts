@@ -82,29 +82,30 @@ describe('policy watch against a real API server', () => {
     await w.stop();
   });
 
-  it('a policy created, changed or deleted with kubectl changes attribution within seconds (CNP, CCNP, NetworkPolicy)', async () => {
+  it('a policy created, changed or deleted with kubectl changes attribution through the watch, without a relist (CNP, CCNP, NetworkPolicy)', async () => {
     const w = started(watch(kube.kubeconfig));
     expect(await w.watcher.waitReady(10_000)).toBe(true);
     expect(w.blame(toWeb(8080))).toEqual(['shop/web-80']);
-    const took: Record<string, number> = {};
+    const lists = () => w.logs.filter((l) => l.msg === 'Listed network policies').length;
+    const listed = lists();
     // changed: 8080 now allowed
     await apply(kube, cnp('web-80', 'shop', 'web', ['80', '8080']));
-    took.changed = await attributed(w, toWeb(8080), null, 'CNP changed to allow 8080');
+    await attributed(w, toWeb(8080), null, 'CNP changed to allow 8080');
     expect(w.blame(toWeb(9090))).toEqual(['shop/web-80']);
     // deleted: nothing selects web any more
     await must(kube, ['delete', 'cnp', 'web-80', '-n', 'shop']);
-    took.deleted = await attributed(w, toWeb(9090), null, 'CNP deleted');
+    await attributed(w, toWeb(9090), null, 'CNP deleted');
     // created again, with the short name's kind
     await apply(kube, cnp('web-443', 'shop', 'web', ['443']));
-    took.created = await attributed(w, toWeb(9090), ['shop/web-443'], 'CNP created');
+    await attributed(w, toWeb(9090), ['shop/web-443'], 'CNP created');
     await apply(kube, ccnp('no-metadata', '169.254.169.254/32'));
-    took.ccnp = await attributed(w, toMetadata, ['no-metadata'], 'CCNP created');
+    await attributed(w, toMetadata, ['no-metadata'], 'CCNP created');
     await must(kube, ['delete', 'ccnp', 'no-metadata']);
     await attributed(w, toMetadata, null, 'CCNP deleted');
     await must(kube, ['delete', 'networkpolicy', 'db-closed', '-n', 'db']);
-    took.knp = await attributed(w, toDb, null, 'NetworkPolicy deleted');
-    console.log(`kubectl change -> attribution (ms): ${JSON.stringify(took)}`);
-    for (const ms of Object.values(took)) expect(ms).toBeLessThan(5000);
+    await attributed(w, toDb, null, 'NetworkPolicy deleted');
+    // Every change came as a watch event: none waited for a list (the watches end only after 300 s).
+    expect(lists()).toBe(listed);
     await w.stop();
   });
 
