@@ -75,14 +75,13 @@ describe('agent shutdown with a CI watch open', () => {
       await until(() => watch.out.includes('kube-root-ca.crt') || undefined, 15_000, 'the watch to list');
       // kubectl lists, prints, then opens the watch: give it time to be in flight.
       await new Promise((r) => setTimeout(r, 1500));
-      const t0 = Date.now();
       agent.proc.kill('SIGTERM');
+      // Before, the process waited for the watch, which never ends (until SIGKILL in a pod).
       const code = await Promise.race([agent.exited, new Promise((r) => setTimeout(() => r('still running'), SHUTDOWN_GRACE_MS + 10_000))]);
-      const took = Date.now() - t0;
       expect(code, agent.stdout.slice(-2000)).toBe(0);
-      // Loose upper bound for a loaded machine; before, the process waited for the watch (until SIGKILL in a pod).
-      expect(took).toBeLessThan(SHUTDOWN_GRACE_MS + 5_000);
       expect(agent.logs.some((l) => l.msg === 'CI tunnel: ending the requests still in flight: the agent is stopping' && l.requests === 1)).toBe(true);
+      // Ended when the grace was over, so the agent did not wait a second grace for it.
+      expect(agent.logs.map((l) => l.msg)).not.toContain('Stopping: work left in flight did not end; stopping without it');
       const watchCode = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
       expect(watchCode).not.toBe('still running');
       expect(`${watch.out}${watch.err}`).toMatch(/Verdict server: the agent "edge" disconnected before it finished answering/);
