@@ -34,7 +34,8 @@ describe('configuration poll interval', () => {
     slow.on('commit', (c) => (seen.slow = c));
     const releases = [quick.acquire(), slow.acquire()];
     const second = project.commit({ 'a.yaml': 'a: 2\n' });
-    await new Promise((r) => setTimeout(r, 1000));
+    // Well inside the slow one's 20 s: had it polled, it would have seen the commit too.
+    await until(() => seen.quick === second || undefined, 10_000, 'the 100 ms poller to see the new commit');
     for (const r of releases) r();
     expect(seen).toEqual({ quick: second, slow: '' });
   });

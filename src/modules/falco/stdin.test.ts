@@ -53,7 +53,7 @@ describe('stdin input (program_output)', () => {
     const done = readJsonlStream({ stream, sink, builder, log: silent, signal: new AbortController().signal, retryInitialMs: 10 });
     const lines = fixtureLines();
     stream.write(`${lines[0]}\n${lines[1]}\n`);
-    await new Promise((r) => setTimeout(r, 60));
+    for (let i = 0; i < 500 && attempts < 2; i++) await new Promise((r) => setTimeout(r, 10));
     expect(attempts).toBeGreaterThan(1);
     expect(s.outbox.size).toBe(0);
     expect(stream.isPaused()).toBe(true);
