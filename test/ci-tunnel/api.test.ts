@@ -75,7 +75,7 @@ describe('CI job tokens over the admin HTTP API', () => {
     const { token, job } = created.json as Required<Answer>;
     expect(token).toMatch(/^vdt_ci_/);
     expect(job).toMatchObject({ project: 'shop/app', environment: 'production', ref: 'main', protected: false, revoked_at: null, state: 'active' });
-    expect(Date.parse(job.expires_at) - Date.now()).toBeGreaterThan(590_000);
+    expect(Date.parse(job.expires_at) - Date.parse(job.created_at)).toBe(600_000);
 
     const file = await env.kubeconfig(token);
     const applied = await kube.kubectl(['apply', '-f', '-'], {
