@@ -43,9 +43,14 @@ type Module = (typeof serverModules)[number];
 type CoreConfig = typeof coreShape extends Record<string, { v: Validator<infer T> }> ? { observability?: T } : never;
 export type AgentConfig = CoreConfig & { [M in Module as M['name']]?: ServerModuleConfig<M> };
 
-const moduleShape = Object.fromEntries(serverModules.map((m) => [m.name, field(m.config as Validator<unknown>)]));
-
-export const agentConfigSchema = obj({ ...gitlabOnlySections, ...coreShape, ...moduleShape }, { open: true }) as unknown as Validator<AgentConfig>;
+// Built on first use: modules' server parts import this file's loader, so the
+// registry may still be initialising while this module loads.
+let schema: Validator<AgentConfig> | undefined;
+function agentConfigSchema(): Validator<AgentConfig> {
+  const modules = Object.fromEntries(serverModules.map((m) => [m.name, field(m.config as Validator<unknown>)]));
+  schema ??= obj({ ...gitlabOnlySections, ...coreShape, ...modules }, { open: true }) as unknown as Validator<AgentConfig>;
+  return schema;
+}
 
 /** Size limit of the original agent for config.yaml. */
 export const MAX_CONFIG_BYTES = 128 * 1024;
@@ -57,5 +62,5 @@ export function parseAgentConfig(text: string, file: string): Parsed<AgentConfig
   }
   // An empty file is a valid config with every module off.
   if (text.trim() === '') return { value: {} as AgentConfig, warnings: [] };
-  return parseYamlConfig(text, file, agentConfigSchema);
+  return parseYamlConfig(text, file, agentConfigSchema());
 }
