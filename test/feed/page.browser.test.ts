@@ -25,8 +25,8 @@ import { AlertStore } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { ciliumPayload, falcoPayload } from '../../src/server/store/test-payloads.js';
 
-// The page's API types (web/api-types.d.ts, written by hand for its JSDoc type
-// check) name the fields the server sends: `npm run typecheck` fails here when they part.
+// The page's API types (web/api-types.d.ts, built from src/shared/alert/stored.ts
+// for its JSDoc type check) name the fields the server sends: `npm run typecheck` fails here when they part.
 // The agents' (GET /api/v1/agents) likewise; their top-level fields are compared
 // with the API's answer in agents-view.browser.test.ts.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;

@@ -98,7 +98,7 @@ describe('L7 details of a denial', () => {
       event: 'triggered',
       alert: {
         id: 7,
-        status: 'open',
+        status: 'triggered',
         source: a.source,
         severity: a.severity,
         title: a.title,

@@ -24,10 +24,10 @@ type SentAsStored =
   | 'first_seen'
   | 'last_seen'
   | 'fingerprint'
-  | 'details';
+  | 'details'
+  | 'status';
 
 export interface WebhookAlert extends Pick<StoredAlert, SentAsStored> {
-  status: string;
   /** When the alert was resolved; null while it is open. */
   resolved_at: string | null;
   /** The alert in the feed API, when webhooks.external_url is set. */
