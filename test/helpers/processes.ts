@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createServer as createNetServer } from 'node:net';
@@ -236,4 +236,20 @@ function bindable(port: number): Promise<boolean> {
     s.once('error', () => resolve(false));
     s.listen({ port, host: '127.0.0.1', exclusive: true }, () => s.close(() => resolve(true)));
   });
+}
+
+/** The git commands `fn` runs (their arguments), through a `git` first on PATH that logs each call and runs the real one. */
+export async function gitCalls(fn: () => Promise<unknown>): Promise<string[]> {
+  const bin = tempDir('verdict-git-calls-');
+  const calls = join(bin, 'calls');
+  const real = execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim();
+  writeFileSync(join(bin, 'git'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${calls}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
+  const path = process.env.PATH;
+  process.env.PATH = `${bin}:${path}`;
+  try {
+    await fn();
+  } finally {
+    process.env.PATH = path;
+  }
+  return existsSync(calls) ? readFileSync(calls, 'utf8').split('\n').filter(Boolean) : [];
 }

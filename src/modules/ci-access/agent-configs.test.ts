@@ -1,8 +1,6 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+
 import { describe, expect, it } from 'vitest';
-import { ConfigProject, tempDir } from '../../../test/helpers/processes.js';
+import { ConfigProject, gitCalls, tempDir } from '../../../test/helpers/processes.js';
 import { headCommit } from '../../server/config/git-project.js';
 import { ConfigError } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log/logger.js';
@@ -12,22 +10,6 @@ import { CiAccessConfigs } from './agent-configs.js';
 // configuration project's current commit; a commit that does not validate
 // leaves the last good block in force, as the agent keeps its last good
 // configuration, rather than refusing every CI job with 503.
-
-/** The git commands `fn` runs (their arguments), through a `git` first on PATH that logs each call and runs the real one. */
-async function gitCalls(fn: () => Promise<unknown>): Promise<string[]> {
-  const bin = tempDir('verdict-ci-git-');
-  const calls = join(bin, 'calls');
-  const real = execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim();
-  writeFileSync(join(bin, 'git'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${calls}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
-  const path = process.env.PATH;
-  process.env.PATH = `${bin}:${path}`;
-  try {
-    await fn().catch(() => {});
-  } finally {
-    process.env.PATH = path;
-  }
-  return existsSync(calls) ? readFileSync(calls, 'utf8').split('\n').filter(Boolean) : [];
-}
 
 describe('CiAccessConfigs', () => {
   const project = new ConfigProject(tempDir('verdict-ci-configs-'));
@@ -80,7 +62,7 @@ describe('CiAccessConfigs', () => {
   // The loader says whether config.yaml is missing or invalid: telling the two apart costs no second read of the file.
   it('reads config.yaml once per commit, whether it is valid, invalid or missing', async () => {
     const configs = new CiAccessConfigs(headCommit);
-    const reads = async () => (await gitCalls(() => configs.get(agent))).filter((c) => c.includes('.gitlab/agents/prod/config.yaml'));
+    const reads = async () => (await gitCalls(() => configs.get(agent).catch(() => {}))).filter((c) => c.includes('.gitlab/agents/prod/config.yaml'));
     commit('ci_access:\n  instance: {}\n');
     expect(await reads()).toHaveLength(2); // ls-tree, then cat-file
     commit('ci_access:\n  instance: {default_namespace: "Not A Namespace"}\n');

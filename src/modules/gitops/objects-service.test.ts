@@ -1,9 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigProject, tempDir } from '../../../test/helpers/processes.js';
+import { ConfigProject, gitCalls, tempDir } from '../../../test/helpers/processes.js';
 import { GitOpsClient } from '../../gen/verdict/gitops.js';
 import { startServer, type RunningServer } from '../../server/server.js';
 import { SERVER_DEFAULTS } from '../../shared/config/server-config.js';
@@ -19,22 +17,6 @@ let server: RunningServer;
 let client: GitOpsClient;
 let config: ConfigProject;
 let token: string;
-
-/** The git commands `fn` runs (their arguments), through a `git` first on PATH that logs each call and runs the real one. */
-async function gitCalls(fn: () => Promise<unknown>): Promise<string[]> {
-  const bin = tempDir('verdict-gitops-git-');
-  const calls = join(bin, 'calls');
-  const real = execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim();
-  writeFileSync(join(bin, 'git'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${calls}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
-  const path = process.env.PATH;
-  process.env.PATH = `${bin}:${path}`;
-  try {
-    await fn();
-  } finally {
-    process.env.PATH = path;
-  }
-  return existsSync(calls) ? readFileSync(calls, 'utf8').split('\n').filter(Boolean) : [];
-}
 
 /** One request for the configuration project's manifests; resolves with the commit sent, or the refusal. */
 function fetchHeader(): Promise<string> {
