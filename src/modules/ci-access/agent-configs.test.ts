@@ -1,4 +1,3 @@
-
 import { describe, expect, it } from 'vitest';
 import { ConfigProject, gitCalls, tempDir } from '../../../test/helpers/processes.js';
 import { headCommit } from '../../server/config/git-project.js';
