@@ -16,6 +16,16 @@ function hold(port: number): Promise<Server | undefined> {
   });
 }
 
+/** Holds a port, waiting for another process (another test run, a demo) to let it go: one that lets go mid-test would make the port look free to the demo. */
+async function holdWhenFree(port: number): Promise<Server> {
+  for (let i = 0; ; i++) {
+    const s = await hold(port);
+    if (s) return s;
+    if (i >= 300) throw new Error(`port ${port} stayed in use by another process for 30 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 describe('verdict demo', () => {
   const held: Server[] = [];
   afterAll(async () => {
@@ -26,10 +36,7 @@ describe('verdict demo', () => {
   it('runs server, agent and both built-in sources with only --data-dir and --http-addr, beside a first demo', async () => {
     // A first demo holds the default agent API and Falco ports (8150, 2801); this one
     // must still come up with just the two flags the issue and README give.
-    for (const port of [8150, 2801]) {
-      const s = await hold(port);
-      if (s) held.push(s);
-    }
+    for (const port of [8150, 2801]) held.push(await holdWhenFree(port));
     const dir = tempDir('verdict-demo-');
     const http = await freePort();
     const demo = spawnVerdict(['demo', '--data-dir', dir, '--http-addr', `127.0.0.1:${http}`, '--interval', '200'], 'demo');
