@@ -276,6 +276,34 @@ describe('Falco HTTP input with a dedup window', () => {
   });
 });
 
+describe('Falco HTTP input, an event nested too deep', () => {
+  it('answers 400 for it and keeps taking the events after it', async () => {
+    const x = setup('  dedup_window: 1m\n');
+    const input = await x.start();
+    try {
+      // 5,000 nested lists in one output field (10 kB): writing its alert would overflow the stack.
+      const nested = `${'['.repeat(5000)}1${']'.repeat(5000)}`;
+      const deep = toFalcoJson(scenarioEvent(0)).replace('"output_fields":{', `"output_fields":{"x":${nested},`);
+      const refused = await send(input.port, { path: '/falco', body: deep, headers: { 'content-type': 'application/json' } });
+      expect(refused.status).toBe(400);
+      expect(JSON.parse(refused.body).error).toMatch(/nests arrays or objects more than 32 levels deep/);
+      // As deep as the limit allows: taken.
+      const atLimit = toFalcoJson(scenarioEvent(1)).replace('"output_fields":{', `"output_fields":{"x":${'['.repeat(30)}1${']'.repeat(30)},`);
+      expect((await send(input.port, { body: atLimit })).status).toBe(200);
+      expect((await send(input.port, { body: toFalcoJson(scenarioEvent(2)) })).status).toBe(200);
+      await x.sink.settle();
+      expect(
+        x.s
+          .flushed()
+          .map((a) => a.rule)
+          .sort(),
+      ).toEqual([scenarioEvent(1).rule, scenarioEvent(2).rule].sort());
+    } finally {
+      await input.close();
+    }
+  });
+});
+
 describe('Falco HTTP input over TLS', () => {
   it('takes events over TLS and, with a client CA, only from clients with a certificate', async () => {
     const c = makeCerts(tmp('verdict-certs-'));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fixtureLines } from '../../../test/falco/helpers.js';
-import { fieldText, normalizeTime, parseFalcoJson, parseJsonLossless, quoteBigIntegers, timeFromTimestamp } from './parse.js';
+import { fieldText, MAX_EVENT_DEPTH, normalizeTime, parseFalcoJson, parseJsonLossless, quoteBigIntegers, timeFromTimestamp } from './parse.js';
 import { VerdictError } from '../../shared/errors.js';
 
 describe('parseFalcoJson', () => {
@@ -83,6 +83,17 @@ describe('quoteBigIntegers', () => {
     expect(v.g).toBe(9007199254740991);
     const escapes = '{"a":"ends in a backslash \\\\","b":12345678901234567890,"c":"quote \\" 12345678901234567890 \\\\\\" x"}';
     expect(JSON.parse(quoteBigIntegers(escapes))).toEqual({ a: 'ends in a backslash \\', b: '12345678901234567890', c: 'quote " 12345678901234567890 \\" x' });
+  });
+
+  it('refuses arrays and objects nested deeper than MAX_EVENT_DEPTH, brackets in strings aside', () => {
+    const nest = (n: number) => `${'['.repeat(n)}1${']'.repeat(n)}`;
+    expect(MAX_EVENT_DEPTH).toBe(32);
+    expect(parseJsonLossless(`{"a":${nest(31)}}`)).toBeTruthy();
+    expect(() => parseJsonLossless(`{"a":${nest(32)}}`)).toThrow(/more than 32 levels deep/);
+    expect(() => parseJsonLossless(`{"a":${nest(5000)}}`)).toThrow(VerdictError);
+    expect(parseJsonLossless(`{"a":"${'['.repeat(5000)}","b":[{}],"c":[[]]}`)).toEqual({ a: '['.repeat(5000), b: [{}], c: [[]] });
+    // Not reported as invalid JSON: the reason is the depth.
+    expect(() => parseFalcoJson(`{"rule":"r","priority":"info","time":"2001-01-01T00:00:00Z","output_fields":{"x":${nest(40)}}}`)).toThrow(/^the event nests/);
   });
 
   it('leaves texts without long digit runs to JSON.parse as they are', () => {

@@ -1,5 +1,5 @@
 import { priorityFromName, type FalcoPriority } from './config.js';
-import { VerdictError } from '../../shared/errors.js';
+import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
 // Falco events arrive as JSON (http_output, file_output, program_output,
 // Falcosidekick) or as protobuf (legacy gRPC). Both end up as a FalcoEvent.
@@ -30,6 +30,7 @@ export function parseFalcoJson(text: string): FalcoEvent {
   try {
     doc = parseJsonLossless(text);
   } catch (e) {
+    if (isVerdictError(e)) throw e;
     const hint = /^\s*[{[]/.test(text) ? '' : '; Falco sends JSON only with json_output: true in falco.yaml';
     throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `invalid JSON: ${(e as Error).message}${hint}`);
   }
@@ -161,21 +162,45 @@ export function timeFromTimestamp(seconds: number, nanos: number): string {
 }
 
 /**
- * JSON.parse that keeps integers beyond 2^53 exact by reading them as strings.
- * The scan jumps over strings, so it costs less than a regular expression
- * looking for long digit runs first would (Falco's evt.time has 19 digits).
+ * How deeply arrays and objects may nest in an event, the event object itself
+ * counted. Falco's events nest three levels (the event, output_fields, a list
+ * value). The limit is far below what the alert's way to the server can take:
+ * JSON.stringify, which writes the alert, recurses once per level and
+ * overflows the stack at a few thousand, so an event nested that deep could
+ * never be written.
+ */
+export const MAX_EVENT_DEPTH = 32;
+
+/**
+ * JSON.parse that keeps integers beyond 2^53 exact by reading them as strings,
+ * and refuses events nested deeper than MAX_EVENT_DEPTH. The scan jumps over
+ * strings, so it costs less than a regular expression looking for long digit
+ * runs first would (Falco's evt.time has 19 digits).
  */
 export function parseJsonLossless(text: string): unknown {
   return JSON.parse(quoteBigIntegers(text));
 }
 
-/** Wraps unsafe integer literals outside strings in quotes. */
+/**
+ * Wraps unsafe integer literals outside strings in quotes; throws a
+ * VerdictError (VERDICT_FALCO_EVENT_INVALID) when arrays and objects nest
+ * deeper than MAX_EVENT_DEPTH.
+ */
 export function quoteBigIntegers(text: string): string {
   let out = '';
   let last = 0;
+  let depth = 0;
   const n = text.length;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
+    if (c === 91 /* [ */ || c === 123 /* { */) {
+      if (++depth > MAX_EVENT_DEPTH) throw tooDeep();
+      continue;
+    }
+    if (c === 93 /* ] */ || c === 125 /* } */) {
+      depth--;
+      continue;
+    }
     if (c === 34 /* " */) {
       // Jump over the string with indexOf; most of an event's text is strings.
       let j = i;
@@ -210,6 +235,13 @@ export function quoteBigIntegers(text: string): string {
     }
   }
   return last === 0 ? text : out + text.slice(last);
+}
+
+function tooDeep(): VerdictError {
+  return new VerdictError(
+    'VERDICT_FALCO_EVENT_INVALID',
+    `the event nests arrays or objects more than ${MAX_EVENT_DEPTH} levels deep (the event object counted; Falco's events nest 3: the event, output_fields, a list value); it is refused because an alert that deep cannot be stored: send output_fields values as strings, numbers or lists`,
+  );
 }
 
 /** Text form of an output field value, so "34816" and 34816 mean the same thing. */

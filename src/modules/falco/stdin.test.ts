@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { falcoConfig, fixtureLines, silent, store } from '../../../test/falco/helpers.js';
+import { capturingLogger } from '../../../test/helpers/logs.js';
 import { loadFalcoDefaults } from './defaults.js';
 import { FalcoSink } from './sink.js';
 import { readJsonlStream } from './stdin.js';
@@ -22,6 +23,22 @@ describe('stdin input (program_output)', () => {
     expect(s.outbox.size).toBe(8);
     const rules = s.outbox.read(0, 100).map((r) => (JSON.parse(r.payload.toString()) as { rule: string }).rule);
     expect(rules).toContain('Ünïcode');
+  });
+
+  it('skips an event nested too deep with the reason and stores the lines after it', async () => {
+    const s = store();
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log: silent });
+    const builder = new FalcoAlertBuilder(falcoConfig('falco:\n  stdin: true\n'), loadFalcoDefaults());
+    const { log, logs } = capturingLogger();
+    const stream = new PassThrough();
+    const done = readJsonlStream({ stream, sink, builder, log, signal: new AbortController().signal, retryInitialMs: 10 });
+    const deep = `{"rule":"depth","priority":"Error","time":"2026-01-01T00:00:00Z","output":"o","output_fields":{"x":${'['.repeat(5000)}1${']'.repeat(5000)}}}`;
+    stream.end(`${deep}\n${fixtureLines()[0]}\n`);
+    await done;
+    expect(s.outbox.read(0, 10).map((r) => (JSON.parse(r.payload.toString()) as { rule: string }).rule)).toEqual(['Write below binary dir']);
+    expect(logs.filter((l) => l.reason !== undefined).map((l) => l.reason)).toEqual([
+      expect.stringMatching(/^the event nests arrays or objects more than 32 levels deep/),
+    ]);
   });
 
   it('stops on abort without ending the stream', async () => {
