@@ -53,6 +53,20 @@ describe('AlertAggregator', () => {
     expect(agg.pending).toBe(0);
   });
 
+  it('adds nothing of a batch in which one occurrence cannot be serialised, so the batch can be added again without counting twice', () => {
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log });
+    agg.add([alert('a', '2026-01-01T00:00:01Z')], 60_000);
+    const batch = () => [alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')];
+    // JSON.stringify throws on a BigInt, as it does on a value nested too deep for the stack.
+    expect(() => agg.add([...batch(), alert('c', '2026-01-01T00:00:04Z', { samples: [{ n: 1n }] })], 60_000)).toThrow(TypeError);
+    agg.add(batch(), 60_000);
+    expect(agg.flush(true)).toBe(2);
+    const rows = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+    expect(Object.fromEntries(rows.map((r) => [r.fingerprint, [r.count, r.samples.length]]))).toEqual({ a: [2, 2], b: [1, 1] });
+  });
+
   it('keeps pending groups across a restart', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);

@@ -202,7 +202,9 @@ export class AlertAggregator {
     }
     const now = this.now();
     const touched = new Set<Group>();
-    for (const a of alerts) touched.add(this.fold(a, 0, now + windowMs));
+    this.foldAll(touched, () => {
+      for (const a of alerts) touched.add(this.fold(a, 0, now + windowMs));
+    });
     this.write(touched, [], inTx);
   }
 
@@ -262,8 +264,25 @@ export class AlertAggregator {
   /** @internal Staging.commit: folds what was staged into the groups and writes them with `inTx`. */
   commitStaged(staged: Iterable<Staged>, direct: readonly AlertPayload[], inTx: (() => void) | undefined): void {
     const touched = new Set<Group>();
-    for (const st of staged) touched.add(this.fold(st.alert, st.setter, st.closesAt));
+    this.foldAll(touched, () => {
+      for (const st of staged) touched.add(this.fold(st.alert, st.setter, st.closesAt));
+    });
     this.write(touched, direct, inTx);
+  }
+
+  /**
+   * Runs `folds`, which add the groups they change to `touched`; if one
+   * throws (an occurrence whose payload cannot be serialised), the groups
+   * folded before it are put back to what is stored, as a failed write does:
+   * the caller adds or stages them again, and they must not count twice.
+   */
+  private foldAll(touched: Set<Group>, folds: () => void): void {
+    try {
+      folds();
+    } catch (e) {
+      this.reload([...touched]);
+      throw e;
+    }
   }
 
   /** @internal */
