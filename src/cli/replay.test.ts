@@ -1,11 +1,22 @@
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { AlertAggregator } from '../agent/alerts/aggregator.js';
+import { openAgentDb } from '../agent/spool/agent-db.js';
+import { Spool } from '../agent/spool/spool.js';
+import { createCiliumModule } from '../modules/cilium/agent.js';
+import { FlowCursor } from '../modules/cilium/flow-cursor.js';
+import { parseFlowLine } from '../modules/cilium/flow-json.js';
 import { flowJson, pod, reserved, world } from '../modules/cilium/policy/testing.js';
+import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
+import { parseAgentConfig } from '../server/config/agent-config.js';
+import type { AlertPayload } from '../shared/alert/payload.js';
 import { run } from './replay.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
@@ -78,13 +89,14 @@ describe('verdict replay on the fixture captures', () => {
   });
 });
 
+async function capture(lines: string[]): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-'));
+  const p = join(dir, 'flows.jsonl');
+  await writeFile(p, `${lines.join('\n')}\n`);
+  return p;
+}
+
 describe('verdict replay on drops', () => {
-  async function capture(lines: string[]): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-'));
-    const p = join(dir, 'flows.jsonl');
-    await writeFile(p, `${lines.join('\n')}\n`);
-    return p;
-  }
   const frontend = pod('shop', 'frontend');
   const payments = pod('shop', 'payments');
   const cart = pod('shop', 'cart');
@@ -306,4 +318,77 @@ describe('usage', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/cannot read flows from \/nonexistent\/flows\.jsonl \(no such file\); pass a `hubble observe -o json` capture, or - for stdin/);
   });
+});
+
+/** The fields of a captured flow (hubble observe -o json) that say whether it opens a connection. */
+interface CapturedFlow {
+  Type?: string;
+  l4?: { TCP?: { flags?: { SYN?: boolean; ACK?: boolean } } };
+  l7?: { type?: string };
+}
+
+describe('verdict replay and the agent name who talked alike', () => {
+  // The real capture's connection openings (SYNs and L7 requests), dropped: the capture
+  // has no drops. Among them ratings calling productpage through the node's address,
+  // where Hubble knows the sender's identity labels but not its pod.
+  const now = Date.now();
+  const dropped = readFileSync(join(hubble, CAPTURES[0]!), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { flow: CapturedFlow; time: string })
+    .filter(({ flow: f }) => (f.l4?.TCP?.flags?.SYN && !f.l4.TCP.flags.ACK) || f.l7?.type === 'REQUEST')
+    .map((o, i) => {
+      const time = new Date(now - 60_000 + i).toISOString();
+      const l7 = o.flow.Type === 'L7';
+      return JSON.stringify({
+        ...o,
+        time,
+        flow: { ...o.flow, time, verdict: 'DROPPED', ...(l7 ? {} : { drop_reason_desc: 'POLICY_DENIED', event_type: { type: 1, sub_type: 133 } }) },
+      });
+    });
+
+  it('gives the alert titles of the agent, which name a pod-less sender by its namespace and app', async () => {
+    const bookinfo = join(examples, 'bookinfo');
+    const peer = new HubbleRelayPeer();
+    const addr = await peer.listen('127.0.0.1:0');
+    const db = openAgentDb(':memory:');
+    const log = pino({ level: 'silent' });
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const alerts = new AlertAggregator(db, outbox, { log });
+    const flows = dropped.map((l) => parseFlowLine(l)!);
+    const saved = new FlowCursor(db, addr);
+    saved.advance({ ...flows[0]!, time: { seconds: Math.floor((now - 61_000) / 1000), nanos: 0 } });
+    saved.persist();
+    peer.push(flows);
+    const block = parseAgentConfig(
+      `cilium:\n  hubble_relay_address: ${addr}\n  cluster_name: kind\n  dedup_window: 1m\n  kubernetes_policies: 'off'\n`,
+      'config.yaml',
+    ).value.cilium!;
+    const abort = new AbortController();
+    const run = createCiliumModule({ policyPaths: [bookinfo] }).run(block, { log, db, alerts, dataDir: tmpdir(), agentName: 'edge', files: [] }, abort.signal);
+    const r = await replay('--policies', bookinfo, '--flows', await capture(dropped));
+    try {
+      const end = Date.now() + 10_000;
+      // Until the agent has stored (with its cursor) the last flow.
+      const last = now - 60_000 + flows.length - 1;
+      const at = () => db.prepare('SELECT seconds * 1000 + nanos / 1000000 AS ms FROM hubble_cursor').get() as { ms: number } | undefined;
+      while ((at()?.ms ?? 0) < last && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
+    } finally {
+      abort.abort();
+      await run;
+      await peer.close();
+    }
+    alerts.flush(true);
+    const agent = outbox.read(0, 100).map((row) => JSON.parse(row.payload.toString()) as AlertPayload);
+    db.close();
+
+    const titles = (list: { title: string; count: number }[]) => Object.fromEntries(list.map((a) => [a.title, a.count]));
+    const fromReplay = new Map<string, number>();
+    for (const l of r.lines) {
+      const t = `${l.direction === 'ingress' ? 'Ingress' : 'Egress'} not allowed: ${l.source} -> ${l.destination}:${l.port}/${l.protocol}`;
+      fromReplay.set(t, (fromReplay.get(t) ?? 0) + 1);
+    }
+    expect(titles(agent)).toEqual(Object.fromEntries(fromReplay));
+    expect(titles(agent)).toMatchObject({ 'Ingress not allowed: bookinfo/app=ratings -> bookinfo/productpage-v1-6b746f74dc-9rcxx:9080/TCP': 9 });
+  }, 30_000);
 });

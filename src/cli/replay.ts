@@ -2,13 +2,14 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { Verdict, type Endpoint, type Flow } from '../gen/flow/flow.js';
+import { Verdict, type Flow } from '../gen/flow/flow.js';
 import { isReplyOrLaterPacket } from '../modules/cilium/policy/connection.js';
 import { PolicyEngine } from '../modules/cilium/policy/engine.js';
 import { loadPolicyFiles, policyWarningMessages } from '../modules/cilium/policy/parse.js';
 import type { Attribution } from '../modules/cilium/policy/attribution.js';
 import { dropReasonName, parseFlowLine, timestampToJson } from '../modules/cilium/flow-json.js';
 import { l7Details } from '../modules/cilium/l7-details.js';
+import { endpointName } from '../modules/cilium/endpoint-name.js';
 import { parseFlags, usageError } from './args.js';
 import { isVerdictError } from '../shared/errors.js';
 
@@ -49,13 +50,6 @@ Exit status: 0 done; 1 some input was skipped (see stderr); 2 usage error.
 
 const MAX_LINE_ERRORS = 10;
 
-/** ns/pod, or the address with what its labels say it is (Hubble does not always know the pod). */
-function side(e: Endpoint | undefined, ip: string): string {
-  if (e?.pod_name && !e.labels.some((l) => l.startsWith('reserved:'))) return e.namespace ? `${e.namespace}/${e.pod_name}` : e.pod_name;
-  const what = e?.labels.find((l) => l.startsWith('reserved:')) ?? e?.labels.find((l) => l.startsWith('k8s:app='))?.slice(4);
-  return what ? `${ip} (${what})` : ip;
-}
-
 function describe(flow: Flow): { protocol: string; port: number } {
   const p = flow.l4?.protocol;
   if (!p) return { protocol: '', port: 0 };
@@ -78,8 +72,8 @@ function record(line: number, flow: Flow, a: Attribution, simulate: boolean): Re
   } else {
     o.drop_reason = dropReasonName(flow.drop_reason_desc || flow.drop_reason);
   }
-  o.source = side(flow.source, flow.IP?.source ?? '');
-  o.destination = side(flow.destination, flow.IP?.destination ?? '');
+  o.source = endpointName(flow.source, flow.IP?.source ?? '', flow.source_names);
+  o.destination = endpointName(flow.destination, flow.IP?.destination ?? '', flow.destination_names);
   o.protocol = protocol;
   o[protocol.startsWith('ICMP') ? 'icmp_type' : 'port'] = port;
   const l7 = l7Details(flow);

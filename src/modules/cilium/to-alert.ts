@@ -3,6 +3,7 @@ import { fingerprint } from '../../shared/alert/fingerprint.js';
 import { ALERT_SCHEMA, type AlertPayload, type EndpointSummary, type Severity } from '../../shared/alert/payload.js';
 import type { Attribution } from './policy/attribution.js';
 import { l7Details, l7FingerprintPart, l7Summary } from './l7-details.js';
+import { endpointName } from './endpoint-name.js';
 
 // Turns a dropped flow and the policies responsible for it into an alert.
 
@@ -33,12 +34,17 @@ function endpoint(e: Endpoint | undefined, ip: string, port: number, names: stri
   };
 }
 
-/** Who a side is, stable across pod restarts and replicas: workload, else pod, else IP. */
+/** Who a side is for the fingerprint, stable across pod restarts and replicas: workload, else pod, else IP. */
 function who(e: Endpoint | undefined, ip: string, names: readonly string[] | undefined): string {
   const w = e?.workloads?.[0];
   if (w) return `${e!.namespace}/${w.kind}/${w.name}`;
   if (e?.pod_name) return `${e.namespace}/${e.pod_name}`;
   return names?.[0] ?? ip;
+}
+
+/** A name followed by the address, unless the name starts with it already. */
+function withAddress(name: string, ip: string): string {
+  return !ip || name.startsWith(ip) ? name : `${name} (${ip})`;
 }
 
 // Flows of a burst share their millisecond: its text is built once.
@@ -192,8 +198,8 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
   const l7 = l7Details(flow);
   const request = l7Summary(l7);
   const policyNames = att.policies.map((pr) => (pr.namespace ? `${pr.namespace}/${pr.name}` : pr.name)).join(', ');
-  const whoSrc = who(flow.source, src.ip, src.names);
-  const whoDst = who(flow.destination, dst.ip, dst.names);
+  const whoSrc = endpointName(flow.source, src.ip, src.names);
+  const whoDst = endpointName(flow.destination, dst.ip, dst.names);
   const target = `${whoDst}${p.dst ? `:${p.dst}` : ''}${p.protocol ? `/${p.protocol}` : ''}`;
   const verb = att.reason === 'POLICY_DENY' ? 'denied' : 'not allowed';
   const t = flowTime(flow);
@@ -203,7 +209,7 @@ export function flowToAlert(flow: Flow, att: Attribution, cluster: string, sampl
     fingerprint: fp,
     severity: CILIUM_SEVERITY[att.reason],
     title: `${att.direction === 'ingress' ? 'Ingress' : 'Egress'} ${verb}: ${whoSrc} -> ${target}`.slice(0, 200),
-    description: `${att.reason === 'POLICY_DENY' ? 'Denied by' : att.l7 ? 'Refused by the L7 rules of' : 'Dropped by default deny of'} ${policyNames}. ${att.direction} ${whoSrc} (${src.ip}) -> ${target} (${dst.ip})${request ? ` ${request}` : ''}, drop reason ${att.reason}.`,
+    description: `${att.reason === 'POLICY_DENY' ? 'Denied by' : att.l7 ? 'Refused by the L7 rules of' : 'Dropped by default deny of'} ${policyNames}. ${att.direction} ${withAddress(whoSrc, src.ip)} -> ${withAddress(target, dst.ip)}${request ? ` ${request}` : ''}, drop reason ${att.reason}.`,
     cluster,
     namespace: subject.namespace,
     count: 1,

@@ -1,0 +1,50 @@
+import type { Endpoint } from '../../gen/flow/flow.js';
+
+// The one name for a side of a flow, shared by alert titles and descriptions
+// and by `verdict replay`, so that both tell a user the same about who talked.
+
+const NAMESPACE_LABEL = 'k8s:io.kubernetes.pod.namespace=';
+/** Labels that say which application a pod belongs to, most specific first. */
+const APP_LABELS = ['k8s:app.kubernetes.io/name=', 'k8s:app=', 'k8s:k8s-app='];
+
+function labelValue(labels: readonly string[], prefix: string): string | undefined {
+  for (const l of labels) if (l.startsWith(prefix)) return l.slice(prefix.length);
+  return undefined;
+}
+
+/** `app=ratings`: the first application label the endpoint has, without its `k8s:` source. */
+function appLabel(labels: readonly string[]): string | undefined {
+  for (const prefix of APP_LABELS) {
+    const v = labelValue(labels, prefix);
+    if (v !== undefined) return `${prefix.slice(4)}${v}`;
+  }
+  return undefined;
+}
+
+/**
+ * Who a side of a flow is, as precisely as the flow says: the workload
+ * (`ns/Kind/name`), else the pod (`ns/pod`), else what its security identity's
+ * labels say (`ns/app=ratings`). Hubble leaves the pod out when the address is
+ * not the pod's own (traffic through the node, such as Cilium's L7 proxy,
+ * comes from the node's address with the sender's identity), so the address
+ * names a pod-less endpoint only when no label does: with its reserved
+ * identity (`10.0.0.1 (reserved:host)`) or DNS name where there is one.
+ * A pod whose identity is reserved keeps it beside its name, since that is the
+ * identity Cilium's policies saw.
+ */
+export function endpointName(e: Endpoint | undefined, ip: string, names: readonly string[] | undefined): string {
+  const labels = e?.labels ?? [];
+  const reserved = labels.find((l) => l.startsWith('reserved:'));
+  const w = e?.workloads?.[0];
+  if (w) return `${e!.namespace}/${w.kind}/${w.name}${reserved ? ` (${reserved})` : ''}`;
+  if (e?.pod_name) return `${e.namespace ? `${e.namespace}/` : ''}${e.pod_name}${reserved ? ` (${reserved})` : ''}`;
+  const address = names?.[0] || ip;
+  if (reserved) return address ? `${address} (${reserved})` : reserved;
+  const namespace = e?.namespace || labelValue(labels, NAMESPACE_LABEL);
+  const app = appLabel(labels);
+  if (app) return namespace ? `${namespace}/${app}` : app;
+  const id = e?.identity ? `ID:${e.identity}` : '';
+  if (namespace) return `${namespace} (${id || address})`;
+  if (!address) return id || 'unknown';
+  return id ? `${address} (${id})` : address;
+}
