@@ -27,6 +27,47 @@ export function durationMs(text: string): number | undefined {
 
 export const DURATION_HINT = 'a duration such as 500ms, 10s, 5m or 1h';
 
+// Days and weeks as other tools (and the alert feed's filters) write them; Go has neither.
+const LONG_UNIT_MS: Record<string, number> = { ...UNIT_MS, d: 24 * 3_600_000, w: 7 * 24 * 3_600_000 };
+const LONG_PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d|w)/y;
+
+/** Milliseconds in Go's units, whose largest is the hour: 720h, 36h30m, 1h500ms. */
+function goForm(ms: number): string {
+  const parts: string[] = [];
+  let rest = Math.round(ms);
+  for (const [unit, n] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
+    if (rest >= n) parts.push(`${Math.floor(rest / n)}${unit}`);
+    rest %= n;
+  }
+  if (rest > 0 || parts.length === 0) parts.push(`${rest}ms`);
+  return parts.join('');
+}
+
+/**
+ * Why a duration written with days or weeks (30d, 2w, 1d12h) is refused, with
+ * the same span in hours; undefined when `text` does not use them.
+ */
+export function daysOrWeeksHint(text: string): string | undefined {
+  const t = text.trim();
+  const re = new RegExp(LONG_PART.source, 'y');
+  let ms = 0;
+  const units = new Set<string>();
+  for (let i = 0; i < t.length; i = re.lastIndex) {
+    re.lastIndex = i;
+    const m = re.exec(t);
+    if (!m) return undefined;
+    if (m[2] === 'd' || m[2] === 'w') units.add(m[2]);
+    ms += Number(m[1]) * LONG_UNIT_MS[m[2]!]!;
+  }
+  if (units.size === 0) return undefined;
+  const named = [...units].map((u) => (u === 'd' ? 'days (d)' : 'weeks (w)')).join(' and ');
+  return `${named} are not a unit here: write ${goForm(ms)} for ${t}`;
+}
+
 /**
  * Parses a flag's duration. A number, or digits alone, are milliseconds
  * (flags took them before units were required). Throws naming the flag.
@@ -35,6 +76,9 @@ export function parseDuration(v: string | number, what: string): number {
   if (typeof v === 'number') return v;
   if (/^\d+$/.test(v.trim())) return Number(v.trim());
   const ms = durationMs(v);
-  if (ms === undefined) throw new Error(`${what}: "${v}" is not a duration; use e.g. 500ms, 10s, 5m or 1h`);
+  if (ms === undefined) {
+    const long = daysOrWeeksHint(v);
+    throw new Error(`${what}: "${v}" is not a duration; ${long ?? 'use e.g. 500ms, 10s, 5m or 1h'}`);
+  }
   return ms;
 }

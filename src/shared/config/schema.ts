@@ -1,5 +1,5 @@
-import { type Alias, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, Scalar } from 'yaml';
-import { durationMs } from './duration.js';
+import { type Alias, Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, Scalar } from 'yaml';
+import { daysOrWeeksHint, durationMs } from './duration.js';
 import { VerdictError } from '../errors.js';
 import { expandAliases } from './yaml-aliases.js';
 
@@ -214,6 +214,8 @@ export const duration =
     const v = scalarValue(node);
     const ms = typeof v === 'string' ? durationMs(v) : undefined;
     if (ms === undefined) {
+      const long = typeof v === 'string' ? daysOrWeeksHint(v) : undefined;
+      if (long) return reportIssue(ctx, node, path, `must be a duration such as 500ms, 10s, 5m or 1h; ${long}`);
       const unit = typeof v === 'number' ? ` (a number needs a unit: ${v}s)` : '';
       return reportIssue(ctx, node, path, `must be a duration such as 500ms, 10s, 5m or 1h, got ${JSON.stringify(v ?? null)}${unit}`);
     }
@@ -484,6 +486,19 @@ export function parseYamlConfig<T>(text: string, file: string, root: Validator<T
   const byLine = (a: ConfigIssue, b: ConfigIssue) => a.line - b.line;
   if (ctx.issues.length || value === undefined) throw new ConfigError(ctx.issues.sort(byLine), ctx.warnings.sort(byLine));
   return { value, warnings: ctx.warnings.sort(byLine) };
+}
+
+/**
+ * Validates a JSON value (an API request body) with the same validators as
+ * the config files; throws ConfigError listing every issue. Issues name the
+ * path alone: the body has no lines of its own to point at.
+ */
+export function parseJsonValue<T>(value: unknown, what: string, root: Validator<T>): T {
+  const doc = new Document(value ?? null, { aliasDuplicateObjects: false });
+  const ctx: ConfigCtx = { file: what, lines: new LineCounter(), issues: [], warnings: [], ignored: [] };
+  const out = root(doc.contents as Node | null, '', ctx);
+  if (ctx.issues.length || out === undefined) throw new ConfigError(ctx.issues, ctx.warnings);
+  return out;
 }
 
 /** A validator with an extra check on its value (cross-field rules, formats). */

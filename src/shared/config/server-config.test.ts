@@ -49,3 +49,11 @@ describe('server config: listen addresses', () => {
     expect([cfg.http_addr, cfg.grpc_addr]).toEqual(['[::ffff:127.0.0.1]:8080', ':8150']);
   });
 });
+
+describe('server config: retention.max_age', () => {
+  it('refuses days, as the original agent does, and says the hours to write', () => {
+    expect(issues('retention:\n  max_age: 30d\n')).toEqual([
+      '2: retention.max_age: must be a duration such as 500ms, 10s, 5m or 1h; days (d) are not a unit here: write 720h for 30d',
+    ]);
+  });
+});
