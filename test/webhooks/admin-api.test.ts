@@ -164,6 +164,54 @@ describe('admin API for integrations', () => {
     expect((await call('GET', '/api/v1/admin/integrations/nope')).status).toBe(404);
   });
 
+  it('refuses env: and file: references, which would read the server host, and quotes nothing they name', async () => {
+    const refused =
+      /^env: and file: references read the server's own environment and files, so only the server config file may use them; send the (URL|secret \(whsec_…\)|key) itself$/;
+    for (const body of [
+      { name: 'leak', type: 'alertmanager', url: 'file:/etc/passwd' },
+      { name: 'leak', type: 'alertmanager', url: 'file:/nonexistent' },
+      { name: 'leak', type: 'alertmanager', url: 'env:PATH' },
+      { name: 'leak', type: 'alertmanager', url: rx.url(), secrets: ['env:HOME'] },
+      { name: 'leak', type: 'alertmanager', url: rx.url(), key: 'file:/etc/hostname' },
+    ]) {
+      const res = await call('POST', '/api/v1/admin/integrations', body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.issues, JSON.stringify(body)).toEqual([
+        { path: expect.stringMatching(/^(url|secrets\[0\]|key)$/), message: expect.stringMatching(refused) },
+      ]);
+      expect(res.body.message).not.toMatch(/root|ENOENT|\/usr\/bin|\/root/);
+    }
+    expect((await call('GET', '/api/v1/admin/integrations/leak')).status).toBe(404);
+
+    // One made through the API by an older version keeps its reference but is not read: its tries fail, saying what to do.
+    const [legacy] = parseWebhooksJson({ integrations: [{ name: 'legacy', type: 'alertmanager', url: rx.url(), key: 'env:HOME' }] }).integrations;
+    const made = server.webhooks.registry.create(legacy!, 'api');
+    expect(() => server.webhooks.registry.credentials(made)).toThrow(/made through the admin API, which may not use env: or file: references; PATCH/);
+    const patch = await call('PATCH', '/api/v1/admin/integrations/legacy', { enabled: true });
+    expect(patch.status).toBe(400);
+    expect(patch.body.issues).toEqual([{ path: 'key', message: expect.stringMatching(refused) }]);
+    expect((await call('PATCH', '/api/v1/admin/integrations/legacy', { key: 'receiver-key' })).status).toBe(200);
+    expect(server.webhooks.registry.credentials(server.webhooks.registry.byName('legacy')!).key).toBe('receiver-key');
+    expect((await call('DELETE', '/api/v1/admin/integrations/legacy')).status).toBe(200);
+  });
+
+  it('names the fields of a bad body without line numbers', async () => {
+    const bad = await call('POST', '/api/v1/admin/integrations', {
+      name: 'x',
+      type: 'generic',
+      url: rx.url(),
+      route: { min_severity: 'urgent' },
+      timeout: '5d',
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.message).toBe(
+      'request body: route.min_severity: must be one of "critical", "high", "medium", "low", "info"; got "urgent"; ' +
+        'request body: timeout: must be a duration such as 500ms, 10s, 5m or 1h; days (d) are not a unit here: write 120h for 5d',
+    );
+    const unsigned = await call('POST', '/api/v1/admin/integrations', { name: 'x', type: 'generic', url: rx.url() });
+    expect(unsigned.body.issues).toEqual([{ path: 'secrets', message: expect.stringMatching(/^a generic webhook is signed/) }]);
+  });
+
   it('lists dead letters and redelivers them', async () => {
     server.store.ingest('edge', [{ id: 'admin-api-1', payload: cilium({ severity: 'critical' }) }]);
     // 'from-file' and 'hook' both get it; both fail (500) until the schedule ends.

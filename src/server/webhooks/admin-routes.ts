@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ConfigError, type ConfigIssue } from '../../shared/config/schema.js';
-import { integrationToJson, parseIntegrationJson, resolveSecretRef, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
+import { integrationToJson, parseIntegrationJson, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { scoped } from '../feed/auth.js';
 import { adminResponses, routeSchema } from '../feed/schemas.js';
@@ -81,7 +81,8 @@ const deliveryParams = { type: 'object', properties: { name: NAME, id: { type: '
  */
 const integrationBody = {
   type: 'object',
-  description: 'an integration as in the server config file: name, type, url, secrets, key, route, ... (docs/webhooks.md)',
+  description:
+    'an integration as in the server config file: name, type, url, secrets, key, route, ... (docs/webhooks.md); url, secrets and key are the values themselves, not env: or file: references',
 } as const;
 
 function invalid(reply: FastifyReply, issues: ConfigIssue[], message: string) {
@@ -111,7 +112,8 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
       void fail(reply, e);
       return undefined;
     }
-    const refused = await s.policy.checkUrl(new URL(resolveSecretRef(spec.url)));
+    // The body's URL is the URL itself: the API takes no env:/file: references.
+    const refused = await s.policy.checkUrl(new URL(spec.url));
     if (refused) {
       void invalid(reply, [{ file: 'request body', line: 0, path: 'url', message: refused }], `request body: url: ${refused}`);
       return undefined;
@@ -145,7 +147,8 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
       ...admin,
       schema: routeSchema({
         summary: 'Create a webhook integration',
-        description: 'The body is an integration as in the server config file (docs/webhooks.md). Its URL must pass the SSRF guard.',
+        description:
+          'The body is an integration as in the server config file (docs/webhooks.md), with url, secrets and key as the values themselves: env: and file: references are for the config file only. Its URL must pass the SSRF guard.',
         body: integrationBody,
         response: ok(201, 400, 409),
       }),

@@ -180,10 +180,19 @@ export class IntegrationRegistry {
   credentials(i: Integration): ResolvedCredentials {
     const c = this.creds.get(i.id);
     if (c && c.updated === i.updated_at) return c.value;
+    // Only the config file may read the server's environment and files; an API-made
+    // integration stored with a reference (older versions took them) is not read.
+    const resolve = (ref: string) => {
+      if (i.origin === 'api' && (ref.startsWith('env:') || ref.startsWith('file:')))
+        throw new Error(
+          `it was made through the admin API, which may not use env: or file: references; PATCH /api/v1/admin/integrations/${i.name} with the value itself, or move the integration into the server config file`,
+        );
+      return resolveSecretRef(ref);
+    };
     const value = {
-      url: new URL(resolveSecretRef(i.spec.url)),
-      secrets: i.spec.secrets.map(resolveSecretRef),
-      key: i.spec.key === undefined ? undefined : resolveSecretRef(i.spec.key),
+      url: new URL(resolve(i.spec.url)),
+      secrets: i.spec.secrets.map(resolve),
+      key: i.spec.key === undefined ? undefined : resolve(i.spec.key),
     };
     this.creds.set(i.id, { updated: i.updated_at, value });
     return value;

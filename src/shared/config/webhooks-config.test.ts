@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serverConfigIssues } from '../../../test/helpers/server-config.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { field, list, obj, parseYamlConfig, type Validator } from './schema.js';
+import { type ConfigError, field, list, obj, parseYamlConfig, type Validator } from './schema.js';
 import { serverConfigSchema } from './server-config.js';
 import { DEFAULT_RETRY_SCHEDULE_MS, formatDuration, integrationToJson, parseIntegrationJson, webhooksConfigSchema } from './webhooks-config.js';
 
@@ -185,10 +185,31 @@ webhooks:
     expect(spec).toMatchObject({ timeout: 5000, retry_schedule: [100, 120_000], group_window: 3_600_000 });
     expect(parseIntegrationJson(integrationToJson(spec))).toEqual(spec);
     expect(() => parseIntegrationJson({ name: 'x', type: 'pagerduty', url: 'https://a/' })).toThrow(
-      /request body:\d+: type: must be one of "generic", "gitlab", "alertmanager", "slack"/,
+      /^request body: type: must be one of "generic", "gitlab", "alertmanager", "slack"/,
     );
     expect(formatDuration(90_000)).toBe('90s');
     expect(formatDuration(250)).toBe('250ms');
+  });
+
+  it('names the field of a JSON body without line numbers, which a one-line body does not have', () => {
+    const issuesOf = (body: unknown) => {
+      try {
+        parseIntegrationJson(body);
+      } catch (e) {
+        return { message: (e as Error).message, issues: (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`) };
+      }
+      throw new Error('parsed');
+    };
+    const bad = issuesOf({ name: 'x', type: 'alertmanager', url: 'https://a.example/', route: { min_severity: 'urgent' }, timeout: 'soon' });
+    expect(bad.message).toMatch(/^request body: route\.min_severity: must be one of .*; request body: timeout: must be a duration/);
+    expect(bad.message).not.toMatch(/request body:\d/);
+    // Rules across fields are at the field too, with no leading dot at the top of the body.
+    expect(issuesOf({ name: 'x', type: 'generic', url: 'https://a.example/' }).issues).toEqual([
+      'secrets: a generic webhook is signed: give one secret (two while rotating), e.g. secrets: [whsec_…]',
+    ]);
+    expect(issuesOf({ name: 'x', type: 'generic', url: 'https://a.example/', secrets: ['nope'] }).issues).toEqual([
+      expect.stringMatching(/^secrets\[0\]: must be "whsec_"/),
+    ]);
   });
 
   it('accepts the webhooks schema alone', () => {
@@ -233,5 +254,52 @@ describe('secrets in messages', () => {
       'x.yaml:1: s: must be a list of secrets, e.g. [env:VAR] or [file:/path]',
     );
     expect(calls).toBe(0);
+  });
+});
+
+describe('env: and file: references', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-whref-'));
+  // A file whose first line reads as a URL scheme, as /etc/passwd's "root:x:0:0" does.
+  const hostFile = join(dir, 'passwd');
+  writeFileSync(hostFile, 'root:x:0:0:root:/root:/bin/bash\n');
+  afterEach(() => {
+    delete process.env.VERDICT_TEST_WHSEC;
+  });
+
+  const apiIssues = (body: Record<string, unknown>) => {
+    try {
+      parseIntegrationJson({ name: 'x', type: 'alertmanager', url: 'https://a.example/', ...body });
+    } catch (e) {
+      return (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
+    }
+    return [];
+  };
+
+  it.each([
+    ['url', { url: `file:${hostFile}` }, 'URL'],
+    ['url from the environment', { url: 'env:PATH' }, 'URL'],
+    ['a missing file', { url: 'file:/nonexistent/verdict' }, 'URL'],
+    ['secrets', { secrets: ['env:HOME'] }, 'secret (whsec_…)'],
+    ['key', { key: `file:${hostFile}` }, 'key'],
+  ])('an admin API body may not read the server host: %s', (_name, body, what) => {
+    const found = apiIssues(body);
+    const path = Object.keys(body)[0] === 'secrets' ? 'secrets[0]' : Object.keys(body)[0];
+    expect(found).toEqual([
+      `${path}: env: and file: references read the server's own environment and files, so only the server config file may use them; send the ${what} itself`,
+    ]);
+    // Nothing read is echoed, and a missing file answers as an existing one does.
+    for (const m of found) expect(m).not.toMatch(/root|ENOENT|no such file|\/usr\/bin/);
+  });
+
+  it('the config file reads them, and never quotes what it read', () => {
+    process.env.VERDICT_TEST_WHSEC = SECRET;
+    const cfg = parse(`webhooks:
+  integrations:
+    - {name: a, type: generic, url: "https://hooks.example.com/x", secrets: [env:VERDICT_TEST_WHSEC]}
+`);
+    expect(cfg.webhooks!.integrations[0]!.secrets).toEqual(['env:VERDICT_TEST_WHSEC']);
+    expect(issues(`webhooks:\n  integrations:\n    - {name: a, type: alertmanager, url: "file:${hostFile}"}\n`)).toEqual([
+      `3: webhooks.integrations[0].url: the URL in file:${hostFile} has a scheme that is not supported; use https:// (or http:// inside a trusted network)`,
+    ]);
   });
 });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { isMap, type Node } from 'yaml';
 import { ALERT_SOURCES, SEVERITIES, type AlertSource, type Severity } from '../alert/payload.js';
-import { bool, duration, field, int, list, obj, oneOf, parseYamlConfig, str, stringMap, type Validator, reportIssue, refine } from './schema.js';
+import { bool, duration, field, int, list, obj, oneOf, parseJsonValue, str, stringMap, type Validator, reportIssue, refine } from './schema.js';
 
 // The `webhooks:` block of the server config, and the shape of one integration
 // as both the config file and the admin API take it (the API parses its JSON
@@ -20,6 +20,9 @@ export const SECRET_MIN_BYTES = 24;
 export const SECRET_MAX_BYTES = 64;
 /** One active and one being rotated in. */
 export const MAX_ACTIVE_SECRETS = 2;
+
+/** A secret as each kind of source writes it in examples. */
+const SECRET_EXAMPLE = { read: 'env:VERDICT_WEBHOOK_SECRET', refuse: 'whsec_…' } as const;
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 // RFC 7230 token; names we set ourselves cannot be overridden.
@@ -74,8 +77,20 @@ export function whsecProblem(secret: string): string | undefined {
 
 const isRef = (s: string) => s.startsWith('env:') || s.startsWith('file:');
 
-const secretRef = (kind: 'whsec' | 'key'): Validator<string> =>
+/**
+ * Whether env:/file: references are read. They read the server host's own
+ * environment and files, which is the operator's to expose: the config file
+ * may use them, an admin API body may not (it could read any file the server
+ * can, and learn from the answer what the file holds or whether it exists).
+ */
+type Refs = 'read' | 'refuse';
+
+const refRefused = (what: string) =>
+  `env: and file: references read the server's own environment and files, so only the server config file may use them; send the ${what} itself`;
+
+const secretRef = (kind: 'whsec' | 'key', refs: Refs): Validator<string> =>
   refine(str({ nonEmpty: true, sensitive: true }), (ref) => {
+    if (isRef(ref) && refs === 'refuse') return refRefused(kind === 'whsec' ? 'secret (whsec_…)' : 'key');
     let value: string;
     try {
       value = resolveSecretRef(ref);
@@ -91,7 +106,8 @@ const secretRef = (kind: 'whsec' | 'key'): Validator<string> =>
     return undefined;
   });
 
-function urlProblem(u: string): string | undefined {
+/** `secret`: the URL was read from env:/file:, so the message does not quote any of it. */
+function urlProblem(u: string, secret = false): string | undefined {
   let url: URL;
   try {
     url = new URL(u);
@@ -99,24 +115,27 @@ function urlProblem(u: string): string | undefined {
     return 'is not a URL; use e.g. https://hooks.example.com/verdict';
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:')
-    return `scheme "${url.protocol.slice(0, -1)}" is not supported; use https:// (or http:// inside a trusted network)`;
+    return `${secret ? 'has a scheme that' : `scheme "${url.protocol.slice(0, -1)}"`} is not supported; use https:// (or http:// inside a trusted network)`;
   if (url.username || url.password) return 'must not carry credentials; use key (Authorization: Bearer) or headers';
   return undefined;
 }
 
-const httpUrl: Validator<string> = refine(str({ nonEmpty: true }), urlProblem);
+const httpUrl: Validator<string> = refine(str({ nonEmpty: true }), (u) => urlProblem(u));
 
 /** A URL, or env:/file: holding one (a Slack webhook URL is itself a secret). */
-const endpointUrl: Validator<string> = refine(str({ nonEmpty: true, sensitive: true }), (ref) => {
-  let value: string;
-  try {
-    value = resolveSecretRef(ref);
-  } catch (e) {
-    return (e as Error).message;
-  }
-  const why = urlProblem(value);
-  return why && isRef(ref) ? `the URL in ${ref} ${why}` : why;
-});
+const endpointUrl = (refs: Refs): Validator<string> =>
+  refine(str({ nonEmpty: true, sensitive: true }), (ref) => {
+    if (!isRef(ref)) return urlProblem(ref);
+    if (refs === 'refuse') return refRefused('URL');
+    let value: string;
+    try {
+      value = resolveSecretRef(ref);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    const why = urlProblem(value, true);
+    return why && `the URL in ${ref} ${why}`;
+  });
 
 /** An IP, a CIDR or a host name. */
 export function allowEntryProblem(e: string): string | undefined {
@@ -153,59 +172,68 @@ const routeSchema = obj({
   agents: field(list(str({ nonEmpty: true })), { default: [] }),
 });
 
-const integrationFields = obj({
-  name: field(str({ pattern: NAME_RE, hint: 'letters, digits, ".", "_" or "-", at most 63, starting with a letter or digit' }), { required: true }),
-  type: field(oneOf(INTEGRATION_TYPES), { required: true }),
-  url: field(endpointUrl, { required: true }),
-  enabled: field(bool(), { default: true }),
-  secrets: field(list(secretRef('whsec'), { example: 'secrets: [env:VERDICT_WEBHOOK_SECRET]' }), { default: [] }),
-  key: field(secretRef('key')),
-  route: field(routeSchema, { default: DEFAULT_ROUTE }),
-  group_window: field(duration({ min: 1 })),
-  headers: field(headers, { default: {} }),
-  timeout: field(duration({ min: 1 }), { default: DEFAULT_TIMEOUT_MS }),
-  retry_schedule: field(list(duration({ min: 1 }), { example: 'retry_schedule: [5s, 5m, 30m]' }), { default: DEFAULT_RETRY_SCHEDULE_MS }),
-  concurrency: field(int({ min: 1, max: 64 }), { default: DEFAULT_CONCURRENCY }),
-  repeat_milestones: field(list(int({ min: 2 }), { example: 'repeat_milestones: [10, 100, 1000]' }), { default: [] }),
-});
+const integrationFields = (refs: Refs) =>
+  obj({
+    name: field(str({ pattern: NAME_RE, hint: 'letters, digits, ".", "_" or "-", at most 63, starting with a letter or digit' }), { required: true }),
+    type: field(oneOf(INTEGRATION_TYPES), { required: true }),
+    url: field(endpointUrl(refs), { required: true }),
+    enabled: field(bool(), { default: true }),
+    secrets: field(list(secretRef('whsec', refs), { example: `secrets: [${SECRET_EXAMPLE[refs]}]` }), { default: [] }),
+    key: field(secretRef('key', refs)),
+    route: field(routeSchema, { default: DEFAULT_ROUTE }),
+    group_window: field(duration({ min: 1 })),
+    headers: field(headers, { default: {} }),
+    timeout: field(duration({ min: 1 }), { default: DEFAULT_TIMEOUT_MS }),
+    retry_schedule: field(list(duration({ min: 1 }), { example: 'retry_schedule: [5s, 5m, 30m]' }), { default: DEFAULT_RETRY_SCHEDULE_MS }),
+    concurrency: field(int({ min: 1, max: 64 }), { default: DEFAULT_CONCURRENCY }),
+    repeat_milestones: field(list(int({ min: 2 }), { example: 'repeat_milestones: [10, 100, 1000]' }), { default: [] }),
+  });
 
 type Out<V> = V extends Validator<infer T> ? T : never;
-export type IntegrationSpec = Out<typeof integrationFields>;
+export type IntegrationSpec = Out<ReturnType<typeof integrationFields>>;
 export type RouteSpec = IntegrationSpec['route'];
 
 /** Rules that span fields, reported at the field that has to change. */
-const integrationSchema: Validator<IntegrationSpec> = (node, path, ctx) => {
-  const before = ctx.issues.length;
-  const spec = integrationFields(node, path, ctx);
-  // Fields that failed are missing: cross-field rules would only add noise.
-  if (!spec || ctx.issues.length > before) return undefined;
-  const at = (k: string) => (isMap(node) ? (node.get(k, true) as Node | undefined) : undefined) ?? node;
-  const p = (k: string) => `${path}.${k}`;
-  if (spec.type === 'generic' && spec.secrets.length === 0)
-    reportIssue(ctx, node, p('secrets'), 'a generic webhook is signed: give one secret (two while rotating), e.g. secrets: [env:VERDICT_WEBHOOK_SECRET]');
-  if (spec.secrets.length > MAX_ACTIVE_SECRETS)
-    reportIssue(ctx, at('secrets'), p('secrets'), `at most ${MAX_ACTIVE_SECRETS} secrets may be active (the new one and the one being retired)`);
-  if (spec.type === 'gitlab' && spec.key === undefined)
-    reportIssue(ctx, node, p('key'), "GitLab's HTTP integration needs its authorization key: key: env:GITLAB_ALERT_KEY");
-  if (spec.type === 'slack' && (spec.key !== undefined || spec.secrets.length))
-    reportIssue(
-      ctx,
-      at(spec.key !== undefined ? 'key' : 'secrets'),
-      p(spec.key !== undefined ? 'key' : 'secrets'),
-      'a Slack incoming webhook takes no key or secrets; its URL is the secret',
-    );
-  if (spec.type === 'gitlab' && spec.group_window !== undefined)
-    reportIssue(ctx, at('group_window'), p('group_window'), "GitLab's HTTP integration takes one alert per request; remove group_window");
-  const ms = spec.repeat_milestones;
-  if (ms.some((m, i) => i > 0 && m <= ms[i - 1]!))
-    reportIssue(ctx, at('repeat_milestones'), p('repeat_milestones'), 'must be increasing, e.g. [10, 100, 1000]');
-  return ctx.issues.length > before ? undefined : spec;
+const integrationSchema = (refs: Refs): Validator<IntegrationSpec> => {
+  const fields = integrationFields(refs);
+  return (node, path, ctx) => {
+    const before = ctx.issues.length;
+    const spec = fields(node, path, ctx);
+    // Fields that failed are missing: cross-field rules would only add noise.
+    if (!spec || ctx.issues.length > before) return undefined;
+    const at = (k: string) => (isMap(node) ? (node.get(k, true) as Node | undefined) : undefined) ?? node;
+    const p = (k: string) => (path ? `${path}.${k}` : k);
+    if (spec.type === 'generic' && spec.secrets.length === 0)
+      reportIssue(ctx, node, p('secrets'), `a generic webhook is signed: give one secret (two while rotating), e.g. secrets: [${SECRET_EXAMPLE[refs]}]`);
+    if (spec.secrets.length > MAX_ACTIVE_SECRETS)
+      reportIssue(ctx, at('secrets'), p('secrets'), `at most ${MAX_ACTIVE_SECRETS} secrets may be active (the new one and the one being retired)`);
+    if (spec.type === 'gitlab' && spec.key === undefined)
+      reportIssue(
+        ctx,
+        node,
+        p('key'),
+        `GitLab's HTTP integration needs its authorization key: key: ${refs === 'read' ? 'env:GITLAB_ALERT_KEY' : '<the key GitLab shows>'}`,
+      );
+    if (spec.type === 'slack' && (spec.key !== undefined || spec.secrets.length))
+      reportIssue(
+        ctx,
+        at(spec.key !== undefined ? 'key' : 'secrets'),
+        p(spec.key !== undefined ? 'key' : 'secrets'),
+        'a Slack incoming webhook takes no key or secrets; its URL is the secret',
+      );
+    if (spec.type === 'gitlab' && spec.group_window !== undefined)
+      reportIssue(ctx, at('group_window'), p('group_window'), "GitLab's HTTP integration takes one alert per request; remove group_window");
+    const ms = spec.repeat_milestones;
+    if (ms.some((m, i) => i > 0 && m <= ms[i - 1]!))
+      reportIssue(ctx, at('repeat_milestones'), p('repeat_milestones'), 'must be increasing, e.g. [10, 100, 1000]');
+    return ctx.issues.length > before ? undefined : spec;
+  };
 };
 
 const allowEntry: Validator<string> = refine(str({ nonEmpty: true }), allowEntryProblem);
 
 const integrationList: Validator<IntegrationSpec[]> = (node, path, ctx) => {
-  const out = list(integrationSchema)(node, path, ctx);
+  const out = list(integrationSchema('read'))(node, path, ctx);
   if (!out) return undefined;
   const seen = new Set<string>();
   for (const [i, s] of out.entries()) {
@@ -225,14 +253,16 @@ export const webhooksConfigSchema = obj({
 
 export type WebhooksConfig = Out<typeof webhooksConfigSchema>;
 
-/** Validates a JSON value (an admin API body) as an integration; throws ConfigError. */
-export function parseIntegrationJson(value: unknown, what = 'request body'): IntegrationSpec {
-  return parseYamlConfig(JSON.stringify(value ?? null, null, 2), what, integrationSchema).value;
+const apiIntegration = integrationSchema('refuse');
+
+/** Validates an admin API body as an integration, refusing env:/file: references; throws ConfigError. */
+export function parseIntegrationJson(value: unknown): IntegrationSpec {
+  return parseJsonValue(value, 'request body', apiIntegration);
 }
 
-/** Validates a JSON value as a whole webhooks block (used by `verdict demo`). */
+/** Validates a JSON value as a whole webhooks block, as the operator's config (used by `verdict demo`). */
 export function parseWebhooksJson(value: unknown, what = 'webhooks'): WebhooksConfig {
-  return parseYamlConfig(JSON.stringify(value ?? null, null, 2), what, webhooksConfigSchema).value;
+  return parseJsonValue(value, what, webhooksConfigSchema);
 }
 
 export function formatDuration(ms: number): string {
