@@ -27,12 +27,34 @@ describe('startAgent', () => {
           },
           createRootLogger({ level: 'silent' }),
         ),
-      ).rejects.toThrow(/cannot listen on --observability-addr .*pick a free address/);
+      ).rejects.toThrow(
+        `cannot listen for /metrics and probes on 127.0.0.1:${port}: the address is in use by another process; stop it, or set --observability-addr to a free port; or set it to "" to turn the listener off`,
+      );
       // SQLite removes the WAL file when the last connection closes: the database was closed.
       expect(existsSync(join(dir, 'data', 'agent.db'))).toBe(true);
       expect(existsSync(join(dir, 'data', 'agent.db-wal'))).toBe(false);
     } finally {
       taken.close();
     }
+  });
+
+  it('refuses a --data-dir that is a file, saying so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agent-start-'));
+    writeFileSync(join(dir, 'token'), 'secret-token');
+    writeFileSync(join(dir, 'a-file'), 'x');
+    await expect(
+      startAgent(
+        {
+          kasAddress: 'grpc://127.0.0.1:1',
+          tokenFile: join(dir, 'token'),
+          dataDir: join(dir, 'a-file'),
+          observabilityAddr: '',
+          spoolMaxBytes: 1 << 20,
+          backoff: { initialMs: 10, maxMs: 10 },
+          modules: [],
+        },
+        createRootLogger({ level: 'silent' }),
+      ),
+    ).rejects.toThrow(`cannot create the data directory ${join(dir, 'a-file')}: ${join(dir, 'a-file')} is a file, not a directory;`);
   });
 });

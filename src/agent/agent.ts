@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { splitHostPort } from '../shared/config/host-port.js';
+import { listenError } from '../shared/config/listen-error.js';
 import { errText, moduleLogger, type Logger } from '../shared/log/logger.js';
 import { registry } from '../shared/metrics/registry.js';
 import type { BackoffOptions } from '../shared/retry/backoff.js';
@@ -107,7 +108,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       () =>
         new Promise<void>((resolve, reject) => {
           obs.once('error', (e) =>
-            reject(new Error(`cannot listen on --observability-addr ${o.observabilityAddr}: ${e.message}; pick a free address or "" to turn it off`)),
+            reject(listenError('for /metrics and probes', o.observabilityAddr, e, '--observability-addr', 'set it to "" to turn the listener off')),
           );
           obs.listen(port, host, resolve);
         }),

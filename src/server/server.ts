@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
-import { mkdirSync } from 'node:fs';
 import { splitHostPort } from '../shared/config/host-port.js';
+import { listenError } from '../shared/config/listen-error.js';
 import type { ServerConfig } from '../shared/config/server-config.js';
 import { moduleLogger, type Logger } from '../shared/log/logger.js';
 import type { DB } from '../shared/sqlite/open.js';
@@ -64,7 +64,6 @@ export class StoppedWhileStarting extends Error {}
  * kafka.session_timeout while the server already listens.
  */
 export async function startServer(cfg: ServerConfig, log: Logger, testHooks: ServerTestHooks = {}, stop?: AbortSignal): Promise<RunningServer> {
-  mkdirSync(cfg.data_dir, { recursive: true });
   // Everything opened is pushed here at once: a start that fails halfway closes
   // what it opened, and close() runs the same stack in reverse.
   const closers = new Closers();
@@ -139,7 +138,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
     () =>
       new Promise<number>((resolve, reject) => {
         grpcServer.bindAsync(`${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`, grpcServerCredentials(tls), (err, port) =>
-          err ? reject(new Error(`cannot listen for agents on ${cfg.grpc_addr}: ${err.message}; pick a free address with --grpc-addr`)) : resolve(port),
+          err ? reject(listenError('for agents', cfg.grpc_addr, err, 'grpc_addr (--grpc-addr)')) : resolve(port),
         );
       }),
   );
@@ -166,7 +165,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   const h = splitHostPort(cfg.http_addr);
   await closers.start(() =>
     http.listen({ host: h.host, port: h.port }).catch((e: unknown) => {
-      throw new Error(`cannot listen for HTTP on ${cfg.http_addr}: ${(e as Error).message}; pick a free address with --http-addr`);
+      throw listenError('for HTTP', cfg.http_addr, e, 'http_addr (--http-addr)');
     }),
   );
   const httpAddr = http.server.address();

@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { createRootLogger, moduleLogger } from './logger.js';
 
@@ -31,5 +32,18 @@ describe('moduleLogger', () => {
       msg: 'x',
     });
     for (const key of ['level', 'time', 'name', 'mod_name', 'error', 'msg']) expect(count(lines[0], key)).toBe(1);
+  });
+});
+
+describe('createRootLogger and grpc-js', () => {
+  it("writes grpc-js's log lines as pino JSON with mod_name grpc, at their level", () => {
+    const { lines } = capture();
+    grpc.experimental.log(grpc.logVerbosity.ERROR, 'Failed to connect to proxy', 'x:1');
+    grpc.experimental.log(grpc.logVerbosity.INFO, 'WARNING Only 1 addresses added out of total 2 resolved');
+    grpc.experimental.log(grpc.logVerbosity.DEBUG, 'below the level');
+    expect(lines.map((l) => JSON.parse(l) as unknown)).toEqual([
+      expect.objectContaining({ level: 'error', name: 'verdict-server', mod_name: 'grpc', msg: 'Failed to connect to proxy x:1' }),
+      expect.objectContaining({ level: 'info', mod_name: 'grpc', msg: 'WARNING Only 1 addresses added out of total 2 resolved' }),
+    ]);
   });
 });

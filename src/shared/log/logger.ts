@@ -1,4 +1,5 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { routeGrpcLogs } from './grpc.js';
 
 export type { Logger };
 
@@ -24,6 +25,8 @@ export function createRootLogger(opts: LoggerOptions = {}): Logger {
     formatters: { level: (label: string) => ({ level: label }) },
   };
   root = opts.destination ? pino(options, opts.destination as pino.DestinationStream) : pino(options);
+  // grpc-js has one logger per process, as the root logger is.
+  routeGrpcLogs(moduleLogger('grpc', root));
   return root;
 }
 

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { makeDataDir } from './data-dir.js';
 
 export type DB = Database.Database;
 
@@ -26,7 +26,7 @@ export function preparedCache(db: DB, max = 500): (sql: string) => Database.Stat
  * across a process crash (kill -9); only a power loss can cost the last commits.
  */
 export function openDatabase(file: string): DB {
-  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  if (file !== ':memory:') makeDataDir(dirname(file));
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
