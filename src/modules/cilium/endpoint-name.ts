@@ -22,9 +22,25 @@ function appLabel(labels: readonly string[]): string | undefined {
 }
 
 /**
+ * What a pod-less endpoint's security identity says it is: `ns/app=ratings`,
+ * or `ns (ID:16370)` without an application label; undefined for a reserved
+ * identity (host, world, ...) or one without labels, which only the address
+ * tells apart. Names the same sender whichever node address its traffic
+ * comes from, so alerts group by it too (to-alert.ts).
+ */
+export function identityName(e: Endpoint | undefined): string | undefined {
+  const labels = e?.labels;
+  if (!labels || labels.length === 0 || labels.some((l) => l.startsWith('reserved:'))) return undefined;
+  const namespace = e.namespace || labelValue(labels, NAMESPACE_LABEL);
+  const app = appLabel(labels);
+  if (app) return namespace ? `${namespace}/${app}` : app;
+  return namespace && e.identity ? `${namespace} (ID:${e.identity})` : undefined;
+}
+
+/**
  * Who a side of a flow is, as precisely as the flow says: the workload
  * (`ns/Kind/name`), else the pod (`ns/pod`), else what its security identity's
- * labels say (`ns/app=ratings`). Hubble leaves the pod out when the address is
+ * labels say (identityName). Hubble leaves the pod out when the address is
  * not the pod's own (traffic through the node, such as Cilium's L7 proxy,
  * comes from the node's address with the sender's identity), so the address
  * names a pod-less endpoint only when no label does: with its reserved
@@ -33,18 +49,17 @@ function appLabel(labels: readonly string[]): string | undefined {
  * identity Cilium's policies saw.
  */
 export function endpointName(e: Endpoint | undefined, ip: string, names: readonly string[] | undefined): string {
-  const labels = e?.labels ?? [];
-  const reserved = labels.find((l) => l.startsWith('reserved:'));
+  const reserved = e?.labels.find((l) => l.startsWith('reserved:'));
   const w = e?.workloads?.[0];
   if (w) return `${e!.namespace}/${w.kind}/${w.name}${reserved ? ` (${reserved})` : ''}`;
   if (e?.pod_name) return `${e.namespace ? `${e.namespace}/` : ''}${e.pod_name}${reserved ? ` (${reserved})` : ''}`;
   const address = names?.[0] || ip;
   if (reserved) return address ? `${address} (${reserved})` : reserved;
-  const namespace = e?.namespace || labelValue(labels, NAMESPACE_LABEL);
-  const app = appLabel(labels);
-  if (app) return namespace ? `${namespace}/${app}` : app;
+  const named = identityName(e);
+  if (named) return named;
+  const namespace = e?.namespace || (e ? labelValue(e.labels, NAMESPACE_LABEL) : undefined);
+  if (namespace) return address ? `${namespace} (${address})` : namespace;
   const id = e?.identity ? `ID:${e.identity}` : '';
-  if (namespace) return `${namespace} (${id || address})`;
   if (!address) return id || 'unknown';
   return id ? `${address} (${id})` : address;
 }

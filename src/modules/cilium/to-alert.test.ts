@@ -82,4 +82,24 @@ describe('flowFingerprint', () => {
     ])
       expect(fp(variant(edit))).not.toBe(same);
   });
+
+  it('tells apart the senders behind one node address by their identity, and groups one sender whichever address it comes from', () => {
+    // In this capture 10.244.0.148 (the node's address, through which Cilium's
+    // L7 proxy forwards) carries ratings, productpage and the host itself.
+    const flows = flowsFromJsonLines(readFileSync(resolve(hubbleDir, 'basic-sample-400-tcp-flows.jsonl'), 'utf8'));
+    const viaNode = (app: string) => flows.find((f) => f.IP?.source === '10.244.0.148' && !f.source?.pod_name && f.source?.labels.includes(`k8s:app=${app}`))!;
+    const ratings = viaNode('ratings');
+    const productpage = Flow.decode(Flow.encode(ratings).finish());
+    productpage.source = viaNode('productpage').source;
+    const elsewhere = Flow.decode(Flow.encode(ratings).finish());
+    elsewhere.IP!.source = '10.244.1.29';
+    const att = atts[0]!;
+    const fp = (f: Flow) => {
+      const got = flowFingerprint(f, att, 'c');
+      expect(got).toBe(flowFingerprintOf(f, att, 'c'));
+      return got;
+    };
+    expect(fp(productpage)).not.toBe(fp(ratings));
+    expect(fp(elsewhere)).toBe(fp(ratings));
+  });
 });

@@ -3,7 +3,7 @@ import { fingerprint } from '../../shared/alert/fingerprint.js';
 import { ALERT_SCHEMA, type AlertPayload, type EndpointSummary, type Severity } from '../../shared/alert/payload.js';
 import type { Attribution } from './policy/attribution.js';
 import { l7Details, l7FingerprintPart, l7Summary } from './l7-details.js';
-import { endpointName } from './endpoint-name.js';
+import { endpointName, identityName } from './endpoint-name.js';
 
 // Turns a dropped flow and the policies responsible for it into an alert.
 
@@ -34,12 +34,16 @@ function endpoint(e: Endpoint | undefined, ip: string, port: number, names: stri
   };
 }
 
-/** Who a side is for the fingerprint, stable across pod restarts and replicas: workload, else pod, else IP. */
+/**
+ * Who a side is for the fingerprint, stable across pod restarts and replicas:
+ * workload, else pod, else what its identity's labels say (one node address
+ * carries the traffic of many senders), else DNS name or IP.
+ */
 function who(e: Endpoint | undefined, ip: string, names: readonly string[] | undefined): string {
   const w = e?.workloads?.[0];
   if (w) return `${e!.namespace}/${w.kind}/${w.name}`;
   if (e?.pod_name) return `${e.namespace}/${e.pod_name}`;
-  return names?.[0] ?? ip;
+  return identityName(e) ?? names?.[0] ?? ip;
 }
 
 /** A name followed by the address, unless the name starts with it already. */
@@ -126,7 +130,7 @@ function keyValue(v: unknown, n: number): void {
   fpHash = Math.imul(fpHash ^ n, 0x01000193);
 }
 
-/** who() as key parts: which of its three forms, and the strings it is made of. */
+/** who() as key parts: which of its four forms, and the strings it is made of. */
 function keyWho(e: Endpoint | undefined, ip: string, names: readonly string[] | undefined): void {
   const w = e?.workloads?.[0];
   if (w) {
@@ -139,8 +143,9 @@ function keyWho(e: Endpoint | undefined, ip: string, names: readonly string[] | 
     keyString(e.namespace);
     keyString(e.pod_name);
   } else {
-    keyValue(3, 3);
-    keyString(names?.[0] ?? ip);
+    const named = identityName(e);
+    keyValue(named === undefined ? 3 : 4, named === undefined ? 3 : 4);
+    keyString(named ?? names?.[0] ?? ip);
   }
 }
 
