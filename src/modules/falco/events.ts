@@ -8,7 +8,7 @@ export type Outcome = 'accepted' | 'duplicate';
 
 export const falcoEvents = new Counter({
   name: 'verdict_agent_falco_events_total',
-  help: 'Falco events received, by input and outcome (accepted, duplicate, ignored, below_minimum_priority, invalid, failed)',
+  help: 'Falco events received, by input and outcome (accepted, duplicate, ignored, below_minimum_priority, invalid, failed, unwritable)',
   labelNames: ['input', 'outcome'],
   registers: [registry],
 });

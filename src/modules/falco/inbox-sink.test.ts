@@ -1,11 +1,14 @@
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { falcoConfig, store } from '../../../test/falco/helpers.js';
+import { falcoConfig, store, tmp } from '../../../test/falco/helpers.js';
 import { capturingLogger } from '../../../test/helpers/logs.js';
 import { until } from '../../../test/helpers/processes.js';
 import { scenarioEvent, toFalcoJson } from '../../peers/falco/scenario.js';
 import { loadFalcoDefaults } from './defaults.js';
 import { startFalcoHttpInput } from './http.js';
-import type { Inbox } from './inbox.js';
+import { falcoEvents } from './events.js';
+import { FileInbox, readInboxDir, type Inbox } from './inbox.js';
+import type { FalcoEvent } from './parse.js';
 import { FalcoSink } from './sink.js';
 import { FalcoAlertBuilder } from './to-alert.js';
 
@@ -34,7 +37,7 @@ describe('Falco HTTP inbox, storage failing', () => {
         commit(
           commitFailures-- > 0
             ? () => {
-                throw new Error('disk I/O error');
+                throw new Database.SqliteError('disk I/O error', 'SQLITE_IOERR');
               }
             : inTx,
         );
@@ -53,6 +56,102 @@ describe('Falco HTTP inbox, storage failing', () => {
       expect(logs.filter((l) => l.msg === 'Failed to read stored Falco events back; retrying').map((l) => l.error)).toEqual(['EIO: i/o error, read']);
     } finally {
       await input.close();
+    }
+  });
+});
+
+// 100,000 nested lists (200 kB): JSON.stringify overflows the stack on it wherever it is called.
+const deepEvent = `{"rule":"depth","priority":"Error","time":"2026-01-01T00:00:00Z","output":"o","output_fields":{"x":${'['.repeat(100_000)}1${']'.repeat(100_000)}}}`;
+
+async function outcomeCount(outcome: string): Promise<number> {
+  return (await falcoEvents.get()).values.find((v) => v.labels.input === 'http' && v.labels.outcome === outcome)?.value ?? 0;
+}
+
+/** An inbox as an earlier run left it: these bodies answered, none written as alerts. */
+function leftInbox(bodies: string[]): string {
+  const dir = tmp();
+  const inbox = new FileInbox(dir, { gen: 0, offset: 0 });
+  inbox.append(bodies.map((b) => Buffer.from(b)));
+  inbox.close();
+  return dir;
+}
+
+describe('Falco HTTP inbox, an event whose alert can never be written', () => {
+  it('skips an event nested too deep that an earlier run stored, once, and writes the events around it', async () => {
+    const good = [0, 1, 2].map((i) => toFalcoJson(scenarioEvent(i)));
+    const dir = leftInbox([good[0]!, deepEvent, good[1]!, good[2]!]);
+    const s = store(dir);
+    const cfg = falcoConfig('falco:\n  http: {}\n');
+    const builder = new FalcoAlertBuilder(cfg, loadFalcoDefaults());
+    const { log, logs } = capturingLogger();
+    const invalid = await outcomeCount('invalid');
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: cfg.dedup_window, builder, log, persistIntervalMs: 20 });
+    try {
+      const alerts = await until(
+        () => {
+          const a = s.flushed();
+          return a.length === 3 ? a : undefined;
+        },
+        10_000,
+        'the alerts of the three events around the deep one',
+      );
+      expect(alerts.map((a) => a.rule).sort()).toEqual([0, 1, 2].map((i) => scenarioEvent(i).rule).sort());
+      await new Promise((r) => setTimeout(r, 200));
+      const skipped = logs.filter((l) => l.msg === 'Skipped a stored Falco event that cannot be read back; the events after it are written');
+      expect(skipped).toHaveLength(1);
+      expect(skipped[0]).toMatchObject({
+        inbox: 'falco-inbox-1.log',
+        offset: 8 + Buffer.byteLength(good[0]!),
+        error: expect.stringMatching(/more than 32 levels deep/),
+      });
+      expect(await outcomeCount('invalid')).toBe(invalid + 1);
+      expect(logs.filter((l) => l.level === 'error' && l !== skipped[0])).toEqual([]);
+    } finally {
+      await sink.close();
+    }
+    // Consumed: a restart reads nothing back.
+    const state = s.db.prepare('SELECT gen, offset FROM falco_inbox_state').get() as { gen: number; offset: number };
+    expect(readInboxDir(dir, state)).toEqual([]);
+  });
+
+  it('finds the one event among many whose alert fails to be written, skips it once and writes the others', async () => {
+    // An event that passes the checks but whose alert cannot be serialised: a fault of this kind must cost only that event.
+    class PoisonBuilder extends FalcoAlertBuilder {
+      override toAlert(ev: FalcoEvent) {
+        const a = super.toAlert(ev);
+        if (ev.output === 'poison') a.samples = [{ n: 1n }];
+        return a;
+      }
+    }
+    const events = Array.from({ length: 40 }, (_, i) => toFalcoJson({ ...scenarioEvent(i), output: i === 23 ? 'poison' : `event ${i}` }));
+    const dir = leftInbox(events);
+    const s = store(dir);
+    const cfg = falcoConfig('falco:\n  http: {}\n');
+    const builder = new PoisonBuilder(cfg, loadFalcoDefaults());
+    const { log, logs } = capturingLogger();
+    const unwritable = await outcomeCount('unwritable');
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: cfg.dedup_window, builder, log, persistIntervalMs: 20 });
+    const input = await startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: 1 << 20, builder, sink, log });
+    try {
+      // Posted while the stored events are written: flows after them.
+      const res = await fetch(`http://127.0.0.1:${input.port}/`, { method: 'POST', body: toFalcoJson({ ...scenarioEvent(40), output: 'posted' }) });
+      expect(res.status).toBe(200);
+      const expected = 40 - 1 + 1;
+      const count = () => s.flushed().reduce((n, a) => n + a.count, 0);
+      await until(
+        () => (count() === expected ? true : undefined),
+        10_000,
+        () => `the ${expected} written events (${count()} so far)`,
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      expect(count()).toBe(expected);
+      const skipped = logs.filter((l) => l.msg === 'Skipped a stored Falco event whose alert cannot be written; the events after it are written');
+      expect(skipped).toHaveLength(1);
+      expect(skipped[0]).toMatchObject({ inbox: 'falco-inbox-1.log', event: expect.stringContaining('"output":"poison"') });
+      expect(await outcomeCount('unwritable')).toBe(unwritable + 1);
+    } finally {
+      await input.close();
+      await sink.close();
     }
   });
 });

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { dirname } from 'node:path';
 import type { Staging } from '../../agent/alerts/aggregator.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
@@ -24,6 +25,13 @@ import { isVerdictError } from '../../shared/errors.js';
 // point leaves every answered event either past that position in the inbox
 // (read again at start) or in the aggregator's tables, never in both and never
 // in neither.
+//
+// A write can fail because of the storage (SQLite, the disk): the events stay
+// in the inbox and are read again later. It can also fail because of one event
+// (its alert cannot be serialised): then retrying would fail for ever and hold
+// up every event after it. Such a failure is narrowed down by writing the
+// events again in halving runs; the one event that fails alone is logged with
+// its place in the inbox, counted (outcome "unwritable") and skipped.
 
 const MIGRATIONS = [
   // How far the HTTP inbox has been turned into written occurrences.
@@ -36,6 +44,16 @@ const MIGRATIONS = [
 
 const REPLAY_CHUNK = 1_000;
 const START: InboxPosition = { gen: 0, offset: 0 };
+/** How much of a skipped event's body its log line shows. */
+const BODY_PREVIEW = 200;
+
+/** What a commit of the staged occurrences came to. */
+type Persisted = 'written' | 'retry' | 'narrow';
+
+/** Whether `e` comes from the storage (SQLite, the file system), which may work again; anything else recurs with the same events. */
+function isStorageError(e: unknown): boolean {
+  return e instanceof Database.SqliteError || (e instanceof Error && typeof (e as NodeJS.ErrnoException).syscall === 'string');
+}
 
 export type AcceptCallback = (err: Error | undefined, outcome?: Outcome) => void;
 
@@ -72,6 +90,13 @@ export class InboxSink {
   private stagedPos: InboxPosition;
   private persistedPos: InboxPosition;
   private replaying = false;
+  /**
+   * After a write failed for a reason other than the storage: the events up
+   * to this one are written in runs of `runLength`, halved at each failure,
+   * until the one that cannot be written is found.
+   */
+  private narrowTo = 0;
+  private runLength = REPLAY_CHUNK;
   private persistTimer: NodeJS.Timeout | undefined;
   private persistSoon = false;
   private readonly errors = new LogThrottle();
@@ -199,7 +224,8 @@ export class InboxSink {
       else alerts.push(r.alert);
     } catch (e) {
       // Not expected: build() takes any parsed event. The event is dropped rather than retried forever.
-      this.opts.log.error({ error: errText(e), rule: ev.rule }, 'Failed to turn a stored Falco event into an alert; it is dropped');
+      falcoEvents.inc({ input: 'http', outcome: 'unwritable' });
+      this.opts.log.error({ error: errText(e), rule: ev.rule }, 'Failed to turn a stored Falco event into an alert; it is skipped');
     }
   }
 
@@ -212,7 +238,10 @@ export class InboxSink {
 
   private schedulePersist(): void {
     // Without a window there is nothing to fold: the alerts go to the spool at once.
-    if (this.opts.windowMs <= 0) return this.persistNow();
+    if (this.opts.windowMs <= 0) {
+      this.persistNow();
+      return;
+    }
     if (this.staging.size >= (this.opts.maxStaged ?? 20_000)) {
       if (!this.persistSoon) {
         this.persistSoon = true;
@@ -225,33 +254,91 @@ export class InboxSink {
   }
 
   /** Commits what is staged with the inbox position and the uuids. */
-  private persistNow(): void {
+  private persistNow(): Persisted {
     this.persistSoon = false;
     if (this.persistTimer) clearTimeout(this.persistTimer);
     this.persistTimer = undefined;
-    if (this.stagedSeq <= this.persistedSeq) return;
+    if (this.stagedSeq <= this.persistedSeq) return 'written';
     const seq = this.stagedSeq;
     const pos = this.stagedPos;
-    let written;
     try {
-      this.staging.commit(() => {
-        this.saveState.run(pos.gen, pos.offset);
-        written = this.uuids.writeInTx();
-      });
+      this.commitUpTo(pos);
     } catch (e) {
-      const suppressed = this.errors.pass();
-      if (suppressed !== undefined) {
-        this.opts.log.error(
-          { error: errText(e), events: this.lastSeq - this.persistedSeq, suppressed },
-          'Failed to write alerts for stored Falco events; they stay in the inbox and are retried',
-        );
-      }
+      const from = this.persistedPos;
+      const events = seq - this.persistedSeq;
       this.rolledBack();
-      return;
+      if (isStorageError(e)) {
+        const suppressed = this.errors.pass();
+        if (suppressed !== undefined) {
+          this.opts.log.error(
+            { error: errText(e), events: this.lastSeq - this.persistedSeq, suppressed },
+            'Failed to write alerts for stored Falco events; they stay in the inbox and are retried',
+          );
+        }
+        return 'retry';
+      }
+      if (events === 1) return this.skipUnwritable(e, from, seq, pos);
+      // One of these events (or more) cannot be written: write them again in shorter runs.
+      this.narrowTo = Math.max(this.narrowTo, seq);
+      this.runLength = Math.ceil(events / 2);
+      return 'narrow';
     }
+    this.advance(seq, pos);
+    return 'written';
+  }
+
+  /** One transaction: the staged occurrences, the inbox position they reach and the new uuids. */
+  private commitUpTo(pos: InboxPosition): void {
+    let written;
+    this.staging.commit(() => {
+      this.saveState.run(pos.gen, pos.offset);
+      written = this.uuids.writeInTx();
+    });
     this.uuids.committed(written!);
+  }
+
+  /**
+   * The event just before `end` failed to be written alone, not because of
+   * the storage: it never will be. Records the inbox position past it, so
+   * that the events after it are written.
+   */
+  private skipUnwritable(e: unknown, from: InboxPosition, seq: number, end: InboxPosition): Persisted {
+    let body: Buffer | undefined;
+    try {
+      body = this.inbox.read(from, 1)[0]?.body;
+    } catch {
+      // Only for the log line.
+    }
+    try {
+      this.commitUpTo(end);
+    } catch (e2) {
+      this.rolledBack();
+      this.opts.log.error({ error: errText(e2) }, 'Failed to write alerts for stored Falco events; they stay in the inbox and are retried');
+      return 'retry';
+    }
+    falcoEvents.inc({ input: 'http', outcome: 'unwritable' });
+    this.opts.log.error(
+      {
+        error: errText(e),
+        inbox: `falco-inbox-${from.gen}.log`,
+        offset: from.offset,
+        event: body?.subarray(0, BODY_PREVIEW).toString('utf8'),
+      },
+      'Skipped a stored Falco event whose alert cannot be written; the events after it are written',
+    );
+    this.advance(seq, end);
+    return 'written';
+  }
+
+  /** The events up to `seq` have their occurrences written. */
+  private advance(seq: number, pos: InboxPosition): void {
     this.persistedSeq = seq;
     this.persistedPos = pos;
+    if (this.stagedSeq < seq) {
+      this.stagedSeq = seq;
+      this.stagedPos = pos;
+    }
+    if (this.narrowTo <= seq) this.narrowTo = 0;
     try {
       this.store?.release(pos);
     } catch (e) {
@@ -275,20 +362,28 @@ export class InboxSink {
    * start (`fresh`) the events are new to this process: they are counted and
    * their uuids remembered.
    */
-  private replayStep(fresh: boolean): boolean {
-    const records = this.inbox.read(this.stagedPos, REPLAY_CHUNK);
+  private replayStep(fresh: boolean, limit = REPLAY_CHUNK): boolean {
+    const records = this.inbox.read(this.stagedPos, limit);
     const alerts: AlertPayload[] = [];
     let seq = this.stagedSeq;
+    let at = this.stagedPos;
     for (const r of records) {
       seq++;
+      const from = at;
+      at = r.end;
       let ev: FalcoEvent;
       try {
         ev = parseFalcoJson(r.body.toString('utf8'));
       } catch (e) {
         falcoEvents.inc({ input: 'http', outcome: 'invalid' });
         this.opts.log.error(
-          { error: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e) },
-          'Dropped a stored Falco event that cannot be read back',
+          {
+            error: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e),
+            inbox: `falco-inbox-${from.gen}.log`,
+            offset: from.offset,
+            event: r.body.subarray(0, BODY_PREVIEW).toString('utf8'),
+          },
+          'Skipped a stored Falco event that cannot be read back; the events after it are written',
         );
         continue;
       }
@@ -297,7 +392,7 @@ export class InboxSink {
     }
     if (fresh) this.lastSeq = Math.max(this.lastSeq, seq);
     if (records.length) this.stageUpTo(alerts, seq, records[records.length - 1]!.end);
-    if (records.length < REPLAY_CHUNK) {
+    if (records.length < limit) {
       // Caught up: events stored from now on are staged as they come.
       this.replaying = false;
       return false;
@@ -307,15 +402,36 @@ export class InboxSink {
 
   private replayLoop(): void {
     if (!this.replaying || this.closed) return;
+    const narrowing = this.stagedSeq < this.narrowTo;
     let more: boolean;
     try {
-      more = this.replayStep(false);
+      more = this.replayStep(false, narrowing ? Math.min(this.runLength, this.narrowTo - this.stagedSeq) : REPLAY_CHUNK);
     } catch (e) {
       // Reading the inbox back fails as the write before it did (the disk): the events
       // stay in the inbox and are read again later; this runs in a timer, nothing above catches.
       const suppressed = this.readErrors.pass();
       if (suppressed !== undefined) this.opts.log.error({ error: errText(e), suppressed }, 'Failed to read stored Falco events back; retrying');
       setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
+      return;
+    }
+    if (narrowing) {
+      // Each run is written on its own, so that a failure names fewer events.
+      this.replaying = true;
+      const r = this.persistNow();
+      if (r === 'retry') {
+        setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
+        return;
+      }
+      if (r === 'written') {
+        this.runLength = Math.min(REPLAY_CHUNK, this.runLength * 2);
+        if (!more) {
+          // Caught up with the inbox.
+          this.narrowTo = 0;
+          this.replaying = false;
+          return;
+        }
+      }
+      setImmediate(() => this.replayLoop());
       return;
     }
     if (more) setImmediate(() => this.replayLoop());
