@@ -1,6 +1,9 @@
+import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type InjectOptions, type RouteOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ALERT_SOURCES } from '../../shared/alert/payload.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { FeedTokens } from '../auth/feed-tokens.js';
 import { AlertStore } from '../store/alert-store.js';
@@ -10,6 +13,7 @@ import { registerFeedTokenAdminRoutes } from './admin-routes.js';
 import { registerAlertRoutes } from './alerts-routes.js';
 import { buildHttpServer } from './http-server.js';
 import { StreamHub } from './stream.js';
+import { validatorCompiler } from './validators.js';
 import { registerStreamRoute } from './stream-routes.js';
 
 let n = 0;
@@ -113,15 +117,25 @@ describe('feed API', () => {
 
   it('answers bad query values with 400 and what to change', async () => {
     const cases: [string, RegExp][] = [
-      ['status=open', /status: must be one of triggered, acknowledged, resolved, ignored/],
-      ['severity=urgent', /severity: must be one of critical, high, medium, low, info/],
+      ['status=open', /status: "open" is not one of triggered, acknowledged, resolved, ignored$/],
+      ['severity=urgent', /severity: "urgent" is not one of critical, high, medium, low, info$/],
       ['limit=0', /limit: must be at least 1/],
       ['limit=ten', /limit: must be a whole number/],
-      ['sort=name', /sort: must be one of/],
-      ['since=yesterday', /since: is not a time; use RFC 3339/],
-      ['since=2024-05-01T10:00:00', /since: is not a time; use RFC 3339 with its offset/],
-      ['status=triggered,', /status: must be one of triggered, acknowledged, resolved, ignored/],
-      ['agent=Edge_1', /agent: must match/],
+      ['sort=name', /sort: "name" is not one of last_seen, created, severity, count$/],
+      ['since=yesterday', /since: "yesterday" is not a time: RFC 3339/],
+      ['since=2024-05-01T10:00:00', /since: "2024-05-01T10:00:00" is not a time: RFC 3339 with its offset/],
+      ['status=triggered,', /status: "" is not one of triggered, acknowledged, resolved, ignored$/],
+      ['agent=Edge_1', /agent: "Edge_1" is not an agent name \(lowercase letters, digits and '-', e\.g\. edge-1\)$/],
+      ['agent=QA', /agent: "QA" is not an agent name/],
+      ['namespace=Shop', /^namespace: "Shop" is not a Kubernetes namespace name \(lowercase letters, digits and '-', e\.g\. shop\)$/],
+      // The name of a list that is wrong, not the whole list.
+      ['namespace=shop,Kube_System,db', /^namespace: "Kube_System" is not a Kubernetes namespace name/],
+      [
+        'policy=Bad_Name',
+        /^policy: "Bad_Name" is not a policy: namespace\/name or a bare name \(lowercase letters, digits, '-' and '\.', e\.g\. shop\/allow-dns/,
+      ],
+      ['policy=shop%2FBad_Name', /^policy: "shop\/Bad_Name" is not a policy/],
+      ['cursor=a!b', /^cursor: "a!b" is not a cursor this server made; pass next_cursor/],
       ['cursor=abc', /cursor is not one this server made/],
       ['statuses=triggered', /unknown query parameter "statuses"/],
       [`q=${'x'.repeat(201)}`, /q: must be at most 200 characters/],
@@ -132,9 +146,117 @@ describe('feed API', () => {
       expect(r.body.error).toBe('bad_request');
       expect(r.body.message, q).toMatch(re);
     }
-    expect((await get('/api/v1/alerts/counts?by=pod')).body.message).toMatch(/by: must be one of severity, source, rule, namespace, policy/);
+    expect((await get('/api/v1/alerts/counts?by=pod')).body.message).toMatch(/by: "pod" is not one of severity, source, rule, namespace, policy/);
     expect((await get('/api/v1/alerts/counts')).body.message).toMatch(/by: is required/);
     expect((await get('/api/v1/alerts/abc')).status).toBe(400);
+  });
+
+  it('names every source the filter takes when refusing one, from the list it checks against', async () => {
+    const r = await get('/api/v1/alerts?source=hubble');
+    expect(r.status).toBe(400);
+    expect(r.body.message).toBe(`source: "hubble" is not one of ${ALERT_SOURCES.join(', ')}`);
+    for (const source of ALERT_SOURCES) expect((await get(`/api/v1/alerts?source=${source}`)).status, source).toBe(200);
+  });
+
+  it('says in words what every pattern-checked parameter takes, never the pattern', async () => {
+    type ParamSchema = { pattern?: string; 'x-expected'?: string; items?: ParamSchema };
+    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as {
+      paths: Record<string, Record<string, { parameters?: { in: string; name: string; schema: ParamSchema }[] }>>;
+    };
+    const bad = 'Bad_Value!';
+    let checked = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        for (const param of op.parameters ?? []) {
+          const schema: ParamSchema = param.schema.items ?? param.schema;
+          if (!schema.pattern || !['query', 'path'].includes(param.in)) continue;
+          // Other path parameters get a value their own pattern takes, if any.
+          const url = path.replace(/\{(\w+)\}/g, (_, n: string) => (n === param.name ? bad : n === 'id' ? '1' : 'x'));
+          const query = param.in === 'query' ? `?${param.name}=${encodeURIComponent(bad)}${path.endsWith('/counts') ? '&by=severity' : ''}` : '';
+          const res = await app.inject({ method: method.toUpperCase() as 'GET', url: url + query, headers: { authorization: `Bearer ${admin}` } });
+          const what = `${method} ${path} ${param.name}`;
+          expect(res.statusCode, what).toBe(400);
+          const body = res.json() as { error: string; message: string };
+          expect(body.error, what).toBe('bad_request');
+          expect(body.message, what).toMatch(new RegExp(`^${param.name}: "Bad_Value!" is not `));
+          expect(body.message, what).not.toContain(schema.pattern);
+          expect(body.message, what).not.toMatch(/\(\?:|\^\[/);
+          // The feed's own parameters say what they take, with an example where it helps.
+          if (path.startsWith('/api/v1/alerts')) expect(schema['x-expected'], what).toBeTruthy();
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
+  });
+
+  it("answers fastify's refusals in Verdict's form, with what to send instead, and takes an empty JSON body as none", async () => {
+    const auth = { authorization: `Bearer ${write}` };
+    const id = (await get('/api/v1/alerts')).body.alerts[0].id;
+    // curl -d's default content type.
+    const form = await app.inject({
+      method: 'PATCH',
+      url: `/api/v1/alerts/${id}`,
+      payload: '{"status":"resolved"}',
+      headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect(form.statusCode).toBe(415);
+    expect(form.json()).toEqual({
+      error: 'unsupported_media_type',
+      message: expect.stringMatching(/"application\/x-www-form-urlencoded".*send the body as JSON with the header Content-Type: application\/json$/),
+    });
+    const cases: [string, InjectOptions, number, string, RegExp][] = [
+      [
+        'invalid JSON',
+        { method: 'PATCH', url: `/api/v1/alerts/${id}`, payload: '{"status":', headers: { ...auth, 'content-type': 'application/json' } },
+        400,
+        'bad_request',
+        /^body: is not valid JSON/,
+      ],
+      [
+        'a required body left empty',
+        { method: 'PATCH', url: `/api/v1/alerts/${id}`, payload: '', headers: { ...auth, 'content-type': 'application/json' } },
+        400,
+        'bad_request',
+        /^body: must be a JSON object$/,
+      ],
+      [
+        'over the body limit',
+        {
+          method: 'PATCH',
+          url: `/api/v1/alerts/${id}`,
+          payload: `{"status":"${'x'.repeat(1024 * 1024)}"}`,
+          headers: { ...auth, 'content-type': 'application/json' },
+        },
+        413,
+        'payload_too_large',
+        /^the body is over 1 MiB/,
+      ],
+      [
+        'a path that is not percent-encoding',
+        { method: 'GET', url: '/api/v1/alerts/%zz', headers: auth },
+        400,
+        'bad_request',
+        /"\/api\/v1\/alerts\/%zz" is not valid percent-encoding/,
+      ],
+    ];
+    for (const [what, req, status, error, message] of cases) {
+      const res = await app.inject(req);
+      expect(res.statusCode, what).toBe(status);
+      const body = res.json() as { error: string; message: string };
+      expect(body.error, what).toBe(error);
+      expect(body.message, what).toMatch(message);
+      expect(JSON.stringify(body), what).not.toMatch(/fst_err|statusCode/i);
+    }
+    // Clients that send Content-Type: application/json on every request: an empty body is no body.
+    const del = await app.inject({
+      method: 'DELETE',
+      url: '/api/v1/admin/feed-tokens/99999',
+      payload: '',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    });
+    expect(del.statusCode).toBe(404);
+    expect(del.json().message).toMatch(/no active feed token with id 99999/);
   });
 
   it('reads since after until as an empty window, not a mistake', async () => {
@@ -203,7 +325,7 @@ describe('feed API', () => {
   it('takes JSON bodies as typed: no coercion of false to "false"', async () => {
     const res = await app.inject({ method: 'POST', url: '/api/v1/admin/feed-tokens', payload: { name: false }, headers: { authorization: `Bearer ${admin}` } });
     expect(res.statusCode).toBe(400);
-    expect(res.json().message).toMatch(/name: must be of type string/);
+    expect(res.json().message).toMatch(/^name: must be a string$/);
   });
 
   it('shows one alert with occurrences and history; changes status with who and when', async () => {
@@ -223,7 +345,9 @@ describe('feed API', () => {
     d = await get(`/api/v1/alerts/${id}`);
     expect(d.body.history).toHaveLength(1);
     expect(d.body.history[0]).toMatchObject({ from: 'triggered', to: 'acknowledged', actor: expect.stringContaining('alice') });
-    expect((await patch(`/api/v1/alerts/${id}`, { status: 'done' })).body.message).toMatch(/status: must be one of/);
+    expect((await patch(`/api/v1/alerts/${id}`, { status: 'done' })).body.message).toMatch(
+      /status: "done" is not one of triggered, acknowledged, resolved, ignored/,
+    );
     expect((await patch(`/api/v1/alerts/${id}`, { status: 'resolved', note: 'x' })).body.message).toMatch(/unknown field "note"/);
     expect((await patch('/api/v1/alerts/99999', { status: 'resolved' })).status).toBe(404);
     expect((await get('/api/v1/alerts/99999')).status).toBe(404);
@@ -283,7 +407,7 @@ describe('feed API', () => {
       headers: { authorization: `Bearer ${admin}` },
     });
     expect(bad.statusCode).toBe(400);
-    expect((bad.json() as { message: string }).message).toMatch(/scope: must be one of read, write, admin/);
+    expect((bad.json() as { message: string }).message).toMatch(/scope: "root" is not one of read, write, admin/);
   });
 
   it('publishes an OpenAPI document of every feed route, built from their schemas', async () => {
@@ -316,6 +440,7 @@ describe('feed API', () => {
 
   it('gives every feed route JSON schemas for what it takes and answers, a scope, and a place in the OpenAPI document', async () => {
     const bare = Fastify();
+    bare.setValidatorCompiler(validatorCompiler);
     await bare.register(websocket);
     const routes: RouteOptions[] = [];
     bare.addHook('onRoute', (r) => {
@@ -413,6 +538,52 @@ describe('feed API: event times and receipt', () => {
         alert: Record<string, unknown>;
       };
       expect(detail.alert).toMatchObject({ last_seen: ahead, clock_skew: true });
+    } finally {
+      await app.close();
+      db.close();
+    }
+  });
+});
+
+describe('feed API: requests Node refuses before fastify reads them', () => {
+  it("answers headers over the limit (431) and what is not HTTP (400) in Verdict's form", async () => {
+    const db = openServerDb(':memory:');
+    const app = await buildHttpServer({
+      store: new AlertStore(db),
+      tokens: new FeedTokens(db),
+      log: createRootLogger({ name: 'test', level: 'silent' }),
+      ready: () => true,
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    const raw = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => socket.end(request));
+        let answer = '';
+        socket.on('data', (d) => {
+          answer += d.toString();
+        });
+        socket.on('close', () => resolve(answer));
+        socket.on('error', reject);
+      });
+    try {
+      const big = await raw(`GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(140 * 1024)}\r\n\r\n`);
+      expect(big).toMatch(/^HTTP\/1\.1 431 /);
+      expect(JSON.parse(big.slice(big.indexOf('\r\n\r\n') + 4))).toEqual({
+        error: 'request_header_fields_too_large',
+        message: expect.stringMatching(/over 128 KiB.*send fewer or shorter filters/),
+      });
+      // A body longer than its Content-Length: the rest is read as a request, which is not one.
+      const garbled = await raw(
+        'PATCH /api/v1/alerts/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n{"status":"resolved"}',
+      );
+      const starts = [...garbled.matchAll(/HTTP\/1\.1 \d{3} [A-Za-z ]+\r\n/g)].map((m) => m.index);
+      const last = garbled.slice(starts.at(-1));
+      expect(last).toMatch(/^HTTP\/1\.1 400 /);
+      expect(JSON.parse(last.slice(last.indexOf('\r\n\r\n') + 4))).toEqual({
+        error: 'bad_request',
+        message: expect.stringMatching(/not valid HTTP\/1\.1.*Content-Length/),
+      });
     } finally {
       await app.close();
       db.close();

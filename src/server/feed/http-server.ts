@@ -1,12 +1,5 @@
 import websocket from '@fastify/websocket';
-import Fastify, {
-  LogController,
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-  type FastifySchemaValidationError,
-} from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../../shared/log/logger.js';
 import type { TlsMaterial } from '../tunnel/tls.js';
 import { registry } from '../../shared/metrics/registry.js';
@@ -21,9 +14,13 @@ import { registerOpenApi } from './openapi.js';
 import { StreamHub } from './stream.js';
 import { registerStreamRoute } from './stream-routes.js';
 import { registerWebRoutes } from './web-routes.js';
-import { PATTERN_HINTS, routeSchema } from './schemas.js';
+import { routeSchema } from './schemas.js';
 import { registerWebhookAdminRoutes } from '../webhooks/admin-routes.js';
-import { ERROR_CODES, VerdictError } from '../../shared/errors.js';
+import { clientErrorHandler, describeValidation, httpErrorHandler } from './http-errors.js';
+import { registerJsonBodies } from './json-body.js';
+
+// Importers of the handler before it had its own file (admin/routes.test.ts).
+export { httpErrorHandler } from './http-errors.js';
 
 export interface HttpDeps {
   store: AlertStore;
@@ -40,70 +37,12 @@ export interface HttpDeps {
   tls?: TlsMaterial | undefined;
 }
 
-/** What was wrong with a request, in words a person can act on. */
-export function describeValidation(errors: FastifySchemaValidationError[], where: string): string {
-  return errors
-    .map((e) => {
-      const path =
-        e.instancePath
-          .replace(/^\//, '')
-          .replace(/\/\d+$/, '')
-          .replaceAll('/', '.') ||
-        (e.params as { missingProperty?: string }).missingProperty ||
-        where;
-      const p = e.params as Record<string, unknown>;
-      switch (e.keyword) {
-        case 'enum':
-          return `${path}: must be one of ${(p.allowedValues as string[]).join(', ')}`;
-        case 'required':
-          return `${p.missingProperty as string}: is required`;
-        case 'type':
-          return `${path}: must be ${p.type === 'integer' ? 'a whole number' : `of type ${String(p.type)}`}`;
-        case 'minimum':
-          return `${path}: must be at least ${String(p.limit)}`;
-        case 'maximum':
-          return `${path}: must be at most ${String(p.limit)}`;
-        case 'maxLength':
-          return `${path}: must be at most ${String(p.limit)} characters`;
-        case 'minLength':
-          return `${path}: must not be empty`;
-        case 'maxItems':
-          return `${path}: at most ${String(p.limit)} values`;
-        case 'additionalProperties':
-          return `${where}: unknown field "${String(p.additionalProperty)}"`;
-        case 'pattern':
-          return `${path}: ${PATTERN_HINTS[path] ?? `must match ${String(p.pattern)}`}`;
-        default:
-          return `${path}: ${e.message ?? 'is invalid'}`;
-      }
-    })
-    .join('; ');
-}
-
 /**
  * Request line and headers. Node's default (16 KiB) is less than the filters the
  * OpenAPI document allows (20 Falco rule names of 253 characters, percent-encoded,
  * are 60 KiB): every request the document calls valid must fit.
  */
 const MAX_HEADER_SIZE = 128 * 1024;
-
-/**
- * The answer to an error a route threw: `{error, message}` with its status. Verdict's own errors carry their
- * status in the one code table (shared/errors.ts); fastify's own (validation, body too large...) carry theirs;
- * anything else is a bug or a failure the caller cannot fix.
- */
-export function httpErrorHandler(err: Error & { statusCode?: number; validation?: unknown }, req: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (err instanceof VerdictError) {
-    if (err.httpStatus >= 500) req.log.error({ error: err.message, url: req.url, code: err.code }, 'Request failed');
-    return reply.code(err.httpStatus).send({ error: ERROR_CODES[err.code].api, message: err.message, ...err.details });
-  }
-  const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
-  if (status >= 500) req.log.error({ error: err.message, url: req.url }, 'Request failed');
-  return reply.code(status).send({
-    error: err.validation || status === 400 ? 'bad_request' : status < 500 ? String((err as { code?: string }).code ?? 'error').toLowerCase() : 'internal',
-    message: status < 500 ? err.message : 'the server failed to answer; the server log has the error',
-  });
-}
 
 export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance & { streams: StreamHub }> {
   const app = Fastify({
@@ -120,8 +59,12 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
     routerOptions: { maxParamLength: MAX_HEADER_SIZE },
     http: { maxHeaderSize: MAX_HEADER_SIZE },
     schemaErrorFormatter: (errors, dataVar) => new Error(describeValidation(errors, dataVar === 'querystring' ? 'query' : dataVar)),
+    // Refusals before routing (a path that is not valid percent-encoding) and of what is not HTTP: the same answers.
+    frameworkErrors: httpErrorHandler,
+    clientErrorHandler: clientErrorHandler(MAX_HEADER_SIZE),
   }) as unknown as FastifyInstance;
   app.setErrorHandler(httpErrorHandler);
+  registerJsonBodies(app);
   app.addHook('onSend', async (_req, reply) => {
     if (!reply.hasHeader('x-content-type-options')) void reply.header('x-content-type-options', 'nosniff');
   });

@@ -17,10 +17,19 @@ const NAME = { type: 'string', minLength: 1, maxLength: 253 } as const;
  */
 export const TIME_PATTERN =
   '^(?:[0-9]{1,6}[smhdw]|[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]{1,9})?)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]))?)$';
+/**
+ * The annotation keyword that says, in words, what a value must be where a
+ * pattern checks it: the pattern itself says little to a person. A value that
+ * fails the pattern is answered `<parameter>: "<value>" is not <these words>`
+ * (http-errors.ts), and the OpenAPI document carries the words beside the pattern.
+ */
+export const EXPECTED = 'x-expected';
+
 const TIME = {
   type: 'string',
   pattern: TIME_PATTERN,
   description: 'RFC 3339 time with its offset (2024-05-01T10:00:00Z), a date (2024-05-01, midnight UTC) or a duration before now (15m, 24h, 7d; s, m, h, d, w)',
+  [EXPECTED]: 'a time: RFC 3339 with its offset (2024-05-01T10:00:00Z), a date (2024-05-01) or a duration before now (15m, 24h, 7d)',
 } as const;
 
 // Kubernetes names: agents and namespaces are DNS labels, policies DNS subdomains
@@ -28,23 +37,13 @@ const TIME = {
 // header limit (http-server.ts), where free text in every value would not be.
 const DNS_LABEL = '[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?';
 const DNS_SUBDOMAIN = '[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?';
-/** One or more names, comma-separated (the list is split after validation). */
-const nameList = (one: string) => ({ type: 'string', pattern: `^${one}(?:,${one})*$` }) as const;
+/** One or more names, comma-separated (the list is split after validation); `expected` names one of them in words. */
+const nameList = (one: string, expected: string) => ({ type: 'string', pattern: `^${one}(?:,${one})*$`, [EXPECTED]: expected }) as const;
 
 /** A comma-separated list of enum values, as the list parameters take them besides repeating. */
 const enumList = (values: readonly string[]) => {
   const one = `(?:${values.join('|')})`;
-  return { type: 'string', pattern: `^${one}(?:,${one})*$` } as const;
-};
-
-/** Words for values that fail a pattern, by parameter: the pattern itself says little to a person. */
-export const PATTERN_HINTS: Record<string, string> = {
-  status: `must be one of ${STATUSES.join(', ')}`,
-  severity: `must be one of ${SEVERITIES.join(', ')}`,
-  source: 'must be one of cilium, falco',
-  since: 'is not a time; use RFC 3339 with its offset (2024-05-01T10:00:00Z), a date (2024-05-01) or a duration before now (15m, 24h, 7d)',
-  until: 'is not a time; use RFC 3339 with its offset (2024-05-01T10:00:00Z), a date (2024-05-01) or a duration before now (15m, 24h, 7d)',
-  cursor: 'is not one this server made; pass next_cursor from the previous page unchanged, or drop it to start over',
+  return { type: 'string', pattern: `^${one}(?:,${one})*$`, [EXPECTED]: `one of ${values.join(', ')}` } as const;
 };
 
 /** Filters shared by the list, the counts and the live stream. */
@@ -52,11 +51,24 @@ export const filterProperties = {
   status: { type: 'array', items: enumList(STATUSES), maxItems: 4, description: 'any of these statuses; repeat the parameter or separate with commas' },
   severity: { type: 'array', items: enumList(SEVERITIES), maxItems: 5, description: 'any of these severities; repeat the parameter or separate with commas' },
   source: { type: 'array', items: enumList([...ALERT_SOURCES]), maxItems: ALERT_SOURCES.length, description: 'repeat the parameter or separate with commas' },
-  agent: { type: 'array', items: nameList(DNS_LABEL), maxItems: 20, description: 'agent names; repeat the parameter or separate with commas' },
-  namespace: { type: 'array', items: nameList(DNS_LABEL), maxItems: 20, description: 'repeat the parameter or separate with commas' },
+  agent: {
+    type: 'array',
+    items: nameList(DNS_LABEL, "an agent name (lowercase letters, digits and '-', e.g. edge-1)"),
+    maxItems: 20,
+    description: 'agent names; repeat the parameter or separate with commas',
+  },
+  namespace: {
+    type: 'array',
+    items: nameList(DNS_LABEL, "a Kubernetes namespace name (lowercase letters, digits and '-', e.g. shop)"),
+    maxItems: 20,
+    description: 'repeat the parameter or separate with commas',
+  },
   policy: {
     type: 'array',
-    items: nameList(`(?:${DNS_LABEL}/)?${DNS_SUBDOMAIN}`),
+    items: nameList(
+      `(?:${DNS_LABEL}/)?${DNS_SUBDOMAIN}`,
+      "a policy: namespace/name or a bare name (lowercase letters, digits, '-' and '.', e.g. shop/allow-dns or allow-dns)",
+    ),
     maxItems: 20,
     description: '"namespace/name", or a bare name for any namespace; repeat the parameter or separate with commas',
   },
@@ -90,6 +102,7 @@ export const listQuerySchema = {
       type: 'string',
       maxLength: 300,
       pattern: '^[A-Za-z0-9_-]*$',
+      [EXPECTED]: 'a cursor this server made; pass next_cursor of the previous page unchanged, or drop it to start over',
       description: 'next_cursor of the previous page, unchanged (the same sort and order); empty: the first page',
     },
   },
