@@ -1,26 +1,33 @@
 import { AgentRegistry, type AgentTokenInfo } from '../server/agents/agent-registry.js';
-import { openServerDb } from '../server/store/server-db.js';
-import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { openServerDb, SERVER_DB_FILE } from '../server/store/server-db.js';
 import { isVerdictError } from '../shared/errors.js';
 import { parseFlags, usageError } from './args.js';
+import { checkConfigProject } from './config-project.js';
+import { openExistingServerDb, SERVER_DB_FLAGS, SERVER_DB_FLAGS_HELP, serverDataDir } from './server-db.js';
 
 const HELP = `Usage:
-  verdict agents register <name> --config-project <path> [--token-name <name>] [--data-dir <dir>]
-      Registers an agent (or adds a token to it) and prints a new token, alone on
-      stdout, once. Only its hash is stored. The agent's configuration is read from
-      .gitlab/agents/<name>/config.yaml in the configuration project (a git repository).
-  verdict agents list [--json] [--data-dir <dir>]
-  verdict agents tokens create <agent> [--token-name <name>] [--data-dir <dir>]
+  verdict agents register <name> --config-project <path> [--token-name <name>] [--data-dir <dir> | --config <file>]
+      Registers a new agent and prints its first token, alone on stdout, once. Only its
+      hash is stored. <path> is a git repository on the server's disk (its top directory;
+      \`git init\` makes one); the agent's configuration is read from
+      .gitlab/agents/<name>/config.yaml committed to its default branch. An agent already
+      registered is refused: add a token with \`verdict agents tokens create\`.
+      The first registration may come before the server's first start: it creates the
+      server's database (stderr says where).
+  verdict agents list [--json] [--data-dir <dir> | --config <file>]
+  verdict agents tokens create <agent> [--token-name <name>] [--data-dir <dir> | --config <file>]
       Adds a token to an agent (e.g. to rotate: create, update the Secret, revoke the
       old one) and prints it, alone on stdout, once.
-  verdict agents tokens list <agent> [--json] [--data-dir <dir>]
+  verdict agents tokens list <agent> [--json] [--data-dir <dir> | --config <file>]
       Token ids, names, creation, last use and revocation; never the secrets.
-  verdict agents tokens revoke <agent> <token-id> [--data-dir <dir>]
+  verdict agents tokens revoke <agent> <token-id> [--data-dir <dir> | --config <file>]
       Revokes a token: the agent's next call fails with Unauthenticated, and a running
       server closes the streams open with it within a second.
 
---data-dir is the server's data directory (default ${SERVER_DEFAULTS.data_dir}); the server
-may be running. The same operations are in the admin HTTP API, /api/v1/admin/agents.
+${SERVER_DB_FLAGS_HELP.replace('the command refuses', 'every command but register refuses')}
+The same operations are in the admin HTTP API, /api/v1/admin/agents.
 `;
 
 /** An agent's tokens as `tokens list` prints them: JSON, or a line each; never the secrets. */
@@ -56,12 +63,14 @@ export async function run(argv: string[]): Promise<number> {
     {
       'config-project': { type: 'string' },
       'token-name': { type: 'string', default: 'default' },
-      'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
       json: { type: 'boolean' },
+      ...SERVER_DB_FLAGS,
     },
     true,
   );
-  const db = openServerDb(values['data-dir']);
+  const dataDir = serverDataDir(values);
+  if (command === 'register') return register(positionals, values['config-project'], values['token-name'], dataDir);
+  const db = openExistingServerDb(dataDir, `agents ${command}`);
   try {
     const registry = new AgentRegistry(db);
     const agentArg = (usage: string) => {
@@ -71,15 +80,6 @@ export async function run(argv: string[]): Promise<number> {
     };
     try {
       switch (command) {
-        case 'register': {
-          const name = positionals[0];
-          if (!name || positionals.length > 1)
-            throw usageError('verdict agents register: give exactly one agent name, e.g. `verdict agents register prod-cluster --config-project ./infra`');
-          if (!values['config-project']) throw usageError('verdict agents register: --config-project <path of a git repository> is required');
-          const { token } = registry.register(name, values['config-project'], values['token-name']);
-          process.stdout.write(`${token}\n`);
-          return 0;
-        }
         case 'list': {
           const agents = registry.list();
           if (values.json) process.stdout.write(`${JSON.stringify(agents)}\n`);
@@ -115,4 +115,47 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     db.close();
   }
+}
+
+/**
+ * `agents register`: a new agent only, as POST /api/v1/admin/agents (409 for an existing one), so a second
+ * registration cannot move an agent to another configuration project unseen. The only command that may create the
+ * server's database: registering the first agent before the server's first start is how a cluster is set up.
+ */
+function register(positionals: string[], configProject: string | undefined, tokenName: string, dataDir: string): number {
+  const name = positionals[0];
+  if (!name || positionals.length > 1)
+    throw usageError('verdict agents register: give exactly one agent name, e.g. `verdict agents register prod-cluster --config-project ./infra`');
+  if (!configProject) throw usageError('verdict agents register: --config-project <path of a git repository> is required');
+  const dbFile = resolve(join(dataDir, SERVER_DB_FILE));
+  const existed = existsSync(dbFile);
+  if (existed) {
+    const db = openServerDb(dataDir);
+    try {
+      const agent = new AgentRegistry(db).get(name);
+      if (agent)
+        throw usageError(
+          `verdict agents register: agent "${name}" is already registered, with configuration project ${agent.config_project}; add a token with \`verdict agents tokens create ${name}\` (its configuration project cannot be changed: register an agent of another name to use another project)`,
+        );
+    } finally {
+      db.close();
+    }
+  }
+  const project = checkConfigProject('agents register', configProject, name);
+  const db = openServerDb(dataDir);
+  try {
+    const { token } = new AgentRegistry(db).register(name, project.path, tokenName);
+    process.stdout.write(`${token}\n`);
+  } catch (e) {
+    if (isVerdictError(e, 'VERDICT_BAD_REQUEST')) throw usageError(`verdict agents register: ${e.message}`);
+    throw e;
+  } finally {
+    db.close();
+  }
+  for (const note of project.notes) process.stderr.write(`verdict agents register: note: ${note}\n`);
+  if (!existed)
+    process.stderr.write(
+      `verdict agents register: created the server's database ${dbFile}; start the server with this data directory (--data-dir ${resolve(dataDir)}, or data_dir in its config)\n`,
+    );
+  return 0;
 }

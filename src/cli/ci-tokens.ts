@@ -1,26 +1,25 @@
 import { type CiJob, type JobInputNames, JobTokens, jobRefusal, jobView, type NewJob } from '../modules/ci-access/job-tokens.js';
 import { parseDuration } from '../shared/config/duration.js';
-import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { parseSubcommand, usageError } from './args.js';
-import { openExistingServerDb } from './server-db.js';
+import { openExistingServerDb, SERVER_DB_FLAGS, SERVER_DB_FLAGS_HELP, serverDataDir } from './server-db.js';
 
 const HELP = `Usage:
   verdict ci-tokens create --project <path> [--environment <name>] [--ref <branch or tag>
-                           [--protected]] [--ttl <duration>] [--data-dir <dir>]
+                           [--protected]] [--ttl <duration>] [--data-dir <dir> | --config <file>]
       Issues the credential of one CI/CD job of project <path> (as ci_access names it:
       group/project) and prints it, alone on stdout, once; only its SHA-256 hash is
       stored. It expires after --ttl (default 1h, at most 24h). Turn it into a
       KUBECONFIG with \`verdict kubeconfig --ci-token <token>\`.
       --environment: the job's environment (ci_access environments rules);
       --protected: the job runs on a protected --ref (protected_branches_only).
-  verdict ci-tokens list [--json] [--data-dir <dir>]
+  verdict ci-tokens list [--json] [--data-dir <dir> | --config <file>]
       Job ids, projects, environments, refs, expiry and revocation; never the secrets.
-  verdict ci-tokens revoke <job-id> [--data-dir <dir>]
+  verdict ci-tokens revoke <job-id> [--data-dir <dir> | --config <file>]
       The job's next request through the tunnel is refused with 401.
 
---data-dir is the server's data directory (default ${SERVER_DEFAULTS.data_dir}); the server
-may be running. On Kafka replicas any one replica's (running the proxy) is enough: the
-others accept its tokens and revocations within about a second. The same operations are
+${SERVER_DB_FLAGS_HELP}
+On Kafka replicas any one replica's (running the proxy) is enough: the others accept
+its tokens and revocations within about a second. The same operations are
 in the admin HTTP API: /api/v1/admin/ci-tokens.
 `;
 
@@ -46,7 +45,7 @@ export async function run(argv: string[]): Promise<number> {
     protected: { type: 'boolean' },
     ttl: { type: 'string', default: '1h' },
     json: { type: 'boolean' },
-    'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
+    ...SERVER_DB_FLAGS,
   });
   if (typeof args === 'number') return args;
   const { sub, values, positionals } = args;
@@ -69,7 +68,7 @@ export async function run(argv: string[]): Promise<number> {
     const refusal = jobRefusal(job, flags(values.ttl));
     if (refusal) throw usageError(`verdict ci-tokens create: ${refusal}`);
   }
-  const db = openExistingServerDb(values['data-dir'], `ci-tokens ${sub}`);
+  const db = openExistingServerDb(serverDataDir(values), `ci-tokens ${sub}`);
   try {
     const jobs = new JobTokens(db);
     if (job) {

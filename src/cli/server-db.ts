@@ -1,18 +1,35 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { openServerDb, SERVER_DB_FILE } from '../server/store/server-db.js';
-import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
+import { loadServerConfigFile, SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { usageError } from './args.js';
+
+/** The flags every command on the server's database takes, as parseFlags options. */
+export const SERVER_DB_FLAGS = {
+  config: { type: 'string' },
+  'data-dir': { type: 'string' },
+} as const;
+
+/** What the help of such a command says of them. */
+export const SERVER_DB_FLAGS_HELP = `--data-dir is the server's data directory, or --config <server.yaml> gives its data_dir
+(default ${SERVER_DEFAULTS.data_dir}, relative to the current directory); the server may be
+running. Without the server's database (server.db) there, the command refuses to run.`;
+
+/** The server's data directory: --data-dir, else data_dir of --config, else the default, as `verdict server` resolves it. */
+export function serverDataDir(values: { config?: string | undefined; 'data-dir'?: string | undefined }): string {
+  return values['data-dir'] ?? (values.config ? loadServerConfigFile(values.config).data_dir : SERVER_DEFAULTS.data_dir);
+}
 
 /**
  * The server's database in dataDir, which must exist: opening it elsewhere would make an empty one, so a
- * mistyped --data-dir would issue tokens nobody checks or report every token as unknown. The server makes
- * it at its first start, `verdict agents register` too.
+ * mistyped or forgotten --data-dir would issue tokens nobody checks or list nothing. `verdict server` makes it
+ * at its first start, `verdict agents register` too.
  */
 export function openExistingServerDb(dataDir: string, command: string): ReturnType<typeof openServerDb> {
-  if (!existsSync(join(dataDir, SERVER_DB_FILE)))
+  const file = resolve(join(dataDir, SERVER_DB_FILE));
+  if (!existsSync(file))
     throw usageError(
-      `verdict ${command}: ${dataDir} holds no Verdict server database (server.db); give --data-dir the server's data_dir (default ${SERVER_DEFAULTS.data_dir}), where \`verdict server\` and \`verdict agents register\` keep it`,
+      `verdict ${command}: there is no Verdict server database at ${file}; give --data-dir the server's data_dir, or --config its server.yaml (the default, ${SERVER_DEFAULTS.data_dir}, is relative to the current directory; \`verdict server\` and \`verdict agents register\` create the database there, and \`npm start\`'s demo in .data/demo/server)`,
     );
   return openServerDb(dataDir);
 }

@@ -1,33 +1,31 @@
 import { AgentRegistry } from '../server/agents/agent-registry.js';
 import { FEED_SCOPES, FeedTokens, type FeedScope } from '../server/auth/feed-tokens.js';
-import { openServerDb } from '../server/store/server-db.js';
-import { SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { isVerdictError } from '../shared/errors.js';
 import { agentTokensText } from './agents.js';
 import { parseSubcommand, usageError } from './args.js';
+import { openExistingServerDb, SERVER_DB_FLAGS, SERVER_DB_FLAGS_HELP, serverDataDir } from './server-db.js';
 
 const HELP = `Usage:
   Agent tokens (what an agent puts in --token-file):
-  verdict tokens create --agent <agent> [--name <token-name>] [--data-dir <dir>]
+  verdict tokens create --agent <agent> [--name <token-name>] [--data-dir <dir> | --config <file>]
       Creates a token for a registered agent (\`verdict agents register\`) and prints it,
       alone on stdout, once; only its SHA-256 hash is stored.
-  verdict tokens list --agent <agent> [--json] [--data-dir <dir>]
+  verdict tokens list --agent <agent> [--json] [--data-dir <dir> | --config <file>]
       Token ids, names, creation, last use and revocation; never the secrets.
-  verdict tokens revoke --agent <agent> <id> [--data-dir <dir>]
+  verdict tokens revoke --agent <agent> <id> [--data-dir <dir> | --config <file>]
       The agent's next call fails with Unauthenticated, and a running server closes
       the streams open with the token within a second.
   (The same as \`verdict agents tokens create|list|revoke <agent>\`.)
 
   Feed tokens (people and tools reading the feed; scope admin also opens the admin API):
-  verdict tokens create --name <name> [--scope read|write|admin] [--data-dir <dir>]
+  verdict tokens create --name <name> [--scope read|write|admin] [--data-dir <dir> | --config <file>]
       Creates a feed token and prints it, alone on stdout, once (only its hash is stored).
       read: list and stream alerts; write: also change alert status; admin: also manage
       agents, agent tokens and feed tokens over /api/v1/admin/.
-  verdict tokens list [--json] [--data-dir <dir>]
-  verdict tokens revoke <id> [--data-dir <dir>]
+  verdict tokens list [--json] [--data-dir <dir> | --config <file>]
+  verdict tokens revoke <id> [--data-dir <dir> | --config <file>]
 
---data-dir is the server's data directory (default ${SERVER_DEFAULTS.data_dir}); the server
-may be running.
+${SERVER_DB_FLAGS_HELP}
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -36,11 +34,11 @@ export async function run(argv: string[]): Promise<number> {
     name: { type: 'string' },
     scope: { type: 'string' },
     json: { type: 'boolean' },
-    'data-dir': { type: 'string', default: SERVER_DEFAULTS.data_dir },
+    ...SERVER_DB_FLAGS,
   });
   if (typeof args === 'number') return args;
   const { sub, values, positionals } = args;
-  const db = openServerDb(values['data-dir']);
+  const db = openExistingServerDb(serverDataDir(values), `tokens ${sub}`);
   try {
     if (values.agent !== undefined) return agentTokens(sub, values.agent, values, positionals, new AgentRegistry(db));
     const tokens = new FeedTokens(db);

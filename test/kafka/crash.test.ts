@@ -114,9 +114,10 @@ async function pair(killAt: 'after_outbox' | 'after_claims') {
   const project = join(dir, `${prefix}-project`);
   new ConfigProject(project).commit({ 'README.md': 'agents\n' });
   const token = verdictSync(['agents', 'register', 'edge', '--config-project', project, '--data-dir', a.dataDir]).trim();
-  const feedToken = verdictSync(['tokens', 'create', '--name', 'ops', '--scope', 'write', '--data-dir', b.dataDir]).trim();
   await start(a, ['--test-kill-delivery-at', killAt]);
   await start(b);
+  // After B's first start, which creates its database: `verdict tokens` refuses a data directory without one.
+  const feedToken = verdictSync(['tokens', 'create', '--name', 'ops', '--scope', 'write', '--data-dir', b.dataDir]).trim();
   await until(
     () => (assigned(a)?.length === PARTITIONS / 2 && assigned(b)?.length === PARTITIONS / 2 ? true : undefined),
     60_000,

@@ -1,7 +1,7 @@
 import * as crypto from 'node:crypto';
 import Database from 'better-sqlite3';
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentRegistry } from '../../src/server/agents/agent-registry.js';
@@ -21,9 +21,9 @@ vi.mock('node:crypto', async (importOriginal) => {
 const sha256 = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
 
 /** Runs the CLI expecting failure; returns exit code and stderr. */
-function verdictFails(args: string[]): { status: number; stderr: string } {
+function verdictFails(args: string[], cwd = REPO): { status: number; stderr: string } {
   try {
-    execFileSync(process.execPath, [join(REPO, 'bin/verdict.js'), ...args], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(process.execPath, [join(REPO, 'bin/verdict.js'), ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const err = e as { status: number; stderr: string };
     return { status: err.status, stderr: err.stderr };
@@ -121,6 +121,97 @@ describe('verdict agents and verdict tokens (agent tokens)', () => {
     const sdb = openServerDb(data);
     expect(new AgentRegistry(sdb).authenticate(admin)).toBeUndefined(); // an admin token is no agent token
     sdb.close();
+  });
+});
+
+describe('verdict agents register: new agents only, with a git repository', () => {
+  const dir = tempDir();
+  const data = join(dir, 'server');
+  const project = new ConfigProject(join(dir, 'project'));
+  project.commit({ '.gitlab/agents/edge/config.yaml': 'observability: {logging: {level: info}}\n' });
+
+  it('creates the database of a new server and says where; the token alone is on stdout', () => {
+    const r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'agents', 'register', 'edge', '--config-project', project.dir, '--data-dir', data], {
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^vdt_agent_[\w-]{43}\n$/);
+    expect(r.stderr).toContain(`created the server's database ${join(data, 'server.db')}`);
+  });
+
+  it('refuses an agent already registered, naming its project and how to add a token; nothing changes', () => {
+    const other = new ConfigProject(join(dir, 'other'));
+    other.commit({ '.gitlab/agents/edge/config.yaml': '{}\n' });
+    for (const p of [other.dir, project.dir]) {
+      const again = verdictFails(['agents', 'register', 'edge', '--config-project', p, '--data-dir', data]);
+      expect(again.status).toBe(2);
+      expect(again.stderr).toContain(`agent "edge" is already registered, with configuration project ${project.dir}`);
+      expect(again.stderr).toContain('`verdict agents tokens create edge`');
+    }
+    expect(JSON.parse(verdictSync(['agents', 'list', '--json', '--data-dir', data]))).toMatchObject([{ name: 'edge', config_project: project.dir, tokens: 1 }]);
+  });
+
+  it('refuses a configuration project that is not the top of a git repository, saying how to make one', () => {
+    const plain = join(dir, 'plain');
+    mkdirSync(plain);
+    const notGit = verdictFails(['agents', 'register', 'qa', '--config-project', plain, '--data-dir', data]);
+    expect(notGit.status).toBe(2);
+    expect(notGit.stderr).toContain(
+      `--config-project ${plain} is not a git repository; \`git init\` there, then commit the agent's configuration at .gitlab/agents/qa/config.yaml`,
+    );
+    const sub = join(project.dir, '.gitlab');
+    expect(verdictFails(['agents', 'register', 'qa', '--config-project', sub, '--data-dir', data]).stderr).toContain(
+      `is inside the git repository ${project.dir}, not its top; pass ${project.dir}`,
+    );
+    expect(verdictFails(['agents', 'register', 'qa', '--config-project', 'https://gitlab.example.com/ops/infra.git', '--data-dir', data]).stderr).toMatch(
+      /is a URL; it must be the path of a git repository on the server's disk: clone it there/,
+    );
+    expect(JSON.parse(verdictSync(['agents', 'list', '--json', '--data-dir', data])).map((a: { name: string }) => a.name)).toEqual(['edge']);
+  });
+
+  it('registers a repository without the config.yaml yet, with a note that the agent waits for it', () => {
+    const empty = new ConfigProject(join(dir, 'empty'));
+    const r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'agents', 'register', 'late', '--config-project', empty.dir, '--data-dir', data], {
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain(`note: ${empty.dir} has no commit yet; the agent gets its configuration once .gitlab/agents/late/config.yaml is committed`);
+  });
+});
+
+describe('commands on an existing server database', () => {
+  // Run where there is no database at the default .data/server, as beside `npm start` (whose data is in .data/demo).
+  const cwd = tempDir();
+  const commands = [
+    ['tokens', 'create', '--name', 'me', '--scope', 'read'],
+    ['tokens', 'list'],
+    ['tokens', 'revoke', '1'],
+    ['tokens', 'create', '--agent', 'edge'],
+    ['agents', 'list'],
+    ['agents', 'tokens', 'create', 'edge'],
+    ['agents', 'tokens', 'list', 'edge'],
+    ['ci-tokens', 'list'],
+  ];
+
+  it('refuse without one at the resolved path, naming the path and --data-dir or --config, and create nothing', () => {
+    for (const args of commands) {
+      const r = verdictFails(args, cwd);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toContain(`there is no Verdict server database at ${join(cwd, '.data/server/server.db')}; give --data-dir`);
+      expect(r.stderr).toContain('--config');
+    }
+    expect(existsSync(join(cwd, '.data'))).toBe(false);
+  });
+
+  it("take the server's data_dir from --config, as `verdict server` does", () => {
+    const data = join(cwd, 'elsewhere');
+    openServerDb(data).close();
+    const config = join(cwd, 'server.yaml');
+    writeFileSync(config, `data_dir: ${data}\n`);
+    const token = verdictSync(['tokens', 'create', '--name', 'me', '--config', config]).trim();
+    expect(token).toMatch(/^vdt_feed_/);
+    expect(verdictSync(['tokens', 'list', '--data-dir', data])).toMatch(/^1\tme\tread\t/);
+    expect(verdictSync(['agents', 'list', '--config', config])).toBe('');
   });
 });
 
