@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { scenarioFlows } from '../peers/hubble-relay/demo-scenario.js';
 import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
+import type { Flow } from '../gen/flow/flow.js';
 import { flowsFromJsonLines, parseFlowLine } from '../modules/cilium/flow-json.js';
 import { createRootLogger } from '../shared/log/logger.js';
-import { parseFlags, usageError } from './args.js';
+import { listenAddressFlag, parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 
 const HELP = `Usage: verdict peer hubble-relay [flags]
@@ -41,9 +42,17 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  // Every argument is checked before the peer listens: once it prints listening=, it runs until stopped.
+  if (values.scenario !== undefined && values.scenario !== 'demo')
+    throw usageError(`verdict peer hubble-relay: --scenario must be "demo" (the demo's shop traffic), not "${values.scenario}"`);
+  const interval = Number(values.interval);
+  if (!Number.isInteger(interval) || interval <= 0)
+    throw usageError(`verdict peer hubble-relay: --interval must be a whole number of milliseconds above 0, e.g. --interval 1000; got "${values.interval}"`);
+  listenAddressFlag('peer hubble-relay', 'listen', values.listen, 'host:port, e.g. 127.0.0.1:4245 (port 0 picks a free one)');
+  const preload = values.flows === undefined ? [] : readFlows(values.flows);
   const log = createRootLogger({ name: 'verdict-relay-peer', destination: process.stderr });
   const peer = new HubbleRelayPeer();
-  if (values.flows) peer.push(flowsFromJsonLines(readFileSync(values.flows, 'utf8')));
+  peer.push(preload);
   const addr = await peer.listen(values.listen);
   process.stdout.write(`listening=${addr}\n`);
   if (values.stdin) {
@@ -59,12 +68,30 @@ export async function run(argv: string[]): Promise<number> {
   }
   let timer: NodeJS.Timeout | undefined;
   if (values.scenario) {
-    if (values.scenario !== 'demo') throw usageError('verdict peer hubble-relay: --scenario must be "demo"');
     let step = 0;
-    timer = setInterval(() => peer.push(scenarioFlows(step++)), Number(values.interval));
+    timer = setInterval(() => peer.push(scenarioFlows(step++)), interval);
   }
   await waitForShutdown(log);
   if (timer) clearInterval(timer);
   await peer.close();
   return 0;
+}
+
+/** The --flows capture; a file that cannot be read or parsed is a usage error saying what --flows takes. */
+function readFlows(file: string): Flow[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${(e as Error).message})`;
+    throw usageError(
+      `verdict peer hubble-relay: --flows ${file} ${why}; give a file of \`hubble observe -o json\` output (one flow per line), or leave --flows out`,
+    );
+  }
+  try {
+    return flowsFromJsonLines(text);
+  } catch (e) {
+    throw usageError(`verdict peer hubble-relay: --flows ${file}: ${(e as Error).message}; --flows takes \`hubble observe -o json\` output, one flow per line`);
+  }
 }
