@@ -198,7 +198,11 @@ export async function run(argv: string[]): Promise<number> {
           ...(kafka ? { kafka } : {}),
         },
         log.child({ component: 'server' }),
-      ),
+      ).catch((e: unknown) => {
+        // The server names its config keys; here the brokers came from the flag.
+        if (values.kafka !== undefined && e instanceof Error) e.message = e.message.replaceAll('check kafka.brokers', `check --kafka ${values.kafka}`);
+        throw e;
+      }),
       (x) => x.close(),
     );
 

@@ -1,0 +1,38 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO, tempDir } from '../../test/helpers/processes.js';
+
+// `verdict demo --kafka` with brokers it cannot reach: the advice names the flag the brokers came from, since the demo
+// has no config file with a kafka.brokers to check.
+
+describe('verdict demo --kafka', () => {
+  it('names --kafka and its value when the brokers cannot be reached', () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(REPO, 'bin/verdict.js'),
+        'demo',
+        '--kafka',
+        '127.0.0.1:1',
+        '--data-dir',
+        tempDir(),
+        '--http-addr',
+        '127.0.0.1:0',
+        '--grpc-addr',
+        '127.0.0.1:0',
+        '--falco-addr',
+        '127.0.0.1:0',
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(r.status).toBe(1);
+    const failed = r.stdout
+      .split('\n')
+      .filter((l) => l.includes('"verdict demo failed"'))
+      .map((l) => JSON.parse(l) as { error: string });
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.error).toMatch(/^cannot reach the Kafka brokers 127\.0\.0\.1:1: .*; check --kafka 127\.0\.0\.1:1 and that the brokers run/);
+    expect(failed[0]!.error).not.toContain('kafka.brokers');
+  }, 70_000);
+});
