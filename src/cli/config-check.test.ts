@@ -83,4 +83,35 @@ describe('verdict config check', () => {
     expect(r.code).toBe(2);
     expect(r.out).toContain('verdict config check: give config.yaml files or directories to check');
   });
+
+  it('says in its help which findings are errors and which are warnings, as checking files shows', async () => {
+    let help = '';
+    vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => {
+      help += String(c);
+      return true;
+    });
+    expect(await main(['config', 'check', '--help'])).toBe(0);
+    vi.restoreAllMocks();
+    const flat = help.replace(/\s+/g, ' ');
+    const [errors, warnings] = flat.split('Warnings leave it valid:') as [string, string];
+    // What each part of the help claims, and a file showing it.
+    const cases: { part: string; claim: string; file: string; code: number }[] = [
+      { part: errors, claim: 'ci_access', file: 'ci_access:\n  projects: 3\n', code: 1 },
+      { part: errors, claim: 'gitops.manifest_projects', file: 'gitops:\n  manifest_projects:\n    - id: a/b\n      prune: maybe\n', code: 1 },
+      { part: errors, claim: 'observability.logging.level', file: 'observability:\n  logging:\n    level: loud\n', code: 1 },
+      { part: errors, claim: 'unknown key in cilium', file: 'cilium:\n  hubble_relay_address: relay.example:80\n  polices: []\n', code: 1 },
+      { part: errors, claim: 'gitops.manifest_projects entry', file: 'gitops:\n  manifest_projects:\n    - id: a/b\n      prnue: true\n', code: 1 },
+      { part: errors, claim: 'misspelt key in a ci_access entry', file: 'ci_access:\n  projects:\n    - id: a/b\n      environment: [x]\n', code: 1 },
+      { part: warnings, claim: 'gitops.charts', file: 'gitops:\n  charts: 3\n', code: 0 },
+      { part: warnings, claim: 'user_access', file: 'user_access:\n  access_as: 3\n', code: 0 },
+      { part: warnings, claim: 'at the top level', file: 'frobnicate: 1\n', code: 0 },
+      { part: warnings, claim: 'in observability', file: 'observability:\n  loging: {}\n', code: 0 },
+      { part: warnings, claim: 'in ci_access', file: 'ci_access:\n  projects:\n    - id: a/b\n      protected_branches: true\n', code: 0 },
+    ];
+    for (const c of cases) {
+      expect(c.part, c.claim).toContain(c.claim);
+      const d = project({ 'config.yaml': c.file });
+      expect((await check(join(d, 'config.yaml'))).code, c.claim).toBe(c.code);
+    }
+  });
 });

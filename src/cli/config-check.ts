@@ -15,8 +15,19 @@ server does, without a server. A directory is searched for
 .gitlab/agents/*/config.yaml files (and a config.yaml directly in it).
 
 Prints one line per finding, "error: " or "warning: " then
-file:line: path: message, and one summary line per file. Keys Verdict does not
-use (GitLab agent keys such as gitops or ci_access) are warnings.
+file:line: path: message, and one summary line per file.
+
+Errors make a file invalid (the server refuses it; the agent keeps its last good
+configuration):
+  - a wrong type or value of a key Verdict uses: cilium, falco,
+    gitops.manifest_projects, ci_access, observability.logging.level;
+  - an unknown key in cilium, in falco or in a gitops.manifest_projects entry;
+  - a misspelt key in a ci_access entry (a restriction that would be dropped).
+Warnings leave it valid:
+  - keys of the GitLab agent Verdict does not use (gitops.charts, user_access,
+    container_scanning, remote_development, ...), and any problem inside them;
+  - other unknown keys: at the top level, in observability, in ci_access.
+See docs/configuration.md.
 
 Exit status: 0 when every file is valid (warnings allowed), 1 when one is not
 or cannot be read, 2 for usage errors.
