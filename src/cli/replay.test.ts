@@ -313,6 +313,14 @@ describe('usage', () => {
     expect(r.err).toMatch(re);
   });
 
+  it('a --policies path that does not exist is a usage error saying so, not a manifest to fix', async () => {
+    const r = await replay('--policies', '/nonexistent/policies', '--flows', '/dev/null', examples, '/nonexistent/more.yaml');
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(
+      'verdict replay: --policies /nonexistent/policies, /nonexistent/more.yaml: these paths do not exist; give network policy manifests (YAML or JSON files, or directories of them)\n',
+    );
+  });
+
   it('a missing flows file says what to pass', async () => {
     const r = await replay('--policies', examples, '--flows', '/nonexistent/flows.jsonl');
     expect(r.code).toBe(1);

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -142,6 +142,12 @@ export async function run(argv: string[]): Promise<number> {
       throw usageError('verdict replay: --policies is required (a file or directory of network policy manifests); see `verdict replay --help`');
     if (!flags.values.flows)
       throw usageError('verdict replay: --flows is required (a `hubble observe -o json` capture, or - for stdin); see `verdict replay --help`');
+    // A path that is not there is a mistyped argument, not a manifest to fix.
+    const missing = [...flags.values.policies, ...flags.positionals].filter((p) => !existsSync(p));
+    if (missing.length > 0)
+      throw usageError(
+        `verdict replay: --policies ${missing.join(', ')}: ${missing.length > 1 ? 'these paths do' : 'this path does'} not exist; give network policy manifests (YAML or JSON files, or directories of them)`,
+      );
   } catch (e) {
     if (isVerdictError(e, 'VERDICT_USAGE')) {
       process.stderr.write(`${e.message}\n`);
