@@ -142,16 +142,21 @@ function register(positionals: string[], configProject: string | undefined, toke
     }
   }
   const project = checkConfigProject('agents register', configProject, name);
-  const db = openServerDb(dataDir);
-  try {
-    const { token } = new AgentRegistry(db).register(name, project.path, tokenName);
-    process.stdout.write(`${token}\n`);
-  } catch (e) {
-    if (isVerdictError(e, 'VERDICT_BAD_REQUEST')) throw usageError(`verdict agents register: ${e.message}`);
-    throw e;
-  } finally {
-    db.close();
-  }
+  // A new database is created only for a registration that succeeds: the names are checked first, by the registry's
+  // own rules, on a throwaway one.
+  const registerIn = (dir: string) => {
+    const db = openServerDb(dir);
+    try {
+      return new AgentRegistry(db).register(name, project.path, tokenName).token;
+    } catch (e) {
+      if (isVerdictError(e, 'VERDICT_BAD_REQUEST')) throw usageError(`verdict agents register: ${e.message}`);
+      throw e;
+    } finally {
+      db.close();
+    }
+  };
+  if (!existed) registerIn(':memory:');
+  process.stdout.write(`${registerIn(dataDir)}\n`);
   for (const note of project.notes) process.stderr.write(`verdict agents register: note: ${note}\n`);
   if (!existed)
     process.stderr.write(

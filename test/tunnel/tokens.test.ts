@@ -169,6 +169,17 @@ describe('verdict agents register: new agents only, with a git repository', () =
     expect(JSON.parse(verdictSync(['agents', 'list', '--json', '--data-dir', data])).map((a: { name: string }) => a.name)).toEqual(['edge']);
   });
 
+  it('leaves no database behind when it refuses the first registration', () => {
+    const fresh = join(dir, 'fresh');
+    const bad = verdictFails(['agents', 'register', 'Bad_Name', '--config-project', project.dir, '--data-dir', fresh]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/agent name "Bad_Name" is invalid/);
+    expect(verdictFails(['agents', 'register', 'edge', '--config-project', project.dir, '--token-name', 'a b', '--data-dir', fresh]).stderr).toMatch(
+      /token name "a b" is invalid/,
+    );
+    expect(existsSync(fresh)).toBe(false);
+  });
+
   it('registers a repository without the config.yaml yet, with a note that the agent waits for it', () => {
     const empty = new ConfigProject(join(dir, 'empty'));
     const r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'agents', 'register', 'late', '--config-project', empty.dir, '--data-dir', data], {
