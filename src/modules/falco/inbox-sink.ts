@@ -6,7 +6,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { LogThrottle } from '../../shared/log/throttle.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
 import { countOutcomes, falcoEvents, STORE_FAILED, type Outcome } from './events.js';
-import { FileInbox, MemoryInbox, type Inbox, type InboxPosition } from './inbox.js';
+import { FileInbox, MemoryInbox, type Inbox, type InboxPosition, type InboxRecord } from './inbox.js';
 import { parseFalcoJson, type FalcoEvent } from './parse.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 import type { FalcoUuids } from './uuids.js';
@@ -303,9 +303,9 @@ export class InboxSink {
    * that the events after it are written.
    */
   private skipUnwritable(e: unknown, from: InboxPosition, seq: number, end: InboxPosition): Persisted {
-    let body: Buffer | undefined;
+    let record: InboxRecord | undefined;
     try {
-      body = this.inbox.read(from, 1)[0]?.body;
+      record = this.inbox.read(from, 1)[0];
     } catch {
       // Only for the log line.
     }
@@ -320,9 +320,9 @@ export class InboxSink {
     this.opts.log.error(
       {
         error: errText(e),
-        inbox: `falco-inbox-${from.gen}.log`,
-        offset: from.offset,
-        event: body?.subarray(0, BODY_PREVIEW).toString('utf8'),
+        inbox: record && `falco-inbox-${record.start.gen}.log`,
+        offset: record?.start.offset,
+        event: record?.body.subarray(0, BODY_PREVIEW).toString('utf8'),
       },
       'Skipped a stored Falco event whose alert cannot be written; the events after it are written',
     );
@@ -366,11 +366,8 @@ export class InboxSink {
     const records = this.inbox.read(this.stagedPos, limit);
     const alerts: AlertPayload[] = [];
     let seq = this.stagedSeq;
-    let at = this.stagedPos;
     for (const r of records) {
       seq++;
-      const from = at;
-      at = r.end;
       let ev: FalcoEvent;
       try {
         ev = parseFalcoJson(r.body.toString('utf8'));
@@ -379,8 +376,8 @@ export class InboxSink {
         this.opts.log.error(
           {
             error: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e),
-            inbox: `falco-inbox-${from.gen}.log`,
-            offset: from.offset,
+            inbox: `falco-inbox-${r.start.gen}.log`,
+            offset: r.start.offset,
             event: r.body.subarray(0, BODY_PREVIEW).toString('utf8'),
           },
           'Skipped a stored Falco event that cannot be read back; the events after it are written',

@@ -26,6 +26,8 @@ export interface InboxPosition {
 
 export interface InboxRecord {
   body: Buffer;
+  /** Where this record begins (for logs). */
+  start: InboxPosition;
   /** The position just after this record. */
   end: InboxPosition;
 }
@@ -101,8 +103,9 @@ function readRecords(fd: number, gen: number, offset: number, fileSize: number, 
     const body = buf.subarray(at + HEADER, at + HEADER + len);
     // A torn or zeroed tail (a crash or power loss mid-write): the rest of this file is not records.
     if (crc32(body) !== buf.readUInt32LE(at + 4)) break;
+    const start = offset;
     offset += HEADER + len;
-    out.push({ body: Buffer.from(body), end: { gen, offset } });
+    out.push({ body: Buffer.from(body), start: { gen, offset: start }, end: { gen, offset } });
   }
 }
 
@@ -257,7 +260,7 @@ export class MemoryInbox implements Inbox {
     const out: InboxRecord[] = [];
     for (let i = this.first; i < this.records.length && out.length < limit; i++) {
       const r = this.records[i]!;
-      if (r.offset > from.offset) out.push({ body: r.body, end: { gen: 0, offset: r.offset } });
+      if (r.offset > from.offset) out.push({ body: r.body, start: { gen: 0, offset: r.offset - HEADER - r.body.length }, end: { gen: 0, offset: r.offset } });
     }
     return out;
   }
