@@ -141,7 +141,9 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
     ]) {
       const e = await call().catch((x: unknown) => x);
       expect(usage(e), String(e)).toBe(true);
-      expect(String(e)).toContain(`there is no Verdict server database at ${join(wrong, 'server.db')}; give --data-dir the server's data_dir, or --config its server.yaml`);
+      expect(String(e)).toContain(
+        `there is no Verdict server database at ${join(wrong, 'server.db')}; give --data-dir the server's data_dir, or --config its server.yaml`,
+      );
     }
     expect(existsSync(wrong)).toBe(false);
     const other = (await stdoutOf(() => ciTokens(['create', '--project', 'shop/web', '--environment', 'staging', '--data-dir', data]))).out.trim();
