@@ -4,7 +4,6 @@ import { join, resolve } from 'node:path';
 import { openServerDb, SERVER_DB_FILE } from '../server/store/server-db.js';
 import { isVerdictError } from '../shared/errors.js';
 import { parseFlags, usageError } from './args.js';
-import { checkConfigProject } from './config-project.js';
 import { openExistingServerDb, SERVER_DB_FLAGS, SERVER_DB_FLAGS_HELP, serverDataDir } from './server-db.js';
 
 const HELP = `Usage:
@@ -118,9 +117,9 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /**
- * `agents register`: a new agent only, as POST /api/v1/admin/agents (409 for an existing one), so a second
- * registration cannot move an agent to another configuration project unseen. The only command that may create the
- * server's database: registering the first agent before the server's first start is how a cluster is set up.
+ * `agents register`: a new agent only, by the registry's rules as POST /api/v1/admin/agents (a configuration project at
+ * the top of a git repository; an existing agent refused). The only command that may create the server's database:
+ * registering the first agent before the server's first start is how a cluster is set up.
  */
 function register(positionals: string[], configProject: string | undefined, tokenName: string, dataDir: string): number {
   const name = positionals[0];
@@ -129,35 +128,23 @@ function register(positionals: string[], configProject: string | undefined, toke
   if (!configProject) throw usageError('verdict agents register: --config-project <path of a git repository> is required');
   const dbFile = resolve(join(dataDir, SERVER_DB_FILE));
   const existed = existsSync(dbFile);
-  if (existed) {
-    const db = openServerDb(dataDir);
-    try {
-      const agent = new AgentRegistry(db).get(name);
-      if (agent)
-        throw usageError(
-          `verdict agents register: agent "${name}" is already registered, with configuration project ${agent.config_project}; add a token with \`verdict agents tokens create ${name}\` (its configuration project cannot be changed: register an agent of another name to use another project)`,
-        );
-    } finally {
-      db.close();
-    }
-  }
-  const project = checkConfigProject('agents register', configProject, name);
-  // A new database is created only for a registration that succeeds: the names are checked first, by the registry's
-  // own rules, on a throwaway one.
+  // A new database is created only for a registration that succeeds: it is checked first, by the registry's own
+  // rules, on a throwaway one.
   const registerIn = (dir: string) => {
     const db = openServerDb(dir);
     try {
-      return new AgentRegistry(db).register(name, project.path, tokenName).token;
+      return new AgentRegistry(db).register(name, configProject, tokenName);
     } catch (e) {
-      if (isVerdictError(e, 'VERDICT_BAD_REQUEST')) throw usageError(`verdict agents register: ${e.message}`);
+      if (isVerdictError(e, 'VERDICT_BAD_REQUEST', 'VERDICT_CONFLICT')) throw usageError(`verdict agents register: ${e.message}`);
       throw e;
     } finally {
       db.close();
     }
   };
   if (!existed) registerIn(':memory:');
-  process.stdout.write(`${registerIn(dataDir)}\n`);
-  for (const note of project.notes) process.stderr.write(`verdict agents register: note: ${note}\n`);
+  const { token, notes } = registerIn(dataDir);
+  process.stdout.write(`${token}\n`);
+  for (const note of notes) process.stderr.write(`verdict agents register: note: ${note}\n`);
   if (!existed)
     process.stderr.write(
       `verdict agents register: created the server's database ${dbFile}; start the server with this data directory (--data-dir ${resolve(dataDir)}, or data_dir in its config)\n`,

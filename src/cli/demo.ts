@@ -208,7 +208,9 @@ export async function run(argv: string[]): Promise<number> {
 
     const tokenFile = join(dataDir, 'agent-token');
     if (!existsSync(tokenFile) || !server.agents.authenticate(readFileSync(tokenFile, 'utf8').trim())) {
-      writeFileSync(tokenFile, `${server.agents.register(AGENT, project).token}\n`, { mode: 0o600 });
+      // An agent whose token was revoked (or its file lost) keeps its registration and gets a new token.
+      const token = server.agents.get(AGENT) ? server.agents.createToken(AGENT).token : server.agents.register(AGENT, project).token;
+      writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     }
     const feedTokenFile = join(dataDir, 'feed-token');
     let feedToken = existsSync(feedTokenFile) ? readFileSync(feedTokenFile, 'utf8').trim() : '';

@@ -25,6 +25,7 @@ import { startWebhooks, type WebhooksService } from '../../src/server/webhooks/s
 import { stableWebhookId } from '../../src/server/webhooks/signer.js';
 import { parseWebhooksJson } from '../../src/shared/config/webhooks-config.js';
 import { Receiver } from '../webhooks/receiver.js';
+import { ConfigProject } from '../helpers/processes.js';
 import type { VerdictError } from '../../src/shared/errors.js';
 
 const { Kafka, logLevel } = kafkajs;
@@ -528,7 +529,7 @@ describe('Kafka replicas (in process, real broker)', () => {
   }, 90_000);
 
   it('shares agent and feed tokens between replicas, revocations included', async () => {
-    const project = mkdtempSync(join(tmpdir(), 'verdict-project-'));
+    const project = new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-project-'))).dir;
     const { token, tokenId } = a.agents.register('edge', project);
     const feed = b.tokens.create('reader', 'read');
     const until = async (f: () => boolean) => {

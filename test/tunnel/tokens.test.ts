@@ -3,10 +3,11 @@ import Database from 'better-sqlite3';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentRegistry } from '../../src/server/agents/agent-registry.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
-import { ConfigProject, REPO, tempDir, verdictSync } from '../helpers/processes.js';
+import { ConfigProject, killAll, REPO, tempDir, verdictSync } from '../helpers/processes.js';
+import { AGENT, prepareServer, ServerProc } from './harness.js';
 
 // Agent tokens from the command line, as operators of the original manage
 // them: `verdict agents register|list`, `verdict tokens create|list|revoke
@@ -157,7 +158,7 @@ describe('verdict agents register: new agents only, with a git repository', () =
     const notGit = verdictFails(['agents', 'register', 'qa', '--config-project', plain, '--data-dir', data]);
     expect(notGit.status).toBe(2);
     expect(notGit.stderr).toContain(
-      `--config-project ${plain} is not a git repository; \`git init\` there, then commit the agent's configuration at .gitlab/agents/qa/config.yaml`,
+      `configuration project ${plain} is not a git repository; \`git init\` there, then commit the agent's configuration at .gitlab/agents/qa/config.yaml`,
     );
     const sub = join(project.dir, '.gitlab');
     expect(verdictFails(['agents', 'register', 'qa', '--config-project', sub, '--data-dir', data]).stderr).toContain(
@@ -187,6 +188,73 @@ describe('verdict agents register: new agents only, with a git repository', () =
     });
     expect(r.status).toBe(0);
     expect(r.stderr).toContain(`note: ${empty.dir} has no commit yet; the agent gets its configuration once .gitlab/agents/late/config.yaml is committed`);
+  });
+});
+
+describe('POST /api/v1/admin/agents on a running server: the rules of `verdict agents register`', () => {
+  const dir = tempDir();
+  let url = '';
+  let admin = '';
+  let project = '';
+  beforeAll(async () => {
+    const { data } = prepareServer(dir);
+    project = join(dir, 'project');
+    admin = verdictSync(['tokens', 'create', '--name', 'ops', '--scope', 'admin', '--data-dir', data]).trim();
+    url = `http://127.0.0.1:${(await ServerProc.start(data)).http}/api/v1/admin/agents`;
+  }, 60_000);
+  afterAll(killAll);
+
+  const post = async (body: object) => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as { error?: string; message?: string; notes?: string[] } };
+  };
+  const agents = async () =>
+    (
+      (await (await fetch(url, { headers: { authorization: `Bearer ${admin}` } })).json()) as {
+        agents: { name: string; config_project: string; tokens: number }[];
+      }
+    ).agents;
+
+  it('refuses a directory that is not a git repository with 400 and the fix, and registers nothing', async () => {
+    const plain = join(dir, 'plain');
+    mkdirSync(plain);
+    expect(await post({ name: 'qa', config_project: plain })).toEqual({
+      status: 400,
+      body: {
+        error: 'bad_request',
+        message: `configuration project ${plain} is not a git repository; \`git init\` there, then commit the agent's configuration at .gitlab/agents/qa/config.yaml (\`git add .gitlab/agents/qa/config.yaml && git commit\`)`,
+      },
+    });
+    const sub = await post({ name: 'qa', config_project: join(project, '.gitlab') });
+    expect(sub.status).toBe(400);
+    expect(sub.body.message).toContain(`is inside the git repository ${project}, not its top; pass ${project}`);
+    expect((await agents()).map((a) => a.name)).toEqual([AGENT]);
+  });
+
+  it('refuses an agent already registered with 409, naming its project; its project and tokens stay as they were', async () => {
+    const other = new ConfigProject(join(dir, 'other'));
+    other.commit({ [`.gitlab/agents/${AGENT}/config.yaml`]: '{}\n' });
+    for (const p of [other.dir, project]) {
+      const again = await post({ name: AGENT, config_project: p });
+      expect(again.status).toBe(409);
+      expect(again.body.error).toBe('conflict');
+      expect(again.body.message).toContain(`agent "${AGENT}" is already registered, with configuration project ${project}`);
+      expect(again.body.message).toContain(`POST /api/v1/admin/agents/${AGENT}/tokens`);
+    }
+    expect(await agents()).toMatchObject([{ name: AGENT, config_project: project, tokens: 1 }]);
+  });
+
+  it('registers a repository without the config.yaml yet, with a note that the agent waits for it', async () => {
+    const empty = new ConfigProject(join(dir, 'empty'));
+    const r = await post({ name: 'late', config_project: empty.dir });
+    expect(r.status).toBe(201);
+    expect(r.body.notes).toEqual([
+      `${empty.dir} has no commit yet; the agent gets its configuration once .gitlab/agents/late/config.yaml is committed to the default branch`,
+    ]);
   });
 });
 
@@ -230,7 +298,7 @@ describe('agent token comparison', () => {
   it('compares a presented token with the stored hash in constant time', () => {
     const db = openServerDb(':memory:');
     const reg = new AgentRegistry(db);
-    const { token } = reg.register('edge', tempDir());
+    const { token } = reg.register('edge', new ConfigProject(tempDir()).dir);
     const spy = vi.mocked(crypto.timingSafeEqual);
     spy.mockClear();
     expect(reg.authenticate(token)?.name).toBe('edge');

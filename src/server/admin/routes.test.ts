@@ -10,8 +10,9 @@ import { openServerDb } from '../store/server-db.js';
 import { httpErrorHandler } from '../feed/http-server.js';
 import { registerOpenApi } from '../feed/openapi.js';
 import { registerAdminRoutes } from './routes.js';
+import { ConfigProject } from '../../../test/helpers/processes.js';
 
-const project = mkdtempSync(join(tmpdir(), 'verdict-project-'));
+const project = new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-project-'))).dir;
 
 function setup() {
   const db = openServerDb(':memory:');

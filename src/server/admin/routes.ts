@@ -67,7 +67,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       },
       schema: routeSchema({
         summary: 'Register an agent',
-        description: 'Answers with its first token; the secret is in this response only.',
+        description:
+          'Answers with its first token; the secret is in this response only. An agent already registered is 409: add a token to it with POST /api/v1/admin/agents/{agent}/tokens.',
         response: {
           ...adminResponses(201, 400, 409),
           201: {
@@ -81,6 +82,11 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
                 type: 'object',
                 properties: { id: { type: 'integer' }, name: { type: 'string' }, secret: { type: 'string', description: 'shown in this response only' } },
               },
+              notes: {
+                type: 'array',
+                items: { type: 'string' },
+                description: 'what the configuration project still lacks (no commit, or no config.yaml for the agent, yet): the agent waits for it',
+              },
             },
           },
         },
@@ -93,7 +99,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
             config_project: {
               type: 'string',
               minLength: 1,
-              description: 'path on the server of the git repository holding .gitlab/agents/<name>/config.yaml; 400 if it does not exist',
+              description:
+                'path on the server of the top of the git repository holding .gitlab/agents/<name>/config.yaml; 400 for a URL, a path that does not exist or is not the top of a git repository',
             },
             token_name: TOKEN_NAME,
           },
@@ -102,14 +109,9 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
     async (req, reply) => {
       const body = req.body as { name: string; config_project: string; token_name?: string };
-      if (deps.agents.get(body.name)) {
-        return reply
-          .code(409)
-          .send({ error: 'conflict', message: `agent "${body.name}" is already registered; add a token with POST /api/v1/admin/agents/${body.name}/tokens` });
-      }
       const r = deps.agents.register(body.name, body.config_project, body.token_name ?? 'default');
       deps.log.info({ agent_name: body.name, token_id: r.tokenId, actor: actor(req) }, 'Registered an agent');
-      return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token } });
+      return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token }, notes: r.notes });
     },
   );
 

@@ -1,13 +1,16 @@
-import { mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { VerdictError } from '../../shared/errors.js';
 import { openServerDb } from '../store/server-db.js';
 import { AgentRegistry } from './agent-registry.js';
 import { RevocationWatcher } from './revocation-watcher.js';
 import { createRootLogger } from '../../shared/log/logger.js';
+import { ConfigProject } from '../../../test/helpers/processes.js';
 
-const project = mkdtempSync(join(tmpdir(), 'verdict-project-'));
+const project = new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-project-'))).dir;
 const silent = createRootLogger({ level: 'silent' });
 
 describe('AgentRegistry tokens', () => {
@@ -67,5 +70,73 @@ describe('AgentRegistry tokens', () => {
     expect(watcher.check()).toBe(2);
     expect(dropped).toEqual([tokenId]);
     expect(watcher.check()).toBe(0); // nothing new
+  });
+});
+
+describe('AgentRegistry.register', () => {
+  const refusal = (f: () => unknown): VerdictError => {
+    try {
+      f();
+    } catch (e) {
+      if (e instanceof VerdictError) return e;
+      throw e;
+    }
+    throw new Error('not refused');
+  };
+
+  it('refuses an agent already registered, whatever the project; its project and tokens stay as they were', () => {
+    const r = new AgentRegistry(openServerDb(':memory:'));
+    r.register('edge', project);
+    const other = new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-other-'))).dir;
+    for (const p of [other, project]) {
+      const e = refusal(() => r.register('edge', p, 'second'));
+      expect(e.code).toBe('VERDICT_CONFLICT');
+      expect(e.message).toContain(`agent "edge" is already registered, with configuration project ${project}`);
+      expect(e.message).toContain('`verdict agents tokens create edge`');
+    }
+    expect(r.list()).toMatchObject([{ name: 'edge', config_project: project, tokens: 1 }]);
+  });
+
+  it('refuses a configuration project that is not the top of a git repository, and registers nothing', () => {
+    const r = new AgentRegistry(openServerDb(':memory:'));
+    const plain = mkdtempSync(join(tmpdir(), 'verdict-plain-'));
+    const sub = join(project, 'sub');
+    mkdirSync(sub, { recursive: true });
+    const cases: [string, RegExp][] = [
+      [
+        plain,
+        /^configuration project .* is not a git repository; `git init` there, then commit the agent's configuration at \.gitlab\/agents\/qa\/config\.yaml/,
+      ],
+      [sub, /is inside the git repository .*, not its top; pass /],
+      [join(project, '.git'), /inside a git repository's \.git directory/],
+      ['https://gitlab.example.com/ops/infra.git', /is a URL; it must be the path of a git repository on the server's disk/],
+      ['git@gitlab.example.com:ops/infra.git', /is a URL/],
+      [join(plain, 'missing'), /^configuration project .* does not exist/],
+    ];
+    for (const [p, message] of cases) {
+      const e = refusal(() => r.register('qa', p));
+      expect(e.code, p).toBe('VERDICT_BAD_REQUEST');
+      expect(e.message, p).toMatch(message);
+    }
+    expect(r.list()).toEqual([]);
+  });
+
+  it('accepts a repository without a commit or config.yaml yet, or a bare one, and says what the agent waits for', () => {
+    const r = new AgentRegistry(openServerDb(':memory:'));
+    const empty = new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-empty-')));
+    expect(r.register('late', empty.dir).notes).toEqual([
+      `${empty.dir} has no commit yet; the agent gets its configuration once .gitlab/agents/late/config.yaml is committed to the default branch`,
+    ]);
+    empty.commit({ 'README.md': 'x\n' });
+    expect(r.register('later', empty.dir).notes).toEqual([
+      `${empty.dir} has no .gitlab/agents/later/config.yaml on its default branch yet; the agent gets its configuration once it is committed there`,
+    ]);
+    empty.commit({ '.gitlab/agents/ready/config.yaml': '{}\n' });
+    expect(r.register('ready', empty.dir).notes).toEqual([]);
+    const bare = join(mkdtempSync(join(tmpdir(), 'verdict-bare-')), 'infra.git');
+    execFileSync('git', ['clone', '-q', '--bare', empty.dir, bare]);
+    expect(r.register('mirror', bare).notes).toEqual([
+      `${bare} has no .gitlab/agents/mirror/config.yaml on its default branch yet; the agent gets its configuration once it is committed there`,
+    ]);
   });
 });

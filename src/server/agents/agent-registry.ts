@@ -1,9 +1,8 @@
 import type Database from 'better-sqlite3';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { VerdictError } from '../../shared/errors.js';
 import { preparedCache, type DB } from '../../shared/sqlite/open.js';
 import { hashSecret, newSecret, secretMatches } from '../auth/secret.js';
+import { checkConfigProject } from './config-project.js';
 
 export interface AgentRecord {
   id: number;
@@ -58,7 +57,8 @@ export interface AgentConfigStatus {
 
 /**
  * Agents, their configuration projects and their tokens (stored as hashes only). An invalid agent or token name or a
- * missing configuration project is a VERDICT_BAD_REQUEST, an unknown agent a VERDICT_NOT_FOUND.
+ * configuration project that is not the top of a git repository is a VERDICT_BAD_REQUEST, an agent registered twice a
+ * VERDICT_CONFLICT, an unknown agent a VERDICT_NOT_FOUND.
  */
 export class AgentRegistry {
   private readonly lastUsedWritten = new Map<number, number>();
@@ -73,34 +73,29 @@ export class AgentRegistry {
     this.sql = preparedCache(db);
   }
 
-  /** Registers an agent (or adds a token to an existing one) and returns the new token, once. */
-  register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number } {
+  /**
+   * Registers a new agent and returns its first token, once, with notes on its configuration project (no commit or no
+   * config.yaml yet: the agent waits for it). An agent already registered is a VERDICT_CONFLICT: a second registration
+   * must not move an agent to another configuration project unseen, nor add a token to it under another name.
+   */
+  register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number; notes: string[] } {
     if (!AGENT_NAME.test(name)) {
       throw new VerdictError(
         'VERDICT_BAD_REQUEST',
         `agent name "${name}" is invalid: use lowercase letters, digits and dashes (a DNS label, as in .gitlab/agents/<name>/)`,
       );
     }
-    const project = resolve(configProject);
-    if (!existsSync(project)) {
-      throw new VerdictError(
-        'VERDICT_BAD_REQUEST',
-        `configuration project ${project} does not exist; pass the path of a git repository with .gitlab/agents/${name}/config.yaml`,
-      );
-    }
     checkTokenName(tokenName);
+    this.refuseExisting(name);
+    // Outside the transaction: it runs git, and the database stays writable for everyone else meanwhile.
+    const { path, notes } = checkConfigProject(configProject, name);
     const now = new Date().toISOString();
     return this.db.transaction(() => {
-      let agent = this.db.prepare('SELECT * FROM agents WHERE name = ?').get(name) as AgentRecord | undefined;
-      if (!agent) {
-        const info = this.db.prepare('INSERT INTO agents (name, config_project, created_at) VALUES (?, ?, ?)').run(name, project, now);
-        agent = { id: Number(info.lastInsertRowid), name, config_project: project, created_at: now };
-      } else if (agent.config_project !== project) {
-        this.db.prepare('UPDATE agents SET config_project = ? WHERE id = ?').run(project, agent.id);
-        agent.config_project = project;
-      }
+      this.refuseExisting(name);
+      const info = this.db.prepare('INSERT INTO agents (name, config_project, created_at) VALUES (?, ?, ?)').run(name, path, now);
+      const agent: AgentRecord = { id: Number(info.lastInsertRowid), name, config_project: path, created_at: now };
       const { token, id } = this.insertToken(agent.id, tokenName, now);
-      return { agent, token, tokenId: id };
+      return { agent, token, tokenId: id, notes };
     })();
   }
 
@@ -211,6 +206,15 @@ export class AgentRegistry {
 
   getById(id: number): AgentRecord | undefined {
     return this.sql('SELECT * FROM agents WHERE id = ?').get(id) as AgentRecord | undefined;
+  }
+
+  private refuseExisting(name: string): void {
+    const agent = this.get(name);
+    if (agent)
+      throw new VerdictError(
+        'VERDICT_CONFLICT',
+        `agent "${name}" is already registered, with configuration project ${agent.config_project}; add a token with \`verdict agents tokens create ${name}\` or POST /api/v1/admin/agents/${name}/tokens (its configuration project cannot be changed: register an agent of another name to use another project)`,
+      );
   }
 
   private mustGet(name: string): AgentRecord {

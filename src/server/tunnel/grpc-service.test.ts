@@ -32,7 +32,7 @@ import { registerAgentWebSocket } from './ws-route.js';
 // over the WebSocket transport too.
 
 const silent = createRootLogger({ level: 'silent' });
-const project = mkdtempSync(join(tmpdir(), 'verdict-project-'));
+const project = new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-project-'))).dir;
 const fast = { initialMs: 20, maxMs: 50, jitter: false };
 
 interface Harness {

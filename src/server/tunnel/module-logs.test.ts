@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigProject } from '../../../test/helpers/processes.js';
 import { GitOpsClient } from '../../gen/verdict/gitops.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { VERSION } from '../../shared/version.js';
@@ -33,7 +34,7 @@ async function start() {
   const log = createRootLogger({ level: 'info', name: 'verdict-server', destination });
   const db = openServerDb(':memory:');
   const agents = new AgentRegistry(db);
-  const { token } = agents.register('edge', mkdtempSync(join(tmpdir(), 'verdict-project-')));
+  const { token } = agents.register('edge', new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-project-'))).dir);
   const server = new grpc.Server();
   addTunnelServices(
     server,

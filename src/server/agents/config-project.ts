@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { configPath } from '../server/config/agent-config-path.js';
-import { usageError } from './args.js';
+import { VerdictError } from '../../shared/errors.js';
+import { configPath } from '../config/agent-config-path.js';
 
 // A configuration project is a git repository on the server's disk (the server runs `git -C <path>`); a
 // URL or a directory that is not the top of a repository would register an agent that never gets a
@@ -17,28 +17,30 @@ function git(dir: string, args: string[]): string | undefined {
   }
 }
 
+function refuse(message: string): never {
+  throw new VerdictError('VERDICT_BAD_REQUEST', message);
+}
+
 /**
- * The absolute path of `given` once it is known to be the top of a git repository (or a bare one), with notes for
- * stderr when its default branch has no commit or no config.yaml for `agent` yet; otherwise a usage error saying
- * how to make one.
+ * The absolute path of `given` once it is known to be the top of a git repository (or a bare one), with notes when its
+ * default branch has no commit or no config.yaml for `agent` yet; otherwise a VERDICT_BAD_REQUEST saying how to make one.
  */
-export function checkConfigProject(command: string, given: string, agent: string): { path: string; notes: string[] } {
+export function checkConfigProject(given: string, agent: string): { path: string; notes: string[] } {
   const file = configPath(agent);
   const howTo = `\`git init\` there, then commit the agent's configuration at ${file} (\`git add ${file} && git commit\`)`;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(given) || /^[^/]+@[^/:]+:/.test(given))
-    throw usageError(
-      `verdict ${command}: --config-project ${given} is a URL; it must be the path of a git repository on the server's disk: clone it there (\`git clone ${given} <dir>\`) and pass that path`,
+    refuse(
+      `configuration project ${given} is a URL; it must be the path of a git repository on the server's disk: clone it there (\`git clone ${given} <dir>\`) and pass that path`,
     );
   const path = resolve(given);
-  if (!existsSync(path)) throw usageError(`verdict ${command}: --config-project ${path} does not exist; pass the path of a git repository: ${howTo}`);
+  if (!existsSync(path)) refuse(`configuration project ${path} does not exist; pass the path of a git repository: ${howTo}`);
   const bare = git(path, ['rev-parse', '--is-bare-repository']);
-  if (bare === undefined) throw usageError(`verdict ${command}: --config-project ${path} is not a git repository; ${howTo}`);
+  if (bare === undefined) refuse(`configuration project ${path} is not a git repository; ${howTo}`);
   const top = bare === 'true' ? git(path, ['rev-parse', '--absolute-git-dir']) : git(path, ['rev-parse', '--show-toplevel']);
-  if (top === undefined)
-    throw usageError(`verdict ${command}: --config-project ${path} is inside a git repository's .git directory; pass the repository's top directory`);
+  if (top === undefined) refuse(`configuration project ${path} is inside a git repository's .git directory; pass the repository's top directory`);
   if (realpathSync(top) !== realpathSync(path))
-    throw usageError(
-      `verdict ${command}: --config-project ${path} is inside the git repository ${top}, not its top; pass ${top} (the agent's configuration is read from ${file} there)`,
+    refuse(
+      `configuration project ${path} is inside the git repository ${top}, not its top; pass ${top} (the agent's configuration is read from ${file} there)`,
     );
   const notes: string[] = [];
   if (git(path, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}']) === undefined)
