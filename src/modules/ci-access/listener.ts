@@ -3,6 +3,7 @@ import { createServer as createHttps } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TlsMaterial } from '../../server/tunnel/tls.js';
 import { splitHostPort } from '../../shared/config/host-port.js';
+import { listenError } from '../../shared/config/listen-error.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import type { KubernetesApiProxy } from './proxy.js';
 
@@ -42,13 +43,7 @@ export async function listenProxy(addr: string, proxy: KubernetesApiProxy, tls: 
   });
   const { host, port } = splitHostPort(addr);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) =>
-      reject(
-        new Error(
-          `cannot listen for the Kubernetes API proxy on ${addr}: ${e.message}; pick a free address in kubernetes_api.listen (or --kubernetes-api-addr)`,
-        ),
-      ),
-    );
+    server.once('error', (e) => reject(listenError('for the Kubernetes API proxy', addr, e, 'kubernetes_api.listen')));
     server.listen(port, host, resolve);
   });
   const a = server.address();

@@ -34,4 +34,12 @@ describe('the Kubernetes API proxy at start', () => {
     ]);
     expect(await warningsAt('https://kas.example.com/k8s-proxy')).toEqual([]);
   });
+
+  it('says an address of another machine is not one of this machine, and names kubernetes_api.listen', async () => {
+    const { log } = capturingLogger('info');
+    const config = { ...SERVER_DEFAULTS, kubernetes_api: { listen: '192.0.2.1:8154', url_path_prefix: '/' } };
+    await expect(ciAccessServer.start!({ config, log, db, agents: new AgentRegistry(db) } as unknown as ServerModuleStartContext)).rejects.toThrow(
+      /^cannot listen for the Kubernetes API proxy on 192\.0\.2\.1:8154: 192\.0\.2\.1 is not an address of this machine; set kubernetes_api\.listen to an address of this machine, e\.g\. 0\.0\.0\.0:8154/,
+    );
+  });
 });

@@ -77,7 +77,9 @@ describe('falco module', () => {
     try {
       await expect(
         startFalco(falcoConfig(`falco:\n  http: { listen: "${first.httpAddress}" }\n`), { db: s.db, alerts: s.alerts, log: silent }),
-      ).rejects.toThrow(/address is in use; change falco.http.listen/);
+      ).rejects.toThrow(
+        /^cannot listen for Falco events on 127\.0\.0\.1:\d+: the address is in use by another process; stop it, or set falco\.http\.listen to a free port$/,
+      );
     } finally {
       await first.stop();
     }

@@ -344,3 +344,12 @@ describe('Falco HTTP input over TLS', () => {
     );
   });
 });
+
+describe('Falco HTTP input, an address it cannot listen on', () => {
+  it('says the address is not one of this machine and which setting to change', async () => {
+    const x = setup();
+    await expect(startFalcoHttpInput({ listen: '192.0.2.1:2801', maxBodyBytes: 1024, builder: x.builder, sink: x.sink, log: silent })).rejects.toThrow(
+      /^cannot listen for Falco events on 192\.0\.2\.1:2801: 192\.0\.2\.1 is not an address of this machine; set falco\.http\.listen to an address of this machine, e\.g\. 0\.0\.0\.0:2801/,
+    );
+  });
+});

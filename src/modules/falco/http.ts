@@ -10,6 +10,7 @@ import type { FalcoSink } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 import { isVerdictError } from '../../shared/errors.js';
 import { splitHostPort } from '../../shared/config/host-port.js';
+import { listenError } from '../../shared/config/listen-error.js';
 
 // What Falco's http_output and Falcosidekick's webhook clients post to: one
 // JSON event per request. Falco does not retry and libcurl gives up after a few
@@ -70,13 +71,7 @@ export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<Falco
   server.headersTimeout = 10_000;
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException) => {
-      reject(
-        new Error(
-          `cannot listen on ${opts.listen} for Falco events: ${e.code === 'EADDRINUSE' ? 'the address is in use' : e.message}; change falco.http.listen`,
-        ),
-      );
-    };
+    const onError = (e: Error) => reject(listenError('for Falco events', opts.listen, e, 'falco.http.listen'));
     server.once('error', onError);
     server.listen(port, host, () => {
       server.off('error', onError);
