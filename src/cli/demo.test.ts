@@ -36,3 +36,30 @@ describe('verdict demo --kafka', () => {
     expect(failed[0]!.error).not.toContain('kafka.brokers');
   }, 70_000);
 });
+
+// The demo writes falco.http.listen into its own config project from --falco-addr: an address it cannot listen on
+// stops it at once, naming the flag (the agent's Falco module would retry without end, naming a key the user never set).
+describe('verdict demo --falco-addr', () => {
+  it('refuses an address of another machine, naming --falco-addr', () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(REPO, 'bin/verdict.js'),
+        'demo',
+        '--data-dir',
+        tempDir(),
+        '--http-addr',
+        '127.0.0.1:0',
+        '--grpc-addr',
+        '127.0.0.1:0',
+        '--falco-addr',
+        '192.0.2.1:2801',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(r.stderr).toMatch(
+      /^verdict demo: cannot listen for Falco events on 192\.0\.2\.1:2801: 192\.0\.2\.1 is not an address of this machine; set --falco-addr to an address of this machine, e\.g\. 0\.0\.0\.0:2801/,
+    );
+    expect(r.status).toBe(2);
+  }, 40_000);
+});

@@ -10,7 +10,10 @@ import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
 import { startFalcoPoster } from '../peers/falco/falco-poster.js';
 import { startServer } from '../server/server.js';
 import { demoWebhooks } from '../server/webhooks/demo.js';
+import { kafkaConfigFromFlag } from '../server/kafka/client.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../shared/config/kafka-config.js';
+import { splitHostPort } from '../shared/config/host-port.js';
+import { listenError } from '../shared/config/listen-error.js';
 import { ConfigError } from '../shared/config/schema.js';
 import { GRPC_ADDR_HINT, LISTEN_ADDR_HINT } from '../shared/config/server-config.js';
 import { createRootLogger, errText } from '../shared/log/logger.js';
@@ -56,26 +59,28 @@ const DEFAULT_GRPC_ADDR = '127.0.0.1:8150';
 const DEFAULT_FALCO_ADDR = '127.0.0.1:2801';
 
 /**
- * A default address of the demo, or a free port on the same host when something
- * (another demo, say) already listens there, so that
- * `verdict demo --data-dir D --http-addr 127.0.0.1:PORT` runs beside a first demo.
- * Addresses given as flags are used as they are: a clash there is an error.
+ * Where the demo listens: the address given as a flag, or its default, or a free
+ * port on the same host when something (another demo, say) already listens
+ * there, so that `verdict demo --data-dir D --http-addr 127.0.0.1:PORT` runs
+ * beside a first demo. An address given as a flag is used as it is (port 0: a
+ * free port): a clash there is an error, which names the flag.
  */
-async function defaultOrFreeAddr(addr: string): Promise<string> {
-  const host = addr.replace(/:\d+$/, '');
+async function demoListenAddr(given: string | undefined, fallback: string, what: string, flag: string): Promise<string> {
+  const addr = given ?? fallback;
+  const { host } = splitHostPort(addr);
   const tryListen = (port: number) =>
-    new Promise<number | undefined>((done) => {
+    new Promise<{ port: number } | { error: Error }>((done) => {
       const s = createServer();
-      s.once('error', () => done(undefined));
+      s.once('error', (error) => done({ error }));
       s.listen(port, host, () => {
         const a = s.address();
-        s.close(() => done(typeof a === 'object' && a ? a.port : undefined));
+        s.close(() => done(typeof a === 'object' && a ? { port: a.port } : { error: new Error(`no port for ${host}`) }));
       });
     });
-  const port = Number(/:(\d+)$/.exec(addr)![1]);
-  const free = (await tryListen(port)) ?? (await tryListen(0));
-  if (free === undefined) throw usageError(`verdict demo: cannot listen on ${host}; give free addresses with --grpc-addr and --falco-addr`);
-  return `${host}:${free}`;
+  const first = await tryListen(splitHostPort(addr).port);
+  const free = 'port' in first || given !== undefined ? first : await tryListen(0);
+  if ('error' in free) throw usageError(`verdict demo: ${listenError(what, addr, free.error, flag).message}`);
+  return `${host.includes(':') ? `[${host}]` : host}:${free.port}`;
 }
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -153,15 +158,17 @@ export async function run(argv: string[]): Promise<number> {
   const webhook = values.webhook ? demoWebhooks(values.webhook, values['webhook-secret']) : undefined;
   let kafka: KafkaConfig | undefined;
   try {
-    kafka = values.kafka ? kafkaConfigForBootstrap(values.kafka) : undefined;
+    kafka = values.kafka ? kafkaConfigFromFlag(kafkaConfigForBootstrap(values.kafka), '--kafka') : undefined;
   } catch (e) {
     if (e instanceof ConfigError)
       throw usageError(`verdict demo: --kafka: ${e.issues[0]!.message} (give host:port of a broker, e.g. 127.0.0.1:9092; scripts/kafka.sh start prints one)`);
     throw e;
   }
   const interval = Number(values.interval);
-  const grpcAddr = values['grpc-addr'] ?? (await defaultOrFreeAddr(DEFAULT_GRPC_ADDR));
-  const falcoAddr = values['falco-addr'] ?? (await defaultOrFreeAddr(DEFAULT_FALCO_ADDR));
+  const grpcAddr = values['grpc-addr'] ?? (await demoListenAddr(undefined, DEFAULT_GRPC_ADDR, 'for agents', '--grpc-addr'));
+  // Checked here even when given: the agent's Falco module would retry an address it cannot listen on
+  // without end, naming falco.http.listen in a config file the demo writes.
+  const falcoAddr = await demoListenAddr(values['falco-addr'], DEFAULT_FALCO_ADDR, 'for Falco events', '--falco-addr');
   const log = createRootLogger({ name: 'verdict-demo' });
 
   // First, before anything listens: the control plane is what most often cannot start.
@@ -198,11 +205,7 @@ export async function run(argv: string[]): Promise<number> {
           ...(kafka ? { kafka } : {}),
         },
         log.child({ component: 'server' }),
-      ).catch((e: unknown) => {
-        // The server names its config keys; here the brokers came from the flag.
-        if (values.kafka !== undefined && e instanceof Error) e.message = e.message.replaceAll('check kafka.brokers', `check --kafka ${values.kafka}`);
-        throw e;
-      }),
+      ),
       (x) => x.close(),
     );
 

@@ -123,6 +123,22 @@ function rootCause(e: unknown): unknown {
   return cur;
 }
 
+// Configs built from a command-line flag rather than a config file's kafka: block
+// (the demo's --kafka). Keyed by the object, which the server passes on unchanged
+// to every Kafka worker, so their errors need no extra argument to say where the
+// brokers came from.
+const FROM_FLAG = new WeakMap<KafkaConfig, string>();
+
+/**
+ * Marks `cfg` as built from the command-line flag `flag` alone, so that
+ * explainKafkaError names that flag for the brokers and, for the settings only a
+ * config file has, says what is wrong without naming keys the user cannot set.
+ */
+export function kafkaConfigFromFlag(cfg: KafkaConfig, flag: string): KafkaConfig {
+  FROM_FLAG.set(cfg, flag);
+  return cfg;
+}
+
 /**
  * Error text for an operator: what failed and what to do. kafkajs messages
  * alone ("Connection error: connect ECONNREFUSED") do not say which setting
@@ -134,8 +150,14 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
   const type = (root as { type?: string })?.type ?? (e as { type?: string })?.type ?? '';
   const msg = errText(root);
   const brokers = cfg.brokers.join(',');
+  // Undefined for a config file, whose keys the hints name.
+  const flag = FROM_FLAG.get(cfg);
   if (name === 'KafkaJSSASLAuthenticationError' || type === 'SASL_AUTHENTICATION_FAILED' || /SASL/i.test(msg)) {
-    return `Kafka refused the SASL login (mechanism ${cfg.sasl?.mechanism ?? 'none'}, user ${cfg.sasl?.username ?? '-'}): ${msg}; check kafka.sasl.username and kafka.sasl.password, and that the brokers enable this mechanism`;
+    return `Kafka refused the SASL login (mechanism ${cfg.sasl?.mechanism ?? 'none'}, user ${cfg.sasl?.username ?? '-'}): ${msg}; ${
+      flag
+        ? `${flag} logs in to no broker: give brokers that take clients without SASL, or run a server with a config file that sets kafka.sasl`
+        : 'check kafka.sasl.username and kafka.sasl.password, and that the brokers enable this mechanism'
+    }`;
   }
   if (
     type === 'TOPIC_AUTHORIZATION_FAILED' ||
@@ -152,19 +174,30 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
     return `Kafka user ${cfg.sasl?.username ?? '(anonymous)'} is not allowed to use ${what}: ${msg}; grant READ, WRITE and DESCRIBE on topics ${cfg.topic_prefix}.*${cfg.export_topic ? ` and ${cfg.export_topic}` : ''}, READ on groups ${cfg.topic_prefix}.*, and IDEMPOTENT_WRITE on the cluster`;
   }
   if (type === 'UNKNOWN_TOPIC_OR_PARTITION') {
-    return `Kafka topic ${topic ?? `${cfg.topic_prefix}.log`} does not exist: ${msg}; set kafka.create_topics: true (needs CREATE on the cluster) or create it as docs/kafka.md describes`;
+    return `Kafka topic ${topic ?? `${cfg.topic_prefix}.log`} does not exist: ${msg}; ${
+      flag ? 'grant CREATE on the cluster so that Verdict creates it' : 'set kafka.create_topics: true (needs CREATE on the cluster)'
+    } or create it as docs/kafka.md describes`;
   }
   if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') {
     return `Kafka refused messages for ${topic ?? 'the topic'} as too large (${msg}); Verdict keeps a partition's share of a request under 900 KiB, so the topic's max.message.bytes (or the brokers' message.max.bytes) is set below that: raise it to at least 1048588, Kafka's default`;
   }
   if (type === 'INVALID_SESSION_TIMEOUT') {
-    return `Kafka refused kafka.session_timeout ${cfg.session_timeout / 1000}s (${msg}); set it within the brokers' group.min.session.timeout.ms and group.max.session.timeout.ms (6s to 30m by default)`;
+    const range = "the brokers' group.min.session.timeout.ms and group.max.session.timeout.ms (6s to 30m by default)";
+    return flag
+      ? `Kafka refused the consumer session timeout of ${cfg.session_timeout / 1000}s (${msg}); widen ${range} to allow it`
+      : `Kafka refused kafka.session_timeout ${cfg.session_timeout / 1000}s (${msg}); set it within ${range}`;
   }
   if (type === 'INVALID_REPLICATION_FACTOR') {
-    return `Kafka cannot create ${topic ?? 'the topics'} with kafka.replication_factor ${cfg.replication_factor ?? "(the brokers' default)"} (${msg}); it is more than the brokers there are: lower kafka.replication_factor, or leave it out to use the brokers' default.replication.factor`;
+    return flag
+      ? `Kafka cannot create ${topic ?? 'the topics'} with the brokers' default.replication.factor (${msg}); it is more than the brokers there are: lower default.replication.factor on the brokers, or create the topics as docs/kafka.md describes`
+      : `Kafka cannot create ${topic ?? 'the topics'} with kafka.replication_factor ${cfg.replication_factor ?? "(the brokers' default)"} (${msg}); it is more than the brokers there are: lower kafka.replication_factor, or leave it out to use the brokers' default.replication.factor`;
   }
   if (/certificate|self[- ]signed|SSL|TLS|EPROTO|wrong version number/i.test(msg)) {
-    return `TLS with the Kafka brokers ${brokers} failed: ${msg}; check kafka.tls (ca_file, server_name) and whether the listener expects TLS at all`;
+    return `TLS with the Kafka brokers ${brokers} failed: ${msg}; ${
+      flag
+        ? `${flag} connects without TLS: give a broker listener that takes plain connections, or run a server with a config file that sets kafka.tls`
+        : 'check kafka.tls (ca_file, server_name) and whether the listener expects TLS at all'
+    }`;
   }
   if (
     name === 'KafkaJSConnectionError' ||
@@ -173,7 +206,7 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
     name === 'KafkaJSNoBrokerAvailableError' ||
     /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|Connection timeout|Closed connection/i.test(msg)
   ) {
-    return `cannot reach the Kafka brokers ${brokers}: ${msg}; check kafka.brokers and that the brokers run and are reachable from this server`;
+    return `cannot reach the Kafka brokers ${brokers}: ${msg}; check ${flag ? `${flag} ${brokers}` : 'kafka.brokers'} and that the brokers run and are reachable from this server`;
   }
   if (name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT' || /timed? ?out/i.test(msg)) {
     return `Kafka did not answer in time (${msg}); the brokers ${brokers} may be overloaded or restarting`;
