@@ -87,9 +87,12 @@ async function stop(p: Proc): Promise<void> {
 }
 
 function register(p: Proc): string {
+  // The agent sends alerts only; its configuration project is an empty repository.
   const project = mkdtempSync(join(tmpdir(), 'verdict-bench-project-'));
+  execFileSync('git', ['init', '-q', project]);
   return execFileSync(process.execPath, [BIN, 'agents', 'register', 'bench', '--config-project', project, '--data-dir', p.dataDir], {
     encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
   }).trim();
 }
 
