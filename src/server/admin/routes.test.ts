@@ -7,7 +7,7 @@ import { createRootLogger } from '../../shared/log/logger.js';
 import { AgentRegistry } from '../agents/agent-registry.js';
 import { FeedTokens } from '../auth/feed-tokens.js';
 import { openServerDb } from '../store/server-db.js';
-import { httpErrorHandler } from '../feed/http-server.js';
+import { httpErrorHandler } from '../feed/http-errors.js';
 import { registerOpenApi } from '../feed/openapi.js';
 import { registerAdminRoutes } from './routes.js';
 import { ConfigProject } from '../../../test/helpers/processes.js';

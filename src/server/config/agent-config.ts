@@ -47,8 +47,10 @@ export type AgentConfig = CoreConfig & { [M in Module as M['name']]?: ServerModu
 // registry may still be initialising while this module loads.
 let schema: Validator<AgentConfig> | undefined;
 function agentConfigSchema(): Validator<AgentConfig> {
-  const modules = Object.fromEntries(serverModules.map((m) => [m.name, field(m.config as Validator<unknown>)]));
-  schema ??= obj({ ...gitlabOnlySections, ...coreShape, ...modules }, { open: true }) as unknown as Validator<AgentConfig>;
+  if (!schema) {
+    const modules = Object.fromEntries(serverModules.map((m) => [m.name, field(m.config as Validator<unknown>)]));
+    schema = obj({ ...gitlabOnlySections, ...coreShape, ...modules }, { open: true }) as unknown as Validator<AgentConfig>;
+  }
   return schema;
 }
 

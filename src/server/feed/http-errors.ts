@@ -102,7 +102,6 @@ const FRAMEWORK_REFUSALS: Record<string, (req: FastifyRequest) => Refusal> = {
     status: 400,
     message: 'body: is not valid JSON, or has a "__proto__" or "constructor" key, which this API refuses; send a JSON object (Content-Type: application/json)',
   }),
-  FST_ERR_CTP_EMPTY_JSON_BODY: () => ({ status: 400, message: 'body: is empty; send a JSON object (Content-Type: application/json)' }),
   FST_ERR_CTP_BODY_TOO_LARGE: (req) => ({
     status: 413,
     message: `the body is over ${bytes(req.routeOptions.bodyLimit)}, the most this API reads (more than any request to it needs); send a smaller one`,

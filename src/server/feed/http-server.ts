@@ -19,9 +19,6 @@ import { registerWebhookAdminRoutes } from '../webhooks/admin-routes.js';
 import { clientErrorHandler, describeValidation, httpErrorHandler } from './http-errors.js';
 import { registerJsonBodies } from './json-body.js';
 
-// Importers of the handler before it had its own file (admin/routes.test.ts).
-export { httpErrorHandler } from './http-errors.js';
-
 export interface HttpDeps {
   store: AlertStore;
   tokens: FeedTokens;
