@@ -1,16 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseYamlConfig } from '../../shared/config/schema.js';
+import { configIssues } from '../../../test/helpers/server-config.js';
 import { ciAccessSchema } from './config.js';
 
-function errorsOf(yaml: string): string[] {
-  try {
-    parseYamlConfig(yaml, 'config.yaml', ciAccessSchema);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
-    throw e;
-  }
-  return [];
-}
+const errorsOf = (yaml: string) => configIssues(yaml, ciAccessSchema, 'config.yaml');
 
 describe('ci_access access_as', () => {
   it('names a misspelt form and the one meant', () => {

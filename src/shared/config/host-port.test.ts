@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { hostPort, hostPortProblem, splitHostPort } from './host-port.js';
-import { ConfigError, field, obj, parseYamlConfig } from './schema.js';
+import { configIssues } from '../../../test/helpers/server-config.js';
+import { field, obj } from './schema.js';
 
 describe('splitHostPort', () => {
   it('splits host:port and [v6]:port; an empty host listens everywhere', () => {
@@ -41,15 +42,7 @@ describe('hostPortProblem', () => {
 
 describe('hostPort', () => {
   const schema = obj({ addr: field(hostPort('host:port, e.g. relay:80')) });
-  const errorsOf = (yaml: string) => {
-    try {
-      parseYamlConfig(yaml, 'f.yaml', schema);
-    } catch (e) {
-      if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
-      throw e;
-    }
-    return [];
-  };
+  const errorsOf = (yaml: string) => configIssues(yaml, schema);
 
   it('says at its line what is wrong with an address, as for a flag', () => {
     expect(errorsOf('addr: fd00::1:8080\n')).toEqual([

@@ -1,17 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, exactlyOne, field, obj, parseYamlConfig, str } from './schema.js';
+import { configIssues } from '../../../test/helpers/server-config.js';
+import { exactlyOne, field, obj, str } from './schema.js';
 
 const ref = obj({ ref: field(exactlyOne({ tag: field(str()), branch: field(str()) }, 'ref: {branch: main}')) });
 
-function errorsOf(yaml: string): string[] {
-  try {
-    parseYamlConfig(yaml, 'f.yaml', ref);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.issues.map((i) => `${i.line}: ${i.path}: ${i.message}`);
-    throw e;
-  }
-  return [];
-}
+const errorsOf = (yaml: string) => configIssues(yaml, ref);
 
 describe('exactlyOne', () => {
   it('names a misspelt form and the one meant, rather than saying none is set', () => {
