@@ -1,18 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO } from '../../test/helpers/processes.js';
+import { REPO, verdictRun } from '../../test/helpers/processes.js';
 
 // `verdict peer hubble-relay` with a wrong argument: refused with exit 2 before it listens, since once it has printed
 // listening= it runs until stopped (a script waiting for that line would wait on a peer that serves nothing).
 
-function peer(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'peer', 'hubble-relay', '--listen', '127.0.0.1:0', ...args], {
-    encoding: 'utf8',
-    timeout: 20_000,
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const peer = (...args: string[]) => verdictRun(['peer', 'hubble-relay', '--listen', '127.0.0.1:0', ...args]);
 
 describe('verdict peer hubble-relay', () => {
   it('refuses an unknown --scenario with exit 2, without listening first', () => {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -149,6 +149,25 @@ export async function killAll(): Promise<void> {
 /** Runs the CLI to completion and returns stdout (throws with stderr on failure). */
 export function verdictSync(args: string[]): string {
   return execFileSync(process.execPath, [BIN, ...args], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/**
+ * Runs the CLI to completion and returns its exit status and output; never throws. A run that could not start or
+ * outlived `timeout` (ms, default 20 s) has status null, and stderr ends with why.
+ */
+export function verdictRun(
+  args: string[],
+  opts: { timeout?: number; env?: Record<string, string>; input?: string } = {},
+): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: REPO,
+    env: { ...process.env, ...opts.env },
+    input: opts.input,
+    encoding: 'utf8',
+    timeout: opts.timeout ?? 20_000,
+  });
+  const stderr = r.error ? `${r.stderr ?? ''}\n[verdict ${args.join(' ')}: ${r.error.message}]\n` : r.stderr;
+  return { status: r.status, stdout: r.stdout ?? '', stderr };
 }
 
 export function tempDir(prefix = 'verdict-test-'): string {
