@@ -1,10 +1,11 @@
 import * as crypto from 'node:crypto';
 import Database from 'better-sqlite3';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, type SpawnSyncReturns, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentRegistry } from '../../src/server/agents/agent-registry.js';
+import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
 import { ConfigProject, killAll, REPO, tempDir, verdictSync } from '../helpers/processes.js';
 import { AGENT, prepareServer, ServerProc } from './harness.js';
@@ -130,11 +131,16 @@ describe('verdict agents register: new agents only, with a git repository', () =
   const data = join(dir, 'server');
   const project = new ConfigProject(join(dir, 'project'));
   project.commit({ '.gitlab/agents/edge/config.yaml': 'observability: {logging: {level: info}}\n' });
-
-  it('creates the database of a new server and says where; the token alone is on stdout', () => {
-    const r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'agents', 'register', 'edge', '--config-project', project.dir, '--data-dir', data], {
+  // The later tests refuse against the database and the agent `edge` this registration makes,
+  // so it runs once before them rather than inside the first test.
+  let r: SpawnSyncReturns<string>;
+  beforeAll(() => {
+    r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'agents', 'register', 'edge', '--config-project', project.dir, '--data-dir', data], {
       encoding: 'utf8',
     });
+  });
+
+  it('creates the database of a new server and says where; the token alone is on stdout', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^vdt_agent_[\w-]{43}\n$/);
     expect(r.stderr).toContain(`created the server's database ${join(data, 'server.db')}`);
@@ -291,6 +297,35 @@ describe('commands on an existing server database', () => {
     expect(token).toMatch(/^vdt_feed_/);
     expect(verdictSync(['tokens', 'list', '--data-dir', data])).toMatch(/^1\tme\tread\t/);
     expect(verdictSync(['agents', 'list', '--config', config])).toBe('');
+  });
+
+  it("read only data_dir of --config, so they run without the server's environment (its env: references unset)", () => {
+    const data = join(cwd, 'from-config');
+    const db = openServerDb(data);
+    new FeedTokens(db).create('ops', 'read');
+    db.close();
+    const config = join(cwd, 'server-env.yaml');
+    const unset = 'VERDICT_TEST_UNSET_HOOK_URL';
+    expect(process.env[unset]).toBeUndefined();
+    writeFileSync(
+      config,
+      `data_dir: ${data}\nwebhooks:\n  integrations:\n    - name: hook\n      type: generic\n      url: env:${unset}\n      secrets: [env:${unset}]\n`,
+    );
+    expect(verdictSync(['tokens', 'list', '--config', config])).toMatch(/^1\tops\tread\t/);
+    expect(verdictSync(['agents', 'list', '--config', config])).toBe('');
+    expect(verdictSync(['ci-tokens', 'list', '--config', config])).toBe('');
+
+    // data_dir is still checked as the server checks it, and a misspelt one is not taken for the default.
+    const refused = (file: string) => {
+      const r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'tokens', 'list', '--config', file], { cwd, encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      return r.stdout + r.stderr;
+    };
+    writeFileSync(config, 'data_dir: ""\n');
+    expect(refused(config)).toContain(`${config}:1: data_dir: must not be empty`);
+    writeFileSync(config, `data_dri: ${data}\n`);
+    expect(refused(config)).toContain(`${config}:1: data_dri: unknown key; rename it to data_dir`);
+    expect(refused(join(cwd, 'missing.yaml'))).toContain(`cannot read server config ${join(cwd, 'missing.yaml')}: ENOENT`);
   });
 });
 
