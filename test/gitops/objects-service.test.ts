@@ -8,7 +8,7 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { VERSION } from '../../src/shared/version.js';
-import { ConfigProject, tempDir } from '../helpers/processes.js';
+import { ConfigProject, gitCalls, tempDir } from '../helpers/processes.js';
 
 // The server side of GitOps through a real server and a real gRPC client:
 // which files of which project at which commit reach the agent, in the
@@ -256,5 +256,26 @@ describe('GetObjectsToSynchronize', () => {
     // The first entry of each repository is served; so is every project of an agent whose config lists each once (edge, above).
     expect((await as('')).header?.commit_id).toBe(config.git('rev-parse', 'HEAD'));
     expect((await as('group/app')).header?.project_id).toBe('group/app');
+  });
+
+  // Every request checks the agent's config.yaml for two entries naming one repository (above). The configuration is
+  // the latest value only: it is read once per commit of the configuration project, not on every request.
+  it("reads the agent's config.yaml once per configuration-project commit, and again once the commit changes", async () => {
+    const commitSent = async () => (await fetchObjects({ paths: [glob('manifests/*.yaml')] })).header?.commit_id;
+    const configReads = (calls: string[]) => calls.filter((c) => c.includes('.gitlab/agents/edge/config.yaml'));
+    const first = config.git('rev-parse', 'HEAD');
+    const atFirst = await gitCalls(async () => {
+      expect(await commitSent()).toBe(first);
+      expect(await commitSent()).toBe(first);
+    });
+    // ls-tree, then cat-file: one read, for two requests.
+    expect(configReads(atFirst)).toHaveLength(2);
+
+    const second = config.commit({ 'manifests/cm.yaml': 'kind: ConfigMap\nmetadata: {name: two}\n' });
+    const atSecond = await gitCalls(async () => {
+      expect(await commitSent()).toBe(second);
+      expect(await commitSent()).toBe(second);
+    });
+    expect(configReads(atSecond)).toHaveLength(2);
   });
 });
