@@ -10,7 +10,6 @@ import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
 import { startFalcoPoster } from '../peers/falco/falco-poster.js';
 import { startServer } from '../server/server.js';
 import { demoWebhooks } from '../server/webhooks/demo.js';
-import { kafkaConfigFromFlag } from '../server/kafka/client.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../shared/config/kafka-config.js';
 import { splitHostPort } from '../shared/config/host-port.js';
 import { listenError } from '../shared/config/listen-error.js';
@@ -158,7 +157,7 @@ export async function run(argv: string[]): Promise<number> {
   const webhook = values.webhook ? demoWebhooks(values.webhook, values['webhook-secret']) : undefined;
   let kafka: KafkaConfig | undefined;
   try {
-    kafka = values.kafka ? kafkaConfigFromFlag(kafkaConfigForBootstrap(values.kafka), '--kafka') : undefined;
+    kafka = values.kafka ? kafkaConfigForBootstrap(values.kafka, {}, '--kafka') : undefined;
   } catch (e) {
     if (e instanceof ConfigError)
       throw usageError(`verdict demo: --kafka: ${e.issues[0]!.message} (give host:port of a broker, e.g. 127.0.0.1:9092; scripts/kafka.sh start prints one)`);

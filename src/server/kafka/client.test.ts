@@ -1,7 +1,7 @@
 import kafkajs from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { kafkaConfigForBootstrap } from '../../shared/config/kafka-config.js';
-import { explainKafkaError, kafkaConfigFromFlag } from './client.js';
+import { explainKafkaError } from './client.js';
 
 // The advice names the settings where the brokers came from: a config file's kafka: keys, or, for the demo's
 // --kafka, that flag, and no key the demo has no way to set.
@@ -30,7 +30,8 @@ describe('explainKafkaError', () => {
   });
 
   it('names the flag, and no kafka: key, for brokers from a flag', () => {
-    const cfg = kafkaConfigFromFlag(kafkaConfigForBootstrap('127.0.0.1:1'), '--kafka');
+    // A copy keeps the flag: the server merges and passes configs on, and the source is part of the value.
+    const cfg = structuredClone({ ...kafkaConfigForBootstrap('127.0.0.1:1', {}, '--kafka') });
     const said = BROKER_ANSWERS.map((e) => explainKafkaError(e, cfg, 'verdict.log'));
     expect(said[0]).toMatch(
       /^Kafka cannot create verdict\.log with the brokers' default\.replication\.factor .*lower default\.replication\.factor on the brokers/,

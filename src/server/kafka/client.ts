@@ -123,22 +123,6 @@ function rootCause(e: unknown): unknown {
   return cur;
 }
 
-// Configs built from a command-line flag rather than a config file's kafka: block
-// (the demo's --kafka). Keyed by the object, which the server passes on unchanged
-// to every Kafka worker, so their errors need no extra argument to say where the
-// brokers came from.
-const FROM_FLAG = new WeakMap<KafkaConfig, string>();
-
-/**
- * Marks `cfg` as built from the command-line flag `flag` alone, so that
- * explainKafkaError names that flag for the brokers and, for the settings only a
- * config file has, says what is wrong without naming keys the user cannot set.
- */
-export function kafkaConfigFromFlag(cfg: KafkaConfig, flag: string): KafkaConfig {
-  FROM_FLAG.set(cfg, flag);
-  return cfg;
-}
-
 /**
  * Error text for an operator: what failed and what to do. kafkajs messages
  * alone ("Connection error: connect ECONNREFUSED") do not say which setting
@@ -151,7 +135,7 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
   const msg = errText(root);
   const brokers = cfg.brokers.join(',');
   // Undefined for a config file, whose keys the hints name.
-  const flag = FROM_FLAG.get(cfg);
+  const flag = cfg.from_flag;
   if (name === 'KafkaJSSASLAuthenticationError' || type === 'SASL_AUTHENTICATION_FAILED' || /SASL/i.test(msg)) {
     return `Kafka refused the SASL login (mechanism ${cfg.sasl?.mechanism ?? 'none'}, user ${cfg.sasl?.username ?? '-'}): ${msg}; ${
       flag

@@ -107,5 +107,14 @@ describe('kafka config block', () => {
   it('builds the block from a bootstrap list (verdict demo --kafka)', () => {
     expect(kafkaConfigForBootstrap('127.0.0.1:9092, 127.0.0.1:9093').brokers).toEqual(['127.0.0.1:9092', '127.0.0.1:9093']);
     expect(() => kafkaConfigForBootstrap('localhost')).toThrow(ConfigError);
+    expect(kafkaConfigForBootstrap('127.0.0.1:9092', {}, '--kafka').from_flag).toBe('--kafka');
+    expect(kafkaConfigForBootstrap('127.0.0.1:9092').from_flag).toBeUndefined();
+  });
+
+  it('refuses from_flag in a config file: only a command-line flag sets where the brokers came from', () => {
+    const said = issues('kafka:\n  brokers: [kafka-0.kafka:9092]\n  from_flag: --kafka\n');
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/^3: kafka\.from_flag: /);
+    expect(() => kafkaConfigForBootstrap('127.0.0.1:9092', { from_flag: '--kafka' })).toThrow(ConfigError);
   });
 });

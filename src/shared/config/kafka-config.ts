@@ -98,7 +98,15 @@ const kafkaFields = obj({
 });
 
 type Out<V> = V extends Validator<infer T> ? T : never;
-export type KafkaConfig = Out<typeof kafkaFields>;
+export type KafkaConfig = Out<typeof kafkaFields> & {
+  /**
+   * The command-line flag the brokers came from (the demo's --kafka), so that
+   * errors name it rather than kafka: keys the user has no file to set. Not a
+   * key of kafkaFields: a config file cannot set it, and the value carries it
+   * through every copy of the config.
+   */
+  from_flag?: string;
+};
 
 /** Rules that span fields, reported at the field that has to change. */
 export const kafkaConfigSchema: Validator<KafkaConfig> = (node, path, ctx) => {
@@ -126,11 +134,15 @@ export function parseKafkaJson(value: unknown, what = 'kafka'): KafkaConfig {
   return parseYamlConfig(JSON.stringify(value ?? null, null, 2), what, kafkaConfigSchema).value;
 }
 
-/** The kafka block for a comma-separated bootstrap list, all else default (`verdict demo --kafka`). */
-export function kafkaConfigForBootstrap(bootstrap: string, extra: Record<string, unknown> = {}): KafkaConfig {
+/**
+ * The kafka block for a comma-separated bootstrap list, all else default;
+ * `flag` names the command-line flag it came from (`verdict demo --kafka`).
+ */
+export function kafkaConfigForBootstrap(bootstrap: string, extra: Record<string, unknown> = {}, flag?: string): KafkaConfig {
   const brokers = bootstrap
     .split(',')
     .map((b) => b.trim())
     .filter(Boolean);
-  return parseKafkaJson({ brokers, ...extra }, '--kafka');
+  const cfg = parseKafkaJson({ brokers, ...extra }, flag ?? '--kafka');
+  return flag ? { ...cfg, from_flag: flag } : cfg;
 }
