@@ -50,7 +50,16 @@ const BODY_PREVIEW = 200;
 /** What a commit of the staged occurrences came to. */
 type Persisted = 'written' | 'retry' | 'narrow';
 
-/** Whether `e` comes from the storage (SQLite, the file system), which may work again; anything else recurs with the same events. */
+/**
+ * Whether a failed commit is the storage's fault (SQLite's own errors, and
+ * Node's system errors, which carry `syscall`): those depend on the disk and
+ * may pass, so the events wait in the inbox. Anything else is taken as the
+ * events' fault (typically serialising an alert throws), because a commit
+ * touches nothing but the staged alerts and the storage, and because the two
+ * mistakes cost differently: taking an event's fault for the storage's would
+ * hold up every event after it for ever, while the other way round costs
+ * retries in shorter runs and at worst the one event left alone, logged.
+ */
 function isStorageError(e: unknown): boolean {
   return e instanceof Database.SqliteError || (e instanceof Error && typeof (e as NodeJS.ErrnoException).syscall === 'string');
 }
@@ -99,6 +108,12 @@ export class InboxSink {
   private runLength = REPLAY_CHUNK;
   private persistTimer: NodeJS.Timeout | undefined;
   private persistSoon = false;
+  /**
+   * Events up to this one have been counted and logged for what turning them
+   * into alerts found (unreadable, skipped, a failing builder): a replay after
+   * a failed write reads them again, some several times while narrowing.
+   */
+  private reportedSeq = 0;
   private readonly errors = new LogThrottle();
   private readonly readErrors = new LogThrottle();
   private closed = false;
@@ -168,7 +183,8 @@ export class InboxSink {
     if (!end || this.replaying) return;
     const alerts: AlertPayload[] = [];
     // The HTTP input checked skipReason() before the append.
-    for (let i = 0; i < batch.length; i++) if (outcomes[i] === 'accepted') this.buildInto(alerts, batch[i]!.ev, false);
+    for (let i = 0; i < batch.length; i++) if (outcomes[i] === 'accepted') this.buildInto(alerts, batch[i]!.ev, false, true);
+    this.reportedSeq = this.lastSeq;
     this.stageUpTo(alerts, this.lastSeq, end);
     this.writeUuidsNow();
   }
@@ -213,17 +229,19 @@ export class InboxSink {
     this.uuids.committed(written!);
   }
 
-  private buildInto(alerts: AlertPayload[], ev: FalcoEvent, check: boolean): void {
+  /** `report`: the event is read for the first time, so what it comes to is counted and logged. */
+  private buildInto(alerts: AlertPayload[], ev: FalcoEvent, check: boolean, report: boolean): void {
     try {
       if (!check) {
         alerts.push(this.opts.builder.toAlert(ev));
         return;
       }
       const r = this.opts.builder.build(ev);
-      if (r.skipped) falcoEvents.inc({ input: 'http', outcome: r.skipped });
-      else alerts.push(r.alert);
+      if (!r.skipped) alerts.push(r.alert);
+      else if (report) falcoEvents.inc({ input: 'http', outcome: r.skipped });
     } catch (e) {
       // Not expected: build() takes any parsed event. The event is dropped rather than retried forever.
+      if (!report) return;
       falcoEvents.inc({ input: 'http', outcome: 'unwritable' });
       this.opts.log.error({ error: errText(e), rule: ev.rule }, 'Failed to turn a stored Falco event into an alert; it is skipped');
     }
@@ -267,16 +285,7 @@ export class InboxSink {
       const from = this.persistedPos;
       const events = seq - this.persistedSeq;
       this.rolledBack();
-      if (isStorageError(e)) {
-        const suppressed = this.errors.pass();
-        if (suppressed !== undefined) {
-          this.opts.log.error(
-            { error: errText(e), events: this.lastSeq - this.persistedSeq, suppressed },
-            'Failed to write alerts for stored Falco events; they stay in the inbox and are retried',
-          );
-        }
-        return 'retry';
-      }
+      if (isStorageError(e)) return this.writeFailed(e);
       if (events === 1) return this.skipUnwritable(e, from, seq, pos);
       // One of these events (or more) cannot be written: write them again in shorter runs.
       this.narrowTo = Math.max(this.narrowTo, seq);
@@ -285,6 +294,18 @@ export class InboxSink {
     }
     this.advance(seq, pos);
     return 'written';
+  }
+
+  /** The events stay in the inbox for the next try; logged once a minute, as a failing disk fails every try. */
+  private writeFailed(e: unknown): Persisted {
+    const suppressed = this.errors.pass();
+    if (suppressed !== undefined) {
+      this.opts.log.error(
+        { error: errText(e), events: this.lastSeq - this.persistedSeq, suppressed },
+        'Failed to write alerts for stored Falco events; they stay in the inbox and are retried',
+      );
+    }
+    return 'retry';
   }
 
   /** One transaction: the staged occurrences, the inbox position they reach and the new uuids. */
@@ -313,8 +334,7 @@ export class InboxSink {
       this.commitUpTo(end);
     } catch (e2) {
       this.rolledBack();
-      this.opts.log.error({ error: errText(e2) }, 'Failed to write alerts for stored Falco events; they stay in the inbox and are retried');
-      return 'retry';
+      return this.writeFailed(e2);
     }
     falcoEvents.inc({ input: 'http', outcome: 'unwritable' });
     this.opts.log.error(
@@ -368,10 +388,12 @@ export class InboxSink {
     let seq = this.stagedSeq;
     for (const r of records) {
       seq++;
+      const report = seq > this.reportedSeq;
       let ev: FalcoEvent;
       try {
         ev = parseFalcoJson(r.body.toString('utf8'));
       } catch (e) {
+        if (!report) continue;
         falcoEvents.inc({ input: 'http', outcome: 'invalid' });
         this.opts.log.error(
           {
@@ -385,8 +407,9 @@ export class InboxSink {
         continue;
       }
       if (fresh) this.uuids.claim(ev.uuid);
-      this.buildInto(alerts, ev, true);
+      this.buildInto(alerts, ev, true, report);
     }
+    this.reportedSeq = Math.max(this.reportedSeq, seq);
     if (fresh) this.lastSeq = Math.max(this.lastSeq, seq);
     if (records.length) this.stageUpTo(alerts, seq, records[records.length - 1]!.end);
     if (records.length < limit) {
