@@ -68,7 +68,7 @@ export async function run(argv: string[]): Promise<number> {
     true,
   );
   const dataDir = serverDataDir(values);
-  if (command === 'register') return register(positionals, values['config-project'], values['token-name'], dataDir);
+  if (command === 'register') return await register(positionals, values['config-project'], values['token-name'], dataDir);
   const db = openExistingServerDb(dataDir, `agents ${command}`);
   try {
     const registry = new AgentRegistry(db);
@@ -121,7 +121,7 @@ export async function run(argv: string[]): Promise<number> {
  * the top of a git repository; an existing agent refused). The only command that may create the server's database:
  * registering the first agent before the server's first start is how a cluster is set up.
  */
-function register(positionals: string[], configProject: string | undefined, tokenName: string, dataDir: string): number {
+async function register(positionals: string[], configProject: string | undefined, tokenName: string, dataDir: string): Promise<number> {
   const name = positionals[0];
   if (!name || positionals.length > 1)
     throw usageError('verdict agents register: give exactly one agent name, e.g. `verdict agents register prod-cluster --config-project ./infra`');
@@ -130,10 +130,10 @@ function register(positionals: string[], configProject: string | undefined, toke
   const existed = existsSync(dbFile);
   // A new database is created only for a registration that succeeds: it is checked first, by the registry's own
   // rules, on a throwaway one.
-  const registerIn = (dir: string) => {
+  const registerIn = async (dir: string) => {
     const db = openServerDb(dir);
     try {
-      return new AgentRegistry(db).register(name, configProject, tokenName);
+      return await new AgentRegistry(db).registerChecked(name, configProject, tokenName);
     } catch (e) {
       if (isVerdictError(e, 'VERDICT_BAD_REQUEST', 'VERDICT_CONFLICT')) throw usageError(`verdict agents register: ${e.message}`);
       throw e;
@@ -141,8 +141,8 @@ function register(positionals: string[], configProject: string | undefined, toke
       db.close();
     }
   };
-  if (!existed) registerIn(':memory:');
-  const { token, notes } = registerIn(dataDir);
+  if (!existed) await registerIn(':memory:');
+  const { token, notes } = await registerIn(dataDir);
   process.stdout.write(`${token}\n`);
   for (const note of notes) process.stderr.write(`verdict agents register: note: ${note}\n`);
   if (!existed)

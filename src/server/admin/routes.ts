@@ -109,7 +109,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
     async (req, reply) => {
       const body = req.body as { name: string; config_project: string; token_name?: string };
-      const r = deps.agents.register(body.name, body.config_project, body.token_name ?? 'default');
+      const r = await deps.agents.registerChecked(body.name, body.config_project, body.token_name ?? 'default');
       deps.log.info({ agent_name: body.name, token_id: r.tokenId, actor: actor(req) }, 'Registered an agent');
       return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token }, notes: r.notes });
     },

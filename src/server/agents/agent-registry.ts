@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import type Database from 'better-sqlite3';
 import { VerdictError } from '../../shared/errors.js';
 import { preparedCache, type DB } from '../../shared/sqlite/open.js';
@@ -56,8 +57,8 @@ export interface AgentConfigStatus {
 }
 
 /**
- * Agents, their configuration projects and their tokens (stored as hashes only). An invalid agent or token name or a
- * configuration project that is not the top of a git repository is a VERDICT_BAD_REQUEST, an agent registered twice a
+ * Agents, their configuration projects and their tokens (stored as hashes only). An invalid agent or token name or (in
+ * registerChecked) a configuration project that is not the top of a git repository is a VERDICT_BAD_REQUEST, an agent registered twice a
  * VERDICT_CONFLICT, an unknown agent a VERDICT_NOT_FOUND.
  */
 export class AgentRegistry {
@@ -74,28 +75,36 @@ export class AgentRegistry {
   }
 
   /**
-   * Registers a new agent and returns its first token, once, with notes on its configuration project (no commit or no
-   * config.yaml yet: the agent waits for it). An agent already registered is a VERDICT_CONFLICT: a second registration
-   * must not move an agent to another configuration project unseen, nor add a token to it under another name.
+   * Registers a new agent from what a user sent (`verdict agents register`, POST /api/v1/admin/agents) and returns its
+   * first token, once, with notes on its configuration project (no commit or no config.yaml yet: the agent waits for it).
+   * The project is checked first (async: it runs git, and neither the server nor the database waits meanwhile).
    */
-  register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number; notes: string[] } {
-    if (!AGENT_NAME.test(name)) {
-      throw new VerdictError(
-        'VERDICT_BAD_REQUEST',
-        `agent name "${name}" is invalid: use lowercase letters, digits and dashes (a DNS label, as in .gitlab/agents/<name>/)`,
-      );
-    }
-    checkTokenName(tokenName);
-    this.refuseExisting(name);
-    // Outside the transaction: it runs git, and the database stays writable for everyone else meanwhile.
-    const { path, notes } = checkConfigProject(configProject, name);
+  async registerChecked(
+    name: string,
+    configProject: string,
+    tokenName = 'default',
+  ): Promise<{ agent: AgentRecord; token: string; tokenId: number; notes: string[] }> {
+    this.checkNew(name, tokenName);
+    const { path, notes } = await checkConfigProject(configProject, name);
+    return { ...this.register(name, path, tokenName), notes };
+  }
+
+  /**
+   * Registers a new agent and returns its first token, once. The configuration project is taken as it is: for one this
+   * process made (tests, the demo); registerChecked checks a user's. An agent already registered is a VERDICT_CONFLICT:
+   * a second registration must not move an agent to another configuration project unseen, nor add a token to it under
+   * another name.
+   */
+  register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number } {
+    this.checkNew(name, tokenName);
+    const path = resolve(configProject);
     const now = new Date().toISOString();
     return this.db.transaction(() => {
       this.refuseExisting(name);
       const info = this.db.prepare('INSERT INTO agents (name, config_project, created_at) VALUES (?, ?, ?)').run(name, path, now);
       const agent: AgentRecord = { id: Number(info.lastInsertRowid), name, config_project: path, created_at: now };
       const { token, id } = this.insertToken(agent.id, tokenName, now);
-      return { agent, token, tokenId: id, notes };
+      return { agent, token, tokenId: id };
     })();
   }
 
@@ -206,6 +215,17 @@ export class AgentRegistry {
 
   getById(id: number): AgentRecord | undefined {
     return this.sql('SELECT * FROM agents WHERE id = ?').get(id) as AgentRecord | undefined;
+  }
+
+  private checkNew(name: string, tokenName: string): void {
+    if (!AGENT_NAME.test(name)) {
+      throw new VerdictError(
+        'VERDICT_BAD_REQUEST',
+        `agent name "${name}" is invalid: use lowercase letters, digits and dashes (a DNS label, as in .gitlab/agents/<name>/)`,
+      );
+    }
+    checkTokenName(tokenName);
+    this.refuseExisting(name);
   }
 
   private refuseExisting(name: string): void {

@@ -1,18 +1,21 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { VerdictError } from '../../shared/errors.js';
 import { configPath } from '../config/agent-config-path.js';
+import { git, notOwnedMessage } from '../config/git-project.js';
 
-// A configuration project is a git repository on the server's disk (the server runs `git -C <path>`); a
-// URL or a directory that is not the top of a repository would register an agent that never gets a
-// configuration, and the server would say so only in its log, later.
+// A configuration project is a git repository on the server's disk, read by the server with git-project.ts; a URL, a
+// directory that is not the top of a repository or one git refuses to read would register an agent that never gets a
+// configuration, and the server would say so only in its log, later. The check runs git the same way, so it refuses what
+// the server could not read.
 
-function git(dir: string, args: string[]): string | undefined {
+/** git's answer, or undefined when git fails; a repository git refuses for its owner is refused with what to do. */
+async function ask(dir: string, args: string[]): Promise<string | undefined> {
   try {
-    // safe.directory: the server may run as another user than whoever registers; ownership is its concern.
-    return execFileSync('git', ['-c', 'safe.directory=*', '-C', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
+    return String(await git(dir, args)).trim();
+  } catch (e) {
+    const notOwned = notOwnedMessage(dir, (e as Error).message);
+    if (notOwned) refuse(`configuration project ${notOwned}`);
     return undefined;
   }
 }
@@ -25,7 +28,7 @@ function refuse(message: string): never {
  * The absolute path of `given` once it is known to be the top of a git repository (or a bare one), with notes when its
  * default branch has no commit or no config.yaml for `agent` yet; otherwise a VERDICT_BAD_REQUEST saying how to make one.
  */
-export function checkConfigProject(given: string, agent: string): { path: string; notes: string[] } {
+export async function checkConfigProject(given: string, agent: string): Promise<{ path: string; notes: string[] }> {
   const file = configPath(agent);
   const howTo = `\`git init\` there, then commit the agent's configuration at ${file} (\`git add ${file} && git commit\`)`;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(given) || /^[^/]+@[^/:]+:/.test(given))
@@ -34,18 +37,18 @@ export function checkConfigProject(given: string, agent: string): { path: string
     );
   const path = resolve(given);
   if (!existsSync(path)) refuse(`configuration project ${path} does not exist; pass the path of a git repository: ${howTo}`);
-  const bare = git(path, ['rev-parse', '--is-bare-repository']);
+  const bare = await ask(path, ['rev-parse', '--is-bare-repository']);
   if (bare === undefined) refuse(`configuration project ${path} is not a git repository; ${howTo}`);
-  const top = bare === 'true' ? git(path, ['rev-parse', '--absolute-git-dir']) : git(path, ['rev-parse', '--show-toplevel']);
+  const top = bare === 'true' ? await ask(path, ['rev-parse', '--absolute-git-dir']) : await ask(path, ['rev-parse', '--show-toplevel']);
   if (top === undefined) refuse(`configuration project ${path} is inside a git repository's .git directory; pass the repository's top directory`);
   if (realpathSync(top) !== realpathSync(path))
     refuse(
       `configuration project ${path} is inside the git repository ${top}, not its top; pass ${top} (the agent's configuration is read from ${file} there)`,
     );
   const notes: string[] = [];
-  if (git(path, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}']) === undefined)
+  if ((await ask(path, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'])) === undefined)
     notes.push(`${path} has no commit yet; the agent gets its configuration once ${file} is committed to the default branch`);
-  else if (git(path, ['cat-file', '-e', `HEAD:${file}`]) === undefined)
+  else if ((await ask(path, ['cat-file', '-e', `HEAD:${file}`])) === undefined)
     notes.push(`${path} has no ${file} on its default branch yet; the agent gets its configuration once it is committed there`);
   return { path, notes };
 }

@@ -8,7 +8,8 @@ const run = promisify(execFile);
 // committed content only, from the default branch (what HEAD points to), so a
 // half-edited working tree never reaches an agent.
 
-async function git(repo: string, args: string[], encoding: 'utf8' | 'buffer' = 'utf8'): Promise<string | Buffer> {
+/** Runs git in `repo` (without overriding safe.directory: git must not trust a repository another user owns); a failure is a VERDICT_GIT with git's first line of stderr. */
+export async function git(repo: string, args: string[], encoding: 'utf8' | 'buffer' = 'utf8'): Promise<string | Buffer> {
   try {
     const { stdout } = await run('git', ['-C', repo, ...args], { encoding, maxBuffer: 64 * 1024 * 1024 });
     return stdout;
@@ -26,18 +27,23 @@ export async function headCommit(repo: string): Promise<string> {
     return String(await git(repo, ['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
   } catch (e) {
     const why = (e as Error).message;
-    // git refuses a repository another user owns with the same exit as a missing one.
-    if (why.includes('dubious ownership')) {
-      throw new VerdictError(
-        'VERDICT_GIT',
-        `${repo} belongs to another user than this server's, and git refuses to read it (${why}); add it to safe.directory in git's global config (deploy/server/server.yaml does so with GIT_CONFIG_GLOBAL)`,
-      );
-    }
+    const notOwned = notOwnedMessage(repo, why);
+    if (notOwned) throw new VerdictError('VERDICT_GIT', notOwned);
     throw new VerdictError(
       'VERDICT_GIT',
       `${repo} is not a git repository with a commit on its default branch (${why}); run \`git init\` there and commit .gitlab/agents/<name>/config.yaml`,
     );
   }
+}
+
+/**
+ * What to do when git refused `repo` (failure `why`) because another user owns it, or undefined for any other failure. git
+ * refuses such a repository with the same exit as a missing one, and must: honouring its .git/config would run its hooks
+ * and commands as this user (CVE-2022-24765).
+ */
+export function notOwnedMessage(repo: string, why: string): string | undefined {
+  if (!why.includes('dubious ownership')) return undefined;
+  return `${repo} belongs to another user than this server's, and git refuses to read it (${why}); add it to safe.directory in git's global config of the user the server runs as (\`git config --global --add safe.directory ${repo}\`; deploy/server/server.yaml does so with GIT_CONFIG_GLOBAL), or chown it to that user`;
 }
 
 /** A file's content at a commit, or undefined when the commit has no such file. */
