@@ -90,8 +90,14 @@ describe('verdict config check', () => {
       help += String(c);
       return true;
     });
-    expect(await main(['config', 'check', '--help'])).toBe(0);
-    vi.restoreAllMocks();
+    let code: number;
+    try {
+      code = await main(['config', 'check', '--help']);
+    } finally {
+      // The checks below write to stdout themselves, and a throw must not leave it swallowed.
+      vi.restoreAllMocks();
+    }
+    expect(code).toBe(0);
     const flat = help.replace(/\s+/g, ' ');
     const [errors, warnings] = flat.split('Warnings leave it valid:') as [string, string];
     // What each part of the help claims, and a file showing it.

@@ -74,9 +74,8 @@ describe('verdict server start-up failures', () => {
         ['server', '--data-dir', '/proc/verdict-nope/data', '--http-addr', `127.0.0.1:${await freePort()}`, '--grpc-addr', `127.0.0.1:${await freePort()}`],
         'server',
       );
-      const code = await Promise.race([server.exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 10_000))]);
-      await server.kill('SIGKILL');
-      expect(code).toBe(1);
+      // A regression spins in mkdir and never exits: the test's own timeout ends it (killAll in afterAll).
+      expect(await server.exited).toBe(1);
       expect(server.logs.at(-1)).toMatchObject({
         level: 'error',
         error:

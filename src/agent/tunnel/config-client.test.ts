@@ -157,13 +157,13 @@ describe('configuration stream', () => {
 
   it('reconnects at once after a clean end of the stream, and after an error only with backoff', async () => {
     // Each call notes the backoffs the agent had logged by then: the loop waits only after logging one.
-    const calls: { at: number; commit: string; backoffs: unknown[] }[] = [];
+    const calls: { commit: string; backoffs: unknown[] }[] = [];
     const server = new grpc.Server();
     let lines: Awaited<ReturnType<typeof startAgentStream>>['lines'] = [];
     server.addService(AgentConfigurationService, {
       getConfiguration: (call: grpc.ServerWritableStream<ConfigurationRequest, ConfigurationResponse>) => {
         const backoffs = lines.filter((l) => 'retry_in_ms' in l).map((l) => [l.msg, (l as { retry_in_ms?: number }).retry_in_ms]);
-        calls.push({ at: Date.now(), commit: call.request.commit_id, backoffs });
+        calls.push({ commit: call.request.commit_id, backoffs });
         if (calls.length === 1) {
           call.write({ commit_id: 'c1', config_json: '{}', files: [], agent_name: 'edge', warnings: [] });
           call.end();
@@ -180,7 +180,6 @@ describe('configuration stream', () => {
     // The redial after the clean end came with no backoff before it; the one after the error after one, of the whole 3 s.
     const failed = 'Config: failed to get configuration from the server';
     expect(calls.map((c) => c.backoffs)).toEqual([[], [], [[failed, 3000]]]);
-    expect(calls[2]!.at - calls[1]!.at).toBeGreaterThanOrEqual(2950);
     expect(lines.filter((l) => l.msg === 'Config: failed to get configuration from the server')).toHaveLength(1);
   });
 

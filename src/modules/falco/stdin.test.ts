@@ -2,6 +2,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { falcoConfig, fixtureLines, silent, store } from '../../../test/falco/helpers.js';
 import { capturingLogger } from '../../../test/helpers/logs.js';
+import { until } from '../../../test/helpers/processes.js';
 import { loadFalcoDefaults } from './defaults.js';
 import { FalcoSink } from './sink.js';
 import { readJsonlStream } from './stdin.js';
@@ -70,14 +71,20 @@ describe('stdin input (program_output)', () => {
     const done = readJsonlStream({ stream, sink, builder, log: silent, signal: new AbortController().signal, retryInitialMs: 10 });
     const lines = fixtureLines();
     stream.write(`${lines[0]}\n${lines[1]}\n`);
-    for (let i = 0; i < 500 && attempts < 2; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(attempts).toBeGreaterThan(1);
+    await until(
+      () => attempts > 1 || undefined,
+      5_000,
+      () => `a second attempt to store the lines (${attempts} so far)`,
+    );
     expect(s.outbox.size).toBe(0);
     expect(stream.isPaused()).toBe(true);
     stream.write(`${lines[4]}\n`);
     fail = false;
-    const until = Date.now() + 5_000;
-    while (s.outbox.size < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    await until(
+      () => s.outbox.size >= 3 || undefined,
+      5_000,
+      () => `the three lines in the outbox (${s.outbox.size} so far)`,
+    );
     stream.end();
     await done;
     expect(s.outbox.read(0, 10).map((r) => (JSON.parse(r.payload.toString()) as { rule: string }).rule)).toEqual([
