@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { openServerDb, SERVER_DB_FILE } from '../server/store/server-db.js';
 import { isVerdictError } from '../shared/errors.js';
 import { parseFlags, usageError } from './args.js';
-import { openExistingServerDb, SERVER_DB_FLAGS, SERVER_DB_FLAGS_HELP, serverDataDir } from './server-db.js';
+import { openExistingServerDb, SERVER_DB_FLAGS, serverDataDir, serverDbFlagsHelp } from './server-db.js';
 
 const HELP = `Usage:
   verdict agents register <name> --config-project <path> [--token-name <name>] [--data-dir <dir> | --config <file>]
@@ -25,7 +25,7 @@ const HELP = `Usage:
       Revokes a token: the agent's next call fails with Unauthenticated, and a running
       server closes the streams open with it within a second.
 
-${SERVER_DB_FLAGS_HELP.replace('the command refuses', 'every command but register refuses')}
+${serverDbFlagsHelp('every command but register')}
 The same operations are in the admin HTTP API, /api/v1/admin/agents.
 `;
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openServerDb, SERVER_DB_FILE } from '../server/store/server-db.js';
-import { loadServerConfigFile, SERVER_DEFAULTS } from '../shared/config/server-config.js';
+import { loadServerDataDir, SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { usageError } from './args.js';
 
 /** The flags every command on the server's database takes, as parseFlags options. */
@@ -10,14 +10,20 @@ export const SERVER_DB_FLAGS = {
   'data-dir': { type: 'string' },
 } as const;
 
-/** What the help of such a command says of them. */
-export const SERVER_DB_FLAGS_HELP = `--data-dir is the server's data directory, or --config <server.yaml> gives its data_dir
-(default ${SERVER_DEFAULTS.data_dir}, relative to the current directory); the server may be
-running. Without the server's database (server.db) there, the command refuses to run.`;
+/** What the help of such commands says of them; `which` names the commands that need the database. */
+export function serverDbFlagsHelp(which: string): string {
+  return `--data-dir is the server's data directory, or --config <server.yaml> gives its data_dir
+(default ${SERVER_DEFAULTS.data_dir}, relative to the current directory; the server may be
+running; only data_dir is read, so the server's env: and file: references need not be set).
+Without the server's database (server.db) there, ${which} refuses to run.`;
+}
+
+/** serverDbFlagsHelp of a command that takes them. */
+export const SERVER_DB_FLAGS_HELP = serverDbFlagsHelp('the command');
 
 /** The server's data directory: --data-dir, else data_dir of --config, else the default, as `verdict server` resolves it. */
 export function serverDataDir(values: { config?: string | undefined; 'data-dir'?: string | undefined }): string {
-  return values['data-dir'] ?? (values.config ? loadServerConfigFile(values.config).data_dir : SERVER_DEFAULTS.data_dir);
+  return values['data-dir'] ?? (values.config ? loadServerDataDir(values.config) : SERVER_DEFAULTS.data_dir);
 }
 
 /**

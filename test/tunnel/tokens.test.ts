@@ -299,6 +299,11 @@ describe('commands on an existing server database', () => {
     expect(verdictSync(['agents', 'list', '--config', config])).toBe('');
   });
 
+  it('say in their help which of them need the database', () => {
+    expect(verdictSync(['agents', '--help'])).toContain('there, every command but register refuses to run.');
+    expect(verdictSync(['tokens', '--help'])).toContain('there, the command refuses to run.');
+  });
+
   it("read only data_dir of --config, so they run without the server's environment (its env: references unset)", () => {
     const data = join(cwd, 'from-config');
     const db = openServerDb(data);

@@ -25,8 +25,10 @@ const urlPathPrefix: Validator<string> = (node, path, ctx) => {
   return v === undefined || v.endsWith('/') ? v : `${v}/`;
 };
 
+const dataDir = field(str({ nonEmpty: true }), { default: '.data/server' });
+
 export const serverConfigSchema = obj({
-  data_dir: field(str({ nonEmpty: true }), { default: '.data/server' }),
+  data_dir: dataDir,
   http_addr: field(addr, { default: '127.0.0.1:8080' }),
   grpc_addr: field(hostPort(GRPC_ADDR_HINT), { default: '127.0.0.1:8150' }),
   config_poll_interval: field(duration({ min: 50 }), { default: 20_000 }),
@@ -76,12 +78,26 @@ export const SERVER_DEFAULTS: ServerConfig = {
   config_poll_interval: 20_000,
 };
 
-export function loadServerConfigFile(file: string): ServerConfig {
-  let text: string;
+function readServerConfig(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (e) {
     throw new Error(`cannot read server config ${file}: ${(e as Error).message}`);
   }
-  return parseYamlConfig(text, file, serverConfigSchema).value;
+}
+
+export function loadServerConfigFile(file: string): ServerConfig {
+  return parseYamlConfig(readServerConfig(file), file, serverConfigSchema).value;
+}
+
+// A misspelt data_dir would otherwise be ignored and the default directory used instead.
+const dataDirOnly = obj({ data_dir: dataDir }, { open: true, misspeltIsError: `otherwise the default data directory, ${SERVER_DEFAULTS.data_dir}, is used` });
+
+/**
+ * data_dir of a server config file, checked as the server checks it, and nothing else: commands on the
+ * server's database run from shells without the server's environment, where the env:/file: references
+ * of its other sections (webhook secrets, Kafka's password) cannot be read and are not needed.
+ */
+export function loadServerDataDir(file: string): string {
+  return parseYamlConfig(readServerConfig(file), file, dataDirOnly).value.data_dir;
 }
