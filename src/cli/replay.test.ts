@@ -17,6 +17,7 @@ import { flowJson, pod, reserved, world } from '../modules/cilium/policy/testing
 import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
 import { parseAgentConfig } from '../server/config/agent-config.js';
 import type { AlertPayload } from '../shared/alert/payload.js';
+import { until } from '../../test/helpers/processes.js';
 import { run } from './replay.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
@@ -317,7 +318,12 @@ describe('usage', () => {
     const r = await replay('--policies', '/nonexistent/policies', '--flows', '/dev/null', examples, '/nonexistent/more.yaml');
     expect(r.code).toBe(2);
     expect(r.err).toBe(
-      'verdict replay: --policies /nonexistent/policies, /nonexistent/more.yaml: these paths do not exist; give network policy manifests (YAML or JSON files, or directories of them)\n',
+      'verdict replay: --policies /nonexistent/policies, policy path /nonexistent/more.yaml: these paths do not exist; give network policy manifests (YAML or JSON files, or directories of them)\n',
+    );
+    // A path after --policies' own is an argument of its own, and is named so.
+    const bare = await replay('--policies', examples, '/nonexistent/more.yaml', '--flows', '/dev/null');
+    expect(bare.err).toBe(
+      'verdict replay: policy path /nonexistent/more.yaml: this path does not exist; give network policy manifests (YAML or JSON files, or directories of them)\n',
     );
   });
 
@@ -374,13 +380,17 @@ describe('verdict replay and the agent name who talked alike', () => {
     ).value.cilium!;
     const abort = new AbortController();
     const run = createCiliumModule({ policyPaths: [bookinfo] }).run(block, { log, db, alerts, dataDir: tmpdir(), agentName: 'edge', files: [] }, abort.signal);
-    const r = await replay('--policies', bookinfo, '--flows', await capture(dropped));
+    let r: Awaited<ReturnType<typeof replay>>;
     try {
-      const end = Date.now() + 10_000;
+      r = await replay('--policies', bookinfo, '--flows', await capture(dropped));
       // Until the agent has stored (with its cursor) the last flow.
       const last = now - 60_000 + flows.length - 1;
-      const at = () => db.prepare('SELECT seconds * 1000 + nanos / 1000000 AS ms FROM hubble_cursor').get() as { ms: number } | undefined;
-      while ((at()?.ms ?? 0) < last && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
+      const at = () => (db.prepare('SELECT seconds * 1000 + nanos / 1000000 AS ms FROM hubble_cursor').get() as { ms: number } | undefined)?.ms ?? 0;
+      await until(
+        () => at() >= last || undefined,
+        20_000,
+        () => `the agent's cursor at the last flow (${last}; at ${at()})`,
+      );
     } finally {
       abort.abort();
       await run;

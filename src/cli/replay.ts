@@ -143,10 +143,13 @@ export async function run(argv: string[]): Promise<number> {
     if (!flags.values.flows)
       throw usageError('verdict replay: --flows is required (a `hubble observe -o json` capture, or - for stdin); see `verdict replay --help`');
     // A path that is not there is a mistyped argument, not a manifest to fix.
-    const missing = [...flags.values.policies, ...flags.positionals].filter((p) => !existsSync(p));
+    // Named as given: `--policies a b` makes b an argument of its own, which the user may not know.
+    const absent = (paths: string[]) => paths.filter((p) => !existsSync(p));
+    const [flagged, bare] = [absent(flags.values.policies), absent(flags.positionals)];
+    const missing = [...(flagged.length ? [`--policies ${flagged.join(', ')}`] : []), ...(bare.length ? [`policy path ${bare.join(', ')}`] : [])];
     if (missing.length > 0)
       throw usageError(
-        `verdict replay: --policies ${missing.join(', ')}: ${missing.length > 1 ? 'these paths do' : 'this path does'} not exist; give network policy manifests (YAML or JSON files, or directories of them)`,
+        `verdict replay: ${missing.join(', ')}: ${flagged.length + bare.length > 1 ? 'these paths do' : 'this path does'} not exist; give network policy manifests (YAML or JSON files, or directories of them)`,
       );
   } catch (e) {
     if (isVerdictError(e, 'VERDICT_USAGE')) {
