@@ -76,6 +76,15 @@ function leftInbox(bodies: string[]): string {
   return dir;
 }
 
+/** A builder whose alert for an event with output "poison" cannot be serialised (a BigInt sample): a fault that costs only that event. */
+class PoisonBuilder extends FalcoAlertBuilder {
+  override toAlert(ev: FalcoEvent) {
+    const a = super.toAlert(ev);
+    if (ev.output === 'poison') a.samples = [{ n: 1n }];
+    return a;
+  }
+}
+
 describe('Falco HTTP inbox, an event whose alert can never be written', () => {
   it('skips an event nested too deep that an earlier run stored, once, and writes the events after it', async () => {
     const good = [0, 1, 2].map((i) => toFalcoJson(scenarioEvent(i)));
@@ -117,14 +126,7 @@ describe('Falco HTTP inbox, an event whose alert can never be written', () => {
   });
 
   it('finds the one event among many whose alert fails to be written, skips it once and writes the others', async () => {
-    // An event that passes the checks but whose alert cannot be serialised: a fault of this kind must cost only that event.
-    class PoisonBuilder extends FalcoAlertBuilder {
-      override toAlert(ev: FalcoEvent) {
-        const a = super.toAlert(ev);
-        if (ev.output === 'poison') a.samples = [{ n: 1n }];
-        return a;
-      }
-    }
+    // An event that passes the checks but whose alert cannot be serialised must cost only that event.
     const events = Array.from({ length: 40 }, (_, i) => toFalcoJson({ ...scenarioEvent(i), output: i === 23 ? 'poison' : `event ${i}` }));
     const dir = leftInbox(events);
     const s = store(dir);
@@ -162,13 +164,6 @@ describe('Falco HTTP inbox, an event whose alert can never be written', () => {
 describe('Falco HTTP inbox, replays after a failed write', () => {
   it('counts and logs a stored event that cannot be read back once, however often narrowing reads it again', async () => {
     // The unreadable event sits beside the poisoned one, so every run that narrows down to the poison reads it again.
-    class PoisonBuilder extends FalcoAlertBuilder {
-      override toAlert(ev: FalcoEvent) {
-        const a = super.toAlert(ev);
-        if (ev.output === 'poison') a.samples = [{ n: 1n }];
-        return a;
-      }
-    }
     const events = Array.from({ length: 40 }, (_, i) =>
       i === 22 ? deepEvent : toFalcoJson({ ...scenarioEvent(i), output: i === 23 ? 'poison' : `event ${i}` }),
     );
