@@ -20,14 +20,20 @@ interface Internals {
   inboxSink: { staging: { commit(inTx?: () => void): void }; store: Inbox | undefined };
 }
 
+/** A store, a Falco sink without a dedup window (alerts written at once) and its HTTP input, logging to `logs`. */
+async function windowless() {
+  const s = store();
+  const cfg = falcoConfig('falco:\n  http: {}\n  dedup_window: 0s\n');
+  const builder = new FalcoAlertBuilder(cfg, loadFalcoDefaults());
+  const { log, logs } = capturingLogger();
+  const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: 0, builder, log, persistIntervalMs: 20 });
+  const input = await startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: 1 << 20, builder, sink, log });
+  return { s, logs, sink, input };
+}
+
 describe('Falco HTTP inbox, storage failing', () => {
   it('retries reading the inbox back after a failed write, until the alerts are written', async () => {
-    const s = store();
-    const cfg = falcoConfig('falco:\n  http: {}\n  dedup_window: 0s\n');
-    const builder = new FalcoAlertBuilder(cfg, loadFalcoDefaults());
-    const { log, logs } = capturingLogger();
-    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: 0, builder, log, persistIntervalMs: 20 });
-    const input = await startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: 1 << 20, builder, sink, log });
+    const { s, logs, sink, input } = await windowless();
     try {
       const inner = (sink as unknown as Internals).inboxSink;
       const commit = inner.staging.commit.bind(inner.staging);
@@ -191,12 +197,7 @@ describe('Falco HTTP inbox, replays after a failed write', () => {
   });
 
   it('logs a write that keeps failing after skipping an event once per interval, with the events waiting', async () => {
-    const s = store();
-    const cfg = falcoConfig('falco:\n  http: {}\n  dedup_window: 0s\n');
-    const builder = new FalcoAlertBuilder(cfg, loadFalcoDefaults());
-    const { log, logs } = capturingLogger();
-    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: 0, builder, log, persistIntervalMs: 20 });
-    const input = await startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: 1 << 20, builder, sink, log });
+    const { logs, sink, input } = await windowless();
     const inner = (sink as unknown as Internals).inboxSink;
     const commit = inner.staging.commit.bind(inner.staging);
     // Every commit fails, and not as the storage does: the one event is taken as unwritable, and so is recording the skip past it.
