@@ -22,7 +22,7 @@ export interface LoadedConfiguration {
  * An agent's config.yaml at a commit, validated, or why there is none: `missing` (no such file: callers may treat
  * that as no configuration, unlike a broken one) or `invalid` (its problems, file:line: path).
  */
-export type AgentConfigAt = { state: 'valid'; config: AgentConfig; warnings: ConfigIssue[] } | { state: 'missing' | 'invalid'; error: ConfigError };
+type AgentConfigAt = { state: 'valid'; config: AgentConfig; warnings: ConfigIssue[] } | { state: 'missing' | 'invalid'; error: ConfigError };
 
 /** Reads and validates config.yaml alone (not the files its blocks select). Throws only when git cannot be read (VERDICT_GIT). */
 export async function readAgentConfig(repo: string, agentName: string, commitId: string): Promise<AgentConfigAt> {

@@ -180,8 +180,9 @@ export class IntegrationRegistry {
   credentials(i: Integration): ResolvedCredentials {
     const c = this.creds.get(i.id);
     if (c && c.updated === i.updated_at) return c.value;
-    // Only the config file may read the server's environment and files; an API-made
-    // integration stored with a reference (older versions took them) is not read.
+    // Only the config file may read the server's environment and files: an admin
+    // could otherwise read the host through an integration's URL or key. A stored
+    // API-made integration holding a reference is therefore never resolved.
     const resolve = (ref: string) => {
       if (i.origin === 'api' && (ref.startsWith('env:') || ref.startsWith('file:')))
         throw new Error(
