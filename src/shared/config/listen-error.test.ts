@@ -10,6 +10,13 @@ describe('listenError', () => {
     );
   });
 
+  it('does not blame privileges for a port of 1024 or above that a policy refuses', () => {
+    const e = Object.assign(new Error('listen EACCES: permission denied 0.0.0.0:8150'), { code: 'EACCES' });
+    const m = listenError('for agents', '0.0.0.0:8150', e, '--grpc-addr').message;
+    expect(m).toContain('a security policy');
+    expect(m).not.toContain('needs privileges');
+  });
+
   it("reads the cause from grpc-js's message, which has no code", () => {
     const e = new Error('No address added out of total 1 resolved errors: [listen EACCES: permission denied 0.0.0.0:443]');
     expect(listenError('for agents', '0.0.0.0:443', e, '--grpc-addr').message).toContain('port 443 needs privileges');

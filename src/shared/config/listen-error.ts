@@ -44,7 +44,10 @@ export function listenError(what: string, address: string, err: unknown, setting
       why = `the host name ${host} does not resolve; ${thisMachine}`;
       break;
     case 'EACCES':
-      why = `port ${port} needs privileges (ports below 1024 need root or CAP_NET_BIND_SERVICE); set ${setting} to a port of 1024 or above`;
+      why =
+        port !== '' && Number(port) < 1024
+          ? `port ${port} needs privileges (ports below 1024 need root or CAP_NET_BIND_SERVICE); set ${setting} to a port of 1024 or above`
+          : `this process may not listen there (a security policy such as SELinux, AppArmor or the container's forbids it); allow it, or set ${setting} to a permitted address`;
       break;
     default:
       why = `${err instanceof Error ? err.message : String(err)}; check ${setting}`;
