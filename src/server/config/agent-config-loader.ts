@@ -20,25 +20,66 @@ export interface LoadedConfiguration {
 
 /**
  * An agent's config.yaml at a commit, validated, or why there is none: `missing` (no such file: callers may treat
- * that as no configuration, unlike a broken one) or `invalid` (its problems, file:line: path).
+ * that as no configuration, unlike a broken one) or `invalid` (its problems, file:line: path). Frozen, to the last
+ * value: every reader of the commit shares it.
  */
 type AgentConfigAt = { state: 'valid'; config: AgentConfig; warnings: ConfigIssue[] } | { state: 'missing' | 'invalid'; error: ConfigError };
 
-/** Reads and validates config.yaml alone (not the files its blocks select). Throws only when git cannot be read (VERDICT_GIT). */
-export async function readAgentConfig(repo: string, agentName: string, commitId: string): Promise<AgentConfigAt> {
+// Reads kept: the commits agents run and are being sent, a few per agent, each a parsed config.yaml of a few KB. One
+// evicted is read again from git, not lost; a commit never changes, so a kept read is never stale.
+const READS_KEPT = 512;
+
+/**
+ * A reader of config.yaml that keeps the last `limit` reads, by repository, agent and commit: every reader of a commit
+ * (the configuration stream, ci_access decisions, GitOps' project lists, the agents API) shares one git read and one
+ * parse. A read git failed at is not kept, so the next call tries git again.
+ */
+export function agentConfigReader(limit: number): (repo: string, agentName: string, commitId: string) => Promise<AgentConfigAt> {
+  const reads = new Map<string, Promise<AgentConfigAt>>();
+  return (repo, agentName, commitId) => {
+    const key = JSON.stringify([repo, agentName, commitId]);
+    let read = reads.get(key);
+    // A Map iterates in insertion order: taking an entry out and putting it back makes it the most recently used.
+    if (read) reads.delete(key);
+    else {
+      const started = readOnce(repo, agentName, commitId);
+      started.catch(() => {
+        if (reads.get(key) === started) reads.delete(key);
+      });
+      read = started;
+    }
+    reads.set(key, read);
+    if (reads.size > limit) reads.delete(reads.keys().next().value as string);
+    return read;
+  };
+}
+
+/** Reads and validates config.yaml alone (not the files its blocks select). Rejects only when git cannot be read (VERDICT_GIT). */
+export const readAgentConfig = agentConfigReader(READS_KEPT);
+
+async function readOnce(repo: string, agentName: string, commitId: string): Promise<AgentConfigAt> {
   const path = configPath(agentName);
   const data = await readAt(repo, commitId, path);
   if (!data) {
     const message = `file not found at commit ${commitId.slice(0, 12)}; commit it to the default branch of ${repo}`;
-    return { state: 'missing', error: new ConfigError([{ file: path, path: '', line: 0, message }]) };
+    return deepFreeze({ state: 'missing', error: new ConfigError([{ file: path, path: '', line: 0, message }]) });
   }
   try {
     const { value: config, warnings } = parseAgentConfig(data.toString('utf8'), path);
-    return { state: 'valid', config, warnings };
+    return deepFreeze({ state: 'valid', config, warnings });
   } catch (e) {
-    if (e instanceof ConfigError) return { state: 'invalid', error: e };
+    if (e instanceof ConfigError) return deepFreeze({ state: 'invalid', error: e });
     throw e;
   }
+}
+
+/** A change to a shared read would show in every other reader of the commit: it throws instead (ESM is strict). */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
 
 /** Reads, validates and resolves an agent's configuration at a commit. Throws ConfigError. */
