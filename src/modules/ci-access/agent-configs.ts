@@ -4,8 +4,9 @@ import type { CiAccessConfig } from './config.js';
 
 // The ci_access block of an agent's config.yaml, as the server decides with it
 // who may use the agent. Read at the configuration project's current commit
-// (the caller says how to find it: a poller in the server, git in the CLI) and
-// kept per commit, so a request costs no git call while nothing changed.
+// (the caller says how to find it: a poller in the server, git in the CLI)
+// with the server's one reader, which keeps it per commit, so a request costs
+// no git call while nothing changed.
 // A commit whose config.yaml does not validate leaves the last good block in
 // force, as the agent keeps its last good configuration (and as GitLab kept
 // the authorizations of the last configuration it could parse): a typo pushed
@@ -20,17 +21,12 @@ export interface AgentRef {
 
 type Block = CiAccessConfig | undefined;
 
-interface Entry {
-  repo: string;
-  commit: string;
-  block: Promise<Block>;
-}
-
 export class CiAccessConfigs {
-  private readonly byAgent = new Map<string, Entry>();
-  /** The block of the last commit that validated, per agent; `seq` orders the loads, so a slow older one does not win. */
+  /** The block of the last commit that validated, per agent; `seq` orders the reads, so a slow older one does not win. */
   private readonly lastGood = new Map<string, { repo: string; commit: string; block: Block; seq: number }>();
-  private loads = 0;
+  /** The invalid commit each agent was last warned of: the warning is logged once per commit, not per request. */
+  private readonly warned = new Map<string, string>();
+  private reads = 0;
 
   constructor(
     private readonly commitOf: (repo: string) => Promise<string>,
@@ -43,30 +39,24 @@ export class CiAccessConfigs {
    */
   async get(agent: AgentRef): Promise<Block> {
     const commit = await this.commitOf(agent.config_project);
-    const e = this.byAgent.get(agent.name);
-    if (e && e.commit === commit && e.repo === agent.config_project) return e.block;
-    // Loads start in the order commits are seen, so a later load is of the same commit or a newer one.
-    const seq = ++this.loads;
-    const block = readAgentConfig(agent.config_project, agent.name, commit).then((read) => {
-      if (read.state === 'valid') {
-        const b = read.config.ci_access as Block;
-        if ((this.lastGood.get(agent.name)?.seq ?? 0) < seq) this.lastGood.set(agent.name, { repo: agent.config_project, commit, block: b, seq });
-        return b;
-      }
-      const good = this.lastGood.get(agent.name);
-      // A deleted config.yaml (or agent directory) is no configuration, not an invalid one: it takes the access away.
-      if (read.state === 'missing' || good?.repo !== agent.config_project) throw read.error;
+    // Reads start in the order commits are seen, so a later read is of the same commit or a newer one.
+    const seq = ++this.reads;
+    const read = await readAgentConfig(agent.config_project, agent.name, commit);
+    if (read.state === 'valid') {
+      const block = read.config.ci_access as Block;
+      if ((this.lastGood.get(agent.name)?.seq ?? 0) < seq) this.lastGood.set(agent.name, { repo: agent.config_project, commit, block, seq });
+      return block;
+    }
+    const good = this.lastGood.get(agent.name);
+    // A deleted config.yaml (or agent directory) is no configuration, not an invalid one: it takes the access away.
+    if (read.state === 'missing' || good?.repo !== agent.config_project) throw read.error;
+    if (this.warned.get(agent.name) !== commit) {
+      this.warned.set(agent.name, commit);
       this.log?.warn(
         { agent_name: agent.name, commit_id: commit, error: read.error.message, last_good_commit_id: good.commit },
         'CI tunnel: invalid configuration; deciding with the ci_access block of the last good one',
       );
-      return good.block;
-    });
-    // A failed read is not kept: the next request tries again.
-    block.catch(() => {
-      if (this.byAgent.get(agent.name)?.block === block) this.byAgent.delete(agent.name);
-    });
-    this.byAgent.set(agent.name, { repo: agent.config_project, commit, block });
-    return block;
+    }
+    return good.block;
   }
 }
