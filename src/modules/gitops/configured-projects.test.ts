@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigProject, tempDir } from '../../../test/helpers/processes.js';
-import { configuredProjects, LatestConfiguredProjects, sharedRepository } from './configured-projects.js';
+import { configuredProjects, sharedRepository } from './configured-projects.js';
 
 // The check that refuses a second entry for one repository reads config.yaml at
 // the configuration project's head: a head the server's loader refuses (not YAML,
@@ -29,28 +29,5 @@ describe('configuredProjects', () => {
     expect(await configuredProjects(repo, 'prod', invalid)).toBeUndefined();
     expect(sharedRepository(await configuredProjects(repo, 'prod', invalid), 'prod', 'group/app', repo, () => repo)).toBeUndefined();
     expect(await configuredProjects(repo, 'gone', invalid)).toBeUndefined();
-  });
-});
-
-describe('LatestConfiguredProjects', () => {
-  it('reads once per commit, requests at once included, and reads again after a commit change or a failed read', async () => {
-    const reads: string[] = [];
-    let fail = false;
-    const latest = new LatestConfiguredProjects(async (_project, _agent, commit) => {
-      reads.push(commit);
-      if (fail) throw new Error('git failed');
-      return [commit];
-    });
-    expect(await Promise.all([latest.at('/p', 'prod', 'c1'), latest.at('/p', 'prod', 'c1')])).toEqual([['c1'], ['c1']]);
-    expect(await latest.at('/p', 'prod', 'c1')).toEqual(['c1']);
-    expect(reads).toEqual(['c1']);
-    expect(await latest.at('/p', 'prod', 'c2')).toEqual(['c2']);
-    expect(await latest.at('/other', 'prod', 'c2')).toEqual(['c2']);
-    expect(reads).toEqual(['c1', 'c2', 'c2']);
-    fail = true;
-    await expect(latest.at('/p', 'prod', 'c3')).rejects.toThrow('git failed');
-    fail = false;
-    expect(await latest.at('/p', 'prod', 'c3')).toEqual(['c3']);
-    expect(reads).toEqual(['c1', 'c2', 'c2', 'c3', 'c3']);
   });
 });

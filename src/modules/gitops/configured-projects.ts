@@ -6,9 +6,10 @@ import { configPath } from '../../server/config/agent-config-path.js';
 // the agent asks for and reports ("" for the configuration project, listed
 // without id): the commit last sent to the agent (removed-projects.ts) or the
 // configuration project's head (the check for two entries of one repository).
-// Read with the server's one loader, as the agent is sent them: a config.yaml
-// that does not validate is never served, so it says nothing about which
-// projects the agent runs (it keeps its last good configuration).
+// Read with the server's one reader, as the agent is sent them, and kept by it
+// per commit (each manifest project's poll and each reconnect asks again): a
+// config.yaml that does not validate is never served, so it says nothing about
+// which projects the agent runs (it keeps its last good configuration).
 
 /** The project ids of gitops.manifest_projects in their order, or undefined when config.yaml is missing or invalid at the commit. */
 export async function configuredProjects(configProject: string, agentName: string, commit: string): Promise<string[] | undefined> {
@@ -24,28 +25,6 @@ interface SharedRepository {
   id: string;
   earlier: number;
   earlierId: string;
-}
-
-/**
- * configuredProjects of each agent at the latest commit asked for, read once per commit: the configuration is the
- * latest value only, so every request at one commit (each manifest project's poll, each reconnect) costs no read.
- */
-export class LatestConfiguredProjects {
-  private readonly byAgent = new Map<string, { configProject: string; commit: string; ids: Promise<string[] | undefined> }>();
-
-  constructor(private readonly read: typeof configuredProjects = configuredProjects) {}
-
-  at(configProject: string, agentName: string, commit: string): Promise<string[] | undefined> {
-    const e = this.byAgent.get(agentName);
-    if (e && e.commit === commit && e.configProject === configProject) return e.ids;
-    const ids = this.read(configProject, agentName, commit);
-    // A failed read (git) is not kept: the next request reads again.
-    ids.catch(() => {
-      if (this.byAgent.get(agentName)?.ids === ids) this.byAgent.delete(agentName);
-    });
-    this.byAgent.set(agentName, { configProject, commit, ids });
-    return ids;
-  }
 }
 
 /**

@@ -8,7 +8,7 @@ import { retryLoop } from '../../shared/retry/loop.js';
 import { refSpec } from './git-ref.js';
 import { MAX_PATHS, readFiles, selectFiles, type Selection } from './manifest-files.js';
 import { resolveProject } from './project-repos.js';
-import { LatestConfiguredProjects, sharedRepository } from './configured-projects.js';
+import { configuredProjects, sharedRepository } from './configured-projects.js';
 import { entryName } from './config.js';
 
 // GetObjectsToSynchronize, as the GitLab agent server serves it: poll the
@@ -44,11 +44,9 @@ function write(call: Call, msg: ObjectsToSynchronizeResponse): Promise<void> {
 export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
   const intervalMs = ctx.config.gitops_poll_interval ?? DEFAULT_POLL_INTERVAL_MS;
 
-  const configured = new LatestConfiguredProjects();
-
   /** Two entries of config.yaml for one repository would fight over its objects: the later one is refused, saying which. */
   async function refuseSecondEntry(agent: { name: string; config_project: string }, projectId: string, repo: string): Promise<void> {
-    const ids = await configured.at(agent.config_project, agent.name, await headCommit(agent.config_project));
+    const ids = await configuredProjects(agent.config_project, agent.name, await headCommit(agent.config_project));
     const shared = sharedRepository(ids, agent.name, projectId, repo, (id) => resolveProject(id, agent.config_project, ctx.config.projects_dir).repo);
     if (!shared) return;
     throw new VerdictError(

@@ -21,7 +21,7 @@ interface Listed {
 }
 
 export class RemovedProjects {
-  /** The project ids of each agent's configuration, read once per commit. */
+  /** The project ids of each agent's configuration as last read, for listed(), which cannot wait for a read. */
   private readonly listedAt = new Map<string, Listed>();
   /** One check at a time per agent, in order. */
   private readonly chains = new Map<string, Promise<void>>();
@@ -64,6 +64,7 @@ export class RemovedProjects {
     }
     let known = this.listedAt.get(agent);
     if (known?.commit !== commit || known.repo !== record.config_project) {
+      // configuredProjects reads a commit once for every reader; the set is made once per commit for listed().
       const ids = await configuredProjects(record.config_project, agent, commit);
       if (!ids) return;
       known = { repo: record.config_project, commit, ids: new Set(ids) };
