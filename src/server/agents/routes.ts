@@ -1,9 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../../shared/config/server-config.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
-import { configPath } from '../config/agent-config-path.js';
-import { parseAgentConfig } from '../config/agent-config.js';
-import { readAt } from '../config/git-project.js';
+import { readAgentConfig } from '../config/agent-config-loader.js';
 import { scoped } from '../feed/auth.js';
 import { errors, routeSchema } from '../feed/schemas.js';
 import type { ServerModule } from '../module.js';
@@ -92,25 +90,18 @@ function agentSchema(modules: readonly ServerModule[]) {
 export function registerAgentRoutes(app: FastifyInstance, deps: AgentRoutesDeps): void {
   const read = scoped(deps.tokens, 'read');
   const schema = agentSchema(deps.modules);
-  // The modules a commit's config.yaml configures, read once per agent and commit.
-  const modulesAt = new Map<string, { commit: string; modules: string[] }>();
-
+  /** The modules the commit's config.yaml configures (one read per commit, shared with every other reader of it). */
   async function configuredModules(a: AgentRecord, commit: string | null | undefined): Promise<string[]> {
     if (!commit) return [];
-    const cached = modulesAt.get(a.name);
-    if (cached?.commit === commit) return cached.modules;
-    let modules: string[] = [];
     try {
-      const data = await readAt(a.config_project, commit, configPath(a.name));
-      if (data) {
-        const { value } = parseAgentConfig(data.toString('utf8'), configPath(a.name));
-        modules = deps.modules.filter((m) => (value as Record<string, unknown>)[m.name] !== undefined).map((m) => m.name);
-      }
-    } catch {
+      const read = await readAgentConfig(a.config_project, a.name, commit);
       // The commit was sent, so it validated then; a project rewritten since leaves the list empty.
+      if (read.state !== 'valid') return [];
+      return deps.modules.filter((m) => (read.config as Record<string, unknown>)[m.name] !== undefined).map((m) => m.name);
+    } catch {
+      // git failed: the list is empty in this answer, and the next one reads again.
+      return [];
     }
-    modulesAt.set(a.name, { commit, modules });
-    return modules;
   }
 
   async function view(a: AgentRecord) {
