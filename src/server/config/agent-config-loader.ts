@@ -20,8 +20,8 @@ export interface LoadedConfiguration {
 
 /**
  * An agent's config.yaml at a commit, validated, or why there is none: `missing` (no such file: callers may treat
- * that as no configuration, unlike a broken one) or `invalid` (its problems, file:line: path). Frozen, to the last
- * value: every reader of the commit shares it.
+ * that as no configuration, unlike a broken one) or `invalid` (its problems, file:line: path). Frozen all the way
+ * down: every reader of the commit shares it.
  */
 type AgentConfigAt = { state: 'valid'; config: AgentConfig; warnings: ConfigIssue[] } | { state: 'missing' | 'invalid'; error: ConfigError };
 
