@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ALERT_SCHEMA, type AlertPayload } from '../../shared/alert/payload.js';
 import { openAgentDb } from '../spool/agent-db.js';
 import { Spool } from '../spool/spool.js';
+import { registry } from '../../shared/metrics/registry.js';
 import { migrate } from '../../shared/sqlite/open.js';
 import { AlertAggregator } from './aggregator.js';
 
@@ -32,25 +33,114 @@ function alert(fp: string, t: string, extra: Partial<AlertPayload> = {}): AlertP
   };
 }
 
+const sent = (outbox: Spool) => outbox.read(0, 1000).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
+const total = (alerts: AlertPayload[]) => alerts.reduce((n, a) => n + a.count, 0);
+
 describe('AlertAggregator', () => {
-  it('folds repeats inside the window into one alert with count and first/last seen', () => {
+  it('sends the first occurrence of a fingerprint at once and the repeats inside its window folded into one alert when it closes', () => {
     let now = 0;
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     const agg = new AlertAggregator(db, outbox, { log, now: () => now });
-    agg.add([alert('a', '2026-01-01T00:00:02Z'), alert('a', '2026-01-01T00:00:01Z'), alert('b', '2026-01-01T00:00:03Z')], 1000);
+    agg.add([alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')], 1000);
+    expect(sent(outbox).map((r) => [r.fingerprint, r.count])).toEqual([
+      ['a', 1],
+      ['b', 1],
+    ]);
+    now = 500;
+    agg.add([alert('a', '2026-01-01T00:00:01Z')], 1000);
     agg.add([alert('a', '2026-01-01T00:00:05Z')], 1000);
     expect(agg.flush()).toBe(0);
+    expect(outbox.size).toBe(2);
     now = 1000;
-    expect(agg.flush()).toBe(2);
-    const rows = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
-    const a = rows.find((r) => r.fingerprint === 'a')!;
-    expect(a.count).toBe(3);
-    expect(a.first_seen).toBe('2026-01-01T00:00:01Z');
-    expect(a.last_seen).toBe('2026-01-01T00:00:05Z');
-    expect(a.description).toBe('d 2026-01-01T00:00:01Z');
-    expect(a.samples).toHaveLength(3);
+    expect(agg.flush()).toBe(1);
+    const rows = sent(outbox);
+    expect(rows).toHaveLength(3);
+    const a = rows[2]!;
+    expect(a).toMatchObject({
+      fingerprint: 'a',
+      count: 2,
+      first_seen: '2026-01-01T00:00:01Z',
+      last_seen: '2026-01-01T00:00:05Z',
+      description: 'd 2026-01-01T00:00:01Z',
+    });
+    expect(a.samples).toEqual([{ t: '2026-01-01T00:00:01Z' }, { t: '2026-01-01T00:00:05Z' }]);
+    // Every occurrence counted once, between the alert sent at once and the folded one.
+    expect(total(rows.filter((r) => r.fingerprint === 'a'))).toBe(3);
+    // b's window passed quiet and is closed; a's reopened, quiet, for another window.
+    expect(agg.pending).toBe(1);
+  });
+
+  it('sends the occurrences of a new fingerprint arriving in one write as one alert, at once', () => {
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    new AlertAggregator(db, outbox, { log }).add([alert('a', '2026-01-01T00:00:02Z'), alert('a', '2026-01-01T00:00:01Z')], 60_000);
+    expect(sent(outbox)).toMatchObject([{ fingerprint: 'a', count: 2, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:02Z' }]);
+  });
+
+  it('sends one alert per window under steady noise, counting every occurrence once', () => {
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    let occurrences = 0;
+    // One occurrence every 100 ms for five windows of a second, the timer flushing as often.
+    for (now = 0; now < 5000; now += 100) {
+      agg.flush();
+      agg.add([alert('a', new Date(Date.UTC(2026, 0, 1) + now).toISOString())], 1000);
+      occurrences++;
+    }
+    agg.flush();
+    now = 5000;
+    agg.flush();
+    const rows = sent(outbox);
+    // The first at once, then one per window closing (at 1 s, 2 s, 3 s, 4 s and 5 s).
+    expect(rows.map((r) => r.count)).toEqual([1, 9, 10, 10, 10, 10]);
+    expect(total(rows)).toBe(occurrences);
+  });
+
+  it('sends at once again what comes after a window without repeats', () => {
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:00Z')], 1000);
+    now = 500;
+    agg.add([alert('a', '2026-01-01T00:00:01Z')], 1000);
+    now = 1000;
+    expect(agg.flush()).toBe(1);
+    now = 2000;
+    // The window after the repeats passed quiet: nothing to send, and the group is closed.
+    expect(agg.flush()).toBe(0);
     expect(agg.pending).toBe(0);
+    now = 2500;
+    agg.add([alert('a', '2026-01-01T00:00:03Z')], 1000);
+    expect(sent(outbox).map((r) => [r.count, r.first_seen])).toEqual([
+      [1, '2026-01-01T00:00:00Z'],
+      [1, '2026-01-01T00:00:01Z'],
+      [1, '2026-01-01T00:00:03Z'],
+    ]);
+  });
+
+  it('gives what comes after a sent alert its own severity, title and samples, not those of the alert before', () => {
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:00Z', { severity: 'critical', title: 'boom' })], 1000);
+    // A repeat inside the window of the critical one that was sent at once.
+    now = 500;
+    agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'low', title: 'calm' })], 1000);
+    now = 1000;
+    agg.flush();
+    // After a window with nothing in it: a new alert, sent at once.
+    now = 2000;
+    agg.flush();
+    now = 2500;
+    agg.add([alert('a', '2026-01-01T00:00:03Z', { severity: 'info', title: 'quiet' })], 1000);
+    const [, folded, after] = sent(outbox);
+    expect(folded).toMatchObject({ count: 1, severity: 'low', title: 'calm', first_seen: '2026-01-01T00:00:01Z', samples: [{ t: '2026-01-01T00:00:01Z' }] });
+    expect(after).toMatchObject({ count: 1, severity: 'info', title: 'quiet', samples: [{ t: '2026-01-01T00:00:03Z' }] });
   });
 
   it('adds nothing of a batch in which one occurrence cannot be serialised, so the batch can be added again without counting twice', () => {
@@ -61,25 +151,113 @@ describe('AlertAggregator', () => {
     const batch = () => [alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')];
     // JSON.stringify throws on a BigInt, as it does on a value nested too deep for the stack.
     expect(() => agg.add([...batch(), alert('c', '2026-01-01T00:00:04Z', { samples: [{ n: 1n }] })], 60_000)).toThrow(TypeError);
+    expect(sent(outbox).map((r) => r.fingerprint)).toEqual(['a']);
     agg.add(batch(), 60_000);
-    expect(agg.flush(true)).toBe(2);
-    const rows = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
-    expect(Object.fromEntries(rows.map((r) => [r.fingerprint, [r.count, r.samples.length]]))).toEqual({ a: [2, 2], b: [1, 1] });
+    expect(agg.flush(true)).toBe(1);
+    expect(sent(outbox).map((r) => [r.fingerprint, r.count, r.samples.length])).toEqual([
+      ['a', 1, 1],
+      ['b', 1, 1],
+      ['a', 1, 1],
+    ]);
   });
 
-  it('keeps pending groups across a restart', () => {
+  it('resumes a group holding repeats after a restart and sends them once when its window closes', () => {
+    let now = 0;
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);
-    let agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
-    agg.add([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z')], 60_000);
+    let agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:01Z')], 60_000);
+    agg.add([alert('a', '2026-01-01T00:00:02Z'), alert('a', '2026-01-01T00:00:03Z')], 60_000);
     db.close(); // the process dies with the window still open
     db = openAgentDb(dir);
     const outbox = new Spool(db, { maxBytes: 1e9, log });
-    agg = new AlertAggregator(db, outbox, { log });
+    agg = new AlertAggregator(db, outbox, { log, now: () => now });
     expect(agg.pending).toBe(1);
-    agg.flush(true);
-    const [row] = outbox.read(0, 10);
-    expect((JSON.parse(row!.payload.toString()) as AlertPayload).count).toBe(2);
+    expect(agg.flush()).toBe(0);
+    now = 60_000;
+    expect(agg.flush()).toBe(1);
+    expect(sent(outbox).map((r) => [r.count, r.first_seen])).toEqual([
+      [1, '2026-01-01T00:00:01Z'],
+      [2, '2026-01-01T00:00:02Z'],
+    ]);
+    // Sent, the group reopened quiet; it stays so across another restart, and closes with nothing sent.
+    db.close();
+    db = openAgentDb(dir);
+    const again = new Spool(db, { maxBytes: 1e9, log });
+    agg = new AlertAggregator(db, again, { log, now: () => now });
+    expect(agg.pending).toBe(1);
+    now = 120_000;
+    expect(agg.flush()).toBe(0);
+    expect(agg.pending).toBe(0);
+    expect(again.size).toBe(2);
+  });
+
+  it('resumes a quiet group after a restart: a repeat folds into it, and without one it closes with nothing sent', () => {
+    let now = 0;
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log, now: () => now }).add(
+      [alert('a', '2026-01-01T00:00:01Z', { severity: 'critical' }), alert('b', '2026-01-01T00:00:01Z')],
+      60_000,
+    );
+    db.close();
+    db = openAgentDb(dir);
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    expect(agg.pending).toBe(2);
+    now = 30_000;
+    agg.add([alert('a', '2026-01-01T00:00:31Z', { severity: 'low' })], 60_000);
+    expect(outbox.size).toBe(2);
+    now = 60_000;
+    expect(agg.flush()).toBe(1);
+    expect(sent(outbox).map((r) => [r.fingerprint, r.count, r.severity])).toEqual([
+      ['a', 1, 'critical'],
+      ['b', 1, 'high'],
+      ['a', 1, 'low'],
+    ]);
+  });
+
+  it('puts a group back as stored, quiet or new, when the transaction writing it fails', () => {
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'critical' })], 60_000);
+    const fail = () => {
+      throw new Error('disk full');
+    };
+    expect(() => agg.add([alert('a', '2026-01-01T00:00:02Z', { severity: 'low' }), alert('b', '2026-01-01T00:00:02Z')], 60_000, fail)).toThrow('disk full');
+    expect(outbox.size).toBe(1);
+    expect(agg.pending).toBe(1);
+    // a is quiet still (what failed did not fold into it), b is new still.
+    agg.add([alert('a', '2026-01-01T00:00:03Z', { severity: 'medium' }), alert('b', '2026-01-01T00:00:03Z')], 60_000);
+    expect(outbox.size).toBe(2);
+    now = 60_000;
+    agg.flush();
+    expect(sent(outbox).map((r) => [r.fingerprint, r.count, r.severity, r.samples.length])).toEqual([
+      ['a', 1, 'critical', 1],
+      ['b', 1, 'high', 1],
+      ['a', 1, 'medium', 1],
+    ]);
+  });
+
+  it('counts in verdict_agent_alerts_emitted_total every alert it spools, the one sent at once too', async () => {
+    const emitted = async () =>
+      (await registry.getSingleMetric('verdict_agent_alerts_emitted_total')!.get()).values.find((v) => v.labels.source === 'gitops')?.value ?? 0;
+    const before = await emitted();
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:00Z', { source: 'gitops' })], 1000);
+    expect(await emitted()).toBe(before + 1);
+    agg.add([alert('a', '2026-01-01T00:00:01Z', { source: 'gitops' })], 1000);
+    now = 1000;
+    agg.flush();
+    now = 2000;
+    agg.flush();
+    expect(await emitted()).toBe(before + 2);
+    expect(outbox.size).toBe(2);
   });
 
   it('passes alerts straight to the spool with a zero window', () => {
@@ -102,28 +280,34 @@ describe('AlertAggregator storage', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);
     const agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
-    // More repeats than samples are kept: later ones only touch the small row.
+    // The first is sent at once; more repeats than samples are kept: later ones only touch the small row.
     for (let i = 1; i <= 9; i++) agg.add([alert('a', `2026-01-01T00:00:0${i}Z`)], 60_000);
     db.close();
     db = openAgentDb(dir);
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     new AlertAggregator(db, outbox, { log }).flush(true);
-    const a = JSON.parse(outbox.read(0, 10)[0]!.payload.toString()) as AlertPayload;
-    expect(a).toMatchObject({ count: 9, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:09Z', description: 'd 2026-01-01T00:00:01Z' });
+    const a = sent(outbox)[1]!;
+    expect(a).toMatchObject({ count: 8, first_seen: '2026-01-01T00:00:02Z', last_seen: '2026-01-01T00:00:09Z', description: 'd 2026-01-01T00:00:02Z' });
     expect(a.samples).toHaveLength(5);
   });
 });
 
 describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
+  /** Sends a's first occurrence, so that what follows folds. */
+  function opened(agg: AlertAggregator): AlertAggregator {
+    agg.add([alert('a', '2026-01-01T00:00:00Z', { severity: 'high', title: 'first' })], 60_000);
+    return agg;
+  }
+  /** The alert of the repeats, sent when the window closes. */
   function flushed(agg: AlertAggregator, outbox: Spool): AlertPayload {
     agg.flush(true);
-    return JSON.parse(outbox.read(0, 10)[0]!.payload.toString()) as AlertPayload;
+    return sent(outbox).at(-1)!;
   }
 
   it('keeps the highest severity of a window, the title and description of the earliest occurrence, and on equal times the earlier arrival', () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { log });
+    const agg = opened(new AlertAggregator(db, outbox, { log }));
     agg.add([alert('a', '2026-01-01T00:00:03Z', { severity: 'low' }), alert('a', '2026-01-01T00:00:02Z', { severity: 'critical', title: 'boom' })], 60_000);
     agg.add(
       [
@@ -138,7 +322,7 @@ describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
   it('keeps severity and title of repeats across a restart', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);
-    const agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
+    const agg = opened(new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log }));
     agg.add([alert('a', '2026-01-01T00:00:02Z', { severity: 'low' })], 60_000);
     // Older and more severe, arriving late: it brings both its severity and its title.
     agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'critical', title: 'boom' })], 60_000);
@@ -151,7 +335,7 @@ describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
   it('sends the sample of the occurrence that raised the severity when all places are taken, also after a restart', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);
-    const agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
+    const agg = opened(new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log }));
     for (let i = 1; i <= 7; i++) agg.add([alert('a', `2026-01-01T00:00:0${i}Z`, { severity: 'low' })], 60_000);
     agg.add([alert('a', '2026-01-01T00:00:08Z', { severity: 'critical' })], 60_000);
     agg.add([alert('a', '2026-01-01T00:00:09Z', { severity: 'low' })], 60_000);
@@ -174,7 +358,7 @@ describe('AlertAggregator staging', () => {
   }
   const rows = (db: ReturnType<typeof openAgentDb>) => (db.prepare('SELECT count(*) AS n FROM pending_alerts').get() as { n: number }).n;
 
-  it("folds staged occurrences in memory and writes them with the source's own record in one transaction", () => {
+  it("folds staged occurrences in memory and writes them with the source's own record in one transaction, sending new ones in it", () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     const agg = new AlertAggregator(db, outbox, { log });
@@ -184,23 +368,67 @@ describe('AlertAggregator staging', () => {
     expect(staging.size).toBe(3);
     expect(agg.pending).toBe(2);
     expect(rows(db)).toBe(0);
+    expect(outbox.size).toBe(0);
     staging.commit(mark.write);
     expect(mark.count()).toBe(1);
     expect(staging.size).toBe(0);
+    // New fingerprints: sent by the commit, their groups stored quiet.
+    expect(sent(outbox).map((r) => [r.fingerprint, r.count])).toEqual([
+      ['a', 2],
+      ['b', 1],
+    ]);
     expect(rows(db)).toBe(2);
     // Another source's add() writes only its own occurrences; a group waits for its staged ones.
     staging.stage([alert('a', '2026-01-01T00:00:04Z')], 60_000);
     agg.add([alert('c', '2026-01-01T00:00:05Z')], 60_000);
     expect(mark.count()).toBe(1);
-    expect(agg.flush(true)).toBe(2);
+    expect(outbox.size).toBe(3);
+    // b and c passed their windows quiet; a waits.
+    expect(agg.flush(true)).toBe(0);
+    expect(agg.pending).toBe(1);
     staging.commit(mark.write);
     staging.stage([alert('direct', 't')], 0);
-    expect(outbox.size).toBe(2);
-    staging.commit(mark.write);
     expect(outbox.size).toBe(3);
-    agg.flush(true);
-    const sent = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
-    expect(Object.fromEntries(sent.map((r) => [r.fingerprint, r.count]))).toEqual({ direct: 1, a: 3, b: 1, c: 1 });
+    staging.commit(mark.write);
+    expect(outbox.size).toBe(4);
+    expect(agg.flush(true)).toBe(1);
+    expect(sent(outbox).map((r) => [r.fingerprint, r.count])).toEqual([
+      ['a', 2],
+      ['b', 1],
+      ['c', 1],
+      ['direct', 1],
+      ['a', 1],
+    ]);
+  });
+
+  it('sends a staged occurrence of a new fingerprint at the commit, and after a quiet window again', () => {
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const staging = agg.staging();
+    staging.stage([alert('a', '2026-01-01T00:00:00Z', { severity: 'critical' })], 1000);
+    staging.commit();
+    expect(sent(outbox)).toMatchObject([{ fingerprint: 'a', count: 1, severity: 'critical' }]);
+    // A repeat inside the window: bump() leaves it to stage() (its payload starts the group afresh), and it waits.
+    now = 500;
+    expect(staging.bump('a', '2026-01-01T00:00:01Z', 'low', 1000)).toBe(false);
+    staging.stage([alert('a', '2026-01-01T00:00:01Z', { severity: 'low' })], 1000);
+    staging.stage([alert('a', '2026-01-01T00:00:02Z', { severity: 'low' })], 1000);
+    staging.commit();
+    expect(outbox.size).toBe(1);
+    now = 1000;
+    expect(agg.flush()).toBe(1);
+    now = 2000;
+    expect(agg.flush()).toBe(0);
+    now = 2500;
+    staging.stage([alert('a', '2026-01-01T00:00:03Z', { severity: 'medium' })], 1000);
+    staging.commit();
+    expect(sent(outbox).map((r) => [r.count, r.severity])).toEqual([
+      [1, 'critical'],
+      [2, 'low'],
+      [1, 'medium'],
+    ]);
   });
 
   it('folds by bump() exactly what stage() would, and leaves to stage() the occurrences whose payload counts', () => {
@@ -248,9 +476,15 @@ describe('AlertAggregator staging', () => {
     expect(agg.pending).toBe(1);
     expect(mark.count()).toBe(0);
     db.exec('DROP TRIGGER fail');
+    // a is quiet still: the source stages its occurrence again, and it starts the group afresh.
+    staging.stage([alert('a', '2026-01-01T00:00:02Z', { severity: 'low' })], 60_000);
+    staging.commit(mark.write);
+    expect(outbox.size).toBe(1);
     agg.flush(true);
-    const [row] = outbox.read(0, 10).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
-    expect(row).toMatchObject({ fingerprint: 'a', count: 1 });
+    expect(sent(outbox).map((r) => [r.fingerprint, r.count, r.severity])).toEqual([
+      ['a', 1, 'high'],
+      ['a', 1, 'low'],
+    ]);
   });
 
   it('reads groups stored by the first table layout (counts and samples in the payload row)', () => {

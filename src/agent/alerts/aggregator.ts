@@ -8,9 +8,24 @@ import type { Spool } from '../spool/spool.js';
 
 // Folds repeats of the same fingerprint inside a window into one alert
 // (shared/alert/fold.ts), before the tunnel, so a noisy rule or a SYN
-// retransmit storm cannot flood the server. Pending groups live in SQLite and
-// in memory alike: an occurrence is durable once add() returns, and a restart
-// flushes what a crash left behind instead of losing it.
+// retransmit storm cannot flood the server, without holding back what is new:
+// a security alert that waits for its window to close reaches people a window
+// late.
+//
+// - What a write brings of a fingerprint that has no open group goes to the
+//   spool in that write, and opens the fingerprint's group for a window as a
+//   quiet group (one that holds nothing).
+// - Repeats fold into the group. The first one into a quiet group starts it
+//   afresh from its own payload (severity, title, samples): the alert already
+//   sent must not lend its severity or samples to what comes after it.
+// - When the window closes, a group holding repeats goes to the spool (its
+//   count is theirs only, so the server's total stays exact) and reopens
+//   quiet for another window: steady noise makes one alert per window. A quiet
+//   group is dropped, so what comes after a quiet window is sent at once again.
+//
+// Pending groups live in SQLite and in memory alike, quiet ones too (count 0,
+// no payload): an occurrence is durable once add() returns, and a restart
+// resumes what a crash left behind instead of losing it or sending it twice.
 //
 // A source that already stores its events durably (the Falco HTTP inbox)
 // stages occurrences instead (staging()): they are folded in memory, apart
@@ -67,7 +82,13 @@ const MIGRATIONS = [
   // last place when all are taken, so what made the alert this severe is sent.
   `ALTER TABLE pending_alert_counts ADD COLUMN severity TEXT;
    ALTER TABLE pending_alert_counts ADD COLUMN title TEXT;`,
+  // The window a group reopens for, quiet, after it is sent; 0 (a group stored
+  // before groups reopened): it closes for good.
+  `ALTER TABLE pending_alerts ADD COLUMN window_ms INTEGER NOT NULL DEFAULT 0;`,
 ];
+
+/** A quiet group's payload: it has none (its count is 0). */
+const NO_PAYLOAD = Buffer.alloc(0);
 
 const occurrences = new Counter({
   name: 'verdict_agent_alert_occurrences_total',
@@ -84,9 +105,15 @@ const emitted = new Counter({
 
 /** An open group, as stored. */
 interface Group {
-  alert: AlertPayload;
+  fingerprint: string;
+  /** The occurrences folded since the group was last sent; undefined: none, the group is quiet. */
+  alert: AlertPayload | undefined;
   closesAt: number;
-  /** Until the group is in the tables: its payload (with the samples it opened with), serialised then. */
+  /** The window the group reopens for, quiet, once sent; 0: it closes for good. */
+  windowMs: number;
+  /** Opened by the write under way: its alert goes to the spool in that write, and it is stored quiet. */
+  sendNow: boolean;
+  /** Until the group's payload is in the tables: that payload (with the samples it started with), serialised then. */
   payloadJson: Buffer | undefined;
   /** alert.samples from here on are not written yet. */
   newFrom: number;
@@ -97,13 +124,14 @@ interface Staged {
   alert: AlertPayload;
   /** Where in alert.samples the sample of the occurrence that set its severity is. */
   setter: number;
-  closesAt: number;
+  windowMs: number;
 }
 
 interface StoredRow {
   fingerprint: string;
   payload: Buffer;
   closes_at: number;
+  window_ms: number;
   count: number;
   first_seen: string;
   last_seen: string;
@@ -127,11 +155,11 @@ export interface AggregatorOptions {
 export class AlertAggregator {
   private readonly groups = new Map<string, Group>();
   private readonly stagings = new Set<Staging>();
-  private readonly insertPayload;
+  private readonly putPayload;
   private readonly insertSample;
   private readonly selectSamples;
   private readonly delSamples;
-  private readonly insertCounts;
+  private readonly putCounts;
   private readonly writeCounts;
   private readonly delPayload;
   private readonly delCounts;
@@ -146,12 +174,15 @@ export class AlertAggregator {
     private readonly opts: AggregatorOptions,
   ) {
     migrate(db, 'pending_alerts', MIGRATIONS);
-    this.insertPayload = db.prepare('INSERT INTO pending_alerts (fingerprint, payload, closes_at) VALUES (?, ?, ?)');
+    // Inserts a group's rows or, when a quiet group takes a payload or a sent one turns quiet, replaces them.
+    this.putPayload = db.prepare(
+      'INSERT INTO pending_alerts (fingerprint, payload, closes_at, window_ms) VALUES (?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET payload = excluded.payload, closes_at = excluded.closes_at, window_ms = excluded.window_ms',
+    );
     this.insertSample = db.prepare('INSERT INTO pending_alert_samples (fingerprint, n, samples) VALUES (?, ?, ?)');
     this.selectSamples = db.prepare('SELECT n, samples FROM pending_alert_samples WHERE fingerprint = ? ORDER BY n, rowid');
     this.delSamples = db.prepare('DELETE FROM pending_alert_samples WHERE fingerprint = ?');
-    this.insertCounts = db.prepare(
-      'INSERT INTO pending_alert_counts (fingerprint, count, first_seen, last_seen, description, severity, title) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    this.putCounts = db.prepare(
+      'INSERT INTO pending_alert_counts (fingerprint, count, first_seen, last_seen, description, severity, title) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET count = excluded.count, first_seen = excluded.first_seen, last_seen = excluded.last_seen, description = excluded.description, severity = excluded.severity, title = excluded.title',
     );
     this.writeCounts = db.prepare(
       'UPDATE pending_alert_counts SET count = ?, first_seen = ?, last_seen = ?, description = ?, severity = ?, title = ? WHERE fingerprint = ?',
@@ -159,19 +190,17 @@ export class AlertAggregator {
     this.delPayload = db.prepare('DELETE FROM pending_alerts WHERE fingerprint = ?');
     this.delCounts = db.prepare('DELETE FROM pending_alert_counts WHERE fingerprint = ?');
     const select =
-      'SELECT p.fingerprint, p.payload, p.closes_at, c.count, c.first_seen, c.last_seen, c.description, c.severity, c.title FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
+      'SELECT p.fingerprint, p.payload, p.closes_at, p.window_ms, c.count, c.first_seen, c.last_seen, c.description, c.severity, c.title FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
     this.selectOne = db.prepare(`${select} WHERE p.fingerprint = ?`);
-    this.tx = db.transaction((written: readonly Group[], spooled: readonly AlertPayload[], closed: readonly Group[], body: (() => void) | undefined) => {
-      for (const g of written) this.writeGroup(g);
-      if (spooled.length) this.outbox.add(spooled);
-      for (const g of closed) {
-        if (g.payloadJson) continue; // never written
-        this.delPayload.run(g.alert.fingerprint);
-        this.delCounts.run(g.alert.fingerprint);
-        this.delSamples.run(g.alert.fingerprint);
-      }
-      body?.();
-    });
+    this.tx = db.transaction(
+      (written: readonly Group[], spooled: readonly AlertPayload[], closed: readonly Group[], now: number, body: (() => void) | undefined) => {
+        for (const g of written) this.writeGroup(g);
+        for (const g of closed) this.closeGroup(g, now);
+        body?.();
+        // Last: the spool counts what it adds in memory, which a failure after it would leave counted.
+        if (spooled.length) this.outbox.add(spooled);
+      },
+    );
     const samples = new Map<string, SampleRow[]>();
     for (const r of db.prepare('SELECT fingerprint, n, samples FROM pending_alert_samples ORDER BY fingerprint, n, rowid').all() as (SampleRow & {
       fingerprint: string;
@@ -182,16 +211,25 @@ export class AlertAggregator {
     }
     for (const row of db.prepare(select).all() as StoredRow[]) {
       const alert = fromRow(row, samples.get(row.fingerprint) ?? []);
-      this.groups.set(row.fingerprint, { alert, closesAt: row.closes_at, payloadJson: undefined, newFrom: alert.samples.length });
+      this.groups.set(row.fingerprint, {
+        fingerprint: row.fingerprint,
+        alert,
+        closesAt: row.closes_at,
+        windowMs: row.window_ms,
+        sendNow: false,
+        payloadJson: undefined,
+        newFrom: alert?.samples.length ?? 0,
+      });
     }
     if (this.groups.size) opts.log.info({ pending: this.groups.size }, 'Resuming de-duplication of alerts left pending by the previous run');
   }
 
   /**
-   * Adds occurrences in one transaction; durable when it returns. A new
-   * fingerprint opens a window of windowMs; repeats inside it fold into it.
-   * `inTx` runs inside that transaction (a source's own writes that must
-   * commit or fail with the occurrences).
+   * Adds occurrences in one transaction; durable when it returns. Those of a
+   * fingerprint without an open group are spooled in it, folded into one
+   * alert, and open a window of windowMs; repeats inside it fold into the
+   * group (see the top of this file). `inTx` runs inside that transaction (a
+   * source's own writes that must commit or fail with the occurrences).
    */
   add(alerts: readonly AlertPayload[], windowMs: number, inTx?: () => void): void {
     if (alerts.length === 0 && !inTx) return;
@@ -200,10 +238,9 @@ export class AlertAggregator {
       this.write([], alerts, inTx);
       return;
     }
-    const now = this.now();
     const touched = new Set<Group>();
     this.foldAll(touched, () => {
-      for (const a of alerts) touched.add(this.fold(a, 0, now + windowMs));
+      for (const a of alerts) touched.add(this.fold(a, 0, windowMs));
     });
     this.write(touched, [], inTx);
   }
@@ -215,25 +252,35 @@ export class AlertAggregator {
     return s;
   }
 
-  /** Moves groups whose window has closed (all of them with force) to the spool; a group waits while occurrences of it are staged. */
+  /**
+   * Closes the windows that are over (all of them with force): moves the
+   * repeats they hold to the spool and reopens their groups quiet, and drops
+   * the quiet ones. A group waits while occurrences of it are staged. Returns
+   * how many alerts went to the spool.
+   */
   flush(force = false): number {
     const now = this.now();
     const due: Group[] = [];
+    const sent: AlertPayload[] = [];
     for (const g of this.groups.values()) {
-      if ((force || now >= g.closesAt) && !this.isStaged(g.alert.fingerprint)) due.push(g);
+      if ((force || now >= g.closesAt) && !this.isStaged(g.fingerprint)) {
+        due.push(g);
+        if (g.alert) sent.push(g.alert);
+      }
     }
     if (due.length === 0) return 0;
-    this.tx(
-      [],
-      due.map((g) => g.alert),
-      due,
-      undefined,
-    );
+    this.tx([], sent, due, now, undefined);
     for (const g of due) {
-      this.groups.delete(g.alert.fingerprint);
-      emitted.inc({ source: g.alert.source });
+      if (g.alert && g.windowMs > 0) {
+        g.alert = undefined;
+        g.closesAt = now + g.windowMs;
+        g.newFrom = 0;
+      } else {
+        this.groups.delete(g.fingerprint);
+      }
     }
-    return due.length;
+    for (const a of sent) emitted.inc({ source: a.source });
+    return sent.length;
   }
 
   start(): void {
@@ -254,7 +301,7 @@ export class AlertAggregator {
     this.timer = undefined;
   }
 
-  /** Open groups, those of staged occurrences included. */
+  /** Open groups, quiet ones and those of staged occurrences included. */
   get pending(): number {
     let n = this.groups.size;
     for (const s of this.stagings) for (const fp of s.fingerprints()) if (!this.groups.has(fp)) n++;
@@ -265,7 +312,7 @@ export class AlertAggregator {
   commitStaged(staged: Iterable<Staged>, direct: readonly AlertPayload[], inTx: (() => void) | undefined): void {
     const touched = new Set<Group>();
     this.foldAll(touched, () => {
-      for (const st of staged) touched.add(this.fold(st.alert, st.setter, st.closesAt));
+      for (const st of staged) touched.add(this.fold(st.alert, st.setter, st.windowMs));
     });
     this.write(touched, direct, inTx);
   }
@@ -298,17 +345,17 @@ export class AlertAggregator {
     return this.sampleRoomFor(a.fingerprint, a.severity);
   }
 
-  /** @internal The payload of the open group of this fingerprint, as folded so far; not to be changed. */
+  /** @internal The payload of the open group of this fingerprint, as folded so far (none while it is quiet); not to be changed. */
   openAlert(fingerprint: string): Readonly<AlertPayload> | undefined {
     return this.groups.get(fingerprint)?.alert;
   }
 
   /** @internal sampleRoom of an occurrence of this fingerprint and severity. */
   sampleRoomFor(fingerprint: string, severity: Severity): number {
-    const g = this.groups.get(fingerprint);
-    if (!g) return MAX_SAMPLES;
-    const free = MAX_SAMPLES - g.alert.samples.length;
-    return free > 0 ? free : SEVERITY_RANK[severity] > SEVERITY_RANK[g.alert.severity] ? 1 : 0;
+    const a = this.groups.get(fingerprint)?.alert;
+    if (!a) return MAX_SAMPLES;
+    const free = MAX_SAMPLES - a.samples.length;
+    return free > 0 ? free : SEVERITY_RANK[severity] > SEVERITY_RANK[a.severity] ? 1 : 0;
   }
 
   private isStaged(fingerprint: string): boolean {
@@ -321,60 +368,110 @@ export class AlertAggregator {
     return (this.opts.now ?? Date.now)();
   }
 
-  /** Folds an occurrence (or a folded run of them) into its group in memory, opening the group if needed. */
-  private fold(a: AlertPayload, setter: number, closesAt: number): Group {
+  /**
+   * Folds an occurrence (or a folded run of them) into its group in memory:
+   * one with repeats takes it by the fold rule, a quiet one starts afresh from
+   * it, and without a group it opens one, to be sent by the write.
+   */
+  private fold(a: AlertPayload, setter: number, windowMs: number): Group {
     const g = this.groups.get(a.fingerprint);
-    if (g) {
+    if (g?.alert) {
       g.newFrom = Math.min(g.newFrom, foldInto(g.alert, a, setter));
       return g;
     }
     const alert = { ...a, samples: a.samples.slice(0, MAX_SAMPLES) };
     if (setter >= MAX_SAMPLES) alert.samples[MAX_SAMPLES - 1] = a.samples[setter];
-    // Serialised now, while the events arrive, rather than all at once in the next write.
-    const opened: Group = { alert, closesAt, payloadJson: Buffer.from(JSON.stringify(alert)), newFrom: alert.samples.length };
+    if (g) {
+      g.alert = alert;
+      // Serialised now, while the events arrive, rather than all at once in the next write.
+      g.payloadJson = Buffer.from(JSON.stringify(alert));
+      g.newFrom = alert.samples.length;
+      return g;
+    }
+    // Sent by the write, which serialises it for the spool; the group is stored quiet, without it.
+    const opened: Group = {
+      fingerprint: a.fingerprint,
+      alert,
+      closesAt: this.now() + windowMs,
+      windowMs,
+      sendNow: true,
+      payloadJson: undefined,
+      newFrom: alert.samples.length,
+    };
     this.groups.set(a.fingerprint, opened);
     return opened;
   }
 
-  /** One transaction writing `groups`, spooling `direct` and running `body`; on failure memory is put back to what is stored. */
+  /**
+   * One transaction writing `groups`, spooling those it opens and `direct`,
+   * and running `body`; on failure memory is put back to what is stored.
+   */
   private write(groups: Iterable<Group>, direct: readonly AlertPayload[], body: (() => void) | undefined): void {
     const written = [...groups];
+    const spooled = [...direct];
+    for (const g of written) if (g.sendNow) spooled.push(g.alert!);
     try {
-      this.tx(written, direct, [], body);
+      this.tx(written, spooled, [], 0, body);
     } catch (e) {
       this.reload(written);
       throw e;
     }
     for (const g of written) {
+      if (g.sendNow) {
+        g.sendNow = false;
+        g.alert = undefined;
+      }
       g.payloadJson = undefined;
-      g.newFrom = g.alert.samples.length;
+      g.newFrom = g.alert?.samples.length ?? 0;
     }
-    for (const a of direct) emitted.inc({ source: a.source });
+    for (const a of spooled) emitted.inc({ source: a.source });
   }
 
   private writeGroup(g: Group): void {
     const a = g.alert;
+    if (g.sendNow || !a) {
+      this.writeQuiet(g.fingerprint, g.closesAt, g.windowMs);
+      return;
+    }
     if (g.payloadJson) {
-      this.insertPayload.run(a.fingerprint, g.payloadJson, g.closesAt);
-      this.insertCounts.run(a.fingerprint, a.count, a.first_seen, a.last_seen, a.description, a.severity, a.title);
+      this.putPayload.run(a.fingerprint, g.payloadJson, g.closesAt, g.windowMs);
+      this.putCounts.run(a.fingerprint, a.count, a.first_seen, a.last_seen, a.description, a.severity, a.title);
     } else {
       this.writeCounts.run(a.count, a.first_seen, a.last_seen, a.description, a.severity, a.title, a.fingerprint);
     }
     if (g.newFrom < a.samples.length) this.insertSample.run(a.fingerprint, g.newFrom, Buffer.from(JSON.stringify(a.samples.slice(g.newFrom))));
   }
 
+  private writeQuiet(fingerprint: string, closesAt: number, windowMs: number): void {
+    this.putPayload.run(fingerprint, NO_PAYLOAD, closesAt, windowMs);
+    this.putCounts.run(fingerprint, 0, '', '', '', null, null);
+  }
+
+  /** A group's window closed at `now`: stored quiet for another window if it was sent, deleted if not (or if it has no window). */
+  private closeGroup(g: Group, now: number): void {
+    this.delSamples.run(g.fingerprint);
+    if (g.alert && g.windowMs > 0) {
+      this.writeQuiet(g.fingerprint, now + g.windowMs, g.windowMs);
+      return;
+    }
+    this.delPayload.run(g.fingerprint);
+    this.delCounts.run(g.fingerprint);
+  }
+
   /** Puts groups back to their stored state (a transaction writing them failed). */
   private reload(groups: readonly Group[]): void {
     for (const g of groups) {
-      const row = this.selectOne.get(g.alert.fingerprint) as StoredRow | undefined;
+      const row = this.selectOne.get(g.fingerprint) as StoredRow | undefined;
       if (!row) {
-        if (this.groups.get(g.alert.fingerprint) === g) this.groups.delete(g.alert.fingerprint);
+        if (this.groups.get(g.fingerprint) === g) this.groups.delete(g.fingerprint);
         continue;
       }
       g.alert = fromRow(row, this.selectSamples.all(row.fingerprint) as SampleRow[]);
       g.closesAt = row.closes_at;
+      g.windowMs = row.window_ms;
+      g.sendNow = false;
       g.payloadJson = undefined;
-      g.newFrom = g.alert.samples.length;
+      g.newFrom = g.alert?.samples.length ?? 0;
       this.groups.set(row.fingerprint, g);
     }
   }
@@ -397,7 +494,6 @@ export class Staging {
 
   stage(alerts: readonly AlertPayload[], windowMs: number): void {
     if (alerts.length === 0) return;
-    const now = this.agg.now();
     countOccurrences(alerts);
     this.count += alerts.length;
     if (windowMs <= 0) {
@@ -413,7 +509,7 @@ export class Staging {
       if (!st) {
         // The occurrence is handed over: it becomes the staged summary.
         if (a.samples.length > room) a.samples = a.samples.slice(0, room);
-        this.byFingerprint.set(a.fingerprint, { alert: a, setter: 0, closesAt: now + windowMs });
+        this.byFingerprint.set(a.fingerprint, { alert: a, setter: 0, windowMs });
         continue;
       }
       const before = st.alert.severity;
@@ -446,7 +542,7 @@ export class Staging {
 
   /**
    * The first repeat since the last commit of a group that is open and has
-   * no sample place left for it: staged as a copy of the group's payload
+   * no sample place left for it (not a quiet one): staged as a copy of the group's payload
    * with this occurrence's count and times and no sample. What the commit
    * folds into the group is then what the occurrence's own payload would
    * give: it is not earlier than the group's first_seen (so the group keeps
@@ -461,7 +557,7 @@ export class Staging {
     this.byFingerprint.set(fingerprint, {
       alert: { ...g, count: 1, first_seen: seen, last_seen: seen, samples: [] },
       setter: 0,
-      closesAt: this.agg.now() + windowMs,
+      windowMs,
     });
     this.count++;
     this.countBumped(g.source);
@@ -544,8 +640,9 @@ function foldInto(into: AlertPayload, occ: AlertPayload, setter: number, max = M
   return from;
 }
 
-/** A group as stored: its payload, then its sample rows (ordered by n, then as written), each filling places from n on. */
-function fromRow(row: StoredRow, sampleRows: readonly SampleRow[]): AlertPayload {
+/** A group as stored: its payload, then its sample rows (ordered by n, then as written), each filling places from n on; undefined: quiet. */
+function fromRow(row: StoredRow, sampleRows: readonly SampleRow[]): AlertPayload | undefined {
+  if (row.count === 0) return undefined;
   const alert = JSON.parse(row.payload.toString('utf8')) as AlertPayload;
   for (const r of sampleRows) {
     const list = JSON.parse(r.samples.toString('utf8')) as unknown[];
