@@ -30,7 +30,7 @@ const parse = (b: Buffer) => JSON.parse(b.toString('utf8')) as { description: st
 describe('fitting an alert into a gRPC message', () => {
   it('sends an alert that fits as it is', () => {
     const p = payload({ samples: 2 });
-    expect(fitPayload(p, p.length)).toEqual({ payload: p, cut: [], title: undefined });
+    expect(fitPayload(p, p.length)).toEqual({ payload: p, cut: [], details: [], title: undefined });
   });
 
   it('cuts the fields the store cuts before the samples, and stops as soon as it fits', () => {
@@ -54,12 +54,15 @@ describe('fitting an alert into a gRPC message', () => {
     expect(parse(none.payload!).samples).toEqual([]);
   });
 
-  it('gives up only on what the store keeps whole (a Falco output) when it alone is too big', () => {
-    expect(fitPayload(payload({ description: 100_000, output: 60_000, samples: 2, sample: 20_000 }), 50_000)).toEqual({
-      payload: undefined,
-      cut: ['description', 'sample previews', 'samples'],
-      title: 'T',
-    });
+  it('then cuts the details, which the store keeps whole (a Falco output), and gives up only on an alert whose other fields are too big', () => {
+    const p = payload({ description: 100_000, output: 60_000, samples: 2, sample: 20_000 });
+    const f = fitPayload(p, 50_000);
+    expect(f).toMatchObject({ cut: ['description', 'sample previews', 'samples', 'detail previews'], details: ['falco.output'], title: 'T' });
+    expect(f.payload!.length).toBeLessThanOrEqual(50_000);
+    expect(parse(f.payload!).falco.output).toMatch(/^o{2048}…\[cut 57952 of 60000 bytes\]$/);
+    const rule = JSON.parse(p.toString()) as { rule: string };
+    rule.rule = 'r'.repeat(60_000);
+    expect(fitPayload(Buffer.from(JSON.stringify(rule)), 50_000).payload).toBeUndefined();
     expect(fitPayload(Buffer.from('x'.repeat(100)), 50).payload).toBeUndefined();
   });
 });

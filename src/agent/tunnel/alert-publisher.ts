@@ -14,7 +14,7 @@ import type { Tunnel } from './connection.js';
 const acked = new Counter({ name: 'verdict_agent_alerts_acknowledged_total', help: 'Alerts the server acknowledged as stored', registers: [registry] });
 const tooLarge = new Counter({
   name: 'verdict_agent_alerts_too_large_total',
-  help: 'Alerts dropped from the spool because they exceed the gRPC message size even cut as the server stores them and without samples',
+  help: 'Alerts dropped from the spool because they exceed the gRPC message size even cut as far as they go: fields as the server stores them, no samples, details cut',
   registers: [registry],
 });
 
@@ -25,6 +25,20 @@ const BATCH_FRAMING_BYTES = 11;
 const ALERT_FRAMING_BYTES = 18;
 /** The largest alert (id and payload) that fits a message on its own. */
 const MAX_ALERT_BYTES = MAX_MESSAGE_BYTES - BATCH_FRAMING_BYTES - ALERT_FRAMING_BYTES;
+
+/** How many cut detail values a warning names; the count says how many there were. */
+const MAX_NAMED = 20;
+
+/** What a cut alert lost, for its warning: its samples and the details named, or nothing the server stores. */
+function lostParts(cut: readonly string[], details: readonly string[]): string {
+  const lost: string[] = [];
+  if (cut.includes('samples')) lost.push('its samples');
+  if (details.length > 0) {
+    const more = details.length > 3 ? ` and ${details.length - 3} more` : '';
+    lost.push(`part of its details (${details.slice(0, 3).join(', ')}${more}; each marked where it was cut)`);
+  }
+  return lost.length > 0 ? lost.join(' and ') : 'nothing the server stores';
+}
 
 export interface PublisherOptions {
   batchSize: number;
@@ -56,9 +70,9 @@ export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, batchBytes:
  *
  * Every batch fits one gRPC message: batches are cut by bytes as well as by
  * count, and an alert too big for a message alone is sent cut as the server
- * would store it, then without samples, or, when even that is too big,
- * dropped with an error and a counter, so that it cannot hold up the alerts
- * behind it.
+ * would store it, then without samples, then with its details cut (fitPayload);
+ * only one whose other fields alone are too big is dropped, with an error and
+ * a counter, so that it cannot hold up the alerts behind it.
  */
 export async function runAlertPublisher(
   tunnel: Tunnel,
@@ -79,7 +93,7 @@ export async function runAlertPublisher(
       tooLarge.inc();
       log.error(
         { alert_id: r.id, bytes: r.payload.length, max_bytes: MAX_ALERT_BYTES, title: fitted.title },
-        'Dropped an alert larger than a gRPC message to the server (10 MiB) even with its fields cut as the server stores them and without its samples; the alerts after it are sent as usual. It is a field the server stores whole (usually a Falco rule output or output field): shorten it at the source',
+        "Dropped an alert larger than a gRPC message to the server (10 MiB) even cut as far as it goes (fields as the server stores them, no samples, details cut); the alerts after it are sent as usual. What is too big is a field never cut (its rule, namespace, policies or labels' names): fix what makes such alerts at the source",
       );
       return undefined;
     }
@@ -87,9 +101,17 @@ export async function runAlertPublisher(
     // acknowledged would otherwise be warned about again on each reconnect.
     if (fitted.cut.length > 0 && !warned.has(r.id)) {
       warned.add(r.id);
-      const lost = fitted.cut.includes('samples') ? 'its samples' : 'nothing the server stores';
+      const lost = lostParts(fitted.cut, fitted.details);
       log.warn(
-        { alert_id: r.id, title: fitted.title, bytes: r.payload.length, sent_bytes: fitted.payload.length, max_bytes: MAX_ALERT_BYTES, cut: fitted.cut },
+        {
+          alert_id: r.id,
+          title: fitted.title,
+          bytes: r.payload.length,
+          sent_bytes: fitted.payload.length,
+          max_bytes: MAX_ALERT_BYTES,
+          cut: fitted.cut,
+          ...(fitted.details.length > 0 && { cut_details: fitted.details.slice(0, MAX_NAMED), cut_details_count: fitted.details.length }),
+        },
         `Sending an alert larger than a gRPC message to the server (10 MiB) cut to fit (${fitted.cut.join(', ')}), which loses ${lost}. To have it sent as it is, shorten its big field at the source, usually the Falco rule's output or one of its output fields (see Delivery guarantees in docs/tunnel.md)`,
       );
     }

@@ -13,13 +13,14 @@ import {
   logKey,
   MAX_MESSAGE_BYTES,
   type Entry,
+  type EventCut,
 } from './messages.js';
 import type { OwnEvents } from './own-events.js';
 import type { Appended, LogWriter, OutMessage } from './producer.js';
 
 const tooBig = new Counter({
   name: 'verdict_kafka_events_too_large_total',
-  help: 'Agent events dropped because they exceed the Kafka message size even without samples',
+  help: 'Agent events dropped because they exceed the Kafka message size even cut as far as they go: fields as the store keeps them, no samples, details cut',
   registers: [registry],
 });
 
@@ -71,16 +72,18 @@ export class KafkaAlertSink implements AlertSink {
       const partition = this.writer.partitionOf(this.topic, key);
       const entry = partition === undefined ? undefined : encodeEntry(ev.id, ev.payload, ev.text);
       if (partition === undefined || entry === undefined) {
-        const value = partition === undefined ? encodeAlertEvent(agent, ev.id, ev.payload, this.replica, at) : undefined;
-        if (value === undefined) {
+        const single = partition === undefined ? encodeAlertEvent(agent, ev.id, ev.payload, this.replica, at) : undefined;
+        if (single === undefined) {
           this.dropped(agent, ev);
           continue;
         }
+        if (single.cut) this.cut(agent, ev, single.cut);
         // Partitions not known yet: one event per message, placed by its key.
-        messages.push({ topic: this.topic, key, value, headers: { [HEADER_TYPE]: 'alert', [HEADER_REF]: ev.id } });
+        messages.push({ topic: this.topic, key, value: single.json, headers: { [HEADER_TYPE]: 'alert', [HEADER_REF]: ev.id } });
         count++;
         continue;
       }
+      if (entry.cut) this.cut(agent, ev, entry.cut);
       const bytes = entry.bytes + 1;
       let b = open.get(partition);
       if (b && b.bytes + bytes > MAX_MESSAGE_BYTES - ENVELOPE_BYTES) {
@@ -117,7 +120,23 @@ export class KafkaAlertSink implements AlertSink {
     tooBig.inc();
     this.log.error(
       { agent_name: agent, alert_id: ev.id, title: ev.payload.title.slice(0, 200) },
-      'Kafka: dropped an alert event larger than the Kafka message size even without its samples',
+      "Kafka: dropped an alert event larger than the Kafka message size (900 KiB) even cut as far as it goes (fields as the store keeps them, no samples, details cut): what is too big is a field never cut (its rule, namespace, policies or labels' names); fix what makes such alerts at the source",
+    );
+  }
+
+  /** Warns about an event written cut when that lost something the store would have kept. */
+  private cut(agent: string, ev: IncomingEvent, c: EventCut): void {
+    // Sample previews and the fields the store cuts anyway lose nothing; they are the rule for big samples, not news.
+    if (!c.steps.includes('samples') && c.details.length === 0) return;
+    this.log.warn(
+      {
+        agent_name: agent,
+        alert_id: ev.id,
+        title: ev.payload.title.slice(0, 200),
+        cut: c.steps,
+        ...(c.details.length > 0 && { cut_details: c.details.slice(0, 20), cut_details_count: c.details.length }),
+      },
+      "Kafka: wrote an alert event larger than the Kafka message size (900 KiB) cut to fit, without its samples or with part of its details (each marked where it was cut). To have such events stored whole, shorten their big field at the source, usually the Falco rule's output or one of its output fields",
     );
   }
 }

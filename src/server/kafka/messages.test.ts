@@ -25,7 +25,7 @@ const entryJson = (e: Entry) => e.pieces.join('');
 describe('log messages', () => {
   it('round-trips agent events and status changes', () => {
     const payload = falcoPayload({ fp: 'abc' });
-    const a = decodeLogEvent(Buffer.from(encodeAlertEvent('edge', 'ev-1', payload, 'r1', '2026-01-01T00:00:00.000Z')!));
+    const a = decodeLogEvent(Buffer.from(encodeAlertEvent('edge', 'ev-1', payload, 'r1', '2026-01-01T00:00:00.000Z')!.json));
     expect(a).toEqual({ type: 'alert', v: 1, agent: 'edge', id: 'ev-1', payload, at: '2026-01-01T00:00:00.000Z', replica: 'r1' });
     const s = decodeLogEvent(
       Buffer.from(encodeStatusEvent({ agent: 'edge', fingerprint: 'abc', alert: 'ev-1', status: 'resolved', actor: 'bob', at: 'now', replica: 'r2' })),
@@ -81,12 +81,12 @@ describe('log messages', () => {
   it('cuts samples, then drops them, to fit an event into a Kafka message', () => {
     const huge = { blob: 'x'.repeat(200 * 1024) };
     const p = { ...falcoPayload(), samples: [huge, huge, huge, huge, huge] };
-    const json = encodeAlertEvent('edge', 'ev-2', p, 'r1')!;
+    const json = encodeAlertEvent('edge', 'ev-2', p, 'r1')!.json;
     expect(json.length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
     const samples = (decodeLogEvent(Buffer.from(json)) as { payload: { samples: { truncated?: boolean }[] } }).payload.samples;
     expect(samples).toHaveLength(5);
     expect(samples.every((s) => s.truncated)).toBe(true);
-    expect(encodeAlertEvent('edge', 'ev-3', { ...falcoPayload(), description: 'y'.repeat(MAX_MESSAGE_BYTES) }, 'r1')).toBeUndefined();
+    expect(encodeAlertEvent('edge', 'ev-3', { ...falcoPayload(), rule: 'y'.repeat(MAX_MESSAGE_BYTES) }, 'r1')).toBeUndefined();
     // An events message's entry is cut alike, and says what it kept.
     const entry = encodeEntry('ev-2', p)!;
     expect(entry.bytes).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
@@ -94,14 +94,37 @@ describe('log messages', () => {
     expect(JSON.parse(entryJson(entry))).toEqual({ id: 'ev-2', payload: entry.payload });
   });
 
+  it("cuts an event's details when it is too big even without samples, and says what it cut", () => {
+    // A Falco event with a 12 MB output field, which the agent sends whole (it fits a gRPC message).
+    const base = falcoPayload();
+    const big = 'x'.repeat(12_000_000);
+    const p = { ...base, falco: { ...base.falco!, output_fields: { ...base.falco!.output_fields, 'proc.cmdline': big } }, samples: [{ n: 1 }] };
+    const single = encodeAlertEvent('edge', 'ev-9', p, 'r1')!;
+    expect(Buffer.byteLength(single.json)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(single.cut).toEqual({ steps: ['samples', 'detail previews'], details: ['falco.output_fields.proc.cmdline'] });
+    const logged = (decodeLogEvent(Buffer.from(single.json)) as unknown as { payload: typeof p }).payload;
+    expect(logged.falco.output_fields).toEqual({
+      ...base.falco!.output_fields,
+      'proc.cmdline': expect.stringMatching(/^x{2048}…\[cut 11997952 of 12000000 bytes\]$/),
+    });
+    const entry = encodeEntry('ev-9', p, JSON.stringify(p))!;
+    expect(entry.bytes).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(entry.cut).toEqual(single.cut);
+    expect(JSON.parse(entryJson(entry))).toEqual({ id: 'ev-9', payload: entry.payload });
+    expect(entry.payload.falco!.output_fields).toEqual(logged.falco.output_fields);
+    // An event that fits says nothing was cut.
+    expect(encodeEntry('ev-10', base, JSON.stringify(base))!.cut).toBeUndefined();
+    expect(encodeAlertEvent('edge', 'ev-10', base, 'r1')!.cut).toBeUndefined();
+  });
+
   it('measures the Kafka message size in bytes, not characters', () => {
     // 5 samples of 100k euro signs: 500k characters, 1.5 MB of UTF-8, which the broker refuses.
     const wide = '\u20ac'.repeat(100 * 1024);
     const p = { ...falcoPayload(), samples: [wide, wide, wide, wide, wide] };
-    const json = encodeAlertEvent('edge', 'ev-4', p, 'r1')!;
+    const json = encodeAlertEvent('edge', 'ev-4', p, 'r1')!.json;
     expect(Buffer.byteLength(json)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
     expect((decodeLogEvent(Buffer.from(json)) as { payload: { samples: unknown[] } }).payload.samples).toHaveLength(5);
-    expect(encodeAlertEvent('edge', 'ev-5', { ...falcoPayload(), description: '\u20ac'.repeat(MAX_MESSAGE_BYTES / 2) }, 'r1')).toBeUndefined();
+    expect(encodeAlertEvent('edge', 'ev-5', { ...falcoPayload(), rule: '\u20ac'.repeat(MAX_MESSAGE_BYTES / 2) }, 'r1')).toBeUndefined();
   });
 
   it("writes the agent's payload text as it came, and cuts it like an object when it is too big", () => {

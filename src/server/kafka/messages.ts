@@ -1,4 +1,4 @@
-import { fitSamples } from '../../shared/alert/fit.js';
+import { fitAlert, type FitCut } from '../../shared/alert/fit.js';
 import { ALERT_SCHEMA, type AlertPayload } from '../../shared/alert/payload.js';
 import { STATUSES, type AlertStatus, type StoredAlert } from '../store/alert-store.js';
 import { checkPayload, LOG_SOURCES } from '../tunnel/payload-check.js';
@@ -202,14 +202,21 @@ export const MAX_MESSAGE_BYTES = 900 * 1024;
 
 /**
  * The JSON of an agent event for the log (one event per message, as replicas
- * wrote before `events` messages). Samples beyond what the store keeps are
- * cut first, so one huge event cannot exceed the broker's message size and
- * block its agent's spool forever. Undefined when even that is too big.
+ * wrote before `events` messages), and what was cut: an event too big is cut
+ * by fitAlert (what the store does not keep, then samples, then details), so
+ * one huge event cannot exceed the broker's message size and block its
+ * agent's spool forever. Undefined when even that is too big.
  */
-export function encodeAlertEvent(agent: string, id: string, payload: AlertPayload, replica: string, at = new Date().toISOString()): string | undefined {
+export function encodeAlertEvent(
+  agent: string,
+  id: string,
+  payload: AlertPayload,
+  replica: string,
+  at = new Date().toISOString(),
+): { json: string; cut?: EventCut } | undefined {
   return fitted(payload, MAX_MESSAGE_BYTES, (p) =>
     JSON.stringify({ type: 'alert', v: LOG_VERSION, agent, id, payload: p, at, replica } satisfies AlertLogEvent),
-  )?.json;
+  );
 }
 
 /** Room an `events` message's envelope may take (type, agent, time, replica, brackets). */
@@ -217,7 +224,7 @@ export const ENVELOPE_BYTES = 512;
 
 /**
  * One event for an `events` message: its JSON as pieces, their UTF-8 size,
- * and the payload as written (samples may be cut). The agent's payload text
+ * the payload as written and what was cut to fit. The agent's payload text
  * stays a piece of its own: joined into one string per event, then per
  * message, then encoded, each event's JSON was allocated three times over,
  * about a quarter of what a Kafka replica allocated per event.
@@ -226,6 +233,8 @@ export interface Entry {
   pieces: readonly string[];
   bytes: number;
   payload: AlertPayload;
+  /** What was cut to fit, when anything was. */
+  cut?: EventCut;
 }
 
 /** An event's entry (Entry), cut like encodeAlertEvent's so that it fits a message alone. */
@@ -237,7 +246,10 @@ export function encodeEntry(id: string, payload: AlertPayload, text?: string): E
     if (bytes <= MAX_MESSAGE_BYTES - ENVELOPE_BYTES) return { pieces: [head, text, '}'], bytes, payload };
   }
   const f = fitted(payload, MAX_MESSAGE_BYTES - ENVELOPE_BYTES, (p) => JSON.stringify({ id, payload: p } satisfies LogEntry));
-  return f && { pieces: [f.json], bytes: Buffer.byteLength(f.json), payload: f.payload };
+  if (!f) return undefined;
+  const entry: Entry = { pieces: [f.json], bytes: Buffer.byteLength(f.json), payload: f.payload };
+  if (f.cut) entry.cut = f.cut;
+  return entry;
 }
 
 /** An `events` message's value, its entries (encodeEntry) written straight into one buffer; the caller keeps it within MAX_MESSAGE_BYTES. */
@@ -258,10 +270,17 @@ export function encodeEventsMessage(agent: string, at: string, replica: string, 
   return buf;
 }
 
-/** The payload's JSON by `encode` and the payload as written, its samples cut by fitSamples to fit `max`; undefined when nothing fits. */
-function fitted(payload: AlertPayload, max: number, encode: (p: AlertPayload) => string): { json: string; payload: AlertPayload } | undefined {
-  const f = fitSamples(payload, max, encode);
-  return f.json === undefined ? undefined : { json: f.json, payload: f.alert };
+/** What fitAlert cut from an event to fit a message: its steps, and the detail values it cut. */
+export interface EventCut {
+  steps: FitCut[];
+  details: string[];
+}
+
+/** The payload's JSON by `encode`, the payload as written and what fitAlert cut to fit `max` (when anything); undefined when nothing fits. */
+function fitted(payload: AlertPayload, max: number, encode: (p: AlertPayload) => string): { json: string; payload: AlertPayload; cut?: EventCut } | undefined {
+  const f = fitAlert(payload, max, encode);
+  if (f.json === undefined) return undefined;
+  return f.cut.length === 0 ? { json: f.json, payload: f.alert } : { json: f.json, payload: f.alert, cut: { steps: f.cut, details: f.details } };
 }
 
 export function encodeClaimsEvent(c: Omit<ClaimsLogEvent, 'type' | 'v'>): string {

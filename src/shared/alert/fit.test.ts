@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { fitSamples } from './fit.js';
+import { fitAlert } from './fit.js';
 import { type AlertPayload, MAX_SAMPLES } from './payload.js';
-import { MAX_SAMPLE_BYTES } from './samples.js';
+import { MAX_SAMPLE_BYTES, SAMPLE_PREVIEW_BYTES } from './samples.js';
 
 // Only the samples matter to the ladder; the rest of the alert is a stand-in.
 const alert = (samples: unknown[]) => ({ title: 'T', samples }) as unknown as AlertPayload;
@@ -9,42 +9,42 @@ const sample = (n: number, bytes: number) => ({ n, pad: 'p'.repeat(bytes) });
 // An envelope around the alert, as the Kafka log writes it.
 const encode = (a: AlertPayload) => JSON.stringify({ id: 'e', payload: a });
 
-describe('fitting an alert by its samples', () => {
+describe('fitting an alert by its samples (fitAlert)', () => {
   it('encodes an alert that fits as it is, cutting nothing', () => {
     const a = alert([sample(0, 10)]);
     const json = encode(a);
-    expect(fitSamples(a, Buffer.byteLength(json), encode)).toEqual({ json, alert: a, cut: [] });
+    expect(fitAlert(a, Buffer.byteLength(json), encode)).toEqual({ json, alert: a, cut: [], details: [] });
   });
 
   it('keeps the newest MAX_SAMPLES, each over MAX_SAMPLE_BYTES as its preview, then drops them; the limit is in UTF-8 bytes of what encode gives', () => {
     const samples = Array.from({ length: MAX_SAMPLES + 2 }, (_, n) => sample(n, MAX_SAMPLE_BYTES));
     const a = alert(samples);
-    const previews = fitSamples(a, 20_000, encode);
-    expect(previews.cut).toEqual(['sample previews']);
+    const previews = fitAlert(a, 20_000, encode);
+    expect(previews.cut).toEqual(['oldest samples', 'sample previews']);
     expect(previews.alert.samples).toHaveLength(MAX_SAMPLES);
     expect(previews.alert.samples[0]).toMatchObject({ truncated: true, preview: expect.stringContaining('{"n":2,') });
     expect(previews.json).toBe(encode(previews.alert));
     // Euro signs: 3 bytes each, so a limit the characters fit in but the bytes do not.
     const wide = alert([{ pad: '\u20ac'.repeat(MAX_SAMPLE_BYTES / 4) }]);
     const chars = encode(wide).length;
-    expect(fitSamples(wide, chars, encode)).toEqual({ json: encode(alert([])), alert: alert([]), cut: ['samples'] });
-    const none = fitSamples(a, 2_000, encode);
-    expect(none).toEqual({ json: encode(alert([])), alert: alert([]), cut: ['sample previews', 'samples'] });
+    expect(fitAlert(wide, chars, encode)).toEqual({ json: encode(alert([])), alert: alert([]), cut: ['samples'], details: [] });
+    const none = fitAlert(a, 2_000, encode);
+    expect(none).toEqual({ json: encode(alert([])), alert: alert([]), cut: ['oldest samples', 'sample previews', 'samples'], details: [] });
   });
 
   it('skips a step that changes nothing, and gives no JSON when even no samples do not fit', () => {
     const small = alert([sample(0, 10), sample(1, 10)]);
-    expect(fitSamples(small, 30, encode)).toEqual({ json: undefined, alert: alert([]), cut: ['samples'] });
-    expect(fitSamples(alert([]), 10, encode)).toEqual({ json: undefined, alert: alert([]), cut: [] });
+    expect(fitAlert(small, 30, encode)).toEqual({ json: undefined, alert: alert([]), cut: ['samples'], details: [] });
+    expect(fitAlert(alert([]), 10, encode)).toEqual({ json: undefined, alert: alert([]), cut: [], details: [] });
   });
 
   it('does not encode the alert as it is when the caller knows it is too big', () => {
     const seen: AlertPayload[] = [];
     const a = alert([sample(0, MAX_SAMPLE_BYTES)]);
-    const f = fitSamples(
+    const f = fitAlert(
       a,
       1_000_000,
-      (x) => {
+      (x: AlertPayload) => {
         seen.push(x);
         return encode(x);
       },
@@ -52,5 +52,121 @@ describe('fitting an alert by its samples', () => {
     );
     expect(f.cut).toEqual(['sample previews']);
     expect(seen).toEqual([f.alert]);
+  });
+});
+
+// A Falco alert as the agent makes it, with the output fields given.
+const falco = (output_fields: Record<string, unknown>, output = 'out', samples: unknown[] = []) =>
+  ({
+    schema: 'verdict.alert/v1',
+    source: 'falco',
+    fingerprint: 'f',
+    severity: 'high',
+    title: 'Big output',
+    description: output.slice(0, 100),
+    cluster: 'c',
+    namespace: 'n',
+    count: 1,
+    first_seen: '2026-01-01T00:00:00Z',
+    last_seen: '2026-01-01T00:00:00Z',
+    policies: [],
+    rule: 'r',
+    labels: { pod: 'p' },
+    falco: { rule: 'r', priority: 'Error', source: 'syscall', hostname: 'h', output, tags: ['t'], output_fields },
+    samples,
+  }) as AlertPayload;
+const MB = 1_000_000;
+// The limits the callers use: the agent's gRPC message (10 MiB) and the Kafka log's (900 KiB).
+const GRPC = 10 * 1024 * 1024;
+const KAFKA = 900 * 1024;
+const fields = (a: AlertPayload) => a.falco!.output_fields;
+
+describe('fitting an alert by its details (fitAlert)', () => {
+  it('cuts a huge detail string to its first SAMPLE_PREVIEW_BYTES and a marker of how much went, after the samples, and keeps the rest', () => {
+    const big = 'x'.repeat(12 * MB);
+    const a = falco({ 'proc.cmdline': big, 'proc.name': 'sh', 'evt.num': 7 }, 'out', [sample(0, 100)]);
+    for (const max of [GRPC, KAFKA]) {
+      const f = fitAlert(a, max, encode);
+      expect(f.cut).toEqual(['samples', 'detail previews']);
+      expect(f.details).toEqual(['falco.output_fields.proc.cmdline']);
+      expect(Buffer.byteLength(f.json!)).toBeLessThanOrEqual(max);
+      expect(f.json).toBe(encode(f.alert));
+      expect(fields(f.alert)).toEqual({
+        'proc.cmdline': `${'x'.repeat(SAMPLE_PREVIEW_BYTES)}…[cut ${12 * MB - SAMPLE_PREVIEW_BYTES} of ${12 * MB} bytes]`,
+        'proc.name': 'sh',
+        'evt.num': 7,
+      });
+      expect({ ...f.alert, falco: undefined, samples: undefined }).toEqual({ ...a, falco: undefined, samples: undefined });
+    }
+    // The alert given is not changed, and one that fits is left whole.
+    expect(fields(a)['proc.cmdline']).toBe(big);
+    const small = falco({ 'proc.cmdline': 'x'.repeat(100_000) }, 'y'.repeat(100_000), [sample(0, 100)]);
+    expect(fitAlert(small, KAFKA, encode)).toEqual({ json: encode(small), alert: small, cut: [], details: [] });
+  });
+
+  it('cuts a huge output the same way, never leaving half a character', () => {
+    const out = `a${'\u20ac'.repeat(4 * MB)}`;
+    const f = fitAlert(falco({}, out), GRPC, encode);
+    expect(f.details).toEqual(['falco.output']);
+    const kept = f.alert.falco!.output;
+    // "a" and 682 euro signs are 2047 bytes; the next one would pass 2048.
+    expect(kept).toBe(`a${'\u20ac'.repeat(682)}…[cut ${12 * MB + 1 - 2047} of ${12 * MB + 1} bytes]`);
+  });
+
+  it('drops whole values, biggest first, when many fields of a few KiB are too much, naming them and marking each', () => {
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 3000; i++) many[`f${i}`] = String(i % 10).repeat(1000 + i);
+    const a = falco(many);
+    const f = fitAlert(a, KAFKA, encode);
+    expect(f.cut).toEqual(['details']);
+    const bytes = Buffer.byteLength(f.json!);
+    expect(bytes).toBeLessThanOrEqual(KAFKA);
+    const out = fields(f.alert) as Record<string, string>;
+    expect(Object.keys(out)).toEqual(Object.keys(many));
+    // The biggest went first: f2999 down to some fN, and nothing below it.
+    const dropped = Object.keys(many).filter((k) => out[k] !== many[k]);
+    expect(f.details).toEqual(dropped.map((k) => `falco.output_fields.${k}`).reverse());
+    const lowest = Number(dropped[0]!.slice(1));
+    expect(dropped).toEqual(Array.from({ length: 3000 - lowest }, (_, i) => `f${lowest + i}`));
+    for (const k of dropped) expect(out[k]).toBe(`[cut ${many[k]!.length} of ${many[k]!.length} bytes]`);
+    // No more than needed: keeping the last one dropped would not have fitted.
+    expect(bytes + many[dropped[0]!]!.length - out[dropped[0]!]!.length).toBeGreaterThan(KAFKA);
+  });
+
+  it('cuts lists and, when the names alone are too many, whole objects, keeping each field of its type', () => {
+    const list = Array.from({ length: 100_000 }, (_, i) => `item-${i}`);
+    const withList = fitAlert(falco({ 'fd.names': list, 'proc.name': 'sh' }), KAFKA, encode);
+    expect(fields(withList.alert)).toEqual({
+      'fd.names': [`[cut ${Buffer.byteLength(JSON.stringify(list))} of ${Buffer.byteLength(JSON.stringify(list))} bytes]`],
+      'proc.name': 'sh',
+    });
+    const names: Record<string, number> = {};
+    for (let i = 0; i < 60_000; i++) names[`custom.field.number.${i}`] = i;
+    const a = falco(names, 'x'.repeat(100_000));
+    const f = fitAlert(a, KAFKA, encode);
+    expect(f.cut).toEqual(['detail previews', 'details']);
+    expect(Buffer.byteLength(f.json!)).toBeLessThanOrEqual(KAFKA);
+    expect(fields(f.alert)).toEqual({ '…': expect.stringMatching(/^\[cut (\d+) of \1 bytes\]$/) });
+    expect(f.details).toEqual(['falco.output', 'falco.output_fields']);
+    expect(f.alert.falco).toMatchObject({ rule: 'r', hostname: 'h', tags: ['t'] });
+  });
+
+  it("cuts Cilium's details alike", () => {
+    const url = `/search?q=${'q'.repeat(2 * MB)}`;
+    const a = {
+      ...falco({}),
+      source: 'cilium',
+      falco: undefined,
+      cilium: { direction: 'ingress', http: { method: 'GET', url }, source: { pod: 'a' } },
+    } as unknown as AlertPayload;
+    const f = fitAlert(a, KAFKA, encode);
+    expect(f.details).toEqual(['cilium.http.url']);
+    expect(f.alert.cilium!.http!.url).toMatch(/^\/search\?q=q+…\[cut \d+ of \d+ bytes\]$/);
+  });
+
+  it('refuses only an alert whose fields no step cuts are too big, however small its details are cut', () => {
+    const f = fitAlert({ ...falco({ 'proc.cmdline': 'x'.repeat(2 * MB) }), rule: 'r'.repeat(KAFKA) }, KAFKA, encode);
+    expect(f.json).toBeUndefined();
+    expect(f.cut).toEqual(['detail previews', 'details']);
   });
 });
