@@ -79,7 +79,8 @@ function post(address: string, body: string, agent: Agent): Promise<number> {
 
 /**
  * Occurrences stored per pod: answered events still in the HTTP inbox, groups
- * pending in the dedup window (their counts) and alerts already in the spool.
+ * pending in the dedup window (their counts; a quiet group, whose alert is in
+ * the spool already, holds none) and alerts already in the spool.
  */
 function storedCounts(dataDir: string): { counts: Map<string, number>; inInbox: number } {
   const db = openDatabase(join(dataDir, 'agent.db'));
@@ -89,7 +90,7 @@ function storedCounts(dataDir: string): { counts: Map<string, number>; inInbox: 
     const state = db.prepare('SELECT gen, offset FROM falco_inbox_state').get() as InboxPosition | undefined;
     const inbox = readInboxDir(dataDir, state);
     for (const body of inbox) add((JSON.parse(body.toString()) as { output_fields: Record<string, string> }).output_fields['k8s.pod.name']!, 1);
-    const pending = db.prepare('SELECT p.payload, c.count FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)').all() as {
+    const pending = db.prepare('SELECT p.payload, c.count FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint) WHERE c.count > 0').all() as {
       payload: Buffer;
       count: number;
     }[];
