@@ -173,6 +173,23 @@ describe('FalcoSink inbox (HTTP)', () => {
     await sink.close();
   });
 
+  it("spools a new fingerprint's alert with the write after the answer, not when its window closes, and folds the repeats", async () => {
+    const s = store(tmp());
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 100, windowMs: 3_600_000, builder, log: silent, persistIntervalMs: 60_000 });
+    await acceptAll(sink, [event(0, 'a')]);
+    await sink.settle();
+    expect(s.outbox.size).toBe(1);
+    // A repeat of the same fingerprint waits for the window.
+    await acceptAll(sink, [event(7, 'b')]);
+    await sink.settle();
+    expect(s.outbox.size).toBe(1);
+    expect(s.flushed().map((a) => [a.rule, a.count])).toEqual([
+      ['Terminal shell in container', 1],
+      ['Terminal shell in container', 1],
+    ]);
+    await sink.close();
+  });
+
   it('turns what a crash left in the inbox into occurrences at start, exactly once, and remembers its uuids', async () => {
     const dir = tmp();
     let s = store(dir);
