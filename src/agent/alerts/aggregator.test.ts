@@ -143,6 +143,27 @@ describe('AlertAggregator', () => {
     expect(after).toMatchObject({ count: 1, severity: 'info', title: 'quiet', samples: [{ t: '2026-01-01T00:00:03Z' }] });
   });
 
+  it('reopens a group for the window its latest repeats asked for', () => {
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:00Z')], 1000);
+    // dedup_window changed to 5 s.
+    now = 500;
+    agg.add([alert('a', '2026-01-01T00:00:01Z')], 5000);
+    now = 1000;
+    expect(agg.flush()).toBe(1);
+    now = 2000;
+    expect(agg.flush()).toBe(0);
+    expect(agg.pending).toBe(1);
+    now = 5999;
+    agg.add([alert('a', '2026-01-01T00:00:05Z')], 5000);
+    expect(outbox.size).toBe(2);
+    now = 6000;
+    expect(agg.flush()).toBe(1);
+  });
+
   it('adds nothing of a batch in which one occurrence cannot be serialised, so the batch can be added again without counting twice', () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });

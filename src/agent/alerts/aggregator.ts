@@ -35,11 +35,12 @@ import type { Spool } from '../spool/spool.js';
 // cost one write per group instead of one per event. Only the source's commit
 // writes what it staged; the aggregator never calls back into a source.
 
-// A group's payload is written once when the group opens; a repeat updates a
-// small row in pending_alert_counts (count, first/last seen, description) and
-// each of the first MAX_SAMPLES samples is a row of its own, serialised once
-// when it joins the group. That keeps the cost of a flood of repeats to a few
-// bytes per occurrence.
+// A group's payload is written once, by the first repeat since the group was
+// last sent (an alert sent at once is written to the spool only, its group as
+// a quiet row); a repeat updates a small row in pending_alert_counts (count,
+// first/last seen, description) and each of the first MAX_SAMPLES samples is a
+// row of its own, serialised once when it joins the group. That keeps the cost
+// of a flood of repeats to a few bytes per occurrence.
 const MIGRATIONS = [
   `CREATE TABLE pending_alerts (
      fingerprint TEXT PRIMARY KEY,
@@ -383,6 +384,8 @@ export class AlertAggregator {
     if (setter >= MAX_SAMPLES) alert.samples[MAX_SAMPLES - 1] = a.samples[setter];
     if (g) {
       g.alert = alert;
+      // The window asked for now (dedup_window may have changed) is the one it reopens for.
+      g.windowMs = windowMs;
       // Serialised now, while the events arrive, rather than all at once in the next write.
       g.payloadJson = Buffer.from(JSON.stringify(alert));
       g.newFrom = alert.samples.length;
