@@ -173,6 +173,7 @@ describe('AlertAggregator', () => {
     // JSON.stringify throws on a BigInt, as it does on a value nested too deep for the stack.
     expect(() => agg.add([...batch(), alert('c', '2026-01-01T00:00:04Z', { samples: [{ n: 1n }] })], 60_000)).toThrow(TypeError);
     expect(sent(outbox).map((r) => r.fingerprint)).toEqual(['a']);
+    expect(outbox.size).toBe(1);
     agg.add(batch(), 60_000);
     expect(agg.flush(true)).toBe(1);
     expect(sent(outbox).map((r) => [r.fingerprint, r.count, r.samples.length])).toEqual([

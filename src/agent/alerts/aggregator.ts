@@ -412,8 +412,15 @@ export class AlertAggregator {
   private write(groups: Iterable<Group>, direct: readonly AlertPayload[], body: (() => void) | undefined): void {
     const written = [...groups];
     const spooled = [...direct];
-    for (const g of written) if (g.sendNow) spooled.push(g.alert!);
     try {
+      for (const g of written) {
+        if (!g.sendNow) continue;
+        // Throws here, before the transaction, on an alert that cannot be
+        // serialised: the spool counts rows in memory as it inserts them, and
+        // a rollback after that would leave them counted.
+        JSON.stringify(g.alert);
+        spooled.push(g.alert!);
+      }
       this.tx(written, spooled, [], 0, body);
     } catch (e) {
       this.reload(written);
