@@ -14,10 +14,10 @@ export type Transport = 'grpc' | 'ws';
 
 export const AGENT = 'edge';
 
-/** A server data dir with agent "edge" registered against a minimal configuration project. */
-export function prepareServer(dir: string): { data: string; tokenFile: string; token: string } {
+/** A server data dir with agent "edge" registered against a configuration project holding `config` (by default a minimal one). */
+export function prepareServer(dir: string, config = 'observability:\n  logging:\n    level: info\n'): { data: string; tokenFile: string; token: string } {
   const project = new ConfigProject(join(dir, 'project'));
-  project.commit({ [`.gitlab/agents/${AGENT}/config.yaml`]: 'observability:\n  logging:\n    level: info\n' });
+  project.commit({ [`.gitlab/agents/${AGENT}/config.yaml`]: config });
   const data = join(dir, 'server');
   const token = verdictSync(['agents', 'register', AGENT, '--config-project', project.dir, '--data-dir', data]).trim();
   const tokenFile = join(dir, 'token');
