@@ -26,6 +26,7 @@ import { stableWebhookId } from '../../src/server/webhooks/signer.js';
 import { parseWebhooksJson } from '../../src/shared/config/webhooks-config.js';
 import { Receiver } from '../webhooks/receiver.js';
 import { ConfigProject } from '../helpers/processes.js';
+import { capturingLogger } from '../helpers/logs.js';
 import type { VerdictError } from '../../src/shared/errors.js';
 
 const { Kafka, logLevel } = kafkajs;
@@ -400,6 +401,39 @@ describe('Kafka replicas (in process, real broker)', () => {
       expect(r.stored).toBe(500);
       expect(await n.replica.waitCaughtUp(20_000)).toBe(true);
       expect(Object.values(snapshot(n))).toEqual([{ status: 'triggered', count: 500, events: 500 }]);
+    } finally {
+      await closeNode(n);
+    }
+  }, 60_000);
+
+  it('stores an agent event too big for a Kafka message even without samples with its details cut, and warns naming them', async () => {
+    // A Falco event with a 12 MB output field: the agent sends it whole (it fits a gRPC message), the log cannot take it whole.
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `huge${randomUUID().slice(0, 8)}`,
+      export_topic: '',
+      partitions: 2,
+      session_timeout: '6s',
+    });
+    const cap = capturingLogger('warn');
+    const n = await node('huge', { config: own, log: cap.log });
+    try {
+      const e = ev('huge-field');
+      const cmdline = 'x'.repeat(12_000_000);
+      const falco = { ...e.payload.falco!, output_fields: { ...e.payload.falco!.output_fields, 'proc.cmdline': cmdline } };
+      const r = await n.replica.sink.accept('edge', [{ ...e, payload: { ...e.payload, falco, samples: [{ n: 1 }] } }, ev('small')]);
+      expect(r.stored).toBe(2);
+      expect(await n.replica.waitCaughtUp(20_000)).toBe(true);
+      const row = n.db.prepare('SELECT t.details FROM alerts a JOIN alert_text t ON t.id = a.id WHERE a.fingerprint = ?').get('huge-field') as {
+        details: string;
+      };
+      expect(JSON.parse(row.details)).toEqual({
+        falco: { ...falco, output_fields: { ...falco.output_fields, 'proc.cmdline': `${'x'.repeat(2048)}…[cut ${12_000_000 - 2048} of 12000000 bytes]` } },
+      });
+      expect(Object.keys(snapshot(n))).toHaveLength(2);
+      expect(cap.logs.filter((l) => l.msg.startsWith('Kafka: wrote an alert event larger than the Kafka message size'))).toEqual([
+        expect.objectContaining({ level: 'warn', alert_id: e.id, cut: ['samples', 'detail previews'], cut_details: ['falco.output_fields.proc.cmdline'] }),
+      ]);
+      expect(cap.logs.filter((l) => l.level === 'error')).toEqual([]);
     } finally {
       await closeNode(n);
     }
