@@ -3,13 +3,14 @@ import { type AlertPayload, MAX_SAMPLES } from './payload.js';
 
 // How much of an alert's text fields the server's store keeps. The store cuts
 // every alert with these functions (storedTitle, storedDescription,
-// cleanLabels); the agent cuts an alert too big for a gRPC message with the
-// same ones (cutToStored) before anything else, since that loses nothing the
-// store would keep.
+// cleanLabels); an alert too big for a message (the agent's gRPC message, the
+// Kafka log's) is cut with the same ones (cutToStored) before anything else
+// (fit.ts), since that loses nothing the store would keep.
 // Lengths are UTF-16 units (cutText), never splitting a surrogate pair.
 //
 // The Falco or Cilium details (falco.output, falco.output_fields, ...) are
-// stored whole: they have no limit here.
+// stored whole: they have no limit here, and are cut only to fit a message
+// (details.ts).
 
 /** The title the store keeps. */
 export const MAX_TITLE = 200;
