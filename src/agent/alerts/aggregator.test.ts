@@ -263,6 +263,23 @@ describe('AlertAggregator', () => {
     ]);
   });
 
+  it('leaves the spool counting only committed rows when a transaction fails after the spool added its rows, or while adding them', () => {
+    const db = openAgentDb(':memory:');
+    db.pragma('foreign_keys = ON');
+    db.exec('CREATE TABLE parent (id INTEGER PRIMARY KEY); CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)');
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const agg = new AlertAggregator(db, outbox, { log });
+    // A deferred foreign key fails the COMMIT itself, after every statement of the transaction ran.
+    const orphan = () => void db.prepare('INSERT INTO child (p) VALUES (1)').run();
+    expect(() => agg.add([alert('a', '2026-01-01T00:00:01Z')], 60_000, orphan)).toThrow(/FOREIGN KEY/);
+    expect(() => agg.add([alert('b', '2026-01-01T00:00:01Z')], 0, orphan)).toThrow(/FOREIGN KEY/);
+    expect(() => agg.add([alert('c', '2026-01-01T00:00:01Z', { labels: { n: 1n as unknown as string } })], 0)).toThrow(/BigInt/);
+    expect(outbox.read(0, 10)).toHaveLength(0);
+    expect(outbox.size).toBe(0);
+    agg.add([alert('a', '2026-01-01T00:00:02Z')], 60_000);
+    expect(outbox.size).toBe(1);
+  });
+
   it('counts in verdict_agent_alerts_emitted_total every alert it spools, the one sent at once too', async () => {
     const emitted = async () =>
       (await registry.getSingleMetric('verdict_agent_alerts_emitted_total')!.get()).values.find((v) => v.labels.source === 'gitops')?.value ?? 0;

@@ -198,7 +198,6 @@ export class AlertAggregator {
         for (const g of written) this.writeGroup(g);
         for (const g of closed) this.closeGroup(g, now);
         body?.();
-        // Last: the spool counts what it adds in memory, which a failure after it would leave counted.
         if (spooled.length) this.outbox.add(spooled);
       },
     );
@@ -270,7 +269,12 @@ export class AlertAggregator {
       }
     }
     if (due.length === 0) return 0;
-    this.tx([], sent, due, now, undefined);
+    try {
+      this.tx([], sent, due, now, undefined);
+    } catch (e) {
+      this.outbox.resync();
+      throw e;
+    }
     for (const g of due) {
       if (g.alert && g.windowMs > 0) {
         g.alert = undefined;
@@ -412,18 +416,12 @@ export class AlertAggregator {
   private write(groups: Iterable<Group>, direct: readonly AlertPayload[], body: (() => void) | undefined): void {
     const written = [...groups];
     const spooled = [...direct];
+    for (const g of written) if (g.sendNow) spooled.push(g.alert!);
     try {
-      for (const g of written) {
-        if (!g.sendNow) continue;
-        // Throws here, before the transaction, on an alert that cannot be
-        // serialised: the spool counts rows in memory as it inserts them, and
-        // a rollback after that would leave them counted.
-        JSON.stringify(g.alert);
-        spooled.push(g.alert!);
-      }
       this.tx(written, spooled, [], 0, body);
     } catch (e) {
       this.reload(written);
+      this.outbox.resync();
       throw e;
     }
     for (const g of written) {

@@ -92,7 +92,16 @@ export class Spool {
    * transaction to make the hand-over atomic with the caller's own writes.
    */
   add(alerts: readonly AlertPayload[]): number {
-    const accepted = this.addTx(alerts, Date.now());
+    const before = { count: this.count, bytes: this.bytes };
+    let accepted: number;
+    try {
+      accepted = this.addTx(alerts, Date.now());
+    } catch (e) {
+      // Rolled back (an alert that cannot be serialised, a full disk): nothing it counted was written.
+      this.count = before.count;
+      this.bytes = before.bytes;
+      throw e;
+    }
     if (accepted) {
       this.updateGauges();
       for (const l of this.listeners) l();
@@ -157,6 +166,15 @@ export class Spool {
   /** Removes everything up to and including seq (used by tests and tools). */
   removeUpTo(seq: number): void {
     this.deleteUpTo.run(seq);
+    this.recount();
+    this.updateGauges();
+  }
+
+  /**
+   * Counts the rows again. For a caller whose own transaction rolled back
+   * after add() returned inside it: the rows add() counted were never committed.
+   */
+  resync(): void {
     this.recount();
     this.updateGauges();
   }
