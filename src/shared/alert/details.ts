@@ -52,6 +52,11 @@ interface Place {
 
 const inCut = (p: Place | undefined): boolean => p !== undefined && (p.cut || inCut(p.up));
 
+/** Sets a value in place; defined rather than assigned, so that a field named "__proto__" (JSON allows it) is one like any other. */
+function put(o: Container, key: string, v: unknown): void {
+  Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
+}
+
 const isObject = (v: unknown): v is Container => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
@@ -69,7 +74,7 @@ export class DetailCut {
     const out: Container = { ...alert };
     for (const k of DETAIL_KEYS) {
       const d = out[k];
-      if (isObject(d)) out[k] = this.copy(d, k, undefined);
+      if (isObject(d)) put(out, k, this.copy(d, k, undefined));
     }
     this.alert = out as unknown as AlertPayload;
   }
@@ -90,7 +95,7 @@ export class DetailCut {
       const v = c[key];
       const at: Place = { parent: c, key, path: `${path}.${key}`, up, cut: false };
       if (isObject(v)) {
-        c[key] = this.copy(v, at.path, at);
+        put(c, key, this.copy(v, at.path, at));
         this.objects.push(at);
       } else if (typeof v === 'string' || Array.isArray(v)) this.leaves.push(at);
     }
@@ -105,7 +110,7 @@ export class DetailCut {
       if (typeof v !== 'string') continue;
       const cut = previewText(v);
       if (cut === v) continue;
-      p.parent[p.key] = cut;
+      put(p.parent, p.key, cut);
       this.cutPaths.add(p.path);
       any = true;
     }
@@ -134,7 +139,7 @@ export class DetailCut {
         const v = dropped(s.p.parent[s.p.key], s.json);
         const saved = s.bytes - Buffer.byteLength(JSON.stringify(v));
         if (saved <= 0) continue;
-        s.p.parent[s.p.key] = v;
+        put(s.p.parent, s.p.key, v);
         s.p.cut = true;
         this.cutPaths.add(s.p.path);
         bytes -= saved;

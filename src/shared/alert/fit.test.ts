@@ -151,6 +151,15 @@ describe('fitting an alert by its details (fitAlert)', () => {
     expect(f.alert.falco).toMatchObject({ rule: 'r', hostname: 'h', tags: ['t'] });
   });
 
+  it('cuts a field named __proto__ like any other', () => {
+    const a = JSON.parse(JSON.stringify(falco({}))) as AlertPayload;
+    a.falco!.output_fields = JSON.parse(`{"__proto__": "${'x'.repeat(2 * MB)}", "proc.name": "sh"}`) as Record<string, unknown>;
+    const f = fitAlert(a, KAFKA, encode);
+    expect(f.details).toEqual(['falco.output_fields.__proto__']);
+    expect(Buffer.byteLength(f.json!)).toBeLessThanOrEqual(KAFKA);
+    expect(Object.getOwnPropertyDescriptor(fields(f.alert), '__proto__')?.value).toMatch(/^x{2048}…\[cut/);
+  });
+
   it("cuts Cilium's details alike", () => {
     const url = `/search?q=${'q'.repeat(2 * MB)}`;
     const a = {
