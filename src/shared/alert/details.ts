@@ -52,11 +52,6 @@ interface Place {
 
 const inCut = (p: Place | undefined): boolean => p !== undefined && (p.cut || inCut(p.up));
 
-/** Sets a value in place; defined rather than assigned, so that a field named "__proto__" (JSON allows it) is one like any other. */
-function put(o: Container, key: string, v: unknown): void {
-  Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
-}
-
 const isObject = (v: unknown): v is Container => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
@@ -74,7 +69,7 @@ export class DetailCut {
     const out: Container = { ...alert };
     for (const k of DETAIL_KEYS) {
       const d = out[k];
-      if (isObject(d)) put(out, k, this.copy(d, k, undefined));
+      if (isObject(d)) out[k] = this.copy(d, k, undefined);
     }
     this.alert = out as unknown as AlertPayload;
   }
@@ -90,12 +85,13 @@ export class DetailCut {
   }
 
   private copy(o: Container, path: string, up: Place | undefined): Container {
+    // Spread defines every key as the object's own, "__proto__" (which JSON allows) too, so assigning to it sets that field.
     const c: Container = { ...o };
     for (const key in c) {
       const v = c[key];
       const at: Place = { parent: c, key, path: `${path}.${key}`, up, cut: false };
       if (isObject(v)) {
-        put(c, key, this.copy(v, at.path, at));
+        c[key] = this.copy(v, at.path, at);
         this.objects.push(at);
       } else if (typeof v === 'string' || Array.isArray(v)) this.leaves.push(at);
     }
@@ -110,7 +106,7 @@ export class DetailCut {
       if (typeof v !== 'string') continue;
       const cut = previewText(v);
       if (cut === v) continue;
-      put(p.parent, p.key, cut);
+      p.parent[p.key] = cut;
       this.cutPaths.add(p.path);
       any = true;
     }
@@ -139,7 +135,7 @@ export class DetailCut {
         const v = dropped(s.p.parent[s.p.key], s.json);
         const saved = s.bytes - Buffer.byteLength(JSON.stringify(v));
         if (saved <= 0) continue;
-        put(s.p.parent, s.p.key, v);
+        s.p.parent[s.p.key] = v;
         s.p.cut = true;
         this.cutPaths.add(s.p.path);
         bytes -= saved;
