@@ -33,15 +33,20 @@ function alert(fp: string, t: string, extra: Partial<AlertPayload> = {}): AlertP
   };
 }
 
+/** An aggregator and its spool on a fresh in-memory database, on the test's clock. */
+function aggregatorAt(now: () => number) {
+  const db = openAgentDb(':memory:');
+  const outbox = new Spool(db, { maxBytes: 1e9, log });
+  return { db, outbox, agg: new AlertAggregator(db, outbox, { log, now }) };
+}
+
 const sent = (outbox: Spool) => outbox.read(0, 1000).map((r) => JSON.parse(r.payload.toString()) as AlertPayload);
 const total = (alerts: AlertPayload[]) => alerts.reduce((n, a) => n + a.count, 0);
 
 describe('AlertAggregator', () => {
   it('sends the first occurrence of a fingerprint at once and the repeats inside its window folded into one alert when it closes', () => {
     let now = 0;
-    const db = openAgentDb(':memory:');
-    const outbox = new Spool(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const { outbox, agg } = aggregatorAt(() => now);
     agg.add([alert('a', '2026-01-01T00:00:02Z'), alert('b', '2026-01-01T00:00:03Z')], 1000);
     expect(sent(outbox).map((r) => [r.fingerprint, r.count])).toEqual([
       ['a', 1],
@@ -80,9 +85,7 @@ describe('AlertAggregator', () => {
 
   it('sends one alert per window under steady noise, counting every occurrence once', () => {
     let now = 0;
-    const db = openAgentDb(':memory:');
-    const outbox = new Spool(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const { outbox, agg } = aggregatorAt(() => now);
     let occurrences = 0;
     // One occurrence every 100 ms for five windows of a second, the timer flushing as often.
     for (now = 0; now < 5000; now += 100) {
@@ -101,9 +104,7 @@ describe('AlertAggregator', () => {
 
   it('sends at once again what comes after a window without repeats', () => {
     let now = 0;
-    const db = openAgentDb(':memory:');
-    const outbox = new Spool(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const { outbox, agg } = aggregatorAt(() => now);
     agg.add([alert('a', '2026-01-01T00:00:00Z')], 1000);
     now = 500;
     agg.add([alert('a', '2026-01-01T00:00:01Z')], 1000);
@@ -124,9 +125,7 @@ describe('AlertAggregator', () => {
 
   it('gives what comes after a sent alert its own severity, title and samples, not those of the alert before', () => {
     let now = 0;
-    const db = openAgentDb(':memory:');
-    const outbox = new Spool(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const { outbox, agg } = aggregatorAt(() => now);
     agg.add([alert('a', '2026-01-01T00:00:00Z', { severity: 'critical', title: 'boom' })], 1000);
     // A repeat inside the window of the critical one that was sent at once.
     now = 500;
@@ -145,9 +144,7 @@ describe('AlertAggregator', () => {
 
   it('reopens a group for the window its latest repeats asked for', () => {
     let now = 0;
-    const db = openAgentDb(':memory:');
-    const outbox = new Spool(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const { outbox, agg } = aggregatorAt(() => now);
     agg.add([alert('a', '2026-01-01T00:00:00Z')], 1000);
     // dedup_window changed to 5 s.
     now = 500;
@@ -241,9 +238,7 @@ describe('AlertAggregator', () => {
 
   it('puts a group back as stored, quiet or new, when the transaction writing it fails', () => {
     let now = 0;
-    const db = openAgentDb(':memory:');
-    const outbox = new Spool(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const { outbox, agg } = aggregatorAt(() => now);
     agg.add([alert('a', '2026-01-01T00:00:01Z', { severity: 'critical' })], 60_000);
     const fail = () => {
       throw new Error('disk full');
@@ -285,9 +280,7 @@ describe('AlertAggregator', () => {
       (await registry.getSingleMetric('verdict_agent_alerts_emitted_total')!.get()).values.find((v) => v.labels.source === 'gitops')?.value ?? 0;
     const before = await emitted();
     let now = 0;
-    const db = openAgentDb(':memory:');
-    const outbox = new Spool(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const { outbox, agg } = aggregatorAt(() => now);
     agg.add([alert('a', '2026-01-01T00:00:00Z', { source: 'gitops' })], 1000);
     expect(await emitted()).toBe(before + 1);
     agg.add([alert('a', '2026-01-01T00:00:01Z', { source: 'gitops' })], 1000);
@@ -442,9 +435,7 @@ describe('AlertAggregator staging', () => {
 
   it('sends a staged occurrence of a new fingerprint at the commit, and after a quiet window again', () => {
     let now = 0;
-    const db = openAgentDb(':memory:');
-    const outbox = new Spool(db, { maxBytes: 1e9, log });
-    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    const { outbox, agg } = aggregatorAt(() => now);
     const staging = agg.staging();
     staging.stage([alert('a', '2026-01-01T00:00:00Z', { severity: 'critical' })], 1000);
     staging.commit();
