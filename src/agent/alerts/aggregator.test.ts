@@ -142,6 +142,21 @@ describe('AlertAggregator', () => {
     expect(after).toMatchObject({ count: 1, severity: 'info', title: 'quiet', samples: [{ t: '2026-01-01T00:00:03Z' }] });
   });
 
+  it('closes a quiet window sooner when a repeat asks for a shorter one', () => {
+    let now = 0;
+    const { outbox, agg } = aggregatorAt(() => now);
+    agg.add([alert('a', '2026-01-01T00:00:00Z')], 3_600_000);
+    // dedup_window shortened from 1h to 10s while the group waits quiet.
+    now = 120_000;
+    agg.add([alert('a', '2026-01-01T00:02:00Z', { severity: 'critical' })], 10_000);
+    now = 130_000;
+    expect(agg.flush()).toBe(1);
+    expect(sent(outbox).map((r) => [r.count, r.severity])).toEqual([
+      [1, 'high'],
+      [1, 'critical'],
+    ]);
+  });
+
   it('reopens a group for the window its latest repeats asked for', () => {
     let now = 0;
     const { outbox, agg } = aggregatorAt(() => now);
@@ -308,6 +323,29 @@ describe('AlertAggregator', () => {
 });
 
 describe('AlertAggregator storage', () => {
+  it('leaves a quiet group quiet when a repeat into it cannot be serialised, so later repeats are sent and the database opens again', () => {
+    let now = 0;
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    let outbox = new Spool(db, { maxBytes: 1e9, log });
+    let agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:01Z')], 1000);
+    now = 10;
+    expect(() => agg.add([alert('a', '2026-01-01T00:00:02Z', { falco: { n: 1n } as unknown as AlertPayload['falco'] })], 1000)).toThrow(/BigInt/);
+    expect(agg.openAlert('a')).toBeUndefined();
+    agg.add([alert('a', '2026-01-01T00:00:03Z')], 1000);
+    now = 1000;
+    expect(agg.flush()).toBe(1);
+    expect(outbox.size).toBe(2);
+    now = 1100;
+    agg.add([alert('a', '2026-01-01T00:00:04Z')], 1000);
+    db.close();
+    db = openAgentDb(dir);
+    outbox = new Spool(db, { maxBytes: 1e9, log });
+    agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    expect(agg.openAlert('a')?.count).toBe(1);
+  });
+
   it('keeps counts written by small updates across a restart', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);

@@ -387,11 +387,16 @@ export class AlertAggregator {
     const alert = { ...a, samples: a.samples.slice(0, MAX_SAMPLES) };
     if (setter >= MAX_SAMPLES) alert.samples[MAX_SAMPLES - 1] = a.samples[setter];
     if (g) {
+      // Serialised now, while the events arrive, rather than all at once in the next write; and
+      // first, so that a payload that cannot be serialised leaves the group quiet (foldAll puts
+      // back only the groups folded before the one that threw).
+      const payloadJson = Buffer.from(JSON.stringify(alert));
       g.alert = alert;
-      // The window asked for now (dedup_window may have changed) is the one it reopens for.
+      // The window asked for now (dedup_window may have changed) is the one it reopens for, and a
+      // shorter one closes this window sooner: the repeat waits no longer than the window now set.
       g.windowMs = windowMs;
-      // Serialised now, while the events arrive, rather than all at once in the next write.
-      g.payloadJson = Buffer.from(JSON.stringify(alert));
+      g.closesAt = Math.min(g.closesAt, this.now() + windowMs);
+      g.payloadJson = payloadJson;
       g.newFrom = alert.samples.length;
       return g;
     }

@@ -32,8 +32,8 @@ export function previewText(s: string): string {
 }
 
 /** What stands for a value cut whole, of the same type: a string, a list or an object holding the marker. */
-function dropped(v: unknown, json: string): unknown {
-  const bytes = typeof v === 'string' ? Buffer.byteLength(v) : Buffer.byteLength(json);
+function dropped(v: unknown, json: string, origBytes?: number): unknown {
+  const bytes = origBytes ?? (typeof v === 'string' ? Buffer.byteLength(v) : Buffer.byteLength(json));
   const marker = cutMarker(bytes, bytes);
   return typeof v === 'string' ? marker : Array.isArray(v) ? [marker] : { [CUT_KEY]: marker };
 }
@@ -48,6 +48,8 @@ interface Place {
   /** The object's place that holds this value, when it is not the top one. */
   up: Place | undefined;
   cut: boolean;
+  /** UTF-8 bytes of the string before previews() cut it: the marker of a preview cut whole tells the size sent. */
+  origBytes?: number;
 }
 
 const inCut = (p: Place | undefined): boolean => p !== undefined && (p.cut || inCut(p.up));
@@ -107,6 +109,7 @@ export class DetailCut {
       const cut = previewText(v);
       if (cut === v) continue;
       p.parent[p.key] = cut;
+      p.origBytes = Buffer.byteLength(v);
       this.cutPaths.add(p.path);
       any = true;
     }
@@ -132,7 +135,7 @@ export class DetailCut {
       for (const s of sized) {
         if (bytes <= maxBytes) return bytes;
         if (inCut(s.p.up)) continue;
-        const v = dropped(s.p.parent[s.p.key], s.json);
+        const v = dropped(s.p.parent[s.p.key], s.json, s.p.origBytes);
         const saved = s.bytes - Buffer.byteLength(JSON.stringify(v));
         if (saved <= 0) continue;
         s.p.parent[s.p.key] = v;

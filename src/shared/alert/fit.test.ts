@@ -82,6 +82,19 @@ const KAFKA = 900 * 1024;
 const fields = (a: AlertPayload) => a.falco!.output_fields;
 
 describe('fitting an alert by its details (fitAlert)', () => {
+  it('cuts whole the values it previewed when the previews alone are too big, each marked with its size as it came', () => {
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 500; i++) many[`f${i}`] = 'x'.repeat(20 * 1024);
+    const f = fitAlert(falco(many), KAFKA, encode);
+    expect(f.json).toBeDefined();
+    expect(Buffer.byteLength(f.json!)).toBeLessThanOrEqual(KAFKA);
+    expect(f.cut).toEqual(['detail previews', 'details']);
+    const values = Object.values(fields(f.alert) as Record<string, string>);
+    const whole = values.filter((v) => !v.includes('…'));
+    expect(whole.length).toBeGreaterThan(0);
+    expect(new Set(whole)).toEqual(new Set(['[cut 20480 of 20480 bytes]']));
+  });
+
   it('cuts a huge detail string to its first SAMPLE_PREVIEW_BYTES and a marker of how much went, after the samples, and keeps the rest', () => {
     const big = 'x'.repeat(12 * MB);
     const a = falco({ 'proc.cmdline': big, 'proc.name': 'sh', 'evt.num': 7 }, 'out', [sample(0, 100)]);

@@ -77,9 +77,9 @@ export function fitAlert(alert: AlertPayload, maxBytes: number, encode: (a: Aler
     json = encode(details.alert);
     if (fitsBytes(json, maxBytes)) return done(details.alert, json, details.paths);
   }
-  const before = details.paths.length;
-  details.drop(Buffer.byteLength(json), maxBytes);
-  if (details.paths.length === before) return done(details.alert, undefined, details.paths);
+  // Compared by size, not by the names cut: the values cut whole may all be ones previewed above.
+  const size = Buffer.byteLength(json);
+  if (details.drop(size, maxBytes) === size) return done(details.alert, undefined, details.paths);
   cut.push('details');
   json = encode(details.alert);
   return done(details.alert, fitsBytes(json, maxBytes) ? json : undefined, details.paths);
