@@ -168,6 +168,8 @@ export class AlertAggregator {
   /** Made once: better-sqlite3 builds four wrapper functions per db.transaction() call. */
   private readonly tx;
   private timer: NodeJS.Timeout | undefined;
+  /** Set when the spool added rows in the transaction under way (see afterFailedTx). */
+  private spoolWrote = false;
 
   constructor(
     db: DB,
@@ -195,10 +197,14 @@ export class AlertAggregator {
     this.selectOne = db.prepare(`${select} WHERE p.fingerprint = ?`);
     this.tx = db.transaction(
       (written: readonly Group[], spooled: readonly AlertPayload[], closed: readonly Group[], now: number, body: (() => void) | undefined) => {
+        this.spoolWrote = false;
         for (const g of written) this.writeGroup(g);
         for (const g of closed) this.closeGroup(g, now);
         body?.();
-        if (spooled.length) this.outbox.add(spooled);
+        if (spooled.length) {
+          this.spoolWrote = true;
+          this.outbox.add(spooled);
+        }
       },
     );
     const samples = new Map<string, SampleRow[]>();
@@ -272,7 +278,7 @@ export class AlertAggregator {
     try {
       this.tx([], sent, due, now, undefined);
     } catch (e) {
-      this.outbox.resync();
+      this.afterFailedTx();
       throw e;
     }
     for (const g of due) {
@@ -426,7 +432,7 @@ export class AlertAggregator {
       this.tx(written, spooled, [], 0, body);
     } catch (e) {
       this.reload(written);
-      this.outbox.resync();
+      this.afterFailedTx();
       throw e;
     }
     for (const g of written) {
@@ -438,6 +444,15 @@ export class AlertAggregator {
       g.newFrom = g.alert?.samples.length ?? 0;
     }
     for (const a of spooled) emitted.inc({ source: a.source });
+  }
+
+  /**
+   * The spool counts the rows it adds as it adds them: when it did inside a transaction that then failed (its
+   * COMMIT), it counts again. Only then: counting reads the whole spool, which is large when writes keep failing.
+   */
+  private afterFailedTx(): void {
+    if (this.spoolWrote) this.outbox.resync();
+    this.spoolWrote = false;
   }
 
   private writeGroup(g: Group): void {

@@ -66,16 +66,29 @@ describe('readAgentConfig', () => {
     expect((await readAgentConfig(repo, 'prod', c)).state).toBe('valid');
   });
 
-  it('keeps the reads last used, up to its limit', async () => {
+  it("keeps every agent's latest read, however many agents, and up to its limit of older ones", async () => {
     const read = agentConfigReader(2);
-    const c = commit('observability: {}\n');
+    const c1 = commit('observability: {}\n');
     // Agents without a config.yaml at the commit: one git command (ls-tree) per read.
-    const gitFor = async (...agents: string[]) => (await configReads(() => Promise.all(agents.map((a) => read(repo, a, c))))).length;
-    expect(await gitFor('a', 'b')).toBe(2);
-    expect(read(repo, 'a', c)).toBe(read(repo, 'a', c));
-    expect(await gitFor('b', 'a')).toBe(0);
-    expect(await gitFor('c')).toBe(1); // b, used before a, leaves
-    expect(await gitFor('a', 'c')).toBe(0);
-    expect(await gitFor('b')).toBe(1);
+    const gitFor = async (reads: [string, string][]) => (await configReads(() => Promise.all(reads.map(([a, c]) => read(repo, a, c))))).length;
+    const agents = ['a', 'b', 'c', 'd', 'e'];
+    expect(await gitFor(agents.map((a) => [a, c1]))).toBe(5);
+    expect(read(repo, 'a', c1)).toBe(read(repo, 'a', c1));
+    // Five agents with a limit of two: their latest reads are all kept.
+    expect(await gitFor(agents.map((a) => [a, c1]))).toBe(0);
+    const c2 = commit('observability: {}\n# 2\n');
+    const c3 = commit('observability: {}\n# 3\n');
+    const c4 = commit('observability: {}\n# 4\n');
+    expect(await gitFor([['a', c2]])).toBe(1);
+    expect(await gitFor([['a', c3]])).toBe(1);
+    expect(await gitFor([['a', c4]])).toBe(1);
+    // Older reads of a: c3 and c2 kept (the limit), c1 out first.
+    expect(
+      await gitFor([
+        ['a', c4],
+        ['a', c2],
+      ]),
+    ).toBe(0);
+    expect(await gitFor([['a', c1]])).toBe(1);
   });
 });

@@ -25,31 +25,43 @@ export interface LoadedConfiguration {
  */
 type AgentConfigAt = { state: 'valid'; config: AgentConfig; warnings: ConfigIssue[] } | { state: 'missing' | 'invalid'; error: ConfigError };
 
-// Reads kept: the commits agents run and are being sent, a few per agent, each a parsed config.yaml of a few KB. One
-// evicted is read again from git, not lost; a commit never changes, so a kept read is never stale.
+// Older reads kept besides each agent's latest: commits an agent is moving away from, or is being sent. One evicted is
+// read again from git, not lost; a commit never changes, so a kept read is never stale.
 const READS_KEPT = 512;
 
 /**
- * A reader of config.yaml that keeps the last `limit` reads, by repository, agent and commit: every reader of a commit
- * (the configuration stream, ci_access decisions, GitOps' project lists, the agents API) shares one git read and one
- * parse. A read git failed at is not kept, so the next call tries git again.
+ * A reader of config.yaml by repository, agent and commit: every reader of a commit (the configuration stream,
+ * ci_access decisions, GitOps' project lists, the agents API) shares one git read and one parse. Each agent's latest
+ * read is always kept, however many agents there are (the agents API reads them all in turn, which would cycle a
+ * bounded cache and miss every time); the `limit` older reads besides, least recently used first out. A read git
+ * failed at is not kept, so the next call tries git again.
  */
 export function agentConfigReader(limit: number): (repo: string, agentName: string, commitId: string) => Promise<AgentConfigAt> {
-  const reads = new Map<string, Promise<AgentConfigAt>>();
+  const latest = new Map<string, { commitId: string; read: Promise<AgentConfigAt> }>();
+  const older = new Map<string, Promise<AgentConfigAt>>();
+  const keep = (key: string, read: Promise<AgentConfigAt>) => {
+    older.set(key, read);
+    if (older.size > limit) older.delete(older.keys().next().value as string);
+  };
   return (repo, agentName, commitId) => {
+    const agent = JSON.stringify([repo, agentName]);
+    const now = latest.get(agent);
+    if (now?.commitId === commitId) return now.read;
     const key = JSON.stringify([repo, agentName, commitId]);
-    let read = reads.get(key);
+    let read = older.get(key);
     // A Map iterates in insertion order: taking an entry out and putting it back makes it the most recently used.
-    if (read) reads.delete(key);
+    if (read) older.delete(key);
     else {
       const started = readOnce(repo, agentName, commitId);
       started.catch(() => {
-        if (reads.get(key) === started) reads.delete(key);
+        if (latest.get(agent)?.read === started) latest.delete(agent);
+        if (older.get(key) === started) older.delete(key);
       });
       read = started;
     }
-    reads.set(key, read);
-    if (reads.size > limit) reads.delete(reads.keys().next().value as string);
+    // The agent's previous latest becomes an older read; this one its latest.
+    if (now) keep(JSON.stringify([repo, agentName, now.commitId]), now.read);
+    latest.set(agent, { commitId, read });
     return read;
   };
 }
