@@ -9,6 +9,7 @@ import kafkajs from 'kafkajs';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/server/agents/agent-registry.js';
+import { registry } from '../../src/shared/metrics/registry.js';
 import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
 import { buildHttpServer } from '../../src/server/feed/http-server.js';
 import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from '../../src/server/kafka/replica.js';
@@ -406,6 +407,8 @@ describe('Kafka replicas (in process, real broker)', () => {
     }
   }, 60_000);
 
+  const cutEvents = async () => (await registry.getSingleMetric('verdict_kafka_events_cut_total')!.get()).values[0]?.value ?? 0;
+
   it('stores an agent event too big for a Kafka message even without samples with its details cut, and warns naming them', async () => {
     // A Falco event with a 12 MB output field: the agent sends it whole (it fits a gRPC message), the log cannot take it whole.
     const own = kafkaConfigForBootstrap(broker.bootstrap, {
@@ -420,8 +423,10 @@ describe('Kafka replicas (in process, real broker)', () => {
       const e = ev('huge-field');
       const cmdline = 'x'.repeat(12_000_000);
       const falco = { ...e.payload.falco!, output_fields: { ...e.payload.falco!.output_fields, 'proc.cmdline': cmdline } };
+      const cutBefore = await cutEvents();
       const r = await n.replica.sink.accept('edge', [{ ...e, payload: { ...e.payload, falco, samples: [{ n: 1 }] } }, ev('small')]);
       expect(r.stored).toBe(2);
+      expect(await cutEvents()).toBe(cutBefore + 1);
       expect(await n.replica.waitCaughtUp(20_000)).toBe(true);
       const row = n.db.prepare('SELECT t.details FROM alerts a JOIN alert_text t ON t.id = a.id WHERE a.fingerprint = ?').get('huge-field') as {
         details: string;

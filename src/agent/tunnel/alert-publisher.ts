@@ -18,6 +18,12 @@ const tooLarge = new Counter({
   registers: [registry],
 });
 
+const sentCut = new Counter({
+  name: 'verdict_agent_alerts_cut_total',
+  help: 'Alerts sent cut to fit a gRPC message (samples or details cut, each marked where it was), counted once per alert',
+  registers: [registry],
+});
+
 // Upper bounds of what protobuf adds around an AlertBatch's alerts: the
 // batch_id field (tag and a 64-bit varint), and per alert its field tag and
 // length, and the tags and lengths of its id and payload.
@@ -101,6 +107,7 @@ export async function runAlertPublisher(
     // acknowledged would otherwise be warned about again on each reconnect.
     if (fitted.cut.length > 0 && !warned.has(r.id)) {
       warned.add(r.id);
+      sentCut.inc();
       const lost = lostParts(fitted.cut, fitted.details);
       log.warn(
         {

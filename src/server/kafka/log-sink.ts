@@ -18,6 +18,11 @@ import {
 import type { OwnEvents } from './own-events.js';
 import type { Appended, LogWriter, OutMessage } from './producer.js';
 
+const writtenCut = new Counter({
+  name: 'verdict_kafka_events_cut_total',
+  help: 'Agent events written to the log cut to fit the Kafka message size, without their samples or with part of their details (each marked where it was); an event the agent sends again counts again',
+  registers: [registry],
+});
 const tooBig = new Counter({
   name: 'verdict_kafka_events_too_large_total',
   help: 'Agent events dropped because they exceed the Kafka message size even cut as far as they go: fields as the store keeps them, no samples, details cut',
@@ -128,6 +133,7 @@ export class KafkaAlertSink implements AlertSink {
   private cut(agent: string, ev: IncomingEvent, c: EventCut): void {
     // Sample previews and the fields the store cuts anyway lose nothing; they are the rule for big samples, not news.
     if (!c.steps.includes('samples') && c.details.length === 0) return;
+    writtenCut.inc();
     this.log.warn(
       {
         agent_name: agent,
