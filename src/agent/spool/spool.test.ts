@@ -91,6 +91,21 @@ describe('Spool (the agent spool)', () => {
     db.close();
   });
 
+  it('says an alert alone larger than --spool-max-bytes is dropped, not that the spool is full', async () => {
+    const { log, lines } = capture();
+    const db = openAgentDb(':memory:');
+    const one = Buffer.byteLength(JSON.stringify(ciliumPayload({ fp: 'size' })));
+    const outbox = new Spool(db, { maxBytes: one - 1, log });
+    const before = await dropped();
+    expect(outbox.add(alerts(2))).toBe(0);
+    expect(await dropped()).toBe(before + 2);
+    expect(lines.filter((l) => l.msg.startsWith('Alert spool is full'))).toHaveLength(0);
+    const tooLarge = lines.filter((l) => l.msg.startsWith('Dropped an alert larger than --spool-max-bytes'));
+    expect(tooLarge).toHaveLength(1); // at most one a minute
+    expect(tooLarge[0]).toMatchObject({ level: 'warn', alert_bytes: one, max_bytes: one - 1 });
+    db.close();
+  });
+
   it('keeps its size right when another process wrote rows it then sends', async () => {
     const { log } = capture();
     const db = openAgentDb(':memory:');

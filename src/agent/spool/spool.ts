@@ -2,6 +2,7 @@ import { uuid7 } from '../../shared/ids/uuid7.js';
 import { Counter, Gauge } from 'prom-client';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import type { Logger } from '../../shared/log/logger.js';
+import { LogThrottle } from '../../shared/log/throttle.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
 
@@ -51,6 +52,8 @@ export class Spool {
   private bytes: number;
   private count: number;
   private warnedFull = false;
+  /** An alert that could never fit, whatever the server acknowledges: its own warning, at most once a minute. */
+  private readonly tooLarge = new LogThrottle();
   private readonly listeners = new Set<() => void>();
 
   constructor(
@@ -113,6 +116,17 @@ export class Spool {
     let accepted = 0;
     for (const a of alerts) {
       const payload = Buffer.from(JSON.stringify(a));
+      if (payload.length > this.opts.maxBytes) {
+        spoolDropped.inc();
+        const suppressed = this.tooLarge.pass();
+        if (suppressed !== undefined) {
+          this.opts.log.warn(
+            { alert_bytes: payload.length, max_bytes: this.opts.maxBytes, source: a.source, rule: a.rule, suppressed },
+            'Dropped an alert larger than --spool-max-bytes on its own; raise --spool-max-bytes above the alert size (or shorten what the source puts in the alert)',
+          );
+        }
+        continue;
+      }
       if (this.bytes + payload.length > this.opts.maxBytes) {
         spoolDropped.inc();
         if (!this.warnedFull) {
