@@ -126,4 +126,12 @@ describe('falco block', () => {
     });
     expect(issues('falco:\n  http:\n    tls: { cert_file: /c.crt }\n')[0]).toMatchObject({ path: 'falco.http.tls.key_file', message: 'is required' });
   });
+
+  it('says max_body_bytes is a number of bytes, with an example and the cap in MiB', () => {
+    for (const v of ['64MiB', '"8388608"', '67108865', '100']) {
+      const [issue] = issues(`falco:\n  http:\n    max_body_bytes: ${v}\n`);
+      expect(issue!.message).toMatch(/must be a number of bytes from 1024 to 67108864 \(64 MiB\), e\.g\. 8388608 for 8 MiB/);
+    }
+    expect(issues('falco:\n  http:\n    max_body_bytes: "8388608"\n')[0]!.message).toMatch(/without quotes/);
+  });
 });

@@ -18,6 +18,22 @@ const grpcHostPort = hostPort(GRPC_HINT, { dial: true });
 const grpcAddress: Validator<string> = (node, path, ctx) =>
   (isScalar(node) && typeof node.value === 'string' && node.value.startsWith('unix:') ? unixSocket : grpcHostPort)(node, path, ctx);
 
+/** The largest falco.http.max_body_bytes: Falco's events are kilobytes; a body this large is a mistake. */
+export const MAX_BODY_BYTES_CAP = 64 * 1024 * 1024;
+
+/** A body size: the message says the unit and the bounds, since `64MiB` reads naturally but is not a number. */
+const bodyBytes: Validator<number> = (node, path, ctx) => {
+  const v = isScalar(node) ? node.value : undefined;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1024 && v <= MAX_BODY_BYTES_CAP) return v;
+  const quoted = typeof v === 'string' && /^\d+$/.test(v) ? ', without quotes' : '';
+  return reportIssue(
+    ctx,
+    node,
+    path,
+    `must be a number of bytes from 1024 to ${MAX_BODY_BYTES_CAP} (64 MiB), e.g. 8388608 for 8 MiB${quoted}; got ${JSON.stringify(v ?? null)}`,
+  );
+};
+
 export const FALCO_PRIORITIES = ['Emergency', 'Alert', 'Critical', 'Error', 'Warning', 'Notice', 'Informational', 'Debug'] as const;
 export type FalcoPriority = (typeof FALCO_PRIORITIES)[number];
 
@@ -77,7 +93,7 @@ const falcoBlockShape = obj({
   http: field(
     obj({
       listen: field(listenAddress, { default: '0.0.0.0:2801' }),
-      max_body_bytes: field(int({ min: 1024, max: 64 * 1024 * 1024 }), { default: 1024 * 1024 }),
+      max_body_bytes: field(bodyBytes, { default: 1024 * 1024 }),
       tls: field(tlsServer),
     }),
   ),
