@@ -15,6 +15,14 @@ describe('parseFalcoJson', () => {
     expect(events[5]!.output_fields['proc.pname']).toBeNull();
   });
 
+  it('refuses output_fields that is not an object, naming the field', () => {
+    const ev = (of: string) => `{"rule":"r","priority":"Notice","time":"2026-01-01T00:00:00Z","output":"o","output_fields":${of}}`;
+    expect(() => parseFalcoJson(ev('"x"'))).toThrow(/"output_fields" must be an object of field names to values, got "x"/);
+    expect(() => parseFalcoJson(ev('[1]'))).toThrow(/"output_fields" must be an object/);
+    expect(parseFalcoJson(ev('null')).output_fields).toEqual({});
+    expect(parseFalcoJson(ev('{"a":1}')).output_fields).toEqual({ a: 1 });
+  });
+
   it('keeps nanosecond integers beyond 2^53 exact and the time string of record', () => {
     const [first] = fixtureLines().map(parseFalcoJson);
     expect(first!.output_fields['evt.time']).toBe('1507591916746609046');

@@ -70,7 +70,14 @@ export function toFalcoEvent(doc: unknown): FalcoEvent {
       'VERDICT_FALCO_EVENT_INVALID',
       `time ${JSON.stringify(raw.time)} is not an RFC 3339 timestamp such as 2026-01-02T03:04:05.123456789Z`,
     );
-  const fields = isRecord(raw.output_fields) ? raw.output_fields : {};
+  const of = raw.output_fields;
+  if (of !== undefined && of !== null && !isRecord(of)) {
+    throw new VerdictError(
+      'VERDICT_FALCO_EVENT_INVALID',
+      `"output_fields" must be an object of field names to values, got ${JSON.stringify(of).slice(0, 100)}`,
+    );
+  }
+  const fields = isRecord(of) ? of : {};
   const rule = raw.rule as string;
   return {
     time,
