@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { falcoConfig, fixtureLines, silent, store, tmp, type Store } from '../../../test/falco/helpers.js';
 import { makeCerts } from '../../../test/helpers/certs.js';
+import { capturingLogger } from '../../../test/helpers/logs.js';
 import { scenarioEvent, toFalcoJson } from '../../peers/falco/scenario.js';
 import { loadFalcoDefaults } from './defaults.js';
 import { startFalcoHttpInput, type FalcoHttpInput } from './http.js';
@@ -351,5 +352,78 @@ describe('Falco HTTP input, an address it cannot listen on', () => {
     await expect(startFalcoHttpInput({ listen: '192.0.2.1:2801', maxBodyBytes: 1024, builder: x.builder, sink: x.sink, log: silent })).rejects.toThrow(
       /^cannot listen for Falco events on 192\.0\.2\.1:2801: 192\.0\.2\.1 is not an address of this machine; set falco\.http\.listen to an address of this machine, e\.g\. 0\.0\.0\.0:2801/,
     );
+  });
+});
+
+describe('Falco HTTP input, refused events in the agent log', () => {
+  it('warns once per reason and minute with the count held back, naming json_output: true for text output', async () => {
+    const { log, logs } = capturingLogger();
+    const x = setup('', 4096);
+    let now = 1_000_000;
+    const input = await startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: 4096, builder: x.builder, sink: x.sink, log, now: () => now });
+    try {
+      const text = '16:31:56.746609046: Error File below a known binary directory opened for writing';
+      for (let i = 0; i < 3; i++) expect((await send(input.port, { body: text, headers: { 'content-type': 'text/plain' } })).status).toBe(400);
+      expect((await send(input.port, { body: '{"rule":"x","output":"y"}' })).status).toBe(400);
+      expect((await send(input.port, { body: 'x'.repeat(5000) })).status).toBe(413);
+      expect((await send(input.port, { body: 'not gzip', headers: { 'content-encoding': 'gzip' } })).status).toBe(400);
+      expect((await send(input.port, { body: '{}', headers: { 'content-encoding': 'br' } })).status).toBe(415);
+      const refused = () => logs.filter((l) => l.msg.startsWith('Refused'));
+      const notJson = refused().filter((l) => l.msg.startsWith('Refused Falco events posted over HTTP as text'));
+      expect(notJson).toHaveLength(1);
+      expect(notJson[0]).toMatchObject({ level: 'warn', status: 400, suppressed: 0 });
+      expect(notJson[0]!.msg).toMatch(/set json_output: true in falco.yaml/);
+      const others = refused().filter((l) => l.msg.startsWith('Refused a Falco event posted over HTTP;'));
+      expect(others.map((l) => l.status)).toEqual([400, 413, 400, 415]);
+      expect(others[0]!.reason).toMatch(/missing "priority", "time"/);
+      expect(others[1]!.reason).toMatch(/over 4096 bytes/);
+      expect(others[2]!.reason).toMatch(/not valid gzip data/);
+      expect(others[3]!.reason).toMatch(/Content-Encoding br/);
+      // A minute later the next one of a reason is logged with how many were held back meanwhile.
+      now += 60_000;
+      await send(input.port, { body: text, headers: { 'content-type': 'text/plain' } });
+      expect(
+        refused()
+          .filter((l) => l.msg.startsWith('Refused Falco events posted over HTTP as text'))
+          .map((l) => l.suppressed),
+      ).toEqual([0, 2]);
+    } finally {
+      await input.close();
+    }
+  });
+
+  it('says each POST carries one event when a body holds two', async () => {
+    const x = setup('', 1024 * 1024);
+    const input = await x.start();
+    try {
+      const two = `${toFalcoJson(scenarioEvent(0))}\n${toFalcoJson(scenarioEvent(1))}`;
+      const r = await send(input.port, { body: two, headers: { 'content-type': 'application/json' } });
+      expect(r.status).toBe(400);
+      expect(JSON.parse(r.body).error).toMatch(/^invalid JSON: .*; send one event per POST \(Falco's http_output sends one per request\)/);
+    } finally {
+      await input.close();
+    }
+  });
+
+  it('at the largest max_body_bytes, says to shorten the rule output rather than raise the setting', async () => {
+    const x = setup('', 64 * 1024 * 1024);
+    const input = await x.start();
+    try {
+      const got = await new Promise<string>((resolve, reject) => {
+        const sock = connect(input.port, '127.0.0.1', () => {
+          sock.write(`POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${64 * 1024 * 1024 + 1}\r\n\r\n`);
+        });
+        let text = '';
+        sock.setEncoding('utf8');
+        sock.on('data', (d: string) => (text += d));
+        sock.on('close', () => resolve(text));
+        sock.on('error', reject);
+      });
+      expect(got).toMatch(/^HTTP\/1\.1 413/);
+      expect(got).toMatch(/the largest size the agent accepts; shorten the output of the Falco rule/);
+      expect(got).not.toMatch(/raise falco\.http\.max_body_bytes/);
+    } finally {
+      await input.close();
+    }
   });
 });

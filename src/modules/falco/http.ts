@@ -4,6 +4,8 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from '../../shared/log/logger.js';
+import { LogThrottle } from '../../shared/log/throttle.js';
+import { MAX_BODY_BYTES_CAP } from './config.js';
 import { parseFalcoJson } from './parse.js';
 import { falcoEvents } from './events.js';
 import type { FalcoSink } from './sink.js';
@@ -25,6 +27,8 @@ export interface FalcoHttpOptions {
   builder: FalcoAlertBuilder;
   sink: FalcoSink;
   log: Logger;
+  /** Clock of the refusal warnings' rate limit (tests). */
+  now?: () => number;
 }
 
 export interface FalcoHttpInput {
@@ -48,10 +52,51 @@ function readPem(path: string, key: string): Buffer {
   }
 }
 
+/** Why a request was refused: each has its own rate limit, so one cause cannot hide another. */
+type Refusal = 'text' | 'invalid' | 'encoding' | 'too_large' | 'unsupported_encoding';
+
+// Falco's http_output logs only failures of libcurl, never an HTTP 4xx, so an
+// event refused here would leave no trace but a counter: the agent says it,
+// at most once a minute per cause, with how many it held back meanwhile.
+class RefusalLog {
+  private readonly throttles = new Map<Refusal, LogThrottle>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly now: (() => number) | undefined,
+  ) {}
+
+  refused(kind: Refusal, status: number, reason: string, body?: Buffer): void {
+    let t = this.throttles.get(kind);
+    if (!t) this.throttles.set(kind, (t = new LogThrottle(60_000, this.now)));
+    const suppressed = t.pass();
+    if (suppressed === undefined) return;
+    if (kind === 'text') {
+      this.log.warn(
+        { status, reason, body: body?.subarray(0, 200).toString('utf8'), suppressed },
+        'Refused Falco events posted over HTTP as text, not JSON; set json_output: true in falco.yaml (Falco does not log the refusal: until then its events are lost)',
+      );
+    } else {
+      this.log.warn(
+        { status, reason, suppressed },
+        'Refused a Falco event posted over HTTP; Falco does not log the refusal, so such events are lost until the sender is fixed as the reason says',
+      );
+    }
+  }
+}
+
+/** Whether a body that failed to parse looks like Falco's text output (json_output: false). */
+function looksLikeText(body: Buffer, contentType: string | undefined): boolean {
+  if (contentType?.toLowerCase().startsWith('text/plain')) return true;
+  const first = body.toString('utf8', 0, 64).trimStart()[0];
+  return first !== undefined && first !== '{' && first !== '[';
+}
+
 export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<FalcoHttpInput> {
   // The config validated the address (hostPort): a bad one here is a caller's bug, not a user's.
   const { host, port } = splitHostPort(opts.listen);
-  const handler = (req: IncomingMessage, res: ServerResponse) => handle(req, res, opts);
+  const refusals = new RefusalLog(opts.log, opts.now);
+  const handler = (req: IncomingMessage, res: ServerResponse) => handle(req, res, opts, refusals);
   let server: Server;
   if (opts.tls) {
     const ca = opts.tls.client_ca_file ? readPem(opts.tls.client_ca_file, 'client_ca_file') : undefined;
@@ -126,7 +171,7 @@ function sendError(res: ServerResponse, status: number, message: string, extra?:
   send(res, status, Buffer.from(JSON.stringify({ error: message })), extra);
 }
 
-function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOptions): void {
+function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOptions, refusals: RefusalLog): void {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
@@ -147,14 +192,21 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
     count.invalid.inc();
     // The rest of an oversized body is not worth reading; close the connection.
     res.once('finish', () => req.destroy());
-    sendError(res, 413, `the body is over ${max} bytes; raise falco.http.max_body_bytes if Falco events really are that large`, { connection: 'close' });
+    const reason =
+      max >= MAX_BODY_BYTES_CAP
+        ? `the body is over ${max} bytes, the largest size the agent accepts; shorten the output of the Falco rule (its output fields) that makes events this large`
+        : `the body is over ${max} bytes; raise falco.http.max_body_bytes if Falco events really are that large`;
+    refusals.refused('too_large', 413, reason);
+    sendError(res, 413, reason, { connection: 'close' });
   };
   const declared = Number(req.headers['content-length']);
   if (declared > max) return tooLarge();
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
   if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip' && encoding !== 'deflate') {
     req.resume();
-    return sendError(res, 415, `Content-Encoding ${encoding} is not supported; send gzip or uncompressed JSON`);
+    const reason = `Content-Encoding ${encoding} is not supported; send gzip or uncompressed JSON`;
+    refusals.refused('unsupported_encoding', 415, reason);
+    return sendError(res, 415, reason);
   }
 
   const chunks: Buffer[] = [];
@@ -181,24 +233,26 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) return tooLarge();
         count.invalid.inc();
-        return sendError(
-          res,
-          400,
-          `the body is not valid ${encoding} data (${(e as Error).message}); send Content-Encoding: ${encoding} only with a body compressed whole, or send the JSON uncompressed`,
-        );
+        const reason = `the body is not valid ${encoding} data (${(e as Error).message}); send Content-Encoding: ${encoding} only with a body compressed whole, or send the JSON uncompressed`;
+        refusals.refused('encoding', 400, reason);
+        return sendError(res, 400, reason);
       }
     }
-    accept(body, res, opts);
+    accept(body, req.headers['content-type'], res, opts, refusals);
   });
 }
 
-function accept(body: Buffer, res: ServerResponse, opts: FalcoHttpOptions): void {
+function accept(body: Buffer, contentType: string | undefined, res: ServerResponse, opts: FalcoHttpOptions, refusals: RefusalLog): void {
   let ev;
   try {
     ev = parseFalcoJson(body.toString('utf8'));
   } catch (e) {
     count.invalid.inc();
-    return sendError(res, 400, isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e));
+    let reason = isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e);
+    // JSON.parse's words for a second event after the first (two events in one body).
+    if (/after JSON at position/.test(reason)) reason += "; send one event per POST (Falco's http_output sends one per request)";
+    refusals.refused(reason.startsWith('invalid JSON') && looksLikeText(body, contentType) ? 'text' : 'invalid', 400, reason, body);
+    return sendError(res, 400, reason);
   }
   const skipped = opts.builder.skipReason(ev);
   if (skipped) {
