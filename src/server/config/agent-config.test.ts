@@ -67,6 +67,13 @@ describe('parseAgentConfig', () => {
     ]);
   });
 
+  it('warns about a block with nothing under it, which YAML makes null and turns nothing on', () => {
+    expect(warningsOf('falco:\ncilium:\n  hubble_relay_address: relay:80\n')).toEqual([
+      '1: falco: has no value, so it is taken as not there (a module block turns nothing on); write its settings under it, or remove the line',
+    ]);
+    expect(parseAgentConfig('falco:\n', file).value.falco).toBeUndefined();
+  });
+
   it('accepts an empty file', () => {
     expect(parseAgentConfig('', file).value).toEqual({});
   });
