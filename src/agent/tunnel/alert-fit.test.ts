@@ -54,12 +54,14 @@ describe('fitting an alert into a gRPC message', () => {
     expect(parse(none.payload!).samples).toEqual([]);
   });
 
-  it('then cuts the details, which the store keeps whole (a Falco output), and gives up only on an alert whose other fields are too big', () => {
+  it('then cuts the details, which the store keeps whole (a Falco output), before the samples, and gives up only on an alert whose other fields are too big', () => {
     const p = payload({ description: 100_000, output: 60_000, samples: 2, sample: 20_000 });
     const f = fitPayload(p, 50_000);
-    expect(f).toMatchObject({ cut: ['description', 'sample previews', 'samples', 'detail previews'], details: ['falco.output'], title: 'T' });
+    expect(f).toMatchObject({ cut: ['description', 'sample previews', 'detail previews'], details: ['falco.output'], title: 'T' });
     expect(f.payload!.length).toBeLessThanOrEqual(50_000);
     expect(parse(f.payload!).falco.output).toMatch(/^o{2048}…\[cut 57952 of 60000 bytes\]$/);
+    // The samples' previews fit beside the output's, so they stay.
+    expect(parse(f.payload!).samples).toEqual([expect.objectContaining({ truncated: true }), expect.objectContaining({ truncated: true })]);
     const rule = JSON.parse(p.toString()) as { rule: string };
     rule.rule = 'r'.repeat(60_000);
     expect(fitPayload(Buffer.from(JSON.stringify(rule)), 50_000).payload).toBeUndefined();

@@ -94,15 +94,16 @@ describe('log messages', () => {
     expect(JSON.parse(entryJson(entry))).toEqual({ id: 'ev-2', payload: entry.payload });
   });
 
-  it("cuts an event's details when it is too big even without samples, and says what it cut", () => {
+  it("cuts an event's details when it is too big even with its samples cut, keeping the samples, and says what it cut", () => {
     // A Falco event with a 12 MB output field, which the agent sends whole (it fits a gRPC message).
     const base = falcoPayload();
     const big = 'x'.repeat(12_000_000);
     const p = { ...base, falco: { ...base.falco!, output_fields: { ...base.falco!.output_fields, 'proc.cmdline': big } }, samples: [{ n: 1 }] };
     const single = encodeAlertEvent('edge', 'ev-9', p, 'r1')!;
     expect(Buffer.byteLength(single.json)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
-    expect(single.cut).toEqual({ steps: ['samples', 'detail previews'], details: ['falco.output_fields.proc.cmdline'] });
+    expect(single.cut).toEqual({ steps: ['detail previews'], details: ['falco.output_fields.proc.cmdline'] });
     const logged = (decodeLogEvent(Buffer.from(single.json)) as unknown as { payload: typeof p }).payload;
+    expect(logged.samples).toEqual([{ n: 1 }]);
     expect(logged.falco.output_fields).toEqual({
       ...base.falco!.output_fields,
       'proc.cmdline': expect.stringMatching(/^x{2048}…\[cut 11997952 of 12000000 bytes\]$/),

@@ -95,12 +95,12 @@ describe('fitting an alert by its details (fitAlert)', () => {
     expect(new Set(whole)).toEqual(new Set(['[cut 20480 of 20480 bytes]']));
   });
 
-  it('cuts a huge detail string to its first SAMPLE_PREVIEW_BYTES and a marker of how much went, after the samples, and keeps the rest', () => {
+  it('cuts a huge detail string to its first SAMPLE_PREVIEW_BYTES and a marker of how much went, and keeps the rest, samples too', () => {
     const big = 'x'.repeat(12 * MB);
     const a = falco({ 'proc.cmdline': big, 'proc.name': 'sh', 'evt.num': 7 }, 'out', [sample(0, 100)]);
     for (const max of [GRPC, KAFKA]) {
       const f = fitAlert(a, max, encode);
-      expect(f.cut).toEqual(['samples', 'detail previews']);
+      expect(f.cut).toEqual(['detail previews']);
       expect(f.details).toEqual(['falco.output_fields.proc.cmdline']);
       expect(Buffer.byteLength(f.json!)).toBeLessThanOrEqual(max);
       expect(f.json).toBe(encode(f.alert));
@@ -109,12 +109,91 @@ describe('fitting an alert by its details (fitAlert)', () => {
         'proc.name': 'sh',
         'evt.num': 7,
       });
-      expect({ ...f.alert, falco: undefined, samples: undefined }).toEqual({ ...a, falco: undefined, samples: undefined });
+      expect({ ...f.alert, falco: undefined }).toEqual({ ...a, falco: undefined });
     }
     // The alert given is not changed, and one that fits is left whole.
     expect(fields(a)['proc.cmdline']).toBe(big);
     const small = falco({ 'proc.cmdline': 'x'.repeat(100_000) }, 'y'.repeat(100_000), [sample(0, 100)]);
     expect(fitAlert(small, KAFKA, encode)).toEqual({ json: encode(small), alert: small, cut: [], details: [] });
+  });
+
+  it('keeps big samples as their previews when previewing the details is enough, and drops samples only before cutting details whole', () => {
+    // A Falco event with a 12 MB output field, and samples of 20 KB: each sample's preview is small, the field is not.
+    const samples = [0, 1, 2].map((n) => sample(n, 20_000));
+    const a = falco({ 'proc.cmdline': 'x'.repeat(12 * MB), 'proc.name': 'sh' }, 'out', samples);
+    for (const max of [GRPC, KAFKA]) {
+      const f = fitAlert(a, max, encode);
+      expect(f.cut).toEqual(['sample previews', 'detail previews']);
+      expect(f.details).toEqual(['falco.output_fields.proc.cmdline']);
+      expect(Buffer.byteLength(f.json!)).toBeLessThanOrEqual(max);
+      expect(f.alert.samples).toEqual(
+        samples.map((s) => ({ truncated: true, bytes: JSON.stringify(s).length, preview: expect.stringMatching(/^\{"n":\d,"pad":"p+$/) })),
+      );
+    }
+    // Every step, each losing more than the one before: what the store cuts, sample previews, detail previews, no samples, details cut whole.
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 500; i++) many[`f${i}`] = 'x'.repeat(20 * 1024);
+    const all = {
+      ...falco(
+        many,
+        'out',
+        Array.from({ length: MAX_SAMPLES + 1 }, (_, n) => sample(n, 20_000)),
+      ),
+      description: 'd'.repeat(10_000),
+    };
+    const f = fitAlert(all, KAFKA, encode);
+    expect(f.cut).toEqual(['description', 'oldest samples', 'sample previews', 'detail previews', 'samples', 'details']);
+    expect(Buffer.byteLength(f.json!)).toBeLessThanOrEqual(KAFKA);
+    expect(f.alert.samples).toEqual([]);
+  });
+
+  it('cuts an object whose field names alone are huge, and nothing small beside it', () => {
+    // One output field named by 12 MB: the object holding it goes whole, the 24-byte output beside it stays.
+    const output = 'A shell was spawned (ok)';
+    const key = 'k'.repeat(12 * MB);
+    const a = falco({ [key]: 1, 'proc.name': 'sh' }, output);
+    for (const max of [GRPC, KAFKA]) {
+      const f = fitAlert(a, max, encode);
+      expect(f.cut).toEqual(['details']);
+      expect(f.details).toEqual(['falco.output_fields']);
+      const bytes = Buffer.byteLength(JSON.stringify(fields(a)));
+      expect(fields(f.alert)).toEqual({ '…': `[cut ${bytes} of ${bytes} bytes]` });
+      expect(f.alert.falco).toEqual({ ...a.falco, output_fields: fields(f.alert) });
+      expect(f.alert.falco!.output).toBe(output);
+      expect(Buffer.byteLength(f.json!)).toBeLessThanOrEqual(max);
+    }
+    expect(Object.keys(fields(a))).toEqual([key, 'proc.name']);
+  });
+
+  it('cuts objects holding thousands of short values rather than the values one by one', () => {
+    // 300 objects of 300 strings of 40 bytes: each string's marker would save 20 bytes.
+    const nested: Record<string, Record<string, string>> = {};
+    for (let i = 0; i < 300; i++) {
+      const o: Record<string, string> = {};
+      for (let j = 0; j < 300; j++) o[`s${j}`] = 'v'.repeat(40);
+      nested[`o${i}`] = o;
+    }
+    const f = fitAlert(falco(nested), KAFKA, encode);
+    expect(f.cut).toEqual(['details']);
+    expect(Buffer.byteLength(f.json!)).toBeLessThanOrEqual(KAFKA);
+    expect(f.details.length).toBeGreaterThan(0);
+    for (const d of f.details) expect(d).toMatch(/^falco\.output_fields\.o\d+$/);
+    const out = fields(f.alert) as Record<string, Record<string, string>>;
+    const whole = Object.keys(out).filter((k) => out[k]!['…'] === undefined);
+    // No more than needed, and what is left is whole.
+    expect(whole.length).toBeGreaterThan(0);
+    for (const k of whole) expect(out[k]).toEqual(nested[k]);
+    const last = out[f.details.at(-1)!.slice('falco.output_fields.'.length)];
+    expect(Buffer.byteLength(f.json!) + JSON.stringify(nested.o0).length - Buffer.byteLength(JSON.stringify(last))).toBeGreaterThan(KAFKA);
+  });
+
+  it('marks an object cut whole with its size as it came, previews in it counted whole', () => {
+    const names: Record<string, unknown> = { 'proc.cmdline': 'x'.repeat(MB) };
+    for (let i = 0; i < 60_000; i++) names[`custom.field.number.${i}`] = i;
+    const f = fitAlert(falco(names), KAFKA, encode);
+    expect(f.details).toEqual(['falco.output_fields.proc.cmdline', 'falco.output_fields']);
+    const bytes = Buffer.byteLength(JSON.stringify(names));
+    expect(fields(f.alert)).toEqual({ '…': `[cut ${bytes} of ${bytes} bytes]` });
   });
 
   it('cuts a huge output the same way, never leaving half a character', () => {
