@@ -239,7 +239,7 @@ describe('a Falco event with a 12 MB output field, posted to the agent', () => {
     expect(warned).toEqual([
       expect.objectContaining({
         level: 'warn',
-        cut: ['sample previews', 'samples', 'detail previews'],
+        cut: ['sample previews', 'detail previews'],
         cut_details: ['falco.output_fields.proc.cmdline'],
         cut_details_count: 1,
       }),
