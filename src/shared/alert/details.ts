@@ -3,7 +3,7 @@ import { fitsBytes, MAX_SAMPLE_BYTES, SAMPLE_PREVIEW_BYTES } from './samples.js'
 
 // How an alert's details (its `falco` or `cilium` object: a Falco output and
 // output fields, which Falco lets a rule make as big as it likes) are cut when
-// the alert is too big for a message even without samples. A cut value stays
+// the alert is too big for a message even with its samples cut. A cut value stays
 // where it was, under its own name, and says it was cut and by how much: a
 // string keeps its start as a sample preview does, then a marker; what has to
 // go whole becomes the marker alone (in an array, or under the key "…", for

@@ -17,7 +17,7 @@ import { cutSamples, fitsBytes } from './samples.js';
 // alert into).
 
 /** A step of fitAlert that cut something, in the order they are taken. */
-export type FitCut = StoredCut | 'sample previews' | 'samples' | 'detail previews' | 'details';
+export type FitCut = StoredCut | 'sample previews' | 'detail previews' | 'samples' | 'details';
 
 /** The alert as it fits and its encoding; `json` is undefined when even the alert cut as far as it goes does not fit. */
 export interface AlertFit {
