@@ -4,8 +4,8 @@ import { fitAlert, type FitCut } from '../../shared/alert/fit.js';
 // What the publisher does with an alert too big for one gRPC message: it is
 // cut by the ladder the server's Kafka log cuts with too (shared/alert/fit.ts),
 // first as the server's store cuts every alert, which loses nothing the server
-// would have kept, then without samples, then with its details (such as a
-// Falco output) cut until it fits.
+// would have kept, then with its details (such as a Falco output) previewed,
+// then without samples, then with detail values cut whole until it fits.
 
 /** An alert payload that fits, and what had to go. */
 interface Fitted {
@@ -21,7 +21,7 @@ interface Fitted {
 /**
  * The payload itself when it is at most `maxBytes`; else the same alert with
  * fitAlert's steps applied in turn until it fits: its fields as the store
- * keeps them, sample previews, no samples, detail previews, detail values cut
+ * keeps them, sample previews, detail previews, no samples, detail values cut
  * whole. No payload when even that is over
  * `maxBytes` (or it is not an alert's JSON at all).
  */

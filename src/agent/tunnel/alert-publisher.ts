@@ -76,7 +76,7 @@ export const DEFAULT_PUBLISHER: PublisherOptions = { batchSize: 500, batchBytes:
  *
  * Every batch fits one gRPC message: batches are cut by bytes as well as by
  * count, and an alert too big for a message alone is sent cut as the server
- * would store it, then without samples, then with its details cut (fitPayload);
+ * would store it, then with its details cut, samples going before whole values (fitPayload);
  * only one whose other fields alone are too big is dropped, with an error and
  * a counter, so that it cannot hold up the alerts behind it.
  */

@@ -203,7 +203,7 @@ export const MAX_MESSAGE_BYTES = 900 * 1024;
 /**
  * The JSON of an agent event for the log (one event per message, as replicas
  * wrote before `events` messages), and what was cut: an event too big is cut
- * by fitAlert (what the store does not keep, then samples, then details), so
+ * by fitAlert (what the store does not keep, then previews, then samples, then details), so
  * one huge event cannot exceed the broker's message size and block its
  * agent's spool forever. Undefined when even that is too big.
  */
