@@ -360,7 +360,14 @@ export const obj =
       if (child === undefined || isNull(child.value)) {
         // `falco:` with nothing under it reads as "turn it on" to whoever wrote it; YAML makes it null, which is absent.
         if (child !== undefined && !f.required && !('default' in f))
-          ctx.warnings.push(issueAt(ctx, child.key, p, 'has no value, so it is taken as not there (a module block turns nothing on); write its settings under it, or remove the line'));
+          ctx.warnings.push(
+            issueAt(
+              ctx,
+              child.key,
+              p,
+              'has no value, so it is taken as not there (a module block turns nothing on); write its settings under it, or remove the line',
+            ),
+          );
         if (f.required) reportIssue(ctx, child?.key ?? node ?? key, p, 'is required');
         else if ('default' in f) out[k] = structuredClone(f.default);
         continue;
