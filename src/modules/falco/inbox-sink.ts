@@ -7,7 +7,7 @@ import { LogThrottle } from '../../shared/log/throttle.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
 import { countOutcomes, falcoEvents, STORE_FAILED, type Outcome } from './events.js';
 import { FileInbox, MemoryInbox, type Inbox, type InboxPosition, type InboxRecord } from './inbox.js';
-import { parseFalcoJson, type FalcoEvent } from './parse.js';
+import { parseStoredFalcoJson, type FalcoEvent } from './parse.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 import type { FalcoUuids } from './uuids.js';
 import { isVerdictError } from '../../shared/errors.js';
@@ -391,7 +391,7 @@ export class InboxSink {
       const report = seq > this.reportedSeq;
       let ev: FalcoEvent;
       try {
-        ev = parseFalcoJson(r.body.toString('utf8'));
+        ev = parseStoredFalcoJson(r.body.toString('utf8'));
       } catch (e) {
         if (!report) continue;
         falcoEvents.inc({ input: 'http', outcome: 'invalid' });

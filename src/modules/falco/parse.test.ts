@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { fixtureLines } from '../../../test/falco/helpers.js';
-import { fieldText, MAX_EVENT_DEPTH, normalizeTime, parseFalcoJson, parseJsonLossless, quoteBigIntegers, timeFromTimestamp } from './parse.js';
+import {
+  fieldText,
+  MAX_EVENT_DEPTH,
+  normalizeTime,
+  parseFalcoJson,
+  parseJsonLossless,
+  parseStoredFalcoJson,
+  quoteBigIntegers,
+  timeFromTimestamp,
+} from './parse.js';
 import { VerdictError } from '../../shared/errors.js';
 
 describe('parseFalcoJson', () => {
@@ -21,6 +30,27 @@ describe('parseFalcoJson', () => {
     expect(() => parseFalcoJson(ev('[1]'))).toThrow(/"output_fields" must be an object/);
     expect(parseFalcoJson(ev('null')).output_fields).toEqual({});
     expect(parseFalcoJson(ev('{"a":1}')).output_fields).toEqual({ a: 1 });
+    // An event an older version accepted is still read back, as having no fields.
+    expect(parseStoredFalcoJson(ev('"x"')).output_fields).toEqual({});
+  });
+
+  it('quotes at most the start of a field it refuses, however long the field', () => {
+    const long = 'x'.repeat(1_000_000);
+    for (const ev of [
+      `{"rule":"r","priority":"Notice","time":"${long}","output":"o"}`,
+      `{"rule":"r","priority":"${long}","time":"2026-01-01T00:00:00Z","output":"o"}`,
+      `{"rule":["${long}"],"priority":"Notice","time":"2026-01-01T00:00:00Z","output":"o"}`,
+      `{"rule":"r","priority":"Notice","time":"2026-01-01T00:00:00Z","output":"o","output_fields":"${long}"}`,
+    ]) {
+      let message = '';
+      try {
+        parseFalcoJson(ev);
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).toMatch(/… \(100000[24] characters\)/);
+      expect(message.length).toBeLessThan(400);
+    }
   });
 
   it('keeps nanosecond integers beyond 2^53 exact and the time string of record', () => {

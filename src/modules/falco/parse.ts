@@ -24,8 +24,23 @@ export interface FalcoEvent {
   raw: Record<string, unknown>;
 }
 
+/** A value quoted in a refusal: a field of megabytes would make a log line (and an answer) of megabytes. */
+function quoted(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 100 ? `${s.slice(0, 100)}… (${s.length} characters)` : s;
+}
+
 /** Parses one JSON event; throws a VerdictError (VERDICT_FALCO_EVENT_INVALID) with a reason a sender can act on. */
 export function parseFalcoJson(text: string): FalcoEvent {
+  return parseJson(text, false);
+}
+
+/** parseFalcoJson for an event accepted before (the inbox replays it): read as leniently as when it was accepted. */
+export function parseStoredFalcoJson(text: string): FalcoEvent {
+  return parseJson(text, true);
+}
+
+function parseJson(text: string, stored: boolean): FalcoEvent {
   let doc: unknown;
   try {
     doc = parseJsonLossless(text);
@@ -34,11 +49,11 @@ export function parseFalcoJson(text: string): FalcoEvent {
     const hint = /^\s*[{[]/.test(text) ? '' : '; Falco sends JSON only with json_output: true in falco.yaml';
     throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `invalid JSON: ${(e as Error).message}${hint}`);
   }
-  return toFalcoEvent(doc);
+  return toFalcoEvent(doc, stored);
 }
 
 /** Checks a decoded JSON value and normalises it into a FalcoEvent. */
-export function toFalcoEvent(doc: unknown): FalcoEvent {
+export function toFalcoEvent(doc: unknown, stored = false): FalcoEvent {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', 'the body must be one Falco event, a JSON object with rule, priority, time and output');
   }
@@ -55,27 +70,22 @@ export function toFalcoEvent(doc: unknown): FalcoEvent {
   if (notText.length) {
     throw new VerdictError(
       'VERDICT_FALCO_EVENT_INVALID',
-      `${notText.map((m) => `"${m}"`).join(', ')} must be ${notText.length > 1 ? 'non-empty strings' : 'a non-empty string'}, got ${notText.map((m) => JSON.stringify(raw[m])).join(', ')}`,
+      `${notText.map((m) => `"${m}"`).join(', ')} must be ${notText.length > 1 ? 'non-empty strings' : 'a non-empty string'}, got ${notText.map((m) => quoted(raw[m])).join(', ')}`,
     );
   }
   const priority = priorityFromName(raw.priority as string);
   if (!priority)
     throw new VerdictError(
       'VERDICT_FALCO_EVENT_INVALID',
-      `unknown priority ${JSON.stringify(raw.priority)}; expected one of Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug`,
+      `unknown priority ${quoted(raw.priority)}; expected one of Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug`,
     );
   const time = normalizeTime(raw.time as string);
   if (!time)
-    throw new VerdictError(
-      'VERDICT_FALCO_EVENT_INVALID',
-      `time ${JSON.stringify(raw.time)} is not an RFC 3339 timestamp such as 2026-01-02T03:04:05.123456789Z`,
-    );
+    throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `time ${quoted(raw.time)} is not an RFC 3339 timestamp such as 2026-01-02T03:04:05.123456789Z`);
   const of = raw.output_fields;
-  if (of !== undefined && of !== null && !isRecord(of)) {
-    throw new VerdictError(
-      'VERDICT_FALCO_EVENT_INVALID',
-      `"output_fields" must be an object of field names to values, got ${JSON.stringify(of).slice(0, 100)}`,
-    );
+  // Refused at the door only: an event an older version accepted with such fields is still read (as no fields).
+  if (of !== undefined && of !== null && !isRecord(of) && !stored) {
+    throw new VerdictError('VERDICT_FALCO_EVENT_INVALID', `"output_fields" must be an object of field names to values, got ${quoted(of)}`);
   }
   const fields = isRecord(of) ? of : {};
   const rule = raw.rule as string;
