@@ -72,6 +72,11 @@ describe('parseAgentConfig', () => {
       '1: falco: has no value, so it is taken as not there (a module block turns nothing on); write its settings under it, or remove the line',
     ]);
     expect(parseAgentConfig('falco:\n', file).value.falco).toBeUndefined();
+    // Inside a block it is a key like any other; a key with a default takes it; inside a section Verdict ignores, nothing more is said.
+    expect(warningsOf('falco:\n  http:\n    tls:\n  dedup_window:\n')).toEqual([
+      '3: falco.http.tls: has no value, so it is as if it were not written; give it a value or remove the line',
+    ]);
+    expect(warningsOf('remote_development:\n  gitlab_workspaces_proxy:\n').filter((w) => w.includes('has no value'))).toEqual([]);
   });
 
   it('accepts an empty file', () => {

@@ -359,13 +359,16 @@ export const obj =
       }
       if (child === undefined || isNull(child.value)) {
         // `falco:` with nothing under it reads as "turn it on" to whoever wrote it; YAML makes it null, which is absent.
-        if (child !== undefined && !f.required && !('default' in f))
+        // Keys with a default take it; inside a section Verdict ignores, the section's own warning is enough.
+        if (child !== undefined && !f.required && !('default' in f) && ctx.unusedRoot === undefined)
           ctx.warnings.push(
             issueAt(
               ctx,
               child.key,
               p,
-              'has no value, so it is taken as not there (a module block turns nothing on); write its settings under it, or remove the line',
+              path
+                ? 'has no value, so it is as if it were not written; give it a value or remove the line'
+                : 'has no value, so it is taken as not there (a module block turns nothing on); write its settings under it, or remove the line',
             ),
           );
         if (f.required) reportIssue(ctx, child?.key ?? node ?? key, p, 'is required');
