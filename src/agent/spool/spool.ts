@@ -121,7 +121,7 @@ export class Spool {
         const suppressed = this.tooLarge.pass();
         if (suppressed !== undefined) {
           this.opts.log.warn(
-            { alert_bytes: payload.length, max_bytes: this.opts.maxBytes, source: a.source, rule: a.rule, suppressed },
+            { alert_bytes: payload.length, max_bytes: this.opts.maxBytes, source: a.source, rule: a.rule.slice(0, 200), suppressed },
             'Dropped an alert larger than --spool-max-bytes on its own; raise --spool-max-bytes above the alert size (or shorten what the source puts in the alert)',
           );
         }
