@@ -1,5 +1,5 @@
 import type { AlertPayload } from './payload.js';
-import { fitsBytes, MAX_SAMPLE_BYTES, SAMPLE_PREVIEW_BYTES } from './samples.js';
+import { fitsBytes, MAX_SAMPLE_BYTES, previewStart } from './samples.js';
 
 // How an alert's details (its `falco` or `cilium` object: a Falco output and
 // output fields, which Falco lets a rule make as big as it likes) are cut when
@@ -15,8 +15,6 @@ const DETAIL_KEYS = ['falco', 'cilium'] as const;
 /** The key that holds the marker of an object cut whole. */
 export const CUT_KEY = '…';
 
-const encoder = new TextEncoder();
-
 /** What ends a cut value: how many UTF-8 bytes of it were cut, of how many. */
 export function cutMarker(cut: number, of: number): string {
   return `[cut ${cut} of ${of} bytes]`;
@@ -26,9 +24,8 @@ export function cutMarker(cut: number, of: number): string {
 export function previewText(s: string): string {
   if (fitsBytes(s, MAX_SAMPLE_BYTES)) return s;
   const bytes = Buffer.byteLength(s);
-  // encodeInto writes whole characters only, so `read` ends on a character's boundary.
-  const { read, written } = encoder.encodeInto(s, new Uint8Array(SAMPLE_PREVIEW_BYTES));
-  return `${s.slice(0, read)}…${cutMarker(bytes - written, bytes)}`;
+  const start = previewStart(s);
+  return `${start.text}…${cutMarker(bytes - start.bytes, bytes)}`;
 }
 
 /** What stands for a value cut whole, of the same type: a string, a list or an object holding the marker, which gives `came`, its size as it came. */

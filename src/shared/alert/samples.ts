@@ -30,11 +30,16 @@ export function fitsBytes(s: string, max: number): boolean {
 
 const encoder = new TextEncoder();
 
-/** The preview of a sample, given its JSON: at most SAMPLE_PREVIEW_BYTES of it, never half a character. */
-function samplePreview(json: string): SamplePreview {
+/** The start of `s` that a preview keeps: at most SAMPLE_PREVIEW_BYTES of UTF-8, never half a character, and those bytes. */
+export function previewStart(s: string): { text: string; bytes: number } {
   // encodeInto writes whole characters only, so `read` ends on a character's boundary.
-  const { read } = encoder.encodeInto(json, new Uint8Array(SAMPLE_PREVIEW_BYTES));
-  return { truncated: true, bytes: Buffer.byteLength(json), preview: json.slice(0, read) };
+  const { read, written } = encoder.encodeInto(s, new Uint8Array(SAMPLE_PREVIEW_BYTES));
+  return { text: s.slice(0, read), bytes: written };
+}
+
+/** The preview of a sample, given its JSON. */
+function samplePreview(json: string): SamplePreview {
+  return { truncated: true, bytes: Buffer.byteLength(json), preview: previewStart(json).text };
 }
 
 /** The sample itself when its JSON (given, or made here) is within MAX_SAMPLE_BYTES, else its preview. */
