@@ -66,7 +66,14 @@ class RefusalLog {
     private readonly now: (() => number) | undefined,
   ) {}
 
-  refused(kind: Refusal, status: number, reason: string, body?: Buffer): void {
+  /** Answers the refusal, counts it and logs it (rate-limited). */
+  refuse(res: ServerResponse, kind: Refusal, status: number, reason: string, o: { headers?: Record<string, string>; body?: Buffer } = {}): void {
+    count.invalid.inc();
+    this.log1(kind, status, reason, o.body);
+    sendError(res, status, reason, o.headers);
+  }
+
+  private log1(kind: Refusal, status: number, reason: string, body: Buffer | undefined): void {
     let t = this.throttles.get(kind);
     if (!t) this.throttles.set(kind, (t = new LogThrottle(60_000, this.now)));
     const suppressed = t.pass();
@@ -189,15 +196,13 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
   }
   const max = opts.maxBodyBytes;
   const tooLarge = () => {
-    count.invalid.inc();
     // The rest of an oversized body is not worth reading; close the connection.
     res.once('finish', () => req.destroy());
     const reason =
       max >= MAX_BODY_BYTES_CAP
         ? `the body is over ${max} bytes, the largest size the agent accepts; shorten the output of the Falco rule (its output fields) that makes events this large`
         : `the body is over ${max} bytes; raise falco.http.max_body_bytes if Falco events really are that large`;
-    refusals.refused('too_large', 413, reason);
-    sendError(res, 413, reason, { connection: 'close' });
+    refusals.refuse(res, 'too_large', 413, reason, { headers: { connection: 'close' } });
   };
   const declared = Number(req.headers['content-length']);
   if (declared > max) return tooLarge();
@@ -205,8 +210,7 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
   if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip' && encoding !== 'deflate') {
     req.resume();
     const reason = `Content-Encoding ${encoding} is not supported; send gzip or uncompressed JSON`;
-    refusals.refused('unsupported_encoding', 415, reason);
-    return sendError(res, 415, reason);
+    return refusals.refuse(res, 'unsupported_encoding', 415, reason);
   }
 
   const chunks: Buffer[] = [];
@@ -232,10 +236,8 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
         body = encoding === 'deflate' ? inflateSync(body, { maxOutputLength: max }) : gunzipSync(body, { maxOutputLength: max });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) return tooLarge();
-        count.invalid.inc();
         const reason = `the body is not valid ${encoding} data (${(e as Error).message}); send Content-Encoding: ${encoding} only with a body compressed whole, or send the JSON uncompressed`;
-        refusals.refused('encoding', 400, reason);
-        return sendError(res, 400, reason);
+        return refusals.refuse(res, 'encoding', 400, reason);
       }
     }
     accept(body, req.headers['content-type'], res, opts, refusals);
@@ -247,12 +249,10 @@ function accept(body: Buffer, contentType: string | undefined, res: ServerRespon
   try {
     ev = parseFalcoJson(body.toString('utf8'));
   } catch (e) {
-    count.invalid.inc();
     let reason = isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e);
     // JSON.parse's words for a second event after the first (two events in one body).
     if (/after JSON at position/.test(reason)) reason += "; send one event per POST (Falco's http_output sends one per request)";
-    refusals.refused(reason.startsWith('invalid JSON') && looksLikeText(body, contentType) ? 'text' : 'invalid', 400, reason, body);
-    return sendError(res, 400, reason);
+    return refusals.refuse(res, reason.startsWith('invalid JSON') && looksLikeText(body, contentType) ? 'text' : 'invalid', 400, reason, { body });
   }
   const skipped = opts.builder.skipReason(ev);
   if (skipped) {
