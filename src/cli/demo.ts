@@ -66,7 +66,7 @@ const DEFAULT_FALCO_ADDR = '127.0.0.1:2801';
  */
 async function demoListenAddr(given: string | undefined, fallback: string, what: string, flag: string): Promise<string> {
   const addr = given ?? fallback;
-  const { host } = splitHostPort(addr);
+  const { host, port } = splitHostPort(addr);
   const tryListen = (port: number) =>
     new Promise<{ port: number } | { error: Error }>((done) => {
       const s = createServer();
@@ -76,7 +76,7 @@ async function demoListenAddr(given: string | undefined, fallback: string, what:
         s.close(() => done(typeof a === 'object' && a ? { port: a.port } : { error: new Error(`no port for ${host}`) }));
       });
     });
-  const first = await tryListen(splitHostPort(addr).port);
+  const first = await tryListen(port);
   const free = 'port' in first || given !== undefined ? first : await tryListen(0);
   if ('error' in free) throw usageError(`verdict demo: ${listenError(what, addr, free.error, flag).message}`);
   return `${host.includes(':') ? `[${host}]` : host}:${free.port}`;

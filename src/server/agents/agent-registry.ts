@@ -56,6 +56,17 @@ export interface AgentConfigStatus {
   updated_at: string;
 }
 
+/** A new agent's name and its first token's name, as registering takes them. */
+function checkNames(name: string, tokenName: string): void {
+  if (!AGENT_NAME.test(name)) {
+    throw new VerdictError(
+      'VERDICT_BAD_REQUEST',
+      `agent name "${name}" is invalid: use lowercase letters, digits and dashes (a DNS label, as in .gitlab/agents/<name>/)`,
+    );
+  }
+  checkTokenName(tokenName);
+}
+
 /**
  * Agents, their configuration projects and their tokens (stored as hashes only). An invalid agent or token name or (in
  * registerChecked) a configuration project that is not the top of a git repository is a VERDICT_BAD_REQUEST, an agent registered twice a
@@ -84,7 +95,9 @@ export class AgentRegistry {
     configProject: string,
     tokenName = 'default',
   ): Promise<{ agent: AgentRecord; token: string; tokenId: number; notes: string[] }> {
-    this.checkNew(name, tokenName);
+    checkNames(name, tokenName);
+    // Before git runs: an agent registered already is the likelier mistake, and the cheaper to find.
+    this.refuseExisting(name);
     const { path, notes } = await checkConfigProject(configProject, name);
     return { ...this.register(name, path, tokenName), notes };
   }
@@ -96,7 +109,7 @@ export class AgentRegistry {
    * another name.
    */
   register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number } {
-    this.checkNew(name, tokenName);
+    checkNames(name, tokenName);
     const path = resolve(configProject);
     const now = new Date().toISOString();
     return this.db.transaction(() => {
@@ -215,17 +228,6 @@ export class AgentRegistry {
 
   getById(id: number): AgentRecord | undefined {
     return this.sql('SELECT * FROM agents WHERE id = ?').get(id) as AgentRecord | undefined;
-  }
-
-  private checkNew(name: string, tokenName: string): void {
-    if (!AGENT_NAME.test(name)) {
-      throw new VerdictError(
-        'VERDICT_BAD_REQUEST',
-        `agent name "${name}" is invalid: use lowercase letters, digits and dashes (a DNS label, as in .gitlab/agents/<name>/)`,
-      );
-    }
-    checkTokenName(tokenName);
-    this.refuseExisting(name);
   }
 
   private refuseExisting(name: string): void {
