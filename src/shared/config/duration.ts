@@ -12,17 +12,23 @@ export function durationMs(text: string): number | undefined {
   const t = text.trim();
   if (t === '0') return 0; // as Go: a bare zero needs no unit
   if (t === '') return undefined;
-  const re = new RegExp(PART.source, 'y');
+  const sum = sumParts(t, PART, UNIT_MS);
+  return sum === undefined ? undefined : Math.round(sum.ms);
+}
+
+/** `text` read as number-unit parts of `part` (a sticky regex), their sum in milliseconds and the units used. */
+function sumParts(text: string, part: RegExp, units: Record<string, number>): { ms: number; units: Set<string> } | undefined {
+  const re = new RegExp(part.source, 'y');
   let ms = 0;
-  let i = 0;
-  while (i < t.length) {
+  const used = new Set<string>();
+  for (let i = 0; i < text.length; i = re.lastIndex) {
     re.lastIndex = i;
-    const m = re.exec(t);
+    const m = re.exec(text);
     if (!m) return undefined;
-    ms += Number(m[1]) * UNIT_MS[m[2]!]!;
-    i = re.lastIndex;
+    used.add(m[2]!);
+    ms += Number(m[1]) * units[m[2]!]!;
   }
-  return Math.round(ms);
+  return { ms, units: used };
 }
 
 export const DURATION_HINT = 'a duration such as 500ms, 10s, 5m or 1h';
@@ -53,19 +59,11 @@ function goForm(ms: number): string {
  */
 export function daysOrWeeksHint(text: string): string | undefined {
   const t = text.trim();
-  const re = new RegExp(LONG_PART.source, 'y');
-  let ms = 0;
-  const units = new Set<string>();
-  for (let i = 0; i < t.length; i = re.lastIndex) {
-    re.lastIndex = i;
-    const m = re.exec(t);
-    if (!m) return undefined;
-    if (m[2] === 'd' || m[2] === 'w') units.add(m[2]);
-    ms += Number(m[1]) * LONG_UNIT_MS[m[2]!]!;
-  }
-  if (units.size === 0) return undefined;
-  const named = [...units].map((u) => (u === 'd' ? 'days (d)' : 'weeks (w)')).join(' and ');
-  return `${named} are not a unit here: write ${goForm(ms)} for ${t}`;
+  const sum = sumParts(t, LONG_PART, LONG_UNIT_MS);
+  const units = [...(sum?.units ?? [])].filter((u) => u === 'd' || u === 'w');
+  if (!sum || units.length === 0) return undefined;
+  const named = units.map((u) => (u === 'd' ? 'days (d)' : 'weeks (w)')).join(' and ');
+  return `${named} are not a unit here: write ${goForm(sum.ms)} for ${t}`;
 }
 
 /**
