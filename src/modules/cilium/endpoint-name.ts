@@ -12,15 +12,6 @@ function labelValue(labels: readonly string[], prefix: string): string | undefin
   return undefined;
 }
 
-/** `app=ratings`: the first application label the endpoint has, without its `k8s:` source. */
-function appLabel(labels: readonly string[]): string | undefined {
-  for (const prefix of APP_LABELS) {
-    const v = labelValue(labels, prefix);
-    if (v !== undefined) return `${prefix.slice(4)}${v}`;
-  }
-  return undefined;
-}
-
 /**
  * What a pod-less endpoint's security identity says it is: `ns/app=ratings`,
  * or `ns (ID:16370)` without an application label; undefined for a reserved
@@ -30,9 +21,24 @@ function appLabel(labels: readonly string[]): string | undefined {
  */
 export function identityName(e: Endpoint | undefined): string | undefined {
   const labels = e?.labels;
-  if (!labels || labels.length === 0 || labels.some((l) => l.startsWith('reserved:'))) return undefined;
-  const namespace = e.namespace || labelValue(labels, NAMESPACE_LABEL);
-  const app = appLabel(labels);
+  if (!labels || labels.length === 0) return undefined;
+  // One pass over the labels (this runs for every flow of a pod-less sender): a reserved one ends it; the
+  // namespace label's first value; the first value of the most specific application label (`app=ratings`).
+  let namespace = e.namespace || undefined;
+  let app: string | undefined;
+  let rank = APP_LABELS.length;
+  for (const l of labels) {
+    if (l.startsWith('reserved:')) return undefined;
+    if (namespace === undefined && l.startsWith(NAMESPACE_LABEL)) namespace = l.slice(NAMESPACE_LABEL.length);
+    for (let i = 0; i < rank; i++) {
+      const prefix = APP_LABELS[i]!;
+      if (l.startsWith(prefix)) {
+        app = `${prefix.slice(4)}${l.slice(prefix.length)}`;
+        rank = i;
+        break;
+      }
+    }
+  }
   if (app) return namespace ? `${namespace}/${app}` : app;
   return namespace && e.identity ? `${namespace} (ID:${e.identity})` : undefined;
 }
