@@ -1,4 +1,4 @@
-import { AgentRegistry, type AgentTokenInfo } from '../server/agents/agent-registry.js';
+import { AgentRegistry, type AgentTokenInfo, checkRegistration } from '../server/agents/agent-registry.js';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openServerDb, SERVER_DB_FILE } from '../server/store/server-db.js';
@@ -128,21 +128,23 @@ async function register(positionals: string[], configProject: string | undefined
   if (!configProject) throw usageError('verdict agents register: --config-project <path of a git repository> is required');
   const dbFile = resolve(join(dataDir, SERVER_DB_FILE));
   const existed = existsSync(dbFile);
-  // A new database is created only for a registration that succeeds: it is checked first, by the registry's own
-  // rules, on a throwaway one.
-  const registerIn = async (dir: string) => {
-    const db = openServerDb(dir);
+  // Checked by the registry's rules before the database is opened, so that a new one is created only for a
+  // registration that succeeds (an existing agent is possible only in an existing database).
+  let token: string;
+  let notes: string[];
+  try {
+    const project = await checkRegistration(name, configProject, tokenName);
+    notes = project.notes;
+    const db = openServerDb(dataDir);
     try {
-      return await new AgentRegistry(db).registerChecked(name, configProject, tokenName);
-    } catch (e) {
-      if (isVerdictError(e, 'VERDICT_BAD_REQUEST', 'VERDICT_CONFLICT')) throw usageError(`verdict agents register: ${e.message}`);
-      throw e;
+      token = new AgentRegistry(db).register(name, project.path, tokenName).token;
     } finally {
       db.close();
     }
-  };
-  if (!existed) await registerIn(':memory:');
-  const { token, notes } = await registerIn(dataDir);
+  } catch (e) {
+    if (isVerdictError(e, 'VERDICT_BAD_REQUEST', 'VERDICT_CONFLICT')) throw usageError(`verdict agents register: ${e.message}`);
+    throw e;
+  }
   process.stdout.write(`${token}\n`);
   for (const note of notes) process.stderr.write(`verdict agents register: note: ${note}\n`);
   if (!existed)

@@ -56,8 +56,18 @@ export interface AgentConfigStatus {
   updated_at: string;
 }
 
-/** A new agent's name and its first token's name, as registering takes them. */
-function checkNames(name: string, tokenName: string): void {
+/**
+ * What a user asks to register, checked before anything is written (VERDICT_BAD_REQUEST): the agent's and token's
+ * names, and the configuration project (checkConfigProject: its path and notes). An existing agent is refused by
+ * register() itself.
+ */
+export async function checkRegistration(name: string, configProject: string, tokenName: string): Promise<{ path: string; notes: string[] }> {
+  checkAgentNames(name, tokenName);
+  return checkConfigProject(configProject, name);
+}
+
+/** A new agent's name and its first token's name, as registering takes them (VERDICT_BAD_REQUEST). */
+function checkAgentNames(name: string, tokenName: string): void {
   if (!AGENT_NAME.test(name)) {
     throw new VerdictError(
       'VERDICT_BAD_REQUEST',
@@ -95,10 +105,7 @@ export class AgentRegistry {
     configProject: string,
     tokenName = 'default',
   ): Promise<{ agent: AgentRecord; token: string; tokenId: number; notes: string[] }> {
-    checkNames(name, tokenName);
-    // Before git runs: an agent registered already is the likelier mistake, and the cheaper to find.
-    this.refuseExisting(name);
-    const { path, notes } = await checkConfigProject(configProject, name);
+    const { path, notes } = await checkRegistration(name, configProject, tokenName);
     return { ...this.register(name, path, tokenName), notes };
   }
 
@@ -109,7 +116,7 @@ export class AgentRegistry {
    * another name.
    */
   register(name: string, configProject: string, tokenName = 'default'): { agent: AgentRecord; token: string; tokenId: number } {
-    checkNames(name, tokenName);
+    checkAgentNames(name, tokenName);
     const path = resolve(configProject);
     const now = new Date().toISOString();
     return this.db.transaction(() => {

@@ -2,7 +2,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { VerdictError } from '../../shared/errors.js';
 import { configPath } from '../config/agent-config-path.js';
-import { git, notOwnedMessage } from '../config/git-project.js';
+import { git, headCommit, notOwnedMessage, readAt } from '../config/git-project.js';
 
 // A configuration project is a git repository on the server's disk, read by the server with git-project.ts; a URL, a
 // directory that is not the top of a repository or one git refuses to read would register an agent that never gets a
@@ -45,10 +45,11 @@ export async function checkConfigProject(given: string, agent: string): Promise<
     refuse(
       `configuration project ${path} is inside the git repository ${top}, not its top; pass ${top} (the agent's configuration is read from ${file} there)`,
     );
+  // Read as the server will read it (git-project.ts): its default branch's commit, and the file in it.
   const notes: string[] = [];
-  if ((await ask(path, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'])) === undefined)
-    notes.push(`${path} has no commit yet; the agent gets its configuration once ${file} is committed to the default branch`);
-  else if ((await ask(path, ['cat-file', '-e', `HEAD:${file}`])) === undefined)
+  const head = await headCommit(path).catch(() => undefined);
+  if (head === undefined) notes.push(`${path} has no commit yet; the agent gets its configuration once ${file} is committed to the default branch`);
+  else if ((await readAt(path, head, file)) === undefined)
     notes.push(`${path} has no ${file} on its default branch yet; the agent gets its configuration once it is committed there`);
   return { path, notes };
 }
