@@ -407,9 +407,10 @@ describe('Kafka replicas (in process, real broker)', () => {
     }
   }, 60_000);
 
-  const cutEvents = async () => (await registry.getSingleMetric('verdict_kafka_events_cut_total')!.get()).values[0]?.value ?? 0;
+  const counted = async (name: string) => (await registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
+  const cutEvents = () => counted('verdict_kafka_events_cut_total');
 
-  it('stores an agent event too big for a Kafka message even without samples with its details cut, and warns naming them', async () => {
+  it('stores an agent event too big for a Kafka message even without samples with its details cut, and warns naming them once however often it comes', async () => {
     // A Falco event with a 12 MB output field: the agent sends it whole (it fits a gRPC message), the log cannot take it whole.
     const own = kafkaConfigForBootstrap(broker.bootstrap, {
       topic_prefix: `huge${randomUUID().slice(0, 8)}`,
@@ -424,8 +425,11 @@ describe('Kafka replicas (in process, real broker)', () => {
       const cmdline = 'x'.repeat(12_000_000);
       const falco = { ...e.payload.falco!, output_fields: { ...e.payload.falco!.output_fields, 'proc.cmdline': cmdline } };
       const cutBefore = await cutEvents();
-      const r = await n.replica.sink.accept('edge', [{ ...e, payload: { ...e.payload, falco, samples: [{ n: 1 }] } }, ev('small')]);
-      expect(r.stored).toBe(2);
+      const batch = [{ ...e, payload: { ...e.payload, falco, samples: [{ n: 1 }] } }, ev('small')];
+      expect((await n.replica.sink.accept('edge', batch)).stored).toBe(2);
+      expect(await cutEvents()).toBe(cutBefore + 1);
+      // The agent sends the batch again when the acknowledgement did not reach it (a reconnect).
+      expect((await n.replica.sink.accept('edge', batch)).stored).toBe(2);
       expect(await cutEvents()).toBe(cutBefore + 1);
       expect(await n.replica.waitCaughtUp(20_000)).toBe(true);
       const row = n.db.prepare('SELECT t.details FROM alerts a JOIN alert_text t ON t.id = a.id WHERE a.fingerprint = ?').get('huge-field') as {
@@ -439,6 +443,33 @@ describe('Kafka replicas (in process, real broker)', () => {
         expect.objectContaining({ level: 'warn', alert_id: e.id, cut: ['detail previews'], cut_details: ['falco.output_fields.proc.cmdline'] }),
       ]);
       expect(cap.logs.filter((l) => l.level === 'error')).toEqual([]);
+    } finally {
+      await closeNode(n);
+    }
+  }, 60_000);
+
+  it('drops an agent event too big for a Kafka message even cut as far as it goes, stores the rest, and logs and counts it once however often it comes', async () => {
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `drop${randomUUID().slice(0, 8)}`,
+      export_topic: '',
+      partitions: 2,
+      session_timeout: '6s',
+    });
+    const cap = capturingLogger('warn');
+    const n = await node('drop', { config: own, log: cap.log });
+    try {
+      // A rule name is never cut: nothing makes this event fit.
+      const e = ev('too-big', { rule: 'r'.repeat(1_000_000) });
+      const before = await counted('verdict_kafka_events_too_large_total');
+      const batch = [e, ev('fits')];
+      expect((await n.replica.sink.accept('edge', batch)).stored).toBe(1);
+      expect((await n.replica.sink.accept('edge', batch)).stored).toBe(1);
+      expect(await counted('verdict_kafka_events_too_large_total')).toBe(before + 1);
+      expect(cap.logs.filter((l) => l.level === 'error')).toEqual([
+        expect.objectContaining({ alert_id: e.id, msg: expect.stringMatching(/^Kafka: dropped an alert event larger than the Kafka message size/) }),
+      ]);
+      expect(await n.replica.waitCaughtUp(20_000)).toBe(true);
+      expect(Object.values(snapshot(n))).toEqual([{ status: 'triggered', count: 1, events: 1 }]);
     } finally {
       await closeNode(n);
     }

@@ -20,14 +20,25 @@ import type { Appended, LogWriter, OutMessage } from './producer.js';
 
 const writtenCut = new Counter({
   name: 'verdict_kafka_events_cut_total',
-  help: 'Agent events written to the log cut to fit the Kafka message size, without their samples or with part of their details (each marked where it was); an event the agent sends again counts again',
+  help: 'Agent events written to the log cut to fit the Kafka message size, without their samples or with part of their details (each marked where it was), once per event and server process',
   registers: [registry],
 });
 const tooBig = new Counter({
   name: 'verdict_kafka_events_too_large_total',
-  help: 'Agent events dropped because they exceed the Kafka message size even cut as far as they go: fields as the store keeps them, no samples, details cut',
+  help: 'Agent events dropped because they exceed the Kafka message size even cut as far as they go: fields as the store keeps them, no samples, details cut; once per event and server process',
   registers: [registry],
 });
+
+/**
+ * How many cut or dropped event ids a sink remembers, so that an agent's
+ * resend of an unacknowledged batch (after a reconnect or a Kafka outage) is
+ * not warned about and counted again. Bounded because the sink never learns
+ * that the agent got the acknowledgement, so no id could ever be forgotten
+ * for sure, and a replica runs for months; a few thousand is plenty, since
+ * only the rare events too big for a message are remembered and an agent
+ * resends at most its batches in flight.
+ */
+const REMEMBERED_IDS = 4096;
 
 /**
  * The tunnel's sink when the server scales out: a batch is acknowledged to
@@ -47,6 +58,8 @@ const tooBig = new Counter({
 export class KafkaAlertSink implements AlertSink {
   /** Batches are appended in the order they come (LogWriter keeps it per partition), several in flight. */
   readonly pipelined = true;
+  /** Ids of the events warned about as cut or dropped, oldest first, so that a resend is not warned about or counted again. */
+  private readonly reported = new Set<string>();
 
   constructor(
     private readonly writer: LogWriter,
@@ -120,7 +133,16 @@ export class KafkaAlertSink implements AlertSink {
     return { stored: count, duplicates: 0 };
   }
 
+  /** True the first time an event id is reported (for the last REMEMBERED_IDS ids). */
+  private firstReport(id: string): boolean {
+    if (this.reported.has(id)) return false;
+    if (this.reported.size >= REMEMBERED_IDS) this.reported.delete(this.reported.values().next().value as string);
+    this.reported.add(id);
+    return true;
+  }
+
   private dropped(agent: string, ev: IncomingEvent): void {
+    if (!this.firstReport(ev.id)) return;
     // Refusing it would make the agent send it forever and block its spool.
     tooBig.inc();
     this.log.error(
@@ -133,6 +155,7 @@ export class KafkaAlertSink implements AlertSink {
   private cut(agent: string, ev: IncomingEvent, c: EventCut): void {
     // Sample previews and the fields the store cuts anyway lose nothing; they are the rule for big samples, not news.
     if (!c.steps.includes('samples') && c.details.length === 0) return;
+    if (!this.firstReport(ev.id)) return;
     writtenCut.inc();
     this.log.warn(
       {
