@@ -107,7 +107,16 @@ function entryToAlert(e: OpenEntry, updatedAt: string): StoredAlert {
   if (e.iso.first[0] !== r.first_seen) e.iso.first = [r.first_seen, iso(r.first_seen)];
   if (e.iso.received[0] !== r.last_received_at) e.iso.received = [r.last_received_at, iso(r.last_received_at)];
   // Policies, labels and details are shared with the cache, which replaces rather than mutates them.
-  return alertOf(r, e.policies, e.labels, e.details, e.batchSamples ?? [], e.iso.first[1], e.iso.created, updatedAt, e.iso.received[1]);
+  return alertOf(r, {
+    policies: e.policies,
+    labels: e.labels,
+    details: e.details,
+    samples: e.batchSamples ?? [],
+    first_seen: e.iso.first[1],
+    created_at: e.iso.created,
+    updated_at: updatedAt,
+    last_received_at: e.iso.received[1],
+  });
 }
 
 export class Ingest {

@@ -46,34 +46,29 @@ export function iso(ms: number): string {
 
 /** An alert as read from its row: JSON columns parsed, times formatted. */
 export function rowToAlert(r: AlertRow, samples: unknown[] = []): StoredAlert {
-  return alertOf(
-    r,
-    JSON.parse(r.policies) as PolicyRef[],
-    JSON.parse(r.labels) as Record<string, string>,
-    JSON.parse(r.details) as Record<string, unknown>,
+  return alertOf(r, {
+    policies: JSON.parse(r.policies) as PolicyRef[],
+    labels: JSON.parse(r.labels) as Record<string, string>,
+    details: JSON.parse(r.details) as Record<string, unknown>,
     samples,
-    iso(r.first_seen),
-    iso(r.created_at),
-    iso(r.updated_at),
-    iso(r.last_received_at),
-  );
+    first_seen: iso(r.first_seen),
+    created_at: iso(r.created_at),
+    updated_at: iso(r.updated_at),
+    last_received_at: iso(r.last_received_at),
+  });
 }
+
+/**
+ * What alertOf takes besides the row, named as the alert's fields: four of them
+ * are ISO times, which positional arguments would let a caller swap unseen.
+ */
+export type ParsedFields = Pick<StoredAlert, 'policies' | 'labels' | 'details' | 'samples' | 'first_seen' | 'created_at' | 'updated_at' | 'last_received_at'>;
 
 /**
  * The alert a row stands for, its JSON columns and the times that seldom change given already parsed and
  * formatted: ingest keeps them so for open alerts, where parsing and formatting them for every change would show.
  */
-export function alertOf(
-  r: AlertRow,
-  policies: PolicyRef[],
-  labels: Record<string, string>,
-  details: Record<string, unknown>,
-  samples: unknown[],
-  firstSeen: string,
-  createdAt: string,
-  updatedAt: string,
-  lastReceivedAt: string,
-): StoredAlert {
+export function alertOf(r: AlertRow, c: ParsedFields): StoredAlert {
   const a: StoredAlert = {
     id: r.id,
     fingerprint: r.fingerprint,
@@ -85,18 +80,18 @@ export function alertOf(
     description: r.description,
     cluster: r.cluster,
     namespace: r.namespace,
-    policies,
+    policies: c.policies,
     rule: r.rule,
-    labels,
-    details,
-    samples,
+    labels: c.labels,
+    details: c.details,
+    samples: c.samples,
     count: r.count,
     events: r.events,
-    first_seen: firstSeen,
+    first_seen: c.first_seen,
     last_seen: iso(r.last_seen),
-    created_at: createdAt,
-    updated_at: updatedAt,
-    last_received_at: lastReceivedAt,
+    created_at: c.created_at,
+    updated_at: c.updated_at,
+    last_received_at: c.last_received_at,
     seq: r.seq,
   };
   if (r.clock_skew) a.clock_skew = true;
