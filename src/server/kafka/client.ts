@@ -124,6 +124,16 @@ function rootCause(e: unknown): unknown {
 }
 
 /**
+ * The hint for brokers from a flag (the demo's --kafka) that refused a
+ * connection setting the flag cannot give, since it gives only the brokers:
+ * what the flag does instead, brokers that take that, or a server with a
+ * config file; never a key the reader has no file to set.
+ */
+function flagGoesWithout(flag: string, key: 'sasl' | 'tls', does: string, brokersThatTakeIt: string): string {
+  return `${flag} ${does}: give ${brokersThatTakeIt}, or run a server with a config file that sets kafka.${key}`;
+}
+
+/**
  * Error text for an operator: what failed and what to do. kafkajs messages
  * alone ("Connection error: connect ECONNREFUSED") do not say which setting
  * to look at.
@@ -139,7 +149,7 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
   if (name === 'KafkaJSSASLAuthenticationError' || type === 'SASL_AUTHENTICATION_FAILED' || /SASL/i.test(msg)) {
     return `Kafka refused the SASL login (mechanism ${cfg.sasl?.mechanism ?? 'none'}, user ${cfg.sasl?.username ?? '-'}): ${msg}; ${
       flag
-        ? `${flag} logs in to no broker: give brokers that take clients without SASL, or run a server with a config file that sets kafka.sasl`
+        ? flagGoesWithout(flag, 'sasl', 'logs in to no broker', 'brokers that take clients without SASL')
         : 'check kafka.sasl.username and kafka.sasl.password, and that the brokers enable this mechanism'
     }`;
   }
@@ -179,7 +189,7 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
   if (/certificate|self[- ]signed|SSL|TLS|EPROTO|wrong version number/i.test(msg)) {
     return `TLS with the Kafka brokers ${brokers} failed: ${msg}; ${
       flag
-        ? `${flag} connects without TLS: give a broker listener that takes plain connections, or run a server with a config file that sets kafka.tls`
+        ? flagGoesWithout(flag, 'tls', 'connects without TLS', 'a broker listener that takes plain connections')
         : 'check kafka.tls (ca_file, server_name) and whether the listener expects TLS at all'
     }`;
   }
