@@ -7,7 +7,7 @@ caller in VERDICT_SCHEMATHESIS_DATA (JSON); without it the hooks change nothing.
   made (a position in one sort order); a schema-valid cursor the server never
   made is rightly refused, so generated ones are swapped for real ones.
 - config_project: an existing configuration project, for POST /api/v1/admin/agents
-  (a path the server must find on its disk).
+  and PATCH /api/v1/admin/agents/{agent} (a path the server must find on its disk).
 - integrations: names of webhook integrations that exist; generated names (which
   match none) are swapped for them, so the routes under an integration are
   reached and not only their 404.
@@ -35,7 +35,7 @@ def before_call(context, case, kwargs):
         key = f"{case.query.get('sort', 'last_seen')}.{case.query.get('order', 'desc')}"
         if isinstance(cursor, str) and CURSOR.match(cursor) and key in DATA.get("cursors", {}):
             case.query["cursor"] = DATA["cursors"][key]
-    elif label == "POST /api/v1/admin/agents" and isinstance(case.body, dict) and "config_project" in DATA:
+    elif label in ("POST /api/v1/admin/agents", "PATCH /api/v1/admin/agents/{agent}") and isinstance(case.body, dict) and "config_project" in DATA:
         if isinstance(case.body.get("config_project"), str):
             case.body["config_project"] = DATA["config_project"]
     elif label.split(" ", 1)[1].startswith("/api/v1/admin/integrations/{name}") and isinstance(case.path_parameters, dict) and DATA.get("integrations"):

@@ -11,14 +11,17 @@ import { httpErrorHandler } from '../feed/http-errors.js';
 import { registerOpenApi } from '../feed/openapi.js';
 import { registerAdminRoutes } from './routes.js';
 import { ConfigProject } from '../../../test/helpers/processes.js';
+import { capturingLogger } from '../../../test/helpers/logs.js';
 
 const project = new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-project-'))).dir;
 
 function setup() {
+  const { log, logs } = capturingLogger();
   const db = openServerDb(':memory:');
   const agents = new AgentRegistry(db);
   const tokens = new FeedTokens(db);
   const dropped: number[] = [];
+  const ended: [string, string][] = [];
   const app = Fastify();
   // The feed server's error handler, which answers the registry's VerdictErrors as in production.
   app.setErrorHandler(httpErrorHandler);
@@ -30,14 +33,18 @@ function setup() {
         dropped.push(id);
         return 1;
       },
+      endConfigStreams: (agent, project) => {
+        ended.push([agent, project]);
+        return 1;
+      },
     },
-    log: createRootLogger({ level: 'silent' }),
+    log,
   });
   const admin = tokens.create('ops', 'admin').token;
   const reader = tokens.create('viewer', 'read').token;
-  const call = (method: 'GET' | 'POST' | 'DELETE', url: string, token = admin, payload?: object) =>
+  const call = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, token = admin, payload?: object) =>
     app.inject({ method, url, headers: { authorization: `Bearer ${token}` }, ...(payload ? { payload } : {}) });
-  return { app, agents, call, reader, dropped };
+  return { app, agents, call, reader, dropped, ended, logs };
 }
 
 describe('admin API: agents and their tokens', () => {
@@ -58,7 +65,7 @@ describe('admin API: agents and their tokens', () => {
     registerAdminRoutes(app, {
       agents: new AgentRegistry(openServerDb(':memory:')),
       tokens: new FeedTokens(openServerDb(':memory:')),
-      streams: { drop: () => 0 },
+      streams: { drop: () => 0, endConfigStreams: () => 0 },
       log: createRootLogger({ level: 'silent' }),
     });
     await app.ready();
@@ -70,6 +77,7 @@ describe('admin API: agents and their tokens', () => {
       'delete /api/v1/admin/agents/{agent}/tokens/{id}',
       'get /api/v1/admin/agents',
       'get /api/v1/admin/agents/{agent}/tokens',
+      'patch /api/v1/admin/agents/{agent}',
       'post /api/v1/admin/agents',
       'post /api/v1/admin/agents/{agent}/tokens',
     ]);
@@ -79,6 +87,7 @@ describe('admin API: agents and their tokens', () => {
     };
     expect((doc.paths['/api/v1/admin/agents/{agent}/tokens']!.post as unknown as { requestBody: { required: boolean } }).requestBody.required).toBe(false);
     expect(post.responses['201']!.links!.CreateToken!.parameters).toEqual({ agent: '$response.body#/agent/name' });
+    expect(post.responses['201']!.links!.SetConfigProject!.parameters).toEqual({ agent: '$response.body#/agent/name' });
     for (const { what, op } of ops) {
       expect(op['x-required-scope'], what).toBe('admin');
       expect(op.summary, what).toBeTruthy();
@@ -163,5 +172,49 @@ describe('admin API: agents and their tokens', () => {
       warnings: [warning],
       invalid: { commit_id: 'c2', error: expect.stringContaining('cilium: must be a mapping') },
     });
+  });
+
+  it('moves an agent to another configuration project, checked as registering checks it; its tokens stay', async () => {
+    const { call, agents, ended, logs } = setup();
+    const reg = await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge', config_project: project });
+    const secret = (reg.json().token as { secret: string }).secret;
+    const moved = new ConfigProject(mkdtempSync(join(tmpdir(), 'verdict-moved-')));
+    moved.commit({ 'README.md': 'x\n' });
+
+    const res = await call('PATCH', '/api/v1/admin/agents/edge', undefined, { config_project: moved.dir });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({
+      agent: { id: expect.any(Number), name: 'edge', config_project: moved.dir, created_at: expect.any(String) },
+      notes: [`${moved.dir} has no .gitlab/agents/edge/config.yaml on its default branch yet; the agent gets its configuration once it is committed there`],
+    });
+    expect(agents.get('edge')?.config_project).toBe(moved.dir);
+    expect(agents.authenticate(secret)?.config_project).toBe(moved.dir);
+    expect(ended).toEqual([['edge', moved.dir]]);
+    expect(logs.filter((l) => l.msg === 'Agents: changed the configuration project')).toMatchObject([
+      { level: 'info', agent_name: 'edge', from: project, to: moved.dir, actor: 'ops' },
+    ]);
+  });
+
+  it('refuses a bad configuration project, an unknown agent and unknown fields with what to do, and changes nothing', async () => {
+    const { call, agents, ended } = setup();
+    await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge', config_project: project });
+    const plain = mkdtempSync(join(tmpdir(), 'verdict-plain-'));
+    const cases: [object, number, RegExp][] = [
+      [{ config_project: plain }, 400, /^configuration project .* is not a git repository; `git init` there/],
+      [{ config_project: join(project, 'missing') }, 400, /^configuration project .* does not exist/],
+      [{ config_project: 'https://gitlab.example.com/ops/infra.git' }, 400, /is a URL; it must be the path of a git repository on the server's disk/],
+      [{ config_project: project, name: 'edge' }, 400, /^body: unknown field "name"; known: config_project$/],
+      [{}, 400, /config_project/],
+    ];
+    for (const [body, status, message] of cases) {
+      const res = await call('PATCH', '/api/v1/admin/agents/edge', undefined, body);
+      expect(res.statusCode, JSON.stringify(body)).toBe(status);
+      expect(res.json(), JSON.stringify(body)).toEqual({ error: 'bad_request', message: expect.stringMatching(message) });
+    }
+    const unknown = await call('PATCH', '/api/v1/admin/agents/nope', undefined, { config_project: project });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json()).toEqual({ error: 'not_found', message: expect.stringMatching(/no agent named "nope"; register it first/) });
+    expect(agents.get('edge')?.config_project).toBe(project);
+    expect(ended).toEqual([]);
   });
 });

@@ -14,8 +14,8 @@ import { adminResponses, routeSchema } from '../feed/schemas.js';
 export interface AdminDeps {
   agents: AgentRegistry;
   tokens: FeedTokens;
-  /** Open agent streams, so a revocation over the API takes effect at once. */
-  streams: { drop(tokenId: number): number };
+  /** Open agent streams, so a revocation or a move to another configuration project over the API takes effect at once. */
+  streams: { drop(tokenId: number): number; endConfigStreams(agent: string, project: string): number };
   log: Logger;
 }
 
@@ -27,6 +27,21 @@ const NAME = {
 } as const;
 const TOKEN_NAME = { type: 'string', pattern: '^[A-Za-z0-9_.@-]{1,64}$', description: '1 to 64 letters, digits, dots, dashes, underscores or @' } as const;
 const agentParams = { type: 'object', properties: { agent: NAME }, required: ['agent'] } as const;
+const CONFIG_PROJECT = {
+  type: 'string',
+  minLength: 1,
+  description:
+    'path on the server of the top of the git repository holding .gitlab/agents/<name>/config.yaml; 400 for a URL, a path that does not exist or is not the top of a git repository',
+} as const;
+const agentRecord = {
+  type: 'object',
+  properties: { id: { type: 'integer' }, name: { type: 'string' }, config_project: { type: 'string' }, created_at: { type: 'string' } },
+} as const;
+const notes = {
+  type: 'array',
+  items: { type: 'string' },
+  description: 'what the configuration project still lacks (no commit, or no config.yaml for the agent, yet): the agent waits for it',
+} as const;
 // Responses: the agent and token views are those of `verdict agents …`, left open in the schemas.
 
 // The registry's refusals are VerdictErrors (VERDICT_BAD_REQUEST, VERDICT_NOT_FOUND): the feed's error handler
@@ -63,30 +78,24 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
           ListTokens: { operationRef: op('/api/v1/admin/agents/{agent}/tokens', 'get'), parameters: byName },
           CreateToken: { operationRef: op('/api/v1/admin/agents/{agent}/tokens', 'post'), parameters: byName },
           RevokeToken: { operationRef: op('/api/v1/admin/agents/{agent}/tokens/{id}', 'delete'), parameters: { ...byName, id: '$response.body#/token/id' } },
+          SetConfigProject: { operationRef: op('/api/v1/admin/agents/{agent}', 'patch'), parameters: byName },
         },
       },
       schema: routeSchema({
         summary: 'Register an agent',
         description:
-          'Answers with its first token; the secret is in this response only. An agent already registered is 409: add a token to it with POST /api/v1/admin/agents/{agent}/tokens.',
+          'Answers with its first token; the secret is in this response only. An agent already registered is 409: add a token to it with POST /api/v1/admin/agents/{agent}/tokens, move it to another configuration project with PATCH /api/v1/admin/agents/{agent}.',
         response: {
           ...adminResponses(201, 400, 409),
           201: {
             type: 'object',
             properties: {
-              agent: {
-                type: 'object',
-                properties: { id: { type: 'integer' }, name: { type: 'string' }, config_project: { type: 'string' }, created_at: { type: 'string' } },
-              },
+              agent: agentRecord,
               token: {
                 type: 'object',
                 properties: { id: { type: 'integer' }, name: { type: 'string' }, secret: { type: 'string', description: 'shown in this response only' } },
               },
-              notes: {
-                type: 'array',
-                items: { type: 'string' },
-                description: 'what the configuration project still lacks (no commit, or no config.yaml for the agent, yet): the agent waits for it',
-              },
+              notes,
             },
           },
         },
@@ -96,12 +105,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
           additionalProperties: false,
           properties: {
             name: NAME,
-            config_project: {
-              type: 'string',
-              minLength: 1,
-              description:
-                'path on the server of the top of the git repository holding .gitlab/agents/<name>/config.yaml; 400 for a URL, a path that does not exist or is not the top of a git repository',
-            },
+            config_project: CONFIG_PROJECT,
             token_name: TOKEN_NAME,
           },
         },
@@ -112,6 +116,33 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const r = await deps.agents.registerChecked(body.name, body.config_project, body.token_name ?? 'default');
       deps.log.info({ agent_name: body.name, token_id: r.tokenId, actor: actor(req) }, 'Registered an agent');
       return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token }, notes: r.notes });
+    },
+  );
+
+  // The agent keeps its name, so its tokens and its alerts (stored by agent name) stay with it.
+  app.patch(
+    '/api/v1/admin/agents/:agent',
+    {
+      ...admin,
+      preValidation: rejectUnknownFields(['config_project']),
+      schema: routeSchema({
+        summary: "Change an agent's configuration project",
+        description:
+          'Checked as at registration (400 and the same notes). The agent keeps its tokens and alerts; a connected agent is served the new configuration project at once, without a restart.',
+        params: agentParams,
+        body: { type: 'object', required: ['config_project'], additionalProperties: false, properties: { config_project: CONFIG_PROJECT } },
+        response: {
+          ...adminResponses(200, 400, 404),
+          200: { type: 'object', properties: { agent: agentRecord, notes }, required: ['agent', 'notes'] },
+        },
+      }),
+    },
+    async (req) => {
+      const name = (req.params as { agent: string }).agent;
+      const r = await deps.agents.setConfigProjectChecked(name, (req.body as { config_project: string }).config_project);
+      deps.streams.endConfigStreams(name, r.agent.config_project);
+      deps.log.info({ agent_name: name, from: r.from, to: r.agent.config_project, actor: actor(req) }, 'Agents: changed the configuration project');
+      return { agent: r.agent, notes: r.notes };
     },
   );
 

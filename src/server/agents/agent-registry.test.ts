@@ -63,6 +63,8 @@ describe('AgentRegistry tokens', () => {
           dropped.push(id);
           return 2;
         },
+        configStreamAgents: () => [],
+        endConfigStreams: () => 0,
       },
       silent,
     );

@@ -28,9 +28,10 @@ export interface AgentTokenInfo {
 const AGENT_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const TOKEN_NAME = /^[\w.@-]{1,64}$/;
 
-// Bumped in the transaction that revokes a token. The CLI revokes from another
-// process, so a running server cannot be told directly: it polls this one row
-// (cheap) and only looks at its open streams when the number moves.
+// Bumped in the transaction that revokes a token or moves an agent to another
+// configuration project. The CLI (and, with Kafka, the tokens topic) changes
+// them from elsewhere, so a running server cannot be told directly: it polls
+// this one row (cheap) and only looks at its open streams when the number moves.
 const REVISION_KEY = 'agent_tokens_revision';
 
 // last_used_at is advisory; writing it on every call would turn each
@@ -79,8 +80,8 @@ function checkAgentNames(name: string, tokenName: string): void {
 
 /**
  * Agents, their configuration projects and their tokens (stored as hashes only). An invalid agent or token name or (in
- * registerChecked) a configuration project that is not the top of a git repository is a VERDICT_BAD_REQUEST, an agent registered twice a
- * VERDICT_CONFLICT, an unknown agent a VERDICT_NOT_FOUND.
+ * registerChecked, setConfigProjectChecked) a configuration project that is not the top of a git repository is a
+ * VERDICT_BAD_REQUEST, an agent registered twice a VERDICT_CONFLICT, an unknown agent a VERDICT_NOT_FOUND.
  */
 export class AgentRegistry {
   private readonly lastUsedWritten = new Map<number, number>();
@@ -128,6 +129,43 @@ export class AgentRegistry {
     })();
   }
 
+  /**
+   * Moves an agent to another configuration project from what a user sent (`verdict agents set-project`, PATCH
+   * /api/v1/admin/agents/{agent}), checked as registering checks it (checkConfigProject), with the same notes. The
+   * agent keeps its name, so its tokens and alerts stay. An unknown agent is refused before git runs.
+   */
+  async setConfigProjectChecked(name: string, configProject: string): Promise<{ agent: AgentRecord; from: string; notes: string[] }> {
+    this.mustGet(name);
+    const { path, notes } = await checkConfigProject(configProject, name);
+    return { ...this.setConfigProject(name, path), notes };
+  }
+
+  /**
+   * Moves an agent to another configuration project, taken as it is (setConfigProjectChecked checks a user's), and
+   * returns the project it had. The revision moves, so a running server ends the configuration streams that serve the
+   * old project (RevocationWatcher) and the agent asks again. `publish: false` is for a change another replica made,
+   * taken from the tokens topic (kafka/tokens.ts); one made here waits in agent_project_changes until it is published.
+   */
+  setConfigProject(name: string, configProject: string, { publish = true } = {}): { agent: AgentRecord; from: string } {
+    const path = resolve(configProject);
+    return this.db.transaction(() => {
+      const agent = this.mustGet(name);
+      if (agent.config_project !== path) {
+        this.sql('UPDATE agents SET config_project = ? WHERE id = ?').run(path, agent.id);
+        this.bumpRevision();
+      }
+      // Published even when unchanged here: another replica may hold another project for the agent.
+      if (publish)
+        this.sql(`INSERT INTO agent_project_changes (agent, config_project, changed_at) VALUES (?, ?, ?)
+                  ON CONFLICT (agent) DO UPDATE SET config_project = excluded.config_project, changed_at = excluded.changed_at`).run(
+          name,
+          path,
+          new Date().toISOString(),
+        );
+      return { agent: { ...agent, config_project: path }, from: agent.config_project };
+    })();
+  }
+
   /** A new token for an existing agent; the secret is returned once and stored hashed. */
   createToken(agentName: string, tokenName = 'default'): { token: string; info: AgentTokenInfo } {
     checkTokenName(tokenName);
@@ -152,17 +190,16 @@ export class AgentRegistry {
         this.db
           .prepare('UPDATE agent_tokens SET revoked_at = ? WHERE id = ? AND agent_id = ? AND revoked_at IS NULL')
           .run(new Date().toISOString(), tokenId, agent.id).changes > 0;
-      if (changed) {
-        this.db
-          .prepare(`INSERT INTO meta (key, value) VALUES (?, '1')
-                         ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)`)
-          .run(REVISION_KEY);
-      }
+      if (changed) this.bumpRevision();
       return changed;
     })();
   }
 
-  /** Changes whenever a token is revoked, by any process sharing the database. */
+  private bumpRevision(): void {
+    this.sql(`INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)`).run(REVISION_KEY);
+  }
+
+  /** Changes whenever a token is revoked or an agent's configuration project changes, by any process sharing the database. */
   revision(): number {
     const row = this.sql('SELECT value FROM meta WHERE key = ?').get(REVISION_KEY) as { value: string } | undefined;
     return row ? Number(row.value) : 0;
@@ -242,7 +279,7 @@ export class AgentRegistry {
     if (agent)
       throw new VerdictError(
         'VERDICT_CONFLICT',
-        `agent "${name}" is already registered, with configuration project ${agent.config_project}; add a token with \`verdict agents tokens create ${name}\` or POST /api/v1/admin/agents/${name}/tokens (its configuration project cannot be changed: register an agent of another name to use another project)`,
+        `agent "${name}" is already registered, with configuration project ${agent.config_project}; add a token with \`verdict agents tokens create ${name}\` or POST /api/v1/admin/agents/${name}/tokens, and move it to another configuration project with \`verdict agents set-project ${name} <path>\` or PATCH /api/v1/admin/agents/${name}`,
       );
   }
 

@@ -4,13 +4,18 @@ import type { AgentRegistry } from './agent-registry.js';
 export interface StreamDropper {
   tokenIds(): number[];
   drop(tokenId: number): number;
+  configStreamAgents(): string[];
+  endConfigStreams(agent: string, project: string): number;
 }
 
 /**
- * Ends the open streams of tokens revoked by another process (the CLI writes
- * the same SQLite file). New calls are refused at once because every call
- * authenticates against the database; this closes the streams already open.
- * Each tick reads one row unless a revocation happened.
+ * Ends the open streams that a change made by another process makes stale (the
+ * CLI writes the same SQLite file; with Kafka, the tokens topic brings other
+ * replicas' changes): those of revoked tokens, and the configuration streams of
+ * an agent moved to another configuration project, which the agent opens again
+ * at once and is then served from the new project. New calls see the change at
+ * once because every call reads the database; this handles the streams already
+ * open. Each tick reads one row unless something changed.
  */
 export class RevocationWatcher {
   private timer: NodeJS.Timeout | undefined;
@@ -35,7 +40,7 @@ export class RevocationWatcher {
     this.timer = undefined;
   }
 
-  /** Drops the streams of revoked tokens; returns how many streams. */
+  /** Ends the streams of revoked tokens and moved agents' configuration streams; returns how many streams. */
   check(): number {
     let dropped = 0;
     try {
@@ -47,8 +52,14 @@ export class RevocationWatcher {
         dropped += n;
         this.log.warn({ token_id: id, streams: n }, 'Agent token revoked: closed its open streams');
       }
+      for (const name of this.streams.configStreamAgents()) {
+        const project = this.agents.get(name)?.config_project;
+        const n = project === undefined ? 0 : this.streams.endConfigStreams(name, project);
+        if (n) this.log.info({ agent_name: name, config_project: project, streams: n }, 'Agents: ended configuration streams of the old configuration project');
+        dropped += n;
+      }
     } catch (e) {
-      this.log.error({ error: errText(e) }, 'Could not check for revoked agent tokens; will try again');
+      this.log.error({ error: errText(e) }, 'Could not check for revoked agent tokens or moved agents; will try again');
     }
     return dropped;
   }

@@ -263,6 +263,14 @@ export const SERVER_MIGRATIONS = [
    CREATE VIEW alert_fts_content AS
      SELECT t.id AS id, t.title AS title, t.description AS description, coalesce(s.search_text, '') AS search_text
      FROM alert_text t LEFT JOIN alert_search s ON s.id = t.id;`,
+  // An agent's latest change of configuration project made on this server (the API or the CLI), until the Kafka
+  // module has published it to the other replicas (kafka/tokens.ts): the value the user set, which a change another
+  // replica made meanwhile must not erase before it is published. Without Kafka, one row per moved agent stays.
+  `CREATE TABLE agent_project_changes (
+     agent TEXT PRIMARY KEY,
+     config_project TEXT NOT NULL,
+     changed_at TEXT NOT NULL
+   ) WITHOUT ROWID;`,
 ];
 
 /** The server's database file in its data_dir. */

@@ -68,9 +68,13 @@ export const REFUSAL_METADATA = 'verdict-refusal';
 
 type AnyCall = AgentCall;
 
-/** Tracks open streams per token, so a revoked token's streams can be dropped. */
+/**
+ * Tracks open streams per token, so a revoked token's streams can be dropped, and each agent's configuration streams
+ * with the project they serve, so a move to another project can end them.
+ */
 export class StreamRegistry {
   private readonly byToken = new Map<number, Set<AnyCall>>();
+  private readonly configByAgent = new Map<string, Set<{ project: string; end: () => void }>>();
   add(tokenId: number, call: AnyCall): () => void {
     let set = this.byToken.get(tokenId);
     if (!set) this.byToken.set(tokenId, (set = new Set()));
@@ -93,6 +97,34 @@ export class StreamRegistry {
         details: 'unauthenticated: the agent token was revoked; create a new one with `verdict agents tokens create <agent>` and update the token Secret',
       });
     return calls.length;
+  }
+
+  /** Tracks a GetConfiguration stream serving `project` to `agent`; `end` ends it cleanly. Returns the untracker. */
+  addConfigStream(agent: string, project: string, end: () => void): () => void {
+    let set = this.configByAgent.get(agent);
+    if (!set) this.configByAgent.set(agent, (set = new Set()));
+    const entry = { project, end };
+    set.add(entry);
+    return () => {
+      set.delete(entry);
+      if (set.size === 0 && this.configByAgent.get(agent) === set) this.configByAgent.delete(agent);
+    };
+  }
+
+  /**
+   * Ends the agent's configuration streams that serve another project than `project`; returns how many. They end
+   * cleanly (status OK), which the agent answers by asking again at once, without logging an error: its next stream
+   * is served from the agent's project as the registry has it then.
+   */
+  endConfigStreams(agent: string, project: string): number {
+    const stale = [...(this.configByAgent.get(agent) ?? [])].filter((s) => s.project !== project);
+    for (const s of stale) s.end();
+    return stale.length;
+  }
+
+  /** Agents with at least one open configuration stream. */
+  configStreamAgents(): string[] {
+    return [...this.configByAgent.keys()];
   }
 
   /** Tokens with at least one open stream. */
@@ -204,6 +236,10 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
       const poller = deps.pollers.get(agent.config_project);
       const release = poller.acquire();
       const untrack = streams.add(agent.token_id, call);
+      const untrackConfig = streams.addConfigStream(agent.name, agent.config_project, () => {
+        cleanup();
+        call.end();
+      });
       connectedStreams.inc({ rpc: 'GetConfiguration' });
       let sent = call.request.commit_id;
       let failedCommit = '';
@@ -257,6 +293,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
         poller.off('commit', push);
         release();
         untrack();
+        untrackConfig();
         connectedStreams.dec({ rpc: 'GetConfiguration' });
       };
       call.on('cancelled', cleanup);
