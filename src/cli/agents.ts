@@ -12,10 +12,16 @@ const HELP = `Usage:
       hash is stored. <path> is a git repository on the server's disk (its top directory;
       \`git init\` makes one); the agent's configuration is read from
       .gitlab/agents/<name>/config.yaml committed to its default branch. An agent already
-      registered is refused: add a token with \`verdict agents tokens create\`.
+      registered is refused: add a token with \`verdict agents tokens create\`, or move it
+      with \`verdict agents set-project\`.
       The first registration may come before the server's first start: it creates the
       server's database (stderr says where).
   verdict agents list [--json] [--data-dir <dir> | --config <file>]
+  verdict agents set-project <name> <path> [--data-dir <dir> | --config <file>]
+      Moves an agent to another configuration project (a repository moved on disk, say),
+      checked as register checks it. The agent keeps its tokens and its alerts; a running
+      server serves the connected agent from the new project within a second, without
+      restarting it. With Kafka, every replica follows.
   verdict agents tokens create <agent> [--token-name <name>] [--data-dir <dir> | --config <file>]
       Adds a token to an agent (e.g. to rotate: create, update the Secret, revoke the
       old one) and prints it, alone on stdout, once.
@@ -85,6 +91,22 @@ export async function run(argv: string[]): Promise<number> {
           else for (const a of agents) process.stdout.write(`${a.name}\t${a.config_project}\t${a.tokens} active token(s)\tregistered ${a.created_at}\n`);
           return 0;
         }
+        case 'set-project': {
+          const name = agentArg('set-project prod-cluster /srv/git/infra');
+          const path = positionals[1];
+          if (values['config-project'] !== undefined)
+            throw usageError(
+              `verdict agents set-project: give the path as the second argument, not --config-project: \`verdict agents set-project ${name} <path>\``,
+            );
+          if (!path || positionals.length > 2)
+            throw usageError(
+              `verdict agents set-project: give the agent name and the path of its new configuration project, e.g. \`verdict agents set-project ${name} /srv/git/infra\``,
+            );
+          const r = await registry.setConfigProjectChecked(name, path);
+          process.stdout.write(`agent ${name}: configuration project ${r.agent.config_project} (was ${r.from})\n`);
+          for (const note of r.notes) process.stderr.write(`verdict agents set-project: note: ${note}\n`);
+          return 0;
+        }
         case 'tokens create': {
           const name = agentArg('tokens create prod-cluster');
           process.stdout.write(`${registry.createToken(name, values['token-name']).token}\n`);
@@ -105,7 +127,7 @@ export async function run(argv: string[]): Promise<number> {
           return 0;
         }
         default:
-          throw usageError(`verdict agents: unknown subcommand "${command}"; use register, list, or tokens create|list|revoke`);
+          throw usageError(`verdict agents: unknown subcommand "${command}"; use register, list, set-project, or tokens create|list|revoke`);
       }
     } catch (e) {
       if (isVerdictError(e, 'VERDICT_BAD_REQUEST', 'VERDICT_NOT_FOUND')) throw usageError(`verdict agents ${command}: ${e.message}`);
