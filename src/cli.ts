@@ -22,7 +22,7 @@ const COMMANDS: Record<string, Command> = {
   },
   kubeconfig: { summary: "print a CI/CD job's KUBECONFIG for the CI tunnel (kubeconfig --ci-token <token>)", load: () => import('./cli/kubeconfig.js') },
   gitops: {
-    summary: 'show what a GitOps sync of a manifest project would change (gitops diff --project <id> [--ref R])',
+    summary: 'show what a GitOps sync of a manifest project would change (gitops diff --project <id> --agent <name>: as that agent would apply it)',
     load: () => import('./cli/gitops.js'),
   },
   config: {

@@ -3,6 +3,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import { AgentRegistry } from '../server/agents/agent-registry.js';
+import { openServerDb } from '../server/store/server-db.js';
 import { VerdictError } from '../shared/errors.js';
 import { EXIT, run } from './gitops.js';
 
@@ -34,8 +36,8 @@ describe('verdict gitops diff: wrong flag values', () => {
     expect((e as Error).message).toMatch(message);
   });
 
-  // --agent names the inventory to prune against; the agent's config.yaml is not read, and --help says so.
-  it('--help says what --agent reads and what it does not', async () => {
+  // --agent reads the agent's entry, flags winning, and --help says so.
+  it('--help says what --agent reads', async () => {
     const out: string[] = [];
     const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
       out.push(String(s));
@@ -47,8 +49,11 @@ describe('verdict gitops diff: wrong flag values', () => {
       spy.mockRestore();
     }
     const help = out.join('').replace(/\s+/g, ' ');
-    expect(help).toContain("No agent's config.yaml is read");
-    expect(help).toContain('(ConfigMap inventory-<name>-<project> in --namespace)');
+    expect(help).toContain(
+      "With --agent, the agent's config.yaml is read as the server sends it (its configuration project, from the server's database, at HEAD)",
+    );
+    expect(help).toContain('--ref, --path and --namespace, when given, win');
+    expect(help).toContain('--data-dir <dir>');
   });
 
   // Exit 1 says the sync would change something: a diff that could not run must not read as that.
@@ -72,5 +77,95 @@ describe('verdict gitops diff: wrong flag values', () => {
     expect(code).toBe(EXIT.error);
     expect(code).toBe(4);
     expect(err.join('')).toMatch(/^verdict gitops diff: could not run: .*127\.0\.0\.1:1/);
+  });
+});
+
+// --agent reads the agent's gitops.manifest_projects entry from its config.yaml (the diff itself: test/gitops/diff.test.ts);
+// each way that can fail says what to do, before the cluster is asked anything.
+describe('verdict gitops diff --agent: the agent and its config.yaml', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-gitops-agent-'));
+  const projects = join(dir, 'projects');
+  const app = join(projects, 'group', 'app');
+  const commit = (repo: string, files: Record<string, string>) => {
+    const git = (...a: string[]) => execFileSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@t', ...a]);
+    mkdirSync(repo, { recursive: true });
+    git('init', '-q', '-b', 'main');
+    for (const [f, text] of Object.entries(files)) {
+      mkdirSync(join(repo, f, '..'), { recursive: true });
+      writeFileSync(join(repo, f), text);
+    }
+    git('add', '-A');
+    git('commit', '-q', '--allow-empty', '-m', 'c');
+  };
+  commit(app, { 'cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n' });
+  const config = join(dir, 'config');
+  commit(config, {
+    '.gitlab/agents/broken/config.yaml': 'gitops:\n  manifest_projects:\n    - id: group/app\n      default_namespace: Bad_NS\n',
+    '.gitlab/agents/quiet/config.yaml': 'observability:\n  logging: {level: info}\n',
+    '.gitlab/agents/other/config.yaml': 'gitops:\n  manifest_projects:\n    - id: group/x\n    - default_namespace: shop\n',
+  });
+  const data = join(dir, 'data');
+  mkdirSync(data);
+  const db = openServerDb(data);
+  const registry = new AgentRegistry(db);
+  for (const name of ['bare', 'broken', 'quiet', 'other']) registry.register(name, config);
+  db.close();
+
+  const diff = (...flags: string[]) => run(['diff', '--project', 'group/app', '--projects-dir', projects, '--kubeconfig', join(dir, 'none'), ...flags]);
+  const usage = async (flags: string[]) => {
+    const e = await diff(...flags).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(VerdictError);
+    expect((e as VerdictError).code).toBe('VERDICT_USAGE');
+    return (e as Error).message;
+  };
+  /** A diff that could not run: exit 4 and what it wrote on stderr. */
+  const failed = async (flags: string[]) => {
+    const err: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+      err.push(String(s));
+      return true;
+    });
+    try {
+      expect(await diff(...flags)).toBe(EXIT.error);
+    } finally {
+      spy.mockRestore();
+    }
+    return err.join('');
+  };
+
+  it('without the server database, names the flag that gives it', async () => {
+    expect(await usage(['--agent', 'edge', '--data-dir', join(dir, 'nowhere')])).toMatch(
+      /^verdict gitops diff --agent: there is no Verdict server database at .*nowhere\/server\.db; give --data-dir the server's data_dir, or --config its server\.yaml/,
+    );
+  });
+
+  it('refuses an agent the database does not hold, naming those it does', async () => {
+    expect(await usage(['--agent', 'edge', '--data-dir', data])).toMatch(
+      /^verdict gitops diff: --agent edge: no such agent in the server's database in .*data \(registered: (bare|broken|quiet|other)(, (bare|broken|quiet|other)){3}\); give the name of the agent/,
+    );
+  });
+
+  it("quotes the reader's error when config.yaml is missing", async () => {
+    expect(await failed(['--agent', 'bare', '--data-dir', data])).toMatch(
+      /^verdict gitops diff: could not run: bare's config\.yaml cannot be read: \.gitlab\/agents\/bare\/config\.yaml: \(document\): file not found at commit [0-9a-f]{12}; commit it to the default branch of .*config\n$/,
+    );
+  });
+
+  it("quotes the reader's error when config.yaml does not validate", async () => {
+    expect(await failed(['--agent', 'broken', '--data-dir', data])).toMatch(
+      /^verdict gitops diff: could not run: broken's config\.yaml cannot be read: \.gitlab\/agents\/broken\/config\.yaml:4: gitops\.manifest_projects\[0\]\.default_namespace: .*; fix \.gitlab\/agents\/broken\/config\.yaml in .*config and commit it/,
+    );
+  });
+
+  it('refuses a config.yaml without a gitops block', async () => {
+    expect(await usage(['--agent', 'quiet', '--data-dir', data])).toMatch(
+      /^verdict gitops diff: quiet's config\.yaml \(\.gitlab\/agents\/quiet\/config\.yaml in .*config at [0-9a-f]{12}\) has no gitops block: the agent synchronises no project; add group\/app to gitops\.manifest_projects/,
+    );
+  });
+
+  it('refuses a --project the config.yaml does not list, listing those it does', async () => {
+    expect(await usage(['--agent', 'other', '--data-dir', data])).toMatch(
+      /^verdict gitops diff: other's config\.yaml \(.*\) has no gitops\.manifest_projects entry for group\/app: it lists group\/x, .*config \(without id: the configuration project\); give --project one of them/,
+    );
   });
 });

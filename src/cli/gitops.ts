@@ -1,18 +1,23 @@
 import { kubeConnection } from '../agent/kubernetes/connection.js';
+import type { GitRefCF } from '../gen/verdict/gitops.js';
 import { refSpec } from '../modules/gitops/git-ref.js';
-import { inventoryRef } from '../modules/gitops/inventory.js';
+import { entryInventory, refOf, settingsOf } from '../modules/gitops/agent.js';
+import { agentEntry } from '../modules/gitops/agent-entry.js';
+import type { InventoryPolicy, InventoryRef } from '../modules/gitops/inventory.js';
+import { AgentRegistry, type AgentRecord } from '../server/agents/agent-registry.js';
 import { KubeApi } from '../modules/gitops/kube/api.js';
 import { Discovery } from '../modules/gitops/kube/discovery.js';
-import { readFiles, selectFiles } from '../modules/gitops/manifest-files.js';
+import { DEFAULT_GLOB, readFiles, selectFiles } from '../modules/gitops/manifest-files.js';
 import { preview, type PreviewLine } from '../modules/gitops/preview.js';
 import { resolveProject } from '../modules/gitops/project-repos.js';
 import { resolveCommit } from '../server/config/git-project.js';
 import { NAMESPACE_NAME, NAMESPACE_NAME_HINT } from '../shared/config/gitlab-agent.js';
 import { globProblem } from '../shared/config/glob.js';
-import { loadServerConfigFile } from '../shared/config/server-config.js';
+import { loadServerConfigFile, SERVER_DEFAULTS } from '../shared/config/server-config.js';
 import { isVerdictError } from '../shared/errors.js';
 import { errText } from '../shared/log/logger.js';
 import { parseFlags, usageError } from './args.js';
+import { openExistingServerDb, SERVER_DB_FLAGS, serverDataDir } from './server-db.js';
 
 // `verdict gitops diff`: what a sync of a manifest project would change in the
 // cluster, for review before merging. Files are read as the server reads them
@@ -25,36 +30,45 @@ Shows what the GitOps module would change: each object of the project's
 manifests as a server-side dry-run apply against the cluster, compared with
 what the cluster holds, and (with --agent) what would be pruned.
 
-No agent's config.yaml is read: to see what an agent would apply, give --ref,
---path and --namespace as its gitops.manifest_projects entry for the project
-has them (ref, paths[].glob, default_namespace), and --agent its name.
+With --agent, the agent's config.yaml is read as the server sends it (its
+configuration project, from the server's database, at HEAD) and its
+gitops.manifest_projects entry for --project gives the ref, the globs (paths),
+default_namespace, prune and inventory_policy; --ref, --path and --namespace,
+when given, win. The first line of the output says where each value came from.
 
   --project <id>         manifest project id (group/project or numeric) under projects_dir
-  --ref <ref>            branch:<name>, tag:<name>, commit:<sha>, or a branch name (default: the default branch)
+  --ref <ref>            branch:<name>, tag:<name>, commit:<sha>, or a branch name
+                         (default: the entry's ref, else the default branch)
   --projects-dir <dir>   the server's projects_dir (or --config server.yaml)
-  --config <file>        the server's config file, for projects_dir
-  --path <glob>          manifest glob, repeatable (default: **/*.{yaml,yml,json})
-  --namespace <ns>       default_namespace of the project (default: default)
-  --agent <name>         the agent that syncs it: the objects its inventory of this project
-                         (ConfigMap inventory-<name>-<project> in --namespace) holds and the
-                         manifests no longer do are shown as pruned; with another --namespace
-                         than the entry's default_namespace, none are. The inventory's name is
-                         made DNS-safe, e.g. inventory-prod-group-app for prod and group/app
+  --config <file>        the server's config file, for projects_dir and data_dir
+  --data-dir <dir>       the server's data_dir, where --agent is looked up (default: data_dir of
+                         --config, else ${SERVER_DEFAULTS.data_dir})
+  --path <glob>          manifest glob, repeatable (default: the entry's paths, else **/*.{yaml,yml,json})
+  --namespace <ns>       default_namespace of the project (default: the entry's, else default)
+  --agent <name>         the agent that synchronises the project: its entry gives the values above,
+                         and the objects its inventory of the project (ConfigMap
+                         inventory-<name>-<project> in the namespace, made DNS-safe, e.g.
+                         inventory-prod-group-app) holds and the manifests no longer do are
+                         shown as pruned (none with prune: false); objects its
+                         inventory_policy refuses are shown as failed
   --kubeconfig <file>    the cluster (default: KUBECONFIG, the pod's service account, ~/.kube/config)
 
 Exit status (as kubectl diff: above 1 is an error):
   0  nothing would change
   1  something would be created, configured or pruned, and every object passed its dry run
   2  usage error: a flag is missing, or its value names nothing or does not parse
-  3  the API server refused the dry run of some objects, or they are invalid (listed as failed)
-  4  the diff could not run: the cluster or the project could not be read, a file does not decode
+     (an unknown --agent, a --project its config.yaml does not list, no server database)
+  3  the API server refused the dry run of some objects, the agent's inventory_policy refuses
+     them, or they are invalid (listed as failed)
+  4  the diff could not run: the cluster or the project could not be read, a file does not
+     decode, the agent's config.yaml cannot be read
 `;
 
-function parseRef(r: string | undefined) {
+function parseRef(r: string | undefined): GitRefCF | undefined {
   if (!r) return undefined;
   const m = /^(branch|tag|commit):(.+)$/.exec(r);
   const [kind, value] = m ? [m[1] as 'branch' | 'tag' | 'commit', m[2]!] : (['branch', r] as const);
-  return { ref: { $case: kind, value } } as const;
+  return { ref: { $case: kind, value } };
 }
 
 function render(l: PreviewLine): string {
@@ -74,11 +88,11 @@ export async function run(argv: string[]): Promise<number> {
       project: { type: 'string' },
       ref: { type: 'string' },
       'projects-dir': { type: 'string' },
-      config: { type: 'string' },
       path: { type: 'string', multiple: true },
-      namespace: { type: 'string', default: 'default' },
+      namespace: { type: 'string' },
       agent: { type: 'string' },
       kubeconfig: { type: 'string' },
+      ...SERVER_DB_FLAGS,
     },
     true,
   );
@@ -98,20 +112,24 @@ export async function run(argv: string[]): Promise<number> {
       throw usageError(`verdict gitops diff: ${name}: ${(e as Error).message}`);
     }
   };
-  if (!NAMESPACE_NAME.test(values.namespace)) {
+  if (values.namespace !== undefined && !NAMESPACE_NAME.test(values.namespace)) {
     throw usageError(`verdict gitops diff: --namespace ${values.namespace}: not ${NAMESPACE_NAME_HINT}`);
   }
   for (const glob of values.path ?? []) {
     const problem = globProblem(glob.replace(/^\//, ''));
     if (problem) throw usageError(`verdict gitops diff: --path ${glob}: ${problem}; fix it (the glob syntax: docs/gitops.md)`);
   }
-  // No configuration project here: every id resolves under projects_dir.
-  const project = flag('--project', () => resolveProject(values.project!, '', projectsDir));
-  const ref = flag('--ref', () => refSpec(parseRef(values.ref)));
+  // Without --agent there is no configuration project: every id resolves under projects_dir.
+  const agent = values.agent === undefined ? undefined : lookUpAgent(values.agent, serverDataDir(values));
+  const project = flag('--project', () => resolveProject(values.project!, agent?.config_project ?? '', projectsDir));
   try {
-    return await diff(project, ref, values);
+    const settings = await settingsFor(project.id, projectsDir, agent, values);
+    const refFlag = settings.ref.from === 'from --ref' ? '--ref' : `the ref of ${values.agent}'s entry`;
+    const ref = flag(refFlag, () => refSpec(settings.ref.value));
+    return await diff(project, ref, refFlag, settings, values.kubeconfig);
   } catch (e) {
     if (isVerdictError(e, 'VERDICT_USAGE')) throw e;
+    if (isVerdictError(e, 'VERDICT_NOT_FOUND')) throw usageError(`verdict gitops diff: ${e.message}`);
     // Not exit 1 (the `verdict` default for a failure): that status says the sync would change something.
     // On stderr, as usage errors are: stdout is the diff.
     process.stderr.write(`verdict gitops diff: could not run: ${errText(e)}\n`);
@@ -119,29 +137,120 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/** The agent as the server's database has it; the database must exist (openExistingServerDb says which flag gives it). */
+function lookUpAgent(name: string, dataDir: string): AgentRecord {
+  const db = openExistingServerDb(dataDir, 'gitops diff --agent');
+  try {
+    const registry = new AgentRegistry(db);
+    const agent = registry.get(name);
+    if (agent) return agent;
+    const names = registry.list().map((a) => a.name);
+    throw usageError(
+      `verdict gitops diff: --agent ${name}: no such agent in the server's database in ${dataDir} (${names.length ? `registered: ${names.join(', ')}` : 'no agent is registered'}); give the name of the agent that synchronises the project (\`verdict agents list\`), or --data-dir / --config of the server it connects to`,
+    );
+  } finally {
+    db.close();
+  }
+}
+
+/** One value of the diff and where it came from, for the first line of the output. */
+interface Sourced<T> {
+  value: T;
+  from: string;
+}
+
+interface DiffSettings {
+  ref: Sourced<GitRefCF | undefined>;
+  globs: Sourced<string[]>;
+  namespace: Sourced<string>;
+  agent?: { inventory: InventoryRef; entryNamespace: string; prune: boolean; policy: InventoryPolicy; dryRun: string; from: string };
+}
+
+/** Each value from its flag, else from the agent's entry for the project, else the default the agent's would have. */
+async function settingsFor(
+  projectId: string,
+  projectsDir: string,
+  agent: AgentRecord | undefined,
+  values: { ref?: string; path?: string[]; namespace?: string },
+): Promise<DiffSettings> {
+  const read = agent ? await agentEntry(agent, projectId, projectsDir) : undefined;
+  const from = agent && read ? `from ${agent.name}'s config.yaml` : 'default';
+  const entry = read?.entry;
+  const pick = <T>(flagName: string, given: T | undefined, fromEntry: T | undefined, fallback: T): Sourced<T> =>
+    given !== undefined ? { value: given, from: `from ${flagName}` } : { value: fromEntry ?? fallback, from };
+  const settings: DiffSettings = {
+    ref: pick('--ref', parseRef(values.ref), entry ? refOf(entry) : undefined, undefined),
+    globs: pick(
+      '--path',
+      values.path,
+      entry?.paths?.map((p) => p.glob),
+      [],
+    ),
+    namespace: pick('--namespace', values.namespace, entry?.default_namespace, 'default'),
+  };
+  if (agent && read && entry) {
+    const s = settingsOf(entry);
+    // The inventory is named by the entry's id (or stands for the configuration project), in the namespace the diff uses.
+    const { name, id } = entryInventory(agent.name, entry);
+    settings.agent = {
+      inventory: { namespace: settings.namespace.value, name, id },
+      entryNamespace: s.defaultNamespace,
+      prune: s.prune,
+      policy: s.inventoryPolicy,
+      dryRun: s.dryRun,
+      from: `from ${agent.name}'s config.yaml: ${read.file} in ${agent.config_project} at ${read.commit.slice(0, 12)}`,
+    };
+  }
+  return settings;
+}
+
+/** The first line's account of the values: each with where it came from; the entry's own settings last, with the file and commit read. */
+function describeSettings(s: DiffSettings): string {
+  const globs = s.globs.value.length ? s.globs.value.join(', ') : DEFAULT_GLOB;
+  const r = s.ref.value?.ref;
+  const parts = [
+    `ref ${r ? `${r.$case}:${r.value}` : 'the default branch'} (${s.ref.from})`,
+    `paths ${globs} (${s.globs.from})`,
+    `namespace ${s.namespace.value} (${s.namespace.from})`,
+  ];
+  const a = s.agent;
+  if (!a) return parts.join(', ');
+  // The silent way to a wrong diff: another namespace holds no inventory of the agent's, so nothing shows as pruned.
+  const elsewhere = a.inventory.namespace === a.entryNamespace ? '' : ` (not the agent's: its entry keeps it in ${a.entryNamespace})`;
+  parts.push(
+    a.prune
+      ? `pruning against ${a.inventory.namespace}/${a.inventory.name}${elsewhere}`
+      : `prune false: nothing is pruned (inventory ${a.inventory.namespace}/${a.inventory.name})`,
+    `inventory_policy ${a.policy}`,
+  );
+  // A dry_run_strategy other than none: the agent itself writes nothing of this project.
+  if (a.dryRun !== 'none') parts.push(`dry_run_strategy ${a.dryRun}: the agent only dry-runs this project and writes none of it`);
+  return `${parts.join(', ')} (${a.from})`;
+}
+
 async function diff(
   project: ReturnType<typeof resolveProject>,
   ref: ReturnType<typeof refSpec>,
-  values: { path?: string[]; namespace: string; agent?: string; kubeconfig?: string },
+  refFlag: string,
+  s: DiffSettings,
+  kubeconfig: string | undefined,
 ): Promise<number> {
   const commit = await resolveCommit(project.repo, ref.rev);
-  if (!commit) throw usageError(`verdict gitops diff: --ref: ${ref.name} not found in project ${project.id}`);
-  const selection = await selectFiles(project.repo, commit, values.path ?? []);
+  if (!commit) throw usageError(`verdict gitops diff: ${refFlag}: ${ref.name} not found in project ${project.id}`);
+  const selection = await selectFiles(project.repo, commit, s.globs.value);
   const contents = await readFiles(project.repo, selection.files);
   const files = selection.files.map((f, i) => ({ source: f.path, data: contents[i]! }));
-  const connection = kubeConnection(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
+  const connection = kubeConnection(kubeconfig ? { kubeconfig } : {});
   const api = new KubeApi(connection);
-  const inventory = values.agent ? inventoryRef(values.agent, project.id, values.namespace) : undefined;
   try {
     const lines = await preview(files, {
-      defaultNamespace: values.namespace,
+      defaultNamespace: s.namespace.value,
       api,
       discovery: new Discovery(api),
-      ...(inventory ? { inventory } : {}),
+      ...(s.agent ? { inventory: s.agent.inventory, policy: s.agent.policy, prune: s.agent.prune } : {}),
     });
-    // Which inventory prunes were read from: one in another namespace than the agent's entry holds none of them.
-    const against = inventory ? `, pruning against ${inventory.namespace}/${inventory.name}` : '';
-    process.stdout.write(`GitOps diff: project ${project.id} at ${commit.slice(0, 12)} (${ref.name}) against ${connection.server}${against}\n`);
+    // Where each value came from: a value that is not the agent's shows a diff of another sync than the agent's.
+    process.stdout.write(`GitOps diff: project ${project.id} at ${commit.slice(0, 12)} against ${connection.server}: ${describeSettings(s)}\n`);
     for (const l of lines) process.stdout.write(`${render(l)}\n`);
     const n = (a: PreviewLine['action']) => lines.filter((l) => l.action === a).length;
     process.stdout.write(

@@ -30,15 +30,21 @@ export interface GitopsModuleOptions {
   streamBackoff?: BackoffOptions;
 }
 
-type Project = NonNullable<GitopsConfig['manifest_projects']>[number] & { resync_interval?: number };
+/** One entry of gitops.manifest_projects. */
+export type Project = NonNullable<GitopsConfig['manifest_projects']>[number] & { resync_interval?: number };
 
 /** The ref as the wire names it (unset: the default branch). */
-function refOf(p: Project): GitRefCF | undefined {
+export function refOf(p: Project): GitRefCF | undefined {
   const r = p.ref as { branch?: string; tag?: string; commit?: string } | undefined;
   if (r?.commit) return { ref: { $case: 'commit', value: r.commit } };
   if (r?.tag) return { ref: { $case: 'tag', value: r.tag } };
   if (r?.branch) return { ref: { $case: 'branch', value: r.branch } };
   return undefined;
+}
+
+/** The inventory of an entry: a project listed without id (the configuration project) is named by CONFIG_PROJECT_INVENTORY. */
+export function entryInventory(agentName: string, p: Project) {
+  return inventoryRef(agentName, p.id || CONFIG_PROJECT_INVENTORY, p.default_namespace || 'default');
 }
 
 export function settingsOf(p: Project): SyncSettings {
@@ -61,7 +67,7 @@ export function createGitopsModule(opts: GitopsModuleOptions): AgentModule<Gitop
       const tunnel = ctx.tunnel;
       if (!tunnel) throw new Error('GitOps needs the tunnel to the server, and this agent core gave the module none');
       const projects = (block.manifest_projects ?? []) as Project[];
-      const inventoryOf = (p: Project) => inventoryRef(ctx.agentName, p.id || CONFIG_PROJECT_INVENTORY, p.default_namespace || 'default');
+      const inventoryOf = (p: Project) => entryInventory(ctx.agentName, p);
       for (const gone of updateLedger(
         ctx.db,
         projects.map((p) => ({ projectId: p.id ?? '', inventory: `${inventoryOf(p).namespace}/${inventoryOf(p).name}` })),

@@ -1,6 +1,6 @@
 import type { ManifestFile } from './decode.js';
 import { FIELD_MANAGER, reasonOf } from './apply-object.js';
-import { type InventoryRef, readInventory } from './inventory.js';
+import { applyRefusal, type InventoryPolicy, type InventoryRef, ownerOf, readInventory } from './inventory.js';
 import { kubeApiStatus } from '../../agent/kubernetes/errors.js';
 import type { KubeApi } from './kube/api.js';
 import { type Discovery, objectPath } from './kube/discovery.js';
@@ -45,7 +45,17 @@ export function diffPaths(a: unknown, b: unknown, path = ''): string[] {
 
 export async function preview(
   files: readonly ManifestFile[],
-  o: { defaultNamespace: string; api: KubeApi; discovery: Discovery; inventory?: InventoryRef; signal?: AbortSignal },
+  o: {
+    defaultNamespace: string;
+    api: KubeApi;
+    discovery: Discovery;
+    /** The agent's inventory of the project: its objects the manifests no longer hold are pruned (unless `prune` is false), and `policy` refuses live objects it does not own. */
+    inventory?: InventoryRef;
+    policy?: InventoryPolicy;
+    /** The entry's prune (default true): false keeps what the manifests no longer hold, so nothing is listed for it. */
+    prune?: boolean;
+    signal?: AbortSignal;
+  },
 ): Promise<PreviewLine[]> {
   const { api, discovery, signal } = o;
   const p = await plan(files, o.defaultNamespace, discovery, signal);
@@ -75,6 +85,12 @@ export async function preview(
         } catch (e) {
           if (kubeApiStatus(e) !== 404) throw e;
         }
+        // The agent's apply refuses it before sending anything (apply-object.ts), with this reason.
+        const refusal = live && o.inventory && o.policy ? applyRefusal(o.policy, o.inventory.id, ownerOf(live)) : undefined;
+        if (refusal) {
+          Object.assign(line, { action: 'failed', reason: refusal });
+          continue;
+        }
         const dry = await api.request<KubeObject>({
           method: 'PATCH',
           path,
@@ -96,7 +112,7 @@ export async function preview(
       }
     }
   }
-  if (o.inventory) {
+  if (o.inventory && o.prune !== false) {
     for (const key of [...((await readInventory(api, o.inventory, signal)) ?? [])].filter((k) => !p.keys.has(k))) {
       const id = parseIdKey(key);
       if (!id) continue;
