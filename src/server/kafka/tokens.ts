@@ -16,6 +16,10 @@ import type { LogWriter } from './producer.js';
 // replicas published. Revocation is one-way, so the replicas converge on
 // "revoked" whatever the order. `verdict agents register --data-dir` on any
 // one replica's data dir is enough.
+// An agent's move to another configuration project is not one-way: it is one
+// message per agent (key agent_project:<name>, so compaction keeps the newest),
+// applied by every replica, the one that made it too, in log order (one key
+// is in one partition), so every replica ends at the change written last.
 
 export interface AgentTokenRow {
   kind: 'agent_token';
@@ -37,9 +41,19 @@ export interface FeedTokenRow {
   revoked_at: string | null;
 }
 
-export type TokenRow = AgentTokenRow | FeedTokenRow;
+/** An agent's configuration project as last set (API or CLI) on the replica that wrote it. */
+export interface AgentProjectRow {
+  kind: 'agent_project';
+  agent: string;
+  config_project: string;
+  /** For a replica that has not seen the agent's token rows yet, which the agent row would otherwise come from. */
+  agent_created_at: string;
+  changed_at: string;
+}
 
-const keyOf = (r: TokenRow) => `${r.kind === 'agent_token' ? 'agent' : 'feed'}:${r.token_hash}`;
+export type TokenRow = AgentTokenRow | FeedTokenRow | AgentProjectRow;
+
+const keyOf = (r: TokenRow) => (r.kind === 'agent_project' ? `agent_project:${r.agent}` : `${r.kind === 'agent_token' ? 'agent' : 'feed'}:${r.token_hash}`);
 
 export interface TokenSyncOptions {
   kafka: KafkaClient;
@@ -83,6 +97,11 @@ export class TokenSync {
       agentToken: db.prepare('SELECT t.id, t.revoked_at, a.name AS agent FROM agent_tokens t JOIN agents a ON a.id = t.agent_id WHERE t.token_hash = ?'),
       insertFeedToken: db.prepare('INSERT INTO feed_tokens (name, scope, token_hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING'),
       feedToken: db.prepare('SELECT id, revoked_at FROM feed_tokens WHERE token_hash = ?'),
+      // Written by the registry (setConfigProject) in the same transaction as the change.
+      unpublishedProjects: db.prepare(`SELECT c.agent, c.config_project, a.created_at AS agent_created_at, c.changed_at
+        FROM agent_project_changes c JOIN agents a ON a.name = c.agent`),
+      projectPublished: db.prepare('DELETE FROM agent_project_changes WHERE agent = ? AND config_project = ? AND changed_at = ?'),
+      projectUnpublished: db.prepare('SELECT 1 FROM agent_project_changes WHERE agent = ?'),
     };
   }
 
@@ -141,7 +160,7 @@ export class TokenSync {
     });
   }
 
-  /** Publishes local token rows that the topic does not have yet (new, or newly revoked). */
+  /** Publishes local token rows that the topic does not have yet (new, or newly revoked), and agents moved here. */
   async publish(): Promise<void> {
     if (this.publishing || this.stopped) return;
     this.publishing = true;
@@ -149,11 +168,16 @@ export class TokenSync {
       const rows: TokenRow[] = [
         ...(this.s.unpublishedAgent!.all() as Omit<AgentTokenRow, 'kind'>[]).map((r) => ({ kind: 'agent_token' as const, ...r })),
         ...(this.s.unpublishedFeed!.all() as Omit<FeedTokenRow, 'kind'>[]).map((r) => ({ kind: 'feed_token' as const, ...r })),
+        ...(this.s.unpublishedProjects!.all() as Omit<AgentProjectRow, 'kind'>[]).map((r) => ({ kind: 'agent_project' as const, ...r })),
       ];
       if (!rows.length) return;
       await this.o.writer.append(rows.map((r) => ({ topic: this.o.topic, key: keyOf(r), value: JSON.stringify(r) })));
       this.o.db.transaction(() => {
-        for (const r of rows) this.s.markSeen!.run(keyOf(r), r.revoked_at ? 1 : 0);
+        for (const r of rows) {
+          // A move made again meanwhile stays, for the next publish.
+          if (r.kind === 'agent_project') this.s.projectPublished!.run(r.agent, r.config_project, r.changed_at);
+          else this.s.markSeen!.run(keyOf(r), r.revoked_at ? 1 : 0);
+        }
       })();
       this.o.log.info({ tokens: rows.length }, 'Kafka: published token changes for the other replicas');
     } catch (e) {
@@ -172,6 +196,7 @@ export class TokenSync {
       this.o.log.error({}, 'Kafka: skipped a tokens topic message that is not JSON');
       return;
     }
+    if (r.kind === 'agent_project') return this.applyProject(r);
     if (typeof r.token_hash !== 'string' || !/^[0-9a-f]{64}$/.test(r.token_hash)) return;
     this.o.db.transaction(() => {
       if (r.kind === 'agent_token') {
@@ -190,6 +215,25 @@ export class TokenSync {
       }
       this.s.markSeen!.run(keyOf(r), r.revoked_at ? 1 : 0);
     })();
+  }
+
+  /**
+   * An agent moved on some replica (this one too: its own message comes back in log order). Through the registry, so
+   * the revocation watcher ends the agent's configuration streams of the old project here. A move made here and not
+   * published yet is left in place: it will be written after this one, and so win everywhere.
+   */
+  private applyProject(r: AgentProjectRow): void {
+    if (typeof r.agent !== 'string' || typeof r.config_project !== 'string' || typeof r.agent_created_at !== 'string') return;
+    const from = this.o.db.transaction(() => {
+      if (this.s.projectUnpublished!.get(r.agent)) return undefined;
+      this.s.insertAgent!.run(r.agent, r.config_project, r.agent_created_at);
+      return this.o.agents.setConfigProject(r.agent, r.config_project, { publish: false }).from;
+    })();
+    if (from !== undefined && from !== r.config_project)
+      this.o.log.info(
+        { agent_name: r.agent, from, to: r.config_project, changed_at: r.changed_at },
+        'Agents: changed the configuration project, as another replica did',
+      );
   }
 
   async stop(): Promise<void> {
