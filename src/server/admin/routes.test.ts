@@ -193,6 +193,12 @@ describe('admin API: agents and their tokens', () => {
     expect(logs.filter((l) => l.msg === 'Agents: changed the configuration project')).toMatchObject([
       { level: 'info', agent_name: 'edge', from: project, to: moved.dir, actor: 'ops' },
     ]);
+
+    // The same project again: answered as before, but nothing moved, so nothing is ended or logged.
+    const again = await call('PATCH', '/api/v1/admin/agents/edge', undefined, { config_project: moved.dir });
+    expect(again.statusCode).toBe(200);
+    expect(ended).toHaveLength(1);
+    expect(logs.filter((l) => l.msg === 'Agents: changed the configuration project')).toHaveLength(1);
   });
 
   it('refuses a bad configuration project, an unknown agent and unknown fields with what to do, and changes nothing', async () => {

@@ -140,8 +140,11 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     async (req) => {
       const name = (req.params as { agent: string }).agent;
       const r = await deps.agents.setConfigProjectChecked(name, (req.body as { config_project: string }).config_project);
-      deps.streams.endConfigStreams(name, r.agent.config_project);
-      deps.log.info({ agent_name: name, from: r.from, to: r.agent.config_project, actor: actor(req) }, 'Agents: changed the configuration project');
+      // A PATCH to the project it has changes nothing here (it is still published, for replicas that hold another).
+      if (r.from !== r.agent.config_project) {
+        deps.streams.endConfigStreams(name, r.agent.config_project);
+        deps.log.info({ agent_name: name, from: r.from, to: r.agent.config_project, actor: actor(req) }, 'Agents: changed the configuration project');
+      }
       return { agent: r.agent, notes: r.notes };
     },
   );
