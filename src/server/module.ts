@@ -36,6 +36,13 @@ export interface ServerModuleContext {
    * sent and the handler must return.
    */
   admit(call: AgentCall, rpc: string, opts?: AdmitOptions): AuthenticatedAgent | undefined;
+  /**
+   * Calls `end` when the agent is moved to another configuration project than
+   * `project` (PATCH /api/v1/admin/agents/:agent, `verdict agents set-project`,
+   * another replica), for a stream that serves from the configuration project
+   * and should be asked for again; returns the untracker.
+   */
+  followConfigProject(agent: string, project: string, end: () => void): () => void;
 }
 
 /** A gRPC service a module adds to the agent API (plain gRPC and gRPC-in-WebSocket alike). */

@@ -258,6 +258,38 @@ describe('GetObjectsToSynchronize', () => {
     expect((await as('group/app')).header?.project_id).toBe('group/app');
   });
 
+  it('ends a stream served from the configuration project when the agent moves to another, so the agent asks the new one', async () => {
+    const first = new ConfigProject(join(dir, 'mover-first'));
+    const firstHead = first.commit({
+      '.gitlab/agents/mover/config.yaml': 'gitops:\n  manifest_projects:\n    - paths: [{glob: "m/**"}]\n',
+      'm/a.yaml': 'a: 1\n',
+    });
+    const second = new ConfigProject(join(dir, 'mover-second'));
+    const secondHead = second.commit({
+      '.gitlab/agents/mover/config.yaml': 'gitops:\n  manifest_projects:\n    - paths: [{glob: "m/**"}]\n',
+      'm/b.yaml': 'b: 2\n',
+    });
+    const moverToken = server.agents.register('mover', first.dir).token;
+    const admin = server.tokens.create('ops-mover', 'admin').token;
+    // Up to date with the first project: the stream polls and sends nothing, until the move ends it.
+    const waiting = fetchObjects({ commit_id: firstHead, paths: [glob('m/**')] }, { md: metadata(moverToken) });
+    const other = fetchObjects({ project_id: 'group/app', commit_id: app.git('rev-parse', 'HEAD') }, { md: metadata(moverToken), quietMs: 6 * POLL_MS });
+    await new Promise((r) => setTimeout(r, 2 * POLL_MS));
+    const res = await fetch(`http://${server.httpAddress}/api/v1/admin/agents/mover`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ config_project: second.dir }),
+    });
+    expect(res.status).toBe(200);
+    const ended = await waiting;
+    expect([ended.error, ended.header, ended.trailer, ended.ended]).toEqual([undefined, undefined, false, true]);
+    // A stream of another project is not the configuration project's: it goes on.
+    expect((await other).ended).toBe(false);
+    const again = await fetchObjects({ commit_id: firstHead, paths: [glob('m/**')] }, { md: metadata(moverToken) });
+    expect(again.header?.commit_id).toBe(secondHead);
+    expect(files(again)).toEqual({ 'm/b.yaml': 'b: 2\n' });
+  });
+
   // Every request checks the agent's config.yaml for two entries naming one repository (above). The configuration is
   // the latest value only: it is read once per commit of the configuration project, not on every request.
   it("reads the agent's config.yaml once per configuration-project commit, and again once the commit changes", async () => {

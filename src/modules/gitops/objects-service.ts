@@ -65,6 +65,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
     for (const ev of ['cancelled', 'error']) call.on(ev, () => abort.abort());
     const req = call.request;
     const log = ctx.log.child({ agent_name: agent.name, project_id: req.project_id || '(configuration project)' });
+    let unfollow: (() => void) | undefined;
     try {
       if (req.paths.length > MAX_PATHS) {
         throw new VerdictError('VERDICT_BAD_REQUEST', `invalid ObjectsToSynchronizeRequest.Paths: value must contain no more than ${MAX_PATHS} item(s)`);
@@ -76,6 +77,14 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
           throw refusal(e, 'VERDICT_NOT_FOUND', 'GitOps: ');
         }
       })();
+      // Served from the configuration project: a move of the agent to another one ends the stream
+      // cleanly, and the agent asks again at once, for the entry as the new project has it.
+      if (project.repo === agent.config_project) {
+        unfollow = ctx.followConfigProject(agent.name, project.repo, () => {
+          abort.abort();
+          call.end();
+        });
+      }
       await refuseSecondEntry(agent, req.project_id, project.repo);
       const ref = (() => {
         try {
@@ -144,6 +153,8 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       if (refused.grpcStatus === grpc.status.UNAVAILABLE) log.error({ error: refused.message }, 'GitOps: failed to get objects to synchronize');
       else log.warn({ error: refused.message }, 'GitOps: refused to send objects to synchronize');
       call.emit('error', { code: refused.grpcStatus, details: refused.message });
+    } finally {
+      unfollow?.();
     }
   }
 

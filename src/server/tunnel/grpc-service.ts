@@ -414,7 +414,9 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
     return agent;
   };
   for (const mod of serverModules) {
-    for (const svc of mod.grpcServices?.({ config: deps.config ?? SERVER_DEFAULTS, log: moduleLogger(mod.name, options.log), admit }) ?? []) {
+    const followConfigProject = (agent: string, project: string, end: () => void) => streams.addConfigStream(agent, project, end);
+    for (const svc of mod.grpcServices?.({ config: deps.config ?? SERVER_DEFAULTS, log: moduleLogger(mod.name, options.log), admit, followConfigProject }) ??
+      []) {
       server.addService(svc.definition, svc.implementation);
     }
   }
