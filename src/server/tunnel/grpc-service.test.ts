@@ -343,7 +343,9 @@ describe('agent authentication on the tunnel', () => {
 
     const next = await publish(h.target, h.token, [{ batch_id: 2, alerts: events(1, 's') }]);
     expect(next.error?.code).toBe(grpc.status.UNAUTHENTICATED);
-    expect(next.error?.details).toMatch(/^unauthenticated: the agent token is unknown or revoked/);
+    expect(next.error?.details).toBe(
+      'unauthenticated: the agent token is unknown or revoked; create a new one with `verdict agents tokens create <agent>` (or POST /api/v1/admin/agents/<agent>/tokens) and update the token Secret (or --token-file)',
+    );
     expect(storedEvents(h)).toBe(1);
   });
 

@@ -197,7 +197,9 @@ function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<Tunne
     deps.log.info({ peer: peer ?? 'websocket' }, 'Refused an agent call: the token is unknown or revoked');
     return {
       code: grpc.status.UNAUTHENTICATED,
-      details: 'unauthenticated: the agent token is unknown or revoked; register the agent again and update the token Secret',
+      // The agent is registered already (registering it again is refused): it needs a new token of its own.
+      details:
+        'unauthenticated: the agent token is unknown or revoked; create a new one with `verdict agents tokens create <agent>` (or POST /api/v1/admin/agents/<agent>/tokens) and update the token Secret (or --token-file)',
     };
   }
   const key = `token:${agent.token_id}`;
