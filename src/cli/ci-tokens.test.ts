@@ -28,6 +28,20 @@ async function stdoutOf(fn: () => Promise<number>): Promise<{ code: number; out:
   }
 }
 
+/** stdout and stderr of a command that fails: stdout is where `> kubeconfig` writes, so it must stay empty. */
+async function outputsOf(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
+  let err = '';
+  const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    err += String(chunk);
+    return true;
+  });
+  try {
+    return { ...(await stdoutOf(fn)), err };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
 describe('verdict ci-tokens and verdict kubeconfig', () => {
   const dir = mkdtempSync(join(tmpdir(), 'verdict-ci-cli-'));
   const data = join(dir, 'server');
@@ -87,7 +101,8 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
     ]);
     const id = list.out.split('\t')[0]!;
     expect((await stdoutOf(() => ciTokens(['revoke', id, '--data-dir', data]))).out).toBe(`revoked ${id}\n`);
-    await expect(kubeconfig(['--ci-token', token, '--config', server])).rejects.toThrow(/was revoked at/);
+    const revoked = await outputsOf(() => kubeconfig(['--ci-token', token, '--config', server]));
+    expect(revoked).toEqual({ code: 1, out: '', err: expect.stringMatching(/^verdict kubeconfig: .*was revoked at/) });
   });
 
   it('refuses what it cannot do, saying what to give', async () => {
@@ -148,9 +163,26 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
     expect(existsSync(wrong)).toBe(false);
     const other = (await stdoutOf(() => ciTokens(['create', '--project', 'shop/web', '--environment', 'staging', '--data-dir', data]))).out.trim();
     // Job ids are drawn at random (job-tokens.ts).
-    await expect(kubeconfig(['--ci-token', other, '--server', 'https://x', '--data-dir', data])).rejects.toThrow(
-      /^no agent allows project shop\/web \(job \d+\): agent "prod": ci_access\.groups\[0\] \(shop\) allows only environments production, not "staging"$/,
-    );
+    expect(await outputsOf(() => kubeconfig(['--ci-token', other, '--server', 'https://x', '--data-dir', data]))).toEqual({
+      code: 1,
+      out: '',
+      err: expect.stringMatching(
+        /^verdict kubeconfig: no agent allows project shop\/web \(job \d+\): agent "prod": ci_access\.groups\[0\] \(shop\) allows only environments production, not "staging"\n$/,
+      ),
+    });
+    // An unknown token, and a server config that does not load: plain text on stderr too, nothing on stdout.
+    expect(await outputsOf(() => kubeconfig(['--ci-token', 'vdt_ci_nope', '--server', 'https://x', '--data-dir', data]))).toEqual({
+      code: 1,
+      out: '',
+      err: expect.stringMatching(/^verdict kubeconfig: the CI job token is unknown; .*\n$/),
+    });
+    const badConfig = join(dir, 'bad-server.yaml');
+    writeFileSync(badConfig, 'data_dir: [\n');
+    expect(await outputsOf(() => kubeconfig(['--ci-token', 'x', '--config', badConfig]))).toEqual({
+      code: 1,
+      out: '',
+      err: expect.stringMatching(/^verdict kubeconfig: .*bad-server\.yaml.*\n$/),
+    });
   });
 
   it('with several agents allowing the job, the kubeconfig has no current context and stderr says how to choose one', async () => {

@@ -5,6 +5,8 @@ import { JobTokens } from '../modules/ci-access/job-tokens.js';
 import { agentsForJob, kubeconfigYaml } from '../modules/ci-access/kubeconfig.js';
 import { AgentRegistry } from '../server/agents/agent-registry.js';
 import { headCommit } from '../server/config/git-project.js';
+import { isVerdictError } from '../shared/errors.js';
+import { errText } from '../shared/log/logger.js';
 import { isPlainHttpUrl, plainHttpHint } from '../shared/plain-http.js';
 import { loadServerConfigFile, SERVER_DEFAULTS, type ServerConfig } from '../shared/config/server-config.js';
 import { parseFlags, usageError } from './args.js';
@@ -26,8 +28,10 @@ const HELP = `Usage:
       With several agents there is no current context: stderr names them (kubectl
       config use-context <name>); an http:// server gets a warning on stderr, since
       kubectl sends no token over plain HTTP.
-      Exit 1 when no agent allows the job, with every agent's reason; exit 2 for a
-      wrong flag, or a --data-dir without the server's database (server.db).
+      Only the kubeconfig goes to stdout; errors go to stderr. Exit 1 when the
+      token is unknown, expired or revoked, or no agent allows the job (stderr
+      gives every agent's reason); exit 2 for a wrong flag, or a --data-dir
+      without the server's database (server.db).
 `;
 
 /** The proxy URL from the server's configuration. */
@@ -90,6 +94,21 @@ export async function run(argv: string[]): Promise<number> {
   }
   const token = values['ci-token']?.trim();
   if (!token) throw usageError('verdict kubeconfig: give --ci-token <token> (from `verdict ci-tokens create`)');
+  // stdout is the kubeconfig file (`verdict kubeconfig ... > kubeconfig`): a failure goes to stderr as plain text, never
+  // as a JSON log line into that file, which kubectl would read as an empty config and fall back to localhost:8080.
+  try {
+    return await printKubeconfig(token, values);
+  } catch (e) {
+    if (isVerdictError(e, 'VERDICT_USAGE')) throw e;
+    process.stderr.write(`verdict kubeconfig: ${errText(e)}\n`);
+    return 1;
+  }
+}
+
+async function printKubeconfig(
+  token: string,
+  values: { config?: string | undefined; server?: string | undefined; 'certificate-authority'?: string | undefined; 'data-dir'?: string | undefined },
+): Promise<number> {
   const cfg = values.config ? loadServerConfigFile(values.config) : SERVER_DEFAULTS;
   const server = values.server ?? proxyUrl(cfg);
   if (!server) throw usageError('verdict kubeconfig: give --server <URL of the Kubernetes API proxy>, or --config with a kubernetes_api block');
