@@ -123,7 +123,9 @@ describe('h2cCall', () => {
     expect((await call(address)).result?.message).toBe('UNIMPLEMENTED: unknown method');
     await new Promise((r) => server!.close(r));
     address = await serve((stream) => stream.respond({ ':status': 404 }, { endStream: true }));
-    expect((await call(address)).result?.message).toMatch(/^UNAVAILABLE: Relay answered HTTP 404; check that hubble_relay_address is Relay's gRPC port$/);
+    expect((await call(address)).result?.message).toBe(
+      `UNAVAILABLE: Relay answered HTTP 404; check that cilium.hubble_relay_address (${address}) is Relay's gRPC port`,
+    );
   });
 
   it('ends with an error when the connection closes or cannot be made', async () => {
@@ -132,7 +134,17 @@ describe('h2cCall', () => {
       stream.write(Buffer.from([0, 0, 0, 0, 1, 42]), () => stream.session?.destroy());
     });
     expect((await call(address)).result?.message).toMatch(/^UNAVAILABLE/);
-    expect((await call(`127.0.0.1:${await freePort()}`)).result?.message).toMatch(/^UNAVAILABLE: connect ECONNREFUSED/);
+    const refused = `127.0.0.1:${await freePort()}`;
+    expect((await call(refused)).result?.message).toBe(
+      `UNAVAILABLE: connect ECONNREFUSED ${refused}: nothing listens there; is Hubble Relay running, and is cilium.hubble_relay_address (${refused}) right?`,
+    );
+  });
+
+  it('names cilium.hubble_relay_address and its value when the host name does not resolve', async () => {
+    // .invalid never resolves (RFC 2606); without a resolver the lookup fails with EAI_AGAIN, which gets the same hint.
+    expect((await call('relay.invalid:80')).result?.message).toMatch(
+      /^UNAVAILABLE: getaddrinfo (ENOTFOUND|EAI_AGAIN) relay\.invalid: no such host; is cilium\.hubble_relay_address \(relay\.invalid:80\) right\? In the cluster it is usually hubble-relay\.kube-system\.svc\.cluster\.local:80$/,
+    );
   });
 
   it('ends with the error its data handler throws', async () => {
@@ -250,10 +262,10 @@ describe('h2cCall against a raw-frame peer', () => {
   });
 
   it('says what to check when the port does not speak plain-text HTTP/2: HTTP/1, TLS, a close, no answer', async () => {
-    const check = "check that hubble_relay_address is Relay's gRPC port and that Relay serves without TLS";
+    const check = (a: string) => `check that cilium.hubble_relay_address (${a}) is Relay's gRPC port and that Relay serves without TLS`;
     let address = await rawPeer(() => [Buffer.from('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n')], { preface: false });
     expect((await call(address)).result?.message).toBe(
-      `UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS) (it answered in HTTP/1): ${check}`,
+      `UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS) (it answered in HTTP/1): ${check(address)}`,
     );
     await peer!.close();
     // A TLS server's alert record.
@@ -265,23 +277,23 @@ describe('h2cCall against a raw-frame peer', () => {
       { preface: false },
     );
     expect((await call(address)).result?.message).toBe(
-      `UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS) (it answered in TLS): ${check}`,
+      `UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS) (it answered in TLS): ${check(address)}`,
     );
     await peer!.close();
     address = await rawPeer((p) => {
       p.end();
       return [];
     });
-    expect((await call(address)).result?.message).toBe(`UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS): ${check}`);
+    expect((await call(address)).result?.message).toBe(`UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS): ${check(address)}`);
     await peer!.close();
     address = await rawPeer(() => []);
-    expect((await call(address, undefined, undefined, { answerMs: 50 })).result?.message).toMatch(
-      /^UNAVAILABLE: Relay \(127\.0\.0\.1:\d+\) did not answer within 0\.05 s; check that hubble_relay_address is Relay's gRPC port/,
+    expect((await call(address, undefined, undefined, { answerMs: 50 })).result?.message).toBe(
+      `UNAVAILABLE: Relay did not answer within 0.05 s; check that cilium.hubble_relay_address (${address}) is Relay's gRPC port and that Relay is reachable from the agent`,
     );
   });
 
   it("names GOAWAY's and RST_STREAM's error codes and GOAWAY's debug data, an answer without :status or not gRPC, and a reset connection", async () => {
-    const cases: [Buffer[], string | RegExp][] = [
+    const cases: [Buffer[], string | ((address: string) => string)][] = [
       [
         [frame(GOAWAY, 0, 0, Buffer.concat([Buffer.from([0, 0, 0, 1, 0, 0, 0, 11]), Buffer.from('too_many_pings')]))],
         'UNAVAILABLE: Relay is closing the connection (HTTP/2 GOAWAY ENHANCE_YOUR_CALM: "too_many_pings")',
@@ -289,16 +301,16 @@ describe('h2cCall against a raw-frame peer', () => {
       [[frame(RST_STREAM, 0, 1, Buffer.from([0, 0, 0, 2]))], 'UNAVAILABLE: Relay reset the stream (HTTP/2 INTERNAL_ERROR)'],
       [
         [frame(HEADERS, 0x4, 1, literal('content-type', 'application/grpc'))],
-        "UNAVAILABLE: Relay answered without an HTTP status; check that hubble_relay_address is Relay's gRPC port",
+        (a) => `UNAVAILABLE: Relay answered without an HTTP status; check that cilium.hubble_relay_address (${a}) is Relay's gRPC port`,
       ],
       [
         [frame(HEADERS, 0x4, 1, Buffer.concat([Buffer.from([0x88]), literal('content-type', 'text/html')]))],
-        "UNAVAILABLE: Relay answered with content-type text/html, not gRPC; check that hubble_relay_address is Relay's gRPC port",
+        (a) => `UNAVAILABLE: Relay answered with content-type text/html, not gRPC; check that cilium.hubble_relay_address (${a}) is Relay's gRPC port`,
       ],
     ];
     for (const [frames, message] of cases) {
       const address = await rawPeer(() => [settings, ...frames]);
-      expect((await call(address)).result?.message).toBe(message);
+      expect((await call(address)).result?.message).toBe(typeof message === 'string' ? message : message(address));
       await peer!.close();
     }
     // A graceful GOAWAY (this stream may finish) is waited out; the close after it names it.

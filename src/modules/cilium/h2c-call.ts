@@ -175,12 +175,27 @@ function grpcStatus(fields: readonly [string, string][]): Error | undefined {
   return new Error(`${grpc.status[code] ?? code}: ${message || 'the call failed'}`);
 }
 
-const CHECK_ADDRESS = "check that hubble_relay_address is Relay's gRPC port";
+/** The setting to check, named as in config.yaml with its value, as the tunnel's errors name --kas-address. */
+const checkAddress = (address: string) => `check that cilium.hubble_relay_address (${address}) is Relay's gRPC port`;
 
 /** Why what answered is not Relay's plain-text HTTP/2: `first`, its first bytes, if any, tell what else it speaks. */
-function notH2c(first: Buffer): Error {
+function notH2c(first: Buffer, address: string): Error {
   const other = first.toString('latin1', 0, 5) === 'HTTP/' ? ' (it answered in HTTP/1)' : first[0] === 0x15 || first[0] === 0x16 ? ' (it answered in TLS)' : '';
-  return new Error(`UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS)${other}: ${CHECK_ADDRESS} and that Relay serves without TLS`);
+  return new Error(
+    `UNAVAILABLE: Relay did not answer in plain-text HTTP/2 (gRPC without TLS)${other}: ${checkAddress(address)} and that Relay serves without TLS`,
+  );
+}
+
+/** A socket error as the call's error, with what to check when the address itself is the likely fault. */
+function socketError(e: NodeJS.ErrnoException, address: string): Error {
+  const text = `${TRANSIENT.has(e.code ?? '') ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`;
+  if (e.code === 'ECONNREFUSED')
+    return new Error(`${text}: nothing listens there; is Hubble Relay running, and is cilium.hubble_relay_address (${address}) right?`);
+  if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN')
+    return new Error(
+      `${text}: no such host; is cilium.hubble_relay_address (${address}) right? In the cluster it is usually hubble-relay.kube-system.svc.cluster.local:80`,
+    );
+  return new Error(text);
 }
 
 /** Makes the call and follows its response until it ends: resolves with why (undefined for an OK status or an aborted signal). */
@@ -224,7 +239,7 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
       () =>
         finish(
           new Error(
-            `UNAVAILABLE: Relay (${c.address}) did not answer within ${timing.answerMs / 1000} s; ${CHECK_ADDRESS} and that Relay is reachable from the agent`,
+            `UNAVAILABLE: Relay did not answer within ${timing.answerMs / 1000} s; ${checkAddress(c.address)} and that Relay is reachable from the agent`,
           ),
         ),
       timing.answerMs,
@@ -255,11 +270,11 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
         const status = get(fields, ':status');
         if (status !== '200') {
           const what = status === undefined ? 'without an HTTP status' : `HTTP ${status}`;
-          return finish(new Error(`UNAVAILABLE: Relay answered ${what}; ${CHECK_ADDRESS}`));
+          return finish(new Error(`UNAVAILABLE: Relay answered ${what}; ${checkAddress(c.address)}`));
         }
         const type = get(fields, 'content-type');
         if (!type?.startsWith('application/grpc')) {
-          return finish(new Error(`UNAVAILABLE: Relay answered with content-type ${type ?? '(none)'}, not gRPC; ${CHECK_ADDRESS}`));
+          return finish(new Error(`UNAVAILABLE: Relay answered with content-type ${type ?? '(none)'}, not gRPC; ${checkAddress(c.address)}`));
         }
         // A call refused at once (or ended at once) carries its status in the headers: trailers-only.
         if (ends || get(fields, 'grpc-status') !== undefined) finish(grpcStatus(fields));
@@ -353,7 +368,7 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
       heard = true;
       try {
         if (!greeted && end >= 9) {
-          if (buf[3] !== SETTINGS || buf[4]! & ACK) throw notH2c(buf.subarray(0, end));
+          if (buf[3] !== SETTINGS || buf[4]! & ACK) throw notH2c(buf.subarray(0, end), c.address);
           greeted = true;
           clearTimeout(answer);
         }
@@ -392,8 +407,8 @@ export function h2cCall(c: H2cCall): Promise<Error | undefined> {
       keepAliveInitialDelay: 30_000,
       onread: { buffer: () => buf.subarray(held), callback: onRead },
     });
-    socket.on('error', (e: NodeJS.ErrnoException) => finish(new Error(`${TRANSIENT.has(e.code ?? '') ? 'UNAVAILABLE' : 'UNKNOWN'}: ${e.message}`)));
-    socket.on('close', () => finish(greeted ? new Error(`UNAVAILABLE: Relay closed the connection${goingAway}`) : notH2c(buf.subarray(0, held))));
+    socket.on('error', (e: NodeJS.ErrnoException) => finish(socketError(e, c.address)));
+    socket.on('close', () => finish(greeted ? new Error(`UNAVAILABLE: Relay closed the connection${goingAway}`) : notH2c(buf.subarray(0, held), c.address)));
     c.signal.addEventListener('abort', onAbort, { once: true });
     if (c.signal.aborted) return onAbort();
     try {
