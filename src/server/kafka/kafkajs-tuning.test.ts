@@ -281,4 +281,40 @@ describe('the produce request and request frame encoders', () => {
       expect(buf(await a.encode()).equals(buf(await b.encode()))).toBe(true);
     }
   });
+  it('arms the request queue\'s pending check only while a request waits (kafkajs 2.2.4 re-armed a 1 ms timer for ever)', async () => {
+    expect(tuned.requestQueue).toBe(true);
+    type Queue = {
+      throttledUntil: number;
+      throttleCheckTimeoutId: NodeJS.Timeout | null;
+      pending: unknown[];
+      checkPendingRequests(): void;
+      push(r: object): void;
+      destroy(): void;
+    };
+    const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as new (o: object) => Queue;
+    const logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+    const queue = new RequestQueue({ maxInFlightRequests: null, requestTimeout: 30_000, enforceRequestTimeout: false, clientId: 't', broker: 'b:1', logger });
+    try {
+      // What kafkajs runs after every response: with nothing waiting, no timer is left behind.
+      queue.checkPendingRequests();
+      expect(queue.throttleCheckTimeoutId).toBeNull();
+
+      // Throttled by the broker: a request waits, and the check that sends it is armed for the throttle's end.
+      queue.throttledUntil = Date.now() + 30;
+      let sent = 0;
+      queue.push({
+        entry: { correlationId: 1, apiKey: 3, apiName: 'Metadata', apiVersion: 0, resolve: () => undefined, reject: () => undefined },
+        expectResponse: false,
+        requestTimeout: 30_000,
+        sendRequest: () => {
+          sent++;
+        },
+      });
+      expect([sent, queue.pending.length, queue.throttleCheckTimeoutId !== null]).toEqual([0, 1, true]);
+      await new Promise((r) => setTimeout(r, 100));
+      expect([sent, queue.pending.length, queue.throttleCheckTimeoutId]).toEqual([1, 0, null]);
+    } finally {
+      queue.destroy();
+    }
+  });
 });

@@ -23,7 +23,12 @@ import { crc32c as nativeCrc32c } from '@node-rs/crc32';
 //   and the request's frame and pieces go to the socket in one writev
 //   (writeRequest()), so a message value is never copied in JavaScript;
 // - murmur2 (the partition of a key): kafkajs builds a Buffer per key and a
-//   Long per step; here it is 32-bit integer arithmetic.
+//   Long per step; here it is 32-bit integer arithmetic;
+// - the request queue's pending check: with no request waiting, kafkajs
+//   2.2.4 re-arms a timer of 1 ms on every connection for ever
+//   (tulios/kafkajs#1556), so an idle replica spent about 30 ms of CPU a
+//   second waking up, and a busy one ran those timers between all its work;
+//   here the check is scheduled only while a request waits.
 //
 // The CRC can only be swapped before kafkajs loads its record batch encoder
 // (it keeps the function it got), so this module is imported before kafkajs;
@@ -120,7 +125,7 @@ function piecesOf(e: EncoderLike): Buffer[] {
 }
 
 /** What was tuned: the tests check that each part took on the pinned kafkajs. */
-export const tuned = { crc32c: false, encoder: false, record: false, recordBatch: false, produce: false, request: false };
+export const tuned = { crc32c: false, encoder: false, record: false, recordBatch: false, produce: false, request: false, requestQueue: false };
 
 interface RecordInput {
   offsetDelta?: number;
@@ -543,6 +548,17 @@ function tune(): void {
         cached.exports = fastRequest(original, Encoder.prototype, true);
         tuned.request = true;
       }
+    }
+    // Waiting requests are sent when a throttle ends (this timer) or when an in-flight one completes (kafkajs's own
+    // call); with none waiting the timer only re-arms itself, each millisecond.
+    const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as { prototype: { scheduleCheckPendingRequests?: unknown } };
+    const schedule = RequestQueue.prototype.scheduleCheckPendingRequests;
+    if (typeof schedule === 'function') {
+      RequestQueue.prototype.scheduleCheckPendingRequests = function scheduleCheckPendingRequests(this: { pending?: unknown[] }) {
+        if (Array.isArray(this.pending) && this.pending.length === 0) return;
+        (schedule as () => void).call(this);
+      };
+      tuned.requestQueue = true;
     }
     const next = Encoder.nextPowerOfTwo;
     if (typeof next === 'function' && typeof Encoder.prototype.ensureAvailable === 'function') {
