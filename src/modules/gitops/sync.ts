@@ -3,6 +3,7 @@ import { type Applied, applyObject, type DryRun, FIELD_MANAGER, reasonOf } from 
 import type { ManifestFile } from './decode.js';
 import { type InventoryPolicy, type InventoryRef, readInventory, writeInventory } from './inventory.js';
 import { kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import { VerdictError } from '../../shared/errors.js';
 import type { KubeApi } from './kube/api.js';
 import { indexLive } from './live-index.js';
 import type { Discovery } from './kube/discovery.js';
@@ -80,37 +81,47 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
   // What the inventory holds as far as this sync knows; each write of 1,000 keys is a server-side apply the
   // API server merges key by key, so one that would change nothing is not sent.
   let recorded = prior;
+  // The result of objects applied ahead of their wave (the inventory's Namespace), used when the wave comes.
+  const early = new Map<string, Applied>();
+  const applyCtx = {
+    api,
+    discovery,
+    ...(o.lastApplied ? { lastApplied: o.lastApplied } : {}),
+    inventoryId: inventory.id,
+    policy: s.inventoryPolicy,
+    dryRun: s.dryRun,
+    signal,
+  };
   if (write && !(prior && [...p.keys].every((k) => prior.has(k)))) {
+    const all = new Set([...(prior ?? []), ...p.keys]);
     try {
-      const all = new Set([...(prior ?? []), ...p.keys]);
       await writeInventory(api, inventory, all, FIELD_MANAGER, signal);
-      recorded = all;
     } catch (e) {
-      // Its namespace may be one this commit creates: written after the apply then.
       if (kubeApiStatus(e) !== 404) throw e;
+      // Its namespace is one this commit creates: as cli-utils' InvAddTask, that Namespace is applied first, then the
+      // inventory is written, then the rest. Only the Namespace is ever in the cluster before the inventory lists it,
+      // for the time of one request.
+      const ns = p.waves.flat().find((m) => m.object.apiVersion === 'v1' && m.object.kind === 'Namespace' && m.object.metadata.name === inventory.namespace);
+      if (!ns) throw e;
+      const a = await applyObject(ns, applyCtx);
+      if (signal?.aborted) throw signal.reason ?? new Error('Synchronization was canceled');
+      if (a.action === 'failed')
+        throw new VerdictError(
+          'VERDICT_KUBE_API',
+          `cannot create Namespace ${inventory.namespace} (${ns.source}#${ns.index}), where the inventory ConfigMap ${inventory.namespace}/${inventory.name} is kept: ${a.reason}`,
+          { cause: e },
+        );
+      early.set(idKey(idOf(ns.object)), a);
+      await writeInventory(api, inventory, all, FIELD_MANAGER, signal);
     }
+    recorded = all;
   }
   const failedKeys = new Set<string>();
   for (const wave of p.waves) {
     if (signal?.aborted) break;
     await refreshNewKinds(wave, discovery, s.dryRun === 'none' ? 20 : 1, signal);
     const known = await indexLive(api, discovery, wave, signal);
-    const applied = await inPool(
-      wave,
-      CONCURRENCY,
-      (m) =>
-        applyObject(m, {
-          api,
-          discovery,
-          known,
-          ...(o.lastApplied ? { lastApplied: o.lastApplied } : {}),
-          inventoryId: inventory.id,
-          policy: s.inventoryPolicy,
-          dryRun: s.dryRun,
-          signal,
-        }),
-      signal,
-    );
+    const applied = await inPool(wave, CONCURRENCY, async (m) => early.get(idKey(idOf(m.object))) ?? applyObject(m, { ...applyCtx, known }), signal);
     // Objects a cancelled pool never took have no result: the sync ends as cancelled below.
     if (signal?.aborted) break;
     const live = [];
