@@ -53,7 +53,7 @@ beforeAll(async () => {
   ({ server, config, token } = await startGitopsServer(dir, log, { agentConfig: configYaml('{}', 'id: group/app'), settings: { config_poll_interval: 100 } }));
   // The agent's configuration stream: the server records each commit it sends (the agent registry's config status).
   configCall = new AgentConfigurationClient(server.grpcAddress, grpc.credentials.createInsecure()).getConfiguration(
-    { commit_id: '', agent_meta: undefined },
+    { commit_id: '', agent_meta: undefined, invalid_in_stream: false },
     md(),
   );
   configCall.on('data', (r: ConfigurationResponse) => received.push(r.commit_id));

@@ -31,7 +31,7 @@ function configCall(target: string, token: string, version: string): Promise<grp
   md.set('authorization', `Bearer ${token}`);
   md.set('verdict-version', version);
   return new Promise((resolve) => {
-    const call = client.getConfiguration({ commit_id: '', agent_meta: undefined }, md);
+    const call = client.getConfiguration({ commit_id: '', agent_meta: undefined, invalid_in_stream: false }, md);
     call.on('data', () => call.cancel());
     call.on('error', (e: grpc.ServiceError) => {
       client.close();

@@ -165,7 +165,7 @@ describe('configuration stream', () => {
         const backoffs = lines.filter((l) => 'retry_in_ms' in l).map((l) => [l.msg, (l as { retry_in_ms?: number }).retry_in_ms]);
         calls.push({ commit: call.request.commit_id, backoffs });
         if (calls.length === 1) {
-          call.write({ commit_id: 'c1', config_json: '{}', files: [], agent_name: 'edge', warnings: [] });
+          call.write({ commit_id: 'c1', config_json: '{}', files: [], agent_name: 'edge', warnings: [], invalid_reason: '' });
           call.end();
         } else if (calls.length === 2) {
           call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'restarting' });
@@ -189,7 +189,8 @@ describe('configuration stream', () => {
     server.addService(AgentConfigurationService, {
       getConfiguration: (call: grpc.ServerWritableStream<ConfigurationRequest, ConfigurationResponse>) => {
         calls.push(call.request.commit_id);
-        if (call.request.commit_id !== 'c1') call.write({ commit_id: 'c1', config_json: '{}', files: [], agent_name: 'edge', warnings: [] });
+        if (call.request.commit_id !== 'c1')
+          call.write({ commit_id: 'c1', config_json: '{}', files: [], agent_name: 'edge', warnings: [], invalid_reason: '' });
         // The stream stays open, as the server's does.
       },
     });

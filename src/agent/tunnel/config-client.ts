@@ -24,10 +24,11 @@ export function isVersionRefusal(err: grpc.ServiceError): boolean {
 
 /**
  * Keeps a GetConfiguration stream open and hands every new configuration to
- * onConfig. On an error it backs off and reconnects, sending the last applied
- * commit so the server only sends something new: the agent keeps running its
- * last good configuration meanwhile. A clean end of the stream reconnects at
- * once, as the original does.
+ * onConfig. An invalid commit comes on the stream too: it is logged once and
+ * the last good configuration keeps running, with the stream still open for the
+ * fix. On an error it backs off and reconnects, sending the last applied commit
+ * so the server only sends something new. A clean end of the stream reconnects
+ * at once, as the original does.
  */
 export async function runConfigStream(
   tunnel: Tunnel,
@@ -41,6 +42,15 @@ export async function runConfigStream(
   // Operators watch the agent, so the server's findings in config.yaml are
   // logged here too, once per commit (a reconnect may bring the same commit).
   let warnedCommit = '';
+  // An invalid commit is logged once, however often a reconnect brings it again.
+  let invalidCommit = '';
+  const logInvalid = (fields: Record<string, unknown>) =>
+    log.error(
+      fields,
+      commitId
+        ? 'Config: the new configuration is invalid; keeping the last good configuration'
+        : 'Config: the configuration is invalid; fix it in the configuration project',
+    );
   try {
     await retryLoop(
       {
@@ -52,12 +62,8 @@ export async function runConfigStream(
           if (isVersionRefusal(err)) {
             log.error({ error: text, retry_in_ms: delay }, 'Refused by the server: agent and server versions differ');
           } else if (err.code === grpc.status.FAILED_PRECONDITION) {
-            log.error(
-              { error: text, retry_in_ms: delay },
-              commitId
-                ? 'Config: the new configuration is invalid; keeping the last good configuration'
-                : 'Config: the configuration is invalid; fix it in the configuration project',
-            );
+            // A server that does not report invalid commits on the stream ends it instead.
+            logInvalid({ error: text, retry_in_ms: delay });
           } else {
             log.error({ error: text, retry_in_ms: delay }, 'Config: failed to get configuration from the server');
           }
@@ -68,6 +74,7 @@ export async function runConfigStream(
           const call = client.getConfiguration(
             {
               commit_id: commitId,
+              invalid_in_stream: true,
               agent_meta: { version: VERSION, commit: '', pod_namespace: process.env.POD_NAMESPACE ?? '', pod_name: process.env.POD_NAME ?? '' },
             },
             tunnel.metadata(),
@@ -79,6 +86,11 @@ export async function runConfigStream(
           call.on('data', (msg: ConfigurationResponse) => {
             progress();
             queue = queue.then(async () => {
+              if (msg.invalid_reason) {
+                if (invalidCommit !== msg.commit_id) logInvalid({ commit_id: msg.commit_id, error: msg.invalid_reason });
+                invalidCommit = msg.commit_id;
+                return;
+              }
               let config: Record<string, unknown>;
               try {
                 config = JSON.parse(msg.config_json) as Record<string, unknown>;

@@ -40,7 +40,16 @@ export interface AgentMeta {
 export interface ConfigurationRequest {
   /** Commit the agent already runs; the server does not resend it. */
   commit_id: string;
-  agent_meta: AgentMeta | undefined;
+  agent_meta:
+    | AgentMeta
+    | undefined;
+  /**
+   * The agent understands ConfigurationResponse.invalid_reason: the server
+   * reports an invalid commit on the stream and keeps it open. A server that
+   * does not know this field ignores it and ends the stream with
+   * FAILED_PRECONDITION, which the agent handles as well.
+   */
+  invalid_in_stream: boolean;
 }
 
 export interface ConfigurationResponse {
@@ -55,6 +64,12 @@ export interface ConfigurationResponse {
    * Verdict does not use, unknown keys), so the agent's log shows it too.
    */
   warnings: ConfigWarning[];
+  /**
+   * Set, to why, when the configuration at commit_id does not validate; then
+   * config_json, files and warnings are empty and the agent keeps its last
+   * good configuration. Sent only to an agent that set invalid_in_stream.
+   */
+  invalid_reason: string;
 }
 
 /** One finding in a configuration file: `file:line: path: message`. */
@@ -170,7 +185,7 @@ export const AgentMeta: MessageFns<AgentMeta> = {
 };
 
 function createBaseConfigurationRequest(): ConfigurationRequest {
-  return { commit_id: "", agent_meta: undefined };
+  return { commit_id: "", agent_meta: undefined, invalid_in_stream: false };
 }
 
 export const ConfigurationRequest: MessageFns<ConfigurationRequest> = {
@@ -180,6 +195,9 @@ export const ConfigurationRequest: MessageFns<ConfigurationRequest> = {
     }
     if (message.agent_meta !== undefined) {
       AgentMeta.encode(message.agent_meta, writer.uint32(18).fork()).join();
+    }
+    if (message.invalid_in_stream !== false) {
+      writer.uint32(24).bool(message.invalid_in_stream);
     }
     return writer;
   },
@@ -213,6 +231,14 @@ export const ConfigurationRequest: MessageFns<ConfigurationRequest> = {
             message.agent_meta = AgentMeta.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.invalid_in_stream = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -227,7 +253,7 @@ export const ConfigurationRequest: MessageFns<ConfigurationRequest> = {
 };
 
 function createBaseConfigurationResponse(): ConfigurationResponse {
-  return { commit_id: "", config_json: "", files: [], agent_name: "", warnings: [] };
+  return { commit_id: "", config_json: "", files: [], agent_name: "", warnings: [], invalid_reason: "" };
 }
 
 export const ConfigurationResponse: MessageFns<ConfigurationResponse> = {
@@ -246,6 +272,9 @@ export const ConfigurationResponse: MessageFns<ConfigurationResponse> = {
     }
     for (const v of message.warnings) {
       ConfigWarning.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.invalid_reason !== "") {
+      writer.uint32(50).string(message.invalid_reason);
     }
     return writer;
   },
@@ -301,6 +330,14 @@ export const ConfigurationResponse: MessageFns<ConfigurationResponse> = {
             }
 
             message.warnings.push(ConfigWarning.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.invalid_reason = reader.string();
             continue;
           }
         }
@@ -639,8 +676,12 @@ export const AgentConfigurationService = {
   /**
    * Streams the agent's configuration. The server sends a message only when the
    * configuration project has a new commit: modules see the latest value only.
-   * A configuration that does not validate ends the stream with
-   * FAILED_PRECONDITION naming the file, the path in the document and the line.
+   * A commit whose configuration does not validate is reported on the open
+   * stream (ConfigurationResponse.invalid_reason, naming the file, the path in
+   * the document and the line) to an agent that asks for it with
+   * ConfigurationRequest.invalid_in_stream, so the next commit reaches it at
+   * once; an agent that does not ask (an older one) has the stream ended with
+   * FAILED_PRECONDITION and the same text instead, and reconnects with backoff.
    */
   getConfiguration: {
     path: "/verdict.agent.v1.AgentConfiguration/GetConfiguration" as const,
@@ -658,8 +699,12 @@ export interface AgentConfigurationServer extends UntypedServiceImplementation {
   /**
    * Streams the agent's configuration. The server sends a message only when the
    * configuration project has a new commit: modules see the latest value only.
-   * A configuration that does not validate ends the stream with
-   * FAILED_PRECONDITION naming the file, the path in the document and the line.
+   * A commit whose configuration does not validate is reported on the open
+   * stream (ConfigurationResponse.invalid_reason, naming the file, the path in
+   * the document and the line) to an agent that asks for it with
+   * ConfigurationRequest.invalid_in_stream, so the next commit reaches it at
+   * once; an agent that does not ask (an older one) has the stream ended with
+   * FAILED_PRECONDITION and the same text instead, and reconnects with backoff.
    */
   getConfiguration: handleServerStreamingCall<ConfigurationRequest, ConfigurationResponse>;
 }
@@ -668,8 +713,12 @@ export interface AgentConfigurationClient extends Client {
   /**
    * Streams the agent's configuration. The server sends a message only when the
    * configuration project has a new commit: modules see the latest value only.
-   * A configuration that does not validate ends the stream with
-   * FAILED_PRECONDITION naming the file, the path in the document and the line.
+   * A commit whose configuration does not validate is reported on the open
+   * stream (ConfigurationResponse.invalid_reason, naming the file, the path in
+   * the document and the line) to an agent that asks for it with
+   * ConfigurationRequest.invalid_in_stream, so the next commit reaches it at
+   * once; an agent that does not ask (an older one) has the stream ended with
+   * FAILED_PRECONDITION and the same text instead, and reconnects with backoff.
    */
   getConfiguration(
     request: ConfigurationRequest,

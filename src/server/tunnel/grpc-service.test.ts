@@ -277,7 +277,7 @@ describe('GetConfiguration', () => {
 /** One GetConfiguration call: the commits it got until the first one (then cancelled), or the error that ended it. */
 function getConfiguration(target: string, token: string): Promise<{ commits: string[]; error?: grpc.ServiceError }> {
   const client = new AgentConfigurationClient(target, grpc.credentials.createInsecure());
-  const call = client.getConfiguration({ commit_id: '', agent_meta: undefined }, md(token));
+  const call = client.getConfiguration({ commit_id: '', agent_meta: undefined, invalid_in_stream: false }, md(token));
   const commits: string[] = [];
   return new Promise((resolve) => {
     call.on('data', (r: ConfigurationResponse) => {

@@ -245,6 +245,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
       connectedStreams.inc({ rpc: 'GetConfiguration' });
       let sent = call.request.commit_id;
       let failedCommit = '';
+      const reportsInStream = call.request.invalid_in_stream;
       let closed = false;
       // Commits are handled one at a time, in order: latest value wins.
       let chain = Promise.resolve();
@@ -266,6 +267,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
               files: loaded.files,
               agent_name: agent.name,
               warnings: loaded.warnings,
+              invalid_reason: '',
             });
             sent = commit;
             log.info({ commit_id: commit, warnings: loaded.warnings.length }, 'Config: sent configuration to agent');
@@ -275,6 +277,13 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
             if (running) return;
             if (failedCommit !== commit) log.error({ commit_id: commit, error: details }, 'Config: invalid configuration; the agent keeps its last good one');
             failedCommit = commit;
+            if (reportsInStream && e instanceof ConfigError) {
+              // The stream stays open, so the fix reaches the agent with the next poll, not after its backoff.
+              // Anything else (git failing) ends it as before: the agent's reconnect is the retry.
+              call.write({ commit_id: commit, config_json: '', files: [], agent_name: agent.name, warnings: [], invalid_reason: details });
+              return;
+            }
+            // An agent that does not know invalid_reason (an older one) learns it from the stream's end.
             cleanup();
             call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details });
           }
