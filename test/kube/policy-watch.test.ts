@@ -69,16 +69,32 @@ async function serviceAccountToken(ns: string, name: string): Promise<string> {
 }
 
 describe('policy watch against a real API server', () => {
-  it('a missing CRD (no Cilium) does not hold back NetworkPolicies; once the CRDs are installed their policies arrive', async () => {
+  it('a missing CRD (no Cilium) does not hold back NetworkPolicies, is warned of once per kind and looked for again quietly; once the CRDs are installed their policies arrive', async () => {
     await apply(kube, knp('db-closed', 'db', 'db'));
-    const w = started(watch(kube.kubeconfig));
+    const w = started(watch(kube.kubeconfig, { missingKindRecheckMs: 1000 }));
     expect(await w.watcher.waitReady(10_000)).toBe(true);
     expect(w.blame(toDb)).toEqual(['db/db-closed']);
-    expect(w.logs.some((l) => l.msg.startsWith('CiliumNetworkPolicy is not served by this API server'))).toBe(true);
+    // Several rechecks of both Cilium kinds, at debug.
+    const rechecks = (kind: string) => w.logs.filter((l) => l.level === 'debug' && l.msg.startsWith(`${kind} is still not served`)).length;
+    await until(
+      () => (rechecks('CiliumNetworkPolicy') >= 3 && rechecks('CiliumClusterwideNetworkPolicy') >= 3) || undefined,
+      'three quiet rechecks of each kind',
+    );
+    const warned = w.logs.filter((l) => l.level === 'warn' || l.level === 'error').map((l) => l.msg);
+    const advice = (kind: string) =>
+      `${kind} is not served by this API server (CRD not installed); Kubernetes NetworkPolicies are still followed. For ${kind} policies install Cilium, whose operator installs its CRDs, or apply the CRD from https://github.com/cilium/cilium/tree/main/pkg/k8s/apis/cilium.io/client/crds/v2; checking again every 1 s without logging until it appears`;
+    expect(warned.sort()).toEqual([advice('CiliumClusterwideNetworkPolicy'), advice('CiliumNetworkPolicy')]);
     await installCrds(kube);
     await apply(kube, cnp('web-80', 'shop', 'web', ['80']));
-    // The watcher looks for the CRD again within its (test-short) backoff.
+    // The watcher looks for the CRD again within its (test-short) recheck interval.
     await attributed(w, toWeb(8080), ['shop/web-80'], 'CNP after the CRD was installed');
+    const appeared = () =>
+      w.logs
+        .filter((l) => l.level === 'info' && / is served by this API server now \(its CRD was installed\); following its policies$/.test(l.msg))
+        .map((l) => l.msg.split(' ')[0])
+        .sort();
+    await until(() => (appeared().length === 2 ? true : undefined), 'an info line for each kind that appeared');
+    expect(appeared()).toEqual(['CiliumClusterwideNetworkPolicy', 'CiliumNetworkPolicy']);
     await w.stop();
   });
 

@@ -3,7 +3,7 @@ import { request as httpsRequest } from 'node:https';
 import type { KubeConnection } from '../../agent/kubernetes/connection.js';
 import { kubeApiError, kubeApiStatus } from '../../agent/kubernetes/errors.js';
 import { InFlight } from '../../agent/kubernetes/in-flight.js';
-import type { BackoffOptions } from '../../shared/retry/backoff.js';
+import { sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import { parsePolicyObject, type PolicyLoadError } from './policy/parse.js';
 import { policyId, type Policy, type PolicyKind } from './policy/policy.js';
@@ -78,7 +78,16 @@ export interface PolicyWatchOptions {
    * bookmark at least a minute apart and 2 s before the timeout).
    */
   idleTimeoutMs?: number;
+  /**
+   * How often a kind the API server does not serve (its CRD is not installed) is looked
+   * for again, at least (default 5 min): on a cluster without Cilium that is the normal
+   * state, not a fault to retry quickly.
+   */
+  missingKindRecheckMs?: number;
 }
+
+/** Where Cilium's CRDs are, for a cluster that wants Cilium policies without the operator installing them. */
+const CILIUM_CRDS = 'https://github.com/cilium/cilium/tree/main/pkg/k8s/apis/cilium.io/client/crds/v2';
 
 interface Stream {
   resource: Resource;
@@ -87,6 +96,8 @@ interface Stream {
   items: Map<string, { policy?: Policy; error?: PolicyLoadError }>;
   listed: boolean;
   resourceVersion: string;
+  /** The API server answered 404 for the kind (no CRD): looked for again at the longer interval. */
+  missing: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -112,6 +123,8 @@ export class PolicyWatcher {
   /** Why a response was cut by the idle timeout: its stream itself only says "aborted". */
   private readonly idle = new WeakMap<IncomingMessage, Error>();
   private timer: NodeJS.Timeout | undefined;
+  /** Kinds whose absence was logged: once per kind, however many streams (namespaces) and rechecks. */
+  private readonly missingKinds = new Set<PolicyKind>();
   private readyResolve!: () => void;
   private emitted = false;
   /** Resolves once every resource has been listed (or found missing) and the first snapshot delivered. */
@@ -127,7 +140,7 @@ export class PolicyWatcher {
       const nss = resource.namespaced && opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : [null];
       for (const ns of nss) {
         const path = ns === null ? `${resource.group}/${resource.plural}` : `${resource.group}/namespaces/${encodeURIComponent(ns)}/${resource.plural}`;
-        this.streams.push({ resource, namespace: ns, path, items: new Map(), listed: false, resourceVersion: '' });
+        this.streams.push({ resource, namespace: ns, path, items: new Map(), listed: false, resourceVersion: '', missing: false });
       }
     }
   }
@@ -217,13 +230,11 @@ export class PolicyWatcher {
       {
         backoff: this.opts.backoff ?? { initialMs: 1000, maxMs: 60_000, jitter: true, resetAfterMs: 600_000 },
         signal,
+        sleep: (delay, sig) => sleep(s.missing ? Math.max(delay, this.missingRecheckMs) : delay, sig).then(() => {}),
         onBackoff: (delay, e) => {
           if (e === undefined) return;
           if (kubeApiStatus(e) === 404) {
-            this.log.warn(
-              { resource: s.path, retry_ms: delay },
-              `${s.resource.kind} is not served by this API server (CRD not installed?); checking again later`,
-            );
+            this.logMissing(s, delay);
             return;
           }
           const hint =
@@ -262,6 +273,7 @@ export class PolicyWatcher {
           if (kubeApiStatus(e) === 401) this.opts.connection.credentialsRejected?.();
           if (kubeApiStatus(e) === 404) {
             // The CRD is not installed (no Cilium): nothing to watch now; look again later.
+            s.missing = true;
             const had = s.items.size > 0;
             s.items = new Map();
             if (!s.listed || had) {
@@ -272,6 +284,29 @@ export class PolicyWatcher {
           throw e;
         }
       },
+    );
+  }
+
+  private get missingRecheckMs(): number {
+    return this.opts.missingKindRecheckMs ?? 5 * 60_000;
+  }
+
+  /**
+   * A kind the API server does not serve: a warning the first time for the kind, then debug, since on a
+   * cluster with Kubernetes NetworkPolicies only (no Cilium) this is how it stays.
+   */
+  private logMissing(s: Stream, delay: number): void {
+    const kind = s.resource.kind;
+    const retryMs = Math.max(delay, this.missingRecheckMs);
+    if (this.missingKinds.has(kind)) {
+      this.log.debug?.({ resource: s.path, retry_ms: retryMs }, `${kind} is still not served by this API server; checking again later`);
+      return;
+    }
+    this.missingKinds.add(kind);
+    const others = this.streams.some((o) => o.resource.kind === 'NetworkPolicy') && kind !== 'NetworkPolicy' ? 'Kubernetes NetworkPolicies' : 'the other kinds';
+    this.log.warn(
+      { resource: s.path, retry_ms: retryMs },
+      `${kind} is not served by this API server (CRD not installed); ${others} are still followed. For ${kind} policies install Cilium, whose operator installs its CRDs, or apply the CRD from ${CILIUM_CRDS}; checking again every ${Math.round(this.missingRecheckMs / 1000)} s without logging until it appears`,
     );
   }
 
@@ -309,6 +344,11 @@ export class PolicyWatcher {
       throw e;
     }
     s.listed = true;
+    if (s.missing) {
+      s.missing = false;
+      if (this.missingKinds.delete(s.resource.kind))
+        this.log.info({ resource: s.path }, `${s.resource.kind} is served by this API server now (its CRD was installed); following its policies`);
+    }
     this.log.info({ resource: s.path, count: items.size, resource_version: s.resourceVersion }, 'Listed network policies');
   }
 
