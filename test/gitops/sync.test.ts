@@ -178,7 +178,7 @@ spec:
         object: 'ConfigMap (unnamed)',
         source: 'bad.yaml#2',
         action: 'failed',
-        reason: 'invalid object: "___ConfigMap": metadata.name: Required value: name is required',
+        reason: 'invalid object: ConfigMap (unnamed) in bad.yaml (document 2): metadata.name: Required value: name is required',
       },
       {
         object: 'nope.example.com/HelmRelease hr',
@@ -187,6 +187,31 @@ spec:
         reason: 'no matches for kind "HelmRelease" in version "nope.example.com/v1"',
       },
     ]);
+  });
+
+  it('names an invalid object as written, and records neither it nor one the API server refused; one recorded before stays', async () => {
+    // A data key the API server refuses (422 Invalid).
+    const r = await sync('unrecorded', {
+      'bad.yaml': cm('Bad_Name', { a: '1' }),
+      'ok.yaml': cm('recorded', { a: '1' }),
+      'key.yaml': cm('bad-key', { 'a b': '1' }),
+    });
+    expect(r.objects.filter((o) => o.action === 'failed')).toEqual([
+      {
+        object: 'ConfigMap Bad_Name',
+        source: 'bad.yaml#1',
+        action: 'failed',
+        reason: 'invalid object: ConfigMap Bad_Name in bad.yaml (document 1): metadata.name: Invalid value: "Bad_Name": must be a lowercase RFC 1123 subdomain',
+      },
+      { object: 'ConfigMap default/bad-key', source: 'key.yaml#1', action: 'failed', reason: expect.stringMatching(/^Invalid: .*a valid config key/) },
+    ]);
+    const inventory = async () => Object.keys((await get('configmap inventory-edge-unrecorded -n default'))?.data ?? {}).sort();
+    expect(await inventory()).toEqual(['default_recorded__ConfigMap']);
+    // An object the inventory held that turns invalid keeps its place (as cli-utils'), and its live object stays.
+    const again = await sync('unrecorded', { 'ok.yaml': cm('recorded', { a: '1' }).replace('"1"', '1') });
+    expect(again.objects).toMatchObject([{ object: 'ConfigMap recorded', action: 'failed' }]);
+    expect(await inventory()).toEqual(['default_recorded__ConfigMap']);
+    expect((await get('configmap recorded -n default'))?.data).toEqual({ a: '1' });
   });
 
   it('fails the whole commit on a file that does not parse, naming file and line, and touches nothing', async () => {

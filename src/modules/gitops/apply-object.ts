@@ -21,6 +21,8 @@ export interface Applied {
   /** The object as the API server answered (undefined for client dry-run and failures). */
   live?: KubeObject;
   reason?: string;
+  /** A failure that wrote nothing: refused before sending (no such kind, the inventory policy) or by the API server (a 4xx). */
+  unwritten?: boolean;
 }
 
 export interface ApplyContext {
@@ -59,7 +61,7 @@ export function reasonOf(e: unknown): string {
 export async function applyObject(m: ManifestObject, ctx: ApplyContext): Promise<Applied> {
   const o = m.object;
   const info = ctx.discovery.lookup(o.apiVersion, o.kind);
-  if (!info) return { action: 'failed', reason: `no matches for kind ${JSON.stringify(o.kind)} in version ${JSON.stringify(o.apiVersion)}` };
+  if (!info) return { action: 'failed', unwritten: true, reason: `no matches for kind ${JSON.stringify(o.kind)} in version ${JSON.stringify(o.apiVersion)}` };
   const ns = o.metadata.namespace ?? '';
   const path = objectPath(info, ns, o.metadata.name);
   try {
@@ -76,7 +78,7 @@ export async function applyObject(m: ManifestObject, ctx: ApplyContext): Promise
       }
     }
     const refusal = live ? applyRefusal(ctx.policy, ctx.inventoryId, live.owner) : undefined;
-    if (refusal) return { action: 'failed', reason: refusal };
+    if (refusal) return { action: 'failed', unwritten: true, reason: refusal };
     if (ctx.dryRun === 'client') return { action: live ? 'configured' : 'created' };
     const key = idKey(idOf(o));
     const body: KubeObject = {
@@ -100,6 +102,9 @@ export async function applyObject(m: ManifestObject, ctx: ApplyContext): Promise
     return { action, live: r.body };
   } catch (e) {
     if (ctx.signal?.aborted) throw e;
-    return { action: 'failed', reason: reasonOf(e) };
+    // A 4xx is a refusal, nothing written; an answer that never came (a timeout, a 5xx) may follow a write.
+    const status = kubeApiStatus(e) ?? 0;
+    const refused = status >= 400 && status < 500 && status !== 408;
+    return { action: 'failed', reason: reasonOf(e), ...(refused ? { unwritten: true } : {}) };
   }
 }

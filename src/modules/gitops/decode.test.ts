@@ -68,23 +68,29 @@ describe('decodeFiles', () => {
       [
         'values.yaml',
         'object (unnamed)',
-        'invalid object: "___": apiVersion: Required value: apiVersion is required (a Helm file: Helm is not run, manifests are applied as they are: commit the output of `helm template` instead, or leave the chart out of paths[].glob)',
+        'invalid object: object (unnamed) in values.yaml (document 1): apiVersion: Required value: apiVersion is required (a Helm file: Helm is not run, manifests are applied as they are: commit the output of `helm template` instead, or leave the chart out of paths[].glob)',
       ],
       [
         'workflow.yaml',
         'object (unnamed)',
-        'invalid object: "___": apiVersion: Required value: apiVersion is required (not a Kubernetes object: if the file is not a manifest, leave it out of paths[].glob)',
+        'invalid object: object (unnamed) in workflow.yaml (document 1): apiVersion: Required value: apiVersion is required (not a Kubernetes object: if the file is not a manifest, leave it out of paths[].glob)',
       ],
-      ['n.yaml', 'ConfigMap (unnamed)', 'invalid object: "___ConfigMap": metadata.name: Invalid value: 2048: must be a string (quote it in the manifest)'],
+      [
+        'n.yaml',
+        'ConfigMap (unnamed)',
+        'invalid object: ConfigMap (unnamed) in n.yaml (document 1): metadata.name: Invalid value: 2048: must be a string (quote it in the manifest)',
+      ],
       [
         'chart/Chart.yaml',
         'object (unnamed)',
-        expect.stringMatching(/^invalid object: "___": kind: Required value: kind is required \(a Helm file: .*`helm template`/),
+        expect.stringMatching(
+          /^invalid object: object \(unnamed\) in chart\/Chart\.yaml \(document 1\): kind: Required value: kind is required \(a Helm file: .*`helm template`/,
+        ),
       ],
       [
         'k/kustomization.yaml',
         'Kustomization (unnamed)',
-        'invalid object: "__kustomize.config.k8s.io_Kustomization": metadata.name: Required value: name is required (a kustomize file: kustomize is not run, manifests are applied as they are: commit the output of `kustomize build` instead, or leave the file out of paths[].glob)',
+        'invalid object: Kustomization (unnamed) in k/kustomization.yaml (document 1): metadata.name: Required value: name is required (a kustomize file: kustomize is not run, manifests are applied as they are: commit the output of `kustomize build` instead, or leave the file out of paths[].glob)',
       ],
     ]);
   });
@@ -100,13 +106,13 @@ describe('decodeFiles', () => {
     expect(d.invalid.map((i) => [i.object, i.message])).toEqual([
       [
         'batch/Job j',
-        'invalid object: "_j_batch_Job": metadata.annotations.helm.sh/hook-weight: Invalid value: -2: must be a string (quote it in the manifest)',
+        'invalid object: batch/Job j in a.yaml (document 1): metadata.annotations.helm.sh/hook-weight: Invalid value: -2: must be a string (quote it in the manifest)',
       ],
-      ['ConfigMap c', 'invalid object: "_c__ConfigMap": data.ENABLED: Invalid value: true: must be a string (quote it in the manifest)'],
+      ['ConfigMap c', 'invalid object: ConfigMap c in c.yaml (document 1): data.ENABLED: Invalid value: true: must be a string (quote it in the manifest)'],
       // All of an object's values at once, aggregated as the API server's field errors are.
       [
         'ConfigMap l',
-        'invalid object: "_l__ConfigMap": [metadata.labels.version: Invalid value: 2: must be a string (quote it in the manifest), metadata.labels.enabled: Invalid value: true: must be a string (quote it in the manifest), data.PORT: Invalid value: 8080: must be a string (quote it in the manifest)]',
+        'invalid object: ConfigMap l in l.yaml (document 1): [metadata.labels.version: Invalid value: 2: must be a string (quote it in the manifest), metadata.labels.enabled: Invalid value: true: must be a string (quote it in the manifest), data.PORT: Invalid value: 8080: must be a string (quote it in the manifest)]',
       ],
     ]);
   });

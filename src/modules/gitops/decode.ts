@@ -6,7 +6,7 @@ import { describeId, idKey, idOf, type KubeObject, type ManifestObject } from '.
 // kubectl's decoder reads manifests), JSON, and `List` kinds flattened.
 // A file that does not parse fails the whole commit: what it meant to hold is
 // unknown, so nothing may be pruned for it. An object that parses but is not
-// a valid object is reported with the original's ValidationError text and
+// a valid object is reported with the original's ValidationError cause and
 // skipped, and the rest are applied (cli-utils' SkipInvalid).
 
 export interface ManifestFile {
@@ -19,7 +19,7 @@ export interface InvalidObject {
   object: string;
   source: string;
   index: number;
-  /** cli-utils' ValidationError text: `invalid object: "<ns>_<name>_<group>_<kind>": <cause>`. */
+  /** cli-utils' ValidationError cause, the object named as people write it: `invalid object: ConfigMap shop/web in <file> (document <n>): <cause>`. */
   message: string;
   /** Its inventory key when it has one, so its live object is not pruned meanwhile. */
   key?: string;
@@ -127,7 +127,7 @@ export function decodeFiles(files: readonly ManifestFile[]): Decoded {
             object,
             source: f.source,
             index,
-            message: `invalid object: ${JSON.stringify(idKey(id))}: ${why}${toolHint(f.source, o)}`,
+            message: `invalid object: ${object} in ${f.source} (document ${index}): ${why}${toolHint(f.source, o)}`,
             ...(id.name ? { key: idKey(id) } : {}),
           });
           continue;

@@ -13,6 +13,8 @@ export interface Plan {
   invalid: InvalidObject[];
   /** Keys of every object the commit holds, valid or not: none of them is pruned. */
   keys: Set<string>;
+  /** Keys of the objects a sync applies (the valid ones): recorded in the inventory before they are. */
+  applying: Set<string>;
 }
 
 export async function plan(files: readonly ManifestFile[], defaultNamespace: string, discovery: Discovery, signal?: AbortSignal): Promise<Plan> {
@@ -48,7 +50,8 @@ export async function plan(files: readonly ManifestFile[], defaultNamespace: str
     objects.push(m);
   }
   const unique = dedupe(objects);
-  const keys = new Set(unique.map((m) => idKey(idOf(m.object))));
+  const applying = new Set(unique.map((m) => idKey(idOf(m.object))));
+  const keys = new Set(applying);
   for (const i of invalid) {
     if (!i.key) continue;
     // Its scope may be unknown: protect the live object under either identity.
@@ -56,5 +59,5 @@ export async function plan(files: readonly ManifestFile[], defaultNamespace: str
     const id = parseIdKey(i.key);
     if (id && !id.namespace) keys.add(idKey({ ...id, namespace: defaultNamespace }));
   }
-  return { waves: orderWaves(unique), invalid, keys };
+  return { waves: orderWaves(unique), invalid, keys, applying };
 }

@@ -92,8 +92,8 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
     dryRun: s.dryRun,
     signal,
   };
-  if (write && !(prior && [...p.keys].every((k) => prior.has(k)))) {
-    const all = new Set([...(prior ?? []), ...p.keys]);
+  if (write && !(prior && [...p.applying].every((k) => prior.has(k)))) {
+    const all = new Set([...(prior ?? []), ...p.applying]);
     try {
       await writeInventory(api, inventory, all, FIELD_MANAGER, signal);
     } catch (e) {
@@ -116,7 +116,7 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
     }
     recorded = all;
   }
-  const failedKeys = new Set<string>();
+  const unwritten = new Set<string>();
   for (const wave of p.waves) {
     if (signal?.aborted) break;
     await refreshNewKinds(wave, discovery, s.dryRun === 'none' ? 20 : 1, signal);
@@ -129,7 +129,7 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
       const m = wave[i]!;
       const a: Applied = applied[i]!;
       const key = idKey(idOf(m.object));
-      if (a.action === 'failed') failedKeys.add(key);
+      if (a.unwritten) unwritten.add(key);
       results.push({ object: describeId(idOf(m.object)), source: `${m.source}#${m.index}`, action: a.action, ...(a.reason ? { reason: a.reason } : {}) });
       if (a.live && s.dryRun === 'none') live.push(a.live);
     }
@@ -147,7 +147,10 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
   }
   if (signal?.aborted) throw signal.reason ?? new Error('Synchronization was canceled');
 
-  let keep = new Set(p.keys);
+  // As cli-utils' InvSetTask: what was applied, and of what failed, was skipped or is invalid (its live object not
+  // pruned meanwhile), what the inventory held already; an object nothing was written for is not recorded anew.
+  let keep = new Set([...p.applying].filter((k) => !unwritten.has(k)));
+  for (const k of p.keys) if (prior?.has(k)) keep.add(k);
   if (s.prune && prior) {
     const gone = [...prior].filter((k) => !p.keys.has(k));
     const outcomes = await prune(gone, {
@@ -166,7 +169,7 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
     }
   } else if (prior) {
     // Without pruning, what the inventory held stays ours.
-    keep = new Set([...prior, ...p.keys]);
+    keep = new Set([...prior, ...keep]);
   }
   // Objects another inventory owns (refused by the policy) are not ours to record.
   for (const r of results)
