@@ -3,7 +3,8 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { main } from './cli.js';
 import { JobTokens } from './modules/ci-access/job-tokens.js';
 import { flowJson, pod } from './modules/cilium/policy/testing.js';
 import { openServerDb } from './server/store/server-db.js';
@@ -76,5 +77,26 @@ describe('verdict with its output piped into a reader that closes early', () => 
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^\[\{"id":\d+,"project":"group\/project-0",/);
+  });
+});
+
+describe('verdict with an unknown command', () => {
+  const stderrOf = async (argv: string[]) => {
+    let err = '';
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      err += String(chunk);
+      return true;
+    });
+    try {
+      return { code: await main(argv), first: err.split('\n')[0] };
+    } finally {
+      spy.mockRestore();
+    }
+  };
+
+  it('names the command meant when it is a near miss (the same rule as the config typo hints), then the help; exit 2', async () => {
+    expect(await stderrOf(['agnet'])).toEqual({ code: 2, first: 'verdict: unknown command "agnet" (did you mean "agent"?)' });
+    expect(await stderrOf(['kubconfig', '--ci-token', 'x'])).toEqual({ code: 2, first: 'verdict: unknown command "kubconfig" (did you mean "kubeconfig"?)' });
+    expect(await stderrOf(['frobnicate'])).toEqual({ code: 2, first: 'verdict: unknown command "frobnicate"' });
   });
 });

@@ -1,6 +1,7 @@
 import { createRootLogger } from './shared/log/logger.js';
 import { VERSION } from './shared/version.js';
 import { isVerdictError } from './shared/errors.js';
+import { nearMiss } from './shared/near-miss.js';
 
 // `verdict <command>`: each command lives in src/cli/<command>.ts and is loaded
 // only when used, so `verdict replay` does not pay for the server's imports.
@@ -62,7 +63,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const cmd = COMMANDS[name];
   if (!cmd) {
-    process.stderr.write(`verdict: unknown command "${name}"\n\n${help()}`);
+    const meant = nearMiss(name, [...Object.keys(COMMANDS), 'version']);
+    process.stderr.write(`verdict: unknown command "${name}"${meant ? ` (did you mean "${meant}"?)` : ''}\n\n${help()}`);
     return 2;
   }
   try {

@@ -226,7 +226,13 @@ describe('keys Verdict uses stay errors with file, path and line', () => {
     [
       'a mapping where a block belongs',
       'cilium: [a]\n',
-      '1: cilium: must be a mapping with keys such as hubble_relay_address, policies, alert_namespaces, alert_clusterwide, …',
+      '1: cilium: must be a mapping with keys such as hubble_relay_address, policies, alert_namespaces, alert_clusterwide, cluster_name, …',
+    ],
+    // The keys Verdict acts on, not the GitLab agent's that it ignores (user_access, starboard, …).
+    [
+      'a list as the whole file',
+      '- cilium:\n    hubble_relay_address: relay:80\n',
+      '1: : must be a mapping with keys such as observability, cilium, falco, gitops, ci_access, …',
     ],
     [
       'access_as as a word',

@@ -2,6 +2,7 @@ import { type Alias, Document, isAlias, isMap, isScalar, isSeq, LineCounter, par
 import { daysOrWeeksHint, durationMs } from './duration.js';
 import { VerdictError } from '../errors.js';
 import { expandAliases } from './yaml-aliases.js';
+import { nearMiss } from '../near-miss.js';
 
 // A small validator for YAML configuration that reports every problem with the
 // file, the path inside the document and the line, because "invalid config"
@@ -315,14 +316,21 @@ export function field<T>(v: Validator<T>, opts: { required?: boolean; default?: 
  * version's key is still a warning, a misspelt restriction refuses the file.
  *
  * `example`: the mapping as it is written, shown when something else is given.
+ *
+ * `foreign`: keys of another program's file that people bring along (the GitLab KAS's server config), as
+ * dotted paths from this mapping, each with what to write here instead, and what that file is; an unknown
+ * key names those of its paths that the file has (or its own entry), rather than a plain "unknown key".
  */
 export const obj =
-  <S extends Shape>(shape: S, opts: { open?: boolean; misspeltIsError?: string; example?: string } = {}): Validator<Out<S>> =>
+  <S extends Shape>(
+    shape: S,
+    opts: { open?: boolean; misspeltIsError?: string; example?: string; foreign?: { from: string; keys: Record<string, string> } } = {},
+  ): Validator<Out<S>> =>
   (node, path, ctx, key) => {
     if (isNull(node)) {
       node = undefined;
     } else if (!isMap(node)) {
-      return reportIssue(ctx, node, path, mappingExpected(node, path, Object.keys(shape), opts.example));
+      return reportIssue(ctx, node, path, mappingExpected(node, path, keysUsedFirst(shape), opts.example));
     }
     const seen = new Map<string, { value: Node; key: Node }>();
     if (node) {
@@ -331,8 +339,9 @@ export const obj =
         seen.set(k, { value: pair.value as Node, key: pair.key as Node });
         if (k in shape) continue;
         const p = path ? `${path}.${k}` : k;
-        const meant = nearMiss(k, Object.keys(shape));
-        const hint = meant === undefined ? '' : ` (did you mean "${meant}"?)`;
+        const instead = opts.foreign ? foreignHint(k, pair.value as Node | null, opts.foreign) : undefined;
+        const meant = instead === undefined ? nearMiss(k, Object.keys(shape)) : undefined;
+        const hint = instead !== undefined ? `; ${opts.foreign!.from}: ${instead}` : meant === undefined ? '' : ` (did you mean "${meant}"?)`;
         if (meant !== undefined && opts.misspeltIsError !== undefined) {
           reportIssue(ctx, pair.key as Node, p, `unknown key; rename it to ${meant}: ${opts.misspeltIsError}`);
         } else if (opts.open || ctx.unusedRoot !== undefined) {
@@ -384,38 +393,35 @@ export const obj =
 /** wrongType for a mapping, naming its keys when there is no example (an empty one is `{}`). */
 function mappingExpected(node: Node | null | undefined, path: string, keys: string[], example?: string): string {
   if (example || keys.length === 0) return wrongType(node, path, 'a mapping', example ?? `${keyName(path) ? `${keyName(path)}: ` : ''}{}`);
-  return `must be a mapping with keys such as ${keys.slice(0, 4).join(', ')}${keys.length > 4 ? ', …' : ''}`;
+  return `must be a mapping with keys such as ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', …' : ''}`;
 }
 
 /**
- * The known key a key is a near-miss of, if any: one edit away for short
- * keys, two for longer ones (a swap of two letters is one edit).
+ * What to write instead of a foreign key `k` (value `value`): the foreign paths under it that the file
+ * has, each with its equivalent, else the entry of `k` itself; undefined when `k` is not foreign.
  */
-function nearMiss(key: string, known: readonly string[]): string | undefined {
-  const lower = key.toLowerCase();
-  let best: string | undefined;
-  let bestD = lower.length <= 4 ? 2 : 3;
-  for (const k of known) {
-    const d = editDistance(lower, k);
-    if (d < bestD) {
-      bestD = d;
-      best = k;
+function foreignHint(k: string, value: Node | null, foreign: { keys: Record<string, string> }): string | undefined {
+  const has = (rest: string[]): boolean => {
+    let n: unknown = value;
+    for (const part of rest) {
+      if (!isMap(n)) return false;
+      n = n.get(part, true);
+      if (n === undefined) return false;
     }
-  }
-  return best;
+    return true;
+  };
+  const found = Object.entries(foreign.keys)
+    .filter(([p]) => p.startsWith(`${k}.`) && has(p.split('.').slice(1)))
+    .map(([p, v]) => `instead of ${p}, write ${v}`);
+  if (found.length > 0) return found.join('; ');
+  return foreign.keys[k];
 }
 
-/** Levenshtein distance with adjacent transpositions (optimal string alignment). */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
-    }
-  }
-  return d[a.length]![b.length]!;
+/** A shape's keys, those Verdict acts on before those it accepts and ignores (unused): the example keys name what to write. */
+function keysUsedFirst(shape: Shape): string[] {
+  const keys = Object.keys(shape);
+  const ignored = (k: string) => UNUSED.has(shape[k]!.v);
+  return [...keys.filter((k) => !ignored(k)), ...keys.filter(ignored)];
 }
 
 /**
@@ -423,6 +429,9 @@ function editDistance(a: string, b: string): number {
  * It is reported once, as a warning at the key, and checked with the rules of
  * the original (its problems are warnings too); its value is not passed on.
  */
+/** The validators unused() made: their keys are named last in a mapping's example keys. */
+const UNUSED = new WeakSet<object>();
+
 export function unused(v: Validator<unknown>, why: string): Validator<undefined> & { wantsNull: true } {
   const out = ((node, path, ctx, key) => {
     ctx.warnings.push(issueAt(ctx, key ?? node, path, `not used by Verdict (${why}); accepted and ignored`));
@@ -433,6 +442,7 @@ export function unused(v: Validator<unknown>, why: string): Validator<undefined>
     return undefined;
   }) as Validator<undefined> & { wantsNull: true };
   out.wantsNull = true;
+  UNUSED.add(out);
   return out;
 }
 

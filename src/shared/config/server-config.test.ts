@@ -18,6 +18,29 @@ describe('server config: a value of the wrong type says the form meant', () => {
   });
 });
 
+describe("server config: the GitLab KAS's keys", () => {
+  const kas =
+    "unknown key; known keys: data_dir, http_addr, grpc_addr, config_poll_interval, projects_dir, gitops_poll_interval, tls, kubernetes_api, webhooks, kafka, retention; a key of the GitLab KAS's server config, which Verdict does not read";
+  it('name the key to write instead, for each KAS key the file has', () => {
+    expect(
+      issues(
+        'agent:\n  listen:\n    address: 0.0.0.0:8150\n    certificate_file: /tls.crt\n  kubernetes_api:\n    listen:\n      address: 0.0.0.0:8154\nlisten_agent:\n  address: 0.0.0.0:8150\ngitlab:\n  address: https://gitlab.example.com\nredis:\n  server:\n    address: redis:6379\n',
+      ),
+    ).toEqual([
+      `1: agent: ${kas}: instead of agent.listen.address, write grpc_addr (the agent API, e.g. grpc_addr: 0.0.0.0:8150); instead of agent.listen.certificate_file, write tls.cert_file (TLS on both listeners); instead of agent.kubernetes_api.listen.address, write kubernetes_api.listen`,
+      `8: listen_agent: ${kas}: write grpc_addr instead (the agent API, e.g. grpc_addr: 0.0.0.0:8150), with tls for its certificate`,
+      `10: gitlab: ${kas}: Verdict needs no GitLab; register agents with \`verdict agents register\`, each with a git repository as its configuration project`,
+      `12: redis: ${kas}: replicas share state through the kafka block instead (docs/kafka.md)`,
+    ]);
+  });
+
+  it('keep the did-you-mean of a misspelt Verdict key', () => {
+    expect(issues('grpc_adr: 0.0.0.0:8150\n')).toEqual([
+      '1: grpc_adr: unknown key; known keys: data_dir, http_addr, grpc_addr, config_poll_interval, projects_dir, gitops_poll_interval, tls, kubernetes_api, webhooks, kafka, retention (did you mean "grpc_addr"?)',
+    ]);
+  });
+});
+
 describe('server config: kubernetes_api.url_path_prefix', () => {
   const prefix = (yaml: string) =>
     parseYamlConfig(`kubernetes_api:\n  listen: 127.0.0.1:8154\n${yaml}`, 'server.yaml', serverConfigSchema).value.kubernetes_api?.url_path_prefix;

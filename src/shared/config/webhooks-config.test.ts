@@ -151,7 +151,7 @@ webhooks:
     ]);
     // Without an example, a word that cannot be an item is told what an item is.
     expect(issues('webhooks:\n  integrations: sec-team\n')).toEqual([
-      '2: webhooks.integrations: must be a list; each item must be a mapping with keys such as name, type, url, enabled, …',
+      '2: webhooks.integrations: must be a list; each item must be a mapping with keys such as name, type, url, enabled, secrets, …',
     ]);
   });
 
