@@ -10,7 +10,7 @@ import { receiveObjects } from './objects-client.js';
 import { SyncReporter } from './reporter.js';
 import type { Propagation } from './prune.js';
 import type { SyncSettings } from './sync.js';
-import { ProjectWorker, SYNC_BACKOFF, type SyncReport } from './worker.js';
+import { ProjectWorker, STREAM_BACKOFF, SYNC_BACKOFF, type SyncReport } from './worker.js';
 
 // The agent part of GitOps: per manifest project, a stream of commits from the
 // server (receive) feeding one worker (decode -> plan -> apply -> wait ->
@@ -84,7 +84,7 @@ export function createGitopsModule(opts: GitopsModuleOptions): AgentModule<Gitop
       const closers = new Closers();
       const api = closers.add('Kubernetes API client', new KubeApi(opts.connect()), (a) => a.close());
       // Each sync's outcome goes to the server (sync status, gitops alerts) and to whoever listens here.
-      const reporter = new SyncReporter(tunnel, { log: ctx.log, backoff: opts.streamBackoff ?? SYNC_BACKOFF });
+      const reporter = new SyncReporter(tunnel, { log: ctx.log, backoff: opts.streamBackoff ?? STREAM_BACKOFF });
       const onReport = (r: SyncReport) => {
         reporter.offer(r);
         opts.onReport?.(r);
@@ -112,7 +112,7 @@ export function createGitopsModule(opts: GitopsModuleOptions): AgentModule<Gitop
                 tunnel,
                 { projectId: id, ref: refOf(p), globs: (p.paths ?? []).map((x) => x.glob) },
                 {
-                  backoff: opts.streamBackoff ?? SYNC_BACKOFF,
+                  backoff: opts.streamBackoff ?? STREAM_BACKOFF,
                   log,
                   signal,
                   onBatch: (b) => worker.offer(b),

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { capturingLogger } from '../../../test/helpers/logs.js';
 import { inventoryRef } from './inventory.js';
 import { KubeApi } from './kube/api.js';
-import { ProjectWorker } from './worker.js';
+import { ProjectWorker, SYNC_BACKOFF } from './worker.js';
 
 // The worker's timing: a commit that replaces a failing one is synchronised at
 // once, not after the failing one's backoff. The batches here fail to decode,
@@ -77,5 +77,46 @@ describe('ProjectWorker', () => {
       ['c2', 'failed to decode a.yaml '],
       ['c2', 'failed to decode a.yaml '],
     ]);
+  });
+
+  it("retries a failing commit after the original's 10 s, 20 s, 40 s, then every minute", async () => {
+    const { log, logs: lines } = capturingLogger();
+    const api = new KubeApi({ server: 'https://127.0.0.1:1', requestOptions: async () => ({ headers: {} }) });
+    const worker = new ProjectWorker({
+      projectId: 'group/app',
+      settings: {
+        defaultNamespace: 'default',
+        dryRun: 'none',
+        prune: true,
+        pruneTimeoutMs: 1000,
+        propagation: 'foreground',
+        inventoryPolicy: 'must_match',
+        reconcileTimeoutMs: 1000,
+      },
+      api,
+      inventory: inventoryRef('edge', 'group/app', 'default'),
+      log,
+      resyncIntervalMs: 60_000,
+      backoff: SYNC_BACKOFF,
+    });
+    const stop = new AbortController();
+    const running = worker.run(stop.signal);
+    const retries = () => lines.filter((l) => l.msg === 'GitOps: retrying synchronization after a delay').map((l) => l.retry_in_ms);
+    const settle = async () => {
+      for (let i = 0; i < 20; i++) await new Promise((ok) => setImmediate(ok));
+    };
+    try {
+      worker.offer({ commit: 'c1', projectId: 'group/app', files: [{ source: 'a.yaml', data: Buffer.from('a: [\n') }] });
+      await settle();
+      for (const wait of [10_000, 20_000, 40_000, 60_000]) {
+        await vi.advanceTimersByTimeAsync(wait);
+        await settle();
+      }
+      expect(retries()).toEqual([10_000, 20_000, 40_000, 60_000, 60_000]);
+    } finally {
+      stop.abort();
+      await running;
+      api.close();
+    }
   });
 });

@@ -38,7 +38,17 @@ export interface WorkerOptions {
   onReport?: (r: SyncReport) => void;
 }
 
-export const SYNC_BACKOFF: BackoffOptions = { initialMs: 10_000, maxMs: 60_000, factor: 2, jitter: true };
+/**
+ * A failed sync's retry: the original's 10 s, doubling, to 1 min. Without jitter: the retry goes to the agent's own
+ * cluster, where no other agent's retries meet it, and the delay logged is the one documented.
+ */
+export const SYNC_BACKOFF: BackoffOptions = { initialMs: 10_000, maxMs: 60_000, factor: 2, jitter: false };
+
+/**
+ * The project's stream from the server and the sync reports, reopened after an error: up to 10 s, doubling to up
+ * to 1 min, at random (full jitter, at least 1 s), so the agents of a restarted server do not all call it at once.
+ */
+export const STREAM_BACKOFF: BackoffOptions = { initialMs: 10_000, maxMs: 60_000, factor: 2, jitter: true };
 
 /** The abort reason of a sync a newer batch replaced (not an error anyone sees): compared by identity. */
 const CANCELED = new Error('Synchronization was canceled');
