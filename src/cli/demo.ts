@@ -8,6 +8,7 @@ import { agentModules } from '../agent/modules.js';
 import { scenarioFlows } from '../peers/hubble-relay/demo-scenario.js';
 import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
 import { startFalcoPoster } from '../peers/falco/falco-poster.js';
+import type { AgentRegistry } from '../server/agents/agent-registry.js';
 import { startServer } from '../server/server.js';
 import { demoWebhooks } from '../server/webhooks/demo.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../shared/config/kafka-config.js';
@@ -44,7 +45,9 @@ Flags:
   --webhook-secret <whsec_...>  the endpoint's Standard Webhooks secret (default: a new one, printed)
   --kafka <host:port[,...]>  keep the alert log in this Kafka (topics verdict.log, verdict.tokens,
                            export verdict.alerts; docs/kafka.md); a second demo with the same
-                           --kafka and another --data-dir joins as a second server replica
+                           --kafka and another --data-dir joins as a second server replica with
+                           an agent of its own (demo-2, demo-3, …: its own config.yaml and Falco
+                           input), and each demo's feed shows the alerts of both
   --kubernetes             also run a real Kubernetes API server (scripts/kube.sh; build it once
                            with \`bash scripts/kube.sh install\`) with the Cilium policy CRDs, and
                            have the agent watch policies there: the demo prints a kubeconfig and
@@ -91,9 +94,22 @@ function git(dir: string, ...args: string[]): string {
   }).trim();
 }
 
+/**
+ * The demo's agent: the first of demo, demo-2, demo-3, … that is not registered or whose configuration project is this
+ * demo's. Demos on one Kafka share their agents through the tokens topic: without this, a second demo would take the
+ * first one's agent, with the first one's config.yaml and Falco input.
+ */
+function demoAgentName(agents: AgentRegistry, project: string): string {
+  for (let i = 1; ; i++) {
+    const name = i === 1 ? AGENT : `${AGENT}-${i}`;
+    const a = agents.get(name);
+    if (!a || a.config_project === project) return name;
+  }
+}
+
 /** Creates or updates the demo's configuration project; commits only when something changed. */
-function prepareConfigProject(dir: string, relayAddr: string, falcoAddr: string, kubernetes: boolean): void {
-  mkdirSync(join(dir, '.gitlab/agents', AGENT), { recursive: true });
+function prepareConfigProject(dir: string, agent: string, relayAddr: string, falcoAddr: string, kubernetes: boolean): void {
+  mkdirSync(join(dir, '.gitlab/agents', agent), { recursive: true });
   if (!existsSync(join(dir, '.git'))) git(dir, 'init', '-q', '-b', 'main');
   mkdirSync(join(dir, 'policies'), { recursive: true });
   if (kubernetes) {
@@ -106,7 +122,7 @@ function prepareConfigProject(dir: string, relayAddr: string, falcoAddr: string,
     if (/\.(ya?ml|json)$/.test(f)) copyFileSync(join(ROOT, 'policies', f), join(dir, 'policies', f));
   }
   writeFileSync(
-    join(dir, '.gitlab/agents', AGENT, 'config.yaml'),
+    join(dir, '.gitlab/agents', agent, 'config.yaml'),
     [
       '# Written by `verdict demo`. Edit and commit to see the agent pick it up.',
       'cilium:',
@@ -189,7 +205,6 @@ export async function run(argv: string[]): Promise<number> {
     const relay = closers.add('Hubble Relay peer', new HubbleRelayPeer(), (r) => r.close());
     const relayAddr = await relay.listen('127.0.0.1:0');
     const project = join(dataDir, 'config-project');
-    prepareConfigProject(project, relayAddr, falcoAddr, kube !== undefined);
 
     const server = closers.add(
       'server',
@@ -208,10 +223,13 @@ export async function run(argv: string[]): Promise<number> {
       (x) => x.close(),
     );
 
+    const agent = demoAgentName(server.agents, project);
+    prepareConfigProject(project, agent, relayAddr, falcoAddr, kube !== undefined);
     const tokenFile = join(dataDir, 'agent-token');
-    if (!existsSync(tokenFile) || !server.agents.authenticate(readFileSync(tokenFile, 'utf8').trim())) {
-      // An agent whose token was revoked (or its file lost) keeps its registration and gets a new token.
-      const token = server.agents.get(AGENT) ? server.agents.createToken(AGENT).token : server.agents.register(AGENT, project).token;
+    const held = existsSync(tokenFile) ? server.agents.authenticate(readFileSync(tokenFile, 'utf8').trim()) : undefined;
+    if (held?.name !== agent) {
+      // An agent whose token was revoked (or its file lost, or that of another demo's agent) keeps its registration and gets a new token.
+      const token = server.agents.get(agent) ? server.agents.createToken(agent).token : server.agents.register(agent, project).token;
       writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     }
     const feedTokenFile = join(dataDir, 'feed-token');
@@ -254,9 +272,10 @@ export async function run(argv: string[]): Promise<number> {
         `  feed:        ${url}#token=${feedToken}  (web page; open this link)`,
         `  feed API:    curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/alerts`,
         `  feed token:  ${feedToken}  (also in ${feedTokenFile})`,
+        `  agent:       ${agent}${kafka ? '  (its own config.yaml and Falco input; the feed shows the alerts of every demo on this Kafka)' : ''}`,
         `  Falco input: http://${falcoAddr}/  (point Falco's http_output here)`,
         `  agent API:   grpc://${server.grpcAddress}  (verdict agent --kas-address)`,
-        `  config:      ${project}/.gitlab/agents/${AGENT}/config.yaml (commit changes; the agent picks them up)`,
+        `  config:      ${project}/.gitlab/agents/${agent}/config.yaml (commit changes; the agent picks them up)`,
         ...(kafka
           ? [
               `  kafka:       ${kafka.brokers.join(',')}: alert log ${kafka.topic_prefix}.log, export ${kafka.export_topic} (kcat -b ${kafka.brokers[0]} -t ${kafka.export_topic} -C)`,
@@ -268,7 +287,7 @@ export async function run(argv: string[]): Promise<number> {
               `  kubeconfig:  ${kube.kubeconfig}  (admin; the agent has its own, with the RBAC of deploy/agent/, GitOps narrowed to shop)`,
               `  try:         ${kube.kubectl} --kubeconfig ${kube.kubeconfig} apply -f ${kube.examplePolicy}`,
               '               then new alerts name shop/payments-from-cart-only; `… delete -f` the same file and they stop',
-              `  gitops:      ${project}/manifests/ synced to namespace ${DEMO_GITOPS.namespace} (commit changes there); status: curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/agents/${AGENT}`,
+              `  gitops:      ${project}/manifests/ synced to namespace ${DEMO_GITOPS.namespace} (commit changes there); status: curl -H "Authorization: Bearer ${feedToken}" ${url}api/v1/agents/${agent}`,
             ]
           : []),
         ...(webhook

@@ -1,6 +1,7 @@
 // `verdict demo --kafka <bootstrap>` on a real broker (scripts/kafka.sh): the demo's
 // alerts go through the alert log, the export topic carries them for SIEMs, and a
-// second demo with the same --kafka and another --data-dir joins as a second replica.
+// second demo with the same --kafka and another --data-dir joins as a second replica
+// with an agent of its own (demo-2): its printed Falco input and config.yaml are its own.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,9 +30,13 @@ async function demo(name: string): Promise<Demo> {
   return { proc, http, token: readFileSync(join(dataDir, 'feed-token'), 'utf8').trim() };
 }
 
+async function alerts(d: Demo, query = ''): Promise<{ title: string; agent: string }[]> {
+  const res = await fetch(`http://${d.http}/api/v1/alerts?limit=1000${query}`, { headers: { authorization: `Bearer ${d.token}` } });
+  return ((await res.json()) as { alerts: { title: string; agent: string }[] }).alerts;
+}
+
 async function titles(d: Demo): Promise<string[]> {
-  const res = await fetch(`http://${d.http}/api/v1/alerts?limit=1000`, { headers: { authorization: `Bearer ${d.token}` } });
-  return ((await res.json()) as { alerts: { title: string }[] }).alerts.map((a) => a.title);
+  return (await alerts(d)).map((a) => a.title);
 }
 
 /** Messages of a topic from its beginning, read until `enough` says so. */
@@ -98,6 +103,32 @@ describe('verdict demo --kafka', () => {
       "the first demo's alerts on the second",
     );
     expect(two.proc.logs.some((l) => l.msg === 'Kafka: this server is a replica on the shared alert log')).toBe(true);
+
+    // The second demo runs its own agent, configured from its own data dir, and listens on the Falco input it prints.
+    expect(one.proc.stdout).toMatch(/^ {2}agent: {7}demo {2}\(its own config\.yaml and Falco input/m);
+    expect(two.proc.stdout).toMatch(/^ {2}agent: {7}demo-2 {2}\(its own config\.yaml and Falco input/m);
+    expect(two.proc.stdout).toContain(`config:      ${join(dir, 'demo-2')}/config-project/.gitlab/agents/demo-2/config.yaml`);
+    const falco = /^ {2}Falco input: (\S+)/m.exec(two.proc.stdout)![1]!;
+    expect(falco).not.toBe(/^ {2}Falco input: (\S+)/m.exec(one.proc.stdout)![1]!);
+    const rule = `Second demo test rule ${randomUUID()}`;
+    const event = { output: `${rule} fired`, priority: 'Warning', rule, time: new Date().toISOString(), hostname: 'demo-two', output_fields: {} };
+    await until(
+      async () =>
+        (await fetch(falco, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event) }).catch(() => undefined))?.ok ||
+        undefined,
+      60_000,
+      "the second demo's Falco input taking an event",
+    );
+    // Through the shared log: on the first demo's feed too, raised by the second demo's agent.
+    for (const d of [two, one]) {
+      const got = await until(
+        async () => (await alerts(d, '&agent=demo-2')).find((a) => a.title.startsWith(rule)),
+        60_000,
+        `the event on ${d.proc.name}'s feed`,
+      );
+      expect(got.agent).toBe('demo-2');
+    }
+    expect(two.proc.logs.filter((l) => String(l.error ?? '').includes('cannot listen for Falco events'))).toEqual([]);
 
     await two.proc.kill('SIGTERM');
     await one.proc.kill('SIGTERM');
