@@ -184,7 +184,10 @@ describe('admin API for integrations', () => {
     expect((await call('GET', '/api/v1/admin/integrations/leak')).status).toBe(404);
 
     // One made through the API by an older version keeps its reference but is not read: its tries fail, saying what to do.
-    const [legacy] = parseWebhooksJson({ integrations: [{ name: 'legacy', type: 'alertmanager', url: rx.url(), key: 'env:HOME' }] }).integrations;
+    const [legacy] = parseWebhooksJson({
+      allow_private_addresses: ['127.0.0.1'],
+      integrations: [{ name: 'legacy', type: 'alertmanager', url: rx.url(), key: 'env:HOME' }],
+    }).integrations;
     const made = server.webhooks.registry.create(legacy!, 'api');
     expect(() => server.webhooks.registry.credentials(made)).toThrow(/made through the admin API, which may not use env: or file: references; PATCH/);
     const patch = await call('PATCH', '/api/v1/admin/integrations/legacy', { enabled: true });

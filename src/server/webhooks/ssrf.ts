@@ -148,6 +148,20 @@ export class AddressPolicy {
     return isIP(host) ? this.check(host, host) : undefined;
   }
 
+  /**
+   * The refusal of a URL that is known without DNS: a literal IP, or localhost (refused when neither of its
+   * loopback addresses is allowed). The server config refuses such an integration at load; a name resolved
+   * at runtime is checked at connect time, since its addresses may change.
+   */
+  checkWithoutDns(url: URL): string | undefined {
+    const literal = this.checkLiteral(url);
+    if (literal) return literal;
+    const host = normalizeHost(url.hostname);
+    if (host !== 'localhost' && !host.endsWith('.localhost')) return undefined;
+    const v4 = this.check(host, '127.0.0.1');
+    return v4 && this.check(host, '::1') ? v4 : undefined;
+  }
+
   /** Resolves and checks a URL now (for the admin API, to refuse early); the connect-time check still applies. */
   async checkUrl(url: URL): Promise<string | undefined> {
     const literal = this.checkLiteral(url);

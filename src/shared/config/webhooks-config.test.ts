@@ -303,3 +303,39 @@ describe('env: and file: references', () => {
     ]);
   });
 });
+
+describe('webhooks config: an endpoint on a private address known without DNS', () => {
+  afterEach(() => {
+    delete process.env.VERDICT_TEST_SLACK_URL;
+  });
+  const hook = (url: string, allow = '') =>
+    `webhooks:\n${allow ? `  allow_private_addresses: [${allow}]\n` : ''}  integrations:\n    - name: a\n      type: generic\n      url: ${url}\n      secrets: [${SECRET}]\n`;
+  const advice = (shown: string, ip: string, why: string) =>
+    `5: webhooks.integrations[0].url: refused to deliver to ${shown}: it is a ${why} address, which webhook endpoints may not reach unless the operator allows it; if this endpoint is yours, add "${ip}" (or its network, or the host name) to webhooks.allow_private_addresses in the server config`;
+
+  it('is refused at load, at the URL, with what to allow: a literal IP or localhost', () => {
+    expect(issues(hook('http://127.0.0.1:9000/hook'))).toEqual([advice('127.0.0.1', '127.0.0.1', 'loopback')]);
+    expect(issues(hook('http://[::1]:9000/hook'))).toEqual([advice('::1', '::1', 'loopback')]);
+    expect(issues(hook('http://10.0.0.5/hook'))).toEqual([advice('10.0.0.5', '10.0.0.5', 'private')]);
+    expect(issues(hook('http://localhost:9000/hook'))).toEqual([advice('localhost (127.0.0.1)', '127.0.0.1', 'loopback')]);
+    expect(issues(hook('http://LocalHost.:9000/hook'))).toEqual([advice('localhost (127.0.0.1)', '127.0.0.1', 'loopback')]);
+  });
+
+  it('is accepted when allow_private_addresses names it (address, network or name); a name that resolves later is checked when delivering', () => {
+    expect(issues(hook('http://127.0.0.1:9000/hook', '127.0.0.1'))).toEqual([]);
+    expect(issues(hook('http://10.0.0.5/hook', '10.0.0.0/8'))).toEqual([]);
+    expect(issues(hook('http://localhost:9000/hook', 'localhost'))).toEqual([]);
+    expect(issues(hook('http://hooks.internal/hook'))).toEqual([]);
+    expect(issues(hook('https://203.0.113.7/hook'))).toEqual([]);
+  });
+
+  it('names the reference, not the URL, for a URL read from env: (a Slack URL is a secret)', () => {
+    process.env.VERDICT_TEST_SLACK_URL = 'http://169.254.169.254/services/T0/B0/secret';
+    expect(issues('webhooks:\n  integrations:\n    - name: s\n      type: slack\n      url: env:VERDICT_TEST_SLACK_URL\n')).toEqual([
+      expect.stringMatching(
+        /^5: webhooks\.integrations\[0\]\.url: the URL in env:VERDICT_TEST_SLACK_URL: refused to deliver to 169\.254\.169\.254: it is a link-local .*allow_private_addresses/,
+      ),
+    ]);
+    expect(issues('webhooks:\n  integrations:\n    - name: s\n      type: slack\n      url: env:VERDICT_TEST_SLACK_URL\n').join()).not.toContain('secret');
+  });
+});

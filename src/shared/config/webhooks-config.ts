@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { isMap, type Node } from 'yaml';
+import { isMap, isSeq, type Node } from 'yaml';
+import { AddressPolicy } from '../../server/webhooks/ssrf.js';
 import { ALERT_SOURCES, SEVERITIES, type AlertSource, type Severity } from '../alert/payload.js';
 import { bool, duration, field, int, list, obj, oneOf, parseJsonValue, str, stringMap, type Validator, reportIssue, refine } from './schema.js';
 
@@ -243,7 +244,7 @@ const integrationList: Validator<IntegrationSpec[]> = (node, path, ctx) => {
   return out;
 };
 
-export const webhooksConfigSchema = obj({
+const webhooksFields = obj({
   /** IPs, CIDRs or host names that may be private, loopback or link-local. */
   allow_private_addresses: field(list(allowEntry, { example: 'allow_private_addresses: [10.0.0.0/8, 127.0.0.1]' }), { default: [] }),
   /** Public base URL of this server, for links in payloads. */
@@ -251,7 +252,34 @@ export const webhooksConfigSchema = obj({
   integrations: field(integrationList, { default: [] }),
 });
 
-export type WebhooksConfig = Out<typeof webhooksConfigSchema>;
+export type WebhooksConfig = Out<typeof webhooksFields>;
+
+/**
+ * The block, with integrations whose URL is a private address known without DNS (a literal IP, localhost)
+ * and not in allow_private_addresses refused here, at the URL's line: every delivery to them would be
+ * refused. Names are checked when delivering, where their current addresses are known.
+ */
+export const webhooksConfigSchema: Validator<WebhooksConfig> = (node, path, ctx, key) => {
+  const before = ctx.issues.length;
+  const out = webhooksFields(node, path, ctx, key);
+  if (!out || ctx.issues.length > before) return out;
+  const policy = new AddressPolicy(out.allow_private_addresses);
+  const integrations = isMap(node) ? (node.get('integrations', true) as Node | undefined) : undefined;
+  for (const [i, spec] of out.integrations.entries()) {
+    let url: URL;
+    try {
+      url = new URL(resolveSecretRef(spec.url));
+    } catch {
+      continue; // reported by the url field already
+    }
+    const refused = policy.checkWithoutDns(url);
+    if (!refused) continue;
+    const item = isSeq(integrations) ? (integrations.items[i] as Node | undefined) : undefined;
+    const at = (isMap(item) ? (item.get('url', true) as Node | undefined) : undefined) ?? item ?? node;
+    reportIssue(ctx, at, `${path ? `${path}.` : ''}integrations[${i}].url`, isRef(spec.url) ? `the URL in ${spec.url}: ${refused}` : refused);
+  }
+  return ctx.issues.length > before ? undefined : out;
+};
 
 const apiIntegration = integrationSchema('refuse');
 
