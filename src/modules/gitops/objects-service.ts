@@ -8,6 +8,7 @@ import { retryLoop } from '../../shared/retry/loop.js';
 import { refSpec } from './git-ref.js';
 import { MAX_PATHS, readFiles, selectFiles, type Selection } from './manifest-files.js';
 import { resolveProject } from './project-repos.js';
+import { serverState } from './report-service.js';
 import { configuredProjects, sharedRepository } from './configured-projects.js';
 import { entryName } from './config.js';
 
@@ -145,6 +146,8 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       if (abort.signal.aborted) return;
       await write(call, { message: { $case: 'trailer', value: {} } });
       call.end();
+      // Keyed as the agent's report is (the id of its config.yaml entry), so the report ends it.
+      serverState.get(ctx.config)?.status.sent(agent.name, req.project_id, commit);
       log.info({ commit_id: commit, files_visited: selection.visited, files_sent: selection.files.length }, 'GitOps: fetched files');
     } catch (e) {
       const refused = isVerdictError(e, ...REFUSALS)

@@ -4,7 +4,7 @@ import { type GitopsConfig, gitopsBlock } from './config.js';
 import { DEFAULT_POLL_INTERVAL_MS, objectsService } from './objects-service.js';
 import { RemovedProjects } from './removed-projects.js';
 import { reportService, serverState } from './report-service.js';
-import { projectSyncSchema, SyncStatusStore } from './sync-status.js';
+import { projectSyncingSchema, projectSyncSchema, SyncStatusStore } from './sync-status.js';
 
 // The server part of GitOps: the block's schema, the service that streams
 // manifest projects' files to the agent and takes its sync reports, and the
@@ -39,17 +39,25 @@ export const gitopsServer: ServerModule<'gitops', GitopsConfig> = {
   agentStatus: {
     schema: {
       type: 'object',
-      properties: { projects: { type: 'array', items: projectSyncSchema, description: "each manifest project's last sync the agent reported" } },
-      required: ['projects'],
+      properties: {
+        projects: { type: 'array', items: projectSyncSchema, description: "each manifest project's last sync the agent reported" },
+        syncing: {
+          type: 'array',
+          items: projectSyncingSchema,
+          description: 'the syncs under way: a commit the server sent the agent, not reported yet (a first sync, or a newer commit than in projects)',
+        },
+      },
+      required: ['projects', 'syncing'],
       additionalProperties: false,
     },
     view: (config, agent) => {
       const state = serverState.get(config);
-      if (!state) return { projects: [] };
+      if (!state) return { projects: [], syncing: [] };
       // Rows of projects the configuration no longer lists are hidden at once, and dropped by the check.
       void state.removed.check(agent);
       const listed = state.removed.listed(agent);
-      return { projects: state.status.projects(agent).filter((p) => !listed || listed.has(p.project_id)) };
+      const shown = (p: { project_id: string }) => !listed || listed.has(p.project_id);
+      return { projects: state.status.projects(agent).filter(shown), syncing: state.status.syncing(agent).filter(shown) };
     },
   },
 };

@@ -23,6 +23,26 @@ const report = (over: Partial<SyncReport> = {}): SyncReport => ({
 });
 
 describe('GitOps sync status (server)', () => {
+  it('lists a sync as under way from the commit sent until its report, and again when the same commit is sent to a restarted agent', () => {
+    const s = new SyncStatusStore(openServerDb(':memory:'));
+    const at = (iso: string) => new Date(iso);
+    s.sent('edge', 'group/app', 'c1', at('2026-01-01T00:00:00.000Z'));
+    expect(s.syncing('edge')).toEqual([{ project_id: 'group/app', commit_id: 'c1', since: '2026-01-01T00:00:00.000Z' }]);
+    // Reported (received now, after the send): no longer under way.
+    s.record('edge', report());
+    expect(s.syncing('edge')).toEqual([]);
+    // A newer commit under way while the report still shows c1.
+    s.sent('edge', 'group/app', 'c2', at('2026-01-01T00:01:00.000Z'));
+    expect(s.syncing('edge').map((x) => x.commit_id)).toEqual(['c2']);
+    s.record('edge', report({ commit_id: 'c2' }));
+    // The agent restarted and asked from the start: c2 sent again after its report is under way again.
+    s.sent('edge', 'group/app', 'c2', new Date(Date.now() + 60_000));
+    expect(s.syncing('edge').map((x) => x.commit_id)).toEqual(['c2']);
+    expect(s.syncing('other')).toEqual([]);
+    s.forget('edge', 'group/app');
+    expect(s.syncing('edge')).toEqual([]);
+  });
+
   it('keeps the latest report per agent and project, and the last good commit across failures', () => {
     const s = new SyncStatusStore(openServerDb(':memory:'));
     const { objects: _, ...good } = report();

@@ -3,7 +3,8 @@ import type { DB } from '../../shared/sqlite/open.js';
 import { migrate } from '../../shared/sqlite/open.js';
 
 // The server's record of GitOps syncs: the latest report per agent and
-// project, and the gitops alerts each project has raised and not yet seen
+// project, the commit it last sent each (a sync runs until its report), and
+// the gitops alerts each project has raised and not yet seen
 // resolved. In the server's database under the module's own migration scope,
 // so it survives a restart (an agent reports again only at its next sync).
 
@@ -34,6 +35,14 @@ const MIGRATIONS = [
      fingerprint TEXT NOT NULL,
      PRIMARY KEY (agent, project_id, fingerprint)
    );`,
+  // The last commit the server sent each agent's project: a sync runs from then until its report.
+  `CREATE TABLE gitops_sent (
+     agent TEXT NOT NULL,
+     project_id TEXT NOT NULL,
+     commit_id TEXT NOT NULL,
+     sent_at TEXT NOT NULL,
+     PRIMARY KEY (agent, project_id)
+   );`,
 ];
 
 /** A failed or drift-corrected object of a sync, as the agent reported it. */
@@ -45,6 +54,13 @@ export interface ProjectSyncView extends SyncReport {
   /** The last commit synchronised without a failure, and when; null before the first. */
   last_ok_commit: string | null;
   last_ok_at: string | null;
+}
+
+/** A sync the agent has not reported yet: the commit the server sent, and when. */
+export interface ProjectSyncingView {
+  project_id: string;
+  commit_id: string;
+  since: string;
 }
 
 type Row = Omit<ProjectSyncView, 'ok' | 'drift_corrected' | 'objects'> & { agent: string; ok: number; drift_corrected: number; objects: string };
@@ -92,6 +108,31 @@ export class SyncStatusStore {
     }));
   }
 
+  /** The server sent the agent this commit of the project (the whole batch): its sync starts. */
+  sent(agent: string, projectId: string, commitId: string, at = new Date()): void {
+    this.db
+      .prepare(
+        `INSERT INTO gitops_sent (agent, project_id, commit_id, sent_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (agent, project_id) DO UPDATE SET commit_id = excluded.commit_id, sent_at = excluded.sent_at`,
+      )
+      .run(agent, projectId, commitId, at.toISOString());
+  }
+
+  /**
+   * Syncs under way: a commit sent and not reported since. The same commit sent again (the agent restarted and
+   * asked from the start) is under way again until a report received after it.
+   */
+  syncing(agent: string): ProjectSyncingView[] {
+    return this.db
+      .prepare(
+        `SELECT s.project_id, s.commit_id, s.sent_at AS since FROM gitops_sent s
+         LEFT JOIN gitops_syncs r ON r.agent = s.agent AND r.project_id = s.project_id
+         WHERE s.agent = ? AND (r.commit_id IS NULL OR r.commit_id <> s.commit_id OR r.received_at < s.sent_at)
+         ORDER BY s.project_id`,
+      )
+      .all(agent) as ProjectSyncingView[];
+  }
+
   raised(agent: string, projectId: string): string[] {
     return (this.db.prepare('SELECT fingerprint FROM gitops_raised WHERE agent = ? AND project_id = ?').all(agent, projectId) as { fingerprint: string }[]).map(
       (r) => r.fingerprint,
@@ -133,6 +174,7 @@ export class SyncStatusStore {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM gitops_syncs WHERE agent = ? AND project_id = ?').run(agent, projectId);
       this.db.prepare('DELETE FROM gitops_raised WHERE agent = ? AND project_id = ?').run(agent, projectId);
+      this.db.prepare('DELETE FROM gitops_sent WHERE agent = ? AND project_id = ?').run(agent, projectId);
     })();
   }
 
@@ -151,6 +193,18 @@ const objectSchema = {
   type: 'object',
   properties: { object: str, source: str, action: str, reason: str },
   required: ['object', 'source', 'action', 'reason'],
+  additionalProperties: false,
+} as const;
+
+/** The JSON schema of ProjectSyncingView. */
+export const projectSyncingSchema = {
+  type: 'object',
+  properties: {
+    project_id: { type: 'string', description: 'empty: the configuration project' },
+    commit_id: { type: 'string', description: 'the commit being synchronised' },
+    since: { type: 'string', format: 'date-time', description: 'when the server sent it to the agent' },
+  },
+  required: ['project_id', 'commit_id', 'since'],
   additionalProperties: false,
 } as const;
 
