@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { describeCallError, explainTransportError } from './errors.js';
+import { describeCallError, explainTransportError, isServerShutdown } from './errors.js';
 import { parseKasAddress } from './kas-address.js';
 
 const grpcAddr = parseKasAddress('grpc://verdict:8150');
@@ -49,5 +49,16 @@ describe('describeCallError', () => {
   });
   it("prefers what the WebSocket dial saw over grpc-js's view of the loopback bridge", () => {
     expect(describeCallError(unavailable('Failed to connect'), wsAddr, 'server answered HTTP 301')).toBe('server answered HTTP 301');
+  });
+});
+
+describe('isServerShutdown', () => {
+  it('is a server that cut its streams as it stopped (CANCELLED) or sent GOAWAY, not one that is down or refused', () => {
+    expect(isServerShutdown({ code: grpc.status.CANCELLED, details: 'Call cancelled' })).toBe(true);
+    expect(isServerShutdown(unavailable('Received HTTP/2 GOAWAY with code NO_ERROR'))).toBe(true);
+    expect(isServerShutdown(unavailable('No connection established. Last error: connect ECONNREFUSED 127.0.0.1:8150.'))).toBe(false);
+    expect(isServerShutdown(unavailable('Connection dropped'))).toBe(false);
+    expect(isServerShutdown({ code: grpc.status.UNAUTHENTICATED, details: 'revoked' })).toBe(false);
+    expect(isServerShutdown(undefined)).toBe(false);
   });
 });

@@ -48,6 +48,18 @@ export function explainTransportError(text: string, a: KasAddress): string | und
   return undefined;
 }
 
+/**
+ * A call the server ended because it is going away cleanly (a replica shut down or restarted): it sent GOAWAY,
+ * or cut the streams left at the end of its grace period, which grpc-js reports as CANCELLED "Call cancelled".
+ * The agent cancels its own calls only when it stops, and then nothing is retried or logged. Such an end is
+ * logged at info: the agent reconnects after its backoff, to the server or, with several --kas-address values, another.
+ */
+export function isServerShutdown(err: unknown): boolean {
+  const e = err as { code?: number; details?: string } | undefined;
+  if (e?.code === grpc.status.CANCELLED) return true;
+  return e?.code === grpc.status.UNAVAILABLE && /GOAWAY/i.test(e.details ?? '');
+}
+
 /** The cause inside grpc-js's "No connection established. Last error: … Resolution note: …". */
 function coreDetails(details: string): string {
   const m = /Last error: (?:Error: )?([\s\S]*?)\s*(?:\(\d{4}-\d\d-\d\dT[^)]*\))?\.?\s*Resolution note:/.exec(details);
