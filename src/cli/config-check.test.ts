@@ -121,3 +121,28 @@ describe('verdict config check', () => {
     }
   });
 });
+
+describe('verdict config check --server', () => {
+  it('checks a server config as `verdict server` loads it: a webhook on a loopback IP not allowed, KAS keys', async () => {
+    const d = project({
+      'server.yaml':
+        'agent:\n  listen:\n    address: 0.0.0.0:8150\nwebhooks:\n  integrations:\n    - name: a\n      type: generic\n      url: http://127.0.0.1:9000/hook\n      secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw]\n',
+      'ok.yaml':
+        'webhooks:\n  allow_private_addresses: [127.0.0.1]\n  integrations:\n    - name: a\n      type: generic\n      url: http://127.0.0.1:9000/hook\n      secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw]\n',
+    });
+    const bad = join(d, 'server.yaml');
+    const { code, out } = await check('--server', bad);
+    expect(code).toBe(1);
+    expect(out.split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^error: ${bad}:1: agent: unknown key; .*instead of agent\\.listen\\.address, write grpc_addr`)),
+      expect.stringMatching(
+        new RegExp(
+          `^error: ${bad}:8: webhooks\\.integrations\\[0\\]\\.url: refused to deliver to 127\\.0\\.0\\.1: it is a loopback address.*webhooks\\.allow_private_addresses`,
+        ),
+      ),
+      `${bad}: invalid (2 errors, 0 warnings); \`verdict server\` would refuse to start with it`,
+      '',
+    ]);
+    expect(await check('--server', join(d, 'ok.yaml'))).toEqual({ code: 0, out: `${join(d, 'ok.yaml')}: valid (0 errors, 0 warnings)\n` });
+  });
+});

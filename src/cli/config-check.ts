@@ -1,14 +1,15 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseAgentConfig } from '../server/config/agent-config.js';
-import { ConfigError, formatIssue, type ConfigIssue } from '../shared/config/schema.js';
+import { ConfigError, formatIssue, parseYamlConfig, type ConfigIssue } from '../shared/config/schema.js';
+import { serverConfigSchema } from '../shared/config/server-config.js';
 import { parseFlags, usageError } from './args.js';
 
 // `verdict config check`: the server's validation of config.yaml, offline, for
 // pre-commit hooks and CI, so a file that would stop an agent's modules is
 // refused before it is committed rather than after.
 
-const HELP = `Usage: verdict config check <file|dir>...
+const HELP = `Usage: verdict config check <file|dir>... [--server <server.yaml>]...
 
 Validates agent configuration files (.gitlab/agents/<name>/config.yaml) as the
 server does, without a server. A directory is searched for
@@ -27,6 +28,10 @@ Warnings leave it valid:
   - keys of the GitLab agent Verdict does not use (gitops.charts, user_access,
     container_scanning, remote_development, ...), and any problem inside them;
   - other unknown keys: at the top level, in observability, in ci_access.
+--server checks a server config file as \`verdict server --config\` loads it (its
+env: and file: references are read, so run it where the server's environment is):
+unknown keys, wrong values, and webhook URLs on a private address (a literal IP or
+localhost) that webhooks.allow_private_addresses does not allow.
 See docs/configuration.md.
 
 Exit status: 0 when every file is valid (warnings allowed), 1 when one is not
@@ -34,7 +39,7 @@ or cannot be read, 2 for usage errors.
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags('config', argv, { help: { type: 'boolean', short: 'h' } }, true);
+  const { values, positionals } = parseFlags('config', argv, { help: { type: 'boolean', short: 'h' }, server: { type: 'string', multiple: true } }, true);
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
@@ -42,8 +47,11 @@ export async function run(argv: string[]): Promise<number> {
   const [sub, ...paths] = positionals;
   if (sub !== 'check')
     throw usageError(`verdict config: ${sub ? `unknown subcommand "${sub}"` : 'give a subcommand'}; use \`verdict config check <file|dir>...\``);
-  if (paths.length === 0) throw usageError('verdict config check: give config.yaml files or directories to check, e.g. `verdict config check .`');
+  const servers = values.server ?? [];
+  if (paths.length === 0 && servers.length === 0)
+    throw usageError('verdict config check: give config.yaml files or directories to check, e.g. `verdict config check .`, or --server <server.yaml>');
   let ok = true;
+  for (const f of servers) ok = checkFile(f, 'server') && ok;
   for (const path of paths) {
     let files: string[];
     try {
@@ -57,13 +65,18 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(`error: ${path}: no .gitlab/agents/*/config.yaml or config.yaml in this directory; pass the files to check\n`);
       ok = false;
     }
-    for (const f of files) ok = checkFile(f) && ok;
+    for (const f of files) ok = checkFile(f, 'agent') && ok;
   }
   return ok ? 0 : 1;
 }
 
-/** Checks one file and prints its findings; true when it is valid. */
-function checkFile(file: string): boolean {
+const REFUSED = {
+  agent: 'the server would refuse it and the agent would keep its last good configuration',
+  server: '`verdict server` would refuse to start with it',
+};
+
+/** Checks one file (an agent's config.yaml, or a server config) and prints its findings; true when it is valid. */
+function checkFile(file: string, kind: 'agent' | 'server'): boolean {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -74,7 +87,7 @@ function checkFile(file: string): boolean {
   let errors: ConfigIssue[] = [];
   let warnings: ConfigIssue[];
   try {
-    warnings = parseAgentConfig(text, file).warnings;
+    warnings = (kind === 'agent' ? parseAgentConfig(text, file) : parseYamlConfig(text, file, serverConfigSchema)).warnings;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     errors = e.issues;
@@ -83,11 +96,7 @@ function checkFile(file: string): boolean {
   const findings = [...errors.map((i) => ({ i, kind: 'error' })), ...warnings.map((i) => ({ i, kind: 'warning' }))].sort((a, b) => a.i.line - b.i.line);
   for (const { i, kind } of findings) process.stdout.write(`${kind}: ${formatIssue(i)}\n`);
   const counts = `${plural(errors.length, 'error')}, ${plural(warnings.length, 'warning')}`;
-  process.stdout.write(
-    errors.length
-      ? `${file}: invalid (${counts}); the server would refuse it and the agent would keep its last good configuration\n`
-      : `${file}: valid (${counts})\n`,
-  );
+  process.stdout.write(errors.length ? `${file}: invalid (${counts}); ${REFUSED[kind]}\n` : `${file}: valid (${counts})\n`);
   return errors.length === 0;
 }
 
