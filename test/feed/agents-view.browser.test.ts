@@ -3,9 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runConfigStream, type ConfigUpdate } from '../../src/agent/tunnel/config-client.js';
 import { Tunnel } from '../../src/agent/tunnel/connection.js';
 import { parseKasAddress } from '../../src/agent/tunnel/kas-address.js';
+import { type ObjectsBatch, receiveObjects } from '../../src/modules/gitops/objects-client.js';
 import { SyncReporter } from '../../src/modules/gitops/reporter.js';
+import type { ProjectSyncingView } from '../../src/modules/gitops/sync-status.js';
 import type { SyncReport } from '../../src/modules/gitops/worker.js';
-import type { Agent } from '../../src/server/feed/web/api-types.js';
+import type { Agent, AgentGitopsStatus, ProjectSyncing } from '../../src/server/feed/web/api-types.js';
 import type { RunningServer } from '../../src/server/server.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { VERSION } from '../../src/shared/version.js';
@@ -24,11 +26,19 @@ declare const document: {
 // connects through the tunnel and opens its configuration stream (connection,
 // version, config commit, warnings), and reports GitOps syncs through
 // ReportSync with the agent's own reporter, as the GitOps module does after a
-// sync (a failed object with the API server's reason). The view polls only
-// while it is shown and the tab visible; the alerts view stays push-only.
+// sync (a failed object with the API server's reason). A second agent fetches
+// its configuration project's objects with the agent's own client and does not
+// report: a sync under way. The view polls only while it is shown and the tab
+// visible; the alerts view stays push-only.
 
 // Every field of an agent the page types, exactly (satisfies: none missing, none extra); compared with the API's answer below.
 const AGENT_FIELDS = { name: true, created_at: true, connection: true, config: true, modules: true, module_status: true } satisfies Record<keyof Agent, true>;
+const GITOPS_FIELDS = { projects: true, syncing: true } satisfies Record<keyof AgentGitopsStatus, true>;
+const SYNCING_FIELDS = { project_id: true, commit_id: true, since: true } satisfies Record<keyof ProjectSyncing, true>;
+// The page's type of a sync under way is the server's (`npm run typecheck` fails here when they part).
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const syncingFollowsTheServer: Same<ProjectSyncing, ProjectSyncingView> = true;
+void syncingFollowsTheServer;
 
 // As the API server words a refused apply; the object's name is the manifest author's, so it carries markup here.
 const REASON = 'ConfigMap "x-<b>bold</b>" is invalid: metadata.name: Invalid value: "x-<b>bold</b>": cannot use generate name with apply';
@@ -45,6 +55,7 @@ let read = '';
 let config: ConfigProject;
 let configCommit = '';
 let appCommit = '';
+let stagingToken = '';
 const agentStop = new AbortController();
 const streamStop = new AbortController();
 const running: Promise<void>[] = [];
@@ -75,7 +86,7 @@ beforeAll(async () => {
   configCommit = config.git('rev-parse', 'HEAD');
   base = `http://${server.httpAddress}`;
   read = server.tokens.create('viewer', 'read').token;
-  server.agents.register('staging', config.dir);
+  stagingToken = server.agents.register('staging', config.dir).token;
   tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${server.grpcAddress}`), token, log });
   const backoff = { initialMs: 100, maxMs: 300, jitter: false };
   running.push(
@@ -129,7 +140,10 @@ describe('the Agents view in Chromium', () => {
   it('the API answers with the fields the page types', async () => {
     const agents = await agentsApi();
     expect(agents.map((a) => a.name).sort()).toEqual(['edge', 'staging']);
-    for (const a of agents) expect(Object.keys(a).sort()).toEqual(Object.keys(AGENT_FIELDS).sort());
+    for (const a of agents) {
+      expect(Object.keys(a).sort()).toEqual(Object.keys(AGENT_FIELDS).sort());
+      expect(Object.keys(a.module_status.gitops ?? {}).sort()).toEqual(Object.keys(GITOPS_FIELDS).sort());
+    }
   });
 
   it("switches from the alerts to the agents and shows each agent's connection, version, config commit and modules", async () => {
@@ -155,6 +169,7 @@ describe('the Agents view in Chromium', () => {
     expect(await staging.locator('.conn-cell').textContent()).toBe('Not seen since the server started');
     expect(await staging.locator('.version').textContent()).toBe('—');
     expect(await staging.locator('.config-cell').textContent()).toBe('not sent yet');
+    expect(await staging.locator('.gitops-cell').textContent()).toBe('—');
     // Nothing wrong with it: closed.
     expect(await page.locator('#agents tr.agent-detail[data-agent="staging"]').count()).toBe(0);
   });
@@ -237,6 +252,49 @@ describe('the Agents view in Chromium', () => {
     expect(await edge().locator('.config-cell .commit').textContent()).toBe(configCommit.slice(0, 8));
     expect(await edge().locator('.config-cell .badge.bad').textContent()).toBe(`invalid ${invalid.slice(0, 8)}`);
     expect(await edgeDetail().locator('.config-invalid pre').textContent()).toMatch(/manifest_projects/);
+  });
+
+  it('shows a sync under way (a commit the server sent the agent, not reported yet) in the summary and the detail', async () => {
+    // The agent's own client, as the GitOps module opens it for the configuration project's manifests; no report follows.
+    const staging = await Tunnel.open({ address: parseKasAddress(`grpc://${server.grpcAddress}`), token: stagingToken, log });
+    const stop = new AbortController();
+    const batches: ObjectsBatch[] = [];
+    const receiving = receiveObjects(
+      staging,
+      { projectId: '', ref: undefined, globs: ['manifests/**/*.yaml'] },
+      { backoff: { initialMs: 100, maxMs: 300, jitter: false }, log, signal: stop.signal, onBatch: (b) => batches.push(b) },
+    );
+    try {
+      await until(() => batches.length > 0, 20_000, "the configuration project's objects");
+      const head = config.git('rev-parse', 'HEAD');
+      expect(batches[0]!.commit).toBe(head);
+      const syncingOf = async () => (await agentsApi()).find((a) => a.name === 'staging')?.module_status.gitops?.syncing ?? [];
+      await until(async () => (await syncingOf()).length > 0, 20_000, 'the sync under way');
+      const syncing = await syncingOf();
+      expect(syncing).toEqual([{ project_id: '', commit_id: head, since: expect.any(String) }]);
+      expect(Object.keys(syncing[0]!).sort()).toEqual(Object.keys(SYNCING_FIELDS).sort());
+
+      const row = page.locator('#agents tr.agent[data-agent="staging"]');
+      await page.click('#agents-refresh');
+      await page.waitForFunction(() => !document.querySelector('#agents-refresh')?.hasAttribute('aria-busy'));
+      expect(await row.locator('.gitops-cell').textContent()).toMatch(/^1 project\s+1 syncing$/);
+      expect(await row.locator('.gitops-cell .badge.good').count()).toBe(0);
+      await page.click('[data-toggle="staging"]');
+      const detail = page.locator('#agents tr.agent-detail[data-agent="staging"]');
+      const item = detail.locator('ul.syncing li.syncing-project[data-project=""]');
+      expect(await item.locator('.project').textContent()).toBe('(configuration project)');
+      expect(await item.locator('.commit').textContent()).toBe(head.slice(0, 8));
+      expect(await item.locator('.commit').getAttribute('title')).toBe(head);
+      expect(await item.locator('.since').textContent()).toMatch(/^(just now|\d+s ago)$/);
+      expect(await item.textContent()).toMatch(/ · commit [0-9a-f]{8} · sent to the agent (just now|\d+s ago), not reported yet$/);
+      // Nothing reported, but something is under way: not "No sync reported yet", and no empty last-sync table.
+      expect(await detail.locator('.gitops').textContent()).not.toContain('No sync reported yet');
+      expect(await detail.locator('table.projects').count()).toBe(0);
+    } finally {
+      stop.abort();
+      await receiving;
+      await staging.close();
+    }
   });
 
   it("goes back to the alerts with their URL, lists the sync's gitops alert, and links its agent to the Agents view", async () => {

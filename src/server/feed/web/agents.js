@@ -1,7 +1,8 @@
 // @ts-check
 // The Agents view: GET /api/v1/agents as a table (connection, version, config
-// commit, modules, GitOps), each agent expanding to its config warnings and its
-// manifest projects' last syncs, failed objects with the API server's reason.
+// commit, modules, GitOps), each agent expanding to its config warnings, its
+// syncs under way, and its manifest projects' last syncs, failed objects with
+// the API server's reason.
 //
 // The API has no stream for agents, so this view polls, but only while it is
 // shown and the browser tab is visible: every AGENTS_POLL_MS, and at once on
@@ -12,7 +13,7 @@ import { $, el, replace } from './dom.js';
 import { local, rel } from './format.js';
 import { state } from './state.js';
 import { askForToken } from './token.js';
-/** @import { Agent, ProjectSync, SyncObject } from './api-types.js' */
+/** @import { Agent, ProjectSync, ProjectSyncing, SyncObject } from './api-types.js' */
 
 export const AGENTS_POLL_MS = 15000;
 
@@ -47,6 +48,11 @@ function syncState(p) {
 
 /** @param {Agent} a */
 const projectsOf = (a) => a.module_status.gitops?.projects ?? [];
+
+/** @param {Agent} a */
+const syncingOf = (a) => a.module_status.gitops?.syncing ?? [];
+
+const projectName = (/** @type {string} */ id) => id || '(configuration project)';
 
 /** @param {Agent} a something someone watching the agents should look at */
 function hasProblem(a) {
@@ -193,7 +199,6 @@ function toggle(a) {
  * @param {boolean} open
  */
 function agentRow(a, open) {
-  const projects = projectsOf(a);
   return el(
     'tr',
     { class: `agent${hasProblem(a) ? ' problem' : ''}`, 'data-agent': a.name },
@@ -219,7 +224,7 @@ function agentRow(a, open) {
       { class: 'modules' },
       a.modules.length ? a.modules.map((m) => el('span', { class: 'chip', text: m })) : el('span', { class: 'muted', text: a.config ? 'none' : '—' }),
     ),
-    el('td', { class: 'gitops-cell' }, projects.length ? gitopsSummary(projects) : el('span', { class: 'muted', text: '—' })),
+    el('td', { class: 'gitops-cell' }, gitopsSummary(projectsOf(a), syncingOf(a))),
   );
 }
 
@@ -256,16 +261,23 @@ function configSummary(a) {
   ];
 }
 
-/** @param {ProjectSync[]} projects */
-function gitopsSummary(projects) {
+/**
+ * How many projects (a first sync under way counts, before its report), how their last syncs went, how many are syncing.
+ * @param {ProjectSync[]} projects
+ * @param {ProjectSyncing[]} syncing
+ */
+function gitopsSummary(projects, syncing) {
+  const total = new Set([...projects, ...syncing].map((p) => p.project_id)).size;
+  if (!total) return el('span', { class: 'muted', text: '—' });
   const counts = { error: 0, failed: 0, drift: 0, ok: 0 };
   for (const p of projects) counts[syncState(p).key]++;
   const bad = counts.error + counts.failed;
   return [
-    el('span', { text: plural(projects.length, 'project') }),
+    el('span', { text: plural(total, 'project') }),
     bad ? [' ', el('span', { class: 'badge bad', text: `${bad} failing` })] : null,
     counts.drift ? [' ', el('span', { class: 'badge warn', text: `${counts.drift} drift corrected` })] : null,
-    !bad && !counts.drift ? [' ', el('span', { class: 'badge good', text: 'synced' })] : null,
+    syncing.length ? [' ', el('span', { class: 'badge syncing', text: `${syncing.length} syncing` })] : null,
+    !bad && !counts.drift && !syncing.length ? [' ', el('span', { class: 'badge good', text: 'synced' })] : null,
   ];
 }
 
@@ -273,6 +285,7 @@ function gitopsSummary(projects) {
 function detailRow(a) {
   const c = a.config;
   const projects = projectsOf(a);
+  const syncing = syncingOf(a);
   return el(
     'tr',
     { class: 'agent-detail', 'data-agent': a.name },
@@ -331,15 +344,41 @@ function detailRow(a) {
         ? el(
             'div',
             { class: 'gitops' },
-            el('h3', { text: 'GitOps: each manifest project’s last sync' }),
+            syncing.length ? [el('h3', { text: 'GitOps: syncs under way' }), syncingList(syncing)] : null,
+            projects.length || !syncing.length ? el('h3', { text: 'GitOps: each manifest project’s last sync' }) : null,
             projects.length
               ? projectsTable(projects)
-              : el('p', {
-                  class: 'muted',
-                  text: a.modules.includes('gitops') ? 'No sync reported yet.' : 'No manifest projects (no gitops block at the config commit).',
-                }),
+              : syncing.length
+                ? null
+                : el('p', {
+                    class: 'muted',
+                    text: a.modules.includes('gitops') ? 'No sync reported yet.' : 'No manifest projects (no gitops block at the config commit).',
+                  }),
           )
         : null,
+    ),
+  );
+}
+
+/**
+ * Commits sent to the agent and not reported on yet: a first sync waiting on a Deployment, or a newer commit than its last sync's.
+ * @param {ProjectSyncing[]} syncing
+ */
+function syncingList(syncing) {
+  return el(
+    'ul',
+    { class: 'syncing' },
+    syncing.map((s) =>
+      el(
+        'li',
+        { class: 'syncing-project', 'data-project': s.project_id },
+        el('span', { class: 'mono project', text: projectName(s.project_id) }),
+        ' · commit ',
+        el('span', { class: 'mono commit', title: s.commit_id, text: shortCommit(s.commit_id) }),
+        ' · sent to the agent ',
+        el('span', { class: 'since', title: local(s.since), text: rel(s.since) }),
+        ', not reported yet',
+      ),
     ),
   );
 }
@@ -366,7 +405,7 @@ function projectsTable(projects) {
         el(
           'tr',
           { class: `project sync-${s.key}`, 'data-project': p.project_id },
-          el('td', { class: 'mono', text: p.project_id || '(configuration project)' }),
+          el('td', { class: 'mono', text: projectName(p.project_id) }),
           el('td', {}, el('span', { class: `badge sync-${s.key}`, text: s.text })),
           el('td', { class: 'mono commit', title: p.commit_id, text: shortCommit(p.commit_id) }),
           [p.applied, p.changed, p.unchanged, p.pruned, p.failed].map((n, i) => el('td', { class: `num${i === 4 && n ? ' bad' : ''}`, text: n })),

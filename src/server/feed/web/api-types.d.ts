@@ -95,6 +95,22 @@ export interface ProjectSync {
   last_ok_at: string | null;
 }
 
+/** A sync under way: a commit the server sent the agent, which the agent has not reported on yet. */
+export interface ProjectSyncing {
+  /** Empty: the configuration project. */
+  project_id: string;
+  commit_id: string;
+  /** When the server sent the commit. */
+  since: string;
+}
+
+export interface AgentGitopsStatus {
+  /** Each manifest project's last sync the agent reported. */
+  projects: ProjectSync[];
+  /** A first sync, or a newer commit than in projects; a stopped agent keeps its entry until it reports again. */
+  syncing: ProjectSyncing[];
+}
+
 export interface Agent {
   name: string;
   created_at: string;
@@ -103,7 +119,7 @@ export interface Agent {
   config: AgentConfig | null;
   modules: string[];
   /** Optional: a server without the module has no part for it. */
-  module_status: { gitops?: { projects: ProjectSync[] } };
+  module_status: { gitops?: AgentGitopsStatus };
 }
 
 export interface AgentList {
