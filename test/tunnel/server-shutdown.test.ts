@@ -1,20 +1,23 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { killAll, tempDir, until } from '../helpers/processes.js';
-import { prepareServer, ServerProc, spawnAgent, SpoolWriter, storeCounts } from './harness.js';
+import { prepareServer, ServerProc, spawnAgent, SpoolWriter, storeCounts, type Transport } from './harness.js';
 
-// A server replica that shuts down cleanly (SIGTERM) cuts the agent's streams at the end of its grace
-// period, which the agent sees as CANCELLED "Call cancelled": that is a server going away, logged at
-// info, not an error the operator has to look into.
+// A server replica that shuts down cleanly (SIGTERM) cuts the agent's gRPC streams at the end of its grace
+// period, which the agent sees as CANCELLED "Call cancelled", and closes WebSockets with 1001 Going Away:
+// that is a server going away, logged at info, not an error the operator has to look into.
 
 afterEach(killAll);
 
-describe('the agent when the server shuts down cleanly', () => {
+describe.each([
+  ['grpc', 'Call cancelled'],
+  ['ws', 'the server closed the WebSocket as it shut down (1001 the server is shutting down)'],
+] as [Transport, string][])('the agent over %s when the server shuts down cleanly', (transport, reason) => {
   it('logs the end of its alert stream at info, not as an error, and sends what it spooled meanwhile once the server is back', async () => {
     const dir = tempDir();
     const { data, tokenFile } = prepareServer(dir);
     const server = await ServerProc.start(data);
-    const agent = spawnAgent(server.kasAddress('grpc'), tokenFile, join(dir, 'agent'), ['--reconnect-initial', '200ms', '--reconnect-max', '1s']);
+    const agent = spawnAgent(server.kasAddress(transport), tokenFile, join(dir, 'agent'), ['--reconnect-initial', '200ms', '--reconnect-max', '1s']);
     const w = await SpoolWriter.open(join(dir, 'agent'));
     w.add(10);
     await until(() => (storeCounts(data).events >= 10 ? true : undefined), 20_000, 'the first alerts in the store');
@@ -25,12 +28,29 @@ describe('the agent when the server shuts down cleanly', () => {
       'the agent to log the end of its alert stream',
     );
     expect(ended.level).toBe('info');
-    expect(ended.reason).toBe('Call cancelled');
+    expect(ended.reason).toBe(reason);
     // Connection refused while the server is down stays an error; the shutdown itself is not one.
-    expect(agent.logs.filter((l) => l.msg.startsWith('Alert stream to the server failed') && l.error === 'Call cancelled')).toEqual([]);
+    expect(agent.logs.filter((l) => l.msg.startsWith('Alert stream to the server failed') && l.error === reason)).toEqual([]);
     w.add(10);
     await server.start();
     await until(() => (storeCounts(data).events >= 20 ? true : undefined), 30_000, 'the alerts spooled while the server was down');
     w.close();
   }, 90_000);
+});
+
+describe('the agent over ws when the server is killed', () => {
+  it('says the open WebSocket was cut, not that it closed before its handshake', async () => {
+    const dir = tempDir();
+    const { data, tokenFile } = prepareServer(dir);
+    const server = await ServerProc.start(data);
+    const agent = spawnAgent(server.kasAddress('ws'), tokenFile, join(dir, 'agent'), ['--reconnect-initial', '200ms', '--reconnect-max', '1s']);
+    const w = await SpoolWriter.open(join(dir, 'agent'));
+    w.add(5);
+    await until(() => (storeCounts(data).events >= 5 ? true : undefined), 20_000, 'the first alerts in the store');
+    await server.proc.kill('SIGKILL');
+    const failed = await agent.waitForLog((l) => l.msg.startsWith('Alert stream to the server failed'), 20_000, 'the agent to notice');
+    expect(failed.level).toBe('error');
+    expect(failed.error).toMatch(/^the WebSocket to ws:\/\/localhost:\d+\/-\/kubernetes-agent\/ was cut without a close frame: the server stopped/);
+    w.close();
+  }, 60_000);
 });

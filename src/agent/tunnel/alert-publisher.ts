@@ -10,7 +10,6 @@ import type { Spool, OutboxRow } from '../spool/spool.js';
 import { fitPayload } from './alert-fit.js';
 import { isVersionRefusal } from './config-client.js';
 import type { Tunnel } from './connection.js';
-import { isServerShutdown } from './errors.js';
 
 const acked = new Counter({ name: 'verdict_agent_alerts_acknowledged_total', help: 'Alerts the server acknowledged as stored', registers: [registry] });
 const tooLarge = new Counter({
@@ -130,7 +129,7 @@ export async function runAlertPublisher(
   const onBackoff = (delay: number, err: unknown) => {
     const e = err as grpc.ServiceError | undefined;
     const fields = { error: e ? tunnel.describe(e) : 'stream ended by the server', retry_in_ms: delay, spooled: outbox.size };
-    if (isServerShutdown(e))
+    if (tunnel.endedByShutdown(e))
       log.info(
         { reason: fields.error, retry_in_ms: delay, spooled: outbox.size },
         'The server ended the alert stream as it shut down; reconnecting, alerts stay in the spool',

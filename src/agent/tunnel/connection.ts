@@ -4,7 +4,7 @@ import { rootCertificates } from 'node:tls';
 import type { Logger } from '../../shared/log/logger.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { VERSION, versionsCompatible } from '../../shared/version.js';
-import { describeCallError } from './errors.js';
+import { describeCallError, isServerShutdown } from './errors.js';
 import { FailoverForwarder } from './failover.js';
 import { tlsCredentials } from './tls-credentials.js';
 import type { KasAddress } from './kas-address.js';
@@ -134,6 +134,15 @@ export class Tunnel {
     const text = describeCallError(err, this.failover?.current ?? this.opts.address, this.bridge?.lastError() ?? this.failover?.lastError());
     if (e.code === grpc.status.UNAVAILABLE) this.lastExplained = { text, at: Date.now() };
     return text;
+  }
+
+  /**
+   * Whether a call ended because the server shut down cleanly: it cut its streams or sent GOAWAY (gRPC), or
+   * closed the WebSocket with 1001 Going Away (ws://, wss://). Logged at info, not as a failure.
+   */
+  endedByShutdown(err: unknown): boolean {
+    if (isServerShutdown(err)) return true;
+    return (err as { code?: number } | undefined)?.code === grpc.status.UNAVAILABLE && Boolean(this.bridge?.wentAway());
   }
 
   /** Warns once per server version when the server's release does not match ours. */

@@ -26,6 +26,8 @@ export class WsBridge {
   private readonly sockets = new Set<Socket>();
   private readonly websockets = new Set<WebSocket>();
   private lastErr: { text: string; at: number } | undefined;
+  /** When the server last closed an open WebSocket with 1001 Going Away (it shut down), until the next dial. */
+  private wentAwayAt: number | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -56,8 +58,30 @@ export class WsBridge {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
+  /** Whether the server closed the WebSocket as it shut down (1001) within `withinMs`, with no dial since. */
+  wentAway(withinMs = 10_000): boolean {
+    return this.wentAwayAt !== undefined && Date.now() - this.wentAwayAt < withinMs;
+  }
+
   private fail(text: string): void {
     this.lastErr = { text, at: Date.now() };
+    this.wentAwayAt = undefined;
+  }
+
+  /** An open WebSocket the server (or something between) closed: why, for the calls that fail with it. */
+  private closedByServer(code: number, reason: string): void {
+    const url = this.opts.address.url!;
+    const why = reason ? ` ${reason}` : '';
+    this.wentAwayAt = code === 1001 ? Date.now() : undefined;
+    this.lastErr = {
+      at: Date.now(),
+      text:
+        code === 1001
+          ? `the server closed the WebSocket as it shut down (1001${why})`
+          : code === 1006
+            ? `the WebSocket to ${url} was cut without a close frame: the server stopped, or something between (a proxy, a load balancer's idle timeout) cut it`
+            : `the server closed the WebSocket to ${url} (${code}${why})`,
+    };
   }
 
   private onConnection(local: Socket): void {
@@ -113,6 +137,10 @@ export class WsBridge {
       }
       local.destroy();
     });
+    ws.on('close', (code: number, reason: Buffer) => {
+      // A local end closed first is grpc-js's (or the agent's) doing: nothing to explain.
+      if (open && !local.destroyed) this.closedByServer(code, reason.toString());
+    });
     ws.on('open', () => {
       if (ws.protocol !== AGENT_WS_SUBPROTOCOL) {
         fail(
@@ -124,6 +152,7 @@ export class WsBridge {
       }
       open = true;
       this.lastErr = undefined;
+      this.wentAwayAt = undefined;
       splice(local, createWebSocketStream(ws));
     });
   }

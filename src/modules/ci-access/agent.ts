@@ -9,7 +9,6 @@ import { retryLoop } from '../../shared/retry/loop.js';
 import type { CiAccessConfig } from './config.js';
 import { ApiForwarder, type AgentCall } from './forward.js';
 import { TunnelClient } from './wire.js';
-import { isServerShutdown } from '../../agent/tunnel/errors.js';
 
 // The agent part of the CI/CD tunnel: while config.yaml has a ci_access block,
 // it keeps IDLE_CALLS Connect calls open to the server (the original's
@@ -65,7 +64,7 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
             backoff: o.backoff ?? BACKOFF,
             signal,
             onBackoff: (delay, e) =>
-              isServerShutdown(e)
+              tunnel.endedByShutdown(e)
                 ? ctx.log.info({ reason: tunnel.describe(e), retry_in_ms: delay }, 'CI tunnel: the server ended a call as it shut down; reconnecting')
                 : ctx.log.error({ error: tunnel.describe(e), retry_in_ms: delay }, 'CI tunnel: call to the server failed'),
           },

@@ -127,7 +127,12 @@ export async function registerAgentWebSocket(app: FastifyInstance, opts: AgentWe
 
   return {
     close: () => {
-      for (const c of wss.clients) c.terminate();
+      // 1001 Going Away tells agents the server is stopping, not failing (they log it at info); one that does not
+      // answer the close frame at once is cut.
+      for (const c of wss.clients) c.close(1001, 'the server is shutting down');
+      setTimeout(() => {
+        for (const c of wss.clients) c.terminate();
+      }, 1000).unref();
       wss.close();
       injector.destroy();
     },
