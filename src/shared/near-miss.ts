@@ -2,15 +2,15 @@
 
 /**
  * The known name a name is a near-miss of, if any: one edit away for short
- * names, two for longer ones (a swap of two letters is one edit). Config keys'
- * and CLI commands' "did you mean" both come from here.
+ * names, two for longer ones (a swap of two letters is one edit), case aside.
+ * The "did you mean" of config keys, CLI commands and policy fields comes from here.
  */
 export function nearMiss(key: string, known: readonly string[]): string | undefined {
   const lower = key.toLowerCase();
   let best: string | undefined;
   let bestD = lower.length <= 4 ? 2 : 3;
   for (const k of known) {
-    const d = editDistance(lower, k);
+    const d = editDistance(lower, k.toLowerCase());
     if (d < bestD) {
       bestD = d;
       best = k;

@@ -6,6 +6,8 @@
 // fields are reported, with where they are and the name that was probably
 // meant; they never stop a policy from loading.
 
+import { nearMiss } from '../../../shared/near-miss.js';
+
 /** null: a value whose inside is not checked (free maps, scalars, label lists). */
 type Node = Shape | ListOf | null;
 interface Shape {
@@ -93,32 +95,9 @@ export const K8S_NETWORK_POLICY: Shape = {
   status: null,
 };
 
-function distance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const keep = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = keep;
-    }
-  }
-  return d[b.length]!;
-}
-
 /** The known field a misspelt one most likely meant, if any is close. */
 function meant(field: string, shape: Shape): string | undefined {
-  const known = Object.keys(shape);
-  const sameCase = known.find((k) => k.toLowerCase() === field.toLowerCase());
-  if (sameCase) return sameCase;
-  let best: string | undefined;
-  let bestD = 3;
-  for (const k of known) {
-    const d = distance(field, k);
-    if (d < bestD) [best, bestD] = [k, d];
-  }
-  return best;
+  return nearMiss(field, Object.keys(shape));
 }
 
 function isObj(v: unknown): v is Record<string, unknown> {

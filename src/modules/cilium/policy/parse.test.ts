@@ -317,6 +317,13 @@ spec:
       ['spec.ingress[0].form: unknown field (did you mean from?)', 'spec.ingress[0].ports[0].protcol: unknown field (did you mean protocol?)'],
     ]);
   });
+
+  it('names the field meant whatever the case of the typo, by the rule config keys use (shared/near-miss.ts)', () => {
+    const r = one(CNP('a', '  endpointSelector:\n    Matchlabel: {app: x}'));
+    expect(r.policies.map((p) => p.warnings.map((w) => w.replace(/; the API server drops.*$/, '')))).toEqual([
+      ['spec.endpointSelector.Matchlabel: unknown field (did you mean matchLabels?)'],
+    ]);
+  });
 });
 
 describe('the alert opt-in written so that it does not opt in', () => {
