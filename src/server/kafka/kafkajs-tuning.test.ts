@@ -281,7 +281,7 @@ describe('the produce request and request frame encoders', () => {
       expect(buf(await a.encode()).equals(buf(await b.encode()))).toBe(true);
     }
   });
-  it('arms the request queue\'s pending check only while a request waits (kafkajs 2.2.4 re-armed a 1 ms timer for ever)', async () => {
+  it("arms the request queue's pending check only while a request waits (kafkajs 2.2.4 re-armed a 1 ms timer for ever)", async () => {
     expect(tuned.requestQueue).toBe(true);
     type Queue = {
       throttledUntil: number;
