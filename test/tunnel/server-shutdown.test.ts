@@ -29,8 +29,15 @@ describe.each([
     );
     expect(ended.level).toBe('info');
     expect(ended.reason).toBe(reason);
+    const config = await agent.waitForLog(
+      (l) => l.msg === 'Config: the server ended the configuration stream as it shut down; reconnecting, the configuration stays',
+      20_000,
+      'the agent to log the end of its configuration stream',
+    );
+    expect([config.level, config.reason]).toEqual(['info', reason]);
     // Connection refused while the server is down stays an error; the shutdown itself is not one.
     expect(agent.logs.filter((l) => l.msg.startsWith('Alert stream to the server failed') && l.error === reason)).toEqual([]);
+    expect(agent.logs.filter((l) => l.msg === 'Config: failed to get configuration from the server' && l.error === reason)).toEqual([]);
     w.add(10);
     await server.start();
     await until(() => (storeCounts(data).events >= 20 ? true : undefined), 30_000, 'the alerts spooled while the server was down');
