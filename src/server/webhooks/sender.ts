@@ -1,11 +1,11 @@
 import http from 'node:http';
 import https from 'node:https';
 import { errText } from '../../shared/log/logger.js';
-import type { AddressPolicy } from './ssrf.js';
+import type { AddressPolicy } from '../../shared/net/ssrf.js';
 import { isVerdictError } from '../../shared/errors.js';
 
 // One HTTP POST with a hard deadline. node:http rather than fetch because the
-// address check must sit in the socket's lookup (see ssrf.ts), redirects must
+// address check must sit in the socket's lookup (see shared/net/ssrf.ts), redirects must
 // not be followed (a 3xx is a failed try, and following it would dodge the
 // check), and the deadline must cover the whole exchange, body included.
 

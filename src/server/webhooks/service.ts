@@ -6,7 +6,7 @@ import { migrateWebhooks } from './db.js';
 import { IntegrationRegistry } from './integrations.js';
 import { addBacklogSource } from './metrics.js';
 import { Outbox } from './outbox.js';
-import { AddressPolicy } from './ssrf.js';
+import { AddressPolicy } from '../../shared/net/ssrf.js';
 import { DeliveryWorker, type WorkerOptions } from './worker.js';
 
 // Wiring: the outbox hooks in the alert store's transactions (new alerts and

@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newAgent, send } from './sender.js';
-import { AddressPolicy, restrictedReason } from './ssrf.js';
+import { AddressPolicy, restrictedReason } from '../../shared/net/ssrf.js';
 
 describe('restricted addresses', () => {
   it.each([

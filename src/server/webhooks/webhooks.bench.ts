@@ -11,7 +11,7 @@ import { openServerDb } from '../store/server-db.js';
 import { startWebhooks } from './service.js';
 import { newAgent, send } from './sender.js';
 import { newSecret, newWebhookId, signatureHeader } from './signer.js';
-import { AddressPolicy } from './ssrf.js';
+import { AddressPolicy } from '../../shared/net/ssrf.js';
 
 // Webhook deliveries/s to a local receiver that takes LATENCY_MS to answer (a
 // realistic endpoint: it writes to its own database before saying 200), for

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { parseIntegrationJson } from '../../shared/config/webhooks-config.js';
 import type { Integration, IntegrationRegistry } from './integrations.js';
-import { AddressPolicy } from './ssrf.js';
+import { AddressPolicy } from '../../shared/net/ssrf.js';
 import { DeliveryWorker, MAX_RETRY_AFTER_MS, type DeliveryQueue } from './worker.js';
 
 const queue: DeliveryQueue = { claim: () => [], nextDueAt: () => undefined, finish: () => [], onWake: () => () => {} };

@@ -8,7 +8,7 @@ import * as m from './metrics.js';
 import type { Delivery, Outcome } from './outbox.js';
 import { newAgent, send, type SendResult } from './sender.js';
 import { signatureHeader } from './signer.js';
-import type { AddressPolicy } from './ssrf.js';
+import type { AddressPolicy } from '../../shared/net/ssrf.js';
 
 // Takes due deliveries from a queue and sends them, at most `concurrency` at a
 // time per integration. The worker does not know where deliveries come from:

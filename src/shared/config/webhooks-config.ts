@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { isMap, isSeq, type Node } from 'yaml';
-import { AddressPolicy } from '../../server/webhooks/ssrf.js';
+import { AddressPolicy } from '../net/ssrf.js';
 import { ALERT_SOURCES, SEVERITIES, type AlertSource, type Severity } from '../alert/payload.js';
 import { bool, duration, field, int, list, obj, oneOf, parseJsonValue, str, stringMap, type Validator, reportIssue, refine } from './schema.js';
 

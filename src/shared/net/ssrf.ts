@@ -1,6 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
-import { isVerdictError, VerdictError } from '../../shared/errors.js';
+import { isVerdictError, VerdictError } from '../errors.js';
 
 // Webhook URLs come from people with admin tokens, not from the operator of the
 // machine: without a guard, "deliver to http://169.254.169.254/..." reads cloud
