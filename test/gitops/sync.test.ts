@@ -309,6 +309,15 @@ spec:
     expect(r.failed).toBe(0);
   });
 
+  it('nothing to apply (no files yet, or only an invalid object) in a default_namespace not created yet: an empty sync, not a failure', async () => {
+    // Another project creates the namespace later: until this one has objects to apply, it has nothing to record there.
+    const none = await sync('later', {}, { defaultNamespace: 'created-later' });
+    expect([none.applied, none.failed, none.objects]).toEqual([0, 0, []]);
+    const invalid = await sync('later', { 'bad.yaml': cm('Bad_Name', { a: '1' }) }, { defaultNamespace: 'created-later' });
+    expect(invalid.objects).toMatchObject([{ object: 'ConfigMap Bad_Name', action: 'failed' }]);
+    expect(await get('namespace created-later')).toBeUndefined();
+  });
+
   it('an object that was not Current is waited for again on the next sync of the same commit, even when nothing changed it', async () => {
     // The worker's memory of what it applied (lastApplied) spares the apply of an object nobody changed; it must
     // not spare the wait, or the third try of a commit whose Deployment never becomes available reports success.

@@ -92,7 +92,9 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
     dryRun: s.dryRun,
     signal,
   };
-  if (write && !(prior && [...p.applying].every((k) => prior.has(k)))) {
+  // Nothing to apply (globs that match nothing yet, only invalid objects): nothing to record, and a default_namespace
+  // another project creates later is not needed yet.
+  if (write && p.applying.size > 0 && !(prior && [...p.applying].every((k) => prior.has(k)))) {
     const all = new Set([...(prior ?? []), ...p.applying]);
     try {
       await writeInventory(api, inventory, all, FIELD_MANAGER, signal);
