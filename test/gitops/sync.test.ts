@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIELD_MANAGER } from '../../src/modules/gitops/apply-object.js';
 import { inventoryRef } from '../../src/modules/gitops/inventory.js';
-import { KubeApi, type KubeEndpoint } from '../../src/modules/gitops/kube/api.js';
+import { KubeApi, type KubeEndpoint, type KubeRequest } from '../../src/modules/gitops/kube/api.js';
 import { Discovery } from '../../src/modules/gitops/kube/discovery.js';
 import { type SyncResult, type SyncSettings, synchronize } from '../../src/modules/gitops/sync.js';
 import { type Kube, startKube } from '../helpers/kube.js';
@@ -316,6 +316,37 @@ spec:
     const invalid = await sync('later', { 'bad.yaml': cm('Bad_Name', { a: '1' }) }, { defaultNamespace: 'created-later' });
     expect(invalid.objects).toMatchObject([{ object: 'ConfigMap Bad_Name', action: 'failed' }]);
     expect(await get('namespace created-later')).toBeUndefined();
+  });
+
+  it('a sync cancelled right after it created the Namespace its inventory lives in: the inventory lists that Namespace', async () => {
+    // The cancel falls between the Namespace's apply and the inventory's write: the Namespace must not be left unlisted.
+    const abort = new AbortController();
+    class CancelAfterNamespace extends KubeApi {
+      override async request<T>(r: KubeRequest) {
+        const res = await super.request<T>(r);
+        if (r.method === 'PATCH' && r.path === '/api/v1/namespaces/cancel-early') abort.abort(new Error('Synchronization was canceled'));
+        return res;
+      }
+    }
+    const cancelling = new CancelAfterNamespace(api.endpoint);
+    try {
+      await expect(
+        sync(
+          'early',
+          { 'a.yaml': cm('a', { v: '1' }), 'ns.yaml': ns('cancel-early') },
+          { defaultNamespace: 'cancel-early' },
+          { api: cancelling, signal: abort.signal },
+        ),
+      ).rejects.toThrow('Synchronization was canceled');
+    } finally {
+      cancelling.close();
+    }
+    expect(Object.keys((await get('configmap inventory-edge-early -n cancel-early'))?.data ?? {}).sort()).toEqual([
+      '_cancel-early__Namespace',
+      'cancel-early_a__ConfigMap',
+    ]);
+    // Nothing past the Namespace was applied.
+    expect(await get('configmap a -n cancel-early')).toBeUndefined();
   });
 
   it('an object that was not Current is waited for again on the next sync of the same commit, even when nothing changed it', async () => {

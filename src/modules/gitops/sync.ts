@@ -102,19 +102,20 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
       if (kubeApiStatus(e) !== 404) throw e;
       // Its namespace is one this commit creates: as cli-utils' InvAddTask, that Namespace is applied first, then the
       // inventory is written, then the rest. Only the Namespace is ever in the cluster before the inventory lists it,
-      // for the time of one request.
+      // for the time of one request: neither request is cancelled, so a cancel cannot fall between the two.
       const ns = p.waves.flat().find((m) => m.object.apiVersion === 'v1' && m.object.kind === 'Namespace' && m.object.metadata.name === inventory.namespace);
       if (!ns) throw e;
-      const a = await applyObject(ns, applyCtx);
-      if (signal?.aborted) throw signal.reason ?? new Error('Synchronization was canceled');
+      const { signal: _, ...uncancelled } = applyCtx;
+      const a = await applyObject(ns, uncancelled);
       if (a.action === 'failed')
         throw new VerdictError(
           'VERDICT_KUBE_API',
           `cannot create Namespace ${inventory.namespace} (${ns.source}#${ns.index}), where the inventory ConfigMap ${inventory.namespace}/${inventory.name} is kept: ${a.reason}`,
           { cause: e },
         );
+      await writeInventory(api, inventory, all, FIELD_MANAGER);
+      if (signal?.aborted) throw signal.reason ?? new Error('Synchronization was canceled');
       early.set(idKey(idOf(ns.object)), a);
-      await writeInventory(api, inventory, all, FIELD_MANAGER, signal);
     }
     recorded = all;
   }
