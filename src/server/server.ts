@@ -142,7 +142,12 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
         );
       }),
   );
-  closers.defer('agent API (gRPC)', () => shutDownGrpc(grpcServer));
+  // Agents' streams are ended first, with a status that says why: left to the grace period, they were cut as
+  // CANCELLED, which the agent cannot tell from a proxy resetting a stream.
+  closers.defer('agent API (gRPC)', () => {
+    streams.shutDown();
+    return shutDownGrpc(grpcServer);
+  });
 
   const http: FastifyInstance = await closers.start(() =>
     buildHttpServer({

@@ -15,3 +15,10 @@ export const AGENT_WS_SUBPROTOCOL = 'ws-tunnel';
  * cuts its batches by it).
  */
 export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
+
+/**
+ * The details of the UNAVAILABLE status a server ends its agents' streams with when it shuts down cleanly: the agent
+ * logs such an end at info and reconnects, where anything else that ends a stream (a proxy resetting it, a fault) is
+ * an error it reports.
+ */
+export const SERVER_SHUTTING_DOWN = 'the server is shutting down';

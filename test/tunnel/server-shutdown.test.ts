@@ -3,21 +3,23 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { killAll, tempDir, until } from '../helpers/processes.js';
 import { prepareServer, ServerProc, spawnAgent, SpoolWriter, storeCounts, type Transport } from './harness.js';
 
-// A server replica that shuts down cleanly (SIGTERM) cuts the agent's gRPC streams at the end of its grace
-// period, which the agent sees as CANCELLED "Call cancelled", and closes WebSockets with 1001 Going Away:
-// that is a server going away, logged at info, not an error the operator has to look into.
+// A server replica that shuts down cleanly (SIGTERM) ends the agent's calls with UNAVAILABLE "the server is
+// shutting down" and closes WebSockets with 1001 Going Away: that is a server going away, logged at info, not an
+// error the operator has to look into.
 
 afterEach(killAll);
 
 describe.each([
-  ['grpc', 'Call cancelled'],
+  ['grpc', 'server unavailable at ADDRESS: the server is shutting down'],
   ['ws', 'the server closed the WebSocket as it shut down (1001 the server is shutting down)'],
 ] as [Transport, string][])('the agent over %s when the server shuts down cleanly', (transport, reason) => {
   it('logs the end of its alert stream at info, not as an error, and sends what it spooled meanwhile once the server is back', async () => {
     const dir = tempDir();
     const { data, tokenFile } = prepareServer(dir);
     const server = await ServerProc.start(data);
-    const agent = spawnAgent(server.kasAddress(transport), tokenFile, join(dir, 'agent'), ['--reconnect-initial', '200ms', '--reconnect-max', '1s']);
+    const address = server.kasAddress(transport);
+    const want = reason.replace('ADDRESS', address);
+    const agent = spawnAgent(address, tokenFile, join(dir, 'agent'), ['--reconnect-initial', '200ms', '--reconnect-max', '1s']);
     const w = await SpoolWriter.open(join(dir, 'agent'));
     w.add(10);
     await until(() => (storeCounts(data).events >= 10 ? true : undefined), 20_000, 'the first alerts in the store');
@@ -28,16 +30,16 @@ describe.each([
       'the agent to log the end of its alert stream',
     );
     expect(ended.level).toBe('info');
-    expect(ended.reason).toBe(reason);
+    expect(ended.reason).toBe(want);
     const config = await agent.waitForLog(
       (l) => l.msg === 'Config: the server ended the configuration stream as it shut down; reconnecting, the configuration stays',
       20_000,
       'the agent to log the end of its configuration stream',
     );
-    expect([config.level, config.reason]).toEqual(['info', reason]);
+    expect([config.level, config.reason]).toEqual(['info', want]);
     // Connection refused while the server is down stays an error; the shutdown itself is not one.
-    expect(agent.logs.filter((l) => l.msg.startsWith('Alert stream to the server failed') && l.error === reason)).toEqual([]);
-    expect(agent.logs.filter((l) => l.msg === 'Config: failed to get configuration from the server' && l.error === reason)).toEqual([]);
+    expect(agent.logs.filter((l) => l.msg.startsWith('Alert stream to the server failed') && l.error === want)).toEqual([]);
+    expect(agent.logs.filter((l) => l.msg === 'Config: failed to get configuration from the server' && l.error === want)).toEqual([]);
     w.add(10);
     await server.start();
     await until(() => (storeCounts(data).events >= 20 ? true : undefined), 30_000, 'the alerts spooled while the server was down');

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { SERVER_SHUTTING_DOWN } from '../../shared/agent-api.js';
 import { describeCallError, explainTransportError, isServerShutdown } from './errors.js';
 import { parseKasAddress } from './kas-address.js';
 
@@ -53,8 +54,10 @@ describe('describeCallError', () => {
 });
 
 describe('isServerShutdown', () => {
-  it('is a server that cut its streams as it stopped (CANCELLED) or sent GOAWAY, not one that is down or refused', () => {
-    expect(isServerShutdown({ code: grpc.status.CANCELLED, details: 'Call cancelled' })).toBe(true);
+  it('is a server that ended its streams as it stopped or sent GOAWAY, not one that is down, refused, or a reset stream', () => {
+    expect(isServerShutdown(unavailable(SERVER_SHUTTING_DOWN))).toBe(true);
+    // What a proxy resetting the stream, or the end of a server's grace period, looks like.
+    expect(isServerShutdown({ code: grpc.status.CANCELLED, details: 'Call cancelled' })).toBe(false);
     expect(isServerShutdown(unavailable('Received HTTP/2 GOAWAY with code NO_ERROR'))).toBe(true);
     expect(isServerShutdown(unavailable('No connection established. Last error: connect ECONNREFUSED 127.0.0.1:8150.'))).toBe(false);
     expect(isServerShutdown(unavailable('Connection dropped'))).toBe(false);

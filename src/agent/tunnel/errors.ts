@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { KasAddress } from './kas-address.js';
-import { AGENT_WS_PATH } from '../../shared/agent-api.js';
+import { AGENT_WS_PATH, SERVER_SHUTTING_DOWN } from '../../shared/agent-api.js';
 
 // Log text for failed calls and connections, with the fix for the cases
 // operators meet most: the troubleshooting table of the original (no such host,
@@ -49,15 +49,14 @@ export function explainTransportError(text: string, a: KasAddress): string | und
 }
 
 /**
- * A call the server ended because it is going away cleanly (a replica shut down or restarted): it sent GOAWAY,
- * or cut the streams left at the end of its grace period, which grpc-js reports as CANCELLED "Call cancelled".
- * The agent cancels its own calls only when it stops, and then nothing is retried or logged. Such an end is
- * logged at info: the agent reconnects after its backoff, to the server or, with several --kas-address values, another.
+ * A call the server ended because it is going away cleanly (a replica shut down or restarted): it ended the
+ * agent's calls with UNAVAILABLE and SERVER_SHUTTING_DOWN, or its connection sent GOAWAY. Such an end is logged at
+ * info: the agent reconnects after its backoff, to the server or, with several --kas-address values, another. A
+ * CANCELLED "Call cancelled" is not one: a proxy or load balancer resetting the stream looks the same.
  */
 export function isServerShutdown(err: unknown): boolean {
   const e = err as { code?: number; details?: string } | undefined;
-  if (e?.code === grpc.status.CANCELLED) return true;
-  return e?.code === grpc.status.UNAVAILABLE && /GOAWAY/i.test(e.details ?? '');
+  return e?.code === grpc.status.UNAVAILABLE && (e.details === SERVER_SHUTTING_DOWN || /GOAWAY/i.test(e.details ?? ''));
 }
 
 /** The cause inside grpc-js's "No connection established. Last error: … Resolution note: …". */

@@ -8,6 +8,7 @@ import {
   type ConfigurationRequest,
   type ConfigurationResponse,
 } from '../../gen/verdict/agent.js';
+import { SERVER_SHUTTING_DOWN } from '../../shared/agent-api.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { ConfigError, formatIssue } from '../../shared/config/schema.js';
 import { SERVER_DEFAULTS, type ServerConfig } from '../../shared/config/server-config.js';
@@ -84,6 +85,14 @@ export class StreamRegistry {
       if (set.size === 0) this.byToken.delete(tokenId);
     };
   }
+  /** Ends every agent call with the status that tells the agent the server is going away (SERVER_SHUTTING_DOWN). */
+  shutDown(): number {
+    const calls = [...this.byToken.values()].flatMap((set) => [...set]);
+    this.byToken.clear();
+    for (const call of calls) call.emit('error', { code: grpc.status.UNAVAILABLE, details: SERVER_SHUTTING_DOWN });
+    return calls.length;
+  }
+
   /** Ends every stream opened with the token; returns how many. */
   drop(tokenId: number): number {
     const set = this.byToken.get(tokenId);
