@@ -23,6 +23,8 @@ export interface Applied {
   reason?: string;
   /** A failure that wrote nothing: refused before sending (no such kind, the inventory policy) or by the API server (a 4xx). */
   unwritten?: boolean;
+  /** Refused by the inventory policy: the live object is another inventory's (or none's), not ours to record. */
+  policyRefused?: boolean;
 }
 
 export interface ApplyContext {
@@ -78,7 +80,7 @@ export async function applyObject(m: ManifestObject, ctx: ApplyContext): Promise
       }
     }
     const refusal = live ? applyRefusal(ctx.policy, ctx.inventoryId, live.owner) : undefined;
-    if (refusal) return { action: 'failed', unwritten: true, reason: refusal };
+    if (refusal) return { action: 'failed', unwritten: true, policyRefused: true, reason: refusal };
     if (ctx.dryRun === 'client') return { action: live ? 'configured' : 'created' };
     const key = idKey(idOf(o));
     const body: KubeObject = {

@@ -120,6 +120,7 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
     recorded = all;
   }
   const unwritten = new Set<string>();
+  const refusedByPolicy = new Set<string>();
   for (const wave of p.waves) {
     if (signal?.aborted) break;
     await refreshNewKinds(wave, discovery, s.dryRun === 'none' ? 20 : 1, signal);
@@ -133,6 +134,7 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
       const a: Applied = applied[i]!;
       const key = idKey(idOf(m.object));
       if (a.unwritten) unwritten.add(key);
+      if (a.policyRefused) refusedByPolicy.add(key);
       results.push({ object: describeId(idOf(m.object)), source: `${m.source}#${m.index}`, action: a.action, ...(a.reason ? { reason: a.reason } : {}) });
       if (a.live && s.dryRun === 'none') live.push(a.live);
     }
@@ -175,8 +177,7 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
     keep = new Set([...prior, ...keep]);
   }
   // Objects another inventory owns (refused by the policy) are not ours to record.
-  for (const r of results)
-    if (r.action === 'failed' && r.reason?.startsWith('inventory policy prevented actuation')) keep.delete(keyOfResult(r, p.waves) ?? '');
+  for (const k of refusedByPolicy) keep.delete(k);
   const same = recorded !== undefined && recorded.size === keep.size && [...keep].every((k) => recorded.has(k));
   if (write && (recorded || keep.size > 0) && !same) await writeInventory(api, inventory, keep, FIELD_MANAGER, signal);
 
@@ -192,11 +193,6 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
     durationMs: Date.now() - started,
     objects: results,
   };
-}
-
-function keyOfResult(r: ObjectResult, waves: ManifestObject[][]): string | undefined {
-  for (const w of waves) for (const m of w) if (describeId(idOf(m.object)) === r.object) return idKey(idOf(m.object));
-  return undefined;
 }
 
 /**
