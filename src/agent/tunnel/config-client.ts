@@ -120,6 +120,8 @@ export async function runConfigStream(
                 return;
               }
               commitId = msg.commit_id;
+              // A valid commit in between: HEAD going back to the invalid one (a reset, a force-push) is news again.
+              invalidCommit = '';
             });
           });
           call.on('error', (e) => {

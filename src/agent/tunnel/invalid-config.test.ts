@@ -92,6 +92,12 @@ describe('an invalid config.yaml commit, then a fixed one', () => {
     expect(agentLog.logs.filter((l) => 'retry_in_ms' in l)).toEqual([]);
     expect(await listed()).toMatchObject({ commit_id: fixed });
     expect((await listed()).invalid).toBeUndefined();
+
+    // HEAD back to the invalid commit (a reset, a force-push) after a valid one: logged again.
+    project.git('reset', '-q', '--hard', bad);
+    await until(() => invalidLines().length === 2 || undefined, 10_000, 'the agent logging the invalid commit again');
+    expect(invalidLines()[1]).toMatchObject({ commit_id: bad });
+    project.git('reset', '-q', '--hard', fixed);
   });
 
   it('ends the stream with FAILED_PRECONDITION for an agent that does not ask for invalid commits on the stream', async () => {

@@ -267,8 +267,11 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
           if (running && deps.agents.configStatus(agent.name)?.commit_id === commit) return;
           try {
             const loaded = await loadAgentConfiguration(agent.config_project, agent.name, commit);
+            // Ended while it loaded (the agent moved to another project, a revoked token): the stream that
+            // replaces it records its own project's state, which this one must not overwrite.
+            if (closed) return;
             deps.agents.recordConfig(agent.name, commit, loaded.warnings);
-            if (running || closed) return;
+            if (running) return;
             for (const w of loaded.warnings) log.warn({ commit_id: commit }, `Config: ${formatIssue(w)}`);
             call.write({
               commit_id: commit,
@@ -281,6 +284,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
             sent = commit;
             log.info({ commit_id: commit, warnings: loaded.warnings.length }, 'Config: sent configuration to agent');
           } catch (e) {
+            if (closed) return;
             const details = e instanceof ConfigError ? `invalid configuration at commit ${commit.slice(0, 12)}: ${e.message}` : errText(e);
             deps.agents.recordConfigInvalid(agent.name, commit, details);
             if (running) return;
