@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { crc32c, keyPartition, murmur2, tuned } from './kafkajs-tuning.js';
 
 const require = createRequire(import.meta.url);
@@ -294,6 +294,7 @@ describe('the produce request and request frame encoders', () => {
     const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as new (o: object) => Queue;
     const logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
     const queue = new RequestQueue({ maxInFlightRequests: null, requestTimeout: 30_000, enforceRequestTimeout: false, clientId: 't', broker: 'b:1', logger });
+    vi.useFakeTimers();
     try {
       // What kafkajs runs after every response: with nothing waiting, no timer is left behind.
       queue.checkPendingRequests();
@@ -311,10 +312,11 @@ describe('the produce request and request frame encoders', () => {
         },
       });
       expect([sent, queue.pending.length, queue.throttleCheckTimeoutId !== null]).toEqual([0, 1, true]);
-      await new Promise((r) => setTimeout(r, 100));
+      await vi.advanceTimersByTimeAsync(100);
       expect([sent, queue.pending.length, queue.throttleCheckTimeoutId]).toEqual([1, 0, null]);
     } finally {
       queue.destroy();
+      vi.useRealTimers();
     }
   });
 });
