@@ -1,19 +1,22 @@
 // An agent moved to another configuration project on one replica is moved on
 // every replica, through the tokens topic, in log order: a connected agent is
 // served the new project by the replica it is connected to, and a replica that
-// reads the topic from the start ends at the newest project. Servers in this
-// process, on a real broker (scripts/kafka.sh).
+// reads the topic from the start ends at the newest project, and so does a
+// replica that stopped after writing a move and before reading it back. Servers
+// in this process, on a real broker (scripts/kafka.sh).
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runConfigStream, type ConfigUpdate } from '../../src/agent/tunnel/config-client.js';
 import { Tunnel } from '../../src/agent/tunnel/connection.js';
 import { parseKasAddress } from '../../src/agent/tunnel/kas-address.js';
+import { createKafkaClient, topicsOf } from '../../src/server/kafka/client.js';
 import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
 import { type RunningServer, startServer } from '../../src/server/server.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../../src/shared/config/kafka-config.js';
 import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
-import { createRootLogger } from '../../src/shared/log/logger.js';
+import { createRootLogger, type Logger } from '../../src/shared/log/logger.js';
+import { openServerDb } from '../../src/server/store/server-db.js';
 import { capturingLogger } from '../helpers/logs.js';
 import { ConfigProject, tempDir, until } from '../helpers/processes.js';
 
@@ -23,10 +26,10 @@ let broker: Broker;
 let kafka: KafkaConfig;
 const servers: RunningServer[] = [];
 
-async function replica(name: string): Promise<RunningServer> {
+async function replica(name: string, logger: Logger = log.child({ replica: name })): Promise<RunningServer> {
   const s = await startServer(
     { ...SERVER_DEFAULTS, data_dir: join(dir, name), http_addr: '127.0.0.1:0', grpc_addr: '127.0.0.1:0', config_poll_interval: 60_000, kafka },
-    log.child({ replica: name }),
+    logger,
   );
   servers.push(s);
   return s;
@@ -50,7 +53,8 @@ describe("an agent's configuration project across Kafka replicas", () => {
 
   it('is changed on A and served by B to the agent connected there, without a restart; a new replica replays to the newest', async () => {
     const a = await replica('a');
-    const b = await replica('b');
+    const bLog = capturingLogger();
+    const b = await replica('b', bLog.log);
     const admin = a.tokens.create('ops', 'admin').token;
     const { token } = a.agents.register('edge', projects[0]!.dir);
     await until(() => b.agents.authenticate(token) ?? undefined, 30_000, 'the agent token on replica B');
@@ -66,8 +70,8 @@ describe("an agent's configuration project across Kafka replicas", () => {
       await until(() => updates.length === 1 || undefined, 20_000, 'the first configuration, from B');
       expect(updates[0]!.commitId).toBe(commits[0]);
 
-      const patch = (project: ConfigProject) =>
-        fetch(`http://${a.httpAddress}/api/v1/admin/agents/edge`, {
+      const patch = (project: ConfigProject, on = a) =>
+        fetch(`http://${on.httpAddress}/api/v1/admin/agents/edge`, {
           method: 'PATCH',
           headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
           body: JSON.stringify({ config_project: project.dir }),
@@ -85,8 +89,32 @@ describe("an agent's configuration project across Kafka replicas", () => {
       const c = await replica('c');
       await until(() => (c.agents.get('edge')?.config_project === projects[2]!.dir ? true : undefined), 30_000, 'the newest project on replica C');
       expect(c.agents.authenticate(token)?.config_project).toBe(projects[2]!.dir);
-      // A, which wrote both moves, read them back in order and stays at the newest.
-      expect(a.agents.get('edge')?.config_project).toBe(projects[2]!.dir);
+
+      // B moves it back, after A's last move in the log: A applies it.
+      expect((await patch(projects[0]!, b)).status).toBe(200);
+      await until(() => (a.agents.get('edge')?.config_project === projects[0]!.dir ? true : undefined), 20_000, "B's move on replica A");
+      // A as it would be had it stopped after writing its last move, before reading it back: the move waits to be
+      // published, the tokens topic's reader has read none of it. Restarted, A reads its move in the topic, then B's
+      // after it, and applies B's; sent again, its move would come after B's and undo it everywhere.
+      const lastMove = bLog.logs.find((l) => l.msg.startsWith('Agents: changed the configuration project') && l.to === projects[2]!.dir);
+      expect(lastMove?.changed_at).toEqual(expect.any(String));
+      const group = topicsOf(kafka).tokensGroup(a.kafka!.replicaId);
+      await a.close();
+      const db = openServerDb(join(dir, 'a'));
+      db.prepare('UPDATE agents SET config_project = ? WHERE name = ?').run(projects[2]!.dir, 'edge');
+      db.prepare('INSERT INTO agent_project_changes (agent, config_project, changed_at) VALUES (?, ?, ?)').run('edge', projects[2]!.dir, lastMove!.changed_at);
+      db.close();
+      const kafkaAdmin = createKafkaClient(kafka, log).admin();
+      await kafkaAdmin.connect();
+      await kafkaAdmin.resetOffsets({ groupId: group, topic: topicsOf(kafka).tokens, earliest: true });
+      await kafkaAdmin.disconnect();
+      const restarted = await replica('a');
+      await until(() => (restarted.agents.get('edge')?.config_project === projects[0]!.dir ? true : undefined), 30_000, "B's move on restarted A");
+      // Written after anything the restarted A sent at start: once B has it, B has read that too.
+      const marker = restarted.agents.createToken('edge', 'marker').info;
+      await until(() => b.agents.listTokens('edge').find((t) => t.name === marker.name), 20_000, "restarted A's marker token on B");
+      expect(b.agents.get('edge')?.config_project).toBe(projects[0]!.dir);
+      expect(restarted.agents.get('edge')?.config_project).toBe(projects[0]!.dir);
       expect(agentLog.logs.filter((l) => l.level === 'error' || l.level === 'warn')).toEqual([]);
     } finally {
       abort.abort();

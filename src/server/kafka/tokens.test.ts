@@ -18,7 +18,7 @@ import { TokenSync } from './tokens.js';
 // Moves of an agent to another configuration project on the tokens topic, with
 // two token syncs that publish only when told (a long interval): what a
 // replica does with a move from another replica while its own is not yet
-// published. Real broker (scripts/kafka.sh).
+// published, or published and not yet acknowledged. Real broker (scripts/kafka.sh).
 
 const log = createRootLogger({ level: process.env.VERDICT_TEST_LOGS ? 'debug' : 'silent' });
 const dir = tempDir('verdict-kafka-tokens-');
@@ -35,7 +35,45 @@ interface Replica {
   sync: TokenSync;
 }
 
-async function replica(name: string): Promise<Replica> {
+/**
+ * The shared writer, with appends that, once armed by hold(), are written to the topic but resolve only on release():
+ * an append whose acknowledgement is slow (a busy producer, a broker hiccup).
+ */
+function heldAppends(w: LogWriter) {
+  let held: { written: () => void; released: Promise<void> } | undefined;
+  const writer = Object.assign(Object.create(w) as LogWriter, {
+    append: async (messages: Parameters<LogWriter['append']>[0]) => {
+      const appended = await w.append(messages);
+      const h = held;
+      held = undefined;
+      if (h) {
+        h.written();
+        await h.released;
+      }
+      return appended;
+    },
+  });
+  const hold = () => {
+    let written!: () => void;
+    let release!: () => void;
+    const wasWritten = new Promise<void>((r) => {
+      written = r;
+    });
+    held = { written, released: new Promise<void>((r) => (release = r)) };
+    return { written: wasWritten, release };
+  };
+  return { writer, hold };
+}
+
+function projectsFor(agent: string, names: string[]): string[] {
+  return names.map((n) => {
+    const p = new ConfigProject(join(dir, `${agent}-${n}`));
+    p.commit({ [`.gitlab/agents/${agent}/config.yaml`]: '{}\n' });
+    return p.dir;
+  });
+}
+
+async function replica(name: string, w: LogWriter = writer): Promise<Replica> {
   const db = openServerDb(join(dir, name));
   migrateKafka(db);
   const agents = new AgentRegistry(db);
@@ -46,7 +84,7 @@ async function replica(name: string): Promise<Replica> {
     db,
     agents,
     tokens: new FeedTokens(db),
-    writer,
+    writer: w,
     topic: topics.tokens,
     groupId: topics.tokensGroup(name),
     log,
@@ -106,5 +144,39 @@ describe('agent_project messages on the tokens topic', () => {
     // A replica reading the topic from its start ends there too.
     const c = await replica('c');
     await until(() => c.agents.get('edge')?.config_project === third || undefined, 20_000, 'the newest move on C');
+  }, 120_000);
+
+  it("applies a move read after this replica's own, even while its own append has not returned", async () => {
+    const [first, second, third] = projectsFor('lag', ['first', 'second', 'third']) as [string, string, string];
+    const slow = heldAppends(writer);
+    const a = await replica('lag-a', slow.writer);
+    const b = await replica('lag-b');
+    a.agents.register('lag', first);
+    await a.sync.publish();
+    await until(() => b.agents.get('lag'), 20_000, 'the agent on B');
+
+    // A's move is in the log, its append not acknowledged yet; B's move is written after it.
+    const held = slow.hold();
+    a.agents.setConfigProject('lag', second);
+    const publishing = a.sync.publish();
+    await held.written;
+    b.agents.setConfigProject('lag', third);
+    await b.sync.publish();
+    const { info } = b.agents.createToken('lag', 'marker');
+    await b.sync.publish();
+    await until(() => a.agents.listTokens('lag').find((t) => t.name === info.name), 20_000, "B's marker token on A");
+    expect(a.agents.get('lag')?.config_project).toBe(third);
+
+    held.release();
+    await publishing;
+    await a.sync.publish();
+    expect(a.agents.get('lag')?.config_project).toBe(third);
+    expect(b.agents.get('lag')?.config_project).toBe(third);
+    // A did not send its move again after B's: a replica reading the topic from its start ends at B's too.
+    const { info: last } = a.agents.createToken('lag', 'last');
+    await a.sync.publish();
+    const c = await replica('lag-c');
+    await until(() => c.agents.listTokens('lag').find((t) => t.name === last.name), 20_000, "A's last token on C");
+    expect(c.agents.get('lag')?.config_project).toBe(third);
   }, 120_000);
 });

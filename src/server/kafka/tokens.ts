@@ -19,7 +19,11 @@ import type { LogWriter } from './producer.js';
 // An agent's move to another configuration project is not one-way: it is one
 // message per agent (key agent_project:<name>, so compaction keeps the newest),
 // applied by every replica, the one that made it too, in log order (one key
-// is in one partition), so every replica ends at the change written last.
+// is in one partition), so every replica ends at the change written last. A
+// move made here waits (agent_project_changes) until this replica reads it
+// back from the topic, not merely until the append returns: until then a move
+// read from the topic was written before it, and is overridden by it; after,
+// every move read was written after it, and is applied.
 
 export interface AgentTokenRow {
   kind: 'agent_token';
@@ -53,6 +57,9 @@ export interface AgentProjectRow {
 
 export type TokenRow = AgentTokenRow | FeedTokenRow | AgentProjectRow;
 
+/** One move, as written: what tells this replica's own message, read back, from other moves of the agent. */
+const moveOf = (r: { agent: string; config_project: string; changed_at: string }) => JSON.stringify([r.agent, r.config_project, r.changed_at]);
+
 const keyOf = (r: TokenRow) => (r.kind === 'agent_project' ? `agent_project:${r.agent}` : `${r.kind === 'agent_token' ? 'agent' : 'feed'}:${r.token_hash}`);
 
 export interface TokenSyncOptions {
@@ -73,6 +80,16 @@ export class TokenSync {
   private consumer: Consumer | undefined;
   private timer: NodeJS.Timeout | undefined;
   private publishing = false;
+  /**
+   * Moves made here that are in the log, or on their way there, and not read back yet: not sent again. A failed
+   * append takes its moves out, so they are sent again. At start it holds the moves found waiting, which the last run
+   * may have appended without reading them back: they are sent only if the reader, once it has reached what the
+   * topic held at start, has not found them there (sent after a newer move, they would undo it).
+   */
+  private readonly inFlight = new Set<string>();
+  /** Per partition, the topic's end at start while the reader has not reached it. */
+  private behind = new Map<number, number>();
+  private heldAtStart: string[] = [];
   private readonly abort = new AbortController();
   private get stopped(): boolean {
     return this.abort.signal.aborted;
@@ -100,14 +117,18 @@ export class TokenSync {
       // Written by the registry (setConfigProject) in the same transaction as the change.
       unpublishedProjects: db.prepare(`SELECT c.agent, c.config_project, a.created_at AS agent_created_at, c.changed_at
         FROM agent_project_changes c JOIN agents a ON a.name = c.agent`),
-      projectPublished: db.prepare('DELETE FROM agent_project_changes WHERE agent = ? AND config_project = ? AND changed_at = ?'),
-      projectUnpublished: db.prepare('SELECT 1 FROM agent_project_changes WHERE agent = ?'),
+      moveReadBack: db.prepare('DELETE FROM agent_project_changes WHERE agent = ? AND config_project = ? AND changed_at = ?'),
+      projectWaiting: db.prepare('SELECT config_project, changed_at FROM agent_project_changes WHERE agent = ?'),
     };
   }
 
   /** Joins this replica's tokens group, then publishes what the topic lacks. */
   async join(): Promise<void> {
+    this.heldAtStart = (this.s.unpublishedProjects!.all() as Omit<AgentProjectRow, 'kind'>[]).map(moveOf);
+    for (const m of this.heldAtStart) this.inFlight.add(m);
     try {
+      if (this.heldAtStart.length) this.behind = await this.unread();
+      this.releaseIfCaughtUp();
       await this.launch();
     } catch (e) {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));
@@ -116,6 +137,44 @@ export class TokenSync {
     await this.publish();
     this.timer = setInterval(() => void this.publish(), this.o.intervalMs ?? 1000);
     this.timer.unref();
+  }
+
+  /** The partitions whose end, now, is past what this replica's group has read. */
+  private async unread(): Promise<Map<number, number>> {
+    const admin = this.o.kafka.admin();
+    await admin.connect();
+    try {
+      const [ends, groups] = await Promise.all([
+        admin.fetchTopicOffsets(this.o.topic),
+        admin.fetchOffsets({ groupId: this.o.groupId, topics: [this.o.topic] }),
+      ]);
+      const committed = new Map(groups.flatMap((g) => g.partitions).map((p) => [p.partition, Number(p.offset)]));
+      const behind = new Map<number, number>();
+      for (const e of ends) {
+        // No committed offset (-1), or one compaction went past: the reader starts at the topic's start.
+        const from = Math.max(committed.get(e.partition) ?? -1, Number(e.low));
+        if (Number(e.high) > from) behind.set(e.partition, Number(e.high));
+      }
+      return behind;
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  private read(partition: number, offset: string): void {
+    const end = this.behind.get(partition);
+    if (end === undefined || Number(offset) + 1 < end) return;
+    this.behind.delete(partition);
+    if (this.releaseIfCaughtUp()) void this.publish();
+  }
+
+  /** True if it let the moves held at start be sent. */
+  private releaseIfCaughtUp(): boolean {
+    if (this.behind.size || !this.heldAtStart.length) return false;
+    // Those still waiting were not in the log: each would have been read back, and cleared.
+    for (const m of this.heldAtStart) this.inFlight.delete(m);
+    this.heldAtStart = [];
+    return true;
   }
 
   private async launch(): Promise<void> {
@@ -140,7 +199,13 @@ export class TokenSync {
     await consumer.subscribe({ topic: this.o.topic, fromBeginning: true });
     await runOrThrow(
       consumer,
-      () => consumer.run({ eachMessage: async ({ message }) => this.apply(message.value) }),
+      () =>
+        consumer.run({
+          eachMessage: async ({ partition, message }) => {
+            this.apply(message.value);
+            this.read(partition, message.offset);
+          },
+        }),
       () => {
         if (!this.stopped && this.consumer === consumer) void this.restartLater();
       },
@@ -165,19 +230,25 @@ export class TokenSync {
     if (this.publishing || this.stopped) return;
     this.publishing = true;
     try {
-      const rows: TokenRow[] = [
+      const moves = (this.s.unpublishedProjects!.all() as Omit<AgentProjectRow, 'kind'>[])
+        .filter((r) => !this.inFlight.has(moveOf(r)))
+        .map((r) => ({ kind: 'agent_project' as const, ...r }));
+      const tokens = [
         ...(this.s.unpublishedAgent!.all() as Omit<AgentTokenRow, 'kind'>[]).map((r) => ({ kind: 'agent_token' as const, ...r })),
         ...(this.s.unpublishedFeed!.all() as Omit<FeedTokenRow, 'kind'>[]).map((r) => ({ kind: 'feed_token' as const, ...r })),
-        ...(this.s.unpublishedProjects!.all() as Omit<AgentProjectRow, 'kind'>[]).map((r) => ({ kind: 'agent_project' as const, ...r })),
       ];
+      const rows: TokenRow[] = [...tokens, ...moves];
       if (!rows.length) return;
-      await this.o.writer.append(rows.map((r) => ({ topic: this.o.topic, key: keyOf(r), value: JSON.stringify(r) })));
+      for (const m of moves) this.inFlight.add(moveOf(m));
+      try {
+        await this.o.writer.append(rows.map((r) => ({ topic: this.o.topic, key: keyOf(r), value: JSON.stringify(r) })));
+      } catch (e) {
+        for (const m of moves) this.inFlight.delete(moveOf(m));
+        throw e;
+      }
+      // Moves stay waiting until read back (applyProject).
       this.o.db.transaction(() => {
-        for (const r of rows) {
-          // A move made again meanwhile stays, for the next publish.
-          if (r.kind === 'agent_project') this.s.projectPublished!.run(r.agent, r.config_project, r.changed_at);
-          else this.s.markSeen!.run(keyOf(r), r.revoked_at ? 1 : 0);
-        }
+        for (const r of tokens) this.s.markSeen!.run(keyOf(r), r.revoked_at ? 1 : 0);
       })();
       this.o.log.info({ tokens: rows.length }, 'Kafka: published token changes for the other replicas');
     } catch (e) {
@@ -218,14 +289,21 @@ export class TokenSync {
   }
 
   /**
-   * An agent moved on some replica (this one too: its own message comes back in log order). Through the registry, so
-   * the revocation watcher ends the agent's configuration streams of the old project here. A move made here and not
-   * published yet is left in place: it will be written after this one, and so win everywhere.
+   * An agent moved on some replica. Through the registry, so the revocation watcher ends the agent's configuration
+   * streams of the old project here. While a move made here waits, a move read is one written before it (or it is
+   * not in the log yet, and will be written after): it is left, as the waiting move wins everywhere. The waiting
+   * move itself, read back, is already in place here: it stops waiting, and every move read after it is applied.
    */
   private applyProject(r: AgentProjectRow): void {
     if (typeof r.agent !== 'string' || typeof r.config_project !== 'string' || typeof r.agent_created_at !== 'string') return;
+    if (typeof r.changed_at === 'string') this.inFlight.delete(moveOf(r));
     const from = this.o.db.transaction(() => {
-      if (this.s.projectUnpublished!.get(r.agent)) return undefined;
+      const waiting = this.s.projectWaiting!.get(r.agent) as { config_project: string; changed_at: string } | undefined;
+      if (waiting) {
+        if (waiting.config_project === r.config_project && waiting.changed_at === r.changed_at)
+          this.s.moveReadBack!.run(r.agent, r.config_project, r.changed_at);
+        return undefined;
+      }
       this.s.insertAgent!.run(r.agent, r.config_project, r.agent_created_at);
       return this.o.agents.setConfigProject(r.agent, r.config_project, { publish: false }).from;
     })();
