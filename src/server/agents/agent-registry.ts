@@ -144,7 +144,7 @@ export class AgentRegistry {
    * Moves an agent to another configuration project, taken as it is (setConfigProjectChecked checks a user's), and
    * returns the project it had. The revision moves, so a running server ends the configuration streams that serve the
    * old project (RevocationWatcher) and the agent asks again. `publish: false` is for a change another replica made,
-   * taken from the tokens topic (kafka/tokens.ts); one made here waits in agent_project_changes until it is published.
+   * taken from the tokens topic (kafka/tokens.ts); one made here waits in agent_project_changes until this replica reads it back from the topic.
    */
   setConfigProject(name: string, configProject: string, { publish = true } = {}): { agent: AgentRecord; from: string } {
     const path = resolve(configProject);
