@@ -3,12 +3,13 @@ import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentConfigurationClient, type ConfigurationResponse } from '../../src/gen/verdict/agent.js';
 import { GitOpsClient, type ObjectsToSynchronizeRequest, type ObjectsToSynchronizeResponse } from '../../src/gen/verdict/gitops.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { VERSION } from '../../src/shared/version.js';
-import { ConfigProject, gitCalls, tempDir } from '../helpers/processes.js';
+import { ConfigProject, gitCalls, tempDir, until } from '../helpers/processes.js';
 
 // The server side of GitOps through a real server and a real gRPC client:
 // which files of which project at which commit reach the agent, in the
@@ -65,6 +66,23 @@ function fetchObjects(req: Partial<ObjectsToSynchronizeRequest>, opts: { quietMs
       clearTimeout(quiet);
       if (e.code !== grpc.status.CANCELLED) batch.error = e;
       resolve(batch);
+    });
+  });
+}
+
+/** The agent's configuration, asked for as the agent asks: the commit the server sends first. */
+function configurationSent(md: grpc.Metadata): Promise<string> {
+  const call = new AgentConfigurationClient(server.grpcAddress, grpc.credentials.createInsecure()).getConfiguration(
+    { commit_id: '', agent_meta: undefined, invalid_in_stream: false },
+    md,
+  );
+  return new Promise((resolve, reject) => {
+    call.on('data', (r: ConfigurationResponse) => {
+      resolve(r.commit_id);
+      call.cancel();
+    });
+    call.on('error', (e: grpc.ServiceError) => {
+      if (e.code !== grpc.status.CANCELLED) reject(e);
     });
   });
 }
@@ -288,6 +306,48 @@ describe('GetObjectsToSynchronize', () => {
     const again = await fetchObjects({ commit_id: firstHead, paths: [glob('m/**')] }, { md: metadata(moverToken) });
     expect(again.header?.commit_id).toBe(secondHead);
     expect(files(again)).toEqual({ 'm/b.yaml': 'b: 2\n' });
+  });
+
+  // A stream blocked on an agent that stopped reading (its HTTP/2 window full) never drains: a move, or a revoked token,
+  // must still finish the server's side of it, or it stays tracked and is ended again at every later registry change.
+  it('finishes a stream blocked on an agent that stopped reading when the agent moves, or its token is revoked', async () => {
+    // 8 MiB (the limit per file is 5 MiB), far past what HTTP/2's windows and the streams' buffers hold.
+    const big = Object.fromEntries([1, 2].map((i) => [`m/big-${i}.yaml`, `data: "${'x'.repeat(4 * 1024 * 1024)}"\n`]));
+    const admin = server.tokens.create('ops-blocked', 'admin').token;
+    for (const [agent, end] of [
+      ['blocked-mover', 'move'],
+      ['blocked-revoked', 'revoke'],
+    ] as const) {
+      const first = new ConfigProject(join(dir, `${agent}-first`));
+      first.commit({ [`.gitlab/agents/${agent}/config.yaml`]: 'gitops:\n  manifest_projects:\n    - paths: [{glob: "m/**"}]\n', ...big });
+      const second = new ConfigProject(join(dir, `${agent}-second`));
+      second.commit({ [`.gitlab/agents/${agent}/config.yaml`]: 'gitops:\n  manifest_projects:\n    - paths: [{glob: "m/**"}]\n' });
+      const reg = server.agents.register(agent, first.dir);
+      const call = client.getObjectsToSynchronize({ project_id: '', commit_id: '', paths: [glob('m/**')], ref: undefined }, metadata(reg.token));
+      call.on('error', () => undefined);
+      // The header and the first chunk, then no more reads: the server's writes back up behind the agent's window.
+      await new Promise<void>((resolve) =>
+        call.on('data', (m: ObjectsToSynchronizeResponse) => {
+          if (m.message?.$case !== 'object') return;
+          call.pause();
+          resolve();
+        }),
+      );
+      const tracked = () => server.streams.configStreamAgents().includes(agent);
+      expect(tracked()).toBe(true);
+      if (end === 'move') {
+        const res = await fetch(`http://${server.httpAddress}/api/v1/admin/agents/${agent}`, {
+          method: 'PATCH',
+          headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ config_project: second.dir }),
+        });
+        expect(res.status).toBe(200);
+        // As the agent does once its configuration stream ends: it asks for, and runs, the new project's config.yaml.
+        await configurationSent(metadata(reg.token));
+      } else expect(server.agents.revokeToken(agent, reg.tokenId)).toBe(true);
+      await until(() => !tracked(), 20_000, `${agent}: the server's side of the stream finished (${end})`);
+      call.cancel();
+    }
   });
 
   // Every request checks the agent's config.yaml for two entries naming one repository (above). The configuration is

@@ -36,11 +36,25 @@ function refusal(e: unknown, code: (typeof REFUSALS)[number], prefix: string): u
   return isVerdictError(e, code) ? new VerdictError(code, `${prefix}${e.message}`, { cause: e }) : e;
 }
 
-/** Writes with backpressure, so a 20 MiB project is not buffered twice. */
-function write(call: Call, msg: ObjectsToSynchronizeResponse): Promise<void> {
-  if (call.write(msg)) return Promise.resolve();
-  return new Promise((resolve) => call.once('drain', resolve));
+/**
+ * Writes with backpressure, so a 20 MiB project is not buffered twice. Settles on the abort too: a call ended or failed
+ * meanwhile never drains (an agent that stopped reading), and serve() must still finish.
+ */
+function write(call: Call, msg: ObjectsToSynchronizeResponse, signal: AbortSignal): Promise<void> {
+  if (call.write(msg) || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    call.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
+
+/** The abort's reason when the agent moved to another configuration project: the stream then ends cleanly. */
+const MOVED = Symbol('moved');
 
 export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
   const intervalMs = ctx.config.gitops_poll_interval ?? DEFAULT_POLL_INTERVAL_MS;
@@ -67,6 +81,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
     const req = call.request;
     const log = ctx.log.child({ agent_name: agent.name, project_id: req.project_id || '(configuration project)' });
     let unfollow: (() => void) | undefined;
+    let ended = false;
     try {
       if (req.paths.length > MAX_PATHS) {
         throw new VerdictError('VERDICT_BAD_REQUEST', `invalid ObjectsToSynchronizeRequest.Paths: value must contain no more than ${MAX_PATHS} item(s)`);
@@ -79,13 +94,8 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
         }
       })();
       // Served from the configuration project: a move of the agent to another one ends the stream
-      // cleanly, and the agent asks again at once, for the entry as the new project has it.
-      if (project.repo === agent.config_project) {
-        unfollow = ctx.followConfigProject(agent.name, project.repo, () => {
-          abort.abort();
-          call.end();
-        });
-      }
+      // cleanly (below, once serve() stops), and the agent asks again at once, for the entry as the new project has it.
+      if (project.repo === agent.config_project) unfollow = ctx.followConfigProject(agent.name, project.repo, () => abort.abort(MOVED));
       await refuseSecondEntry(agent, req.project_id, project.repo);
       const ref = (() => {
         try {
@@ -122,7 +132,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       if (!commit || abort.signal.aborted) return;
 
       log.info({ commit_id: commit, ref: ref.name }, 'GitOps: new commit');
-      await write(call, { message: { $case: 'header', value: { commit_id: commit, project_id: project.id } } });
+      await write(call, { message: { $case: 'header', value: { commit_id: commit, project_id: project.id } } }, abort.signal);
       let selection: Selection;
       let contents: Buffer[];
       try {
@@ -140,16 +150,19 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
         const source = selection.files[i]!.path;
         // An empty file is still one Object, so the agent knows it exists.
         for (let at = 0; at === 0 || at < data.length; at += CHUNK_BYTES) {
-          await write(call, { message: { $case: 'object', value: { source, data: data.subarray(at, at + CHUNK_BYTES) } } });
+          await write(call, { message: { $case: 'object', value: { source, data: data.subarray(at, at + CHUNK_BYTES) } } }, abort.signal);
         }
       }
       if (abort.signal.aborted) return;
-      await write(call, { message: { $case: 'trailer', value: {} } });
+      await write(call, { message: { $case: 'trailer', value: {} } }, abort.signal);
       call.end();
+      ended = true;
       // Keyed as the agent's report is (the id of its config.yaml entry), so the report ends it.
       serverState.get(ctx.config)?.status.sent(agent.name, req.project_id, commit);
       log.info({ commit_id: commit, files_visited: selection.visited, files_sent: selection.files.length }, 'GitOps: fetched files');
     } catch (e) {
+      // Stopped by a hang-up, a revoked token (the call has its status already) or a move (ended below).
+      if (abort.signal.aborted) return;
       const refused = isVerdictError(e, ...REFUSALS)
         ? e
         : new VerdictError('VERDICT_UNAVAILABLE', `GitOps: failed to get objects to synchronize: ${errText(e)}`, { cause: e });
@@ -158,6 +171,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       call.emit('error', { code: refused.grpcStatus, details: refused.message });
     } finally {
       unfollow?.();
+      if (abort.signal.reason === MOVED && !ended) call.end();
     }
   }
 
