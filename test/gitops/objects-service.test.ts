@@ -40,11 +40,15 @@ function metadata(t = token): grpc.Metadata {
   return md;
 }
 
-/** Opens the stream and collects what arrives; settles when it ends, fails, or after `quietMs`. */
-function fetchObjects(req: Partial<ObjectsToSynchronizeRequest>, opts: { quietMs?: number; md?: grpc.Metadata } = {}): Promise<Batch> {
+/** Opens the stream and collects what arrives; settles when it ends, fails, after `quietMs`, or once `stop` settles. */
+function fetchObjects(req: Partial<ObjectsToSynchronizeRequest>, opts: { quietMs?: number; md?: grpc.Metadata; stop?: Promise<unknown> } = {}): Promise<Batch> {
   const batch: Batch = { objects: [], trailer: false, ended: false };
   const call = client.getObjectsToSynchronize({ project_id: '', commit_id: '', paths: [], ref: undefined, ...req }, opts.md ?? metadata());
   return new Promise((resolve) => {
+    void opts.stop?.finally(() => {
+      resolve(structuredClone(batch));
+      call.cancel();
+    });
     // After a cancel the client still reports the stream's end: what counts is what came before.
     const quiet = opts.quietMs
       ? setTimeout(() => {
@@ -289,23 +293,30 @@ describe('GetObjectsToSynchronize', () => {
     });
     const moverToken = server.agents.register('mover', first.dir).token;
     const admin = server.tokens.create('ops-mover', 'admin').token;
+    // A stream of another project, up to date: it must outlive the move (looked at once the agent asked again, below).
+    let askedAgain!: (b: Batch) => void;
+    const again = new Promise<Batch>((resolve) => (askedAgain = resolve));
+    const other = fetchObjects({ project_id: 'group/app', commit_id: app.git('rev-parse', 'HEAD') }, { md: metadata(moverToken), stop: again });
     // Up to date with the first project: the stream polls and sends nothing, until the move ends it.
     const waiting = fetchObjects({ commit_id: firstHead, paths: [glob('m/**')] }, { md: metadata(moverToken) });
-    const other = fetchObjects({ project_id: 'group/app', commit_id: app.git('rev-parse', 'HEAD') }, { md: metadata(moverToken), quietMs: 6 * POLL_MS });
-    await new Promise((r) => setTimeout(r, 2 * POLL_MS));
+    // Moved only once the server serves it from the first project (it follows the move from then on).
+    await until(() => server.streams.configStreamAgents().includes('mover'), 10_000, "the server following mover's stream");
     const res = await fetch(`http://${server.httpAddress}/api/v1/admin/agents/mover`, {
       method: 'PATCH',
       headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
       body: JSON.stringify({ config_project: second.dir }),
     });
     expect(res.status).toBe(200);
+    // As the agent does once its configuration stream ends: it asks for, and runs, the new project's config.yaml.
+    await configurationSent(metadata(moverToken));
     const ended = await waiting;
     expect([ended.error, ended.header, ended.trailer, ended.ended]).toEqual([undefined, undefined, false, true]);
-    // A stream of another project is not the configuration project's: it goes on.
+    askedAgain(await fetchObjects({ commit_id: firstHead, paths: [glob('m/**')] }, { md: metadata(moverToken) }));
+    expect((await again).header?.commit_id).toBe(secondHead);
+    expect(files(await again)).toEqual({ 'm/b.yaml': 'b: 2\n' });
+    // A stream of another project is not the configuration project's: it went on (its end, had the move ended it, came
+    // on the same connection before the answer to the request above).
     expect((await other).ended).toBe(false);
-    const again = await fetchObjects({ commit_id: firstHead, paths: [glob('m/**')] }, { md: metadata(moverToken) });
-    expect(again.header?.commit_id).toBe(secondHead);
-    expect(files(again)).toEqual({ 'm/b.yaml': 'b: 2\n' });
   });
 
   // A stream blocked on an agent that stopped reading (its HTTP/2 window full) never drains: a move, or a revoked token,
