@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentConfigurationClient, type ConfigurationResponse } from '../../src/gen/verdict/agent.js';
 import { GitOpsClient, type ObjectsToSynchronizeRequest, type ObjectsToSynchronizeResponse } from '../../src/gen/verdict/gitops.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
+import type { Agent } from '../../src/server/feed/web/api-types.js';
 import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
 import { createRootLogger } from '../../src/shared/log/logger.js';
 import { VERSION } from '../../src/shared/version.js';
@@ -380,5 +381,27 @@ describe('GetObjectsToSynchronize', () => {
       expect(await commitSent()).toBe(second);
     });
     expect(configReads(atSecond)).toHaveLength(2);
+  });
+
+  // module_status.gitops.syncing: a commit sent and not reported is under way only while the agent is still here.
+  it('shows a sync as under way while the agent has a stream of the project open on this server, not once it has none', async () => {
+    const reader = server.tokens.create('syncing-reader', 'read').token;
+    const syncing = async () => {
+      const res = await fetch(`http://${server.httpAddress}/api/v1/agents/edge`, { headers: { authorization: `Bearer ${reader}` } });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as Agent).module_status.gitops?.syncing ?? [];
+    };
+    const head = config.git('rev-parse', 'HEAD');
+    const sent = await fetchObjects({ paths: [glob('manifests/**')] });
+    expect(sent.header?.commit_id).toBe(head);
+    // As the agent does while it syncs: it asks for the next commit at once, and never reports.
+    let leave!: () => void;
+    const left = new Promise<void>((resolve) => (leave = resolve));
+    const next = fetchObjects({ commit_id: head, paths: [glob('manifests/**')] }, { stop: left });
+    await until(async () => ((await syncing()).some((p) => p.project_id === '' && p.commit_id === head) ? true : undefined), 10_000, 'the sync under way');
+    // The agent leaves this server (failed over to another replica, stopped, uninstalled): not under way here any more.
+    leave();
+    await next;
+    await until(async () => ((await syncing()).length === 0 ? true : undefined), 10_000, 'no sync under way once the stream closed');
   });
 });

@@ -82,6 +82,8 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
     const log = ctx.log.child({ agent_name: agent.name, project_id: req.project_id || '(configuration project)' });
     let unfollow: (() => void) | undefined;
     let ended = false;
+    // While it is open the agent is here: a sync this server sent it shows as under way (sync-status.ts).
+    const closed = serverState.get(ctx.config)?.status.streamOpened(agent.name, req.project_id);
     try {
       if (req.paths.length > MAX_PATHS) {
         throw new VerdictError('VERDICT_BAD_REQUEST', `invalid ObjectsToSynchronizeRequest.Paths: value must contain no more than ${MAX_PATHS} item(s)`);
@@ -170,6 +172,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       else log.warn({ error: refused.message }, 'GitOps: refused to send objects to synchronize');
       call.emit('error', { code: refused.grpcStatus, details: refused.message });
     } finally {
+      closed?.();
       unfollow?.();
       if (abort.signal.reason === MOVED && !ended) call.end();
     }

@@ -26,6 +26,8 @@ describe('GitOps sync status (server)', () => {
   it('lists a sync as under way from the commit sent until its report, and again when the same commit is sent to a restarted agent', () => {
     const s = new SyncStatusStore(openServerDb(':memory:'));
     const at = (iso: string) => new Date(iso);
+    // The agent's stream of the project, open on this server all along (a sync is shown only while it is).
+    s.streamOpened('edge', 'group/app');
     s.sent('edge', 'group/app', 'c1', at('2026-01-01T00:00:00.000Z'));
     expect(s.syncing('edge')).toEqual([{ project_id: 'group/app', commit_id: 'c1', since: '2026-01-01T00:00:00.000Z' }]);
     // Reported (received now, after the send): no longer under way.
@@ -41,6 +43,26 @@ describe('GitOps sync status (server)', () => {
     expect(s.syncing('other')).toEqual([]);
     s.forget('edge', 'group/app');
     expect(s.syncing('edge')).toEqual([]);
+  });
+
+  it('lists a sync as under way only while the agent has a stream of the project open on this server', () => {
+    const s = new SyncStatusStore(openServerDb(':memory:'));
+    const first = s.streamOpened('edge', 'group/app');
+    s.sent('edge', 'group/app', 'c1');
+    // The next stream opens before the one that sent c1 closes: still one open.
+    const second = s.streamOpened('edge', 'group/app');
+    first();
+    first();
+    expect(s.syncing('edge').map((x) => x.commit_id)).toEqual(['c1']);
+    // Another agent's, or another project's, stream is not this one's.
+    const other = s.streamOpened('edge', 'group/other');
+    s.streamOpened('prod', 'group/app');
+    second();
+    expect(s.syncing('edge')).toEqual([]);
+    other();
+    // The agent back (a reconnect): under way again, since when the commit was sent.
+    s.streamOpened('edge', 'group/app');
+    expect(s.syncing('edge').map((x) => x.commit_id)).toEqual(['c1']);
   });
 
   it('keeps the latest report per agent and project, and the last good commit across failures', () => {

@@ -66,6 +66,13 @@ export interface ProjectSyncingView {
 type Row = Omit<ProjectSyncView, 'ok' | 'drift_corrected' | 'objects'> & { agent: string; ok: number; drift_corrected: number; objects: string };
 
 export class SyncStatusStore {
+  /**
+   * The agents' open GetObjectsToSynchronize streams on this server, per agent and project. An agent keeps one open per
+   * project while it syncs (it asks for the next commit at once): without one here, it failed over to another server,
+   * stopped or was uninstalled, and a sync this server sent is not shown as under way. In memory, as connections are.
+   */
+  private readonly open = new Map<string, number>();
+
   constructor(private readonly db: DB) {
     migrate(db, 'gitops', MIGRATIONS);
   }
@@ -118,12 +125,27 @@ export class SyncStatusStore {
       .run(agent, projectId, commitId, at.toISOString());
   }
 
+  /** The agent opened a GetObjectsToSynchronize stream for the project; the returned function closes it. */
+  streamOpened(agent: string, projectId: string): () => void {
+    const key = JSON.stringify([agent, projectId]);
+    this.open.set(key, (this.open.get(key) ?? 0) + 1);
+    let closed = false;
+    return () => {
+      if (closed) return;
+      closed = true;
+      const n = (this.open.get(key) ?? 1) - 1;
+      if (n > 0) this.open.set(key, n);
+      else this.open.delete(key);
+    };
+  }
+
   /**
-   * Syncs under way: a commit sent and not reported since. The same commit sent again (the agent restarted and
-   * asked from the start) is under way again until a report received after it.
+   * Syncs under way: a commit sent and not reported since, while the agent has a stream of the project open on this
+   * server. The same commit sent again (the agent restarted and asked from the start) is under way again until a
+   * report received after it.
    */
   syncing(agent: string): ProjectSyncingView[] {
-    return this.db
+    const rows = this.db
       .prepare(
         `SELECT s.project_id, s.commit_id, s.sent_at AS since FROM gitops_sent s
          LEFT JOIN gitops_syncs r ON r.agent = s.agent AND r.project_id = s.project_id
@@ -131,6 +153,7 @@ export class SyncStatusStore {
          ORDER BY s.project_id`,
       )
       .all(agent) as ProjectSyncingView[];
+    return rows.filter((r) => this.open.has(JSON.stringify([agent, r.project_id])));
   }
 
   raised(agent: string, projectId: string): string[] {
