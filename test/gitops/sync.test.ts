@@ -309,6 +309,22 @@ spec:
     expect(r.failed).toBe(0);
   });
 
+  it('keeps a Namespace the commit dropped while objects of the commit or the inventory are in it, still listed in the inventory', async () => {
+    // Deleting it would take the commit's objects and the inventory with it (cli-utils's LocalNamespacesFilter).
+    const first = await sync('in-use', { 'ns.yaml': ns('in-use'), 'cm.yaml': cm('keep-me', { a: '1' }) }, { defaultNamespace: 'in-use' });
+    expect(first.failed).toBe(0);
+    const dropped = await sync('in-use', { 'cm.yaml': cm('keep-me', { a: '1' }) }, { defaultNamespace: 'in-use' }, { commit: 'c2' });
+    expect(dropped.objects.find((o) => o.object === 'Namespace in-use')).toMatchObject({
+      action: 'skipped',
+      reason: expect.stringContaining('still holds objects'),
+    });
+    expect(await get('configmap keep-me -n in-use')).toBeDefined();
+    expect(Object.keys((await get('configmap inventory-edge-in-use -n in-use'))?.data ?? {}).sort()).toEqual([
+      '_in-use__Namespace',
+      'in-use_keep-me__ConfigMap',
+    ]);
+  });
+
   it('nothing to apply (no files yet, or only an invalid object) in a default_namespace not created yet: an empty sync, not a failure', async () => {
     // Another project creates the namespace later: until this one has objects to apply, it has nothing to record there.
     const none = await sync('later', {}, { defaultNamespace: 'created-later' });

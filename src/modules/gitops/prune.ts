@@ -10,7 +10,11 @@ import { waitFor } from './wait.js';
 // the reverse of the apply order (namespaces and CRDs last) with the
 // project's propagation policy, each kind group waited for until gone.
 // Objects annotated on-remove: keep are left and released from the inventory;
-// objects another inventory owns now are left to it.
+// objects another inventory owns now are left to it. A Namespace that objects
+// of the commit (or the inventory itself) still live in is not deleted, as
+// cli-utils's LocalNamespacesFilter does: deleting it would take them with it.
+// It stays in the inventory, so a later commit with nothing left in it
+// deletes it.
 
 export type Propagation = 'orphan' | 'background' | 'foreground';
 
@@ -32,10 +36,32 @@ function pruneRank(kind: string): number {
 
 export async function prune(
   keys: readonly string[],
-  o: { api: KubeApi; discovery: Discovery; inventoryId: string; propagation: Propagation; timeoutMs: number; dryRun: DryRun; signal?: AbortSignal },
+  o: {
+    api: KubeApi;
+    discovery: Discovery;
+    inventoryId: string;
+    propagation: Propagation;
+    timeoutMs: number;
+    dryRun: DryRun;
+    /** Namespaces the commit's objects and the inventory are in. */
+    inUse: ReadonlySet<string>;
+    signal?: AbortSignal;
+  },
 ): Promise<PruneOutcome[]> {
   const out: PruneOutcome[] = [];
   const ids = keys.map((key) => ({ key, id: parseIdKey(key) })).filter((x): x is { key: string; id: ObjectId } => x.id !== undefined);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    const { key, id } = ids[i]!;
+    if (id.group !== '' || id.kind !== 'Namespace' || !o.inUse.has(id.name)) continue;
+    ids.splice(i, 1);
+    out.push({
+      key,
+      id,
+      action: 'skipped',
+      retain: true,
+      reason: `namespace ${id.name} still holds objects of this project or its inventory; it is deleted once none are left in it`,
+    });
+  }
   const ranks = [...new Set(ids.map((x) => pruneRank(x.id.kind)))].sort((a, b) => a - b);
   for (const rank of ranks) {
     const group = ids.filter((x) => pruneRank(x.id.kind) === rank);

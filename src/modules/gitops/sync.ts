@@ -7,7 +7,7 @@ import { VerdictError } from '../../shared/errors.js';
 import type { KubeApi } from './kube/api.js';
 import { indexLive } from './live-index.js';
 import type { Discovery } from './kube/discovery.js';
-import { describeId, idKey, idOf, type ManifestObject } from './objects.js';
+import { describeId, idKey, idOf, type ManifestObject, parseIdKey } from './objects.js';
 import { plan } from './plan.js';
 import { CONCURRENCY, inPool } from './pool.js';
 import { type Propagation, prune } from './prune.js';
@@ -165,6 +165,7 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
       propagation: s.propagation,
       timeoutMs: s.pruneTimeoutMs,
       dryRun: s.dryRun,
+      inUse: namespacesOf(p.keys, inventory.namespace),
       signal,
     });
     for (const x of outcomes) {
@@ -222,3 +223,13 @@ export function summary(r: SyncResult): Record<string, unknown> {
 }
 
 export { reasonOf };
+
+/** The namespaces a commit's objects are in, and the inventory's: pruning must not delete them with their contents. */
+function namespacesOf(keys: ReadonlySet<string>, inventoryNamespace: string): Set<string> {
+  const out = new Set([inventoryNamespace]);
+  for (const k of keys) {
+    const ns = parseIdKey(k)?.namespace;
+    if (ns) out.add(ns);
+  }
+  return out;
+}
