@@ -37,12 +37,18 @@ export interface ServerModuleContext {
    */
   admit(call: AgentCall, rpc: string, opts?: AdmitOptions): AuthenticatedAgent | undefined;
   /**
-   * Calls `end` when the agent is moved to another configuration project than
-   * `project` (PATCH /api/v1/admin/agents/:agent, `verdict agents set-project`,
-   * another replica), for a stream that serves from the configuration project
-   * and should be asked for again; returns the untracker.
+   * Calls `end` once the agent runs another configuration project's
+   * config.yaml than `project` (it was moved, and the new project's
+   * configuration reached it), for a stream that serves from the
+   * configuration project and should be asked for again; returns the untracker.
    */
   followConfigProject(agent: string, project: string, end: () => void): () => void;
+  /**
+   * The configuration project whose config.yaml the agent runs: the one it was last sent a configuration from.
+   * A moved agent keeps running its last configuration until the new project has a valid config.yaml for it, and
+   * what is served "from the configuration project" must come from that one meanwhile.
+   */
+  configProjectOf(agent: AuthenticatedAgent): string;
 }
 
 /** A gRPC service a module adds to the agent API (plain gRPC and gRPC-in-WebSocket alike). */

@@ -320,6 +320,32 @@ describe('GetObjectsToSynchronize', () => {
     expect((await other).ended).toBe(false);
   });
 
+  it('serves the configuration project whose config.yaml the agent runs: a move to one without it changes nothing until it has one', async () => {
+    const cfg = 'gitops:\n  manifest_projects:\n    - paths: [{glob: "m/**"}]\n';
+    const first = new ConfigProject(join(dir, 'careful-first'));
+    const firstHead = first.commit({ '.gitlab/agents/careful/config.yaml': cfg, 'm/a.yaml': 'a: 1\n' });
+    const second = new ConfigProject(join(dir, 'careful-second'));
+    second.commit({ 'README.md': 'the agent is not configured here yet\n' });
+    const token = server.agents.register('careful', first.dir).token;
+    const admin = server.tokens.create('ops-careful', 'admin').token;
+    expect(await configurationSent(metadata(token))).toBe(firstHead);
+    const res = await fetch(`http://${server.httpAddress}/api/v1/admin/agents/careful`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ config_project: second.dir }),
+    });
+    expect(res.status).toBe(200);
+    // The agent still runs the first project's config.yaml: its manifests come from there, not from a project whose
+    // empty commit would have it prune everything.
+    const still = await fetchObjects({ paths: [glob('m/**')] }, { md: metadata(token) });
+    expect([still.header?.commit_id, files(still)]).toEqual([firstHead, { 'm/a.yaml': 'a: 1\n' }]);
+    // Once the second project has its config.yaml and the agent was sent it, they come from the second.
+    const secondHead = second.commit({ '.gitlab/agents/careful/config.yaml': cfg, 'm/b.yaml': 'b: 2\n' });
+    expect(await configurationSent(metadata(token))).toBe(secondHead);
+    const moved = await fetchObjects({ paths: [glob('m/**')] }, { md: metadata(token) });
+    expect([moved.header?.commit_id, files(moved)]).toEqual([secondHead, { 'm/b.yaml': 'b: 2\n' }]);
+  });
+
   // A stream blocked on an agent that stopped reading (its HTTP/2 window full) never drains: a move, or a revoked token,
   // must still finish the server's side of it, or it stays tracked and is ended again at every later registry change.
   it('finishes a stream blocked on an agent that stopped reading when the agent moves, or its token is revoked', async () => {

@@ -84,21 +84,25 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
     let ended = false;
     // While it is open the agent is here: a sync this server sent it shows as under way (sync-status.ts).
     const closed = serverState.get(ctx.config)?.status.streamOpened(agent.name, req.project_id);
+    // The project whose config.yaml the agent runs: a moved agent keeps its last configuration until the new
+    // project has a valid one, and its configuration project's manifests come from the old project meanwhile.
+    const own = { name: agent.name, config_project: ctx.configProjectOf(agent) };
     try {
       if (req.paths.length > MAX_PATHS) {
         throw new VerdictError('VERDICT_BAD_REQUEST', `invalid ObjectsToSynchronizeRequest.Paths: value must contain no more than ${MAX_PATHS} item(s)`);
       }
       const project = (() => {
         try {
-          return resolveProject(req.project_id, agent.config_project, ctx.config.projects_dir);
+          return resolveProject(req.project_id, own.config_project, ctx.config.projects_dir);
         } catch (e) {
           throw refusal(e, 'VERDICT_NOT_FOUND', 'GitOps: ');
         }
       })();
-      // Served from the configuration project: a move of the agent to another one ends the stream
-      // cleanly (below, once serve() stops), and the agent asks again at once, for the entry as the new project has it.
-      if (project.repo === agent.config_project) unfollow = ctx.followConfigProject(agent.name, project.repo, () => abort.abort(MOVED));
-      await refuseSecondEntry(agent, req.project_id, project.repo);
+      // Served from the configuration project: once the agent runs another project's config.yaml (it was moved, and
+      // that configuration reached it), the stream ends cleanly (below, once serve() stops), and the agent asks
+      // again at once, for the entry as the new project has it.
+      if (project.repo === own.config_project) unfollow = ctx.followConfigProject(agent.name, project.repo, () => abort.abort(MOVED));
+      await refuseSecondEntry(own, req.project_id, project.repo);
       const ref = (() => {
         try {
           return refSpec(req.ref);

@@ -75,7 +75,10 @@ type AnyCall = AgentCall;
  */
 export class StreamRegistry {
   private readonly byToken = new Map<number, Set<AnyCall>>();
-  private readonly configByAgent = new Map<string, Set<{ project: string; end: () => void }>>();
+  /** 'config': a GetConfiguration stream; 'follow': a module's stream served from the configuration project. */
+  private readonly configByAgent = new Map<string, Set<{ project: string; kind: 'config' | 'follow'; end: () => void }>>();
+  /** The configuration project each agent was last sent a configuration from: the one whose config.yaml it runs. */
+  private readonly served = new Map<string, string>();
   add(tokenId: number, call: AnyCall): () => void {
     let set = this.byToken.get(tokenId);
     if (!set) this.byToken.set(tokenId, (set = new Set()));
@@ -108,11 +111,14 @@ export class StreamRegistry {
     return calls.length;
   }
 
-  /** Tracks a GetConfiguration stream serving `project` to `agent`; `end` ends it cleanly. Returns the untracker. */
-  addConfigStream(agent: string, project: string, end: () => void): () => void {
+  /**
+   * Tracks a GetConfiguration stream (`config`) serving `project` to `agent`, or a module's stream served from the
+   * configuration project (`follow`); `end` ends it cleanly. Returns the untracker.
+   */
+  addConfigStream(agent: string, project: string, end: () => void, kind: 'config' | 'follow' = 'config'): () => void {
     let set = this.configByAgent.get(agent);
     if (!set) this.configByAgent.set(agent, (set = new Set()));
-    const entry = { project, end };
+    const entry = { project, kind, end };
     set.add(entry);
     return () => {
       set.delete(entry);
@@ -126,9 +132,24 @@ export class StreamRegistry {
    * is served from the agent's project as the registry has it then.
    */
   endConfigStreams(agent: string, project: string): number {
-    const stale = [...(this.configByAgent.get(agent) ?? [])].filter((s) => s.project !== project);
+    const stale = [...(this.configByAgent.get(agent) ?? [])].filter((s) => s.kind === 'config' && s.project !== project);
     for (const s of stale) s.end();
     return stale.length;
+  }
+
+  /**
+   * The agent was sent a configuration from `project`: from now on it runs that project's config.yaml, so the
+   * modules' streams still served from another configuration project end (cleanly; the agent asks again). Until
+   * then a moved agent runs its last configuration, and those streams stay on the project it came from.
+   */
+  servedFrom(agent: string, project: string): void {
+    this.served.set(agent, project);
+    for (const s of [...(this.configByAgent.get(agent) ?? [])]) if (s.kind === 'follow' && s.project !== project) s.end();
+  }
+
+  /** The configuration project whose config.yaml the agent runs, as far as this server knows (servedFrom). */
+  servedProject(agent: string): string | undefined {
+    return this.served.get(agent);
   }
 
   /** Agents with at least one open configuration stream. */
@@ -271,7 +292,10 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
             // replaces it records its own project's state, which this one must not overwrite.
             if (closed) return;
             deps.agents.recordConfig(agent.name, commit, loaded.warnings);
-            if (running) return;
+            if (running) {
+              streams.servedFrom(agent.name, agent.config_project);
+              return;
+            }
             for (const w of loaded.warnings) log.warn({ commit_id: commit }, `Config: ${formatIssue(w)}`);
             call.write({
               commit_id: commit,
@@ -282,6 +306,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
               invalid_reason: '',
             });
             sent = commit;
+            streams.servedFrom(agent.name, agent.config_project);
             log.info({ commit_id: commit, warnings: loaded.warnings.length }, 'Config: sent configuration to agent');
           } catch (e) {
             if (closed) return;
@@ -438,9 +463,15 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
     return agent;
   };
   for (const mod of serverModules) {
-    const followConfigProject = (agent: string, project: string, end: () => void) => streams.addConfigStream(agent, project, end);
-    for (const svc of mod.grpcServices?.({ config: deps.config ?? SERVER_DEFAULTS, log: moduleLogger(mod.name, options.log), admit, followConfigProject }) ??
-      []) {
+    const followConfigProject = (agent: string, project: string, end: () => void) => streams.addConfigStream(agent, project, end, 'follow');
+    const configProjectOf = (agent: AuthenticatedAgent) => streams.servedProject(agent.name) ?? agent.config_project;
+    for (const svc of mod.grpcServices?.({
+      config: deps.config ?? SERVER_DEFAULTS,
+      log: moduleLogger(mod.name, options.log),
+      admit,
+      followConfigProject,
+      configProjectOf,
+    }) ?? []) {
       server.addService(svc.definition, svc.implementation);
     }
   }
