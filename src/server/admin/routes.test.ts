@@ -209,6 +209,7 @@ describe('admin API: agents and their tokens', () => {
       [{ config_project: plain }, 400, /^configuration project .* is not a git repository; `git init` there/],
       [{ config_project: join(project, 'missing') }, 400, /^configuration project .* does not exist/],
       [{ config_project: 'https://gitlab.example.com/ops/infra.git' }, 400, /is a URL; it must be the path of a git repository on the server's disk/],
+      [{ config_project: 'git/infra' }, 400, /^configuration project "git\/infra" is a relative path; give its absolute path on the server/],
       [{ config_project: project, name: 'edge' }, 400, /^body: unknown field "name"; known: config_project$/],
       [{}, 400, /config_project/],
     ];
@@ -217,6 +218,8 @@ describe('admin API: agents and their tokens', () => {
       expect(res.statusCode, JSON.stringify(body)).toBe(status);
       expect(res.json(), JSON.stringify(body)).toEqual({ error: 'bad_request', message: expect.stringMatching(message) });
     }
+    const relative = await call('POST', '/api/v1/admin/agents', undefined, { name: 'edge-2', config_project: 'git/infra' });
+    expect([relative.statusCode, relative.json().message]).toEqual([400, expect.stringMatching(/is a relative path; give its absolute path/)]);
     const unknown = await call('PATCH', '/api/v1/admin/agents/nope', undefined, { config_project: project });
     expect(unknown.statusCode).toBe(404);
     expect(unknown.json()).toEqual({ error: 'not_found', message: expect.stringMatching(/no agent named "nope"; register it first/) });

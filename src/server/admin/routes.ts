@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import { isAbsolute } from 'node:path';
+import { VerdictError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
@@ -31,7 +33,7 @@ const CONFIG_PROJECT = {
   type: 'string',
   minLength: 1,
   description:
-    'path on the server of the top of the git repository holding .gitlab/agents/<name>/config.yaml; 400 for a URL, a path that does not exist or is not the top of a git repository',
+    'absolute path on the server of the top of the git repository holding .gitlab/agents/<name>/config.yaml; 400 for a URL, a relative path, a path that does not exist or is not the top of a git repository',
 } as const;
 const agentRecord = {
   type: 'object',
@@ -113,7 +115,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
     async (req, reply) => {
       const body = req.body as { name: string; config_project: string; token_name?: string };
-      const r = await deps.agents.registerChecked(body.name, body.config_project, body.token_name ?? 'default');
+      const r = await deps.agents.registerChecked(body.name, absoluteProject(body.config_project), body.token_name ?? 'default');
       deps.log.info({ agent_name: body.name, token_id: r.tokenId, actor: actor(req) }, 'Registered an agent');
       return reply.code(201).send({ agent: r.agent, token: { id: r.tokenId, name: body.token_name ?? 'default', secret: r.token }, notes: r.notes });
     },
@@ -139,7 +141,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
     async (req) => {
       const name = (req.params as { agent: string }).agent;
-      const r = await deps.agents.setConfigProjectChecked(name, (req.body as { config_project: string }).config_project);
+      const r = await deps.agents.setConfigProjectChecked(name, absoluteProject((req.body as { config_project: string }).config_project));
       // A PATCH to the project it has changes nothing here (it is still published, for replicas that hold another).
       if (r.from !== r.agent.config_project) {
         deps.streams.endConfigStreams(name, r.agent.config_project);
@@ -201,5 +203,18 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       deps.log.warn({ agent_name: agent, token_id: id, streams: dropped, actor: actor(req) }, 'Revoked an agent token and closed its open streams');
       return { revoked: id, closed_streams: dropped };
     },
+  );
+}
+
+/**
+ * A relative config_project would be taken from the server's working directory, which the caller cannot see (and
+ * which differs between Kafka replicas); the CLI resolves one from its own, as a shell user expects.
+ */
+function absoluteProject(path: string): string {
+  // A colon: a URL or git@host:path, which the registry's check explains.
+  if (isAbsolute(path) || path.includes(':')) return path;
+  throw new VerdictError(
+    'VERDICT_BAD_REQUEST',
+    `configuration project ${JSON.stringify(path)} is a relative path; give its absolute path on the server, e.g. /srv/git/infra`,
   );
 }
