@@ -65,7 +65,10 @@ export async function runConfigStream(
             // A server that does not report invalid commits on the stream ends it instead.
             logInvalid({ error: text, retry_in_ms: delay });
           } else if (tunnel.endedByShutdown(err)) {
-            log.info({ reason: text, retry_in_ms: delay }, 'Config: the server ended the configuration stream as it shut down; reconnecting, the configuration stays');
+            log.info(
+              { reason: text, retry_in_ms: delay },
+              'Config: the server ended the configuration stream as it shut down; reconnecting, the configuration stays',
+            );
           } else {
             log.error({ error: text, retry_in_ms: delay }, 'Config: failed to get configuration from the server');
           }
