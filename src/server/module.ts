@@ -44,11 +44,12 @@ export interface ServerModuleContext {
    */
   followConfigProject(agent: string, project: string, end: () => void): () => void;
   /**
-   * The configuration project whose config.yaml the agent runs: the one it was last sent a configuration from.
-   * A moved agent keeps running its last configuration until the new project has a valid config.yaml for it, and
-   * what is served "from the configuration project" must come from that one meanwhile.
+   * The configuration project whose config.yaml the agent runs: the one this server last sent it (or found it
+   * running) a configuration from; undefined until then (a restarted server, another replica). A moved agent keeps
+   * running its last configuration until the new project has a valid config.yaml for it, and what is served "from
+   * the configuration project" must come from that one meanwhile.
    */
-  configProjectOf(agent: AuthenticatedAgent): string;
+  configProjectOf(agent: AuthenticatedAgent): string | undefined;
 }
 
 /** A gRPC service a module adds to the agent API (plain gRPC and gRPC-in-WebSocket alike). */

@@ -346,6 +346,26 @@ describe('GetObjectsToSynchronize', () => {
     expect([moved.header?.commit_id, files(moved)]).toEqual([secondHead, { 'm/b.yaml': 'b: 2\n' }]);
   });
 
+  it("waits, when it does not know which project's config.yaml the agent runs and the registered one has none, until its configuration is sent", async () => {
+    // As after a restart of the server, or a failover to another replica: nothing was sent to the agent here yet.
+    const cfg = 'gitops:\n  manifest_projects:\n    - paths: [{glob: "m/**"}]\n';
+    const first = new ConfigProject(join(dir, 'restarted-first'));
+    first.commit({ '.gitlab/agents/restarted/config.yaml': cfg, 'm/a.yaml': 'a: 1\n' });
+    const second = new ConfigProject(join(dir, 'restarted-second'));
+    second.commit({ 'README.md': 'the agent is not configured here yet\n' });
+    const token = server.agents.register('restarted', first.dir).token;
+    server.agents.setConfigProject('restarted', second.dir);
+    const waiting = fetchObjects({ paths: [glob('m/**')] }, { md: metadata(token) });
+    await until(() => server.streams.configStreamAgents().includes('restarted') || undefined, 10_000, 'the server holding the stream');
+    const secondHead = second.commit({ '.gitlab/agents/restarted/config.yaml': cfg, 'm/b.yaml': 'b: 2\n' });
+    expect(await configurationSent(metadata(token))).toBe(secondHead);
+    // Ended without a commit (the agent asks again), never served from the commit without the agent's config.yaml.
+    const ended = await waiting;
+    expect([ended.error, ended.header, ended.ended]).toEqual([undefined, undefined, true]);
+    const served = await fetchObjects({ paths: [glob('m/**')] }, { md: metadata(token) });
+    expect([served.header?.commit_id, files(served)]).toEqual([secondHead, { 'm/b.yaml': 'b: 2\n' }]);
+  });
+
   // A stream blocked on an agent that stopped reading (its HTTP/2 window full) never drains: a move, or a revoked token,
   // must still finish the server's side of it, or it stays tracked and is ended again at every later registry change.
   it('finishes a stream blocked on an agent that stopped reading when the agent moves, or its token is revoked', async () => {

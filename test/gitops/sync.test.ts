@@ -323,6 +323,19 @@ spec:
       '_in-use__Namespace',
       'in-use_keep-me__ConfigMap',
     ]);
+
+    // Another Namespace dropped with the one object in it, annotated on-remove: keep: that object stays, so does it.
+    const keep = '  namespace: in-use-other\n  annotations:\n    cli-utils.sigs.k8s.io/on-remove: keep\n';
+    const base = { 'cm.yaml': cm('keep-me', { a: '1' }) };
+    await sync(
+      'in-use',
+      { ...base, 'other.yaml': `${ns('in-use-other')}---\n${cm('released', { a: '1' }, keep)}` },
+      { defaultNamespace: 'in-use' },
+      { commit: 'c3' },
+    );
+    const both = await sync('in-use', base, { defaultNamespace: 'in-use' }, { commit: 'c4' });
+    expect(actions(both)).toMatchObject({ 'ConfigMap in-use-other/released': 'kept', 'Namespace in-use-other': 'skipped' });
+    expect(await get('configmap released -n in-use-other')).toBeDefined();
   });
 
   it('nothing to apply (no files yet, or only an invalid object) in a default_namespace not created yet: an empty sync, not a failure', async () => {

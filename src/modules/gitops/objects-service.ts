@@ -36,12 +36,21 @@ function refusal(e: unknown, code: (typeof REFUSALS)[number], prefix: string): u
   return isVerdictError(e, code) ? new VerdictError(code, `${prefix}${e.message}`, { cause: e }) : e;
 }
 
+/** Whether the project's HEAD has a valid config.yaml for the agent (the server's reader, memoised per commit). */
+async function hasValidConfig(project: string, agent: string): Promise<boolean> {
+  try {
+    return (await configuredProjects(project, agent, await headCommit(project))) !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Writes with backpressure, so a 20 MiB project is not buffered twice. Settles on the abort too: a call ended or failed
  * meanwhile never drains (an agent that stopped reading), and serve() must still finish.
  */
 function write(call: Call, msg: ObjectsToSynchronizeResponse, signal: AbortSignal): Promise<void> {
-  if (call.write(msg) || signal.aborted) return Promise.resolve();
+  if (signal.aborted || call.write(msg)) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       call.off('drain', done);
@@ -86,7 +95,8 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
     const closed = serverState.get(ctx.config)?.status.streamOpened(agent.name, req.project_id);
     // The project whose config.yaml the agent runs: a moved agent keeps its last configuration until the new
     // project has a valid one, and its configuration project's manifests come from the old project meanwhile.
-    const own = { name: agent.name, config_project: ctx.configProjectOf(agent) };
+    const served = ctx.configProjectOf(agent);
+    const own = { name: agent.name, config_project: served ?? agent.config_project };
     try {
       if (req.paths.length > MAX_PATHS) {
         throw new VerdictError('VERDICT_BAD_REQUEST', `invalid ObjectsToSynchronizeRequest.Paths: value must contain no more than ${MAX_PATHS} item(s)`);
@@ -101,7 +111,16 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       // Served from the configuration project: once the agent runs another project's config.yaml (it was moved, and
       // that configuration reached it), the stream ends cleanly (below, once serve() stops), and the agent asks
       // again at once, for the entry as the new project has it.
-      if (project.repo === own.config_project) unfollow = ctx.followConfigProject(agent.name, project.repo, () => abort.abort(MOVED));
+      if (project.repo === own.config_project) unfollow = ctx.followConfigProject(agent.name, served ?? '', () => abort.abort(MOVED));
+      if (project.repo === own.config_project && served === undefined && !(await hasValidConfig(project.repo, agent.name))) {
+        // Which project's config.yaml the agent runs is not known here yet (this server restarted, or the agent came
+        // from another replica), and the registered one has no valid config.yaml for it: the agent runs an older
+        // project's (it was moved). Served from the registered project, its entry would read a commit without its
+        // manifests and prune what it applied. Its configuration stream ends this one once a configuration is sent
+        // (servedFrom), and the agent asks again.
+        await new Promise((resolve) => abort.signal.addEventListener('abort', resolve, { once: true }));
+        return;
+      }
       await refuseSecondEntry(own, req.project_id, project.repo);
       const ref = (() => {
         try {
@@ -155,7 +174,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
         const data = contents[i]!;
         const source = selection.files[i]!.path;
         // An empty file is still one Object, so the agent knows it exists.
-        for (let at = 0; at === 0 || at < data.length; at += CHUNK_BYTES) {
+        for (let at = 0; (at === 0 || at < data.length) && !abort.signal.aborted; at += CHUNK_BYTES) {
           await write(call, { message: { $case: 'object', value: { source, data: data.subarray(at, at + CHUNK_BYTES) } } }, abort.signal);
         }
       }

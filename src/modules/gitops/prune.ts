@@ -50,21 +50,23 @@ export async function prune(
 ): Promise<PruneOutcome[]> {
   const out: PruneOutcome[] = [];
   const ids = keys.map((key) => ({ key, id: parseIdKey(key) })).filter((x): x is { key: string; id: ObjectId } => x.id !== undefined);
-  for (let i = ids.length - 1; i >= 0; i--) {
-    const { key, id } = ids[i]!;
-    if (id.group !== '' || id.kind !== 'Namespace' || !o.inUse.has(id.name)) continue;
-    ids.splice(i, 1);
-    out.push({
-      key,
-      id,
-      action: 'skipped',
-      retain: true,
-      reason: `namespace ${id.name} still holds objects of this project or its inventory; it is deleted once none are left in it`,
-    });
-  }
   const ranks = [...new Set(ids.map((x) => pruneRank(x.id.kind)))].sort((a, b) => a - b);
   for (const rank of ranks) {
-    const group = ids.filter((x) => pruneRank(x.id.kind) === rank);
+    // Namespaces come last: by then the objects this prune left in place (kept, another inventory's, failed) are known too.
+    const inUse = new Set(o.inUse);
+    for (const x of out) if (x.action !== 'pruned' && x.action !== 'gone' && x.id.namespace) inUse.add(x.id.namespace);
+    const group: typeof ids = [];
+    for (const x of ids) {
+      if (pruneRank(x.id.kind) !== rank) continue;
+      if (x.id.group === '' && x.id.kind === 'Namespace' && inUse.has(x.id.name)) {
+        out.push({
+          ...x,
+          action: 'skipped',
+          retain: true,
+          reason: `namespace ${x.id.name} still holds objects of this project or objects it left in place; it is deleted once none are left in it`,
+        });
+      } else group.push(x);
+    }
     const deleted: { key: string; id: ObjectId; live: KubeObject }[] = [];
     await Promise.all(
       group.map(async ({ key, id }) => {

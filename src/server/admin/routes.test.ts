@@ -210,6 +210,7 @@ describe('admin API: agents and their tokens', () => {
       [{ config_project: join(project, 'missing') }, 400, /^configuration project .* does not exist/],
       [{ config_project: 'https://gitlab.example.com/ops/infra.git' }, 400, /is a URL; it must be the path of a git repository on the server's disk/],
       [{ config_project: 'git/infra' }, 400, /^configuration project "git\/infra" is a relative path; give its absolute path on the server/],
+      [{ config_project: 'backups/2026-12-06T10:00/infra' }, 400, /is a relative path; give its absolute path on the server/],
       [{ config_project: project, name: 'edge' }, 400, /^body: unknown field "name"; known: config_project$/],
       [{}, 400, /config_project/],
     ];

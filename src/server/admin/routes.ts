@@ -211,8 +211,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
  * which differs between Kafka replicas); the CLI resolves one from its own, as a shell user expects.
  */
 function absoluteProject(path: string): string {
-  // A colon: a URL or git@host:path, which the registry's check explains.
-  if (isAbsolute(path) || path.includes(':')) return path;
+  // A URL or git@host:path: the registry's check explains those.
+  if (isAbsolute(path) || /^[a-z][a-z0-9+.-]*:\/\/|^[^/@\s]+@[^:/\s]+:/i.test(path)) return path;
   throw new VerdictError(
     'VERDICT_BAD_REQUEST',
     `configuration project ${JSON.stringify(path)} is a relative path; give its absolute path on the server, e.g. /srv/git/infra`,

@@ -464,7 +464,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
   };
   for (const mod of serverModules) {
     const followConfigProject = (agent: string, project: string, end: () => void) => streams.addConfigStream(agent, project, end, 'follow');
-    const configProjectOf = (agent: AuthenticatedAgent) => streams.servedProject(agent.name) ?? agent.config_project;
+    const configProjectOf = (agent: AuthenticatedAgent) => streams.servedProject(agent.name);
     for (const svc of mod.grpcServices?.({
       config: deps.config ?? SERVER_DEFAULTS,
       log: moduleLogger(mod.name, options.log),
