@@ -256,6 +256,8 @@ describe('the Agents view in Chromium', () => {
 
   it('shows a sync under way (a commit the server sent the agent, not reported yet) in the summary and the detail', async () => {
     // The agent's own client, as the GitOps module opens it for the configuration project's manifests; no report follows.
+    // Only an agent with a gitops block opens it, and only such a one is served the project (objects-service.ts).
+    config.commit({ '.gitlab/agents/staging/config.yaml': 'gitops:\n  manifest_projects:\n    - paths: [{glob: "manifests/**/*.yaml"}]\n' });
     const staging = await Tunnel.open({ address: parseKasAddress(`grpc://${server.grpcAddress}`), token: stagingToken, log });
     const stop = new AbortController();
     const batches: ObjectsBatch[] = [];
