@@ -36,6 +36,22 @@ describe('verdict gitops diff: wrong flag values', () => {
     expect((e as Error).message).toMatch(message);
   });
 
+  it('without Kubernetes credentials says how to give the diff some, not what the agent would do', async () => {
+    vi.stubEnv('KUBECONFIG', '');
+    vi.stubEnv('KUBERNETES_SERVICE_HOST', '');
+    vi.stubEnv('HOME', projects);
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await run(['diff', '--project', 'group/app', '--projects-dir', projects])).toBe(EXIT.error);
+      const text = stderr.mock.calls.map((c) => String(c[0])).join('');
+      expect(text).toMatch(/no Kubernetes credentials: .*; pass --kubeconfig, or set KUBECONFIG, to the cluster the agent syncs to\n$/);
+      expect(text).not.toContain('cilium');
+    } finally {
+      stderr.mockRestore();
+      vi.unstubAllEnvs();
+    }
+  });
+
   // --agent reads the agent's entry, flags winning, and --help says so.
   it('--help says what --agent reads', async () => {
     const out: string[] = [];

@@ -240,7 +240,10 @@ async function diff(
   const selection = await selectFiles(project.repo, commit, s.globs.value);
   const contents = await readFiles(project.repo, selection.files);
   const files = selection.files.map((f, i) => ({ source: f.path, data: contents[i]! }));
-  const connection = kubeConnection(kubeconfig ? { kubeconfig } : {});
+  const connection = kubeConnection({
+    ...(kubeconfig ? { kubeconfig } : {}),
+    noCredentials: 'pass --kubeconfig, or set KUBECONFIG, to the cluster the agent syncs to',
+  });
   const api = new KubeApi(connection);
   try {
     const lines = await preview(files, {

@@ -56,6 +56,8 @@ export interface KubeConnectionOptions {
   env?: NodeJS.ProcessEnv;
   /** Prefixed to the service account mount /var/run/secrets/kubernetes.io/serviceaccount (tests use a directory of their own). */
   pathPrefix?: string;
+  /** What to do when no credentials are found, for the program asking (the agent's advice by default). */
+  noCredentials?: string;
 }
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -86,7 +88,7 @@ export function kubeConnection(o: KubeConnectionOptions = {}): KubeConnection {
   const file = join(home, '.kube', 'config');
   if (home && existsSync(file)) return fromFiles([file], '~/.kube/config');
   throw new Error(
-    'no Kubernetes credentials: not running in a pod (KUBERNETES_SERVICE_HOST is not set), no --kubeconfig, no KUBECONFIG and no ~/.kube/config; run the agent in the cluster, pass --kubeconfig, or set cilium.kubernetes_policies: off',
+    `no Kubernetes credentials: not running in a pod (KUBERNETES_SERVICE_HOST is not set), no --kubeconfig, no KUBECONFIG and no ~/.kube/config; ${o.noCredentials ?? 'run the agent in the cluster, pass --kubeconfig, or set cilium.kubernetes_policies: off'}`,
   );
 }
 
