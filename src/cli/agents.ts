@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openServerDb, SERVER_DB_FILE } from '../server/store/server-db.js';
 import { isVerdictError } from '../shared/errors.js';
+import { nearMiss } from '../shared/near-miss.js';
 import { parseFlags, usageError } from './args.js';
 import { openExistingServerDb, SERVER_DB_FLAGS, serverDataDir, serverDbFlagsHelp } from './server-db.js';
 
@@ -61,6 +62,14 @@ export async function run(argv: string[]): Promise<number> {
     }
     command = `tokens ${action}`;
     rest = more;
+  }
+  // Named before anything is opened: a typo should not be answered with what the database lacks.
+  const known = ['register', 'list', 'set-project', 'tokens create', 'tokens list', 'tokens revoke'];
+  if (!known.includes(command)) {
+    const meant = nearMiss(command, known);
+    throw usageError(
+      `verdict agents: unknown subcommand "${command}"${meant ? ` (did you mean "${meant}"?)` : ''}; use register, list, set-project, or tokens create|list|revoke`,
+    );
   }
   const { values, positionals } = parseFlags(
     `agents ${command}`,

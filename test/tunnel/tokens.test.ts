@@ -107,6 +107,13 @@ describe('verdict agents and verdict tokens (agent tokens)', () => {
     sdb.close();
   });
 
+  it('names a misspelt subcommand with a did-you-mean, before looking for the database', () => {
+    const typo = verdictFails(['agents', 'lsit', '--data-dir', join(data, 'nowhere')]);
+    expect(typo.status).toBe(2);
+    expect(typo.stderr).toMatch(/^verdict agents: unknown subcommand "lsit" \(did you mean "list"\?\); use register, list, set-project/);
+    expect(typo.stderr).not.toContain('database');
+  });
+
   it('explains unknown agents and mixed-up flags', () => {
     const unknown = verdictFails(['tokens', 'create', '--agent', 'nope', '--data-dir', data]);
     expect(unknown.status).toBe(2);
