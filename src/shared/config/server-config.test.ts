@@ -24,13 +24,14 @@ describe("server config: the GitLab KAS's keys", () => {
   it('name the key to write instead, for each KAS key the file has', () => {
     expect(
       issues(
-        'agent:\n  listen:\n    address: 0.0.0.0:8150\n    certificate_file: /tls.crt\n  kubernetes_api:\n    listen:\n      address: 0.0.0.0:8154\nlisten_agent:\n  address: 0.0.0.0:8150\ngitlab:\n  address: https://gitlab.example.com\nredis:\n  server:\n    address: redis:6379\n',
+        'agent:\n  listen:\n    address: 0.0.0.0:8150\n    certificate_file: /tls.crt\n  kubernetes_api:\n    listen:\n      address: 0.0.0.0:8154\nlisten_agent:\n  address: 0.0.0.0:8150\ngitlab:\n  address: https://gitlab.example.com\nredis:\n  server:\n    address: redis:6379\ngitaly:\n  client: {}\n',
       ),
     ).toEqual([
       `1: agent: ${kas}: instead of agent.listen.address, write grpc_addr (the agent API, e.g. grpc_addr: 0.0.0.0:8150); instead of agent.listen.certificate_file, write tls.cert_file (TLS on both listeners); instead of agent.kubernetes_api.listen.address, write kubernetes_api.listen`,
       `8: listen_agent: ${kas}: write grpc_addr instead (the agent API, e.g. grpc_addr: 0.0.0.0:8150), with tls for its certificate`,
       `10: gitlab: ${kas}: Verdict needs no GitLab; register agents with \`verdict agents register\`, each with a git repository as its configuration project`,
       `12: redis: ${kas}: replicas share state through the kafka block instead (docs/kafka.md)`,
+      `15: gitaly: ${kas}: Verdict reads git repositories on the server's disk: each agent's configuration project, and manifest projects under projects_dir`,
     ]);
   });
 

@@ -47,6 +47,7 @@ const KAS_KEYS = {
     observability: 'http_addr serves /metrics; the log level is the VERDICT_LOG_LEVEL environment variable',
     gitlab: 'Verdict needs no GitLab; register agents with `verdict agents register`, each with a git repository as its configuration project',
     redis: 'replicas share state through the kafka block instead (docs/kafka.md)',
+    gitaly: "Verdict reads git repositories on the server's disk: each agent's configuration project, and manifest projects under projects_dir",
     api: 'Verdict has no such API; the admin and feed API are on http_addr',
     private_api: 'replicas reach each other through the kafka block instead (docs/kafka.md)',
   },
