@@ -179,4 +179,29 @@ describe('agent_project messages on the tokens topic', () => {
     await until(() => c.agents.listTokens('lag').find((t) => t.name === last.name), 20_000, "A's last token on C");
     expect(c.agents.get('lag')?.config_project).toBe(third);
   }, 120_000);
+
+  it('drops a move held since a crash when it reads a newer one made elsewhere meanwhile, instead of undoing it', async () => {
+    const [first, second, third] = projectsFor('held', ['first', 'second', 'third']) as [string, string, string];
+    const a = await replica('held-a');
+    a.agents.register('held', first);
+    await a.sync.publish();
+    const d1 = await replica('held-d');
+    await until(() => d1.agents.get('held'), 20_000, 'the agent on D');
+    // D moves the agent and stops before publishing it (a crash); later A moves it elsewhere.
+    d1.agents.setConfigProject('held', second);
+    await d1.sync.stop();
+    await new Promise((r) => setTimeout(r, 5));
+    a.agents.setConfigProject('held', third);
+    await a.sync.publish();
+
+    // D comes back holding its old move, reads A's newer one while it catches up, and takes it.
+    const d = await replica('held-d');
+    await until(() => d.agents.get('held')?.config_project === third || undefined, 20_000, "A's newer move on D");
+    await d.sync.publish();
+    const { info } = d.agents.createToken('held', 'marker');
+    await d.sync.publish();
+    await until(() => a.agents.listTokens('held').find((t) => t.name === info.name), 20_000, "D's marker token on A");
+    expect(a.agents.get('held')?.config_project).toBe(third);
+    expect(d.agents.get('held')?.config_project).toBe(third);
+  }, 120_000);
 });

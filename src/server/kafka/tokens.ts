@@ -291,7 +291,8 @@ export class TokenSync {
   /**
    * An agent moved on some replica. Through the registry, so the revocation watcher ends the agent's configuration
    * streams of the old project here. While a move made here waits, a move read is one written before it (or it is
-   * not in the log yet, and will be written after): it is left, as the waiting move wins everywhere. The waiting
+   * not in the log yet, and will be written after): it is left, as the waiting move wins everywhere; but a move held
+   * since before a crash loses to one made later elsewhere. The waiting
    * move itself, read back, is already in place here: it stops waiting, and every move read after it is applied.
    */
   private applyProject(r: AgentProjectRow): void {
@@ -300,9 +301,17 @@ export class TokenSync {
     const from = this.o.db.transaction(() => {
       const waiting = this.s.projectWaiting!.get(r.agent) as { config_project: string; changed_at: string } | undefined;
       if (waiting) {
-        if (waiting.config_project === r.config_project && waiting.changed_at === r.changed_at)
+        if (waiting.config_project === r.config_project && waiting.changed_at === r.changed_at) {
           this.s.moveReadBack!.run(r.agent, r.config_project, r.changed_at);
-        return undefined;
+          return undefined;
+        }
+        // Held since before a crash: a move read while catching up may have been made elsewhere after it (its own
+        // record compacted away, or never written). Made later, it wins, and the held one is dropped, not sent after it.
+        const held = moveOf({ agent: r.agent, ...waiting });
+        if (!this.heldAtStart.includes(held) || typeof r.changed_at !== 'string' || r.changed_at <= waiting.changed_at) return undefined;
+        this.s.moveReadBack!.run(r.agent, waiting.config_project, waiting.changed_at);
+        this.heldAtStart = this.heldAtStart.filter((m) => m !== held);
+        this.inFlight.delete(held);
       }
       this.s.insertAgent!.run(r.agent, r.config_project, r.agent_created_at);
       return this.o.agents.setConfigProject(r.agent, r.config_project, { publish: false }).from;
