@@ -4,12 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capturingLogger } from '../../../test/helpers/logs.js';
 import { ConfigProject, tempDir, until } from '../../../test/helpers/processes.js';
 import { AgentConfigurationClient } from '../../gen/verdict/agent.js';
-import { type RunningServer, startServer } from '../../server/server.js';
-import { SERVER_DEFAULTS } from '../../shared/config/server-config.js';
+import { agentConfigStream, startLocalServer } from '../../../test/helpers/config-stream.js';
+import type { RunningServer } from '../../server/server.js';
 import { VERSION } from '../../shared/version.js';
-import { runConfigStream, type ConfigUpdate } from './config-client.js';
-import { Tunnel } from './connection.js';
-import { parseKasAddress } from './kas-address.js';
+import type { ConfigUpdate } from './config-client.js';
 
 // An invalid commit of config.yaml does not cost the agent its stream: the
 // server reports it on the open stream, the agent logs it once and keeps its
@@ -27,34 +25,21 @@ describe('an invalid config.yaml commit, then a fixed one', () => {
   const good = project.commit(level('info'));
   const agentLog = capturingLogger();
   const serverLog = capturingLogger();
-  const updates: ConfigUpdate[] = [];
-  const abort = new AbortController();
+  let updates: ConfigUpdate[] = [];
   let server: RunningServer;
   let admin: string;
   let token: string;
-  let tunnel: Tunnel;
-  let loop: Promise<void>;
+  let stream: Awaited<ReturnType<typeof agentConfigStream>>;
 
   beforeAll(async () => {
-    const settings = {
-      ...SERVER_DEFAULTS,
-      data_dir: join(dir, 'server'),
-      http_addr: '127.0.0.1:0',
-      grpc_addr: '127.0.0.1:0',
-      config_poll_interval: 100,
-    };
-    server = await startServer(settings, serverLog.log);
+    server = await startLocalServer(dir, serverLog.log, { config_poll_interval: 100 });
     admin = server.tokens.create('ops', 'admin').token;
     ({ token } = server.agents.register('edge', project.dir));
-    tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${server.grpcAddress}`), token, log: agentLog.log });
-    loop = runConfigStream(tunnel, { initialMs: 60_000, maxMs: 60_000, jitter: false }, agentLog.log, abort.signal, async (u) => {
-      updates.push(u);
-    });
+    stream = await agentConfigStream(server, token, agentLog.log, 60_000);
+    updates = stream.updates;
   });
   afterAll(async () => {
-    abort.abort();
-    await loop;
-    await tunnel?.close();
+    await stream?.close();
     await server?.close();
   });
 

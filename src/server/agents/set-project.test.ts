@@ -2,13 +2,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capturingLogger } from '../../../test/helpers/logs.js';
 import { ConfigProject, tempDir, until } from '../../../test/helpers/processes.js';
-import { runConfigStream, type ConfigUpdate } from '../../agent/tunnel/config-client.js';
-import { Tunnel } from '../../agent/tunnel/connection.js';
-import { parseKasAddress } from '../../agent/tunnel/kas-address.js';
-import { SERVER_DEFAULTS } from '../../shared/config/server-config.js';
+import { agentConfigStream, startLocalServer } from '../../../test/helpers/config-stream.js';
+import type { ConfigUpdate } from '../../agent/tunnel/config-client.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { openServerDb } from '../store/server-db.js';
-import { type RunningServer, startServer } from '../server.js';
+import type { RunningServer } from '../server.js';
 import { AgentRegistry } from './agent-registry.js';
 
 // An agent moved to another configuration project while it is connected gets
@@ -23,33 +21,20 @@ describe('moving a connected agent to another configuration project', () => {
     p.commit({ '.gitlab/agents/edge/config.yaml': `observability:\n  logging:\n    level: ${['info', 'debug', 'warn'][i]}\n` }),
   );
   const agentLog = capturingLogger();
-  const updates: ConfigUpdate[] = [];
-  const abort = new AbortController();
+  let updates: ConfigUpdate[] = [];
   let server: RunningServer;
   let admin: string;
-  let tunnel: Tunnel;
-  let loop: Promise<void>;
+  let stream: Awaited<ReturnType<typeof agentConfigStream>>;
 
   beforeAll(async () => {
-    const settings = {
-      ...SERVER_DEFAULTS,
-      data_dir: join(dir, 'server'),
-      http_addr: '127.0.0.1:0',
-      grpc_addr: '127.0.0.1:0',
-      config_poll_interval: 60_000,
-    };
-    server = await startServer(settings, createRootLogger({ level: 'silent' }));
+    server = await startLocalServer(dir, createRootLogger({ level: 'silent' }), { config_poll_interval: 60_000 });
     admin = server.tokens.create('ops', 'admin').token;
     const { token } = server.agents.register('edge', projects[0]!.dir);
-    tunnel = await Tunnel.open({ address: parseKasAddress(`grpc://${server.grpcAddress}`), token, log: agentLog.log });
-    loop = runConfigStream(tunnel, { initialMs: 60_000, maxMs: 60_000, jitter: false }, agentLog.log, abort.signal, async (u) => {
-      updates.push(u);
-    });
+    stream = await agentConfigStream(server, token, agentLog.log, 60_000);
+    updates = stream.updates;
   });
   afterAll(async () => {
-    abort.abort();
-    await loop;
-    await tunnel?.close();
+    await stream?.close();
     await server?.close();
   });
 
