@@ -64,13 +64,20 @@ export async function run(argv: string[]): Promise<number> {
     rest = more;
   }
   // Named before anything is opened: a typo should not be answered with what the database lacks.
-  const known = ['register', 'list', 'set-project', 'tokens create', 'tokens list', 'tokens revoke'];
-  if (!known.includes(command)) {
-    const meant = nearMiss(command, known);
+  if (!isSubcommand(command)) {
+    const meant = nearMiss(command, SUBCOMMANDS);
     throw usageError(
       `verdict agents: unknown subcommand "${command}"${meant ? ` (did you mean "${meant}"?)` : ''}; use register, list, set-project, or tokens create|list|revoke`,
     );
   }
+  return runSubcommand(command, rest);
+}
+
+const SUBCOMMANDS = ['register', 'list', 'set-project', 'tokens create', 'tokens list', 'tokens revoke'] as const;
+type Subcommand = (typeof SUBCOMMANDS)[number];
+const isSubcommand = (c: string): c is Subcommand => (SUBCOMMANDS as readonly string[]).includes(c);
+
+async function runSubcommand(command: Subcommand, rest: string[]): Promise<number> {
   const { values, positionals } = parseFlags(
     `agents ${command}`,
     rest,
@@ -135,8 +142,6 @@ export async function run(argv: string[]): Promise<number> {
           process.stdout.write(`revoked token ${id} of agent ${name}\n`);
           return 0;
         }
-        default:
-          throw usageError(`verdict agents: unknown subcommand "${command}"; use register, list, set-project, or tokens create|list|revoke`);
       }
     } catch (e) {
       if (isVerdictError(e, 'VERDICT_BAD_REQUEST', 'VERDICT_NOT_FOUND')) throw usageError(`verdict agents ${command}: ${e.message}`);
