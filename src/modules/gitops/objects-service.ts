@@ -36,13 +36,9 @@ function refusal(e: unknown, code: (typeof REFUSALS)[number], prefix: string): u
   return isVerdictError(e, code) ? new VerdictError(code, `${prefix}${e.message}`, { cause: e }) : e;
 }
 
-/** Whether the project's HEAD has a valid config.yaml for the agent (the server's reader, memoised per commit). */
-async function hasValidConfig(project: string, agent: string): Promise<boolean> {
-  try {
-    return (await configuredProjects(project, agent, await headCommit(project))) !== undefined;
-  } catch {
-    return false;
-  }
+/** Resolves when the signal aborts. */
+function aborted(signal: AbortSignal): Promise<unknown> {
+  return new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
 }
 
 /**
@@ -69,8 +65,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
   const intervalMs = ctx.config.gitops_poll_interval ?? DEFAULT_POLL_INTERVAL_MS;
 
   /** Two entries of config.yaml for one repository would fight over its objects: the later one is refused, saying which. */
-  async function refuseSecondEntry(agent: { name: string; config_project: string }, projectId: string, repo: string): Promise<void> {
-    const ids = await configuredProjects(agent.config_project, agent.name, await headCommit(agent.config_project));
+  function refuseSecondEntry(agent: { name: string; config_project: string }, ids: readonly string[] | undefined, projectId: string, repo: string): void {
     const shared = sharedRepository(ids, agent.name, projectId, repo, (id) => resolveProject(id, agent.config_project, ctx.config.projects_dir).repo);
     if (!shared) return;
     throw new VerdictError(
@@ -111,17 +106,21 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       // Served from the configuration project: once the agent runs another project's config.yaml (it was moved, and
       // that configuration reached it), the stream ends cleanly (below, once serve() stops), and the agent asks
       // again at once, for the entry as the new project has it.
-      if (project.repo === own.config_project) unfollow = ctx.followConfigProject(agent.name, served ?? '', () => abort.abort(MOVED));
-      if (project.repo === own.config_project && served === undefined && !(await hasValidConfig(project.repo, agent.name))) {
-        // Which project's config.yaml the agent runs is not known here yet (this server restarted, or the agent came
-        // from another replica), and the registered one has no valid config.yaml for it: the agent runs an older
-        // project's (it was moved). Served from the registered project, its entry would read a commit without its
-        // manifests and prune what it applied. Its configuration stream ends this one once a configuration is sent
-        // (servedFrom), and the agent asks again.
-        await new Promise((resolve) => abort.signal.addEventListener('abort', resolve, { once: true }));
-        return;
+      // The entries of the config.yaml the agent runs (undefined: none valid at the project's head).
+      const ids = await configuredProjects(own.config_project, agent.name, await headCommit(own.config_project));
+      if (project.repo === own.config_project) {
+        unfollow = ctx.followConfigProject(agent.name, served ?? '', () => abort.abort(MOVED));
+        if (served === undefined && ids === undefined) {
+          // Which project's config.yaml the agent runs is not known here yet (this server restarted, or the agent
+          // came from another replica), and the registered one has no valid config.yaml for it: the agent runs an
+          // older project's (it was moved). Served from the registered project, its entry would read a commit
+          // without its manifests and prune what it applied. Its configuration stream ends this one once a
+          // configuration is sent (servedFrom), and the agent asks again.
+          await aborted(abort.signal);
+          return;
+        }
       }
-      await refuseSecondEntry(own, req.project_id, project.repo);
+      refuseSecondEntry(own, ids, req.project_id, project.repo);
       const ref = (() => {
         try {
           return refSpec(req.ref);
@@ -144,7 +143,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
           if (c === req.commit_id) {
             if (!ref.pinned) return 'backoff';
             // A pinned commit never changes: wait for the agent to hang up.
-            await new Promise((resolve) => abort.signal.addEventListener('abort', resolve, { once: true }));
+            await aborted(abort.signal);
             return 'done';
           }
           commit = c;
