@@ -7,6 +7,7 @@ import { registry } from '../../shared/metrics/registry.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import type { Spool, OutboxRow } from '../spool/spool.js';
+import { losesStored } from '../../shared/alert/fit.js';
 import { fitPayload } from './alert-fit.js';
 import { isVersionRefusal } from './config-client.js';
 import type { Tunnel } from './connection.js';
@@ -107,8 +108,7 @@ export async function runAlertPublisher(
     // acknowledged would otherwise be warned about again on each reconnect.
     if (fitted.cut.length > 0 && !warned.has(r.id)) {
       warned.add(r.id);
-      // As the Kafka log counts: only cuts that lose something the server would have kept.
-      if (fitted.cut.includes('samples') || fitted.details.length > 0) sentCut.inc();
+      if (losesStored(fitted.cut, fitted.details)) sentCut.inc();
       const lost = lostParts(fitted.cut, fitted.details);
       log.warn(
         {

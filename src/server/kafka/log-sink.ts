@@ -1,4 +1,5 @@
 import { Counter } from 'prom-client';
+import { losesStored } from '../../shared/alert/fit.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import type { IncomingEvent } from '../store/alert-store.js';
@@ -153,8 +154,7 @@ export class KafkaAlertSink implements AlertSink {
 
   /** Warns about an event written cut when that lost something the store would have kept. */
   private cut(agent: string, ev: IncomingEvent, c: EventCut): void {
-    // Sample previews and the fields the store cuts anyway lose nothing; they are the rule for big samples, not news.
-    if (!c.steps.includes('samples') && c.details.length === 0) return;
+    if (!losesStored(c.steps, c.details)) return;
     if (!this.firstReport(ev.id)) return;
     writtenCut.inc();
     this.log.warn(

@@ -30,6 +30,14 @@ export interface AlertFit {
 }
 
 /**
+ * Whether a fit's cuts lost something the server would have kept: samples, or details cut whole. Sample and detail
+ * previews, and the fields the store cuts anyway, lose nothing it keeps; they are the rule for big values, not news.
+ */
+export function losesStored(cut: readonly FitCut[], details: readonly string[]): boolean {
+  return cut.includes('samples') || details.length > 0;
+}
+
+/**
  * `alert` encoded by `encode` when that is at most `maxBytes` (UTF-8); else
  * the alert cut by each step in turn until it fits: its fields as the store
  * keeps them (cutToStored), each sample over MAX_SAMPLE_BYTES as its preview,
