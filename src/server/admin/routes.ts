@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { isAbsolute } from 'node:path';
 import { VerdictError } from '../../shared/errors.js';
+import { isRepositoryUrl } from '../agents/config-project.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
@@ -211,8 +212,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
  * which differs between Kafka replicas); the CLI resolves one from its own, as a shell user expects.
  */
 function absoluteProject(path: string): string {
-  // A URL or git@host:path: the registry's check explains those.
-  if (isAbsolute(path) || /^[a-z][a-z0-9+.-]*:\/\/|^[^/@\s]+@[^:/\s]+:/i.test(path)) return path;
+  // A URL: the registry's check explains those.
+  if (isAbsolute(path) || isRepositoryUrl(path)) return path;
   throw new VerdictError(
     'VERDICT_BAD_REQUEST',
     `configuration project ${JSON.stringify(path)} is a relative path; give its absolute path on the server, e.g. /srv/git/infra`,

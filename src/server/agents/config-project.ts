@@ -24,6 +24,11 @@ function refuse(message: string): never {
   throw new VerdictError('VERDICT_BAD_REQUEST', message);
 }
 
+/** A URL or scp-like `git@host:path`: where a repository is served, not a path on the server's disk. */
+export function isRepositoryUrl(given: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(given) || /^[^/]+@[^/:]+:/.test(given);
+}
+
 /**
  * The absolute path of `given` once it is known to be the top of a git repository (or a bare one), with notes when its
  * default branch has no commit or no config.yaml for `agent` yet; otherwise a VERDICT_BAD_REQUEST saying how to make one.
@@ -31,7 +36,7 @@ function refuse(message: string): never {
 export async function checkConfigProject(given: string, agent: string): Promise<{ path: string; notes: string[] }> {
   const file = configPath(agent);
   const howTo = `\`git init\` there, then commit the agent's configuration at ${file} (\`git add ${file} && git commit\`)`;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(given) || /^[^/]+@[^/:]+:/.test(given))
+  if (isRepositoryUrl(given))
     refuse(
       `configuration project ${given} is a URL; it must be the path of a git repository on the server's disk: clone it there (\`git clone ${given} <dir>\`) and pass that path`,
     );
