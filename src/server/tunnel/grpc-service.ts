@@ -462,9 +462,9 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
     for (const ev of ['cancelled', 'error', 'finish', 'close']) call.on(ev, finish);
     return agent;
   };
+  const followConfigProject = (agent: string, project: string, end: () => void) => streams.addConfigStream(agent, project, end, 'follow');
+  const configProjectOf = (agent: AuthenticatedAgent) => streams.servedProject(agent.name);
   for (const mod of serverModules) {
-    const followConfigProject = (agent: string, project: string, end: () => void) => streams.addConfigStream(agent, project, end, 'follow');
-    const configProjectOf = (agent: AuthenticatedAgent) => streams.servedProject(agent.name);
     for (const svc of mod.grpcServices?.({
       config: deps.config ?? SERVER_DEFAULTS,
       log: moduleLogger(mod.name, options.log),

@@ -424,13 +424,14 @@ function keysUsedFirst(shape: Shape): string[] {
   return [...keys.filter((k) => !ignored(k)), ...keys.filter(ignored)];
 }
 
+/** The validators unused() made: their keys are named last in a mapping's example keys. */
+const UNUSED = new WeakSet<object>();
+
 /**
  * A key of the GitLab agent's schema that Verdict accepts but does not act on.
  * It is reported once, as a warning at the key, and checked with the rules of
  * the original (its problems are warnings too); its value is not passed on.
  */
-/** The validators unused() made: their keys are named last in a mapping's example keys. */
-const UNUSED = new WeakSet<object>();
 
 export function unused(v: Validator<unknown>, why: string): Validator<undefined> & { wantsNull: true } {
   const out = ((node, path, ctx, key) => {
