@@ -110,7 +110,7 @@ async function run(files: readonly ManifestFile[], commit: string, s: SyncSettin
       if (a.action === 'failed')
         throw new VerdictError(
           'VERDICT_KUBE_API',
-          `cannot create Namespace ${inventory.namespace} (${ns.source}#${ns.index}), where the inventory ConfigMap ${inventory.namespace}/${inventory.name} is kept: ${a.reason}`,
+          `cannot create Namespace ${inventory.namespace} (${ns.source}#${ns.index}), where the inventory ConfigMap ${inventory.namespace}/${inventory.name} is kept: ${a.reason}; fix what the API server says (often the agent's permission to create namespaces), or create the namespace yourself`,
           { cause: e },
         );
       await writeInventory(api, inventory, all, FIELD_MANAGER);
