@@ -5,7 +5,7 @@ import type { Validator } from '../shared/config/schema.js';
 import type { ServerConfig } from '../shared/config/server-config.js';
 import type { Logger } from '../shared/log/logger.js';
 import type { DB } from '../shared/sqlite/open.js';
-import type { AgentRegistry, AuthenticatedAgent } from './agents/agent-registry.js';
+import type { AgentRecord, AgentRegistry, AuthenticatedAgent } from './agents/agent-registry.js';
 import type { AlertSource } from '../shared/alert/payload.js';
 import type { IncomingEvent } from './store/types.js';
 import type { TlsMaterial } from './tunnel/tls.js';
@@ -45,11 +45,12 @@ export interface ServerModuleContext {
   followConfigProject(agent: string, project: string, end: () => void): () => void;
   /**
    * The configuration project whose config.yaml the agent runs: the one this server last sent it (or found it
-   * running) a configuration from; undefined until then (a restarted server, another replica). A moved agent keeps
-   * running its last configuration until the new project has a valid config.yaml for it, and what is served "from
-   * the configuration project" must come from that one meanwhile.
+   * running) a configuration from, while its configuration stream is here or since it came back running that commit;
+   * undefined otherwise (a restarted server, another replica, a restarted agent, an agent registered again under the
+   * name). A moved agent keeps running its last configuration until the new project has a valid config.yaml for it,
+   * and what is decided or served "from the configuration project" must come from that one meanwhile.
    */
-  configProjectOf(agent: AuthenticatedAgent): string | undefined;
+  configProjectOf(agent: Pick<AgentRecord, 'id' | 'name' | 'created_at'>): string | undefined;
 }
 
 /** A gRPC service a module adds to the agent API (plain gRPC and gRPC-in-WebSocket alike). */

@@ -132,6 +132,8 @@ beforeAll(async () => {
       grpc_addr: '127.0.0.1:0',
       projects_dir: projectsDir,
       gitops_poll_interval: POLL_MS,
+      // A configuration project asked for before its config.yaml is committed is read again soon after.
+      config_poll_interval: 200,
     },
     createRootLogger({ level: 'info', destination: sink }),
   );
@@ -335,13 +337,22 @@ describe('GetObjectsToSynchronize', () => {
       body: JSON.stringify({ config_project: second.dir }),
     });
     expect(res.status).toBe(200);
+    // As the agent does after the move ended its configuration stream: it asks again, saying it runs the first commit.
+    const back = new AgentConfigurationClient(server.grpcAddress, grpc.credentials.createInsecure()).getConfiguration(
+      { commit_id: firstHead, agent_meta: undefined, invalid_in_stream: true },
+      metadata(token),
+    );
+    back.on('error', () => undefined);
+    await until(() => server.streams.configStreamAgents().includes('careful') || undefined, 10_000, "careful's configuration stream");
     // The agent still runs the first project's config.yaml: its manifests come from there, not from a project whose
     // empty commit would have it prune everything.
     const still = await fetchObjects({ paths: [glob('m/**')] }, { md: metadata(token) });
+    back.cancel();
     expect([still.header?.commit_id, files(still)]).toEqual([firstHead, { 'm/a.yaml': 'a: 1\n' }]);
     // Once the second project has its config.yaml and the agent was sent it, they come from the second.
     const secondHead = second.commit({ '.gitlab/agents/careful/config.yaml': cfg, 'm/b.yaml': 'b: 2\n' });
-    expect(await configurationSent(metadata(token))).toBe(secondHead);
+    // Read again within the poll interval: the server may refuse the commit without it once more until then.
+    expect(await until(() => configurationSent(metadata(token)).catch(() => undefined), 10_000, "the second project's configuration")).toBe(secondHead);
     const moved = await fetchObjects({ paths: [glob('m/**')] }, { md: metadata(token) });
     expect([moved.header?.commit_id, files(moved)]).toEqual([secondHead, { 'm/b.yaml': 'b: 2\n' }]);
   });

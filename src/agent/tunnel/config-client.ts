@@ -42,8 +42,9 @@ export async function runConfigStream(
   // Operators watch the agent, so the server's findings in config.yaml are
   // logged here too, once per commit (a reconnect may bring the same commit).
   let warnedCommit = '';
-  // An invalid commit is logged once, however often a reconnect brings it again.
-  let invalidCommit = '';
+  // An invalid commit is logged once, however often a reconnect brings it again; '' is a configuration project
+  // without a commit yet (a new one, or one the agent was moved to).
+  let invalidCommit: string | undefined;
   const logInvalid = (fields: Record<string, unknown>) =>
     log.error(
       fields,
@@ -92,7 +93,16 @@ export async function runConfigStream(
             progress();
             queue = queue.then(async () => {
               if (msg.invalid_reason) {
-                if (invalidCommit !== msg.commit_id) logInvalid({ commit_id: msg.commit_id, error: msg.invalid_reason });
+                if (invalidCommit !== msg.commit_id) {
+                  if (msg.commit_id) logInvalid({ commit_id: msg.commit_id, error: msg.invalid_reason });
+                  else
+                    log.warn(
+                      { error: msg.invalid_reason },
+                      commitId
+                        ? 'Config: the configuration project has no commit the server can read yet; keeping the last good configuration until it has one with config.yaml'
+                        : 'Config: the configuration project has no commit the server can read yet; commit config.yaml there',
+                    );
+                }
                 invalidCommit = msg.commit_id;
                 return;
               }
@@ -124,7 +134,7 @@ export async function runConfigStream(
               }
               commitId = msg.commit_id;
               // A valid commit in between: HEAD going back to the invalid one (a reset, a force-push) is news again.
-              invalidCommit = '';
+              invalidCommit = undefined;
             });
           });
           call.on('error', (e) => {

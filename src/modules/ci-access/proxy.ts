@@ -35,6 +35,12 @@ export interface ProxyDeps {
   /** Kafka replicas: which other replicas hold the agent's calls, and how to send a request there. */
   replicas?: { holding(agent: string): ForwardTarget[]; forwarder: ReplicaForwarder; replica: string } | undefined;
   configs: CiAccessConfigs;
+  /**
+   * The configuration project whose config.yaml the agent runs, when this server knows it (ServerModuleContext's
+   * configProjectOf): a moved agent runs its last configuration until the new project has a valid one, and its
+   * ci_access decides meanwhile, as GitOps serves from it. Else the registered project.
+   */
+  configProjectOf?(agent: AgentRecord): string | undefined;
   tunnels: AgentTunnels;
   /** The server's projects_dir: configuration projects are named by their path below it, as jobs name projects. */
   projectsDir?: string | undefined;
@@ -112,11 +118,12 @@ export class KubernetesApiProxy {
         code: 403,
         message: `agent is not allowed: no agent has ${byId ? `id ${ref}` : `the name "${ref}"`}; \`verdict kubeconfig\` lists the agents this job may use`,
       };
+    const runs = this.d.configProjectOf?.(agent) ?? agent.config_project;
     // The configuration project as jobs name projects (group/project): never the server's own path to it.
-    const configProject = projectPath(agent.config_project, this.d.projectsDir);
+    const configProject = projectPath(runs, this.d.projectsDir);
     let block: CiAccessConfig | undefined;
     try {
-      block = await this.d.configs.get(agent);
+      block = await this.d.configs.get({ name: agent.name, config_project: runs });
     } catch (e) {
       return {
         code: 503,

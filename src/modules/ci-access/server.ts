@@ -1,5 +1,5 @@
 import { ProjectPollers } from '../../server/config/project-poller.js';
-import type { ServerModule } from '../../server/module.js';
+import type { ServerModule, ServerModuleContext } from '../../server/module.js';
 import type { ServerConfig } from '../../shared/config/server-config.js';
 import { registerCiTokenRoutes } from './admin-routes.js';
 import { AgentTunnels } from './agent-tunnels.js';
@@ -28,6 +28,9 @@ function tunnels(config: ServerConfig): AgentTunnels {
   return t;
 }
 
+/** Which configuration project's config.yaml each agent runs, as the agent API of the server with this config knows it. */
+const configProjectOf = new WeakMap<ServerConfig, ServerModuleContext['configProjectOf']>();
+
 const PURGE_INTERVAL_MS = 3600_000;
 
 /**
@@ -42,7 +45,10 @@ function plainHttpWarning(tls: boolean, url: string | undefined): string | undef
 export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
   name: 'ci_access',
   config: ciAccessBlock,
-  grpcServices: (ctx) => [tunnelService(ctx, tunnels(ctx.config))],
+  grpcServices: (ctx) => {
+    configProjectOf.set(ctx.config, ctx.configProjectOf);
+    return [tunnelService(ctx, tunnels(ctx.config))];
+  },
   // Served whether or not this server runs the proxy, like `verdict ci-tokens` works on any data dir.
   adminRoutes: registerCiTokenRoutes,
   async start(ctx) {
@@ -63,6 +69,7 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
         ? { holding: (agent) => sync?.holding(agent) ?? [], forwarder: new ReplicaForwarder(ctx.tls?.cert, ctx.log), replica: replicaId(ctx.db) }
         : undefined,
       configs: new CiAccessConfigs((repo) => pollers.get(repo).current(), ctx.log),
+      configProjectOf: (agent) => configProjectOf.get(ctx.config)?.(agent),
       tunnels: tunnels(ctx.config),
       prefix: k.url_path_prefix,
       tlsInFront: k.url !== undefined && !isPlainHttpUrl(k.url),

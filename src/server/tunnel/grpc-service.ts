@@ -15,7 +15,7 @@ import { SERVER_DEFAULTS, type ServerConfig } from '../../shared/config/server-c
 import { errText, moduleLogger, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { VERSION, versionsCompatible } from '../../shared/version.js';
-import type { AgentRegistry, AuthenticatedAgent } from '../agents/agent-registry.js';
+import type { AgentRecord, AgentRegistry, AuthenticatedAgent } from '../agents/agent-registry.js';
 import { hashSecret } from '../auth/secret.js';
 import { loadAgentConfiguration } from '../config/agent-config-loader.js';
 import type { ProjectPollers } from '../config/project-poller.js';
@@ -70,6 +70,21 @@ export const REFUSAL_METADATA = 'verdict-refusal';
 type AnyCall = AgentCall;
 
 /**
+ * An agent as the served-project map tells agents apart: its name, and when it was registered (a name registered again
+ * is another agent, and may get the deleted one's id back).
+ */
+type AgentIdentity = Pick<AgentRecord, 'id' | 'name' | 'created_at'>;
+
+interface Served {
+  project: string;
+  commit: string;
+  /** Of the agent the configuration was sent to. */
+  registered: string;
+}
+
+const sameAgent = (s: Served, agent: AgentIdentity) => s.registered === `${agent.id}@${agent.created_at}`;
+
+/**
  * Tracks open streams per token, so a revoked token's streams can be dropped, and each agent's configuration streams
  * with the project they serve, so a move to another project can end them.
  */
@@ -77,8 +92,14 @@ export class StreamRegistry {
   private readonly byToken = new Map<number, Set<AnyCall>>();
   /** 'config': a GetConfiguration stream; 'follow': a module's stream served from the configuration project. */
   private readonly configByAgent = new Map<string, Set<{ project: string; kind: 'config' | 'follow'; end: () => void }>>();
-  /** The configuration project each agent was last sent a configuration from: the one whose config.yaml it runs. */
-  private readonly served = new Map<string, string>();
+  /**
+   * The configuration project each agent was last sent a configuration from (the one whose config.yaml it runs), while
+   * it has a configuration stream open here. Keyed by name, and kept with the agent's registration (an agent
+   * registered again under the name is another agent) and the commit (what the agent says it runs when it asks again).
+   */
+  private readonly served = new Map<string, Served>();
+  /** The entries of agents that closed their last configuration stream here: restored if they come back running that commit. */
+  private readonly left = new Map<string, Served>();
   add(tokenId: number, call: AnyCall): () => void {
     let set = this.byToken.get(tokenId);
     if (!set) this.byToken.set(tokenId, (set = new Set()));
@@ -121,8 +142,15 @@ export class StreamRegistry {
     const entry = { project, kind, end };
     set.add(entry);
     return () => {
-      set.delete(entry);
+      if (!set.delete(entry)) return;
       if (set.size === 0 && this.configByAgent.get(agent) === set) this.configByAgent.delete(agent);
+      // Gone from here, the agent may be sent configurations elsewhere (another replica) or restart: what it runs is
+      // known again when it asks here next (configStreamOpened).
+      if (kind === 'config' && ![...set].some((s) => s.kind === 'config')) {
+        const served = this.served.get(agent);
+        this.served.delete(agent);
+        if (served) this.left.set(agent, served);
+      }
     };
   }
 
@@ -142,14 +170,41 @@ export class StreamRegistry {
    * modules' streams still served from another configuration project end (cleanly; the agent asks again). Until
    * then a moved agent runs its last configuration, and those streams stay on the project it came from.
    */
-  servedFrom(agent: string, project: string): void {
-    this.served.set(agent, project);
-    for (const s of [...(this.configByAgent.get(agent) ?? [])]) if (s.kind === 'follow' && s.project !== project) s.end();
+  servedFrom(agent: AgentIdentity, project: string, commit: string): void {
+    this.left.delete(agent.name);
+    this.served.set(agent.name, { project, commit, registered: `${agent.id}@${agent.created_at}` });
+    this.endFollowing(agent.name, project);
   }
 
-  /** The configuration project whose config.yaml the agent runs, as far as this server knows (servedFrom). */
-  servedProject(agent: string): string | undefined {
-    return this.served.get(agent);
+  /**
+   * The agent opens a configuration stream saying it runs `commit` ('' for none: it just started). The project this
+   * server last sent it a configuration from still holds when it runs that commit and is the same agent (not one
+   * registered again under its name); else (it restarted, was sent a configuration by another replica) it is
+   * forgotten, and the modules' streams served from it end, until a configuration is sent again.
+   */
+  configStreamOpened(agent: AgentIdentity, commit: string): void {
+    const last = this.served.get(agent.name) ?? this.left.get(agent.name);
+    this.left.delete(agent.name);
+    if (!last) return;
+    if (commit !== '' && last.commit === commit && sameAgent(last, agent)) {
+      this.served.set(agent.name, last);
+      // Streams held while it was unknown (project '') ask again, and are served from it.
+      this.endFollowing(agent.name, last.project);
+      return;
+    }
+    this.served.delete(agent.name);
+    this.endFollowing(agent.name, '');
+  }
+
+  /** The configuration project whose config.yaml the agent runs, as far as this server knows (servedFrom); undefined when it does not. */
+  servedProject(agent: AgentIdentity): string | undefined {
+    const s = this.served.get(agent.name);
+    return s && sameAgent(s, agent) ? s.project : undefined;
+  }
+
+  /** Ends the modules' streams that follow another configuration project than `project`. */
+  private endFollowing(agent: string, project: string): void {
+    for (const s of [...(this.configByAgent.get(agent) ?? [])]) if (s.kind === 'follow' && s.project !== project) s.end();
   }
 
   /** Agents with at least one open configuration stream. */
@@ -268,6 +323,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
       const poller = deps.pollers.get(agent.config_project);
       const release = poller.acquire();
       const untrack = streams.add(agent.token_id, call);
+      streams.configStreamOpened(agent, call.request.commit_id);
       const untrackConfig = streams.addConfigStream(agent.name, agent.config_project, () => {
         cleanup();
         call.end();
@@ -285,7 +341,11 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
           // A commit the agent already runs is not sent again, but after a
           // restart of the server its status (and warnings) are read once more.
           const running = commit === sent;
-          if (running && deps.agents.configStatus(agent.name)?.commit_id === commit) return;
+          if (running && deps.agents.configStatus(agent.name)?.commit_id === commit) {
+            // The registered project's head: whatever this server knew of the agent, it runs that project's config.yaml.
+            streams.servedFrom(agent, agent.config_project, commit);
+            return;
+          }
           try {
             const loaded = await loadAgentConfiguration(agent.config_project, agent.name, commit);
             // Ended while it loaded (the agent moved to another project, a revoked token): the stream that
@@ -293,7 +353,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
             if (closed) return;
             deps.agents.recordConfig(agent.name, commit, loaded.warnings);
             if (running) {
-              streams.servedFrom(agent.name, agent.config_project);
+              streams.servedFrom(agent, agent.config_project, commit);
               return;
             }
             for (const w of loaded.warnings) log.warn({ commit_id: commit }, `Config: ${formatIssue(w)}`);
@@ -306,7 +366,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
               invalid_reason: '',
             });
             sent = commit;
-            streams.servedFrom(agent.name, agent.config_project);
+            streams.servedFrom(agent, agent.config_project, commit);
             log.info({ commit_id: commit, warnings: loaded.warnings.length }, 'Config: sent configuration to agent');
           } catch (e) {
             if (closed) return;
@@ -350,8 +410,24 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
       call.on('error', cleanup);
       poller.on('commit', push);
       poller.current().then(push, (e: unknown) => {
-        cleanup();
-        call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: errText(e) });
+        if (closed) return;
+        if (!reportsInStream) {
+          // An agent that does not know invalid_reason (an older one) learns it from the stream's end.
+          cleanup();
+          call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: errText(e) });
+          return;
+        }
+        // No commit yet (a project just created, an agent moved to it): the stream stays open and the poller's first
+        // commit is pushed, as the original polls; the agent keeps the configuration it runs, without a reconnect backoff.
+        const details = `configuration project ${agent.config_project} has no configuration for the agent yet: ${errText(e)}`;
+        log.warn(
+          { config_project: agent.config_project, error: errText(e) },
+          call.request.commit_id
+            ? 'Config: no commit of the configuration project can be read yet; the agent keeps running its last configuration and is sent the new one once config.yaml is committed there'
+            : 'Config: no commit of the configuration project can be read yet; the agent is sent its configuration once config.yaml is committed there',
+        );
+        deps.agents.recordConfigInvalid(agent.name, '', details);
+        call.write({ commit_id: '', config_json: '', files: [], agent_name: agent.name, warnings: [], invalid_reason: details });
       });
     },
   });
@@ -463,7 +539,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
     return agent;
   };
   const followConfigProject = (agent: string, project: string, end: () => void) => streams.addConfigStream(agent, project, end, 'follow');
-  const configProjectOf = (agent: AuthenticatedAgent) => streams.servedProject(agent.name);
+  const configProjectOf = (agent: AgentIdentity) => streams.servedProject(agent);
   for (const mod of serverModules) {
     for (const svc of mod.grpcServices?.({
       config: deps.config ?? SERVER_DEFAULTS,
