@@ -28,7 +28,11 @@ const HELP = `Usage: verdict gitops diff --project <id> [flags]
 
 Shows what the GitOps module would change: each object of the project's
 manifests as a server-side dry-run apply against the cluster, compared with
-what the cluster holds, and (with --agent) what would be pruned.
+what the cluster holds, and (with --agent) what would be pruned. Each changed
+field is a line, \`<path>: <now> -> <after>\`; lists whose elements have a name
+(containers, env, ports, volumes) are compared element by name, as
+spec.template.spec.containers[name=app].image, other lists by index while their
+length stays.
 
 With --agent, the agent's config.yaml is read as the server sends it (its
 configuration project, from the server's database, at HEAD) and its

@@ -6,6 +6,7 @@ import type { KubeApi } from './kube/api.js';
 import { type Discovery, objectPath } from './kube/discovery.js';
 import { ANNOTATION_OWNING_INVENTORY, describeId, idOf, type KubeObject, keepOnRemove, parseIdKey } from './objects.js';
 import { plan } from './plan.js';
+import { diffFields } from './field-diff.js';
 
 // What a sync would change, for review before merging (`verdict gitops diff`):
 // each object sent as a server-side dry-run apply, and what the API server
@@ -17,7 +18,7 @@ export interface PreviewLine {
   object: string;
   source?: string;
   action: 'create' | 'configure' | 'unchanged' | 'prune' | 'keep' | 'failed';
-  /** "spec.replicas: 2 -> 3" */
+  /** "spec.replicas: 2 -> 3", "spec.template.spec.containers[name=app].image: \"nginx:1\" -> \"nginx:2\"" (field-diff.ts) */
   changes?: string[];
   reason?: string;
 }
@@ -30,17 +31,6 @@ function normalise(o: KubeObject | undefined): unknown {
   const annotations = { ...(meta.annotations ?? {}) };
   delete annotations[ANNOTATION_OWNING_INVENTORY];
   return { ...rest, metadata: { ...meta, annotations } };
-}
-
-export function diffPaths(a: unknown, b: unknown, path = ''): string[] {
-  if (JSON.stringify(a) === JSON.stringify(b)) return [];
-  const isObj = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (isObj(a) && isObj(b)) {
-    const keys = [...new Set([...Object.keys(a as object), ...Object.keys(b as object)])].sort();
-    return keys.flatMap((k) => diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k));
-  }
-  const show = (v: unknown) => (v === undefined ? '(none)' : JSON.stringify(v));
-  return [`${path || '(object)'}: ${show(a)} -> ${show(b)}`];
 }
 
 export async function preview(
@@ -104,7 +94,7 @@ export async function preview(
           if (obj.kind === 'Namespace' && !obj.apiVersion.includes('/')) newNamespaces.add(obj.metadata.name ?? '');
           continue;
         }
-        const changes = diffPaths(normalise(live), normalise(dry.body));
+        const changes = diffFields(normalise(live), normalise(dry.body));
         if (changes.length) Object.assign(line, { action: 'configure', changes });
       } catch (e) {
         if (signal?.aborted) throw e;
