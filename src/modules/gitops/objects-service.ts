@@ -11,6 +11,7 @@ import { resolveProject } from './project-repos.js';
 import { serverState } from './report-service.js';
 import { configuredProjects, sharedRepository } from './configured-projects.js';
 import { entryName } from './config.js';
+import { logNewCommit } from './new-commit-log.js';
 
 // GetObjectsToSynchronize, as the GitLab agent server serves it: poll the
 // project's ref until it points at a commit the agent has not synchronised,
@@ -155,7 +156,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       if (failure) throw failure;
       if (!commit || abort.signal.aborted) return;
 
-      log.info({ commit_id: commit, ref: ref.name }, 'GitOps: new commit');
+      logNewCommit(ctx.config, log, { agent: agent.name, projectId: req.project_id, commit, ref: ref.name });
       await write(call, { message: { $case: 'header', value: { commit_id: commit, project_id: project.id } } }, abort.signal);
       let selection: Selection;
       let contents: Buffer[];
