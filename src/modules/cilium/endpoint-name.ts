@@ -13,6 +13,18 @@ function labelValue(labels: readonly string[], prefix: string): string | undefin
 }
 
 /**
+ * The endpoint's pod namespace: its namespace field, else its
+ * `k8s:io.kubernetes.pod.namespace` label. Hubble leaves the field empty where
+ * it knows the sender by identity but not by pod (traffic through the node's
+ * address, such as Cilium's L7 proxy's), while the identity's labels still say
+ * it. The decoders fill the field with it (flow-decode.ts, flow-json.ts), so
+ * alerts, their namespace filters and titles agree on it.
+ */
+export function podNamespace(namespace: string, labels: readonly string[]): string {
+  return namespace || (labelValue(labels, NAMESPACE_LABEL) ?? '');
+}
+
+/**
  * What a pod-less endpoint's security identity says it is: `ns/app=ratings`,
  * or `ns (ID:16370)` without an application label; undefined for a reserved
  * identity (host, world, ...) or one without labels, which only the address

@@ -1,6 +1,7 @@
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { CiliumEventType, Endpoint, Flow, IP } from '../../gen/flow/flow.js';
 import { Timestamp } from '../../gen/google/protobuf/timestamp.js';
+import { podNamespace } from './endpoint-name.js';
 
 // A flow's source and destination (fields 8 and 9) are most of its bytes, most
 // of its decoding (a dozen label strings each) and most of what the garbage
@@ -82,6 +83,7 @@ function endpointAt(r: BinaryReader, buf: Uint8Array, at: number, len: number): 
   if (had !== undefined) return had;
   r.pos = at;
   const e = Endpoint.decode(r, len);
+  e.namespace = podNamespace(e.namespace, e.labels);
   Object.freeze(e.labels);
   for (const w of e.workloads) Object.freeze(w);
   Object.freeze(e.workloads);
@@ -150,11 +152,18 @@ function slowTime(r: BinaryReader, at: number, len: number): Timestamp {
   return Timestamp.decode(r, len);
 }
 
+/** A flow decoded whole by Flow.decode, its endpoints' namespaces filled in as endpointAt() does. */
+function withPodNamespaces(flow: Flow): Flow {
+  for (const e of [flow.source, flow.destination]) if (e) e.namespace = podNamespace(e.namespace, e.labels);
+  return flow;
+}
+
 /**
  * Decodes the Flow message buf[at, at + len) with the reader `r` (which reads
  * buf, bounded at least to the message's end), leaving r.pos at its end. The
  * same Flow as Flow.decode gives, but for its endpoints, addresses and event
- * type: shared, and frozen.
+ * type: shared, and frozen; and an endpoint's empty namespace is filled from
+ * its namespace label (podNamespace).
  */
 export function decodeFlow(r: BinaryReader, buf: Uint8Array, at: number, len: number): Flow {
   const end = at + len;
@@ -216,14 +225,14 @@ export function decodeFlow(r: BinaryReader, buf: Uint8Array, at: number, len: nu
     else {
       // Groups (long obsolete, never in a Hubble flow): Flow.decode reads the whole message.
       r.pos = at;
-      return Flow.decode(r, len);
+      return withPodNamespaces(Flow.decode(r, len));
     }
     if (r.pos > end) throw new RangeError('premature EOF');
     for (let i = from; i < r.pos; i++) rest[n++] = buf[i]!;
   }
   if (!taken) {
     r.pos = at;
-    return Flow.decode(r, len);
+    return withPodNamespaces(Flow.decode(r, len));
   }
   restReader.pos = 0;
   (restReader as { len: number }).len = n;

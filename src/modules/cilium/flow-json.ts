@@ -17,6 +17,7 @@ import {
   type Workload,
 } from '../../gen/flow/flow.js';
 import type { Timestamp } from '../../gen/google/protobuf/timestamp.js';
+import { podNamespace } from './endpoint-name.js';
 
 // A little over 500 lines on purpose: one mapping of every Flow field Verdict
 // models, both directions side by side, so a field cannot be read one way and
@@ -202,11 +203,13 @@ export function timestampToJson(t: Timestamp): string {
 
 function endpointFromJson(v: unknown): Endpoint | undefined {
   if (!isObj(v)) return undefined;
+  const labels = strings(get(v, 'labels'));
   return {
     ID: num(get(v, 'ID')),
     identity: num(get(v, 'identity')),
-    namespace: str(get(v, 'namespace')),
-    labels: strings(get(v, 'labels')),
+    // Filled from the namespace label as the agent's decoder does (flow-decode.ts).
+    namespace: podNamespace(str(get(v, 'namespace')), labels),
+    labels,
     pod_name: str(get(v, 'pod_name')),
     workloads: Array.isArray(v.workloads) ? v.workloads.filter(isObj).map((w): Workload => ({ name: str(w.name), kind: str(w.kind) })) : [],
     cluster_name: str(get(v, 'cluster_name')),
