@@ -1,11 +1,13 @@
-import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttp, type IncomingMessage, type Server, maxHeaderSize, type ServerResponse, STATUS_CODES } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TlsMaterial } from '../../server/tunnel/tls.js';
 import { splitHostPort } from '../../shared/config/host-port.js';
 import { listenError } from '../../shared/config/listen-error.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import type { KubernetesApiProxy } from './proxy.js';
+import { STATUS_HEADERS, statusBody } from './status.js';
 
 // The listener kubectl talks to (the original KAS's :8154). HTTPS when the
 // server has TLS. Node's request and header timeouts are off: a watch or an
@@ -34,7 +36,7 @@ export async function listenProxy(addr: string, proxy: KubernetesApiProxy, tls: 
       socket.destroy();
     });
   });
-  server.on('clientError', (_e, socket) => socket.destroy());
+  server.on('clientError', (e: NodeJS.ErrnoException, socket: Duplex) => answerClientError(e, socket, maxHeaderSize));
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     s.setNoDelay(true);
@@ -57,4 +59,38 @@ export async function listenProxy(addr: string, proxy: KubernetesApiProxy, tls: 
         server.close(() => resolve());
       }),
   };
+}
+
+const answering = new WeakSet<Duplex>();
+
+/**
+ * A request Node refuses before the proxy sees it, answered with a Status as the proxy's own refusals are:
+ * kubectl prints its message, where a closed socket leaves it a bare EOF. Closed once the answer is written
+ * (a TLS socket destroyed right after a write drops it), or after a few seconds for a client that never reads.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, headerLimit: number): void {
+  // A reset connection has no one left to answer; one being answered is refused again by the bytes still arriving.
+  if (err.code === 'ECONNRESET' || socket.destroyed || answering.has(socket)) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, `the request line and headers are over ${headerLimit / 1024} KiB, the most this listener reads; send fewer or shorter headers`]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request headers did not arrive within 60 s; send the request again']
+        : [400, `the request is not valid HTTP/1.1 (${err.code ?? err.message}); check the client, or a proxy in between`];
+  // status.ts names a reason for the statuses the proxy answers; these are all the client's to fix.
+  const body = JSON.stringify({ ...(JSON.parse(statusBody(code, 'server', message)) as object), reason: code === 408 ? 'Timeout' : 'BadRequest' });
+  const headers = Object.entries({ ...STATUS_HEADERS, 'content-length': Buffer.byteLength(body), connection: 'close' })
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  answering.add(socket);
+  const stop = setTimeout(() => socket.destroy(), 5_000);
+  stop.unref();
+  socket.end(`HTTP/1.1 ${code} ${STATUS_CODES[code]}\r\n${headers}\r\n${body}`, () => {
+    clearTimeout(stop);
+    socket.destroy();
+  });
 }

@@ -1,5 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type InjectOptions, type RouteOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +18,7 @@ import { registerAlertRoutes } from './alerts-routes.js';
 import { buildHttpServer } from './http-server.js';
 import { StreamHub } from './stream.js';
 import { validatorCompiler } from './validators.js';
+import { makeCerts } from '../../../test/helpers/certs.js';
 import { registerStreamRoute } from './stream-routes.js';
 
 let n = 0;
@@ -571,7 +576,7 @@ describe('feed API: requests Node refuses before fastify reads them', () => {
       expect(big).toMatch(/^HTTP\/1\.1 431 /);
       expect(JSON.parse(big.slice(big.indexOf('\r\n\r\n') + 4))).toEqual({
         error: 'request_header_fields_too_large',
-        message: expect.stringMatching(/over 128 KiB.*send fewer or shorter filters/),
+        message: expect.stringMatching(/over 96 KiB.*send fewer or shorter filters/),
       });
       // A body longer than its Content-Length: the rest is read as a request, which is not one.
       const garbled = await raw(
@@ -589,4 +594,36 @@ describe('feed API: requests Node refuses before fastify reads them', () => {
       db.close();
     }
   });
+
+  it('answers 431 over TLS too, to a client that sends the first 128 KiB of its head and waits (curl does)', async () => {
+    const certs = makeCerts(join(tmpdir(), `verdict-feed-tls-${process.pid}`));
+    const db = openServerDb(':memory:');
+    const app = await buildHttpServer({
+      store: new AlertStore(db),
+      tokens: new FeedTokens(db),
+      log: createRootLogger({ name: 'test', level: 'silent' }),
+      ready: () => true,
+      tls: { cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey) },
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    try {
+      const start = 'GET /api/v1/alerts HTTP/1.1\r\nHost: localhost\r\nX-Big: ';
+      const head = start + 'a'.repeat(128 * 1024 - start.length);
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connectTls({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(certs.ca) }, () => socket.write(head));
+        let got = '';
+        socket.on('data', (d) => {
+          got += d.toString();
+        });
+        socket.on('close', () => resolve(got));
+        socket.on('error', reject);
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 431 /);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'request_header_fields_too_large' });
+    } finally {
+      await app.close();
+      db.close();
+    }
+  }, 20_000);
 });

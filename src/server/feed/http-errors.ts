@@ -139,14 +139,18 @@ export function httpErrorHandler(
   return reply.code(status).send({ error: errorName(status), message: refusal?.message ?? err.message });
 }
 
+/** How long a refused client has to take the answer before its socket is closed regardless. */
+const ANSWER_WRITE_MS = 5_000;
+const answering = new WeakSet<Duplex>();
+
 /**
  * Node's refusals of what is not an HTTP request it will read (fastify's clientErrorHandler): answered on
  * the socket in the same form, then closed. `maxHeaderSize` as given to the server.
  */
 export function clientErrorHandler(maxHeaderSize: number) {
   return (err: NodeJS.ErrnoException, socket: Duplex): void => {
-    // A reset connection has no one left to answer.
-    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    // A reset connection has no one left to answer; one being answered is refused again by the bytes still arriving.
+    if (err.code === 'ECONNRESET' || socket.destroyed || answering.has(socket)) return;
     const [status, message] =
       err.code === 'HPE_HEADER_OVERFLOW'
         ? [431, `the request line and headers are over ${maxHeaderSize / 1024} KiB, the most this server reads; send fewer or shorter filters`]
@@ -154,11 +158,22 @@ export function clientErrorHandler(maxHeaderSize: number) {
           ? [408, 'the request did not arrive in time; send it again']
           : [400, `the request is not valid HTTP/1.1 (${err.code ?? err.message}); check the client, or a proxy in between, and its Content-Length`];
     const body = JSON.stringify({ error: errorName(status), message });
-    if (socket.writable) {
-      socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      );
+    if (!socket.writable) {
+      socket.destroy(err);
+      return;
     }
-    socket.destroy(err);
+    // Closed once the answer is written, not at once: a TLS socket destroyed right
+    // after a write drops the answer before it is encrypted and sent. A client that
+    // never reads does not hold the socket open.
+    answering.add(socket);
+    const stop = setTimeout(() => socket.destroy(), ANSWER_WRITE_MS);
+    stop.unref();
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      () => {
+        clearTimeout(stop);
+        socket.destroy();
+      },
+    );
   };
 }
