@@ -72,21 +72,52 @@ describe('verdict replay on the fixture captures', () => {
     const expected = await readFile(resolve(repoRoot, 'src/cli/testdata/replay-simulate-400-tcp.jsonl'), 'utf8');
     expect(r.out).toBe(expected);
     // What it says, in short: ratings calling productpage is refused at productpage's
-    // ingress, and productpage reaching details/reviews through addresses Hubble
-    // reports as world is refused at its egress.
+    // ingress. productpage's requests to details and reviews, which Hubble's L7 records
+    // show with the proxy's view of the peer (world), are not blamed on its egress
+    // policy: their connections were judged when they opened, with the real identity.
     const summary = new Map<string, number>();
     for (const l of r.lines) {
       const k = `${l.direction} ${(l.policies as { name: string }[]).map((p) => p.name).join()} ${l.verdict}`;
       summary.set(k, (summary.get(k) ?? 0) + 1);
     }
-    // Only connection openings are judged (SYNs, and the L7 requests): the ACKs, FINs
-    // and data segments of those connections, is_reply false or not, pass with them.
-    expect(Object.fromEntries(summary)).toEqual({ 'ingress productpage-ingress FORWARDED': 9, 'egress productpage-egress FORWARDED': 14 });
-    expect(r.err).toContain('400 flows, 23 would be denied, 297 skipped as replies or later packets of a connection');
+    // Only connection openings are judged (SYNs, each once, and the L7 requests): the ACKs,
+    // FINs and data segments of those connections, is_reply false or not, pass with them.
+    expect(Object.fromEntries(summary)).toEqual({ 'ingress productpage-ingress FORWARDED': 9 });
+    expect(r.err).toContain(
+      '400 flows, 9 would be denied, 297 skipped as replies or later packets of a connection (they pass with the connection), 27 skipped as the same connection opening seen again at another observation point;',
+    );
     for (const other of CAPTURES.slice(1)) {
       const o = await replay('--simulate', '--policies', examples, '--flows', join(hubble, other));
       expect(o.out, other).toBe('');
     }
+  });
+});
+
+describe('verdict replay --simulate on the real capture, with a policy denying productpage the world', () => {
+  const noWorld = async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-noworld-'));
+    await writeFile(
+      join(dir, 'productpage-no-world.yaml'),
+      'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: productpage-no-world\n  namespace: bookinfo\n  annotations: {app.gitlab.com/alert: "true"}\nspec:\n  endpointSelector: {matchLabels: {app: productpage}}\n  egressDeny:\n    - toEntities: [world]\n',
+    );
+    return dir;
+  };
+
+  it('does not judge L7 records (the proxy sees in-cluster peers as world) against L3/L4 rules', async () => {
+    const r = await replay('--simulate', '--policies', await noWorld(), '--flows', join(hubble, CAPTURES[0]!));
+    // Line 39: productpage's GET to details, which Hubble's L7 record shows as identity 2 (world);
+    // Cilium judged that connection at its SYN (line 33), with details' real identity.
+    expect(r.lines.filter((l) => l.http !== undefined)).toEqual([]);
+    expect(r.lines.filter((l) => l.reason === 'POLICY_DENY')).toEqual([]);
+  });
+
+  it('counts a connection opening once, not once per observation point', async () => {
+    const r = await replay('--simulate', '--policies', await noWorld(), '--flows', join(hubble, CAPTURES[0]!));
+    // Lines 33 and 34 are the same SYN: the policy verdict (REDIRECTED) and the trace to the proxy (FORWARDED).
+    const lines = r.lines.map((l) => l.line);
+    expect(lines).toContain(33);
+    expect(lines).not.toContain(34);
+    expect(r.err).toMatch(/, \d+ skipped as the same connection opening seen again at another observation point;/);
   });
 });
 
@@ -167,6 +198,16 @@ describe('verdict replay on drops', () => {
     const r = await replay('--simulate', '--policies', examples, '--flows', p);
     expect(r.lines.map((l) => [l.line, l.direction, (l.policies as { name: string }[]).map((x) => x.name)])).toEqual([[1, 'ingress', ['payments-ingress']]]);
     expect(r.err).toContain('7 flows, 1 would be denied, 6 skipped as replies or later packets of a connection');
+  });
+
+  it('--simulate counts a retransmitted SYN once, and a new connection on the same ports after a FIN again', async () => {
+    const f = (tcpFlags: ('SYN' | 'ACK' | 'FIN')[]) => JSON.stringify(flowJson({ src: frontend, dst: payments, port: 8443, verdict: 'FORWARDED', tcpFlags }));
+    const p = await capture([f(['SYN']), f(['SYN']), f(['FIN', 'ACK']), f(['SYN'])]);
+    const r = await replay('--simulate', '--policies', examples, '--flows', p);
+    expect(r.lines.map((l) => l.line)).toEqual([1, 4]);
+    expect(r.err).toContain(
+      '4 flows, 2 would be denied, 1 skipped as replies or later packets of a connection (they pass with the connection), 1 skipped as the same connection opening seen again',
+    );
   });
 
   it('an L7 denial names what was asked: the DNS query (and rcode), the Kafka request', async () => {

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Verdict, type Flow } from '../gen/flow/flow.js';
-import { isReplyOrLaterPacket } from '../modules/cilium/policy/connection.js';
+import { ConnectionOpenings, isReplyOrLaterPacket } from '../modules/cilium/policy/connection.js';
 import { PolicyEngine } from '../modules/cilium/policy/engine.js';
 import { loadPolicyFiles, policyWarningMessages } from '../modules/cilium/policy/parse.js';
 import type { Attribution } from '../modules/cilium/policy/attribution.js';
@@ -32,7 +32,10 @@ prints one JSON object per alert: {line, time, direction, reason, policies, ...}
                           they would deny, with every responsible policy under
                           "responsible". Replies and later packets of a
                           connection (SYN+ACK, ACK, FIN, RST, echo replies, L7
-                          responses) are skipped and counted
+                          responses) are skipped and counted, and so is a
+                          connection opening seen again (another observation
+                          point, a retransmit); L7 requests are judged against
+                          L7 rules only
   --alert-namespace <ns>  only policies in these namespaces raise alerts
                           (repeatable; default: every namespace)
   --no-alert-clusterwide  clusterwide policies raise no alerts
@@ -203,6 +206,8 @@ export async function run(argv: string[]): Promise<number> {
   let flows = 0;
   let out = 0;
   let replies = 0;
+  let again = 0;
+  const openings = new ConnectionOpenings();
   let badLines = 0;
   let buffer = '';
   const rl = createInterface({ input: input.stream, crlfDelay: Infinity });
@@ -224,6 +229,11 @@ export async function run(argv: string[]): Promise<number> {
       flows++;
       if (simulate && isReplyOrLaterPacket(flow)) {
         replies++;
+        openings.ended(flow);
+        continue;
+      }
+      if (simulate && !openings.first(flow)) {
+        again++;
         continue;
       }
       const a = simulate ? engine.simulate(flow) : engine.attribute(flow);
@@ -246,7 +256,9 @@ export async function run(argv: string[]): Promise<number> {
   if (buffer) await write(buffer);
   if (badLines > MAX_LINE_ERRORS) process.stderr.write(`verdict replay: ${badLines - MAX_LINE_ERRORS} more lines were not JSON objects and were skipped\n`);
   problems += badLines;
-  const skipped = simulate ? `, ${replies} skipped as replies or later packets of a connection (they pass with the connection)` : '';
+  const skipped = simulate
+    ? `, ${replies} skipped as replies or later packets of a connection (they pass with the connection), ${again} skipped as the same connection opening seen again at another observation point`
+    : '';
   process.stderr.write(`verdict replay: ${flows} flows, ${out} ${simulate ? 'would be denied' : 'alerts'}${skipped}; ${engine.size} policies\n`);
   return problems > 0 ? 1 : 0;
 }

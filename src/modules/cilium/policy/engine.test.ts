@@ -1061,6 +1061,34 @@ const cases: Case[] = [
     want: null,
     sim: ['prod/p'],
   },
+  // simulate(): an L7 record is a request on a connection judged when it opened, with
+  // the peer as the proxy resolved it (Hubble often says world for a pod): L7 rules only.
+  {
+    name: 'simulate: an L7 request from a peer no L3 rule allows is not blamed (its connection was judged at the SYN)',
+    yaml: ingressTo('p', 'prod', 'api', l3('app: web')),
+    flow: { src: db, dst: api, port: 80, verdict: 'FORWARDED', http: { method: 'GET', url: 'http://api/x' } },
+    want: null,
+    sim: null,
+  },
+  {
+    name: 'simulate: an L7 request from a peer a deny rule matches is not blamed on the deny rule',
+    yaml: ccnp('deny', '  endpointSelector: {}\n  ingressDeny:\n    - fromEntities: [world]'),
+    flow: { src: world('7.7.7.7'), dst: api, port: 80, verdict: 'FORWARDED', http: { method: 'GET', url: 'http://api/x' } },
+    want: null,
+    sim: null,
+  },
+  {
+    name: 'simulate: an L7 request the L7 rules refuse is blamed on them',
+    yaml: ingressTo(
+      'p',
+      'prod',
+      'api',
+      `${l3('app: web')}      toPorts:\n        - ports:\n            - port: "80"\n          rules:\n            http:\n              - method: GET\n`,
+    ),
+    flow: { src: web, dst: api, port: 80, verdict: 'FORWARDED', http: { method: 'DELETE', url: 'http://api/x' } },
+    want: null,
+    sim: ['prod/p'],
+  },
   {
     name: 'a dropped ACK is still attributed (Cilium judged it)',
     yaml: ingressTo('p', 'prod', 'api', l3('app: web')),

@@ -217,17 +217,30 @@ export abstract class Matcher {
    * attribution when they would deny it (`policies` may then be empty when no
    * responsible policy may alert; `responsible` lists them all), else null.
    * Replies and later packets of a connection are skipped (connection tracking
-   * lets them through; see connection.ts), and so are L7 responses. With no direction, the sender's egress is checked, then the
+   * lets them through; see connection.ts), and so are L7 responses; L7
+   * requests are judged against L7 rules only (their connection was judged when
+   * it opened). With no direction, the sender's egress is checked, then the
    * receiver's ingress. Traffic from the local host into an endpoint is only
    * subject to deny rules (see EngineOptions.allowLocalhost).
    */
   simulate(flow: Flow): Attribution | null {
     if (isReplyOrLaterPacket(flow)) return null;
     const td = flow.traffic_direction;
-    const host = this.allowLocalhost;
-    if (td === TrafficDirection.INGRESS) return this.judgeDir(flow, 0, host);
-    if (td === TrafficDirection.EGRESS) return this.judgeDir(flow, 1, host);
-    return this.judgeDir(flow, 1, host) ?? this.judgeDir(flow, 0, host);
+    // An L7 record is the proxy's account of a request on a connection Cilium already
+    // judged at L3/L4 when it opened, and it names the peer as the proxy resolved it
+    // (often identity 2, world, for a pod): only L7 rules can refuse it.
+    const judge = flow.l7 !== undefined ? (dir: Dir) => this.judgeL7Dir(flow, dir) : (dir: Dir) => this.judgeDir(flow, dir, this.allowLocalhost);
+    if (td === TrafficDirection.INGRESS) return judge(0);
+    if (td === TrafficDirection.EGRESS) return judge(1);
+    return judge(1) ?? judge(0);
+  }
+
+  /** Whether L7 rules covering the flow's peer and port refuse its request. */
+  private judgeL7Dir(flow: Flow, dir: Dir): Attribution | null {
+    const d = this.decision(flow, dir).d;
+    const req = l7RequestOf(flow);
+    if (req === null || d.l7.length === 0 || decisionAllows(d, req)) return null;
+    return this.l7Attribution(d, dir);
   }
 
   /** Whether the loaded policies deny the flow in one direction, and who is responsible. */
