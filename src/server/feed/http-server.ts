@@ -7,7 +7,7 @@ import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { AlertStore } from '../store/alert-store.js';
 import { registerFeedTokenAdminRoutes } from './admin-routes.js';
 import { registerAlertRoutes, type StatusChanger } from './alerts-routes.js';
-import { BEARER_PROTOCOL_PREFIX, STREAM_PROTOCOL } from './auth.js';
+import { STREAM_PROTOCOL } from './auth.js';
 import { registerMethodNotAllowed } from './method-not-allowed.js';
 import { validatorCompiler } from './validators.js';
 import { registerOpenApi } from './openapi.js';
@@ -71,9 +71,8 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
   await app.register(websocket, {
     options: {
       maxPayload: 64 * 1024,
-      // Never echo the bearer.<token> protocol back.
-      handleProtocols: (protocols: Set<string>) =>
-        protocols.has(STREAM_PROTOCOL) || [...protocols].some((p) => p.startsWith(BEARER_PROTOCOL_PREFIX)) ? STREAM_PROTOCOL : false,
+      // Never echo the bearer.<token> protocol back. An upgrade without verdict.v1 is refused before it (stream-routes.ts).
+      handleProtocols: (protocols: Set<string>) => (protocols.has(STREAM_PROTOCOL) ? STREAM_PROTOCOL : false),
     },
   });
   app.setValidatorCompiler(validatorCompiler);

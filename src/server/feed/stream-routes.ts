@@ -1,10 +1,32 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { AlertStore } from '../store/alert-store.js';
-import { scoped, tokenOf } from './auth.js';
+import { BEARER_PROTOCOL_PREFIX, STREAM_PROTOCOL, scoped, tokenOf } from './auth.js';
 import { filterFrom, normalizeQuery, type FilterQuery } from './filters.js';
 import { errors, streamQuerySchema, routeSchema } from './schemas.js';
 import type { StreamHub } from './stream.js';
+
+const isUpgrade = (h: IncomingHttpHeaders) => String(h.upgrade ?? '').toLowerCase() === 'websocket';
+
+/** The subprotocols a WebSocket client offered, in its order. */
+const offered = (h: IncomingHttpHeaders): string[] =>
+  (h['sec-websocket-protocol'] ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+
+/**
+ * Refused before the upgrade rather than upgraded without a protocol the client
+ * offered: its WebSocket library would then fail with a bare "invalid
+ * subprotocol" or 1006, saying nothing of what to change. Never echoes a token.
+ */
+function subprotocolMissing(protocols: string[]): string {
+  const shown = protocols.map((p) =>
+    p.startsWith(BEARER_PROTOCOL_PREFIX) ? `${BEARER_PROTOCOL_PREFIX}<token>` : JSON.stringify(p).slice(1, -1).slice(0, 100),
+  );
+  return `the live stream needs the WebSocket subprotocol ${STREAM_PROTOCOL}: offer it, and ${BEARER_PROTOCOL_PREFIX}<token> as a second one if the client cannot send an Authorization header (e.g. new WebSocket(url, ["${STREAM_PROTOCOL}", "${BEARER_PROTOCOL_PREFIX}<token>"])); offered: ${shown.length ? shown.join(', ') : 'none'}`;
+}
 
 export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertStore; tokens: FeedTokens; hub: StreamHub }): void {
   app.route({
@@ -21,6 +43,9 @@ export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertSt
     // the client can read: 409, as the cursor is well-formed but does not fit the
     // store as it is now.
     preHandler: async (req, reply) => {
+      if (isUpgrade(req.headers) && !offered(req.headers).includes(STREAM_PROTOCOL)) {
+        return reply.code(400).send({ error: 'bad_request', message: subprotocolMissing(offered(req.headers)) });
+      }
       const { cursor } = req.query as { cursor?: number };
       const now = deps.store.currentSeq();
       if (cursor !== undefined && cursor > now) {

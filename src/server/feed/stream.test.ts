@@ -37,7 +37,13 @@ class Client {
     });
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve());
-      this.ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      this.ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => {
+          body += d.toString();
+        });
+        res.on('end', () => reject(new Error(`HTTP ${res.statusCode}: ${body}`)));
+      });
       this.ws.once('error', reject);
     });
   }
@@ -113,6 +119,16 @@ describe('live stream', () => {
     await byHeader.until((c) => c.alerts.some((x) => x.id === a!.id));
     await byProtocol.until((c) => c.alerts.some((x) => x.id === a!.id));
     expect(byHeader.cursor).toBe(a!.seq);
+  });
+
+  it('refuses before the upgrade, saying so, a client that does not offer the verdict.v1 subprotocol', async () => {
+    const offer = /HTTP 400: .*the live stream needs the WebSocket subprotocol verdict\.v1: offer it, and bearer\.<token> as a second one/;
+    // Only the token: the server has no protocol to answer that the client offered.
+    const onlyBearer = connect('', { protocols: [`bearer.${read}`] }).opened;
+    await expect(onlyBearer).rejects.toThrow(offer);
+    await expect(onlyBearer).rejects.not.toThrow(read);
+    await expect(connect('', { token: read, protocols: ['foo.v2'] }).opened).rejects.toThrow(/HTTP 400: .*offered: foo\.v2/);
+    await expect(connect('', { token: read, protocols: [] }).opened).rejects.toThrow(/HTTP 400: .*offered: none/);
   });
 
   it('refuses the upgrade without a token, with a wrong one, and for a cursor from the future', async () => {
