@@ -111,12 +111,14 @@ describe('CI tunnel with kubectl', () => {
     expect(who.stdout).toBe('deployer ["deployers","system:authenticated"]');
   });
 
-  it('refuses nested impersonation (kubectl --as) when access_as impersonates', async () => {
-    const file = await env.kubeconfig(env.jobToken({ project: 'shop/app' }));
-    const r = await asJob(file, ['get', 'configmaps', '--as', 'someone-else']);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('Verdict agent: the request impersonates');
-    expect(r.stderr).toContain('nested impersonation is not supported');
+  it('refuses impersonation by the job (kubectl --as), whatever access_as says, and says to use access_as instead', async () => {
+    for (const project of ['shop/app', 'shop/ops']) {
+      const file = await env.kubeconfig(env.jobToken({ project }));
+      const r = await asJob(file, ['get', 'configmaps', '--as', 'someone-else']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('Verdict server: impersonation through the CI tunnel is not allowed (the request sends impersonate-user');
+      expect(r.stderr).toContain(`to make jobs of project ${project} act as another identity set access_as: {impersonate:`);
+    }
   });
 
   it('a project not in ci_access gets no kubeconfig, and its requests are refused with 403 "agent is not allowed"', async () => {

@@ -47,6 +47,37 @@ afterAll(async () => {
 });
 
 describe("the agent's impersonate role (deploy/agent/agent.yaml)", () => {
+  it('lets no job impersonate through the tunnel: --as system:masters is refused for every access_as, and nothing is created', async () => {
+    // The configuration project's own jobs are allowed without an entry (access_as agent).
+    for (const project of ['shop/plain', 'shop/app', 'shop/deployer', 'infra']) {
+      const file = await env.kubeconfig(env.jobToken({ project }));
+      const r = await kube.kubectl(
+        [
+          'create',
+          'clusterrolebinding',
+          `pwn-${project.replace('/', '-')}`,
+          '--clusterrole=cluster-admin',
+          '--user=attacker',
+          '--as=anyone',
+          '--as-group=system:masters',
+        ],
+        { kubeconfig: file },
+      );
+      expect(r.code, project).not.toBe(0);
+      expect(r.stderr).toContain('Verdict server: impersonation through the CI tunnel is not allowed');
+      expect(r.stderr).toContain('access_as: {impersonate:');
+    }
+    // Impersonate-Extra-* or Impersonate-Uid alone, in any case, are refused too.
+    const token = env.jobToken({ project: 'shop/plain' });
+    for (const h of ['Impersonate-Extra-Scopes', 'IMPERSONATE-UID', 'impersonate-user']) {
+      const r = await env.get('/api/v1/namespaces/default/configmaps', { authorization: `Bearer ci:${env.agentId}:${token}`, [h]: 'x' });
+      expect(r.status, h).toBe(403);
+      expect(JSON.parse(r.body).message).toContain('impersonation through the CI tunnel is not allowed');
+    }
+    const bindings = await kube.kubectl(['get', 'clusterrolebindings', '-o', 'name']);
+    expect(bindings.stdout).not.toContain('pwn');
+  });
+
   it('is enough: ci_job (user, groups, every extra key) and impersonate (with uid) reach the API server as the job', async () => {
     const app = await env.kubeconfig(env.jobToken({ project: 'shop/app', environment: 'production' }));
     const listed = await until(

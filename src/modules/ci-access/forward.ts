@@ -56,16 +56,15 @@ export class ApiForwarder {
     // Frames that come while we get credentials wait in the call's buffer.
     call.pause();
     const upgrade = Boolean(h.headers.upgrade);
-    if (h.impersonation && Object.keys(h.headers).some((k) => k.startsWith('impersonate-'))) {
+    // The server refuses these too (proxy.ts): an older server may not, and with this agent's broad impersonate
+    // grant a job's own headers would make it act as anyone, whatever access_as says.
+    const impersonating = Object.keys(h.headers).filter((k) => k.toLowerCase().startsWith('impersonate-'));
+    if (impersonating.length) {
       answer(
         call,
         h,
         403,
-        `the request impersonates (${Object.keys(h.headers)
-          .filter((k) => k.startsWith('impersonate-'))
-          .join(
-            ', ',
-          )}) but this agent's ci_access already makes it act as "${h.impersonation.username}" (access_as), and nested impersonation is not supported; drop --as/--as-group, or use access_as: {agent: {}} for project ${h.project}`,
+        `impersonation through the CI tunnel is not allowed (the request sends ${impersonating.join(', ')}: kubectl --as, --as-group or --as-uid); drop them, and to make jobs of project ${h.project} act as another identity set access_as: {impersonate: {…}} or {ci_job: {}} in this agent's ci_access config`,
       );
       return false;
     }

@@ -132,6 +132,8 @@ export class KubernetesApiProxy {
     }
     const decision = decideAccess(block, job, agent.name, configProject);
     if (!decision.allowed) return { code: 403, message: `agent is not allowed: ${decision.reason}` };
+    const impersonating = impersonateHeaders(req.rawHeaders);
+    if (impersonating.length) return { code: 403, message: impersonationRefusal(impersonating, job.project, agent.name, configProject) };
     const impersonation = impersonationFor(decision.access_as, { job, agentId: agent.id, configProject });
     const rest = url.startsWith(prefix) ? url.slice(prefix.length - 1) : '/';
     const headers = headersFromRaw(req.rawHeaders, { upgrade, drop: CREDENTIALS });
@@ -393,6 +395,26 @@ function pipeBody(from: NodeJS.ReadableStream, call: TunnelCall, sent?: () => vo
     call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
     sent?.();
   });
+}
+
+/** The Impersonate-* headers a request carries (kubectl --as, --as-group, --as-uid, Impersonate-Extra-*), by name, lower-case. */
+export function impersonateHeaders(raw: readonly string[]): string[] {
+  const names = new Set<string>();
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name.startsWith('impersonate-')) names.add(name);
+  }
+  return [...names];
+}
+
+/**
+ * Why a job may not impersonate. The GitLab agent passes a job's Impersonate-* headers on with access_as agent, and
+ * the API server checks the agent's right to impersonate; Verdict's manifest grants the agent impersonation of
+ * anyone (ci_job and impersonate need it), so a job passing its own would act as anyone, system:masters included.
+ * Who a job acts as is config.yaml's to say, never the job's.
+ */
+export function impersonationRefusal(headers: readonly string[], project: string, agent: string, configProject: string): string {
+  return `impersonation through the CI tunnel is not allowed (the request sends ${headers.join(', ')}: kubectl --as, --as-group or --as-uid); drop them, and to make jobs of project ${project} act as another identity set access_as: {impersonate: {username: …, groups: […]}} (or access_as: {ci_job: {}} and RoleBindings for its groups) in the ci_access entry of agent "${agent}"'s config.yaml in ${configProject}`;
 }
 
 function refuse(res: ServerResponse, r: Refusal): void {
