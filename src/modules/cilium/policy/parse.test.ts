@@ -160,6 +160,22 @@ describe('manifest formats', () => {
   });
 });
 
+describe('a file that is not YAML or JSON says so once, cleanly, for what it is', () => {
+  it('a YAML syntax error: the line once, the column, no stray punctuation, and the document (not "this policy") is ignored', () => {
+    const e = one('apiVersion: cilium.io/v2\nkind CiliumNetworkPolicy\nmetadata: {name: x}\n', 'bad.yaml').errors[0]!;
+    expect(e.message).toBe(
+      'bad.yaml:2: YAML error at column 1: Implicit keys need to be on a single line; fix the YAML, this document is ignored until then (the other documents and files still apply)',
+    );
+    expect(e.message).not.toMatch(/:;|this policy/);
+  });
+
+  it('invalid JSON: the whole file is ignored', () => {
+    expect(one('{"a":', 'bad.json').errors[0]!.message).toBe(
+      'bad.json: not valid JSON (Unexpected end of JSON input); fix the JSON, this file is ignored until then (the other files still apply)',
+    );
+  });
+});
+
 describe('errors name the policy, the field and what is wrong', () => {
   const cases: [string, string, RegExp][] = [
     ['missing name', 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {}\nspec: {endpointSelector: {}}', /metadata\.name is missing/],

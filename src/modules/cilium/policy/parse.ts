@@ -44,6 +44,9 @@ export interface ParseOptions {
 }
 
 const FIX_MANIFEST = 'fix the manifest, this policy is ignored until then (the other policies still apply)';
+// A syntax error loses the whole document (YAML) or file (JSON), whatever policies it held.
+const FIX_YAML = 'fix the YAML, this document is ignored until then (the other documents and files still apply)';
+const FIX_JSON = 'fix the JSON, this file is ignored until then (the other files still apply)';
 
 function makeError(source: string, name: string, reason: string, line?: number, remedy = FIX_MANIFEST): PolicyLoadError {
   const where = line ? `${source}:${line}` : source;
@@ -204,7 +207,7 @@ function decodeDocuments(path: string, text: string): { docs: { value: unknown; 
       // Editors on Windows save UTF-8 with a byte-order mark, which JSON.parse refuses (YAML skips it).
       return { docs: [{ value: JSON.parse(text.replace(/^\uFEFF/, '')) as unknown, line: 1 }], errors: [] };
     } catch (e) {
-      return { docs: [], errors: [makeError(path, '', `not valid JSON (${(e as Error).message})`)] };
+      return { docs: [], errors: [makeError(path, '', `not valid JSON (${(e as Error).message})`, undefined, FIX_JSON)] };
     }
   }
   const docs: { value: unknown; line: number }[] = [];
@@ -215,9 +218,15 @@ function decodeDocuments(path: string, text: string): { docs: { value: unknown; 
     if (doc.errors.length > 0) {
       const e = doc.errors[0]!;
       const at = e.linePos?.[0]?.line ?? line;
+      const col = e.linePos?.[0]?.col;
       const meta = doc.contents && 'get' in doc.contents ? (doc.toJS() as Obj | null)?.metadata : undefined;
       const name = isObj(meta) && typeof meta.name === 'string' ? meta.name : '';
-      errors.push(makeError(path, name, `YAML error: ${e.message.split('\n')[0]}`, at));
+      // The library ends its first line with "at line L, column C:"; the line leads the message already.
+      const what = e.message
+        .split('\n')[0]!
+        .replace(/ at line \d+, column \d+:?$/, '')
+        .replace(/:$/, '');
+      errors.push(makeError(path, name, `YAML error${col ? ` at column ${col}` : ''}: ${what}`, at, FIX_YAML));
       continue;
     }
     docs.push({ value: doc.toJS({ maxAliasCount: 100 }) as unknown, line });
