@@ -1,5 +1,6 @@
 import type { AgentRegistry } from '../../server/agents/agent-registry.js';
 import type { ModuleAlerts } from '../../server/module.js';
+import { resolveCommit } from '../../server/config/git-project.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { configuredProjects } from './configured-projects.js';
 import { ACTOR, projectAlerts, projectName } from './report-service.js';
@@ -13,9 +14,17 @@ import type { SyncStatusStore } from './sync-status.js';
 // open alerts are resolved by actor gitops. Its objects stay in the cluster,
 // as the agent leaves them. An agent whose configuration this server has not
 // sent since it started (no config stream here) is left as it is.
+//
+// The commit last sent is not always the registered project's: an agent moved
+// to another configuration project (`verdict agents set-project`) runs the old
+// project's commit until the new project's configuration is sent, and the
+// registry has the new project at once. A commit names its content, so its
+// config.yaml reads the same from any repository that has it: the listing is
+// kept per commit, whichever project it was read from, and a commit the
+// registered project does not have is skipped (read again once the new
+// project's commit is sent) instead of asking git for an object it lacks.
 
 interface Listed {
-  repo: string;
   commit: string;
   ids: ReadonlySet<string>;
 }
@@ -33,7 +42,7 @@ export class RemovedProjects {
   listed(agent: string): ReadonlySet<string> | undefined {
     const commit = this.deps.agents.configStatus(agent)?.commit_id;
     const known = this.listedAt.get(agent);
-    return commit && known?.commit === commit && known.repo === this.deps.agents.get(agent)?.config_project ? known.ids : undefined;
+    return commit && known?.commit === commit ? known.ids : undefined;
   }
 
   /** Drops what the agent's configuration no longer lists. Never rejects: a failure is logged and the next check tries again. */
@@ -63,11 +72,18 @@ export class RemovedProjects {
       return;
     }
     let known = this.listedAt.get(agent);
-    if (known?.commit !== commit || known.repo !== record.config_project) {
+    if (known?.commit !== commit) {
+      if (!(await resolveCommit(record.config_project, commit))) {
+        log.debug(
+          { agent_name: agent, commit_id: commit, config_project: record.config_project },
+          'GitOps: the configuration the agent runs is from the project it was moved from; removed projects are checked once the new one is sent',
+        );
+        return;
+      }
       // configuredProjects reads a commit once for every reader; the set is made once per commit for listed().
       const ids = await configuredProjects(record.config_project, agent, commit);
       if (!ids) return;
-      known = { repo: record.config_project, commit, ids: new Set(ids) };
+      known = { commit, ids: new Set(ids) };
       this.listedAt.set(agent, known);
     }
     for (const projectId of status.projectIds(agent)) {
