@@ -368,6 +368,13 @@ describe('usage', () => {
     );
   });
 
+  it('a flows path that is a directory says so in plain text, not as a log line', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-dir-'));
+    const r = await replay('--policies', examples, '--flows', dir);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`verdict replay: cannot read flows from ${dir} (a directory); pass a \`hubble observe -o json\` capture file, or - for stdin\n`);
+  });
+
   it('a missing flows file says what to pass', async () => {
     const r = await replay('--policies', examples, '--flows', '/nonexistent/flows.jsonl');
     expect(r.code).toBe(1);

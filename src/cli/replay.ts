@@ -1,4 +1,4 @@
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -115,6 +115,18 @@ async function decompressed(raw: Readable): Promise<{ stream: Readable; gzip: bo
   return { stream: plain.pipe(gunzip), gzip: true };
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false; // opening it says what is wrong
+  }
+}
+
+function errnoText(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+}
+
 async function write(text: string): Promise<void> {
   if (!process.stdout.write(text)) await new Promise<void>((resolve) => process.stdout.once('drain', () => resolve()));
 }
@@ -184,7 +196,10 @@ export async function run(argv: string[]): Promise<number> {
 
   let raw: Readable;
   if (v.flows === '-') raw = process.stdin;
-  else {
+  else if (isDirectory(v.flows!)) {
+    process.stderr.write(`verdict replay: cannot read flows from ${v.flows} (a directory); pass a \`hubble observe -o json\` capture file, or - for stdin\n`);
+    return 1;
+  } else {
     const input = createReadStream(v.flows!);
     raw = input;
     const opened = await new Promise<Error | null>((resolve) => {
@@ -201,7 +216,14 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const from = v.flows === '-' ? 'stdin' : v.flows!;
-  const input = await decompressed(raw);
+  let input: Awaited<ReturnType<typeof decompressed>>;
+  try {
+    input = await decompressed(raw);
+  } catch (e) {
+    // The first read failed (a device or special file, an I/O error): nothing was read.
+    process.stderr.write(`verdict replay: cannot read flows from ${from} (${errnoText(e)}); pass a \`hubble observe -o json\` capture file, or - for stdin\n`);
+    return 1;
+  }
   let lineNo = 0;
   let flows = 0;
   let out = 0;
