@@ -8,7 +8,15 @@ import type { Logger } from '../../shared/log/logger.js';
 // end a stream just as the restarted module opens another: each of those is
 // sent the commit again, which is logged at debug only.
 
-/** Per server (its config object, as serverState is keyed), per agent and project: the commit last logged as new. */
+// The entries are kept for the agents and projects last sent a commit, up to
+// a bound: agents and projects come and go over a server's life (removed from
+// config.yaml, moved, deleted), and an entry dropped costs no more than one
+// more `new commit` line at info when its commit is sent again.
+
+/** Agents' projects whose last commit is kept, per server; the least recently sent one goes first. */
+export const NEW_COMMITS_KEPT = 10_000;
+
+/** Per server (its config object, as serverState is keyed), per agent and project: the commit last logged as new, least recently sent first. */
 const lastLogged = new WeakMap<ServerConfig, Map<string, string>>();
 
 export function logNewCommit(config: ServerConfig, log: Logger, fields: { agent: string; projectId: string; commit: string; ref: string }): void {
@@ -16,10 +24,14 @@ export function logNewCommit(config: ServerConfig, log: Logger, fields: { agent:
   if (!byProject) lastLogged.set(config, (byProject = new Map()));
   const key = `${fields.agent}\0${fields.projectId}`;
   const line = { commit_id: fields.commit, ref: fields.ref };
-  if (byProject.get(key) === fields.commit) {
+  const last = byProject.get(key);
+  // Taken out and put back: a Map iterates in insertion order, so this one is now the most recently sent.
+  byProject.delete(key);
+  byProject.set(key, fields.commit);
+  if (last === fields.commit) {
     log.debug(line, 'GitOps: sending the same commit again');
     return;
   }
-  byProject.set(key, fields.commit);
+  if (byProject.size > NEW_COMMITS_KEPT) byProject.delete(byProject.keys().next().value as string);
   log.info(line, 'GitOps: new commit');
 }
