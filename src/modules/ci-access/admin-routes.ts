@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerModuleAdminContext } from '../../server/module.js';
-import { errors, routeSchema } from '../../server/feed/schemas.js';
+import { errors, noQuerySchema, routeSchema } from '../../server/feed/schemas.js';
 import { rejectUnknownFields } from '../../server/feed/filters.js';
 import { JobTokens, jobView, MAX_TTL_MS } from './job-tokens.js';
 
@@ -62,6 +62,7 @@ export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdm
       ...admin,
       schema: routeSchema({
         summary: 'List CI job tokens',
+        querystring: noQuerySchema,
         description: 'As `verdict ci-tokens list`: every job token not yet purged (a day after it expired), never the secrets.',
         response: {
           200: { type: 'object', required: ['tokens'], additionalProperties: false, properties: { tokens: { type: 'array', items: jobSchema } } },

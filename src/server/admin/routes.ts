@@ -7,7 +7,7 @@ import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { scoped } from '../feed/auth.js';
 import { rejectUnknownFields } from '../feed/filters.js';
-import { adminResponses, routeSchema } from '../feed/schemas.js';
+import { adminResponses, noQuerySchema, routeSchema } from '../feed/schemas.js';
 
 // Agent and agent-token management over HTTP, the same operations as
 // `verdict agents …`, for automation. Every route needs a feed token with
@@ -60,6 +60,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       ...admin,
       schema: routeSchema({
         summary: 'List agents',
+        querystring: noQuerySchema,
         description:
           "Each with `config`: the commit of config.yaml this server last sent it, that file's warnings, and a later commit that does not validate; null until the agent opens its configuration stream here.",
         response: adminResponses(200),

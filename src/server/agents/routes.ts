@@ -3,7 +3,7 @@ import type { ServerConfig } from '../../shared/config/server-config.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import { readAgentConfig } from '../config/agent-config-loader.js';
 import { scoped } from '../feed/auth.js';
-import { errors, routeSchema } from '../feed/schemas.js';
+import { errors, noQuerySchema, routeSchema } from '../feed/schemas.js';
 import type { ServerModule } from '../module.js';
 import type { AgentRecord, AgentRegistry } from './agent-registry.js';
 import type { AgentConnections } from './connections.js';
@@ -123,6 +123,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRoutesDeps)
       ...read,
       schema: routeSchema({
         summary: 'List agents with their status',
+        querystring: noQuerySchema,
         description:
           "Each registered agent: its connection to this server, version, configuration commit, modules, and each module's status (GitOps: every manifest project's last sync).",
         response: {

@@ -3,7 +3,7 @@ import type { FeedScope, FeedTokens } from '../auth/feed-tokens.js';
 import { FEED_SCOPES } from '../auth/feed-tokens.js';
 import { actorOf, scoped } from './auth.js';
 import { rejectUnknownFields } from './filters.js';
-import { errors, idParams, tokenInfoSchema, routeSchema } from './schemas.js';
+import { errors, idParams, noQuerySchema, tokenInfoSchema, routeSchema } from './schemas.js';
 
 /** Feed tokens managed over HTTP by holders of an admin token (the CLI does the same locally). */
 export function registerFeedTokenAdminRoutes(app: FastifyInstance, deps: { tokens: FeedTokens }): void {
@@ -51,6 +51,7 @@ export function registerFeedTokenAdminRoutes(app: FastifyInstance, deps: { token
       ...admin,
       schema: routeSchema({
         summary: 'List feed tokens',
+        querystring: noQuerySchema,
         response: { 200: { type: 'object', properties: { tokens: { type: 'array', items: tokenInfoSchema } } }, ...errors(401, 403) },
       }),
     },

@@ -3,7 +3,7 @@ import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { CountBy, SortKey, SortOrder } from '../store/alert-query.js';
 import type { AlertStatus, AlertStore, StoredAlert } from '../store/alert-store.js';
 import { actorOf, scoped } from './auth.js';
-import { filterFrom, normalizeQuery, rejectUnknownFields, type FilterQuery } from './filters.js';
+import { filterFrom, rejectUnknownFields, type FilterQuery } from './filters.js';
 import { countsQuerySchema, countsResponse, detailResponse, errors, idParams, listQuerySchema, listResponse, patchBody, routeSchema } from './schemas.js';
 
 /** The public JSON shape of an alert in the feed. */
@@ -47,7 +47,6 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
     '/api/v1/alerts',
     {
       ...read,
-      preValidation: normalizeQuery(Object.keys(listQuerySchema.properties)),
       schema: routeSchema({
         summary: 'List alerts',
         description: 'A page of alerts matching the filters, in the chosen order. Follow next_cursor for the next page.',
@@ -68,7 +67,6 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
     '/api/v1/alerts/counts',
     {
       ...read,
-      preValidation: normalizeQuery(Object.keys(countsQuerySchema.properties)),
       schema: routeSchema({
         summary: 'Count alerts by a dimension',
         description:

@@ -58,25 +58,6 @@ export function filterFrom(q: FilterQuery, now = Date.now()): AlertFilter {
 }
 
 /**
- * preValidation hook: rejects parameters the route does not know, since a
- * misspelt filter that is silently ignored shows alerts the caller meant to
- * exclude (fastify would drop them quietly).
- */
-export function normalizeQuery(known: readonly string[]) {
-  const allowed = new Set(known);
-  return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const q = req.query as Record<string, unknown>;
-    for (const k of Object.keys(q)) {
-      if (!allowed.has(k)) {
-        return reply
-          .code(400)
-          .send({ error: 'bad_request', message: `unknown query parameter "${k}"; known: ${known.filter((x) => x !== 'access_token').join(', ')}` });
-      }
-    }
-  };
-}
-
-/**
  * preValidation hook for JSON bodies: fastify drops unknown fields silently,
  * which turns a misspelt field into a change the caller did not ask for.
  */

@@ -60,8 +60,11 @@ export function describeValidation(errors: FastifySchemaValidationError[], where
           return `${path}: must not be empty`;
         case 'maxItems':
           return `${path}: at most ${String(p.limit)} values`;
-        case 'additionalProperties':
-          return `${where}: unknown field "${String(p.additionalProperty)}"`;
+        case 'additionalProperties': {
+          if (where !== 'query') return `${where}: unknown field "${String(p.additionalProperty)}"`;
+          const known = Object.keys((e as { parentSchema?: { properties?: object } }).parentSchema?.properties ?? {}).filter((k) => k !== 'access_token');
+          return `unknown query parameter "${String(p.additionalProperty)}"; ${known.length ? `known: ${known.join(', ')}` : 'this route takes none'}`;
+        }
         case 'pattern': {
           // Never the pattern itself: the schema's words for it, or where to read it.
           const s = ((e as { parentSchema?: Record<string, unknown> }).parentSchema ?? {}) as { [EXPECTED]?: string; description?: string };

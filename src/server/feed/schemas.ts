@@ -84,7 +84,13 @@ export const filterProperties = {
   access_token: { type: 'string', description: 'the feed token, for clients that cannot send an Authorization header' },
 } as const;
 
-// additionalProperties: false documents what normalizeQuery enforces (unknown parameters are refused).
+/**
+ * The query string of a route that takes no parameters: any is refused (validators.ts),
+ * ?access_token= aside.
+ */
+export const noQuerySchema = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+// additionalProperties: false: unknown parameters are refused (validators.ts).
 export const listQuerySchema = {
   type: 'object',
   additionalProperties: false,

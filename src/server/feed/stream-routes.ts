@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { AlertStore } from '../store/alert-store.js';
 import { BEARER_PROTOCOL_PREFIX, STREAM_PROTOCOL, scoped, tokenOf } from './auth.js';
-import { filterFrom, normalizeQuery, type FilterQuery } from './filters.js';
+import { filterFrom, type FilterQuery } from './filters.js';
 import { errors, streamQuerySchema, routeSchema } from './schemas.js';
 import type { StreamHub } from './stream.js';
 
@@ -33,7 +33,6 @@ export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertSt
     method: 'GET',
     url: '/api/v1/alerts/stream',
     ...scoped(deps.tokens, 'read'),
-    preValidation: normalizeQuery(Object.keys(streamQuerySchema.properties)),
     schema: routeSchema({
       summary: 'Live stream of alert changes (WebSocket)',
       querystring: streamQuerySchema,
