@@ -112,11 +112,12 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       if (project.repo === own.config_project) {
         unfollow = ctx.followConfigProject(agent.name, served ?? '', () => abort.abort(MOVED));
         if (served === undefined && ids === undefined) {
-          // Which project's config.yaml the agent runs is not known here yet (this server restarted, or the agent
-          // came from another replica), and the registered one has no valid config.yaml for it: the agent runs an
-          // older project's (it was moved). Served from the registered project, its entry would read a commit
-          // without its manifests and prune what it applied. Its configuration stream ends this one once a
-          // configuration is sent (servedFrom), and the agent asks again.
+          // Which project's config.yaml the agent runs is not known here (this server restarted; or the agent came
+          // from another replica, restarted, was sent a configuration elsewhere, or is another agent registered under the
+          // name), and the registered one has no valid config.yaml for it: the agent runs an older project's (it was
+          // moved), or none. Served from the registered project, its entry would read a commit without its manifests and
+          // prune what it applied. Its configuration stream ends this one once a configuration is sent (servedFrom), and
+          // the agent asks again.
           await aborted(abort.signal);
           return;
         }
