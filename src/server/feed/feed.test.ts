@@ -127,7 +127,12 @@ describe('feed API', () => {
       ['limit=0', /limit: must be at least 1/],
       ['limit=ten', /limit: must be a whole number/],
       ['sort=name', /sort: "name" is not one of last_seen, created, severity, count$/],
+      ['limit=1&limit=2', /^limit: is given 2 times; send it once$/],
+      ['sort=count&sort=created', /^sort: is given 2 times; send it once$/],
       ['since=yesterday', /since: "yesterday" is not a time: RFC 3339/],
+      // The documented form, too long ago to be a time.
+      ['since=99999999999d', /^since: "99999999999d" is out of range: a duration has at most 6 digits \(999999d\)$/],
+      ['until=1234567w', /^until: "1234567w" is out of range/],
       ['since=2024-05-01T10:00:00', /since: "2024-05-01T10:00:00" is not a time: RFC 3339 with its offset/],
       ['status=triggered,', /status: "" is not one of triggered, acknowledged, resolved, ignored$/],
       ['agent=Edge_1', /agent: "Edge_1" is not an agent name \(lowercase letters, digits and '-', e\.g\. edge-1\)$/],

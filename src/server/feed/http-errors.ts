@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { ERROR_CODES, VerdictError } from '../../shared/errors.js';
-import { EXPECTED } from './schemas.js';
+import { EXPECTED, TIME_PATTERN } from './schemas.js';
 
 // Every request the HTTP API refuses or fails is answered `{"error": <name>,
 // "message": <what to do>}`: Verdict's own errors by the code table
@@ -49,6 +49,8 @@ export function describeValidation(errors: FastifySchemaValidationError[], where
         case 'required':
           return `${p.missingProperty as string}: is required`;
         case 'type':
+          // A query parameter sent twice arrives as a list, which a one-value parameter is not.
+          if (where === 'query' && Array.isArray(data) && p.type !== 'array') return `${path}: is given ${data.length} times; send it once`;
           return `${path}: must be ${TYPE_WORDS[String(p.type)] ?? `of type ${String(p.type)}`}`;
         case 'minimum':
           return `${path}: must be at least ${String(p.limit)}`;
@@ -69,6 +71,10 @@ export function describeValidation(errors: FastifySchemaValidationError[], where
           // Never the pattern itself: the schema's words for it, or where to read it.
           const s = ((e as { parentSchema?: Record<string, unknown> }).parentSchema ?? {}) as { [EXPECTED]?: string; description?: string };
           const value = quote(offending(data, String(p.pattern)));
+          // A duration in the form the pattern takes, but too long ago to be a time.
+          if (p.pattern === TIME_PATTERN && typeof data === 'string' && /^[0-9]{7,}[smhdw]$/.test(data)) {
+            return `${path}: ${value} is out of range: a duration has at most 6 digits (999999${data.slice(-1)})`;
+          }
           if (s[EXPECTED]) return `${path}: ${value} is not ${s[EXPECTED]}`;
           return `${path}: ${value} is not valid${s.description ? ` (${s.description})` : ''}; GET /api/v1/openapi.json gives the form it takes`;
         }
