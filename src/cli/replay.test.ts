@@ -325,6 +325,41 @@ describe('verdict replay on drops', () => {
     expect(r.err).toMatch(/flows\.jsonl:1: not a JSON object .*line skipped/);
   });
 
+  it('objects that are not Hubble events are skipped lines saying so, and no flow at all says what input is expected', async () => {
+    const r = await replay('--policies', examples, '--flows', await capture(['{"flow":5}', '{"foo":1}']));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('flows.jsonl:1: "flow" is not an object; line skipped.');
+    expect(r.err).toContain('flows.jsonl:2: not a Hubble event (no "flow" field; keys: foo); line skipped.');
+    expect(r.err).toContain('no flow in the input: `verdict replay` reads `hubble observe -o json` output, one {"flow": ...} object per line');
+    // Relay's other events are expected in a capture, and skipped quietly.
+    const ok = await replay('--policies', examples, '--flows', await capture([JSON.stringify({ lost_events: { num_events_lost: '3' } }), lines[0]!]));
+    expect(ok.code).toBe(0);
+    expect(ok.err).not.toContain('skipped');
+  });
+
+  it('pretty-printed JSON or an array gives one error that says to use jq -c, not one per line', async () => {
+    const real = JSON.parse(readFileSync(join(hubble, CAPTURES[0]!), 'utf8').split('\n')[0]!) as unknown;
+    for (const text of [JSON.stringify(real, null, 2), JSON.stringify([real], null, 2), JSON.stringify([real])]) {
+      const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-pretty-'));
+      const p = join(dir, 'capture.json');
+      await writeFile(p, text);
+      const r = await replay('--policies', examples, '--flows', p);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain('one JSON object per line');
+      expect(r.err).toContain(`jq -c`);
+      expect(r.err.split('\n').filter((l) => l.includes('line skipped')).length).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('a port that is not a number is a skipped line naming the field, not port 0', async () => {
+    const bad = flowJson({ src: frontend, dst: payments, port: 8443, reason: 133 }) as { flow: { l4: { TCP: Record<string, unknown> } } };
+    bad.flow.l4.TCP.destination_port = 'https';
+    const r = await replay('--policies', examples, '--flows', await capture([JSON.stringify(bad), lines[0]!]));
+    expect(r.code).toBe(1);
+    expect(r.lines.map((l) => l.line)).toEqual([2]);
+    expect(r.err).toContain('flows.jsonl:1: flow.l4.TCP.destination_port: "https" is not a port number; line skipped.');
+  });
+
   it('reports an unparsable policy by name and keeps the others', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'verdict-replay-pol-'));
     await writeFile(

@@ -229,6 +229,9 @@ export async function run(argv: string[]): Promise<number> {
   let out = 0;
   let replies = 0;
   let again = 0;
+  /** Lines that were a flow or another Hubble event. */
+  let objects = 0;
+  let pretty = false;
   const openings = new ConnectionOpenings();
   let badLines = 0;
   let buffer = '';
@@ -236,15 +239,25 @@ export async function run(argv: string[]): Promise<number> {
   try {
     for await (const line of rl) {
       lineNo++;
+      const first = objects === 0 && badLines === 0;
       let flow: Flow | null;
       try {
         flow = parseFlowLine(line);
+        if (flow !== null || line.trim() !== '') objects++;
       } catch (e) {
         badLines++;
-        if (badLines <= MAX_LINE_ERRORS)
+        const t = line.trim();
+        // Pretty-printed JSON fails on every line, an array on its one: one error that says what to do.
+        if (first && (t === '{' || t.startsWith('['))) {
+          pretty = true;
           process.stderr.write(
-            `verdict replay: ${from}:${lineNo}: not a JSON object (${(e as Error).message}); line skipped. Expected one \`hubble observe -o json\` object per line.\n`,
+            `verdict replay: ${from}: ${t === '{' ? 'pretty-printed JSON' : 'a JSON array'}, but replay reads one JSON object per line, as \`hubble observe -o json\` prints it; convert it with \`jq -c ${t === '{' ? '.' : "'.[]'"} ${v.flows === '-' ? '' : `${from} `}> capture.jsonl\`\n`,
           );
+        }
+        if (!pretty && badLines <= MAX_LINE_ERRORS) {
+          const why = e instanceof SyntaxError ? `not a JSON object (${e.message})` : (e as Error).message;
+          process.stderr.write(`verdict replay: ${from}:${lineNo}: ${why}; line skipped. Expected one \`hubble observe -o json\` object per line.\n`);
+        }
         continue;
       }
       if (flow === null) continue;
@@ -276,7 +289,10 @@ export async function run(argv: string[]): Promise<number> {
     problems++;
   }
   if (buffer) await write(buffer);
-  if (badLines > MAX_LINE_ERRORS) process.stderr.write(`verdict replay: ${badLines - MAX_LINE_ERRORS} more lines were not JSON objects and were skipped\n`);
+  if (pretty) process.stderr.write(`verdict replay: ${badLines} ${badLines === 1 ? 'line' : 'lines'} skipped\n`);
+  else if (badLines > MAX_LINE_ERRORS) process.stderr.write(`verdict replay: ${badLines - MAX_LINE_ERRORS} more lines could not be read and were skipped\n`);
+  if (flows === 0 && badLines > 0 && !pretty)
+    process.stderr.write('verdict replay: no flow in the input: `verdict replay` reads `hubble observe -o json` output, one {"flow": ...} object per line\n');
   problems += badLines;
   const skipped = simulate
     ? `, ${replies} skipped as replies or later packets of a connection (they pass with the connection), ${again} skipped as the same connection opening seen again at another observation point`

@@ -150,6 +150,17 @@ function num(v: unknown): number {
   return 0;
 }
 
+/**
+ * A port: a port judged as 0 would match or miss rules for the wrong reason,
+ * so anything but a whole number 0-65535 (or its string) is an error naming the field.
+ */
+function port(v: unknown, proto: string, field: string): number {
+  if (v === undefined || v === null) return 0;
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : Number.NaN;
+  if (Number.isInteger(n) && n >= 0 && n <= 65535) return n;
+  throw new TypeError(`flow.l4.${proto}.${field}: ${JSON.stringify(v)} is not a port number`);
+}
+
 function bool(v: unknown): boolean {
   return v === true || v === 'true';
 }
@@ -235,7 +246,10 @@ const TCP_FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR', 
 
 function layer4FromJson(v: unknown): Layer4 | undefined {
   if (!isObj(v)) return undefined;
-  const ports = (o: Json) => ({ source_port: num(get(o, 'source_port')), destination_port: num(get(o, 'destination_port')) });
+  const ports = (o: Json, proto: string) => ({
+    source_port: port(get(o, 'source_port'), proto, 'source_port'),
+    destination_port: port(get(o, 'destination_port'), proto, 'destination_port'),
+  });
   if (isObj(v.TCP)) {
     const f = v.TCP.flags;
     let flags: TCPFlags | undefined;
@@ -243,10 +257,10 @@ function layer4FromJson(v: unknown): Layer4 | undefined {
       flags = { FIN: false, SYN: false, RST: false, PSH: false, ACK: false, URG: false, ECE: false, CWR: false, NS: false };
       for (const n of TCP_FLAG_NAMES) flags[n] = bool(f[n]);
     }
-    return { protocol: { $case: 'TCP', value: { ...ports(v.TCP), flags } } };
+    return { protocol: { $case: 'TCP', value: { ...ports(v.TCP, 'TCP'), flags } } };
   }
-  if (isObj(v.UDP)) return { protocol: { $case: 'UDP', value: ports(v.UDP) } };
-  if (isObj(v.SCTP)) return { protocol: { $case: 'SCTP', value: ports(v.SCTP) } };
+  if (isObj(v.UDP)) return { protocol: { $case: 'UDP', value: ports(v.UDP, 'UDP') } };
+  if (isObj(v.SCTP)) return { protocol: { $case: 'SCTP', value: ports(v.SCTP, 'SCTP') } };
   if (isObj(v.ICMPv4)) return { protocol: { $case: 'ICMPv4', value: { type: num(v.ICMPv4.type), code: num(v.ICMPv4.code) } } };
   if (isObj(v.ICMPv6)) return { protocol: { $case: 'ICMPv6', value: { type: num(v.ICMPv6.type), code: num(v.ICMPv6.code) } } };
   return { protocol: undefined };
@@ -336,17 +350,26 @@ function isFlowLike(o: Json): boolean {
 
 /**
  * One line of `hubble observe -o json` output: a Flow, or null for blank lines
- * and for events that are not flows (node_status, lost_events). Throws on text
- * that is not JSON.
+ * and for Relay's events that are not flows (node_status, lost_events). Throws
+ * a SyntaxError on text that is not JSON, a TypeError on JSON that is no
+ * Hubble event or a flow with a field that cannot be read (naming it).
  */
 export function parseFlowLine(line: string): Flow | null {
   const t = line.trim();
   if (t === '') return null;
   const obj: unknown = JSON.parse(t);
+  if (Array.isArray(obj)) throw new TypeError('a JSON array, not one object per line');
   if (!isObj(obj)) throw new TypeError('expected a JSON object');
-  if (!isObj(obj.flow) && !isFlowLike(obj)) return null;
+  if (obj.flow !== undefined && !isObj(obj.flow)) throw new TypeError('"flow" is not an object');
+  if (!isObj(obj.flow) && !isFlowLike(obj)) {
+    if (OTHER_EVENTS.some((k) => obj[k] !== undefined)) return null;
+    throw new TypeError(`not a Hubble event (no "flow" field; keys: ${Object.keys(obj).slice(0, 5).join(', ') || 'none'})`);
+  }
   return flowFromJson(obj);
 }
+
+/** GetFlowsResponse's events other than flows (and GetEvents' for a capture of those), which a capture may hold. */
+const OTHER_EVENTS = ['node_status', 'nodeStatus', 'lost_events', 'lostEvents', 'agent_event', 'agentEvent', 'debug_event', 'debugEvent'];
 
 /** Every flow of a `hubble observe -o json` capture; other events are skipped. */
 export function flowsFromJsonLines(text: string): Flow[] {
