@@ -15,7 +15,8 @@ const HELP = `Usage:
   verdict ci-tokens list [--json] [--data-dir <dir> | --config <file>]
       Job ids, projects, environments, refs, expiry and revocation; never the secrets.
   verdict ci-tokens revoke <job-id> [--data-dir <dir> | --config <file>]
-      The job's next request through the tunnel is refused with 401.
+      The job's requests through the tunnel are refused with 401 from now on, and its
+      open ones (watches, logs -f, exec) end within about a second.
 
 ${SERVER_DB_FLAGS_HELP}
 On Kafka replicas any one replica's (running the proxy) is enough: the others accept

@@ -115,7 +115,8 @@ export function registerCiTokenRoutes(app: FastifyInstance, ctx: ServerModuleAdm
       ...admin,
       schema: routeSchema({
         summary: 'Revoke a CI job token',
-        description: "As `verdict ci-tokens revoke`: the job's next request through the tunnel is refused with 401.",
+        description:
+          'As `verdict ci-tokens revoke`: requests with the token are refused with 401 from now on, and its open ones (watches, logs -f, exec) end within about a second.',
         params: idParams,
         response: {
           200: { type: 'object', required: ['revoked'], additionalProperties: false, properties: { revoked: { type: 'integer' } } },

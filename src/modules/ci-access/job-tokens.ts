@@ -118,6 +118,15 @@ export function jobRefusal(j: NewJob, names: JobInputNames = API_NAMES): string 
   return undefined;
 }
 
+/** Why a job's token may not be used now (revoked, expired), or undefined. */
+function invalidity(job: Pick<CiJob, 'id' | 'expires_at' | 'revoked_at'>, now: number): string | undefined {
+  if (job.revoked_at !== null)
+    return `the CI job token of job ${job.id} was revoked at ${new Date(job.revoked_at).toISOString()}; create a new one with \`verdict ci-tokens create\``;
+  if (job.expires_at <= now)
+    return `the CI job token of job ${job.id} expired at ${new Date(job.expires_at).toISOString()}; create a new one with \`verdict ci-tokens create\` (--ttl sets its lifetime)`;
+  return undefined;
+}
+
 type Row = Omit<CiJob, 'protected'> & { protected: number };
 const toJob = ({ protected: p, ...r }: Row): CiJob => ({ ...r, protected: p === 1 });
 
@@ -219,15 +228,28 @@ export class JobTokens {
     if (!row || !secretMatches(token, row.token_hash))
       return { error: 'the CI job token is unknown; create one with `verdict ci-tokens create --project <path>`' };
     const { token_hash: _, ...job } = row;
-    if (job.revoked_at !== null)
-      return {
-        error: `the CI job token of job ${job.id} was revoked at ${new Date(job.revoked_at).toISOString()}; create a new one with \`verdict ci-tokens create\``,
-      };
-    if (job.expires_at <= now)
-      return {
-        error: `the CI job token of job ${job.id} expired at ${new Date(job.expires_at).toISOString()}; create a new one with \`verdict ci-tokens create\` (--ttl sets its lifetime)`,
-      };
-    return { job: toJob(job) };
+    const error = invalidity(job, now);
+    return error ? { error } : { job: toJob(job) };
+  }
+
+  /**
+   * Which of these jobs' tokens may no longer be used, with why (authenticate's words): revoked, expired, or gone.
+   * For requests that began while the token was good (job-streams.ts).
+   */
+  invalidAmong(ids: readonly number[], now = Date.now()): Map<number, string> {
+    const out = new Map<number, string>();
+    if (ids.length === 0) return out;
+    const rows = this.db.prepare(`SELECT id, expires_at, revoked_at FROM ci_job_tokens WHERE id IN (${ids.map(() => '?').join(',')})`).all(...ids) as Pick<
+      CiJob,
+      'id' | 'expires_at' | 'revoked_at'
+    >[];
+    const found = new Map(rows.map((r) => [r.id, r]));
+    for (const id of ids) {
+      const r = found.get(id);
+      const why = r ? invalidity(r, now) : `the CI job token of job ${id} no longer exists; create a new one with \`verdict ci-tokens create\``;
+      if (why) out.set(id, why);
+    }
+    return out;
   }
 
   list(): CiJob[] {

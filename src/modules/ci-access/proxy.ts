@@ -16,6 +16,7 @@ import { acceptGzipFor, inflating } from './compression.js';
 import { pipeFrames } from './frames.js';
 import { headerLines, headersFromRaw, headersToNode } from './headers.js';
 import type { JobTokens } from './job-tokens.js';
+import type { OpenJobRequests } from './job-streams.js';
 import { FORWARDED_BEARER, type ForwardTarget, type ReplicaForwarder } from './replica-forward.js';
 import { projectPath } from './kubeconfig.js';
 import { STATUS_HEADERS, statusBody } from './status.js';
@@ -29,6 +30,8 @@ import { STATUS_HEADERS, statusBody } from './status.js';
 
 export interface ProxyDeps {
   jobs: JobTokens;
+  /** Ends open requests (watches, logs -f, exec) of tokens revoked or expired since they began. */
+  open?: OpenJobRequests;
   agentById(id: number): AgentRecord | undefined;
   /** For requests another replica forwarded (they name the agent by name: ids are per replica). */
   agentByName?(name: string): AgentRecord | undefined;
@@ -174,8 +177,10 @@ export class KubernetesApiProxy {
     const agentId = r.agent.id;
     let log: Logger | undefined;
     let finished = false;
+    let unregister: (() => void) | undefined;
     const finish = () => {
       finished = true;
+      unregister?.();
       release();
     };
     // Whether this side's end frame went out: a call is given to another request only after both ends.
@@ -275,6 +280,16 @@ export class KubernetesApiProxy {
       finish();
       call.emit('error', { code: grpc.status.CANCELLED, details: 'the client closed the request' });
     });
+    // The token revoked or expired mid-request: the client gets a 401 Status as at the start of a request
+    // (a watch as its ERROR event, broken off as above), and the agent drops the request.
+    unregister = this.d.open?.add(r.header.job_id, (message) => {
+      if (finished) return;
+      finish();
+      if (!answered) refuse(res, { code: 401, message });
+      else if (r.watch) res.write(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(401, 'server', message)) })}\n`, () => res.destroy());
+      else res.destroy(new Error(message));
+      call.emit('error', { code: grpc.status.CANCELLED, details: 'the CI job token was revoked or expired' });
+    });
   }
 
   /** Serves a request that upgrades its connection (exec, attach, port-forward): after a 101 the socket and the call are piped raw. */
@@ -287,8 +302,13 @@ export class KubernetesApiProxy {
       return refuseSocket(socket, this.unreachable(r, taken.forwardTo));
     }
     if ('code' in taken) return refuseSocket(socket, taken);
-    const { call, release } = taken;
+    const { call, release: releaseCall } = taken;
     let done = false;
+    let unregister: (() => void) | undefined;
+    const release = () => {
+      unregister?.();
+      releaseCall();
+    };
     const finish = () => {
       if (done) return;
       done = true;
@@ -333,6 +353,13 @@ export class KubernetesApiProxy {
       call.emit('error', { code: grpc.status.CANCELLED, details: 'the client closed the connection' });
     });
     socket.on('error', () => undefined);
+    // The token revoked or expired: exec, attach and port-forward end (before the 101, with the 401 Status).
+    unregister = this.d.open?.add(r.header.job_id, (message) => {
+      if (done) return;
+      if (!answered) refuseSocket(socket, { code: 401, message });
+      finish();
+      call.emit('error', { code: grpc.status.CANCELLED, details: 'the CI job token was revoked or expired' });
+    });
   }
 
   /**

@@ -6,6 +6,7 @@ import { AgentTunnels } from './agent-tunnels.js';
 import { CiAccessConfigs } from './agent-configs.js';
 import { ciAccessBlock, type CiAccessConfig } from './config.js';
 import { JobTokens } from './job-tokens.js';
+import { OpenJobRequests } from './job-streams.js';
 import { listenProxy } from './listener.js';
 import { ReplicaForwarder } from './replica-forward.js';
 import { internalAddress, ReplicaSync } from './replica-sync.js';
@@ -61,8 +62,11 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
     const kafka = ctx.config.kafka;
     // Routes name the proxy's bound port, which the listener only knows once it listens; the sync starts after it.
     let sync: ReplicaSync | undefined;
+    const open = new OpenJobRequests(jobs, ctx.log);
+    closers.defer('CI job token revocation checks', () => open.stop());
     const proxy = new KubernetesApiProxy({
       jobs,
+      open,
       agentById: (id) => ctx.agents.getById(id),
       agentByName: (name) => ctx.agents.get(name),
       replicas: kafka
