@@ -2,8 +2,9 @@
 // the finest level that still says what changed, as `kubectl diff` readers
 // expect: one container's image, not the whole containers list. Lists whose
 // elements all carry a distinct `name` (containers, env, ports, volumes,
-// volumeMounts) are matched by it, as strategic merge matches them, so an
-// element added in the middle does not show every later one as changed.
+// volumeMounts) are matched by it, so an element added in the middle does not
+// show every later one as changed. Only for display: strategic merge keys some
+// of these lists by another field (mountPath, containerPort).
 
 type Obj = Record<string, unknown>;
 
