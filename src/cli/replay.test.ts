@@ -410,6 +410,22 @@ describe('usage', () => {
     expect(r.err).toBe(`verdict replay: cannot read flows from ${dir} (a directory); pass a \`hubble observe -o json\` capture file, or - for stdin\n`);
   });
 
+  it('an --alert-namespace that is not a namespace name is a usage error', async () => {
+    const r = await replay('--policies', examples, '--flows', '/dev/null', '--alert-namespace', 'Book Info');
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(
+      'verdict replay: --alert-namespace "Book Info" is not a namespace name (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)\n',
+    );
+  });
+
+  it('an --alert-namespace no loaded policy is in is named, with the namespaces that have policies', async () => {
+    const r = await replay('--policies', join(examples, 'bookinfo'), '--flows', '/dev/null', '--alert-namespace', 'bookinf');
+    expect(r.code).toBe(0);
+    expect(r.err).toContain(
+      'verdict replay: warning: --alert-namespace bookinf: no loaded policy is in this namespace, so none alerts for it (namespaces with policies: bookinfo)',
+    );
+  });
+
   it('a missing flows file says what to pass', async () => {
     const r = await replay('--policies', examples, '--flows', '/nonexistent/flows.jsonl');
     expect(r.code).toBe(1);

@@ -10,6 +10,7 @@ import type { Attribution } from '../modules/cilium/policy/attribution.js';
 import { dropReasonName, parseFlowLine, timestampToJson } from '../modules/cilium/flow-json.js';
 import { l7Details } from '../modules/cilium/l7-details.js';
 import { endpointName } from '../modules/cilium/endpoint-name.js';
+import { namespaceNameProblem } from '../modules/cilium/namespace-name.js';
 import { parseFlags, usageError } from './args.js';
 import { isVerdictError } from '../shared/errors.js';
 
@@ -157,6 +158,10 @@ export async function run(argv: string[]): Promise<number> {
       throw usageError('verdict replay: --policies is required (a file or directory of network policy manifests); see `verdict replay --help`');
     if (!flags.values.flows)
       throw usageError('verdict replay: --flows is required (a `hubble observe -o json` capture, or - for stdin); see `verdict replay --help`');
+    for (const ns of flags.values['alert-namespace'] ?? []) {
+      const why = namespaceNameProblem(ns);
+      if (why) throw usageError(`verdict replay: --alert-namespace ${why}`);
+    }
     // A path that is not there is a mistyped argument, not a manifest to fix.
     // Named as given: `--policies a b` makes b an argument of its own, which the user may not know.
     const absent = (paths: string[]) => paths.filter((p) => !existsSync(p));
@@ -187,6 +192,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(
       'verdict replay: no loaded policy is annotated app.gitlab.com/alert: "true", so none can raise alerts; use --simulate to see what they deny\n',
     );
+  }
+  const withPolicies = [...new Set(loaded.policies.map((p) => p.namespace).filter((ns) => ns !== ''))].sort();
+  for (const ns of v['alert-namespace'] ?? []) {
+    if (loaded.policies.length > 0 && !withPolicies.includes(ns))
+      process.stderr.write(
+        `verdict replay: warning: --alert-namespace ${ns}: no loaded policy is in this namespace, so none alerts for it (namespaces with policies: ${withPolicies.join(', ') || 'none, only clusterwide policies'})\n`,
+      );
   }
   const engine = new PolicyEngine(loaded.policies, {
     ...(v['alert-namespace'] ? { alertNamespaces: v['alert-namespace'] } : {}),

@@ -25,4 +25,12 @@ describe('cilium block', () => {
     }
     expect(() => parse('80')).toThrow(`config.yaml:1: hubble_relay_address: must be a string (${hint})`);
   });
+
+  it('alert_namespaces must be namespace names', () => {
+    const cfg = (ns: string) => parseYamlConfig(`hubble_relay_address: relay:80\nalert_namespaces: [${ns}]\n`, 'config.yaml', ciliumBlock);
+    expect(cfg('shop, db-1').value.alert_namespaces).toEqual(['shop', 'db-1']);
+    expect(() => cfg('"Book Info"')).toThrow(
+      'config.yaml:2: alert_namespaces[0]: "Book Info" is not a namespace name (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)',
+    );
+  });
 });

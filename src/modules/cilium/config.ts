@@ -1,6 +1,7 @@
 import { globProblem } from '../../shared/config/glob.js';
 import { hostPort } from '../../shared/config/host-port.js';
 import { bool, duration, field, list, obj, oneOf, refine, str, type Validator } from '../../shared/config/schema.js';
+import { namespaceNameProblem } from './namespace-name.js';
 
 // The `cilium` block of config.yaml: where Hubble Relay is, which labelled
 // policies to match dropped flows against, and which of them may alert.
@@ -17,7 +18,7 @@ export const ciliumBlock = obj({
    * of the original was user-controlled; namespace ownership is not.
    * Empty means every namespace (and clusterwide policies).
    */
-  alert_namespaces: field(list(str({ nonEmpty: true })), { default: [] }),
+  alert_namespaces: field(list(refine(str({ nonEmpty: true }), namespaceNameProblem)), { default: [] }),
   /** Whether clusterwide policies may raise alerts for this agent. */
   alert_clusterwide: field(bool(), { default: true }),
   cluster_name: field(str(), { default: '' }),
