@@ -20,6 +20,24 @@ describe('webhooks config block', () => {
     delete process.env.VERDICT_TEST_WHSEC;
   });
 
+  it('points a duplicate name at the line of the second name, not where the list starts', () => {
+    expect(
+      issues(`data_dir: /tmp/x
+webhooks:
+  allow_private_addresses: [127.0.0.1]
+  integrations:
+    - name: a
+      type: generic
+      url: http://127.0.0.1:9/a
+      secrets: [${SECRET}]
+    - name: a
+      type: generic
+      url: http://127.0.0.1:9/b
+      secrets: [${SECRET}]
+`),
+    ).toEqual(['9: webhooks.integrations[1].name: "a" is used by an earlier integration; names must be unique']);
+  });
+
   it('parses a full block with defaults filled in', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-whcfg-'));
     writeFileSync(join(dir, 'key'), 'glpat-key\n');

@@ -236,11 +236,16 @@ const allowEntry: Validator<string> = refine(str({ nonEmpty: true }), allowEntry
 const integrationList: Validator<IntegrationSpec[]> = (node, path, ctx) => {
   const out = list(integrationSchema('read'))(node, path, ctx);
   if (!out) return undefined;
+  if (!isSeq(node)) return out;
+  // Read from the items, not the parsed list: an item that failed to parse is left out of it, which would shift the index.
   const seen = new Set<string>();
-  for (const [i, s] of out.entries()) {
-    if (seen.has(s.name)) reportIssue(ctx, node, `${path}[${i}].name`, `"${s.name}" is used by an earlier integration; names must be unique`);
-    seen.add(s.name);
-  }
+  node.items.forEach((item, i) => {
+    const nameNode = isMap(item) ? (item.get('name', true) as Node | undefined) : undefined;
+    const name = nameNode && 'value' in nameNode ? nameNode.value : undefined;
+    if (typeof name !== 'string') return;
+    if (seen.has(name)) reportIssue(ctx, nameNode!, `${path}[${i}].name`, `"${name}" is used by an earlier integration; names must be unique`);
+    seen.add(name);
+  });
   return out;
 };
 
