@@ -41,9 +41,9 @@ export interface Store {
   flushed(): AlertPayload[];
 }
 
-export function store(dataDir = ':memory:'): Store {
+export function store(dataDir = ':memory:', spoolMaxBytes = 1e10): Store {
   const db = openAgentDb(dataDir);
-  const outbox = new Spool(db, { maxBytes: 1e10, log: silent });
+  const outbox = new Spool(db, { maxBytes: spoolMaxBytes, log: silent });
   const alerts = new AlertAggregator(db, outbox, { log: silent });
   return {
     db,

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ALERT_SCHEMA, type AlertPayload } from '../../shared/alert/payload.js';
 import { openAgentDb } from '../spool/agent-db.js';
-import { Spool } from '../spool/spool.js';
+import { Spool, SpoolFullError } from '../spool/spool.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { migrate } from '../../shared/sqlite/open.js';
 import { AlertAggregator } from './aggregator.js';
@@ -312,6 +312,59 @@ describe('AlertAggregator', () => {
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     new AlertAggregator(db, outbox, { log }).add([alert('a', 't'), alert('a', 't')], 0);
     expect(outbox.size).toBe(2);
+  });
+
+  it('keeps a group whose window closes while the spool is full, repeats and all, until there is room', () => {
+    let now = 0;
+    const db = openAgentDb(':memory:');
+    const one = Buffer.byteLength(JSON.stringify(alert('a', '2026-01-01T00:00:00Z')));
+    const outbox = new Spool(db, { maxBytes: one * 2, log });
+    const agg = new AlertAggregator(db, outbox, { log, now: () => now });
+    agg.add([alert('a', '2026-01-01T00:00:00Z')], 1000);
+    agg.add([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z')], 1000);
+    // Another source fills the spool.
+    outbox.add([alert('x', '2026-01-01T00:00:00Z', { source: 'cilium' })], 'refuse');
+    expect(outbox.full).toBe(true);
+    now = 1000;
+    expect(agg.flush()).toBe(0);
+    expect(agg.flush(true)).toBe(0);
+    // Repeats keep folding into the group meanwhile.
+    agg.add([alert('a', '2026-01-01T00:00:03Z')], 1000);
+    expect(outbox.size).toBe(2);
+    outbox.remove(outbox.read(0, 10));
+    expect(outbox.full).toBe(false);
+    expect(agg.flush()).toBe(1);
+    expect(sent(outbox)).toMatchObject([{ fingerprint: 'a', count: 3, first_seen: '2026-01-01T00:00:01Z', last_seen: '2026-01-01T00:00:03Z' }]);
+  });
+
+  it("refuses a whole 'refuse' write that would spool while the spool is full, and counts its occurrences only once written", async () => {
+    const occurrences = async () =>
+      (await registry.getSingleMetric('verdict_agent_alert_occurrences_total')!.get()).values.find((v) => v.labels.source === 'gitops')?.value ?? 0;
+    const db = openAgentDb(':memory:');
+    const one = Buffer.byteLength(JSON.stringify(alert('a', '2026-01-01T00:00:00Z', { source: 'gitops' })));
+    const outbox = new Spool(db, { maxBytes: one, log });
+    const agg = new AlertAggregator(db, outbox, { log });
+    const before = await occurrences();
+    agg.add([alert('a', '2026-01-01T00:00:00Z', { source: 'gitops' })], 60_000, undefined, 'refuse');
+    expect(outbox.full).toBe(true);
+    const staging = agg.staging('refuse');
+    let marked = 0;
+    for (const windowMs of [60_000, 0]) {
+      staging.stage([alert('b', '2026-01-01T00:00:01Z', { source: 'gitops' })], windowMs);
+      expect(() => staging.commit(() => marked++)).toThrow(SpoolFullError);
+      expect(() => agg.add([alert('c', '2026-01-01T00:00:01Z', { source: 'gitops' })], windowMs, () => marked++, 'refuse')).toThrow(SpoolFullError);
+    }
+    expect(agg.pending).toBe(1);
+    expect(outbox.size).toBe(1);
+    expect(await occurrences()).toBe(before + 1);
+    // A repeat into the open group spools nothing: written even now.
+    agg.add([alert('a', '2026-01-01T00:00:02Z', { source: 'gitops' })], 60_000, undefined, 'refuse');
+    expect(await occurrences()).toBe(before + 2);
+    outbox.remove(outbox.read(0, 10));
+    staging.stage([alert('b', '2026-01-01T00:00:01Z', { source: 'gitops' })], 60_000);
+    staging.commit();
+    expect(sent(outbox).map((a) => a.fingerprint)).toEqual(['b']);
+    expect(await occurrences()).toBe(before + 3);
   });
 
   it('refuses alerts beyond the spool bound and counts them', () => {

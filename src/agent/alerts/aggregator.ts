@@ -4,7 +4,7 @@ import { MAX_SAMPLES, SEVERITY_RANK, type AlertPayload, type Severity } from '..
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
-import type { Spool } from '../spool/spool.js';
+import type { Spool, WhenFull } from '../spool/spool.js';
 
 // Folds repeats of the same fingerprint inside a window into one alert
 // (shared/alert/fold.ts), before the tunnel, so a noisy rule or a SYN
@@ -34,6 +34,15 @@ import type { Spool } from '../spool/spool.js';
 // whether the process dies before or after that transaction. Many events then
 // cost one write per group instead of one per event. Only the source's commit
 // writes what it staged; the aggregator never calls back into a source.
+//
+// When the spool is full (spool.ts), a source chooses per write what happens
+// to the alerts the write would spool: dropped by the spool ('drop', the
+// default), or the whole write refused ('refuse': it throws SpoolFullError
+// and nothing of it is stored, so the source keeps its events and writes them
+// again once onSpoolRoom fires). Repeats folded into a group spool nothing
+// and are written either way. A window that closes while the spool is full
+// keeps its group open, repeats and all, until there is room: what the group
+// holds was stored already, whatever its source.
 
 // A group's payload is written once, by the first repeat since the group was
 // last sent (an alert sent at once is written to the spool only, its group as
@@ -196,14 +205,21 @@ export class AlertAggregator {
       'SELECT p.fingerprint, p.payload, p.closes_at, p.window_ms, c.count, c.first_seen, c.last_seen, c.description, c.severity, c.title FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
     this.selectOne = db.prepare(`${select} WHERE p.fingerprint = ?`);
     this.tx = db.transaction(
-      (written: readonly Group[], spooled: readonly AlertPayload[], closed: readonly Group[], now: number, body: (() => void) | undefined) => {
+      (
+        written: readonly Group[],
+        spooled: readonly AlertPayload[],
+        closed: readonly Group[],
+        now: number,
+        body: (() => void) | undefined,
+        whenFull: WhenFull,
+      ) => {
         this.spoolWrote = false;
         for (const g of written) this.writeGroup(g);
         for (const g of closed) this.closeGroup(g, now);
         body?.();
         if (spooled.length) {
           this.spoolWrote = true;
-          this.outbox.add(spooled);
+          this.outbox.add(spooled, whenFull);
         }
       },
     );
@@ -236,47 +252,64 @@ export class AlertAggregator {
    * alert, and open a window of windowMs; repeats inside it fold into the
    * group (see the top of this file). `inTx` runs inside that transaction (a
    * source's own writes that must commit or fail with the occurrences).
+   * `whenFull`: what a full spool does to the write (see the top of this
+   * file); with 'refuse' it throws SpoolFullError and nothing is counted.
    */
-  add(alerts: readonly AlertPayload[], windowMs: number, inTx?: () => void): void {
+  add(alerts: readonly AlertPayload[], windowMs: number, inTx?: () => void, whenFull: WhenFull = 'drop'): void {
     if (alerts.length === 0 && !inTx) return;
-    countOccurrences(alerts);
     if (windowMs <= 0) {
-      this.write([], alerts, inTx);
-      return;
+      this.write([], alerts, inTx, whenFull);
+    } else {
+      const touched = new Set<Group>();
+      this.foldAll(touched, () => {
+        for (const a of alerts) touched.add(this.fold(a, 0, windowMs));
+      });
+      this.write(touched, [], inTx, whenFull);
     }
-    const touched = new Set<Group>();
-    this.foldAll(touched, () => {
-      for (const a of alerts) touched.add(this.fold(a, 0, windowMs));
-    });
-    this.write(touched, [], inTx);
+    // Once written: a refused write is made again, and must not count twice.
+    countOccurrences(alerts);
   }
 
-  /** A staging area for a source that stores its events itself (see the top of this file). */
-  staging(): Staging {
-    const s = new Staging(this);
+  /** A staging area for a source that stores its events itself (see the top of this file); `whenFull` as for add(). */
+  staging(whenFull: WhenFull = 'drop'): Staging {
+    const s = new Staging(this, whenFull);
     this.stagings.add(s);
     return s;
+  }
+
+  /** Whether the spool is full: writes with whenFull 'refuse' that spool anything throw meanwhile. */
+  get spoolFull(): boolean {
+    return this.outbox.full;
+  }
+
+  /** Called when a full spool has room again. */
+  onSpoolRoom(listener: () => void): () => void {
+    return this.outbox.onRoom(listener);
   }
 
   /**
    * Closes the windows that are over (all of them with force): moves the
    * repeats they hold to the spool and reopens their groups quiet, and drops
    * the quiet ones. A group waits while occurrences of it are staged. Returns
-   * how many alerts went to the spool.
+   * how many alerts went to the spool. While the spool is full a group
+   * holding repeats stays open (its repeats are stored already) until there
+   * is room.
    */
   flush(force = false): number {
     const now = this.now();
     const due: Group[] = [];
     const sent: AlertPayload[] = [];
+    const full = this.outbox.full;
     for (const g of this.groups.values()) {
-      if ((force || now >= g.closesAt) && !this.isStaged(g.fingerprint)) {
+      if ((force || now >= g.closesAt) && !this.isStaged(g.fingerprint) && !(full && g.alert)) {
         due.push(g);
         if (g.alert) sent.push(g.alert);
       }
     }
     if (due.length === 0) return 0;
     try {
-      this.tx([], sent, due, now, undefined);
+      // Not full (checked above): the spool takes the write whole.
+      this.tx([], sent, due, now, undefined, 'refuse');
     } catch (e) {
       this.afterFailedTx();
       throw e;
@@ -320,12 +353,12 @@ export class AlertAggregator {
   }
 
   /** @internal Staging.commit: folds what was staged into the groups and writes them with `inTx`. */
-  commitStaged(staged: Iterable<Staged>, direct: readonly AlertPayload[], inTx: (() => void) | undefined): void {
+  commitStaged(staged: Iterable<Staged>, direct: readonly AlertPayload[], inTx: (() => void) | undefined, whenFull: WhenFull): void {
     const touched = new Set<Group>();
     this.foldAll(touched, () => {
       for (const st of staged) touched.add(this.fold(st.alert, st.setter, st.windowMs));
     });
-    this.write(touched, direct, inTx);
+    this.write(touched, direct, inTx, whenFull);
   }
 
   /**
@@ -424,12 +457,12 @@ export class AlertAggregator {
    * One transaction writing `groups`, spooling those it opens and `direct`,
    * and running `body`; on failure memory is put back to what is stored.
    */
-  private write(groups: Iterable<Group>, direct: readonly AlertPayload[], body: (() => void) | undefined): void {
+  private write(groups: Iterable<Group>, direct: readonly AlertPayload[], body: (() => void) | undefined, whenFull: WhenFull): void {
     const written = [...groups];
     const spooled = [...direct];
     for (const g of written) if (g.sendNow) spooled.push(g.alert!);
     try {
-      this.tx(written, spooled, [], 0, body);
+      this.tx(written, spooled, [], 0, body, whenFull);
     } catch (e) {
       this.reload(written);
       this.afterFailedTx();
@@ -508,7 +541,9 @@ export class AlertAggregator {
 /**
  * Occurrences a source has stored itself, folded in memory until the source
  * commits them with its own record of what they came from. A failed commit
- * forgets them: the source stages them again from its own storage.
+ * forgets them: the source stages them again from its own storage. They go to
+ * the occurrences metric when committed, so that staging them again after a
+ * failed or refused commit does not count them twice.
  */
 export class Staging {
   private readonly byFingerprint = new Map<string, Staged>();
@@ -517,12 +552,18 @@ export class Staging {
   private count = 0;
   private bumpedSource = '';
   private bumped = 0;
+  /** Occurrences staged since the last commit, by source, for the metric. */
+  private uncounted = new Map<string, number>();
+  private readonly addUncounted = (source: string, n: number) => this.uncounted.set(source, (this.uncounted.get(source) ?? 0) + n);
 
-  constructor(private readonly agg: AlertAggregator) {}
+  constructor(
+    private readonly agg: AlertAggregator,
+    private readonly whenFull: WhenFull,
+  ) {}
 
   stage(alerts: readonly AlertPayload[], windowMs: number): void {
     if (alerts.length === 0) return;
-    countOccurrences(alerts);
+    countOccurrences(alerts, this.addUncounted);
     this.count += alerts.length;
     if (windowMs <= 0) {
       for (const a of alerts) this.direct.push(a);
@@ -606,19 +647,26 @@ export class Staging {
   }
 
   private countBumps(): void {
-    if (this.bumped) bump(this.bumpedSource, this.bumped);
+    if (this.bumped) this.addUncounted(this.bumpedSource, this.bumped);
     this.bumped = 0;
   }
 
-  /** Writes everything staged and runs `inTx` in one transaction; throws (and forgets what was staged) if it fails. */
+  /**
+   * Writes everything staged and runs `inTx` in one transaction; throws (and
+   * forgets what was staged) if it fails, or, for a staging made with
+   * whenFull 'refuse', if the spool is full and the commit would spool anything.
+   */
   commit(inTx?: () => void): void {
     this.countBumps();
     const staged = [...this.byFingerprint.values()];
     const direct = this.direct;
+    const counts = this.uncounted;
     this.byFingerprint.clear();
     this.direct = [];
     this.count = 0;
-    this.agg.commitStaged(staged, direct, inTx);
+    this.uncounted = new Map();
+    this.agg.commitStaged(staged, direct, inTx, this.whenFull);
+    for (const [source, n] of counts) bump(source, n);
   }
 
   /** Occurrences staged since the last commit. */
@@ -636,7 +684,8 @@ export class Staging {
 
   /** Detaches from the aggregator, forgetting what is staged (the source still has it). */
   close(): void {
-    this.countBumps();
+    this.bumped = 0;
+    this.uncounted.clear();
     this.byFingerprint.clear();
     this.direct = [];
     this.count = 0;
@@ -687,19 +736,19 @@ function fromRow(row: StoredRow, sampleRows: readonly SampleRow[]): AlertPayload
 
 const occurrenceCounters = new Map<string, Counter.Internal>();
 
-/** Counts occurrences per source with one counter update per source and batch. */
-function countOccurrences(alerts: readonly AlertPayload[]): void {
+/** Counts occurrences per source with one counter update (`to`) per source and batch. */
+function countOccurrences(alerts: readonly AlertPayload[], to: (source: string, n: number) => void = bump): void {
   let source = '';
   let n = 0;
   for (const a of alerts) {
     if (a.source !== source) {
-      if (n) bump(source, n);
+      if (n) to(source, n);
       source = a.source;
       n = 0;
     }
     n += a.count;
   }
-  if (n) bump(source, n);
+  if (n) to(source, n);
 }
 
 function bump(source: string, n: number): void {

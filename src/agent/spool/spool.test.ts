@@ -7,7 +7,7 @@ import { ciliumPayload } from '../../server/store/test-payloads.js';
 import { createRootLogger, type Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { openAgentDb } from './agent-db.js';
-import { Spool } from './spool.js';
+import { isSpoolFull, Spool, SpoolFullError } from './spool.js';
 
 // The agent's durable spool: what is added survives a restart, only what is
 // removed (acknowledged) goes, and the size bound refuses new alerts with a
@@ -88,6 +88,66 @@ describe('Spool (the agent spool)', () => {
     expect(outbox.add(alerts(4))).toBe(3);
     expect(lines.filter((l) => l.msg.startsWith('Alert spool is full'))).toHaveLength(2);
     expect(await dropped()).toBe(before + 5);
+    db.close();
+  });
+
+  it("for a source that waits ('refuse'): takes a write whole while not full, then refuses whole writes, dropping nothing, until under 90% again", async () => {
+    const { log, lines } = capture();
+    const db = openAgentDb(':memory:');
+    const one = Buffer.byteLength(JSON.stringify(ciliumPayload({ fp: 'size' })));
+    const outbox = new Spool(db, { maxBytes: one * 10, log });
+    const before = await dropped();
+    let room = 0;
+    outbox.onRoom(() => room++);
+    expect(outbox.add(alerts(6), 'refuse')).toBe(6);
+    expect(outbox.full).toBe(false);
+    // Not full yet: taken whole, past the bound, rather than held up for ever by a write that never fits.
+    expect(outbox.add(alerts(6), 'refuse')).toBe(6);
+    expect(outbox.size).toBe(12);
+    expect(outbox.full).toBe(true);
+    expect(await gauge('verdict_agent_spool_full')).toBe(1);
+    let refused: unknown;
+    try {
+      outbox.add(alerts(1), 'refuse');
+    } catch (e) {
+      refused = e;
+    }
+    expect(refused).toBeInstanceOf(SpoolFullError);
+    expect(isSpoolFull(refused)).toBe(true);
+    expect((refused as Error).message).toMatch(/alert spool is full: the server has not acknowledged .*raise --spool-max-bytes/);
+    expect(outbox.size).toBe(12);
+    // Sources that do not wait still drop what does not fit, as before.
+    expect(outbox.add(alerts(1))).toBe(0);
+    expect(await dropped()).toBe(before + 1);
+
+    // Acknowledged down to 90% of the bound: still full (sources pause and resume in episodes).
+    outbox.remove(outbox.read(0, 3));
+    expect(outbox.size).toBe(9);
+    expect(outbox.full).toBe(true);
+    expect(room).toBe(0);
+    expect(() => outbox.add(alerts(1), 'refuse')).toThrow(SpoolFullError);
+    outbox.remove(outbox.read(0, 1));
+    expect(outbox.full).toBe(false);
+    expect(room).toBe(1);
+    expect(await gauge('verdict_agent_spool_full')).toBe(0);
+    expect(outbox.add(alerts(1), 'refuse')).toBe(1);
+    // The spool's own warning is about dropping; refusing is the waiting source's to log.
+    expect(lines.filter((l) => l.msg.startsWith('Alert spool is full'))).toHaveLength(1);
+    expect(await dropped()).toBe(before + 1);
+    db.close();
+  });
+
+  it('is full at start when what the previous run left reaches the bound', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-spool-'));
+    const { log } = capture();
+    let db = openAgentDb(dir);
+    const one = Buffer.byteLength(JSON.stringify(ciliumPayload({ fp: 'size' })));
+    expect(new Spool(db, { maxBytes: one * 2, log }).add(alerts(3), 'refuse')).toBe(3);
+    db.close();
+    db = openAgentDb(dir);
+    const again = new Spool(db, { maxBytes: one * 2, log });
+    expect(again.full).toBe(true);
+    expect(() => again.add(alerts(1), 'refuse')).toThrow(SpoolFullError);
     db.close();
   });
 

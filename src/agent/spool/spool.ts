@@ -1,6 +1,7 @@
 import { uuid7 } from '../../shared/ids/uuid7.js';
 import { Counter, Gauge } from 'prom-client';
 import type { AlertPayload } from '../../shared/alert/payload.js';
+import { VerdictError, isVerdictError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/logger.js';
 import { LogThrottle } from '../../shared/log/throttle.js';
 import { registry } from '../../shared/metrics/registry.js';
@@ -10,6 +11,20 @@ import { migrate, type DB } from '../../shared/sqlite/open.js';
 // here before anything tries to send it and deleted only after the server has
 // acknowledged the batch that carried it, so a crash or a cut connection can
 // delay an alert but never lose it.
+//
+// It is bounded by --spool-max-bytes, and a full spool is handled one of two
+// ways, chosen by the caller of add():
+// - 'drop' (Cilium: Hubble Relay keeps no backlog to come back to): an alert
+//   that does not fit is dropped, counted and warned about.
+// - 'refuse' (Falco, whose events were answered or read already and can wait
+//   where they are stored): while the spool is full the whole write throws
+//   SpoolFullError, and the source keeps its events and tries again when
+//   onRoom() fires. A write made while the spool is not full is taken whole,
+//   even if it goes past the bound: a write that would never fit whole (more
+//   alerts than the bound holds, however empty the spool) must not hold its
+//   source up for ever. The spool is full from when it reaches the bound until
+//   acknowledgements bring it under 90% of it, so that sources pause and resume
+//   in episodes rather than at every acknowledged batch.
 
 const MIGRATIONS = [
   `CREATE TABLE outbox (
@@ -34,10 +49,33 @@ const spoolAlerts = new Gauge({
   registers: [registry],
 });
 const spoolBytes = new Gauge({ name: 'verdict_agent_spool_bytes', help: 'Bytes of alert payloads waiting in the spool', registers: [registry] });
-const spoolDropped = new Counter({ name: 'verdict_agent_spool_dropped_total', help: 'Alerts refused because the spool was full', registers: [registry] });
+const spoolDropped = new Counter({ name: 'verdict_agent_spool_dropped_total', help: 'Alerts dropped because the spool was full', registers: [registry] });
+const spoolFull = new Gauge({
+  name: 'verdict_agent_spool_full',
+  help: 'Whether the spool is full (1): sources that wait (Falco) are refused until it is under 90% of --spool-max-bytes',
+  registers: [registry],
+});
+
+/** What add() does with alerts when the spool is full (see the top of this file). */
+export type WhenFull = 'drop' | 'refuse';
+
+export const SPOOL_FULL_MESSAGE =
+  "the agent's alert spool is full: the server has not acknowledged the alerts queued in it; check the agent's connection to the server, or raise --spool-max-bytes";
+
+/** Thrown by add(alerts, 'refuse') while the spool is full: nothing of the write was stored. */
+export class SpoolFullError extends VerdictError {
+  constructor(message = SPOOL_FULL_MESSAGE) {
+    super('VERDICT_OVERLOADED', message, { details: { reason: 'spool_full' } });
+  }
+}
+
+/** Whether `e` is a refusal of a full spool (the caller keeps its events and tries again once there is room). */
+export function isSpoolFull(e: unknown): boolean {
+  return e instanceof SpoolFullError || (isVerdictError(e, 'VERDICT_OVERLOADED') && e.details?.reason === 'spool_full');
+}
 
 export interface SpoolOptions {
-  /** Upper bound of payload bytes kept; new alerts are refused (and counted) beyond it. */
+  /** Upper bound of payload bytes kept (see the top of this file). */
   maxBytes: number;
   log: Logger;
 }
@@ -47,11 +85,14 @@ export class Spool {
   private readonly selectAfter;
   private readonly deleteUpTo;
   private readonly deleteIds;
-  private readonly addTx: (alerts: readonly AlertPayload[], now: number) => number;
+  private readonly addTx: (alerts: readonly AlertPayload[], now: number, whenFull: WhenFull) => number;
   private readonly removeTx: (rows: readonly OutboxRow[]) => void;
   private bytes: number;
   private count: number;
   private warnedFull = false;
+  /** From reaching maxBytes until under 90% of it again. */
+  private isFull = false;
+  private readonly roomListeners = new Set<() => void>();
   /** An alert that could never fit, whatever the server acknowledges: its own warning, at most once a minute. */
   private readonly tooLarge = new LogThrottle();
   private readonly listeners = new Set<() => void>();
@@ -67,7 +108,7 @@ export class Spool {
     this.deleteIds = db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?');
     // Made once: better-sqlite3 builds its wrappers on every transaction() call,
     // a visible cost when every Falco event is its own alert.
-    this.addTx = db.transaction((alerts: readonly AlertPayload[], now: number) => this.insertAll(alerts, now));
+    this.addTx = db.transaction((alerts: readonly AlertPayload[], now: number, whenFull: WhenFull) => this.insertAll(alerts, now, whenFull));
     this.removeTx = db.transaction((rows: readonly OutboxRow[]) => {
       // A batch is read as consecutive rows in seq order and new rows only get
       // higher seqs, so a range delete removes exactly the batch, in one statement.
@@ -86,19 +127,23 @@ export class Spool {
     const row = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
     this.count = row.n;
     this.bytes = row.b;
+    this.checkFull();
     this.updateGauges();
   }
 
   /**
-   * Adds alerts durably (one transaction). Returns how many were accepted; the
-   * rest were refused because the spool is full. Call inside a caller's
-   * transaction to make the hand-over atomic with the caller's own writes.
+   * Adds alerts durably (one transaction). Returns how many were accepted;
+   * with 'drop' the rest were dropped because the spool is full; with
+   * 'refuse' it throws SpoolFullError instead while the spool is full. Call
+   * inside a caller's transaction to make the hand-over atomic with the
+   * caller's own writes (a throw then rolls them back too).
    */
-  add(alerts: readonly AlertPayload[]): number {
+  add(alerts: readonly AlertPayload[], whenFull: WhenFull = 'drop'): number {
+    if (whenFull === 'refuse' && this.isFull && alerts.length > 0) throw new SpoolFullError();
     const before = { count: this.count, bytes: this.bytes };
     let accepted: number;
     try {
-      accepted = this.addTx(alerts, Date.now());
+      accepted = this.addTx(alerts, Date.now(), whenFull);
     } catch (e) {
       // Rolled back (an alert that cannot be serialised, a full disk): nothing it counted was written.
       this.count = before.count;
@@ -106,13 +151,14 @@ export class Spool {
       throw e;
     }
     if (accepted) {
+      this.checkFull();
       this.updateGauges();
       for (const l of this.listeners) l();
     }
     return accepted;
   }
 
-  private insertAll(alerts: readonly AlertPayload[], now: number): number {
+  private insertAll(alerts: readonly AlertPayload[], now: number, whenFull: WhenFull): number {
     let accepted = 0;
     for (const a of alerts) {
       const payload = Buffer.from(JSON.stringify(a));
@@ -127,7 +173,7 @@ export class Spool {
         }
         continue;
       }
-      if (this.bytes + payload.length > this.opts.maxBytes) {
+      if (whenFull === 'drop' && this.bytes + payload.length > this.opts.maxBytes) {
         spoolDropped.inc();
         if (!this.warnedFull) {
           this.warnedFull = true;
@@ -174,6 +220,7 @@ export class Spool {
     // having been counted here: count again rather than go below zero.
     if (this.bytes < 0 || this.count < 0) this.recount();
     if (this.bytes < this.opts.maxBytes * 0.9) this.warnedFull = false;
+    this.checkFull();
     this.updateGauges();
   }
 
@@ -181,6 +228,7 @@ export class Spool {
   removeUpTo(seq: number): void {
     this.deleteUpTo.run(seq);
     this.recount();
+    this.checkFull();
     this.updateGauges();
   }
 
@@ -190,7 +238,31 @@ export class Spool {
    */
   resync(): void {
     this.recount();
+    this.checkFull();
     this.updateGauges();
+  }
+
+  /**
+   * Whether the spool is full: from when it reaches --spool-max-bytes until
+   * it is under 90% of it again. add(alerts, 'refuse') throws meanwhile.
+   */
+  get full(): boolean {
+    return this.isFull;
+  }
+
+  /** Called when a full spool has room again (see full). */
+  onRoom(listener: () => void): () => void {
+    this.roomListeners.add(listener);
+    return () => this.roomListeners.delete(listener);
+  }
+
+  private checkFull(): void {
+    if (!this.isFull && this.bytes >= this.opts.maxBytes) {
+      this.isFull = true;
+    } else if (this.isFull && this.bytes < this.opts.maxBytes * 0.9) {
+      this.isFull = false;
+      for (const l of this.roomListeners) l();
+    }
   }
 
   private recount(): void {
@@ -212,5 +284,6 @@ export class Spool {
   private updateGauges(): void {
     spoolAlerts.set(this.count);
     spoolBytes.set(this.bytes);
+    spoolFull.set(this.isFull ? 1 : 0);
   }
 }

@@ -9,6 +9,7 @@ import { retryLoop } from '../../shared/retry/loop.js';
 import { retryUntilDone } from '../../shared/retry/until-done.js';
 import { normalizeSource, timeFromTimestamp, type FalcoEvent } from './parse.js';
 import { falcoEvents } from './events.js';
+import { isSpoolFull } from '../../agent/spool/spool.js';
 import type { FalcoSink } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 
@@ -19,6 +20,9 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 // is no acknowledgement in this protocol and Falco never sends an event twice:
 // an event is committed one tick after it arrives, and one that cannot be
 // stored is kept and retried (the stream paused while many wait) rather than dropped.
+// A full alert spool is handled alike: the events received wait in memory and
+// from 1,000 waiting the stream is not read, so Falco's own queue holds the
+// rest (Falco cannot be told to send again, so nothing better is possible).
 
 export interface FalcoGrpcOptions {
   address: string;
@@ -139,6 +143,8 @@ class GrpcStorer {
         this.retrying++;
       }
       if (this.retrying >= MAX_RETRYING) this.pause(stream);
+      // A full spool is logged by the sink, once per episode.
+      if (isSpoolFull(e)) return;
       const suppressed = this.errors.pass();
       if (suppressed !== undefined) {
         log.error(

@@ -11,6 +11,7 @@ import { falcoEvents } from './events.js';
 import type { FalcoSink } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 import { isVerdictError } from '../../shared/errors.js';
+import { isSpoolFull } from '../../agent/spool/spool.js';
 import { splitHostPort } from '../../shared/config/host-port.js';
 import { listenError } from '../../shared/config/listen-error.js';
 
@@ -19,6 +20,8 @@ import { listenError } from '../../shared/config/listen-error.js';
 // timeouts, so the answer must come fast: the request waits only for its raw
 // body to be appended to the inbox file, in one write shared by all requests
 // of its event-loop turn (sink.ts, inbox.ts), never for the alert or any delivery.
+// While the agent's alert spool is full the answer is 503 with Retry-After
+// instead: the event would wait behind alerts the server has not acknowledged.
 
 export interface FalcoHttpOptions {
   listen: string;
@@ -262,7 +265,8 @@ function accept(body: Buffer, contentType: string | undefined, res: ServerRespon
   // Answered once the body is stored; the alert is made from it right after.
   opts.sink.accept(ev, body, (e, outcome) => {
     if (e) {
-      if (isVerdictError(e, 'VERDICT_OVERLOADED')) return sendError(res, 503, e.message, { 'retry-after': '1' });
+      // A full spool waits for the server (an outage, not a burst): a longer pause before the retry.
+      if (isVerdictError(e, 'VERDICT_OVERLOADED')) return sendError(res, 503, e.message, { 'retry-after': isSpoolFull(e) ? '10' : '1' });
       return sendError(res, 503, `the agent could not store the event (${e.message}); check the agent's disk and logs`);
     }
     if (outcome === 'duplicate') return sendFixed(res, 200, HEAD_DUPLICATE, BODY_DUPLICATE);

@@ -11,6 +11,7 @@ import { parseStoredFalcoJson, type FalcoEvent } from './parse.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
 import type { FalcoUuids } from './uuids.js';
 import { isVerdictError } from '../../shared/errors.js';
+import { isSpoolFull } from '../../agent/spool/spool.js';
 
 // The HTTP input's path from a stored body to a written alert occurrence.
 //
@@ -32,6 +33,12 @@ import { isVerdictError } from '../../shared/errors.js';
 // up every event after it. Such a failure is narrowed down by writing the
 // events again in halving runs; the one event that fails alone is logged with
 // its place in the inbox, counted (outcome "unwritable") and skipped.
+//
+// A write can also be refused because the agent's alert spool is full (the
+// server has not acknowledged what it holds): the events stay in the inbox,
+// as after a storage failure, and are read again and written once the spool
+// has room. Nothing is skipped for it; the HTTP input answers 503 meanwhile
+// (sink.ts), so the inbox does not grow.
 
 const MIGRATIONS = [
   // How far the HTTP inbox has been turned into written occurrences.
@@ -81,6 +88,10 @@ export interface InboxSinkOptions {
   persistIntervalMs?: number;
   /** Staged events that make the commit happen at once (default 20,000). */
   maxStaged?: number;
+  /** Whether the spool is full: the events wait in the inbox meanwhile. */
+  spoolFull?: () => boolean;
+  /** A commit was refused because the spool is full. */
+  onSpoolFull?: () => void;
 }
 
 export class InboxSink {
@@ -285,6 +296,11 @@ export class InboxSink {
       const from = this.persistedPos;
       const events = seq - this.persistedSeq;
       this.rolledBack();
+      if (isSpoolFull(e)) {
+        // Not the events' fault: they wait in the inbox until the spool has room.
+        this.opts.onSpoolFull?.();
+        return 'retry';
+      }
       if (isStorageError(e)) return this.writeFailed(e);
       if (events === 1) return this.skipUnwritable(e, from, seq, pos);
       // One of these events (or more) cannot be written: write them again in shorter runs.
@@ -422,6 +438,11 @@ export class InboxSink {
 
   private replayLoop(): void {
     if (!this.replaying || this.closed) return;
+    if (this.opts.spoolFull?.()) {
+      // Reading the inbox back would only be refused again.
+      setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
+      return;
+    }
     const narrowing = this.stagedSeq < this.narrowTo;
     let more: boolean;
     try {

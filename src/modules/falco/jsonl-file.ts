@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
+import { isSpoolFull } from '../../agent/spool/spool.js';
 import { countOutcomes } from './events.js';
 import { LineDecoder } from './line-decoder.js';
 import type { FalcoSink } from './sink.js';
@@ -17,6 +18,10 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 // rename happened while the agent was down, as long as the renamed file is
 // still in the same directory) and copytruncate (the file shrinks or its bytes
 // before the offset change).
+//
+// While the agent's alert spool is full, the file is not read further: the
+// offset stays before the lines whose alerts the spool refused, and they are
+// read at a later pass, once it has room (Falco keeps appending meanwhile).
 
 const MIGRATIONS = [
   `CREATE TABLE falco_file_positions (
@@ -109,7 +114,7 @@ export class JsonlFollower {
     log.info({ path: this.opts.path, resume_offset: this.pos?.offset }, 'Following Falco events file');
     try {
       await retryLoop({ backoff: { initialMs: 1_000, maxMs: 30_000 }, signal, onBackoff }, async (progress) => {
-        await this.step();
+        await this.stepUnlessSpoolFull();
         if (failing) log.info({ path: this.opts.path }, 'Reading the Falco events file works again');
         failing = false;
         progress();
@@ -131,6 +136,24 @@ export class JsonlFollower {
       watcher?.close();
       await this.cur?.fh.close().catch(() => undefined);
       this.cur = undefined;
+    }
+  }
+
+  /**
+   * step(), except while the spool is full: the lines after the stored offset
+   * are then left in the file, and read at a later pass, once it has room.
+   */
+  private async stepUnlessSpoolFull(): Promise<void> {
+    const { sink } = this.opts;
+    if (sink.spoolFull) {
+      sink.noteSpoolFull('file');
+      return;
+    }
+    try {
+      await this.step();
+    } catch (e) {
+      // The offset stayed before the lines whose alerts were refused (sink.commit noted it).
+      if (!isSpoolFull(e)) throw e;
     }
   }
 
@@ -266,7 +289,7 @@ export class JsonlFollower {
     const tail =
       consumed.length >= TAIL_BYTES ? Buffer.from(consumed.subarray(consumed.length - TAIL_BYTES)) : Buffer.concat([prevTail, consumed]).subarray(-TAIL_BYTES);
     const next: Position = { fileId: this.pos!.fileId, offset, tail: Buffer.from(tail) };
-    const outcomes = this.opts.sink.commit(items, () => this.persist(next));
+    const outcomes = this.opts.sink.commit(items, () => this.persist(next), 'file');
     this.pos = next;
     countOutcomes('file', outcomes);
   }

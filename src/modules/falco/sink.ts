@@ -1,9 +1,10 @@
 import { dirname } from 'node:path';
 import type { Staging } from '../../agent/alerts/aggregator.js';
+import { isSpoolFull, SPOOL_FULL_MESSAGE, SpoolFullError, type WhenFull } from '../../agent/spool/spool.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { DB } from '../../shared/sqlite/open.js';
-import { falcoEvents, STORE_FAILED, type Outcome } from './events.js';
+import { falcoEvents, STORE_FAILED, type FalcoInput, type Outcome } from './events.js';
 import { hasInboxFiles } from './inbox.js';
 import { InboxSink, type AcceptCallback, type InboxPending } from './inbox-sink.js';
 import type { FalcoEvent } from './parse.js';
@@ -21,6 +22,13 @@ import { VerdictError } from '../../shared/errors.js';
 // aggregator's writes, the events' uuids and whatever the input must remember
 // with them (a file offset). Both queue per event-loop turn, so one append or
 // one transaction serves every event of the turn.
+//
+// Every write asks the spool to refuse it while it is full (whenFull
+// 'refuse', spool.ts) rather than drop the alerts: the events were answered or
+// read already, so they wait where they are (the HTTP inbox, the file, the
+// pipe, the gRPC input's memory) and are written when the spool has room.
+// Meanwhile the HTTP input answers 503. The sink logs the pause once per
+// episode and the resumption when the spool has room again.
 
 export interface SinkItem {
   alert: AlertPayload;
@@ -29,13 +37,17 @@ export interface SinkItem {
 
 /** What the sink needs of the aggregator (ctx.alerts) for commit() and submit(). */
 export interface AlertAdder {
-  /** Durable when it returns; `inTx` runs inside the same transaction. */
-  add(alerts: readonly AlertPayload[], windowMs: number, inTx?: () => void): void;
+  /** Durable when it returns; `inTx` runs inside the same transaction. With whenFull 'refuse' it throws while the spool is full. */
+  add(alerts: readonly AlertPayload[], windowMs: number, inTx?: () => void, whenFull?: WhenFull): void;
+  /** Whether the spool is full (AlertAggregator has it). */
+  readonly spoolFull?: boolean;
+  /** Called when a full spool has room again (AlertAggregator has it). */
+  onSpoolRoom?(listener: () => void): () => void;
 }
 
 /** What the HTTP inbox needs of the aggregator in addition (AlertAggregator has it). */
 export interface StagingAlertAdder extends AlertAdder {
-  staging(): Staging;
+  staging(whenFull?: WhenFull): Staging;
 }
 
 function canStage(a: AlertAdder): a is StagingAlertAdder {
@@ -82,6 +94,9 @@ export class FalcoSink {
   /** close() began: accept() refuses. */
   private stopping = false;
   private closed = false;
+  /** The episode of a full spool the Falco inputs wait for: since when, and how many HTTP events were refused in it. */
+  private spoolPause: { since: number; refused: number } | undefined;
+  private readonly offRoom: (() => void) | undefined;
 
   constructor(
     db: DB,
@@ -92,12 +107,14 @@ export class FalcoSink {
     this.runTx = db.transaction((f: () => void) => f());
     const leftInbox = !db.memory && hasInboxFiles(dirname(db.name));
     if (canStage(alerts) && opts.builder) {
-      this.inboxSink = new InboxSink(db, alerts.staging(), this.uuids, {
+      this.inboxSink = new InboxSink(db, alerts.staging('refuse'), this.uuids, {
         windowMs: opts.windowMs,
         log: opts.log,
         builder: opts.builder,
         persistIntervalMs: opts.persistIntervalMs,
         maxStaged: opts.maxStaged,
+        spoolFull: () => this.spoolFull,
+        onSpoolFull: () => this.noteSpoolFull('http'),
       });
       if (leftInbox) this.inboxSink.replayAtStart();
     } else if (leftInbox) {
@@ -106,10 +123,40 @@ export class FalcoSink {
         'Falco events stored by the HTTP input are waiting in the inbox (falco-inbox-*.log in the data dir); they become alerts when the falco module runs with falco.http enabled, or delete those files to drop them',
       );
     }
+    this.offRoom = alerts.onSpoolRoom?.(() => this.spoolHasRoom());
   }
 
-  /** Accepts items durably in one transaction, with `after` run inside it. */
-  commit(items: readonly SinkItem[], after?: () => void): Outcome[] {
+  /** Whether the spool is full: the inputs hold their events until it has room. */
+  get spoolFull(): boolean {
+    return this.alerts.spoolFull ?? false;
+  }
+
+  /** An input found the spool full: logged once per episode (until the spool has room again). */
+  noteSpoolFull(input: FalcoInput): void {
+    if (this.spoolPause) return;
+    this.spoolPause = { since: Date.now(), refused: 0 };
+    this.opts.log.warn(
+      { input },
+      'Alert spool is full: the Falco inputs hold new events until the server acknowledges queued alerts (HTTP answers 503, the file and stdin are not read further, gRPC events wait in memory); nothing already accepted is dropped. Check the connection to the server or raise --spool-max-bytes',
+    );
+  }
+
+  private spoolHasRoom(): void {
+    const p = this.spoolPause;
+    if (!p) return;
+    this.spoolPause = undefined;
+    this.opts.log.info(
+      { paused_ms: Date.now() - p.since, refused_http: p.refused },
+      'Alert spool has room again: the Falco inputs take events again and write the ones they held',
+    );
+  }
+
+  /**
+   * Accepts items durably in one transaction, with `after` run inside it.
+   * Throws SpoolFullError (nothing stored) while the spool is full: the
+   * `input` keeps the events and commits them again later.
+   */
+  commit(items: readonly SinkItem[], after?: () => void, input: FalcoInput = 'grpc'): Outcome[] {
     if (items.length === 0 && !after) return [];
     const outcomes: Outcome[] = new Array<Outcome>(items.length);
     const fresh: AlertPayload[] = [];
@@ -129,11 +176,12 @@ export class FalcoSink {
       after?.();
     };
     try {
-      if (fresh.length) this.alerts.add(fresh, this.opts.windowMs, inTx);
+      if (fresh.length) this.alerts.add(fresh, this.opts.windowMs, inTx, 'refuse');
       else this.runTx(inTx);
     } catch (e) {
       // A rolled back transaction must not make a retry look like a duplicate.
       this.uuids.rollBack(mark);
+      if (isSpoolFull(e)) this.noteSpoolFull(input);
       throw e;
     }
     this.uuids.committed(written!);
@@ -159,6 +207,12 @@ export class FalcoSink {
    */
   accept(ev: FalcoEvent, body: Buffer, done: AcceptCallback): void {
     if (!this.inboxSink) throw new Error('FalcoSink.accept needs an aggregator that stages and a builder');
+    if (!this.stopping && this.spoolFull) {
+      this.noteSpoolFull('http');
+      this.spoolPause!.refused++;
+      falcoEvents.inc({ input: 'http', outcome: 'failed' });
+      return done(new SpoolFullError(`${SPOOL_FULL_MESSAGE}; the event was not accepted: send it again later`));
+    }
     let refused: string | undefined;
     if (this.stopping) refused = 'the Falco input is stopping; retry shortly';
     else if (this.queued >= (this.opts.maxQueued ?? 50_000)) refused = 'the agent has too many Falco events waiting to be stored; retry shortly';
@@ -199,6 +253,7 @@ export class FalcoSink {
     await this.drain();
     if (this.closed) return;
     this.closed = true;
+    this.offRoom?.();
     this.inboxSink?.close();
   }
 
@@ -221,7 +276,8 @@ export class FalcoSink {
       try {
         outcomes = this.commit(batch.map((p) => p.item));
       } catch (e) {
-        this.opts.log.error({ error: (e as Error).message, events: batch.length }, STORE_FAILED);
+        // A full spool is logged once per episode (commit); the submitter keeps the events and retries.
+        if (!isSpoolFull(e)) this.opts.log.error({ error: (e as Error).message, events: batch.length }, STORE_FAILED);
         for (const p of batch) p.reject(e as Error);
         continue;
       }

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from '../../shared/log/logger.js';
+import { isSpoolFull } from '../../agent/spool/spool.js';
 import { retryUntilDone } from '../../shared/retry/until-done.js';
 import { countOutcomes, type FalcoInput } from './events.js';
 import { LineDecoder } from './line-decoder.js';
@@ -13,7 +14,9 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 // arrives; when storing fails the stream is paused (Falco's writes then wait in
 // the pipe) and the same lines are stored again with backoff. When the input
 // stops (the module restarts on a config change) an unfinished last line is put
-// back into the stream for the next reader.
+// back into the stream for the next reader. A full alert spool is such a
+// failure too: the stream is paused until the spool has room (the sink logs
+// that once per episode, not as a storage failure).
 
 const MAX_LINE = 1024 * 1024;
 const NL = 10;
@@ -48,15 +51,19 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
   const store = (items: SinkItem[]): void => {
     if (items.length === 0) return;
     let paused = false;
+    let storageFailed = false;
     const attempt = () => {
       try {
-        countOutcomes(input, opts.sink.commit(items));
+        countOutcomes(input, opts.sink.commit(items, undefined, input));
       } catch (e) {
         // Paused at once (the first attempt runs in this turn), before the stream emits the next chunk.
         if (!paused) {
           paused = true;
           failing++;
           stream.pause();
+        }
+        if (!storageFailed && !isSpoolFull(e)) {
+          storageFailed = true;
           log.error(
             { input, error: (e as Error).message, events: items.length },
             "Cannot store Falco events read from the pipe; reading paused, retrying (check the agent's disk and logs)",
@@ -72,7 +79,7 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
             { input, error: (r.error as Error).message, events: items.length },
             'Could not store Falco events read from the pipe before the input stopped; they are lost',
           );
-        else if (r.failures) log.info({ input, events: items.length }, 'Stored the Falco events read from the pipe; reading again');
+        else if (storageFailed) log.info({ input, events: items.length }, 'Stored the Falco events read from the pipe; reading again');
       })
       .finally(() => {
         storing.delete(p);

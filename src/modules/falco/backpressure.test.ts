@@ -1,0 +1,168 @@
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { falcoConfig, store, tmp, type Store } from '../../../test/falco/helpers.js';
+import { capturingLogger } from '../../../test/helpers/logs.js';
+import { scenarioEvent, toFalcoJson } from '../../peers/falco/scenario.js';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import { loadFalcoDefaults } from './defaults.js';
+import { startFalcoHttpInput } from './http.js';
+import { readInboxDir } from './inbox.js';
+import { parseFalcoJson } from './parse.js';
+import { JsonlFollower } from './jsonl-file.js';
+import { FalcoSink } from './sink.js';
+import { readJsonlStream } from './stdin.js';
+import { FalcoAlertBuilder } from './to-alert.js';
+
+// A full agent spool (the server has not acknowledged what it holds) holds
+// Falco's events where they are, instead of dropping their alerts: the HTTP
+// inbox keeps what it answered 200 for, the file offset stays before the lines
+// not written, stdin stops being read. Once the spool has room (the server
+// acknowledged), they all become alerts.
+
+const builder = new FalcoAlertBuilder(falcoConfig('falco:\n  stdin: true\n'), loadFalcoDefaults());
+/** Bytes of one alert of event(): the spool holds about this many before it is full. */
+const ONE = Buffer.byteLength(JSON.stringify(builder.toAlert(parseFalcoJson(event(0)))));
+
+let seq = 0;
+/** An event of a pod of its own: its own alert, told apart by its pod. */
+function event(n = seq++): string {
+  const ev = scenarioEvent(0);
+  ev.output_fields['k8s.pod.name'] = `pod-${n}`;
+  ev.output_fields['ka.target.name'] = `pod-${n}`;
+  return toFalcoJson(ev);
+}
+
+function spooledPods(s: Store): string[] {
+  return s.outbox.read(0, 1e6).map((r) => (JSON.parse(r.payload.toString()) as AlertPayload).labels.pod!);
+}
+
+/** What the server does when it acknowledges everything spooled: the spool has room. */
+function acknowledgeAll(s: Store): string[] {
+  const pods = spooledPods(s);
+  s.outbox.remove(s.outbox.read(0, 1e6));
+  return pods;
+}
+
+/** Fills the spool to its bound with alerts of another source (as Cilium's would). */
+function fill(s: Store): void {
+  const a = builder.toAlert(parseFalcoJson(event(9_999)));
+  for (let i = 0; i < 100 && !s.outbox.full; i++) s.outbox.add([{ ...a, source: 'cilium', fingerprint: `other-${i}` }], 'refuse');
+  expect(s.outbox.full).toBe(true);
+}
+
+async function until(f: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (f()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('Falco inputs when the agent spool is full', () => {
+  it('HTTP: events answered 200 stay in the inbox while the spool refuses their alerts, new ones get 503, and all flow once it has room', async () => {
+    const dir = tmp();
+    const s = store(join(dir, 'data'), ONE * 10);
+    const { log, logs } = capturingLogger();
+    // A dedup window: the answered events wait staged for the commit, as they do by default.
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: 60_000, builder, log, persistIntervalMs: 100 });
+    const input = await startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: 1 << 20, builder, sink, log });
+    const post = async (body: string) => {
+      const res = await fetch(`http://127.0.0.1:${input.port}/`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as { status?: string; error?: string } };
+    };
+    try {
+      seq = 0;
+      const answered = await Promise.all([event(), event(), event()].map(post));
+      expect(answered.map((a) => a.status)).toEqual([200, 200, 200]);
+      // Before their commit, the spool fills up with another source's alerts.
+      fill(s);
+      await until(() => sink.unwritten === 3 && logs.some((l) => l.msg.startsWith('Alert spool is full: the Falco inputs hold')), 'the refused commit');
+      await new Promise((r) => setTimeout(r, 300));
+      // Not dropped, not written: still in the inbox, its consumed position before them.
+      expect(sink.unwritten).toBe(3);
+      const state = s.db.prepare('SELECT gen, offset FROM falco_inbox_state').get() as { gen: number; offset: number } | undefined;
+      expect(
+        readInboxDir(join(dir, 'data'), state).map(
+          (b) => (JSON.parse(b.toString()) as { output_fields: Record<string, string> }).output_fields['k8s.pod.name'],
+        ),
+      ).toEqual(['pod-0', 'pod-1', 'pod-2']);
+      expect(spooledPods(s).filter((p) => p.startsWith('pod-') && p !== 'pod-9999')).toEqual([]);
+
+      const refused = await post(event());
+      expect(refused.status).toBe(503);
+      expect(refused.retryAfter).toBe('10');
+      expect(refused.body.error).toMatch(
+        /alert spool is full: the server has not acknowledged.*raise --spool-max-bytes; the event was not accepted: send it again later/,
+      );
+      expect((await post(event())).status).toBe(503);
+      expect(logs.filter((l) => l.msg.startsWith('Alert spool is full')).length).toBe(1);
+
+      // The server acknowledges: the events of the inbox become alerts, and new events are taken.
+      acknowledgeAll(s);
+      await until(() => sink.unwritten === 0, 'the inbox events to be written');
+      expect(spooledPods(s)).toEqual(['pod-0', 'pod-1', 'pod-2']);
+      const resumed = logs.find((l) => l.msg.startsWith('Alert spool has room again'));
+      expect(resumed).toMatchObject({ level: 'info', refused_http: 2 });
+      expect((await post(event())).status).toBe(200);
+      await sink.settle();
+      expect(spooledPods(s)).toEqual(['pod-0', 'pod-1', 'pod-2', 'pod-5']);
+    } finally {
+      await input.close();
+      await sink.close();
+    }
+  });
+
+  it('file: the offset stays before the lines whose alerts were refused, and they are read again once there is room', async () => {
+    const dir = tmp();
+    const path = join(dir, 'events.json');
+    const s = store(join(dir, 'data'), ONE * 4);
+    const { log, logs } = capturingLogger();
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log });
+    const f = new JsonlFollower({ path, startAt: 'beginning', pollIntervalMs: 20, db: s.db, sink, builder, log, signal: new AbortController().signal });
+    const offset = () => (s.db.prepare('SELECT offset FROM falco_file_positions').get() as { offset: number }).offset;
+    seq = 0;
+    const first = `${event()}\n${event()}\n${event()}\n${event()}\n${event()}\n`;
+    writeFileSync(path, first);
+    await f.step();
+    // Taken whole (the spool was not full yet), and now it is.
+    expect(spooledPods(s)).toEqual(['pod-0', 'pod-1', 'pod-2', 'pod-3', 'pod-4']);
+    expect(s.outbox.full).toBe(true);
+    appendFileSync(path, `${event()}\n${event()}\n`);
+    await expect(f.step()).rejects.toThrow(/alert spool is full/);
+    expect(offset()).toBe(Buffer.byteLength(first));
+    expect(spooledPods(s)).toHaveLength(5);
+    expect(logs.filter((l) => l.msg.startsWith('Alert spool is full: the Falco inputs hold')).map((l) => l.input)).toEqual(['file']);
+
+    expect(acknowledgeAll(s)).toHaveLength(5);
+    await f.step();
+    expect(spooledPods(s)).toEqual(['pod-5', 'pod-6']);
+    expect(offset()).toBe(Buffer.byteLength(first) + Buffer.byteLength(`${event(5)}\n${event(6)}\n`));
+    await sink.close();
+  });
+
+  it('stdin: reading pauses while the spool is full and every line read becomes an alert once there is room', async () => {
+    const s = store(':memory:', ONE * 3);
+    const { log } = capturingLogger();
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log });
+    const stream = new PassThrough();
+    const abort = new AbortController();
+    const done = readJsonlStream({ stream, sink, builder, log, signal: abort.signal, retryInitialMs: 20 });
+    seq = 0;
+    stream.write(`${event()}\n${event()}\n${event()}\n`);
+    await until(() => s.outbox.full, 'the spool to fill');
+    stream.write(`${event()}\n${event()}\n`);
+    await until(() => stream.isPaused(), 'stdin to pause');
+    stream.write(`${event()}\n`);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(spooledPods(s)).toEqual(['pod-0', 'pod-1', 'pod-2']);
+
+    expect(acknowledgeAll(s)).toHaveLength(3);
+    await until(() => s.outbox.size === 3, 'the held lines to be stored');
+    expect(spooledPods(s)).toEqual(['pod-3', 'pod-4', 'pod-5']);
+    abort.abort();
+    await done;
+    await sink.close();
+  });
+});
