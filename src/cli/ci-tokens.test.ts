@@ -128,10 +128,38 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
         ['create', '--project', 'shop app'],
         '--project "shop app" is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)',
       ],
+      // GitLab's path and environment name rules: a path cannot climb (..) or start a part with '-' or '.'.
+      [
+        ['create', '--project', 'a/../b'],
+        `--project "a/../b" is not a GitLab project path: each part may hold only letters, digits, '_', '-' and '.', must start with a letter, digit or '_', and must not end in .git or .atom (".." does not)`,
+      ],
+      [
+        ['create', '--project', 'shop/../platform/x'],
+        `--project "shop/../platform/x" is not a GitLab project path: each part may hold only letters, digits, '_', '-' and '.', must start with a letter, digit or '_', and must not end in .git or .atom (".." does not)`,
+      ],
+      [
+        ['create', '--project', 'a/b', '--environment', 'prod:eu'],
+        `--environment "prod:eu" is not a GitLab environment name: it may hold only letters, digits, spaces and '-', '_', '/', '$', '{', '}', '.', but must not start or end with '/'`,
+      ],
+      [
+        ['create', '--project', 'a/b', '--environment', 'review/'],
+        `--environment "review/" is not a GitLab environment name: it may hold only letters, digits, spaces and '-', '_', '/', '$', '{', '}', '.', but must not start or end with '/'`,
+      ],
       [['create', '--project', 'a/b', '--protected'], '--protected says --ref is a protected branch or tag; give --ref <branch or tag> too'],
       [
         ['create', '--project', 'a/b', '--ttl', '0s'],
-        '--ttl must be above 0 and at most 24h (a job token lives as long as its job), e.g. --ttl 1h; got --ttl 0s',
+        '--ttl must be at least 1m and at most 24h (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. --ttl 1h; got --ttl 0s',
+      ],
+      // Bare digits would be milliseconds (parseDuration's rule for config files): 3600 meant an hour, not 3.6 s.
+      [['create', '--project', 'a/b', '--ttl', '3600'], '--ttl 3600 has no unit; give one, e.g. --ttl 3600s (seconds) or --ttl 1h'],
+      [['create', '--project', 'a/b', '--ttl', '90'], '--ttl 90 has no unit; give one, e.g. --ttl 90s (seconds) or --ttl 1h'],
+      [
+        ['create', '--project', 'a/b', '--ttl', '500ms'],
+        '--ttl must be at least 1m and at most 24h (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. --ttl 1h; got --ttl 500ms',
+      ],
+      [
+        ['create', '--project', 'a/b', '--ttl', '59s'],
+        '--ttl must be at least 1m and at most 24h (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. --ttl 1h; got --ttl 59s',
       ],
       [
         ['create', '--project', 'a/b', '--ttl', '48h'],

@@ -8,7 +8,8 @@ const HELP = `Usage:
                            [--protected]] [--ttl <duration>] [--data-dir <dir> | --config <file>]
       Issues the credential of one CI/CD job of project <path> (as ci_access names it:
       group/project) and prints it, alone on stdout, once; only its SHA-256 hash is
-      stored. It expires after --ttl (default 1h, at most 24h). Turn it into a
+      stored. It expires after --ttl (default 1h, at least 1m, at most 24h; give a
+      unit: 90s, 30m, 1h). Turn it into a
       KUBECONFIG with \`verdict kubeconfig --ci-token <token>\`.
       --environment: the job's environment (ci_access environments rules);
       --protected: the job runs on a protected --ref (protected_branches_only).
@@ -24,9 +25,13 @@ its tokens and revocations within about a second. The same operations are
 in the admin HTTP API: /api/v1/admin/ci-tokens.
 `;
 
+/** The shortest --ttl: a token for a job, not one that expires while kubectl starts. */
+const MIN_TTL_MS = 60_000;
+
 /** The flags' names, and --ttl given back as typed. */
 const flags = (ttl: string): JobInputNames => ({
   project: '--project',
+  environment: '--environment',
   ref: '--ref',
   protected: '--protected',
   ttl: { name: '--ttl', example: '--ttl 1h', given: () => `--ttl ${ttl}` },
@@ -52,12 +57,20 @@ export async function run(argv: string[]): Promise<number> {
   const { sub, values, positionals } = args;
   let job: NewJob | undefined;
   if (sub === 'create') {
+    const ttl = values.ttl.trim();
+    // parseDuration reads bare digits as milliseconds (config files' rule); here a user means seconds as
+    // often as not (the admin API takes ttl_seconds), so either reading could make a token they did not mean.
+    if (/^\d+(\.\d+)?$/.test(ttl)) throw usageError(`verdict ci-tokens create: --ttl ${ttl} has no unit; give one, e.g. --ttl ${ttl}s (seconds) or --ttl 1h`);
     let ttlMs: number;
     try {
-      ttlMs = parseDuration(values.ttl, '--ttl');
+      ttlMs = parseDuration(ttl, '--ttl');
     } catch (e) {
       throw usageError(`verdict ci-tokens create: ${(e as Error).message}`);
     }
+    if (ttlMs < MIN_TTL_MS)
+      throw usageError(
+        `verdict ci-tokens create: --ttl must be at least 1m and at most 24h (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. --ttl 1h; got --ttl ${ttl}`,
+      );
     job = {
       project: values.project ?? '',
       ttlMs,

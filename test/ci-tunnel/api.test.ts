@@ -120,6 +120,16 @@ describe('CI job tokens over the admin HTTP API', () => {
       status: 400,
       json: { message: 'project "/shop app/" is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)' },
     });
+    expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/../platform/x' })).toMatchObject({
+      status: 400,
+      json: { message: expect.stringMatching(/^project "shop\/\.\.\/platform\/x" is not a GitLab project path: each part may hold only/) },
+    });
+    expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', environment: 'prod:eu' })).toMatchObject({
+      status: 400,
+      json: { message: expect.stringMatching(/^environment "prod:eu" is not a GitLab environment name/) },
+    });
+    // GitLab's environment names may hold spaces (the slug is prod-env).
+    expect((await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', environment: 'Prod Env' })).status).toBe(201);
     expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', protected: true })).toMatchObject({
       status: 400,
       json: { message: 'protected says ref is a protected branch or tag; give ref <branch or tag> too' },

@@ -64,6 +64,10 @@ const MAX_JOB_ID = 2 ** 40;
 export const MAX_TTL_MS = 24 * 3600_000;
 /** A project as ci_access names it: group/subgroup/project, or a numeric id. */
 const PROJECT_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+/** One part of a GitLab path: `..`, `.` or `-x` name no project, and would let a path climb out of its group. */
+const PATH_PART = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+/** GitLab's rule for environment names, spaces included ("Prod Env" is one; its slug is prod-env); at most 255 characters. */
+const ENVIRONMENT_NAME = /^(?!\/)[A-Za-z0-9 _/${}.-]{1,255}(?<!\/)$/;
 export const TOKEN_PREFIX = 'vdt_ci_';
 const PURGE_AFTER_MS = 24 * 3600_000;
 
@@ -85,6 +89,7 @@ export function jobView(j: CiJob, now = Date.now()) {
 /** What a caller's users call a new job's inputs, for its messages: the admin API's body fields, or the CLI's flags. */
 export interface JobInputNames {
   project: string;
+  environment: string;
   ref: string;
   protected: string;
   /**
@@ -95,6 +100,7 @@ export interface JobInputNames {
 }
 const API_NAMES: JobInputNames = {
   project: 'project',
+  environment: 'environment',
   ref: 'ref',
   protected: 'protected',
   ttl: { name: 'ttl_seconds', example: '3600', given: (ttlMs) => String(ttlMs / 1000) },
@@ -109,6 +115,11 @@ export function jobRefusal(j: NewJob, names: JobInputNames = API_NAMES): string 
   // Such a job could never match a ci_access entry, whose ids are paths of this form.
   if (!PROJECT_PATH.test(project))
     return `${names.project} ${JSON.stringify(j.project)} is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)`;
+  const bad = project.split('/').find((part) => !PATH_PART.test(part) || /\.(git|atom)$/i.test(part));
+  if (bad !== undefined)
+    return `${names.project} ${JSON.stringify(j.project)} is not a GitLab project path: each part may hold only letters, digits, '_', '-' and '.', must start with a letter, digit or '_', and must not end in .git or .atom (${JSON.stringify(bad)} does not)`;
+  if (j.environment && !ENVIRONMENT_NAME.test(j.environment))
+    return `${names.environment} ${JSON.stringify(j.environment)} is not a GitLab environment name: it may hold only letters, digits, spaces and '-', '_', '/', '$', '{', '}', '.', but must not start or end with '/'`;
   // protected_branches_only reads it as "the ref is protected": without a ref it says nothing.
   if (j.protected && !j.ref) return `${names.protected} says ${names.ref} is a protected branch or tag; give ${names.ref} <branch or tag> too`;
   if (!(j.ttlMs > 0) || j.ttlMs > MAX_TTL_MS) {
