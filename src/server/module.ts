@@ -39,10 +39,11 @@ export interface ServerModuleContext {
   /**
    * Calls `end` once the agent runs another configuration project's
    * config.yaml than `project` (it was moved, and the new project's
-   * configuration reached it), for a stream that serves from the
-   * configuration project and should be asked for again; returns the untracker.
+   * configuration reached it), or, with `commit`, another commit than that
+   * one, for a stream that serves from the configuration project and should
+   * be asked for again; returns the untracker.
    */
-  followConfigProject(agent: string, project: string, end: () => void): () => void;
+  followConfigProject(agent: string, project: string, end: () => void, commit?: string): () => void;
   /**
    * The configuration project whose config.yaml the agent runs: the one this server last sent it (or found it
    * running) a configuration from, while its configuration stream is here or since it came back running that commit;
@@ -51,6 +52,13 @@ export interface ServerModuleContext {
    * and what is decided or served "from the configuration project" must come from that one meanwhile.
    */
   configProjectOf(agent: Pick<AgentRecord, 'id' | 'name' | 'created_at'>): string | undefined;
+  /**
+   * The configuration the agent runs, when this server knows it (as configProjectOf): the configuration project and the
+   * commit of its config.yaml last sent to the agent. What is read "from the configuration project" for the agent reads
+   * that commit: after a move the agent no longer follows the old project, and a commit pushed there since must
+   * neither grant nor apply nor prune anything.
+   */
+  servedConfigOf(agent: Pick<AgentRecord, 'id' | 'name' | 'created_at'>): { project: string; commit: string } | undefined;
 }
 
 /** A gRPC service a module adds to the agent API (plain gRPC and gRPC-in-WebSocket alike). */

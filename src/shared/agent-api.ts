@@ -22,3 +22,10 @@ export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
  * an error it reports.
  */
 export const SERVER_SHUTTING_DOWN = 'the server is shutting down';
+
+/**
+ * The `commit_id` of a ConfigurationResponse reporting (in `invalid_reason`) that the configuration project has no
+ * commit yet. Not '': agents from before the report existed start with '' as the invalid commit they logged, and
+ * would take a report with '' for one logged already and say nothing.
+ */
+export const NO_COMMIT_ID = '(no commit)';

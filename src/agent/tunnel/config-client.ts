@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { AgentConfigurationClient, type ConfigurationResponse } from '../../gen/verdict/agent.js';
+import { NO_COMMIT_ID } from '../../shared/agent-api.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { formatIssue } from '../../shared/config/schema.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
@@ -42,8 +43,8 @@ export async function runConfigStream(
   // Operators watch the agent, so the server's findings in config.yaml are
   // logged here too, once per commit (a reconnect may bring the same commit).
   let warnedCommit = '';
-  // An invalid commit is logged once, however often a reconnect brings it again; '' is a configuration project
-  // without a commit yet (a new one, or one the agent was moved to).
+  // An invalid commit is logged once, however often a reconnect brings it again; NO_COMMIT_ID (or '', from servers
+  // of the release before it) is a configuration project without a commit yet (a new one, or one the agent was moved to).
   let invalidCommit: string | undefined;
   const logInvalid = (fields: Record<string, unknown>) =>
     log.error(
@@ -94,7 +95,7 @@ export async function runConfigStream(
             queue = queue.then(async () => {
               if (msg.invalid_reason) {
                 if (invalidCommit !== msg.commit_id) {
-                  if (msg.commit_id) logInvalid({ commit_id: msg.commit_id, error: msg.invalid_reason });
+                  if (msg.commit_id && msg.commit_id !== NO_COMMIT_ID) logInvalid({ commit_id: msg.commit_id, error: msg.invalid_reason });
                   else
                     log.warn(
                       { error: msg.invalid_reason },

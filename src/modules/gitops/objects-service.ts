@@ -37,8 +37,9 @@ function refusal(e: unknown, code: (typeof REFUSALS)[number], prefix: string): u
   return isVerdictError(e, code) ? new VerdictError(code, `${prefix}${e.message}`, { cause: e }) : e;
 }
 
-/** Resolves when the signal aborts. */
+/** Resolves when the signal aborts, or at once when it has: a stream may be ended while git is read for it. */
 function aborted(signal: AbortSignal): Promise<unknown> {
+  if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
 }
 
@@ -89,10 +90,14 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
     let ended = false;
     // While it is open the agent is here: a sync this server sent it shows as under way (sync-status.ts).
     const closed = serverState.get(ctx.config)?.status.streamOpened(agent.name, req.project_id);
-    // The project whose config.yaml the agent runs: a moved agent keeps its last configuration until the new
-    // project has a valid one, and its configuration project's manifests come from the old project meanwhile.
-    const served = ctx.configProjectOf(agent);
-    const own = { name: agent.name, config_project: served ?? agent.config_project };
+    // The configuration the agent runs: a moved agent keeps its last configuration until the new project has a valid
+    // one, and its configuration project's manifests come from the old project meanwhile.
+    const served = ctx.servedConfigOf(agent);
+    const own = { name: agent.name, config_project: served?.project ?? agent.config_project };
+    // Moved away from (or back from) the project whose config.yaml it runs: the agent no longer follows that project,
+    // so a commit pushed there since the one it runs must not be applied or pruned. The entry without id is served
+    // at that commit, and the stream ends when the agent is sent another configuration.
+    const pinned = served && served.project !== agent.config_project ? served.commit : undefined;
     try {
       if (req.paths.length > MAX_PATHS) {
         throw new VerdictError('VERDICT_BAD_REQUEST', `invalid ObjectsToSynchronizeRequest.Paths: value must contain no more than ${MAX_PATHS} item(s)`);
@@ -104,23 +109,24 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
           throw refusal(e, 'VERDICT_NOT_FOUND', 'GitOps: ');
         }
       })();
+      const fromConfigProject = project.repo === own.config_project;
       // Served from the configuration project: once the agent runs another project's config.yaml (it was moved, and
       // that configuration reached it), the stream ends cleanly (below, once serve() stops), and the agent asks
-      // again at once, for the entry as the new project has it.
-      // The entries of the config.yaml the agent runs (undefined: none valid at the project's head).
-      const ids = await configuredProjects(own.config_project, agent.name, await headCommit(own.config_project));
-      if (project.repo === own.config_project) {
-        unfollow = ctx.followConfigProject(agent.name, served ?? '', () => abort.abort(MOVED));
-        if (served === undefined && ids === undefined) {
-          // Which project's config.yaml the agent runs is not known here (this server restarted; or the agent came
-          // from another replica, restarted, was sent a configuration elsewhere, or is another agent registered under the
-          // name), and the registered one has no valid config.yaml for it: the agent runs an older project's (it was
-          // moved), or none. Served from the registered project, its entry would read a commit without its manifests and
-          // prune what it applied. Its configuration stream ends this one once a configuration is sent (servedFrom), and
-          // the agent asks again.
-          await aborted(abort.signal);
-          return;
-        }
+      // again at once, for the entry as the new project has it. Followed before anything is awaited: a configuration
+      // stream arriving meanwhile (a reconnect) tells what the agent runs, and must find this stream to end it.
+      if (fromConfigProject) unfollow = ctx.followConfigProject(agent.name, served?.project ?? '', () => abort.abort(MOVED), pinned);
+      // The entries of the config.yaml the agent runs (undefined: none valid at the commit read).
+      const ids = await configuredProjects(own.config_project, agent.name, served?.commit ?? (await headCommit(own.config_project)));
+      if (fromConfigProject && served === undefined && ids === undefined) {
+        // Which project's config.yaml the agent runs is not known here (this server restarted; or the agent came
+        // from another replica, restarted, was sent a configuration elsewhere, or is another agent registered under the
+        // name), and the registered one has no valid config.yaml for it: the agent runs an older project's (it was
+        // moved), or none. Served from the registered project, its entry would read a commit without its manifests and
+        // prune what it applied. Its configuration stream ends this one once a configuration is sent (servedFrom), and
+        // the agent asks again.
+        log.debug("GitOps: holding the configuration project's objects until the agent is sent a configuration");
+        await aborted(abort.signal);
+        return;
       }
       refuseSecondEntry(own, ids, req.project_id, project.repo);
       const ref = (() => {
@@ -136,14 +142,14 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       let failure: unknown;
       await retryLoop({ backoff: { initialMs: intervalMs, maxMs: intervalMs, jitter: false }, signal: abort.signal }, async () => {
         try {
-          const c = await resolveCommit(project.repo, ref.rev);
+          const c = fromConfigProject && pinned !== undefined ? pinned : await resolveCommit(project.repo, ref.rev);
           if (!c)
             throw new VerdictError(
               'VERDICT_NOT_FOUND',
               `GitOps: repository poll failed: NotFound: file/directory/ref not found: ${ref.name} of project ${project.id}`,
             );
           if (c === req.commit_id) {
-            if (!ref.pinned) return 'backoff';
+            if (!ref.pinned && (!fromConfigProject || pinned === undefined)) return 'backoff';
             // A pinned commit never changes: wait for the agent to hang up.
             await aborted(abort.signal);
             return 'done';

@@ -8,7 +8,7 @@ import {
   type ConfigurationRequest,
   type ConfigurationResponse,
 } from '../../gen/verdict/agent.js';
-import { SERVER_SHUTTING_DOWN } from '../../shared/agent-api.js';
+import { NO_COMMIT_ID, SERVER_SHUTTING_DOWN } from '../../shared/agent-api.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { ConfigError, formatIssue } from '../../shared/config/schema.js';
 import { SERVER_DEFAULTS, type ServerConfig } from '../../shared/config/server-config.js';
@@ -18,6 +18,8 @@ import { VERSION, versionsCompatible } from '../../shared/version.js';
 import type { AgentRecord, AgentRegistry, AuthenticatedAgent } from '../agents/agent-registry.js';
 import { hashSecret } from '../auth/secret.js';
 import { loadAgentConfiguration } from '../config/agent-config-loader.js';
+import { configPath } from '../config/agent-config-path.js';
+import { git } from '../config/git-project.js';
 import type { ProjectPollers } from '../config/project-poller.js';
 import type { AgentCall } from '../module.js';
 import { serverModules } from '../modules.js';
@@ -75,14 +77,26 @@ type AnyCall = AgentCall;
  */
 type AgentIdentity = Pick<AgentRecord, 'id' | 'name' | 'created_at'>;
 
-interface Served {
+const identityOf = (agent: AgentIdentity) => `${agent.id}@${agent.created_at}`;
+
+/** The configuration an agent runs: the configuration project and the commit of its config.yaml last sent to it. */
+export interface ServedConfig {
   project: string;
   commit: string;
-  /** Of the agent the configuration was sent to. */
-  registered: string;
 }
 
-const sameAgent = (s: Served, agent: AgentIdentity) => s.registered === `${agent.id}@${agent.created_at}`;
+interface Served extends ServedConfig {
+  /** Of the agent the configuration was sent to. */
+  registered: string;
+  /** When its last configuration stream here closed (entries in `left` only). */
+  leftAt?: number;
+}
+
+/**
+ * How long the entry of an agent that left is kept for its return. Its use is a reconnect after a blip; an agent away
+ * longer (deleted, or gone to another replica for good) would otherwise hold its entry for the server's lifetime.
+ */
+const LEFT_TTL_MS = 3600_000;
 
 /**
  * Tracks open streams per token, so a revoked token's streams can be dropped, and each agent's configuration streams
@@ -90,8 +104,11 @@ const sameAgent = (s: Served, agent: AgentIdentity) => s.registered === `${agent
  */
 export class StreamRegistry {
   private readonly byToken = new Map<number, Set<AnyCall>>();
-  /** 'config': a GetConfiguration stream; 'follow': a module's stream served from the configuration project. */
-  private readonly configByAgent = new Map<string, Set<{ project: string; kind: 'config' | 'follow'; end: () => void }>>();
+  /**
+   * 'config': a GetConfiguration stream; 'follow': a module's stream served from the configuration project, and, when
+   * `commit` is set, pinned to that commit of it.
+   */
+  private readonly configByAgent = new Map<string, Set<{ project: string; commit?: string | undefined; kind: 'config' | 'follow'; end: () => void }>>();
   /**
    * The configuration project each agent was last sent a configuration from (the one whose config.yaml it runs), while
    * it has a configuration stream open here. Keyed by name, and kept with the agent's registration (an agent
@@ -134,12 +151,13 @@ export class StreamRegistry {
 
   /**
    * Tracks a GetConfiguration stream (`config`) serving `project` to `agent`, or a module's stream served from the
-   * configuration project (`follow`); `end` ends it cleanly. Returns the untracker.
+   * configuration project (`follow`; with `commit`, served from that commit of it); `end` ends it cleanly. Returns the
+   * untracker.
    */
-  addConfigStream(agent: string, project: string, end: () => void, kind: 'config' | 'follow' = 'config'): () => void {
+  addConfigStream(agent: string, project: string, end: () => void, kind: 'config' | 'follow' = 'config', commit?: string): () => void {
     let set = this.configByAgent.get(agent);
     if (!set) this.configByAgent.set(agent, (set = new Set()));
-    const entry = { project, kind, end };
+    const entry = { project, commit, kind, end };
     set.add(entry);
     return () => {
       if (!set.delete(entry)) return;
@@ -149,7 +167,7 @@ export class StreamRegistry {
       if (kind === 'config' && ![...set].some((s) => s.kind === 'config')) {
         const served = this.served.get(agent);
         this.served.delete(agent);
-        if (served) this.left.set(agent, served);
+        if (served) this.leave(agent, served);
       }
     };
   }
@@ -172,8 +190,8 @@ export class StreamRegistry {
    */
   servedFrom(agent: AgentIdentity, project: string, commit: string): void {
     this.left.delete(agent.name);
-    this.served.set(agent.name, { project, commit, registered: `${agent.id}@${agent.created_at}` });
-    this.endFollowing(agent.name, project);
+    this.served.set(agent.name, { project, commit, registered: identityOf(agent) });
+    this.endFollowing(agent.name, project, commit);
   }
 
   /**
@@ -186,25 +204,45 @@ export class StreamRegistry {
     const last = this.served.get(agent.name) ?? this.left.get(agent.name);
     this.left.delete(agent.name);
     if (!last) return;
-    if (commit !== '' && last.commit === commit && sameAgent(last, agent)) {
-      this.served.set(agent.name, last);
+    if (commit !== '' && last.commit === commit && last.registered === identityOf(agent)) {
+      this.served.set(agent.name, { project: last.project, commit: last.commit, registered: last.registered });
       // Streams held while it was unknown (project '') ask again, and are served from it.
-      this.endFollowing(agent.name, last.project);
+      this.endFollowing(agent.name, last.project, last.commit);
       return;
     }
     this.served.delete(agent.name);
-    this.endFollowing(agent.name, '');
+    this.endFollowing(agent.name, '', '');
   }
 
   /** The configuration project whose config.yaml the agent runs, as far as this server knows (servedFrom); undefined when it does not. */
   servedProject(agent: AgentIdentity): string | undefined {
-    const s = this.served.get(agent.name);
-    return s && sameAgent(s, agent) ? s.project : undefined;
+    return this.servedConfig(agent)?.project;
   }
 
-  /** Ends the modules' streams that follow another configuration project than `project`. */
-  private endFollowing(agent: string, project: string): void {
-    for (const s of [...(this.configByAgent.get(agent) ?? [])]) if (s.kind === 'follow' && s.project !== project) s.end();
+  /** The configuration project and commit whose config.yaml the agent runs, as far as this server knows (servedFrom); undefined when it does not. */
+  servedConfig(agent: AgentIdentity): ServedConfig | undefined {
+    const s = this.served.get(agent.name);
+    return s && s.registered === identityOf(agent) ? { project: s.project, commit: s.commit } : undefined;
+  }
+
+  /** The projects (with the commit, for pinned ones) the agent's modules' streams serve from, as they were opened ('' while unknown). */
+  following(agent: string): ServedConfig[] {
+    return [...(this.configByAgent.get(agent) ?? [])].filter((s) => s.kind === 'follow').map((s) => ({ project: s.project, commit: s.commit ?? '' }));
+  }
+
+  /**
+   * A stream served from what the agent ran is wrong once it runs another project, or another commit of the one it
+   * is pinned to: it ends, and the agent's next request is served from what it runs then.
+   */
+  private endFollowing(agent: string, project: string, commit: string): void {
+    for (const s of [...(this.configByAgent.get(agent) ?? [])])
+      if (s.kind === 'follow' && (s.project !== project || (s.commit !== undefined && s.commit !== commit))) s.end();
+  }
+
+  private leave(agent: string, served: Served): void {
+    const now = Date.now();
+    for (const [name, s] of this.left) if (now - (s.leftAt ?? now) > LEFT_TTL_MS) this.left.delete(name);
+    this.left.set(agent, { ...served, leftAt: now });
   }
 
   /** Agents with at least one open configuration stream. */
@@ -297,6 +335,24 @@ function authenticate(call: AnyCall, deps: TunnelDeps, limits: NonNullable<Tunne
     };
   }
   return agent;
+}
+
+/**
+ * Whether `repo` is a git repository that git reads, whose default branch has no commit yet. Its poller says only that
+ * HEAD could not be read, which a missing directory or one git refuses (safe.directory) says too.
+ */
+async function unbornHead(repo: string): Promise<boolean> {
+  try {
+    await git(repo, ['rev-parse', '--git-dir']);
+  } catch {
+    return false;
+  }
+  try {
+    await git(repo, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}']);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 function majorMinor(v: string): string {
@@ -409,25 +465,37 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
       call.on('close', cleanup);
       call.on('error', cleanup);
       poller.on('commit', push);
-      poller.current().then(push, (e: unknown) => {
+      poller.current().then(push, async (e: unknown) => {
         if (closed) return;
-        if (!reportsInStream) {
-          // An agent that does not know invalid_reason (an older one) learns it from the stream's end.
+        // A project without a commit yet (just created, an agent moved to it) is waited for on the open stream: the
+        // poller's first commit is pushed, as the original polls, and the agent keeps the configuration it runs
+        // without a reconnect backoff. Anything else (no repository, one git refuses to read) ends the stream with
+        // the error, and the agent's reconnect is the retry.
+        const empty = reportsInStream && (await unbornHead(agent.config_project));
+        if (closed) return;
+        if (!empty) {
           cleanup();
           call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: errText(e) });
           return;
         }
-        // No commit yet (a project just created, an agent moved to it): the stream stays open and the poller's first
-        // commit is pushed, as the original polls; the agent keeps the configuration it runs, without a reconnect backoff.
-        const details = `configuration project ${agent.config_project} has no configuration for the agent yet: ${errText(e)}`;
+        // The server's path to the project is its own business: the agent is told what to commit, not where.
+        const details = `the configuration project has no commit on its default branch yet: commit ${configPath(agent.name)} there`;
         log.warn(
           { config_project: agent.config_project, error: errText(e) },
           call.request.commit_id
             ? 'Config: no commit of the configuration project can be read yet; the agent keeps running its last configuration and is sent the new one once config.yaml is committed there'
             : 'Config: no commit of the configuration project can be read yet; the agent is sent its configuration once config.yaml is committed there',
         );
-        deps.agents.recordConfigInvalid(agent.name, '', details);
-        call.write({ commit_id: '', config_json: '', files: [], agent_name: agent.name, warnings: [], invalid_reason: details });
+        try {
+          deps.agents.recordConfigInvalid(agent.name, '', details);
+        } catch (err) {
+          // As for a commit (push): the database failing ends the stream, and the agent asks again.
+          log.error({ error: errText(err) }, 'Config: could not send the configuration; closing the stream');
+          cleanup();
+          call.emit('error', { code: grpc.status.UNAVAILABLE, details: `server could not send the configuration: ${errText(err)}` });
+          return;
+        }
+        call.write({ commit_id: NO_COMMIT_ID, config_json: '', files: [], agent_name: agent.name, warnings: [], invalid_reason: details });
       });
     },
   });
@@ -538,8 +606,10 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
     for (const ev of ['cancelled', 'error', 'finish', 'close']) call.on(ev, finish);
     return agent;
   };
-  const followConfigProject = (agent: string, project: string, end: () => void) => streams.addConfigStream(agent, project, end, 'follow');
+  const followConfigProject = (agent: string, project: string, end: () => void, commit?: string) =>
+    streams.addConfigStream(agent, project, end, 'follow', commit);
   const configProjectOf = (agent: AgentIdentity) => streams.servedProject(agent);
+  const servedConfigOf = (agent: AgentIdentity) => streams.servedConfig(agent);
   for (const mod of serverModules) {
     for (const svc of mod.grpcServices?.({
       config: deps.config ?? SERVER_DEFAULTS,
@@ -547,6 +617,7 @@ export function addTunnelServices(server: grpc.Server, options: TunnelDeps, stre
       admit,
       followConfigProject,
       configProjectOf,
+      servedConfigOf,
     }) ?? []) {
       server.addService(svc.definition, svc.implementation);
     }
