@@ -163,6 +163,29 @@ describe('verdict replay on drops', () => {
     for (const l of r.lines) expect(Object.keys(l).slice(0, 5)).toEqual(['line', 'time', 'direction', 'reason', 'policies']);
   });
 
+  it('counts the policy drops no loaded policy explains, and those only policies that may not alert explain', async () => {
+    const p = await capture([
+      // Default deny of an endpoint no loaded policy selects: a policy is missing from --policies.
+      JSON.stringify(flowJson({ src: frontend, dst: pod('shop', 'search'), port: 9200, reason: 133 })),
+      // An explicit deny by a policy that is not loaded.
+      JSON.stringify(
+        flowJson({ src: payments, dst: world('1.2.3.4'), dir: 'egress', port: 443, reason: 181, deniedBy: [{ name: 'no-egress', namespace: 'shop' }] }),
+      ),
+      lines[0]!,
+      lines[4]!, // drop reason 155: not a policy drop
+    ]);
+    const r = await replay('--policies', examples, '--flows', p);
+    expect(r.code).toBe(0);
+    expect(r.lines.map((l) => l.line)).toEqual([3]);
+    expect(r.err).toContain(
+      'verdict replay: 4 flows, 1 alerts; 2 policy drops no loaded policy explains (are all the policies of the cluster loaded? kubectl get cnp,ccnp,netpol -A -o yaml); 9 policies',
+    );
+    const other = await replay('--policies', examples, '--flows', p, '--alert-namespace', 'db');
+    expect(other.err).toContain(
+      '4 flows, 0 alerts; 2 policy drops no loaded policy explains (are all the policies of the cluster loaded? kubectl get cnp,ccnp,netpol -A -o yaml), 1 explained only by policies that may not alert (not annotated app.gitlab.com/alert: "true", or outside --alert-namespace); 9 policies',
+    );
+  });
+
   it('--simulate: kubelet probes from the node pass (Cilium allow-localhost), unless --no-allow-localhost', async () => {
     const probe = JSON.stringify(flowJson({ src: reserved('host', 1, '10.0.0.1'), dst: payments, port: 8443, verdict: 'FORWARDED' }));
     const p = await capture([probe]);

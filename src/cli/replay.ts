@@ -2,9 +2,10 @@ import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { Verdict, type Flow } from '../gen/flow/flow.js';
+import { L7FlowType, Verdict, type Flow } from '../gen/flow/flow.js';
 import { ConnectionOpenings, isReplyOrLaterPacket } from '../modules/cilium/policy/connection.js';
 import { PolicyEngine } from '../modules/cilium/policy/engine.js';
+import { dropReasonOf, REASON_POLICY_DENIED, REASON_POLICY_DENY } from '../modules/cilium/policy/matcher.js';
 import { loadPolicyFiles, policyWarningMessages } from '../modules/cilium/policy/parse.js';
 import type { Attribution } from '../modules/cilium/policy/attribution.js';
 import { dropReasonName, parseFlowLine, timestampToJson } from '../modules/cilium/flow-json.js';
@@ -48,7 +49,10 @@ prints one JSON object per alert: {line, time, direction, reason, policies, ...}
                           (default: default)
   -h, --help              this text
 
-Only policies annotated app.gitlab.com/alert: "true" raise alerts.
+Only policies annotated app.gitlab.com/alert: "true" raise alerts. The summary
+on stderr also counts policy drops no loaded policy explains (a policy of the
+cluster is missing from --policies) and those only policies that may not alert
+explain; neither raises an alert, in replay or in the agent.
 Exit status: 0 done; 1 some input was skipped (see stderr); 2 usage error.
 `;
 
@@ -114,6 +118,15 @@ async function decompressed(raw: Readable): Promise<{ stream: Readable; gzip: bo
   const gunzip = createGunzip();
   plain.on('error', (e) => gunzip.destroy(e));
   return { stream: plain.pipe(gunzip), gzip: true };
+}
+
+/** Whether Cilium says a policy dropped the flow: POLICY_DENIED, POLICY_DENY, a policy named as denying it, or a refused L7 request. */
+function isPolicyDrop(flow: Flow): boolean {
+  if (flow.verdict !== Verdict.DROPPED) return false;
+  const code = dropReasonOf(flow);
+  if (code === REASON_POLICY_DENIED || code === REASON_POLICY_DENY) return true;
+  if (flow.ingress_denied_by.length > 0 || flow.egress_denied_by.length > 0) return true;
+  return code === 0 && flow.l7?.record !== undefined && flow.l7.type !== L7FlowType.RESPONSE;
 }
 
 function isDirectory(path: string): boolean {
@@ -241,6 +254,9 @@ export async function run(argv: string[]): Promise<number> {
   let out = 0;
   let replies = 0;
   let again = 0;
+  let unexplained = 0;
+  let mayNotAlert = 0;
+  let explainer: PolicyEngine | undefined;
   /** Lines that were a flow or another Hubble event. */
   let objects = 0;
   let pretty = false;
@@ -284,6 +300,16 @@ export async function run(argv: string[]): Promise<number> {
         continue;
       }
       const a = simulate ? engine.simulate(flow) : engine.attribute(flow);
+      if (!simulate && a === null && isPolicyDrop(flow)) {
+        // Cilium dropped it for a policy; which one, the loaded ones do not say (one is
+        // missing), or only ones that may not alert. The agent drops these quietly too.
+        explainer ??= new PolicyEngine(
+          engine.list().map((p) => ({ ...p, alert: true })),
+          { alertClusterwide: true },
+        );
+        if (explainer.attribute(flow) === null) unexplained++;
+        else mayNotAlert++;
+      }
       if (a === null || (!simulate && a.policies.length === 0)) continue;
       out++;
       buffer += `${JSON.stringify(record(lineNo, flow, a, simulate))}\n`;
@@ -309,6 +335,18 @@ export async function run(argv: string[]): Promise<number> {
   const skipped = simulate
     ? `, ${replies} skipped as replies or later packets of a connection (they pass with the connection), ${again} skipped as the same connection opening seen again at another observation point`
     : '';
-  process.stderr.write(`verdict replay: ${flows} flows, ${out} ${simulate ? 'would be denied' : 'alerts'}${skipped}; ${engine.size} policies\n`);
+  const quiet = [
+    ...(unexplained > 0
+      ? [
+          `${unexplained} policy ${unexplained === 1 ? 'drop' : 'drops'} no loaded policy explains (are all the policies of the cluster loaded? kubectl get cnp,ccnp,netpol -A -o yaml)`,
+        ]
+      : []),
+    ...(mayNotAlert > 0
+      ? [`${mayNotAlert} explained only by policies that may not alert (not annotated app.gitlab.com/alert: "true", or outside --alert-namespace)`]
+      : []),
+  ];
+  process.stderr.write(
+    `verdict replay: ${flows} flows, ${out} ${simulate ? 'would be denied' : 'alerts'}${skipped}${quiet.length > 0 ? `; ${quiet.join(', ')}` : ''}; ${engine.size} policies\n`,
+  );
   return problems > 0 ? 1 : 0;
 }
