@@ -7,6 +7,8 @@ import { capturingLogger } from '../../../test/helpers/logs.js';
 import { scenarioEvent, toFalcoJson } from '../../peers/falco/scenario.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { loadFalcoDefaults } from './defaults.js';
+import { startFalcoGrpcPeer } from '../../peers/falco/falco-grpc-peer.js';
+import { runFalcoGrpcInput } from './grpc.js';
 import { startFalcoHttpInput } from './http.js';
 import { readInboxDir } from './inbox.js';
 import { parseFalcoJson } from './parse.js';
@@ -164,5 +166,41 @@ describe('Falco inputs when the agent spool is full', () => {
     abort.abort();
     await done;
     await sink.close();
+  });
+
+  it('gRPC (no acknowledgement in the protocol): events received while the spool is full wait in memory and are stored once there is room', async () => {
+    const peer = await startFalcoGrpcPeer();
+    const s = store(':memory:', ONE * 3);
+    const { log, logs } = capturingLogger();
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log });
+    const abort = new AbortController();
+    const done = runFalcoGrpcInput({
+      address: peer.address,
+      pollIntervalMs: 50,
+      reconnect: { initial_backoff: 50, max_backoff: 200 },
+      sink,
+      builder,
+      log,
+      signal: abort.signal,
+    });
+    const rules = () => s.outbox.read(0, 100).map((r) => (JSON.parse(r.payload.toString()) as AlertPayload).rule);
+    try {
+      fill(s);
+      const filled = s.outbox.size;
+      peer.push(scenarioEvent(0), scenarioEvent(1), scenarioEvent(2));
+      await until(() => logs.some((l) => l.msg.startsWith('Alert spool is full: the Falco inputs hold')), 'the refusal');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(s.outbox.size).toBe(filled);
+      // The spool being full is not a storage failure: no error per retry.
+      expect(logs.filter((l) => l.level === 'error')).toEqual([]);
+      acknowledgeAll(s);
+      await until(() => s.outbox.size === 3, 'the held events to be stored');
+      expect(rules().sort()).toEqual(['Detect outbound connections to common miner pool ports', 'Terminal shell in container', 'Write below etc']);
+    } finally {
+      abort.abort();
+      await done;
+      await peer.close();
+      await sink.close();
+    }
   });
 });
