@@ -1,4 +1,11 @@
-import { GRPC_ADDR_HINT, LISTEN_ADDR_HINT, SERVER_DEFAULTS, loadServerConfigFile, type ServerConfig } from '../shared/config/server-config.js';
+import {
+  GRPC_ADDR_HINT,
+  LISTEN_ADDR_HINT,
+  SERVER_CONFIG_KEYS,
+  SERVER_DEFAULTS,
+  loadServerConfigFile,
+  type ServerConfig,
+} from '../shared/config/server-config.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { parseDuration } from '../shared/retry/backoff.js';
 import { writeSync } from 'node:fs';
@@ -7,13 +14,29 @@ import { startServer, StoppedWhileStarting, type ServerTestHooks } from '../serv
 import { listenAddressFlag, parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
 
+/** `text` wrapped at `width` columns: its first line starts at column `start`, the others at `indent`. */
+function wrap(text: string, start: number, indent: number, width: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    const room = width - (lines.length === 0 ? start : indent);
+    if (line && line.length + 1 + word.length > room) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.join(`\n${' '.repeat(indent)}`);
+}
+
+// The config keys come from the schema, so that a new key is in the help as soon as the server reads it.
 const HELP = `Usage: verdict server [flags]
 
 Runs the Verdict server: the agent API (gRPC), the alert store (SQLite) and the feed (HTTP).
 
 Flags (override the same keys in --config):
-  --config <file>            server YAML config (keys: data_dir, http_addr, grpc_addr, config_poll_interval,
-                             tls: {cert_file, key_file})
+  --config <file>            server YAML config (keys: ${wrap(`${SERVER_CONFIG_KEYS.join(', ')};`, 55, 29, 105)}
+                             see docs/configuration.md)
   --data-dir <dir>           where the SQLite store lives (default ${SERVER_DEFAULTS.data_dir})
   --http-addr <host:port>    feed API, web page, /metrics, /healthz (default ${SERVER_DEFAULTS.http_addr})
   --grpc-addr <host:port>    agent API (default ${SERVER_DEFAULTS.grpc_addr})

@@ -53,46 +53,48 @@ const KAS_KEYS = {
   },
 };
 
-export const serverConfigSchema = obj(
-  {
-    data_dir: dataDir,
-    http_addr: field(addr, { default: '127.0.0.1:8080' }),
-    grpc_addr: field(hostPort(GRPC_ADDR_HINT), { default: '127.0.0.1:8150' }),
-    config_poll_interval: field(duration({ min: 50 }), { default: 20_000 }),
-    // GitOps: manifest project ids (group/project, or a numeric id) are paths under this directory: docs/gitops.md.
-    projects_dir: field(str({ nonEmpty: true, hint: "a directory holding the manifest projects' git repositories" })),
-    // How often a watched manifest project's ref is read for a new commit (unset: 20 s, as the original).
-    gitops_poll_interval: field(duration({ min: 50 })),
-    // TLS on both listeners: gRPC (grpcs://) and HTTP (https, and wss:// for agents).
-    tls: field(
-      obj({
-        cert_file: field(str({ nonEmpty: true, hint: 'path of a PEM certificate (chain)' }), { required: true }),
-        key_file: field(str({ nonEmpty: true, hint: 'path of the PEM private key of cert_file' }), { required: true }),
-      }),
-    ),
-    // The CI/CD tunnel's Kubernetes API proxy (the original KAS's :8154): docs/ci-tunnel.md. Absent: not served.
-    kubernetes_api: field(
-      obj({
-        listen: field(addr, { required: true }),
-        // Requests arrive under this path, removed before they reach the API server.
-        url_path_prefix: field(urlPathPrefix, { default: '/' }),
-        // The URL kubeconfigs name (a load balancer's); default: from listen.
-        url: field(str({ pattern: /^https?:\/\/\S+$/, hint: 'an http:// or https:// URL' })),
-      }),
-    ),
-    webhooks: field(webhooksConfigSchema), // signed, retried alert delivery: docs/webhooks.md
-    kafka: field(kafkaConfigSchema), // replicas sharing one alert log: docs/kafka.md
-    // Bounds on the alert store, enforced by a background purge: docs/feed.md.
-    retention: field(
-      obj({
-        max_age: field(duration({ min: 60_000 }), { default: 720 * 3_600_000 }),
-        max_rows: field(int({ min: 100 }), { default: 500_000 }),
-        purge_interval: field(duration({ min: 1_000 }), { default: 60_000 }),
-      }),
-    ),
-  },
-  { foreign: KAS_KEYS },
-);
+const serverConfigShape = {
+  data_dir: dataDir,
+  http_addr: field(addr, { default: '127.0.0.1:8080' }),
+  grpc_addr: field(hostPort(GRPC_ADDR_HINT), { default: '127.0.0.1:8150' }),
+  config_poll_interval: field(duration({ min: 50 }), { default: 20_000 }),
+  // GitOps: manifest project ids (group/project, or a numeric id) are paths under this directory: docs/gitops.md.
+  projects_dir: field(str({ nonEmpty: true, hint: "a directory holding the manifest projects' git repositories" })),
+  // How often a watched manifest project's ref is read for a new commit (unset: 20 s, as the original).
+  gitops_poll_interval: field(duration({ min: 50 })),
+  // TLS on both listeners: gRPC (grpcs://) and HTTP (https, and wss:// for agents).
+  tls: field(
+    obj({
+      cert_file: field(str({ nonEmpty: true, hint: 'path of a PEM certificate (chain)' }), { required: true }),
+      key_file: field(str({ nonEmpty: true, hint: 'path of the PEM private key of cert_file' }), { required: true }),
+    }),
+  ),
+  // The CI/CD tunnel's Kubernetes API proxy (the original KAS's :8154): docs/ci-tunnel.md. Absent: not served.
+  kubernetes_api: field(
+    obj({
+      listen: field(addr, { required: true }),
+      // Requests arrive under this path, removed before they reach the API server.
+      url_path_prefix: field(urlPathPrefix, { default: '/' }),
+      // The URL kubeconfigs name (a load balancer's); default: from listen.
+      url: field(str({ pattern: /^https?:\/\/\S+$/, hint: 'an http:// or https:// URL' })),
+    }),
+  ),
+  webhooks: field(webhooksConfigSchema), // signed, retried alert delivery: docs/webhooks.md
+  kafka: field(kafkaConfigSchema), // replicas sharing one alert log: docs/kafka.md
+  // Bounds on the alert store, enforced by a background purge: docs/feed.md.
+  retention: field(
+    obj({
+      max_age: field(duration({ min: 60_000 }), { default: 720 * 3_600_000 }),
+      max_rows: field(int({ min: 100 }), { default: 500_000 }),
+      purge_interval: field(duration({ min: 1_000 }), { default: 60_000 }),
+    }),
+  ),
+};
+
+export const serverConfigSchema = obj(serverConfigShape, { foreign: KAS_KEYS });
+
+/** The top-level keys of a server config, for `verdict server --help`. */
+export const SERVER_CONFIG_KEYS = Object.keys(serverConfigShape);
 
 type Out<V> = V extends Validator<infer T> ? T : never;
 type Parsed = Out<typeof serverConfigSchema>;
