@@ -150,7 +150,7 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
             );
           if (c === req.commit_id) {
             if (!ref.pinned && (!fromConfigProject || pinned === undefined)) return 'backoff';
-            // A pinned commit never changes: wait for the agent to hang up.
+            // A pinned commit never changes: wait for the agent to hang up (or, pinned by a move, for its next configuration).
             await aborted(abort.signal);
             return 'done';
           }

@@ -86,7 +86,7 @@ export interface ServedConfig {
 }
 
 interface Served extends ServedConfig {
-  /** Of the agent the configuration was sent to. */
+  /** identityOf the agent it was sent to: another agent registered under the name runs nothing of it. */
   registered: string;
   /** When its last configuration stream here closed (entries in `left` only). */
   leftAt?: number;
@@ -201,7 +201,8 @@ export class StreamRegistry {
    * forgotten, and the modules' streams served from it end, until a configuration is sent again.
    */
   configStreamOpened(agent: AgentIdentity, commit: string): void {
-    const last = this.served.get(agent.name) ?? this.left.get(agent.name);
+    const away = this.left.get(agent.name);
+    const last = this.served.get(agent.name) ?? (away && Date.now() - (away.leftAt ?? 0) <= LEFT_TTL_MS ? away : undefined);
     this.left.delete(agent.name);
     if (!last) return;
     if (commit !== '' && last.commit === commit && last.registered === identityOf(agent)) {
@@ -214,18 +215,24 @@ export class StreamRegistry {
     this.endFollowing(agent.name, '', '');
   }
 
-  /** The configuration project whose config.yaml the agent runs, as far as this server knows (servedFrom); undefined when it does not. */
+  /** configProjectOf of the modules' context, which decides by the project alone (ci_access until it reads servedConfig). */
   servedProject(agent: AgentIdentity): string | undefined {
     return this.servedConfig(agent)?.project;
   }
 
-  /** The configuration project and commit whose config.yaml the agent runs, as far as this server knows (servedFrom); undefined when it does not. */
+  /**
+   * What the agent runs, as far as this server knows (servedFrom); undefined when it does not, and the caller must not
+   * guess: the registered project may hold a config.yaml the agent never got.
+   */
   servedConfig(agent: AgentIdentity): ServedConfig | undefined {
     const s = this.served.get(agent.name);
     return s && s.registered === identityOf(agent) ? { project: s.project, commit: s.commit } : undefined;
   }
 
-  /** The projects (with the commit, for pinned ones) the agent's modules' streams serve from, as they were opened ('' while unknown). */
+  /**
+   * What the agent's modules' streams were opened to serve from (project '' while it was unknown; commit '' unless
+   * pinned): which of them a configuration ends is decided by these, so this is what to look at when one stays open.
+   */
   following(agent: string): ServedConfig[] {
     return [...(this.configByAgent.get(agent) ?? [])].filter((s) => s.kind === 'follow').map((s) => ({ project: s.project, commit: s.commit ?? '' }));
   }
