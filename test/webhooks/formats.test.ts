@@ -145,19 +145,24 @@ describe('Alertmanager webhook v4', () => {
       source: 'cilium',
       agent: 'prod',
       cluster: 'prod',
-      verdict_alert_id: String(a.id),
+      verdict_fingerprint: p.fingerprint,
       namespace: 'shop',
       policy: 'shop/payments-ingress',
     };
-    const annotations = { summary: p.title, description: p.description, verdict_url: `${EXTERNAL}/api/v1/alerts/${a.id}` };
+    const annotations = {
+      summary: p.title,
+      description: p.description,
+      verdict_alert_id: String(a.id),
+      verdict_url: `${EXTERNAL}/api/v1/alerts/${a.id}`,
+    };
     const fp = createHash('sha256').update(`prod/${p.fingerprint}`).digest('hex').slice(0, 16);
     expect(r.json<AmPayload>(0)).toEqual({
       version: '4',
-      groupKey: `{}/{verdict_integration="am"}:{verdict_alert_id="${a.id}"}`,
+      groupKey: `{}/{verdict_integration="am"}:{agent="prod",verdict_fingerprint="${p.fingerprint}"}`,
       truncatedAlerts: 0,
       status: 'firing',
       receiver: 'am',
-      groupLabels: { verdict_alert_id: String(a.id) },
+      groupLabels: { agent: 'prod', verdict_fingerprint: p.fingerprint },
       commonLabels: labels,
       commonAnnotations: annotations,
       externalURL: EXTERNAL,
@@ -191,9 +196,32 @@ describe('Alertmanager webhook v4', () => {
     const doc = r.json<AmPayload>(0);
     expect(doc.alerts.map((x) => x.labels.alertname)).toEqual(['Terminal shell in container', 'Write below etc']);
     expect(doc.groupLabels).toEqual({});
-    expect(doc.groupKey).toBe('{}/{verdict_integration="am"}:{}');
+    expect(doc.groupKey).toBe(`{}/{verdict_integration="am",verdict_delivery="${r.requests[0]!.headers['webhook-id']}"}:{}`);
     expect(doc.commonLabels).toEqual({ source: 'falco', agent: 'prod', cluster: 'prod', namespace: 'shop', pod: 'web-1', container: 'web' });
     expect(doc.externalURL).toBe('');
+  });
+
+  it("does not resolve, under a grouped firing notification's groupKey, a group that still has firing alerts", async () => {
+    // A grouped delivery carries one event's alerts of one window, not Alertmanager's whole
+    // group: a receiver keying incidents on groupKey (PagerDuty, Opsgenie) must not see one
+    // alert's `resolved` close the incident its firing group opened.
+    const r = await receiver();
+    h = harness({
+      allow_private_addresses: ['127.0.0.1'],
+      integrations: [{ name: 'grp', type: 'alertmanager', url: r.url(), group_window: '300ms', ...FAST }],
+    });
+    const alerts = [1, 2, 3, 4].map(() => h!.ingest(falco(), 'prod'));
+    await r.waitForCount(1);
+    const firing = r.json<AmPayload>(0);
+    expect(firing.status).toBe('firing');
+    expect(firing.alerts).toHaveLength(4);
+    h.store.setStatus(alerts[0]!.id, 'resolved', 'test');
+    await r.waitForCount(2);
+    const resolved = r.json<AmPayload>(1);
+    expect(resolved.alerts.map((x) => [x.status, x.labels.verdict_fingerprint])).toEqual([['resolved', alerts[0]!.fingerprint]]);
+    expect(resolved.status).toBe('resolved');
+    expect(resolved.groupKey).not.toBe(firing.groupKey);
+    expect(r.requests[1]!.headers['webhook-id']).not.toBe(r.requests[0]!.headers['webhook-id']);
   });
 });
 

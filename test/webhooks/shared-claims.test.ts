@@ -124,6 +124,32 @@ describe('webhook claims shared between replicas', () => {
     expect(ids(b)).toEqual([`resolved:${stableWebhookId('rx', onB.key, 'resolved')}`]);
   });
 
+  it('gives a group the webhook-id of exactly its alerts: grouped differently on two replicas, other ids; alike, the same', async () => {
+    // After a crash between recording and publishing claims, the next owner can group the
+    // dead replica's alerts with others; a receiver de-duplicating on webhook-id must not
+    // then drop the alerts only the bigger group carries.
+    const rx = await receiver();
+    rx.answer = () => ({ status: 500 });
+    const window = { group_window: '1m' };
+    const [a, b] = [replica(rx, window), replica(rx, window)];
+    const [x, z] = ['fp-x', 'fp-z'];
+    const onA = a.ingest('ev-x', x);
+    shared(a, [onA]);
+    const onB = [b.ingest('ev-x', x), b.ingest('ev-z', z)];
+    shared(b, [onB[0]!]);
+    shared(b, [onB[1]!]);
+    const single = stableWebhookId('rx', onA.key, 'triggered');
+    expect(ids(a)).toEqual([`triggered:${single}`]);
+    const [grown] = ids(b);
+    expect(ids(b)).toHaveLength(1);
+    expect(grown).not.toBe(`triggered:${single}`);
+    // The same alerts grouped on another replica, in another order: the same id.
+    const c = replica(rx, window);
+    shared(c, [c.ingest('ev-z', z)]);
+    shared(c, [c.ingest('ev-x', x)]);
+    expect(ids(c)).toEqual([grown]);
+  });
+
   it('skips claims of integrations or alerts this replica does not have', async () => {
     const rx = await receiver();
     const b = replica(rx);

@@ -307,7 +307,10 @@ export interface ExportedAlert extends Omit<AlertPayload, 'cilium' | 'falco'> {
   updated_at: string;
   cilium?: unknown;
   falco?: unknown;
-  /** The log message that caused this change: consumers may de-duplicate on it. */
+  /**
+   * The log message behind this change. One agent batch is one message, shared by all its
+   * alerts: consumers de-duplicate on (`id`, `change`), never on `change` alone.
+   */
   change: { kind: 'alert' | 'status'; log_partition: number; log_offset: string };
 }
 

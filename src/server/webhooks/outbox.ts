@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { StoredAlert } from '../store/alert-store.js';
 import { snapshot, type DeliveryEvent, type DeliveryItem } from './formats/alert.js';
@@ -45,6 +46,27 @@ interface Row extends Omit<Delivery, 'alert_ids'> {
 
 const DELIVERY_COLS =
   'id, integration_id, webhook_id, event, alert_ids, body, state, attempts, next_attempt_at, lease_until, group_until, last_status, last_error, created_at, updated_at, finished_at';
+
+/** An alert of a group as kept while the group may grow: with the webhook-id its event would have on its own. */
+interface GroupItem extends DeliveryItem {
+  member?: string;
+}
+
+/**
+ * A group's webhook-id: that of its only member, else one derived from all of
+ * theirs (sorted). So one id always names one set of alerts: two replicas that
+ * group the same events differently (one of them crashed between recording
+ * and publishing its claims) send them under different ids, and a receiver
+ * that de-duplicates on webhook-id drops only a set it already has.
+ */
+function groupWebhookId(members: readonly string[]): string {
+  const ids = [...new Set(members)].sort();
+  if (ids.length === 1) return ids[0]!;
+  const h = createHash('sha256')
+    .update(`verdict.webhook-group.v1\u0000${ids.join('\u0000')}`)
+    .digest();
+  return `msg_${h.subarray(0, 16).toString('base64url')}`;
+}
 
 const toDelivery = ({ items: _items, ...r }: Row): Delivery => ({ ...r, alert_ids: JSON.parse(r.alert_ids) as number[] });
 
@@ -98,7 +120,8 @@ export class Outbox {
       openGroup: db.prepare(
         "SELECT * FROM webhook_deliveries WHERE integration_id = ? AND event = ? AND state = 'pending' AND attempts = 0 AND group_until > ? AND lease_until IS NULL ORDER BY group_until DESC LIMIT 1",
       ),
-      updateGroup: db.prepare('UPDATE webhook_deliveries SET items = ?, alert_ids = ?, body = ?, updated_at = ? WHERE id = ?'),
+      // OR IGNORE: the grown group's id may be taken by the same set recorded before (a lost claim); the alert then goes on its own.
+      updateGroup: db.prepare('UPDATE OR IGNORE webhook_deliveries SET webhook_id = ?, items = ?, alert_ids = ?, body = ?, updated_at = ? WHERE id = ?'),
       // Webhook-ids derived from the alert (Kafka replicas) can come back only for a
       // claim that was lost (an alert purged and its event stored again): keep the first.
       insert:
@@ -241,22 +264,31 @@ export class Outbox {
     return 0;
   }
 
-  private render(i: Integration, items: DeliveryItem[], createdAt: string): string {
-    return RENDERERS[i.spec.type](items, { integration: i.name, externalUrl: this.opts.externalUrl(), createdAt, grouped: i.spec.group_window !== undefined });
+  private render(i: Integration, items: DeliveryItem[], createdAt: string, webhookId: string): string {
+    const body = items.map(({ event, alert }) => ({ event, alert }));
+    return RENDERERS[i.spec.type](body, {
+      integration: i.name,
+      externalUrl: this.opts.externalUrl(),
+      createdAt,
+      grouped: i.spec.group_window !== undefined,
+      webhookId,
+    });
   }
 
   private add(i: Integration, event: DeliveryEvent, a: StoredAlert, now: number, webhookId: string): void {
     const iso = new Date(now).toISOString();
-    const item = snapshot(a, event, iso, this.opts.externalUrl());
+    const item: GroupItem = { ...snapshot(a, event, iso, this.opts.externalUrl()), member: webhookId };
     const window = i.spec.group_window;
     if (window !== undefined) {
       const open = this.s.openGroup.get(i.id, event, now) as Row | undefined;
       if (open) {
-        const items = (JSON.parse(open.items) as DeliveryItem[]).filter((x) => x.alert.id !== a.id);
+        const items = (JSON.parse(open.items) as GroupItem[]).filter((x) => x.alert.id !== a.id);
         if (items.length < MAX_GROUP_SIZE) {
           items.push(item);
-          this.s.updateGroup.run(JSON.stringify(items), JSON.stringify(items.map((x) => x.alert.id)), this.render(i, items, open.created_at), iso, open.id);
-          return;
+          // Groups recorded before members were kept: their first alert's id stands for the members it had.
+          const id = groupWebhookId(items.map((x) => x.member ?? open.webhook_id));
+          const body = this.render(i, items, open.created_at, id);
+          if (this.s.updateGroup.run(id, JSON.stringify(items), JSON.stringify(items.map((x) => x.alert.id)), body, iso, open.id).changes) return;
         }
       }
     }
@@ -267,7 +299,7 @@ export class Outbox {
       event,
       alert_ids: JSON.stringify([a.id]),
       items: window === undefined ? '[]' : JSON.stringify([item]),
-      body: this.render(i, [item], iso),
+      body: this.render(i, [item], iso, webhookId),
       next_attempt_at: now + (window ?? 0),
       group_until: window === undefined ? null : now + window,
       now: iso,

@@ -46,6 +46,8 @@ export interface RenderContext {
   createdAt: string;
   /** Whether the integration groups alerts (group_window). */
   grouped: boolean;
+  /** The delivery's webhook-id; a group's names exactly its alerts (the same on every replica that groups them alike). */
+  webhookId?: string | undefined;
 }
 
 export function alertUrl(externalUrl: string, id: number): string | null {

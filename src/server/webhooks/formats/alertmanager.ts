@@ -21,7 +21,9 @@ export function alertLabels(a: WebhookAlert): Record<string, string> {
     source: a.source,
     agent: a.agent,
     cluster: a.cluster,
-    verdict_alert_id: String(a.id),
+    // What identifies the alert on every server replica (the feed's numeric id is per replica):
+    // the firing and the resolved notification carry the same labels whichever replica sends them.
+    verdict_fingerprint: a.fingerprint,
   });
   if (a.namespace) labels.namespace = a.namespace;
   if (a.rule) labels.rule = a.rule;
@@ -45,7 +47,8 @@ const quote = (m: Record<string, string>) =>
 export function renderAlertmanager(items: readonly DeliveryItem[], ctx: RenderContext): string {
   const resolved = items[0]!.event === 'resolved';
   const alerts = items.map(({ alert: a }) => {
-    const annotations: Record<string, string> = { summary: a.title, description: a.description };
+    // The feed's id of the replica that recorded the delivery: an annotation, since another replica's differs.
+    const annotations: Record<string, string> = { summary: a.title, description: a.description, verdict_alert_id: String(a.id) };
     if (a.url) annotations.verdict_url = a.url;
     return {
       status: resolved ? 'resolved' : 'firing',
@@ -57,12 +60,20 @@ export function renderAlertmanager(items: readonly DeliveryItem[], ctx: RenderCo
       fingerprint: createHash('sha256').update(`${a.agent}/${a.fingerprint}`).digest('hex').slice(0, 16),
     };
   });
-  // Without a group window each alert is its own group, keyed by alert id, so a
-  // receiver can match the resolved notification to the firing one.
-  const groupLabels: Record<string, string> = ctx.grouped ? {} : { verdict_alert_id: String(items[0]!.alert.id) };
+  // Without a group window each alert is its own group, keyed by agent and
+  // fingerprint (the same on every replica), so a receiver can match the
+  // resolved notification to the firing one. A grouped delivery carries the
+  // alerts of one event and window, not the whole group Alertmanager would
+  // (its firing and resolved alerts): it is a group of its own, keyed by its
+  // webhook-id, so a `resolved` one never closes what another reported firing.
+  const first = items[0]!.alert;
+  const groupLabels: Record<string, string> = ctx.grouped ? {} : { agent: first.agent, verdict_fingerprint: first.fingerprint };
+  const route = ctx.grouped
+    ? `{verdict_integration=${JSON.stringify(ctx.integration)},verdict_delivery=${JSON.stringify(ctx.webhookId ?? '')}}`
+    : `{verdict_integration=${JSON.stringify(ctx.integration)}}`;
   return JSON.stringify({
     version: '4',
-    groupKey: `{}/{verdict_integration=${JSON.stringify(ctx.integration)}}:${quote(groupLabels)}`,
+    groupKey: `{}/${route}:${quote(groupLabels)}`,
     truncatedAlerts: 0,
     status: resolved ? 'resolved' : 'firing',
     receiver: ctx.integration,
