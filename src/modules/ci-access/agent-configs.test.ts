@@ -7,8 +7,10 @@ import { CiAccessConfigs } from './agent-configs.js';
 
 // The server decides who may use an agent with its ci_access block at the
 // configuration project's current commit; a commit that does not validate
-// leaves the last good block in force, as the agent keeps its last good
-// configuration, rather than refusing every CI job with 503.
+// leaves the block of the newest commit before it that does in force, as the
+// agent keeps its last good configuration, rather than refusing every CI job
+// with 503. The rule is the history's, so a reader just started (a restarted
+// server, `verdict kubeconfig`) decides as one that has run all along.
 
 describe('CiAccessConfigs', () => {
   const project = new ConfigProject(tempDir('verdict-ci-configs-'));
@@ -17,7 +19,7 @@ describe('CiAccessConfigs', () => {
   const commit = (yaml: string) => project.commit({ '.gitlab/agents/prod/config.yaml': yaml });
   const agent = { name: 'prod', config_project: repo };
 
-  it('keeps deciding with the last good block while config.yaml does not validate; a fresh reader refuses with the error', async () => {
+  it('keeps deciding with the last good block while config.yaml does not validate; so does a fresh reader', async () => {
     const warnings: unknown[] = [];
     const log = { warn: (o: unknown, msg: string) => warnings.push({ ...(o as object), msg }) } as unknown as Logger;
     const configs = new CiAccessConfigs(headCommit, log);
@@ -39,14 +41,25 @@ describe('CiAccessConfigs', () => {
     await configs.get(agent);
     expect(warnings).toHaveLength(1);
 
-    // Nothing good read yet (a server just started, `verdict kubeconfig`): the error, naming file, line and key.
-    await expect(new CiAccessConfigs(headCommit).get(agent)).rejects.toThrow(ConfigError);
-    await expect(new CiAccessConfigs(headCommit).get(agent)).rejects.toThrow(/protected_branches_only: must be true or false/);
+    // A reader that read nothing before (a server just started, `verdict kubeconfig`): the same last good block,
+    // past several broken commits.
+    commit('ci_access: [nope]\n');
+    expect((await new CiAccessConfigs(headCommit).get(agent))?.projects?.map((p) => p.id)).toEqual(['shop/app']);
 
     commit('ci_access:\n  groups:\n    - id: platform\n');
     const now = await configs.get(agent);
     expect(now?.projects).toEqual([]);
     expect(now?.groups?.map((g) => g.id)).toEqual(['platform']);
+  });
+
+  it('refuses with the error when config.yaml was never valid since it was added', async () => {
+    const p = new ConfigProject(tempDir('verdict-ci-configs-new-'));
+    p.commit({ 'README.md': 'x' });
+    p.commit({ '.gitlab/agents/prod/config.yaml': 'ci_access:\n  projects:\n    - id: shop/app\n      protected_branches_only: "yes please"\n' });
+    p.commit({ '.gitlab/agents/prod/config.yaml': 'ci_access:\n  projects: 3\n' });
+    const a = { name: 'prod', config_project: p.dir };
+    await expect(new CiAccessConfigs(headCommit).get(a)).rejects.toThrow(ConfigError);
+    await expect(new CiAccessConfigs(headCommit).get(a)).rejects.toThrow(/projects/);
   });
 
   it('takes the access away when config.yaml is deleted: no configuration is not an invalid one', async () => {
@@ -65,8 +78,9 @@ describe('CiAccessConfigs', () => {
     commit('ci_access:\n  instance: {}\n');
     expect(await reads()).toHaveLength(2); // ls-tree, then cat-file
     commit('ci_access:\n  instance: {default_namespace: "Not A Namespace"}\n');
+    // The invalid commit, then the one before it, kept since.
     expect(await reads()).toHaveLength(2);
-    await expect(new CiAccessConfigs(headCommit).get(agent)).rejects.toThrow(ConfigError);
+    expect(await new CiAccessConfigs(headCommit).get(agent)).toEqual(expect.objectContaining({ instance: expect.anything() }));
     expect(await configs.get(agent)).toEqual(expect.objectContaining({ instance: expect.anything() }));
     git('rm', '-q', '.gitlab/agents/prod/config.yaml');
     git('commit', '-q', '-m', 'no more agent config');

@@ -1,4 +1,5 @@
 import { readAgentConfig } from '../../server/config/agent-config-loader.js';
+import { git } from '../../server/config/git-project.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { CiAccessConfig } from './config.js';
 
@@ -7,12 +8,15 @@ import type { CiAccessConfig } from './config.js';
 // (the caller says how to find it: a poller in the server, git in the CLI)
 // with the server's one reader, which keeps it per commit, so a request costs
 // no git call while nothing changed.
-// A commit whose config.yaml does not validate leaves the last good block in
-// force, as the agent keeps its last good configuration (and as GitLab kept
-// the authorizations of the last configuration it could parse): a typo pushed
-// to the configuration project must not lock every CI job out of the cluster.
-// A process that has read no good block yet (just started) refuses with the
-// error instead, and so does every process once config.yaml is gone.
+// A commit whose config.yaml does not validate leaves in force the block of
+// the newest commit before it (first parents) whose config.yaml does, as the
+// agent keeps its last good configuration (and as GitLab kept the
+// authorizations of the last configuration it could parse): a typo pushed to
+// the configuration project must not lock every CI job out of the cluster.
+// The rule is the commit history's, not a process's memory, so the proxy (however
+// long it has run) and `verdict kubeconfig` (a new process each time) decide
+// alike. A config.yaml that is invalid since it was added, or is gone (no
+// configuration, not a broken one), refuses with the error.
 
 export interface AgentRef {
   name: string;
@@ -21,12 +25,16 @@ export interface AgentRef {
 
 type Block = CiAccessConfig | undefined;
 
+/** How far back the last good commit is looked for: further back than any run of broken commits a team pushes. */
+const HISTORY_LIMIT = 100;
+/** Invalid commits whose last good one is kept: a few per agent. */
+const KEPT = 256;
+
 export class CiAccessConfigs {
-  /** The block of the last commit that validated, per agent; `seq` orders the reads, so a slow older one does not win. */
-  private readonly lastGood = new Map<string, { repo: string; commit: string; block: Block; seq: number }>();
+  /** The last good commit and block found for each invalid commit (per repo and agent); undefined when there is none. */
+  private readonly lastGood = new Map<string, Promise<{ commit: string; block: Block } | undefined>>();
   /** The invalid commit each agent was last warned of: the warning is logged once per commit, not per request. */
   private readonly warned = new Map<string, string>();
-  private reads = 0;
 
   constructor(
     private readonly commitOf: (repo: string) => Promise<string>,
@@ -34,22 +42,18 @@ export class CiAccessConfigs {
   ) {}
 
   /**
-   * The agent's ci_access block at the current commit (undefined when it has none), or the last good one when
-   * config.yaml does not validate there; throws when it cannot be read, or is invalid and no good one was read.
+   * The agent's ci_access block at the current commit (undefined when it has none), or that of the newest earlier
+   * commit where config.yaml validates when it does not validate here; throws when it cannot be read, is gone, or
+   * has no good commit.
    */
   async get(agent: AgentRef): Promise<Block> {
     const commit = await this.commitOf(agent.config_project);
-    // Reads start in the order commits are seen, so a later read is of the same commit or a newer one.
-    const seq = ++this.reads;
     const read = await readAgentConfig(agent.config_project, agent.name, commit);
-    if (read.state === 'valid') {
-      const block = read.config.ci_access as Block;
-      if ((this.lastGood.get(agent.name)?.seq ?? 0) < seq) this.lastGood.set(agent.name, { repo: agent.config_project, commit, block, seq });
-      return block;
-    }
-    const good = this.lastGood.get(agent.name);
+    if (read.state === 'valid') return read.config.ci_access as Block;
     // A deleted config.yaml (or agent directory) is no configuration, not an invalid one: it takes the access away.
-    if (read.state === 'missing' || good?.repo !== agent.config_project) throw read.error;
+    if (read.state === 'missing') throw read.error;
+    const good = await this.lastGoodBefore(agent, commit);
+    if (!good) throw read.error;
     if (this.warned.get(agent.name) !== commit) {
       this.warned.set(agent.name, commit);
       this.log?.warn(
@@ -59,4 +63,28 @@ export class CiAccessConfigs {
     }
     return good.block;
   }
+
+  private lastGoodBefore(agent: AgentRef, commit: string): Promise<{ commit: string; block: Block } | undefined> {
+    const key = JSON.stringify([agent.config_project, agent.name, commit]);
+    let found = this.lastGood.get(key);
+    if (!found) {
+      found = findLastGood(agent, commit);
+      // A git failure is not kept: the next request tries again.
+      found.catch(() => this.lastGood.delete(key));
+      this.lastGood.set(key, found);
+      if (this.lastGood.size > KEPT) this.lastGood.delete(this.lastGood.keys().next().value as string);
+    }
+    return found;
+  }
+}
+
+async function findLastGood(agent: AgentRef, commit: string): Promise<{ commit: string; block: Block } | undefined> {
+  const out = (await git(agent.config_project, ['rev-list', '--first-parent', `--max-count=${HISTORY_LIMIT}`, commit])) as string;
+  for (const c of out.split('\n').filter(Boolean).slice(1)) {
+    const read = await readAgentConfig(agent.config_project, agent.name, c);
+    if (read.state === 'valid') return { commit: c, block: read.config.ci_access as Block };
+    // Before it was added there is no configuration to fall back to.
+    if (read.state === 'missing') return undefined;
+  }
+  return undefined;
 }
