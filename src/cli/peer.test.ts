@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { REPO, verdictRun } from '../../test/helpers/processes.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REPO, freePort, killAll, spawnVerdict, verdictRun } from '../../test/helpers/processes.js';
 
 // `verdict peer hubble-relay` with a wrong argument: refused with exit 2 before it listens, since once it has printed
 // listening= it runs until stopped (a script waiting for that line would wait on a peer that serves nothing).
@@ -33,4 +33,23 @@ describe('verdict peer hubble-relay', () => {
       stderr: expect.stringMatching(/--flows .*package\.json: line 1: .*--flows takes `hubble observe -o json` output/),
     });
   });
+
+  // grpc-js sets SO_REUSEPORT unless told not to: both peers said listening= on one port, and the kernel shared connections between them.
+  it('refuses a port another peer listens on, saying the address is in use', async () => {
+    const port = await freePort();
+    const first = spawnVerdict(['peer', 'hubble-relay', '--listen', `127.0.0.1:${port}`], 'relay-1');
+    try {
+      await first.waitForStdout(/listening=/);
+      const second = verdictRun(['peer', 'hubble-relay', '--listen', `127.0.0.1:${port}`]);
+      expect(second.stdout).not.toContain('listening=');
+      expect(second.status).toBe(1);
+      expect(second.stdout + second.stderr).toContain(
+        `cannot listen for agents on 127.0.0.1:${port}: the address is in use by another process; stop it, or set --listen to a free port`,
+      );
+    } finally {
+      await first.kill();
+    }
+  }, 30_000);
 });
+
+afterAll(killAll);

@@ -4,6 +4,7 @@ import { scenarioFlows } from '../peers/hubble-relay/demo-scenario.js';
 import { HubbleRelayPeer } from '../peers/hubble-relay/relay-peer.js';
 import type { Flow } from '../gen/flow/flow.js';
 import { flowsFromJsonLines, parseFlowLine } from '../modules/cilium/flow-json.js';
+import { listenError } from '../shared/config/listen-error.js';
 import { createRootLogger } from '../shared/log/logger.js';
 import { listenAddressFlag, parseFlags, usageError } from './args.js';
 import { waitForShutdown } from './shutdown.js';
@@ -53,7 +54,9 @@ export async function run(argv: string[]): Promise<number> {
   const log = createRootLogger({ name: 'verdict-relay-peer', destination: process.stderr });
   const peer = new HubbleRelayPeer();
   peer.push(preload);
-  const addr = await peer.listen(values.listen);
+  const addr = await peer.listen(values.listen).catch((e: unknown) => {
+    throw listenError('for agents', values.listen, e, '--listen');
+  });
   process.stdout.write(`listening=${addr}\n`);
   if (values.stdin) {
     const rl = createInterface({ input: process.stdin });

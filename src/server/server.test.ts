@@ -66,6 +66,23 @@ describe('startServer', () => {
 });
 
 describe('verdict server start-up failures', () => {
+  // grpc-js sets SO_REUSEPORT unless told not to: a second server bound the agent API's port beside the first.
+  it('refuses the agent API port of a running server, saying the address is in use', async () => {
+    const grpcPort = await freePort();
+    const args = (dir: string) => ['server', '--data-dir', dir, '--http-addr', '127.0.0.1:0', '--grpc-addr', `127.0.0.1:${grpcPort}`];
+    const first = spawnVerdict(args(mkdtempSync(join(tmpdir(), 'verdict-server-start-'))), 'server-1');
+    try {
+      await first.waitForLog((l) => l.msg === 'Verdict server started');
+      const second = spawnVerdict(args(mkdtempSync(join(tmpdir(), 'verdict-server-start-'))), 'server-2');
+      expect(await second.exited).toBe(1);
+      expect(second.logs.filter((l) => l.level === 'error')).toEqual([
+        expect.objectContaining({ error: expect.stringContaining(`cannot listen for agents on 127.0.0.1:${grpcPort}: the address is in use`) }),
+      ]);
+    } finally {
+      await first.kill();
+    }
+  }, 30_000);
+
   // Node's mkdir { recursive: true } spun forever on procfs (ENOENT for /proc/x, EEXIST for /proc) and, being synchronous, did not even see SIGTERM.
   it.runIf(existsSync('/proc/self'))(
     'fails at once when the data directory cannot be made (under /proc)',
