@@ -4,6 +4,8 @@ import { cilium, falco, FAST, harness, SECRET, SECRET2, type Harness } from './h
 import { Closers } from '../../src/shared/lifecycle/closers.js';
 import { type Receiver, startReceiver } from './receiver.js';
 import { verifyStandardWebhook } from './standard-webhooks.js';
+import { disabledTotal } from '../../src/server/webhooks/metrics.js';
+import { until } from '../helpers/processes.js';
 
 // Delivery against real HTTP receivers on loopback: signing, retries,
 // timeouts, 410, dead letters, Retry-After, routing, grouping, concurrency.
@@ -107,6 +109,27 @@ describe('generic webhook', () => {
     expect(r.requests[1]!.headers['webhook-id']).toBe(dead!.webhook_id);
     await new Promise((ok) => setTimeout(ok, 100));
     expect(h.svc.outbox.get(dead!.id)).toMatchObject({ state: 'delivered', attempts: 1 });
+  });
+
+  it('disables once when tries in flight together all get the 410', async () => {
+    const r = await receiver();
+    // All three tries are in flight before any answer comes.
+    r.answer = async () => {
+      await r.waitForCount(3);
+      return { status: 410 };
+    };
+    const count = async () => (await disabledTotal.get()).values.find((v) => v.labels.integration === 'gone3')?.value ?? 0;
+    const before = await count();
+    h = harness({ allow_private_addresses: ['127.0.0.1'], integrations: [generic(r, { name: 'gone3', concurrency: 3 })] });
+    for (let i = 0; i < 3; i++) h.ingest(cilium());
+    await until(() => (deliveries('gone3', 'dead').length === 3 ? true : undefined), 10_000, 'three dead letters');
+    expect(await count()).toBe(before + 1);
+    const i = h.svc.registry.byName('gone3')!;
+    // The reason and the time are those of the first 410.
+    expect(i.disabled_reason).toMatch(/410 Gone/);
+    const disabledAt = i.disabled_at;
+    await new Promise((ok) => setTimeout(ok, 100));
+    expect(h.svc.registry.byName('gone3')!.disabled_at).toBe(disabledAt);
   });
 
   it('dead-letters after the last try of the schedule, and redelivers with the same webhook-id', async () => {

@@ -15,12 +15,14 @@ import { OwnEvents } from './own-events.js';
 import { LogWriter } from './producer.js';
 import { Projection, type NotReady } from './projection.js';
 import { TokenSync } from './tokens.js';
+import { webhooksFor } from '../webhooks/service.js';
 import { VerdictError } from '../../shared/errors.js';
 
 // A server replica on Kafka: agent batches go to the log (the sink), every
 // replica projects the log into its SQLite (which serves the feed), status
 // changes go through the log too, one member per log partition hands changes
-// to webhooks and the export topic, and token rows are shared.
+// to webhooks and the export topic, and token rows, API-made webhook
+// integrations and 410 disablements are shared.
 
 export interface KafkaReplicaOptions {
   config: KafkaConfig;
@@ -130,7 +132,10 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
       topic: topics.tokens,
       groupId: topics.tokensGroup(replica),
       log,
+      // Started before the replica (server.ts), so API-made integrations and 410 disablements reach every replica.
+      integrations: webhooksFor(o.store)?.registry,
     });
+    tokenSync.shareIntegrations();
     delivery = new DeliveryGroup({
       kafka,
       cfg,

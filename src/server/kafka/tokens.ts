@@ -5,6 +5,8 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
+import type { IntegrationRegistry, IntegrationShare, SharedIntegration } from '../webhooks/integrations.js';
+import { VerdictError } from '../../shared/errors.js';
 import { relaunchUntilRunning, runOrThrow } from './relaunch.js';
 import { explainKafkaError } from './client.js';
 import type { LogWriter } from './producer.js';
@@ -12,7 +14,7 @@ import type { LogWriter } from './producer.js';
 // Agent and feed tokens live in each replica's SQLite, but an agent that fails
 // over, or a feed client behind a load balancer, must be accepted by every
 // replica. Each replica publishes the token rows it has (hashes only, never a
-// secret) to the compacted <prefix>.tokens topic and adds the rows other
+// token) to the compacted <prefix>.tokens topic and adds the rows other
 // replicas published. Revocation is one-way, so the replicas converge on
 // "revoked" whatever the order. `verdict agents register --data-dir` on any
 // one replica's data dir is enough.
@@ -24,6 +26,13 @@ import type { LogWriter } from './producer.js';
 // back from the topic, not merely until the append returns: until then a move
 // read from the topic was written before it, and is overridden by it; after,
 // every move read was written after it, and is applied.
+// Webhook integrations made through the admin API, and every integration's
+// 410 disablement, go the same way: one message per integration name (key
+// integration:<name>) holding all that replicas share of it, applied by every
+// replica in log order. An API change waits until this replica reads it back
+// and applied it; a disablement is applied here at once (the endpoint is gone)
+// and written for the others. Those messages hold the integration's URL,
+// secrets and key as given to the API: every replica needs them to deliver.
 
 export interface AgentTokenRow {
   kind: 'agent_token';
@@ -55,12 +64,20 @@ export interface AgentProjectRow {
   changed_at: string;
 }
 
-export type TokenRow = AgentTokenRow | FeedTokenRow | AgentProjectRow;
+export type TokenRow = AgentTokenRow | FeedTokenRow | AgentProjectRow | SharedIntegration;
 
 /** One move, as written: what tells this replica's own message, read back, from other moves of the agent. */
 const moveOf = (r: { agent: string; config_project: string; changed_at: string }) => JSON.stringify([r.agent, r.config_project, r.changed_at]);
 
-const keyOf = (r: TokenRow) => (r.kind === 'agent_project' ? `agent_project:${r.agent}` : `${r.kind === 'agent_token' ? 'agent' : 'feed'}:${r.token_hash}`);
+const keyOf = (r: TokenRow) =>
+  r.kind === 'integration'
+    ? `integration:${r.name}`
+    : r.kind === 'agent_project'
+      ? `agent_project:${r.agent}`
+      : `${r.kind === 'agent_token' ? 'agent' : 'feed'}:${r.token_hash}`;
+
+/** How long an admin API change of an integration waits for this replica to read it back. */
+const INTEGRATION_WAIT_MS = 15_000;
 
 export interface TokenSyncOptions {
   kafka: KafkaClient;
@@ -72,11 +89,13 @@ export interface TokenSyncOptions {
   topic: string;
   groupId: string;
   log: Logger;
+  /** The webhook integrations to share; absent: none are. */
+  integrations?: IntegrationRegistry | undefined;
   /** How often local tables are looked at for new or revoked tokens. */
   intervalMs?: number;
 }
 
-export class TokenSync {
+export class TokenSync implements IntegrationShare {
   private consumer: Consumer | undefined;
   private timer: NodeJS.Timeout | undefined;
   private publishing = false;
@@ -95,6 +114,10 @@ export class TokenSync {
     return this.abort.signal.aborted;
   }
   private readonly s: Record<string, Statement<unknown[]>>;
+  /** Integration changes made here, waiting to be read back, by `change`. */
+  private readonly integrationWaiters = new Map<string, () => void>();
+  /** Disablements made here that Kafka has not taken yet, in order; sent again with the next publish. */
+  private integrationQueue: SharedIntegration[] = [];
 
   constructor(private readonly o: TokenSyncOptions) {
     const db = o.db;
@@ -122,6 +145,43 @@ export class TokenSync {
     };
   }
 
+  /** Shares the registry's changes through the topic from now on. */
+  shareIntegrations(): void {
+    this.o.integrations?.setShare(this);
+  }
+
+  /** Without a row: publishes token changes (as the timer does). With one: an integration change, see IntegrationShare. */
+  async publish(row?: SharedIntegration, wait = false): Promise<void> {
+    if (!row) return this.publishTokens();
+    if (!wait) {
+      this.integrationQueue.push(row);
+      return this.publishTokens();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const applied = new Promise<boolean>((resolve) => {
+      this.integrationWaiters.set(row.change, () => resolve(true));
+      timer = setTimeout(() => resolve(false), INTEGRATION_WAIT_MS);
+    });
+    try {
+      try {
+        await this.o.writer.append([{ topic: this.o.topic, key: keyOf(row), value: JSON.stringify(row) }]);
+      } catch (e) {
+        throw new VerdictError(
+          'VERDICT_KAFKA',
+          `Kafka is unavailable, so the integration is not changed on any replica: ${errText(e)}; try again once Kafka is back`,
+        );
+      }
+      if (!(await applied))
+        throw new VerdictError(
+          'VERDICT_PENDING',
+          `the integration change is in Kafka but this replica has not read it back within ${INTEGRATION_WAIT_MS / 1000} s; it shows once this replica catches up with the ${this.o.topic} topic`,
+        );
+    } finally {
+      clearTimeout(timer);
+      this.integrationWaiters.delete(row.change);
+    }
+  }
+
   /** Joins this replica's tokens group, then publishes what the topic lacks. */
   async join(): Promise<void> {
     this.heldAtStart = (this.s.unpublishedProjects!.all() as Omit<AgentProjectRow, 'kind'>[]).map(moveOf);
@@ -134,8 +194,8 @@ export class TokenSync {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));
     }
     // Published once now so that tokens registered before the start count right away.
-    await this.publish();
-    this.timer = setInterval(() => void this.publish(), this.o.intervalMs ?? 1000);
+    await this.publishTokens();
+    this.timer = setInterval(() => void this.publishTokens(), this.o.intervalMs ?? 1000);
     this.timer.unref();
   }
 
@@ -165,7 +225,7 @@ export class TokenSync {
     const end = this.behind.get(partition);
     if (end === undefined || Number(offset) + 1 < end) return;
     this.behind.delete(partition);
-    if (this.releaseIfCaughtUp()) void this.publish();
+    if (this.releaseIfCaughtUp()) void this.publishTokens();
   }
 
   /** True if it let the moves held at start be sent. */
@@ -226,7 +286,7 @@ export class TokenSync {
   }
 
   /** Publishes local token rows that the topic does not have yet (new, or newly revoked), and agents moved here. */
-  async publish(): Promise<void> {
+  async publishTokens(): Promise<void> {
     if (this.publishing || this.stopped) return;
     this.publishing = true;
     try {
@@ -237,13 +297,16 @@ export class TokenSync {
         ...(this.s.unpublishedAgent!.all() as Omit<AgentTokenRow, 'kind'>[]).map((r) => ({ kind: 'agent_token' as const, ...r })),
         ...(this.s.unpublishedFeed!.all() as Omit<FeedTokenRow, 'kind'>[]).map((r) => ({ kind: 'feed_token' as const, ...r })),
       ];
-      const rows: TokenRow[] = [...tokens, ...moves];
+      const integrations = this.integrationQueue;
+      this.integrationQueue = [];
+      const rows: TokenRow[] = [...tokens, ...moves, ...integrations];
       if (!rows.length) return;
       for (const m of moves) this.inFlight.add(moveOf(m));
       try {
         await this.o.writer.append(rows.map((r) => ({ topic: this.o.topic, key: keyOf(r), value: JSON.stringify(r) })));
       } catch (e) {
         for (const m of moves) this.inFlight.delete(moveOf(m));
+        this.integrationQueue = [...integrations, ...this.integrationQueue];
         throw e;
       }
       // Moves stay waiting until read back (applyProject).
@@ -268,6 +331,16 @@ export class TokenSync {
       return;
     }
     if (r.kind === 'agent_project') return this.applyProject(r);
+    if (r.kind === 'integration') {
+      try {
+        this.o.integrations?.applyShared(r, this.o.log);
+      } catch (e) {
+        // Skipped, not retried: the reader must go on to the messages after it.
+        this.o.log.error({ integration: r.name, error: errText(e) }, 'Kafka: could not apply a webhook integration change from the tokens topic');
+      }
+      if (typeof r.change === 'string') this.integrationWaiters.get(r.change)?.();
+      return;
+    }
     if (typeof r.token_hash !== 'string' || !/^[0-9a-f]{64}$/.test(r.token_hash)) return;
     this.o.db.transaction(() => {
       if (r.kind === 'agent_token') {
@@ -325,6 +398,7 @@ export class TokenSync {
 
   async stop(): Promise<void> {
     this.abort.abort();
+    this.o.integrations?.setShare(undefined);
     clearInterval(this.timer);
     await this.consumer?.disconnect().catch(() => undefined);
   }

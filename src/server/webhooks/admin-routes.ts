@@ -159,7 +159,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
       const spec = await validate(s, req.body, reply);
       if (!spec) return reply;
       try {
-        const i = s.registry.create(spec, 'api');
+        const i = await s.registry.createApi(spec);
         return reply.code(201).send({ integration: integrationView(i, undefined) });
       } catch (e) {
         return fail(reply, e);
@@ -217,7 +217,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
       const spec = await validate(s, { ...integrationToJson(i.spec), ...patch }, reply);
       if (!spec) return reply;
       try {
-        return { integration: integrationView(s.registry.update(i.name, spec), s.outbox.counts().get(i.id)) };
+        return { integration: integrationView(await s.registry.updateApi(i.name, spec), s.outbox.counts().get(i.id)) };
       } catch (e) {
         return fail(reply, e);
       }
@@ -239,7 +239,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
       const s = service(reply);
       if (!s) return reply;
       try {
-        const pending = s.registry.delete((req.params as { name: string }).name);
+        const pending = await s.registry.deleteApi((req.params as { name: string }).name);
         return { deleted: true, pending_deliveries_dropped: pending };
       } catch (e) {
         return fail(reply, e);
@@ -262,7 +262,7 @@ export function registerWebhookAdminRoutes(app: FastifyInstance, deps: { store: 
       const s = service(reply);
       if (!s) return reply;
       try {
-        const i = s.registry.enable((req.params as { name: string }).name);
+        const i = await s.registry.enableApi((req.params as { name: string }).name);
         s.outbox.wake();
         return { integration: integrationView(i, s.outbox.counts().get(i.id)) };
       } catch (e) {

@@ -242,8 +242,15 @@ export class DeliveryWorker {
     m.failedAttempts.inc({ ...labels, reason: res.reason ?? 'network' });
     if (res.status === 410) {
       if (!(await this.record(d, { kind: 'dead', attempt }))) return;
-      this.o.registry.disable(i.id, `the endpoint answered 410 Gone at ${at}`);
       m.deadLettered.inc(labels);
+      // Tries in flight together each get the 410: the integration is disabled, counted and logged once.
+      if (!this.o.registry.disable(i.id, `the endpoint answered 410 Gone at ${at}`)) {
+        this.o.log.debug(
+          { ...ctx, status: 410 },
+          `Webhook endpoint answered 410 Gone; integration "${i.name}" is disabled already, this delivery is kept as a dead letter`,
+        );
+        return;
+      }
       m.disabledTotal.inc(labels);
       this.o.log.error(
         { ...ctx, status: 410 },
