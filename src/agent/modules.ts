@@ -19,7 +19,14 @@ export function agentModules(flags: AgentModuleFlags): AgentModule<never>[] {
   return [
     createCiliumModule({ policyPaths: flags.policyPaths, kubeconfig: flags.kubeconfig }),
     falcoModule,
-    createGitopsModule({ connect: () => kubeConnection(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}) }),
+    createGitopsModule({
+      connect: () =>
+        kubeConnection({
+          ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
+          // connection.ts's default advice is cilium's.
+          noCredentials: 'run the agent in the cluster or pass --kubeconfig: GitOps applies its manifest projects to that cluster',
+        }),
+    }),
     createCiAccessModule(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
   ] as AgentModule<never>[];
 }

@@ -61,7 +61,7 @@ export function httpsGet(url: string, caPem: string, headers: Record<string, str
 
 /** An agent in this process with only the CI tunnel module, acting with `kubeconfig`'s credentials. */
 export function startCiAgent(
-  o: { kasAddress: string; caCertFile: string; tokenFile: string; dataDir: string; kubeconfig: string },
+  o: { kasAddress: string; caCertFile: string; tokenFile: string; dataDir: string; kubeconfig?: string | undefined },
   log: Logger,
 ): Promise<RunningAgent> {
   return startAgent(
@@ -73,13 +73,14 @@ export function startCiAgent(
       observabilityAddr: '',
       spoolMaxBytes: 1 << 20,
       backoff: { initialMs: 200, maxMs: 1000 },
-      modules: [createCiAccessModule({ kubeconfig: o.kubeconfig, backoff: { initialMs: 100, maxMs: 500 } })],
+      modules: [createCiAccessModule({ ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), backoff: { initialMs: 100, maxMs: 500 } })],
     },
     log,
   );
 }
 
-export async function startCiEnv(o: { configYaml: string; agentKubeconfig: string; agentName?: string }): Promise<CiEnv> {
+/** Without agentKubeconfig the agent looks for credentials as it does in production (KUBECONFIG, a pod, ~/.kube/config). */
+export async function startCiEnv(o: { configYaml: string; agentKubeconfig?: string; agentName?: string }): Promise<CiEnv> {
   const dir = tempDir('verdict-ci-');
   const name = o.agentName ?? 'edge';
   const project = new ConfigProject(join(dir, 'infra'));
@@ -111,7 +112,11 @@ export async function startCiEnv(o: { configYaml: string; agentKubeconfig: strin
     },
     log,
   );
-  await until(() => logs.some((l) => l.msg === 'CI tunnel: ready'), 20_000, "the agent's CI tunnel");
+  await until(
+    () => logs.some((l) => l.msg === 'CI tunnel: ready' || l.msg.startsWith('CI tunnel: no Kubernetes credentials')),
+    20_000,
+    "the agent's CI tunnel",
+  );
   const jobs = new JobTokens(server.db);
   const proxyUrl = `https://127.0.0.1:${proxyPort}/k8s-proxy`;
   const caPem = readFileSync(certs.ca, 'utf8');

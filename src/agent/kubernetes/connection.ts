@@ -56,7 +56,7 @@ export interface KubeConnectionOptions {
   env?: NodeJS.ProcessEnv;
   /** Prefixed to the service account mount /var/run/secrets/kubernetes.io/serviceaccount (tests use a directory of their own). */
   pathPrefix?: string;
-  /** What to do when no credentials are found, for the program asking (the agent's advice by default). */
+  /** What to do when no credentials are found, for the part asking: each passes its own (the default is cilium's). */
   noCredentials?: string;
 }
 

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { kubeConnection } from '../../agent/kubernetes/connection.js';
+import { type KubeConnection, kubeConnection } from '../../agent/kubernetes/connection.js';
 import type { AgentModule } from '../../agent/module.js';
 import type { ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { settledWithin } from '../../shared/lifecycle/settled-within.js';
@@ -7,7 +7,7 @@ import { errText } from '../../shared/log/logger.js';
 import type { BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import type { CiAccessConfig } from './config.js';
-import { ApiForwarder, type AgentCall } from './forward.js';
+import { ApiForwarder, type AgentCall, NoClusterForwarder } from './forward.js';
 import { TunnelClient } from './wire.js';
 
 // The agent part of the CI/CD tunnel: while config.yaml has a ci_access block,
@@ -28,6 +28,10 @@ const REPLACE_AFTER_MS = 50;
 // After a failed call: a server restart should not keep CI jobs out for the agent's 10 s default.
 const BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 60_000, factor: 2, jitter: true, resetAfterMs: 5 * 60_000 };
 
+/** What to do without credentials, for the CI tunnel (connection.ts's default speaks of cilium). */
+const NO_CREDENTIALS =
+  "run the agent in the cluster (with its ServiceAccount, deploy/agent/agent.yaml) or pass --kubeconfig: the CI tunnel sends CI jobs' requests to that cluster's API server";
+
 export interface CiAccessAgentOptions {
   /** --kubeconfig (else KUBECONFIG, else the pod's service account). */
   kubeconfig?: string;
@@ -38,13 +42,20 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
   return {
     name: 'ci_access',
     async run(_block, ctx, signal) {
-      const kube = kubeConnection(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {});
+      let kube: KubeConnection | undefined;
+      let noCluster: string | undefined;
+      try {
+        kube = kubeConnection({ ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), noCredentials: NO_CREDENTIALS });
+      } catch (e) {
+        noCluster = errText(e);
+      }
       const tunnel = ctx.tunnel;
       if (!tunnel) throw new Error("the CI tunnel needs the agent's tunnel to the server, which this context lacks");
       // Its own connection (other options than the alert and config clients'), with HTTP/2 windows
       // wider than the 64 KiB default, so a large list is not paced by round trips.
       const client = new TunnelClient(tunnel.target, tunnel.credentials, { ...tunnel.options, 'grpc-node.flow_control_window': WINDOW_BYTES });
-      const forwarder = new ApiForwarder(kube, ctx.log);
+      // Without credentials the calls are still kept: CI jobs are answered that the cluster cannot be reached, and why.
+      const forwarder = kube ? new ApiForwarder(kube, ctx.log) : new NoClusterForwarder(noCluster!);
       // Calls serving a request, for ending them when the agent stops.
       const serving = new Set<AgentCall>();
       // Calls open and waiting for a request.
@@ -57,7 +68,12 @@ export function createCiAccessModule(o: CiAccessAgentOptions = {}): AgentModule<
         for (const c of waiting) c.cancel();
       };
       signal.addEventListener('abort', stop, { once: true });
-      ctx.log.info({ kubernetes_api_server: kube.server, credentials: kube.source, idle_calls: IDLE_CALLS }, 'CI tunnel: ready');
+      if (kube) ctx.log.info({ kubernetes_api_server: kube.server, credentials: kube.source, idle_calls: IDLE_CALLS }, 'CI tunnel: ready');
+      else
+        ctx.log.error(
+          { error: noCluster, idle_calls: IDLE_CALLS },
+          "CI tunnel: no Kubernetes credentials; CI jobs' requests are answered with this error until the agent is restarted with some",
+        );
       const slot = () =>
         retryLoop(
           {

@@ -233,6 +233,21 @@ function withoutHost(h: HeaderMap): HeaderMap {
   return rest;
 }
 
+/**
+ * The forwarder of an agent that has no Kubernetes credentials: it keeps its calls to the server, so a CI job is told
+ * that the agent cannot reach its cluster's API server and why, rather than that the agent is not connected.
+ */
+export class NoClusterForwarder {
+  constructor(private readonly why: string) {}
+
+  async forward(call: AgentCall, h: RequestHeader): Promise<boolean> {
+    answer(call, h, 502, `cannot reach this cluster's Kubernetes API server: ${this.why}`);
+    return false;
+  }
+
+  close(): void {}
+}
+
 /** Answers the call with a Status from the agent and ends it. */
 function answer(call: AgentCall, h: RequestHeader, code: number, message: string): void {
   const body = Buffer.from(statusBody(code, 'agent', message));
