@@ -515,7 +515,7 @@ export class DeliveryGroup {
       }
       // The deliveries, then their claims to the log; the export waits for
       // its window, and the offset for the export (its consumers can
-      // de-duplicate on `change`). A crash after the deliveries and before
+      // de-duplicate on `id` and `change` together). A crash after the deliveries and before
       // their claims are in the log lets the next owner record them again,
       // under the same webhook-ids (derived from the alert and event); a
       // crash after the claims costs nothing, the next owner takes them over.
