@@ -53,6 +53,24 @@ describe('describeCallError', () => {
   });
 });
 
+describe('a connection that closes', () => {
+  it('is the server going away once it had answered, not a TLS mismatch', () => {
+    // grpc-js's text for a call on a connection whose server had sent its HTTP/2 settings (a killed replica).
+    for (const a of [grpcAddr, grpcsAddr]) {
+      const said = describeCallError(unavailable('Connection dropped'), a);
+      expect(said).toBe(
+        'verdict:8150 closed the connection (Connection dropped): the server restarted or crashed, or a proxy between closed it; the agent reconnects',
+      );
+    }
+  });
+  it('keeps the TLS hint for a connection that never got an answer', () => {
+    // A plaintext agent at a TLS port: the server closes before sending HTTP/2 settings.
+    expect(
+      describeCallError(unavailable('No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z). Resolution note: '), grpcAddr),
+    ).toBe('verdict:8150 closed the connection before gRPC completed (Failed to connect); if the server serves TLS there, use grpcs://');
+  });
+});
+
 describe('isServerShutdown', () => {
   it('is a server that ended its streams as it stopped or sent GOAWAY, not one that is down, refused, or a reset stream', () => {
     expect(isServerShutdown(unavailable(SERVER_SHUTTING_DOWN))).toBe(true);

@@ -42,7 +42,7 @@ export function explainTransportError(text: string, a: KasAddress): string | und
   if (!ws && /Protocol error/i.test(text)) {
     return `${a.target} answered with HTTP/1.1, not gRPC (${text}): it is probably the server's HTTP port; use ${tls ? 'wss' : 'ws'}://${a.target}${AGENT_WS_PATH} for that port, or point ${a.scheme}:// at the server's gRPC address (--grpc-addr)`;
   }
-  if (!tls && /socket hang up|ECONNRESET|Failed to connect|Connection dropped|Connection closed/i.test(text)) {
+  if (!tls && /socket hang up|ECONNRESET|Failed to connect|Connection closed/i.test(text)) {
     return `${a.target} closed the connection before ${ws ? 'the WebSocket handshake' : 'gRPC'} completed (${text}); if the server serves TLS there, use ${ws ? 'wss' : 'grpcs'}://`;
   }
   return undefined;
@@ -86,6 +86,12 @@ export function describeCallError(err: unknown, address: KasAddress, transportEr
       return `rate limited by the server: ${details}`;
     case grpc.status.UNAVAILABLE:
       if (transportError) return transportError;
+      // grpc-js uses a connection only once the server sent its HTTP/2 settings, so a call it ends with a bare
+      // "Connection dropped" had reached a server that speaks gRPC there: no scheme or TLS mismatch, the
+      // server went away (a connection that never got that far fails with "No connection established").
+      if (/^Connection dropped$/i.test((e.details ?? '').trim())) {
+        return `${address.target} closed the connection (Connection dropped): the server restarted or crashed, or a proxy between closed it; the agent reconnects`;
+      }
       return explainTransportError(details, address) ?? `server unavailable at ${address.raw}: ${details}`;
     case grpc.status.FAILED_PRECONDITION:
       return details || 'failed precondition';

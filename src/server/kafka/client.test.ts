@@ -49,3 +49,22 @@ describe('explainKafkaError', () => {
     for (const s of said) expect(s.replace(/a config file that sets kafka\.(sasl|tls)/, '')).not.toMatch(/\bkafka\.(?!md\b)[a-z_]+/);
   });
 });
+
+describe('explainKafkaError for a port that is not a Kafka broker', () => {
+  it('says the address may not be a broker when it closes at, or never answers, the first request', () => {
+    const cfg = kafkaConfigForBootstrap('127.0.0.1:8080');
+    const closed = explainKafkaError(new kafkajs.KafkaJSConnectionError('Closed connection'), cfg);
+    expect(closed).toMatch(
+      /took the connection but closed it on the first Kafka request, so it may not be a Kafka broker: check the port is a broker listener/,
+    );
+    // kafkajs's plain Error once the first request (ApiVersions) timed out.
+    const silent = explainKafkaError(new Error('Broker not connected'), cfg);
+    expect(silent).toMatch(/^cannot reach the Kafka brokers 127\.0\.0\.1:8080: .*did not answer the first Kafka request, so it may not be a Kafka broker/);
+  });
+  it('names DESCRIBE_CONFIGS among the topic ACLs', () => {
+    const cfg = kafkaConfigForBootstrap('127.0.0.1:9092');
+    expect(explainKafkaError(refused('TOPIC_AUTHORIZATION_FAILED', 'Not authorized to access topics'), cfg, 'verdict.log')).toMatch(
+      /grant READ, WRITE, DESCRIBE and DESCRIBE_CONFIGS on topics verdict\.\*/,
+    );
+  });
+});

@@ -5,10 +5,10 @@ import type { ConnectionOptions } from 'node:tls';
 import kafkajs from 'kafkajs';
 import type { Admin, ITopicConfig, Kafka as KafkaClient, KafkaConfig as KafkaJsConfig, logCreator, SASLOptions } from 'kafkajs';
 import type { KafkaConfig } from '../../shared/config/kafka-config.js';
-import { resolveSecretRef } from '../../shared/config/webhooks-config.js';
+import { formatDuration, resolveSecretRef } from '../../shared/config/webhooks-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 
-const { Kafka, logLevel } = kafkajs;
+const { Kafka, logLevel, ConfigResourceTypes } = kafkajs;
 
 export interface Topics {
   log: string;
@@ -165,7 +165,7 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
         : type === 'CLUSTER_AUTHORIZATION_FAILED'
           ? 'the cluster (CREATE for topics, IDEMPOTENT_WRITE for the producer)'
           : `topic ${topic ?? `${cfg.topic_prefix}.*`}`;
-    return `Kafka user ${cfg.sasl?.username ?? '(anonymous)'} is not allowed to use ${what}: ${msg}; grant READ, WRITE and DESCRIBE on topics ${cfg.topic_prefix}.*${cfg.export_topic ? ` and ${cfg.export_topic}` : ''}, READ on groups ${cfg.topic_prefix}.*, and IDEMPOTENT_WRITE on the cluster`;
+    return `Kafka user ${cfg.sasl?.username ?? '(anonymous)'} is not allowed to use ${what}: ${msg}; grant READ, WRITE, DESCRIBE and DESCRIBE_CONFIGS on topics ${cfg.topic_prefix}.*${cfg.export_topic ? ` and ${cfg.export_topic}` : ''}, READ on groups ${cfg.topic_prefix}.*, and IDEMPOTENT_WRITE on the cluster`;
   }
   if (type === 'UNKNOWN_TOPIC_OR_PARTITION') {
     return `Kafka topic ${topic ?? `${cfg.topic_prefix}.log`} does not exist: ${msg}; ${
@@ -198,9 +198,18 @@ export function explainKafkaError(e: unknown, cfg: KafkaConfig, topic?: string):
     name === 'KafkaJSConnectionClosedError' ||
     name === 'KafkaJSBrokerNotFound' ||
     name === 'KafkaJSNoBrokerAvailableError' ||
-    /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|Connection timeout|Closed connection/i.test(msg)
+    /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|Connection timeout|Closed connection|Broker not connected/i.test(msg)
   ) {
-    return `cannot reach the Kafka brokers ${brokers}: ${msg}; check ${flag ? `${flag} ${brokers}` : 'kafka.brokers'} and that the brokers run and are reachable from this server`;
+    // A port that takes the connection but closes it at the first Kafka request, or never answers it (kafkajs
+    // then gives up with "Broker not connected"), is another service's, or a TLS listener.
+    const closed = name === 'KafkaJSConnectionClosedError' || /Closed connection/i.test(msg);
+    const notKafka =
+      closed || /Broker not connected/i.test(msg)
+        ? `; ${brokers} took the connection but ${closed ? 'closed it on' : 'did not answer'} the first Kafka request, so it may not be a Kafka broker: check the port is a broker listener${
+            flag ? '' : ' (one that expects TLS needs kafka.tls)'
+          }`
+        : '';
+    return `cannot reach the Kafka brokers ${brokers}: ${msg}; check ${flag ? `${flag} ${brokers}` : 'kafka.brokers'} and that the brokers run and are reachable from this server${notKafka}`;
   }
   if (name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT' || /timed? ?out/i.test(msg)) {
     return `Kafka did not answer in time (${msg}); the brokers ${brokers} may be overloaded or restarting`;
@@ -241,8 +250,8 @@ interface TopicSpec {
 
 /**
  * Creates the topics Verdict needs, or checks that they exist when it may not
- * create them. A topic that exists is left as it is (partitions, retention):
- * operators may have tuned it.
+ * create them. A topic that exists is not changed (partitions, retention):
+ * operators may have tuned it; checkTopicSettings says what is wrong with it.
  */
 export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger): Promise<{ logPartitions: number; exportPartitions: number }> {
   const t = topicsOf(cfg);
@@ -309,7 +318,84 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
     throw new Error(explainKafkaError(e, cfg, t.log));
   }
   const partitionsOf = (topic: string) => meta.topics.find((x) => x.name === topic)?.partitions.length || cfg.partitions;
-  return { logPartitions: partitionsOf(t.log), exportPartitions: t.export ? partitionsOf(t.export) : 0 };
+  const logPartitions = partitionsOf(t.log);
+  await checkTopicSettings(admin, cfg, log, logPartitions);
+  return { logPartitions, exportPartitions: t.export ? partitionsOf(t.export) : 0 };
+}
+
+/**
+ * Checks the settings of topics that may have been created by hand (or by an
+ * older setup) against what the log's guarantees rest on. Compaction of the
+ * log keeps about one events message per agent and partition, and a tokens
+ * topic that deletes by age loses tokens: either way a replica rebuilt from
+ * the topics lacks what the others have, so start-up stops. A shorter
+ * retention or other partition count may be the operator's choice, so it is a
+ * warning that says how to match the config to it.
+ */
+async function checkTopicSettings(admin: Admin, cfg: KafkaConfig, log: Logger, logPartitions: number): Promise<void> {
+  const t = topicsOf(cfg);
+  let res;
+  try {
+    res = await retrying(() =>
+      admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [
+          { type: ConfigResourceTypes.TOPIC, name: t.log, configNames: ['cleanup.policy', 'retention.ms', 'retention.bytes'] },
+          { type: ConfigResourceTypes.TOPIC, name: t.tokens, configNames: ['cleanup.policy', 'retention.ms'] },
+        ],
+      }),
+    );
+  } catch (e) {
+    const type = (rootCause(e) as { type?: string })?.type ?? '';
+    if (!/AUTHORIZATION/.test(type)) throw new Error(explainKafkaError(e, cfg, t.log));
+    // A missing DESCRIBE_CONFIGS grant (ACLs from before this check) must not stop a server that worked.
+    log.warn(
+      { topics: [t.log, t.tokens], error: errText(rootCause(e)) },
+      `Kafka: cannot check the settings of topics ${t.log} and ${t.tokens} (cleanup.policy, retention): grant DESCRIBE_CONFIGS on topics ${cfg.topic_prefix}.* so that a compacted log or a tokens topic that deletes by age is refused at start-up`,
+    );
+    return;
+  }
+  const value = (topic: string, name: string): string | undefined =>
+    res.resources.find((r) => r.resourceName === topic)?.configEntries.find((c) => c.configName === name)?.configValue;
+  const alter = (topic: string, setting: string) =>
+    `kafka-configs.sh --bootstrap-server ${cfg.brokers[0]} --alter --entity-type topics --entity-name ${topic} --add-config ${setting}`;
+  const refused: string[] = [];
+  const logPolicy = value(t.log, 'cleanup.policy') ?? 'delete';
+  if (logPolicy.split(',').includes('compact')) {
+    refused.push(
+      `topic ${t.log} (the alert log) has cleanup.policy=${logPolicy}: compaction keeps only the newest message per key, and events messages are keyed by agent, so a replica rebuilt from the log would lose alerts and counts; make it delete only: ${alter(t.log, 'cleanup.policy=delete')}`,
+    );
+  }
+  const tokensPolicy = value(t.tokens, 'cleanup.policy') ?? 'delete';
+  if (tokensPolicy !== 'compact') {
+    const ms = Number(value(t.tokens, 'retention.ms') ?? '-1');
+    refused.push(
+      `topic ${t.tokens} (agent and feed tokens) has cleanup.policy=${tokensPolicy}: Kafka deletes its rows by age (retention.ms=${ms}${ms > 0 ? `, ${formatDuration(ms)}` : ''}), so agents, feed and CI tokens registered before that would be unknown to a replica rebuilt from it; make it compact only: ${alter(t.tokens, 'cleanup.policy=compact')}`,
+    );
+  }
+  if (refused.length) throw new Error(`Kafka ${refused.join('; and ')}`);
+
+  const retentionMs = Number(value(t.log, 'retention.ms') ?? '-1');
+  if (retentionMs >= 0 && (cfg.log_retention < 0 || retentionMs < cfg.log_retention)) {
+    const wanted = cfg.log_retention < 0 ? 'infinite' : formatDuration(cfg.log_retention);
+    log.warn(
+      { topic: t.log, retention_ms: retentionMs, log_retention: wanted },
+      `Kafka: topic ${t.log} keeps the alert log for ${formatDuration(retentionMs)} (retention.ms=${retentionMs}), less than ${cfg.from_flag ? 'the' : 'kafka.log_retention'} ${wanted}: a replica rebuilt from it lacks the alerts older than that; raise it: ${alter(t.log, `retention.ms=${cfg.log_retention}`)}${cfg.from_flag ? '' : `, or set kafka.log_retention: ${formatDuration(retentionMs)} to accept it`}`,
+    );
+  }
+  const retentionBytes = Number(value(t.log, 'retention.bytes') ?? '-1');
+  if (retentionBytes >= 0) {
+    log.warn(
+      { topic: t.log, retention_bytes: retentionBytes },
+      `Kafka: topic ${t.log} drops its oldest messages once a partition holds ${retentionBytes} bytes (retention.bytes): a replica rebuilt from it lacks those alerts; bound the log by time instead: ${alter(t.log, 'retention.bytes=-1')}`,
+    );
+  }
+  if (logPartitions !== cfg.partitions) {
+    log.warn(
+      { topic: t.log, partitions: logPartitions, configured: cfg.partitions },
+      `Kafka: topic ${t.log} has ${logPartitions} partitions, not the ${cfg.partitions} of ${cfg.from_flag ? 'the default' : 'kafka.partitions'}; Verdict uses the topic's ${logPartitions} (at most ${logPartitions} replicas share webhook and export delivery)${cfg.from_flag ? '' : `; set kafka.partitions: ${logPartitions} to match`}`,
+    );
+  }
 }
 
 function describeSpec(s: TopicSpec): string {
