@@ -45,7 +45,7 @@ npm_packages() {
   if [ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
     return 0
   fi
-  log "installing npm packages (npm ci)"
+  log "installing npm packages (npm ci); the first run can take several minutes: better-sqlite3 compiles from source"
   # better-sqlite3 builds from source; node-gyp needs Node's headers, which the
   # machine's Node ships under /usr/include/node (there is no network to fetch them).
   if [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
