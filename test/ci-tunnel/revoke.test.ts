@@ -82,3 +82,14 @@ describe('CI tunnel: open requests of a revoked or expired job token', () => {
     }
   });
 });
+
+describe('CI tunnel: a watch that kubectl ends itself', () => {
+  it('is not logged as the API server breaking off a response', async () => {
+    const { watch } = await openWatch();
+    watch.kill();
+    await watch.closed;
+    // The server tells the agent, which drops the API server's response: give it the time.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(env.logs.filter((l) => l.msg === 'CI tunnel: the API server broke off a response')).toEqual([]);
+  });
+});

@@ -105,7 +105,10 @@ export class ApiForwarder {
     let requestEnded = false;
     let draining = false;
     let kept = false;
+    // The server ended the call (kubectl went away, a watch it stopped): the response this breaks off is not the API server's doing.
+    let clientGone = false;
     const onError = () => {
+      clientGone = true;
       if (!over) req.destroy();
     };
     const done = new Promise<void>((resolve) => {
@@ -152,7 +155,12 @@ export class ApiForwarder {
           },
         );
         res.on('error', (e) => {
-          this.log.warn({ error: errText(e) }, 'CI tunnel: the API server broke off a response');
+          if (clientGone)
+            this.log.debug(
+              { error: errText(e), ci_job_id: h.job_id },
+              'CI tunnel: the client ended the request (kubectl stopped a watch or logs -f); dropped the response',
+            );
+          else this.log.warn({ error: errText(e) }, 'CI tunnel: the API server broke off a response');
           call.cancel();
           finish();
         });
