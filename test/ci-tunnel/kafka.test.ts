@@ -147,6 +147,25 @@ describe('CI tunnel on Kafka replicas', () => {
     }
   });
 
+  it('a token revoked on replica B ends its watch open at replica A within a few seconds (Kafka brings the revocation)', async () => {
+    const token = await jobToken('b');
+    const watch = watchConfigMaps(kube, await kubeconfigAt('a', token));
+    try {
+      await until(() => watch.out.includes('kube-root-ca.crt') || undefined, 15_000, 'the watch to list');
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(watch.exitCode, watch.err).toBe(null);
+      const jobs = new JobTokens(servers.b.server.db);
+      const auth = jobs.authenticate(token);
+      if ('error' in auth) throw new Error(auth.error);
+      expect(jobs.revoke(auth.job.id)).toBe(true);
+      const code = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+      expect(code, `${watch.out}${watch.err}`).not.toBe('still running');
+      expect(`${watch.out}${watch.err}`).toMatch(/Verdict server: the CI job token of job \d+ was revoked at/);
+    } finally {
+      watch.kill();
+    }
+  });
+
   it('a kubeconfig made on one replica works on the other: agents are named, since their ids differ between replicas', async () => {
     const idA = servers.a.server.agents.get('edge')!.id;
     const idB = servers.b.server.agents.get('edge')!.id;

@@ -78,7 +78,12 @@ current-context: x
    * Sends one GET on a waiting call; ends the call after it (an older server) or, when the agent says next, puts it back.
    * whole: the header says the server reads a whole response in the header frame. frames: the kinds of frame the answer came in.
    */
-  async function ask(uri: string, older: boolean, whole = false): Promise<{ body: string; next: boolean; frames?: string[] }> {
+  async function ask(
+    uri: string,
+    older: boolean,
+    whole = false,
+    headers: Record<string, { values: string[] }> = {},
+  ): Promise<{ body: string; next: boolean; frames?: string[] }> {
     for (const until = Date.now() + 10_000; waiting.length === 0; ) {
       if (Date.now() > until) throw new Error('no call from the agent');
       await new Promise((r) => setTimeout(r, 10));
@@ -105,7 +110,7 @@ current-context: x
       call.on('data', onData);
       call.once('error', reject);
       call.write({
-        msg: { $case: 'header', value: { method: 'GET', uri, headers: {}, impersonation: undefined, job_id: 1, project: 'p', whole_responses: whole } },
+        msg: { $case: 'header', value: { method: 'GET', uri, headers, impersonation: undefined, job_id: 1, project: 'p', whole_responses: whole } },
       });
       call.write({ msg: { $case: 'end', value: { trailers: {}, next: false } } });
     });
@@ -117,6 +122,17 @@ current-context: x
       expect(r.body).toBe(`hello /older/${i}`);
     }
     expect(opened).toBeGreaterThanOrEqual(12);
+  });
+
+  it("refuses a request carrying the job's own Impersonate-* headers (a server that let them through), with access_as agent too", async () => {
+    for (const name of ['impersonate-group', 'Impersonate-Extra-Scopes', 'impersonate-uid']) {
+      const r = await ask('/api/v1/secrets', true, false, { [name]: { values: ['system:masters'] } });
+      expect(JSON.parse(r.body)).toMatchObject({
+        code: 403,
+        message: expect.stringContaining('Verdict agent: impersonation through the CI tunnel is not allowed'),
+      });
+      expect(r.body).not.toContain('hello');
+    }
   });
 
   it('keeps a call for the next request when the server takes End.next: no new calls', async () => {
