@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { tempDir } from '../helpers/processes.js';
+import { JobTokens } from '../../src/modules/ci-access/job-tokens.js';
+import { tempDir, until } from '../helpers/processes.js';
 import { startCiEnv, type CiEnv } from './env.js';
 import { execThrough, startExecPeer, type ExecPeer } from './exec-peer.js';
 
@@ -37,6 +38,31 @@ describe('upgrade requests through the CI tunnel (a peer in place of the kubelet
     expect(req.headers['impersonate-user']).toMatch(/^gitlab:ci_job:\d+$/);
     expect(req.headers['impersonate-group']).toContain('gitlab:project:shop/app');
     expect(JSON.stringify(req.headers)).not.toContain(token);
+  });
+
+  it('an exec open when its job token is revoked is closed within about a second', async () => {
+    const token = env.jobToken({ project: 'shop/app' });
+    const ws = new WebSocket(`${env.proxyUrl.replace('https:', 'wss:')}/api/v1/namespaces/ci/pods/web/exec?command=sh&stdin=true`, ['v5.channel.k8s.io'], {
+      ca: env.caPem,
+      headers: { authorization: `Bearer ci:${env.agentId}:${token}` },
+    });
+    const got: string[] = [];
+    ws.on('message', (m: Buffer) => got.push(m.subarray(1).toString()));
+    ws.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => ws.on('close', () => resolve()));
+    try {
+      await until(() => got.includes('ready\n') || undefined, 10_000, 'the greeting');
+      const jobs = new JobTokens(env.server.db);
+      const auth = jobs.authenticate(token);
+      if ('error' in auth) throw new Error(auth.error);
+      expect(jobs.revoke(auth.job.id)).toBe(true);
+      const at = Date.now();
+      const r = await Promise.race([closed.then(() => 'closed'), new Promise((res) => setTimeout(() => res('still open'), 5_000))]);
+      expect(r).toBe('closed');
+      expect(Date.now() - at).toBeLessThan(2_500);
+    } finally {
+      ws.terminate();
+    }
   });
 
   it('an upgrade refused by the proxy gets a Status, not a 101', async () => {
