@@ -71,7 +71,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance &
   await app.register(websocket, {
     options: {
       maxPayload: 64 * 1024,
-      // Never echo the bearer.<token> protocol back. An upgrade without verdict.v1 is refused before it (stream-routes.ts).
+      // Never echo the bearer.<token> protocol back. An upgrade that offers others but not verdict.v1 is refused before it (stream-routes.ts); ws asks nothing of one that offers none.
       handleProtocols: (protocols: Set<string>) => (protocols.has(STREAM_PROTOCOL) ? STREAM_PROTOCOL : false),
     },
   });

@@ -13,7 +13,7 @@ export const OPENAPI_URL = '/api/v1/openapi.json';
 
 const STREAM_DOC = `WebSocket (subprotocol \`verdict.v1\`). Authenticate with an Authorization header, or,
 from a browser, by offering a second subprotocol \`bearer.<feed token>\` (the server answers with
-\`verdict.v1\` only); an upgrade that does not offer \`verdict.v1\` is refused with 400. Takes the same filters as GET /api/v1/alerts, and \`cursor\`. Messages are JSON
+\`verdict.v1\` only); an upgrade that offers subprotocols but not \`verdict.v1\` is refused with 400, one that offers none is upgraded without one. Takes the same filters as GET /api/v1/alerts, and \`cursor\`. Messages are JSON
 text frames, each with the cursor to resume from:
 
 - \`{"type":"alerts","cursor":N,"alerts":[alert...],"removed":[id...]}\`: alerts that changed and match

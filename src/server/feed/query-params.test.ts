@@ -45,6 +45,28 @@ describe('unknown query parameters', () => {
     },
   );
 
+  // Routes that declare no query string of their own: the API's schema helper gives them none.
+  it.each([
+    ['GET', '/api/v1/admin/agents/edge-1/tokens'],
+    ['GET', '/api/v1/admin/integrations'],
+    ['GET', '/api/v1/alerts/1'],
+    ['GET', '/api/v1/agents/edge-1'],
+    ['DELETE', '/api/v1/admin/feed-tokens/999'],
+  ])('%s %s refuses ?limit=1 and takes ?access_token=', async (method, path) => {
+    const call = async (q: string, token = admin) => {
+      const res = await fetch(`http://${server.httpAddress}${path}${q}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+      return { status: res.status, body: (await res.json()) as { error?: string; message?: string } };
+    };
+    // Whatever the route answers without a parameter (a missing agent or alert is 404), never 400.
+    const plain = (await call('')).status;
+    expect(plain).not.toBe(400);
+    expect(await call('?limit=1'), `${method} ${path}?limit=1`).toEqual({
+      status: 400,
+      body: { error: 'bad_request', message: 'unknown query parameter "limit"; this route takes none' },
+    });
+    expect((await call(`?access_token=${admin}`, '')).status).toBe(plain);
+  });
+
   it('names the parameters a route takes, as the alerts routes always did', async () => {
     expect(await get('/api/v1/alerts?statuses=triggered')).toEqual({
       status: 400,

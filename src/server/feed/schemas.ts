@@ -301,7 +301,11 @@ export const tokenInfoSchema = {
 /**
  * A route schema with OpenAPI extras (summary, description, hide). Typed loosely
  * on purpose: fastify would otherwise narrow reply.code() to the documented codes.
+ * An API route that declares no query string takes none (noQuerySchema), so that
+ * ?limit=1 on a list without paging is refused rather than answered with every
+ * row. Hidden routes (the web page, probes, metrics) keep ignoring parameters:
+ * a browser's or a scraper's URL may carry any.
  */
 export function routeSchema(s: { summary?: string; description?: string; hide?: boolean } & FastifySchema): FastifySchema {
-  return s;
+  return s.hide || s.querystring ? s : { ...s, querystring: noQuerySchema };
 }

@@ -20,12 +20,15 @@ const offered = (h: IncomingHttpHeaders): string[] =>
  * Refused before the upgrade rather than upgraded without a protocol the client
  * offered: its WebSocket library would then fail with a bare "invalid
  * subprotocol" or 1006, saying nothing of what to change. Never echoes a token.
+ * A client that offers none (websocat -H, wscat -H, Python websockets with a
+ * header) expects none back, and is upgraded: its token came in the
+ * Authorization header or ?access_token= (requireScope ran first).
  */
 function subprotocolMissing(protocols: string[]): string {
   const shown = protocols.map((p) =>
     p.startsWith(BEARER_PROTOCOL_PREFIX) ? `${BEARER_PROTOCOL_PREFIX}<token>` : JSON.stringify(p).slice(1, -1).slice(0, 100),
   );
-  return `the live stream needs the WebSocket subprotocol ${STREAM_PROTOCOL}: offer it, and ${BEARER_PROTOCOL_PREFIX}<token> as a second one if the client cannot send an Authorization header (e.g. new WebSocket(url, ["${STREAM_PROTOCOL}", "${BEARER_PROTOCOL_PREFIX}<token>"])); offered: ${shown.length ? shown.join(', ') : 'none'}`;
+  return `the live stream needs the WebSocket subprotocol ${STREAM_PROTOCOL}: offer it, and ${BEARER_PROTOCOL_PREFIX}<token> as a second one if the client cannot send an Authorization header (e.g. new WebSocket(url, ["${STREAM_PROTOCOL}", "${BEARER_PROTOCOL_PREFIX}<token>"])), or offer none and send the token as "Authorization: Bearer <token>"; offered: ${shown.join(', ')}`;
 }
 
 export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertStore; tokens: FeedTokens; hub: StreamHub }): void {
@@ -42,8 +45,9 @@ export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertSt
     // the client can read: 409, as the cursor is well-formed but does not fit the
     // store as it is now.
     preHandler: async (req, reply) => {
-      if (isUpgrade(req.headers) && !offered(req.headers).includes(STREAM_PROTOCOL)) {
-        return reply.code(400).send({ error: 'bad_request', message: subprotocolMissing(offered(req.headers)) });
+      const protocols = offered(req.headers);
+      if (isUpgrade(req.headers) && protocols.length > 0 && !protocols.includes(STREAM_PROTOCOL)) {
+        return reply.code(400).send({ error: 'bad_request', message: subprotocolMissing(protocols) });
       }
       const { cursor } = req.query as { cursor?: number };
       const now = deps.store.currentSeq();

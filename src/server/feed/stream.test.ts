@@ -128,7 +128,20 @@ describe('live stream', () => {
     await expect(onlyBearer).rejects.toThrow(offer);
     await expect(onlyBearer).rejects.not.toThrow(read);
     await expect(connect('', { token: read, protocols: ['foo.v2'] }).opened).rejects.toThrow(/HTTP 400: .*offered: foo\.v2/);
-    await expect(connect('', { token: read, protocols: [] }).opened).rejects.toThrow(/HTTP 400: .*offered: none/);
+  });
+
+  it('upgrades a client that offers no subprotocol and sends its token in the header or ?access_token= (websocat -H, wscat -H)', async () => {
+    const byHeader = connect('', { token: read, protocols: [] });
+    const byQuery = connect(`access_token=${read}`, { protocols: [] });
+    await Promise.all([byHeader.opened, byQuery.opened]);
+    // None offered, none answered: the client would drop a connection with a protocol it did not ask for.
+    expect(byHeader.ws.protocol).toBe('');
+    await byHeader.until((c) => c.msgs.some((m) => m.type === 'live'));
+    await byQuery.until((c) => c.msgs.some((m) => m.type === 'live'));
+    const [a] = store.ingest('edge', [ev(ciliumPayload({ fp: 'live-no-protocol' }))]).alerts;
+    await byHeader.until((c) => c.alerts.some((x) => x.id === a!.id));
+    await byQuery.until((c) => c.alerts.some((x) => x.id === a!.id));
+    await expect(connect('', { protocols: [] }).opened).rejects.toThrow('HTTP 401');
   });
 
   it('refuses the upgrade without a token, with a wrong one, and for a cursor from the future', async () => {
