@@ -2,7 +2,8 @@
 // older setup) are checked against what the log's guarantees rest on, on a real
 // broker (scripts/kafka.sh): a compacted log or a tokens topic that deletes by
 // age stops start-up with the kafka-configs.sh command that fixes it; a shorter
-// retention or another partition count starts with a warning.
+// retention or another partition count starts with a warning. The decision on
+// each combination of settings is unit-tested in src/server/kafka/client.test.ts.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -79,15 +80,22 @@ describe('topics that exist at start-up', () => {
     const r = verdictRun(['server', '--config', await serverConfig('deleting-tokens', p)], { timeout: 60_000 });
     expect(r.status, r.stderr + r.stdout).toBe(1);
     const out = r.stderr + r.stdout;
-    expect(out).toContain(`topic ${p}.tokens (agent and feed tokens) has cleanup.policy=delete`);
+    expect(out).toContain(`topic ${p}.tokens (agent and feed tokens) has cleanup.policy=delete: Kafka deletes its rows after 168h (retention.ms=604800000)`);
     expect(out).toContain(`--entity-name ${p}.tokens --add-config cleanup.policy=compact`);
   }, 90_000);
 
-  it('starts with a log of a shorter retention and fewer partitions, warning how to match them', async () => {
+  it('starts with a log of a shorter retention and fewer partitions, warning how to match them, and tokens on compact,delete kept forever', async () => {
     const p = prefix();
     await createTopics([
       { topic: `${p}.log`, numPartitions: 2, configEntries: [{ name: 'retention.ms', value: '60000' }] },
-      { topic: `${p}.tokens`, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
+      {
+        topic: `${p}.tokens`,
+        numPartitions: 1,
+        configEntries: [
+          { name: 'cleanup.policy', value: 'compact,delete' },
+          { name: 'retention.ms', value: '-1' },
+        ],
+      },
     ]);
     const s = spawnVerdict(['server', '--config', await serverConfig('short-log', p)], 'server');
     const retention = await s.waitForLog((l) => /keeps the alert log for/.test(l.msg), 60_000, 'the retention warning');

@@ -1,7 +1,7 @@
 import kafkajs from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { kafkaConfigForBootstrap } from '../../shared/config/kafka-config.js';
-import { explainKafkaError } from './client.js';
+import { explainKafkaError, judgeTopicSettings, type DescribedTopic } from './client.js';
 
 // The advice names the settings where the brokers came from: a config file's kafka: keys, or, for the demo's
 // --kafka, that flag, and no key the demo has no way to set.
@@ -66,5 +66,65 @@ describe('explainKafkaError for a port that is not a Kafka broker', () => {
     expect(explainKafkaError(refused('TOPIC_AUTHORIZATION_FAILED', 'Not authorized to access topics'), cfg, 'verdict.log')).toMatch(
       /grant READ, WRITE, DESCRIBE and DESCRIBE_CONFIGS on topics verdict\.\*/,
     );
+  });
+});
+
+describe('judgeTopicSettings (the start-up check of existing topics)', () => {
+  const cfg = kafkaConfigForBootstrap('127.0.0.1:9092');
+  /** DescribeConfigs' answer for the log and tokens topics; `undefined` leaves the entry out, as a broker may. */
+  const described = (
+    tokens: Record<string, string | undefined>,
+    log: Record<string, string | undefined> = { 'cleanup.policy': 'delete', 'retention.ms': '-1' },
+  ): DescribedTopic[] =>
+    Object.entries({ 'verdict.log': log, 'verdict.tokens': tokens }).map(([resourceName, entries]) => ({
+      resourceName,
+      configEntries: Object.entries(entries)
+        .filter((e): e is [string, string] => e[1] !== undefined)
+        .map(([configName, configValue]) => ({ configName, configValue })),
+    }));
+  const judge = (tokens: Record<string, string | undefined>, log?: Record<string, string | undefined>) =>
+    judgeTopicSettings(described(tokens, log), cfg, cfg.partitions);
+
+  it('accepts a compacted tokens topic, and compact,delete that never deletes by age', () => {
+    expect(judge({ 'cleanup.policy': 'compact', 'retention.ms': '604800000' })).toEqual({ refused: [], warnings: [] });
+    expect(judge({ 'cleanup.policy': 'compact,delete', 'retention.ms': '-1' })).toEqual({ refused: [], warnings: [] });
+  });
+
+  it('refuses compact,delete with a finite retention, naming it and both ways out', () => {
+    const { refused } = judge({ 'cleanup.policy': 'compact,delete', 'retention.ms': '604800000' });
+    expect(refused).toEqual([
+      "topic verdict.tokens (agent and feed tokens) has cleanup.policy=compact,delete with retention.ms=604800000 (168h): Kafka deletes rows older than that even when they are a token's newest, so agents, feed and CI tokens registered before that would be unknown to a replica rebuilt from it; make it compact only: kafka-configs.sh --bootstrap-server 127.0.0.1:9092 --alter --entity-type topics --entity-name verdict.tokens --add-config cleanup.policy=compact (or keep compact,delete with kafka-configs.sh --bootstrap-server 127.0.0.1:9092 --alter --entity-type topics --entity-name verdict.tokens --add-config retention.ms=-1)",
+    ]);
+  });
+
+  it('refuses delete without compact, saying what deletes rows only when something does', () => {
+    const [aged] = judge({ 'cleanup.policy': 'delete', 'retention.ms': '86400000' }).refused;
+    expect(aged).toMatch(
+      /^topic verdict\.tokens \(agent and feed tokens\) has cleanup\.policy=delete: Kafka deletes its rows after 24h \(retention\.ms=86400000\)/,
+    );
+    const [forever] = judge({ 'cleanup.policy': 'delete', 'retention.ms': '-1' }).refused;
+    expect(forever).toMatch(
+      /^topic verdict\.tokens \(agent and feed tokens\) has cleanup\.policy=delete: it is not compacted, so it keeps every change of every token until a retention set on it deletes rows by age/,
+    );
+    expect(forever).not.toMatch(/deletes its rows by age \(retention\.ms=-1/);
+    expect(forever).toMatch(/--add-config cleanup\.policy=compact$/);
+  });
+
+  it('warns, and does not refuse, when the brokers leave a setting out', () => {
+    const { refused, warnings } = judge({ 'retention.ms': '-1' }, { 'retention.ms': '-1' });
+    expect(refused).toEqual([]);
+    expect(warnings.map((w) => w.msg)).toEqual([
+      'Kafka: could not read cleanup.policy of topic verdict.log (the brokers did not return it), so it is not checked; make sure it is delete: kafka-configs.sh --bootstrap-server 127.0.0.1:9092 --describe --entity-type topics --entity-name verdict.log',
+      'Kafka: could not read cleanup.policy of topic verdict.tokens (the brokers did not return it), so it is not checked; make sure it is compact: kafka-configs.sh --bootstrap-server 127.0.0.1:9092 --describe --entity-type topics --entity-name verdict.tokens',
+    ]);
+    expect(judge({ 'cleanup.policy': 'compact,delete' }).warnings.map((w) => w.msg)).toEqual([
+      'Kafka: could not read retention.ms of topic verdict.tokens (the brokers did not return it), so it is not checked; make sure it is -1 (with cleanup.policy=compact,delete): kafka-configs.sh --bootstrap-server 127.0.0.1:9092 --describe --entity-type topics --entity-name verdict.tokens',
+    ]);
+  });
+
+  it('still refuses a compacted alert log', () => {
+    expect(judge({ 'cleanup.policy': 'compact' }, { 'cleanup.policy': 'compact,delete', 'retention.ms': '-1' }).refused).toEqual([
+      expect.stringMatching(/^topic verdict\.log \(the alert log\) has cleanup\.policy=compact,delete: .*--add-config cleanup\.policy=delete$/),
+    ]);
   });
 });

@@ -327,7 +327,8 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
  * Checks the settings of topics that may have been created by hand (or by an
  * older setup) against what the log's guarantees rest on. Compaction of the
  * log keeps about one events message per agent and partition, and a tokens
- * topic that deletes by age loses tokens: either way a replica rebuilt from
+ * topic that deletes by age (delete without compact, or compact,delete with a
+ * finite retention.ms) loses tokens: either way a replica rebuilt from
  * the topics lacks what the others have, so start-up stops. A shorter
  * retention or other partition count may be the operator's choice, so it is a
  * warning that says how to match the config to it.
@@ -355,47 +356,95 @@ async function checkTopicSettings(admin: Admin, cfg: KafkaConfig, log: Logger, l
     );
     return;
   }
+  const judged = judgeTopicSettings(res.resources, cfg, logPartitions);
+  for (const w of judged.warnings) log.warn(w.fields, w.msg);
+  if (judged.refused.length) throw new Error(`Kafka ${judged.refused.join('; and ')}`);
+}
+
+/** One topic's settings as DescribeConfigs answers them (kafkajs's DescribeConfigResponse resources). */
+export interface DescribedTopic {
+  resourceName: string;
+  configEntries: readonly { configName: string; configValue: string | null }[];
+}
+
+/**
+ * What the start-up check makes of the topics' settings: what stops the
+ * server, and what it warns about. A setting the brokers did not return
+ * (an entry left out, a topic the answer lacks) is not assumed to be the
+ * default: the server starts and says it could not read it.
+ */
+export function judgeTopicSettings(
+  resources: readonly DescribedTopic[],
+  cfg: KafkaConfig,
+  logPartitions: number,
+): { refused: string[]; warnings: { fields: Record<string, unknown>; msg: string }[] } {
+  const t = topicsOf(cfg);
   const value = (topic: string, name: string): string | undefined =>
-    res.resources.find((r) => r.resourceName === topic)?.configEntries.find((c) => c.configName === name)?.configValue;
+    resources.find((r) => r.resourceName === topic)?.configEntries.find((c) => c.configName === name)?.configValue ?? undefined;
   const alter = (topic: string, setting: string) =>
     `kafka-configs.sh --bootstrap-server ${cfg.brokers[0]} --alter --entity-type topics --entity-name ${topic} --add-config ${setting}`;
+  const unread = (topic: string, name: string, wanted: string) => ({
+    fields: { topic, setting: name },
+    msg: `Kafka: could not read ${name} of topic ${topic} (the brokers did not return it), so it is not checked; make sure it is ${wanted}: kafka-configs.sh --bootstrap-server ${cfg.brokers[0]} --describe --entity-type topics --entity-name ${topic}`,
+  });
   const refused: string[] = [];
-  const logPolicy = value(t.log, 'cleanup.policy') ?? 'delete';
-  if (logPolicy.split(',').includes('compact')) {
+  const warnings: { fields: Record<string, unknown>; msg: string }[] = [];
+  const policies = (v: string) => v.split(',').map((x) => x.trim());
+
+  const logPolicy = value(t.log, 'cleanup.policy');
+  if (logPolicy === undefined) warnings.push(unread(t.log, 'cleanup.policy', 'delete'));
+  else if (policies(logPolicy).includes('compact')) {
     refused.push(
       `topic ${t.log} (the alert log) has cleanup.policy=${logPolicy}: compaction keeps only the newest message per key, and events messages are keyed by agent, so a replica rebuilt from the log would lose alerts and counts; make it delete only: ${alter(t.log, 'cleanup.policy=delete')}`,
     );
   }
-  const tokensPolicy = value(t.tokens, 'cleanup.policy') ?? 'delete';
-  if (tokensPolicy !== 'compact') {
-    const ms = Number(value(t.tokens, 'retention.ms') ?? '-1');
+
+  // Compaction keeps every key's newest row for good; `delete` alongside it drops even those once older than retention.ms.
+  const tokensPolicy = value(t.tokens, 'cleanup.policy');
+  const tokensMsText = value(t.tokens, 'retention.ms');
+  const tokensMs = tokensMsText === undefined ? undefined : Number(tokensMsText);
+  const lost = 'so agents, feed and CI tokens registered before that would be unknown to a replica rebuilt from it';
+  if (tokensPolicy === undefined) warnings.push(unread(t.tokens, 'cleanup.policy', 'compact'));
+  else if (!policies(tokensPolicy).includes('compact')) {
+    const age =
+      tokensMs !== undefined && tokensMs >= 0
+        ? `Kafka deletes its rows after ${formatDuration(tokensMs)} (retention.ms=${tokensMs}), ${lost}`
+        : `it is not compacted, so it keeps every change of every token until a retention set on it deletes rows by age, and then agents, feed and CI tokens registered before that would be unknown to a replica rebuilt from it`;
     refused.push(
-      `topic ${t.tokens} (agent and feed tokens) has cleanup.policy=${tokensPolicy}: Kafka deletes its rows by age (retention.ms=${ms}${ms > 0 ? `, ${formatDuration(ms)}` : ''}), so agents, feed and CI tokens registered before that would be unknown to a replica rebuilt from it; make it compact only: ${alter(t.tokens, 'cleanup.policy=compact')}`,
+      `topic ${t.tokens} (agent and feed tokens) has cleanup.policy=${tokensPolicy}: ${age}; make it compact only: ${alter(t.tokens, 'cleanup.policy=compact')}`,
     );
+  } else if (policies(tokensPolicy).includes('delete')) {
+    if (tokensMs === undefined) warnings.push(unread(t.tokens, 'retention.ms', '-1 (with cleanup.policy=compact,delete)'));
+    else if (tokensMs >= 0) {
+      refused.push(
+        `topic ${t.tokens} (agent and feed tokens) has cleanup.policy=${tokensPolicy} with retention.ms=${tokensMs} (${formatDuration(tokensMs)}): Kafka deletes rows older than that even when they are a token's newest, ${lost}; make it compact only: ${alter(t.tokens, 'cleanup.policy=compact')} (or keep compact,delete with ${alter(t.tokens, 'retention.ms=-1')})`,
+      );
+    }
   }
-  if (refused.length) throw new Error(`Kafka ${refused.join('; and ')}`);
+  if (refused.length) return { refused, warnings };
 
   const retentionMs = Number(value(t.log, 'retention.ms') ?? '-1');
   if (retentionMs >= 0 && (cfg.log_retention < 0 || retentionMs < cfg.log_retention)) {
     const wanted = cfg.log_retention < 0 ? 'infinite' : formatDuration(cfg.log_retention);
-    log.warn(
-      { topic: t.log, retention_ms: retentionMs, log_retention: wanted },
-      `Kafka: topic ${t.log} keeps the alert log for ${formatDuration(retentionMs)} (retention.ms=${retentionMs}), less than ${cfg.from_flag ? 'the' : 'kafka.log_retention'} ${wanted}: a replica rebuilt from it lacks the alerts older than that; raise it: ${alter(t.log, `retention.ms=${cfg.log_retention}`)}${cfg.from_flag ? '' : `, or set kafka.log_retention: ${formatDuration(retentionMs)} to accept it`}`,
-    );
+    warnings.push({
+      fields: { topic: t.log, retention_ms: retentionMs, log_retention: wanted },
+      msg: `Kafka: topic ${t.log} keeps the alert log for ${formatDuration(retentionMs)} (retention.ms=${retentionMs}), less than ${cfg.from_flag ? 'the' : 'kafka.log_retention'} ${wanted}: a replica rebuilt from it lacks the alerts older than that; raise it: ${alter(t.log, `retention.ms=${cfg.log_retention}`)}${cfg.from_flag ? '' : `, or set kafka.log_retention: ${formatDuration(retentionMs)} to accept it`}`,
+    });
   }
   const retentionBytes = Number(value(t.log, 'retention.bytes') ?? '-1');
   if (retentionBytes >= 0) {
-    log.warn(
-      { topic: t.log, retention_bytes: retentionBytes },
-      `Kafka: topic ${t.log} drops its oldest messages once a partition holds ${retentionBytes} bytes (retention.bytes): a replica rebuilt from it lacks those alerts; bound the log by time instead: ${alter(t.log, 'retention.bytes=-1')}`,
-    );
+    warnings.push({
+      fields: { topic: t.log, retention_bytes: retentionBytes },
+      msg: `Kafka: topic ${t.log} drops its oldest messages once a partition holds ${retentionBytes} bytes (retention.bytes): a replica rebuilt from it lacks those alerts; bound the log by time instead: ${alter(t.log, 'retention.bytes=-1')}`,
+    });
   }
   if (logPartitions !== cfg.partitions) {
-    log.warn(
-      { topic: t.log, partitions: logPartitions, configured: cfg.partitions },
-      `Kafka: topic ${t.log} has ${logPartitions} partitions, not the ${cfg.partitions} of ${cfg.from_flag ? 'the default' : 'kafka.partitions'}; Verdict uses the topic's ${logPartitions} (at most ${logPartitions} replicas share webhook and export delivery)${cfg.from_flag ? '' : `; set kafka.partitions: ${logPartitions} to match`}`,
-    );
+    warnings.push({
+      fields: { topic: t.log, partitions: logPartitions, configured: cfg.partitions },
+      msg: `Kafka: topic ${t.log} has ${logPartitions} partitions, not the ${cfg.partitions} of ${cfg.from_flag ? 'the default' : 'kafka.partitions'}; Verdict uses the topic's ${logPartitions} (at most ${logPartitions} replicas share webhook and export delivery)${cfg.from_flag ? '' : `; set kafka.partitions: ${logPartitions} to match`}`,
+    });
   }
+  return { refused, warnings };
 }
 
 function describeSpec(s: TopicSpec): string {
