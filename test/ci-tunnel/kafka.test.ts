@@ -242,6 +242,34 @@ describe('CI tunnel on Kafka replicas', () => {
     expect(viaA.stdout.trim()).toBe('configmap/via-b');
   });
 
+  it('after a move to a project without its config.yaml, the replica not holding the agent forwards, and the holder decides with the config.yaml the agent runs', async () => {
+    const app = await jobToken('a');
+    const other = await jobToken('a', 'shop/other');
+    const held = (servers.b.server.streams as AgentConnections).status('edge')?.connected;
+    expect(held).toBe(true);
+    const moved = new ConfigProject(join(dir, 'moved'));
+    const readme = moved.commit({ 'README.md': 'the agent is not configured here yet\n' });
+    servers.b.server.agents.setConfigProject('edge', moved.dir);
+    await until(() => servers.a.server.agents.get('edge')?.config_project === moved.dir || undefined, 20_000, 'replica A to learn the move');
+    await until(
+      () => servers.b.server.agents.configStatus('edge')?.invalid?.commit_id === readme || undefined,
+      20_000,
+      'the agent asking the new project (at B)',
+    );
+    // A does not know what the agent runs (its configuration streams are at B), and the registered project has no
+    // config.yaml for it: A forwards without deciding, and B decides with the old project's, which the agent runs.
+    const viaA = await getRaw('a', '/api/v1/namespaces/ci/configmaps', `Bearer ci:edge:${app}`);
+    expect([viaA.status, viaA.body]).toEqual([200, expect.stringContaining('"kind":"ConfigMapList"')]);
+    // Forwarded undecided, nothing is let through unchecked: B refuses what that config.yaml does not allow.
+    const refused = await getRaw('a', '/api/v1/namespaces/ci/configmaps', `Bearer ci:edge:${other}`);
+    expect(refused.status).toBe(403);
+    expect(JSON.parse(refused.body).message).toContain('project shop/other is not in ci_access.projects');
+
+    // Back to the first project, for the tests after this one.
+    servers.b.server.agents.setConfigProject('edge', project.dir);
+    await until(() => servers.a.server.agents.get('edge')?.config_project === project.dir || undefined, 20_000, 'replica A to learn the move back');
+  });
+
   it('with the agent connected to no replica, the answer is a clear 503', async () => {
     const token = await jobToken('a');
     relay.cut();

@@ -5,7 +5,8 @@ import type { CiAccessConfig } from './config.js';
 
 // The ci_access block of an agent's config.yaml, as the server decides with it
 // who may use the agent. Read at the configuration project's current commit
-// (the caller says how to find it: a poller in the server, git in the CLI)
+// (the caller says how to find it: a poller in the server, git in the CLI),
+// or at the commit the caller names (the one a moved agent runs)
 // with the server's one reader, which keeps it per commit, so a request costs
 // no git call while nothing changed.
 // A commit whose config.yaml does not validate leaves in force the block of
@@ -42,12 +43,12 @@ export class CiAccessConfigs {
   ) {}
 
   /**
-   * The agent's ci_access block at the current commit (undefined when it has none), or that of the newest earlier
-   * commit where config.yaml validates when it does not validate here; throws when it cannot be read, is gone, or
-   * has no good commit.
+   * The agent's ci_access block at the current commit, or at `at` (undefined when it has none), or that of the newest
+   * earlier commit where config.yaml validates when it does not validate there; throws when it cannot be read, is
+   * gone, or has no good commit.
    */
-  async get(agent: AgentRef): Promise<Block> {
-    const commit = await this.commitOf(agent.config_project);
+  async get(agent: AgentRef, at?: string): Promise<Block> {
+    const commit = at ?? (await this.commitOf(agent.config_project));
     const read = await readAgentConfig(agent.config_project, agent.name, commit);
     if (read.state === 'valid') return read.config.ci_access as Block;
     // A deleted config.yaml (or agent directory) is no configuration, not an invalid one: it takes the access away.

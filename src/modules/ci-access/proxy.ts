@@ -39,11 +39,11 @@ export interface ProxyDeps {
   replicas?: { holding(agent: string): ForwardTarget[]; forwarder: ReplicaForwarder; replica: string } | undefined;
   configs: CiAccessConfigs;
   /**
-   * The configuration project whose config.yaml the agent runs, when this server knows it (ServerModuleContext's
-   * configProjectOf): a moved agent runs its last configuration until the new project has a valid one, and its
-   * ci_access decides meanwhile, as GitOps serves from it. Else the registered project.
+   * The configuration the agent runs (project and commit), when this server knows it (ServerModuleContext's
+   * servedConfigOf): a moved agent runs its last configuration until the new project has a valid one, and that
+   * commit's ci_access decides meanwhile, as GitOps serves from it. Else the registered project decides.
    */
-  configProjectOf?(agent: AgentRecord): string | undefined;
+  servedConfigOf?(agent: AgentRecord): { project: string; commit: string } | undefined;
   tunnels: AgentTunnels;
   /** The server's projects_dir: configuration projects are named by their path below it, as jobs name projects. */
   projectsDir?: string | undefined;
@@ -73,6 +73,17 @@ interface Route {
   watch: boolean;
 }
 
+/**
+ * A request for an agent held by another replica, when this one does not know which configuration the agent runs:
+ * sent there undecided, as the holder decides every forwarded request itself (replica-forward.ts). It carries no
+ * RequestHeader, so it can only be forwarded, never served here.
+ */
+interface Undecided {
+  agent: AgentRecord;
+  jobToken: string;
+  forwardTo: ForwardTarget[];
+}
+
 type Taken = { call: TunnelCall; release: () => void } | Refusal | { forwardTo: ForwardTarget[] };
 
 // A token issued on another replica reaches this one through Kafka within a second or so.
@@ -87,8 +98,11 @@ const BEARER = /^Bearer\s+ci:([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?):(\S+)$/i;
 export class KubernetesApiProxy {
   constructor(private readonly d: ProxyDeps) {}
 
-  /** Who is asking, for which agent, and whether they may: a Route or the refusal to answer with. */
-  async route(req: IncomingMessage, upgrade: boolean): Promise<Route | Refusal> {
+  /**
+   * Who is asking, for which agent, and whether they may: a Route or the refusal to answer with; or, for an agent
+   * another replica holds and decides for, where to forward the request.
+   */
+  async route(req: IncomingMessage, upgrade: boolean): Promise<Route | Refusal | Undecided> {
     const url = req.url ?? '/';
     const prefix = this.d.prefix;
     if (!url.startsWith(prefix) && `${url}/` !== prefix)
@@ -121,12 +135,23 @@ export class KubernetesApiProxy {
         code: 403,
         message: `agent is not allowed: no agent has ${byId ? `id ${ref}` : `the name "${ref}"`}; \`verdict kubeconfig\` lists the agents this job may use`,
       };
-    const runs = this.d.configProjectOf?.(agent) ?? agent.config_project;
+    const served = this.d.servedConfigOf?.(agent);
+    if (!served && !fwd && this.d.replicas && !this.d.tunnels.connected(agent.id)) {
+      // The registered project may not be what the agent runs (a moved agent runs its old project's config.yaml until
+      // the new one has a valid one): deciding with it here would refuse jobs the agent's configuration allows. The
+      // replica holding the agent knows what it runs, and decides.
+      const to = this.d.replicas.holding(agent.name);
+      if (to.length) return { agent, jobToken: m[2]!, forwardTo: to };
+    }
+    // Moved away from the project whose config.yaml it runs: the agent no longer follows that project, so the commit
+    // it was sent decides, not one pushed there since (which would grant access the agent never received).
+    const pinned = served && served.project !== agent.config_project ? served : undefined;
+    const runs = pinned?.project ?? agent.config_project;
     // The configuration project as jobs name projects (group/project): never the server's own path to it.
     const configProject = projectPath(runs, this.d.projectsDir);
     let block: CiAccessConfig | undefined;
     try {
-      block = await this.d.configs.get({ name: agent.name, config_project: runs });
+      block = await this.d.configs.get({ name: agent.name, config_project: runs }, pinned?.commit);
     } catch (e) {
       return {
         code: 503,
@@ -167,11 +192,9 @@ export class KubernetesApiProxy {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const r = await this.route(req, false);
     if ('code' in r) return refuse(res, r);
+    if ('forwardTo' in r) return this.forward(req, res, r, r.forwardTo);
     const taken = await this.takeCall(r, req);
-    if ('forwardTo' in taken) {
-      if (await this.d.replicas!.forwarder.forward(req, res, taken.forwardTo, { agentName: r.agent.name, jobToken: r.jobToken })) return;
-      return refuse(res, this.unreachable(r, taken.forwardTo));
-    }
+    if ('forwardTo' in taken) return this.forward(req, res, r, taken.forwardTo);
     if ('code' in taken) return refuse(res, taken);
     const { call, release } = taken;
     const agentId = r.agent.id;
@@ -296,11 +319,9 @@ export class KubernetesApiProxy {
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const r = await this.route(req, true);
     if ('code' in r) return refuseSocket(socket, r);
+    if ('forwardTo' in r) return this.forwardUpgrade(req, socket, head, r, r.forwardTo);
     const taken = await this.takeCall(r, req);
-    if ('forwardTo' in taken) {
-      if (await this.d.replicas!.forwarder.forwardUpgrade(req, socket, head, taken.forwardTo, { agentName: r.agent.name, jobToken: r.jobToken })) return;
-      return refuseSocket(socket, this.unreachable(r, taken.forwardTo));
-    }
+    if ('forwardTo' in taken) return this.forwardUpgrade(req, socket, head, r, taken.forwardTo);
     if ('code' in taken) return refuseSocket(socket, taken);
     const { call, release: releaseCall } = taken;
     let done = false;
@@ -407,10 +428,21 @@ export class KubernetesApiProxy {
     return { code: 503, message: `the agent "${agent.name}" is not connected to this server; ${check}` };
   }
 
-  private unreachable(r: Route, to: readonly ForwardTarget[]): Refusal {
+  /** Sends the request to a replica holding the agent's calls, which decides it again (replica-forward.ts). */
+  private async forward(req: IncomingMessage, res: ServerResponse, r: Route | Undecided, to: ForwardTarget[]): Promise<void> {
+    if (await this.d.replicas!.forwarder.forward(req, res, to, { agentName: r.agent.name, jobToken: r.jobToken })) return;
+    refuse(res, this.unreachable(r.agent.name, to));
+  }
+
+  private async forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, r: Route | Undecided, to: ForwardTarget[]): Promise<void> {
+    if (await this.d.replicas!.forwarder.forwardUpgrade(req, socket, head, to, { agentName: r.agent.name, jobToken: r.jobToken })) return;
+    refuseSocket(socket, this.unreachable(r.agent.name, to));
+  }
+
+  private unreachable(agent: string, to: readonly ForwardTarget[]): Refusal {
     return {
       code: 503,
-      message: `the agent "${r.agent.name}" is connected to another replica of this server (${to.map((t) => `${t.replica} at ${t.address}`).join(', ')}), which this one cannot reach; check the network between replicas (kubernetes_api.listen must be reachable from the others), then retry`,
+      message: `the agent "${agent}" is connected to another replica of this server (${to.map((t) => `${t.replica} at ${t.address}`).join(', ')}), which this one cannot reach; check the network between replicas (kubernetes_api.listen must be reachable from the others), then retry`,
     };
   }
 }

@@ -29,8 +29,8 @@ function tunnels(config: ServerConfig): AgentTunnels {
   return t;
 }
 
-/** Which configuration project's config.yaml each agent runs, as the agent API of the server with this config knows it. */
-const configProjectOf = new WeakMap<ServerConfig, ServerModuleContext['configProjectOf']>();
+/** Which configuration (project and commit) each agent runs, as the agent API of the server with this config knows it. */
+const servedConfigOf = new WeakMap<ServerConfig, ServerModuleContext['servedConfigOf']>();
 
 const PURGE_INTERVAL_MS = 3600_000;
 
@@ -47,7 +47,7 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
   name: 'ci_access',
   config: ciAccessBlock,
   grpcServices: (ctx) => {
-    configProjectOf.set(ctx.config, ctx.configProjectOf);
+    servedConfigOf.set(ctx.config, ctx.servedConfigOf);
     return [tunnelService(ctx, tunnels(ctx.config))];
   },
   // Served whether or not this server runs the proxy, like `verdict ci-tokens` works on any data dir.
@@ -73,7 +73,7 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
         ? { holding: (agent) => sync?.holding(agent) ?? [], forwarder: new ReplicaForwarder(ctx.tls?.cert, ctx.log), replica: replicaId(ctx.db) }
         : undefined,
       configs: new CiAccessConfigs((repo) => pollers.get(repo).current(), ctx.log),
-      configProjectOf: (agent) => configProjectOf.get(ctx.config)?.(agent),
+      servedConfigOf: (agent) => servedConfigOf.get(ctx.config)?.(agent),
       tunnels: tunnels(ctx.config),
       prefix: k.url_path_prefix,
       tlsInFront: k.url !== undefined && !isPlainHttpUrl(k.url),
