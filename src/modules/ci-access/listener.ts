@@ -1,7 +1,7 @@
-import { createServer as createHttp, type IncomingMessage, type Server, maxHeaderSize, type ServerResponse, STATUS_CODES } from 'node:http';
+import { createServer as createHttp, type IncomingMessage, type Server, maxHeaderSize, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { clientErrorAnswerer } from '../../server/http-client-error.js';
 import type { TlsMaterial } from '../../server/tunnel/tls.js';
 import { splitHostPort } from '../../shared/config/host-port.js';
 import { listenError } from '../../shared/config/listen-error.js';
@@ -10,9 +10,11 @@ import type { KubernetesApiProxy } from './proxy.js';
 import { STATUS_HEADERS, statusBody } from './status.js';
 
 // The listener kubectl talks to (the original KAS's :8154). HTTPS when the
-// server has TLS. Node's request and header timeouts are off: a watch or an
-// exec session lasts as long as its client wants, and the original's users'
-// top complaint was long watches cut by proxies.
+// server has TLS. Node's request timeout is off: a watch or an exec session
+// lasts as long as its client wants, and the original's users' top complaint
+// was long watches cut by proxies. Only the request's headers must arrive
+// within 60 s (headersTimeout), so a client that never sends them does not
+// hold a socket.
 
 export interface ProxyListener {
   /** host:port bound */
@@ -36,7 +38,7 @@ export async function listenProxy(addr: string, proxy: KubernetesApiProxy, tls: 
       socket.destroy();
     });
   });
-  server.on('clientError', (e: NodeJS.ErrnoException, socket: Duplex) => answerClientError(e, socket, maxHeaderSize));
+  server.on('clientError', clientErrorStatus(maxHeaderSize));
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     s.setNoDelay(true);
@@ -61,36 +63,20 @@ export async function listenProxy(addr: string, proxy: KubernetesApiProxy, tls: 
   };
 }
 
-const answering = new WeakSet<Duplex>();
-
 /**
  * A request Node refuses before the proxy sees it, answered with a Status as the proxy's own refusals are:
- * kubectl prints its message, where a closed socket leaves it a bare EOF. Closed once the answer is written
- * (a TLS socket destroyed right after a write drops it), or after a few seconds for a client that never reads.
+ * kubectl prints its message, where a closed socket leaves it a bare EOF (http-client-error.ts writes it).
  */
-function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, headerLimit: number): void {
-  // A reset connection has no one left to answer; one being answered is refused again by the bytes still arriving.
-  if (err.code === 'ECONNRESET' || socket.destroyed || answering.has(socket)) return;
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const [code, message] =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, `the request line and headers are over ${headerLimit / 1024} KiB, the most this listener reads; send fewer or shorter headers`]
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'the request headers did not arrive within 60 s; send the request again']
-        : [400, `the request is not valid HTTP/1.1 (${err.code ?? err.message}); check the client, or a proxy in between`];
-  // status.ts names a reason for the statuses the proxy answers; these are all the client's to fix.
-  const body = JSON.stringify({ ...(JSON.parse(statusBody(code, 'server', message)) as object), reason: code === 408 ? 'Timeout' : 'BadRequest' });
-  const headers = Object.entries({ ...STATUS_HEADERS, 'content-length': Buffer.byteLength(body), connection: 'close' })
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join('');
-  answering.add(socket);
-  const stop = setTimeout(() => socket.destroy(), 5_000);
-  stop.unref();
-  socket.end(`HTTP/1.1 ${code} ${STATUS_CODES[code]}\r\n${headers}\r\n${body}`, () => {
-    clearTimeout(stop);
-    socket.destroy();
+function clientErrorStatus(headerLimit: number) {
+  return clientErrorAnswerer((err) => {
+    const [code, message] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, `the request line and headers are over ${headerLimit / 1024} KiB, the most this listener reads; send fewer or shorter headers`]
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'the request headers did not arrive within 60 s; send the request again']
+          : [400, `the request is not valid HTTP/1.1 (${err.code ?? err.message}); check the client, or a proxy in between`];
+    // status.ts names a reason for the statuses the proxy answers; these are all the client's to fix.
+    const body = JSON.stringify({ ...(JSON.parse(statusBody(code, 'server', message)) as object), reason: code === 408 ? 'Timeout' : 'BadRequest' });
+    return { status: code, headers: { ...STATUS_HEADERS }, body };
   });
 }

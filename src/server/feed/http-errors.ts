@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { ERROR_CODES, VerdictError } from '../../shared/errors.js';
+import { clientErrorAnswerer } from '../http-client-error.js';
 import { EXPECTED, TIME_PATTERN } from './schemas.js';
 
 // Every request the HTTP API refuses or fails is answered `{"error": <name>,
@@ -148,41 +148,18 @@ export function httpErrorHandler(
   return reply.code(status).send({ error: errorName(status), message: refusal?.message ?? err.message });
 }
 
-/** How long a refused client has to take the answer before its socket is closed regardless. */
-const ANSWER_WRITE_MS = 5_000;
-const answering = new WeakSet<Duplex>();
-
 /**
  * Node's refusals of what is not an HTTP request it will read (fastify's clientErrorHandler): answered on
- * the socket in the same form, then closed. `maxHeaderSize` as given to the server.
+ * the socket in the same form, then closed (http-client-error.ts). `maxHeaderSize` as given to the server.
  */
 export function clientErrorHandler(maxHeaderSize: number) {
-  return (err: NodeJS.ErrnoException, socket: Duplex): void => {
-    // A reset connection has no one left to answer; one being answered is refused again by the bytes still arriving.
-    if (err.code === 'ECONNRESET' || socket.destroyed || answering.has(socket)) return;
+  return clientErrorAnswerer((err) => {
     const [status, message] =
       err.code === 'HPE_HEADER_OVERFLOW'
         ? [431, `the request line and headers are over ${maxHeaderSize / 1024} KiB, the most this server reads; send fewer or shorter filters`]
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? [408, 'the request did not arrive in time; send it again']
           : [400, `the request is not valid HTTP/1.1 (${err.code ?? err.message}); check the client, or a proxy in between, and its Content-Length`];
-    const body = JSON.stringify({ error: errorName(status), message });
-    if (!socket.writable) {
-      socket.destroy(err);
-      return;
-    }
-    // Closed once the answer is written, not at once: a TLS socket destroyed right
-    // after a write drops the answer before it is encrypted and sent. A client that
-    // never reads does not hold the socket open.
-    answering.add(socket);
-    const stop = setTimeout(() => socket.destroy(), ANSWER_WRITE_MS);
-    stop.unref();
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      () => {
-        clearTimeout(stop);
-        socket.destroy();
-      },
-    );
-  };
+    return { status, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ error: errorName(status), message }) };
+  });
 }
