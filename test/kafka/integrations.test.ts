@@ -11,6 +11,7 @@ import { type RunningServer, startServer } from '../../src/server/server.js';
 import { kafkaConfigForBootstrap, type KafkaConfig } from '../../src/shared/config/kafka-config.js';
 import { SERVER_DEFAULTS } from '../../src/shared/config/server-config.js';
 import { parseWebhooksJson } from '../../src/shared/config/webhooks-config.js';
+import type { IntegrationRegistry, IntegrationShare } from '../../src/server/webhooks/integrations.js';
 import { createRootLogger, type Logger } from '../../src/shared/log/logger.js';
 import { tempDir, until } from '../helpers/processes.js';
 import { falco, FAST, SECRET } from '../webhooks/helpers.js';
@@ -71,7 +72,20 @@ describe('webhook integrations across Kafka replicas', () => {
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
-  const list = async (on: RunningServer) => ((await api(on, 'GET', '')).body.integrations as View[]).filter((i) => i.name === 'sec');
+  const list = async (on: RunningServer, name = 'sec') => ((await api(on, 'GET', '')).body.integrations as View[]).filter((i) => i.name === name);
+  const reg = (on: RunningServer): IntegrationRegistry => on.webhooks.registry!;
+  /** The registry's way to the tokens topic: what its 410 branch publishes through. */
+  const share = (on: RunningServer) => (reg(on) as unknown as { share: IntegrationShare }).share;
+  const make = async (on: RunningServer, name: string, path = `/${name}`) => {
+    const made = await api(on, 'POST', '', { name, type: 'generic', url: receiver.url(path), secrets: [SECRET], ...FAST });
+    expect(made.status).toBe(201);
+    await until(async () => (servers.every((s) => reg(s).byName(name)) ? true : undefined), 20_000, `"${name}" on every replica`);
+  };
+  /** Resolves once every replica has read all written to the tokens topic before this call (one partition: log order). */
+  const barrier = async (on: RunningServer) => {
+    const name = `barrier-${randomUUID().slice(0, 8)}`;
+    await make(on, name);
+  };
   const stateOn = async (on: RunningServer) => (await list(on))[0]?.state;
 
   /** Alerts with fingerprints `${tag}-0` ...; resolves once the receiver has had each of them. */
@@ -132,4 +146,60 @@ describe('webhook integrations across Kafka replicas', () => {
     expect(await list(b)).toEqual([]);
     await until(async () => ((await list(a)).length === 0 && (await list(c)).length === 0 ? true : undefined), 20_000, 'deleted on A and C');
   }, 240_000);
+
+  it('a 410 to a try made with the old endpoint, or racing a deletion, changes nothing on any replica', async () => {
+    const [a, b] = servers as [RunningServer, RunningServer];
+    await make(a, 'moved', '/moved-old');
+    const old = reg(a).byName('moved')!;
+    expect((await api(b, 'PATCH', '/moved', { url: receiver.url('/moved-new') })).status).toBe(200);
+    await until(() => (reg(a).byName('moved')?.spec.url.endsWith('/moved-new') ? true : undefined), 20_000, "B's new url on A");
+    // A try A began with the old endpoint gets its 410 now: the new endpoint is not disabled.
+    expect(reg(a).disable(old.id, 'the endpoint answered 410 Gone', { integration: old, at: Date.now() })).toBe(false);
+    await barrier(b);
+    for (const s of [a, b]) {
+      expect(reg(s).byName('moved')!.disabled_reason).toBeNull();
+      expect(reg(s).byName('moved')!.spec.url).toMatch(/\/moved-new$/);
+    }
+
+    // Deleted on B, while A, not having read that yet, disables it for a 410 and writes that (as the previous release
+    // wrote it, and as this one does): the deletion stands everywhere.
+    const gone = reg(a).byName('moved')!;
+    expect((await api(b, 'DELETE', '/moved')).status).toBe(200);
+    await until(() => (reg(a).byName('moved') ? undefined : true), 20_000, 'deleted on A');
+    const at = new Date().toISOString();
+    const stale = { name: 'moved', disabled_reason: 'the endpoint answered 410 Gone', disabled_at: at, change: randomUUID() };
+    await share(a).publish(
+      { kind: 'integration', origin: 'api', spec: gone.spec, deleted: false, created_at: gone.created_at, updated_at: at, ...stale } as never,
+      false,
+    );
+    const { specChange } = await import('../../src/server/webhooks/integrations.js');
+    await share(a).publish({ kind: 'integration_state', spec_change: specChange(gone), ...stale, change: randomUUID() } as never, false);
+    await barrier(b);
+    for (const s of [a, b]) expect(reg(s).byName('moved')).toBeUndefined();
+  }, 120_000);
+
+  it('a 410 to a try begun before the integration was enabled does not disable it again', async () => {
+    const [a, b] = servers as [RunningServer, RunningServer];
+    await make(a, 'again');
+    const before = reg(a).byName('again')!;
+    const began = Date.now();
+    expect(reg(a).disable(before.id, 'the endpoint answered 410 Gone', { integration: before, at: began })).toBe(true);
+    await until(() => (reg(b).byName('again')?.disabled_reason ? true : undefined), 20_000, 'disabled on B');
+    expect((await api(b, 'POST', '/again/enable')).status).toBe(200);
+    await until(() => (reg(a).byName('again')?.disabled_reason === null ? true : undefined), 20_000, 'enabled on A');
+    // Another try, in flight together with the first, gets its 410 only now.
+    expect(reg(a).disable(before.id, 'the endpoint answered 410 Gone', { integration: before, at: began })).toBe(false);
+    await barrier(a);
+    for (const s of [a, b]) expect(reg(s).byName('again')!.disabled_reason).toBeNull();
+  }, 120_000);
+
+  it('two replicas creating one name: one is created (201), the other answered 409, and every replica has the first', async () => {
+    const [a, b] = servers as [RunningServer, RunningServer];
+    const body = (path: string) => ({ name: 'twice', type: 'generic', url: receiver.url(path), secrets: [SECRET], ...FAST });
+    const [onA, onB] = await Promise.all([api(a, 'POST', '', body('/twice-a')), api(b, 'POST', '', body('/twice-b'))]);
+    expect([onA.status, onB.status].sort()).toEqual([201, 409]);
+    const won = onA.status === 201 ? '/twice-a' : '/twice-b';
+    await barrier(a);
+    for (const s of [a, b]) expect(reg(s).byName('twice')!.spec.url).toMatch(new RegExp(`${won}$`));
+  }, 120_000);
 });

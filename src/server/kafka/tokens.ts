@@ -5,7 +5,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AgentRegistry } from '../agents/agent-registry.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
-import type { IntegrationRegistry, IntegrationShare, SharedIntegration } from '../webhooks/integrations.js';
+import type { IntegrationRegistry, IntegrationShare, SharedIntegration, SharedIntegrationState } from '../webhooks/integrations.js';
 import { VerdictError } from '../../shared/errors.js';
 import { relaunchUntilRunning, runOrThrow } from './relaunch.js';
 import { explainKafkaError } from './client.js';
@@ -26,13 +26,16 @@ import type { LogWriter } from './producer.js';
 // back from the topic, not merely until the append returns: until then a move
 // read from the topic was written before it, and is overridden by it; after,
 // every move read was written after it, and is applied.
-// Webhook integrations made through the admin API, and every integration's
-// 410 disablement, go the same way: one message per integration name (key
-// integration:<name>) holding all that replicas share of it, applied by every
-// replica in log order. An API change waits until this replica reads it back
-// and applied it; a disablement is applied here at once (the endpoint is gone)
-// and written for the others. Those messages hold the integration's URL,
-// secrets and key as given to the API: every replica needs them to deliver.
+// Webhook integrations made through the admin API go the same way: one
+// message per integration name (key integration:<name>) holding its spec, or
+// that it was deleted, applied by every replica in log order; it holds the
+// integration's URL, secrets and key as given to the API: every replica needs
+// them to deliver. Every integration's 410 disablement and its enable are
+// another message (key integration_state:<name>) that holds only for the
+// endpoint it was decided on, so it never undoes a spec change or a deletion.
+// An API change waits until this replica reads it back and applied it; a
+// disablement is applied here at once (the endpoint is gone) and written for
+// the others, unless a change of that integration is read before Kafka took it.
 
 export interface AgentTokenRow {
   kind: 'agent_token';
@@ -64,14 +67,14 @@ export interface AgentProjectRow {
   changed_at: string;
 }
 
-export type TokenRow = AgentTokenRow | FeedTokenRow | AgentProjectRow | SharedIntegration;
+export type TokenRow = AgentTokenRow | FeedTokenRow | AgentProjectRow | SharedIntegration | SharedIntegrationState;
 
 /** One move, as written: what tells this replica's own message, read back, from other moves of the agent. */
 const moveOf = (r: { agent: string; config_project: string; changed_at: string }) => JSON.stringify([r.agent, r.config_project, r.changed_at]);
 
 const keyOf = (r: TokenRow) =>
-  r.kind === 'integration'
-    ? `integration:${r.name}`
+  r.kind === 'integration' || r.kind === 'integration_state'
+    ? `${r.kind}:${r.name}`
     : r.kind === 'agent_project'
       ? `agent_project:${r.agent}`
       : `${r.kind === 'agent_token' ? 'agent' : 'feed'}:${r.token_hash}`;
@@ -114,10 +117,20 @@ export class TokenSync implements IntegrationShare {
     return this.abort.signal.aborted;
   }
   private readonly s: Record<string, Statement<unknown[]>>;
-  /** Integration changes made here, waiting to be read back, by `change`. */
-  private readonly integrationWaiters = new Map<string, () => void>();
-  /** Disablements made here that Kafka has not taken yet, in order; sent again with the next publish. */
-  private integrationQueue: SharedIntegration[] = [];
+  /** Integration changes made here, waiting to be read back, by `change`; told whether it was applied. */
+  private readonly integrationWaiters = new Map<string, (applied: boolean) => void>();
+  /**
+   * Disablements made here that Kafka has not taken yet, in order; sent again with the next publish. Dropped when a
+   * change of that integration is read first: made after it (an enable, a new endpoint), it must not be undone.
+   */
+  private integrationQueue: SharedIntegrationState[] = [];
+  /**
+   * Per integration name, the state written here and not read back yet: a state read before it was written before
+   * it, and is not applied (it would re-enable the integration here for a moment, and more 410s follow).
+   */
+  private readonly stateInFlight = new Map<string, string>();
+  /** Resolved once the reader reached the topic's end as it was at start. */
+  private caughtUp: (() => void) | undefined;
 
   constructor(private readonly o: TokenSyncOptions) {
     const db = o.db;
@@ -151,45 +164,63 @@ export class TokenSync implements IntegrationShare {
   }
 
   /** Without a row: publishes token changes (as the timer does). With one: an integration change, see IntegrationShare. */
-  async publish(row?: SharedIntegration, wait = false): Promise<void> {
-    if (!row) return this.publishTokens();
-    if (!wait) {
+  async publish(row?: SharedIntegration | SharedIntegrationState, wait = false): Promise<boolean> {
+    if (!row) {
+      await this.publishTokens();
+      return true;
+    }
+    if (!wait && row.kind === 'integration_state') {
       this.integrationQueue.push(row);
-      return this.publishTokens();
+      await this.publishTokens();
+      return true;
     }
     let timer: NodeJS.Timeout | undefined;
-    const applied = new Promise<boolean>((resolve) => {
-      this.integrationWaiters.set(row.change, () => resolve(true));
-      timer = setTimeout(() => resolve(false), INTEGRATION_WAIT_MS);
+    const applied = new Promise<boolean | undefined>((resolve) => {
+      this.integrationWaiters.set(row.change, resolve);
+      timer = setTimeout(() => resolve(undefined), INTEGRATION_WAIT_MS);
     });
     try {
       try {
+        // Before the append: the reader may read it back before the append returns.
+        if (row.kind === 'integration_state') this.stateInFlight.set(row.name, row.change);
         await this.o.writer.append([{ topic: this.o.topic, key: keyOf(row), value: JSON.stringify(row) }]);
       } catch (e) {
+        this.notInFlight(row);
         throw new VerdictError(
           'VERDICT_KAFKA',
           `Kafka is unavailable, so the integration is not changed on any replica: ${errText(e)}; try again once Kafka is back`,
         );
       }
-      if (!(await applied))
+      const result = await applied;
+      if (result === undefined)
         throw new VerdictError(
           'VERDICT_PENDING',
           `the integration change is in Kafka but this replica has not read it back within ${INTEGRATION_WAIT_MS / 1000} s; it shows once this replica catches up with the ${this.o.topic} topic`,
         );
+      return result;
     } finally {
       clearTimeout(timer);
       this.integrationWaiters.delete(row.change);
     }
   }
 
-  /** Joins this replica's tokens group, then publishes what the topic lacks. */
+  /**
+   * Joins this replica's tokens group and reads the topic up to its end as it was at start, then publishes what the
+   * topic lacks. Only then may this replica deliver webhooks: an alert for an integration not read yet would be
+   * skipped, and its log offset committed.
+   */
   async join(): Promise<void> {
     this.heldAtStart = (this.s.unpublishedProjects!.all() as Omit<AgentProjectRow, 'kind'>[]).map(moveOf);
     for (const m of this.heldAtStart) this.inFlight.add(m);
     try {
-      if (this.heldAtStart.length) this.behind = await this.unread();
+      this.behind = await this.unread();
+      const caughtUp = new Promise<void>((resolve) => {
+        this.caughtUp = resolve;
+      });
+      if (!this.behind.size) this.caughtUp?.();
       this.releaseIfCaughtUp();
       await this.launch();
+      await Promise.race([caughtUp, new Promise<void>((resolve) => this.abort.signal.addEventListener('abort', () => resolve(), { once: true }))]);
     } catch (e) {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));
     }
@@ -225,6 +256,7 @@ export class TokenSync implements IntegrationShare {
     const end = this.behind.get(partition);
     if (end === undefined || Number(offset) + 1 < end) return;
     this.behind.delete(partition);
+    if (!this.behind.size) this.caughtUp?.();
     if (this.releaseIfCaughtUp()) void this.publishTokens();
   }
 
@@ -302,10 +334,12 @@ export class TokenSync implements IntegrationShare {
       const rows: TokenRow[] = [...tokens, ...moves, ...integrations];
       if (!rows.length) return;
       for (const m of moves) this.inFlight.add(moveOf(m));
+      for (const r of integrations) this.stateInFlight.set(r.name, r.change);
       try {
         await this.o.writer.append(rows.map((r) => ({ topic: this.o.topic, key: keyOf(r), value: JSON.stringify(r) })));
       } catch (e) {
         for (const m of moves) this.inFlight.delete(moveOf(m));
+        for (const r of integrations) this.notInFlight(r);
         this.integrationQueue = [...integrations, ...this.integrationQueue];
         throw e;
       }
@@ -313,7 +347,10 @@ export class TokenSync implements IntegrationShare {
       this.o.db.transaction(() => {
         for (const r of tokens) this.s.markSeen!.run(keyOf(r), r.revoked_at ? 1 : 0);
       })();
-      this.o.log.info({ tokens: rows.length }, 'Kafka: published token changes for the other replicas');
+      this.o.log.info(
+        { tokens: tokens.length, agent_moves: moves.length, integration_states: integrations.length },
+        'Kafka: published token changes for the other replicas',
+      );
     } catch (e) {
       this.o.log.warn({ error: errText(e) }, 'Kafka: could not publish token changes; trying again shortly');
     } finally {
@@ -331,16 +368,7 @@ export class TokenSync implements IntegrationShare {
       return;
     }
     if (r.kind === 'agent_project') return this.applyProject(r);
-    if (r.kind === 'integration') {
-      try {
-        this.o.integrations?.applyShared(r, this.o.log);
-      } catch (e) {
-        // Skipped, not retried: the reader must go on to the messages after it.
-        this.o.log.error({ integration: r.name, error: errText(e) }, 'Kafka: could not apply a webhook integration change from the tokens topic');
-      }
-      if (typeof r.change === 'string') this.integrationWaiters.get(r.change)?.();
-      return;
-    }
+    if (r.kind === 'integration' || r.kind === 'integration_state') return this.applyIntegration(r);
     if (typeof r.token_hash !== 'string' || !/^[0-9a-f]{64}$/.test(r.token_hash)) return;
     this.o.db.transaction(() => {
       if (r.kind === 'agent_token') {
@@ -359,6 +387,30 @@ export class TokenSync implements IntegrationShare {
       }
       this.s.markSeen!.run(keyOf(r), r.revoked_at ? 1 : 0);
     })();
+  }
+
+  private notInFlight(r: SharedIntegration | SharedIntegrationState): void {
+    if (this.stateInFlight.get(r.name) === r.change) this.stateInFlight.delete(r.name);
+  }
+
+  private applyIntegration(r: SharedIntegration | SharedIntegrationState): void {
+    if (typeof r.name !== 'string') return;
+    // A disablement not written yet was made before this change: the change wins.
+    this.integrationQueue = this.integrationQueue.filter((q) => q.name !== r.name);
+    let applied = false;
+    const mine = this.stateInFlight.get(r.name);
+    if (r.kind === 'integration_state' && mine !== undefined && mine !== r.change) {
+      // Written before the state written here, which is on its way: that one is what every replica ends at.
+    } else {
+      if (mine === r.change) this.stateInFlight.delete(r.name);
+      try {
+        applied = (r.kind === 'integration' ? this.o.integrations?.applyShared(r, this.o.log) : this.o.integrations?.applyState(r)) ?? false;
+      } catch (e) {
+        // Skipped, not retried: the reader must go on to the messages after it.
+        this.o.log.error({ integration: r.name, error: errText(e) }, 'Kafka: could not apply a webhook integration change from the tokens topic');
+      }
+    }
+    if (typeof r.change === 'string') this.integrationWaiters.get(r.change)?.(applied);
   }
 
   /**

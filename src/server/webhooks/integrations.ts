@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { resolveSecretRef, type IntegrationSpec } from '../../shared/config/webhooks-config.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { DB } from '../../shared/sqlite/open.js';
@@ -9,10 +9,12 @@ import { VerdictError } from '../../shared/errors.js';
 // API), those made through the admin API persist there. Routing inside the
 // alert-store transaction reads this in-memory copy, refreshed on every change.
 // Replicas on Kafka share the API-made integrations and every integration's
-// 410 disablement through the tokens topic (src/server/kafka/tokens.ts): a
+// 410 disablement through the tokens topic (src/server/kafka/tokens.ts), in
+// two messages per name: the spec (API changes only) and the disabled state
+// (410s and enables), which holds only for the endpoint it was decided on. A
 // change made here is written there and applied, here too, when read back, so
-// every replica ends at the change written last. Config-file integrations stay
-// each replica's own config; only their disabled state is shared.
+// every replica ends at the same state. Config-file integrations stay each
+// replica's own config; only their disabled state is shared.
 
 export type Origin = 'config' | 'api';
 
@@ -33,27 +35,58 @@ interface Row extends Omit<Integration, 'spec'> {
 }
 
 /**
- * An integration as replicas share it: one message per integration name (compaction keeps the newest), holding all
- * that is shared, so a replica that starts later learns it from that one message. `deleted` for an API-made one
- * deleted; a config-file one carries no spec, only its disabled state.
+ * An API-made integration as replicas share it (key integration:<name>, compaction keeps the newest): its spec, or
+ * that it was deleted; written only by admin API changes, so a 410 elsewhere never overwrites a spec. `created_at`
+ * tells one life of the name from the next, so a change made to an integration deleted and made again is not applied.
  */
 export interface SharedIntegration {
   kind: 'integration';
   name: string;
-  origin: Origin;
+  origin: 'api';
+  /** A create is not applied over a live integration of that name (two replicas creating one: the first wins). */
+  op: 'create' | 'update' | 'delete';
   spec: IntegrationSpec | null;
   deleted: boolean;
-  disabled_reason: string | null;
-  disabled_at: string | null;
   created_at: string;
   updated_at: string;
   /** Tells the change made here, read back, from others. */
   change: string;
 }
 
-/** Where changes go when replicas share integrations (Kafka): `wait` resolves once this replica has applied it. */
+/**
+ * An integration's 410 disablement or its enable (key integration_state:<name>), for API-made and config-file
+ * integrations alike. It holds for the endpoint it was decided on (`spec_change`, see specChange): a reader whose
+ * integration has another endpoint now, or none, ignores it, so it never brings back, creates or re-points one.
+ */
+export interface SharedIntegrationState {
+  kind: 'integration_state';
+  name: string;
+  spec_change: string;
+  disabled_reason: string | null;
+  disabled_at: string | null;
+  change: string;
+}
+
+/** Where changes go when replicas share integrations (Kafka): with `wait`, resolves once read back, true if applied. */
 export interface IntegrationShare {
-  publish(row: SharedIntegration, wait: boolean): Promise<void>;
+  publish(row: SharedIntegration | SharedIntegrationState, wait: boolean): Promise<boolean>;
+}
+
+/**
+ * Which endpoint a disabled state is about, the same on every replica: an API-made integration's URL in this life of
+ * its name, or a config-file one's URL (so a URL changed in server.yaml drops the old endpoint's 410).
+ */
+export function specChange(i: Pick<Integration, 'name' | 'origin' | 'spec' | 'created_at'>): string {
+  return createHash('sha256')
+    .update(JSON.stringify([i.origin, i.name, i.spec.url, i.origin === 'api' ? i.created_at : '']))
+    .digest('hex')
+    .slice(0, 32);
+}
+
+/** The integration a try was made with and when it started: a 410 answered to it disables only that. */
+export interface TriedWith {
+  integration: Integration;
+  at: number;
 }
 
 export interface ResolvedCredentials {
@@ -68,6 +101,8 @@ export class IntegrationRegistry {
   private readonly creds = new Map<number, { updated: string; value: ResolvedCredentials }>();
   private readonly listeners = new Set<() => void>();
   private share: IntegrationShare | undefined;
+  /** When each integration was last enabled here: a 410 to a try started before is not the endpoint's answer now. */
+  private readonly enabledAt = new Map<string, number>();
 
   constructor(private readonly db: DB) {
     this.reload();
@@ -128,24 +163,20 @@ export class IntegrationRegistry {
     if (!this.share) return this.create(spec, 'api');
     if (this.byName(spec.name)) throw new VerdictError('VERDICT_CONFLICT', `an integration named "${spec.name}" exists; pick another name or PATCH that one`);
     const now = new Date().toISOString();
-    await this.publish({ name: spec.name, origin: 'api', spec, disabled_reason: null, disabled_at: null, created_at: now, updated_at: now });
-    const made = this.byName(spec.name);
-    // Another replica created one of that name just before: the log's order made theirs the one.
-    if (!made || JSON.stringify(made.spec) !== JSON.stringify(spec))
-      throw new VerdictError('VERDICT_CONFLICT', `an integration named "${spec.name}" was just changed on another replica; GET it and try again`);
-    return made;
+    // Not applied: another replica created one of that name first (in the log's order).
+    if (!(await this.publish(spec.name, { op: 'create', spec, deleted: false, created_at: now, updated_at: now })))
+      throw new VerdictError(
+        'VERDICT_CONFLICT',
+        `an integration named "${spec.name}" was just created on another replica; GET it, then PATCH it or pick another name`,
+      );
+    return this.byName(spec.name)!;
   }
 
   async updateApi(name: string, spec: IntegrationSpec): Promise<Integration> {
     if (!this.share) return this.update(name, spec);
     const cur = this.checkUpdate(name, spec);
-    const urlChanged = spec.url !== cur.spec.url;
-    await this.publish({
-      ...this.sharedOf(cur),
-      spec,
-      updated_at: new Date().toISOString(),
-      ...(urlChanged ? { disabled_reason: null, disabled_at: null } : {}),
-    });
+    if (!(await this.publish(name, { op: 'update', spec, deleted: false, created_at: cur.created_at, updated_at: new Date().toISOString() })))
+      throw new VerdictError('VERDICT_NOT_FOUND', `integration "${name}" was just deleted on another replica; POST it again to make it anew`);
     return this.byName(name) ?? cur;
   }
 
@@ -153,7 +184,7 @@ export class IntegrationRegistry {
     if (!this.share) return this.delete(name);
     const cur = this.mustGetWritable(name);
     const pending = this.pendingCount(cur.id);
-    await this.publish({ ...this.sharedOf(cur), spec: null, deleted: true, updated_at: new Date().toISOString() });
+    await this.publish(name, { op: 'delete', spec: null, deleted: true, created_at: cur.created_at, updated_at: new Date().toISOString() });
     return pending;
   }
 
@@ -161,26 +192,22 @@ export class IntegrationRegistry {
     const cur = this.byName(name);
     if (!cur) throw new VerdictError('VERDICT_NOT_FOUND', `no integration named "${name}"; GET /api/v1/admin/integrations lists them`);
     if (!this.share) return this.enable(name);
-    await this.publish({ ...this.sharedOf(cur), disabled_reason: null, disabled_at: null });
+    const state: SharedIntegrationState = {
+      kind: 'integration_state',
+      name,
+      spec_change: specChange(cur),
+      disabled_reason: null,
+      disabled_at: null,
+      change: randomUUID(),
+    };
+    if (!(await this.share.publish(state, true)))
+      throw new VerdictError('VERDICT_CONFLICT', `integration "${name}" was just changed or deleted on another replica; GET it and try again`);
     return this.byName(name) ?? cur;
   }
 
-  private sharedOf(i: Integration): Omit<SharedIntegration, 'kind' | 'change' | 'deleted'> & { deleted: boolean } {
-    return {
-      name: i.name,
-      origin: i.origin,
-      spec: i.origin === 'api' ? i.spec : null,
-      deleted: false,
-      disabled_reason: i.disabled_reason,
-      disabled_at: i.disabled_at,
-      created_at: i.created_at,
-      updated_at: i.updated_at,
-    };
-  }
-
-  /** Writes a change for every replica and waits until it is applied here. */
-  private async publish(r: Omit<SharedIntegration, 'kind' | 'change' | 'deleted'> & { deleted?: boolean }): Promise<void> {
-    await this.share!.publish({ kind: 'integration', deleted: false, ...r, change: randomUUID() }, true);
+  /** Writes an API change for every replica and waits until it is read back here; true if it was applied. */
+  private publish(name: string, r: Omit<SharedIntegration, 'kind' | 'change' | 'name' | 'origin'>): Promise<boolean> {
+    return this.share!.publish({ kind: 'integration', origin: 'api', name, ...r, change: randomUUID() }, true);
   }
 
   private checkUpdate(name: string, spec: IntegrationSpec): Integration {
@@ -212,64 +239,78 @@ export class IntegrationRegistry {
 
   /**
    * Disables an integration whose endpoint answered 410, here at once and, when replicas share integrations, on every
-   * replica. False if it was disabled already: tries in flight together may each get the 410, and the first says when.
+   * replica. False if it was disabled already (tries in flight together may each get the 410, and the first says
+   * when), or if the try was made with another endpoint or before the integration was last enabled: that 410 is not
+   * the endpoint's answer now.
    */
-  disable(id: number, reason: string): boolean {
+  disable(id: number, reason: string, tried?: TriedWith): boolean {
     const cur = this.byId(id);
     if (!cur || cur.disabled_reason) return false;
+    if (tried && (specChange(tried.integration) !== specChange(cur) || tried.at <= (this.enabledAt.get(cur.name) ?? -1))) return false;
     const at = new Date().toISOString();
     this.db.prepare('UPDATE webhook_integrations SET disabled_reason = ?, disabled_at = ? WHERE id = ? AND disabled_reason IS NULL').run(reason, at, id);
     this.reload();
     // Not waited for: the publisher keeps it until Kafka takes it.
-    if (this.share) void this.share.publish({ kind: 'integration', ...this.sharedOf(this.byId(id)!), change: randomUUID() }, false);
+    if (this.share)
+      void this.share.publish(
+        { kind: 'integration_state', name: cur.name, spec_change: specChange(cur), disabled_reason: reason, disabled_at: at, change: randomUUID() },
+        false,
+      );
     return true;
   }
 
   /**
-   * Applies a change read from the shared topic, whichever replica made it. An API-made integration is created,
-   * replaced or deleted; any integration takes the disabled state. A name the config file owns here keeps this file's
-   * spec (server.yaml must define the same integrations on every replica).
+   * Applies an API change read from the shared topic, whichever replica made it; true if applied. A create does not
+   * replace a live integration, an update or delete applies only to the life of the name it was made on, and a name
+   * the config file owns here keeps this file's spec (server.yaml must define the same integrations on every replica).
    */
-  applyShared(r: SharedIntegration, log: Logger): void {
-    if (typeof r.name !== 'string' || (r.origin !== 'api' && r.origin !== 'config') || typeof r.created_at !== 'string' || typeof r.updated_at !== 'string')
-      return;
-    if (r.spec !== null && (typeof r.spec !== 'object' || r.spec.name !== r.name)) return;
+  applyShared(r: SharedIntegration, log: Logger): boolean {
+    if (typeof r.name !== 'string' || typeof r.created_at !== 'string' || typeof r.updated_at !== 'string') return false;
+    const op = r.deleted ? 'delete' : r.op;
+    if (op !== 'delete' && ((op !== 'create' && op !== 'update') || !r.spec || typeof r.spec !== 'object' || r.spec.name !== r.name)) return false;
     const cur = this.byName(r.name);
-    const disabledReason = typeof r.disabled_reason === 'string' ? r.disabled_reason : null;
-    const disabledAt = typeof r.disabled_at === 'string' ? r.disabled_at : null;
-    if (r.deleted) {
-      if (cur?.origin !== 'api') return;
-      const pending = this.pendingCount(cur.id);
-      this.db.prepare('DELETE FROM webhook_integrations WHERE id = ?').run(cur.id);
-      this.reload();
-      log.info({ integration: r.name, pending_deliveries_dropped: pending }, 'Webhooks: deleted an integration, as another replica did');
-      return;
+    if (cur?.origin === 'config') {
+      log.warn(
+        { integration: r.name },
+        "Webhooks: another replica changed an API-made integration that this replica's config file defines; define the same integrations in server.yaml on every replica",
+      );
+      return false;
     }
-    if (r.origin === 'api' && r.spec && cur?.origin !== 'config') {
-      const spec = JSON.stringify(r.spec);
-      if (!cur) {
-        this.db
-          .prepare(
-            "INSERT INTO webhook_integrations (name, origin, spec, disabled_reason, disabled_at, created_at, updated_at) VALUES (?, 'api', ?, ?, ?, ?, ?)",
-          )
-          .run(r.name, spec, disabledReason, disabledAt, r.created_at, r.updated_at);
-      } else {
-        this.db
-          .prepare('UPDATE webhook_integrations SET spec = ?, disabled_reason = ?, disabled_at = ?, created_at = ?, updated_at = ? WHERE id = ?')
-          .run(spec, disabledReason, disabledAt, r.created_at, r.updated_at, cur.id);
-      }
-    } else if (cur) {
-      if (r.origin === 'api' && cur.origin === 'config')
-        log.warn(
-          { integration: r.name },
-          "Webhooks: another replica changed an API-made integration that this replica's config file defines; define the same integrations in server.yaml on every replica",
-        );
-      if (cur.disabled_reason === disabledReason && cur.disabled_at === disabledAt) return;
-      this.db.prepare('UPDATE webhook_integrations SET disabled_reason = ?, disabled_at = ? WHERE id = ?').run(disabledReason, disabledAt, cur.id);
+    if (op === 'create') {
+      if (cur) return false;
+      this.db
+        .prepare("INSERT INTO webhook_integrations (name, origin, spec, created_at, updated_at) VALUES (?, 'api', ?, ?, ?)")
+        .run(r.name, JSON.stringify(r.spec), r.created_at, r.updated_at);
     } else {
-      return;
+      if (!cur || cur.created_at !== r.created_at) return false;
+      if (op === 'delete') {
+        const pending = this.pendingCount(cur.id);
+        this.db.prepare('DELETE FROM webhook_integrations WHERE id = ?').run(cur.id);
+        log.info({ integration: r.name, pending_deliveries_dropped: pending }, 'Webhooks: deleted an integration, as another replica did');
+      } else {
+        // Another endpoint: its disabled state was the old one's (as on every replica, see specChange).
+        const reset = r.spec!.url !== cur.spec.url;
+        this.db
+          .prepare(`UPDATE webhook_integrations SET spec = ?, updated_at = ?${reset ? ', disabled_reason = NULL, disabled_at = NULL' : ''} WHERE id = ?`)
+          .run(JSON.stringify(r.spec), r.updated_at, cur.id);
+      }
     }
     this.reload();
+    return true;
+  }
+
+  /** Applies a disabled state read from the shared topic if it is about this integration's endpoint now; true if so. */
+  applyState(r: SharedIntegrationState): boolean {
+    if (typeof r.name !== 'string' || typeof r.spec_change !== 'string') return false;
+    const cur = this.byName(r.name);
+    if (!cur || specChange(cur) !== r.spec_change) return false;
+    const reason = typeof r.disabled_reason === 'string' ? r.disabled_reason : null;
+    const at = reason !== null && typeof r.disabled_at === 'string' ? r.disabled_at : null;
+    if (reason === null) this.enabledAt.set(cur.name, Date.now());
+    if (cur.disabled_reason === reason && cur.disabled_at === at) return true;
+    this.db.prepare('UPDATE webhook_integrations SET disabled_reason = ?, disabled_at = ? WHERE id = ?').run(reason, at, cur.id);
+    this.reload();
+    return true;
   }
 
   /** Clears a 410 disablement (allowed for config integrations too: it is state, not configuration). */
@@ -277,6 +318,7 @@ export class IntegrationRegistry {
     const cur = this.byName(name);
     if (!cur) throw new VerdictError('VERDICT_NOT_FOUND', `no integration named "${name}"; GET /api/v1/admin/integrations lists them`);
     this.db.prepare('UPDATE webhook_integrations SET disabled_reason = NULL, disabled_at = NULL WHERE id = ?').run(cur.id);
+    this.enabledAt.set(cur.name, Date.now());
     this.reload();
     return this.byId(cur.id)!;
   }

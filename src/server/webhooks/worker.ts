@@ -243,11 +243,12 @@ export class DeliveryWorker {
     if (res.status === 410) {
       if (!(await this.record(d, { kind: 'dead', attempt }))) return;
       m.deadLettered.inc(labels);
-      // Tries in flight together each get the 410: the integration is disabled, counted and logged once.
-      if (!this.o.registry.disable(i.id, `the endpoint answered 410 Gone at ${at}`)) {
+      // Tries in flight together each get the 410: the integration is disabled, counted and logged once. A try made
+      // with an endpoint changed since, or before an enable, does not disable it.
+      if (!this.o.registry.disable(i.id, `the endpoint answered 410 Gone at ${at}`, { integration: i, at: Date.parse(at) })) {
         this.o.log.debug(
           { ...ctx, status: 410 },
-          `Webhook endpoint answered 410 Gone; integration "${i.name}" is disabled already, this delivery is kept as a dead letter`,
+          `Webhook endpoint answered 410 Gone; integration "${i.name}" is disabled already, or was changed or enabled since this try began; this delivery is kept as a dead letter`,
         );
         return;
       }
