@@ -32,6 +32,8 @@ afterAll(async () => {
 const scratch = mkdtempSync(join(tmpdir(), 'verdict-kube-conn-'));
 const tmp = () => mkdtempSync(join(scratch, 'case-'));
 const json = (o: object) => JSON.stringify(o);
+/** What to do without credentials: every caller of kubeConnection says its own. */
+const ADVICE = 'pass --kubeconfig to the cluster under test';
 
 /** GET through the connection; resolves with the HTTP status and the user the server saw (SelfSubjectReview). */
 async function get(conn: KubeConnection, path: string): Promise<number> {
@@ -157,7 +159,7 @@ describe('kubeconfig, as kubectl reads it', () => {
       users: { user: { token: string } }[];
       contexts: { context: { namespace?: string } }[];
     };
-    const conn = kubeConnection({ env: { KUBECONFIG } });
+    const conn = kubeConnection({ env: { KUBECONFIG }, noCredentials: ADVICE });
     expect(conn.server).toBe(kubectlSees.clusters[0]!.cluster.server);
     expect(conn.server).toBe(kube.server);
     expect((await conn.requestOptions()).headers.Authorization).toBe(`Bearer ${kubectlSees.users[0]!.user.token}`);
@@ -362,8 +364,10 @@ describe('kubeconfig, as kubectl reads it', () => {
     writeFileSync(join(dir, 'dangling'), json({ apiVersion: 'v1', kind: 'Config', 'current-context': 'gone', clusters: [], users: [], contexts: [] }));
     expect(() => kubeConnection({ kubeconfig: join(dir, 'dangling') })).toThrow(/current-context "gone" is not among its contexts/);
     expect(() => kubeConnection({ kubeconfig: join(dir, 'absent') })).toThrow(/cannot load the kubeconfig .*absent \(--kubeconfig\)/);
-    expect(() => kubeConnection({ env: { KUBECONFIG: join(dir, 'absent') } })).toThrow(/none of the files in KUBECONFIG/);
-    expect(() => kubeConnection({ env: { HOME: dir } })).toThrow(/not running in a pod .* pass --kubeconfig/);
+    expect(() => kubeConnection({ env: { KUBECONFIG: join(dir, 'absent') }, noCredentials: ADVICE })).toThrow(/none of the files in KUBECONFIG/);
+    expect(() => kubeConnection({ env: { HOME: dir }, noCredentials: ADVICE })).toThrow(
+      /not running in a pod .*; pass --kubeconfig to the cluster under test$/,
+    );
   });
 });
 
@@ -382,7 +386,7 @@ describe('in a pod: the service account mount', () => {
     const { prefix, dir, env } = podMount();
     writeFileSync(join(dir, 'token'), await token('nobody'));
     expect(kubernetesConfigured({ env })).toBe(true);
-    const conn = kubeConnection({ env, pathPrefix: prefix });
+    const conn = kubeConnection({ env, pathPrefix: prefix, noCredentials: ADVICE });
     expect(conn.source).toBe('in-cluster service account');
     expect(conn.namespace).toBe('verdict-agent');
     expect(await get(conn, CNPS)).toBe(403);
@@ -393,7 +397,7 @@ describe('in a pod: the service account mount', () => {
 
   it('says which file is missing when the token is not mounted', () => {
     const { prefix, env } = podMount();
-    expect(() => kubeConnection({ env, pathPrefix: prefix })).toThrow(
+    expect(() => kubeConnection({ env, pathPrefix: prefix, noCredentials: ADVICE })).toThrow(
       /serviceaccount\/token is missing; mount the service account token \(automountServiceAccountToken: true\)/,
     );
   });

@@ -49,21 +49,26 @@ export interface KubeConnection {
   credentialsRejected?(): void;
 }
 
-export interface KubeConnectionOptions {
+interface KubeLookup {
   /** --kubeconfig: one file, as kubectl's flag (KUBECONFIG is then ignored). */
-  kubeconfig?: string;
+  kubeconfig?: string | undefined;
   /** Defaults to process.env: KUBECONFIG, KUBERNETES_SERVICE_HOST/PORT, HOME. */
   env?: NodeJS.ProcessEnv;
   /** Prefixed to the service account mount /var/run/secrets/kubernetes.io/serviceaccount (tests use a directory of their own). */
   pathPrefix?: string;
-  /** What to do when no credentials are found, for the part asking: each passes its own (the default is cilium's). */
-  noCredentials?: string;
 }
+
+/**
+ * Where to find the credentials. Unless a kubeconfig is given, `noCredentials` says what to do when none are found,
+ * for the part asking: the fix differs (cilium can stop watching policies, GitOps and the CI tunnel cannot), so there
+ * is no default one.
+ */
+export type KubeConnectionOptions = KubeLookup & ({ kubeconfig: string; noCredentials?: string } | { noCredentials: string });
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 /** Whether the agent was told where Kubernetes is: a pod's service account, --kubeconfig or KUBECONFIG. */
-export function kubernetesConfigured(o: KubeConnectionOptions = {}): boolean {
+export function kubernetesConfigured(o: KubeLookup = {}): boolean {
   const env = o.env ?? process.env;
   return Boolean(o.kubeconfig || env.KUBECONFIG?.split(delimiter).some((f) => f) || env.KUBERNETES_SERVICE_HOST);
 }
@@ -73,7 +78,7 @@ export function kubernetesConfigured(o: KubeConnectionOptions = {}): boolean {
  * files of KUBECONFIG (merged), else the pod's service account, else
  * ~/.kube/config. Throws with what to do when there is none or it is unusable.
  */
-export function kubeConnection(o: KubeConnectionOptions = {}): KubeConnection {
+export function kubeConnection(o: KubeConnectionOptions): KubeConnection {
   const env = o.env ?? process.env;
   if (o.kubeconfig) return fromFiles([o.kubeconfig], '--kubeconfig');
   const listed = env.KUBECONFIG?.split(delimiter).filter((f) => f) ?? [];
@@ -88,7 +93,7 @@ export function kubeConnection(o: KubeConnectionOptions = {}): KubeConnection {
   const file = join(home, '.kube', 'config');
   if (home && existsSync(file)) return fromFiles([file], '~/.kube/config');
   throw new Error(
-    `no Kubernetes credentials: not running in a pod (KUBERNETES_SERVICE_HOST is not set), no --kubeconfig, no KUBECONFIG and no ~/.kube/config; ${o.noCredentials ?? 'run the agent in the cluster, pass --kubeconfig, or set cilium.kubernetes_policies: off'}`,
+    `no Kubernetes credentials: not running in a pod (KUBERNETES_SERVICE_HOST is not set), no --kubeconfig, no KUBECONFIG and no ~/.kube/config${o.noCredentials ? `; ${o.noCredentials}` : ''}`,
   );
 }
 

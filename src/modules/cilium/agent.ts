@@ -14,6 +14,8 @@ import type { AgentModule } from '../../agent/module.js';
 
 /** How long flows wait for the first list of the cluster's policies. */
 const POLICY_SYNC_WAIT_MS = 60_000;
+// `kubernetes_policies: on` without credentials: cilium, unlike GitOps and the CI tunnel, can do without the cluster.
+const NO_CREDENTIALS = 'run the agent in the cluster, pass --kubeconfig, or set cilium.kubernetes_policies: off';
 
 /** Alerts stored per transaction at most (as the Falco inbox does). */
 const BATCH = 20_000;
@@ -85,7 +87,7 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
       const kube = opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {};
       if (block.kubernetes_policies === 'on' || (block.kubernetes_policies === 'auto' && kubernetesConfigured(kube))) {
         // Policies applied in the cluster count too: allows add up across all of them.
-        const connection = kubeConnection(kube);
+        const connection = kubeConnection({ ...kube, noCredentials: NO_CREDENTIALS });
         log.info({ server: connection.server, credentials: connection.source }, 'Watching network policies in the Kubernetes API');
         watcher = new PolicyWatcher({
           connection,
