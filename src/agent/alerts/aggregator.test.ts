@@ -318,12 +318,13 @@ describe('AlertAggregator', () => {
     let now = 0;
     const db = openAgentDb(':memory:');
     const one = Buffer.byteLength(JSON.stringify(alert('a', '2026-01-01T00:00:00Z')));
-    const outbox = new Spool(db, { maxBytes: one * 2, log });
+    // The cilium alert below is one byte longer (its source).
+    const outbox = new Spool(db, { maxBytes: one * 2 + 1, log });
     const agg = new AlertAggregator(db, outbox, { log, now: () => now });
     agg.add([alert('a', '2026-01-01T00:00:00Z')], 1000);
     agg.add([alert('a', '2026-01-01T00:00:01Z'), alert('a', '2026-01-01T00:00:02Z')], 1000);
-    // Another source fills the spool.
-    outbox.add([alert('x', '2026-01-01T00:00:00Z', { source: 'cilium' })], 'refuse');
+    // Another source fills the spool, dropping as Cilium does.
+    outbox.add([alert('x', '2026-01-01T00:00:00Z', { source: 'cilium' })]);
     expect(outbox.full).toBe(true);
     now = 1000;
     expect(agg.flush()).toBe(0);
@@ -365,6 +366,36 @@ describe('AlertAggregator', () => {
     staging.commit();
     expect(sent(outbox).map((a) => a.fingerprint)).toEqual(['b']);
     expect(await occurrences()).toBe(before + 3);
+  });
+
+  it("refuses a 'refuse' write while the spool is full without counting the spool again (that reads every row)", () => {
+    const db = openAgentDb(':memory:');
+    const one = Buffer.byteLength(JSON.stringify(alert('a', '2026-01-01T00:00:00Z')));
+    // Room for one Cilium alert, not two.
+    const outbox = new Spool(db, { maxBytes: one + 10, log });
+    const agg = new AlertAggregator(db, outbox, { log });
+    let recounts = 0;
+    const resync = outbox.resync.bind(outbox);
+    outbox.resync = () => {
+      recounts++;
+      resync();
+    };
+    // Cilium's alerts fill it, as they do: dropping.
+    agg.add([alert('x', '2026-01-01T00:00:00Z', { source: 'cilium' }), alert('y', '2026-01-01T00:00:00Z', { source: 'cilium' })], 0);
+    expect(outbox.full).toBe(true);
+    const staging = agg.staging('refuse');
+    for (let i = 0; i < 3; i++) {
+      for (const windowMs of [0, 60_000]) {
+        expect(() => agg.add([alert('a', '2026-01-01T00:00:00Z')], windowMs, undefined, 'refuse')).toThrow(SpoolFullError);
+        staging.stage([alert('b', '2026-01-01T00:00:00Z')], windowMs);
+        expect(() => staging.commit()).toThrow(SpoolFullError);
+      }
+    }
+    expect(recounts).toBe(0);
+    expect(outbox.size).toBe(1);
+    outbox.remove(outbox.read(0, 10));
+    agg.add([alert('a', '2026-01-01T00:00:00Z')], 60_000, undefined, 'refuse');
+    expect(sent(outbox).map((a) => a.fingerprint)).toEqual(['a']);
   });
 
   it('refuses alerts beyond the spool bound and counts them', () => {

@@ -4,7 +4,7 @@ import { MAX_SAMPLES, SEVERITY_RANK, type AlertPayload, type Severity } from '..
 import type { Logger } from '../../shared/log/logger.js';
 import { registry } from '../../shared/metrics/registry.js';
 import { migrate, type DB } from '../../shared/sqlite/open.js';
-import type { Spool, WhenFull } from '../spool/spool.js';
+import { SpoolFullError, type Spool, type WhenFull } from '../spool/spool.js';
 
 // Folds repeats of the same fingerprint inside a window into one alert
 // (shared/alert/fold.ts), before the tunnel, so a noisy rule or a SYN
@@ -218,8 +218,9 @@ export class AlertAggregator {
         for (const g of closed) this.closeGroup(g, now);
         body?.();
         if (spooled.length) {
-          this.spoolWrote = true;
           this.outbox.add(spooled, whenFull);
+          // Only once add() returned: a refusal or a failed add() counted nothing.
+          this.spoolWrote = true;
         }
       },
     );
@@ -257,6 +258,7 @@ export class AlertAggregator {
    */
   add(alerts: readonly AlertPayload[], windowMs: number, inTx?: () => void, whenFull: WhenFull = 'drop'): void {
     if (alerts.length === 0 && !inTx) return;
+    if (whenFull === 'refuse' && this.outbox.full) this.refuseIfSpooling(alerts, windowMs);
     if (windowMs <= 0) {
       this.write([], alerts, inTx, whenFull);
     } else {
@@ -353,12 +355,26 @@ export class AlertAggregator {
   }
 
   /** @internal Staging.commit: folds what was staged into the groups and writes them with `inTx`. */
-  commitStaged(staged: Iterable<Staged>, direct: readonly AlertPayload[], inTx: (() => void) | undefined, whenFull: WhenFull): void {
+  commitStaged(staged: readonly Staged[], direct: readonly AlertPayload[], inTx: (() => void) | undefined, whenFull: WhenFull): void {
+    if (whenFull === 'refuse' && this.outbox.full && (direct.length > 0 || staged.some((st) => !this.groups.has(st.alert.fingerprint)))) {
+      throw new SpoolFullError();
+    }
     const touched = new Set<Group>();
     this.foldAll(touched, () => {
       for (const st of staged) touched.add(this.fold(st.alert, st.setter, st.windowMs));
     });
     this.write(touched, direct, inTx, whenFull);
+  }
+
+  /**
+   * Throws SpoolFullError if add(alerts, windowMs) would spool anything: before
+   * folding or opening a transaction, because a source refused while the spool
+   * is full retries often, and a refusal found inside the transaction costs a
+   * rollback, a reload of the groups and a recount of the whole spool.
+   */
+  private refuseIfSpooling(alerts: readonly AlertPayload[], windowMs: number): void {
+    // Without a window every alert is spooled; with one, those of a fingerprint without an open group are.
+    if (alerts.length > 0 && (windowMs <= 0 || alerts.some((a) => !this.groups.has(a.fingerprint)))) throw new SpoolFullError();
   }
 
   /**

@@ -137,6 +137,35 @@ describe('Spool (the agent spool)', () => {
     db.close();
   });
 
+  it("for a source that drops ('drop'): a drop makes the spool full, and it keeps dropping until under 90%, so sources that wait get the room too", async () => {
+    const { log } = capture();
+    const db = openAgentDb(':memory:');
+    const one = Buffer.byteLength(JSON.stringify(ciliumPayload({ fp: 'size' })));
+    // Room for 19.5 alerts: filled by drops alone, it never reaches the bound itself.
+    const outbox = new Spool(db, { maxBytes: one * 19 + one / 2, log });
+    let room = 0;
+    outbox.onRoom(() => room++);
+    const before = await dropped();
+    expect(outbox.add(alerts(20))).toBe(19);
+    expect(outbox.full).toBe(true);
+    expect(await gauge('verdict_agent_spool_full')).toBe(1);
+    expect(() => outbox.add(alerts(1), 'refuse')).toThrow(SpoolFullError);
+    // One acknowledged leaves 18 (above 90%): still full for every source, Cilium's drops included.
+    outbox.remove(outbox.read(0, 1));
+    expect(outbox.full).toBe(true);
+    expect(outbox.add(alerts(1))).toBe(0);
+    expect(() => outbox.add(alerts(1), 'refuse')).toThrow(SpoolFullError);
+    expect(await dropped()).toBe(before + 2);
+    outbox.remove(outbox.read(0, 1));
+    expect(outbox.size).toBe(17);
+    expect(outbox.full).toBe(false);
+    expect(room).toBe(1);
+    expect(await gauge('verdict_agent_spool_full')).toBe(0);
+    expect(outbox.add(alerts(1), 'refuse')).toBe(1);
+    expect(outbox.add(alerts(1))).toBe(1);
+    db.close();
+  });
+
   it('is full at start when what the previous run left reaches the bound', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-spool-'));
     const { log } = capture();

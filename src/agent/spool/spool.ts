@@ -22,9 +22,12 @@ import { migrate, type DB } from '../../shared/sqlite/open.js';
 //   onRoom() fires. A write made while the spool is not full is taken whole,
 //   even if it goes past the bound: a write that would never fit whole (more
 //   alerts than the bound holds, however empty the spool) must not hold its
-//   source up for ever. The spool is full from when it reaches the bound until
-//   acknowledgements bring it under 90% of it, so that sources pause and resume
-//   in episodes rather than at every acknowledged batch.
+//   source up for ever.
+// The spool is full from when it reaches the bound, or drops an alert that
+// does not fit, until acknowledgements bring it under 90% of it, so that
+// sources pause and resume in episodes rather than at every acknowledged
+// batch; 'drop' drops meanwhile too, so that every source waits for the same
+// room.
 
 const MIGRATIONS = [
   `CREATE TABLE outbox (
@@ -140,7 +143,7 @@ export class Spool {
    */
   add(alerts: readonly AlertPayload[], whenFull: WhenFull = 'drop'): number {
     if (whenFull === 'refuse' && this.isFull && alerts.length > 0) throw new SpoolFullError();
-    const before = { count: this.count, bytes: this.bytes };
+    const before = { count: this.count, bytes: this.bytes, isFull: this.isFull };
     let accepted: number;
     try {
       accepted = this.addTx(alerts, Date.now(), whenFull);
@@ -148,12 +151,15 @@ export class Spool {
       // Rolled back (an alert that cannot be serialised, a full disk): nothing it counted was written.
       this.count = before.count;
       this.bytes = before.bytes;
+      this.isFull = before.isFull;
       throw e;
     }
     if (accepted) {
       this.checkFull();
       this.updateGauges();
       for (const l of this.listeners) l();
+    } else if (this.isFull !== before.isFull) {
+      this.updateGauges();
     }
     return accepted;
   }
@@ -173,7 +179,12 @@ export class Spool {
         }
         continue;
       }
-      if (whenFull === 'drop' && this.bytes + payload.length > this.opts.maxBytes) {
+      // While full, 'drop' drops too: the 90% hysteresis holds for every source, or
+      // a source that drops would take every byte acknowledged and lock out those that wait.
+      if (whenFull === 'drop' && (this.isFull || this.bytes + payload.length > this.opts.maxBytes)) {
+        // A drop makes the spool full (refusing the sources that wait), unless it is under the
+        // 90% mark, where no acknowledgement would come to make it not full again.
+        if (this.bytes >= this.opts.maxBytes * 0.9) this.isFull = true;
         spoolDropped.inc();
         if (!this.warnedFull) {
           this.warnedFull = true;
