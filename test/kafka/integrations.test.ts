@@ -234,6 +234,49 @@ describe('webhook integrations across Kafka replicas', () => {
     servers.splice(servers.indexOf(e), 1);
   }, 120_000);
 
+  it('a disablement Kafka has not taken yet is dropped when an enable is read first', async () => {
+    const [a, b] = servers as [RunningServer, RunningServer];
+    await make(a, 'queued');
+    const cur = reg(a).byName('queued')!;
+    // Kafka does not take A's writes for now: its disablement waits in the queue (as the previous release wrote it,
+    // and as this one does).
+    const sync = share(a) as unknown as { integrationQueue: unknown[]; publishing: boolean };
+    sync.publishing = true;
+    const at = new Date().toISOString();
+    const disabled = { name: 'queued', disabled_reason: 'the endpoint answered 410 Gone', disabled_at: at };
+    const { specChange } = await import('../../src/server/webhooks/integrations.js');
+    sync.integrationQueue.push(
+      { kind: 'integration', origin: 'api', spec: cur.spec, deleted: false, created_at: cur.created_at, updated_at: at, ...disabled, change: randomUUID() },
+      { kind: 'integration_state', spec_change: specChange?.(cur), ...disabled, change: randomUUID() },
+    );
+    // Meanwhile enabled on B, and A reads that.
+    expect((await api(b, 'POST', '/queued/enable')).status).toBe(200);
+    await barrier(b);
+    // Kafka is back: what A sends must not undo the enable.
+    sync.publishing = false;
+    await share(a).publish(undefined as never, false);
+    await flushed(a);
+    await barrier(b);
+    for (const s of [a, b]) expect(reg(s).byName('queued')!.disabled_reason).toBeNull();
+  }, 120_000);
+
+  it('a 410 for a URL server.yaml no longer has is not applied by a replica started later', async () => {
+    const cfg = (path: string) => [{ name: 'cfg', type: 'generic', url: receiver.url(path), secrets: [SECRET], ...FAST }];
+    const e = await replica('e2', undefined, cfg('/cfg-old'));
+    const own = reg(e).byName('cfg')!;
+    expect(reg(e).disable(own.id, 'the endpoint answered 410 Gone', { integration: own, at: Date.now() })).toBe(true);
+    await flushed(e);
+    await barrier(e);
+    await e.close();
+    servers.splice(servers.indexOf(e), 1);
+    // server.yaml now points at another URL: a replica started with it reads the topic from its start.
+    const f = await replica('f', undefined, cfg('/cfg-new'));
+    await barrier(f);
+    expect(reg(f).byName('cfg')).toMatchObject({ origin: 'config', disabled_reason: null });
+    await f.close();
+    servers.splice(servers.indexOf(f), 1);
+  }, 120_000);
+
   it('two replicas creating one name: one is created (201), the other answered 409, and every replica has the first', async () => {
     const [a, b] = servers as [RunningServer, RunningServer];
     const body = (path: string) => ({ name: 'twice', type: 'generic', url: receiver.url(path), secrets: [SECRET], ...FAST });
