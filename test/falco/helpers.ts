@@ -9,6 +9,7 @@ import { Spool } from '../../src/agent/spool/spool.js';
 import type { AlertPayload } from '../../src/shared/alert/payload.js';
 import { parseAgentConfig } from '../../src/server/config/agent-config.js';
 import type { FalcoConfig } from '../../src/modules/falco/config.js';
+import { runFalcoGrpcInput, type FalcoGrpcOptions } from '../../src/modules/falco/grpc.js';
 import type { DB } from '../../src/shared/sqlite/open.js';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -61,4 +62,9 @@ export function falcoConfig(yaml: string): FalcoConfig {
   const v = parseAgentConfig(yaml, 'config.yaml').value.falco;
   if (!v) throw new Error('no falco block');
   return v;
+}
+
+/** The gRPC input on a test peer (src/peers/falco), asking and reconnecting every 50-200 ms. */
+export function runGrpcInput(o: Pick<FalcoGrpcOptions, 'address' | 'sink' | 'builder' | 'log' | 'signal'> & Partial<FalcoGrpcOptions>): Promise<void> {
+  return runFalcoGrpcInput({ pollIntervalMs: 50, reconnect: { initial_backoff: 50, max_backoff: 200 }, ...o });
 }

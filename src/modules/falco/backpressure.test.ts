@@ -2,13 +2,13 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { falcoConfig, store, tmp, type Store } from '../../../test/falco/helpers.js';
+import { falcoConfig, runGrpcInput, store, tmp, type Store } from '../../../test/falco/helpers.js';
 import { capturingLogger } from '../../../test/helpers/logs.js';
+import { until } from '../../../test/helpers/processes.js';
 import { scenarioEvent, toFalcoJson } from '../../peers/falco/scenario.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { loadFalcoDefaults } from './defaults.js';
 import { startFalcoGrpcPeer } from '../../peers/falco/falco-grpc-peer.js';
-import { runFalcoGrpcInput } from './grpc.js';
 import { startFalcoHttpInput } from './http.js';
 import { readInboxDir } from './inbox.js';
 import { parseFalcoJson } from './parse.js';
@@ -47,28 +47,23 @@ function acknowledgeAll(s: Store): string[] {
   return pods;
 }
 
-/** Fills the spool to its bound with alerts of another source (as Cilium's would). */
+/** Fills the spool with alerts of another source, dropping what does not fit as Cilium's do. */
 function fill(s: Store): void {
   const a = builder.toAlert(parseFalcoJson(event(9_999)));
-  for (let i = 0; i < 100 && !s.outbox.full; i++) s.outbox.add([{ ...a, source: 'cilium', fingerprint: `other-${i}` }], 'refuse');
+  for (let i = 0; i < 100 && !s.outbox.full; i++) s.outbox.add([{ ...a, source: 'cilium', fingerprint: `other-${i}` }]);
   expect(s.outbox.full).toBe(true);
 }
 
-async function until(f: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (f()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+/** A storage retry backoff far longer than any wait below: what is stored after a full spool had room was woken by the room. */
+const NO_BACKOFF_RETRY_MS = 600_000;
 
 describe('Falco inputs when the agent spool is full', () => {
   it('HTTP: events answered 200 stay in the inbox while the spool refuses their alerts, new ones get 503, and all flow once it has room', async () => {
     const dir = tmp();
     const s = store(join(dir, 'data'), ONE * 10);
     const { log, logs } = capturingLogger();
-    // A dedup window: the answered events wait staged for the commit, as they do by default.
-    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: 60_000, builder, log, persistIntervalMs: 100 });
+    // A dedup window: the answered events wait staged for the commit, as they do by default; the commits below are forced.
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: 60_000, builder, log, persistIntervalMs: 60_000 });
     const input = await startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: 1 << 20, builder, sink, log });
     const post = async (body: string) => {
       const res = await fetch(`http://127.0.0.1:${input.port}/`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
@@ -80,10 +75,10 @@ describe('Falco inputs when the agent spool is full', () => {
       expect(answered.map((a) => a.status)).toEqual([200, 200, 200]);
       // Before their commit, the spool fills up with another source's alerts.
       fill(s);
-      await until(() => sink.unwritten === 3 && logs.some((l) => l.msg.startsWith('Alert spool is full: the Falco inputs hold')), 'the refused commit');
-      await new Promise((r) => setTimeout(r, 300));
+      await sink.settle();
       // Not dropped, not written: still in the inbox, its consumed position before them.
       expect(sink.unwritten).toBe(3);
+      expect(logs.filter((l) => l.msg.startsWith('Alert spool is full: the Falco inputs hold')).map((l) => l.input)).toEqual(['http']);
       const state = s.db.prepare('SELECT gen, offset FROM falco_inbox_state').get() as { gen: number; offset: number } | undefined;
       expect(
         readInboxDir(join(dir, 'data'), state).map(
@@ -103,7 +98,8 @@ describe('Falco inputs when the agent spool is full', () => {
 
       // The server acknowledges: the events of the inbox become alerts, and new events are taken.
       acknowledgeAll(s);
-      await until(() => sink.unwritten === 0, 'the inbox events to be written');
+      await sink.settle();
+      expect(sink.unwritten).toBe(0);
       expect(spooledPods(s)).toEqual(['pod-0', 'pod-1', 'pod-2']);
       const resumed = logs.find((l) => l.msg.startsWith('Alert spool has room again'));
       expect(resumed).toMatchObject({ level: 'info', refused_http: 2 });
@@ -150,18 +146,21 @@ describe('Falco inputs when the agent spool is full', () => {
     const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log });
     const stream = new PassThrough();
     const abort = new AbortController();
-    const done = readJsonlStream({ stream, sink, builder, log, signal: abort.signal, retryInitialMs: 20 });
+    const done = readJsonlStream({ stream, sink, builder, log, signal: abort.signal, retryInitialMs: NO_BACKOFF_RETRY_MS });
     seq = 0;
     stream.write(`${event()}\n${event()}\n${event()}\n`);
-    await until(() => s.outbox.full, 'the spool to fill');
+    await until(() => s.outbox.full, 5_000, 'the spool to fill');
     stream.write(`${event()}\n${event()}\n`);
-    await until(() => stream.isPaused(), 'stdin to pause');
-    stream.write(`${event()}\n`);
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => stream.isPaused(), 5_000, 'stdin to pause');
+    const last = `${event()}\n`;
+    stream.write(last);
+    // Left in the pipe, unread.
+    expect(stream.readableLength).toBe(Buffer.byteLength(last));
     expect(spooledPods(s)).toEqual(['pod-0', 'pod-1', 'pod-2']);
 
+    // Stored once the spool has room, not after a retry backoff.
     expect(acknowledgeAll(s)).toHaveLength(3);
-    await until(() => s.outbox.size === 3, 'the held lines to be stored');
+    await until(() => s.outbox.size === 3, 5_000, 'the held lines to be stored');
     expect(spooledPods(s)).toEqual(['pod-3', 'pod-4', 'pod-5']);
     abort.abort();
     await done;
@@ -174,27 +173,19 @@ describe('Falco inputs when the agent spool is full', () => {
     const { log, logs } = capturingLogger();
     const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log });
     const abort = new AbortController();
-    const done = runFalcoGrpcInput({
-      address: peer.address,
-      pollIntervalMs: 50,
-      reconnect: { initial_backoff: 50, max_backoff: 200 },
-      sink,
-      builder,
-      log,
-      signal: abort.signal,
-    });
+    const done = runGrpcInput({ address: peer.address, sink, builder, log, signal: abort.signal, retryInitialMs: NO_BACKOFF_RETRY_MS });
     const rules = () => s.outbox.read(0, 100).map((r) => (JSON.parse(r.payload.toString()) as AlertPayload).rule);
     try {
       fill(s);
       const filled = s.outbox.size;
       peer.push(scenarioEvent(0), scenarioEvent(1), scenarioEvent(2));
-      await until(() => logs.some((l) => l.msg.startsWith('Alert spool is full: the Falco inputs hold')), 'the refusal');
-      await new Promise((r) => setTimeout(r, 300));
+      await until(() => logs.some((l) => l.msg.startsWith('Alert spool is full: the Falco inputs hold')), 5_000, 'the refusal');
       expect(s.outbox.size).toBe(filled);
       // The spool being full is not a storage failure: no error per retry.
       expect(logs.filter((l) => l.level === 'error')).toEqual([]);
+      // Stored once the spool has room, not after a retry backoff.
       acknowledgeAll(s);
-      await until(() => s.outbox.size === 3, 'the held events to be stored');
+      await until(() => s.outbox.size === 3, 5_000, 'the held events to be stored');
       expect(rules().sort()).toEqual(['Detect outbound connections to common miner pool ports', 'Terminal shell in container', 'Write below etc']);
     } finally {
       abort.abort();

@@ -3,13 +3,13 @@ import { ServerCredentials } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { falcoConfig, silent, store, tmp, type Store } from '../../../test/falco/helpers.js';
+import { falcoConfig, runGrpcInput, silent, store, tmp, type Store } from '../../../test/falco/helpers.js';
 import { makeCerts } from '../../../test/helpers/certs.js';
 import { startFalcoGrpcPeer, toGrpcResponse } from '../../peers/falco/falco-grpc-peer.js';
 import { scenarioEvent } from '../../peers/falco/scenario.js';
 import { serviceService } from '../../gen/falco/outputs.js';
 import { loadFalcoDefaults } from './defaults.js';
-import { eventFromResponse, runFalcoGrpcInput } from './grpc.js';
+import { eventFromResponse } from './grpc.js';
 import { FalcoSink } from './sink.js';
 import { FalcoAlertBuilder } from './to-alert.js';
 
@@ -24,7 +24,7 @@ async function until(fn: () => boolean, what: string, ms = 15_000): Promise<void
 function run(s: Store, address: string, signal: AbortSignal, tls: { ca_file?: string; cert_file?: string; key_file?: string } = {}) {
   const builder = new FalcoAlertBuilder(falcoConfig('falco:\n  stdin: true\n'), loadFalcoDefaults());
   const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log: silent });
-  return runFalcoGrpcInput({ ...tls, address, pollIntervalMs: 50, reconnect: { initial_backoff: 50, max_backoff: 200 }, sink, builder, log: silent, signal });
+  return runGrpcInput({ ...tls, address, sink, builder, log: silent, signal });
 }
 
 describe('legacy gRPC input', () => {
@@ -111,15 +111,7 @@ describe('legacy gRPC input', () => {
     const builder = new FalcoAlertBuilder(falcoConfig('falco:\n  stdin: true\n'), loadFalcoDefaults());
     const sink = new FalcoSink(s.db, adder, { uuidCacheSize: 0, windowMs: 0, log: silent });
     const abort = new AbortController();
-    const done = runFalcoGrpcInput({
-      address: peer.address,
-      pollIntervalMs: 50,
-      reconnect: { initial_backoff: 50, max_backoff: 200 },
-      sink,
-      builder,
-      log: silent,
-      signal: abort.signal,
-    });
+    const done = runGrpcInput({ address: peer.address, sink, builder, log: silent, signal: abort.signal });
     try {
       peer.push(scenarioEvent(0), scenarioEvent(1));
       await until(() => attempts >= 2, 'failed attempts');

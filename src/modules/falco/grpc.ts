@@ -20,9 +20,11 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 // is no acknowledgement in this protocol and Falco never sends an event twice:
 // an event is committed one tick after it arrives, and one that cannot be
 // stored is kept and retried (the stream paused while many wait) rather than dropped.
-// A full alert spool is handled alike: the events received wait in memory and
-// from 1,000 waiting the stream is not read, so Falco's own queue holds the
-// rest (Falco cannot be told to send again, so nothing better is possible).
+// A full alert spool is handled alike, except that the events are submitted
+// again as soon as the spool has room rather than after a backoff: the events
+// received wait in memory and from 1,000 waiting the stream is not read, so
+// Falco's own queue holds the rest (Falco cannot be told to send again, so
+// nothing better is possible).
 
 export interface FalcoGrpcOptions {
   address: string;
@@ -35,6 +37,8 @@ export interface FalcoGrpcOptions {
   builder: FalcoAlertBuilder;
   log: Logger;
   signal: AbortSignal;
+  /** First delay before storing a received event again after a storage failure (tests). */
+  retryInitialMs?: number;
 }
 
 const PRIORITY_NAMES: Record<number, FalcoPriority> = {
@@ -136,13 +140,29 @@ class GrpcStorer {
 
   private async storeWithRetry(alert: AlertPayload, stream: { pause(): void; resume(): void }): Promise<void> {
     const { sink, log, signal } = this.opts;
+    const retryInitialMs = this.opts.retryInitialMs ?? 100;
     let waiting = false;
-    const onBackoff = (_delay: number, e: unknown) => {
+    const wait = () => {
       if (!waiting) {
         waiting = true;
         this.retrying++;
       }
       if (this.retrying >= MAX_RETRYING) this.pause(stream);
+    };
+    const attempt = async () => {
+      for (;;) {
+        try {
+          return await sink.submit({ alert });
+        } catch (e) {
+          // Refused by a full spool: submitted again as soon as it has room, not after a backoff.
+          if (!isSpoolFull(e) || !sink.spoolFull || signal.aborted) throw e;
+          wait();
+          await sink.waitForSpoolRoom(signal);
+        }
+      }
+    };
+    const onBackoff = (_delay: number, e: unknown) => {
+      wait();
       // A full spool is logged by the sink, once per episode.
       if (isSpoolFull(e)) return;
       const suppressed = this.errors.pass();
@@ -155,7 +175,7 @@ class GrpcStorer {
     };
     try {
       // The wait is cut short when the input stops: then one last try.
-      const r = await retryUntilDone({ backoff: { initialMs: 100, maxMs: 10_000 }, signal, onBackoff }, () => sink.submit({ alert }));
+      const r = await retryUntilDone({ backoff: { initialMs: retryInitialMs, maxMs: Math.max(retryInitialMs, 10_000) }, signal, onBackoff }, attempt);
       if (r.done) {
         falcoEvents.inc({ input: 'grpc', outcome: r.value });
       } else {

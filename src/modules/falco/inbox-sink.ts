@@ -119,6 +119,8 @@ export class InboxSink {
   private runLength = REPLAY_CHUNK;
   private persistTimer: NodeJS.Timeout | undefined;
   private persistSoon = false;
+  /** A pending retry of replayLoop (see replayLater). */
+  private replayTimer: NodeJS.Timeout | undefined;
   /**
    * Events up to this one have been counted and logged for what turning them
    * into alerts found (unreadable, skipped, a failing builder): a replay after
@@ -213,6 +215,8 @@ export class InboxSink {
     this.closed = true;
     if (this.persistTimer) clearTimeout(this.persistTimer);
     this.persistTimer = undefined;
+    if (this.replayTimer) clearTimeout(this.replayTimer);
+    this.replayTimer = undefined;
     this.staging.close();
     this.store?.close();
     this.store = undefined;
@@ -382,6 +386,24 @@ export class InboxSink {
     }
   }
 
+  /** Reads the inbox back after persistIntervalMs (or once the spool has room: spoolHasRoom()). */
+  private replayLater(): void {
+    if (this.replayTimer) clearTimeout(this.replayTimer);
+    this.replayTimer = setTimeout(() => {
+      this.replayTimer = undefined;
+      this.replayLoop();
+    }, this.opts.persistIntervalMs ?? 500);
+    this.replayTimer.unref();
+  }
+
+  /** The spool has room again: what waits in the inbox is read back now rather than at the next retry. */
+  spoolHasRoom(): void {
+    if (!this.replayTimer) return;
+    clearTimeout(this.replayTimer);
+    this.replayTimer = undefined;
+    setImmediate(() => this.replayLoop());
+  }
+
   /** The staged occurrences are gone from memory; their events are still in the inbox: read them again from there. */
   private rolledBack(): void {
     this.stagedSeq = this.persistedSeq;
@@ -389,7 +411,7 @@ export class InboxSink {
     if (!this.replaying && !this.closed) {
       this.replaying = true;
       // Not at once: if the storage is failing, the next write fails too.
-      setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
+      this.replayLater();
     }
   }
 
@@ -440,7 +462,7 @@ export class InboxSink {
     if (!this.replaying || this.closed) return;
     if (this.opts.spoolFull?.()) {
       // Reading the inbox back would only be refused again.
-      setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
+      this.replayLater();
       return;
     }
     const narrowing = this.stagedSeq < this.narrowTo;
@@ -452,7 +474,7 @@ export class InboxSink {
       // stay in the inbox and are read again later; this runs in a timer, nothing above catches.
       const suppressed = this.readErrors.pass();
       if (suppressed !== undefined) this.opts.log.error({ error: errText(e), suppressed }, 'Failed to read stored Falco events back; retrying');
-      setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
+      this.replayLater();
       return;
     }
     if (narrowing) {
@@ -460,7 +482,7 @@ export class InboxSink {
       this.replaying = true;
       const r = this.persistNow();
       if (r === 'retry') {
-        setTimeout(() => this.replayLoop(), this.opts.persistIntervalMs ?? 500).unref();
+        this.replayLater();
         return;
       }
       if (r === 'written') {

@@ -97,6 +97,8 @@ export class FalcoSink {
   /** The episode of a full spool the Falco inputs wait for: since when, and how many HTTP events were refused in it. */
   private spoolPause: { since: number; refused: number } | undefined;
   private readonly offRoom: (() => void) | undefined;
+  /** Inputs waiting for the spool to have room (waitForSpoolRoom). */
+  private readonly roomWaiters = new Set<() => void>();
 
   constructor(
     db: DB,
@@ -141,7 +143,27 @@ export class FalcoSink {
     );
   }
 
+  /**
+   * Resolves once the spool has room (at once if it is not full), or when
+   * `signal` aborts: an input refused by a full spool waits for this rather
+   * than for a backoff, so it writes what it holds as soon as it can.
+   */
+  waitForSpoolRoom(signal: AbortSignal): Promise<void> {
+    if (!this.spoolFull || signal.aborted || !this.alerts.onSpoolRoom) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.roomWaiters.delete(done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.roomWaiters.add(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
   private spoolHasRoom(): void {
+    for (const w of [...this.roomWaiters]) w();
+    this.inboxSink?.spoolHasRoom();
     const p = this.spoolPause;
     if (!p) return;
     this.spoolPause = undefined;

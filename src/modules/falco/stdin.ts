@@ -15,7 +15,8 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 // the pipe) and the same lines are stored again with backoff. When the input
 // stops (the module restarts on a config change) an unfinished last line is put
 // back into the stream for the next reader. A full alert spool is such a
-// failure too: the stream is paused until the spool has room (the sink logs
+// failure too, but waited out rather than retried with backoff: the stream is
+// paused and the lines stored again once the spool has room (the sink logs
 // that once per episode, not as a storage failure).
 
 const MAX_LINE = 1024 * 1024;
@@ -37,6 +38,7 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
   const input = opts.input ?? 'stdin';
   const decoder = new LineDecoder(input, opts.builder, opts.log);
   const { stream, signal, log } = opts;
+  const retryInitialMs = opts.retryInitialMs ?? 200;
   // Bytes of the unfinished last line. Split on the newline byte, which never
   // occurs inside a multi-byte UTF-8 character, so a character may straddle chunks.
   let partial: Buffer[] = [];
@@ -52,27 +54,35 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
     if (items.length === 0) return;
     let paused = false;
     let storageFailed = false;
-    const attempt = () => {
-      try {
-        countOutcomes(input, opts.sink.commit(items, undefined, input));
-      } catch (e) {
-        // Paused at once (the first attempt runs in this turn), before the stream emits the next chunk.
-        if (!paused) {
-          paused = true;
-          failing++;
-          stream.pause();
+    const attempt = async () => {
+      for (;;) {
+        try {
+          countOutcomes(input, opts.sink.commit(items, undefined, input));
+          return;
+        } catch (e) {
+          // Paused at once (the first attempt runs in this turn), before the stream emits the next chunk.
+          if (!paused) {
+            paused = true;
+            failing++;
+            stream.pause();
+          }
+          // Refused by a full spool: tried again as soon as it has room, not after a backoff.
+          if (isSpoolFull(e) && opts.sink.spoolFull && !signal.aborted) {
+            await opts.sink.waitForSpoolRoom(signal);
+            continue;
+          }
+          if (!storageFailed && !isSpoolFull(e)) {
+            storageFailed = true;
+            log.error(
+              { input, error: (e as Error).message, events: items.length },
+              "Cannot store Falco events read from the pipe; reading paused, retrying (check the agent's disk and logs)",
+            );
+          }
+          throw e;
         }
-        if (!storageFailed && !isSpoolFull(e)) {
-          storageFailed = true;
-          log.error(
-            { input, error: (e as Error).message, events: items.length },
-            "Cannot store Falco events read from the pipe; reading paused, retrying (check the agent's disk and logs)",
-          );
-        }
-        throw e;
       }
     };
-    const p: Promise<void> = retryUntilDone({ backoff: { initialMs: opts.retryInitialMs ?? 200, maxMs: 10_000 }, signal }, attempt)
+    const p: Promise<void> = retryUntilDone({ backoff: { initialMs: retryInitialMs, maxMs: Math.max(retryInitialMs, 10_000) }, signal }, attempt)
       .then((r) => {
         if (!r.done)
           log.error(
