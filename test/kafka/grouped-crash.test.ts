@@ -7,42 +7,19 @@
 //   - Alertmanager: groupKey and labels are the same whichever replica sends,
 //     so the resolved notification matches the firing one.
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBroker, stopBroker, TestPublisher, type Broker } from '../../src/server/kafka/testing.js';
-import { falcoPayload } from '../../src/server/store/test-payloads.js';
-import { ConfigProject, freePort, killAll, spawnVerdict, until, verdictSync, type LogLine, type VerdictProcess } from '../helpers/processes.js';
+import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
+import { killAll } from '../helpers/processes.js';
 import { Receiver } from '../webhooks/receiver.js';
-
-const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
-const PARTITIONS = 6;
-const KILL_LOG = /^Test fault injection: killing this replica/;
-const ASSIGNED = 'Kafka: this replica delivers webhooks and the export for these log partitions';
+import { fingerprintIn, KILL_LOG, killablePair, PARTITIONS, partitionOf, publish, type Replica, SECRET, startReplica as start } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'verdict-kafka-grouped-'));
 let broker: Broker | undefined;
 const grouped = new Receiver();
 const am = new Receiver();
-
-const partitioner = kafkajs.Partitioners.DefaultPartitioner();
-const meta = Array.from({ length: PARTITIONS }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0], offlineReplicas: [] }));
-const partitionOf = (fp: string) => partitioner({ topic: 'log', partitionMetadata: meta, message: { key: `edge/${fp}`, value: null } });
-
-function fingerprintIn(partitions: number[], tag: string): string {
-  for (let i = 0; ; i++) if (partitions.includes(partitionOf(`${tag}-${i}`))) return `${tag}-${i}`;
-}
-
-interface Replica {
-  name: string;
-  dataDir: string;
-  config: string;
-  http: string;
-  grpc: string;
-  proc?: VerdictProcess;
-}
 
 interface AmDoc {
   groupKey: string;
@@ -51,17 +28,8 @@ interface AmDoc {
   alerts: { status: string; labels: Record<string, string>; fingerprint: string }[];
 }
 
-async function replica(name: string, prefix: string): Promise<Replica> {
-  const r: Replica = {
-    name,
-    dataDir: join(dir, `${prefix}-${name}`),
-    config: join(dir, `${prefix}-${name}.yaml`),
-    http: `127.0.0.1:${await freePort()}`,
-    grpc: `127.0.0.1:${await freePort()}`,
-  };
-  writeFileSync(
-    r.config,
-    `data_dir: ${r.dataDir}
+const yaml = (prefix: string) => (r: Replica) =>
+  `data_dir: ${r.dataDir}
 http_addr: ${r.http}
 grpc_addr: ${r.grpc}
 webhooks:
@@ -83,34 +51,7 @@ kafka:
   export_topic: ""
   partitions: ${PARTITIONS}
   session_timeout: 6s
-`,
-  );
-  return r;
-}
-
-async function start(r: Replica, flags: string[] = []): Promise<VerdictProcess> {
-  r.proc = spawnVerdict(['server', '--config', r.config, ...flags], `server-${r.name}`);
-  await r.proc.waitForLog((l) => l.msg === 'Verdict server started', 60_000, `replica ${r.name} to start`);
-  return r.proc;
-}
-
-function assigned(r: Replica): number[] | undefined {
-  return (r.proc!.logs.filter((l) => l.msg === ASSIGNED).at(-1) as (LogLine & { partitions: number[] }) | undefined)?.partitions;
-}
-
-async function publish(r: Replica, token: string, fps: string[]): Promise<void> {
-  const pub = new TestPublisher(r.grpc, token);
-  try {
-    await pub
-      .send(
-        fps.map((fp) => ({ id: randomUUID(), payload: falcoPayload({ fp }) })),
-        15_000,
-      )
-      .catch(() => undefined);
-  } finally {
-    pub.close();
-  }
-}
+`;
 
 /** The grouped receiver's requests: webhook-id -> the fingerprints of each request under it. */
 function groupedById(): Map<string, string[][]> {
@@ -150,26 +91,10 @@ afterAll(async () => {
 describe('grouped and Alertmanager deliveries when a replica dies after recording them', () => {
   it('sends one set of alerts per webhook-id, and Alertmanager groupKeys and labels that do not depend on the replica', async () => {
     const prefix = `grp${randomUUID().slice(0, 8)}`;
-    const [a, b] = [await replica('a', prefix), await replica('b', prefix)];
-    const project = join(dir, `${prefix}-project`);
-    new ConfigProject(project).commit({ 'README.md': 'agents\n' });
-    const token = verdictSync(['agents', 'register', 'edge', '--config-project', project, '--data-dir', a.dataDir]).trim();
-    await start(a, ['--test-kill-delivery-at', 'after_outbox']);
-    await start(b);
-    const feedToken = verdictSync(['tokens', 'create', '--name', 'ops', '--scope', 'write', '--data-dir', b.dataDir]).trim();
-    await until(
-      () => (assigned(a)?.length === PARTITIONS / 2 && assigned(b)?.length === PARTITIONS / 2 ? true : undefined),
-      60_000,
-      'both replicas in the delivery group',
-    );
-    await until(
-      () => (JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', b.dataDir])) as unknown[]).length === 1 || undefined,
-      20_000,
-      'the agent token on replica B',
-    );
+    const { a, b, token, feedToken, partitionsOfA } = await killablePair(dir, prefix, 'after_outbox', yaml(prefix));
 
     // X is recorded by A (a group of one, and an Alertmanager firing), which dies before its claims are in the log.
-    const x = fingerprintIn(assigned(a)!, 'gx');
+    const x = fingerprintIn(partitionsOfA, 'gx');
     await publish(a, token, [x]);
     await a.proc!.waitForLog((l) => KILL_LOG.test(l.msg), 30_000, 'replica a to be killed by the fault injection');
     await a.proc!.exited;
@@ -187,13 +112,16 @@ describe('grouped and Alertmanager deliveries when a replica dies after recordin
     expect(res.status, await res.clone().text()).toBe(200);
     await am.waitFor(() => amFor(x, 'resolved').length >= 1, 30_000, 'X resolved from replica B');
 
-    // A comes back and sends what its outbox holds: X alone in its group, X firing.
+    // A comes back and sends what its outbox holds: X alone in its group, and X firing, which reaches the
+    // receiver after B's resolved: A's worker starts before A has read the resolution from the log.
     const firingBefore = amFor(x, 'firing').length;
+    const resolvedBefore = amFor(x, 'resolved').length;
     const groupsBefore = grouped.requests.length;
     await start(a);
     await am.waitFor(() => amFor(x, 'firing').length > firingBefore, 30_000, 'X firing from replica A');
     await grouped.waitFor(() => grouped.requests.length > groupsBefore, 30_000, "A's group");
-    await new Promise((r) => setTimeout(r, 1_500));
+    // Reading B's resolved claim for X, A follows its late firing with a resolved, so X is not left open.
+    await am.waitFor(() => amFor(x, 'resolved').length > resolvedBefore, 30_000, 'X resolved again from replica A');
 
     // Every webhook-id carries one set of alerts; the distinct ids together carry X and Z.
     const byId = groupedById();
@@ -201,9 +129,10 @@ describe('grouped and Alertmanager deliveries when a replica dies after recordin
     const kept = new Set([...byId.values()].flatMap((sets) => sets[0]!));
     expect([...kept].sort()).toEqual([x, z].sort());
 
-    // The firing notifications (from A and B) and the resolved one (from B): one groupKey, one label set.
+    // B's firing and resolved, then A's late firing and the resolved that follows it: X ends resolved at the
+    // receiver; one groupKey, one label set.
     const docs = amOf(x);
-    expect(docs.map((d) => d.status).sort()).toEqual(['firing', 'firing', 'resolved']);
+    expect(docs.map((d) => d.status)).toEqual(['firing', 'resolved', 'firing', 'resolved']);
     const key = `{}/{verdict_integration="am"}:{agent="edge",verdict_fingerprint="${x}"}`;
     for (const d of docs) {
       expect(d.groupKey).toBe(key);

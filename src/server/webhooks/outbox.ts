@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { StoredAlert } from '../store/alert-store.js';
+import { Reads } from '../store/reads.js';
 import { snapshot, type DeliveryEvent, type DeliveryItem } from './formats/alert.js';
 import { MAX_GROUP_SIZE, RENDERERS } from './formats/index.js';
 import type { Integration, IntegrationRegistry } from './integrations.js';
@@ -17,6 +18,14 @@ import { newWebhookId, stableWebhookId } from './signer.js';
 // - repeated: when its count crosses one of the integration's repeat_milestones;
 // - resolved: when an alert the integration was told about is resolved.
 // Other repeats only bump the count and send nothing.
+//
+// Alertmanager and GitLab receivers keep an alert's state by its labels or
+// fingerprint: a `triggered` or `repeated` that reaches them after the alert's
+// `resolved` opens it again, for good. So, for those types, a firing delivery
+// of alerts that are resolved now and whose `resolved` is claimed (by this or
+// another replica) is not sent; and a firing that went out anyway (it was in
+// flight, or a replica back from a crash sent its backlog before it had read
+// the resolution from the log) is followed by a `resolved`.
 
 export type DeliveryState = 'pending' | 'delivered' | 'dead';
 
@@ -43,6 +52,13 @@ interface Row extends Omit<Delivery, 'alert_ids'> {
   alert_ids: string;
   items: string;
 }
+
+/** Types whose receivers hold the alert's state: a late firing reopens it there. */
+const STATEFUL_TYPES: ReadonlySet<string> = new Set(['alertmanager', 'gitlab']);
+
+/** last_error of a firing delivery that was not sent (docs/webhooks.md, "Delivery"). */
+export const SUPERSEDED =
+  'not sent: the alert was resolved, and its resolved notification recorded, before this was sent; a firing now would reopen it at the receiver';
 
 const DELIVERY_COLS =
   'id, integration_id, webhook_id, event, alert_ids, body, state, attempts, next_attempt_at, lease_until, group_until, last_status, last_error, created_at, updated_at, finished_at';
@@ -108,6 +124,15 @@ export class Outbox {
   private readonly s;
   private readonly wakeListeners = new Set<() => void>();
   private wakeScheduled = false;
+  private reads: Reads | undefined;
+  /** Deliveries recorded before this start are a crashed or stopped process's backlog. */
+  private readonly startedAt = new Date().toISOString();
+  /**
+   * `integration id:alert id` of firings from that backlog sent since this
+   * start: another replica may have resolved the alert meanwhile, and this
+   * replica learns it only when it reads the log that far.
+   */
+  private readonly backlogFired = new Set<string>();
 
   constructor(
     private readonly db: DB,
@@ -150,6 +175,13 @@ export class Outbox {
       pendingCounts: db.prepare("SELECT integration_id, count(*) AS n FROM webhook_deliveries WHERE state = 'pending' GROUP BY integration_id"),
       deadCounts: db.prepare("SELECT integration_id, count(*) AS n FROM webhook_deliveries WHERE state = 'dead' GROUP BY integration_id"),
       prune: db.prepare("DELETE FROM webhook_deliveries WHERE state = 'delivered' AND finished_at < ?"),
+      alertStatus: db.prepare('SELECT status FROM alerts WHERE id = ?'),
+      supersede: db.prepare(`UPDATE webhook_deliveries SET state = 'delivered', lease_until = NULL, last_error = @error, updated_at = @now, finished_at = @now
+        WHERE id = @id AND state = 'pending'`),
+      // The newest deliveries only: a resolved waiting to go out follows the firing already.
+      pendingResolved: db.prepare(
+        "SELECT 1 FROM webhook_deliveries WHERE integration_id = ? AND event = 'resolved' AND state = 'pending' AND EXISTS (SELECT 1 FROM json_each(alert_ids) WHERE value = ?) LIMIT 1",
+      ),
     };
   }
 
@@ -223,7 +255,9 @@ export class Outbox {
       if (iid === undefined) continue;
       const aid = alertId(c.alert);
       if (aid === undefined) continue;
-      n += this.s.claimEvent.run(iid, aid, c.event).changes;
+      const taken = this.s.claimEvent.run(iid, aid, c.event).changes;
+      n += taken;
+      if (taken && c.event === 'resolved' && this.backlogFired.has(`${iid}:${aid}`)) this.followUp(iid, aid);
     }
     return n;
   }
@@ -313,7 +347,7 @@ export class Outbox {
   claim(integrationId: number, limit: number, now: number, leaseMs: number): Delivery[] {
     if (limit <= 0) return [];
     return this.db.transaction(() => {
-      const rows = this.s.due.all(integrationId, now, limit) as Row[];
+      const rows = (this.s.due.all(integrationId, now, limit) as Row[]).filter((r) => !this.superseded(toDelivery(r), now));
       for (const r of rows) this.s.lease.run(now + leaseMs, now + leaseMs, r.id);
       return rows.map((r) => ({ ...toDelivery(r), lease_until: now + leaseMs }));
     })();
@@ -359,9 +393,55 @@ export class Outbox {
           finished: outcome.kind === 'retry' ? null : now,
         }).changes;
         if (changed) this.s.attempt.run(d.id, outcome.attempt.at, outcome.attempt.status, outcome.attempt.error, outcome.attempt.duration_ms);
+        if (changed && outcome.kind === 'delivered') this.firingSent(d);
         return changed > 0;
       }),
     )();
+  }
+
+  /** True for a firing delivery to a stateful receiver whose alerts are all resolved, with their `resolved` claimed: finished unsent. */
+  private superseded(d: Delivery, now: number): boolean {
+    if (d.event === 'resolved' || !this.stateful(d.integration_id)) return false;
+    if (!d.alert_ids.every((aid) => this.closed(d.integration_id, aid))) return false;
+    const iso = new Date(now).toISOString();
+    return this.s.supersede.run({ id: d.id, error: SUPERSEDED, now: iso }).changes > 0;
+  }
+
+  private stateful(integrationId: number): boolean {
+    const type = this.registry.byId(integrationId)?.spec.type;
+    return type !== undefined && STATEFUL_TYPES.has(type);
+  }
+
+  /** The alert is resolved here and the integration's `resolved` for it is claimed (recorded here or by another replica). */
+  private closed(integrationId: number, alertId: number): boolean {
+    const a = this.s.alertStatus.get(alertId) as { status: string } | undefined;
+    return a?.status === 'resolved' && Boolean(this.s.hasEvent.get(integrationId, alertId, 'resolved'));
+  }
+
+  /** A firing reached a stateful receiver: if the alert is closed by now, or may be closed by another replica, it must not stay open there. */
+  private firingSent(d: Delivery): void {
+    if (d.event === 'resolved' || !this.stateful(d.integration_id)) return;
+    for (const aid of d.alert_ids) {
+      if (this.closed(d.integration_id, aid)) this.followUp(d.integration_id, aid);
+      else if (d.created_at < this.startedAt) this.backlogFired.add(`${d.integration_id}:${aid}`);
+    }
+  }
+
+  /** Records a `resolved` after a firing that went out late, unless one is waiting to go out already. */
+  private followUp(integrationId: number, alertId: number): void {
+    const i = this.registry.byId(integrationId);
+    if (!i) return;
+    if (this.s.pendingResolved.get(integrationId, alertId)) {
+      this.backlogFired.delete(`${integrationId}:${alertId}`);
+      return;
+    }
+    this.reads ??= new Reads(this.db);
+    const a = this.reads.get(alertId);
+    if (a?.status !== 'resolved') return;
+    this.backlogFired.delete(`${integrationId}:${alertId}`);
+    // A webhook-id of its own: the other replica's `resolved` may have gone before this replica's firing.
+    this.add(i, 'resolved', a, Date.now(), newWebhookId());
+    this.wakeSoon();
   }
 
   get(id: number): Delivery | undefined {
