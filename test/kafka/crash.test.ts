@@ -8,45 +8,20 @@
 //   after_claims: claims in the log too.
 // Either way the receiver must see at most one distinct webhook-id per change.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBroker, stopBroker, TestPublisher, type Broker } from '../../src/server/kafka/testing.js';
-import { falcoPayload } from '../../src/server/store/test-payloads.js';
+import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
 import { stableWebhookId } from '../../src/server/webhooks/signer.js';
-import { ConfigProject, freePort, killAll, spawnVerdict, until, verdictSync, type LogLine, type VerdictProcess } from '../helpers/processes.js';
+import { killAll, until } from '../helpers/processes.js';
 import { Receiver } from '../webhooks/receiver.js';
 import { verifyStandardWebhook } from '../webhooks/standard-webhooks.js';
-
-const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
-const PARTITIONS = 6;
-const KILL_LOG = /^Test fault injection: killing this replica/;
-const ASSIGNED = 'Kafka: this replica delivers webhooks and the export for these log partitions';
+import { assigned, fingerprintIn, KILL_LOG, killablePair, PARTITIONS, partitionOf, publish, type Replica, SECRET, startReplica as start } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'verdict-kafka-crash-'));
 let broker: Broker | undefined;
 const rx = new Receiver();
-
-// Kafka's default partitioner (murmur2 of the key), as the servers use it.
-const partitioner = kafkajs.Partitioners.DefaultPartitioner();
-const meta = Array.from({ length: PARTITIONS }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0], offlineReplicas: [] }));
-const partitionOf = (fp: string) => partitioner({ topic: 'log', partitionMetadata: meta, message: { key: `edge/${fp}`, value: null } });
-
-/** A fingerprint whose alert lands in one of these log partitions. */
-function fingerprintIn(partitions: number[], tag: string): string {
-  for (let i = 0; ; i++) if (partitions.includes(partitionOf(`${tag}-${i}`))) return `${tag}-${i}`;
-}
-
-interface Replica {
-  name: string;
-  dataDir: string;
-  config: string;
-  http: string;
-  grpc: string;
-  proc?: VerdictProcess;
-}
 
 interface Hook {
   id: string;
@@ -64,17 +39,8 @@ function hooksFor(fp: string): Hook[] {
   return out;
 }
 
-async function replica(name: string, prefix: string): Promise<Replica> {
-  const r: Replica = {
-    name,
-    dataDir: join(dir, `${prefix}-${name}`),
-    config: join(dir, `${prefix}-${name}.yaml`),
-    http: `127.0.0.1:${await freePort()}`,
-    grpc: `127.0.0.1:${await freePort()}`,
-  };
-  writeFileSync(
-    r.config,
-    `data_dir: ${r.dataDir}
+const yaml = (prefix: string) => (r: Replica) =>
+  `data_dir: ${r.dataDir}
 http_addr: ${r.http}
 grpc_addr: ${r.grpc}
 webhooks:
@@ -91,56 +57,12 @@ kafka:
   export_topic: ""
   partitions: ${PARTITIONS}
   session_timeout: 6s
-`,
-  );
-  return r;
-}
-
-async function start(r: Replica, flags: string[] = []): Promise<VerdictProcess> {
-  r.proc = spawnVerdict(['server', '--config', r.config, ...flags], `server-${r.name}`);
-  await r.proc.waitForLog((l) => l.msg === 'Verdict server started', 60_000, `replica ${r.name} to start`);
-  return r.proc;
-}
-
-/** The log partitions a replica's delivery group member got at its last join. */
-function assigned(r: Replica): number[] | undefined {
-  return (r.proc!.logs.filter((l) => l.msg === ASSIGNED).at(-1) as (LogLine & { partitions: number[] }) | undefined)?.partitions;
-}
+`;
 
 /** Two replicas A (killed by the fault injection) and B, each delivering for half of the partitions. */
-async function pair(killAt: 'after_outbox' | 'after_claims') {
+function pair(killAt: 'after_outbox' | 'after_claims') {
   const prefix = `crash${randomUUID().slice(0, 8)}`;
-  const [a, b] = [await replica('a', prefix), await replica('b', prefix)];
-  const project = join(dir, `${prefix}-project`);
-  new ConfigProject(project).commit({ 'README.md': 'agents\n' });
-  const token = verdictSync(['agents', 'register', 'edge', '--config-project', project, '--data-dir', a.dataDir]).trim();
-  await start(a, ['--test-kill-delivery-at', killAt]);
-  await start(b);
-  // After B's first start, which creates its database: `verdict tokens` refuses a data directory without one.
-  const feedToken = verdictSync(['tokens', 'create', '--name', 'ops', '--scope', 'write', '--data-dir', b.dataDir]).trim();
-  await until(
-    () => (assigned(a)?.length === PARTITIONS / 2 && assigned(b)?.length === PARTITIONS / 2 ? true : undefined),
-    60_000,
-    'both replicas in the delivery group',
-  );
-  await until(
-    () => (JSON.parse(verdictSync(['agents', 'tokens', 'list', 'edge', '--json', '--data-dir', b.dataDir])) as unknown[]).length === 1 || undefined,
-    20_000,
-    'the agent token on replica B',
-  );
-  return { a, b, token, feedToken, partitionsOfA: assigned(a)!, partitionsOfB: assigned(b)! };
-}
-
-/** Publishes one event per fingerprint over the agent API; returns their event ids. A replica killed meanwhile may not answer. */
-async function publish(r: Replica, token: string, fps: string[]): Promise<string[]> {
-  const events = fps.map((fp) => ({ id: randomUUID(), payload: falcoPayload({ fp }) }));
-  const pub = new TestPublisher(r.grpc, token);
-  try {
-    await pub.send(events, 15_000).catch(() => undefined);
-  } finally {
-    pub.close();
-  }
-  return events.map((e) => e.id);
+  return killablePair(dir, prefix, killAt, yaml(prefix));
 }
 
 async function killedByFault(r: Replica): Promise<void> {

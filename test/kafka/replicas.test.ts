@@ -10,21 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { restartBroker, startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
 import { ConfigProject, freePort, killAll, spawnVerdict, until, verdictSync, type VerdictProcess } from '../helpers/processes.js';
-
-const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+import { newReplica, type Replica, SECRET, startReplica } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'verdict-kafka-e2e-'));
 let broker: Broker | undefined;
 const prefix = `e2e${randomUUID().slice(0, 8)}`;
 
-interface Replica {
-  name: string;
-  dataDir: string;
-  config: string;
-  http: string;
-  grpc: string;
-  proc?: VerdictProcess;
-}
 const replicas: Record<'a' | 'b', Replica> = {} as Record<'a' | 'b', Replica>;
 let agent: VerdictProcess;
 let falcoAddr = '';
@@ -133,11 +124,6 @@ kafka:
 `;
 }
 
-function startReplica(r: Replica): Promise<unknown> {
-  r.proc = spawnVerdict(['server', '--config', r.config], `server-${r.name}`);
-  return r.proc.waitForLog((l) => l.msg === 'Verdict server started', 60_000, `replica ${r.name} to start`);
-}
-
 beforeAll(async () => {
   broker = startBroker(mkdtempSync(join(tmpdir(), 'verdict-kafka-state-')));
 
@@ -159,15 +145,7 @@ beforeAll(async () => {
   const hookUrl = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
 
   for (const name of ['a', 'b'] as const) {
-    const r: Replica = {
-      name,
-      dataDir: join(dir, `server-${name}`),
-      config: join(dir, `server-${name}.yaml`),
-      http: `127.0.0.1:${await freePort()}`,
-      grpc: `127.0.0.1:${await freePort()}`,
-    };
-    writeFileSync(r.config, serverYaml(r, hookUrl));
-    replicas[name] = r;
+    replicas[name] = await newReplica(dir, name, (r) => serverYaml(r, hookUrl), `server-${name}`);
   }
   await Promise.all([startReplica(replicas.a), startReplica(replicas.b)]);
 
