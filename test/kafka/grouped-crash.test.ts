@@ -5,7 +5,9 @@
 //   - group_window: one webhook-id always carries one set of alerts, so a
 //     receiver that de-duplicates on webhook-id loses no alert;
 //   - Alertmanager: groupKey and labels are the same whichever replica sends,
-//     so the resolved notification matches the firing one.
+//     so the resolved notification matches the firing one; and the dead
+//     replica's firing, sent from its outbox after it comes back (and after
+//     the other replica resolved the alert), is followed by a resolved.
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
