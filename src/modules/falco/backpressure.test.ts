@@ -167,6 +167,36 @@ describe('Falco inputs when the agent spool is full', () => {
     await sink.close();
   });
 
+  it('stdin: lines read while the spool is full are left in the stream when the input restarts, and the next reader stores them', async () => {
+    const s = store(':memory:', ONE * 3);
+    const { log, logs } = capturingLogger();
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log });
+    const stream = new PassThrough();
+    const first = new AbortController();
+    const done = readJsonlStream({ stream, sink, builder, log, signal: first.signal, retryInitialMs: NO_BACKOFF_RETRY_MS });
+    seq = 0;
+    stream.write(`${event()}\n${event()}\n${event()}\n`);
+    await until(() => s.outbox.full, 5_000, 'the spool to fill');
+    // Two whole lines waiting for room, and the start of a third.
+    const [a, b, third] = [event(), event(), event()];
+    stream.write(`${a}\n${b}\n${third.slice(0, 20)}`);
+    await until(() => stream.isPaused(), 5_000, 'stdin to pause');
+    // The module restarts (a config.yaml change) during the outage.
+    first.abort();
+    await done;
+    expect(logs.filter((l) => l.level === 'error')).toEqual([]);
+    expect(logs.find((l) => l.msg.startsWith('Falco input stopping with events read but not stored yet'))).toMatchObject({ events: 2 });
+    const next = new AbortController();
+    const again = readJsonlStream({ stream, sink, builder, log, signal: next.signal, retryInitialMs: NO_BACKOFF_RETRY_MS });
+    stream.write(`${third.slice(20)}\n`);
+    expect(acknowledgeAll(s)).toEqual(['pod-0', 'pod-1', 'pod-2']);
+    await until(() => s.outbox.size === 3, 5_000, 'the lines read before the restart to be stored');
+    expect(spooledPods(s)).toEqual(['pod-3', 'pod-4', 'pod-5']);
+    next.abort();
+    await again;
+    await sink.close();
+  });
+
   it('gRPC (no acknowledgement in the protocol): events received while the spool is full wait in memory and are stored once there is room', async () => {
     const peer = await startFalcoGrpcPeer();
     const s = store(':memory:', ONE * 3);

@@ -14,13 +14,20 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 // arrives; when storing fails the stream is paused (Falco's writes then wait in
 // the pipe) and the same lines are stored again with backoff. When the input
 // stops (the module restarts on a config change) an unfinished last line is put
-// back into the stream for the next reader. A full alert spool is such a
+// back into the stream for the next reader, and so are the lines still waiting
+// to be stored (not stored by this reader then). A full alert spool is such a
 // failure too, but waited out rather than retried with backoff: the stream is
 // paused and the lines stored again once the spool has room (the sink logs
 // that once per episode, not as a storage failure).
 
 const MAX_LINE = 1024 * 1024;
 const NL = 10;
+
+interface Unstored {
+  raw: Buffer[];
+  events: number;
+  handedBack: boolean;
+}
 
 export interface StreamInputOptions {
   stream: Readable;
@@ -48,16 +55,28 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
   const storing = new Set<Promise<void>>();
   let failing = 0;
   let finished = false;
+  /** The bytes of the lines of each store not done yet, in the order read: handed back to the stream if the input stops first. */
+  const unstored = new Set<Unstored>();
 
-  /** Stores the items now; on failure pauses the stream and retries until stored or stopped. */
-  const store = (items: SinkItem[]): void => {
+  /**
+   * Stores the items now; on failure pauses the stream and retries until
+   * stored or stopped. `raw`: the bytes they were read from (none once the
+   * stream ended: there is no next reader to hand them back to).
+   */
+  const store = (items: SinkItem[], raw: Buffer[] = []): void => {
     if (items.length === 0) return;
     let paused = false;
     let storageFailed = false;
+    const rec: Unstored = { raw, events: items.length, handedBack: false };
+    if (raw.length) unstored.add(rec);
     const attempt = async () => {
       for (;;) {
+        // Handed back to the stream (onAbort): the next reader stores them, this one must not as well.
+        if (rec.handedBack) throw new Error('handed back to the stream');
         try {
           countOutcomes(input, opts.sink.commit(items, undefined, input));
+          // At once, not when the promise settles: an abort in between must not hand stored lines back.
+          unstored.delete(rec);
           return;
         } catch (e) {
           // Paused at once (the first attempt runs in this turn), before the stream emits the next chunk.
@@ -84,6 +103,7 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
     };
     const p: Promise<void> = retryUntilDone({ backoff: { initialMs: retryInitialMs, maxMs: Math.max(retryInitialMs, 10_000) }, signal }, attempt)
       .then((r) => {
+        if (rec.handedBack) return;
         if (!r.done)
           log.error(
             { input, error: (r.error as Error).message, events: items.length },
@@ -92,6 +112,7 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
         else if (storageFailed) log.info({ input, events: items.length }, 'Stored the Falco events read from the pipe; reading again');
       })
       .finally(() => {
+        unstored.delete(rec);
         storing.delete(p);
         if (paused && --failing === 0 && !finished) stream.resume();
       });
@@ -101,10 +122,15 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
   const take = (chunk: Buffer): void => {
     let from = 0;
     const lines: string[] = [];
+    // The bytes of the lines taken: an unfinished line before the chunk, and the chunk up to its last
+    // newline, less the end of a line too long to take (only the first line of a chunk can be one).
+    const prefix = partialBytes && !skippingLongLine ? partial : [];
+    let rawFrom = 0;
     for (let nl = chunk.indexOf(NL); nl >= 0; nl = chunk.indexOf(NL, from)) {
       const piece = chunk.subarray(from, nl);
       if (skippingLongLine) {
         skippingLongLine = false;
+        rawFrom = nl + 1;
       } else {
         lines.push(partialBytes ? Buffer.concat([...partial, piece]).toString('utf8') : piece.toString('utf8'));
       }
@@ -122,7 +148,7 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
         skippingLongLine = true;
       }
     }
-    store(decoder.decode(lines));
+    store(decoder.decode(lines), from > rawFrom ? [...prefix, chunk.subarray(rawFrom, from)] : []);
   };
 
   return new Promise<void>((resolve) => {
@@ -151,8 +177,24 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
     };
     const onAbort = () => {
       stream.pause();
-      // The next reader of this stream (a restarted module) gets the unfinished line.
-      if (partialBytes && !skippingLongLine) stream.unshift(Buffer.concat(partial));
+      // The next reader of this stream (a restarted module) gets the lines not stored yet (the spool
+      // is full, or storing fails) and the unfinished line, in the order read: a line read is not lost.
+      const back: Buffer[] = [];
+      let events = 0;
+      for (const rec of unstored) {
+        rec.handedBack = true;
+        back.push(...rec.raw);
+        events += rec.events;
+      }
+      unstored.clear();
+      if (partialBytes && !skippingLongLine) back.push(...partial);
+      if (back.length) stream.unshift(Buffer.concat(back));
+      if (events) {
+        log.warn(
+          { input, events },
+          'Falco input stopping with events read but not stored yet (the spool is full or storing fails): they are left in the stream for the restarted input, lost only if the agent itself stops',
+        );
+      }
       partial = [];
       partialBytes = 0;
       void finish();
