@@ -163,12 +163,12 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
       ],
       [
         ['create', '--project', 'a/b', '--ttl', '48h'],
-        '--ttl must be above 0 and at most 24h (a job token lives as long as its job), e.g. --ttl 1h; got --ttl 48h',
+        '--ttl must be at least 1m and at most 24h (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. --ttl 1h; got --ttl 48h',
       ],
       // As typed, not as a number of seconds.
       [
         ['create', '--project', 'a/b', '--ttl', '1500m'],
-        '--ttl must be above 0 and at most 24h (a job token lives as long as its job), e.g. --ttl 1h; got --ttl 1500m',
+        '--ttl must be at least 1m and at most 24h (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. --ttl 1h; got --ttl 1500m',
       ],
     ] as const) {
       const e = await ciTokens([...bad, '--data-dir', data]).catch((x: unknown) => x);

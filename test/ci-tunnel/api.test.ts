@@ -110,12 +110,28 @@ describe('CI job tokens over the admin HTTP API', () => {
     // What a token may be issued for is one rule (jobRefusal, as for the CLI), answered in its words.
     expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', ttl_seconds: 86_401 })).toEqual({
       status: 400,
-      json: { error: 'bad_request', message: 'ttl_seconds must be above 0 and at most 24h (a job token lives as long as its job), e.g. 3600; got 86401' },
+      json: {
+        error: 'bad_request',
+        message:
+          'ttl_seconds must be at least 60 and at most 86400 (24h) (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. 3600; got 86401',
+      },
     });
     expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', ttl_seconds: 0 })).toMatchObject({
       status: 400,
-      json: { message: 'ttl_seconds must be above 0 and at most 24h (a job token lives as long as its job), e.g. 3600; got 0' },
+      json: {
+        message:
+          'ttl_seconds must be at least 60 and at most 86400 (24h) (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. 3600; got 0',
+      },
     });
+    // The CLI's shortest --ttl (1m) is the API's too: one rule.
+    expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', ttl_seconds: 1 })).toMatchObject({
+      status: 400,
+      json: {
+        message:
+          'ttl_seconds must be at least 60 and at most 86400 (24h) (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. 3600; got 1',
+      },
+    });
+    expect((await api('POST', '/api/v1/admin/ci-tokens', admin, { project: 'shop/app', ttl_seconds: 60 })).status).toBe(201);
     expect(await api('POST', '/api/v1/admin/ci-tokens', admin, { project: '/shop app/' })).toMatchObject({
       status: 400,
       json: { message: 'project "/shop app/" is not a project path; give it as ci_access names it (group/subgroup/project, or a numeric id)' },

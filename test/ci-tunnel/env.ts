@@ -32,7 +32,8 @@ export interface CiEnv {
   /** A GET to the proxy with these headers (trusting its CA). */
   get(path: string, headers: Record<string, string>): Promise<{ status: number; body: string }>;
   /** Issues a job token (as `verdict ci-tokens create`). */
-  jobToken(job: Partial<NewJob> & { project: string }): string;
+  /** now: when it is issued (a token about to expire, or expired, is issued in the past). */
+  jobToken(job: Partial<NewJob> & { project: string }, now?: number): string;
   /** Writes the KUBECONFIG `verdict kubeconfig --ci-token` prints for the token; returns its path. */
   kubeconfig(token: string): Promise<string>;
   /** Bytes the agent's connections to the server carried so far: responses go to the server, requests to the agent. */
@@ -131,7 +132,7 @@ export async function startCiEnv(o: { configYaml: string; agentKubeconfig?: stri
     caPem,
     logs,
     get: (path, headers) => httpsGet(`${proxyUrl}${path}`, caPem, headers),
-    jobToken: (job) => jobs.create({ ttlMs: 3600_000, ...job }).token,
+    jobToken: (job, now) => jobs.create({ ttlMs: 3600_000, ...job }, now).token,
     async kubeconfig(t) {
       const file = join(dir, `kubeconfig-${++n}`);
       writeFileSync(file, await kubeconfigFor({ ciToken: t, server: proxyUrl, dataDir: cfg.data_dir, caPem }));

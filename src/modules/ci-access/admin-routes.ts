@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServerModuleAdminContext } from '../../server/module.js';
 import { errors, noQuerySchema, routeSchema } from '../../server/feed/schemas.js';
 import { rejectUnknownFields } from '../../server/feed/filters.js';
-import { JobTokens, jobView, MAX_TTL_MS } from './job-tokens.js';
+import { JobTokens, jobView, MAX_TTL_MS, MIN_TTL_MS } from './job-tokens.js';
 
 // /api/v1/admin/ci-tokens: the operations of `verdict ci-tokens`, for
 // automation that plays the CI server (issues a token per job, revokes it
@@ -47,7 +47,7 @@ const createBody = {
     environment: { type: 'string', maxLength: 255, description: 'for ci_access environments rules' },
     ref: { type: 'string', maxLength: 255, description: 'the branch or tag the job runs on' },
     protected: { type: 'boolean', description: 'ref is a protected branch or tag (protected_branches_only); needs ref' },
-    ttl_seconds: { type: 'integer', default: 3600, description: `lifetime in seconds: above 0, at most ${MAX_TTL_MS / 1000} (a day)` },
+    ttl_seconds: { type: 'integer', default: 3600, description: `lifetime in seconds: at least ${MIN_TTL_MS / 1000}, at most ${MAX_TTL_MS / 1000} (a day)` },
   },
 } as const;
 

@@ -1,4 +1,4 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
@@ -9,6 +9,7 @@ import { errText, type Logger } from '../../shared/log/logger.js';
 import { answerKind } from './answer-kind.js';
 import { pipeFrames } from './frames.js';
 import { headersFromRaw, headersToNode, type HeaderMap } from './headers.js';
+import { impersonateHeaders, impersonationRefusal } from './impersonate.js';
 import { statusBody, STATUS_HEADERS } from './status.js';
 
 // The agent's side of one proxied request: sends it to the API server with the
@@ -58,14 +59,9 @@ export class ApiForwarder {
     const upgrade = Boolean(h.headers.upgrade);
     // The server refuses these too (proxy.ts): an older server may not, and with this agent's broad impersonate
     // grant a job's own headers would make it act as anyone, whatever access_as says.
-    const impersonating = Object.keys(h.headers).filter((k) => k.toLowerCase().startsWith('impersonate-'));
+    const impersonating = impersonateHeaders(Object.keys(h.headers));
     if (impersonating.length) {
-      answer(
-        call,
-        h,
-        403,
-        `impersonation through the CI tunnel is not allowed (the request sends ${impersonating.join(', ')}: kubectl --as, --as-group or --as-uid); drop them, and to make jobs of project ${h.project} act as another identity set access_as: {impersonate: {…}} or {ci_job: {}} in this agent's ci_access config`,
-      );
+      answer(call, h, 403, impersonationRefusal(impersonating, h.project));
       return false;
     }
     let opts: KubeRequestOptions;
@@ -105,10 +101,13 @@ export class ApiForwarder {
     let requestEnded = false;
     let draining = false;
     let kept = false;
-    // The server ended the call (kubectl went away, a watch it stopped): the response this breaks off is not the API server's doing.
-    let clientGone = false;
-    const onError = () => {
-      clientGone = true;
+    // Why the call ended before the response did, when it did: the server cancels it for the client (kubectl went
+    // away, a watch it stopped, its token revoked); a tunnel that fails ends it with another status (UNAVAILABLE,
+    // INTERNAL). Neither is the API server breaking off its response.
+    let callEnded: { byClient: boolean; error: string } | undefined;
+    const onError = (e: Partial<grpc.ServiceError>) => {
+      // This agent's own call.cancel() reads as CANCELLED too: no client did that.
+      callEnded = { byClient: e.code === grpc.status.CANCELLED && e.details !== 'Cancelled on client', error: e.details ?? errText(e) };
       if (!over) req.destroy();
     };
     const done = new Promise<void>((resolve) => {
@@ -155,10 +154,15 @@ export class ApiForwarder {
           },
         );
         res.on('error', (e) => {
-          if (clientGone)
+          if (callEnded?.byClient)
             this.log.debug(
               { error: errText(e), ci_job_id: h.job_id },
               'CI tunnel: the client ended the request (kubectl stopped a watch or logs -f); dropped the response',
+            );
+          else if (callEnded)
+            this.log.warn(
+              { error: callEnded.error, ci_job_id: h.job_id },
+              "CI tunnel: the call to the server failed mid-response (the server or the network between them); dropped the API server's response",
             );
           else this.log.warn({ error: errText(e) }, 'CI tunnel: the API server broke off a response');
           call.cancel();

@@ -36,21 +36,21 @@ describe('JobTokens', () => {
 
   it('refuses a lifetime over 24h and an empty project', () => {
     expect(() => jobs.create({ project: 'a', ttlMs: 25 * 3600_000 })).toThrow(
-      'ttl_seconds must be above 0 and at most 24h (a job token lives as long as its job), e.g. 3600; got 90000',
+      'ttl_seconds must be at least 60 and at most 86400 (24h) (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. 3600; got 90000',
     );
-    expect(() => jobs.create({ project: ' / ', ttlMs: 1000 })).toThrow("give project, the path of the job's project as ci_access names it (group/project)");
+    expect(() => jobs.create({ project: ' / ', ttlMs: 60_000 })).toThrow("give project, the path of the job's project as ci_access names it (group/project)");
     // Refusals the admin API answers 400 (VERDICT_BAD_REQUEST), as the CLI refuses its flags.
     for (const bad of [
-      { project: 'shop app', ttlMs: 1000 },
-      { project: 'a//b', ttlMs: 1000 },
-      { project: 'a/b', protected: true, ttlMs: 1000 },
+      { project: 'shop app', ttlMs: 60_000 },
+      { project: 'a//b', ttlMs: 60_000 },
+      { project: 'a/b', protected: true, ttlMs: 60_000 },
     ])
       expect(() => jobs.create(bad), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'VERDICT_BAD_REQUEST' }));
-    expect(() => jobs.create({ project: 'shop app', ttlMs: 1000 })).toThrow(/"shop app" is not a project path; give it as ci_access names it/);
-    expect(() => jobs.create({ project: 'a/b', protected: true, ttlMs: 1000 })).toThrow(
+    expect(() => jobs.create({ project: 'shop app', ttlMs: 60_000 })).toThrow(/"shop app" is not a project path; give it as ci_access names it/);
+    expect(() => jobs.create({ project: 'a/b', protected: true, ttlMs: 60_000 })).toThrow(
       'protected says ref is a protected branch or tag; give ref <branch or tag> too',
     );
-    expect(jobs.create({ project: '42', protected: true, ref: 'main', ttlMs: 1000 }).job).toMatchObject({ project: '42', protected: true });
+    expect(jobs.create({ project: '42', protected: true, ref: 'main', ttlMs: 60_000 }).job).toMatchObject({ project: '42', protected: true });
   });
 
   it('shares rows between replicas: hashes only, the same job id, revocation one-way whatever the order', () => {
@@ -75,13 +75,13 @@ describe('JobTokens', () => {
     jobs.adopt(row);
     expect(jobs.authenticate(token)).toMatchObject({ error: expect.stringContaining('was revoked') });
     // Ids are drawn at random, so two replicas issuing tokens at once do not give two jobs one id.
-    const ids = new Set(Array.from({ length: 50 }, () => other.create({ project: 'a', ttlMs: 1000 }).job.id));
+    const ids = new Set(Array.from({ length: 50 }, () => other.create({ project: 'a', ttlMs: 60_000 }).job.id));
     expect(ids.size).toBe(50);
     expect(Math.max(...ids)).toBeGreaterThan(1000);
   });
 
   it('forgets purged rows on the topic too (tombstones)', () => {
-    const { job } = jobs.create({ project: 'old', ttlMs: 1000 }, 0);
+    const { job } = jobs.create({ project: 'old', ttlMs: 60_000 }, 0);
     const published = jobs.unpublished();
     const hash = published.find((r) => r.id === job.id)!.token_hash;
     jobs.markPublished(published);
@@ -92,5 +92,16 @@ describe('JobTokens', () => {
     jobs.markPublished([], gone);
     expect(jobs.purgedPublished()).toEqual([]);
     expect(jobs.list().some((j) => j.id === job.id)).toBe(false);
+  });
+
+  it("checks any number of open jobs at once: past SQLite's 32,766 variables too", () => {
+    const { job: good } = jobs.create({ project: 'many/open', ttlMs: 60_000 });
+    const { job: revoked } = jobs.create({ project: 'many/open', ttlMs: 60_000 });
+    jobs.revoke(revoked.id);
+    const gone = Array.from({ length: 40_000 }, (_, i) => 10_000_000 + i);
+    const why = jobs.invalidAmong([good.id, revoked.id, ...gone]);
+    expect(why.has(good.id)).toBe(false);
+    expect(why.get(revoked.id)).toMatch(/was revoked at/);
+    expect(why.size).toBe(40_001);
   });
 });

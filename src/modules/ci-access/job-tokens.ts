@@ -62,6 +62,8 @@ export type SharedJobToken = CiJob & { token_hash: string };
 const MAX_JOB_ID = 2 ** 40;
 
 export const MAX_TTL_MS = 24 * 3600_000;
+/** The shortest lifetime: a token for a job, not one that expires while kubectl starts. */
+export const MIN_TTL_MS = 60_000;
 /** A project as ci_access names it: group/subgroup/project, or a numeric id. */
 const PROJECT_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 /** One part of a GitLab path: `..`, `.` or `-x` name no project, and would let a path climb out of its group. */
@@ -96,14 +98,19 @@ export interface JobInputNames {
    * The lifetime, written as its users write it: a good one (`--ttl 1h`), and
    * the one given, which a caller that has its text gives back as typed.
    */
-  ttl: { name: string; example: string; given: (ttlMs: number) => string };
+  ttl: { name: string; example: string; given: (ttlMs: number) => string; range: string };
 }
 const API_NAMES: JobInputNames = {
   project: 'project',
   environment: 'environment',
   ref: 'ref',
   protected: 'protected',
-  ttl: { name: 'ttl_seconds', example: '3600', given: (ttlMs) => String(ttlMs / 1000) },
+  ttl: {
+    name: 'ttl_seconds',
+    example: '3600',
+    given: (ttlMs) => String(ttlMs / 1000),
+    range: `at least ${MIN_TTL_MS / 1000} and at most ${MAX_TTL_MS / 1000} (24h)`,
+  },
 };
 
 const projectPath = (p: string) => p.trim().replace(/^\/+|\/+$/g, '');
@@ -122,9 +129,9 @@ export function jobRefusal(j: NewJob, names: JobInputNames = API_NAMES): string 
     return `${names.environment} ${JSON.stringify(j.environment)} is not a GitLab environment name: it may hold only letters, digits, spaces and '-', '_', '/', '$', '{', '}', '.', but must not start or end with '/'`;
   // protected_branches_only reads it as "the ref is protected": without a ref it says nothing.
   if (j.protected && !j.ref) return `${names.protected} says ${names.ref} is a protected branch or tag; give ${names.ref} <branch or tag> too`;
-  if (!(j.ttlMs > 0) || j.ttlMs > MAX_TTL_MS) {
-    const { name, example, given } = names.ttl;
-    return `${name} must be above 0 and at most 24h (a job token lives as long as its job), e.g. ${example}; got ${given(j.ttlMs)}`;
+  if (!(j.ttlMs >= MIN_TTL_MS) || j.ttlMs > MAX_TTL_MS) {
+    const { name, example, given, range } = names.ttl;
+    return `${name} must be ${range} (a job token lives as long as its job; a shorter one expires before the job can use it), e.g. ${example}; got ${given(j.ttlMs)}`;
   }
   return undefined;
 }
@@ -250,7 +257,9 @@ export class JobTokens {
   invalidAmong(ids: readonly number[], now = Date.now()): Map<number, string> {
     const out = new Map<number, string>();
     if (ids.length === 0) return out;
-    const rows = this.db.prepare(`SELECT id, expires_at, revoked_at FROM ci_job_tokens WHERE id IN (${ids.map(() => '?').join(',')})`).all(...ids) as Pick<
+    // One statement for any number of jobs: a placeholder each would be a new statement every second, and past
+    // SQLite's 32,766 variables one that cannot be prepared at all.
+    const rows = this.sql('SELECT id, expires_at, revoked_at FROM ci_job_tokens WHERE id IN (SELECT value FROM json_each(?))').all(JSON.stringify(ids)) as Pick<
       CiJob,
       'id' | 'expires_at' | 'revoked_at'
     >[];

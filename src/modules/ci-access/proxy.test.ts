@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -10,7 +11,11 @@ import { KubernetesApiTunnelClient, type AgentFrame, type RequestHeader, type Se
 import { startServer, type RunningServer } from '../../server/server.js';
 import { createRootLogger } from '../../shared/log/logger.js';
 import { VERSION } from '../../shared/version.js';
+import { CiAccessConfigs } from './agent-configs.js';
+import { AgentTunnels } from './agent-tunnels.js';
 import { JobTokens } from './job-tokens.js';
+import { KubernetesApiProxy } from './proxy.js';
+import { ReplicaForwarder } from './replica-forward.js';
 import { freePort, until } from '../../../test/helpers/processes.js';
 
 // The server's half of the CI tunnel in one process: the proxy listener and
@@ -263,6 +268,112 @@ describe('Kubernetes API proxy (server side)', () => {
       expect(message(r)).toMatch(/^Verdict server: the agent "edge" disconnected before it finished answering/);
     } finally {
       agent.stop();
+    }
+  });
+  /** A watch the stand-in answers with `chunks` and holds open; resolves with what the client read once the connection ended. */
+  async function heldWatch(chunks: string[]): Promise<{ jobId: number; read: Promise<string> }> {
+    let held = false;
+    const agent = standInAgent(server.grpcAddress, agentToken, 1, (call) => {
+      call.write({
+        msg: { $case: 'header', value: { status: 200, headers: { 'content-type': { values: ['application/json'] } }, body: Buffer.alloc(0), end: undefined } },
+      });
+      for (const c of chunks) call.write({ msg: { $case: 'data', value: Buffer.from(c) } });
+      held = true;
+      return true;
+    });
+    const { token, job } = jobs.create({ project: 'shop/ops', ttlMs: 60_000 });
+    let got = '';
+    const read = new Promise<string>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/k8s-proxy/api/v1/configmaps?watch=1', headers: bearer(token) }, (res) => {
+        res.setEncoding('utf8').on('data', (d: string) => (got += d));
+        res.on('close', () => resolve(got));
+      });
+      req.on('error', () => resolve(got));
+      req.end();
+    });
+    await until(() => (held && got.length > 0) || undefined, 10_000, 'the watch to be answered');
+    void read.finally(() => agent.stop());
+    return { jobId: job.id, read };
+  }
+
+  it('a watch whose token is revoked between two events gets an ERROR event with the 401 Status; one revoked mid-line gets none, only the break', async () => {
+    const between = await heldWatch(['{"type":"ADDED","object":{"kind":"ConfigMap"}}\n']);
+    jobs.revoke(between.jobId);
+    const lines = (await between.read).trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(JSON.parse(lines[1]!)).toMatchObject({ type: 'ERROR', object: { kind: 'Status', code: 401, reason: 'Unauthorized' } });
+    // A chunk ending mid-event: an ERROR event written there would make the line unreadable JSON.
+    const midLine = await heldWatch(['{"type":"ADDED","object":{"kind":"ConfigMap"}}\n{"type":"MODIFIED","obj']);
+    jobs.revoke(midLine.jobId);
+    expect(await midLine.read).toBe('{"type":"ADDED","object":{"kind":"ConfigMap"}}\n{"type":"MODIFIED","obj');
+  }, 30_000);
+
+  it('an upgrade whose token is revoked before the agent answers gets the 401 Status whole', async () => {
+    let held = false;
+    const agent = standInAgent(server.grpcAddress, agentToken, 1, () => {
+      held = true;
+      return true;
+    });
+    try {
+      const { token, job } = jobs.create({ project: 'shop/ops', ttlMs: 60_000 });
+      const sock = connect(port, '127.0.0.1');
+      let got = '';
+      sock.setEncoding('utf8').on('data', (d: string) => (got += d));
+      const closed = new Promise<void>((resolve) => sock.on('close', () => resolve()));
+      sock.on('error', () => undefined);
+      sock.write(
+        `GET /k8s-proxy/api/v1/namespaces/ci/pods/web/exec?command=sh HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ci:${agentId}:${token}\r\n\r\n`,
+      );
+      await until(() => held || undefined, 10_000, 'the upgrade to reach the agent');
+      jobs.revoke(job.id);
+      await closed;
+      expect(got).toMatch(/^HTTP\/1\.1 401 Unauthorized\r\n/);
+      expect(JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4))).toMatchObject({ kind: 'Status', code: 401 });
+    } finally {
+      agent.stop();
+    }
+  }, 30_000);
+
+  it('on a replica not holding the agent, a request with Impersonate-* headers is refused here, not forwarded to the holder (which may be older)', async () => {
+    let holderGot = 0;
+    const holder = createServer((_, res) => {
+      holderGot++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const log = createRootLogger({ level: 'silent' });
+    const proxy = new KubernetesApiProxy({
+      jobs,
+      agentById: (id) => server.agents.getById(id),
+      replicas: {
+        holding: () => [{ replica: 'older', address: `127.0.0.1:${(holder.address() as { port: number }).port}`, tls: false }],
+        forwarder: new ReplicaForwarder(undefined, log),
+        replica: 'this',
+      },
+      configs: new CiAccessConfigs(async () => 'HEAD', log),
+      tunnels: new AgentTunnels(),
+      prefix: '/k8s-proxy/',
+      log,
+    });
+    const front = createServer((req, res) => void proxy.handle(req, res));
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    try {
+      const frontPort = (front.address() as { port: number }).port;
+      const token = jobs.create({ project: 'shop/ops', ttlMs: 60_000 }).token;
+      const r = await send(frontPort, '/k8s-proxy/api/v1/pods', {
+        ...bearer(token),
+        'impersonate-user': 'system:admin',
+        'impersonate-group': 'system:masters',
+      });
+      expect(r.status).toBe(403);
+      expect(message(r)).toMatch(/^Verdict server: impersonation through the CI tunnel is not allowed \(the request sends impersonate-user, impersonate-group/);
+      expect(holderGot).toBe(0);
+      // Without them the request is the holder's to decide.
+      expect((await send(frontPort, '/k8s-proxy/api/v1/pods', bearer(token))).status).toBe(200);
+      expect(holderGot).toBe(1);
+    } finally {
+      front.close();
+      holder.close();
     }
   });
 });

@@ -15,6 +15,7 @@ import { answerKind } from './answer-kind.js';
 import { acceptGzipFor, inflating } from './compression.js';
 import { pipeFrames } from './frames.js';
 import { headerLines, headersFromRaw, headersToNode } from './headers.js';
+import { impersonateHeaders, impersonationRefusal, rawHeaderNames } from './impersonate.js';
 import type { JobTokens } from './job-tokens.js';
 import type { OpenJobRequests } from './job-streams.js';
 import { FORWARDED_BEARER, type ForwardTarget, type ReplicaForwarder } from './replica-forward.js';
@@ -136,6 +137,15 @@ export class KubernetesApiProxy {
         message: `agent is not allowed: no agent has ${byId ? `id ${ref}` : `the name "${ref}"`}; \`verdict kubeconfig\` lists the agents this job may use`,
       };
     const served = this.d.servedConfigOf?.(agent);
+    // Moved away from the project whose config.yaml it runs: the agent no longer follows that project, so the commit
+    // it was sent decides, not one pushed there since (which would grant access the agent never received).
+    const pinned = served && served.project !== agent.config_project ? served : undefined;
+    const runs = pinned?.project ?? agent.config_project;
+    // The configuration project as jobs name projects (group/project): never the server's own path to it.
+    const configProject = projectPath(runs, this.d.projectsDir);
+    // Before any forwarding: a replica holding the agent may be older and pass the headers on (a rolling upgrade).
+    const impersonating = impersonateHeaders(rawHeaderNames(req.rawHeaders));
+    if (impersonating.length) return { code: 403, message: impersonationRefusal(impersonating, job.project, { agent: agent.name, configProject }) };
     if (!served && !fwd && this.d.replicas && !this.d.tunnels.connected(agent.id)) {
       // The registered project may not be what the agent runs (a moved agent runs its old project's config.yaml until
       // the new one has a valid one): deciding with it here would refuse jobs the agent's configuration allows. The
@@ -143,12 +153,6 @@ export class KubernetesApiProxy {
       const to = this.d.replicas.holding(agent.name);
       if (to.length) return { agent, jobToken: m[2]!, forwardTo: to };
     }
-    // Moved away from the project whose config.yaml it runs: the agent no longer follows that project, so the commit
-    // it was sent decides, not one pushed there since (which would grant access the agent never received).
-    const pinned = served && served.project !== agent.config_project ? served : undefined;
-    const runs = pinned?.project ?? agent.config_project;
-    // The configuration project as jobs name projects (group/project): never the server's own path to it.
-    const configProject = projectPath(runs, this.d.projectsDir);
     let block: CiAccessConfig | undefined;
     try {
       block = await this.d.configs.get({ name: agent.name, config_project: runs }, pinned?.commit);
@@ -160,8 +164,6 @@ export class KubernetesApiProxy {
     }
     const decision = decideAccess(block, job, agent.name, configProject);
     if (!decision.allowed) return { code: 403, message: `agent is not allowed: ${decision.reason}` };
-    const impersonating = impersonateHeaders(req.rawHeaders);
-    if (impersonating.length) return { code: 403, message: impersonationRefusal(impersonating, job.project, agent.name, configProject) };
     const impersonation = impersonationFor(decision.access_as, { job, agentId: agent.id, configProject });
     const rest = url.startsWith(prefix) ? url.slice(prefix.length - 1) : '/';
     const headers = headersFromRaw(req.rawHeaders, { upgrade, drop: CREDENTIALS });
@@ -217,6 +219,18 @@ export class KubernetesApiProxy {
     let sink: NodeJS.WritableStream = res;
     let inflater: Gunzip | undefined;
     let bytesIn = 0;
+    // Watches are newline-delimited JSON in chunks cut anywhere: an ERROR event goes in only between two lines.
+    let atLineEnd = true;
+    // A compressed (or inflated) body is no lines the client sees.
+    let lines = true;
+    // Broken off mid-response: a watch gets an ERROR event with the Status when it can take one (watch clients such
+    // as client-go's reflector log its message), then the connection is broken, not ended, so no client takes it for
+    // a response that simply ran out (kubectl would exit 0). Mid-line the ERROR would only be a JSON decode error.
+    const breakOff = (code: number, message: string) => {
+      if (r.watch && lines && atLineEnd)
+        res.write(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(code, 'server', message)) })}\n`, () => res.destroy());
+      else res.destroy(new Error(message));
+    };
     const endResponse = (end: End, body?: Buffer) => {
       bodyStarted = true;
       if (Object.keys(end.trailers).length) res.addTrailers(headersToNode(end.trailers));
@@ -250,6 +264,7 @@ export class KubernetesApiProxy {
             res.destroy(e);
           });
         }
+        if (inflated || msg.value.headers['content-encoding']) lines = false;
         res.writeHead(msg.value.status, headersToNode(inflated?.headers ?? msg.value.headers));
         if (msg.value.end) return endResponse(msg.value.end, msg.value.body);
         // A watch may send nothing for minutes, so the headers go out by the end of this turn; the body
@@ -261,6 +276,7 @@ export class KubernetesApiProxy {
       } else if (msg.$case === 'data') {
         bodyStarted = true;
         bytesIn += msg.value.length;
+        if (lines && msg.value.length) atLineEnd = msg.value[msg.value.length - 1] === 0x0a;
         if (!sink.write(msg.value)) {
           call.pause();
           draining = true;
@@ -278,11 +294,7 @@ export class KubernetesApiProxy {
       log ??= this.d.log.child({ agent_name: r.agent.name, ci_job_id: r.header.job_id });
       log.warn({ error: why }, 'CI tunnel: the agent went away mid-request');
       if (!answered) return refuse(res, { code: 502, message });
-      // Mid-watch: an ERROR event with the Status (watch clients such as client-go's reflector log
-      // its message), then the connection is broken, not ended, so no client takes it for a watch
-      // that simply ran out (kubectl would exit 0).
-      if (r.watch) res.write(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(502, 'server', message)) })}\n`, () => res.destroy());
-      else res.destroy(new Error(message));
+      breakOff(502, message);
     };
     const onError = (e: Error) => lost(errText(e));
     const onEnd = () => lost('its call ended');
@@ -304,13 +316,12 @@ export class KubernetesApiProxy {
       call.emit('error', { code: grpc.status.CANCELLED, details: 'the client closed the request' });
     });
     // The token revoked or expired mid-request: the client gets a 401 Status as at the start of a request
-    // (a watch as its ERROR event, broken off as above), and the agent drops the request.
+    // (mid-response as breakOff says), and the agent drops the request.
     unregister = this.d.open?.add(r.header.job_id, (message) => {
       if (finished) return;
       finish();
       if (!answered) refuse(res, { code: 401, message });
-      else if (r.watch) res.write(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(401, 'server', message)) })}\n`, () => res.destroy());
-      else res.destroy(new Error(message));
+      else breakOff(401, message);
       call.emit('error', { code: grpc.status.CANCELLED, details: 'the CI job token was revoked or expired' });
     });
   }
@@ -335,6 +346,13 @@ export class KubernetesApiProxy {
       done = true;
       release();
       socket.destroy();
+    };
+    // A Status before the 101: the socket closes once it is written (refuseSocket), not at once.
+    const refuseThenFinish = (refusal: Refusal) => {
+      if (done) return;
+      done = true;
+      release();
+      refuseSocket(socket, refusal);
     };
     call.write({ msg: { $case: 'header', value: r.header } });
     if (head.length) call.write({ msg: { $case: 'data', value: head } });
@@ -362,8 +380,8 @@ export class KubernetesApiProxy {
     const lost = (why: string) => {
       if (done) return;
       if (!answered)
-        refuseSocket(socket, { code: 502, message: `the agent "${r.agent.name}" disconnected before it answered (${why}); check the agent's log, then retry` });
-      finish();
+        refuseThenFinish({ code: 502, message: `the agent "${r.agent.name}" disconnected before it answered (${why}); check the agent's log, then retry` });
+      else finish();
     };
     call.on('error', (e: Error) => lost(errText(e)));
     call.on('end', () => lost('its call ended'));
@@ -377,8 +395,8 @@ export class KubernetesApiProxy {
     // The token revoked or expired: exec, attach and port-forward end (before the 101, with the 401 Status).
     unregister = this.d.open?.add(r.header.job_id, (message) => {
       if (done) return;
-      if (!answered) refuseSocket(socket, { code: 401, message });
-      finish();
+      if (!answered) refuseThenFinish({ code: 401, message });
+      else finish();
       call.emit('error', { code: grpc.status.CANCELLED, details: 'the CI job token was revoked or expired' });
     });
   }
@@ -456,26 +474,6 @@ function pipeBody(from: NodeJS.ReadableStream, call: TunnelCall, sent?: () => vo
   });
 }
 
-/** The Impersonate-* headers a request carries (kubectl --as, --as-group, --as-uid, Impersonate-Extra-*), by name, lower-case. */
-export function impersonateHeaders(raw: readonly string[]): string[] {
-  const names = new Set<string>();
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (name.startsWith('impersonate-')) names.add(name);
-  }
-  return [...names];
-}
-
-/**
- * Why a job may not impersonate. The GitLab agent passes a job's Impersonate-* headers on with access_as agent, and
- * the API server checks the agent's right to impersonate; Verdict's manifest grants the agent impersonation of
- * anyone (ci_job and impersonate need it), so a job passing its own would act as anyone, system:masters included.
- * Who a job acts as is config.yaml's to say, never the job's.
- */
-export function impersonationRefusal(headers: readonly string[], project: string, agent: string, configProject: string): string {
-  return `impersonation through the CI tunnel is not allowed (the request sends ${headers.join(', ')}: kubectl --as, --as-group or --as-uid); drop them, and to make jobs of project ${project} act as another identity set access_as: {impersonate: {username: …, groups: […]}} (or access_as: {ci_job: {}} and RoleBindings for its groups) in the ci_access entry of agent "${agent}"'s config.yaml in ${configProject}`;
-}
-
 function refuse(res: ServerResponse, r: Refusal): void {
   if (res.headersSent) {
     res.destroy();
@@ -485,9 +483,19 @@ function refuse(res: ServerResponse, r: Refusal): void {
   res.writeHead(r.code, { ...STATUS_HEADERS, 'content-length': Buffer.byteLength(body) }).end(body);
 }
 
+// How long a refusal of an upgrade may take to reach the client before its socket is destroyed anyway.
+const REFUSAL_WRITE_MS = 5000;
+
+/** Answers with a Status and closes the socket once it is written (destroyed at once, a TLS socket could drop it), or after REFUSAL_WRITE_MS. */
 function refuseSocket(socket: Duplex, r: Refusal): void {
   const body = statusBody(r.code, 'server', r.message);
+  const stop = setTimeout(() => socket.destroy(), REFUSAL_WRITE_MS);
+  stop.unref();
   socket.end(
     `HTTP/1.1 ${r.code} ${STATUS_CODES[r.code] ?? ''}\r\n${headerLines({ ...STATUS_HEADERS, 'content-length': Buffer.byteLength(body), connection: 'close' })}\r\n${body}`,
+    () => {
+      clearTimeout(stop);
+      socket.destroy();
+    },
   );
 }
