@@ -307,5 +307,8 @@ export const tokenInfoSchema = {
  * a browser's or a scraper's URL may carry any.
  */
 export function routeSchema(s: { summary?: string; description?: string; hide?: boolean } & FastifySchema): FastifySchema {
-  return s.hide || s.querystring ? s : { ...s, querystring: noQuerySchema };
+  if (s.hide) return s;
+  // Every API route checks its query string, so every one can answer 400: the document says so.
+  const response = s.response && typeof s.response === 'object' && !('400' in s.response) ? { ...s.response, ...errors(400) } : s.response;
+  return { ...s, querystring: s.querystring ?? noQuerySchema, ...(response ? { response } : {}) };
 }
