@@ -8,7 +8,7 @@ import { loadFalcoDefaults } from './defaults.js';
 import { startFalcoHttpInput } from './http.js';
 import { falcoEvents } from './events.js';
 import { FileInbox, readInboxDir, type Inbox } from './inbox.js';
-import type { FalcoEvent } from './parse.js';
+import { parseFalcoJson, type FalcoEvent } from './parse.js';
 import { FalcoSink } from './sink.js';
 import { FalcoAlertBuilder } from './to-alert.js';
 
@@ -92,6 +92,29 @@ class PoisonBuilder extends FalcoAlertBuilder {
 }
 
 describe('Falco HTTP inbox, an event whose alert can never be written', () => {
+  it('says events stored before the restart wait in the inbox, not that they became alerts, when the spool is full at start', async () => {
+    const events = [0, 1, 2].map((i) => toFalcoJson(scenarioEvent(i)));
+    const dir = leftInbox(events);
+    const cfg = falcoConfig('falco:\n  http: {}\n');
+    const builder = new FalcoAlertBuilder(cfg, loadFalcoDefaults());
+    const other = builder.toAlert(parseFalcoJson(events[0]!));
+    const s = store(dir, Buffer.byteLength(JSON.stringify(other)) * 2);
+    for (let i = 0; !s.outbox.full; i++) s.outbox.add([{ ...other, source: 'cilium', fingerprint: `other-${i}` }]);
+    const { log, logs } = capturingLogger();
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 1000, windowMs: 0, builder, log, persistIntervalMs: 60_000 });
+    try {
+      expect(logs.filter((l) => l.msg.startsWith('Turned Falco events stored before the restart'))).toEqual([]);
+      expect(logs.find((l) => l.msg.startsWith('Falco events stored before the restart wait in the inbox'))).toMatchObject({ events: 3 });
+      expect(sink.unwritten).toBe(3);
+      s.outbox.remove(s.outbox.read(0, 100));
+      await sink.settle();
+      expect(sink.unwritten).toBe(0);
+      expect(s.outbox.size).toBe(3);
+    } finally {
+      await sink.close();
+    }
+  });
+
   it('skips an event nested too deep that an earlier run stored, once, and writes the events after it', async () => {
     const good = [0, 1, 2].map((i) => toFalcoJson(scenarioEvent(i)));
     const dir = leftInbox([deepEvent, ...good]);

@@ -153,8 +153,9 @@ export class InboxSink {
       /* until caught up */
     }
     if (this.lastSeq) {
-      this.opts.log.info({ events: this.lastSeq }, 'Turned Falco events stored before the restart into alerts');
-      this.persistNow();
+      if (this.persistNow() === 'written') this.opts.log.info({ events: this.lastSeq }, 'Turned Falco events stored before the restart into alerts');
+      else
+        this.opts.log.info({ events: this.lastSeq }, 'Falco events stored before the restart wait in the inbox; they become alerts once they can be written');
     }
   }
 
