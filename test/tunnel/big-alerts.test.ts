@@ -180,7 +180,7 @@ describe.each(['grpc', 'ws'] as Transport[])('alerts over the gRPC message size,
     expect(heavy.samples[0]).toMatchObject({ truncated: true, bytes: expect.any(Number), preview: expect.stringMatching(/^\{"output":"big event 100 /) });
     // The refused token it starts with may hit the server's limit on failed authentications on a
     // loaded machine; that limit is not what this test is about.
-    const limited = (l: { error?: unknown }) => /send limit|rate limited|message size limit/.test(String(l.error ?? ''));
+    const limited = (l: Record<string, unknown>) => /send limit|rate limited|message size limit/.test(String(l.error ?? ''));
     expect(agent.logs.filter((l) => limited(l) && !/failed agent authentications/.test(String(l.error)))).toEqual([]);
     expect(await metric(obs, 'verdict_agent_alerts_too_large_total')).toBe(0);
     // Once per alert that lost samples or details (the huge output), however often it was sent; the other two lost nothing the server keeps.
