@@ -1,4 +1,4 @@
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -138,6 +138,39 @@ describe('Falco inputs when the agent spool is full', () => {
     expect(spooledPods(s)).toEqual(['pod-5', 'pod-6']);
     expect(offset()).toBe(Buffer.byteLength(first) + Buffer.byteLength(`${event(5)}\n${event(6)}\n`));
     await sink.close();
+  });
+
+  it('file: a file rotated in and out again while the spool is full is read once there is room, after the one before it', async () => {
+    const dir = tmp();
+    const path = join(dir, 'events.json');
+    const s = store(join(dir, 'data'), ONE * 4);
+    const { log } = capturingLogger();
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log });
+    const abort = new AbortController();
+    const f = new JsonlFollower({ path, startAt: 'beginning', pollIntervalMs: 20, db: s.db, sink, builder, log, signal: abort.signal });
+    const noted = () => (f as unknown as { rotatedWhileFull: string[] }).rotatedWhileFull.length;
+    seq = 0;
+    writeFileSync(path, `${event()}\n${event()}\n${event()}\n${event()}\n${event()}\n`);
+    const done = f.run();
+    try {
+      await until(() => s.outbox.full, 5_000, 'the spool to fill');
+      // logrotate twice (rename + create) before the server acknowledges anything.
+      renameSync(path, `${path}.1`);
+      writeFileSync(path, `${event()}\n${event()}\n`);
+      await until(() => noted() === 1, 5_000, 'the first rotation to be noted');
+      renameSync(`${path}.1`, `${path}.2`);
+      renameSync(path, `${path}.1`);
+      writeFileSync(path, `${event()}\n`);
+      await until(() => noted() === 2, 5_000, 'the second rotation to be noted');
+      expect(spooledPods(s)).toEqual(['pod-0', 'pod-1', 'pod-2', 'pod-3', 'pod-4']);
+      acknowledgeAll(s);
+      await until(() => s.outbox.size === 3, 5_000, 'the lines of both new files');
+      expect(spooledPods(s)).toEqual(['pod-5', 'pod-6', 'pod-7']);
+    } finally {
+      abort.abort();
+      await done;
+      await sink.close();
+    }
   });
 
   it('stdin: reading pauses while the spool is full and every line read becomes an alert once there is room', async () => {

@@ -74,6 +74,12 @@ export class JsonlFollower {
   private cur: Open | undefined;
   private readonly decoder: LineDecoder;
   private wake: (() => void) | undefined;
+  /**
+   * Identities the path took while the spool was full, oldest first: files
+   * rotated in and out meanwhile, never opened, read (if still in the
+   * directory) after the one being read when the spool filled up.
+   */
+  private rotatedWhileFull: string[] = [];
   private readonly buf = Buffer.allocUnsafe(CHUNK_BYTES + TAIL_BYTES);
   /** Set while skipping the rest of a line longer than a chunk. */
   private skippingLongLine = false;
@@ -147,6 +153,10 @@ export class JsonlFollower {
     const { sink } = this.opts;
     if (sink.spoolFull) {
       sink.noteSpoolFull('file');
+      // Nothing is read, but rotations are noted: a file rotated away again before there is room must not be skipped.
+      const st = await stat(this.opts.path, { bigint: true }).catch(() => undefined);
+      const id = st && fileIdOf(st);
+      if (id && this.pos && id !== this.pos.fileId && id !== this.rotatedWhileFull.at(-1)) this.rotatedWhileFull.push(id);
       return;
     }
     try {
@@ -178,6 +188,13 @@ export class JsonlFollower {
     }
     if (this.pos.fileId !== fileId) {
       await this.finishRotated(this.pos.fileId);
+      // Then the files rotated in and out while the spool was full, oldest first.
+      for (let next = this.rotatedWhileFull.shift(); next !== undefined; next = this.rotatedWhileFull.shift()) {
+        if (next === fileId || next === this.pos.fileId) continue;
+        this.pos = { fileId: next, offset: 0, tail: Buffer.alloc(0) };
+        this.persist(this.pos);
+        await this.finishRotated(next);
+      }
       this.opts.log.info({ path: this.opts.path }, 'Falco events file was rotated; reading the new file from its start');
       this.pos = { fileId, offset: 0, tail: Buffer.alloc(0) };
       this.persist(this.pos);
