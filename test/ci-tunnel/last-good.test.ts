@@ -47,4 +47,16 @@ describe('ci_access with an invalid config.yaml at the current commit', () => {
     // A project the last good block does not allow stays refused, by both.
     await expect(env.kubeconfig(env.jobToken({ project: 'shop/other' }))).rejects.toThrow(/project shop\/other is not in ci_access\.projects/);
   });
+
+  it('warns of an invalid commit when it is pushed, not when a request first comes', async () => {
+    // Narrowing and a typo in one commit: the last good (broader) block keeps deciding, so the warning must not wait for a job.
+    const commit = env.project.commit({ '.gitlab/agents/edge/config.yaml': 'ci_access:\n  projects: []\ncilium: {hubble_relay_address: 7}\n' });
+    await until(
+      () =>
+        env.logs.some((l) => l.msg === 'CI tunnel: invalid configuration; deciding with the ci_access block of the last good one' && l.commit_id === commit) ||
+        undefined,
+      10_000,
+      'the warning without a request',
+    );
+  });
 });

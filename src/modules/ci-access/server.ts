@@ -1,5 +1,5 @@
 import { ProjectPollers } from '../../server/config/project-poller.js';
-import type { ServerModule, ServerModuleContext } from '../../server/module.js';
+import type { ServerModule, ServerModuleContext, ServerModuleStartContext } from '../../server/module.js';
 import type { ServerConfig } from '../../shared/config/server-config.js';
 import { registerCiTokenRoutes } from './admin-routes.js';
 import { AgentTunnels } from './agent-tunnels.js';
@@ -63,6 +63,7 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
     // Routes name the proxy's bound port, which the listener only knows once it listens; the sync starts after it.
     let sync: ReplicaSync | undefined;
     const open = new OpenJobRequests(jobs, ctx.log);
+    const configs = new CiAccessConfigs((repo) => pollers.get(repo).current(), ctx.log);
     closers.defer('CI job token revocation checks', () => open.stop());
     const proxy = new KubernetesApiProxy({
       jobs,
@@ -72,7 +73,7 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
       replicas: kafka
         ? { holding: (agent) => sync?.holding(agent) ?? [], forwarder: new ReplicaForwarder(ctx.tls?.cert, ctx.log), replica: replicaId(ctx.db) }
         : undefined,
-      configs: new CiAccessConfigs((repo) => pollers.get(repo).current(), ctx.log),
+      configs,
       servedConfigOf: (agent) => servedConfigOf.get(ctx.config)?.(agent),
       tunnels: tunnels(ctx.config),
       prefix: k.url_path_prefix,
@@ -102,6 +103,8 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
         }
       }, PURGE_INTERVAL_MS).unref();
       closers.defer('job token purge', () => clearInterval(purge));
+      const watchConfigs = watchInvalidConfigs(configs, ctx, tunnels(ctx.config));
+      closers.defer('ci_access configuration checks', () => clearInterval(watchConfigs));
       ctx.log.info(
         { kubernetes_api_addr: listener.address, url_path_prefix: k.url_path_prefix, tls: Boolean(ctx.tls) },
         'CI tunnel: Kubernetes API proxy listening',
@@ -115,3 +118,27 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
     return { close: () => closers.close() };
   },
 };
+
+/**
+ * Reads the ci_access block of every agent connected here once per config_poll_interval, so that a commit whose
+ * config.yaml does not validate is warned of (CiAccessConfigs logs it once per commit) when it is pushed, not when a
+ * job's request first comes: until it is fixed the last good block decides, which may grant more than the broken
+ * commit meant to. A moved agent decides with the commit it was sent, which never changes: nothing to watch.
+ */
+function watchInvalidConfigs(configs: CiAccessConfigs, ctx: ServerModuleStartContext, agentTunnels: AgentTunnels): NodeJS.Timeout {
+  let running = false;
+  return setInterval(() => {
+    if (running) return;
+    running = true;
+    const reads: Promise<unknown>[] = [];
+    for (const id of agentTunnels.connectedAgents()) {
+      const agent = ctx.agents.getById(id);
+      if (!agent) continue;
+      const served = servedConfigOf.get(ctx.config)?.(agent);
+      if (served && served.project !== agent.config_project) continue;
+      // Errors are the request path's to tell, in its answer; this only looks for the warning.
+      reads.push(configs.get(agent).catch(() => undefined));
+    }
+    void Promise.all(reads).finally(() => (running = false));
+  }, ctx.config.config_poll_interval).unref();
+}
