@@ -8,6 +8,7 @@ import { until } from '../../../test/helpers/processes.js';
 import { scenarioEvent, toFalcoJson } from '../../peers/falco/scenario.js';
 import type { AlertPayload } from '../../shared/alert/payload.js';
 import { loadFalcoDefaults } from './defaults.js';
+import { falcoEvents } from './events.js';
 import { startFalcoGrpcPeer } from '../../peers/falco/falco-grpc-peer.js';
 import { startFalcoHttpInput } from './http.js';
 import { readInboxDir } from './inbox.js';
@@ -38,6 +39,10 @@ function event(n = seq++): string {
 
 function spooledPods(s: Store): string[] {
   return s.outbox.read(0, 1e6).map((r) => (JSON.parse(r.payload.toString()) as AlertPayload).labels.pod!);
+}
+
+async function fileOutcomes(outcome: string): Promise<number> {
+  return (await falcoEvents.get()).values.find((v) => v.labels.input === 'file' && v.labels.outcome === outcome)?.value ?? 0;
 }
 
 /** What the server does when it acknowledges everything spooled: the spool has room. */
@@ -127,7 +132,10 @@ describe('Falco inputs when the agent spool is full', () => {
     // Taken whole (the spool was not full yet), and now it is.
     expect(spooledPods(s)).toEqual(['pod-0', 'pod-1', 'pod-2', 'pod-3', 'pod-4']);
     expect(s.outbox.full).toBe(true);
-    appendFileSync(path, `${event()}\n${event()}\n`);
+    const invalid = await fileOutcomes('invalid');
+    // A line that is not an event among them: counted and logged once, not at each read.
+    const more = `${event()}\nnot json\n${event()}\n`;
+    appendFileSync(path, more);
     await expect(f.step()).rejects.toThrow(/alert spool is full/);
     expect(offset()).toBe(Buffer.byteLength(first));
     expect(spooledPods(s)).toHaveLength(5);
@@ -136,7 +144,9 @@ describe('Falco inputs when the agent spool is full', () => {
     expect(acknowledgeAll(s)).toHaveLength(5);
     await f.step();
     expect(spooledPods(s)).toEqual(['pod-5', 'pod-6']);
-    expect(offset()).toBe(Buffer.byteLength(first) + Buffer.byteLength(`${event(5)}\n${event(6)}\n`));
+    expect(offset()).toBe(Buffer.byteLength(first) + Buffer.byteLength(more));
+    expect(await fileOutcomes('invalid')).toBe(invalid + 1);
+    expect(logs.filter((l) => l.msg.startsWith('Skipped a line that is not a Falco JSON event'))).toHaveLength(1);
     await sink.close();
   });
 

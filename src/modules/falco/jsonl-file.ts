@@ -301,7 +301,9 @@ export class JsonlFollower {
 
   /** Stores the alerts of `lines` and the new offset in one transaction. */
   private advance(offset: number, consumed: Buffer, lines: string[]): void {
-    const items = this.decoder.decode(lines);
+    // Skipped lines are counted once stored: a refused or failed commit reads them again.
+    const skipped: (() => void)[] = [];
+    const items = this.decoder.decode(lines, skipped);
     const prevTail = this.pos!.tail;
     const tail =
       consumed.length >= TAIL_BYTES ? Buffer.from(consumed.subarray(consumed.length - TAIL_BYTES)) : Buffer.concat([prevTail, consumed]).subarray(-TAIL_BYTES);
@@ -309,6 +311,7 @@ export class JsonlFollower {
     const outcomes = this.opts.sink.commit(items, () => this.persist(next), 'file');
     this.pos = next;
     countOutcomes('file', outcomes);
+    for (const f of skipped) f();
   }
 
   private persist(p: Position): void {

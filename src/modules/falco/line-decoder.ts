@@ -20,27 +20,37 @@ export class LineDecoder {
     private readonly log: Logger,
   ) {}
 
-  decode(lines: readonly string[]): SinkItem[] {
+  /**
+   * The lines' events, to be stored. Lines that are skipped are counted and
+   * logged at once, or, with `later`, by the functions it is given: for an
+   * input that reads the lines again if storing the events fails, and must not
+   * count them twice.
+   */
+  decode(lines: readonly string[], later?: (() => void)[]): SinkItem[] {
     const items: SinkItem[] = [];
+    const report = (f: () => void) => (later ? later.push(f) : f());
     for (const line of lines) {
       if (line.trim() === '') continue;
       let ev;
       try {
         ev = parseFalcoJson(line);
       } catch (e) {
-        falcoEvents.inc({ input: this.input, outcome: 'invalid' });
-        const suppressed = this.throttle.pass();
-        if (suppressed !== undefined) {
-          this.log.warn(
-            { input: this.input, reason: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e), line: line.slice(0, 200), suppressed },
-            'Skipped a line that is not a Falco JSON event; check json_output: true in falco.yaml',
-          );
-        }
+        report(() => {
+          falcoEvents.inc({ input: this.input, outcome: 'invalid' });
+          const suppressed = this.throttle.pass();
+          if (suppressed !== undefined) {
+            this.log.warn(
+              { input: this.input, reason: isVerdictError(e, 'VERDICT_FALCO_EVENT_INVALID') ? e.message : String(e), line: line.slice(0, 200), suppressed },
+              'Skipped a line that is not a Falco JSON event; check json_output: true in falco.yaml',
+            );
+          }
+        });
         continue;
       }
       const r = this.builder.build(ev);
       if (r.skipped) {
-        falcoEvents.inc({ input: this.input, outcome: r.skipped });
+        const outcome = r.skipped;
+        report(() => falcoEvents.inc({ input: this.input, outcome }));
         continue;
       }
       items.push({ alert: r.alert, uuid: ev.uuid });
