@@ -376,4 +376,46 @@ describe('Kubernetes API proxy (server side)', () => {
       holder.close();
     }
   });
+  it('on a replica not knowing what a moved agent runs, a request waits for the route of the replica the agent went to instead of deciding with the registered project; the replica it left answers a forwarded one with a retryable 503', async () => {
+    const holderGot: string[] = [];
+    const holder = createServer((req, res) => {
+      holderGot.push(req.headers.authorization ?? '');
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const log = createRootLogger({ level: 'silent' });
+    // The route of the replica the agent reconnected to arrives (through Kafka) after the request did.
+    let lookups = 0;
+    const proxy = new KubernetesApiProxy({
+      jobs,
+      agentById: (id) => server.agents.getById(id),
+      agentByName: (name) => server.agents.get(name),
+      replicas: {
+        holding: () => (++lookups > 2 ? [{ replica: 'other', address: `127.0.0.1:${(holder.address() as { port: number }).port}`, tls: false }] : []),
+        forwarder: new ReplicaForwarder(undefined, log),
+        replica: 'this',
+      },
+      configs: new CiAccessConfigs(async () => 'HEAD', log),
+      tunnels: new AgentTunnels(),
+      prefix: '/k8s-proxy/',
+      log,
+    });
+    const front = createServer((req, res) => void proxy.handle(req, res));
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    try {
+      const frontPort = (front.address() as { port: number }).port;
+      // Not allowed by the registered project's config.yaml: only the configuration the agent runs may allow it.
+      const token = jobs.create({ project: 'shop/other', ttlMs: 60_000 }).token;
+      const r = await send(frontPort, '/k8s-proxy/api/v1/pods', bearer(token));
+      expect(r.status).toBe(200);
+      expect(holderGot).toHaveLength(1);
+      // The replica the agent left, forwarded a request by one that still saw it there: retry, not 403.
+      const left = await send(frontPort, '/k8s-proxy/api/v1/pods', { authorization: `Bearer ci-replica:edge:${token}` });
+      expect(left.status).toBe(503);
+      expect(message(left)).toMatch(/the agent "edge" is not connected to this server \(replica this, .*the agent has just left it\); retry$/);
+    } finally {
+      front.close();
+      holder.close();
+    }
+  });
 });

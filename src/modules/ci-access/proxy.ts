@@ -136,22 +136,31 @@ export class KubernetesApiProxy {
         code: 403,
         message: `agent is not allowed: no agent has ${byId ? `id ${ref}` : `the name "${ref}"`}; \`verdict kubeconfig\` lists the agents this job may use`,
       };
-    const served = this.d.servedConfigOf?.(agent);
+    let served = this.d.servedConfigOf?.(agent);
     // Moved away from the project whose config.yaml it runs: the agent no longer follows that project, so the commit
     // it was sent decides, not one pushed there since (which would grant access the agent never received).
-    const pinned = served && served.project !== agent.config_project ? served : undefined;
-    const runs = pinned?.project ?? agent.config_project;
+    let pinned = served && served.project !== agent.config_project ? served : undefined;
+    let runs = pinned?.project ?? agent.config_project;
     // The configuration project as jobs name projects (group/project): never the server's own path to it.
-    const configProject = projectPath(runs, this.d.projectsDir);
+    let configProject = projectPath(runs, this.d.projectsDir);
     // Before any forwarding: a replica holding the agent may be older and pass the headers on (a rolling upgrade).
     const impersonating = impersonateHeaders(rawHeaderNames(req.rawHeaders));
     if (impersonating.length) return { code: 403, message: impersonationRefusal(impersonating, job.project, { agent: agent.name, configProject }) };
-    if (!served && !fwd && this.d.replicas && !this.d.tunnels.connected(agent.id)) {
+    if (!served && this.d.replicas && !this.d.tunnels.connected(agent.id)) {
       // The registered project may not be what the agent runs (a moved agent runs its old project's config.yaml until
-      // the new one has a valid one): deciding with it here would refuse jobs the agent's configuration allows. The
-      // replica holding the agent knows what it runs, and decides.
-      const to = this.d.replicas.holding(agent.name);
+      // the new one has a valid one): deciding with it here would refuse jobs the agent's configuration allows.
+      // Forwarded here by a replica that saw this one hold the agent, which has just left (what it ran is forgotten
+      // with its config stream): the client retries, and the replica the agent went to decides.
+      if (fwd) return justLeft(agent.name, this.d.replicas.replica);
+      // The replica holding the agent knows what it runs, and decides; one it has just moved to is known here within
+      // a second or so, as takeCall waits for it.
+      const to = await this.holderOf(agent, req);
       if (to.length) return { agent, jobToken: m[2]!, forwardTo: to };
+      // Connected here meanwhile, or nowhere: what this server knows decides.
+      served = this.d.servedConfigOf?.(agent);
+      pinned = served && served.project !== agent.config_project ? served : undefined;
+      runs = pinned?.project ?? agent.config_project;
+      configProject = projectPath(runs, this.d.projectsDir);
     }
     let block: CiAccessConfig | undefined;
     try {
@@ -402,6 +411,20 @@ export class KubernetesApiProxy {
   }
 
   /**
+   * The replicas holding the agent, waited for as takeCall waits (an agent that moves shows up within a second):
+   * none when it connects here meanwhile, the client leaves, or none shows up in time.
+   */
+  private async holderOf(agent: AgentRecord, req: IncomingMessage): Promise<ForwardTarget[]> {
+    const replicas = this.d.replicas!;
+    const until = Date.now() + (this.d.waitMs?.absent ?? 2_000);
+    for (;;) {
+      const to = replicas.holding(agent.name);
+      if (to.length || this.d.tunnels.connected(agent.id) || req.destroyed || Date.now() >= until) return to;
+      await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, until - Date.now()))));
+    }
+  }
+
+  /**
    * One of the agent's calls here, waiting for one as long as waitMs says; on a
    * Kafka replica, the replicas holding its calls when there are none here
    * (looked up again while waiting: an agent that moves shows up within a second).
@@ -431,11 +454,7 @@ export class KubernetesApiProxy {
     }
     const check =
       'check that it runs, that its config.yaml has a ci_access block (the agent logs "CI tunnel: ready") and that it reaches the server, then retry';
-    if (r.forwarded && this.d.replicas)
-      return {
-        code: 503,
-        message: `the agent "${agent.name}" is not connected to this server (replica ${this.d.replicas.replica}, to which another replica forwarded the request: the agent has just left it); retry`,
-      };
+    if (r.forwarded && this.d.replicas) return justLeft(agent.name, this.d.replicas.replica);
     const busy = this.d.tunnels.busyCalls(agent.id);
     if (busy > 0)
       return {
@@ -463,6 +482,14 @@ export class KubernetesApiProxy {
       message: `the agent "${agent}" is connected to another replica of this server (${to.map((t) => `${t.replica} at ${t.address}`).join(', ')}), which this one cannot reach; check the network between replicas (kubernetes_api.listen must be reachable from the others), then retry`,
     };
   }
+}
+
+/** A forwarded request for an agent that has just left this replica: retryable, the replica it went to decides. */
+function justLeft(agent: string, replica: string): Refusal {
+  return {
+    code: 503,
+    message: `the agent "${agent}" is not connected to this server (replica ${replica}, to which another replica forwarded the request: the agent has just left it); retry`,
+  };
 }
 
 /** Client bytes into the call, with backpressure; an end frame when the client is done, then `sent`. */
