@@ -368,6 +368,27 @@ describe('AlertAggregator', () => {
     expect(await occurrences()).toBe(before + 3);
   });
 
+  it('counts what a staging held, of every source it saw, once its commit is written, and nothing of a commit that failed', async () => {
+    const count = async (source: string) =>
+      (await registry.getSingleMetric('verdict_agent_alert_occurrences_total')!.get()).values.find((v) => v.labels.source === source)?.value ?? 0;
+    const { agg } = aggregatorAt(() => Date.parse('2026-01-01T00:00:00Z'));
+    const before = { falco: await count('falco'), gitops: await count('gitops') };
+    const staging = agg.staging();
+    staging.stage([alert('f', '2026-01-01T00:00:00Z'), alert('g', '2026-01-01T00:00:00Z', { source: 'gitops', count: 2 })], 60_000);
+    staging.stage([alert('f', '2026-01-01T00:00:01Z')], 60_000);
+    expect(() =>
+      staging.commit(() => {
+        throw new Error('disk full');
+      }),
+    ).toThrow('disk full');
+    expect(await count('falco')).toBe(before.falco);
+    staging.stage([alert('f', '2026-01-01T00:00:00Z'), alert('g', '2026-01-01T00:00:00Z', { source: 'gitops', count: 2 })], 60_000);
+    staging.stage([alert('f', '2026-01-01T00:00:01Z')], 60_000);
+    staging.commit();
+    expect(await count('falco')).toBe(before.falco + 2);
+    expect(await count('gitops')).toBe(before.gitops + 2);
+  });
+
   it("refuses a 'refuse' write while the spool is full without counting the spool again (that reads every row)", () => {
     const db = openAgentDb(':memory:');
     const one = Buffer.byteLength(JSON.stringify(alert('a', '2026-01-01T00:00:00Z')));

@@ -566,11 +566,17 @@ export class Staging {
   /** Staged without a window: for the spool as they are. */
   private direct: AlertPayload[] = [];
   private count = 0;
-  private bumpedSource = '';
-  private bumped = 0;
-  /** Occurrences staged since the last commit, by source, for the metric. */
-  private uncounted = new Map<string, number>();
-  private readonly addUncounted = (source: string, n: number) => this.uncounted.set(source, (this.uncounted.get(source) ?? 0) + n);
+  /**
+   * Occurrences staged or bumped since the last commit, for the metric: those
+   * of the current run of one source in plain fields (a source's staging
+   * sees one source), earlier runs of other sources in `otherRuns`. Per flow
+   * this is a compare and an add, and no commit allocates: the two maps are
+   * swapped and reused.
+   */
+  private runSource = '';
+  private runCount = 0;
+  private otherRuns = new Map<string, number>();
+  private spareRuns = new Map<string, number>();
 
   constructor(
     private readonly agg: AlertAggregator,
@@ -579,7 +585,10 @@ export class Staging {
 
   stage(alerts: readonly AlertPayload[], windowMs: number): void {
     if (alerts.length === 0) return;
-    countOccurrences(alerts, this.addUncounted);
+    for (const a of alerts) {
+      if (a.source !== this.runSource) this.newRun(a.source);
+      this.runCount += a.count;
+    }
     this.count += alerts.length;
     if (windowMs <= 0) {
       for (const a of alerts) this.direct.push(a);
@@ -621,7 +630,8 @@ export class Staging {
     a.count++;
     if (seen >= a.last_seen) a.last_seen = seen;
     this.count++;
-    this.countBumped(a.source);
+    if (a.source !== this.runSource) this.newRun(a.source);
+    this.runCount++;
     return true;
   }
 
@@ -645,26 +655,20 @@ export class Staging {
       windowMs,
     });
     this.count++;
-    this.countBumped(g.source);
+    if (g.source !== this.runSource) this.newRun(g.source);
+    this.runCount++;
     return true;
   }
 
   /**
-   * Bumped occurrences go to the occurrences metric a run at a time (a run is
-   * of one source; at the latest at the commit): the metric's inc() for each
-   * flow of a flood cost more than the bump.
+   * Occurrences go to the occurrences metric a run of one source at a time,
+   * at the latest at the commit: the metric's inc() for each flow of a flood
+   * cost more than the bump.
    */
-  private countBumped(source: string): void {
-    if (source !== this.bumpedSource) {
-      this.countBumps();
-      this.bumpedSource = source;
-    }
-    this.bumped++;
-  }
-
-  private countBumps(): void {
-    if (this.bumped) this.addUncounted(this.bumpedSource, this.bumped);
-    this.bumped = 0;
+  private newRun(source: string): void {
+    if (this.runCount) this.otherRuns.set(this.runSource, (this.otherRuns.get(this.runSource) ?? 0) + this.runCount);
+    this.runSource = source;
+    this.runCount = 0;
   }
 
   /**
@@ -673,16 +677,29 @@ export class Staging {
    * whenFull 'refuse', if the spool is full and the commit would spool anything.
    */
   commit(inTx?: () => void): void {
-    this.countBumps();
     const staged = [...this.byFingerprint.values()];
     const direct = this.direct;
-    const counts = this.uncounted;
+    const runSource = this.runSource;
+    const runCount = this.runCount;
+    const others = this.otherRuns;
+    this.otherRuns = this.spareRuns;
+    this.spareRuns = others;
     this.byFingerprint.clear();
     this.direct = [];
     this.count = 0;
-    this.uncounted = new Map();
-    this.agg.commitStaged(staged, direct, inTx, this.whenFull);
-    for (const [source, n] of counts) bump(source, n);
+    this.runCount = 0;
+    try {
+      this.agg.commitStaged(staged, direct, inTx, this.whenFull);
+    } catch (e) {
+      // Forgotten with what was staged: the source stages them again.
+      others.clear();
+      throw e;
+    }
+    if (runCount) bump(runSource, runCount);
+    if (others.size) {
+      for (const [source, n] of others) bump(source, n);
+      others.clear();
+    }
   }
 
   /** Occurrences staged since the last commit. */
@@ -700,8 +717,8 @@ export class Staging {
 
   /** Detaches from the aggregator, forgetting what is staged (the source still has it). */
   close(): void {
-    this.bumped = 0;
-    this.uncounted.clear();
+    this.runCount = 0;
+    this.otherRuns.clear();
     this.byFingerprint.clear();
     this.direct = [];
     this.count = 0;
@@ -752,19 +769,19 @@ function fromRow(row: StoredRow, sampleRows: readonly SampleRow[]): AlertPayload
 
 const occurrenceCounters = new Map<string, Counter.Internal>();
 
-/** Counts occurrences per source with one counter update (`to`) per source and batch. */
-function countOccurrences(alerts: readonly AlertPayload[], to: (source: string, n: number) => void = bump): void {
+/** Counts occurrences per source with one counter update per source and batch. */
+function countOccurrences(alerts: readonly AlertPayload[]): void {
   let source = '';
   let n = 0;
   for (const a of alerts) {
     if (a.source !== source) {
-      if (n) to(source, n);
+      if (n) bump(source, n);
       source = a.source;
       n = 0;
     }
     n += a.count;
   }
-  if (n) to(source, n);
+  if (n) bump(source, n);
 }
 
 function bump(source: string, n: number): void {

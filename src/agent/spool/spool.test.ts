@@ -166,6 +166,28 @@ describe('Spool (the agent spool)', () => {
     db.close();
   });
 
+  it("while full, drops ('drop') without serialising the alerts: a flood meeting a full spool costs no JSON per alert", async () => {
+    const { log } = capture();
+    const db = openAgentDb(':memory:');
+    const one = Buffer.byteLength(JSON.stringify(ciliumPayload({ fp: 'size' })));
+    const outbox = new Spool(db, { maxBytes: one * 2, log });
+    expect(outbox.add(alerts(2))).toBe(2);
+    expect(outbox.full).toBe(true);
+    let serialised = 0;
+    const watched = {
+      ...ciliumPayload({ fp: 'watched' }),
+      toJSON() {
+        serialised++;
+        return ciliumPayload({ fp: 'watched' });
+      },
+    };
+    const before = await dropped();
+    expect(outbox.add([watched, watched])).toBe(0);
+    expect(serialised).toBe(0);
+    expect(await dropped()).toBe(before + 2);
+    db.close();
+  });
+
   it('is full at start when what the previous run left reaches the bound', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-spool-'));
     const { log } = capture();

@@ -95,6 +95,8 @@ export class Spool {
   private warnedFull = false;
   /** From reaching maxBytes until under 90% of it again. */
   private isFull = false;
+  /** What verdict_agent_spool_full was last set to (undefined: not yet). */
+  private fullGauge: boolean | undefined;
   private readonly roomListeners = new Set<() => void>();
   /** An alert that could never fit, whatever the server acknowledges: its own warning, at most once a minute. */
   private readonly tooLarge = new LogThrottle();
@@ -142,31 +144,54 @@ export class Spool {
    * caller's own writes (a throw then rolls them back too).
    */
   add(alerts: readonly AlertPayload[], whenFull: WhenFull = 'drop'): number {
-    if (whenFull === 'refuse' && this.isFull && alerts.length > 0) throw new SpoolFullError();
-    const before = { count: this.count, bytes: this.bytes, isFull: this.isFull };
+    if (this.isFull && alerts.length > 0) {
+      if (whenFull === 'refuse') throw new SpoolFullError();
+      // Nothing would be written: no transaction, and no JSON per alert of a flood.
+      for (let i = 0; i < alerts.length; i++) this.dropped();
+      return 0;
+    }
+    const countBefore = this.count;
+    const bytesBefore = this.bytes;
+    const fullBefore = this.isFull;
     let accepted: number;
     try {
       accepted = this.addTx(alerts, Date.now(), whenFull);
     } catch (e) {
       // Rolled back (an alert that cannot be serialised, a full disk): nothing it counted was written.
-      this.count = before.count;
-      this.bytes = before.bytes;
-      this.isFull = before.isFull;
+      this.count = countBefore;
+      this.bytes = bytesBefore;
+      this.isFull = fullBefore;
       throw e;
     }
     if (accepted) {
       this.checkFull();
       this.updateGauges();
       for (const l of this.listeners) l();
-    } else if (this.isFull !== before.isFull) {
+    } else if (this.isFull !== fullBefore) {
       this.updateGauges();
     }
     return accepted;
   }
 
+  private dropped(): void {
+    spoolDropped.inc();
+    if (!this.warnedFull) {
+      this.warnedFull = true;
+      this.opts.log.warn(
+        { spool_bytes: this.bytes, max_bytes: this.opts.maxBytes },
+        'Alert spool is full: new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes',
+      );
+    }
+  }
+
   private insertAll(alerts: readonly AlertPayload[], now: number, whenFull: WhenFull): number {
     let accepted = 0;
     for (const a of alerts) {
+      // Dropped before it is serialised: a flood meeting a full spool costs no JSON per alert.
+      if (whenFull === 'drop' && this.isFull) {
+        this.dropped();
+        continue;
+      }
       const payload = Buffer.from(JSON.stringify(a));
       if (payload.length > this.opts.maxBytes) {
         spoolDropped.inc();
@@ -181,18 +206,11 @@ export class Spool {
       }
       // While full, 'drop' drops too: the 90% hysteresis holds for every source, or
       // a source that drops would take every byte acknowledged and lock out those that wait.
-      if (whenFull === 'drop' && (this.isFull || this.bytes + payload.length > this.opts.maxBytes)) {
+      if (whenFull === 'drop' && this.bytes + payload.length > this.opts.maxBytes) {
         // A drop makes the spool full (refusing the sources that wait), unless it is under the
         // 90% mark, where no acknowledgement would come to make it not full again.
         if (this.bytes >= this.opts.maxBytes * 0.9) this.isFull = true;
-        spoolDropped.inc();
-        if (!this.warnedFull) {
-          this.warnedFull = true;
-          this.opts.log.warn(
-            { spool_bytes: this.bytes, max_bytes: this.opts.maxBytes },
-            'Alert spool is full: new alerts are dropped until the server acknowledges queued ones; check the connection to the server or raise --spool-max-bytes',
-          );
-        }
+        this.dropped();
         continue;
       }
       // Time-ordered ids (uuid7.ts) keep the server's event-id index append-only.
@@ -295,6 +313,10 @@ export class Spool {
   private updateGauges(): void {
     spoolAlerts.set(this.count);
     spoolBytes.set(this.bytes);
-    spoolFull.set(this.isFull ? 1 : 0);
+    // Set on change only: updateGauges runs for every write Cilium makes.
+    if (this.isFull !== this.fullGauge) {
+      this.fullGauge = this.isFull;
+      spoolFull.set(this.isFull ? 1 : 0);
+    }
   }
 }
