@@ -122,8 +122,11 @@ export class TokenSync implements IntegrationShare {
   /**
    * Disablements made here that Kafka has not taken yet, in order; sent again with the next publish. Dropped when a
    * change of that integration is read first: made after it (an enable, a new endpoint), it must not be undone.
+   * Repairs (see IntegrationRegistry.repairFor) stay: they never undo a change, and are checked again when read back.
    */
-  private integrationQueue: SharedIntegrationState[] = [];
+  private integrationQueue: (SharedIntegration | SharedIntegrationState)[] = [];
+  /** `change` of the integration messages written here and not read back yet: read back, each is checked for repair. */
+  private readonly ownChanges = new Set<string>();
   /**
    * Per integration name, the state written here and not read back yet: a state read before it was written before
    * it, and is not applied (it would re-enable the integration here for a moment, and more 410s follow).
@@ -169,6 +172,7 @@ export class TokenSync implements IntegrationShare {
       await this.publishTokens();
       return true;
     }
+    this.ownChanges.add(row.change);
     if (!wait && row.kind === 'integration_state') {
       this.integrationQueue.push(row);
       await this.publishTokens();
@@ -186,6 +190,7 @@ export class TokenSync implements IntegrationShare {
         await this.o.writer.append([{ topic: this.o.topic, key: keyOf(row), value: JSON.stringify(row) }]);
       } catch (e) {
         this.notInFlight(row);
+        this.ownChanges.delete(row.change);
         throw new VerdictError(
           'VERDICT_KAFKA',
           `Kafka is unavailable, so the integration is not changed on any replica: ${errText(e)}; try again once Kafka is back`,
@@ -334,7 +339,7 @@ export class TokenSync implements IntegrationShare {
       const rows: TokenRow[] = [...tokens, ...moves, ...integrations];
       if (!rows.length) return;
       for (const m of moves) this.inFlight.add(moveOf(m));
-      for (const r of integrations) this.stateInFlight.set(r.name, r.change);
+      for (const r of integrations) if (r.kind === 'integration_state') this.stateInFlight.set(r.name, r.change);
       try {
         await this.o.writer.append(rows.map((r) => ({ topic: this.o.topic, key: keyOf(r), value: JSON.stringify(r) })));
       } catch (e) {
@@ -396,7 +401,11 @@ export class TokenSync implements IntegrationShare {
   private applyIntegration(r: SharedIntegration | SharedIntegrationState): void {
     if (typeof r.name !== 'string') return;
     // A disablement not written yet was made before this change: the change wins.
-    this.integrationQueue = this.integrationQueue.filter((q) => q.name !== r.name);
+    this.integrationQueue = this.integrationQueue.filter((q) => {
+      const keep = q.repair === true || q.name !== r.name;
+      if (!keep) this.ownChanges.delete(q.change);
+      return keep;
+    });
     let applied = false;
     const mine = this.stateInFlight.get(r.name);
     if (r.kind === 'integration_state' && mine !== undefined && mine !== r.change) {
@@ -411,6 +420,28 @@ export class TokenSync implements IntegrationShare {
       }
     }
     if (typeof r.change === 'string') this.integrationWaiters.get(r.change)?.(applied);
+    if (typeof r.change === 'string' && this.ownChanges.delete(r.change)) this.repair(r);
+  }
+
+  /**
+   * Compaction keeps only the last message of each key, so it must be what every replica has: when this replica's own
+   * change was not applied (or was overtaken), the current state is written after it.
+   */
+  private repair(r: SharedIntegration | SharedIntegrationState): void {
+    let fix: SharedIntegration | SharedIntegrationState | undefined;
+    try {
+      fix = this.o.integrations?.repairFor(r);
+    } catch (e) {
+      this.o.log.error({ integration: r.name, error: errText(e) }, 'Kafka: could not check a webhook integration change read back from the tokens topic');
+    }
+    if (!fix) return;
+    this.o.log.info(
+      { integration: r.name, kind: r.kind },
+      "Kafka: a webhook integration change made here was not applied; writing the integration's current state after it, so the tokens topic ends at what every replica has",
+    );
+    this.ownChanges.add(fix.change);
+    this.integrationQueue.push(fix);
+    void this.publishTokens();
   }
 
   /**

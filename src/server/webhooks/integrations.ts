@@ -51,6 +51,12 @@ export interface SharedIntegration {
   updated_at: string;
   /** Tells the change made here, read back, from others. */
   change: string;
+  /**
+   * Written again by the replica whose own change was not applied, so that the key's last message (all compaction
+   * keeps) is what every replica has: an update marked so only creates the row where there is none (a replica that
+   * reads the topic after compaction), it never overwrites a spec changed meanwhile.
+   */
+  repair?: boolean;
 }
 
 /**
@@ -65,6 +71,8 @@ export interface SharedIntegrationState {
   disabled_reason: string | null;
   disabled_at: string | null;
   change: string;
+  /** Written again as for SharedIntegration: applied only by a replica that has read no state of that name yet. */
+  repair?: boolean;
 }
 
 /** Where changes go when replicas share integrations (Kafka): with `wait`, resolves once read back, true if applied. */
@@ -96,6 +104,8 @@ export interface ResolvedCredentials {
   key: string | undefined;
 }
 
+const lifeOf = (r: Pick<SharedIntegration, 'name' | 'created_at'>): string => JSON.stringify([r.name, r.created_at]);
+
 export class IntegrationRegistry {
   private list: Integration[] = [];
   private readonly creds = new Map<number, { updated: string; value: ResolvedCredentials }>();
@@ -103,6 +113,10 @@ export class IntegrationRegistry {
   private share: IntegrationShare | undefined;
   /** When each integration was last enabled here: a 410 to a try started before is not the endpoint's answer now. */
   private readonly enabledAt = new Map<string, number>();
+  /** Lives of names (name, created_at) deleted as read from the shared topic: a late update must not bring one back. */
+  private readonly deletedLives = new Set<string>();
+  /** Names whose disabled state was applied from the shared topic since start (see SharedIntegrationState.repair). */
+  private readonly stateRead = new Set<string>();
 
   constructor(private readonly db: DB) {
     this.reload();
@@ -281,9 +295,18 @@ export class IntegrationRegistry {
       this.db
         .prepare("INSERT INTO webhook_integrations (name, origin, spec, created_at, updated_at) VALUES (?, 'api', ?, ?, ?)")
         .run(r.name, JSON.stringify(r.spec), r.created_at, r.updated_at);
+    } else if (!cur) {
+      // The update is all compaction left of this life (the create before it is gone): it makes the row, as the create
+      // did on the replicas that read it. Not for a life read deleted here: that update came too late.
+      if (op === 'delete') this.deletedLives.add(lifeOf(r));
+      if (op === 'delete' || this.deletedLives.has(lifeOf(r))) return false;
+      this.db
+        .prepare("INSERT INTO webhook_integrations (name, origin, spec, created_at, updated_at) VALUES (?, 'api', ?, ?, ?)")
+        .run(r.name, JSON.stringify(r.spec), r.created_at, r.updated_at);
     } else {
-      if (!cur || cur.created_at !== r.created_at) return false;
+      if (cur.created_at !== r.created_at || (r.repair && op !== 'delete')) return false;
       if (op === 'delete') {
+        this.deletedLives.add(lifeOf(r));
         const pending = this.pendingCount(cur.id);
         this.db.prepare('DELETE FROM webhook_integrations WHERE id = ?').run(cur.id);
         log.info({ integration: r.name, pending_deliveries_dropped: pending }, 'Webhooks: deleted an integration, as another replica did');
@@ -303,7 +326,8 @@ export class IntegrationRegistry {
   applyState(r: SharedIntegrationState): boolean {
     if (typeof r.name !== 'string' || typeof r.spec_change !== 'string') return false;
     const cur = this.byName(r.name);
-    if (!cur || specChange(cur) !== r.spec_change) return false;
+    if (!cur || specChange(cur) !== r.spec_change || (r.repair && this.stateRead.has(r.name))) return false;
+    this.stateRead.add(r.name);
     const reason = typeof r.disabled_reason === 'string' ? r.disabled_reason : null;
     const at = reason !== null && typeof r.disabled_at === 'string' ? r.disabled_at : null;
     if (reason === null) this.enabledAt.set(cur.name, Date.now());
@@ -311,6 +335,35 @@ export class IntegrationRegistry {
     this.db.prepare('UPDATE webhook_integrations SET disabled_reason = ?, disabled_at = ? WHERE id = ?').run(reason, at, cur.id);
     this.reload();
     return true;
+  }
+
+  /**
+   * After this replica read back its own change: the message to write again when that change, were it the only one of
+   * its key left (compaction), would not give what every replica has now, e.g. a create that lost to another replica's
+   * (409), an update or delete of a life deleted or made anew meanwhile (404), an enable or a 410 about an old endpoint.
+   */
+  repairFor(r: SharedIntegration | SharedIntegrationState): SharedIntegration | SharedIntegrationState | undefined {
+    const cur = this.byName(r.name);
+    if (cur?.origin === 'config' && r.kind === 'integration') return undefined;
+    if (r.kind === 'integration_state') {
+      if (!cur) return undefined;
+      const alone = r.spec_change === specChange(cur) ? (r.disabled_reason ?? null) : null;
+      if (alone === cur.disabled_reason) return undefined;
+      return {
+        kind: 'integration_state',
+        name: r.name,
+        spec_change: specChange(cur),
+        disabled_reason: cur.disabled_reason,
+        disabled_at: cur.disabled_at,
+        change: randomUUID(),
+        repair: true,
+      };
+    }
+    const makes = !r.deleted && r.op !== 'delete';
+    if (makes ? cur && cur.created_at === r.created_at && JSON.stringify(cur.spec) === JSON.stringify(r.spec) : !cur) return undefined;
+    const base = { kind: 'integration' as const, name: r.name, origin: 'api' as const, change: randomUUID(), repair: true };
+    if (cur) return { ...base, op: 'update', spec: cur.spec, deleted: false, created_at: cur.created_at, updated_at: cur.updated_at };
+    return { ...base, op: 'delete', spec: null, deleted: true, created_at: r.created_at, updated_at: new Date().toISOString() };
   }
 
   /** Clears a 410 disablement (allowed for config integrations too: it is state, not configuration). */
