@@ -7,7 +7,7 @@ import type { AlertPayload } from '../../shared/alert/payload.js';
 import { loadFalcoDefaults } from './defaults.js';
 import { parseFalcoJson } from './parse.js';
 import type { Outcome } from './events.js';
-import { FalcoSink } from './sink.js';
+import { type AlertAdder, FalcoSink } from './sink.js';
 import { FalcoAlertBuilder } from './to-alert.js';
 
 const builder = new FalcoAlertBuilder(falcoConfig('falco:\n  stdin: true\n'), loadFalcoDefaults());
@@ -134,6 +134,17 @@ describe('FalcoSink', () => {
     const folded = s.flushed();
     expect(folded.map((a) => a.count)).toEqual([3, 1]);
     expect(folded[0]!.samples).toHaveLength(3);
+  });
+
+  it('does not hold an input waiting for room that nothing would announce: an adder with spoolFull but no onSpoolRoom takes the backoff', async () => {
+    const s = store();
+    // A plain-JS adder the types would refuse (spoolFull without onSpoolRoom).
+    const adder = { add: s.alerts.add.bind(s.alerts), spoolFull: true } as unknown as AlertAdder;
+    const sink = new FalcoSink(s.db, adder, { uuidCacheSize: 10, windowMs: 0, log: silent });
+    // stdin and gRPC wait for room only while this is true; waiting would resolve at once and spin them.
+    expect(sink.spoolFull).toBe(false);
+    await sink.waitForSpoolRoom(new AbortController().signal);
+    await sink.close();
   });
 
   it('rejects submissions beyond the queue bound', async () => {

@@ -35,20 +35,28 @@ export interface SinkItem {
   uuid?: string;
 }
 
-/** What the sink needs of the aggregator (ctx.alerts) for commit() and submit(). */
-export interface AlertAdder {
+interface AlertWriter {
   /** Durable when it returns; `inTx` runs inside the same transaction. With whenFull 'refuse' it throws while the spool is full. */
   add(alerts: readonly AlertPayload[], windowMs: number, inTx?: () => void, whenFull?: WhenFull): void;
-  /** Whether the spool is full (AlertAggregator has it). */
-  readonly spoolFull?: boolean;
-  /** Called when a full spool has room again (AlertAggregator has it). */
-  onSpoolRoom?(listener: () => void): () => void;
 }
 
-/** What the HTTP inbox needs of the aggregator in addition (AlertAggregator has it). */
-export interface StagingAlertAdder extends AlertAdder {
-  staging(whenFull?: WhenFull): Staging;
+/** A full spool, and when it has room again (AlertAggregator has both). */
+interface SpoolWatch {
+  readonly spoolFull: boolean;
+  onSpoolRoom(listener: () => void): () => void;
 }
+
+/**
+ * What the sink needs of the aggregator (ctx.alerts) for commit() and
+ * submit(). Both of SpoolWatch or neither: an input refused by a full spool
+ * waits for onSpoolRoom, and a spoolFull nothing ends would spin it.
+ */
+export type AlertAdder = AlertWriter & (SpoolWatch | { readonly spoolFull?: undefined; onSpoolRoom?: undefined });
+
+/** What the HTTP inbox needs of the aggregator in addition (AlertAggregator has it). */
+export type StagingAlertAdder = AlertAdder & {
+  staging(whenFull?: WhenFull): Staging;
+};
 
 function canStage(a: AlertAdder): a is StagingAlertAdder {
   return typeof (a as Partial<StagingAlertAdder>).staging === 'function';
@@ -128,9 +136,13 @@ export class FalcoSink {
     this.offRoom = alerts.onSpoolRoom?.(() => this.spoolHasRoom());
   }
 
-  /** Whether the spool is full: the inputs hold their events until it has room. */
+  /**
+   * Whether the spool is full: the inputs hold their events until it has
+   * room. Never without onSpoolRoom (a plain-JS adder): nothing would say
+   * when to try again, so a refusal takes the retry backoff instead.
+   */
   get spoolFull(): boolean {
-    return this.alerts.spoolFull ?? false;
+    return this.offRoom !== undefined && this.alerts.spoolFull === true;
   }
 
   /** An input found the spool full: logged once per episode (until the spool has room again). */
@@ -149,7 +161,7 @@ export class FalcoSink {
    * than for a backoff, so it writes what it holds as soon as it can.
    */
   waitForSpoolRoom(signal: AbortSignal): Promise<void> {
-    if (!this.spoolFull || signal.aborted || !this.alerts.onSpoolRoom) return Promise.resolve();
+    if (!this.spoolFull || signal.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = () => {
         this.roomWaiters.delete(done);
