@@ -187,6 +187,11 @@ describe('Falco HTTP inbox, an event whose alert can never be written', () => {
     const offset = events.slice(0, 23).reduce((n, e) => n + 8 + Buffer.byteLength(e), 0);
     expect(skipped[0]).toMatchObject({ inbox: 'falco-inbox-1.log', offset, event: expect.stringContaining('"output":"poison"') });
     expect(await outcomeCount('unwritable')).toBe(unwritable + 1);
+    // At start they were being written in smaller runs, not waiting.
+    expect(logs.filter((l) => l.msg.startsWith('Falco events stored before the restart wait in the inbox'))).toEqual([]);
+    expect(logs.find((l) => l.msg.startsWith('Falco events stored before the restart include one whose alert cannot be written'))).toMatchObject({
+      events: 40,
+    });
   });
 });
 

@@ -153,7 +153,14 @@ export class InboxSink {
       /* until caught up */
     }
     if (this.lastSeq) {
-      if (this.persistNow() === 'written') this.opts.log.info({ events: this.lastSeq }, 'Turned Falco events stored before the restart into alerts');
+      const persisted = this.persistNow();
+      if (persisted === 'written') this.opts.log.info({ events: this.lastSeq }, 'Turned Falco events stored before the restart into alerts');
+      else if (persisted === 'narrow')
+        // Not waiting: the runs go on at once, and the event that cannot be written is logged on its own.
+        this.opts.log.info(
+          { events: this.lastSeq },
+          'Falco events stored before the restart include one whose alert cannot be written; they are being written in smaller runs to find it',
+        );
       else
         this.opts.log.info({ events: this.lastSeq }, 'Falco events stored before the restart wait in the inbox; they become alerts once they can be written');
     }
