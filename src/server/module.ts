@@ -4,6 +4,7 @@ import type { ScopedRoute } from './feed/auth.js';
 import type { Validator } from '../shared/config/schema.js';
 import type { ServerConfig } from '../shared/config/server-config.js';
 import type { Logger } from '../shared/log/logger.js';
+import type { ProjectPollers } from './config/project-poller.js';
 import type { DB } from '../shared/sqlite/open.js';
 import type { AgentRecord, AgentRegistry, AuthenticatedAgent } from './agents/agent-registry.js';
 import type { AlertSource } from '../shared/alert/payload.js';
@@ -100,6 +101,11 @@ export interface ServerModuleStartContext {
   /** The server's TLS material, when it serves TLS. */
   readonly tls: TlsMaterial | undefined;
   readonly alerts: ModuleAlerts;
+  /**
+   * The pollers of configuration projects the agent API streams configurations from: one `git rev-parse` per project
+   * and interval for the whole server, and their `commit` event when a new commit is seen (logged once, by them).
+   */
+  readonly pollers: ProjectPollers;
 }
 
 /** What a module's adminRoutes() gets: routes are added before the HTTP listener listens. */

@@ -179,7 +179,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   // Modules' own listeners and loops (the CI tunnel's Kubernetes API proxy), once the agent API is served.
   for (const mod of serverModules) {
     const m: StartedServerModule | undefined = await closers.start(() =>
-      mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls, alerts: moduleAlerts }),
+      mod.start?.({ config: cfg, log: moduleLogger(mod.name, log), db, agents, tls, alerts: moduleAlerts, pollers }),
     );
     if (m) closers.add(`module ${mod.name}`, m, (x) => x.close());
   }

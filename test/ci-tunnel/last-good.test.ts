@@ -58,5 +58,10 @@ describe('ci_access with an invalid config.yaml at the current commit', () => {
       10_000,
       'the warning without a request',
     );
+    // Read through the agent API's poller of the project: its new commit is logged once, not by a second poller too.
+    const newCommit = () => env.logs.filter((l) => l.msg === 'Config: new commit' && l.commit_id === commit);
+    await until(() => newCommit().length > 0 || undefined, 10_000, 'the new commit logged');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(newCommit().map((l) => l.mod_name)).toEqual(['config']);
   });
 });

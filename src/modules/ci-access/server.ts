@@ -1,6 +1,6 @@
-import { ProjectPollers } from '../../server/config/project-poller.js';
 import type { ServerModule, ServerModuleContext, ServerModuleStartContext } from '../../server/module.js';
 import type { ServerConfig } from '../../shared/config/server-config.js';
+import type { AgentRecord } from '../../server/agents/agent-registry.js';
 import { registerCiTokenRoutes } from './admin-routes.js';
 import { AgentTunnels } from './agent-tunnels.js';
 import { CiAccessConfigs } from './agent-configs.js';
@@ -57,8 +57,9 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
     if (!k) return undefined;
     const jobs = new JobTokens(ctx.db);
     const closers = new Closers();
-    // Its own pollers: read only when a request comes and the last read is older than the poll interval.
-    const pollers = new ProjectPollers(ctx.config.config_poll_interval, ctx.log);
+    // The agent API's pollers: a project whose configuration is streamed is read once per interval for both, and a
+    // new commit logged once; one streamed from no agent here is read when a request comes and the last read is older.
+    const pollers = ctx.pollers;
     const kafka = ctx.config.kafka;
     // Routes name the proxy's bound port, which the listener only knows once it listens; the sync starts after it.
     let sync: ReplicaSync | undefined;
@@ -119,26 +120,56 @@ export const ciAccessServer: ServerModule<'ci_access', CiAccessConfig> = {
   },
 };
 
+// Projects (and their agents' blocks) read at once by the check below: a server with many agents must not start a git
+// process per project all at the same moment.
+const CHECK_CONCURRENCY = 8;
+
 /**
- * Reads the ci_access block of every agent connected here once per config_poll_interval, so that a commit whose
- * config.yaml does not validate is warned of (CiAccessConfigs logs it once per commit) when it is pushed, not when a
- * job's request first comes: until it is fixed the last good block decides, which may grant more than the broken
- * commit meant to. A moved agent decides with the commit it was sent, which never changes: nothing to watch.
+ * Reads the ci_access block of the agents connected here when their configuration project has a new commit (looked
+ * at once per config_poll_interval, through the agent API's pollers: no git call while nothing changed), so that a
+ * commit whose config.yaml does not validate is warned of (CiAccessConfigs logs it once per commit) when it is
+ * pushed, not when a job's request first comes: until it is fixed the last good block decides, which may grant more
+ * than the broken commit meant to. A moved agent decides with the commit it was sent, which never changes: nothing to
+ * watch.
  */
 function watchInvalidConfigs(configs: CiAccessConfigs, ctx: ServerModuleStartContext, agentTunnels: AgentTunnels): NodeJS.Timeout {
   let running = false;
+  // The commit each agent's block was last read at.
+  let read = new Map<string, string>();
   return setInterval(() => {
     if (running) return;
     running = true;
-    const reads: Promise<unknown>[] = [];
+    const byProject = new Map<string, AgentRecord[]>();
     for (const id of agentTunnels.connectedAgents()) {
       const agent = ctx.agents.getById(id);
       if (!agent) continue;
       const served = servedConfigOf.get(ctx.config)?.(agent);
       if (served && served.project !== agent.config_project) continue;
-      // Errors are the request path's to tell, in its answer; this only looks for the warning.
-      reads.push(configs.get(agent).catch(() => undefined));
+      byProject.set(agent.config_project, [...(byProject.get(agent.config_project) ?? []), agent]);
     }
-    void Promise.all(reads).finally(() => (running = false));
+    const next = new Map<string, string>();
+    void eachLimited([...byProject], async ([project, agents]) => {
+      // Errors are the request path's to tell, in its answer; this only looks for the warning.
+      const commit = await ctx.pollers
+        .get(project)
+        .current()
+        .catch(() => undefined);
+      if (commit === undefined) return;
+      const changed = agents.filter((a) => read.get(a.name) !== commit);
+      for (const a of agents) next.set(a.name, commit);
+      await eachLimited(changed, (agent) => configs.get(agent).catch(() => undefined));
+    }).finally(() => {
+      read = next;
+      running = false;
+    });
   }, ctx.config.config_poll_interval).unref();
+}
+
+/** Runs `fn` on every item, at most CHECK_CONCURRENCY at a time. */
+async function eachLimited<T>(items: readonly T[], fn: (item: T) => Promise<unknown>): Promise<void> {
+  let i = 0;
+  const worker = async () => {
+    while (i < items.length) await fn(items[i++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, items.length) }, worker));
 }
