@@ -36,6 +36,7 @@ describe('a firing delivery due after its alert resolved', () => {
     // The state the retry ends in: finished without a try.
     await until(() => (firing().state !== 'pending' ? true : undefined), 10_000, 'the firing delivery to be finished');
     expect(firing()).toMatchObject({ state: 'delivered', attempts: 1, last_error: SUPERSEDED });
+    await r.waitForCount(2);
     expect(r.requests.map((q) => (JSON.parse(q.body) as { status: string }).status)).toEqual(['firing', 'resolved']);
   });
 });

@@ -120,6 +120,9 @@ interface ClaimContext {
 
 export type Outcome = { kind: 'delivered'; attempt: Attempt } | { kind: 'retry'; attempt: Attempt; at: number } | { kind: 'dead'; attempt: Attempt };
 
+/** Claimed (webhook_alert_events) when a late firing re-opened an alert at a stateful receiver after its resolved. */
+const REARMED = 'resolved:rearmed';
+
 export class Outbox {
   private readonly s;
   private readonly wakeListeners = new Set<() => void>();
@@ -142,6 +145,7 @@ export class Outbox {
     this.s = {
       claimEvent: db.prepare('INSERT OR IGNORE INTO webhook_alert_events (integration_id, alert_id, event) VALUES (?, ?, ?)'),
       hasEvent: db.prepare('SELECT 1 FROM webhook_alert_events WHERE integration_id = ? AND alert_id = ? AND event = ?'),
+      dropEvent: db.prepare('DELETE FROM webhook_alert_events WHERE integration_id = ? AND alert_id = ? AND event = ?'),
       openGroup: db.prepare(
         "SELECT * FROM webhook_deliveries WHERE integration_id = ? AND event = ? AND state = 'pending' AND attempts = 0 AND group_until > ? AND lease_until IS NULL ORDER BY group_until DESC LIMIT 1",
       ),
@@ -178,9 +182,10 @@ export class Outbox {
       alertStatus: db.prepare('SELECT status FROM alerts WHERE id = ?'),
       supersede: db.prepare(`UPDATE webhook_deliveries SET state = 'delivered', lease_until = NULL, last_error = @error, updated_at = @now, finished_at = @now
         WHERE id = @id AND state = 'pending'`),
-      // The newest deliveries only: a resolved waiting to go out follows the firing already.
+      // The newest deliveries only: a resolved waiting to go out follows the firing already. One in flight (leased) may
+      // reach the receiver before the firing does, so it does not count (a second resolved is harmless).
       pendingResolved: db.prepare(
-        "SELECT 1 FROM webhook_deliveries WHERE integration_id = ? AND event = 'resolved' AND state = 'pending' AND EXISTS (SELECT 1 FROM json_each(alert_ids) WHERE value = ?) LIMIT 1",
+        "SELECT 1 FROM webhook_deliveries WHERE integration_id = ? AND event = 'resolved' AND state = 'pending' AND lease_until IS NULL AND EXISTS (SELECT 1 FROM json_each(alert_ids) WHERE value = ?) LIMIT 1",
       ),
     };
   }
@@ -280,7 +285,9 @@ export class Outbox {
       // Close only what this integration was told about, whatever its route says now.
       if (!this.s.hasEvent.get(i.id, a.id, 'triggered')) return 0;
       if (!this.takeEvent(i, a, 'resolved', ctx)) return 0;
-      this.add(i, 'resolved', a, now, idFor('resolved'));
+      // Re-armed by a late firing (firingSent): the first resolved's stable id is taken.
+      const rearmed = this.s.dropEvent.run(i.id, a.id, REARMED).changes > 0;
+      this.add(i, 'resolved', a, now, rearmed ? newWebhookId() : idFor('resolved'));
       return 1;
     }
     if (a.status === 'ignored' || !routeMatches(i.spec.route, a)) return 0;
@@ -422,8 +429,17 @@ export class Outbox {
   private firingSent(d: Delivery): void {
     if (d.event === 'resolved' || !this.stateful(d.integration_id)) return;
     for (const aid of d.alert_ids) {
-      if (this.closed(d.integration_id, aid)) this.followUp(d.integration_id, aid);
-      else if (d.created_at < this.startedAt) this.backlogFired.add(`${d.integration_id}:${aid}`);
+      if (this.closed(d.integration_id, aid)) {
+        this.followUp(d.integration_id, aid);
+        continue;
+      }
+      // Resolved and opened again (same id) before this late firing went: the receiver has the alert open again, so
+      // the next resolve must send a resolved, though this alert's resolved was claimed already.
+      if (this.s.hasEvent.get(d.integration_id, aid, 'resolved')) {
+        this.s.dropEvent.run(d.integration_id, aid, 'resolved');
+        this.s.claimEvent.run(d.integration_id, aid, REARMED);
+      }
+      if (d.created_at < this.startedAt) this.backlogFired.add(`${d.integration_id}:${aid}`);
     }
   }
 
