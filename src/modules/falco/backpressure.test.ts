@@ -220,9 +220,10 @@ describe('Falco inputs when the agent spool is full', () => {
     seq = 0;
     stream.write(`${event()}\n${event()}\n${event()}\n`);
     await until(() => s.outbox.full, 5_000, 'the spool to fill');
-    // Two whole lines waiting for room, and the start of a third.
+    // Two whole lines waiting for room with one that is not an event between them, and the start of a third.
     const [a, b, third] = [event(), event(), event()];
-    stream.write(`${a}\n${b}\n${third.slice(0, 20)}`);
+    const invalid = (await falcoEvents.get()).values.find((v) => v.labels.input === 'stdin' && v.labels.outcome === 'invalid')?.value ?? 0;
+    stream.write(`${a}\nnot an event\n${b}\n${third.slice(0, 20)}`);
     await until(() => stream.isPaused(), 5_000, 'stdin to pause');
     // The module restarts (a config.yaml change) during the outage.
     first.abort();
@@ -238,6 +239,9 @@ describe('Falco inputs when the agent spool is full', () => {
     next.abort();
     await again;
     await sink.close();
+    // The line handed back is skipped by the next reader only: counted and logged once.
+    expect(logs.filter((l) => l.msg.startsWith('Skipped a line that is not a Falco JSON event'))).toHaveLength(1);
+    expect((await falcoEvents.get()).values.find((v) => v.labels.input === 'stdin' && v.labels.outcome === 'invalid')?.value).toBe(invalid + 1);
   });
 
   it('gRPC (no acknowledgement in the protocol): events received while the spool is full wait in memory and are stored once there is room', async () => {

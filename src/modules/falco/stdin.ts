@@ -15,7 +15,8 @@ import type { FalcoAlertBuilder } from './to-alert.js';
 // the pipe) and the same lines are stored again with backoff. When the input
 // stops (the module restarts on a config change) an unfinished last line is put
 // back into the stream for the next reader, and so are the lines still waiting
-// to be stored (not stored by this reader then). A full alert spool is such a
+// to be stored (not stored by this reader then; nor are the lines skipped
+// among them counted: the next reader counts them). A full alert spool is such a
 // failure too, but waited out rather than retried with backoff: the stream is
 // paused and the lines stored again once the spool has room (the sink logs
 // that once per episode, not as a storage failure).
@@ -61,10 +62,16 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
   /**
    * Stores the items now; on failure pauses the stream and retries until
    * stored or stopped. `raw`: the bytes they were read from (none once the
-   * stream ended: there is no next reader to hand them back to).
+   * stream ended: there is no next reader to hand them back to). `later`:
+   * the counting and logging of the lines skipped among them, run unless the
+   * bytes are handed back (the next reader skips and counts them itself).
    */
-  const store = (items: SinkItem[], raw: Buffer[] = []): void => {
-    if (items.length === 0) return;
+  const store = (items: SinkItem[], raw: Buffer[] = [], later: (() => void)[] = []): void => {
+    const report = () => {
+      for (const f of later) f();
+      later = [];
+    };
+    if (items.length === 0) return report();
     let paused = false;
     let storageFailed = false;
     const rec: Unstored = { raw, events: items.length, handedBack: false };
@@ -77,6 +84,7 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
           countOutcomes(input, opts.sink.commit(items, undefined, input));
           // At once, not when the promise settles: an abort in between must not hand stored lines back.
           unstored.delete(rec);
+          report();
           return;
         } catch (e) {
           // Paused at once (the first attempt runs in this turn), before the stream emits the next chunk.
@@ -104,6 +112,7 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
     const p: Promise<void> = retryUntilDone({ backoff: { initialMs: retryInitialMs, maxMs: Math.max(retryInitialMs, 10_000) }, signal }, attempt)
       .then((r) => {
         if (rec.handedBack) return;
+        report();
         if (!r.done)
           log.error(
             { input, error: (r.error as Error).message, events: items.length },
@@ -148,7 +157,8 @@ export function readJsonlStream(opts: StreamInputOptions): Promise<void> {
         skippingLongLine = true;
       }
     }
-    store(decoder.decode(lines), from > rawFrom ? [...prefix, chunk.subarray(rawFrom, from)] : []);
+    const later: (() => void)[] = [];
+    store(decoder.decode(lines, later), from > rawFrom ? [...prefix, chunk.subarray(rawFrom, from)] : [], later);
   };
 
   return new Promise<void>((resolve) => {
