@@ -122,6 +122,26 @@ describe('judgeTopicSettings (the start-up check of existing topics)', () => {
     ]);
   });
 
+  it("refuses compact,delete with a size bound, which deletes a token's newest row too", () => {
+    const { refused } = judge({ 'cleanup.policy': 'compact,delete', 'retention.ms': '-1', 'retention.bytes': '1073741824' });
+    expect(refused).toEqual([
+      expect.stringMatching(
+        /^topic verdict\.tokens \(agent and feed tokens\) has cleanup\.policy=compact,delete with retention\.bytes=1073741824: .*--add-config retention\.bytes=-1\)$/,
+      ),
+    ]);
+    expect(judge({ 'cleanup.policy': 'compact', 'retention.ms': '-1', 'retention.bytes': '1073741824' }).refused).toEqual([]);
+  });
+
+  it('refuses a tokens topic of more than one partition, with the commands to recreate it', () => {
+    const ok = { 'cleanup.policy': 'compact', 'retention.ms': '-1' };
+    expect(judgeTopicSettings(described(ok), cfg, cfg.partitions, 1).refused).toEqual([]);
+    expect(judgeTopicSettings(described(ok), cfg, cfg.partitions, 3).refused).toEqual([
+      expect.stringMatching(
+        /^topic verdict\.tokens \(agent and feed tokens\) has 3 partitions: .*kafka-topics\.sh --bootstrap-server 127\.0\.0\.1:9092 --create --topic verdict\.tokens --partitions 1 --config cleanup\.policy=compact/,
+      ),
+    ]);
+  });
+
   it('still refuses a compacted alert log', () => {
     expect(judge({ 'cleanup.policy': 'compact' }, { 'cleanup.policy': 'compact,delete', 'retention.ms': '-1' }).refused).toEqual([
       expect.stringMatching(/^topic verdict\.log \(the alert log\) has cleanup\.policy=compact,delete: .*--add-config cleanup\.policy=delete$/),

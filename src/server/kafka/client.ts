@@ -309,7 +309,7 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
   let meta;
   try {
     meta = await retrying(async () => {
-      const m = await admin.fetchTopicMetadata({ topics: t.export ? [t.log, t.export] : [t.log] });
+      const m = await admin.fetchTopicMetadata({ topics: t.export ? [t.log, t.tokens, t.export] : [t.log, t.tokens] });
       // Just created (here or by a replica starting alongside): wait for leaders.
       if (m.topics.some((x) => x.partitions.some((p) => p.leader < 0))) throw Object.assign(new Error('no leader yet'), { retriable: true });
       return m;
@@ -319,7 +319,7 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
   }
   const partitionsOf = (topic: string) => meta.topics.find((x) => x.name === topic)?.partitions.length || cfg.partitions;
   const logPartitions = partitionsOf(t.log);
-  await checkTopicSettings(admin, cfg, log, logPartitions);
+  await checkTopicSettings(admin, cfg, log, logPartitions, meta.topics.find((x) => x.name === t.tokens)?.partitions.length ?? 1);
   return { logPartitions, exportPartitions: t.export ? partitionsOf(t.export) : 0 };
 }
 
@@ -333,7 +333,7 @@ export async function ensureTopics(admin: Admin, cfg: KafkaConfig, log: Logger):
  * retention or other partition count may be the operator's choice, so it is a
  * warning that says how to match the config to it.
  */
-async function checkTopicSettings(admin: Admin, cfg: KafkaConfig, log: Logger, logPartitions: number): Promise<void> {
+async function checkTopicSettings(admin: Admin, cfg: KafkaConfig, log: Logger, logPartitions: number, tokensPartitions: number): Promise<void> {
   const t = topicsOf(cfg);
   let res;
   try {
@@ -342,7 +342,7 @@ async function checkTopicSettings(admin: Admin, cfg: KafkaConfig, log: Logger, l
         includeSynonyms: false,
         resources: [
           { type: ConfigResourceTypes.TOPIC, name: t.log, configNames: ['cleanup.policy', 'retention.ms', 'retention.bytes'] },
-          { type: ConfigResourceTypes.TOPIC, name: t.tokens, configNames: ['cleanup.policy', 'retention.ms'] },
+          { type: ConfigResourceTypes.TOPIC, name: t.tokens, configNames: ['cleanup.policy', 'retention.ms', 'retention.bytes'] },
         ],
       }),
     );
@@ -356,7 +356,7 @@ async function checkTopicSettings(admin: Admin, cfg: KafkaConfig, log: Logger, l
     );
     return;
   }
-  const judged = judgeTopicSettings(res.resources, cfg, logPartitions);
+  const judged = judgeTopicSettings(res.resources, cfg, logPartitions, tokensPartitions);
   for (const w of judged.warnings) log.warn(w.fields, w.msg);
   if (judged.refused.length) throw new Error(`Kafka ${judged.refused.join('; and ')}`);
 }
@@ -377,6 +377,7 @@ export function judgeTopicSettings(
   resources: readonly DescribedTopic[],
   cfg: KafkaConfig,
   logPartitions: number,
+  tokensPartitions = 1,
 ): { refused: string[]; warnings: { fields: Record<string, unknown>; msg: string }[] } {
   const t = topicsOf(cfg);
   const value = (topic: string, name: string): string | undefined =>
@@ -420,6 +421,20 @@ export function judgeTopicSettings(
         `topic ${t.tokens} (agent and feed tokens) has cleanup.policy=${tokensPolicy} with retention.ms=${tokensMs} (${formatDuration(tokensMs)}): Kafka deletes rows older than that even when they are a token's newest, ${lost}; make it compact only: ${alter(t.tokens, 'cleanup.policy=compact')} (or keep compact,delete with ${alter(t.tokens, 'retention.ms=-1')})`,
       );
     }
+    const tokensBytes = Number(value(t.tokens, 'retention.bytes') ?? '-1');
+    if (tokensBytes >= 0) {
+      refused.push(
+        `topic ${t.tokens} (agent and feed tokens) has cleanup.policy=${tokensPolicy} with retention.bytes=${tokensBytes}: Kafka deletes the oldest rows once the partition holds that many bytes, even when they are a token's newest, ${lost}; make it compact only: ${alter(t.tokens, 'cleanup.policy=compact')} (or keep compact,delete with ${alter(t.tokens, 'retention.bytes=-1')})`,
+      );
+    }
+  }
+  // Integration specs and their disabled states (two keys per name) are applied in the topic's order, which Kafka
+  // keeps only within a partition.
+  if (tokensPartitions > 1) {
+    const b = cfg.brokers[0];
+    refused.push(
+      `topic ${t.tokens} (agent and feed tokens) has ${tokensPartitions} partitions: replicas apply webhook integration changes in the topic's order, which Kafka keeps only within one partition, so they could end at different integrations; Kafka cannot lower a topic's partition count, so recreate it with one partition while every server is stopped: kafka-topics.sh --bootstrap-server ${b} --delete --topic ${t.tokens}, then kafka-topics.sh --bootstrap-server ${b} --create --topic ${t.tokens} --partitions 1 --config cleanup.policy=compact (make again through the admin API the integrations made there)`,
+    );
   }
   if (refused.length) return { refused, warnings };
 
