@@ -150,6 +150,43 @@ describe('Falco inputs when the agent spool is full', () => {
     await sink.close();
   });
 
+  it('file: a file rotated in and out again while the spool is full is read once there is room also when the input restarted meanwhile', async () => {
+    const dir = tmp();
+    const path = join(dir, 'events.json');
+    const s = store(join(dir, 'data'), ONE * 4);
+    const { log } = capturingLogger();
+    const sink = new FalcoSink(s.db, s.alerts, { uuidCacheSize: 0, windowMs: 0, log });
+    const follower = (signal: AbortSignal) => new JsonlFollower({ path, startAt: 'beginning', pollIntervalMs: 20, db: s.db, sink, builder, log, signal });
+    let abort = new AbortController();
+    const f = follower(abort.signal);
+    const noted = () => (f as unknown as { rotatedWhileFull: string[] }).rotatedWhileFull.length;
+    seq = 0;
+    writeFileSync(path, `${event()}\n${event()}\n${event()}\n${event()}\n${event()}\n`);
+    let done = f.run();
+    try {
+      await until(() => s.outbox.full, 5_000, 'the spool to fill');
+      renameSync(path, `${path}.1`);
+      writeFileSync(path, `${event()}\n${event()}\n`);
+      await until(() => noted() === 1, 5_000, 'the first rotation to be noted');
+      renameSync(`${path}.1`, `${path}.2`);
+      renameSync(path, `${path}.1`);
+      writeFileSync(path, `${event()}\n`);
+      await until(() => noted() === 2, 5_000, 'the second rotation to be noted');
+      // The module restarts (a config.yaml change) before the server acknowledges anything.
+      abort.abort();
+      await done;
+      abort = new AbortController();
+      done = follower(abort.signal).run();
+      acknowledgeAll(s);
+      await until(() => s.outbox.size === 3, 5_000, 'the lines of both new files');
+      expect(spooledPods(s)).toEqual(['pod-5', 'pod-6', 'pod-7']);
+    } finally {
+      abort.abort();
+      await done;
+      await sink.close();
+    }
+  });
+
   it('file: a file rotated in and out again while the spool is full is read once there is room, after the one before it', async () => {
     const dir = tmp();
     const path = join(dir, 'events.json');

@@ -30,6 +30,8 @@ const MIGRATIONS = [
      offset INTEGER NOT NULL,
      tail BLOB NOT NULL
    )`,
+  // rotatedWhileFull, comma-separated: a restart while the spool is full must not forget them.
+  `ALTER TABLE falco_file_positions ADD COLUMN rotated TEXT NOT NULL DEFAULT ''`,
 ];
 
 /** Bytes before the offset kept to notice a truncate-and-regrow between two polls. */
@@ -77,7 +79,8 @@ export class JsonlFollower {
   /**
    * Identities the path took while the spool was full, oldest first: files
    * rotated in and out meanwhile, never opened, read (if still in the
-   * directory) after the one being read when the spool filled up.
+   * directory) after the one being read when the spool filled up. Stored
+   * with the position (a few dozen bytes per rotation).
    */
   private rotatedWhileFull: string[] = [];
   private readonly buf = Buffer.allocUnsafe(CHUNK_BYTES + TAIL_BYTES);
@@ -86,13 +89,16 @@ export class JsonlFollower {
 
   constructor(private readonly opts: JsonlFileOptions) {
     migrate(opts.db, 'falco_file_positions', MIGRATIONS);
-    this.load = opts.db.prepare('SELECT file_id, offset, tail FROM falco_file_positions WHERE path = ?');
+    this.load = opts.db.prepare('SELECT file_id, offset, tail, rotated FROM falco_file_positions WHERE path = ?');
     this.save = opts.db.prepare(
-      'INSERT INTO falco_file_positions (path, file_id, offset, tail) VALUES (?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET file_id = excluded.file_id, offset = excluded.offset, tail = excluded.tail',
+      'INSERT INTO falco_file_positions (path, file_id, offset, tail, rotated) VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET file_id = excluded.file_id, offset = excluded.offset, tail = excluded.tail, rotated = excluded.rotated',
     );
     this.decoder = new LineDecoder('file', opts.builder, opts.log);
-    const row = this.load.get(opts.path) as { file_id: string; offset: number; tail: Buffer } | undefined;
-    if (row) this.pos = { fileId: row.file_id, offset: row.offset, tail: row.tail };
+    const row = this.load.get(opts.path) as { file_id: string; offset: number; tail: Buffer; rotated: string } | undefined;
+    if (row) {
+      this.pos = { fileId: row.file_id, offset: row.offset, tail: row.tail };
+      this.rotatedWhileFull = row.rotated ? row.rotated.split(',') : [];
+    }
   }
 
   async run(): Promise<void> {
@@ -156,7 +162,10 @@ export class JsonlFollower {
       // Nothing is read, but rotations are noted: a file rotated away again before there is room must not be skipped.
       const st = await stat(this.opts.path, { bigint: true }).catch(() => undefined);
       const id = st && fileIdOf(st);
-      if (id && this.pos && id !== this.pos.fileId && id !== this.rotatedWhileFull.at(-1)) this.rotatedWhileFull.push(id);
+      if (id && this.pos && id !== this.pos.fileId && id !== this.rotatedWhileFull.at(-1)) {
+        this.rotatedWhileFull.push(id);
+        this.persist(this.pos);
+      }
       return;
     }
     try {
@@ -315,7 +324,7 @@ export class JsonlFollower {
   }
 
   private persist(p: Position): void {
-    this.save.run(this.opts.path, p.fileId, p.offset, p.tail);
+    this.save.run(this.opts.path, p.fileId, p.offset, p.tail, this.rotatedWhileFull.join(','));
   }
 
   private async readTailOf(path: string, offset: number): Promise<Buffer> {
