@@ -105,9 +105,14 @@ export class ApiForwarder {
     // away, a watch it stopped, its token revoked); a tunnel that fails ends it with another status (UNAVAILABLE,
     // INTERNAL). Neither is the API server breaking off its response.
     let callEnded: { byClient: boolean; error: string } | undefined;
+    // This agent's own cancel reads as CANCELLED too: no client did that.
+    let cancelledHere = false;
+    const cancel = () => {
+      cancelledHere = true;
+      call.cancel();
+    };
     const onError = (e: Partial<grpc.ServiceError>) => {
-      // This agent's own call.cancel() reads as CANCELLED too: no client did that.
-      callEnded = { byClient: e.code === grpc.status.CANCELLED && e.details !== 'Cancelled on client', error: e.details ?? errText(e) };
+      callEnded = { byClient: e.code === grpc.status.CANCELLED && !cancelledHere, error: e.details ?? errText(e) };
       if (!over) req.destroy();
     };
     const done = new Promise<void>((resolve) => {
@@ -165,7 +170,7 @@ export class ApiForwarder {
               "CI tunnel: the call to the server failed mid-response (the server or the network between them); dropped the API server's response",
             );
           else this.log.warn({ error: errText(e) }, 'CI tunnel: the API server broke off a response');
-          call.cancel();
+          cancel();
           finish();
         });
       });
@@ -184,7 +189,7 @@ export class ApiForwarder {
           call.end();
         });
         socket.on('close', finish);
-        socket.on('error', () => call.cancel());
+        socket.on('error', () => cancel());
         call.on('error', () => socket.destroy());
         // From here on the server's data frames are raw bytes for the socket.
         upgraded = socket;
@@ -199,7 +204,7 @@ export class ApiForwarder {
             502,
             `cannot reach the Kubernetes API server at ${this.kube.server} (credentials: ${this.kube.source}): ${errText(e)}; check that the API server is up and reachable from the agent's pod`,
           );
-        else call.cancel();
+        else cancel();
         finish();
       });
     });
