@@ -16,6 +16,37 @@ export interface ClientErrorAnswer {
 const ANSWER_WRITE_MS = 5_000;
 const answering = new WeakSet<Duplex>();
 
+/** What writeThenDestroy writes to: a socket, or a response whose connection is to be broken after a last write. */
+interface Destroyable {
+  write(data: string, done: () => void): unknown;
+  end(data: string, done: () => void): unknown;
+  destroy(): unknown;
+}
+
+/**
+ * Writes `data` (ending the stream with it unless `end` is false) and destroys the stream once it is written, not at
+ * once: a TLS socket destroyed right after a write drops what it was given before it is encrypted and sent. A client
+ * that never reads (its TCP window full) does not hold the stream open: destroyed after ANSWER_WRITE_MS regardless.
+ */
+export function writeThenDestroy(out: Destroyable, data: string, end = true): void {
+  const stop = setTimeout(() => out.destroy(), ANSWER_WRITE_MS);
+  stop.unref();
+  const done = () => {
+    clearTimeout(stop);
+    out.destroy();
+  };
+  if (end) out.end(data, done);
+  else out.write(data, done);
+}
+
+/**
+ * The status for a request Node refused before any route saw it: 431 for headers over the limit, 408 for headers
+ * that did not arrive in time, 400 for anything else that is not HTTP/1.1 Node reads. Each listener words its message.
+ */
+export function clientErrorStatus(err: NodeJS.ErrnoException): 431 | 408 | 400 {
+  return err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+}
+
 /**
  * A handler for the server's 'clientError': answers with what `answer` makes of the error, or only closes
  * the socket where an answer cannot be written or would land inside a response already under way.
@@ -35,15 +66,7 @@ export function clientErrorAnswerer(answer: (err: NodeJS.ErrnoException) => Clie
     const head = Object.entries({ ...headers, 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' })
       .map(([k, v]) => `${k}: ${v}\r\n`)
       .join('');
-    // Closed once the answer is written, not at once: a TLS socket destroyed right
-    // after a write drops the answer before it is encrypted and sent. A client that
-    // never reads does not hold the socket open.
     answering.add(socket);
-    const stop = setTimeout(() => socket.destroy(), ANSWER_WRITE_MS);
-    stop.unref();
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${head}\r\n${body}`, () => {
-      clearTimeout(stop);
-      socket.destroy();
-    });
+    writeThenDestroy(socket, `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${head}\r\n${body}`);
   };
 }

@@ -1,7 +1,7 @@
 import { createServer as createHttp, type IncomingMessage, type Server, maxHeaderSize, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { Socket } from 'node:net';
-import { clientErrorAnswerer } from '../../server/http-client-error.js';
+import { clientErrorAnswerer, clientErrorStatus as statusOfClientError } from '../../server/http-client-error.js';
 import type { TlsMaterial } from '../../server/tunnel/tls.js';
 import { splitHostPort } from '../../shared/config/host-port.js';
 import { listenError } from '../../shared/config/listen-error.js';
@@ -69,12 +69,13 @@ export async function listenProxy(addr: string, proxy: KubernetesApiProxy, tls: 
  */
 function clientErrorStatus(headerLimit: number) {
   return clientErrorAnswerer((err) => {
-    const [code, message] =
-      err.code === 'HPE_HEADER_OVERFLOW'
-        ? [431, `the request line and headers are over ${headerLimit / 1024} KiB, the most this listener reads; send fewer or shorter headers`]
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? [408, 'the request headers did not arrive within 60 s; send the request again']
-          : [400, `the request is not valid HTTP/1.1 (${err.code ?? err.message}); check the client, or a proxy in between`];
+    const code = statusOfClientError(err);
+    const message =
+      code === 431
+        ? `the request line and headers are over ${headerLimit / 1024} KiB, the most this listener reads; send fewer or shorter headers`
+        : code === 408
+          ? 'the request headers did not arrive within 60 s; send the request again'
+          : `the request is not valid HTTP/1.1 (${err.code ?? err.message}); check the client, or a proxy in between`;
     // status.ts names a reason for the statuses the proxy answers; these are all the client's to fix.
     const body = JSON.stringify({ ...(JSON.parse(statusBody(code, 'server', message)) as object), reason: code === 408 ? 'Timeout' : 'BadRequest' });
     return { status: code, headers: { ...STATUS_HEADERS }, body };

@@ -308,6 +308,48 @@ describe('Kubernetes API proxy (server side)', () => {
     expect(await midLine.read).toBe('{"type":"ADDED","object":{"kind":"ConfigMap"}}\n{"type":"MODIFIED","obj');
   }, 30_000);
 
+  it('a watch broken off while its client has stopped reading is closed after a while, not held open until the client reads again', async () => {
+    let held = false;
+    const line = `${JSON.stringify({ type: 'ADDED', object: { kind: 'ConfigMap', data: { x: 'y'.repeat(1000) } } })}\n`;
+    const agent = standInAgent(server.grpcAddress, agentToken, 1, (call) => {
+      call.write({
+        msg: { $case: 'header', value: { status: 200, headers: { 'content-type': { values: ['application/json'] } }, body: Buffer.alloc(0), end: undefined } },
+      });
+      // More than the socket buffers on both sides take: the proxy's writes to the client wait.
+      for (let i = 0; i < 32_000; i++) call.write({ msg: { $case: 'data', value: Buffer.from(line) } });
+      held = true;
+      return true;
+    });
+    try {
+      const { token, job } = jobs.create({ project: 'shop/ops', ttlMs: 60_000 });
+      let got = '';
+      let res: import('node:http').IncomingMessage | undefined;
+      const read = new Promise<string>((resolve) => {
+        const req = request({ host: '127.0.0.1', port, path: '/k8s-proxy/api/v1/configmaps?watch=1', headers: bearer(token) }, (r) => {
+          res = r;
+          r.setEncoding('utf8').once('data', (d: string) => {
+            got += d;
+            r.pause();
+          });
+          r.on('close', () => resolve(got));
+        });
+        req.on('error', () => resolve(got));
+        req.end();
+      });
+      await until(() => (held && got.length > 0) || undefined, 10_000, 'the watch to be answered');
+      await new Promise((r) => setTimeout(r, 1000));
+      jobs.revoke(job.id);
+      // Longer than the proxy gives a client to take the ERROR event; then the client reads again.
+      await new Promise((r) => setTimeout(r, 7000));
+      res!.on('data', (d: string) => (got += d)).resume();
+      const all = await read;
+      expect(all.length).toBeLessThan(32_000 * line.length);
+      expect(all).not.toContain('"type":"ERROR"');
+    } finally {
+      agent.stop();
+    }
+  }, 30_000);
+
   it('an upgrade whose token is revoked before the agent answers gets the 401 Status whole', async () => {
     let held = false;
     const agent = standInAgent(server.grpcAddress, agentToken, 1, () => {

@@ -7,6 +7,7 @@ import type { AgentFrame, End, RequestHeader } from '../../gen/verdict/kubernete
 import type { AgentRecord } from '../../server/agents/agent-registry.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import { plainHttpHint } from '../../shared/plain-http.js';
+import { writeThenDestroy } from '../../server/http-client-error.js';
 import { decideAccess, impersonationFor } from './access.js';
 import type { CiAccessConfigs } from './agent-configs.js';
 import type { CiAccessConfig } from './config.js';
@@ -237,7 +238,8 @@ export class KubernetesApiProxy {
     // a response that simply ran out (kubectl would exit 0). Mid-line the ERROR would only be a JSON decode error.
     const breakOff = (code: number, message: string) => {
       if (r.watch && lines && atLineEnd)
-        res.write(`${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(code, 'server', message)) })}\n`, () => res.destroy());
+        // Destroyed once written, or regardless after a while: a client that stopped reading would hold it open.
+        writeThenDestroy(res, `${JSON.stringify({ type: 'ERROR', object: JSON.parse(statusBody(code, 'server', message)) })}\n`, false);
       else res.destroy(new Error(message));
     };
     const endResponse = (end: End, body?: Buffer) => {
@@ -510,19 +512,11 @@ function refuse(res: ServerResponse, r: Refusal): void {
   res.writeHead(r.code, { ...STATUS_HEADERS, 'content-length': Buffer.byteLength(body) }).end(body);
 }
 
-// How long a refusal of an upgrade may take to reach the client before its socket is destroyed anyway.
-const REFUSAL_WRITE_MS = 5000;
-
-/** Answers with a Status and closes the socket once it is written (destroyed at once, a TLS socket could drop it), or after REFUSAL_WRITE_MS. */
+/** Answers with a Status and closes the socket once it is written, or after a while when the client does not read. */
 function refuseSocket(socket: Duplex, r: Refusal): void {
   const body = statusBody(r.code, 'server', r.message);
-  const stop = setTimeout(() => socket.destroy(), REFUSAL_WRITE_MS);
-  stop.unref();
-  socket.end(
+  writeThenDestroy(
+    socket,
     `HTTP/1.1 ${r.code} ${STATUS_CODES[r.code] ?? ''}\r\n${headerLines({ ...STATUS_HEADERS, 'content-length': Buffer.byteLength(body), connection: 'close' })}\r\n${body}`,
-    () => {
-      clearTimeout(stop);
-      socket.destroy();
-    },
   );
 }

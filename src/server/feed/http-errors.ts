@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { ERROR_CODES, VerdictError } from '../../shared/errors.js';
-import { clientErrorAnswerer } from '../http-client-error.js';
+import { clientErrorAnswerer, clientErrorStatus } from '../http-client-error.js';
 import { EXPECTED, TIME_PATTERN } from './schemas.js';
 
 // Every request the HTTP API refuses or fails is answered `{"error": <name>,
@@ -154,12 +154,13 @@ export function httpErrorHandler(
  */
 export function clientErrorHandler(maxHeaderSize: number) {
   return clientErrorAnswerer((err) => {
-    const [status, message] =
-      err.code === 'HPE_HEADER_OVERFLOW'
-        ? [431, `the request line and headers are over ${maxHeaderSize / 1024} KiB, the most this server reads; send fewer or shorter filters`]
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? [408, 'the request did not arrive in time; send it again']
-          : [400, `the request is not valid HTTP/1.1 (${err.code ?? err.message}); check the client, or a proxy in between, and its Content-Length`];
+    const status = clientErrorStatus(err);
+    const message =
+      status === 431
+        ? `the request line and headers are over ${maxHeaderSize / 1024} KiB, the most this server reads; send fewer or shorter filters`
+        : status === 408
+          ? 'the request did not arrive in time; send it again'
+          : `the request is not valid HTTP/1.1 (${err.code ?? err.message}); check the client, or a proxy in between, and its Content-Length`;
     return { status, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ error: errorName(status), message }) };
   });
 }
