@@ -187,7 +187,9 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
         : {
             status: 'joining',
             behind: proj.behind() ?? 0,
-            reason: `this replica is joining its Kafka consumer groups, then it catches up with the alert log; after a crash the brokers let it join once they drop the old process's members (kafka.session_timeout, ${Math.round(cfg.session_timeout / 1000)} s)`,
+            reason:
+              tokenSync?.joining() ??
+              `this replica is joining its Kafka consumer groups, then it catches up with the alert log; after a crash the brokers let it join once they drop the old process's members (kafka.session_timeout, ${Math.round(cfg.session_timeout / 1000)} s)`,
           },
     joined,
     async waitCaughtUp(timeoutMs) {

@@ -111,6 +111,8 @@ export class TokenSync implements IntegrationShare {
   private readonly inFlight = new Set<string>();
   /** Per partition, the topic's end at start while the reader has not reached it. */
   private behind = new Map<number, number>();
+  /** Messages behind when join() started reading, while it reads (see joining()). */
+  private catchingUp: number | undefined;
   private heldAtStart: string[] = [];
   private readonly abort = new AbortController();
   private get stopped(): boolean {
@@ -127,6 +129,8 @@ export class TokenSync implements IntegrationShare {
   private integrationQueue: (SharedIntegration | SharedIntegrationState)[] = [];
   /** `change` of the integration messages written here and not read back yet: read back, each is checked for repair. */
   private readonly ownChanges = new Set<string>();
+  /** Names a change was read for while an append was under way: a disablement it carried and failed is not sent again. */
+  private readonly readWhileSending = new Set<string>();
   /**
    * Per integration name, the state written here and not read back yet: a state read before it was written before
    * it, and is not applied (it would re-enable the integration here for a moment, and more 410s follow).
@@ -218,7 +222,12 @@ export class TokenSync implements IntegrationShare {
     this.heldAtStart = (this.s.unpublishedProjects!.all() as Omit<AgentProjectRow, 'kind'>[]).map(moveOf);
     for (const m of this.heldAtStart) this.inFlight.add(m);
     try {
-      this.behind = await this.unread();
+      const { ends, count } = await this.unread();
+      this.behind = ends;
+      if (count > 0) {
+        this.catchingUp = count;
+        this.o.log.info({ topic: this.o.topic, behind: count }, `Kafka: reading the tokens topic to its end (${count} behind)`);
+      }
       const caughtUp = new Promise<void>((resolve) => {
         this.caughtUp = resolve;
       });
@@ -228,15 +237,26 @@ export class TokenSync implements IntegrationShare {
       await Promise.race([caughtUp, new Promise<void>((resolve) => this.abort.signal.addEventListener('abort', () => resolve(), { once: true }))]);
     } catch (e) {
       throw new Error(explainKafkaError(e, this.o.cfg, this.o.topic));
+    } finally {
+      this.catchingUp = undefined;
     }
+    // stop() ran while this waited: no timer may outlive it.
+    if (this.stopped) return;
     // Published once now so that tokens registered before the start count right away.
     await this.publishTokens();
     this.timer = setInterval(() => void this.publishTokens(), this.o.intervalMs ?? 1000);
     this.timer.unref();
   }
 
-  /** The partitions whose end, now, is past what this replica's group has read. */
-  private async unread(): Promise<Map<number, number>> {
+  /** Why this replica is not ready yet, while join() reads the tokens topic to its end. */
+  joining(): string | undefined {
+    return this.catchingUp === undefined
+      ? undefined
+      : `this replica is reading the ${this.o.topic} topic (agent and feed tokens, webhook integrations) to its end (${this.catchingUp} messages behind at start) before it joins the delivery group`;
+  }
+
+  /** The partitions whose end, now, is past what this replica's group has read, and how many messages that is. */
+  private async unread(): Promise<{ ends: Map<number, number>; count: number }> {
     const admin = this.o.kafka.admin();
     await admin.connect();
     try {
@@ -246,12 +266,14 @@ export class TokenSync implements IntegrationShare {
       ]);
       const committed = new Map(groups.flatMap((g) => g.partitions).map((p) => [p.partition, Number(p.offset)]));
       const behind = new Map<number, number>();
+      let count = 0;
       for (const e of ends) {
         // No committed offset (-1), or one compaction went past: the reader starts at the topic's start.
         const from = Math.max(committed.get(e.partition) ?? -1, Number(e.low));
         if (Number(e.high) > from) behind.set(e.partition, Number(e.high));
+        count += Math.max(0, Number(e.high) - from);
       }
-      return behind;
+      return { ends: behind, count };
     } finally {
       await admin.disconnect();
     }
@@ -340,12 +362,16 @@ export class TokenSync implements IntegrationShare {
       if (!rows.length) return;
       for (const m of moves) this.inFlight.add(moveOf(m));
       for (const r of integrations) if (r.kind === 'integration_state') this.stateInFlight.set(r.name, r.change);
+      this.readWhileSending.clear();
       try {
         await this.o.writer.append(rows.map((r) => ({ topic: this.o.topic, key: keyOf(r), value: JSON.stringify(r) })));
       } catch (e) {
         for (const m of moves) this.inFlight.delete(moveOf(m));
         for (const r of integrations) this.notInFlight(r);
-        this.integrationQueue = [...integrations, ...this.integrationQueue];
+        // As in applyIntegration: a change read meanwhile was made after the disablement, which must not undo it.
+        const again = integrations.filter((r) => r.repair === true || !this.readWhileSending.has(r.name));
+        for (const r of integrations) if (!again.includes(r)) this.ownChanges.delete(r.change);
+        this.integrationQueue = [...again, ...this.integrationQueue];
         throw e;
       }
       // Moves stay waiting until read back (applyProject).
@@ -400,6 +426,7 @@ export class TokenSync implements IntegrationShare {
 
   private applyIntegration(r: SharedIntegration | SharedIntegrationState): void {
     if (typeof r.name !== 'string') return;
+    if (this.publishing) this.readWhileSending.add(r.name);
     // A disablement not written yet was made before this change: the change wins.
     this.integrationQueue = this.integrationQueue.filter((q) => {
       const keep = q.repair === true || q.name !== r.name;
