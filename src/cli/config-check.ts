@@ -3,7 +3,9 @@ import { join, resolve } from 'node:path';
 import { parseAgentConfig } from '../server/config/agent-config.js';
 import { ConfigError, formatIssue, parseYamlConfig, type ConfigIssue } from '../shared/config/schema.js';
 import { serverConfigSchema } from '../shared/config/server-config.js';
+import type { CiliumConfig } from '../modules/cilium/config.js';
 import { parseFlags, usageError } from './args.js';
+import { checkPolicies } from './config-check-policies.js';
 
 // `verdict config check`: the server's validation of config.yaml, offline, for
 // pre-commit hooks and CI, so a file that would stop an agent's modules is
@@ -28,6 +30,14 @@ Warnings leave it valid:
   - keys of the GitLab agent Verdict does not use (gitops.charts, user_access,
     container_scanning, remote_development, ...), and any problem inside them;
   - other unknown keys: at the top level, in observability, in ci_access.
+Policies: for a valid config.yaml whose cilium block has policies globs, the
+files they select in the configuration project (the directory holding .gitlab/;
+for a config.yaml elsewhere, its git work tree or else its directory) are parsed
+as the agent parses them. A policy the agent would skip (a YAML or JSON syntax
+error, a field it cannot read, a duplicate name) is an error: the file is
+invalid, though the server takes it. What the agent logs as a policy warning
+(a part that matches no flow, the alert opt-in written as a label), and a glob
+that selects no file, are warnings. A line then counts the policies loaded.
 --server checks a server config file as \`verdict server --config\` loads it (its
 env: and file: references are read, so run it where the server's environment is):
 unknown keys, wrong values, and webhook URLs on a private address (a literal IP or
@@ -70,6 +80,9 @@ export async function run(argv: string[]): Promise<number> {
   return ok ? 0 : 1;
 }
 
+// The server takes such a config.yaml; what fails is in the agent, one policy at a time.
+const POLICIES_SKIPPED = 'the agent would skip the policies in error and match flows against the others';
+
 const REFUSED = {
   agent: 'the server would refuse it and the agent would keep its last good configuration',
   server: '`verdict server` would refuse to start with it',
@@ -86,8 +99,13 @@ function checkFile(file: string, kind: 'agent' | 'server'): boolean {
   }
   let errors: ConfigIssue[] = [];
   let warnings: ConfigIssue[];
+  let cilium: CiliumConfig | undefined;
   try {
-    warnings = (kind === 'agent' ? parseAgentConfig(text, file) : parseYamlConfig(text, file, serverConfigSchema)).warnings;
+    if (kind === 'agent') {
+      const parsed = parseAgentConfig(text, file);
+      warnings = parsed.warnings;
+      cilium = parsed.value.cilium;
+    } else warnings = parseYamlConfig(text, file, serverConfigSchema).warnings;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     errors = e.issues;
@@ -95,9 +113,16 @@ function checkFile(file: string, kind: 'agent' | 'server'): boolean {
   }
   const findings = [...errors.map((i) => ({ i, kind: 'error' })), ...warnings.map((i) => ({ i, kind: 'warning' }))].sort((a, b) => a.i.line - b.i.line);
   for (const { i, kind } of findings) process.stdout.write(`${kind}: ${formatIssue(i)}\n`);
-  const counts = `${plural(errors.length, 'error')}, ${plural(warnings.length, 'warning')}`;
-  process.stdout.write(errors.length ? `${file}: invalid (${counts}); ${REFUSED[kind]}\n` : `${file}: valid (${counts})\n`);
-  return errors.length === 0;
+  // Only a valid config.yaml says which files the agent would load.
+  const policies = cilium?.policies.length ? checkPolicies(file, text, cilium) : undefined;
+  const more = policies?.findings ?? [];
+  for (const f of more) process.stdout.write(`${f.kind}: ${f.text}\n`);
+  if (policies?.note) process.stdout.write(`${file}: ${policies.note}\n`);
+  const errorCount = errors.length + more.filter((f) => f.kind === 'error').length;
+  const counts = `${plural(errorCount, 'error')}, ${plural(warnings.length + more.filter((f) => f.kind === 'warning').length, 'warning')}`;
+  const why = errors.length ? REFUSED[kind] : POLICIES_SKIPPED;
+  process.stdout.write(errorCount ? `${file}: invalid (${counts}); ${why}\n` : `${file}: valid (${counts})\n`);
+  return errorCount === 0;
 }
 
 function plural(n: number, what: string): string {

@@ -6,7 +6,7 @@ import { DropPairFilter } from './drop-pairs.js';
 import { PolicyEngine } from './policy/engine.js';
 import { PolicyWatcher } from './kube-watch.js';
 import { kubeConnection, kubernetesConfigured } from '../../agent/kubernetes/connection.js';
-import { loadPolicyFiles, parsePolicyManifests, policyWarningMessages } from './policy/parse.js';
+import { loadPolicyFiles, parseProjectPolicies, policyWarningMessages } from './policy/parse.js';
 import { FlowCursor } from './flow-cursor.js';
 import { followDroppedFlows } from './relay-client.js';
 import type { CiliumConfig } from './config.js';
@@ -70,7 +70,7 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
     async run(block, ctx, signal) {
       const { log } = ctx;
       const local = await loadPolicyFiles([...opts.policyPaths]);
-      const project = parsePolicyManifests(ctx.files.map((f) => ({ path: f.path, data: Buffer.from(f.data) })));
+      const project = parseProjectPolicies(ctx.files);
       for (const e of [...local.errors, ...project.errors]) log.error({ error: e.message }, 'Skipped a policy that cannot be parsed; the others keep working');
       for (const w of policyWarningMessages([...local.policies, ...project.policies]))
         log.warn({ warning: w }, 'Part of a policy does nothing or cannot be judged from flows; the warning names the file and field');

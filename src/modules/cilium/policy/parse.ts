@@ -287,6 +287,15 @@ export function parsePolicyManifests(files: { path: string; data: string | Buffe
   return out;
 }
 
+/**
+ * Policies of the configuration project's files that the cilium block's `policies` globs select: the agent loads
+ * those the server sent with config.yaml, and `verdict config check` those on disk, so both report the same errors
+ * and warnings.
+ */
+export function parseProjectPolicies(files: readonly { path: string; data: Uint8Array }[]): ParseResult {
+  return parsePolicyManifests(files.map((f) => ({ path: f.path, data: Buffer.from(f.data) })));
+}
+
 const MANIFEST_EXT = new Set(['.yaml', '.yml', '.json']);
 
 async function collect(path: string, out: string[], errors: PolicyLoadError[], top: boolean): Promise<void> {
