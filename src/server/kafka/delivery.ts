@@ -109,6 +109,8 @@ export interface DeliveryOptions {
   hold?: Promise<void> | undefined;
   /** Tests only: see DeliveryStepHook. */
   onStep?: DeliveryStepHook | undefined;
+  /** How old the member's metadata may get: the group assigns partitions added to the log once its leader's shows them (PARTITION_CHECK_MS). */
+  metadataMaxAge?: number | undefined;
 }
 
 /** An alert's newest change waiting for the export window; serialised only when the window closes. */
@@ -352,6 +354,7 @@ export class DeliveryGroup {
       minBytes: WINDOW_BYTES,
       maxBytesPerPartition: WINDOW_BYTES,
       allowAutoTopicCreation: false,
+      ...(this.o.metadataMaxAge ? { metadataMaxAge: this.o.metadataMaxAge } : {}),
       // A consumer stopped while it joins fails its join; kafkajs would restart it after stop().
       retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000, restartOnFailure: async () => !this.stopped },
     });

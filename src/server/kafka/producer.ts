@@ -138,8 +138,17 @@ export class LogWriter {
     await Promise.all(this.lanes.map((l) => l.connect()));
   }
 
-  /** Tells the writer a topic's partition count, so partitionOf() agrees with the producer (Java's murmur2). */
+  /**
+   * Tells the writer a topic's partition count, so partitionOf() agrees with
+   * the producer (Java's murmur2) and with other replicas. A new count (the
+   * topic grew, PartitionWatch) forgets the keys' partitions and renews the
+   * lanes' producers before their next request: kafkajs leaves out, without
+   * an error, the messages for a partition its metadata does not show yet.
+   */
   setPartitions(topic: string, n: number): void {
+    const before = this.partitions.get(topic);
+    if (before?.n === n) return;
+    if (before) for (const l of this.lanes) l.renew();
     this.partitions.set(topic, { n, keys: new Map() });
   }
 
@@ -193,12 +202,18 @@ class Lane {
   private connecting: Promise<Producer> | undefined;
   private queue: Pending[] = [];
   private flushing = false;
+  /** Set when a topic grew: the next request goes through a new producer, whose metadata shows the new partitions. */
+  private stale = false;
 
   constructor(
     private readonly kafka: KafkaClient,
     private readonly cfg: KafkaConfig,
     private readonly log: Logger,
   ) {}
+
+  renew(): void {
+    this.stale = true;
+  }
 
   enqueue(p: Pending): void {
     this.queue.push(p);
@@ -295,6 +310,11 @@ class Lane {
       positions.push(pos);
     }
     const start = performance.now();
+    // Between requests: none is in flight on the old producer.
+    if (this.stale) {
+      this.stale = false;
+      this.replaceProducer();
+    }
     try {
       const producer = await this.connect();
       const meta = await producer.sendBatch({
@@ -305,6 +325,15 @@ class Lane {
       produceSeconds.observe((performance.now() - start) / 1000);
       const base = new Map<string, number>();
       for (const r of meta) base.set(`${r.topicName}\u0000${r.partition}`, Number(r.baseOffset ?? r.offset ?? -1));
+      // kafkajs drops a partition its metadata lacks without an error: acknowledging those messages would lose them.
+      for (const ck of counters.keys()) {
+        if (!ck.endsWith('\u0000-1') && !base.has(ck)) {
+          const [topic, partition] = ck.split('\u0000');
+          throw new Error(
+            `the producer does not know partition ${partition} of topic ${topic} yet (partitions were just added), so it sent nothing there; try again`,
+          );
+        }
+      }
       for (const [topic, list] of byTopic) produced.inc({ topic }, list.length);
       parts.forEach(({ p, from, to }, i) => {
         positions[i]!.forEach((x, k) => {

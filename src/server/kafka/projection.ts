@@ -79,6 +79,8 @@ export interface ProjectionOptions {
   partitions?: number | undefined;
   /** The `events` messages this replica produced, parsed: projected without parsing them again. */
   own?: OwnEvents | undefined;
+  /** How old the reader's metadata may get: it reads partitions added to the log once that shows them (PARTITION_CHECK_MS). */
+  metadataMaxAge?: number | undefined;
 }
 
 export interface ClaimSink {
@@ -163,9 +165,12 @@ export class Projection {
   private readonly reading = new Set<number>();
   /** Tests only: set until the hold is released. */
   private held: boolean;
+  /** Partitions of the log: at start-up, then as PartitionWatch sees it grow. */
+  private partitions: number;
 
   constructor(private readonly o: ProjectionOptions) {
     this.log = o.log;
+    this.partitions = o.partitions ?? 0;
     const db = o.db;
     this.s = {
       offsets: db.prepare('SELECT partition, next_offset FROM kafka_offsets WHERE topic = ?'),
@@ -314,6 +319,11 @@ export class Projection {
     });
   }
 
+  /** The log grew to `n` partitions: this replica's own group must get them all. */
+  setPartitions(n: number): void {
+    this.partitions = Math.max(this.partitions, n);
+  }
+
   /** Next offset to project per partition. */
   position(partition: number): number {
     return this.positions.get(partition) ?? 0;
@@ -439,6 +449,7 @@ export class Projection {
       maxWaitTimeInMs: 100,
       maxBytesPerPartition: 4 * 1024 * 1024,
       allowAutoTopicCreation: false,
+      ...(this.o.metadataMaxAge ? { metadataMaxAge: this.o.metadataMaxAge } : {}),
       // A consumer stopped while it joins fails its join; kafkajs would restart it after stop().
       retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000, restartOnFailure: async () => !this.stopped },
     });
@@ -450,7 +461,7 @@ export class Projection {
       // The group is this replica's own: a second member is a second server with
       // the same replica id (a copied data_dir). Each would project only part of
       // the log, and both feeds would lack alerts, with nothing else to show it.
-      const of = this.o.partitions ?? 0;
+      const of = this.partitions;
       this.sharedGroup = mine.length < of ? { mine: mine.length, of } : undefined;
       if (this.sharedGroup) this.log.error({ group: this.o.groupId, partitions: mine }, this.sharedGroupText(this.sharedGroup));
       for (const p of mine) {
@@ -476,7 +487,7 @@ export class Projection {
           autoCommitInterval: 1000,
           eachBatchAutoResolve: false,
           // Every partition's batch of a fetch at once, so that project() applies them together.
-          partitionsConsumedConcurrently: Math.max(1, this.o.partitions ?? 1),
+          partitionsConsumedConcurrently: Math.max(1, this.partitions),
           eachBatch: (b) => this.eachBatch(b),
         }),
       () => {

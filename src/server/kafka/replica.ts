@@ -12,6 +12,7 @@ import { DeliveryGroup, type DeliveryStepHook, type WebhookEnqueuer } from './de
 import { KafkaAlertSink } from './log-sink.js';
 import { encodeStatusEvent, HEADER_REF, HEADER_TYPE, logKey } from './messages.js';
 import { OwnEvents } from './own-events.js';
+import { checkRecordedPartitions, PARTITION_CHECK_MS, PartitionWatch } from './partition-watch.js';
 import { LogWriter } from './producer.js';
 import { Projection, type NotReady } from './projection.js';
 import { TokenSync } from './tokens.js';
@@ -41,6 +42,8 @@ export interface KafkaReplicaOptions {
   holdDelivery?: Promise<void> | undefined;
   /** Tests only: told each step of a hand-on that recorded webhook deliveries (`verdict server --test-kill-delivery-at`). */
   onDeliveryStep?: DeliveryStepHook | undefined;
+  /** Tests only: how often the log's partition count is looked at, and how old the consumers' metadata may get (PARTITION_CHECK_MS). */
+  partitionCheckMs?: number | undefined;
 }
 
 export interface KafkaReplica {
@@ -87,10 +90,13 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
   let projection: Projection | undefined;
   let delivery: DeliveryGroup | undefined;
   let tokenSync: TokenSync | undefined;
+  let watch: PartitionWatch | undefined;
   let partitions = 0;
+  const checkMs = o.partitionCheckMs ?? PARTITION_CHECK_MS;
   let closed = false;
   const stopAll = async () => {
     closed = true;
+    watch?.stop();
     await Promise.allSettled([delivery?.stop(), tokenSync?.stop()]);
     await projection?.stop();
     await writer.close();
@@ -104,6 +110,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
     }
     const ensured = await ensureTopics(admin, cfg, log);
     partitions = ensured.logPartitions;
+    checkRecordedPartitions(o.db, cfg, topics.log, partitions, log);
     writer.setPartitions(topics.log, partitions);
     // The export's partitions are picked here too (same murmur2 as the producer's), so its messages spread over the lanes.
     if (topics.export) writer.setPartitions(topics.export, ensured.exportPartitions);
@@ -120,6 +127,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
       hold: o.holdProjection,
       partitions,
       own,
+      metadataMaxAge: checkMs,
     });
     await projection.start(admin);
     tokenSync = new TokenSync({
@@ -151,8 +159,24 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
       log,
       hold: o.holdDelivery,
       onStep: o.onDeliveryStep,
+      metadataMaxAge: checkMs,
     });
     await delivery.start(admin);
+    const proj = projection;
+    watch = new PartitionWatch({
+      admin,
+      db: o.db,
+      cfg,
+      writer,
+      log,
+      logTopic: topics.log,
+      exportTopic: topics.export,
+      logPartitions: partitions,
+      exportPartitions: ensured.exportPartitions,
+      onLogGrew: (n) => proj.setPartitions(n),
+      intervalMs: checkMs,
+    });
+    watch.start();
   } catch (e) {
     await stopAll();
     throw e;

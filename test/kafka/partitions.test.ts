@@ -1,0 +1,247 @@
+// Partitions added to the alert log (kafka-topics.sh --alter --partitions)
+// while replicas run, and between a replica's runs, on a real broker
+// (scripts/kafka.sh): keys are placed among the new count, the new
+// partitions are projected and delivered, and the operator is told.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import kafkajs from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentRegistry } from '../../src/server/agents/agent-registry.js';
+import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
+import { keyPartition } from '../../src/server/kafka/kafkajs-tuning.js';
+import { logKey } from '../../src/server/kafka/messages.js';
+import { startKafkaReplica, type KafkaReplica } from '../../src/server/kafka/replica.js';
+import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
+import { AlertStore } from '../../src/server/store/alert-store.js';
+import { openServerDb } from '../../src/server/store/server-db.js';
+import { falcoPayload } from '../../src/server/store/test-payloads.js';
+import { startWebhooks, type WebhooksService } from '../../src/server/webhooks/service.js';
+import { stableWebhookId } from '../../src/server/webhooks/signer.js';
+import { kafkaConfigForBootstrap, type KafkaConfig } from '../../src/shared/config/kafka-config.js';
+import { parseWebhooksJson } from '../../src/shared/config/webhooks-config.js';
+import type { DB } from '../../src/shared/sqlite/open.js';
+import { capturingLogger } from '../helpers/logs.js';
+import type { LogLine } from '../helpers/processes.js';
+import { Receiver } from '../webhooks/receiver.js';
+
+const { Kafka, logLevel } = kafkajs;
+
+const dir = mkdtempSync(join(tmpdir(), 'verdict-kafka-partitions-'));
+let broker: Broker;
+let cfg: KafkaConfig;
+let rx: Receiver;
+
+interface Node {
+  db: DB;
+  store: AlertStore;
+  replica: KafkaReplica;
+  webhooks: WebhooksService;
+  logs: LogLine[];
+}
+const nodes: Node[] = [];
+
+async function node(name: string): Promise<Node> {
+  const { log, logs } = capturingLogger('debug');
+  const db = openServerDb(join(dir, name));
+  const store = new AlertStore(db);
+  const webhooks = startWebhooks({
+    db,
+    store,
+    log,
+    enqueueOnStore: false,
+    worker: { jitter: false, pollMs: 100 },
+    config: parseWebhooksJson({
+      allow_private_addresses: ['127.0.0.1'],
+      integrations: [{ name: 'rx', type: 'generic', url: rx.url(), secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], retry_schedule: ['100ms'] }],
+    }),
+  });
+  const replica = await startKafkaReplica({
+    config: cfg,
+    db,
+    store,
+    agents: new AgentRegistry(db),
+    tokens: new FeedTokens(db),
+    webhooks: webhooks.outbox,
+    log: log.child({ replica: name }),
+    partitionCheckMs: 1_000,
+  });
+  await replica.joined;
+  const n: Node = { db, store, replica, webhooks, logs };
+  nodes.push(n);
+  return n;
+}
+
+async function closeNode(n: Node): Promise<void> {
+  await n.replica.close();
+  await n.webhooks.close();
+  n.db.close();
+  nodes.splice(nodes.indexOf(n), 1);
+}
+
+async function eventually(f: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (!(await f()) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+  return f();
+}
+
+const ev = (fp: string) => ({ id: randomUUID(), payload: falcoPayload({ fp }) });
+
+/** A fingerprint of agent edge whose key falls in `partition` of `n`. */
+function fpIn(partition: number, n: number, tag: string): string {
+  for (let i = 0; ; i++) if (keyPartition(logKey('edge', `${tag}-${i}`), n) === partition) return `${tag}-${i}`;
+}
+
+const admin = () => new Kafka({ clientId: 'partitions-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).admin();
+
+async function grow(count: number): Promise<void> {
+  const a = admin();
+  await a.connect();
+  try {
+    await a.createPartitions({ topicPartitions: [{ topic: `${cfg.topic_prefix}.log`, count }] });
+  } finally {
+    await a.disconnect();
+  }
+}
+
+/** Messages in each partition of the log. */
+async function sizes(): Promise<Map<number, number>> {
+  const a = admin();
+  await a.connect();
+  try {
+    return new Map((await a.fetchTopicOffsets(`${cfg.topic_prefix}.log`)).map((o) => [o.partition, Number(o.high) - Number(o.low)]));
+  } finally {
+    await a.disconnect();
+  }
+}
+
+/** The `verdict-ref` header of every message in the log, by partition. */
+async function refs(): Promise<Map<number, string[]>> {
+  const want = await sizes();
+  const total = [...want.values()].reduce((x, y) => x + y, 0);
+  const got = new Map<number, string[]>();
+  let n = 0;
+  const consumer = new Kafka({ clientId: 'partitions-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({
+    groupId: `read-${randomUUID()}`,
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic: `${cfg.topic_prefix}.log`, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        n++;
+        got.set(partition, [...(got.get(partition) ?? []), String(message.headers?.['verdict-ref'] ?? '')]);
+      },
+    });
+    await eventually(() => n >= total);
+  } finally {
+    await consumer.disconnect();
+  }
+  return got;
+}
+
+const has = (n: Node, fp: string) => n.store.list({ limit: 500 }).alerts.some((x) => x.fingerprint === fp);
+
+beforeAll(async () => {
+  broker = startBroker(mkdtempSync(join(tmpdir(), 'verdict-kafka-state-')));
+  cfg = kafkaConfigForBootstrap(broker.bootstrap, {
+    topic_prefix: `p${randomUUID().slice(0, 8)}`,
+    export_topic: '',
+    partitions: 2,
+    session_timeout: '6s',
+  });
+  rx = await new Receiver().listen();
+}, 320_000);
+
+afterAll(async () => {
+  for (const n of [...nodes]) await closeNode(n).catch(() => undefined);
+  await rx?.close();
+  try {
+    if (broker) stopBroker(broker);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 90_000);
+
+describe('partitions added to the alert log', () => {
+  it('while replicas run: keys go to the new partitions, which every replica projects and the delivery group delivers, with one warning', async () => {
+    const [a, b] = [await node('a'), await node('b')];
+    const before = [fpIn(0, 2, 'old'), fpIn(1, 2, 'old')].map(ev);
+    await a.replica.sink.accept('edge', before);
+    expect(await b.replica.waitCaughtUp(15_000)).toBe(true);
+    await rx.waitForCount(2, 20_000);
+
+    await grow(4);
+    // A replica started now places keys among the 4: the running ones read what it puts in the new partitions.
+    const c = await node('c');
+    const fromC = [fpIn(2, 4, 'c'), fpIn(3, 4, 'c')].map(ev);
+    await c.replica.sink.accept('edge', fromC);
+    for (const n of [a, b]) expect(await eventually(() => fromC.every((e) => has(n, e.payload.fingerprint)))).toBe(true);
+
+    const grew = /^Kafka: topic \S+\.log \(the alert log\) grew from 2 to 4 partitions while this replica runs/;
+    const warned = await eventually(() => [a, b].every((n) => n.logs.some((l) => grew.test(l.msg))));
+    // Placed among the 4, as replica c places them: two land in the new partitions.
+    const after = [fpIn(2, 4, 'new'), fpIn(3, 4, 'new'), fpIn(0, 4, 'new')].map(ev);
+    await a.replica.sink.accept('edge', after.slice(0, 2));
+    await b.replica.sink.accept('edge', after.slice(2));
+    const log = await refs();
+    expect(log.get(2)).toContain(after[0]!.id);
+    expect(log.get(3)).toContain(after[1]!.id);
+    expect(log.get(0)).toContain(after[2]!.id);
+    expect(warned).toBe(true);
+    for (const n of [a, b]) {
+      expect(n.logs.filter((l) => grew.test(l.msg))).toHaveLength(1);
+      expect(n.logs.find((l) => grew.test(l.msg))?.msg).toMatch(/Adding partitions to the log/);
+    }
+    expect(c.logs.some((l) => grew.test(l.msg))).toBe(false);
+
+    // Projected by every replica, those that did not write them too.
+    for (const n of [a, b, c]) expect(await eventually(() => after.every((e) => has(n, e.payload.fingerprint)))).toBe(true);
+    for (const n of [a, b, c]) expect(await n.replica.waitCaughtUp(20_000)).toBe(true);
+
+    // Delivered once each by whichever replica got the new partitions.
+    const want = [...before, ...fromC, ...after].map((e) => stableWebhookId('rx', `edge/${e.payload.fingerprint}/${e.id}`, 'triggered')).sort();
+    await rx.waitForCount(7, 30_000);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(rx.requests.map((x) => String(x.headers['webhook-id'])).sort()).toEqual(want);
+
+    // A status change goes through the alert's new partition and applies on the other replica.
+    const fp = after[0]!.payload.fingerprint;
+    const onB = b.store.list({ limit: 500 }).alerts.find((x) => x.fingerprint === fp)!;
+    expect((await b.replica.changeStatus(onB.id, 'acknowledged', 'bob'))?.status).toBe('acknowledged');
+    expect(await eventually(() => a.store.list({ limit: 500 }).alerts.find((x) => x.fingerprint === fp)?.status === 'acknowledged')).toBe(true);
+    await closeNode(b);
+    await closeNode(c);
+  }, 150_000);
+
+  it('between runs: a replica that finds more partitions than it recorded says so, and places keys among them', async () => {
+    const a = nodes[0]!;
+    await closeNode(a);
+    await grow(6);
+    const again = await node('a');
+    const line = again.logs.find((l) => /^Kafka: topic \S+\.log has 6 partitions, 4 when this replica last ran/.test(l.msg));
+    expect(line).toBeDefined();
+    const e = ev(fpIn(5, 6, 'later'));
+    await again.replica.sink.accept('edge', [e]);
+    expect((await refs()).get(5)).toEqual([e.id]);
+    expect(await eventually(() => has(again, e.payload.fingerprint))).toBe(true);
+  }, 120_000);
+
+  it('a log with fewer partitions than recorded (deleted and created again) is reported with what to do', async () => {
+    await closeNode(nodes[0]!);
+    const a = admin();
+    await a.connect();
+    try {
+      await a.deleteTopics({ topics: [`${cfg.topic_prefix}.log`], timeout: 30_000 });
+      expect(await eventually(async () => !(await a.listTopics()).includes(`${cfg.topic_prefix}.log`))).toBe(true);
+    } finally {
+      await a.disconnect();
+    }
+    // Created again by the replica with kafka.partitions (2), fewer than the 6 its store recorded.
+    const again = await node('a');
+    const line = again.logs.find((l) => /^Kafka: topic \S+\.log has 2 partitions, fewer than the 6 it had when this replica last ran/.test(l.msg));
+    expect(line?.level).toBe('error');
+    expect(line?.msg).toMatch(/give it an empty data_dir/);
+  }, 120_000);
+});
