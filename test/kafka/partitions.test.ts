@@ -10,8 +10,10 @@ import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/server/agents/agent-registry.js';
 import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
+import { createKafkaClient } from '../../src/server/kafka/client.js';
 import { keyPartition } from '../../src/server/kafka/kafkajs-tuning.js';
 import { logKey } from '../../src/server/kafka/messages.js';
+import { LogWriter } from '../../src/server/kafka/producer.js';
 import { startKafkaReplica, type KafkaReplica } from '../../src/server/kafka/replica.js';
 import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
 import { AlertStore } from '../../src/server/store/alert-store.js';
@@ -227,6 +229,28 @@ describe('partitions added to the alert log', () => {
     expect((await refs()).get(5)).toEqual([e.id]);
     expect(await eventually(() => has(again, e.payload.fingerprint))).toBe(true);
   }, 120_000);
+
+  it('fails, rather than acknowledges, messages for a partition the producer does not know yet', async () => {
+    const topic = `${cfg.topic_prefix}.raw`;
+    const a = admin();
+    await a.connect();
+    const { log } = capturingLogger();
+    const writer = new LogWriter(createKafkaClient(cfg, log), cfg, log);
+    try {
+      await a.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+      await writer.start();
+      // Every lane's producer learns the topic has one partition.
+      await writer.append([0, 1, 2].map(() => ({ topic, partition: 0, key: 'k', value: 'x' })));
+      await a.createPartitions({ topicPartitions: [{ topic, count: 4 }] });
+      // kafkajs leaves out a partition its metadata lacks and answers for the rest.
+      await expect(writer.append([{ topic, partition: 3, key: 'k', value: 'lost?' }])).rejects.toThrow(/does not know partition 3 of topic/);
+      // Its lane's producer was replaced: sent again, the message gets through.
+      expect((await writer.append([{ topic, partition: 3, key: 'k', value: 'again' }]))[0]).toMatchObject({ partition: 3, offset: 0 });
+    } finally {
+      await writer.close();
+      await a.disconnect();
+    }
+  }, 60_000);
 
   it('a log with fewer partitions than recorded (deleted and created again) is reported with what to do', async () => {
     await closeNode(nodes[0]!);
