@@ -67,7 +67,7 @@ export async function startServer(cfg: ServerConfig, log: Logger, testHooks: Ser
   // Everything opened is pushed here at once: a start that fails halfway closes
   // what it opened, and close() runs the same stack in reverse.
   const closers = new Closers();
-  const db = closers.add('server database', openServerDb(cfg.data_dir), (d) => d.close());
+  const db = closers.add('server database', openServerDb(cfg.data_dir, moduleLogger('store', log)), (d) => d.close());
   const store = new AlertStore(db);
   const agents = new AgentRegistry(db);
   const tokens = new FeedTokens(db);

@@ -30,12 +30,12 @@ function mkdirProblem(path: string, e: unknown): string {
 }
 
 /**
- * Makes the data directory `dir` and the missing directories above it, one
- * level at a time. Node's mkdir { recursive: true } loops forever where a
+ * Makes the data directory `dir` (mode 0700) and the missing directories above it, one
+ * level at a time. Returns whether `dir` already existed. Node's mkdir { recursive: true } loops forever where a
  * file system answers ENOENT for a new name under an existing directory
  * (procfs: /proc/x), so the walk here is bounded by the path's depth.
  */
-export function makeDataDir(dir: string): void {
+export function makeDataDir(dir: string): boolean {
   const missing: string[] = [];
   let at = resolve(dir);
   for (;;) {
@@ -60,15 +60,17 @@ export function makeDataDir(dir: string): void {
     } catch {
       throw cannot(dir, 'this user may not write to it', 'use');
     }
-    return;
+    return true;
   }
   for (const path of missing.reverse()) {
     try {
-      mkdirSync(path);
+      // Only this user: the database holds webhook URLs with their secrets, feed tokens and alerts.
+      mkdirSync(path, { mode: 0o700 });
     } catch (e) {
       // Another process made it in between: fine if it is a directory.
       if (code(e) === 'EEXIST' && statSync(path, { throwIfNoEntry: false })?.isDirectory()) continue;
       throw cannot(dir, mkdirProblem(path, e));
     }
   }
+  return false;
 }
