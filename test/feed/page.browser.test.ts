@@ -277,7 +277,7 @@ describe('web page in Chromium', () => {
         for (const dt of dl.querySelectorAll('dt')) out[dt.textContent] = dt.nextElementSibling.textContent;
         return out;
       });
-    const shown = await page.evaluate((iso) => new Date(iso).toLocaleString(), ahead);
+    const shown = await page.evaluate((iso) => new Date(iso).toLocaleString(undefined, { timeZoneName: 'short' }), ahead);
     expect(fields['Last seen']).toBe(`${shown} (in 3h) clock ahead`);
     expect(fields['Last received']).toMatch(/\(to the minute\)$/);
     expect(await page.locator('#detail table.occ td.stamped.ahead .skew').count()).toBe(1);

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Severity } from '../../shared/alert/payload.js';
 import type { AlertFilter, AlertStatus } from '../store/alert-query.js';
 import { VerdictError } from '../../shared/errors.js';
-import { TIME_PATTERN } from './schemas.js';
+import { DNS_LABEL, TIME_PATTERN } from './schemas.js';
 
 // From query parameters to store filters, shared by the list, the counts and
 // the live stream so the three always mean the same thing.
@@ -34,6 +34,21 @@ function split(values: string[] | undefined): string[] | undefined {
     .filter((v) => v !== '');
 }
 
+const NAMESPACE_NAME = new RegExp(`^${DNS_LABEL}$`);
+
+/**
+ * Namespaces: each value, or its comma-separated parts when every part is a
+ * Kubernetes namespace name or empty. A value that is not (a Falco event's
+ * namespace as its runtime reported it, commas and all) is one namespace, as
+ * stored. Empty is "no namespace", the key counts give those alerts.
+ */
+function namespaces(values: string[] | undefined): string[] | undefined {
+  return values?.flatMap((v) => {
+    const parts = v.split(',').map((p) => p.trim());
+    return parts.every((p) => p === '' || NAMESPACE_NAME.test(p)) ? parts : [v];
+  });
+}
+
 /** The query-string form of AlertFilter: times as RFC 3339 or a relative "24h". */
 export type FilterQuery = Omit<AlertFilter, 'since' | 'until'> & { since?: string; until?: string };
 
@@ -45,7 +60,7 @@ export function filterFrom(q: FilterQuery, now = Date.now()): AlertFilter {
     severity: split(q.severity) as Severity[] | undefined,
     source: split(q.source) as AlertFilter['source'],
     agent: split(q.agent),
-    namespace: split(q.namespace),
+    namespace: namespaces(q.namespace),
     policy: split(q.policy),
     rule: q.rule,
   };

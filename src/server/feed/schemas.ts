@@ -35,7 +35,7 @@ const TIME = {
 // Kubernetes names: agents and namespaces are DNS labels, policies DNS subdomains
 // (RFC 1123). Patterns keep every filter a URL can carry within the server's
 // header limit (http-server.ts), where free text in every value would not be.
-const DNS_LABEL = '[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?';
+export const DNS_LABEL = '[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?';
 const DNS_SUBDOMAIN = '[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?';
 /** One or more names, comma-separated (the list is split after validation); `expected` names one of them in words. */
 const nameList = (one: string, expected: string) => ({ type: 'string', pattern: `^${one}(?:,${one})*$`, [EXPECTED]: expected }) as const;
@@ -57,11 +57,14 @@ export const filterProperties = {
     maxItems: 20,
     description: 'agent names; repeat the parameter or separate with commas',
   },
+  // Any text an alert can hold, not only DNS labels: a Falco event's k8s.ns.name is whatever its container
+  // runtime reported, and a namespace the facet shows must be one the filter takes. Empty: no namespace.
   namespace: {
     type: 'array',
-    items: nameList(DNS_LABEL, "a Kubernetes namespace name (lowercase letters, digits and '-', e.g. shop)"),
+    items: { type: 'string', maxLength: 253 },
     maxItems: 20,
-    description: 'repeat the parameter or separate with commas',
+    description:
+      'namespaces as alerts hold them; an empty value (namespace=) means alerts with no namespace (host events, cluster-scoped ones), as counts by namespace name them (key ""); repeat the parameter or separate Kubernetes namespace names with commas',
   },
   policy: {
     type: 'array',
@@ -79,7 +82,7 @@ export const filterProperties = {
     type: 'string',
     maxLength: 200,
     description:
-      'full-text search over titles, Falco outputs, descriptions, pods, namespaces, policy and rule names; words are ANDed, "quoted words" are a phrase, a word ending in * is a prefix; hyphens and dots are part of words',
+      'full-text search over titles, Falco outputs, descriptions, pods, namespaces, policy and rule names; words are ANDed, "quoted words" are a phrase, a word ending in * is a prefix; hyphens and dots are part of words; a word with no letter or digit (an emoji, *, --) is looked for as written',
   },
   access_token: { type: 'string', description: 'the feed token, for clients that cannot send an Authorization header' },
 } as const;

@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
-import { toFtsQuery, type AlertFilter } from '../store/alert-query.js';
+import type { AlertFilter } from '../store/alert-query.js';
 import type { AlertStore, ChangeListener, StoredAlert } from '../store/alert-store.js';
 import { alertView } from './alerts-routes.js';
 import { textFrame, writeFrame, type Frame } from './frames.js';
@@ -52,6 +52,7 @@ interface Client {
   filter: AlertFilter;
   /** Clients with the same filters share one message per commit (so do others that agree on it). */
   key: string;
+  /** The search (q), which store.matchingText reads as the list does. */
   fts?: string;
   /** Everything up to this seq has been sent (or did not match). */
   sent: number;
@@ -128,7 +129,8 @@ export class StreamHub {
 
   /** Starts streaming to a connected socket: from `cursor` if given, else from now. */
   add(ws: WebSocket, filter: AlertFilter, cursor: number | undefined, tokenId: number): void {
-    const fts = filter.q ? toFtsQuery(filter.q) : undefined;
+    // The search as the list reads it (searchTerms), so both find the same alerts.
+    const fts = filter.q;
     const c: Client = { ws, filter, key: JSON.stringify(filter), fts, sent: cursor ?? this.store.currentSeq(), live: false, tokenId, alive: true };
     this.clients.add(c);
     ws.on('close', () => this.remove(c));

@@ -1,7 +1,7 @@
 import { SEVERITIES, SEVERITY_RANK, type Severity } from '../../shared/alert/payload.js';
 import { VerdictError } from '../../shared/errors.js';
 import type { AlertStatus } from '../../shared/alert/stored.js';
-import { ADDED_ALERT_ID, addedRowids } from './search-text.js';
+import { ADDED_ALERT_ID, ADDED_SLOTS, addedRowids } from './search-text.js';
 
 // Turns feed filters into SQL that stays an index range scan on a large table.
 // SQLite's planner, left alone, happily picks an equality index and then sorts a
@@ -58,29 +58,55 @@ const SORT_INDEX: Record<SortKey, string | undefined> = {
  * "Quoted text" is one phrase. Words are AND-ed. A word ending in * is a prefix
  * (`pay*`); prefixes are not implied, because a prefix query walks every
  * matching token's list and costs ten times a word on a large store.
- * Returns undefined when nothing is searchable.
+ * Returns undefined when no word has a letter or digit (see searchTerms for the rest).
  */
 export function toFtsQuery(q: string): string | undefined {
-  return ftsTerms(q)?.join(' AND ');
+  const fts = searchTerms(q)?.fts;
+  return fts?.length ? fts.join(' AND ') : undefined;
 }
 
-/** The phrases of toFtsQuery, each as FTS5 syntax; undefined when nothing is searchable. */
-export function ftsTerms(q: string): string[] | undefined {
-  const terms: string[] = [];
+/**
+ * What a search asks for: `fts`, phrases the full-text index can look up (FTS5
+ * syntax); `literal`, words with no letter or digit (an emoji, `*`, `--`), which
+ * the index's tokenizer drops, so each is looked for as written in the alert's
+ * stored text. A non-empty search always asks for something: one that dropped
+ * every word would match every alert. Undefined only for a blank `q`.
+ */
+export interface SearchTerms {
+  fts: string[];
+  literal: string[];
+}
+
+export function searchTerms(q: string): SearchTerms | undefined {
+  if (!q.trim()) return undefined;
+  const out: SearchTerms = { fts: [], literal: [] };
   const re = /"([^"]*)"?|(\S+)/g;
   let m: RegExpExecArray | null;
-  while ((m = re.exec(q)) && terms.length < 16) {
-    let t = (m[1] ?? m[2] ?? '').replaceAll('"', ' ');
-    const prefix = m[2] !== undefined && /[\p{L}\p{N}]{2}\*+$/u.test(t);
-    t = t.replace(/\*+$/, '');
-    if (/[\p{L}\p{N}]/u.test(t)) terms.push(`"${t}"${prefix ? '*' : ''}`);
+  while ((m = re.exec(q)) && out.fts.length + out.literal.length < 16) {
+    const raw = (m[1] ?? m[2] ?? '').replaceAll('"', ' ');
+    const prefix = m[2] !== undefined && /[\p{L}\p{N}]{2}\*+$/u.test(raw);
+    const t = raw.replace(/\*+$/, '');
+    if (/[\p{L}\p{N}]/u.test(t)) out.fts.push(`"${t}"${prefix ? '*' : ''}`);
+    else if (raw.trim()) out.literal.push(raw.trim());
   }
-  return terms.length ? terms : undefined;
+  // Only quotes (`""`): those are the text asked for.
+  if (!out.fts.length && !out.literal.length) out.literal.push(q.trim());
+  return out;
 }
 
-/** toFtsQuery's output back as its phrases (a phrase holds no double quote). */
-export function termsOfFtsQuery(fts: string): string[] {
-  return fts.match(/"[^"]*"\*?/g) ?? [];
+/**
+ * The alerts whose stored text holds `literal` as written (case as given): title,
+ * description, the search text it opened with, and the label values added since
+ * (alerts_fts_added keeps its own text, rows id × 64 + slot). A per-row check of
+ * one alert's few KB, never an index: it is bounded by what the query around it
+ * visits (the list's scan budget, the stream's changed ids, the counts' filters).
+ * `id` is the outer query's alert id column, qualified.
+ */
+export function literalSql(literal: string, id: string): Sql {
+  return {
+    sql: `(EXISTS (SELECT 1 FROM alert_text lt LEFT JOIN alert_search ls ON ls.id = lt.id WHERE lt.id = ${id} AND (instr(lt.title, ?) OR instr(lt.description, ?) OR instr(coalesce(ls.search_text, ''), ?))) OR EXISTS (SELECT 1 FROM alerts_fts_added WHERE rowid BETWEEN ${id} * ${ADDED_SLOTS} AND ${id} * ${ADDED_SLOTS} + ${ADDED_SLOTS - 1} AND instr(value, ?)))`,
+    params: [literal, literal, literal, literal],
+  };
 }
 
 /**
@@ -203,11 +229,18 @@ function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = fal
     w.clauses.push(`${time}${t}last_seen <= ?`);
     w.params.push(f.until);
   }
-  const terms = f.q && skip !== 'q' ? ftsTerms(f.q) : undefined;
+  const terms = f.q && skip !== 'q' ? searchTerms(f.q) : undefined;
   // A lower rowid bound lets FTS5 skip most of a common word's matches (see visitedMinIdSql).
-  for (const term of terms ?? []) {
+  for (const term of terms?.fts ?? []) {
     const m = termSql(term, ftsMinId);
     w.clauses.push(`+${t}id IN (${m.sql})`);
+    w.params.push(...m.params);
+  }
+  // After the indexed words, so SQLite reads an alert's text only for alerts that have them.
+  // Also when the search drives (skip): the driver looks up only the words.
+  for (const lit of f.q ? (searchTerms(f.q)?.literal ?? []) : []) {
+    const m = literalSql(lit, t ? `${t}id` : 'alerts.id');
+    w.clauses.push(m.sql);
     w.params.push(...m.params);
   }
   return w;
@@ -254,7 +287,8 @@ export function drivers(f: AlertFilter): Driver[] {
       params: [f.since ?? 0, f.until ?? Number.MAX_SAFE_INTEGER],
     });
   }
-  const terms = f.q ? ftsTerms(f.q) : undefined;
+  // Literal words have no index: they are checked per row (where()), never drive.
+  const terms = f.q ? searchTerms(f.q)?.fts : undefined;
   if (terms?.length === 1) {
     // Each id once (the page joins them to their alerts): the main index's matches as they come, then
     // those only the added values have (an alert once, however many of its added values match). The sizing count stops in the first part for a common word.
@@ -264,7 +298,7 @@ export function drivers(f: AlertFilter): Driver[] {
         UNION ALL SELECT DISTINCT ${ADDED_ALERT_ID} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND ${ADDED_ALERT_ID} NOT IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)`,
       params: [terms[0], terms[0], terms[0]],
     });
-  } else if (terms) {
+  } else if (terms?.length) {
     const parts = terms.map((term) => termSql(term));
     out.push({ name: 'q', sql: parts.map((m) => `SELECT id FROM (${m.sql})`).join(' INTERSECT '), params: parts.flatMap((m) => m.params) });
   }

@@ -130,9 +130,9 @@ export class AlertStore {
     return this.lists.changesSince(afterSeq, f, limit);
   }
 
-  /** Which of these alert ids match a full-text query (FTS5 syntax, from toFtsQuery). */
-  matchingText(ids: readonly number[], fts: string): Set<number> {
-    return this.lists.matchingText(ids, fts);
+  /** Which of these alert ids match a search (`q` as the list takes it). */
+  matchingText(ids: readonly number[], q: string): Set<number> {
+    return this.lists.matchingText(ids, q);
   }
 
   /** One bounded step of retention (retention.ts runs them). */

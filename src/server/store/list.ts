@@ -8,7 +8,8 @@ import {
   drivers,
   listSql,
   SCAN_FN,
-  termsOfFtsQuery,
+  literalSql,
+  searchTerms,
   sizeSql,
   visitedMinIdSql,
   type AlertFilter,
@@ -124,20 +125,30 @@ export class Lists {
     return this.reads.withText(this.prepared(sql).all(...params) as NarrowRow[]);
   }
 
-  /** Which of these alert ids match a full-text query (FTS5 syntax, from toFtsQuery). */
-  matchingText(ids: readonly number[], fts: string): Set<number> {
+  /** Which of these alert ids match a search (`q` as the list takes it: searchTerms). */
+  matchingText(ids: readonly number[], q: string): Set<number> {
     let out: Set<number> | undefined;
-    if (!ids.length) return new Set();
+    const terms = searchTerms(q);
+    if (!ids.length || !terms) return new Set(ids);
     const inIds = `(${ids.map(() => '?').join(',')})`;
     // FTS5 seeks by a rowid range, not by `rowid >> 6 IN (...)`: the range of the ids' slots bounds the
     // scan of alerts_fts_added (BigInt, since a number binds as REAL, which FTS5 does not use as a bound).
     const [lo, hi] = addedRowids(Math.min(...ids), Math.max(...ids));
-    for (const term of termsOfFtsQuery(fts)) {
-      // An added value's rowid is its alert's id × 64 + slot: the alert is rowid >> 6.
-      const rows = this.prepared(
-        `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN ${inIds} UNION SELECT ${ADDED_ALERT_ID} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND rowid BETWEEN ? AND ? AND ${ADDED_ALERT_ID} IN ${inIds}`,
-      ).all(term, ...ids, term, lo, hi, ...ids) as { id: number }[];
-      const hit = new Set(rows.map((r) => r.id));
+    const sets: (() => { id: number }[])[] = [
+      ...terms.fts.map(
+        (term) => () =>
+          // An added value's rowid is its alert's id × 64 + slot: the alert is rowid >> 6.
+          this.prepared(
+            `SELECT rowid AS id FROM alerts_fts WHERE alerts_fts MATCH ? AND rowid IN ${inIds} UNION SELECT ${ADDED_ALERT_ID} AS id FROM alerts_fts_added WHERE alerts_fts_added MATCH ? AND rowid BETWEEN ? AND ? AND ${ADDED_ALERT_ID} IN ${inIds}`,
+          ).all(term, ...ids, term, lo, hi, ...ids) as { id: number }[],
+      ),
+      ...terms.literal.map((lit) => () => {
+        const m = literalSql(lit, 'alerts.id');
+        return this.prepared(`SELECT id FROM alerts WHERE id IN ${inIds} AND ${m.sql}`).all(...ids, ...m.params) as { id: number }[];
+      }),
+    ];
+    for (const rows of sets) {
+      const hit = new Set(rows().map((r) => r.id));
       out = out ? new Set([...out].filter((id) => hit.has(id))) : hit;
       if (!out.size) break;
     }

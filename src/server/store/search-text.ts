@@ -13,7 +13,7 @@ import type { DB } from '../../shared/sqlite/open.js';
  */
 const MAX_SEARCH_VALUES = 64;
 const ADDED_SHIFT = 6;
-const ADDED_SLOTS = 1 << ADDED_SHIFT;
+export const ADDED_SLOTS = 1 << ADDED_SHIFT;
 /** SQL of an alerts_fts_added row's alert id. */
 export const ADDED_ALERT_ID = `rowid >> ${ADDED_SHIFT}`;
 const MAX_SEARCH_TEXT = 4096;

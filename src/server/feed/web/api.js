@@ -58,7 +58,8 @@ export function filterParams() {
   const p = statusParams();
   for (const s of state.severities) p.append('severity', s);
   if (state.source) p.set('source', state.source);
-  if (state.namespace) p.set('namespace', state.namespace);
+  // namespace= (empty) asks for the alerts with none.
+  if (state.namespace !== null) p.set('namespace', state.namespace);
   if (state.q.trim()) p.set('q', state.q.trim());
   return p;
 }

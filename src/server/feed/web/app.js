@@ -25,19 +25,29 @@ import { $, setConn } from './dom.js';
 import { tickTimes } from './list.js';
 import { state } from './state.js';
 import { closeStream, loadList } from './stream.js';
-import { askForToken, loadToken, wireTokenDialog } from './token.js';
+import { askForToken, loadToken, takeTokenFromUrl, wireTokenDialog } from './token.js';
 import { applyView, wireViews } from './views.js';
+
+/** With a new token: what it may see, afresh. */
+function tokenChanged() {
+  loadList();
+  refreshAgents();
+}
 
 function start() {
   loadToken();
   wireControls();
   wireAgents();
+  // Before the view's listener: the view then reads the fragment without the token.
+  window.addEventListener('hashchange', () => {
+    if (!takeTokenFromUrl()) return;
+    const d = /** @type {HTMLDialogElement} */ ($('token-dialog'));
+    if (d.open) d.close();
+    tokenChanged();
+  });
   wireViews();
   wireTokenDialog({
-    saved: () => {
-      loadList();
-      refreshAgents();
-    },
+    saved: tokenChanged,
     forgotten: () => {
       closeStream();
       hideAgents();

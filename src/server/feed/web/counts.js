@@ -5,7 +5,7 @@ import { api, statusParams } from './api.js';
 import { SEVERITIES } from './constants.js';
 import { toggleSeverity } from './controls.js';
 import { $, el, replace } from './dom.js';
-import { state } from './state.js';
+import { NO_NAMESPACE, state } from './state.js';
 import { loadList } from './stream.js';
 /** @import { Counts } from './api-types.js' */
 
@@ -33,10 +33,15 @@ export async function loadCounts() {
       /** @type {HTMLSelectElement} */ ($('source-filter')).value = state.source;
       loadList();
     });
-    renderBars($('namespace-counts'), ns.counts, (key) => {
-      state.namespace = state.namespace === key ? '' : key;
-      loadList();
-    });
+    renderBars(
+      $('namespace-counts'),
+      ns.counts,
+      (key) => {
+        state.namespace = state.namespace === key ? null : key;
+        loadList();
+      },
+      NO_NAMESPACE,
+    );
   } catch {
     /* the list shows connection problems already */
   }
@@ -69,8 +74,9 @@ function renderSeverityCounts(counts) {
  * @param {HTMLElement} target
  * @param {Counts['counts']} counts
  * @param {(key: string) => void} onPick
+ * @param {string} [none] the label of the empty key
  */
-function renderBars(target, counts, onPick) {
+function renderBars(target, counts, onPick, none = '(none)') {
   if (!counts.length) {
     target.replaceChildren(el('span', { class: 'muted', text: '–' }));
     return;
@@ -82,7 +88,7 @@ function renderBars(target, counts, onPick) {
         'button',
         { type: 'button', class: 'bar', title: `${c.events} occurrences`, onclick: () => onPick(c.key) },
         el('b', { text: String(c.alerts) }),
-        el('span', { text: c.key || '(cluster)' }),
+        el('span', { text: c.key || none }),
       ),
     ),
   );

@@ -195,7 +195,7 @@ function fieldsOf(a) {
   return el(
     'dl',
     { class: 'fields' },
-    field('Namespace', a.namespace || '(cluster-wide)'),
+    field('Namespace', a.namespace || 'none'),
     field('Cluster', a.cluster),
     field('Agent', a.agent && el('a', { href: `#agents/${encodeURIComponent(a.agent)}`, title: 'This agent in the Agents view', text: a.agent })),
     a.policies.length ? field('Policies', a.policies.map((p) => `${p.kind} ${p.namespace ? `${p.namespace}/` : ''}${p.name}`).join(', ')) : null,

@@ -17,10 +17,14 @@ export function rel(iso) {
   return diff < 0 ? `in ${span}` : `${span} ago`;
 }
 
-/** @param {string} iso the time in the browser's locale and zone, or as given when it does not parse */
+/**
+ * The time in the browser's locale and zone, the zone named ("…, 3:40:00 AM UTC",
+ * "… GMT+2"): Falco stamps UTC and a bare local time reads as either; as given when it does not parse.
+ * @param {string} iso
+ */
 export function local(iso) {
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(undefined, { timeZoneName: 'short' });
 }
 
 /** @param {Alert} a the Falco rule, or the Cilium policies that dropped the flow */

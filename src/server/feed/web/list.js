@@ -4,7 +4,7 @@ import { SEVERITIES, SEVERITY_RANK } from './constants.js';
 import { select } from './detail.js';
 import { $, el, replace } from './dom.js';
 import { CLOCK_SKEW_TITLE, local, policyText, rel } from './format.js';
-import { state } from './state.js';
+import { NO_NAMESPACE, state } from './state.js';
 import { loadList } from './stream.js';
 /** @import { Alert } from './api-types.js' */
 
@@ -61,7 +61,7 @@ function row(a) {
       ' ',
       el('span', { class: 'src', text: a.source }),
       ' · ',
-      a.namespace || '(cluster)',
+      a.namespace || NO_NAMESPACE,
       ' · ',
       policyText(a),
       ' · ',
@@ -80,13 +80,13 @@ export function renderList() {
   );
   const n = state.order.length;
   const filters = [];
-  if (state.namespace) filters.push(`namespace ${state.namespace}`);
+  if (state.namespace !== null) filters.push(state.namespace ? `namespace ${state.namespace}` : NO_NAMESPACE);
   if (state.q.trim()) filters.push(`“${state.q.trim()}”`);
   const info = $('list-info');
   info.replaceChildren(`${n}${state.nextCursor ? '+' : ''} alert${n === 1 ? '' : 's'}${filters.length ? ` matching ${filters.join(', ')}` : ''}`);
-  if (state.namespace) {
+  if (state.namespace !== null) {
     const clear = () => {
-      state.namespace = '';
+      state.namespace = null;
       loadList();
     };
     info.append(' ', el('button', { type: 'button', class: 'ghost', onclick: clear, text: 'clear namespace' }));

@@ -7,6 +7,9 @@
 /** @typedef {'last_seen' | 'created' | 'severity' | 'count'} SortKey */
 /** @typedef {'alerts' | 'agents'} View */
 
+/** What the page calls the alerts with no namespace (host events, cluster-scoped ones). */
+export const NO_NAMESPACE = '(no namespace)';
+
 export const TOKEN_KEY = 'verdict.feedToken';
 /** Alerts asked for per page. */
 export const PAGE = 100;
@@ -28,7 +31,7 @@ export const STATUS_SETS = {
  * @property {StatusView} status
  * @property {Set<Severity>} severities none: all
  * @property {string} source
- * @property {string} namespace
+ * @property {string | null} namespace null: any; '' the alerts with none (NO_NAMESPACE names them)
  * @property {string} q
  * @property {SortKey} sort
  * @property {Map<number, Alert>} alerts the alerts loaded, by id
@@ -50,7 +53,7 @@ export const state = {
   status: 'open',
   severities: new Set(),
   source: '',
-  namespace: '',
+  namespace: null,
   q: '',
   sort: 'last_seen',
   alerts: new Map(),

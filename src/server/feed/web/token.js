@@ -12,15 +12,31 @@ export function loadToken() {
   } catch {
     state.token = '';
   }
+  takeTokenFromUrl();
+}
+
+/**
+ * A token in the URL fragment (#token=<t>) becomes the page's token, is stored and is removed
+ * from the address bar; at start and whenever the fragment changes (a #token= link opened in a
+ * tab that shows the page already). True when one was taken.
+ */
+export function takeTokenFromUrl() {
   // The rest of the fragment stays: it names the view (#agents&token=… opens the agents).
   const parts = location.hash.replace(/^#/, '').split('&');
   const given = parts.find((p) => p.startsWith('token='))?.slice('token='.length);
-  if (given) {
-    state.token = decodeURIComponent(given);
-    store(state.token);
-    const rest = parts.filter((p) => p && !p.startsWith('token=')).join('&');
-    history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
+  if (!given) return false;
+  const rest = parts.filter((p) => p && !p.startsWith('token=')).join('&');
+  history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
+  let token = '';
+  try {
+    token = decodeURIComponent(given).trim();
+  } catch {
+    token = given.trim();
   }
+  if (!token) return false;
+  state.token = token;
+  store(token);
+  return true;
 }
 
 /** @param {string} token empty forgets it */

@@ -1,0 +1,130 @@
+import type { FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { AlertPayload } from '../../shared/alert/payload.js';
+import { createRootLogger } from '../../shared/log/logger.js';
+import { FeedTokens } from '../auth/feed-tokens.js';
+import { AlertStore } from '../store/alert-store.js';
+import { openServerDb } from '../store/server-db.js';
+import { falcoPayload } from '../store/test-payloads.js';
+import { buildHttpServer } from './http-server.js';
+
+// Searches the full-text index cannot look up (no letter or digit: an emoji, `*`,
+// `--`) and alerts with no namespace, or one that is not a DNS label, through the
+// server over HTTP and its WebSocket stream: a search never turns into no filter,
+// and every namespace the counts name can be asked for.
+
+let n = 0;
+const ev = (payload: AlertPayload) => ({ id: `sn-${++n}`, payload });
+
+/** A Falco event with this process name and namespace ('' for a host event). */
+function falco(fp: string, ns: string, proc: string, output = `process ${proc} started (proc.name=${proc})`): AlertPayload {
+  const p = falcoPayload({ fp, ns, pod: `${fp}-pod`, output });
+  return { ...p, namespace: ns, labels: { ...p.labels, process: proc } };
+}
+
+describe('feed API: literal searches and namespaces', () => {
+  const db = openServerDb(':memory:');
+  const store = new AlertStore(db);
+  const tokens = new FeedTokens(db);
+  const read = tokens.create('reader', 'read').token;
+  let app: FastifyInstance;
+  let base = '';
+
+  const get = async (path: string) => {
+    const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${read}` } });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  const fps = async (query: string) => {
+    const r = await get(`/api/v1/alerts?${query}`);
+    expect(r.status, `${query}: ${JSON.stringify(r.body)}`).toBe(200);
+    return (r.body.alerts as { fingerprint: string }[]).map((a) => a.fingerprint).sort();
+  };
+
+  beforeAll(async () => {
+    app = await buildHttpServer({ store, tokens, log: createRootLogger({ name: 'test', level: 'silent' }), ready: () => true });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    store.ingest('edge', [
+      ev(falco('shell', 'shop', '🐚')),
+      ev(falco('dashes', 'shop', 'bash', 'bash -- -i started with a * glob')),
+      ev(falco('host', '', 'sshd', 'sshd login on the host')),
+      ev(falco('odd', 'Not_A_Valid NS!', 'nginx')),
+      ev(falco('plain', 'db', 'postgres')),
+    ]);
+    // A repeat brings a process name the alert did not open with (kept apart: alerts_fts_added).
+    store.ingest('edge', [ev(falco('plain', 'db', '✓check'))]);
+  });
+  afterAll(async () => {
+    await app.close();
+    db.close();
+  });
+
+  it('finds text with no letter or digit as written, never every alert', async () => {
+    expect(await fps(`q=${encodeURIComponent('🐚')}`)).toEqual(['shell']);
+    expect(await fps(`q=${encodeURIComponent('✓')}`)).toEqual(['plain']);
+    expect(await fps(`q=${encodeURIComponent('*')}`)).toEqual(['dashes']);
+    expect(await fps('q=--')).toEqual(['dashes']);
+    expect(await fps(`q=${encodeURIComponent('✗')}`)).toEqual([]);
+    expect(await fps(`q=${encodeURIComponent('""')}`)).toEqual([]);
+    // With words: both must be there, whichever drives the query.
+    expect(await fps(`q=${encodeURIComponent('🐚 started')}`)).toEqual(['shell']);
+    expect(await fps(`q=${encodeURIComponent('-- sshd')}`)).toEqual([]);
+    expect(await fps(`q=${encodeURIComponent('🐚')}&sort=created`)).toEqual(['shell']);
+    const c = await get(`/api/v1/alerts/counts?by=namespace&q=${encodeURIComponent('🐚')}`);
+    expect(c.body.counts).toEqual([{ key: 'shop', alerts: 1, events: 1 }]);
+  });
+
+  it('filters alerts with no namespace (namespace=), as the counts name them (key "")', async () => {
+    const counts = await get('/api/v1/alerts/counts?by=namespace');
+    expect((counts.body.counts as { key: string }[]).map((c) => c.key).sort()).toEqual(['', 'Not_A_Valid NS!', 'db', 'shop']);
+    expect(await fps('namespace=')).toEqual(['host']);
+    expect(await fps('namespace=db,')).toEqual(['host', 'plain']);
+    expect(await fps('namespace=db&namespace=')).toEqual(['host', 'plain']);
+    expect(await fps('namespace=db,shop')).toEqual(['dashes', 'plain', 'shell']);
+    const c = await get('/api/v1/alerts/counts?by=source&namespace=');
+    expect(c.body.counts).toEqual([{ key: 'falco', alerts: 1, events: 1 }]);
+  });
+
+  it('filters by every namespace the store holds, a DNS label or not', async () => {
+    expect(await fps(`namespace=${encodeURIComponent('Not_A_Valid NS!')}`)).toEqual(['odd']);
+    expect(await fps('namespace=Shop')).toEqual([]);
+  });
+
+  it('streams what the list finds: a literal search and no namespace, caught up and live', async () => {
+    const cursor = store.currentSeq();
+    const open = (query: string) => {
+      const got: { fingerprint: string }[] = [];
+      const ws = new WebSocket(`${base.replace('http', 'ws')}/api/v1/alerts/stream?${query}&cursor=${cursor}`, ['verdict.v1'], {
+        headers: { authorization: `Bearer ${read}` },
+      });
+      let live = false;
+      ws.on('message', (d) => {
+        const m = JSON.parse(String(d)) as { type: string; alerts?: { fingerprint: string }[] };
+        if (m.type === 'live') live = true;
+        got.push(...(m.alerts ?? []));
+      });
+      return { ws, got, isLive: () => live };
+    };
+    const waitFor = async (pred: () => boolean) => {
+      const end = Date.now() + 10_000;
+      while (!pred()) {
+        if (Date.now() > end) throw new Error('timed out');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    // One change before the streams open (caught up from the database), then one live.
+    store.ingest('edge', [ev(falco('shell2', 'shop', '🐚')), ev(falco('host2', '', 'sshd')), ev(falco('other', 'shop', 'bash'))]);
+    const shells = open(`q=${encodeURIComponent('🐚')}`);
+    const hosts = open('namespace=');
+    await waitFor(() => shells.isLive() && hosts.isLive());
+    store.ingest('edge', [ev(falco('shell3', 'db', '🐚')), ev(falco('host3', '', 'cron')), ev(falco('other2', 'db', 'bash'))]);
+    await waitFor(() => shells.got.length >= 2 && hosts.got.length >= 2);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(shells.got.map((a) => a.fingerprint)).toEqual(['shell2', 'shell3']);
+    expect(hosts.got.map((a) => a.fingerprint)).toEqual(['host2', 'host3']);
+    shells.ws.close();
+    hosts.ws.close();
+  });
+});
