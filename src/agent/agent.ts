@@ -8,6 +8,7 @@ import type { BackoffOptions } from '../shared/retry/backoff.js';
 import { Closers } from '../shared/lifecycle/closers.js';
 import { VERSION } from '../shared/version.js';
 import { AlertAggregator } from './alerts/aggregator.js';
+import { KeptConfigStore } from './kept-config.js';
 import type { AgentModule } from './module.js';
 import { ModuleManager } from './module-manager.js';
 import { openAgentDb } from './spool/agent-db.js';
@@ -64,7 +65,9 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   const alerts = closers.add('alert aggregator', new AlertAggregator(db, spool, { log: moduleLogger('alerts', log) }), (a) => a.stop());
   alerts.start();
   const abort = new AbortController();
-  let configured = false;
+  // What /readyz reports: no configuration yet, the one kept in the data directory, or one the server served.
+  let configured: 'no' | 'kept' | 'served' = 'no';
+  let keptCommit = '';
   const tunnel = await closers.start(() =>
     Tunnel.open({
       address: address!,
@@ -81,6 +84,25 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   const manager = closers.add('modules', new ModuleManager(o.modules, { db, alerts, dataDir: o.dataDir, agentName: '', tunnel }, log, o.backoff), (m) =>
     m.stopAll(),
   );
+  const configLog = moduleLogger('config', log);
+  const kept = new KeptConfigStore(db, configLog);
+  const applyConfig = async (config: Readonly<Record<string, unknown>>, files: Parameters<ModuleManager['apply']>[1], agentName: string) => {
+    const level = (config as { observability?: { logging?: { level?: string } } }).observability?.logging?.level;
+    if (level) log.level = level;
+    await manager.apply(config, files, agentName);
+  };
+  // Started before the server is reached, not after a wait: an input that is closed meanwhile (Falco's HTTP
+  // output does not retry) loses events, and an unchanged block is not restarted when the server serves it.
+  const last = kept.load();
+  if (last) {
+    await applyConfig(last.config, last.files, last.agentName);
+    configured = 'kept';
+    keptCommit = last.commitId;
+    configLog.warn(
+      { commit_id: last.commitId, agent_name: last.agentName, kept_at: last.keptAt },
+      'Config: running the kept configuration (the last one the server served) until the server serves one',
+    );
+  }
 
   let observabilityAddress = '';
   if (o.observabilityAddr) {
@@ -96,9 +118,19 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       } else if (req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       } else if (req.url === '/readyz') {
-        res
-          .writeHead(configured ? 200 : 503, { 'content-type': 'application/json' })
-          .end(configured ? '{"status":"ready"}' : '{"status":"waiting for configuration"}');
+        // Ready on a kept configuration too: the Service in front of Falco's HTTP input must keep sending to it.
+        res.writeHead(configured === 'no' ? 503 : 200, { 'content-type': 'application/json' }).end(
+          configured === 'served'
+            ? '{"status":"ready"}'
+            : configured === 'kept'
+              ? JSON.stringify({
+                  status: 'ready',
+                  configuration: 'kept',
+                  commit_id: keptCommit,
+                  reason: 'the server has not served a configuration since the agent started; running the configuration it kept, the last one served',
+                })
+              : '{"status":"waiting for configuration"}',
+        );
       } else {
         res.writeHead(404).end();
       }
@@ -120,12 +152,23 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
 
   log.info({ kas_address: o.kasAddress, data_dir: o.dataDir, version: VERSION, spooled: spool.size }, 'Verdict agent started');
 
-  const configLoop = runConfigStream(tunnel, o.backoff, moduleLogger('config', log), abort.signal, async (u) => {
-    const level = (u.config as { observability?: { logging?: { level?: string } } }).observability?.logging?.level;
-    if (level) log.level = level;
-    await manager.apply(u.config, u.files, u.agentName);
-    configured = true;
-  });
+  const configLoop = runConfigStream(
+    tunnel,
+    o.backoff,
+    configLog,
+    abort.signal,
+    async (u) => {
+      await applyConfig(u.config, u.files, u.agentName);
+      if (configured === 'kept')
+        configLog.info(
+          { commit_id: u.commitId, kept_commit_id: keptCommit },
+          'Config: the server served a configuration; it replaces the kept one (modules whose block is unchanged keep running)',
+        );
+      configured = 'served';
+      kept.keep({ commitId: u.commitId, agentName: u.agentName, config: { ...u.config }, files: [...u.files] });
+    },
+    keptCommit,
+  );
   const publishLoop = runAlertPublisher(tunnel, spool, o.backoff, moduleLogger('tunnel', log), abort.signal, DEFAULT_PUBLISHER);
   const done = Promise.all([configLoop, publishLoop]).then(() => undefined);
   done.catch((e: unknown) => log.error({ error: errText(e) }, 'Agent loop failed'));

@@ -69,6 +69,25 @@ describe('ModuleManager', () => {
     expect(m.runningModules).toEqual([]);
   });
 
+  it('restarts a module whose block is unchanged when the agent name changes (a kept configuration of another agent)', async () => {
+    const names: string[] = [];
+    const mod: AgentModule<{ hubble_relay_address: string }> = {
+      name: 'cilium',
+      run: (_block, ctx, signal) => {
+        names.push(ctx.agentName);
+        return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      },
+    };
+    const m = new ModuleManager([mod], base, createRootLogger({ level: 'silent' }), fast);
+    await m.apply(config('a:1'), [], 'old');
+    await m.apply(config('a:1'), [], 'old');
+    await until(() => names.length === 1);
+    await m.apply(config('a:1'), [], 'new');
+    await until(() => names.length === 2);
+    expect(names).toEqual(['old', 'new']);
+    await m.stopAll();
+  });
+
   it('stops waiting to restart a failing module when its block is removed', async () => {
     fakeClock();
     const { mod, runs } = flaky(1_000);

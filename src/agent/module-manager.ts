@@ -44,7 +44,9 @@ export class ModuleManager {
     for (const mod of this.modules) {
       const block = config[mod.name];
       const current = this.running.get(mod.name);
-      const key = block === undefined ? '' : JSON.stringify(block) + (mod.usesFiles ? filesKey : '');
+      // The agent name is part of what a module runs with (GitOps names its inventories after it): a configuration
+      // kept from another agent that used this data directory must not keep running under that agent's name.
+      const key = block === undefined ? '' : `${JSON.stringify(block)}${mod.usesFiles ? filesKey : ''}\0${this.base.agentName}`;
       if (current && current.key === key) continue;
       if (current) {
         this.log.info(

@@ -37,6 +37,8 @@ export async function runConfigStream(
   log: Logger,
   signal: AbortSignal,
   onConfig: (u: ConfigUpdate) => Promise<void>,
+  /** The commit of a configuration the agent already runs (the one kept in its data directory): the messages then speak of keeping it. */
+  keptCommit = '',
 ): Promise<void> {
   const client = new AgentConfigurationClient(tunnel.target, tunnel.credentials, tunnel.options);
   let commitId = '';
@@ -49,7 +51,7 @@ export async function runConfigStream(
   const logInvalid = (fields: Record<string, unknown>) =>
     log.error(
       fields,
-      commitId
+      commitId || keptCommit
         ? 'Config: the new configuration is invalid; keeping the last good configuration'
         : 'Config: the configuration is invalid; fix it in the configuration project',
     );
@@ -99,7 +101,7 @@ export async function runConfigStream(
                   else
                     log.warn(
                       { error: msg.invalid_reason },
-                      commitId
+                      commitId || keptCommit
                         ? 'Config: the configuration project has no commit the server can read yet; keeping the last good configuration until it has one with config.yaml'
                         : 'Config: the configuration project has no commit the server can read yet; commit config.yaml there',
                     );
