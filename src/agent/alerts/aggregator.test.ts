@@ -479,7 +479,7 @@ describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
     return sent(outbox).at(-1)!;
   }
 
-  it('keeps the highest severity of a window, the title and description of the earliest occurrence, and on equal times the earlier arrival', () => {
+  it('keeps the highest severity of a window with the title and description of the occurrence that raised it, not of milder older ones', () => {
     const db = openAgentDb(':memory:');
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     const agg = opened(new AlertAggregator(db, outbox, { log }));
@@ -491,7 +491,14 @@ describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
       ],
       60_000,
     );
-    expect(flushed(agg, outbox)).toMatchObject({ count: 4, severity: 'critical', title: 'calm', description: 'first at 1' });
+    // A milder occurrence, older or not, never lends its text to a critical window.
+    expect(flushed(agg, outbox)).toMatchObject({
+      count: 4,
+      severity: 'critical',
+      title: 'boom',
+      description: 'd 2026-01-01T00:00:02Z',
+      first_seen: '2026-01-01T00:00:01Z',
+    });
   });
 
   it('keeps severity and title of repeats across a restart', () => {

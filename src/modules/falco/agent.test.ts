@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { falcoConfig, fixtureLines, silent, store, tmp } from '../../../test/falco/helpers.js';
 import { startFalcoPoster } from '../../peers/falco/falco-poster.js';
 import { SCENARIO_LENGTH } from '../../peers/falco/scenario.js';
+import { registry } from '../../shared/metrics/registry.js';
 import { falcoModule, startFalco } from './agent.js';
 
 async function until(fn: () => boolean, what: string, ms = 15_000): Promise<void> {
@@ -56,6 +57,32 @@ describe('falco module', () => {
       expect(s.outbox.size).toBe(SCENARIO_LENGTH);
       const namespaces = new Set(s.outbox.read(0, 100).map((r) => (JSON.parse(r.payload.toString()) as { namespace: string }).namespace));
       expect(namespaces).toEqual(new Set(['shop', 'db']));
+    } finally {
+      await running.stop();
+    }
+  });
+
+  it('shows every outcome of each configured input at 0 from the start, so failed and invalid can be alerted on', async () => {
+    const dir = tmp();
+    const s = store();
+    const block = falcoConfig(
+      `falco:\n  http: { listen: "127.0.0.1:0" }\n  file: { path: ${JSON.stringify(join(dir, 'none.json'))} }\n  stdin: true\n  grpc: { address: "unix://${join(dir, 'falco.sock')}" }\n`,
+    );
+    const running = await startFalco(block, { db: s.db, alerts: s.alerts, log: silent }, { stdin: new PassThrough() });
+    try {
+      const text = await registry.getSingleMetricAsString('verdict_agent_falco_events_total');
+      const lines = ['accepted', 'duplicate', 'ignored', 'below_minimum_priority', 'invalid'];
+      const outcomes = {
+        http: [...lines, 'failed', 'unwritable'],
+        file: lines,
+        stdin: lines,
+        grpc: ['accepted', 'ignored', 'below_minimum_priority', 'invalid', 'failed'],
+      };
+      for (const [input, list] of Object.entries(outcomes)) {
+        for (const outcome of list) expect(text).toMatch(new RegExp(`^verdict_agent_falco_events_total\\{input="${input}",outcome="${outcome}"\\} \\d+$`, 'm'));
+      }
+      // Nothing failed here: the series are there at 0.
+      for (const input of ['http', 'grpc']) expect(text).toContain(`verdict_agent_falco_events_total{input="${input}",outcome="failed"} 0`);
     } finally {
       await running.stop();
     }

@@ -3,6 +3,7 @@ import type { FalcoConfig } from './config.js';
 import { errText } from '../../shared/log/logger.js';
 import type { AgentModule, ModuleContext } from '../../agent/module.js';
 import { loadFalcoDefaults } from './defaults.js';
+import { zeroOutcomes } from './events.js';
 import { runFalcoGrpcInput } from './grpc.js';
 import { startFalcoHttpInput, type FalcoHttpInput } from './http.js';
 import { followJsonlFile } from './jsonl-file.js';
@@ -51,6 +52,10 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
   let http: FalcoHttpInput | undefined;
   try {
     const { http: h, file: f, grpc: g } = block;
+    if (h) zeroOutcomes('http');
+    if (f) zeroOutcomes('file');
+    if (block.stdin) zeroOutcomes('stdin');
+    if (g) zeroOutcomes('grpc');
     if (h) {
       http = await startFalcoHttpInput({ listen: h.listen, maxBodyBytes: h.max_body_bytes, tls: h.tls, builder, sink, log });
     }

@@ -13,6 +13,26 @@ export const falcoEvents = new Counter({
   registers: [registry],
 });
 
+const LINES = ['accepted', 'duplicate', 'ignored', 'below_minimum_priority', 'invalid'] as const;
+
+/** The outcomes each input counts (docs/falco.md, Metrics). */
+export const INPUT_OUTCOMES: Record<FalcoInput, readonly string[]> = {
+  http: [...LINES, 'failed', 'unwritable'],
+  file: LINES,
+  stdin: LINES,
+  // Falco's gRPC events carry no Falcosidekick uuid: never a duplicate.
+  grpc: ['accepted', 'ignored', 'below_minimum_priority', 'invalid', 'failed'],
+};
+
+/**
+ * Shows an input's outcomes at 0 from its start: a series that appears only
+ * with its first event cannot be alerted on (rate() and increase() need two
+ * samples, and absent() cannot tell "no failure yet" from "no such input").
+ */
+export function zeroOutcomes(input: FalcoInput): void {
+  for (const outcome of INPUT_OUTCOMES[input]) falcoEvents.inc({ input, outcome }, 0);
+}
+
 export function countOutcomes(input: FalcoInput, outcomes: readonly Outcome[]): void {
   let accepted = 0;
   let dup = 0;

@@ -205,15 +205,27 @@ describe('Falco HTTP input', () => {
     expect((await send(port, { body: bomb, headers: { 'content-encoding': 'gzip' } })).status).toBe(413);
   });
 
-  it('answers 405 for other methods, 404 elsewhere and /healthz', async () => {
+  it('answers 405 for other methods and /healthz', async () => {
     const get = await send(port, { method: 'GET' });
     expect(get.status).toBe(405);
     expect(get.headers.allow).toBe('POST');
     expect((await send(port, { method: 'PUT', path: '/falco', body: '{}' })).status).toBe(405);
-    expect((await send(port, { path: '/other', body: '{}' })).status).toBe(404);
+    expect((await send(port, { method: 'GET', path: '/other' })).status).toBe(405);
     const h = await send(port, { method: 'GET', path: '/healthz' });
     expect(h.status).toBe(200);
     expect(JSON.parse(h.body)).toEqual({ status: 'ok' });
+  });
+
+  it('takes events posted to any path, as Falco users set http_output.url (a trailing slash, /webhook, a query)', async () => {
+    const before = s.outbox.size;
+    const paths = ['/falco/', '/webhook', '/api/v1/events?source=falco', '//falco'];
+    const res = await Promise.all(
+      paths.map((path, i) => send(port, { path, body: toFalcoJson(scenarioEvent(20 + i)), headers: { 'content-type': 'application/json' } })),
+    );
+    expect(res.map((r) => [r.status, r.body])).toEqual(paths.map(() => [200, '{"status":"queued"}']));
+    expect(s.outbox.size - before).toBe(paths.length);
+    // Not an event is refused (and logged, counted) on any path as on /.
+    expect((await send(port, { path: '/webhook', body: '{}' })).status).toBe(400);
   });
 
   it('acknowledges a repeated Falcosidekick uuid without counting it again', async () => {
@@ -403,6 +415,45 @@ describe('Falco HTTP input, refused events in the agent log', () => {
     } finally {
       await input.close();
     }
+  });
+
+  it('keeps an event whose fields have types Falco never sends, reading them as meant, and warns once a minute naming them', async () => {
+    const { log, logs } = capturingLogger();
+    const x = setup('  dedup_window: 0s\n', 4096);
+    let now = 1_000_000;
+    const input = await startFalcoHttpInput({ listen: '127.0.0.1:0', maxBodyBytes: 4096, builder: x.builder, sink: x.sink, log, now: () => now });
+    const odd = (n: number) =>
+      JSON.stringify({
+        time: `2026-12-07T03:00:0${n}Z`,
+        rule: `Odd ${n}`,
+        priority: 'Warning',
+        output: 42,
+        tags: 'T1059, shell',
+        hostname: 123,
+        output_fields: {},
+      });
+    try {
+      for (let i = 0; i < 3; i++) expect((await send(input.port, { body: odd(i), headers: { 'content-type': 'application/json' } })).status).toBe(200);
+      now += 60_000;
+      expect((await send(input.port, { body: odd(3), headers: { 'content-type': 'application/json' } })).status).toBe(200);
+    } finally {
+      await input.close();
+      await x.sink.close();
+    }
+    const a = x.s.flushed().find((p) => p.rule === 'Odd 0')!;
+    expect(a.description).toBe('42');
+    expect(a.falco).toMatchObject({ output: '42', hostname: '123', tags: ['T1059', 'shell'] });
+    expect(a.labels).toMatchObject({ hostname: '123', tags: 'T1059 shell' });
+    const warned = logs.filter((l) => l.msg.startsWith('Took a Falco event with fields of a type Falco never sends'));
+    expect(warned.map((l) => [l.level, l.input, l.rule, l.suppressed])).toEqual([
+      ['warn', 'http', 'Odd 0', 0],
+      ['warn', 'http', 'Odd 3', 2],
+    ]);
+    expect(warned[0]!.fields).toEqual([
+      '"hostname" is a number (123), read as text; Falco sends a string',
+      '"output" is a number (42), read as text; Falco sends a string',
+      '"tags" is a text ("T1059, shell"), read as a comma-separated list; Falco sends a list of strings',
+    ]);
   });
 
   it('at the largest max_body_bytes, says to shorten the rule output rather than raise the setting', async () => {

@@ -6,6 +6,7 @@ import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from '../../shared/log/logger.js';
 import { LogThrottle } from '../../shared/log/throttle.js';
 import { MAX_BODY_BYTES_CAP } from './config.js';
+import { OddFieldsLog } from './odd-fields.js';
 import { parseFalcoJson } from './parse.js';
 import { falcoEvents } from './events.js';
 import type { FalcoSink } from './sink.js';
@@ -106,7 +107,8 @@ export async function startFalcoHttpInput(opts: FalcoHttpOptions): Promise<Falco
   // The config validated the address (hostPort): a bad one here is a caller's bug, not a user's.
   const { host, port } = splitHostPort(opts.listen);
   const refusals = new RefusalLog(opts.log, opts.now);
-  const handler = (req: IncomingMessage, res: ServerResponse) => handle(req, res, opts, refusals);
+  const odd = new OddFieldsLog('http', opts.log, opts.now);
+  const handler = (req: IncomingMessage, res: ServerResponse) => handle(req, res, opts, refusals, odd);
   let server: Server;
   if (opts.tls) {
     const ca = opts.tls.client_ca_file ? readPem(opts.tls.client_ca_file, 'client_ca_file') : undefined;
@@ -181,7 +183,7 @@ function sendError(res: ServerResponse, status: number, message: string, extra?:
   send(res, status, Buffer.from(JSON.stringify({ error: message })), extra);
 }
 
-function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOptions, refusals: RefusalLog): void {
+function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOptions, refusals: RefusalLog, odd: OddFieldsLog): void {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
@@ -189,13 +191,13 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
     if (req.method === 'GET' || req.method === 'HEAD') return sendFixed(res, 200, HEAD_HEALTHY, BODY_HEALTHY);
     return sendError(res, 405, 'use GET /healthz', { allow: 'GET, HEAD' });
   }
-  if (path !== '/' && path !== '/falco') {
-    req.resume();
-    return sendError(res, 404, `no such path ${path}; POST Falco events to / or /falco`);
-  }
+  // Any path takes events: Falco's http_output.url and Falcosidekick's
+  // webhook.address are free text (`/falco/`, `/webhook`, `/api/events` all
+  // occur), Falco never logs a 4xx, and a path the agent refused would lose
+  // every event unnoticed. The body itself must still be a Falco event.
   if (req.method !== 'POST') {
     req.resume();
-    return sendError(res, 405, 'POST Falco events as JSON to / or /falco', { allow: 'POST' });
+    return sendError(res, 405, 'POST Falco events as JSON (to / or /falco, or any other path); GET /healthz for health', { allow: 'POST' });
   }
   const max = opts.maxBodyBytes;
   const tooLarge = () => {
@@ -243,11 +245,11 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: FalcoHttpOption
         return refusals.refuse(res, 'encoding', 400, reason);
       }
     }
-    accept(body, req.headers['content-type'], res, opts, refusals);
+    accept(body, req.headers['content-type'], res, opts, refusals, odd);
   });
 }
 
-function accept(body: Buffer, contentType: string | undefined, res: ServerResponse, opts: FalcoHttpOptions, refusals: RefusalLog): void {
+function accept(body: Buffer, contentType: string | undefined, res: ServerResponse, opts: FalcoHttpOptions, refusals: RefusalLog, odd: OddFieldsLog): void {
   let ev;
   try {
     ev = parseFalcoJson(body.toString('utf8'));
@@ -257,6 +259,7 @@ function accept(body: Buffer, contentType: string | undefined, res: ServerRespon
     if (/after JSON at position/.test(reason)) reason += "; send one event per POST (Falco's http_output sends one per request)";
     return refusals.refuse(res, reason.startsWith('invalid JSON') && looksLikeText(body, contentType) ? 'text' : 'invalid', 400, reason, { body });
   }
+  odd.note(ev);
   const skipped = opts.builder.skipReason(ev);
   if (skipped) {
     count[skipped].inc();

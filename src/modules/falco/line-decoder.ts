@@ -1,6 +1,7 @@
 import type { Logger } from '../../shared/log/logger.js';
 import { LogThrottle } from '../../shared/log/throttle.js';
 import { falcoEvents, type FalcoInput } from './events.js';
+import { OddFieldsLog } from './odd-fields.js';
 import { parseFalcoJson } from './parse.js';
 import type { SinkItem } from './sink.js';
 import type { FalcoAlertBuilder } from './to-alert.js';
@@ -13,12 +14,15 @@ import { isVerdictError } from '../../shared/errors.js';
  */
 export class LineDecoder {
   private readonly throttle = new LogThrottle();
+  private readonly odd: OddFieldsLog;
 
   constructor(
     private readonly input: FalcoInput,
     private readonly builder: FalcoAlertBuilder,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.odd = new OddFieldsLog(input, log);
+  }
 
   /**
    * The lines' events, to be stored. Lines that are skipped are counted and
@@ -46,6 +50,10 @@ export class LineDecoder {
           }
         });
         continue;
+      }
+      if (ev.oddFields) {
+        const e1 = ev;
+        report(() => this.odd.note(e1));
       }
       const r = this.builder.build(ev);
       if (r.skipped) {

@@ -22,6 +22,12 @@ export interface FalcoEvent {
   uuid?: string;
   /** The event as received, for the alert's samples. */
   raw: Record<string, unknown>;
+  /**
+   * Fields of a type Falco never sends (it sends output, hostname and source
+   * as strings, tags as a list of strings), each with how it was read: for the
+   * input to warn about. Undefined when there are none.
+   */
+  oddFields?: string[];
 }
 
 /** A value quoted in a refusal: a field of megabytes would make a log line (and an answer) of megabytes. */
@@ -89,18 +95,62 @@ export function toFalcoEvent(doc: unknown, stored = false): FalcoEvent {
   }
   const fields = isRecord(of) ? of : {};
   const rule = raw.rule as string;
-  return {
+  const odd: string[] = [];
+  const ev: FalcoEvent = {
     time,
     rule,
     priority,
-    source: normalizeSource(typeof raw.source === 'string' ? raw.source : '', rule, fields),
-    hostname: typeof raw.hostname === 'string' ? raw.hostname : '',
-    output: typeof raw.output === 'string' ? raw.output : '',
-    tags: Array.isArray(raw.tags) ? raw.tags.filter((t) => t !== null && t !== undefined).map(String) : [],
+    source: normalizeSource(textField(raw, 'source', odd), rule, fields),
+    hostname: textField(raw, 'hostname', odd),
+    output: textField(raw, 'output', odd),
+    tags: tagsField(raw.tags, odd),
     output_fields: fields,
     uuid: typeof raw.uuid === 'string' && raw.uuid !== '' ? raw.uuid : undefined,
     raw,
   };
+  if (odd.length) ev.oddFields = odd;
+  return ev;
+}
+
+// A sender that is not Falco itself (a script, a proxy re-encoding events)
+// may send a number or a comma-separated text where Falco sends a string or a
+// list. The event is kept (it is a rule hit, and refusing it would lose it),
+// read the way the sender evidently meant it, and the input warns.
+
+/** A text field: a number or boolean as its text, anything else but a string ignored; noted in `odd`. */
+function textField(raw: Record<string, unknown>, k: 'source' | 'hostname' | 'output', odd: string[]): string {
+  const v = raw[k];
+  if (typeof v === 'string') return v;
+  if (v === undefined || v === null) return '';
+  if (typeof v === 'number' || typeof v === 'boolean') {
+    odd.push(`"${k}" is a ${typeof v} (${quoted(v)}), read as text; Falco sends a string`);
+    return String(v);
+  }
+  odd.push(`"${k}" is ${Array.isArray(v) ? 'a list' : 'an object'} (${quoted(v)}), ignored; Falco sends a string`);
+  return '';
+}
+
+/** tags: a list of strings; a text is read as a comma-separated list; noted in `odd`. */
+function tagsField(v: unknown, odd: string[]): string[] {
+  if (v === undefined || v === null) return [];
+  if (Array.isArray(v)) {
+    const tags: string[] = [];
+    for (const t of v) {
+      if (typeof t === 'string') tags.push(t);
+      else if (typeof t === 'number' || typeof t === 'boolean') tags.push(String(t));
+      else if (t !== null && t !== undefined) odd.push(`a tag is not a string (${quoted(t)}), ignored; Falco sends tags as a list of strings`);
+    }
+    return tags;
+  }
+  if (typeof v === 'string') {
+    odd.push(`"tags" is a text (${quoted(v)}), read as a comma-separated list; Falco sends a list of strings`);
+    return v
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
+  }
+  odd.push(`"tags" is ${typeof v === 'object' ? 'an object' : `a ${typeof v}`} (${quoted(v)}), ignored; Falco sends a list of strings`);
+  return [];
 }
 
 /**

@@ -164,6 +164,10 @@ const LABEL_FIELDS: readonly (readonly [string, readonly string[]])[] = [
 function labelsOf(e: FalcoEvent, custom: Record<string, string>): Record<string, string> {
   const labels: Record<string, string> = { priority: e.priority, source: e.source };
   if (e.hostname) labels.hostname = e.hostname;
+  // One value, so the server's full-text search (which reads label values) finds
+  // an alert by any of its tags (T1059, mitre_execution); the fingerprint does
+  // not read labels, so adding it changed no alert's identity.
+  if (e.tags.length) labels.tags = e.tags.join(' ');
   for (const [label, fields] of LABEL_FIELDS) {
     for (const f of fields) {
       const v = present(fieldText(e.output_fields[f]));

@@ -172,7 +172,7 @@ describe('AlertStore ingest', () => {
     expect(stored([[a, b, c]])).toEqual(want);
   });
 
-  it('keeps the description of the occurrence that set the severity when an older occurrence arriving late changes the alert’s', () => {
+  it('keeps the description of the occurrence that set the severity when an older one of its severity arriving late changes the alert’s', () => {
     const { store } = fresh();
     const at = (second: number) => new Date(Date.UTC(2024, 5, 1, 10, 0, second)).toISOString();
     const send = (id: string, second: number, severity: 'low' | 'critical', output: string) =>
@@ -182,7 +182,7 @@ describe('AlertStore ingest', () => {
     // The ring moves past it: it is read from the pinned slot.
     for (let i = 0; i <= OCCURRENCES_KEPT; i++) send(`p-low-${i}`, 12 + i, 'low', `repeat ${i}`);
     expect(store.detail(a.id)!.occurrences.map((o) => o.event_id)).not.toContain('p-crit');
-    send('p-late', 0, 'low', 'an older text, received late');
+    send('p-late', 0, 'critical', 'an older text, received late');
     const d = store.detail(a.id)!;
     expect(d.alert.description).toBe('an older text, received late');
     expect(d.severity_occurrence).toMatchObject({ event_id: 'p-crit', description: 'the same text' });

@@ -260,10 +260,11 @@ export class Ingest {
         const r = e.row;
         // Everything folds by the one rule (shared/alert/fold.ts): the severity
         // is the highest of the occurrences and never drops while the alert is
-        // open; title and description are the earliest occurrence's, so a
-        // repeat rewrites only the narrow row, and the text row and full-text
-        // index change only when an older occurrence arrives late. Labels stay
-        // the first occurrence's; each occurrence keeps its own.
+        // open; title and description are those of the occurrence that set it
+        // (the earliest of that severity), so a repeat rewrites only the narrow
+        // row, and the text row and full-text index change only when an older
+        // occurrence of that severity arrives late or one raises the severity.
+        // Labels stay the first occurrence's; each occurrence keeps its own.
         foldInto.count = r.count;
         foldInto.first_seen = r.first_seen;
         foldInto.last_seen = r.last_seen;

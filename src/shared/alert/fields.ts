@@ -1,4 +1,5 @@
 import { cutText } from '../text/cut.js';
+import { cutMarker } from './details.js';
 import { type AlertPayload, MAX_SAMPLES } from './payload.js';
 
 // How much of an alert's text fields the server's store keeps. The store cuts
@@ -6,7 +7,8 @@ import { type AlertPayload, MAX_SAMPLES } from './payload.js';
 // cleanLabels); an alert too big for a message (the agent's gRPC message, the
 // Kafka log's) is cut with the same ones (cutToStored) before anything else
 // (fit.ts), since that loses nothing the store would keep.
-// Lengths are UTF-16 units (cutText), never splitting a surrogate pair.
+// Lengths are UTF-16 units (cutText), never splitting a surrogate pair; a cut
+// description ends in the mark of a cut detail value (storedDescription).
 //
 // The Falco or Cilium details (falco.output, falco.output_fields, ...) are
 // stored whole: they have no limit here, and are cut only to fit a message
@@ -24,9 +26,19 @@ export function storedTitle(title: string): string {
   return cutText(title, MAX_TITLE);
 }
 
-/** The description as the store keeps it. */
+/**
+ * The description as the store keeps it: over MAX_DESCRIPTION, its start and
+ * the mark a cut detail value ends in (`…[cut N of M bytes]`, UTF-8 bytes, as
+ * details.ts marks them), MAX_DESCRIPTION units in all, so readers see that
+ * text is missing, and a description cut once is kept as it is when cut again.
+ */
 export function storedDescription(description: string): string {
-  return cutText(description, MAX_DESCRIPTION);
+  if (description.length <= MAX_DESCRIPTION) return description;
+  const bytes = Buffer.byteLength(description);
+  // Room for the longest marker these sizes can make: the cut is at most all of it.
+  const room = MAX_DESCRIPTION - 1 - cutMarker(bytes, bytes).length;
+  const kept = cutText(description, room);
+  return `${kept}…${cutMarker(bytes - Buffer.byteLength(kept), bytes)}`;
 }
 
 function plainLabel(v: string): boolean {

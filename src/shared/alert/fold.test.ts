@@ -67,8 +67,9 @@ describe('foldIn', () => {
     expect(summary.severity).toBe('critical');
     expect(setter).toBe(1); // an equal severity later does not take it over
     expect(summary.last_seen).toBe('2026-01-01T00:00:04Z');
-    // The text is the opening occurrence's; what set the severity is read from its own sample.
-    expect(summary.description).toBe('d 2026-01-01T00:00:01Z');
+    // The text is the one of the occurrence that set the severity, not of a milder one before or after it.
+    expect(summary.description).toBe('boom');
+    expect(summary.title).toBe('t boom');
   });
 
   it('on equal severity the occurrence folded first keeps having set it', () => {
@@ -101,7 +102,32 @@ describe('foldIn', () => {
     const into = occ('2026-01-01T00:00:02Z', 'low', 'first');
     const flags = foldIn(into, occ('2026-01-01T00:00:03Z', 'high', 'second', 2));
     expect(flags).toBe(FOLD_SETS_SEVERITY);
-    expect(into).toEqual({ ...occ('2026-01-01T00:00:02Z', 'high', 'first'), count: 3, last_seen: '2026-01-01T00:00:03Z' });
+    expect(into).toEqual({ ...occ('2026-01-01T00:00:02Z', 'high', 'second'), count: 3, last_seen: '2026-01-01T00:00:03Z' });
+  });
+
+  it('gives an occurrence that raises the severity its text and labels, and never a milder older one', () => {
+    const into = { ...occ('2026-01-01T00:00:02Z', 'low', 'notice 1'), labels: { priority: 'Notice' } };
+    expect(foldIn(into, { ...occ('2026-01-01T00:00:04Z', 'critical', 'crit 4'), labels: { priority: 'Critical' } })).toBe(FOLD_SETS_SEVERITY);
+    foldIn(into, { ...occ('2026-01-01T00:00:01Z', 'low', 'notice 0, late'), labels: { priority: 'Notice' } });
+    foldIn(into, { ...occ('2026-01-01T00:00:05Z', 'low', 'notice 5'), labels: { priority: 'Notice' } });
+    expect(into).toEqual({
+      count: 4,
+      first_seen: '2026-01-01T00:00:01Z',
+      last_seen: '2026-01-01T00:00:05Z',
+      severity: 'critical',
+      title: 't crit 4',
+      description: 'crit 4',
+      labels: { priority: 'Critical' },
+    });
+    // An older one of the same severity arriving late takes the text, as without a change of severity.
+    foldIn(into, { ...occ('2026-01-01T00:00:00Z', 'critical', 'crit 0, late'), labels: { priority: 'Critical' } });
+    expect(into).toMatchObject({ description: 'crit 0, late', first_seen: '2026-01-01T00:00:00Z' });
+  });
+
+  it('moves labels only when both sides have them (the server keeps the alert’s first labels elsewhere)', () => {
+    const into = occ('2026-01-01T00:00:02Z', 'low', 'a');
+    foldIn(into, { ...occ('2026-01-01T00:00:03Z', 'high', 'b'), labels: { x: '1' } });
+    expect(into.labels).toBeUndefined();
   });
 
   it('compares numeric times too', () => {
