@@ -126,6 +126,43 @@ describe('web page in Chromium: namespaces, literal search, token links, time zo
     await ctx.close();
   });
 
+  it('keeps the search and filters in the URL fragment: a reload keeps them, a link opens them', async () => {
+    const page = await open();
+    await waitTitles(page, ['host alert', 'odd alert', 'plain alert', 'shell alert']);
+    await page.fill('#search', '🐚');
+    await waitTitles(page, ['shell alert']);
+    await page.click('#status-filter [data-status="all"]');
+    await page.locator('#namespace-counts .bar', { hasText: 'shop' }).click();
+    await page.waitForFunction(() => location.hash.includes('namespace=shop'));
+    expect(new URL(page.url()).hash).toBe('#status=all&namespace=shop&q=%F0%9F%90%9A');
+    await page.reload();
+    await page.waitForSelector('#conn[data-state="live"]');
+    await waitTitles(page, ['shell alert']);
+    expect(await page.inputValue('#search')).toBe('🐚');
+    expect(await page.locator('#status-filter [data-status="all"]').getAttribute('aria-pressed')).toBe('true');
+    expect(await page.locator('#list-info').textContent()).toMatch(/^1 alert matching namespace shop, “🐚”/);
+    // A link changed in this tab (hashchange): its filters replace these.
+    await page.goto(`${base}/#q=sshd`);
+    await waitTitles(page, ['host alert']);
+    expect(await page.inputValue('#search')).toBe('sshd');
+    expect(await page.locator('#status-filter [data-status="open"]').getAttribute('aria-pressed')).toBe('true');
+    // To the agents and back: the filters come back with the alerts.
+    await page.click('#view-tabs a[data-view="agents"]');
+    await page.waitForFunction(() => location.hash === '#agents');
+    await page.click('#view-tabs a[data-view="alerts"]');
+    await page.waitForFunction(() => location.hash === '#q=sshd');
+    await waitTitles(page, ['host alert']);
+    await page.context().close();
+    // A shared link, with a token and no namespace: the token is taken, the filter stays.
+    const ctx = await browser.newContext();
+    const shared = await ctx.newPage();
+    await shared.goto(`${base}/#namespace=&token=${read}`);
+    await shared.waitForSelector('#conn[data-state="live"]');
+    await waitTitles(shared, ['host alert']);
+    expect(new URL(shared.url()).hash).toBe('#namespace=');
+    await ctx.close();
+  });
+
   it('names the zone of every time it shows', async () => {
     for (const [timezoneId, zone] of [
       ['UTC', 'UTC'],

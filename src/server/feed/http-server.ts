@@ -37,7 +37,7 @@ export interface HttpDeps {
 /**
  * Request line and headers. Node's default (16 KiB) is less than the filters the
  * OpenAPI document allows (20 Falco rule names of 253 characters, percent-encoded,
- * are 60 KiB; every filter at its longest about 75 KiB): every request the document
+ * are 60 KiB; 5 namespaces of 253, 15 KiB; every filter at its longest about 90 KiB): every request the document
  * calls valid must fit. Below 128 KiB: curl over TLS sends the first 128 KiB of a
  * longer head and waits for an answer, which a larger limit would never give (the
  * request would time out instead of being refused).

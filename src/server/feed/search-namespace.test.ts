@@ -92,6 +92,23 @@ describe('feed API: literal searches and namespaces', () => {
     expect(await fps('namespace=Shop')).toEqual([]);
   });
 
+  it('takes namespaces and rules at their longest in one query, within the header limit', async () => {
+    const wide = (len: number) => encodeURIComponent('𝄞'.repeat(len));
+    const label = 'a'.repeat(63);
+    const query = [
+      ...Array.from({ length: 5 }, () => `namespace=${wide(253)}`),
+      ...Array.from({ length: 20 }, () => `rule=${wide(253)}`),
+      ...Array.from({ length: 20 }, () => `policy=${label}%2F${'b'.repeat(253)}`),
+      ...Array.from({ length: 20 }, () => `agent=${label}`),
+      `q=${wide(200)}`,
+    ].join('&');
+    expect(await fps(query)).toEqual([]);
+    const six = Array.from({ length: 6 }, () => 'namespace=shop').join('&');
+    const r = await get(`/api/v1/alerts?${six}`);
+    expect(r.status).toBe(400);
+    expect(r.body.message).toMatch(/^namespace: /);
+  });
+
   it('streams what the list finds: a literal search and no namespace, caught up and live', async () => {
     const cursor = store.currentSeq();
     const open = (query: string) => {

@@ -32,6 +32,13 @@ export function syncControls() {
   }
 }
 
+/** The search box, source and sort from the state (at start, and when the URL brings other filters). */
+export function showFilterInputs() {
+  /** @type {HTMLInputElement} */ ($('search')).value = state.q;
+  /** @type {HTMLSelectElement} */ ($('source-filter')).value = state.source;
+  /** @type {HTMLSelectElement} */ ($('sort')).value = state.sort;
+}
+
 /** @param {number} delta j is +1, k is -1 */
 function moveSelection(delta) {
   if (!state.order.length) return;

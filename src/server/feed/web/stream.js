@@ -8,6 +8,7 @@ import { setConn, showError } from './dom.js';
 import { renderList, resort } from './list.js';
 import { PAGE, state } from './state.js';
 import { askForToken } from './token.js';
+import { writeFilters } from './url-state.js';
 /** @import { Alert, AlertPage, StreamMessage } from './api-types.js' */
 
 /** Loads the list afresh for the current filters, then opens the stream from where it was read. */
@@ -17,6 +18,8 @@ export async function loadList() {
     return;
   }
   const gen = ++state.generation;
+  // Every change of filters loads the list: the address bar follows them here.
+  writeFilters();
   closeStream();
   setConn('connecting', 'Loading…');
   const p = filterParams();

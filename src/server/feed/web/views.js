@@ -6,6 +6,7 @@
 import { hideAgents, showAgents } from './agents.js';
 import { $ } from './dom.js';
 import { state } from './state.js';
+import { alertsUrl } from './url-state.js';
 /** @import { View } from './state.js' */
 
 /**
@@ -55,8 +56,8 @@ export function wireViews() {
     t.addEventListener('click', (e) => {
       if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
       e.preventDefault();
-      // The alerts keep the bare address they always had.
-      const url = t.dataset.view === 'alerts' ? location.pathname + location.search : `${location.pathname}${location.search}#agents`;
+      // The alerts keep the bare address they always had, with their filters if any (url-state.js).
+      const url = t.dataset.view === 'alerts' ? alertsUrl() : `${location.pathname}${location.search}#agents`;
       if (url !== location.pathname + location.search + location.hash) history.pushState(null, '', url);
       applyView();
     });
