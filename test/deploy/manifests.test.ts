@@ -95,9 +95,10 @@ describe('deploy manifests', () => {
     const args = objs.find((o) => o.kind === 'Deployment')!.spec!.template!.spec.containers[0]!.args!;
     expect(args.some((a) => a.startsWith('--kas-address=grpc'))).toBe(true);
     expect(args.some((a) => a.startsWith('--token-file='))).toBe(true);
-    expect(objs.map((o) => o.kind)).toEqual(
-      expect.arrayContaining(['Namespace', 'ServiceAccount', 'Secret', 'ClusterRole', 'ClusterRoleBinding', 'Deployment']),
-    );
+    expect(objs.map((o) => o.kind)).toEqual(expect.arrayContaining(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Deployment']));
+    // The token Secret is the operator's (kubectl create secret): a Secret in the file
+    // would replace the real token with its placeholder on every apply and upgrade.
+    expect(objs.map((o) => o.kind)).not.toContain('Secret');
     // RBAC: listing and watching network policies only, all the policy watch does
     // (test/kube/policy-watch.test.ts proves against the real API server that each is needed).
     const role = objs.find((o) => o.kind === 'ClusterRole')!;
@@ -110,11 +111,15 @@ describe('deploy manifests', () => {
     const d = agent.find((o) => o.kind === 'Deployment')!;
     const c = d.spec!.template!.spec.containers[0]!;
     const args = c.args!;
-    // --token-file is the key of the token Secret, mounted from it.
+    // --token-file is the key of the token Secret, mounted from it; the header's
+    // command creates that Secret, with that key, in the Deployment's namespace.
     const token = mountOf(d, flag(args, 'token-file')!);
-    const secret = agent.find((o) => o.kind === 'Secret')!;
-    expect(token.volume.secret?.secretName).toBe(secret.metadata.name);
-    expect(Object.keys(secret.stringData ?? secret.data ?? {})).toContain(token.rest);
+    const secretName = token.volume.secret!.secretName;
+    const header = readFileSync(join(REPO, 'deploy/agent/agent.yaml'), 'utf8').split(/^apiVersion:/m)[0]!;
+    expect(header).toContain(`kubectl -n ${d.metadata.namespace} create secret generic ${secretName} --from-literal=${token.rest}=<token>`);
+    // ...after the apply that creates the namespace, and after registering the agent in the server pod.
+    expect(header.indexOf('kubectl apply -f deploy/agent/agent.yaml')).toBeGreaterThan(header.indexOf('agents register'));
+    expect(header.indexOf('create secret generic')).toBeGreaterThan(header.indexOf('kubectl apply -f deploy/agent/agent.yaml'));
     // --data-dir (the spool) is on a persistent volume.
     const spool = mountOf(d, flag(args, 'data-dir')!);
     expect(agent.some((o) => o.kind === 'PersistentVolumeClaim' && o.metadata.name === spool.volume.persistentVolumeClaim?.claimName)).toBe(true);
@@ -213,5 +218,92 @@ describe('deploy manifests', () => {
     expect(readdirSync(dir).sort()).toEqual(['agent-config.yaml', 'server.yaml']);
     expect(parseAgentConfig(readFileSync(join(dir, 'agent-config.yaml'), 'utf8'), 'agent-config.yaml').warnings).toEqual([]);
     parseYamlConfig(readFileSync(join(dir, 'server.yaml'), 'utf8'), 'server.yaml', serverConfigSchema);
+  });
+  it('registers agents inside the server pod with a command that matches the image and the server Deployment', () => {
+    const server = load(join(REPO, 'deploy/server/server.yaml'));
+    const d = server.find((o) => o.kind === 'Deployment')!;
+    const c = d.spec!.template!.spec.containers[0]!;
+    const dockerfile = readFileSync(join(REPO, 'deploy/Dockerfile'), 'utf8');
+    const entrypoint = (JSON.parse(/^ENTRYPOINT (.+)$/m.exec(dockerfile)![1]!) as string[]).join(' ');
+    const projects = c.volumeMounts!.find((m) => m.name === 'projects')!.mountPath;
+    const cmd = `kubectl -n ${d.metadata.namespace} exec deploy/${d.metadata.name} -- ${entrypoint}`;
+    for (const file of ['deploy/agent/agent.yaml', 'deploy/server/server.yaml', 'README.md']) {
+      const text = readFileSync(join(REPO, file), 'utf8').replace(/\s*\\\n[#\s]*/g, ' ');
+      expect(text, file).toContain(`${cmd} agents register <name> --config-project ${projects}/<repo> --config ${flag(c.args!, 'config')}`);
+    }
+    expect(help('agents')).toContain('--config <file>');
+  });
+
+  it('sets projects_dir to the mounted projects volume, so a gitops id: group/app resolves out of the box', () => {
+    const server = load(join(REPO, 'deploy/server/server.yaml'));
+    const d = server.find((o) => o.kind === 'Deployment')!;
+    const cm = server.find((o) => o.kind === 'ConfigMap')!;
+    const cfg = parseYamlConfig(cm.data!['server.yaml']!, 'server.yaml', serverConfigSchema).value;
+    expect(cfg.projects_dir).toBeDefined();
+    expect(mountOf(d, `${cfg.projects_dir}/group/app`).volume.name).toBe('projects');
+  });
+
+  it('carries the CI tunnel: the server Deployment and Service name the kubernetes_api port the docs use', () => {
+    const server = load(join(REPO, 'deploy/server/server.yaml'));
+    const c = server.find((o) => o.kind === 'Deployment')!.spec!.template!.spec.containers[0]!;
+    const svc = server.find((o) => o.kind === 'Service')!;
+    const docPort = Number(/^\s+listen: 0\.0\.0\.0:(\d+)/m.exec(readFileSync(join(REPO, 'docs/ci-tunnel.md'), 'utf8'))![1]);
+    expect(docPort).toBe(8154);
+    const named = c.ports!.find((p) => p.containerPort === docPort);
+    expect(named?.name).toBe('kubernetes-api');
+    expect(svc.spec!.ports).toContainEqual({ name: 'kubernetes-api', port: docPort, targetPort: 'kubernetes-api' });
+  });
+
+  it.each(manifests)('%s: every Deployment passes Pod Security "restricted" as written', (file) => {
+    // The real API server's verdict is in test/deploy/api-server.test.ts; this names the fields.
+    for (const d of load(join(REPO, file)).filter((o) => o.kind === 'Deployment')) {
+      const pod = d.spec!.template!.spec as {
+        securityContext?: Record<string, unknown>;
+        containers: (Container & { securityContext?: Record<string, unknown> })[];
+      };
+      expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+      for (const c of pod.containers) expect(c.securityContext, c.name).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    }
+  });
+
+  it("the example agent config listens for Falco on the port the agent's Falco Service targets", () => {
+    const agent = load(join(REPO, 'deploy/agent/agent.yaml'));
+    const svc = agent.find((o) => o.kind === 'Service' && o.metadata.name === 'verdict-agent-falco')!;
+    const c = agent.find((o) => o.kind === 'Deployment')!.spec!.template!.spec.containers[0]!;
+    const target = c.ports!.find((p) => p.name === svc.spec!.ports![0]!.targetPort)!.containerPort;
+    const cfg = parseAgentConfig(readFileSync(join(REPO, 'deploy/examples/agent-config.yaml'), 'utf8'), 'agent-config.yaml').value;
+    expect(cfg.falco?.http?.listen).toBe(`0.0.0.0:${target}`);
+  });
+  it('the AppArmor profile verdict-deny-write allows writes exactly where its comment says (a deny rule would win over them)', () => {
+    const cm = load(join(REPO, 'deploy/host-security/apparmor.yaml')).find((o) => o.kind === 'ConfigMap')!;
+    const rules = [...cm.data!['verdict-deny-write']!.matchAll(/^\s*(audit\s+)?(deny\s+)?(\/\S*)\s+([rwaklmix]+),\s*$/gm)].map((m) => ({
+      deny: Boolean(m[2]),
+      path: new RegExp(
+        `^${m[3]!
+          .replace(/[.+^$()|[\]\\]/g, '\\$&')
+          .replace(/\{([^}]*)\}/g, (_, alts: string) => `(?:${alts.split(',').join('|')})`)
+          .replace(/\*\*/g, '\u0000')
+          .replace(/\*/g, '[^/]*')
+          .replaceAll('\u0000', '.*')}$`,
+      ),
+      perms: m[4]!,
+    }));
+    expect(rules.length).toBeGreaterThan(0);
+    // AppArmor subtracts every deny rule from the allow rules, whatever their order.
+    const may = (perm: string, path: string) =>
+      rules.some((r) => !r.deny && r.perms.includes(perm) && r.path.test(path)) && !rules.some((r) => r.deny && r.perms.includes(perm) && r.path.test(path));
+    const agentArgs = load(join(REPO, 'deploy/agent/agent.yaml')).find((o) => o.kind === 'Deployment')!.spec!.template!.spec.containers[0]!.args!;
+    const serverCfg = parseYamlConfig(
+      load(join(REPO, 'deploy/server/server.yaml')).find((o) => o.kind === 'ConfigMap')!.data!['server.yaml']!,
+      'server.yaml',
+      serverConfigSchema,
+    ).value;
+    for (const dir of ['/tmp', '/dev/shm', flag(agentArgs, 'data-dir')!, serverCfg.data_dir]) expect(may('w', `${dir}/file`), dir).toBe(true);
+    for (const path of ['/etc/passwd', '/app/bin/verdict.js', '/usr/bin/node', '/root/.bashrc']) {
+      expect(may('w', path), path).toBe(false);
+      expect(may('r', path), path).toBe(true);
+    }
+    const comment = readFileSync(join(REPO, 'deploy/host-security/apparmor.yaml'), 'utf8');
+    expect(comment).toMatch(/# Writes only under \/tmp, \/dev\/shm and \/var\/lib/);
   });
 });

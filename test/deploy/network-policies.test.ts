@@ -24,7 +24,7 @@ describe('deploy/network-policies', () => {
   it('select the pods deploy/ runs (labels, namespaces and ports read from the manifests)', () => {
     const { agent, server, falco } = deployedPods();
     expect(agent).toMatchObject({ namespace: 'verdict-agent', labels: { app: 'verdict-agent' }, ports: { falco: 2801, observability: 8081 } });
-    expect(server).toMatchObject({ namespace: 'verdict', labels: { app: 'verdict-server' }, ports: { http: 8080, grpc: 8150 } });
+    expect(server).toMatchObject({ namespace: 'verdict', labels: { app: 'verdict-server' }, ports: { http: 8080, grpc: 8150, 'kubernetes-api': 8154 } });
     expect(falco).toMatchObject({ namespace: 'falco', labels: { 'app.kubernetes.io/name': 'falco' } });
   });
 

@@ -45,9 +45,23 @@ export function deployYamlFiles(): { file: string; docs: K8sDoc[] }[] {
   return out;
 }
 
-/** Files of deploy/ that are Kubernetes manifests (every document has apiVersion and kind), not Verdict's own config examples. */
+const isKustomization = (f: { file: string }) => /(^|\/)kustomization\.ya?ml$/.test(f.file);
+
+/**
+ * Files of deploy/ that are Kubernetes manifests (every document has apiVersion and kind), not
+ * Verdict's own config examples nor kustomizations (input of `kubectl apply -k`, not objects).
+ */
 export function deployManifests(): { file: string; docs: K8sDoc[] }[] {
-  return deployYamlFiles().filter((f) => f.docs.length > 0 && f.docs.every((d) => typeof d.apiVersion === 'string' && typeof d.kind === 'string'));
+  return deployYamlFiles().filter(
+    (f) => !isKustomization(f) && f.docs.length > 0 && f.docs.every((d) => typeof d.apiVersion === 'string' && typeof d.kind === 'string'),
+  );
+}
+
+/** Directories of deploy/ holding a kustomization (`kubectl apply -k <dir>`), relative to the repository. */
+export function deployKustomizations(): string[] {
+  return deployYamlFiles()
+    .filter(isKustomization)
+    .map((f) => f.file.replace(/\/[^/]+$/, ''));
 }
 
 export interface DeployedPod {
@@ -127,6 +141,7 @@ export function trafficCases(): TrafficCase[] {
   const obs = port(agent, 'observability');
   const grpc = port(server, 'grpc');
   const http = port(server, 'http');
+  const kubernetesApi = port(server, 'kubernetes-api');
   const A = 'verdict-agent-ingress';
   const S = 'verdict-server-ingress';
   return [
@@ -156,6 +171,15 @@ export function trafficCases(): TrafficCase[] {
       port: http,
       allowed: true,
     },
+    // The CI tunnel's proxy: jobs run on runners in this cluster or outside it.
+    {
+      what: "a CI job's kubectl reaches the Kubernetes API proxy from a runner pod",
+      src: pod('gitlab-runner', { app: 'gitlab-runner' }),
+      dst: serverPod,
+      port: kubernetesApi,
+      allowed: true,
+    },
+    { what: "a CI job's kubectl reaches the Kubernetes API proxy from outside", src: world('192.0.2.44'), dst: serverPod, port: kubernetesApi, allowed: true },
     { what: 'another pod reaches an unlisted port of the server', src: other, dst: serverPod, port: 9999, allowed: false, policy: S },
   ];
 }
