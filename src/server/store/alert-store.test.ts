@@ -218,6 +218,26 @@ describe('AlertStore ingest', () => {
     expect(store.get(a.id)!.samples.some((x) => JSON.stringify(x).includes('(critical)'))).toBe(false);
   });
 
+  it('keeps the occurrence that raised the severity when the alert opens in the same batch (an agent backlog drained at once)', () => {
+    const { store } = fresh();
+    const [a] = store.ingest('edge', [
+      { id: 'o-low', payload: falcoPayload({ fp: 'o', severity: 'low', output: 'notice 3' }) },
+      { id: 'o-crit', payload: falcoPayload({ fp: 'o', severity: 'critical', output: 'crit 4' }) },
+      { id: 'o-low-2', payload: falcoPayload({ fp: 'o', severity: 'low', output: 'notice 5' }) },
+    ]).alerts;
+    const d = store.detail(a!.id)!;
+    expect(d.alert.severity).toBe('critical');
+    expect(d.severity_occurrence).toMatchObject({ event_id: 'o-crit', severity: 'critical', description: 'crit 4' });
+    // And when the rest of that batch pushes it out of the ring.
+    const batch = [
+      { id: 'p-low', payload: falcoPayload({ fp: 'p', severity: 'low' }) },
+      { id: 'p-crit', payload: falcoPayload({ fp: 'p', severity: 'critical', output: 'the critical one' }) },
+    ];
+    for (let i = 0; i < OCCURRENCES_KEPT + 5; i++) batch.push({ id: `p-low-${i}`, payload: falcoPayload({ fp: 'p', severity: 'low' }) });
+    const [b] = store.ingest('edge', batch).alerts;
+    expect(store.detail(b!.id)!.severity_occurrence).toMatchObject({ event_id: 'p-crit', description: 'the critical one' });
+  });
+
   it('keeps the occurrence that raised the severity when a burst in one batch pushes it out of the ring', () => {
     const { store } = fresh();
     const [a] = store.ingest('edge', [{ id: 'b-0', payload: falcoPayload({ fp: 'b', severity: 'low' }) }]).alerts;

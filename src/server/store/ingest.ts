@@ -132,7 +132,7 @@ export class Ingest {
   ) {
     this.s = {
       insertAlert: db.prepare(`INSERT INTO alerts (id, fingerprint, agent, status, source, severity, severity_rank, cluster, namespace, rule,
-        count, events, first_seen, last_seen, created_at, updated_at, last_received_at, clock_skew, seq) VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+        count, events, first_seen, last_seen, created_at, updated_at, last_received_at, clock_skew, severity_event, seq) VALUES (?, ?, ?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       // search_text (as the alert opened) lives in alert_search; alert_text's column stays empty.
       insertText: db.prepare("INSERT INTO alert_text (id, title, description, policies, labels, details, search_text) VALUES (?, ?, ?, ?, ?, ?, '')"),
       insertSearch: db.prepare('INSERT INTO alert_search (id, search_text) VALUES (?, ?)'),
@@ -420,6 +420,8 @@ export class Ingest {
         r.updated_at,
         r.last_received_at,
         r.clock_skew,
+        // A later event of the opening batch may have raised the severity already.
+        r.severity_event,
         r.seq,
       );
       s.insertText.run(r.id, r.title, r.description, r.policies, r.labels, r.details);
