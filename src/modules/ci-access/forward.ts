@@ -3,6 +3,7 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage } from
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { KubeConnection, KubeRequestOptions } from '../../agent/kubernetes/connection.js';
+import { explainKubeError } from '../../agent/kubernetes/explain.js';
 import { InFlight } from '../../agent/kubernetes/in-flight.js';
 import type { AgentFrame, End, Impersonation, RequestHeader, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
@@ -198,12 +199,8 @@ export class ApiForwarder {
       req.on('error', (e) => {
         if (kept) return;
         if (!answered)
-          answer(
-            call,
-            h,
-            502,
-            `cannot reach the Kubernetes API server at ${this.kube.server} (credentials: ${this.kube.source}): ${errText(e)}; check that the API server is up and reachable from the agent's pod`,
-          );
+          // No answer at all (a refused connection, a certificate the agent cannot verify): the server's own 401s and 403s reach kubectl as they are.
+          answer(call, h, 502, explainKubeError(e, this.kube, ''));
         else cancel();
         finish();
       });

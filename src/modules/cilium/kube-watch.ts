@@ -2,6 +2,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { KubeConnection } from '../../agent/kubernetes/connection.js';
 import { kubeApiError, kubeApiStatus } from '../../agent/kubernetes/errors.js';
+import { explainKubeError } from '../../agent/kubernetes/explain.js';
 import { InFlight } from '../../agent/kubernetes/in-flight.js';
 import { sleep, type BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
@@ -44,7 +45,7 @@ interface WatchLog {
   debug?(obj: object, msg: string): void;
 }
 
-/** Where the agent's RBAC is written down, for the hint on 401/403. */
+/** Where the agent's RBAC is written down, for the hint on 403. */
 const RBAC_HINT = 'the ClusterRole verdict-agent-policy-reader in deploy/agent/agent.yaml grants it';
 
 const SILENT: WatchLog = { info() {}, warn() {}, error() {} };
@@ -237,11 +238,11 @@ export class PolicyWatcher {
             this.logMissing(s, delay);
             return;
           }
-          const hint =
-            kubeApiStatus(e) === 401 || kubeApiStatus(e) === 403
-              ? `; the agent's identity needs list and watch on ${s.resource.plural}.${s.resource.group.split('/')[2]}${s.namespace ? ` in namespace ${s.namespace}` : ' cluster-wide'} (${RBAC_HINT})`
-              : '';
-          this.log.error({ error: `${(e as Error).message}${hint}`, resource: s.path, retry_ms: delay }, 'Policy list/watch failed; retrying');
+          const rbac = `the agent's identity needs list and watch on ${s.resource.plural}.${s.resource.group.split('/')[2]}${s.namespace ? ` in namespace ${s.namespace}` : ' cluster-wide'} (${RBAC_HINT})`;
+          this.log.error(
+            { error: explainKubeError(e, this.opts.connection, rbac), resource: s.path, retry_in_ms: delay },
+            'Policy list/watch failed; retrying',
+          );
         },
       },
       async (progress) => {
@@ -299,13 +300,13 @@ export class PolicyWatcher {
     const kind = s.resource.kind;
     const retryMs = Math.max(delay, this.missingRecheckMs);
     if (this.missingKinds.has(kind)) {
-      this.log.debug?.({ resource: s.path, retry_ms: retryMs }, `${kind} is still not served by this API server; checking again later`);
+      this.log.debug?.({ resource: s.path, retry_in_ms: retryMs }, `${kind} is still not served by this API server; checking again later`);
       return;
     }
     this.missingKinds.add(kind);
     const others = this.streams.some((o) => o.resource.kind === 'NetworkPolicy') && kind !== 'NetworkPolicy' ? 'Kubernetes NetworkPolicies' : 'the other kinds';
     this.log.warn(
-      { resource: s.path, retry_ms: retryMs },
+      { resource: s.path, retry_in_ms: retryMs },
       `${kind} is not served by this API server (CRD not installed); ${others} are still followed. For ${kind} policies install Cilium, whose operator installs its CRDs, or apply the CRD from ${CILIUM_CRDS}; checking again every ${Math.round(this.missingRecheckMs / 1000)} s without logging until it appears`,
     );
   }

@@ -1,5 +1,5 @@
+import { explainKubeError } from '../../agent/kubernetes/explain.js';
 import type { Logger } from '../../shared/log/logger.js';
-import { errText } from '../../shared/log/logger.js';
 import { Backoff, type BackoffOptions } from '../../shared/retry/backoff.js';
 import { retryLoop } from '../../shared/retry/loop.js';
 import type { InventoryRef } from './inventory.js';
@@ -15,6 +15,10 @@ import { type SyncResult, type SyncSettings, summary, synchronize } from './sync
 // original's), which starts again from 10 s for a new commit; a good one is
 // applied again every resync interval, which corrects drift made behind
 // GitOps' back.
+
+/** What GitOps needs of the API server, for a 403: the ClusterRole the agent ships with. */
+const GITOPS_RBAC =
+  "the agent's identity needs get, list, create, patch and delete on the kinds its manifest projects hold, and on the inventory ConfigMap (the ClusterRole verdict-agent-gitops in deploy/agent/agent.yaml grants them; docs/gitops.md, Permissions)";
 
 export interface SyncReport {
   projectId: string;
@@ -145,8 +149,9 @@ export class ProjectWorker {
             return 'now';
           }
           if (signal.aborted) return 'done';
-          l.error({ error: errText(e) }, 'Synchronization failed');
-          this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: false, error: errText(e), driftCorrected: false });
+          const error = explainKubeError(e, this.o.api.endpoint, GITOPS_RBAC);
+          l.error({ error }, 'Synchronization failed');
+          this.o.onReport?.({ projectId: this.o.projectId, commit: batch.commit, ok: false, error, driftCorrected: false });
           return this.latest === batch ? 'backoff' : 'now';
         } finally {
           signal.removeEventListener('abort', stop);

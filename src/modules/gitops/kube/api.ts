@@ -14,6 +14,8 @@ import { InFlight } from '../../../agent/kubernetes/in-flight.js';
 /** The agent's connection to the API server (src/agent/kubernetes/connection.ts's KubeConnection fits). */
 export interface KubeEndpoint {
   readonly server: string;
+  /** Where the credentials come from, for messages. */
+  readonly source?: string;
   requestOptions(): Promise<Omit<RequestOptions, 'headers'> & { headers: Record<string, string> }>;
 }
 
