@@ -5,7 +5,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, Partition
 import { Counter } from 'prom-client';
 import type { KafkaConfig } from '../../shared/config/kafka-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
-import { registry } from '../../shared/metrics/registry.js';
+import { kafkaRegistry } from './metrics.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import type { AlertStore, StoredAlert } from '../store/alert-store.js';
 import type { KeyedAlert, SharedClaim } from '../webhooks/outbox.js';
@@ -22,7 +22,7 @@ const handled = new Counter({
   name: 'verdict_kafka_delivery_changes_total',
   help: 'Alert changes this replica handed to webhooks and the export, for the log partitions it owns',
   labelNames: ['result'],
-  registers: [registry],
+  registers: [kafkaRegistry],
 });
 
 /**

@@ -1,7 +1,7 @@
 import { Counter } from 'prom-client';
 import { losesStored } from '../../shared/alert/fit.js';
 import type { Logger } from '../../shared/log/logger.js';
-import { registry } from '../../shared/metrics/registry.js';
+import { kafkaRegistry } from './metrics.js';
 import type { IncomingEvent } from '../store/alert-store.js';
 import type { AlertSink } from '../tunnel/alert-sink.js';
 import {
@@ -22,12 +22,12 @@ import type { Appended, LogWriter, OutMessage } from './producer.js';
 const writtenCut = new Counter({
   name: 'verdict_kafka_events_cut_total',
   help: 'Agent events written to the log cut to fit the Kafka message size, without their samples or with part of their details (each marked where it was), once per event and server process',
-  registers: [registry],
+  registers: [kafkaRegistry],
 });
 const tooBig = new Counter({
   name: 'verdict_kafka_events_too_large_total',
   help: 'Agent events dropped because they exceed the Kafka message size even cut as far as they go: fields as the store keeps them, no samples, details cut; once per event and server process',
-  registers: [registry],
+  registers: [kafkaRegistry],
 });
 
 /**

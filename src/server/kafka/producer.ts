@@ -5,7 +5,7 @@ import type { Kafka as KafkaClient, Message, Producer } from 'kafkajs';
 import { Counter, Histogram } from 'prom-client';
 import type { KafkaConfig } from '../../shared/config/kafka-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
-import { registry } from '../../shared/metrics/registry.js';
+import { kafkaRegistry } from './metrics.js';
 import { explainKafkaError } from './client.js';
 import { isVerdictError, VerdictError } from '../../shared/errors.js';
 
@@ -15,18 +15,18 @@ const produced = new Counter({
   name: 'verdict_kafka_produced_messages_total',
   help: 'Messages Kafka acknowledged (acks=all)',
   labelNames: ['topic'],
-  registers: [registry],
+  registers: [kafkaRegistry],
 });
 const produceFailures = new Counter({
   name: 'verdict_kafka_produce_failures_total',
   help: 'Produce requests that failed; their senders were told to retry',
-  registers: [registry],
+  registers: [kafkaRegistry],
 });
 const produceSeconds = new Histogram({
   name: 'verdict_kafka_produce_seconds',
   help: "Time from handing messages to the producer to the brokers' acknowledgement",
   buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
-  registers: [registry],
+  registers: [kafkaRegistry],
 });
 
 export interface OutMessage {

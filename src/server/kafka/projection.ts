@@ -3,7 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka as KafkaClient 
 import { Counter, Gauge } from 'prom-client';
 import type { KafkaConfig } from '../../shared/config/kafka-config.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
-import { registry } from '../../shared/metrics/registry.js';
+import { kafkaRegistry } from './metrics.js';
 import type { DB } from '../../shared/sqlite/open.js';
 import { MAX_SAMPLES } from '../../shared/alert/payload.js';
 import type { AlertChange, AlertStore, ChangeTx, IncomingEvent, StoredAlert } from '../store/alert-store.js';
@@ -22,17 +22,17 @@ const projected = new Counter({
   name: 'verdict_kafka_projected_events_total',
   help: 'Log messages this replica projected into its store, by outcome',
   labelNames: ['type', 'result'],
-  registers: [registry],
+  registers: [kafkaRegistry],
 });
 const onAppend = new Counter({
   name: 'verdict_kafka_projected_on_append_messages_total',
   help: "This replica's own events messages projected as soon as the brokers acknowledged them, without waiting to read them back from the log",
-  registers: [registry],
+  registers: [kafkaRegistry],
 });
 const lagGauge = new Gauge({
   name: 'verdict_kafka_projection_lag_messages',
   help: "Log messages not yet projected into this replica's store, as of the last fetch",
-  registers: [registry],
+  registers: [kafkaRegistry],
 });
 
 const EVENTS_TYPE = Buffer.from('events');

@@ -18,6 +18,7 @@ import { Projection, type NotReady } from './projection.js';
 import { TokenSync } from './tokens.js';
 import { webhooksFor } from '../webhooks/service.js';
 import { VerdictError } from '../../shared/errors.js';
+import { exposeKafkaMetrics } from './metrics.js';
 
 // A server replica on Kafka: agent batches go to the log (the sink), every
 // replica projects the log into its SQLite (which serves the feed), status
@@ -81,6 +82,7 @@ export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaRe
   const cfg = o.config;
   const log = o.log;
   migrateKafka(o.db);
+  exposeKafkaMetrics();
   const replica = replicaId(o.db);
   const topics = topicsOf(cfg);
   const kafka = createKafkaClient(cfg, log);
