@@ -26,7 +26,7 @@ export interface AlertFilter {
   /** Alerts last seen in [since, until] (unix ms). */
   since?: number;
   until?: number;
-  /** Full-text search; see toFtsQuery. */
+  /** Search: words through the full-text index, words with no letter or digit as written; see searchTerms. */
   q?: string;
 }
 
