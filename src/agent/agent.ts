@@ -46,6 +46,11 @@ function readToken(file: string): string {
     throw new Error(`cannot read --token-file ${file}: ${(e as Error).message}; create it with the token \`verdict agents register\` printed`);
   }
   if (!token) throw new Error(`--token-file ${file} is empty; put the agent token in it`);
+  // Older deploy/agent/agent.yaml shipped this placeholder in the token Secret, and each apply put it back.
+  if (token === 'REPLACE_WITH_AGENT_TOKEN')
+    throw new Error(
+      `--token-file ${file} holds the manifest's placeholder REPLACE_WITH_AGENT_TOKEN, not a token: put the token \`verdict agents register\` printed in the Secret (kubectl -n verdict-agent create secret generic verdict-agent-token --from-literal=token=<token> --dry-run=client -o yaml | kubectl apply -f -)`,
+    );
   return token;
 }
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentRegistry } from '../../src/server/agents/agent-registry.js';
 import { FeedTokens } from '../../src/server/auth/feed-tokens.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
-import { ConfigProject, killAll, REPO, tempDir, verdictSync } from '../helpers/processes.js';
+import { ConfigProject, killAll, REPO, tempDir, verdictRun, verdictSync } from '../helpers/processes.js';
 import { AGENT, prepareServer, ServerProc } from './harness.js';
 
 // Agent tokens from the command line, as operators of the original manage
@@ -354,5 +354,29 @@ describe('agent token comparison', () => {
     expect(a.length).toBe(32);
     expect(b.length).toBe(32);
     expect(reg.authenticate(`${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`)).toBeUndefined();
+  });
+});
+
+describe('verdict agent --token-file', () => {
+  it("refuses the old manifest's placeholder before connecting, saying how to put the real token in the Secret", () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'token'), 'REPLACE_WITH_AGENT_TOKEN\n');
+    const r = verdictRun([
+      'agent',
+      '--kas-address',
+      'grpc://127.0.0.1:1',
+      '--token-file',
+      join(dir, 'token'),
+      '--data-dir',
+      join(dir, 'agent'),
+      '--observability-addr',
+      '',
+    ]);
+    expect(r.status).not.toBe(0);
+    expect(r.status).not.toBeNull();
+    // The agent logs it as its one JSON error line.
+    const out = r.stdout + r.stderr;
+    expect(out).toContain("holds the manifest's placeholder REPLACE_WITH_AGENT_TOKEN, not a token");
+    expect(out).toContain('create secret generic verdict-agent-token');
   });
 });
