@@ -63,6 +63,10 @@ export async function run(argv: string[]): Promise<number> {
     command = `tokens ${action}`;
     rest = more;
   }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   // Named before anything is opened: a typo should not be answered with what the database lacks.
   if (!isSubcommand(command)) {
     const meant = nearMiss(command, SUBCOMMANDS);

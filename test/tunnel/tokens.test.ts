@@ -107,6 +107,12 @@ describe('verdict agents and verdict tokens (agent tokens)', () => {
     sdb.close();
   });
 
+  it('prints its usage for --help after any subcommand (the usage errors point there)', () => {
+    for (const sub of [['register'], ['list'], ['set-project'], ['tokens', 'create']]) {
+      expect(verdictSync(['agents', ...sub, '--help'])).toContain('verdict agents register <name> --config-project <path>');
+    }
+  });
+
   it('names a misspelt subcommand with a did-you-mean, before looking for the database', () => {
     const typo = verdictFails(['agents', 'lsit', '--data-dir', join(data, 'nowhere')]);
     expect(typo.status).toBe(2);
