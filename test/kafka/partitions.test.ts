@@ -14,7 +14,10 @@ import { createKafkaClient } from '../../src/server/kafka/client.js';
 import { keyPartition } from '../../src/server/kafka/kafkajs-tuning.js';
 import { logKey } from '../../src/server/kafka/messages.js';
 import { LogWriter } from '../../src/server/kafka/producer.js';
-import { startKafkaReplica, type KafkaReplica } from '../../src/server/kafka/replica.js';
+import { startKafkaReplica, type KafkaReplica, type KafkaReplicaOptions } from '../../src/server/kafka/replica.js';
+import { migrateKafka, replicaId } from '../../src/server/kafka/db.js';
+import { KafkaAlertSink } from '../../src/server/kafka/log-sink.js';
+import type { ExportedAlert } from '../../src/server/kafka/messages.js';
 import { startBroker, stopBroker, type Broker } from '../../src/server/kafka/testing.js';
 import { AlertStore } from '../../src/server/store/alert-store.js';
 import { openServerDb } from '../../src/server/store/server-db.js';
@@ -44,7 +47,7 @@ interface Node {
 }
 const nodes: Node[] = [];
 
-async function node(name: string): Promise<Node> {
+async function node(name: string, o: Partial<Pick<KafkaReplicaOptions, 'config' | 'holdProjection' | 'holdDelivery'>> = {}): Promise<Node> {
   const { log, logs } = capturingLogger('debug');
   const db = openServerDb(join(dir, name));
   const store = new AlertStore(db);
@@ -60,7 +63,7 @@ async function node(name: string): Promise<Node> {
     }),
   });
   const replica = await startKafkaReplica({
-    config: cfg,
+    config: o.config ?? cfg,
     db,
     store,
     agents: new AgentRegistry(db),
@@ -68,6 +71,8 @@ async function node(name: string): Promise<Node> {
     webhooks: webhooks.outbox,
     log: log.child({ replica: name }),
     partitionCheckMs: 1_000,
+    holdProjection: o.holdProjection,
+    holdDelivery: o.holdDelivery,
   });
   await replica.joined;
   const n: Node = { db, store, replica, webhooks, logs };
@@ -95,32 +100,36 @@ function fpIn(partition: number, n: number, tag: string): string {
   for (let i = 0; ; i++) if (keyPartition(logKey('edge', `${tag}-${i}`), n) === partition) return `${tag}-${i}`;
 }
 
+const ASSIGNED = 'Kafka: this replica delivers webhooks and the export for these log partitions';
+
 const admin = () => new Kafka({ clientId: 'partitions-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).admin();
 
-async function grow(count: number): Promise<void> {
+async function grow(count: number, c = cfg): Promise<void> {
   const a = admin();
   await a.connect();
   try {
-    await a.createPartitions({ topicPartitions: [{ topic: `${cfg.topic_prefix}.log`, count }] });
+    await a.createPartitions({ topicPartitions: [{ topic: `${c.topic_prefix}.log`, count }] });
   } finally {
     await a.disconnect();
   }
 }
 
 /** Messages in each partition of the log. */
-async function sizes(): Promise<Map<number, number>> {
+async function sizes(c = cfg): Promise<Map<number, number>> {
   const a = admin();
   await a.connect();
   try {
-    return new Map((await a.fetchTopicOffsets(`${cfg.topic_prefix}.log`)).map((o) => [o.partition, Number(o.high) - Number(o.low)]));
+    return new Map((await a.fetchTopicOffsets(`${c.topic_prefix}.log`)).map((o) => [o.partition, Number(o.high) - Number(o.low)]));
   } finally {
     await a.disconnect();
   }
 }
 
 /** The `verdict-ref` header of every message in the log, by partition. */
-async function refs(): Promise<Map<number, string[]>> {
-  const want = await sizes();
+const refs = () => refsOf(cfg);
+
+async function refsOf(c: KafkaConfig): Promise<Map<number, string[]>> {
+  const want = await sizes(c);
   const total = [...want.values()].reduce((x, y) => x + y, 0);
   const got = new Map<number, string[]>();
   let n = 0;
@@ -129,7 +138,7 @@ async function refs(): Promise<Map<number, string[]>> {
   });
   await consumer.connect();
   try {
-    await consumer.subscribe({ topic: `${cfg.topic_prefix}.log`, fromBeginning: true });
+    await consumer.subscribe({ topic: `${c.topic_prefix}.log`, fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ partition, message }) => {
         n++;
@@ -267,5 +276,75 @@ describe('partitions added to the alert log', () => {
     const line = again.logs.find((l) => /^Kafka: topic \S+\.log has 2 partitions, fewer than the 6 it had when this replica last ran/.test(l.msg));
     expect(line?.level).toBe('error');
     expect(line?.msg).toMatch(/give it an empty data_dir/);
+  }, 120_000);
+
+  it("hands on an alert whose events straddle the change from each partition's owner, when one store write takes both", async () => {
+    const own = kafkaConfigForBootstrap(broker.bootstrap, {
+      topic_prefix: `s${randomUUID().slice(0, 8)}`,
+      export_topic: `s${randomUUID().slice(0, 8)}.alerts`,
+      export_window: '0s',
+      partitions: 2,
+      session_timeout: '6s',
+    });
+    // X hands nothing on: what is exported comes from Y, which owns the alert's new partition only.
+    const x = await node('sx', { config: own, holdDelivery: new Promise(() => undefined) });
+    // Y sorts first, so it owns partitions 0 and 2 (the new one), X partition 1.
+    let yName = '';
+    let yId = '';
+    for (let i = 0; !yName; i++) {
+      const db = openServerDb(join(dir, `sy${i}`));
+      migrateKafka(db);
+      const id = replicaId(db);
+      db.close();
+      if (id < x.replica.replicaId) [yName, yId] = [`sy${i}`, id];
+    }
+    let fp = '';
+    for (let i = 0; !fp; i++) {
+      const k = logKey('edge', `s-${i}`);
+      if (keyPartition(k, 2) === 1 && keyPartition(k, 3) === 2) fp = `s-${i}`;
+    }
+    const [p, q] = [1, 2];
+
+    await grow(3, own);
+    expect(await eventually(() => x.logs.some((l) => /grew from 2 to 3 partitions/.test(l.msg)))).toBe(true);
+    // A replica that has not noticed yet puts the alert's first event in its old partition; X its second in the new one.
+    const { log } = capturingLogger();
+    const stale = new LogWriter(createKafkaClient(own, log), own, log);
+    stale.setPartitions(`${own.topic_prefix}.log`, 2);
+    await stale.start();
+    const [e1, e2] = [ev(fp), ev(fp)];
+    try {
+      await new KafkaAlertSink(stale, `${own.topic_prefix}.log`, 'stale', log).accept('edge', [e1]);
+    } finally {
+      await stale.close();
+    }
+    await x.replica.sink.accept('edge', [e2]);
+    const log2 = await refsOf(own);
+    expect(log2.get(p)).toContain(e1.id);
+    expect(log2.get(q)).toContain(e2.id);
+
+    const exported: { key: string; value: ExportedAlert }[] = [];
+    const reader = new Kafka({ clientId: 'partitions-test', brokers: [broker.bootstrap], logLevel: logLevel.NOTHING }).consumer({
+      groupId: `export-${randomUUID()}`,
+    });
+    await reader.connect();
+    try {
+      await reader.subscribe({ topic: own.export_topic, fromBeginning: true });
+      await reader.run({
+        eachMessage: async ({ message }) => void exported.push({ key: String(message.key), value: JSON.parse(String(message.value)) as ExportedAlert }),
+      });
+      // Y reads both partitions in one fetch, and stores both events in one write, once it owns the new partition.
+      let release!: () => void;
+      const y = await node(yName, { config: own, holdProjection: new Promise<void>((r) => (release = r)) });
+      expect(y.replica.replicaId).toBe(yId);
+      expect(await eventually(() => ((y.logs.filter((l) => l.msg === ASSIGNED).at(-1)?.partitions as number[] | undefined) ?? []).includes(q))).toBe(true);
+      release();
+      const uid = `edge/${fp}/${e1.id}`;
+      // Opened by its older event: the old partition's messages of a fetch are applied first.
+      expect(await eventually(() => y.store.list({ limit: 10 }).alerts.some((a) => y.replica.uidOf(a.id) === uid && a.events === 2))).toBe(true);
+      expect(await eventually(() => exported.some((m) => m.key === uid && m.value.events === 2))).toBe(true);
+    } finally {
+      await reader.disconnect();
+    }
   }, 120_000);
 });

@@ -284,13 +284,30 @@ export class Projection {
     const staged: { p: number; n: ChangeNote }[] = [];
     for (const c of changes) {
       if (c.type === 'stored') {
-        // An alert's events share its key, hence one partition: the chunk of its first event has them all.
+        // An alert's events share its key, hence one partition: the chunk of its first event has them all,
+        // unless partitions were added to the log and its events straddle the change.
         const first = c.events[0];
         const chunk = first === undefined ? undefined : cur.chunks.find((x) => x.offsets.has(first));
-        if (!chunk || !this.noted.has(chunk.partition)) continue;
+        if (!chunk) continue;
         let offset = -1;
-        for (const e of c.events) offset = Math.max(offset, chunk.offsets.get(e) ?? -1);
-        staged.push({ p: chunk.partition, n: { id: c.alert.id, alert: c.alert, kind: 'alert', offset, opened: c.opened } });
+        let straddles = false;
+        for (const e of c.events) {
+          const o = chunk.offsets.get(e);
+          if (o === undefined) straddles = true;
+          else if (o > offset) offset = o;
+        }
+        if (this.noted.has(chunk.partition)) {
+          staged.push({ p: chunk.partition, n: { id: c.alert.id, alert: c.alert, kind: 'alert', offset, opened: c.opened } });
+        }
+        // Noted in each partition with its events: that partition's owner may be another replica, which hands it on only from a note.
+        if (straddles) {
+          for (const other of cur.chunks) {
+            if (other === chunk || !this.noted.has(other.partition)) continue;
+            let o = -1;
+            for (const e of c.events) o = Math.max(o, other.offsets.get(e) ?? -1);
+            if (o >= 0) staged.push({ p: other.partition, n: { id: c.alert.id, alert: c.alert, kind: 'alert', offset: o, opened: false } });
+          }
+        }
       } else if (cur.status && this.noted.has(cur.status.partition)) {
         staged.push({ p: cur.status.partition, n: { id: c.alert.id, alert: c.alert, kind: 'status', offset: cur.status.offset, opened: false } });
       }
@@ -626,6 +643,9 @@ export class Projection {
       const done = new Promise<void>((resolve, reject) =>
         setImmediate(() => {
           this.group = undefined;
+          // In partition order, not the order kafkajs handed them in: partitions added to the log come
+          // after the old ones, so an alert whose events straddle the change gets its older events first.
+          chunks.sort((a, b) => a.partition - b.partition);
           try {
             this.applyChunks(chunks);
             resolve();
