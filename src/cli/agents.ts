@@ -93,7 +93,7 @@ async function runSubcommand(command: Subcommand, rest: string[]): Promise<numbe
     },
     true,
   );
-  const dataDir = serverDataDir(values);
+  const dataDir = serverDataDir(values, `agents ${command}`);
   if (command === 'register') return await register(positionals, values['config-project'], values['token-name'], dataDir);
   const db = openExistingServerDb(dataDir, `agents ${command}`);
   try {

@@ -75,7 +75,7 @@ export async function run(argv: string[]): Promise<number> {
     const refusal = jobRefusal(job, flags(ttl));
     if (refusal) throw usageError(`verdict ci-tokens create: ${refusal}`);
   }
-  const db = openExistingServerDb(serverDataDir(values), `ci-tokens ${sub}`);
+  const db = openExistingServerDb(serverDataDir(values, `ci-tokens ${sub}`), `ci-tokens ${sub}`);
   try {
     const jobs = new JobTokens(db);
     if (job) {

@@ -124,7 +124,7 @@ export async function run(argv: string[]): Promise<number> {
     if (problem) throw usageError(`verdict gitops diff: --path ${glob}: ${problem}; fix it (the glob syntax: docs/gitops.md)`);
   }
   // Without --agent there is no configuration project: every id resolves under projects_dir.
-  const agent = values.agent === undefined ? undefined : lookUpAgent(values.agent, serverDataDir(values));
+  const agent = values.agent === undefined ? undefined : lookUpAgent(values.agent, serverDataDir(values, 'gitops diff --agent'));
   const project = flag('--project', () => resolveProject(values.project!, agent?.config_project ?? '', projectsDir));
   try {
     const settings = await settingsFor(project.id, projectsDir, agent, values);

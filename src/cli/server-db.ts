@@ -21,9 +21,18 @@ Without the server's database (server.db) there, ${which} refuses to run.`;
 /** serverDbFlagsHelp of a command that takes them. */
 export const SERVER_DB_FLAGS_HELP = serverDbFlagsHelp('the command');
 
-/** The server's data directory: --data-dir, else data_dir of --config, else the default, as `verdict server` resolves it. */
-export function serverDataDir(values: { config?: string | undefined; 'data-dir'?: string | undefined }): string {
-  return values['data-dir'] ?? (values.config ? loadServerDataDir(values.config) : SERVER_DEFAULTS.data_dir);
+/**
+ * The server's data directory: --data-dir, else data_dir of --config, else the default, as `verdict server` resolves
+ * it. A --config that cannot be read or has no usable data_dir is the user's flag to fix: a usage error (exit 2).
+ */
+export function serverDataDir(values: { config?: string | undefined; 'data-dir'?: string | undefined }, command: string): string {
+  if (values['data-dir'] !== undefined) return values['data-dir'];
+  if (!values.config) return SERVER_DEFAULTS.data_dir;
+  try {
+    return loadServerDataDir(values.config);
+  } catch (e) {
+    throw usageError(`verdict ${command}: --config: ${(e as Error).message}; give --config the server's server.yaml, or --data-dir its data directory`);
+  }
 }
 
 /**

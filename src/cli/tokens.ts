@@ -38,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (typeof args === 'number') return args;
   const { sub, values, positionals } = args;
-  const db = openExistingServerDb(serverDataDir(values), `tokens ${sub}`);
+  const db = openExistingServerDb(serverDataDir(values, `tokens ${sub}`), `tokens ${sub}`);
   try {
     if (values.agent !== undefined) return agentTokens(sub, values.agent, values, positionals, new AgentRegistry(db));
     const tokens = new FeedTokens(db);
