@@ -145,3 +145,43 @@ describe('feed API: literal searches and namespaces', () => {
     hosts.ws.close();
   });
 });
+
+describe('feed API: counts with a search that has no index', () => {
+  it("refuses counts that would read more alerts' text than the store allows, saying what to narrow", async () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db, { countsTextBudget: 3 });
+    const tokens = new FeedTokens(db);
+    const read = tokens.create('reader', 'read').token;
+    const app = await buildHttpServer({ store, tokens, log: createRootLogger({ name: 'test', level: 'silent' }), ready: () => true });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    try {
+      store.ingest('edge', [
+        ev(falco('s1', 'shop', '🐚')),
+        ev(falco('s2', 'shop', 'bash')),
+        ev(falco('d1', 'db', '🐚')),
+        ev(falco('d2', 'db', 'bash')),
+        ev(falco('k1', 'kube-system', 'bash')),
+      ]);
+      const counts = async (query: string) => {
+        const res = await fetch(`${base}/api/v1/alerts/counts?by=namespace&${query}`, { headers: { authorization: `Bearer ${read}` } });
+        return { status: res.status, body: (await res.json()) as any };
+      };
+      const all = await counts(`q=${encodeURIComponent('🐚')}`);
+      expect(all.status).toBe(400);
+      expect(all.body.message).toBe(
+        'q: counting alerts that contain "🐚" (text with no letter or digit, which has no index) would read the text of more than 3 alerts; narrow the counts with since, another filter or a word',
+      );
+      // Other filters first: only the alerts they keep have their text read.
+      expect((await counts(`q=${encodeURIComponent('🐚')}&namespace=shop,kube-system`)).body.counts).toEqual([{ key: 'shop', alerts: 1, events: 1 }]);
+      expect((await counts(`q=${encodeURIComponent('🐚 started')}`)).status).toBe(400);
+      expect((await counts(`q=${encodeURIComponent('🐚 s1-pod')}`)).body.counts).toEqual([{ key: 'shop', alerts: 1, events: 1 }]);
+      // The list is bounded by its own walk: it answers.
+      const list = await fetch(`${base}/api/v1/alerts?q=${encodeURIComponent('🐚')}`, { headers: { authorization: `Bearer ${read}` } });
+      expect(list.status).toBe(200);
+    } finally {
+      await app.close();
+      db.close();
+    }
+  });
+});

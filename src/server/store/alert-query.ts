@@ -197,7 +197,7 @@ type FilterName = 'status' | 'severity' | 'namespace' | 'rule' | 'source' | 'age
  * it (+col): the plan is chosen here, not by the planner. `skip` leaves out the
  * filter a driving set already applies; `t` prefixes columns with a table alias.
  */
-function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = false, ftsMinId?: number): Where {
+function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = false, ftsMinId?: number, countTextReads = false): Where {
   // Time bounds the last_seen index: usable when that index drives, else checked per row.
   const time = rangeOnSortIndex ? '' : '+';
   const w: Where = { clauses: [], params: [] };
@@ -238,7 +238,10 @@ function where(f: AlertFilter, skip?: FilterName, t = '', rangeOnSortIndex = fal
   }
   // After the indexed words, so SQLite reads an alert's text only for alerts that have them.
   // Also when the search drives (skip): the driver looks up only the words.
-  for (const lit of f.q ? (searchTerms(f.q)?.literal ?? []) : []) {
+  const literals = f.q ? (searchTerms(f.q)?.literal ?? []) : [];
+  // Counted where the text is read: only alerts the other filters kept get here.
+  if (countTextReads && literals.length) w.clauses.push(`${SCAN_FN}(${t ? `${t}id` : 'alerts.id'})`);
+  for (const lit of literals) {
     const m = literalSql(lit, t ? `${t}id` : 'alerts.id');
     w.clauses.push(m.sql);
     w.params.push(...m.params);
@@ -399,7 +402,11 @@ export function cursorFromKey(key: (number | string)[], sort: SortKey, order: So
 export const COUNT_BY = ['severity', 'source', 'rule', 'namespace', 'policy', 'status', 'agent'] as const;
 export type CountBy = (typeof COUNT_BY)[number];
 
-/** Counts straight from the alerts, for filters the rollup does not keep. */
+/**
+ * Counts straight from the alerts, for filters the rollup does not keep. A search
+ * for text with no letter or digit reads each remaining alert's text: SCAN_FN
+ * counts those reads, so the store can bound them (Lists.counts).
+ */
 export function countsSql(by: CountBy, f: AlertFilter, limit: number): Sql {
   // Rule and policy are empty for alerts that have none; counting "none" helps nobody.
   // The time range may use the last_seen index and a search its full-text index;
@@ -407,14 +414,14 @@ export function countsSql(by: CountBy, f: AlertFilter, limit: number): Sql {
   // every row in index order just to skip a sort).
   const fts = (t: string) => (c: string) => c.replace(`+${t}id IN (SELECT rowid AS id FROM alerts_fts`, `${t}id IN (SELECT rowid AS id FROM alerts_fts`);
   if (by === 'policy') {
-    const w = where(f, undefined, 'a.', true);
+    const w = where(f, undefined, 'a.', true, undefined, true);
     w.clauses = w.clauses.map(fts('a.'));
     const sql = `SELECT CASE WHEN p.namespace = '' THEN p.name ELSE p.namespace || '/' || p.name END AS key, count(*) AS alerts, sum(a.count) AS events
       FROM alerts a CROSS JOIN alert_policies p ON p.alert_id = a.id${whereSql(w)}
       GROUP BY p.namespace, p.name ORDER BY alerts DESC, key LIMIT ?`;
     return { sql, params: [...w.params, limit] };
   }
-  const w = where(f, undefined, '', true);
+  const w = where(f, undefined, '', true, undefined, true);
   w.clauses = w.clauses.map(fts(''));
   if (by === 'rule') w.clauses.push("rule != ''");
   // GROUP BY +col: grouping through the column's index would read every alert in

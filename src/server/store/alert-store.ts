@@ -53,7 +53,7 @@ export class AlertStore {
 
   constructor(
     private readonly db: DB,
-    opts: { scanBudget?: number } = {},
+    opts: { scanBudget?: number; countsTextBudget?: number } = {},
   ) {
     dropStatsOfASmallStore(db);
     const index = new SearchIndex(db);
@@ -61,7 +61,7 @@ export class AlertStore {
     this.changes = new Changes(db);
     this.rollups = new Rollups(db);
     this.reads = new Reads(db);
-    this.lists = new Lists(db, this.reads, this.rollups, opts.scanBudget);
+    this.lists = new Lists(db, this.reads, this.rollups, opts.scanBudget, opts.countsTextBudget);
     this.ingester = new Ingest(db, this.changes, open, this.rollups, index);
     this.lifecycle = new Lifecycle(db, this.changes, open, this.rollups);
     this.purge = new Purge(db, open, this.rollups, index);
