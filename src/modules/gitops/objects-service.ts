@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
+import { existsSync } from 'node:fs';
 import { GitOpsService, type ObjectsToSynchronizeRequest, type ObjectsToSynchronizeResponse } from '../../gen/verdict/gitops.js';
-import { headCommit, resolveCommit } from '../../server/config/git-project.js';
+import { headCommit, projectGone, resolveCommit } from '../../server/config/git-project.js';
 import type { ModuleGrpcService, ServerModuleContext } from '../../server/module.js';
 import { type ErrorCode, isVerdictError, VerdictError } from '../../shared/errors.js';
 import { errText } from '../../shared/log/logger.js';
@@ -195,9 +196,14 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
     } catch (e) {
       // Stopped by a hang-up, a revoked token (the call has its status already) or a move (ended below).
       if (abort.signal.aborted) return;
+      // A configuration project moved or deleted on the server's disk fails git wherever it is read: a person must
+      // act (not a server that is away, which the agent would report as unavailable and wait for).
+      const gone = !isVerdictError(e, ...REFUSALS) && !existsSync(own.config_project);
       const refused = isVerdictError(e, ...REFUSALS)
         ? e
-        : new VerdictError('VERDICT_UNAVAILABLE', `GitOps: failed to get objects to synchronize: ${errText(e)}`, { cause: e });
+        : gone
+          ? new VerdictError('VERDICT_NOT_FOUND', `GitOps: ${projectGone(own.config_project)}`, { cause: e })
+          : new VerdictError('VERDICT_UNAVAILABLE', `GitOps: failed to get objects to synchronize: ${errText(e)}`, { cause: e });
       if (refused.grpcStatus === grpc.status.UNAVAILABLE) log.error({ error: refused.message }, 'GitOps: failed to get objects to synchronize');
       else log.warn({ error: refused.message }, 'GitOps: refused to send objects to synchronize');
       call.emit('error', { code: refused.grpcStatus, details: refused.message });

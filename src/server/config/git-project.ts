@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { VerdictError } from '../../shared/errors.js';
 
@@ -29,11 +30,19 @@ export async function headCommit(repo: string): Promise<string> {
     const why = (e as Error).message;
     const notOwned = notOwnedMessage(repo, why);
     if (notOwned) throw new VerdictError('VERDICT_GIT', notOwned);
+    // Gone rather than never made: git init there would start an empty project; the agents need the one that moved.
+    // Not found (not unavailable): the agent's GitOps must not take it for a server that is away.
+    if (!existsSync(repo)) throw new VerdictError('VERDICT_NOT_FOUND', projectGone(repo));
     throw new VerdictError(
       'VERDICT_GIT',
       `${repo} is not a git repository with a commit on its default branch (${why}); run \`git init\` there and commit .gitlab/agents/<name>/config.yaml`,
     );
   }
+}
+
+/** What to do when the configuration project `repo` is no longer on disk. */
+export function projectGone(repo: string): string {
+  return `configuration project ${repo} does not exist (moved or deleted?); if it moved, point its agents to the new path with \`verdict agents set-project <agent> <path>\` (\`verdict agents list\` shows each agent's project), or put it back`;
 }
 
 /**
