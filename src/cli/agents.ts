@@ -5,7 +5,7 @@ import { openServerDb, SERVER_DB_FILE } from '../server/store/server-db.js';
 import { isVerdictError } from '../shared/errors.js';
 import { nearMiss } from '../shared/near-miss.js';
 import { parseFlags, usageError } from './args.js';
-import { openExistingServerDb, SERVER_DB_FLAGS, serverDataDir, serverDbFlagsHelp } from './server-db.js';
+import { openExistingServerDb, SERVER_DB_FLAGS, serverDataDir, serverDbFlagsHelp, stderrNotes } from './server-db.js';
 
 const HELP = `Usage:
   verdict agents register <name> --config-project <path> [--token-name <name>] [--data-dir <dir> | --config <file>]
@@ -175,7 +175,7 @@ async function register(positionals: string[], configProject: string | undefined
   try {
     const project = await checkRegistration(name, configProject, tokenName);
     notes = project.notes;
-    const db = openServerDb(dataDir);
+    const db = openServerDb(dataDir, stderrNotes('agents register'));
     try {
       token = new AgentRegistry(db).register(name, project.path, tokenName).token;
     } finally {

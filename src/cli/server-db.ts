@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openServerDb, SERVER_DB_FILE } from '../server/store/server-db.js';
 import { loadServerDataDir, SERVER_DEFAULTS } from '../shared/config/server-config.js';
+import type { FilesLog } from '../shared/sqlite/private-files.js';
 import { usageError } from './args.js';
 
 /** The flags every command on the server's database takes, as parseFlags options. */
@@ -46,5 +47,15 @@ export function openExistingServerDb(dataDir: string, command: string): ReturnTy
     throw usageError(
       `verdict ${command}: there is no Verdict server database at ${file}; give --data-dir the server's data_dir, or --config its server.yaml (the default, ${SERVER_DEFAULTS.data_dir}, is relative to the current directory; \`verdict server\` and \`verdict agents register\` create the database there, and \`npm start\`'s demo in .data/demo/server)`,
     );
-  return openServerDb(dataDir);
+  return openServerDb(dataDir, stderrNotes(command));
+}
+
+/**
+ * The database's notes (a data directory other users can open, files narrowed to 0600) as plain lines on stderr:
+ * stdout is the command's answer (`verdict agents list --json`), which a JSON log line there would break.
+ */
+export function stderrNotes(command: string): FilesLog {
+  const say = (obj: Record<string, unknown>, msg: string) =>
+    void process.stderr.write(`verdict ${command}: ${msg}${typeof obj.file === 'string' ? ` (${obj.file})` : ''}\n`);
+  return { info: say, warn: say };
 }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { migrate, openDatabase, type DB } from '../../shared/sqlite/open.js';
-import type { Logger } from '../../shared/log/logger.js';
+import type { FilesLog } from '../../shared/sqlite/private-files.js';
 
 // Schema of the server's SQLite store. Migrations only ever append: a released
 // migration is never edited, so every database upgrades the same way.
@@ -277,7 +277,7 @@ export const SERVER_MIGRATIONS = [
 /** The server's database file in its data_dir. */
 export const SERVER_DB_FILE = 'server.db';
 
-export function openServerDb(dataDir: string, log?: Logger): DB {
+export function openServerDb(dataDir: string, log?: FilesLog): DB {
   const db = openDatabase(dataDir === ':memory:' ? ':memory:' : join(dataDir, SERVER_DB_FILE), log);
   // Alert indexes are hot on every ingest; 64 MiB of page cache keeps them in memory
   // up to about a million alerts. A checkpoint copies each page once however

@@ -1,8 +1,8 @@
 import Database from 'better-sqlite3';
 import { dirname } from 'node:path';
-import { type Logger, moduleLogger } from '../log/logger.js';
+import { moduleLogger } from '../log/logger.js';
 import { makeDataDir } from './data-dir.js';
-import { keepPrivate } from './private-files.js';
+import { type FilesLog, keepPrivate } from './private-files.js';
 
 export type DB = Database.Database;
 
@@ -28,7 +28,7 @@ export function preparedCache(db: DB, max = 500): (sql: string) => Database.Stat
  * across a process crash (kill -9); only a power loss can cost the last commits.
  * The directory and files are this user's only (0700, 0600): see private-files.ts.
  */
-export function openDatabase(file: string, log: Logger = moduleLogger('store')): DB {
+export function openDatabase(file: string, log: FilesLog = moduleLogger('store')): DB {
   if (file !== ':memory:') keepPrivate(file, makeDataDir(dirname(file)), log);
   const db = new Database(file);
   db.pragma('journal_mode = WAL');

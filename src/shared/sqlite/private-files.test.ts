@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { capturingLogger } from '../../../test/helpers/logs.js';
+import { verdictRun } from '../../../test/helpers/processes.js';
 import { openAgentDb } from '../../agent/spool/agent-db.js';
 import { startServer } from '../../server/server.js';
+import { openServerDb } from '../../server/store/server-db.js';
 import { SERVER_DEFAULTS } from '../config/server-config.js';
 
 // The server's database holds webhook URLs with their secrets, and the agent's its spool of alerts: neither may be
@@ -70,5 +72,18 @@ describe('data directory and database permissions', () => {
     } finally {
       await server.close();
     }
+  });
+
+  it("a command's warning about the directory goes to stderr as plain text, leaving stdout its answer", () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'verdict-perm-')), 'data');
+    mkdirSync(dir, { mode: 0o755 });
+    chmodSync(dir, 0o755);
+    openServerDb(dir, { info() {}, warn() {} }).close();
+    const r = verdictRun(['agents', 'list', '--json', '--data-dir', dir]);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([]);
+    expect(r.stderr).toBe(
+      `verdict agents list: Data directory is open to other users; the database files in it are kept to this user (0600), run chmod 700 ${dir} to close the directory too\n`,
+    );
   });
 });

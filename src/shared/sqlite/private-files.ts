@@ -1,6 +1,5 @@
 import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Logger } from '../log/logger.js';
 
 // The databases hold secrets (webhook URLs with their tokens, feed and CI token
 // hashes, alerts): only the user running Verdict may read them. SQLite's unix
@@ -8,6 +7,12 @@ import type { Logger } from '../log/logger.js';
 // main file is made 0600 before SQLite opens it. Files of an older Verdict that
 // made them 0644 are narrowed at start. A data directory that already existed is
 // the user's choice (it may be shared, /srv say): it is not changed, only reported.
+
+/** Where the changes and warnings go: a process's pino logger, or a command's stderr (a pino Logger fits). */
+export interface FilesLog {
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
 
 const SQLITE_FILES = ['', '-wal', '-shm', '-journal'];
 const warned = new Set<string>();
@@ -21,7 +26,7 @@ function octal(mode: number): string {
 }
 
 /** Makes `file` (created 0600 if missing) and SQLite's files beside it this user's only; reports a data directory others can open. */
-export function keepPrivate(file: string, dirExisted: boolean, log: Logger): void {
+export function keepPrivate(file: string, dirExisted: boolean, log: FilesLog): void {
   closeSync(openSync(file, 'a', 0o600));
   for (const suffix of SQLITE_FILES) {
     const f = file + suffix;
