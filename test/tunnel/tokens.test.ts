@@ -333,10 +333,10 @@ describe('commands on an existing server database', () => {
     expect(verdictSync(['agents', 'list', '--config', config])).toBe('');
     expect(verdictSync(['ci-tokens', 'list', '--config', config])).toBe('');
 
-    // data_dir is still checked as the server checks it, and a misspelt one is not taken for the default.
+    // data_dir is still checked as the server checks it, and a misspelt one is not taken for the default: a wrong --config, exit 2 (a usage error).
     const refused = (file: string) => {
       const r = spawnSync(process.execPath, [join(REPO, 'bin/verdict.js'), 'tokens', 'list', '--config', file], { cwd, encoding: 'utf8' });
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(2);
       return r.stdout + r.stderr;
     };
     writeFileSync(config, 'data_dir: ""\n');
