@@ -6,6 +6,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { AgentRegistry } from '../server/agents/agent-registry.js';
 import { openServerDb } from '../server/store/server-db.js';
 import { VerdictError } from '../shared/errors.js';
+import { freePort } from '../../test/helpers/processes.js';
 import { EXIT, run } from './gitops.js';
 
 // `verdict gitops diff` with flag values that name nothing: usage errors (exit 2) that name the flag,
@@ -49,6 +50,24 @@ describe('verdict gitops diff: wrong flag values', () => {
     } finally {
       stderr.mockRestore();
       vi.unstubAllEnvs();
+    }
+  });
+
+  it("an API server it cannot reach is named with the kubeconfig, as the agent's GitOps names it", async () => {
+    const port = await freePort();
+    const kubeconfig = join(projects, 'wrong-port.kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      `apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{name: k, cluster: {server: "https://127.0.0.1:${port}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n`,
+    );
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await run(['diff', '--project', 'group/app', '--projects-dir', projects, '--kubeconfig', kubeconfig])).toBe(EXIT.error);
+      expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toBe(
+        `verdict gitops diff: could not run: cannot reach the Kubernetes API server at https://127.0.0.1:${port} (credentials: kubeconfig ${kubeconfig} (context c)): connect ECONNREFUSED 127.0.0.1:${port}; check that the API server is up and reachable from this machine, and that this is its address\n`,
+      );
+    } finally {
+      stderr.mockRestore();
     }
   });
 

@@ -1,4 +1,5 @@
 import { kubeConnection } from '../agent/kubernetes/connection.js';
+import { explainKubeError } from '../agent/kubernetes/explain.js';
 import type { GitRefCF } from '../gen/verdict/gitops.js';
 import { refSpec } from '../modules/gitops/git-ref.js';
 import { entryInventory, refOf, settingsOf } from '../modules/gitops/agent.js';
@@ -232,6 +233,9 @@ function describeSettings(s: DiffSettings): string {
   return `${parts.join(', ')} (${a.from})`;
 }
 
+/** What the diff needs of the API server, for a 403. */
+const DIFF_RBAC = "the kubeconfig's identity needs get on the objects the manifests hold, and patch for the server-side dry runs";
+
 async function diff(
   project: ReturnType<typeof resolveProject>,
   ref: ReturnType<typeof refSpec>,
@@ -255,6 +259,10 @@ async function diff(
       api,
       discovery: new Discovery(api),
       ...(s.agent ? { inventory: s.agent.inventory, policy: s.agent.policy, prune: s.agent.prune } : {}),
+    }).catch((e: unknown) => {
+      // The API server's address, the kubeconfig and what to fix, as the agent's GitOps says them.
+      const text = explainKubeError(e, connection, DIFF_RBAC, 'this machine');
+      throw text === errText(e) ? e : new Error(text, { cause: e });
     });
     // Where each value came from: a value that is not the agent's shows a diff of another sync than the agent's.
     process.stdout.write(`GitOps diff: project ${project.id} at ${commit.slice(0, 12)} against ${connection.server}: ${describeSettings(s)}\n`);

@@ -108,7 +108,7 @@ describe.each(Object.entries(modules))('%s: Kubernetes API errors say what to fi
     });
     const error = await firstError(file);
     expect(error).toContain(
-      `the Kubernetes API server at ${kube.server} did not accept the agent's credentials (credentials: kubeconfig ${file} (context ${context()}))`,
+      `the Kubernetes API server at ${kube.server} did not accept the credentials (credentials: kubeconfig ${file} (context ${context()}))`,
     );
     expect(error).toContain('Unauthorized');
     expect(error).toContain('the token or client certificate is wrong, expired or revoked');

@@ -44,19 +44,20 @@ function credentials(to: KubeTarget): string {
 
 /**
  * `e` explained for a log line or an answer: 401 names the credentials to fix, 403 adds `rbac` (what the module
- * needs and which ClusterRole grants it), a connection or certificate failure names the address and the CA to check.
+ * needs and which ClusterRole grants it), a connection or certificate failure names the address and the CA to check;
+ * `from` is where the API server must be reachable from.
  * Anything else is its message as it is.
  */
-export function explainKubeError(e: unknown, to: KubeTarget, rbac: string): string {
+export function explainKubeError(e: unknown, to: KubeTarget, rbac: string, from = "the agent's pod"): string {
   const status = kubeApiStatus(e);
   if (status === 401)
-    return `the Kubernetes API server at ${to.server} did not accept the agent's credentials${credentials(to)}: ${errText(e)}; the token or client certificate is wrong, expired or revoked: give valid ones (this is authentication, not RBAC)`;
+    return `the Kubernetes API server at ${to.server} did not accept the credentials${credentials(to)}: ${errText(e)}; the token or client certificate is wrong, expired or revoked: give valid ones (this is authentication, not RBAC)`;
   if (status === 403) return `${errText(e)}; ${rbac}`;
   if (status !== undefined) return errText(e);
   const code = codeOf(e);
   if (code && TLS_CODES.has(code))
     return `cannot verify the certificate of the Kubernetes API server at ${to.server}${credentials(to)}: ${errText(e)}; the cluster's CA (certificate-authority or certificate-authority-data in a kubeconfig, ca.crt of a service account) must be the one that signed the API server's certificate, and the server address a name the certificate holds`;
   if (code && /^E[A-Z]+$/.test(code))
-    return `cannot reach the Kubernetes API server at ${to.server}${credentials(to)}: ${errText(e)}; check that the API server is up and reachable from the agent's pod, and that this is its address`;
+    return `cannot reach the Kubernetes API server at ${to.server}${credentials(to)}: ${errText(e)}; check that the API server is up and reachable from ${from}, and that this is its address`;
   return errText(e);
 }
