@@ -36,7 +36,8 @@ function objects(server: RunningServer, token: string): Promise<grpc.ServiceErro
   });
 }
 
-const SET_PROJECT = "if it moved, point its agents to the new path with `verdict agents set-project <agent> <path>` (`verdict agents list` shows each agent's project), or put it back";
+const SET_PROJECT =
+  "if it moved, point its agents to the new path with `verdict agents set-project <agent> <path>` (`verdict agents list` shows each agent's project), or put it back";
 
 describe('a configuration project moved away on the server', () => {
   it.each([
