@@ -90,6 +90,27 @@ export interface ModuleAgentStatus {
   view(config: ServerConfig, agent: string): unknown;
 }
 
+/**
+ * A source of alerts a module raises, and what the alerts of it are called where they leave Verdict: the webhook
+ * formats read it through the registry (src/server/modules.ts), so the core names no module. Receivers route on these
+ * names (Alertmanager's alertname above all): once released, they are kept.
+ */
+export interface ModuleAlertSource {
+  /** The alerts' `source` (one of ALERT_SOURCES, which the payload both sides share lists). */
+  readonly source: AlertSource;
+  /**
+   * Whether the module's agent part sends these through the tunnel. Otherwise the server raises them itself
+   * (`alerts` in start()) and refuses them from an agent, which could forge them.
+   */
+  readonly fromAgent: boolean;
+  /** GitLab's `monitoring_tool`. */
+  readonly monitoringTool: string;
+  /** Alertmanager's `alertname` label of one alert. */
+  alertname(alert: { readonly rule: string }): string;
+  /** The pods or hosts an alert is about, read from its details (GitLab's `hosts`); none without it. */
+  hosts?(details: Readonly<Record<string, unknown>>): string[];
+}
+
 /** What a module's start() gets from the server core. */
 export interface ServerModuleStartContext {
   /** The server's configuration; the same object grpcServices' context carries, so a module can key per-server state on it. */
@@ -141,6 +162,8 @@ export interface ServerModule<N extends string = string, C = unknown> {
   grpcServices?(ctx: ServerModuleContext): ModuleGrpcService[];
   /** Listeners or loops the module runs beside the agent API, started once it is served (undefined: nothing to run with this configuration). */
   start?(ctx: ServerModuleStartContext): Promise<StartedServerModule | undefined>;
+  /** The alerts the module raises (from its agent part or on the server), and their names in webhooks. */
+  readonly alertSource?: ModuleAlertSource;
   /** Routes the module adds to the admin HTTP API (under /api/v1/admin/, in the OpenAPI document like the core's). */
   adminRoutes?(app: FastifyInstance, ctx: ServerModuleAdminContext): void;
   /**

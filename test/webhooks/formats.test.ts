@@ -3,6 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cilium, falco, FAST, harness, SECRET, type Harness } from './helpers.js';
 import { Closers } from '../../src/shared/lifecycle/closers.js';
 import { startReceiver } from './receiver.js';
+import { alertsOf } from '../../src/modules/gitops/report-service.js';
+import type { SyncReport } from '../../src/gen/verdict/gitops.js';
 
 // Each format as its receiver sees it, field by field: GitLab's HTTP alert
 // integration, Alertmanager's webhook v4, Slack incoming webhooks, and
@@ -222,6 +224,67 @@ describe('Alertmanager webhook v4', () => {
     expect(resolved.status).toBe('resolved');
     expect(resolved.groupKey).not.toBe(firing.groupKey);
     expect(r.requests[1]!.headers['webhook-id']).not.toBe(r.requests[0]!.headers['webhook-id']);
+  });
+});
+
+describe('GitOps alerts (raised by the server from sync reports)', () => {
+  /** A sync report's alerts as the GitOps module raises them: one failed object, or one object put back after drift. */
+  const gitops = (drift: boolean) => {
+    const report: SyncReport = {
+      project_id: 'group/app',
+      commit_id: 'abc123',
+      ok: drift,
+      error: '',
+      applied: 1,
+      changed: drift ? 1 : 0,
+      unchanged: 0,
+      pruned: 0,
+      failed: drift ? 0 : 1,
+      duration_ms: 10,
+      drift_corrected: drift,
+      objects: [
+        { object: 'apps/Deployment shop/web', source: 'web.yaml', action: drift ? 'configured' : 'failed', reason: drift ? '' : 'admission webhook denied' },
+      ],
+      finished_at: new Date().toISOString(),
+    };
+    return [...alertsOf('prod', report, new Date().toISOString()).values()][0]!;
+  };
+
+  it('are named GitOps in GitLab (monitoring_tool) and in Alertmanager (alertname), not Cilium', async () => {
+    const gl = await receiver();
+    const am = await receiver();
+    h = harness({
+      allow_private_addresses: ['127.0.0.1'],
+      integrations: [
+        { name: 'gitlab', type: 'gitlab', url: gl.url(), key: 'k', ...FAST },
+        { name: 'am', type: 'alertmanager', url: am.url(), ...FAST },
+      ],
+    });
+    const failed = gitops(false);
+    h.ingest(failed, 'prod');
+    await gl.waitForCount(1);
+    await am.waitForCount(1);
+    expect(gl.json(0)).toMatchObject({ title: failed.title, monitoring_tool: 'Verdict (GitOps)', hosts: [], service: 'shop' });
+    expect(am.json<AmPayload>(0).alerts[0]!.labels).toEqual({
+      project: 'group/app',
+      commit: 'abc123',
+      object: 'apps/Deployment shop/web',
+      file: 'web.yaml',
+      reason: 'admission webhook denied',
+      alertname: 'GitOpsSyncFailed',
+      severity: 'high',
+      source: 'gitops',
+      agent: 'prod',
+      cluster: '',
+      verdict_fingerprint: failed.fingerprint,
+      namespace: 'shop',
+      rule: 'gitops-sync-failed',
+    });
+    h.ingest(gitops(true), 'prod');
+    await gl.waitForCount(2);
+    await am.waitForCount(2);
+    expect(gl.json(1)).toMatchObject({ monitoring_tool: 'Verdict (GitOps)' });
+    expect(am.json<AmPayload>(1).alerts[0]!.labels).toMatchObject({ alertname: 'GitOpsDriftCorrected', source: 'gitops', rule: 'gitops-drift-corrected' });
   });
 });
 

@@ -3,8 +3,11 @@ import type { ServerModule } from '../../server/module.js';
 import { type GitopsConfig, gitopsBlock } from './config.js';
 import { DEFAULT_POLL_INTERVAL_MS, objectsService } from './objects-service.js';
 import { RemovedProjects } from './removed-projects.js';
-import { reportService, serverState } from './report-service.js';
+import { RULE_DRIFT, RULE_FAILED, reportService, serverState } from './report-service.js';
 import { projectSyncingSchema, projectSyncSchema, SyncStatusStore } from './sync-status.js';
+
+/** Alertmanager's alertname by rule, so a receiver can route a failed sync and corrected drift apart. */
+const ALERTNAMES: Readonly<Record<string, string>> = { [RULE_FAILED]: 'GitOpsSyncFailed', [RULE_DRIFT]: 'GitOpsDriftCorrected' };
 
 // The server part of GitOps: the block's schema, the service that streams
 // manifest projects' files to the agent and takes its sync reports, and the
@@ -35,6 +38,13 @@ export const gitopsServer: ServerModule<'gitops', GitopsConfig> = {
         serverState.delete(ctx.config);
       },
     };
+  },
+  alertSource: {
+    source: 'gitops',
+    // Raised here from the agents' sync reports; an agent sending one would be forging it.
+    fromAgent: false,
+    monitoringTool: 'Verdict (GitOps)',
+    alertname: (a) => ALERTNAMES[a.rule] ?? 'GitOps',
   },
   agentStatus: {
     schema: {

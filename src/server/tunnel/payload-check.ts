@@ -1,11 +1,13 @@
 import { ALERT_SOURCES, SEVERITIES, type AlertPayload } from '../../shared/alert/payload.js';
+import { moduleAlertSources } from '../modules.js';
 
 /**
- * The sources an agent may send through the tunnel. `gitops` alerts are raised
- * by the server itself from sync reports, so an agent cannot forge one; the
- * Kafka log, which only replicas write, carries every source.
+ * The sources an agent may send through the tunnel: those whose module says
+ * its agent part sends them, so an agent cannot forge an alert a module
+ * raises on the server; the Kafka log, which only replicas write, carries
+ * every source.
  */
-export const AGENT_SOURCES: readonly string[] = ['cilium', 'falco'];
+export const AGENT_SOURCES: readonly string[] = [...moduleAlertSources.values()].filter((s) => s.fromAgent).map((s) => s.source);
 export const LOG_SOURCES: readonly string[] = ALERT_SOURCES;
 
 /** Checks what the store relies on; returns a reason when the payload is unusable. */

@@ -1,5 +1,5 @@
-import { usageError } from '../../cli/args.js';
 import { ConfigError } from '../../shared/config/schema.js';
+import { VerdictError } from '../../shared/errors.js';
 import { parseWebhooksJson, type WebhooksConfig } from '../../shared/config/webhooks-config.js';
 import { newSecret } from './signer.js';
 
@@ -32,7 +32,7 @@ export function demoWebhooks(url: string, secret?: string): { config: WebhooksCo
     if (e instanceof ConfigError) {
       const i = e.issues[0]!;
       const flag = i.path.includes('secrets') ? '--webhook-secret' : '--webhook';
-      throw usageError(`verdict demo: ${flag}: ${i.message}`);
+      throw new VerdictError('VERDICT_USAGE', `verdict demo: ${flag}: ${i.message}`);
     }
     throw e;
   }

@@ -1,3 +1,4 @@
+import { moduleAlertSources } from '../../modules.js';
 import type { StoredAlert } from '../../store/alert-store.js';
 
 // What a delivery says about an alert, frozen when the delivery is recorded:
@@ -90,16 +91,17 @@ export function snapshot(a: StoredAlert, event: DeliveryEvent, at: string, exter
   };
 }
 
-/** Pods or hosts the alert is about, for formats that have a "hosts" notion. */
+/** Pods or hosts the alert is about, for formats that have a "hosts" notion: the alert's module reads them from its details. */
 export function hostsOf(a: WebhookAlert): string[] {
-  const out: string[] = [];
-  const cilium = a.details.cilium as
-    | { source?: { namespace?: string; pod?: string }; destination?: { namespace?: string; pod?: string }; node?: string }
-    | undefined;
-  const falco = a.details.falco as { hostname?: string } | undefined;
-  for (const ep of [cilium?.source, cilium?.destination]) {
-    if (ep?.pod) out.push(ep.namespace ? `${ep.namespace}/${ep.pod}` : ep.pod);
-  }
-  if (falco?.hostname) out.push(falco.hostname);
-  return [...new Set(out)];
+  return [...new Set(moduleAlertSources.get(a.source)?.hosts?.(a.details) ?? [])];
+}
+
+/** The tool that raised the alert, as its module names it (GitLab's monitoring_tool). */
+export function monitoringToolOf(a: WebhookAlert): string {
+  return moduleAlertSources.get(a.source)?.monitoringTool ?? `Verdict (${a.source})`;
+}
+
+/** The alert's Alertmanager alertname, as its module names it. */
+export function alertnameOf(a: WebhookAlert): string {
+  return moduleAlertSources.get(a.source)?.alertname(a) ?? (a.rule || a.source);
 }

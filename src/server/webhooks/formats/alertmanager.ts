@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { DeliveryItem, RenderContext, WebhookAlert } from './alert.js';
+import { alertnameOf, type DeliveryItem, type RenderContext, type WebhookAlert } from './alert.js';
 
 // Prometheus Alertmanager's webhook_config payload, version 4, so receivers
 // written for Alertmanager (and their tooling) take Verdict alerts unchanged.
@@ -16,7 +16,7 @@ export function alertLabels(a: WebhookAlert): Record<string, string> {
   // The alert's own labels first, so Verdict's names win on a clash.
   for (const [k, v] of Object.entries(a.labels)) labels[labelName(k)] = v;
   Object.assign(labels, {
-    alertname: a.source === 'falco' && a.rule ? a.rule : 'CiliumPolicyDrop',
+    alertname: alertnameOf(a),
     severity: a.severity,
     source: a.source,
     agent: a.agent,

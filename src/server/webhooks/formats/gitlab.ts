@@ -1,5 +1,5 @@
 import { clipChars } from '../../../shared/text/cut.js';
-import { hostsOf, type DeliveryItem, type RenderContext } from './alert.js';
+import { hostsOf, monitoringToolOf, type DeliveryItem, type RenderContext } from './alert.js';
 
 // GitLab's HTTP endpoint alert integration ("Alerts > HTTP endpoint"). GitLab
 // de-duplicates open alerts by fingerprint and resolves the one whose
@@ -34,8 +34,9 @@ export function renderGitlab(items: readonly DeliveryItem[], _ctx: RenderContext
     severity: a.severity,
     // Verdict's fingerprint is per agent; two clusters seeing the same thing are two alerts.
     fingerprint: `${a.agent}/${a.fingerprint}`,
-    monitoring_tool: a.source === 'falco' ? 'Verdict (Falco)' : 'Verdict (Cilium)',
-    service: clipChars(a.namespace ? `${a.cluster}/${a.namespace}` : a.cluster, GITLAB_LIMITS.service),
+    monitoring_tool: monitoringToolOf(a),
+    // No cluster name (none configured, or an alert the server raised): "shop", not "/shop".
+    service: clipChars([a.cluster, a.namespace].filter(Boolean).join('/'), GITLAB_LIMITS.service),
     hosts: fitHosts(hostsOf(a)),
   };
   if (event === 'resolved') body.end_time = a.resolved_at;
