@@ -17,7 +17,7 @@ import { startBenchKube } from '../../bench/kube.js';
 // 2. a list of 5,000 ConfigMaps in one response, asked for as kubectl asks
 //    (gzip, which the API server then compresses) and uncompressed, and
 //    `kubectl get` of them (kubectl pages by 500).
-// Targets (issue 16): p50 overhead under 2 ms; list throughput at least 80% of direct.
+// Targets: p50 overhead under 2 ms; list throughput at least 80% of direct.
 //
 // The machine is shared and its load swings within a run, so the paths take
 // turns request by request (the order rotating, so none always runs right

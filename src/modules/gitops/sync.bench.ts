@@ -13,7 +13,7 @@ import type { SyncSettings } from './sync.js';
 // A sync of 1,000 objects (ten files of 100 ConfigMaps) into a real API server
 // (scripts/kube.sh), first apply and an unchanged re-apply, against `kubectl
 // apply --server-side` of the same files, on the same server in the same run.
-// Targets (issue 15): a first apply not slower than kubectl's, an unchanged
+// Targets: a first apply not slower than kubectl's, an unchanged
 // re-apply under 5 s.
 //
 // The machine is shared and CPU-bound (etcd runs without fsync), so one

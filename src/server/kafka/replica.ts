@@ -55,7 +55,10 @@ export interface KafkaReplica {
    * Changes an alert's status through the log, so every replica applies it at
    * the same place among the alert's events; resolves once this replica has
    * applied it, with the alert as it is then. Undefined for an unknown id.
-   * Throws StatusConflictError (409) like AlertStore.setStatus.
+   * Throws VERDICT_CONFLICT like AlertStore.setStatus; VERDICT_KAFKA when
+   * Kafka did not take the change (brokers down or restarting: nothing
+   * changed, the caller may try again); VERDICT_PENDING when the change is in
+   * the log but this replica has not applied it in time.
    */
   changeStatus(id: number, to: AlertStatus, actor: string): Promise<StoredAlert | undefined>;
   /** The replica-independent id of an alert (agent/fingerprint/first event id). */
@@ -76,8 +79,6 @@ export interface KafkaReplica {
   close(): Promise<void>;
 }
 
-/** Kafka did not take a status change (brokers down or restarting): nothing changed, the caller may try again. */
-/** A status change is in the log but this replica has not applied it in time. */
 export async function startKafkaReplica(o: KafkaReplicaOptions): Promise<KafkaReplica> {
   const cfg = o.config;
   const log = o.log;

@@ -45,7 +45,7 @@ export class Lifecycle {
 
   /**
    * Moves an alert to another status (any to any) and records who did it.
-   * Returns undefined for an unknown id; throws StatusConflictError when
+   * Returns undefined for an unknown id; throws VERDICT_CONFLICT when
    * reopening would make a second open alert for the same fingerprint.
    */
   setStatus(id: number, to: AlertStatus, actor: string): StoredAlert | undefined {

@@ -106,7 +106,7 @@ function measure(fn: () => void): { ms: number; cpuUs: number } {
 
 function ingestBench(dir: string): void {
   const now = Date.now();
-  // Issue 17's measure: 60,000 events over 5,000 fingerprints into a fresh store (a third Falco, the rest
+  // The ingest measure: 60,000 events over 5,000 fingerprints into a fresh store (a third Falco, the rest
   // Cilium, as the Kafka bench sends), so mostly repeats of open alerts that still meet new pods. Run first:
   // when later cases held all their 600,000 parsed events at once, the garbage collector made this case cost
   // about twice its CPU (2026-12-06: 83 µs an event when run after the flood, 44 when run first).

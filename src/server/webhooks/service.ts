@@ -35,8 +35,9 @@ function stateFor(db: DB): DbState {
 }
 
 /**
- * Records the deliveries a status change causes (today: resolved). Call it
- * inside the transaction that updates the alert, with the alert as it is after
+ * Records the deliveries a status change causes: `resolved` when it resolves
+ * the alert and, as after any change, a `triggered` an integration was not
+ * sent yet. Call it inside the transaction that updates the alert, with the alert as it is after
  * the change, so the change and its deliveries commit together. Safe to call
  * more than once: each alert resolves once per integration.
  */

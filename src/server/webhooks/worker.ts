@@ -11,9 +11,9 @@ import { signatureHeader } from './signer.js';
 import type { AddressPolicy } from '../../shared/net/ssrf.js';
 
 // Takes due deliveries from a queue and sends them, at most `concurrency` at a
-// time per integration. The worker does not know where deliveries come from:
-// today the SQLite outbox, later (issue 8) a queue shared by replicas, which
-// only has to implement DeliveryQueue.
+// time per integration. The worker does not know where deliveries come from
+// (the SQLite outbox): a queue shared by replicas, which would let one take
+// over another's backlog, only has to implement DeliveryQueue.
 
 export interface DeliveryQueue {
   /** Due deliveries of one integration, leased to this worker for `leaseMs`. */

@@ -39,7 +39,7 @@ export class Discovery {
           }
         } catch (e) {
           if (kubeApiStatus(e) !== 404) throw e;
-          // An unknown group version: every kind in it is unknown (for now).
+          // An unknown group version: every kind in it is unknown until it is read again (its CRD applied by this commit).
         }
         this.byGv.set(gv, kinds);
       }),
