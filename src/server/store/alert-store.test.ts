@@ -9,6 +9,7 @@ import { openServerDb } from './server-db.js';
 import { ciliumPayload, falcoPayload } from './test-payloads.js';
 import { cutToStored, MAX_DESCRIPTION, MAX_LABEL, MAX_TITLE } from '../../shared/alert/fields.js';
 import { MAX_SAMPLE_BYTES } from '../../shared/alert/samples.js';
+import type { Severity } from '../../shared/alert/payload.js';
 
 let ev = 0;
 const id = () => `ev-${++ev}`;
@@ -128,18 +129,23 @@ describe('AlertStore ingest', () => {
     expect(seen.at(-1)).toMatchObject({ type: 'status', from: 'triggered', actor: 'me', alert: { status: 'resolved' } });
   });
 
-  it('reads as its earliest occurrence: a repeat keeps the text, an older occurrence arriving late brings its own, and search follows', () => {
+  it('reads as the occurrence that set its severity: a repeat, even an older one arriving late, keeps the text, a rise brings its own, and search follows', () => {
     const { store } = fresh();
-    const send = (minute: number, output: string) =>
-      store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'text', time: new Date(Date.UTC(2024, 0, 1, 0, minute)).toISOString(), output }) }])
-        .alerts[0]!;
+    const send = (minute: number, output: string, severity: Severity = 'high') =>
+      store.ingest('edge', [
+        { id: id(), payload: falcoPayload({ fp: 'text', severity, time: new Date(Date.UTC(2024, 0, 1, 0, minute)).toISOString(), output }) },
+      ]).alerts[0]!;
     const a = send(10, 'opened by quokka');
     send(20, 'repeated by wombat');
     expect(store.get(a.id)!.description).toContain('quokka');
     expect(store.list({ limit: 10, q: 'wombat' }).alerts).toHaveLength(0);
     send(5, 'late numbat');
-    expect(store.get(a.id)!.description).toContain('numbat');
-    expect(store.list({ limit: 10, q: 'numbat' }).alerts.map((x) => x.id)).toEqual([a.id]);
+    expect(store.get(a.id)!.description).toContain('quokka');
+    expect(store.get(a.id)!.first_seen).toBe('2024-01-01T00:05:00.000Z');
+    expect(store.list({ limit: 10, q: 'numbat' }).alerts).toHaveLength(0);
+    send(30, 'raised by bilby', 'critical');
+    expect(store.get(a.id)!.description).toContain('bilby');
+    expect(store.list({ limit: 10, q: 'bilby' }).alerts.map((x) => x.id)).toEqual([a.id]);
     expect(store.list({ limit: 10, q: 'quokka' }).alerts).toHaveLength(0);
   });
 
@@ -148,7 +154,7 @@ describe('AlertStore ingest', () => {
     const at = (minute: number) => new Date(Date.UTC(2024, 5, 1, 10, minute)).toISOString();
     const a = { id: 'g-a', payload: falcoPayload({ fp: 'g', pod: 'web-a', time: at(10), output: 'a: received first' }) };
     const b = { id: 'g-b', payload: falcoPayload({ fp: 'g', pod: 'web-b', time: at(20), output: 'b: a repeat' }) };
-    const c = { id: 'g-c', payload: falcoPayload({ fp: 'g', pod: 'web-c', time: at(0), output: 'c: older, received last' }) };
+    const c = { id: 'g-c', payload: falcoPayload({ fp: 'g', pod: 'web-c', severity: 'critical', time: at(0), output: 'c: older, received last' }) };
     const stored = (batches: (typeof a)[][]) => {
       const { store } = fresh();
       let alertId = 0;
@@ -161,7 +167,7 @@ describe('AlertStore ingest', () => {
       };
     };
     const want = {
-      // The earliest occurrence's text (the fold rule); labels stay the first occurrence's.
+      // The text of the occurrence that raised the severity (the fold rule); labels stay the first occurrence's.
       description: 'c: older, received last',
       labels: a.payload.labels,
       occurrences: { 'g-a': ['a: received first', 'web-a'], 'g-b': ['b: a repeat', 'web-b'], 'g-c': ['c: older, received last', 'web-c'] },
@@ -172,7 +178,7 @@ describe('AlertStore ingest', () => {
     expect(stored([[a, b, c]])).toEqual(want);
   });
 
-  it('keeps the description of the occurrence that set the severity when an older one of its severity arriving late changes the alert’s', () => {
+  it('keeps the text and the occurrence that set the severity when an older one of its severity arrives late', () => {
     const { store } = fresh();
     const at = (second: number) => new Date(Date.UTC(2024, 5, 1, 10, 0, second)).toISOString();
     const send = (id: string, second: number, severity: 'low' | 'critical', output: string) =>
@@ -184,7 +190,8 @@ describe('AlertStore ingest', () => {
     expect(store.detail(a.id)!.occurrences.map((o) => o.event_id)).not.toContain('p-crit');
     send('p-late', 0, 'critical', 'an older text, received late');
     const d = store.detail(a.id)!;
-    expect(d.alert.description).toBe('an older text, received late');
+    expect(d.alert.description).toBe('the same text');
+    expect(d.alert.first_seen).toBe(at(0));
     expect(d.severity_occurrence).toMatchObject({ event_id: 'p-crit', description: 'the same text' });
   });
 
@@ -594,11 +601,11 @@ describe('AlertStore queries', () => {
 
   it('lists changes after a seq for the stream', () => {
     const { store } = seeded();
-    const all = store.changesSince(0, {}, 100);
+    const all = store.changesSince(0, {}, 100).alerts;
     expect(all.map((a) => a.seq)).toEqual([...all.map((a) => a.seq)].sort((x, y) => x - y));
     expect(all).toHaveLength(4);
     const after = all[1]!.seq;
-    expect(store.changesSince(after, {}, 100)).toHaveLength(2);
-    expect(store.changesSince(0, { source: ['falco'], q: 'coredns' }, 100)).toHaveLength(1);
+    expect(store.changesSince(after, {}, 100).alerts).toHaveLength(2);
+    expect(store.changesSince(0, { source: ['falco'], q: 'coredns' }, 100).alerts).toHaveLength(1);
   });
 });

@@ -261,9 +261,9 @@ export class Ingest {
         // Everything folds by the one rule (shared/alert/fold.ts): the severity
         // is the highest of the occurrences and never drops while the alert is
         // open; title and description are those of the occurrence that set it
-        // (the earliest of that severity), so a repeat rewrites only the narrow
-        // row, and the text row and full-text index change only when an older
-        // occurrence of that severity arrives late or one raises the severity.
+        // (the first to arrive at that severity), so a repeat rewrites only the
+        // narrow row, and the text row and full-text index change only when an
+        // occurrence raises the severity.
         // Labels stay the first occurrence's; each occurrence keeps its own.
         foldInto.count = r.count;
         foldInto.first_seen = r.first_seen;
@@ -382,7 +382,7 @@ export class Ingest {
   private writeAlert(e: OpenEntry, now: number): void {
     const s = this.s;
     const r = e.row;
-    // Occurrences stored as null read the alert's description, which an older occurrence arriving late
+    // Occurrences stored as null read the alert's description, which an occurrence raising the severity
     // just changed (the fold rule): they get the one they meant written out before this batch's are
     // stored against the new one, so an occurrence reads its own text however events were grouped into
     // batches (Kafka replicas group the same log differently). Storing every occurrence's description
@@ -430,7 +430,7 @@ export class Ingest {
       e.mainText = text;
       // Values of the batch that opened the alert are in its main text.
       e.search.fresh = undefined;
-      // An older occurrence later in the batch changed the text before anything was indexed.
+      // A later occurrence of the batch raised the severity, and changed the text, before anything was indexed.
       e.indexedText = undefined;
       return;
     }

@@ -65,7 +65,7 @@ describe('values added after an alert opened', () => {
     db.close();
   });
 
-  it('continue after a restart, follow a late older occurrence, and go with the alert', () => {
+  it('continue after a restart, follow an occurrence that raises the severity, and go with the alert', () => {
     const { db, store } = fresh();
     const t0 = Date.UTC(2024, 5, 1);
     const at = (s: number) => new Date(t0 + s * 1000).toISOString();
@@ -74,8 +74,10 @@ describe('values added after an alert opened', () => {
     const again = new AlertStore(db);
     again.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'shell', pod: 'web-3', time: at(30) }) }]);
     checkIndexes(db);
-    // An older occurrence arriving late rewrites the title and description (the fold rule).
-    const late = again.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'shell', pod: 'koala-0', time: at(1), output: 'an older shell' }) }]).alerts[0]!;
+    // An occurrence that raises the severity rewrites the title and description (the fold rule), an older one too.
+    const late = again.ingest('edge', [
+      { id: id(), payload: falcoPayload({ fp: 'shell', pod: 'koala-0', severity: 'critical', time: at(1), output: 'an older shell' }) },
+    ]).alerts[0]!;
     expect(late.description).toBe('an older shell');
     checkIndexes(db);
     for (const q of ['web-1', 'web-2', 'web-3', 'koala-0', 'older']) expect(found(again, q)).toEqual([a.id]);
@@ -87,17 +89,17 @@ describe('values added after an alert opened', () => {
     db.close();
   });
 
-  it('indexes the text of an alert whose batch also brought an older occurrence, and re-indexes it right after', () => {
+  it('indexes the text of an alert whose batch also raised its severity, and re-indexes it right after', () => {
     const { db, store } = fresh();
     const t0 = Date.UTC(2024, 5, 1);
     const at = (s: number) => new Date(t0 + s * 1000).toISOString();
     const a = store.ingest('edge', [
-      { id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-1', time: at(10), output: 'the first to arrive' }) },
-      { id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-2', time: at(5), output: 'the older one' }) },
+      { id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-1', severity: 'low', time: at(10), output: 'the first to arrive' }) },
+      { id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-2', severity: 'high', time: at(5), output: 'the older one' }) },
     ]).alerts[0]!;
     expect(a.description).toBe('the older one');
-    store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-3', time: at(20), output: 'a later one' }) }]);
-    store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-4', time: at(1), output: 'the oldest' }) }]);
+    store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-3', severity: 'high', time: at(20), output: 'a later one' }) }]);
+    store.ingest('edge', [{ id: id(), payload: falcoPayload({ fp: 'late', pod: 'web-4', severity: 'critical', time: at(1), output: 'the oldest' }) }]);
     checkIndexes(db);
     expect(found(store, 'oldest')).toEqual([a.id]);
     expect(found(store, 'arrive')).toEqual([]);

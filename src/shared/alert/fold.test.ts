@@ -30,7 +30,7 @@ function permutations<T>(xs: readonly T[]): T[][] {
 }
 
 describe('foldIn', () => {
-  it('adds counts, takes the earliest first_seen with its title and description, and the latest last_seen', () => {
+  it('adds counts, takes the earliest first_seen and the latest last_seen, and keeps the text', () => {
     const into = { ...occ('2026-01-01T00:00:02Z'), count: 3, first_seen: '2026-01-01T00:00:01Z' };
     const f = fold(into, { ...occ('2026-01-01T00:00:05Z', 'low', 'newer', 2), first_seen: '2026-01-01T00:00:00Z' });
     expect(f.summary).toEqual({
@@ -38,17 +38,17 @@ describe('foldIn', () => {
       first_seen: '2026-01-01T00:00:00Z',
       last_seen: '2026-01-01T00:00:05Z',
       severity: 'low',
-      title: 't newer',
-      description: 'newer',
+      title: 't d 2026-01-01T00:00:02Z',
+      description: 'd 2026-01-01T00:00:02Z',
     });
     expect(f.setsSeverity).toBe(false);
   });
 
-  it('takes title and description of an older occurrence that arrives late', () => {
+  it('keeps title and description when an older occurrence of the same severity arrives late', () => {
     const f = fold(occ('2026-01-01T00:00:05Z', 'low', 'newer'), occ('2026-01-01T00:00:01Z', 'low', 'older'));
     expect(f.summary.last_seen).toBe('2026-01-01T00:00:05Z');
-    expect(f.summary.description).toBe('older');
-    expect(f.summary.title).toBe('t older');
+    expect(f.summary.description).toBe('newer');
+    expect(f.summary.title).toBe('t newer');
     expect(f.summary.first_seen).toBe('2026-01-01T00:00:01Z');
   });
 
@@ -119,9 +119,9 @@ describe('foldIn', () => {
       description: 'crit 4',
       labels: { priority: 'Critical' },
     });
-    // An older one of the same severity arriving late takes the text, as without a change of severity.
-    foldIn(into, { ...occ('2026-01-01T00:00:00Z', 'critical', 'crit 0, late'), labels: { priority: 'Critical' } });
-    expect(into).toMatchObject({ description: 'crit 0, late', first_seen: '2026-01-01T00:00:00Z' });
+    // An older one of the same severity arriving late does not take the text: only a rise moves it.
+    foldIn(into, { ...occ('2026-01-01T00:00:00Z', 'critical', 'crit 0, late'), labels: { priority: 'Critical', late: 'yes' } });
+    expect(into).toMatchObject({ description: 'crit 4', labels: { priority: 'Critical' }, first_seen: '2026-01-01T00:00:00Z' });
   });
 
   it('moves labels only when both sides have them (the server keeps the alert’s first labels elsewhere)', () => {
@@ -135,6 +135,53 @@ describe('foldIn', () => {
       { count: 1, first_seen: 10, last_seen: 10, severity: 'low', title: 'x', description: 'x' },
       { count: 1, first_seen: 9, last_seen: 9, severity: 'low', title: 'y', description: 'y' },
     );
-    expect(f.summary).toMatchObject({ first_seen: 9, last_seen: 10, description: 'y' });
+    expect(f.summary).toMatchObject({ first_seen: 9, last_seen: 10, description: 'x' });
+  });
+
+  it('gives the same summary whether occurrences are folded one at a time or first grouped into windows', () => {
+    const o = (t: number, severity: Severity, d: string): FoldSummary<number> => ({
+      count: 1,
+      first_seen: t,
+      last_seen: t,
+      severity,
+      title: `t ${d}`,
+      description: d,
+      labels: { d },
+    });
+    // The reviewer's cases: each window folded before it joins the alert.
+    const grouped = (windows: FoldSummary<number>[][]): FoldSummary<number> => {
+      const folded = windows.map((w) => {
+        const s = { ...w[0]! };
+        for (const x of w.slice(1)) foldIn(s, x);
+        return s;
+      });
+      const into = { ...folded[0]! };
+      for (const s of folded.slice(1)) foldIn(into, s);
+      return into;
+    };
+    const low1 = o(1, 'low', 'low@1');
+    const crit4 = o(4, 'critical', 'crit@4');
+    const crit2 = o(2, 'critical', 'crit@2');
+    expect(grouped([[low1], [crit4], [crit2]]).description).toBe('crit@4');
+    expect(grouped([[low1], [crit4, crit2]]).description).toBe('crit@4');
+    const held = o(3, 'critical', 'crit@3');
+    expect(grouped([[held], [o(1, 'low', 'low@1'), o(10, 'critical', 'crit@10')]]).description).toBe('crit@3');
+
+    // Every arrival order of these, cut into consecutive windows every possible way.
+    const list = [o(3, 'medium', 'm3'), o(1, 'critical', 'c1'), o(5, 'critical', 'c5'), o(2, 'low', 'l2'), o(4, 'medium', 'm4')];
+    for (const arrival of permutations(list)) {
+      const oneAtATime = grouped(arrival.map((x) => [x]));
+      for (let cuts = 0; cuts < 1 << (arrival.length - 1); cuts++) {
+        const windows: FoldSummary<number>[][] = [[arrival[0]!]];
+        for (let i = 1; i < arrival.length; i++) {
+          if (cuts & (1 << (i - 1))) windows.push([]);
+          windows[windows.length - 1]!.push(arrival[i]!);
+        }
+        expect(grouped(windows)).toEqual(oneAtATime);
+      }
+      // The text is the first critical to arrive, with its labels.
+      const first = arrival.find((x) => x.severity === 'critical')!;
+      expect(oneAtATime).toMatchObject({ description: first.description, labels: first.labels, first_seen: 1, last_seen: 5, count: 5 });
+    }
   });
 });

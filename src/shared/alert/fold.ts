@@ -9,29 +9,27 @@ import { SEVERITY_RANK, type Severity } from './payload.js';
 //   is open: a low-priority repeat must not hide that something critical
 //   happened in the same alert.
 // - title and description are those of the occurrence that set the severity:
-//   the one that opened the alert, or the first to raise it. A repeat at the
-//   same or a lower severity does not rewrite them, nor the server's
-//   full-text index; an older occurrence of the alert's severity arriving late
-//   does (the text is the earliest of that severity), and an occurrence that
-//   raises the severity does, so an alert, and an occurrence folded from
-//   several events (the agent's de-duplication window, sent as one occurrence),
-//   reads as the event that made it this severe, never as a milder one beside
-//   a higher severity. Labels, where the summary has them (the agent's), go
-//   with the text. What changed is read beside them: the alert's detail shows
-//   the latest occurrence and the one that set the severity.
+//   the first to arrive at the alert's highest severity (the one that opened
+//   the alert, or the first to raise it). They move only when the severity
+//   rises: a repeat at the same or a lower severity never rewrites them, nor
+//   the server's full-text index, whatever its timestamps. So an alert, and an
+//   occurrence folded from several events (the agent's de-duplication window,
+//   sent as one occurrence), reads as the event that made it this severe,
+//   never as a milder one beside a higher severity. Labels, where the summary
+//   has them (the agent's), go with the text. What changed is read beside
+//   them: the alert's detail shows the latest occurrence and the one that set
+//   the severity.
 //
-// Ties go to arrival: of two occurrences with the same first_seen, or the
-// same severity, the one folded first keeps its text, or having set the
-// severity (a repeat at the same severity set nothing).
+// Arrival order decides, not timestamps: the agent folds events as they come
+// and the log keeps that order, so the text is the same whether occurrences
+// are folded one at a time or first grouped (a de-duplication window, a Falco
+// inbox commit, a Kafka batch) and the groups folded. Timestamps would not
+// give that: an older occurrence of the alert's severity folded inside a
+// window would compare against the window's earliest time of any severity.
 //
-// So count, first_seen, last_seen and severity do not depend on the order
-// occurrences are folded in. Title and description do not either while the
-// severity does not change (the earliest occurrence's) or when the earliest
-// occurrence is also the most severe, as long as first_seen values differ;
-// otherwise they are those of the first occurrence folded at the highest
-// severity, or of one of that severity older than every occurrence folded
-// before it. Which occurrence set the severity depends on order only among
-// occurrences of the same severity.
+// count, first_seen, last_seen and severity do not depend on the order
+// occurrences are folded in; title, description and which occurrence set the
+// severity depend on it only among occurrences of the highest severity.
 //
 // Times are compared as given: numbers, or RFC 3339 strings of one fixed form
 // (Falco's nine fractional digits, Cilium's three, both UTC with Z), which
@@ -65,13 +63,12 @@ export const FOLD_SETS_SEVERITY = 1;
 export function foldIn<T extends string | number>(into: FoldSummary<T>, occ: Readonly<FoldSummary<T>>): number {
   const rise = SEVERITY_RANK[occ.severity] - SEVERITY_RANK[into.severity];
   const setsSeverity = rise > 0;
-  const earlier = occ.first_seen < into.first_seen;
-  if (setsSeverity || (rise === 0 && earlier)) {
+  if (setsSeverity) {
     into.title = occ.title;
     into.description = occ.description;
     if (into.labels !== undefined && occ.labels !== undefined) into.labels = occ.labels;
   }
-  if (earlier) into.first_seen = occ.first_seen;
+  if (occ.first_seen < into.first_seen) into.first_seen = occ.first_seen;
   if (occ.last_seen > into.last_seen) into.last_seen = occ.last_seen;
   if (setsSeverity) into.severity = occ.severity;
   into.count += occ.count;
