@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startKube, type Kube } from '../helpers/kube.js';
@@ -109,6 +109,17 @@ describe('deploy/ against a real API server', () => {
     expect(refused).toEqual([]);
   }, 180_000);
 
+  it('every directory of manifests passes kubectl apply -f <dir>/ --dry-run=server --validate=strict (a kustomization in it would be sent as an object of kind Kustomization)', async () => {
+    const dirs = [...new Set(deployManifests().map((f) => dirname(f.file)))];
+    expect(dirs).toEqual(expect.arrayContaining(['deploy/agent', 'deploy/server']));
+    const refused: string[] = [];
+    for (const dir of dirs) {
+      const r = await kube.kubectl(['apply', '--dry-run=server', '--validate=strict', '-f', `${join(REPO, dir)}/`]);
+      if (r.code !== 0 || /warning/i.test(r.stderr)) refused.push(`${dir}/: exit ${r.code}: ${r.stderr.trim()}`);
+    }
+    expect(refused).toEqual([]);
+  }, 180_000);
+
   it('every kustomization passes kubectl apply -k --dry-run=server --validate=strict', async () => {
     const dirs = deployKustomizations();
     expect(dirs).toEqual(expect.arrayContaining(['deploy/server', 'deploy/server-tls']));
@@ -186,21 +197,22 @@ describe('deploy/ against a real API server', () => {
     );
   }, 90_000);
 
-  it('a real apply in the documented order keeps the operator\'s agent token, on the first apply and on every re-apply, and both Deployments run under Pod Security "restricted"', async () => {
+  it('a real apply in the documented order (the manifests, then the Secret) keeps the operator\'s agent token on every re-apply, and both Deployments run under Pod Security "restricted"', async () => {
     // The namespaces exist (beforeAll); enforce "restricted" there, as a hardened cluster does.
     await kubectl(['label', 'namespace', 'verdict', 'verdict-agent', 'pod-security.kubernetes.io/enforce=restricted', '--overwrite']);
-    await kubectl(['-n', 'verdict-agent', 'create', 'secret', 'generic', 'verdict-agent-token', '--from-literal=token=vdt_agent_real']);
     const token = async () =>
       Buffer.from(await kubectl(['-n', 'verdict-agent', 'get', 'secret', 'verdict-agent-token', '-o', 'jsonpath={.data.token}']), 'base64').toString();
+    // As README and agent.yaml say: apply the manifests, then create the Secret the agent's pod waits for.
     for (const round of [1, 2]) {
       for (const args of [
         ['-f', join(REPO, 'deploy/agent/agent.yaml')],
-        ['-k', join(REPO, 'deploy/server')],
+        ['-f', `${join(REPO, 'deploy/server')}/`],
       ]) {
         const r = await kube.kubectl(['apply', '--validate=strict', ...args]);
         expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
         expect(r.stderr, `${args.join(' ')} (round ${round})`).not.toMatch(/PodSecurity/);
       }
+      if (round === 1) await kubectl(['-n', 'verdict-agent', 'create', 'secret', 'generic', 'verdict-agent-token', '--from-literal=token=vdt_agent_real']);
       expect(await token(), `after apply ${round}`).toBe('vdt_agent_real');
     }
     // The controllers made the pods (admission refuses pods that break the level); no

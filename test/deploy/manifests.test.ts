@@ -254,6 +254,17 @@ describe('deploy manifests', () => {
     expect(svc.spec!.ports).toContainEqual({ name: 'kubernetes-api', port: docPort, targetPort: 'kubernetes-api' });
   });
 
+  it('turning the CI tunnel on in deploy/server-tls changes only the ConfigMap, so its comment and docs/ci-tunnel.md restart the server Deployment', () => {
+    const server = load(join(REPO, 'deploy/server/server.yaml'));
+    const d = server.find((o) => o.kind === 'Deployment')!;
+    // The server reads its config at start, and nothing in the pod template names the ConfigMap's content.
+    const restart = `kubectl -n ${d.metadata.namespace} rollout restart deploy/${d.metadata.name}`;
+    const tls = readFileSync(join(REPO, 'deploy/server-tls/kustomization.yaml'), 'utf8');
+    expect(tls.indexOf(restart)).toBeGreaterThan(tls.indexOf('uncomment kubernetes_api'));
+    const doc = readFileSync(join(REPO, 'docs/ci-tunnel.md'), 'utf8');
+    expect(doc.indexOf(restart)).toBeGreaterThan(doc.indexOf('uncomment `kubernetes_api`'));
+  });
+
   it.each(manifests)('%s: every Deployment passes Pod Security "restricted" as written', (file) => {
     // The real API server's verdict is in test/deploy/api-server.test.ts; this names the fields.
     for (const d of load(join(REPO, file)).filter((o) => o.kind === 'Deployment')) {

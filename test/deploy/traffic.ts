@@ -57,11 +57,20 @@ export function deployManifests(): { file: string; docs: K8sDoc[] }[] {
   );
 }
 
-/** Directories of deploy/ holding a kustomization (`kubectl apply -k <dir>`), relative to the repository. */
+/**
+ * Directories of deploy/ holding a kustomization (`kubectl apply -k <dir>`), relative to the repository: a
+ * kustomization.yaml, or a file named Kustomization (kustomize reads all three names; `kubectl apply -f <dir>/`
+ * skips the last, having no .yaml extension).
+ */
 export function deployKustomizations(): string[] {
-  return deployYamlFiles()
-    .filter(isKustomization)
-    .map((f) => f.file.replace(/\/[^/]+$/, ''));
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
+    if (entries.some((e) => e.isFile() && /^(kustomization\.ya?ml|Kustomization)$/.test(e.name))) out.push(relative(REPO, dir));
+    for (const e of entries) if (e.isDirectory()) walk(join(dir, e.name));
+  };
+  walk(join(REPO, 'deploy'));
+  return out;
 }
 
 export interface DeployedPod {
