@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { AgentRegistry } from '../server/agents/agent-registry.js';
@@ -206,11 +206,15 @@ describe('verdict ci-tokens and verdict kubeconfig', () => {
     });
     const badConfig = join(dir, 'bad-server.yaml');
     writeFileSync(badConfig, 'data_dir: [\n');
-    expect(await outputsOf(() => kubeconfig(['--ci-token', 'x', '--config', badConfig]))).toEqual({
-      code: 1,
-      out: '',
-      err: expect.stringMatching(/^verdict kubeconfig: .*bad-server\.yaml.*\n$/),
-    });
+    // A --config that does not load (or is missing) is a usage error (exit 2), as for the other commands on the
+    // server's database (server-db.ts), with nothing on stdout.
+    for (const file of [badConfig, join(dir, 'missing.yaml')]) {
+      const r = await outputsOf(() => kubeconfig(['--ci-token', 'x', '--config', file])).catch((x: unknown) => x);
+      expect(usage(r), String(r)).toBe(true);
+      expect((r as Error).message).toMatch(
+        new RegExp(`^verdict kubeconfig: --config: .*${basename(file).replace('.', '\\.')}.*; give --config the server's server\\.yaml$`),
+      );
+    }
   });
 
   it('with several agents allowing the job, the kubeconfig has no current context and stderr says how to choose one', async () => {

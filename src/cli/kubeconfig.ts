@@ -105,11 +105,20 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/** --config as the other commands on the server's database take it: one that does not load is the user's flag to fix (exit 2). */
+function serverConfig(file: string): ReturnType<typeof loadServerConfigFile> {
+  try {
+    return loadServerConfigFile(file);
+  } catch (e) {
+    throw usageError(`verdict kubeconfig: --config: ${(e as Error).message}; give --config the server's server.yaml`);
+  }
+}
+
 async function printKubeconfig(
   token: string,
   values: { config?: string | undefined; server?: string | undefined; 'certificate-authority'?: string | undefined; 'data-dir'?: string | undefined },
 ): Promise<number> {
-  const cfg = values.config ? loadServerConfigFile(values.config) : SERVER_DEFAULTS;
+  const cfg = values.config ? serverConfig(values.config) : SERVER_DEFAULTS;
   const server = values.server ?? proxyUrl(cfg);
   if (!server) throw usageError('verdict kubeconfig: give --server <URL of the Kubernetes API proxy>, or --config with a kubernetes_api block');
   let caPem: string | undefined;
