@@ -501,6 +501,32 @@ describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
     });
   });
 
+  it('gives a window the text of its first occurrence at the highest severity, however the occurrences were grouped on the way', () => {
+    const crit4 = () => alert('a', '2026-01-01T00:00:04Z', { severity: 'critical', title: 'crit@4', labels: { at: '4' } });
+    const low1 = () => alert('a', '2026-01-01T00:00:01Z', { severity: 'low', title: 'low@1' });
+    const crit2 = () => alert('a', '2026-01-01T00:00:02Z', { severity: 'critical', title: 'crit@2', labels: { at: '2' } });
+    const window = (writes: AlertPayload[][], staged: boolean) => {
+      const { outbox, agg } = aggregatorAt(() => 0);
+      agg.add([alert('a', '2026-01-01T00:00:00Z', { severity: 'info' })], 60_000);
+      const staging = agg.staging();
+      for (const w of writes) {
+        if (!staged) agg.add(w, 60_000);
+        else {
+          // A source storing its own events (Falco's inbox) folds a commit's events before they join the group.
+          staging.stage(w, 60_000);
+          staging.commit();
+        }
+      }
+      agg.flush(true);
+      return sent(outbox).at(-1)!;
+    };
+    const want = { count: 3, title: 'crit@4', labels: { at: '4' }, first_seen: '2026-01-01T00:00:01Z' };
+    expect(window([[crit4()], [low1()], [crit2()]], false)).toMatchObject(want);
+    expect(window([[crit4()], [low1()], [crit2()]], true)).toMatchObject(want);
+    expect(window([[crit4()], [low1(), crit2()]], true)).toMatchObject(want);
+    expect(window([[crit4(), low1(), crit2()]], true)).toMatchObject(want);
+  });
+
   it('keeps severity and title of repeats across a restart', () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
     let db = openAgentDb(dir);
@@ -512,6 +538,58 @@ describe('AlertAggregator folding (shared/alert/fold.ts)', () => {
     db = openAgentDb(dir);
     const outbox = new Spool(db, { maxBytes: 1e9, log });
     expect(flushed(new AlertAggregator(db, outbox, { log }), outbox)).toMatchObject({ count: 2, severity: 'critical', title: 'boom' });
+  });
+
+  it('keeps the labels that moved with the title of the occurrence that raised the severity across a restart', () => {
+    const notice = (t: string) => alert('a', t, { severity: 'low', title: 'calm', labels: { priority: 'Notice' } });
+    const critical = (t: string) => alert('a', t, { severity: 'critical', title: 'boom', labels: { priority: 'Critical' } });
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    const agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
+    agg.add([notice('2026-01-01T00:00:00Z')], 60_000);
+    agg.add([notice('2026-01-01T00:00:01Z')], 60_000);
+    agg.add([critical('2026-01-01T00:00:02Z')], 60_000);
+    db.close();
+    db = openAgentDb(dir);
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    const again = new AlertAggregator(db, outbox, { log });
+    again.flush(true);
+    expect(sent(outbox).at(-1)).toMatchObject({ count: 2, severity: 'critical', title: 'boom', labels: { priority: 'Critical' } });
+  });
+
+  it('keeps moved labels when a later write fails and the group is read back, and when the move came in the payload’s own write', () => {
+    const notice = (t: string) => alert('a', t, { severity: 'low', title: 'calm', labels: { priority: 'Notice' } });
+    const critical = (t: string) => alert('a', t, { severity: 'critical', title: 'boom', labels: { priority: 'Critical' } });
+    const { outbox, agg } = aggregatorAt(() => 0);
+    agg.add([notice('2026-01-01T00:00:00Z')], 60_000);
+    // One write gives the group its payload (serialised with the Notice labels) and raises it.
+    agg.add([notice('2026-01-01T00:00:01Z'), critical('2026-01-01T00:00:02Z')], 60_000);
+    expect(() =>
+      agg.add([notice('2026-01-01T00:00:03Z')], 60_000, () => {
+        throw new Error('disk full');
+      }),
+    ).toThrow('disk full');
+    expect(agg.openAlert('a')).toMatchObject({ count: 2, title: 'boom', labels: { priority: 'Critical' } });
+    agg.flush(true);
+    expect(sent(outbox).at(-1)).toMatchObject({ count: 2, severity: 'critical', labels: { priority: 'Critical' } });
+  });
+
+  it('keeps labels moved by a staged commit (a source storing its own events) across a restart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-agg-'));
+    let db = openAgentDb(dir);
+    const agg = new AlertAggregator(db, new Spool(db, { maxBytes: 1e9, log }), { log });
+    const staging = agg.staging();
+    staging.stage([alert('a', '2026-01-01T00:00:00Z', { severity: 'low', labels: { priority: 'Notice' } })], 60_000);
+    staging.commit();
+    staging.stage([alert('a', '2026-01-01T00:00:01Z', { severity: 'low', labels: { priority: 'Notice' } })], 60_000);
+    staging.commit();
+    staging.stage([alert('a', '2026-01-01T00:00:02Z', { severity: 'critical', title: 'boom', labels: { priority: 'Critical' } })], 60_000);
+    staging.commit();
+    db.close();
+    db = openAgentDb(dir);
+    const outbox = new Spool(db, { maxBytes: 1e9, log });
+    new AlertAggregator(db, outbox, { log }).flush(true);
+    expect(sent(outbox).at(-1)).toMatchObject({ count: 2, severity: 'critical', title: 'boom', labels: { priority: 'Critical' } });
   });
 
   it('sends the sample of the occurrence that raised the severity when all places are taken, also after a restart', () => {

@@ -47,7 +47,8 @@ import { SpoolFullError, type Spool, type WhenFull } from '../spool/spool.js';
 // A group's payload is written once, by the first repeat since the group was
 // last sent (an alert sent at once is written to the spool only, its group as
 // a quiet row); a repeat updates a small row in pending_alert_counts (count,
-// first/last seen, description) and each of the first MAX_SAMPLES samples is a
+// first/last seen, severity, title, description, and labels when a rise moved
+// them) and each of the first MAX_SAMPLES samples is a
 // row of its own, serialised once when it joins the group. That keeps the cost
 // of a flood of repeats to a few bytes per occurrence.
 const MIGRATIONS = [
@@ -95,6 +96,9 @@ const MIGRATIONS = [
   // The window a group reopens for, quiet, after it is sent; 0 (a group stored
   // before groups reopened): it closes for good.
   `ALTER TABLE pending_alerts ADD COLUMN window_ms INTEGER NOT NULL DEFAULT 0;`,
+  // Labels move with the title when a repeat raises the severity (shared/alert/fold.ts), which is
+  // rare: written then only, as JSON; NULL: the payload's.
+  `ALTER TABLE pending_alert_counts ADD COLUMN labels TEXT;`,
 ];
 
 /** A quiet group's payload: it has none (its count is 0). */
@@ -127,6 +131,8 @@ interface Group {
   payloadJson: Buffer | undefined;
   /** alert.samples from here on are not written yet. */
   newFrom: number;
+  /** A fold moved alert.labels since they were last written (with the payload or on their own). */
+  labelsMoved: boolean;
 }
 
 /** Occurrences of one fingerprint staged and not committed yet, folded. */
@@ -148,6 +154,7 @@ interface StoredRow {
   description: string;
   severity: Severity | null;
   title: string | null;
+  labels: string | null;
 }
 
 interface SampleRow {
@@ -171,6 +178,7 @@ export class AlertAggregator {
   private readonly delSamples;
   private readonly putCounts;
   private readonly writeCounts;
+  private readonly writeLabels;
   private readonly delPayload;
   private readonly delCounts;
   private readonly selectOne;
@@ -194,15 +202,16 @@ export class AlertAggregator {
     this.selectSamples = db.prepare('SELECT n, samples FROM pending_alert_samples WHERE fingerprint = ? ORDER BY n, rowid');
     this.delSamples = db.prepare('DELETE FROM pending_alert_samples WHERE fingerprint = ?');
     this.putCounts = db.prepare(
-      'INSERT INTO pending_alert_counts (fingerprint, count, first_seen, last_seen, description, severity, title) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET count = excluded.count, first_seen = excluded.first_seen, last_seen = excluded.last_seen, description = excluded.description, severity = excluded.severity, title = excluded.title',
+      'INSERT INTO pending_alert_counts (fingerprint, count, first_seen, last_seen, description, severity, title, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET count = excluded.count, first_seen = excluded.first_seen, last_seen = excluded.last_seen, description = excluded.description, severity = excluded.severity, title = excluded.title, labels = excluded.labels',
     );
     this.writeCounts = db.prepare(
       'UPDATE pending_alert_counts SET count = ?, first_seen = ?, last_seen = ?, description = ?, severity = ?, title = ? WHERE fingerprint = ?',
     );
+    this.writeLabels = db.prepare('UPDATE pending_alert_counts SET labels = ? WHERE fingerprint = ?');
     this.delPayload = db.prepare('DELETE FROM pending_alerts WHERE fingerprint = ?');
     this.delCounts = db.prepare('DELETE FROM pending_alert_counts WHERE fingerprint = ?');
     const select =
-      'SELECT p.fingerprint, p.payload, p.closes_at, p.window_ms, c.count, c.first_seen, c.last_seen, c.description, c.severity, c.title FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
+      'SELECT p.fingerprint, p.payload, p.closes_at, p.window_ms, c.count, c.first_seen, c.last_seen, c.description, c.severity, c.title, c.labels FROM pending_alerts p JOIN pending_alert_counts c USING (fingerprint)';
     this.selectOne = db.prepare(`${select} WHERE p.fingerprint = ?`);
     this.tx = db.transaction(
       (
@@ -242,6 +251,7 @@ export class AlertAggregator {
         sendNow: false,
         payloadJson: undefined,
         newFrom: alert?.samples.length ?? 0,
+        labelsMoved: false,
       });
     }
     if (this.groups.size) opts.log.info({ pending: this.groups.size }, 'Resuming de-duplication of alerts left pending by the previous run');
@@ -436,7 +446,9 @@ export class AlertAggregator {
   private fold(a: AlertPayload, setter: number, windowMs: number): Group {
     const g = this.groups.get(a.fingerprint);
     if (g?.alert) {
+      const labels = g.alert.labels;
       g.newFrom = Math.min(g.newFrom, foldInto(g.alert, a, setter));
+      if (g.alert.labels !== labels) g.labelsMoved = true;
       return g;
     }
     const alert = { ...a, samples: a.samples.slice(0, MAX_SAMPLES) };
@@ -453,6 +465,7 @@ export class AlertAggregator {
       g.closesAt = Math.min(g.closesAt, this.now() + windowMs);
       g.payloadJson = payloadJson;
       g.newFrom = alert.samples.length;
+      g.labelsMoved = false;
       return g;
     }
     // Sent by the write, which serialises it for the spool; the group is stored quiet, without it.
@@ -464,6 +477,7 @@ export class AlertAggregator {
       sendNow: true,
       payloadJson: undefined,
       newFrom: alert.samples.length,
+      labelsMoved: false,
     };
     this.groups.set(a.fingerprint, opened);
     return opened;
@@ -491,6 +505,7 @@ export class AlertAggregator {
       }
       g.payloadJson = undefined;
       g.newFrom = g.alert?.samples.length ?? 0;
+      g.labelsMoved = false;
     }
     for (const a of spooled) emitted.inc({ source: a.source });
   }
@@ -510,18 +525,21 @@ export class AlertAggregator {
       this.writeQuiet(g.fingerprint, g.closesAt, g.windowMs);
       return;
     }
+    // The payload was serialised when the group took it: labels a later fold moved are written beside it.
+    const labels = g.labelsMoved ? JSON.stringify(a.labels) : null;
     if (g.payloadJson) {
       this.putPayload.run(a.fingerprint, g.payloadJson, g.closesAt, g.windowMs);
-      this.putCounts.run(a.fingerprint, a.count, a.first_seen, a.last_seen, a.description, a.severity, a.title);
+      this.putCounts.run(a.fingerprint, a.count, a.first_seen, a.last_seen, a.description, a.severity, a.title, labels);
     } else {
       this.writeCounts.run(a.count, a.first_seen, a.last_seen, a.description, a.severity, a.title, a.fingerprint);
+      if (labels !== null) this.writeLabels.run(labels, a.fingerprint);
     }
     if (g.newFrom < a.samples.length) this.insertSample.run(a.fingerprint, g.newFrom, Buffer.from(JSON.stringify(a.samples.slice(g.newFrom))));
   }
 
   private writeQuiet(fingerprint: string, closesAt: number, windowMs: number): void {
     this.putPayload.run(fingerprint, NO_PAYLOAD, closesAt, windowMs);
-    this.putCounts.run(fingerprint, 0, '', '', '', null, null);
+    this.putCounts.run(fingerprint, 0, '', '', '', null, null, null);
   }
 
   /** A group's window closed at `now`: stored quiet for another window if it was sent, deleted if not (or if it has no window). */
@@ -549,6 +567,7 @@ export class AlertAggregator {
       g.sendNow = false;
       g.payloadJson = undefined;
       g.newFrom = g.alert?.samples.length ?? 0;
+      g.labelsMoved = false;
       this.groups.set(row.fingerprint, g);
     }
   }
@@ -764,6 +783,7 @@ function fromRow(row: StoredRow, sampleRows: readonly SampleRow[]): AlertPayload
   alert.description = row.description;
   if (row.severity !== null) alert.severity = row.severity;
   if (row.title !== null) alert.title = row.title;
+  if (row.labels !== null) alert.labels = JSON.parse(row.labels) as Record<string, string>;
   return alert;
 }
 
