@@ -125,6 +125,12 @@ describe('falco block', () => {
       message: expect.stringMatching(/both cert_file and key_file/),
     });
     expect(issues('falco:\n  http:\n    tls: { cert_file: /c.crt }\n')[0]).toMatchObject({ path: 'falco.http.tls.key_file', message: 'is required' });
+    // labels.tags holds the event's tags: a custom field of that name would be lost without a word.
+    expect(issues('falco:\n  stdin: true\n  custom_fields: { env: prod, tags: team-a }\n')[0]).toMatchObject({
+      path: 'falco.custom_fields',
+      line: 3,
+      message: expect.stringContaining('tags is taken by the label holding the event'),
+    });
   });
 
   it('says max_body_bytes is a number of bytes, with an example and the cap in MiB', () => {

@@ -1,7 +1,7 @@
 import { isMap, isScalar, type Node } from 'yaml';
 import { SEVERITIES } from '../../shared/alert/payload.js';
 import { hostPort } from '../../shared/config/host-port.js';
-import { bool, duration, field, int, list, obj, oneOf, str, stringMap, type Validator, reportIssue } from '../../shared/config/schema.js';
+import { bool, duration, field, int, list, obj, oneOf, refine, str, stringMap, type Validator, reportIssue } from '../../shared/config/schema.js';
 
 // Schema of the `falco` block of config.yaml: which ways Falco events come in,
 // and how rule hits become alerts. Defaults that depend on the event source
@@ -124,7 +124,15 @@ const falcoBlockShape = obj({
   minimum_priority: field(priority, { default: 'Debug' as FalcoPriority }),
   rules: field(ruleOverrides, { default: {} }),
   /** Added to every event's output_fields; a value "%NAME" is read from env var NAME. */
-  custom_fields: field(stringMap(), { default: {} }),
+  custom_fields: field(
+    // `tags` is the label holding the event's tags (labels.tags), which a custom field of that name would lose to.
+    refine(stringMap(), (m) =>
+      'tags' in m
+        ? "tags is taken by the label holding the event's tags (with custom_tags); name this custom field differently, or add the value to custom_tags"
+        : undefined,
+    ),
+    { default: {} },
+  ),
   custom_tags: field(list(str({ nonEmpty: true })), { default: [] }),
   /**
    * Output fields that identify "the same thing happening again" (also `rule`,
