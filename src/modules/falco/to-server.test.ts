@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { falcoConfig, silent, store } from '../../../test/falco/helpers.js';
 import { openServerDb } from '../../server/store/server-db.js';
 import { AlertStore } from '../../server/store/alert-store.js';
+import { until } from '../../../test/helpers/processes.js';
 import { startFalco } from './agent.js';
 
 // Falco events through the agent's HTTP input, its de-duplication and spool,
@@ -22,11 +23,11 @@ function event(second: number, priority: string, output: string, tags: string[] 
   });
 }
 
-async function run(yaml: string, posts: (url: string) => Promise<void>) {
+async function run(yaml: string, posts: (url: string, spooled: () => number) => Promise<void>) {
   const s = store();
   const running = await startFalco(falcoConfig(`falco:\n  http: { listen: "127.0.0.1:0" }\n${yaml}`), { db: s.db, alerts: s.alerts, log: silent });
   try {
-    await posts(`http://${running.httpAddress}/falco`);
+    await posts(`http://${running.httpAddress}/falco`, () => s.outbox.size);
   } finally {
     await running.stop();
   }
@@ -56,10 +57,10 @@ describe('Falco events in the server store', () => {
   });
 
   it('show, for the occurrence that raised the severity inside the dedup window, the text and labels of the event that raised it', async () => {
-    const { server, sent } = await run('  dedup_window: 1m\n', async (url) => {
+    const { server, sent } = await run('  dedup_window: 1m\n', async (url, spooled) => {
       await post(url, event(1, 'Notice', 'notice 1'));
-      // Sent at once; what follows folds into the window.
-      await new Promise((r) => setTimeout(r, 1200));
+      // Sent at once once the inbox commits it (answered when stored, committed right after); what follows folds into the window.
+      await until(() => (spooled() > 0 ? true : undefined), 10_000, 'the first event spooled');
       for (const [i, p, out] of [
         [2, 'Notice', 'notice 2'],
         [3, 'Notice', 'notice 3'],
