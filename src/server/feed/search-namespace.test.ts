@@ -185,3 +185,61 @@ describe('feed API: counts with a search that has no index', () => {
     }
   });
 });
+
+describe('feed stream: catching up with a search that has no index', () => {
+  it('reads a cursor far behind in bounded steps, and still sends exactly the matches, then goes live', async () => {
+    const db = openServerDb(':memory:');
+    const store = new AlertStore(db, { changesScanBudget: 4 });
+    const tokens = new FeedTokens(db);
+    const read = tokens.create('reader', 'read').token;
+    // Each read of the catch-up: how many changes it examined (all after its cursor, up to where it says it stopped).
+    const examined: number[] = [];
+    const countSeqs = db.prepare('SELECT count(*) AS n FROM alerts WHERE seq > ? AND seq <= ?');
+    const changesSince = store.changesSince.bind(store);
+    store.changesSince = (after, f, limit) => {
+      const page = changesSince(after, f, limit);
+      const to = page.scannedTo ?? (page.alerts.length === limit ? page.alerts.at(-1)!.seq : store.currentSeq());
+      examined.push((countSeqs.get(after, to) as { n: number }).n);
+      return page;
+    };
+    const app = await buildHttpServer({ store, tokens, log: createRootLogger({ name: 'test', level: 'silent' }), ready: () => true });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const base = `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    try {
+      const shells = new Set([2, 11, 19]);
+      store.ingest(
+        'edge',
+        Array.from({ length: 20 }, (_, i) => ev(falco(`c${i}`, 'shop', shells.has(i) ? '🐚' : 'bash'))),
+      );
+      const got: string[] = [];
+      let live = false;
+      const ws = new WebSocket(`${base}/api/v1/alerts/stream?cursor=0&q=${encodeURIComponent('🐚')}`, ['verdict.v1'], {
+        headers: { authorization: `Bearer ${read}` },
+      });
+      ws.on('message', (d) => {
+        const m = JSON.parse(String(d)) as { type: string; alerts?: { fingerprint: string }[] };
+        if (m.type === 'live') live = true;
+        else if (live) got.push('live:');
+        got.push(...(m.alerts ?? []).map((a) => a.fingerprint));
+      });
+      const end = Date.now() + 10_000;
+      while (!live) {
+        if (Date.now() > end) throw new Error(`not live; got ${JSON.stringify(got)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(got).toEqual(['c2', 'c11', 'c19']);
+      expect(Math.max(...examined)).toBeLessThanOrEqual(4);
+      expect(examined.reduce((a, b) => a + b, 0)).toBe(20);
+      store.ingest('edge', [ev(falco('c20', 'db', '🐚')), ev(falco('c21', 'db', 'bash'))]);
+      while (got.length < 5) {
+        if (Date.now() > end) throw new Error(`no live change; got ${JSON.stringify(got)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(got).toEqual(['c2', 'c11', 'c19', 'live:', 'c20']);
+      ws.close();
+    } finally {
+      await app.close();
+      db.close();
+    }
+  });
+});

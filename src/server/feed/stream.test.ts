@@ -167,7 +167,7 @@ describe('live stream', () => {
     store.ingest('edge', batch);
     store.ingest('edge', [ev(ciliumPayload({ fp: 'resume-a' })), ev(ciliumPayload({ fp: 'resume-a' }))]);
     store.setStatus(a!.id, 'acknowledged', 'test');
-    const expected = store.changesSince(cursor, {}, 10_000);
+    const expected = store.changesSince(cursor, {}, 10_000).alerts;
     expect(expected).toHaveLength(1201);
 
     const again = connect(`cursor=${cursor}`);
@@ -338,7 +338,7 @@ describe('live stream: slow clients', () => {
       // Once it drains, it gets every change after its cursor exactly once (latest state), then live ones.
       slow.bufferedAmount = 0;
       await until(() => slow.msgs.filter((m) => m.type === 'live').length >= 2 || undefined, 20_000, 'the slow client to catch up and go live');
-      const expected = store.changesSince(from, {}, 1000);
+      const expected = store.changesSince(from, {}, 1000).alerts;
       expect(slow.alerts.map((a) => a.seq)).toEqual(expected.map((a) => a.seq));
       expect(new Set(slow.alerts.map((a) => a.id)).size).toBe(slow.alerts.length);
       expect(slow.msgs.at(-1)).toEqual({ type: 'live', cursor: store.currentSeq() });

@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import { errText, type Logger } from '../../shared/log/logger.js';
 import type { FeedTokens } from '../auth/feed-tokens.js';
 import type { AlertFilter } from '../store/alert-query.js';
-import type { AlertStore, ChangeListener, StoredAlert } from '../store/alert-store.js';
+import type { AlertStore, ChangeListener, ChangesPage, StoredAlert } from '../store/alert-store.js';
 import { alertView } from './alerts-routes.js';
 import { textFrame, writeFrame, type Frame } from './frames.js';
 
@@ -156,17 +156,21 @@ export class StreamHub {
       c.timer = setTimeout(() => this.catchUp(c), 50);
       return;
     }
-    let rows: StoredAlert[];
+    let page: ChangesPage;
     try {
-      rows = this.store.changesSince(c.sent, c.filter, CATCH_UP_PAGE);
+      page = this.store.changesSince(c.sent, c.filter, CATCH_UP_PAGE);
     } catch (e) {
       this.log.error({ error: errText(e) }, 'Live stream: reading changes failed; closing the stream so the client reconnects');
       c.ws.close(1011, 'server error; reconnect with your cursor');
       this.remove(c);
       return;
     }
-    if (rows.length === CATCH_UP_PAGE) {
-      const cursor = rows[rows.length - 1]!.seq;
+    const rows = page.alerts;
+    // A full page, or a read that stopped at the store's bound on rows examined (filters that match
+    // few of the changes): send what it found, continue after the last change it examined on the next
+    // tick, so a cursor far behind never holds the store (and ingest) for the whole walk.
+    if (rows.length === CATCH_UP_PAGE || page.scannedTo !== undefined) {
+      const cursor = page.scannedTo ?? rows[rows.length - 1]!.seq;
       this.send(c, this.frameOf(this.message(c, rows, cursor)));
       c.sent = cursor;
       c.timer = setTimeout(() => this.catchUp(c), 0);

@@ -430,9 +430,15 @@ export function countsSql(by: CountBy, f: AlertFilter, limit: number): Sql {
   return { sql, params: [...w.params, limit] };
 }
 
-/** Changes after a stream cursor, oldest first, for the filters that never change on an alert. */
+/**
+ * Changes after a stream cursor, oldest first, for the filters that never change
+ * on an alert. Walks the seq index and checks the filters per row; SCAN_FN sees
+ * every row the walk reaches (its key is the seq), so the store can stop a walk
+ * that finds few matches (a rare namespace, text with no index) and say where it got to.
+ */
 export function changesSql(cols: string, f: AlertFilter, afterSeq: number, limit: number): Sql {
   const w = where({ ...f, status: undefined, severity: undefined, until: undefined });
+  w.clauses.unshift(`${SCAN_FN}(seq)`);
   w.clauses.unshift('seq > ?');
   w.params.unshift(afterSeq);
   return { sql: `SELECT ${cols} FROM alerts INDEXED BY alerts_seq${whereSql(w)} ORDER BY seq LIMIT ?`, params: [...w.params, limit] };

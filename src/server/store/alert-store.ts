@@ -3,7 +3,7 @@ import type { AlertFilter, AlertStatus, CountBy, ListQuery } from './alert-query
 import { Changes, type ChangeListener } from './changes.js';
 import { Ingest } from './ingest.js';
 import { Lifecycle } from './lifecycle.js';
-import { Lists } from './list.js';
+import { Lists, type ChangesPage } from './list.js';
 import { OpenAlerts } from './open-alerts.js';
 import { Purge, type PurgeLimits, type PurgeResult } from './purge.js';
 import { Reads } from './reads.js';
@@ -19,7 +19,7 @@ import type { AlertDetail, CountRow, IncomingEvent, IngestResult, ListResult, St
 
 export { STATUSES, type AlertStatus } from './alert-query.js';
 export type { AlertChange, ChangeListener, ChangeTx } from './changes.js';
-export { DRIVER_MAX, SCAN_BUDGET } from './list.js';
+export { CHANGES_SCAN_BUDGET, DRIVER_MAX, SCAN_BUDGET, type ChangesPage } from './list.js';
 export type { PurgeLimits, PurgeResult } from './purge.js';
 export { rowToAlert } from './rows.js';
 export * from './types.js';
@@ -53,7 +53,7 @@ export class AlertStore {
 
   constructor(
     private readonly db: DB,
-    opts: { scanBudget?: number; countsTextBudget?: number } = {},
+    opts: { scanBudget?: number; countsTextBudget?: number; changesScanBudget?: number } = {},
   ) {
     dropStatsOfASmallStore(db);
     const index = new SearchIndex(db);
@@ -61,7 +61,7 @@ export class AlertStore {
     this.changes = new Changes(db);
     this.rollups = new Rollups(db);
     this.reads = new Reads(db);
-    this.lists = new Lists(db, this.reads, this.rollups, opts.scanBudget, opts.countsTextBudget);
+    this.lists = new Lists(db, this.reads, this.rollups, opts.scanBudget, opts.countsTextBudget, opts.changesScanBudget);
     this.ingester = new Ingest(db, this.changes, open, this.rollups, index);
     this.lifecycle = new Lifecycle(db, this.changes, open, this.rollups);
     this.purge = new Purge(db, open, this.rollups, index);
@@ -125,8 +125,11 @@ export class AlertStore {
     return this.lists.counts(by, f, limit);
   }
 
-  /** Alerts changed after `afterSeq` (oldest change first) that match the filters that never change on an alert. */
-  changesSince(afterSeq: number, f: AlertFilter, limit: number): StoredAlert[] {
+  /**
+   * Alerts changed after `afterSeq` (oldest change first) that match the filters that never change on an alert,
+   * from a read bounded by the rows it examines (`scannedTo`: where a read that hit the bound stopped).
+   */
+  changesSince(afterSeq: number, f: AlertFilter, limit: number): ChangesPage {
     return this.lists.changesSince(afterSeq, f, limit);
   }
 
