@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,5 +86,54 @@ describe('data directory and database permissions', () => {
     expect(r.stderr).toBe(
       `verdict agents list: Data directory is open to other users; the database files in it are kept to this user (0600), run chmod 700 ${dir} to close the directory too\n`,
     );
+  });
+});
+
+describe('data directory permissions on a Kubernetes volume, and files this user may not open', () => {
+  it("leaves quiet the group bits a volume's fsGroup gives (2770, 0660): files narrowed at debug, no warning", async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'verdict-perm-')), 'data');
+    mkdirSync(dir);
+    // What the kubelet makes of a volume with fsGroup at every mount: the directory setgid and group-writable, files 0660.
+    chmodSync(dir, 0o2770);
+    writeFileSync(join(dir, 'server.db'), '');
+    chmodSync(join(dir, 'server.db'), 0o660);
+    const { log, logs } = capturingLogger('debug');
+    const server = await startServer({ ...SERVER_DEFAULTS, data_dir: dir, http_addr: '127.0.0.1:0', grpc_addr: '127.0.0.1:0' }, log);
+    try {
+      expect(mode(join(dir, 'server.db'))).toBe('600');
+      expect(logs.filter((l) => l.level === 'warn' || /users/.test(String(l.msg)))).toEqual([]);
+      expect(logs).toContainEqual(
+        expect.objectContaining({
+          level: 'debug',
+          file: join(dir, 'server.db'),
+          was_mode: '0660',
+          msg: "Database file was readable by its group (a volume's fsGroup); made it 0600",
+        }),
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a database file this user may not open stops the command saying whose the directory must be, not a bare EACCES', () => {
+    const top = mkdtempSync(join(tmpdir(), 'verdict-perm-'));
+    const dir = join(top, 'data');
+    openServerDb(dir, { info() {}, warn() {} }).close();
+    const root = process.getuid?.() === 0;
+    if (root) {
+      // root opens any file: the command runs as another user, whose the directory is not.
+      chmodSync(top, 0o755);
+      chmodSync(dir, 0o777);
+    } else chmodSync(join(dir, 'server.db'), 0o000);
+    const r = spawnSync(process.execPath, [join(process.cwd(), 'bin', 'verdict.js'), 'agents', 'list', '--data-dir', dir], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      ...(root ? { uid: 65534, gid: 65534 } : {}),
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stdout + r.stderr).toContain(
+      `cannot open the database ${join(dir, 'server.db')}: permission denied; the data directory ${dir} and the files in it must belong to the user running Verdict (uid ${root ? 65534 : process.getuid?.()})`,
+    );
+    expect(r.stdout + r.stderr).not.toContain('EACCES');
   });
 });
