@@ -163,6 +163,21 @@ describe('web page in Chromium: namespaces, literal search, token links, time zo
     await ctx.close();
   });
 
+  it('takes a status the page does not know, even a name every object has (constructor, __proto__), as the default', async () => {
+    for (const status of ['constructor', '__proto__', 'toString', 'nonsense']) {
+      const ctx = await browser.newContext();
+      const page = await ctx.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`${base}/#status=${status}&token=${read}`);
+      await page.waitForSelector('#conn[data-state="live"]');
+      await waitTitles(page, ['host alert', 'odd alert', 'plain alert', 'shell alert']);
+      expect(await page.locator('#status-filter [data-status="open"]').getAttribute('aria-pressed'), status).toBe('true');
+      expect(errors, status).toEqual([]);
+      await ctx.close();
+    }
+  });
+
   it('names the zone of every time it shows', async () => {
     for (const [timezoneId, zone] of [
       ['UTC', 'UTC'],

@@ -39,7 +39,8 @@ export function readFilters(hash) {
   const p = params(hash);
   const before = filtersFragment();
   const status = p.get('status') ?? 'open';
-  state.status = /** @type {StatusView} */ (status in STATUS_SETS ? status : 'open');
+  // Own keys only: `constructor` or `__proto__` in a fragment is not a status view.
+  state.status = /** @type {StatusView} */ (Object.hasOwn(STATUS_SETS, status) ? status : 'open');
   state.severities = new Set(
     (p.get('severity') ?? '')
       .split(',')
