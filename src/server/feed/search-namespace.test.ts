@@ -65,6 +65,10 @@ describe('feed API: literal searches and namespaces', () => {
     expect(await fps(`q=${encodeURIComponent('🐚')}`)).toEqual(['shell']);
     expect(await fps(`q=${encodeURIComponent('✓')}`)).toEqual(['plain']);
     expect(await fps(`q=${encodeURIComponent('*')}`)).toEqual(['dashes']);
+    // A trailing star is dropped as after letters, unless the word is only stars.
+    expect(await fps(`q=${encodeURIComponent('🐚*')}`)).toEqual(['shell']);
+    expect(await fps(`q=${encodeURIComponent('--**')}`)).toEqual(['dashes']);
+    expect(await fps(`q=${encodeURIComponent('**')}`)).toEqual([]);
     expect(await fps('q=--')).toEqual(['dashes']);
     expect(await fps(`q=${encodeURIComponent('✗')}`)).toEqual([]);
     expect(await fps(`q=${encodeURIComponent('""')}`)).toEqual([]);

@@ -87,7 +87,8 @@ export function searchTerms(q: string): SearchTerms | undefined {
     const prefix = m[2] !== undefined && /[\p{L}\p{N}]{2}\*+$/u.test(raw);
     const t = raw.replace(/\*+$/, '');
     if (/[\p{L}\p{N}]/u.test(t)) out.fts.push(`"${t}"${prefix ? '*' : ''}`);
-    else if (raw.trim()) out.literal.push(raw.trim());
+    // A trailing * goes as after letters (`🐚*` is `🐚`); a word of stars only is the text asked for.
+    else if (raw.trim()) out.literal.push(t.trim() || raw.trim());
   }
   // Only quotes (`""`): those are the text asked for.
   if (!out.fts.length && !out.literal.length) out.literal.push(q.trim());
