@@ -19,11 +19,38 @@ function metaKey(topic: string): string {
 }
 
 /**
+ * Records a count the log grew to. Never a lower one: the positions in the
+ * store still point into the deleted log, and every start says so until the
+ * operator gives the server an empty data_dir (which drops the record too).
+ */
+function record(db: DB, topic: string, n: number): void {
+  db.prepare(
+    'INSERT INTO kafka_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)',
+  ).run(metaKey(topic), String(n));
+}
+
+/**
+ * A key's partition among n is murmur2 % n: with n a multiple of the count
+ * before, every key stays in its partition or moves to an added (higher)
+ * one, which a fetch applies after the old ones. Otherwise some keys move to
+ * a lower, older partition, and their new events may be applied before
+ * older ones still unread in the partition they left.
+ */
+function warnNotMultiple(log: Logger, topic: string, before: number, n: number): void {
+  if (n <= before || n % before === 0) return;
+  log.warn(
+    { topic, partitions: n, before },
+    `Kafka: topic ${topic} (the alert log) grew from ${before} to ${n} partitions, not a multiple of ${before}: some alerts' keys now fall in a lower-numbered partition than before (with a multiple every key stays in its partition or moves to an added one), so an alert with events still unread in its old partition may have its new events applied before them, and its status or event count be off until its next change; grow the log by a multiple of its count (${before} to ${before * 2}) next time, ${SAFE_PROCEDURE}`,
+  );
+}
+
+/**
  * Compares the log's partition count with the one this replica's store
- * recorded when it last ran, says what a difference means, and records the
- * count now. Kafka never lowers a count: fewer means the topic was deleted
+ * recorded when it last ran, says what a difference means, and records a
+ * higher count. Kafka never lowers a count: fewer means the topic was deleted
  * and created again, and the positions in the store point into a log that
- * is gone.
+ * is gone; that is said at every start (the lower count is not recorded)
+ * until the data_dir is emptied.
  */
 export function checkRecordedPartitions(db: DB, cfg: KafkaConfig, topic: string, n: number, log: Logger): void {
   const row = db.prepare('SELECT value FROM kafka_meta WHERE key = ?').get(metaKey(topic)) as { value: string } | undefined;
@@ -34,14 +61,15 @@ export function checkRecordedPartitions(db: DB, cfg: KafkaConfig, topic: string,
         { topic, partitions: n, before },
         `Kafka: topic ${topic} has ${n} partitions, ${before} when this replica last ran: partitions were added meanwhile, so alerts' events go to other partitions than before (by their key among the ${n}); an alert whose events straddle the change may have them applied out of order once; ${cfg.from_flag ? '' : `set kafka.partitions: ${n} to match, and `}${SAFE_PROCEDURE}`,
       );
+      warnNotMultiple(log, topic, before, n);
     } else {
       log.error(
         { topic, partitions: n, before },
-        `Kafka: topic ${topic} has ${n} partitions, fewer than the ${before} it had when this replica last ran: Kafka never removes partitions, so the topic was deleted and created again, and what this replica's store recorded of the log no longer matches it; stop this server and give it an empty data_dir (it is rebuilt from the log as it is now)`,
+        `Kafka: topic ${topic} has ${n} partitions, fewer than the ${before} it had when this replica last ran: Kafka never removes partitions, so the topic was deleted and created again, and what this replica's store recorded of the log no longer matches it; stop this server and give it an empty data_dir (it is rebuilt from the log as it is now); this is said at every start until then`,
       );
     }
   }
-  db.prepare('INSERT INTO kafka_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(metaKey(topic), String(n));
+  record(db, topic, n);
 }
 
 export interface PartitionWatchOptions {
@@ -108,7 +136,7 @@ export class PartitionWatch {
       if (n < before) {
         this.o.log.error(
           { topic: t.name, partitions: n, before },
-          `Kafka: topic ${t.name} has ${n} partitions, fewer than the ${before} it had: it was deleted and created again while this replica runs, and what this replica's store recorded of the log no longer matches it; stop every server, then start them with empty data_dirs (they are rebuilt from the log as it is now)`,
+          `Kafka: topic ${t.name} has ${n} partitions, fewer than the ${before} it had: it was deleted and created again while this replica runs, and what this replica's store recorded of the log no longer matches it; requests for the partitions it lost fail; stop every server, then start them with empty data_dirs (they are rebuilt from the log as it is now)`,
         );
         continue;
       }
@@ -121,13 +149,12 @@ export class PartitionWatch {
         continue;
       }
       this.o.onLogGrew(n);
-      this.o.db
-        .prepare('INSERT INTO kafka_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
-        .run(metaKey(t.name), String(n));
+      record(this.o.db, t.name, n);
       this.o.log.warn(
         { topic: t.name, partitions: n, before },
         `Kafka: topic ${t.name} (the alert log) grew from ${before} to ${n} partitions while this replica runs; it now puts alerts' events in the partition of their key among the ${n}, and its projection and delivery read the new partitions within ${Math.round((this.o.intervalMs ?? PARTITION_CHECK_MS) / 1000)} s; an alert whose events straddle the change may have them applied out of order once; ${this.o.cfg.from_flag ? '' : `set kafka.partitions: ${n} to match, and `}${SAFE_PROCEDURE}`,
       );
+      warnNotMultiple(this.o.log, t.name, before, n);
     }
   }
 

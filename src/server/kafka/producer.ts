@@ -325,17 +325,23 @@ class Lane {
       produceSeconds.observe((performance.now() - start) / 1000);
       const base = new Map<string, number>();
       for (const r of meta) base.set(`${r.topicName}\u0000${r.partition}`, Number(r.baseOffset ?? r.offset ?? -1));
-      // kafkajs drops a partition its metadata lacks without an error: acknowledging those messages would lose them.
-      for (const ck of counters.keys()) {
-        if (!ck.endsWith('\u0000-1') && !base.has(ck)) {
-          const [topic, partition] = ck.split('\u0000');
-          throw new Error(
-            `the producer does not know partition ${partition} of topic ${topic} yet (partitions were just added), so it sent nothing there; try again`,
-          );
-        }
+      // kafkajs drops a partition its metadata lacks without an error, and writes the others: acknowledging the dropped
+      // messages would lose them, failing the callers of the others would have them resend what is in the log.
+      const missing = new Set<string>();
+      const dropped = new Map<string, number>();
+      for (const [ck, n] of counters) {
+        if (ck.endsWith('\u0000-1') || base.has(ck)) continue;
+        missing.add(ck);
+        const topic = ck.slice(0, ck.indexOf('\u0000'));
+        dropped.set(topic, (dropped.get(topic) ?? 0) + n);
       }
-      for (const [topic, list] of byTopic) produced.inc({ topic }, list.length);
+      for (const [topic, list] of byTopic) produced.inc({ topic }, list.length - (dropped.get(topic) ?? 0));
+      const why = missing.size ? this.unknownPartitions(missing) : '';
       parts.forEach(({ p, from, to }, i) => {
+        if (why && positions[i]!.some((x) => missing.has(`${x.topic}\u0000${x.partition}`))) {
+          this.fail(p, why);
+          return;
+        }
         positions[i]!.forEach((x, k) => {
           const b = x.partition === undefined ? undefined : base.get(`${x.topic}\u0000${x.partition}`);
           p.caller.results[p.index[from + k]!] = { partition: x.partition ?? -1, offset: b === undefined || b < 0 ? -1 : b + x.index };
@@ -350,17 +356,32 @@ class Lane {
         'Kafka: a produce request failed; its senders retry, and the producer is replaced',
       );
       this.replaceProducer();
-      for (const { p } of parts) {
-        // A caller split over several requests fails as a whole; its remaining parts are not sent.
-        if (p.next < p.messages.length) {
-          const i = this.queue.indexOf(p);
-          if (i >= 0) this.queue.splice(i, 1);
-        }
-        if (!p.caller.failed) {
-          p.caller.failed = true;
-          p.caller.reject(new Error(text));
-        }
-      }
+      for (const { p } of parts) this.fail(p, text);
+    }
+  }
+
+  /** The error for messages kafkajs left out (its metadata lacks their partitions); the producer is replaced for the next request. */
+  private unknownPartitions(missing: ReadonlySet<string>): string {
+    produceFailures.inc();
+    const [topic, partition] = [...missing][0]!.split('\u0000');
+    const text = `Kafka: the producer does not know partition ${partition} of topic ${topic}, so it sent nothing there: partitions were just added (try again), or the topic was deleted and created again with fewer (see the error this server logged about it)`;
+    this.log.warn(
+      { error: text, partitions: [...missing].map((ck) => ck.replace('\u0000', '/')) },
+      'Kafka: a produce request left out partitions; their senders retry, and the producer is replaced',
+    );
+    this.replaceProducer();
+    return text;
+  }
+
+  /** A caller split over several requests fails as a whole; its remaining parts are not sent. */
+  private fail(p: Pending, text: string): void {
+    if (p.next < p.messages.length) {
+      const i = this.queue.indexOf(p);
+      if (i >= 0) this.queue.splice(i, 1);
+    }
+    if (!p.caller.failed) {
+      p.caller.failed = true;
+      p.caller.reject(new Error(text));
     }
   }
 

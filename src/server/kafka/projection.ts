@@ -282,6 +282,9 @@ export class Projection {
     const cur = this.current;
     if (!cur || !this.noted.size) return;
     const staged: { p: number; n: ChangeNote }[] = [];
+    // Chunks of this write whose partition is noted: a change's events are looked at only when one of them may hold them.
+    let notedChunks = 0;
+    for (const x of cur.chunks) if (this.noted.has(x.partition)) notedChunks++;
     for (const c of changes) {
       if (c.type === 'stored') {
         // An alert's events share its key, hence one partition: the chunk of its first event has them all,
@@ -289,6 +292,10 @@ export class Projection {
         const first = c.events[0];
         const chunk = first === undefined ? undefined : cur.chunks.find((x) => x.offsets.has(first));
         if (!chunk) continue;
+        const own = this.noted.has(chunk.partition);
+        // Another noted chunk may hold some of its events only when several chunks went into this write.
+        const others = notedChunks > (own ? 1 : 0);
+        if (!own && !others) continue;
         let offset = -1;
         let straddles = false;
         for (const e of c.events) {
@@ -296,11 +303,9 @@ export class Projection {
           if (o === undefined) straddles = true;
           else if (o > offset) offset = o;
         }
-        if (this.noted.has(chunk.partition)) {
-          staged.push({ p: chunk.partition, n: { id: c.alert.id, alert: c.alert, kind: 'alert', offset, opened: c.opened } });
-        }
+        if (own) staged.push({ p: chunk.partition, n: { id: c.alert.id, alert: c.alert, kind: 'alert', offset, opened: c.opened } });
         // Noted in each partition with its events: that partition's owner may be another replica, which hands it on only from a note.
-        if (straddles) {
+        if (straddles && others) {
           for (const other of cur.chunks) {
             if (other === chunk || !this.noted.has(other.partition)) continue;
             let o = -1;
@@ -503,7 +508,8 @@ export class Projection {
           autoCommit: true,
           autoCommitInterval: 1000,
           eachBatchAutoResolve: false,
-          // Every partition's batch of a fetch at once, so that project() applies them together.
+          // Every partition's batch of a fetch at once, so that project() applies them together. The count at
+          // start-up: after the log grows at runtime some batches of a fetch wait for others (until a restart).
           partitionsConsumedConcurrently: Math.max(1, this.partitions),
           eachBatch: (b) => this.eachBatch(b),
         }),
@@ -643,8 +649,9 @@ export class Projection {
       const done = new Promise<void>((resolve, reject) =>
         setImmediate(() => {
           this.group = undefined;
-          // In partition order, not the order kafkajs handed them in: partitions added to the log come
-          // after the old ones, so an alert whose events straddle the change gets its older events first.
+          // In partition order, not the order kafkajs handed them in: partitions added to the log come after the
+          // old ones, so an alert whose events straddle the change gets its older events first, when the count
+          // grew by a multiple (otherwise some keys move to a lower partition: PartitionWatch warns).
           chunks.sort((a, b) => a.partition - b.partition);
           try {
             this.applyChunks(chunks);
