@@ -55,9 +55,18 @@ export function explainKubeError(e: unknown, to: KubeTarget, rbac: string, from 
   if (status === 403) return `${errText(e)}; ${rbac}`;
   if (status !== undefined) return errText(e);
   const code = codeOf(e);
+  // System errors (ECONNREFUSED, EAI_AGAIN: a DNS hiccup) and Node's HTTP parser's (HPE_*: not an HTTP server there).
+  if (code && (TLS_CODES.has(code) || /^(E[A-Z_]+|HPE_[A-Z_]+)$/.test(code))) return explainNoAnswer(e, to, from);
+  return errText(e);
+}
+
+/**
+ * A request the API server did not answer (no HTTP status), explained: a certificate the agent cannot verify names
+ * the CA to check, anything else the address and where it must be reachable from.
+ */
+export function explainNoAnswer(e: unknown, to: KubeTarget, from = "the agent's pod"): string {
+  const code = codeOf(e);
   if (code && TLS_CODES.has(code))
     return `cannot verify the certificate of the Kubernetes API server at ${to.server}${credentials(to)}: ${errText(e)}; the cluster's CA (certificate-authority or certificate-authority-data in a kubeconfig, ca.crt of a service account) must be the one that signed the API server's certificate, and the server address a name the certificate holds`;
-  if (code && /^E[A-Z]+$/.test(code))
-    return `cannot reach the Kubernetes API server at ${to.server}${credentials(to)}: ${errText(e)}; check that the API server is up and reachable from ${from}, and that this is its address`;
-  return errText(e);
+  return `cannot reach the Kubernetes API server at ${to.server}${credentials(to)}: ${errText(e)}; check that the API server is up and reachable from ${from}, and that this is its address`;
 }

@@ -3,7 +3,7 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage } from
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { KubeConnection, KubeRequestOptions } from '../../agent/kubernetes/connection.js';
-import { explainKubeError } from '../../agent/kubernetes/explain.js';
+import { explainNoAnswer } from '../../agent/kubernetes/explain.js';
 import { InFlight } from '../../agent/kubernetes/in-flight.js';
 import type { AgentFrame, End, Impersonation, RequestHeader, ServerFrame } from '../../gen/verdict/kubernetes_api.js';
 import { errText, type Logger } from '../../shared/log/logger.js';
@@ -200,7 +200,7 @@ export class ApiForwarder {
         if (kept) return;
         if (!answered)
           // No answer at all (a refused connection, a certificate the agent cannot verify): the server's own 401s and 403s reach kubectl as they are.
-          answer(call, h, 502, explainKubeError(e, this.kube, ''));
+          answer(call, h, 502, explainNoAnswer(e, this.kube));
         else cancel();
         finish();
       });
