@@ -1,8 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigProject, FIXTURES, REPO, tempDir } from '../../test/helpers/processes.js';
+import { parseProjectPolicies } from '../modules/cilium/policy/parse.js';
+import { loadAgentConfiguration, PROJECT_FILE_LIMITS } from '../server/config/agent-config-loader.js';
+import { ConfigError } from '../shared/config/schema.js';
 
 // `verdict config check` on a configuration project whose cilium block selects
 // policy files: the built CLI, run in the project as a pre-commit hook or CI job
@@ -105,5 +108,75 @@ describe('verdict config check: the policy files cilium.policies selects', () =>
     const broken = check(REPO, join(repo.dir, 'deploy/broken/config.yaml'));
     expect(broken.lines).toHaveLength(2);
     expect(broken.lines[0]).toMatch(/^error: .*:2: cilium\.hubble_relay_address: "relay" is not valid/);
+  });
+
+  it('reads the files of the commit the server would serve: symlinks as the path git stores, node_modules included, untracked and ignored files left out', async () => {
+    const repo = new ConfigProject(tempDir('verdict-config-check-git-files-'));
+    dirs.push(repo.dir);
+    mkdirSync(join(repo.dir, 'policies'));
+    // git stores a symlink as a blob holding its target's path; the server sends that, and the agent cannot parse it.
+    symlinkSync('../outside/real.yaml', join(repo.dir, 'policies/link.yaml'));
+    symlinkSync('/etc/hostname', join(repo.dir, 'policies/abs.yaml'));
+    const head = repo.commit({
+      '.gitlab/agents/prod/config.yaml': 'cilium:\n  hubble_relay_address: relay.example:80\n  policies:\n    - glob: "**/policies/*.yaml"\n',
+      '.gitignore': 'policies/ignored.yaml\n',
+      'policies/good.yaml': ANNOTATED,
+      'outside/real.yaml': fixture('l4__l4.yaml'),
+      'node_modules/x/policies/bad.yaml': 'kind: [\n',
+      'policies/ignored.yaml': 'kind: [\n',
+    });
+    // Never committed, so never served.
+    writeFileSync(join(repo.dir, 'policies/untracked.yaml'), 'kind: [\n');
+    const served = await loadAgentConfiguration(repo.dir, 'prod', head);
+    expect(served.files.map((f) => f.path)).toEqual(['node_modules/x/policies/bad.yaml', 'policies/abs.yaml', 'policies/good.yaml', 'policies/link.yaml']);
+    // What the agent makes of them, named as the check names them (relative to the project's root, here ".").
+    const agent = parseProjectPolicies(served.files.map((f) => ({ path: f.path, data: Buffer.from(f.data) })));
+    expect(agent.errors).toHaveLength(3);
+    const { code, lines } = check(repo.dir, '.');
+    expect(lines).toEqual([
+      ...agent.errors.map((e) => `error: ${e.message}`),
+      '.gitlab/agents/prod/config.yaml: cilium.policies: 1 network policy in 4 files under ., 1 annotated app.gitlab.com/alert: "true"',
+      '.gitlab/agents/prod/config.yaml: invalid (3 errors, 0 warnings); the agent would skip the policies in error and match flows against the others',
+    ]);
+    expect(code).toBe(1);
+    // A glob that selects only files git does not hold says how to fix that.
+    writeFileSync(
+      join(repo.dir, '.gitlab/agents/prod/config.yaml'),
+      'cilium:\n  hubble_relay_address: relay.example:80\n  policies:\n    - glob: policies/untracked.yaml\n',
+    );
+    expect(check(repo.dir, '.').lines[0]).toBe(
+      'warning: .gitlab/agents/prod/config.yaml:4: cilium.policies[0].glob: "policies/untracked.yaml" matches no file tracked by git in .; fix the pattern (it is relative to the project\'s root), `git add` the files or remove it',
+    );
+  });
+
+  it("holds the selected files to the server's limits, which refuse the config.yaml", async () => {
+    const repo = new ConfigProject(tempDir('verdict-config-check-limits-'));
+    dirs.push(repo.dir);
+    const many: Record<string, string> = {};
+    for (let i = 0; i <= PROJECT_FILE_LIMITS.files; i++) many[`many/${i}.yaml`] = '';
+    const head = repo.commit({
+      '.gitlab/agents/prod/config.yaml': 'cilium:\n  hubble_relay_address: relay.example:80\n  policies:\n    - glob: many/*.yaml\n',
+      '.gitlab/agents/big/config.yaml': 'cilium:\n  hubble_relay_address: relay.example:80\n  policies:\n    - glob: big/*.yaml\n',
+      'big/a.yaml': `# ${'x'.repeat(PROJECT_FILE_LIMITS.fileBytes)}\n`,
+      ...many,
+    });
+    // The server's words for each, as the check prints them.
+    const refused = async (agent: string) => {
+      const e = await loadAgentConfiguration(repo.dir, agent, head).catch((e: unknown) => e);
+      expect(e).toBeInstanceOf(ConfigError);
+      return (e as ConfigError).issues[0]!;
+    };
+    const tooMany = await refused('prod');
+    const tooBig = await refused('big');
+    const { code, lines } = check(repo.dir, '.');
+    expect(lines).toEqual([
+      `error: ${tooBig.file}: (document): ${tooBig.message}`,
+      '.gitlab/agents/big/config.yaml: invalid (1 error, 0 warnings); the server would refuse it and the agent would keep its last good configuration',
+      `error: ${tooMany.file}: ${tooMany.path}: ${tooMany.message}`,
+      '.gitlab/agents/prod/config.yaml: invalid (1 error, 0 warnings); the server would refuse it and the agent would keep its last good configuration',
+    ]);
+    expect(tooMany.message).toBe('globs select 1001 files, over the limit of 1000; narrow them');
+    expect(tooBig.message).toBe('file is 5242883 bytes, over the 5242880-byte limit; split it');
+    expect(code).toBe(1);
   });
 });

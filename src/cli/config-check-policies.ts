@@ -1,17 +1,20 @@
 import { spawnSync } from 'node:child_process';
-import { type Dirent, readdirSync, readFileSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, posix, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { ALERT_ANNOTATION } from '../modules/cilium/policy/policy.js';
 import { parseProjectPolicies, policyWarningMessages } from '../modules/cilium/policy/parse.js';
 import type { CiliumConfig } from '../modules/cilium/config.js';
 import { ciliumServer } from '../modules/cilium/server.js';
+import { readProjectFiles, type ProjectFileSource } from '../server/config/agent-config-loader.js';
 import { globToRegExp } from '../shared/config/glob.js';
+import { ConfigError, formatIssue } from '../shared/config/schema.js';
+import { projectFileSource } from './config-check-files.js';
 
 // `verdict config check` for the policy files an agent's cilium block selects:
-// read from the configuration project on disk, selected by the globs as the
-// server selects them, and parsed by the agent's own parser, so a policy the
-// agent would skip is found before it is pushed, with the agent's message.
+// the configuration project's files as git holds them (config-check-files.ts),
+// selected and read by the server's own reader, within its limits, and parsed
+// by the agent's own parser, so a policy the agent would skip is found before
+// it is pushed, with the agent's message.
 
 export interface PolicyFindings {
   /**
@@ -21,6 +24,8 @@ export interface PolicyFindings {
   findings: { kind: 'error' | 'warning'; text: string }[];
   /** One line on what was loaded, for the file's summary. */
   note: string;
+  /** The server would refuse the config.yaml (its globs go over the server's limits), not only the agent skip policies. */
+  refused?: boolean;
 }
 
 /**
@@ -39,26 +44,6 @@ function projectRoot(file: string): string {
   return isAbsolute(file) ? root : relative(process.cwd(), root) || '.';
 }
 
-/**
- * Files below root, as paths relative to it with "/", in the order the server lists a commit's files (git's tree
- * order: by bytes, a directory's name as if it ended in "/"), so the first of two definitions of a policy is the
- * agent's; .git and node_modules left out.
- */
-function projectFiles(root: string): string[] {
-  const out: string[] = [];
-  const key = (e: Dirent) => Buffer.from(e.isDirectory() ? `${e.name}/` : e.name);
-  const walk = (dir: string, rel: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => Buffer.compare(key(a), key(b)))) {
-      const r = rel ? posix.join(rel, e.name) : e.name;
-      if (e.isDirectory()) {
-        if (e.name !== '.git' && e.name !== 'node_modules') walk(join(dir, e.name), r);
-      } else if (e.isFile()) out.push(r);
-    }
-  };
-  walk(root, '');
-  return out;
-}
-
 /** The 1-based line of cilium.policies[i].glob in config.yaml, or 0. */
 function globLine(text: string, i: number): number {
   const lines = new LineCounter();
@@ -67,44 +52,48 @@ function globLine(text: string, i: number): number {
 }
 
 /** The findings of the policy files `block` selects for the agent config `file` (whose text is `text`). */
-export function checkPolicies(file: string, text: string, block: CiliumConfig): PolicyFindings {
-  const { globs } = ciliumServer.projectFiles!(block);
+export async function checkPolicies(file: string, text: string, block: CiliumConfig): Promise<PolicyFindings> {
+  const { path: key, globs } = ciliumServer.projectFiles!(block);
   const root = projectRoot(file);
+  const { source, where } = projectFileSource(root);
+  const findings: PolicyFindings['findings'] = [];
+  const fail = (text: string): PolicyFindings => ({ findings: [...findings, { kind: 'error', text }], note: '' });
   let all: string[];
   try {
-    all = projectFiles(root);
+    all = await source.list();
   } catch (e) {
-    return {
-      findings: [{ kind: 'error', text: `${file}: cilium.policies: cannot list the files of the project in ${root}: ${(e as Error).message}` }],
-      note: '',
-    };
+    return fail(`${file}: ${key}: cannot list the files of the project in ${root}: ${(e as Error).message}`);
   }
-  const findings: PolicyFindings['findings'] = [];
-  const selected = new Set<string>();
+  // Listed once: the server's reader below selects from the same list.
+  const listed: ProjectFileSource = { list: async () => all, read: (f) => source.read(f) };
   for (const [i, glob] of globs.entries()) {
     // As the server reads them: relative to the project's root, a leading "/" or not.
     const re = globToRegExp(glob.replace(/^\/+/, ''));
-    const matched = all.filter((f) => re.test(f));
-    if (matched.length === 0) {
-      const line = globLine(text, i);
-      const where = `${file}${line ? `:${line}` : ''}`;
-      findings.push({
-        kind: 'warning',
-        text: `${where}: cilium.policies[${i}].glob: "${glob}" matches no file in ${root}; fix the pattern (it is relative to the project's root) or remove it`,
-      });
-    }
-    for (const f of matched) selected.add(f);
+    if (all.some((f) => re.test(f))) continue;
+    const line = globLine(text, i);
+    findings.push({
+      kind: 'warning',
+      text: `${file}${line ? `:${line}` : ''}: ${key}[${i}].glob: "${glob}" matches no file ${where} ${root}; fix the pattern (it is relative to the project's root)${where === 'in' ? '' : ', `git add` the files'} or remove it`,
+    });
   }
-  const files: { path: string; data: Buffer }[] = [];
+  let files: { path: string; data: Buffer }[];
+  try {
+    // The server's own selection and limits, so what passes here is what the agent gets.
+    files = (await readProjectFiles(listed, file, key, globs)).map((f) => ({ path: join(root, f.path), data: Buffer.from(f.data) }));
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      return {
+        findings: [
+          ...findings,
+          ...e.issues.map((i) => ({ kind: 'error' as const, text: formatIssue(i.file === file ? i : { ...i, file: join(root, i.file) }) })),
+        ],
+        note: '',
+        refused: true,
+      };
+    }
+    return fail(`${file}: ${key}: cannot read the files of the project in ${root}: ${(e as Error).message}`);
+  }
   const byFile: { path: string; line: number; kind: 'error' | 'warning'; text: string }[] = [];
-  for (const f of all.filter((p) => selected.has(p))) {
-    const path = join(root, f);
-    try {
-      files.push({ path, data: readFileSync(path) });
-    } catch (e) {
-      byFile.push({ path, line: 0, kind: 'error', text: `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` });
-    }
-  }
   const parsed = parseProjectPolicies(files);
   for (const e of parsed.errors) byFile.push({ path: e.source, line: e.line ?? 0, kind: 'error', text: e.message });
   for (const p of parsed.policies) for (const text of policyWarningMessages([p])) byFile.push({ path: p.source, line: p.line ?? 0, kind: 'warning', text });

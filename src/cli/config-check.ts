@@ -32,12 +32,16 @@ Warnings leave it valid:
   - other unknown keys: at the top level, in observability, in ci_access.
 Policies: for a valid config.yaml whose cilium block has policies globs, the
 files they select in the configuration project (the directory holding .gitlab/;
-for a config.yaml elsewhere, its git work tree or else its directory) are parsed
-as the agent parses them. A policy the agent would skip (a YAML or JSON syntax
-error, a field it cannot read, a duplicate name) is an error: the file is
-invalid, though the server takes it. What the agent logs as a policy warning
-(a part that matches no flow, the alert opt-in written as a label), and a glob
-that selects no file, are warnings. A line then counts the policies loaded.
+for a config.yaml elsewhere, its git work tree or else its directory) are read
+as the server reads them and parsed as the agent parses them. In a git work tree
+that is git's index, what the next commit holds (untracked and ignored files are
+not, node_modules is, a symlink is the path it points to); outside git, the
+directory. A policy the agent would skip (a YAML or JSON syntax error, a field
+it cannot read, a duplicate name) is an error: the file is invalid, though the
+server takes it. So are globs over the server's limits (1000 files, 5 MiB a
+file, 20 MiB in all), which the server refuses. What the agent logs as a policy
+warning (a part that matches no flow, the alert opt-in written as a label), and
+a glob that selects no file, are warnings. A line then counts the policies loaded.
 --server checks a server config file as \`verdict server --config\` loads it (its
 env: and file: references are read, so run it where the server's environment is):
 unknown keys, wrong values, and webhook URLs on a private address (a literal IP or
@@ -61,7 +65,7 @@ export async function run(argv: string[]): Promise<number> {
   if (paths.length === 0 && servers.length === 0)
     throw usageError('verdict config check: give config.yaml files or directories to check, e.g. `verdict config check .`, or --server <server.yaml>');
   let ok = true;
-  for (const f of servers) ok = checkFile(f, 'server') && ok;
+  for (const f of servers) ok = (await checkFile(f, 'server')) && ok;
   for (const path of paths) {
     let files: string[];
     try {
@@ -75,7 +79,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(`error: ${path}: no .gitlab/agents/*/config.yaml or config.yaml in this directory; pass the files to check\n`);
       ok = false;
     }
-    for (const f of files) ok = checkFile(f, 'agent') && ok;
+    for (const f of files) ok = (await checkFile(f, 'agent')) && ok;
   }
   return ok ? 0 : 1;
 }
@@ -89,7 +93,7 @@ const REFUSED = {
 };
 
 /** Checks one file (an agent's config.yaml, or a server config) and prints its findings; true when it is valid. */
-function checkFile(file: string, kind: 'agent' | 'server'): boolean {
+async function checkFile(file: string, kind: 'agent' | 'server'): Promise<boolean> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -114,13 +118,13 @@ function checkFile(file: string, kind: 'agent' | 'server'): boolean {
   const findings = [...errors.map((i) => ({ i, kind: 'error' })), ...warnings.map((i) => ({ i, kind: 'warning' }))].sort((a, b) => a.i.line - b.i.line);
   for (const { i, kind } of findings) process.stdout.write(`${kind}: ${formatIssue(i)}\n`);
   // Only a valid config.yaml says which files the agent would load.
-  const policies = cilium?.policies.length ? checkPolicies(file, text, cilium) : undefined;
+  const policies = cilium?.policies.length ? await checkPolicies(file, text, cilium) : undefined;
   const more = policies?.findings ?? [];
   for (const f of more) process.stdout.write(`${f.kind}: ${f.text}\n`);
   if (policies?.note) process.stdout.write(`${file}: ${policies.note}\n`);
   const errorCount = errors.length + more.filter((f) => f.kind === 'error').length;
   const counts = `${plural(errorCount, 'error')}, ${plural(warnings.length + more.filter((f) => f.kind === 'warning').length, 'warning')}`;
-  const why = errors.length ? REFUSED[kind] : POLICIES_SKIPPED;
+  const why = errors.length || policies?.refused ? REFUSED[kind] : POLICIES_SKIPPED;
   process.stdout.write(errorCount ? `${file}: invalid (${counts}); ${why}\n` : `${file}: valid (${counts})\n`);
   return errorCount === 0;
 }

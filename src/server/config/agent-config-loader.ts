@@ -6,10 +6,25 @@ import { configPath } from './agent-config-path.js';
 import { listFiles, readAt } from './git-project.js';
 import { serverModules } from '../modules.js';
 
-// Limits of the original for manifests read from a project.
-const MAX_FILE_BYTES = 5 * 1024 * 1024;
-const MAX_TOTAL_BYTES = 20 * 1024 * 1024;
-const MAX_FILES = 1000;
+/** Limits of the original on the files a module's globs select from a project; `verdict config check` holds files to them too. */
+export const PROJECT_FILE_LIMITS = Object.freeze({ files: 1000, fileBytes: 5 * 1024 * 1024, totalBytes: 20 * 1024 * 1024 });
+const { files: MAX_FILES, fileBytes: MAX_FILE_BYTES, totalBytes: MAX_TOTAL_BYTES } = PROJECT_FILE_LIMITS;
+
+/**
+ * Where a project's files come from: a commit (the server), or git's index or a directory (`verdict config check`),
+ * so both select and read them by the one code path below.
+ */
+export interface ProjectFileSource {
+  /** Every file, relative to the project's root with "/", in git's order. */
+  list(): Promise<string[]>;
+  /** A file's content (a symlink's is its target, as git stores it), or undefined when it has none. */
+  read(path: string): Promise<Buffer | undefined>;
+}
+
+/** The files of a commit, as git stores them (a symlink is a blob holding its target). */
+export function commitFiles(repo: string, commitId: string): ProjectFileSource {
+  return { list: () => listFiles(repo, commitId), read: (path) => readAt(repo, commitId, path) };
+}
 
 export interface LoadedConfiguration {
   commitId: string;
@@ -105,23 +120,27 @@ export async function loadAgentConfiguration(repo: string, agentName: string, co
     const block = config[mod.name];
     if (block === undefined || !mod.projectFiles) continue;
     const { path: key, globs } = (mod.projectFiles as (b: typeof block) => { path: string; globs: string[] })(block);
-    if (globs.length) files.push(...(await readProjectFiles(repo, commitId, path, key, globs)));
+    if (globs.length) files.push(...(await readProjectFiles(commitFiles(repo, commitId), path, key, globs)));
   }
   return { commitId, config, warnings, files };
 }
 
-async function readProjectFiles(repo: string, commitId: string, configFile: string, key: string, globs: string[]): Promise<ProjectFile[]> {
+/**
+ * The files `globs` (relative to the project's root, a leading "/" or not) select from `source`, in its order, held to
+ * PROJECT_FILE_LIMITS: over one is a ConfigError at `configFile` (`key`) or at the file.
+ */
+export async function readProjectFiles(source: ProjectFileSource, configFile: string, key: string, globs: string[]): Promise<ProjectFile[]> {
   const files: ProjectFile[] = [];
   const res = globs.map((g) => globToRegExp(g.replace(/^\/+/, '')));
   let total = 0;
-  const matched = (await listFiles(repo, commitId)).filter((f) => res.some((r) => r.test(f)));
+  const matched = (await source.list()).filter((f) => res.some((r) => r.test(f)));
   if (matched.length > MAX_FILES) {
     throw new ConfigError([
       { file: configFile, path: key, line: 0, message: `globs select ${matched.length} files, over the limit of ${MAX_FILES}; narrow them` },
     ]);
   }
   for (const f of matched) {
-    const content = await readAt(repo, commitId, f);
+    const content = await source.read(f);
     if (!content) continue;
     if (content.length > MAX_FILE_BYTES) {
       throw new ConfigError([{ file: f, path: '', line: 0, message: `file is ${content.length} bytes, over the ${MAX_FILE_BYTES}-byte limit; split it` }]);
