@@ -117,7 +117,11 @@ export function objectsService(ctx: ServerModuleContext): ModuleGrpcService {
       // stream arriving meanwhile (a reconnect) tells what the agent runs, and must find this stream to end it.
       if (fromConfigProject) unfollow = ctx.followConfigProject(agent.name, served?.project ?? '', () => abort.abort(MOVED), pinned);
       // The entries of the config.yaml the agent runs (undefined: none valid at the commit read).
-      const ids = await configuredProjects(own.config_project, agent.name, served?.commit ?? (await headCommit(own.config_project)));
+      const ids = await configuredProjects(
+        own.config_project,
+        agent.name,
+        served?.commit ?? (await headCommit(own.config_project).catch((e: unknown) => Promise.reject(refusal(e, 'VERDICT_NOT_FOUND', 'GitOps: ')))),
+      );
       if (fromConfigProject && served === undefined && ids === undefined) {
         // Which project's config.yaml the agent runs is not known here (this server restarted; or the agent came
         // from another replica, restarted, was sent a configuration elsewhere, or is another agent registered under the
