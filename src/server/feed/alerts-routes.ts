@@ -58,7 +58,7 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
       const q = req.query as FilterQuery & { sort: SortKey; order: SortOrder; limit: number; cursor?: string };
       // Read before the list: a stream opened with it misses nothing that changes after.
       const streamCursor = deps.store.currentSeq();
-      const page = deps.store.list({ ...filterFrom(q), sort: q.sort, order: q.order, limit: q.limit, cursor: q.cursor });
+      const page = deps.store.list({ ...filterFrom(q, deps.store), sort: q.sort, order: q.order, limit: q.limit, cursor: q.cursor });
       return { alerts: page.alerts.map(alertView), next_cursor: page.next_cursor, stream_cursor: streamCursor };
     },
   );
@@ -77,7 +77,7 @@ export function registerAlertRoutes(app: FastifyInstance, deps: { store: AlertSt
     },
     async (req) => {
       const q = req.query as FilterQuery & { by: CountBy; limit: number };
-      return { by: q.by, counts: deps.store.counts(q.by, filterFrom(q), q.limit) };
+      return { by: q.by, counts: deps.store.counts(q.by, filterFrom(q, deps.store), q.limit) };
     },
   );
 

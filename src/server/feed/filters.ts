@@ -37,22 +37,38 @@ function split(values: string[] | undefined): string[] | undefined {
 const NAMESPACE_NAME = new RegExp(`^${DNS_LABEL}$`);
 
 /**
- * Namespaces: each value, or its comma-separated parts when every part is a
- * Kubernetes namespace name or empty. A value that is not (a Falco event's
- * namespace as its runtime reported it, commas and all) is one namespace, as
- * stored. Empty is "no namespace", the key counts give those alerts.
+ * Namespaces. An empty value is "no namespace", the key counts give those alerts.
+ * A value without commas is one namespace, as stored, a DNS label or not (a Falco
+ * event's is whatever its container runtime reported). A value with commas is a
+ * list of namespace names (DNS labels), refused like the other filters when a part
+ * is empty (`db,`: repeat `namespace=` for "db or none") or not a name, unless the
+ * whole value is a namespace some alert holds (one index seek): then it is that one.
  */
-function namespaces(values: string[] | undefined): string[] | undefined {
+function namespaces(values: string[] | undefined, holds: (ns: string) => boolean): string[] | undefined {
   return values?.flatMap((v) => {
+    if (!v.includes(',')) return [v];
     const parts = v.split(',').map((p) => p.trim());
-    return parts.every((p) => p === '' || NAMESPACE_NAME.test(p)) ? parts : [v];
+    if (parts.every((p) => NAMESPACE_NAME.test(p))) return parts;
+    if (holds(v)) return [v];
+    const bad = parts.find((p) => !NAMESPACE_NAME.test(p))!;
+    throw new VerdictError(
+      'VERDICT_BAD_REQUEST',
+      bad === ''
+        ? `namespace: "${v}" has an empty part; for alerts with no namespace as well, repeat the parameter (namespace=db&namespace=)`
+        : `namespace: "${bad}" in "${v}" is not a namespace name (lowercase letters, digits and '-'); separate only Kubernetes namespace names with commas, and send any other namespace alone in its own namespace= (no alert holds "${v}" as a whole)`,
+    );
   });
+}
+
+/** What the filters ask the store: whether a namespace with commas is one some alert holds. */
+export interface FilterLookups {
+  holdsNamespace(ns: string): boolean;
 }
 
 /** The query-string form of AlertFilter: times as RFC 3339 or a relative "24h". */
 export type FilterQuery = Omit<AlertFilter, 'since' | 'until'> & { since?: string; until?: string };
 
-export function filterFrom(q: FilterQuery, now = Date.now()): AlertFilter {
+export function filterFrom(q: FilterQuery, store: FilterLookups, now = Date.now()): AlertFilter {
   // Split here, after validation: the schema (and so the OpenAPI document) checks
   // each value as sent, and a comma-separated one is a list by the document too.
   const f: AlertFilter = {
@@ -60,7 +76,7 @@ export function filterFrom(q: FilterQuery, now = Date.now()): AlertFilter {
     severity: split(q.severity) as Severity[] | undefined,
     source: split(q.source) as AlertFilter['source'],
     agent: split(q.agent),
-    namespace: namespaces(q.namespace),
+    namespace: namespaces(q.namespace, (ns) => store.holdsNamespace(ns)),
     policy: split(q.policy),
     rule: q.rule,
   };

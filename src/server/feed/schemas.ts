@@ -60,12 +60,13 @@ export const filterProperties = {
   // Any text an alert can hold, not only DNS labels: a Falco event's k8s.ns.name is whatever its container
   // runtime reported, and a namespace the facet shows must be one the filter takes. Empty: no namespace.
   // Five values (each may list namespace names, comma-separated) keep the longest query within the header limit.
+  // A value with commas is checked after validation (filters.ts): whether it is one namespace depends on the store.
   namespace: {
     type: 'array',
     items: { type: 'string', maxLength: 253 },
     maxItems: 5,
     description:
-      'namespaces as alerts hold them; an empty value (namespace=) means alerts with no namespace (host events, cluster-scoped ones), as counts by namespace name them (key ""); repeat the parameter (up to 5 times) or separate Kubernetes namespace names with commas',
+      'namespaces as alerts hold them; an empty value (namespace=) means alerts with no namespace (host events, cluster-scoped ones), as counts by namespace name them (key ""); repeat the parameter (up to 5 times) or separate Kubernetes namespace names with commas. A value with commas must be a list of namespace names with no empty part (400 otherwise), unless an alert holds that whole value as its namespace',
   },
   policy: {
     type: 'array',

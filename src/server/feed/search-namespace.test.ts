@@ -52,6 +52,7 @@ describe('feed API: literal searches and namespaces', () => {
       ev(falco('host', '', 'sshd', 'sshd login on the host')),
       ev(falco('odd', 'Not_A_Valid NS!', 'nginx')),
       ev(falco('plain', 'db', 'postgres')),
+      ev(falco('commas', 'odd,ns, with commas', 'nginx')),
     ]);
     // A repeat brings a process name the alert did not open with (kept apart: alerts_fts_added).
     store.ingest('edge', [ev(falco('plain', 'db', '✓check'))]);
@@ -82,9 +83,8 @@ describe('feed API: literal searches and namespaces', () => {
 
   it('filters alerts with no namespace (namespace=), as the counts name them (key "")', async () => {
     const counts = await get('/api/v1/alerts/counts?by=namespace');
-    expect((counts.body.counts as { key: string }[]).map((c) => c.key).sort()).toEqual(['', 'Not_A_Valid NS!', 'db', 'shop']);
+    expect((counts.body.counts as { key: string }[]).map((c) => c.key).sort()).toEqual(['', 'Not_A_Valid NS!', 'db', 'odd,ns, with commas', 'shop']);
     expect(await fps('namespace=')).toEqual(['host']);
-    expect(await fps('namespace=db,')).toEqual(['host', 'plain']);
     expect(await fps('namespace=db&namespace=')).toEqual(['host', 'plain']);
     expect(await fps('namespace=db,shop')).toEqual(['dashes', 'plain', 'shell']);
     const c = await get('/api/v1/alerts/counts?by=source&namespace=');
@@ -94,6 +94,30 @@ describe('feed API: literal searches and namespaces', () => {
   it('filters by every namespace the store holds, a DNS label or not', async () => {
     expect(await fps(`namespace=${encodeURIComponent('Not_A_Valid NS!')}`)).toEqual(['odd']);
     expect(await fps('namespace=Shop')).toEqual([]);
+    // A namespace with commas that is not a list of names is one namespace when an alert holds it.
+    expect(await fps(`namespace=${encodeURIComponent('odd,ns, with commas')}`)).toEqual(['commas']);
+  });
+
+  it('refuses a comma-separated namespace list with an empty part or a part that is not a namespace name, naming it', async () => {
+    const refused = async (value: string) => {
+      const r = await get(`/api/v1/alerts?namespace=${encodeURIComponent(value)}`);
+      expect(r.status, value).toBe(400);
+      const c = await get(`/api/v1/alerts/counts?by=source&namespace=${encodeURIComponent(value)}`);
+      expect(c.status, value).toBe(400);
+      expect(c.body.message).toBe(r.body.message);
+      const s = await fetch(`${base}/api/v1/alerts/stream?namespace=${encodeURIComponent(value)}`, { headers: { authorization: `Bearer ${read}` } });
+      expect(s.status, value).toBe(400);
+      return r.body.message as string;
+    };
+    expect(await refused('db,')).toBe(
+      'namespace: "db," has an empty part; for alerts with no namespace as well, repeat the parameter (namespace=db&namespace=)',
+    );
+    expect(await refused(',db')).toMatch(/^namespace: ",db" has an empty part/);
+    expect(await refused('shop,Kube_System,db')).toBe(
+      'namespace: "Kube_System" in "shop,Kube_System,db" is not a namespace name (lowercase letters, digits and \'-\'); separate only Kubernetes namespace names with commas, and send any other namespace alone in its own namespace= (no alert holds "shop,Kube_System,db" as a whole)',
+    );
+    expect(await fps('namespace=db,shop')).toEqual(['dashes', 'plain', 'shell']);
+    expect(await fps(`namespace=${encodeURIComponent('db, shop')}`)).toEqual(['dashes', 'plain', 'shell']);
   });
 
   it('takes namespaces and rules at their longest in one query, within the header limit', async () => {

@@ -57,7 +57,7 @@ export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertSt
           message: `cursor ${cursor} is ahead of the newest change (${now}): the store was reset; load the list again and stream from its stream_cursor`,
         });
       }
-      filterFrom(req.query as FilterQuery);
+      filterFrom(req.query as FilterQuery, deps.store);
     },
     handler: async (_req, reply) =>
       reply
@@ -66,7 +66,7 @@ export function registerStreamRoute(app: FastifyInstance, deps: { store: AlertSt
         .send({ error: 'upgrade_required', message: 'this is a WebSocket endpoint: connect with a WebSocket client (subprotocol verdict.v1)' }),
     wsHandler: (socket, req) => {
       const q = req.query as FilterQuery & { cursor?: number };
-      deps.hub.add(socket, filterFrom(q), q.cursor, tokenOf(req)!.id);
+      deps.hub.add(socket, filterFrom(q, deps.store), q.cursor, tokenOf(req)!.id);
     },
   });
 }

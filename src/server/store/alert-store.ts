@@ -133,6 +133,11 @@ export class AlertStore {
     return this.lists.changesSince(afterSeq, f, limit);
   }
 
+  /** Whether some alert holds this namespace (the filters read a value with commas as one namespace if so). */
+  holdsNamespace(ns: string): boolean {
+    return this.lists.holdsNamespace(ns);
+  }
+
   /** Which of these alert ids match a search (`q` as the list takes it). */
   matchingText(ids: readonly number[], q: string): Set<number> {
     return this.lists.matchingText(ids, q);

@@ -167,6 +167,11 @@ export class Lists {
     return { alerts: this.reads.withText(rows) };
   }
 
+  /** Whether some alert holds this namespace: one seek of the namespace index. */
+  holdsNamespace(ns: string): boolean {
+    return this.prepared('SELECT 1 FROM alerts INDEXED BY alerts_namespace WHERE namespace = ? LIMIT 1').get(ns) !== undefined;
+  }
+
   /** Which of these alert ids match a search (`q` as the list takes it: searchTerms). */
   matchingText(ids: readonly number[], q: string): Set<number> {
     let out: Set<number> | undefined;
