@@ -60,7 +60,7 @@ describe('a configuration project moved away on the server', () => {
     renameSync(config.dir, moved);
     const err = await objects(server, token);
     expect(err.code, name).toBe(grpc.status.NOT_FOUND);
-    expect(err.details).toContain(`configuration project ${config.dir} does not exist (moved or deleted?); ${SET_PROJECT}`);
+    expect(err.details).toContain(`GitOps: configuration project ${config.dir} does not exist (moved or deleted?); ${SET_PROJECT}`);
     expect(err.details).not.toContain('git init');
     if (connected) {
       // The poller of the agent's configuration says the same.
