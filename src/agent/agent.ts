@@ -8,7 +8,7 @@ import type { BackoffOptions } from '../shared/retry/backoff.js';
 import { Closers } from '../shared/lifecycle/closers.js';
 import { VERSION } from '../shared/version.js';
 import { AlertAggregator } from './alerts/aggregator.js';
-import { KeptConfigStore } from './kept-config.js';
+import { KEPT_CONFIG_STALE_MS, KeptConfigStore, type KeptTie, tokenSha256 } from './kept-config.js';
 import type { AgentModule } from './module.js';
 import { ModuleManager } from './module-manager.js';
 import { openAgentDb } from './spool/agent-db.js';
@@ -73,6 +73,8 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   // What /readyz reports: no configuration yet, the one kept in the data directory, or one the server served.
   let configured: 'no' | 'kept' | 'served' = 'no';
   let keptCommit = '';
+  // The server's words when it refuses the token (revoked, unknown, another agent's): not ready, whatever runs.
+  let refused: string | undefined;
   const tunnel = await closers.start(() =>
     Tunnel.open({
       address: address!,
@@ -91,22 +93,35 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   );
   const configLog = moduleLogger('config', log);
   const kept = new KeptConfigStore(db, configLog);
-  const applyConfig = async (config: Readonly<Record<string, unknown>>, files: Parameters<ModuleManager['apply']>[1], agentName: string) => {
+  const applyConfig = async (config: Readonly<Record<string, unknown>>, files: Parameters<ModuleManager['apply']>[1], agentName: string, fromKept = false) => {
     const level = (config as { observability?: { logging?: { level?: string } } }).observability?.logging?.level;
     if (level) log.level = level;
-    await manager.apply(config, files, agentName);
+    await manager.apply(config, files, agentName, fromKept);
   };
+  const tie: KeptTie = { kasAddress: o.kasAddress.trim(), tokenSha256: tokenSha256(token) };
   // Started before the server is reached, not after a wait: an input that is closed meanwhile (Falco's HTTP
   // output does not retry) loses events, and an unchanged block is not restarted when the server serves it.
-  const last = kept.load();
+  // Only the modules that start from a kept configuration run (module.ts startsFromKept): GitOps waits for the server.
+  const last = kept.load(tie);
   if (last) {
-    await applyConfig(last.config, last.files, last.agentName);
+    await applyConfig(last.config, last.files, last.agentName, true);
     configured = 'kept';
     keptCommit = last.commitId;
-    configLog.warn(
-      { commit_id: last.commitId, agent_name: last.agentName, kept_at: last.keptAt },
-      'Config: running the kept configuration (the last one the server served) until the server serves one',
-    );
+    const ageMs = Date.now() - Date.parse(last.keptAt);
+    const age = {
+      commit_id: last.commitId,
+      agent_name: last.agentName,
+      kept_at: last.keptAt,
+      age_s: Math.max(0, Math.round(ageMs / 1000)),
+      // The modules that start from it (startsFromKept); the others wait for the server.
+      modules: manager.runningModules,
+    };
+    configLog.warn(age, 'Config: running the kept configuration (the last one the server served) until the server serves one');
+    if (ageMs > KEPT_CONFIG_STALE_MS)
+      configLog.warn(
+        { ...age, age_days: Math.floor(ageMs / (24 * 3600_000)) },
+        'Config: the kept configuration is more than 7 days old: the server has not served this agent since; config.yaml may have changed meanwhile',
+      );
   }
 
   let observabilityAddress = '';
@@ -124,17 +139,23 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       } else if (req.url === '/readyz') {
         // Ready on a kept configuration too: the Service in front of Falco's HTTP input must keep sending to it.
-        res.writeHead(configured === 'no' ? 503 : 200, { 'content-type': 'application/json' }).end(
-          configured === 'served'
-            ? '{"status":"ready"}'
-            : configured === 'kept'
-              ? JSON.stringify({
-                  status: 'ready',
-                  configuration: 'kept',
-                  commit_id: keptCommit,
-                  reason: 'the server has not served a configuration since the agent started; running the configuration it kept, the last one served',
-                })
-              : '{"status":"waiting for configuration"}',
+        // Not with a token the server refuses: a rollout with a wrong or revoked token must not pass.
+        res.writeHead(configured === 'no' || refused !== undefined ? 503 : 200, { 'content-type': 'application/json' }).end(
+          refused !== undefined
+            ? JSON.stringify({
+                status: 'token refused',
+                reason: `the server refuses the agent token (${refused}): no configuration can be served and spooled alerts cannot be sent until the token in --token-file is one the server accepts${configured === 'no' ? '' : '; the modules keep running, spooling alerts'}`,
+              })
+            : configured === 'served'
+              ? '{"status":"ready"}'
+              : configured === 'kept'
+                ? JSON.stringify({
+                    status: 'ready',
+                    configuration: 'kept',
+                    commit_id: keptCommit,
+                    reason: 'the server has not served a configuration since the agent started; running the configuration it kept, the last one served',
+                  })
+                : '{"status":"waiting for configuration"}',
         );
       } else {
         res.writeHead(404).end();
@@ -170,9 +191,12 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
           'Config: the server served a configuration; it replaces the kept one (modules whose block is unchanged keep running)',
         );
       configured = 'served';
-      kept.keep({ commitId: u.commitId, agentName: u.agentName, config: { ...u.config }, files: [...u.files] });
+      kept.keep({ commitId: u.commitId, agentName: u.agentName, config: { ...u.config }, files: [...u.files] }, tie);
     },
     keptCommit,
+    (reason) => {
+      refused = reason;
+    },
   );
   const publishLoop = runAlertPublisher(tunnel, spool, o.backoff, moduleLogger('tunnel', log), abort.signal, DEFAULT_PUBLISHER);
   const done = Promise.all([configLoop, publishLoop]).then(() => undefined);

@@ -37,12 +37,16 @@ export class ModuleManager {
     private readonly shutdownGraceMs = SHUTDOWN_GRACE_MS,
   ) {}
 
-  /** `agentName`: the name the server knows the agent by (it arrives with the configuration; GitOps names its inventories after it). */
-  async apply(config: Readonly<Record<string, unknown>>, files: readonly ProjectFile[], agentName?: string): Promise<void> {
+  /**
+   * `agentName`: the name the server knows the agent by (it arrives with the configuration; GitOps names its inventories
+   * after it). `kept`: the configuration is the one kept in agent.db, not served; only modules that start from it
+   * (startsFromKept) run, the others wait for the server's.
+   */
+  async apply(config: Readonly<Record<string, unknown>>, files: readonly ProjectFile[], agentName?: string, kept = false): Promise<void> {
     if (agentName) this.base = { ...this.base, agentName };
     const filesKey = hashFiles(files);
     for (const mod of this.modules) {
-      const block = config[mod.name];
+      const block = kept && !mod.startsFromKept ? undefined : config[mod.name];
       const current = this.running.get(mod.name);
       // The agent name is part of what a module runs with (GitOps names its inventories after it): a configuration
       // kept from another agent that used this data directory must not keep running under that agent's name.

@@ -34,6 +34,16 @@ export interface AgentModule<C = never> {
   /** Whether this module reads ctx.files (then a change of files restarts it). */
   readonly usesFiles?: boolean;
   /**
+   * Whether the module starts from the configuration kept in agent.db when the
+   * agent starts, before the server serves one. Only for modules that work
+   * without the server and lose something when they wait for it (an alert input:
+   * Falco does not retry). A module that acts on what the server sends (GitOps
+   * applies and prunes the manifests it gets) starts from a served configuration
+   * only: the server answers for the configuration it last served, which is not
+   * the kept one once config.yaml changed while the agent was down.
+   */
+  readonly startsFromKept?: boolean;
+  /**
    * Runs until `signal` aborts (the block changed or went away, or the agent
    * is stopping). Work that must not be cut by a restart (a CI watch in
    * flight) may outlive it: run() then returns it as Lingering, and the agent

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { scenarioEvent, toFalcoJson } from '../../src/peers/falco/scenario.js';
@@ -11,12 +12,12 @@ import { prepareServer, ServerProc } from './harness.js';
 // the input open, and what it accepts reaches the feed once the server is back.
 // A kept configuration the agent cannot read is ignored, saying so.
 
-function startAgent(server: ServerProc, dir: string, obsPort: number): VerdictProcess {
+function startAgent(server: ServerProc, dir: string, obsPort: number, kasAddress = server.kasAddress('grpc')): VerdictProcess {
   return spawnVerdict(
     [
       'agent',
       '--kas-address',
-      server.kasAddress('grpc'),
+      kasAddress,
       '--token-file',
       join(dir, 'token'),
       '--data-dir',
@@ -69,7 +70,7 @@ async function setUp() {
     const res = await fetch(`http://127.0.0.1:${server.http}/api/v1/alerts`, { headers: { authorization: `Bearer ${feedToken}` } });
     return ((await res.json()) as { alerts: { source: string; id: string }[] }).alerts.filter((a) => a.source === 'falco');
   };
-  return { dir, falcoPort, obsPort, server, falcoAlerts };
+  return { dir, data, falcoPort, obsPort, server, falcoAlerts };
 }
 
 describe('an agent started while the server is unreachable', () => {
@@ -153,8 +154,88 @@ describe('an agent started while the server is unreachable', () => {
     db2.close();
     const newer = startAgent(server, dir, obsPort);
     const warned = await newer.waitForLog((l) => l.msg.startsWith('Config: the configuration kept in the data directory cannot be used'));
-    expect(warned.error).toBe('it is stored in format 99, this agent reads format 1 (it was kept by another release)');
+    expect(warned.error).toBe('it is stored in format 99, this agent reads format 2 (it was kept by another release)');
     await newer.waitForLog((l) => l.msg === 'Verdict agent started');
+    expect((await readyz(obsPort)).status).toBe(503);
+  }, 120_000);
+
+  it("is tied to the server and the token it was served for: another agent's token or another --kas-address does not run it", async () => {
+    const { dir, falcoPort, obsPort, server } = await setUp();
+    const ignored = 'Config: the configuration kept in the data directory cannot be used; ignoring it, no module runs until the server serves a configuration';
+    // The data directory reused by another agent: another token.
+    const token = join(dir, 'token');
+    const own = readFileSync(token, 'utf8');
+    writeFileSync(token, 'vdt_agent_another_agents_token\n');
+    const other = startAgent(server, dir, obsPort);
+    const said = await other.waitForLog((l) => l.msg === ignored, 20_000, 'the kept configuration ignored for another token');
+    expect(said.error).toBe(
+      "it was served for another agent token (the data directory was another agent's, or the token was rotated: the first configuration served for the new token is kept in its place)",
+    );
+    await other.waitForLog((l) => l.msg === 'Verdict agent started');
+    expect(await readyz(obsPort)).toEqual({ status: 503, body: { status: 'waiting for configuration' } });
+    expect(await postEvent(falcoPort, 1)).toBe(0);
+    await other.kill('SIGTERM');
+
+    // The same token, another server.
+    writeFileSync(token, own);
+    const elsewhere = `grpc://127.0.0.1:${await freePort()}`;
+    const moved = startAgent(server, dir, obsPort, elsewhere);
+    const movedSaid = await moved.waitForLog((l) => l.msg === ignored, 20_000, 'the kept configuration ignored for another server');
+    expect(movedSaid.error).toBe(
+      `it was served by ${server.kasAddress('grpc')}, this agent connects to ${elsewhere} (--kas-address changed, or the data directory was another agent's)`,
+    );
+    expect(await postEvent(falcoPort, 2)).toBe(0);
+    await moved.kill('SIGTERM');
+
+    // Back to its own token and server: the kept configuration runs again.
+    const again = startAgent(server, dir, obsPort);
+    await again.waitForLog((l) => l.msg === 'Config: running the kept configuration (the last one the server served) until the server serves one');
+    expect(await until(async () => ((await postEvent(falcoPort, 3)) === 200 ? true : undefined), 10_000, 'the Falco input to accept an event')).toBe(true);
+  }, 120_000);
+
+  it('says how old the kept configuration is, warns past 7 days, and is not ready once the server refuses its token', async () => {
+    const { dir, data, falcoPort, obsPort, server } = await setUp();
+    const tenDaysAgo = new Date(Date.now() - 10 * 24 * 3600_000).toISOString();
+    const db = new Database(join(dir, 'agent', 'agent.db'));
+    db.prepare('UPDATE kept_config SET kept_at = ?').run(tenDaysAgo);
+    db.close();
+    // The agent's token revoked meanwhile (a Secret left with the old token after a rotation).
+    const id = verdictSync(['agents', 'tokens', 'list', 'edge', '--data-dir', data]).split('\t')[0]!;
+    verdictSync(['agents', 'tokens', 'revoke', 'edge', id, '--data-dir', data]);
+
+    const agent = startAgent(server, dir, obsPort);
+    const running = await agent.waitForLog(
+      (l) => l.msg === 'Config: running the kept configuration (the last one the server served) until the server serves one',
+    );
+    expect(running.kept_at).toBe(tenDaysAgo);
+    expect(Number(running.age_s)).toBeGreaterThanOrEqual(10 * 24 * 3600);
+    const stale = await agent.waitForLog((l) => l.msg.startsWith('Config: the kept configuration is more than 7 days old'));
+    expect(stale).toMatchObject({ level: 'warn', age_days: 10 });
+    expect(await until(async () => ((await postEvent(falcoPort, 1)) === 200 ? true : undefined), 10_000, 'the Falco input to accept an event')).toBe(true);
+    expect((await readyz(obsPort)).status).toBe(200);
+
+    await server.start();
+    const refusedLine = await agent.waitForLog(
+      (l) => l.msg === 'Config: failed to get configuration from the server',
+      20_000,
+      'the server to refuse the token',
+    );
+    const refused = await until(
+      async () => {
+        const r = await readyz(obsPort);
+        return r.status === 503 ? r : undefined;
+      },
+      10_000,
+      '/readyz to say the token is refused',
+    );
+    expect(refused.body.status).toBe('token refused');
+    expect(String(refused.body.reason)).toMatch(
+      /^the server refuses the agent token \(Unauthenticated: .+\): no configuration can be served and spooled alerts cannot be sent until the token in --token-file is one the server accepts; the modules keep running, spooling alerts$/,
+    );
+    // The inputs keep accepting (and spooling) events.
+    expect(await postEvent(falcoPort, 2)).toBe(200);
+    // And it stays so across the stream's reconnects, which the server keeps refusing.
+    await agent.waitForLog((l) => l.msg === 'Config: failed to get configuration from the server' && l !== refusedLine, 20_000, 'another refusal');
     expect((await readyz(obsPort)).status).toBe(503);
   }, 120_000);
 });

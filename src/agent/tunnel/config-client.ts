@@ -18,6 +18,9 @@ export interface ConfigUpdate {
   warnings: ConfigurationResponse['warnings'];
 }
 
+/** How long a configuration call stays open after the server's headers before the agent takes its token as accepted. */
+const ACCEPTED_AFTER_MS = 1_000;
+
 /** True when the server refused the call for a version mismatch, not for the configuration. */
 export function isVersionRefusal(err: grpc.ServiceError): boolean {
   return err.code === grpc.status.FAILED_PRECONDITION && err.metadata?.get('verdict-refusal')[0] === 'version';
@@ -39,6 +42,11 @@ export async function runConfigStream(
   onConfig: (u: ConfigUpdate) => Promise<void>,
   /** The commit of a configuration the agent already runs (the one kept in its data directory): the messages then speak of keeping it. */
   keptCommit = '',
+  /**
+   * Told the server's words when it refuses the agent's token (UNAUTHENTICATED, PERMISSION_DENIED), and undefined
+   * when it serves a configuration again: the agent is then not ready.
+   */
+  onRefused: (reason: string | undefined) => void = () => {},
 ): Promise<void> {
   const client = new AgentConfigurationClient(tunnel.target, tunnel.credentials, tunnel.options);
   let commitId = '';
@@ -63,6 +71,9 @@ export async function runConfigStream(
         onBackoff: (delay, e) => {
           const err = e as grpc.ServiceError;
           const text = tunnel.describe(err);
+          if (err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED) {
+            onRefused(text);
+          }
           if (isVersionRefusal(err)) {
             log.error({ error: text, retry_in_ms: delay }, 'Refused by the server: agent and server versions differ');
           } else if (err.code === grpc.status.FAILED_PRECONDITION) {
@@ -90,10 +101,19 @@ export async function runConfigStream(
           );
           const onAbort = () => call.cancel();
           signal.addEventListener('abort', onAbort, { once: true });
-          call.on('metadata', (md: grpc.Metadata) => tunnel.checkServerVersion(md, log));
+          // The server refuses a token as it opens the call; a call still open a moment after its headers (it sends
+          // nothing more while the commit is unchanged) was accepted. A message tells it at once.
+          let accepted: NodeJS.Timeout | undefined;
+          call.on('metadata', (md: grpc.Metadata) => {
+            tunnel.checkServerVersion(md, log);
+            accepted = setTimeout(() => onRefused(undefined), ACCEPTED_AFTER_MS);
+          });
+          call.on('status', () => clearTimeout(accepted));
           let queue = Promise.resolve();
           call.on('data', (msg: ConfigurationResponse) => {
             progress();
+            // Any answer (an invalid commit too) means the token was accepted.
+            onRefused(undefined);
             queue = queue.then(async () => {
               if (msg.invalid_reason) {
                 if (invalidCommit !== msg.commit_id) {

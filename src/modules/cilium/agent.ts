@@ -67,6 +67,8 @@ export function createCiliumModule(opts: CiliumModuleOptions): AgentModule<Ciliu
   return {
     name: 'cilium',
     usesFiles: true,
+    // Drops happen whether or not the server is reachable; they are spooled until it is.
+    startsFromKept: true,
     async run(block, ctx, signal) {
       const { log } = ctx;
       const local = await loadPolicyFiles([...opts.policyPaths]);

@@ -105,6 +105,8 @@ export async function startFalco(block: FalcoConfig, ctx: Ctx, opts: StartFalcoO
 
 export const falcoModule: AgentModule<FalcoConfig> = {
   name: 'falco',
+  // Falco's outputs do not retry: an input closed while the server is unreachable loses events.
+  startsFromKept: true,
   async run(block, ctx, signal) {
     const running = await startFalco(block, ctx);
     await new Promise<void>((resolve) => {
