@@ -139,11 +139,15 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       } else if (req.url === '/readyz') {
         // Ready on a kept configuration too: the Service in front of Falco's HTTP input must keep sending to it.
-        // Not with a token the server refuses: a rollout with a wrong or revoked token must not pass.
-        res.writeHead(configured === 'no' || refused !== undefined ? 503 : 200, { 'content-type': 'application/json' }).end(
+        // A token the server refuses fails a pod that never got a configuration served since it started (a rollout
+        // with a wrong or revoked token must not pass), but not one already running on one: taken out of the
+        // Service, its node's Falco events would be lost instead of spooled until the token is replaced.
+        const refusedNotReady = refused !== undefined && configured !== 'served';
+        res.writeHead(configured === 'no' || refusedNotReady ? 503 : 200, { 'content-type': 'application/json' }).end(
           refused !== undefined
             ? JSON.stringify({
-                status: 'token refused',
+                status: refusedNotReady ? 'token refused' : 'ready',
+                token_refused: true,
                 reason: `the server refuses the agent token (${refused}): no configuration can be served and spooled alerts cannot be sent until the token in --token-file is one the server accepts${configured === 'no' ? '' : '; the modules keep running, spooling alerts'}`,
               })
             : configured === 'served'

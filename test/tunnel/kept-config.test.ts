@@ -238,4 +238,35 @@ describe('an agent started while the server is unreachable', () => {
     await agent.waitForLog((l) => l.msg === 'Config: failed to get configuration from the server' && l !== refusedLine, 20_000, 'another refusal');
     expect((await readyz(obsPort)).status).toBe(503);
   }, 120_000);
+
+  it('stays ready, saying the token is refused, when an agent running on a served configuration has its token refused', async () => {
+    const { dir, data, falcoPort, obsPort, server } = await setUp();
+    await server.start();
+    const agent = startAgent(server, dir, obsPort);
+    await until(
+      async () => {
+        const r = await readyz(obsPort);
+        return r.status === 200 && r.body.configuration === undefined ? r : undefined;
+      },
+      20_000,
+      'the served configuration',
+    );
+    const id = verdictSync(['agents', 'tokens', 'list', 'edge', '--data-dir', data]).split('\t')[0]!;
+    verdictSync(['agents', 'tokens', 'revoke', 'edge', id, '--data-dir', data]);
+    // The restarted server refuses the token when the agent reconnects.
+    await server.proc.kill('SIGTERM');
+    await server.start();
+    await agent.waitForLog((l) => l.msg === 'Config: failed to get configuration from the server', 20_000, 'the server to refuse the token');
+    const r = await until(
+      async () => {
+        const x = await readyz(obsPort);
+        return x.body.token_refused ? x : undefined;
+      },
+      10_000,
+      '/readyz to say the token is refused',
+    );
+    // Taken out of the Service in front of Falco's HTTP input, its node's events would be lost instead of spooled.
+    expect(r).toMatchObject({ status: 200, body: { status: 'ready', token_refused: true } });
+    expect(await postEvent(falcoPort, 1)).toBe(200);
+  }, 120_000);
 });
