@@ -264,7 +264,8 @@ describe('Falco HTTP input with a dedup window', () => {
     const x = setup('  dedup_window: 1m\n');
     const input = await x.start();
     try {
-      // Arriving out of order, as events of several Falco instances do: the alert reads as the earliest.
+      // Arriving out of order, as events of several Falco instances do: times span all of them, and the text
+      // stays the first to arrive (the fold rule moves it only when the severity rises).
       const at = (t: string, output: string) => toFalcoJson({ ...scenarioEvent(0), time: t, output });
       await send(input.port, { body: at('2026-03-01T10:00:02.000000002Z', 'second') });
       await send(input.port, { body: at('2026-03-01T10:00:03.000000003Z', 'third') });
@@ -279,7 +280,7 @@ describe('Falco HTTP input with a dedup window', () => {
         count: 3,
         first_seen: '2026-03-01T10:00:01.000000001Z',
         last_seen: '2026-03-01T10:00:03.000000003Z',
-        description: 'first',
+        description: 'second',
       });
       expect(shell.samples).toHaveLength(3);
       expect(alerts.find((a) => a.rule !== shell.rule)!.count).toBe(1);
